@@ -1,0 +1,41 @@
+// Package v1 holds the wire types, subject builders and error codes of nex API v1.
+// It imports no NATS package so that any client, in any process, can share it.
+package v1
+
+// APIVersion is the API version carried in subjects and micro-service metadata.
+const APIVersion = "v1"
+
+// Header names used on feed messages.
+const (
+	// HeaderStream names the output stream of a log line: "stdout" or "stderr".
+	HeaderStream = "Nex-Stream"
+)
+
+// Lifecycles a workload can have.
+const (
+	LifecycleService  = "service"
+	LifecycleJob      = "job"
+	LifecycleFunction = "function"
+)
+
+// ValidLifecycle reports whether l is one of the known lifecycles.
+func ValidLifecycle(l string) bool {
+	switch l {
+	case LifecycleService, LifecycleJob, LifecycleFunction:
+		return true
+	}
+	return false
+}
+
+// Workload states as reported by nexlets.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateStopping = "stopping"
+	StateStopped  = "stopped"
+	StateBackoff  = "backoff"
+	StateFailed   = "failed"
+)
+
+// SystemNamespace is the administrative namespace; listing in it covers every namespace.
+const SystemNamespace = "system"

@@ -1,0 +1,86 @@
+package v1
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ErrInvalidToken is returned when a user value cannot stand in a subject.
+var ErrInvalidToken = errors.New("invalid subject token")
+
+// Stable error codes carried in Error.ErrorCode.
+const (
+	CodeBadRequest    = "bad_request"
+	CodeInvalidToken  = "invalid_token"
+	CodeSchemaInvalid = "schema_invalid"
+	CodeNotFound      = "not_found"
+	CodeNoPlacement   = "no_placement"
+	CodeBidExpired    = "bid_expired"
+	CodeConflict      = "conflict"
+	CodeUnavailable   = "unavailable"
+	CodeLameduck      = "lameduck"
+	CodeStartFailed   = "start_failed"
+	CodeTimeout       = "timeout"
+	CodeInternal      = "internal"
+)
+
+// Error is the JSON body of every error reply; the same values travel in the
+// Nats-Service-Error and Nats-Service-Error-Code headers.
+type Error struct {
+	Code      int    `json:"code"`
+	ErrorCode string `json:"error_code"`
+	Message   string `json:"message"`
+	Details   any    `json:"details,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.ErrorCode
+	}
+	return e.Message
+}
+
+// Is lets errors.Is match on the stable error code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.ErrorCode == e.ErrorCode
+}
+
+// HTTPCode is Code as the string carried in Nats-Service-Error-Code.
+func (e *Error) HTTPCode() string { return strconv.Itoa(e.Code) }
+
+// NewError builds an Error with a formatted message.
+func NewError(code int, errorCode, format string, args ...any) *Error {
+	return &Error{Code: code, ErrorCode: errorCode, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinels for errors.Is; only ErrorCode is compared.
+var (
+	ErrNotFound    = &Error{Code: 404, ErrorCode: CodeNotFound}
+	ErrNoPlacement = &Error{Code: 503, ErrorCode: CodeNoPlacement}
+	ErrSchema      = &Error{Code: 400, ErrorCode: CodeSchemaInvalid}
+	ErrBadRequest  = &Error{Code: 400, ErrorCode: CodeBadRequest}
+)
+
+// NotFound is a 404 error naming what was missing.
+func NotFound(format string, args ...any) *Error {
+	return NewError(404, CodeNotFound, format, args...)
+}
+
+// BadRequest is a 400 error.
+func BadRequest(format string, args ...any) *Error {
+	return NewError(400, CodeBadRequest, format, args...)
+}
+
+// AsError converts any error into an *Error, mapping invalid tokens to 400.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, ErrInvalidToken) {
+		return NewError(400, CodeInvalidToken, "%s", err.Error())
+	}
+	return NewError(500, CodeInternal, "%s", err.Error())
+}

@@ -1,0 +1,141 @@
+package v1
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Subject prefixes.
+const (
+	svcPrefix  = "$NEX.SVC.v1."
+	nodePrefix = "$NEX.NODE.v1."
+	feedPrefix = "$NEX.FEED."
+)
+
+// Control verbs served by nexd on $NEX.SVC.v1.<ns>.control.<VERB>.
+const (
+	VerbAuction  = "AUCTION"
+	VerbDeploy   = "DEPLOY"
+	VerbStop     = "STOP"
+	VerbInfo     = "INFO"
+	VerbClone    = "CLONE"
+	VerbList     = "LIST"
+	VerbPing     = "PING"
+	VerbLameduck = "LAMEDUCK"
+)
+
+// Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].
+const (
+	NexletStart    = "START"
+	NexletStop     = "STOP"
+	NexletGet      = "GET"
+	NexletList     = "LIST"
+	NexletLameduck = "LAMEDUCK"
+	NexletPing     = "PING"
+)
+
+// ValidateToken checks that s can stand as one subject token: not empty, and free of
+// '.', '*', '>' and whitespace. what names the value in the error ("namespace", "tag key").
+func ValidateToken(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: %s is empty", ErrInvalidToken, what)
+	}
+	for _, r := range s {
+		switch {
+		case r == '.' || r == '*' || r == '>':
+			return fmt.Errorf("%w: %s %q contains %q", ErrInvalidToken, what, s, r)
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\f' || r == '\v' || r < 0x20 || r == 0x7f:
+			return fmt.Errorf("%w: %s %q contains whitespace or a control character", ErrInvalidToken, what, s)
+		}
+	}
+	return nil
+}
+
+// ValidateTags checks every key and value of tags as subject-safe tokens.
+func ValidateTags(tags map[string]string) error {
+	for k, v := range tags {
+		if err := ValidateToken("tag key", k); err != nil {
+			return err
+		}
+		if err := ValidateToken(fmt.Sprintf("tag %s value", k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ControlSubject is $NEX.SVC.v1.<ns>.control.<verb>[.<id>].
+func ControlSubject(ns, verb string, id ...string) string {
+	s := svcPrefix + ns + ".control." + verb
+	for _, t := range id {
+		s += "." + t
+	}
+	return s
+}
+
+// ControlWildcard is the subject a node subscribes to for verb in every namespace.
+func ControlWildcard(verb string, withID bool) string {
+	s := svcPrefix + "*.control." + verb
+	if withID {
+		s += ".*"
+	}
+	return s
+}
+
+// ParseControlSubject returns the namespace and trailing ID (if any) of a control subject.
+func ParseControlSubject(subject string) (ns, id string, err error) {
+	if !strings.HasPrefix(subject, svcPrefix) {
+		return "", "", fmt.Errorf("%w: %q is not a control subject", ErrInvalidToken, subject)
+	}
+	parts := strings.Split(strings.TrimPrefix(subject, svcPrefix), ".")
+	if len(parts) < 3 || parts[1] != "control" {
+		return "", "", fmt.Errorf("%w: %q is not a control subject", ErrInvalidToken, subject)
+	}
+	ns = parts[0]
+	if len(parts) > 3 {
+		id = parts[3]
+	}
+	return ns, id, nil
+}
+
+// SystemSubject is $NEX.SVC.v1.system.control.<verb>[.<node_id>].
+func SystemSubject(verb string, nodeID ...string) string {
+	return ControlSubject(SystemNamespace, verb, nodeID...)
+}
+
+// RegisterSubject is where nexlets register with node nodeID.
+func RegisterSubject(nodeID string) string { return nodePrefix + nodeID + ".REGISTER" }
+
+// HeartbeatSubject is where nexlet nexletID sends heartbeats to node nodeID.
+func HeartbeatSubject(nodeID, nexletID string) string {
+	return nodePrefix + nodeID + ".HEARTBEAT." + nexletID
+}
+
+// AnnounceSubject is where node nodeID announces that it is alive.
+func AnnounceSubject(nodeID string) string { return nodePrefix + nodeID + ".ANNOUNCE" }
+
+// AnnounceWildcard matches every node's announcements.
+const AnnounceWildcard = nodePrefix + "*.ANNOUNCE"
+
+// NexletSubject is $NEX.NODE.v1.<node>.nexlet.<nexlet>.<verb>[.<wid>].
+func NexletSubject(nodeID, nexletID, verb string, wid ...string) string {
+	s := nodePrefix + nodeID + ".nexlet." + nexletID + "." + verb
+	for _, t := range wid {
+		s += "." + t
+	}
+	return s
+}
+
+// NexletPrefix is the subject prefix of every endpoint of one nexlet.
+func NexletPrefix(nodeID, nexletID string) string {
+	return nodePrefix + nodeID + ".nexlet." + nexletID
+}
+
+// LogSubject is $NEX.FEED.<ns>.logs.<wid>.
+func LogSubject(ns, wid string) string { return feedPrefix + ns + ".logs." + wid }
+
+// EventSubject is $NEX.FEED.<ns>.event.<wid>.
+func EventSubject(ns, wid string) string { return feedPrefix + ns + ".event." + wid }
+
+// NodeEventSubject is $NEX.FEED.system.event.<node_id>.
+func NodeEventSubject(nodeID string) string { return EventSubject(SystemNamespace, nodeID) }

@@ -1,0 +1,56 @@
+package v1
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestValidateToken(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"default", true},
+		{"hello-exec_1", true},
+		{"", false},
+		{"a.b", false},
+		{"a*", false},
+		{">", false},
+		{"a b", false},
+		{"tab\there", false},
+		{"nl\n", false},
+	}
+	for _, tt := range tests {
+		err := ValidateToken("name", tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidateToken(%q) = %v, want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("ValidateToken(%q) error %v is not ErrInvalidToken", tt.in, err)
+		}
+	}
+}
+
+func TestParseControlSubject(t *testing.T) {
+	ns, id, err := ParseControlSubject(ControlSubject("default", VerbStop, "abc"))
+	if err != nil || ns != "default" || id != "abc" {
+		t.Fatalf("got %q %q %v", ns, id, err)
+	}
+	ns, id, err = ParseControlSubject(ControlSubject("x", VerbList))
+	if err != nil || ns != "x" || id != "" {
+		t.Fatalf("got %q %q %v", ns, id, err)
+	}
+	if _, _, err := ParseControlSubject("foo.bar"); err == nil {
+		t.Fatal("want error for foreign subject")
+	}
+}
+
+func TestAsError(t *testing.T) {
+	e := AsError(ValidateToken("namespace", "a.b"))
+	if e.Code != 400 || e.ErrorCode != CodeInvalidToken {
+		t.Fatalf("got %+v", e)
+	}
+	if !errors.Is(NotFound("workload %s", "x"), ErrNotFound) {
+		t.Fatal("NotFound is not ErrNotFound")
+	}
+}

@@ -1,0 +1,286 @@
+package v1
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Reply headers set on every fan-out reply so a client knows who answered and which
+// nodes the answering node believes alive; the client stops waiting once all have answered.
+const (
+	HeaderNodeID = "Nex-Node-Id"
+	HeaderPeers  = "Nex-Peers"
+)
+
+// WorkloadDefinition is what a user asks to run: metadata plus the nexlet-specific start request.
+type WorkloadDefinition struct {
+	Namespace    string            `json:"namespace"`
+	Name         string            `json:"name"`
+	Description  string            `json:"description,omitempty"`
+	Type         string            `json:"type"`
+	Lifecycle    string            `json:"lifecycle"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	StartRequest json.RawMessage   `json:"start_request"`
+}
+
+// Validate checks every field that ends up in a subject or selects a nexlet.
+func (d *WorkloadDefinition) Validate() error {
+	if err := ValidateToken("namespace", d.Namespace); err != nil {
+		return err
+	}
+	if err := ValidateToken("name", d.Name); err != nil {
+		return err
+	}
+	if err := ValidateToken("type", d.Type); err != nil {
+		return err
+	}
+	if !ValidLifecycle(d.Lifecycle) {
+		return BadRequest("lifecycle %q is not one of service, job, function", d.Lifecycle)
+	}
+	if err := ValidateTags(d.Tags); err != nil {
+		return err
+	}
+	if len(d.StartRequest) == 0 {
+		return NewError(400, CodeSchemaInvalid, "start_request is missing")
+	}
+	return nil
+}
+
+// AuctionRequest asks every node whether it can run a workload.
+type AuctionRequest struct {
+	Type      string            `json:"type"`
+	Lifecycle string            `json:"lifecycle"`
+	Tags      map[string]string `json:"tags,omitempty"`
+}
+
+// Validate checks the auction's tokens.
+func (r *AuctionRequest) Validate() error {
+	if err := ValidateToken("type", r.Type); err != nil {
+		return err
+	}
+	if !ValidLifecycle(r.Lifecycle) {
+		return BadRequest("lifecycle %q is not one of service, job, function", r.Lifecycle)
+	}
+	return ValidateTags(r.Tags)
+}
+
+// AuctionReply is one node's answer: a bid, or a decline with its reason.
+type AuctionReply struct {
+	NodeID   string `json:"node_id"`
+	NodeName string `json:"node_name,omitempty"`
+	Bid      *Bid   `json:"bid,omitempty"`
+	Decline  string `json:"decline,omitempty"`
+}
+
+// Bid is a single-use, expiring offer to run a workload on one nexlet of one node.
+type Bid struct {
+	BidID              string          `json:"bid_id"`
+	NodeID             string          `json:"node_id"`
+	NexletID           string          `json:"nexlet_id"`
+	Type               string          `json:"type"`
+	ExpiresAt          time.Time       `json:"expires_at"`
+	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
+}
+
+// DeployRequest claims a bid and starts the workload.
+type DeployRequest struct {
+	Workload WorkloadDefinition `json:"workload"`
+}
+
+// WorkloadInfo is a workload as seen by its nexlet and node.
+type WorkloadInfo struct {
+	ID          string            `json:"id"`
+	Namespace   string            `json:"namespace"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Type        string            `json:"type"`
+	Lifecycle   string            `json:"lifecycle"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	State       string            `json:"state"`
+	NodeID      string            `json:"node_id"`
+	NexletID    string            `json:"nexlet_id"`
+	StartedAt   time.Time         `json:"started_at"`
+	ExitCode    *int              `json:"exit_code,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// ListRequest filters a workload listing.
+type ListRequest struct {
+	Type string `json:"type,omitempty"`
+}
+
+// ListReply is one node's workloads.
+type ListReply struct {
+	NodeID    string         `json:"node_id"`
+	Workloads []WorkloadInfo `json:"workloads"`
+}
+
+// StopRequest asks for a workload to be stopped; GracePeriod overrides the nexlet default.
+type StopRequest struct {
+	GracePeriod Duration `json:"grace_period,omitempty"`
+}
+
+// CloneReply carries the definition of a workload so it can be auctioned again.
+type CloneReply struct {
+	WorkloadID string             `json:"workload_id"`
+	Definition WorkloadDefinition `json:"definition"`
+}
+
+// NodeInfo describes one node; PING replies carry it without schemas.
+type NodeInfo struct {
+	NodeID    string            `json:"node_id"`
+	Name      string            `json:"name"`
+	Nexus     string            `json:"nexus"`
+	Version   string            `json:"version"`
+	Commit    string            `json:"commit,omitempty"`
+	StartedAt time.Time         `json:"started_at"`
+	Uptime    Duration          `json:"uptime"`
+	State     string            `json:"state"`
+	Tags      map[string]string `json:"tags,omitempty"`
+	Nexlets   []NexletInfo      `json:"nexlets"`
+	Workloads int               `json:"workloads"`
+}
+
+// Node states.
+const (
+	NodeRunning  = "running"
+	NodeLameduck = "lameduck"
+)
+
+// NexletInfo describes a nexlet registered with a node.
+type NexletInfo struct {
+	ID                 string          `json:"id"`
+	RegisterType       string          `json:"register_type"`
+	Version            string          `json:"version"`
+	Lifecycles         []string        `json:"supported_lifecycles"`
+	MaxWorkloads       int             `json:"max_workloads"`
+	Workloads          int             `json:"workloads"`
+	XKey               string          `json:"xkey,omitempty"`
+	Health             string          `json:"health"`
+	LastHeartbeat      time.Time       `json:"last_heartbeat"`
+	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
+}
+
+// Nexlet health values.
+const (
+	HealthHealthy  = "healthy"
+	HealthDegraded = "degraded"
+	HealthLost     = "lost"
+)
+
+// RegisterRequest is sent by a nexlet to its node.
+type RegisterRequest struct {
+	NexletID           string          `json:"nexlet_id"`
+	RegisterType       string          `json:"register_type"`
+	Version            string          `json:"version"`
+	Lifecycles         []string        `json:"supported_lifecycles"`
+	StartRequestSchema json.RawMessage `json:"start_request_schema"`
+	XKey               string          `json:"xkey"`
+	MaxWorkloads       int             `json:"max_workloads"`
+}
+
+// Validate checks a registration.
+func (r *RegisterRequest) Validate() error {
+	if err := ValidateToken("nexlet_id", r.NexletID); err != nil {
+		return err
+	}
+	if err := ValidateToken("register_type", r.RegisterType); err != nil {
+		return err
+	}
+	if len(r.Lifecycles) == 0 {
+		return BadRequest("supported_lifecycles is empty")
+	}
+	for _, l := range r.Lifecycles {
+		if !ValidLifecycle(l) {
+			return BadRequest("supported lifecycle %q is not one of service, job, function", l)
+		}
+	}
+	if len(r.StartRequestSchema) == 0 {
+		return BadRequest("start_request_schema is missing")
+	}
+	return nil
+}
+
+// RegisterReply acknowledges a registration.
+type RegisterReply struct {
+	NodeID            string   `json:"node_id"`
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+}
+
+// Heartbeat is sent periodically by a nexlet.
+type Heartbeat struct {
+	NexletID  string `json:"nexlet_id"`
+	Workloads int    `json:"workloads"`
+}
+
+// StartWorkloadRequest is what a node sends a nexlet to start a workload.
+type StartWorkloadRequest struct {
+	WorkloadID string             `json:"workload_id"`
+	NodeID     string             `json:"node_id"`
+	Definition WorkloadDefinition `json:"definition"`
+}
+
+// NexletListRequest lists a nexlet's workloads; an empty namespace means all.
+type NexletListRequest struct {
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Event types on workload and node feeds.
+const (
+	EventStarted    = "started"
+	EventStopped    = "stopped"
+	EventExited     = "exited"
+	EventRestarted  = "restarted"
+	EventFailed     = "failed"
+	EventTriggered  = "triggered"
+	EventLameduck   = "lameduck"
+	EventRegistered = "nexlet_registered"
+	EventLost       = "nexlet_lost"
+)
+
+// Event is published on $NEX.FEED.<ns>.event.<id>.
+type Event struct {
+	Type       string         `json:"type"`
+	WorkloadID string         `json:"workload_id,omitempty"`
+	Namespace  string         `json:"namespace"`
+	NodeID     string         `json:"node_id,omitempty"`
+	Time       time.Time      `json:"time"`
+	ExitCode   *int           `json:"exit_code,omitempty"`
+	Message    string         `json:"message,omitempty"`
+	Data       map[string]any `json:"data,omitempty"`
+}
+
+// Announce is a node's periodic "I am alive" message.
+type Announce struct {
+	NodeID  string `json:"node_id"`
+	Name    string `json:"name"`
+	Leaving bool   `json:"leaving,omitempty"`
+}
+
+// Duration is a time.Duration that travels as a Go duration string ("10s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON accepts a duration string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"10s\"", b)
+	}
+	*d = Duration(n)
+	return nil
+}

@@ -1,0 +1,92 @@
+// Package schema compiles and applies JSON Schemas to start requests, with errors that
+// name the failing field.
+package schema
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/xeipuuv/gojsonschema"
+)
+
+// ErrInvalid is wrapped by every validation failure.
+var ErrInvalid = errors.New("start_request does not match the schema")
+
+// ErrBadSchema means the schema itself could not be compiled.
+var ErrBadSchema = errors.New("invalid JSON schema")
+
+// Registry caches compiled schemas by content so repeated validations are cheap.
+type Registry struct {
+	mu      sync.Mutex
+	schemas map[[32]byte]*gojsonschema.Schema
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{schemas: map[[32]byte]*gojsonschema.Schema{}}
+}
+
+var defaultRegistry = NewRegistry()
+
+// Validate checks doc against schemaJSON using the process-wide registry.
+func Validate(schemaJSON, doc []byte) error { return defaultRegistry.Validate(schemaJSON, doc) }
+
+// Compile returns the compiled schema, compiling it once per distinct content.
+func (r *Registry) Compile(schemaJSON []byte) (*gojsonschema.Schema, error) {
+	key := sha256.Sum256(schemaJSON)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.schemas[key]; ok {
+		return s, nil
+	}
+	s, err := gojsonschema.NewSchema(gojsonschema.NewBytesLoader(schemaJSON))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSchema, err)
+	}
+	r.schemas[key] = s
+	return s, nil
+}
+
+// ValidationError lists every field that failed, as "start_request.<field>: <problem>".
+type ValidationError struct {
+	Fields []string
+}
+
+func (e *ValidationError) Error() string {
+	return ErrInvalid.Error() + ": " + strings.Join(e.Fields, "; ")
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// Validate checks doc against schemaJSON.
+func (r *Registry) Validate(schemaJSON, doc []byte) error {
+	s, err := r.Compile(schemaJSON)
+	if err != nil {
+		return err
+	}
+	if len(doc) == 0 {
+		return &ValidationError{Fields: []string{"start_request: is missing"}}
+	}
+	res, err := s.Validate(gojsonschema.NewBytesLoader(doc))
+	if err != nil {
+		return &ValidationError{Fields: []string{"start_request: is not valid JSON: " + err.Error()}}
+	}
+	if res.Valid() {
+		return nil
+	}
+	ve := &ValidationError{}
+	for _, re := range res.Errors() {
+		field := re.Field()
+		if field == "(root)" {
+			field = "start_request"
+		} else {
+			field = "start_request." + field
+		}
+		ve.Fields = append(ve.Fields, field+": "+re.Description())
+	}
+	return ve
+}

@@ -1,0 +1,52 @@
+package schema
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nexrun/nex/schemas"
+)
+
+func TestNativeSchema(t *testing.T) {
+	s, err := schemas.StartRequest("native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, doc string
+		wantField string
+	}{
+		{"minimal", `{"uri":"file:///bin/true"}`, ""},
+		{"full", `{"uri":"file:///bin/echo","argv":["a"],"environment":{"A":"b"},"workdir":"/tmp","stdin":"x","expose_ports":[8080],"artifacts":[{"uri":"file:///etc/hosts"}]}`, ""},
+		{"missing uri", `{"argv":["a"]}`, "start_request: uri is required"},
+		{"bad uri", `{"uri":"/bin/true"}`, "start_request.uri"},
+		{"argv not strings", `{"uri":"file:///bin/true","argv":[1]}`, "start_request.argv.0"},
+		{"unknown field", `{"uri":"file:///bin/true","bogus":1}`, "bogus"},
+		{"bad port", `{"uri":"file:///bin/true","expose_ports":[70000]}`, "start_request.expose_ports.0"},
+		{"not json", `{`, "not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(s, []byte(tt.doc))
+			if tt.wantField == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("want ErrInvalid, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantField) {
+				t.Fatalf("error %q does not name %q", err, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestBadSchema(t *testing.T) {
+	if err := Validate([]byte(`{"type": 12}`), []byte(`{}`)); !errors.Is(err, ErrBadSchema) {
+		t.Fatalf("want ErrBadSchema, got %v", err)
+	}
+}
