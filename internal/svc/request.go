@@ -1,0 +1,135 @@
+package svc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// DefaultTimeout bounds a request when the context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Call sends req as JSON to subject and decodes the reply into resp. No responders is
+// reported as 503 unavailable at once, so a missing service never looks like a hang.
+func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	data, err := marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return mapRequestError(subject, err)
+	}
+	return DecodeReply(msg.Header, msg.Data, resp)
+}
+
+func marshal(req any) ([]byte, error) {
+	if req == nil {
+		return nil, nil
+	}
+	if b, ok := req.([]byte); ok {
+		return b, nil
+	}
+	return json.Marshal(req)
+}
+
+func mapRequestError(subject string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return v1.NewError(503, v1.CodeUnavailable, "nothing is listening on %s", subject)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return v1.NewError(504, v1.CodeTimeout, "no reply on %s in time", subject)
+	}
+	return err
+}
+
+// Reply is one answer collected by FanOut.
+type Reply struct {
+	NodeID string
+	Data   []byte
+	Header nats.Header
+}
+
+// Decode decodes the reply (or its micro error) into resp.
+func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, resp) }
+
+// FanOut publishes req to subject and collects replies until every node named in the
+// replies' peer lists has answered, done returns true, or the straggler bound passes
+// after the first reply. With no responders at all it returns at once with none.
+func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
+	data, err := marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	inbox := nc.NewRespInbox()
+	ch := make(chan *nats.Msg, 256)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(subject, inbox, data); err != nil {
+		return err
+	}
+	expected := map[string]bool{}
+	answered := map[string]bool{}
+	var stragglerC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if len(answered) == 0 {
+				return mapRequestError(subject, ctx.Err())
+			}
+			return nil
+		case <-stragglerC:
+			return nil
+		case m := <-ch:
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return nil // no responders
+			}
+			id := m.Header.Get(v1.HeaderNodeID)
+			answered[id] = true
+			expected[id] = true
+			for _, p := range strings.Split(m.Header.Get(v1.HeaderPeers), ",") {
+				if p != "" {
+					expected[p] = true
+				}
+			}
+			if done(Reply{NodeID: id, Data: m.Data, Header: m.Header}) {
+				return nil
+			}
+			if len(answered) >= len(expected) && allAnswered(expected, answered) {
+				return nil
+			}
+			if stragglerC == nil {
+				t := time.NewTimer(straggler)
+				defer t.Stop()
+				stragglerC = t.C
+			}
+		}
+	}
+}
+
+func allAnswered(expected, answered map[string]bool) bool {
+	for id := range expected {
+		if !answered[id] {
+			return false
+		}
+	}
+	return true
+}

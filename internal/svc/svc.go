@@ -1,0 +1,99 @@
+// Package svc is the one adapter between NATS micro requests and plain Go functions, and
+// the matching request helpers: decode, validate, call, map the error.
+package svc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/nats-io/nats.go/micro"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// ErrNoReply tells the adapter to stay silent: the request was meant for another responder.
+var ErrNoReply = errors.New("no reply")
+
+// Validator is implemented by request types that can check themselves.
+type Validator interface{ Validate() error }
+
+// Request is what a handler sees of a micro request.
+type Request struct {
+	Subject string
+	Headers micro.Headers
+}
+
+// Options tune a handler.
+type Options struct {
+	// Headers, when set, are added to every reply (used for fan-out bookkeeping).
+	Headers func() micro.Headers
+	// OnError is called with every error reply (for logging).
+	OnError func(subject string, e *v1.Error)
+}
+
+// Handler adapts fn into a micro.Handler. An empty body decodes as the zero Req.
+func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) micro.Handler {
+	return micro.HandlerFunc(func(mr micro.Request) {
+		req := new(Req)
+		var err error
+		if len(mr.Data()) > 0 {
+			if uerr := json.Unmarshal(mr.Data(), req); uerr != nil {
+				err = v1.BadRequest("decode request: %v", uerr)
+			}
+		}
+		if err == nil {
+			if v, ok := any(req).(Validator); ok {
+				err = v.Validate()
+			}
+		}
+		var resp Resp
+		if err == nil {
+			resp, err = fn(context.Background(), Request{Subject: mr.Subject(), Headers: mr.Headers()}, req)
+		}
+		if errors.Is(err, ErrNoReply) {
+			return
+		}
+		var hdr []micro.RespondOpt
+		if o.Headers != nil {
+			hdr = append(hdr, micro.WithHeaders(o.Headers()))
+		}
+		if err != nil {
+			e := v1.AsError(err)
+			if o.OnError != nil {
+				o.OnError(mr.Subject(), e)
+			}
+			body, _ := json.Marshal(e)
+			_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
+			return
+		}
+		_ = mr.RespondJSON(resp, hdr...)
+	})
+}
+
+// DecodeReply turns a reply message into resp, or into a *v1.Error when the responder
+// sent a micro error.
+func DecodeReply(header map[string][]string, data []byte, resp any) error {
+	if h := first(header, micro.ErrorCodeHeader); h != "" {
+		e := &v1.Error{}
+		if json.Unmarshal(data, e) != nil || e.ErrorCode == "" {
+			code, _ := strconv.Atoi(h)
+			e = &v1.Error{Code: code, ErrorCode: v1.CodeInternal, Message: first(header, micro.ErrorHeader)}
+		}
+		return e
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, resp); err != nil {
+		return v1.NewError(502, v1.CodeInternal, "decode reply: %v", err)
+	}
+	return nil
+}
+
+func first(h map[string][]string, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -1,0 +1,65 @@
+package natsconn
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultEmbeddedListen is where --embedded listens unless told otherwise.
+const DefaultEmbeddedListen = "127.0.0.1:4222"
+
+// EmbeddedOptions configure the embedded nats-server.
+type EmbeddedOptions struct {
+	Listen     string // host:port; port -1 picks a free one
+	StoreDir   string // JetStream store
+	ConfigFile string // a nats-server configuration file; when set, Listen is ignored
+}
+
+// StartEmbedded starts a nats-server in this process with JetStream on and waits until it
+// accepts connections.
+func StartEmbedded(eo EmbeddedOptions) (*server.Server, error) {
+	var opts *server.Options
+	if eo.ConfigFile != "" {
+		o, err := server.ProcessConfigFile(eo.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("load nats-server config %s: %w", eo.ConfigFile, err)
+		}
+		opts = o
+	} else {
+		listen := eo.Listen
+		if listen == "" {
+			listen = DefaultEmbeddedListen
+		}
+		host, portStr, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded listen address %q: %w", listen, err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded listen port %q: %w", portStr, err)
+		}
+		opts = &server.Options{Host: host, Port: port}
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "nexd-embedded"
+	}
+	opts.JetStream = true
+	if opts.StoreDir == "" {
+		opts.StoreDir = eo.StoreDir
+	}
+	opts.NoSigs = true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("create embedded nats-server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server on %s:%d did not become ready (is the port taken?)", opts.Host, opts.Port)
+	}
+	return s, nil
+}

@@ -1,0 +1,279 @@
+// Package nexlet is the SDK for writing nexlets: processes that run one kind of workload
+// for a nex node. A nexlet implements Runtime; Serve registers it with its node, serves
+// the versioned `nexlet` micro-service endpoints and keeps the heartbeat going.
+package nexlet
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Runtime is what a nexlet implements. Each method is called from a NATS handler; the
+// SDK has already validated the workload ID and decoded the request.
+type Runtime interface {
+	// Start starts a workload and returns once it is running (or has failed to start).
+	Start(ctx context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error)
+	// Stop stops a workload and returns only when it is gone. Stopping an unknown
+	// workload returns a v1 not_found error.
+	Stop(ctx context.Context, workloadID string, req v1.StopRequest) (v1.WorkloadInfo, error)
+	// Get returns one workload.
+	Get(ctx context.Context, workloadID string) (v1.WorkloadInfo, error)
+	// List returns the workloads of a namespace, or of all namespaces when ns is "".
+	List(ctx context.Context, ns string) ([]v1.WorkloadInfo, error)
+	// Lameduck tells the runtime to take no new work.
+	Lameduck(ctx context.Context) error
+}
+
+// Config describes the nexlet to its node.
+type Config struct {
+	NodeID             string
+	NexletID           string
+	RegisterType       string
+	Version            string
+	Lifecycles         []string
+	StartRequestSchema []byte
+	MaxWorkloads       int
+	Logger             *zap.Logger
+	// RegisterTimeout bounds each registration attempt.
+	RegisterTimeout time.Duration
+}
+
+func (c *Config) validate() error {
+	for what, v := range map[string]string{"node ID": c.NodeID, "nexlet ID": c.NexletID, "register type": c.RegisterType} {
+		if err := v1.ValidateToken(what, v); err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+	}
+	if len(c.Lifecycles) == 0 || len(c.StartRequestSchema) == 0 {
+		return fmt.Errorf("%w: lifecycles and start request schema are required", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Version == "" {
+		c.Version = "0.0.0"
+	}
+	if c.RegisterTimeout <= 0 {
+		c.RegisterTimeout = 2 * time.Second
+	}
+	return nil
+}
+
+// Nexlet is a running nexlet: its micro service and its registration with the node.
+type Nexlet struct {
+	nc   *nats.Conn
+	cfg  Config
+	rt   Runtime
+	svc  micro.Service
+	xkey nkeys.KeyPair
+	log  *zap.Logger
+
+	mu         sync.Mutex
+	registered bool
+	interval   time.Duration
+}
+
+// Serve registers rt with its node and serves it until ctx ends.
+func Serve(ctx context.Context, nc *nats.Conn, cfg Config, rt Runtime) error {
+	n, err := Start(nc, cfg, rt)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return n.Run(ctx)
+}
+
+// Start adds the nexlet's micro service; Run then registers and keeps the heartbeat.
+func Start(nc *nats.Conn, cfg Config, rt Runtime) (*Nexlet, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	xkey, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, fmt.Errorf("create xkey: %w", err)
+	}
+	n := &Nexlet{nc: nc, cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second}
+	if err := n.addService(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// XKey is the nexlet's public curve key, published at registration.
+func (n *Nexlet) XKey() string {
+	pub, _ := n.xkey.PublicKey()
+	return pub
+}
+
+func (n *Nexlet) addService() error {
+	s, err := micro.AddService(n.nc, micro.Config{
+		Name:        "nexlet",
+		Version:     n.cfg.Version,
+		Description: "nex nexlet " + n.cfg.RegisterType,
+		Metadata: map[string]string{
+			"api": v1.APIVersion, "node_id": n.cfg.NodeID, "nexlet_id": n.cfg.NexletID,
+			"register_type": n.cfg.RegisterType,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("add nexlet micro service: %w", err)
+	}
+	n.svc = s
+	opts := svc.Options{OnError: func(subject string, e *v1.Error) {
+		if e.Code >= 500 {
+			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error", e.Message))
+		}
+	}}
+	sub := func(verb string, withID bool) micro.EndpointOpt {
+		s := v1.NexletSubject(n.cfg.NodeID, n.cfg.NexletID, verb)
+		if withID {
+			s += ".*"
+		}
+		return micro.WithEndpointSubject(s)
+	}
+	eps := []struct {
+		name string
+		h    micro.Handler
+		id   bool
+	}{
+		{v1.NexletStart, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+			wid, err := lastToken(r.Subject)
+			if err != nil {
+				return v1.WorkloadInfo{}, err
+			}
+			req.WorkloadID = wid
+			if err := req.Definition.Validate(); err != nil {
+				return v1.WorkloadInfo{}, err
+			}
+			return n.rt.Start(ctx, *req)
+		}), true},
+		{v1.NexletStop, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+			wid, err := lastToken(r.Subject)
+			if err != nil {
+				return v1.WorkloadInfo{}, err
+			}
+			return n.rt.Stop(ctx, wid, *req)
+		}), true},
+		{v1.NexletGet, svc.Handler(opts, func(ctx context.Context, r svc.Request, _ *struct{}) (v1.WorkloadInfo, error) {
+			wid, err := lastToken(r.Subject)
+			if err != nil {
+				return v1.WorkloadInfo{}, err
+			}
+			return n.rt.Get(ctx, wid)
+		}), true},
+		{v1.NexletList, svc.Handler(opts, func(ctx context.Context, _ svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
+			return n.rt.List(ctx, req.Namespace)
+		}), false},
+		{v1.NexletLameduck, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
+			return struct{}{}, n.rt.Lameduck(ctx)
+		}), false},
+		{v1.NexletPing, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
+			return n.registration(), nil
+		}), false},
+	}
+	for _, ep := range eps {
+		if err := s.AddEndpoint(ep.name, ep.h, sub(ep.name, ep.id), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})); err != nil {
+			_ = s.Stop()
+			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
+		}
+	}
+	return nil
+}
+
+func lastToken(subject string) (string, error) {
+	i := strings.LastIndexByte(subject, '.')
+	id := subject[i+1:]
+	return id, v1.ValidateToken("workload ID", id)
+}
+
+func (n *Nexlet) registration() v1.RegisterRequest {
+	return v1.RegisterRequest{
+		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
+		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
+		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads,
+	}
+}
+
+// Register sends one registration to the node.
+func (n *Nexlet) Register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RegisterTimeout)
+	defer cancel()
+	var reply v1.RegisterReply
+	if err := svc.Call(ctx, n.nc, v1.RegisterSubject(n.cfg.NodeID), n.registration(), &reply); err != nil {
+		return fmt.Errorf("register with node %s: %w", n.cfg.NodeID, err)
+	}
+	n.mu.Lock()
+	n.registered = true
+	if reply.HeartbeatInterval > 0 {
+		n.interval = time.Duration(reply.HeartbeatInterval)
+	}
+	n.mu.Unlock()
+	n.log.Info("registered with node", zap.String("node_id", n.cfg.NodeID))
+	return nil
+}
+
+// Run registers (retrying with backoff until the node answers) and sends heartbeats;
+// when the node forgets the nexlet (a restarted nexd) it registers again.
+func (n *Nexlet) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := n.Register(ctx)
+		if err == nil {
+			break
+		}
+		n.log.Debug("registration pending", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	for {
+		n.mu.Lock()
+		interval := n.interval
+		n.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+		if err := n.heartbeat(ctx); err != nil {
+			n.log.Warn("heartbeat", zap.Error(err))
+			if v1.AsError(err).Code == 404 || v1.AsError(err).Code == 503 {
+				if rerr := n.Register(ctx); rerr != nil {
+					n.log.Warn("re-register", zap.Error(rerr))
+				}
+			}
+		}
+	}
+}
+
+func (n *Nexlet) heartbeat(ctx context.Context) error {
+	list, err := n.rt.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RegisterTimeout)
+	defer cancel()
+	return svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID),
+		v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list)}, nil)
+}
+
+// Close stops the micro service.
+func (n *Nexlet) Close() {
+	if n.svc != nil {
+		_ = n.svc.Stop()
+	}
+}
