@@ -51,10 +51,11 @@ func ValidateToken(what, s string) error {
 	return nil
 }
 
-// ValidateTags checks every key and value of tags as subject-safe tokens.
+// ValidateTags checks tags. Keys may be dotted ("nex.os") but are otherwise tokens;
+// values are tokens.
 func ValidateTags(tags map[string]string) error {
 	for k, v := range tags {
-		if err := ValidateToken("tag key", k); err != nil {
+		if err := validateDotted("tag key", k); err != nil {
 			return err
 		}
 		if err := ValidateToken(fmt.Sprintf("tag %s value", k), v); err != nil {
@@ -139,3 +140,12 @@ func EventSubject(ns, wid string) string { return feedPrefix + ns + ".event." + 
 
 // NodeEventSubject is $NEX.FEED.system.event.<node_id>.
 func NodeEventSubject(nodeID string) string { return EventSubject(SystemNamespace, nodeID) }
+
+func validateDotted(what, s string) error {
+	for _, part := range strings.Split(s, ".") {
+		if err := ValidateToken(what, part); err != nil {
+			return fmt.Errorf("%w: %s %q is not a dotted name", ErrInvalidToken, what, s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+// Package client is the typed Go client of the nex API v1, used by the nex CLI and by
+// users' automation.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/schema"
+)
+
+// NoAgentsMessage is the message of the no_placement error.
+const NoAgentsMessage = "no agents available for workload placement"
+
+// Client talks to the nodes of one namespace.
+type Client struct {
+	nc *nats.Conn
+	ns string
+	// Straggler bounds how long a fan-out waits for nodes that stopped answering
+	// after the first reply arrived.
+	Straggler time.Duration
+}
+
+// New returns a client for namespace ns.
+func New(nc *nats.Conn, ns string) (*Client, error) {
+	if err := v1.ValidateToken("namespace", ns); err != nil {
+		return nil, err
+	}
+	return &Client{nc: nc, ns: ns, Straggler: 500 * time.Millisecond}, nil
+}
+
+// Namespace is the client's namespace.
+func (c *Client) Namespace() string { return c.ns }
+
+// Declines are the reasons nodes gave for not bidding.
+type Declines []v1.AuctionReply
+
+// Auction asks every node for a bid and returns the bids and the declines.
+func (c *Client) Auction(ctx context.Context, req v1.AuctionRequest) ([]v1.Bid, Declines, error) {
+	if err := req.Validate(); err != nil {
+		return nil, nil, err
+	}
+	var bids []v1.Bid
+	var declines Declines
+	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbAuction), req, c.Straggler, func(r svc.Reply) bool {
+		var ar v1.AuctionReply
+		if err := r.Decode(&ar); err != nil {
+			declines = append(declines, v1.AuctionReply{NodeID: r.NodeID, Decline: err.Error()})
+			return false
+		}
+		if ar.Bid != nil {
+			bids = append(bids, *ar.Bid)
+		} else {
+			declines = append(declines, ar)
+		}
+		return false
+	})
+	sort.Slice(declines, func(i, j int) bool { return declines[i].NodeID < declines[j].NodeID })
+	return bids, declines, err
+}
+
+// NoPlacementError builds the no_placement error carrying every node's decline.
+func NoPlacementError(d Declines) *v1.Error {
+	e := v1.NewError(503, v1.CodeNoPlacement, NoAgentsMessage)
+	if d == nil {
+		d = Declines{}
+	}
+	e.Details = d
+	return e
+}
+
+// StartWorkload auctions def among the nodes, picks a random bid, validates the start
+// request against the winner's schema and deploys. It retries once if the bid expired.
+func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (*v1.WorkloadInfo, error) {
+	def.Namespace = c.ns
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags})
+		if err != nil {
+			return nil, err
+		}
+		if len(bids) == 0 {
+			return nil, NoPlacementError(declines)
+		}
+		b := bids[rand.IntN(len(bids))]
+		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
+			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+		}
+		var info v1.WorkloadInfo
+		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def}, &info)
+		if lastErr == nil {
+			return &info, nil
+		}
+		if v1.AsError(lastErr).ErrorCode != v1.CodeBidExpired {
+			return nil, lastErr
+		}
+	}
+	return nil, lastErr
+}
+
+// ListWorkloads lists the workloads of the namespace on every node (all namespaces
+// from system), optionally of one type.
+func (c *Client) ListWorkloads(ctx context.Context, typ string) ([]v1.WorkloadInfo, error) {
+	out := []v1.WorkloadInfo{}
+	var firstErr error
+	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbList), v1.ListRequest{Type: typ}, c.Straggler, func(r svc.Reply) bool {
+		var lr v1.ListReply
+		if err := r.Decode(&lr); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return false
+		}
+		out = append(out, lr.Workloads...)
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 && firstErr != nil {
+		return nil, firstErr
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out, nil
+}
+
+// lookup sends a request about one workload to every node and returns the owner's
+// answer; when every node says 404, it returns not_found at once.
+func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) error {
+	if err := v1.ValidateToken("workload ID", wid); err != nil {
+		return err
+	}
+	var found error
+	got := false
+	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, verb, wid), req, c.Straggler, func(r svc.Reply) bool {
+		err := r.Decode(resp)
+		if err != nil && v1.AsError(err).Code == 404 {
+			return false
+		}
+		found, got = err, true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if !got {
+		return v1.NotFound("workload %s not found in namespace %s", wid, c.ns)
+	}
+	return found
+}
+
+// StopWorkload stops a workload and returns when its processes are gone.
+func (c *Client) StopWorkload(ctx context.Context, wid string, req v1.StopRequest) (*v1.WorkloadInfo, error) {
+	var info v1.WorkloadInfo
+	if err := c.lookup(ctx, v1.VerbStop, wid, req, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// WorkloadInfo returns one workload.
+func (c *Client) WorkloadInfo(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
+	var info v1.WorkloadInfo
+	if err := c.lookup(ctx, v1.VerbInfo, wid, nil, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// CloneOptions change a clone.
+type CloneOptions struct {
+	// Tags replace the original's tags when not empty.
+	Tags map[string]string
+	// StopOriginal stops the original once the clone has started.
+	StopOriginal bool
+}
+
+// CloneWorkload auctions a copy of a workload's definition, then optionally stops the
+// original; the original is untouched if the clone fails to start.
+func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) (*v1.WorkloadInfo, error) {
+	var cr v1.CloneReply
+	if err := c.lookup(ctx, v1.VerbClone, wid, nil, &cr); err != nil {
+		return nil, err
+	}
+	def := cr.Definition
+	if len(o.Tags) > 0 {
+		def.Tags = o.Tags
+	}
+	info, err := c.StartWorkload(ctx, def)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s: %w", wid, err)
+	}
+	if o.StopOriginal {
+		if _, err := c.StopWorkload(ctx, wid, v1.StopRequest{}); err != nil {
+			return info, fmt.Errorf("clone %s started as %s, but stopping the original: %w", wid, info.ID, err)
+		}
+	}
+	return info, nil
+}
+
+// ListNodes pings every node.
+func (c *Client) ListNodes(ctx context.Context) ([]v1.NodeInfo, error) {
+	out := []v1.NodeInfo{}
+	err := svc.FanOut(ctx, c.nc, v1.SystemSubject(v1.VerbPing), nil, c.Straggler, func(r svc.Reply) bool {
+		var ni v1.NodeInfo
+		if r.Decode(&ni) == nil {
+			out = append(out, ni)
+		}
+		return false
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// NodeInfo returns the full description of one node, schemas included.
+func (c *Client) NodeInfo(ctx context.Context, nodeID string) (*v1.NodeInfo, error) {
+	if err := v1.ValidateToken("node ID", nodeID); err != nil {
+		return nil, err
+	}
+	var ni v1.NodeInfo
+	err := svc.FanOut(ctx, c.nc, v1.SystemSubject(v1.VerbInfo, nodeID), nil, c.Straggler, func(r svc.Reply) bool {
+		if r.NodeID != nodeID {
+			return false
+		}
+		return r.Decode(&ni) == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ni.NodeID == "" {
+		return nil, v1.NotFound("node %s not found", nodeID)
+	}
+	return &ni, nil
+}
+
+// IsNotFound reports whether err is a v1 not_found error.
+func IsNotFound(err error) bool { return errors.Is(err, v1.ErrNotFound) }

@@ -1,0 +1,415 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/schema"
+)
+
+// nexletCallTimeout bounds a request from the node to a local nexlet.
+const nexletCallTimeout = 10 * time.Second
+
+func (n *Node) addService() error {
+	s, err := micro.AddService(n.nc, micro.Config{
+		Name:        "nexd",
+		Version:     n.cfg.Version,
+		Description: "nex node daemon",
+		Metadata:    map[string]string{"api": v1.APIVersion, "node_id": n.cfg.NodeID, "node_name": n.cfg.Name, "nexus": n.cfg.Nexus},
+	})
+	if err != nil {
+		return fmt.Errorf("add nexd micro service: %w", err)
+	}
+	n.svc = s
+	onErr := func(subject string, e *v1.Error) {
+		if e.Code >= 500 {
+			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
+		} else {
+			n.log.Debug("request rejected", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
+		}
+	}
+	fan := svc.Options{Headers: n.fanoutHeaders, OnError: onErr}
+	plain := svc.Options{OnError: onErr}
+	eps := []struct {
+		name, subject string
+		h             micro.Handler
+		everyNode     bool // every node answers (no queue group)
+	}{
+		{v1.VerbAuction, v1.ControlWildcard(v1.VerbAuction, false), svc.Handler(fan, n.handleAuction), true},
+		{v1.VerbDeploy, v1.ControlWildcard(v1.VerbDeploy, true), svc.Handler(plain, n.handleDeploy), true},
+		{v1.VerbStop, v1.ControlWildcard(v1.VerbStop, true), svc.Handler(fan, n.handleStop), true},
+		{v1.VerbInfo, v1.ControlWildcard(v1.VerbInfo, true), svc.Handler(fan, n.handleInfo), true},
+		{v1.VerbClone, v1.ControlWildcard(v1.VerbClone, true), svc.Handler(fan, n.handleClone), true},
+		{v1.VerbList, v1.ControlWildcard(v1.VerbList, false), svc.Handler(fan, n.handleList), true},
+		{v1.VerbPing, v1.SystemSubject(v1.VerbPing), svc.Handler(fan, n.handlePing), true},
+		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plain, n.handleRegister), false},
+		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plain, n.handleHeartbeat), false},
+	}
+	for _, ep := range eps {
+		opts := []micro.EndpointOpt{micro.WithEndpointSubject(ep.subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})}
+		if ep.everyNode {
+			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
+		}
+		if err := s.AddEndpoint(ep.name, ep.h, opts...); err != nil {
+			_ = s.Stop()
+			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
+		}
+	}
+	return nil
+}
+
+func namespaceOf(r svc.Request) (ns, id string, err error) {
+	ns, id, err = v1.ParseControlSubject(r.Subject)
+	if err != nil {
+		return "", "", err
+	}
+	if err := v1.ValidateToken("namespace", ns); err != nil {
+		return "", "", err
+	}
+	return ns, id, nil
+}
+
+func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+	if _, _, err := namespaceOf(r); err != nil {
+		return v1.AuctionReply{}, err
+	}
+	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if reason := n.declineReason(req); reason != "" {
+		reply.Decline = reason
+		return reply, nil
+	}
+	var candidates []*nexletEntry
+	now := time.Now()
+	for _, e := range n.nexlets {
+		if e.reg.RegisterType == req.Type && contains(e.reg.Lifecycles, req.Lifecycle) &&
+			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || e.workloads < e.reg.MaxWorkloads) {
+			candidates = append(candidates, e)
+		}
+	}
+	if len(candidates) == 0 {
+		reply.Decline = fmt.Sprintf("nexlets of type %s are lost or at capacity", req.Type)
+		return reply, nil
+	}
+	e := candidates[rand.IntN(len(candidates))]
+	b := &bid{Bid: v1.Bid{
+		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
+		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema,
+	}, lifecycle: req.Lifecycle}
+	n.bids[b.BidID] = b
+	reply.Bid = &b.Bid
+	return reply, nil
+}
+
+// declineReason says why this node cannot run req, or "" when it can. Caller holds n.mu.
+func (n *Node) declineReason(req *v1.AuctionRequest) string {
+	if n.state == v1.NodeLameduck {
+		return "node is in lameduck mode"
+	}
+	keys := make([]string, 0, len(req.Tags))
+	for k := range req.Tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		have, ok := n.cfg.Tags[k]
+		if !ok {
+			return fmt.Sprintf("tag %s=%s not matched (node has no %s tag)", k, req.Tags[k], k)
+		}
+		if have != req.Tags[k] {
+			return fmt.Sprintf("tag %s=%s not matched (node has %s=%s)", k, req.Tags[k], k, have)
+		}
+	}
+	var types, lifecycles []string
+	for _, e := range n.nexlets {
+		types = append(types, e.reg.RegisterType)
+		if e.reg.RegisterType == req.Type {
+			lifecycles = append(lifecycles, e.reg.Lifecycles...)
+		}
+	}
+	if len(types) == 0 {
+		return "no nexlet is registered"
+	}
+	if len(lifecycles) == 0 {
+		return fmt.Sprintf("type %s not served (node serves: %s)", req.Type, strings.Join(uniqueSorted(types), ", "))
+	}
+	if !contains(lifecycles, req.Lifecycle) {
+		return fmt.Sprintf("lifecycle %s not supported by type %s (supported: %s)", req.Lifecycle, req.Type, strings.Join(uniqueSorted(lifecycles), ", "))
+	}
+	return ""
+}
+
+func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
+	ns, bidID, err := namespaceOf(r)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if !strings.HasPrefix(bidID, n.bidPrefix) {
+		return v1.WorkloadInfo{}, svc.ErrNoReply
+	}
+	n.mu.Lock()
+	b, ok := n.bids[bidID]
+	delete(n.bids, bidID) // single use, whatever happens next
+	n.mu.Unlock()
+	if !ok || time.Now().After(b.ExpiresAt) {
+		return v1.WorkloadInfo{}, v1.NewError(410, v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
+	}
+	def := req.Workload
+	if def.Namespace == "" {
+		def.Namespace = ns
+	}
+	if def.Namespace != ns {
+		return v1.WorkloadInfo{}, v1.BadRequest("workload namespace %q does not match request namespace %q", def.Namespace, ns)
+	}
+	if err := def.Validate(); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if def.Type != b.Type || def.Lifecycle != b.lifecycle {
+		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for %s/%s, not %s/%s", bidID, b.Type, b.lifecycle, def.Type, def.Lifecycle)
+	}
+	n.mu.Lock()
+	e, ok := n.nexlets[b.NexletID]
+	n.mu.Unlock()
+	if !ok {
+		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "nexlet %s is no longer registered", b.NexletID)
+	}
+	// Never trust the client: check the start request against the nexlet's own schema.
+	if err := schema.Validate(e.reg.StartRequestSchema, def.StartRequest); err != nil {
+		return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+	}
+	wid := nuid.Next()
+	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
+	var info v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, b.NexletID, v1.NexletStart, wid),
+		v1.StartWorkloadRequest{WorkloadID: wid, NodeID: n.cfg.NodeID, Definition: def}, &info)
+	if err != nil {
+		log.Warn("start failed", zap.Error(err))
+		return v1.WorkloadInfo{}, err
+	}
+	n.mu.Lock()
+	n.workloads[wid] = &workloadRecord{def: def, nexletID: b.NexletID}
+	e.workloads++
+	n.mu.Unlock()
+	log.Info("workload started", zap.String("nexlet_id", b.NexletID))
+	return info, nil
+}
+
+// lookup finds a workload of namespace ns on this node. Workloads of other namespaces
+// are invisible (404), except from the system namespace.
+func (n *Node) lookup(ns, wid string) (*workloadRecord, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w, ok := n.workloads[wid]
+	if !ok || (ns != v1.SystemNamespace && w.def.Namespace != ns) {
+		return nil, false
+	}
+	return w, true
+}
+
+func (n *Node) workloadID(r svc.Request) (ns, wid string, err error) {
+	ns, wid, err = namespaceOf(r)
+	if err != nil {
+		return "", "", err
+	}
+	return ns, wid, v1.ValidateToken("workload ID", wid)
+}
+
+func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+	ns, wid, err := n.workloadID(r)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	w, ok := n.lookup(ns, wid)
+	if !ok {
+		n.mu.Lock()
+		t, dead := n.tombstones[wid]
+		n.mu.Unlock()
+		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
+			return t.info, nil
+		}
+		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	}
+	timeout := nexletCallTimeout + time.Duration(req.GracePeriod)
+	cctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	defer cancel()
+	var info v1.WorkloadInfo
+	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.nexletID, v1.NexletStop, wid), req, &info)
+	if err != nil && !isNotFound(err) {
+		return v1.WorkloadInfo{}, err
+	}
+	if err != nil { // the nexlet no longer has it: it is gone either way
+		info = v1.WorkloadInfo{ID: wid, Namespace: w.def.Namespace, Name: w.def.Name, Type: w.def.Type, Lifecycle: w.def.Lifecycle, NodeID: n.cfg.NodeID, NexletID: w.nexletID}
+	}
+	info.State = v1.StateStopped
+	n.forget(wid, w, info)
+	return info, nil
+}
+
+func (n *Node) forget(wid string, w *workloadRecord, info v1.WorkloadInfo) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.workloads[wid]; !ok {
+		return
+	}
+	delete(n.workloads, wid)
+	if e, ok := n.nexlets[w.nexletID]; ok && e.workloads > 0 {
+		e.workloads--
+	}
+	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
+}
+
+func isNotFound(err error) bool { return v1.AsError(err).Code == 404 }
+
+func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any, error) {
+	ns, id, err := n.workloadID(r)
+	if err != nil {
+		return nil, err
+	}
+	if ns == v1.SystemNamespace && id == n.cfg.NodeID {
+		return n.Info(true), nil
+	}
+	w, ok := n.lookup(ns, id)
+	if !ok {
+		return nil, v1.NotFound("workload %s not found in namespace %s", id, ns)
+	}
+	var info v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.nexletID, v1.NexletGet, id), nil, &info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+func (n *Node) handleClone(_ context.Context, r svc.Request, _ *struct{}) (v1.CloneReply, error) {
+	ns, wid, err := n.workloadID(r)
+	if err != nil {
+		return v1.CloneReply{}, err
+	}
+	w, ok := n.lookup(ns, wid)
+	if !ok {
+		return v1.CloneReply{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	}
+	return v1.CloneReply{WorkloadID: wid, Definition: w.def}, nil
+}
+
+func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListRequest) (v1.ListReply, error) {
+	ns, _, err := namespaceOf(r)
+	if err != nil {
+		return v1.ListReply{}, err
+	}
+	if req.Type != "" {
+		if err := v1.ValidateToken("type", req.Type); err != nil {
+			return v1.ListReply{}, err
+		}
+	}
+	filter := ns
+	if ns == v1.SystemNamespace {
+		filter = ""
+	}
+	n.mu.Lock()
+	var ids []string
+	for id, e := range n.nexlets {
+		if req.Type == "" || e.reg.RegisterType == req.Type {
+			ids = append(ids, id)
+		}
+	}
+	n.mu.Unlock()
+	reply := v1.ListReply{NodeID: n.cfg.NodeID, Workloads: []v1.WorkloadInfo{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var list []v1.WorkloadInfo
+			if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, id, v1.NexletList), v1.NexletListRequest{Namespace: filter}, &list); err != nil {
+				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
+				return
+			}
+			mu.Lock()
+			reply.Workloads = append(reply.Workloads, list...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(reply.Workloads, func(i, j int) bool { return reply.Workloads[i].StartedAt.Before(reply.Workloads[j].StartedAt) })
+	return reply, nil
+}
+
+func (n *Node) handlePing(context.Context, svc.Request, *struct{}) (v1.NodeInfo, error) {
+	return n.Info(false), nil
+}
+
+func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.RegisterRequest) (v1.RegisterReply, error) {
+	if _, err := schema.NewRegistry().Compile(req.StartRequestSchema); err != nil {
+		return v1.RegisterReply{}, v1.BadRequest("nexlet %s: start_request_schema: %v", req.NexletID, err)
+	}
+	n.mu.Lock()
+	prev, existed := n.nexlets[req.NexletID]
+	e := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
+	if existed {
+		e.workloads = prev.workloads
+	}
+	n.nexlets[req.NexletID] = e
+	waiters := n.regWaiters
+	n.regWaiters = nil
+	n.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version))
+	n.nodeEvent(v1.EventRegistered, req.NexletID)
+	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
+}
+
+func (n *Node) handleHeartbeat(_ context.Context, r svc.Request, req *v1.Heartbeat) (struct{}, error) {
+	id := r.Subject[strings.LastIndexByte(r.Subject, '.')+1:]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.nexlets[id]
+	if !ok {
+		return struct{}{}, v1.NotFound("nexlet %s is not registered with node %s", id, n.cfg.NodeID)
+	}
+	e.lastHeartbeat = time.Now()
+	e.lostReported = false
+	return struct{}{}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func uniqueSorted(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,345 @@
+// Package node is nexd: it keeps the registry of nexlets, answers auctions, deploys to
+// won bids, routes stop/info/clone/list to the right nexlet and announces the node.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Config describes a node.
+type Config struct {
+	NodeID  string
+	Name    string
+	Nexus   string
+	Tags    map[string]string
+	Version string
+	Commit  string
+	Logger  *zap.Logger
+
+	// BidTTL is how long a bid can be claimed.
+	BidTTL time.Duration
+	// HeartbeatInterval is asked of nexlets; AnnounceInterval is the node's own.
+	HeartbeatInterval time.Duration
+	AnnounceInterval  time.Duration
+	// TombstoneTTL is how long a stopped workload still answers stop (idempotence).
+	TombstoneTTL time.Duration
+}
+
+func (c *Config) validate() error {
+	if err := v1.ValidateToken("node ID", c.NodeID); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.Name == "" {
+		c.Name = c.NodeID[:8]
+	}
+	if c.Nexus == "" {
+		c.Nexus = "nexus"
+	}
+	for what, v := range map[string]string{"node name": c.Name, "nexus": c.Nexus} {
+		if err := v1.ValidateToken(what, v); err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+	}
+	tags := map[string]string{}
+	for k, v := range c.Tags {
+		if strings.HasPrefix(k, "nex.") {
+			return fmt.Errorf("%w: %s", ErrReservedTag, k)
+		}
+		tags[k] = v
+	}
+	if err := v1.ValidateTags(c.Tags); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	tags["nex.os"] = runtime.GOOS
+	tags["nex.arch"] = runtime.GOARCH
+	tags["nex.node"] = c.Name
+	tags["nex.nexus"] = c.Nexus
+	c.Tags = tags
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Version == "" {
+		c.Version = "0.0.0"
+	}
+	setDefault(&c.BidTTL, 30*time.Second)
+	setDefault(&c.HeartbeatInterval, 2*time.Second)
+	setDefault(&c.AnnounceInterval, 2*time.Second)
+	setDefault(&c.TombstoneTTL, 10*time.Minute)
+	return nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Node is a running nexd.
+type Node struct {
+	nc        *nats.Conn
+	cfg       Config
+	log       *zap.Logger
+	startedAt time.Time
+	bidPrefix string
+	svc       micro.Service
+	subs      []*nats.Subscription
+	stopOnce  sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+
+	mu         sync.Mutex
+	state      string
+	nexlets    map[string]*nexletEntry
+	bids       map[string]*bid
+	workloads  map[string]*workloadRecord
+	tombstones map[string]tombstone
+	peers      map[string]time.Time
+	regWaiters []chan struct{}
+}
+
+type nexletEntry struct {
+	reg           v1.RegisterRequest
+	lastHeartbeat time.Time
+	workloads     int
+	lostReported  bool
+}
+
+type bid struct {
+	v1.Bid
+	lifecycle string
+}
+
+type workloadRecord struct {
+	def      v1.WorkloadDefinition
+	nexletID string
+}
+
+type tombstone struct {
+	info v1.WorkloadInfo
+	at   time.Time
+}
+
+// New validates cfg and returns a node that is not yet serving.
+func New(nc *nats.Conn, cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Node{
+		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
+		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
+		done: make(chan struct{}), state: v1.NodeRunning,
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{},
+		tombstones: map[string]tombstone{}, peers: map[string]time.Time{},
+	}, nil
+}
+
+// ID is the node's public key.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Start serves the control API and begins announcing the node.
+func (n *Node) Start() error {
+	if err := n.addService(); err != nil {
+		return err
+	}
+	sub, err := n.nc.Subscribe(v1.AnnounceWildcard, n.onAnnounce)
+	if err != nil {
+		n.svc.Stop()
+		return fmt.Errorf("subscribe to announcements: %w", err)
+	}
+	n.subs = append(n.subs, sub)
+	n.announce(false)
+	n.wg.Add(1)
+	go n.loop()
+	n.nodeEvent("started", "")
+	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
+	return nil
+}
+
+// Stop withdraws the node: announces its departure, stops serving and waits for loops.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.done)
+		n.wg.Wait()
+		n.announce(true)
+		n.nodeEvent("stopped", "")
+		for _, s := range n.subs {
+			_ = s.Unsubscribe()
+		}
+		if n.svc != nil {
+			_ = n.svc.Stop()
+		}
+		_ = n.nc.Flush()
+	})
+}
+
+func (n *Node) loop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.AnnounceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+			n.announce(false)
+			n.sweep()
+		}
+	}
+}
+
+// sweep drops expired bids, tombstones and silent peers, and reports lost nexlets.
+func (n *Node) sweep() {
+	now := time.Now()
+	var lost []string
+	n.mu.Lock()
+	for id, b := range n.bids {
+		if now.After(b.ExpiresAt) {
+			delete(n.bids, id)
+		}
+	}
+	for id, t := range n.tombstones {
+		if now.Sub(t.at) > n.cfg.TombstoneTTL {
+			delete(n.tombstones, id)
+		}
+	}
+	for id, seen := range n.peers {
+		if now.Sub(seen) > 3*n.cfg.AnnounceInterval {
+			delete(n.peers, id)
+		}
+	}
+	for id, e := range n.nexlets {
+		if n.health(e, now) == v1.HealthLost && !e.lostReported {
+			e.lostReported = true
+			lost = append(lost, id)
+		}
+	}
+	n.mu.Unlock()
+	for _, id := range lost {
+		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
+		n.nodeEvent(v1.EventLost, id)
+	}
+}
+
+func (n *Node) health(e *nexletEntry, now time.Time) string {
+	age := now.Sub(e.lastHeartbeat)
+	switch {
+	case age <= 3*n.cfg.HeartbeatInterval:
+		return v1.HealthHealthy
+	case age <= 6*n.cfg.HeartbeatInterval:
+		return v1.HealthDegraded
+	}
+	return v1.HealthLost
+}
+
+func (n *Node) nodeEvent(typ, nexletID string) {
+	ev := v1.Event{Type: typ, Namespace: v1.SystemNamespace, NodeID: n.cfg.NodeID, Time: time.Now().UTC()}
+	if nexletID != "" {
+		ev.Data = map[string]any{"nexlet_id": nexletID}
+	}
+	b, _ := json.Marshal(ev)
+	_ = n.nc.Publish(v1.NodeEventSubject(n.cfg.NodeID), b)
+}
+
+// WaitForNexlet blocks until a nexlet of registerType is registered, or ctx ends.
+func (n *Node) WaitForNexlet(ctx context.Context, registerType string) error {
+	for {
+		n.mu.Lock()
+		for _, e := range n.nexlets {
+			if e.reg.RegisterType == registerType {
+				n.mu.Unlock()
+				return nil
+			}
+		}
+		ch := make(chan struct{})
+		n.regWaiters = append(n.regWaiters, ch)
+		n.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: type %s: %v", ErrNexletNotReady, registerType, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Info describes the node; full includes each nexlet's schema.
+func (n *Node) Info(full bool) v1.NodeInfo {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	info := v1.NodeInfo{
+		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
+		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
+		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+	}
+	for _, e := range n.nexlets {
+		ni := v1.NexletInfo{
+			ID: e.reg.NexletID, RegisterType: e.reg.RegisterType, Version: e.reg.Version,
+			Lifecycles: e.reg.Lifecycles, MaxWorkloads: e.reg.MaxWorkloads, Workloads: e.workloads,
+			XKey: e.reg.XKey, Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC(),
+		}
+		if full {
+			ni.StartRequestSchema = e.reg.StartRequestSchema
+		}
+		info.Nexlets = append(info.Nexlets, ni)
+	}
+	sort.Slice(info.Nexlets, func(i, j int) bool { return info.Nexlets[i].ID < info.Nexlets[j].ID })
+	return info
+}
+
+// livePeers lists the nodes this node believes alive, itself included.
+func (n *Node) livePeers() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.peers)+1)
+	out = append(out, n.cfg.NodeID)
+	for id := range n.peers {
+		if id != n.cfg.NodeID {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (n *Node) fanoutHeaders() micro.Headers {
+	return micro.Headers{
+		v1.HeaderNodeID: []string{n.cfg.NodeID},
+		v1.HeaderPeers:  []string{strings.Join(n.livePeers(), ",")},
+	}
+}
+
+func (n *Node) announce(leaving bool) {
+	b, _ := json.Marshal(v1.Announce{NodeID: n.cfg.NodeID, Name: n.cfg.Name, Leaving: leaving})
+	_ = n.nc.Publish(v1.AnnounceSubject(n.cfg.NodeID), b)
+}
+
+func (n *Node) onAnnounce(m *nats.Msg) {
+	var a v1.Announce
+	if json.Unmarshal(m.Data, &a) != nil || a.NodeID == "" || a.NodeID == n.cfg.NodeID {
+		return
+	}
+	n.mu.Lock()
+	_, known := n.peers[a.NodeID]
+	if a.Leaving {
+		delete(n.peers, a.NodeID)
+	} else {
+		n.peers[a.NodeID] = time.Now()
+	}
+	n.mu.Unlock()
+	// A newcomer learns about us at once instead of after a full interval.
+	if !known && !a.Leaving {
+		n.announce(false)
+	}
+}

@@ -1,0 +1,246 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/nexlet/memory"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+func nodeID(t *testing.T) string {
+	kp, err := nkeys.CreateServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+// startNode runs a node with an in-memory nexlet on its own connection.
+func startNode(t *testing.T, nc *nats.Conn, name string, tags map[string]string) *node.Node {
+	t.Helper()
+	n, err := node.New(nc, node.Config{NodeID: nodeID(t), Name: name, Tags: tags, AnnounceInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := memory.New("mem", nexlet.NewFeed(nc, n.ID()))
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(ctx, nc, nexlet.Config{
+			NodeID: n.ID(), NexletID: "mem", RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema),
+		}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := n.WaitForNexlet(wctx, "memory"); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func def(name string) v1.WorkloadDefinition {
+	return v1.WorkloadDefinition{Name: name, Type: "memory", Lifecycle: v1.LifecycleService, StartRequest: json.RawMessage(`{"value":"x"}`)}
+}
+
+func TestStartListStopClone(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	n := startNode(t, nc, "n1", map[string]string{"region": "lab"})
+	c, err := client.New(testutil.Connect(t, s), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	events, _ := nc.SubscribeSync("$NEX.FEED.default.event.>")
+	d := def("hello")
+	d.Tags = map[string]string{"region": "lab"}
+	w, err := c.StartWorkload(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.NodeID != n.ID() || w.State != v1.StateRunning || w.Namespace != "default" {
+		t.Fatalf("unexpected workload %+v", w)
+	}
+	msg, err := events.NextMsg(2 * time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"started"`) {
+		t.Fatalf("no started event: %v", err)
+	}
+
+	list, err := c.ListWorkloads(ctx, "")
+	if err != nil || len(list) != 1 || list[0].ID != w.ID {
+		t.Fatalf("list = %+v, %v", list, err)
+	}
+	// Other namespaces do not see it; system sees everything.
+	other, _ := client.New(nc, "other")
+	if l, _ := other.ListWorkloads(ctx, ""); len(l) != 0 {
+		t.Fatalf("namespace other sees %d workloads", len(l))
+	}
+	if _, err := other.StopWorkload(ctx, w.ID, v1.StopRequest{}); !client.IsNotFound(err) {
+		t.Fatalf("stop from another namespace: want not_found, got %v", err)
+	}
+	sys, _ := client.New(nc, "system")
+	if l, _ := sys.ListWorkloads(ctx, ""); len(l) != 1 {
+		t.Fatalf("system sees %d workloads", len(l))
+	}
+
+	clone, err := c.CloneWorkload(ctx, w.ID, client.CloneOptions{StopOriginal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ = c.ListWorkloads(ctx, "")
+	if len(list) != 1 || list[0].ID != clone.ID {
+		t.Fatalf("after clone --stop, list = %+v", list)
+	}
+	if _, err := c.StopWorkload(ctx, clone.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// idempotent
+	if info, err := c.StopWorkload(ctx, clone.ID, v1.StopRequest{}); err != nil || info.State != v1.StateStopped {
+		t.Fatalf("second stop: %+v %v", info, err)
+	}
+	if _, err := c.WorkloadInfo(ctx, "nope"); !client.IsNotFound(err) {
+		t.Fatalf("info on unknown: %v", err)
+	}
+}
+
+func TestNoPlacementReasons(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "n1", map[string]string{"region": "prod"})
+	startNode(t, testutil.Connect(t, s), "n2", nil)
+	c, _ := client.New(nc, "default")
+	tests := []struct {
+		name   string
+		mutate func(*v1.WorkloadDefinition)
+		want   []string
+	}{
+		{"tag", func(d *v1.WorkloadDefinition) { d.Tags = map[string]string{"region": "lab"} }, []string{"tag region=lab not matched (node has region=prod)", "node has no region tag"}},
+		{"type", func(d *v1.WorkloadDefinition) { d.Type = "wasm" }, []string{"type wasm not served (node serves: memory)"}},
+		{"lifecycle", func(d *v1.WorkloadDefinition) { d.Lifecycle = v1.LifecycleFunction }, []string{"lifecycle function not supported"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := def("x")
+			tt.mutate(&d)
+			_, err := c.StartWorkload(context.Background(), d)
+			var e *v1.Error
+			if !errors.As(err, &e) || e.ErrorCode != v1.CodeNoPlacement {
+				t.Fatalf("want no_placement, got %v", err)
+			}
+			declines := e.Details.(client.Declines)
+			if len(declines) != 2 {
+				t.Fatalf("want 2 declines, got %+v", declines)
+			}
+			all := ""
+			for _, d := range declines {
+				all += d.Decline + "\n"
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("declines %q lack %q", all, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDeployRevalidatesSchema(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "n1", nil)
+	c, _ := client.New(nc, "default")
+	bids, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: "service"})
+	if err != nil || len(bids) != 1 {
+		t.Fatalf("bids %v %v", bids, err)
+	}
+	d := def("bad")
+	d.Namespace = "default"
+	d.StartRequest = json.RawMessage(`{"value": 3}`)
+	msg, err := nc.Request(v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), mustJSON(v1.DeployRequest{Workload: d}), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("Nats-Service-Error-Code") != "400" || !strings.Contains(string(msg.Data), "start_request.value") {
+		t.Fatalf("deploy reply %v %s", msg.Header, msg.Data)
+	}
+	// the bid was single-use
+	msg, _ = nc.Request(v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), mustJSON(v1.DeployRequest{Workload: def("ok")}), 2*time.Second)
+	if msg.Header.Get("Nats-Service-Error-Code") != "410" {
+		t.Fatalf("reused bid: %v %s", msg.Header, msg.Data)
+	}
+}
+
+func TestBadTokensRejected(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "n1", nil)
+	c, _ := client.New(nc, "default")
+	for _, name := range []string{"a.b", "a b", "*", ">", ""} {
+		d := def(name)
+		if _, err := c.StartWorkload(context.Background(), d); err == nil {
+			t.Errorf("name %q accepted", name)
+		}
+	}
+	if _, err := client.New(nc, "bad.ns"); err == nil {
+		t.Error("namespace bad.ns accepted")
+	}
+	// The node checks too: a raw auction with a bad tag key is refused.
+	msg, err := nc.Request(v1.ControlSubject("default", v1.VerbAuction), []byte(`{"type":"memory","lifecycle":"service","tags":{"a*b":"c"}}`), 2*time.Second)
+	if err != nil || msg.Header.Get("Nats-Service-Error-Code") != "400" {
+		t.Fatalf("node accepted bad tag: %v %v", msg, err)
+	}
+}
+
+func TestNodesListAndInfo(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	a := startNode(t, nc, "a", nil)
+	startNode(t, testutil.Connect(t, s), "b", nil)
+	c, _ := client.New(nc, "system")
+	testutil.Eventually(t, 5*time.Second, "two nodes", func() bool {
+		nodes, _ := c.ListNodes(context.Background())
+		return len(nodes) == 2
+	})
+	info, err := c.NodeInfo(context.Background(), a.ID())
+	if err != nil || info.Name != "a" || len(info.Nexlets) != 1 || len(info.Nexlets[0].StartRequestSchema) == 0 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	if info.Tags["nex.node"] != "a" || info.Tags["nex.os"] == "" {
+		t.Fatalf("reserved tags missing: %v", info.Tags)
+	}
+	if _, err := c.NodeInfo(context.Background(), "NOPE"); !client.IsNotFound(err) {
+		t.Fatalf("unknown node: %v", err)
+	}
+}
+
+func TestReservedTagRejected(t *testing.T) {
+	_, err := node.New(nil, node.Config{NodeID: nodeID(t), Tags: map[string]string{"nex.os": "x"}})
+	if !errors.Is(err, node.ErrReservedTag) {
+		t.Fatalf("want ErrReservedTag, got %v", err)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
