@@ -4,6 +4,6 @@ import "errors"
 
 // Errors returned by the SDK.
 var (
-	ErrConfig       = errors.New("invalid nexlet config")
+	ErrConfig        = errors.New("invalid nexlet config")
 	ErrNotRegistered = errors.New("nexlet is not registered with its node")
 )

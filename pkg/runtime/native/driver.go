@@ -1,0 +1,214 @@
+// Package native is the runtime of nexlet-native: it runs OS executables as services,
+// jobs and functions, one handle per workload, each in its own process group.
+package native
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/nexlet"
+)
+
+// Options configure the driver.
+type Options struct {
+	NodeID       string
+	NexletID     string
+	DataDir      string
+	NATSURL      string // handed to workloads as NATS_URL
+	Feed         *nexlet.Feed
+	Logger       *zap.Logger
+	DefaultGrace time.Duration
+	MaxWorkloads int
+	// Tee, when set, receives every workload output line (nexd --show-workload-logs).
+	Tee func(wid, stream string, line []byte)
+}
+
+// Lifecycles are the lifecycles this runtime supports.
+var Lifecycles = []string{v1.LifecycleService, v1.LifecycleJob}
+
+// Driver implements nexlet.Runtime for OS processes.
+type Driver struct {
+	opts Options
+	log  *zap.Logger
+
+	mu       sync.Mutex
+	handles  map[string]*handle
+	lameduck bool
+}
+
+var _ nexlet.Runtime = (*Driver)(nil)
+
+// New returns a driver; DataDir holds per-workload working directories.
+func New(opts Options) (*Driver, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.DefaultGrace <= 0 {
+		opts.DefaultGrace = 10 * time.Second
+	}
+	if opts.DataDir == "" {
+		return nil, fmt.Errorf("native driver: data dir is required")
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
+	}
+	return &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}}, nil
+}
+
+func (d *Driver) writer(ns, wid, stream string) *nexlet.LineWriter {
+	w := d.opts.Feed.LineWriter(ns, wid, stream)
+	if d.opts.Tee != nil {
+		w.Tee = func(stream string, line []byte) { d.opts.Tee(wid, stream, line) }
+	}
+	return w
+}
+
+// Start starts the workload's first process and supervises it from then on.
+func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+	def := req.Definition
+	sr, err := parseStartRequest(def.StartRequest, d.opts.DefaultGrace)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	d.mu.Lock()
+	if d.lameduck {
+		d.mu.Unlock()
+		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeLameduck, "%s", ErrLameduck)
+	}
+	if _, dup := d.handles[req.WorkloadID]; dup {
+		d.mu.Unlock()
+		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s already exists", req.WorkloadID)
+	}
+	if d.opts.MaxWorkloads > 0 && len(d.handles) >= d.opts.MaxWorkloads {
+		d.mu.Unlock()
+		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "%s (%d workloads)", ErrCapacity, d.opts.MaxWorkloads)
+	}
+	h := &handle{
+		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir,
+		stopCh: make(chan struct{}), done: make(chan struct{}), state: v1.StateStarting, createdAt: time.Now().UTC(),
+		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
+	}
+	d.handles[h.id] = h // reserve the ID while starting
+	d.mu.Unlock()
+
+	fail := func(err error) (v1.WorkloadInfo, error) {
+		d.mu.Lock()
+		delete(d.handles, h.id)
+		d.mu.Unlock()
+		h.cleanup()
+		return v1.WorkloadInfo{}, err
+	}
+	if h.workdir == "" {
+		h.workdir = filepath.Join(d.opts.DataDir, "workloads", h.id)
+		h.ownWorkdir = true
+		if err := os.MkdirAll(h.workdir, 0o750); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err))
+		}
+	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
+		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir))
+	}
+	p, err := h.startProcess()
+	if err != nil {
+		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, err))
+	}
+	h.mu.Lock()
+	h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
+	h.mu.Unlock()
+	h.eventData(v1.EventStarted, map[string]any{"pid": p.cmd.Process.Pid})
+	h.log.Info("workload started", zap.Int("pid", p.cmd.Process.Pid), zap.String("path", sr.path))
+	go h.run(p)
+	return h.info(), nil
+}
+
+func (d *Driver) get(id string) (*handle, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h, ok := d.handles[id]
+	if !ok {
+		return nil, v1.NotFound("workload %s not found", id)
+	}
+	return h, nil
+}
+
+// Stop stops a workload (or removes a finished one) and returns when its processes are gone.
+func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	h, err := d.get(id)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	grace := h.sr.grace
+	if req.GracePeriod > 0 {
+		grace = time.Duration(req.GracePeriod)
+	}
+	wasRunning := !h.finished()
+	h.stop(grace)
+	d.mu.Lock()
+	delete(d.handles, id)
+	d.mu.Unlock()
+	h.cleanup()
+	if wasRunning {
+		h.event(v1.EventStopped, nil, "")
+		h.log.Info("workload stopped")
+	}
+	return h.info(), nil
+}
+
+// Get returns one workload.
+func (d *Driver) Get(_ context.Context, id string) (v1.WorkloadInfo, error) {
+	h, err := d.get(id)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	return h.info(), nil
+}
+
+// List returns the workloads of ns, or every workload for "".
+func (d *Driver) List(_ context.Context, ns string) ([]v1.WorkloadInfo, error) {
+	d.mu.Lock()
+	hs := make([]*handle, 0, len(d.handles))
+	for _, h := range d.handles {
+		if ns == "" || h.def.Namespace == ns {
+			hs = append(hs, h)
+		}
+	}
+	d.mu.Unlock()
+	out := make([]v1.WorkloadInfo, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.info())
+	}
+	return out, nil
+}
+
+// Lameduck refuses new workloads.
+func (d *Driver) Lameduck(context.Context) error {
+	d.mu.Lock()
+	d.lameduck = true
+	d.mu.Unlock()
+	return nil
+}
+
+// Shutdown stops every workload, as stop does, in parallel.
+func (d *Driver) Shutdown(ctx context.Context) {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.handles))
+	for id := range d.handles {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = d.Stop(ctx, id, v1.StopRequest{})
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,312 @@
+package native
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/nexlet"
+)
+
+// healthyReset is how long a service must run before its backoff starts over.
+const healthyReset = 10 * time.Minute
+
+// handle owns one workload: its process (one at a time), its restarts and its state.
+type handle struct {
+	d          *Driver
+	id         string
+	nodeID     string
+	def        v1.WorkloadDefinition
+	sr         *parsed
+	workdir    string
+	ownWorkdir bool
+	log        *zap.Logger
+
+	stopOnce sync.Once
+	stopCh   chan struct{} // closed when a stop is requested
+	done     chan struct{} // closed when the run loop has ended
+
+	mu          sync.Mutex
+	state       string
+	pid         int
+	createdAt   time.Time
+	startedAt   time.Time
+	exitCode    *int
+	restarts    int
+	nextRestart time.Time
+	lastError   string
+}
+
+// process is one attempt: the command and the writers that ship its output.
+type process struct {
+	cmd            *exec.Cmd
+	stdout, stderr *nexlet.LineWriter
+}
+
+// startProcess starts one attempt of the workload in its own process group.
+func (h *handle) startProcess() (*process, error) {
+	cmd := exec.Command(h.sr.path, h.sr.Argv...)
+	cmd.Dir = h.workdir
+	cmd.Env = h.environment()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if h.sr.Stdin != nil {
+		cmd.Stdin = strings.NewReader(*h.sr.Stdin)
+	}
+	p := &process{cmd: cmd, stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr")}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	// A grandchild that keeps our pipes open must not hold up the exit forever.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (h *handle) environment() []string {
+	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for k, v := range h.sr.Environment {
+		env[k] = v
+	}
+	env["NEX_WORKLOAD_ID"] = h.id
+	env["NEX_NAMESPACE"] = h.def.Namespace
+	env["NEX_NODE_ID"] = h.nodeID
+	env["NEX_WORKLOAD_NAME"] = h.def.Name
+	if h.d.opts.NATSURL != "" {
+		env["NATS_URL"] = h.d.opts.NATSURL
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// run supervises the workload until it is stopped, a job ends, or a service gives up.
+// p is the already-started first attempt.
+func (h *handle) run(p *process) {
+	defer close(h.done)
+	delay := h.sr.initialDelay
+	for {
+		began := time.Now()
+		code := h.wait(p)
+		h.event(v1.EventExited, &code, "")
+		if h.stopping() {
+			return
+		}
+		if h.def.Lifecycle != v1.LifecycleService {
+			h.setState(v1.StateStopped)
+			return
+		}
+		if time.Since(began) >= healthyReset {
+			delay = h.sr.initialDelay
+		}
+		h.mu.Lock()
+		if h.sr.maxRestarts >= 0 && h.restarts >= h.sr.maxRestarts {
+			h.state = v1.StateFailed
+			h.lastError = "restart limit reached"
+			h.mu.Unlock()
+			h.event(v1.EventFailed, &code, "restart limit of "+strconv.Itoa(h.sr.maxRestarts)+" reached")
+			return
+		}
+		h.state = v1.StateBackoff
+		h.nextRestart = time.Now().Add(delay)
+		h.mu.Unlock()
+		t := time.NewTimer(delay)
+		select {
+		case <-h.stopCh:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, h.sr.maxDelay)
+		var err error
+		p, err = h.startProcess()
+		h.mu.Lock()
+		h.restarts++
+		h.nextRestart = time.Time{}
+		if err != nil {
+			h.state = v1.StateFailed
+			h.lastError = err.Error()
+			h.mu.Unlock()
+			h.event(v1.EventFailed, nil, err.Error())
+			return
+		}
+		h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
+		attempt := h.restarts
+		h.mu.Unlock()
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid})
+	}
+}
+
+// wait waits for the process, then makes sure nothing of its group survives it (a
+// crashed service must not leave orphans behind before it is restarted).
+func (h *handle) wait(p *process) int {
+	cmd := p.cmd
+	err := cmd.Wait()
+	// Wait has drained the pipes; ship a last line that had no newline.
+	_ = p.stdout.Close()
+	_ = p.stderr.Close()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+		} else {
+			code = -1
+		}
+	}
+	killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	h.mu.Lock()
+	h.exitCode = &code
+	h.pid = 0
+	h.mu.Unlock()
+	return code
+}
+
+func (h *handle) stopping() bool {
+	select {
+	case <-h.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the workload: SIGTERM to the group, the grace period, SIGKILL, and returns
+// only when every process of the group is gone.
+func (h *handle) stop(grace time.Duration) {
+	h.mu.Lock()
+	pid := h.pid
+	if h.state == v1.StateRunning || h.state == v1.StateStarting {
+		h.state = v1.StateStopping
+	}
+	h.mu.Unlock()
+	h.stopOnce.Do(func() { close(h.stopCh) })
+	if pid > 0 {
+		killGroup(pid, syscall.SIGTERM)
+		deadline := time.NewTimer(grace)
+		select {
+		case <-h.done:
+			// the leader is gone; give the rest of the group what is left of the grace
+			waitGroupGone(pid, deadline.C)
+		case <-deadline.C:
+		}
+		deadline.Stop()
+		killGroup(pid, syscall.SIGKILL)
+		closed := make(chan time.Time)
+		close(closed)
+		waitGroupGone(pid, closed)
+	}
+	<-h.done
+	h.setState(v1.StateStopped)
+}
+
+func killGroup(pgid int, sig syscall.Signal) {
+	if pgid > 0 {
+		_ = syscall.Kill(-pgid, sig)
+	}
+}
+
+// waitGroupGone polls until no process of group pgid exists or giveUp fires; after
+// giveUp it still waits (briefly) for SIGKILLed processes to be reaped.
+func waitGroupGone(pgid int, giveUp <-chan time.Time) {
+	hard := time.Now().Add(5 * time.Second)
+	for {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		select {
+		case <-giveUp:
+			if time.Now().After(hard) {
+				return
+			}
+			killGroup(pgid, syscall.SIGKILL)
+		default:
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (h *handle) setState(s string) {
+	h.mu.Lock()
+	h.state = s
+	h.mu.Unlock()
+}
+
+func (h *handle) finished() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *handle) event(typ string, code *int, msg string) {
+	h.d.opts.Feed.Event(v1.Event{Type: typ, WorkloadID: h.id, Namespace: h.def.Namespace, ExitCode: code, Message: msg})
+}
+
+func (h *handle) eventData(typ string, data map[string]any) {
+	h.d.opts.Feed.Event(v1.Event{Type: typ, WorkloadID: h.id, Namespace: h.def.Namespace, Data: data})
+}
+
+// info describes the workload, with the runtime details as metadata.
+func (h *handle) info() v1.WorkloadInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	md := map[string]string{
+		"state":    h.state,
+		"restarts": strconv.Itoa(h.restarts),
+		"workdir":  h.workdir,
+	}
+	if h.pid > 0 {
+		md["pid"] = strconv.Itoa(h.pid)
+		md["uptime"] = time.Since(h.startedAt).Round(time.Second).String()
+	}
+	if h.exitCode != nil {
+		md["last_exit_code"] = strconv.Itoa(*h.exitCode)
+	}
+	if !h.nextRestart.IsZero() {
+		md["next_restart"] = h.nextRestart.UTC().Format(time.RFC3339Nano)
+	}
+	if len(h.sr.ExposePorts) > 0 {
+		ports := make([]string, len(h.sr.ExposePorts))
+		for i, p := range h.sr.ExposePorts {
+			ports[i] = strconv.Itoa(p)
+		}
+		md["ports"] = strings.Join(ports, ",")
+	}
+	if h.lastError != "" {
+		md["error"] = h.lastError
+	}
+	info := v1.WorkloadInfo{
+		ID: h.id, Namespace: h.def.Namespace, Name: h.def.Name, Description: h.def.Description,
+		Type: h.def.Type, Lifecycle: h.def.Lifecycle, Tags: h.def.Tags, State: h.state,
+		NodeID: h.nodeID, NexletID: h.d.opts.NexletID, StartedAt: h.createdAt, Metadata: md,
+	}
+	if h.state == v1.StateStopped || h.state == v1.StateFailed {
+		info.ExitCode = h.exitCode
+	}
+	return info
+}
+
+func (h *handle) cleanup() {
+	if h.ownWorkdir {
+		if err := os.RemoveAll(h.workdir); err != nil {
+			h.log.Warn("remove workdir", zap.Error(err))
+		}
+	}
+}

@@ -1,0 +1,315 @@
+package native_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native"
+)
+
+// TestMain lets the test binary act as a workload when NEX_TEST_WORKLOAD is set.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("NEX_TEST_WORKLOAD"); mode != "" {
+		os.Exit(fakeWorkload(mode, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeWorkload(mode string, args []string) int {
+	switch mode {
+	case "lines": // print N lines, then a partial one, then exit with code args[1]
+		n, _ := strconv.Atoi(args[0])
+		w := bufio.NewWriter(os.Stdout)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w, "line %d\n", i)
+		}
+		fmt.Fprint(w, "partial")
+		w.Flush()
+		fmt.Fprintln(os.Stderr, "to stderr")
+		code, _ := strconv.Atoi(args[1])
+		return code
+	case "env":
+		for _, e := range os.Environ() {
+			fmt.Println(e)
+		}
+		wd, _ := os.Getwd()
+		fmt.Println("WD=" + wd)
+		return 0
+	case "stdin":
+		b := make([]byte, 1024)
+		n, _ := os.Stdin.Read(b)
+		fmt.Printf("got:%s\n", b[:n])
+		return 0
+	case "serve": // run until SIGTERM
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
+		return 0
+	case "stubborn": // ignore SIGTERM, fork a child that ignores it too, print its pid
+		signal.Ignore(syscall.SIGTERM)
+		child := exec.Command(os.Args[0], "stubborn-child")
+		child.Env = []string{"NEX_TEST_WORKLOAD=stubborn-child"}
+		if err := child.Start(); err != nil {
+			return 1
+		}
+		fmt.Printf("child %d\n", child.Process.Pid)
+		select {}
+	case "stubborn-child":
+		signal.Ignore(syscall.SIGTERM)
+		select {}
+	case "crash":
+		return 7
+	}
+	return 99
+}
+
+type env struct {
+	t     *testing.T
+	nc    *nats.Conn
+	d     *native.Driver
+	exe   string
+	ctx   context.Context
+	count int
+}
+
+func newEnv(t *testing.T) *env {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), NATSURL: s.ClientURL(), Feed: nexlet.NewFeed(nc, "NODE"), DefaultGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, nc: nc, d: d, exe: exe, ctx: context.Background()}
+}
+
+func (e *env) start(lifecycle, mode string, extra map[string]any, args ...string) (v1.WorkloadInfo, error) {
+	e.count++
+	sr := map[string]any{"uri": "file://" + e.exe, "argv": args, "environment": map[string]string{"NEX_TEST_WORKLOAD": mode}}
+	for k, v := range extra {
+		sr[k] = v
+	}
+	raw, _ := json.Marshal(sr)
+	return e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: fmt.Sprintf("w%d", e.count), NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: mode, Type: "native", Lifecycle: lifecycle, StartRequest: raw,
+	}})
+}
+
+func (e *env) state(id string) v1.WorkloadInfo {
+	info, err := e.d.Get(e.ctx, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+func TestJobLogsAndExitCode(t *testing.T) {
+	e := newEnv(t)
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	events, _ := e.nc.SubscribeSync("$NEX.FEED.default.event.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleJob, "lines", nil, "1000", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "job to stop", func() bool { return e.state(w.ID).State == v1.StateStopped })
+	info := e.state(w.ID)
+	if info.ExitCode == nil || *info.ExitCode != 3 {
+		t.Fatalf("exit code %v", info.ExitCode)
+	}
+	var stdout []string
+	stderr := 0
+	for len(stdout) < 1001 || stderr < 1 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d stdout lines: %v", len(stdout), err)
+		}
+		switch m.Header.Get(v1.HeaderStream) {
+		case "stdout":
+			stdout = append(stdout, string(m.Data))
+		case "stderr":
+			stderr++
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		if stdout[i] != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d = %q", i, stdout[i])
+		}
+	}
+	if stdout[1000] != "partial" {
+		t.Fatalf("partial last line = %q", stdout[1000])
+	}
+	var types []string
+	for len(types) < 2 {
+		m, err := events.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev v1.Event
+		_ = json.Unmarshal(m.Data, &ev)
+		types = append(types, ev.Type)
+	}
+	if types[0] != v1.EventStarted || types[1] != v1.EventExited {
+		t.Fatalf("events %v", types)
+	}
+	// stopping a finished job removes it
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.Get(e.ctx, w.ID); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("job still listed: %v", err)
+	}
+}
+
+func TestEnvironmentNotLeaked(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("NEX_SECRET_OF_HOST", "x")
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+	if _, err := e.start(v1.LifecycleJob, "env", map[string]any{"environment": map[string]string{"NEX_TEST_WORKLOAD": "env", "A": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, v, _ := strings.Cut(string(m.Data), "=")
+		got[k] = v
+		if k == "WD" {
+			break
+		}
+	}
+	if got["A"] != "b" || got["NEX_WORKLOAD_ID"] != "w1" || got["NEX_NAMESPACE"] != "default" || got["NATS_URL"] == "" {
+		t.Fatalf("workload env %v", got)
+	}
+	if _, leaked := got["NEX_SECRET_OF_HOST"]; leaked {
+		t.Fatal("host environment leaked into the workload")
+	}
+	if !strings.Contains(got["WD"], "workloads/w1") {
+		t.Fatalf("workdir %q", got["WD"])
+	}
+}
+
+func TestStdin(t *testing.T) {
+	e := newEnv(t)
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+	if _, err := e.start(v1.LifecycleJob, "stdin", map[string]any{"stdin": "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != "got:hello" {
+		t.Fatalf("got %v %v", m, err)
+	}
+}
+
+func TestStopService(t *testing.T) {
+	e := newEnv(t)
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleService, "serve", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil { // "ready": the signal handler is in place
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(w.Metadata["pid"])
+	info, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{})
+	if err != nil || info.State != v1.StateStopped {
+		t.Fatalf("stop: %+v %v", info, err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("process %d still exists after stop: %v", pid, err)
+	}
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); !errors.Is(err, v1.ErrNotFound) {
+		t.Fatalf("second stop on the driver: %v", err)
+	}
+}
+
+func TestStopKillsStubbornGroup(t *testing.T) {
+	e := newEnv(t)
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleService, "stubborn", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "child "))
+	pid, _ := strconv.Atoi(w.Metadata["pid"])
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{GracePeriod: v1.Duration(100 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{pid, child} {
+		if err := syscall.Kill(p, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("process %d survived stop: %v", p, err)
+		}
+	}
+}
+
+func TestServiceRestartsThenFails(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.start(v1.LifecycleService, "crash", map[string]any{"restart": map[string]any{"max_restarts": 2, "initial_delay": "10ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "service to fail", func() bool { return e.state(w.ID).State == v1.StateFailed })
+	info := e.state(w.ID)
+	if info.Metadata["restarts"] != "2" || info.Metadata["last_exit_code"] != "7" {
+		t.Fatalf("metadata %v", info.Metadata)
+	}
+}
+
+func TestBadURI(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct{ uri, want string }{
+		{"file:///does/not/exist", "not an executable"},
+		{"file://" + notExec(t), "not an executable"},
+		{"http://x/y", "invalid uri"},
+	}
+	for _, tt := range tests {
+		raw, _ := json.Marshal(map[string]any{"uri": tt.uri})
+		_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "x", Definition: v1.WorkloadDefinition{Namespace: "default", Name: "x", Type: "native", Lifecycle: "job", StartRequest: raw}})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("uri %s: error %v, want %q", tt.uri, err, tt.want)
+		}
+	}
+	if l, _ := e.d.List(e.ctx, ""); len(l) != 0 {
+		t.Fatalf("failed starts left %d workloads", len(l))
+	}
+}
+
+func notExec(t *testing.T) string {
+	p := t.TempDir() + "/plain"
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,116 @@
+package native
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// StartRequest is the native nexlet's start request; schemas/nexlet-native/start_request.json
+// is its one truth.
+type StartRequest struct {
+	URI         string            `json:"uri"`
+	Argv        []string          `json:"argv,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Workdir     string            `json:"workdir,omitempty"`
+	Stdin       *string           `json:"stdin,omitempty"`
+	ExposePorts []int             `json:"expose_ports,omitempty"`
+	Artifacts   []Artifact        `json:"artifacts,omitempty"`
+	GracePeriod string            `json:"grace_period,omitempty"`
+	Restart     *RestartPolicy    `json:"restart,omitempty"`
+}
+
+// Artifact is a file fetched into the workdir before start.
+type Artifact struct {
+	URI    string `json:"uri"`
+	SHA256 string `json:"sha256,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+}
+
+// RestartPolicy tunes how a service is restarted after it exits.
+type RestartPolicy struct {
+	MaxRestarts  *int   `json:"max_restarts,omitempty"`
+	InitialDelay string `json:"initial_delay,omitempty"`
+	MaxDelay     string `json:"max_delay,omitempty"`
+}
+
+// parsed is a start request with its durations and executable path resolved.
+type parsed struct {
+	StartRequest
+	path         string
+	grace        time.Duration
+	initialDelay time.Duration
+	maxDelay     time.Duration
+	maxRestarts  int // -1: forever
+}
+
+func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
+	var sr StartRequest
+	if err := json.Unmarshal(raw, &sr); err != nil {
+		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request: %v", err)
+	}
+	p := &parsed{StartRequest: sr, grace: defaultGrace, initialDelay: time.Second, maxDelay: time.Minute, maxRestarts: -1}
+	path, err := executablePath(sr.URI)
+	if err != nil {
+		return nil, v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+	}
+	p.path = path
+	if err := parseDuration("grace_period", sr.GracePeriod, &p.grace); err != nil {
+		return nil, err
+	}
+	if r := sr.Restart; r != nil {
+		if err := parseDuration("restart.initial_delay", r.InitialDelay, &p.initialDelay); err != nil {
+			return nil, err
+		}
+		if err := parseDuration("restart.max_delay", r.MaxDelay, &p.maxDelay); err != nil {
+			return nil, err
+		}
+		if r.MaxRestarts != nil {
+			p.maxRestarts = *r.MaxRestarts
+		}
+	}
+	if p.maxDelay < p.initialDelay {
+		p.maxDelay = p.initialDelay
+	}
+	if sr.Workdir != "" && !filepath.IsAbs(sr.Workdir) {
+		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.workdir: %q is not an absolute path", sr.Workdir)
+	}
+	return p, nil
+}
+
+// executablePath turns file:///abs/path into /abs/path and checks the file can be run.
+func executablePath(uri string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+	}
+	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
+		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
+	}
+	st, err := os.Stat(u.Path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrNotExecutable, u.Path, err)
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%w: %s (mode %s)", ErrNotExecutable, u.Path, st.Mode())
+	}
+	return u.Path, nil
+}
+
+func parseDuration(field, s string, dst *time.Duration) error {
+	if s == "" {
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s: %q is not a duration like \"10s\"", field, s)
+	}
+	*dst = v
+	return nil
+}
