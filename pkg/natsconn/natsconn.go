@@ -27,8 +27,8 @@ type Options struct {
 	CredsFile string        `name:"creds-file" help:"User credentials file (JWT + seed)." type:"path" json:"creds_file,omitempty"`
 	NKey      string        `name:"nkey" help:"File holding an nkey user seed." type:"path" json:"nkey,omitempty"`
 	User      string        `name:"user" help:"User name." json:"user,omitempty"`
-	Password  string        `name:"password" help:"Password." json:"password,omitempty"`
-	Token     string        `name:"token" help:"Authentication token." json:"token,omitempty"`
+	Password  string        `name:"password" help:"Password." env:"NATS_PASSWORD" json:"password,omitempty"`
+	Token     string        `name:"token" help:"Authentication token." env:"NATS_TOKEN" json:"token,omitempty"`
 	TLSCert   string        `name:"tls-cert" help:"Client TLS certificate." type:"path" json:"tls_cert,omitempty"`
 	TLSKey    string        `name:"tls-key" help:"Client TLS private key." type:"path" json:"tls_key,omitempty"`
 	TLSCA     string        `name:"tls-ca" help:"CA certificate to verify the server." type:"path" json:"tls_ca,omitempty"`
@@ -214,7 +214,21 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// Args renders the options as command-line flags, to hand a connection to a child process.
+// Env carries the secrets of the options as environment variables for a child process,
+// so they do not show in its command line.
+func (o Options) Env() []string {
+	var e []string
+	if o.Password != "" {
+		e = append(e, "NATS_PASSWORD="+o.Password)
+	}
+	if o.Token != "" {
+		e = append(e, "NATS_TOKEN="+o.Token)
+	}
+	return e
+}
+
+// Args renders the options as command-line flags, to hand a connection to a child
+// process; secrets travel in Env instead.
 func (o Options) Args() []string {
 	var a []string
 	add := func(flag, v string) {
@@ -228,8 +242,6 @@ func (o Options) Args() []string {
 	add("creds-file", o.CredsFile)
 	add("nkey", o.NKey)
 	add("user", o.User)
-	add("password", o.Password)
-	add("token", o.Token)
 	add("tls-cert", o.TLSCert)
 	add("tls-key", o.TLSKey)
 	add("tls-ca", o.TLSCA)

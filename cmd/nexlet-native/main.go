@@ -1,0 +1,94 @@
+// Command nexlet-native is the bundled nexlet that runs OS executables for a nex node.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/daemon"
+	"github.com/nexrun/nex/internal/version"
+	"github.com/nexrun/nex/pkg/natsconn"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/schemas"
+)
+
+type cli struct {
+	NodeID           string           `name:"node-id" aliases:"node" required:"" help:"ID of the node to register with."`
+	NexletID         string           `name:"nexlet-id" default:"native" help:"ID of this nexlet on its node."`
+	DataDir          string           `name:"data-dir" help:"Where workload directories live (default <nex data dir>/native)."`
+	MaxWorkloads     int              `name:"max-workloads" default:"0" help:"Most workloads at once (0: no limit)."`
+	StopGrace        time.Duration    `name:"stop-grace" default:"10s" help:"Default time between SIGTERM and SIGKILL on stop."`
+	ShowWorkloadLogs bool             `name:"show-workload-logs" help:"Print workload output in this process's log."`
+	LogLevel         string           `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	LogJSON          bool             `name:"log-json" help:"Log as JSON lines."`
+	NATS             natsconn.Options `embed:"" prefix:"nats."`
+	Version          kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c, kong.Name("nexlet-native"), kong.Description("Runs OS executables as nex workloads."),
+		kong.Vars{"version": "nexlet-native " + version.String()}, kong.UsageOnError())
+	log, err := daemon.NewLogger(c.LogLevel, c.LogJSON)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nexlet-native:", err)
+		os.Exit(2)
+	}
+	log = log.Named("nexlet-native").With(zap.String("nexlet_id", c.NexletID))
+	if err := run(c, log); err != nil {
+		log.Error("nexlet-native stopped", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+}
+
+func run(c cli, log *zap.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if c.DataDir == "" {
+		c.DataDir = daemon.DefaultDataDir() + "/native"
+	}
+	schema, err := schemas.StartRequest("native")
+	if err != nil {
+		return err
+	}
+	resolved, err := c.NATS.Resolve()
+	if err != nil {
+		return err
+	}
+	nc, err := resolved.Connect("nexlet-native " + c.NexletID)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	opts := native.Options{
+		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
+		Feed: nexlet.NewFeed(nc, c.NodeID), Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
+	}
+	if c.ShowWorkloadLogs {
+		opts.Tee = func(wid, stream string, line []byte) {
+			log.Info(string(line), zap.String("workload_id", wid), zap.String("stream", stream))
+		}
+	}
+	d, err := native.New(opts)
+	if err != nil {
+		return err
+	}
+	err = nexlet.Serve(ctx, nc, nexlet.Config{
+		NodeID: c.NodeID, NexletID: c.NexletID, RegisterType: "native", Version: version.Version,
+		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log,
+	}, d)
+	// Whatever ended Serve, workloads are stopped the way `workload stop` stops them.
+	log.Info("stopping workloads")
+	d.Shutdown(context.Background())
+	_ = nc.Drain()
+	return err
+}

@@ -1,0 +1,43 @@
+// Package daemon is nexd's wiring, shared by the nexd binary and `nex node up`: identity,
+// the embedded server, the NATS connection, the node and the supervised nexlets.
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Options are nexd's flags; `nex node up` takes the same ones.
+type Options struct {
+	Embedded           bool              `name:"embedded" help:"Start an embedded nats-server (JetStream on, store in the data dir)."`
+	EmbeddedListen     string            `name:"embedded.listen" default:"127.0.0.1:4222" help:"Listen address of the embedded nats-server."`
+	InatsConfig        string            `name:"inats-config" type:"existingfile" help:"Start an embedded nats-server from this nats-server config file."`
+	NodeSeed           string            `name:"node-seed" help:"Node identity: an nkey server seed (SN...) or a file holding one. Default: generated and kept in the data dir."`
+	DataDir            string            `name:"data-dir" help:"Where the node keeps its identity, JetStream store and workload directories (default ~/.local/share/nex, or /var/lib/nex as root)."`
+	NodeName           string            `name:"node-name" help:"Human name of the node (default: the host name)."`
+	Nexus              string            `name:"nexus" default:"nexus" help:"Name of the group of nodes this node belongs to."`
+	Tags               map[string]string `name:"tags" help:"Node tags k=v (repeatable); the nex. prefix is reserved."`
+	DisableNativeStart bool              `name:"disable-native-start" help:"Do not start the bundled nexlet-native."`
+	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
+	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
+	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
+	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
+	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+	LogJSON            bool              `name:"log-json" help:"Log as JSON lines."`
+}
+
+// DefaultDataDir is /var/lib/nex for root, else ~/.local/share/nex (or $XDG_DATA_HOME/nex).
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/nex"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "nex")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".nex"
+	}
+	return filepath.Join(home, ".local", "share", "nex")
+}

@@ -1,0 +1,140 @@
+// Package nexfile loads Nexfiles (YAML or JSON workload definitions), finds them, and
+// applies command-line overrides.
+package nexfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// DefaultName is the file discovered in the working directory.
+const DefaultName = "Nexfile"
+
+// ErrInvalid wraps every problem with a Nexfile's content.
+var ErrInvalid = errors.New("invalid Nexfile")
+
+// Nexfile is a workload definition on disk.
+type Nexfile struct {
+	Name         string            `json:"name"`
+	Description  string            `json:"description,omitempty"`
+	Type         string            `json:"type"`
+	Lifecycle    string            `json:"lifecycle"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	StartRequest json.RawMessage   `json:"start_request,omitempty"`
+}
+
+// Load reads a Nexfile; YAML and JSON are both accepted, and unknown keys are errors
+// so a typo does not silently drop a setting.
+func Load(path string) (*Nexfile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load nexfile %s: %w", path, err)
+	}
+	nf, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("load nexfile %s: %w", path, err)
+	}
+	return nf, nil
+}
+
+// Parse decodes Nexfile content.
+func Parse(b []byte) (*Nexfile, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	var nf Nexfile
+	if err := dec.Decode(&nf); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// Tag values written as YAML numbers or booleans arrive as strings already via the
+	// map type; a null start_request is as good as none.
+	if string(nf.StartRequest) == "null" {
+		nf.StartRequest = nil
+	}
+	return &nf, nil
+}
+
+// Discover returns explicit if set, else ./Nexfile when it exists, else "".
+func Discover(explicit string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("nexfile %s: %w", explicit, err)
+		}
+		return explicit, nil
+	}
+	if st, err := os.Stat(DefaultName); err == nil && !st.IsDir() {
+		return DefaultName, nil
+	}
+	return "", nil
+}
+
+// Overrides are the flag values that win over a Nexfile; empty fields leave it alone.
+type Overrides struct {
+	Name         string
+	Description  string
+	Type         string
+	Lifecycle    string
+	Tags         map[string]string
+	StartRequest string
+}
+
+// Definition merges o over nf (nf may be nil) into a workload definition, and checks
+// that everything required is there.
+func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
+	var d v1.WorkloadDefinition
+	if nf != nil {
+		d = v1.WorkloadDefinition{Name: nf.Name, Description: nf.Description, Type: nf.Type, Lifecycle: nf.Lifecycle, StartRequest: nf.StartRequest}
+		if len(nf.Tags) > 0 {
+			d.Tags = map[string]string{}
+			for k, v := range nf.Tags {
+				d.Tags[k] = v
+			}
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&d.Name, o.Name)
+	set(&d.Description, o.Description)
+	set(&d.Type, o.Type)
+	set(&d.Lifecycle, o.Lifecycle)
+	if len(o.Tags) > 0 {
+		if d.Tags == nil {
+			d.Tags = map[string]string{}
+		}
+		for k, v := range o.Tags {
+			d.Tags[k] = v
+		}
+	}
+	if o.StartRequest != "" {
+		if !json.Valid([]byte(o.StartRequest)) {
+			return d, fmt.Errorf("%w: --start-request is not valid JSON", ErrInvalid)
+		}
+		d.StartRequest = json.RawMessage(o.StartRequest)
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"name (--name)", d.Name}, {"type (--type)", d.Type}, {"lifecycle (--lifecycle)", d.Lifecycle}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(d.StartRequest) == 0 {
+		missing = append(missing, "start_request (--start-request)")
+	}
+	if len(missing) > 0 {
+		return d, fmt.Errorf("%w: missing %v; give them in a Nexfile or as flags", ErrInvalid, missing)
+	}
+	return d, nil
+}
