@@ -173,4 +173,3 @@ func defaultNodeName() string {
 	h = strings.NewReplacer(".", "-", " ", "-", "*", "-", ">", "-").Replace(h)
 	return h
 }
-

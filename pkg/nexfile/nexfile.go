@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -134,7 +135,11 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		missing = append(missing, "start_request (--start-request)")
 	}
 	if len(missing) > 0 {
-		return d, fmt.Errorf("%w: missing %v; give them in a Nexfile or as flags", ErrInvalid, missing)
+		where := "the Nexfile"
+		if nf == nil {
+			where = "a Nexfile (none given with --nexfile, no ./Nexfile here)"
+		}
+		return d, fmt.Errorf("%w: missing %s; give them in %s or as flags", ErrInvalid, strings.Join(missing, ", "), where)
 	}
 	return d, nil
 }

@@ -197,7 +197,11 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, b.NexletID, v1.NexletStart, wid),
 		v1.StartWorkloadRequest{WorkloadID: wid, NodeID: n.cfg.NodeID, Definition: def}, &info)
 	if err != nil {
-		log.Warn("start failed", zap.Error(err))
+		if v1.AsError(err).Code >= 500 {
+			log.Warn("start failed", zap.Error(err))
+		} else {
+			log.Info("start refused", zap.Error(err))
+		}
 		return v1.WorkloadInfo{}, err
 	}
 	n.mu.Lock()

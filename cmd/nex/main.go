@@ -1,0 +1,282 @@
+// Command nex is the nex CLI: a thin kong tree over pkg/client.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/version"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Namespace string           `name:"namespace" default:"system" env:"NEX_NAMESPACE" help:"Namespace to work in."`
+	Config    string           `name:"config" type:"path" help:"Config file (default: first of /etc/nex/config.json, ~/.config/nex/config.json, ./config.json)."`
+	JSON      bool             `name:"json" help:"Machine-readable JSON output."`
+	Check     bool             `name:"check" help:"Print the resolved configuration and exit."`
+	NATS      natsconn.Options `embed:"" prefix:"nats."`
+	Version   kong.VersionFlag `help:"Print the version and exit."`
+
+	configUsed string
+	stdout     io.Writer
+}
+
+// CLI is the kong command tree; each noun lives in its own file.
+type CLI struct {
+	Globals
+
+	Node     NodeCmd     `cmd:"" help:"Run and inspect nodes."`
+	Workload WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
+	Show     showCmd     `cmd:"" hidden:"" default:"1"`
+}
+
+// showCmd runs when no command is given: usage, or the configuration with --check.
+type showCmd struct{}
+
+func (showCmd) Run(ctx *kong.Context) error {
+	return ctx.PrintUsage(false)
+}
+
+func (g *Globals) connect() (*nats.Conn, error) {
+	return g.NATS.Connect("nex")
+}
+
+func (g *Globals) client() (*client.Client, *nats.Conn, error) {
+	if err := v1.ValidateToken("namespace", g.Namespace); err != nil {
+		return nil, nil, err
+	}
+	nc, err := g.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(nc, g.Namespace)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return c, nc, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, so tests can drive the CLI in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	cli.stdout = stdout
+	cfgPath, err := configPath(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "nex:", err)
+		return 1
+	}
+	opts := []kong.Option{
+		kong.Name("nex"), kong.Description("Run workloads on nex nodes over NATS."),
+		kong.Vars{"version": "nex " + version.String()},
+		kong.UsageOnError(), kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitCode(code)) }),
+	}
+	if cfgPath != "" {
+		r, err := loadConfig(cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "nex:", err)
+			return 1
+		}
+		opts = append(opts, kong.Resolvers(r))
+		cli.configUsed = cfgPath
+	}
+	code := 0
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				c, ok := r.(exitCode)
+				if !ok {
+					panic(r)
+				}
+				code = int(c)
+			}
+		}()
+		parser, err := kong.New(&cli, opts...)
+		if err != nil {
+			fmt.Fprintln(stderr, "nex:", err)
+			code = 1
+			return
+		}
+		kctx, err := parser.Parse(args)
+		if err != nil {
+			fmt.Fprintln(stderr, "nex:", err)
+			var pe *kong.ParseError
+			if errors.As(err, &pe) {
+				_ = pe.Context.PrintUsage(true)
+			}
+			code = 2
+			return
+		}
+		if cli.Check {
+			if err := printCheck(stdout, &cli, kctx); err != nil {
+				fmt.Fprintln(stderr, "nex:", err)
+				code = 1
+			}
+			return
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		kctx.BindTo(ctx, (*context.Context)(nil))
+		if err := kctx.Run(&cli.Globals); err != nil {
+			printError(stderr, err)
+			code = 1
+		}
+	}()
+	return code
+}
+
+type exitCode int
+
+// printError writes err to stderr; a no_placement error gets one line per declining node.
+func printError(w io.Writer, err error) {
+	fmt.Fprintln(w, "nex:", err)
+	var e *v1.Error
+	if errors.As(err, &e) {
+		if d, ok := e.Details.(client.Declines); ok {
+			for _, r := range d {
+				name := r.NodeName
+				if name == "" {
+					name = r.NodeID
+				}
+				fmt.Fprintf(w, "  node %s (%s): %s\n", name, r.NodeID, r.Decline)
+			}
+			if len(d) == 0 {
+				fmt.Fprintln(w, "  no node answered the auction: is a node running and reachable? try `nex node list`")
+			}
+		}
+	}
+}
+
+// configPath finds --config in args, else the first existing default location.
+func configPath(args []string) (string, error) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1], nil
+		}
+		if len(a) > 9 && a[:9] == "--config=" {
+			return a[9:], nil
+		}
+	}
+	var candidates []string
+	candidates = append(candidates, "/etc/nex/config.json")
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".config", "nex", "config.json"))
+	}
+	candidates = append(candidates, "config.json")
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", nil
+}
+
+// loadConfig reads a JSON config whose keys mirror flags ("-" as "_"), flat
+// ("nats_context"), dotted ("nats.context") or nested ({"nats": {"context": ...}}),
+// and command flags nested under the command path ({"node": {"up": {...}}}).
+func loadConfig(path string) (kong.Resolver, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(b, &values); err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	return kong.ResolverFunc(func(_ *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+		key := snake(flag.Name)
+		var scope []string
+		for n := parent.Node(); n != nil && n.Type != kong.ApplicationNode; n = n.Parent {
+			scope = append([]string{n.Name}, scope...)
+		}
+		candidates := [][]string{slices.Concat(scope, []string{key}), slices.Concat(scope, splitDots(key))}
+		if len(scope) == 0 {
+			candidates = append(candidates, []string{snake(flag.Name)})
+		}
+		for _, path := range candidates {
+			if v, ok := lookup(values, path); ok {
+				return v, nil
+			}
+		}
+		return nil, nil
+	}), nil
+}
+
+func snake(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+func splitDots(s string) []string { return strings.Split(s, ".") }
+
+func lookup(m map[string]any, path []string) (any, bool) {
+	var cur any = m
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// printCheck prints the resolved configuration: config file, globals, the NATS
+// connection with secrets masked, and the selected command's flags.
+func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
+	resolved, err := cli.NATS.Resolve()
+	if err != nil {
+		return err
+	}
+	if resolved.Password != "" {
+		resolved.Password = "*****"
+	}
+	if resolved.Token != "" {
+		resolved.Token = "*****"
+	}
+	flags := map[string]any{}
+	for _, f := range kctx.Flags() {
+		if f.Hidden || f.Name == "help" || f.Name == "version" {
+			continue
+		}
+		flags[f.Name] = f.Target.Interface()
+	}
+	for _, k := range []string{"nats.password", "nats.token"} {
+		if s, ok := flags[k].(string); ok && s != "" {
+			flags[k] = "*****"
+		}
+	}
+	out := map[string]any{
+		"config_file": cli.configUsed,
+		"namespace":   cli.Namespace,
+		"command":     kctx.Command(),
+		"nats":        resolved,
+		"nats_url":    resolved.URL(),
+		"flags":       flags,
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexfile"
+	"github.com/nexrun/nex/pkg/schema"
+	"github.com/nexrun/nex/schemas"
+)
+
+// WorkloadCmd groups the workload commands.
+type WorkloadCmd struct {
+	Start WorkloadStartCmd `cmd:"" help:"Auction a workload and start it on the winning node."`
+	List  WorkloadListCmd  `cmd:"" aliases:"ls" help:"List workloads on every node."`
+	Stop  WorkloadStopCmd  `cmd:"" help:"Stop a workload; returns when its processes are gone."`
+	Info  WorkloadInfoCmd  `cmd:"" help:"Describe one workload."`
+	Clone WorkloadCloneCmd `cmd:"" help:"Start a copy of a workload on fresh capacity."`
+}
+
+// WorkloadStartCmd starts a workload from a Nexfile and/or flags.
+type WorkloadStartCmd struct {
+	Nexfile      string            `name:"nexfile" short:"f" type:"path" help:"Nexfile (YAML or JSON); default ./Nexfile if present."`
+	Type         string            `name:"type" help:"Workload type (the nexlet register_type, e.g. native)."`
+	Lifecycle    string            `name:"lifecycle" help:"service, job or function."`
+	Name         string            `name:"name" help:"Workload name."`
+	Description  string            `name:"description" help:"Workload description."`
+	Tags         map[string]string `name:"tags" help:"Placement tags k=v (repeatable); a node must have them all."`
+	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
+}
+
+func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
+	path, err := nexfile.Discover(c.Nexfile)
+	if err != nil {
+		return v1.WorkloadDefinition{}, err
+	}
+	var nf *nexfile.Nexfile
+	if path != "" {
+		if nf, err = nexfile.Load(path); err != nil {
+			return v1.WorkloadDefinition{}, err
+		}
+	}
+	return nexfile.Definition(nf, nexfile.Overrides{
+		Name: c.Name, Description: c.Description, Type: c.Type, Lifecycle: c.Lifecycle, Tags: c.Tags, StartRequest: c.StartRequest,
+	})
+}
+
+// Run validates, auctions and deploys.
+func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
+	def, err := c.definition()
+	if err != nil {
+		return err
+	}
+	def.Namespace = g.Namespace
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	// Types whose schema ships with nex are checked before any network traffic; the
+	// winning nexlet's own schema is checked again before deploy.
+	if s, err := schemas.StartRequest(def.Type); err == nil {
+		if err := schema.Validate(s, def.StartRequest); err != nil {
+			return v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+		}
+	}
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := cl.StartWorkload(ctx, def)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
+	return nil
+}
+
+// WorkloadListCmd lists workloads.
+type WorkloadListCmd struct {
+	ShowMetadata bool   `name:"show-metadata" help:"Include nexlet metadata (pid, restarts, ...)."`
+	Type         string `name:"type" help:"Only workloads of this type."`
+}
+
+// Run lists.
+func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	list, err := cl.ListWorkloads(ctx, c.Type)
+	if err != nil {
+		return err
+	}
+	if !c.ShowMetadata {
+		for i := range list {
+			list[i].Metadata = nil
+		}
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(g.stdout, "No workloads in namespace %s.\n", g.Namespace)
+		return nil
+	}
+	header := []string{"ID", "NAME", "NAMESPACE", "TYPE", "LIFECYCLE", "STATE", "AGE", "NODE"}
+	if c.ShowMetadata {
+		header = append(header, "METADATA")
+	}
+	t := newTable(header...)
+	for _, w := range list {
+		state := w.State
+		if w.ExitCode != nil && w.State == v1.StateStopped {
+			state = fmt.Sprintf("%s (exit %d)", w.State, *w.ExitCode)
+		}
+		row := []string{w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, state, time.Since(w.StartedAt).Round(time.Second).String(), short(w.NodeID)}
+		if c.ShowMetadata {
+			row = append(row, formatMetadata(w.Metadata))
+		}
+		t.row(row...)
+	}
+	return t.write(g.stdout)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func formatMetadata(md map[string]string) string {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+md[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// WorkloadStopCmd stops a workload.
+type WorkloadStopCmd struct {
+	ID    string        `arg:"" name:"workload_id" help:"Workload ID."`
+	Grace time.Duration `name:"grace" help:"Time between SIGTERM and SIGKILL (default: the workload's, 10s)."`
+}
+
+// Run stops.
+func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, w.ID)
+	return nil
+}
+
+// WorkloadInfoCmd describes a workload.
+type WorkloadInfoCmd struct {
+	ID string `arg:"" name:"workload_id" help:"Workload ID."`
+}
+
+// Run describes.
+func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := cl.WorkloadInfo(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "ID:        %s\nName:      %s\nNamespace: %s\nType:      %s\nLifecycle: %s\nState:     %s\nNode:      %s\nNexlet:    %s\nStarted:   %s\n",
+		w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, w.State, w.NodeID, w.NexletID, w.StartedAt.Local().Format(time.RFC3339))
+	if w.ExitCode != nil {
+		fmt.Fprintf(g.stdout, "Exit code: %d\n", *w.ExitCode)
+	}
+	if len(w.Metadata) > 0 {
+		fmt.Fprintf(g.stdout, "Metadata:  %s\n", formatMetadata(w.Metadata))
+	}
+	return nil
+}
+
+// WorkloadCloneCmd clones a workload.
+type WorkloadCloneCmd struct {
+	ID   string            `arg:"" name:"workload_id" help:"Workload ID to clone."`
+	Tags map[string]string `name:"tags" help:"Placement tags for the clone k=v (repeatable); replace the original's."`
+	Stop bool              `name:"stop" help:"Stop the original once the clone has started."`
+}
+
+// Run clones.
+func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started (clone of %s)\n", w.Name, w.ID, c.ID)
+	if c.Stop {
+		fmt.Fprintf(g.stdout, "Workload %s stopped\n", c.ID)
+	}
+	return nil
+}
