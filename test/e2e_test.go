@@ -297,7 +297,9 @@ start_request:
 			return m.Subject == "$NEX.FEED.default.logs."+svcID && string(m.Data) == "hello-service --listen=:8080" && m.Header.Get("Nex-Stream") == "stdout"
 		}) && logs.find(func(m *nats.Msg) bool {
 			return m.Subject == "$NEX.FEED.default.logs."+svcID && string(m.Data) == "ready" && m.Header.Get("Nex-Stream") == "stderr"
-		}) && logs.find(func(m *nats.Msg) bool { return m.Subject == "$NEX.FEED.default.logs."+jobID && string(m.Data) == "--once" })
+		}) && logs.find(func(m *nats.Msg) bool {
+			return m.Subject == "$NEX.FEED.default.logs."+jobID && string(m.Data) == "--once"
+		})
 	})
 	testutil.Eventually(t, 5*time.Second, "started event", func() bool {
 		return events.find(func(m *nats.Msg) bool {
@@ -414,4 +416,3 @@ func eventOf(m *nats.Msg) v1.Event {
 func pidAlive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
 }
-
