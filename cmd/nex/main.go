@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -217,9 +218,15 @@ func loadConfig(path string) (kong.Resolver, error) {
 			candidates = append(candidates, []string{snake(flag.Name)})
 		}
 		for _, path := range candidates {
-			if v, ok := lookup(values, path); ok {
-				return v, nil
+			v, ok := lookup(values, path)
+			if !ok {
+				continue
 			}
+			// {"embedded": {"listen": ...}} holds embedded.listen, not a value for --embedded.
+			if _, isMap := v.(map[string]any); isMap && flag.Target.Kind() != reflect.Map {
+				continue
+			}
+			return v, nil
 		}
 		return nil, nil
 	}), nil

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runNex(t *testing.T, args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestConfigFileAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, ".config"))
+	t.Chdir(dir)
+	cfg := filepath.Join(dir, "cfg.json")
+	os.WriteFile(cfg, []byte(`{"namespace":"team","nats":{"servers":["nats://x:4222"],"password":"secret"},
+		"node":{"up":{"node_name":"n1","tags":{"region":"lab"},"embedded":{"listen":"127.0.0.1:5222"}}}}`), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want map[string]any
+	}{
+		{"globals from nested config", []string{"--config", cfg, "--check", "workload", "list"},
+			map[string]any{"namespace": "team", "nats_url": "nats://x:4222"}},
+		{"flag wins over config", []string{"--config=" + cfg, "--namespace", "mine", "--check", "workload", "list"},
+			map[string]any{"namespace": "mine"}},
+		{"node up flags under node.up", []string{"--config", cfg, "--check", "node", "up"},
+			map[string]any{"flags.node-name": "n1", "flags.tags.region": "lab", "flags.embedded.listen": "127.0.0.1:5222"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := runNex(t, tt.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			if strings.Contains(out, "secret") {
+				t.Fatal("--check printed the password")
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for k, want := range tt.want {
+				if v := dig(got, k); v != want {
+					t.Errorf("%s = %v, want %v", k, v, want)
+				}
+			}
+		})
+	}
+}
+
+func dig(m map[string]any, path string) any {
+	parts := strings.SplitN(path, ".", 2)
+	v := m[parts[0]]
+	if len(parts) == 1 {
+		return v
+	}
+	if v, ok := m[path]; ok {
+		return v
+	}
+	if sub, ok := v.(map[string]any); ok {
+		if r := dig(sub, parts[1]); r != nil {
+			return r
+		}
+		return sub[parts[1]]
+	}
+	return nil
+}
+
+func TestDefaultConfigLocation(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Chdir(dir)
+	os.WriteFile("config.json", []byte(`{"namespace":"fromcwd"}`), 0o644)
+	out, errs, code := runNex(t, "--check", "workload", "list")
+	if code != 0 || !strings.Contains(out, `"namespace": "fromcwd"`) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+func TestUsageAndErrors(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Chdir(t.TempDir())
+	if out, _, code := runNex(t); code != 0 || !strings.Contains(out, "Usage: nex") {
+		t.Fatalf("bare nex: %d %q", code, out)
+	}
+	if _, errs, code := runNex(t, "workload", "bogus"); code == 0 || !strings.Contains(errs, "unexpected argument bogus") {
+		t.Fatalf("bogus command: %d %q", code, errs)
+	}
+	if _, errs, code := runNex(t, "--config", "/nope.json", "workload", "list"); code == 0 || !strings.Contains(errs, "/nope.json") {
+		t.Fatalf("missing config: %d %q", code, errs)
+	}
+	if _, errs, code := runNex(t, "--namespace", "a b", "workload", "list"); code == 0 || !strings.Contains(errs, "namespace") {
+		t.Fatalf("bad namespace: %d %q", code, errs)
+	}
+}
