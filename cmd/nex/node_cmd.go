@@ -83,7 +83,7 @@ func (c *NodeListCmd) Run(ctx context.Context, g *Globals) error {
 	for _, n := range out {
 		var nexlets []string
 		for _, x := range n.Nexlets {
-			nexlets = append(nexlets, fmt.Sprintf("%s(%s,%s)", x.ID, x.RegisterType, x.Health))
+			nexlets = append(nexlets, fmt.Sprintf("%s(%s,%s)", x.NexletID, x.RegisterType, x.Health))
 		}
 		t.row(n.Nexus, n.NodeID, n.Name, n.Version, time.Duration(n.Uptime).String(), strings.ToUpper(n.State), strings.Join(nexlets, " "))
 	}
@@ -139,14 +139,14 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintln(w, "Nexlets:")
 	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "LAST HEARTBEAT")
 	for _, x := range n.Nexlets {
-		t.row("  "+x.ID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health, x.LastHeartbeat.Local().Format(time.TimeOnly))
+		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health, x.LastHeartbeat.Local().Format(time.TimeOnly))
 	}
 	if err := t.write(w); err != nil {
 		return err
 	}
 	if c.Full {
 		for _, x := range n.Nexlets {
-			fmt.Fprintf(w, "Start request schema of %s:\n%s\n", x.ID, x.StartRequestSchema)
+			fmt.Fprintf(w, "Start request schema of %s:\n%s\n", x.NexletID, x.StartRequestSchema)
 		}
 	}
 	return nil

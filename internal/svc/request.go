@@ -17,15 +17,11 @@ const DefaultTimeout = 10 * time.Second
 // Call sends req as JSON to subject and decodes the reply into resp. No responders is
 // reported as 503 unavailable at once, so a missing service never looks like a hang.
 func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
-	data, err := marshal(req)
+	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
 		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	defer cancel()
 	msg, err := nc.RequestWithContext(ctx, subject, data)
 	if err != nil {
 		return mapRequestError(subject, err)
@@ -33,14 +29,25 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	return DecodeReply(msg.Header, msg.Data, resp)
 }
 
-func marshal(req any) ([]byte, error) {
-	if req == nil {
-		return nil, nil
+// prepare encodes req and gives ctx the default deadline when it has none.
+func prepare(ctx context.Context, req any) (context.Context, context.CancelFunc, []byte, error) {
+	var data []byte
+	switch r := req.(type) {
+	case nil:
+	case []byte:
+		data = r
+	default:
+		b, err := json.Marshal(req)
+		if err != nil {
+			return ctx, func() {}, nil, err
+		}
+		data = b
 	}
-	if b, ok := req.([]byte); ok {
-		return b, nil
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}, data, nil
 	}
-	return json.Marshal(req)
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	return ctx, cancel, data, nil
 }
 
 func mapRequestError(subject string, err error) error {
@@ -67,15 +74,11 @@ func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, res
 // replies' peer lists has answered, done returns true, or the straggler bound passes
 // after the first reply. With no responders at all it returns at once with none.
 func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
-	data, err := marshal(req)
+	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
 		return err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	defer cancel()
 	inbox := nc.NewRespInbox()
 	ch := make(chan *nats.Msg, 256)
 	sub, err := nc.ChanSubscribe(inbox, ch)

@@ -285,19 +285,18 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
 	}
 	for _, e := range n.nexlets {
-		ni := v1.NexletInfo{
-			ID: e.reg.NexletID, RegisterType: e.reg.RegisterType, Version: e.reg.Version,
-			Lifecycles: e.reg.Lifecycles, MaxWorkloads: e.reg.MaxWorkloads, Workloads: e.workloads,
-			XKey: e.reg.XKey, Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC(),
-		}
-		if full {
-			ni.StartRequestSchema = e.reg.StartRequestSchema
+		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: e.workloads, Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}
+		if !full {
+			ni.StartRequestSchema = nil
 		}
 		info.Nexlets = append(info.Nexlets, ni)
 	}
-	sort.Slice(info.Nexlets, func(i, j int) bool { return info.Nexlets[i].ID < info.Nexlets[j].ID })
+	sort.Slice(info.Nexlets, func(i, j int) bool { return info.Nexlets[i].NexletID < info.Nexlets[j].NexletID })
 	return info
 }
+
+// Peers lists the nodes this node believes alive, itself included.
+func (n *Node) Peers() []string { return n.livePeers() }
 
 // livePeers lists the nodes this node believes alive, itself included.
 func (n *Node) livePeers() []string {

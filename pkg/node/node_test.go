@@ -126,8 +126,9 @@ func TestStartListStopClone(t *testing.T) {
 func TestNoPlacementReasons(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
-	startNode(t, nc, "n1", map[string]string{"region": "prod"})
-	startNode(t, testutil.Connect(t, s), "n2", nil)
+	n1 := startNode(t, nc, "n1", map[string]string{"region": "prod"})
+	n2 := startNode(t, testutil.Connect(t, s), "n2", nil)
+	knowEachOther(t, n1, n2)
 	c, _ := client.New(nc, "default")
 	tests := []struct {
 		name   string
@@ -215,12 +216,12 @@ func TestNodesListAndInfo(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	a := startNode(t, nc, "a", nil)
-	startNode(t, testutil.Connect(t, s), "b", nil)
+	b := startNode(t, testutil.Connect(t, s), "b", nil)
+	knowEachOther(t, a, b)
 	c, _ := client.New(nc, "system")
-	testutil.Eventually(t, 5*time.Second, "two nodes", func() bool {
-		nodes, _ := c.ListNodes(context.Background())
-		return len(nodes) == 2
-	})
+	if nodes, err := c.ListNodes(context.Background()); err != nil || len(nodes) != 2 {
+		t.Fatalf("ListNodes: %d nodes, %v", len(nodes), err)
+	}
 	info, err := c.NodeInfo(context.Background(), a.ID())
 	if err != nil || info.Name != "a" || len(info.Nexlets) != 1 || len(info.Nexlets[0].StartRequestSchema) == 0 {
 		t.Fatalf("info %+v %v", info, err)
@@ -243,4 +244,18 @@ func TestReservedTagRejected(t *testing.T) {
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// knowEachOther waits until every node has heard every other's announcement, which is
+// what lets a fan-out end as soon as all of them answered.
+func knowEachOther(t *testing.T, nodes ...*node.Node) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, "nodes to know each other", func() bool {
+		for _, n := range nodes {
+			if len(n.Peers()) != len(nodes) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -148,18 +148,13 @@ const (
 	NodeLameduck = "lameduck"
 )
 
-// NexletInfo describes a nexlet registered with a node.
+// NexletInfo describes a nexlet registered with a node: its registration (without the
+// schema unless asked for) and what the node knows of its health.
 type NexletInfo struct {
-	ID                 string          `json:"id"`
-	RegisterType       string          `json:"register_type"`
-	Version            string          `json:"version"`
-	Lifecycles         []string        `json:"supported_lifecycles"`
-	MaxWorkloads       int             `json:"max_workloads"`
-	Workloads          int             `json:"workloads"`
-	XKey               string          `json:"xkey,omitempty"`
-	Health             string          `json:"health"`
-	LastHeartbeat      time.Time       `json:"last_heartbeat"`
-	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
+	RegisterRequest
+	Workloads     int       `json:"workloads"`
+	Health        string    `json:"health"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
 }
 
 // Nexlet health values.
@@ -175,7 +170,7 @@ type RegisterRequest struct {
 	RegisterType       string          `json:"register_type"`
 	Version            string          `json:"version"`
 	Lifecycles         []string        `json:"supported_lifecycles"`
-	StartRequestSchema json.RawMessage `json:"start_request_schema"`
+	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
 	XKey               string          `json:"xkey"`
 	MaxWorkloads       int             `json:"max_workloads"`
 }
