@@ -71,7 +71,7 @@ func run(c cli, log *zap.Logger) error {
 	defer nc.Close()
 	opts := native.Options{
 		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
-		Feed: nexlet.NewFeed(nc, c.NodeID), Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
+		Conn: nc, Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
 	}
 	if c.ShowWorkloadLogs {
 		opts.Tee = func(wid, stream string, line []byte) {

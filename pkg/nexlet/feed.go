@@ -42,65 +42,130 @@ func (f *Feed) Event(ev v1.Event) {
 	_ = f.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
 }
 
+// MaxQueueBytes bounds the output a LineWriter holds while NATS is slow; lines that do
+// not fit are dropped and counted, so a workload is never blocked by its logging.
+const MaxQueueBytes = 8 << 20
+
 // LineWriter returns a writer that publishes one message per line of output on
-// $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line.
+// $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line
+// and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
-	return &LineWriter{nc: f.nc, subject: v1.LogSubject(ns, wid), stream: stream}
+	w := &LineWriter{nc: f.nc, subject: v1.LogSubject(ns, wid), stream: stream, done: make(chan struct{})}
+	w.cond = sync.NewCond(&w.mu)
+	go w.publishLoop()
+	return w
 }
 
-// LineWriter splits a byte stream into lines and publishes each one.
+// LineWriter splits a byte stream into lines and publishes each one from its own
+// goroutine, so a slow connection costs dropped lines (counted) rather than a blocked
+// workload.
 type LineWriter struct {
-	mu      sync.Mutex
 	nc      *nats.Conn
 	subject string
 	stream  string
-	buf     []byte
-	lines   uint64
-	// Tee, when set, receives each line too (nexd's --show-workload-logs).
+	done    chan struct{}
+	// Tee, when set, receives each published line too (nexd's --show-workload-logs).
+	// Set it before the first Write.
 	Tee func(stream string, line []byte)
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	partial   []byte
+	queue     []byte  // queued lines, back to back
+	entries   []entry // where each queued line ends
+	spare     []byte
+	spareEnts []entry
+	closed    bool
+	published uint64
+	dropped   uint64
 }
 
-// Write publishes every complete line in p and keeps the rest for the next call.
+type entry struct {
+	end       int
+	continued bool
+}
+
+// Write queues every complete line in p and keeps the rest for the next call.
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.buf = append(w.buf, p...)
-			for len(w.buf) >= MaxLineBytes {
-				w.publish(w.buf[:MaxLineBytes], true)
-				w.buf = append(w.buf[:0], w.buf[MaxLineBytes:]...)
+			w.partial = append(w.partial, p...)
+			for len(w.partial) >= MaxLineBytes {
+				w.enqueue(w.partial[:MaxLineBytes], true)
+				w.partial = append(w.partial[:0], w.partial[MaxLineBytes:]...)
 			}
 			break
 		}
 		line := p[:i]
-		if len(w.buf) > 0 {
-			w.buf = append(w.buf, line...)
-			line = w.buf
+		if len(w.partial) > 0 {
+			w.partial = append(w.partial, line...)
+			line = w.partial
 		}
 		for len(line) > MaxLineBytes {
-			w.publish(line[:MaxLineBytes], true)
+			w.enqueue(line[:MaxLineBytes], true)
 			line = line[MaxLineBytes:]
 		}
-		w.publish(line, false)
-		w.buf = w.buf[:0]
+		w.enqueue(line, false)
+		w.partial = w.partial[:0]
 		p = p[i+1:]
 	}
+	w.mu.Unlock()
+	w.cond.Signal()
 	return n, nil
 }
 
-func (w *LineWriter) publish(line []byte, continued bool) {
+// enqueue appends one line to the queue, or counts it as dropped when the queue is full.
+// Caller holds w.mu.
+func (w *LineWriter) enqueue(line []byte, continued bool) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	h := nats.Header{v1.HeaderStream: []string{w.stream}}
-	if continued {
-		h[HeaderContinued] = []string{"true"}
+	if len(w.queue)+len(line) > MaxQueueBytes {
+		w.dropped++
+		return
 	}
-	_ = w.nc.PublishMsg(&nats.Msg{Subject: w.subject, Header: h, Data: line})
-	w.lines++
-	if w.Tee != nil {
-		w.Tee(w.stream, line)
+	w.queue = append(w.queue, line...)
+	w.entries = append(w.entries, entry{end: len(w.queue), continued: continued})
+}
+
+func (w *LineWriter) publishLoop() {
+	defer close(w.done)
+	plain := nats.Header{v1.HeaderStream: []string{w.stream}}
+	cont := nats.Header{v1.HeaderStream: []string{w.stream}, HeaderContinued: []string{"true"}}
+	msg := &nats.Msg{Subject: w.subject}
+	for {
+		w.mu.Lock()
+		for len(w.entries) == 0 && !w.closed {
+			w.cond.Wait()
+		}
+		if len(w.entries) == 0 && w.closed {
+			w.mu.Unlock()
+			return
+		}
+		// Swap buffers: the writer fills the spare ones while these are published.
+		buf, ents := w.queue, w.entries
+		w.queue, w.entries = w.spare[:0], w.spareEnts[:0]
+		w.mu.Unlock()
+
+		start := 0
+		for _, e := range ents {
+			msg.Data = buf[start:e.end]
+			msg.Header = plain
+			if e.continued {
+				msg.Header = cont
+			}
+			_ = w.nc.PublishMsg(msg)
+			if w.Tee != nil {
+				w.Tee(w.stream, msg.Data)
+			}
+			start = e.end
+		}
+
+		w.mu.Lock()
+		w.published += uint64(len(ents))
+		w.spare, w.spareEnts = buf, ents
+		w.mu.Unlock()
 	}
 }
 
@@ -108,16 +173,39 @@ func (w *LineWriter) publish(line []byte, continued bool) {
 func (w *LineWriter) Lines() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.lines
+	return w.published
 }
 
-// Close publishes a trailing partial line, if any.
-func (w *LineWriter) Close() error {
+// Dropped is the number of lines dropped because the queue was full.
+func (w *LineWriter) Dropped() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.publish(w.buf, false)
-		w.buf = w.buf[:0]
+	return w.dropped
+}
+
+// closeWait bounds how long Close waits for queued lines to be published.
+const closeWait = 5 * time.Second
+
+// Close queues a trailing partial line, if any, and waits until the queue is published
+// (at most a few seconds: a stuck connection must not hold up a workload's exit).
+func (w *LineWriter) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	if len(w.partial) > 0 {
+		w.enqueue(w.partial, false)
+		w.partial = w.partial[:0]
+	}
+	w.closed = true
+	w.mu.Unlock()
+	w.cond.Signal()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
 	}
 	return nil
 }

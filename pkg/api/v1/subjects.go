@@ -149,3 +149,26 @@ func validateDotted(what, s string) error {
 	}
 	return nil
 }
+
+// ValidateTriggerSubject checks a subject a function may be triggered by: well-formed
+// tokens, wildcards only as whole tokens ('>' last), and nothing in nex's own or the
+// system's subject space.
+func ValidateTriggerSubject(s string) error {
+	for _, reserved := range []string{"$NEX.", "$SYS.", "$JS.", "$KV.", "$O.", "$SRV.", "_INBOX."} {
+		if strings.HasPrefix(s, reserved) {
+			return fmt.Errorf("%w: trigger %q is in the reserved %s space", ErrInvalidToken, s, strings.TrimSuffix(reserved, "."))
+		}
+	}
+	tokens := strings.Split(s, ".")
+	for i, t := range tokens {
+		switch {
+		case t == "*":
+		case t == ">" && i == len(tokens)-1:
+		default:
+			if err := ValidateToken("trigger token", t); err != nil {
+				return fmt.Errorf("%w: trigger %q is not a valid subject", ErrInvalidToken, s)
+			}
+		}
+	}
+	return nil
+}

@@ -54,3 +54,15 @@ func TestAsError(t *testing.T) {
 		t.Fatal("NotFound is not ErrNotFound")
 	}
 }
+
+func TestValidateTriggerSubject(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"orders.new": true, "orders.*": true, "orders.>": true, "a": true,
+		"": false, "orders..new": false, "orders.>.x": false, "or*ders": false, "a b": false,
+		"$NEX.SVC.v1.x": false, "$SYS.ACCOUNT": false, "_INBOX.x": false,
+	} {
+		if err := ValidateTriggerSubject(s); (err == nil) != ok {
+			t.Errorf("ValidateTriggerSubject(%q) = %v, want ok=%v", s, err, ok)
+		}
+	}
+}

@@ -223,15 +223,16 @@ type NexletListRequest struct {
 
 // Event types on workload and node feeds.
 const (
-	EventStarted    = "started"
-	EventStopped    = "stopped"
-	EventExited     = "exited"
-	EventRestarted  = "restarted"
-	EventFailed     = "failed"
-	EventTriggered  = "triggered"
-	EventLameduck   = "lameduck"
-	EventRegistered = "nexlet_registered"
-	EventLost       = "nexlet_lost"
+	EventStarted     = "started"
+	EventStopped     = "stopped"
+	EventExited      = "exited"
+	EventRestarted   = "restarted"
+	EventFailed      = "failed"
+	EventTriggered   = "triggered"
+	EventLameduck    = "lameduck"
+	EventLogsDropped = "logs_dropped"
+	EventRegistered  = "nexlet_registered"
+	EventLost        = "nexlet_lost"
 )
 
 // Event is published on $NEX.FEED.<ns>.event.<id>.

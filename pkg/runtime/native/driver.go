@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -21,8 +22,9 @@ type Options struct {
 	NodeID       string
 	NexletID     string
 	DataDir      string
-	NATSURL      string // handed to workloads as NATS_URL
-	Feed         *nexlet.Feed
+	NATSURL      string       // handed to workloads as NATS_URL
+	Conn         *nats.Conn   // subscribes function triggers
+	Feed         *nexlet.Feed // defaults to a feed on Conn
 	Logger       *zap.Logger
 	DefaultGrace time.Duration
 	MaxWorkloads int
@@ -31,7 +33,7 @@ type Options struct {
 }
 
 // Lifecycles are the lifecycles this runtime supports.
-var Lifecycles = []string{v1.LifecycleService, v1.LifecycleJob}
+var Lifecycles = []string{v1.LifecycleService, v1.LifecycleJob, v1.LifecycleFunction}
 
 // Driver implements nexlet.Runtime for OS processes.
 type Driver struct {
@@ -53,8 +55,11 @@ func New(opts Options) (*Driver, error) {
 	if opts.DefaultGrace <= 0 {
 		opts.DefaultGrace = 10 * time.Second
 	}
-	if opts.DataDir == "" {
-		return nil, fmt.Errorf("native driver: data dir is required")
+	if opts.DataDir == "" || opts.Conn == nil {
+		return nil, fmt.Errorf("native driver: data dir and NATS connection are required")
+	}
+	if opts.Feed == nil {
+		opts.Feed = nexlet.NewFeed(opts.Conn, opts.NodeID)
 	}
 	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
@@ -75,6 +80,9 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	def := req.Definition
 	sr, err := parseStartRequest(def.StartRequest, d.opts.DefaultGrace)
 	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	d.mu.Lock()
@@ -113,6 +121,15 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		}
 	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir))
+	}
+	if def.Lifecycle == v1.LifecycleFunction {
+		if err := h.serveFunction(); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "subscribe to triggers: %v", err))
+		}
+		h.setState(v1.StateRunning)
+		h.eventData(v1.EventStarted, map[string]any{"triggers": sr.Triggers})
+		h.log.Info("function waiting for triggers", zap.Strings("triggers", sr.Triggers))
+		return h.info(), nil
 	}
 	p, err := h.startProcess()
 	if err != nil {
@@ -211,4 +228,48 @@ func (d *Driver) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// checkLifecycleFields rejects fields that make no sense for the lifecycle, so a
+// mistaken request fails loudly instead of being half-applied.
+func checkLifecycleFields(lifecycle string, sr *parsed) error {
+	bad := func(field string) error {
+		return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s does not apply to lifecycle %s", field, lifecycle)
+	}
+	switch lifecycle {
+	case v1.LifecycleFunction:
+		if len(sr.Triggers) == 0 {
+			return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: a function needs at least one trigger subject")
+		}
+		for _, t := range sr.Triggers {
+			if err := v1.ValidateTriggerSubject(t); err != nil {
+				return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %v", err)
+			}
+		}
+		if sr.Restart != nil {
+			return bad("restart")
+		}
+	case v1.LifecycleJob:
+		if len(sr.Triggers) > 0 {
+			return bad("triggers")
+		}
+		// a job's retries wait like a service's restarts; their number is `retries`
+		if sr.Restart != nil && sr.Restart.MaxRestarts != nil {
+			return bad("restart.max_restarts")
+		}
+	case v1.LifecycleService:
+		if len(sr.Triggers) > 0 {
+			return bad("triggers")
+		}
+		if sr.Timeout != "" {
+			return bad("timeout")
+		}
+		if sr.Retries != 0 {
+			return bad("retries")
+		}
+	}
+	if sr.Concurrency != 0 && lifecycle != v1.LifecycleFunction {
+		return bad("concurrency")
+	}
+	return nil
 }

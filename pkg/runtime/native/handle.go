@@ -2,12 +2,14 @@ package native
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +33,7 @@ type handle struct {
 	ownWorkdir bool
 	log        *zap.Logger
 
+	fn       *function // set for the function lifecycle
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
 	done     chan struct{} // closed when the run loop has ended
@@ -44,6 +47,7 @@ type handle struct {
 	restarts    int
 	nextRestart time.Time
 	lastError   string
+	dropped     uint64
 }
 
 // process is one attempt: the command and the writers that ship its output.
@@ -103,25 +107,18 @@ func (h *handle) run(p *process) {
 		if h.stopping() {
 			return
 		}
-		if h.def.Lifecycle != v1.LifecycleService {
-			h.setState(v1.StateStopped)
-			return
-		}
 		if time.Since(began) >= healthyReset {
 			delay = h.sr.initialDelay
 		}
-		h.mu.Lock()
-		if h.sr.maxRestarts >= 0 && h.restarts >= h.sr.maxRestarts {
-			h.state = v1.StateFailed
-			h.lastError = "restart limit reached"
-			h.mu.Unlock()
-			h.event(v1.EventFailed, &code, "restart limit of "+strconv.Itoa(h.sr.maxRestarts)+" reached")
+		if !h.again(code) {
 			return
 		}
+		wait := jitter(delay)
+		h.mu.Lock()
 		h.state = v1.StateBackoff
-		h.nextRestart = time.Now().Add(delay)
+		h.nextRestart = time.Now().Add(wait)
 		h.mu.Unlock()
-		t := time.NewTimer(delay)
+		t := time.NewTimer(wait)
 		select {
 		case <-h.stopCh:
 			t.Stop()
@@ -144,36 +141,88 @@ func (h *handle) run(p *process) {
 		h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
 		attempt := h.restarts
 		h.mu.Unlock()
-		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid})
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid, "delay": wait.String()})
 	}
 }
 
+// again decides, after an exit with code, whether to run the workload again; when not,
+// it sets the final state. A service always restarts until max_restarts is spent; a job
+// is retried on a non-zero exit while retries remain.
+func (h *handle) again(code int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.def.Lifecycle {
+	case v1.LifecycleService:
+		if h.sr.maxRestarts < 0 || h.restarts < h.sr.maxRestarts {
+			return true
+		}
+		h.state = v1.StateFailed
+		h.lastError = "restart limit of " + strconv.Itoa(h.sr.maxRestarts) + " reached"
+		h.d.opts.Feed.Event(v1.Event{Type: v1.EventFailed, WorkloadID: h.id, Namespace: h.def.Namespace, ExitCode: &code, Message: h.lastError})
+		return false
+	default:
+		if code != 0 && h.restarts < h.sr.Retries {
+			return true
+		}
+		h.state = v1.StateStopped
+		return false
+	}
+}
+
+// jitter spreads restarts of many workloads that failed together: ±20 %.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
 // wait waits for the process, then makes sure nothing of its group survives it (a
-// crashed service must not leave orphans behind before it is restarted).
+// crashed service must not leave orphans behind before it is restarted). A job with a
+// timeout gets SIGTERM when it runs out, and SIGKILL a grace period later.
 func (h *handle) wait(p *process) int {
 	cmd := p.cmd
+	var timedOut atomic.Bool
+	if h.sr.timeout > 0 && h.def.Lifecycle == v1.LifecycleJob {
+		pid := cmd.Process.Pid
+		t := time.AfterFunc(h.sr.timeout, func() {
+			timedOut.Store(true)
+			killGroup(pid, syscall.SIGTERM)
+			time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+		})
+		defer t.Stop()
+	}
 	err := cmd.Wait()
 	// Wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				code = 128 + int(ws.Signal())
-			}
-		} else {
-			code = -1
-		}
-	}
+	code := exitCode(err)
 	killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	dropped := p.stdout.Dropped() + p.stderr.Dropped()
 	h.mu.Lock()
 	h.exitCode = &code
 	h.pid = 0
+	h.dropped += dropped
+	if timedOut.Load() {
+		h.lastError = "timed out after " + h.sr.timeout.String()
+	}
 	h.mu.Unlock()
+	if dropped > 0 {
+		h.eventData(v1.EventLogsDropped, map[string]any{"lines": dropped})
+	}
 	return code
+}
+
+// exitCode is the process's exit code, or 128+N when signal N killed it.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return -1
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ee.ExitCode()
 }
 
 func (h *handle) stopping() bool {
@@ -195,6 +244,11 @@ func (h *handle) stop(grace time.Duration) {
 	}
 	h.mu.Unlock()
 	h.stopOnce.Do(func() { close(h.stopCh) })
+	if h.fn != nil {
+		h.stopFunction(grace)
+		h.setState(v1.StateStopped)
+		return
+	}
 	if pid > 0 {
 		killGroup(pid, syscall.SIGTERM)
 		deadline := time.NewTimer(grace)
@@ -247,6 +301,9 @@ func (h *handle) setState(s string) {
 }
 
 func (h *handle) finished() bool {
+	if h.fn != nil {
+		return h.stopping()
+	}
 	select {
 	case <-h.done:
 		return true
@@ -291,6 +348,16 @@ func (h *handle) info() v1.WorkloadInfo {
 	}
 	if h.lastError != "" {
 		md["error"] = h.lastError
+	}
+	if h.dropped > 0 {
+		md["dropped_lines"] = strconv.FormatUint(h.dropped, 10)
+	}
+	if h.fn != nil {
+		h.fn.mu.Lock()
+		md["invocations"] = strconv.FormatUint(h.fn.invocations, 10)
+		md["running_invocations"] = strconv.Itoa(len(h.fn.running))
+		h.fn.mu.Unlock()
+		md["triggers"] = strings.Join(h.sr.Triggers, ",")
 	}
 	info := v1.WorkloadInfo{
 		ID: h.id, Namespace: h.def.Namespace, Name: h.def.Name, Description: h.def.Description,

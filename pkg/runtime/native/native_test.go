@@ -2,6 +2,8 @@ package native_test
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,7 +21,6 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
@@ -76,6 +77,22 @@ func fakeWorkload(mode string, args []string) int {
 		select {}
 	case "crash":
 		return 7
+	case "fn-echo":
+		b, _ := io.ReadAll(os.Stdin)
+		fmt.Printf("%s:%s", os.Getenv("NEX_TRIGGER_SUBJECT"), b)
+		return 0
+	case "hang":
+		time.Sleep(time.Hour)
+		return 0
+	case "flaky": // fail until the third run, counting runs in a file of the workdir
+		b, _ := os.ReadFile("runs")
+		n := len(b) + 1
+		os.WriteFile("runs", bytes.Repeat([]byte("x"), n), 0o644)
+		fmt.Printf("run %d\n", n)
+		if n < 3 {
+			return 1
+		}
+		return 0
 	}
 	return 99
 }
@@ -92,7 +109,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
-	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), NATSURL: s.ClientURL(), Feed: nexlet.NewFeed(nc, "NODE"), DefaultGrace: 2 * time.Second})
+	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,4 +329,153 @@ func notExec(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestMillionLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("million-line output in -short mode")
+	}
+	e := newEnv(t)
+	const n = 1_000_000
+	var got, outOfOrder int
+	var partial bool
+	done := make(chan struct{})
+	sub, err := e.nc.Subscribe("$NEX.FEED.default.logs.w1", func(m *nats.Msg) {
+		if m.Header.Get(v1.HeaderStream) != "stdout" {
+			return
+		}
+		if string(m.Data) == "partial" {
+			partial = true
+			close(done)
+			return
+		}
+		if string(m.Data) != "line "+strconv.Itoa(got) {
+			outOfOrder++
+		}
+		got++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	e.nc.Flush()
+	if _, err := e.start(v1.LifecycleJob, "lines", nil, strconv.Itoa(n), "0"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("received %d of %d lines", got, n)
+	}
+	if got != n || outOfOrder != 0 || !partial {
+		t.Fatalf("received %d lines (want %d), %d out of order, partial last line %v", got, n, outOfOrder, partial)
+	}
+	testutil.Eventually(t, 5*time.Second, "job to stop", func() bool { return e.state("w1").State == v1.StateStopped })
+	if d := e.state("w1").Metadata["dropped_lines"]; d != "" && d != "0" {
+		t.Fatalf("dropped %s lines", d)
+	}
+}
+
+func TestFunctionRequestReply(t *testing.T) {
+	e := newEnv(t)
+	events, _ := e.nc.SubscribeSync("$NEX.FEED.default.event.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleFunction, "fn-echo", map[string]any{"triggers": []string{"orders.*"}, "concurrency": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != v1.StateRunning || w.Metadata["triggers"] != "orders.*" {
+		t.Fatalf("function %+v", w)
+	}
+	for i := 0; i < 3; i++ {
+		m, err := e.nc.Request("orders.new", []byte(fmt.Sprintf("p%d", i)), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) != fmt.Sprintf("orders.new:p%d", i) || m.Header.Get(native.HeaderExitCode) != "0" {
+			t.Fatalf("reply %q %v", m.Data, m.Header)
+		}
+	}
+	var triggered int
+	for triggered < 3 {
+		m, err := events.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev v1.Event
+		json.Unmarshal(m.Data, &ev)
+		if ev.Type == v1.EventTriggered {
+			if ev.ExitCode == nil || *ev.ExitCode != 0 || ev.Data["duration_ms"] == nil || ev.Data["subject"] != "orders.new" {
+				t.Fatalf("triggered event %+v", ev)
+			}
+			triggered++
+		}
+	}
+	if got := e.state(w.ID).Metadata["invocations"]; got != "3" {
+		t.Fatalf("invocations %s", got)
+	}
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.nc.Request("orders.new", nil, 200*time.Millisecond); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("after stop, request got %v", err)
+	}
+}
+
+func TestFunctionTimeout(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.start(v1.LifecycleFunction, "hang", map[string]any{"triggers": []string{"slow"}, "timeout": "100ms"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.nc.Request("slow", nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(m.Header.Get(native.HeaderError), "timed out") {
+		t.Fatalf("reply headers %v", m.Header)
+	}
+}
+
+func TestFunctionFieldChecks(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		lifecycle string
+		extra     map[string]any
+		want      string
+	}{
+		{v1.LifecycleFunction, nil, "needs at least one trigger"},
+		{v1.LifecycleFunction, map[string]any{"triggers": []string{"$NEX.SVC.v1.x.control.LIST"}}, "reserved"},
+		{v1.LifecycleFunction, map[string]any{"triggers": []string{"a..b"}}, "not a valid subject"},
+		{v1.LifecycleService, map[string]any{"triggers": []string{"a"}}, "does not apply"},
+		{v1.LifecycleJob, map[string]any{"restart": map[string]any{"max_restarts": 1}}, "restart.max_restarts does not apply"},
+		{v1.LifecycleService, map[string]any{"retries": 2}, "does not apply"},
+	}
+	for _, tt := range tests {
+		if _, err := e.start(tt.lifecycle, "fn-echo", tt.extra); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s %v: error %v, want %q", tt.lifecycle, tt.extra, err, tt.want)
+		}
+	}
+}
+
+func TestJobRetriesAndTimeout(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.start(v1.LifecycleJob, "flaky", map[string]any{"retries": 5, "restart": map[string]any{"initial_delay": "10ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "flaky job to succeed", func() bool { return e.state(w.ID).State == v1.StateStopped })
+	info := e.state(w.ID)
+	if *info.ExitCode != 0 || info.Metadata["restarts"] != "2" {
+		t.Fatalf("flaky job: exit %d, metadata %v", *info.ExitCode, info.Metadata)
+	}
+
+	w, err = e.start(v1.LifecycleJob, "hang", map[string]any{"timeout": "100ms", "grace_period": "100ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "hanging job to time out", func() bool { return e.state(w.ID).State == v1.StateStopped })
+	info = e.state(w.ID)
+	if *info.ExitCode != 128+int(syscall.SIGTERM) || !strings.Contains(info.Metadata["error"], "timed out after 100ms") {
+		t.Fatalf("timed-out job: exit %d, metadata %v", *info.ExitCode, info.Metadata)
+	}
 }

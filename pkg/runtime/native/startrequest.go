@@ -23,6 +23,10 @@ type StartRequest struct {
 	Artifacts   []Artifact        `json:"artifacts,omitempty"`
 	GracePeriod string            `json:"grace_period,omitempty"`
 	Restart     *RestartPolicy    `json:"restart,omitempty"`
+	Timeout     string            `json:"timeout,omitempty"`
+	Retries     int               `json:"retries,omitempty"`
+	Triggers    []string          `json:"triggers,omitempty"`
+	Concurrency int               `json:"concurrency,omitempty"`
 }
 
 // Artifact is a file fetched into the workdir before start.
@@ -48,6 +52,7 @@ type parsed struct {
 	initialDelay time.Duration
 	maxDelay     time.Duration
 	maxRestarts  int // -1: forever
+	timeout      time.Duration
 }
 
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
@@ -62,6 +67,9 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 	}
 	p.path = path
 	if err := parseDuration("grace_period", sr.GracePeriod, &p.grace); err != nil {
+		return nil, err
+	}
+	if err := parseDuration("timeout", sr.Timeout, &p.timeout); err != nil {
 		return nil, err
 	}
 	if r := sr.Restart; r != nil {
