@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +217,7 @@ func TestUserGuide(t *testing.T) {
 
 	// A config file with reusable settings, and a workload executable.
 	u.write("config.json", `{"nats": {"context": "nex-dev"}}`, 0o644)
+	port := freePort(t)
 	svcPath := u.write("bin/hello-service", "#!/bin/sh\necho \"hello-service $1\"\necho \"ready\" >&2\nexec sleep 600\n", 0o755)
 	u.write("Nexfile", `name: hello-exec
 description: simple native service
@@ -228,7 +230,7 @@ start_request:
   argv: ["--listen=:8080"]
   environment:
     LOG_LEVEL: info
-  expose_ports: [8080]
+  expose_ports: [`+strconv.Itoa(port)+`]
 `, 0o644)
 
 	// Start a workload: the namespace list, then start from the Nexfile.
@@ -241,7 +243,10 @@ start_request:
 		t.Fatalf("name %q", name)
 	}
 
-	// Overrides: auto-discovered ./Nexfile, --name and --tags from flags.
+	// Overrides: auto-discovered ./Nexfile, --name and --tags from flags. (This project's
+	// Nexfile exposes no port: two workloads cannot expose the same one on a node.)
+	u.cwd = filepath.Join(u.home, "api")
+	u.write("Nexfile", "name: api-default\ntype: native\nlifecycle: service\nstart_request:\n  uri: \"file://"+svcPath+"\"\n", 0o644)
 	out = u.mustNex("--namespace", "default", "workload", "start", "--name", "api", "--tags", "region=lab", "--tags", "nex.os=linux")
 	apiName, apiID := startedID(t, out)
 	if apiName != "api" {
@@ -253,6 +258,16 @@ start_request:
 	out = u.mustNex("--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "onetime-task",
 		"--start-request", `{"uri":"file:///bin/echo","argv":["--once"]}`)
 	_, jobID := startedID(t, out)
+
+	// A function: each request on its trigger runs the executable; stdout is the reply.
+	out = u.mustNex("--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "function", "--name", "greeter",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo hello $(cat) from $NEX_TRIGGER_SUBJECT"],"triggers":["greet.*"]}`)
+	_, fnID := startedID(t, out)
+	reply, err := nc.Request("greet.world", []byte("ada"), 5*time.Second)
+	if err != nil || string(reply.Data) != "hello ada from greet.world\n" {
+		t.Fatalf("function reply %v %v", reply, err)
+	}
+	u.mustNex("--namespace", "default", "workload", "stop", fnID)
 
 	// Inspect: the job lists as stopped with exit code 0; metadata has the pid.
 	var list []v1.WorkloadInfo
@@ -276,7 +291,7 @@ start_request:
 	for _, w := range list {
 		if w.ID == svcID {
 			svcPid, _ = strconv.Atoi(w.Metadata["pid"])
-			if w.Metadata["ports"] != "8080" || w.Tags["region"] != "lab" {
+			if w.Metadata["ports"] != strconv.Itoa(port) || w.Tags["region"] != "lab" {
 				t.Fatalf("service metadata %+v", w)
 			}
 		}
@@ -415,4 +430,13 @@ func eventOf(m *nats.Msg) v1.Event {
 
 func pidAlive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -86,7 +86,7 @@ func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (
 	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags})
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/ports"
+
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/schema"
@@ -132,6 +134,16 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 			return fmt.Sprintf("tag %s=%s not matched (node has %s=%s)", k, req.Tags[k], k, have)
 		}
 	}
+	for _, p := range req.Ports {
+		for _, w := range n.workloads {
+			if contains(w.ports, p) {
+				return fmt.Sprintf("port %d is exposed by workload %s on this node", p, w.def.Name)
+			}
+		}
+		if !ports.Free(p) {
+			return fmt.Sprintf("port %d is in use on this node", p)
+		}
+	}
 	var types, lifecycles []string
 	for _, e := range n.nexlets {
 		types = append(types, e.reg.RegisterType)
@@ -205,7 +217,7 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 		return v1.WorkloadInfo{}, err
 	}
 	n.mu.Lock()
-	n.workloads[wid] = &workloadRecord{def: def, nexletID: b.NexletID}
+	n.workloads[wid] = &workloadRecord{def: def, nexletID: b.NexletID, ports: v1.ExposedPorts(def.StartRequest)}
 	e.workloads++
 	n.mu.Unlock()
 	log.Info("workload started", zap.String("nexlet_id", b.NexletID))
@@ -396,7 +408,7 @@ func (n *Node) handleHeartbeat(_ context.Context, r svc.Request, req *v1.Heartbe
 	return struct{}{}, nil
 }
 
-func contains(list []string, s string) bool {
+func contains[T comparable](list []T, s T) bool {
 	for _, v := range list {
 		if v == s {
 			return true

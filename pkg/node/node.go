@@ -125,6 +125,7 @@ type bid struct {
 type workloadRecord struct {
 	def      v1.WorkloadDefinition
 	nexletID string
+	ports    []int
 }
 
 type tombstone struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,12 @@ func TestNoPlacementReasons(t *testing.T) {
 	n2 := startNode(t, testutil.Connect(t, s), "n2", nil)
 	knowEachOther(t, n1, n2)
 	c, _ := client.New(nc, "default")
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
 	tests := []struct {
 		name   string
 		mutate func(*v1.WorkloadDefinition)
@@ -138,6 +146,9 @@ func TestNoPlacementReasons(t *testing.T) {
 		{"tag", func(d *v1.WorkloadDefinition) { d.Tags = map[string]string{"region": "lab"} }, []string{"tag region=lab not matched (node has region=prod)", "node has no region tag"}},
 		{"type", func(d *v1.WorkloadDefinition) { d.Type = "wasm" }, []string{"type wasm not served (node serves: memory)"}},
 		{"lifecycle", func(d *v1.WorkloadDefinition) { d.Lifecycle = v1.LifecycleFunction }, []string{"lifecycle function not supported"}},
+		{"port", func(d *v1.WorkloadDefinition) {
+			d.StartRequest = json.RawMessage(fmt.Sprintf(`{"value":"x","expose_ports":[%d]}`, busy))
+		}, []string{fmt.Sprintf("port %d is in use on this node", busy)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

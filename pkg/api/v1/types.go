@@ -52,6 +52,19 @@ type AuctionRequest struct {
 	Type      string            `json:"type"`
 	Lifecycle string            `json:"lifecycle"`
 	Tags      map[string]string `json:"tags,omitempty"`
+	// Ports the workload will listen on; a node where one is taken declines.
+	Ports []int `json:"ports,omitempty"`
+}
+
+// ExposedPorts reads the conventional "expose_ports" field of a start request, if any.
+func ExposedPorts(startRequest json.RawMessage) []int {
+	var sr struct {
+		ExposePorts []int `json:"expose_ports"`
+	}
+	if json.Unmarshal(startRequest, &sr) != nil {
+		return nil
+	}
+	return sr.ExposePorts
 }
 
 // Validate checks the auction's tokens.
@@ -61,6 +74,11 @@ func (r *AuctionRequest) Validate() error {
 	}
 	if !ValidLifecycle(r.Lifecycle) {
 		return BadRequest("lifecycle %q is not one of service, job, function", r.Lifecycle)
+	}
+	for _, p := range r.Ports {
+		if p < 1 || p > 65535 {
+			return BadRequest("port %d is out of range 1-65535", p)
+		}
 	}
 	return ValidateTags(r.Tags)
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/ports"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
 )
@@ -42,6 +44,7 @@ type Driver struct {
 
 	mu       sync.Mutex
 	handles  map[string]*handle
+	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 }
 
@@ -64,7 +67,7 @@ func New(opts Options) (*Driver, error) {
 	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
-	return &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}}, nil
+	return &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}, nil
 }
 
 func (d *Driver) writer(ns, wid, stream string) *nexlet.LineWriter {
@@ -103,13 +106,15 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		stopCh: make(chan struct{}), done: make(chan struct{}), state: v1.StateStarting, createdAt: time.Now().UTC(),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}
+	if err := d.reservePorts(h.id, sr.ExposePorts); err != nil {
+		d.mu.Unlock()
+		return v1.WorkloadInfo{}, err
+	}
 	d.handles[h.id] = h // reserve the ID while starting
 	d.mu.Unlock()
 
 	fail := func(err error) (v1.WorkloadInfo, error) {
-		d.mu.Lock()
-		delete(d.handles, h.id)
-		d.mu.Unlock()
+		d.remove(h.id)
 		h.cleanup()
 		return v1.WorkloadInfo{}, err
 	}
@@ -121,6 +126,9 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		}
 	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir))
+	}
+	if err := d.fetchArtifacts(context.Background(), h.workdir, sr); err != nil {
+		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
 	}
 	if def.Lifecycle == v1.LifecycleFunction {
 		if err := h.serveFunction(); err != nil {
@@ -166,15 +174,42 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 	}
 	wasRunning := !h.finished()
 	h.stop(grace)
-	d.mu.Lock()
-	delete(d.handles, id)
-	d.mu.Unlock()
+	d.remove(id)
 	h.cleanup()
 	if wasRunning {
 		h.event(v1.EventStopped, nil, "")
 		h.log.Info("workload stopped")
 	}
 	return h.info(), nil
+}
+
+// reservePorts claims ports for workload wid: none may be claimed by another workload or
+// be in use on this host. Caller holds d.mu.
+func (d *Driver) reservePorts(wid string, want []int) error {
+	for _, p := range want {
+		if owner, taken := d.ports[p]; taken {
+			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already exposed by workload %s", p, owner)
+		}
+		if !ports.Free(p) {
+			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already in use on this host", p)
+		}
+	}
+	for _, p := range want {
+		d.ports[p] = wid
+	}
+	return nil
+}
+
+// remove forgets a workload and releases its ports.
+func (d *Driver) remove(wid string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.handles, wid)
+	for p, owner := range d.ports {
+		if owner == wid {
+			delete(d.ports, p)
+		}
+	}
 }
 
 // Get returns one workload.

@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +24,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -477,5 +484,109 @@ func TestJobRetriesAndTimeout(t *testing.T) {
 	info = e.state(w.ID)
 	if *info.ExitCode != 128+int(syscall.SIGTERM) || !strings.Contains(info.Metadata["error"], "timed out after 100ms") {
 		t.Fatalf("timed-out job: exit %d, metadata %v", *info.ExitCode, info.Metadata)
+	}
+}
+
+func TestArtifactsAndRemoteExecutable(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(t.TempDir(), "data.txt")
+	os.WriteFile(src, []byte("payload"), 0o644)
+	sum := sha256.Sum256([]byte("payload"))
+	digest := hex.EncodeToString(sum[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/file" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("from http"))
+	}))
+	defer srv.Close()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := js.CreateObjectStore(e.ctx, jetstream.ObjectStoreConfig{Bucket: "bins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutBytes(e.ctx, "hello.sh", []byte("#!/bin/sh\ncat data.txt sub/web.txt obj.txt\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutBytes(e.ctx, "obj", []byte("from nats")); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+
+	start := func(sr map[string]any) (v1.WorkloadInfo, error) {
+		e.count++
+		raw, _ := json.Marshal(sr)
+		return e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: fmt.Sprintf("w%d", e.count), Definition: v1.WorkloadDefinition{Namespace: "default", Name: "a", Type: "native", Lifecycle: "job", StartRequest: raw}})
+	}
+	_, err = start(map[string]any{"uri": "nats://bins/hello.sh", "artifacts": []map[string]any{
+		{"uri": "file://" + src, "sha256": digest},
+		{"uri": srv.URL + "/file", "path": "sub/web.txt", "mode": "0600"},
+		{"uri": "nats://bins/obj", "path": "obj.txt"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for len(lines) < 1 {
+		m, err := logs.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(m.Data))
+	}
+	if lines[0] != "payloadfrom httpfrom nats" {
+		t.Fatalf("output %q", lines)
+	}
+
+	bad := []struct {
+		sr   map[string]any
+		want string
+	}{
+		{map[string]any{"uri": "file:///bin/true", "artifacts": []map[string]any{{"uri": "file://" + src, "sha256": strings.Repeat("0", 64)}}}, "sha256 mismatch"},
+		{map[string]any{"uri": "file:///bin/true", "artifacts": []map[string]any{{"uri": srv.URL + "/missing"}}}, "404"},
+		{map[string]any{"uri": "file:///bin/true", "artifacts": []map[string]any{{"uri": "file://" + src, "path": "../escape"}}}, "inside the workdir"},
+		{map[string]any{"uri": "nats://nobucket/x"}, "object store nobucket"},
+		{map[string]any{"uri": "nats://bins/absent"}, "not found"},
+	}
+	for _, b := range bad {
+		if _, err := start(b.sr); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%v: error %v, want %q", b.sr, err, b.want)
+		}
+	}
+}
+
+func TestExposePorts(t *testing.T) {
+	e := newEnv(t)
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	w, err := e.start(v1.LifecycleService, "serve", map[string]any{"expose_ports": []int{taken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Metadata["ports"] != strconv.Itoa(taken) {
+		t.Fatalf("metadata %v", w.Metadata)
+	}
+	if _, err := e.start(v1.LifecycleService, "serve", map[string]any{"expose_ports": []int{taken}}); err == nil || !strings.Contains(err.Error(), "already exposed by workload "+w.ID) {
+		t.Fatalf("second claim: %v", err)
+	}
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err = net.Listen("tcp", ":"+strconv.Itoa(taken))
+	if err != nil {
+		t.Skipf("port %d was taken by someone else meanwhile", taken)
+	}
+	defer l.Close()
+	if _, err := e.start(v1.LifecycleService, "serve", map[string]any{"expose_ports": []int{taken}}); err == nil || !strings.Contains(err.Error(), "in use on this host") {
+		t.Fatalf("port in use: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -53,6 +54,7 @@ type parsed struct {
 	maxDelay     time.Duration
 	maxRestarts  int // -1: forever
 	timeout      time.Duration
+	remoteExec   string // nats://bucket/object, fetched into the workdir before start
 }
 
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
@@ -61,11 +63,15 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request: %v", err)
 	}
 	p := &parsed{StartRequest: sr, grace: defaultGrace, initialDelay: time.Second, maxDelay: time.Minute, maxRestarts: -1}
-	path, err := executablePath(sr.URI)
-	if err != nil {
-		return nil, v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+	if strings.HasPrefix(sr.URI, "nats://") {
+		p.remoteExec = sr.URI
+	} else {
+		path, err := executablePath(sr.URI)
+		if err != nil {
+			return nil, v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+		}
+		p.path = path
 	}
-	p.path = path
 	if err := parseDuration("grace_period", sr.GracePeriod, &p.grace); err != nil {
 		return nil, err
 	}
