@@ -35,6 +35,12 @@ type Runtime interface {
 	Lameduck(ctx context.Context) error
 }
 
+// Notifier is implemented by runtimes that can say when a workload finished, so the
+// node hears of it at once rather than at the next heartbeat.
+type Notifier interface {
+	OnChange(func())
+}
+
 // Config describes the nexlet to its node.
 type Config struct {
 	NodeID             string
@@ -82,6 +88,7 @@ type Nexlet struct {
 	mu         sync.Mutex
 	registered bool
 	interval   time.Duration
+	poke       chan struct{}
 }
 
 // Serve registers rt with its node and serves it until ctx ends.
@@ -103,7 +110,10 @@ func Start(nc *nats.Conn, cfg Config, rt Runtime) (*Nexlet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create xkey: %w", err)
 	}
-	n := &Nexlet{nc: nc, cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second}
+	n := &Nexlet{nc: nc, cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second, poke: make(chan struct{}, 1)}
+	if nt, ok := rt.(Notifier); ok {
+		nt.OnChange(n.Poke)
+	}
 	if err := n.addService(); err != nil {
 		return nil, err
 	}
@@ -244,10 +254,14 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		n.mu.Lock()
 		interval := n.interval
 		n.mu.Unlock()
+		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(interval):
+		case <-t.C:
+		case <-n.poke:
+			t.Stop()
 		}
 		if err := n.heartbeat(ctx); err != nil {
 			n.log.Warn("heartbeat", zap.Error(err))
@@ -260,15 +274,28 @@ func (n *Nexlet) Run(ctx context.Context) error {
 	}
 }
 
+// Poke sends a heartbeat now (for instance because a workload finished).
+func (n *Nexlet) Poke() {
+	select {
+	case n.poke <- struct{}{}:
+	default:
+	}
+}
+
 func (n *Nexlet) heartbeat(ctx context.Context) error {
 	list, err := n.rt.List(ctx, "")
 	if err != nil {
 		return err
 	}
+	hb := v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list)}
+	for _, w := range list {
+		if w.Finished() {
+			hb.Finished = append(hb.Finished, w.ID)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RegisterTimeout)
 	defer cancel()
-	return svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID),
-		v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list)}, nil)
+	return svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID), hb, nil)
 }
 
 // Close stops the micro service.

@@ -95,9 +95,10 @@ func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRe
 	}
 	var candidates []*nexletEntry
 	now := time.Now()
-	for _, e := range n.nexlets {
+	counts := n.countsByNexlet()
+	for id, e := range n.nexlets {
 		if e.reg.RegisterType == req.Type && contains(e.reg.Lifecycles, req.Lifecycle) &&
-			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || e.workloads < e.reg.MaxWorkloads) {
+			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
 			candidates = append(candidates, e)
 		}
 	}
@@ -137,7 +138,7 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 	for _, p := range req.Ports {
 		for _, w := range n.workloads {
 			if contains(w.ports, p) {
-				return fmt.Sprintf("port %d is exposed by workload %s on this node", p, w.def.Name)
+				return fmt.Sprintf("port %d is exposed by workload %s on this node", p, w.rec.Definition.Name)
 			}
 		}
 		if !ports.Free(p) {
@@ -201,126 +202,7 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 	if err := schema.Validate(e.reg.StartRequestSchema, def.StartRequest); err != nil {
 		return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 	}
-	wid := nuid.Next()
-	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
-	var info v1.WorkloadInfo
-	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
-	defer cancel()
-	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, b.NexletID, v1.NexletStart, wid),
-		v1.StartWorkloadRequest{WorkloadID: wid, NodeID: n.cfg.NodeID, Definition: def}, &info)
-	if err != nil {
-		if v1.AsError(err).Code >= 500 {
-			log.Warn("start failed", zap.Error(err))
-		} else {
-			log.Info("start refused", zap.Error(err))
-		}
-		return v1.WorkloadInfo{}, err
-	}
-	n.mu.Lock()
-	n.workloads[wid] = &workloadRecord{def: def, nexletID: b.NexletID, ports: v1.ExposedPorts(def.StartRequest)}
-	e.workloads++
-	n.mu.Unlock()
-	log.Info("workload started", zap.String("nexlet_id", b.NexletID))
-	return info, nil
-}
-
-// lookup finds a workload of namespace ns on this node. Workloads of other namespaces
-// are invisible (404), except from the system namespace.
-func (n *Node) lookup(ns, wid string) (*workloadRecord, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	w, ok := n.workloads[wid]
-	if !ok || (ns != v1.SystemNamespace && w.def.Namespace != ns) {
-		return nil, false
-	}
-	return w, true
-}
-
-func (n *Node) workloadID(r svc.Request) (ns, wid string, err error) {
-	ns, wid, err = namespaceOf(r)
-	if err != nil {
-		return "", "", err
-	}
-	return ns, wid, v1.ValidateToken("workload ID", wid)
-}
-
-func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
-	ns, wid, err := n.workloadID(r)
-	if err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	w, ok := n.lookup(ns, wid)
-	if !ok {
-		n.mu.Lock()
-		t, dead := n.tombstones[wid]
-		n.mu.Unlock()
-		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
-			return t.info, nil
-		}
-		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
-	}
-	timeout := nexletCallTimeout + time.Duration(req.GracePeriod)
-	cctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
-	defer cancel()
-	var info v1.WorkloadInfo
-	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.nexletID, v1.NexletStop, wid), req, &info)
-	if err != nil && !isNotFound(err) {
-		return v1.WorkloadInfo{}, err
-	}
-	if err != nil { // the nexlet no longer has it: it is gone either way
-		info = v1.WorkloadInfo{ID: wid, Namespace: w.def.Namespace, Name: w.def.Name, Type: w.def.Type, Lifecycle: w.def.Lifecycle, NodeID: n.cfg.NodeID, NexletID: w.nexletID}
-	}
-	info.State = v1.StateStopped
-	n.forget(wid, w, info)
-	return info, nil
-}
-
-func (n *Node) forget(wid string, w *workloadRecord, info v1.WorkloadInfo) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.workloads[wid]; !ok {
-		return
-	}
-	delete(n.workloads, wid)
-	if e, ok := n.nexlets[w.nexletID]; ok && e.workloads > 0 {
-		e.workloads--
-	}
-	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
-}
-
-func isNotFound(err error) bool { return v1.AsError(err).Code == 404 }
-
-func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any, error) {
-	ns, id, err := n.workloadID(r)
-	if err != nil {
-		return nil, err
-	}
-	if ns == v1.SystemNamespace && id == n.cfg.NodeID {
-		return n.Info(true), nil
-	}
-	w, ok := n.lookup(ns, id)
-	if !ok {
-		return nil, v1.NotFound("workload %s not found in namespace %s", id, ns)
-	}
-	var info v1.WorkloadInfo
-	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
-	defer cancel()
-	if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.nexletID, v1.NexletGet, id), nil, &info); err != nil {
-		return nil, err
-	}
-	return info, nil
-}
-
-func (n *Node) handleClone(_ context.Context, r svc.Request, _ *struct{}) (v1.CloneReply, error) {
-	ns, wid, err := n.workloadID(r)
-	if err != nil {
-		return v1.CloneReply{}, err
-	}
-	w, ok := n.lookup(ns, wid)
-	if !ok {
-		return v1.CloneReply{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
-	}
-	return v1.CloneReply{WorkloadID: wid, Definition: w.def}, nil
+	return n.deploy(ctx, ns, b.NexletID, def)
 }
 
 func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListRequest) (v1.ListReply, error) {
@@ -359,6 +241,9 @@ func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListReques
 				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
 				return
 			}
+			for i := range list {
+				list[i].Definition = nil
+			}
 			mu.Lock()
 			reply.Workloads = append(reply.Workloads, list...)
 			mu.Unlock()
@@ -371,41 +256,6 @@ func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListReques
 
 func (n *Node) handlePing(context.Context, svc.Request, *struct{}) (v1.NodeInfo, error) {
 	return n.Info(false), nil
-}
-
-func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.RegisterRequest) (v1.RegisterReply, error) {
-	if _, err := schema.NewRegistry().Compile(req.StartRequestSchema); err != nil {
-		return v1.RegisterReply{}, v1.BadRequest("nexlet %s: start_request_schema: %v", req.NexletID, err)
-	}
-	n.mu.Lock()
-	prev, existed := n.nexlets[req.NexletID]
-	e := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
-	if existed {
-		e.workloads = prev.workloads
-	}
-	n.nexlets[req.NexletID] = e
-	waiters := n.regWaiters
-	n.regWaiters = nil
-	n.mu.Unlock()
-	for _, ch := range waiters {
-		close(ch)
-	}
-	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version))
-	n.nodeEvent(v1.EventRegistered, req.NexletID)
-	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
-}
-
-func (n *Node) handleHeartbeat(_ context.Context, r svc.Request, req *v1.Heartbeat) (struct{}, error) {
-	id := r.Subject[strings.LastIndexByte(r.Subject, '.')+1:]
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e, ok := n.nexlets[id]
-	if !ok {
-		return struct{}{}, v1.NotFound("nexlet %s is not registered with node %s", id, n.cfg.NodeID)
-	}
-	e.lastHeartbeat = time.Now()
-	e.lostReported = false
-	return struct{}{}, nil
 }
 
 func contains[T comparable](list []T, s T) bool {

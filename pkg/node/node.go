@@ -36,6 +36,8 @@ type Config struct {
 	AnnounceInterval  time.Duration
 	// TombstoneTTL is how long a stopped workload still answers stop (idempotence).
 	TombstoneTTL time.Duration
+	// Store keeps desired state; default: in memory.
+	Store Store
 }
 
 func (c *Config) validate() error {
@@ -78,6 +80,9 @@ func (c *Config) validate() error {
 	setDefault(&c.HeartbeatInterval, 2*time.Second)
 	setDefault(&c.AnnounceInterval, 2*time.Second)
 	setDefault(&c.TombstoneTTL, 10*time.Minute)
+	if c.Store == nil {
+		c.Store = NewMemoryStore()
+	}
 	return nil
 }
 
@@ -98,6 +103,8 @@ type Node struct {
 	subs      []*nats.Subscription
 	stopOnce  sync.Once
 	done      chan struct{}
+	ctx       context.Context // ends when the node stops
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
 	mu         sync.Mutex
@@ -108,12 +115,12 @@ type Node struct {
 	tombstones map[string]tombstone
 	peers      map[string]time.Time
 	regWaiters []chan struct{}
+	reconciles map[string]*sync.Mutex // one reconciliation at a time per nexlet
 }
 
 type nexletEntry struct {
 	reg           v1.RegisterRequest
 	lastHeartbeat time.Time
-	workloads     int
 	lostReported  bool
 }
 
@@ -122,10 +129,11 @@ type bid struct {
 	lifecycle string
 }
 
+// workloadRecord is the node's index entry of a workload: its stored record and the
+// ports it exposes.
 type workloadRecord struct {
-	def      v1.WorkloadDefinition
-	nexletID string
-	ports    []int
+	rec   *Record
+	ports []int
 }
 
 type tombstone struct {
@@ -138,12 +146,14 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
+		ctx: ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{},
-		tombstones: map[string]tombstone{}, peers: map[string]time.Time{},
+		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 	}, nil
 }
 
@@ -173,6 +183,7 @@ func (n *Node) Start() error {
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		close(n.done)
+		n.cancel()
 		n.wg.Wait()
 		n.announce(true)
 		n.nodeEvent("stopped", "")
@@ -285,8 +296,9 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
 		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
 	}
+	counts := n.countsByNexlet()
 	for _, e := range n.nexlets {
-		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: e.workloads, Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}
+		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: counts[e.reg.NexletID], Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}
 		if !full {
 			ni.StartRequestSchema = nil
 		}

@@ -121,6 +121,15 @@ type WorkloadInfo struct {
 	StartedAt   time.Time         `json:"started_at"`
 	ExitCode    *int              `json:"exit_code,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Definition is what the workload was started with; nexlets always fill it in so a
+	// restarted node can adopt the workload; listings leave it out.
+	Definition *WorkloadDefinition `json:"definition,omitempty"`
+}
+
+// Finished reports whether the workload has ended for good (a job that ran, a service
+// that gave up).
+func (w *WorkloadInfo) Finished() bool {
+	return w.State == StateStopped || w.State == StateFailed
 }
 
 // ListRequest filters a workload listing.
@@ -221,10 +230,13 @@ type RegisterReply struct {
 	HeartbeatInterval Duration `json:"heartbeat_interval"`
 }
 
-// Heartbeat is sent periodically by a nexlet.
+// Heartbeat is sent periodically by a nexlet, and at once when a workload finishes.
 type Heartbeat struct {
 	NexletID  string `json:"nexlet_id"`
 	Workloads int    `json:"workloads"`
+	// Finished lists workloads that ended for good (jobs that ran, services that gave
+	// up), so the node never brings them back.
+	Finished []string `json:"finished,omitempty"`
 }
 
 // StartWorkloadRequest is what a node sends a nexlet to start a workload.

@@ -41,7 +41,7 @@ func (r *Runtime) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Work
 		ID: req.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description,
 		Type: d.Type, Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateRunning,
 		NodeID: req.NodeID, NexletID: r.nexletID, StartedAt: time.Now().UTC(),
-		Metadata: map[string]string{"start_request": string(d.StartRequest)},
+		Metadata: map[string]string{"start_request": string(d.StartRequest)}, Definition: &d,
 	}
 	r.workloads[info.ID] = info
 	r.event(v1.EventStarted, info)

@@ -46,6 +46,23 @@ type Driver struct {
 	handles  map[string]*handle
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
+	onChange func()
+}
+
+// OnChange registers f to be called when a workload finishes for good.
+func (d *Driver) OnChange(f func()) {
+	d.mu.Lock()
+	d.onChange = f
+	d.mu.Unlock()
+}
+
+func (d *Driver) changed() {
+	d.mu.Lock()
+	f := d.onChange
+	d.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 var _ nexlet.Runtime = (*Driver)(nil)

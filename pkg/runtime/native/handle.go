@@ -99,6 +99,7 @@ func (h *handle) environment() []string {
 // p is the already-started first attempt.
 func (h *handle) run(p *process) {
 	defer close(h.done)
+	defer h.d.changed()
 	delay := h.sr.initialDelay
 	for {
 		began := time.Now()
@@ -363,6 +364,7 @@ func (h *handle) info() v1.WorkloadInfo {
 		ID: h.id, Namespace: h.def.Namespace, Name: h.def.Name, Description: h.def.Description,
 		Type: h.def.Type, Lifecycle: h.def.Lifecycle, Tags: h.def.Tags, State: h.state,
 		NodeID: h.nodeID, NexletID: h.d.opts.NexletID, StartedAt: h.createdAt, Metadata: md,
+		Definition: &h.def,
 	}
 	if h.state == v1.StateStopped || h.state == v1.StateFailed {
 		info.ExitCode = h.exitCode

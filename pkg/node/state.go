@@ -1,0 +1,211 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Errors of the state stores.
+var (
+	ErrNoJetStream = errors.New("--state kv needs JetStream, and the NATS server has it off: enable it (a `jetstream {}` block in the server config, or nexd --embedded) or use --state memory")
+	ErrConflict    = errors.New("state record changed meanwhile")
+)
+
+// RecordVersion is the layout version of a Record; a newer nexd can migrate older ones.
+const RecordVersion = 1
+
+// Desired states of a workload record.
+const (
+	DesiredRunning  = "running"  // keep it running; bring it back if its nexlet loses it
+	DesiredStopping = "stopping" // a stop was asked for; finish it on recovery
+	DesiredFinished = "finished" // a job ended or a service gave up: never resurrect
+)
+
+// Record is a workload's desired state, as the node keeps it.
+type Record struct {
+	Version    int                   `json:"version"`
+	WorkloadID string                `json:"workload_id"`
+	NexletID   string                `json:"nexlet_id"`
+	Desired    string                `json:"desired"`
+	Definition v1.WorkloadDefinition `json:"definition"`
+	UpdatedAt  time.Time             `json:"updated_at"`
+	// Revision is the store's revision of this record, for compare-and-swap updates.
+	Revision uint64 `json:"-"`
+}
+
+// Store keeps the desired state of one node's workloads.
+type Store interface {
+	// Put creates (Revision 0) or updates the record if it is unchanged since it was
+	// read; it sets rec.Revision to the new revision.
+	Put(ctx context.Context, rec *Record) error
+	// Delete removes a record; deleting a missing one is not an error.
+	Delete(ctx context.Context, workloadID string) error
+	// List returns every record of the node.
+	List(ctx context.Context) ([]*Record, error)
+}
+
+// MemoryStore keeps state in memory: it survives nexlet crashes, not a nexd restart
+// (after which the node rebuilds its records from what its nexlets still run).
+type MemoryStore struct {
+	mu   sync.Mutex
+	rev  uint64
+	recs map[string]Record
+}
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{recs: map[string]Record{}} }
+
+// Put stores rec with compare-and-swap semantics.
+func (m *MemoryStore) Put(_ context.Context, rec *Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.recs[rec.WorkloadID]
+	if (ok && cur.Revision != rec.Revision) || (!ok && rec.Revision != 0) {
+		return fmt.Errorf("%w: workload %s", ErrConflict, rec.WorkloadID)
+	}
+	m.rev++
+	rec.Revision = m.rev
+	rec.Version = RecordVersion
+	m.recs[rec.WorkloadID] = *rec
+	return nil
+}
+
+// Delete removes a record.
+func (m *MemoryStore) Delete(_ context.Context, wid string) error {
+	m.mu.Lock()
+	delete(m.recs, wid)
+	m.mu.Unlock()
+	return nil
+}
+
+// List returns copies of every record.
+func (m *MemoryStore) List(context.Context) ([]*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Record, 0, len(m.recs))
+	for _, r := range m.recs {
+		r := r
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+// KVBucket is the JetStream KV bucket that holds every node's desired state.
+const KVBucket = "NEX_STATE"
+
+// KVStore keeps state in JetStream KV under keys <node_id>.<workload_id>, so it
+// survives nexd restarts and, with replicas, the loss of a NATS server.
+type KVStore struct {
+	kv     jetstream.KeyValue
+	nodeID string
+}
+
+// OpenKVStore opens (creating when missing) the state bucket with the given replicas.
+func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int) (*KVStore, error) {
+	if err := v1.ValidateToken("node ID", nodeID); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w (%v)", ErrNoJetStream, err)
+		}
+		return nil, fmt.Errorf("JetStream account info: %w", err)
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: KVBucket, Description: "nex desired workload state", History: 1, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
+	}
+	return &KVStore{kv: kv, nodeID: nodeID}, nil
+}
+
+func (s *KVStore) key(wid string) (string, error) {
+	if err := v1.ValidateToken("workload ID", wid); err != nil {
+		return "", err
+	}
+	return s.nodeID + "." + wid, nil
+}
+
+// Put creates or updates rec with compare-and-swap on its revision.
+func (s *KVStore) Put(ctx context.Context, rec *Record) error {
+	key, err := s.key(rec.WorkloadID)
+	if err != nil {
+		return err
+	}
+	rec.Version = RecordVersion
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	var rev uint64
+	if rec.Revision == 0 {
+		rev, err = s.kv.Create(ctx, key, b)
+	} else {
+		rev, err = s.kv.Update(ctx, key, b, rec.Revision)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: workload %s", ErrConflict, rec.WorkloadID)
+		}
+		return fmt.Errorf("store workload %s: %w", rec.WorkloadID, err)
+	}
+	rec.Revision = rev
+	return nil
+}
+
+// Delete removes a record (purging it, so no history is left behind).
+func (s *KVStore) Delete(ctx context.Context, wid string) error {
+	key, err := s.key(wid)
+	if err != nil {
+		return err
+	}
+	if err := s.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete workload %s: %w", wid, err)
+	}
+	return nil
+}
+
+// List returns every record of this node.
+func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, s.nodeID+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list state keys: %w", err)
+	}
+	var out []*Record
+	for key := range lister.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+				continue
+			}
+			return nil, fmt.Errorf("read state %s: %w", key, err)
+		}
+		var r Record
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return nil, fmt.Errorf("decode state %s: %w", key, err)
+		}
+		if r.Version > RecordVersion {
+			return nil, fmt.Errorf("state %s has layout version %d, newer than this nexd understands (%d)", key, r.Version, RecordVersion)
+		}
+		r.Revision = e.Revision()
+		out = append(out, &r)
+	}
+	return out, nil
+}

@@ -1,0 +1,343 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/schema"
+)
+
+// countsByNexlet counts the workloads the node has placed on each nexlet. Caller holds n.mu.
+func (n *Node) countsByNexlet() map[string]int {
+	c := map[string]int{}
+	for _, w := range n.workloads {
+		c[w.rec.NexletID]++
+	}
+	return c
+}
+
+func (n *Node) index(rec *Record) {
+	n.mu.Lock()
+	n.workloads[rec.WorkloadID] = &workloadRecord{rec: rec, ports: v1.ExposedPorts(rec.Definition.StartRequest)}
+	n.mu.Unlock()
+}
+
+// deploy records the desired state first, so a crash after the nexlet started the
+// workload still finds it, then asks the nexlet to start it.
+func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition) (v1.WorkloadInfo, error) {
+	wid := nuid.Next()
+	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
+	rec := &Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC()}
+	if err := n.cfg.Store.Put(ctx, rec); err != nil {
+		log.Error("record desired state", zap.Error(err))
+		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "record desired state: %v", err)
+	}
+	n.index(rec)
+	info, err := n.startOnNexlet(ctx, rec)
+	if err != nil {
+		n.mu.Lock()
+		delete(n.workloads, wid)
+		n.mu.Unlock()
+		if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
+			log.Warn("remove state of a workload that did not start", zap.Error(derr))
+		}
+		if v1.AsError(err).Code >= 500 {
+			log.Warn("start failed", zap.Error(err))
+		} else {
+			log.Info("start refused", zap.Error(err))
+		}
+		return v1.WorkloadInfo{}, err
+	}
+	log.Info("workload started", zap.String("nexlet_id", nexletID))
+	info.Definition = nil
+	return info, nil
+}
+
+func (n *Node) startOnNexlet(ctx context.Context, rec *Record) (v1.WorkloadInfo, error) {
+	var info v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID),
+		v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}, &info)
+	return info, err
+}
+
+// lookup finds a workload of namespace ns on this node. Workloads of other namespaces
+// are invisible (404), except from the system namespace.
+func (n *Node) lookup(ns, wid string) (*workloadRecord, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w, ok := n.workloads[wid]
+	if !ok || (ns != v1.SystemNamespace && w.rec.Definition.Namespace != ns) {
+		return nil, false
+	}
+	return w, true
+}
+
+func (n *Node) workloadID(r svc.Request) (ns, wid string, err error) {
+	ns, wid, err = namespaceOf(r)
+	if err != nil {
+		return "", "", err
+	}
+	return ns, wid, v1.ValidateToken("workload ID", wid)
+}
+
+func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+	ns, wid, err := n.workloadID(r)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	w, ok := n.lookup(ns, wid)
+	if !ok {
+		n.mu.Lock()
+		t, dead := n.tombstones[wid]
+		n.mu.Unlock()
+		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
+			return t.info, nil
+		}
+		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	}
+	return n.stopWorkload(ctx, w.rec, *req)
+}
+
+// stopWorkload marks the record as stopping (so a crash mid-stop is finished on
+// recovery), stops the workload on its nexlet, and forgets it.
+func (n *Node) stopWorkload(ctx context.Context, rec *Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	if err := n.setDesired(ctx, rec, DesiredStopping); err != nil {
+		n.log.Warn("record stopping state", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+	}
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout+time.Duration(req.GracePeriod)+10*time.Second)
+	defer cancel()
+	var info v1.WorkloadInfo
+	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStop, rec.WorkloadID), req, &info)
+	if err != nil && !isNotFound(err) {
+		return v1.WorkloadInfo{}, err
+	}
+	d := rec.Definition
+	if err != nil { // the nexlet no longer has it: it is gone either way
+		info = v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Type: d.Type, Lifecycle: d.Lifecycle, NodeID: n.cfg.NodeID, NexletID: rec.NexletID}
+	}
+	info.State = v1.StateStopped
+	info.Definition = nil
+	n.forget(rec.WorkloadID, info)
+	return info, nil
+}
+
+// setDesired updates a record's desired state, re-reading it once on a conflict.
+func (n *Node) setDesired(ctx context.Context, rec *Record, desired string) error {
+	n.mu.Lock()
+	updated := *rec
+	n.mu.Unlock()
+	updated.Desired, updated.UpdatedAt = desired, time.Now().UTC()
+	err := n.cfg.Store.Put(ctx, &updated)
+	if errors.Is(err, ErrConflict) {
+		recs, lerr := n.cfg.Store.List(ctx)
+		if lerr != nil {
+			return lerr
+		}
+		for _, r := range recs {
+			if r.WorkloadID == rec.WorkloadID {
+				updated.Revision = r.Revision
+				err = n.cfg.Store.Put(ctx, &updated)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	*rec = updated
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Node) forget(wid string, info v1.WorkloadInfo) {
+	if err := n.cfg.Store.Delete(context.Background(), wid); err != nil {
+		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.workloads, wid)
+	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
+}
+
+func isNotFound(err error) bool { return v1.AsError(err).Code == 404 }
+
+func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any, error) {
+	ns, id, err := n.workloadID(r)
+	if err != nil {
+		return nil, err
+	}
+	if ns == v1.SystemNamespace && id == n.cfg.NodeID {
+		return n.Info(true), nil
+	}
+	w, ok := n.lookup(ns, id)
+	if !ok {
+		return nil, v1.NotFound("workload %s not found in namespace %s", id, ns)
+	}
+	var info v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.rec.NexletID, v1.NexletGet, id), nil, &info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+func (n *Node) handleClone(_ context.Context, r svc.Request, _ *struct{}) (v1.CloneReply, error) {
+	ns, wid, err := n.workloadID(r)
+	if err != nil {
+		return v1.CloneReply{}, err
+	}
+	w, ok := n.lookup(ns, wid)
+	if !ok {
+		return v1.CloneReply{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	}
+	n.mu.Lock()
+	def := w.rec.Definition
+	n.mu.Unlock()
+	return v1.CloneReply{WorkloadID: wid, Definition: def}, nil
+}
+
+func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.RegisterRequest) (v1.RegisterReply, error) {
+	if _, err := schema.NewRegistry().Compile(req.StartRequestSchema); err != nil {
+		return v1.RegisterReply{}, v1.BadRequest("nexlet %s: start_request_schema: %v", req.NexletID, err)
+	}
+	n.mu.Lock()
+	n.nexlets[req.NexletID] = &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
+	waiters := n.regWaiters
+	n.regWaiters = nil
+	n.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version))
+	n.nodeEvent(v1.EventRegistered, req.NexletID)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.reconcile(req.NexletID)
+	}()
+	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
+}
+
+func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heartbeat) (struct{}, error) {
+	id := r.Subject[strings.LastIndexByte(r.Subject, '.')+1:]
+	n.mu.Lock()
+	e, ok := n.nexlets[id]
+	if !ok {
+		n.mu.Unlock()
+		return struct{}{}, v1.NotFound("nexlet %s is not registered with node %s", id, n.cfg.NodeID)
+	}
+	e.lastHeartbeat = time.Now()
+	e.lostReported = false
+	var finished []*Record
+	for _, wid := range req.Finished {
+		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning {
+			finished = append(finished, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	for _, rec := range finished {
+		if err := n.setDesired(ctx, rec, DesiredFinished); err != nil {
+			n.log.Warn("record finished workload", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		}
+	}
+	return struct{}{}, nil
+}
+
+// reconcile brings a (re-)registered nexlet and the node's desired state together:
+// workloads the nexlet runs are adopted (never restarted), desired workloads it lost
+// are started again exactly once with their IDs, stops that were in flight are
+// finished, and finished workloads stay finished.
+func (n *Node) reconcile(nexletID string) {
+	n.mu.Lock()
+	lock, ok := n.reconciles[nexletID]
+	if !ok {
+		lock = &sync.Mutex{}
+		n.reconciles[nexletID] = lock
+	}
+	n.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
+
+	log := n.log.With(zap.String("nexlet_id", nexletID))
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	var running []v1.WorkloadInfo
+	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{}, &running); err != nil {
+		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
+		return
+	}
+	recs, err := n.cfg.Store.List(ctx)
+	if err != nil {
+		log.Error("reconcile: read desired state", zap.Error(err))
+		return
+	}
+	has := map[string]v1.WorkloadInfo{}
+	for _, w := range running {
+		has[w.ID] = w
+	}
+	known := map[string]bool{}
+	var adopted, restarted, stopped int
+	for _, rec := range recs {
+		if rec.NexletID != nexletID {
+			continue
+		}
+		known[rec.WorkloadID] = true
+		w, present := has[rec.WorkloadID]
+		switch {
+		case rec.Desired == DesiredStopping:
+			n.index(rec)
+			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+				log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			}
+			stopped++
+		case present:
+			n.index(rec)
+			if w.Finished() && rec.Desired == DesiredRunning {
+				_ = n.setDesired(ctx, rec, DesiredFinished)
+			}
+			adopted++
+		case rec.Desired == DesiredFinished:
+			// it ended for good and its nexlet no longer lists it: nothing to keep
+			if err := n.cfg.Store.Delete(ctx, rec.WorkloadID); err != nil {
+				log.Warn("reconcile: drop finished", zap.Error(err))
+			}
+		default:
+			n.index(rec)
+			if _, err := n.startOnNexlet(ctx, rec); err != nil && v1.AsError(err).Code != 409 {
+				log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+				continue
+			}
+			restarted++
+		}
+	}
+	// Workloads the nexlet runs that the state does not know (a node restarted with
+	// in-memory state): adopt them from the definition the nexlet keeps.
+	for _, w := range running {
+		if known[w.ID] || w.Definition == nil {
+			continue
+		}
+		rec := &Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC()}
+		if w.Finished() {
+			rec.Desired = DesiredFinished
+		}
+		if err := n.cfg.Store.Put(ctx, rec); err != nil {
+			log.Warn("reconcile: record adopted workload", zap.String("workload_id", w.ID), zap.Error(err))
+		}
+		n.index(rec)
+		adopted++
+	}
+	if adopted+restarted+stopped > 0 {
+		log.Info("reconciled nexlet", zap.Int("adopted", adopted), zap.Int("started_again", restarted), zap.Int("stops_finished", stopped))
+	}
+}
