@@ -12,14 +12,125 @@ import (
 
 	"github.com/nexrun/nex/internal/daemon"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/node"
 )
 
 // NodeCmd groups the node commands.
 type NodeCmd struct {
-	Up   NodeUpCmd   `cmd:"" help:"Run a node here (the same flags as nexd)."`
-	List NodeListCmd `cmd:"" aliases:"ls" help:"List the nodes that answer."`
-	Info NodeInfoCmd `cmd:"" help:"Describe one node."`
+	Up       NodeUpCmd       `cmd:"" help:"Run a node here (the same flags as nexd)."`
+	List     NodeListCmd     `cmd:"" aliases:"ls" help:"List the nodes that answer."`
+	Info     NodeInfoCmd     `cmd:"" help:"Describe one node."`
+	Lameduck NodeLameduckCmd `cmd:"" help:"Drain nodes: stop bidding now, stop workloads after a delay, then exit."`
+}
+
+// NodeLameduckCmd puts nodes in lameduck mode and follows them until they exit.
+type NodeLameduckCmd struct {
+	NodeID string            `name:"node-id" help:"The node to drain." xor:"target" required:""`
+	Tag    map[string]string `name:"tag" help:"Drain every node with tag k=v (repeatable: all must match)." xor:"target" required:""`
+	Delay  time.Duration     `name:"delay" default:"30s" help:"Time before the node stops its workloads and exits."`
+	NoWait bool              `name:"no-wait" help:"Return once the nodes accepted, without following them."`
+}
+
+// Run drains.
+func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	targets := []string{c.NodeID}
+	if len(c.Tag) > 0 {
+		nodes, err := cl.ListNodes(ctx)
+		if err != nil {
+			return err
+		}
+		targets = nil
+		for _, n := range nodes {
+			if matches(n.Tags, c.Tag) {
+				targets = append(targets, n.NodeID)
+			}
+		}
+		if len(targets) == 0 {
+			return fmt.Errorf("no node has tags %v", c.Tag)
+		}
+	}
+	var replies []*v1.LameduckReply
+	for _, id := range targets {
+		r, err := cl.Lameduck(ctx, id, c.Delay)
+		if err != nil {
+			return fmt.Errorf("lameduck %s: %w", id, err)
+		}
+		replies = append(replies, r)
+		if !g.JSON {
+			fmt.Fprintf(g.stdout, "Node %s is in lameduck mode; it stops its workloads at %s\n", id, r.Deadline.Local().Format(time.TimeOnly))
+		}
+	}
+	if c.NoWait {
+		if g.JSON {
+			return writeJSON(g.stdout, replies)
+		}
+		return nil
+	}
+	return c.follow(ctx, g, cl, targets, replies)
+}
+
+// follow prints each node's progress until every one has exited.
+func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Client, targets []string, replies []*v1.LameduckReply) error {
+	last := map[string]string{}
+	bound := time.Now().Add(c.Delay + 2*time.Minute)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		nodes, err := cl.ListNodes(pctx)
+		cancel()
+		if err != nil {
+			if !cl.Connected() {
+				// The NATS server went away with the node (an embedded one): it has exited.
+				fmt.Fprintln(g.stdout, "The NATS connection closed with the node: it has exited.")
+				return nil
+			}
+			return err
+		}
+		alive := map[string]v1.NodeInfo{}
+		for _, n := range nodes {
+			alive[n.NodeID] = n
+		}
+		remaining := 0
+		for i, id := range targets {
+			n, up := alive[id]
+			line := "exited"
+			if up {
+				remaining++
+				left := time.Until(replies[i].Deadline).Round(time.Second)
+				if left > 0 {
+					line = fmt.Sprintf("%s, %d workloads, stopping them in %s", strings.ToUpper(n.State), n.Workloads, left)
+				} else {
+					line = fmt.Sprintf("%s, stopping %d workloads", strings.ToUpper(n.State), n.Workloads)
+				}
+			}
+			if line != last[id] && !g.JSON {
+				fmt.Fprintf(g.stdout, "  %s: %s\n", short(id), line)
+			}
+			last[id] = line
+		}
+		if remaining == 0 {
+			if g.JSON {
+				return writeJSON(g.stdout, replies)
+			}
+			fmt.Fprintln(g.stdout, "Every node drained and exited.")
+			return nil
+		}
+		if time.Now().After(bound) {
+			return fmt.Errorf("%d node(s) still running %s after the lameduck delay", remaining, 2*time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // NodeUpCmd runs nexd in this process.

@@ -21,8 +21,8 @@ import (
 )
 
 type cli struct {
-	NodeID           string           `name:"node-id" aliases:"node" required:"" help:"ID of the node to register with."`
-	NexletID         string           `name:"nexlet-id" default:"native" help:"ID of this nexlet on its node."`
+	NodeID           string           `name:"node-id" aliases:"node" required:"" env:"NEX_NODE_ID" help:"ID of the node to register with."`
+	NexletID         string           `name:"nexlet-id" default:"native" env:"NEX_NEXLET_ID" help:"ID of this nexlet on its node."`
 	DataDir          string           `name:"data-dir" help:"Where workload directories live (default <nex data dir>/native)."`
 	MaxWorkloads     int              `name:"max-workloads" default:"0" help:"Most workloads at once (0: no limit)."`
 	StopGrace        time.Duration    `name:"stop-grace" default:"10s" help:"Default time between SIGTERM and SIGKILL on stop."`

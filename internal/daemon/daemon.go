@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nexrun/nex/internal/version"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
 )
@@ -83,9 +85,14 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	defer nc.Close()
 
+	store, err := openStore(ctx, o, nc, nodeID, log)
+	if err != nil {
+		return err
+	}
 	n, err := node.New(nc, node.Config{
 		NodeID: nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: log,
+		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 	})
 	if err != nil {
 		return err
@@ -98,6 +105,24 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	agentCtx, stopAgents := context.WithCancel(context.Background())
 	defer stopAgents()
 	var agents sync.WaitGroup
+	supervise := func(a node.Agent) {
+		a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, o.ShutdownTimeout, o.AgentRestartLimit
+		a.OnEvent = func(typ, msg string) { n.NexletEvent(typ, a.Name, msg) }
+		agents.Add(1)
+		go func() {
+			defer agents.Done()
+			node.Supervise(agentCtx, a, log)
+		}()
+	}
+	connEnv := append(resolved.Env(), "NEX_NODE_ID="+nodeID, "NATS_URL="+resolved.URL())
+	for _, spec := range o.Agents {
+		path, _ := spec.Path()
+		env := append([]string{"NEX_NEXLET_ID=" + spec.Name}, connEnv...)
+		for k, v := range spec.Env {
+			env = append(env, k+"="+v)
+		}
+		supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(nc, nodeID, spec.Name)})
+	}
 	if !o.DisableNativeStart {
 		path, err := findNexletNative(o.NexletNativePath)
 		if err != nil {
@@ -115,11 +140,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 		if o.LogJSON {
 			args = append(args, "--log-json")
 		}
-		agents.Add(1)
-		go func() {
-			defer agents.Done()
-			node.Supervise(agentCtx, node.Agent{Name: "nexlet-native", Path: path, Args: args, Env: resolved.Env(), Output: os.Stderr, StopTimeout: o.ShutdownTimeout}, log)
-		}()
+		supervise(node.Agent{Name: "native", Path: path, Args: args, Env: resolved.Env(), Alive: nexletAlive(nc, nodeID, "native")})
 		wctx, cancel := context.WithTimeout(ctx, o.NexletWait)
 		err = n.WaitForNexlet(wctx, "native")
 		cancel()
@@ -130,7 +151,11 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if ready != nil && ctx.Err() == nil {
 		ready(n, resolved.URL())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.Drained():
+		log.Info("lameduck finished: every workload is stopped")
+	}
 
 	log.Info("shutting down", zap.Duration("bound", o.ShutdownTimeout))
 	done := make(chan struct{})
@@ -147,6 +172,37 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	log.Info("node stopped")
 	return nil
+}
+
+// openStore picks the desired-state store: kv (JetStream KV; an error without
+// JetStream), memory, or auto (kv when JetStream answers, else memory with a warning).
+func openStore(ctx context.Context, o Options, nc *nats.Conn, nodeID string, log *zap.Logger) (node.Store, error) {
+	if o.State == "memory" {
+		return node.NewMemoryStore(), nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := node.OpenKVStore(sctx, nc, nodeID, o.StateReplicas)
+	if err == nil {
+		log.Info("desired state in JetStream KV", zap.String("bucket", node.KVBucket), zap.Int("replicas", o.StateReplicas))
+		return kv, nil
+	}
+	if o.State == "kv" {
+		return nil, err
+	}
+	log.Warn("desired state kept in memory: a restarted nexd rebuilds it from its nexlets", zap.Error(err))
+	return node.NewMemoryStore(), nil
+}
+
+// nexletAlive asks whether nexlet id of this node answers its PING: one that outlived a
+// killed nexd keeps its workloads, and must be adopted rather than duplicated.
+func nexletAlive(nc *nats.Conn, nodeID, id string) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := nc.RequestWithContext(ctx, v1.NexletSubject(nodeID, id, v1.NexletPing), nil)
+		return err == nil
+	}
 }
 
 func findNexletNative(explicit string) (string, error) {

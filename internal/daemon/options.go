@@ -19,6 +19,11 @@ type Options struct {
 	Nexus              string            `name:"nexus" default:"nexus" help:"Name of the group of nodes this node belongs to."`
 	Tags               map[string]string `name:"tags" help:"Node tags k=v (repeatable); the nex. prefix is reserved."`
 	DisableNativeStart bool              `name:"disable-native-start" help:"Do not start the bundled nexlet-native."`
+	Agents             Agents            `name:"agents" help:"Local nexlets to start and supervise, as JSON {\"name\",\"uri\",\"argv\",\"env\"} (repeatable)."`
+	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`
+	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
+	State              string            `name:"state" default:"auto" enum:"auto,memory,kv" help:"Where desired state lives: kv (JetStream KV), memory, or auto (kv when JetStream is there)."`
+	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`

@@ -37,6 +37,9 @@ func New(nc *nats.Conn, ns string) (*Client, error) {
 	return &Client{nc: nc, ns: ns, Straggler: 500 * time.Millisecond}, nil
 }
 
+// Connected reports whether the NATS connection is up.
+func (c *Client) Connected() bool { return c.nc.IsConnected() }
+
 // Namespace is the client's namespace.
 func (c *Client) Namespace() string { return c.ns }
 
@@ -135,15 +138,20 @@ func (c *Client) ListWorkloads(ctx context.Context, typ string) ([]v1.WorkloadIn
 	return out, nil
 }
 
-// lookup sends a request about one workload to every node and returns the owner's
-// answer; when every node says 404, it returns not_found at once.
+// lookup sends a request about one workload to every node and returns the owner's answer.
 func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) error {
 	if err := v1.ValidateToken("workload ID", wid); err != nil {
 		return err
 	}
+	return c.one(ctx, v1.ControlSubject(c.ns, verb, wid), req, resp, fmt.Sprintf("workload %s not found in namespace %s", wid, c.ns))
+}
+
+// one fans req out to every node and returns the one answer that is not a 404; when
+// every node says 404, it returns not_found at once.
+func (c *Client) one(ctx context.Context, subject string, req, resp any, notFound string) error {
 	var found error
 	got := false
-	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, verb, wid), req, c.Straggler, func(r svc.Reply) bool {
+	err := svc.FanOut(ctx, c.nc, subject, req, c.Straggler, func(r svc.Reply) bool {
 		err := r.Decode(resp)
 		if err != nil && v1.AsError(err).Code == 404 {
 			return false
@@ -155,7 +163,7 @@ func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) er
 		return err
 	}
 	if !got {
-		return v1.NotFound("workload %s not found in namespace %s", wid, c.ns)
+		return v1.NotFound("%s", notFound)
 	}
 	return found
 }
@@ -242,6 +250,19 @@ func (c *Client) NodeInfo(ctx context.Context, nodeID string) (*v1.NodeInfo, err
 		return nil, v1.NotFound("node %s not found", nodeID)
 	}
 	return &ni, nil
+}
+
+// Lameduck puts node nodeID in lameduck mode: it stops bidding at once, and stops its
+// workloads and exits once delay has passed.
+func (c *Client) Lameduck(ctx context.Context, nodeID string, delay time.Duration) (*v1.LameduckReply, error) {
+	if err := v1.ValidateToken("node ID", nodeID); err != nil {
+		return nil, err
+	}
+	var reply v1.LameduckReply
+	if err := c.one(ctx, v1.SystemSubject(v1.VerbLameduck, nodeID), v1.LameduckRequest{Delay: v1.Duration(delay)}, &reply, "node "+nodeID+" not found"); err != nil {
+		return nil, err
+	}
+	return &reply, nil
 }
 
 // IsNotFound reports whether err is a v1 not_found error.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/hostid"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -53,6 +54,8 @@ type Config struct {
 	Logger             *zap.Logger
 	// RegisterTimeout bounds each registration attempt.
 	RegisterTimeout time.Duration
+	// HostID names this machine (default: its machine-id).
+	HostID string
 }
 
 func (c *Config) validate() error {
@@ -72,6 +75,9 @@ func (c *Config) validate() error {
 	}
 	if c.RegisterTimeout <= 0 {
 		c.RegisterTimeout = 2 * time.Second
+	}
+	if c.HostID == "" {
+		c.HostID = hostid.Get()
 	}
 	return nil
 }
@@ -211,7 +217,7 @@ func (n *Nexlet) registration() v1.RegisterRequest {
 	return v1.RegisterRequest{
 		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
 		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
-		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads,
+		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID,
 	}
 }
 

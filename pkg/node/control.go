@@ -55,6 +55,7 @@ func (n *Node) addService() error {
 		{v1.VerbClone, v1.ControlWildcard(v1.VerbClone, true), svc.Handler(fan, n.handleClone), true},
 		{v1.VerbList, v1.ControlWildcard(v1.VerbList, false), svc.Handler(fan, n.handleList), true},
 		{v1.VerbPing, v1.SystemSubject(v1.VerbPing), svc.Handler(fan, n.handlePing), true},
+		{v1.VerbLameduck, v1.SystemSubject(v1.VerbLameduck, "*"), svc.Handler(fan, n.handleLameduck), true},
 		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plain, n.handleRegister), false},
 		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plain, n.handleHeartbeat), false},
 	}

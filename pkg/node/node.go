@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/hostid"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	TombstoneTTL time.Duration
 	// Store keeps desired state; default: in memory.
 	Store Store
+	// AllowRemoteNexlets lets nexlets of other machines register.
+	AllowRemoteNexlets bool
+	// HostID names this machine (default: its machine-id).
+	HostID string
 }
 
 func (c *Config) validate() error {
@@ -83,6 +88,9 @@ func (c *Config) validate() error {
 	if c.Store == nil {
 		c.Store = NewMemoryStore()
 	}
+	if c.HostID == "" {
+		c.HostID = hostid.Get()
+	}
 	return nil
 }
 
@@ -116,6 +124,8 @@ type Node struct {
 	peers      map[string]time.Time
 	regWaiters []chan struct{}
 	reconciles map[string]*sync.Mutex // one reconciliation at a time per nexlet
+	deadline   time.Time              // when lameduck stops the workloads
+	drained    chan struct{}          // closed when lameduck has stopped everything
 }
 
 type nexletEntry struct {
@@ -154,6 +164,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{},
 		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
+		drained: make(chan struct{}),
 	}, nil
 }
 
@@ -261,6 +272,16 @@ func (n *Node) nodeEvent(typ, nexletID string) {
 	if nexletID != "" {
 		ev.Data = map[string]any{"nexlet_id": nexletID}
 	}
+	n.publishNodeEvent(ev)
+}
+
+// NexletEvent publishes a node event about a nexlet (the supervisor's restarts and give-ups).
+func (n *Node) NexletEvent(typ, nexletID, msg string) {
+	n.publishNodeEvent(v1.Event{Type: typ, Namespace: v1.SystemNamespace, NodeID: n.cfg.NodeID, Time: time.Now().UTC(),
+		Message: msg, Data: map[string]any{"nexlet_id": nexletID}})
+}
+
+func (n *Node) publishNodeEvent(ev v1.Event) {
 	b, _ := json.Marshal(ev)
 	_ = n.nc.Publish(v1.NodeEventSubject(n.cfg.NodeID), b)
 }

@@ -11,6 +11,9 @@ import (
 	"go.uber.org/zap"
 )
 
+// healthyRun is how long an agent must run before its failures stop counting as "in a row".
+const healthyRun = time.Minute
+
 // Agent is a nexlet process the node starts and keeps running.
 type Agent struct {
 	Name string
@@ -21,19 +24,45 @@ type Agent struct {
 	Output io.Writer
 	// StopTimeout bounds a graceful stop before SIGKILL.
 	StopTimeout time.Duration
+	// RestartLimit is how many failures in a row are tolerated before giving up (0: no limit).
+	RestartLimit int
+	// Alive, when set, reports whether an instance of this agent is already serving (one
+	// that outlived a previous nexd); the supervisor then waits for it instead of starting
+	// a second one.
+	Alive func(ctx context.Context) bool
+	// OnEvent is told about restarts and giving up (for node events).
+	OnEvent func(typ, msg string)
 }
 
 // Supervise runs a until ctx ends, restarting it with exponential backoff (250 ms doubling
-// to 30 s, reset after a minute of good health). On ctx end the child gets SIGTERM, then
-// SIGKILL after StopTimeout. The child runs in its own process group so a terminal's
-// Ctrl+C reaches only nexd, which then stops the child in order.
+// to 30 s); after RestartLimit failures in a row (a failure is an exit within a minute of
+// starting) it gives up. On ctx end the child gets SIGTERM, then SIGKILL after StopTimeout.
+// The child runs in its own process group, so a terminal's Ctrl+C reaches only nexd (which
+// stops it in order) and a SIGKILLed nexd leaves it and its workloads running.
 func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 	log = log.Named("supervisor").With(zap.String("agent", a.Name))
 	if a.StopTimeout <= 0 {
 		a.StopTimeout = 20 * time.Second
 	}
+	event := func(typ, msg string) {
+		if a.OnEvent != nil {
+			a.OnEvent(typ, msg)
+		}
+	}
 	delay := 250 * time.Millisecond
+	failures := 0
 	for {
+		if a.Alive != nil && a.Alive(ctx) {
+			log.Info("an instance from before is still serving; adopting it")
+			for a.Alive(ctx) {
+				select {
+				case <-ctx.Done():
+					return // it is not our child: leave it running
+				case <-time.After(2 * time.Second):
+				}
+			}
+			log.Warn("the adopted instance stopped answering; starting a new one")
+		}
 		began := time.Now()
 		cmd := exec.Command(a.Path, a.Args...)
 		cmd.Env = append(os.Environ(), a.Env...)
@@ -61,10 +90,17 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 				return
 			}
 		}
-		if time.Since(began) > time.Minute {
-			delay = 250 * time.Millisecond
+		if time.Since(began) >= healthyRun {
+			delay, failures = 250*time.Millisecond, 0
 		}
-		log.Info("restarting agent", zap.Duration("delay", delay))
+		failures++
+		if a.RestartLimit > 0 && failures > a.RestartLimit {
+			log.Error("agent failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
+			event("nexlet_failed", "restart limit reached")
+			return
+		}
+		log.Info("restarting agent", zap.Duration("delay", delay), zap.Int("attempt", failures))
+		event("nexlet_restarting", "exited; restarting")
 		select {
 		case <-ctx.Done():
 			return

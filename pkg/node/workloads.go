@@ -211,6 +211,11 @@ func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.Register
 	if _, err := schema.NewRegistry().Compile(req.StartRequestSchema); err != nil {
 		return v1.RegisterReply{}, v1.BadRequest("nexlet %s: start_request_schema: %v", req.NexletID, err)
 	}
+	if !n.cfg.AllowRemoteNexlets && req.HostID != n.cfg.HostID {
+		n.log.Warn("refused a nexlet from another machine", zap.String("nexlet_id", req.NexletID), zap.String("host_id", req.HostID))
+		return v1.RegisterReply{}, v1.NewError(403, v1.CodeForbidden,
+			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-agent-registration to accept it", req.NexletID, req.HostID)
+	}
 	n.mu.Lock()
 	n.nexlets[req.NexletID] = &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
 	waiters := n.regWaiters

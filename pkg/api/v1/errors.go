@@ -22,6 +22,7 @@ const (
 	CodeLameduck      = "lameduck"
 	CodeStartFailed   = "start_failed"
 	CodeTimeout       = "timeout"
+	CodeForbidden     = "forbidden"
 	CodeInternal      = "internal"
 )
 

@@ -148,6 +148,18 @@ type StopRequest struct {
 	GracePeriod Duration `json:"grace_period,omitempty"`
 }
 
+// LameduckRequest puts a node in lameduck mode: it stops bidding at once, and stops its
+// workloads and exits when Delay has passed.
+type LameduckRequest struct {
+	Delay Duration `json:"delay"`
+}
+
+// LameduckReply says when the node will stop its workloads.
+type LameduckReply struct {
+	NodeID   string    `json:"node_id"`
+	Deadline time.Time `json:"deadline"`
+}
+
 // CloneReply carries the definition of a workload so it can be auctioned again.
 type CloneReply struct {
 	WorkloadID string             `json:"workload_id"`
@@ -200,6 +212,9 @@ type RegisterRequest struct {
 	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
 	XKey               string          `json:"xkey"`
 	MaxWorkloads       int             `json:"max_workloads"`
+	// HostID names the nexlet's machine; a node refuses nexlets of other machines
+	// unless remote registration is allowed.
+	HostID string `json:"host_id,omitempty"`
 }
 
 // Validate checks a registration.

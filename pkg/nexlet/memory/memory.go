@@ -22,6 +22,37 @@ type Runtime struct {
 	mu        sync.Mutex
 	workloads map[string]v1.WorkloadInfo
 	lameduck  bool
+	starts    int
+	onChange  func()
+}
+
+// Starts counts Start calls, so tests can tell an adoption from a restart.
+func (r *Runtime) Starts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.starts
+}
+
+// OnChange registers f to be told when a workload finishes (nexlet.Notifier).
+func (r *Runtime) OnChange(f func()) {
+	r.mu.Lock()
+	r.onChange = f
+	r.mu.Unlock()
+}
+
+// Finish marks a workload as ended for good, as a job that ran to completion.
+func (r *Runtime) Finish(id string, code int) {
+	r.mu.Lock()
+	w, ok := r.workloads[id]
+	if ok {
+		w.State, w.ExitCode = v1.StateStopped, &code
+		r.workloads[id] = w
+	}
+	f := r.onChange
+	r.mu.Unlock()
+	if ok && f != nil {
+		f()
+	}
 }
 
 // New returns an empty runtime publishing events on feed (which may be nil).
@@ -36,6 +67,10 @@ func (r *Runtime) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Work
 	if r.lameduck {
 		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeLameduck, "nexlet is in lameduck mode")
 	}
+	if _, dup := r.workloads[req.WorkloadID]; dup {
+		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s already exists", req.WorkloadID)
+	}
+	r.starts++
 	d := req.Definition
 	info := v1.WorkloadInfo{
 		ID: req.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description,

@@ -1,0 +1,68 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+
+	"github.com/alecthomas/kong"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// AgentSpec is a local nexlet nexd starts and supervises, from --agents or the config
+// file: {"name": "wasm", "uri": "file:///usr/local/bin/nexlet-wasm", "argv": [...], "env": {...}}.
+type AgentSpec struct {
+	Name string            `json:"name"`
+	URI  string            `json:"uri"`
+	Argv []string          `json:"argv,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
+}
+
+// Agents is the --agents flag: each value a JSON object (or array of them) on the command
+// line, or objects in the config file.
+type Agents []AgentSpec
+
+// Decode implements kong.MapperValue.
+func (a *Agents) Decode(ctx *kong.DecodeContext) error {
+	t := ctx.Scan.Pop()
+	var raw []byte
+	switch v := t.Value.(type) {
+	case string:
+		raw = []byte(v)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	var many []AgentSpec
+	if err := json.Unmarshal(raw, &many); err != nil {
+		var one AgentSpec
+		if err := json.Unmarshal(raw, &one); err != nil {
+			return fmt.Errorf("--agents: want a JSON object like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\"}: %v", err)
+		}
+		many = []AgentSpec{one}
+	}
+	for _, s := range many {
+		if _, err := s.Path(); err != nil {
+			return err
+		}
+	}
+	*a = append(*a, many...)
+	return nil
+}
+
+// Path checks the spec and returns the executable's path.
+func (s AgentSpec) Path() (string, error) {
+	if err := v1.ValidateToken("agent name", s.Name); err != nil {
+		return "", fmt.Errorf("--agents: %w", err)
+	}
+	u, err := url.Parse(s.URI)
+	if err != nil || u.Scheme != "file" || !filepath.IsAbs(u.Path) {
+		return "", fmt.Errorf("--agents %s: uri %q must be file:///absolute/path", s.Name, s.URI)
+	}
+	return u.Path, nil
+}
