@@ -142,6 +142,8 @@ func (u *user) start(name string, args ...string) *background {
 	bg := &background{cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = bg.out, bg.out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its children (nexlet-native) share the output pipe and may outlive it on purpose.
+	c.WaitDelay = time.Second
 	if err := c.Start(); err != nil {
 		u.t.Fatal(err)
 	}

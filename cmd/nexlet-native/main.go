@@ -51,6 +51,8 @@ func main() {
 }
 
 func run(c cli, log *zap.Logger) error {
+	// Our stderr may be a pipe from a nexd that died; losing log lines beats dying.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if c.DataDir == "" {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -46,6 +48,8 @@ func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
 // Run starts the node and blocks until ctx ends, then shuts down gracefully. ready, when
 // not nil, is called once the node serves and its native nexlet (if any) is registered.
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string)) error {
+	// A terminal or pipe that goes away must not kill the node through its logging.
+	signal.Ignore(syscall.SIGPIPE)
 	if o.DataDir == "" {
 		o.DataDir = DefaultDataDir()
 	}
@@ -108,6 +112,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	supervise := func(a node.Agent) {
 		a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, o.ShutdownTimeout, o.AgentRestartLimit
 		a.OnEvent = func(typ, msg string) { n.NexletEvent(typ, a.Name, msg) }
+		a.StopAdopted = func() { n.StopLocalNexlet(a.Name, o.ShutdownTimeout) }
 		agents.Add(1)
 		go func() {
 			defer agents.Done()

@@ -6,6 +6,7 @@ package nexlet
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -217,7 +218,7 @@ func (n *Nexlet) registration() v1.RegisterRequest {
 	return v1.RegisterRequest{
 		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
 		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
-		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID,
+		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -327,6 +328,24 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	}
 	sort.Slice(info.Nexlets, func(i, j int) bool { return info.Nexlets[i].NexletID < info.Nexlets[j].NexletID })
 	return info
+}
+
+// StopLocalNexlet sends SIGTERM to a registered nexlet that runs on this machine (one
+// adopted after a nexd restart) and waits, up to timeout, until it exits.
+func (n *Node) StopLocalNexlet(id string, timeout time.Duration) {
+	n.mu.Lock()
+	e, ok := n.nexlets[id]
+	n.mu.Unlock()
+	if !ok || e.reg.PID <= 0 || e.reg.HostID != n.cfg.HostID {
+		return
+	}
+	if err := syscall.Kill(e.reg.PID, syscall.SIGTERM); err != nil {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for syscall.Kill(e.reg.PID, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Peers lists the nodes this node believes alive, itself included.

@@ -32,6 +32,9 @@ type Agent struct {
 	Alive func(ctx context.Context) bool
 	// OnEvent is told about restarts and giving up (for node events).
 	OnEvent func(typ, msg string)
+	// StopAdopted, when set, stops an adopted instance when the supervisor's context
+	// ends, as it would stop its own child.
+	StopAdopted func()
 }
 
 // Supervise runs a until ctx ends, restarting it with exponential backoff (250 ms doubling
@@ -57,7 +60,10 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 			for a.Alive(ctx) {
 				select {
 				case <-ctx.Done():
-					return // it is not our child: leave it running
+					if a.StopAdopted != nil {
+						a.StopAdopted()
+					}
+					return
 				case <-time.After(2 * time.Second):
 				}
 			}

@@ -215,6 +215,8 @@ type RegisterRequest struct {
 	// HostID names the nexlet's machine; a node refuses nexlets of other machines
 	// unless remote registration is allowed.
 	HostID string `json:"host_id,omitempty"`
+	// PID is the nexlet's process ID on HostID, so a node that adopted it can stop it.
+	PID int `json:"pid,omitempty"`
 }
 
 // Validate checks a registration.

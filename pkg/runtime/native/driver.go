@@ -47,6 +47,7 @@ type Driver struct {
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 	onChange func()
+	boot     string
 }
 
 // OnChange registers f to be called when a workload finishes for good.
@@ -81,10 +82,14 @@ func New(opts Options) (*Driver, error) {
 	if opts.Feed == nil {
 		opts.Feed = nexlet.NewFeed(opts.Conn, opts.NodeID)
 	}
-	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
+	for _, sub := range []string{"workloads", "groups"} {
+		if err := os.MkdirAll(filepath.Join(opts.DataDir, sub), 0o750); err != nil {
+			return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
+		}
 	}
-	return &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}, nil
+	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}, boot: bootID()}
+	d.killOrphans()
+	return d, nil
 }
 
 func (d *Driver) writer(ns, wid, stream string) *nexlet.LineWriter {

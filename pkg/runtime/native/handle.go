@@ -72,6 +72,7 @@ func (h *handle) startProcess() (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	h.d.recordGroup(cmd.Process.Pid)
 	return p, nil
 }
 
@@ -196,6 +197,7 @@ func (h *handle) wait(p *process) int {
 	_ = p.stderr.Close()
 	code := exitCode(err)
 	killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	h.d.forgetGroup(cmd.Process.Pid)
 	dropped := p.stdout.Dropped() + p.stderr.Dropped()
 	h.mu.Lock()
 	h.exitCode = &code

@@ -1,0 +1,208 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// nexdNode runs the real nexd against an external NATS server.
+type nexdNode struct {
+	u       *user
+	url     string
+	dataDir string
+	bg      *background
+}
+
+func startNexd(t *testing.T, u *user, url, dataDir string, extra ...string) *nexdNode {
+	args := append([]string{"-s", url, "--data-dir", dataDir, "--node-name", "durable", "--state", "kv", "--nexlet-wait", "10s"}, extra...)
+	n := &nexdNode{u: u, url: url, dataDir: dataDir, bg: u.start("nexd", args...)}
+	// A nexlet that outlived a killed nexd is nobody's child: end it with the test.
+	t.Cleanup(func() {
+		for _, pid := range processes("nexlet-native", dataDir) {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			testutil.Eventually(t, 20*time.Second, "a leftover nexlet to exit", func() bool { return syscall.Kill(pid, 0) != nil })
+		}
+	})
+	testutil.Eventually(t, 10*time.Second, "nexd and its nexlet to be up", func() bool {
+		out, _, code := u.nex("-s", url, "node", "list", "--json")
+		var nodes []v1.NodeInfo
+		if code != 0 || json.Unmarshal([]byte(out), &nodes) != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Name == "durable" && len(n.Nexlets) == 1 && n.Nexlets[0].Health == v1.HealthHealthy {
+				return true
+			}
+		}
+		return false
+	})
+	return n
+}
+
+func (n *nexdNode) kill9(t *testing.T) {
+	if err := n.bg.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-n.bg.done
+}
+
+func (u *user) workloads(t *testing.T, url string) []v1.WorkloadInfo {
+	t.Helper()
+	var list []v1.WorkloadInfo
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "list", "--show-metadata", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return list
+}
+
+// processes lists the PIDs whose command line contains every one of words.
+func processes(words ...string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		all := true
+		for _, w := range words {
+			if !strings.Contains(cmd, w) {
+				all = false
+				break
+			}
+		}
+		if all && !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
+
+// nexd killed with SIGKILL: the workloads keep running, and the restarted nexd (same ID
+// from its data dir) takes the nexlet back and adopts them with no restart and no duplicate.
+func TestNexdKilledWorkloadsAdopted(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	n := startNexd(t, u, url, data)
+	marker := "nexd-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "survivor",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
+	_, id := startedID(t, out)
+	before := u.workloads(t, url)
+	pid := before[0].Metadata["pid"]
+
+	n.kill9(t)
+	if len(processes(marker)) != 1 {
+		t.Fatalf("the workload did not survive nexd's death: %v", processes(marker))
+	}
+	startNexd(t, u, url, data)
+	var after []v1.WorkloadInfo
+	testutil.Eventually(t, 10*time.Second, "the workload to be adopted", func() bool {
+		after = u.workloads(t, url)
+		return len(after) == 1
+	})
+	if after[0].ID != id || after[0].Metadata["pid"] != pid || after[0].Metadata["restarts"] != "0" {
+		t.Fatalf("adopted %+v, want id %s pid %s with no restart", after[0], id, pid)
+	}
+	if p := processes(marker); len(p) != 1 {
+		t.Fatalf("%d copies of the workload run", len(p))
+	}
+	nodeID := after[0].NodeID
+	if p := processes("nexlet-native", nodeID); len(p) != 1 {
+		t.Fatalf("%d nexlet-native processes for the node, want the one adopted", len(p))
+	}
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+	if p := processes(marker); len(p) != 0 {
+		t.Fatalf("workload still running after stop: %v", p)
+	}
+}
+
+// nexlet-native killed with SIGKILL: its workloads die with it (parent-death signal), nexd
+// restarts it, and the desired workloads come back exactly once under their IDs; a job
+// that already ran and a service that was stopped stay gone.
+func TestNexletKilledWorkloadsRestored(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	startNexd(t, u, url, data)
+	marker := "nexlet-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	runs := filepath.Join(u.home, "job-runs")
+	start := func(name, lifecycle, sr string) string {
+		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", lifecycle, "--name", name, "--start-request", sr)
+		_, id := startedID(t, out)
+		return id
+	}
+	svc := start("svc", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
+	stopped := start("stopped", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`-stopped"]}`)
+	job := start("job", "job", `{"uri":"file:///bin/sh","argv":["-c","echo run >> `+runs+`"]}`)
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", stopped)
+	testutil.Eventually(t, 10*time.Second, "the job to finish", func() bool {
+		for _, w := range u.workloads(t, url) {
+			if w.ID == job {
+				return w.State == v1.StateStopped
+			}
+		}
+		return false
+	})
+	list := u.workloads(t, url)
+	var oldPid string
+	for _, w := range list {
+		if w.ID == svc {
+			oldPid = w.Metadata["pid"]
+		}
+	}
+	nexlets := processes("nexlet-native", list[0].NodeID)
+	if len(nexlets) != 1 {
+		t.Fatalf("nexlet-native processes: %v", nexlets)
+	}
+	if err := syscall.Kill(nexlets[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the workload to die with its nexlet", func() bool {
+		pid, _ := strconv.Atoi(oldPid)
+		return syscall.Kill(pid, 0) != nil || isZombie(pid)
+	})
+	var after []v1.WorkloadInfo
+	testutil.Eventually(t, 15*time.Second, "the service to come back", func() bool {
+		after = u.workloads(t, url)
+		return len(after) == 1 && after[0].State == v1.StateRunning
+	})
+	if after[0].ID != svc || after[0].Metadata["pid"] == oldPid {
+		t.Fatalf("after the nexlet's death: %+v", after)
+	}
+	if p := processes(marker); len(p) != 1 {
+		t.Fatalf("%d copies of the service run, want 1", len(p))
+	}
+	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 1 {
+		t.Fatalf("the finished job ran again: %q", b)
+	}
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", svc)
+}
