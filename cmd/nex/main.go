@@ -253,10 +253,7 @@ func lookup(m map[string]any, path []string) (any, bool) {
 // printCheck prints the resolved configuration: config file, globals, the NATS
 // connection with secrets masked, and the selected command's flags.
 func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
-	resolved, err := cli.NATS.Resolve()
-	if err != nil {
-		return err
-	}
+	resolved, rerr := cli.NATS.Resolve()
 	if resolved.Password != "" {
 		resolved.Password = "*****"
 	}
@@ -282,6 +279,9 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 		"nats":        resolved,
 		"nats_url":    resolved.URL(),
 		"flags":       flags,
+	}
+	if rerr != nil {
+		out["nats_error"] = rerr.Error()
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
