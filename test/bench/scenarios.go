@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/nexlet/memory"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// startNode runs a real nexd (with its nexlet-native) and waits until its nexlet is healthy.
+func (e *env) startNode(name string, extra ...string) (nodeID string, nexdPid int, err error) {
+	data := filepath.Join(e.dir, name)
+	args := append([]string{"-s", e.url, "--data-dir", data, "--node-name", name, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(filepath.Join(e.bin, "nexd"), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, _ := os.Create(filepath.Join(e.dir, name+".log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return "", 0, err
+	}
+	e.kids = append(e.kids, cmd)
+	c, _ := client.New(e.nc, "system")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		nodes, _ := c.ListNodes(context.Background())
+		for _, n := range nodes {
+			if n.Name == name && len(n.Nexlets) > 0 && n.Nexlets[0].Health == v1.HealthHealthy {
+				return n.NodeID, cmd.Process.Pid, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "", 0, fmt.Errorf("node %s did not come up (see %s.log)", name, name)
+}
+
+func (e *env) client(ns string) *client.Client {
+	c, _ := client.New(e.nc, ns)
+	return c
+}
+
+func job(name, uri string, argv ...string) v1.WorkloadDefinition {
+	req := map[string]any{"uri": "file://" + uri}
+	if len(argv) > 0 {
+		req["argv"] = argv
+	}
+	sr, _ := json.Marshal(req)
+	return v1.WorkloadDefinition{Name: name, Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: sr}
+}
+
+func service(name, uri string, argv ...string) v1.WorkloadDefinition {
+	d := job(name, uri, argv...)
+	d.Lifecycle = v1.LifecycleService
+	return d
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func startCLI(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1"); err != nil {
+		return nil, err
+	}
+	var ds []time.Duration
+	for i := 0; i < 50; i++ {
+		t0 := time.Now()
+		out, err := exec.Command(filepath.Join(e.bin, "nex"), "-s", e.url, "--namespace", "bench", "workload", "start",
+			"--type", "native", "--lifecycle", "job", "--name", "cli", "--start-request", `{"uri":"file:///bin/true"}`).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("nex workload start: %v: %s", err, out)
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	p50 := percentile(ds, 50)
+	return []Result{{Figure: "start, CLI (p50)", Value: p50, Unit: "ms", Detail: fmt.Sprintf("p95 %.1f ms, 50 runs of `nex workload start`", percentile(ds, 95)), Target: "≤ 30 ms", Met: p50 <= 30}}, nil
+}
+
+func startClient(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1"); err != nil {
+		return nil, err
+	}
+	c := e.client("bench")
+	ctx := context.Background()
+	var ds []time.Duration
+	for i := 0; i < 220; i++ {
+		t0 := time.Now()
+		if _, err := c.StartWorkload(ctx, job("go", "/bin/true")); err != nil {
+			return nil, err
+		}
+		if i >= 20 { // warm-up
+			ds = append(ds, time.Since(t0))
+		}
+	}
+	p50 := percentile(ds, 50)
+	return []Result{{Figure: "start, Go client (p50)", Value: p50, Unit: "ms", Detail: fmt.Sprintf("p95 %.2f ms, 200 starts (auction + deploy + fork/exec)", percentile(ds, 95)), Target: "≤ 3 ms", Met: p50 <= 3}}, nil
+}
+
+func throughput(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1"); err != nil {
+		return nil, err
+	}
+	const workers = 16
+	const window = 10 * time.Second
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(window)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := e.client("bench")
+			for time.Now().Before(stop) {
+				if _, err := c.StartWorkload(context.Background(), job("t", "/bin/true")); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	rate := float64(ok.Load()) / window.Seconds()
+	detail := fmt.Sprintf("%d workers, %d started, %d failed in %s", workers, ok.Load(), failed.Load(), window)
+	if v := firstErr.Load(); v != nil {
+		detail += "; first error: " + v.(string)
+	}
+	return []Result{{Figure: "start throughput", Value: rate, Unit: "starts/s", Detail: detail, Target: "≥ 500 /s", Met: rate >= 500 && failed.Load() == 0}}, nil
+}
+
+func noPlacement(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1", "--tags", "region=lab"); err != nil {
+		return nil, err
+	}
+	c := e.client("bench")
+	var ds []time.Duration
+	for i := 0; i < 20; i++ {
+		d := job("np", "/bin/true")
+		d.Tags = map[string]string{"region": "nowhere"}
+		t0 := time.Now()
+		_, err := c.StartWorkload(context.Background(), d)
+		ds = append(ds, time.Since(t0))
+		var ve *v1.Error
+		if !errors.As(err, &ve) || ve.ErrorCode != v1.CodeNoPlacement {
+			return nil, fmt.Errorf("want no_placement, got %v", err)
+		}
+	}
+	p50 := percentile(ds, 50)
+	return []Result{{Figure: "no placement (p50)", Value: p50, Unit: "ms", Detail: fmt.Sprintf("p95 %.2f ms, error with per-node reasons", percentile(ds, 95)), Target: "≤ 300 ms", Met: p50 <= 300}}, nil
+}
+
+func stopLatency(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1"); err != nil {
+		return nil, err
+	}
+	c := e.client("bench")
+	ctx := context.Background()
+	var ds []time.Duration
+	for i := 0; i < 30; i++ {
+		w, err := c.StartWorkload(ctx, service("sleeper", "/bin/sleep", "600"))
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+			return nil, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	p50 := percentile(ds, 50)
+	return []Result{{Figure: "stop (p50)", Value: p50, Unit: "ms", Detail: fmt.Sprintf("p95 %.2f ms, `sleep` exits on SIGTERM; reply after the group is gone", percentile(ds, 95)), Target: "≤ 20 ms", Met: p50 <= 20}}, nil
+}
+
+func logs(e *env) ([]Result, error) {
+	if _, _, err := e.startNode("n1"); err != nil {
+		return nil, err
+	}
+	const n = 1_000_000
+	nc, err := nats.Connect(e.url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	var got, reordered atomic.Int64
+	var first, last atomic.Int64
+	done := make(chan struct{})
+	var expect int64 = 1
+	sub, err := nc.Subscribe("$NEX.FEED.bench.logs.>", func(m *nats.Msg) {
+		now := time.Now().UnixNano()
+		first.CompareAndSwap(0, now)
+		v, _ := strconv.ParseInt(string(m.Data), 10, 64)
+		if v != expect {
+			reordered.Add(1)
+		}
+		expect = v + 1
+		if got.Add(1) == n {
+			last.Store(now)
+			close(done)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	_ = nc.Flush()
+	t0 := time.Now()
+	if _, err := e.client("bench").StartWorkload(context.Background(), job("seq", "/usr/bin/seq", "1", strconv.Itoa(n))); err != nil {
+		return nil, err
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+	}
+	lost := n - got.Load()
+	end := last.Load()
+	if end == 0 {
+		end = time.Now().UnixNano()
+	}
+	rate := float64(got.Load()) / time.Duration(end-t0.UnixNano()).Seconds()
+	return []Result{{Figure: "logs", Value: rate, Unit: "lines/s", Detail: fmt.Sprintf("`seq 1 %d` to a subscriber: %d lost, %d reordered", n, lost, reordered.Load()),
+		Target: "≥ 500,000 lines/s, 0 lost, 0 reordered", Met: rate >= 500_000 && lost == 0 && reordered.Load() == 0}}, nil
+}
+
+func list(e *env) ([]Result, error) {
+	for i := 0; i < 3; i++ {
+		if _, _, err := e.startNode(fmt.Sprintf("n%d", i)); err != nil {
+			return nil, err
+		}
+	}
+	c := e.client("bench")
+	ctx := context.Background()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := c.StartWorkload(ctx, job("l", "/bin/true")); err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if errs.Load() > 0 {
+		return nil, fmt.Errorf("%d starts failed", errs.Load())
+	}
+	var ds, cli []time.Duration
+	for i := 0; i < 30; i++ {
+		t0 := time.Now()
+		l, err := c.ListWorkloads(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		if len(l) != 1000 {
+			return nil, fmt.Errorf("listed %d workloads, want 1000", len(l))
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	for i := 0; i < 10; i++ {
+		t0 := time.Now()
+		if out, err := exec.Command(filepath.Join(e.bin, "nex"), "-s", e.url, "--namespace", "bench", "workload", "list").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("nex workload list: %v: %s", err, out)
+		}
+		cli = append(cli, time.Since(t0))
+	}
+	p50 := percentile(cli, 50)
+	return []Result{
+		{Figure: "list, CLI (p50)", Value: p50, Unit: "ms", Detail: "`nex workload list`, 1,000 workloads on 3 nodes", Target: "≤ 50 ms", Met: p50 <= 50},
+		{Figure: "list, Go client (p50)", Value: percentile(ds, 50), Unit: "ms", Detail: fmt.Sprintf("p95 %.2f ms", percentile(ds, 95)), Target: "-", Met: true},
+	}, nil
+}
+
+// fanout runs 50 in-process nodes, each with an in-memory nexlet, and auctions among them.
+func fanout(e *env) ([]Result, error) {
+	const nodes = 50
+	var stops []func()
+	defer func() {
+		for _, s := range stops {
+			s()
+		}
+	}()
+	var all []*node.Node
+	for i := 0; i < nodes; i++ {
+		nc, err := nats.Connect(e.url)
+		if err != nil {
+			return nil, err
+		}
+		kp, _ := nkeys.CreateServer()
+		id, _ := kp.PublicKey()
+		n, err := node.New(nc, node.Config{NodeID: id, Name: fmt.Sprintf("f%d", i)})
+		if err != nil {
+			return nil, err
+		}
+		if err := n.Start(); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			_ = nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory", Lifecycles: []string{"job"}, StartRequestSchema: []byte(memory.Schema)}, memory.New("mem", nil))
+			close(done)
+		}()
+		stops = append(stops, func() { cancel(); <-done; n.Stop(); nc.Close() })
+		all = append(all, n)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range all {
+		for len(n.Peers()) < nodes {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("nodes did not discover each other")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	c := e.client("bench")
+	var ds []time.Duration
+	for i := 0; i < 50; i++ {
+		t0 := time.Now()
+		bids, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: "job"})
+		if err != nil {
+			return nil, err
+		}
+		if len(bids) != nodes {
+			return nil, fmt.Errorf("%d bids from %d nodes", len(bids), nodes)
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	p50 := percentile(ds, 50)
+	return []Result{{Figure: "fan-out, 50 nodes (p50)", Value: p50, Unit: "ms", Detail: fmt.Sprintf("p95 %.2f ms, auction until every node answered", percentile(ds, 95)), Target: "≤ 30 ms", Met: p50 <= 30}}, nil
+}
+
+// procStat returns a process's RSS in MiB and its CPU time.
+func procStat(pid int) (rssMiB float64, cpu time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				f := strings.Fields(l)
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				rssMiB = kb / 1024
+			}
+		}
+	}
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	}
+	return rssMiB, cpu
+}
+
+// daemonPids finds nexd and its nexlet-native by the data dir on their command lines.
+func (e *env) daemonPids(nexdPid int, name string) []int {
+	pids := []int{nexdPid}
+	entries, _ := os.ReadDir("/proc")
+	for _, en := range entries {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		cmd := string(b)
+		if strings.Contains(cmd, "nexlet-native") && strings.Contains(cmd, filepath.Join(e.dir, name)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func footprint(e *env) ([]Result, error) {
+	_, pid, err := e.startNode("n1")
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second) // let start-up garbage be collected: we measure idle
+	pids := e.daemonPids(pid, "n1")
+	var rss float64
+	for _, p := range pids {
+		r, _ := procStat(p)
+		rss += r
+	}
+	return []Result{{Figure: "footprint, idle RSS", Value: rss, Unit: "MiB", Detail: fmt.Sprintf("nexd + nexlet-native (%d processes)", len(pids)), Target: "≤ 40 MB", Met: rss <= 40}}, nil
+}
+
+func scale(e *env) ([]Result, error) {
+	_, pid, err := e.startNode("n1")
+	if err != nil {
+		return nil, err
+	}
+	c := e.client("bench")
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := c.StartWorkload(context.Background(), service("s", "/bin/sleep", "3600")); err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if errs.Load() > 0 {
+		return nil, fmt.Errorf("%d starts failed", errs.Load())
+	}
+	time.Sleep(3 * time.Second)
+	pids := e.daemonPids(pid, "n1")
+	var cpu0 time.Duration
+	for _, p := range pids {
+		_, c := procStat(p)
+		cpu0 += c
+	}
+	const window = 10 * time.Second
+	time.Sleep(window)
+	var cpu1 time.Duration
+	var rss float64
+	for _, p := range pids {
+		r, c := procStat(p)
+		cpu1 += c
+		rss += r
+	}
+	pct := 100 * (cpu1 - cpu0).Seconds() / window.Seconds()
+	return []Result{
+		{Figure: "scale: idle CPU, 1,000 services", Value: pct, Unit: "% of a core", Detail: fmt.Sprintf("nexd + nexlet-native over %s", window), Target: "≤ 2 %", Met: pct <= 2},
+		{Figure: "scale: RSS, 1,000 services", Value: rss, Unit: "MiB", Detail: "nexd + nexlet-native", Target: "≤ 150 MB", Met: rss <= 150},
+	}, nil
+}
