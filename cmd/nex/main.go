@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -74,6 +75,16 @@ func (g *Globals) client() (*client.Client, *nats.Conn, error) {
 }
 
 func main() {
+	// NEX_CPUPROFILE=file writes a CPU profile of this invocation (for performance work).
+	if p := os.Getenv("NEX_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			code := run(os.Args[1:], os.Stdout, os.Stderr)
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

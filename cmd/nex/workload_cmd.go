@@ -96,14 +96,9 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	list, err := cl.ListWorkloads(ctx, c.Type)
+	list, err := cl.List(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata})
 	if err != nil {
 		return err
-	}
-	if !c.ShowMetadata {
-		for i := range list {
-			list[i].Metadata = nil
-		}
 	}
 	if g.JSON {
 		return writeJSON(g.stdout, list)

@@ -30,11 +30,30 @@ type Options struct {
 	Headers func() micro.Headers
 	// OnError is called with every error reply (for logging).
 	OnError func(subject string, e *v1.Error)
+	// Concurrent runs each request in its own goroutine (at most this many at once),
+	// so one slow request (a stop waiting out its grace period) does not hold up the
+	// others queued on the same subscription. 0 handles requests one at a time.
+	Concurrent int
 }
 
 // Handler adapts fn into a micro.Handler. An empty body decodes as the zero Req.
 func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) micro.Handler {
+	h := handle(o, fn)
+	if o.Concurrent <= 0 {
+		return micro.HandlerFunc(h)
+	}
+	sem := make(chan struct{}, o.Concurrent)
 	return micro.HandlerFunc(func(mr micro.Request) {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			h(mr)
+		}()
+	})
+}
+
+func handle[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) func(micro.Request) {
+	return func(mr micro.Request) {
 		req := new(Req)
 		var err error
 		if len(mr.Data()) > 0 {
@@ -67,8 +86,12 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 			_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
 			return
 		}
+		if raw, ok := any(resp).(json.RawMessage); ok {
+			_ = mr.Respond(raw, hdr...) // already JSON: no second encoding pass
+			return
+		}
 		_ = mr.RespondJSON(resp, hdr...)
-	})
+	}
 }
 
 // DecodeReply turns a reply message into resp, or into a *v1.Error when the responder
@@ -83,6 +106,10 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 		return e
 	}
 	if resp == nil {
+		return nil
+	}
+	if raw, ok := resp.(*json.RawMessage); ok { // passed through as is, not re-validated
+		*raw = append((*raw)[:0], data...)
 		return nil
 	}
 	if err := json.Unmarshal(data, resp); err != nil {

@@ -60,3 +60,26 @@ func TestLineWriter(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkLineWriter ships 80-byte lines through a real connection, end to end: every
+// 10,000 lines it waits until they are published, so the queue never overflows.
+func BenchmarkLineWriter(b *testing.B) {
+	s := testutil.StartServer(b)
+	nc := testutil.Connect(b, s)
+	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "w1", "stdout")
+	line := []byte(strings.Repeat("x", 79) + "\n")
+	b.SetBytes(int64(len(line)))
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		_, _ = w.Write(line)
+		if i%10000 == 0 || i == b.N {
+			for w.Lines()+w.Dropped() < uint64(i) {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+	w.Close()
+	if w.Dropped() > 0 {
+		b.Fatalf("dropped %d lines", w.Dropped())
+	}
+}

@@ -147,7 +147,7 @@ func (n *Nexlet) addService() error {
 		return fmt.Errorf("add nexlet micro service: %w", err)
 	}
 	n.svc = s
-	opts := svc.Options{OnError: func(subject string, e *v1.Error) {
+	opts := svc.Options{Concurrent: 256, OnError: func(subject string, e *v1.Error) {
 		if e.Code >= 500 {
 			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error", e.Message))
 		}
@@ -190,7 +190,16 @@ func (n *Nexlet) addService() error {
 			return n.rt.Get(ctx, wid)
 		}), true},
 		{v1.NexletList, svc.Handler(opts, func(ctx context.Context, _ svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
-			return n.rt.List(ctx, req.Namespace)
+			list, err := n.rt.List(ctx, req.Namespace)
+			for i := range list {
+				if !req.Definitions {
+					list[i].Definition = nil
+				}
+				if req.NoMetadata {
+					list[i].Metadata = nil
+				}
+			}
+			return list, err
 		}), false},
 		{v1.NexletLameduck, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
 			return struct{}{}, n.rt.Lameduck(ctx)

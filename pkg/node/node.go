@@ -121,6 +121,7 @@ type Node struct {
 	nexlets    map[string]*nexletEntry
 	bids       map[string]*bid
 	workloads  map[string]*workloadRecord
+	counts     map[string]int // workloads per nexlet
 	tombstones map[string]tombstone
 	peers      map[string]time.Time
 	regWaiters []chan struct{}
@@ -163,7 +164,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{},
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{}, counts: map[string]int{},
 		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil

@@ -15,39 +15,52 @@ import (
 	"github.com/nexrun/nex/pkg/schema"
 )
 
-// countsByNexlet counts the workloads the node has placed on each nexlet. Caller holds n.mu.
-func (n *Node) countsByNexlet() map[string]int {
-	c := map[string]int{}
-	for _, w := range n.workloads {
-		c[w.rec.NexletID]++
-	}
-	return c
-}
+// countsByNexlet is how many workloads the node has placed on each nexlet. Caller holds n.mu.
+func (n *Node) countsByNexlet() map[string]int { return n.counts }
 
 func (n *Node) index(rec *Record) {
 	n.mu.Lock()
+	if old, ok := n.workloads[rec.WorkloadID]; ok {
+		n.counts[old.rec.NexletID]--
+	}
 	n.workloads[rec.WorkloadID] = &workloadRecord{rec: rec, ports: v1.ExposedPorts(rec.Definition.StartRequest)}
+	n.counts[rec.NexletID]++
 	n.mu.Unlock()
 }
 
-// deploy records the desired state first, so a crash after the nexlet started the
-// workload still finds it, then asks the nexlet to start it.
+// unindex drops a workload from the index. Caller holds n.mu.
+func (n *Node) unindex(wid string) {
+	if old, ok := n.workloads[wid]; ok {
+		n.counts[old.rec.NexletID]--
+		delete(n.workloads, wid)
+	}
+}
+
+// deploy records the desired state while the nexlet starts the workload (in parallel:
+// a crash in between is still covered, since a restarted node adopts what its nexlets
+// run), and undoes the start if the record cannot be written.
 func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition) (v1.WorkloadInfo, error) {
 	wid := nuid.Next()
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
 	rec := &Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC()}
-	if err := n.cfg.Store.Put(ctx, rec); err != nil {
-		log.Error("record desired state", zap.Error(err))
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "record desired state: %v", err)
-	}
 	n.index(rec)
+	stored := make(chan error, 1)
+	go func() { stored <- n.cfg.Store.Put(ctx, rec) }()
 	info, err := n.startOnNexlet(ctx, rec)
+	serr := <-stored
+	if err == nil && serr != nil {
+		log.Error("record desired state; stopping the workload again", zap.Error(serr))
+		_ = svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
+		err = v1.NewError(503, v1.CodeUnavailable, "record desired state: %v", serr)
+	}
 	if err != nil {
 		n.mu.Lock()
-		delete(n.workloads, wid)
+		n.unindex(wid)
 		n.mu.Unlock()
-		if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
-			log.Warn("remove state of a workload that did not start", zap.Error(derr))
+		if serr == nil {
+			if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
+				log.Warn("remove state of a workload that did not start", zap.Error(derr))
+			}
 		}
 		if v1.AsError(err).Code >= 500 {
 			log.Warn("start failed", zap.Error(err))
@@ -56,7 +69,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}
 		return v1.WorkloadInfo{}, err
 	}
-	log.Info("workload started", zap.String("nexlet_id", nexletID))
+	log.Debug("workload started", zap.String("nexlet_id", nexletID))
 	info.Definition = nil
 	return info, nil
 }
@@ -165,7 +178,7 @@ func (n *Node) forget(wid string, info v1.WorkloadInfo) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.workloads, wid)
+	n.unindex(wid)
 	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
 }
 
@@ -278,7 +291,7 @@ func (n *Node) reconcile(nexletID string) {
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()
 	var running []v1.WorkloadInfo
-	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{}, &running); err != nil {
+	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
 		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
 		return
 	}

@@ -50,3 +50,13 @@ func TestBadSchema(t *testing.T) {
 		t.Fatalf("want ErrBadSchema, got %v", err)
 	}
 }
+
+func BenchmarkValidateNative(b *testing.B) {
+	s, _ := schemas.StartRequest("native")
+	doc := []byte(`{"uri":"file:///usr/local/bin/hello","argv":["--listen=:8080"],"environment":{"A":"b"},"expose_ports":[8080]}`)
+	for i := 0; i < b.N; i++ {
+		if err := Validate(s, doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -44,6 +44,8 @@ type Report struct {
 	Results   []Result `json:"results"`
 }
 
+var benchDir string
+
 type scenario struct {
 	name string
 	run  func(*env) ([]Result, error)
@@ -63,6 +65,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	only := flag.String("only", "", "comma-separated scenarios to run (default: all)")
 	binDir := flag.String("bin", "bin", "directory with nex, nexd and nexlet-native")
+	flag.StringVar(&benchDir, "dir", ".nexdata", "where nodes keep their data during the run (a real disk, like /var/lib/nex)")
 	flag.Parse()
 
 	scenarios := []scenario{
@@ -85,6 +88,9 @@ func main() {
 	}
 	bin, err := filepath.Abs(*binDir)
 	if err != nil {
+		fail(err)
+	}
+	if err := os.MkdirAll(benchDir, 0o755); err != nil {
 		fail(err)
 	}
 	for _, b := range []string{"nex", "nexd", "nexlet-native"} {
@@ -164,7 +170,7 @@ func cpuModel() string {
 }
 
 func newEnv(bin string) (*env, error) {
-	dir, err := os.MkdirTemp("", "nexbench")
+	dir, err := os.MkdirTemp(benchDir, "nexbench")
 	if err != nil {
 		return nil, err
 	}

@@ -135,6 +135,8 @@ func (w *WorkloadInfo) Finished() bool {
 // ListRequest filters a workload listing.
 type ListRequest struct {
 	Type string `json:"type,omitempty"`
+	// NoMetadata leaves the nexlet metadata out, for a smaller, faster reply.
+	NoMetadata bool `json:"no_metadata,omitempty"`
 }
 
 // ListReply is one node's workloads.
@@ -266,6 +268,10 @@ type StartWorkloadRequest struct {
 // NexletListRequest lists a nexlet's workloads; an empty namespace means all.
 type NexletListRequest struct {
 	Namespace string `json:"namespace,omitempty"`
+	// Definitions includes each workload's definition (the node asks when it adopts).
+	Definitions bool `json:"definitions,omitempty"`
+	// NoMetadata leaves metadata out.
+	NoMetadata bool `json:"no_metadata,omitempty"`
 }
 
 // Event types on workload and node feeds.

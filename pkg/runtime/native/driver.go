@@ -47,7 +47,6 @@ type Driver struct {
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 	onChange func()
-	boot     string
 }
 
 // OnChange registers f to be called when a workload finishes for good.
@@ -82,12 +81,10 @@ func New(opts Options) (*Driver, error) {
 	if opts.Feed == nil {
 		opts.Feed = nexlet.NewFeed(opts.Conn, opts.NodeID)
 	}
-	for _, sub := range []string{"workloads", "groups"} {
-		if err := os.MkdirAll(filepath.Join(opts.DataDir, sub), 0o750); err != nil {
-			return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
-		}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
-	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}, boot: bootID()}
+	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
 	d.killOrphans()
 	return d, nil
 }

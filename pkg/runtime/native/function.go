@@ -104,8 +104,6 @@ func (h *handle) runInvocation(m *nats.Msg) {
 		errMsg = "start: " + err.Error()
 	} else {
 		pid := cmd.Process.Pid
-		h.d.recordGroup(pid)
-		defer h.d.forgetGroup(pid)
 		f.mu.Lock()
 		f.running[pid] = struct{}{}
 		f.mu.Unlock()

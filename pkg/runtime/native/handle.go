@@ -72,7 +72,6 @@ func (h *handle) startProcess() (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	h.d.recordGroup(cmd.Process.Pid)
 	return p, nil
 }
 
@@ -84,6 +83,7 @@ func (h *handle) environment() []string {
 	env["NEX_WORKLOAD_ID"] = h.id
 	env["NEX_NAMESPACE"] = h.def.Namespace
 	env["NEX_NODE_ID"] = h.nodeID
+	env["NEX_NEXLET_ID"] = h.d.opts.NexletID
 	env["NEX_WORKLOAD_NAME"] = h.def.Name
 	if h.d.opts.NATSURL != "" {
 		env["NATS_URL"] = h.d.opts.NATSURL
@@ -197,7 +197,6 @@ func (h *handle) wait(p *process) int {
 	_ = p.stderr.Close()
 	code := exitCode(err)
 	killGroup(cmd.Process.Pid, syscall.SIGKILL)
-	h.d.forgetGroup(cmd.Process.Pid)
 	dropped := p.stdout.Dropped() + p.stderr.Dropped()
 	h.mu.Lock()
 	h.exitCode = &code

@@ -1,55 +1,43 @@
 package native
 
 import (
+	"bytes"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
 )
 
 // The parent-death signal ends a workload's main process when its nexlet dies, but not
-// the children it forked. So each running process group is recorded in
-// <data dir>/groups/<pgid> with the boot ID; a new nexlet on the same data dir kills the
-// groups its dead predecessor left behind (on the same boot only: after a reboot the
-// numbers mean other processes).
+// the children it forked. Every workload process carries NEX_NODE_ID and NEX_NEXLET_ID in
+// its environment (inherited by its children), so a new nexlet of the same node and ID
+// finds what its dead predecessor left behind in /proc and kills it, process group and
+// all. This costs nothing per start, unlike a record on disk for every process.
 
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func (d *Driver) groupsDir() string { return filepath.Join(d.opts.DataDir, "groups") }
-
-func (d *Driver) recordGroup(pgid int) {
-	_ = os.WriteFile(filepath.Join(d.groupsDir(), strconv.Itoa(pgid)), []byte(d.boot), 0o600)
-}
-
-func (d *Driver) forgetGroup(pgid int) {
-	_ = os.Remove(filepath.Join(d.groupsDir(), strconv.Itoa(pgid)))
-}
-
-// killOrphans kills the process groups a previous nexlet on this data dir left behind.
+// killOrphans kills the workload processes of a previous instance of this nexlet. It runs
+// before this instance starts anything, so every match is an orphan.
 func (d *Driver) killOrphans() {
-	entries, err := os.ReadDir(d.groupsDir())
+	node := []byte("NEX_NODE_ID=" + d.opts.NodeID + "\x00")
+	nexlet := []byte("NEX_NEXLET_ID=" + d.opts.NexletID + "\x00")
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		path := filepath.Join(d.groupsDir(), e.Name())
-		pgid, err := strconv.Atoi(e.Name())
-		b, _ := os.ReadFile(path)
-		_ = os.Remove(path)
-		if err != nil || pgid <= 1 || d.boot == "" || strings.TrimSpace(string(b)) != d.boot {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
 			continue
 		}
-		if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
-			d.log.Warn("killed processes left by a previous nexlet", zap.Int("pgid", pgid))
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, node) || !bytes.Contains(env, nexlet) {
+			continue
 		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		d.log.Warn("killed a process left by a previous nexlet", zap.Int("pid", pid))
 	}
 }
