@@ -36,6 +36,8 @@ type Globals struct {
 
 	configUsed string
 	stdout     io.Writer
+	stderr     io.Writer
+	color      bool // stdout is a terminal
 }
 
 // CLI is the kong command tree; each noun lives in its own file.
@@ -44,6 +46,7 @@ type CLI struct {
 
 	Node     NodeCmd     `cmd:"" help:"Run and inspect nodes."`
 	Workload WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
+	Events   EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
 	Show     showCmd     `cmd:"" hidden:"" default:"1"`
 }
 
@@ -91,7 +94,8 @@ func main() {
 // run is main without the exit, so tests can drive the CLI in-process.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
-	cli.stdout = stdout
+	cli.stdout, cli.stderr = stdout, stderr
+	cli.color = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
 	cfgPath, err := configPath(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "nex:", err)

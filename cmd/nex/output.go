@@ -4,8 +4,30 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"sort"
 	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
 )
+
+// isTerminal reports whether w is a terminal: tables and colours are for people;
+// pipes get plain tab-separated lines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// writeJSONLine writes v as one line of JSON (for streams of messages).
+func writeJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -13,7 +35,8 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// table collects rows and prints them aligned.
+// table collects rows and prints them aligned on a terminal (header in bold), or as
+// tab-separated lines for a pipe.
 type table struct {
 	rows [][]string
 }
@@ -23,6 +46,21 @@ func newTable(header ...string) *table { return &table{rows: [][]string{header}}
 func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
 
 func (t *table) write(w io.Writer) error {
+	if !isTerminal(w) {
+		for _, r := range t.rows {
+			for i, c := range r {
+				if i > 0 {
+					fmt.Fprint(w, "\t")
+				}
+				fmt.Fprint(w, c)
+			}
+			fmt.Fprintln(w)
+		}
+		return nil
+	}
+	for i, c := range t.rows[0] {
+		t.rows[0][i] = "\x1b[1m" + c + "\x1b[0m"
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range t.rows {
 		for i, c := range r {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -16,11 +20,13 @@ import (
 
 // WorkloadCmd groups the workload commands.
 type WorkloadCmd struct {
-	Start WorkloadStartCmd `cmd:"" help:"Auction a workload and start it on the winning node."`
-	List  WorkloadListCmd  `cmd:"" aliases:"ls" help:"List workloads on every node."`
-	Stop  WorkloadStopCmd  `cmd:"" help:"Stop a workload; returns when its processes are gone."`
-	Info  WorkloadInfoCmd  `cmd:"" help:"Describe one workload."`
-	Clone WorkloadCloneCmd `cmd:"" help:"Start a copy of a workload on fresh capacity."`
+	Start  WorkloadStartCmd  `cmd:"" help:"Auction a workload and start it on the winning node."`
+	List   WorkloadListCmd   `cmd:"" aliases:"ls" help:"List workloads on every node."`
+	Stop   WorkloadStopCmd   `cmd:"" help:"Stop a workload; returns when its processes are gone."`
+	Info   WorkloadInfoCmd   `cmd:"" help:"Describe one workload."`
+	Clone  WorkloadCloneCmd  `cmd:"" help:"Start a copy of a workload on fresh capacity."`
+	Logs   WorkloadLogsCmd   `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
+	Events WorkloadEventsCmd `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
 }
 
 // WorkloadStartCmd starts a workload from a Nexfile and/or flags.
@@ -32,6 +38,7 @@ type WorkloadStartCmd struct {
 	Description  string            `name:"description" help:"Workload description."`
 	Tags         map[string]string `name:"tags" help:"Placement tags k=v (repeatable); a node must have them all."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
+	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
 }
 
 func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
@@ -77,10 +84,40 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, w)
+		if err := writeJSON(g.stdout, w); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
 	}
-	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
+	if c.Follow {
+		return follow(ctx, g, cl, w)
+	}
 	return nil
+}
+
+// follow prints a new workload's output until Ctrl+C; for a job, until it has exited
+// and every line it wrote was printed.
+func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadInfo) error {
+	o := client.FeedOptions{Follow: true}
+	if w.Lifecycle == v1.LifecycleJob {
+		exited := make(chan struct{})
+		ectx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_ = cl.Events(ectx, w.ID, client.FeedOptions{Follow: true}, func(ev v1.Event) error {
+				if ev.Type == v1.EventExited || ev.Type == v1.EventFailed {
+					close(exited)
+					return errors.New("done")
+				}
+				return nil
+			})
+		}()
+		o.Until = exited
+	} else if !g.JSON {
+		fmt.Fprintf(g.stderr, "Following its output; Ctrl+C stops following (the workload keeps running).\n")
+	}
+	return printLogs(ctx, g, cl, w.ID, o, false, false)
 }
 
 // WorkloadListCmd lists workloads.
@@ -175,7 +212,8 @@ type WorkloadInfoCmd struct {
 	ID string `arg:"" name:"workload_id" help:"Workload ID."`
 }
 
-// Run describes.
+// Run describes: state, metadata, the definition (secret-looking values masked) and the
+// latest events.
 func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	cl, nc, err := g.client()
 	if err != nil {
@@ -186,18 +224,77 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if g.JSON {
-		return writeJSON(g.stdout, w)
+	if w.Definition != nil {
+		w.Definition.StartRequest = maskSecrets(w.Definition.StartRequest)
 	}
-	fmt.Fprintf(g.stdout, "ID:        %s\nName:      %s\nNamespace: %s\nType:      %s\nLifecycle: %s\nState:     %s\nNode:      %s\nNexlet:    %s\nStarted:   %s\n",
+	var events []v1.Event
+	ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = cl.Events(ectx, c.ID, client.FeedOptions{Tail: 10}, func(ev v1.Event) error {
+		events = append(events, ev)
+		return nil
+	})
+	cancel()
+	if g.JSON {
+		return writeJSON(g.stdout, struct {
+			*v1.WorkloadInfo
+			Events []v1.Event `json:"recent_events"`
+		}{w, events})
+	}
+	out := g.stdout
+	fmt.Fprintf(out, "ID:          %s\nName:        %s\nNamespace:   %s\nType:        %s\nLifecycle:   %s\nState:       %s\nNode:        %s\nNexlet:      %s\nStarted:     %s\n",
 		w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, w.State, w.NodeID, w.NexletID, w.StartedAt.Local().Format(time.RFC3339))
+	if w.Description != "" {
+		fmt.Fprintf(out, "Description: %s\n", w.Description)
+	}
 	if w.ExitCode != nil {
-		fmt.Fprintf(g.stdout, "Exit code: %d\n", *w.ExitCode)
+		fmt.Fprintf(out, "Exit code:   %d\n", *w.ExitCode)
+	}
+	if len(w.Tags) > 0 {
+		fmt.Fprintf(out, "Tags:        %s\n", formatMetadata(w.Tags))
 	}
 	if len(w.Metadata) > 0 {
-		fmt.Fprintf(g.stdout, "Metadata:  %s\n", formatMetadata(w.Metadata))
+		fmt.Fprintf(out, "Metadata:    %s\n", formatMetadata(w.Metadata))
+	}
+	if w.Definition != nil {
+		var pretty bytes.Buffer
+		_ = json.Indent(&pretty, w.Definition.StartRequest, "  ", "  ")
+		fmt.Fprintf(out, "Start request:\n  %s\n", pretty.String())
+	}
+	if len(events) > 0 {
+		fmt.Fprintln(out, "Recent events:")
+		for _, ev := range events {
+			fmt.Fprintln(out, "  "+formatEvent(g, ev))
+		}
 	}
 	return nil
+}
+
+// secretKey matches environment variable names whose values are not shown.
+var secretKey = regexp.MustCompile(`(?i)(pass|secret|token|key|credential|auth)`)
+
+// maskSecrets replaces the values of secret-looking environment variables (and values
+// sealed for a nexlet) with "*****".
+func maskSecrets(sr json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(sr, &m) != nil {
+		return sr
+	}
+	env, ok := m["environment"].(map[string]any)
+	if !ok {
+		return sr
+	}
+	for k, v := range env {
+		if s, _ := v.(string); secretKey.MatchString(k) || strings.HasPrefix(s, "nexenc:") {
+			env[k] = "*****"
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(m) != nil {
+		return sr
+	}
+	return bytes.TrimSpace(b.Bytes())
 }
 
 // WorkloadCloneCmd clones a workload.

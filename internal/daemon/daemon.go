@@ -93,6 +93,14 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if err != nil {
 		return err
 	}
+	if o.LogsHistory {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := node.EnsureHistory(hctx, nc, node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas})
+		cancel()
+		if err != nil {
+			log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
+		}
+	}
 	n, err := node.New(nc, node.Config{
 		NodeID: nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: log,

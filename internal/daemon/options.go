@@ -26,6 +26,11 @@ type Options struct {
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
+	LogsHistory        bool              `name:"logs.history" default:"true" negatable:"" help:"Keep workload output and events in JetStream streams (NEX_LOGS, NEX_EVENTS) for nex workload logs and nex events."`
+	LogsMaxAge         time.Duration     `name:"logs.max-age" default:"24h" help:"How long output is kept."`
+	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"1073741824" help:"Most bytes of output kept (oldest dropped first)."`
+	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
+	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
 	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`

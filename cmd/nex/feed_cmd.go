@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+)
+
+// feedFlags are shared by the logs and events commands.
+type feedFlags struct {
+	Follow bool          `name:"follow" short:"f" help:"Keep printing new messages until Ctrl+C."`
+	Since  time.Duration `name:"since" help:"Only messages from this long ago (e.g. 10m)."`
+	Tail   int           `name:"tail" help:"Only the last N messages of the history."`
+}
+
+func (f feedFlags) options() client.FeedOptions {
+	o := client.FeedOptions{Follow: f.Follow, Tail: f.Tail}
+	if f.Since > 0 {
+		o.Since = time.Now().Add(-f.Since)
+	}
+	return o
+}
+
+// WorkloadLogsCmd prints a workload's output.
+type WorkloadLogsCmd struct {
+	ID     string `arg:"" name:"workload_id" help:"Workload ID."`
+	Stdout bool   `name:"stdout" help:"Only standard output." xor:"stream"`
+	Stderr bool   `name:"stderr" help:"Only standard error." xor:"stream"`
+	feedFlags
+}
+
+// Run prints the lines: stdout lines on stdout, stderr lines on stderr.
+func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return printLogs(ctx, g, cl, c.ID, c.options(), c.Stdout, c.Stderr)
+}
+
+func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool) error {
+	return cl.Logs(ctx, id, o, func(l client.LogLine) error {
+		if (onlyOut && l.Stream != "stdout") || (onlyErr && l.Stream != "stderr") {
+			return nil
+		}
+		if g.JSON {
+			return writeJSONLine(g.stdout, l)
+		}
+		w := g.stdout
+		if l.Stream == "stderr" {
+			w = g.stderr
+		}
+		end := "\n"
+		if l.Continued {
+			end = ""
+		}
+		_, err := fmt.Fprint(w, l.Line+end)
+		return err
+	})
+}
+
+// EventsCmd prints lifecycle events.
+type EventsCmd struct {
+	Workload string `name:"workload" short:"w" help:"Only this workload's events."`
+	feedFlags
+}
+
+// Run prints events, one readable line each.
+func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return cl.Events(ctx, c.Workload, c.options(), func(ev v1.Event) error {
+		if g.JSON {
+			return writeJSONLine(g.stdout, ev)
+		}
+		_, err := fmt.Fprintln(g.stdout, formatEvent(g, ev))
+		return err
+	})
+}
+
+// WorkloadEventsCmd is `nex workload events [id]`.
+type WorkloadEventsCmd struct {
+	ID string `arg:"" optional:"" name:"workload_id" help:"Only this workload's events."`
+	feedFlags
+}
+
+// Run prints events.
+func (c *WorkloadEventsCmd) Run(ctx context.Context, g *Globals) error {
+	return (&EventsCmd{Workload: c.ID, feedFlags: c.feedFlags}).Run(ctx, g)
+}
+
+func formatEvent(g *Globals, ev v1.Event) string {
+	who := ev.WorkloadID
+	if who == "" {
+		who = "node " + short(ev.NodeID)
+	}
+	var details []string
+	if ev.ExitCode != nil {
+		details = append(details, fmt.Sprintf("exit %d", *ev.ExitCode))
+	}
+	if ev.Message != "" {
+		details = append(details, ev.Message)
+	}
+	for _, k := range sortedKeys(ev.Data) {
+		details = append(details, fmt.Sprintf("%s=%v", k, ev.Data[k]))
+	}
+	typ := ev.Type
+	if g.color {
+		typ = colorFor(ev.Type) + typ + "\x1b[0m"
+	}
+	return fmt.Sprintf("%s  %-10s  %-22s  %s  %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.Namespace, who, typ, strings.Join(details, " "))
+}
+
+func colorFor(typ string) string {
+	switch typ {
+	case v1.EventFailed, v1.EventLost, v1.EventLogsDropped, "nexlet_failed":
+		return "\x1b[31m"
+	case v1.EventExited, v1.EventRestarted, v1.EventLameduck, "nexlet_restarting":
+		return "\x1b[33m"
+	case v1.EventStarted, v1.EventRegistered:
+		return "\x1b[32m"
+	}
+	return "\x1b[36m"
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

@@ -1,0 +1,54 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams that keep the feeds' history, so `nex workload logs` and `nex events` can show
+// what happened before they were run.
+const (
+	LogsStream   = "NEX_LOGS"
+	EventsStream = "NEX_EVENTS"
+)
+
+// HistoryConfig bounds the history streams.
+type HistoryConfig struct {
+	LogsMaxAge    time.Duration
+	LogsMaxBytes  int64
+	EventsMaxAge  time.Duration
+	EventsMaxByte int64
+	Replicas      int
+}
+
+// EnsureHistory creates the history streams when they do not exist yet. An existing
+// stream is left as it is, so nodes with different settings do not fight over it.
+func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if h.Replicas <= 0 {
+		h.Replicas = 1
+	}
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: LogsStream, Description: "nex workload output", Subjects: []string{"$NEX.FEED.*.logs.*"},
+			MaxAge: h.LogsMaxAge, MaxBytes: h.LogsMaxBytes, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
+		{Name: EventsStream, Description: "nex workload and node events", Subjects: []string{"$NEX.FEED.*.event.*"},
+			MaxAge: h.EventsMaxAge, MaxBytes: h.EventsMaxByte, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
+	} {
+		if cfg.MaxBytes == 0 {
+			cfg.MaxBytes = -1
+		}
+		_, err := js.CreateStream(ctx, cfg)
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
