@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -113,6 +115,14 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 		return err
 	}
 	log.Info("node identity", zap.String("node_id", nodeID), zap.String("name", o.NodeName), zap.String("data_dir", o.DataDir))
+	if o.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(o.MetricsListen, n, log)
+		if err != nil {
+			n.Stop()
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	agentCtx, stopAgents := context.WithCancel(context.Background())
 	defer stopAgents()
@@ -185,6 +195,20 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	log.Info("node stopped")
 	return nil
+}
+
+// serveMetrics serves /metrics (Prometheus text format) on addr.
+func serveMetrics(addr string, n *node.Node, log *zap.Logger) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", n.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	log.Info("metrics", zap.String("url", "http://"+l.Addr().String()+"/metrics"))
+	return func() { _ = srv.Close() }, nil
 }
 
 // openStore picks the desired-state store: kv (JetStream KV; an error without

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,8 +21,15 @@ const HeaderContinued = "Nex-Continued"
 
 // Feed publishes a workload's logs and events on the $NEX.FEED subjects.
 type Feed struct {
-	nc     *nats.Conn
-	nodeID string
+	nc      *nats.Conn
+	nodeID  string
+	lines   atomic.Uint64
+	dropped atomic.Uint64
+}
+
+// Stats are the feed's totals: log lines published and dropped, for heartbeats and metrics.
+func (f *Feed) Stats() map[string]uint64 {
+	return map[string]uint64{"log_lines": f.lines.Load(), "log_lines_dropped": f.dropped.Load()}
 }
 
 // NewFeed returns a Feed publishing on nc; nodeID is stamped on events.
@@ -50,7 +58,7 @@ const MaxQueueBytes = 8 << 20
 // $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line
 // and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
-	w := &LineWriter{nc: f.nc, subject: v1.LogSubject(ns, wid), stream: stream, done: make(chan struct{})}
+	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), stream: stream, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	go w.publishLoop()
 	return w
@@ -60,6 +68,7 @@ func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
 // goroutine, so a slow connection costs dropped lines (counted) rather than a blocked
 // workload.
 type LineWriter struct {
+	feed    *Feed
 	nc      *nats.Conn
 	subject string
 	stream  string
@@ -123,6 +132,7 @@ func (w *LineWriter) enqueue(line []byte, continued bool) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	if len(w.queue)+len(line) > MaxQueueBytes {
 		w.dropped++
+		w.feed.dropped.Add(1)
 		return
 	}
 	w.queue = append(w.queue, line...)
@@ -162,6 +172,7 @@ func (w *LineWriter) publishLoop() {
 			start = e.end
 		}
 
+		w.feed.lines.Add(uint64(len(ents)))
 		w.mu.Lock()
 		w.published += uint64(len(ents))
 		w.spare, w.spareEnts = buf, ents

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,11 @@ type Runtime interface {
 // node hears of it at once rather than at the next heartbeat.
 type Notifier interface {
 	OnChange(func())
+}
+
+// StatsReporter is implemented by runtimes that keep counters for the node's metrics.
+type StatsReporter interface {
+	Stats() map[string]uint64
 }
 
 // Config describes the nexlet to its node.
@@ -303,11 +309,18 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hb := v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list)}
+	hb := v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list), States: map[string]int{}}
 	for _, w := range list {
 		if w.Finished() {
 			hb.Finished = append(hb.Finished, w.ID)
 		}
+		hb.States[w.State]++
+		if r, err := strconv.ParseUint(w.Metadata["restarts"], 10, 64); err == nil {
+			hb.Restarts += r
+		}
+	}
+	if sr, ok := n.rt.(StatsReporter); ok {
+		hb.Stats = sr.Stats()
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RegisterTimeout)
 	defer cancel()

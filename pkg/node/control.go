@@ -89,6 +89,7 @@ func namespaceOf(r svc.Request) (ns, id string, err error) {
 }
 
 func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
 	if _, _, err := namespaceOf(r); err != nil {
 		return v1.AuctionReply{}, err
 	}

@@ -126,14 +126,16 @@ type Node struct {
 	peers      map[string]time.Time
 	regWaiters []chan struct{}
 	reconciles map[string]*sync.Mutex // one reconciliation at a time per nexlet
-	deadline   time.Time              // when lameduck stops the workloads
-	drained    chan struct{}          // closed when lameduck has stopped everything
+	metrics    metrics
+	deadline   time.Time     // when lameduck stops the workloads
+	drained    chan struct{} // closed when lameduck has stopped everything
 }
 
 type nexletEntry struct {
 	reg           v1.RegisterRequest
 	lastHeartbeat time.Time
 	lostReported  bool
+	stats         nexletStats
 }
 
 type bid struct {

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +272,35 @@ func knowEachOther(t *testing.T, nodes ...*node.Node) {
 		}
 		return true
 	})
+}
+
+func TestMetrics(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	n := startNode(t, nc, "n1", nil)
+	c, _ := client.New(nc, "default")
+	if _, err := c.StartWorkload(context.Background(), def("m")); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(n.MetricsHandler())
+	defer srv.Close()
+	var body string
+	testutil.Eventually(t, 5*time.Second, "a heartbeat with workload states", func() bool {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return strings.Contains(body, `state="running"} 1`)
+	})
+	for _, want := range []string{
+		"# TYPE nex_workload_starts_total counter", `nex_workload_starts_total{node_id=`, `nex_auction_duration_seconds_count{`,
+		`nex_auction_duration_seconds_bucket{`, `le="+Inf"} 1`, `nex_nexlet_up{`, `nex_log_lines_total{`, `nex_node_lameduck{`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
 }

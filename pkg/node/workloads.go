@@ -62,6 +62,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 				log.Warn("remove state of a workload that did not start", zap.Error(derr))
 			}
 		}
+		n.metrics.startFailures.Add(1)
 		if v1.AsError(err).Code >= 500 {
 			log.Warn("start failed", zap.Error(err))
 		} else {
@@ -69,6 +70,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}
 		return v1.WorkloadInfo{}, err
 	}
+	n.metrics.starts.Add(1)
 	log.Debug("workload started", zap.String("nexlet_id", nexletID))
 	info.Definition = nil
 	return info, nil
@@ -141,6 +143,7 @@ func (n *Node) stopWorkload(ctx context.Context, rec *Record, req v1.StopRequest
 	info.State = v1.StateStopped
 	info.Definition = nil
 	n.forget(rec.WorkloadID, info)
+	n.metrics.stops.Add(1)
 	return info, nil
 }
 
@@ -257,6 +260,7 @@ func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heart
 	}
 	e.lastHeartbeat = time.Now()
 	e.lostReported = false
+	e.stats = nexletStats{states: req.States, restarts: req.Restarts, stats: req.Stats}
 	var finished []*Record
 	for _, wid := range req.Finished {
 		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning {

@@ -256,6 +256,12 @@ type Heartbeat struct {
 	// Finished lists workloads that ended for good (jobs that ran, services that gave
 	// up), so the node never brings them back.
 	Finished []string `json:"finished,omitempty"`
+	// Stats are counters the runtime keeps (log_lines, log_lines_dropped, ...).
+	Stats map[string]uint64 `json:"stats,omitempty"`
+	// States counts the nexlet's workloads by state.
+	States map[string]int `json:"states,omitempty"`
+	// Restarts is the sum of its workloads' restarts.
+	Restarts uint64 `json:"restarts,omitempty"`
 }
 
 // StartWorkloadRequest is what a node sends a nexlet to start a workload.

@@ -49,6 +49,9 @@ type Driver struct {
 	onChange func()
 }
 
+// Stats are the log counters of every workload so far.
+func (d *Driver) Stats() map[string]uint64 { return d.opts.Feed.Stats() }
+
 // OnChange registers f to be called when a workload finishes for good.
 func (d *Driver) OnChange(f func()) {
 	d.mu.Lock()
