@@ -9,16 +9,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"reflect"
 	"runtime/pprof"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 
+	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -96,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
 	cli.stdout, cli.stderr = stdout, stderr
 	cli.color = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
-	cfgPath, err := configPath(args)
+	cfgPath, err := config.Path(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "nex:", err)
 		return 1
@@ -108,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 	}
 	if cfgPath != "" {
-		r, err := loadConfig(cfgPath)
+		r, err := config.Load(cfgPath)
 		if err != nil {
 			fmt.Fprintln(stderr, "nex:", err)
 			return 1
@@ -181,88 +178,6 @@ func printError(w io.Writer, err error) {
 			}
 		}
 	}
-}
-
-// configPath finds --config in args, else the first existing default location.
-func configPath(args []string) (string, error) {
-	for i, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "--config" && i+1 < len(args) {
-			return args[i+1], nil
-		}
-		if len(a) > 9 && a[:9] == "--config=" {
-			return a[9:], nil
-		}
-	}
-	var candidates []string
-	candidates = append(candidates, "/etc/nex/config.json")
-	if home, err := os.UserHomeDir(); err == nil {
-		candidates = append(candidates, filepath.Join(home, ".config", "nex", "config.json"))
-	}
-	candidates = append(candidates, "config.json")
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
-		}
-	}
-	return "", nil
-}
-
-// loadConfig reads a JSON config whose keys mirror flags ("-" as "_"), flat
-// ("nats_context"), dotted ("nats.context") or nested ({"nats": {"context": ...}}),
-// and command flags nested under the command path ({"node": {"up": {...}}}).
-func loadConfig(path string) (kong.Resolver, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
-	}
-	var values map[string]any
-	if err := json.Unmarshal(b, &values); err != nil {
-		return nil, fmt.Errorf("parse config %s: %w", path, err)
-	}
-	return kong.ResolverFunc(func(_ *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
-		key := snake(flag.Name)
-		var scope []string
-		for n := parent.Node(); n != nil && n.Type != kong.ApplicationNode; n = n.Parent {
-			scope = append([]string{n.Name}, scope...)
-		}
-		candidates := [][]string{slices.Concat(scope, []string{key}), slices.Concat(scope, splitDots(key))}
-		if len(scope) == 0 {
-			candidates = append(candidates, []string{snake(flag.Name)})
-		}
-		for _, path := range candidates {
-			v, ok := lookup(values, path)
-			if !ok {
-				continue
-			}
-			// {"embedded": {"listen": ...}} holds embedded.listen, not a value for --embedded.
-			if _, isMap := v.(map[string]any); isMap && flag.Target.Kind() != reflect.Map {
-				continue
-			}
-			return v, nil
-		}
-		return nil, nil
-	}), nil
-}
-
-func snake(s string) string { return strings.ReplaceAll(s, "-", "_") }
-
-func splitDots(s string) []string { return strings.Split(s, ".") }
-
-func lookup(m map[string]any, path []string) (any, bool) {
-	var cur any = m
-	for _, p := range path {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = mm[p]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
 }
 
 // printCheck prints the resolved configuration: config file, globals, the NATS

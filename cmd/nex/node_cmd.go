@@ -155,7 +155,7 @@ Try, in another terminal:
   nex --namespace default workload list -s %s
 Press Ctrl+C to stop the node.
 `, n.ID(), url, url, url, url)
-	})
+	}, nil)
 }
 
 // NodeListCmd lists nodes.

@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/daemon"
 	"github.com/nexrun/nex/internal/version"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -19,14 +20,43 @@ import (
 
 type cli struct {
 	daemon.Options
+	Config  string           `name:"config" type:"path" help:"Config file (default: first of /etc/nex/config.json, ~/.config/nex/config.json, ./config.json); node flags may sit at the top or under node.up."`
 	NATS    natsconn.Options `embed:"" prefix:"nats."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
 
-func main() {
+// parse reads the flags and the config file; flags win.
+func parse(args []string) (*cli, error) {
 	var c cli
-	kong.Parse(&c, kong.Name("nexd"), kong.Description("The nex node daemon: runs nexlets and places workloads."),
-		kong.Vars{"version": "nexd " + version.String()}, kong.UsageOnError())
+	opts := []kong.Option{kong.Name("nexd"), kong.Description("The nex node daemon: runs nexlets and places workloads. SIGHUP re-reads the config file's tags."),
+		kong.Vars{"version": "nexd " + version.String()}, kong.UsageOnError()}
+	path, err := config.Path(args)
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		r, err := config.Load(path, []string{"node", "up"})
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kong.Resolvers(r))
+	}
+	p, err := kong.New(&c, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Parse(args); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func main() {
+	c, err := parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nexd:", err)
+		os.Exit(2)
+	}
 	log, err := daemon.NewLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexd:", err)
@@ -34,9 +64,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reload := make(chan daemon.Options, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			nc, err := parse(os.Args[1:])
+			if err != nil {
+				log.Error("reload: config not read", zap.Error(err))
+				continue
+			}
+			reload <- nc.Options
+		}
+	}()
 	err = daemon.Run(ctx, c.Options, c.NATS, log, func(n *node.Node, url string) {
 		log.Info("node ready", zap.String("node_id", n.ID()), zap.String("nats", url))
-	})
+	}, reload)
 	if err != nil {
 		log.Error("nexd stopped", zap.Error(err))
 		_ = log.Sync()

@@ -49,7 +49,9 @@ func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
 
 // Run starts the node and blocks until ctx ends, then shuts down gracefully. ready, when
 // not nil, is called once the node serves and its native nexlet (if any) is registered.
-func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string)) error {
+// Reload, when not nil, delivers re-read options (nexd on SIGHUP); the node applies what
+// can change live (its tags) and logs what needs a restart.
+func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
 	if o.DataDir == "" {
@@ -174,10 +176,21 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if ready != nil && ctx.Err() == nil {
 		ready(n, resolved.URL())
 	}
-	select {
-	case <-ctx.Done():
-	case <-n.Drained():
-		log.Info("lameduck finished: every workload is stopped")
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-n.Drained():
+			log.Info("lameduck finished: every workload is stopped")
+			break wait
+		case no := <-reload:
+			if err := n.SetTags(no.Tags); err != nil {
+				log.Error("reload: tags not applied", zap.Error(err))
+				continue
+			}
+			log.Info("reload: tags applied", zap.Any("tags", no.Tags))
+		}
 	}
 
 	log.Info("shutting down", zap.Duration("bound", o.ShutdownTimeout))

@@ -351,6 +351,18 @@ func (n *Node) StopLocalNexlet(id string, timeout time.Duration) {
 	}
 }
 
+// SetTags replaces the node's own tags (the nex. ones stay); auctions use them at once.
+func (n *Node) SetTags(tags map[string]string) error {
+	cfg := Config{NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Tags: tags}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.cfg.Tags = cfg.Tags
+	n.mu.Unlock()
+	return nil
+}
+
 // Peers lists the nodes this node believes alive, itself included.
 func (n *Node) Peers() []string { return n.livePeers() }
 

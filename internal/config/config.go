@@ -1,0 +1,102 @@
+// Package config finds and reads nex's JSON config file for kong: keys mirror flags
+// ("-" written "_"), flat, dotted or nested, and command flags nest under the command path.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// Path finds --config in args, else the first existing default location.
+func Path(args []string) (string, error) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1], nil
+		}
+		if len(a) > 9 && a[:9] == "--config=" {
+			return a[9:], nil
+		}
+	}
+	var candidates []string
+	candidates = append(candidates, "/etc/nex/config.json")
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".config", "nex", "config.json"))
+	}
+	candidates = append(candidates, "config.json")
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", nil
+}
+
+// Load reads a JSON config whose keys mirror flags ("-" as "_"), flat
+// ("nats_context"), dotted ("nats.context") or nested ({"nats": {"context": ...}}),
+// and command flags nested under the command path ({"node": {"up": {...}}}); rootScopes
+// are further places to look for root flags.
+func Load(path string, rootScopes ...[]string) (kong.Resolver, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(b, &values); err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	return kong.ResolverFunc(func(_ *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+		key := snake(flag.Name)
+		var scope []string
+		for n := parent.Node(); n != nil && n.Type != kong.ApplicationNode; n = n.Parent {
+			scope = append([]string{n.Name}, scope...)
+		}
+		candidates := [][]string{slices.Concat(scope, []string{key}), slices.Concat(scope, splitDots(key))}
+		if len(scope) == 0 {
+			candidates = append(candidates, []string{snake(flag.Name)})
+			// a daemon's root flags may also live under a command path ({"node": {"up": ...}})
+			for _, rs := range rootScopes {
+				candidates = append(candidates, slices.Concat(rs, []string{key}), slices.Concat(rs, splitDots(key)))
+			}
+		}
+		for _, path := range candidates {
+			v, ok := lookup(values, path)
+			if !ok {
+				continue
+			}
+			// {"embedded": {"listen": ...}} holds embedded.listen, not a value for --embedded.
+			if _, isMap := v.(map[string]any); isMap && flag.Target.Kind() != reflect.Map {
+				continue
+			}
+			return v, nil
+		}
+		return nil, nil
+	}), nil
+}
+
+func snake(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+func splitDots(s string) []string { return strings.Split(s, ".") }
+
+func lookup(m map[string]any, path []string) (any, bool) {
+	var cur any = m
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
