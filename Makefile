@@ -7,7 +7,12 @@ DATA    ?= $(CURDIR)/.nexdata
 
 export NEX_LDFLAGS := $(LDFLAGS)
 
-.PHONY: build run test bench lint fmt clean
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSTEMDDIR ?= /etc/systemd/system
+CONFDIR    ?= /etc/nex
+
+.PHONY: build run test bench lint fmt clean install demo
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
@@ -30,6 +35,17 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## install: binaries to $(DESTDIR)$(PREFIX)/bin, systemd units to $(DESTDIR)$(SYSTEMDDIR),
+## a sample config to $(DESTDIR)$(CONFDIR)/config.json (kept if one is there).
+install: build
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(SYSTEMDDIR)" "$(DESTDIR)$(CONFDIR)"
+	install -m 0755 bin/nex bin/nexd bin/nexlet-native "$(DESTDIR)$(PREFIX)/bin/"
+	for u in deploy/systemd/*.service; do \
+		sed 's#/usr/local/bin/#$(PREFIX)/bin/#g' "$$u" > "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
+		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
+	done
+	[ -e "$(DESTDIR)$(CONFDIR)/config.json" ] || install -m 0640 deploy/config.json "$(DESTDIR)$(CONFDIR)/config.json"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
