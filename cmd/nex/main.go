@@ -41,10 +41,12 @@ type Globals struct {
 type CLI struct {
 	Globals
 
-	Node     NodeCmd     `cmd:"" help:"Run and inspect nodes."`
-	Workload WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
-	Events   EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
-	Show     showCmd     `cmd:"" hidden:"" default:"1"`
+	Node       NodeCmd       `cmd:"" help:"Run and inspect nodes."`
+	Workload   WorkloadCmd   `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
+	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
+	Show       showCmd       `cmd:"" hidden:"" default:"1"`
 }
 
 // showCmd runs when no command is given: usage, or the configuration with --check.
