@@ -12,7 +12,7 @@ DESTDIR    ?=
 SYSTEMDDIR ?= /etc/systemd/system
 CONFDIR    ?= /etc/nex
 
-.PHONY: build run test bench lint fmt clean install demo
+.PHONY: build run test bench lint fmt clean install demo docs
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
@@ -46,6 +46,11 @@ install: build
 		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
 	done
 	[ -e "$(DESTDIR)$(CONFDIR)/config.json" ] || install -m 0640 deploy/config.json "$(DESTDIR)$(CONFDIR)/config.json"
+
+## docs: regenerate the CLI and start-request references (a test checks they are current).
+docs: build
+	./bin/nex __docs cli > docs/cli-reference.md
+	./bin/nex __docs schemas > docs/start-request-reference.md
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

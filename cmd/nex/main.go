@@ -46,6 +46,7 @@ type CLI struct {
 	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
+	Docs       DocsCmd       `cmd:"" name:"__docs" hidden:""`
 	Show       showCmd       `cmd:"" hidden:"" default:"1"`
 }
 

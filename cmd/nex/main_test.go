@@ -102,3 +102,18 @@ func TestUsageAndErrors(t *testing.T) {
 		t.Fatalf("bad namespace: %d %q", code, errs)
 	}
 }
+
+// TestGeneratedDocsCurrent fails when docs/ no longer matches the command tree or the
+// schemas: run `make docs`.
+func TestGeneratedDocsCurrent(t *testing.T) {
+	for what, file := range map[string]string{"cli": "../../docs/cli-reference.md", "schemas": "../../docs/start-request-reference.md"} {
+		out, errs, code := runNex(t, "__docs", what)
+		if code != 0 {
+			t.Fatalf("__docs %s: %s", what, errs)
+		}
+		have, err := os.ReadFile(file)
+		if err != nil || string(have) != out {
+			t.Errorf("%s is not current: run `make docs`", file)
+		}
+	}
+}
