@@ -47,6 +47,10 @@ install: build
 	done
 	[ -e "$(DESTDIR)$(CONFDIR)/config.json" ] || install -m 0640 deploy/config.json "$(DESTDIR)$(CONFDIR)/config.json"
 
+## demo: a tour on an embedded server (node, service, job, function, logs, clone, lameduck).
+demo: build
+	./test/demo/demo.sh
+
 ## docs: regenerate the CLI and start-request references (a test checks they are current).
 docs: build
 	./bin/nex __docs cli > docs/cli-reference.md

@@ -20,13 +20,50 @@ import (
 
 // WorkloadCmd groups the workload commands.
 type WorkloadCmd struct {
-	Start  WorkloadStartCmd  `cmd:"" help:"Auction a workload and start it on the winning node."`
-	List   WorkloadListCmd   `cmd:"" aliases:"ls" help:"List workloads on every node."`
-	Stop   WorkloadStopCmd   `cmd:"" help:"Stop a workload; returns when its processes are gone."`
-	Info   WorkloadInfoCmd   `cmd:"" help:"Describe one workload."`
-	Clone  WorkloadCloneCmd  `cmd:"" help:"Start a copy of a workload on fresh capacity."`
-	Logs   WorkloadLogsCmd   `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
-	Events WorkloadEventsCmd `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
+	Start   WorkloadStartCmd   `cmd:"" help:"Auction a workload and start it on the winning node."`
+	List    WorkloadListCmd    `cmd:"" aliases:"ls" help:"List workloads on every node."`
+	Stop    WorkloadStopCmd    `cmd:"" help:"Stop a workload; returns when its processes are gone."`
+	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
+	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
+	Logs    WorkloadLogsCmd    `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
+	Events  WorkloadEventsCmd  `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
+	Trigger WorkloadTriggerCmd `cmd:"" help:"Send a request to a function's trigger subject and print the reply."`
+}
+
+// WorkloadTriggerCmd requests a function through one of its triggers.
+type WorkloadTriggerCmd struct {
+	Subject string        `arg:"" help:"Trigger subject."`
+	Data    string        `arg:"" optional:"" help:"Payload (the function's stdin)."`
+	Timeout time.Duration `name:"timeout" default:"10s" help:"How long to wait for the reply."`
+}
+
+// Run sends the request and prints the reply; a non-zero exit code of the function is an error.
+func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
+	if err := v1.ValidateTriggerSubject(c.Subject); err != nil {
+		return err
+	}
+	nc, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, c.Subject, []byte(c.Data))
+	if err != nil {
+		return fmt.Errorf("trigger %s: %w", c.Subject, err)
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, map[string]any{"subject": c.Subject, "exit_code": m.Header.Get("Nex-Exit-Code"), "error": m.Header.Get("Nex-Error"), "reply": string(m.Data)})
+	}
+	fmt.Fprint(g.stdout, string(m.Data))
+	if e := m.Header.Get("Nex-Error"); e != "" {
+		return fmt.Errorf("function: %s", e)
+	}
+	if code := m.Header.Get("Nex-Exit-Code"); code != "" && code != "0" {
+		return fmt.Errorf("function exited with code %s", code)
+	}
+	return nil
 }
 
 // WorkloadStartCmd starts a workload from a Nexfile and/or flags.
