@@ -179,6 +179,13 @@ func (n *Nexlet) addService() error {
 			if err := req.Definition.Validate(); err != nil {
 				return v1.WorkloadInfo{}, err
 			}
+			if len(req.SealedCreds) > 0 {
+				creds, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
+				if err != nil {
+					return v1.WorkloadInfo{}, v1.BadRequest("open the workload's sealed credentials: %v", err)
+				}
+				req.Creds = creds
+			}
 			return n.rt.Start(ctx, *req)
 		}), true},
 		{v1.NexletStop, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {

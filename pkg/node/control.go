@@ -44,7 +44,6 @@ func (n *Node) addService() error {
 		}
 	}
 	fan := svc.Options{Headers: n.fanoutHeaders, OnError: onErr}
-	plain := svc.Options{OnError: onErr}
 	// Requests that wait on a nexlet run concurrently; the auction answers from memory.
 	fanC := svc.Options{Headers: n.fanoutHeaders, OnError: onErr, Concurrent: 256}
 	plainC := svc.Options{OnError: onErr, Concurrent: 256}
@@ -61,7 +60,7 @@ func (n *Node) addService() error {
 		{v1.VerbList, v1.ControlWildcard(v1.VerbList, false), svc.Handler(fanC, n.handleList), true},
 		{v1.VerbPing, v1.SystemSubject(v1.VerbPing), svc.Handler(fan, n.handlePing), true},
 		{v1.VerbLameduck, v1.SystemSubject(v1.VerbLameduck, "*"), svc.Handler(fanC, n.handleLameduck), true},
-		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plain, n.handleRegister), false},
+		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plainC, n.handleRegister), false},
 		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plainC, n.handleHeartbeat), false},
 	}
 	for _, ep := range eps {
@@ -104,7 +103,7 @@ func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRe
 	now := time.Now()
 	counts := n.countsByNexlet()
 	for id, e := range n.nexlets {
-		if e.reg.RegisterType == req.Type && contains(e.reg.Lifecycles, req.Lifecycle) &&
+		if e.ready && e.reg.RegisterType == req.Type && contains(e.reg.Lifecycles, req.Lifecycle) &&
 			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
 			candidates = append(candidates, e)
 		}
@@ -232,7 +231,7 @@ func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListReques
 	n.mu.Lock()
 	var ids []string
 	for id, e := range n.nexlets {
-		if req.Type == "" || e.reg.RegisterType == req.Type {
+		if e.ready && (req.Type == "" || e.reg.RegisterType == req.Type) {
 			ids = append(ids, id)
 		}
 	}

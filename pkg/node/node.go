@@ -15,9 +15,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/hostid"
+	"github.com/nexrun/nex/pkg/creds"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -44,6 +46,10 @@ type Config struct {
 	AllowRemoteNexlets bool
 	// HostID names this machine (default: its machine-id).
 	HostID string
+	// Minter issues workload credentials; default creds.Dev (no isolation).
+	Minter creds.Minter
+	// CredsTTL is how long workload credentials are valid (renewed while they run).
+	CredsTTL time.Duration
 }
 
 func (c *Config) validate() error {
@@ -92,6 +98,10 @@ func (c *Config) validate() error {
 	if c.HostID == "" {
 		c.HostID = hostid.Get()
 	}
+	if c.Minter == nil {
+		c.Minter = creds.Dev{}
+	}
+	setDefault(&c.CredsTTL, 24*time.Hour)
 	return nil
 }
 
@@ -127,12 +137,14 @@ type Node struct {
 	regWaiters []chan struct{}
 	reconciles map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics    metrics
+	xkey       nkeys.KeyPair // seals credentials for nexlets
 	deadline   time.Time     // when lameduck stops the workloads
 	drained    chan struct{} // closed when lameduck has stopped everything
 }
 
 type nexletEntry struct {
 	reg           v1.RegisterRequest
+	ready         bool // its workloads are indexed: it may be listed and bid
 	lastHeartbeat time.Time
 	lostReported  bool
 	stats         nexletStats
@@ -160,8 +172,13 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	xkey, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, fmt.Errorf("create node xkey: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
+		xkey: xkey,
 		ctx: ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],

@@ -77,12 +77,44 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 }
 
 func (n *Node) startOnNexlet(ctx context.Context, rec *Record) (v1.WorkloadInfo, error) {
+	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}
+	if err := n.sealCreds(&req, rec.NexletID); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID),
-		v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}, &info)
+	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID), req, &info)
 	return info, err
+}
+
+// sealCreds mints the workload's credentials and seals them for its nexlet, so they
+// cross NATS readable only by that nexlet. In development mode there are none.
+func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
+	c, err := n.cfg.Minter.Workload(req.Definition.Namespace, req.WorkloadID, n.cfg.CredsTTL)
+	if err != nil {
+		return v1.NewError(500, v1.CodeInternal, "mint workload credentials: %v", err)
+	}
+	if c == nil {
+		return nil
+	}
+	file, err := c.File()
+	if err != nil {
+		return v1.NewError(500, v1.CodeInternal, "format workload credentials: %v", err)
+	}
+	n.mu.Lock()
+	e, ok := n.nexlets[nexletID]
+	n.mu.Unlock()
+	if !ok || e.reg.XKey == "" {
+		return v1.NewError(503, v1.CodeUnavailable, "nexlet %s has no xkey to seal credentials for", nexletID)
+	}
+	sealed, err := n.xkey.Seal(file, e.reg.XKey)
+	if err != nil {
+		return v1.NewError(500, v1.CodeInternal, "seal workload credentials: %v", err)
+	}
+	pub, _ := n.xkey.PublicKey()
+	req.SealedCreds, req.SenderXKey = sealed, pub
+	return nil
 }
 
 // lookup finds a workload of namespace ns on this node. Workloads of other namespaces
@@ -232,8 +264,14 @@ func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.Register
 		return v1.RegisterReply{}, v1.NewError(403, v1.CodeForbidden,
 			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-agent-registration to accept it", req.NexletID, req.HostID)
 	}
+	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
 	n.mu.Lock()
-	n.nexlets[req.NexletID] = &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
+	n.nexlets[req.NexletID] = entry
+	n.mu.Unlock()
+	// Index its workloads before it is listed or bids, so what a client sees it can stop.
+	n.reconcile(req.NexletID)
+	n.mu.Lock()
+	entry.ready = true
 	waiters := n.regWaiters
 	n.regWaiters = nil
 	n.mu.Unlock()
@@ -242,11 +280,6 @@ func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.Register
 	}
 	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version))
 	n.nodeEvent(v1.EventRegistered, req.NexletID)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.reconcile(req.NexletID)
-	}()
 	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
 }
 
@@ -279,7 +312,8 @@ func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heart
 // reconcile brings a (re-)registered nexlet and the node's desired state together:
 // workloads the nexlet runs are adopted (never restarted), desired workloads it lost
 // are started again exactly once with their IDs, stops that were in flight are
-// finished, and finished workloads stay finished.
+// finished, and finished workloads stay finished. Everything is indexed before it
+// returns (so stop and info work at once); restarts and stops then run in the background.
 func (n *Node) reconcile(nexletID string) {
 	n.mu.Lock()
 	lock, ok := n.reconciles[nexletID]
@@ -289,19 +323,21 @@ func (n *Node) reconcile(nexletID string) {
 	}
 	n.mu.Unlock()
 	lock.Lock()
-	defer lock.Unlock()
 
 	log := n.log.With(zap.String("nexlet_id", nexletID))
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	defer cancel()
 	var running []v1.WorkloadInfo
 	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
 		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
+		cancel()
+		lock.Unlock()
 		return
 	}
 	recs, err := n.cfg.Store.List(ctx)
 	if err != nil {
 		log.Error("reconcile: read desired state", zap.Error(err))
+		cancel()
+		lock.Unlock()
 		return
 	}
 	has := map[string]v1.WorkloadInfo{}
@@ -309,7 +345,8 @@ func (n *Node) reconcile(nexletID string) {
 		has[w.ID] = w
 	}
 	known := map[string]bool{}
-	var adopted, restarted, stopped int
+	var toStop, toStart []*Record
+	adopted := 0
 	for _, rec := range recs {
 		if rec.NexletID != nexletID {
 			continue
@@ -319,10 +356,7 @@ func (n *Node) reconcile(nexletID string) {
 		switch {
 		case rec.Desired == DesiredStopping:
 			n.index(rec)
-			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
-				log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-			}
-			stopped++
+			toStop = append(toStop, rec)
 		case present:
 			n.index(rec)
 			if w.Finished() && rec.Desired == DesiredRunning {
@@ -336,11 +370,7 @@ func (n *Node) reconcile(nexletID string) {
 			}
 		default:
 			n.index(rec)
-			if _, err := n.startOnNexlet(ctx, rec); err != nil && v1.AsError(err).Code != 409 {
-				log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-				continue
-			}
-			restarted++
+			toStart = append(toStart, rec)
 		}
 	}
 	// Workloads the nexlet runs that the state does not know (a node restarted with
@@ -359,7 +389,32 @@ func (n *Node) reconcile(nexletID string) {
 		n.index(rec)
 		adopted++
 	}
-	if adopted+restarted+stopped > 0 {
-		log.Info("reconciled nexlet", zap.Int("adopted", adopted), zap.Int("started_again", restarted), zap.Int("stops_finished", stopped))
+	if adopted > 0 {
+		log.Info("reconcile: adopted running workloads", zap.Int("adopted", adopted))
 	}
+	if len(toStop)+len(toStart) == 0 {
+		cancel()
+		lock.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer lock.Unlock()
+		defer cancel()
+		for _, rec := range toStop {
+			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+				log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			}
+		}
+		started := 0
+		for _, rec := range toStart {
+			if _, err := n.startOnNexlet(ctx, rec); err != nil && v1.AsError(err).Code != 409 {
+				log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+				continue
+			}
+			started++
+		}
+		log.Info("reconcile: done", zap.Int("stops_finished", len(toStop)), zap.Int("started_again", started))
+	}()
 }

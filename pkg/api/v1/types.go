@@ -269,6 +269,12 @@ type StartWorkloadRequest struct {
 	WorkloadID string             `json:"workload_id"`
 	NodeID     string             `json:"node_id"`
 	Definition WorkloadDefinition `json:"definition"`
+	// SealedCreds are the workload's NATS credentials (a .creds file) sealed with the
+	// nexlet's xkey by SenderXKey, the node's; only the nexlet can open them.
+	SealedCreds []byte `json:"sealed_creds,omitempty"`
+	SenderXKey  string `json:"sender_xkey,omitempty"`
+	// Creds are the opened credentials, filled in by the nexlet SDK; never sent.
+	Creds []byte `json:"-"`
 }
 
 // NexletListRequest lists a nexlet's workloads; an empty namespace means all.

@@ -1,0 +1,180 @@
+// Package creds mints scoped NATS credentials (user JWTs signed by an account key or an
+// account signing key) for workloads and nexlets.
+package creds
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Errors of the minters.
+var (
+	ErrConfig = errors.New("invalid credential issuer configuration")
+)
+
+// Minter issues credentials. A nil *Creds from a Minter means development mode: no
+// separate credentials, the node's own connection is used.
+type Minter interface {
+	// Workload returns credentials for one workload of a namespace.
+	Workload(ns, workloadID string, ttl time.Duration) (*Creds, error)
+	// Nexlet returns credentials for one nexlet of a node.
+	Nexlet(nodeID, nexletID string, ttl time.Duration) (*Creds, error)
+	// Isolated is false in development mode.
+	Isolated() bool
+}
+
+// Creds is a user JWT and its seed, as a NATS .creds file holds them.
+type Creds struct {
+	JWT     string
+	Seed    []byte
+	Expires time.Time
+}
+
+// File renders the creds in the .creds file format.
+func (c *Creds) File() ([]byte, error) { return jwt.FormatUserConfig(c.JWT, c.Seed) }
+
+// InboxPrefix is the inbox prefix a workload of namespace ns must use for its requests:
+// it may subscribe to replies only there, so one namespace cannot read another's.
+func InboxPrefix(ns string) string { return "_INBOX_" + ns }
+
+// WorkloadPermissions scope a workload to its namespace: publish and subscribe in
+// <ns>.>, replies through its own inbox prefix, answers to requests it receives; nothing
+// under $NEX, no other namespace.
+func WorkloadPermissions(ns string) jwt.Permissions {
+	return jwt.Permissions{
+		Pub:  jwt.Permission{Allow: jwt.StringList{ns + ".>"}},
+		Sub:  jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>"}},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
+}
+
+// NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes,
+// its micro-service discovery, its inbox, and reads of JetStream object stores (nats://
+// artifacts); it cannot speak for another node.
+func NexletPermissions(nodeID string) jwt.Permissions {
+	return jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{
+			"$NEX.NODE.v1." + nodeID + ".>",
+			"$NEX.FEED.*.logs.*", "$NEX.FEED.*.event.*",
+			"$JS.API.INFO", "$JS.API.STREAM.INFO.OBJ_*", "$JS.API.CONSUMER.CREATE.OBJ_*", "$JS.API.CONSUMER.CREATE.OBJ_*.>",
+			"$JS.API.CONSUMER.DELETE.OBJ_*.>", "$JS.API.DIRECT.GET.OBJ_*", "$JS.API.DIRECT.GET.OBJ_*.>", "$JS.API.STREAM.MSG.GET.OBJ_*",
+			"$JS.FC.OBJ_*.>", "$JS.ACK.OBJ_*.>",
+		}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
+}
+
+// signer mints user JWTs with one key.
+type signer struct {
+	key      nkeys.KeyPair
+	account  string // issuer_account when key is a signing key; "" when it is the account key
+	isolated bool
+}
+
+// NewSigningKeyMinter signs with an account signing key (seed SA...) on behalf of
+// rootAccount (A...), the --issuer-signing-key strategy.
+func NewSigningKeyMinter(signingKeySeed, rootAccount string) (Minter, error) {
+	kp, err := accountKey(signingKeySeed, "--issuer-signing-key")
+	if err != nil {
+		return nil, err
+	}
+	if !nkeys.IsValidPublicAccountKey(rootAccount) {
+		return nil, fmt.Errorf("%w: --issuer-signing-key-root-account %q is not an account public key (A...)", ErrConfig, rootAccount)
+	}
+	pub, _ := kp.PublicKey()
+	if pub == rootAccount {
+		return nil, fmt.Errorf("%w: --issuer-signing-key is the account's own key; use --issuer-nkey/--issuer-nkey-seed for that", ErrConfig)
+	}
+	return &signer{key: kp, account: rootAccount, isolated: true}, nil
+}
+
+// NewAccountKeyMinter signs with the account's own key, the --issuer-nkey strategy; the
+// seed must belong to the public key given.
+func NewAccountKeyMinter(accountPub, seed string) (Minter, error) {
+	kp, err := accountKey(seed, "--issuer-nkey-seed")
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := kp.PublicKey()
+	if pub != accountPub {
+		return nil, fmt.Errorf("%w: --issuer-nkey-seed belongs to %s, not to --issuer-nkey %s", ErrConfig, pub, accountPub)
+	}
+	return &signer{key: kp, isolated: true}, nil
+}
+
+func accountKey(seed, flag string) (nkeys.KeyPair, error) {
+	seed = strings.TrimSpace(seed)
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, flag, err)
+	}
+	pub, _ := kp.PublicKey()
+	if !nkeys.IsValidPublicAccountKey(pub) {
+		return nil, fmt.Errorf("%w: %s must be an account seed (SA...)", ErrConfig, flag)
+	}
+	return kp, nil
+}
+
+func (s *signer) Isolated() bool { return s.isolated }
+
+func (s *signer) Workload(ns, wid string, ttl time.Duration) (*Creds, error) {
+	if err := v1.ValidateToken("namespace", ns); err != nil {
+		return nil, err
+	}
+	return s.mint("nex workload "+ns+"/"+wid, WorkloadPermissions(ns), ttl, map[string]string{"nex-namespace": ns, "nex-workload": wid})
+}
+
+func (s *signer) Nexlet(nodeID, nexletID string, ttl time.Duration) (*Creds, error) {
+	if err := v1.ValidateToken("node ID", nodeID); err != nil {
+		return nil, err
+	}
+	return s.mint("nex nexlet "+nexletID+"@"+nodeID, NexletPermissions(nodeID), ttl, nil)
+}
+
+func (s *signer) mint(name string, perms jwt.Permissions, ttl time.Duration, tags map[string]string) (*Creds, error) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.Permissions = perms
+	uc.IssuerAccount = s.account
+	now := time.Now()
+	var expires time.Time
+	if ttl > 0 {
+		expires = now.Add(ttl)
+		uc.Expires = expires.Unix()
+	}
+	for k, v := range tags {
+		uc.Tags.Add(k + ":" + v)
+	}
+	token, err := uc.Encode(s.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign credentials for %s: %w", name, err)
+	}
+	return &Creds{JWT: token, Seed: seed, Expires: expires}, nil
+}
+
+// Dev is the development mode: no credentials are minted and workloads share the node's
+// connection, so nothing is isolated.
+type Dev struct{}
+
+// Workload returns nil: use the node's connection.
+func (Dev) Workload(string, string, time.Duration) (*Creds, error) { return nil, nil }
+
+// Nexlet returns nil: use the node's connection.
+func (Dev) Nexlet(string, string, time.Duration) (*Creds, error) { return nil, nil }
+
+// Isolated is false.
+func (Dev) Isolated() bool { return false }
