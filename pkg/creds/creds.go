@@ -67,7 +67,7 @@ func NexletPermissions(nodeID string) jwt.Permissions {
 			"$JS.API.CONSUMER.DELETE.OBJ_*.>", "$JS.API.DIRECT.GET.OBJ_*", "$JS.API.DIRECT.GET.OBJ_*.>", "$JS.API.STREAM.MSG.GET.OBJ_*",
 			"$JS.FC.OBJ_*.>", "$JS.ACK.OBJ_*.>",
 		}},
-		Sub: jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
+		Sub:  jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
 }

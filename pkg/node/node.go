@@ -19,8 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/hostid"
-	"github.com/nexrun/nex/pkg/creds"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
 )
 
 // Config describes a node.
@@ -179,7 +179,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
 		xkey: xkey,
-		ctx: ctx, cancel: cancel,
+		ctx:  ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
 		done: make(chan struct{}), state: v1.NodeRunning,
