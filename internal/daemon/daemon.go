@@ -22,6 +22,7 @@ import (
 
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
 )
@@ -105,10 +106,18 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 			log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
 		}
 	}
+	minter, err := newMinter(o)
+	if err != nil {
+		return err
+	}
+	if !minter.Isolated() {
+		log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
+	}
 	n, err := node.New(nc, node.Config{
 		NodeID: nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
+		Minter: minter, CredsTTL: o.WorkloadCredsTTL,
 	})
 	if err != nil {
 		return err
@@ -139,10 +148,32 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 			node.Supervise(agentCtx, a, log)
 		}()
 	}
-	connEnv := append(resolved.Env(), "NEX_NODE_ID="+nodeID, "NATS_URL="+resolved.URL())
+	// Each local nexlet connects with its own scoped credentials when an issuer is set,
+	// else with the node's connection settings.
+	nexletConn := func(id string) (args, env []string, err error) {
+		c, err := minter.Nexlet(nodeID, id, 0)
+		if err != nil || c == nil {
+			return resolved.Args(), resolved.Env(), err
+		}
+		file, err := c.File()
+		if err != nil {
+			return nil, nil, err
+		}
+		path := filepath.Join(o.DataDir, id+".creds")
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("write nexlet credentials: %w", err)
+		}
+		only := natsconn.Options{Servers: resolved.Servers, CredsFile: path, TLSCA: resolved.TLSCA, TLSCert: resolved.TLSCert, TLSKey: resolved.TLSKey, TLSFirst: resolved.TLSFirst}
+		return only.Args(), nil, nil
+	}
 	for _, spec := range o.Agents {
 		path, _ := spec.Path()
-		env := append([]string{"NEX_NEXLET_ID=" + spec.Name}, connEnv...)
+		_, cenv, err := nexletConn(spec.Name)
+		if err != nil {
+			n.Stop()
+			return err
+		}
+		env := append([]string{"NEX_NEXLET_ID=" + spec.Name, "NEX_NODE_ID=" + nodeID, "NATS_URL=" + resolved.URL()}, cenv...)
 		for k, v := range spec.Env {
 			env = append(env, k+"="+v)
 		}
@@ -154,18 +185,23 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 			n.Stop()
 			return err
 		}
+		cargs, cenv, err := nexletConn("native")
+		if err != nil {
+			n.Stop()
+			return err
+		}
 		args := append([]string{
 			"--node-id=" + nodeID, "--nexlet-id=native",
 			"--data-dir=" + filepath.Join(o.DataDir, "native"),
 			"--log-level=" + o.LogLevel,
-		}, resolved.Args()...)
+		}, cargs...)
 		if o.ShowWorkloadLogs {
 			args = append(args, "--show-workload-logs")
 		}
 		if o.LogJSON {
 			args = append(args, "--log-json")
 		}
-		supervise(node.Agent{Name: "native", Path: path, Args: args, Env: resolved.Env(), Alive: nexletAlive(nc, nodeID, "native")})
+		supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(nc, nodeID, "native")})
 		wctx, cancel := context.WithTimeout(ctx, o.NexletWait)
 		err = n.WaitForNexlet(wctx, "native")
 		cancel()
@@ -208,6 +244,42 @@ wait:
 	}
 	log.Info("node stopped")
 	return nil
+}
+
+// newMinter picks the credential strategy: an account signing key, the account's own
+// key, or development mode (no isolation) when neither is configured.
+func newMinter(o Options) (creds.Minter, error) {
+	switch {
+	case o.IssuerSigningKey != "" && o.IssuerNKey != "":
+		return nil, fmt.Errorf("%w: give --issuer-signing-key or --issuer-nkey, not both", creds.ErrConfig)
+	case o.IssuerSigningKey != "":
+		seed, err := seedValue(o.IssuerSigningKey)
+		if err != nil {
+			return nil, err
+		}
+		return creds.NewSigningKeyMinter(seed, o.IssuerRootAccount)
+	case o.IssuerNKey != "":
+		seed, err := seedValue(o.IssuerNKeySeed)
+		if err != nil {
+			return nil, err
+		}
+		return creds.NewAccountKeyMinter(o.IssuerNKey, seed)
+	case o.IssuerRootAccount != "" || o.IssuerNKeySeed != "":
+		return nil, fmt.Errorf("%w: --issuer-signing-key-root-account goes with --issuer-signing-key, --issuer-nkey-seed with --issuer-nkey", creds.ErrConfig)
+	}
+	return creds.Dev{}, nil
+}
+
+// seedValue accepts a seed or the path of a file holding one.
+func seedValue(v string) (string, error) {
+	if strings.HasPrefix(v, "S") {
+		return v, nil
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: read seed file %s: %v", creds.ErrConfig, v, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // serveMetrics serves /metrics (Prometheus text format) on addr.

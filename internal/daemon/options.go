@@ -31,6 +31,11 @@ type Options struct {
 	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"1073741824" help:"Most bytes of output kept (oldest dropped first)."`
 	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
 	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
+	IssuerSigningKey   string            `name:"issuer-signing-key" help:"Account signing key seed (SA...) or a file holding it: mint scoped credentials for workloads and nexlets."`
+	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`
+	IssuerNKey         string            `name:"issuer-nkey" help:"Account public key (A...) whose own seed signs credentials (with --issuer-nkey-seed)."`
+	IssuerNKeySeed     string            `name:"issuer-nkey-seed" help:"Seed (SA...) of --issuer-nkey, or a file holding it."`
+	WorkloadCredsTTL   time.Duration     `name:"workload-creds-ttl" default:"24h" help:"How long workload credentials are valid; they are renewed while the workload runs."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
 	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`

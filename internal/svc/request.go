@@ -22,11 +22,34 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 		return err
 	}
 	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, subject, data)
-	if err != nil {
-		return mapRequestError(subject, err)
+	denied, check := violations(nc)
+	type result struct {
+		msg *nats.Msg
+		err error
 	}
-	return DecodeReply(msg.Header, msg.Data, resp)
+	done := make(chan result, 1)
+	go func() {
+		msg, err := nc.RequestWithContext(ctx, subject, data)
+		done <- result{msg, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				if perr := check(subject); perr != nil {
+					return perr
+				}
+				return mapRequestError(subject, r.err)
+			}
+			return DecodeReply(r.msg.Header, r.msg.Data, resp)
+		case <-denied:
+			if perr := check(subject); perr != nil {
+				cancel()
+				return perr
+			}
+			denied, _ = violations(nc)
+		}
+	}
 }
 
 // prepare encodes req and gives ctx the default deadline when it has none.
@@ -86,6 +109,7 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	denied, check := violations(nc)
 	if err := nc.PublishRequest(subject, inbox, data); err != nil {
 		return err
 	}
@@ -94,6 +118,11 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 	var stragglerC <-chan time.Time
 	for {
 		select {
+		case <-denied:
+			if perr := check(subject); perr != nil {
+				return perr
+			}
+			denied, _ = violations(nc)
 		case <-ctx.Done():
 			if len(answered) == 0 {
 				return mapRequestError(subject, ctx.Err())

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/svc"
 )
 
 // Errors returned by this package.
@@ -178,6 +180,7 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 		timeout = 5 * time.Second
 	}
 	opts := []nats.Option{
+		nats.ErrorHandler(svc.ErrorHandler),
 		nats.Name(name),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,6 +149,16 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		}
 	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir))
+	}
+	if len(req.Creds) > 0 {
+		if err := h.writeCreds(req.Creds); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err))
+		}
+		for _, t := range sr.Triggers {
+			if !strings.HasPrefix(t, def.Namespace+".") {
+				return fail(v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %q is outside the namespace's subjects (%s.>)", t, def.Namespace))
+			}
+		}
 	}
 	if err := d.fetchArtifacts(context.Background(), h.workdir, sr); err != nil {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
@@ -328,5 +339,20 @@ func checkLifecycleFields(lifecycle string, sr *parsed) error {
 	if sr.Concurrency != 0 && lifecycle != v1.LifecycleFunction {
 		return bad("concurrency")
 	}
+	return nil
+}
+
+// writeCreds puts the workload's credentials in <workdir>/.nex/nats.creds (0600): never on
+// a command line, and removed with the workdir.
+func (h *handle) writeCreds(c []byte) error {
+	dir := filepath.Join(h.workdir, ".nex")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "nats.creds")
+	if err := os.WriteFile(path, c, 0o600); err != nil {
+		return err
+	}
+	h.creds = path
 	return nil
 }

@@ -2,6 +2,7 @@ package native
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
 )
 
 // MaxReplyBytes bounds the stdout of a function invocation that answers a request.
@@ -27,6 +29,7 @@ const (
 // function is the trigger side of a function workload: its subscriptions, a semaphore
 // for the concurrency limit, and the process groups of running invocations.
 type function struct {
+	conn *nats.Conn // the workload's own connection when it has credentials
 	subs []*nats.Subscription
 	sem  chan struct{}
 	wg   sync.WaitGroup
@@ -43,11 +46,21 @@ func (h *handle) serveFunction() error {
 	if conc <= 0 {
 		conc = 1
 	}
-	f := &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}}
+	f := &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}, conn: h.d.opts.Conn}
 	h.fn = f
+	if h.creds != "" {
+		// Triggers arrive through the workload's own scoped connection, so a function
+		// can only be triggered from its namespace.
+		nc, err := nats.Connect(h.d.opts.NATSURL, nats.UserCredentials(h.creds), nats.Name("nex function "+h.id),
+			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect with the workload's credentials: %w", err)
+		}
+		f.conn = nc
+	}
 	queue := "nex-fn-" + h.def.Namespace + "-" + h.def.Name
 	for _, subject := range h.sr.Triggers {
-		sub, err := h.d.opts.Conn.QueueSubscribe(subject, queue, h.invoke)
+		sub, err := f.conn.QueueSubscribe(subject, queue, h.invoke)
 		if err != nil {
 			f.unsubscribe()
 			return err
@@ -55,12 +68,31 @@ func (h *handle) serveFunction() error {
 		_ = sub.SetPendingLimits(-1, 64<<20)
 		f.subs = append(f.subs, sub)
 	}
-	return h.d.opts.Conn.Flush()
+	// A denied subscription shows up as an error on the next round trip.
+	if err := f.conn.FlushTimeout(5 * time.Second); err != nil {
+		f.unsubscribe()
+		return err
+	}
+	if err := f.conn.LastError(); err != nil {
+		f.unsubscribe()
+		return fmt.Errorf("subscribe to triggers: %w", err)
+	}
+	return nil
 }
 
 func (f *function) unsubscribe() {
 	for _, s := range f.subs {
 		_ = s.Unsubscribe()
+	}
+	if f.conn != nil {
+		_ = f.conn.Flush()
+	}
+}
+
+// close ends the workload's own connection, if it has one.
+func (f *function) close(shared *nats.Conn) {
+	if f.conn != nil && f.conn != shared {
+		f.conn.Close()
 	}
 }
 
@@ -138,7 +170,7 @@ func (h *handle) runInvocation(m *nats.Msg) {
 		if errMsg != "" {
 			out.Header.Set(HeaderError, errMsg)
 		}
-		_ = h.d.opts.Conn.PublishMsg(out)
+		_ = f.conn.PublishMsg(out)
 	}
 	f.mu.Lock()
 	f.invocations++
@@ -164,6 +196,7 @@ func (h *handle) runInvocation(m *nats.Msg) {
 func (h *handle) stopFunction(grace time.Duration) {
 	f := h.fn
 	f.unsubscribe()
+	defer f.close(h.d.opts.Conn)
 	f.mu.Lock()
 	pids := make([]int, 0, len(f.running))
 	for pid := range f.running {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
 )
 
@@ -34,6 +35,7 @@ type handle struct {
 	log        *zap.Logger
 
 	fn       *function // set for the function lifecycle
+	creds    string    // path of the workload's .creds file, when it has its own
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
 	done     chan struct{} // closed when the run loop has ended
@@ -87,6 +89,10 @@ func (h *handle) environment() []string {
 	env["NEX_WORKLOAD_NAME"] = h.def.Name
 	if h.d.opts.NATSURL != "" {
 		env["NATS_URL"] = h.d.opts.NATSURL
+	}
+	if h.creds != "" {
+		env["NEX_NATS_CREDS"] = h.creds
+		env["NEX_NATS_INBOX_PREFIX"] = creds.InboxPrefix(h.def.Namespace)
 	}
 	out := make([]string, 0, len(env))
 	for k, v := range env {
