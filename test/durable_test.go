@@ -32,8 +32,14 @@ func startNexd(t *testing.T, u *user, url, dataDir string, extra ...string) *nex
 			testutil.Eventually(t, 20*time.Second, "a leftover nexlet to exit", func() bool { return syscall.Kill(pid, 0) != nil })
 		}
 	})
+	cli := []string{"-s", url}
+	for i, a := range extra {
+		if a == "--nats.creds-file" && i+1 < len(extra) {
+			cli = append(cli, a, extra[i+1])
+		}
+	}
 	testutil.Eventually(t, 10*time.Second, "nexd and its nexlet to be up", func() bool {
-		out, _, code := u.nex("-s", url, "node", "list", "--json")
+		out, _, code := u.nex(append(cli, "node", "list", "--json")...)
 		var nodes []v1.NodeInfo
 		if code != 0 || json.Unmarshal([]byte(out), &nodes) != nil {
 			return false

@@ -1,0 +1,244 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// operatorEnv is a nats-server in operator mode with one application account that has a
+// signing key, as an operator would set it up with nsc.
+type operatorEnv struct {
+	srv        *server.Server
+	account    string
+	signingKey nkeys.KeyPair
+}
+
+func startOperatorServer(t *testing.T) *operatorEnv {
+	t.Helper()
+	op, _ := nkeys.CreateOperator()
+	opPub, _ := op.PublicKey()
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "nex-test"
+	sys, _ := nkeys.CreateAccount()
+	sysPub, _ := sys.PublicKey()
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeOperatorClaims(opJWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	sk, _ := nkeys.CreateAccount()
+	skPub, _ := sk.PublicKey()
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "APP"
+	ac.SigningKeys.Add(skPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT, err := ac.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = "SYS"
+	sysJWT, _ := sc.Encode(op)
+
+	resolver := &server.MemAccResolver{}
+	resolver.Store(accPub, accJWT)
+	resolver.Store(sysPub, sysJWT)
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
+		TrustedOperators: []*jwt.OperatorClaims{claims}, AccountResolver: resolver, SystemAccount: sysPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("operator-mode server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return &operatorEnv{srv: s, account: accPub, signingKey: sk}
+}
+
+// user writes a creds file for a user of the application account with perms.
+func (o *operatorEnv) user(t *testing.T, dir, name string, perms *jwt.Permissions) string {
+	t.Helper()
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	seed, _ := u.Seed()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.IssuerAccount = o.account
+	if perms != nil {
+		uc.Permissions = *perms
+	}
+	token, err := uc.Encode(o.signingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := jwt.FormatUserConfig(token, seed)
+	path := filepath.Join(dir, name+".creds")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// probe connects with a creds file and records permission violations.
+type probe struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	errs []string
+}
+
+func connectProbe(t *testing.T, url, credsFile string, opts ...nats.Option) *probe {
+	t.Helper()
+	p := &probe{}
+	nc, err := nats.Connect(url, append(opts, nats.UserCredentials(credsFile), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		p.mu.Lock()
+		p.errs = append(p.errs, err.Error())
+		p.mu.Unlock()
+	}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	p.nc = nc
+	return p
+}
+
+// denied reports whether an action on subject was refused by the server.
+func (p *probe) denied(t *testing.T, action, subject string) bool {
+	t.Helper()
+	switch action {
+	case "pub":
+		_ = p.nc.Publish(subject, []byte("x"))
+	case "sub":
+		_, _ = p.nc.SubscribeSync(subject)
+	}
+	_ = p.nc.Flush()
+	want := fmt.Sprintf(`%s "%s"`, map[string]string{"pub": "Publish to", "sub": "Subscription to"}[action], subject)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, e := range p.errs {
+			if strings.Contains(e, want) {
+				p.mu.Unlock()
+				return true
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// allowed checks that subject works both ways for this connection.
+func (p *probe) allowed(t *testing.T, subject string) bool {
+	t.Helper()
+	sub, err := p.nc.SubscribeSync(subject)
+	if err != nil {
+		return false
+	}
+	defer sub.Unsubscribe()
+	_ = p.nc.Publish(subject, []byte("ping"))
+	_, err = sub.NextMsg(2 * time.Second)
+	return err == nil
+}
+
+// TestNamespaceIsolation runs nexd with an account signing key against an operator-mode
+// server and proves what a workload, a nexlet and a CLI user can and cannot reach.
+func TestNamespaceIsolation(t *testing.T) {
+	op := startOperatorServer(t)
+	u := newUser(t)
+	url := op.srv.ClientURL()
+	nodeCreds := op.user(t, u.home, "node", nil)
+	skSeed, _ := op.signingKey.Seed()
+	data := filepath.Join(u.home, "data")
+	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds,
+		"--issuer-signing-key", string(skSeed), "--issuer-signing-key-root-account", op.account)
+	if strings.Contains(n.bg.out.String(), "DEVELOPMENT MODE") {
+		t.Fatal("nexd with an issuer claims development mode")
+	}
+
+	// A CLI user who may only use namespace a's control subjects.
+	cliA := op.user(t, u.home, "cli-a", &jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.a.>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.>"}},
+	})
+	out := u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
+		"--name", "svc", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	_, wid := startedID(t, out)
+	begin := time.Now()
+	_, errOut, code := u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "b", "workload", "list")
+	if code == 0 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, "$NEX.SVC.v1.b.control.LIST") {
+		t.Fatalf("namespace b for a user of a: exit %d, %q", code, errOut)
+	}
+	if time.Since(begin) > 3*time.Second {
+		t.Fatalf("the permission error took %s", time.Since(begin))
+	}
+
+	// The workload's credentials: a file in its workdir, mode 0600, named in its environment.
+	credsFile := filepath.Join(data, "native", "workloads", wid, ".nex", "nats.creds")
+	st, err := os.Stat(credsFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("workload creds %s: %v %v", credsFile, st, err)
+	}
+	// as a workload connects: NATS_URL, NEX_NATS_CREDS and NEX_NATS_INBOX_PREFIX
+	w := connectProbe(t, url, credsFile, nats.CustomInboxPrefix(creds.InboxPrefix("a")))
+	if !w.allowed(t, "a.orders") {
+		t.Error("a workload of namespace a cannot use a.>")
+	}
+	for _, c := range []struct{ action, subject string }{
+		{"sub", "b.>"}, {"pub", "b.orders"}, {"sub", "$NEX.FEED.b.>"}, {"pub", "$NEX.FEED.b.logs.x"},
+		{"pub", "$NEX.SVC.v1.b.control.LIST"}, {"pub", "$NEX.SVC.v1.a.control.LIST"}, {"sub", "_INBOX.>"},
+	} {
+		if !w.denied(t, c.action, c.subject) {
+			t.Errorf("a workload of namespace a may %s %s", c.action, c.subject)
+		}
+	}
+	// its replies come through its own inbox prefix
+	if w.denied(t, "sub", creds.InboxPrefix("a")+".>") {
+		t.Error("a workload cannot subscribe to its inbox prefix")
+	}
+
+	// The nexlet's credentials: its node's subjects, and no other node's.
+	nx := connectProbe(t, url, filepath.Join(data, "native.creds"))
+	if !nx.denied(t, "pub", "$NEX.NODE.v1.NOTHISNODE.REGISTER") {
+		t.Error("a nexlet may register with another node")
+	}
+	if !nx.denied(t, "pub", "$NEX.SVC.v1.a.control.DEPLOY.x") || !nx.denied(t, "sub", "a.>") {
+		t.Error("a nexlet may reach the control plane or a namespace's subjects")
+	}
+
+	// A function can only be triggered from its own namespace.
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
+		"--name", "fn", "--start-request", `{"uri":"file:///bin/cat","triggers":["a.fn"]}`)
+	reply, err := w.nc.Request("a.fn", []byte("hi"), 5*time.Second)
+	if err != nil || string(reply.Data) != "hi" {
+		t.Fatalf("function of a from a: %v %v", reply, err)
+	}
+	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
+		"--name", "fn2", "--start-request", `{"uri":"file:///bin/cat","triggers":["b.fn"]}`)
+	if code == 0 || !strings.Contains(errOut, "outside the namespace") {
+		t.Fatalf("a function of a triggered by b.fn: exit %d %q", code, errOut)
+	}
+	if _, err := w.nc.Request("b.x", nil, 200*time.Millisecond); err == nil || errors.Is(err, nats.ErrNoResponders) {
+		t.Log("request to b.x refused as expected")
+	}
+}
