@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/nexrun/nex/internal/testutil"
 	"github.com/nexrun/nex/pkg/creds"
 )
 
@@ -170,7 +171,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	nodeCreds := op.user(t, u.home, "node", nil)
 	skSeed, _ := op.signingKey.Seed()
 	data := filepath.Join(u.home, "data")
-	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds,
+	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--workload-creds-ttl", "3s",
 		"--issuer-signing-key", string(skSeed), "--issuer-signing-key-root-account", op.account)
 	if strings.Contains(n.bg.out.String(), "DEVELOPMENT MODE") {
 		t.Fatal("nexd with an issuer claims development mode")
@@ -238,7 +239,31 @@ func TestNamespaceIsolation(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "outside the namespace") {
 		t.Fatalf("a function of a triggered by b.fn: exit %d %q", code, errOut)
 	}
-	if _, err := w.nc.Request("b.x", nil, 200*time.Millisecond); err == nil || errors.Is(err, nats.ErrNoResponders) {
-		t.Log("request to b.x refused as expected")
+
+	// Credentials expire (3 s here) and are renewed while the workload runs, not after.
+	first, _ := os.ReadFile(credsFile)
+	testutil.Eventually(t, 10*time.Second, "the credentials to be renewed", func() bool {
+		now, _ := os.ReadFile(credsFile)
+		return len(now) > 0 && string(now) != string(first)
+	})
+	claims, err := jwt.ParseDecoratedJWT(mustRead(t, credsFile))
+	if err != nil {
+		t.Fatal(err)
 	}
+	uc, err := jwt.DecodeUserClaims(claims)
+	if err != nil || uc.Expires == 0 || time.Until(time.Unix(uc.Expires, 0)) > 4*time.Second {
+		t.Fatalf("renewed credentials: %v, expires %v", err, time.Unix(uc.Expires, 0))
+	}
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "stop", wid)
+	if _, err := os.Stat(credsFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("credentials left behind after stop: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -44,6 +44,12 @@ type Notifier interface {
 	OnChange(func())
 }
 
+// CredsUpdater is implemented by runtimes that hand workloads their own credentials, so
+// the node can renew them before they expire.
+type CredsUpdater interface {
+	UpdateCreds(ctx context.Context, workloadID string, creds []byte) error
+}
+
 // StatsReporter is implemented by runtimes that keep counters for the node's metrics.
 type StatsReporter interface {
 	Stats() map[string]uint64
@@ -217,6 +223,21 @@ func (n *Nexlet) addService() error {
 		{v1.NexletLameduck, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
 			return struct{}{}, n.rt.Lameduck(ctx)
 		}), false},
+		{v1.NexletCreds, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.CredsUpdate) (struct{}, error) {
+			wid, err := lastToken(r.Subject)
+			if err != nil {
+				return struct{}{}, err
+			}
+			cu, ok := n.rt.(CredsUpdater)
+			if !ok {
+				return struct{}{}, v1.NewError(501, v1.CodeBadRequest, "this nexlet does not take credentials")
+			}
+			c, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
+			if err != nil {
+				return struct{}{}, v1.BadRequest("open sealed credentials: %v", err)
+			}
+			return struct{}{}, cu.UpdateCreds(ctx, wid, c)
+		}), true},
 		{v1.NexletPing, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
 			return n.registration(), nil
 		}), false},

@@ -233,6 +233,9 @@ func (n *Node) loop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.AnnounceInterval)
 	defer t.Stop()
+	// Credentials are renewed at a third of their lifetime, so a missed round is harmless.
+	renew := time.NewTicker(max(n.cfg.CredsTTL/3, time.Second))
+	defer renew.Stop()
 	for {
 		select {
 		case <-n.done:
@@ -240,6 +243,10 @@ func (n *Node) loop() {
 		case <-t.C:
 			n.announce(false)
 			n.sweep()
+		case <-renew.C:
+			if n.cfg.Minter.Isolated() {
+				n.renewCreds()
+			}
 		}
 	}
 }

@@ -418,3 +418,29 @@ func (n *Node) reconcile(nexletID string) {
 		log.Info("reconcile: done", zap.Int("stops_finished", len(toStop)), zap.Int("started_again", started))
 	}()
 }
+
+// renewCreds re-mints the credentials of every workload that should be running and hands
+// them to its nexlet. Stopped workloads have no record, so theirs run out.
+func (n *Node) renewCreds() {
+	n.mu.Lock()
+	recs := make([]*Record, 0, len(n.workloads))
+	for _, w := range n.workloads {
+		if w.rec.Desired == DesiredRunning {
+			recs = append(recs, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	for _, rec := range recs {
+		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
+		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
+			v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}, nil)
+		cancel()
+		if err != nil && v1.AsError(err).Code != 409 {
+			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		}
+	}
+}

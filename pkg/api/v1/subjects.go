@@ -32,6 +32,7 @@ const (
 	NexletList     = "LIST"
 	NexletLameduck = "LAMEDUCK"
 	NexletPing     = "PING"
+	NexletCreds    = "CREDS"
 )
 
 // ValidateToken checks that s can stand as one subject token: not empty, and free of

@@ -277,6 +277,12 @@ type StartWorkloadRequest struct {
 	Creds []byte `json:"-"`
 }
 
+// CredsUpdate carries renewed, sealed credentials for a running workload.
+type CredsUpdate struct {
+	SealedCreds []byte `json:"sealed_creds"`
+	SenderXKey  string `json:"sender_xkey"`
+}
+
 // NexletListRequest lists a nexlet's workloads; an empty namespace means all.
 type NexletListRequest struct {
 	Namespace string `json:"namespace,omitempty"`

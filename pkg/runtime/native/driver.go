@@ -342,6 +342,23 @@ func checkLifecycleFields(lifecycle string, sr *parsed) error {
 	return nil
 }
 
+// UpdateCreds replaces a running workload's credentials file (atomically: a client that
+// reconnects reads either the old or the new one, whole).
+func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
+	h, err := d.get(wid)
+	if err != nil {
+		return err
+	}
+	if h.creds == "" || h.finished() {
+		return v1.NewError(409, v1.CodeConflict, "workload %s has no credentials to renew", wid)
+	}
+	tmp := h.creds + ".new"
+	if err := os.WriteFile(tmp, c, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, h.creds)
+}
+
 // writeCreds puts the workload's credentials in <workdir>/.nex/nats.creds (0600): never on
 // a command line, and removed with the workdir.
 func (h *handle) writeCreds(c []byte) error {
