@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -266,4 +268,56 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestSealedEnvironment: environment values cross NATS and rest in KV sealed for the
+// nexlet; the workload sees them in clear, and so does its clone.
+func TestSealedEnvironment(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexd(t, u, url, filepath.Join(u.home, "data"))
+	nc := testutil.Connect(t, s)
+	wire, _ := nc.SubscribeSync("$NEX.>")
+	logs, _ := nc.SubscribeSync("$NEX.FEED.default.logs.>")
+	nc.Flush()
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "sec",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo secret=$DB_PASSWORD; exec sleep 600"],"environment":{"DB_PASSWORD":"hunter2"}}`)
+	_, id := startedID(t, out)
+	m, err := logs.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != "secret=hunter2" {
+		t.Fatalf("the workload did not get its secret: %v %v", m, err)
+	}
+	for {
+		m, err := wire.NextMsg(200 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if strings.Contains(string(m.Data), "hunter2") && !strings.Contains(m.Subject, ".logs.") {
+			t.Fatalf("the secret crossed NATS in clear on %s", m.Subject)
+		}
+	}
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), "NEX_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := kv.ListKeys(context.Background())
+	for k := range keys.Keys() {
+		e, _ := kv.Get(context.Background(), k)
+		if strings.Contains(string(e.Value()), "hunter2") {
+			t.Fatalf("the secret rests in KV in clear under %s", k)
+		}
+	}
+	info := u.mustNex("-s", url, "--namespace", "default", "workload", "info", id)
+	if strings.Contains(info, "hunter2") || !strings.Contains(info, `"DB_PASSWORD": "*****"`) {
+		t.Fatalf("workload info shows the secret:\n%s", info)
+	}
+	out = u.mustNex("-s", url, "--namespace", "default", "workload", "clone", id, "--stop")
+	_, clone := startedID(t, out)
+	testutil.Eventually(t, 5*time.Second, "the clone to print its secret", func() bool {
+		m, err := logs.NextMsg(100 * time.Millisecond)
+		return err == nil && strings.HasSuffix(m.Subject, clone) && string(m.Data) == "secret=hunter2"
+	})
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", clone)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -84,9 +85,14 @@ func run(c cli, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// the same key across restarts: environment values sealed for it stay readable
+	xkey, err := nexlet.LoadXKey(filepath.Join(c.DataDir, "xkey.seed"))
+	if err != nil {
+		return err
+	}
 	err = nexlet.Serve(ctx, nc, nexlet.Config{
 		NodeID: c.NodeID, NexletID: c.NexletID, RegisterType: "native", Version: version.Version,
-		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log,
+		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log, XKey: xkey,
 	}, d)
 	// Whatever ended Serve, workloads are stopped the way `workload stop` stops them.
 	log.Info("stopping workloads")

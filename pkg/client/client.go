@@ -17,6 +17,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/schema"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // NoAgentsMessage is the message of the no_placement error.
@@ -82,9 +83,16 @@ func NoPlacementError(d Declines) *v1.Error {
 	return e
 }
 
-// StartWorkload auctions def among the nodes, picks a random bid, validates the start
-// request against the winner's schema and deploys. It retries once if the bid expired.
+// StartWorkload auctions def among the nodes, picks a random bid, seals the environment
+// for the winning nexlet, validates the start request against its schema and deploys.
+// It auctions again once if the bid expired.
 func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (*v1.WorkloadInfo, error) {
+	return c.start(ctx, def, nil)
+}
+
+// start places def; prepare, when set, may rewrite the definition for the chosen bid
+// (a clone re-sealing its values for the new nexlet).
+func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, prepare func(v1.Bid, *v1.WorkloadDefinition) error) (*v1.WorkloadInfo, error) {
 	def.Namespace = c.ns
 	if err := def.Validate(); err != nil {
 		return nil, err
@@ -102,8 +110,21 @@ func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (
 		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
 			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 		}
+		placed := def
+		if prepare != nil {
+			if err := prepare(b, &placed); err != nil {
+				return nil, err
+			}
+		}
+		if b.XKey != "" {
+			sealed, err := seal.Environment(placed.StartRequest, b.XKey)
+			if err != nil {
+				return nil, err
+			}
+			placed.StartRequest = sealed
+		}
 		var info v1.WorkloadInfo
-		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def}, &info)
+		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed}, &info)
 		if lastErr == nil {
 			return &info, nil
 		}
@@ -211,14 +232,24 @@ type CloneOptions struct {
 // original; the original is untouched if the clone fails to start.
 func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) (*v1.WorkloadInfo, error) {
 	var cr v1.CloneReply
-	if err := c.lookup(ctx, v1.VerbClone, wid, nil, &cr); err != nil {
+	if err := c.lookup(ctx, v1.VerbClone, wid, v1.CloneRequest{}, &cr); err != nil {
 		return nil, err
 	}
 	def := cr.Definition
 	if len(o.Tags) > 0 {
 		def.Tags = o.Tags
 	}
-	info, err := c.StartWorkload(ctx, def)
+	info, err := c.start(ctx, def, func(b v1.Bid, d *v1.WorkloadDefinition) error {
+		if b.XKey == "" || !strings.Contains(string(d.StartRequest), seal.Prefix) {
+			return nil
+		}
+		var resealed v1.CloneReply
+		if err := c.lookup(ctx, v1.VerbClone, wid, v1.CloneRequest{ResealFor: b.XKey}, &resealed); err != nil {
+			return fmt.Errorf("re-seal the environment for the clone's nexlet: %w", err)
+		}
+		d.StartRequest = resealed.Definition.StartRequest
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("clone %s: %w", wid, err)
 	}

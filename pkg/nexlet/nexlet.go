@@ -5,6 +5,8 @@ package nexlet
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 	"github.com/nexrun/nex/internal/hostid"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // Runtime is what a nexlet implements. Each method is called from a NATS handler; the
@@ -69,6 +72,9 @@ type Config struct {
 	RegisterTimeout time.Duration
 	// HostID names this machine (default: its machine-id).
 	HostID string
+	// XKey is the nexlet's curve key pair; keep it across restarts (see LoadXKey) so
+	// values sealed for it stay readable. Default: a new one.
+	XKey nkeys.KeyPair
 }
 
 func (c *Config) validate() error {
@@ -125,9 +131,12 @@ func Start(nc *nats.Conn, cfg Config, rt Runtime) (*Nexlet, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	xkey, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		return nil, fmt.Errorf("create xkey: %w", err)
+	xkey := cfg.XKey
+	if xkey == nil {
+		var err error
+		if xkey, err = nkeys.CreateCurveKeys(); err != nil {
+			return nil, fmt.Errorf("create xkey: %w", err)
+		}
 	}
 	n := &Nexlet{nc: nc, cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second, poke: make(chan struct{}, 1)}
 	if nt, ok := rt.(Notifier); ok {
@@ -192,6 +201,11 @@ func (n *Nexlet) addService() error {
 				}
 				req.Creds = creds
 			}
+			env, err := seal.OpenEnvironment(req.Definition.StartRequest, n.xkey)
+			if err != nil {
+				return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
+			}
+			req.Environment = env
 			return n.rt.Start(ctx, *req)
 		}), true},
 		{v1.NexletStop, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
@@ -238,6 +252,13 @@ func (n *Nexlet) addService() error {
 			}
 			return struct{}{}, cu.UpdateCreds(ctx, wid, c)
 		}), true},
+		{v1.NexletReseal, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
+			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient)
+			if err != nil {
+				return nil, v1.BadRequest("reseal: %v", err)
+			}
+			return out, nil
+		}), false},
 		{v1.NexletPing, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
 			return n.registration(), nil
 		}), false},
@@ -360,4 +381,27 @@ func (n *Nexlet) Close() {
 	if n.svc != nil {
 		_ = n.svc.Stop()
 	}
+}
+
+// LoadXKey reads the nexlet's curve key seed from path, creating it (mode 0600) on first
+// use, so values sealed for the nexlet survive its restarts.
+func LoadXKey(path string) (nkeys.KeyPair, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		kp, err := nkeys.FromCurveSeed([]byte(strings.TrimSpace(string(b))))
+		if err != nil {
+			return nil, fmt.Errorf("xkey seed %s: %w", path, err)
+		}
+		return kp, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read xkey seed %s: %w", path, err)
+	}
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, err
+	}
+	seed, _ := kp.Seed()
+	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("write xkey seed %s: %w", path, err)
+	}
+	return kp, nil
 }

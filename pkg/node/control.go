@@ -56,7 +56,7 @@ func (n *Node) addService() error {
 		{v1.VerbDeploy, v1.ControlWildcard(v1.VerbDeploy, true), svc.Handler(plainC, n.handleDeploy), true},
 		{v1.VerbStop, v1.ControlWildcard(v1.VerbStop, true), svc.Handler(fanC, n.handleStop), true},
 		{v1.VerbInfo, v1.ControlWildcard(v1.VerbInfo, true), svc.Handler(fanC, n.handleInfo), true},
-		{v1.VerbClone, v1.ControlWildcard(v1.VerbClone, true), svc.Handler(fan, n.handleClone), true},
+		{v1.VerbClone, v1.ControlWildcard(v1.VerbClone, true), svc.Handler(fanC, n.handleClone), true},
 		{v1.VerbList, v1.ControlWildcard(v1.VerbList, false), svc.Handler(fanC, n.handleList), true},
 		{v1.VerbPing, v1.SystemSubject(v1.VerbPing), svc.Handler(fan, n.handlePing), true},
 		{v1.VerbLameduck, v1.SystemSubject(v1.VerbLameduck, "*"), svc.Handler(fanC, n.handleLameduck), true},
@@ -115,7 +115,7 @@ func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRe
 	e := candidates[rand.IntN(len(candidates))]
 	b := &bid{Bid: v1.Bid{
 		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
-		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema,
+		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
 	}, lifecycle: req.Lifecycle}
 	n.bids[b.BidID] = b
 	reply.Bid = &b.Bid

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/schema"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // countsByNexlet is how many workloads the node has placed on each nexlet. Caller holds n.mu.
@@ -240,7 +242,7 @@ func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any,
 	return info, nil
 }
 
-func (n *Node) handleClone(_ context.Context, r svc.Request, _ *struct{}) (v1.CloneReply, error) {
+func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
 	ns, wid, err := n.workloadID(r)
 	if err != nil {
 		return v1.CloneReply{}, err
@@ -252,6 +254,17 @@ func (n *Node) handleClone(_ context.Context, r svc.Request, _ *struct{}) (v1.Cl
 	n.mu.Lock()
 	def := w.rec.Definition
 	n.mu.Unlock()
+	if req.ResealFor != "" && strings.Contains(string(def.StartRequest), seal.Prefix) {
+		// only the original's nexlet can open its sealed values: it seals them for the clone's
+		var out json.RawMessage
+		cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+		defer cancel()
+		if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.rec.NexletID, v1.NexletReseal),
+			v1.ResealRequest{StartRequest: def.StartRequest, Recipient: req.ResealFor}, &out); err != nil {
+			return v1.CloneReply{}, err
+		}
+		def.StartRequest = out
+	}
 	return v1.CloneReply{WorkloadID: wid, Definition: def}, nil
 }
 

@@ -33,6 +33,7 @@ const (
 	NexletLameduck = "LAMEDUCK"
 	NexletPing     = "PING"
 	NexletCreds    = "CREDS"
+	NexletReseal   = "RESEAL"
 )
 
 // ValidateToken checks that s can stand as one subject token: not empty, and free of

@@ -99,6 +99,8 @@ type Bid struct {
 	Type               string          `json:"type"`
 	ExpiresAt          time.Time       `json:"expires_at"`
 	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
+	// XKey is the nexlet's public curve key: environment values are sealed for it.
+	XKey string `json:"xkey,omitempty"`
 }
 
 // DeployRequest claims a bid and starts the workload.
@@ -160,6 +162,18 @@ type LameduckRequest struct {
 type LameduckReply struct {
 	NodeID   string    `json:"node_id"`
 	Deadline time.Time `json:"deadline"`
+}
+
+// CloneRequest asks for a workload's definition; with ResealFor, sealed environment
+// values come back sealed for that nexlet key (the clone's), not the original's.
+type CloneRequest struct {
+	ResealFor string `json:"reseal_for,omitempty"`
+}
+
+// ResealRequest asks a nexlet to re-seal a start request's sealed values for Recipient.
+type ResealRequest struct {
+	StartRequest json.RawMessage `json:"start_request"`
+	Recipient    string          `json:"recipient"`
 }
 
 // CloneReply carries the definition of a workload so it can be auctioned again.
@@ -275,6 +289,9 @@ type StartWorkloadRequest struct {
 	SenderXKey  string `json:"sender_xkey,omitempty"`
 	// Creds are the opened credentials, filled in by the nexlet SDK; never sent.
 	Creds []byte `json:"-"`
+	// Environment is the start request's environment with sealed values opened, filled
+	// in by the nexlet SDK; never sent. The definition keeps the sealed form.
+	Environment map[string]string `json:"-"`
 }
 
 // CredsUpdate carries renewed, sealed credentials for a running workload.

@@ -125,7 +125,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "%s (%d workloads)", ErrCapacity, d.opts.MaxWorkloads)
 	}
 	h := &handle{
-		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir,
+		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir, env: req.Environment,
 		stopCh: make(chan struct{}), done: make(chan struct{}), state: v1.StateStarting, createdAt: time.Now().UTC(),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}

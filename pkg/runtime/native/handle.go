@@ -34,8 +34,9 @@ type handle struct {
 	ownWorkdir bool
 	log        *zap.Logger
 
-	fn       *function // set for the function lifecycle
-	creds    string    // path of the workload's .creds file, when it has its own
+	fn       *function         // set for the function lifecycle
+	creds    string            // path of the workload's .creds file, when it has its own
+	env      map[string]string // the environment with sealed values opened
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
 	done     chan struct{} // closed when the run loop has ended
@@ -79,7 +80,11 @@ func (h *handle) startProcess() (*process, error) {
 
 func (h *handle) environment() []string {
 	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	for k, v := range h.sr.Environment {
+	own := h.sr.Environment
+	if h.env != nil { // opened by the SDK: sealed values in clear, for the process only
+		own = h.env
+	}
+	for k, v := range own {
 		env[k] = v
 	}
 	env["NEX_WORKLOAD_ID"] = h.id
