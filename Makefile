@@ -12,7 +12,7 @@ DESTDIR    ?=
 SYSTEMDDIR ?= /etc/systemd/system
 CONFDIR    ?= /etc/nex
 
-.PHONY: build run test bench lint fmt clean install demo docs
+.PHONY: build run test bench lint fmt clean install demo docs fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
@@ -22,8 +22,19 @@ build:
 run: build
 	./bin/nex node up --embedded --data-dir "$(DATA)"
 
+FUZZTIME ?= 5s
+FUZZ_TARGETS := FuzzValidateToken:./pkg/api/v1 FuzzDecodeRequests:./pkg/api/v1 FuzzParse:./pkg/nexfile FuzzValidateNative:./pkg/schema
+
 test: lint
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+## fuzz: each fuzz target for FUZZTIME (make fuzz FUZZTIME=10m for a long run).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t##*:}" || exit 1; \
+	done
 
 ## bench: Go micro-benchmarks, then the scenario runner against real nexd/nexlet-native
 ## processes (test/bench; `go run ./test/bench --json` for JSON). See docs/performance.md.

@@ -23,6 +23,7 @@ const (
 	CodeStartFailed   = "start_failed"
 	CodeTimeout       = "timeout"
 	CodeForbidden     = "forbidden"
+	CodeTooLarge      = "too_large"
 	CodeInternal      = "internal"
 )
 

@@ -3,6 +3,8 @@ package v1
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Subject prefixes.
@@ -42,16 +44,24 @@ func ValidateToken(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("%w: %s is empty", ErrInvalidToken, what)
 	}
+	if len(s) > MaxTokenBytes {
+		return fmt.Errorf("%w: %s is %d bytes long; the limit is %d", ErrInvalidToken, what, len(s), MaxTokenBytes)
+	}
 	for _, r := range s {
 		switch {
 		case r == '.' || r == '*' || r == '>':
 			return fmt.Errorf("%w: %s %q contains %q", ErrInvalidToken, what, s, r)
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\f' || r == '\v' || r < 0x20 || r == 0x7f:
+		case unicode.IsSpace(r) || unicode.IsControl(r):
 			return fmt.Errorf("%w: %s %q contains whitespace or a control character", ErrInvalidToken, what, s)
+		case r == utf8.RuneError:
+			return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidToken, what, s)
 		}
 	}
 	return nil
 }
+
+// MaxTokenBytes bounds a namespace, name, tag or ID.
+const MaxTokenBytes = 256
 
 // ValidateTags checks tags. Keys may be dotted ("nex.os") but are otherwise tokens;
 // values are tokens.

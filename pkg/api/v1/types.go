@@ -44,8 +44,24 @@ func (d *WorkloadDefinition) Validate() error {
 	if len(d.StartRequest) == 0 {
 		return NewError(400, CodeSchemaInvalid, "start_request is missing")
 	}
+	if len(d.StartRequest) > MaxStartRequestBytes {
+		return NewError(413, CodeTooLarge, "start_request is %d bytes; the limit is %d", len(d.StartRequest), MaxStartRequestBytes)
+	}
+	if len(d.Description) > MaxDescriptionBytes {
+		return NewError(413, CodeTooLarge, "description is %d bytes; the limit is %d", len(d.Description), MaxDescriptionBytes)
+	}
+	if len(d.Tags) > MaxTags {
+		return NewError(413, CodeTooLarge, "%d tags; the limit is %d", len(d.Tags), MaxTags)
+	}
 	return nil
 }
+
+// Size limits of a workload definition, checked by the CLI and again by the node.
+const (
+	MaxStartRequestBytes = 256 << 10
+	MaxDescriptionBytes  = 4 << 10
+	MaxTags              = 64
+)
 
 // AuctionRequest asks every node whether it can run a workload.
 type AuctionRequest struct {
