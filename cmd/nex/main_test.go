@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runNex(t *testing.T, args ...string) (string, string, int) {
@@ -115,5 +116,36 @@ func TestGeneratedDocsCurrent(t *testing.T) {
 		if err != nil || string(have) != out {
 			t.Errorf("%s is not current: run `make docs`", file)
 		}
+	}
+}
+
+// TestSampleConfig checks that deploy/config.json is read as documented.
+func TestSampleConfig(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	b, err := os.ReadFile("../../deploy/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer(`"max_age": "24h"`, `"max_age": "12h"`, `"state": "auto"`, `"state": "kv"`, `"embedded.listen": "127.0.0.1:4222"`, `"embedded.listen": "127.0.0.1:5999"`).Replace(string(b))
+	path := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(path, []byte(s), 0o644)
+	out, errs, code := runNex(t, "--config", path, "--check", "node", "up")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got struct {
+		Namespace string         `json:"namespace"`
+		Flags     map[string]any `json:"flags"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"logs.max-age": float64(12 * time.Hour), "state": "kv", "embedded.listen": "127.0.0.1:5999", "node-name": "lab1", "agent-restart-limit": float64(3)} {
+		if got.Flags[k] != want {
+			t.Errorf("%s = %v, want %v", k, got.Flags[k], want)
+		}
+	}
+	if got.Namespace != "default" {
+		t.Errorf("namespace %q", got.Namespace)
 	}
 }
