@@ -23,7 +23,11 @@ type nexdNode struct {
 }
 
 func startNexd(t *testing.T, u *user, url, dataDir string, extra ...string) *nexdNode {
-	args := append([]string{"-s", url, "--data-dir", dataDir, "--node-name", "durable", "--state", "kv", "--nexlet-wait", "10s"}, extra...)
+	return startNexdNamed(t, u, url, dataDir, "durable", extra...)
+}
+
+func startNexdNamed(t *testing.T, u *user, url, dataDir, name string, extra ...string) *nexdNode {
+	args := append([]string{"-s", url, "--data-dir", dataDir, "--node-name", name, "--state", "kv", "--nexlet-wait", "10s"}, extra...)
 	n := &nexdNode{u: u, url: url, dataDir: dataDir, bg: u.start("nexd", args...)}
 	// A nexlet that outlived a killed nexd is nobody's child: end it with the test.
 	t.Cleanup(func() {
@@ -45,7 +49,7 @@ func startNexd(t *testing.T, u *user, url, dataDir string, extra ...string) *nex
 			return false
 		}
 		for _, n := range nodes {
-			if n.Name == "durable" && len(n.Nexlets) == 1 && n.Nexlets[0].Health == v1.HealthHealthy {
+			if n.Name == name && len(n.Nexlets) == 1 && n.Nexlets[0].Health == v1.HealthHealthy {
 				return true
 			}
 		}

@@ -321,3 +321,62 @@ func TestSealedEnvironment(t *testing.T) {
 	})
 	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", clone)
 }
+
+// TestSecretStore: nex secret put/list/rm, and secret://name in a workload's environment.
+func TestSecretStore(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	// without a secrets key, the store says how to get one
+	noKey := newUser(t)
+	startNexd(t, noKey, url, filepath.Join(noKey.home, "data"))
+	_, errOut, code := u.nex("-s", url, "--namespace", "default", "secret", "put", "db", "x")
+	if code == 0 || !strings.Contains(errOut, "--secrets-key") {
+		t.Fatalf("secret put without a key: exit %d %q", code, errOut)
+	}
+	ck, _ := nkeys.CreateCurveKeys()
+	seed, _ := ck.Seed()
+	keyFile := filepath.Join(u.home, "secrets.xk")
+	os.WriteFile(keyFile, seed, 0o600)
+	// a second node, with the key: the store and resolution live there
+	startNexdNamed(t, u, url, filepath.Join(u.home, "data"), "keyed", "--secrets-key", keyFile, "--tags", "keyed=yes")
+
+	c := u.cmd("nex", "-s", url, "--namespace", "default", "secret", "put", "db")
+	c.Stdin = strings.NewReader("hunter2\n")
+	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "secret://db") {
+		t.Fatalf("secret put from stdin: %v %s", err, out)
+	}
+	if out := u.mustNex("-s", url, "--namespace", "default", "secret", "list"); !strings.Contains(out, "db") || strings.Contains(out, "hunter2") {
+		t.Fatalf("secret list: %q", out)
+	}
+	if out := u.mustNex("-s", url, "--namespace", "other", "secret", "list"); strings.Contains(out, "db") {
+		t.Fatalf("namespace other sees default's secret: %q", out)
+	}
+	nc := testutil.Connect(t, s)
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), "NEX_SECRETS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), "default.db")
+	if err != nil || strings.Contains(string(e.Value()), "hunter2") {
+		t.Fatalf("the secret rests in clear: %v %q", err, e)
+	}
+	logs, _ := nc.SubscribeSync("$NEX.FEED.default.logs.>")
+	nc.Flush()
+	u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "uses", "--tags", "keyed=yes",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo db=$DB"],"environment":{"DB":"secret://db"}}`)
+	m, err := logs.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != "db=hunter2" {
+		t.Fatalf("the workload did not get the secret: %v %v", m, err)
+	}
+	_, errOut, code = u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "missing", "--tags", "keyed=yes",
+		"--start-request", `{"uri":"file:///bin/true","environment":{"DB":"secret://nope"}}`)
+	if code == 0 || !strings.Contains(errOut, "secret nope not found in namespace default") {
+		t.Fatalf("a missing secret: exit %d %q", code, errOut)
+	}
+	u.mustNex("-s", url, "--namespace", "default", "secret", "rm", "db")
+	if _, errOut, code := u.nex("-s", url, "--namespace", "default", "secret", "rm", "db"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("second rm: exit %d %q", code, errOut)
+	}
+}

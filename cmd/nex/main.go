@@ -44,6 +44,7 @@ type CLI struct {
 	Node       NodeCmd       `cmd:"" help:"Run and inspect nodes."`
 	Workload   WorkloadCmd   `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
 	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
+	Secret     SecretCmd     `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
 	Docs       DocsCmd       `cmd:"" name:"__docs" hidden:""`

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -113,8 +114,19 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if !minter.Isolated() {
 		log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
 	}
+	var secretsKey nkeys.KeyPair
+	if o.SecretsKey != "" {
+		seed, err := seedValue(o.SecretsKey)
+		if err != nil {
+			return err
+		}
+		if secretsKey, err = nkeys.FromCurveSeed([]byte(seed)); err != nil {
+			return fmt.Errorf("--secrets-key: want a curve seed (SX..., from `nk -gen curve`): %w", err)
+		}
+	}
 	n, err := node.New(nc, node.Config{
-		NodeID: nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
+		SecretsKey: secretsKey,
+		NodeID:     nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 		Minter: minter, CredsTTL: o.WorkloadCredsTTL,

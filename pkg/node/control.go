@@ -22,6 +22,8 @@ import (
 	"github.com/nexrun/nex/pkg/schema"
 )
 
+type svcHandler = micro.Handler
+
 // nexletCallTimeout bounds a request from the node to a local nexlet.
 const nexletCallTimeout = 10 * time.Second
 
@@ -62,6 +64,12 @@ func (n *Node) addService() error {
 		{v1.VerbLameduck, v1.SystemSubject(v1.VerbLameduck, "*"), svc.Handler(fanC, n.handleLameduck), true},
 		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plainC, n.handleRegister), false},
 		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plainC, n.handleHeartbeat), false},
+	}
+	if err := n.addSecretEndpoints(func(name, subject string, h svcHandler) error {
+		return s.AddEndpoint(name, h, micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion}))
+	}); err != nil {
+		_ = s.Stop()
+		return fmt.Errorf("add secret endpoints: %w", err)
 	}
 	for _, ep := range eps {
 		opts := []micro.EndpointOpt{micro.WithEndpointSubject(ep.subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})}

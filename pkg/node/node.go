@@ -50,6 +50,9 @@ type Config struct {
 	Minter creds.Minter
 	// CredsTTL is how long workload credentials are valid (renewed while they run).
 	CredsTTL time.Duration
+	// SecretsKey, a curve key shared by the nodes, opens the namespace secret store;
+	// without it the node serves no secrets.
+	SecretsKey nkeys.KeyPair
 }
 
 func (c *Config) validate() error {
@@ -126,20 +129,21 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
-	mu         sync.Mutex
-	state      string
-	nexlets    map[string]*nexletEntry
-	bids       map[string]*bid
-	workloads  map[string]*workloadRecord
-	counts     map[string]int // workloads per nexlet
-	tombstones map[string]tombstone
-	peers      map[string]time.Time
-	regWaiters []chan struct{}
-	reconciles map[string]*sync.Mutex // one reconciliation at a time per nexlet
-	metrics    metrics
-	xkey       nkeys.KeyPair // seals credentials for nexlets
-	deadline   time.Time     // when lameduck stops the workloads
-	drained    chan struct{} // closed when lameduck has stopped everything
+	mu          sync.Mutex
+	state       string
+	nexlets     map[string]*nexletEntry
+	bids        map[string]*bid
+	workloads   map[string]*workloadRecord
+	counts      map[string]int // workloads per nexlet
+	tombstones  map[string]tombstone
+	peers       map[string]time.Time
+	regWaiters  []chan struct{}
+	reconciles  map[string]*sync.Mutex // one reconciliation at a time per nexlet
+	metrics     metrics
+	xkey        nkeys.KeyPair // seals credentials for nexlets
+	secretStore *secretStore  // nil without a secrets key
+	deadline    time.Time     // when lameduck stops the workloads
+	drained     chan struct{} // closed when lameduck has stopped everything
 }
 
 type nexletEntry struct {
@@ -176,10 +180,14 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create node xkey: %w", err)
 	}
+	var ss *secretStore
+	if cfg.SecretsKey != nil {
+		ss = &secretStore{key: cfg.SecretsKey}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
-		xkey: xkey,
-		ctx:  ctx, cancel: cancel,
+		xkey: xkey, secretStore: ss,
+		ctx: ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
 		done: make(chan struct{}), state: v1.NodeRunning,
@@ -344,6 +352,9 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
 		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+	}
+	if n.secretStore != nil {
+		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
 	}
 	counts := n.countsByNexlet()
 	for _, e := range n.nexlets {

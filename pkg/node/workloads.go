@@ -80,13 +80,27 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 
 func (n *Node) startOnNexlet(ctx context.Context, rec *Record) (v1.WorkloadInfo, error) {
 	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}
+	n.mu.Lock()
+	var nexletXKey string
+	if e, ok := n.nexlets[rec.NexletID]; ok {
+		nexletXKey = e.reg.XKey
+	}
+	n.mu.Unlock()
+	sr, err := n.resolveSecrets(ctx, rec.Definition.Namespace, rec.Definition.StartRequest, nexletXKey)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	req.Definition.StartRequest = sr
 	if err := n.sealCreds(&req, rec.NexletID); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID), req, &info)
+	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID), req, &info)
+	if info.Definition != nil {
+		info.Definition.StartRequest = rec.Definition.StartRequest // the reference, not the resolved secret
+	}
 	return info, err
 }
 

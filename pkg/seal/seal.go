@@ -26,7 +26,7 @@ func IsSealed(v string) bool { return strings.HasPrefix(v, Prefix) }
 // already sealed are left as they are.
 func Environment(startRequest json.RawMessage, recipient string) (json.RawMessage, error) {
 	return rewrite(startRequest, func(v string) (string, error) {
-		if IsSealed(v) {
+		if IsSealed(v) || strings.HasPrefix(v, "secret://") { // references are resolved by the node
 			return v, nil
 		}
 		sender, err := nkeys.CreateCurveKeys()

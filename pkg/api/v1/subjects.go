@@ -24,6 +24,10 @@ const (
 	VerbList     = "LIST"
 	VerbPing     = "PING"
 	VerbLameduck = "LAMEDUCK"
+	// Secret store verbs: one node answers (they share the KV bucket).
+	VerbSecretPut  = "SECRET_PUT"
+	VerbSecretRm   = "SECRET_RM"
+	VerbSecretList = "SECRET_LIST"
 )
 
 // Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].

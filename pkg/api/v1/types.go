@@ -211,6 +211,20 @@ type NodeInfo struct {
 	Tags      map[string]string `json:"tags,omitempty"`
 	Nexlets   []NexletInfo      `json:"nexlets"`
 	Workloads int               `json:"workloads"`
+	// SecretsXKey is the public key secret values are sealed for (nexd --secrets-key).
+	SecretsXKey string `json:"secrets_xkey,omitempty"`
+}
+
+// SecretPutRequest stores a secret; Value is sealed for the nodes' secrets key.
+type SecretPutRequest struct {
+	Value string `json:"value"`
+}
+
+// SecretInfo names a secret; values never leave the store.
+type SecretInfo struct {
+	Name      string    `json:"name"`
+	Namespace string    `json:"namespace"`
+	UpdatedAt time.Time `json:"updated_at,omitempty"`
 }
 
 // Node states.

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// SecretCmd manages the namespace's secret store.
+type SecretCmd struct {
+	Put  SecretPutCmd  `cmd:"" help:"Store a secret (sealed before it leaves this machine); refer to it as secret://NAME in environment values."`
+	List SecretListCmd `cmd:"" aliases:"ls" help:"Name the namespace's secrets."`
+	Rm   SecretRmCmd   `cmd:"" help:"Remove a secret."`
+}
+
+// SecretPutCmd stores a secret.
+type SecretPutCmd struct {
+	Name  string `arg:"" help:"Secret name."`
+	Value string `arg:"" optional:"" help:"The value; omit it (or give -) to read it from standard input, so it stays out of shell history."`
+}
+
+// Run stores.
+func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
+	value := c.Value
+	if value == "" || value == "-" {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+		if err != nil {
+			return err
+		}
+		value = strings.TrimSuffix(string(b), "\n")
+	}
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	info, err := cl.SecretPut(ctx, c.Name, value)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, info)
+	}
+	fmt.Fprintf(g.stdout, "Secret %s stored in namespace %s; use it as \"secret://%s\"\n", info.Name, info.Namespace, info.Name)
+	return nil
+}
+
+// SecretListCmd lists secret names.
+type SecretListCmd struct{}
+
+// Run lists.
+func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	list, err := cl.SecretList(ctx)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(g.stdout, "No secrets in namespace %s.\n", g.Namespace)
+		return nil
+	}
+	t := newTable("NAME", "UPDATED")
+	for _, s := range list {
+		t.row(s.Name, s.UpdatedAt.Local().Format(time.RFC3339))
+	}
+	return t.write(g.stdout)
+}
+
+// SecretRmCmd removes a secret.
+type SecretRmCmd struct {
+	Name string `arg:"" help:"Secret name."`
+}
+
+// Run removes.
+func (c *SecretRmCmd) Run(ctx context.Context, g *Globals) error {
+	cl, nc, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := cl.SecretRm(ctx, c.Name); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Secret %s removed\n", c.Name)
+	return nil
+}

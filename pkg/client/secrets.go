@@ -1,0 +1,74 @@
+package client
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// ErrNoSecretsKey means no node serves the secret store.
+var ErrNoSecretsKey = errors.New("no node has a secrets key: start nexd with --secrets-key (the same key on every node)")
+
+// SecretPut stores a secret of the namespace. The value is sealed here for the nodes'
+// secrets key, so it crosses NATS and rests in KV encrypted; workloads refer to it as
+// secret://name in their environment.
+func (c *Client) SecretPut(ctx context.Context, name, value string) (*v1.SecretInfo, error) {
+	if err := v1.ValidateToken("secret name", name); err != nil {
+		return nil, err
+	}
+	nodes, err := c.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := ""
+	for _, n := range nodes {
+		if n.SecretsXKey != "" {
+			key = n.SecretsXKey
+			break
+		}
+	}
+	if key == "" {
+		return nil, ErrNoSecretsKey
+	}
+	sender, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := seal.Value(sender, value, key)
+	if err != nil {
+		return nil, err
+	}
+	var info v1.SecretInfo
+	if err := c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretPut, name), v1.SecretPutRequest{Value: sealed}, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// SecretList names the namespace's secrets (never their values).
+func (c *Client) SecretList(ctx context.Context) ([]v1.SecretInfo, error) {
+	var out []v1.SecretInfo
+	err := c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretList), nil, &out)
+	return out, err
+}
+
+// SecretRm removes a secret.
+func (c *Client) SecretRm(ctx context.Context, name string) error {
+	if err := v1.ValidateToken("secret name", name); err != nil {
+		return err
+	}
+	return c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretRm, name), nil, nil)
+}
+
+func (c *Client) secretCall(ctx context.Context, subject string, req, resp any) error {
+	err := svc.Call(ctx, c.nc, subject, req, resp)
+	if err != nil && v1.AsError(err).ErrorCode == v1.CodeUnavailable {
+		return ErrNoSecretsKey
+	}
+	return err
+}

@@ -1,0 +1,207 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// SecretsBucket holds every namespace's secrets, each value sealed for the nodes'
+// shared secrets key: encrypted at rest, opened only by a node at deploy.
+const SecretsBucket = "NEX_SECRETS"
+
+// SecretRef marks an environment value resolved from the namespace's secret store.
+const SecretRef = "secret://"
+
+type secretStore struct {
+	key  nkeys.KeyPair
+	once sync.Once
+	kv   jetstream.KeyValue
+	err  error
+}
+
+func (n *Node) secrets(ctx context.Context) (jetstream.KeyValue, error) {
+	s := n.secretStore
+	s.once.Do(func() {
+		js, err := jetstream.New(n.nc)
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.kv, s.err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretsBucket, Description: "nex namespace secrets (sealed)", History: 1})
+	})
+	if s.err != nil {
+		return nil, v1.NewError(503, v1.CodeUnavailable, "secret store (needs JetStream): %v", s.err)
+	}
+	return s.kv, nil
+}
+
+func secretKey(ns, name string) (string, error) {
+	if err := v1.ValidateToken("secret name", name); err != nil {
+		return "", err
+	}
+	return ns + "." + name, nil
+}
+
+func (n *Node) addSecretEndpoints(add func(name, subject string, h svcHandler) error) error {
+	if n.secretStore == nil {
+		return nil
+	}
+	opts := svc.Options{Concurrent: 16}
+	if err := add(v1.VerbSecretPut, v1.ControlWildcard(v1.VerbSecretPut, true), svc.Handler(opts, n.handleSecretPut)); err != nil {
+		return err
+	}
+	if err := add(v1.VerbSecretRm, v1.ControlWildcard(v1.VerbSecretRm, true), svc.Handler(opts, n.handleSecretRm)); err != nil {
+		return err
+	}
+	return add(v1.VerbSecretList, v1.ControlWildcard(v1.VerbSecretList, false), svc.Handler(opts, n.handleSecretList))
+}
+
+func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
+	ns, name, err := namespaceOf(r)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	key, err := secretKey(ns, name)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	if !seal.IsSealed(req.Value) {
+		return v1.SecretInfo{}, v1.BadRequest("secret values travel sealed for the nodes' secrets key; this one is not")
+	}
+	if _, err := seal.Open(n.secretStore.key, req.Value); err != nil {
+		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed for another key than this node's --secrets-key: %v", name, err)
+	}
+	if len(req.Value) > 64<<10 {
+		return v1.SecretInfo{}, v1.NewError(413, v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
+	}
+	kv, err := n.secrets(ctx)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	if _, err := kv.PutString(ctx, key, req.Value); err != nil {
+		return v1.SecretInfo{}, v1.NewError(503, v1.CodeUnavailable, "store secret %s: %v", name, err)
+	}
+	return v1.SecretInfo{Name: name, Namespace: ns, UpdatedAt: time.Now().UTC()}, nil
+}
+
+func (n *Node) handleSecretRm(ctx context.Context, r svc.Request, _ *struct{}) (v1.SecretInfo, error) {
+	ns, name, err := namespaceOf(r)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	key, err := secretKey(ns, name)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	kv, err := n.secrets(ctx)
+	if err != nil {
+		return v1.SecretInfo{}, err
+	}
+	if _, err := kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return v1.SecretInfo{}, v1.NotFound("secret %s not found in namespace %s", name, ns)
+	}
+	if err := kv.Purge(ctx, key); err != nil {
+		return v1.SecretInfo{}, v1.NewError(503, v1.CodeUnavailable, "remove secret %s: %v", name, err)
+	}
+	return v1.SecretInfo{Name: name, Namespace: ns}, nil
+}
+
+func (n *Node) handleSecretList(ctx context.Context, r svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
+	ns, _, err := namespaceOf(r)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := n.secrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeysFiltered(ctx, ns+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := []v1.SecretInfo{}
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		out = append(out, v1.SecretInfo{Name: strings.TrimPrefix(k, ns+"."), Namespace: ns, UpdatedAt: e.Created()})
+	}
+	return out, nil
+}
+
+// resolveSecrets replaces secret://name environment values with the secret, sealed for
+// the nexlet that will run the workload. The stored definition keeps the reference.
+func (n *Node) resolveSecrets(ctx context.Context, ns string, startRequest json.RawMessage, nexletXKey string) (json.RawMessage, error) {
+	if !strings.Contains(string(startRequest), SecretRef) {
+		return startRequest, nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(startRequest, &m) != nil {
+		return startRequest, nil
+	}
+	var env map[string]string
+	if json.Unmarshal(m["environment"], &env) != nil {
+		return startRequest, nil
+	}
+	changed := false
+	for k, v := range env {
+		name, ok := strings.CutPrefix(v, SecretRef)
+		if !ok {
+			continue
+		}
+		if n.secretStore == nil {
+			return nil, v1.BadRequest("start_request.environment.%s refers to %s, but this node has no --secrets-key", k, v)
+		}
+		key, err := secretKey(ns, name)
+		if err != nil {
+			return nil, v1.BadRequest("start_request.environment.%s: %v", k, err)
+		}
+		kv, err := n.secrets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			return nil, v1.BadRequest("start_request.environment.%s: secret %s not found in namespace %s (nex secret put %s ...)", k, name, ns, name)
+		}
+		pt, err := seal.Open(n.secretStore.key, string(e.Value()))
+		if err != nil {
+			return nil, v1.NewError(500, v1.CodeInternal, "open secret %s: %v", name, err)
+		}
+		if nexletXKey == "" {
+			return nil, v1.NewError(503, v1.CodeUnavailable, "the nexlet has no xkey to seal secret %s for", name)
+		}
+		sealed, err := seal.Value(n.xkey, pt, nexletXKey)
+		if err != nil {
+			return nil, err
+		}
+		env[k] = sealed
+		changed = true
+	}
+	if !changed {
+		return startRequest, nil
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	m["environment"] = b
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild start request: %w", err)
+	}
+	return out, nil
+}
