@@ -201,7 +201,7 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 		}
 		flags[f.Name] = f.Target.Interface()
 	}
-	for _, k := range []string{"nats.password", "nats.token"} {
+	for _, k := range []string{"nats.password", "nats.token", "node-seed", "issuer-signing-key", "issuer-nkey-seed", "secrets-key"} {
 		if s, ok := flags[k].(string); ok && s != "" {
 			flags[k] = "*****"
 		}

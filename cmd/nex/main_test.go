@@ -22,7 +22,7 @@ func TestConfigFileAndCheck(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, ".config"))
 	t.Chdir(dir)
 	cfg := filepath.Join(dir, "cfg.json")
-	os.WriteFile(cfg, []byte(`{"namespace":"team","nats":{"servers":["nats://x:4222"],"password":"secret"},
+	os.WriteFile(cfg, []byte(`{"namespace":"team","nats":{"servers":["nats://x:4222"],"password":"s3cr3t-pw"},
 		"node":{"up":{"node_name":"n1","tags":{"region":"lab"},"embedded":{"listen":"127.0.0.1:5222"}}}}`), 0o644)
 	tests := []struct {
 		name string
@@ -42,7 +42,7 @@ func TestConfigFileAndCheck(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errs)
 			}
-			if strings.Contains(out, "secret") {
+			if strings.Contains(out, "s3cr3t-pw") {
 				t.Fatal("--check printed the password")
 			}
 			var got map[string]any
@@ -147,5 +147,14 @@ func TestSampleConfig(t *testing.T) {
 	}
 	if got.Namespace != "default" {
 		t.Errorf("namespace %q", got.Namespace)
+	}
+}
+
+func TestCheckMasksSeeds(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Chdir(t.TempDir())
+	out, _, code := runNex(t, "-s", "nats://x:1", "--check", "node", "up", "--node-seed", "SNSEEDVALUE", "--issuer-signing-key", "SASEEDVALUE", "--secrets-key", "SXSEEDVALUE")
+	if code != 0 || strings.Contains(out, "SEEDVALUE") {
+		t.Fatalf("--check printed a seed (exit %d):\n%s", code, out)
 	}
 }
