@@ -229,6 +229,33 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Error("a nexlet may reach the control plane or a namespace's subjects")
 	}
 
+	// A nexlet with scoped credentials can still fetch executables from an object store.
+	admin, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	store, err := ajs.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "bins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutBytes(context.Background(), "hello.sh", []byte("#!/bin/sh\necho from the object store\n")); err != nil {
+		t.Fatal(err)
+	}
+	objLogs, _ := admin.SubscribeSync("$NEX.FEED.a.logs.>")
+	admin.Flush()
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "job",
+		"--name", "obj", "--start-request", `{"uri":"nats://bins/hello.sh"}`)
+	if m, err := objLogs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "from the object store" {
+		t.Fatalf("object-store executable under scoped nexlet credentials: %v %v", m, err)
+	}
+	// following logs needs subscribe rights on the feed: the user is told, not left waiting
+	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "logs", wid, "-f")
+	if code == 0 || !strings.Contains(errOut, "permission denied") {
+		t.Fatalf("logs -f without feed rights: exit %d %q", code, errOut)
+	}
+
 	// A function can only be triggered from its own namespace.
 	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
 		"--name", "fn", "--start-request", `{"uri":"file:///bin/cat","triggers":["a.fn"]}`)

@@ -143,11 +143,15 @@ func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadIn
 		defer cancel()
 		go func() {
 			_ = cl.Events(ectx, w.ID, client.FeedOptions{Follow: true}, func(ev v1.Event) error {
-				if ev.Type == v1.EventExited || ev.Type == v1.EventFailed {
-					close(exited)
-					return errors.New("done")
+				if ev.Type != v1.EventExited && ev.Type != v1.EventFailed {
+					return nil
 				}
-				return nil
+				// a job with retries exits more than once: stop only when it is done
+				if info, err := cl.WorkloadInfo(ectx, w.ID); err == nil && !info.Finished() {
+					return nil
+				}
+				close(exited)
+				return errors.New("done")
 			})
 		}()
 		o.Until = exited

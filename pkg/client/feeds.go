@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -184,6 +185,13 @@ func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// A denied subscription would wait forever in silence: the server says so at once.
+	if err := c.nc.FlushTimeout(2 * time.Second); err != nil {
+		return err
+	}
+	if err := c.nc.LastError(); err != nil && strings.Contains(err.Error(), `"`+subject+`"`) {
+		return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not subscribe to %s", subject)
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -56,17 +56,22 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 }
 
 // NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes,
-// its micro-service discovery, its inbox, and reads of JetStream object stores (nats://
-// artifacts); it cannot speak for another node.
+// its micro-service discovery, its inbox, and reads of JetStream streams for nats://
+// artifacts (object stores). NATS wildcards are whole tokens, so reads cannot be limited
+// to OBJ_ streams; nex's own streams are denied instead. It cannot speak for another node.
 func NexletPermissions(nodeID string) jwt.Permissions {
+	var deny jwt.StringList
+	for _, st := range []string{"KV_NEX_STATE", "KV_NEX_SECRETS", "NEX_LOGS", "NEX_EVENTS"} {
+		deny.Add("$JS.API.CONSUMER.CREATE."+st, "$JS.API.CONSUMER.CREATE."+st+".>", "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>", "$JS.API.STREAM.MSG.GET."+st)
+	}
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
 			"$NEX.NODE.v1." + nodeID + ".>",
 			"$NEX.FEED.*.logs.*", "$NEX.FEED.*.event.*",
-			"$JS.API.INFO", "$JS.API.STREAM.INFO.OBJ_*", "$JS.API.CONSUMER.CREATE.OBJ_*", "$JS.API.CONSUMER.CREATE.OBJ_*.>",
-			"$JS.API.CONSUMER.DELETE.OBJ_*.>", "$JS.API.DIRECT.GET.OBJ_*", "$JS.API.DIRECT.GET.OBJ_*.>", "$JS.API.STREAM.MSG.GET.OBJ_*",
-			"$JS.FC.OBJ_*.>", "$JS.ACK.OBJ_*.>",
-		}},
+			"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>",
+			"$JS.API.CONSUMER.DELETE.*.*", "$JS.API.DIRECT.GET.*", "$JS.API.DIRECT.GET.*.>", "$JS.API.STREAM.MSG.GET.*",
+			"$JS.FC.>", "$JS.ACK.>",
+		}, Deny: deny},
 		Sub:  jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}

@@ -124,10 +124,17 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		d.mu.Unlock()
 		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "%s (%d workloads)", ErrCapacity, d.opts.MaxWorkloads)
 	}
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	defer cancelStart()
 	h := &handle{
 		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir, env: req.Environment,
-		stopCh: make(chan struct{}), done: make(chan struct{}), state: v1.StateStarting, createdAt: time.Now().UTC(),
+		stopCh: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
+		state: v1.StateStarting, createdAt: time.Now().UTC(),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
+	}
+	if h.workdir == "" { // decided before the handle is visible: List reads it
+		h.workdir = filepath.Join(d.opts.DataDir, "workloads", h.id)
+		h.ownWorkdir = true
 	}
 	if err := d.reservePorts(h.id, sr.ExposePorts); err != nil {
 		d.mu.Unlock()
@@ -135,15 +142,14 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	d.handles[h.id] = h // reserve the ID while starting
 	d.mu.Unlock()
+	defer close(h.started)
 
 	fail := func(err error) (v1.WorkloadInfo, error) {
 		d.remove(h.id)
 		h.cleanup()
 		return v1.WorkloadInfo{}, err
 	}
-	if h.workdir == "" {
-		h.workdir = filepath.Join(d.opts.DataDir, "workloads", h.id)
-		h.ownWorkdir = true
+	if h.ownWorkdir {
 		if err := os.MkdirAll(h.workdir, 0o750); err != nil {
 			return fail(v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err))
 		}
@@ -160,7 +166,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 			}
 		}
 	}
-	if err := d.fetchArtifacts(context.Background(), h.workdir, sr); err != nil {
+	if err := d.fetchArtifacts(startCtx, h.workdir, sr); err != nil {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
 	}
 	if def.Lifecycle == v1.LifecycleFunction {
@@ -204,6 +210,18 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 	grace := h.sr.grace
 	if req.GracePeriod > 0 {
 		grace = time.Duration(req.GracePeriod)
+	}
+	select {
+	case <-h.started:
+	default:
+		// still starting (fetching artifacts): cut it short, then stop what it started
+		h.cancelStart()
+		<-h.started
+		if _, err := d.get(id); err != nil {
+			info := h.info()
+			info.State = v1.StateStopped
+			return info, nil
+		}
 	}
 	wasRunning := !h.finished()
 	h.stop(grace)

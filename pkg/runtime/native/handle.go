@@ -1,6 +1,7 @@
 package native
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -34,12 +35,14 @@ type handle struct {
 	ownWorkdir bool
 	log        *zap.Logger
 
-	fn       *function         // set for the function lifecycle
-	creds    string            // path of the workload's .creds file, when it has its own
-	env      map[string]string // the environment with sealed values opened
-	stopOnce sync.Once
-	stopCh   chan struct{} // closed when a stop is requested
-	done     chan struct{} // closed when the run loop has ended
+	fn          *function         // set for the function lifecycle
+	creds       string            // path of the workload's .creds file, when it has its own
+	env         map[string]string // the environment with sealed values opened
+	stopOnce    sync.Once
+	stopCh      chan struct{} // closed when a stop is requested
+	done        chan struct{} // closed when the run loop has ended
+	started     chan struct{} // closed when Start has returned, whatever the outcome
+	cancelStart context.CancelFunc
 
 	mu          sync.Mutex
 	state       string

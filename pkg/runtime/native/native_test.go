@@ -590,3 +590,30 @@ func TestExposePorts(t *testing.T) {
 		t.Fatalf("port in use: %v", err)
 	}
 }
+
+// A stop while the workload is still fetching its artifacts ends the fetch and returns.
+func TestStopWhileStarting(t *testing.T) {
+	e := newEnv(t)
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	raw, _ := json.Marshal(map[string]any{"uri": "file:///bin/true", "artifacts": []map[string]any{{"uri": hang.URL + "/slow"}}})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "slow", Definition: v1.WorkloadDefinition{Namespace: "default", Name: "s", Type: "native", Lifecycle: "job", StartRequest: raw}})
+		errc <- err
+	}()
+	testutil.Eventually(t, 5*time.Second, "the workload to be starting", func() bool {
+		w, err := e.d.Get(e.ctx, "slow")
+		return err == nil && w.State == v1.StateStarting
+	})
+	info, err := e.d.Stop(e.ctx, "slow", v1.StopRequest{})
+	if err != nil || info.State != v1.StateStopped {
+		t.Fatalf("stop while starting: %+v %v", info, err)
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("the interrupted start reported success")
+	}
+	if l, _ := e.d.List(e.ctx, ""); len(l) != 0 {
+		t.Fatalf("left behind: %+v", l)
+	}
+}
