@@ -47,29 +47,26 @@ func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
 
 func (t *table) write(w io.Writer) error {
 	if !isTerminal(w) {
-		for _, r := range t.rows {
-			for i, c := range r {
-				if i > 0 {
-					fmt.Fprint(w, "\t")
-				}
-				fmt.Fprint(w, c)
-			}
-			fmt.Fprintln(w)
-		}
+		t.cells(w)
 		return nil
 	}
 	for i, c := range t.rows[0] {
 		t.rows[0][i] = "\x1b[1m" + c + "\x1b[0m"
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	t.cells(tw)
+	return tw.Flush()
+}
+
+// cells writes the rows as tab-separated lines.
+func (t *table) cells(w io.Writer) {
 	for _, r := range t.rows {
 		for i, c := range r {
 			if i > 0 {
-				fmt.Fprint(tw, "\t")
+				fmt.Fprint(w, "\t")
 			}
-			fmt.Fprint(tw, c)
+			fmt.Fprint(w, c)
 		}
-		fmt.Fprintln(tw)
+		fmt.Fprintln(w)
 	}
-	return tw.Flush()
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/internal/keyfile"
 )
 
 // ErrBadSeed means --node-seed is neither a server seed nor a file holding one.
@@ -26,28 +28,9 @@ func LoadIdentity(seed, dataDir string) (nkeys.KeyPair, error) {
 		}
 		return parseServerSeed(seed)
 	}
-	path := filepath.Join(dataDir, "node.seed")
-	if b, err := os.ReadFile(path); err == nil {
-		kp, err := parseServerSeed(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return kp, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	kp, err := nkeys.CreateServer()
-	if err != nil {
-		return nil, fmt.Errorf("create node key: %w", err)
-	}
-	s, _ := kp.Seed()
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", dataDir, err)
-	}
-	if err := os.WriteFile(path, append(s, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w", path, err)
-	}
-	return kp, nil
+	return keyfile.LoadOrCreate(filepath.Join(dataDir, "node.seed"), func(seed []byte) (nkeys.KeyPair, error) {
+		return parseServerSeed(string(seed))
+	}, nkeys.CreateServer)
 }
 
 func parseServerSeed(seed string) (nkeys.KeyPair, error) {

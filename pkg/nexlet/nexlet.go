@@ -6,7 +6,6 @@ package nexlet
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/hostid"
+	"github.com/nexrun/nex/internal/keyfile"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/seal"
@@ -386,22 +386,5 @@ func (n *Nexlet) Close() {
 // LoadXKey reads the nexlet's curve key seed from path, creating it (mode 0600) on first
 // use, so values sealed for the nexlet survive its restarts.
 func LoadXKey(path string) (nkeys.KeyPair, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		kp, err := nkeys.FromCurveSeed([]byte(strings.TrimSpace(string(b))))
-		if err != nil {
-			return nil, fmt.Errorf("xkey seed %s: %w", path, err)
-		}
-		return kp, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read xkey seed %s: %w", path, err)
-	}
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		return nil, err
-	}
-	seed, _ := kp.Seed()
-	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("write xkey seed %s: %w", path, err)
-	}
-	return kp, nil
+	return keyfile.LoadOrCreate(path, nkeys.FromCurveSeed, nkeys.CreateCurveKeys)
 }

@@ -54,6 +54,18 @@ func secretKey(ns, name string) (string, error) {
 	return ns + "." + name, nil
 }
 
+// secretTarget reads the namespace and secret name of a request and opens the store.
+func (n *Node) secretTarget(ctx context.Context, r svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
+	if ns, name, err = namespaceOf(r); err != nil {
+		return
+	}
+	if key, err = secretKey(ns, name); err != nil {
+		return
+	}
+	kv, err = n.secrets(ctx)
+	return
+}
+
 func (n *Node) addSecretEndpoints(add func(name, subject string, h svcHandler) error) error {
 	if n.secretStore == nil {
 		return nil
@@ -69,11 +81,7 @@ func (n *Node) addSecretEndpoints(add func(name, subject string, h svcHandler) e
 }
 
 func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
-	ns, name, err := namespaceOf(r)
-	if err != nil {
-		return v1.SecretInfo{}, err
-	}
-	key, err := secretKey(ns, name)
+	ns, name, key, kv, err := n.secretTarget(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
 	}
@@ -86,10 +94,6 @@ func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.Secre
 	if len(req.Value) > 64<<10 {
 		return v1.SecretInfo{}, v1.NewError(413, v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
 	}
-	kv, err := n.secrets(ctx)
-	if err != nil {
-		return v1.SecretInfo{}, err
-	}
 	if _, err := kv.PutString(ctx, key, req.Value); err != nil {
 		return v1.SecretInfo{}, v1.NewError(503, v1.CodeUnavailable, "store secret %s: %v", name, err)
 	}
@@ -97,15 +101,7 @@ func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.Secre
 }
 
 func (n *Node) handleSecretRm(ctx context.Context, r svc.Request, _ *struct{}) (v1.SecretInfo, error) {
-	ns, name, err := namespaceOf(r)
-	if err != nil {
-		return v1.SecretInfo{}, err
-	}
-	key, err := secretKey(ns, name)
-	if err != nil {
-		return v1.SecretInfo{}, err
-	}
-	kv, err := n.secrets(ctx)
+	ns, name, key, kv, err := n.secretTarget(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
 	}
