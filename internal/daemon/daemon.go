@@ -91,6 +91,9 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	nc, err := resolved.Connect("nexd " + o.NodeName)
 	if err != nil {
+		if len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "" {
+			return fmt.Errorf("%w (no NATS server given: use -s/--nats.servers or --nats.context, or --embedded to run one in this process)", err)
+		}
 		return err
 	}
 	defer nc.Close()

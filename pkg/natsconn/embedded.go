@@ -43,6 +43,14 @@ func StartEmbedded(eo EmbeddedOptions) (*server.Server, error) {
 			return nil, fmt.Errorf("embedded listen port %q: %w", portStr, err)
 		}
 		opts = &server.Options{Host: host, Port: port}
+		if port > 0 {
+			// fail at once, and say why, rather than after waiting for readiness
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats-server cannot listen on %s (another NATS server or node running? pick one with --embedded.listen): %w", listen, err)
+			}
+			_ = l.Close()
+		}
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "nexd-embedded"
