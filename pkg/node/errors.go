@@ -7,4 +7,5 @@ var (
 	ErrConfig         = errors.New("invalid node config")
 	ErrNexletNotReady = errors.New("nexlet did not register in time")
 	ErrReservedTag    = errors.New("tags with the nex. prefix are reserved")
+	ErrDuplicateNode  = errors.New("a node with this ID is already running")
 )

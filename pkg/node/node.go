@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/hostid"
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 )
@@ -200,8 +201,12 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 // ID is the node's public key.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Start serves the control API and begins announcing the node.
+// Start serves the control API and begins announcing the node. It refuses to start when
+// a node with the same ID already answers (two nexd on one data dir or seed).
 func (n *Node) Start() error {
+	if err := n.checkDuplicate(); err != nil {
+		return err
+	}
 	if err := n.addService(); err != nil {
 		return err
 	}
@@ -216,6 +221,25 @@ func (n *Node) Start() error {
 	go n.loop()
 	n.nodeEvent("started", "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
+	return nil
+}
+
+func (n *Node) checkDuplicate() error {
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+	defer cancel()
+	var twin *v1.NodeInfo
+	_ = svc.FanOut(ctx, n.nc, v1.SystemSubject(v1.VerbPing), nil, 300*time.Millisecond, func(r svc.Reply) bool {
+		var ni v1.NodeInfo
+		if r.Decode(&ni) == nil && ni.NodeID == n.cfg.NodeID {
+			twin = &ni
+			return true
+		}
+		return false
+	})
+	if twin != nil {
+		return fmt.Errorf("%w: %s (name %s, up %s); each nexd needs its own data dir or --node-seed",
+			ErrDuplicateNode, twin.NodeID, twin.Name, time.Duration(twin.Uptime))
+	}
 	return nil
 }
 
