@@ -3,6 +3,7 @@
 package creds
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,8 +38,16 @@ type Creds struct {
 	Expires time.Time
 }
 
-// File renders the creds in the .creds file format.
-func (c *Creds) File() ([]byte, error) { return jwt.FormatUserConfig(c.JWT, c.Seed) }
+// File renders the creds in the .creds file format. (jwt.FormatUserConfig would decode
+// and verify the JWT it was just handed and derive the key again: a third of a start's
+// minting cost.)
+func (c *Creds) File() ([]byte, error) {
+	seed, err := jwt.DecorateSeed(c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("-----BEGIN NATS USER JWT-----\n"+c.JWT+"\n------END NATS USER JWT------\n\n"), seed...), nil
+}
 
 // InboxPrefix is the inbox prefix a workload of namespace ns must use for its requests:
 // it may subscribe to replies only there, so one namespace cannot read another's.
@@ -82,6 +91,34 @@ type signer struct {
 	key      nkeys.KeyPair
 	account  string // issuer_account when key is a signing key; "" when it is the account key
 	isolated bool
+	// the key in usable form, derived once: nkeys derives it from the seed at every
+	// PublicKey and Sign call, which dominates the cost of minting
+	pub  string
+	priv ed25519.PrivateKey
+}
+
+// cachedKey is key with its public key computed once.
+type cachedKey struct {
+	nkeys.KeyPair
+	pub string
+}
+
+func (c cachedKey) PublicKey() (string, error) { return c.pub, nil }
+
+func newSigner(kp nkeys.KeyPair, account string) (*signer, error) {
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	_, seed, err := nkeys.DecodeSeed(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &signer{key: cachedKey{kp, pub}, account: account, isolated: true, pub: pub, priv: ed25519.NewKeyFromSeed(seed)}, nil
 }
 
 // NewSigningKeyMinter signs with an account signing key (seed SA...) on behalf of
@@ -98,7 +135,7 @@ func NewSigningKeyMinter(signingKeySeed, rootAccount string) (Minter, error) {
 	if pub == rootAccount {
 		return nil, fmt.Errorf("%w: --issuer-signing-key is the account's own key; use --issuer-nkey/--issuer-nkey-seed for that", ErrConfig)
 	}
-	return &signer{key: kp, account: rootAccount, isolated: true}, nil
+	return newSigner(kp, rootAccount)
 }
 
 // NewAccountKeyMinter signs with the account's own key, the --issuer-nkey strategy; the
@@ -112,7 +149,7 @@ func NewAccountKeyMinter(accountPub, seed string) (Minter, error) {
 	if pub != accountPub {
 		return nil, fmt.Errorf("%w: --issuer-nkey-seed belongs to %s, not to --issuer-nkey %s", ErrConfig, pub, accountPub)
 	}
-	return &signer{key: kp, isolated: true}, nil
+	return newSigner(kp, "")
 }
 
 func accountKey(seed, flag string) (nkeys.KeyPair, error) {
@@ -164,7 +201,7 @@ func (s *signer) mint(name string, perms jwt.Permissions, ttl time.Duration, tag
 	for k, v := range tags {
 		uc.Tags.Add(k + ":" + v)
 	}
-	token, err := uc.Encode(s.key)
+	token, err := uc.EncodeWithSigner(s.key, func(_ string, data []byte) ([]byte, error) { return ed25519.Sign(s.priv, data), nil })
 	if err != nil {
 		return nil, fmt.Errorf("sign credentials for %s: %w", name, err)
 	}

@@ -142,6 +142,7 @@ type Node struct {
 	reconciles  map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics     metrics
 	xkey        nkeys.KeyPair // seals credentials for nexlets
+	xkeyPub     string
 	secretStore *secretStore  // nil without a secrets key
 	deadline    time.Time     // when lameduck stops the workloads
 	drained     chan struct{} // closed when lameduck has stopped everything
@@ -181,13 +182,14 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create node xkey: %w", err)
 	}
+	xkeyPub, _ := xkey.PublicKey()
 	var ss *secretStore
 	if cfg.SecretsKey != nil {
 		ss = &secretStore{key: cfg.SecretsKey}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
-		xkey: xkey, secretStore: ss,
+		xkey: xkey, xkeyPub: xkeyPub, secretStore: ss,
 		ctx: ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],

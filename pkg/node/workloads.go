@@ -128,8 +128,7 @@ func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 	if err != nil {
 		return v1.NewError(500, v1.CodeInternal, "seal workload credentials: %v", err)
 	}
-	pub, _ := n.xkey.PublicKey()
-	req.SealedCreds, req.SenderXKey = sealed, pub
+	req.SealedCreds, req.SenderXKey = sealed, n.xkeyPub
 	return nil
 }
 
