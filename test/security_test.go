@@ -173,7 +173,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	nodeCreds := op.user(t, u.home, "node", nil)
 	skSeed, _ := op.signingKey.Seed()
 	data := filepath.Join(u.home, "data")
-	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--workload-creds-ttl", "3s",
+	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--workload-creds-ttl", "3s", "--nexlet-creds-ttl", "3s",
 		"--issuer-signing-key", string(skSeed), "--issuer-signing-key-root-account", op.account)
 	if strings.Contains(n.bg.out.String(), "DEVELOPMENT MODE") {
 		t.Fatal("nexd with an issuer claims development mode")
@@ -283,6 +283,20 @@ func TestNamespaceIsolation(t *testing.T) {
 	if err != nil || uc.Expires == 0 || time.Until(time.Unix(uc.Expires, 0)) > 4*time.Second {
 		t.Fatalf("renewed credentials: %v, expires %v", err, time.Unix(uc.Expires, 0))
 	}
+	// The nexlet's own credentials expire too: past the first ones' expiry it still works.
+	firstNexlet, _ := jwt.ParseDecoratedJWT(mustRead(t, filepath.Join(data, "native.creds")))
+	nc0, _ := jwt.DecodeUserClaims(firstNexlet)
+	if nc0 == nil || nc0.Expires == 0 {
+		t.Fatal("nexlet credentials do not expire")
+	}
+	testutil.Eventually(t, 10*time.Second, "the nexlet's first credentials to expire", func() bool {
+		return time.Now().After(time.Unix(nc0.Expires, 0).Add(500 * time.Millisecond))
+	})
+	out = u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
+		"--name", "late", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	_, late := startedID(t, out)
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "stop", late)
+
 	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "stop", wid)
 	if _, err := os.Stat(credsFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("credentials left behind after stop: %v", err)

@@ -165,19 +165,29 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	// Each local nexlet connects with its own scoped credentials when an issuer is set,
 	// else with the node's connection settings.
-	nexletConn := func(id string) (args, env []string, err error) {
-		c, err := minter.Nexlet(nodeID, id, 0)
+	writeNexletCreds := func(id string) (string, error) {
+		c, err := minter.Nexlet(nodeID, id, o.NexletCredsTTL)
 		if err != nil || c == nil {
-			return resolved.Args(), resolved.Env(), err
+			return "", err
 		}
 		file, err := c.File()
 		if err != nil {
-			return nil, nil, err
+			return "", err
 		}
 		path := filepath.Join(o.DataDir, id+".creds")
-		if err := os.WriteFile(path, file, 0o600); err != nil {
-			return nil, nil, fmt.Errorf("write nexlet credentials: %w", err)
+		// replaced whole: the nexlet reads it again when it reconnects
+		if err := os.WriteFile(path+".new", file, 0o600); err != nil {
+			return "", fmt.Errorf("write nexlet credentials: %w", err)
 		}
+		return path, os.Rename(path+".new", path)
+	}
+	var nexletIDs []string
+	nexletConn := func(id string) (args, env []string, err error) {
+		path, err := writeNexletCreds(id)
+		if err != nil || path == "" {
+			return resolved.Args(), resolved.Env(), err
+		}
+		nexletIDs = append(nexletIDs, id)
 		only := natsconn.Options{Servers: resolved.Servers, CredsFile: path, TLSCA: resolved.TLSCA, TLSCert: resolved.TLSCert, TLSKey: resolved.TLSKey, TLSFirst: resolved.TLSFirst}
 		return only.Args(), nil, nil
 	}
@@ -217,6 +227,26 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 			args = append(args, "--log-json")
 		}
 		supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(nc, nodeID, "native")})
+		if len(nexletIDs) > 0 && o.NexletCredsTTL > 0 {
+			agents.Add(1)
+			go func() {
+				defer agents.Done()
+				t := time.NewTicker(max(o.NexletCredsTTL/3, time.Second))
+				defer t.Stop()
+				for {
+					select {
+					case <-agentCtx.Done():
+						return
+					case <-t.C:
+						for _, id := range nexletIDs {
+							if _, err := writeNexletCreds(id); err != nil {
+								log.Warn("renew nexlet credentials", zap.String("nexlet_id", id), zap.Error(err))
+							}
+						}
+					}
+				}
+			}()
+		}
 		wctx, cancel := context.WithTimeout(ctx, o.NexletWait)
 		err = n.WaitForNexlet(wctx, "native")
 		cancel()

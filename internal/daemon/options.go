@@ -36,6 +36,7 @@ type Options struct {
 	IssuerNKey         string            `name:"issuer-nkey" help:"Account public key (A...) whose own seed signs credentials (with --issuer-nkey-seed)."`
 	IssuerNKeySeed     string            `name:"issuer-nkey-seed" help:"Seed (SA...) of --issuer-nkey, or a file holding it."`
 	WorkloadCredsTTL   time.Duration     `name:"workload-creds-ttl" default:"24h" help:"How long workload credentials are valid; they are renewed while the workload runs."`
+	NexletCredsTTL     time.Duration     `name:"nexlet-creds-ttl" default:"24h" help:"How long the credentials of local nexlets are valid; nexd renews them while it runs."`
 	SecretsKey         string            `name:"secrets-key" help:"Curve key seed (SX...) or a file holding it, the same on every node: serves the namespace secret store (secret://NAME)."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
