@@ -176,11 +176,10 @@ type CompleteCmd struct {
 // Run prints one ID per line.
 func (c *CompleteCmd) Run(ctx context.Context, g *Globals) error {
 	g.NATS.Timeout = 300 * time.Millisecond
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return nil
 	}
-	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	cl.Straggler = 100 * time.Millisecond

@@ -35,11 +35,10 @@ type WorkloadLogsCmd struct {
 
 // Run prints the lines: stdout lines on stdout, stderr lines on stderr.
 func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	return printLogs(ctx, g, cl, c.ID, c.options(), c.Stdout, c.Stderr)
 }
 
@@ -72,11 +71,10 @@ type EventsCmd struct {
 
 // Run prints events, one readable line each.
 func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	return cl.Events(ctx, c.Workload, c.options(), func(ev v1.Event) error {
 		if g.JSON {
 			return writeJSONLine(g.stdout, ev)

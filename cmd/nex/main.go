@@ -32,6 +32,7 @@ type Globals struct {
 	Version   kong.VersionFlag `help:"Print the version and exit."`
 
 	configUsed string
+	conns      []*nats.Conn
 	stdout     io.Writer
 	stderr     io.Writer
 	color      bool // stdout is a terminal
@@ -58,24 +59,33 @@ func (showCmd) Run(ctx *kong.Context) error {
 	return ctx.PrintUsage(false)
 }
 
+// connect dials NATS; the connection is closed when the command returns.
 func (g *Globals) connect() (*nats.Conn, error) {
-	return g.NATS.Connect("nex")
+	nc, err := g.NATS.Connect("nex")
+	if err == nil {
+		g.conns = append(g.conns, nc)
+	}
+	return nc, err
 }
 
-func (g *Globals) client() (*client.Client, *nats.Conn, error) {
+// closeAll closes every connection the command opened.
+func (g *Globals) closeAll() {
+	for _, nc := range g.conns {
+		nc.Close()
+	}
+	g.conns = nil
+}
+
+// client connects and returns a client for the --namespace.
+func (g *Globals) client() (*client.Client, error) {
 	if err := v1.ValidateToken("namespace", g.Namespace); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	nc, err := g.connect()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	c, err := client.New(nc, g.Namespace)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return c, nc, nil
+	return client.New(nc, g.Namespace)
 }
 
 func main() {
@@ -154,6 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		kctx.BindTo(ctx, (*context.Context)(nil))
+		defer cli.closeAll()
 		if err := kctx.Run(&cli.Globals); err != nil {
 			printError(stderr, err)
 			code = 1

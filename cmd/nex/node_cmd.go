@@ -34,11 +34,10 @@ type NodeLameduckCmd struct {
 
 // Run drains.
 func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	targets := []string{c.NodeID}
 	if len(c.Tag) > 0 {
 		nodes, err := cl.ListNodes(ctx)
@@ -165,11 +164,10 @@ type NodeListCmd struct {
 
 // Run lists the nodes.
 func (c *NodeListCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	nodes, err := cl.ListNodes(ctx)
 	if err != nil {
 		return err
@@ -218,11 +216,10 @@ type NodeInfoCmd struct {
 
 // Run prints the node.
 func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	n, err := cl.NodeInfo(ctx, c.NodeID)
 	if err != nil {
 		return err

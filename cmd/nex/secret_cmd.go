@@ -32,11 +32,10 @@ func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		value = strings.TrimSuffix(string(b), "\n")
 	}
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	info, err := cl.SecretPut(ctx, c.Name, value)
 	if err != nil {
 		return err
@@ -53,11 +52,10 @@ type SecretListCmd struct{}
 
 // Run lists.
 func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	list, err := cl.SecretList(ctx)
 	if err != nil {
 		return err
@@ -83,11 +81,10 @@ type SecretRmCmd struct {
 
 // Run removes.
 func (c *SecretRmCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	if err := cl.SecretRm(ctx, c.Name); err != nil {
 		return err
 	}

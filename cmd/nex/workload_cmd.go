@@ -46,7 +46,6 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, c.Subject, []byte(c.Data))
@@ -111,11 +110,10 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 			return v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 		}
 	}
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	w, err := cl.StartWorkload(ctx, def)
 	if err != nil {
 		return err
@@ -169,11 +167,10 @@ type WorkloadListCmd struct {
 
 // Run lists.
 func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	list, err := cl.List(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata})
 	if err != nil {
 		return err
@@ -232,11 +229,10 @@ type WorkloadStopCmd struct {
 
 // Run stops.
 func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
 		return err
@@ -256,11 +252,10 @@ type WorkloadInfoCmd struct {
 // Run describes: state, metadata, the definition (secret-looking values masked) and the
 // latest events.
 func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	w, err := cl.WorkloadInfo(ctx, c.ID)
 	if err != nil {
 		return err
@@ -347,11 +342,10 @@ type WorkloadCloneCmd struct {
 
 // Run clones.
 func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
-	cl, nc, err := g.client()
+	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})
 	if err != nil {
 		return err

@@ -152,6 +152,20 @@ func (n *Node) workloadID(r svc.Request) (ns, wid string, err error) {
 	return ns, wid, v1.ValidateToken("workload ID", wid)
 }
 
+// owned resolves a request about one workload to this node's record of it: 404 when the
+// workload is not here (or in another namespace).
+func (n *Node) owned(r svc.Request) (*workloadRecord, error) {
+	ns, wid, err := n.workloadID(r)
+	if err != nil {
+		return nil, err
+	}
+	w, ok := n.lookup(ns, wid)
+	if !ok {
+		return nil, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	}
+	return w, nil
+}
+
 func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
 	ns, wid, err := n.workloadID(r)
 	if err != nil {
@@ -242,9 +256,9 @@ func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any,
 	if ns == v1.SystemNamespace && id == n.cfg.NodeID {
 		return n.Info(true), nil
 	}
-	w, ok := n.lookup(ns, id)
-	if !ok {
-		return nil, v1.NotFound("workload %s not found in namespace %s", id, ns)
+	w, err := n.owned(r)
+	if err != nil {
+		return nil, err
 	}
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
@@ -256,14 +270,11 @@ func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any,
 }
 
 func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
-	ns, wid, err := n.workloadID(r)
+	w, err := n.owned(r)
 	if err != nil {
 		return v1.CloneReply{}, err
 	}
-	w, ok := n.lookup(ns, wid)
-	if !ok {
-		return v1.CloneReply{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
-	}
+	wid := w.rec.WorkloadID
 	n.mu.Lock()
 	def := w.rec.Definition
 	n.mu.Unlock()
