@@ -79,8 +79,6 @@ func latency(figure string, ds []time.Duration, targetMs float64, detail string)
 		Target: fmt.Sprintf("≤ %g ms", targetMs), Met: p50 <= targetMs}
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 func startCLI(e *env) ([]Result, error) {
 	if _, _, err := e.startNode("n1"); err != nil {
 		return nil, err
