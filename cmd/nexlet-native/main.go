@@ -67,7 +67,7 @@ func run(c cli, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexlet-native " + c.NexletID)
+	nc, err := resolved.Connect("nexlet-native "+c.NexletID, daemon.ConnLogging(log)...)
 	if err != nil {
 		return err
 	}

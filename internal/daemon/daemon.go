@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexd " + o.NodeName)
+	nc, err := resolved.Connect("nexd "+o.NodeName, ConnLogging(log)...)
 	if err != nil {
 		if len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "" {
 			return fmt.Errorf("%w (no NATS server given: use -s/--nats.servers or --nats.context, or --embedded to run one in this process)", err)
@@ -395,4 +395,19 @@ func defaultNodeName() string {
 	}
 	h = strings.NewReplacer(".", "-", " ", "-", "*", "-", ">", "-").Replace(h)
 	return h
+}
+
+// ConnLogging logs a daemon's NATS connection losing and finding its server, so an
+// operator sees a gap in service for what it is.
+func ConnLogging(log *zap.Logger) []nats.Option {
+	return []nats.Option{
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil && !nc.IsClosed() {
+				log.Warn("NATS connection lost; reconnecting", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS connection restored", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+	}
 }

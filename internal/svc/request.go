@@ -17,10 +17,35 @@ const DefaultTimeout = 10 * time.Second
 // Call sends req as JSON to subject and decodes the reply into resp. No responders is
 // reported as 503 unavailable at once, so a missing service never looks like a hang.
 func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	return CallWaiting(ctx, nc, subject, req, resp, 0)
+}
+
+// CallWaiting is Call that, for up to wait, asks again while nothing is listening: for a
+// peer that is known to exist but may be between connections (reconnecting with renewed
+// credentials, or restarting). No responders means no one received the request, so
+// asking again never runs it twice.
+func CallWaiting(ctx context.Context, nc *nats.Conn, subject string, req, resp any, wait time.Duration) error {
 	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
 		return err
 	}
+	defer cancel()
+	until := time.Now().Add(wait)
+	for {
+		err := call(ctx, nc, subject, data, resp)
+		if !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(until) {
+			return mapRequestError(subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return mapRequestError(subject, err)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func call(ctx context.Context, nc *nats.Conn, subject string, data []byte, resp any) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	denied, check := violations(nc)
 	type result struct {
@@ -39,7 +64,7 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 				if perr := check(subject); perr != nil {
 					return perr
 				}
-				return mapRequestError(subject, r.err)
+				return r.err
 			}
 			return DecodeReply(r.msg.Header, r.msg.Data, resp)
 		case <-denied:
@@ -75,6 +100,8 @@ func prepare(ctx context.Context, req any) (context.Context, context.CancelFunc,
 
 func mapRequestError(subject string, err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, nats.ErrNoResponders):
 		return v1.NewError(503, v1.CodeUnavailable, "nothing is listening on %s", subject)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):

@@ -155,7 +155,7 @@ func (o Options) URL() string {
 
 // Connect resolves the context and dials NATS. The connection reconnects forever, since
 // a node must outlive the loss of a server.
-func (o Options) Connect(name string) (*nats.Conn, error) {
+func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	r, err := o.Resolve()
 	if err != nil {
 		return nil, err
@@ -164,7 +164,7 @@ func (o Options) Connect(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(r.URL(), opts...)
+	nc, err := nats.Connect(r.URL(), append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", r.URL(), err)
 	}

@@ -27,6 +27,21 @@ type svcHandler = micro.Handler
 // nexletCallTimeout bounds a request from the node to a local nexlet.
 const nexletCallTimeout = 10 * time.Second
 
+// nexletGap is how long the node keeps asking a registered nexlet that has no
+// subscription: a nexlet reconnecting (its credentials expired and were renewed, its
+// server went away) or being restarted is gone for a moment, and a request in that
+// moment should wait for it rather than fail.
+const nexletGap = 3 * time.Second
+
+// askNexlet sends one request to a local nexlet, riding out a short gap in its connection.
+func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
+	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, op)
+	if workloadID != "" {
+		subject = v1.NexletSubject(n.cfg.NodeID, nexletID, op, workloadID)
+	}
+	return svc.CallWaiting(ctx, n.nc, subject, req, resp, nexletGap)
+}
+
 func (n *Node) addService() error {
 	s, err := micro.AddService(n.nc, micro.Config{
 		Name:        "nexd",
@@ -253,7 +268,7 @@ func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListReques
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var list json.RawMessage
-			if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, id, v1.NexletList), v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list); err != nil {
+			if err := n.askNexlet(cctx, id, v1.NexletList, "", v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list); err != nil {
 				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
 				return
 			}

@@ -50,7 +50,7 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 	n.publishNodeEvent(ev)
 	for _, id := range nexlets {
 		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-		if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, id, v1.NexletLameduck), nil, nil); err != nil {
+		if err := n.askNexlet(ctx, id, v1.NexletLameduck, "", nil, nil); err != nil {
 			n.log.Warn("lameduck nexlet", zap.String("nexlet_id", id), zap.Error(err))
 		}
 		cancel()

@@ -97,7 +97,7 @@ func (n *Node) startOnNexlet(ctx context.Context, rec *Record) (v1.WorkloadInfo,
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	err = svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStart, rec.WorkloadID), req, &info)
+	err = n.askNexlet(cctx, rec.NexletID, v1.NexletStart, rec.WorkloadID, req, &info)
 	if info.Definition != nil {
 		info.Definition.StartRequest = rec.Definition.StartRequest // the reference, not the resolved secret
 	}
@@ -193,7 +193,7 @@ func (n *Node) stopWorkload(ctx context.Context, rec *Record, req v1.StopRequest
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout+time.Duration(req.GracePeriod)+10*time.Second)
 	defer cancel()
 	var info v1.WorkloadInfo
-	err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletStop, rec.WorkloadID), req, &info)
+	err := n.askNexlet(cctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, req, &info)
 	if err != nil && !isNotFound(err) {
 		return v1.WorkloadInfo{}, err
 	}
@@ -263,7 +263,7 @@ func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any,
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.rec.NexletID, v1.NexletGet, id), nil, &info); err != nil {
+	if err := n.askNexlet(cctx, w.rec.NexletID, v1.NexletGet, id, nil, &info); err != nil {
 		return nil, err
 	}
 	return info, nil
@@ -283,7 +283,7 @@ func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequ
 		var out json.RawMessage
 		cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 		defer cancel()
-		if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, w.rec.NexletID, v1.NexletReseal),
+		if err := n.askNexlet(cctx, w.rec.NexletID, v1.NexletReseal, "",
 			v1.ResealRequest{StartRequest: def.StartRequest, Recipient: req.ResealFor}, &out); err != nil {
 			return v1.CloneReply{}, err
 		}
