@@ -318,6 +318,16 @@ start_request:
 			return m.Subject == "$NEX.FEED.default.logs."+jobID && string(m.Data) == "--once"
 		})
 	})
+	// The same lines from the history: `nex workload logs`, by stream, and a wrong ID named.
+	testutil.Eventually(t, 5*time.Second, "the job's output in its history", func() bool {
+		return u.mustNex("--namespace", "default", "workload", "logs", jobID) == "--once\n"
+	})
+	if out, errOut, code := u.nex("--namespace", "default", "workload", "logs", svcID, "--stderr"); code != 0 || out != "" || !strings.Contains(errOut, "ready") || strings.Contains(errOut, "hello-service") {
+		t.Errorf("logs --stderr: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := u.nex("--namespace", "default", "workload", "logs", "NoSuchWorkload"); code == 0 || !strings.Contains(errOut, "workload NoSuchWorkload not found in namespace default") {
+		t.Errorf("logs of an unknown workload: exit %d %q", code, errOut)
+	}
 	testutil.Eventually(t, 5*time.Second, "started event", func() bool {
 		return events.find(func(m *nats.Msg) bool {
 			return m.Subject == "$NEX.FEED.default.event."+svcID && eventOf(m).Type == v1.EventStarted

@@ -39,13 +39,30 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	return printLogs(ctx, g, cl, c.ID, c.options(), c.Stdout, c.Stderr)
+	o := c.options()
+	lines := 0
+	err = printLogs(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
+	if err != nil || lines > 0 || o.Follow {
+		return err
+	}
+	// Nothing printed: say whether that is a quiet workload or a wrong ID.
+	if _, ierr := cl.WorkloadInfo(ctx, c.ID); ierr != nil {
+		if v1.AsError(ierr).Code == 404 {
+			return fmt.Errorf("workload %s not found in namespace %s, and no output of it is kept", c.ID, cl.Namespace())
+		}
+		return ierr
+	}
+	fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
+	return nil
 }
 
-func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool) error {
+func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool, count *int) error {
 	return cl.Logs(ctx, id, o, func(l client.LogLine) error {
 		if (onlyOut && l.Stream != "stdout") || (onlyErr && l.Stream != "stderr") {
 			return nil
+		}
+		if count != nil {
+			*count++
 		}
 		if g.JSON {
 			return writeJSONLine(g.stdout, l)

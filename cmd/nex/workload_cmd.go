@@ -156,7 +156,7 @@ func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadIn
 	} else if !g.JSON {
 		fmt.Fprintf(g.stderr, "Following its output; Ctrl+C stops following (the workload keeps running).\n")
 	}
-	return printLogs(ctx, g, cl, w.ID, o, false, false)
+	return printLogs(ctx, g, cl, w.ID, o, false, false, nil)
 }
 
 // WorkloadListCmd lists workloads.
