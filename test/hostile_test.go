@@ -128,6 +128,28 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 
+	// The other commands, given what is not there.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"workload", "trigger", "default.nobody", "x"}, "no function is listening on it"},
+		{[]string{"workload", "trigger", "default.>", "x"}, "trigger"},
+		{[]string{"workload", "logs", "NoSuchWorkload"}, "workload NoSuchWorkload not found"},
+		{[]string{"workload", "info", "NoSuchWorkload"}, "not found"},
+		{[]string{"workload", "stop", "NoSuchWorkload"}, "not found"},
+		{[]string{"workload", "clone", "NoSuchWorkload"}, "not found"},
+		{[]string{"workload", "stop", "a.b"}, "workload"},
+		{[]string{"node", "info", "NOSUCHNODE"}, "NOSUCHNODE"},
+		{[]string{"secret", "rm", "nosuch"}, "secret"},
+	} {
+		_, errOut, code := u.nex(append([]string{"-s", url, "--namespace", "default"}, c.args...)...)
+		ran++
+		if code == 0 || strings.Contains(errOut, "panic") || !strings.Contains(errOut, c.want) {
+			t.Errorf("nex %s: exit %d, error does not name %q: %s", strings.Join(c.args, " "), code, c.want, strings.TrimSpace(errOut))
+		}
+	}
+
 	// Straight at the node: malformed bodies, forged registrations, replayed bids.
 	nc := testutil.Connect(t, s)
 	raw := func(subject string, body []byte) (*nats.Msg, error) { return nc.Request(subject, body, 3*time.Second) }

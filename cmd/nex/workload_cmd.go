@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexfile"
@@ -49,8 +51,16 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, c.Subject, []byte(c.Data))
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("trigger %s: no function is listening on it (is a function workload with this trigger running? `nex workload list`)", c.Subject)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("trigger %s: no reply within %s (--timeout)", c.Subject, c.Timeout)
+	case err != nil:
 		return fmt.Errorf("trigger %s: %w", c.Subject, err)
+	}
+	if !g.JSON && len(m.Data) > 0 && m.Data[len(m.Data)-1] != '\n' && isTerminal(g.stdout) {
+		defer fmt.Fprintln(g.stdout)
 	}
 	if g.JSON {
 		return writeJSON(g.stdout, map[string]any{"subject": c.Subject, "exit_code": m.Header.Get("Nex-Exit-Code"), "error": m.Header.Get("Nex-Error"), "reply": string(m.Data)})
