@@ -11,9 +11,13 @@ import (
 
 // StartServer runs a nats-server with JetStream on a random loopback port until the
 // test ends.
-func StartServer(t testing.TB) *server.Server {
+func StartServer(t testing.TB, tune ...func(*server.Options)) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true}
+	for _, f := range tune {
+		f(o)
+	}
+	s, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}

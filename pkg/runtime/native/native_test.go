@@ -19,10 +19,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -105,16 +107,17 @@ func fakeWorkload(mode string, args []string) int {
 }
 
 type env struct {
-	t     *testing.T
-	nc    *nats.Conn
-	d     *native.Driver
-	exe   string
-	ctx   context.Context
-	count int
+	t      *testing.T
+	nc     *nats.Conn
+	d      *native.Driver
+	exe    string
+	ctx    context.Context
+	count  int
+	server *server.Server
 }
 
-func newEnv(t *testing.T) *env {
-	s := testutil.StartServer(t)
+func newEnv(t *testing.T, tune ...func(*server.Options)) *env {
+	s := testutil.StartServer(t, tune...)
 	nc := testutil.Connect(t, s)
 	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second})
 	if err != nil {
@@ -125,7 +128,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, nc: nc, d: d, exe: exe, ctx: context.Background()}
+	return &env{t: t, nc: nc, d: d, exe: exe, ctx: context.Background(), server: s}
 }
 
 func (e *env) start(lifecycle, mode string, extra map[string]any, args ...string) (v1.WorkloadInfo, error) {
@@ -342,12 +345,22 @@ func TestMillionLines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("million-line output in -short mode")
 	}
-	e := newEnv(t)
+	// The subscriber has its own connection, allowed to fall far behind: a loaded test
+	// machine must not turn it into a slow consumer that the server cuts off (which would
+	// lose lines in the subscriber, not in the nexlet).
+	e := newEnv(t, func(o *server.Options) { o.MaxPending = 1 << 30; o.WriteDeadline = time.Minute })
+	srv := e.server
 	const n = 1_000_000
 	var got, outOfOrder int
 	var partial bool
 	done := make(chan struct{})
-	sub, err := e.nc.Subscribe("$NEX.FEED.default.logs.w1", func(m *nats.Msg) {
+	var cut atomic.Int32
+	subConn, err := nats.Connect(srv.ClientURL(), nats.DisconnectErrHandler(func(*nats.Conn, error) { cut.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subConn.Close()
+	sub, err := subConn.Subscribe("$NEX.FEED.default.logs.w1", func(m *nats.Msg) {
 		if m.Header.Get(v1.HeaderStream) != "stdout" {
 			return
 		}
@@ -365,7 +378,7 @@ func TestMillionLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = sub.SetPendingLimits(-1, -1)
-	e.nc.Flush()
+	subConn.Flush()
 	if _, err := e.start(v1.LifecycleJob, "lines", nil, strconv.Itoa(n), "0"); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +388,8 @@ func TestMillionLines(t *testing.T) {
 		t.Fatalf("received %d of %d lines", got, n)
 	}
 	if got != n || outOfOrder != 0 || !partial {
-		t.Fatalf("received %d lines (want %d), %d out of order, partial last line %v", got, n, outOfOrder, partial)
+		t.Fatalf("received %d lines (want %d), %d out of order, partial last line %v; subscriber cut off %d times, nexlet dropped %q",
+			got, n, outOfOrder, partial, cut.Load(), e.state("w1").Metadata["dropped_lines"])
 	}
 	testutil.Eventually(t, 5*time.Second, "job to stop", func() bool { return e.state("w1").State == v1.StateStopped })
 	if d := e.state("w1").Metadata["dropped_lines"]; d != "" && d != "0" {
