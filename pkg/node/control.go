@@ -158,6 +158,9 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 	for _, k := range keys {
 		have, ok := n.cfg.Tags[k]
 		if !ok {
+			if v, ok := n.cfg.Tags["nex."+k]; ok {
+				return fmt.Sprintf("tag %s=%s not matched (node has no %s tag; it has nex.%s=%s)", k, req.Tags[k], k, k, v)
+			}
 			return fmt.Sprintf("tag %s=%s not matched (node has no %s tag)", k, req.Tags[k], k)
 		}
 		if have != req.Tags[k] {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,7 @@ func TestNoPlacementReasons(t *testing.T) {
 		want   []string
 	}{
 		{"tag", func(d *v1.WorkloadDefinition) { d.Tags = map[string]string{"region": "lab"} }, []string{"tag region=lab not matched (node has region=prod)", "node has no region tag"}},
+		{"tag named like a node tag", func(d *v1.WorkloadDefinition) { d.Tags = map[string]string{"arch": "sparc"} }, []string{"tag arch=sparc not matched (node has no arch tag; it has nex.arch=" + runtime.GOARCH + ")"}},
 		{"type", func(d *v1.WorkloadDefinition) { d.Type = "wasm" }, []string{"type wasm not served (node serves: memory)"}},
 		{"lifecycle", func(d *v1.WorkloadDefinition) { d.Lifecycle = v1.LifecycleFunction }, []string{"lifecycle function not supported"}},
 		{"port", func(d *v1.WorkloadDefinition) {
