@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -34,6 +35,10 @@ type Options struct {
 	// so one slow request (a stop waiting out its grace period) does not hold up the
 	// others queued on the same subscription. 0 handles requests one at a time.
 	Concurrent int
+	// Conn replies to requests handled concurrently (required with Concurrent): the reply
+	// is published directly, not through micro's request, which micro reads again once the
+	// handler has returned.
+	Conn *nats.Conn
 }
 
 // Handler adapts fn into a micro.Handler. An empty body decodes as the zero Req.
@@ -42,14 +47,62 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 	if o.Concurrent <= 0 {
 		return micro.HandlerFunc(h)
 	}
+	if o.Conn == nil {
+		panic("svc: Options.Concurrent needs Options.Conn")
+	}
 	sem := make(chan struct{}, o.Concurrent)
 	return micro.HandlerFunc(func(mr micro.Request) {
 		sem <- struct{}{}
+		d := &detached{nc: o.Conn, data: mr.Data(), headers: mr.Headers(), subject: mr.Subject(), reply: mr.Reply()}
 		go func() {
 			defer func() { <-sem }()
-			h(mr)
+			h(d)
 		}()
 	})
+}
+
+// detached is a request answered after micro's handler has returned. micro's own error
+// count does not see its error replies; OnError does.
+type detached struct {
+	nc             *nats.Conn
+	data           []byte
+	headers        micro.Headers
+	subject, reply string
+}
+
+func (d *detached) Data() []byte           { return d.data }
+func (d *detached) Headers() micro.Headers { return d.headers }
+func (d *detached) Subject() string        { return d.subject }
+func (d *detached) Reply() string          { return d.reply }
+
+func (d *detached) Respond(data []byte, opts ...micro.RespondOpt) error {
+	if d.reply == "" {
+		return nil
+	}
+	m := &nats.Msg{Subject: d.reply, Data: data}
+	for _, o := range opts {
+		o(m)
+	}
+	return d.nc.PublishMsg(m)
+}
+
+func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return d.Respond(b, opts...)
+}
+
+func (d *detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+	hdr := func(m *nats.Msg) {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set(micro.ErrorHeader, description)
+		m.Header.Set(micro.ErrorCodeHeader, code)
+	}
+	return d.Respond(data, append(opts, hdr)...)
 }
 
 func handle[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) func(micro.Request) {

@@ -168,7 +168,7 @@ func (n *Nexlet) addService() error {
 		return fmt.Errorf("add nexlet micro service: %w", err)
 	}
 	n.svc = s
-	opts := svc.Options{Concurrent: 256, OnError: func(subject string, e *v1.Error) {
+	opts := svc.Options{Concurrent: 256, Conn: n.nc, OnError: func(subject string, e *v1.Error) {
 		if e.Code >= 500 {
 			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error", e.Message))
 		}

@@ -62,8 +62,8 @@ func (n *Node) addService() error {
 	}
 	fan := svc.Options{Headers: n.fanoutHeaders, OnError: onErr}
 	// Requests that wait on a nexlet run concurrently; the auction answers from memory.
-	fanC := svc.Options{Headers: n.fanoutHeaders, OnError: onErr, Concurrent: 256}
-	plainC := svc.Options{OnError: onErr, Concurrent: 256}
+	fanC := svc.Options{Headers: n.fanoutHeaders, OnError: onErr, Concurrent: 256, Conn: n.nc}
+	plainC := svc.Options{OnError: onErr, Concurrent: 256, Conn: n.nc}
 	eps := []struct {
 		name, subject string
 		h             micro.Handler

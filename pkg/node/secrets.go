@@ -70,7 +70,7 @@ func (n *Node) addSecretEndpoints(add func(name, subject string, h svcHandler) e
 	if n.secretStore == nil {
 		return nil
 	}
-	opts := svc.Options{Concurrent: 16}
+	opts := svc.Options{Concurrent: 16, Conn: n.nc}
 	if err := add(v1.VerbSecretPut, v1.ControlWildcard(v1.VerbSecretPut, true), svc.Handler(opts, n.handleSecretPut)); err != nil {
 		return err
 	}
