@@ -269,6 +269,33 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Fatalf("a function of a triggered by b.fn: exit %d %q", code, errOut)
 	}
 
+	// Triggers keep working across renewals: the function moves to a connection with the
+	// renewed credentials before the old ones expire, so no request finds nobody listening.
+	hammerDone, hammerStop := make(chan string, 1), make(chan struct{})
+	go func() {
+		ok, failed, first := 0, 0, ""
+		for {
+			select {
+			case <-hammerStop:
+				if failed > 0 {
+					first = fmt.Sprintf("%d of %d trigger requests failed; the first: %s", failed, ok+failed, first)
+				}
+				hammerDone <- first
+				return
+			default:
+			}
+			m, err := admin.Request("a.fn", []byte("x"), 2*time.Second)
+			if err != nil || string(m.Data) != "x" {
+				if failed == 0 {
+					first = fmt.Sprintf("%v %v", m, err)
+				}
+				failed++
+				continue
+			}
+			ok++
+		}
+	}()
+	fnStarted := time.Now()
 	// Credentials expire (3 s here) and are renewed while the workload runs, not after.
 	first, _ := os.ReadFile(credsFile)
 	testutil.Eventually(t, 10*time.Second, "the credentials to be renewed", func() bool {
@@ -292,6 +319,14 @@ func TestNamespaceIsolation(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the nexlet's first credentials to expire", func() bool {
 		return time.Now().After(time.Unix(nc0.Expires, 0).Add(500 * time.Millisecond))
 	})
+	// past the function's first credentials' expiry (3 s after it started)
+	testutil.Eventually(t, 10*time.Second, "the function's first credentials to expire", func() bool {
+		return time.Since(fnStarted) > 4*time.Second
+	})
+	close(hammerStop)
+	if msg := <-hammerDone; msg != "" {
+		t.Error(msg)
+	}
 	out = u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
 		"--name", "late", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	_, late := startedID(t, out)

@@ -374,7 +374,13 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 	if err := os.WriteFile(tmp, c, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, h.creds)
+	if err := os.Rename(tmp, h.creds); err != nil {
+		return err
+	}
+	if h.fn != nil {
+		go h.renewed()
+	}
+	return nil
 }
 
 // writeCreds puts the workload's credentials in <workdir>/.nex/nats.creds (0600): never on

@@ -29,76 +29,132 @@ const (
 // function is the trigger side of a function workload: its subscriptions, a semaphore
 // for the concurrency limit, and the process groups of running invocations.
 type function struct {
-	conn *nats.Conn // the workload's own connection when it has credentials
-	subs []*nats.Subscription
-	sem  chan struct{}
-	wg   sync.WaitGroup
+	sem chan struct{}
+	wg  sync.WaitGroup // every invocation
 
 	mu          sync.Mutex
+	cur         *triggerConn
 	running     map[int]struct{} // pgids of invocations in flight
 	invocations uint64
 }
 
-// serve subscribes to every trigger with a queue group named after the workload, so
-// replicas (clones) share the load.
+// triggerConn is a connection the triggers arrive on and its subscriptions. A function
+// with credentials has its own; when they are renewed a new one takes over before the
+// old one is retired, so no trigger finds nobody listening.
+type triggerConn struct {
+	nc       *nats.Conn
+	own      bool
+	subs     []*nats.Subscription
+	inflight sync.WaitGroup // invocations that must reply through nc
+}
+
+// serveFunction subscribes to every trigger with a queue group named after the workload,
+// so replicas (clones) share the load.
 func (h *handle) serveFunction() error {
 	conc := h.sr.Concurrency
 	if conc <= 0 {
 		conc = 1
 	}
-	f := &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}, conn: h.d.opts.Conn}
-	h.fn = f
-	if h.creds != "" {
-		// Triggers arrive through the workload's own scoped connection, so a function
-		// can only be triggered from its namespace.
-		nc, err := nats.Connect(h.d.opts.NATSURL, nats.UserCredentials(h.creds), nats.Name("nex function "+h.id),
-			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("connect with the workload's credentials: %w", err)
-		}
-		f.conn = nc
-	}
-	queue := "nex-fn-" + h.def.Namespace + "-" + h.def.Name
-	for _, subject := range h.sr.Triggers {
-		sub, err := f.conn.QueueSubscribe(subject, queue, h.invoke)
-		if err != nil {
-			f.unsubscribe()
-			return err
-		}
-		_ = sub.SetPendingLimits(-1, 64<<20)
-		f.subs = append(f.subs, sub)
-	}
-	// A denied subscription shows up as an error on the next round trip.
-	if err := f.conn.FlushTimeout(5 * time.Second); err != nil {
-		f.unsubscribe()
+	h.fn = &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}}
+	tc, err := h.listen()
+	if err != nil {
 		return err
 	}
-	if err := f.conn.LastError(); err != nil {
-		f.unsubscribe()
-		return fmt.Errorf("subscribe to triggers: %w", err)
-	}
+	h.fn.cur = tc
 	return nil
 }
 
-func (f *function) unsubscribe() {
-	for _, s := range f.subs {
-		_ = s.Unsubscribe()
+// listen opens the trigger connection (the workload's own scoped one when it has
+// credentials, so a function can only be triggered from its namespace) and subscribes.
+func (h *handle) listen() (*triggerConn, error) {
+	tc := &triggerConn{nc: h.d.opts.Conn}
+	if h.creds != "" {
+		nc, err := nats.Connect(h.d.opts.NATSURL, nats.UserCredentials(h.creds), nats.Name("nex function "+h.id),
+			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("connect with the workload's credentials: %w", err)
+		}
+		tc.nc, tc.own = nc, true
 	}
-	if f.conn != nil {
-		_ = f.conn.Flush()
+	queue := "nex-fn-" + h.def.Namespace + "-" + h.def.Name
+	for _, subject := range h.sr.Triggers {
+		sub, err := tc.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) { h.invoke(tc, m) })
+		if err != nil {
+			tc.close()
+			return nil, err
+		}
+		_ = sub.SetPendingLimits(-1, 64<<20)
+		tc.subs = append(tc.subs, sub)
 	}
+	// A denied subscription shows up as an error on the next round trip.
+	if err := tc.nc.FlushTimeout(5 * time.Second); err != nil {
+		tc.close()
+		return nil, err
+	}
+	if err := tc.nc.LastError(); err != nil {
+		tc.close()
+		return nil, fmt.Errorf("subscribe to triggers: %w", err)
+	}
+	return tc, nil
 }
 
-// close ends the workload's own connection, if it has one.
-func (f *function) close(shared *nats.Conn) {
-	if f.conn != nil && f.conn != shared {
-		f.conn.Close()
+// renewed hands the triggers to a connection made with the renewed credentials, then
+// retires the old one: its subscriptions are drained (messages already delivered to it
+// still run) and it closes once their invocations have replied.
+func (h *handle) renewed() {
+	f := h.fn
+	f.mu.Lock()
+	old := f.cur
+	f.mu.Unlock()
+	if old == nil || !old.own {
+		return
+	}
+	tc, err := h.listen()
+	if err != nil {
+		// the old connection reconnects with the new file when the server ends it
+		h.log.Warn("function: triggers stay on the old connection", zap.Error(err))
+		return
+	}
+	f.mu.Lock()
+	if f.cur != old { // stopped meanwhile
+		f.mu.Unlock()
+		tc.close()
+		return
+	}
+	f.cur = tc
+	f.mu.Unlock()
+	go old.retire()
+}
+
+func (tc *triggerConn) retire() {
+	for _, s := range tc.subs {
+		closed := s.StatusChanged(nats.SubscriptionClosed)
+		if s.Drain() == nil {
+			<-closed
+		}
+	}
+	tc.inflight.Wait()
+	tc.close()
+}
+
+// unsubscribe stops taking messages.
+func (tc *triggerConn) unsubscribe() {
+	for _, s := range tc.subs {
+		_ = s.Unsubscribe()
+	}
+	_ = tc.nc.Flush()
+}
+
+// close ends the connection if it is the workload's own.
+func (tc *triggerConn) close() {
+	if tc.own {
+		tc.nc.Close()
 	}
 }
 
 // invoke runs the executable once for m. It blocks while the concurrency limit is
 // reached, which holds further messages in the subscription's queue.
-func (h *handle) invoke(m *nats.Msg) {
+func (h *handle) invoke(tc *triggerConn, m *nats.Msg) {
 	f := h.fn
 	select {
 	case f.sem <- struct{}{}:
@@ -106,13 +162,14 @@ func (h *handle) invoke(m *nats.Msg) {
 		return
 	}
 	f.wg.Add(1)
+	tc.inflight.Add(1)
 	go func() {
-		defer func() { <-f.sem; f.wg.Done() }()
-		h.runInvocation(m)
+		defer func() { <-f.sem; tc.inflight.Done(); f.wg.Done() }()
+		h.runInvocation(tc, m)
 	}()
 }
 
-func (h *handle) runInvocation(m *nats.Msg) {
+func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	f := h.fn
 	began := time.Now()
 	cmd := exec.Command(h.sr.path, h.sr.Argv...)
@@ -170,7 +227,7 @@ func (h *handle) runInvocation(m *nats.Msg) {
 		if errMsg != "" {
 			out.Header.Set(HeaderError, errMsg)
 		}
-		_ = f.conn.PublishMsg(out)
+		_ = tc.nc.PublishMsg(out)
 	}
 	f.mu.Lock()
 	f.invocations++
@@ -195,8 +252,14 @@ func (h *handle) runInvocation(m *nats.Msg) {
 // service: SIGTERM, the grace period, SIGKILL.
 func (h *handle) stopFunction(grace time.Duration) {
 	f := h.fn
-	f.unsubscribe()
-	defer f.close(h.d.opts.Conn)
+	f.mu.Lock()
+	tc := f.cur
+	f.cur = nil
+	f.mu.Unlock()
+	if tc != nil {
+		tc.unsubscribe()
+		defer tc.close()
+	}
 	f.mu.Lock()
 	pids := make([]int, 0, len(f.running))
 	for pid := range f.running {
