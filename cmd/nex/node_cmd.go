@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -254,7 +256,12 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if c.Full {
 		for _, x := range n.Nexlets {
-			fmt.Fprintf(w, "Start request schema of %s:\n%s\n", x.NexletID, x.StartRequestSchema)
+			var pretty bytes.Buffer
+			if json.Indent(&pretty, x.StartRequestSchema, "  ", "  ") != nil {
+				pretty.Reset()
+				pretty.Write(x.StartRequestSchema)
+			}
+			fmt.Fprintf(w, "Start request schema of %s:\n  %s\n", x.NexletID, pretty.String())
 		}
 	}
 	return nil
