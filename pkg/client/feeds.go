@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -54,15 +56,95 @@ type LogLine struct {
 	Continued bool      `json:"continued,omitempty"`
 }
 
-// Logs reads a workload's output lines: history from the NEX_LOGS stream, then (with
-// Follow) live lines. fn returning an error stops the read.
+// Logs reads a workload's output lines: history from the NEX_LOGS stream (batches of
+// lines on v1.LogHistorySubject), then (with Follow) new lines as they are stored; with no
+// stream, live lines from v1.LogSubject. Tail counts lines. fn returning an error stops
+// the read.
 func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(LogLine) error) error {
 	if err := v1.ValidateToken("workload ID", wid); err != nil {
 		return err
 	}
-	return c.readFeed(ctx, logsStream, v1.LogSubject(c.ns, wid), o, func(m FeedMsg) error {
-		return fn(LogLine{Time: m.Time, Stream: m.Header.Get(v1.HeaderStream), Line: string(m.Data), Continued: m.Header.Get("Nex-Continued") == "true"})
+	tail := newLineTail(o.Tail)
+	o.Tail = 0 // counted in lines here, not in stored messages
+	emit := func(l LogLine) error {
+		if tail != nil {
+			tail.add(l)
+			return nil
+		}
+		return fn(l)
+	}
+	f := feed{
+		stream: logsStream, subject: v1.LogHistorySubject(c.ns, wid), live: v1.LogSubject(c.ns, wid),
+		caughtUp: func() error {
+			t := tail
+			tail = nil
+			return t.each(fn)
+		},
+	}
+	return c.readFeed(ctx, f, o, func(m FeedMsg) error {
+		stream := m.Header.Get(v1.HeaderStream)
+		if m.Subject != f.subject { // a live line
+			return emit(LogLine{Time: m.Time, Stream: stream, Line: string(m.Data), Continued: m.Header.Get(v1.HeaderContinued) == "true"})
+		}
+		cont := map[int]bool{}
+		if h := m.Header.Get(v1.HeaderContinuedLines); h != "" {
+			for _, p := range strings.Split(h, ",") {
+				if i, err := strconv.Atoi(p); err == nil {
+					cont[i] = true
+				}
+			}
+		}
+		data := m.Data
+		for i := 0; len(data) > 0; i++ {
+			end := bytes.IndexByte(data, '\n')
+			if end < 0 {
+				end = len(data)
+			}
+			if err := emit(LogLine{Time: m.Time, Stream: stream, Line: string(data[:end]), Continued: cont[i]}); err != nil {
+				return err
+			}
+			data = data[min(end+1, len(data)):]
+		}
+		return nil
 	})
+}
+
+// lineTail keeps the last n lines of the history.
+type lineTail struct {
+	lines []LogLine
+	next  int
+	full  bool
+}
+
+func newLineTail(n int) *lineTail {
+	if n <= 0 {
+		return nil
+	}
+	return &lineTail{lines: make([]LogLine, n)}
+}
+
+func (t *lineTail) add(l LogLine) {
+	t.lines[t.next] = l
+	t.next++
+	if t.next == len(t.lines) {
+		t.next, t.full = 0, true
+	}
+}
+
+func (t *lineTail) each(fn func(LogLine) error) error {
+	if t == nil {
+		return nil
+	}
+	order := t.lines[:t.next]
+	if t.full {
+		order = append(t.lines[t.next:], t.lines[:t.next]...)
+	}
+	for _, l := range order {
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Events reads lifecycle events of the namespace (of one workload when wid is set; in
@@ -75,7 +157,7 @@ func (c *Client) Events(ctx context.Context, wid string, o FeedOptions, fn func(
 		}
 		subject = v1.EventSubject(c.ns, wid)
 	}
-	return c.readFeed(ctx, eventsStream, subject, o, func(m FeedMsg) error {
+	return c.readFeed(ctx, feed{stream: eventsStream, subject: subject, live: subject}, o, func(m FeedMsg) error {
 		var ev v1.Event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			return nil // not ours to judge: skip what does not decode
@@ -87,7 +169,24 @@ func (c *Client) Events(ctx context.Context, wid string, o FeedOptions, fn func(
 	})
 }
 
-func (c *Client) readFeed(ctx context.Context, stream, subject string, o FeedOptions, fn func(FeedMsg) error) error {
+// feed is where a feed's messages are: the stream and subject that keep them, and the
+// subject they are published on live (the same one for events).
+type feed struct {
+	stream, subject, live string
+	// caughtUp, when set, is called once everything stored so far has been read.
+	caughtUp func() error
+}
+
+func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(FeedMsg) error) error {
+	stream, subject := f.stream, f.subject
+	reached := func() error {
+		if f.caughtUp == nil {
+			return nil
+		}
+		cu := f.caughtUp
+		f.caughtUp = nil
+		return cu()
+	}
 	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return err
@@ -99,7 +198,7 @@ func (c *Client) readFeed(ctx context.Context, stream, subject string, o FeedOpt
 		if !o.Follow {
 			return ErrNoHistory
 		}
-		return c.followLive(ctx, subject, fn)
+		return c.followLive(ctx, f.live, fn)
 	}
 	// How much history is there for this subject? (also: where the tail starts)
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -122,6 +221,11 @@ func (c *Client) readFeed(ctx context.Context, stream, subject string, o FeedOpt
 	}
 	if have == 0 && !o.Follow {
 		return nil
+	}
+	if have == 0 {
+		if err := reached(); err != nil {
+			return err
+		}
 	}
 	cons, err := st.OrderedConsumer(ctx, cfg)
 	if err != nil {
@@ -151,7 +255,7 @@ func (c *Client) readFeed(ctx context.Context, stream, subject string, o FeedOpt
 		m, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil || until.Load() || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
+				return reached()
 			}
 			return err
 		}
@@ -168,6 +272,9 @@ func (c *Client) readFeed(ctx context.Context, stream, subject string, o FeedOpt
 			}
 		}
 		if md != nil && md.NumPending == 0 {
+			if err := reached(); err != nil {
+				return err
+			}
 			if !o.Follow || until.Load() {
 				return nil
 			}

@@ -3,6 +3,8 @@ package nexlet
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +19,11 @@ import (
 const MaxLineBytes = 64 * 1024
 
 // HeaderContinued marks a piece of an over-long line that continues in the next message.
-const HeaderContinued = "Nex-Continued"
+const HeaderContinued = v1.HeaderContinued
+
+// MaxHistoryBatchBytes bounds one history message (less when the server's max_payload is
+// smaller).
+const MaxHistoryBatchBytes = 512 * 1024
 
 // Feed publishes a workload's logs and events on the $NEX.FEED subjects.
 type Feed struct {
@@ -58,7 +64,7 @@ const MaxQueueBytes = 8 << 20
 // $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line
 // and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
-	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), stream: stream, done: make(chan struct{})}
+	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	go w.publishLoop()
 	return w
@@ -66,11 +72,14 @@ func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
 
 // LineWriter splits a byte stream into lines and publishes each one from its own
 // goroutine, so a slow connection costs dropped lines (counted) rather than a blocked
-// workload.
+// workload. Each batch of lines it publishes live, one message per line, it publishes
+// again as one history message for the NEX_LOGS stream.
 type LineWriter struct {
 	feed    *Feed
 	nc      *nats.Conn
 	subject string
+	history string
+	hist    []byte // history batch being built
 	stream  string
 	done    chan struct{}
 	// Tee, when set, receives each published line too (nexd's --show-workload-logs).
@@ -171,12 +180,56 @@ func (w *LineWriter) publishLoop() {
 			}
 			start = e.end
 		}
+		w.publishHistory(buf, ents)
 
 		w.feed.lines.Add(uint64(len(ents)))
 		w.mu.Lock()
 		w.published += uint64(len(ents))
 		w.spare, w.spareEnts = buf, ents
 		w.mu.Unlock()
+	}
+}
+
+// publishHistory publishes the lines of one batch as few history messages: each line
+// followed by '\n', the pieces of cut lines listed in a header.
+func (w *LineWriter) publishHistory(buf []byte, ents []entry) {
+	limit := MaxHistoryBatchBytes
+	if mp := int(w.nc.MaxPayload()) - 1024; mp > 0 && mp < limit {
+		limit = mp
+	}
+	body := w.hist[:0]
+	var cont []string
+	n := 0
+	flush := func() {
+		if n == 0 {
+			return
+		}
+		h := nats.Header{v1.HeaderStream: []string{w.stream}}
+		if len(cont) > 0 {
+			h[v1.HeaderContinuedLines] = []string{strings.Join(cont, ",")}
+		}
+		_ = w.nc.PublishMsg(&nats.Msg{Subject: w.history, Header: h, Data: body})
+		body, cont, n = body[:0], cont[:0], 0
+	}
+	start := 0
+	for _, e := range ents {
+		line := buf[start:e.end]
+		start = e.end
+		if len(body)+len(line)+1 > limit {
+			flush()
+		}
+		if e.continued {
+			cont = append(cont, strconv.Itoa(n))
+		}
+		body = append(body, line...)
+		body = append(body, '\n')
+		n++
+	}
+	flush()
+	if cap(body) <= 64<<10 { // a burst's big buffer is not kept for a quiet workload
+		w.hist = body
+	} else {
+		w.hist = nil
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,7 +16,26 @@ import (
 const (
 	LogsStream   = "NEX_LOGS"
 	EventsStream = "NEX_EVENTS"
+	// LogsHistorySubjects are the batches of lines nexlets publish for the history
+	// (v1.LogHistorySubject), not the one-message-per-line live feed.
+	LogsHistorySubjects = "$NEX.HIST.*.logs.*"
 )
+
+// adoptSubjects points an existing stream (made by an older nexd) at the subjects this
+// one publishes history on; its limits stay as they are.
+func adoptSubjects(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, want.Name)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if slices.Equal(cfg.Subjects, want.Subjects) {
+		return nil
+	}
+	cfg.Subjects = want.Subjects
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
+}
 
 // HistoryConfig bounds the history streams.
 type HistoryConfig struct {
@@ -37,7 +57,7 @@ func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 		h.Replicas = 1
 	}
 	for _, cfg := range []jetstream.StreamConfig{
-		{Name: LogsStream, Description: "nex workload output", Subjects: []string{"$NEX.FEED.*.logs.*"},
+		{Name: LogsStream, Description: "nex workload output", Subjects: []string{LogsHistorySubjects},
 			MaxAge: h.LogsMaxAge, MaxBytes: h.LogsMaxBytes, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
 		{Name: EventsStream, Description: "nex workload and node events", Subjects: []string{"$NEX.FEED.*.event.*"},
 			MaxAge: h.EventsMaxAge, MaxBytes: h.EventsMaxByte, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
@@ -46,7 +66,10 @@ func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 			cfg.MaxBytes = -1
 		}
 		_, err := js.CreateStream(ctx, cfg)
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = adoptSubjects(ctx, js, cfg)
+		}
+		if err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}

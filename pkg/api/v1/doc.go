@@ -9,6 +9,12 @@ const APIVersion = "v1"
 const (
 	// HeaderStream names the output stream of a log line: "stdout" or "stderr".
 	HeaderStream = "Nex-Stream"
+	// HeaderContinued ("true") marks a piece of an over-long line that continues in the
+	// next message.
+	HeaderContinued = "Nex-Continued"
+	// HeaderContinuedLines lists, comma separated, the lines of a history batch that are
+	// such pieces (0 is the first line of the batch).
+	HeaderContinuedLines = "Nex-Continued-Lines"
 )
 
 // Lifecycles a workload can have.

@@ -12,6 +12,7 @@ const (
 	svcPrefix  = "$NEX.SVC.v1."
 	nodePrefix = "$NEX.NODE.v1."
 	feedPrefix = "$NEX.FEED."
+	histPrefix = "$NEX.HIST."
 )
 
 // Control verbs served by nexd on $NEX.SVC.v1.<ns>.control.<VERB>.
@@ -150,6 +151,11 @@ func NexletPrefix(nodeID, nexletID string) string {
 
 // LogSubject is $NEX.FEED.<ns>.logs.<wid>.
 func LogSubject(ns, wid string) string { return feedPrefix + ns + ".logs." + wid }
+
+// LogHistorySubject is $NEX.HIST.<ns>.logs.<wid>: the same lines as LogSubject, many per
+// message (one per line, '\n' after each), kept by the NEX_LOGS stream. Storing a batch
+// costs JetStream what storing one line would; live readers use LogSubject.
+func LogHistorySubject(ns, wid string) string { return histPrefix + ns + ".logs." + wid }
 
 // EventSubject is $NEX.FEED.<ns>.event.<wid>.
 func EventSubject(ns, wid string) string { return feedPrefix + ns + ".event." + wid }

@@ -1,0 +1,106 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nexrun/nex/internal/testutil"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// Lines written by a nexlet come back from the history line for line: in order, by
+// stream, over-long lines in marked pieces, a partial last line, and --tail in lines.
+func TestLogsHistoryRoundTrip(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	feed := nexlet.NewFeed(nc, "NODE")
+	out := feed.LineWriter("default", "w1", "stdout")
+	errw := feed.LineWriter("default", "w1", "stderr")
+	const n = 5000
+	var want []client.LogLine
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(out, "line %d\n", i)
+		want = append(want, client.LogLine{Stream: "stdout", Line: fmt.Sprintf("line %d", i)})
+	}
+	long := strings.Repeat("x", nexlet.MaxLineBytes+10)
+	fmt.Fprintf(out, "%s\nlast, no newline", long)
+	want = append(want,
+		client.LogLine{Stream: "stdout", Line: long[:nexlet.MaxLineBytes], Continued: true},
+		client.LogLine{Stream: "stdout", Line: long[nexlet.MaxLineBytes:]},
+		client.LogLine{Stream: "stdout", Line: "last, no newline"})
+	out.Close()
+	fmt.Fprintln(errw, "to stderr")
+	errw.Close()
+
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(ctx, node.LogsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the history to be stored", func() bool {
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs > 0 && info.State.Bytes > uint64(n*6)
+	})
+	info, _ := st.Info(ctx)
+	if info.State.Msgs >= n/10 {
+		t.Errorf("%d lines stored as %d messages: not batched", n+4, info.State.Msgs)
+	}
+
+	c, err := client.New(nc, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(o client.FeedOptions) []client.LogLine {
+		var got []client.LogLine
+		err := c.Logs(ctx, "w1", o, func(l client.LogLine) error {
+			if l.Time.IsZero() {
+				t.Fatal("a line without a time")
+			}
+			l.Time = time.Time{}
+			got = append(got, l)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	var stdout []client.LogLine
+	stderr := 0
+	for _, l := range read(client.FeedOptions{}) {
+		if l.Stream == "stderr" {
+			stderr++
+			if l.Line != "to stderr" {
+				t.Errorf("stderr line %q", l.Line)
+			}
+			continue
+		}
+		stdout = append(stdout, l)
+	}
+	if stderr != 1 || len(stdout) != len(want) {
+		t.Fatalf("%d stdout lines (want %d), %d stderr", len(stdout), len(want), stderr)
+	}
+	for i := range want {
+		if stdout[i] != want[i] {
+			t.Fatalf("line %d: %+.80v, want %+.80v", i, stdout[i], want[i])
+		}
+	}
+	tail := read(client.FeedOptions{Tail: 3})
+	if len(tail) != 3 || tail[0].Line != long[nexlet.MaxLineBytes:] || tail[1].Line != "last, no newline" || tail[2].Line != "to stderr" {
+		t.Fatalf("tail 3: %+.80v", tail)
+	}
+	if got := read(client.FeedOptions{Tail: 100000}); len(got) != len(want)+1 {
+		t.Fatalf("a tail longer than the history: %d lines, want %d", len(got), len(want)+1)
+	}
+}
