@@ -52,6 +52,10 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		return ierr
 	}
+	if c.Since > 0 {
+		fmt.Fprintf(g.stderr, "workload %s has printed nothing in the last %s\n", c.ID, c.Since)
+		return nil
+	}
 	fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	return nil
 }

@@ -211,6 +211,15 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 	for _, n := range info.State.Subjects {
 		have += n
 	}
+	if have > 0 && !o.Since.IsZero() {
+		// nothing stored since then: do not wait for a first message that will not come
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last, err := st.GetLastMsgForSubject(lctx, subject)
+		cancel()
+		if err == nil && last.Time.Before(o.Since) {
+			have = 0
+		}
+	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !o.Since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since

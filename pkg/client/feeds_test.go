@@ -63,7 +63,9 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 	}
 	read := func(o client.FeedOptions) []client.LogLine {
 		var got []client.LogLine
-		err := c.Logs(ctx, "w1", o, func(l client.LogLine) error {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		err := c.Logs(rctx, "w1", o, func(l client.LogLine) error {
 			if l.Time.IsZero() {
 				t.Fatal("a line without a time")
 			}
@@ -73,6 +75,9 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if rctx.Err() != nil {
+			t.Fatalf("reading the history with %+v did not end by itself", o)
 		}
 		return got
 	}
@@ -99,6 +104,13 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 	tail := read(client.FeedOptions{Tail: 3})
 	if len(tail) != 3 || tail[0].Line != long[nexlet.MaxLineBytes:] || tail[1].Line != "last, no newline" || tail[2].Line != "to stderr" {
 		t.Fatalf("tail 3: %+.80v", tail)
+	}
+	// --since: a window with nothing in it ends at once; one with everything has everything
+	if got := read(client.FeedOptions{Since: time.Now().Add(time.Hour)}); len(got) != 0 {
+		t.Fatalf("since an hour from now: %d lines", len(got))
+	}
+	if got := read(client.FeedOptions{Since: time.Now().Add(-time.Hour)}); len(got) != len(want)+1 {
+		t.Fatalf("since an hour ago: %d lines, want %d", len(got), len(want)+1)
 	}
 	if got := read(client.FeedOptions{Tail: 100000}); len(got) != len(want)+1 {
 		t.Fatalf("a tail longer than the history: %d lines, want %d", len(got), len(want)+1)
