@@ -56,23 +56,30 @@ func (f *Feed) Event(ev v1.Event) {
 	_ = f.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
 }
 
-// MaxQueueBytes bounds the output a LineWriter holds while NATS is slow; lines that do
-// not fit are dropped and counted, so a workload is never blocked by its logging.
+// MaxQueueBytes bounds the output a LineWriter holds while NATS is slow. When it is full,
+// Write waits for the publisher to take the queue (the workload's writes block, as on a
+// full pipe), so a burst costs time, not lines.
 const MaxQueueBytes = 8 << 20
+
+// DefaultMaxBlock bounds that wait: a publisher that takes nothing for this long is stuck
+// (a connection that does not drain), and lines are dropped and counted until it moves
+// again, so a workload is never held up by its logging for longer.
+const DefaultMaxBlock = 5 * time.Second
 
 // LineWriter returns a writer that publishes one message per line of output on
 // $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line
 // and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
-	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream, done: make(chan struct{})}
+	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream,
+		done: make(chan struct{}), freed: make(chan struct{}), MaxBlock: DefaultMaxBlock}
 	w.cond = sync.NewCond(&w.mu)
 	go w.publishLoop()
 	return w
 }
 
 // LineWriter splits a byte stream into lines and publishes each one from its own
-// goroutine, so a slow connection costs dropped lines (counted) rather than a blocked
-// workload. Each batch of lines it publishes live, one message per line, it publishes
+// goroutine: a slow connection holds the writer up (MaxBlock at most), a stuck one costs
+// dropped lines (counted). Each batch of lines it publishes live, one message per line, it publishes
 // again as one history message for the NEX_LOGS stream.
 type LineWriter struct {
 	feed    *Feed
@@ -85,6 +92,9 @@ type LineWriter struct {
 	// Tee, when set, receives each published line too (nexd's --show-workload-logs).
 	// Set it before the first Write.
 	Tee func(stream string, line []byte)
+	// MaxBlock is how long Write waits for room in a full queue (DefaultMaxBlock). Set
+	// it before the first Write.
+	MaxBlock time.Duration
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -94,6 +104,9 @@ type LineWriter struct {
 	spare     []byte
 	spareEnts []entry
 	closed    bool
+	writing   bool          // a Write is in progress (it may be waiting for room)
+	freed     chan struct{} // closed when the publisher takes the queue
+	stuck     bool          // a wait for room timed out: drop until the publisher moves
 	published uint64
 	dropped   uint64
 }
@@ -106,6 +119,7 @@ type entry struct {
 // Write queues every complete line in p and keeps the rest for the next call.
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
+	w.writing = true
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
@@ -130,22 +144,47 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		w.partial = w.partial[:0]
 		p = p[i+1:]
 	}
+	w.writing = false
 	w.mu.Unlock()
 	w.cond.Signal()
 	return n, nil
 }
 
-// enqueue appends one line to the queue, or counts it as dropped when the queue is full.
-// Caller holds w.mu.
+// enqueue appends one line to the queue. When the queue is full it waits for room, or
+// counts the line as dropped when the publisher is stuck or the writer closed. Caller
+// holds w.mu (released while waiting).
 func (w *LineWriter) enqueue(line []byte, continued bool) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	if len(w.queue)+len(line) > MaxQueueBytes {
-		w.dropped++
-		w.feed.dropped.Add(1)
-		return
+	for len(w.queue)+len(line) > MaxQueueBytes {
+		if w.stuck || w.closed || !w.waitForRoom() {
+			w.dropped++
+			w.feed.dropped.Add(1)
+			return
+		}
 	}
 	w.queue = append(w.queue, line...)
 	w.entries = append(w.entries, entry{end: len(w.queue), continued: continued})
+}
+
+// waitForRoom wakes the publisher and waits until it takes the queue (true) or MaxBlock
+// passes (false: the publisher is stuck). Caller holds w.mu.
+func (w *LineWriter) waitForRoom() bool {
+	freed := w.freed
+	w.mu.Unlock()
+	w.cond.Signal()
+	t := time.NewTimer(w.MaxBlock)
+	var ok bool
+	select {
+	case <-freed:
+		ok = true
+	case <-t.C:
+	}
+	t.Stop()
+	w.mu.Lock()
+	if !ok {
+		w.stuck = true
+	}
+	return ok
 }
 
 func (w *LineWriter) publishLoop() {
@@ -165,16 +204,20 @@ func (w *LineWriter) publishLoop() {
 		// Swap buffers: the writer fills the spare ones while these are published.
 		buf, ents := w.queue, w.entries
 		w.queue, w.entries = w.spare[:0], w.spareEnts[:0]
+		close(w.freed)
+		w.freed, w.stuck = make(chan struct{}), false
 		w.mu.Unlock()
 
-		start := 0
+		start, lost := 0, uint64(0)
 		for _, e := range ents {
 			msg.Data = buf[start:e.end]
 			msg.Header = plain
 			if e.continued {
 				msg.Header = cont
 			}
-			_ = w.nc.PublishMsg(msg)
+			if w.nc.PublishMsg(msg) != nil { // the reconnect buffer is full, or the connection closed
+				lost++
+			}
 			if w.Tee != nil {
 				w.Tee(w.stream, msg.Data)
 			}
@@ -182,9 +225,11 @@ func (w *LineWriter) publishLoop() {
 		}
 		w.publishHistory(buf, ents)
 
-		w.feed.lines.Add(uint64(len(ents)))
+		w.feed.lines.Add(uint64(len(ents)) - lost)
 		w.mu.Lock()
-		w.published += uint64(len(ents))
+		w.published += uint64(len(ents)) - lost
+		w.dropped += lost
+		w.feed.dropped.Add(lost)
 		w.spare, w.spareEnts = buf, ents
 		w.mu.Unlock()
 	}
@@ -258,7 +303,8 @@ func (w *LineWriter) Close() error {
 		w.mu.Unlock()
 		return nil
 	}
-	if len(w.partial) > 0 {
+	// a Write still waiting for room (its process gone, its pipe closed) owns the partial line
+	if len(w.partial) > 0 && !w.writing {
 		w.enqueue(w.partial, false)
 		w.partial = w.partial[:0]
 	}

@@ -1,9 +1,15 @@
 package nexlet_test
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -81,5 +87,87 @@ func BenchmarkLineWriter(b *testing.B) {
 	w.Close()
 	if w.Dropped() > 0 {
 		b.Fatalf("dropped %d lines", w.Dropped())
+	}
+}
+
+// A connection that takes nothing: Write waits MaxBlock for room, then drops and counts
+// lines instead of holding the workload up for longer; it never hangs.
+func TestLineWriterStuckConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	stop := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(stop) }) }
+	defer unstick()
+	go func() { // a server that greets, answers the first PING, and then never reads again
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprint(c, "INFO {\"server_id\":\"stuck\",\"version\":\"2.10.0\",\"proto\":1,\"max_payload\":1048576,\"headers\":true}\r\n")
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "PING") {
+				fmt.Fprint(c, "PONG\r\n")
+				break
+			}
+		}
+		<-stop
+	}()
+	nc, err := nats.Connect("nats://"+l.Addr().String(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "w1", "stdout")
+	w.MaxBlock = 100 * time.Millisecond
+	chunk := []byte(strings.Repeat(strings.Repeat("y", 99)+"\n", 640)) // 64,000 bytes, 640 lines
+	const chunks = 1000                                                // 64 MB: far more than the queue and the socket hold
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < chunks; i++ {
+			_, _ = w.Write(chunk)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Write is held up by a stuck connection")
+	}
+	if w.Dropped() == 0 || w.Lines()+w.Dropped() > chunks*640 {
+		t.Fatalf("published %d, dropped %d of %d lines", w.Lines(), w.Dropped(), chunks*640)
+	}
+	unstick() // the server goes away: the publisher's blocked write fails at once
+	w.Close()
+}
+
+// A burst far larger than the queue, written at once: the writer waits for the publisher
+// instead of dropping lines.
+func TestLineWriterBurstLosesNothing(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "w1", "stdout")
+	chunk := []byte(strings.Repeat(strings.Repeat("z", 99)+"\n", 640))
+	const chunks = 400 // 25.6 MB: three times the queue
+	for i := 0; i < chunks; i++ {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	testutil.Eventually(t, 30*time.Second, "every line to be published", func() bool {
+		return w.Lines()+w.Dropped() == chunks*640
+	})
+	if w.Dropped() != 0 {
+		t.Fatalf("dropped %d of %d lines", w.Dropped(), chunks*640)
 	}
 }
