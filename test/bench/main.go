@@ -204,7 +204,9 @@ func (e *env) close() {
 	}
 	e.nc.Close()
 	e.srv.Shutdown()
-	os.RemoveAll(e.dir)
+	if os.Getenv("NEXBENCH_KEEP") == "" {
+		os.RemoveAll(e.dir)
+	}
 }
 
 // percentile returns the p-th percentile (0-100) of ds in milliseconds.

@@ -144,7 +144,11 @@ func throughput(e *env) ([]Result, error) {
 			for time.Now().Before(stop) {
 				if _, err := c.StartWorkload(context.Background(), job("t", "/bin/true")); err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
+					msg := err.Error()
+					if d := v1.AsError(err).Details; d != nil {
+						msg += fmt.Sprintf(" %+v", d) // the nodes' declines
+					}
+					firstErr.CompareAndSwap(nil, msg)
 					continue
 				}
 				ok.Add(1)
@@ -155,7 +159,7 @@ func throughput(e *env) ([]Result, error) {
 	rate := float64(ok.Load()) / window.Seconds()
 	detail := fmt.Sprintf("%d workers, %d started, %d failed in %s", workers, ok.Load(), failed.Load(), window)
 	if v := firstErr.Load(); v != nil {
-		detail += "; first error: " + v.(string)
+		detail += "; first error: " + strings.ReplaceAll(v.(string), "\n", " / ")
 	}
 	return []Result{{Figure: "start throughput", Value: rate, Unit: "starts/s", Detail: detail, Target: "≥ 500 /s", Met: rate >= 500 && failed.Load() == 0}}, nil
 }
