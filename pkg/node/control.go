@@ -132,7 +132,7 @@ func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRe
 		}
 	}
 	if len(candidates) == 0 {
-		reply.Decline = fmt.Sprintf("nexlets of type %s are lost or at capacity", req.Type)
+		reply.Decline = n.noCandidateReason(req, counts, now)
 		return reply, nil
 	}
 	e := candidates[rand.IntN(len(candidates))]
@@ -143,6 +143,29 @@ func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRe
 	n.bids[b.BidID] = b
 	reply.Bid = &b.Bid
 	return reply, nil
+}
+
+// noCandidateReason says why no nexlet of the requested type can bid. Caller holds n.mu.
+func (n *Node) noCandidateReason(req *v1.AuctionRequest, counts map[string]int, now time.Time) string {
+	var why []string
+	for id, e := range n.nexlets {
+		if e.reg.RegisterType != req.Type || !contains(e.reg.Lifecycles, req.Lifecycle) {
+			continue
+		}
+		switch h := n.health(e, now); {
+		case h == v1.HealthRegistering:
+			why = append(why, fmt.Sprintf("nexlet %s is still registering (reconciling its workloads); try again in a moment", id))
+		case h == v1.HealthLost:
+			why = append(why, fmt.Sprintf("nexlet %s is lost (no heartbeat since %s)", id, e.lastHeartbeat.UTC().Format(time.RFC3339)))
+		case e.reg.MaxWorkloads > 0 && counts[id] >= e.reg.MaxWorkloads:
+			why = append(why, fmt.Sprintf("nexlet %s is at capacity (%d workloads)", id, counts[id]))
+		}
+	}
+	if len(why) == 0 {
+		return fmt.Sprintf("no nexlet of type %s can take a %s workload", req.Type, req.Lifecycle)
+	}
+	sort.Strings(why)
+	return strings.Join(why, "; ")
 }
 
 // declineReason says why this node cannot run req, or "" when it can. Caller holds n.mu.

@@ -321,6 +321,8 @@ func (n *Node) sweep() {
 func (n *Node) health(e *nexletEntry, now time.Time) string {
 	age := now.Sub(e.lastHeartbeat)
 	switch {
+	case !e.ready && age <= 6*n.cfg.HeartbeatInterval:
+		return v1.HealthRegistering
 	case age <= 3*n.cfg.HeartbeatInterval:
 		return v1.HealthHealthy
 	case age <= 6*n.cfg.HeartbeatInterval:
@@ -353,7 +355,7 @@ func (n *Node) WaitForNexlet(ctx context.Context, registerType string) error {
 	for {
 		n.mu.Lock()
 		for _, e := range n.nexlets {
-			if e.reg.RegisterType == registerType {
+			if e.reg.RegisterType == registerType && e.ready {
 				n.mu.Unlock()
 				return nil
 			}

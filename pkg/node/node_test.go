@@ -306,3 +306,79 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A nexlet whose workloads are still being reconciled is listed as registering, does not
+// bid (the decline says why), and does not count as ready: a client that waits for a
+// healthy nexlet, or for WaitForNexlet, can start a workload at once.
+func TestRegisteringNexletDoesNotBid(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	n, err := node.New(nc, node.Config{NodeID: nodeID(t), Name: "n1", AllowRemoteNexlets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+
+	// a nexlet that takes its time to list its workloads
+	fake := testutil.Connect(t, s)
+	release := make(chan struct{})
+	sub, err := fake.Subscribe(v1.NexletSubject(n.ID(), "slow", v1.NexletList), func(m *nats.Msg) {
+		<-release
+		_ = m.Respond([]byte("[]"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	reg, _ := json.Marshal(v1.RegisterRequest{NexletID: "slow", RegisterType: "memory", Lifecycles: []string{v1.LifecycleJob},
+		StartRequestSchema: []byte(memory.Schema)})
+	registered := make(chan error, 1)
+	go func() {
+		_, err := fake.Request(v1.RegisterSubject(n.ID()), reg, 30*time.Second)
+		registered <- err
+	}()
+	defer func() { // released however the test ends
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	health := func() string {
+		for _, x := range n.Info(false).Nexlets {
+			if x.NexletID == "slow" {
+				return x.Health
+			}
+		}
+		return ""
+	}
+	testutil.Eventually(t, 5*time.Second, "the nexlet to be known", func() bool { return health() != "" })
+	if h := health(); h != v1.HealthRegistering {
+		t.Fatalf("health while reconciling: %q", h)
+	}
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	bids, declines, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleJob})
+	if err != nil || len(bids) != 0 || len(declines) != 1 || !strings.Contains(declines[0].Decline, "nexlet slow is still registering") {
+		t.Fatalf("auction while reconciling: %v bids, declines %+v, %v", len(bids), declines, err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := n.WaitForNexlet(wctx, "memory"); err == nil {
+		t.Fatal("WaitForNexlet returned before the nexlet was reconciled")
+	}
+
+	close(release)
+	if err := <-registered; err != nil {
+		t.Fatal(err)
+	}
+	if h := health(); h != v1.HealthHealthy {
+		t.Fatalf("health after registering: %q", h)
+	}
+	if bids, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleJob}); err != nil || len(bids) != 1 {
+		t.Fatalf("auction after registering: %d bids, %v", len(bids), err)
+	}
+}

@@ -247,6 +247,9 @@ const (
 	HealthHealthy  = "healthy"
 	HealthDegraded = "degraded"
 	HealthLost     = "lost"
+	// HealthRegistering: registered, its workloads still being reconciled; it bids
+	// once that is done (a moment for a new nexlet, longer for one with many workloads).
+	HealthRegistering = "registering"
 )
 
 // RegisterRequest is sent by a nexlet to its node.
