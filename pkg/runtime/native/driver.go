@@ -377,7 +377,7 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 	if err := os.Rename(tmp, h.creds); err != nil {
 		return err
 	}
-	if h.fn != nil {
+	if h.fn.Load() != nil {
 		go h.renewed()
 	}
 	return nil

@@ -55,12 +55,15 @@ func (h *handle) serveFunction() error {
 	if conc <= 0 {
 		conc = 1
 	}
-	h.fn = &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}}
+	f := &function{sem: make(chan struct{}, conc), running: map[int]struct{}{}}
+	h.fn.Store(f)
 	tc, err := h.listen()
 	if err != nil {
 		return err
 	}
-	h.fn.cur = tc
+	f.mu.Lock()
+	f.cur = tc
+	f.mu.Unlock()
 	return nil
 }
 
@@ -102,7 +105,7 @@ func (h *handle) listen() (*triggerConn, error) {
 // retires the old one: its subscriptions are drained (messages already delivered to it
 // still run) and it closes once their invocations have replied.
 func (h *handle) renewed() {
-	f := h.fn
+	f := h.fn.Load()
 	f.mu.Lock()
 	old := f.cur
 	f.mu.Unlock()
@@ -155,7 +158,7 @@ func (tc *triggerConn) close() {
 // invoke runs the executable once for m. It blocks while the concurrency limit is
 // reached, which holds further messages in the subscription's queue.
 func (h *handle) invoke(tc *triggerConn, m *nats.Msg) {
-	f := h.fn
+	f := h.fn.Load()
 	select {
 	case f.sem <- struct{}{}:
 	case <-h.stopCh:
@@ -170,7 +173,7 @@ func (h *handle) invoke(tc *triggerConn, m *nats.Msg) {
 }
 
 func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
-	f := h.fn
+	f := h.fn.Load()
 	began := time.Now()
 	cmd := exec.Command(h.sr.path, h.sr.Argv...)
 	cmd.Dir = h.workdir
@@ -251,7 +254,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 // stopFunction stops taking messages, then ends running invocations as stop ends a
 // service: SIGTERM, the grace period, SIGKILL.
 func (h *handle) stopFunction(grace time.Duration) {
-	f := h.fn
+	f := h.fn.Load()
 	f.mu.Lock()
 	tc := f.cur
 	f.cur = nil

@@ -35,9 +35,9 @@ type handle struct {
 	ownWorkdir bool
 	log        *zap.Logger
 
-	fn          *function         // set for the function lifecycle
-	creds       string            // path of the workload's .creds file, when it has its own
-	env         map[string]string // the environment with sealed values opened
+	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
+	creds       string                   // path of the workload's .creds file, when it has its own
+	env         map[string]string        // the environment with sealed values opened
 	stopOnce    sync.Once
 	stopCh      chan struct{} // closed when a stop is requested
 	done        chan struct{} // closed when the run loop has ended
@@ -260,7 +260,7 @@ func (h *handle) stop(grace time.Duration) {
 	}
 	h.mu.Unlock()
 	h.stopOnce.Do(func() { close(h.stopCh) })
-	if h.fn != nil {
+	if h.fn.Load() != nil {
 		h.stopFunction(grace)
 		h.setState(v1.StateStopped)
 		return
@@ -317,7 +317,7 @@ func (h *handle) setState(s string) {
 }
 
 func (h *handle) finished() bool {
-	if h.fn != nil {
+	if h.fn.Load() != nil {
 		return h.stopping()
 	}
 	select {
@@ -368,11 +368,11 @@ func (h *handle) info() v1.WorkloadInfo {
 	if h.dropped > 0 {
 		md["dropped_lines"] = strconv.FormatUint(h.dropped, 10)
 	}
-	if h.fn != nil {
-		h.fn.mu.Lock()
-		md["invocations"] = strconv.FormatUint(h.fn.invocations, 10)
-		md["running_invocations"] = strconv.Itoa(len(h.fn.running))
-		h.fn.mu.Unlock()
+	if fn := h.fn.Load(); fn != nil {
+		fn.mu.Lock()
+		md["invocations"] = strconv.FormatUint(fn.invocations, 10)
+		md["running_invocations"] = strconv.Itoa(len(fn.running))
+		fn.mu.Unlock()
 		md["triggers"] = strings.Join(h.sr.Triggers, ",")
 	}
 	info := v1.WorkloadInfo{
