@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,5 +221,45 @@ func TestHostileInput(t *testing.T) {
 	}
 	if strings.Contains(n.bg.out.String(), "panic") {
 		t.Fatalf("nexd panicked:\n%s", n.bg.out.String())
+	}
+}
+
+// TestNexdRefusesBadFlags: nexd given a bad flag exits at once, non-zero, naming it.
+func TestNexdRefusesBadFlags(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tags", "nex.os=x"}, "reserved: nex.os"},
+		{[]string{"--tags", "a"}, "--tags"},
+		{[]string{"--tags", "region=a.b"}, "region"},
+		{[]string{"--node-name", "a b"}, "name"},
+		{[]string{"--node-seed", "SNOTASEED"}, "node seed"},
+		{[]string{"--state", "bogus"}, "--state"},
+		{[]string{"--issuer-nkey", "AFOO"}, "--issuer-nkey-seed"},
+		{[]string{"--issuer-signing-key", "/nonexistent/key"}, "--issuer-signing-key"},
+		{[]string{"--issuer-signing-key", "SAFOO"}, "--issuer-signing-key"},
+		{[]string{"--secrets-key", "/nonexistent/key"}, "--secrets-key"},
+		{[]string{"--nexlet-native-path", "/nonexistent/nexlet"}, "--nexlet-native-path"},
+		{[]string{"--metrics.listen", "nonsense"}, "--metrics.listen"},
+		{[]string{"--config", "/nonexistent/config.json"}, "/nonexistent/config.json"},
+	}
+	for i, c := range cases {
+		args := append([]string{"-s", s.ClientURL(), "--data-dir", filepath.Join(u.home, fmt.Sprintf("d%d", i))}, c.args...)
+		cmd := u.cmd("nexd", args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		done := make(chan []byte, 1)
+		go func() { out, _ := cmd.CombinedOutput(); done <- out }()
+		select {
+		case out := <-done:
+			if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "panic") {
+				t.Errorf("nexd %s: exit %d, output does not name %q:\n%s", strings.Join(c.args, " "), cmd.ProcessState.ExitCode(), c.want, out)
+			}
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			t.Errorf("nexd %s: still running after 20 s", strings.Join(c.args, " "))
+		}
 	}
 }

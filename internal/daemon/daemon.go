@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	}
 	var secretsKey nkeys.KeyPair
 	if o.SecretsKey != "" {
-		seed, err := seedValue(o.SecretsKey)
+		seed, err := seedValue("--secrets-key", o.SecretsKey)
 		if err != nil {
 			return err
 		}
@@ -298,15 +298,18 @@ func newMinter(o Options) (creds.Minter, error) {
 	case o.IssuerSigningKey != "" && o.IssuerNKey != "":
 		return nil, fmt.Errorf("%w: give --issuer-signing-key or --issuer-nkey, not both", creds.ErrConfig)
 	case o.IssuerSigningKey != "":
-		seed, err := seedValue(o.IssuerSigningKey)
+		seed, err := seedValue("--issuer-signing-key", o.IssuerSigningKey)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", creds.ErrConfig, err)
 		}
 		return creds.NewSigningKeyMinter(seed, o.IssuerRootAccount)
 	case o.IssuerNKey != "":
-		seed, err := seedValue(o.IssuerNKeySeed)
+		if o.IssuerNKeySeed == "" {
+			return nil, fmt.Errorf("%w: --issuer-nkey needs --issuer-nkey-seed (the account's seed, or a file holding it)", creds.ErrConfig)
+		}
+		seed, err := seedValue("--issuer-nkey-seed", o.IssuerNKeySeed)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", creds.ErrConfig, err)
 		}
 		return creds.NewAccountKeyMinter(o.IssuerNKey, seed)
 	case o.IssuerRootAccount != "" || o.IssuerNKeySeed != "":
@@ -315,14 +318,14 @@ func newMinter(o Options) (creds.Minter, error) {
 	return creds.Dev{}, nil
 }
 
-// seedValue accepts a seed or the path of a file holding one.
-func seedValue(v string) (string, error) {
+// seedValue accepts a seed or the path of a file holding one; flag names it in errors.
+func seedValue(flag, v string) (string, error) {
 	if strings.HasPrefix(v, "S") {
 		return v, nil
 	}
 	b, err := os.ReadFile(v)
 	if err != nil {
-		return "", fmt.Errorf("%w: read seed file %s: %v", creds.ErrConfig, v, err)
+		return "", fmt.Errorf("%s: neither a seed (S...) nor a readable file: %v", flag, err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -374,6 +377,13 @@ func nexletAlive(nc *nats.Conn, nodeID, id string) func(context.Context) bool {
 
 func findNexletNative(explicit string) (string, error) {
 	if explicit != "" {
+		st, err := os.Stat(explicit)
+		if err != nil {
+			return "", fmt.Errorf("--nexlet-native-path: %w", err)
+		}
+		if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("--nexlet-native-path %s: not an executable file", explicit)
+		}
 		return explicit, nil
 	}
 	if self, err := os.Executable(); err == nil {
