@@ -327,6 +327,11 @@ func TestNamespaceIsolation(t *testing.T) {
 	if msg := <-hammerDone; msg != "" {
 		t.Error(msg)
 	}
+	// The nexlet moved to renewed credentials before the old ones expired: the server never
+	// had to cut it off.
+	if out := n.bg.out.String(); strings.Contains(out, "authentication expired") || strings.Contains(out, "NATS connection lost") {
+		t.Errorf("a connection was cut off when its credentials expired:\n%s", out)
+	}
 	out = u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
 		"--name", "late", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	_, late := startedID(t, out)

@@ -72,6 +72,9 @@ func run(c cli, log *zap.Logger) error {
 		return err
 	}
 	defer nc.Close()
+	if resolved.CredsFile != "" {
+		go daemon.ReconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
+	}
 	opts := native.Options{
 		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
 		Conn: nc, Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
