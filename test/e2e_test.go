@@ -322,6 +322,10 @@ start_request:
 	testutil.Eventually(t, 5*time.Second, "the job's output in its history", func() bool {
 		return u.mustNex("--namespace", "default", "workload", "logs", jobID) == "--once\n"
 	})
+	// following a finished job prints what it printed and ends, rather than waiting forever
+	if out, errOut, code := u.nex("--namespace", "default", "workload", "logs", jobID, "-f"); code != 0 || out != "--once\n" || !strings.Contains(errOut, "has finished") {
+		t.Errorf("logs -f of a finished job: exit %d stdout %q stderr %q", code, out, errOut)
+	}
 	if out, errOut, code := u.nex("--namespace", "default", "workload", "logs", svcID, "--stderr"); code != 0 || out != "" || !strings.Contains(errOut, "ready") || strings.Contains(errOut, "hello-service") {
 		t.Errorf("logs --stderr: exit %d stdout %q stderr %q", code, out, errOut)
 	}

@@ -137,6 +137,7 @@ func TestHostileInput(t *testing.T) {
 		{[]string{"workload", "trigger", "default.nobody", "x"}, "no function is listening on it"},
 		{[]string{"workload", "trigger", "default.>", "x"}, "trigger"},
 		{[]string{"workload", "logs", "NoSuchWorkload"}, "workload NoSuchWorkload not found"},
+		{[]string{"workload", "logs", "NoSuchWorkload", "-f"}, "workload NoSuchWorkload not found"},
 		{[]string{"workload", "info", "NoSuchWorkload"}, "not found"},
 		{[]string{"workload", "stop", "NoSuchWorkload"}, "not found"},
 		{[]string{"workload", "clone", "NoSuchWorkload"}, "not found"},

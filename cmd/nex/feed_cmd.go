@@ -40,10 +40,27 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	o := c.options()
+	gone := ""
+	if o.Follow {
+		// following a workload that is gone or finished would wait forever: show what is kept
+		info, ierr := cl.WorkloadInfo(ctx, c.ID)
+		switch {
+		case ierr != nil && v1.AsError(ierr).Code == 404:
+			o.Follow, gone = false, "is no longer running in namespace "+cl.Namespace()
+		case ierr == nil && info.Finished():
+			o.Follow, gone = false, "has finished ("+info.State+")"
+		}
+	}
 	lines := 0
 	err = printLogs(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
-	if err != nil || lines > 0 || o.Follow {
+	if err != nil || o.Follow {
 		return err
+	}
+	if lines > 0 {
+		if gone != "" {
+			fmt.Fprintf(g.stderr, "workload %s %s: nothing more to follow\n", c.ID, gone)
+		}
+		return nil
 	}
 	// Nothing printed: say whether that is a quiet workload or a wrong ID.
 	if _, ierr := cl.WorkloadInfo(ctx, c.ID); ierr != nil {

@@ -75,8 +75,12 @@ func BadRequest(format string, args ...any) *Error {
 	return NewError(400, CodeBadRequest, format, args...)
 }
 
-// AsError converts any error into an *Error, mapping invalid tokens to 400.
+// AsError converts any error into an *Error, mapping invalid tokens to 400. No error
+// gives an Error with code 0.
 func AsError(err error) *Error {
+	if err == nil {
+		return &Error{}
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

@@ -53,6 +53,9 @@ func TestAsError(t *testing.T) {
 	if !errors.Is(NotFound("workload %s", "x"), ErrNotFound) {
 		t.Fatal("NotFound is not ErrNotFound")
 	}
+	if e := AsError(nil); e == nil || e.Code != 0 {
+		t.Fatalf("AsError(nil) = %+v", e)
+	}
 }
 
 func TestValidateTriggerSubject(t *testing.T) {
