@@ -12,6 +12,7 @@ import (
 	"github.com/xeipuuv/gojsonschema"
 
 	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // The micro-service discovery replies, as the NATS CLI validates them (ADR-32 schemas,
@@ -74,6 +75,32 @@ func TestMicroDiscovery(t *testing.T) {
 			if r.Name != svc {
 				t.Errorf("$SRV.%s.%s answered by %q", verb, svc, r.Name)
 			}
+		}
+	}
+	// Error replies of concurrently answered endpoints are counted in the endpoint's data
+	// (micro's own num_errors cannot see them).
+	if _, _, code := u.nex("-s", s.ClientURL(), "--namespace", "default", "workload", "stop", "NoSuchWorkload"); code == 0 {
+		t.Fatal("stopping an unknown workload succeeded")
+	}
+	m, err := nc.Request("$SRV.STATS.nexd", nil, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats struct {
+		Endpoints []struct {
+			Name string `json:"name"`
+			Data struct {
+				Errors    int    `json:"errors"`
+				LastError string `json:"last_error"`
+			} `json:"data"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(m.Data, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range stats.Endpoints {
+		if e.Name == v1.VerbStop && (e.Data.Errors != 1 || !strings.Contains(e.Data.LastError, "NoSuchWorkload")) {
+			t.Errorf("STOP endpoint data after one failed stop: %+v", e.Data)
 		}
 	}
 	natsCLI, err := exec.LookPath("nats")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -53,7 +54,7 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 	sem := make(chan struct{}, o.Concurrent)
 	return micro.HandlerFunc(func(mr micro.Request) {
 		sem <- struct{}{}
-		d := &detached{nc: o.Conn, data: mr.Data(), headers: mr.Headers(), subject: mr.Subject(), reply: mr.Reply()}
+		d := &detached{nc: o.Conn, data: mr.Data(), headers: mr.Headers(), subject: mr.Subject(), reply: mr.Reply(), parent: mr}
 		go func() {
 			defer func() { <-sem }()
 			h(d)
@@ -62,8 +63,9 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 }
 
 // detached is a request answered after micro's handler has returned. micro's own error
-// count does not see its error replies; OnError does.
+// count does not see its error replies; ErrorCounts (through parent) and OnError do.
 type detached struct {
+	parent         micro.Request
 	nc             *nats.Conn
 	data           []byte
 	headers        micro.Headers
@@ -95,6 +97,9 @@ func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
 }
 
 func (d *detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
+	if c, ok := d.parent.(interface{ countError(string) }); ok {
+		c.countError(description)
+	}
 	hdr := func(m *nats.Msg) {
 		if m.Header == nil {
 			m.Header = nats.Header{}
@@ -177,3 +182,56 @@ func first(h map[string][]string, k string) string {
 	}
 	return ""
 }
+
+// ErrorCounts counts the error replies of requests answered after micro's handler has
+// returned (Options.Concurrent), which micro's own NumErrors cannot see. Stats is a micro
+// StatsHandler: `nats micro info` and `nats micro stats --json` show the counts as each
+// endpoint's data.
+type ErrorCounts struct {
+	mu sync.Mutex
+	m  map[string]*EndpointErrors
+}
+
+// EndpointErrors is one endpoint's count of error replies, and the last one.
+type EndpointErrors struct {
+	Errors    uint64 `json:"errors"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Count wraps the handler of endpoint name so that its detached error replies are counted.
+func (c *ErrorCounts) Count(name string, h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) { h.Handle(&counted{Request: r, c: c, name: name}) })
+}
+
+// Stats reports the counts of one endpoint (nil when it has answered no error).
+func (c *ErrorCounts) Stats(e *micro.Endpoint) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.m[e.Name]; ok {
+		return *x
+	}
+	return nil
+}
+
+func (c *ErrorCounts) add(name, desc string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*EndpointErrors{}
+	}
+	x, ok := c.m[name]
+	if !ok {
+		x = &EndpointErrors{}
+		c.m[name] = x
+	}
+	x.Errors++
+	x.LastError = desc
+}
+
+type counted struct {
+	micro.Request
+	c    *ErrorCounts
+	name string
+}
+
+func (r *counted) countError(desc string) { r.c.add(r.name, desc) }

@@ -155,10 +155,12 @@ func (n *Nexlet) XKey() string {
 }
 
 func (n *Nexlet) addService() error {
+	errs := &svc.ErrorCounts{}
 	s, err := micro.AddService(n.nc, micro.Config{
-		Name:        "nexlet",
-		Version:     n.cfg.Version,
-		Description: "nex nexlet " + n.cfg.RegisterType,
+		StatsHandler: errs.Stats,
+		Name:         "nexlet",
+		Version:      n.cfg.Version,
+		Description:  "nex nexlet " + n.cfg.RegisterType,
 		Metadata: map[string]string{
 			"api": v1.APIVersion, "node_id": n.cfg.NodeID, "nexlet_id": n.cfg.NexletID,
 			"register_type": n.cfg.RegisterType,
@@ -264,7 +266,7 @@ func (n *Nexlet) addService() error {
 		}), false},
 	}
 	for _, ep := range eps {
-		if err := s.AddEndpoint(ep.name, ep.h, sub(ep.name, ep.id), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})); err != nil {
+		if err := s.AddEndpoint(ep.name, errs.Count(ep.name, ep.h), sub(ep.name, ep.id), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})); err != nil {
 			_ = s.Stop()
 			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
 		}

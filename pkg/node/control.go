@@ -43,11 +43,13 @@ func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, r
 }
 
 func (n *Node) addService() error {
+	errs := &svc.ErrorCounts{}
 	s, err := micro.AddService(n.nc, micro.Config{
-		Name:        "nexd",
-		Version:     n.cfg.Version,
-		Description: "nex node daemon",
-		Metadata:    map[string]string{"api": v1.APIVersion, "node_id": n.cfg.NodeID, "node_name": n.cfg.Name, "nexus": n.cfg.Nexus},
+		Name:         "nexd",
+		Version:      n.cfg.Version,
+		Description:  "nex node daemon",
+		Metadata:     map[string]string{"api": v1.APIVersion, "node_id": n.cfg.NodeID, "node_name": n.cfg.Name, "nexus": n.cfg.Nexus},
+		StatsHandler: errs.Stats,
 	})
 	if err != nil {
 		return fmt.Errorf("add nexd micro service: %w", err)
@@ -81,7 +83,7 @@ func (n *Node) addService() error {
 		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plainC, n.handleHeartbeat), false},
 	}
 	if err := n.addSecretEndpoints(func(name, subject string, h svcHandler) error {
-		return s.AddEndpoint(name, h, micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion}))
+		return s.AddEndpoint(name, errs.Count(name, h), micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion}))
 	}); err != nil {
 		_ = s.Stop()
 		return fmt.Errorf("add secret endpoints: %w", err)
@@ -91,7 +93,7 @@ func (n *Node) addService() error {
 		if ep.everyNode {
 			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
 		}
-		if err := s.AddEndpoint(ep.name, ep.h, opts...); err != nil {
+		if err := s.AddEndpoint(ep.name, errs.Count(ep.name, ep.h), opts...); err != nil {
 			_ = s.Stop()
 			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
 		}
