@@ -356,7 +356,7 @@ func TestRegisteringNexletDoesNotBid(t *testing.T) {
 		}
 		return ""
 	}
-	testutil.Eventually(t, 5*time.Second, "the nexlet to be known", func() bool { return health() != "" })
+	testutil.Eventually(t, 30*time.Second, "the nexlet to be known", func() bool { return health() != "" })
 	if h := health(); h != v1.HealthRegistering {
 		t.Fatalf("health while reconciling: %q", h)
 	}
