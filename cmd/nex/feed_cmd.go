@@ -39,15 +39,25 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	// The workload is looked up at most once: before following (following one that is
+	// gone or finished would wait forever), or when nothing was printed (to say why).
+	var info *v1.WorkloadInfo
+	var infoErr error
+	looked := false
+	lookup := func() {
+		if !looked {
+			info, infoErr = cl.WorkloadInfo(ctx, c.ID)
+			looked = true
+		}
+	}
 	o := c.options()
 	gone := ""
 	if o.Follow {
-		// following a workload that is gone or finished would wait forever: show what is kept
-		info, ierr := cl.WorkloadInfo(ctx, c.ID)
+		lookup()
 		switch {
-		case ierr != nil && v1.AsError(ierr).Code == 404:
+		case client.IsNotFound(infoErr):
 			o.Follow, gone = false, "is no longer running in namespace "+cl.Namespace()
-		case ierr == nil && info.Finished():
+		case infoErr == nil && info.Finished():
 			o.Follow, gone = false, "has finished ("+info.State+")"
 		}
 	}
@@ -62,18 +72,17 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		return nil
 	}
-	// Nothing printed: say whether that is a quiet workload or a wrong ID.
-	if _, ierr := cl.WorkloadInfo(ctx, c.ID); ierr != nil {
-		if v1.AsError(ierr).Code == 404 {
-			return fmt.Errorf("workload %s not found in namespace %s, and no output of it is kept", c.ID, cl.Namespace())
-		}
-		return ierr
-	}
-	if c.Since > 0 {
+	lookup()
+	switch {
+	case client.IsNotFound(infoErr):
+		return fmt.Errorf("workload %s not found in namespace %s, and no output of it is kept", c.ID, cl.Namespace())
+	case infoErr != nil:
+		return infoErr
+	case c.Since > 0:
 		fmt.Fprintf(g.stderr, "workload %s has printed nothing in the last %s\n", c.ID, c.Since)
-		return nil
+	default:
+		fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	}
-	fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	return nil
 }
 

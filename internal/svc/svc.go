@@ -54,7 +54,7 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 	sem := make(chan struct{}, o.Concurrent)
 	return micro.HandlerFunc(func(mr micro.Request) {
 		sem <- struct{}{}
-		d := &detached{nc: o.Conn, data: mr.Data(), headers: mr.Headers(), subject: mr.Subject(), reply: mr.Reply(), parent: mr}
+		d := &detached{Request: mr, nc: o.Conn}
 		go func() {
 			defer func() { <-sem }()
 			h(d)
@@ -63,25 +63,20 @@ func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, r
 }
 
 // detached is a request answered after micro's handler has returned. micro's own error
-// count does not see its error replies; ErrorCounts (through parent) and OnError do.
+// count does not see its error replies; ErrorCounts (through the request it wraps) and
+// OnError do. Reading the request (data, headers, subjects) stays micro's; only the
+// replies go around it.
 type detached struct {
-	parent         micro.Request
-	nc             *nats.Conn
-	data           []byte
-	headers        micro.Headers
-	subject, reply string
+	micro.Request
+	nc *nats.Conn
 }
 
-func (d *detached) Data() []byte           { return d.data }
-func (d *detached) Headers() micro.Headers { return d.headers }
-func (d *detached) Subject() string        { return d.subject }
-func (d *detached) Reply() string          { return d.reply }
-
 func (d *detached) Respond(data []byte, opts ...micro.RespondOpt) error {
-	if d.reply == "" {
+	reply := d.Reply()
+	if reply == "" {
 		return nil
 	}
-	m := &nats.Msg{Subject: d.reply, Data: data}
+	m := &nats.Msg{Subject: reply, Data: data}
 	for _, o := range opts {
 		o(m)
 	}
@@ -97,7 +92,7 @@ func (d *detached) RespondJSON(v any, opts ...micro.RespondOpt) error {
 }
 
 func (d *detached) Error(code, description string, data []byte, opts ...micro.RespondOpt) error {
-	if c, ok := d.parent.(interface{ countError(string) }); ok {
+	if c, ok := d.Request.(interface{ countError(string) }); ok {
 		c.countError(description)
 	}
 	hdr := func(m *nats.Msg) {

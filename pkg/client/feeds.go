@@ -228,10 +228,10 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 	if o.Tail > 0 && o.Since.IsZero() && have > uint64(o.Tail) {
 		skip = have - uint64(o.Tail)
 	}
-	if have == 0 && !o.Follow {
-		return nil
-	}
 	if have == 0 {
+		if !o.Follow {
+			return nil
+		}
 		if err := reached(); err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ func NexletPermissions(nodeID string) jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
 			"$NEX.NODE.v1." + nodeID + ".>",
-			"$NEX.FEED.*.logs.*", "$NEX.FEED.*.event.*", "$NEX.HIST.*.logs.*",
+			v1.LogSubject("*", "*"), v1.EventSubject("*", "*"), v1.LogHistorySubject("*", "*"),
 			"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>",
 			"$JS.API.CONSUMER.DELETE.*.*", "$JS.API.DIRECT.GET.*", "$JS.API.DIRECT.GET.*.>", "$JS.API.STREAM.MSG.GET.*",
 			"$JS.FC.>", "$JS.ACK.>",

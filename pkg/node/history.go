@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // Streams that keep the feeds' history, so `nex workload logs` and `nex events` can show
@@ -16,10 +18,11 @@ import (
 const (
 	LogsStream   = "NEX_LOGS"
 	EventsStream = "NEX_EVENTS"
-	// LogsHistorySubjects are the batches of lines nexlets publish for the history
-	// (v1.LogHistorySubject), not the one-message-per-line live feed.
-	LogsHistorySubjects = "$NEX.HIST.*.logs.*"
 )
+
+// LogsHistorySubjects are the batches of lines nexlets publish for the history, not the
+// one-message-per-line live feed.
+var LogsHistorySubjects = v1.LogHistorySubject("*", "*")
 
 // adoptSubjects points an existing stream (made by an older nexd) at the subjects this
 // one publishes history on; its limits stay as they are.
@@ -59,7 +62,7 @@ func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: LogsStream, Description: "nex workload output", Subjects: []string{LogsHistorySubjects},
 			MaxAge: h.LogsMaxAge, MaxBytes: h.LogsMaxBytes, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
-		{Name: EventsStream, Description: "nex workload and node events", Subjects: []string{"$NEX.FEED.*.event.*"},
+		{Name: EventsStream, Description: "nex workload and node events", Subjects: []string{v1.EventSubject("*", "*")},
 			MaxAge: h.EventsMaxAge, MaxBytes: h.EventsMaxByte, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
 	} {
 		if cfg.MaxBytes == 0 {
