@@ -46,6 +46,7 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@if git rev-parse --git-dir >/dev/null 2>&1; then ./scripts/check-tracked.sh; fi
 
 ## install: binaries to $(DESTDIR)$(PREFIX)/bin, systemd units to $(DESTDIR)$(SYSTEMDDIR),
 ## a sample config to $(DESTDIR)$(CONFDIR)/config.json (kept if one is there).

@@ -1,0 +1,69 @@
+package test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestNoBuildOutputTracked runs the lint step's check against this checkout (it must
+// pass) and against scratch repositories that track a binary or a large file (it must fail).
+func TestNoBuildOutputTracked(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	script, _ := filepath.Abs("../scripts/check-tracked.sh")
+	run := func(dir string) (string, error) {
+		out, err := exec.Command("bash", script, dir).CombinedOutput()
+		return string(out), err
+	}
+	if _, err := exec.Command("git", "-C", "..", "rev-parse", "--git-dir").Output(); err == nil {
+		if out, err := run(".."); err != nil {
+			t.Fatalf("this checkout tracks build output:\n%s", out)
+		}
+	}
+	self, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip("no /bin/true to stand in for a binary")
+	}
+	cases := []struct {
+		name, file string
+		data       []byte
+		mode       os.FileMode
+		want       string
+	}{
+		{"elf", "nex", self, 0o755, "tracked executable binary: nex"},
+		{"large", "data.json", bytes.Repeat([]byte("x"), 1<<20+1), 0o644, "tracked file over 1 MiB: data.json"},
+		{"exec with NUL", "tool", []byte("#\x00\x01binary"), 0o755, "tracked executable binary: tool"},
+		{"script", "run.sh", []byte("#!/bin/sh\necho ok\n"), 0o755, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			git := func(args ...string) {
+				cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("git %v: %v\n%s", args, err, out)
+				}
+			}
+			git("init", "-q")
+			if err := os.WriteFile(filepath.Join(dir, c.file), c.data, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			git("add", c.file)
+			out, err := run(dir)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("a script was refused:\n%s", out)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(out, c.want) {
+				t.Fatalf("want failure naming %q, got err=%v:\n%s", c.want, err, out)
+			}
+		})
+	}
+}
