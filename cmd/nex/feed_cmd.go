@@ -55,7 +55,7 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	if o.Follow {
 		lookup()
 		switch {
-		case client.IsNotFound(infoErr):
+		case v1.IsNotFound(infoErr):
 			o.Follow, gone = false, "is no longer running in namespace "+cl.Namespace()
 		case infoErr == nil && info.Finished():
 			o.Follow, gone = false, "has finished ("+info.State+")"
@@ -74,7 +74,7 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	lookup()
 	switch {
-	case client.IsNotFound(infoErr):
+	case v1.IsNotFound(infoErr):
 		return fmt.Errorf("workload %s not found in namespace %s, and no output of it is kept", c.ID, cl.Namespace())
 	case infoErr != nil:
 		return infoErr
@@ -166,9 +166,9 @@ func formatEvent(g *Globals, ev v1.Event) string {
 
 func colorFor(typ string) string {
 	switch typ {
-	case v1.EventFailed, v1.EventLost, v1.EventLogsDropped, "nexlet_failed":
+	case v1.EventFailed, v1.EventLost, v1.EventLogsDropped, v1.EventNexletFailed:
 		return "\x1b[31m"
-	case v1.EventExited, v1.EventRestarted, v1.EventLameduck, "nexlet_restarting":
+	case v1.EventExited, v1.EventRestarted, v1.EventLameduck, v1.EventNexletRestarting:
 		return "\x1b[33m"
 	case v1.EventStarted, v1.EventRegistered:
 		return "\x1b[32m"

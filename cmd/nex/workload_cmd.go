@@ -63,13 +63,13 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
 		defer fmt.Fprintln(g.stdout)
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, map[string]any{"subject": c.Subject, "exit_code": m.Header.Get("Nex-Exit-Code"), "error": m.Header.Get("Nex-Error"), "reply": string(m.Data)})
+		return writeJSON(g.stdout, map[string]any{"subject": c.Subject, "exit_code": m.Header.Get(v1.HeaderExitCode), "error": m.Header.Get(v1.HeaderError), "reply": string(m.Data)})
 	}
 	fmt.Fprint(g.stdout, string(m.Data))
-	if e := m.Header.Get("Nex-Error"); e != "" {
+	if e := m.Header.Get(v1.HeaderError); e != "" {
 		return fmt.Errorf("function: %s", e)
 	}
-	if code := m.Header.Get("Nex-Exit-Code"); code != "" && code != "0" {
+	if code := m.Header.Get(v1.HeaderExitCode); code != "" && code != "0" {
 		return fmt.Errorf("function exited with code %s", code)
 	}
 	return nil

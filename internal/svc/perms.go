@@ -11,7 +11,7 @@ import (
 )
 
 // The server reports a denied publish asynchronously; a request would then just time
-// out. Connections made with ErrorHandler record those reports so requests can fail at
+// out. Connections made with ConnOptions record those reports so requests can fail at
 // once with a clear permission error instead.
 
 type permWatch struct {
@@ -20,16 +20,49 @@ type permWatch struct {
 	ch   chan struct{} // closed and replaced on every violation
 }
 
+// watches holds one entry per open connection that made a request or had a violation;
+// an entry goes when its connection closes (ConnOptions' ClosedHandler), and entries of
+// connections made without it are swept whenever a new one is added.
 var watches sync.Map // *nats.Conn -> *permWatch
 
 func watchOf(nc *nats.Conn) *permWatch {
-	w, _ := watches.LoadOrStore(nc, &permWatch{ch: make(chan struct{})})
+	if w, ok := watches.Load(nc); ok {
+		return w.(*permWatch)
+	}
+	if nc.IsClosed() { // nothing to wait for, and nothing would remove the entry
+		return &permWatch{ch: make(chan struct{})}
+	}
+	w, loaded := watches.LoadOrStore(nc, &permWatch{ch: make(chan struct{})})
+	if !loaded {
+		watches.Range(func(k, _ any) bool {
+			if c := k.(*nats.Conn); c != nc && c.IsClosed() {
+				watches.Delete(c)
+			}
+			return true
+		})
+	}
 	return w.(*permWatch)
+}
+
+// ConnOptions are the options a connection needs for Call and FanOut to report a
+// denied publish at once: ErrorHandler, and a ClosedHandler that forgets the connection.
+func ConnOptions() []nats.Option {
+	return []nats.Option{
+		nats.ErrorHandler(ErrorHandler),
+		nats.ClosedHandler(func(nc *nats.Conn) { watches.Delete(nc) }),
+	}
+}
+
+// watching counts the connections with an entry (for tests).
+func watching() int {
+	n := 0
+	watches.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // ErrorHandler is a nats.ErrHandler that records permission violations for Call and FanOut.
 func ErrorHandler(nc *nats.Conn, _ *nats.Subscription, err error) {
-	if !errors.Is(err, nats.ErrPermissionViolation) {
+	if !errors.Is(err, nats.ErrPermissionViolation) || nc.IsClosed() {
 		return
 	}
 	w := watchOf(nc)

@@ -1,65 +1,287 @@
 // Package svc is the one adapter between NATS micro requests and plain Go functions, and
-// the matching request helpers: decode, validate, call, map the error.
+// the matching request helpers: decode, validate, call, map the error. A Server owns a
+// micro service and the handlers it runs: they get a context that ends when the server
+// stops, detached handlers are waited for, and a panic becomes a 500 reply.
 package svc
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
-
-// ErrNoReply tells the adapter to stay silent: the request was meant for another responder.
-var ErrNoReply = errors.New("no reply")
 
 // Validator is implemented by request types that can check themselves.
 type Validator interface{ Validate() error }
 
-// Request is what a handler sees of a micro request.
+// Request is what a handler sees of a micro request: its subject and headers, and the
+// subject's tokens, parsed and validated once by the endpoint's Tokens.
 type Request struct {
 	Subject string
 	Headers micro.Headers
+	// Namespace is the <ns> token of a control subject ("" on other subjects).
+	Namespace string
+	// ID is the subject's trailing identifier (a workload, bid, node, nexlet or secret),
+	// "" when the subject has none.
+	ID string
 }
 
-// Options tune a handler.
-type Options struct {
-	// Headers, when set, are added to every reply (used for fan-out bookkeeping).
-	Headers func() micro.Headers
-	// OnError is called with every error reply (for logging).
+// Func is a handler: it decodes data itself (see Handle) and returns the reply value.
+type Func func(ctx context.Context, r Request, data []byte) (any, error)
+
+// Handle adapts fn into a Func: an empty body decodes as the zero Req, a Validator is
+// checked before fn runs.
+func Handle[Req, Resp any](fn func(ctx context.Context, r Request, req *Req) (Resp, error)) Func {
+	return func(ctx context.Context, r Request, data []byte) (any, error) {
+		req := new(Req)
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, req); err != nil {
+				return nil, v1.BadRequest("decode request: %v", err)
+			}
+		}
+		if v, ok := any(req).(Validator); ok {
+			if err := v.Validate(); err != nil {
+				return nil, err
+			}
+		}
+		return fn(ctx, r, req)
+	}
+}
+
+// ErrNoReply tells the adapter to stay silent: the request was meant for another responder.
+var ErrNoReply = errors.New("no reply")
+
+// ErrStopped answers a request that arrives while the server is stopping.
+var ErrStopped = v1.NewError(503, v1.CodeUnavailable, "the service is shutting down")
+
+// Config describes a Server.
+type Config struct {
+	micro.Config
+	// Logger logs panics and (through OnError's default) failed requests.
+	Logger *zap.Logger
+	// OnError is called with every error reply (default: 5xx logged as warnings).
 	OnError func(subject string, e *v1.Error)
+}
+
+// Server is a micro service whose handlers live and die with it.
+type Server struct {
+	nc      *nats.Conn
+	svc     micro.Service
+	log     *zap.Logger
+	onError func(subject string, e *v1.Error)
+	errs    *ErrorCounts
+
+	ctx    context.Context // handlers' context: ends when Stop gives up waiting
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	stopping bool
+	running  sync.WaitGroup // handlers in flight, detached or not
+}
+
+// NewServer adds a micro service on nc.
+func NewServer(nc *nats.Conn, cfg Config) (*Server, error) {
+	s := &Server{nc: nc, log: cfg.Logger, onError: cfg.OnError, errs: &ErrorCounts{}}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.onError == nil {
+		s.onError = func(subject string, e *v1.Error) {
+			if e.Code >= 500 {
+				s.log.Warn("request failed", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
+			}
+		}
+	}
+	mc := cfg.Config
+	mc.StatsHandler = s.errs.Stats
+	ms, err := micro.AddService(nc, mc)
+	if err != nil {
+		return nil, fmt.Errorf("add %s micro service: %w", mc.Name, err)
+	}
+	s.svc = ms
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Endpoint is one endpoint of a Server.
+type Endpoint struct {
+	Name    string
+	Subject string
+	Handler Func
+	// Tokens parses the subject into the request's Namespace and ID (nil: none).
+	Tokens func(subject string) (ns, id string, err error)
 	// Concurrent runs each request in its own goroutine (at most this many at once),
 	// so one slow request (a stop waiting out its grace period) does not hold up the
 	// others queued on the same subscription. 0 handles requests one at a time.
 	Concurrent int
-	// Conn replies to requests handled concurrently (required with Concurrent): the reply
-	// is published directly, not through micro's request, which micro reads again once the
-	// handler has returned.
-	Conn *nats.Conn
+	// Headers, when set, are added to every reply (fan-out bookkeeping).
+	Headers func() micro.Headers
+	// EveryInstance disables micro's queue group: every instance answers.
+	EveryInstance bool
 }
 
-// Handler adapts fn into a micro.Handler. An empty body decodes as the zero Req.
-func Handler[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) micro.Handler {
-	h := handle(o, fn)
-	if o.Concurrent <= 0 {
-		return micro.HandlerFunc(h)
+// Add serves ep.
+func (s *Server) Add(ep Endpoint) error {
+	opts := []micro.EndpointOpt{micro.WithEndpointSubject(ep.Subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})}
+	if ep.EveryInstance {
+		opts = append(opts, micro.WithEndpointQueueGroupDisabled())
 	}
-	if o.Conn == nil {
-		panic("svc: Options.Concurrent needs Options.Conn")
+	if err := s.svc.AddEndpoint(ep.Name, s.errs.Count(ep.Name, s.handler(ep)), opts...); err != nil {
+		return fmt.Errorf("add endpoint %s: %w", ep.Name, err)
 	}
-	sem := make(chan struct{}, o.Concurrent)
+	return nil
+}
+
+// Context ends when the server has stopped waiting for its handlers.
+func (s *Server) Context() context.Context { return s.ctx }
+
+// Stop stops taking requests, lets the ones in flight finish until ctx ends, then
+// cancels their context and waits until every handler has returned. Requests that were
+// already queued when it began are answered 503.
+func (s *Server) Stop(ctx context.Context) {
+	s.mu.Lock()
+	already := s.stopping
+	s.stopping = true
+	s.mu.Unlock()
+	if !already {
+		_ = s.svc.Stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+}
+
+// enter counts a request in, unless the server is stopping.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.running.Add(1)
+	return true
+}
+
+func (s *Server) handler(ep Endpoint) micro.Handler {
+	var sem chan struct{}
+	if ep.Concurrent > 0 {
+		sem = make(chan struct{}, ep.Concurrent)
+	}
 	return micro.HandlerFunc(func(mr micro.Request) {
+		if !s.enter() {
+			s.reply(ep, mr, nil, ErrStopped)
+			return
+		}
+		if sem == nil {
+			defer s.running.Done()
+			s.serve(ep, mr)
+			return
+		}
 		sem <- struct{}{}
-		d := &detached{Request: mr, nc: o.Conn}
+		// micro reads the request again once this returns: replies of a detached
+		// handler go through the connection, reads stay micro's.
+		d := &detached{Request: mr, nc: s.nc}
 		go func() {
+			defer s.running.Done()
 			defer func() { <-sem }()
-			h(d)
+			s.serve(ep, d)
 		}()
 	})
+}
+
+// serve runs ep's handler for one request; a panic is logged with its stack and answered 500.
+func (s *Server) serve(ep Endpoint, mr micro.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked", zap.String("endpoint", ep.Name), zap.String("subject", mr.Subject()),
+				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			s.reply(ep, mr, nil, v1.NewError(500, v1.CodeInternal, "internal error in %s (logged by the service)", ep.Name))
+		}
+	}()
+	r := Request{Subject: mr.Subject(), Headers: mr.Headers()}
+	var err error
+	if ep.Tokens != nil {
+		r.Namespace, r.ID, err = ep.Tokens(r.Subject)
+	}
+	var resp any
+	if err == nil {
+		resp, err = ep.Handler(s.ctx, r, mr.Data())
+	}
+	if errors.Is(err, ErrNoReply) {
+		return
+	}
+	s.reply(ep, mr, resp, err)
+}
+
+func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
+	var hdr []micro.RespondOpt
+	if ep.Headers != nil {
+		hdr = append(hdr, micro.WithHeaders(ep.Headers()))
+	}
+	if err != nil {
+		e := v1.AsError(err)
+		s.onError(mr.Subject(), e)
+		body, _ := json.Marshal(e)
+		_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
+		return
+	}
+	if raw, ok := resp.(json.RawMessage); ok {
+		_ = mr.Respond(raw, hdr...) // already JSON: no second encoding pass
+		return
+	}
+	_ = mr.RespondJSON(resp, hdr...)
+}
+
+// ControlTokens parses a control subject ($NEX.SVC.v1.<ns>.control.<VERB>[.<id>]): the
+// namespace, and the trailing ID validated as idName ("workload ID", "bid ID").
+func ControlTokens(idName string) func(string) (string, string, error) {
+	return func(subject string) (string, string, error) {
+		ns, id, err := v1.ParseControlSubject(subject)
+		if err != nil {
+			return "", "", err
+		}
+		if err := v1.ValidateToken("namespace", ns); err != nil {
+			return "", "", err
+		}
+		if idName != "" {
+			if err := v1.ValidateToken(idName, id); err != nil {
+				return "", "", err
+			}
+		}
+		return ns, id, nil
+	}
+}
+
+// LastToken parses the last token of a subject as the ID, validated as idName.
+func LastToken(idName string) func(string) (string, string, error) {
+	return func(subject string) (string, string, error) {
+		id := subject
+		for i := len(subject) - 1; i >= 0; i-- {
+			if subject[i] == '.' {
+				id = subject[i+1:]
+				break
+			}
+		}
+		return "", id, v1.ValidateToken(idName, id)
+	}
 }
 
 // detached is a request answered after micro's handler has returned. micro's own error
@@ -105,48 +327,6 @@ func (d *detached) Error(code, description string, data []byte, opts ...micro.Re
 	return d.Respond(data, append(opts, hdr)...)
 }
 
-func handle[Req, Resp any](o Options, fn func(ctx context.Context, r Request, req *Req) (Resp, error)) func(micro.Request) {
-	return func(mr micro.Request) {
-		req := new(Req)
-		var err error
-		if len(mr.Data()) > 0 {
-			if uerr := json.Unmarshal(mr.Data(), req); uerr != nil {
-				err = v1.BadRequest("decode request: %v", uerr)
-			}
-		}
-		if err == nil {
-			if v, ok := any(req).(Validator); ok {
-				err = v.Validate()
-			}
-		}
-		var resp Resp
-		if err == nil {
-			resp, err = fn(context.Background(), Request{Subject: mr.Subject(), Headers: mr.Headers()}, req)
-		}
-		if errors.Is(err, ErrNoReply) {
-			return
-		}
-		var hdr []micro.RespondOpt
-		if o.Headers != nil {
-			hdr = append(hdr, micro.WithHeaders(o.Headers()))
-		}
-		if err != nil {
-			e := v1.AsError(err)
-			if o.OnError != nil {
-				o.OnError(mr.Subject(), e)
-			}
-			body, _ := json.Marshal(e)
-			_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
-			return
-		}
-		if raw, ok := any(resp).(json.RawMessage); ok {
-			_ = mr.Respond(raw, hdr...) // already JSON: no second encoding pass
-			return
-		}
-		_ = mr.RespondJSON(resp, hdr...)
-	}
-}
-
 // DecodeReply turns a reply message into resp, or into a *v1.Error when the responder
 // sent a micro error.
 func DecodeReply(header map[string][]string, data []byte, resp any) error {
@@ -166,7 +346,7 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 		return nil
 	}
 	if err := json.Unmarshal(data, resp); err != nil {
-		return v1.NewError(502, v1.CodeInternal, "decode reply: %v", err)
+		return v1.NewError(500, v1.CodeInternal, "decode reply: %v", err)
 	}
 	return nil
 }
@@ -179,7 +359,7 @@ func first(h map[string][]string, k string) string {
 }
 
 // ErrorCounts counts the error replies of requests answered after micro's handler has
-// returned (Options.Concurrent), which micro's own NumErrors cannot see. Stats is a micro
+// returned (Endpoint.Concurrent), which micro's own NumErrors cannot see. Stats is a micro
 // StatsHandler: `nats micro info` and `nats micro stats --json` show the counts as each
 // endpoint's data.
 type ErrorCounts struct {

@@ -4,7 +4,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -187,7 +186,7 @@ func (c *Client) one(ctx context.Context, subject string, req, resp any, notFoun
 	got := false
 	err := svc.FanOut(ctx, c.nc, subject, req, c.Straggler, func(r svc.Reply) bool {
 		err := r.Decode(resp)
-		if err != nil && v1.AsError(err).Code == 404 {
+		if v1.IsNotFound(err) {
 			return false
 		}
 		found, got = err, true
@@ -310,4 +309,4 @@ func (c *Client) Lameduck(ctx context.Context, nodeID string, delay time.Duratio
 }
 
 // IsNotFound reports whether err is a v1 not_found error.
-func IsNotFound(err error) bool { return errors.Is(err, v1.ErrNotFound) }
+func IsNotFound(err error) bool { return v1.IsNotFound(err) }

@@ -246,8 +246,11 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 	}
 	defer it.Stop()
 	var caughtUp, until atomic.Bool
+	returned := make(chan struct{}) // the watcher below ends with this read
+	defer close(returned)
 	go func() {
 		select {
+		case <-returned:
 		case <-ctx.Done():
 			it.Stop()
 		case <-o.Until:

@@ -179,13 +179,12 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	opts := []nats.Option{
-		nats.ErrorHandler(svc.ErrorHandler),
+	opts := append(svc.ConnOptions(),
 		nats.Name(name),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-	}
+		nats.ReconnectWait(250*time.Millisecond),
+	)
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}

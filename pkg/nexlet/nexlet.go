@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -106,7 +105,7 @@ type Nexlet struct {
 	nc   *nats.Conn
 	cfg  Config
 	rt   Runtime
-	svc  micro.Service
+	srv  *svc.Server
 	xkey nkeys.KeyPair
 	log  *zap.Logger
 
@@ -155,129 +154,106 @@ func (n *Nexlet) XKey() string {
 }
 
 func (n *Nexlet) addService() error {
-	errs := &svc.ErrorCounts{}
-	s, err := micro.AddService(n.nc, micro.Config{
-		StatsHandler: errs.Stats,
-		Name:         "nexlet",
-		Version:      n.cfg.Version,
-		Description:  "nex nexlet " + n.cfg.RegisterType,
-		Metadata: map[string]string{
-			"api": v1.APIVersion, "node_id": n.cfg.NodeID, "nexlet_id": n.cfg.NexletID,
-			"register_type": n.cfg.RegisterType,
+	srv, err := svc.NewServer(n.nc, svc.Config{
+		Config: micro.Config{
+			Name:        "nexlet",
+			Version:     n.cfg.Version,
+			Description: "nex nexlet " + n.cfg.RegisterType,
+			Metadata: map[string]string{
+				"api": v1.APIVersion, "node_id": n.cfg.NodeID, "nexlet_id": n.cfg.NexletID,
+				"register_type": n.cfg.RegisterType,
+			},
 		},
+		Logger: n.log,
 	})
 	if err != nil {
-		return fmt.Errorf("add nexlet micro service: %w", err)
+		return err
 	}
-	n.svc = s
-	opts := svc.Options{Concurrent: 256, Conn: n.nc, OnError: func(subject string, e *v1.Error) {
-		if e.Code >= 500 {
-			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error", e.Message))
-		}
-	}}
-	sub := func(verb string, withID bool) micro.EndpointOpt {
-		s := v1.NexletSubject(n.cfg.NodeID, n.cfg.NexletID, verb)
+	n.srv = srv
+	ep := func(verb string, withID bool, h svc.Func) svc.Endpoint {
+		e := svc.Endpoint{Name: verb, Subject: v1.NexletSubject(n.cfg.NodeID, n.cfg.NexletID, verb), Handler: h, Concurrent: 256}
 		if withID {
-			s += ".*"
+			e.Subject += ".*"
+			e.Tokens = svc.LastToken("workload ID")
 		}
-		return micro.WithEndpointSubject(s)
+		return e
 	}
-	eps := []struct {
-		name string
-		h    micro.Handler
-		id   bool
-	}{
-		{v1.NexletStart, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
-			wid, err := lastToken(r.Subject)
-			if err != nil {
-				return v1.WorkloadInfo{}, err
-			}
-			req.WorkloadID = wid
-			if err := req.Definition.Validate(); err != nil {
-				return v1.WorkloadInfo{}, err
-			}
-			if len(req.SealedCreds) > 0 {
-				creds, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
-				if err != nil {
-					return v1.WorkloadInfo{}, v1.BadRequest("open the workload's sealed credentials: %v", err)
-				}
-				req.Creds = creds
-			}
-			env, err := seal.OpenEnvironment(req.Definition.StartRequest, n.xkey)
-			if err != nil {
-				return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
-			}
-			req.Environment = env
-			return n.rt.Start(ctx, *req)
-		}), true},
-		{v1.NexletStop, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
-			wid, err := lastToken(r.Subject)
-			if err != nil {
-				return v1.WorkloadInfo{}, err
-			}
-			return n.rt.Stop(ctx, wid, *req)
-		}), true},
-		{v1.NexletGet, svc.Handler(opts, func(ctx context.Context, r svc.Request, _ *struct{}) (v1.WorkloadInfo, error) {
-			wid, err := lastToken(r.Subject)
-			if err != nil {
-				return v1.WorkloadInfo{}, err
-			}
-			return n.rt.Get(ctx, wid)
-		}), true},
-		{v1.NexletList, svc.Handler(opts, func(ctx context.Context, _ svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
-			list, err := n.rt.List(ctx, req.Namespace)
-			for i := range list {
-				if !req.Definitions {
-					list[i].Definition = nil
-				}
-				if req.NoMetadata {
-					list[i].Metadata = nil
-				}
-			}
-			return list, err
-		}), false},
-		{v1.NexletLameduck, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
+	eps := []svc.Endpoint{
+		ep(v1.NexletStart, true, svc.Handle(n.handleStart)),
+		ep(v1.NexletStop, true, svc.Handle(func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+			return n.rt.Stop(ctx, r.ID, *req)
+		})),
+		ep(v1.NexletGet, true, svc.Handle(func(ctx context.Context, r svc.Request, _ *struct{}) (v1.WorkloadInfo, error) {
+			return n.rt.Get(ctx, r.ID)
+		})),
+		ep(v1.NexletList, false, svc.Handle(n.handleList)),
+		ep(v1.NexletLameduck, false, svc.Handle(func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
 			return struct{}{}, n.rt.Lameduck(ctx)
-		}), false},
-		{v1.NexletCreds, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.CredsUpdate) (struct{}, error) {
-			wid, err := lastToken(r.Subject)
-			if err != nil {
-				return struct{}{}, err
-			}
-			cu, ok := n.rt.(CredsUpdater)
-			if !ok {
-				return struct{}{}, v1.NewError(501, v1.CodeBadRequest, "this nexlet does not take credentials")
-			}
-			c, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
-			if err != nil {
-				return struct{}{}, v1.BadRequest("open sealed credentials: %v", err)
-			}
-			return struct{}{}, cu.UpdateCreds(ctx, wid, c)
-		}), true},
-		{v1.NexletReseal, svc.Handler(opts, func(ctx context.Context, r svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
+		})),
+		ep(v1.NexletCreds, true, svc.Handle(n.handleCreds)),
+		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
 			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient)
 			if err != nil {
 				return nil, v1.BadRequest("reseal: %v", err)
 			}
 			return out, nil
-		}), false},
-		{v1.NexletPing, svc.Handler(opts, func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
+		})),
+		ep(v1.NexletPing, false, svc.Handle(func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
 			return n.registration(), nil
-		}), false},
+		})),
 	}
-	for _, ep := range eps {
-		if err := s.AddEndpoint(ep.name, errs.Count(ep.name, ep.h), sub(ep.name, ep.id), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})); err != nil {
-			_ = s.Stop()
-			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
+	for _, e := range eps {
+		if err := srv.Add(e); err != nil {
+			srv.Stop(context.Background())
+			return err
 		}
 	}
 	return nil
 }
 
-func lastToken(subject string) (string, error) {
-	i := strings.LastIndexByte(subject, '.')
-	id := subject[i+1:]
-	return id, v1.ValidateToken("workload ID", id)
+func (n *Nexlet) handleStart(ctx context.Context, r svc.Request, req *v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+	req.WorkloadID = r.ID
+	if err := req.Definition.Validate(); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if len(req.SealedCreds) > 0 {
+		creds, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
+		if err != nil {
+			return v1.WorkloadInfo{}, v1.BadRequest("open the workload's sealed credentials: %v", err)
+		}
+		req.Creds = creds
+	}
+	env, err := seal.OpenEnvironment(req.Definition.StartRequest, n.xkey)
+	if err != nil {
+		return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
+	}
+	req.Environment = env
+	return n.rt.Start(ctx, *req)
+}
+
+func (n *Nexlet) handleList(ctx context.Context, _ svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
+	list, err := n.rt.List(ctx, req.Namespace)
+	for i := range list {
+		if !req.Definitions {
+			list[i].Definition = nil
+		}
+		if req.NoMetadata {
+			list[i].Metadata = nil
+		}
+	}
+	return list, err
+}
+
+func (n *Nexlet) handleCreds(ctx context.Context, r svc.Request, req *v1.CredsUpdate) (struct{}, error) {
+	cu, ok := n.rt.(CredsUpdater)
+	if !ok {
+		return struct{}{}, v1.NewError(501, v1.CodeNotImplemented, "this nexlet does not take credentials")
+	}
+	c, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
+	if err != nil {
+		return struct{}{}, v1.BadRequest("open sealed credentials: %v", err)
+	}
+	return struct{}{}, cu.UpdateCreds(ctx, r.ID, c)
 }
 
 func (n *Nexlet) registration() v1.RegisterRequest {
@@ -338,7 +314,7 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		}
 		if err := n.heartbeat(ctx); err != nil {
 			n.log.Warn("heartbeat", zap.Error(err))
-			if v1.AsError(err).Code == 404 || v1.AsError(err).Code == 503 {
+			if v1.IsNotFound(err) || v1.IsCode(err, v1.CodeUnavailable) {
 				if rerr := n.Register(ctx); rerr != nil {
 					n.log.Warn("re-register", zap.Error(rerr))
 				}
@@ -378,12 +354,18 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	return svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID), hb, nil)
 }
 
-// Close stops the micro service.
+// Close stops the micro service: it takes no more requests, and those in flight get
+// closeGrace to finish before their context ends. It returns when every handler has.
 func (n *Nexlet) Close() {
-	if n.svc != nil {
-		_ = n.svc.Stop()
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		n.srv.Stop(ctx)
+		cancel()
 	}
 }
+
+// closeGrace is how long Close lets requests in flight finish.
+const closeGrace = 5 * time.Second
 
 // LoadXKey reads the nexlet's curve key seed from path, creating it (mode 0600) on first
 // use, so values sealed for the nexlet survive its restarts.

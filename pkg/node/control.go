@@ -22,8 +22,6 @@ import (
 	"github.com/nexrun/nex/pkg/schema"
 )
 
-type svcHandler = micro.Handler
-
 // nexletCallTimeout bounds a request from the node to a local nexlet.
 const nexletCallTimeout = 10 * time.Second
 
@@ -43,80 +41,64 @@ func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, r
 }
 
 func (n *Node) addService() error {
-	errs := &svc.ErrorCounts{}
-	s, err := micro.AddService(n.nc, micro.Config{
-		Name:         "nexd",
-		Version:      n.cfg.Version,
-		Description:  "nex node daemon",
-		Metadata:     map[string]string{"api": v1.APIVersion, "node_id": n.cfg.NodeID, "node_name": n.cfg.Name, "nexus": n.cfg.Nexus},
-		StatsHandler: errs.Stats,
+	srv, err := svc.NewServer(n.nc, svc.Config{
+		Config: micro.Config{
+			Name:        "nexd",
+			Version:     n.cfg.Version,
+			Description: "nex node daemon",
+			Metadata:    map[string]string{"api": v1.APIVersion, "node_id": n.cfg.NodeID, "node_name": n.cfg.Name, "nexus": n.cfg.Nexus},
+		},
+		Logger: n.log,
+		OnError: func(subject string, e *v1.Error) {
+			if e.Code >= 500 {
+				n.log.Warn("request failed", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
+			} else {
+				n.log.Debug("request rejected", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
+			}
+		},
 	})
 	if err != nil {
-		return fmt.Errorf("add nexd micro service: %w", err)
+		return err
 	}
-	n.svc = s
-	onErr := func(subject string, e *v1.Error) {
-		if e.Code >= 500 {
-			n.log.Warn("request failed", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
-		} else {
-			n.log.Debug("request rejected", zap.String("subject", subject), zap.String("error_code", e.ErrorCode), zap.String("error", e.Message))
-		}
+	n.srv = srv
+	control := func(verb, idName string) (string, func(string) (string, string, error)) {
+		return v1.ControlWildcard(verb, idName != ""), svc.ControlTokens(idName)
 	}
-	fan := svc.Options{Headers: n.fanoutHeaders, OnError: onErr}
-	// Requests that wait on a nexlet run concurrently; the auction answers from memory.
-	fanC := svc.Options{Headers: n.fanoutHeaders, OnError: onErr, Concurrent: 256, Conn: n.nc}
-	plainC := svc.Options{OnError: onErr, Concurrent: 256, Conn: n.nc}
-	eps := []struct {
-		name, subject string
-		h             micro.Handler
-		everyNode     bool // every node answers (no queue group)
-	}{
-		{v1.VerbAuction, v1.ControlWildcard(v1.VerbAuction, false), svc.Handler(fan, n.handleAuction), true},
-		{v1.VerbDeploy, v1.ControlWildcard(v1.VerbDeploy, true), svc.Handler(plainC, n.handleDeploy), true},
-		{v1.VerbStop, v1.ControlWildcard(v1.VerbStop, true), svc.Handler(fanC, n.handleStop), true},
-		{v1.VerbInfo, v1.ControlWildcard(v1.VerbInfo, true), svc.Handler(fanC, n.handleInfo), true},
-		{v1.VerbClone, v1.ControlWildcard(v1.VerbClone, true), svc.Handler(fanC, n.handleClone), true},
-		{v1.VerbList, v1.ControlWildcard(v1.VerbList, false), svc.Handler(fanC, n.handleList), true},
-		{v1.VerbPing, v1.SystemSubject(v1.VerbPing), svc.Handler(fan, n.handlePing), true},
-		{v1.VerbLameduck, v1.SystemSubject(v1.VerbLameduck, "*"), svc.Handler(fanC, n.handleLameduck), true},
-		{"REGISTER", v1.RegisterSubject(n.cfg.NodeID), svc.Handler(plainC, n.handleRegister), false},
-		{"HEARTBEAT", v1.HeartbeatSubject(n.cfg.NodeID, "*"), svc.Handler(plainC, n.handleHeartbeat), false},
+	// Every node answers control requests (fan-out); requests that wait on a nexlet run
+	// concurrently, the auction and ping answer from memory.
+	ep := func(verb, idName string, h svc.Func, concurrent int) svc.Endpoint {
+		subject, tokens := control(verb, idName)
+		return svc.Endpoint{Name: verb, Subject: subject, Tokens: tokens, Handler: h, Concurrent: concurrent, Headers: n.fanoutHeaders, EveryInstance: true}
 	}
-	if err := n.addSecretEndpoints(func(name, subject string, h svcHandler) error {
-		return s.AddEndpoint(name, errs.Count(name, h), micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion}))
-	}); err != nil {
-		_ = s.Stop()
-		return fmt.Errorf("add secret endpoints: %w", err)
+	eps := []svc.Endpoint{
+		ep(v1.VerbAuction, "", svc.Handle(n.handleAuction), 0),
+		ep(v1.VerbStop, "workload ID", svc.Handle(n.handleStop), handlerConcurrency),
+		ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency),
+		ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency),
+		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
+		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
+		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.fanoutHeaders, EveryInstance: true},
+		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
+			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true},
+		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
+		{Name: "HEARTBEAT", Subject: v1.HeartbeatSubject(n.cfg.NodeID, "*"), Tokens: svc.LastToken("nexlet ID"),
+			Handler: svc.Handle(n.handleHeartbeat), Concurrent: handlerConcurrency},
 	}
-	for _, ep := range eps {
-		opts := []micro.EndpointOpt{micro.WithEndpointSubject(ep.subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})}
-		if ep.everyNode {
-			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
-		}
-		if err := s.AddEndpoint(ep.name, errs.Count(ep.name, ep.h), opts...); err != nil {
-			_ = s.Stop()
-			return fmt.Errorf("add endpoint %s: %w", ep.name, err)
+	eps = append(eps, n.secretEndpoints()...)
+	for _, e := range eps {
+		if err := srv.Add(e); err != nil {
+			srv.Stop(context.Background())
+			return err
 		}
 	}
 	return nil
 }
 
-func namespaceOf(r svc.Request) (ns, id string, err error) {
-	ns, id, err = v1.ParseControlSubject(r.Subject)
-	if err != nil {
-		return "", "", err
-	}
-	if err := v1.ValidateToken("namespace", ns); err != nil {
-		return "", "", err
-	}
-	return ns, id, nil
-}
+// handlerConcurrency bounds the requests of one endpoint handled at once.
+const handlerConcurrency = 256
 
-func (n *Node) handleAuction(_ context.Context, r svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+func (n *Node) handleAuction(_ context.Context, _ svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
 	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
-	if _, _, err := namespaceOf(r); err != nil {
-		return v1.AuctionReply{}, err
-	}
 	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -222,10 +204,7 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 }
 
 func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
-	ns, bidID, err := namespaceOf(r)
-	if err != nil {
-		return v1.WorkloadInfo{}, err
-	}
+	ns, bidID := r.Namespace, r.ID
 	if !strings.HasPrefix(bidID, n.bidPrefix) {
 		return v1.WorkloadInfo{}, svc.ErrNoReply
 	}
@@ -266,10 +245,7 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 // without decoding them: a thousand workloads cost one encode (at the nexlet) and one
 // decode (at the client).
 func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
-	ns, _, err := namespaceOf(r)
-	if err != nil {
-		return nil, err
-	}
+	ns := r.Namespace
 	if req.Type != "" {
 		if err := v1.ValidateToken("type", req.Type); err != nil {
 			return nil, err

@@ -279,7 +279,7 @@ func TestLameduck(t *testing.T) {
 	if err != nil || r.Deadline.IsZero() {
 		t.Fatalf("lameduck: %+v %v", r, err)
 	}
-	if _, err := sys.Lameduck(ctx, "NOSUCHNODE", time.Second); !client.IsNotFound(err) {
+	if _, err := sys.Lameduck(ctx, "NOSUCHNODE", time.Second); !v1.IsNotFound(err) {
 		t.Fatalf("lameduck unknown node: %v", err)
 	}
 	m, err := events.NextMsg(2 * time.Second)

@@ -15,10 +15,7 @@ import (
 func (n *Node) Drained() <-chan struct{} { return n.drained }
 
 func (n *Node) handleLameduck(_ context.Context, r svc.Request, req *v1.LameduckRequest) (v1.LameduckReply, error) {
-	_, id, err := namespaceOf(r)
-	if err != nil {
-		return v1.LameduckReply{}, err
-	}
+	id := r.ID
 	if id != n.cfg.NodeID {
 		return v1.LameduckReply{}, v1.NotFound("node %s not found", id)
 	}
@@ -74,7 +71,7 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 // stopAll stops every workload of the node in parallel, gracefully.
 func (n *Node) stopAll() {
 	n.mu.Lock()
-	recs := make([]*Record, 0, len(n.workloads))
+	recs := make([]Record, 0, len(n.workloads))
 	for _, w := range n.workloads {
 		recs = append(recs, w.rec)
 	}

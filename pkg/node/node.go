@@ -61,7 +61,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if c.Name == "" {
-		c.Name = c.NodeID[:8]
+		c.Name = c.NodeID[:min(8, len(c.NodeID))]
 	}
 	if c.Nexus == "" {
 		c.Nexus = "nexus"
@@ -122,7 +122,7 @@ type Node struct {
 	log       *zap.Logger
 	startedAt time.Time
 	bidPrefix string
-	svc       micro.Service
+	srv       *svc.Server
 	subs      []*nats.Subscription
 	stopOnce  sync.Once
 	done      chan struct{}
@@ -134,7 +134,7 @@ type Node struct {
 	state       string
 	nexlets     map[string]*nexletEntry
 	bids        map[string]*bid
-	workloads   map[string]*workloadRecord
+	workloads   map[string]workloadRecord
 	counts      map[string]int // workloads per nexlet
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
@@ -161,10 +161,10 @@ type bid struct {
 	lifecycle string
 }
 
-// workloadRecord is the node's index entry of a workload: its stored record and the
-// ports it exposes.
+// workloadRecord is the node's index entry of a workload: a copy of its stored record
+// (replaced whole, never changed in place) and the ports it exposes.
 type workloadRecord struct {
-	rec   *Record
+	rec   Record
 	ports []int
 }
 
@@ -192,12 +192,18 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		xkey: xkey, xkeyPub: xkeyPub, secretStore: ss,
 		ctx: ctx, cancel: cancel,
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
-		startedAt: time.Now().UTC(), bidPrefix: cfg.NodeID[len(cfg.NodeID)-10:],
+		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]*workloadRecord{}, counts: map[string]int{},
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{},
 		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil
+}
+
+// bidPrefix starts every bid ID of a node, so a DEPLOY finds its node without a lookup:
+// the tail of a node key (the last characters vary the most), or the whole ID when short.
+func bidPrefix(nodeID string) string {
+	return nodeID[max(0, len(nodeID)-10):]
 }
 
 // ID is the node's public key.
@@ -214,14 +220,14 @@ func (n *Node) Start() error {
 	}
 	sub, err := n.nc.Subscribe(v1.AnnounceWildcard, n.onAnnounce)
 	if err != nil {
-		n.svc.Stop()
+		n.srv.Stop(context.Background())
 		return fmt.Errorf("subscribe to announcements: %w", err)
 	}
 	n.subs = append(n.subs, sub)
 	n.announce(false)
 	n.wg.Add(1)
 	go n.loop()
-	n.nodeEvent("started", "")
+	n.nodeEvent(v1.EventNodeStarted, "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
 	return nil
 }
@@ -245,23 +251,30 @@ func (n *Node) checkDuplicate() error {
 	return nil
 }
 
-// Stop withdraws the node: announces its departure, stops serving and waits for loops.
+// Stop withdraws the node: it stops serving (requests in flight get up to
+// stopRequestGrace to finish, then their context ends), then ends its loops and waits for
+// them, then announces its departure. Nothing it started runs when Stop returns.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		for _, s := range n.subs {
+			_ = s.Unsubscribe()
+		}
+		if n.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), stopRequestGrace)
+			n.srv.Stop(ctx)
+			cancel()
+		}
 		close(n.done)
 		n.cancel()
 		n.wg.Wait()
 		n.announce(true)
-		n.nodeEvent("stopped", "")
-		for _, s := range n.subs {
-			_ = s.Unsubscribe()
-		}
-		if n.svc != nil {
-			_ = n.svc.Stop()
-		}
+		n.nodeEvent(v1.EventNodeStopped, "")
 		_ = n.nc.Flush()
 	})
 }
+
+// stopRequestGrace is how long a stopping node lets requests in flight finish.
+const stopRequestGrace = 5 * time.Second
 
 func (n *Node) loop() {
 	defer n.wg.Done()

@@ -101,7 +101,7 @@ func TestStartListStopClone(t *testing.T) {
 	if l, _ := other.ListWorkloads(ctx, ""); len(l) != 0 {
 		t.Fatalf("namespace other sees %d workloads", len(l))
 	}
-	if _, err := other.StopWorkload(ctx, w.ID, v1.StopRequest{}); !client.IsNotFound(err) {
+	if _, err := other.StopWorkload(ctx, w.ID, v1.StopRequest{}); !v1.IsNotFound(err) {
 		t.Fatalf("stop from another namespace: want not_found, got %v", err)
 	}
 	sys, _ := client.New(nc, "system")
@@ -124,7 +124,7 @@ func TestStartListStopClone(t *testing.T) {
 	if info, err := c.StopWorkload(ctx, clone.ID, v1.StopRequest{}); err != nil || info.State != v1.StateStopped {
 		t.Fatalf("second stop: %+v %v", info, err)
 	}
-	if _, err := c.WorkloadInfo(ctx, "nope"); !client.IsNotFound(err) {
+	if _, err := c.WorkloadInfo(ctx, "nope"); !v1.IsNotFound(err) {
 		t.Fatalf("info on unknown: %v", err)
 	}
 }
@@ -245,7 +245,7 @@ func TestNodesListAndInfo(t *testing.T) {
 	if info.Tags["nex.node"] != "a" || info.Tags["nex.os"] == "" {
 		t.Fatalf("reserved tags missing: %v", info.Tags)
 	}
-	if _, err := c.NodeInfo(context.Background(), "NOPE"); !client.IsNotFound(err) {
+	if _, err := c.NodeInfo(context.Background(), "NOPE"); !v1.IsNotFound(err) {
 		t.Fatalf("unknown node: %v", err)
 	}
 }

@@ -56,9 +56,7 @@ func secretKey(ns, name string) (string, error) {
 
 // secretTarget reads the namespace and secret name of a request and opens the store.
 func (n *Node) secretTarget(ctx context.Context, r svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
-	if ns, name, err = namespaceOf(r); err != nil {
-		return
-	}
+	ns, name = r.Namespace, r.ID
 	if key, err = secretKey(ns, name); err != nil {
 		return
 	}
@@ -66,18 +64,20 @@ func (n *Node) secretTarget(ctx context.Context, r svc.Request) (ns, name, key s
 	return
 }
 
-func (n *Node) addSecretEndpoints(add func(name, subject string, h svcHandler) error) error {
+// secretEndpoints serve the secret store (none without a secrets key). One node answers
+// each request: the nodes share the bucket.
+func (n *Node) secretEndpoints() []svc.Endpoint {
 	if n.secretStore == nil {
 		return nil
 	}
-	opts := svc.Options{Concurrent: 16, Conn: n.nc}
-	if err := add(v1.VerbSecretPut, v1.ControlWildcard(v1.VerbSecretPut, true), svc.Handler(opts, n.handleSecretPut)); err != nil {
-		return err
+	ep := func(verb, idName string, h svc.Func) svc.Endpoint {
+		return svc.Endpoint{Name: verb, Subject: v1.ControlWildcard(verb, idName != ""), Tokens: svc.ControlTokens(idName), Handler: h, Concurrent: 16}
 	}
-	if err := add(v1.VerbSecretRm, v1.ControlWildcard(v1.VerbSecretRm, true), svc.Handler(opts, n.handleSecretRm)); err != nil {
-		return err
+	return []svc.Endpoint{
+		ep(v1.VerbSecretPut, "secret name", svc.Handle(n.handleSecretPut)),
+		ep(v1.VerbSecretRm, "secret name", svc.Handle(n.handleSecretRm)),
+		ep(v1.VerbSecretList, "", svc.Handle(n.handleSecretList)),
 	}
-	return add(v1.VerbSecretList, v1.ControlWildcard(v1.VerbSecretList, false), svc.Handler(opts, n.handleSecretList))
 }
 
 func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
@@ -115,10 +115,7 @@ func (n *Node) handleSecretRm(ctx context.Context, r svc.Request, _ *struct{}) (
 }
 
 func (n *Node) handleSecretList(ctx context.Context, r svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
-	ns, _, err := namespaceOf(r)
-	if err != nil {
-		return nil, err
-	}
+	ns := r.Namespace
 	kv, err := n.secrets(ctx)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // healthyRun is how long an agent must run before its failures stop counting as "in a row".
@@ -102,11 +104,11 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 		failures++
 		if a.RestartLimit > 0 && failures > a.RestartLimit {
 			log.Error("agent failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
-			event("nexlet_failed", "restart limit reached")
+			event(v1.EventNexletFailed, "restart limit reached")
 			return
 		}
 		log.Info("restarting agent", zap.Duration("delay", delay), zap.Int("attempt", failures))
-		event("nexlet_restarting", "exited; restarting")
+		event(v1.EventNexletRestarting, "exited; restarting")
 		select {
 		case <-ctx.Done():
 			return

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -20,12 +19,14 @@ import (
 // countsByNexlet is how many workloads the node has placed on each nexlet. Caller holds n.mu.
 func (n *Node) countsByNexlet() map[string]int { return n.counts }
 
-func (n *Node) index(rec *Record) {
+// index puts a copy of rec in the node's index (replacing an older one).
+func (n *Node) index(rec Record) {
+	ports := v1.ExposedPorts(rec.Definition.StartRequest)
 	n.mu.Lock()
 	if old, ok := n.workloads[rec.WorkloadID]; ok {
 		n.counts[old.rec.NexletID]--
 	}
-	n.workloads[rec.WorkloadID] = &workloadRecord{rec: rec, ports: v1.ExposedPorts(rec.Definition.StartRequest)}
+	n.workloads[rec.WorkloadID] = workloadRecord{rec: rec, ports: ports}
 	n.counts[rec.NexletID]++
 	n.mu.Unlock()
 }
@@ -44,10 +45,17 @@ func (n *Node) unindex(wid string) {
 func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition) (v1.WorkloadInfo, error) {
 	wid := nuid.Next()
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
-	rec := &Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC()}
+	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC()}
 	n.index(rec)
 	stored := make(chan error, 1)
-	go func() { stored <- n.cfg.Store.Put(ctx, rec) }()
+	go func() {
+		put := rec // the store sets its revision: a copy of its own
+		err := n.cfg.Store.Put(ctx, &put)
+		if err == nil {
+			n.reindex(put)
+		}
+		stored <- err
+	}()
 	info, err := n.startOnNexlet(ctx, rec)
 	serr := <-stored
 	if err == nil && serr != nil {
@@ -78,7 +86,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	return info, nil
 }
 
-func (n *Node) startOnNexlet(ctx context.Context, rec *Record) (v1.WorkloadInfo, error) {
+func (n *Node) startOnNexlet(ctx context.Context, rec Record) (v1.WorkloadInfo, error) {
 	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}
 	n.mu.Lock()
 	var nexletXKey string
@@ -134,44 +142,29 @@ func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 
 // lookup finds a workload of namespace ns on this node. Workloads of other namespaces
 // are invisible (404), except from the system namespace.
-func (n *Node) lookup(ns, wid string) (*workloadRecord, bool) {
+func (n *Node) lookup(ns, wid string) (Record, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	w, ok := n.workloads[wid]
 	if !ok || (ns != v1.SystemNamespace && w.rec.Definition.Namespace != ns) {
-		return nil, false
+		return Record{}, false
 	}
-	return w, true
-}
-
-func (n *Node) workloadID(r svc.Request) (ns, wid string, err error) {
-	ns, wid, err = namespaceOf(r)
-	if err != nil {
-		return "", "", err
-	}
-	return ns, wid, v1.ValidateToken("workload ID", wid)
+	return w.rec, true
 }
 
 // owned resolves a request about one workload to this node's record of it: 404 when the
 // workload is not here (or in another namespace).
-func (n *Node) owned(r svc.Request) (*workloadRecord, error) {
-	ns, wid, err := n.workloadID(r)
-	if err != nil {
-		return nil, err
-	}
-	w, ok := n.lookup(ns, wid)
+func (n *Node) owned(r svc.Request) (Record, error) {
+	rec, ok := n.lookup(r.Namespace, r.ID)
 	if !ok {
-		return nil, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+		return Record{}, v1.NotFound("workload %s not found in namespace %s", r.ID, r.Namespace)
 	}
-	return w, nil
+	return rec, nil
 }
 
 func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
-	ns, wid, err := n.workloadID(r)
-	if err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	w, ok := n.lookup(ns, wid)
+	ns, wid := r.Namespace, r.ID
+	rec, ok := n.lookup(ns, wid)
 	if !ok {
 		n.mu.Lock()
 		t, dead := n.tombstones[wid]
@@ -181,20 +174,20 @@ func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopReques
 		}
 		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
 	}
-	return n.stopWorkload(ctx, w.rec, *req)
+	return n.stopWorkload(ctx, rec, *req)
 }
 
 // stopWorkload marks the record as stopping (so a crash mid-stop is finished on
 // recovery), stops the workload on its nexlet, and forgets it.
-func (n *Node) stopWorkload(ctx context.Context, rec *Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
-	if err := n.setDesired(ctx, rec, DesiredStopping); err != nil {
+func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); err != nil {
 		n.log.Warn("record stopping state", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 	}
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout+time.Duration(req.GracePeriod)+10*time.Second)
 	defer cancel()
 	var info v1.WorkloadInfo
 	err := n.askNexlet(cctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, req, &info)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !v1.IsNotFound(err) {
 		return v1.WorkloadInfo{}, err
 	}
 	d := rec.Definition
@@ -208,32 +201,47 @@ func (n *Node) stopWorkload(ctx context.Context, rec *Record, req v1.StopRequest
 	return info, nil
 }
 
-// setDesired updates a record's desired state, re-reading it once on a conflict.
-func (n *Node) setDesired(ctx context.Context, rec *Record, desired string) error {
+// setDesired updates the desired state of an indexed workload's record, re-reading it
+// once on a conflict, and indexes the new value. Records are values: what others hold
+// stays as they read it.
+func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, error) {
 	n.mu.Lock()
-	updated := *rec
+	w, ok := n.workloads[wid]
 	n.mu.Unlock()
+	if !ok {
+		return Record{}, v1.NotFound("workload %s is not indexed on node %s", wid, n.cfg.NodeID)
+	}
+	updated := w.rec
 	updated.Desired, updated.UpdatedAt = desired, time.Now().UTC()
 	err := n.cfg.Store.Put(ctx, &updated)
 	if errors.Is(err, ErrConflict) {
 		recs, lerr := n.cfg.Store.List(ctx)
 		if lerr != nil {
-			return lerr
+			return Record{}, lerr
 		}
 		for _, r := range recs {
-			if r.WorkloadID == rec.WorkloadID {
+			if r.WorkloadID == wid {
 				updated.Revision = r.Revision
 				err = n.cfg.Store.Put(ctx, &updated)
 			}
 		}
 	}
 	if err != nil {
-		return err
+		return Record{}, err
 	}
+	n.reindex(updated)
+	return updated, nil
+}
+
+// reindex replaces the indexed value of a record that is still indexed, unless the index
+// already holds a newer revision (two writers finishing out of order).
+func (n *Node) reindex(rec Record) {
 	n.mu.Lock()
-	*rec = updated
-	n.mu.Unlock()
-	return nil
+	defer n.mu.Unlock()
+	if w, ok := n.workloads[rec.WorkloadID]; ok && rec.Revision >= w.rec.Revision {
+		w.rec = rec
+		n.workloads[rec.WorkloadID] = w
+	}
 }
 
 func (n *Node) forget(wid string, info v1.WorkloadInfo) {
@@ -246,44 +254,35 @@ func (n *Node) forget(wid string, info v1.WorkloadInfo) {
 	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
 }
 
-func isNotFound(err error) bool { return v1.AsError(err).Code == 404 }
-
 func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any, error) {
-	ns, id, err := n.workloadID(r)
-	if err != nil {
-		return nil, err
-	}
-	if ns == v1.SystemNamespace && id == n.cfg.NodeID {
+	if r.Namespace == v1.SystemNamespace && r.ID == n.cfg.NodeID {
 		return n.Info(true), nil
 	}
-	w, err := n.owned(r)
+	rec, err := n.owned(r)
 	if err != nil {
 		return nil, err
 	}
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	if err := n.askNexlet(cctx, w.rec.NexletID, v1.NexletGet, id, nil, &info); err != nil {
+	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletGet, rec.WorkloadID, nil, &info); err != nil {
 		return nil, err
 	}
 	return info, nil
 }
 
 func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
-	w, err := n.owned(r)
+	rec, err := n.owned(r)
 	if err != nil {
 		return v1.CloneReply{}, err
 	}
-	wid := w.rec.WorkloadID
-	n.mu.Lock()
-	def := w.rec.Definition
-	n.mu.Unlock()
+	wid, def := rec.WorkloadID, rec.Definition
 	if req.ResealFor != "" && strings.Contains(string(def.StartRequest), seal.Prefix) {
 		// only the original's nexlet can open its sealed values: it seals them for the clone's
 		var out json.RawMessage
 		cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 		defer cancel()
-		if err := n.askNexlet(cctx, w.rec.NexletID, v1.NexletReseal, "",
+		if err := n.askNexlet(cctx, rec.NexletID, v1.NexletReseal, "",
 			v1.ResealRequest{StartRequest: def.StartRequest, Recipient: req.ResealFor}, &out); err != nil {
 			return v1.CloneReply{}, err
 		}
@@ -321,7 +320,7 @@ func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.Register
 }
 
 func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heartbeat) (struct{}, error) {
-	id := r.Subject[strings.LastIndexByte(r.Subject, '.')+1:]
+	id := r.ID
 	n.mu.Lock()
 	e, ok := n.nexlets[id]
 	if !ok {
@@ -331,153 +330,17 @@ func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heart
 	e.lastHeartbeat = time.Now()
 	e.lostReported = false
 	e.stats = nexletStats{states: req.States, restarts: req.Restarts, stats: req.Stats}
-	var finished []*Record
+	var finished []string
 	for _, wid := range req.Finished {
 		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning {
-			finished = append(finished, w.rec)
+			finished = append(finished, wid)
 		}
 	}
 	n.mu.Unlock()
-	for _, rec := range finished {
-		if err := n.setDesired(ctx, rec, DesiredFinished); err != nil {
-			n.log.Warn("record finished workload", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+	for _, wid := range finished {
+		if _, err := n.setDesired(ctx, wid, DesiredFinished); err != nil {
+			n.log.Warn("record finished workload", zap.String("workload_id", wid), zap.Error(err))
 		}
 	}
 	return struct{}{}, nil
-}
-
-// reconcile brings a (re-)registered nexlet and the node's desired state together:
-// workloads the nexlet runs are adopted (never restarted), desired workloads it lost
-// are started again exactly once with their IDs, stops that were in flight are
-// finished, and finished workloads stay finished. Everything is indexed before it
-// returns (so stop and info work at once); restarts and stops then run in the background.
-func (n *Node) reconcile(nexletID string) {
-	n.mu.Lock()
-	lock, ok := n.reconciles[nexletID]
-	if !ok {
-		lock = &sync.Mutex{}
-		n.reconciles[nexletID] = lock
-	}
-	n.mu.Unlock()
-	lock.Lock()
-
-	log := n.log.With(zap.String("nexlet_id", nexletID))
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	var running []v1.WorkloadInfo
-	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
-		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
-		cancel()
-		lock.Unlock()
-		return
-	}
-	recs, err := n.cfg.Store.List(ctx)
-	if err != nil {
-		log.Error("reconcile: read desired state", zap.Error(err))
-		cancel()
-		lock.Unlock()
-		return
-	}
-	has := map[string]v1.WorkloadInfo{}
-	for _, w := range running {
-		has[w.ID] = w
-	}
-	known := map[string]bool{}
-	var toStop, toStart []*Record
-	adopted := 0
-	for _, rec := range recs {
-		if rec.NexletID != nexletID {
-			continue
-		}
-		known[rec.WorkloadID] = true
-		w, present := has[rec.WorkloadID]
-		switch {
-		case rec.Desired == DesiredStopping:
-			n.index(rec)
-			toStop = append(toStop, rec)
-		case present:
-			n.index(rec)
-			if w.Finished() && rec.Desired == DesiredRunning {
-				_ = n.setDesired(ctx, rec, DesiredFinished)
-			}
-			adopted++
-		case rec.Desired == DesiredFinished:
-			// it ended for good and its nexlet no longer lists it: nothing to keep
-			if err := n.cfg.Store.Delete(ctx, rec.WorkloadID); err != nil {
-				log.Warn("reconcile: drop finished", zap.Error(err))
-			}
-		default:
-			n.index(rec)
-			toStart = append(toStart, rec)
-		}
-	}
-	// Workloads the nexlet runs that the state does not know (a node restarted with
-	// in-memory state): adopt them from the definition the nexlet keeps.
-	for _, w := range running {
-		if known[w.ID] || w.Definition == nil {
-			continue
-		}
-		rec := &Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC()}
-		if w.Finished() {
-			rec.Desired = DesiredFinished
-		}
-		if err := n.cfg.Store.Put(ctx, rec); err != nil {
-			log.Warn("reconcile: record adopted workload", zap.String("workload_id", w.ID), zap.Error(err))
-		}
-		n.index(rec)
-		adopted++
-	}
-	if adopted > 0 {
-		log.Info("reconcile: adopted running workloads", zap.Int("adopted", adopted))
-	}
-	if len(toStop)+len(toStart) == 0 {
-		cancel()
-		lock.Unlock()
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer lock.Unlock()
-		defer cancel()
-		for _, rec := range toStop {
-			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
-				log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-			}
-		}
-		started := 0
-		for _, rec := range toStart {
-			if _, err := n.startOnNexlet(ctx, rec); err != nil && v1.AsError(err).Code != 409 {
-				log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-				continue
-			}
-			started++
-		}
-		log.Info("reconcile: done", zap.Int("stops_finished", len(toStop)), zap.Int("started_again", started))
-	}()
-}
-
-// renewCreds re-mints the credentials of every workload that should be running and hands
-// them to its nexlet. Stopped workloads have no record, so theirs run out.
-func (n *Node) renewCreds() {
-	n.mu.Lock()
-	recs := make([]*Record, 0, len(n.workloads))
-	for _, w := range n.workloads {
-		if w.rec.Desired == DesiredRunning {
-			recs = append(recs, w.rec)
-		}
-	}
-	n.mu.Unlock()
-	for _, rec := range recs {
-		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
-		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
-			v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}, nil)
-		cancel()
-		if err != nil && v1.AsError(err).Code != 409 {
-			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-		}
-	}
 }

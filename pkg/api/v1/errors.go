@@ -11,21 +11,43 @@ var ErrInvalidToken = errors.New("invalid subject token")
 
 // Stable error codes carried in Error.ErrorCode.
 const (
-	CodeBadRequest    = "bad_request"
-	CodeInvalidToken  = "invalid_token"
-	CodeSchemaInvalid = "schema_invalid"
-	CodeNotFound      = "not_found"
-	CodeNoPlacement   = "no_placement"
-	CodeBidExpired    = "bid_expired"
-	CodeConflict      = "conflict"
-	CodeUnavailable   = "unavailable"
-	CodeLameduck      = "lameduck"
-	CodeStartFailed   = "start_failed"
-	CodeTimeout       = "timeout"
-	CodeForbidden     = "forbidden"
-	CodeTooLarge      = "too_large"
-	CodeInternal      = "internal"
+	CodeBadRequest     = "bad_request"
+	CodeInvalidToken   = "invalid_token"
+	CodeSchemaInvalid  = "schema_invalid"
+	CodeNotFound       = "not_found"
+	CodeNoPlacement    = "no_placement"
+	CodeBidExpired     = "bid_expired"
+	CodeConflict       = "conflict"
+	CodeUnavailable    = "unavailable"
+	CodeLameduck       = "lameduck"
+	CodeStartFailed    = "start_failed"
+	CodeTimeout        = "timeout"
+	CodeForbidden      = "forbidden"
+	CodeTooLarge       = "too_large"
+	CodeNotImplemented = "not_implemented"
+	CodeInternal       = "internal"
 )
+
+// Statuses pairs each error code with the HTTP-like status it travels with. A start that
+// failed because of its request (a workdir that is not a directory, an artifact that does
+// not fetch) is start_failed with 400; one that failed on the node is start_failed with 500.
+var Statuses = map[string][]int{
+	CodeBadRequest:     {400},
+	CodeInvalidToken:   {400},
+	CodeSchemaInvalid:  {400},
+	CodeStartFailed:    {400, 500},
+	CodeForbidden:      {403},
+	CodeNotFound:       {404},
+	CodeConflict:       {409},
+	CodeBidExpired:     {410},
+	CodeTooLarge:       {413},
+	CodeInternal:       {500},
+	CodeNotImplemented: {501},
+	CodeUnavailable:    {503},
+	CodeLameduck:       {503},
+	CodeNoPlacement:    {503},
+	CodeTimeout:        {504},
+}
 
 // Error is the JSON body of every error reply; the same values travel in the
 // Nats-Service-Error and Nats-Service-Error-Code headers.
@@ -57,13 +79,15 @@ func NewError(code int, errorCode, format string, args ...any) *Error {
 	return &Error{Code: code, ErrorCode: errorCode, Message: fmt.Sprintf(format, args...)}
 }
 
-// Sentinels for errors.Is; only ErrorCode is compared.
-var (
-	ErrNotFound    = &Error{Code: 404, ErrorCode: CodeNotFound}
-	ErrNoPlacement = &Error{Code: 503, ErrorCode: CodeNoPlacement}
-	ErrSchema      = &Error{Code: 400, ErrorCode: CodeSchemaInvalid}
-	ErrBadRequest  = &Error{Code: 400, ErrorCode: CodeBadRequest}
-)
+// IsCode tells whether err is (or wraps) an Error with the stable error code code. It is
+// the one way to ask what kind of error a reply was.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.ErrorCode == code
+}
+
+// IsNotFound tells whether err says that what was asked for does not exist.
+func IsNotFound(err error) bool { return IsCode(err, CodeNotFound) }
 
 // NotFound is a 404 error naming what was missing.
 func NotFound(format string, args ...any) *Error {

@@ -50,8 +50,8 @@ func TestAsError(t *testing.T) {
 	if e.Code != 400 || e.ErrorCode != CodeInvalidToken {
 		t.Fatalf("got %+v", e)
 	}
-	if !errors.Is(NotFound("workload %s", "x"), ErrNotFound) {
-		t.Fatal("NotFound is not ErrNotFound")
+	if !IsNotFound(NotFound("workload %s", "x")) {
+		t.Fatal("NotFound is not a not-found")
 	}
 	if e := AsError(nil); e == nil || e.Code != 0 {
 		t.Fatalf("AsError(nil) = %+v", e)

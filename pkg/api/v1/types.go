@@ -11,6 +11,10 @@ import (
 const (
 	HeaderNodeID = "Nex-Node-Id"
 	HeaderPeers  = "Nex-Peers"
+	// HeaderExitCode is the exit code of a function's run, on its reply.
+	HeaderExitCode = "Nex-Exit-Code"
+	// HeaderError is why a function's reply is incomplete or missing, on its reply.
+	HeaderError = "Nex-Error"
 )
 
 // WorkloadDefinition is what a user asks to run: metadata plus the nexlet-specific start request.
@@ -342,7 +346,7 @@ type NexletListRequest struct {
 	NoMetadata bool `json:"no_metadata,omitempty"`
 }
 
-// Event types on workload and node feeds.
+// Event types on workload feeds ($NEX.FEED.<ns>.event.<wid>).
 const (
 	EventStarted     = "started"
 	EventStopped     = "stopped"
@@ -350,11 +354,25 @@ const (
 	EventRestarted   = "restarted"
 	EventFailed      = "failed"
 	EventTriggered   = "triggered"
-	EventLameduck    = "lameduck"
 	EventLogsDropped = "logs_dropped"
-	EventRegistered  = "nexlet_registered"
-	EventLost        = "nexlet_lost"
 )
+
+// Event types on the node feed ($NEX.FEED.system.event.<node_id>).
+const (
+	EventNodeStarted      = "started"
+	EventNodeStopped      = "stopped"
+	EventLameduck         = "lameduck"
+	EventRegistered       = "nexlet_registered"
+	EventLost             = "nexlet_lost"
+	EventNexletRestarting = "nexlet_restarting"
+	EventNexletFailed     = "nexlet_failed"
+)
+
+// EventTypes lists every event type, workload and node (for docs and tests).
+var EventTypes = []string{
+	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped,
+	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed,
+}
 
 // Event is published on $NEX.FEED.<ns>.event.<id>.
 type Event struct {

@@ -20,12 +20,6 @@ import (
 // MaxReplyBytes bounds the stdout of a function invocation that answers a request.
 const MaxReplyBytes = 1 << 20
 
-// Headers on a function's reply.
-const (
-	HeaderExitCode = "Nex-Exit-Code"
-	HeaderError    = "Nex-Error"
-)
-
 // function is the trigger side of a function workload: its subscriptions, a semaphore
 // for the concurrency limit, and the process groups of running invocations.
 type function struct {
@@ -223,12 +217,12 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	}
 	dur := time.Since(began)
 	if m.Reply != "" {
-		out := &nats.Msg{Subject: m.Reply, Data: reply.Bytes(), Header: nats.Header{HeaderExitCode: []string{strconv.Itoa(code)}}}
+		out := &nats.Msg{Subject: m.Reply, Data: reply.Bytes(), Header: nats.Header{v1.HeaderExitCode: []string{strconv.Itoa(code)}}}
 		if reply.truncated {
-			out.Header.Set(HeaderError, "reply truncated at "+strconv.Itoa(MaxReplyBytes)+" bytes")
+			out.Header.Set(v1.HeaderError, "reply truncated at "+strconv.Itoa(MaxReplyBytes)+" bytes")
 		}
 		if errMsg != "" {
-			out.Header.Set(HeaderError, errMsg)
+			out.Header.Set(v1.HeaderError, errMsg)
 		}
 		_ = tc.nc.PublishMsg(out)
 	}

@@ -204,7 +204,7 @@ func TestJobLogsAndExitCode(t *testing.T) {
 	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.d.Get(e.ctx, w.ID); !errors.Is(err, v1.ErrNotFound) {
+	if _, err := e.d.Get(e.ctx, w.ID); !v1.IsNotFound(err) {
 		t.Fatalf("job still listed: %v", err)
 	}
 }
@@ -272,7 +272,7 @@ func TestStopService(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Fatalf("process %d still exists after stop: %v", pid, err)
 	}
-	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); !errors.Is(err, v1.ErrNotFound) {
+	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); !v1.IsNotFound(err) {
 		t.Fatalf("second stop on the driver: %v", err)
 	}
 }
@@ -413,7 +413,7 @@ func TestFunctionRequestReply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(m.Data) != fmt.Sprintf("orders.new:p%d", i) || m.Header.Get(native.HeaderExitCode) != "0" {
+		if string(m.Data) != fmt.Sprintf("orders.new:p%d", i) || m.Header.Get(v1.HeaderExitCode) != "0" {
 			t.Fatalf("reply %q %v", m.Data, m.Header)
 		}
 	}
@@ -452,7 +452,7 @@ func TestFunctionTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(m.Header.Get(native.HeaderError), "timed out") {
+	if !strings.Contains(m.Header.Get(v1.HeaderError), "timed out") {
 		t.Fatalf("reply headers %v", m.Header)
 	}
 }

@@ -1,0 +1,70 @@
+package v1
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestErrorStatusPairs reads every NewError call in the repository and checks that its
+// HTTP-like status is the one Statuses pairs with its error code.
+func TestErrorStatusPairs(t *testing.T) {
+	call := regexp.MustCompile(`NewError\((\d+), (?:v1\.)?(Code[A-Za-z]+)`)
+	names := map[string]string{
+		"CodeBadRequest": CodeBadRequest, "CodeInvalidToken": CodeInvalidToken, "CodeSchemaInvalid": CodeSchemaInvalid,
+		"CodeNotFound": CodeNotFound, "CodeNoPlacement": CodeNoPlacement, "CodeBidExpired": CodeBidExpired,
+		"CodeConflict": CodeConflict, "CodeUnavailable": CodeUnavailable, "CodeLameduck": CodeLameduck,
+		"CodeStartFailed": CodeStartFailed, "CodeTimeout": CodeTimeout, "CodeForbidden": CodeForbidden,
+		"CodeTooLarge": CodeTooLarge, "CodeInternal": CodeInternal, "CodeNotImplemented": CodeNotImplemented,
+	}
+	for _, code := range names {
+		if _, ok := Statuses[code]; !ok {
+			t.Errorf("error code %s has no status in Statuses", code)
+		}
+	}
+	seen := 0
+	err := filepath.WalkDir("../../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range call.FindAllStringSubmatch(string(src), -1) {
+			seen++
+			status, _ := strconv.Atoi(m[1])
+			code, ok := names[m[2]]
+			if !ok {
+				t.Errorf("%s: unknown error code constant %s", path, m[2])
+				continue
+			}
+			if !slices.Contains(Statuses[code], status) {
+				t.Errorf("%s: NewError(%d, %s): %s travels with %v", path, status, m[2], code, Statuses[code])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen < 20 {
+		t.Fatalf("found only %d NewError calls: is the walk in the right place?", seen)
+	}
+}
+
+func TestIsCode(t *testing.T) {
+	wrapped := &wrapErr{NotFound("workload x not found")}
+	if !IsNotFound(wrapped) || IsCode(wrapped, CodeConflict) || IsNotFound(nil) || IsNotFound(os.ErrNotExist) {
+		t.Fatal("IsCode/IsNotFound disagree with the error code")
+	}
+}
+
+type wrapErr struct{ err error }
+
+func (w *wrapErr) Error() string { return "wrapped: " + w.err.Error() }
+func (w *wrapErr) Unwrap() error { return w.err }

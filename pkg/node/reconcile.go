@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// reconcilePlan is what reconciling one nexlet found to do.
+type reconcilePlan struct {
+	toStop, toStart []Record
+	adopted         int
+}
+
+// reconcile brings a (re-)registered nexlet and the node's desired state together:
+// workloads the nexlet runs are adopted (never restarted), desired workloads it lost
+// are started again exactly once with their IDs, stops that were in flight are
+// finished, and finished workloads stay finished. Everything is indexed before it
+// returns (so stop and info work at once); restarts and stops then run in the background.
+func (n *Node) reconcile(nexletID string) {
+	lock := n.reconcileLock(nexletID)
+	lock.Lock()
+	log := n.log.With(zap.String("nexlet_id", nexletID))
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	plan, err := n.planReconcile(ctx, nexletID, log)
+	if err != nil || len(plan.toStop)+len(plan.toStart) == 0 {
+		cancel()
+		lock.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer lock.Unlock()
+		defer cancel()
+		n.carryOut(ctx, plan, log)
+	}()
+}
+
+// reconcileLock is the lock that lets one reconciliation of a nexlet run at a time.
+func (n *Node) reconcileLock(nexletID string) *sync.Mutex {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	lock, ok := n.reconciles[nexletID]
+	if !ok {
+		lock = &sync.Mutex{}
+		n.reconciles[nexletID] = lock
+	}
+	return lock
+}
+
+// planReconcile compares what the nexlet runs with the records, indexes what stays, and
+// returns the stops and starts left to do.
+func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logger) (reconcilePlan, error) {
+	var plan reconcilePlan
+	var running []v1.WorkloadInfo
+	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
+		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
+		return plan, err
+	}
+	recs, err := n.cfg.Store.List(ctx)
+	if err != nil {
+		log.Error("reconcile: read desired state", zap.Error(err))
+		return plan, err
+	}
+	has := map[string]v1.WorkloadInfo{}
+	for _, w := range running {
+		has[w.ID] = w
+	}
+	known := map[string]bool{}
+	for _, rec := range recs {
+		if rec.NexletID != nexletID {
+			continue
+		}
+		known[rec.WorkloadID] = true
+		w, present := has[rec.WorkloadID]
+		switch {
+		case rec.Desired == DesiredStopping:
+			n.index(*rec)
+			plan.toStop = append(plan.toStop, *rec)
+		case present:
+			n.index(*rec)
+			if w.Finished() && rec.Desired == DesiredRunning {
+				_, _ = n.setDesired(ctx, rec.WorkloadID, DesiredFinished)
+			}
+			plan.adopted++
+		case rec.Desired == DesiredFinished:
+			// it ended for good and its nexlet no longer lists it: nothing to keep
+			if err := n.cfg.Store.Delete(ctx, rec.WorkloadID); err != nil {
+				log.Warn("reconcile: drop finished", zap.Error(err))
+			}
+		default:
+			n.index(*rec)
+			plan.toStart = append(plan.toStart, *rec)
+		}
+	}
+	plan.adopted += n.adoptUnknown(ctx, nexletID, running, known, log)
+	if plan.adopted > 0 {
+		log.Info("reconcile: adopted running workloads", zap.Int("adopted", plan.adopted))
+	}
+	return plan, nil
+}
+
+// adoptUnknown records and indexes workloads the nexlet runs that the state does not know
+// (a node restarted with in-memory state), from the definition the nexlet keeps.
+func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.WorkloadInfo, known map[string]bool, log *zap.Logger) int {
+	adopted := 0
+	for _, w := range running {
+		if known[w.ID] || w.Definition == nil {
+			continue
+		}
+		rec := Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC()}
+		if w.Finished() {
+			rec.Desired = DesiredFinished
+		}
+		if err := n.cfg.Store.Put(ctx, &rec); err != nil {
+			log.Warn("reconcile: record adopted workload", zap.String("workload_id", w.ID), zap.Error(err))
+		}
+		n.index(rec)
+		adopted++
+	}
+	return adopted
+}
+
+// carryOut finishes the stops that were in flight and starts the lost workloads again.
+func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
+	for _, rec := range plan.toStop {
+		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+			log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		}
+	}
+	started := 0
+	for _, rec := range plan.toStart {
+		if _, err := n.startOnNexlet(ctx, rec); err != nil && !v1.IsCode(err, v1.CodeConflict) {
+			log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			continue
+		}
+		started++
+	}
+	log.Info("reconcile: done", zap.Int("stops_finished", len(plan.toStop)), zap.Int("started_again", started))
+}
+
+// renewCreds re-mints the credentials of every workload that should be running and hands
+// them to its nexlet. Stopped workloads have no record, so theirs run out.
+func (n *Node) renewCreds() {
+	n.mu.Lock()
+	recs := make([]Record, 0, len(n.workloads))
+	for _, w := range n.workloads {
+		if w.rec.Desired == DesiredRunning {
+			recs = append(recs, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	for _, rec := range recs {
+		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
+		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
+			v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}, nil)
+		cancel()
+		if err != nil && !v1.IsCode(err, v1.CodeConflict) {
+			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		}
+	}
+}
