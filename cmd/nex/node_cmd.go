@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -237,13 +238,8 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	w := g.stdout
 	fmt.Fprintf(w, "Node:      %s\nName:      %s\nNexus:     %s\nVersion:   %s (%s)\nState:     %s\nUptime:    %s\nWorkloads: %d\n",
 		n.NodeID, n.Name, n.Nexus, n.Version, n.Commit, strings.ToUpper(n.State), time.Duration(n.Uptime), n.Workloads)
-	keys := make([]string, 0, len(n.Tags))
-	for k := range n.Tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	fmt.Fprintln(w, "Tags:")
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(n.Tags)) {
 		fmt.Fprintf(w, "  %s=%s\n", k, n.Tags[k])
 	}
 	fmt.Fprintln(w, "Nexlets:")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
@@ -21,8 +20,6 @@ func isTerminal(w io.Writer) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // writeJSONLine writes v as one line of JSON (for streams of messages).
 func writeJSONLine(w io.Writer, v any) error {

@@ -53,13 +53,6 @@ func ConnOptions() []nats.Option {
 	}
 }
 
-// watching counts the connections with an entry (for tests).
-func watching() int {
-	n := 0
-	watches.Range(func(any, any) bool { n++; return true })
-	return n
-}
-
 // ErrorHandler is a nats.ErrHandler that records permission violations for Call and FanOut.
 func ErrorHandler(nc *nats.Conn, _ *nats.Subscription, err error) {
 	if !errors.Is(err, nats.ErrPermissionViolation) || nc.IsClosed() {

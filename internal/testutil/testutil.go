@@ -2,6 +2,8 @@
 package testutil
 
 import (
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,4 +55,26 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// ClientGoroutines counts the goroutines whose stack does not run in an in-process
+// nats-server (whose consumers and stores come and go on their own schedule): what a
+// test compares before and after many calls to find a leak of its own.
+func ClientGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && !strings.Contains(g, "nats-server/v2/server.") {
+			count++
+		}
+	}
+	return count
 }

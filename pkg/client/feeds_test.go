@@ -116,3 +116,37 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 		t.Fatalf("a tail longer than the history: %d lines, want %d", len(got), len(want)+1)
 	}
 }
+
+// A read of the history that does not follow ends every goroutine it started.
+func TestFeedReadsLeaveNoGoroutine(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	out := nexlet.NewFeed(nc, "NODE").LineWriter("default", "w1", "stdout")
+	fmt.Fprintln(out, "one line")
+	out.Close()
+	c, err := client.New(nc, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		got := 0
+		if err := c.Logs(ctx, "w1", client.FeedOptions{}, func(client.LogLine) error { got++; return nil }); err != nil || got != 1 {
+			t.Fatalf("read %d lines: %v", got, err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "the line to be stored", func() bool {
+		got := 0
+		_ = c.Logs(ctx, "w1", client.FeedOptions{}, func(client.LogLine) error { got++; return nil })
+		return got == 1
+	})
+	read()
+	before := testutil.ClientGoroutines()
+	for i := 0; i < 50; i++ {
+		read()
+	}
+	testutil.Eventually(t, 5*time.Second, "the reads' goroutines to end", func() bool { return testutil.ClientGoroutines() <= before })
+}

@@ -1,11 +1,12 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -100,9 +101,10 @@ const handlerConcurrency = 256
 func (n *Node) handleAuction(_ context.Context, _ svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
 	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
 	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
+	inUse := ports.InUse(req.Ports) // binds: before the lock, never under it
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if reason := n.declineReason(req); reason != "" {
+	if reason := n.declineReason(req, inUse); reason != "" {
 		reply.Decline = reason
 		return reply, nil
 	}
@@ -110,7 +112,7 @@ func (n *Node) handleAuction(_ context.Context, _ svc.Request, req *v1.AuctionRe
 	now := time.Now()
 	counts := n.countsByNexlet()
 	for id, e := range n.nexlets {
-		if e.ready && e.reg.RegisterType == req.Type && contains(e.reg.Lifecycles, req.Lifecycle) &&
+		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) &&
 			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
 			candidates = append(candidates, e)
 		}
@@ -133,7 +135,7 @@ func (n *Node) handleAuction(_ context.Context, _ svc.Request, req *v1.AuctionRe
 func (n *Node) noCandidateReason(req *v1.AuctionRequest, counts map[string]int, now time.Time) string {
 	var why []string
 	for id, e := range n.nexlets {
-		if e.reg.RegisterType != req.Type || !contains(e.reg.Lifecycles, req.Lifecycle) {
+		if e.reg.RegisterType != req.Type || !slices.Contains(e.reg.Lifecycles, req.Lifecycle) {
 			continue
 		}
 		switch h := n.health(e, now); {
@@ -153,16 +155,11 @@ func (n *Node) noCandidateReason(req *v1.AuctionRequest, counts map[string]int, 
 }
 
 // declineReason says why this node cannot run req, or "" when it can. Caller holds n.mu.
-func (n *Node) declineReason(req *v1.AuctionRequest) string {
+func (n *Node) declineReason(req *v1.AuctionRequest, inUse map[int]bool) string {
 	if n.state == v1.NodeLameduck {
 		return "node is in lameduck mode"
 	}
-	keys := make([]string, 0, len(req.Tags))
-	for k := range req.Tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(req.Tags)) {
 		have, ok := n.cfg.Tags[k]
 		if !ok {
 			if v, ok := n.cfg.Tags["nex."+k]; ok {
@@ -176,11 +173,11 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 	}
 	for _, p := range req.Ports {
 		for _, w := range n.workloads {
-			if contains(w.ports, p) {
+			if slices.Contains(w.ports, p) {
 				return fmt.Sprintf("port %d is exposed by workload %s on this node", p, w.rec.Definition.Name)
 			}
 		}
-		if !ports.Free(p) {
+		if inUse[p] {
 			return fmt.Sprintf("port %d is in use on this node", p)
 		}
 	}
@@ -197,7 +194,7 @@ func (n *Node) declineReason(req *v1.AuctionRequest) string {
 	if len(lifecycles) == 0 {
 		return fmt.Sprintf("type %s not served (node serves: %s)", req.Type, strings.Join(uniqueSorted(types), ", "))
 	}
-	if !contains(lifecycles, req.Lifecycle) {
+	if !slices.Contains(lifecycles, req.Lifecycle) {
 		return fmt.Sprintf("lifecycle %s not supported by type %s (supported: %s)", req.Lifecycle, req.Type, strings.Join(uniqueSorted(lifecycles), ", "))
 	}
 	return ""
@@ -241,9 +238,9 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 	return n.deploy(ctx, ns, b.NexletID, def)
 }
 
-// handleList asks each nexlet for its list and splices their JSON arrays into the reply
-// without decoding them: a thousand workloads cost one encode (at the nexlet) and one
-// decode (at the client).
+// handleList asks each nexlet for its list and passes their workloads into the reply
+// without decoding them into values: a thousand workloads cost one encode (at the
+// nexlet), one scan here, and one decode (at the client).
 func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
 	ns := r.Namespace
 	if req.Type != "" {
@@ -276,57 +273,37 @@ func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListReques
 				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
 				return
 			}
-			parts[i] = bytes.TrimSpace(list)
+			parts[i] = list
 		}()
 	}
 	wg.Wait()
-	var buf bytes.Buffer
-	buf.WriteString(`{"node_id":`)
-	id, _ := json.Marshal(n.cfg.NodeID)
-	buf.Write(id)
-	buf.WriteString(`,"workloads":[`)
-	first := true
-	for _, p := range parts {
-		// each part is a JSON array: splice its elements in
-		if len(p) < 2 || p[0] != '[' {
+	reply := nodeList{NodeID: n.cfg.NodeID, Workloads: []json.RawMessage{}}
+	for i, p := range parts {
+		if len(p) == 0 {
 			continue
 		}
-		inner := bytes.TrimSpace(p[1 : len(p)-1])
-		if len(inner) == 0 {
+		var items []json.RawMessage // each workload stays as its nexlet encoded it
+		if err := json.Unmarshal(p, &items); err != nil {
+			n.log.Warn("list nexlet: not a JSON array", zap.String("nexlet_id", ids[i]), zap.Error(err))
 			continue
 		}
-		if !first {
-			buf.WriteByte(',')
-		}
-		buf.Write(inner)
-		first = false
+		reply.Workloads = append(reply.Workloads, items...)
 	}
-	buf.WriteString("]}")
-	return buf.Bytes(), nil
+	return json.Marshal(reply)
+}
+
+// nodeList is a node's LIST reply with its nexlets' workloads passed through undecoded.
+type nodeList struct {
+	NodeID    string            `json:"node_id"`
+	Workloads []json.RawMessage `json:"workloads"`
 }
 
 func (n *Node) handlePing(context.Context, svc.Request, *struct{}) (v1.NodeInfo, error) {
 	return n.Info(false), nil
 }
 
-func contains[T comparable](list []T, s T) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
+// uniqueSorted is in sorted, without repeats.
 func uniqueSorted(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
+	out := slices.Sorted(slices.Values(in))
+	return slices.Compact(out)
 }

@@ -62,6 +62,14 @@ func New(nexletID string, feed *nexlet.Feed) *Runtime {
 
 // Start records the workload as running.
 func (r *Runtime) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+	info, err := r.add(req)
+	if err == nil {
+		r.event(v1.EventStarted, info) // published after the lock is let go
+	}
+	return info, err
+}
+
+func (r *Runtime) add(req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lameduck {
@@ -79,19 +87,18 @@ func (r *Runtime) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Work
 		Metadata: map[string]string{"start_request": string(d.StartRequest)}, Definition: &d,
 	}
 	r.workloads[info.ID] = info
-	r.event(v1.EventStarted, info)
 	return info, nil
 }
 
 // Stop forgets the workload.
 func (r *Runtime) Stop(_ context.Context, id string, _ v1.StopRequest) (v1.WorkloadInfo, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	info, ok := r.workloads[id]
+	delete(r.workloads, id)
+	r.mu.Unlock()
 	if !ok {
 		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found", id)
 	}
-	delete(r.workloads, id)
 	info.State = v1.StateStopped
 	r.event(v1.EventStopped, info)
 	return info, nil

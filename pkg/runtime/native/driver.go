@@ -111,6 +111,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	inUse := ports.InUse(sr.ExposePorts) // binds: before the lock, never under it
 	d.mu.Lock()
 	if d.lameduck {
 		d.mu.Unlock()
@@ -136,7 +137,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		h.workdir = filepath.Join(d.opts.DataDir, "workloads", h.id)
 		h.ownWorkdir = true
 	}
-	if err := d.reservePorts(h.id, sr.ExposePorts); err != nil {
+	if err := d.reservePorts(h.id, sr.ExposePorts, inUse); err != nil {
 		d.mu.Unlock()
 		return v1.WorkloadInfo{}, err
 	}
@@ -235,13 +236,13 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 }
 
 // reservePorts claims ports for workload wid: none may be claimed by another workload or
-// be in use on this host. Caller holds d.mu.
-func (d *Driver) reservePorts(wid string, want []int) error {
+// be in use on this host (inUse, checked before the lock). Caller holds d.mu.
+func (d *Driver) reservePorts(wid string, want []int, inUse map[int]bool) error {
 	for _, p := range want {
 		if owner, taken := d.ports[p]; taken {
 			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already exposed by workload %s", p, owner)
 		}
-		if !ports.Free(p) {
+		if inUse[p] {
 			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already in use on this host", p)
 		}
 	}

@@ -165,23 +165,31 @@ func (h *handle) run(p *process) {
 // it sets the final state. A service always restarts until max_restarts is spent; a job
 // is retried on a non-zero exit while retries remain.
 func (h *handle) again(code int) bool {
+	again, failed := h.decide(code)
+	if failed != "" { // published once the lock is let go: no I/O under it
+		h.event(v1.EventFailed, &code, failed)
+	}
+	return again
+}
+
+// decide is again under the handle's lock; failed is the reason a service gave up.
+func (h *handle) decide(code int) (again bool, failed string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch h.def.Lifecycle {
 	case v1.LifecycleService:
 		if h.sr.maxRestarts < 0 || h.restarts < h.sr.maxRestarts {
-			return true
+			return true, ""
 		}
 		h.state = v1.StateFailed
 		h.lastError = "restart limit of " + strconv.Itoa(h.sr.maxRestarts) + " reached"
-		h.d.opts.Feed.Event(v1.Event{Type: v1.EventFailed, WorkloadID: h.id, Namespace: h.def.Namespace, ExitCode: &code, Message: h.lastError})
-		return false
+		return false, h.lastError
 	default:
 		if code != 0 && h.restarts < h.sr.Retries {
-			return true
+			return true, ""
 		}
 		h.state = v1.StateStopped
-		return false
+		return false, ""
 	}
 }
 

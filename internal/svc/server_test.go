@@ -1,0 +1,194 @@
+package svc_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+func newServer(t *testing.T, nc *nats.Conn, log *zap.Logger) *svc.Server {
+	t.Helper()
+	s, err := svc.NewServer(nc, svc.Config{Config: micro.Config{Name: "test", Version: "0.0.1"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	return s
+}
+
+// A panicking handler, concurrent or not, answers 500 and logs its stack; the process
+// and the endpoint live on.
+func TestHandlerPanicIsAnswered(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	core, logs := observer.New(zap.ErrorLevel)
+	s := newServer(t, nc, zap.New(core))
+	h := svc.Handle(func(_ context.Context, _ svc.Request, req *struct{ Panic bool }) (string, error) {
+		if req.Panic {
+			var m map[string]int
+			m["boom"]++ // a nil map write: a real runtime panic
+		}
+		return "ok", nil
+	})
+	for _, c := range []struct {
+		name       string
+		concurrent int
+	}{{"inline", 0}, {"concurrent", 4}} {
+		subject := "test.panic." + c.name
+		if err := s.Add(svc.Endpoint{Name: "PANIC_" + c.name, Subject: subject, Handler: h, Concurrent: c.concurrent}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := svc.Call(ctx, nc, subject, map[string]bool{"Panic": true}, nil)
+		cancel()
+		if e := v1.AsError(err); e.Code != 500 || e.ErrorCode != v1.CodeInternal {
+			t.Fatalf("%s: a panicking handler answered %v, want a 500 internal error", c.name, err)
+		}
+		var got string
+		if err := svc.Call(context.Background(), nc, subject, nil, &got); err != nil || got != "ok" {
+			t.Fatalf("%s: the endpoint after a panic: %q, %v", c.name, got, err)
+		}
+	}
+	entries := logs.FilterMessage("handler panicked").All()
+	if len(entries) != 2 {
+		t.Fatalf("logged %d panics, want 2", len(entries))
+	}
+	if st := entries[0].ContextMap()["stack"]; !strings.Contains(st.(string), "server_test.go") {
+		t.Fatalf("the panic's stack is not logged: %v", st)
+	}
+}
+
+// Stop waits for detached handlers, ends their context when its own ends, and answers
+// requests arriving meanwhile with 503; tokens are parsed before the handler runs.
+func TestServerStopWaitsForHandlers(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	s := newServer(t, nc, nil)
+	entered := make(chan struct{}, 1)
+	var finished atomic.Bool
+	var gotID string
+	err := s.Add(svc.Endpoint{Name: "SLOW", Subject: "$NEX.SVC.v1.ns1.control.SLOW.*", Tokens: svc.ControlTokens("workload ID"), Concurrent: 8,
+		Handler: svc.Handle(func(ctx context.Context, r svc.Request, _ *struct{}) (string, error) {
+			gotID = r.Namespace + "/" + r.ID
+			entered <- struct{}{}
+			<-ctx.Done() // only Stop ends it
+			finished.Store(true)
+			return "", ctx.Err()
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = svc.Call(context.Background(), nc, "$NEX.SVC.v1.ns1.control.SLOW.w1", nil, nil) }()
+	<-entered
+	if gotID != "ns1/w1" {
+		t.Fatalf("tokens parsed as %q", gotID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	s.Stop(ctx)
+	if !finished.Load() {
+		t.Fatal("Stop returned while a handler still ran")
+	}
+	if s.Context().Err() == nil {
+		t.Fatal("the handlers' context is still live after Stop")
+	}
+
+	// bad tokens never reach the handler
+	s2 := newServer(t, nc, nil)
+	if err := s2.Add(svc.Endpoint{Name: "TOK", Subject: "$NEX.SVC.v1.*.control.TOK.*", Tokens: svc.ControlTokens("workload ID"),
+		Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) { return "reached", nil })}); err != nil {
+		t.Fatal(err)
+	}
+	// a token that a subject can carry but validation refuses (over the length limit)
+	long := strings.Repeat("x", v1.MaxTokenBytes+1)
+	if err := svc.Call(context.Background(), nc, "$NEX.SVC.v1."+long+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
+		t.Fatalf("a namespace over the limit: %v, want invalid_token", err)
+	}
+}
+
+// Requests arriving while a server stops (REGISTER during a node's shutdown) are either
+// served or refused with 503, never raced against the wait: run with -race.
+func TestServerStopUnderLoad(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	for round := 0; round < 5; round++ {
+		s, err := svc.NewServer(nc, svc.Config{Config: micro.Config{Name: "load", Version: "0.0.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var served atomic.Int64
+		if err := s.Add(svc.Endpoint{Name: "HIT", Subject: "test.hit", Concurrent: 16,
+			Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) {
+				served.Add(1)
+				return "ok", nil
+			})}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < 50; j++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					_ = svc.Call(ctx, nc, "test.hit", nil, nil)
+					cancel()
+				}
+			}()
+		}
+		testutil.Eventually(t, 5*time.Second, "requests to be served", func() bool { return served.Load() > 10 })
+		s.Stop(context.Background())
+		wg.Wait()
+	}
+}
+
+// Calls on many short-lived connections leave no watch entry and no goroutine behind.
+func TestCallsLeaveNothingBehind(t *testing.T) {
+	ns := testutil.StartServer(t)
+	srvConn := testutil.Connect(t, ns)
+	s := newServer(t, srvConn, nil)
+	if err := s.Add(svc.Endpoint{Name: "ECHO", Subject: "test.echo", Concurrent: 4,
+		Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(withOptions bool) {
+		opts := []nats.Option{}
+		if withOptions {
+			opts = svc.ConnOptions()
+		}
+		nc, err := nats.Connect(ns.ClientURL(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			if err := svc.Call(context.Background(), nc, "test.echo", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			_ = svc.FanOut(context.Background(), nc, "test.echo", nil, 50*time.Millisecond, func(svc.Reply) bool { return true })
+		}
+		nc.Close()
+	}
+	dial(true) // warm up whatever the first call starts for good
+	before := testutil.ClientGoroutines()
+	base := svc.Watching()
+	for i := 0; i < 100; i++ {
+		dial(i%2 == 0)
+	}
+	testutil.Eventually(t, 5*time.Second, "connection goroutines to end", func() bool { return testutil.ClientGoroutines() <= before })
+	// connections made with ConnOptions are forgotten when closed; others when the next is added
+	if got := svc.Watching(); got > base+1 {
+		t.Fatalf("%d connections still watched after 100 were closed (base %d)", got, base)
+	}
+}
