@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/daemon"
+	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/node"
@@ -142,7 +143,7 @@ type NodeUpCmd struct {
 
 // Run starts the node and blocks until Ctrl+C.
 func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
-	log, err := daemon.NewLogger(c.LogLevel, c.LogJSON)
+	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		return err
 	}

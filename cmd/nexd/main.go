@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/daemon"
+	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/version"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
@@ -57,7 +58,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nexd:", err)
 		os.Exit(2)
 	}
-	log, err := daemon.NewLogger(c.LogLevel, c.LogJSON)
+	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexd:", err)
 		os.Exit(2)

@@ -13,7 +13,7 @@ import (
 	"github.com/alecthomas/kong"
 	"go.uber.org/zap"
 
-	"github.com/nexrun/nex/internal/daemon"
+	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/version"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
@@ -38,7 +38,7 @@ func main() {
 	var c cli
 	kong.Parse(&c, kong.Name("nexlet-native"), kong.Description("Runs OS executables as nex workloads."),
 		kong.Vars{"version": "nexlet-native " + version.String()}, kong.UsageOnError())
-	log, err := daemon.NewLogger(c.LogLevel, c.LogJSON)
+	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexlet-native:", err)
 		os.Exit(2)
@@ -57,7 +57,7 @@ func run(c cli, log *zap.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if c.DataDir == "" {
-		c.DataDir = daemon.DefaultDataDir() + "/native"
+		c.DataDir = proc.DefaultDataDir() + "/native"
 	}
 	schema, err := schemas.StartRequest("native")
 	if err != nil {
@@ -67,13 +67,13 @@ func run(c cli, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexlet-native "+c.NexletID, daemon.ConnLogging(log)...)
+	nc, err := resolved.Connect("nexlet-native "+c.NexletID, proc.ConnLogging(log)...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	if resolved.CredsFile != "" {
-		go daemon.ReconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
+		go proc.ReconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
 	}
 	opts := native.Options{
 		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -19,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -28,25 +26,20 @@ import (
 	"github.com/nexrun/nex/pkg/node"
 )
 
-// ErrNexletNotFound means nexlet-native is neither beside nexd nor on PATH.
-var ErrNexletNotFound = errors.New("nexlet-native not found")
-
-// NewLogger builds the daemon's zap logger on stderr.
-func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	if asJSON {
-		enc = zapcore.NewJSONEncoder(encCfg)
-	} else {
-		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), lvl)), nil
+// daemon is one run of nexd: what Run's steps set up, for the steps after them.
+type daemon struct {
+	o        Options
+	log      *zap.Logger
+	nodeID   string
+	ns       *server.Server // embedded server, or nil
+	resolved natsconn.Options
+	nc       *nats.Conn
+	minter   creds.Minter
+	node     *node.Node
+	nexlets  *nexlets
+	// leaveOpen keeps the connection and embedded server open when Run returns: a
+	// shutdown that ran out of time may still have goroutines using them.
+	leaveOpen bool
 }
 
 // Run starts the node and blocks until ctx ends, then shuts down gracefully. ready, when
@@ -56,83 +49,132 @@ func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
-	if o.DataDir == "" {
-		o.DataDir = DefaultDataDir()
+	d := &daemon{o: o, log: log}
+	if err := d.identity(); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir %s: %w", o.DataDir, err)
+	defer d.close()
+	if err := d.connect(ctx, nopts); err != nil {
+		return err
 	}
-	kp, err := LoadIdentity(o.NodeSeed, o.DataDir)
+	if err := d.buildNode(ctx); err != nil {
+		return err
+	}
+	log.Info("node identity", zap.String("node_id", d.nodeID), zap.String("name", d.o.NodeName), zap.String("data_dir", d.o.DataDir))
+	if d.o.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(d.o.MetricsListen, d.node, log)
+		if err != nil {
+			d.node.Stop()
+			return err
+		}
+		defer stopMetrics()
+	}
+	if err := d.startNexlets(ctx); err != nil {
+		d.nexlets.stop()
+		d.node.Stop()
+		return err
+	}
+	if ready != nil && ctx.Err() == nil {
+		ready(d.node, d.resolved.URL())
+	}
+	d.serve(ctx, reload)
+	return d.shutdown()
+}
+
+// identity makes the data dir and loads (or creates) the node's key.
+func (d *daemon) identity() error {
+	if d.o.DataDir == "" {
+		d.o.DataDir = proc.DefaultDataDir()
+	}
+	if err := os.MkdirAll(d.o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", d.o.DataDir, err)
+	}
+	kp, err := LoadIdentity(d.o.NodeSeed, d.o.DataDir)
 	if err != nil {
 		return err
 	}
-	nodeID, _ := kp.PublicKey()
-	if o.NodeName == "" {
-		o.NodeName = defaultNodeName()
+	d.nodeID, _ = kp.PublicKey()
+	if d.o.NodeName == "" {
+		d.o.NodeName = defaultNodeName()
 	}
+	return nil
+}
 
-	var ns *server.Server
-	if o.Embedded || o.InatsConfig != "" {
-		ns, err = natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: o.EmbeddedListen, ConfigFile: o.InatsConfig, StoreDir: filepath.Join(o.DataDir, "jetstream")})
+// connect starts the embedded server when asked, and connects to NATS.
+func (d *daemon) connect(_ context.Context, nopts natsconn.Options) error {
+	if d.o.Embedded || d.o.InatsConfig != "" {
+		ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: d.o.EmbeddedListen, ConfigFile: d.o.InatsConfig, StoreDir: filepath.Join(d.o.DataDir, "jetstream")})
 		if err != nil {
 			return err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
+		d.ns = ns
 		nopts.Servers = []string{ns.ClientURL()}
 		nopts.Context = ""
-		log.Info("embedded nats-server started", zap.String("url", ns.ClientURL()), zap.Bool("jetstream", true))
+		d.log.Info("embedded nats-server started", zap.String("url", ns.ClientURL()), zap.Bool("jetstream", true))
 	}
 	resolved, err := nopts.Resolve()
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexd "+o.NodeName, ConnLogging(log)...)
+	d.resolved = resolved
+	nc, err := resolved.Connect("nexd "+d.o.NodeName, proc.ConnLogging(d.log)...)
 	if err != nil {
 		if len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "" {
 			return fmt.Errorf("%w (no NATS server given: use -s/--nats.servers or --nats.context, or --embedded to run one in this process)", err)
 		}
 		return err
 	}
-	defer nc.Close()
+	d.nc = nc
+	return nil
+}
 
-	store, err := openStore(ctx, o, nc, nodeID, log)
+// close closes the connection and stops the embedded server, unless a shutdown that ran
+// out of time left goroutines that may still use them.
+func (d *daemon) close() {
+	if d.leaveOpen {
+		return
+	}
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	if d.ns != nil {
+		d.ns.Shutdown()
+		d.ns.WaitForShutdown()
+	}
+}
+
+// buildNode opens the state store and history, sets up credentials and secrets, and
+// starts the node.
+func (d *daemon) buildNode(ctx context.Context) error {
+	o := d.o
+	store, err := openStore(ctx, o, d.nc, d.nodeID, d.log)
 	if err != nil {
 		return err
 	}
 	if o.LogsHistory {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := node.EnsureHistory(hctx, nc, node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas})
+		err := node.EnsureHistory(hctx, d.nc, node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas})
 		cancel()
 		if err != nil {
-			log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
+			d.log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
 		}
 	}
-	minter, err := newMinter(o)
+	if d.minter, err = newMinter(o); err != nil {
+		return err
+	}
+	if !d.minter.Isolated() {
+		d.log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
+	}
+	secretsKey, err := loadSecretsKey(o.SecretsKey)
 	if err != nil {
 		return err
 	}
-	if !minter.Isolated() {
-		log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
-	}
-	var secretsKey nkeys.KeyPair
-	if o.SecretsKey != "" {
-		seed, err := seedValue("--secrets-key", o.SecretsKey)
-		if err != nil {
-			return err
-		}
-		if secretsKey, err = nkeys.FromCurveSeed([]byte(seed)); err != nil {
-			return fmt.Errorf("--secrets-key: want a curve seed (SX..., from `nk -gen curve`): %w", err)
-		}
-	}
-	n, err := node.New(nc, node.Config{
+	n, err := node.New(d.nc, node.Config{
 		SecretsKey: secretsKey,
-		NodeID:     nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
-		Version: version.Version, Commit: version.Commit, Logger: log,
+		NodeID:     d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
+		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
-		Minter: minter, CredsTTL: o.WorkloadCredsTTL,
+		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL,
 	})
 	if err != nil {
 		return err
@@ -140,155 +182,65 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if err := n.Start(); err != nil {
 		return err
 	}
-	log.Info("node identity", zap.String("node_id", nodeID), zap.String("name", o.NodeName), zap.String("data_dir", o.DataDir))
-	if o.MetricsListen != "" {
-		stopMetrics, err := serveMetrics(o.MetricsListen, n, log)
-		if err != nil {
-			n.Stop()
-			return err
-		}
-		defer stopMetrics()
-	}
+	d.node = n
+	return nil
+}
 
-	agentCtx, stopAgents := context.WithCancel(context.Background())
-	defer stopAgents()
-	var agents sync.WaitGroup
-	supervise := func(a node.Agent) {
-		a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, o.ShutdownTimeout, o.AgentRestartLimit
-		a.OnEvent = func(typ, msg string) { n.NexletEvent(typ, a.Name, msg) }
-		a.StopAdopted = func() { n.StopLocalNexlet(a.Name, o.ShutdownTimeout) }
-		agents.Add(1)
-		go func() {
-			defer agents.Done()
-			node.Supervise(agentCtx, a, log)
-		}()
+// loadSecretsKey reads --secrets-key (nil when it is not set).
+func loadSecretsKey(v string) (nkeys.KeyPair, error) {
+	if v == "" {
+		return nil, nil
 	}
-	// Each local nexlet connects with its own scoped credentials when an issuer is set,
-	// else with the node's connection settings.
-	writeNexletCreds := func(id string) (string, error) {
-		c, err := minter.Nexlet(nodeID, id, o.NexletCredsTTL)
-		if err != nil || c == nil {
-			return "", err
-		}
-		file, err := c.File()
-		if err != nil {
-			return "", err
-		}
-		path := filepath.Join(o.DataDir, id+".creds")
-		// replaced whole: the nexlet reads it again when it reconnects
-		if err := os.WriteFile(path+".new", file, 0o600); err != nil {
-			return "", fmt.Errorf("write nexlet credentials: %w", err)
-		}
-		return path, os.Rename(path+".new", path)
+	seed, err := seedValue("--secrets-key", v)
+	if err != nil {
+		return nil, err
 	}
-	var nexletIDs []string
-	nexletConn := func(id string) (args, env []string, err error) {
-		path, err := writeNexletCreds(id)
-		if err != nil || path == "" {
-			return resolved.Args(), resolved.Env(), err
-		}
-		nexletIDs = append(nexletIDs, id)
-		only := natsconn.Options{Servers: resolved.Servers, CredsFile: path, TLSCA: resolved.TLSCA, TLSCert: resolved.TLSCert, TLSKey: resolved.TLSKey, TLSFirst: resolved.TLSFirst}
-		return only.Args(), nil, nil
+	kp, err := nkeys.FromCurveSeed([]byte(seed))
+	if err != nil {
+		return nil, fmt.Errorf("--secrets-key: want a curve seed (SX..., from `nk -gen curve`): %w", err)
 	}
-	for _, spec := range o.Agents {
-		path, _ := spec.Path()
-		_, cenv, err := nexletConn(spec.Name)
-		if err != nil {
-			n.Stop()
-			return err
-		}
-		env := append([]string{"NEX_NEXLET_ID=" + spec.Name, "NEX_NODE_ID=" + nodeID, "NATS_URL=" + resolved.URL()}, cenv...)
-		for k, v := range spec.Env {
-			env = append(env, k+"="+v)
-		}
-		supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(nc, nodeID, spec.Name)})
-	}
-	if !o.DisableNativeStart {
-		path, err := findNexletNative(o.NexletNativePath)
-		if err != nil {
-			n.Stop()
-			return err
-		}
-		cargs, cenv, err := nexletConn("native")
-		if err != nil {
-			n.Stop()
-			return err
-		}
-		args := append([]string{
-			"--node-id=" + nodeID, "--nexlet-id=native",
-			"--data-dir=" + filepath.Join(o.DataDir, "native"),
-			"--log-level=" + o.LogLevel,
-		}, cargs...)
-		if o.ShowWorkloadLogs {
-			args = append(args, "--show-workload-logs")
-		}
-		if o.LogJSON {
-			args = append(args, "--log-json")
-		}
-		supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(nc, nodeID, "native")})
-		if len(nexletIDs) > 0 && o.NexletCredsTTL > 0 {
-			agents.Add(1)
-			go func() {
-				defer agents.Done()
-				t := time.NewTicker(max(o.NexletCredsTTL/3, time.Second))
-				defer t.Stop()
-				for {
-					select {
-					case <-agentCtx.Done():
-						return
-					case <-t.C:
-						for _, id := range nexletIDs {
-							if _, err := writeNexletCreds(id); err != nil {
-								log.Warn("renew nexlet credentials", zap.String("nexlet_id", id), zap.Error(err))
-							}
-						}
-					}
-				}
-			}()
-		}
-		wctx, cancel := context.WithTimeout(ctx, o.NexletWait)
-		err = n.WaitForNexlet(wctx, "native")
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			log.Warn("nexlet-native has not registered yet; the node runs and will accept it when it does", zap.Error(err))
-		}
-	}
-	if ready != nil && ctx.Err() == nil {
-		ready(n, resolved.URL())
-	}
-wait:
+	return kp, nil
+}
+
+// serve runs until ctx ends or lameduck has stopped everything, applying reloads.
+func (d *daemon) serve(ctx context.Context, reload <-chan Options) {
 	for {
 		select {
 		case <-ctx.Done():
-			break wait
-		case <-n.Drained():
-			log.Info("lameduck finished: every workload is stopped")
-			break wait
+			return
+		case <-d.node.Drained():
+			d.log.Info("lameduck finished: every workload is stopped")
+			return
 		case no := <-reload:
-			if err := n.SetTags(no.Tags); err != nil {
-				log.Error("reload: tags not applied", zap.Error(err))
+			if err := d.node.SetTags(no.Tags); err != nil {
+				d.log.Error("reload: tags not applied", zap.Error(err))
 				continue
 			}
-			log.Info("reload: tags applied", zap.Any("tags", no.Tags))
+			d.log.Info("reload: tags applied", zap.Any("tags", no.Tags))
 		}
 	}
+}
 
-	log.Info("shutting down", zap.Duration("bound", o.ShutdownTimeout))
+// shutdown stops the nexlets (they stop their workloads), then the node, within
+// --shutdown-timeout. Past it, Run returns and leaves what still runs to the process's
+// exit: the connection those goroutines use is not closed under them.
+func (d *daemon) shutdown() error {
+	d.log.Info("shutting down", zap.Duration("bound", d.o.ShutdownTimeout))
 	done := make(chan struct{})
 	go func() {
-		stopAgents()
-		agents.Wait()
-		n.Stop()
+		d.nexlets.stop()
+		d.node.Stop()
 		close(done)
 	}()
 	select {
 	case <-done:
-	case <-time.After(o.ShutdownTimeout):
-		log.Warn("graceful shutdown exceeded its bound")
+		d.log.Info("node stopped")
+		return nil
+	case <-time.After(d.o.ShutdownTimeout):
+		d.leaveOpen = true
+		d.log.Warn("graceful shutdown exceeded its bound; exiting with what still runs")
+		return nil
 	}
-	log.Info("node stopped")
-	return nil
 }
 
 // newMinter picks the credential strategy: an account signing key, the account's own
@@ -405,51 +357,4 @@ func defaultNodeName() string {
 	}
 	h = strings.NewReplacer(".", "-", " ", "-", "*", "-", ">", "-").Replace(h)
 	return h
-}
-
-// ConnLogging logs a daemon's NATS connection losing and finding its server, so an
-// operator sees a gap in service for what it is.
-func ConnLogging(log *zap.Logger) []nats.Option {
-	return []nats.Option{
-		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			if err != nil && !nc.IsClosed() {
-				log.Warn("NATS connection lost; reconnecting", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("NATS connection restored", zap.String("server", nc.ConnectedUrlRedacted()))
-		}),
-	}
-}
-
-// ReconnectOnRenewal reconnects nc as soon as its credentials file is replaced (nexd
-// renews a nexlet's at a third of their lifetime), so the connection moves to the new
-// credentials at a moment of its choosing, in about a millisecond, instead of being cut
-// off by the server when the old ones expire. It returns when ctx ends.
-func ReconnectOnRenewal(ctx context.Context, nc *nats.Conn, path string, every time.Duration, log *zap.Logger) {
-	last := modTime(path)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if m := modTime(path); !m.IsZero() && !m.Equal(last) {
-			last = m
-			log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
-			if err := nc.ForceReconnect(); err != nil {
-				log.Warn("reconnect with renewed credentials", zap.Error(err))
-			}
-		}
-	}
-}
-
-func modTime(path string) time.Time {
-	st, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
-	}
-	return st.ModTime()
 }

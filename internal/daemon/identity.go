@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 
 	"github.com/nexrun/nex/internal/keyfile"
 )
-
-// ErrBadSeed means --node-seed is neither a server seed nor a file holding one.
-var ErrBadSeed = errors.New("invalid node seed")
 
 // LoadIdentity returns the node's key pair: from seed (a seed or a file), else from
 // <dataDir>/node.seed, which is created on first start so restarts keep the same ID.
@@ -40,7 +36,7 @@ func parseServerSeed(seed string) (nkeys.KeyPair, error) {
 	}
 	pub, _ := kp.PublicKey()
 	if !strings.HasPrefix(pub, "N") {
-		return nil, fmt.Errorf("%w: want a server (node) seed starting with SN, got a key for %s...", ErrBadSeed, pub[:1])
+		return nil, fmt.Errorf("%w: want a server (node) seed starting with SN, got a key for %s", ErrBadSeed, pub[:1])
 	}
 	return kp, nil
 }

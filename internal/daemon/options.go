@@ -3,8 +3,6 @@
 package daemon
 
 import (
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -42,19 +40,4 @@ type Options struct {
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
 	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogJSON            bool              `name:"log-json" help:"Log as JSON lines."`
-}
-
-// DefaultDataDir is /var/lib/nex for root, else ~/.local/share/nex (or $XDG_DATA_HOME/nex).
-func DefaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/nex"
-	}
-	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "nex")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".nex"
-	}
-	return filepath.Join(home, ".local", "share", "nex")
 }

@@ -57,12 +57,6 @@ func Handle[Req, Resp any](fn func(ctx context.Context, r Request, req *Req) (Re
 	}
 }
 
-// ErrNoReply tells the adapter to stay silent: the request was meant for another responder.
-var ErrNoReply = errors.New("no reply")
-
-// ErrStopped answers a request that arrives while the server is stopping.
-var ErrStopped = v1.NewError(503, v1.CodeUnavailable, "the service is shutting down")
-
 // Config describes a Server.
 type Config struct {
 	micro.Config

@@ -23,10 +23,6 @@ const (
 	eventsStream = "NEX_EVENTS"
 )
 
-// ErrNoHistory means the history stream is missing (JetStream off, or nexd started
-// with --no-logs.history): only live messages can be followed.
-var ErrNoHistory = errors.New("no history: the JetStream stream is missing (is JetStream on, and nexd started without --no-logs.history?); use -f to follow live messages")
-
 // FeedOptions select which messages of a feed to read.
 type FeedOptions struct {
 	// Follow keeps reading new messages after the history, until ctx ends.
@@ -177,16 +173,19 @@ type feed struct {
 	caughtUp func() error
 }
 
+// reached calls caughtUp, once.
+func (f *feed) reached() error {
+	if f.caughtUp == nil {
+		return nil
+	}
+	cu := f.caughtUp
+	f.caughtUp = nil
+	return cu()
+}
+
 func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(FeedMsg) error) error {
 	stream, subject := f.stream, f.subject
-	reached := func() error {
-		if f.caughtUp == nil {
-			return nil
-		}
-		cu := f.caughtUp
-		f.caughtUp = nil
-		return cu()
-	}
+	reached := f.reached
 	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return err
@@ -200,25 +199,9 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 		}
 		return c.followLive(ctx, f.live, fn)
 	}
-	// How much history is there for this subject? (also: where the tail starts)
-	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	info, err := st.Info(ictx, jetstream.WithSubjectFilter(subject))
-	cancel()
+	have, err := historySize(ctx, st, subject, o.Since)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
-	}
-	var have uint64
-	for _, n := range info.State.Subjects {
-		have += n
-	}
-	if have > 0 && !o.Since.IsZero() {
-		// nothing stored since then: do not wait for a first message that will not come
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		last, err := st.GetLastMsgForSubject(lctx, subject)
-		cancel()
-		if err == nil && last.Time.Before(o.Since) {
-			have = 0
-		}
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !o.Since.IsZero() {
@@ -295,6 +278,31 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 			caughtUp.Store(false)
 		}
 	}
+}
+
+// historySize is how many messages the stream keeps for subject (where a tail starts),
+// or 0 when none was stored since since: a read must not wait for a first message that
+// will not come.
+func historySize(ctx context.Context, st jetstream.Stream, subject string, since time.Time) (uint64, error) {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	info, err := st.Info(ictx, jetstream.WithSubjectFilter(subject))
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	var have uint64
+	for _, n := range info.State.Subjects {
+		have += n
+	}
+	if have > 0 && !since.IsZero() {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last, err := st.GetLastMsgForSubject(lctx, subject)
+		cancel()
+		if err == nil && last.Time.Before(since) {
+			have = 0
+		}
+	}
+	return have, nil
 }
 
 func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg) error) error {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 
 	"github.com/nats-io/nkeys"
 
@@ -10,9 +9,6 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/seal"
 )
-
-// ErrNoSecretsKey means no node serves the secret store.
-var ErrNoSecretsKey = errors.New("no node has a secrets key: start nexd with --secrets-key (the same key on every node)")
 
 // SecretPut stores a secret of the namespace. The value is sealed here for the nodes'
 // secrets key, so it crosses NATS and rests in KV encrypted; workloads refer to it as

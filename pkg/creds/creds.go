@@ -4,7 +4,6 @@ package creds
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,11 +12,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-)
-
-// Errors of the minters.
-var (
-	ErrConfig = errors.New("invalid credential issuer configuration")
 )
 
 // Minter issues credentials. A nil *Creds from a Minter means development mode: no

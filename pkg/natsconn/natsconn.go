@@ -16,12 +16,6 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 )
 
-// Errors returned by this package.
-var (
-	ErrContextNotFound = errors.New("NATS context not found")
-	ErrTLSIncomplete   = errors.New("--nats.tls-cert and --nats.tls-key must be given together")
-)
-
 // Options are the NATS connection flags shared by nex, nexd and nexlet-native.
 type Options struct {
 	Servers   []string      `name:"servers" short:"s" help:"NATS server URLs (comma separated)." env:"NATS_URL" json:"servers,omitempty"`

@@ -5,7 +5,6 @@ package nexfile
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -17,9 +16,6 @@ import (
 
 // DefaultName is the file discovered in the working directory.
 const DefaultName = "Nexfile"
-
-// ErrInvalid wraps every problem with a Nexfile's content.
-var ErrInvalid = errors.New("invalid Nexfile")
 
 // Nexfile is a workload definition on disk.
 type Nexfile struct {

@@ -2,8 +2,5 @@ package nexlet
 
 import "errors"
 
-// Errors returned by the SDK.
-var (
-	ErrConfig        = errors.New("invalid nexlet config")
-	ErrNotRegistered = errors.New("nexlet is not registered with its node")
-)
+// ErrConfig means a nexlet's Config is incomplete or invalid.
+var ErrConfig = errors.New("invalid nexlet config")

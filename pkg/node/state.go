@@ -14,12 +14,6 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// Errors of the state stores.
-var (
-	ErrNoJetStream = errors.New("--state kv needs JetStream, and the NATS server has it off: enable it (a `jetstream {}` block in the server config, or nexd --embedded) or use --state memory")
-	ErrConflict    = errors.New("state record changed meanwhile")
-)
-
 // RecordVersion is the layout version of a Record; a newer nexd can migrate older ones.
 const RecordVersion = 1
 

@@ -4,19 +4,12 @@ package schema
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/xeipuuv/gojsonschema"
 )
-
-// ErrInvalid is wrapped by every validation failure.
-var ErrInvalid = errors.New("start_request does not match the schema")
-
-// ErrBadSchema means the schema itself could not be compiled.
-var ErrBadSchema = errors.New("invalid JSON schema")
 
 // Registry caches compiled schemas by content so repeated validations are cheap.
 type Registry struct {

@@ -5,7 +5,6 @@ package seal
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -14,9 +13,6 @@ import (
 
 // Prefix marks a sealed value: nexenc:v1:<sender xkey>:<base64 ciphertext>.
 const Prefix = "nexenc:v1:"
-
-// ErrSealed means a value is sealed for another key.
-var ErrSealed = errors.New("sealed value")
 
 // IsSealed reports whether v is a sealed value.
 func IsSealed(v string) bool { return strings.HasPrefix(v, Prefix) }

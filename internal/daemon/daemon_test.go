@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/testutil"
+	"github.com/nexrun/nex/pkg/natsconn"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// With --disable-native-start, the credentials of the --agents nexlets are renewed all the
+// same: they would expire otherwise.
+func TestAgentCredentialsRenewedWithoutNative(t *testing.T) {
+	acc, _ := nkeys.CreateAccount()
+	pub, _ := acc.PublicKey()
+	seed, _ := acc.Seed()
+	dir := t.TempDir()
+	o := Options{
+		Embedded: true, EmbeddedListen: "127.0.0.1:-1", DataDir: dir, NodeName: "renew",
+		DisableNativeStart: true, State: "memory", LogsHistory: false,
+		Agents:     Agents{{Name: "other", URI: "file:///bin/sleep", Argv: []string{"3600"}}},
+		IssuerNKey: pub, IssuerNKeySeed: string(seed),
+		NexletCredsTTL: 1500 * time.Millisecond, WorkloadCredsTTL: time.Hour,
+		AgentRestartLimit: 3, NexletWait: time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, o, natsconn.Options{}, zap.NewNop(), func(*node.Node, string) { close(ready) }, nil)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended before the node was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not become ready")
+	}
+	path := filepath.Join(dir, "other.creds")
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the agent got no credentials file: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the agent's credentials to be renewed", func() bool {
+		now, err := os.ReadFile(path)
+		return err == nil && len(now) > 0 && !bytes.Equal(now, first)
+	})
+}

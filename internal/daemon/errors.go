@@ -1,0 +1,9 @@
+package daemon
+
+import "errors"
+
+// ErrBadSeed means --node-seed is neither a server seed nor a file holding one.
+var ErrBadSeed = errors.New("invalid node seed")
+
+// ErrNexletNotFound means nexlet-native is neither beside nexd nor on PATH.
+var ErrNexletNotFound = errors.New("nexlet-native not found")

@@ -1,0 +1,182 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/pkg/natsconn"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// nexlets are the local nexlets nexd starts and supervises: the --agents and
+// nexlet-native, each with its own credentials when an issuer is set, renewed while
+// nexd runs.
+type nexlets struct {
+	d      *daemon
+	ctx    context.Context // ends when nexd stops them
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	credIDs []string // nexlets with credentials of their own, renewed by renewLoop
+}
+
+// startNexlets starts every --agents nexlet and nexlet-native (unless disabled), renews
+// their credentials, and waits (up to --nexlet-wait) for nexlet-native to register.
+func (d *daemon) startNexlets(ctx context.Context) error {
+	x := &nexlets{d: d}
+	x.ctx, x.cancel = context.WithCancel(context.Background())
+	d.nexlets = x
+	for _, spec := range d.o.Agents {
+		if err := x.startAgent(spec); err != nil {
+			return err
+		}
+	}
+	if !d.o.DisableNativeStart {
+		if err := x.startNative(); err != nil {
+			return err
+		}
+	}
+	x.startRenewal()
+	if d.o.DisableNativeStart {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.o.NexletWait)
+	defer cancel()
+	if err := d.node.WaitForNexlet(wctx, "native"); err != nil && ctx.Err() == nil {
+		d.log.Warn("nexlet-native has not registered yet; the node runs and will accept it when it does", zap.Error(err))
+	}
+	return nil
+}
+
+func (x *nexlets) startAgent(spec AgentSpec) error {
+	d := x.d
+	path, _ := spec.Path()
+	_, cenv, err := x.conn(spec.Name)
+	if err != nil {
+		return err
+	}
+	env := append([]string{"NEX_NEXLET_ID=" + spec.Name, "NEX_NODE_ID=" + d.nodeID, "NATS_URL=" + d.resolved.URL()}, cenv...)
+	for k, v := range spec.Env {
+		env = append(env, k+"="+v)
+	}
+	x.supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name)})
+	return nil
+}
+
+func (x *nexlets) startNative() error {
+	d := x.d
+	path, err := findNexletNative(d.o.NexletNativePath)
+	if err != nil {
+		return err
+	}
+	cargs, cenv, err := x.conn("native")
+	if err != nil {
+		return err
+	}
+	args := append([]string{
+		"--node-id=" + d.nodeID, "--nexlet-id=native",
+		"--data-dir=" + filepath.Join(d.o.DataDir, "native"),
+		"--log-level=" + d.o.LogLevel,
+	}, cargs...)
+	if d.o.ShowWorkloadLogs {
+		args = append(args, "--show-workload-logs")
+	}
+	if d.o.LogJSON {
+		args = append(args, "--log-json")
+	}
+	x.supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native")})
+	return nil
+}
+
+func (x *nexlets) supervise(a node.Agent) {
+	d := x.d
+	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout, d.o.AgentRestartLimit
+	a.OnEvent = func(typ, msg string) { d.node.NexletEvent(typ, a.Name, msg) }
+	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, d.o.ShutdownTimeout) }
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		node.Supervise(x.ctx, a, d.log)
+	}()
+}
+
+// conn is how nexlet id connects: with its own scoped credentials when an issuer is set
+// (as flags for nexlet-native, nothing in the environment), else with the node's
+// connection settings (as flags and environment).
+func (x *nexlets) conn(id string) (args, env []string, err error) {
+	r := x.d.resolved
+	path, err := x.writeCreds(id)
+	if err != nil || path == "" {
+		return r.Args(), r.Env(), err
+	}
+	x.mu.Lock()
+	x.credIDs = append(x.credIDs, id)
+	x.mu.Unlock()
+	only := natsconn.Options{Servers: r.Servers, CredsFile: path, TLSCA: r.TLSCA, TLSCert: r.TLSCert, TLSKey: r.TLSKey, TLSFirst: r.TLSFirst}
+	return only.Args(), nil, nil
+}
+
+// writeCreds mints nexlet id's credentials and replaces its credentials file whole (the
+// nexlet reads it again when it reconnects). No issuer: no file, "".
+func (x *nexlets) writeCreds(id string) (string, error) {
+	d := x.d
+	c, err := d.minter.Nexlet(d.nodeID, id, d.o.NexletCredsTTL)
+	if err != nil || c == nil {
+		return "", err
+	}
+	file, err := c.File()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(d.o.DataDir, id+".creds")
+	if err := os.WriteFile(path+".new", file, 0o600); err != nil {
+		return "", fmt.Errorf("write nexlet credentials: %w", err)
+	}
+	return path, os.Rename(path+".new", path)
+}
+
+// startRenewal renews the credentials of every supervised nexlet that has its own, at a
+// third of their lifetime, until the nexlets are stopped.
+func (x *nexlets) startRenewal() {
+	x.mu.Lock()
+	ids := append([]string(nil), x.credIDs...)
+	x.mu.Unlock()
+	ttl := x.d.o.NexletCredsTTL
+	if len(ids) == 0 || ttl <= 0 {
+		return
+	}
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		t := time.NewTicker(max(ttl/3, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-x.ctx.Done():
+				return
+			case <-t.C:
+				for _, id := range ids {
+					if _, err := x.writeCreds(id); err != nil {
+						x.d.log.Warn("renew nexlet credentials", zap.String("nexlet_id", id), zap.Error(err))
+					}
+				}
+			}
+		}
+	}()
+}
+
+// stop ends every nexlet (each stops its workloads) and the renewal, and waits for them.
+func (x *nexlets) stop() {
+	if x == nil {
+		return
+	}
+	x.cancel()
+	x.wg.Wait()
+}

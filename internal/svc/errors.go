@@ -1,0 +1,13 @@
+package svc
+
+import (
+	"errors"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// ErrNoReply tells the adapter to stay silent: the request was meant for another responder.
+var ErrNoReply = errors.New("no reply")
+
+// ErrStopped answers a request that arrives while the server is stopping.
+var ErrStopped = v1.NewError(503, v1.CodeUnavailable, "the service is shutting down")
