@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
@@ -37,6 +39,8 @@ type daemon struct {
 	minter   creds.Minter
 	node     *node.Node
 	nexlets  *nexlets
+	// startupDeadline ends the start-up wait for NATS and JetStream (--startup-wait).
+	startupDeadline time.Time
 	// leaveOpen keeps the connection and embedded server open when Run returns: a
 	// shutdown that ran out of time may still have goroutines using them.
 	leaveOpen bool
@@ -49,7 +53,7 @@ type daemon struct {
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
-	d := &daemon{o: o, log: log}
+	d := &daemon{o: o, log: log, startupDeadline: time.Now().Add(o.StartupWait)}
 	if err := d.identity(); err != nil {
 		return err
 	}
@@ -101,7 +105,7 @@ func (d *daemon) identity() error {
 }
 
 // connect starts the embedded server when asked, and connects to NATS.
-func (d *daemon) connect(_ context.Context, nopts natsconn.Options) error {
+func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 	if d.o.Embedded || d.o.InatsConfig != "" {
 		ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: d.o.EmbeddedListen, ConfigFile: d.o.InatsConfig, StoreDir: filepath.Join(d.o.DataDir, "jetstream")})
 		if err != nil {
@@ -117,15 +121,23 @@ func (d *daemon) connect(_ context.Context, nopts natsconn.Options) error {
 		return err
 	}
 	d.resolved = resolved
-	nc, err := resolved.Connect("nexd "+d.o.NodeName, proc.ConnLogging(d.log)...)
-	if err != nil {
-		if len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "" {
-			return fmt.Errorf("%w (no NATS server given: use -s/--nats.servers or --nats.context, or --embedded to run one in this process)", err)
-		}
+	connect := func(context.Context) error {
+		nc, err := resolved.Connect("nexd "+d.o.NodeName, proc.ConnLogging(d.log)...)
+		d.nc = nc
 		return err
 	}
-	d.nc = nc
-	return nil
+	if d.ns != nil || (len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "") {
+		// an embedded server is up already; with no server given, say what to do at once
+		if err := connect(ctx); err != nil {
+			if d.ns == nil {
+				return fmt.Errorf("%w (no NATS server given: use -s/--nats.servers or --nats.context, or --embedded to run one in this process)", err)
+			}
+			return err
+		}
+		return nil
+	}
+	// servers given: at boot they may come up after this node
+	return d.waitFor(ctx, "NATS server "+resolved.URL(), permanentConnErr, connect)
 }
 
 // close closes the connection and stops the embedded server, unless a shutdown that ran
@@ -147,18 +159,7 @@ func (d *daemon) close() {
 // starts the node.
 func (d *daemon) buildNode(ctx context.Context) error {
 	o := d.o
-	store, err := openStore(ctx, o, d.nc, d.nodeID, d.log)
-	if err != nil {
-		return err
-	}
-	if o.LogsHistory {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := node.EnsureHistory(hctx, d.nc, node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas})
-		cancel()
-		if err != nil {
-			d.log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
-		}
-	}
+	var err error
 	if d.minter, err = newMinter(o); err != nil {
 		return err
 	}
@@ -169,9 +170,23 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A node waiting for its state is not ready: it serves nothing until it is open.
+	store, err := d.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	if o.LogsHistory {
+		if err := d.openHistory(ctx); err != nil {
+			return err
+		}
+	}
+	secrets, err := d.openSecrets(ctx)
+	if err != nil {
+		return err
+	}
 	n, err := node.New(d.nc, node.Config{
-		SecretsKey: secretsKey,
-		NodeID:     d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
+		SecretsKey: secretsKey, SecretsBucket: secrets,
+		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL,
@@ -298,22 +313,57 @@ func serveMetrics(addr string, n *node.Node, log *zap.Logger) (func(), error) {
 
 // openStore picks the desired-state store: kv (JetStream KV; an error without
 // JetStream), memory, or auto (kv when JetStream answers, else memory with a warning).
-func openStore(ctx context.Context, o Options, nc *nats.Conn, nodeID string, log *zap.Logger) (node.Store, error) {
+// While JetStream is there but not ready (a cluster booting), it waits (--startup-wait).
+func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
+	o := d.o
 	if o.State == "memory" {
 		return node.NewMemoryStore(), nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	kv, err := node.OpenKVStore(sctx, nc, nodeID, o.StateReplicas)
+	var kv *node.KVStore
+	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.KVBucket, max(o.StateReplicas, 1))
+	err := d.waitFor(ctx, what, node.JetStreamPermanent, func(actx context.Context) (err error) {
+		kv, err = node.OpenKVStore(actx, d.nc, d.nodeID, o.StateReplicas)
+		return err
+	})
 	if err == nil {
-		log.Info("desired state in JetStream KV", zap.String("bucket", node.KVBucket), zap.Int("replicas", o.StateReplicas))
+		d.log.Info("desired state in JetStream KV", zap.String("bucket", node.KVBucket), zap.Int("replicas", o.StateReplicas))
 		return kv, nil
 	}
-	if o.State == "kv" {
+	if o.State == "kv" || !errors.Is(err, node.ErrNoJetStream) {
 		return nil, err
 	}
-	log.Warn("desired state kept in memory: a restarted nexd rebuilds it from its nexlets", zap.Error(err))
+	d.log.Warn("desired state kept in memory: a restarted nexd rebuilds it from its nexlets", zap.Error(err))
 	return node.NewMemoryStore(), nil
+}
+
+// openHistory creates (or adopts) the log and event history streams, waiting while
+// JetStream is not ready; without JetStream the node runs without history.
+func (d *daemon) openHistory(ctx context.Context) error {
+	o := d.o
+	cfg := node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas}
+	err := d.waitFor(ctx, "JetStream streams "+node.LogsStream+" and "+node.EventsStream, node.JetStreamPermanent, func(actx context.Context) error {
+		return node.EnsureHistory(actx, d.nc, cfg)
+	})
+	if errors.Is(err, node.ErrNoJetStream) {
+		d.log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
+		return nil
+	}
+	return err
+}
+
+// openSecrets opens the secrets bucket when the node has a secrets key, waiting while
+// JetStream is not ready.
+func (d *daemon) openSecrets(ctx context.Context) (jetstream.KeyValue, error) {
+	if d.o.SecretsKey == "" {
+		return nil, nil
+	}
+	var kv jetstream.KeyValue
+	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.SecretsBucket, max(d.o.StateReplicas, 1))
+	err := d.waitFor(ctx, what, node.JetStreamPermanent, func(actx context.Context) (err error) {
+		kv, err = node.OpenSecretsBucket(actx, d.nc, d.o.StateReplicas)
+		return err
+	})
+	return kv, err
 }
 
 // nexletAlive asks whether nexlet id of this node answers its PING: one that outlived a

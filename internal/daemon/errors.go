@@ -7,3 +7,6 @@ var ErrBadSeed = errors.New("invalid node seed")
 
 // ErrNexletNotFound means nexlet-native is neither beside nexd nor on PATH.
 var ErrNexletNotFound = errors.New("nexlet-native not found")
+
+// ErrStartupWait means NATS or JetStream was not ready within --startup-wait.
+var ErrStartupWait = errors.New("gave up waiting at start-up")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
@@ -54,6 +55,8 @@ type Config struct {
 	// SecretsKey, a curve key shared by the nodes, opens the namespace secret store;
 	// without it the node serves no secrets.
 	SecretsKey nkeys.KeyPair
+	// SecretsBucket is the secrets bucket opened already (nil: opened at first use).
+	SecretsBucket jetstream.KeyValue
 }
 
 func (c *Config) validate() error {
@@ -185,7 +188,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	xkeyPub, _ := xkey.PublicKey()
 	var ss *secretStore
 	if cfg.SecretsKey != nil {
-		ss = &secretStore{key: cfg.SecretsKey}
+		ss = &secretStore{key: cfg.SecretsKey, kv: cfg.SecretsBucket}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
@@ -224,6 +227,11 @@ func (n *Node) Start() error {
 		return fmt.Errorf("subscribe to announcements: %w", err)
 	}
 	n.subs = append(n.subs, sub)
+	// Once Start returns the node is reachable: its subscriptions are at the server.
+	if err := n.nc.FlushTimeout(5 * time.Second); err != nil {
+		n.srv.Stop(context.Background())
+		return fmt.Errorf("subscribe to the node's subjects: %w", err)
+	}
 	n.announce(false)
 	n.wg.Add(1)
 	go n.loop()

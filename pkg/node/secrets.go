@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -25,26 +26,39 @@ const SecretsBucket = "NEX_SECRETS"
 const SecretRef = "secret://"
 
 type secretStore struct {
-	key  nkeys.KeyPair
-	once sync.Once
-	kv   jetstream.KeyValue
-	err  error
+	key nkeys.KeyPair
+	mu  sync.Mutex
+	kv  jetstream.KeyValue // nil until opened
 }
 
 func (n *Node) secrets(ctx context.Context) (jetstream.KeyValue, error) {
 	s := n.secretStore
-	s.once.Do(func() {
-		js, err := jetstream.New(n.nc)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv == nil { // not opened at start: open it now, and again next time if this fails
+		kv, err := OpenSecretsBucket(ctx, n.nc, 1)
 		if err != nil {
-			s.err = err
-			return
+			return nil, v1.NewError(503, v1.CodeUnavailable, "secret store (needs JetStream): %v", err)
 		}
-		s.kv, s.err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretsBucket, Description: "nex namespace secrets (sealed)", History: 1})
-	})
-	if s.err != nil {
-		return nil, v1.NewError(503, v1.CodeUnavailable, "secret store (needs JetStream): %v", s.err)
+		s.kv = kv
 	}
 	return s.kv, nil
+}
+
+// OpenSecretsBucket opens (creating when missing) the namespace secrets bucket.
+func OpenSecretsBucket(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckJetStream(ctx, js); err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretsBucket, Description: "nex namespace secrets (sealed)", History: 1, Replicas: max(replicas, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", SecretsBucket, max(replicas, 1), err)
+	}
+	return kv, nil
 }
 
 func secretKey(ns, name string) (string, error) {

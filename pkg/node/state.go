@@ -112,11 +112,8 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	if err != nil {
 		return nil, err
 	}
-	if _, err := js.AccountInfo(ctx); err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w (%v)", ErrNoJetStream, err)
-		}
-		return nil, fmt.Errorf("JetStream account info: %w", err)
+	if err := CheckJetStream(ctx, js); err != nil {
+		return nil, err
 	}
 	if replicas <= 0 {
 		replicas = 1
@@ -128,6 +125,34 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
 	}
 	return &KVStore{kv: kv, nodeID: nodeID}, nil
+}
+
+// CheckJetStream asks whether the account has JetStream: ErrNoJetStream when it is off
+// (for good), the error as it came when it did not answer (a cluster electing its
+// leader: try again, see JetStreamPermanent).
+func CheckJetStream(ctx context.Context, js jetstream.JetStream) error {
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("%w (%v)", ErrNoJetStream, err)
+		}
+		return fmt.Errorf("JetStream account info: %w", err)
+	}
+	return nil
+}
+
+// JetStreamPermanent tells a JetStream failure that waiting will not cure (JetStream off,
+// no permission, a request the server refuses) from one of a cluster that is not ready
+// yet (no meta leader, a stream electing its leader, too few servers routed so far, no
+// answer in time), which is worth trying again.
+func JetStreamPermanent(err error) bool {
+	if errors.Is(err, ErrNoJetStream) || errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code < 500 || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
+	}
+	return false
 }
 
 func (s *KVStore) key(wid string) (string, error) {

@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// Bounds of the start-up wait for NATS and JetStream.
+const (
+	waitFirst    = 250 * time.Millisecond // first pause between tries; doubles
+	waitMax      = 5 * time.Second        // longest pause between tries
+	waitAttempt  = 10 * time.Second       // longest single try
+	waitLogEvery = 5 * time.Second        // how often the wait is logged
+)
+
+// waitFor runs try until it succeeds, fails for good (permanent says so), ctx ends, or
+// --startup-wait has passed since the node began to start: a cluster booting at once
+// (servers electing leaders, nodes creating the same bucket) and a nexd started before its
+// nats-server are waited for, with what is missing logged every few seconds.
+func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error) bool, try func(context.Context) error) error {
+	pause := waitFirst
+	var lastLog time.Time
+	began := time.Now()
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, min(waitAttempt, max(time.Until(d.startupDeadline), time.Second)))
+		err := try(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				d.log.Info("ready: "+what, zap.Duration("waited", time.Since(began).Round(time.Millisecond)), zap.Int("tries", attempt))
+			}
+			return nil
+		}
+		if permanent != nil && permanent(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped while waiting for %s: %w", what, err)
+		}
+		if !time.Now().Add(pause).Before(d.startupDeadline) {
+			return fmt.Errorf("%w: %s was not ready after %s (--startup-wait %s): %v", ErrStartupWait, what, time.Since(began).Round(time.Second), d.o.StartupWait, err)
+		}
+		if time.Since(lastLog) >= waitLogEvery {
+			lastLog = time.Now()
+			d.log.Warn("waiting for "+what, zap.Error(err), zap.Duration("waited", time.Since(began).Round(time.Second)),
+				zap.Duration("gives_up_in", time.Until(d.startupDeadline).Round(time.Second)))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped while waiting for %s: %w", what, err)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, waitMax)
+	}
+}
+
+// permanentConnErr tells a connection failure that waiting will not cure (credentials,
+// TLS) from a server that is not up yet (refused, unreachable, no answer in time).
+func permanentConnErr(err error) bool {
+	var ne net.Error
+	switch {
+	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return false
+	}
+	return true
+}
