@@ -14,10 +14,11 @@ import (
 
 // Bounds of the start-up wait for NATS and JetStream.
 const (
-	waitFirst    = 250 * time.Millisecond // first pause between tries; doubles
-	waitMax      = 5 * time.Second        // longest pause between tries
-	waitAttempt  = 10 * time.Second       // longest single try
-	waitLogEvery = 5 * time.Second        // how often the wait is logged
+	waitFirst      = 250 * time.Millisecond // first pause between tries; doubles
+	waitMax        = 5 * time.Second        // longest pause between tries
+	waitAttempt    = 2 * time.Second        // first try's bound; doubles
+	waitAttemptMax = 10 * time.Second       // longest single try
+	waitLogEvery   = 5 * time.Second        // how often the wait is logged
 )
 
 // waitFor runs try until it succeeds, fails for good (permanent says so), ctx ends, or
@@ -25,11 +26,13 @@ const (
 // (servers electing leaders, nodes creating the same bucket) and a nexd started before its
 // nats-server are waited for, with what is missing logged every few seconds.
 func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error) bool, try func(context.Context) error) error {
-	pause := waitFirst
+	pause, bound := waitFirst, waitAttempt
 	var lastLog time.Time
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, min(waitAttempt, max(time.Until(d.startupDeadline), time.Second)))
+		// a try that runs out of time may still have done its work: the next finds it done
+		actx, cancel := context.WithTimeout(ctx, min(bound, max(time.Until(d.startupDeadline), time.Second)))
+		bound = min(2*bound, waitAttemptMax)
 		err := try(actx)
 		cancel()
 		if err == nil {
