@@ -134,4 +134,14 @@ func TestNexdWaitsForItsServer(t *testing.T) {
 		!strings.Contains(string(out), "--startup-wait 2s") {
 		t.Fatalf("nexd with no server: exit %d:\n%s", cmd.ProcessState.ExitCode(), out)
 	}
+
+	// JetStream off: waiting cannot cure it, --state kv says so at once
+	plain := testutil.StartServer(t, func(o *server.Options) { o.JetStream = false })
+	began := time.Now()
+	cmd = u.cmd("nexd", "-s", plain.ClientURL(), "--data-dir", filepath.Join(u.home, "nojs"), "--state", "kv")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), "--state kv needs JetStream") || time.Since(began) > 10*time.Second {
+		t.Fatalf("nexd --state kv without JetStream: exit %d after %s:\n%s", cmd.ProcessState.ExitCode(), time.Since(began), out)
+	}
 }
