@@ -59,6 +59,13 @@ func run(c cli, log *zap.Logger) error {
 	if c.DataDir == "" {
 		c.DataDir = proc.DefaultDataDir() + "/native"
 	}
+	// one nexlet per data dir: a second one would take the first one's workloads for
+	// leftovers of a dead predecessor and kill them
+	lock, err := proc.LockDir(c.DataDir, "nexlet-native")
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	schema, err := schemas.StartRequest("native")
 	if err != nil {
 		return err

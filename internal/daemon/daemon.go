@@ -39,6 +39,7 @@ type daemon struct {
 	minter   creds.Minter
 	node     *node.Node
 	nexlets  *nexlets
+	lock     *proc.DirLock
 	// startupDeadline ends the start-up wait for NATS and JetStream (--startup-wait).
 	startupDeadline time.Time
 	// leaveOpen keeps the connection and embedded server open when Run returns: a
@@ -54,10 +55,10 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
 	d := &daemon{o: o, log: log, startupDeadline: time.Now().Add(o.StartupWait)}
+	defer d.close()
 	if err := d.identity(); err != nil {
 		return err
 	}
-	defer d.close()
 	if err := d.connect(ctx, nopts); err != nil {
 		return err
 	}
@@ -90,9 +91,12 @@ func (d *daemon) identity() error {
 	if d.o.DataDir == "" {
 		d.o.DataDir = proc.DefaultDataDir()
 	}
-	if err := os.MkdirAll(d.o.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir %s: %w", d.o.DataDir, err)
+	// one node per data dir: a second one stops here, before it touches anything
+	lock, err := proc.LockDir(d.o.DataDir, "nexd")
+	if err != nil {
+		return err
 	}
+	d.lock = lock
 	kp, err := LoadIdentity(d.o.NodeSeed, d.o.DataDir)
 	if err != nil {
 		return err
@@ -144,8 +148,9 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 // out of time left goroutines that may still use them.
 func (d *daemon) close() {
 	if d.leaveOpen {
-		return
+		return // the lock goes with the process
 	}
+	defer d.lock.Release()
 	if d.nc != nil {
 		d.nc.Close()
 	}

@@ -5,9 +5,12 @@ package proc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,4 +96,51 @@ func modTime(path string) time.Time {
 		return time.Time{}
 	}
 	return st.ModTime()
+}
+
+// DirLock is an exclusive lock on a data directory, held until Release or the process's
+// end (the kernel lets go of it when the process dies, kill -9 included).
+type DirLock struct{ f *os.File }
+
+// ErrDirLocked means another process holds a data directory's lock.
+var ErrDirLocked = errors.New("data directory is in use")
+
+// LockDir takes the exclusive lock of dir (creating it), or fails at once naming the
+// directory and the PID that holds it. Nothing in dir is touched when it fails.
+func LockDir(dir, who string) (*DirLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock of data dir %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by %s; each %s needs its own --data-dir", ErrDirLocked, dir, describeHolder(holder), who)
+		}
+		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d (%s)\n", os.Getpid(), who)), 0)
+	return &DirLock{f: f}, nil
+}
+
+func describeHolder(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "another process"
+	}
+	return s
+}
+
+// Release lets go of the lock.
+func (l *DirLock) Release() {
+	if l != nil && l.f != nil {
+		_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+		_ = l.f.Close()
+	}
 }
