@@ -37,7 +37,7 @@ func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error)
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				d.log.Info("ready: "+what, zap.Duration("waited", time.Since(began).Round(time.Millisecond)), zap.Int("tries", attempt))
+				d.log.Info("ready: "+what, zap.String("waited", time.Since(began).Round(100*time.Millisecond).String()), zap.Int("tries", attempt))
 			}
 			return nil
 		}
@@ -47,18 +47,19 @@ func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error)
 		if ctx.Err() != nil {
 			return fmt.Errorf("stopped while waiting for %s: %w", what, err)
 		}
-		if !time.Now().Add(pause).Before(d.startupDeadline) {
+		left := time.Until(d.startupDeadline)
+		if left <= 0 {
 			return fmt.Errorf("%w: %s was not ready after %s (--startup-wait %s): %v", ErrStartupWait, what, time.Since(began).Round(time.Second), d.o.StartupWait, err)
 		}
 		if time.Since(lastLog) >= waitLogEvery {
 			lastLog = time.Now()
-			d.log.Warn("waiting for "+what, zap.Error(err), zap.Duration("waited", time.Since(began).Round(time.Second)),
-				zap.Duration("gives_up_in", time.Until(d.startupDeadline).Round(time.Second)))
+			d.log.Warn("waiting for "+what, zap.Error(err), zap.String("waited", time.Since(began).Round(time.Second).String()),
+				zap.String("gives_up_in", left.Round(time.Second).String()))
 		}
-		select {
+		select { // the last try comes at the deadline itself
 		case <-ctx.Done():
 			return fmt.Errorf("stopped while waiting for %s: %w", what, err)
-		case <-time.After(pause):
+		case <-time.After(min(pause, left)):
 		}
 		pause = min(2*pause, waitMax)
 	}

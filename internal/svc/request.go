@@ -122,7 +122,7 @@ func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, res
 
 // FanOut publishes req to subject and collects replies until every node named in the
 // replies' peer lists has answered, done returns true, or the straggler bound passes
-// after the first reply. With no responders at all it returns at once with none.
+// after the first reply. With no responders at all it returns ErrNoResponders at once.
 func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
 	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
@@ -159,7 +159,7 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 			return nil
 		case m := <-ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-				return nil // no responders
+				return ErrNoResponders
 			}
 			id := m.Header.Get(v1.HeaderNodeID)
 			answered[id] = true

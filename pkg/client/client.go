@@ -4,6 +4,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -68,6 +69,9 @@ func (c *Client) Auction(ctx context.Context, req v1.AuctionRequest) ([]v1.Bid, 
 		}
 		return false
 	})
+	if errors.Is(err, svc.ErrNoResponders) {
+		return nil, nil, nil // no node: no bid, and the start says no agents are available
+	}
 	sort.Slice(declines, func(i, j int) bool { return declines[i].NodeID < declines[j].NodeID })
 	return bids, declines, err
 }
@@ -156,7 +160,7 @@ func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInf
 		return false
 	})
 	if err != nil {
-		return nil, err
+		return nil, c.noNode(err, "list workloads")
 	}
 	if len(out) == 0 && firstErr != nil {
 		return nil, firstErr
@@ -193,7 +197,7 @@ func (c *Client) one(ctx context.Context, subject string, req, resp any, notFoun
 		return true
 	})
 	if err != nil {
-		return err
+		return c.noNode(err, "look up the workload")
 	}
 	if !got {
 		return v1.NotFound("%s", notFound)
@@ -260,6 +264,15 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 	return info, nil
 }
 
+// noNode turns a read that no node answered into an unavailable error: nothing is
+// known, which is not the same as nothing being there.
+func (c *Client) noNode(err error, what string) error {
+	if errors.Is(err, svc.ErrNoResponders) {
+		return v1.NewError(503, v1.CodeUnavailable, "cannot %s (namespace %s): no node answered; is nexd running, and connected to this NATS server and account?", what, c.ns)
+	}
+	return err
+}
+
 // ListNodes pings every node.
 func (c *Client) ListNodes(ctx context.Context) ([]v1.NodeInfo, error) {
 	out := []v1.NodeInfo{}
@@ -270,8 +283,11 @@ func (c *Client) ListNodes(ctx context.Context) ([]v1.NodeInfo, error) {
 		}
 		return false
 	})
+	if err != nil {
+		return nil, c.noNode(err, "list nodes")
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
+	return out, nil
 }
 
 // NodeInfo returns the full description of one node, schemas included.
@@ -287,7 +303,7 @@ func (c *Client) NodeInfo(ctx context.Context, nodeID string) (*v1.NodeInfo, err
 		return r.Decode(&ni) == nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, c.noNode(err, "ask for node "+nodeID)
 	}
 	if ni.NodeID == "" {
 		return nil, v1.NotFound("node %s not found", nodeID)
@@ -307,6 +323,3 @@ func (c *Client) Lameduck(ctx context.Context, nodeID string, delay time.Duratio
 	}
 	return &reply, nil
 }
-
-// IsNotFound reports whether err is a v1 not_found error.
-func IsNotFound(err error) bool { return v1.IsNotFound(err) }
