@@ -78,3 +78,112 @@ func TestSecondNodeOnSameDataDir(t *testing.T) {
 		t.Fatalf("the first node's list after the refusals: %+v", list)
 	}
 }
+
+// With no node on the NATS server, reads fail with unavailable and a non-zero exit: an
+// empty list or "not found" would be a guess.
+func TestReadsWithNoNode(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	for _, args := range [][]string{
+		{"workload", "list"},
+		{"--namespace", "default", "workload", "list"},
+		{"node", "list"},
+		{"--namespace", "default", "workload", "info", "abc"},
+		{"--namespace", "default", "workload", "stop", "abc"},
+		{"node", "info", "NABC"},
+	} {
+		out, errs, code := u.nex(append([]string{"-s", s.ClientURL()}, args...)...)
+		if code == 0 || !strings.Contains(errs, "no node answered") || strings.Contains(errs+out, "not found") || strings.Contains(out, "No workloads") {
+			t.Errorf("nex %s with no node: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+		}
+	}
+	out, _, code := u.nex("-s", s.ClientURL(), "--json", "workload", "list")
+	if code == 0 || strings.TrimSpace(out) == "[]" {
+		t.Errorf("--json workload list with no node: exit %d, stdout %q", code, out)
+	}
+}
+
+// zombieOrAlive lists the PIDs whose command line is exactly cmd, zombies included.
+func zombieOrAlive(cmd string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ") == cmd {
+			pids = append(pids, pid)
+			continue
+		}
+		// a zombie has no command line left: match its name and the exact sleep below
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), "(sleep) Z") && len(b) == 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// A shell service whose children outlive the shell stops at once: the orphans are
+// reparented to nexlet-native, which reaps them, instead of waiting for PID 1; and no
+// process of a workload outlives a nexd whose shutdown ran out of time.
+func TestNothingOutlivesAStop(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	n := startNexd(t, u, url, filepath.Join(u.home, "data"), "--shutdown-timeout", "2s")
+	secs := 100000 + time.Now().UnixNano()%100000
+	sleep := fmt.Sprintf("sleep %d", secs)
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "forks",
+		"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c","%s & %s & wait"]}`, sleep, sleep))
+	_, id := startedID(t, out)
+	testutil.Eventually(t, 10*time.Second, "both children to run", func() bool { return len(zombieOrAlive(sleep)) == 2 })
+	began := time.Now()
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+	took := time.Since(began)
+	if left := zombieOrAlive(sleep); len(left) != 0 {
+		t.Fatalf("after the stop, %d processes of the workload are left: %v", len(left), left)
+	}
+	if took > 2*time.Second { // it waited for PID 1 to reap the orphans (1.5-5 s)
+		t.Fatalf("stopping a shell with two children took %s", took)
+	}
+
+	// an orphan is reparented to nexlet-native (the subreaper), not to PID 1, while the
+	// workload still runs: a subshell forks it and exits at once
+	orphan := fmt.Sprintf("sleep %d", secs+2)
+	u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "orphaner",
+		"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c","(%s &); exec sleep 600"]}`, orphan))
+	testutil.Eventually(t, 10*time.Second, "the orphan to run", func() bool { return len(zombieOrAlive(orphan)) == 1 })
+	nexlets := processes("nexlet-native", "--data-dir="+filepath.Join(u.home, "data"))
+	if len(nexlets) != 1 {
+		t.Fatalf("nexlet-native processes: %v", nexlets)
+	}
+	if pp := parentOf(zombieOrAlive(orphan)[0]); pp != nexlets[0] {
+		t.Fatalf("the orphan's parent is %d, not nexlet-native (%d): it is not a subreaper", pp, nexlets[0])
+	}
+
+	// children that ignore SIGTERM, a grace period longer than the shutdown bound: nexd
+	// kills nexlet-native when the bound runs out, and then what the workload left behind
+	grand := fmt.Sprintf("sleep %d", secs+1)
+	u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "stubborn",
+		"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c","trap '' TERM; (trap '' TERM; %s) & wait"],"grace_period":"60s"}`, grand))
+	testutil.Eventually(t, 10*time.Second, "the stubborn child to run", func() bool { return len(zombieOrAlive(grand)) == 1 })
+	n.bg.stop(t, 20*time.Second)
+	testutil.Eventually(t, 5*time.Second, "no process of the workload to be left", func() bool { return len(zombieOrAlive(grand)) == 0 })
+}
+
+// parentOf is the parent PID of pid (0 when unknown).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	pp, _ := strconv.Atoi(f[1])
+	return pp
+}

@@ -88,6 +88,9 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Cli
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		nodes, err := cl.ListNodes(pctx)
 		cancel()
+		if v1.IsCode(err, v1.CodeUnavailable) {
+			nodes, err = nil, nil // no node answers any more: every target has exited
+		}
 		if err != nil {
 			if !cl.Connected() {
 				// The NATS server went away with the node (an embedded one): it has exited.

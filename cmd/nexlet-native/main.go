@@ -66,6 +66,12 @@ func run(c cli, log *zap.Logger) error {
 		return err
 	}
 	defer lock.Release()
+	// what a workload forks and leaves behind is reparented here and reaped at once
+	stopReaping, err := native.BecomeSubreaper(log)
+	if err != nil {
+		log.Warn("cannot become the subreaper of workload processes: orphans are left to PID 1", zap.Error(err))
+	}
+	defer stopReaping()
 	schema, err := schemas.StartRequest("native")
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
 )
@@ -97,9 +98,17 @@ func (x *nexlets) startNative() error {
 
 func (x *nexlets) supervise(a node.Agent) {
 	d := x.d
-	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout, d.o.AgentRestartLimit
+	// the nexlet is killed a fifth of the bound before nexd gives up, so that what it
+	// leaves behind is still killed in time (AfterStop)
+	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout*4/5, d.o.AgentRestartLimit
 	a.OnEvent = func(typ, msg string) { d.node.NexletEvent(typ, a.Name, msg) }
 	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, d.o.ShutdownTimeout) }
+	a.AfterStop = func() {
+		// a nexlet killed for lack of time cannot stop what its workloads forked
+		for _, pid := range proc.KillTagged(d.nodeID, a.Name) {
+			d.log.Warn("killed a workload process the stopped nexlet left behind", zap.String("nexlet_id", a.Name), zap.Int("pid", pid))
+		}
+	}
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()

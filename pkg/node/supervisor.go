@@ -37,6 +37,9 @@ type Agent struct {
 	// StopAdopted, when set, stops an adopted instance when the supervisor's context
 	// ends, as it would stop its own child.
 	StopAdopted func()
+	// AfterStop, when set, runs once the supervisor has stopped the agent for good (its
+	// context ended): nexd kills what a nexlet killed for lack of time left behind.
+	AfterStop func()
 }
 
 // Supervise runs a until ctx ends, restarting it with exponential backoff (250 ms doubling
@@ -64,6 +67,9 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 				case <-ctx.Done():
 					if a.StopAdopted != nil {
 						a.StopAdopted()
+					}
+					if a.AfterStop != nil {
+						a.AfterStop()
 					}
 					return
 				case <-time.After(2 * time.Second):
@@ -95,6 +101,9 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 					<-exited
 				}
 				log.Info("agent stopped")
+				if a.AfterStop != nil {
+					a.AfterStop()
+				}
 				return
 			}
 		}

@@ -303,7 +303,7 @@ func TestStopKillsStubbornGroup(t *testing.T) {
 
 func TestServiceRestartsThenFails(t *testing.T) {
 	e := newEnv(t)
-	w, err := e.start(v1.LifecycleService, "crash", map[string]any{"restart": map[string]any{"max_restarts": 2, "initial_delay": "10ms"}})
+	w, err := e.start(v1.LifecycleService, "crash", map[string]any{"restart": map[string]any{"max_restarts": 2, "initial_delay": "100ms"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,9 +478,21 @@ func TestFunctionFieldChecks(t *testing.T) {
 	}
 }
 
+// A restart delay below the floor is refused, naming the field: a 1ms crash loop only
+// burns CPU.
+func TestRestartDelayFloor(t *testing.T) {
+	e := newEnv(t)
+	for _, field := range []string{"initial_delay", "max_delay"} {
+		_, err := e.start(v1.LifecycleService, "fast", map[string]any{"restart": map[string]any{field: "1ms"}})
+		if !v1.IsCode(err, v1.CodeSchemaInvalid) || !strings.Contains(err.Error(), "start_request.restart."+field+": 1ms is below the floor of 100ms") {
+			t.Fatalf("restart.%s 1ms: %v", field, err)
+		}
+	}
+}
+
 func TestJobRetriesAndTimeout(t *testing.T) {
 	e := newEnv(t)
-	w, err := e.start(v1.LifecycleJob, "flaky", map[string]any{"retries": 5, "restart": map[string]any{"initial_delay": "10ms"}})
+	w, err := e.start(v1.LifecycleJob, "flaky", map[string]any{"retries": 5, "restart": map[string]any{"initial_delay": "100ms"}})
 	if err != nil {
 		t.Fatal(err)
 	}

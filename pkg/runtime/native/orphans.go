@@ -1,12 +1,16 @@
 package native
 
 import (
-	"bytes"
 	"os"
+	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/proc"
 )
 
 // The parent-death signal ends a workload's main process when its nexlet dies, but not
@@ -18,26 +22,104 @@ import (
 // killOrphans kills the workload processes of a previous instance of this nexlet. It runs
 // before this instance starts anything, so every match is an orphan.
 func (d *Driver) killOrphans() {
-	node := []byte("NEX_NODE_ID=" + d.opts.NodeID + "\x00")
-	nexlet := []byte("NEX_NEXLET_ID=" + d.opts.NexletID + "\x00")
-	self := os.Getpid()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !bytes.Contains(env, node) || !bytes.Contains(env, nexlet) {
-			continue
-		}
-		if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	for _, pid := range proc.KillTagged(d.opts.NodeID, d.opts.NexletID) {
 		d.log.Warn("killed a process left by a previous nexlet", zap.Int("pid", pid))
 	}
+}
+
+// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER of prctl(2).
+const prSetChildSubreaper = 36
+
+// BecomeSubreaper makes this process the reaper of its orphaned descendants: a workload's
+// children that outlive it (`sh -c 'sleep 100 & wait'`) are reparented here instead of to
+// PID 1, and reaped here as soon as they exit, so a stop that waits for the workload's
+// process group to be gone waits milliseconds, not until PID 1 gets round to it. Only
+// orphans are reaped: every process the runtime starts leads its own process group, and
+// os/exec waits for those. It returns a function that ends the reaping.
+func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		return func() {}, errno
+	}
+	sig := make(chan os.Signal, 16)
+	signal.Notify(sig, syscall.SIGCHLD)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second) // a backstop: signals coalesce
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-sig:
+			case <-t.C:
+			}
+			if n := reapOrphans(); n > 0 {
+				log.Debug("reaped orphaned workload processes", zap.Int("count", n))
+			}
+		}
+	}()
+	return func() { signal.Stop(sig); close(done) }, nil
+}
+
+// reapOrphans reaps this process's zombie children that do not lead their process group
+// (descendants of a workload, reparented here), and returns how many.
+func reapOrphans() int {
+	self := strconv.Itoa(os.Getpid())
+	reaped := 0
+	for _, pid := range childPIDs(self) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// after the command: state ppid pgrp ...
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[0] != "Z" || f[1] != self {
+			continue
+		}
+		if pgrp, _ := strconv.Atoi(f[2]); pgrp == pid {
+			continue // a group leader: started by the runtime, os/exec waits for it
+		}
+		var ws syscall.WaitStatus
+		if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {
+			reaped++
+		}
+	}
+	return reaped
+}
+
+// childPIDs lists the children of process self: from /proc/self/task/*/children where the
+// kernel has it, else from every process's stat.
+func childPIDs(self string) []int {
+	var pids []int
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err == nil {
+		found := false
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+			if err != nil {
+				continue
+			}
+			found = true
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if found {
+			return pids
+		}
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid) // reapOrphans checks the parent
+		}
+	}
+	return pids
 }

@@ -57,6 +57,9 @@ type parsed struct {
 	remoteExec   string // nats://bucket/object, fetched into the workdir before start
 }
 
+// MinRestartDelay is the shortest delay between restarts a start request may ask for.
+const MinRestartDelay = 100 * time.Millisecond
+
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
 	var sr StartRequest
 	if err := json.Unmarshal(raw, &sr); err != nil {
@@ -87,6 +90,11 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 		}
 		if r.MaxRestarts != nil {
 			p.maxRestarts = *r.MaxRestarts
+		}
+		for field, d := range map[string]time.Duration{"restart.initial_delay": p.initialDelay, "restart.max_delay": p.maxDelay} {
+			if d < MinRestartDelay {
+				return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s: %s is below the floor of %s (a crash loop that fast only burns CPU)", field, d, MinRestartDelay)
+			}
 		}
 	}
 	if p.maxDelay < p.initialDelay {
