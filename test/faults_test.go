@@ -187,3 +187,60 @@ func parentOf(pid int) int {
 	pp, _ := strconv.Atoi(f[1])
 	return pp
 }
+
+// Stops that take long: with two nodes, a stop that takes 2 s is answered by its owner
+// (the other node's 404 no longer ends the wait), clone --stop too; a TERM-ignoring tree
+// stops at the default grace, and a stop with a 60 s grace period waits as long as the
+// workload takes, past the old 20 s request bound.
+func TestLongStops(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexdNamed(t, u, url, filepath.Join(u.home, "a"), "node-a")
+	startNexdNamed(t, u, url, filepath.Join(u.home, "b"), "node-b")
+	start := func(node, name, script string, extra string) string {
+		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service",
+			"--name", name, "--tags", "nex.node="+node,
+			"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c",%q]%s}`, script, extra))
+		_, id := startedID(t, out)
+		return id
+	}
+	slow := `trap 'sleep 2; exit 0' TERM; sleep 600 & wait`
+	ignores := `trap '' TERM; (trap '' TERM; sleep 600) & while :; do sleep 1; done`
+	patient := `trap 'sleep 25; exit 0' TERM; sleep 600 & wait; sleep 600 & wait`
+	ids := map[string]string{
+		"slow-a": start("node-a", "slow-a", slow, ""), "slow-b": start("node-b", "slow-b", slow, ""),
+		"clone-me": start("node-b", "clone-me", slow, ""),
+		"ignores":  start("node-a", "ignores", ignores, ""), "patient": start("node-b", "patient", patient, `,"grace_period":"60s"`),
+	}
+	type result struct {
+		name string
+		took time.Duration
+		out  string
+		code int
+	}
+	results := make(chan result, len(ids))
+	run := func(name string, args ...string) {
+		began := time.Now()
+		out, errs, code := u.nex(append([]string{"-s", url, "--namespace", "default"}, args...)...)
+		results <- result{name, time.Since(began), out + errs, code}
+	}
+	for _, name := range []string{"slow-a", "slow-b", "ignores", "patient"} {
+		go run(name, "workload", "stop", ids[name])
+	}
+	go run("clone-me", "workload", "clone", ids["clone-me"], "--stop")
+	for range ids {
+		r := <-results
+		if r.code != 0 {
+			t.Errorf("%s: exit %d after %s:\n%s", r.name, r.code, r.took.Round(time.Millisecond), r.out)
+			continue
+		}
+		t.Logf("%s: stopped in %s", r.name, r.took.Round(time.Millisecond))
+		if r.name == "patient" && r.took < 20*time.Second {
+			t.Errorf("patient: the stop returned after %s, before the workload had ended", r.took)
+		}
+	}
+	if list := u.workloads(t, url); len(list) != 1 || list[0].Name != "clone-me" {
+		t.Errorf("after the stops, the list is %+v; want only the clone", list)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"regexp"
 	"slices"
@@ -240,6 +241,11 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if isTerminal(g.stderr) && !g.JSON {
+		done := make(chan struct{})
+		defer close(done)
+		cl.OnAck = func(a client.Ack) { go stopProgress(g.stderr, c.ID, a, done) }
+	}
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
 		return err
@@ -249,6 +255,28 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, w.ID)
 	return nil
+}
+
+// stopProgress tells a person at a terminal that a long stop is under way: which node
+// stops the workload, and, every few seconds, how long it has taken so far.
+func stopProgress(w io.Writer, id string, a client.Ack, done <-chan struct{}) {
+	began := time.Now()
+	select {
+	case <-done:
+		return
+	case <-time.After(time.Second): // a quick stop prints nothing extra
+	}
+	fmt.Fprintf(w, "Stopping %s on node %s (it answers by %s)...\n", id, short(a.NodeID), a.Deadline.Local().Format(time.TimeOnly))
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			fmt.Fprintf(w, "  still stopping after %s\n", time.Since(began).Round(time.Second))
+		}
+	}
 }
 
 // WorkloadInfoCmd describes a workload.

@@ -35,7 +35,7 @@ func TestHandlerPanicIsAnswered(t *testing.T) {
 	nc := testutil.Connect(t, ns)
 	core, logs := observer.New(zap.ErrorLevel)
 	s := newServer(t, nc, zap.New(core))
-	h := svc.Handle(func(_ context.Context, _ svc.Request, req *struct{ Panic bool }) (string, error) {
+	h := svc.Handle(func(_ context.Context, _ *svc.Request, req *struct{ Panic bool }) (string, error) {
 		if req.Panic {
 			var m map[string]int
 			m["boom"]++ // a nil map write: a real runtime panic
@@ -80,7 +80,7 @@ func TestServerStopWaitsForHandlers(t *testing.T) {
 	var finished atomic.Bool
 	var gotID string
 	err := s.Add(svc.Endpoint{Name: "SLOW", Subject: "$NEX.SVC.v1.ns1.control.SLOW.*", Tokens: svc.ControlTokens("workload ID"), Concurrent: 8,
-		Handler: svc.Handle(func(ctx context.Context, r svc.Request, _ *struct{}) (string, error) {
+		Handler: svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) (string, error) {
 			gotID = r.Namespace + "/" + r.ID
 			entered <- struct{}{}
 			<-ctx.Done() // only Stop ends it
@@ -108,7 +108,7 @@ func TestServerStopWaitsForHandlers(t *testing.T) {
 	// bad tokens never reach the handler
 	s2 := newServer(t, nc, nil)
 	if err := s2.Add(svc.Endpoint{Name: "TOK", Subject: "$NEX.SVC.v1.*.control.TOK.*", Tokens: svc.ControlTokens("workload ID"),
-		Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) { return "reached", nil })}); err != nil {
+		Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { return "reached", nil })}); err != nil {
 		t.Fatal(err)
 	}
 	// a token that a subject can carry but validation refuses (over the length limit)
@@ -130,7 +130,7 @@ func TestServerStopUnderLoad(t *testing.T) {
 		}
 		var served atomic.Int64
 		if err := s.Add(svc.Endpoint{Name: "HIT", Subject: "test.hit", Concurrent: 16,
-			Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) {
+			Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) {
 				served.Add(1)
 				return "ok", nil
 			})}); err != nil {
@@ -160,7 +160,7 @@ func TestCallsLeaveNothingBehind(t *testing.T) {
 	srvConn := testutil.Connect(t, ns)
 	s := newServer(t, srvConn, nil)
 	if err := s.Add(svc.Endpoint{Name: "ECHO", Subject: "test.echo", Concurrent: 4,
-		Handler: svc.Handle(func(context.Context, svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
+		Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
 		t.Fatal(err)
 	}
 	dial := func(withOptions bool) {

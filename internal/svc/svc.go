@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -33,15 +34,27 @@ type Request struct {
 	// ID is the subject's trailing identifier (a workload, bid, node, nexlet or secret),
 	// "" when the subject has none.
 	ID string
+	// ack, when the request asked for it (Nex-Ack), acknowledges it at once.
+	ack func(deadline time.Time)
+}
+
+// Ack tells the requester, before the answer, that this responder owns what the request
+// is about and will answer by deadline (see Lookup). It does nothing when the request did
+// not ask for it, and acknowledges once.
+func (r *Request) Ack(deadline time.Time) {
+	if r.ack != nil {
+		r.ack(deadline)
+		r.ack = nil
+	}
 }
 
 // Func is a handler: it decodes data itself (see Handle) and returns the reply value.
-type Func func(ctx context.Context, r Request, data []byte) (any, error)
+type Func func(ctx context.Context, r *Request, data []byte) (any, error)
 
 // Handle adapts fn into a Func: an empty body decodes as the zero Req, a Validator is
 // checked before fn runs.
-func Handle[Req, Resp any](fn func(ctx context.Context, r Request, req *Req) (Resp, error)) Func {
-	return func(ctx context.Context, r Request, data []byte) (any, error) {
+func Handle[Req, Resp any](fn func(ctx context.Context, r *Request, req *Req) (Resp, error)) Func {
+	return func(ctx context.Context, r *Request, data []byte) (any, error) {
 		req := new(Req)
 		if len(data) > 0 {
 			if err := json.Unmarshal(data, req); err != nil {
@@ -211,13 +224,25 @@ func (s *Server) serve(ep Endpoint, mr micro.Request) {
 		}
 	}()
 	r := Request{Subject: mr.Subject(), Headers: mr.Headers()}
+	if reply := mr.Reply(); reply != "" && r.Headers.Get(v1.HeaderAck) != "" {
+		r.ack = func(deadline time.Time) {
+			h := nats.Header{}
+			if ep.Headers != nil {
+				for k, v := range ep.Headers() {
+					h[k] = v
+				}
+			}
+			h.Set(v1.HeaderAck, deadline.UTC().Format(time.RFC3339Nano))
+			_ = s.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
+		}
+	}
 	var err error
 	if ep.Tokens != nil {
 		r.Namespace, r.ID, err = ep.Tokens(r.Subject)
 	}
 	var resp any
 	if err == nil {
-		resp, err = ep.Handler(s.ctx, r, mr.Data())
+		resp, err = ep.Handler(s.ctx, &r, mr.Data())
 	}
 	if errors.Is(err, ErrNoReply) {
 		return

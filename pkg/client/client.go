@@ -30,7 +30,14 @@ type Client struct {
 	// Straggler bounds how long a fan-out waits for nodes that stopped answering
 	// after the first reply arrived.
 	Straggler time.Duration
+	// OnAck, when set, is told when the node that owns a workload has acknowledged a stop,
+	// info or clone of it, and by when it will answer (progress for people).
+	OnAck func(Ack)
 }
+
+// Ack is a node's acknowledgement that it owns a workload a request is about, and the
+// time by which it will answer.
+type Ack = svc.Ack
 
 // New returns a client for namespace ns.
 func New(nc *nats.Conn, ns string) (*Client, error) {
@@ -175,7 +182,8 @@ func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInf
 	return out, nil
 }
 
-// lookup sends a request about one workload to every node and returns the owner's answer.
+// lookup sends a request about one workload to every node and returns the owner's
+// answer; only the owner's answer ends the wait once it has acknowledged (see svc.Lookup).
 func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) error {
 	if err := v1.ValidateToken("workload ID", wid); err != nil {
 		return err
@@ -183,26 +191,14 @@ func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) er
 	return c.one(ctx, v1.ControlSubject(c.ns, verb, wid), req, resp, fmt.Sprintf("workload %s not found in namespace %s", wid, c.ns))
 }
 
-// one fans req out to every node and returns the one answer that is not a 404; when
-// every node says 404, it returns not_found at once.
+// one asks every node about one thing and returns the answer of the node that has it;
+// when every node says 404, it returns not_found with notFound as the message.
 func (c *Client) one(ctx context.Context, subject string, req, resp any, notFound string) error {
-	var found error
-	got := false
-	err := svc.FanOut(ctx, c.nc, subject, req, c.Straggler, func(r svc.Reply) bool {
-		err := r.Decode(resp)
-		if v1.IsNotFound(err) {
-			return false
-		}
-		found, got = err, true
-		return true
-	})
-	if err != nil {
-		return c.noNode(err, "look up the workload")
-	}
-	if !got {
+	err := svc.Lookup(ctx, c.nc, subject, req, resp, c.Straggler, c.OnAck)
+	if v1.IsNotFound(err) && v1.AsError(err).Message == "not found" {
 		return v1.NotFound("%s", notFound)
 	}
-	return found
+	return c.noNode(err, "find "+subject[strings.LastIndexByte(subject, '.')+1:])
 }
 
 // StopWorkload stops a workload and returns when its processes are gone.

@@ -180,25 +180,25 @@ func (n *Nexlet) addService() error {
 	}
 	eps := []svc.Endpoint{
 		ep(v1.NexletStart, true, svc.Handle(n.handleStart)),
-		ep(v1.NexletStop, true, svc.Handle(func(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+		ep(v1.NexletStop, true, svc.Handle(func(ctx context.Context, r *svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
 			return n.rt.Stop(ctx, r.ID, *req)
 		})),
-		ep(v1.NexletGet, true, svc.Handle(func(ctx context.Context, r svc.Request, _ *struct{}) (v1.WorkloadInfo, error) {
+		ep(v1.NexletGet, true, svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) (v1.WorkloadInfo, error) {
 			return n.rt.Get(ctx, r.ID)
 		})),
 		ep(v1.NexletList, false, svc.Handle(n.handleList)),
-		ep(v1.NexletLameduck, false, svc.Handle(func(ctx context.Context, _ svc.Request, _ *struct{}) (struct{}, error) {
+		ep(v1.NexletLameduck, false, svc.Handle(func(ctx context.Context, _ *svc.Request, _ *struct{}) (struct{}, error) {
 			return struct{}{}, n.rt.Lameduck(ctx)
 		})),
 		ep(v1.NexletCreds, true, svc.Handle(n.handleCreds)),
-		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
+		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ *svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
 			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient)
 			if err != nil {
 				return nil, v1.BadRequest("reseal: %v", err)
 			}
 			return out, nil
 		})),
-		ep(v1.NexletPing, false, svc.Handle(func(ctx context.Context, _ svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
+		ep(v1.NexletPing, false, svc.Handle(func(ctx context.Context, _ *svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
 			return n.registration(), nil
 		})),
 	}
@@ -211,7 +211,7 @@ func (n *Nexlet) addService() error {
 	return nil
 }
 
-func (n *Nexlet) handleStart(ctx context.Context, r svc.Request, req *v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+func (n *Nexlet) handleStart(ctx context.Context, r *svc.Request, req *v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
 	req.WorkloadID = r.ID
 	if err := req.Definition.Validate(); err != nil {
 		return v1.WorkloadInfo{}, err
@@ -231,7 +231,7 @@ func (n *Nexlet) handleStart(ctx context.Context, r svc.Request, req *v1.StartWo
 	return n.rt.Start(ctx, *req)
 }
 
-func (n *Nexlet) handleList(ctx context.Context, _ svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
+func (n *Nexlet) handleList(ctx context.Context, _ *svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
 	list, err := n.rt.List(ctx, req.Namespace)
 	for i := range list {
 		if !req.Definitions {
@@ -244,7 +244,7 @@ func (n *Nexlet) handleList(ctx context.Context, _ svc.Request, req *v1.NexletLi
 	return list, err
 }
 
-func (n *Nexlet) handleCreds(ctx context.Context, r svc.Request, req *v1.CredsUpdate) (struct{}, error) {
+func (n *Nexlet) handleCreds(ctx context.Context, r *svc.Request, req *v1.CredsUpdate) (struct{}, error) {
 	cu, ok := n.rt.(CredsUpdater)
 	if !ok {
 		return struct{}{}, v1.NewError(501, v1.CodeNotImplemented, "this nexlet does not take credentials")

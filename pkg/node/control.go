@@ -98,7 +98,7 @@ func (n *Node) addService() error {
 // handlerConcurrency bounds the requests of one endpoint handled at once.
 const handlerConcurrency = 256
 
-func (n *Node) handleAuction(_ context.Context, _ svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+func (n *Node) handleAuction(_ context.Context, _ *svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
 	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
 	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
 	inUse := ports.InUse(req.Ports) // binds: before the lock, never under it
@@ -200,7 +200,7 @@ func (n *Node) declineReason(req *v1.AuctionRequest, inUse map[int]bool) string 
 	return ""
 }
 
-func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
+func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
 	ns, bidID := r.Namespace, r.ID
 	if !strings.HasPrefix(bidID, n.bidPrefix) {
 		return v1.WorkloadInfo{}, svc.ErrNoReply
@@ -241,7 +241,7 @@ func (n *Node) handleDeploy(ctx context.Context, r svc.Request, req *v1.DeployRe
 // handleList asks each nexlet for its list and passes their workloads into the reply
 // without decoding them into values: a thousand workloads cost one encode (at the
 // nexlet), one scan here, and one decode (at the client).
-func (n *Node) handleList(ctx context.Context, r svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
+func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
 	ns := r.Namespace
 	if req.Type != "" {
 		if err := v1.ValidateToken("type", req.Type); err != nil {
@@ -298,7 +298,7 @@ type nodeList struct {
 	Workloads []json.RawMessage `json:"workloads"`
 }
 
-func (n *Node) handlePing(context.Context, svc.Request, *struct{}) (v1.NodeInfo, error) {
+func (n *Node) handlePing(context.Context, *svc.Request, *struct{}) (v1.NodeInfo, error) {
 	return n.Info(false), nil
 }
 

@@ -14,7 +14,7 @@ import (
 // Drained is closed once lameduck has stopped every workload; the daemon then exits.
 func (n *Node) Drained() <-chan struct{} { return n.drained }
 
-func (n *Node) handleLameduck(_ context.Context, r svc.Request, req *v1.LameduckRequest) (v1.LameduckReply, error) {
+func (n *Node) handleLameduck(_ context.Context, r *svc.Request, req *v1.LameduckRequest) (v1.LameduckReply, error) {
 	id := r.ID
 	if id != n.cfg.NodeID {
 		return v1.LameduckReply{}, v1.NotFound("node %s not found", id)

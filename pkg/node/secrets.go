@@ -69,7 +69,7 @@ func secretKey(ns, name string) (string, error) {
 }
 
 // secretTarget reads the namespace and secret name of a request and opens the store.
-func (n *Node) secretTarget(ctx context.Context, r svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
+func (n *Node) secretTarget(ctx context.Context, r *svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
 	ns, name = r.Namespace, r.ID
 	if key, err = secretKey(ns, name); err != nil {
 		return
@@ -94,7 +94,7 @@ func (n *Node) secretEndpoints() []svc.Endpoint {
 	}
 }
 
-func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
+func (n *Node) handleSecretPut(ctx context.Context, r *svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
 	ns, name, key, kv, err := n.secretTarget(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
@@ -114,7 +114,7 @@ func (n *Node) handleSecretPut(ctx context.Context, r svc.Request, req *v1.Secre
 	return v1.SecretInfo{Name: name, Namespace: ns, UpdatedAt: time.Now().UTC()}, nil
 }
 
-func (n *Node) handleSecretRm(ctx context.Context, r svc.Request, _ *struct{}) (v1.SecretInfo, error) {
+func (n *Node) handleSecretRm(ctx context.Context, r *svc.Request, _ *struct{}) (v1.SecretInfo, error) {
 	ns, name, key, kv, err := n.secretTarget(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
@@ -128,7 +128,7 @@ func (n *Node) handleSecretRm(ctx context.Context, r svc.Request, _ *struct{}) (
 	return v1.SecretInfo{Name: name, Namespace: ns}, nil
 }
 
-func (n *Node) handleSecretList(ctx context.Context, r svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
+func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
 	ns := r.Namespace
 	kv, err := n.secrets(ctx)
 	if err != nil {

@@ -174,13 +174,26 @@ func (s *KVStore) Put(ctx context.Context, rec *Record) error {
 		return err
 	}
 	var rev uint64
-	if rec.Revision == 0 {
-		rev, err = s.kv.Create(ctx, key, b)
-	} else {
-		rev, err = s.kv.Update(ctx, key, b, rec.Revision)
-	}
+	retried := false
+	err = retryStore(ctx, func(actx context.Context) error {
+		var err error
+		if rec.Revision == 0 {
+			rev, err = s.kv.Create(actx, key, b)
+		} else {
+			rev, err = s.kv.Update(actx, key, b, rec.Revision)
+		}
+		if err != nil && retried && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+			// a try that timed out may have been stored after all: is it ours?
+			if e, gerr := s.kv.Get(actx, key); gerr == nil && string(e.Value()) == string(b) {
+				rev = e.Revision()
+				return nil
+			}
+		}
+		retried = true
+		return err
+	})
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("%w: workload %s", ErrConflict, rec.WorkloadID)
 		}
 		return fmt.Errorf("store workload %s: %w", rec.WorkloadID, err)
@@ -189,13 +202,42 @@ func (s *KVStore) Put(ctx context.Context, rec *Record) error {
 	return nil
 }
 
+// storeRetry bounds how long a store operation rides out a stream leader election
+// (4-9 s in a cluster) before it fails; storeAttempt bounds one try.
+const (
+	storeRetry   = 15 * time.Second
+	storeAttempt = 5 * time.Second
+)
+
+// retryStore runs op until it succeeds, fails for a reason other than a passing one
+// (transientStore), ctx ends, or storeRetry has passed.
+func retryStore(ctx context.Context, op func(context.Context) error) error {
+	until := time.Now().Add(storeRetry)
+	pause := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, storeAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || !transientStore(err) || ctx.Err() != nil || time.Now().Add(pause).After(until) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
 // Delete removes a record (purging it, so no history is left behind).
 func (s *KVStore) Delete(ctx context.Context, wid string) error {
 	key, err := s.key(wid)
 	if err != nil {
 		return err
 	}
-	if err := s.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	err = retryStore(ctx, func(actx context.Context) error { return s.kv.Purge(actx, key) })
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete workload %s: %w", wid, err)
 	}
 	return nil

@@ -61,7 +61,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	if err == nil && serr != nil {
 		log.Error("record desired state; stopping the workload again", zap.Error(serr))
 		_ = svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
-		err = v1.NewError(503, v1.CodeUnavailable, "record desired state: %v", serr)
+		err = storageError(serr, "record workload "+wid+" (it was stopped again)")
 	}
 	if err != nil {
 		n.mu.Lock()
@@ -154,15 +154,16 @@ func (n *Node) lookup(ns, wid string) (Record, bool) {
 
 // owned resolves a request about one workload to this node's record of it: 404 when the
 // workload is not here (or in another namespace).
-func (n *Node) owned(r svc.Request) (Record, error) {
+func (n *Node) owned(r *svc.Request) (Record, error) {
 	rec, ok := n.lookup(r.Namespace, r.ID)
 	if !ok {
 		return Record{}, v1.NotFound("workload %s not found in namespace %s", r.ID, r.Namespace)
 	}
+	r.Ack(time.Now().Add(nexletCallTimeout + nexletGap)) // it is ours: only our answer counts
 	return rec, nil
 }
 
-func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
+func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
 	ns, wid := r.Namespace, r.ID
 	rec, ok := n.lookup(ns, wid)
 	if !ok {
@@ -174,16 +175,46 @@ func (n *Node) handleStop(ctx context.Context, r svc.Request, req *v1.StopReques
 		}
 		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
 	}
+	deadline := time.Now().Add(stopBound(rec, *req))
+	r.Ack(deadline)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	return n.stopWorkload(ctx, rec, *req)
 }
 
-// stopWorkload marks the record as stopping (so a crash mid-stop is finished on
-// recovery), stops the workload on its nexlet, and forgets it.
-func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
-	if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); err != nil {
-		n.log.Warn("record stopping state", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+// stopBound is how long a stop of rec may take: its grace period (the request's, else the
+// one its start request names, else the default), plus room for the nexlet to answer.
+func stopBound(rec Record, req v1.StopRequest) time.Duration {
+	grace := time.Duration(req.GracePeriod)
+	if grace <= 0 {
+		var sr struct {
+			GracePeriod string `json:"grace_period"`
+		}
+		if json.Unmarshal(rec.Definition.StartRequest, &sr) == nil {
+			grace, _ = time.ParseDuration(sr.GracePeriod)
+		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout+time.Duration(req.GracePeriod)+10*time.Second)
+	if grace <= 0 {
+		grace = defaultGrace
+	}
+	return grace + nexletCallTimeout
+}
+
+// defaultGrace is the grace period of a stop when neither the request nor the workload
+// names one (nexlet-native's --stop-grace default).
+const defaultGrace = 10 * time.Second
+
+// stopWorkload records the intent (desired stopping) before anything is stopped, so no
+// recovery can start the workload again and a crash mid-stop is finished on recovery;
+// when it cannot be recorded, nothing is stopped. Then it stops the workload on its
+// nexlet, within ctx, and forgets it.
+func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	if rec.Desired != DesiredStopping {
+		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); err != nil {
+			return v1.WorkloadInfo{}, storageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var info v1.WorkloadInfo
 	err := n.askNexlet(cctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, req, &info)
@@ -254,7 +285,7 @@ func (n *Node) forget(wid string, info v1.WorkloadInfo) {
 	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
 }
 
-func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any, error) {
+func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any, error) {
 	if r.Namespace == v1.SystemNamespace && r.ID == n.cfg.NodeID {
 		return n.Info(true), nil
 	}
@@ -271,7 +302,7 @@ func (n *Node) handleInfo(ctx context.Context, r svc.Request, _ *struct{}) (any,
 	return info, nil
 }
 
-func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
+func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
 	rec, err := n.owned(r)
 	if err != nil {
 		return v1.CloneReply{}, err
@@ -291,7 +322,7 @@ func (n *Node) handleClone(ctx context.Context, r svc.Request, req *v1.CloneRequ
 	return v1.CloneReply{WorkloadID: wid, Definition: def}, nil
 }
 
-func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.RegisterRequest) (v1.RegisterReply, error) {
+func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.RegisterRequest) (v1.RegisterReply, error) {
 	if _, err := schema.NewRegistry().Compile(req.StartRequestSchema); err != nil {
 		return v1.RegisterReply{}, v1.BadRequest("nexlet %s: start_request_schema: %v", req.NexletID, err)
 	}
@@ -319,7 +350,7 @@ func (n *Node) handleRegister(_ context.Context, _ svc.Request, req *v1.Register
 	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
 }
 
-func (n *Node) handleHeartbeat(ctx context.Context, r svc.Request, req *v1.Heartbeat) (struct{}, error) {
+func (n *Node) handleHeartbeat(ctx context.Context, r *svc.Request, req *v1.Heartbeat) (struct{}, error) {
 	id := r.ID
 	n.mu.Lock()
 	e, ok := n.nexlets[id]

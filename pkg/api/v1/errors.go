@@ -25,28 +25,36 @@ const (
 	CodeForbidden      = "forbidden"
 	CodeTooLarge       = "too_large"
 	CodeNotImplemented = "not_implemented"
-	CodeInternal       = "internal"
+	// CodeStorageFull: JetStream has no room left for the record (free space or raise
+	// the account's or server's JetStream storage limits).
+	CodeStorageFull = "storage_full"
+	// CodeStorageUnavailable: the state store did not answer (no quorum, a leader
+	// election that outlasted the retries, JetStream down).
+	CodeStorageUnavailable = "storage_unavailable"
+	CodeInternal           = "internal"
 )
 
 // Statuses pairs each error code with the HTTP-like status it travels with. A start that
 // failed because of its request (a workdir that is not a directory, an artifact that does
 // not fetch) is start_failed with 400; one that failed on the node is start_failed with 500.
 var Statuses = map[string][]int{
-	CodeBadRequest:     {400},
-	CodeInvalidToken:   {400},
-	CodeSchemaInvalid:  {400},
-	CodeStartFailed:    {400, 500},
-	CodeForbidden:      {403},
-	CodeNotFound:       {404},
-	CodeConflict:       {409},
-	CodeBidExpired:     {410},
-	CodeTooLarge:       {413},
-	CodeInternal:       {500},
-	CodeNotImplemented: {501},
-	CodeUnavailable:    {503},
-	CodeLameduck:       {503},
-	CodeNoPlacement:    {503},
-	CodeTimeout:        {504},
+	CodeBadRequest:         {400},
+	CodeInvalidToken:       {400},
+	CodeSchemaInvalid:      {400},
+	CodeStartFailed:        {400, 500},
+	CodeForbidden:          {403},
+	CodeNotFound:           {404},
+	CodeConflict:           {409},
+	CodeBidExpired:         {410},
+	CodeTooLarge:           {413},
+	CodeInternal:           {500},
+	CodeNotImplemented:     {501},
+	CodeUnavailable:        {503},
+	CodeLameduck:           {503},
+	CodeNoPlacement:        {503},
+	CodeTimeout:            {504},
+	CodeStorageFull:        {507},
+	CodeStorageUnavailable: {503},
 }
 
 // Error is the JSON body of every error reply; the same values travel in the

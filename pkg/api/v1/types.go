@@ -11,6 +11,10 @@ import (
 const (
 	HeaderNodeID = "Nex-Node-Id"
 	HeaderPeers  = "Nex-Peers"
+	// HeaderAck, on a request about one workload, asks its owner to acknowledge at once;
+	// on the acknowledgement (a message with no body), it is the owner's deadline
+	// (RFC 3339) for the answer that follows.
+	HeaderAck = "Nex-Ack"
 	// HeaderExitCode is the exit code of a function's run, on its reply.
 	HeaderExitCode = "Nex-Exit-Code"
 	// HeaderError is why a function's reply is incomplete or missing, on its reply.

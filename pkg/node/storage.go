@@ -1,0 +1,57 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// JetStream error codes that mean the store is out of room.
+const (
+	jsErrStorageExceeded    = 10047 // insufficient storage resources available
+	jsErrInsufficientRes    = 10023 // insufficient resources
+	jsErrStreamStoreFailed  = 10077 // stream store failed (a write error, a full disk)
+	jsErrMaxBytesExceeded   = 10028 // maximum bytes exceeded (account limit)
+	jsErrAccountResourcesEx = 10002 // resource limits exceeded for account
+)
+
+// storageError names a state store failure for the user: storage_full when JetStream is
+// out of room, storage_unavailable when it did not answer (no quorum, a leader election,
+// JetStream down), each with what to do. what says what could not be recorded.
+func storageError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if e, ok := errors.AsType[*v1.Error](err); ok {
+		return e
+	}
+	if storageFull(err) {
+		return v1.NewError(507, v1.CodeStorageFull, "%s: JetStream is out of storage (%v); free disk space on the NATS servers or raise their JetStream max_file_store / the account's limits", what, err)
+	}
+	return v1.NewError(503, v1.CodeStorageUnavailable, "%s: the state store did not answer (%v); check that the NATS servers have JetStream with a quorum (nats server report jetstream), then try again", what, err)
+}
+
+// storageFull tells whether err says JetStream has no room left.
+func storageFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jsErrStorageExceeded, jsErrInsufficientRes, jsErrStreamStoreFailed, jsErrMaxBytesExceeded, jsErrAccountResourcesEx:
+			return true
+		}
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "no space left") || strings.Contains(msg, "insufficient storage") || strings.Contains(msg, "resource limits exceeded")
+}
+
+// transientStore tells whether a store error may pass on its own within seconds: a stream
+// electing its leader, a request that got no answer in time.
+func transientStore(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders) || strings.Contains(err.Error(), "no response from stream")
+}
