@@ -244,3 +244,56 @@ func TestLongStops(t *testing.T) {
 		t.Errorf("after the stops, the list is %+v; want only the clone", list)
 	}
 }
+
+// Starts with request IDs survive a nexd killed in the middle of them: every start that
+// failed is retried with its key once the node is back, and each key ends up with exactly
+// one workload. A second start with a key returns the first one's workload.
+func TestStartsAcrossANexdCrash(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	n := startNexd(t, u, url, data)
+	start := func(key string) (string, int) {
+		out, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service",
+			"--name", "w", "--request-id", key, "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+		if code != 0 {
+			return errs, code
+		}
+		_, id := startedID(t, out)
+		return id, 0
+	}
+	first, code := start("same-key")
+	if again, code2 := start("same-key"); code != 0 || code2 != 0 || again != first {
+		t.Fatalf("the same key twice: %s (%d), then %s (%d)", first, code, again, code2)
+	}
+	const starts = 40
+	failed := make(chan string, starts)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < starts; i++ {
+			key := fmt.Sprintf("key-%d", i)
+			if _, code := start(key); code != 0 {
+				failed <- key
+			}
+		}
+	}()
+	time.Sleep(150 * time.Millisecond) // let some starts through before the crash
+	n.kill9(t)
+	startNexd(t, u, url, data)
+	<-done
+	close(failed)
+	retried := 0
+	for key := range failed {
+		retried++
+		if msg, code := start(key); code != 0 {
+			t.Fatalf("retry of %s after the crash: %s", key, msg)
+		}
+	}
+	list := u.workloads(t, url)
+	if len(list) != starts+1 {
+		t.Fatalf("%d workloads for %d request IDs (%d starts retried)", len(list), starts+1, retried)
+	}
+	t.Logf("%d of %d starts failed across the crash and were retried; %d workloads", retried, starts, len(list))
+}

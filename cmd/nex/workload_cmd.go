@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -87,6 +88,7 @@ type WorkloadStartCmd struct {
 	Tags         map[string]string `name:"tags" help:"Placement tags k=v (repeatable); a node must have them all."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
+	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
 }
 
 func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
@@ -103,6 +105,20 @@ func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
 	return nexfile.Definition(nf, nexfile.Overrides{
 		Name: c.Name, Description: c.Description, Type: c.Type, Lifecycle: c.Lifecycle, Tags: c.Tags, StartRequest: c.StartRequest,
 	})
+}
+
+// startRetrying starts def with requestID (a new key when empty) and, when the answer
+// does not come in time, asks once more with the same key: the start may have happened,
+// and the key makes sure it is not done twice.
+func startRetrying(ctx context.Context, cl *client.Client, def v1.WorkloadDefinition, requestID string) (*v1.WorkloadInfo, error) {
+	if requestID == "" {
+		requestID = nuid.Next()
+	}
+	w, err := cl.StartOnce(ctx, def, requestID)
+	if v1.IsCode(err, v1.CodeTimeout) || v1.IsCode(err, v1.CodeStorageUnavailable) {
+		w, err = cl.StartOnce(ctx, def, requestID)
+	}
+	return w, err
 }
 
 // Run validates, auctions and deploys.
@@ -126,7 +142,7 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	w, err := cl.StartWorkload(ctx, def)
+	w, err := startRetrying(ctx, cl, def, c.RequestID)
 	if err != nil {
 		return err
 	}

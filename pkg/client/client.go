@@ -97,21 +97,46 @@ func NoPlacementError(d Declines) *v1.Error {
 // for the winning nexlet, validates the start request against its schema and deploys.
 // It auctions again once if the bid expired.
 func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (*v1.WorkloadInfo, error) {
-	return c.start(ctx, def, nil)
+	return c.start(ctx, def, "", nil)
+}
+
+// StartOnce is StartWorkload made idempotent by requestID: started again with the same
+// key in the same namespace (a retry after a timeout, a script run twice), it returns the
+// workload the first start made, never a second one.
+func (c *Client) StartOnce(ctx context.Context, def v1.WorkloadDefinition, requestID string) (*v1.WorkloadInfo, error) {
+	if err := v1.ValidateRequestID(requestID); err != nil {
+		return nil, err
+	}
+	return c.start(ctx, def, requestID, nil)
+}
+
+// existing returns the workload a start with the same request ID made.
+func (c *Client) existing(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
+	info, err := c.WorkloadInfo(ctx, wid)
+	if err != nil {
+		return nil, fmt.Errorf("the request ID was used by workload %s, which cannot be read: %w", wid, err)
+	}
+	info.Definition = nil
+	return info, nil
 }
 
 // start places def; prepare, when set, may rewrite the definition for the chosen bid
 // (a clone re-sealing its values for the new nexlet).
-func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, prepare func(v1.Bid, *v1.WorkloadDefinition) error) (*v1.WorkloadInfo, error) {
+func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID string, prepare func(v1.Bid, *v1.WorkloadDefinition) error) (*v1.WorkloadInfo, error) {
 	def.Namespace = c.ns
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), RequestID: requestID})
 		if err != nil {
 			return nil, err
+		}
+		for _, d := range declines {
+			if d.Existing != nil {
+				return c.existing(ctx, d.Existing.ID)
+			}
 		}
 		if len(bids) == 0 {
 			return nil, NoPlacementError(declines)
@@ -134,15 +159,31 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, prepare f
 			placed.StartRequest = sealed
 		}
 		var info v1.WorkloadInfo
-		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed}, &info)
+		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed, RequestID: requestID}, &info)
 		if lastErr == nil {
 			return &info, nil
+		}
+		if holder := conflictHolder(lastErr); requestID != "" && holder != "" {
+			return c.existing(ctx, holder)
 		}
 		if v1.AsError(lastErr).ErrorCode != v1.CodeBidExpired {
 			return nil, lastErr
 		}
 	}
 	return nil, lastErr
+}
+
+// conflictHolder is the workload named by a conflict over a request ID ("" otherwise).
+func conflictHolder(err error) string {
+	if !v1.IsCode(err, v1.CodeConflict) {
+		return ""
+	}
+	if d, ok := v1.AsError(err).Details.(map[string]any); ok {
+		if id, ok := d["workload_id"].(string); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // ListWorkloads lists the workloads of the namespace on every node (all namespaces
@@ -238,7 +279,7 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 	if len(o.Tags) > 0 {
 		def.Tags = o.Tags
 	}
-	info, err := c.start(ctx, def, func(b v1.Bid, d *v1.WorkloadDefinition) error {
+	info, err := c.start(ctx, def, "", func(b v1.Bid, d *v1.WorkloadDefinition) error {
 		if b.XKey == "" || !strings.Contains(string(d.StartRequest), seal.Prefix) {
 			return nil
 		}

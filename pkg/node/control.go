@@ -98,9 +98,15 @@ func (n *Node) addService() error {
 // handlerConcurrency bounds the requests of one endpoint handled at once.
 const handlerConcurrency = 256
 
-func (n *Node) handleAuction(_ context.Context, _ *svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
 	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
 	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
+	if req.RequestID != "" {
+		if rec, ok := n.byRequestID(r.Namespace, req.RequestID); ok { // a retried start: it runs here
+			reply.Existing = &v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: rec.Definition.Namespace, Name: rec.Definition.Name, NodeID: n.cfg.NodeID}
+			return reply, nil
+		}
+	}
 	inUse := ports.InUse(req.Ports) // binds: before the lock, never under it
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -235,7 +241,10 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if err := schema.Validate(e.reg.StartRequestSchema, def.StartRequest); err != nil {
 		return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 	}
-	return n.deploy(ctx, ns, b.NexletID, def)
+	if err := v1.ValidateRequestID(req.RequestID); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
 }
 
 // handleList asks each nexlet for its list and passes their workloads into the reply

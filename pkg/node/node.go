@@ -138,7 +138,8 @@ type Node struct {
 	nexlets     map[string]*nexletEntry
 	bids        map[string]*bid
 	workloads   map[string]workloadRecord
-	counts      map[string]int // workloads per nexlet
+	counts      map[string]int    // workloads per nexlet
+	byRequest   map[string]string // namespace + "\x00" + request ID -> workload ID
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
 	regWaiters  []chan struct{}
@@ -197,7 +198,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{},
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{},
 		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil

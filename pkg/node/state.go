@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,11 @@ type Record struct {
 	Desired    string                `json:"desired"`
 	Definition v1.WorkloadDefinition `json:"definition"`
 	UpdatedAt  time.Time             `json:"updated_at"`
+	// RequestID is the key the start was made idempotent with ("" for none).
+	RequestID string `json:"request_id,omitempty"`
+	// Restarts is how often the nexlet restarted it, as last reported: a recovery start
+	// carries on counting from here.
+	Restarts uint64 `json:"restarts,omitempty"`
 	// Revision is the store's revision of this record, for compare-and-swap updates.
 	Revision uint64 `json:"-"`
 }
@@ -45,18 +52,55 @@ type Store interface {
 	Delete(ctx context.Context, workloadID string) error
 	// List returns every record of the node.
 	List(ctx context.Context) ([]*Record, error)
+	// Claim reserves a start's request ID in namespace ns for workload wid. When a
+	// workload holds it already, Claim returns that workload's ID instead (and no error).
+	Claim(ctx context.Context, ns, requestID, wid string) (holder string, err error)
+	// Unclaim releases a request ID held by wid (a start that failed, a workload gone).
+	Unclaim(ctx context.Context, ns, requestID, wid string) error
+}
+
+// claimKey is where a request ID's claim lives: hashed, since a request ID may hold
+// any printable character and a KV key may not.
+func claimKey(ns, requestID string) string {
+	sum := sha256.Sum256([]byte(requestID))
+	return "requests." + ns + "." + hex.EncodeToString(sum[:16])
 }
 
 // MemoryStore keeps state in memory: it survives nexlet crashes, not a nexd restart
 // (after which the node rebuilds its records from what its nexlets still run).
 type MemoryStore struct {
-	mu   sync.Mutex
-	rev  uint64
-	recs map[string]Record
+	mu     sync.Mutex
+	rev    uint64
+	recs   map[string]Record
+	claims map[string]string // claimKey -> workload ID
 }
 
 // NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{recs: map[string]Record{}} }
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{recs: map[string]Record{}, claims: map[string]string{}}
+}
+
+// Claim reserves requestID for wid, or returns the workload that holds it.
+func (m *MemoryStore) Claim(_ context.Context, ns, requestID, wid string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := claimKey(ns, requestID)
+	if holder, ok := m.claims[k]; ok {
+		return holder, nil
+	}
+	m.claims[k] = wid
+	return wid, nil
+}
+
+// Unclaim releases requestID if wid holds it.
+func (m *MemoryStore) Unclaim(_ context.Context, ns, requestID, wid string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k := claimKey(ns, requestID); m.claims[k] == wid {
+		delete(m.claims, k)
+	}
+	return nil
+}
 
 // Put stores rec with compare-and-swap semantics.
 func (m *MemoryStore) Put(_ context.Context, rec *Record) error {
@@ -228,6 +272,45 @@ func retryStore(ctx context.Context, op func(context.Context) error) error {
 		}
 		pause = min(2*pause, 2*time.Second)
 	}
+}
+
+// Claim reserves requestID for wid with a create-only write, so two nodes starting with
+// the same key at once cannot both win; it returns the holder when the key exists.
+func (s *KVStore) Claim(ctx context.Context, ns, requestID, wid string) (string, error) {
+	key := claimKey(ns, requestID)
+	holder := wid
+	err := retryStore(ctx, func(actx context.Context) error {
+		_, err := s.kv.Create(actx, key, []byte(wid))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			e, gerr := s.kv.Get(actx, key)
+			if gerr != nil {
+				return gerr
+			}
+			holder = string(e.Value())
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("claim request ID: %w", err)
+	}
+	return holder, nil
+}
+
+// Unclaim releases requestID if wid holds it.
+func (s *KVStore) Unclaim(ctx context.Context, ns, requestID, wid string) error {
+	key := claimKey(ns, requestID)
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && string(e.Value()) != wid) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release request ID: %w", err)
+	}
+	if err := s.kv.Purge(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("release request ID: %w", err)
+	}
+	return nil
 }
 
 // Delete removes a record (purging it, so no history is left behind).

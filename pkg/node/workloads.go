@@ -28,6 +28,9 @@ func (n *Node) index(rec Record) {
 	}
 	n.workloads[rec.WorkloadID] = workloadRecord{rec: rec, ports: ports}
 	n.counts[rec.NexletID]++
+	if rec.RequestID != "" {
+		n.byRequest[rec.Definition.Namespace+"\x00"+rec.RequestID] = rec.WorkloadID
+	}
 	n.mu.Unlock()
 }
 
@@ -36,16 +39,24 @@ func (n *Node) unindex(wid string) {
 	if old, ok := n.workloads[wid]; ok {
 		n.counts[old.rec.NexletID]--
 		delete(n.workloads, wid)
+		if old.rec.RequestID != "" {
+			delete(n.byRequest, old.rec.Definition.Namespace+"\x00"+old.rec.RequestID)
+		}
 	}
 }
 
 // deploy records the desired state while the nexlet starts the workload (in parallel:
 // a crash in between is still covered, since a restarted node adopts what its nexlets
 // run), and undoes the start if the record cannot be written.
-func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition) (v1.WorkloadInfo, error) {
+func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition, requestID string) (v1.WorkloadInfo, error) {
 	wid := nuid.Next()
+	if requestID != "" {
+		if info, done, err := n.claimRequest(ctx, ns, requestID, wid); done || err != nil {
+			return info, err
+		}
+	}
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
-	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC()}
+	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), RequestID: requestID}
 	n.index(rec)
 	stored := make(chan error, 1)
 	go func() {
@@ -67,6 +78,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		n.mu.Lock()
 		n.unindex(wid)
 		n.mu.Unlock()
+		n.unclaim(rec)
 		if serr == nil {
 			if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
 				log.Warn("remove state of a workload that did not start", zap.Error(derr))
@@ -84,6 +96,59 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	log.Debug("workload started", zap.String("nexlet_id", nexletID))
 	info.Definition = nil
 	return info, nil
+}
+
+// claimRequest makes a start with a request ID idempotent: when a workload of ns was
+// started with it already, done is true and info is that workload (here), or the error is
+// a conflict naming it (on another node: the client asks its owner). Otherwise requestID
+// is now claimed for wid.
+func (n *Node) claimRequest(ctx context.Context, ns, requestID, wid string) (info v1.WorkloadInfo, done bool, err error) {
+	if rec, ok := n.byRequestID(ns, requestID); ok {
+		return n.describe(ctx, rec), true, nil
+	}
+	holder, err := n.cfg.Store.Claim(ctx, ns, requestID, wid)
+	if err != nil {
+		return v1.WorkloadInfo{}, true, storageError(err, "claim the start's request ID")
+	}
+	if holder != wid {
+		e := v1.NewError(409, v1.CodeConflict, "request ID %q was used by workload %s", requestID, holder)
+		e.Details = map[string]string{"workload_id": holder}
+		return v1.WorkloadInfo{}, true, e
+	}
+	return v1.WorkloadInfo{}, false, nil
+}
+
+// byRequestID finds the workload of ns started with requestID on this node.
+func (n *Node) byRequestID(ns, requestID string) (Record, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w, ok := n.workloads[n.byRequest[ns+"\x00"+requestID]]
+	return w.rec, ok
+}
+
+// unclaim releases the request ID of a workload that did not start or is gone.
+func (n *Node) unclaim(rec Record) {
+	if rec.RequestID == "" {
+		return
+	}
+	if err := n.cfg.Store.Unclaim(context.Background(), rec.Definition.Namespace, rec.RequestID, rec.WorkloadID); err != nil {
+		n.log.Warn("release request ID", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+	}
+}
+
+// describe asks the nexlet for a workload, or tells what the record knows when it cannot.
+func (n *Node) describe(ctx context.Context, rec Record) v1.WorkloadInfo {
+	var info v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletGet, rec.WorkloadID, nil, &info); err == nil {
+		info.Definition = nil
+		return info
+	}
+	d := rec.Definition
+	return v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
+		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID,
+		Metadata: map[string]string{"desired": rec.Desired}}
 }
 
 func (n *Node) startOnNexlet(ctx context.Context, rec Record) (v1.WorkloadInfo, error) {
@@ -227,7 +292,7 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 	}
 	info.State = v1.StateStopped
 	info.Definition = nil
-	n.forget(rec.WorkloadID, info)
+	n.forget(rec, info)
 	n.metrics.stops.Add(1)
 	return info, nil
 }
@@ -275,10 +340,12 @@ func (n *Node) reindex(rec Record) {
 	}
 }
 
-func (n *Node) forget(wid string, info v1.WorkloadInfo) {
+func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
+	wid := rec.WorkloadID
 	if err := n.cfg.Store.Delete(context.Background(), wid); err != nil {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
+	n.unclaim(rec)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.unindex(wid)

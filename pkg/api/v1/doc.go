@@ -41,6 +41,8 @@ const (
 	StateStopped  = "stopped"
 	StateBackoff  = "backoff"
 	StateFailed   = "failed"
+	// StateUnknown: the nexlet did not answer; the node tells what its record knows.
+	StateUnknown = "unknown"
 )
 
 // SystemNamespace is the administrative namespace; listing in it covers every namespace.

@@ -78,7 +78,13 @@ type AuctionRequest struct {
 	Tags      map[string]string `json:"tags,omitempty"`
 	// Ports the workload will listen on; a node where one is taken declines.
 	Ports []int `json:"ports,omitempty"`
+	// RequestID, when set, makes the start idempotent: a node that already runs the
+	// namespace's workload started with this key answers with it (Existing).
+	RequestID string `json:"request_id,omitempty"`
 }
+
+// MaxRequestIDBytes bounds a start's request ID.
+const MaxRequestIDBytes = 256
 
 // ExposedPorts reads the conventional "expose_ports" field of a start request, if any.
 func ExposedPorts(startRequest json.RawMessage) []int {
@@ -104,7 +110,24 @@ func (r *AuctionRequest) Validate() error {
 			return BadRequest("port %d is out of range 1-65535", p)
 		}
 	}
+	if err := ValidateRequestID(r.RequestID); err != nil {
+		return err
+	}
 	return ValidateTags(r.Tags)
+}
+
+// ValidateRequestID checks a start's request ID: empty (none), or at most
+// MaxRequestIDBytes of printable characters.
+func ValidateRequestID(id string) error {
+	if len(id) > MaxRequestIDBytes {
+		return BadRequest("request ID is %d bytes long; the limit is %d", len(id), MaxRequestIDBytes)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return BadRequest("request ID %q contains a control character", id)
+		}
+	}
+	return nil
 }
 
 // AuctionReply is one node's answer: a bid, or a decline with its reason.
@@ -113,6 +136,8 @@ type AuctionReply struct {
 	NodeName string `json:"node_name,omitempty"`
 	Bid      *Bid   `json:"bid,omitempty"`
 	Decline  string `json:"decline,omitempty"`
+	// Existing is the workload this node already runs for the auction's request ID.
+	Existing *WorkloadInfo `json:"existing,omitempty"`
 }
 
 // Bid is a single-use, expiring offer to run a workload on one nexlet of one node.
@@ -130,6 +155,8 @@ type Bid struct {
 // DeployRequest claims a bid and starts the workload.
 type DeployRequest struct {
 	Workload WorkloadDefinition `json:"workload"`
+	// RequestID makes the start idempotent (see AuctionRequest.RequestID).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // WorkloadInfo is a workload as seen by its nexlet and node.

@@ -1,0 +1,63 @@
+package node_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+)
+
+// A start with a request ID, made again (a retry, a script run twice), returns the first
+// start's workload: from the node that runs it, or, when that node cannot answer the
+// auction, from the claim in the shared store; never a second workload.
+func TestStartWithRequestIDIsIdempotent(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id1, id2 := nodeID(t), nodeID(t)
+	n1 := newNode(t, nc, id1, kvStore(t, nc, id1))
+	mem1 := runMemNexlet(t, nc, id1, nil)
+	waitNexlet(t, n1)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	ctx := context.Background()
+
+	first, err := c.StartOnce(ctx, def("once"), "deploy-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.StartOnce(ctx, def("once"), "deploy-42")
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("the same request ID started %v (%v), want %s", again, err, first.ID)
+	}
+	other, err := c.StartOnce(ctx, def("once"), "deploy-43")
+	if err != nil || other.ID == first.ID {
+		t.Fatalf("another request ID: %v %v", other, err)
+	}
+	if n := mem1.rt.Starts(); n != 2 {
+		t.Fatalf("%d starts for two request IDs", n)
+	}
+	// another namespace has keys of its own
+	c2, _ := client.New(testutil.Connect(t, s), "other")
+	if w, err := c2.StartOnce(ctx, def("once"), "deploy-42"); err != nil || w.ID == first.ID {
+		t.Fatalf("the same key in another namespace: %v %v", w, err)
+	}
+
+	// the node that runs it stops answering; a second node shares the store
+	n2 := newNode(t, nc, id2, kvStore(t, nc, id2))
+	mem2 := runMemNexlet(t, nc, id2, nil)
+	waitNexlet(t, n2)
+	mem1.kill()
+	n1.Stop()
+	_, err = c.StartOnce(ctx, def("once"), "deploy-42")
+	if err == nil || !strings.Contains(err.Error(), "request ID was used by workload "+first.ID) {
+		t.Fatalf("a retry while its node is gone: %v, want an error naming %s", err, first.ID)
+	}
+	if n := mem2.rt.Starts(); n != 0 {
+		t.Fatalf("the retry started %d workloads on the other node", n)
+	}
+	if _, err := c.StartOnce(ctx, def("once"), strings.Repeat("k", v1.MaxRequestIDBytes+1)); !v1.IsCode(err, v1.CodeBadRequest) {
+		t.Fatalf("an over-long request ID: %v", err)
+	}
+}
