@@ -28,6 +28,7 @@ type WorkloadCmd struct {
 	Start   WorkloadStartCmd   `cmd:"" help:"Auction a workload and start it on the winning node."`
 	List    WorkloadListCmd    `cmd:"" aliases:"ls" help:"List workloads on every node."`
 	Stop    WorkloadStopCmd    `cmd:"" help:"Stop a workload; returns when its processes are gone."`
+	Rm      WorkloadRmCmd      `cmd:"" help:"Remove workloads that ended for good (a job that ran, a service that gave up), with their records and workdirs."`
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
 	Logs    WorkloadLogsCmd    `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
@@ -293,6 +294,59 @@ func stopProgress(w io.Writer, id string, a client.Ack, done <-chan struct{}) {
 			fmt.Fprintf(w, "  still stopping after %s\n", time.Since(began).Round(time.Second))
 		}
 	}
+}
+
+// WorkloadRmCmd removes finished workloads.
+type WorkloadRmCmd struct {
+	IDs      []string `arg:"" optional:"" name:"workload_id" help:"Workload IDs."`
+	Finished bool     `name:"finished" help:"Remove every workload of the namespace that ended for good."`
+}
+
+// Run removes each workload that has ended; one still running is refused (stop it).
+func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
+	if len(c.IDs) == 0 && !c.Finished {
+		return fmt.Errorf("name the workloads to remove, or --finished for every one that ended")
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	ids := c.IDs
+	if c.Finished {
+		list, err := cl.List(ctx, v1.ListRequest{NoMetadata: true})
+		if err != nil {
+			return err
+		}
+		for _, w := range list {
+			if w.Finished() {
+				ids = append(ids, w.ID)
+			}
+		}
+	}
+	var removed []*v1.WorkloadInfo
+	var failed []string
+	for _, id := range ids {
+		w, err := cl.RemoveWorkload(ctx, id)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		removed = append(removed, w)
+		if !g.JSON {
+			fmt.Fprintf(g.stdout, "Workload %s [%s] removed\n", w.Name, w.ID)
+		}
+	}
+	if g.JSON {
+		if err := writeJSON(g.stdout, removed); err != nil {
+			return err
+		}
+	} else if len(ids) == 0 {
+		fmt.Fprintf(g.stdout, "No finished workloads in namespace %s.\n", g.Namespace)
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
 }
 
 // WorkloadInfoCmd describes a workload.

@@ -194,7 +194,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
-		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL,
+		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
 	})
 	if err != nil {
 		return err

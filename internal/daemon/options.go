@@ -38,6 +38,7 @@ type Options struct {
 	SecretsKey         string            `name:"secrets-key" help:"Curve key seed (SX...) or a file holding it, the same on every node: serves the namespace secret store (secret://NAME)."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
+	FinishedRetention  time.Duration     `name:"finished-retention" default:"24h" help:"How long a workload that ended for good (a job that ran, a service that gave up) stays listed before it is removed with its workdir (0: until nex workload rm)."`
 	StartupWait        time.Duration     `name:"startup-wait" default:"5m" help:"How long to wait at start for the NATS servers given and for JetStream (leader elections, buckets other nodes are creating) before giving up (0: try once)."`
 	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogJSON            bool              `name:"log-json" help:"Log as JSON lines."`

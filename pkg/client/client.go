@@ -251,6 +251,19 @@ func (c *Client) StopWorkload(ctx context.Context, wid string, req v1.StopReques
 	return &info, nil
 }
 
+// RemoveWorkload removes a workload that ended for good (a job that ran, a service that
+// gave up) with its record and workdir; one that still runs is refused with conflict.
+func (c *Client) RemoveWorkload(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
+	info, err := c.WorkloadInfo(ctx, wid)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Finished() {
+		return nil, v1.NewError(409, v1.CodeConflict, "workload %s is %s, not finished: stop it (nex workload stop %s)", wid, info.State, wid)
+	}
+	return c.StopWorkload(ctx, wid, v1.StopRequest{})
+}
+
 // WorkloadInfo returns one workload.
 func (c *Client) WorkloadInfo(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
 	var info v1.WorkloadInfo

@@ -342,8 +342,12 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 			hb.Finished = append(hb.Finished, w.ID)
 		}
 		hb.States[w.State]++
-		if r, err := strconv.ParseUint(w.Metadata["restarts"], 10, 64); err == nil {
+		if r, err := strconv.ParseUint(w.Metadata["restarts"], 10, 64); err == nil && r > 0 {
 			hb.Restarts += r
+			if hb.RestartCounts == nil {
+				hb.RestartCounts = map[string]uint64{}
+			}
+			hb.RestartCounts[w.ID] = r
 		}
 	}
 	if sr, ok := n.rt.(StatsReporter); ok {

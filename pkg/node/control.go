@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -248,8 +249,10 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 }
 
 // handleList asks each nexlet for its list and passes their workloads into the reply
-// without decoding them into values: a thousand workloads cost one encode (at the
-// nexlet), one scan here, and one decode (at the client).
+// without decoding them into values (a thousand workloads cost one encode at the nexlet,
+// one scan here and one decode at the client), then adds from the node's records what no
+// nexlet listed: workloads that ended for good and that a restarted nexlet no longer has,
+// and those of a nexlet that does not answer (restarting), with their last known state.
 func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
 	ns := r.Namespace
 	if req.Type != "" {
@@ -264,6 +267,7 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 	n.mu.Lock()
 	var ids []string
 	for id, e := range n.nexlets {
+		// a registering nexlet's workloads are not indexed yet: what a list shows, a stop must find
 		if e.ready && (req.Type == "" || e.reg.RegisterType == req.Type) {
 			ids = append(ids, id)
 		}
@@ -287,6 +291,7 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 	}
 	wg.Wait()
 	reply := nodeList{NodeID: n.cfg.NodeID, Workloads: []json.RawMessage{}}
+	listed := map[string]bool{}
 	for i, p := range parts {
 		if len(p) == 0 {
 			continue
@@ -296,9 +301,59 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 			n.log.Warn("list nexlet: not a JSON array", zap.String("nexlet_id", ids[i]), zap.Error(err))
 			continue
 		}
+		for _, it := range items {
+			var w struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(it, &w) == nil {
+				listed[w.ID] = true
+			}
+		}
 		reply.Workloads = append(reply.Workloads, items...)
 	}
+	for _, info := range n.fromRecords(filter, req, listed) {
+		b, err := json.Marshal(info)
+		if err == nil {
+			reply.Workloads = append(reply.Workloads, b)
+		}
+	}
 	return json.Marshal(reply)
+}
+
+// fromRecords describes the indexed workloads of namespace ns (all for "") that no nexlet
+// listed: a finished one as it ended, any other with state unknown.
+func (n *Node) fromRecords(ns string, req *v1.ListRequest, listed map[string]bool) []v1.WorkloadInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []v1.WorkloadInfo
+	for wid, w := range n.workloads {
+		d := w.rec.Definition
+		if listed[wid] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.rec.Desired == DesiredStopping {
+			continue
+		}
+		out = append(out, n.recordInfo(w.rec, req.NoMetadata))
+	}
+	return out
+}
+
+// recordInfo is what the record tells of a workload its nexlet does not (or no longer)
+// report: how it ended, or state unknown with what the node wants of it.
+func (n *Node) recordInfo(rec Record, noMetadata bool) v1.WorkloadInfo {
+	if rec.Final != nil {
+		info := *rec.Final
+		if noMetadata {
+			info.Metadata = nil
+		}
+		return info
+	}
+	d := rec.Definition
+	info := v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
+		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt}
+	if !noMetadata {
+		info.Metadata = map[string]string{"desired": rec.Desired, "restarts": strconv.FormatUint(rec.Restarts, 10),
+			"note": "nexlet " + rec.NexletID + " did not list it (restarting?); state from the node's record"}
+	}
+	return info
 }
 
 // nodeList is a node's LIST reply with its nexlets' workloads passed through undecoded.

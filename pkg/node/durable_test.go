@@ -220,9 +220,24 @@ func TestNexletCrashRestoresDesired(t *testing.T) {
 	mem.kill()
 	mem2 := runMemNexlet(t, testutil.Connect(t, s), id, nil)
 	testutil.Eventually(t, 5*time.Second, "the service to be started again", func() bool {
-		ids := listIDs(t, c)
-		return len(ids) == 1 && ids[0] == keep.ID
+		return mem2.rt.Starts() == 1
 	})
+	// the finished job stays listed, as it ended, from its record
+	list, err := c.ListWorkloads(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]v1.WorkloadInfo{}
+	for _, w := range list {
+		byID[w.ID] = w
+	}
+	if len(list) != 2 || byID[keep.ID].State != v1.StateRunning || byID[job.ID].State != v1.StateStopped ||
+		byID[job.ID].ExitCode == nil || *byID[job.ID].ExitCode != 0 {
+		t.Fatalf("after the nexlet crash the list is %+v; want the service running and the job stopped with exit 0", list)
+	}
+	if info, err := c.WorkloadInfo(ctx, job.ID); err != nil || info.State != v1.StateStopped {
+		t.Fatalf("info of the finished job after the crash: %+v %v", info, err)
+	}
 	if mem2.rt.Starts() != 1 {
 		t.Fatalf("the new nexlet got %d starts, want exactly 1", mem2.rt.Starts())
 	}

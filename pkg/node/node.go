@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,10 @@ type Config struct {
 	Minter creds.Minter
 	// CredsTTL is how long workload credentials are valid (renewed while they run).
 	CredsTTL time.Duration
+	// FinishedRetention is how long a workload that ended for good (a job that ran, a
+	// service that gave up) stays listed before its record and workdir are removed;
+	// 0 keeps it until the user removes it.
+	FinishedRetention time.Duration
 	// SecretsKey, a curve key shared by the nodes, opens the namespace secret store;
 	// without it the node serves no secrets.
 	SecretsKey nkeys.KeyPair
@@ -132,6 +137,7 @@ type Node struct {
 	ctx       context.Context // ends when the node stops
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	expiring  atomic.Bool // a removal of expired finished workloads is under way
 
 	mu          sync.Mutex
 	state       string
@@ -292,10 +298,14 @@ func (n *Node) loop() {
 	// Credentials are renewed at a third of their lifetime, so a missed round is harmless.
 	renew := time.NewTicker(max(n.cfg.CredsTTL/3, time.Second))
 	defer renew.Stop()
+	expire := time.NewTicker(min(retentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
+	defer expire.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
+		case <-expire.C:
+			n.expireFinished()
 		case <-t.C:
 			n.announce(false)
 			n.sweep()
@@ -305,6 +315,44 @@ func (n *Node) loop() {
 			}
 		}
 	}
+}
+
+// retentionSweep is how often records of finished workloads are checked against
+// FinishedRetention.
+const retentionSweep = 30 * time.Second
+
+// expireFinished removes, as `workload rm` does, the workloads that ended for good longer
+// than FinishedRetention ago: their nexlet forgets them (and their workdir), then their record goes.
+func (n *Node) expireFinished() {
+	if n.cfg.FinishedRetention <= 0 || !n.expiring.CompareAndSwap(false, true) {
+		return
+	}
+	cutoff := time.Now().Add(-n.cfg.FinishedRetention)
+	var old []Record
+	n.mu.Lock()
+	for _, w := range n.workloads {
+		if w.rec.Desired == DesiredFinished && !w.rec.FinishedAt.IsZero() && w.rec.FinishedAt.Before(cutoff) {
+			old = append(old, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	if len(old) == 0 {
+		n.expiring.Store(false)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.expiring.Store(false)
+		for _, rec := range old {
+			ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout+defaultGrace)
+			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+				n.log.Warn("remove a finished workload past its retention", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			}
+			cancel()
+		}
+		n.log.Info("removed finished workloads past their retention", zap.Int("workloads", len(old)), zap.Duration("retention", n.cfg.FinishedRetention))
+	}()
 }
 
 // sweep drops expired bids, tombstones and silent peers, and reports lost nexlets.

@@ -86,14 +86,13 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 		case present:
 			n.index(*rec)
 			if w.Finished() && rec.Desired == DesiredRunning {
-				_, _ = n.setDesired(ctx, rec.WorkloadID, DesiredFinished)
+				n.recordFinished(ctx, nexletID, rec.WorkloadID)
 			}
 			plan.adopted++
 		case rec.Desired == DesiredFinished:
-			// it ended for good and its nexlet no longer lists it: nothing to keep
-			if err := n.cfg.Store.Delete(ctx, rec.WorkloadID); err != nil {
-				log.Warn("reconcile: drop finished", zap.Error(err))
-			}
+			// it ended for good and its nexlet no longer has it (it restarted): it stays
+			// listed from its record, as it ended, until removed
+			n.index(*rec)
 		default:
 			n.index(*rec)
 			plan.toStart = append(plan.toStart, *rec)
@@ -114,9 +113,11 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 		if known[w.ID] || w.Definition == nil {
 			continue
 		}
-		rec := Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC()}
+		rec := Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC(), CreatedAt: w.StartedAt}
 		if w.Finished() {
-			rec.Desired = DesiredFinished
+			final := w
+			final.Definition = nil
+			rec.Desired, rec.Final, rec.FinishedAt = DesiredFinished, &final, time.Now().UTC()
 		}
 		if err := n.cfg.Store.Put(ctx, &rec); err != nil {
 			log.Warn("reconcile: record adopted workload", zap.String("workload_id", w.ID), zap.Error(err))
@@ -136,7 +137,8 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 	}
 	started := 0
 	for _, rec := range plan.toStart {
-		if _, err := n.startOnNexlet(ctx, rec); err != nil && !v1.IsCode(err, v1.CodeConflict) {
+		// lost with its nexlet and started again: one more restart than it had
+		if _, err := n.startOnNexlet(ctx, rec, rec.Restarts+1); err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			continue
 		}

@@ -39,6 +39,14 @@ type Record struct {
 	// Restarts is how often the nexlet restarted it, as last reported: a recovery start
 	// carries on counting from here.
 	Restarts uint64 `json:"restarts,omitempty"`
+	// CreatedAt is when it was first started.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	// Final is what the nexlet last said of a workload that ended for good (Desired
+	// finished): its state, exit code, error and metadata, listed from the record once
+	// the nexlet no longer has it (after a nexlet or nexd restart).
+	Final *v1.WorkloadInfo `json:"final,omitempty"`
+	// FinishedAt is when it ended for good; --finished-retention counts from here.
+	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Revision is the store's revision of this record, for compare-and-swap updates.
 	Revision uint64 `json:"-"`
 }

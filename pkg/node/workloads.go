@@ -56,7 +56,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}
 	}
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
-	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), RequestID: requestID}
+	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), CreatedAt: time.Now().UTC(), RequestID: requestID}
 	n.index(rec)
 	stored := make(chan error, 1)
 	go func() {
@@ -67,7 +67,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}
 		stored <- err
 	}()
-	info, err := n.startOnNexlet(ctx, rec)
+	info, err := n.startOnNexlet(ctx, rec, 0)
 	serr := <-stored
 	if err == nil && serr != nil {
 		log.Error("record desired state; stopping the workload again", zap.Error(serr))
@@ -145,14 +145,13 @@ func (n *Node) describe(ctx context.Context, rec Record) v1.WorkloadInfo {
 		info.Definition = nil
 		return info
 	}
-	d := rec.Definition
-	return v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
-		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID,
-		Metadata: map[string]string{"desired": rec.Desired}}
+	return n.recordInfo(rec, false)
 }
 
-func (n *Node) startOnNexlet(ctx context.Context, rec Record) (v1.WorkloadInfo, error) {
-	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition}
+// startOnNexlet starts rec on its nexlet; restarts is how often it was restarted before
+// (0 for a new workload).
+func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (v1.WorkloadInfo, error) {
+	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition, Restarts: restarts}
 	n.mu.Lock()
 	var nexletXKey string
 	if e, ok := n.nexlets[rec.NexletID]; ok {
@@ -297,10 +296,15 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 	return info, nil
 }
 
-// setDesired updates the desired state of an indexed workload's record, re-reading it
-// once on a conflict, and indexes the new value. Records are values: what others hold
-// stays as they read it.
+// setDesired updates the desired state of an indexed workload's record.
 func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, error) {
+	return n.updateRecord(ctx, wid, func(r *Record) { r.Desired = desired })
+}
+
+// updateRecord changes an indexed workload's record with change, by compare-and-set:
+// on a conflict it re-reads the stored record and applies change to it once more. It
+// indexes the new value. Records are values: what others hold stays as they read it.
+func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record)) (Record, error) {
 	n.mu.Lock()
 	w, ok := n.workloads[wid]
 	n.mu.Unlock()
@@ -308,7 +312,8 @@ func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, err
 		return Record{}, v1.NotFound("workload %s is not indexed on node %s", wid, n.cfg.NodeID)
 	}
 	updated := w.rec
-	updated.Desired, updated.UpdatedAt = desired, time.Now().UTC()
+	change(&updated)
+	updated.UpdatedAt = time.Now().UTC()
 	err := n.cfg.Store.Put(ctx, &updated)
 	if errors.Is(err, ErrConflict) {
 		recs, lerr := n.cfg.Store.List(ctx)
@@ -317,7 +322,9 @@ func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, err
 		}
 		for _, r := range recs {
 			if r.WorkloadID == wid {
-				updated.Revision = r.Revision
+				updated = *r
+				change(&updated)
+				updated.UpdatedAt = time.Now().UTC()
 				err = n.cfg.Store.Put(ctx, &updated)
 			}
 		}
@@ -363,10 +370,17 @@ func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any
 	var info v1.WorkloadInfo
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
-	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletGet, rec.WorkloadID, nil, &info); err != nil {
-		return nil, err
+	err = n.askNexlet(cctx, rec.NexletID, v1.NexletGet, rec.WorkloadID, nil, &info)
+	switch {
+	case err == nil:
+		return info, nil
+	case rec.Final != nil, v1.IsCode(err, v1.CodeUnavailable):
+		// ended and forgotten by a restarted nexlet, or its nexlet does not answer: the record
+		info = n.recordInfo(rec, false)
+		info.Definition = &rec.Definition
+		return info, nil
 	}
-	return info, nil
+	return nil, err
 }
 
 func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
@@ -428,17 +442,45 @@ func (n *Node) handleHeartbeat(ctx context.Context, r *svc.Request, req *v1.Hear
 	e.lastHeartbeat = time.Now()
 	e.lostReported = false
 	e.stats = nexletStats{states: req.States, restarts: req.Restarts, stats: req.Stats}
-	var finished []string
+	var finished, recounted []string
 	for _, wid := range req.Finished {
 		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning {
 			finished = append(finished, wid)
 		}
 	}
+	for wid, count := range req.RestartCounts {
+		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning && w.rec.Restarts != count {
+			recounted = append(recounted, wid)
+		}
+	}
 	n.mu.Unlock()
 	for _, wid := range finished {
-		if _, err := n.setDesired(ctx, wid, DesiredFinished); err != nil {
-			n.log.Warn("record finished workload", zap.String("workload_id", wid), zap.Error(err))
+		n.recordFinished(ctx, id, wid)
+	}
+	for _, wid := range recounted {
+		count := req.RestartCounts[wid]
+		if _, err := n.updateRecord(ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
+			n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
 		}
 	}
 	return struct{}{}, nil
+}
+
+// recordFinished records that a workload ended for good, with what its nexlet says of it
+// (state, exit code, error), so it stays listed as it ended after the nexlet forgets it.
+func (n *Node) recordFinished(ctx context.Context, nexletID, wid string) {
+	var final v1.WorkloadInfo
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	err := n.askNexlet(cctx, nexletID, v1.NexletGet, wid, nil, &final)
+	cancel()
+	_, uerr := n.updateRecord(ctx, wid, func(r *Record) {
+		r.Desired, r.FinishedAt = DesiredFinished, time.Now().UTC()
+		if err == nil {
+			final.Definition = nil
+			r.Final = &final
+		}
+	})
+	if uerr != nil {
+		n.log.Warn("record finished workload", zap.String("workload_id", wid), zap.Error(uerr))
+	}
 }

@@ -344,6 +344,9 @@ type Heartbeat struct {
 	States map[string]int `json:"states,omitempty"`
 	// Restarts is the sum of its workloads' restarts.
 	Restarts uint64 `json:"restarts,omitempty"`
+	// RestartCounts are the restarts of each workload restarted at least once, so the
+	// node keeps them in the record and a recovery carries on counting.
+	RestartCounts map[string]uint64 `json:"restart_counts,omitempty"`
 }
 
 // StartWorkloadRequest is what a node sends a nexlet to start a workload.
@@ -351,6 +354,9 @@ type StartWorkloadRequest struct {
 	WorkloadID string             `json:"workload_id"`
 	NodeID     string             `json:"node_id"`
 	Definition WorkloadDefinition `json:"definition"`
+	// Restarts is how often the workload was restarted before (a recovery after its
+	// nexlet was lost carries on counting from here; the recovery itself is one more).
+	Restarts uint64 `json:"restarts,omitempty"`
 	// SealedCreds are the workload's NATS credentials (a .creds file) sealed with the
 	// nexlet's xkey by SenderXKey, the node's; only the nexlet can open them.
 	SealedCreds []byte `json:"sealed_creds,omitempty"`

@@ -130,7 +130,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	h := &handle{
 		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir, env: req.Environment,
 		stopCh: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
-		state: v1.StateStarting, createdAt: time.Now().UTC(),
+		state: v1.StateStarting, createdAt: time.Now().UTC(), restarts: int(req.Restarts),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}
 	if h.workdir == "" { // decided before the handle is visible: List reads it
@@ -206,6 +206,11 @@ func (d *Driver) get(id string) (*handle, error) {
 func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.WorkloadInfo, error) {
 	h, err := d.get(id)
 	if err != nil {
+		// a workload of an earlier instance of this nexlet (it ended, then the nexlet
+		// restarted): what it left in its workdir goes with it
+		if v1.ValidateToken("workload ID", id) == nil {
+			_ = os.RemoveAll(filepath.Join(d.opts.DataDir, "workloads", id))
+		}
 		return v1.WorkloadInfo{}, err
 	}
 	grace := h.sr.grace
