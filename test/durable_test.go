@@ -201,11 +201,16 @@ func TestNexletKilledWorkloadsRestored(t *testing.T) {
 		return syscall.Kill(pid, 0) != nil || isZombie(pid)
 	})
 	var after []v1.WorkloadInfo
+	byID := map[string]v1.WorkloadInfo{}
 	testutil.Eventually(t, 15*time.Second, "the service to come back", func() bool {
 		after = u.workloads(t, url)
-		return len(after) == 1 && after[0].State == v1.StateRunning
+		for _, w := range after {
+			byID[w.ID] = w
+		}
+		return len(after) == 2 && byID[svc].State == v1.StateRunning
 	})
-	if after[0].ID != svc || after[0].Metadata["pid"] == oldPid {
+	// the service came back as a restart of the same workload; the job stays listed as it ended
+	if byID[svc].Metadata["pid"] == oldPid || byID[svc].Metadata["restarts"] != "1" || byID[job].State != v1.StateStopped {
 		t.Fatalf("after the nexlet's death: %+v", after)
 	}
 	if p := processes(marker); len(p) != 1 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // runOnce runs a binary to its end (bounded) and returns its output and exit code.
@@ -296,4 +297,73 @@ func TestStartsAcrossANexdCrash(t *testing.T) {
 		t.Fatalf("%d workloads for %d request IDs (%d starts retried)", len(list), starts+1, retried)
 	}
 	t.Logf("%d of %d starts failed across the crash and were retried; %d workloads", retried, starts, len(list))
+}
+
+// Finished workloads (a job with its exit code, a service that gave up) stay listed,
+// exit code and all, across a kill -9 of nexlet-native and a graceful restart of nexd,
+// until nex workload rm removes them, workdirs included.
+func TestFinishedWorkloadsSurviveRestarts(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	n := startNexd(t, u, url, data)
+	start := func(name, lifecycle, sr string) string {
+		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", lifecycle, "--name", name, "--start-request", sr)
+		_, id := startedID(t, out)
+		return id
+	}
+	job := start("job", "job", `{"uri":"file:///bin/sh","argv":["-c","echo done > out.txt; exit 3"]}`)
+	failed := start("gives-up", "service", `{"uri":"file:///bin/sh","argv":["-c","exit 1"],"restart":{"max_restarts":0}}`)
+	want := func(when string) {
+		t.Helper()
+		var list []v1.WorkloadInfo
+		testutil.Eventually(t, 20*time.Second, "both to be listed as they ended "+when, func() bool {
+			list = u.workloads(t, url)
+			ok := 0
+			for _, w := range list {
+				if w.ID == job && w.State == v1.StateStopped && w.ExitCode != nil && *w.ExitCode == 3 {
+					ok++
+				}
+				if w.ID == failed && w.State == v1.StateFailed {
+					ok++
+				}
+			}
+			return ok == 2 && len(list) == 2
+		})
+		out := u.mustNex("-s", url, "--namespace", "default", "workload", "info", job)
+		if !strings.Contains(out, job) {
+			t.Fatalf("info of the job %s:\n%s", when, out)
+		}
+	}
+	want("at first")
+	workdir := filepath.Join(data, "native", "workloads", job)
+	if _, err := os.Stat(filepath.Join(workdir, "out.txt")); err != nil {
+		t.Fatalf("the job's workdir: %v", err)
+	}
+
+	nexlets := processes("nexlet-native", "--data-dir="+filepath.Join(data, "native"))
+	if len(nexlets) != 1 {
+		t.Fatalf("nexlet-native processes: %v", nexlets)
+	}
+	_ = syscall.Kill(nexlets[0], syscall.SIGKILL)
+	want("after kill -9 of nexlet-native")
+
+	n.bg.stop(t, 30*time.Second) // SIGINT: a graceful stop, as systemd's SIGTERM
+	startNexd(t, u, url, data)
+	want("after a graceful restart of nexd")
+
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "rm", "--finished")
+	if strings.Count(out, "removed") != 2 {
+		t.Fatalf("rm --finished:\n%s", out)
+	}
+	if list := u.workloads(t, url); len(list) != 0 {
+		t.Fatalf("after rm the list is %+v", list)
+	}
+	if _, err := os.Stat(workdir); !os.IsNotExist(err) {
+		t.Fatalf("the job's workdir is still there after rm: %v", err)
+	}
+	if _, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "rm"); code == 0 || !strings.Contains(errs, "--finished") {
+		t.Fatalf("rm with nothing named: exit %d, %s", code, errs)
+	}
 }
