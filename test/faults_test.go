@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -365,5 +369,68 @@ func TestFinishedWorkloadsSurviveRestarts(t *testing.T) {
 	}
 	if _, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "rm"); code == 0 || !strings.Contains(errs, "--finished") {
 		t.Fatalf("rm with nothing named: exit %d, %s", code, errs)
+	}
+}
+
+// JetStream out of space: a start fails saying storage is full (not a bare timeout); a
+// stop that cannot be recorded fails the same way and stops nothing; once space is freed
+// the stop works, and a restarted nexd does not bring the stopped service back.
+func TestStorageFull(t *testing.T) {
+	s := testutil.StartServer(t, func(o *server.Options) { o.JetStreamMaxStore = 4 << 20 })
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	startNexd(t, u, url, data, "--logs.max-bytes", "262144")
+	marker := "full-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
+	_, id := startedID(t, out)
+
+	// fill the store
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	filler, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILLER", Subjects: []string{"filler"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for i := 0; i < 200; i++ {
+		if _, err := js.Publish(ctx, "filler", chunk); err != nil {
+			break
+		}
+	}
+	_, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "no-room",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	if code == 0 || !strings.Contains(errs, "out of storage") {
+		t.Fatalf("a start on a full store: exit %d: %s", code, errs)
+	}
+	_, errs, code = u.nex("-s", url, "--namespace", "default", "workload", "stop", id)
+	if code == 0 || !strings.Contains(errs, "nothing was stopped") || !strings.Contains(errs, "out of storage") {
+		t.Fatalf("a stop on a full store: exit %d: %s", code, errs)
+	}
+	if len(processes(marker)) != 1 {
+		t.Fatal("the stop that failed killed the workload")
+	}
+
+	if err := filler.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+	if len(processes(marker)) != 0 {
+		t.Fatal("the workload runs after its stop")
+	}
+	// a restart of nexd brings nothing back
+	for _, pid := range processes("nexd", data) {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	testutil.Eventually(t, 30*time.Second, "nexd to stop", func() bool { return len(processes("nexd", "--data-dir", data)) == 0 })
+	startNexd(t, u, url, data, "--logs.max-bytes", "262144")
+	if list := u.workloads(t, url); len(list) != 0 || len(processes(marker)) != 0 {
+		t.Fatalf("after the restart: %+v, %d processes", list, len(processes(marker)))
 	}
 }

@@ -138,6 +138,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	expiring  atomic.Bool // a removal of expired finished workloads is under way
+	recording atomic.Bool // heartbeat news (finished workloads, restart counts) is being recorded
 
 	mu          sync.Mutex
 	state       string

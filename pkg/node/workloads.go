@@ -431,7 +431,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
 }
 
-func (n *Node) handleHeartbeat(ctx context.Context, r *svc.Request, req *v1.Heartbeat) (struct{}, error) {
+func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartbeat) (struct{}, error) {
 	id := r.ID
 	n.mu.Lock()
 	e, ok := n.nexlets[id]
@@ -454,14 +454,24 @@ func (n *Node) handleHeartbeat(ctx context.Context, r *svc.Request, req *v1.Hear
 		}
 	}
 	n.mu.Unlock()
-	for _, wid := range finished {
-		n.recordFinished(ctx, id, wid)
-	}
-	for _, wid := range recounted {
-		count := req.RestartCounts[wid]
-		if _, err := n.updateRecord(ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
-			n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
-		}
+	if len(finished)+len(recounted) > 0 && n.recording.CompareAndSwap(false, true) {
+		// recorded after the reply: a slow or full store must not make heartbeats time out
+		// (the next heartbeat reports what this one could not record)
+		counts := req.RestartCounts
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer n.recording.Store(false)
+			for _, wid := range finished {
+				n.recordFinished(n.ctx, id, wid)
+			}
+			for _, wid := range recounted {
+				count := counts[wid]
+				if _, err := n.updateRecord(n.ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
+					n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
+				}
+			}
+		}()
 	}
 	return struct{}{}, nil
 }
