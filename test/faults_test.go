@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node"
 )
 
 // runOnce runs a binary to its end (bounded) and returns its output and exit code.
@@ -433,4 +435,70 @@ func TestStorageFull(t *testing.T) {
 	if list := u.workloads(t, url); len(list) != 0 || len(processes(marker)) != 0 {
 		t.Fatalf("after the restart: %+v, %d processes", list, len(processes(marker)))
 	}
+}
+
+// A 3-server cluster whose KV leader is shut down in the middle of 100 starts: writes
+// ride out the leader election, and no start fails.
+func TestStartsAcrossKVLeaderFailover(t *testing.T) {
+	ports := freePorts(t, 6)
+	var routes []*url.URL
+	for _, p := range ports[3:] {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	servers := map[string]*server.Server{}
+	var urls []string
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("s%d", i+1)
+		servers[name] = jsServer(t, name, ports[i], ports[3+i], routes)
+		urls = append(urls, servers[name].ClientURL())
+	}
+	all := strings.Join(urls, ",")
+	u := newUser(t)
+	bg := u.start("nexd", "-s", all, "--data-dir", filepath.Join(u.home, "data"), "--node-name", "failover",
+		"--state", "kv", "--state-replicas", "3", "--startup-wait", "2m")
+	waitReady(t, bg, 2*time.Minute)
+
+	nc, err := nats.Connect(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	leader := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "KV_"+node.KVBucket)
+		if err != nil {
+			return ""
+		}
+		info, err := st.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return ""
+		}
+		return info.Cluster.Leader
+	}
+	var before string
+	testutil.Eventually(t, 30*time.Second, "the state bucket to have a leader", func() bool { before = leader(); return before != "" })
+
+	const starts = 100
+	failed := 0
+	for i := 0; i < starts; i++ {
+		if i == 20 {
+			servers[before].Shutdown() // the KV leader goes, mid-way
+		}
+		_, errs, code := u.nex("-s", all, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "job",
+			"--name", fmt.Sprintf("j%d", i), "--start-request", `{"uri":"file:///bin/true"}`)
+		if code != 0 {
+			failed++
+			t.Logf("start %d failed: %s", i, errs)
+		}
+	}
+	if failed != 0 {
+		t.Fatalf("%d of %d starts failed across the KV leader's loss", failed, starts)
+	}
+	after := leader()
+	if after == before || after == "" {
+		t.Fatalf("the state bucket's leader was %q, now %q", before, after)
+	}
+	t.Logf("KV leader %s shut down after 20 starts; new leader %s; %d starts, none failed", before, after, starts)
 }
