@@ -31,11 +31,17 @@ type Feed struct {
 	nodeID  string
 	lines   atomic.Uint64
 	dropped atomic.Uint64
+	// historyDropped counts lines the history stream refused (also in dropped).
+	historyDropped atomic.Uint64
+	hist           historyAcks
+	// OnHistoryDrop, when set, is told of each batch of lines the history refused (for
+	// the nexlet's log). Set it before the first LineWriter.
+	OnHistoryDrop func(ns, wid string, lines uint64, reason string)
 }
 
 // Stats are the feed's totals: log lines published and dropped, for heartbeats and metrics.
 func (f *Feed) Stats() map[string]uint64 {
-	return map[string]uint64{"log_lines": f.lines.Load(), "log_lines_dropped": f.dropped.Load()}
+	return map[string]uint64{"log_lines": f.lines.Load(), "log_lines_dropped": f.dropped.Load(), "log_lines_history_dropped": f.historyDropped.Load()}
 }
 
 // NewFeed returns a Feed publishing on nc; nodeID is stamped on events.
@@ -70,7 +76,7 @@ const DefaultMaxBlock = 5 * time.Second
 // $NEX.FEED.<ns>.logs.<wid>, with Nex-Stream set to stream. Close flushes a partial line
 // and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
-	w := &LineWriter{feed: f, nc: f.nc, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream,
+	w := &LineWriter{feed: f, nc: f.nc, ns: ns, wid: wid, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream,
 		done: make(chan struct{}), freed: make(chan struct{}), MaxBlock: DefaultMaxBlock}
 	w.cond = sync.NewCond(&w.mu)
 	go w.publishLoop()
@@ -84,6 +90,7 @@ func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
 type LineWriter struct {
 	feed    *Feed
 	nc      *nats.Conn
+	ns, wid string
 	subject string
 	history string
 	hist    []byte // history batch being built
@@ -253,7 +260,7 @@ func (w *LineWriter) publishHistory(buf []byte, ents []entry) {
 		if len(cont) > 0 {
 			h[v1.HeaderContinuedLines] = []string{strings.Join(cont, ",")}
 		}
-		_ = w.nc.PublishMsg(&nats.Msg{Subject: w.history, Header: h, Data: body})
+		_ = w.nc.PublishMsg(&nats.Msg{Subject: w.history, Reply: w.feed.historyReply(w.ns, w.wid, n), Header: h, Data: body})
 		body, cont, n = body[:0], cont[:0], 0
 	}
 	start := 0

@@ -2,14 +2,18 @@ package nexlet_test
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -169,5 +173,54 @@ func TestLineWriterBurstLosesNothing(t *testing.T) {
 	})
 	if w.Dropped() != 0 {
 		t.Fatalf("dropped %d of %d lines", w.Dropped(), chunks*640)
+	}
+}
+
+// Lines the history stream refuses (it is full) are counted as dropped, reported to the
+// nexlet, and told to the user as a logs_dropped event; a history that is off loses nothing.
+func TestHistoryRefusalsCounted(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	// a tiny history that refuses what does not fit
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NEX_LOGS", Subjects: []string{v1.LogHistorySubject("*", "*")},
+		MaxBytes: 4096, Discard: jetstream.DiscardNew}); err != nil {
+		t.Fatal(err)
+	}
+	events, _ := nc.SubscribeSync(v1.EventSubject("default", "w1"))
+	feed := nexlet.NewFeed(nc, "NODE")
+	var reported atomic.Uint64
+	feed.OnHistoryDrop = func(ns, wid string, lines uint64, reason string) { reported.Add(lines) }
+	w := feed.LineWriter("default", "w1", "stdout")
+	line := strings.Repeat("x", 1000)
+	for i := 0; i < 200; i++ {
+		fmt.Fprintln(w, line)
+	}
+	w.Close()
+	testutil.Eventually(t, 5*time.Second, "refused history lines to be counted", func() bool {
+		return feed.Stats()["log_lines_history_dropped"] > 100 && reported.Load() == feed.Stats()["log_lines_history_dropped"]
+	})
+	msg, err := events.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no logs_dropped event: %v", err)
+	}
+	var ev v1.Event
+	if json.Unmarshal(msg.Data, &ev) != nil || ev.Type != v1.EventLogsDropped || ev.Data["where"] != "history" {
+		t.Fatalf("event %s", msg.Data)
+	}
+
+	// no history stream at all: nothing counted
+	s2 := testutil.StartServer(t)
+	nc2 := testutil.Connect(t, s2)
+	feed2 := nexlet.NewFeed(nc2, "NODE")
+	w2 := feed2.LineWriter("default", "w1", "stdout")
+	for i := 0; i < 50; i++ {
+		fmt.Fprintln(w2, line)
+	}
+	w2.Close()
+	_ = nc2.Flush()
+	if d := feed2.Stats()["log_lines_history_dropped"]; d != 0 {
+		t.Fatalf("with no history stream %d lines counted as dropped", d)
 	}
 }

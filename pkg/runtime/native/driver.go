@@ -89,6 +89,11 @@ func New(opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
+	if d.opts.Feed.OnHistoryDrop == nil {
+		d.opts.Feed.OnHistoryDrop = func(ns, wid string, lines uint64, reason string) {
+			d.log.Warn("the log history refused lines", zap.String("namespace", ns), zap.String("workload_id", wid), zap.Uint64("lines", lines), zap.String("reason", reason))
+		}
+	}
 	d.killOrphans()
 	return d, nil
 }
