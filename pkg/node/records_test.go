@@ -81,3 +81,29 @@ func TestFinishedRecordsRemovedByUserOrRetention(t *testing.T) {
 		t.Fatalf("after rm the list is %+v", l)
 	}
 }
+
+// While a nexlet is down (restarting), its workloads stay listed from their records with
+// state unknown, instead of vanishing from the list.
+func TestRestartingNexletListedFromRecords(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	n := newNode(t, nc, id, kvStore(t, nc, id))
+	mem := runMemNexlet(t, testutil.Connect(t, s), id, nil)
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	ctx := context.Background()
+	w, err := c.StartWorkload(ctx, def("svc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.kill()
+	list, err := c.ListWorkloads(ctx, "")
+	if err != nil || len(list) != 1 || list[0].ID != w.ID || list[0].State != v1.StateUnknown || list[0].Metadata["desired"] != "running" {
+		t.Fatalf("while the nexlet is down the list is %+v (%v)", list, err)
+	}
+	info, err := c.WorkloadInfo(ctx, w.ID)
+	if err != nil || info.State != v1.StateUnknown {
+		t.Fatalf("info while the nexlet is down: %+v %v", info, err)
+	}
+}
