@@ -111,6 +111,7 @@ type Nexlet struct {
 
 	mu         sync.Mutex
 	registered bool
+	toldEnded  map[string]bool // finished workloads whose end a heartbeat has told the node
 	interval   time.Duration
 	poke       chan struct{}
 }
@@ -311,6 +312,17 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-n.poke:
 			t.Stop()
+			// many workloads ending at once (a burst of jobs) are told in one heartbeat:
+			// each lists every workload the nexlet has
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pokeCoalesce):
+			}
+			select {
+			case <-n.poke:
+			default:
+			}
 		}
 		if err := n.heartbeat(ctx); err != nil {
 			n.log.Warn("heartbeat", zap.Error(err))
@@ -322,6 +334,9 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// pokeCoalesce is how long a poked heartbeat waits for more news to tell at once.
+const pokeCoalesce = 50 * time.Millisecond
 
 // Poke sends a heartbeat now (for instance because a workload finished).
 func (n *Nexlet) Poke() {
@@ -337,9 +352,16 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 		return err
 	}
 	hb := v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(list), States: map[string]int{}}
+	n.mu.Lock()
+	told := n.toldEnded // read here, written only after a heartbeat (one at a time)
+	n.mu.Unlock()
 	for _, w := range list {
 		if w.Finished() {
 			hb.Finished = append(hb.Finished, w.ID)
+			if !told[w.ID] {
+				w.Definition = nil
+				hb.Ended = append(hb.Ended, w)
+			}
 		}
 		hb.States[w.State]++
 		if r, err := strconv.ParseUint(w.Metadata["restarts"], 10, 64); err == nil && r > 0 {
@@ -355,7 +377,23 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RegisterTimeout)
 	defer cancel()
-	return svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID), hb, nil)
+	if err := svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID), hb, nil); err != nil {
+		return err
+	}
+	if len(hb.Ended) > 0 || len(told) > 2*len(hb.Finished)+64 {
+		n.mu.Lock()
+		if n.toldEnded == nil || len(n.toldEnded) > 2*len(hb.Finished)+64 { // forget the removed ones
+			n.toldEnded = make(map[string]bool, len(hb.Finished))
+			for _, id := range hb.Finished {
+				n.toldEnded[id] = true
+			}
+		}
+		for _, w := range hb.Ended { // told: later heartbeats send only what ends after this
+			n.toldEnded[w.ID] = true
+		}
+		n.mu.Unlock()
+	}
+	return nil
 }
 
 // Close stops the micro service: it takes no more requests, and those in flight get

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -296,18 +298,13 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 		if len(p) == 0 {
 			continue
 		}
-		var items []json.RawMessage // each workload stays as its nexlet encoded it
-		if err := json.Unmarshal(p, &items); err != nil {
+		items, err := splitArray(p) // each workload stays as its nexlet encoded it
+		if err != nil {
 			n.log.Warn("list nexlet: not a JSON array", zap.String("nexlet_id", ids[i]), zap.Error(err))
 			continue
 		}
 		for _, it := range items {
-			var w struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal(it, &w) == nil {
-				listed[w.ID] = true
-			}
+			listed[itemID(it)] = true
 		}
 		reply.Workloads = append(reply.Workloads, items...)
 	}
@@ -317,7 +314,72 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 			reply.Workloads = append(reply.Workloads, b)
 		}
 	}
-	return json.Marshal(reply)
+	return reply.encode()
+}
+
+// splitArray checks that p is valid JSON (one scan) and, when it is an array, returns its
+// elements as they are, without copying or decoding them.
+func splitArray(p []byte) ([]json.RawMessage, error) {
+	if !json.Valid(p) {
+		return nil, errors.New("invalid JSON")
+	}
+	p = bytes.TrimSpace(p)
+	if len(p) < 2 || p[0] != '[' {
+		return nil, errors.New("not an array")
+	}
+	var items []json.RawMessage
+	depth, start, inString, escaped := 0, -1, false, false
+	for i := 1; i < len(p)-1; i++ {
+		c := p[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ',' && depth == 0:
+			items = append(items, bytes.TrimSpace(p[start:i]))
+			start = -1
+			continue
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		items = append(items, bytes.TrimSpace(p[start:len(p)-1]))
+	}
+	return items, nil
+}
+
+// itemID reads the "id" of one listed workload: at once when it comes first, as
+// encoding/json writes a v1.WorkloadInfo, else by decoding it.
+func itemID(item json.RawMessage) string {
+	const prefix = `{"id":"`
+	if bytes.HasPrefix(item, []byte(prefix)) {
+		rest := item[len(prefix):]
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end])
+		}
+	}
+	var w struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(item, &w)
+	return w.ID
 }
 
 // fromRecords describes the indexed workloads of namespace ns (all for "") that no nexlet
@@ -360,6 +422,31 @@ func (n *Node) recordInfo(rec Record, noMetadata bool) v1.WorkloadInfo {
 type nodeList struct {
 	NodeID    string            `json:"node_id"`
 	Workloads []json.RawMessage `json:"workloads"`
+}
+
+// encode writes the reply as {"node_id":...,"workloads":[...]}. Each workload is valid
+// JSON already (json.Unmarshal checked every nexlet's array, or json.Marshal wrote it),
+// so they are joined as they are instead of being scanned once more by json.Marshal.
+func (l nodeList) encode() (json.RawMessage, error) {
+	id, err := json.Marshal(l.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	size := len(id) + 32
+	for _, w := range l.Workloads {
+		size += len(w) + 1
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, `{"node_id":`...)
+	buf = append(buf, id...)
+	buf = append(buf, `,"workloads":[`...)
+	for i, w := range l.Workloads {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, w...)
+	}
+	return append(buf, "]}"...), nil
 }
 
 func (n *Node) handlePing(context.Context, *svc.Request, *struct{}) (v1.NodeInfo, error) {

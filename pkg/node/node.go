@@ -138,7 +138,6 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	expiring  atomic.Bool // a removal of expired finished workloads is under way
-	recording atomic.Bool // heartbeat news (finished workloads, restart counts) is being recorded
 
 	mu          sync.Mutex
 	state       string
@@ -147,6 +146,8 @@ type Node struct {
 	workloads   map[string]workloadRecord
 	counts      map[string]int    // workloads per nexlet
 	byRequest   map[string]string // namespace + "\x00" + request ID -> workload ID
+	news        map[string]news   // heartbeat news not recorded yet, by workload ID
+	recording   bool              // a worker records the news
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
 	regWaiters  []chan struct{}
@@ -205,7 +206,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{},
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{}, news: map[string]news{},
 		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil

@@ -86,7 +86,9 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 		case present:
 			n.index(*rec)
 			if w.Finished() && rec.Desired == DesiredRunning {
-				n.recordFinished(ctx, nexletID, rec.WorkloadID)
+				final := w
+				final.Definition = nil
+				n.recordFinished(ctx, nexletID, rec.WorkloadID, &final)
 			}
 			plan.adopted++
 		case rec.Desired == DesiredFinished:

@@ -454,35 +454,91 @@ func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartb
 		}
 	}
 	n.mu.Unlock()
-	if len(finished)+len(recounted) > 0 && n.recording.CompareAndSwap(false, true) {
-		// recorded after the reply: a slow or full store must not make heartbeats time out
-		// (the next heartbeat reports what this one could not record)
-		counts := req.RestartCounts
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer n.recording.Store(false)
-			for _, wid := range finished {
-				n.recordFinished(n.ctx, id, wid)
-			}
-			for _, wid := range recounted {
-				count := counts[wid]
-				if _, err := n.updateRecord(n.ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
-					n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
-				}
-			}
-		}()
+	if len(finished)+len(recounted) > 0 {
+		n.queueNews(id, finished, recounted, req)
 	}
 	return struct{}{}, nil
 }
 
+// news is what a heartbeat told that the records do not say yet.
+type news struct {
+	nexletID string
+	ended    *v1.WorkloadInfo // a finished workload, as the heartbeat described it (or nil)
+	restarts uint64           // a restart count (when not finished)
+	finished bool
+}
+
+// queueNews queues a heartbeat's news for the records and makes sure one worker records
+// it after the reply: a slow or full store must not make heartbeats time out, and what
+// one heartbeat told is not lost because the worker was busy with the last.
+func (n *Node) queueNews(nexletID string, finished, recounted []string, req *v1.Heartbeat) {
+	ended := make(map[string]*v1.WorkloadInfo, len(req.Ended))
+	for i := range req.Ended {
+		ended[req.Ended[i].ID] = &req.Ended[i]
+	}
+	n.mu.Lock()
+	for _, wid := range finished {
+		if old, ok := n.news[wid]; !ok || (old.ended == nil && ended[wid] != nil) || !old.finished {
+			n.news[wid] = news{nexletID: nexletID, ended: ended[wid], finished: true}
+		}
+	}
+	for _, wid := range recounted {
+		if _, ok := n.news[wid]; !ok {
+			n.news[wid] = news{nexletID: nexletID, restarts: req.RestartCounts[wid]}
+		}
+	}
+	start := !n.recording
+	n.recording = true
+	n.mu.Unlock()
+	if !start {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			n.mu.Lock()
+			batch := n.news
+			n.news = map[string]news{}
+			if len(batch) == 0 {
+				n.recording = false
+				n.mu.Unlock()
+				return
+			}
+			n.mu.Unlock()
+			n.recordNews(batch)
+		}
+	}()
+}
+
+func (n *Node) recordNews(batch map[string]news) {
+	for wid, nw := range batch {
+		if n.ctx.Err() != nil {
+			return
+		}
+		if nw.finished {
+			n.recordFinished(n.ctx, nw.nexletID, wid, nw.ended)
+			continue
+		}
+		count := nw.restarts
+		if _, err := n.updateRecord(n.ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
+			n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
+		}
+	}
+}
+
 // recordFinished records that a workload ended for good, with what its nexlet says of it
 // (state, exit code, error), so it stays listed as it ended after the nexlet forgets it.
-func (n *Node) recordFinished(ctx context.Context, nexletID, wid string) {
+func (n *Node) recordFinished(ctx context.Context, nexletID, wid string, told *v1.WorkloadInfo) {
 	var final v1.WorkloadInfo
-	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
-	err := n.askNexlet(cctx, nexletID, v1.NexletGet, wid, nil, &final)
-	cancel()
+	var err error
+	if told != nil { // the heartbeat said how it ended
+		final = *told
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+		err = n.askNexlet(cctx, nexletID, v1.NexletGet, wid, nil, &final)
+		cancel()
+	}
 	_, uerr := n.updateRecord(ctx, wid, func(r *Record) {
 		r.Desired, r.FinishedAt = DesiredFinished, time.Now().UTC()
 		if err == nil {

@@ -347,6 +347,9 @@ type Heartbeat struct {
 	// RestartCounts are the restarts of each workload restarted at least once, so the
 	// node keeps them in the record and a recovery carries on counting.
 	RestartCounts map[string]uint64 `json:"restart_counts,omitempty"`
+	// Ended describes the workloads of Finished that ended since the nexlet's last
+	// heartbeat (without definitions), so the node records how they ended without asking.
+	Ended []WorkloadInfo `json:"ended,omitempty"`
 }
 
 // StartWorkloadRequest is what a node sends a nexlet to start a workload.

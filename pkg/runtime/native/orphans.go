@@ -51,6 +51,10 @@ func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 			case <-done:
 				return
 			case <-sig:
+				// many exits at once (a burst of jobs) are reaped in one scan: the scan
+				// reads every child's /proc entry
+				time.Sleep(reapCoalesce)
+				drain(sig)
 			case <-t.C:
 			}
 			if n := reapOrphans(); n > 0 {
@@ -59,6 +63,19 @@ func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 		}
 	}()
 	return func() { signal.Stop(sig); close(done) }, nil
+}
+
+// reapCoalesce is how long the reaper lets SIGCHLDs gather before it scans.
+const reapCoalesce = 20 * time.Millisecond
+
+func drain(c chan os.Signal) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
 }
 
 // reapOrphans reaps this process's zombie children that do not lead their process group
