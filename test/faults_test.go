@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -354,6 +355,13 @@ func TestFinishedWorkloadsSurviveRestarts(t *testing.T) {
 	}
 	_ = syscall.Kill(nexlets[0], syscall.SIGKILL)
 	want("after kill -9 of nexlet-native")
+	var again []int
+	testutil.Eventually(t, 20*time.Second, "nexd to start nexlet-native again", func() bool {
+		again = processes("nexlet-native", "--data-dir="+filepath.Join(data, "native"))
+		return len(again) == 1 && again[0] != nexlets[0]
+	})
+	_ = syscall.Kill(again[0], syscall.SIGTERM) // a graceful stop of the nexlet alone
+	want("after SIGTERM of nexlet-native")
 
 	n.bg.stop(t, 30*time.Second) // SIGINT: a graceful stop, as systemd's SIGTERM
 	startNexd(t, u, url, data)
@@ -378,7 +386,21 @@ func TestFinishedWorkloadsSurviveRestarts(t *testing.T) {
 // stop that cannot be recorded fails the same way and stops nothing; once space is freed
 // the stop works, and a restarted nexd does not bring the stopped service back.
 func TestStorageFull(t *testing.T) {
-	s := testutil.StartServer(t, func(o *server.Options) { o.JetStreamMaxStore = 4 << 20 })
+	t.Run("max_file_store", func(t *testing.T) {
+		storageFull(t, func(o *server.Options) { o.JetStreamMaxStore = 4 << 20 })
+	})
+	t.Run("tmpfs", func(t *testing.T) {
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount a tmpfs here (%v: %s): the max_file_store case covers a full store", err, strings.TrimSpace(string(out)))
+		}
+		t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+		storageFull(t, func(o *server.Options) { o.StoreDir = dir })
+	})
+}
+
+func storageFull(t *testing.T, tune func(*server.Options)) {
+	s := testutil.StartServer(t, tune)
 	u := newUser(t)
 	url := s.ClientURL()
 	data := filepath.Join(u.home, "data")
@@ -401,7 +423,7 @@ func TestStorageFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunk := make([]byte, 64<<10)
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 400; i++ {
 		if _, err := js.Publish(ctx, "filler", chunk); err != nil {
 			break
 		}
