@@ -316,13 +316,18 @@ func serveMetrics(addr string, n *node.Node, log *zap.Logger) (func(), error) {
 	return func() { _ = srv.Close() }, nil
 }
 
-// openStore picks the desired-state store: kv (JetStream KV; an error without
-// JetStream), memory, or auto (kv when JetStream answers, else memory with a warning).
+// openStore picks the record store: kv (JetStream KV; an error without JetStream), local
+// (files in the data dir), memory, or auto (kv when JetStream answers, else local with a
+// warning).
 // While JetStream is there but not ready (a cluster booting), it waits (--startup-wait).
 func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 	o := d.o
-	if o.State == "memory" {
+	local := func() (node.Store, error) { return node.NewFileStore(filepath.Join(o.DataDir, "state")) }
+	switch o.State {
+	case "memory":
 		return node.NewMemoryStore(), nil
+	case "local":
+		return local()
 	}
 	var kv *node.KVStore
 	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.KVBucket, max(o.StateReplicas, 1))
@@ -337,8 +342,8 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 	if o.State == "kv" || !errors.Is(err, node.ErrNoJetStream) {
 		return nil, err
 	}
-	d.log.Warn("desired state kept in memory: a restarted nexd rebuilds it from its nexlets", zap.Error(err))
-	return node.NewMemoryStore(), nil
+	d.log.Warn("workload records kept in the data dir (no JetStream): they survive a restart of this nexd, not the loss of this machine", zap.Error(err))
+	return local()
 }
 
 // openHistory creates (or adopts) the log and event history streams, waiting while

@@ -20,7 +20,7 @@ type Options struct {
 	Agents             Agents            `name:"agents" help:"Local nexlets to start and supervise, as JSON {\"name\",\"uri\",\"argv\",\"env\"} (repeatable)."`
 	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`
 	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
-	State              string            `name:"state" default:"auto" enum:"auto,memory,kv" help:"Where desired state lives: kv (JetStream KV), memory, or auto (kv when JetStream is there)."`
+	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -75,12 +76,16 @@ func claimKey(ns, requestID string) string {
 }
 
 // MemoryStore keeps state in memory: it survives nexlet crashes, not a nexd restart
-// (after which the node rebuilds its records from what its nexlets still run).
+// (after which the node rebuilds its records from what its nexlets still run); made
+// with NewFileStore it keeps them in a directory too, and survives nexd restarts.
 type MemoryStore struct {
 	mu     sync.Mutex
 	rev    uint64
 	recs   map[string]Record
 	claims map[string]string // claimKey -> workload ID
+	file   *fileState        // nil: memory only
+	// claimsVersion orders the writes of the claims file
+	claimsVersion uint64
 }
 
 // NewMemoryStore returns an empty store.
@@ -91,37 +96,67 @@ func NewMemoryStore() *MemoryStore {
 // Claim reserves requestID for wid, or returns the workload that holds it.
 func (m *MemoryStore) Claim(_ context.Context, ns, requestID, wid string) (string, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	k := claimKey(ns, requestID)
 	if holder, ok := m.claims[k]; ok {
+		m.mu.Unlock()
 		return holder, nil
 	}
 	m.claims[k] = wid
-	return wid, nil
+	return wid, m.persistClaims()
+}
+
+// persistClaims writes the claims of a file store, outside the store's lock. Caller holds
+// m.mu; persistClaims lets go of it.
+func (m *MemoryStore) persistClaims() error {
+	if m.file == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	m.claimsVersion++
+	version, snapshot := m.claimsVersion, maps.Clone(m.claims)
+	m.mu.Unlock()
+	return m.file.writeClaims(version, snapshot)
 }
 
 // Unclaim releases requestID if wid holds it.
 func (m *MemoryStore) Unclaim(_ context.Context, ns, requestID, wid string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if k := claimKey(ns, requestID); m.claims[k] == wid {
 		delete(m.claims, k)
+		return m.persistClaims()
 	}
+	m.mu.Unlock()
 	return nil
 }
 
 // Put stores rec with compare-and-swap semantics.
 func (m *MemoryStore) Put(_ context.Context, rec *Record) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	cur, ok := m.recs[rec.WorkloadID]
 	if (ok && cur.Revision != rec.Revision) || (!ok && rec.Revision != 0) {
+		m.mu.Unlock()
 		return fmt.Errorf("%w: workload %s", ErrConflict, rec.WorkloadID)
 	}
 	m.rev++
 	rec.Revision = m.rev
 	rec.Version = RecordVersion
 	m.recs[rec.WorkloadID] = *rec
+	m.mu.Unlock()
+	if m.file == nil {
+		return nil
+	}
+	if err := m.file.write(*rec); err != nil {
+		m.mu.Lock()
+		if now, held := m.recs[rec.WorkloadID]; held && now.Revision == rec.Revision { // not stored: do not pretend it was
+			if ok {
+				m.recs[rec.WorkloadID] = cur
+			} else {
+				delete(m.recs, rec.WorkloadID)
+			}
+		}
+		m.mu.Unlock()
+		return err
+	}
 	return nil
 }
 
@@ -130,6 +165,9 @@ func (m *MemoryStore) Delete(_ context.Context, wid string) error {
 	m.mu.Lock()
 	delete(m.recs, wid)
 	m.mu.Unlock()
+	if m.file != nil {
+		return m.file.remove(wid)
+	}
 	return nil
 }
 
