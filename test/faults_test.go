@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,12 +269,20 @@ func TestStartsAcrossANexdCrash(t *testing.T) {
 		if code != 0 {
 			return errs, code
 		}
-		_, id := startedID(t, out)
-		return id, 0
+		m := regexp.MustCompile(`^Workload \S+ \[(\S+)\] (successfully started|was started before)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("start printed %q", out)
+		}
+		return m[1], 0
 	}
 	first, code := start("same-key")
 	if again, code2 := start("same-key"); code != 0 || code2 != 0 || again != first {
 		t.Fatalf("the same key twice: %s (%d), then %s (%d)", first, code, again, code2)
+	}
+	out, _, _ := u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service",
+		"--name", "w", "--request-id", "same-key", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	if !strings.Contains(out, "was started before with request ID same-key; not started again") {
+		t.Fatalf("a start with a used key says: %q", out)
 	}
 	const starts = 40
 	failed := make(chan string, starts)

@@ -111,15 +111,15 @@ func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
 // startRetrying starts def with requestID (a new key when empty) and, when the answer
 // does not come in time, asks once more with the same key: the start may have happened,
 // and the key makes sure it is not done twice.
-func startRetrying(ctx context.Context, cl *client.Client, def v1.WorkloadDefinition, requestID string) (*v1.WorkloadInfo, error) {
+func startRetrying(ctx context.Context, cl *client.Client, def v1.WorkloadDefinition, requestID string) (*v1.WorkloadInfo, bool, error) {
 	if requestID == "" {
 		requestID = nuid.Next()
 	}
-	w, err := cl.StartOnce(ctx, def, requestID)
+	w, before, err := cl.StartOnce(ctx, def, requestID)
 	if v1.IsCode(err, v1.CodeTimeout) || v1.IsCode(err, v1.CodeStorageUnavailable) {
-		w, err = cl.StartOnce(ctx, def, requestID)
+		w, _, err = cl.StartOnce(ctx, def, requestID) // a workload found now is the one this command started
 	}
-	return w, err
+	return w, before, err
 }
 
 // Run validates, auctions and deploys.
@@ -143,15 +143,18 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	w, err := startRetrying(ctx, cl, def, c.RequestID)
+	w, before, err := startRetrying(ctx, cl, def, c.RequestID)
 	if err != nil {
 		return err
 	}
-	if g.JSON {
+	switch {
+	case g.JSON:
 		if err := writeJSON(g.stdout, w); err != nil {
 			return err
 		}
-	} else {
+	case before:
+		fmt.Fprintf(g.stdout, "Workload %s [%s] was started before with request ID %s; not started again (state %s)\n", w.Name, w.ID, c.RequestID, w.State)
+	default:
 		fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
 	}
 	if c.Follow {
@@ -304,8 +307,8 @@ type WorkloadRmCmd struct {
 
 // Run removes each workload that has ended; one still running is refused (stop it).
 func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
-	if len(c.IDs) == 0 && !c.Finished {
-		return fmt.Errorf("name the workloads to remove, or --finished for every one that ended")
+	if (len(c.IDs) == 0) == !c.Finished {
+		return fmt.Errorf("name the workloads to remove, or give --finished for every one that ended (not both)")
 	}
 	cl, err := g.client()
 	if err != nil {

@@ -245,7 +245,7 @@ func (d *daemon) serve(ctx context.Context, reload <-chan Options) {
 // --shutdown-timeout. Past it, Run returns and leaves what still runs to the process's
 // exit: the connection those goroutines use is not closed under them.
 func (d *daemon) shutdown() error {
-	d.log.Info("shutting down", zap.Duration("bound", d.o.ShutdownTimeout))
+	d.log.Info("shutting down", zap.String("bound", d.o.ShutdownTimeout.String()))
 	done := make(chan struct{})
 	go func() {
 		d.nexlets.stop()

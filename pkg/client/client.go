@@ -102,22 +102,32 @@ func (c *Client) StartWorkload(ctx context.Context, def v1.WorkloadDefinition) (
 
 // StartOnce is StartWorkload made idempotent by requestID: started again with the same
 // key in the same namespace (a retry after a timeout, a script run twice), it returns the
-// workload the first start made, never a second one.
-func (c *Client) StartOnce(ctx context.Context, def v1.WorkloadDefinition, requestID string) (*v1.WorkloadInfo, error) {
+// workload the first start made, never a second one, and before is true.
+func (c *Client) StartOnce(ctx context.Context, def v1.WorkloadDefinition, requestID string) (w *v1.WorkloadInfo, before bool, err error) {
 	if err := v1.ValidateRequestID(requestID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c.start(ctx, def, requestID, nil)
+	w, err = c.start(ctx, def, requestID, nil)
+	if errors.As(err, new(*startedBefore)) {
+		return w, true, nil
+	}
+	return w, false, err
 }
 
-// existing returns the workload a start with the same request ID made.
+// startedBefore marks the workload a start returns because its request ID was used.
+type startedBefore struct{}
+
+func (*startedBefore) Error() string { return "started before" }
+
+// existing returns the workload a start with the same request ID made, marked with
+// startedBefore.
 func (c *Client) existing(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
 	info, err := c.WorkloadInfo(ctx, wid)
 	if err != nil {
 		return nil, fmt.Errorf("the request ID was used by workload %s, which cannot be read: %w", wid, err)
 	}
 	info.Definition = nil
-	return info, nil
+	return info, &startedBefore{}
 }
 
 // start places def; prepare, when set, may rewrite the definition for the chosen bid
@@ -318,7 +328,11 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 // known, which is not the same as nothing being there.
 func (c *Client) noNode(err error, what string) error {
 	if errors.Is(err, svc.ErrNoResponders) {
-		return v1.NewError(503, v1.CodeUnavailable, "cannot %s (namespace %s): no node answered; is nexd running, and connected to this NATS server and account?", what, c.ns)
+		where := " (namespace " + c.ns + ")"
+		if strings.Contains(what, "node") {
+			where = "" // nodes belong to no namespace
+		}
+		return v1.NewError(503, v1.CodeUnavailable, "cannot %s%s: no node answered; is nexd running, and connected to this NATS server and account?", what, where)
 	}
 	return err
 }

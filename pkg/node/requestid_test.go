@@ -23,16 +23,16 @@ func TestStartWithRequestIDIsIdempotent(t *testing.T) {
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	ctx := context.Background()
 
-	first, err := c.StartOnce(ctx, def("once"), "deploy-42")
-	if err != nil {
-		t.Fatal(err)
+	first, before, err := c.StartOnce(ctx, def("once"), "deploy-42")
+	if err != nil || before {
+		t.Fatal(err, before)
 	}
-	again, err := c.StartOnce(ctx, def("once"), "deploy-42")
-	if err != nil || again.ID != first.ID {
-		t.Fatalf("the same request ID started %v (%v), want %s", again, err, first.ID)
+	again, before, err := c.StartOnce(ctx, def("once"), "deploy-42")
+	if err != nil || again.ID != first.ID || !before {
+		t.Fatalf("the same request ID started %v (before %v, %v), want %s", again, before, err, first.ID)
 	}
-	other, err := c.StartOnce(ctx, def("once"), "deploy-43")
-	if err != nil || other.ID == first.ID {
+	other, before, err := c.StartOnce(ctx, def("once"), "deploy-43")
+	if err != nil || other.ID == first.ID || before {
 		t.Fatalf("another request ID: %v %v", other, err)
 	}
 	if n := mem1.rt.Starts(); n != 2 {
@@ -40,7 +40,7 @@ func TestStartWithRequestIDIsIdempotent(t *testing.T) {
 	}
 	// another namespace has keys of its own
 	c2, _ := client.New(testutil.Connect(t, s), "other")
-	if w, err := c2.StartOnce(ctx, def("once"), "deploy-42"); err != nil || w.ID == first.ID {
+	if w, _, err := c2.StartOnce(ctx, def("once"), "deploy-42"); err != nil || w.ID == first.ID {
 		t.Fatalf("the same key in another namespace: %v %v", w, err)
 	}
 
@@ -50,14 +50,14 @@ func TestStartWithRequestIDIsIdempotent(t *testing.T) {
 	waitNexlet(t, n2)
 	mem1.kill()
 	n1.Stop()
-	_, err = c.StartOnce(ctx, def("once"), "deploy-42")
+	_, _, err = c.StartOnce(ctx, def("once"), "deploy-42")
 	if err == nil || !strings.Contains(err.Error(), "request ID was used by workload "+first.ID) {
 		t.Fatalf("a retry while its node is gone: %v, want an error naming %s", err, first.ID)
 	}
 	if n := mem2.rt.Starts(); n != 0 {
 		t.Fatalf("the retry started %d workloads on the other node", n)
 	}
-	if _, err := c.StartOnce(ctx, def("once"), strings.Repeat("k", v1.MaxRequestIDBytes+1)); !v1.IsCode(err, v1.CodeBadRequest) {
+	if _, _, err := c.StartOnce(ctx, def("once"), strings.Repeat("k", v1.MaxRequestIDBytes+1)); !v1.IsCode(err, v1.CodeBadRequest) {
 		t.Fatalf("an over-long request ID: %v", err)
 	}
 }

@@ -99,15 +99,14 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 }
 
 // claimRequest makes a start with a request ID idempotent: when a workload of ns was
-// started with it already, done is true and info is that workload (here), or the error is
-// a conflict naming it (on another node: the client asks its owner). Otherwise requestID
-// is now claimed for wid.
+// started with it already, done is true and the error is a conflict naming it (the client
+// returns that workload, saying it was started before). Otherwise requestID is now
+// claimed for wid.
 func (n *Node) claimRequest(ctx context.Context, ns, requestID, wid string) (info v1.WorkloadInfo, done bool, err error) {
+	holder := wid
 	if rec, ok := n.byRequestID(ns, requestID); ok {
-		return n.describe(ctx, rec), true, nil
-	}
-	holder, err := n.cfg.Store.Claim(ctx, ns, requestID, wid)
-	if err != nil {
+		holder = rec.WorkloadID
+	} else if holder, err = n.cfg.Store.Claim(ctx, ns, requestID, wid); err != nil {
 		return v1.WorkloadInfo{}, true, storageError(err, "claim the start's request ID")
 	}
 	if holder != wid {
@@ -282,12 +281,18 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 	defer cancel()
 	var info v1.WorkloadInfo
 	err := n.askNexlet(cctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, req, &info)
-	if err != nil && !v1.IsNotFound(err) {
+	// a workload that ended runs nothing: when its nexlet is gone, removing it removes
+	// the record (its workdir stays until the nexlet can be asked)
+	ended := rec.Desired == DesiredFinished && v1.IsCode(err, v1.CodeUnavailable)
+	if err != nil && !v1.IsNotFound(err) && !ended {
 		return v1.WorkloadInfo{}, err
 	}
 	d := rec.Definition
 	if err != nil { // the nexlet no longer has it: it is gone either way
 		info = v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Type: d.Type, Lifecycle: d.Lifecycle, NodeID: n.cfg.NodeID, NexletID: rec.NexletID}
+		if ended {
+			info.Metadata = map[string]string{"note": "nexlet " + rec.NexletID + " did not answer: the record is removed, its workdir is not"}
+		}
 	}
 	info.State = v1.StateStopped
 	info.Definition = nil
