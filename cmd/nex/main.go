@@ -166,7 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kctx.BindTo(ctx, (*context.Context)(nil))
 		defer cli.closeAll()
 		if err := kctx.Run(&cli.Globals); err != nil {
-			printError(stderr, err)
+			if cli.JSON {
+				printJSONError(stderr, err)
+			} else {
+				printError(stderr, err)
+			}
 			code = 1
 		}
 	}()
@@ -174,6 +178,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type exitCode int
+
+// printJSONError writes err to stderr as one JSON object {code, error_code, message,
+// details}, so a script run with --json can branch on error_code. Errors of the CLI's own
+// (a bad flag value, a file it cannot read) are bad_request; a NATS server it cannot reach
+// is unavailable.
+func printJSONError(w io.Writer, err error) {
+	var e *v1.Error
+	switch {
+	case errors.As(err, &e):
+	case errors.Is(err, v1.ErrInvalidToken):
+		e = v1.AsError(err)
+	case errors.Is(err, nats.ErrNoServers):
+		e = v1.NewError(503, v1.CodeUnavailable, "%s", err.Error())
+	default:
+		e = v1.NewError(400, v1.CodeBadRequest, "%s", err.Error())
+	}
+	_ = writeJSONLine(w, e)
+}
 
 // printError writes err to stderr; a no_placement error gets one line per declining node.
 func printError(w io.Writer, err error) {

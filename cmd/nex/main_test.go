@@ -158,3 +158,58 @@ func TestCheckMasksSeeds(t *testing.T) {
 		t.Fatalf("--check printed a seed (exit %d):\n%s", code, out)
 	}
 }
+
+// With --json an error is one JSON object with a stable error_code, on stderr, and a
+// non-zero exit.
+func TestJSONErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code string
+	}{
+		{[]string{"--json", "--namespace", "a.b", "workload", "list"}, "invalid_token"},
+		{[]string{"--json", "-s", "nats://127.0.0.1:1", "workload", "list"}, "unavailable"},
+		{[]string{"--json", "workload", "rm"}, "bad_request"},
+	} {
+		out, errs, code := runNex(t, c.args...)
+		var e struct {
+			Code      int    `json:"code"`
+			ErrorCode string `json:"error_code"`
+			Message   string `json:"message"`
+		}
+		if code == 0 || json.Unmarshal([]byte(errs), &e) != nil || e.ErrorCode != c.code || e.Message == "" || e.Code == 0 {
+			t.Errorf("nex %s: exit %d, stdout %q, stderr %q; want a JSON error %s", strings.Join(c.args, " "), code, out, errs, c.code)
+		}
+	}
+}
+
+func TestReadableJSON(t *testing.T) {
+	raw := json.RawMessage(`{"argv":["-c","echo oops \u003e\u00262"],"n":1.50}`)
+	if got := readableJSON(raw, ""); !strings.Contains(got, `"echo oops >&2"`) || !strings.Contains(got, "1.50") {
+		t.Fatalf("readableJSON: %s", got)
+	}
+	var b bytes.Buffer
+	_ = writeJSON(&b, map[string]string{"cmd": "a && b > c"})
+	if !strings.Contains(b.String(), `"a && b > c"`) {
+		t.Fatalf("writeJSON escapes HTML: %s", b.String())
+	}
+}
+
+// Tags are taken comma-separated as well as repeated.
+func TestTagsCommaSeparated(t *testing.T) {
+	out, errs, code := runNex(t, "--check", "workload", "start", "--tags", "a=1,b=2", "--tags", "c=3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"flags.tags.a": "1", "flags.tags.b": "2", "flags.tags.c": "3"} {
+		if v := dig(got, k); v != want {
+			t.Errorf("%s = %v, want %s", k, v, want)
+		}
+	}
+	if plural(1, "workload") != "1 workload" || plural(2, "workload") != "2 workloads" {
+		t.Fatal("plural")
+	}
+}

@@ -31,7 +31,7 @@ type NodeCmd struct {
 // NodeLameduckCmd puts nodes in lameduck mode and follows them until they exit.
 type NodeLameduckCmd struct {
 	NodeID string            `name:"node-id" help:"The node to drain." xor:"target" required:""`
-	Tag    map[string]string `name:"tag" help:"Drain every node with tag k=v (repeatable: all must match)." xor:"target" required:""`
+	Tag    map[string]string `name:"tag" mapsep:"," help:"Drain every node with tag k=v (repeatable or comma-separated: all must match)." xor:"target" required:""`
 	Delay  time.Duration     `name:"delay" default:"30s" help:"Time before the node stops its workloads and exits."`
 	NoWait bool              `name:"no-wait" help:"Return once the nodes accepted, without following them."`
 }
@@ -111,9 +111,9 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Cli
 				remaining++
 				left := time.Until(replies[i].Deadline).Round(time.Second)
 				if left > 0 {
-					line = fmt.Sprintf("%s, %d workloads, stopping them in %s", strings.ToUpper(n.State), n.Workloads, left)
+					line = fmt.Sprintf("%s, %s, stopping them in %s", strings.ToUpper(n.State), plural(n.Workloads, "workload"), left)
 				} else {
-					line = fmt.Sprintf("%s, stopping %d workloads", strings.ToUpper(n.State), n.Workloads)
+					line = fmt.Sprintf("%s, stopping %s", strings.ToUpper(n.State), plural(n.Workloads, "workload"))
 				}
 			}
 			if line != last[id] && !g.JSON {
@@ -166,7 +166,7 @@ Press Ctrl+C to stop the node.
 
 // NodeListCmd lists nodes.
 type NodeListCmd struct {
-	Filter map[string]string `name:"filter" help:"Only nodes with tag k=v (repeatable)."`
+	Filter map[string]string `name:"filter" mapsep:"," help:"Only nodes with tag k=v (repeatable, or comma-separated)."`
 }
 
 // Run lists the nodes.

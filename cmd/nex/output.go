@@ -22,12 +22,18 @@ func isTerminal(w io.Writer) bool {
 }
 
 // writeJSONLine writes v as one line of JSON (for streams of messages).
+// writeJSONLine writes v as one line of JSON. Output is for people and scripts, not
+// browsers: "<", ">" and "&" stay as they are.
 func writeJSONLine(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
+// writeJSON writes v as indented JSON, HTML characters unescaped.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -66,4 +72,12 @@ func (t *table) cells(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// plural is "1 workload", "2 workloads".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -86,7 +86,7 @@ type WorkloadStartCmd struct {
 	Lifecycle    string            `name:"lifecycle" help:"service, job or function."`
 	Name         string            `name:"name" help:"Workload name."`
 	Description  string            `name:"description" help:"Workload description."`
-	Tags         map[string]string `name:"tags" help:"Placement tags k=v (repeatable); a node must have them all."`
+	Tags         map[string]string `name:"tags" mapsep:"," help:"Placement tags k=v (repeatable, or comma-separated); a node must have them all."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
@@ -400,9 +400,7 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(out, "Metadata:    %s\n", formatMetadata(w.Metadata))
 	}
 	if w.Definition != nil {
-		var pretty bytes.Buffer
-		_ = json.Indent(&pretty, w.Definition.StartRequest, "  ", "  ")
-		fmt.Fprintf(out, "Start request:\n  %s\n", pretty.String())
+		fmt.Fprintf(out, "Start request:\n  %s\n", readableJSON(w.Definition.StartRequest, "  "))
 	}
 	if len(events) > 0 {
 		fmt.Fprintln(out, "Recent events:")
@@ -418,6 +416,25 @@ var secretKey = regexp.MustCompile(`(?i)(pass|secret|token|key|credential|auth)`
 
 // maskSecrets replaces the values of secret-looking environment variables (and values
 // sealed for a nexlet) with "*****".
+// readableJSON indents raw for people, with "<", ">" and "&" written as they are even
+// where an encoder escaped them (`echo oops >&2`, not `echo oops \u003e\u00262`).
+func readableJSON(raw json.RawMessage, prefix string) string {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return string(raw)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent(prefix, "  ")
+	if enc.Encode(v) != nil {
+		return string(raw)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
 func maskSecrets(sr json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if json.Unmarshal(sr, &m) != nil {
@@ -444,7 +461,7 @@ func maskSecrets(sr json.RawMessage) json.RawMessage {
 // WorkloadCloneCmd clones a workload.
 type WorkloadCloneCmd struct {
 	ID   string            `arg:"" name:"workload_id" help:"Workload ID to clone."`
-	Tags map[string]string `name:"tags" help:"Placement tags for the clone k=v (repeatable); replace the original's."`
+	Tags map[string]string `name:"tags" mapsep:"," help:"Placement tags for the clone k=v (repeatable, or comma-separated); replace the original's."`
 	Stop bool              `name:"stop" help:"Stop the original once the clone has started."`
 }
 

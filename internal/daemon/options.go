@@ -15,7 +15,7 @@ type Options struct {
 	DataDir            string            `name:"data-dir" help:"Where the node keeps its identity, JetStream store and workload directories (default ~/.local/share/nex, or /var/lib/nex as root)."`
 	NodeName           string            `name:"node-name" help:"Human name of the node (default: the host name)."`
 	Nexus              string            `name:"nexus" default:"nexus" help:"Name of the group of nodes this node belongs to."`
-	Tags               map[string]string `name:"tags" help:"Node tags k=v (repeatable); the nex. prefix is reserved."`
+	Tags               map[string]string `name:"tags" mapsep:"," help:"Node tags k=v (repeatable, or comma-separated); the nex. prefix is reserved."`
 	DisableNativeStart bool              `name:"disable-native-start" help:"Do not start the bundled nexlet-native."`
 	Agents             Agents            `name:"agents" help:"Local nexlets to start and supervise, as JSON {\"name\",\"uri\",\"argv\",\"env\"} (repeatable)."`
 	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`

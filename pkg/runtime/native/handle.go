@@ -157,7 +157,7 @@ func (h *handle) run(p *process) {
 		h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
 		attempt := h.restarts
 		h.mu.Unlock()
-		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid, "delay": wait.String()})
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid, "delay": wait.Round(time.Millisecond).String()})
 	}
 }
 
