@@ -5,7 +5,9 @@ package nexfile
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -41,17 +43,25 @@ func Load(path string) (*Nexfile, error) {
 	return nf, nil
 }
 
-// Parse decodes Nexfile content.
+// Parse decodes Nexfile content: JSON when it starts with '{' (nothing may follow the
+// object), else YAML. Errors name the format the file is written in.
 func Parse(b []byte) (*Nexfile, error) {
-	j, err := yaml.YAMLToJSON(b)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	format, j := "JSON", b
+	if trimmed := bytes.TrimSpace(b); len(trimmed) == 0 || trimmed[0] != '{' {
+		format = "YAML"
+		var err error
+		if j, err = yaml.YAMLToJSON(b); err != nil {
+			return nil, fmt.Errorf("%w: YAML Nexfile: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
 	var nf Nexfile
 	if err := dec.Decode(&nf); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %s Nexfile: %s", ErrInvalid, format, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s Nexfile: content after the workload definition (at byte %d)", ErrInvalid, format, dec.InputOffset())
 	}
 	// Tag values written as YAML numbers or booleans arrive as strings already via the
 	// map type; a null start_request is as good as none.
@@ -116,8 +126,9 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		}
 	}
 	if o.StartRequest != "" {
-		if !json.Valid([]byte(o.StartRequest)) {
-			return d, fmt.Errorf("%w: --start-request is not valid JSON", ErrInvalid)
+		var v any
+		if err := json.Unmarshal([]byte(o.StartRequest), &v); err != nil {
+			return d, v1.BadRequest("--start-request is not valid JSON: %v", err)
 		}
 		d.StartRequest = json.RawMessage(o.StartRequest)
 	}

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 const guideYAML = `name: hello-exec
@@ -65,7 +68,8 @@ func TestDefinitionOverrides(t *testing.T) {
 	if _, err := Definition(nil, Overrides{Name: "x"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("missing fields accepted: %v", err)
 	}
-	if _, err := Definition(nil, Overrides{Name: "x", Type: "native", Lifecycle: "job", StartRequest: "{"}); !errors.Is(err, ErrInvalid) {
+	if _, err := Definition(nil, Overrides{Name: "x", Type: "native", Lifecycle: "job", StartRequest: "{"}); !v1.IsCode(err, v1.CodeBadRequest) ||
+		strings.Contains(err.Error(), "Nexfile") || !strings.Contains(err.Error(), "--start-request is not valid JSON: unexpected end of JSON input") {
 		t.Fatalf("bad JSON accepted: %v", err)
 	}
 }
@@ -84,5 +88,25 @@ func TestDiscover(t *testing.T) {
 	}
 	if _, err := Discover("missing.yaml"); err == nil {
 		t.Fatal("missing explicit file accepted")
+	}
+}
+
+// A Nexfile's errors name the format it is written in, and nothing may follow a JSON one.
+func TestParseNamesTheFormat(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"name":"a","type":"native","lifecycle":"job"} trailing`, "JSON Nexfile: content after the workload definition"},
+		{`{"name":"a","type":"native","lifecycle":"job"}{"name":"b"}`, "JSON Nexfile: content after the workload definition"},
+		{`{"name":"a",`, "JSON Nexfile: unexpected EOF"},
+		{"name: a\nreplicas: 3\n", `YAML Nexfile: unknown field "replicas"`},
+		{"name: a\n  bad: [\n", "YAML Nexfile: line"},
+		{`{"name":"a","replicas":3}`, `JSON Nexfile: unknown field "replicas"`},
+	} {
+		_, err := Parse([]byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", c.in, err, c.want)
+		}
+	}
+	if _, err := Parse([]byte("{\"name\":\"a\",\"type\":\"native\",\"lifecycle\":\"job\"}\n\n")); err != nil {
+		t.Fatalf("trailing whitespace refused: %v", err)
 	}
 }

@@ -25,6 +25,10 @@ func TestNativeSchema(t *testing.T) {
 		{"unknown field", `{"uri":"file:///bin/true","bogus":1}`, "bogus"},
 		{"bad port", `{"uri":"file:///bin/true","expose_ports":[70000]}`, "start_request.expose_ports.0"},
 		{"not json", `{`, "not valid JSON"},
+		{"go durations", `{"uri":"file:///bin/true","grace_period":"1m30s","timeout":"1h30m","restart":{"initial_delay":"1.5s","max_delay":"2m0.5s"}}`, ""},
+		{"microseconds", `{"uri":"file:///bin/true","grace_period":"1500µs"}`, ""},
+		{"not a duration", `{"uri":"file:///bin/true","grace_period":"90"}`, "start_request.grace_period"},
+		{"a unit only", `{"uri":"file:///bin/true","grace_period":"s"}`, "start_request.grace_period"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

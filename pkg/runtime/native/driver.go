@@ -4,11 +4,13 @@ package native
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -186,7 +188,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	p, err := h.startProcess()
 	if err != nil {
-		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, err))
+		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(sr.path, err)))
 	}
 	h.mu.Lock()
 	h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
@@ -243,6 +245,30 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 		h.log.Info("workload stopped")
 	}
 	return h.info(), nil
+}
+
+// explainExecError says what a bare "no such file or directory" from exec means when the
+// file is there: the interpreter its first line names (#!) is missing.
+func explainExecError(path string, err error) error {
+	if !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	f, oerr := os.Open(path)
+	if oerr != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := f.Read(head)
+	line, _, _ := strings.Cut(string(head[:n]), "\n")
+	if !strings.HasPrefix(line, "#!") {
+		return err
+	}
+	interp := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if len(interp) == 0 {
+		return fmt.Errorf("its first line (#!) names no interpreter: %w", err)
+	}
+	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found: %w", interp[0], strings.TrimSpace(line), err)
 }
 
 // reservePorts claims ports for workload wid: none may be claimed by another workload or

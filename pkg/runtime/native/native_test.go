@@ -478,6 +478,22 @@ func TestFunctionFieldChecks(t *testing.T) {
 	}
 }
 
+// A script whose #! interpreter is missing fails to start naming the interpreter, not
+// with a bare "no such file or directory".
+func TestMissingInterpreterNamed(t *testing.T) {
+	e := newEnv(t)
+	script := filepath.Join(t.TempDir(), "run.sh")
+	if err := os.WriteFile(script, []byte("#!/no/such/shell -e\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(map[string]any{"uri": "file://" + script})
+	_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "shebang", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: "s", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: raw}})
+	if !v1.IsCode(err, v1.CodeStartFailed) || !strings.Contains(err.Error(), "the interpreter /no/such/shell named in its first line (#!/no/such/shell -e) was not found") {
+		t.Fatalf("start of a script with a missing interpreter: %v", err)
+	}
+}
+
 // A restart delay below the floor is refused, naming the field: a 1ms crash loop only
 // burns CPU.
 func TestRestartDelayFloor(t *testing.T) {
