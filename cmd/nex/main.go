@@ -107,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
 	cli.stdout, cli.stderr = stdout, stderr
 	cli.color = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
+	config.Warn = func(msg string) { fmt.Fprintln(stderr, "nex: warning:", msg) }
 	cfgPath, err := config.Path(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "nex:", err)

@@ -152,15 +152,19 @@ func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	return daemon.Run(ctx, c.Options, g.NATS, log, func(n *node.Node, url string) {
 		log.Info("node ready", zap.String("node_id", n.ID()), zap.String("nats", url))
+		nex := "nex" // as this command was typed: bin/nex after make run, nex once installed
+		if strings.Contains(os.Args[0], "/") {
+			nex = os.Args[0]
+		}
 		fmt.Fprintf(os.Stderr, `
 Node %s is up (NATS at %s).
 Try, in another terminal:
-  nex node list -s %s
-  nex --namespace default workload start -s %s --type native --lifecycle job --name hello \
+  %s node list -s %s
+  %s --namespace default workload start -s %s --type native --lifecycle job --name hello \
       --start-request '{"uri":"file:///bin/echo","argv":["hello from nex"]}'
-  nex --namespace default workload list -s %s
+  %s --namespace default workload list -s %s
 Press Ctrl+C to stop the node.
-`, n.ID(), url, url, url, url)
+`, n.ID(), url, nex, url, nex, url, nex, url)
 	}, nil)
 }
 

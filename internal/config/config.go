@@ -4,6 +4,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,12 +35,26 @@ func Path(args []string) (string, error) {
 	}
 	candidates = append(candidates, "config.json")
 	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && !st.IsDir() {
-			return c, nil
+		st, err := os.Stat(c)
+		if err != nil || st.IsDir() {
+			continue
 		}
+		f, err := os.Open(c)
+		if err != nil { // a default place nobody pointed us at must not lock a user out
+			if Warn != nil {
+				Warn(fmt.Sprintf("config %s is not readable (%v); going on without it", c, errors.Unwrap(err)))
+			}
+			continue
+		}
+		_ = f.Close()
+		return c, nil
 	}
 	return "", nil
 }
+
+// Warn, when set, is told of a config file in a default place that is skipped because it
+// cannot be read (an explicit --config that cannot be read stays an error).
+var Warn func(msg string)
 
 // Load reads a JSON config whose keys mirror flags ("-" as "_"), flat
 // ("nats_context"), dotted ("nats.context") or nested ({"nats": {"context": ...}}),
