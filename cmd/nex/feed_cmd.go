@@ -41,6 +41,9 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.ID, err = resolveKept(ctx, cl, c.ID); err != nil {
+		return err
+	}
 	// The workload is looked up at most once: before following (following one that is
 	// gone or finished would wait forever), or when nothing was printed (to say why).
 	var info *v1.WorkloadInfo
@@ -123,6 +126,11 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 	cl, err := g.client()
 	if err != nil {
 		return err
+	}
+	if c.Workload != "" {
+		if c.Workload, err = resolveKept(ctx, cl, c.Workload); err != nil {
+			return err
+		}
 	}
 	return cl.Events(ctx, c.Workload, c.options(), func(ev v1.Event) error {
 		if g.JSON {

@@ -42,6 +42,11 @@ func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.NodeID != "" {
+		if c.NodeID, err = resolveNode(ctx, cl, c.NodeID); err != nil {
+			return err
+		}
+	}
 	targets := []string{c.NodeID}
 	if len(c.Tag) > 0 {
 		nodes, err := cl.ListNodes(ctx)
@@ -229,6 +234,9 @@ type NodeInfoCmd struct {
 func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	cl, err := g.client()
 	if err != nil {
+		return err
+	}
+	if c.NodeID, err = resolveNode(ctx, cl, c.NodeID); err != nil {
 		return err
 	}
 	n, err := cl.NodeInfo(ctx, c.NodeID)

@@ -266,6 +266,9 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 		defer close(done)
 		cl.OnAck = func(a client.Ack) { go stopProgress(g.stderr, c.ID, a, done) }
 	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
 		return err
@@ -329,6 +332,10 @@ func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
 	var removed []*v1.WorkloadInfo
 	var failed []string
 	for _, id := range ids {
+		if id, err = resolveWorkload(ctx, cl, id); err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
 		w, err := cl.RemoveWorkload(ctx, id)
 		if err != nil {
 			failed = append(failed, err.Error())
@@ -362,6 +369,9 @@ type WorkloadInfoCmd struct {
 func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	cl, err := g.client()
 	if err != nil {
+		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	w, err := cl.WorkloadInfo(ctx, c.ID)
@@ -471,6 +481,9 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})
 	if err != nil {
 		return err
@@ -480,7 +493,7 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started (clone of %s)\n", w.Name, w.ID, c.ID)
 	if c.Stop {
-		fmt.Fprintf(g.stdout, "Workload %s stopped\n", c.ID)
+		fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, c.ID)
 	}
 	return nil
 }
