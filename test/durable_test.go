@@ -148,6 +148,11 @@ func TestNexdKilledWorkloadsAdopted(t *testing.T) {
 	if p := processes("nexlet-native", nodeID); len(p) != 1 {
 		t.Fatalf("%d nexlet-native processes for the node, want the one adopted", len(p))
 	}
+	// the adopted nexlet's stderr is the dead nexd's pipe: it logs to a file the docs name
+	testutil.Eventually(t, 10*time.Second, "the adopted nexlet to log to <data>/native/nexlet.log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(data, "native", "nexlet.log"))
+		return strings.Contains(string(b), "logging here")
+	})
 	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
 	if p := processes(marker); len(p) != 0 {
 		t.Fatalf("workload still running after stop: %v", p)

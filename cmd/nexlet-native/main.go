@@ -38,20 +38,20 @@ func main() {
 	var c cli
 	kong.Parse(&c, kong.Name("nexlet-native"), kong.Description("Runs OS executables as nex workloads."),
 		kong.Vars{"version": "nexlet-native " + version.String()}, kong.UsageOnError())
-	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
+	log, sink, err := proc.NewMovableLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexlet-native:", err)
 		os.Exit(2)
 	}
 	log = log.Named("nexlet-native").With(zap.String("nexlet_id", c.NexletID))
-	if err := run(c, log); err != nil {
+	if err := run(c, log, sink); err != nil {
 		log.Error("nexlet-native stopped", zap.Error(err))
 		_ = log.Sync()
 		os.Exit(1)
 	}
 }
 
-func run(c cli, log *zap.Logger) error {
+func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	// Our stderr may be a pipe from a nexd that died; losing log lines beats dying.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -66,6 +66,17 @@ func run(c cli, log *zap.Logger) error {
 		return err
 	}
 	defer lock.Release()
+	// a nexlet that outlives its nexd (kill -9) is adopted by the next one, but its stderr
+	// is still the dead nexd's terminal or pipe: from then on it logs to a file
+	go proc.OnParentGone(ctx, 2*time.Second, func() {
+		path := filepath.Join(c.DataDir, "nexlet.log")
+		log.Warn("nexd, which started this nexlet, is gone; logging to " + path + " from now on")
+		if err := sink.MoveTo(path); err != nil {
+			log.Warn("log to a file", zap.Error(err))
+			return
+		}
+		log.Info("logging here: nexd, which started this nexlet, is gone; the next one adopts it")
+	})
 	// what a workload forks and leaves behind is reparented here and reaped at once
 	stopReaping, err := native.BecomeSubreaper(log)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +21,43 @@ import (
 
 // NewLogger builds a process's zap logger on stderr.
 func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
+	log, _, err := NewMovableLogger(level, asJSON)
+	return log, err
+}
+
+// LogSink is where a logger writes: stderr until MoveTo sends it to a file.
+type LogSink struct {
+	w atomic.Pointer[zapcore.WriteSyncer]
+}
+
+// Write implements zapcore.WriteSyncer.
+func (s *LogSink) Write(p []byte) (int, error) { return (*s.w.Load()).Write(p) }
+
+// Sync implements zapcore.WriteSyncer.
+func (s *LogSink) Sync() error { return (*s.w.Load()).Sync() }
+
+// MoveTo sends everything logged from now on to the file at path (appended to).
+func (s *LogSink) MoveTo(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	ws := zapcore.Lock(f)
+	s.w.Store(&ws)
+	return nil
+}
+
+// NewMovableLogger is NewLogger whose output can be moved to a file later (a nexlet whose
+// nexd died, so that its stderr is a terminal or pipe nobody reads any more).
+func NewMovableLogger(level string, asJSON bool) (*zap.Logger, *LogSink, error) {
+	sink := &LogSink{}
+	stderr := zapcore.Lock(os.Stderr)
+	sink.w.Store(&stderr)
+	log, err := newLogger(level, asJSON, sink)
+	return log, sink, err
+}
+
+func newLogger(level string, asJSON bool, out zapcore.WriteSyncer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
@@ -33,7 +71,26 @@ func NewLogger(level string, asJSON bool) (*zap.Logger, error) {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, out, lvl)), nil
+}
+
+// OnParentGone calls fn once when this process's parent has gone (it was reparented),
+// checking every interval until ctx ends.
+func OnParentGone(ctx context.Context, every time.Duration, fn func()) {
+	parent := os.Getppid()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != parent {
+				fn()
+				return
+			}
+		}
+	}
 }
 
 // DefaultDataDir is /var/lib/nex for root, else $XDG_DATA_HOME/nex or ~/.local/share/nex.
