@@ -1,11 +1,15 @@
 package test
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // IDs may be given by any unique prefix (lists show node IDs by their first 12
@@ -40,5 +44,73 @@ func TestIDPrefixes(t *testing.T) {
 	node := list[0].NodeID
 	if out := u.mustNex("-s", url, "node", "info", node[:12]); !strings.Contains(out, node) {
 		t.Fatalf("node info by the 12 characters lists show:\n%s", out)
+	}
+}
+
+// nex workload bundle: an executable (or a directory) goes into the object store by its
+// digest, once; the Nexfile it writes starts on a node that has never seen the files; a
+// removed bundle or a wrong digest fails the start, saying which.
+func TestWorkloadBundle(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexd(t, u, url, filepath.Join(u.home, "data"))
+	nex := func(args ...string) string {
+		return u.mustNex(append([]string{"-s", url, "--namespace", "default"}, args...)...)
+	}
+	script := u.write("hello.sh", "#!/bin/sh\necho bundled hello\n", 0o755)
+	out := nex("workload", "bundle", script, "--lifecycle", "job", "-o", "hello.nexfile")
+	if !strings.Contains(out, "Bundled hello: 1 file into NEX_BUNDLES (1 new") {
+		t.Fatalf("bundle:\n%s", out)
+	}
+	if out := nex("workload", "bundle", script, "--lifecycle", "job", "-o", "again.nexfile"); !strings.Contains(out, "(0 new") {
+		t.Fatalf("a second bundle of the same file stored it again:\n%s", out)
+	}
+	run := func(nexfile string) v1.WorkloadInfo {
+		_, id := startedID(t, nex("workload", "start", "-f", nexfile))
+		var w v1.WorkloadInfo
+		testutil.Eventually(t, 10*time.Second, "the bundled job to finish", func() bool {
+			for _, x := range u.workloads(t, url) {
+				if x.ID == id {
+					w = x
+				}
+			}
+			return w.State == v1.StateStopped
+		})
+		return w
+	}
+	if w := run("hello.nexfile"); w.ExitCode == nil || *w.ExitCode != 0 {
+		t.Fatalf("the bundled job: %+v", w)
+	}
+
+	// a directory: the executable, and a data file beside it as an artifact
+	dir := filepath.Join(u.cwd, "app")
+	_ = os.MkdirAll(filepath.Join(dir, "conf"), 0o755)
+	u.write("app/run.sh", "#!/bin/sh\ngrep -q 42 conf/answer.txt\n", 0o755)
+	u.write("app/conf/answer.txt", "42\n", 0o644)
+	nex("workload", "bundle", dir, "--lifecycle", "job", "-o", "app.nexfile")
+	if w := run("app.nexfile"); w.ExitCode == nil || *w.ExitCode != 0 {
+		t.Fatalf("the bundled directory's job did not find its data file: %+v", w)
+	}
+	list := nex("workload", "bundle", "list")
+	if !strings.Contains(list, "hello.sh") || !strings.Contains(list, "answer.txt") || !strings.Contains(list, "run.sh") {
+		t.Fatalf("bundle list:\n%s", list)
+	}
+
+	// a wrong digest, then a removed bundle: the start fails and says why
+	b, _ := os.ReadFile(filepath.Join(u.cwd, "hello.nexfile"))
+	var nf map[string]any
+	_ = json.Unmarshal(b, &nf)
+	sr := nf["start_request"].(map[string]any)
+	digest := sr["sha256"].(string)
+	sr["sha256"] = strings.Repeat("0", 64)
+	bad, _ := json.Marshal(nf)
+	u.write("bad.nexfile", string(bad), 0o644)
+	if _, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "-f", "bad.nexfile"); code == 0 || !strings.Contains(errs, "sha256 mismatch") {
+		t.Fatalf("a wrong digest: exit %d: %s", code, errs)
+	}
+	nex("workload", "bundle", "rm", digest[:16])
+	if _, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "-f", "hello.nexfile"); code == 0 || !strings.Contains(errs, "not found") {
+		t.Fatalf("a removed bundle: exit %d: %s", code, errs)
 	}
 }

@@ -34,6 +34,7 @@ type WorkloadCmd struct {
 	Logs    WorkloadLogsCmd    `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
 	Events  WorkloadEventsCmd  `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
 	Trigger WorkloadTriggerCmd `cmd:"" help:"Send a request to a function's trigger subject and print the reply."`
+	Bundle  WorkloadBundleCmd  `cmd:"" help:"Put executables into the NATS object store, content-addressed, and write a Nexfile that starts them on any node."`
 }
 
 // WorkloadTriggerCmd requests a function through one of its triggers.

@@ -43,7 +43,7 @@ func (d *Driver) fetchArtifacts(ctx context.Context, workdir string, sr *parsed)
 	}
 	if sr.remoteExec != "" {
 		dest := filepath.Join(".nex", baseName(sr.remoteExec))
-		if err := d.place(ctx, workdir, dest, sr.remoteExec, "", 0o755); err != nil {
+		if err := d.place(ctx, workdir, dest, sr.remoteExec, sr.SHA256, 0o755); err != nil {
 			return fmt.Errorf("uri %s: %w", sr.remoteExec, err)
 		}
 		sr.path = filepath.Join(workdir, dest)
@@ -74,6 +74,11 @@ func (d *Driver) place(ctx context.Context, workdir, dest, uri, digest string, m
 		p := filepath.Join(cacheDir, digest)
 		if _, err := os.Stat(p); err == nil {
 			cached = p
+			// the content is here, but an object store object that was removed (nex
+			// workload bundle rm) is gone for every node: ask, cheaply, that it is still there
+			if err := d.stillThere(ctx, uri); err != nil {
+				return err
+			}
 		}
 	}
 	if cached == "" {
@@ -165,6 +170,29 @@ func (d *Driver) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		return store.Get(ctx, object)
 	}
 	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, uri, u.Scheme)
+}
+
+// stillThere checks that a nats:// object exists (its metadata, not its content); other
+// schemes are taken from the cache as they are.
+func (d *Driver) stillThere(ctx context.Context, uri string) error {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "nats" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	js, err := jetstream.New(d.opts.Conn)
+	if err != nil {
+		return err
+	}
+	store, err := js.ObjectStore(ctx, u.Host)
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", u.Host, err)
+	}
+	if _, err := store.GetInfo(ctx, strings.TrimPrefix(u.Path, "/")); err != nil {
+		return fmt.Errorf("object %s: %w", strings.TrimPrefix(u.Path, "/"), err)
+	}
+	return nil
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -28,6 +28,8 @@ type StartRequest struct {
 	Retries     int               `json:"retries,omitempty"`
 	Triggers    []string          `json:"triggers,omitempty"`
 	Concurrency int               `json:"concurrency,omitempty"`
+	// SHA256, when set, is the digest the executable a nats:// uri names must have.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Artifact is a file fetched into the workdir before start.

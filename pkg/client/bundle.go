@@ -1,0 +1,148 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// DefaultBundleBucket is the object store nex workload bundle puts executables in.
+const DefaultBundleBucket = "NEX_BUNDLES"
+
+// BundleObject is one file of a bundle bucket: stored under its SHA-256 digest, with the
+// name it was bundled from.
+type BundleObject struct {
+	Digest string `json:"sha256"`
+	Name   string `json:"name"`
+	Size   uint64 `json:"size"`
+	URI    string `json:"uri"`
+}
+
+// bundleStore opens (creating when asked) the object store bucket.
+func (c *Client) bundleStore(ctx context.Context, bucket string, create bool) (jetstream.ObjectStore, error) {
+	if err := v1.ValidateToken("bucket", bucket); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		store, err := js.ObjectStore(ctx, bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, v1.NotFound("bundle bucket %s not found (nothing was bundled into it yet)", bucket)
+		}
+		return store, err
+	}
+	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "nex workload bundles, by SHA-256"})
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s (needs JetStream): %w", bucket, err)
+	}
+	return store, nil
+}
+
+// PutBundleFile stores the file at path in bucket under its SHA-256 digest, unless an
+// object with that digest is there already (bundles are deduplicated), and describes it.
+func (c *Client) PutBundleFile(ctx context.Context, bucket, path string) (BundleObject, bool, error) {
+	digest, size, err := fileDigest(path)
+	if err != nil {
+		return BundleObject{}, false, err
+	}
+	store, err := c.bundleStore(ctx, bucket, true)
+	if err != nil {
+		return BundleObject{}, false, err
+	}
+	obj := BundleObject{Digest: digest, Name: baseOf(path), Size: size, URI: "nats://" + bucket + "/" + digest}
+	if _, err := store.GetInfo(ctx, digest); err == nil {
+		return obj, false, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return BundleObject{}, false, err
+	}
+	defer f.Close()
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: digest, Description: obj.Name}, f); err != nil {
+		return BundleObject{}, false, fmt.Errorf("store %s in %s: %w", path, bucket, err)
+	}
+	return obj, true, nil
+}
+
+// ListBundles lists the objects of bucket.
+func (c *Client) ListBundles(ctx context.Context, bucket string) ([]BundleObject, error) {
+	store, err := c.bundleStore(ctx, bucket, false)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := store.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return []BundleObject{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BundleObject, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, BundleObject{Digest: i.Name, Name: i.Description, Size: i.Size, URI: "nats://" + bucket + "/" + i.Name})
+	}
+	slices.SortFunc(out, func(a, b BundleObject) int { return strings.Compare(a.Name+a.Digest, b.Name+b.Digest) })
+	return out, nil
+}
+
+// RemoveBundle removes the object with digest (or a unique prefix of it) from bucket.
+func (c *Client) RemoveBundle(ctx context.Context, bucket, digest string) (BundleObject, error) {
+	list, err := c.ListBundles(ctx, bucket)
+	if err != nil {
+		return BundleObject{}, err
+	}
+	var match []BundleObject
+	for _, o := range list {
+		if strings.HasPrefix(o.Digest, digest) {
+			match = append(match, o)
+		}
+	}
+	switch {
+	case digest == "" || len(match) == 0:
+		return BundleObject{}, v1.NotFound("no bundle %q in %s", digest, bucket)
+	case len(match) > 1:
+		return BundleObject{}, v1.BadRequest("digest prefix %q is ambiguous in %s (%d bundles)", digest, bucket, len(match))
+	}
+	store, err := c.bundleStore(ctx, bucket, false)
+	if err != nil {
+		return BundleObject{}, err
+	}
+	if err := store.Delete(ctx, match[0].Digest); err != nil {
+		return BundleObject{}, err
+	}
+	return match[0], nil
+}
+
+func fileDigest(path string) (string, uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), uint64(n), nil
+}
+
+func baseOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
