@@ -2,7 +2,6 @@ package svc
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +48,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 		first.Reset(time.Until(dl))
 	}
 	defer first.Stop()
-	l := lookupState{expected: map[string]bool{}, answered: map[string]bool{}}
+	l := lookupState{peers: newPeerSet()}
 	var stragglerC <-chan time.Time
 	for {
 		select {
@@ -64,7 +63,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 			if l.acked {
 				return v1.NewError(504, v1.CodeTimeout, "node %s acknowledged but did not answer by %s on %s", l.owner, l.deadline.Format(time.RFC3339), subject)
 			}
-			if len(l.answered) > 0 {
+			if len(l.peers.answered) > 0 {
 				return v1.NotFound("not found") // replaced by the caller's message
 			}
 			return mapRequestError(subject, context.DeadlineExceeded)
@@ -83,7 +82,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 			if l.acked {
 				first.Reset(time.Until(l.deadline) + 2*time.Second) // the owner's word, with room for the reply
 				stragglerC = nil
-			} else if l.allAnswered() {
+			} else if l.peers.complete() {
 				return v1.NotFound("not found")
 			} else if stragglerC == nil {
 				t := time.NewTimer(straggler)
@@ -96,10 +95,10 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 
 // lookupState is what a lookup has heard so far.
 type lookupState struct {
-	expected, answered map[string]bool
-	acked              bool
-	owner              string
-	deadline           time.Time
+	peers    *peerSet
+	acked    bool
+	owner    string
+	deadline time.Time
 }
 
 // take handles one message: an acknowledgement, a 404, or the answer (done).
@@ -121,20 +120,6 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 	if err := DecodeReply(m.Header, m.Data, resp); !v1.IsNotFound(err) {
 		return true, err
 	}
-	l.answered[id], l.expected[id] = true, true
-	for _, p := range strings.Split(m.Header.Get(v1.HeaderPeers), ",") {
-		if p != "" {
-			l.expected[p] = true
-		}
-	}
+	l.peers.heard(m)
 	return false, nil
-}
-
-func (l *lookupState) allAnswered() bool {
-	for id := range l.expected {
-		if !l.answered[id] {
-			return false
-		}
-	}
-	return true
 }

@@ -140,8 +140,7 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 	if err := nc.PublishRequest(subject, inbox, data); err != nil {
 		return err
 	}
-	expected := map[string]bool{}
-	answered := map[string]bool{}
+	peers := newPeerSet()
 	var stragglerC <-chan time.Time
 	for {
 		select {
@@ -151,7 +150,7 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 			}
 			denied, _ = violations(nc)
 		case <-ctx.Done():
-			if len(answered) == 0 {
+			if len(peers.answered) == 0 {
 				return mapRequestError(subject, ctx.Err())
 			}
 			return nil
@@ -161,18 +160,11 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				return ErrNoResponders
 			}
-			id := m.Header.Get(v1.HeaderNodeID)
-			answered[id] = true
-			expected[id] = true
-			for _, p := range strings.Split(m.Header.Get(v1.HeaderPeers), ",") {
-				if p != "" {
-					expected[p] = true
-				}
-			}
+			id := peers.heard(m)
 			if done(Reply{NodeID: id, Data: m.Data, Header: m.Header}) {
 				return nil
 			}
-			if len(answered) >= len(expected) && allAnswered(expected, answered) {
+			if peers.complete() {
 				return nil
 			}
 			if stragglerC == nil {
@@ -184,9 +176,35 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 	}
 }
 
-func allAnswered(expected, answered map[string]bool) bool {
-	for id := range expected {
-		if !answered[id] {
+// peerSet is what a fan-out has heard: the nodes that answered, and every node the
+// answers named as alive (Nex-Peers), which it waits for.
+type peerSet struct {
+	expected, answered map[string]bool
+}
+
+func newPeerSet() *peerSet {
+	return &peerSet{expected: map[string]bool{}, answered: map[string]bool{}}
+}
+
+// heard records an answer and the peers it names, and returns who answered.
+func (s *peerSet) heard(m *nats.Msg) string {
+	id := m.Header.Get(v1.HeaderNodeID)
+	s.answered[id], s.expected[id] = true, true
+	for _, p := range strings.Split(m.Header.Get(v1.HeaderPeers), ",") {
+		if p != "" {
+			s.expected[p] = true
+		}
+	}
+	return id
+}
+
+// complete tells whether every node named so far has answered.
+func (s *peerSet) complete() bool {
+	if len(s.answered) < len(s.expected) {
+		return false
+	}
+	for id := range s.expected {
+		if !s.answered[id] {
 			return false
 		}
 	}

@@ -136,7 +136,7 @@ type Endpoint struct {
 	EveryInstance bool
 }
 
-// Add serves ep.
+// Add serves ep, and returns once the server has its subscription.
 func (s *Server) Add(ep Endpoint) error {
 	opts := []micro.EndpointOpt{micro.WithEndpointSubject(ep.Subject), micro.WithEndpointMetadata(map[string]string{"api": v1.APIVersion})}
 	if ep.EveryInstance {
@@ -145,8 +145,16 @@ func (s *Server) Add(ep Endpoint) error {
 	if err := s.svc.AddEndpoint(ep.Name, s.errs.Count(ep.Name, s.handler(ep)), opts...); err != nil {
 		return fmt.Errorf("add endpoint %s: %w", ep.Name, err)
 	}
+	// once Add returns the endpoint is reachable from any connection: its subscription
+	// is at the server, not in this connection's buffer
+	if err := s.nc.FlushTimeout(addFlushTimeout); err != nil {
+		return fmt.Errorf("add endpoint %s: %w", ep.Name, err)
+	}
 	return nil
 }
+
+// addFlushTimeout bounds the wait for the server to confirm a new endpoint.
+const addFlushTimeout = 5 * time.Second
 
 // Context ends when the server has stopped waiting for its handlers.
 func (s *Server) Context() context.Context { return s.ctx }
