@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,5 +113,36 @@ func TestWorkloadBundle(t *testing.T) {
 	nex("workload", "bundle", "rm", digest[:16])
 	if _, errs, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "-f", "hello.nexfile"); code == 0 || !strings.Contains(errs, "not found") {
 		t.Fatalf("a removed bundle: exit %d: %s", code, errs)
+	}
+}
+
+// A config file in a default place that the user cannot read is skipped with a warning,
+// not a dead end: run as nobody, with ./config.json readable only by root.
+func TestUnreadableDefaultConfigSkipped(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv to run nex as another user")
+	}
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755) // nobody may enter, not read the config
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"namespace":"secret"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, _ := filepath.Abs(filepath.Join(binDir, "nex"))
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("--version")
+	if err != nil || !strings.Contains(out, "warning: config config.json is not readable") {
+		t.Fatalf("nex --version as nobody with an unreadable ./config.json: %v\n%s", err, out)
+	}
+	if out, err := run("--config", "config.json", "--version"); err == nil {
+		t.Fatalf("an unreadable explicit --config was not an error:\n%s", out)
 	}
 }
