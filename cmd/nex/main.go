@@ -78,7 +78,7 @@ func (g *Globals) closeAll() {
 
 // client connects and returns a client for the --namespace.
 func (g *Globals) client() (*client.Client, error) {
-	if err := v1.ValidateToken("namespace", g.Namespace); err != nil {
+	if err := v1.ValidateNamespace(g.Namespace); err != nil {
 		return nil, err
 	}
 	nc, err := g.connect()

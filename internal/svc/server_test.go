@@ -116,6 +116,11 @@ func TestServerStopWaitsForHandlers(t *testing.T) {
 	if err := svc.Call(context.Background(), nc, "$NEX.SVC.v1."+long+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
 		t.Fatalf("a namespace over the limit: %v, want invalid_token", err)
 	}
+	for _, ns := range []string{"$KV", "_INBOX_a"} { // NATS's own prefixes are no namespaces
+		if err := svc.Call(context.Background(), nc, "$NEX.SVC.v1."+ns+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
+			t.Fatalf("namespace %s: %v, want invalid_token", ns, err)
+		}
+	}
 }
 
 // Requests arriving while a server stops (REGISTER during a node's shutdown) are either

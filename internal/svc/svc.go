@@ -285,7 +285,7 @@ func ControlTokens(idName string) func(string) (string, string, error) {
 		if err != nil {
 			return "", "", err
 		}
-		if err := v1.ValidateToken("namespace", ns); err != nil {
+		if err := v1.ValidateNamespace(ns); err != nil {
 			return "", "", err
 		}
 		if idName != "" {

@@ -41,7 +41,7 @@ type Ack = svc.Ack
 
 // New returns a client for namespace ns.
 func New(nc *nats.Conn, ns string) (*Client, error) {
-	if err := v1.ValidateToken("namespace", ns); err != nil {
+	if err := v1.ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
 	return &Client{nc: nc, ns: ns, Straggler: 500 * time.Millisecond}, nil

@@ -162,7 +162,7 @@ func accountKey(seed, flag string) (nkeys.KeyPair, error) {
 func (s *signer) Isolated() bool { return s.isolated }
 
 func (s *signer) Workload(ns, wid string, ttl time.Duration) (*Creds, error) {
-	if err := v1.ValidateToken("namespace", ns); err != nil {
+	if err := v1.ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
 	return s.mint("nex workload "+ns+"/"+wid, WorkloadPermissions(ns), ttl, map[string]string{"nex-namespace": ns, "nex-workload": wid})

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,3 +70,21 @@ type wrapErr struct{ err error }
 
 func (w *wrapErr) Error() string { return "wrapped: " + w.err.Error() }
 func (w *wrapErr) Unwrap() error { return w.err }
+
+// Namespaces that NATS keeps for itself are refused: their workloads would get <ns>.>.
+func TestReservedNamespaces(t *testing.T) {
+	for _, ns := range []string{"$KV", "$JS", "$SYS", "_INBOX", "_INBOX_a", "$", "_"} {
+		if err := ValidateNamespace(ns); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "NATS keeps for itself") {
+			t.Errorf("namespace %q: %v", ns, err)
+		}
+		d := WorkloadDefinition{Namespace: ns, Name: "x", Type: "native", Lifecycle: LifecycleJob}
+		if err := d.Validate(); err == nil {
+			t.Errorf("a definition in namespace %q was accepted", ns)
+		}
+	}
+	for _, ns := range []string{"default", "a", "team-1", "system", "x$"} {
+		if err := ValidateNamespace(ns); err != nil {
+			t.Errorf("namespace %q refused: %v", ns, err)
+		}
+	}
+}

@@ -65,6 +65,19 @@ func ValidateToken(what, s string) error {
 	return nil
 }
 
+// ValidateNamespace checks a namespace: a token that does not start with '$' or '_'.
+// Those prefixes are NATS's own ($JS, $KV, $SYS, _INBOX ...): a namespace named so would
+// hand its workloads rights on them (<ns>.>).
+func ValidateNamespace(ns string) error {
+	if err := ValidateToken("namespace", ns); err != nil {
+		return err
+	}
+	if ns[0] == '$' || ns[0] == '_' {
+		return fmt.Errorf("%w: namespace %q starts with %q, which NATS keeps for itself ($JS, $KV, _INBOX ...); pick a name that starts with a letter or digit", ErrInvalidToken, ns, ns[:1])
+	}
+	return nil
+}
+
 // MaxTokenBytes bounds a namespace, name, tag or ID.
 const MaxTokenBytes = 256
 

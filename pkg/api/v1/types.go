@@ -34,7 +34,7 @@ type WorkloadDefinition struct {
 
 // Validate checks every field that ends up in a subject or selects a nexlet.
 func (d *WorkloadDefinition) Validate() error {
-	if err := ValidateToken("namespace", d.Namespace); err != nil {
+	if err := ValidateNamespace(d.Namespace); err != nil {
 		return err
 	}
 	if err := ValidateToken("name", d.Name); err != nil {
