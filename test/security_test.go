@@ -173,8 +173,14 @@ func TestNamespaceIsolation(t *testing.T) {
 	nodeCreds := op.user(t, u.home, "node", nil)
 	skSeed, _ := op.signingKey.Seed()
 	data := filepath.Join(u.home, "data")
+	// a seed on the command line is refused (every user can read it); a file is the way
+	_, errs, code := u.nex("node", "up", "--embedded", "--data-dir", filepath.Join(u.home, "refused"), "--issuer-signing-key", string(skSeed))
+	if code == 0 || !strings.Contains(errs, "a seed on the command line can be read by every user") {
+		t.Fatalf("a literal seed on the command line: exit %d: %s", code, errs)
+	}
+	skFile := u.write("signing.seed", string(skSeed), 0o600)
 	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--workload-creds-ttl", "3s", "--nexlet-creds-ttl", "3s",
-		"--issuer-signing-key", string(skSeed), "--issuer-signing-key-root-account", op.account)
+		"--issuer-signing-key", skFile, "--issuer-signing-key-root-account", op.account)
 	if strings.Contains(n.bg.out.String(), "DEVELOPMENT MODE") {
 		t.Fatal("nexd with an issuer claims development mode")
 	}

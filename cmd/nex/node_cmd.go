@@ -151,6 +151,9 @@ type NodeUpCmd struct {
 
 // Run starts the node and blocks until Ctrl+C.
 func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
+	if err := daemon.RefuseSeedArgs(os.Args[1:]); err != nil {
+		return err
+	}
 	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		return err

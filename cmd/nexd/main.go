@@ -31,6 +31,9 @@ func parse(args []string) (*cli, error) {
 	var c cli
 	opts := []kong.Option{kong.Name("nexd"), kong.Description("The nex node daemon: runs nexlets and places workloads. SIGHUP re-reads the config file's tags."),
 		kong.Vars{"version": "nexd " + version.String()}, kong.UsageOnError()}
+	if err := daemon.RefuseSeedArgs(args); err != nil {
+		return nil, err
+	}
 	config.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "nexd: warning:", msg) }
 	path, err := config.Path(args)
 	if err != nil {

@@ -3,6 +3,8 @@
 package daemon
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -11,7 +13,7 @@ type Options struct {
 	Embedded           bool              `name:"embedded" help:"Start an embedded nats-server (JetStream on, store in the data dir)."`
 	EmbeddedListen     string            `name:"embedded.listen" default:"127.0.0.1:4222" help:"Listen address of the embedded nats-server."`
 	InatsConfig        string            `name:"inats-config" type:"existingfile" help:"Start an embedded nats-server from this nats-server config file."`
-	NodeSeed           string            `name:"node-seed" help:"Node identity: an nkey server seed (SN...) or a file holding one. Default: generated and kept in the data dir."`
+	NodeSeed           string            `name:"node-seed" env:"NEX_NODE_SEED" help:"Node identity: a file holding an nkey server seed (SN...), or the seed in $NEX_NODE_SEED (never on the command line). Default: generated and kept in the data dir."`
 	DataDir            string            `name:"data-dir" help:"Where the node keeps its identity, JetStream store and workload directories (default ~/.local/share/nex, or /var/lib/nex as root)."`
 	NodeName           string            `name:"node-name" help:"Human name of the node (default: the host name)."`
 	Nexus              string            `name:"nexus" default:"nexus" help:"Name of the group of nodes this node belongs to."`
@@ -29,17 +31,53 @@ type Options struct {
 	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"1073741824" help:"Most bytes of output kept (oldest dropped first)."`
 	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
 	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
-	IssuerSigningKey   string            `name:"issuer-signing-key" help:"Account signing key seed (SA...) or a file holding it: mint scoped credentials for workloads and nexlets."`
+	IssuerSigningKey   string            `name:"issuer-signing-key" env:"NEX_ISSUER_SIGNING_KEY" help:"A file holding an account signing key seed (SA...), or the seed in $NEX_ISSUER_SIGNING_KEY: mint scoped credentials for workloads and nexlets."`
 	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`
 	IssuerNKey         string            `name:"issuer-nkey" help:"Account public key (A...) whose own seed signs credentials (with --issuer-nkey-seed)."`
-	IssuerNKeySeed     string            `name:"issuer-nkey-seed" help:"Seed (SA...) of --issuer-nkey, or a file holding it."`
+	IssuerNKeySeed     string            `name:"issuer-nkey-seed" env:"NEX_ISSUER_NKEY_SEED" help:"A file holding the seed (SA...) of --issuer-nkey, or the seed in $NEX_ISSUER_NKEY_SEED."`
 	WorkloadCredsTTL   time.Duration     `name:"workload-creds-ttl" default:"24h" help:"How long workload credentials are valid; they are renewed while the workload runs."`
 	NexletCredsTTL     time.Duration     `name:"nexlet-creds-ttl" default:"24h" help:"How long the credentials of local nexlets are valid; nexd renews them while it runs."`
-	SecretsKey         string            `name:"secrets-key" help:"Curve key seed (SX...) or a file holding it, the same on every node: serves the namespace secret store (secret://NAME)."`
+	SecretsKey         string            `name:"secrets-key" env:"NEX_SECRETS_KEY" help:"A file holding a curve key seed (SX...), or the seed in $NEX_SECRETS_KEY, the same on every node: serves the namespace secret store (secret://NAME)."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`
 	ShutdownTimeout    time.Duration     `name:"shutdown-timeout" default:"30s" help:"Bound on a graceful shutdown."`
 	FinishedRetention  time.Duration     `name:"finished-retention" default:"24h" help:"How long a workload that ended for good (a job that ran, a service that gave up) stays listed before it is removed with its workdir (0: until nex workload rm)."`
 	StartupWait        time.Duration     `name:"startup-wait" default:"5m" help:"How long to wait at start for the NATS servers given and for JetStream (leader elections, buckets other nodes are creating) before giving up (0: try once)."`
 	LogLevel           string            `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogJSON            bool              `name:"log-json" help:"Log as JSON lines."`
+}
+
+// seedFlags are the flags that name a secret key: a file, or the key in an environment
+// variable, never the key itself on a command line.
+var seedFlags = map[string]string{
+	"--node-seed":          "NEX_NODE_SEED",
+	"--issuer-signing-key": "NEX_ISSUER_SIGNING_KEY",
+	"--issuer-nkey-seed":   "NEX_ISSUER_NKEY_SEED",
+	"--secrets-key":        "NEX_SECRETS_KEY",
+}
+
+// RefuseSeedArgs fails when args carry a seed itself (S...) for one of the key flags:
+// every user of the machine can read a process's arguments (ps, /proc/<pid>/cmdline).
+func RefuseSeedArgs(args []string) error {
+	for i, a := range args {
+		flag, value, inline := strings.Cut(a, "=")
+		env, ok := seedFlags[flag]
+		if !ok {
+			continue
+		}
+		if !inline {
+			if i+1 >= len(args) {
+				continue
+			}
+			value = args[i+1]
+		}
+		if looksLikeSeed(value) {
+			return fmt.Errorf("%s: a seed on the command line can be read by every user of this machine (ps, /proc/<pid>/cmdline); put it in a file readable only by nexd (%s /etc/nex/key.seed) or in $%s", flag, flag, env)
+		}
+	}
+	return nil
+}
+
+// looksLikeSeed tells an nkey seed (S, then the key type, then base32) from a file path.
+func looksLikeSeed(v string) bool {
+	return len(v) > 2 && v[0] == 'S' && !strings.ContainsAny(v, "/.")
 }
