@@ -185,16 +185,25 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Fatal("nexd with an issuer claims development mode")
 	}
 
-	// A CLI user who may only use namespace a's control subjects.
+	// A CLI user who may only use namespace a's control subjects, with replies of its own:
+	// it may subscribe to its inbox prefix and nothing else.
 	cliA := op.user(t, u.home, "cli-a", &jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.a.>"}},
-		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX_cli_a.>"}},
 	})
-	out := u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
+	out := u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
 		"--name", "svc", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	_, wid := startedID(t, out)
+	// another CLI user cannot read a's replies: its inbox is its own
+	cliB := op.user(t, u.home, "cli-b", &jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.b.>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX_cli_b.>"}},
+	})
+	if spy := connectProbe(t, url, cliB); !spy.denied(t, "sub", "_INBOX_cli_a.>") {
+		t.Fatal("user b may subscribe to user a's inbox")
+	}
 	begin := time.Now()
-	_, errOut, code := u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "b", "workload", "list")
+	_, errOut, code := u.nex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "b", "workload", "list")
 	if code == 0 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, "$NEX.SVC.v1.b.control.LIST") {
 		t.Fatalf("namespace b for a user of a: exit %d, %q", code, errOut)
 	}
@@ -251,25 +260,25 @@ func TestNamespaceIsolation(t *testing.T) {
 	}
 	objLogs, _ := admin.SubscribeSync("$NEX.FEED.a.logs.>")
 	admin.Flush()
-	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "job",
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "job",
 		"--name", "obj", "--start-request", `{"uri":"nats://bins/hello.sh"}`)
 	if m, err := objLogs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "from the object store" {
 		t.Fatalf("object-store executable under scoped nexlet credentials: %v %v", m, err)
 	}
 	// following logs needs subscribe rights on the feed: the user is told, not left waiting
-	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "logs", wid, "-f")
+	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "logs", wid, "-f")
 	if code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Fatalf("logs -f without feed rights: exit %d %q", code, errOut)
 	}
 
 	// A function can only be triggered from its own namespace.
-	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
 		"--name", "fn", "--start-request", `{"uri":"file:///bin/cat","triggers":["a.fn"]}`)
 	reply, err := w.nc.Request("a.fn", []byte("hi"), 5*time.Second)
 	if err != nil || string(reply.Data) != "hi" {
 		t.Fatalf("function of a from a: %v %v", reply, err)
 	}
-	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
+	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",
 		"--name", "fn2", "--start-request", `{"uri":"file:///bin/cat","triggers":["b.fn"]}`)
 	if code == 0 || !strings.Contains(errOut, "outside the namespace") {
 		t.Fatalf("a function of a triggered by b.fn: exit %d %q", code, errOut)
@@ -338,12 +347,12 @@ func TestNamespaceIsolation(t *testing.T) {
 	if out := n.bg.out.String(); strings.Contains(out, "authentication expired") || strings.Contains(out, "NATS connection lost") {
 		t.Errorf("a connection was cut off when its credentials expired:\n%s", out)
 	}
-	out = u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
+	out = u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "service",
 		"--name", "late", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	_, late := startedID(t, out)
-	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "stop", late)
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "stop", late)
 
-	u.mustNex("-s", url, "--nats.creds-file", cliA, "--namespace", "a", "workload", "stop", wid)
+	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "stop", wid)
 	if _, err := os.Stat(credsFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("credentials left behind after stop: %v", err)
 	}

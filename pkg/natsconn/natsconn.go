@@ -18,19 +18,22 @@ import (
 
 // Options are the NATS connection flags shared by nex, nexd and nexlet-native.
 type Options struct {
-	Servers   []string      `name:"servers" short:"s" help:"NATS server URLs (comma separated)." env:"NATS_URL" json:"servers,omitempty"`
-	Context   string        `name:"context" help:"NATS CLI context to connect with." env:"NATS_CONTEXT" json:"context,omitempty"`
-	CredsFile string        `name:"creds-file" help:"User credentials file (JWT + seed)." type:"path" json:"creds_file,omitempty"`
-	NKey      string        `name:"nkey" help:"File holding an nkey user seed." type:"path" json:"nkey,omitempty"`
-	User      string        `name:"user" help:"User name." json:"user,omitempty"`
-	Password  string        `name:"password" help:"Password." env:"NATS_PASSWORD" json:"password,omitempty"`
-	Token     string        `name:"token" help:"Authentication token." env:"NATS_TOKEN" json:"token,omitempty"`
-	TLSCert   string        `name:"tls-cert" help:"Client TLS certificate." type:"path" json:"tls_cert,omitempty"`
-	TLSKey    string        `name:"tls-key" help:"Client TLS private key." type:"path" json:"tls_key,omitempty"`
-	TLSCA     string        `name:"tls-ca" help:"CA certificate to verify the server." type:"path" json:"tls_ca,omitempty"`
-	TLSFirst  bool          `name:"tls-first" help:"Do the TLS handshake before the NATS INFO." json:"tls_first,omitempty"`
-	ConnName  string        `name:"conn-name" help:"Connection name shown by the server." json:"conn_name,omitempty"`
-	Timeout   time.Duration `name:"timeout" help:"Connect timeout." default:"5s" json:"timeout,omitempty"`
+	Servers   []string `name:"servers" short:"s" help:"NATS server URLs (comma separated)." env:"NATS_URL" json:"servers,omitempty"`
+	Context   string   `name:"context" help:"NATS CLI context to connect with." env:"NATS_CONTEXT" json:"context,omitempty"`
+	CredsFile string   `name:"creds-file" help:"User credentials file (JWT + seed)." type:"path" json:"creds_file,omitempty"`
+	NKey      string   `name:"nkey" help:"File holding an nkey user seed." type:"path" json:"nkey,omitempty"`
+	User      string   `name:"user" help:"User name." json:"user,omitempty"`
+	Password  string   `name:"password" help:"Password." env:"NATS_PASSWORD" json:"password,omitempty"`
+	Token     string   `name:"token" help:"Authentication token." env:"NATS_TOKEN" json:"token,omitempty"`
+	TLSCert   string   `name:"tls-cert" help:"Client TLS certificate." type:"path" json:"tls_cert,omitempty"`
+	TLSKey    string   `name:"tls-key" help:"Client TLS private key." type:"path" json:"tls_key,omitempty"`
+	TLSCA     string   `name:"tls-ca" help:"CA certificate to verify the server." type:"path" json:"tls_ca,omitempty"`
+	TLSFirst  bool     `name:"tls-first" help:"Do the TLS handshake before the NATS INFO." json:"tls_first,omitempty"`
+	ConnName  string   `name:"conn-name" help:"Connection name shown by the server." json:"conn_name,omitempty"`
+	// InboxPrefix replaces _INBOX for replies: with a per-user prefix (and permission to
+	// subscribe to it alone), no other user can read this user's replies.
+	InboxPrefix string        `name:"inbox-prefix" help:"Prefix of this connection's reply subjects instead of _INBOX (a per-user prefix keeps replies private; a NATS context's inbox_prefix is used when set)." json:"inbox_prefix,omitempty"`
+	Timeout     time.Duration `name:"timeout" help:"Connect timeout." default:"5s" json:"timeout,omitempty"`
 }
 
 // cliContext is the subset of a NATS CLI context file nex understands.
@@ -120,6 +123,7 @@ func (o Options) Resolve() (Options, error) {
 	setIfEmpty(&r.TLSCert, expandHome(c.Cert))
 	setIfEmpty(&r.TLSKey, expandHome(c.Key))
 	setIfEmpty(&r.TLSCA, expandHome(c.CA))
+	setIfEmpty(&r.InboxPrefix, c.InboxPfx)
 	r.TLSFirst = r.TLSFirst || c.TLSFirst
 	return r, nil
 }
@@ -182,6 +186,9 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	if o.NKey != "" {
 		opt, err := nats.NkeyOptionFromSeed(o.NKey)
 		if err != nil {
@@ -241,6 +248,7 @@ func (o Options) Args() []string {
 	add("tls-cert", o.TLSCert)
 	add("tls-key", o.TLSKey)
 	add("tls-ca", o.TLSCA)
+	add("inbox-prefix", o.InboxPrefix)
 	if o.TLSFirst {
 		a = append(a, "--nats.tls-first")
 	}
