@@ -14,14 +14,14 @@ func TestResolveContext(t *testing.T) {
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ctxDir, "nex-dev.json"), []byte(`{"url":"nats://a:4222","user":"u","password":"p"}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(ctxDir, "nex-dev.json"), []byte(`{"url":"nats://a:4222","user":"u","password":"p","inbox_prefix":"_INBOX_u"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r, err := Options{Context: "nex-dev"}.Resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.URL() != "nats://a:4222" || r.User != "u" || r.Password != "p" {
+	if r.URL() != "nats://a:4222" || r.User != "u" || r.Password != "p" || r.InboxPrefix != "_INBOX_u" {
 		t.Fatalf("resolved %+v", r)
 	}
 	// flags win over the context
