@@ -270,6 +270,11 @@ func TestNamespaceIsolation(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Fatalf("logs -f without feed rights: exit %d %q", code, errOut)
 	}
+	// reading the history needs JetStream rights: the user is told so, not that it is missing
+	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "logs", wid)
+	if code == 0 || !strings.Contains(errOut, "permission denied: this NATS user may not read the history stream NEX_LOGS") {
+		t.Fatalf("logs without JetStream rights: exit %d %q", code, errOut)
+	}
 
 	// A function can only be triggered from its own namespace.
 	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "function",

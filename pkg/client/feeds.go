@@ -194,6 +194,9 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 	st, err := js.Stream(sctx, stream)
 	cancel()
 	if err != nil {
+		if perr := c.deniedJetStream(stream); perr != nil {
+			return perr // a user without JetStream rights: not a missing stream
+		}
 		if !o.Follow {
 			return ErrNoHistory
 		}
@@ -303,6 +306,16 @@ func historySize(ctx context.Context, st jetstream.Stream, subject string, since
 		}
 	}
 	return have, nil
+}
+
+// deniedJetStream is a forbidden error when the server refused this user's request about
+// stream (a permission violation on $JS.API), else nil.
+func (c *Client) deniedJetStream(stream string) error {
+	_ = c.nc.FlushTimeout(time.Second) // the violation arrives asynchronously
+	if err := c.nc.LastError(); err != nil && errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), "$JS.API") {
+		return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not read the history stream %s (%v); ask for $JS.API.STREAM.INFO.%s and consumer rights on it, or follow live output with -f", stream, err, stream)
+	}
+	return nil
 }
 
 func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg) error) error {
