@@ -171,6 +171,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if !d.minter.Isolated() {
 		d.log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
 	}
+	d.log.Warn("workloads run as this node's own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust, or require isolation with the tag nex.isolation=uid (no node offers it yet)")
 	secretsKey, err := loadSecretsKey(o.SecretsKey)
 	if err != nil {
 		return err

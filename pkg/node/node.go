@@ -93,6 +93,9 @@ func (c *Config) validate() error {
 	tags["nex.arch"] = runtime.GOARCH
 	tags["nex.node"] = c.Name
 	tags["nex.nexus"] = c.Nexus
+	// workloads run as the nexlet's own user: nothing isolates one from another on this
+	// machine yet; a workload that needs it asks for nex.isolation=uid and is declined
+	tags["nex.isolation"] = IsolationNone
 	c.Tags = tags
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -122,6 +125,10 @@ func setDefault(d *time.Duration, v time.Duration) {
 		*d = v
 	}
 }
+
+// IsolationNone is the nex.isolation tag of a node whose workloads run as the nexlet's
+// own user (readable by each other, and able to read the node's files).
+const IsolationNone = "none"
 
 // Node is a running nexd.
 type Node struct {

@@ -242,8 +242,14 @@ func TestNodesListAndInfo(t *testing.T) {
 	if err != nil || info.Name != "a" || len(info.Nexlets) != 1 || len(info.Nexlets[0].StartRequestSchema) == 0 {
 		t.Fatalf("info %+v %v", info, err)
 	}
-	if info.Tags["nex.node"] != "a" || info.Tags["nex.os"] == "" {
+	if info.Tags["nex.node"] != "a" || info.Tags["nex.os"] == "" || info.Tags["nex.isolation"] != "none" {
 		t.Fatalf("reserved tags missing: %v", info.Tags)
+	}
+	// a workload that needs workloads isolated from each other is declined, saying why
+	ac, _ := client.New(nc, "default")
+	_, declines, err := ac.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Tags: map[string]string{"nex.isolation": "uid"}})
+	if err != nil || len(declines) != 2 || !strings.Contains(declines[0].Decline, "tag nex.isolation=uid not matched (node has nex.isolation=none)") {
+		t.Fatalf("a workload requiring isolation: %+v %v", declines, err)
 	}
 	if _, err := c.NodeInfo(context.Background(), "NOPE"); !v1.IsNotFound(err) {
 		t.Fatalf("unknown node: %v", err)
