@@ -145,6 +145,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	expiring  atomic.Bool // a removal of expired finished workloads is under way
+	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
 
 	mu          sync.Mutex
 	state       string

@@ -17,11 +17,28 @@ func TestStartWithRequestIDIsIdempotent(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	id1, id2 := nodeID(t), nodeID(t)
-	n1 := newNode(t, nc, id1, kvStore(t, nc, id1))
+	store1 := kvStore(t, nc, id1)
+	n1 := newNode(t, nc, id1, store1)
 	mem1 := runMemNexlet(t, nc, id1, nil)
 	waitNexlet(t, n1)
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	ctx := context.Background()
+
+	// a claim of this node's whose start a crash cut short (no such workload): taken over
+	if _, err := store1.Claim(ctx, "default", "cut-short", "ghost@"+id1); err != nil {
+		t.Fatal(err)
+	}
+	w, before, err := c.StartOnce(ctx, def("once"), "cut-short")
+	if err != nil || before || w.ID == "ghost" {
+		t.Fatalf("a key whose start was cut short: %+v before=%v %v", w, before, err)
+	}
+	if again, before, err := c.StartOnce(ctx, def("once"), "cut-short"); err != nil || !before || again.ID != w.ID {
+		t.Fatalf("the taken-over key again: %+v before=%v %v", again, before, err)
+	}
+	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	starts := mem1.rt.Starts()
 
 	first, before, err := c.StartOnce(ctx, def("once"), "deploy-42")
 	if err != nil || before {
@@ -35,7 +52,7 @@ func TestStartWithRequestIDIsIdempotent(t *testing.T) {
 	if err != nil || other.ID == first.ID || before {
 		t.Fatalf("another request ID: %v %v", other, err)
 	}
-	if n := mem1.rt.Starts(); n != 2 {
+	if n := mem1.rt.Starts() - starts; n != 2 {
 		t.Fatalf("%d starts for two request IDs", n)
 	}
 	// another namespace has keys of its own

@@ -61,11 +61,15 @@ type Store interface {
 	Delete(ctx context.Context, workloadID string) error
 	// List returns every record of the node.
 	List(ctx context.Context) ([]*Record, error)
-	// Claim reserves a start's request ID in namespace ns for workload wid. When a
-	// workload holds it already, Claim returns that workload's ID instead (and no error).
-	Claim(ctx context.Context, ns, requestID, wid string) (holder string, err error)
-	// Unclaim releases a request ID held by wid (a start that failed, a workload gone).
-	Unclaim(ctx context.Context, ns, requestID, wid string) error
+	// Claim reserves a start's request ID in namespace ns for holder (the node tells who:
+	// "<workload ID>@<node ID>"). When it is held already, Claim returns the holder (and
+	// no error).
+	Claim(ctx context.Context, ns, requestID, holder string) (string, error)
+	// Reclaim hands a request ID from old to holder, if old still holds it (a claim whose
+	// start a crash cut short).
+	Reclaim(ctx context.Context, ns, requestID, old, holder string) error
+	// Unclaim releases a request ID held by holder (a start that failed, a workload gone).
+	Unclaim(ctx context.Context, ns, requestID, holder string) error
 }
 
 // claimKey is where a request ID's claim lives: hashed, since a request ID may hold
@@ -116,6 +120,18 @@ func (m *MemoryStore) persistClaims() error {
 	version, snapshot := m.claimsVersion, maps.Clone(m.claims)
 	m.mu.Unlock()
 	return m.file.writeClaims(version, snapshot)
+}
+
+// Reclaim hands requestID from old to holder if old holds it.
+func (m *MemoryStore) Reclaim(_ context.Context, ns, requestID, old, holder string) error {
+	m.mu.Lock()
+	k := claimKey(ns, requestID)
+	if m.claims[k] != old {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: request ID %q", ErrConflict, requestID)
+	}
+	m.claims[k] = holder
+	return m.persistClaims()
 }
 
 // Unclaim releases requestID if wid holds it.
@@ -341,6 +357,22 @@ func (s *KVStore) Claim(ctx context.Context, ns, requestID, wid string) (string,
 		return "", fmt.Errorf("claim request ID: %w", err)
 	}
 	return holder, nil
+}
+
+// Reclaim hands requestID from old to holder with a compare-and-set on the claim.
+func (s *KVStore) Reclaim(ctx context.Context, ns, requestID, old, holder string) error {
+	key := claimKey(ns, requestID)
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("reclaim request ID: %w", err)
+	}
+	if string(e.Value()) != old {
+		return fmt.Errorf("%w: request ID %q", ErrConflict, requestID)
+	}
+	if _, err := s.kv.Update(ctx, key, []byte(holder), e.Revision()); err != nil {
+		return fmt.Errorf("reclaim request ID: %w", err)
+	}
+	return nil
 }
 
 // Unclaim releases requestID if wid holds it.

@@ -50,14 +50,18 @@ func (n *Node) unindex(wid string) {
 // run), and undoes the start if the record cannot be written.
 func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition, requestID string) (v1.WorkloadInfo, error) {
 	wid := nuid.Next()
-	if requestID != "" {
-		if info, done, err := n.claimRequest(ctx, ns, requestID, wid); done || err != nil {
-			return info, err
-		}
-	}
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
 	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), CreatedAt: time.Now().UTC(), RequestID: requestID}
-	n.index(rec)
+	if requestID == "" {
+		n.index(rec)
+	} else {
+		n.claimMu.Lock() // claim and index at once: a second start with the key finds the first
+		done, err := n.claimRequest(ctx, ns, requestID, rec)
+		n.claimMu.Unlock()
+		if done || err != nil {
+			return v1.WorkloadInfo{}, err
+		}
+	}
 	stored := make(chan error, 1)
 	go func() {
 		put := rec // the store sets its revision: a copy of its own
@@ -101,20 +105,42 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 // claimRequest makes a start with a request ID idempotent: when a workload of ns was
 // started with it already, done is true and the error is a conflict naming it (the client
 // returns that workload, saying it was started before). Otherwise requestID is now
-// claimed for wid.
-func (n *Node) claimRequest(ctx context.Context, ns, requestID, wid string) (info v1.WorkloadInfo, done bool, err error) {
-	holder := wid
-	if rec, ok := n.byRequestID(ns, requestID); ok {
-		holder = rec.WorkloadID
-	} else if holder, err = n.cfg.Store.Claim(ctx, ns, requestID, wid); err != nil {
-		return v1.WorkloadInfo{}, true, storageError(err, "claim the start's request ID")
+// claimed for rec and rec is indexed. A claim of this node's for a workload it does not
+// have (its start was cut short by a crash) is taken over. Caller holds n.claimMu.
+func (n *Node) claimRequest(ctx context.Context, ns, requestID string, rec Record) (done bool, err error) {
+	if held, ok := n.byRequestID(ns, requestID); ok {
+		return true, requestConflict(requestID, held.WorkloadID)
 	}
-	if holder != wid {
-		e := v1.NewError(409, v1.CodeConflict, "request ID %q was used by workload %s", requestID, holder)
-		e.Details = map[string]string{"workload_id": holder}
-		return v1.WorkloadInfo{}, true, e
+	me := n.claimHolder(rec.WorkloadID)
+	holder, err := n.cfg.Store.Claim(ctx, ns, requestID, me)
+	if err != nil {
+		return true, storageError(err, "claim the start's request ID")
 	}
-	return v1.WorkloadInfo{}, false, nil
+	if holder != me {
+		wid, node, _ := strings.Cut(holder, "@")
+		n.mu.Lock()
+		_, indexed := n.workloads[wid]
+		n.mu.Unlock()
+		if node != n.cfg.NodeID || indexed {
+			return true, requestConflict(requestID, wid)
+		}
+		if err := n.cfg.Store.Reclaim(ctx, ns, requestID, holder, me); err != nil {
+			return true, requestConflict(requestID, wid)
+		}
+		n.log.Info("took over the request ID of a start a crash cut short", zap.String("request_id", requestID), zap.String("was", wid))
+	}
+	n.index(rec)
+	return false, nil
+}
+
+// claimHolder is what a claim of this node for workload wid holds.
+func (n *Node) claimHolder(wid string) string { return wid + "@" + n.cfg.NodeID }
+
+// requestConflict names the workload a request ID was used by.
+func requestConflict(requestID, wid string) error {
+	e := v1.NewError(409, v1.CodeConflict, "request ID %q was used by workload %s", requestID, wid)
+	e.Details = map[string]string{"workload_id": wid}
+	return e
 }
 
 // byRequestID finds the workload of ns started with requestID on this node.
@@ -130,7 +156,7 @@ func (n *Node) unclaim(rec Record) {
 	if rec.RequestID == "" {
 		return
 	}
-	if err := n.cfg.Store.Unclaim(context.Background(), rec.Definition.Namespace, rec.RequestID, rec.WorkloadID); err != nil {
+	if err := n.cfg.Store.Unclaim(context.Background(), rec.Definition.Namespace, rec.RequestID, n.claimHolder(rec.WorkloadID)); err != nil {
 		n.log.Warn("release request ID", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 	}
 }
