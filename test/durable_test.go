@@ -170,11 +170,7 @@ func TestNexletKilledWorkloadsRestored(t *testing.T) {
 	startNexd(t, u, url, data)
 	marker := "nexlet-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	runs := filepath.Join(u.home, "job-runs")
-	start := func(name, lifecycle, sr string) string {
-		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", lifecycle, "--name", name, "--start-request", sr)
-		_, id := startedID(t, out)
-		return id
-	}
+	start := func(name, lifecycle, sr string) string { return u.startNative(url, name, lifecycle, sr) }
 	svc := start("svc", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
 	stopped := start("stopped", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`-stopped"]}`)
 	job := start("job", "job", `{"uri":"file:///bin/sh","argv":["-c","echo run >> `+runs+`"]}`)

@@ -169,6 +169,16 @@ func (bg *background) stop(t *testing.T, timeout time.Duration) {
 	_ = syscall.Kill(-bg.cmd.Process.Pid, syscall.SIGKILL)
 }
 
+// startNative starts a native workload in namespace default on the node at url through
+// the CLI, and returns its ID; extra flags (--tags ...) come last.
+func (u *user) startNative(url, name, lifecycle, startRequest string, extra ...string) string {
+	u.t.Helper()
+	out := u.mustNex(append([]string{"-s", url, "--namespace", "default", "workload", "start", "--type", "native",
+		"--lifecycle", lifecycle, "--name", name, "--start-request", startRequest}, extra...)...)
+	_, id := startedID(u.t, out)
+	return id
+}
+
 var startedRE = regexp.MustCompile(`^Workload (\S+) \[(\S+)\] successfully started`)
 
 func startedID(t *testing.T, out string) (name, id string) {

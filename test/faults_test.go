@@ -208,11 +208,7 @@ func TestLongStops(t *testing.T) {
 	startNexdNamed(t, u, url, filepath.Join(u.home, "a"), "node-a")
 	startNexdNamed(t, u, url, filepath.Join(u.home, "b"), "node-b")
 	start := func(node, name, script string, extra string) string {
-		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service",
-			"--name", name, "--tags", "nex.node="+node,
-			"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c",%q]%s}`, script, extra))
-		_, id := startedID(t, out)
-		return id
+		return u.startNative(url, name, "service", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c",%q]%s}`, script, extra), "--tags", "nex.node="+node)
 	}
 	slow := `trap 'sleep 2; exit 0' TERM; sleep 600 & wait`
 	ignores := `trap '' TERM; (trap '' TERM; sleep 600) & while :; do sleep 1; done`
@@ -324,11 +320,7 @@ func TestFinishedWorkloadsSurviveRestarts(t *testing.T) {
 	url := s.ClientURL()
 	data := filepath.Join(u.home, "data")
 	n := startNexd(t, u, url, data)
-	start := func(name, lifecycle, sr string) string {
-		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", lifecycle, "--name", name, "--start-request", sr)
-		_, id := startedID(t, out)
-		return id
-	}
+	start := func(name, lifecycle, sr string) string { return u.startNative(url, name, lifecycle, sr) }
 	job := start("job", "job", `{"uri":"file:///bin/sh","argv":["-c","echo done > out.txt; exit 3"]}`)
 	failed := start("gives-up", "service", `{"uri":"file:///bin/sh","argv":["-c","exit 1"],"restart":{"max_restarts":0}}`)
 	want := func(when string) {

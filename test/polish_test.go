@@ -21,10 +21,7 @@ func TestIDPrefixes(t *testing.T) {
 	url := s.ClientURL()
 	startNexd(t, u, url, filepath.Join(u.home, "data"))
 	start := func(name string) string {
-		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service",
-			"--name", name, "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
-		_, id := startedID(t, out)
-		return id
+		return u.startNative(url, name, "service", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	}
 	a, b := start("a"), start("b")
 	common := 0

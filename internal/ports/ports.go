@@ -21,6 +21,9 @@ func listenable(port int) bool {
 
 // InUse returns the ports of want that cannot be listened on.
 func InUse(want []int) map[int]bool {
+	if len(want) == 0 {
+		return nil // most workloads expose none: nothing to probe, nothing to allocate
+	}
 	in := map[int]bool{}
 	for _, p := range want {
 		if !Probe(p) {

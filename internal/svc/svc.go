@@ -153,6 +153,10 @@ func (s *Server) Add(ep Endpoint) error {
 	return nil
 }
 
+// StopGrace is how long a stopping server's owner (a node, a nexlet) lets requests in
+// flight finish before their context ends.
+const StopGrace = 5 * time.Second
+
 // addFlushTimeout bounds the wait for the server to confirm a new endpoint.
 const addFlushTimeout = 5 * time.Second
 

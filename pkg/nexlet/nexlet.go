@@ -397,17 +397,14 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 }
 
 // Close stops the micro service: it takes no more requests, and those in flight get
-// closeGrace to finish before their context ends. It returns when every handler has.
+// svc.StopGrace to finish before their context ends. It returns when every handler has.
 func (n *Nexlet) Close() {
 	if n.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), svc.StopGrace)
 		n.srv.Stop(ctx)
 		cancel()
 	}
 }
-
-// closeGrace is how long Close lets requests in flight finish.
-const closeGrace = 5 * time.Second
 
 // LoadXKey reads the nexlet's curve key seed from path, creating it (mode 0600) on first
 // use, so values sealed for the nexlet survive its restarts.

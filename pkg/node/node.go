@@ -277,7 +277,7 @@ func (n *Node) checkDuplicate() error {
 }
 
 // Stop withdraws the node: it stops serving (requests in flight get up to
-// stopRequestGrace to finish, then their context ends), then ends its loops and waits for
+// svc.StopGrace to finish, then their context ends), then ends its loops and waits for
 // them, then announces its departure. Nothing it started runs when Stop returns.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
@@ -285,7 +285,7 @@ func (n *Node) Stop() {
 			_ = s.Unsubscribe()
 		}
 		if n.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), stopRequestGrace)
+			ctx, cancel := context.WithTimeout(context.Background(), svc.StopGrace)
 			n.srv.Stop(ctx)
 			cancel()
 		}
@@ -297,9 +297,6 @@ func (n *Node) Stop() {
 		_ = n.nc.Flush()
 	})
 }
-
-// stopRequestGrace is how long a stopping node lets requests in flight finish.
-const stopRequestGrace = 5 * time.Second
 
 func (n *Node) loop() {
 	defer n.wg.Done()

@@ -161,18 +161,6 @@ func (n *Node) unclaim(rec Record) {
 	}
 }
 
-// describe asks the nexlet for a workload, or tells what the record knows when it cannot.
-func (n *Node) describe(ctx context.Context, rec Record) v1.WorkloadInfo {
-	var info v1.WorkloadInfo
-	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
-	defer cancel()
-	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletGet, rec.WorkloadID, nil, &info); err == nil {
-		info.Definition = nil
-		return info
-	}
-	return n.recordInfo(rec, false)
-}
-
 // startOnNexlet starts rec on its nexlet; restarts is how often it was restarted before
 // (0 for a new workload).
 func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (v1.WorkloadInfo, error) {
