@@ -58,8 +58,6 @@ install: build
 		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
 	done
 	[ -e "$(DESTDIR)$(CONFDIR)/config.json" ] || install -m 0640 deploy/config.json "$(DESTDIR)$(CONFDIR)/config.json"
-	@# on this machine (no DESTDIR), as root: the nex user the units run as, able to read the config
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then 		getent passwd nex >/dev/null || { useradd --system --home /var/lib/nex --shell /usr/sbin/nologin nex && echo "created the system user nex"; }; 		chgrp nex "$(CONFDIR)/config.json" && chmod g+r "$(CONFDIR)/config.json"; 	fi
 
 ## demo: a tour on an embedded server (node, service, job, function, logs, clone, lameduck).
 demo: build

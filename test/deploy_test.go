@@ -4,8 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // TestInstallAndUnits runs `make install` into a scratch DESTDIR and checks the units
@@ -29,6 +32,25 @@ func TestInstallAndUnits(t *testing.T) {
 	unit, _ := os.ReadFile(filepath.Join(dest, "etc/systemd/system/nexd.service"))
 	if !strings.Contains(string(unit), "ExecStart=/opt/nex/bin/nexd ") {
 		t.Errorf("installed unit does not point at PREFIX:\n%s", unit)
+	}
+
+	// the units keep what running workloads as users of their own needs, and no more
+	for _, u := range []string{"nexd.service", "nexlet-native@.service"} {
+		b, _ := os.ReadFile(filepath.Join("..", "deploy", "systemd", u))
+		var bounding []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
+				bounding = strings.Fields(v)
+			}
+		}
+		for _, c := range native.RequiredCapabilities {
+			if !slices.Contains(bounding, c.Name) {
+				t.Errorf("%s: CapabilityBoundingSet lacks %s", u, c.Name)
+			}
+		}
+		if len(bounding) != len(native.RequiredCapabilities) {
+			t.Errorf("%s: CapabilityBoundingSet=%v, want exactly what workload users need", u, bounding)
+		}
 	}
 
 	analyze, err := exec.LookPath("systemd-analyze")

@@ -169,7 +169,7 @@ func TestNexletKilledWorkloadsRestored(t *testing.T) {
 	data := filepath.Join(u.home, "data")
 	startNexd(t, u, url, data)
 	marker := "nexlet-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	runs := filepath.Join(u.home, "job-runs")
+	runs := u.write("job-runs", "", 0o666) // as root, the job runs as a user of its own
 	start := func(name, lifecycle, sr string) string { return u.startNative(url, name, lifecycle, sr) }
 	svc := start("svc", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
 	stopped := start("stopped", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`-stopped"]}`)

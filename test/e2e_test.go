@@ -59,6 +59,13 @@ type user struct {
 
 func newUser(t *testing.T) *user {
 	home := t.TempDir()
+	// as root, workloads run as users of their own: they must be able to pass through
+	// the test's directories to their workdirs and scripts (as under /var/lib or $HOME)
+	for _, dir := range []string{filepath.Dir(home), home} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return &user{t: t, home: home, cwd: home, env: []string{
 		"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
 		"PATH=" + binDir + ":/usr/local/bin:/usr/bin:/bin",
@@ -106,6 +113,9 @@ func (u *user) write(name, content string, mode os.FileMode) string {
 		u.t.Fatal(err)
 	}
 	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		u.t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil { // the mode asked for, whatever the umask
 		u.t.Fatal(err)
 	}
 	return p

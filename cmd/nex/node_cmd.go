@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -262,9 +263,10 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(w, "  %s=%s\n", k, n.Tags[k])
 	}
 	fmt.Fprintln(w, "Nexlets:")
-	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "LAST HEARTBEAT")
+	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "LAST HEARTBEAT")
 	for _, x := range n.Nexlets {
-		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health, x.LastHeartbeat.Local().Format(time.TimeOnly))
+		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health,
+			cmp.Or(x.Isolation, v1.IsolationNone), x.LastHeartbeat.Local().Format(time.TimeOnly))
 	}
 	if err := t.write(w); err != nil {
 		return err

@@ -26,6 +26,8 @@ type cli struct {
 	NexletID         string           `name:"nexlet-id" default:"native" env:"NEX_NEXLET_ID" help:"ID of this nexlet on its node."`
 	DataDir          string           `name:"data-dir" help:"Where workload directories live (default <nex data dir>/native)."`
 	MaxWorkloads     int              `name:"max-workloads" default:"0" help:"Most workloads at once (0: no limit)."`
+	WorkloadUIDs     string           `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range ${default_uids} when root, else none."`
+	UIDLockDir       string           `name:"uid-lock-dir" default:"${default_uid_locks}" help:"Where the nexlets of this machine lock the workload UIDs they use."`
 	StopGrace        time.Duration    `name:"stop-grace" default:"10s" help:"Default time between SIGTERM and SIGKILL on stop."`
 	ShowWorkloadLogs bool             `name:"show-workload-logs" help:"Print workload output in this process's log."`
 	LogLevel         string           `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
@@ -37,7 +39,7 @@ type cli struct {
 func main() {
 	var c cli
 	kong.Parse(&c, kong.Name("nexlet-native"), kong.Description("Runs OS executables as nex workloads."),
-		kong.Vars{"version": "nexlet-native " + version.String()}, kong.UsageOnError())
+		kong.Vars{"version": "nexlet-native " + version.String(), "default_uids": native.DefaultUIDs, "default_uid_locks": native.DefaultUIDLockDir}, kong.UsageOnError())
 	log, sink, err := proc.NewMovableLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexlet-native:", err)
@@ -103,6 +105,10 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
 		Conn: nc, Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
 	}
+	if opts.UIDs, err = workloadUIDs(c.WorkloadUIDs, c.DataDir, log); err != nil {
+		return err
+	}
+	opts.UIDLockDir = c.UIDLockDir
 	if c.ShowWorkloadLogs {
 		opts.Tee = func(wid, stream string, line []byte) {
 			log.Info(string(line), zap.String("workload_id", wid), zap.String("stream", stream))
@@ -120,10 +126,37 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	err = nexlet.Serve(ctx, nc, nexlet.Config{
 		NodeID: c.NodeID, NexletID: c.NexletID, RegisterType: "native", Version: version.Version,
 		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log, XKey: xkey,
+		Isolation: d.Isolation(),
 	}, d)
 	// Whatever ended Serve, workloads are stopped the way `workload stop` stops them.
 	log.Info("stopping workloads")
 	d.Shutdown(context.Background())
 	_ = nc.Drain()
 	return err
+}
+
+// workloadUIDs reads --workload-uids. "auto" isolates when this process can (root, and a
+// data dir other users can pass through) and says why not when it cannot; an explicit
+// range that cannot be used is an error, never a quiet fall-back.
+func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, error) {
+	switch flag {
+	case "none":
+		return nil, nil
+	case "auto", "":
+		if err := native.CanSwitchUsers(); err != nil {
+			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
+			return nil, nil
+		}
+		if err := native.CanReachWorkdirs(dataDir); err != nil {
+			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
+			return nil, nil
+		}
+		r, err := native.ParseUIDRange(native.DefaultUIDs)
+		return &r, err
+	}
+	r, err := native.ParseUIDRange(flag)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

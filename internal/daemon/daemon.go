@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +64,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if err := d.connect(ctx, nopts); err != nil {
 		return err
 	}
+	d.warnSharedKeyFiles()
 	if err := d.buildNode(ctx); err != nil {
 		return err
 	}
@@ -86,6 +89,37 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	return d.shutdown()
 }
 
+// warnSharedKeyFiles warns about each key or credentials file of the node that other
+// users of the machine can read: a workload that runs as a user of its own could.
+func (d *daemon) warnSharedKeyFiles() {
+	files := map[string]string{"--nats.creds-file": d.resolved.CredsFile}
+	for flag, v := range map[string]string{"--node-seed": d.o.NodeSeed, "--issuer-signing-key": d.o.IssuerSigningKey,
+		"--issuer-nkey-seed": d.o.IssuerNKeySeed, "--secrets-key": d.o.SecretsKey} {
+		if !strings.HasPrefix(v, "S") { // a file, not the seed from the environment
+			files[flag] = v
+		}
+	}
+	for _, flag := range slices.Sorted(maps.Keys(files)) {
+		path := files[flag]
+		if st, err := os.Stat(path); path != "" && err == nil && st.Mode().Perm()&0o044 != 0 {
+			d.log.Warn(fmt.Sprintf("%s %s is readable by other users of this machine (mode %04o), workloads included: chmod 600 %s", flag, path, st.Mode().Perm(), path))
+		}
+	}
+}
+
+// openDataDir lets workloads that run as users of their own pass through the data dir
+// to their workdirs under native/ (o+x: enter, not list; every file in it is 0600 or in
+// a 0700 directory).
+func (d *daemon) openDataDir() {
+	st, err := os.Stat(d.o.DataDir)
+	if err != nil || st.Mode().Perm()&0o001 != 0 {
+		return
+	}
+	if err := os.Chmod(d.o.DataDir, st.Mode().Perm()|0o001); err != nil {
+		d.log.Warn("cannot let workloads pass through the data dir to their workdirs", zap.Error(err))
+	}
+}
+
 // identity makes the data dir and loads (or creates) the node's key.
 func (d *daemon) identity() error {
 	if d.o.DataDir == "" {
@@ -97,6 +131,9 @@ func (d *daemon) identity() error {
 		return err
 	}
 	d.lock = lock
+	if os.Geteuid() == 0 && d.o.WorkloadUIDs != "none" {
+		d.openDataDir()
+	}
 	kp, err := LoadIdentity(d.o.NodeSeed, d.o.DataDir)
 	if err != nil {
 		return err
@@ -171,7 +208,6 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if !d.minter.Isolated() {
 		d.log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
 	}
-	d.log.Warn("workloads run as this node's own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust, or require isolation with the tag nex.isolation=uid (no node offers it yet)")
 	secretsKey, err := loadSecretsKey(o.SecretsKey)
 	if err != nil {
 		return err
@@ -196,6 +232,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
+		RequireIsolation: o.RequireIsolation,
 	})
 	if err != nil {
 		return err

@@ -85,6 +85,7 @@ func (x *nexlets) startNative() error {
 		"--node-id=" + d.nodeID, "--nexlet-id=native",
 		"--data-dir=" + filepath.Join(d.o.DataDir, "native"),
 		"--log-level=" + d.o.LogLevel,
+		"--workload-uids=" + d.o.WorkloadUIDs,
 	}, cargs...)
 	if d.o.ShowWorkloadLogs {
 		args = append(args, "--show-workload-logs")

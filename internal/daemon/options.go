@@ -24,6 +24,8 @@ type Options struct {
 	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
 	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
+	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
+	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
 	LogsHistory        bool              `name:"logs.history" default:"true" negatable:"" help:"Keep workload output and events in JetStream streams (NEX_LOGS, NEX_EVENTS) for nex workload logs and nex events."`
@@ -35,7 +37,7 @@ type Options struct {
 	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`
 	IssuerNKey         string            `name:"issuer-nkey" help:"Account public key (A...) whose own seed signs credentials (with --issuer-nkey-seed)."`
 	IssuerNKeySeed     string            `name:"issuer-nkey-seed" env:"NEX_ISSUER_NKEY_SEED" help:"A file holding the seed (SA...) of --issuer-nkey, or the seed in $NEX_ISSUER_NKEY_SEED."`
-	WorkloadCredsTTL   time.Duration     `name:"workload-creds-ttl" default:"24h" help:"How long workload credentials are valid; they are renewed while the workload runs."`
+	WorkloadCredsTTL   time.Duration     `name:"workload-creds-ttl" default:"1h" help:"How long workload credentials are valid; they are renewed at a third of that while the workload runs, and run out after it stops."`
 	NexletCredsTTL     time.Duration     `name:"nexlet-creds-ttl" default:"24h" help:"How long the credentials of local nexlets are valid; nexd renews them while it runs."`
 	SecretsKey         string            `name:"secrets-key" env:"NEX_SECRETS_KEY" help:"A file holding a curve key seed (SX...), or the seed in $NEX_SECRETS_KEY, the same on every node: serves the namespace secret store (secret://NAME)."`
 	NexletWait         time.Duration     `name:"nexlet-wait" default:"10s" help:"How long to wait for nexlet-native to register."`

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -128,31 +129,12 @@ func ConnLogging(log *zap.Logger) []nats.Option {
 // credentials at a moment of its choosing, in about a millisecond, instead of being cut
 // off by the server when the old ones expire. It returns when ctx ends.
 func ReconnectOnRenewal(ctx context.Context, nc *nats.Conn, path string, every time.Duration, log *zap.Logger) {
-	last := modTime(path)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	natsconn.WatchFile(ctx, path, every, func() {
+		log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
+		if err := nc.ForceReconnect(); err != nil {
+			log.Warn("reconnect with renewed credentials", zap.Error(err))
 		}
-		if m := modTime(path); !m.IsZero() && !m.Equal(last) {
-			last = m
-			log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
-			if err := nc.ForceReconnect(); err != nil {
-				log.Warn("reconnect with renewed credentials", zap.Error(err))
-			}
-		}
-	}
-}
-
-func modTime(path string) time.Time {
-	st, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
-	}
-	return st.ModTime()
+	})
 }
 
 // DirLock is an exclusive lock on a data directory, held until Release or the process's

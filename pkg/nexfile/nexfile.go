@@ -21,13 +21,19 @@ const DefaultName = "Nexfile"
 
 // Nexfile is a workload definition on disk.
 type Nexfile struct {
-	Name         string            `json:"name"`
-	Description  string            `json:"description,omitempty"`
-	Type         string            `json:"type"`
-	Lifecycle    string            `json:"lifecycle"`
-	Tags         map[string]string `json:"tags,omitempty"`
-	StartRequest json.RawMessage   `json:"start_request,omitempty"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Type        string            `json:"type"`
+	Lifecycle   string            `json:"lifecycle"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	// Isolation "required" places the workload only on a node that runs it as a user of
+	// its own (the tag nex.isolation=uid).
+	Isolation    string          `json:"isolation,omitempty"`
+	StartRequest json.RawMessage `json:"start_request,omitempty"`
 }
+
+// IsolationRequired is the one value of a Nexfile's isolation (and of --isolation).
+const IsolationRequired = "required"
 
 // Load reads a Nexfile; YAML and JSON are both accepted, and unknown keys are errors
 // so a typo does not silently drop a setting.
@@ -92,6 +98,7 @@ type Overrides struct {
 	Type         string
 	Lifecycle    string
 	Tags         map[string]string
+	Isolation    string
 	StartRequest string
 }
 
@@ -124,6 +131,20 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		for k, v := range o.Tags {
 			d.Tags[k] = v
 		}
+	}
+	isolation := o.Isolation
+	if isolation == "" && nf != nil {
+		isolation = nf.Isolation
+	}
+	switch isolation {
+	case "":
+	case IsolationRequired:
+		if d.Tags == nil {
+			d.Tags = map[string]string{}
+		}
+		d.Tags[v1.TagIsolation] = v1.IsolationUID
+	default:
+		return d, fmt.Errorf("%w: isolation %q: the one value is %q", ErrInvalid, isolation, IsolationRequired)
 	}
 	if o.StartRequest != "" {
 		var v any

@@ -110,3 +110,22 @@ func TestParseNamesTheFormat(t *testing.T) {
 		t.Fatalf("trailing whitespace refused: %v", err)
 	}
 }
+
+func TestIsolationRequired(t *testing.T) {
+	nf, err := Parse([]byte("name: a\ntype: native\nlifecycle: service\nisolation: required\nstart_request: {uri: file:///bin/true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Definition(nf, Overrides{})
+	if err != nil || d.Tags[v1.TagIsolation] != v1.IsolationUID {
+		t.Fatalf("isolation: required gives tags %v (%v)", d.Tags, err)
+	}
+	nf.Isolation = "please"
+	if _, err := Definition(nf, Overrides{}); err == nil || !strings.Contains(err.Error(), `isolation "please"`) {
+		t.Fatalf("isolation: please: %v", err)
+	}
+	nf.Isolation = ""
+	if d, err := Definition(nf, Overrides{Isolation: IsolationRequired}); err != nil || d.Tags[v1.TagIsolation] != v1.IsolationUID {
+		t.Fatalf("--isolation required gives tags %v (%v)", d.Tags, err)
+	}
+}

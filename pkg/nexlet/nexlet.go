@@ -66,7 +66,10 @@ type Config struct {
 	Lifecycles         []string
 	StartRequestSchema []byte
 	MaxWorkloads       int
-	Logger             *zap.Logger
+	// Isolation is what keeps this nexlet's workloads apart (v1.IsolationUID or
+	// v1.IsolationNone); the node tags itself, and declines, by it.
+	Isolation string
+	Logger    *zap.Logger
 	// RegisterTimeout bounds each registration attempt.
 	RegisterTimeout time.Duration
 	// HostID names this machine (default: its machine-id).
@@ -261,7 +264,7 @@ func (n *Nexlet) registration() v1.RegisterRequest {
 	return v1.RegisterRequest{
 		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
 		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
-		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(),
+		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(), Isolation: n.cfg.Isolation,
 	}
 }
 

@@ -113,15 +113,19 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	inUse := ports.InUse(req.Ports) // binds: before the lock, never under it
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if reason := n.declineReason(req, inUse); reason != "" {
+	if reason := n.declineReason(r.Namespace, req, inUse); reason != "" {
 		reply.Decline = reason
 		return reply, nil
 	}
 	var candidates []*nexletEntry
 	now := time.Now()
+	isolation := req.Tags[v1.TagIsolation]
+	if n.requiresIsolation(r.Namespace) {
+		isolation = v1.IsolationUID
+	}
 	counts := n.countsByNexlet()
 	for id, e := range n.nexlets {
-		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) &&
+		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) && isolates(e, isolation) &&
 			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
 			candidates = append(candidates, e)
 		}
@@ -163,15 +167,30 @@ func (n *Node) noCandidateReason(req *v1.AuctionRequest, counts map[string]int, 
 	return strings.Join(why, "; ")
 }
 
-// declineReason says why this node cannot run req, or "" when it can. Caller holds n.mu.
-func (n *Node) declineReason(req *v1.AuctionRequest, inUse map[int]bool) string {
+// isolates says whether nexlet e gives a workload the isolation it asks for ("": any).
+func isolates(e *nexletEntry, want string) bool {
+	have := e.reg.Isolation
+	if have == "" {
+		have = v1.IsolationNone
+	}
+	return want == "" || want == have
+}
+
+// declineReason says why this node cannot run req for namespace ns, or "" when it can.
+// Caller holds n.mu.
+func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bool) string {
 	if n.state == v1.NodeLameduck {
 		return "node is in lameduck mode"
 	}
+	tags := maps.Clone(n.tags())
+	tags[v1.TagIsolation] = n.isolationFor(req.Type) // what a nexlet of this type offers
+	if tags[v1.TagIsolation] != v1.IsolationUID && n.requiresIsolation(ns) {
+		return fmt.Sprintf("namespace %s requires isolation (nex.isolation=uid) and no %s nexlet here runs workloads as users of their own", ns, req.Type)
+	}
 	for _, k := range slices.Sorted(maps.Keys(req.Tags)) {
-		have, ok := n.cfg.Tags[k]
+		have, ok := tags[k]
 		if !ok {
-			if v, ok := n.cfg.Tags["nex."+k]; ok {
+			if v, ok := tags["nex."+k]; ok {
 				return fmt.Sprintf("tag %s=%s not matched (node has no %s tag; it has nex.%s=%s)", k, req.Tags[k], k, k, v)
 			}
 			return fmt.Sprintf("tag %s=%s not matched (node has no %s tag)", k, req.Tags[k], k)

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +64,9 @@ type Config struct {
 	SecretsKey nkeys.KeyPair
 	// SecretsBucket is the secrets bucket opened already (nil: opened at first use).
 	SecretsBucket jetstream.KeyValue
+	// RequireIsolation names the namespaces ("*": every one) whose workloads this node
+	// runs only on a nexlet that isolates them (v1.IsolationUID); the rest it declines.
+	RequireIsolation []string
 }
 
 func (c *Config) validate() error {
@@ -93,9 +98,8 @@ func (c *Config) validate() error {
 	tags["nex.arch"] = runtime.GOARCH
 	tags["nex.node"] = c.Name
 	tags["nex.nexus"] = c.Nexus
-	// workloads run as the nexlet's own user: nothing isolates one from another on this
-	// machine yet; a workload that needs it asks for nex.isolation=uid and is declined
-	tags["nex.isolation"] = IsolationNone
+	// what the nexlets register says (Node.tags); none until one says otherwise
+	tags[v1.TagIsolation] = v1.IsolationNone
 	c.Tags = tags
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -126,9 +130,40 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// IsolationNone is the nex.isolation tag of a node whose workloads run as the nexlet's
-// own user (readable by each other, and able to read the node's files).
-const IsolationNone = "none"
+// tags are the node's tags, nex.isolation as its nexlets say: uid when every nexlet runs
+// each workload as a user of its own, else none. Caller holds n.mu.
+func (n *Node) tags() map[string]string {
+	iso := v1.IsolationNone
+	if len(n.nexlets) > 0 {
+		iso = v1.IsolationUID
+		for _, e := range n.nexlets {
+			if e.reg.Isolation != v1.IsolationUID {
+				iso = v1.IsolationNone
+			}
+		}
+	}
+	if n.cfg.Tags[v1.TagIsolation] == iso {
+		return n.cfg.Tags
+	}
+	t := maps.Clone(n.cfg.Tags)
+	t[v1.TagIsolation] = iso
+	return t
+}
+
+// isolationFor is the best isolation a nexlet of type typ offers here. Caller holds n.mu.
+func (n *Node) isolationFor(typ string) string {
+	for _, e := range n.nexlets {
+		if e.reg.RegisterType == typ && e.reg.Isolation == v1.IsolationUID {
+			return v1.IsolationUID
+		}
+	}
+	return v1.IsolationNone
+}
+
+// requiresIsolation says whether this node runs ns's workloads only isolated.
+func (n *Node) requiresIsolation(ns string) bool {
+	return slices.Contains(n.cfg.RequireIsolation, ns) || slices.Contains(n.cfg.RequireIsolation, "*")
+}
 
 // Node is a running nexd.
 type Node struct {
@@ -456,7 +491,7 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	info := v1.NodeInfo{
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
-		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+		State: n.state, Tags: n.tags(), Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -445,7 +446,10 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	for _, ch := range waiters {
 		close(ch)
 	}
-	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version))
+	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version), zap.String("isolation", cmp.Or(req.Isolation, v1.IsolationNone)))
+	if req.Isolation != v1.IsolationUID {
+		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here, or run the nexlet as root so each workload gets a user of its own")
+	}
 	n.nodeEvent(v1.EventRegistered, req.NexletID)
 	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
 }

@@ -301,7 +301,19 @@ type RegisterRequest struct {
 	HostID string `json:"host_id,omitempty"`
 	// PID is the nexlet's process ID on HostID, so a node that adopted it can stop it.
 	PID int `json:"pid,omitempty"`
+	// Isolation is what keeps the nexlet's workloads apart on its machine: IsolationUID
+	// (each runs as a user of its own) or IsolationNone (the default when empty).
+	Isolation string `json:"isolation,omitempty"`
 }
+
+// Isolation values: of a nexlet's registration, and of the node tag nex.isolation.
+const (
+	IsolationUID  = "uid"
+	IsolationNone = "none"
+	// TagIsolation is the node tag that says whether workloads are isolated; a workload
+	// requiring isolation asks for TagIsolation=IsolationUID.
+	TagIsolation = "nex.isolation"
+)
 
 // Validate checks a registration.
 func (r *RegisterRequest) Validate() error {

@@ -35,6 +35,11 @@ type Options struct {
 	MaxWorkloads int
 	// Tee, when set, receives every workload output line (nexd --show-workload-logs).
 	Tee func(wid, stream string, line []byte)
+	// UIDs, when set, runs every workload as a UID (and GID) of its own from this range;
+	// the nexlet must be root (CanSwitchUsers). UIDLockDir is where the machine's nexlets
+	// lock the UIDs they use (DefaultUIDLockDir).
+	UIDs       *UIDRange
+	UIDLockDir string
 }
 
 // Lifecycles are the lifecycles this runtime supports.
@@ -50,6 +55,16 @@ type Driver struct {
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 	onChange func()
+	uids     *uidPool // nil: workloads run as this process's user
+}
+
+// Isolation is what keeps this driver's workloads apart on the machine: "uid" (each its
+// own user) or "none".
+func (d *Driver) Isolation() string {
+	if d.uids != nil {
+		return v1.IsolationUID
+	}
+	return v1.IsolationNone
 }
 
 // Stats are the log counters of every workload so far.
@@ -91,6 +106,19 @@ func New(opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
+	if opts.UIDs != nil {
+		if err := CanSwitchUsers(); err != nil {
+			return nil, fmt.Errorf("workloads as users of their own: %w", err)
+		}
+		if err := openWorkloadsRoot(opts.DataDir); err != nil {
+			return nil, err
+		}
+		pool, err := newUIDPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
+		if err != nil {
+			return nil, err
+		}
+		d.uids = pool
+	}
 	if d.opts.Feed.OnHistoryDrop == nil {
 		d.opts.Feed.OnHistoryDrop = func(ns, wid string, lines uint64, reason string) {
 			d.log.Warn("the log history refused lines", zap.String("namespace", ns), zap.String("workload_id", wid), zap.Uint64("lines", lines), zap.String("reason", reason))
@@ -157,8 +185,13 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		h.cleanup()
 		return v1.WorkloadInfo{}, err
 	}
+	if d.uids != nil {
+		if h.uid, err = d.uids.acquire(); err != nil {
+			return fail(v1.NewError(503, v1.CodeUnavailable, "%v", err))
+		}
+	}
 	if h.ownWorkdir {
-		if err := os.MkdirAll(h.workdir, 0o750); err != nil {
+		if err := h.makeWorkdir(); err != nil {
 			return fail(v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err))
 		}
 	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
@@ -176,6 +209,11 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	if err := d.fetchArtifacts(startCtx, h.workdir, sr); err != nil {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
+	}
+	if h.uid != 0 && h.ownWorkdir { // what was fetched belongs to the workload
+		if err := chownTree(h.workdir, h.uid); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", h.uid, err))
+		}
 	}
 	if def.Lifecycle == v1.LifecycleFunction {
 		if err := h.serveFunction(); err != nil {
@@ -351,6 +389,9 @@ func (d *Driver) Shutdown(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if d.uids != nil {
+		d.uids.wait() // every UID swept and given back
+	}
 }
 
 // checkLifecycleFields rejects fields that make no sense for the lifecycle, so a
@@ -408,7 +449,7 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 		return v1.NewError(409, v1.CodeConflict, "workload %s has no credentials to renew", wid)
 	}
 	tmp := h.creds + ".new"
-	if err := os.WriteFile(tmp, c, 0o600); err != nil {
+	if err := h.writeOwned(tmp, c); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, h.creds); err != nil {
@@ -427,10 +468,78 @@ func (h *handle) writeCreds(c []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	if h.uid != 0 {
+		if err := os.Lchown(dir, int(h.uid), int(h.uid)); err != nil {
+			return err
+		}
+	}
 	path := filepath.Join(dir, "nats.creds")
-	if err := os.WriteFile(path, c, 0o600); err != nil {
+	if err := h.writeOwned(path, c); err != nil {
 		return err
 	}
 	h.creds = path
 	return nil
+}
+
+// writeOwned writes a file (0600) that belongs to the workload's user.
+func (h *handle) writeOwned(path string, b []byte) error {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return err
+	}
+	if h.uid != 0 {
+		return os.Lchown(path, int(h.uid), int(h.uid))
+	}
+	return nil
+}
+
+// makeWorkdir creates the workload's own workdir: 0700 and its user's when it has one.
+func (h *handle) makeWorkdir() error {
+	if h.uid == 0 {
+		return os.MkdirAll(h.workdir, 0o750)
+	}
+	// a workload started again after its nexlet died finds its workdir as it left it,
+	// but runs as a new user now: what is there becomes that user's
+	if err := os.MkdirAll(h.workdir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(h.workdir, 0o700); err != nil {
+		return err
+	}
+	return chownTree(h.workdir, h.uid)
+}
+
+// openWorkloadsRoot lets workloads of other users reach their workdirs under dataDir:
+// the nexlet's own directories get o+x (enter, not list), and every directory above must
+// already allow it. Everything else under dataDir stays the nexlet's (0600/0700).
+func openWorkloadsRoot(dataDir string) error {
+	if err := CanReachWorkdirs(dataDir); err != nil {
+		return fmt.Errorf("workloads as users of their own: %w", err)
+	}
+	for _, dir := range []string{dataDir, filepath.Join(dataDir, "workloads")} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return fmt.Errorf("workloads as users of their own: %w", err)
+		}
+	}
+	return nil
+}
+
+// CanReachWorkdirs says whether a workload of another user can pass through every
+// directory above dataDir to its workdir (o+x), and if not, which one stops it.
+func CanReachWorkdirs(dataDir string) error {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("workloads of their own users cannot reach their workdirs under %s: %s (mode %04o) does not let other users through; chmod o+x %s, or choose a data dir elsewhere", abs, dir, st.Mode().Perm(), dir)
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
 }

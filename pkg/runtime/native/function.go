@@ -172,7 +172,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	cmd := exec.Command(h.sr.path, h.sr.Argv...)
 	cmd.Dir = h.workdir
 	cmd.Env = append(h.environment(), "NEX_TRIGGER_SUBJECT="+m.Subject)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = h.procAttr()
 	cmd.Stdin = bytes.NewReader(m.Data)
 	cmd.WaitDelay = 2 * time.Second
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,12 +34,14 @@ type handle struct {
 	sr         *parsed
 	workdir    string
 	ownWorkdir bool
+	uid        uint32 // the workload's own user (and group); 0: the nexlet's
 	log        *zap.Logger
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
 	creds       string                   // path of the workload's .creds file, when it has its own
 	env         map[string]string        // the environment with sealed values opened
 	stopOnce    sync.Once
+	cleanOnce   sync.Once
 	stopCh      chan struct{} // closed when a stop is requested
 	done        chan struct{} // closed when the run loop has ended
 	started     chan struct{} // closed when Start has returned, whatever the outcome
@@ -67,7 +70,7 @@ func (h *handle) startProcess() (*process, error) {
 	cmd := exec.Command(h.sr.path, h.sr.Argv...)
 	cmd.Dir = h.workdir
 	cmd.Env = h.environment()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = h.procAttr()
 	if h.sr.Stdin != nil {
 		cmd.Stdin = strings.NewReader(*h.sr.Stdin)
 	}
@@ -79,6 +82,16 @@ func (h *handle) startProcess() (*process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// procAttr puts a workload process in its own process group, ends it with the nexlet,
+// and runs it as the workload's own user when it has one (no supplementary groups).
+func (h *handle) procAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if h.uid != 0 {
+		a.Credential = &syscall.Credential{Uid: h.uid, Gid: h.uid, Groups: []uint32{}}
+	}
+	return a
 }
 
 func (h *handle) environment() []string {
@@ -95,6 +108,10 @@ func (h *handle) environment() []string {
 	env["NEX_NODE_ID"] = h.nodeID
 	env["NEX_NEXLET_ID"] = h.d.opts.NexletID
 	env["NEX_WORKLOAD_NAME"] = h.def.Name
+	if h.uid != 0 { // a user of its own, with no home but its workdir
+		env["HOME"] = h.workdir
+		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
+	}
 	if h.d.opts.NATSURL != "" {
 		env["NATS_URL"] = h.d.opts.NATSURL
 	}
@@ -395,10 +412,17 @@ func (h *handle) info() v1.WorkloadInfo {
 	return info
 }
 
-func (h *handle) cleanup() {
+func (h *handle) cleanup() { h.cleanOnce.Do(h.clean) }
+
+func (h *handle) clean() {
 	if h.ownWorkdir {
 		if err := os.RemoveAll(h.workdir); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
+	} else if h.uid != 0 && h.creds != "" {
+		_ = os.RemoveAll(filepath.Dir(h.creds)) // its .nex in a workdir it was lent
+	}
+	if h.uid != 0 {
+		h.d.uids.release(h.uid)
 	}
 }

@@ -1,0 +1,133 @@
+package natsconn
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// A nats-server ends a connection when the user JWT it authenticated with expires; there
+// is no way to hand it a new one on the same connection. nex renews credentials files
+// well before that (at a third of their lifetime), so a client can move to the new ones
+// at a moment of its choosing. Renewal does it without losing anything a plain
+// reconnect keeps: it closes the connection's socket itself, so nats.go reconnects the
+// way it does after any network error (subscriptions sent again, publishes buffered,
+// requests in flight still waiting for their replies, which ForceReconnect would fail),
+// and it skips the reconnect delay for that one attempt (nats.go otherwise waits
+// ReconnectWait, 2 s, before trying the only server again). The gap is a round trip to
+// the server: a reply the server had to deliver in it is lost, as in any reconnect.
+
+// Renewal follows a credentials file that is replaced before it expires.
+type Renewal struct {
+	path string
+	wait time.Duration // the reconnect delay after a real failure
+
+	mu       sync.Mutex
+	conn     net.Conn
+	dialer   net.Dialer
+	renewing atomic.Bool
+	renewals atomic.Int64
+}
+
+// NewRenewal follows the credentials file at path.
+func NewRenewal(path string) *Renewal {
+	return &Renewal{path: path, wait: nats.DefaultReconnectWait, dialer: net.Dialer{Timeout: nats.DefaultTimeout}}
+}
+
+// Options are the nats.Options a connection that follows the file needs: the
+// credentials themselves, a dialer that lets Renewal close the socket, and the reconnect
+// delay it skips for a renewal.
+func (r *Renewal) Options() []nats.Option {
+	return []nats.Option{
+		nats.UserCredentials(r.path),
+		nats.SetCustomDialer(r),
+		nats.CustomReconnectDelay(func(int) time.Duration {
+			if r.renewing.Swap(false) {
+				return 0
+			}
+			return r.wait + rand.N(100*time.Millisecond)
+		}),
+	}
+}
+
+// Dial opens the connection's socket (nats.CustomDialer).
+func (r *Renewal) Dial(network, address string) (net.Conn, error) {
+	c, err := r.dialer.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.conn = c
+	r.mu.Unlock()
+	return c, nil
+}
+
+// Renewals counts the reconnects Renewal made.
+func (r *Renewal) Renewals() int64 { return r.renewals.Load() }
+
+// Reconnect moves the connection to the credentials in the file now.
+func (r *Renewal) Reconnect() {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	if c == nil {
+		return
+	}
+	r.renewing.Store(true)
+	r.renewals.Add(1)
+	_ = c.Close()
+}
+
+// Follow reconnects whenever the file is replaced (checked every interval), until ctx
+// ends.
+func (r *Renewal) Follow(ctx context.Context, every time.Duration) {
+	WatchFile(ctx, r.path, every, r.Reconnect)
+}
+
+// WatchFile calls changed each time the file at path is replaced or rewritten (checked
+// every interval), until ctx ends.
+func WatchFile(ctx context.Context, path string, every time.Duration, changed func()) {
+	last := fileVersion(path)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if v := fileVersion(path); v != (version{}) && v != last {
+			last = v
+			changed()
+		}
+	}
+}
+
+// version tells one file at a path from the next: a replaced file has a new inode.
+type version struct {
+	mod  time.Time
+	size int64
+	ino  uint64
+}
+
+func fileVersion(path string) version {
+	st, err := os.Stat(path)
+	if err != nil {
+		return version{}
+	}
+	return version{mod: st.ModTime(), size: st.Size(), ino: inode(st)}
+}
+
+func inode(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
