@@ -171,6 +171,17 @@ func TestNothingOutlivesAStop(t *testing.T) {
 	if pp := parentOf(zombieOrAlive(orphan)[0]); pp != nexlets[0] {
 		t.Fatalf("the orphan's parent is %d, not nexlet-native (%d): it is not a subreaper", pp, nexlets[0])
 	}
+	if os.Geteuid() == 0 {
+		// as a user of its own, even a daemon that left the process group (setsid) ends
+		// with its workload, and is reaped, not left a zombie of nexlet-native
+		daemon := fmt.Sprintf("sleep %d", secs+3)
+		out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "daemonizes",
+			"--start-request", fmt.Sprintf(`{"uri":"file:///bin/sh","argv":["-c","setsid %s & exec sleep 600"]}`, daemon))
+		_, did := startedID(t, out)
+		testutil.Eventually(t, 10*time.Second, "the daemon to run", func() bool { return len(zombieOrAlive(daemon)) == 1 })
+		u.mustNex("-s", url, "--namespace", "default", "workload", "stop", did)
+		testutil.Eventually(t, 10*time.Second, "the daemon to be killed and reaped", func() bool { return len(zombieOrAlive(daemon)) == 0 })
+	}
 
 	// children that ignore SIGTERM, a grace period longer than the shutdown bound: nexd
 	// kills nexlet-native when the bound runs out, and then what the workload left behind

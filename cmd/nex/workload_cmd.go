@@ -88,7 +88,7 @@ type WorkloadStartCmd struct {
 	Name         string            `name:"name" help:"Workload name."`
 	Description  string            `name:"description" help:"Workload description."`
 	Tags         map[string]string `name:"tags" mapsep:"," help:"Placement tags k=v (repeatable, or comma-separated); a node must have them all."`
-	Isolation    string            `name:"isolation" enum:",required" default:"" help:"'required': run only on a node that runs the workload as a user of its own (the tag nex.isolation=uid)."`
+	Isolation    string            `name:"isolation" help:"'required': run only on a node that runs the workload as a user of its own (the tag nex.isolation=uid)."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`

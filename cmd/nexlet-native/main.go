@@ -141,6 +141,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, error) {
 	switch flag {
 	case "none":
+		log.Warn("workloads run as this nexlet's own user (nex.isolation=none): --workload-uids none")
 		return nil, nil
 	case "auto", "":
 		if err := native.CanSwitchUsers(); err != nil {

@@ -56,6 +56,9 @@ type daemon struct {
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
+	if err := o.check(); err != nil {
+		return err
+	}
 	d := &daemon{o: o, log: log, startupDeadline: time.Now().Add(o.StartupWait)}
 	defer d.close()
 	if err := d.identity(); err != nil {
@@ -232,7 +235,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
-		RequireIsolation: o.RequireIsolation,
+		RequireIsolation: o.RequireIsolation, NodeLossWindow: o.NodeLossWindow,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // Options are nexd's flags; `nex node up` takes the same ones.
@@ -23,6 +26,7 @@ type Options struct {
 	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`
 	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
 	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
+	NodeLossWindow     time.Duration     `name:"node-loss-window" default:"10s" help:"With --state kv: how long a node may go unheard before the cluster starts its services, functions and unfinished jobs on other nodes (also the coordinator lease's period)."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
@@ -82,4 +86,29 @@ func RefuseSeedArgs(args []string) error {
 // looksLikeSeed tells an nkey seed (S, then the key type, then base32) from a file path.
 func looksLikeSeed(v string) bool {
 	return len(v) > 2 && v[0] == 'S' && !strings.ContainsAny(v, "/.")
+}
+
+// check refuses option values that would only fail later, in a nexlet, or quietly.
+func (o Options) check() error {
+	switch o.WorkloadUIDs {
+	case "auto", "none", "":
+	default:
+		if _, err := native.ParseUIDRange(o.WorkloadUIDs); err != nil {
+			return fmt.Errorf("--workload-uids: %w (or auto, or none)", err)
+		}
+	}
+	for _, ns := range o.RequireIsolation {
+		if ns == "*" {
+			continue
+		}
+		if err := v1.ValidateNamespace(ns); err != nil {
+			return fmt.Errorf("--require-isolation: %w", err)
+		}
+	}
+	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {
+		if ttl < time.Second && ttl != 0 {
+			return fmt.Errorf("%s %s: credentials must last at least 1s", flag, ttl)
+		}
+	}
+	return nil
 }

@@ -2,13 +2,20 @@
 package testutil
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StartServer runs a nats-server with JetStream on a random loopback port until the
@@ -19,19 +26,7 @@ func StartServer(t testing.TB, tune ...func(*server.Options)) *server.Server {
 	for _, f := range tune {
 		f(o)
 	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
+	return startOpts(t, o)
 }
 
 // Connect dials s and closes the connection when the test ends.
@@ -77,4 +72,92 @@ func ClientGoroutines() int {
 		}
 	}
 	return count
+}
+
+// StartCluster runs n JetStream servers routed to each other on loopback (cluster "nex",
+// servers s1..sn) and waits until JetStream has its meta leader. A stopped one can be
+// started again with RestartServer.
+func StartCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+			JetStream: true, StoreDir: t.TempDir(),
+			// clients know only the server they were given: a stopped server cuts its
+			// clients off (a partition), instead of moving them to another
+			Cluster: server.ClusterOpts{Name: "nex", Host: "127.0.0.1", Port: ports[i], NoAdvertise: true},
+			Routes:  routes,
+		}
+		servers[i] = startOpts(t, o)
+		u, _ := url.Parse(servers[i].ClientURL())
+		again := *o
+		again.Port, _ = strconv.Atoi(u.Port())
+		started.Store(servers[i], &again)
+	}
+	Eventually(t, 30*time.Second, "the cluster to form with a JetStream leader", func() bool {
+		for _, s := range servers {
+			if s.NumRoutes() < n-1 || !s.JetStreamIsClustered() {
+				return false
+			}
+		}
+		nc, err := nats.Connect(servers[0].ClientURL())
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err == nil
+	})
+	return servers
+}
+
+func startOpts(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// started keeps the options of StartCluster's servers, for RestartServer.
+var started sync.Map // *server.Server -> *server.Options
+
+// RestartServer starts a stopped server of StartCluster again with the same options (its
+// client port, cluster port and store), as after a machine's reboot.
+func RestartServer(t testing.TB, s *server.Server) *server.Server {
+	t.Helper()
+	o, ok := started.Load(s)
+	if !ok {
+		t.Fatal("RestartServer: not a server of StartCluster")
+	}
+	again := *o.(*server.Options)
+	n := startOpts(t, &again)
+	started.Store(n, o)
+	return n
 }

@@ -144,7 +144,7 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		}
 		d.Tags[v1.TagIsolation] = v1.IsolationUID
 	default:
-		return d, fmt.Errorf("%w: isolation %q: the one value is %q", ErrInvalid, isolation, IsolationRequired)
+		return d, fmt.Errorf("%w: isolation %q (--isolation, or isolation: in a Nexfile): the one value is %q", ErrInvalid, isolation, IsolationRequired)
 	}
 	if o.StartRequest != "" {
 		var v any

@@ -3,15 +3,12 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
 	"github.com/nexrun/nex/pkg/client"
@@ -19,58 +16,7 @@ import (
 )
 
 // startCluster runs three JetStream servers routed to each other on loopback.
-func startCluster(t *testing.T) []*server.Server {
-	t.Helper()
-	ports := make([]int, 3)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	servers := make([]*server.Server, 3)
-	for i := range servers {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "nex", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  routes,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("server not ready")
-		}
-		servers[i] = s
-		t.Cleanup(s.Shutdown)
-	}
-	testutil.Eventually(t, 20*time.Second, "the cluster to form with a JetStream leader", func() bool {
-		for _, s := range servers {
-			if s.NumRoutes() < 2 || !s.JetStreamIsClustered() {
-				return false
-			}
-		}
-		nc, err := nats.Connect(servers[0].ClientURL())
-		if err != nil {
-			return false
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err = js.AccountInfo(ctx)
-		return err == nil
-	})
-	return servers
-}
+func startCluster(t *testing.T) []*server.Server { return testutil.StartCluster(t, 3) }
 
 func clusterConn(t *testing.T, servers []*server.Server, first int) *nats.Conn {
 	t.Helper()

@@ -266,6 +266,9 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	if req.Takeover != nil {
+		return n.takeover(ctx, b.NexletID, req.Takeover)
+	}
 	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
 }
 

@@ -47,7 +47,14 @@ func (m *memNexlet) kill() {
 
 func newNode(t *testing.T, nc *nats.Conn, id string, store node.Store) *node.Node {
 	t.Helper()
-	n, err := node.New(nc, node.Config{NodeID: id, Name: "n", Store: store, HeartbeatInterval: 100 * time.Millisecond, AnnounceInterval: 200 * time.Millisecond})
+	return newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
+}
+
+// newNodeWith starts a node of cfg, with short heartbeat and announce intervals.
+func newNodeWith(t *testing.T, nc *nats.Conn, cfg node.Config) *node.Node {
+	t.Helper()
+	cfg.HeartbeatInterval, cfg.AnnounceInterval = 100*time.Millisecond, 200*time.Millisecond
+	n, err := node.New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

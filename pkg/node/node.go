@@ -64,6 +64,10 @@ type Config struct {
 	SecretsKey nkeys.KeyPair
 	// SecretsBucket is the secrets bucket opened already (nil: opened at first use).
 	SecretsBucket jetstream.KeyValue
+	// NodeLossWindow is how long a node may go unheard (no announcement) before the
+	// cluster's coordinator takes its workloads over; it is also the coordinator lease's
+	// period. Only with a ClusterStore; 0: 10 s.
+	NodeLossWindow time.Duration
 	// RequireIsolation names the namespaces ("*": every one) whose workloads this node
 	// runs only on a nexlet that isolates them (v1.IsolationUID); the rest it declines.
 	RequireIsolation []string
@@ -121,6 +125,7 @@ func (c *Config) validate() error {
 		c.Minter = creds.Dev{}
 	}
 	setDefault(&c.CredsTTL, 24*time.Hour)
+	setDefault(&c.NodeLossWindow, 10*time.Second)
 	return nil
 }
 
@@ -193,6 +198,7 @@ type Node struct {
 	recording   bool              // a worker records the news
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
+	seen        map[string]time.Time // every node's last announcement, leaving or not
 	regWaiters  []chan struct{}
 	reconciles  map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics     metrics
@@ -250,7 +256,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{}, news: map[string]news{},
-		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
+		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, seen: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil
 }
@@ -287,6 +293,13 @@ func (n *Node) Start() error {
 	n.announce(false)
 	n.wg.Add(1)
 	go n.loop()
+	if cs, ok := n.cfg.Store.(ClusterStore); ok {
+		if err := n.watchMoves(cs); err != nil {
+			n.log.Warn("watch this node's records: a workload taken over while this node was away is stopped at the next start instead", zap.Error(err))
+		}
+		n.wg.Add(1)
+		go n.coordinate(cs)
+	}
 	n.nodeEvent(v1.EventNodeStarted, "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
 	return nil
@@ -457,6 +470,12 @@ func (n *Node) NexletEvent(typ, nexletID, msg string) {
 		Message: msg, Data: map[string]any{"nexlet_id": nexletID}})
 }
 
+// publishEvent publishes a workload event on its feed.
+func (n *Node) publishEvent(ev v1.Event) {
+	b, _ := json.Marshal(ev)
+	_ = n.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
+}
+
 func (n *Node) publishNodeEvent(ev v1.Event) {
 	b, _ := json.Marshal(ev)
 	_ = n.nc.Publish(v1.NodeEventSubject(n.cfg.NodeID), b)
@@ -574,6 +593,7 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 	}
 	n.mu.Lock()
 	_, known := n.peers[a.NodeID]
+	n.seen[a.NodeID] = time.Now()
 	if a.Leaving {
 		delete(n.peers, a.NodeID)
 	} else {

@@ -13,8 +13,8 @@ import (
 
 // reconcilePlan is what reconciling one nexlet found to do.
 type reconcilePlan struct {
-	toStop, toStart []Record
-	adopted         int
+	toStop, toStart, moved []Record
+	adopted                int
 }
 
 // reconcile brings a (re-)registered nexlet and the node's desired state together:
@@ -28,7 +28,7 @@ func (n *Node) reconcile(nexletID string) {
 	log := n.log.With(zap.String("nexlet_id", nexletID))
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	plan, err := n.planReconcile(ctx, nexletID, log)
-	if err != nil || len(plan.toStop)+len(plan.toStart) == 0 {
+	if err != nil || len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
 		cancel()
 		lock.Unlock()
 		return
@@ -80,6 +80,9 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 		known[rec.WorkloadID] = true
 		w, present := has[rec.WorkloadID]
 		switch {
+		case rec.Desired == DesiredMoved:
+			// taken over by another node while this one was away: its copy here stops
+			plan.moved = append(plan.moved, *rec)
 		case rec.Desired == DesiredStopping:
 			n.index(*rec)
 			plan.toStop = append(plan.toStop, *rec)
@@ -115,6 +118,15 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 		if known[w.ID] || w.Definition == nil {
 			continue
 		}
+		if n.ownedElsewhere(ctx, w.ID) { // taken over while this node was away
+			known[w.ID] = true
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition})
+			}()
+			continue
+		}
 		rec := Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC(), CreatedAt: w.StartedAt}
 		if w.Finished() {
 			final := w
@@ -132,6 +144,9 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 
 // carryOut finishes the stops that were in flight and starts the lost workloads again.
 func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
+	for _, rec := range plan.moved {
+		n.stopMoved(rec)
+	}
 	for _, rec := range plan.toStop {
 		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 			log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))

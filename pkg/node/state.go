@@ -25,6 +25,9 @@ const (
 	DesiredRunning  = "running"  // keep it running; bring it back if its nexlet loses it
 	DesiredStopping = "stopping" // a stop was asked for; finish it on recovery
 	DesiredFinished = "finished" // a job ended or a service gave up: never resurrect
+	// DesiredMoved: the node was lost and the workload was taken over by MovedTo; the
+	// copy this node may still run (it was cut off, not dead) must stop.
+	DesiredMoved = "moved"
 )
 
 // Record is a workload's desired state, as the node keeps it.
@@ -48,6 +51,12 @@ type Record struct {
 	Final *v1.WorkloadInfo `json:"final,omitempty"`
 	// FinishedAt is when it ended for good; --finished-retention counts from here.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// MovedTo is the node that took the workload over (Desired moved).
+	MovedTo string `json:"moved_to,omitempty"`
+	// Escrow is the start request with its sealed environment values sealed for the
+	// cluster's secrets key (--secrets-key) instead of this node's nexlet, so another
+	// node can take the workload over when this one is lost.
+	Escrow json.RawMessage `json:"escrow,omitempty"`
 	// Revision is the store's revision of this record, for compare-and-swap updates.
 	Revision uint64 `json:"-"`
 }
@@ -205,8 +214,10 @@ const KVBucket = "NEX_STATE"
 // KVStore keeps state in JetStream KV under keys <node_id>.<workload_id>, so it
 // survives nexd restarts and, with replicas, the loss of a NATS server.
 type KVStore struct {
-	kv     jetstream.KeyValue
-	nodeID string
+	kv       jetstream.KeyValue
+	nodeID   string
+	js       jetstream.JetStream
+	replicas int
 }
 
 // OpenKVStore opens (creating when missing) the state bucket with the given replicas.
@@ -230,7 +241,7 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
 	}
-	return &KVStore{kv: kv, nodeID: nodeID}, nil
+	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas}, nil
 }
 
 // CheckJetStream asks whether the account has JetStream: ErrNoJetStream when it is off

@@ -99,6 +99,13 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	}
 	n.metrics.starts.Add(1)
 	log.Debug("workload started", zap.String("nexlet_id", nexletID))
+	if n.secretStore != nil && strings.Contains(string(def.StartRequest), seal.Prefix) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.escrow(n.ctx, rec)
+		}()
+	}
 	info.Definition = nil
 	return info, nil
 }
@@ -342,6 +349,9 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 		}
 		for _, r := range recs {
 			if r.WorkloadID == wid {
+				if r.Desired == DesiredMoved {
+					return Record{}, v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
+				}
 				updated = *r
 				change(&updated)
 				updated.UpdatedAt = time.Now().UTC()
@@ -448,7 +458,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	}
 	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version), zap.String("isolation", cmp.Or(req.Isolation, v1.IsolationNone)))
 	if req.Isolation != v1.IsolationUID {
-		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here, or run the nexlet as root so each workload gets a user of its own")
+		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here (the nexlet's log says why it does not run each workload as a user of its own)")
 	}
 	n.nodeEvent(v1.EventRegistered, req.NexletID)
 	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil

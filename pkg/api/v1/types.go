@@ -157,6 +157,18 @@ type DeployRequest struct {
 	Workload WorkloadDefinition `json:"workload"`
 	// RequestID makes the start idempotent (see AuctionRequest.RequestID).
 	RequestID string `json:"request_id,omitempty"`
+	// Takeover, sent by the cluster's coordinator, moves a workload of a lost node here
+	// under its own ID (Workload is then what the auction was for).
+	Takeover *Takeover `json:"takeover,omitempty"`
+}
+
+// Takeover names the record a node takes over: the lost node's record of the workload,
+// at the revision the coordinator read. The move is a compare-and-set on that revision,
+// so exactly one node takes it.
+type Takeover struct {
+	WorkloadID string `json:"workload_id"`
+	FromNode   string `json:"from_node"`
+	Revision   uint64 `json:"revision"`
 }
 
 // WorkloadInfo is a workload as seen by its nexlet and node.
@@ -407,6 +419,9 @@ const (
 	EventFailed      = "failed"
 	EventTriggered   = "triggered"
 	EventLogsDropped = "logs_dropped"
+	// EventRescheduled: the workload's node was lost and it runs on another one now,
+	// under the same ID (data: from_node, to_node).
+	EventRescheduled = "rescheduled"
 )
 
 // Event types on the node feed ($NEX.FEED.system.event.<node_id>).
@@ -418,12 +433,15 @@ const (
 	EventLost             = "nexlet_lost"
 	EventNexletRestarting = "nexlet_restarting"
 	EventNexletFailed     = "nexlet_failed"
+	// EventNodeLost is published by the cluster's coordinator about another node: no
+	// announcement from it within the node-loss window (data: node_id, last_seen).
+	EventNodeLost = "node_lost"
 )
 
 // EventTypes lists every event type, workload and node (for docs and tests).
 var EventTypes = []string{
-	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped,
-	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed,
+	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped, EventRescheduled,
+	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed, EventNodeLost,
 }
 
 // Event is published on $NEX.FEED.<ns>.event.<id>.

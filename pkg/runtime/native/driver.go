@@ -58,6 +58,9 @@ type Driver struct {
 	uids     *uidPool // nil: workloads run as this process's user
 }
 
+// prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
+const prSetNoNewPrivs = 38
+
 // Isolation is what keeps this driver's workloads apart on the machine: "uid" (each its
 // own user) or "none".
 func (d *Driver) Isolation() string {
@@ -112,6 +115,12 @@ func New(opts Options) (*Driver, error) {
 		}
 		if err := openWorkloadsRoot(opts.DataDir); err != nil {
 			return nil, err
+		}
+		// no process of this nexlet, workloads included, gains privileges by exec (a
+		// setuid-root binary); root keeps its own, and switching to a workload's UID
+		// needs none (prctl(2) PR_SET_NO_NEW_PRIVS)
+		if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); errno != 0 {
+			return nil, fmt.Errorf("workloads as users of their own: set no_new_privs: %w", errno)
 		}
 		pool, err := newUIDPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
 		if err != nil {

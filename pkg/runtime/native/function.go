@@ -186,7 +186,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	}
 	cmd.Stderr = stderr
 	code, errMsg := -1, ""
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		errMsg = "start: " + err.Error()
 	} else {
 		pid := cmd.Process.Pid
@@ -201,7 +201,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 			})
 			defer t.Stop()
 		}
-		err := cmd.Wait()
+		err := waitCmd(cmd)
 		code = exitCode(err)
 		if timedOut.Load() {
 			errMsg = "timed out after " + h.sr.timeout.String()

@@ -78,7 +78,7 @@ func (h *handle) startProcess() (*process, error) {
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	// A grandchild that keeps our pipes open must not hold up the exit forever.
 	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -230,7 +230,7 @@ func (h *handle) wait(p *process) int {
 		})
 		defer t.Stop()
 	}
-	err := cmd.Wait()
+	err := waitCmd(cmd)
 	// Wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()

@@ -2,9 +2,11 @@ package native
 
 import (
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,8 +36,8 @@ const prSetChildSubreaper = 36
 // children that outlive it (`sh -c 'sleep 100 & wait'`) are reparented here instead of to
 // PID 1, and reaped here as soon as they exit, so a stop that waits for the workload's
 // process group to be gone waits milliseconds, not until PID 1 gets round to it. Only
-// orphans are reaped: every process the runtime starts leads its own process group, and
-// os/exec waits for those. It returns a function that ends the reaping.
+// orphans are reaped: os/exec waits for the processes the runtime starts (startCmd). It
+// returns a function that ends the reaping.
 func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
 		return func() {}, errno
@@ -78,9 +80,38 @@ func drain(c chan os.Signal) {
 	}
 }
 
-// reapOrphans reaps this process's zombie children that do not lead their process group
+// The processes the runtime starts are waited for by os/exec; every other child of the
+// nexlet is a workload's descendant reparented here (a daemon that left with setsid
+// included), for the reaper. scanMu keeps the reaper from scanning between a start and
+// its registration.
+var (
+	scanMu  sync.RWMutex
+	started sync.Map // pid -> struct{}
+)
+
+// startCmd starts cmd and registers it as waited for by os/exec.
+func startCmd(cmd *exec.Cmd) error {
+	scanMu.RLock()
+	defer scanMu.RUnlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	started.Store(cmd.Process.Pid, struct{}{})
+	return nil
+}
+
+// waitCmd waits for a command startCmd started.
+func waitCmd(cmd *exec.Cmd) error {
+	err := cmd.Wait()
+	started.Delete(cmd.Process.Pid)
+	return err
+}
+
+// reapOrphans reaps this process's zombie children that the runtime did not start itself
 // (descendants of a workload, reparented here), and returns how many.
 func reapOrphans() int {
+	scanMu.Lock()
+	defer scanMu.Unlock()
 	self := strconv.Itoa(os.Getpid())
 	reaped := 0
 	for _, pid := range childPIDs(self) {
@@ -93,13 +124,13 @@ func reapOrphans() int {
 		if i < 0 {
 			continue
 		}
-		// after the command: state ppid pgrp ...
+		// after the command: state ppid ...
 		f := strings.Fields(s[i+1:])
-		if len(f) < 3 || f[0] != "Z" || f[1] != self {
+		if len(f) < 2 || f[0] != "Z" || f[1] != self {
 			continue
 		}
-		if pgrp, _ := strconv.Atoi(f[2]); pgrp == pid {
-			continue // a group leader: started by the runtime, os/exec waits for it
+		if _, ours := started.Load(pid); ours {
+			continue // started by the runtime: os/exec waits for it
 		}
 		var ws syscall.WaitStatus
 		if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {

@@ -146,17 +146,15 @@ func (p *uidPool) reclaimDead() {
 		if err != nil || uint32(uid) < p.r.First || uint32(uid) > p.r.Last {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(p.lockDir, e.Name()), os.O_RDWR, 0)
-		if err != nil {
+		f, err := lockFile(filepath.Join(p.lockDir, e.Name()))
+		if err != nil || f == nil {
 			continue
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			if st, err := f.Stat(); err == nil && st.Size() > 0 {
-				p.log.Warn("ending what a dead nexlet's workload left behind", zap.Uint64("uid", uid))
-				p.killAndSweep(uint32(uid))
-				_ = f.Truncate(0)
-			}
+		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+			p.log.Warn("ending what a dead nexlet's workload left behind", zap.Uint64("uid", uid))
+			p.killAndSweep(uint32(uid))
 		}
+		_ = os.Remove(f.Name())
 		f.Close()
 	}
 }
@@ -179,13 +177,12 @@ func (p *uidPool) acquire() (uint32, error) {
 		if _, mine := p.held[uid]; mine {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)), os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := lockFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)))
 		if err != nil {
 			return 0, fmt.Errorf("workload UID lock: %w", err)
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close() // another nexlet on this machine has it
-			continue
+		if f == nil {
+			continue // another nexlet on this machine has it
 		}
 		// the lock file says "in use" from acquire until the sweep of release is done: a
 		// holder that died in between (kill -9) may have left processes and files
@@ -213,10 +210,32 @@ func (p *uidPool) release(uid uint32) {
 		delete(p.held, uid)
 		p.mu.Unlock()
 		if f != nil {
-			_ = f.Truncate(0) // swept: nothing of the last holder is left
-			f.Close()         // drops the flock
+			_ = os.Remove(f.Name()) // swept: nothing of the last holder is left
+			f.Close()               // drops the flock
 		}
 	}()
+}
+
+// lockFile opens and locks the lock file at path, or returns nil when another process
+// holds it. A holder removes the file when it lets go; a lock taken on a file that was
+// removed meanwhile is worthless, so the path is checked to be the file locked.
+func lockFile(path string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return nil, nil
+		}
+		locked, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(locked, now) {
+			return f, nil
+		}
+		f.Close() // removed (or replaced) between open and lock: again
+	}
 }
 
 // wait waits for the releases under way.

@@ -1,0 +1,246 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The cluster's shared state is the KV state bucket: every node's records under
+// <node_id>.<workload_id>. A node that is lost (no announcement within the node-loss
+// window) has its records taken over by other nodes: the coordinator (the node holding
+// the coordinator lease) auctions each one among the live nodes and asks the winner to
+// take it over; the winner marks the lost node's record moved (compare-and-set on the
+// revision the coordinator read, so one node wins), creates its own and starts the
+// workload under the same ID. The lost node, when it comes back, finds its record
+// moved and stops the copy it may still run.
+
+// ClusterStore is a Store the nodes of a cluster share.
+type ClusterStore interface {
+	Store
+	// All lists the records of every node, by node ID.
+	All(ctx context.Context) (map[string][]*Record, error)
+	// RecordOf reads node's record of wid (ErrNotStored when there is none).
+	RecordOf(ctx context.Context, node, wid string) (*Record, error)
+	// PutOf writes node's record (compare-and-set on rec.Revision, as Put).
+	PutOf(ctx context.Context, node string, rec *Record) error
+	// RemoveOf deletes node's record of wid if it is still at revision rev.
+	RemoveOf(ctx context.Context, node, wid string, rev uint64) error
+	// Owners lists the nodes that hold a record of wid.
+	Owners(ctx context.Context, wid string) ([]string, error)
+	// WatchOwn calls f with each record of this node written by someone else from now
+	// on (nil record: deleted), until ctx ends.
+	WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error
+	// Lease opens the lease named key, held for ttl after each renewal.
+	Lease(ctx context.Context, key string, ttl time.Duration) (*Lease, error)
+}
+
+// ErrNotStored means a record is not in the store.
+var ErrNotStored = errors.New("no such record")
+
+var _ ClusterStore = (*KVStore)(nil)
+
+// All lists every node's records.
+func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return map[string][]*Record{}, nil
+		}
+		return nil, fmt.Errorf("list state keys: %w", err)
+	}
+	out := map[string][]*Record{}
+	for key := range lister.Keys() {
+		node, _, ok := strings.Cut(key, ".")
+		if !ok || node == "requests" {
+			continue
+		}
+		r, err := s.get(ctx, key)
+		if errors.Is(err, ErrNotStored) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[node] = append(out[node], r)
+	}
+	return out, nil
+}
+
+func (s *KVStore) get(ctx context.Context, key string) (*Record, error) {
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return nil, fmt.Errorf("%w: %s", ErrNotStored, key)
+		}
+		return nil, fmt.Errorf("read state %s: %w", key, err)
+	}
+	return decodeRecord(key, e.Value(), e.Revision())
+}
+
+func decodeRecord(key string, b []byte, rev uint64) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode state %s: %w", key, err)
+	}
+	if r.Version > RecordVersion {
+		return nil, fmt.Errorf("state %s has layout version %d, newer than this nexd understands (%d)", key, r.Version, RecordVersion)
+	}
+	r.Revision = rev
+	return &r, nil
+}
+
+// RecordOf reads node's record of wid.
+func (s *KVStore) RecordOf(ctx context.Context, node, wid string) (*Record, error) {
+	return s.get(ctx, node+"."+wid)
+}
+
+// PutOf writes node's record of rec.WorkloadID, compare-and-set on rec.Revision.
+func (s *KVStore) PutOf(ctx context.Context, node string, rec *Record) error {
+	other := &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
+	return other.Put(ctx, rec)
+}
+
+// RemoveOf deletes node's record of wid when it is still at rev.
+func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) error {
+	err := retryStore(ctx, func(actx context.Context) error {
+		return s.kv.Purge(actx, node+"."+wid, jetstream.LastRevision(rev))
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("%w: workload %s of node %s", ErrConflict, wid, node)
+		}
+		return fmt.Errorf("delete workload %s of node %s: %w", wid, node, err)
+	}
+	return nil
+}
+
+// Owners lists the nodes holding a record of wid.
+func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, "*."+wid)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var nodes []string
+	for key := range lister.Keys() {
+		if node, _, _ := strings.Cut(key, "."); node != "requests" {
+			nodes = append(nodes, node)
+		}
+	}
+	return nodes, nil
+}
+
+// WatchOwn watches this node's records for writes by others.
+func (s *KVStore) WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error {
+	w, err := s.kv.Watch(ctx, s.nodeID+".*", jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch state: %w", err)
+	}
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				_, wid, _ := strings.Cut(e.Key(), ".")
+				if e.Operation() != jetstream.KeyValuePut {
+					f(wid, nil)
+					continue
+				}
+				if r, err := decodeRecord(e.Key(), e.Value(), e.Revision()); err == nil {
+					f(wid, r)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// LeaseBucket holds the cluster's leases; its age limit is the lease period.
+const LeaseBucket = "NEX_LEASES"
+
+// Lease is a key in the lease bucket that one node at a time holds: Create takes it, an
+// Update at the revision it holds renews it, and the server removes it a lease period
+// after the last renewal. The holder counts itself the holder only until half a period
+// after its last successful renewal (by its own monotonic clock), so it has stopped
+// acting well before the server lets anybody else take it.
+type Lease struct {
+	kv   jetstream.KeyValue
+	key  string
+	ttl  time.Duration
+	me   string
+	rev  uint64
+	good time.Time // held until then
+}
+
+// Lease opens the lease named key (creating the lease bucket when missing).
+func (s *KVStore) Lease(ctx context.Context, key string, ttl time.Duration) (*Lease, error) {
+	var kv jetstream.KeyValue
+	err := retryStore(ctx, func(actx context.Context) error {
+		var err error
+		kv, err = s.js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+			Bucket: LeaseBucket, Description: "nex cluster leases", History: 1, TTL: ttl, Replicas: s.replicas,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", LeaseBucket, err)
+	}
+	return &Lease{kv: kv, key: key, ttl: ttl, me: s.nodeID}, nil
+}
+
+// Hold takes or renews the lease and says whether this node holds it now.
+func (l *Lease) Hold(ctx context.Context) bool {
+	now := time.Now()
+	if l.rev != 0 {
+		rev, err := l.kv.Update(ctx, l.key, []byte(l.me), l.rev)
+		switch {
+		case err == nil:
+			l.rev, l.good = rev, now.Add(l.ttl/2)
+			return true
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			l.rev = 0 // somebody else has it, or it ran out
+			return false
+		default: // no answer: it may have been renewed; we hold it while it surely is ours
+			return now.Before(l.good)
+		}
+	}
+	rev, err := l.kv.Create(ctx, l.key, []byte(l.me))
+	if err != nil {
+		return false
+	}
+	l.rev, l.good = rev, now.Add(l.ttl/2)
+	return true
+}
+
+// Holder is the node that holds the lease, as far as a read tells ("" when none).
+func (l *Lease) Holder(ctx context.Context) string {
+	e, err := l.kv.Get(ctx, l.key)
+	if err != nil {
+		return ""
+	}
+	return string(e.Value())
+}
+
+// Release gives the lease up (a node that stops).
+func (l *Lease) Release(ctx context.Context) {
+	if l.rev != 0 {
+		_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+		l.rev = 0
+	}
+}

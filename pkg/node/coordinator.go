@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// coordinatorLease is the lease the coordinating node holds.
+const coordinatorLease = "coordinator"
+
+// movedRetention is how long a moved record stays for its node to find when it comes
+// back (after that, the node finds the workload's new owner instead).
+const movedRetention = time.Hour
+
+// coordinator is the state of the node's coordinating loop.
+type coordinator struct {
+	n       *Node
+	cs      ClusterStore
+	log     *zap.Logger
+	since   time.Time            // holding the lease since (zero: not holding it)
+	lost    map[string]time.Time // nodes reported lost, and when
+	pending map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
+	tried   map[string]time.Time // workload ID -> last placement attempt
+}
+
+// coordinate runs while the node runs: it tries to hold the coordinator lease and, while
+// it holds it, takes the workloads of lost nodes over to live ones.
+func (n *Node) coordinate(cs ClusterStore) {
+	defer n.wg.Done()
+	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}}
+	var lease *Lease
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	defer func() {
+		if lease != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			lease.Release(ctx)
+			cancel()
+		}
+	}()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if lease == nil {
+			var err error
+			if lease, err = cs.Lease(n.ctx, coordinatorLease, n.cfg.NodeLossWindow); err != nil {
+				c.log.Warn("open the coordinator lease", zap.Error(err))
+				continue
+			}
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		n.mu.Lock()
+		lameduck := n.state == v1.NodeLameduck
+		n.mu.Unlock()
+		held := !lameduck && lease.Hold(ctx)
+		if !held {
+			if !c.since.IsZero() {
+				c.log.Info("no longer coordinating the cluster")
+			}
+			c.since = time.Time{}
+			cancel()
+			continue
+		}
+		if c.since.IsZero() {
+			c.since = time.Now()
+			c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.Duration("node_loss_window", n.cfg.NodeLossWindow))
+		}
+		c.round(ctx)
+		cancel()
+	}
+}
+
+// lostNodes are the nodes other than this one not heard from within the window. A node
+// never heard of counts from when this node began to coordinate.
+func (c *coordinator) isLost(node string, now time.Time) bool {
+	if node == c.n.cfg.NodeID {
+		return false
+	}
+	c.n.mu.Lock()
+	seen, ok := c.n.seen[node]
+	c.n.mu.Unlock()
+	if !ok {
+		seen = c.since
+	}
+	return now.Sub(seen) > c.n.cfg.NodeLossWindow
+}
+
+// round looks at every node's records once and moves what lost nodes should be running.
+func (c *coordinator) round(ctx context.Context) {
+	all, err := c.cs.All(ctx)
+	if err != nil {
+		c.log.Warn("read the cluster's records", zap.Error(err))
+		return
+	}
+	now := time.Now()
+	for node, recs := range all {
+		if !c.isLost(node, now) {
+			delete(c.lost, node)
+			continue
+		}
+		for _, rec := range recs {
+			switch rec.Desired {
+			case DesiredRunning:
+				c.reschedule(ctx, node, rec)
+			case DesiredStopping: // the user's stop wins: it does not come back elsewhere
+				if err := c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision); err == nil {
+					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
+				}
+			case DesiredMoved:
+				if now.Sub(rec.UpdatedAt) > movedRetention {
+					_ = c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision)
+				}
+			}
+		}
+	}
+}
+
+// reschedule places rec, a workload of the lost node from, on a live node, which takes
+// it over under the same ID. A placement that fails is tried again a few seconds later.
+func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) {
+	wid := rec.WorkloadID
+	if last, ok := c.tried[wid]; ok && time.Since(last) < 3*time.Second {
+		return
+	}
+	c.tried[wid] = time.Now()
+	if _, reported := c.lost[from]; !reported {
+		c.lost[from] = time.Now()
+		c.n.mu.Lock()
+		seen := c.n.seen[from]
+		c.n.mu.Unlock()
+		c.log.Warn("node lost: taking its workloads over", zap.String("lost_node", from), zap.Time("last_seen", seen))
+		c.n.publishNodeEvent(v1.Event{Type: v1.EventNodeLost, Namespace: v1.SystemNamespace, NodeID: c.n.cfg.NodeID,
+			Time: time.Now().UTC(), Data: map[string]any{"node_id": from, "last_seen": seen.UTC()}})
+	}
+	def := rec.Definition
+	if strings.Contains(string(def.StartRequest), seal.Prefix) && len(rec.Escrow) == 0 {
+		c.notPlaced(wid, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
+		return
+	}
+	cl, err := client.New(c.n.nc, def.Namespace)
+	if err != nil {
+		c.notPlaced(wid, err.Error())
+		return
+	}
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+	if err != nil {
+		c.notPlaced(wid, "auction: "+err.Error())
+		return
+	}
+	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool { return b.NodeID == from })
+	if len(bids) == 0 {
+		c.notPlaced(wid, client.NoPlacementError(declines).Error())
+		return
+	}
+	b := bids[rand.IntN(len(bids))]
+	var info v1.WorkloadInfo
+	err = svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID),
+		v1.DeployRequest{Workload: def, Takeover: &v1.Takeover{WorkloadID: wid, FromNode: from, Revision: rec.Revision}}, &info)
+	if err != nil {
+		c.notPlaced(wid, "node "+b.NodeID+": "+err.Error())
+		return
+	}
+	delete(c.pending, wid)
+	delete(c.tried, wid)
+	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
+		zap.String("from_node", from), zap.String("to_node", b.NodeID))
+}
+
+// notPlaced logs, once per reason, why a lost node's workload does not run elsewhere yet.
+func (c *coordinator) notPlaced(wid, why string) {
+	if c.pending[wid] == why {
+		return
+	}
+	c.pending[wid] = why
+	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", wid), zap.String("reason", why))
+}

@@ -1,0 +1,138 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// clusterNode starts a node with a KV store and a short node-loss window.
+func clusterNode(t *testing.T, nc *nats.Conn, id string) *node.Node {
+	t.Helper()
+	store, err := node.OpenKVStore(context.Background(), nc, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newNodeWith(t, nc, node.Config{NodeID: id, Name: id[len(id)-4:], Store: store, NodeLossWindow: 1500 * time.Millisecond})
+}
+
+// A lost node's services run again on the other nodes under their IDs, exactly once, with
+// a rescheduled event; when the node comes back, the copies its nexlet kept running stop.
+func TestLostNodeWorkloadsRescheduled(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	type member struct {
+		id   string
+		nc   *nats.Conn
+		node *node.Node
+		mem  *memNexlet
+	}
+	var members []*member
+	for range 3 {
+		m := &member{id: nodeID(t), nc: testutil.Connect(t, s)}
+		m.node = clusterNode(t, m.nc, m.id)
+		m.mem = runMemNexlet(t, m.nc, m.id, nil)
+		waitNexlet(t, m.node)
+		members = append(members, m)
+	}
+	knowEachOther(t, members[0].node, members[1].node, members[2].node)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	events, _ := testutil.Connect(t, s).SubscribeSync("$NEX.FEED.default.event.>")
+	on := map[string]string{}
+	for i := range 9 {
+		w, err := c.StartWorkload(ctx, def(fmt.Sprintf("w%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		on[w.ID] = w.NodeID
+	}
+	var victim *member
+	for _, m := range members {
+		n := 0
+		for _, at := range on {
+			if at == m.id {
+				n++
+			}
+		}
+		if n > 0 && (victim == nil || m.id < victim.id) {
+			victim = m
+		}
+	}
+	moving := map[string]bool{}
+	for wid, at := range on {
+		if at == victim.id {
+			moving[wid] = true
+		}
+	}
+	// The node goes (its nexlet keeps its copies, as a machine cut off from NATS would).
+	victim.node.Stop()
+	list := func() map[string][]string {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		l, _ := c.ListWorkloads(cctx, "")
+		where := map[string][]string{}
+		for _, w := range l {
+			where[w.ID] = append(where[w.ID], w.NodeID)
+		}
+		return where
+	}
+	testutil.Eventually(t, 15*time.Second, "the lost node's workloads to run on the others", func() bool {
+		where := list()
+		for wid := range on {
+			if len(where[wid]) != 1 || where[wid][0] == victim.id {
+				return false
+			}
+		}
+		return true
+	})
+	got := map[string]bool{}
+	for len(got) < len(moving) {
+		m, err := events.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("rescheduled events: %d of %d: %v", len(got), len(moving), err)
+		}
+		var ev v1.Event
+		_ = json.Unmarshal(m.Data, &ev)
+		if ev.Type == v1.EventRescheduled {
+			if ev.Data["from_node"] != victim.id || !moving[ev.WorkloadID] {
+				t.Fatalf("rescheduled event %+v", ev)
+			}
+			got[ev.WorkloadID] = true
+		}
+	}
+	if n := countRunning(victim.mem); n != len(moving) {
+		t.Fatalf("the cut-off nexlet runs %d copies, want %d", n, len(moving))
+	}
+	// The node comes back: its stale copies stop, the workloads stay where they moved.
+	back := clusterNode(t, victim.nc, victim.id)
+	testutil.Eventually(t, 10*time.Second, "the returning node's stale copies to stop", func() bool {
+		return countRunning(victim.mem) == 0
+	})
+	where := list()
+	for wid := range on {
+		if len(where[wid]) != 1 || where[wid][0] == victim.id {
+			t.Fatalf("after the node came back, workload %s runs on %v", wid, where[wid])
+		}
+	}
+	_ = back
+}
+
+func countRunning(m *memNexlet) int {
+	l, _ := m.rt.List(context.Background(), "")
+	n := 0
+	for _, w := range l {
+		if w.State == v1.StateRunning {
+			n++
+		}
+	}
+	return n
+}

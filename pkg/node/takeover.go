@@ -1,0 +1,202 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// takeover moves a lost node's workload here, under its ID, onto nexlet nexletID: the
+// lost node's record is marked moved (compare-and-set on the revision the coordinator
+// read: one node wins), this node's record is created, and the workload started. A start
+// that fails puts the lost node's record back, so the coordinator tries again.
+func (n *Node) takeover(ctx context.Context, nexletID string, t *v1.Takeover) (v1.WorkloadInfo, error) {
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		return v1.WorkloadInfo{}, v1.NewError(501, v1.CodeNotImplemented, "node %s keeps its records to itself (not in JetStream KV): it cannot take workloads over", n.cfg.NodeID)
+	}
+	if err := v1.ValidateToken("workload ID", t.WorkloadID); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if err := v1.ValidateToken("node ID", t.FromNode); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
+	if errors.Is(err, ErrNotStored) {
+		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
+	}
+	if err != nil {
+		return v1.WorkloadInfo{}, storageError(err, "read the lost node's record")
+	}
+	if old.Revision != t.Revision || old.Desired != DesiredRunning {
+		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
+	}
+	rec := *old
+	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt = nexletID, 0, "", time.Now().UTC()
+	if len(old.Escrow) > 0 {
+		if rec.Definition.StartRequest, err = n.fromEscrow(old.Escrow, nexletID); err != nil {
+			return v1.WorkloadInfo{}, err
+		}
+	}
+	moved := *old
+	moved.Desired, moved.MovedTo, moved.UpdatedAt = DesiredMoved, n.cfg.NodeID, time.Now().UTC()
+	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
+		}
+		return v1.WorkloadInfo{}, storageError(err, "mark the lost node's record moved")
+	}
+	giveBack := func() {
+		back := *old
+		back.Revision = moved.Revision
+		if err := cs.PutOf(context.Background(), t.FromNode, &back); err != nil {
+			n.log.Warn("put a lost node's record back after a failed takeover", zap.String("workload_id", t.WorkloadID), zap.Error(err))
+		}
+	}
+	n.index(rec)
+	if err := n.cfg.Store.Put(ctx, &rec); err != nil {
+		n.mu.Lock()
+		n.unindex(rec.WorkloadID)
+		n.mu.Unlock()
+		giveBack()
+		return v1.WorkloadInfo{}, storageError(err, "record workload "+rec.WorkloadID)
+	}
+	n.reindex(rec)
+	info, err := n.startOnNexlet(ctx, rec, rec.Restarts)
+	if err != nil {
+		n.mu.Lock()
+		n.unindex(rec.WorkloadID)
+		n.mu.Unlock()
+		if derr := n.cfg.Store.Delete(context.Background(), rec.WorkloadID); derr != nil {
+			n.log.Warn("remove the record of a takeover that did not start", zap.Error(derr))
+		}
+		giveBack()
+		return v1.WorkloadInfo{}, err
+	}
+	if rec.RequestID != "" {
+		ns := rec.Definition.Namespace
+		if err := n.cfg.Store.Reclaim(ctx, ns, rec.RequestID, rec.WorkloadID+"@"+t.FromNode, n.claimHolder(rec.WorkloadID)); err != nil {
+			n.log.Warn("take over the start's request ID", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		}
+	}
+	n.publishEvent(v1.Event{Type: v1.EventRescheduled, WorkloadID: rec.WorkloadID, Namespace: rec.Definition.Namespace, NodeID: n.cfg.NodeID,
+		Time: time.Now().UTC(), Message: "node " + t.FromNode + " was lost; running on node " + n.cfg.NodeID + " now",
+		Data: map[string]any{"from_node": t.FromNode, "to_node": n.cfg.NodeID}})
+	n.log.Info("took over a workload of a lost node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
+	info.Definition = nil
+	return info, nil
+}
+
+// fromEscrow seals the escrowed start request's values (sealed for the cluster's secrets
+// key) for nexlet nexletID.
+func (n *Node) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
+	if n.secretStore == nil {
+		return nil, v1.NewError(503, v1.CodeUnavailable, "node %s has no --secrets-key: it cannot open the workload's environment", n.cfg.NodeID)
+	}
+	n.mu.Lock()
+	e, ok := n.nexlets[nexletID]
+	n.mu.Unlock()
+	if !ok {
+		return nil, v1.NewError(503, v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
+	}
+	out, err := seal.Reseal(escrow, n.secretStore.key, e.reg.XKey)
+	if err != nil {
+		return nil, v1.NewError(500, v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
+	}
+	return out, nil
+}
+
+// escrow keeps, in rec's record, its start request with the sealed values sealed for the
+// cluster's secrets key, so another node can open them when this one is lost. Only the
+// nexlet can open them; it seals them anew (as for a clone).
+func (n *Node) escrow(ctx context.Context, rec Record) {
+	if n.secretStore == nil || !strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
+		return
+	}
+	recipient, err := n.secretStore.key.PublicKey()
+	if err != nil {
+		return
+	}
+	var out []byte
+	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
+	defer cancel()
+	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient}, &out); err != nil {
+		n.log.Warn("escrow the workload's sealed environment: it cannot move if this node is lost", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		return
+	}
+	if _, err := n.updateRecord(ctx, rec.WorkloadID, func(r *Record) { r.Escrow = out }); err != nil {
+		n.log.Warn("record the workload's escrowed environment", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+	}
+}
+
+// watchMoves stops, as soon as it learns of it, the copy this node runs of a workload
+// another node took over while this one was cut off or down.
+func (n *Node) watchMoves(cs ClusterStore) error {
+	return cs.WatchOwn(n.ctx, func(wid string, rec *Record) {
+		if rec == nil || rec.Desired != DesiredMoved || rec.MovedTo == n.cfg.NodeID {
+			return
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.stopMoved(*rec)
+		}()
+	})
+}
+
+// stopMoved stops this node's copy of a workload that moved to another node, and
+// removes the moved record.
+func (n *Node) stopMoved(rec Record) {
+	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{})+5*time.Second)
+	defer cancel()
+	n.mu.Lock()
+	w, indexed := n.workloads[rec.WorkloadID]
+	if indexed {
+		n.unindex(rec.WorkloadID)
+	}
+	n.mu.Unlock()
+	nexletID := rec.NexletID
+	if indexed {
+		nexletID = w.rec.NexletID
+	}
+	err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID), v1.StopRequest{}, nil)
+	if err != nil && !v1.IsNotFound(err) {
+		n.log.Warn("stop the copy of a workload that moved", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+		return // the record stays: the next reconcile tries again
+	}
+	if cs, ok := n.cfg.Store.(ClusterStore); ok {
+		if err := cs.RemoveOf(ctx, n.cfg.NodeID, rec.WorkloadID, rec.Revision); err != nil {
+			n.log.Debug("remove a moved record", zap.Error(err))
+		}
+	}
+	if err == nil {
+		n.log.Warn("stopped this node's copy of a workload another node took over while this one was away",
+			zap.String("workload_id", rec.WorkloadID), zap.String("moved_to", rec.MovedTo))
+	}
+}
+
+// ownedElsewhere says whether another node holds a record of wid (this node's copy is
+// stale: the workload was taken over while this node was away).
+func (n *Node) ownedElsewhere(ctx context.Context, wid string) bool {
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		return false
+	}
+	owners, err := cs.Owners(ctx, wid)
+	if err != nil {
+		return false
+	}
+	for _, o := range owners {
+		if o != n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}

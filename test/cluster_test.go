@@ -1,0 +1,263 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// cluster is three nats-servers routed together, each with its own nexd (and
+// nexlet-native), sharing the state bucket with three replicas.
+type cluster struct {
+	t       *testing.T
+	u       *user
+	servers []*server.Server
+	nodes   []*nexdNode
+	names   []string
+	base    int64 // the first service's sleep argument: its copies are found by it
+}
+
+func startNexCluster(t *testing.T) *cluster {
+	c := &cluster{t: t, u: newUser(t), servers: testutil.StartCluster(t, 3), base: 700000 + time.Now().UnixNano()%100000*10}
+	for i, s := range c.servers {
+		name := fmt.Sprintf("node-%d", i+1)
+		c.names = append(c.names, name)
+		c.nodes = append(c.nodes, c.startNode(i, s))
+	}
+	return c
+}
+
+func (c *cluster) startNode(i int, s *server.Server) *nexdNode {
+	return startNexdNamed(c.t, c.u, s.ClientURL(), filepath.Join(c.u.home, c.names[i]), c.names[i], "--state-replicas", "3")
+}
+
+// url is a server that is up.
+func (c *cluster) url() string {
+	for _, s := range c.servers {
+		if s.Running() {
+			return s.ClientURL()
+		}
+	}
+	c.t.Fatal("no server runs")
+	return ""
+}
+
+// service i sleeps for base+i seconds: its command line tells its copies apart.
+func (c *cluster) sleep(i int) string { return fmt.Sprintf("sleep %d", c.base+int64(i)) }
+
+// where lists, for each workload ID, the nodes that list it running.
+func (c *cluster) where() map[string][]string {
+	out := map[string][]string{}
+	for _, w := range c.u.workloads(c.t, c.url()) {
+		if w.State == v1.StateRunning {
+			out[w.ID] = append(out[w.ID], w.NodeID)
+		}
+	}
+	return out
+}
+
+// exactlyOnce says whether every one of ids is listed running on one node other than
+// avoid, and each of the n services has one process on the machine.
+func (c *cluster) exactlyOnce(ids []string, n int, avoid string) bool {
+	where := c.where()
+	for _, id := range ids {
+		if len(where[id]) != 1 || where[id][0] == avoid {
+			return false
+		}
+	}
+	for i := range n {
+		if len(processes(c.sleep(i))) != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// stayExactlyOnce checks, for d, that nothing runs twice.
+func (c *cluster) stayExactlyOnce(ids []string, n int, d time.Duration) {
+	c.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		for i := range n {
+			if p := processes(c.sleep(i)); len(p) > 1 {
+				c.t.Fatalf("service %d runs %d times: %v", i, len(p), p)
+			}
+		}
+	}
+	if !c.exactlyOnce(ids, n, "") {
+		c.t.Fatalf("not exactly once: %v", c.where())
+	}
+}
+
+// nodes maps the live nodes' IDs to their index.
+func (c *cluster) nodeIndexes() map[string]int {
+	var nodes []v1.NodeInfo
+	out := c.u.mustNex("-s", c.url(), "node", "list", "--json")
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		c.t.Fatalf("node list: %v\n%s", err, out)
+	}
+	idx := map[string]int{}
+	for _, n := range nodes {
+		for i, name := range c.names {
+			if n.Name == name {
+				idx[n.NodeID] = i
+			}
+		}
+	}
+	return idx
+}
+
+// nodeIndex is the index of the live node with ID id.
+func (c *cluster) nodeIndex(id string) int {
+	i, ok := c.nodeIndexes()[id]
+	if !ok {
+		c.t.Fatalf("node %s not listed", id)
+	}
+	return i
+}
+
+// nodeIDOf is the ID of live node i.
+func (c *cluster) nodeIDOf(i int) string {
+	for id, j := range c.nodeIndexes() {
+		if j == i {
+			return id
+		}
+	}
+	c.t.Fatalf("node %s not listed", c.names[i])
+	return ""
+}
+
+// killNode kills nexd, nexlet-native and (by their parent-death signal) the workloads
+// of node i, as a machine that loses power.
+func (c *cluster) killNode(i int) {
+	n := c.nodes[i]
+	nexlets := processes("nexlet-native", "--data-dir="+filepath.Join(n.dataDir, "native"))
+	_ = syscall.Kill(-n.bg.cmd.Process.Pid, syscall.SIGKILL)
+	for _, p := range nexlets {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	<-n.bg.done
+}
+
+// coordinator is the node holding the coordinator lease.
+func (c *cluster) coordinator() string {
+	nc, err := nats.Connect(c.url())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var holder string
+	testutil.Eventually(c.t, 20*time.Second, "a coordinator", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, node.LeaseBucket)
+		if err != nil {
+			return false
+		}
+		e, err := kv.Get(ctx, "coordinator")
+		if err != nil {
+			return false
+		}
+		holder = string(e.Value())
+		return true
+	})
+	return holder
+}
+
+// Services outlive their node: a node killed outright (nexd, nexlet and workloads), the
+// coordinator killed, and a node cut off from its NATS server each leave every service
+// running exactly once on the other nodes within 30 s (default node-loss window: 10 s),
+// under the same IDs; and a node that comes back runs nothing twice.
+func TestClusterReschedulesLostNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	const services = 6
+	var ids []string
+	for i := range services {
+		ids = append(ids, c.u.startNative(c.url(), fmt.Sprintf("svc%d", i), "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(i)+`"]}`))
+	}
+	testutil.Eventually(t, 15*time.Second, "every service to run once", func() bool { return c.exactlyOnce(ids, services, "") })
+
+	// 1. A node dies with everything on it.
+	victim := c.busiest()
+	victimID := c.nodeIDOf(victim)
+	lost := time.Now()
+	c.killNode(victim)
+	testutil.Eventually(t, 30*time.Second, "the dead node's services to run elsewhere", func() bool { return c.exactlyOnce(ids, services, victimID) })
+	t.Logf("node %s killed: its services ran elsewhere after %s", c.names[victim], time.Since(lost).Round(100*time.Millisecond))
+	c.nodes[victim] = c.startNode(victim, c.servers[victim])
+	c.stayExactlyOnce(ids, services, 5*time.Second)
+
+	// 2. The coordinating node dies: another takes the lease and the rescheduling over.
+	coord := c.coordinator()
+	ci := c.nodeIndex(coord)
+	lost = time.Now()
+	c.killNode(ci)
+	testutil.Eventually(t, 30*time.Second, "the coordinator's services to run elsewhere", func() bool { return c.exactlyOnce(ids, services, coord) })
+	t.Logf("coordinator %s killed: its services ran elsewhere after %s", c.names[ci], time.Since(lost).Round(100*time.Millisecond))
+	if again := c.coordinator(); again == coord {
+		t.Fatalf("the dead node %s still holds the coordinator lease", coord)
+	}
+	c.nodes[ci] = c.startNode(ci, c.servers[ci])
+	c.stayExactlyOnce(ids, services, 3*time.Second)
+
+	// 3. A node's NATS server stops; the node keeps running, cut off (its servers do not
+	// advertise each other, so it knows only its own). Its services run elsewhere too
+	// for as long as the cut lasts; after the heal, exactly one copy of each runs.
+	cut := c.busiest()
+	cutID := c.nodeIDOf(cut)
+	var onCut []string
+	for id, nodes := range c.where() {
+		if slices.Contains(nodes, cutID) {
+			onCut = append(onCut, id)
+		}
+	}
+	c.servers[cut].Shutdown()
+	testutil.Eventually(t, 30*time.Second, "the cut-off node's services to run elsewhere", func() bool {
+		where := c.where()
+		for _, id := range onCut {
+			if !slices.ContainsFunc(where[id], func(n string) bool { return n != cutID }) {
+				return false
+			}
+		}
+		return true
+	})
+	c.servers[cut] = testutil.RestartServer(t, c.servers[cut])
+	testutil.Eventually(t, 30*time.Second, "exactly one copy of each after the heal", func() bool { return c.exactlyOnce(ids, services, "") })
+	c.stayExactlyOnce(ids, services, 3*time.Second)
+	for _, id := range ids {
+		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+	}
+}
+
+// busiest is the index of the live node running the most services.
+func (c *cluster) busiest() int {
+	count := map[string]int{}
+	for _, nodes := range c.where() {
+		for _, n := range nodes {
+			count[n]++
+		}
+	}
+	best, most := -1, -1
+	for id, n := range count {
+		if n > most {
+			best, most = c.nodeIndex(id), n
+		}
+	}
+	return best
+}
