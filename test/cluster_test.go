@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -260,4 +261,73 @@ func (c *cluster) busiest() int {
 		}
 	}
 	return best
+}
+
+// Lameduck moves a node's services before it goes: each starts on another node before
+// the copy on the draining node stops, so the running count never drops below what was
+// started; a service no other node may take (its tags name the drained node) is stopped
+// at the deadline with an unplaced event saying why; the node exits once drained.
+func TestDrainMovesServices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	const services = 4
+	var ids []string
+	for i := range services {
+		ids = append(ids, c.u.startNative(c.url(), fmt.Sprintf("svc%d", i), "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(i)+`"],"environment":{"SECRET":"moves-too"}}`))
+	}
+	testutil.Eventually(t, 15*time.Second, "every service to run once", func() bool { return c.exactlyOnce(ids, services, "") })
+	busiest := c.busiest()
+	drained := c.nodeIDOf(busiest)
+	pinned := c.u.startNative(c.url(), "pinned", "service", `{"uri":"file:///bin/sleep","argv":["600"]}`, "--tags", "nex.node="+c.names[busiest])
+	nc, err := nats.Connect(c.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	unplaced, _ := nc.SubscribeSync("$NEX.FEED.default.event." + pinned)
+	_ = nc.Flush()
+
+	began := time.Now()
+	c.u.mustNex("-s", c.url(), "node", "lameduck", "--node-id", drained, "--delay", "15s", "--no-wait")
+	fewest := services
+	for !c.exactlyOnce(ids, services, drained) {
+		running := 0
+		for i := range services {
+			running += min(1, len(processes(c.sleep(i))))
+		}
+		fewest = min(fewest, running)
+		if time.Since(began) > time.Minute {
+			t.Fatalf("the drain did not finish: %v", c.where())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fewest < services {
+		t.Fatalf("during the drain only %d of %d services ran at one moment", fewest, services)
+	}
+	t.Logf("drained %s in %s", c.names[busiest], time.Since(began).Round(100*time.Millisecond))
+	for {
+		m, err := unplaced.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no unplaced event for the pinned service: %v", err)
+		}
+		var ev v1.Event
+		_ = json.Unmarshal(m.Data, &ev)
+		if ev.Type == v1.EventUnplaced {
+			if !strings.Contains(ev.Message, "tag nex.node="+c.names[busiest]+" not matched") {
+				t.Fatalf("unplaced event without the nodes' reasons: %q", ev.Message)
+			}
+			break
+		}
+	}
+	select {
+	case <-c.nodes[busiest].bg.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the drained node did not exit at its deadline")
+	}
+	c.stayExactlyOnce(ids, services, 2*time.Second)
+	for _, id := range ids {
+		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+	}
 }

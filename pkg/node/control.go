@@ -267,7 +267,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 		return v1.WorkloadInfo{}, err
 	}
 	if req.Takeover != nil {
-		return n.takeover(ctx, b.NexletID, req.Takeover)
+		return n.takeover(ctx, b.NexletID, def, req.Takeover)
 	}
 	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
 }

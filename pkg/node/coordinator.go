@@ -2,8 +2,12 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -147,43 +151,70 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 	}
 	def := rec.Definition
 	if strings.Contains(string(def.StartRequest), seal.Prefix) && len(rec.Escrow) == 0 {
-		c.notPlaced(wid, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
+		c.notPlaced(rec, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
 		return
 	}
-	cl, err := client.New(c.n.nc, def.Namespace)
+	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, nil)
 	if err != nil {
-		c.notPlaced(wid, err.Error())
-		return
-	}
-	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
-	if err != nil {
-		c.notPlaced(wid, "auction: "+err.Error())
-		return
-	}
-	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool { return b.NodeID == from })
-	if len(bids) == 0 {
-		c.notPlaced(wid, client.NoPlacementError(declines).Error())
-		return
-	}
-	b := bids[rand.IntN(len(bids))]
-	var info v1.WorkloadInfo
-	err = svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID),
-		v1.DeployRequest{Workload: def, Takeover: &v1.Takeover{WorkloadID: wid, FromNode: from, Revision: rec.Revision}}, &info)
-	if err != nil {
-		c.notPlaced(wid, "node "+b.NodeID+": "+err.Error())
+		c.notPlaced(rec, err.Error())
 		return
 	}
 	delete(c.pending, wid)
 	delete(c.tried, wid)
 	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
-		zap.String("from_node", from), zap.String("to_node", b.NodeID))
+		zap.String("from_node", from), zap.String("to_node", to))
 }
 
-// notPlaced logs, once per reason, why a lost node's workload does not run elsewhere yet.
-func (c *coordinator) notPlaced(wid, why string) {
-	if c.pending[wid] == why {
+// moveElsewhere auctions rec, a workload of node from, among the other nodes and asks the
+// winner to take it over; reseal, when set, seals the start request's values for the
+// winning bid's nexlet (a drain: the nexlet that can open them is there to ask). It
+// returns the node that runs the workload now.
+func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reason string, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
+	def := rec.Definition
+	cl, err := client.New(n.nc, def.Namespace)
+	if err != nil {
+		return "", err
+	}
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+	if err != nil {
+		return "", fmt.Errorf("auction: %w", err)
+	}
+	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool { return b.NodeID == from })
+	if len(bids) == 0 {
+		var why []string
+		for _, d := range declines {
+			if d.NodeID != from {
+				why = append(why, fmt.Sprintf("node %s (%s): %s", d.NodeName, d.NodeID, d.Decline))
+			}
+		}
+		if len(why) == 0 {
+			return "", errors.New("no other node answered the auction")
+		}
+		sort.Strings(why)
+		return "", fmt.Errorf("no other node can take it: %s", strings.Join(why, "; "))
+	}
+	b := bids[rand.IntN(len(bids))]
+	t := &v1.Takeover{WorkloadID: rec.WorkloadID, FromNode: from, Revision: rec.Revision, Reason: reason}
+	if reseal != nil {
+		if def.StartRequest, err = reseal(ctx, b); err != nil {
+			return "", err
+		}
+		t.UseStartRequest = true
+	}
+	var info v1.WorkloadInfo
+	if err := svc.Call(ctx, n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def, Takeover: t}, &info); err != nil {
+		return "", fmt.Errorf("node %s: %w", b.NodeID, err)
+	}
+	return b.NodeID, nil
+}
+
+// notPlaced says, once per reason, why a lost node's workload does not run elsewhere yet:
+// in the log and with an unplaced event.
+func (c *coordinator) notPlaced(rec *Record, why string) {
+	if c.pending[rec.WorkloadID] == why {
 		return
 	}
-	c.pending[wid] = why
-	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", wid), zap.String("reason", why))
+	c.pending[rec.WorkloadID] = why
+	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", rec.WorkloadID), zap.String("reason", why))
+	c.n.unplaced(*rec, "its node was lost and no other node can take it yet (trying again): "+why)
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // Drained is closed once lameduck has stopped every workload; the daemon then exits.
@@ -42,7 +45,7 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 		nexlets = append(nexlets, id)
 	}
 	n.mu.Unlock()
-	n.log.Info("lameduck: no new workloads; stopping the rest at the deadline", zap.Time("deadline", deadline))
+	n.log.Info("lameduck: no new workloads; moving services and functions to other nodes, stopping the rest at the deadline", zap.Time("deadline", deadline))
 	ev := v1.Event{Type: v1.EventLameduck, Namespace: v1.SystemNamespace, NodeID: n.cfg.NodeID, Time: time.Now().UTC(), Data: map[string]any{"deadline": deadline}}
 	n.publishNodeEvent(ev)
 	for _, id := range nexlets {
@@ -55,17 +58,87 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		t := time.NewTimer(delay)
+		n.drain(deadline, func(r Record) bool { return r.Definition.Lifecycle != v1.LifecycleJob })
+		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
 		select {
 		case <-n.done:
 			return
 		case <-t.C:
 		}
+		// jobs that have not finished start again elsewhere (at least once)
+		n.drain(time.Now().Add(30*time.Second), func(Record) bool { return true })
 		n.stopAll()
 		close(n.drained)
 	}()
 	return deadline
+}
+
+// drain moves the node's running workloads that pick selects to other nodes, one at a
+// time: each starts on the node that wins its auction (which takes its record over), and
+// only then does the copy here stop, so a service keeps running throughout. What no node
+// can take stays until the deadline, with an unplaced event saying why. Only with a
+// store the cluster shares.
+func (n *Node) drain(until time.Time, pick func(Record) bool) {
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		return
+	}
+	n.mu.Lock()
+	var recs []Record
+	for _, w := range n.workloads {
+		if w.rec.Desired == DesiredRunning && pick(w.rec) {
+			recs = append(recs, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	moved := 0
+	for _, rec := range recs {
+		ctx, cancel := context.WithDeadline(n.ctx, until)
+		if n.moveAway(ctx, cs, rec) {
+			moved++
+		}
+		cancel()
+	}
+	if len(recs) > 0 {
+		n.log.Info("lameduck: moved workloads to other nodes", zap.Int("moved", moved), zap.Int("of", len(recs)))
+	}
+}
+
+// moveAway moves one workload of this node to another (see drain) and says whether it did.
+func (n *Node) moveAway(ctx context.Context, cs ClusterStore, rec Record) bool {
+	wid := rec.WorkloadID
+	n.draining.Store(wid, struct{}{})
+	defer n.draining.Delete(wid)
+	if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil {
+		rec = *cur // the revision the takeover compares with
+	}
+	var reseal func(context.Context, v1.Bid) (json.RawMessage, error)
+	if strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
+		reseal = func(ctx context.Context, b v1.Bid) (json.RawMessage, error) {
+			var out json.RawMessage
+			err := n.askNexlet(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey}, &out)
+			return out, err
+		}
+	}
+	to, err := n.moveElsewhere(ctx, n.cfg.NodeID, &rec, v1.TakeoverDrain, reseal)
+	if err != nil {
+		n.log.Warn("lameduck: cannot move a workload to another node; it stops at the deadline", zap.String("workload_id", wid), zap.Error(err))
+		n.unplaced(rec, "node "+n.cfg.NodeID+" is draining and no other node can take it; it stops at the drain's deadline: "+err.Error())
+		return false
+	}
+	if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil {
+		rec = *cur
+	}
+	n.stopMoved(rec, "lameduck: stopped the copy here of a workload that now runs on another node")
+	n.log.Info("lameduck: moved a workload", zap.String("workload_id", wid), zap.String("to_node", to))
+	return true
+}
+
+// unplaced publishes an unplaced event for rec.
+func (n *Node) unplaced(rec Record, why string) {
+	n.publishEvent(v1.Event{Type: v1.EventUnplaced, WorkloadID: rec.WorkloadID, Namespace: rec.Definition.Namespace, NodeID: n.cfg.NodeID,
+		Time: time.Now().UTC(), Message: why})
 }
 
 // stopAll stops every workload of the node in parallel, gracefully.

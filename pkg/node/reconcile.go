@@ -123,7 +123,7 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
-				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition})
+				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}, staleCopy)
 			}()
 			continue
 		}
@@ -145,7 +145,7 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 // carryOut finishes the stops that were in flight and starts the lost workloads again.
 func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
 	for _, rec := range plan.moved {
-		n.stopMoved(rec)
+		n.stopMoved(rec, staleCopy)
 	}
 	for _, rec := range plan.toStop {
 		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {

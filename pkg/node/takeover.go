@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // lost node's record is marked moved (compare-and-set on the revision the coordinator
 // read: one node wins), this node's record is created, and the workload started. A start
 // that fails puts the lost node's record back, so the coordinator tries again.
-func (n *Node) takeover(ctx context.Context, nexletID string, t *v1.Takeover) (v1.WorkloadInfo, error) {
+func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDefinition, t *v1.Takeover) (v1.WorkloadInfo, error) {
 	cs, ok := n.cfg.Store.(ClusterStore)
 	if !ok {
 		return v1.WorkloadInfo{}, v1.NewError(501, v1.CodeNotImplemented, "node %s keeps its records to itself (not in JetStream KV): it cannot take workloads over", n.cfg.NodeID)
@@ -35,12 +36,17 @@ func (n *Node) takeover(ctx context.Context, nexletID string, t *v1.Takeover) (v
 	if err != nil {
 		return v1.WorkloadInfo{}, storageError(err, "read the lost node's record")
 	}
+	if old.Definition.Namespace != def.Namespace {
+		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)
+	}
 	if old.Revision != t.Revision || old.Desired != DesiredRunning {
 		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
 	}
 	rec := *old
 	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt = nexletID, 0, "", time.Now().UTC()
-	if len(old.Escrow) > 0 {
+	if t.UseStartRequest {
+		rec.Definition.StartRequest = def.StartRequest
+	} else if len(old.Escrow) > 0 {
 		if rec.Definition.StartRequest, err = n.fromEscrow(old.Escrow, nexletID); err != nil {
 			return v1.WorkloadInfo{}, err
 		}
@@ -87,9 +93,9 @@ func (n *Node) takeover(ctx context.Context, nexletID string, t *v1.Takeover) (v
 		}
 	}
 	n.publishEvent(v1.Event{Type: v1.EventRescheduled, WorkloadID: rec.WorkloadID, Namespace: rec.Definition.Namespace, NodeID: n.cfg.NodeID,
-		Time: time.Now().UTC(), Message: "node " + t.FromNode + " was lost; running on node " + n.cfg.NodeID + " now",
-		Data: map[string]any{"from_node": t.FromNode, "to_node": n.cfg.NodeID}})
-	n.log.Info("took over a workload of a lost node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
+		Time: time.Now().UTC(), Message: "moved from node " + t.FromNode + " (" + cmp.Or(t.Reason, v1.TakeoverLost) + ") to node " + n.cfg.NodeID,
+		Data: map[string]any{"from_node": t.FromNode, "to_node": n.cfg.NodeID, "reason": cmp.Or(t.Reason, v1.TakeoverLost)}})
+	n.log.Info("took over a workload of another node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
 	info.Definition = nil
 	return info, nil
 }
@@ -143,17 +149,23 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 		if rec == nil || rec.Desired != DesiredMoved || rec.MovedTo == n.cfg.NodeID {
 			return
 		}
+		if _, draining := n.draining.Load(wid); draining {
+			return // the drain stops it once the new copy runs
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.stopMoved(*rec)
+			n.stopMoved(*rec, staleCopy)
 		}()
 	})
 }
 
+// staleCopy is what stopMoved logs of a copy left from before the node was away.
+const staleCopy = "stopped this node's copy of a workload another node took over while this one was away"
+
 // stopMoved stops this node's copy of a workload that moved to another node, and
-// removes the moved record.
-func (n *Node) stopMoved(rec Record) {
+// removes the moved record; done is logged once it is stopped.
+func (n *Node) stopMoved(rec Record, done string) {
 	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{})+5*time.Second)
 	defer cancel()
 	n.mu.Lock()
@@ -177,8 +189,7 @@ func (n *Node) stopMoved(rec Record) {
 		}
 	}
 	if err == nil {
-		n.log.Warn("stopped this node's copy of a workload another node took over while this one was away",
-			zap.String("workload_id", rec.WorkloadID), zap.String("moved_to", rec.MovedTo))
+		n.log.Info(done, zap.String("workload_id", rec.WorkloadID), zap.String("moved_to", rec.MovedTo))
 	}
 }
 

@@ -162,6 +162,12 @@ type DeployRequest struct {
 	Takeover *Takeover `json:"takeover,omitempty"`
 }
 
+// Takeover reasons.
+const (
+	TakeoverLost  = "node_lost"
+	TakeoverDrain = "drain"
+)
+
 // Takeover names the record a node takes over: the lost node's record of the workload,
 // at the revision the coordinator read. The move is a compare-and-set on that revision,
 // so exactly one node takes it.
@@ -169,6 +175,11 @@ type Takeover struct {
 	WorkloadID string `json:"workload_id"`
 	FromNode   string `json:"from_node"`
 	Revision   uint64 `json:"revision"`
+	// Reason is why it moves: TakeoverLost (its node is lost) or TakeoverDrain.
+	Reason string `json:"reason,omitempty"`
+	// UseStartRequest: start it with the DEPLOY's start request (its sealed values
+	// sealed for this node's nexlet by the old node's, in a drain), not the record's.
+	UseStartRequest bool `json:"use_start_request,omitempty"`
 }
 
 // WorkloadInfo is a workload as seen by its nexlet and node.
@@ -422,6 +433,9 @@ const (
 	// EventRescheduled: the workload's node was lost and it runs on another one now,
 	// under the same ID (data: from_node, to_node).
 	EventRescheduled = "rescheduled"
+	// EventUnplaced: its node was lost or drained and no other node can take it yet
+	// (message: the nodes' reasons); a drained node stops it at its deadline.
+	EventUnplaced = "unplaced"
 )
 
 // Event types on the node feed ($NEX.FEED.system.event.<node_id>).
@@ -440,7 +454,7 @@ const (
 
 // EventTypes lists every event type, workload and node (for docs and tests).
 var EventTypes = []string{
-	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped, EventRescheduled,
+	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped, EventRescheduled, EventUnplaced,
 	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed, EventNodeLost,
 }
 
