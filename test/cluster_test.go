@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -29,10 +31,15 @@ type cluster struct {
 	nodes   []*nexdNode
 	names   []string
 	base    int64 // the first service's sleep argument: its copies are found by it
+	secrets string
 }
 
 func startNexCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, u: newUser(t), servers: testutil.StartCluster(t, 3), base: 700000 + time.Now().UnixNano()%100000*10}
+	// the same secrets key on every node: sealed environments move with their workloads
+	xk, _ := nkeys.CreateCurveKeys()
+	xseed, _ := xk.Seed()
+	c.secrets = c.u.write("secrets.seed", string(xseed), 0o600)
 	for i, s := range c.servers {
 		name := fmt.Sprintf("node-%d", i+1)
 		c.names = append(c.names, name)
@@ -42,7 +49,7 @@ func startNexCluster(t *testing.T) *cluster {
 }
 
 func (c *cluster) startNode(i int, s *server.Server) *nexdNode {
-	return startNexdNamed(c.t, c.u, s.ClientURL(), filepath.Join(c.u.home, c.names[i]), c.names[i], "--state-replicas", "3")
+	return startNexdNamed(c.t, c.u, s.ClientURL(), filepath.Join(c.u.home, c.names[i]), c.names[i], "--state-replicas", "3", "--secrets-key", c.secrets)
 }
 
 // url is a server that is up.
@@ -190,17 +197,24 @@ func TestClusterReschedulesLostNodes(t *testing.T) {
 	const services = 6
 	var ids []string
 	for i := range services {
-		ids = append(ids, c.u.startNative(c.url(), fmt.Sprintf("svc%d", i), "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(i)+`"]}`))
+		ids = append(ids, c.u.startNative(c.url(), fmt.Sprintf("svc%d", i), "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(i)+`"],"environment":{"SECRET":"kept"}}`))
 	}
 	testutil.Eventually(t, 15*time.Second, "every service to run once", func() bool { return c.exactlyOnce(ids, services, "") })
 
-	// 1. A node dies with everything on it.
+	// 1. A node dies with everything on it; its services' sealed environment moves with
+	// them (the escrow, sealed for the shared --secrets-key).
 	victim := c.busiest()
 	victimID := c.nodeIDOf(victim)
 	lost := time.Now()
 	c.killNode(victim)
 	testutil.Eventually(t, 30*time.Second, "the dead node's services to run elsewhere", func() bool { return c.exactlyOnce(ids, services, victimID) })
 	t.Logf("node %s killed: its services ran elsewhere after %s", c.names[victim], time.Since(lost).Round(100*time.Millisecond))
+	for i := range services {
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", processes(c.sleep(i))[0]))
+		if !strings.Contains(string(env), "SECRET=kept") {
+			t.Fatalf("service %d runs without its sealed environment value", i)
+		}
+	}
 	c.nodes[victim] = c.startNode(victim, c.servers[victim])
 	c.stayExactlyOnce(ids, services, 5*time.Second)
 
@@ -239,7 +253,9 @@ func TestClusterReschedulesLostNodes(t *testing.T) {
 		return true
 	})
 	c.servers[cut] = testutil.RestartServer(t, c.servers[cut])
+	healed := time.Now()
 	testutil.Eventually(t, 30*time.Second, "exactly one copy of each after the heal", func() bool { return c.exactlyOnce(ids, services, "") })
+	t.Logf("node %s cut off past the window: one copy of each %s after the heal", c.names[cut], time.Since(healed).Round(100*time.Millisecond))
 	c.stayExactlyOnce(ids, services, 3*time.Second)
 	for _, id := range ids {
 		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
@@ -281,6 +297,19 @@ func TestDrainMovesServices(t *testing.T) {
 	busiest := c.busiest()
 	drained := c.nodeIDOf(busiest)
 	pinned := c.u.startNative(c.url(), "pinned", "service", `{"uri":"file:///bin/sleep","argv":["600"]}`, "--tags", "nex.node="+c.names[busiest])
+	// a job that will not finish by the deadline, on the drained node: it moves then
+	longJob := ""
+	for k := 0; longJob == "" && k < 30; k++ {
+		id := c.u.startNative(c.url(), fmt.Sprintf("long-job-%d", k), "job", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+		if where := c.where(); len(where[id]) == 1 && where[id][0] == drained {
+			longJob = id
+		} else {
+			c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+		}
+	}
+	if longJob == "" {
+		t.Fatal("30 jobs, none placed on the node to drain")
+	}
 	nc, err := nats.Connect(c.url())
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +356,14 @@ func TestDrainMovesServices(t *testing.T) {
 		t.Fatal("the drained node did not exit at its deadline")
 	}
 	c.stayExactlyOnce(ids, services, 2*time.Second)
-	for _, id := range ids {
+	testutil.Eventually(t, 10*time.Second, "the unfinished job to run elsewhere", func() bool {
+		where := c.where()
+		return len(where[longJob]) == 1 && where[longJob][0] != drained
+	})
+	if where := c.where(); len(where[pinned]) != 0 {
+		t.Fatalf("the pinned service still runs on %v", where[pinned])
+	}
+	for _, id := range append(ids, longJob) {
 		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
 	}
 }

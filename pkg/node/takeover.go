@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -130,7 +131,7 @@ func (n *Node) escrow(ctx context.Context, rec Record) {
 	if err != nil {
 		return
 	}
-	var out []byte
+	var out json.RawMessage
 	cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 	defer cancel()
 	if err := n.askNexlet(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient}, &out); err != nil {

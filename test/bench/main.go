@@ -79,6 +79,7 @@ func main() {
 		{"list", list},
 		{"fanout", fanout},
 		{"scale", scale},
+		{"reschedule", reschedule},
 	}
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
