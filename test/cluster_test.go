@@ -367,3 +367,54 @@ func TestDrainMovesServices(t *testing.T) {
 		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
 	}
 }
+
+// A service started with --disconnect stop never runs twice: its node, cut off from NATS,
+// stops it (at half the node-loss window) before the cluster starts it elsewhere (at the
+// window); after the heal it still runs once, where the cluster put it.
+func TestDisconnectStopRunsOneCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	id := c.u.startNative(c.url(), "single", "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(0)+`"]}`, "--disconnect", "stop")
+	ids := []string{id}
+	testutil.Eventually(t, 15*time.Second, "the service to run", func() bool { return c.exactlyOnce(ids, 1, "") })
+	at := c.where()[id][0]
+	cut := c.nodeIndex(at)
+
+	// a short cut: stopped, and started again where it was once the node is back (the
+	// cluster had not moved it yet)
+	c.servers[cut].Shutdown()
+	testutil.Eventually(t, 9*time.Second, "the cut-off node to stop the service", func() bool { return len(processes(c.sleep(0))) == 0 })
+	c.servers[cut] = testutil.RestartServer(t, c.servers[cut])
+	testutil.Eventually(t, 30*time.Second, "the service back on its node", func() bool {
+		where := c.where()
+		return len(where[id]) == 1 && where[id][0] == at && len(processes(c.sleep(0))) == 1
+	})
+	c.stayExactlyOnce(ids, 1, 2*time.Second)
+
+	// a long cut: stopped there, then started elsewhere; never two at once
+	c.servers[cut].Shutdown()
+	began := time.Now()
+	var stoppedAfter time.Duration
+	for {
+		n := len(processes(c.sleep(0)))
+		if n > 1 {
+			t.Fatalf("two copies ran at once, %s into the cut", time.Since(began).Round(time.Millisecond))
+		}
+		if n == 0 && stoppedAfter == 0 {
+			stoppedAfter = time.Since(began)
+		}
+		if where := c.where(); n == 1 && len(where[id]) == 1 && where[id][0] != at {
+			break
+		}
+		if time.Since(began) > 40*time.Second {
+			t.Fatalf("not moved after 40 s: %v", c.where())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("cut off: stopped after %s, running elsewhere after %s", stoppedAfter.Round(100*time.Millisecond), time.Since(began).Round(100*time.Millisecond))
+	c.servers[cut] = testutil.RestartServer(t, c.servers[cut])
+	c.stayExactlyOnce(ids, 1, 10*time.Second)
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+}

@@ -89,6 +89,7 @@ type WorkloadStartCmd struct {
 	Description  string            `name:"description" help:"Workload description."`
 	Tags         map[string]string `name:"tags" mapsep:"," help:"Placement tags k=v (repeatable, or comma-separated); a node must have them all."`
 	Isolation    string            `name:"isolation" help:"'required': run only on a node that runs the workload as a user of its own (the tag nex.isolation=uid)."`
+	Disconnect   string            `name:"disconnect" help:"'stop': on a node cut off from NATS, stop the workload before the cluster starts it on another node (at most one copy at any moment, at the price of downtime on a NATS outage); default: keep it running."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
@@ -106,7 +107,7 @@ func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
 		}
 	}
 	return nexfile.Definition(nf, nexfile.Overrides{
-		Name: c.Name, Description: c.Description, Type: c.Type, Lifecycle: c.Lifecycle, Tags: c.Tags, Isolation: c.Isolation, StartRequest: c.StartRequest,
+		Name: c.Name, Description: c.Description, Type: c.Type, Lifecycle: c.Lifecycle, Tags: c.Tags, Isolation: c.Isolation, Disconnect: c.Disconnect, StartRequest: c.StartRequest,
 	})
 }
 

@@ -28,7 +28,10 @@ type Nexfile struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 	// Isolation "required" places the workload only on a node that runs it as a user of
 	// its own (the tag nex.isolation=uid).
-	Isolation    string          `json:"isolation,omitempty"`
+	Isolation string `json:"isolation,omitempty"`
+	// Disconnect "stop" stops the workload on a node cut off from NATS before the cluster
+	// starts it elsewhere (see v1.WorkloadDefinition.Disconnect).
+	Disconnect   string          `json:"disconnect,omitempty"`
 	StartRequest json.RawMessage `json:"start_request,omitempty"`
 }
 
@@ -99,6 +102,7 @@ type Overrides struct {
 	Lifecycle    string
 	Tags         map[string]string
 	Isolation    string
+	Disconnect   string
 	StartRequest string
 }
 
@@ -107,7 +111,7 @@ type Overrides struct {
 func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 	var d v1.WorkloadDefinition
 	if nf != nil {
-		d = v1.WorkloadDefinition{Name: nf.Name, Description: nf.Description, Type: nf.Type, Lifecycle: nf.Lifecycle, StartRequest: nf.StartRequest}
+		d = v1.WorkloadDefinition{Name: nf.Name, Description: nf.Description, Type: nf.Type, Lifecycle: nf.Lifecycle, StartRequest: nf.StartRequest, Disconnect: nf.Disconnect}
 		if len(nf.Tags) > 0 {
 			d.Tags = map[string]string{}
 			for k, v := range nf.Tags {
@@ -124,6 +128,10 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 	set(&d.Description, o.Description)
 	set(&d.Type, o.Type)
 	set(&d.Lifecycle, o.Lifecycle)
+	set(&d.Disconnect, o.Disconnect)
+	if d.Disconnect != "" && d.Disconnect != v1.DisconnectStop {
+		return d, fmt.Errorf("%w: disconnect %q (--disconnect, or disconnect: in a Nexfile): the one value is %q", ErrInvalid, d.Disconnect, v1.DisconnectStop)
+	}
 	if len(o.Tags) > 0 {
 		if d.Tags == nil {
 			d.Tags = map[string]string{}

@@ -129,3 +129,16 @@ func TestIsolationRequired(t *testing.T) {
 		t.Fatalf("--isolation required gives tags %v (%v)", d.Tags, err)
 	}
 }
+
+func TestDisconnectSetting(t *testing.T) {
+	nf, err := Parse([]byte("name: a\ntype: native\nlifecycle: service\ndisconnect: stop\nstart_request: {uri: file:///bin/true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Definition(nf, Overrides{}); err != nil || d.Disconnect != v1.DisconnectStop {
+		t.Fatalf("disconnect: stop gives %q (%v)", d.Disconnect, err)
+	}
+	if _, err := Definition(nf, Overrides{Disconnect: "later"}); err == nil || !strings.Contains(err.Error(), `disconnect "later"`) {
+		t.Fatalf("--disconnect later: %v", err)
+	}
+}

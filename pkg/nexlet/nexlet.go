@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -117,6 +118,12 @@ type Nexlet struct {
 	toldEnded  map[string]bool // finished workloads whose end a heartbeat has told the node
 	interval   time.Duration
 	poke       chan struct{}
+	// cut off from NATS for stopAfter, the nexlet stops the workloads in stopCut (their
+	// definitions say disconnect: stop), and registers again once back, so the node
+	// starts them again unless the cluster moved them meanwhile
+	stopAfter  time.Duration
+	stopCut    sync.Map // workload ID -> struct{}
+	reregister atomic.Bool
 }
 
 // Serve registers rt with its node and serves it until ctx ends.
@@ -232,7 +239,11 @@ func (n *Nexlet) handleStart(ctx context.Context, r *svc.Request, req *v1.StartW
 		return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
 	}
 	req.Environment = env
-	return n.rt.Start(ctx, *req)
+	info, err := n.rt.Start(ctx, *req)
+	if err == nil && req.Definition.Disconnect == v1.DisconnectStop {
+		n.stopCut.Store(req.WorkloadID, struct{}{})
+	}
+	return info, err
 }
 
 func (n *Nexlet) handleList(ctx context.Context, _ *svc.Request, req *v1.NexletListRequest) ([]v1.WorkloadInfo, error) {
@@ -281,6 +292,7 @@ func (n *Nexlet) Register(ctx context.Context) error {
 	if reply.HeartbeatInterval > 0 {
 		n.interval = time.Duration(reply.HeartbeatInterval)
 	}
+	n.stopAfter = time.Duration(reply.DisconnectStopAfter)
 	n.mu.Unlock()
 	n.log.Info("registered with node", zap.String("node_id", n.cfg.NodeID))
 	return nil
@@ -303,10 +315,14 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
+	go n.guardDisconnect(ctx)
 	for {
 		n.mu.Lock()
 		interval := n.interval
 		n.mu.Unlock()
+		if n.reregister.Load() && n.nc.IsConnected() && n.Register(ctx) == nil {
+			n.reregister.Store(false)
+		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
@@ -335,6 +351,52 @@ func (n *Nexlet) Run(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// guardDisconnect stops the workloads that ask for it (disconnect: stop) once the
+// nexlet has been cut off from NATS for stopAfter, so that when the cluster starts them
+// on another node this one no longer runs them.
+func (n *Nexlet) guardDisconnect(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var since time.Time
+	stopped := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.nc.IsConnected() {
+			since, stopped = time.Time{}, false
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		n.mu.Lock()
+		after := n.stopAfter
+		n.mu.Unlock()
+		if stopped || after <= 0 || time.Since(since) < after {
+			continue
+		}
+		stopped = true
+		n.stopCut.Range(func(k, _ any) bool {
+			wid := k.(string)
+			if info, err := n.rt.Get(ctx, wid); err != nil || info.Finished() {
+				n.stopCut.Delete(wid)
+				return true
+			}
+			n.log.Warn("cut off from NATS: stopping a workload that asks to be stopped then (disconnect: stop), before the cluster starts it elsewhere",
+				zap.String("workload_id", wid), zap.Duration("cut_off_for", time.Since(since).Round(time.Millisecond)))
+			if _, err := n.rt.Stop(ctx, wid, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+				n.log.Warn("stop a cut-off workload", zap.String("workload_id", wid), zap.Error(err))
+			}
+			n.stopCut.Delete(wid)
+			n.reregister.Store(true)
+			return true
+		})
 	}
 }
 

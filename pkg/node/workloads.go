@@ -461,7 +461,12 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here (the nexlet's log says why it does not run each workload as a user of its own)")
 	}
 	n.nodeEvent(v1.EventRegistered, req.NexletID)
-	return v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}, nil
+	reply := v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}
+	if _, shared := n.cfg.Store.(ClusterStore); shared {
+		// half the node-loss window: stopped well before the cluster starts it elsewhere
+		reply.DisconnectStopAfter = v1.Duration(n.cfg.NodeLossWindow / 2)
+	}
+	return reply, nil
 }
 
 func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartbeat) (struct{}, error) {

@@ -30,7 +30,14 @@ type WorkloadDefinition struct {
 	Lifecycle    string            `json:"lifecycle"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	StartRequest json.RawMessage   `json:"start_request"`
+	// Disconnect is what a node cut off from NATS does with the workload: "" keeps it
+	// running (the cluster may start it elsewhere too, until the node is back), or
+	// DisconnectStop stops it before the cluster moves it (at most one copy at a time).
+	Disconnect string `json:"disconnect,omitempty"`
 }
+
+// DisconnectStop is the Disconnect setting that stops a cut-off node's copy.
+const DisconnectStop = "stop"
 
 // Validate checks every field that ends up in a subject or selects a nexlet.
 func (d *WorkloadDefinition) Validate() error {
@@ -60,6 +67,9 @@ func (d *WorkloadDefinition) Validate() error {
 	}
 	if len(d.Tags) > MaxTags {
 		return NewError(413, CodeTooLarge, "%d tags; the limit is %d", len(d.Tags), MaxTags)
+	}
+	if d.Disconnect != "" && d.Disconnect != DisconnectStop {
+		return BadRequest("disconnect %q: the one value is %q (or none: keep running)", d.Disconnect, DisconnectStop)
 	}
 	return nil
 }
@@ -364,6 +374,10 @@ func (r *RegisterRequest) Validate() error {
 type RegisterReply struct {
 	NodeID            string   `json:"node_id"`
 	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	// DisconnectStopAfter is how long the nexlet may be cut off from NATS before it stops
+	// the workloads whose definition says disconnect: stop (well before the cluster
+	// starts them elsewhere); 0: it never does (a node that keeps its records to itself).
+	DisconnectStopAfter Duration `json:"disconnect_stop_after,omitempty"`
 }
 
 // Heartbeat is sent periodically by a nexlet, and at once when a workload finishes.
