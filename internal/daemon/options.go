@@ -105,6 +105,9 @@ func (o Options) check() error {
 			return fmt.Errorf("--require-isolation: %w", err)
 		}
 	}
+	if o.NodeLossWindow != 0 && o.NodeLossWindow < 3*time.Second {
+		return fmt.Errorf("--node-loss-window %s: nodes announce themselves every 2 s, so a window under 3 s would take live nodes for lost", o.NodeLossWindow)
+	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {
 		if ttl < time.Second && ttl != 0 {
 			return fmt.Errorf("%s %s: credentials must last at least 1s", flag, ttl)

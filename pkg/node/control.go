@@ -266,6 +266,9 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	if _, shared := n.cfg.Store.(ClusterStore); def.Disconnect == v1.DisconnectStop && !shared {
+		return v1.WorkloadInfo{}, v1.NewError(501, v1.CodeNotImplemented, "disconnect: stop is a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
+	}
 	if req.Takeover != nil {
 		return n.takeover(ctx, b.NexletID, def, req.Takeover)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,18 @@ func countRunning(m *memNexlet) int {
 		}
 	}
 	return n
+}
+
+// A node that keeps its records to itself refuses the cluster features with the reason.
+func TestClusterFeaturesNeedSharedStore(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "solo", nil)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	d := def("cut")
+	d.Disconnect = v1.DisconnectStop
+	_, err := c.StartWorkload(context.Background(), d)
+	if !v1.IsCode(err, v1.CodeNotImplemented) || !strings.Contains(err.Error(), "--state kv") {
+		t.Fatalf("disconnect: stop on a node with memory state: %v", err)
+	}
 }
