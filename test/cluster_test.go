@@ -49,7 +49,8 @@ func startNexCluster(t *testing.T) *cluster {
 }
 
 func (c *cluster) startNode(i int, s *server.Server) *nexdNode {
-	return startNexdNamed(c.t, c.u, s.ClientURL(), filepath.Join(c.u.home, c.names[i]), c.names[i], "--state-replicas", "3", "--secrets-key", c.secrets)
+	return startNexdNamed(c.t, c.u, s.ClientURL(), filepath.Join(c.u.home, c.names[i]), c.names[i], "--state-replicas", "3", "--secrets-key", c.secrets,
+		"--tags", fmt.Sprintf("zone=z%d", i%2)) // node-1 and node-3 in z0, node-2 in z1
 }
 
 // url is a server that is up.
@@ -417,4 +418,81 @@ func TestDisconnectStopRunsOneCopy(t *testing.T) {
 	c.servers[cut] = testutil.RestartServer(t, c.servers[cut])
 	c.stayExactlyOnce(ids, 1, 10*time.Second)
 	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+}
+
+// copies lists a replica group's running copies by node.
+func (c *cluster) copies(gid string) map[string]int {
+	out := map[string]int{}
+	for _, w := range c.u.workloads(c.t, c.url()) {
+		if w.Group == gid && w.State == v1.StateRunning {
+			out[w.NodeID]++
+		}
+	}
+	return out
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Replicas: 3 copies land on 3 nodes; scaled to 5 (at most 2 on a node) and back to 1;
+// stopped by the group's ID, every copy goes.
+func TestReplicaGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "web",
+		"--replicas", "3", "--max-per-node", "2", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"environment":{"TOKEN":"sealed-for-the-cluster"}}`)
+	if !strings.Contains(out, "3 of 3 copies running") {
+		t.Fatalf("start --replicas 3:\n%s", out)
+	}
+	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+	testutil.Eventually(t, 10*time.Second, "3 copies on 3 nodes", func() bool {
+		cp := c.copies(gid)
+		return len(cp) == 3 && total(cp) == 3
+	})
+	if out = c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "scale", gid, "5"); !strings.Contains(out, "scaled to 5: 5 running") {
+		t.Fatalf("scale to 5:\n%s", out)
+	}
+	testutil.Eventually(t, 10*time.Second, "5 copies, at most 2 on a node", func() bool {
+		cp := c.copies(gid)
+		for _, n := range cp {
+			if n > 2 {
+				t.Fatalf("%d copies on one node (max 2): %v", n, cp)
+			}
+		}
+		return total(cp) == 5
+	})
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "scale", gid, "1")
+	testutil.Eventually(t, 10*time.Second, "1 copy", func() bool { return total(c.copies(gid)) == 1 })
+	info := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "info", gid)
+	if !strings.Contains(info, "replica group of 1") {
+		t.Fatalf("info of the group:\n%s", info)
+	}
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", gid)
+	testutil.Eventually(t, 10*time.Second, "no copy", func() bool { return total(c.copies(gid)) == 0 })
+
+	// spread over a tag's values: two copies, one per zone, though z0 has two nodes
+	for range 3 {
+		out = c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "zoned",
+			"--replicas", "2", "--spread", "zone", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+		zgid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+		idx := c.nodeIndexes()
+		zones := map[int]int{}
+		for node, n := range c.copies(zgid) {
+			zones[idx[node]%2] += n
+		}
+		if zones[0] != 1 || zones[1] != 1 {
+			t.Fatalf("2 copies spread over zone: %v (by zone)", zones)
+		}
+		c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", zgid)
+	}
+	if _, errs, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "info", gid); code == 0 || !strings.Contains(errs, "not found") {
+		t.Fatalf("info of a stopped group: exit %d %s", code, errs)
+	}
 }

@@ -31,6 +31,7 @@ type WorkloadCmd struct {
 	Rm      WorkloadRmCmd      `cmd:"" help:"Remove workloads that ended for good (a job that ran, a service that gave up), with their records and workdirs."`
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
+	Scale   WorkloadScaleCmd   `cmd:"" help:"Change how many copies a replica group runs."`
 	Logs    WorkloadLogsCmd    `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
 	Events  WorkloadEventsCmd  `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
 	Trigger WorkloadTriggerCmd `cmd:"" help:"Send a request to a function's trigger subject and print the reply."`
@@ -91,6 +92,9 @@ type WorkloadStartCmd struct {
 	Isolation    string            `name:"isolation" help:"'required': run only on a node that runs the workload as a user of its own (the tag nex.isolation=uid)."`
 	Disconnect   string            `name:"disconnect" help:"'stop': on a node cut off from NATS, stop the workload before the cluster starts it on another node (at most one copy at any moment, at the price of downtime on a NATS outage); default: keep it running."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
+	Replicas     int               `name:"replicas" help:"Run this many copies as a replica group (needs nodes with --state kv); the group's ID is the one to scale and stop it by."`
+	MaxPerNode   int               `name:"max-per-node" help:"With --replicas: the most copies on one node (default 1)."`
+	Spread       string            `name:"spread" help:"With --replicas: spread the copies evenly over the values of this node tag (e.g. zone)."`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
 }
@@ -104,6 +108,15 @@ func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
 	if path != "" {
 		if nf, err = nexfile.Load(path); err != nil {
 			return v1.WorkloadDefinition{}, err
+		}
+		if c.Replicas == 0 {
+			c.Replicas = nf.Replicas
+		}
+		if c.MaxPerNode == 0 {
+			c.MaxPerNode = nf.MaxPerNode
+		}
+		if c.Spread == "" {
+			c.Spread = nf.Spread
 		}
 	}
 	return nexfile.Definition(nf, nexfile.Overrides{
@@ -146,6 +159,15 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.Replicas < 0 || c.MaxPerNode < 0 {
+		return v1.BadRequest("--replicas and --max-per-node may not be negative")
+	}
+	if c.Replicas > 0 {
+		return c.startGroup(ctx, g, cl, def)
+	}
+	if c.MaxPerNode != 0 || c.Spread != "" {
+		return v1.BadRequest("--max-per-node and --spread go with --replicas")
+	}
 	w, before, err := startRetrying(ctx, cl, def, c.RequestID)
 	if err != nil {
 		return err
@@ -164,6 +186,68 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 		return follow(ctx, g, cl, w)
 	}
 	return nil
+}
+
+// startGroup starts the copies of a replica group and prints the group's ID.
+func (c *WorkloadStartCmd) startGroup(ctx context.Context, g *Globals, cl *client.Client, def v1.WorkloadDefinition) error {
+	if c.Follow {
+		return v1.BadRequest("--follow takes one workload: follow a copy with nex workload logs <copy id> -f")
+	}
+	st, err := cl.StartGroup(ctx, def, c.Replicas, c.MaxPerNode, c.Spread)
+	if err != nil {
+		return err
+	}
+	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] successfully started: %d of %d copies running", st.Name, st.ID, running(st.Copies), st.Replicas))
+}
+
+func running(ws []v1.WorkloadInfo) int {
+	n := 0
+	for _, w := range ws {
+		if w.State == v1.StateRunning || w.State == v1.StateStarting {
+			n++
+		}
+	}
+	return n
+}
+
+// printGroup prints a group: a headline, its copies and why any are missing.
+func printGroup(g *Globals, st *v1.GroupStatus, headline string) error {
+	if g.JSON {
+		return writeJSON(g.stdout, st)
+	}
+	fmt.Fprintln(g.stdout, headline)
+	for _, w := range st.Copies {
+		fmt.Fprintf(g.stdout, "  copy %s on node %s: %s\n", w.ID, short(w.NodeID), w.State)
+	}
+	if st.Pending != "" {
+		fmt.Fprintf(g.stderr, "pending: %s\n", st.Pending)
+	}
+	return nil
+}
+
+// WorkloadScaleCmd changes a replica group's count.
+type WorkloadScaleCmd struct {
+	ID       string `arg:"" name:"group_id" help:"The replica group's ID (g-...)."`
+	Replicas int    `arg:"" name:"replicas" help:"How many copies to run (0 keeps the group with none)."`
+}
+
+// Run scales.
+func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
+	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return v1.BadRequest("%s is not a replica group's ID (they start with %s): start one with --replicas", c.ID, v1.GroupIDPrefix)
+	}
+	if c.Replicas < 0 {
+		return v1.BadRequest("replicas may not be negative")
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupScale, Replicas: c.Replicas})
+	if err != nil {
+		return err
+	}
+	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] scaled to %d: %d running", st.Name, st.ID, st.Replicas, running(st.Copies)))
 }
 
 // follow prints a new workload's output until Ctrl+C; for a job, until it has exited
@@ -218,6 +302,10 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 		return nil
 	}
 	header := []string{"ID", "NAME", "NAMESPACE", "TYPE", "LIFECYCLE", "STATE", "AGE", "NODE"}
+	grouped := slices.ContainsFunc(list, func(w v1.WorkloadInfo) bool { return w.Group != "" })
+	if grouped { // copies of replica groups: the ID to scale and stop them by
+		header = append(header, "GROUP")
+	}
 	if c.ShowMetadata {
 		header = append(header, "METADATA")
 	}
@@ -228,6 +316,9 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 			state = fmt.Sprintf("%s (exit %d)", w.State, *w.ExitCode)
 		}
 		row := []string{w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, state, time.Since(w.StartedAt).Round(time.Second).String(), short(w.NodeID)}
+		if grouped {
+			row = append(row, w.Group)
+		}
 		if c.ShowMetadata {
 			row = append(row, formatMetadata(w.Metadata))
 		}
@@ -268,6 +359,13 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 		done := make(chan struct{})
 		defer close(done)
 		cl.OnAck = func(a client.Ack) { go stopProgress(g.stderr, c.ID, a, done) }
+	}
+	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupStop})
+		if err != nil {
+			return err
+		}
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %d copies", st.Name, st.ID, len(st.Copies)))
 	}
 	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
@@ -373,6 +471,13 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	cl, err := g.client()
 	if err != nil {
 		return err
+	}
+	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		if err != nil {
+			return err
+		}
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s]: replica group of %d (max %d per node%s), %d running", st.Name, st.ID, st.Replicas, st.MaxPerNode, spreadNote(st.Spread), running(st.Copies)))
 	}
 	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
@@ -499,4 +604,11 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, c.ID)
 	}
 	return nil
+}
+
+func spreadNote(key string) string {
+	if key == "" {
+		return ""
+	}
+	return ", spread over " + key
 }

@@ -26,7 +26,7 @@ type Options struct {
 	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`
 	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
 	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
-	NodeLossWindow     time.Duration     `name:"node-loss-window" default:"10s" help:"With --state kv: how long a node may go unheard before the cluster starts its services, functions and unfinished jobs on other nodes (also the coordinator lease's period)."`
+	NodeLossWindow     time.Duration     `name:"node-loss-window" default:"10s" help:"With --state kv: how long a node may go unheard before the cluster starts its services, functions and unfinished jobs on other nodes (also the coordinator lease's period); at least 3s."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
@@ -105,7 +105,7 @@ func (o Options) check() error {
 			return fmt.Errorf("--require-isolation: %w", err)
 		}
 	}
-	if o.NodeLossWindow != 0 && o.NodeLossWindow < 3*time.Second {
+	if o.NodeLossWindow < 0 || (o.NodeLossWindow > 0 && o.NodeLossWindow < 3*time.Second) {
 		return fmt.Errorf("--node-loss-window %s: nodes announce themselves every 2 s, so a window under 3 s would take live nodes for lost", o.NodeLossWindow)
 	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {

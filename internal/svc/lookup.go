@@ -117,7 +117,8 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 		}
 		return false, nil
 	}
-	if err := DecodeReply(m.Header, m.Data, resp); !v1.IsNotFound(err) {
+	err = DecodeReply(m.Header, m.Data, resp)
+	if !v1.IsNotFound(err) || (l.acked && id == l.owner) { // the owner's 404 is its answer
 		return true, err
 	}
 	l.peers.heard(m)

@@ -31,7 +31,12 @@ type Nexfile struct {
 	Isolation string `json:"isolation,omitempty"`
 	// Disconnect "stop" stops the workload on a node cut off from NATS before the cluster
 	// starts it elsewhere (see v1.WorkloadDefinition.Disconnect).
-	Disconnect   string          `json:"disconnect,omitempty"`
+	Disconnect string `json:"disconnect,omitempty"`
+	// Replicas, when set, runs that many copies as a replica group, at most MaxPerNode
+	// (default 1) on a node, spread evenly over the values of the node tag Spread.
+	Replicas     int             `json:"replicas,omitempty"`
+	MaxPerNode   int             `json:"max_per_node,omitempty"`
+	Spread       string          `json:"spread,omitempty"`
 	StartRequest json.RawMessage `json:"start_request,omitempty"`
 }
 

@@ -97,9 +97,9 @@ func TestParseNamesTheFormat(t *testing.T) {
 		{`{"name":"a","type":"native","lifecycle":"job"} trailing`, "JSON Nexfile: content after the workload definition"},
 		{`{"name":"a","type":"native","lifecycle":"job"}{"name":"b"}`, "JSON Nexfile: content after the workload definition"},
 		{`{"name":"a",`, "JSON Nexfile: unexpected EOF"},
-		{"name: a\nreplicas: 3\n", `YAML Nexfile: unknown field "replicas"`},
+		{"name: a\nreplica: 3\n", `YAML Nexfile: unknown field "replica"`},
 		{"name: a\n  bad: [\n", "YAML Nexfile: line"},
-		{`{"name":"a","replicas":3}`, `JSON Nexfile: unknown field "replicas"`},
+		{`{"name":"a","replica":3}`, `JSON Nexfile: unknown field "replica"`},
 	} {
 		_, err := Parse([]byte(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -389,7 +389,7 @@ func (n *Nexlet) guardDisconnect(ctx context.Context) {
 				return true
 			}
 			n.log.Warn("cut off from NATS: stopping a workload that asks to be stopped then (disconnect: stop), before the cluster starts it elsewhere",
-				zap.String("workload_id", wid), zap.Duration("cut_off_for", time.Since(since).Round(time.Millisecond)))
+				zap.String("workload_id", wid), zap.String("cut_off_for", time.Since(since).Round(time.Millisecond).String()))
 			if _, err := n.rt.Stop(ctx, wid, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
 				n.log.Warn("stop a cut-off workload", zap.String("workload_id", wid), zap.Error(err))
 			}

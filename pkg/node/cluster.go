@@ -57,7 +57,7 @@ func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
 	out := map[string][]*Record{}
 	for key := range lister.Keys() {
 		node, _, ok := strings.Cut(key, ".")
-		if !ok || node == "requests" {
+		if !ok || node == "requests" || node == "groups" {
 			continue
 		}
 		r, err := s.get(ctx, key)
@@ -131,7 +131,7 @@ func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
 	}
 	var nodes []string
 	for key := range lister.Keys() {
-		if node, _, _ := strings.Cut(key, "."); node != "requests" {
+		if node, _, _ := strings.Cut(key, "."); node != "requests" && node != "groups" {
 			nodes = append(nodes, node)
 		}
 	}

@@ -81,6 +81,7 @@ func (n *Node) addService() error {
 		ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency),
 		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
+		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),
 		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.fanoutHeaders, EveryInstance: true},
 		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
 			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true},
@@ -435,7 +436,7 @@ func (n *Node) recordInfo(rec Record, noMetadata bool) v1.WorkloadInfo {
 	}
 	d := rec.Definition
 	info := v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
-		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt}
+		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt, Group: d.Group}
 	if !noMetadata {
 		info.Metadata = map[string]string{"desired": rec.Desired, "restarts": strconv.FormatUint(rec.Restarts, 10),
 			"note": "nexlet " + rec.NexletID + " did not list it (restarting?); state from the node's record"}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,13 +37,18 @@ type coordinator struct {
 	lost    map[string]time.Time // nodes reported lost, and when
 	pending map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
 	tried   map[string]time.Time // workload ID -> last placement attempt
+	holding atomic.Bool          // holds the lease now (GROUP requests are answered)
+
+	groupMu      sync.Mutex        // one group change at a time
+	groupPending map[string]string // group ID -> why copies are missing
 }
 
 // coordinate runs while the node runs: it tries to hold the coordinator lease and, while
 // it holds it, takes the workloads of lost nodes over to live ones.
 func (n *Node) coordinate(cs ClusterStore) {
 	defer n.wg.Done()
-	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}}
+	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}}
+	n.coord.Store(c)
 	var lease *Lease
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -70,6 +77,7 @@ func (n *Node) coordinate(cs ClusterStore) {
 		lameduck := n.state == v1.NodeLameduck
 		n.mu.Unlock()
 		held := !lameduck && lease.Hold(ctx)
+		c.holding.Store(held)
 		if !held {
 			if !c.since.IsZero() {
 				c.log.Info("no longer coordinating the cluster")
@@ -80,9 +88,10 @@ func (n *Node) coordinate(cs ClusterStore) {
 		}
 		if c.since.IsZero() {
 			c.since = time.Now()
-			c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.Duration("node_loss_window", n.cfg.NodeLossWindow))
+			c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.String("node_loss_window", n.cfg.NodeLossWindow.String()))
 		}
 		c.round(ctx)
+		c.reconcileGroups(ctx)
 		cancel()
 	}
 }
@@ -154,7 +163,17 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 		c.notPlaced(rec, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
 		return
 	}
-	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, nil)
+	var accept func(v1.Bid) bool
+	if gid := def.Group; gid != "" { // a copy: at most max_per_node on a node
+		if kv, ok := c.cs.(*KVStore); ok {
+			if g, err := kv.Group(ctx, def.Namespace, gid); err == nil {
+				if byNode, err := c.copiesOf(ctx, g); err == nil {
+					accept = func(b v1.Bid) bool { return len(byNode[b.NodeID]) < g.MaxPerNode }
+				}
+			}
+		}
+	}
+	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, accept, nil)
 	if err != nil {
 		c.notPlaced(rec, err.Error())
 		return
@@ -169,7 +188,7 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 // winner to take it over; reseal, when set, seals the start request's values for the
 // winning bid's nexlet (a drain: the nexlet that can open them is there to ask). It
 // returns the node that runs the workload now.
-func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reason string, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
+func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reason string, accept func(v1.Bid) bool, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
 	def := rec.Definition
 	cl, err := client.New(n.nc, def.Namespace)
 	if err != nil {
@@ -179,9 +198,18 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 	if err != nil {
 		return "", fmt.Errorf("auction: %w", err)
 	}
-	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool { return b.NodeID == from })
+	var why []string
+	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
+		if b.NodeID == from {
+			return true
+		}
+		if accept != nil && !accept(b) {
+			why = append(why, fmt.Sprintf("node %s runs as many copies of its group as max_per_node allows", b.NodeID))
+			return true
+		}
+		return false
+	})
 	if len(bids) == 0 {
-		var why []string
 		for _, d := range declines {
 			if d.NodeID != from {
 				why = append(why, fmt.Sprintf("node %s (%s): %s", d.NodeName, d.NodeID, d.Decline))

@@ -200,6 +200,7 @@ type Node struct {
 	peers       map[string]time.Time
 	seen        map[string]time.Time // every node's last announcement, leaving or not
 	draining    sync.Map             // workload ID -> struct{}: moving to another node in a drain
+	coord       atomic.Pointer[coordinator]
 	regWaiters  []chan struct{}
 	reconciles  map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics     metrics

@@ -124,3 +124,16 @@ func rewrite(startRequest json.RawMessage, f func(string) (string, error)) (json
 	m["environment"] = b
 	return json.Marshal(m)
 }
+
+// HasPlainValues says whether the start request's environment holds a value that is
+// neither sealed nor a secret:// reference (Environment would seal it).
+func HasPlainValues(startRequest json.RawMessage) bool {
+	plain := false
+	_, _ = rewrite(startRequest, func(v string) (string, error) {
+		if !IsSealed(v) && !strings.HasPrefix(v, "secret://") {
+			plain = true
+		}
+		return v, nil
+	})
+	return plain
+}

@@ -25,6 +25,8 @@ const (
 	VerbList     = "LIST"
 	VerbPing     = "PING"
 	VerbLameduck = "LAMEDUCK"
+	// VerbGroup is answered by the cluster's coordinator only.
+	VerbGroup = "GROUP"
 	// Secret store verbs: one node answers (they share the KV bucket).
 	VerbSecretPut  = "SECRET_PUT"
 	VerbSecretRm   = "SECRET_RM"

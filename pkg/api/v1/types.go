@@ -30,6 +30,9 @@ type WorkloadDefinition struct {
 	Lifecycle    string            `json:"lifecycle"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	StartRequest json.RawMessage   `json:"start_request"`
+	// Group is the replica group the workload is a copy of ("" for none): the ID the user
+	// started, scales and stops the copies by.
+	Group string `json:"group,omitempty"`
 	// Disconnect is what a node cut off from NATS does with the workload: "" keeps it
 	// running (the cluster may start it elsewhere too, until the node is back), or
 	// DisconnectStop stops it before the cluster moves it (at most one copy at a time).
@@ -172,6 +175,44 @@ type DeployRequest struct {
 	Takeover *Takeover `json:"takeover,omitempty"`
 }
 
+// GroupRequest starts, scales, stops or describes a replica group
+// ($NEX.SVC.v1.<ns>.control.GROUP.<group_id>, answered by the cluster's coordinator).
+type GroupRequest struct {
+	// Op is GroupCreate (Definition, Replicas, MaxPerNode, Spread), GroupScale
+	// (Replicas), GroupStop or GroupInfo.
+	Op         string              `json:"op"`
+	Definition *WorkloadDefinition `json:"definition,omitempty"`
+	Replicas   int                 `json:"replicas"`
+	// MaxPerNode is the most copies one node runs (default 1).
+	MaxPerNode int `json:"max_per_node,omitempty"`
+	// Spread is a node tag key whose values the copies are spread evenly over.
+	Spread string `json:"spread,omitempty"`
+}
+
+// GroupIDPrefix starts every replica group's ID, so a group is told from a workload.
+const GroupIDPrefix = "g-"
+
+// Group operations.
+const (
+	GroupCreate = "create"
+	GroupScale  = "scale"
+	GroupStop   = "stop"
+	GroupInfo   = "info"
+)
+
+// GroupStatus describes a replica group and its copies.
+type GroupStatus struct {
+	ID         string         `json:"id"`
+	Namespace  string         `json:"namespace"`
+	Name       string         `json:"name"`
+	Replicas   int            `json:"replicas"`
+	MaxPerNode int            `json:"max_per_node"`
+	Spread     string         `json:"spread,omitempty"`
+	Copies     []WorkloadInfo `json:"copies"`
+	// Pending says why copies are missing (the nodes' reasons), when some are.
+	Pending string `json:"pending,omitempty"`
+}
+
 // Takeover reasons.
 const (
 	TakeoverLost  = "node_lost"
@@ -207,6 +248,8 @@ type WorkloadInfo struct {
 	StartedAt   time.Time         `json:"started_at"`
 	ExitCode    *int              `json:"exit_code,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Group is the replica group the workload is a copy of, if any.
+	Group string `json:"group,omitempty"`
 	// Definition is what the workload was started with; nexlets always fill it in so a
 	// restarted node can adopt the workload; listings leave it out.
 	Definition *WorkloadDefinition `json:"definition,omitempty"`

@@ -1,0 +1,84 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nuid"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// ErrNoCoordinator means no node answered a group request: groups need nodes with
+// --state kv, one of which holds the coordinator lease.
+var ErrNoCoordinator = errors.New("no coordinator answered: replica groups need nodes that keep their state in JetStream KV (--state kv); the coordinator may also be changing (try again in a few seconds)")
+
+// StartGroup starts replicas copies of def as a replica group and returns it. Values in
+// def's environment are sealed for the cluster's secrets key (every node's
+// --secrets-key), so the coordinator can seal them for each copy's nexlet.
+func (c *Client) StartGroup(ctx context.Context, def v1.WorkloadDefinition, replicas, maxPerNode int, spread string) (*v1.GroupStatus, error) {
+	def.Namespace = c.ns
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	if replicas < 0 || maxPerNode < 0 {
+		return nil, v1.BadRequest("replicas and max_per_node may not be negative")
+	}
+	if seal.HasPlainValues(def.StartRequest) {
+		key, err := c.secretsKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if def.StartRequest, err = seal.Environment(def.StartRequest, key); err != nil {
+			return nil, err
+		}
+	}
+	return c.Group(ctx, v1.GroupIDPrefix+nuid.Next(), v1.GroupRequest{Op: v1.GroupCreate, Definition: &def, Replicas: replicas, MaxPerNode: maxPerNode, Spread: spread})
+}
+
+// secretsKey is the cluster's secrets key, as the nodes publish it.
+func (c *Client) secretsKey(ctx context.Context) (string, error) {
+	nodes, err := c.ListNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.SecretsXKey != "" {
+			return n.SecretsXKey, nil
+		}
+	}
+	return "", v1.BadRequest("a replica group with environment values needs the same --secrets-key on every node (its values are sealed for it); no node has one")
+}
+
+// coordinatorWait is how long a group request waits for a coordinator (one is chosen
+// within a lease period of the last one going).
+const coordinatorWait = 15 * time.Second
+
+// Group sends a group request to the coordinator: every node hears it, the coordinator
+// acknowledges and answers, the others say they are not it. With no coordinator (one
+// is being chosen) it asks again until coordinatorWait has passed.
+func (c *Client) Group(ctx context.Context, gid string, req v1.GroupRequest) (*v1.GroupStatus, error) {
+	giveUp := time.Now().Add(coordinatorWait)
+	for {
+		var st v1.GroupStatus
+		acked := false
+		err := svc.Lookup(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbGroup, gid), req, &st, c.Straggler, func(svc.Ack) { acked = true })
+		switch {
+		case err == nil:
+			return &st, nil
+		case acked, !v1.IsNotFound(err) && !errors.Is(err, svc.ErrNoResponders):
+			return nil, err
+		case time.Now().After(giveUp):
+			return nil, fmt.Errorf("group %s: %w", gid, ErrNoCoordinator)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("group %s: %w", gid, ErrNoCoordinator)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,392 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/seal"
+)
+
+// A replica group is N copies of one definition, each a workload of its own (its own
+// ID, record and node), that the user starts, scales and stops by the group's ID. The
+// group's record (groups.<ns>.<id> in the state bucket) holds the definition, with its
+// sealed values sealed for the cluster's secrets key, and the count; the coordinator
+// keeps that many copies running, at most MaxPerNode on a node, spread over the values
+// of the Spread tag.
+
+// Group is a replica group's record.
+type Group struct {
+	Version    int                   `json:"version"`
+	ID         string                `json:"id"`
+	Definition v1.WorkloadDefinition `json:"definition"`
+	Replicas   int                   `json:"replicas"`
+	MaxPerNode int                   `json:"max_per_node"`
+	Spread     string                `json:"spread,omitempty"`
+	CreatedAt  time.Time             `json:"created_at"`
+	Revision   uint64                `json:"-"`
+}
+
+func groupKey(ns, id string) string { return "groups." + ns + "." + id }
+
+// Groups lists every group's record.
+func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, "groups.>")
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	var out []*Group
+	for key := range lister.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var g Group
+		if json.Unmarshal(e.Value(), &g) == nil {
+			g.Revision = e.Revision()
+			out = append(out, &g)
+		}
+	}
+	return out, nil
+}
+
+// Group reads one group's record (ErrNotStored when there is none).
+func (s *KVStore) Group(ctx context.Context, ns, id string) (*Group, error) {
+	e, err := s.kv.Get(ctx, groupKey(ns, id))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return nil, fmt.Errorf("%w: group %s", ErrNotStored, id)
+		}
+		return nil, err
+	}
+	var g Group
+	if err := json.Unmarshal(e.Value(), &g); err != nil {
+		return nil, fmt.Errorf("decode group %s: %w", id, err)
+	}
+	g.Revision = e.Revision()
+	return &g, nil
+}
+
+// PutGroup creates (Revision 0) or updates a group's record, compare-and-set.
+func (s *KVStore) PutGroup(ctx context.Context, g *Group) error {
+	g.Version = RecordVersion
+	b, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	key := groupKey(g.Definition.Namespace, g.ID)
+	var rev uint64
+	if g.Revision == 0 {
+		rev, err = s.kv.Create(ctx, key, b)
+	} else {
+		rev, err = s.kv.Update(ctx, key, b, g.Revision)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("%w: group %s", ErrConflict, g.ID)
+		}
+		return err
+	}
+	g.Revision = rev
+	return nil
+}
+
+// DeleteGroup removes a group's record.
+func (s *KVStore) DeleteGroup(ctx context.Context, ns, id string) error {
+	if err := s.kv.Purge(ctx, groupKey(ns, id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}
+
+// groupBound bounds a group request: placing or stopping every copy.
+const groupBound = time.Minute
+
+// handleGroup serves GROUP requests: the coordinator acknowledges and answers; the other
+// nodes say they are not it.
+func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	c := n.coord.Load()
+	if c == nil || !c.holding.Load() {
+		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", n.cfg.NodeID)
+	}
+	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
+	kv, ok := c.cs.(*KVStore)
+	if !ok {
+		return v1.GroupStatus{}, v1.NewError(501, v1.CodeNotImplemented, "replica groups need --state kv")
+	}
+	ns, id := r.Namespace, r.ID
+	if !strings.HasPrefix(id, v1.GroupIDPrefix) {
+		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", id, v1.GroupIDPrefix)
+	}
+	c.groupMu.Lock()
+	defer c.groupMu.Unlock()
+	switch req.Op {
+	case v1.GroupCreate:
+		if req.Definition == nil {
+			return v1.GroupStatus{}, v1.BadRequest("a group needs a definition")
+		}
+		def := *req.Definition
+		def.Namespace, def.Group = ns, id
+		if err := def.Validate(); err != nil {
+			return v1.GroupStatus{}, err
+		}
+		if req.Replicas < 0 || req.MaxPerNode < 0 {
+			return v1.GroupStatus{}, v1.BadRequest("replicas and max_per_node may not be negative")
+		}
+		if req.Spread != "" {
+			if err := v1.ValidateToken("spread", req.Spread); err != nil {
+				return v1.GroupStatus{}, err
+			}
+		}
+		g := &Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, CreatedAt: time.Now().UTC()}
+		if err := kv.PutGroup(ctx, g); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return v1.GroupStatus{}, v1.NewError(409, v1.CodeConflict, "group %s exists", id)
+			}
+			return v1.GroupStatus{}, storageError(err, "record group "+id)
+		}
+		pending := c.reconcileGroup(ctx, g)
+		return c.groupStatus(ctx, g, pending)
+	case v1.GroupScale:
+		if req.Replicas < 0 {
+			return v1.GroupStatus{}, v1.BadRequest("replicas may not be negative")
+		}
+		g, err := kv.Group(ctx, ns, id)
+		if err != nil {
+			return v1.GroupStatus{}, groupNotFound(err, id)
+		}
+		g.Replicas = req.Replicas
+		if err := kv.PutGroup(ctx, g); err != nil {
+			return v1.GroupStatus{}, storageError(err, "record group "+id)
+		}
+		pending := c.reconcileGroup(ctx, g)
+		return c.groupStatus(ctx, g, pending)
+	case v1.GroupInfo:
+		g, err := kv.Group(ctx, ns, id)
+		if err != nil {
+			return v1.GroupStatus{}, groupNotFound(err, id)
+		}
+		return c.groupStatus(ctx, g, c.groupPending[id])
+	case v1.GroupStop:
+		g, err := kv.Group(ctx, ns, id)
+		if err != nil {
+			return v1.GroupStatus{}, groupNotFound(err, id)
+		}
+		if err := kv.DeleteGroup(ctx, ns, id); err != nil {
+			return v1.GroupStatus{}, storageError(err, "remove group "+id)
+		}
+		st, _ := c.groupStatus(ctx, g, "")
+		cl, _ := client.New(n.nc, ns)
+		for _, cp := range st.Copies {
+			if _, err := cl.StopWorkload(ctx, cp.ID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+				return st, err
+			}
+		}
+		st.Replicas = 0
+		return st, nil
+	}
+	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, info, stop", req.Op)
+}
+
+func groupNotFound(err error, id string) error {
+	if errors.Is(err, ErrNotStored) {
+		return v1.NotFound("group %s not found", id)
+	}
+	return storageError(err, "read group "+id)
+}
+
+// copiesOf lists the group's running copies by node, from every node's records.
+func (c *coordinator) copiesOf(ctx context.Context, g *Group) (map[string][]*Record, error) {
+	all, err := c.cs.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*Record{}
+	for node, recs := range all {
+		for _, r := range recs {
+			if r.Definition.Group == g.ID && r.Definition.Namespace == g.Definition.Namespace && r.Desired == DesiredRunning {
+				out[node] = append(out[node], r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// reconcileGroup starts or stops copies until the group has its count, and returns why
+// copies are missing, if they are.
+func (c *coordinator) reconcileGroup(ctx context.Context, g *Group) string {
+	byNode, err := c.copiesOf(ctx, g)
+	if err != nil {
+		return err.Error()
+	}
+	have := 0
+	for _, recs := range byNode {
+		have += len(recs)
+	}
+	pending := ""
+	for ; have < g.Replicas; have++ {
+		node, err := c.placeCopy(ctx, g, byNode)
+		if err != nil {
+			pending = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err)
+			break
+		}
+		byNode[node] = append(byNode[node], &Record{})
+	}
+	if have > g.Replicas {
+		c.stopCopies(ctx, g, byNode, have-g.Replicas)
+	}
+	if pending != c.groupPending[g.ID] {
+		if pending != "" {
+			c.log.Warn("replica group short of copies", zap.String("group", g.ID), zap.String("reason", pending))
+		}
+		c.groupPending[g.ID] = pending
+	}
+	return pending
+}
+
+// placeCopy auctions one more copy of g and deploys it on the best bid: a node with
+// fewer than MaxPerNode copies, on the value of the Spread tag with the fewest copies,
+// else the node with the fewest. It returns the node.
+func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string][]*Record) (string, error) {
+	def := g.Definition
+	cl, err := client.New(c.n.nc, def.Namespace)
+	if err != nil {
+		return "", err
+	}
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+	if err != nil {
+		return "", err
+	}
+	var why []string
+	for _, d := range declines {
+		why = append(why, fmt.Sprintf("node %s: %s", d.NodeName, d.Decline))
+	}
+	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
+		if len(byNode[b.NodeID]) >= g.MaxPerNode {
+			why = append(why, fmt.Sprintf("node %s runs %d copies (max_per_node %d)", b.NodeID, len(byNode[b.NodeID]), g.MaxPerNode))
+			return true
+		}
+		return false
+	})
+	if len(bids) == 0 {
+		sort.Strings(why)
+		return "", fmt.Errorf("no node can take another copy: %s", strings.Join(why, "; "))
+	}
+	score := func(b v1.Bid) int { return len(byNode[b.NodeID]) }
+	if g.Spread != "" {
+		tags := c.nodeTags(ctx)
+		perValue := map[string]int{}
+		for node, recs := range byNode {
+			perValue[tags[node][g.Spread]] += len(recs)
+		}
+		score = func(b v1.Bid) int { return perValue[tags[b.NodeID][g.Spread]]*1000 + len(byNode[b.NodeID]) }
+	}
+	rand.Shuffle(len(bids), func(i, j int) { bids[i], bids[j] = bids[j], bids[i] })
+	best := bids[0]
+	for _, b := range bids[1:] {
+		if score(b) < score(best) {
+			best = b
+		}
+	}
+	placed := def
+	if strings.Contains(string(def.StartRequest), seal.Prefix) {
+		if c.n.secretStore == nil {
+			return "", errors.New("the group's environment is sealed for the cluster's secrets key, and this node has no --secrets-key")
+		}
+		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.n.secretStore.key, best.XKey); err != nil {
+			return "", err
+		}
+	}
+	var info v1.WorkloadInfo
+	if err := svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), v1.DeployRequest{Workload: placed}, &info); err != nil {
+		return "", fmt.Errorf("node %s: %w", best.NodeID, err)
+	}
+	c.log.Info("replica group: copy started", zap.String("group", g.ID), zap.String("workload_id", info.ID), zap.String("node", best.NodeID))
+	return best.NodeID, nil
+}
+
+// stopCopies stops n copies of g, from the nodes that run the most.
+func (c *coordinator) stopCopies(ctx context.Context, g *Group, byNode map[string][]*Record, n int) {
+	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	for ; n > 0; n-- {
+		most := ""
+		for node, recs := range byNode {
+			if most == "" || len(recs) > len(byNode[most]) {
+				most = node
+			}
+		}
+		if most == "" || len(byNode[most]) == 0 {
+			return
+		}
+		victim := byNode[most][len(byNode[most])-1]
+		byNode[most] = byNode[most][:len(byNode[most])-1]
+		if victim.WorkloadID == "" {
+			continue
+		}
+		if _, err := cl.StopWorkload(ctx, victim.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+			c.log.Warn("replica group: stop a copy", zap.String("group", g.ID), zap.String("workload_id", victim.WorkloadID), zap.Error(err))
+		}
+	}
+}
+
+// nodeTags are the live nodes' tags, by node ID.
+func (c *coordinator) nodeTags(ctx context.Context) map[string]map[string]string {
+	cl, _ := client.New(c.n.nc, v1.SystemNamespace)
+	nodes, _ := cl.ListNodes(ctx)
+	out := map[string]map[string]string{}
+	for _, n := range nodes {
+		out[n.NodeID] = n.Tags
+	}
+	return out
+}
+
+// groupStatus describes g with its copies as the nodes list them.
+func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string) (v1.GroupStatus, error) {
+	st := v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
+		MaxPerNode: g.MaxPerNode, Spread: g.Spread, Copies: []v1.WorkloadInfo{}, Pending: pending}
+	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	list, err := cl.ListWorkloads(ctx, "")
+	if err != nil {
+		return st, err
+	}
+	for _, w := range list {
+		if w.Group == g.ID {
+			st.Copies = append(st.Copies, w)
+		}
+	}
+	sort.Slice(st.Copies, func(i, j int) bool { return st.Copies[i].ID < st.Copies[j].ID })
+	return st, nil
+}
+
+// reconcileGroups keeps every group at its count (a copy that ended, or a group scaled
+// while copies were being moved).
+func (c *coordinator) reconcileGroups(ctx context.Context) {
+	kv, ok := c.cs.(*KVStore)
+	if !ok {
+		return
+	}
+	groups, err := kv.Groups(ctx)
+	if err != nil {
+		return
+	}
+	c.groupMu.Lock()
+	defer c.groupMu.Unlock()
+	for _, g := range groups {
+		c.reconcileGroup(ctx, g)
+	}
+}
