@@ -496,3 +496,58 @@ func TestReplicaGroups(t *testing.T) {
 		t.Fatalf("info of a stopped group: exit %d %s", code, errs)
 	}
 }
+
+// A rolling update replaces 3 copies one at a time: never fewer than 3 run, and it ends
+// with 3 of the new version. A bad update (an executable that is not there; a service
+// that exits at once) stops, saying why, with the copies it was replacing running on.
+func TestRollingUpdate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	sr := func(i int) string { return `{"uri":"file:///bin/sh","argv":["-c","exec ` + c.sleep(i) + `"]}` }
+	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
+		"--replicas", "3", "--start-request", sr(0))
+	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+	testutil.Eventually(t, 10*time.Second, "3 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 3 })
+
+	done := make(chan string, 1)
+	go func() {
+		o, e, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--start-request", sr(1))
+		done <- fmt.Sprintf("exit %d\n%s%s", code, o, e)
+	}()
+	fewest := 3
+	var result string
+	for result == "" {
+		select {
+		case result = <-done:
+		default:
+			fewest = min(fewest, len(processes(c.sleep(0)))+len(processes(c.sleep(1))))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !strings.HasPrefix(result, "exit 0") || !strings.Contains(result, "updated to version 2: 3 running") {
+		t.Fatalf("update:\n%s", result)
+	}
+	if fewest < 3 {
+		t.Fatalf("during the update only %d copies ran at one moment", fewest)
+	}
+	testutil.Eventually(t, 10*time.Second, "3 copies of version 2, none of version 1", func() bool {
+		return len(processes(c.sleep(1))) == 3 && len(processes(c.sleep(0))) == 0
+	})
+
+	for _, bad := range []string{`{"uri":"file:///nonexistent/api"}`, `{"uri":"file:///bin/sh","argv":["-c","exit 3"]}`} {
+		_, errs, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--start-request", bad)
+		if code == 0 || !strings.Contains(errs, "stopped, the copies of version 2 run on") {
+			t.Fatalf("bad update %s: exit %d %s", bad, code, errs)
+		}
+		if n := len(processes(c.sleep(1))); n != 3 {
+			t.Fatalf("after the bad update %s, %d copies of version 2 run", bad, n)
+		}
+	}
+	info := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "info", gid)
+	if !strings.Contains(info, "replica group of 3, version 2") || strings.Count(info, "running, version 2") != 3 {
+		t.Fatalf("info after the updates:\n%s", info)
+	}
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", gid)
+}

@@ -32,6 +32,7 @@ type WorkloadCmd struct {
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
 	Scale   WorkloadScaleCmd   `cmd:"" help:"Change how many copies a replica group runs."`
+	Update  WorkloadUpdateCmd  `cmd:"" help:"Roll a replica group's copies over to a new definition, one at a time."`
 	Logs    WorkloadLogsCmd    `cmd:"" help:"Print a workload's output (history, then -f to follow)."`
 	Events  WorkloadEventsCmd  `cmd:"" help:"Print lifecycle events (of one workload, or the namespace)."`
 	Trigger WorkloadTriggerCmd `cmd:"" help:"Send a request to a function's trigger subject and print the reply."`
@@ -217,7 +218,7 @@ func printGroup(g *Globals, st *v1.GroupStatus, headline string) error {
 	}
 	fmt.Fprintln(g.stdout, headline)
 	for _, w := range st.Copies {
-		fmt.Fprintf(g.stdout, "  copy %s on node %s: %s\n", w.ID, short(w.NodeID), w.State)
+		fmt.Fprintf(g.stdout, "  copy %s on node %s: %s, version %d\n", w.ID, short(w.NodeID), w.State, w.GroupVersion)
 	}
 	if st.Pending != "" {
 		fmt.Fprintf(g.stderr, "pending: %s\n", st.Pending)
@@ -477,7 +478,7 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		return printGroup(g, st, fmt.Sprintf("Workload %s [%s]: replica group of %d (max %d per node%s), %d running", st.Name, st.ID, st.Replicas, st.MaxPerNode, spreadNote(st.Spread), running(st.Copies)))
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s]: replica group of %d, version %d (max %d per node%s), %d running", st.Name, st.ID, st.Replicas, st.Version, st.MaxPerNode, spreadNote(st.Spread), running(st.Copies)))
 	}
 	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
@@ -611,4 +612,70 @@ func spreadNote(key string) string {
 		return ""
 	}
 	return ", spread over " + key
+}
+
+// WorkloadUpdateCmd rolls a replica group over to a new definition.
+type WorkloadUpdateCmd struct {
+	ID           string            `arg:"" name:"group_id" help:"The replica group's ID (g-...)."`
+	Nexfile      string            `name:"nexfile" short:"f" type:"path" help:"The new definition's Nexfile (else the group's, changed by the flags)."`
+	Description  string            `name:"description" help:"New description."`
+	Tags         map[string]string `name:"tags" mapsep:"," help:"New placement tags k=v (replace the group's)."`
+	StartRequest string            `name:"start-request" help:"New start request as JSON."`
+	MaxParallel  int               `name:"max-parallel" default:"1" help:"How many copies are replaced at a time."`
+}
+
+// Run updates: each new copy starts and must run for a moment without a restart before
+// an old one stops; a new copy that fails stops the update, the old copies running on.
+func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
+	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return v1.BadRequest("%s is not a replica group's ID (they start with %s): updates replace copies of a group started with --replicas", c.ID, v1.GroupIDPrefix)
+	}
+	if c.MaxParallel < 1 {
+		return v1.BadRequest("--max-parallel must be at least 1")
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	var def v1.WorkloadDefinition
+	if c.Nexfile != "" {
+		nf, err := nexfile.Load(c.Nexfile)
+		if err != nil {
+			return err
+		}
+		if def, err = nexfile.Definition(nf, nexfile.Overrides{Description: c.Description, Tags: c.Tags, StartRequest: c.StartRequest}); err != nil {
+			return err
+		}
+	} else {
+		cur, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		if err != nil {
+			return err
+		}
+		if cur.Definition == nil || (c.StartRequest == "" && c.Description == "" && c.Tags == nil) {
+			return v1.BadRequest("nothing to update: give --nexfile, --start-request, --description or --tags")
+		}
+		def = *cur.Definition
+		if c.StartRequest != "" {
+			if !json.Valid([]byte(c.StartRequest)) {
+				return v1.BadRequest("--start-request is not valid JSON")
+			}
+			def.StartRequest = json.RawMessage(c.StartRequest)
+		}
+		if c.Description != "" {
+			def.Description = c.Description
+		}
+		if c.Tags != nil {
+			def.Tags = c.Tags
+		}
+	}
+	if s, err := schemas.StartRequest(def.Type); err == nil {
+		if err := schema.Validate(s, def.StartRequest); err != nil {
+			return v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+		}
+	}
+	st, err := cl.UpdateGroup(ctx, c.ID, def, c.MaxParallel)
+	if err != nil {
+		return err
+	}
+	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] updated to version %d: %d running", st.Name, st.ID, st.Version, running(st.Copies)))
 }

@@ -40,6 +40,25 @@ func (c *Client) StartGroup(ctx context.Context, def v1.WorkloadDefinition, repl
 	return c.Group(ctx, v1.GroupIDPrefix+nuid.Next(), v1.GroupRequest{Op: v1.GroupCreate, Definition: &def, Replicas: replicas, MaxPerNode: maxPerNode, Spread: spread})
 }
 
+// UpdateGroup rolls a replica group over to def, maxParallel copies at a time (see
+// v1.GroupUpdate); environment values are sealed for the cluster's secrets key.
+func (c *Client) UpdateGroup(ctx context.Context, gid string, def v1.WorkloadDefinition, maxParallel int) (*v1.GroupStatus, error) {
+	def.Namespace = c.ns
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	if seal.HasPlainValues(def.StartRequest) {
+		key, err := c.secretsKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if def.StartRequest, err = seal.Environment(def.StartRequest, key); err != nil {
+			return nil, err
+		}
+	}
+	return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupUpdate, Definition: &def, MaxParallel: maxParallel})
+}
+
 // secretsKey is the cluster's secrets key, as the nodes publish it.
 func (c *Client) secretsKey(ctx context.Context) (string, error) {
 	nodes, err := c.ListNodes(ctx)

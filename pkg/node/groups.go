@@ -35,8 +35,10 @@ type Group struct {
 	Replicas   int                   `json:"replicas"`
 	MaxPerNode int                   `json:"max_per_node"`
 	Spread     string                `json:"spread,omitempty"`
-	CreatedAt  time.Time             `json:"created_at"`
-	Revision   uint64                `json:"-"`
+	// GroupVersion is the definition's version: 1, and one more with each update.
+	GroupVersion int       `json:"group_version"`
+	CreatedAt    time.Time `json:"created_at"`
+	Revision     uint64    `json:"-"`
 }
 
 func groupKey(ns, id string) string { return "groups." + ns + "." + id }
@@ -141,7 +143,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 			return v1.GroupStatus{}, v1.BadRequest("a group needs a definition")
 		}
 		def := *req.Definition
-		def.Namespace, def.Group = ns, id
+		def.Namespace, def.Group, def.GroupVersion = ns, id, 1
 		if err := def.Validate(); err != nil {
 			return v1.GroupStatus{}, err
 		}
@@ -153,7 +155,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 				return v1.GroupStatus{}, err
 			}
 		}
-		g := &Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, CreatedAt: time.Now().UTC()}
+		g := &Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
 		if err := kv.PutGroup(ctx, g); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return v1.GroupStatus{}, v1.NewError(409, v1.CodeConflict, "group %s exists", id)
@@ -176,6 +178,8 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		}
 		pending := c.reconcileGroup(ctx, g)
 		return c.groupStatus(ctx, g, pending)
+	case v1.GroupUpdate:
+		return c.update(ctx, kv, ns, id, req)
 	case v1.GroupInfo:
 		g, err := kv.Group(ctx, ns, id)
 		if err != nil {
@@ -200,7 +204,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		st.Replicas = 0
 		return st, nil
 	}
-	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, info, stop", req.Op)
+	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
 }
 
 func groupNotFound(err error, id string) error {
@@ -240,7 +244,7 @@ func (c *coordinator) reconcileGroup(ctx context.Context, g *Group) string {
 	}
 	pending := ""
 	for ; have < g.Replicas; have++ {
-		node, err := c.placeCopy(ctx, g, byNode)
+		node, _, err := c.placeCopy(ctx, g, byNode)
 		if err != nil {
 			pending = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err)
 			break
@@ -262,15 +266,15 @@ func (c *coordinator) reconcileGroup(ctx context.Context, g *Group) string {
 // placeCopy auctions one more copy of g and deploys it on the best bid: a node with
 // fewer than MaxPerNode copies, on the value of the Spread tag with the fewest copies,
 // else the node with the fewest. It returns the node.
-func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string][]*Record) (string, error) {
+func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string][]*Record) (node, wid string, err error) {
 	def := g.Definition
 	cl, err := client.New(c.n.nc, def.Namespace)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var why []string
 	for _, d := range declines {
@@ -285,7 +289,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	})
 	if len(bids) == 0 {
 		sort.Strings(why)
-		return "", fmt.Errorf("no node can take another copy: %s", strings.Join(why, "; "))
+		return "", "", fmt.Errorf("no node can take another copy: %s", strings.Join(why, "; "))
 	}
 	score := func(b v1.Bid) int { return len(byNode[b.NodeID]) }
 	if g.Spread != "" {
@@ -306,18 +310,18 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	placed := def
 	if strings.Contains(string(def.StartRequest), seal.Prefix) {
 		if c.n.secretStore == nil {
-			return "", errors.New("the group's environment is sealed for the cluster's secrets key, and this node has no --secrets-key")
+			return "", "", errors.New("the group's environment is sealed for the cluster's secrets key, and this node has no --secrets-key")
 		}
 		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.n.secretStore.key, best.XKey); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
 	var info v1.WorkloadInfo
 	if err := svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), v1.DeployRequest{Workload: placed}, &info); err != nil {
-		return "", fmt.Errorf("node %s: %w", best.NodeID, err)
+		return "", "", fmt.Errorf("node %s: %w", best.NodeID, err)
 	}
 	c.log.Info("replica group: copy started", zap.String("group", g.ID), zap.String("workload_id", info.ID), zap.String("node", best.NodeID))
-	return best.NodeID, nil
+	return best.NodeID, info.ID, nil
 }
 
 // stopCopies stops n copies of g, from the nodes that run the most.
@@ -357,8 +361,9 @@ func (c *coordinator) nodeTags(ctx context.Context) map[string]map[string]string
 
 // groupStatus describes g with its copies as the nodes list them.
 func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string) (v1.GroupStatus, error) {
+	def := g.Definition
 	st := v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
-		MaxPerNode: g.MaxPerNode, Spread: g.Spread, Copies: []v1.WorkloadInfo{}, Pending: pending}
+		MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Definition: &def, Copies: []v1.WorkloadInfo{}, Pending: pending}
 	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
 	list, err := cl.ListWorkloads(ctx, "")
 	if err != nil {
@@ -388,5 +393,118 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	defer c.groupMu.Unlock()
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g)
+	}
+}
+
+// healthyFor is how long a new copy of an update must run, without a restart, before an
+// old one is stopped.
+const healthyFor = 2 * time.Second
+
+// update rolls group id over to req's definition (see v1.GroupUpdate). A failed update
+// puts the old definition back: the old copies run on, the new ones are stopped.
+func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	if req.Definition == nil {
+		return v1.GroupStatus{}, v1.BadRequest("an update needs a definition")
+	}
+	g, err := kv.Group(ctx, ns, id)
+	if err != nil {
+		return v1.GroupStatus{}, groupNotFound(err, id)
+	}
+	old := *g
+	def := *req.Definition
+	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion+1
+	if err := def.Validate(); err != nil {
+		return v1.GroupStatus{}, err
+	}
+	g.Definition, g.GroupVersion = def, def.GroupVersion
+	if err := kv.PutGroup(ctx, g); err != nil {
+		return v1.GroupStatus{}, storageError(err, "record group "+id)
+	}
+	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
+		old.Revision = g.Revision
+		if perr := kv.PutGroup(context.Background(), &old); perr != nil {
+			c.log.Error("put a group's definition back after a failed update", zap.String("group", id), zap.Error(perr))
+		}
+		c.log.Warn("replica group update stopped; the old copies run on", zap.String("group", id), zap.Error(err))
+		return v1.GroupStatus{}, v1.NewError(400, v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)
+	}
+	return c.groupStatus(ctx, g, "")
+}
+
+// rollout replaces g's copies of older versions, k at a time: k new copies start (one
+// node may run up to k more than max_per_node meanwhile), run for healthyFor without a
+// restart, and only then do k old copies stop.
+func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
+	byNode, err := c.copiesOf(ctx, g)
+	if err != nil {
+		return err
+	}
+	var olds []*Record
+	for _, recs := range byNode {
+		for _, r := range recs {
+			if r.Definition.GroupVersion != g.GroupVersion {
+				olds = append(olds, r)
+			}
+		}
+	}
+	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	surge := *g
+	surge.MaxPerNode += k
+	for len(olds) > 0 {
+		batch := min(k, len(olds))
+		var started []string
+		fail := func(err error) error {
+			for _, wid := range started {
+				_, _ = cl.StopWorkload(ctx, wid, v1.StopRequest{})
+			}
+			return err
+		}
+		for range batch {
+			node, wid, err := c.placeCopy(ctx, &surge, byNode)
+			if err != nil {
+				return fail(err)
+			}
+			started = append(started, wid)
+			byNode[node] = append(byNode[node], &Record{WorkloadID: wid})
+		}
+		if err := c.healthy(ctx, cl, started); err != nil {
+			return fail(err)
+		}
+		for _, r := range olds[:batch] {
+			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+				c.log.Warn("replica group update: stop an old copy", zap.String("workload_id", r.WorkloadID), zap.Error(err))
+			}
+		}
+		olds = olds[batch:]
+	}
+	return nil
+}
+
+// healthy waits healthyFor and fails when one of the copies is not running then, or was
+// restarted meanwhile.
+func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []string) error {
+	deadline := time.Now().Add(healthyFor)
+	for {
+		for _, wid := range wids {
+			w, err := cl.WorkloadInfo(ctx, wid)
+			if err != nil {
+				return fmt.Errorf("new copy %s: %w", wid, err)
+			}
+			if restarts, ok := w.Metadata["restarts"]; w.State != v1.StateRunning || (ok && restarts != "0") {
+				why := w.Metadata["error"]
+				if w.ExitCode != nil {
+					why = fmt.Sprintf("exit code %d %s", *w.ExitCode, why)
+				}
+				return fmt.Errorf("new copy %s is %s (restarts %s) %s", wid, w.State, w.Metadata["restarts"], strings.TrimSpace(why))
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }

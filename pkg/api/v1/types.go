@@ -33,6 +33,9 @@ type WorkloadDefinition struct {
 	// Group is the replica group the workload is a copy of ("" for none): the ID the user
 	// started, scales and stops the copies by.
 	Group string `json:"group,omitempty"`
+	// GroupVersion is the version of the group's definition this copy runs (1 at start,
+	// one more with each update).
+	GroupVersion int `json:"group_version,omitempty"`
 	// Disconnect is what a node cut off from NATS does with the workload: "" keeps it
 	// running (the cluster may start it elsewhere too, until the node is back), or
 	// DisconnectStop stops it before the cluster moves it (at most one copy at a time).
@@ -187,6 +190,8 @@ type GroupRequest struct {
 	MaxPerNode int `json:"max_per_node,omitempty"`
 	// Spread is a node tag key whose values the copies are spread evenly over.
 	Spread string `json:"spread,omitempty"`
+	// MaxParallel is how many copies an update replaces at a time (default 1).
+	MaxParallel int `json:"max_parallel,omitempty"`
 }
 
 // GroupIDPrefix starts every replica group's ID, so a group is told from a workload.
@@ -198,17 +203,24 @@ const (
 	GroupScale  = "scale"
 	GroupStop   = "stop"
 	GroupInfo   = "info"
+	// GroupUpdate rolls the copies over to Definition, MaxParallel at a time: a new copy
+	// starts and must run for a moment without a restart before an old one stops; a new
+	// copy that fails stops the update and leaves the old copies running.
+	GroupUpdate = "update"
 )
 
 // GroupStatus describes a replica group and its copies.
 type GroupStatus struct {
-	ID         string         `json:"id"`
-	Namespace  string         `json:"namespace"`
-	Name       string         `json:"name"`
-	Replicas   int            `json:"replicas"`
-	MaxPerNode int            `json:"max_per_node"`
-	Spread     string         `json:"spread,omitempty"`
-	Copies     []WorkloadInfo `json:"copies"`
+	ID         string `json:"id"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Replicas   int    `json:"replicas"`
+	MaxPerNode int    `json:"max_per_node"`
+	Spread     string `json:"spread,omitempty"`
+	Version    int    `json:"version"`
+	// Definition is the group's current definition (its values sealed).
+	Definition *WorkloadDefinition `json:"definition,omitempty"`
+	Copies     []WorkloadInfo      `json:"copies"`
 	// Pending says why copies are missing (the nodes' reasons), when some are.
 	Pending string `json:"pending,omitempty"`
 }
@@ -248,8 +260,10 @@ type WorkloadInfo struct {
 	StartedAt   time.Time         `json:"started_at"`
 	ExitCode    *int              `json:"exit_code,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
-	// Group is the replica group the workload is a copy of, if any.
-	Group string `json:"group,omitempty"`
+	// Group is the replica group the workload is a copy of, if any, and GroupVersion the
+	// version of the group's definition it runs.
+	Group        string `json:"group,omitempty"`
+	GroupVersion int    `json:"group_version,omitempty"`
 	// Definition is what the workload was started with; nexlets always fill it in so a
 	// restarted node can adopt the workload; listings leave it out.
 	Definition *WorkloadDefinition `json:"definition,omitempty"`

@@ -84,7 +84,7 @@ func (r *Runtime) add(req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
 		ID: req.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description,
 		Type: d.Type, Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateRunning,
 		NodeID: req.NodeID, NexletID: r.nexletID, StartedAt: time.Now().UTC(),
-		Metadata: map[string]string{"start_request": string(d.StartRequest)}, Definition: &d, Group: d.Group,
+		Metadata: map[string]string{"start_request": string(d.StartRequest)}, Definition: &d, Group: d.Group, GroupVersion: d.GroupVersion,
 	}
 	r.workloads[info.ID] = info
 	return info, nil

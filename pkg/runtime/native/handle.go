@@ -404,7 +404,7 @@ func (h *handle) info() v1.WorkloadInfo {
 		ID: h.id, Namespace: h.def.Namespace, Name: h.def.Name, Description: h.def.Description,
 		Type: h.def.Type, Lifecycle: h.def.Lifecycle, Tags: h.def.Tags, State: h.state,
 		NodeID: h.nodeID, NexletID: h.d.opts.NexletID, StartedAt: h.createdAt, Metadata: md,
-		Definition: &h.def, Group: h.def.Group,
+		Definition: &h.def, Group: h.def.Group, GroupVersion: h.def.GroupVersion,
 	}
 	if h.state == v1.StateStopped || h.state == v1.StateFailed {
 		info.ExitCode = h.exitCode
