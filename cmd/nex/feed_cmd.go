@@ -37,6 +37,9 @@ type WorkloadLogsCmd struct {
 
 // Run prints the lines: stdout lines on stdout, stderr lines on stderr.
 func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
+	if err := notAGroup(c.ID, "logs"); err != nil {
+		return err
+	}
 	cl, err := g.client()
 	if err != nil {
 		return err
@@ -128,6 +131,9 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if c.Workload != "" {
+		if err := notAGroup(c.Workload, "events"); err != nil {
+			return err
+		}
 		if c.Workload, err = resolveKept(ctx, cl, c.Workload); err != nil {
 			return err
 		}
@@ -187,3 +193,12 @@ func colorFor(typ string) string {
 }
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+// notAGroup refuses a replica group's ID where one workload's is needed, saying where the
+// copies' IDs are.
+func notAGroup(id, what string) error {
+	if strings.HasPrefix(id, v1.GroupIDPrefix) {
+		return v1.BadRequest("%s is a replica group: %s are per copy; nex workload info %s lists its copies' IDs", id, what, id)
+	}
+	return nil
+}

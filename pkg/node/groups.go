@@ -122,6 +122,9 @@ const groupBound = time.Minute
 // handleGroup serves GROUP requests: the coordinator acknowledges and answers; the other
 // nodes say they are not it.
 func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	if _, shared := n.cfg.Store.(ClusterStore); !shared {
+		return v1.GroupStatus{}, v1.NewError(501, v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
+	}
 	c := n.coord.Load()
 	if c == nil || !c.holding.Load() {
 		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", n.cfg.NodeID)

@@ -150,4 +150,9 @@ func TestClusterFeaturesNeedSharedStore(t *testing.T) {
 	if !v1.IsCode(err, v1.CodeNotImplemented) || !strings.Contains(err.Error(), "--state kv") {
 		t.Fatalf("disconnect: stop on a node with memory state: %v", err)
 	}
+	began := time.Now()
+	_, err = c.StartGroup(context.Background(), def("group"), 2, 0, "")
+	if !v1.IsCode(err, v1.CodeNotImplemented) || !strings.Contains(err.Error(), "--state kv") || time.Since(began) > 3*time.Second {
+		t.Fatalf("a replica group on a node with memory state: %v (after %s)", err, time.Since(began))
+	}
 }
