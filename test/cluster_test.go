@@ -447,7 +447,7 @@ func TestReplicaGroups(t *testing.T) {
 	}
 	c := startNexCluster(t)
 	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "web",
-		"--replicas", "3", "--max-per-node", "2", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"environment":{"TOKEN":"sealed-for-the-cluster"}}`)
+		"--replicas", "3", "--max-per-node", "2", "--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo ready with $TOKEN; exec sleep 600"],"environment":{"TOKEN":"sealed-for-the-cluster"}}`)
 	if !strings.Contains(out, "3 of 3 copies running") {
 		t.Fatalf("start --replicas 3:\n%s", out)
 	}
@@ -456,6 +456,14 @@ func TestReplicaGroups(t *testing.T) {
 		cp := c.copies(gid)
 		return len(cp) == 3 && total(cp) == 3
 	})
+	// logs and events by the group's ID cover every copy
+	testutil.Eventually(t, 10*time.Second, "every copy's output by the group's ID", func() bool {
+		logs := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "logs", gid)
+		return strings.Count(logs, ": ready with sealed-for-the-cluster\n") == 3
+	})
+	if events := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "events", gid); strings.Count(events, "started") < 3 {
+		t.Fatalf("events of the group:\n%s", events)
+	}
 	if out = c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "scale", gid, "5"); !strings.Contains(out, "scaled to 5: 5 running") {
 		t.Fatalf("scale to 5:\n%s", out)
 	}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -29,7 +30,7 @@ func (f feedFlags) options() client.FeedOptions {
 
 // WorkloadLogsCmd prints a workload's output.
 type WorkloadLogsCmd struct {
-	ID     string `arg:"" name:"workload_id" help:"Workload ID."`
+	ID     string `arg:"" name:"workload_id" help:"Workload ID, or a replica group's (g-...): every copy's output, each line led by its copy's ID."`
 	Stdout bool   `name:"stdout" help:"Only standard output." xor:"stream"`
 	Stderr bool   `name:"stderr" help:"Only standard error." xor:"stream"`
 	feedFlags
@@ -37,12 +38,12 @@ type WorkloadLogsCmd struct {
 
 // Run prints the lines: stdout lines on stdout, stderr lines on stderr.
 func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
-	if err := notAGroup(c.ID, "logs"); err != nil {
-		return err
-	}
 	cl, err := g.client()
 	if err != nil {
 		return err
+	}
+	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return c.groupLogs(ctx, g, cl)
 	}
 	if c.ID, err = resolveKept(ctx, cl, c.ID); err != nil {
 		return err
@@ -130,10 +131,10 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if strings.HasPrefix(c.Workload, v1.GroupIDPrefix) {
+		return c.groupEvents(ctx, g, cl)
+	}
 	if c.Workload != "" {
-		if err := notAGroup(c.Workload, "events"); err != nil {
-			return err
-		}
 		if c.Workload, err = resolveKept(ctx, cl, c.Workload); err != nil {
 			return err
 		}
@@ -194,11 +195,73 @@ func colorFor(typ string) string {
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
-// notAGroup refuses a replica group's ID where one workload's is needed, saying where the
-// copies' IDs are.
-func notAGroup(id, what string) error {
-	if strings.HasPrefix(id, v1.GroupIDPrefix) {
-		return v1.BadRequest("%s is a replica group: %s are per copy; nex workload info %s lists its copies' IDs", id, what, id)
+// eachCopy runs fn for every copy of replica group gid at once (a copy's lines or events
+// interleave with the others'), and returns when every fn has; with no copies it says so.
+func eachCopy(ctx context.Context, g *Globals, cl *client.Client, gid string, fn func(copyID string) error) error {
+	st, err := cl.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupInfo})
+	if err != nil {
+		return err
 	}
-	return nil
+	if len(st.Copies) == 0 {
+		fmt.Fprintf(g.stderr, "replica group %s runs no copy\n", gid)
+		return nil
+	}
+	errs := make(chan error, len(st.Copies))
+	for _, cp := range st.Copies {
+		go func() { errs <- fn(cp.ID) }()
+	}
+	var first error
+	for range st.Copies {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// groupLogs prints the output of every copy of a replica group, each line led by its
+// copy's ID (the copies it has when the command starts).
+func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.Client) error {
+	var mu sync.Mutex
+	return eachCopy(ctx, g, cl, c.ID, func(copyID string) error {
+		return cl.Logs(ctx, copyID, c.options(), func(l client.LogLine) error {
+			if (c.Stdout && l.Stream != "stdout") || (c.Stderr && l.Stream != "stderr") {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if g.JSON {
+				return writeJSONLine(g.stdout, struct {
+					WorkloadID string `json:"workload_id"`
+					client.LogLine
+				}{copyID, l})
+			}
+			w := g.stdout
+			if l.Stream == "stderr" {
+				w = g.stderr
+			}
+			end := "\n"
+			if l.Continued {
+				end = ""
+			}
+			_, err := fmt.Fprint(w, copyID+": "+l.Line+end)
+			return err
+		})
+	})
+}
+
+// groupEvents prints the events of every copy of a replica group.
+func (c *EventsCmd) groupEvents(ctx context.Context, g *Globals, cl *client.Client) error {
+	var mu sync.Mutex
+	return eachCopy(ctx, g, cl, c.Workload, func(copyID string) error {
+		return cl.Events(ctx, copyID, c.options(), func(ev v1.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if g.JSON {
+				return writeJSONLine(g.stdout, ev)
+			}
+			_, err := fmt.Fprintln(g.stdout, formatEvent(g, ev))
+			return err
+		})
+	})
 }
