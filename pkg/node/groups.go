@@ -153,6 +153,9 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if req.Replicas < 0 || req.MaxPerNode < 0 {
 			return v1.GroupStatus{}, v1.BadRequest("replicas and max_per_node may not be negative")
 		}
+		if def.Lifecycle == v1.LifecycleJob {
+			return v1.GroupStatus{}, v1.BadRequest("replica groups keep services and functions running; a job runs once (start it N times instead)")
+		}
 		if req.Spread != "" {
 			if err := v1.ValidateToken("spread", req.Spread); err != nil {
 				return v1.GroupStatus{}, err
