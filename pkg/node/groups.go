@@ -288,7 +288,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	}
 	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
 		if len(byNode[b.NodeID]) >= g.MaxPerNode {
-			why = append(why, fmt.Sprintf("node %s runs %d copies (max_per_node %d)", b.NodeID, len(byNode[b.NodeID]), g.MaxPerNode))
+			why = append(why, fmt.Sprintf("node %s already runs %d of them (max_per_node %d)", b.NodeID, len(byNode[b.NodeID]), g.MaxPerNode))
 			return true
 		}
 		return false
