@@ -621,6 +621,8 @@ type WorkloadUpdateCmd struct {
 	Description  string            `name:"description" help:"New description."`
 	Tags         map[string]string `name:"tags" mapsep:"," help:"New placement tags k=v (replace the group's)."`
 	StartRequest string            `name:"start-request" help:"New start request as JSON."`
+	Isolation    string            `name:"isolation" help:"'required': copies only on nodes that run each workload as a user of its own."`
+	Disconnect   string            `name:"disconnect" help:"'stop': a node cut off from NATS stops its copy before the cluster starts it elsewhere."`
 	MaxParallel  int               `name:"max-parallel" default:"1" help:"How many copies are replaced at a time."`
 }
 
@@ -643,7 +645,8 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		if def, err = nexfile.Definition(nf, nexfile.Overrides{Description: c.Description, Tags: c.Tags, StartRequest: c.StartRequest}); err != nil {
+		if def, err = nexfile.Definition(nf, nexfile.Overrides{Description: c.Description, Tags: c.Tags, StartRequest: c.StartRequest,
+			Isolation: c.Isolation, Disconnect: c.Disconnect}); err != nil {
 			return err
 		}
 	} else {
@@ -651,8 +654,8 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		if cur.Definition == nil || (c.StartRequest == "" && c.Description == "" && c.Tags == nil) {
-			return v1.BadRequest("nothing to update: give --nexfile, --start-request, --description or --tags")
+		if cur.Definition == nil || (c.StartRequest == "" && c.Description == "" && c.Tags == nil && c.Isolation == "" && c.Disconnect == "") {
+			return v1.BadRequest("nothing to update: give --nexfile, --start-request, --description, --tags, --isolation or --disconnect")
 		}
 		def = *cur.Definition
 		if c.StartRequest != "" {
@@ -666,6 +669,20 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		if c.Tags != nil {
 			def.Tags = c.Tags
+		}
+		switch c.Isolation {
+		case "":
+		case nexfile.IsolationRequired:
+			def.Tags = maps.Clone(def.Tags)
+			if def.Tags == nil {
+				def.Tags = map[string]string{}
+			}
+			def.Tags[v1.TagIsolation] = v1.IsolationUID
+		default:
+			return v1.BadRequest("--isolation %q: the one value is %q", c.Isolation, nexfile.IsolationRequired)
+		}
+		if c.Disconnect != "" {
+			def.Disconnect = c.Disconnect
 		}
 	}
 	if s, err := schemas.StartRequest(def.Type); err == nil {
