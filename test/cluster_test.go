@@ -53,8 +53,14 @@ func (c *cluster) startNode(i int, s *server.Server) *nexdNode {
 		"--tags", fmt.Sprintf("zone=z%d", i%2)) // node-1 and node-3 in z0, node-2 in z1
 }
 
-// url is a server that is up.
+// url is a server that is up, routed to all the others if one is (a server just
+// restarted has not found its routes yet).
 func (c *cluster) url() string {
+	for _, s := range c.servers {
+		if s.Running() && s.NumRoutes() == len(c.servers)-1 {
+			return s.ClientURL()
+		}
+	}
 	for _, s := range c.servers {
 		if s.Running() {
 			return s.ClientURL()
@@ -67,10 +73,16 @@ func (c *cluster) url() string {
 // service i sleeps for base+i seconds: its command line tells its copies apart.
 func (c *cluster) sleep(i int) string { return fmt.Sprintf("sleep %d", c.base+int64(i)) }
 
-// where lists, for each workload ID, the nodes that list it running.
+// where lists, for each workload ID, the nodes that list it running (none when the list
+// fails, as it may while a server restarts: callers poll).
 func (c *cluster) where() map[string][]string {
 	out := map[string][]string{}
-	for _, w := range c.u.workloads(c.t, c.url()) {
+	stdout, _, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "list", "--json")
+	var list []v1.WorkloadInfo
+	if code != 0 || json.Unmarshal([]byte(stdout), &list) != nil {
+		return out
+	}
+	for _, w := range list {
 		if w.State == v1.StateRunning {
 			out[w.ID] = append(out[w.ID], w.NodeID)
 		}

@@ -30,14 +30,15 @@ const movedRetention = time.Hour
 
 // coordinator is the state of the node's coordinating loop.
 type coordinator struct {
-	n       *Node
-	cs      ClusterStore
-	log     *zap.Logger
-	since   time.Time            // holding the lease since (zero: not holding it)
-	lost    map[string]time.Time // nodes reported lost, and when
-	pending map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
-	tried   map[string]time.Time // workload ID -> last placement attempt
-	holding atomic.Bool          // holds the lease now (GROUP requests are answered)
+	n         *Node
+	cs        ClusterStore
+	log       *zap.Logger
+	since     time.Time            // holding the lease since (zero: not holding it)
+	lost      map[string]time.Time // nodes reported lost, and when
+	pendingMu sync.Mutex
+	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
+	tried     map[string]time.Time // workload ID -> last placement attempt
+	holding   atomic.Bool          // holds the lease now (GROUP requests are answered)
 
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
@@ -178,7 +179,9 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 		c.notPlaced(rec, err.Error())
 		return
 	}
+	c.pendingMu.Lock()
 	delete(c.pending, wid)
+	c.pendingMu.Unlock()
 	delete(c.tried, wid)
 	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
 		zap.String("from_node", from), zap.String("to_node", to))
@@ -239,10 +242,13 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 // notPlaced says, once per reason, why a lost node's workload does not run elsewhere yet:
 // in the log and with an unplaced event.
 func (c *coordinator) notPlaced(rec *Record, why string) {
-	if c.pending[rec.WorkloadID] == why {
+	c.pendingMu.Lock()
+	same := c.pending[rec.WorkloadID] == why
+	c.pending[rec.WorkloadID] = why
+	c.pendingMu.Unlock()
+	if same {
 		return
 	}
-	c.pending[rec.WorkloadID] = why
 	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", rec.WorkloadID), zap.String("reason", why))
 	c.n.unplaced(*rec, "its node was lost and no other node can take it yet (trying again): "+why)
 }

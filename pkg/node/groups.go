@@ -208,6 +208,9 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 			}
 		}
 		st.Replicas = 0
+		for i := range st.Copies {
+			st.Copies[i].State = v1.StateStopped
+		}
 		return st, nil
 	}
 	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
@@ -375,13 +378,44 @@ func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string)
 	if err != nil {
 		return st, err
 	}
+	listed := map[string]bool{}
 	for _, w := range list {
 		if w.Group == g.ID {
 			st.Copies = append(st.Copies, w)
+			listed[w.ID] = true
 		}
 	}
 	sort.Slice(st.Copies, func(i, j int) bool { return st.Copies[i].ID < st.Copies[j].ID })
+	if st.Pending == "" && len(st.Copies) < g.Replicas {
+		st.Pending = c.missingCopies(ctx, g, listed)
+	}
 	return st, nil
+}
+
+// missingCopies says why copies the records hold are not listed: their nodes are lost and
+// the copies wait to be moved (with the coordinator's reason when it could not place them).
+func (c *coordinator) missingCopies(ctx context.Context, g *Group, listed map[string]bool) string {
+	byNode, err := c.copiesOf(ctx, g)
+	if err != nil {
+		return ""
+	}
+	var why []string
+	for node, recs := range byNode {
+		for _, r := range recs {
+			if listed[r.WorkloadID] {
+				continue
+			}
+			reason := "its node " + node + " does not answer (lost, or being taken over)"
+			c.pendingMu.Lock()
+			if p := c.pending[r.WorkloadID]; p != "" {
+				reason = p
+			}
+			c.pendingMu.Unlock()
+			why = append(why, "copy "+r.WorkloadID+": "+reason)
+		}
+	}
+	sort.Strings(why)
+	return strings.Join(why, "; ")
 }
 
 // reconcileGroups keeps every group at its count (a copy that ended, or a group scaled
@@ -391,12 +425,12 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	if !ok {
 		return
 	}
+	c.groupMu.Lock() // before reading: a stop in progress deletes the group it reads
+	defer c.groupMu.Unlock()
 	groups, err := kv.Groups(ctx)
 	if err != nil {
 		return
 	}
-	c.groupMu.Lock()
-	defer c.groupMu.Unlock()
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g)
 	}
@@ -497,11 +531,16 @@ func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []str
 				return fmt.Errorf("new copy %s: %w", wid, err)
 			}
 			if restarts, ok := w.Metadata["restarts"]; w.State != v1.StateRunning || (ok && restarts != "0") {
-				why := w.Metadata["error"]
+				why := []string{fmt.Sprintf("new copy %s is %s", wid, w.State)}
 				if w.ExitCode != nil {
-					why = fmt.Sprintf("exit code %d %s", *w.ExitCode, why)
+					why = append(why, fmt.Sprintf("exit code %d", *w.ExitCode))
+				} else if code := w.Metadata["last_exit_code"]; code != "" {
+					why = append(why, "exit code "+code)
 				}
-				return fmt.Errorf("new copy %s is %s (restarts %s) %s", wid, w.State, w.Metadata["restarts"], strings.TrimSpace(why))
+				if e := w.Metadata["error"]; e != "" {
+					why = append(why, e)
+				}
+				return errors.New(strings.Join(why, ", "))
 			}
 		}
 		if time.Now().After(deadline) {

@@ -156,3 +156,36 @@ func TestClusterFeaturesNeedSharedStore(t *testing.T) {
 		t.Fatalf("a replica group on a node with memory state: %v (after %s)", err, time.Since(began))
 	}
 }
+
+// A replica group that lost a copy with nowhere to put it (one copy per node, a node
+// gone) says so in its info, naming the copy and why.
+func TestGroupSaysWhatIsMissing(t *testing.T) {
+	s := testutil.StartServer(t)
+	var nodes []*node.Node
+	for range 3 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		n := clusterNode(t, nc, id)
+		runMemNexlet(t, nc, id, nil)
+		waitNexlet(t, n)
+		nodes = append(nodes, n)
+	}
+	knowEachOther(t, nodes...)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	st, err := c.StartGroup(context.Background(), def("web"), 3, 1, "")
+	if err != nil || len(st.Copies) != 3 {
+		t.Fatalf("a group of 3: %+v %v", st, err)
+	}
+	victim := nodes[0]
+	for _, n := range nodes {
+		if n.ID() != st.Copies[0].NodeID {
+			continue
+		}
+		victim = n
+	}
+	victim.Stop()
+	testutil.Eventually(t, 15*time.Second, "the group to say which copy is missing and why", func() bool {
+		st, err = c.Group(context.Background(), st.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		return err == nil && len(st.Copies) == 2 && strings.Contains(st.Pending, "as many copies of its group as max_per_node allows")
+	})
+}
