@@ -556,6 +556,17 @@ func TestRollingUpdate(t *testing.T) {
 		return len(processes(c.sleep(1))) == 3 && len(processes(c.sleep(0))) == 0
 	})
 
+	if _, errs, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--start-request", sr(1)); code == 0 || !strings.Contains(errs, "nothing to update") {
+		t.Fatalf("an update to the same definition: exit %d %s", code, errs)
+	}
+	for _, w := range c.u.workloads(t, c.url()) {
+		if w.Group == gid {
+			if info := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "info", w.ID); !strings.Contains(info, "Group:       "+gid+" (a copy, running version 2") {
+				t.Fatalf("info of a copy does not name its group:\n%s", info)
+			}
+			break
+		}
+	}
 	for _, bad := range []string{`{"uri":"file:///nonexistent/api"}`, `{"uri":"file:///bin/sh","argv":["-c","exit 3"]}`} {
 		_, errs, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--start-request", bad)
 		if code == 0 || !strings.Contains(errs, "stopped, the copies of version 2 run on") {

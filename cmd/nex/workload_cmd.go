@@ -506,6 +506,9 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	out := g.stdout
 	fmt.Fprintf(out, "ID:          %s\nName:        %s\nNamespace:   %s\nType:        %s\nLifecycle:   %s\nState:       %s\nNode:        %s\nNexlet:      %s\nStarted:     %s\n",
 		w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, w.State, w.NodeID, w.NexletID, w.StartedAt.Local().Format(time.RFC3339))
+	if w.Group != "" {
+		fmt.Fprintf(out, "Group:       %s (a copy, running version %d of its definition)\n", w.Group, w.GroupVersion)
+	}
 	if w.Description != "" {
 		fmt.Fprintf(out, "Description: %s\n", w.Description)
 	}

@@ -452,7 +452,11 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 	}
 	old := *g
 	def := *req.Definition
-	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion+1
+	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion
+	if same, _ := json.Marshal(def); string(same) == string(mustJSON(g.Definition)) {
+		return v1.GroupStatus{}, v1.BadRequest("update of %s: the definition is version %d's as it is; nothing to update", id, g.GroupVersion)
+	}
+	def.GroupVersion++
 	if err := def.Validate(); err != nil {
 		return v1.GroupStatus{}, err
 	}
@@ -552,4 +556,9 @@ func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []str
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
