@@ -31,6 +31,10 @@ type ClusterStore interface {
 	PutOf(ctx context.Context, node string, rec *Record) error
 	// RemoveOf deletes node's record of wid if it is still at revision rev.
 	RemoveOf(ctx context.Context, node, wid string, rev uint64) error
+	// Nodes counts the records of each node, from the keys alone.
+	Nodes(ctx context.Context) (map[string]int, error)
+	// RecordsOf lists one node's records.
+	RecordsOf(ctx context.Context, node string) ([]*Record, error)
 	// Owners lists the nodes that hold a record of wid.
 	Owners(ctx context.Context, wid string) ([]string, error)
 	// WatchOwn calls f with each record of this node written by someone else from now
@@ -70,6 +74,34 @@ func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
 		out[node] = append(out[node], r)
 	}
 	return out, nil
+}
+
+// Nodes counts every node's records, reading keys only.
+func (s *KVStore) Nodes(ctx context.Context) (map[string]int, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return map[string]int{}, nil
+		}
+		return nil, fmt.Errorf("list state keys: %w", err)
+	}
+	out := map[string]int{}
+	for key := range lister.Keys() {
+		if node, _, ok := strings.Cut(key, "."); ok && node != "requests" && node != "groups" {
+			out[node]++
+		}
+	}
+	return out, nil
+}
+
+// RecordsOf lists node's records.
+func (s *KVStore) RecordsOf(ctx context.Context, node string) ([]*Record, error) {
+	other := &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
+	recs, err := other.List(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	return recs, err
 }
 
 func (s *KVStore) get(ctx context.Context, key string) (*Record, error) {

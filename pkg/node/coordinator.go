@@ -42,6 +42,10 @@ type coordinator struct {
 
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
+	groupsAt     time.Time         // the groups' last reconcile
+
+	owners  map[string]int // nodes with records, from the last full scan
+	scanned time.Time      // that scan
 }
 
 // coordinate runs while the node runs: it tries to hold the coordinator lease and, while
@@ -112,17 +116,43 @@ func (c *coordinator) isLost(node string, now time.Time) bool {
 	return now.Sub(seen) > c.n.cfg.NodeLossWindow
 }
 
-// round looks at every node's records once and moves what lost nodes should be running.
+// rescanEvery is how often the coordinator reads every key of the state bucket to find
+// nodes that have records but were never heard of (a node that never came back after
+// this one started coordinating); nodes it hears announce are watched every second.
+const rescanEvery = 30 * time.Second
+
+// round looks at the records of every lost node once and moves what they should run. It
+// reads only lost nodes' records: a cluster whose nodes all answer costs no reads.
 func (c *coordinator) round(ctx context.Context) {
-	all, err := c.cs.All(ctx)
-	if err != nil {
-		c.log.Warn("read the cluster's records", zap.Error(err))
-		return
-	}
 	now := time.Now()
-	for node, recs := range all {
+	if c.scanned.Before(c.since) || now.Sub(c.scanned) > rescanEvery {
+		if nodes, err := c.cs.Nodes(ctx); err == nil {
+			c.owners, c.scanned = nodes, now
+		} else {
+			c.log.Warn("read the cluster's records", zap.Error(err))
+		}
+	}
+	candidates := map[string]bool{}
+	for node := range c.owners {
+		candidates[node] = true
+	}
+	c.n.mu.Lock()
+	for node := range c.n.seen {
+		candidates[node] = true
+	}
+	c.n.mu.Unlock()
+	for node := range candidates {
 		if !c.isLost(node, now) {
 			delete(c.lost, node)
+			continue
+		}
+		recs, err := c.cs.RecordsOf(ctx, node)
+		if err != nil {
+			c.log.Warn("read a lost node's records", zap.String("node", node), zap.Error(err))
+			continue
+		}
+		if len(recs) == 0 {
+			delete(c.owners, node)
 			continue
 		}
 		for _, rec := range recs {

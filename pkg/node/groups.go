@@ -168,7 +168,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 			}
 			return v1.GroupStatus{}, storageError(err, "record group "+id)
 		}
-		pending := c.reconcileGroup(ctx, g)
+		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupScale:
 		if req.Replicas < 0 {
@@ -182,7 +182,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if err := kv.PutGroup(ctx, g); err != nil {
 			return v1.GroupStatus{}, storageError(err, "record group "+id)
 		}
-		pending := c.reconcileGroup(ctx, g)
+		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupUpdate:
 		return c.update(ctx, kv, ns, id, req)
@@ -229,6 +229,11 @@ func (c *coordinator) copiesOf(ctx context.Context, g *Group) (map[string][]*Rec
 	if err != nil {
 		return nil, err
 	}
+	return copiesIn(all, g), nil
+}
+
+// copiesIn picks g's running copies out of every node's records.
+func copiesIn(all map[string][]*Record, g *Group) map[string][]*Record {
 	out := map[string][]*Record{}
 	for node, recs := range all {
 		for _, r := range recs {
@@ -237,16 +242,19 @@ func (c *coordinator) copiesOf(ctx context.Context, g *Group) (map[string][]*Rec
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // reconcileGroup starts or stops copies until the group has its count, and returns why
-// copies are missing, if they are.
-func (c *coordinator) reconcileGroup(ctx context.Context, g *Group) string {
-	byNode, err := c.copiesOf(ctx, g)
-	if err != nil {
-		return err.Error()
+// copies are missing, if they are. all is every node's records (nil: read them).
+func (c *coordinator) reconcileGroup(ctx context.Context, g *Group, all map[string][]*Record) string {
+	if all == nil {
+		var err error
+		if all, err = c.cs.All(ctx); err != nil {
+			return err.Error()
+		}
 	}
+	byNode := copiesIn(all, g)
 	have := 0
 	for _, recs := range byNode {
 		have += len(recs)
@@ -418,6 +426,9 @@ func (c *coordinator) missingCopies(ctx context.Context, g *Group, listed map[st
 	return strings.Join(why, "; ")
 }
 
+// groupsEvery is how often the coordinator checks every group's count.
+const groupsEvery = 3 * time.Second
+
 // reconcileGroups keeps every group at its count (a copy that ended, or a group scaled
 // while copies were being moved).
 func (c *coordinator) reconcileGroups(ctx context.Context) {
@@ -425,14 +436,22 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	if !ok {
 		return
 	}
+	if time.Since(c.groupsAt) < groupsEvery {
+		return
+	}
+	c.groupsAt = time.Now()
 	c.groupMu.Lock() // before reading: a stop in progress deletes the group it reads
 	defer c.groupMu.Unlock()
 	groups, err := kv.Groups(ctx)
+	if err != nil || len(groups) == 0 {
+		return
+	}
+	all, err := c.cs.All(ctx) // once for every group
 	if err != nil {
 		return
 	}
 	for _, g := range groups {
-		c.reconcileGroup(ctx, g)
+		c.reconcileGroup(ctx, g, all)
 	}
 }
 
