@@ -46,7 +46,7 @@ func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 	signal.Notify(sig, syscall.SIGCHLD)
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(time.Second) // a backstop: signals coalesce
+		t := time.NewTicker(reapBackstop) // signals coalesce; a scan reads every thread's children
 		defer t.Stop()
 		for {
 			select {
@@ -66,6 +66,12 @@ func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 	}()
 	return func() { signal.Stop(sig); close(done) }, nil
 }
+
+// reapBackstop is how often the reaper scans without a SIGCHLD (signals coalesce, so one
+// may stand for several exits). A scan reads /proc/self/task/*/children, one file per
+// thread of the nexlet, which holds a thread per running workload: at 1,000 workloads a
+// scan a second cost 6 % of a core.
+const reapBackstop = 15 * time.Second
 
 // reapCoalesce is how long the reaper lets SIGCHLDs gather before it scans.
 const reapCoalesce = 20 * time.Millisecond
