@@ -106,17 +106,23 @@ func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o 
 		if g.JSON {
 			return writeJSONLine(g.stdout, l)
 		}
-		w := g.stdout
-		if l.Stream == "stderr" {
-			w = g.stderr
-		}
-		end := "\n"
-		if l.Continued {
-			end = ""
-		}
-		_, err := fmt.Fprint(w, l.Line+end)
-		return err
+		return printLine(g, l, "")
 	})
+}
+
+// printLine prints one output line, led by prefix: stdout lines on stdout, stderr lines
+// on stderr, a line cut short (continued) without its newline.
+func printLine(g *Globals, l client.LogLine, prefix string) error {
+	w := g.stdout
+	if l.Stream == "stderr" {
+		w = g.stderr
+	}
+	end := "\n"
+	if l.Continued {
+		end = ""
+	}
+	_, err := fmt.Fprint(w, prefix+l.Line+end)
+	return err
 }
 
 // EventsCmd prints lifecycle events.
@@ -236,16 +242,7 @@ func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.
 					client.LogLine
 				}{copyID, l})
 			}
-			w := g.stdout
-			if l.Stream == "stderr" {
-				w = g.stderr
-			}
-			end := "\n"
-			if l.Continued {
-				end = ""
-			}
-			_, err := fmt.Fprint(w, copyID+": "+l.Line+end)
-			return err
+			return printLine(g, l, copyID+": ")
 		})
 	})
 }

@@ -673,16 +673,8 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 		if c.Tags != nil {
 			def.Tags = c.Tags
 		}
-		switch c.Isolation {
-		case "":
-		case nexfile.IsolationRequired:
-			def.Tags = maps.Clone(def.Tags)
-			if def.Tags == nil {
-				def.Tags = map[string]string{}
-			}
-			def.Tags[v1.TagIsolation] = v1.IsolationUID
-		default:
-			return v1.BadRequest("--isolation %q: the one value is %q", c.Isolation, nexfile.IsolationRequired)
+		if err := nexfile.RequireIsolation(&def, c.Isolation); err != nil {
+			return err
 		}
 		if c.Disconnect != "" {
 			def.Disconnect = c.Disconnect

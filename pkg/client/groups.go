@@ -28,14 +28,8 @@ func (c *Client) StartGroup(ctx context.Context, def v1.WorkloadDefinition, repl
 	if replicas < 0 || maxPerNode < 0 {
 		return nil, v1.BadRequest("replicas and max_per_node may not be negative")
 	}
-	if seal.HasPlainValues(def.StartRequest) {
-		key, err := c.secretsKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if def.StartRequest, err = seal.Environment(def.StartRequest, key); err != nil {
-			return nil, err
-		}
+	if err := c.sealForCluster(ctx, &def); err != nil {
+		return nil, err
 	}
 	return c.Group(ctx, v1.GroupIDPrefix+nuid.Next(), v1.GroupRequest{Op: v1.GroupCreate, Definition: &def, Replicas: replicas, MaxPerNode: maxPerNode, Spread: spread})
 }
@@ -47,16 +41,23 @@ func (c *Client) UpdateGroup(ctx context.Context, gid string, def v1.WorkloadDef
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
-	if seal.HasPlainValues(def.StartRequest) {
-		key, err := c.secretsKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if def.StartRequest, err = seal.Environment(def.StartRequest, key); err != nil {
-			return nil, err
-		}
+	if err := c.sealForCluster(ctx, &def); err != nil {
+		return nil, err
 	}
 	return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupUpdate, Definition: &def, MaxParallel: maxParallel})
+}
+
+// sealForCluster seals the plain environment values of def for the cluster's secrets key.
+func (c *Client) sealForCluster(ctx context.Context, def *v1.WorkloadDefinition) error {
+	if !seal.HasPlainValues(def.StartRequest) {
+		return nil
+	}
+	key, err := c.secretsKey(ctx)
+	if err != nil {
+		return err
+	}
+	def.StartRequest, err = seal.Environment(def.StartRequest, key)
+	return err
 }
 
 // secretsKey is the cluster's secrets key, as the nodes publish it.

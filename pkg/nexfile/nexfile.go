@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strings"
 
@@ -85,6 +86,23 @@ func Parse(b []byte) (*Nexfile, error) {
 	return &nf, nil
 }
 
+// RequireIsolation applies an isolation setting to d: "" leaves it alone, "required" asks
+// for the tag nex.isolation=uid (on a copy of d's tags).
+func RequireIsolation(d *v1.WorkloadDefinition, isolation string) error {
+	switch isolation {
+	case "":
+	case IsolationRequired:
+		d.Tags = maps.Clone(d.Tags)
+		if d.Tags == nil {
+			d.Tags = map[string]string{}
+		}
+		d.Tags[v1.TagIsolation] = v1.IsolationUID
+	default:
+		return fmt.Errorf("%w: isolation %q (--isolation, or isolation: in a Nexfile): the one value is %q", ErrInvalid, isolation, IsolationRequired)
+	}
+	return nil
+}
+
 // Discover returns explicit if set, else ./Nexfile when it exists, else "".
 func Discover(explicit string) (string, error) {
 	if explicit != "" {
@@ -149,15 +167,8 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 	if isolation == "" && nf != nil {
 		isolation = nf.Isolation
 	}
-	switch isolation {
-	case "":
-	case IsolationRequired:
-		if d.Tags == nil {
-			d.Tags = map[string]string{}
-		}
-		d.Tags[v1.TagIsolation] = v1.IsolationUID
-	default:
-		return d, fmt.Errorf("%w: isolation %q (--isolation, or isolation: in a Nexfile): the one value is %q", ErrInvalid, isolation, IsolationRequired)
+	if err := RequireIsolation(&d, isolation); err != nil {
+		return d, err
 	}
 	if o.StartRequest != "" {
 		var v any

@@ -96,8 +96,7 @@ func (s *KVStore) Nodes(ctx context.Context) (map[string]int, error) {
 
 // RecordsOf lists node's records.
 func (s *KVStore) RecordsOf(ctx context.Context, node string) ([]*Record, error) {
-	other := &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
-	recs, err := other.List(ctx)
+	recs, err := s.of(node).List(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, nil
 	}
@@ -134,8 +133,12 @@ func (s *KVStore) RecordOf(ctx context.Context, node, wid string) (*Record, erro
 
 // PutOf writes node's record of rec.WorkloadID, compare-and-set on rec.Revision.
 func (s *KVStore) PutOf(ctx context.Context, node string, rec *Record) error {
-	other := &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
-	return other.Put(ctx, rec)
+	return s.of(node).Put(ctx, rec)
+}
+
+// of is this store as node's: the same bucket, node's keys.
+func (s *KVStore) of(node string) *KVStore {
+	return &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
 }
 
 // RemoveOf deletes node's record of wid when it is still at rev.
@@ -258,15 +261,6 @@ func (l *Lease) Hold(ctx context.Context) bool {
 	}
 	l.rev, l.good = rev, now.Add(l.ttl/2)
 	return true
-}
-
-// Holder is the node that holds the lease, as far as a read tells ("" when none).
-func (l *Lease) Holder(ctx context.Context) string {
-	e, err := l.kv.Get(ctx, l.key)
-	if err != nil {
-		return ""
-	}
-	return string(e.Value())
 }
 
 // Release gives the lease up (a node that stops).

@@ -183,13 +183,16 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 	if n.state == v1.NodeLameduck {
 		return "node is in lameduck mode"
 	}
-	tags := maps.Clone(n.tags())
-	tags[v1.TagIsolation] = n.isolationFor(req.Type) // what a nexlet of this type offers
-	if tags[v1.TagIsolation] != v1.IsolationUID && n.requiresIsolation(ns) {
+	isolation := n.isolationFor(req.Type) // what a nexlet of this type offers
+	if isolation != v1.IsolationUID && n.requiresIsolation(ns) {
 		return fmt.Sprintf("namespace %s requires isolation (nex.isolation=uid) and no %s nexlet here runs workloads as users of their own", ns, req.Type)
 	}
+	tags := n.cfg.Tags
 	for _, k := range slices.Sorted(maps.Keys(req.Tags)) {
 		have, ok := tags[k]
+		if k == v1.TagIsolation {
+			have = isolation
+		}
 		if !ok {
 			if v, ok := tags["nex."+k]; ok {
 				return fmt.Sprintf("tag %s=%s not matched (node has no %s tag; it has nex.%s=%s)", k, req.Tags[k], k, k, v)

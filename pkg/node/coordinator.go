@@ -243,11 +243,7 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 		return false
 	})
 	if len(bids) == 0 {
-		for _, d := range declines {
-			if d.NodeID != from {
-				why = append(why, fmt.Sprintf("node %s (%s): %s", d.NodeName, d.NodeID, d.Decline))
-			}
-		}
+		why = append(why, declined(declines, from)...)
 		if len(why) == 0 {
 			return "", errors.New("no other node answered the auction")
 		}
@@ -281,4 +277,15 @@ func (c *coordinator) notPlaced(rec *Record, why string) {
 	}
 	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", rec.WorkloadID), zap.String("reason", why))
 	c.n.unplaced(*rec, "its node was lost and no other node can take it yet (trying again): "+why)
+}
+
+// declined lists the auction's declines, each with its node, leaving out node skip's.
+func declined(declines client.Declines, skip string) []string {
+	var why []string
+	for _, d := range declines {
+		if d.NodeID != skip {
+			why = append(why, fmt.Sprintf("node %s (%s): %s", d.NodeName, d.NodeID, d.Decline))
+		}
+	}
+	return why
 }

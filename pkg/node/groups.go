@@ -293,10 +293,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	if err != nil {
 		return "", "", err
 	}
-	var why []string
-	for _, d := range declines {
-		why = append(why, fmt.Sprintf("node %s: %s", d.NodeName, d.Decline))
-	}
+	why := declined(declines, "")
 	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
 		if len(byNode[b.NodeID]) >= g.MaxPerNode {
 			why = append(why, fmt.Sprintf("node %s already runs %d of them (max_per_node %d)", b.NodeID, len(byNode[b.NodeID]), g.MaxPerNode))

@@ -135,9 +135,10 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// tags are the node's tags, nex.isolation as its nexlets say: uid when every nexlet runs
-// each workload as a user of its own, else none. Caller holds n.mu.
-func (n *Node) tags() map[string]string {
+// refreshIsolation sets the tag nex.isolation from the nexlets' registrations: uid when
+// every nexlet runs each workload as a user of its own, else none. The tags are replaced,
+// never changed in place (Info hands them out). Caller holds n.mu.
+func (n *Node) refreshIsolation() {
 	iso := v1.IsolationNone
 	if len(n.nexlets) > 0 {
 		iso = v1.IsolationUID
@@ -147,12 +148,11 @@ func (n *Node) tags() map[string]string {
 			}
 		}
 	}
-	if n.cfg.Tags[v1.TagIsolation] == iso {
-		return n.cfg.Tags
+	if n.cfg.Tags[v1.TagIsolation] != iso {
+		t := maps.Clone(n.cfg.Tags)
+		t[v1.TagIsolation] = iso
+		n.cfg.Tags = t
 	}
-	t := maps.Clone(n.cfg.Tags)
-	t[v1.TagIsolation] = iso
-	return t
 }
 
 // isolationFor is the best isolation a nexlet of type typ offers here. Caller holds n.mu.
@@ -512,7 +512,7 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	info := v1.NodeInfo{
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
-		State: n.state, Tags: n.tags(), Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
@@ -555,6 +555,7 @@ func (n *Node) SetTags(tags map[string]string) error {
 	}
 	n.mu.Lock()
 	n.cfg.Tags = cfg.Tags
+	n.refreshIsolation()
 	n.mu.Unlock()
 	return nil
 }

@@ -445,6 +445,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
 	n.mu.Lock()
 	n.nexlets[req.NexletID] = entry
+	n.refreshIsolation()
 	n.mu.Unlock()
 	// Index its workloads before it is listed or bids, so what a client sees it can stop.
 	n.reconcile(req.NexletID)
