@@ -97,6 +97,9 @@ type AuctionRequest struct {
 	// RequestID, when set, makes the start idempotent: a node that already runs the
 	// namespace's workload started with this key answers with it (Existing).
 	RequestID string `json:"request_id,omitempty"`
+	// Resources the workload asks for (its start request's "resources"): a node that
+	// cannot enforce them, or has no room for them, declines.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // MaxRequestIDBytes bounds a start's request ID.
@@ -166,6 +169,12 @@ type Bid struct {
 	StartRequestSchema json.RawMessage `json:"start_request_schema,omitempty"`
 	// XKey is the nexlet's public curve key: environment values are sealed for it.
 	XKey string `json:"xkey,omitempty"`
+	// Load is how full the node would be with the workload placed, 0 (empty) to 1 (full):
+	// the larger of its memory and CPU shares. Placement picks the lowest; nil (a node
+	// set to place at random) counts as a random value.
+	Load *float64 `json:"load,omitempty"`
+	// Workloads is how many workloads the node runs: the tie-break between equal loads.
+	Workloads int `json:"workloads,omitempty"`
 }
 
 // DeployRequest claims a bid and starts the workload.
@@ -259,7 +268,13 @@ type WorkloadInfo struct {
 	NexletID    string            `json:"nexlet_id"`
 	StartedAt   time.Time         `json:"started_at"`
 	ExitCode    *int              `json:"exit_code,omitempty"`
-	Metadata    map[string]string `json:"metadata,omitempty"`
+	// ExitReason says why its last process ended when the code alone does not tell
+	// (ExitOOMKilled, ExitUnhealthy, ExitTimedOut).
+	ExitReason string `json:"exit_reason,omitempty"`
+	// Health is a service's health check verdict: HealthStarting until its first pass,
+	// then HealthHealthy or HealthUnhealthy; empty without a check.
+	Health   string            `json:"health,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// Group is the replica group the workload is a copy of, if any, and GroupVersion the
 	// version of the group's definition it runs.
 	Group        string `json:"group,omitempty"`
@@ -338,6 +353,21 @@ type NodeInfo struct {
 	Workloads int               `json:"workloads"`
 	// SecretsXKey is the public key secret values are sealed for (nexd --secrets-key).
 	SecretsXKey string `json:"secrets_xkey,omitempty"`
+	// Capacity is what the node offers its workloads and what they asked of it.
+	Capacity *NodeCapacity `json:"capacity,omitempty"`
+}
+
+// NodeCapacity is a node's room for workloads: its memory and CPU, the share kept back for
+// the node itself, and the sum of what its workloads requested (their "resources").
+type NodeCapacity struct {
+	Memory          ByteSize `json:"memory"`
+	CPU             float64  `json:"cpu"`
+	ReservedMemory  ByteSize `json:"reserved_memory"`
+	ReservedCPU     float64  `json:"reserved_cpu"`
+	RequestedMemory ByteSize `json:"requested_memory"`
+	RequestedCPU    float64  `json:"requested_cpu"`
+	// Placement is how the node bids: "least-loaded" (it reports its load) or "random".
+	Placement string `json:"placement"`
 }
 
 // SecretPutRequest stores a secret; Value is sealed for the nodes' secrets key.
@@ -394,6 +424,10 @@ type RegisterRequest struct {
 	// Isolation is what keeps the nexlet's workloads apart on its machine: IsolationUID
 	// (each runs as a user of its own) or IsolationNone (the default when empty).
 	Isolation string `json:"isolation,omitempty"`
+	// Cgroups is how the nexlet enforces resource limits (CgroupsV2, CgroupsV1 or
+	// CgroupsNone), and Limits the resources it can limit (ResourceMemory, ...).
+	Cgroups string   `json:"cgroups,omitempty"`
+	Limits  []string `json:"limits,omitempty"`
 }
 
 // Isolation values: of a nexlet's registration, and of the node tag nex.isolation.
@@ -507,6 +541,27 @@ const (
 	// EventUnplaced: its node was lost or drained and no other node can take it yet
 	// (message: the nodes' reasons); a drained node stops it at its deadline.
 	EventUnplaced = "unplaced"
+	// EventHealthy and EventUnhealthy: a service's health check passed for the first time
+	// (or again), or failed `failures` times in a row (message: the last failure).
+	EventHealthy   = "healthy"
+	EventUnhealthy = "unhealthy"
+)
+
+// Exit reasons (WorkloadInfo.ExitReason, and data.reason of an exited event).
+const (
+	// ExitOOMKilled: the kernel killed the workload for going over its memory limit.
+	ExitOOMKilled = "oom_killed"
+	// ExitUnhealthy: the nexlet killed a service its health check found unhealthy.
+	ExitUnhealthy = "unhealthy"
+	// ExitTimedOut: the nexlet killed a job that ran past its timeout.
+	ExitTimedOut = "timed_out"
+)
+
+// Workload health (WorkloadInfo.Health).
+const (
+	WorkloadHealthStarting  = "starting"
+	WorkloadHealthHealthy   = "healthy"
+	WorkloadHealthUnhealthy = "unhealthy"
 )
 
 // Event types on the node feed ($NEX.FEED.system.event.<node_id>).
@@ -525,7 +580,7 @@ const (
 
 // EventTypes lists every event type, workload and node (for docs and tests).
 var EventTypes = []string{
-	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped, EventRescheduled, EventUnplaced,
+	EventStarted, EventStopped, EventExited, EventRestarted, EventFailed, EventTriggered, EventLogsDropped, EventRescheduled, EventUnplaced, EventHealthy, EventUnhealthy,
 	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed, EventNodeLost,
 }
 

@@ -1,0 +1,172 @@
+package v1
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Resources is what a workload asks of its machine: the conventional "resources" field of
+// a start request, which a node reads for placement (like "expose_ports") and a nexlet
+// enforces. A zero field asks for nothing (no limit, no room reserved).
+type Resources struct {
+	// Memory is the most memory the workload's processes may use together.
+	Memory ByteSize `json:"memory,omitempty"`
+	// CPU is the most CPU time it may use, in cores (0.5: half of one core).
+	CPU float64 `json:"cpu,omitempty"`
+	// PIDs is the most processes and threads it may have at once.
+	PIDs int `json:"pids,omitempty"`
+}
+
+// Resource names: of a nexlet's registration (the limits it enforces) and of messages.
+const (
+	ResourceMemory = "memory"
+	ResourceCPU    = "cpu"
+	ResourcePIDs   = "pids"
+)
+
+// Cgroup kinds: of a nexlet's registration, and of the node tag nex.cgroups.
+const (
+	CgroupsV2   = "v2"
+	CgroupsV1   = "v1"
+	CgroupsNone = "none"
+	// TagCgroups is the node tag that says which cgroups enforce its workloads' limits.
+	TagCgroups = "nex.cgroups"
+)
+
+// Empty reports whether r asks for nothing.
+func (r *Resources) Empty() bool {
+	return r == nil || (r.Memory == 0 && r.CPU == 0 && r.PIDs == 0)
+}
+
+// Names lists the resources r limits, in a fixed order.
+func (r *Resources) Names() []string {
+	var out []string
+	if r == nil {
+		return out
+	}
+	if r.Memory > 0 {
+		out = append(out, ResourceMemory)
+	}
+	if r.CPU > 0 {
+		out = append(out, ResourceCPU)
+	}
+	if r.PIDs > 0 {
+		out = append(out, ResourcePIDs)
+	}
+	return out
+}
+
+// MinMemory and MinCPU are the smallest limits a workload may ask for: below them a
+// process cannot even start.
+const (
+	MinMemory = 4 << 20
+	MinCPU    = 0.01
+)
+
+// Validate checks the values; field names the JSON path for messages.
+func (r *Resources) Validate(field string) error {
+	if r == nil {
+		return nil
+	}
+	if r.Memory < 0 || (r.Memory > 0 && r.Memory < MinMemory) {
+		return BadRequest("%s.memory: %s is below the smallest limit of %s", field, r.Memory, ByteSize(MinMemory))
+	}
+	if r.CPU < 0 || math.IsNaN(r.CPU) || math.IsInf(r.CPU, 0) || (r.CPU > 0 && r.CPU < MinCPU) {
+		return BadRequest("%s.cpu: %v is not a number of cores of at least %v", field, r.CPU, MinCPU)
+	}
+	if r.PIDs < 0 {
+		return BadRequest("%s.pids: %d is negative", field, r.PIDs)
+	}
+	return nil
+}
+
+// RequestedResources reads the conventional "resources" field of a start request: nil
+// when it has none, an error naming the field when it is malformed.
+func RequestedResources(startRequest json.RawMessage) (*Resources, error) {
+	var sr struct {
+		Resources *Resources `json:"resources"`
+	}
+	if len(startRequest) == 0 || !bytes.Contains(startRequest, []byte(`"resources"`)) {
+		return nil, nil
+	}
+	if err := json.Unmarshal(startRequest, &sr); err != nil {
+		return nil, BadRequest("start_request.resources: %v", err)
+	}
+	if err := sr.Resources.Validate("start_request.resources"); err != nil {
+		return nil, err
+	}
+	if sr.Resources.Empty() {
+		return nil, nil
+	}
+	return sr.Resources, nil
+}
+
+// ByteSize is a number of bytes. In JSON it is a number of bytes or a string with a unit:
+// binary (KiB, MiB, GiB, TiB), decimal (K or KB, M or MB, G or GB, T or TB), or B.
+type ByteSize int64
+
+var byteUnits = map[string]float64{
+	"": 1, "b": 1,
+	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20, "gi": 1 << 30, "gib": 1 << 30, "ti": 1 << 40, "tib": 1 << 40,
+}
+
+// ParseByteSize reads "256MiB", "1.5G", "1048576" and the like.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	f, err := strconv.ParseFloat(num, 64)
+	mult, ok := byteUnits[unit]
+	if err != nil || !ok || f < 0 {
+		return 0, fmt.Errorf("%q is not a size like \"256MiB\", \"1G\" or a number of bytes", s)
+	}
+	v := f * mult
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return ByteSize(v), nil
+}
+
+// UnmarshalJSON takes a number of bytes or a string with a unit.
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		v, err := ParseByteSize(s)
+		if err != nil {
+			return err
+		}
+		*b = v
+		return nil
+	}
+	var n float64
+	if err := json.Unmarshal(data, &n); err != nil || n < 0 || n != math.Trunc(n) {
+		return fmt.Errorf("%s is not a whole number of bytes or a size like \"256MiB\"", data)
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// String prints the size in the largest binary unit that keeps it readable.
+func (b ByteSize) String() string {
+	v := float64(b)
+	for _, u := range []struct {
+		name string
+		size float64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v >= u.size {
+			return strconv.FormatFloat(math.Round(v/u.size*10)/10, 'f', -1, 64) + " " + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + " B"
+}
