@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -137,9 +136,13 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
+	res, err := v1.RequestedResources(def.StartRequest)
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), RequestID: requestID})
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), RequestID: requestID, Resources: res})
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +154,8 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 		if len(bids) == 0 {
 			return nil, NoPlacementError(declines)
 		}
-		b := bids[rand.IntN(len(bids))]
+		b := RankBids(bids)[0]
+		c.ReleaseBids(ctx, bids, b.BidID)
 		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
 			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 		}

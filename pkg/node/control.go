@@ -85,6 +85,8 @@ func (n *Node) addService() error {
 		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.fanoutHeaders, EveryInstance: true},
 		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
 			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true},
+		{Name: v1.VerbRelease, Subject: v1.ControlWildcard(v1.VerbRelease, true), Tokens: svc.ControlTokens("bid ID"),
+			Handler: svc.Handle(n.handleRelease), EveryInstance: true},
 		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
 		{Name: "HEARTBEAT", Subject: v1.HeartbeatSubject(n.cfg.NodeID, "*"), Tokens: svc.LastToken("nexlet ID"),
 			Handler: svc.Handle(n.handleHeartbeat), Concurrent: handlerConcurrency},
@@ -124,9 +126,11 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	if n.requiresIsolation(r.Namespace) {
 		isolation = v1.IsolationUID
 	}
+	cgroups := req.Tags[v1.TagCgroups]
 	counts := n.countsByNexlet()
 	for id, e := range n.nexlets {
 		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) && isolates(e, isolation) &&
+			(cgroups == "" || cgroupsOf(e) == cgroups) &&
 			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
 			candidates = append(candidates, e)
 		}
@@ -135,11 +139,27 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = n.noCandidateReason(req, counts, now)
 		return reply, nil
 	}
-	e := candidates[rand.IntN(len(candidates))]
+	// never promise a limit no nexlet here can enforce
+	enforcing := slices.DeleteFunc(slices.Clone(candidates), func(e *nexletEntry) bool { return !enforces(e, req.Resources.Names()) })
+	if len(enforcing) == 0 {
+		reply.Decline = n.limitsReason(req, candidates)
+		return reply, nil
+	}
+	why, load := n.fit(req.Resources, now)
+	if why != "" {
+		reply.Decline = why
+		return reply, nil
+	}
+	e := enforcing[rand.IntN(len(enforcing))]
+	_, _, running := n.usage()
 	b := &bid{Bid: v1.Bid{
 		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
-	}, lifecycle: req.Lifecycle}
+		Workloads: running,
+	}, lifecycle: req.Lifecycle, res: req.Resources}
+	if n.cfg.Placement != v1.PlacementRandom {
+		b.Load = &load
+	}
 	n.bids[b.BidID] = b
 	reply.Bid = &b.Bid
 	return reply, nil
@@ -190,8 +210,11 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 	tags := n.cfg.Tags
 	for _, k := range slices.Sorted(maps.Keys(req.Tags)) {
 		have, ok := tags[k]
-		if k == v1.TagIsolation {
+		switch k {
+		case v1.TagIsolation:
 			have = isolation
+		case v1.TagCgroups:
+			have = n.bestCgroups(req.Type) // what a nexlet of this type offers
 		}
 		if !ok {
 			if v, ok := tags["nex."+k]; ok {
@@ -239,11 +262,21 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	}
 	n.mu.Lock()
 	b, ok := n.bids[bidID]
-	delete(n.bids, bidID) // single use, whatever happens next
+	expired := !ok || b.used || time.Now().After(b.ExpiresAt)
+	if expired {
+		delete(n.bids, bidID)
+	} else {
+		b.used = true // single use, whatever happens next; its room stays reserved until then
+	}
 	n.mu.Unlock()
-	if !ok || time.Now().After(b.ExpiresAt) {
+	if expired {
 		return v1.WorkloadInfo{}, v1.NewError(410, v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
 	}
+	defer func() { // the workload is indexed now (or did not start): it holds its own room
+		n.mu.Lock()
+		delete(n.bids, bidID)
+		n.mu.Unlock()
+	}()
 	def := req.Workload
 	if def.Namespace == "" {
 		def.Namespace = ns
@@ -256,6 +289,13 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	}
 	if def.Type != b.Type || def.Lifecycle != b.lifecycle {
 		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for %s/%s, not %s/%s", bidID, b.Type, b.lifecycle, def.Type, def.Lifecycle)
+	}
+	res, err := v1.RequestedResources(def.StartRequest)
+	if err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if !sameResources(res, b.res) {
+		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for resources %s, not %s: run the auction with the workload's resources", bidID, describeResources(b.res), describeResources(res))
 	}
 	n.mu.Lock()
 	e, ok := n.nexlets[b.NexletID]
@@ -277,6 +317,20 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 		return n.takeover(ctx, b.NexletID, def, req.Takeover)
 	}
 	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
+}
+
+// handleRelease drops a bid its client will not use, freeing the room it held. A bid a
+// deploy has claimed stays until the deploy is done.
+func (n *Node) handleRelease(_ context.Context, r *svc.Request, _ *struct{}) (struct{}, error) {
+	if !strings.HasPrefix(r.ID, n.bidPrefix) {
+		return struct{}{}, svc.ErrNoReply
+	}
+	n.mu.Lock()
+	if b, ok := n.bids[r.ID]; ok && !b.used {
+		delete(n.bids, r.ID)
+	}
+	n.mu.Unlock()
+	return struct{}{}, nil
 }
 
 // handleList asks each nexlet for its list and passes their workloads into the reply

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -227,11 +226,16 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 	if err != nil {
 		return "", err
 	}
-	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+	res, err := v1.RequestedResources(def.StartRequest)
+	if err != nil {
+		return "", err
+	}
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), Resources: res})
 	if err != nil {
 		return "", fmt.Errorf("auction: %w", err)
 	}
 	var why []string
+	all := slices.Clone(bids)
 	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
 		if b.NodeID == from {
 			return true
@@ -248,9 +252,11 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 			return "", errors.New("no other node answered the auction")
 		}
 		sort.Strings(why)
+		cl.ReleaseBids(ctx, all, "")
 		return "", fmt.Errorf("no other node can take it: %s", strings.Join(why, "; "))
 	}
-	b := bids[rand.IntN(len(bids))]
+	b := client.RankBids(bids)[0]
+	cl.ReleaseBids(ctx, all, b.BidID)
 	t := &v1.Takeover{WorkloadID: rec.WorkloadID, FromNode: from, Revision: rec.Revision, Reason: reason}
 	if reseal != nil {
 		if def.StartRequest, err = reseal(ctx, b); err != nil {

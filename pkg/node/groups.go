@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -282,18 +281,24 @@ func (c *coordinator) reconcileGroup(ctx context.Context, g *Group, all map[stri
 
 // placeCopy auctions one more copy of g and deploys it on the best bid: a node with
 // fewer than MaxPerNode copies, on the value of the Spread tag with the fewest copies,
-// else the node with the fewest. It returns the node.
+// else the node with the fewest; among equals, as every placement, the least loaded
+// (client.RankBids). It returns the node.
 func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string][]*Record) (node, wid string, err error) {
 	def := g.Definition
 	cl, err := client.New(c.n.nc, def.Namespace)
 	if err != nil {
 		return "", "", err
 	}
-	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest)})
+	res, err := v1.RequestedResources(def.StartRequest)
+	if err != nil {
+		return "", "", err
+	}
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), Resources: res})
 	if err != nil {
 		return "", "", err
 	}
 	why := declined(declines, "")
+	all := slices.Clone(bids)
 	bids = slices.DeleteFunc(bids, func(b v1.Bid) bool {
 		if len(byNode[b.NodeID]) >= g.MaxPerNode {
 			why = append(why, fmt.Sprintf("node %s already runs %d of them (max_per_node %d)", b.NodeID, len(byNode[b.NodeID]), g.MaxPerNode))
@@ -303,6 +308,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	})
 	if len(bids) == 0 {
 		sort.Strings(why)
+		cl.ReleaseBids(ctx, all, "")
 		return "", "", fmt.Errorf("no node can take another copy: %s", strings.Join(why, "; "))
 	}
 	score := func(b v1.Bid) int { return len(byNode[b.NodeID]) }
@@ -314,13 +320,14 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 		}
 		score = func(b v1.Bid) int { return perValue[tags[b.NodeID][g.Spread]]*1000 + len(byNode[b.NodeID]) }
 	}
-	rand.Shuffle(len(bids), func(i, j int) { bids[i], bids[j] = bids[j], bids[i] })
+	bids = client.RankBids(bids) // equal scores: the least loaded node (the first) wins
 	best := bids[0]
 	for _, b := range bids[1:] {
 		if score(b) < score(best) {
 			best = b
 		}
 	}
+	cl.ReleaseBids(ctx, all, best.BidID)
 	placed := def
 	if strings.Contains(string(def.StartRequest), seal.Prefix) {
 		if c.n.secretStore == nil {

@@ -71,6 +71,17 @@ type Config struct {
 	// RequireIsolation names the namespaces ("*": every one) whose workloads this node
 	// runs only on a nexlet that isolates them (v1.IsolationUID); the rest it declines.
 	RequireIsolation []string
+	// Memory and CPUs are what the node offers its workloads, reserve included
+	// (0: the machine's, MemTotal of /proc/meminfo and runtime.NumCPU()).
+	Memory v1.ByteSize
+	CPUs   float64
+	// ReserveMemory and ReserveCPU are kept back for the node itself (nexd, its nexlets,
+	// the system): workloads' requests are placed in the rest. 0: nothing kept back.
+	ReserveMemory v1.ByteSize
+	ReserveCPU    float64
+	// Placement is how the node bids: v1.PlacementLeastLoaded (the default: its bids
+	// carry its load) or v1.PlacementRandom (they carry none).
+	Placement string
 }
 
 func (c *Config) validate() error {
@@ -104,6 +115,7 @@ func (c *Config) validate() error {
 	tags["nex.nexus"] = c.Nexus
 	// what the nexlets register says (Node.tags); none until one says otherwise
 	tags[v1.TagIsolation] = v1.IsolationNone
+	tags[v1.TagCgroups] = v1.CgroupsNone
 	c.Tags = tags
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -126,7 +138,7 @@ func (c *Config) validate() error {
 	}
 	setDefault(&c.CredsTTL, 24*time.Hour)
 	setDefault(&c.NodeLossWindow, 10*time.Second)
-	return nil
+	return c.checkCapacity()
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -222,13 +234,17 @@ type nexletEntry struct {
 type bid struct {
 	v1.Bid
 	lifecycle string
+	res       *v1.Resources // what the workload asks for: reserved while the bid is out
+	used      bool          // claimed by a deploy still under way (it keeps the room)
 }
 
 // workloadRecord is the node's index entry of a workload: a copy of its stored record
-// (replaced whole, never changed in place) and the ports it exposes.
+// (replaced whole, never changed in place), the ports it exposes and the resources it
+// asked for (nil: none).
 type workloadRecord struct {
 	rec   Record
 	ports []int
+	res   *v1.Resources
 }
 
 type tombstone struct {
@@ -418,7 +434,7 @@ func (n *Node) sweep() {
 	var lost []string
 	n.mu.Lock()
 	for id, b := range n.bids {
-		if now.After(b.ExpiresAt) {
+		if !b.used && now.After(b.ExpiresAt) {
 			delete(n.bids, id)
 		}
 	}
@@ -513,6 +529,7 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
 		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+		Capacity: n.capacity(),
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
@@ -556,6 +573,7 @@ func (n *Node) SetTags(tags map[string]string) error {
 	n.mu.Lock()
 	n.cfg.Tags = cfg.Tags
 	n.refreshIsolation()
+	n.refreshCgroups()
 	n.mu.Unlock()
 	return nil
 }

@@ -23,11 +23,12 @@ func (n *Node) countsByNexlet() map[string]int { return n.counts }
 // index puts a copy of rec in the node's index (replacing an older one).
 func (n *Node) index(rec Record) {
 	ports := v1.ExposedPorts(rec.Definition.StartRequest)
+	res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: the deploy refused it
 	n.mu.Lock()
 	if old, ok := n.workloads[rec.WorkloadID]; ok {
 		n.counts[old.rec.NexletID]--
 	}
-	n.workloads[rec.WorkloadID] = workloadRecord{rec: rec, ports: ports}
+	n.workloads[rec.WorkloadID] = workloadRecord{rec: rec, ports: ports, res: res}
 	n.counts[rec.NexletID]++
 	if rec.RequestID != "" {
 		n.byRequest[rec.Definition.Namespace+"\x00"+rec.RequestID] = rec.WorkloadID
@@ -451,6 +452,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	n.reconcile(req.NexletID)
 	n.mu.Lock()
 	entry.ready = true
+	n.refreshCgroups()
 	waiters := n.regWaiters
 	n.regWaiters = nil
 	n.mu.Unlock()

@@ -25,6 +25,9 @@ const (
 	VerbList     = "LIST"
 	VerbPing     = "PING"
 	VerbLameduck = "LAMEDUCK"
+	// VerbRelease gives back a bid that will not be used (RELEASE.<bid_id>): its node
+	// frees the room the bid held without waiting for it to expire.
+	VerbRelease = "RELEASE"
 	// VerbGroup is answered by the cluster's coordinator only.
 	VerbGroup = "GROUP"
 	// Secret store verbs: one node answers (they share the KV bucket).

@@ -132,6 +132,9 @@ func (r *AuctionRequest) Validate() error {
 	if err := ValidateRequestID(r.RequestID); err != nil {
 		return err
 	}
+	if err := r.Resources.Validate("resources"); err != nil {
+		return err
+	}
 	return ValidateTags(r.Tags)
 }
 
@@ -369,6 +372,14 @@ type NodeCapacity struct {
 	// Placement is how the node bids: "least-loaded" (it reports its load) or "random".
 	Placement string `json:"placement"`
 }
+
+// Placement settings of a node (NodeCapacity.Placement, nexd --placement).
+const (
+	// PlacementLeastLoaded: the node's bids carry its load, and the least loaded wins.
+	PlacementLeastLoaded = "least-loaded"
+	// PlacementRandom: the node's bids carry no load; they win at random.
+	PlacementRandom = "random"
+)
 
 // SecretPutRequest stores a secret; Value is sealed for the nodes' secrets key.
 type SecretPutRequest struct {

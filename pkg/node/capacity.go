@@ -1,0 +1,245 @@
+package node
+
+import (
+	"bufio"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// The node's room: what it offers its workloads (Config.Memory and CPUs less the
+// reserve), what its running workloads and its outstanding bids asked of it (their start
+// requests' "resources"), and whether a nexlet here enforces a request's limits. A
+// workload that asks for nothing reserves nothing and always fits.
+
+// checkCapacity validates and completes the capacity settings of c.
+func (c *Config) checkCapacity() error {
+	for what, v := range map[string]float64{"memory": float64(c.Memory), "reserved memory": float64(c.ReserveMemory), "cpus": c.CPUs, "reserved cpu": c.ReserveCPU} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%w: %s %v is not a size or number of cores of zero or more", ErrConfig, what, v)
+		}
+	}
+	if c.Memory == 0 {
+		c.Memory = machineMemory()
+	}
+	if c.CPUs == 0 {
+		c.CPUs = float64(runtime.NumCPU())
+	}
+	if c.ReserveMemory > 0 && c.ReserveMemory >= c.Memory {
+		return fmt.Errorf("%w: the memory reserved for the node (%s) leaves nothing of its %s for workloads", ErrConfig, c.ReserveMemory, c.Memory)
+	}
+	if c.ReserveCPU > 0 && c.ReserveCPU >= c.CPUs {
+		return fmt.Errorf("%w: the cpu reserved for the node (%s) leaves nothing of its %s for workloads", ErrConfig, cores(c.ReserveCPU), cores(c.CPUs))
+	}
+	switch c.Placement {
+	case "":
+		c.Placement = v1.PlacementLeastLoaded
+	case v1.PlacementLeastLoaded, v1.PlacementRandom:
+	default:
+		return fmt.Errorf("%w: placement %q is not %s or %s", ErrConfig, c.Placement, v1.PlacementLeastLoaded, v1.PlacementRandom)
+	}
+	return nil
+}
+
+// machineMemory is the machine's memory (MemTotal of /proc/meminfo), 0 when unknown.
+func machineMemory() v1.ByteSize {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// MemTotal:       16318480 kB
+		fields := strings.Fields(s.Text())
+		if len(fields) == 3 && fields[0] == "MemTotal:" && fields[2] == "kB" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0
+			}
+			return v1.ByteSize(kb << 10)
+		}
+	}
+	return 0
+}
+
+// cores prints a number of cores as the flags take it: 2, 0.5, 1.25.
+func cores(v float64) string {
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}
+
+// running says whether a workload holds what it asked for: it runs, or is being stopped.
+func (w workloadRecord) running() bool {
+	return w.rec.Desired == DesiredRunning || w.rec.Desired == DesiredStopping
+}
+
+// usage is what the node's running workloads asked for, and how many run. Caller holds n.mu.
+func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) {
+	for _, w := range n.workloads {
+		if !w.running() {
+			continue
+		}
+		running++
+		if w.res != nil {
+			memory += w.res.Memory
+			cpu += w.res.CPU
+		}
+	}
+	return memory, cpu, running
+}
+
+// promised is what the node's outstanding bids asked for: a bid reserves its room until
+// it is used (and its workload indexed) or expires, so two auctions at once cannot both
+// be promised the last room. Caller holds n.mu.
+func (n *Node) promised(now time.Time) (memory v1.ByteSize, cpu float64) {
+	for _, b := range n.bids {
+		if b.res != nil && (b.used || now.Before(b.ExpiresAt)) {
+			memory += b.res.Memory
+			cpu += b.res.CPU
+		}
+	}
+	return memory, cpu
+}
+
+// allocatable is the room the node offers its workloads.
+func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {
+	return max(0, n.cfg.Memory-n.cfg.ReserveMemory), max(0, n.cfg.CPUs-n.cfg.ReserveCPU)
+}
+
+// fit says why res does not fit in what is left of the node ("" when it does) and the
+// node's load with it placed: the larger of its memory and cpu shares, 0 to 1.
+// Caller holds n.mu.
+func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64) {
+	usedMem, usedCPU, _ := n.usage()
+	bidMem, bidCPU := n.promised(now)
+	usedMem, usedCPU = usedMem+bidMem, usedCPU+bidCPU
+	allocMem, allocCPU := n.allocatable()
+	var wantMem v1.ByteSize
+	var wantCPU float64
+	if res != nil {
+		wantMem, wantCPU = res.Memory, res.CPU
+	}
+	if wantMem > 0 && usedMem+wantMem > allocMem {
+		if allocMem == 0 {
+			return fmt.Sprintf("needs %s memory, and the node does not know its memory (start nexd with --memory)", wantMem), 1
+		}
+		return fmt.Sprintf("needs %s memory, %s free of %s", wantMem, max(0, allocMem-usedMem), allocMem), 1
+	}
+	// a thousandth of a core of slack: sums of fractions are not exact
+	if wantCPU > 0 && usedCPU+wantCPU > allocCPU+0.001 {
+		return fmt.Sprintf("needs %s cpu, %s free of %s", cores(wantCPU), cores(max(0, allocCPU-usedCPU)), cores(allocCPU)), 1
+	}
+	if allocMem > 0 {
+		load = float64(usedMem+wantMem) / float64(allocMem)
+	}
+	if allocCPU > 0 {
+		load = max(load, (usedCPU+wantCPU)/allocCPU)
+	}
+	return "", min(1, load)
+}
+
+// enforces says whether nexlet e limits every resource of names.
+func enforces(e *nexletEntry, names []string) bool {
+	for _, name := range names {
+		if !slices.Contains(e.reg.Limits, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// cgroupsOf is the cgroups kind nexlet e enforces limits with.
+func cgroupsOf(e *nexletEntry) string {
+	if e.reg.Cgroups == "" {
+		return v1.CgroupsNone
+	}
+	return e.reg.Cgroups
+}
+
+// cgroupsRank orders cgroup kinds, best last.
+var cgroupsRank = map[string]int{v1.CgroupsNone: 0, v1.CgroupsV1: 1, v1.CgroupsV2: 2}
+
+// bestCgroups is the best cgroups kind among the ready nexlets of type typ ("": any
+// type), none when there is none. Caller holds n.mu.
+func (n *Node) bestCgroups(typ string) string {
+	best := v1.CgroupsNone
+	for _, e := range n.nexlets {
+		if e.ready && (typ == "" || e.reg.RegisterType == typ) && cgroupsRank[cgroupsOf(e)] > cgroupsRank[best] {
+			best = cgroupsOf(e)
+		}
+	}
+	return best
+}
+
+// refreshCgroups sets the tag nex.cgroups from the ready nexlets' registrations: the best
+// kind any of them enforces limits with (v2, then v1), else none. With nexlets of mixed
+// kinds the tag names the best; an auction still places a request with limits only on a
+// nexlet that enforces them (nex node info shows each nexlet's). The tags are replaced,
+// never changed in place (Info hands them out). Caller holds n.mu.
+func (n *Node) refreshCgroups() {
+	if best := n.bestCgroups(""); n.cfg.Tags[v1.TagCgroups] != best {
+		t := maps.Clone(n.cfg.Tags)
+		t[v1.TagCgroups] = best
+		n.cfg.Tags = t
+	}
+}
+
+// limitsReason says why none of candidates, nexlets of req's type, can enforce the
+// limits req asks for. Caller holds n.mu.
+func (n *Node) limitsReason(req *v1.AuctionRequest, candidates []*nexletEntry) string {
+	names := req.Resources.Names()
+	for _, name := range names {
+		if !slices.ContainsFunc(candidates, func(e *nexletEntry) bool { return slices.Contains(e.reg.Limits, name) }) {
+			return fmt.Sprintf("cannot enforce resources.%s: no nexlet of type %s here limits %s (%s=%s)", name, req.Type, name, v1.TagCgroups, n.bestCgroups(req.Type))
+		}
+	}
+	return fmt.Sprintf("cannot enforce resources.%s together: no nexlet of type %s here limits all of them (%s=%s)",
+		strings.Join(names, ", "), req.Type, v1.TagCgroups, n.bestCgroups(req.Type))
+}
+
+// capacity describes the node's room for NodeInfo. Caller holds n.mu.
+func (n *Node) capacity() *v1.NodeCapacity {
+	mem, cpu, _ := n.usage()
+	return &v1.NodeCapacity{
+		Memory: n.cfg.Memory, CPU: n.cfg.CPUs, ReservedMemory: n.cfg.ReserveMemory, ReservedCPU: n.cfg.ReserveCPU,
+		RequestedMemory: mem, RequestedCPU: math.Round(cpu*1000) / 1000, Placement: n.cfg.Placement,
+	}
+}
+
+// sameResources says whether a and b ask for the same (nil asks for nothing).
+func sameResources(a, b *v1.Resources) bool {
+	var za, zb v1.Resources
+	if a != nil {
+		za = *a
+	}
+	if b != nil {
+		zb = *b
+	}
+	return za == zb
+}
+
+// describeResources prints r for messages: "memory 1 GiB, cpu 0.5", or "none".
+func describeResources(r *v1.Resources) string {
+	if r.Empty() {
+		return "none"
+	}
+	var parts []string
+	if r.Memory > 0 {
+		parts = append(parts, "memory "+r.Memory.String())
+	}
+	if r.CPU > 0 {
+		parts = append(parts, "cpu "+cores(r.CPU))
+	}
+	if r.PIDs > 0 {
+		parts = append(parts, "pids "+strconv.Itoa(r.PIDs))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,310 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/nexlet/memory"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// startSizedNode runs a node configured by cfg with a memory nexlet on a connection of
+// its own. With limits, the nexlet registers again saying it enforces them with cgroups
+// v2 (the memory nexlet enforces nothing, but a node knows only what registrations say).
+func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config, limits ...string) *node.Node {
+	t.Helper()
+	nc := testutil.Connect(t, s)
+	cfg.NodeID, cfg.Name, cfg.AnnounceInterval = nodeID(t), name, 200*time.Millisecond
+	n, err := node.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := memory.New("mem", nexlet.NewFeed(nc, n.ID()))
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(ctx, nc, nexlet.Config{
+			NodeID: n.ID(), NexletID: "mem", RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema),
+		}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := n.WaitForNexlet(wctx, "memory"); err != nil {
+		t.Fatal(err)
+	}
+	if len(limits) > 0 {
+		reg := n.Info(true).Nexlets[0].RegisterRequest
+		reg.Cgroups, reg.Limits = v1.CgroupsV2, limits
+		if err := svc.Call(wctx, nc, v1.RegisterSubject(n.ID()), reg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// sized starts a memory workload asking for res (JSON).
+func sized(name, res string) v1.WorkloadDefinition {
+	d := def(name)
+	d.StartRequest = json.RawMessage(`{"value":"x","resources":` + res + `}`)
+	return d
+}
+
+// declines collects the reasons of a start no node took.
+func declineReasons(t *testing.T, err error) map[string]string {
+	t.Helper()
+	var e *v1.Error
+	if !errors.As(err, &e) || e.ErrorCode != v1.CodeNoPlacement {
+		t.Fatalf("want no_placement, got %v", err)
+	}
+	out := map[string]string{}
+	for _, d := range e.Details.(client.Declines) {
+		out[d.NodeName] = d.Decline
+	}
+	return out
+}
+
+func TestCapacityDeclinesWhatDoesNotFit(t *testing.T) {
+	s := testutil.StartServer(t)
+	small := startSizedNode(t, s, "small", node.Config{Memory: 1 << 30, CPUs: 2}, v1.ResourceMemory, v1.ResourceCPU)
+	big := startSizedNode(t, s, "big", node.Config{Memory: 4 << 30, CPUs: 8, ReserveMemory: 512 << 20}, v1.ResourceMemory, v1.ResourceCPU)
+	knowEachOther(t, small, big)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	ctx := context.Background()
+
+	// the one node with room takes it, every time
+	for i := range 3 {
+		w, err := c.StartWorkload(ctx, sized(fmt.Sprint("w", i), `{"memory":"1GiB"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.NodeID != big.ID() {
+			t.Fatalf("a 1 GiB workload landed on the node of 1 GiB (%s), not the one with room", w.NodeID)
+		}
+	}
+	tests := []struct {
+		name, res string
+		want      map[string]string
+	}{
+		{"memory", `{"memory":"2GiB"}`, map[string]string{
+			"small": "needs 2 GiB memory, 1 GiB free of 1 GiB", "big": "needs 2 GiB memory, 512 MiB free of 3.5 GiB"}},
+		{"cpu", `{"cpu":10}`, map[string]string{"small": "needs 10 cpu, 2 free of 2", "big": "needs 10 cpu, 8 free of 8"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.StartWorkload(ctx, sized("x", tt.res))
+			got := declineReasons(t, err)
+			for node, want := range tt.want {
+				if got[node] != want {
+					t.Errorf("node %s declined with %q, want %q", node, got[node], want)
+				}
+			}
+		})
+	}
+	// a workload that asks for nothing reserves nothing: it always fits
+	if _, err := c.StartWorkload(ctx, def("free")); err != nil {
+		t.Fatal(err)
+	}
+	sys, _ := client.New(nc, v1.SystemNamespace)
+	info, err := sys.NodeInfo(ctx, big.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := v1.NodeCapacity{Memory: 4 << 30, CPU: 8, ReservedMemory: 512 << 20, RequestedMemory: 3 << 30, Placement: v1.PlacementLeastLoaded}
+	if info.Capacity == nil || *info.Capacity != want {
+		t.Fatalf("capacity %+v, want %+v", info.Capacity, want)
+	}
+}
+
+func TestLimitsDeclinedByANodeThatCannotEnforceThem(t *testing.T) {
+	s := testutil.StartServer(t)
+	plain := startSizedNode(t, s, "plain", node.Config{Memory: 8 << 30})
+	limited := startSizedNode(t, s, "limited", node.Config{Memory: 8 << 30}, v1.ResourceMemory)
+	knowEachOther(t, plain, limited)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	ctx := context.Background()
+	if plain.Info(false).Tags[v1.TagCgroups] != v1.CgroupsNone || limited.Info(false).Tags[v1.TagCgroups] != v1.CgroupsV2 {
+		t.Fatalf("nex.cgroups: plain %q, limited %q", plain.Info(false).Tags[v1.TagCgroups], limited.Info(false).Tags[v1.TagCgroups])
+	}
+	for i := range 4 {
+		w, err := c.StartWorkload(ctx, sized(fmt.Sprint("w", i), `{"memory":"64MiB"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.NodeID != limited.ID() {
+			t.Fatalf("a workload with a memory limit landed on a node that cannot enforce it")
+		}
+	}
+	_, err := c.StartWorkload(ctx, sized("pids", `{"memory":"64MiB","pids":10}`))
+	got := declineReasons(t, err)
+	for node, want := range map[string]string{
+		"plain":   "cannot enforce resources.memory: no nexlet of type memory here limits memory (nex.cgroups=none)",
+		"limited": "cannot enforce resources.pids: no nexlet of type memory here limits pids (nex.cgroups=v2)",
+	} {
+		if got[node] != want {
+			t.Errorf("node %s declined with %q, want %q", node, got[node], want)
+		}
+	}
+	// a tag asks for the kind: matched by what the type's nexlets offer
+	_, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Tags: map[string]string{v1.TagCgroups: v1.CgroupsV2}})
+	if err != nil || len(declines) != 1 || declines[0].Decline != "tag nex.cgroups=v2 not matched (node has nex.cgroups=none)" {
+		t.Fatalf("declines %+v, %v", declines, err)
+	}
+}
+
+func TestLeastLoadedSpreads(t *testing.T) {
+	s := testutil.StartServer(t)
+	a := startSizedNode(t, s, "a", node.Config{Memory: 4 << 30, CPUs: 2}, v1.ResourceMemory, v1.ResourceCPU)
+	b := startSizedNode(t, s, "b", node.Config{Memory: 4 << 30, CPUs: 2}, v1.ResourceMemory, v1.ResourceCPU)
+	knowEachOther(t, a, b)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	ctx := context.Background()
+
+	// the load is the larger share, with the workload placed
+	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &v1.Resources{Memory: 1 << 30, CPU: 1}})
+	if err != nil || len(bids) != 2 {
+		t.Fatalf("bids %+v, %v", bids, err)
+	}
+	for _, bid := range bids {
+		if bid.Load == nil || *bid.Load != 0.5 || bid.Workloads != 0 {
+			t.Fatalf("bid of %s: load %v, workloads %d; want 0.5 and 0", bid.NodeID, bid.Load, bid.Workloads)
+		}
+	}
+	// equal loads: the node running fewer workloads wins, so starts alternate
+	count := func(n int, res string) map[string]int {
+		t.Helper()
+		per := map[string]int{}
+		for range n {
+			w, err := c.StartWorkload(ctx, sized("w", res))
+			if err != nil {
+				t.Fatal(err)
+			}
+			per[w.NodeID]++
+		}
+		return per
+	}
+	if per := count(6, `{"memory":"256MiB"}`); per[a.ID()] != 3 || per[b.ID()] != 3 {
+		t.Fatalf("6 starts of 256 MiB on two empty nodes: %d and %d; want 3 and 3", per[a.ID()], per[b.ID()])
+	}
+	// a node holding more is not picked while another has less
+	per := count(1, `{"memory":"2GiB"}`)
+	full, other := a.ID(), b.ID()
+	if per[b.ID()] == 1 {
+		full, other = other, full
+	}
+	if per = count(6, `{"memory":"256MiB"}`); per[other] != 6 {
+		t.Fatalf("starts of 256 MiB after one of 2 GiB: %d on the node running it, %d on the other; want 0 and 6", per[full], per[other])
+	}
+}
+
+func TestRandomPlacementBidsWithoutLoad(t *testing.T) {
+	s := testutil.StartServer(t)
+	startSizedNode(t, s, "r", node.Config{Memory: 4 << 30, Placement: v1.PlacementRandom}, v1.ResourceMemory)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	bids, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &v1.Resources{Memory: 1 << 30}})
+	if err != nil || len(bids) != 1 {
+		t.Fatalf("bids %+v, %v", bids, err)
+	}
+	if bids[0].Load != nil {
+		t.Fatalf("a node placing at random bid with load %v", *bids[0].Load)
+	}
+}
+
+func TestOutstandingBidsHoldTheirRoom(t *testing.T) {
+	s := testutil.StartServer(t)
+	n := startSizedNode(t, s, "n", node.Config{Memory: 1 << 30, BidTTL: 2 * time.Second}, v1.ResourceMemory)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	ctx := context.Background()
+	req := v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &v1.Resources{Memory: 600 << 20}}
+	auction := func() ([]v1.Bid, client.Declines) {
+		t.Helper()
+		bids, declines, err := c.Auction(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bids, declines
+	}
+	const full = "needs 600 MiB memory, 424 MiB free of 1 GiB"
+	// two auctions back to back for the last room: one bid, and the second declines
+	first, _ := auction()
+	if len(first) != 1 {
+		t.Fatal("no bid for 600 MiB of 1 GiB")
+	}
+	if bids, declines := auction(); len(bids) != 0 || len(declines) != 1 || declines[0].Decline != full {
+		t.Fatalf("second auction: %d bids, declines %+v; want the decline %q", len(bids), declines, full)
+	}
+	// the bid used, its workload holds the room
+	d := sized("w", `{"memory":"600MiB"}`)
+	d.Namespace = "default"
+	var info v1.WorkloadInfo
+	if err := svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, first[0].BidID), v1.DeployRequest{Workload: d}, &info); err != nil {
+		t.Fatal(err)
+	}
+	if bids, _ := auction(); len(bids) != 0 {
+		t.Fatal("a bid for room a workload holds")
+	}
+	if _, err := c.StopWorkload(ctx, info.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// a bid never used holds its room until it expires
+	unused, _ := auction()
+	if len(unused) != 1 {
+		t.Fatal("no bid once the workload stopped")
+	}
+	if bids, _ := auction(); len(bids) != 0 {
+		t.Fatal("a bid for room an outstanding bid holds")
+	}
+	testutil.Eventually(t, 5*time.Second, "the unused bid to expire and free its room", func() bool {
+		if time.Now().Before(unused[0].ExpiresAt) {
+			return false
+		}
+		bids, _ := auction()
+		return len(bids) == 1
+	})
+	if got := n.Info(false).Capacity.RequestedMemory; got != 0 {
+		t.Fatalf("requested memory %s after the stop", got)
+	}
+}
+
+// A deploy must carry the resources its bid was made for: else a client could take a
+// bid for nothing and deploy a workload asking for the whole node.
+func TestDeployChecksTheBidsResources(t *testing.T) {
+	s := testutil.StartServer(t)
+	startSizedNode(t, s, "n", node.Config{Memory: 1 << 30}, v1.ResourceMemory)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	bids, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil || len(bids) != 1 {
+		t.Fatalf("bids %+v %v", bids, err)
+	}
+	d := sized("big", `{"memory":"900MiB"}`)
+	d.Namespace = "default"
+	msg, err := nc.Request(v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), mustJSON(v1.DeployRequest{Workload: d}), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("Nats-Service-Error-Code") != "400" || !strings.Contains(string(msg.Data), "was for resources none, not memory 900 MiB") {
+		t.Fatalf("deploy reply %v %s", msg.Header, msg.Data)
+	}
+}
