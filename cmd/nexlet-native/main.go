@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +31,8 @@ type cli struct {
 	MaxWorkloads     int              `name:"max-workloads" default:"0" help:"Most workloads at once (0: no limit)."`
 	WorkloadUIDs     string           `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range ${default_uids} when root, else none."`
 	UIDLockDir       string           `name:"uid-lock-dir" default:"${default_uid_locks}" help:"Where the nexlets of this machine lock the workload UIDs they use."`
+	Cgroups          string           `name:"cgroups" default:"auto" enum:"auto,none" env:"NEX_CGROUPS" help:"Enforce the resource limits workloads ask for with cgroups ('auto': v2 where this process has a delegated cgroup, else v1 where its hierarchies are writable); 'none' refuses workloads with limits."`
+	RunAs            []string         `name:"run-as" default:"any" env:"NEX_RUN_AS" help:"Users (names or UIDs) a workload may ask to run as with start_request.user, when this process is root; 'any': any user but root; 'none': no one."`
 	StopGrace        time.Duration    `name:"stop-grace" default:"10s" help:"Default time between SIGTERM and SIGKILL on stop."`
 	ShowWorkloadLogs bool             `name:"show-workload-logs" help:"Print workload output in this process's log."`
 	LogLevel         string           `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
@@ -109,6 +114,12 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		return err
 	}
 	opts.UIDLockDir = c.UIDLockDir
+	opts.NoCgroups = c.Cgroups == "none"
+	opts.RunAs = c.RunAs
+	if slices.Contains(c.RunAs, "none") {
+		opts.RunAs = []string{}
+	}
+	raiseFileLimit(log)
 	if c.ShowWorkloadLogs {
 		opts.Tee = func(wid, stream string, line []byte) {
 			log.Info(string(line), zap.String("workload_id", wid), zap.String("stream", stream))
@@ -118,6 +129,8 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if err != nil {
 		return err
 	}
+	cgroups, limits := d.Cgroups()
+	log.Info("resource limits", zap.String("cgroups", cgroups), zap.Strings("limits", limits))
 	// the same key across restarts: environment values sealed for it stay readable
 	xkey, err := nexlet.LoadXKey(filepath.Join(c.DataDir, "xkey.seed"))
 	if err != nil {
@@ -126,7 +139,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	err = nexlet.Serve(ctx, nc, nexlet.Config{
 		NodeID: c.NodeID, NexletID: c.NexletID, RegisterType: "native", Version: version.Version,
 		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log, XKey: xkey,
-		Isolation: d.Isolation(),
+		Isolation: d.Isolation(), Cgroups: cgroups, Limits: limits,
 	}, d)
 	// Whatever ended Serve, workloads are stopped the way `workload stop` stops them.
 	log.Info("stopping workloads")
@@ -160,4 +173,29 @@ func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, erro
 		return nil, err
 	}
 	return &r, nil
+}
+
+// raiseFileLimit lifts this process's open-file limit as far as it may: each running
+// workload holds three descriptors here (its pidfd and two output pipes), so 10,000
+// workloads need 30,000. Root raises the hard limit too.
+func raiseFileLimit(log *zap.Logger) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return
+	}
+	want := uint64(1 << 20)
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			want = n
+		}
+	}
+	if l.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) == nil {
+		return
+	}
+	if l.Cur < l.Max {
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: l.Max, Max: l.Max})
+	}
+	if l.Max < 30000 {
+		log.Info("open files are limited: each workload holds three", zap.Uint64("limit", l.Max), zap.Int("workloads_about", int(l.Max/3)))
+	}
 }

@@ -70,7 +70,11 @@ type Config struct {
 	// Isolation is what keeps this nexlet's workloads apart (v1.IsolationUID or
 	// v1.IsolationNone); the node tags itself, and declines, by it.
 	Isolation string
-	Logger    *zap.Logger
+	// Cgroups is how the nexlet enforces resource limits (v1.CgroupsV2, V1 or None) and
+	// Limits the resources it can limit; the node tags itself, and declines, by them.
+	Cgroups string
+	Limits  []string
+	Logger  *zap.Logger
 	// RegisterTimeout bounds each registration attempt.
 	RegisterTimeout time.Duration
 	// HostID names this machine (default: its machine-id).
@@ -276,6 +280,7 @@ func (n *Nexlet) registration() v1.RegisterRequest {
 		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
 		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
 		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(), Isolation: n.cfg.Isolation,
+		Cgroups: n.cfg.Cgroups, Limits: n.cfg.Limits,
 	}
 }
 

@@ -3,6 +3,7 @@ package v1
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -19,6 +20,19 @@ type Resources struct {
 	CPU float64 `json:"cpu,omitempty"`
 	// PIDs is the most processes and threads it may have at once.
 	PIDs int `json:"pids,omitempty"`
+}
+
+// UnmarshalJSON names the field of a malformed value.
+func (r *Resources) UnmarshalJSON(data []byte) error {
+	type plain Resources
+	if err := json.Unmarshal(data, (*plain)(r)); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("resources.%s: %s is not a %s", te.Field, te.Value, te.Type)
+		}
+		return fmt.Errorf("resources: %v", err)
+	}
+	return nil
 }
 
 // Resource names: of a nexlet's registration (the limits it enforces) and of messages.

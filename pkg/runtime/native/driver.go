@@ -40,6 +40,11 @@ type Options struct {
 	// lock the UIDs they use (DefaultUIDLockDir).
 	UIDs       *UIDRange
 	UIDLockDir string
+	// NoCgroups leaves resource limits unenforced: workloads that ask for them are refused.
+	NoCgroups bool
+	// RunAs lists the users (names or UIDs) a workload may ask to run as (start_request.user);
+	// empty or RunAnyUser: any user but root. Only a nexlet running as root runs as others.
+	RunAs []string
 }
 
 // Lifecycles are the lifecycles this runtime supports.
@@ -56,6 +61,7 @@ type Driver struct {
 	lameduck bool
 	onChange func()
 	uids     *uidPool // nil: workloads run as this process's user
+	cg       *cgroupSetup
 }
 
 // prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
@@ -69,6 +75,10 @@ func (d *Driver) Isolation() string {
 	}
 	return v1.IsolationNone
 }
+
+// Cgroups says how this driver enforces resource limits (v1.CgroupsV2, V1 or None) and
+// which resources it can limit.
+func (d *Driver) Cgroups() (kind string, limits []string) { return d.cg.kind, d.cg.limits }
 
 // Stats are the log counters of every workload so far.
 func (d *Driver) Stats() map[string]uint64 { return d.opts.Feed.Stats() }
@@ -134,6 +144,12 @@ func New(opts Options) (*Driver, error) {
 		}
 	}
 	d.killOrphans()
+	if opts.NoCgroups {
+		d.cg = &cgroupSetup{kind: v1.CgroupsNone, why: "resource limits are turned off here"}
+	} else {
+		d.cg = detectCgroups(opts.NodeID+"-"+opts.NexletID, d.log)
+		d.cg.sweep(d.log)
+	}
 	return d, nil
 }
 
@@ -154,6 +170,14 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
+	}
+	if sr.health, err = parseHealth(sr.Health, def.Lifecycle); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if sr.Resources != nil {
+		if why := d.cg.enforces(sr.Resources); why != "" {
+			return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeStartFailed, "start_request.resources: %s", why)
+		}
 	}
 	inUse := ports.InUse(sr.ExposePorts) // binds: before the lock, never under it
 	d.mu.Lock()
@@ -194,7 +218,10 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		h.cleanup()
 		return v1.WorkloadInfo{}, err
 	}
-	if d.uids != nil {
+	if h.runAs, err = d.resolveRunAs(sr, h.workdir); err != nil {
+		return fail(err)
+	}
+	if d.uids != nil && h.runAs == nil {
 		if h.uid, err = d.uids.acquire(); err != nil {
 			return fail(v1.NewError(503, v1.CodeUnavailable, "%v", err))
 		}
@@ -219,9 +246,14 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	if err := d.fetchArtifacts(startCtx, h.workdir, sr); err != nil {
 		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
 	}
-	if h.uid != 0 && h.ownWorkdir { // what was fetched belongs to the workload
-		if err := chownTree(h.workdir, h.uid); err != nil {
-			return fail(v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", h.uid, err))
+	if uid, gid, ok := h.user(); ok && h.ownWorkdir { // what was fetched belongs to the workload
+		if err := chownTree(h.workdir, uid, gid); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", uid, err))
+		}
+	}
+	if sr.Resources != nil {
+		if h.cg, err = d.cg.newCgroup(h.id, sr.Resources); err != nil {
+			return fail(v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err))
 		}
 	}
 	if def.Lifecycle == v1.LifecycleFunction {
@@ -238,10 +270,10 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(sr.path, err)))
 	}
 	h.mu.Lock()
-	h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
+	h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
 	h.mu.Unlock()
-	h.eventData(v1.EventStarted, map[string]any{"pid": p.cmd.Process.Pid})
-	h.log.Info("workload started", zap.Int("pid", p.cmd.Process.Pid), zap.String("path", sr.path))
+	h.eventData(v1.EventStarted, map[string]any{"pid": p.c.pid})
+	h.log.Info("workload started", zap.Int("pid", p.c.pid), zap.String("path", sr.path))
 	go h.run(p)
 	return h.info(), nil
 }
@@ -401,6 +433,7 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	if d.uids != nil {
 		d.uids.wait() // every UID swept and given back
 	}
+	d.cg.close()
 }
 
 // checkLifecycleFields rejects fields that make no sense for the lifecycle, so a
@@ -477,8 +510,8 @@ func (h *handle) writeCreds(c []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if h.uid != 0 {
-		if err := os.Lchown(dir, int(h.uid), int(h.uid)); err != nil {
+	if uid, gid, ok := h.user(); ok {
+		if err := os.Lchown(dir, int(uid), int(gid)); err != nil {
 			return err
 		}
 	}
@@ -495,15 +528,16 @@ func (h *handle) writeOwned(path string, b []byte) error {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return err
 	}
-	if h.uid != 0 {
-		return os.Lchown(path, int(h.uid), int(h.uid))
+	if uid, gid, ok := h.user(); ok {
+		return os.Lchown(path, int(uid), int(gid))
 	}
 	return nil
 }
 
 // makeWorkdir creates the workload's own workdir: 0700 and its user's when it has one.
 func (h *handle) makeWorkdir() error {
-	if h.uid == 0 {
+	uid, gid, ok := h.user()
+	if !ok {
 		return os.MkdirAll(h.workdir, 0o750)
 	}
 	// a workload started again after its nexlet died finds its workdir as it left it,
@@ -514,7 +548,7 @@ func (h *handle) makeWorkdir() error {
 	if err := os.Chmod(h.workdir, 0o700); err != nil {
 		return err
 	}
-	return chownTree(h.workdir, h.uid)
+	return chownTree(h.workdir, uid, gid)
 }
 
 // openWorkloadsRoot lets workloads of other users reach their workdirs under dataDir:

@@ -3,7 +3,6 @@ package native
 import (
 	"bytes"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,27 +168,23 @@ func (h *handle) invoke(tc *triggerConn, m *nats.Msg) {
 func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	f := h.fn.Load()
 	began := time.Now()
-	cmd := exec.Command(h.sr.path, h.sr.Argv...)
-	cmd.Dir = h.workdir
-	cmd.Env = append(h.environment(), "NEX_TRIGGER_SUBJECT="+m.Subject)
-	cmd.SysProcAttr = h.procAttr()
-	cmd.Stdin = bytes.NewReader(m.Data)
-	cmd.WaitDelay = 2 * time.Second
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")
 	var reply limitedBuffer
 	var stdoutLog interface{ Close() error }
+	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: append(h.environment(), "NEX_TRIGGER_SUBJECT="+m.Subject),
+		attr: h.procAttr(), stdin: bytes.NewReader(m.Data), stderr: stderr, cg: h.cg}
 	if m.Reply != "" {
-		cmd.Stdout = &reply
+		s.stdout = &reply
 	} else {
 		w := h.d.writer(h.def.Namespace, h.id, "stdout")
-		cmd.Stdout, stdoutLog = w, w
+		s.stdout, stdoutLog = w, w
 	}
-	cmd.Stderr = stderr
 	code, errMsg := -1, ""
-	if err := startCmd(cmd); err != nil {
+	ooms := h.cg.ooms()
+	if c, err := spawn(s); err != nil {
 		errMsg = "start: " + err.Error()
 	} else {
-		pid := cmd.Process.Pid
+		pid := c.pid
 		f.mu.Lock()
 		f.running[pid] = struct{}{}
 		f.mu.Unlock()
@@ -201,10 +196,12 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 			})
 			defer t.Stop()
 		}
-		err := waitCmd(cmd)
-		code = exitCode(err)
-		if timedOut.Load() {
+		code = statusCode(c.wait())
+		switch {
+		case timedOut.Load():
 			errMsg = "timed out after " + h.sr.timeout.String()
+		case h.cg.ooms() > ooms:
+			errMsg = v1.ExitOOMKilled + ": killed for going over its memory limit of " + h.sr.Resources.Memory.String()
 		}
 		killGroup(pid, syscall.SIGKILL)
 		f.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -35,6 +34,8 @@ type handle struct {
 	workdir    string
 	ownWorkdir bool
 	uid        uint32 // the workload's own user (and group); 0: the nexlet's
+	runAs      *runAs // the user it asked to run as (start_request.user)
+	cg         *workloadCgroup
 	log        *zap.Logger
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
@@ -53,45 +54,56 @@ type handle struct {
 	createdAt   time.Time
 	startedAt   time.Time
 	exitCode    *int
+	exitReason  string
+	health      string // with a health check: v1.WorkloadHealth*
 	restarts    int
 	nextRestart time.Time
 	lastError   string
 	dropped     uint64
+
+	killedUnhealthy atomic.Bool // the health check ended the current attempt
 }
 
-// process is one attempt: the command and the writers that ship its output.
+// process is one attempt: the process, the writers that ship its output, and the
+// cgroup's OOM kill count when it started.
 type process struct {
-	cmd            *exec.Cmd
+	c              *child
 	stdout, stderr *nexlet.LineWriter
+	ooms           int
 }
 
-// startProcess starts one attempt of the workload in its own process group.
+// startProcess starts one attempt of the workload in its own process group (and its
+// cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
-	cmd := exec.Command(h.sr.path, h.sr.Argv...)
-	cmd.Dir = h.workdir
-	cmd.Env = h.environment()
-	cmd.SysProcAttr = h.procAttr()
+	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.ooms()}
+	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg}
 	if h.sr.Stdin != nil {
-		cmd.Stdin = strings.NewReader(*h.sr.Stdin)
+		s.stdin = strings.NewReader(*h.sr.Stdin)
 	}
-	p := &process{cmd: cmd, stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr")}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	// A grandchild that keeps our pipes open must not hold up the exit forever.
-	cmd.WaitDelay = 2 * time.Second
-	if err := startCmd(cmd); err != nil {
+	c, err := spawn(s)
+	if err != nil {
 		return nil, err
 	}
+	p.c = c
 	return p, nil
 }
 
 // procAttr puts a workload process in its own process group, ends it with the nexlet,
-// and runs it as the workload's own user when it has one (no supplementary groups).
+// and runs it as the workload's user when it has one (no supplementary groups).
 func (h *handle) procAttr() *syscall.SysProcAttr {
 	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if h.uid != 0 {
-		a.Credential = &syscall.Credential{Uid: h.uid, Gid: h.uid, Groups: []uint32{}}
+	if uid, gid, ok := h.user(); ok {
+		a.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	}
 	return a
+}
+
+// user is the UID and GID the workload runs as, when not the nexlet's own.
+func (h *handle) user() (uid, gid uint32, ok bool) {
+	if h.runAs != nil {
+		return h.runAs.uid, h.runAs.gid, true
+	}
+	return h.uid, h.uid, h.uid != 0
 }
 
 func (h *handle) environment() []string {
@@ -108,7 +120,9 @@ func (h *handle) environment() []string {
 	env["NEX_NODE_ID"] = h.nodeID
 	env["NEX_NEXLET_ID"] = h.d.opts.NexletID
 	env["NEX_WORKLOAD_NAME"] = h.def.Name
-	if h.uid != 0 { // a user of its own, with no home but its workdir
+	if h.runAs != nil {
+		env["HOME"], env["USER"] = h.runAs.home, h.runAs.name
+	} else if h.uid != 0 { // a user of its own, with no home but its workdir
 		env["HOME"] = h.workdir
 		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
 	}
@@ -135,8 +149,12 @@ func (h *handle) run(p *process) {
 	delay := h.sr.initialDelay
 	for {
 		began := time.Now()
-		code := h.wait(p)
-		h.event(v1.EventExited, &code, "")
+		code, reason := h.wait(p)
+		ev := v1.Event{Type: v1.EventExited, WorkloadID: h.id, Namespace: h.def.Namespace, ExitCode: &code}
+		if reason != "" {
+			ev.Data = map[string]any{"reason": reason}
+		}
+		h.d.opts.Feed.Event(ev)
 		if h.stopping() {
 			return
 		}
@@ -171,10 +189,10 @@ func (h *handle) run(p *process) {
 			h.event(v1.EventFailed, nil, err.Error())
 			return
 		}
-		h.state, h.pid, h.startedAt = v1.StateRunning, p.cmd.Process.Pid, time.Now().UTC()
+		h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
 		attempt := h.restarts
 		h.mu.Unlock()
-		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.cmd.Process.Pid, "delay": wait.Round(time.Millisecond).String()})
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.pid, "delay": wait.Round(time.Millisecond).String()})
 	}
 }
 
@@ -217,12 +235,12 @@ func jitter(d time.Duration) time.Duration {
 
 // wait waits for the process, then makes sure nothing of its group survives it (a
 // crashed service must not leave orphans behind before it is restarted). A job with a
-// timeout gets SIGTERM when it runs out, and SIGKILL a grace period later.
-func (h *handle) wait(p *process) int {
-	cmd := p.cmd
+// timeout gets SIGTERM when it runs out, and SIGKILL a grace period later. It returns the
+// exit code and, when the code alone does not tell, why the process ended.
+func (h *handle) wait(p *process) (int, string) {
+	pid := p.c.pid
 	var timedOut atomic.Bool
 	if h.sr.timeout > 0 && h.def.Lifecycle == v1.LifecycleJob {
-		pid := cmd.Process.Pid
 		t := time.AfterFunc(h.sr.timeout, func() {
 			timedOut.Store(true)
 			killGroup(pid, syscall.SIGTERM)
@@ -230,40 +248,40 @@ func (h *handle) wait(p *process) int {
 		})
 		defer t.Stop()
 	}
-	err := waitCmd(cmd)
-	// Wait has drained the pipes; ship a last line that had no newline.
+	stopChecks := h.checkHealth(pid)
+	ws := p.c.wait()
+	stopChecks()
+	// wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()
-	code := exitCode(err)
-	killGroup(cmd.Process.Pid, syscall.SIGKILL)
+	code := statusCode(ws)
+	killGroup(pid, syscall.SIGKILL)
+	reason := ""
+	switch {
+	case h.cg.ooms() > p.ooms:
+		reason = v1.ExitOOMKilled
+	case timedOut.Load():
+		reason = v1.ExitTimedOut
+	case h.killedUnhealthy.Swap(false):
+		reason = v1.ExitUnhealthy
+	}
 	dropped := p.stdout.Dropped() + p.stderr.Dropped()
 	h.mu.Lock()
 	h.exitCode = &code
+	h.exitReason = reason
 	h.pid = 0
 	h.dropped += dropped
-	if timedOut.Load() {
+	switch reason {
+	case v1.ExitTimedOut:
 		h.lastError = "timed out after " + h.sr.timeout.String()
+	case v1.ExitOOMKilled:
+		h.lastError = "killed for going over its memory limit of " + h.sr.Resources.Memory.String()
 	}
 	h.mu.Unlock()
 	if dropped > 0 {
 		h.eventData(v1.EventLogsDropped, map[string]any{"lines": dropped})
 	}
-	return code
-}
-
-// exitCode is the process's exit code, or 128+N when signal N killed it.
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return -1
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ee.ExitCode()
+	return code, reason
 }
 
 func (h *handle) stopping() bool {
@@ -301,6 +319,7 @@ func (h *handle) stop(grace time.Duration) {
 		}
 		deadline.Stop()
 		killGroup(pid, syscall.SIGKILL)
+		h.cg.kill() // what left the group (setsid) but not its cgroup
 		closed := make(chan time.Time)
 		close(closed)
 		waitGroupGone(pid, closed)
@@ -409,6 +428,16 @@ func (h *handle) info() v1.WorkloadInfo {
 	if h.state == v1.StateStopped || h.state == v1.StateFailed {
 		info.ExitCode = h.exitCode
 	}
+	if h.exitCode != nil {
+		info.ExitReason = h.exitReason
+	}
+	if h.exitReason != "" {
+		md["last_exit_reason"] = h.exitReason
+	}
+	info.Health = h.health
+	if h.cg != nil {
+		md["cgroups"] = h.cg.setup.kind
+	}
 	return info
 }
 
@@ -419,10 +448,11 @@ func (h *handle) clean() {
 		if err := os.RemoveAll(h.workdir); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
-	} else if h.uid != 0 && h.creds != "" {
+	} else if (h.uid != 0 || h.runAs != nil) && h.creds != "" {
 		_ = os.RemoveAll(filepath.Dir(h.creds)) // its .nex in a workdir it was lent
 	}
 	if h.uid != 0 {
 		h.d.uids.release(h.uid)
 	}
+	h.cg.remove()
 }

@@ -86,6 +86,14 @@ func fakeWorkload(mode string, args []string) int {
 		select {}
 	case "crash":
 		return 7
+	case "alloc": // allocate args[0] MiB and touch every page, then report
+		n, _ := strconv.Atoi(args[0])
+		b := make([]byte, n<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		fmt.Println("allocated", n, "MiB")
+		return 0
 	case "fn-echo":
 		b, _ := io.ReadAll(os.Stdin)
 		fmt.Printf("%s:%s", os.Getenv("NEX_TRIGGER_SUBJECT"), b)
@@ -112,14 +120,16 @@ type env struct {
 	d      *native.Driver
 	exe    string
 	ctx    context.Context
-	count  int
-	server *server.Server
+	count   int
+	server  *server.Server
+	dataDir string
 }
 
 func newEnv(t *testing.T, tune ...func(*server.Options)) *env {
 	s := testutil.StartServer(t, tune...)
 	nc := testutil.Connect(t, s)
-	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second})
+	dataDir := filepath.Join(t.TempDir(), "native")
+	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: dataDir, NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +138,7 @@ func newEnv(t *testing.T, tune ...func(*server.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, nc: nc, d: d, exe: exe, ctx: context.Background(), server: s}
+	return &env{t: t, nc: nc, d: d, exe: exe, ctx: context.Background(), server: s, dataDir: dataDir}
 }
 
 func (e *env) start(lifecycle, mode string, extra map[string]any, args ...string) (v1.WorkloadInfo, error) {

@@ -2,7 +2,6 @@ package native
 
 import (
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -36,7 +35,7 @@ const prSetChildSubreaper = 36
 // children that outlive it (`sh -c 'sleep 100 & wait'`) are reparented here instead of to
 // PID 1, and reaped here as soon as they exit, so a stop that waits for the workload's
 // process group to be gone waits milliseconds, not until PID 1 gets round to it. Only
-// orphans are reaped: os/exec waits for the processes the runtime starts (startCmd). It
+// orphans are reaped: the runtime waits for the processes it starts itself (spawn). It
 // returns a function that ends the reaping.
 func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
@@ -69,8 +68,7 @@ func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 
 // reapBackstop is how often the reaper scans without a SIGCHLD (signals coalesce, so one
 // may stand for several exits). A scan reads /proc/self/task/*/children, one file per
-// thread of the nexlet, which holds a thread per running workload: at 1,000 workloads a
-// scan a second cost 6 % of a core.
+// thread of the nexlet, and the stat of each child the runtime did not start itself.
 const reapBackstop = 15 * time.Second
 
 // reapCoalesce is how long the reaper lets SIGCHLDs gather before it scans.
@@ -86,32 +84,14 @@ func drain(c chan os.Signal) {
 	}
 }
 
-// The processes the runtime starts are waited for by os/exec; every other child of the
-// nexlet is a workload's descendant reparented here (a daemon that left with setsid
-// included), for the reaper. scanMu keeps the reaper from scanning between a start and
-// its registration.
+// The processes the runtime starts are waited for by spawn's child.wait; every other
+// child of the nexlet is a workload's descendant reparented here (a daemon that left with
+// setsid included), for the reaper. scanMu keeps the reaper from scanning between a start
+// and its registration.
 var (
 	scanMu  sync.RWMutex
 	started sync.Map // pid -> struct{}
 )
-
-// startCmd starts cmd and registers it as waited for by os/exec.
-func startCmd(cmd *exec.Cmd) error {
-	scanMu.RLock()
-	defer scanMu.RUnlock()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	started.Store(cmd.Process.Pid, struct{}{})
-	return nil
-}
-
-// waitCmd waits for a command startCmd started.
-func waitCmd(cmd *exec.Cmd) error {
-	err := cmd.Wait()
-	started.Delete(cmd.Process.Pid)
-	return err
-}
 
 // reapOrphans reaps this process's zombie children that the runtime did not start itself
 // (descendants of a workload, reparented here), and returns how many.
@@ -121,6 +101,9 @@ func reapOrphans() int {
 	self := strconv.Itoa(os.Getpid())
 	reaped := 0
 	for _, pid := range childPIDs(self) {
+		if _, ours := started.Load(pid); ours {
+			continue // started by the runtime: child.wait reaps it
+		}
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
 			continue
@@ -134,9 +117,6 @@ func reapOrphans() int {
 		f := strings.Fields(s[i+1:])
 		if len(f) < 2 || f[0] != "Z" || f[1] != self {
 			continue
-		}
-		if _, ours := started.Load(pid); ours {
-			continue // started by the runtime: os/exec waits for it
 		}
 		var ws syscall.WaitStatus
 		if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {

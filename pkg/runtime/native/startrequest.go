@@ -30,6 +30,14 @@ type StartRequest struct {
 	Concurrency int               `json:"concurrency,omitempty"`
 	// SHA256, when set, is the digest the executable a nats:// uri names must have.
 	SHA256 string `json:"sha256,omitempty"`
+	// Resources limits the workload's memory, CPU and processes (cgroups).
+	Resources *v1.Resources `json:"resources,omitempty"`
+	// Health is a service's health check.
+	Health *HealthCheck `json:"health,omitempty"`
+	// User and Group (names or numbers) run the workload as that user, when the nexlet
+	// runs as root and allows it (nexlet-native --run-as).
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
 }
 
 // Artifact is a file fetched into the workdir before start.
@@ -57,6 +65,7 @@ type parsed struct {
 	maxRestarts  int // -1: forever
 	timeout      time.Duration
 	remoteExec   string // nats://bucket/object, fetched into the workdir before start
+	health       *healthCheck
 }
 
 // MinRestartDelay is the shortest delay between restarts a start request may ask for.
@@ -101,6 +110,12 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 	}
 	if p.maxDelay < p.initialDelay {
 		p.maxDelay = p.initialDelay
+	}
+	if err := sr.Resources.Validate("start_request.resources"); err != nil {
+		return nil, err
+	}
+	if sr.Resources.Empty() {
+		p.Resources = nil
 	}
 	if sr.Workdir != "" && !filepath.IsAbs(sr.Workdir) {
 		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.workdir: %q is not an absolute path", sr.Workdir)

@@ -58,6 +58,9 @@ func ParseUIDRange(s string) (UIDRange, error) {
 
 func (r UIDRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
 
+// Contains reports whether uid is in the range.
+func (r *UIDRange) Contains(uid uint32) bool { return r.First <= uid && uid <= r.Last }
+
 // RequiredCapabilities are what running workloads as users of their own needs: switch to
 // the UID (SETUID, SETGID), give it its files (CHOWN), end its processes (KILL), remove
 // what it leaves (DAC_OVERRIDE, FOWNER: its files in the sticky /tmp). The bit is the
@@ -304,11 +307,11 @@ func processesOf(uid uint32) []int {
 
 // chownTree gives path and everything under it to uid:gid (links themselves, never what
 // they point to).
-func chownTree(path string, uid uint32) error {
+func chownTree(path string, uid, gid uint32) error {
 	return filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, int(uid), int(uid))
+		return os.Lchown(p, int(uid), int(gid))
 	})
 }

@@ -1,0 +1,435 @@
+package native
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Resource limits are enforced with cgroups: one cgroup per workload, made when it
+// starts and removed when it ends, under the nexlet's own cgroup (so a workload never
+// leaves the limits the nexlet itself is under).
+//
+//   - v2 (unified hierarchy), when the nexlet's cgroup offers the memory, cpu and pids
+//     controllers and holds no other process (systemd with Delegate=yes): the nexlet moves
+//     itself into a leaf "nexlet", enables the controllers for its subtree and starts each
+//     process straight into its workload's cgroup (clone3 with CLONE_INTO_CGROUP).
+//   - v1, where the memory, cpu and pids hierarchies are mounted and writable: a
+//     directory per workload in each. A new process inherits the cgroups of the thread
+//     that forks it, so the forking thread joins the workload's cgroups for the fork and
+//     goes back after it; the process is never outside its limits, not even before exec.
+
+// cgroupSetup is what this nexlet can enforce, found once at start.
+type cgroupSetup struct {
+	kind   string   // v1.CgroupsV2, v1.CgroupsV1 or v1.CgroupsNone
+	limits []string // the resources it can limit
+	why    string   // what is missing, for the log and for declines
+	v2     string   // v2: the directory holding the workloads' cgroups
+	v1dirs map[string]string
+	v1own  map[string]string // v1: the nexlet's own cgroup per controller (threads go back)
+}
+
+var cgroupControllers = []string{"memory", "cpu", "pids"}
+
+// detectCgroups finds how this process can limit its workloads; name keeps two nexlets
+// in one cgroup apart.
+func detectCgroups(name string, log *zap.Logger) *cgroupSetup {
+	own, mounts, err := readCgroupInfo()
+	if err != nil {
+		return &cgroupSetup{kind: v1.CgroupsNone, why: err.Error()}
+	}
+	var whyV2 string
+	if mnt, ok := mounts[""]; ok {
+		s, err := setupV2(filepath.Join(mnt, own[""]), name)
+		if err == nil {
+			return s
+		}
+		whyV2 = "cgroup v2: " + err.Error()
+	}
+	s := setupV1(own, mounts, name)
+	if s.kind == v1.CgroupsNone && whyV2 != "" {
+		s.why = whyV2 + "; " + s.why
+	}
+	if s.why != "" && log != nil {
+		log.Warn("some resource limits cannot be enforced: workloads that ask for them are declined", zap.String("cgroups", s.kind), zap.Strings("limits", s.limits), zap.String("why", s.why))
+	}
+	return s
+}
+
+// readCgroupInfo reads this process's cgroups (controller -> path; "" for v2) and where
+// the hierarchies are mounted (controller -> mount point; "" for v2).
+func readCgroupInfo() (own, mounts map[string]string, err error) {
+	own, mounts = map[string]string{}, map[string]string{}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, nil, fmt.Errorf("no cgroups: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[1] == "" {
+			own[""] = f[2]
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			own[c] = f[2]
+		}
+	}
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, nil, fmt.Errorf("no mount table: %v", err)
+	}
+	defer mi.Close()
+	sc := bufio.NewScanner(mi)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		f := strings.Fields(sc.Text())
+		i := slices.Index(f, "-")
+		if i < 0 || i+3 >= len(f) || len(f) < 5 {
+			continue
+		}
+		switch f[i+1] {
+		case "cgroup2":
+			mounts[""] = f[4]
+		case "cgroup":
+			for _, o := range strings.Split(f[i+3], ",") {
+				if slices.Contains(cgroupControllers, o) {
+					mounts[o] = f[4]
+				}
+			}
+		}
+	}
+	return own, mounts, nil
+}
+
+// setupV2 makes dir (the nexlet's cgroup) the parent of its workloads' cgroups.
+func setupV2(dir, name string) (*cgroupSetup, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return nil, err
+	}
+	have := strings.Fields(string(b))
+	for _, c := range cgroupControllers {
+		if !slices.Contains(have, c) {
+			return nil, fmt.Errorf("controller %s is not available in %s (it has: %s); give nexlet-native a delegated cgroup (systemd Delegate=yes)", c, dir, strings.Join(have, " "))
+		}
+	}
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	self := strconv.Itoa(os.Getpid())
+	if filepath.Base(dir) != "nexlet" { // not already moved by an earlier start
+		for _, p := range strings.Fields(string(procs)) {
+			if p != self {
+				return nil, fmt.Errorf("%s holds other processes (%s): run nexlet-native as a systemd unit of its own with Delegate=yes (deploy/systemd/nexlet-native@.service)", dir, p)
+			}
+		}
+		leaf := filepath.Join(dir, "nexlet")
+		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(self), 0); err != nil {
+			return nil, fmt.Errorf("move the nexlet into %s: %v", leaf, err)
+		}
+	} else {
+		dir = filepath.Dir(dir)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
+		return nil, fmt.Errorf("enable controllers in %s: %v", dir, err)
+	}
+	base := filepath.Join(dir, "nex-"+name)
+	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
+		return nil, fmt.Errorf("enable controllers in %s: %v", base, err)
+	}
+	return &cgroupSetup{kind: v1.CgroupsV2, limits: []string{v1.ResourceMemory, v1.ResourceCPU, v1.ResourcePIDs}, v2: base}, nil
+}
+
+// setupV1 makes a directory for the workloads in each writable v1 hierarchy.
+func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
+	s := &cgroupSetup{kind: v1.CgroupsNone, v1dirs: map[string]string{}, v1own: map[string]string{}}
+	var why []string
+	for _, c := range cgroupControllers {
+		mnt, ok := mounts[c]
+		if !ok {
+			why = append(why, "no "+c+" cgroup hierarchy is mounted")
+			continue
+		}
+		mine := filepath.Join(mnt, own[c])
+		base := filepath.Join(mine, "nex-"+name)
+		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			why = append(why, fmt.Sprintf("cannot make %s: %v", base, err))
+			continue
+		}
+		s.v1dirs[c], s.v1own[c] = base, mine
+		s.limits = append(s.limits, c)
+		s.kind = v1.CgroupsV1
+	}
+	s.why = strings.Join(why, "; ")
+	return s
+}
+
+// enforces says why r cannot be enforced here ("" when it can).
+func (s *cgroupSetup) enforces(r *v1.Resources) string {
+	for _, name := range r.Names() {
+		if !slices.Contains(s.limits, name) {
+			why := s.why
+			if why == "" {
+				why = "no cgroup controller for it"
+			}
+			return fmt.Sprintf("this nexlet cannot enforce resources.%s (nex.cgroups=%s): %s", name, s.kind, why)
+		}
+	}
+	return ""
+}
+
+// sweep removes the workload cgroups a dead predecessor of this nexlet left behind,
+// killing what is still in them (killOrphans has done most of that already).
+func (s *cgroupSetup) sweep(log *zap.Logger) {
+	for _, b := range s.bases() {
+		entries, _ := os.ReadDir(b)
+		for _, e := range entries {
+			if e.IsDir() {
+				dir := filepath.Join(b, e.Name())
+				killCgroup(dir)
+				if err := removeCgroup(dir); err != nil {
+					log.Warn("remove a workload cgroup left by a previous nexlet", zap.String("cgroup", dir), zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+// close removes the directories that held the workloads' cgroups (once they are empty).
+func (s *cgroupSetup) close() {
+	for _, b := range s.bases() {
+		_ = syscall.Rmdir(b)
+	}
+}
+
+func (s *cgroupSetup) bases() []string {
+	var out []string
+	if s.v2 != "" {
+		out = append(out, s.v2)
+	}
+	for _, c := range cgroupControllers {
+		if b, ok := s.v1dirs[c]; ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// workloadCgroup is one workload's cgroup (a directory per hierarchy on v1).
+type workloadCgroup struct {
+	setup *cgroupSetup
+	dirs  []string // v2: one; v1: one per controller limited
+	own   []string // v1: the nexlet's cgroup in the same hierarchies
+	mem   string   // the directory with the memory controller ("" when not limited)
+	fd    int      // v2: an open descriptor of the directory, for CLONE_INTO_CGROUP
+}
+
+// newCgroup makes the cgroup of workload id and writes its limits.
+func (s *cgroupSetup) newCgroup(id string, r *v1.Resources) (*workloadCgroup, error) {
+	if why := s.enforces(r); why != "" {
+		return nil, errors.New(why)
+	}
+	g := &workloadCgroup{setup: s, fd: -1}
+	fail := func(err error) (*workloadCgroup, error) {
+		g.remove()
+		return nil, err
+	}
+	write := func(dir, file, value string) error {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+			return fmt.Errorf("set %s to %s: %v", file, value, err)
+		}
+		return nil
+	}
+	if s.kind == v1.CgroupsV2 {
+		dir := filepath.Join(s.v2, id)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		g.dirs, g.mem = []string{dir}, dir
+		if r.Memory > 0 {
+			if err := write(dir, "memory.max", strconv.FormatInt(int64(r.Memory), 10)); err != nil {
+				return fail(err)
+			}
+			_ = write(dir, "memory.swap.max", "0") // absent without swap accounting
+			_ = write(dir, "memory.oom.group", "1")
+		}
+		if r.CPU > 0 {
+			if err := write(dir, "cpu.max", strconv.Itoa(cpuQuota(r.CPU))+" 100000"); err != nil {
+				return fail(err)
+			}
+		}
+		if r.PIDs > 0 {
+			if err := write(dir, "pids.max", strconv.Itoa(r.PIDs)); err != nil {
+				return fail(err)
+			}
+		}
+		fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return fail(err)
+		}
+		g.fd = fd
+		return g, nil
+	}
+	for _, c := range r.Names() {
+		dir := filepath.Join(s.v1dirs[c], id)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		g.dirs, g.own = append(g.dirs, dir), append(g.own, s.v1own[c])
+		var err error
+		switch c {
+		case v1.ResourceMemory:
+			g.mem = dir
+			err = write(dir, "memory.limit_in_bytes", strconv.FormatInt(int64(r.Memory), 10))
+			if err == nil {
+				_ = write(dir, "memory.memsw.limit_in_bytes", strconv.FormatInt(int64(r.Memory), 10)) // no swapping past it either
+			}
+		case v1.ResourceCPU:
+			if err = write(dir, "cpu.cfs_period_us", "100000"); err == nil {
+				err = write(dir, "cpu.cfs_quota_us", strconv.Itoa(cpuQuota(r.CPU)))
+			}
+		case v1.ResourcePIDs:
+			err = write(dir, "pids.max", strconv.Itoa(r.PIDs))
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return g, nil
+}
+
+// cpuQuota is cores as microseconds of CPU time per 100 ms period.
+func cpuQuota(cores float64) int {
+	return max(1000, int(cores*100000))
+}
+
+// enter runs start (which forks the process) so that the new process begins inside g.
+func (g *workloadCgroup) enter(attr *syscall.SysProcAttr, start func() error) error {
+	if g.setup.kind == v1.CgroupsV2 {
+		attr.UseCgroupFD, attr.CgroupFD = true, g.fd
+		return start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread forks the process, so it must live on: the parent-death signal is
+		// tied to the forking thread, not to the nexlet.
+		runtime.LockOSThread()
+		tid := []byte(strconv.Itoa(syscall.Gettid()))
+		var err error
+		moved := 0
+		for _, dir := range g.dirs {
+			if err = os.WriteFile(filepath.Join(dir, "tasks"), tid, 0); err != nil {
+				err = fmt.Errorf("join cgroup %s: %v", dir, err)
+				break
+			}
+			moved++
+		}
+		if err == nil {
+			err = start()
+		}
+		var back error
+		for _, dir := range g.own[:moved] {
+			if e := os.WriteFile(filepath.Join(dir, "tasks"), tid, 0); e != nil {
+				back = e
+			}
+		}
+		errc <- err
+		if back != nil {
+			select {} // never run nexlet code under a workload's limits; the thread stays parked
+		}
+		runtime.UnlockOSThread()
+	}()
+	return <-errc
+}
+
+// ooms is how many times the kernel killed a process of g for memory.
+func (g *workloadCgroup) ooms() int {
+	if g == nil || g.mem == "" {
+		return 0
+	}
+	file, key := "memory.oom_control", "oom_kill"
+	if g.setup.kind == v1.CgroupsV2 {
+		file = "memory.events"
+	}
+	b, err := os.ReadFile(filepath.Join(g.mem, file))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// kill kills every process left in g (a daemon that left the process group included).
+func (g *workloadCgroup) kill() {
+	if g != nil {
+		for _, dir := range g.dirs {
+			killCgroup(dir)
+		}
+	}
+}
+
+// remove kills what is left in g and removes it.
+func (g *workloadCgroup) remove() {
+	if g == nil {
+		return
+	}
+	if g.fd >= 0 {
+		_ = syscall.Close(g.fd)
+		g.fd = -1
+	}
+	for _, dir := range g.dirs {
+		killCgroup(dir)
+		_ = removeCgroup(dir)
+	}
+}
+
+func killCgroup(dir string) {
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// removeCgroup removes an empty cgroup, waiting briefly for killed processes to be reaped.
+func removeCgroup(dir string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := syscall.Rmdir(dir)
+		if err == nil || errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

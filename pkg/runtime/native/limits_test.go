@@ -1,0 +1,354 @@
+package native_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native"
+)
+
+// needLimits skips a test on a machine where this process cannot make cgroups.
+func needLimits(t *testing.T, e *env, names ...string) {
+	t.Helper()
+	kind, limits := e.d.Cgroups()
+	for _, n := range names {
+		if !strings.Contains(strings.Join(limits, ","), n) {
+			t.Skipf("this machine has no writable %s cgroup (nex.cgroups=%s, limits %v): run as root with cgroups v1 or a delegated v2 cgroup", n, kind, limits)
+		}
+	}
+}
+
+func (e *env) startScript(id, lifecycle, script string, extra map[string]any) (v1.WorkloadInfo, error) {
+	sr := map[string]any{"uri": "file:///bin/sh", "argv": []string{"-c", script}}
+	for k, v := range extra {
+		sr[k] = v
+	}
+	raw, _ := json.Marshal(sr)
+	return e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: id, NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: id, Type: "native", Lifecycle: lifecycle, StartRequest: raw,
+	}})
+}
+
+// nextEvent waits for the next event of type typ on sub.
+func nextEvent(t *testing.T, sub *nats.Subscription, typ string) v1.Event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var ev v1.Event
+		_ = json.Unmarshal(m.Data, &ev)
+		if ev.Type == typ {
+			return ev
+		}
+	}
+	t.Fatalf("no %s event (%s)", typ, sub.Subject)
+	return v1.Event{}
+}
+
+// A workload that allocates 200 MB under a 64 MiB limit is killed by the kernel; it
+// ends oom_killed (info and the exited event say so) and, as a service, is restarted.
+func TestMemoryLimitOOMKilled(t *testing.T) {
+	e := newEnv(t)
+	needLimits(t, e, v1.ResourceMemory)
+	events, _ := e.nc.SubscribeSync("$NEX.FEED.default.event.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleService, "alloc", map[string]any{"resources": map[string]any{"memory": "64MiB"},
+		"restart": map[string]any{"initial_delay": "100ms", "max_delay": "100ms"}}, "200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := nextEvent(t, events, v1.EventExited)
+	if ev.Data["reason"] != v1.ExitOOMKilled || ev.ExitCode == nil || *ev.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exited event %+v, want reason oom_killed and code 137", ev)
+	}
+	nextEvent(t, events, v1.EventRestarted)
+	testutil.Eventually(t, 10*time.Second, "info to show the reason", func() bool {
+		info := e.state(w.ID)
+		return info.ExitReason == v1.ExitOOMKilled && info.Metadata["last_exit_reason"] == v1.ExitOOMKilled && strings.Contains(info.Metadata["error"], "64 MiB")
+	})
+	// a job that stays under its limit is not touched
+	j, err := e.start(v1.LifecycleJob, "alloc", map[string]any{"resources": map[string]any{"memory": 256 << 20}}, "100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, "the job to finish", func() bool { return e.state(j.ID).State == v1.StateStopped })
+	if info := e.state(j.ID); *info.ExitCode != 0 || info.ExitReason != "" {
+		t.Fatalf("job under its limit ended %d %q", *info.ExitCode, info.ExitReason)
+	}
+}
+
+// pids: 10 stops a fork loop at 10 processes.
+func TestPIDsLimit(t *testing.T) {
+	e := newEnv(t)
+	needLimits(t, e, v1.ResourcePIDs)
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.forks")
+	e.nc.Flush()
+	w, err := e.startScript("forks", v1.LifecycleService, "for i in $(seq 1 40); do sleep 600 & done; echo done; exec sleep 600", map[string]any{"resources": map[string]any{"pids": 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forkFailed := false
+	for !forkFailed {
+		m, err := logs.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal("the fork loop never failed to fork")
+		}
+		forkFailed = strings.Contains(strings.ToLower(string(m.Data)), "fork")
+	}
+	pid, _ := strconv.Atoi(e.state(w.ID).Metadata["pid"])
+	if n := len(groupMembers(pid)); n > 10 || n < 5 {
+		t.Fatalf("%d processes in the workload's group, want at most 10 (and the loop to have forked some)", n)
+	}
+}
+
+// groupMembers lists the processes of process group pgid.
+func groupMembers(pgid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// A busy loop under cpu: 0.2 uses at most 0.3 cores over 5 s.
+func TestCPULimit(t *testing.T) {
+	e := newEnv(t)
+	needLimits(t, e, v1.ResourceCPU)
+	w, err := e.startScript("spin", v1.LifecycleService, "while :; do :; done", map[string]any{"resources": map[string]any{"cpu": 0.2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(w.Metadata["pid"])
+	before, t0 := cpuTime(t, pid), time.Now()
+	time.Sleep(5 * time.Second) // the measurement window, not a wait for an event
+	used := (cpuTime(t, pid) - before).Seconds() / time.Since(t0).Seconds()
+	t.Logf("busy loop under cpu 0.2 used %.3f cores", used)
+	if used > 0.3 {
+		t.Fatalf("busy loop used %.2f cores under a limit of 0.2", used)
+	}
+}
+
+// cpuTime is the user+system time pid has used.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return time.Duration(u+s) * time.Second / 100 // USER_HZ
+}
+
+// A nexlet that cannot enforce limits refuses a workload that asks for them, saying why,
+// and runs it unlimited never.
+func TestLimitsRefusedWithoutCgroups(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: t.TempDir(), Conn: nc, NoCgroups: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	if kind, limits := d.Cgroups(); kind != v1.CgroupsNone || len(limits) != 0 {
+		t.Fatalf("cgroups %s %v", kind, limits)
+	}
+	_, err = d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "w", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: "w", Type: "native", Lifecycle: v1.LifecycleService,
+		StartRequest: []byte(`{"uri":"file:///bin/sleep","argv":["600"],"resources":{"memory":"64MiB"}}`)}})
+	if err == nil || !strings.Contains(err.Error(), "cannot enforce resources.memory") {
+		t.Fatalf("start with a limit here: %v", err)
+	}
+	for _, bad := range []string{`{"memory":"lots"}`, `{"memory":1024}`, `{"cpu":-1}`, `{"pids":-3}`} {
+		_, err = d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "x", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+			Namespace: "default", Name: "x", Type: "native", Lifecycle: v1.LifecycleService,
+			StartRequest: []byte(`{"uri":"file:///bin/sleep","argv":["600"],"resources":` + bad + `}`)}})
+		if err == nil || !strings.Contains(err.Error(), "resources") {
+			t.Errorf("resources %s: %v", bad, err)
+		}
+	}
+}
+
+// An exec health check: the service is starting until its first pass (failures in the
+// start period do not count), healthy after, and when the check fails `failures` times in a row it is unhealthy and restarted.
+func TestExecHealthCheckRestarts(t *testing.T) {
+	e := newEnv(t)
+	events, _ := e.nc.SubscribeSync("$NEX.FEED.default.event.hc")
+	e.nc.Flush()
+	w, err := e.startScript("hc", v1.LifecycleService, "sleep 0.5; touch healthy; exec sleep 600", map[string]any{
+		"health":  map[string]any{"exec": map[string]any{"argv": []string{"/bin/sh", "-c", "test -f healthy || { echo no file; exit 3; }"}}, "interval": "200ms", "failures": 2, "start_period": "10s"},
+		"restart": map[string]any{"initial_delay": "100ms"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != v1.StateStarting || w.Health != v1.WorkloadHealthStarting {
+		t.Fatalf("just started: state %s health %s, want starting", w.State, w.Health)
+	}
+	nextEvent(t, events, v1.EventHealthy)
+	if info := e.state(w.ID); info.State != v1.StateRunning || info.Health != v1.WorkloadHealthHealthy {
+		t.Fatalf("after a pass: state %s health %s", info.State, info.Health)
+	}
+	if err := os.Remove(filepath.Join(e.state(w.ID).Metadata["workdir"], "healthy")); err != nil {
+		t.Fatal(err)
+	}
+	ev := nextEvent(t, events, v1.EventUnhealthy)
+	if !strings.Contains(ev.Message, "2 health checks failed") || !strings.Contains(ev.Message, "no file") {
+		t.Fatalf("unhealthy event message %q", ev.Message)
+	}
+	if ex := nextEvent(t, events, v1.EventExited); ex.Data["reason"] != v1.ExitUnhealthy {
+		t.Fatalf("exited event %+v, want reason unhealthy", ex)
+	}
+	nextEvent(t, events, v1.EventRestarted)
+	nextEvent(t, events, v1.EventHealthy)
+	if info := e.state(w.ID); info.Metadata["restarts"] != "1" || info.Health != v1.WorkloadHealthHealthy {
+		t.Fatalf("after the restart: %+v", info)
+	}
+}
+
+// TCP and HTTP checks probe 127.0.0.1.
+func TestTCPAndHTTPHealthChecks(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	events, _ := e.nc.SubscribeSync("$NEX.FEED.default.event.>")
+	e.nc.Flush()
+	if _, err := e.startScript("tcp", v1.LifecycleService, "exec sleep 600", map[string]any{
+		"health": map[string]any{"tcp": map[string]any{"port": port}, "interval": "200ms", "failures": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.startScript("http", v1.LifecycleService, "exec sleep 600", map[string]any{
+		"health": map[string]any{"http": map[string]any{"port": port, "path": "/healthz"}, "interval": "200ms", "failures": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// the listener accepts (tcp passes) but speaks no HTTP (http fails)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	seen := map[string]string{}
+	for seen["tcp"] != v1.EventHealthy || seen["http"] != v1.EventUnhealthy {
+		m, err := events.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("events so far %v", seen)
+		}
+		var ev v1.Event
+		_ = json.Unmarshal(m.Data, &ev)
+		if ev.Type == v1.EventHealthy || ev.Type == v1.EventUnhealthy {
+			seen[ev.WorkloadID] = ev.Type
+		}
+	}
+	_ = ln.Close()
+	for _, bad := range []map[string]any{{}, {"tcp": map[string]any{"port": 0}}, {"exec": map[string]any{"argv": []string{"test"}}}, {"tcp": map[string]any{"port": 80}, "interval": "1ms"}} {
+		if _, err := e.startScript("bad", v1.LifecycleService, "exec sleep 600", map[string]any{"health": bad}); err == nil || !strings.Contains(err.Error(), "start_request.health") {
+			t.Errorf("health %v: %v", bad, err)
+		}
+	}
+	if _, err := e.startScript("job", v1.LifecycleJob, "true", map[string]any{"health": map[string]any{"tcp": map[string]any{"port": port}}}); err == nil {
+		t.Error("a job took a health check")
+	}
+}
+
+// user: nobody runs the workload as UID 65534, with its workdir, HOME and USER.
+func TestRunAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a workload runs as another user only when the nexlet is root")
+	}
+	e := newEnv(t)
+	if err := os.Chmod(filepath.Dir(filepath.Dir(e.state0())), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.nobody")
+	e.nc.Flush()
+	w, err := e.startScript("nobody", v1.LifecycleService, `echo "id=$(id -u):$(id -g) home=$HOME user=$USER"; exec sleep 600`, map[string]any{"user": "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(w.Metadata["pid"])
+	if uid := processUID(pid); uid != 65534 {
+		t.Fatalf("runs as UID %d, want 65534", uid)
+	}
+	m, err := logs.NextMsg(5 * time.Second)
+	if err != nil || !strings.HasPrefix(string(m.Data), "id=65534:65534 ") || !strings.Contains(string(m.Data), "user=nobody") {
+		t.Fatalf("workload says %v (%v)", m, err)
+	}
+	st, err := os.Stat(w.Metadata["workdir"])
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Fatalf("workdir %v owned by %v", err, st)
+	}
+	for _, c := range []struct {
+		extra map[string]any
+		want  string
+	}{
+		{map[string]any{"user": "root"}, "root is not allowed"},
+		{map[string]any{"user": "0"}, "root is not allowed"},
+		{map[string]any{"user": "no-such-user-here"}, `no user "no-such-user-here"`},
+		{map[string]any{"group": "nogroup"}, "needs start_request.user"},
+		{map[string]any{"user": "nobody", "group": "no-such-group-here"}, `no group "no-such-group-here"`},
+	} {
+		if _, err := e.startScript("bad", v1.LifecycleService, "exec sleep 600", c.extra); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.extra, err, c.want)
+		}
+	}
+}
+
+// state0 is the data dir's workloads directory of the env's driver.
+func (e *env) state0() string { return e.dataDir }
+
+// Waiting for workloads takes no OS thread each: 300 services, a handful of threads.
+func TestNoThreadPerWorkload(t *testing.T) {
+	e := newEnv(t)
+	for i := range 300 {
+		if _, err := e.startScript("s"+strconv.Itoa(i), v1.LifecycleService, "exec sleep 600", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := threads(t); n > 60 {
+		t.Fatalf("%d OS threads with 300 services running", n)
+	}
+}
+
+func threads(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return -1
+}
+

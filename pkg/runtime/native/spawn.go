@@ -1,0 +1,191 @@
+package native
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A workload process is waited for without an OS thread of its own: the runtime holds a
+// pidfd for it in Go's network poller (an epoll set shared by the whole nexlet), and
+// reaps it when the pidfd turns readable. os/exec's Wait, which it used before, blocks a
+// thread in wait4 per process: 1,008 threads at 1,000 services. Output pipes are read
+// through the same poller.
+
+// spawnSpec says how to start one process.
+type spawnSpec struct {
+	path   string
+	argv   []string // after argv[0], which is path
+	dir    string
+	env    []string
+	attr   *syscall.SysProcAttr
+	stdin  io.Reader // nil: /dev/null
+	stdout io.Writer // nil: /dev/null
+	stderr io.Writer // nil: /dev/null
+	cg     *workloadCgroup
+}
+
+// child is a started process: its pid, its pidfd and the copiers of its output.
+type child struct {
+	pid    int
+	pidfd  *os.File // nil where the kernel has no pidfds: wait4 blocks a thread then
+	copies sync.WaitGroup
+	reads  []*os.File // parent ends of the output pipes
+	feeds  []*os.File // parent end of the stdin pipe
+}
+
+// outputDrain is how long output is read after a process ended: a grandchild that holds
+// the pipes open must not hold up the exit forever.
+const outputDrain = 2 * time.Second
+
+// spawn starts a process as s says and registers it as the runtime's (the orphan reaper
+// leaves it alone).
+func spawn(s spawnSpec) (*child, error) {
+	c := &child{}
+	var theirs []*os.File // the child's ends, closed here once it has them
+	fail := func(err error) (*child, error) {
+		for _, f := range append(append(theirs, c.reads...), c.feeds...) {
+			_ = f.Close()
+		}
+		return nil, err
+	}
+	files := make([]*os.File, 3)
+	if s.stdin == nil {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return fail(err)
+		}
+		files[0], theirs = f, append(theirs, f)
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[0], theirs, c.feeds = r, append(theirs, r), append(c.feeds, w)
+	}
+	for i, w := range []io.Writer{s.stdout, s.stderr} {
+		if w == nil {
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				return fail(err)
+			}
+			files[i+1], theirs = f, append(theirs, f)
+			continue
+		}
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[i+1], theirs, c.reads = pw, append(theirs, pw), append(c.reads, r)
+	}
+	pidfd := -1
+	attr := syscall.SysProcAttr{}
+	if s.attr != nil {
+		attr = *s.attr
+	}
+	attr.PidFD = &pidfd
+	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
+	argv := append([]string{s.path}, s.argv...)
+	var p *os.Process
+	start := func() error {
+		scanMu.RLock() // the reaper must not scan between the start and the registration
+		defer scanMu.RUnlock()
+		var err error
+		if p, err = os.StartProcess(s.path, argv, pa); err != nil {
+			return err
+		}
+		started.Store(p.Pid, struct{}{})
+		return nil
+	}
+	var err error
+	if s.cg != nil {
+		err = s.cg.enter(&attr, start)
+	} else {
+		err = start()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	for _, f := range theirs {
+		_ = f.Close()
+	}
+	c.pid = p.Pid
+	_ = p.Release() // its own pidfd (a duplicate of ours) goes
+	if pidfd >= 0 {
+		_ = syscall.SetNonblock(pidfd, true) // into the poller
+		c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
+	}
+	ws := []io.Writer{s.stdout, s.stderr}
+	for i, r := range c.reads {
+		w := ws[i]
+		if w == nil {
+			w = ws[1]
+		}
+		c.copies.Add(1)
+		go func() {
+			defer c.copies.Done()
+			_, _ = io.Copy(w, r)
+		}()
+	}
+	for _, f := range c.feeds {
+		go func() {
+			_, _ = io.Copy(f, s.stdin)
+			_ = f.Close()
+		}()
+	}
+	return c, nil
+}
+
+// wait reaps the process, reads what is left of its output (for at most outputDrain),
+// and returns its status.
+func (c *child) wait() syscall.WaitStatus {
+	var ws syscall.WaitStatus
+	if c.pidfd != nil {
+		rc, err := c.pidfd.SyscallConn()
+		if err == nil {
+			err = rc.Read(func(uintptr) bool {
+				pid, err := syscall.Wait4(c.pid, &ws, syscall.WNOHANG, nil)
+				return pid == c.pid || (err != nil && !errors.Is(err, syscall.EINTR))
+			})
+		}
+		_ = c.pidfd.Close()
+		if err != nil { // not pollable after all: wait the plain way
+			c.pidfd = nil
+		}
+	}
+	if c.pidfd == nil {
+		for {
+			if _, err := syscall.Wait4(c.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+	}
+	started.Delete(c.pid)
+	for _, f := range c.feeds {
+		_ = f.Close() // a writer blocked on a process that never read ends
+	}
+	done := make(chan struct{})
+	go func() { c.copies.Wait(); close(done) }()
+	t := time.NewTimer(outputDrain)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	for _, r := range c.reads {
+		_ = r.Close() // ends a copier still waiting on a grandchild's output
+	}
+	<-done
+	return ws
+}
+
+// statusCode is a process's exit code, or 128+N when signal N killed it.
+func statusCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
