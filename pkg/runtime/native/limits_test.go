@@ -351,4 +351,3 @@ func threads(t *testing.T) int {
 	}
 	return -1
 }
-

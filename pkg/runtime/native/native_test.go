@@ -115,11 +115,11 @@ func fakeWorkload(mode string, args []string) int {
 }
 
 type env struct {
-	t      *testing.T
-	nc     *nats.Conn
-	d      *native.Driver
-	exe    string
-	ctx    context.Context
+	t       *testing.T
+	nc      *nats.Conn
+	d       *native.Driver
+	exe     string
+	ctx     context.Context
 	count   int
 	server  *server.Server
 	dataDir string
