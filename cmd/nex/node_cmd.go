@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -258,15 +260,24 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	w := g.stdout
 	fmt.Fprintf(w, "Node:      %s\nName:      %s\nNexus:     %s\nVersion:   %s (%s)\nState:     %s\nUptime:    %s\nWorkloads: %d\n",
 		n.NodeID, n.Name, n.Nexus, n.Version, n.Commit, strings.ToUpper(n.State), time.Duration(n.Uptime), n.Workloads)
+	if c := n.Capacity; c != nil {
+		fmt.Fprintf(w, "Capacity:  memory %s of %s requested, cpu %s of %s requested (%s kept for the node; placement %s)\n",
+			c.RequestedMemory, c.Memory-c.ReservedMemory, cores(c.RequestedCPU), cores(c.CPU-c.ReservedCPU),
+			kept(c), c.Placement)
+	}
 	fmt.Fprintln(w, "Tags:")
 	for _, k := range slices.Sorted(maps.Keys(n.Tags)) {
 		fmt.Fprintf(w, "  %s=%s\n", k, n.Tags[k])
 	}
 	fmt.Fprintln(w, "Nexlets:")
-	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "LAST HEARTBEAT")
+	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "LIMITS", "LAST HEARTBEAT")
 	for _, x := range n.Nexlets {
+		limits := cmp.Or(x.Cgroups, v1.CgroupsNone)
+		if len(x.Limits) > 0 {
+			limits += ":" + strings.Join(x.Limits, ",")
+		}
 		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health,
-			cmp.Or(x.Isolation, v1.IsolationNone), x.LastHeartbeat.Local().Format(time.TimeOnly))
+			cmp.Or(x.Isolation, v1.IsolationNone), limits, x.LastHeartbeat.Local().Format(time.TimeOnly))
 	}
 	if err := t.write(w); err != nil {
 		return err
@@ -282,4 +293,24 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	return nil
+}
+
+// cores prints a number of CPU cores: 2, 0.5, 1.25.
+func cores(v float64) string {
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}
+
+// kept says what a node keeps back for itself: "256 MiB, 0.5 cpu", or "nothing".
+func kept(c *v1.NodeCapacity) string {
+	var parts []string
+	if c.ReservedMemory > 0 {
+		parts = append(parts, c.ReservedMemory.String())
+	}
+	if c.ReservedCPU > 0 {
+		parts = append(parts, cores(c.ReservedCPU)+" cpu")
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
 }

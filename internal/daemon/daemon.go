@@ -229,6 +229,10 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	memory, reserveMemory, err := o.memory() // checked at start
+	if err != nil {
+		return err
+	}
 	n, err := node.New(d.nc, node.Config{
 		SecretsKey: secretsKey, SecretsBucket: secrets,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
@@ -236,6 +240,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
 		RequireIsolation: o.RequireIsolation, NodeLossWindow: o.NodeLossWindow,
+		Memory: memory, CPUs: o.CPUs, ReserveMemory: reserveMemory, ReserveCPU: o.ReserveCPU, Placement: o.Placement,
 	})
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
+	"math"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,6 +33,11 @@ type Options struct {
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
+	Memory             string            `name:"memory" env:"NEX_MEMORY" help:"Memory the node offers workloads, its reserve included, e.g. 8GiB (default: the machine's, MemTotal of /proc/meminfo); it declines starts whose resources.memory do not fit."`
+	CPUs               float64           `name:"cpus" env:"NEX_CPUS" help:"CPU cores the node offers workloads, its reserve included, e.g. 2.5 (default: the machine's); it declines starts whose resources.cpu do not fit."`
+	ReserveMemory      string            `name:"reserve-memory" env:"NEX_RESERVE_MEMORY" default:"256MiB" help:"Memory kept back for nexd, its nexlets and the system: workloads' requests are placed in the rest."`
+	ReserveCPU         float64           `name:"reserve-cpu" env:"NEX_RESERVE_CPU" default:"0" help:"CPU cores kept back for nexd, its nexlets and the system."`
+	Placement          string            `name:"placement" env:"NEX_PLACEMENT" default:"least-loaded" enum:"least-loaded,random" help:"How the node bids: least-loaded (its bids carry its load, and the least loaded node wins) or random (they carry none: it wins at random)."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
 	LogsHistory        bool              `name:"logs.history" default:"true" negatable:"" help:"Keep workload output and events in JetStream streams (NEX_LOGS, NEX_EVENTS) for nex workload logs and nex events."`
@@ -108,10 +116,42 @@ func (o Options) check() error {
 	if o.NodeLossWindow < 0 || (o.NodeLossWindow > 0 && o.NodeLossWindow < 3*time.Second) {
 		return fmt.Errorf("--node-loss-window %s: nodes announce themselves every 2 s, so a window under 3 s would take live nodes for lost", o.NodeLossWindow)
 	}
+	if _, _, err := o.memory(); err != nil {
+		return err
+	}
+	for flag, v := range map[string]float64{"--cpus": o.CPUs, "--reserve-cpu": o.ReserveCPU} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%s %v: want a number of cores of zero or more (0.5: half a core)", flag, v)
+		}
+	}
+	if cpus := cmp.Or(o.CPUs, float64(runtime.NumCPU())); o.ReserveCPU >= cpus {
+		return fmt.Errorf("--reserve-cpu %v leaves nothing of the node's %v cores for workloads (--cpus, default the machine's)", o.ReserveCPU, cpus)
+	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {
 		if ttl < time.Second && ttl != 0 {
 			return fmt.Errorf("%s %s: credentials must last at least 1s", flag, ttl)
 		}
 	}
 	return nil
+}
+
+// memory reads --memory (0: the machine's) and --reserve-memory.
+func (o Options) memory() (total, reserve v1.ByteSize, err error) {
+	if o.Memory != "" {
+		if total, err = v1.ParseByteSize(o.Memory); err != nil {
+			return 0, 0, fmt.Errorf("--memory: %w", err)
+		}
+		if total == 0 {
+			return 0, 0, fmt.Errorf("--memory %s: a node offering no memory could run nothing that asks for some (leave the flag out for the machine's)", o.Memory)
+		}
+	}
+	if o.ReserveMemory != "" {
+		if reserve, err = v1.ParseByteSize(o.ReserveMemory); err != nil {
+			return 0, 0, fmt.Errorf("--reserve-memory: %w", err)
+		}
+	}
+	if total > 0 && reserve >= total {
+		return 0, 0, fmt.Errorf("--reserve-memory %s leaves nothing of --memory %s for workloads", reserve, total)
+	}
+	return total, reserve, nil
 }

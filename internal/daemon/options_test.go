@@ -1,0 +1,34 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCapacityFlagsChecked(t *testing.T) {
+	tests := []struct {
+		name string
+		o    Options
+		want string // "" : accepted
+	}{
+		{"defaults", Options{ReserveMemory: "256MiB"}, ""},
+		{"sizes", Options{Memory: "8GiB", CPUs: 2.5, ReserveMemory: "1G", ReserveCPU: 0.5}, ""},
+		{"bad size", Options{Memory: "8 gigs"}, `--memory: "8 gigs" is not a size`},
+		{"no memory", Options{Memory: "0"}, "--memory 0: a node offering no memory"},
+		{"bad reserve", Options{ReserveMemory: "-1MiB"}, "--reserve-memory:"},
+		{"reserve all memory", Options{Memory: "1GiB", ReserveMemory: "1GiB"}, "--reserve-memory 1 GiB leaves nothing of --memory 1 GiB"},
+		{"negative cpus", Options{CPUs: -1}, "--cpus -1: want a number of cores"},
+		{"reserve all cpu", Options{CPUs: 2, ReserveCPU: 2}, "--reserve-cpu 2 leaves nothing of the node's 2 cores"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.check()
+			if tt.want == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error %v, want one with %q", err, tt.want)
+			}
+		})
+	}
+}
