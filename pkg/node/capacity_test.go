@@ -21,8 +21,8 @@ import (
 )
 
 // startSizedNode runs a node configured by cfg with a memory nexlet on a connection of
-// its own. With limits, the nexlet registers again saying it enforces them with cgroups
-// v2 (the memory nexlet enforces nothing, but a node knows only what registrations say).
+// its own. With limits, the nexlet registers saying it enforces them with cgroups v2 (the
+// memory nexlet enforces nothing, but a node knows only what registrations say).
 func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config, limits ...string) *node.Node {
 	t.Helper()
 	nc := testutil.Connect(t, s)
@@ -38,10 +38,15 @@ func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := memory.New("mem", nexlet.NewFeed(nc, n.ID()))
 	done := make(chan error, 1)
+	cgroups := v1.CgroupsNone
+	if len(limits) > 0 {
+		cgroups = v1.CgroupsV2
+	}
 	go func() {
 		done <- nexlet.Serve(ctx, nc, nexlet.Config{
 			NodeID: n.ID(), NexletID: "mem", RegisterType: "memory",
 			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema),
+			Cgroups: cgroups, Limits: limits,
 		}, rt)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -49,13 +54,6 @@ func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config
 	defer wcancel()
 	if err := n.WaitForNexlet(wctx, "memory"); err != nil {
 		t.Fatal(err)
-	}
-	if len(limits) > 0 {
-		reg := n.Info(true).Nexlets[0].RegisterRequest
-		reg.Cgroups, reg.Limits = v1.CgroupsV2, limits
-		if err := svc.Call(wctx, nc, v1.RegisterSubject(n.ID()), reg, nil); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return n
 }
