@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -153,7 +154,7 @@ func (s *schemaNode) rows(w io.Writer, prefix string, required []string) {
 				req = "yes"
 			}
 		}
-		typ := fmt.Sprint(p.Type)
+		typ := schemaType(p.Type)
 		if p.Items != nil {
 			typ += " of " + fmt.Sprint(p.Items.Type)
 		}
@@ -187,5 +188,17 @@ func deref(f *float64) any {
 	if f == nil {
 		return "…"
 	}
-	return *f
+	return strconv.FormatFloat(*f, 'f', -1, 64)
+}
+
+// schemaType prints a schema's type: "string", or "integer or string" for a list.
+func schemaType(t any) string {
+	if list, ok := t.([]any); ok {
+		names := make([]string, len(list))
+		for i, x := range list {
+			names[i] = fmt.Sprint(x)
+		}
+		return strings.Join(names, " or ")
+	}
+	return fmt.Sprint(t)
 }

@@ -189,11 +189,11 @@ func formatEvent(g *Globals, ev v1.Event) string {
 
 func colorFor(typ string) string {
 	switch typ {
-	case v1.EventFailed, v1.EventLost, v1.EventLogsDropped, v1.EventNexletFailed:
+	case v1.EventFailed, v1.EventLost, v1.EventLogsDropped, v1.EventNexletFailed, v1.EventUnhealthy:
 		return "\x1b[31m"
 	case v1.EventExited, v1.EventRestarted, v1.EventLameduck, v1.EventNexletRestarting:
 		return "\x1b[33m"
-	case v1.EventStarted, v1.EventRegistered:
+	case v1.EventStarted, v1.EventRegistered, v1.EventHealthy:
 		return "\x1b[32m"
 	}
 	return "\x1b[36m"

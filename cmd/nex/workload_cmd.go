@@ -307,18 +307,21 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 	if grouped { // copies of replica groups: the ID to scale and stop them by
 		header = append(header, "GROUP")
 	}
+	checked := slices.ContainsFunc(list, func(w v1.WorkloadInfo) bool { return w.Health != "" })
+	if checked { // services with health checks
+		header = append(header, "HEALTH")
+	}
 	if c.ShowMetadata {
 		header = append(header, "METADATA")
 	}
 	t := newTable(header...)
 	for _, w := range list {
-		state := w.State
-		if w.ExitCode != nil && w.State == v1.StateStopped {
-			state = fmt.Sprintf("%s (exit %d)", w.State, *w.ExitCode)
-		}
-		row := []string{w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, state, time.Since(w.StartedAt).Round(time.Second).String(), short(w.NodeID)}
+		row := []string{w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, stateText(w), time.Since(w.StartedAt).Round(time.Second).String(), short(w.NodeID)}
 		if grouped {
 			row = append(row, w.Group)
+		}
+		if checked {
+			row = append(row, orDash(w.Health))
 		}
 		if c.ShowMetadata {
 			row = append(row, formatMetadata(w.Metadata))
@@ -326,6 +329,29 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 		t.row(row...)
 	}
 	return t.write(g.stdout)
+}
+
+// stateText is a workload's state with how its last process ended, where that matters:
+// "stopped (exit 3)", "backoff (oom_killed)", "failed (exit 137, oom_killed)".
+func stateText(w v1.WorkloadInfo) string {
+	var why []string
+	if w.ExitCode != nil && (w.State == v1.StateStopped || w.State == v1.StateFailed) {
+		why = append(why, fmt.Sprintf("exit %d", *w.ExitCode))
+	}
+	if w.ExitReason != "" && w.State != v1.StateRunning && w.State != v1.StateStarting {
+		why = append(why, w.ExitReason)
+	}
+	if len(why) == 0 {
+		return w.State
+	}
+	return w.State + " (" + strings.Join(why, ", ") + ")"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func short(id string) string {
@@ -514,6 +540,12 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if w.ExitCode != nil {
 		fmt.Fprintf(out, "Exit code:   %d\n", *w.ExitCode)
+	}
+	if w.ExitReason != "" {
+		fmt.Fprintf(out, "Exit reason: %s\n", w.ExitReason)
+	}
+	if w.Health != "" {
+		fmt.Fprintf(out, "Health:      %s\n", w.Health)
 	}
 	if len(w.Tags) > 0 {
 		fmt.Fprintf(out, "Tags:        %s\n", formatMetadata(w.Tags))
