@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,8 @@ func (x *nexlets) startNative() error {
 		"--data-dir=" + filepath.Join(d.o.DataDir, "native"),
 		"--log-level=" + d.o.LogLevel,
 		"--workload-uids=" + d.o.WorkloadUIDs,
+		"--cgroups=" + d.o.Cgroups,
+		"--run-as=" + strings.Join(d.o.RunAs, ","),
 	}, cargs...)
 	if d.o.ShowWorkloadLogs {
 		args = append(args, "--show-workload-logs")
