@@ -307,22 +307,22 @@ func TestDrainMovesServices(t *testing.T) {
 		ids = append(ids, c.u.startNative(c.url(), fmt.Sprintf("svc%d", i), "service", `{"uri":"file:///bin/sh","argv":["-c","exec `+c.sleep(i)+`"],"environment":{"SECRET":"moves-too"}}`))
 	}
 	testutil.Eventually(t, 15*time.Second, "every service to run once", func() bool { return c.exactlyOnce(ids, services, "") })
-	busiest := c.busiest()
-	drained := c.nodeIDOf(busiest)
-	pinned := c.u.startNative(c.url(), "pinned", "service", `{"uri":"file:///bin/sleep","argv":["600"]}`, "--tags", "nex.node="+c.names[busiest])
-	// a job that will not finish by the deadline, on the drained node: it moves then
-	longJob := ""
-	for k := 0; longJob == "" && k < 30; k++ {
-		id := c.u.startNative(c.url(), fmt.Sprintf("long-job-%d", k), "job", `{"uri":"file:///bin/sleep","argv":["600"]}`)
-		if where := c.where(); len(where[id]) == 1 && where[id][0] == drained {
-			longJob = id
-		} else {
-			c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", id)
+	// a job that will not finish by the deadline: it moves then. It lands where the fewest
+	// workloads run (least-loaded placement; they ask for no resources), a node running
+	// one or two of the services: that node is drained.
+	longJob := c.u.startNative(c.url(), "long-job", "job", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	drained := ""
+	testutil.Eventually(t, 10*time.Second, "the job to run", func() bool {
+		if where := c.where()[longJob]; len(where) == 1 {
+			drained = where[0]
 		}
+		return drained != ""
+	})
+	at := c.nodeIndex(drained)
+	if where := c.where(); !slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(where[id], drained) }) {
+		t.Fatalf("the node the job landed on runs none of the services: %v", where)
 	}
-	if longJob == "" {
-		t.Fatal("30 jobs, none placed on the node to drain")
-	}
+	pinned := c.u.startNative(c.url(), "pinned", "service", `{"uri":"file:///bin/sleep","argv":["600"]}`, "--tags", "nex.node="+c.names[at])
 	nc, err := nats.Connect(c.url())
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestDrainMovesServices(t *testing.T) {
 	if fewest < services {
 		t.Fatalf("during the drain only %d of %d services ran at one moment", fewest, services)
 	}
-	t.Logf("drained %s in %s", c.names[busiest], time.Since(began).Round(100*time.Millisecond))
+	t.Logf("drained %s in %s", c.names[at], time.Since(began).Round(100*time.Millisecond))
 	for {
 		m, err := unplaced.NextMsg(10 * time.Second)
 		if err != nil {
@@ -357,14 +357,14 @@ func TestDrainMovesServices(t *testing.T) {
 		var ev v1.Event
 		_ = json.Unmarshal(m.Data, &ev)
 		if ev.Type == v1.EventUnplaced {
-			if !strings.Contains(ev.Message, "tag nex.node="+c.names[busiest]+" not matched") {
+			if !strings.Contains(ev.Message, "tag nex.node="+c.names[at]+" not matched") {
 				t.Fatalf("unplaced event without the nodes' reasons: %q", ev.Message)
 			}
 			break
 		}
 	}
 	select {
-	case <-c.nodes[busiest].bg.done:
+	case <-c.nodes[at].bg.done:
 	case <-time.After(40 * time.Second):
 		t.Fatal("the drained node did not exit at its deadline")
 	}
