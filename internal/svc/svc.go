@@ -5,10 +5,13 @@
 package svc
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -274,11 +277,64 @@ func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
 		_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
 		return
 	}
-	if raw, ok := resp.(json.RawMessage); ok {
-		_ = mr.Respond(raw, hdr...) // already JSON: no second encoding pass
-		return
+	raw, ok := resp.(json.RawMessage) // already JSON: no second encoding pass
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(resp); err != nil {
+			s.reply(ep, mr, nil, v1.NewError(500, v1.CodeInternal, "encode reply: %v", err))
+			return
+		}
 	}
-	_ = mr.RespondJSON(resp, hdr...)
+	if len(raw) > compressAbove { // a list of thousands of workloads: JSON shrinks 10-20 times
+		if z, err := gzipped(raw); err == nil {
+			raw = z
+			h := micro.Headers{v1.HeaderEncoding: []string{"gzip"}}
+			if ep.Headers != nil {
+				for k, v := range ep.Headers() {
+					h[k] = v
+				}
+			}
+			hdr = []micro.RespondOpt{micro.WithHeaders(h)}
+		}
+	}
+	_ = mr.Respond(raw, hdr...)
+}
+
+// compressAbove is the size of a reply above which it is sent gzipped: a NATS message
+// holds at most max_payload (1 MiB by default).
+const compressAbove = 64 << 10
+
+// maxReplyBytes bounds a reply once unzipped.
+const maxReplyBytes = 512 << 20
+
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(b); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func gunzipped(b []byte) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(io.LimitReader(r, maxReplyBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > maxReplyBytes {
+		return nil, fmt.Errorf("reply larger than %d bytes", maxReplyBytes)
+	}
+	return out, nil
 }
 
 // ControlTokens parses a control subject ($NEX.SVC.v1.<ns>.control.<VERB>[.<id>]): the
@@ -371,6 +427,12 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 	}
 	if resp == nil {
 		return nil
+	}
+	if first(header, v1.HeaderEncoding) == "gzip" {
+		var err error
+		if data, err = gunzipped(data); err != nil {
+			return v1.NewError(500, v1.CodeInternal, "decode reply: %v", err)
+		}
 	}
 	if raw, ok := resp.(*json.RawMessage); ok { // passed through as is, not re-validated
 		*raw = append((*raw)[:0], data...)

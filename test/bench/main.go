@@ -79,6 +79,7 @@ func main() {
 		{"list", list},
 		{"fanout", fanout},
 		{"scale", scale},
+		{"scale10k", scale10k},
 		{"reschedule", reschedule},
 	}
 	want := map[string]bool{}

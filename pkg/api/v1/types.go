@@ -19,6 +19,9 @@ const (
 	HeaderExitCode = "Nex-Exit-Code"
 	// HeaderError is why a function's reply is incomplete or missing, on its reply.
 	HeaderError = "Nex-Error"
+	// HeaderEncoding "gzip": the reply's body is gzipped (replies over 64 KiB, such as a
+	// list of thousands of workloads, which would not fit a NATS message as JSON).
+	HeaderEncoding = "Nex-Encoding"
 )
 
 // WorkloadDefinition is what a user asks to run: metadata plus the nexlet-specific start request.
