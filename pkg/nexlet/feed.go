@@ -79,7 +79,6 @@ func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
 	w := &LineWriter{feed: f, nc: f.nc, ns: ns, wid: wid, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream,
 		done: make(chan struct{}), freed: make(chan struct{}), MaxBlock: DefaultMaxBlock}
 	w.cond = sync.NewCond(&w.mu)
-	go w.publishLoop()
 	return w
 }
 
@@ -103,19 +102,20 @@ type LineWriter struct {
 	// it before the first Write.
 	MaxBlock time.Duration
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	partial   []byte
-	queue     []byte  // queued lines, back to back
-	entries   []entry // where each queued line ends
-	spare     []byte
-	spareEnts []entry
-	closed    bool
-	writing   bool          // a Write is in progress (it may be waiting for room)
-	freed     chan struct{} // closed when the publisher takes the queue
-	stuck     bool          // a wait for room timed out: drop until the publisher moves
-	published uint64
-	dropped   uint64
+	mu         sync.Mutex
+	cond       *sync.Cond
+	partial    []byte
+	queue      []byte  // queued lines, back to back
+	entries    []entry // where each queued line ends
+	spare      []byte
+	spareEnts  []entry
+	closed     bool
+	publishing bool          // publishLoop runs (from the first line on)
+	writing    bool          // a Write is in progress (it may be waiting for room)
+	freed      chan struct{} // closed when the publisher takes the queue
+	stuck      bool          // a wait for room timed out: drop until the publisher moves
+	published  uint64
+	dropped    uint64
 }
 
 type entry struct {
@@ -161,6 +161,10 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 // counts the line as dropped when the publisher is stuck or the writer closed. Caller
 // holds w.mu (released while waiting).
 func (w *LineWriter) enqueue(line []byte, continued bool) {
+	if !w.publishing { // the first line: a quiet workload costs no publisher goroutine
+		w.publishing = true
+		go w.publishLoop()
+	}
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	for len(w.queue)+len(line) > MaxQueueBytes {
 		if w.stuck || w.closed || !w.waitForRoom() {
@@ -316,6 +320,11 @@ func (w *LineWriter) Close() error {
 		w.partial = w.partial[:0]
 	}
 	w.closed = true
+	if !w.publishing { // nothing was ever written
+		close(w.done)
+		w.mu.Unlock()
+		return nil
+	}
 	w.mu.Unlock()
 	w.cond.Signal()
 	t := time.NewTimer(closeWait)

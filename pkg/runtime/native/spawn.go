@@ -127,7 +127,7 @@ func spawn(s spawnSpec) (*child, error) {
 		c.copies.Add(1)
 		go func() {
 			defer c.copies.Done()
-			_, _ = io.Copy(w, r)
+			copyOut(w, r)
 		}()
 	}
 	for _, f := range c.feeds {
@@ -188,4 +188,49 @@ func statusCode(ws syscall.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// copyBufs lend the output copiers a buffer only while they have something to copy: a
+// copier waiting on a quiet pipe holds none (io.Copy would hold 32 KiB per stream, 64 KiB
+// per idle workload).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyOut copies r to w until r ends or is closed, waiting in the poller without a buffer.
+func copyOut(w io.Writer, r *os.File) {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		_, _ = io.Copy(w, r)
+		return
+	}
+	for {
+		var buf *[]byte
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			buf = copyBufs.Get().(*[]byte)
+			n, rerr = syscall.Read(int(fd), *buf)
+			if errors.Is(rerr, syscall.EAGAIN) {
+				copyBufs.Put(buf)
+				buf = nil
+				return false // nothing yet: wait for the pipe in the poller
+			}
+			return true
+		})
+		if err == nil && rerr == nil && n > 0 {
+			_, werr := w.Write((*buf)[:n])
+			copyBufs.Put(buf)
+			if werr != nil {
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+			continue
+		}
+		if buf != nil {
+			copyBufs.Put(buf)
+		}
+		if err == nil && errors.Is(rerr, syscall.EINTR) {
+			continue
+		}
+		return // EOF (n == 0), an error, or the pipe closed after the drain
+	}
 }
