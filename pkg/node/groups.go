@@ -547,8 +547,9 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 	return nil
 }
 
-// healthy waits healthyFor and fails when one of the copies is not running then, or was
-// restarted meanwhile.
+// healthy waits until every copy has run healthyFor (a copy with a health check counts
+// from its first passing check) and fails when one is not running then, or was restarted
+// meanwhile (an unhealthy copy is restarted).
 func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []string) error {
 	deadline := time.Now().Add(healthyFor)
 	for {
@@ -556,6 +557,11 @@ func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []str
 			w, err := cl.WorkloadInfo(ctx, wid)
 			if err != nil {
 				return fmt.Errorf("new copy %s: %w", wid, err)
+			}
+			if restarts := w.Metadata["restarts"]; w.State == v1.StateStarting && (restarts == "" || restarts == "0") {
+				// a health check has not passed yet: the time to prove itself starts after
+				deadline = time.Now().Add(healthyFor)
+				continue
 			}
 			if restarts, ok := w.Metadata["restarts"]; w.State != v1.StateRunning || (ok && restarts != "0") {
 				why := []string{fmt.Sprintf("new copy %s is %s", wid, w.State)}
