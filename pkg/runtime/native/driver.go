@@ -218,43 +218,8 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		h.cleanup()
 		return v1.WorkloadInfo{}, err
 	}
-	if h.runAs, err = d.resolveRunAs(sr, h.workdir); err != nil {
+	if err := h.prepare(startCtx, req.Creds); err != nil {
 		return fail(err)
-	}
-	if d.uids != nil && h.runAs == nil {
-		if h.uid, err = d.uids.acquire(); err != nil {
-			return fail(v1.NewError(503, v1.CodeUnavailable, "%v", err))
-		}
-	}
-	if h.ownWorkdir {
-		if err := h.makeWorkdir(); err != nil {
-			return fail(v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err))
-		}
-	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
-		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir))
-	}
-	if len(req.Creds) > 0 {
-		if err := h.writeCreds(req.Creds); err != nil {
-			return fail(v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err))
-		}
-		for _, t := range sr.Triggers {
-			if !strings.HasPrefix(t, def.Namespace+".") {
-				return fail(v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %q is outside the namespace's subjects (%s.>)", t, def.Namespace))
-			}
-		}
-	}
-	if err := d.fetchArtifacts(startCtx, h.workdir, sr); err != nil {
-		return fail(v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err))
-	}
-	if uid, gid, ok := h.user(); ok && h.ownWorkdir { // what was fetched belongs to the workload
-		if err := chownTree(h.workdir, uid, gid); err != nil {
-			return fail(v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", uid, err))
-		}
-	}
-	if sr.Resources != nil {
-		if h.cg, err = d.cg.newCgroup(h.id, sr.Resources); err != nil {
-			return fail(v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err))
-		}
 	}
 	if def.Lifecycle == v1.LifecycleFunction {
 		if err := h.serveFunction(); err != nil {
@@ -276,6 +241,51 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	h.log.Info("workload started", zap.Int("pid", p.c.pid), zap.String("path", sr.path))
 	go h.run(p)
 	return h.info(), nil
+}
+
+// prepare gives the workload its user, workdir, credentials, artifacts and cgroup.
+func (h *handle) prepare(ctx context.Context, creds []byte) error {
+	d, sr, def := h.d, h.sr, h.def
+	var err error
+	if h.runAs, err = d.resolveRunAs(sr, h.workdir); err != nil {
+		return err
+	}
+	if d.uids != nil && h.runAs == nil {
+		if h.uid, err = d.uids.acquire(); err != nil {
+			return v1.NewError(503, v1.CodeUnavailable, "%v", err)
+		}
+	}
+	if h.ownWorkdir {
+		if err := h.makeWorkdir(); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
+		}
+	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
+		return v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir)
+	}
+	if len(creds) > 0 {
+		if err := h.writeCreds(creds); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err)
+		}
+		for _, t := range sr.Triggers {
+			if !strings.HasPrefix(t, def.Namespace+".") {
+				return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %q is outside the namespace's subjects (%s.>)", t, def.Namespace)
+			}
+		}
+	}
+	if err := d.fetchArtifacts(ctx, h.workdir, sr); err != nil {
+		return v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err)
+	}
+	if uid, gid, ok := h.user(); ok && h.ownWorkdir { // what was fetched belongs to the workload
+		if err := chownTree(h.workdir, uid, gid); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", uid, err)
+		}
+	}
+	if sr.Resources != nil {
+		if h.cg, err = d.cg.newCgroup(h.id, sr.Resources); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err)
+		}
+	}
+	return nil
 }
 
 func (d *Driver) get(id string) (*handle, error) {
