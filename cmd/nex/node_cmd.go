@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -262,7 +260,7 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		n.NodeID, n.Name, n.Nexus, n.Version, n.Commit, strings.ToUpper(n.State), time.Duration(n.Uptime), n.Workloads)
 	if c := n.Capacity; c != nil {
 		fmt.Fprintf(w, "Capacity:  memory %s of %s requested, cpu %s of %s requested (%s kept for the node; placement %s)\n",
-			c.RequestedMemory, c.Memory-c.ReservedMemory, cores(c.RequestedCPU), cores(c.CPU-c.ReservedCPU),
+			c.RequestedMemory, c.Memory-c.ReservedMemory, v1.FormatCores(c.RequestedCPU), v1.FormatCores(c.CPU-c.ReservedCPU),
 			kept(c), c.Placement)
 	}
 	fmt.Fprintln(w, "Tags:")
@@ -295,11 +293,6 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 	return nil
 }
 
-// cores prints a number of CPU cores: 2, 0.5, 1.25.
-func cores(v float64) string {
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
-}
-
 // kept says what a node keeps back for itself: "256 MiB, 0.5 cpu", or "nothing".
 func kept(c *v1.NodeCapacity) string {
 	var parts []string
@@ -307,7 +300,7 @@ func kept(c *v1.NodeCapacity) string {
 		parts = append(parts, c.ReservedMemory.String())
 	}
 	if c.ReservedCPU > 0 {
-		parts = append(parts, cores(c.ReservedCPU)+" cpu")
+		parts = append(parts, v1.FormatCores(c.ReservedCPU)+" cpu")
 	}
 	if len(parts) == 0 {
 		return "nothing"

@@ -155,7 +155,7 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 			return nil, NoPlacementError(declines)
 		}
 		b := RankBids(bids)[0]
-		c.ReleaseBids(ctx, bids, b.BidID)
+		c.ReleaseBids(ctx, bids, b.BidID, res)
 		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
 			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
 		}

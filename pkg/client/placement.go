@@ -41,11 +41,15 @@ func RankBids(bids []v1.Bid) []v1.Bid {
 	return out
 }
 
-// ReleaseBids gives back every bid of an auction but keep's (a bid ID; "" releases all):
-// each node frees the room its bid held at once rather than when the bid expires. It
+// ReleaseBids gives back every bid of an auction for res but keep's (a bid ID; "" releases
+// all): each node frees the room its bid held at once rather than when the bid expires. It
 // returns once the nodes have answered (at most a second): the next auction sees the room
-// free. Best effort: a node that does not hear it frees the room at expiry.
-func (c *Client) ReleaseBids(ctx context.Context, bids []v1.Bid, keep string) {
+// free. A bid for no resources holds no room: nothing is sent. Best effort: a node that
+// does not hear it frees the room at expiry.
+func (c *Client) ReleaseBids(ctx context.Context, bids []v1.Bid, keep string, res *v1.Resources) {
+	if res.Empty() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

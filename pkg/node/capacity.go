@@ -37,7 +37,7 @@ func (c *Config) checkCapacity() error {
 		return fmt.Errorf("%w: the memory reserved for the node (%s) leaves nothing of its %s for workloads", ErrConfig, c.ReserveMemory, c.Memory)
 	}
 	if c.ReserveCPU > 0 && c.ReserveCPU >= c.CPUs {
-		return fmt.Errorf("%w: the cpu reserved for the node (%s) leaves nothing of its %s for workloads", ErrConfig, cores(c.ReserveCPU), cores(c.CPUs))
+		return fmt.Errorf("%w: the cpu reserved for the node (%s) leaves nothing of its %s for workloads", ErrConfig, v1.FormatCores(c.ReserveCPU), v1.FormatCores(c.CPUs))
 	}
 	switch c.Placement {
 	case "":
@@ -69,11 +69,6 @@ func machineMemory() v1.ByteSize {
 		}
 	}
 	return 0
-}
-
-// cores prints a number of cores as the flags take it: 2, 0.5, 1.25.
-func cores(v float64) string {
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
 }
 
 // running says whether a workload holds what it asked for: it runs, or is being stopped.
@@ -114,11 +109,11 @@ func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {
 	return max(0, n.cfg.Memory-n.cfg.ReserveMemory), max(0, n.cfg.CPUs-n.cfg.ReserveCPU)
 }
 
-// fit says why res does not fit in what is left of the node ("" when it does) and the
-// node's load with it placed: the larger of its memory and cpu shares, 0 to 1.
-// Caller holds n.mu.
-func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64) {
-	usedMem, usedCPU, _ := n.usage()
+// fit says why res does not fit in what is left of the node ("" when it does), the
+// node's load with it placed (the larger of its memory and cpu shares, 0 to 1) and how
+// many workloads it runs. Caller holds n.mu.
+func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64, running int) {
+	usedMem, usedCPU, running := n.usage()
 	bidMem, bidCPU := n.promised(now)
 	usedMem, usedCPU = usedMem+bidMem, usedCPU+bidCPU
 	allocMem, allocCPU := n.allocatable()
@@ -129,13 +124,13 @@ func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64) 
 	}
 	if wantMem > 0 && usedMem+wantMem > allocMem {
 		if allocMem == 0 {
-			return fmt.Sprintf("needs %s memory, and the node does not know its memory (start nexd with --memory)", wantMem), 1
+			return fmt.Sprintf("needs %s memory, and the node does not know its memory (start nexd with --memory)", wantMem), 1, running
 		}
-		return fmt.Sprintf("needs %s memory, %s free of %s", wantMem, max(0, allocMem-usedMem), allocMem), 1
+		return fmt.Sprintf("needs %s memory, %s free of %s", wantMem, max(0, allocMem-usedMem), allocMem), 1, running
 	}
 	// a thousandth of a core of slack: sums of fractions are not exact
 	if wantCPU > 0 && usedCPU+wantCPU > allocCPU+0.001 {
-		return fmt.Sprintf("needs %s cpu, %s free of %s", cores(wantCPU), cores(max(0, allocCPU-usedCPU)), cores(allocCPU)), 1
+		return fmt.Sprintf("needs %s cpu, %s free of %s", v1.FormatCores(wantCPU), v1.FormatCores(max(0, allocCPU-usedCPU)), v1.FormatCores(allocCPU)), 1, running
 	}
 	if allocMem > 0 {
 		load = float64(usedMem+wantMem) / float64(allocMem)
@@ -143,7 +138,7 @@ func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64) 
 	if allocCPU > 0 {
 		load = max(load, (usedCPU+wantCPU)/allocCPU)
 	}
-	return "", min(1, load)
+	return "", min(1, load), running
 }
 
 // enforces says whether nexlet e limits every resource of names.
@@ -236,7 +231,7 @@ func describeResources(r *v1.Resources) string {
 		parts = append(parts, "memory "+r.Memory.String())
 	}
 	if r.CPU > 0 {
-		parts = append(parts, "cpu "+cores(r.CPU))
+		parts = append(parts, "cpu "+v1.FormatCores(r.CPU))
 	}
 	if r.PIDs > 0 {
 		parts = append(parts, "pids "+strconv.Itoa(r.PIDs))

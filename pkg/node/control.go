@@ -145,13 +145,12 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = n.limitsReason(req, candidates)
 		return reply, nil
 	}
-	why, load := n.fit(req.Resources, now)
+	why, load, running := n.fit(req.Resources, now)
 	if why != "" {
 		reply.Decline = why
 		return reply, nil
 	}
 	e := enforcing[rand.IntN(len(enforcing))]
-	_, _, running := n.usage()
 	b := &bid{Bid: v1.Bid{
 		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,

@@ -252,11 +252,11 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 			return "", errors.New("no other node answered the auction")
 		}
 		sort.Strings(why)
-		cl.ReleaseBids(ctx, all, "")
+		cl.ReleaseBids(ctx, all, "", res)
 		return "", fmt.Errorf("no other node can take it: %s", strings.Join(why, "; "))
 	}
 	b := client.RankBids(bids)[0]
-	cl.ReleaseBids(ctx, all, b.BidID)
+	cl.ReleaseBids(ctx, all, b.BidID, res)
 	t := &v1.Takeover{WorkloadID: rec.WorkloadID, FromNode: from, Revision: rec.Revision, Reason: reason}
 	if reseal != nil {
 		if def.StartRequest, err = reseal(ctx, b); err != nil {

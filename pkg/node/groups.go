@@ -308,7 +308,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	})
 	if len(bids) == 0 {
 		sort.Strings(why)
-		cl.ReleaseBids(ctx, all, "")
+		cl.ReleaseBids(ctx, all, "", res)
 		return "", "", fmt.Errorf("no node can take another copy: %s", strings.Join(why, "; "))
 	}
 	score := func(b v1.Bid) int { return len(byNode[b.NodeID]) }
@@ -327,7 +327,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 			best = b
 		}
 	}
-	cl.ReleaseBids(ctx, all, best.BidID)
+	cl.ReleaseBids(ctx, all, best.BidID, res)
 	placed := def
 	if strings.Contains(string(def.StartRequest), seal.Prefix) {
 		if c.n.secretStore == nil {

@@ -171,6 +171,11 @@ func (b *ByteSize) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// FormatCores prints a number of CPU cores as flags and requests take it: 2, 0.5, 1.25.
+func FormatCores(v float64) string {
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}
+
 // String prints the size in the largest binary unit that keeps it readable.
 func (b ByteSize) String() string {
 	v := float64(b)

@@ -246,11 +246,9 @@ type workloadCgroup struct {
 	fd    int      // v2: an open descriptor of the directory, for CLONE_INTO_CGROUP
 }
 
-// newCgroup makes the cgroup of workload id and writes its limits.
+// newCgroup makes the cgroup of workload id and writes its limits, which s enforces
+// (Start has checked).
 func (s *cgroupSetup) newCgroup(id string, r *v1.Resources) (*workloadCgroup, error) {
-	if why := s.enforces(r); why != "" {
-		return nil, errors.New(why)
-	}
 	g := &workloadCgroup{setup: s, fd: -1}
 	fail := func(err error) (*workloadCgroup, error) {
 		g.remove()

@@ -201,7 +201,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		case timedOut.Load():
 			errMsg = "timed out after " + h.sr.timeout.String()
 		case h.cg.ooms() > ooms:
-			errMsg = v1.ExitOOMKilled + ": killed for going over its memory limit of " + h.sr.Resources.Memory.String()
+			errMsg = v1.ExitOOMKilled + ": " + h.oomMessage()
 		}
 		killGroup(pid, syscall.SIGKILL)
 		f.mu.Lock()

@@ -275,13 +275,18 @@ func (h *handle) wait(p *process) (int, string) {
 	case v1.ExitTimedOut:
 		h.lastError = "timed out after " + h.sr.timeout.String()
 	case v1.ExitOOMKilled:
-		h.lastError = "killed for going over its memory limit of " + h.sr.Resources.Memory.String()
+		h.lastError = h.oomMessage()
 	}
 	h.mu.Unlock()
 	if dropped > 0 {
 		h.eventData(v1.EventLogsDropped, map[string]any{"lines": dropped})
 	}
 	return code, reason
+}
+
+// oomMessage says why the kernel killed a process of the workload.
+func (h *handle) oomMessage() string {
+	return "killed for going over its memory limit of " + h.sr.Resources.Memory.String()
 }
 
 func (h *handle) stopping() bool {

@@ -71,40 +71,33 @@ func parseHealth(hc *HealthCheck, lifecycle string) (*healthCheck, error) {
 		return nil, bad(": only a service has a health check, not a %s", lifecycle)
 	}
 	kinds := 0
-	switch {
-	case hc.Exec != nil:
-		kinds++
-		if len(hc.Exec.Argv) == 0 || !strings.HasPrefix(hc.Exec.Argv[0], "/") {
-			return nil, bad(".exec.argv: give the command as an absolute path and its arguments, like [\"/bin/test\", \"-f\", \"ready\"]")
-		}
-	}
-	for _, p := range []struct {
-		set  bool
-		port int
-		name string
-	}{{hc.HTTP != nil, portOf(hc.HTTP), "http"}, {hc.TCP != nil, tcpPort(hc.TCP), "tcp"}} {
-		if !p.set {
-			continue
-		}
-		kinds++
-		if p.port < 1 || p.port > 65535 {
-			return nil, bad(".%s.port: %d is not a port (1-65535)", p.name, p.port)
+	for _, set := range []bool{hc.Exec != nil, hc.HTTP != nil, hc.TCP != nil} {
+		if set {
+			kinds++
 		}
 	}
 	if kinds != 1 {
 		return nil, bad(": give exactly one of exec, http and tcp")
 	}
-	if hc.HTTP != nil && hc.HTTP.Path != "" && !strings.HasPrefix(hc.HTTP.Path, "/") {
+	switch {
+	case hc.Exec != nil && (len(hc.Exec.Argv) == 0 || !strings.HasPrefix(hc.Exec.Argv[0], "/")):
+		return nil, bad(".exec.argv: give the command as an absolute path and its arguments, like [\"/bin/test\", \"-f\", \"ready\"]")
+	case hc.HTTP != nil && (hc.HTTP.Port < 1 || hc.HTTP.Port > 65535):
+		return nil, bad(".http.port: %d is not a port (1-65535)", hc.HTTP.Port)
+	case hc.HTTP != nil && hc.HTTP.Path != "" && !strings.HasPrefix(hc.HTTP.Path, "/"):
 		return nil, bad(".http.path: %q does not start with /", hc.HTTP.Path)
+	case hc.TCP != nil && (hc.TCP.Port < 1 || hc.TCP.Port > 65535):
+		return nil, bad(".tcp.port: %d is not a port (1-65535)", hc.TCP.Port)
 	}
 	h := &healthCheck{HealthCheck: *hc, interval: DefaultHealthInterval, timeout: DefaultHealthTimeout}
-	for _, d := range []struct {
-		field string
-		dst   *time.Duration
-	}{{"interval", &h.interval}, {"timeout", &h.timeout}, {"start_period", &h.startPeriod}} {
-		if err := parseDuration("health."+d.field, map[string]string{"interval": hc.Interval, "timeout": hc.Timeout, "start_period": hc.StartPeriod}[d.field], d.dst); err != nil {
-			return nil, err
-		}
+	if err := parseDuration("health.interval", hc.Interval, &h.interval); err != nil {
+		return nil, err
+	}
+	if err := parseDuration("health.timeout", hc.Timeout, &h.timeout); err != nil {
+		return nil, err
+	}
+	if err := parseDuration("health.start_period", hc.StartPeriod, &h.startPeriod); err != nil {
+		return nil, err
 	}
 	if h.interval < MinHealthInterval {
 		return nil, bad(".interval: %s is below the floor of %s", h.interval, MinHealthInterval)
@@ -119,20 +112,6 @@ func parseHealth(hc *HealthCheck, lifecycle string) (*healthCheck, error) {
 		h.Failures = DefaultHealthFailures
 	}
 	return h, nil
-}
-
-func portOf(c *HTTPCheck) int {
-	if c == nil {
-		return 0
-	}
-	return c.Port
-}
-
-func tcpPort(c *TCPCheck) int {
-	if c == nil {
-		return 0
-	}
-	return c.Port
 }
 
 // runningState is the state of a service whose process just started: starting until its

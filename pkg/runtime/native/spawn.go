@@ -33,8 +33,9 @@ type child struct {
 	pid    int
 	pidfd  *os.File // nil where the kernel has no pidfds: wait4 blocks a thread then
 	copies sync.WaitGroup
-	reads  []*os.File // parent ends of the output pipes
-	feeds  []*os.File // parent end of the stdin pipe
+	reads  []*os.File  // parent ends of the output pipes
+	outs   []io.Writer // where each of reads is copied
+	feeds  []*os.File  // parent end of the stdin pipe
 }
 
 // outputDrain is how long output is read after a process ended: a grandchild that holds
@@ -79,7 +80,7 @@ func spawn(s spawnSpec) (*child, error) {
 		if err != nil {
 			return fail(err)
 		}
-		files[i+1], theirs, c.reads = pw, append(theirs, pw), append(c.reads, r)
+		files[i+1], theirs, c.reads, c.outs = pw, append(theirs, pw), append(c.reads, r), append(c.outs, w)
 	}
 	pidfd := -1
 	attr := syscall.SysProcAttr{}
@@ -118,12 +119,8 @@ func spawn(s spawnSpec) (*child, error) {
 		_ = syscall.SetNonblock(pidfd, true) // into the poller
 		c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
 	}
-	ws := []io.Writer{s.stdout, s.stderr}
 	for i, r := range c.reads {
-		w := ws[i]
-		if w == nil {
-			w = ws[1]
-		}
+		w := c.outs[i]
 		c.copies.Add(1)
 		go func() {
 			defer c.copies.Done()
