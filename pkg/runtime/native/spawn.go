@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -30,12 +29,10 @@ type spawnSpec struct {
 
 // child is a started process: its pid, its pidfd and the copiers of its output.
 type child struct {
-	pid    int
-	pidfd  *os.File // nil where the kernel has no pidfds: wait4 blocks a thread then
-	copies sync.WaitGroup
-	reads  []*os.File  // parent ends of the output pipes
-	outs   []io.Writer // where each of reads is copied
-	feeds  []*os.File  // parent end of the stdin pipe
+	pid   int
+	pidfd *os.File   // nil where the kernel has no pidfds: wait4 blocks a thread then
+	outs  []*outPipe // its output pipes, read through the nexlet's epoll set
+	feeds []*os.File // parent end of the stdin pipe
 }
 
 // outputDrain is how long output is read after a process ended: a grandchild that holds
@@ -47,10 +44,19 @@ const outputDrain = 2 * time.Second
 func spawn(s spawnSpec) (*child, error) {
 	c := &child{}
 	var theirs []*os.File // the child's ends, closed here once it has them
+	var reads []int       // parent ends of the output pipes, until the poller has them
+	var outs []io.Writer
 	fail := func(err error) (*child, error) {
-		for _, f := range append(append(theirs, c.reads...), c.feeds...) {
+		for _, f := range append(theirs, c.feeds...) {
 			_ = f.Close()
 		}
+		for _, fd := range reads {
+			_ = syscall.Close(fd)
+		}
+		return nil, err
+	}
+	poller, err := theOutPoller()
+	if err != nil {
 		return nil, err
 	}
 	files := make([]*os.File, 3)
@@ -76,11 +82,17 @@ func spawn(s spawnSpec) (*child, error) {
 			files[i+1], theirs = f, append(theirs, f)
 			continue
 		}
-		r, pw, err := os.Pipe()
-		if err != nil {
+		var fds [2]int
+		if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
 			return fail(err)
 		}
-		files[i+1], theirs, c.reads, c.outs = pw, append(theirs, pw), append(c.reads, r), append(c.outs, w)
+		if err := syscall.SetNonblock(fds[0], true); err != nil { // ours only: the child's end blocks
+			_ = syscall.Close(fds[0])
+			_ = syscall.Close(fds[1])
+			return fail(err)
+		}
+		pw := os.NewFile(uintptr(fds[1]), "|1")
+		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, fds[0]), append(outs, w)
 	}
 	pidfd := -1
 	attr := syscall.SysProcAttr{}
@@ -101,7 +113,6 @@ func spawn(s spawnSpec) (*child, error) {
 		started.Store(p.Pid, struct{}{})
 		return nil
 	}
-	var err error
 	if s.cg != nil {
 		err = s.cg.enter(&attr, start)
 	} else {
@@ -119,13 +130,13 @@ func spawn(s spawnSpec) (*child, error) {
 		_ = syscall.SetNonblock(pidfd, true) // into the poller
 		c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
 	}
-	for i, r := range c.reads {
-		w := c.outs[i]
-		c.copies.Add(1)
-		go func() {
-			defer c.copies.Done()
-			copyOut(w, r)
-		}()
+	for i, fd := range reads {
+		op, err := poller.watch(fd, outs[i])
+		if err != nil { // cannot happen for a pipe; its writer then gets EPIPE
+			_ = syscall.Close(fd)
+			continue
+		}
+		c.outs = append(c.outs, op)
 	}
 	for _, f := range c.feeds {
 		go func() {
@@ -164,18 +175,20 @@ func (c *child) wait() syscall.WaitStatus {
 	for _, f := range c.feeds {
 		_ = f.Close() // a writer blocked on a process that never read ends
 	}
-	done := make(chan struct{})
-	go func() { c.copies.Wait(); close(done) }()
 	t := time.NewTimer(outputDrain)
-	select {
-	case <-done:
-	case <-t.C:
+	defer t.Stop()
+	expired := false
+	for _, op := range c.outs {
+		if !expired {
+			select {
+			case <-op.done:
+				continue
+			case <-t.C:
+				expired = true
+			}
+		}
+		op.close() // a grandchild still holds the pipe: stop reading it
 	}
-	t.Stop()
-	for _, r := range c.reads {
-		_ = r.Close() // ends a copier still waiting on a grandchild's output
-	}
-	<-done
 	return ws
 }
 
@@ -185,49 +198,4 @@ func statusCode(ws syscall.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
-}
-
-// copyBufs lend the output copiers a buffer only while they have something to copy: a
-// copier waiting on a quiet pipe holds none (io.Copy would hold 32 KiB per stream, 64 KiB
-// per idle workload).
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyOut copies r to w until r ends or is closed, waiting in the poller without a buffer.
-func copyOut(w io.Writer, r *os.File) {
-	rc, err := r.SyscallConn()
-	if err != nil {
-		_, _ = io.Copy(w, r)
-		return
-	}
-	for {
-		var buf *[]byte
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			buf = copyBufs.Get().(*[]byte)
-			n, rerr = syscall.Read(int(fd), *buf)
-			if errors.Is(rerr, syscall.EAGAIN) {
-				copyBufs.Put(buf)
-				buf = nil
-				return false // nothing yet: wait for the pipe in the poller
-			}
-			return true
-		})
-		if err == nil && rerr == nil && n > 0 {
-			_, werr := w.Write((*buf)[:n])
-			copyBufs.Put(buf)
-			if werr != nil {
-				_, _ = io.Copy(io.Discard, r)
-				return
-			}
-			continue
-		}
-		if buf != nil {
-			copyBufs.Put(buf)
-		}
-		if err == nil && errors.Is(rerr, syscall.EINTR) {
-			continue
-		}
-		return // EOF (n == 0), an error, or the pipe closed after the drain
-	}
 }
