@@ -99,7 +99,10 @@ func (d *Driver) changed() {
 	}
 }
 
-var _ nexlet.Runtime = (*Driver)(nil)
+var (
+	_ nexlet.Runtime = (*Driver)(nil)
+	_ nexlet.Briefer = (*Driver)(nil)
+)
 
 // New returns a driver; DataDir holds per-workload working directories.
 func New(opts Options) (*Driver, error) {
@@ -413,6 +416,23 @@ func (d *Driver) List(_ context.Context, ns string) ([]v1.WorkloadInfo, error) {
 		out = append(out, h.info())
 	}
 	return out, nil
+}
+
+// Briefs says what a heartbeat needs of each workload (nexlet.Briefer).
+func (d *Driver) Briefs() []nexlet.Brief {
+	d.mu.Lock()
+	hs := make([]*handle, 0, len(d.handles))
+	for _, h := range d.handles {
+		hs = append(hs, h)
+	}
+	d.mu.Unlock()
+	out := make([]nexlet.Brief, len(hs))
+	for i, h := range hs {
+		h.mu.Lock()
+		out[i] = nexlet.Brief{ID: h.id, State: h.state, Restarts: uint64(h.restarts)}
+		h.mu.Unlock()
+	}
+	return out
 }
 
 // Lameduck refuses new workloads.
