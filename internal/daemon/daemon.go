@@ -27,6 +27,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/natsconn"
+	"github.com/nexrun/nex/pkg/natsconn/embedded"
 	"github.com/nexrun/nex/pkg/node"
 )
 
@@ -151,7 +152,7 @@ func (d *daemon) identity() error {
 // connect starts the embedded server when asked, and connects to NATS.
 func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 	if d.o.Embedded || d.o.InatsConfig != "" {
-		ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{Listen: d.o.EmbeddedListen, ConfigFile: d.o.InatsConfig, StoreDir: filepath.Join(d.o.DataDir, "jetstream")})
+		ns, err := embedded.Start(embedded.Options{Listen: d.o.EmbeddedListen, ConfigFile: d.o.InatsConfig, StoreDir: filepath.Join(d.o.DataDir, "jetstream")})
 		if err != nil {
 			return err
 		}

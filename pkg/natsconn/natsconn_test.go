@@ -47,20 +47,3 @@ func TestResolveContext(t *testing.T) {
 		t.Fatalf("want ErrContextNotFound for traversal, got %v", err)
 	}
 }
-
-func TestEmbeddedConnect(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	s, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Shutdown()
-	nc, err := Options{Servers: []string{s.ClientURL()}}.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if !s.JetStreamEnabled() {
-		t.Fatal("JetStream is off")
-	}
-}

@@ -1,4 +1,7 @@
-package natsconn
+// Package embedded runs a nats-server inside nexd (--embedded). It is a package of its
+// own so that what only connects to NATS (nexlet-native, nex) does not link the server:
+// its initialisation alone cost nexlet-native megabytes of resident memory.
+package embedded
 
 import (
 	"fmt"
@@ -9,19 +12,19 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// DefaultEmbeddedListen is where --embedded listens unless told otherwise.
-const DefaultEmbeddedListen = "127.0.0.1:4222"
+// DefaultListen is where --embedded listens unless told otherwise.
+const DefaultListen = "127.0.0.1:4222"
 
-// EmbeddedOptions configure the embedded nats-server.
-type EmbeddedOptions struct {
+// Options configure the embedded nats-server.
+type Options struct {
 	Listen     string // host:port; port -1 picks a free one
 	StoreDir   string // JetStream store
 	ConfigFile string // a nats-server configuration file; when set, Listen is ignored
 }
 
-// StartEmbedded starts a nats-server in this process with JetStream on and waits until it
+// Start starts a nats-server in this process with JetStream on and waits until it
 // accepts connections.
-func StartEmbedded(eo EmbeddedOptions) (*server.Server, error) {
+func Start(eo Options) (*server.Server, error) {
 	var opts *server.Options
 	if eo.ConfigFile != "" {
 		o, err := server.ProcessConfigFile(eo.ConfigFile)
@@ -32,7 +35,7 @@ func StartEmbedded(eo EmbeddedOptions) (*server.Server, error) {
 	} else {
 		listen := eo.Listen
 		if listen == "" {
-			listen = DefaultEmbeddedListen
+			listen = DefaultListen
 		}
 		host, portStr, err := net.SplitHostPort(listen)
 		if err != nil {
