@@ -482,7 +482,11 @@ func scale10k(e *env) ([]Result, error) {
 	var cli []time.Duration
 	for range 5 {
 		t0 := time.Now()
-		out, err := exec.Command(filepath.Join(e.bin, "nex"), "-s", e.url, "--namespace", "bench", "workload", "list").CombinedOutput()
+		cmd := exec.Command(filepath.Join(e.bin, "nex"), "-s", e.url, "--namespace", "bench", "workload", "list")
+		if p := os.Getenv("BENCH_LIST_PROFILE"); p != "" {
+			cmd.Env = append(os.Environ(), "NEX_CPUPROFILE="+p)
+		}
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("nex workload list: %v: %.200s", err, out)
 		}
