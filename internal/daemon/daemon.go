@@ -111,15 +111,15 @@ func (d *daemon) warnSharedKeyFiles() {
 	}
 }
 
-// openDataDir lets workloads that run as users of their own pass through the data dir
-// to their workdirs under native/ (o+x: enter, not list; every file in it is 0600 or in
-// a 0700 directory).
+// openDataDir lets workloads that run as users of their own (or as a user and group they
+// name, the data dir's group included) pass through the data dir to their workdirs under
+// native/ (g+x, o+x: enter, not list; every file in it is 0600 or in a 0700 directory).
 func (d *daemon) openDataDir() {
 	st, err := os.Stat(d.o.DataDir)
-	if err != nil || st.Mode().Perm()&0o001 != 0 {
+	if err != nil || st.Mode().Perm()&0o011 == 0o011 {
 		return
 	}
-	if err := os.Chmod(d.o.DataDir, st.Mode().Perm()|0o001); err != nil {
+	if err := os.Chmod(d.o.DataDir, st.Mode().Perm()|0o011); err != nil {
 		d.log.Warn("cannot let workloads pass through the data dir to their workdirs", zap.Error(err))
 	}
 }

@@ -123,7 +123,7 @@ func (o Options) check() error {
 	}
 	for flag, v := range map[string]float64{"--cpus": o.CPUs, "--reserve-cpu": o.ReserveCPU} {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%s %v: want a number of cores of zero or more (0.5: half a core)", flag, v)
+			return fmt.Errorf("%s %v: want a number of cores, like 2 or 0.5 (0, or leaving it out: the default)", flag, v)
 		}
 	}
 	if cpus := cmp.Or(o.CPUs, float64(runtime.NumCPU())); o.ReserveCPU >= cpus {

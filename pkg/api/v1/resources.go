@@ -30,7 +30,7 @@ func (r *Resources) UnmarshalJSON(data []byte) error {
 		if errors.As(err, &te) {
 			return fmt.Errorf("resources.%s: %s is not a %s", te.Field, te.Value, te.Type)
 		}
-		return fmt.Errorf("resources: %v", err)
+		return fmt.Errorf("resources.memory: %v", err) // the one field with its own decoding
 	}
 	return nil
 }
@@ -79,6 +79,8 @@ func (r *Resources) Names() []string {
 const (
 	MinMemory = 4 << 20
 	MinCPU    = 0.01
+	// MaxPIDs is the most processes a limit may name: Linux's own most (pid_max).
+	MaxPIDs = 4194304
 )
 
 // Validate checks the values; field names the JSON path for messages.
@@ -92,8 +94,8 @@ func (r *Resources) Validate(field string) error {
 	if r.CPU < 0 || math.IsNaN(r.CPU) || math.IsInf(r.CPU, 0) || (r.CPU > 0 && r.CPU < MinCPU) {
 		return BadRequest("%s.cpu: %v is not a number of cores of at least %v", field, r.CPU, MinCPU)
 	}
-	if r.PIDs < 0 {
-		return BadRequest("%s.pids: %d is negative", field, r.PIDs)
+	if r.PIDs < 0 || r.PIDs > MaxPIDs {
+		return BadRequest("%s.pids: %d is not a number of processes from 1 to %d", field, r.PIDs, MaxPIDs)
 	}
 	return nil
 }

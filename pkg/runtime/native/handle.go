@@ -146,6 +146,7 @@ func (h *handle) environment() []string {
 func (h *handle) run(p *process) {
 	defer close(h.done)
 	defer h.d.changed()
+	defer h.cg.remove() // it has ended for good: its cgroup goes now, not at its removal
 	delay := h.sr.initialDelay
 	for {
 		began := time.Now()

@@ -165,7 +165,7 @@ func (h *handle) checkHealth(pid int) (stop func()) {
 			default:
 				fails++
 				if fails >= hc.Failures {
-					msg := fmt.Sprintf("%d health checks failed in a row; last: %v", fails, err)
+					msg := fmt.Sprintf("%d health %s failed in a row; last: %v", fails, plural(fails, "check", "checks"), err)
 					h.setHealth(v1.WorkloadHealthUnhealthy)
 					h.mu.Lock()
 					h.lastError = msg
@@ -288,4 +288,11 @@ func lastLine(s string) string {
 		l = l[:200]
 	}
 	return l
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

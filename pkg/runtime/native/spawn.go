@@ -82,17 +82,11 @@ func spawn(s spawnSpec) (*child, error) {
 			files[i+1], theirs = f, append(theirs, f)
 			continue
 		}
-		var fds [2]int
-		if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		r, pw, err := outputPipe()
+		if err != nil {
 			return fail(err)
 		}
-		if err := syscall.SetNonblock(fds[0], true); err != nil { // ours only: the child's end blocks
-			_ = syscall.Close(fds[0])
-			_ = syscall.Close(fds[1])
-			return fail(err)
-		}
-		pw := os.NewFile(uintptr(fds[1]), "|1")
-		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, fds[0]), append(outs, w)
+		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, r), append(outs, w)
 	}
 	pidfd := -1
 	attr := syscall.SysProcAttr{}
@@ -145,6 +139,21 @@ func spawn(s spawnSpec) (*child, error) {
 		}()
 	}
 	return c, nil
+}
+
+// outputPipe makes a pipe for a process's output: the read end a non-blocking descriptor
+// for the epoll set, the write end (blocking) for the process.
+func outputPipe() (r int, w *os.File, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return -1, nil, err
+	}
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		_ = syscall.Close(fds[0])
+		_ = syscall.Close(fds[1])
+		return -1, nil, err
+	}
+	return fds[0], os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 // wait reaps the process, reads what is left of its output (for at most outputDrain),
