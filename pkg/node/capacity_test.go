@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/testutil"
@@ -35,27 +36,33 @@ func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	ctx, cancel := context.WithCancel(context.Background())
-	rt := memory.New("mem", nexlet.NewFeed(nc, n.ID()))
-	done := make(chan error, 1)
 	cgroups := v1.CgroupsNone
 	if len(limits) > 0 {
 		cgroups = v1.CgroupsV2
 	}
-	go func() {
-		done <- nexlet.Serve(ctx, nc, nexlet.Config{
-			NodeID: n.ID(), NexletID: "mem", RegisterType: "memory",
-			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema),
-			Cgroups: cgroups, Limits: limits,
-		}, rt)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	serveMemoryNexlet(t, nc, n, "mem", cgroups, limits)
 	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer wcancel()
 	if err := n.WaitForNexlet(wctx, "memory"); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// serveMemoryNexlet serves a memory nexlet with ID id for node n until the test ends.
+func serveMemoryNexlet(t *testing.T, nc *nats.Conn, n *node.Node, id, cgroups string, limits []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := memory.New(id, nexlet.NewFeed(nc, n.ID()))
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(ctx, nc, nexlet.Config{
+			NodeID: n.ID(), NexletID: id, RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema),
+			Cgroups: cgroups, Limits: limits,
+		}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // sized starts a memory workload asking for res (JSON).
@@ -304,5 +311,31 @@ func TestDeployChecksTheBidsResources(t *testing.T) {
 	}
 	if msg.Header.Get("Nats-Service-Error-Code") != "400" || !strings.Contains(string(msg.Data), "was for resources none, not memory 900 MiB") {
 		t.Fatalf("deploy reply %v %s", msg.Header, msg.Data)
+	}
+}
+
+// TestNexletsOfATypeShareANode: a node running two nexlets of a type (as when one
+// process cannot hold the descriptors of all its workloads) fills them evenly.
+func TestNexletsOfATypeShareANode(t *testing.T) {
+	s := testutil.StartServer(t)
+	n := startSizedNode(t, s, "two", node.Config{})
+	serveMemoryNexlet(t, testutil.Connect(t, s), n, "mem-2", v1.CgroupsNone, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(n.Info(false).Nexlets) < 2 || n.Info(false).Nexlets[1].Health != v1.HealthHealthy {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second nexlet did not register: %+v", n.Info(false).Nexlets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	for i := range 10 {
+		if _, err := c.StartWorkload(context.Background(), def(fmt.Sprint("w", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range n.Info(false).Nexlets {
+		if x.Workloads != 5 {
+			t.Fatalf("10 starts on a node with two nexlets: %s runs %d, want 5 each", x.NexletID, x.Workloads)
+		}
 	}
 }

@@ -150,7 +150,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = why
 		return reply, nil
 	}
-	e := enforcing[rand.IntN(len(enforcing))]
+	e := n.pickNexlet(enforcing, counts, now)
 	b := &bid{Bid: v1.Bid{
 		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
@@ -162,6 +162,35 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	n.bids[b.BidID] = b
 	reply.Bid = &b.Bid
 	return reply, nil
+}
+
+// pickNexlet picks which of the node's nexlets bids: the one with the fewest workloads
+// and outstanding bids (a node may run several nexlets of a type, as when one process
+// cannot hold all its workloads' descriptors), ties at random; with --placement random,
+// any at random. Caller holds n.mu.
+func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.Time) *nexletEntry {
+	if len(from) == 1 || n.cfg.Placement == v1.PlacementRandom {
+		return from[rand.IntN(len(from))]
+	}
+	busy := make(map[string]int, len(from))
+	for _, e := range from {
+		busy[e.reg.NexletID] = counts[e.reg.NexletID]
+	}
+	for _, b := range n.bids {
+		if _, ok := busy[b.NexletID]; ok && now.Before(b.ExpiresAt) {
+			busy[b.NexletID]++
+		}
+	}
+	var least []*nexletEntry
+	for _, e := range from {
+		switch {
+		case len(least) == 0 || busy[e.reg.NexletID] < busy[least[0].reg.NexletID]:
+			least = append(least[:0], e)
+		case busy[e.reg.NexletID] == busy[least[0].reg.NexletID]:
+			least = append(least, e)
+		}
+	}
+	return least[rand.IntN(len(least))]
 }
 
 // noCandidateReason says why no nexlet of the requested type can bid. Caller holds n.mu.
