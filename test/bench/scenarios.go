@@ -397,7 +397,7 @@ func (e *env) daemonPids(nexdPid int, name string) []int {
 	entries, _ := os.ReadDir("/proc")
 	for _, en := range entries {
 		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
+		if err != nil || pid == nexdPid { // its --agents name nexlet-native too
 			continue
 		}
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -443,27 +443,40 @@ func scale(e *env) ([]Result, error) {
 // scale10k runs 10,000 /bin/sleep services on one node: they all start, a list of them
 // is quick, and the daemons stay small and quiet.
 func scale10k(e *env) ([]Result, error) {
-	_, pid, err := e.startNode("n1")
+	// Each workload holds descriptors in its nexlet: a pidfd and two pipes, and the lock of
+	// its UID when each workload is a user of its own (as root). Where the machine's hard
+	// limit of open files is too low for 10,000 in one nexlet and cannot be raised (no
+	// CAP_SYS_RESOURCE), the node runs more nexlet-native processes (--agents), and the
+	// figures are their sums.
+	const n = 10000
+	perWorkload := 3
+	if os.Geteuid() == 0 {
+		perWorkload = 4
+	}
+	var limit syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit)
+	fit := max(int(limit.Max)-300, perWorkload) / perWorkload
+	nexlets := (n + fit - 1) / fit
+	var extra []string
+	for i := 2; i <= nexlets; i++ {
+		spec, _ := json.Marshal(map[string]any{"name": fmt.Sprint("native-", i), "uri": "file://" + filepath.Join(e.bin, "nexlet-native"),
+			"argv": []string{"--data-dir=" + filepath.Join(e.dir, "n1", fmt.Sprint("native-", i)), "--log-level=warn"}})
+		extra = append(extra, "--agents", string(spec))
+	}
+	_, pid, err := e.startNode("n1", extra...)
 	if err != nil {
 		return nil, err
 	}
-	// each workload holds descriptors in the nexlet: where the machine's hard limit of open
-	// files cannot be raised (no CAP_SYS_RESOURCE), fewer fit
-	n, want := 10000, 10000
-	pids := e.daemonPids(pid, "n1")
-	if len(pids) != 2 {
-		return nil, fmt.Errorf("found %d daemon processes, want nexd and nexlet-native", len(pids))
-	}
-	// a pidfd and two pipes, and the lock of its UID when each workload is a user of its own
 	c := e.client("bench")
-	perWorkload := 3
-	if nodes, err := c.ListNodes(context.Background()); err == nil && len(nodes) == 1 && len(nodes[0].Nexlets) > 0 && nodes[0].Nexlets[0].Isolation == v1.IsolationUID {
-		perWorkload = 4
+	if err := waitNexlets(c, nexlets); err != nil {
+		return nil, err
 	}
-	limit := openFileLimit(pids[1])
-	if fit := (limit - 300) / perWorkload; fit < n {
-		n = fit
-		fmt.Fprintf(os.Stderr, "the nexlet may open %d files, %d per workload: running %d services, not %d\n", limit, perWorkload, n, want)
+	pids := e.daemonPids(pid, "n1")
+	if len(pids) != 1+nexlets {
+		return nil, fmt.Errorf("found %d daemon processes, want nexd and %d nexlet-native", len(pids), nexlets)
+	}
+	if nexlets > 1 {
+		fmt.Fprintf(os.Stderr, "a process may open %d files here, %d per workload: the node runs %d nexlet-native processes\n", limit.Max, perWorkload, nexlets)
 	}
 	t0 := time.Now()
 	if err := startServices(c, n); err != nil {
@@ -502,20 +515,50 @@ func scale10k(e *env) ([]Result, error) {
 	}
 	time.Sleep(2 * time.Second)
 	pct, _, each, eachPct := idle(pids, 20*time.Second)
-	threads := procThreads(pids[1])
+	threads, nexletRSS, nexletPct := 0, 0.0, 0.0
+	for i, p := range pids[1:] {
+		threads += procThreads(p)
+		nexletRSS += each[i+1]
+		nexletPct += eachPct[i+1]
+	}
 	listP50 := percentile(cli, 50)
 	what := fmt.Sprintf("%d running, 0 errors; %.0f starts/s from 32 clients", running, float64(n)/took.Seconds())
-	if n < want {
-		what += fmt.Sprintf("; only %d: the nexlet's open-file hard limit here is %d (%d per workload)", n, limit, perWorkload)
+	of := ""
+	if nexlets > 1 {
+		of = fmt.Sprintf("%d processes together (a process may open %d files here, %d per workload)", nexlets, limit.Max, perWorkload)
 	}
+	const mb = 1 << 20 / 1e6 // MB per MiB
 	return []Result{
-		{Figure: "scale: 10,000 services started", Value: took.Seconds(), Unit: "s", Detail: what, Target: "no error", Met: n == want},
+		{Figure: "scale: 10,000 services started", Value: took.Seconds(), Unit: "s", Detail: what, Target: "no error", Met: true},
 		{Figure: "scale: list of 10,000, CLI (p50)", Value: listP50, Unit: "ms", Detail: "`nex workload list` (table)", Target: "< 300 ms", Met: listP50 < 300},
-		{Figure: "scale: nexlet-native threads, 10,000 services", Value: float64(threads), Unit: "threads", Detail: "/proc/<pid>/status", Target: "< 100", Met: threads < 100},
-		{Figure: "scale: nexlet-native RSS, 10,000 services", Value: each[1], Unit: "MiB", Detail: "", Target: "< 250 MB", Met: each[1] < 250},
-		{Figure: "scale: nexd RSS, 10,000 services", Value: each[0], Unit: "MiB", Detail: "", Target: "< 100 MB", Met: each[0] < 100},
-		{Figure: "scale: idle CPU, 10,000 services", Value: pct, Unit: "% of a core", Detail: fmt.Sprintf("nexd %.2f %% + nexlet-native %.2f %%, over 20s", eachPct[0], eachPct[1]), Target: "< 1 %", Met: pct < 1},
+		{Figure: "scale: nexlet-native threads, 10,000 services", Value: float64(threads), Unit: "threads", Detail: of, Target: "< 100", Met: threads < 100},
+		{Figure: "scale: nexlet-native RSS, 10,000 services", Value: nexletRSS, Unit: "MiB", Detail: of, Target: "< 250 MB", Met: nexletRSS*mb < 250},
+		{Figure: "scale: nexd RSS, 10,000 services", Value: each[0], Unit: "MiB", Detail: "", Target: "< 100 MB", Met: each[0]*mb < 100},
+		{Figure: "scale: idle CPU, 10,000 services", Value: pct, Unit: "% of a core", Detail: fmt.Sprintf("nexd %.2f %% + nexlet-native %.2f %%, over 20s", eachPct[0], nexletPct), Target: "< 1 %", Met: pct < 1},
 	}, nil
+}
+
+// waitNexlets waits for the one node's want nexlets to be healthy.
+func waitNexlets(c *client.Client, want int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nodes, err := c.ListNodes(context.Background())
+		healthy := 0
+		if err == nil && len(nodes) == 1 {
+			for _, x := range nodes[0].Nexlets {
+				if x.Health == v1.HealthHealthy {
+					healthy++
+				}
+			}
+		}
+		if healthy == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d nexlets healthy (err %v)", healthy, want, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startServices starts n /bin/sleep services from 32 goroutines.
@@ -558,20 +601,6 @@ func idle(pids []int, window time.Duration) (pct, rss float64, each []float64, e
 		each, eachPct = append(each, r), append(eachPct, used)
 	}
 	return pct, rss, each, eachPct
-}
-
-// openFileLimit is the hard limit of open files of pid.
-func openFileLimit(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
-			if f := strings.Fields(rest); len(f) >= 2 {
-				n, _ := strconv.Atoi(f[1])
-				return n
-			}
-		}
-	}
-	return 1 << 20
 }
 
 // procThreads is the number of threads of pid.
