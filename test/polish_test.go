@@ -14,7 +14,8 @@ import (
 )
 
 // IDs may be given by any unique prefix (lists show node IDs by their first 12
-// characters); an ambiguous prefix is an error listing the matches.
+// characters), and a node by its name; an ambiguous prefix or name is an error listing
+// the matches.
 func TestIDPrefixes(t *testing.T) {
 	s := testutil.StartServer(t)
 	u := newUser(t)
@@ -42,6 +43,17 @@ func TestIDPrefixes(t *testing.T) {
 	node := list[0].NodeID
 	if out := u.mustNex("-s", url, "node", "info", node[:12]); !strings.Contains(out, node) {
 		t.Fatalf("node info by the 12 characters lists show:\n%s", out)
+	}
+	if out := u.mustNex("-s", url, "node", "info", "durable"); !strings.Contains(out, node) {
+		t.Fatalf("node info by the node's name:\n%s", out)
+	}
+	startNexdNamed(t, u, url, filepath.Join(u.home, "data2"), "durable")
+	testutil.Eventually(t, 10*time.Second, "a second node named durable", func() bool {
+		out, _, _ := u.nex("-s", url, "node", "list")
+		return strings.Count(out, "\tdurable\t") == 2
+	})
+	if _, errs, code := u.nex("-s", url, "node", "info", "durable"); code == 0 || !strings.Contains(errs, `node name "durable" is ambiguous: 2 nodes have it`) {
+		t.Fatalf("node info by a name two nodes have: exit %d: %s", code, errs)
 	}
 }
 

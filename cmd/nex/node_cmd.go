@@ -31,7 +31,7 @@ type NodeCmd struct {
 
 // NodeLameduckCmd puts nodes in lameduck mode and follows them until they exit.
 type NodeLameduckCmd struct {
-	NodeID string            `name:"node-id" help:"The node to drain." xor:"target" required:""`
+	NodeID string            `name:"node-id" help:"The node to drain: its ID, a unique prefix of it, or its name." xor:"target" required:""`
 	Tag    map[string]string `name:"tag" mapsep:"," help:"Drain every node with tag k=v (repeatable or comma-separated: all must match)." xor:"target" required:""`
 	Delay  time.Duration     `name:"delay" default:"30s" help:"Time before the node stops its workloads and exits."`
 	NoWait bool              `name:"no-wait" help:"Return once the nodes accepted, without following them."`
@@ -230,7 +230,7 @@ func matches(tags, filter map[string]string) bool {
 
 // NodeInfoCmd describes one node.
 type NodeInfoCmd struct {
-	NodeID string `arg:"" help:"Node ID (N...)."`
+	NodeID string `arg:"" help:"Node ID (N...), a unique prefix of it, or the node's name."`
 	Full   bool   `name:"full" help:"Include each nexlet's start-request schema."`
 }
 

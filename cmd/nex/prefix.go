@@ -33,7 +33,7 @@ func resolveWorkload(ctx context.Context, cl *client.Client, id string) (string,
 	return pick(id, "workload", matches)
 }
 
-// resolveNode turns a unique prefix of a node ID into the whole ID, as resolveWorkload.
+// resolveNode turns a unique prefix of a node ID, or a node's name, into the whole ID.
 func resolveNode(ctx context.Context, cl *client.Client, id string) (string, error) {
 	if v1.ValidateToken("node ID", id) != nil {
 		return id, nil
@@ -49,6 +49,16 @@ func resolveNode(ctx context.Context, cl *client.Client, id string) (string, err
 		}
 		if strings.HasPrefix(n.NodeID, id) {
 			matches = append(matches, fmt.Sprintf("%s (%s)", n.NodeID, n.Name))
+		}
+	}
+	if len(matches) == 0 { // not an ID's prefix: a node's name
+		for _, n := range nodes {
+			if n.Name == id {
+				matches = append(matches, fmt.Sprintf("%s (%s)", n.NodeID, n.Name))
+			}
+		}
+		if len(matches) > 1 {
+			return "", v1.BadRequest("node name %q is ambiguous: %d nodes have it (%s); give an ID", id, len(matches), strings.Join(matches, ", "))
 		}
 	}
 	return pick(id, "node", matches)
