@@ -191,6 +191,7 @@ func (h *handle) run(p *process) {
 			return
 		}
 		h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
+		h.lastError = "" // running again: the last exit is in last_exit_code and last_exit_reason
 		attempt := h.restarts
 		h.mu.Unlock()
 		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.pid, "delay": wait.Round(time.Millisecond).String()})

@@ -223,7 +223,9 @@ func TestExecHealthCheckRestarts(t *testing.T) {
 	}
 	nextEvent(t, events, v1.EventRestarted)
 	nextEvent(t, events, v1.EventHealthy)
-	if info := e.state(w.ID); info.Metadata["restarts"] != "1" || info.Health != v1.WorkloadHealthHealthy {
+	// healthy again: no stale error; why it last ended stays
+	if info := e.state(w.ID); info.Metadata["restarts"] != "1" || info.Health != v1.WorkloadHealthHealthy ||
+		info.Metadata["error"] != "" || info.Metadata["last_exit_reason"] != v1.ExitUnhealthy {
 		t.Fatalf("after the restart: %+v", info)
 	}
 }
