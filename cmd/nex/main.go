@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -27,7 +28,7 @@ type Globals struct {
 	Namespace string           `name:"namespace" default:"system" env:"NEX_NAMESPACE" help:"Namespace to work in."`
 	Config    string           `name:"config" type:"path" help:"Config file (default: first of /etc/nex/config.json, ~/.config/nex/config.json, ./config.json)."`
 	JSON      bool             `name:"json" help:"Machine-readable JSON output."`
-	Check     bool             `name:"check" help:"Print the resolved configuration and exit."`
+	Check     bool             `name:"check" help:"Print the resolved configuration and exit (for node up: exit 1 on a value the node would refuse)."`
 	NATS      natsconn.Options `embed:"" prefix:"nats."`
 	Version   kong.VersionFlag `help:"Print the version and exit."`
 
@@ -251,7 +252,17 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 	if rerr != nil {
 		out["nats_error"] = rerr.Error()
 	}
+	var invalid error
+	if strings.HasPrefix(kctx.Command(), "node up") {
+		// what `node up` would refuse before it starts anything
+		if invalid = cli.Node.Up.Check(); invalid != nil {
+			out["error"] = invalid.Error()
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	return invalid
 }

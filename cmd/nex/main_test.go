@@ -213,3 +213,19 @@ func TestTagsCommaSeparated(t *testing.T) {
 		t.Fatal("plural")
 	}
 }
+
+// --check of `node up` refuses what `node up` would refuse, naming the flag, after
+// printing the configuration.
+func TestCheckRefusesBadNodeFlags(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	out, errs, code := runNex(t, "--check", "node", "up", "--memory", "banana")
+	if code != 1 || !strings.Contains(errs, `--memory: "banana" is not a size`) || !strings.Contains(out, `"error"`) {
+		t.Fatalf("exit %d, stdout %s, stderr %s", code, out, errs)
+	}
+	if _, errs, code := runNex(t, "--check", "node", "up", "--node-loss-window", "1s"); code != 1 || !strings.Contains(errs, "--node-loss-window 1s") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, errs, code := runNex(t, "--check", "node", "up", "--memory", "2GiB"); code != 0 {
+		t.Fatalf("good flags: exit %d: %s", code, errs)
+	}
+}

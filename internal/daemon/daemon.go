@@ -57,7 +57,7 @@ type daemon struct {
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
 	signal.Ignore(syscall.SIGPIPE)
-	if err := o.check(); err != nil {
+	if err := o.Check(); err != nil {
 		return err
 	}
 	d := &daemon{o: o, log: log, startupDeadline: time.Now().Add(o.StartupWait)}

@@ -98,8 +98,8 @@ func looksLikeSeed(v string) bool {
 	return len(v) > 2 && v[0] == 'S' && !strings.ContainsAny(v, "/.")
 }
 
-// check refuses option values that would only fail later, in a nexlet, or quietly.
-func (o Options) check() error {
+// Check refuses option values that would only fail later, in a nexlet, or quietly.
+func (o Options) Check() error {
 	switch o.WorkloadUIDs {
 	case "auto", "none", "":
 	default:

@@ -22,7 +22,7 @@ func TestCapacityFlagsChecked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.o.check()
+			err := tt.o.Check()
 			if tt.want == "" && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
