@@ -193,6 +193,55 @@ func TestNothingOutlivesAStop(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "no process of the workload to be left", func() bool { return len(zombieOrAlive(grand)) == 0 })
 }
 
+// A running workload holds two descriptors in nexlet-native (its output pipes; the
+// reaper needs no pidfd), and one more, the lock of its UID, when it is a user of its own;
+// a job that ended holds none, and neither does a stopped service.
+func TestDescriptorsPerWorkload(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexd(t, u, url, filepath.Join(u.home, "data"))
+	nexlets := processes("nexlet-native", "--data-dir="+filepath.Join(u.home, "data"))
+	if len(nexlets) != 1 {
+		t.Fatalf("nexlet-native processes: %v", nexlets)
+	}
+	fds := func() int {
+		e, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", nexlets[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(e)
+	}
+	per := 2
+	if os.Geteuid() == 0 { // root: each workload a user of its own
+		per = 3
+	}
+	// one job first: whatever a first start opens for good (an epoll set, a lock dir) is
+	// counted in the base, and a finished job keeps nothing open
+	job := u.startNative(url, "once", "job", `{"uri":"file:///bin/true"}`)
+	testutil.Eventually(t, 10*time.Second, "the job to end", func() bool {
+		for _, w := range u.workloads(t, url) {
+			if w.ID == job {
+				return w.State == v1.StateStopped
+			}
+		}
+		return false
+	})
+	base := fds()
+	const n = 20
+	var ids []string
+	for i := range n {
+		ids = append(ids, u.startNative(url, fmt.Sprint("s", i), "service", `{"uri":"file:///bin/sleep","argv":["600"]}`))
+	}
+	if got := fds() - base; got != n*per {
+		t.Fatalf("%d services hold %d descriptors in nexlet-native, want %d (%d each)", n, got, n*per, per)
+	}
+	for _, id := range ids {
+		u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+	}
+	testutil.Eventually(t, 10*time.Second, "the stopped services' descriptors to close", func() bool { return fds() <= base })
+}
+
 // parentOf is the parent PID of pid (0 when unknown).
 func parentOf(pid int) int {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))

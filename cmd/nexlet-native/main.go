@@ -119,7 +119,11 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if slices.Contains(c.RunAs, "none") {
 		opts.RunAs = []string{}
 	}
-	raiseFileLimit(log)
+	perWorkload := 2 // its output pipes (the reaper needs no pidfd)
+	if opts.UIDs != nil {
+		perWorkload++ // and the lock of its UID
+	}
+	raiseFileLimit(perWorkload, log)
 	if c.ShowWorkloadLogs {
 		opts.Tee = func(wid, stream string, line []byte) {
 			log.Info(string(line), zap.String("workload_id", wid), zap.String("stream", stream))
@@ -176,9 +180,10 @@ func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, erro
 }
 
 // raiseFileLimit lifts this process's open-file limit as far as it may: each running
-// workload holds three descriptors here (its pidfd and two output pipes), so 10,000
-// workloads need 30,000. Root raises the hard limit too.
-func raiseFileLimit(log *zap.Logger) {
+// workload holds per descriptors here (its two output pipes, and its UID's lock when it
+// is a user of its own), so 10,000 workloads need 20,000 or 30,000. Root raises the hard
+// limit too.
+func raiseFileLimit(per int, log *zap.Logger) {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return
@@ -195,7 +200,7 @@ func raiseFileLimit(log *zap.Logger) {
 	if l.Cur < l.Max {
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: l.Max, Max: l.Max})
 	}
-	if l.Max < 30000 {
-		log.Info("open files are limited: each workload holds three", zap.Uint64("limit", l.Max), zap.Int("workloads_about", int(l.Max/3)))
+	if need := uint64(10000*per + 100); l.Max < need {
+		log.Info("open files are limited: each workload holds "+strconv.Itoa(per), zap.Uint64("limit", l.Max), zap.Int("workloads_about", int(l.Max-100)/per))
 	}
 }

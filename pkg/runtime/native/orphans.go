@@ -1,11 +1,11 @@
 package native
 
 import (
+	"errors"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,48 +31,48 @@ func (d *Driver) killOrphans() {
 // prSetChildSubreaper is PR_SET_CHILD_SUBREAPER of prctl(2).
 const prSetChildSubreaper = 36
 
-// BecomeSubreaper makes this process the reaper of its orphaned descendants: a workload's
-// children that outlive it (`sh -c 'sleep 100 & wait'`) are reparented here instead of to
-// PID 1, and reaped here as soon as they exit, so a stop that waits for the workload's
-// process group to be gone waits milliseconds, not until PID 1 gets round to it. Only
-// orphans are reaped: the runtime waits for the processes it starts itself (spawn). It
-// returns a function that ends the reaping.
+// BecomeSubreaper makes this process the one place that waits for its children, and the
+// reaper of its orphaned descendants. From then on every child is reaped on SIGCHLD by
+// wait4(-1): the processes the runtime starts get their status delivered to their
+// supervisor, and a workload's children that outlive it (`sh -c 'sleep 100 & wait'`), now
+// reparented here instead of to PID 1 (PR_SET_CHILD_SUBREAPER), are reaped as soon as they
+// exit, so a stop that waits for the workload's process group to be gone waits
+// milliseconds, not until PID 1 gets round to it. A process waited for here needs no
+// pidfd: a running workload holds two descriptors (its output pipes), not three.
+//
+// Only a process that starts children through this package alone may call it (nexlet-
+// native): wait4(-1) would take the status of anyone else's. It returns a function that
+// ends the reaping, and the prctl error, if any (the reaper runs anyway: orphans then go
+// to PID 1).
 func BecomeSubreaper(log *zap.Logger) (stop func(), err error) {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		return func() {}, errno
+		err = errno
 	}
 	sig := make(chan os.Signal, 16)
 	signal.Notify(sig, syscall.SIGCHLD)
+	reaping.Store(true)
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(reapBackstop) // signals coalesce; a scan reads every thread's children
+		t := time.NewTicker(reapBackstop) // a signal is lost only when 16 are pending
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-sig:
-				// many exits at once (a burst of jobs) are reaped in one scan: the scan
-				// reads every child's /proc entry
-				time.Sleep(reapCoalesce)
-				drain(sig)
+				drain(sig) // one pass reaps every exit the pending signals stand for
 			case <-t.C:
 			}
-			if n := reapOrphans(); n > 0 {
+			if n := reapChildren(); n > 0 {
 				log.Debug("reaped orphaned workload processes", zap.Int("count", n))
 			}
 		}
 	}()
-	return func() { signal.Stop(sig); close(done) }, nil
+	return func() { signal.Stop(sig); close(done) }, err
 }
 
-// reapBackstop is how often the reaper scans without a SIGCHLD (signals coalesce, so one
-// may stand for several exits). A scan reads /proc/self/task/*/children, one file per
-// thread of the nexlet, and the stat of each child the runtime did not start itself.
+// reapBackstop is how often the reaper reaps without a SIGCHLD.
 const reapBackstop = 15 * time.Second
-
-// reapCoalesce is how long the reaper lets SIGCHLDs gather before it scans.
-const reapCoalesce = 20 * time.Millisecond
 
 func drain(c chan os.Signal) {
 	for {
@@ -84,76 +84,35 @@ func drain(c chan os.Signal) {
 	}
 }
 
-// The processes the runtime starts are waited for by spawn's child.wait; every other
-// child of the nexlet is a workload's descendant reparented here (a daemon that left with
-// setsid included), for the reaper. scanMu keeps the reaper from scanning between a start
-// and its registration.
+// With the reaper on, the processes the runtime starts are registered in started from
+// their start (under scanMu's read lock, so the reaper cannot reap one before it is
+// registered), each with the channel its status goes to; the reaper takes the entry out
+// as it reaps. Without it (the runtime used as a library, as in tests), each process is
+// waited for with its pidfd.
 var (
 	scanMu  sync.RWMutex
-	started sync.Map // pid -> struct{}
+	started sync.Map // pid -> chan syscall.WaitStatus
+	reaping atomic.Bool
 )
 
-// reapOrphans reaps this process's zombie children that the runtime did not start itself
-// (descendants of a workload, reparented here), and returns how many.
-func reapOrphans() int {
+// reapChildren reaps every child of this process that has ended: it delivers the status
+// of each the runtime started, and returns how many others (orphans) it reaped.
+func reapChildren() (orphans int) {
 	scanMu.Lock()
 	defer scanMu.Unlock()
-	self := strconv.Itoa(os.Getpid())
-	reaped := 0
-	for _, pid := range childPIDs(self) {
-		if _, ours := started.Load(pid); ours {
-			continue // started by the runtime: child.wait reaps it
-		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		// after the command: state ppid ...
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] != "Z" || f[1] != self {
-			continue
-		}
+	for {
 		var ws syscall.WaitStatus
-		if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {
-			reaped++
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
 		}
+		if err != nil || pid <= 0 {
+			return orphans
+		}
+		if v, ok := started.LoadAndDelete(pid); ok {
+			v.(chan syscall.WaitStatus) <- ws // buffered: never blocks
+			continue
+		}
+		orphans++
 	}
-	return reaped
-}
-
-// childPIDs lists the children of process self: from /proc/self/task/*/children where the
-// kernel has it, else from every process's stat.
-func childPIDs(self string) []int {
-	var pids []int
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err == nil {
-		found := false
-		for _, t := range tasks {
-			b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-			if err != nil {
-				continue
-			}
-			found = true
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					pids = append(pids, pid)
-				}
-			}
-		}
-		if found {
-			return pids
-		}
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid) // reapOrphans checks the parent
-		}
-	}
-	return pids
 }

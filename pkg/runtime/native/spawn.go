@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// A workload process is waited for without an OS thread of its own: the runtime holds a
-// pidfd for it in Go's network poller (an epoll set shared by the whole nexlet), and
-// reaps it when the pidfd turns readable. os/exec's Wait, which it used before, blocks a
-// thread in wait4 per process: 1,008 threads at 1,000 services. Output pipes are read
-// through the same poller.
+// A workload process is waited for without an OS thread of its own. In nexlet-native the
+// reaper (BecomeSubreaper) reaps every child on SIGCHLD and hands each status to its
+// supervisor; used as a library, the runtime holds a pidfd per process in Go's network
+// poller and reaps the process when it turns readable. os/exec's Wait, which it used
+// before, blocks a thread in wait4 per process: 1,008 threads at 1,000 services. Output
+// pipes are read through one epoll set of the runtime's own (outpoll.go).
 
 // spawnSpec says how to start one process.
 type spawnSpec struct {
@@ -29,10 +30,11 @@ type spawnSpec struct {
 
 // child is a started process: its pid, its pidfd and the copiers of its output.
 type child struct {
-	pid   int
-	pidfd *os.File   // nil where the kernel has no pidfds: wait4 blocks a thread then
-	outs  []*outPipe // its output pipes, read through the nexlet's epoll set
-	feeds []*os.File // parent end of the stdin pipe
+	pid    int
+	exited chan syscall.WaitStatus // its status, from the reaper; nil when it does not run
+	pidfd  *os.File                // without the reaper; nil where the kernel has no pidfds: wait4 blocks a thread then
+	outs   []*outPipe              // its output pipes, read through the nexlet's epoll set
+	feeds  []*os.File              // parent end of the stdin pipe
 }
 
 // outputDrain is how long output is read after a process ended: a grandchild that holds
@@ -93,7 +95,12 @@ func spawn(s spawnSpec) (*child, error) {
 	if s.attr != nil {
 		attr = *s.attr
 	}
-	attr.PidFD = &pidfd
+	reaped := reaping.Load()
+	if reaped {
+		c.exited = make(chan syscall.WaitStatus, 1)
+	} else {
+		attr.PidFD = &pidfd
+	}
 	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
 	argv := append([]string{s.path}, s.argv...)
 	var p *os.Process
@@ -104,7 +111,9 @@ func spawn(s spawnSpec) (*child, error) {
 		if p, err = os.StartProcess(s.path, argv, pa); err != nil {
 			return err
 		}
-		started.Store(p.Pid, struct{}{})
+		if reaped {
+			started.Store(p.Pid, c.exited)
+		}
 		return nil
 	}
 	if s.cg != nil {
@@ -160,7 +169,9 @@ func outputPipe() (r int, w *os.File, err error) {
 // and returns its status.
 func (c *child) wait() syscall.WaitStatus {
 	var ws syscall.WaitStatus
-	if c.pidfd != nil {
+	if c.exited != nil {
+		ws = <-c.exited // the reaper has reaped it
+	} else if c.pidfd != nil {
 		rc, err := c.pidfd.SyscallConn()
 		if err == nil {
 			err = rc.Read(func(uintptr) bool {
@@ -173,14 +184,13 @@ func (c *child) wait() syscall.WaitStatus {
 			c.pidfd = nil
 		}
 	}
-	if c.pidfd == nil {
+	if c.exited == nil && c.pidfd == nil {
 		for {
 			if _, err := syscall.Wait4(c.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
 				break
 			}
 		}
 	}
-	started.Delete(c.pid)
 	for _, f := range c.feeds {
 		_ = f.Close() // a writer blocked on a process that never read ends
 	}
