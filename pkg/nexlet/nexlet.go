@@ -336,6 +336,7 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		backoff = min(backoff*2, 2*time.Second)
 	}
 	go n.guardDisconnect(ctx)
+	var last time.Time // of the last heartbeat
 	for {
 		n.mu.Lock()
 		interval := n.interval
@@ -351,18 +352,23 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-n.poke:
 			t.Stop()
-			// many workloads ending at once (a burst of jobs) are told in one heartbeat:
-			// each lists every workload the nexlet has
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pokeCoalesce):
+			// A workload that ended is told at once: until the node has recorded it, a
+			// nexlet killed now would have it started again. Many ending at once (a burst
+			// of jobs) are told in one heartbeat every pokeCoalesce: each lists every
+			// workload the nexlet has.
+			if wait := pokeCoalesce - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
 			}
 			select {
 			case <-n.poke:
 			default:
 			}
 		}
+		last = time.Now()
 		if err := n.heartbeat(ctx); err != nil {
 			n.log.Warn("heartbeat", zap.Error(err))
 			if v1.IsNotFound(err) || v1.IsCode(err, v1.CodeUnavailable) {
@@ -420,7 +426,7 @@ func (n *Nexlet) guardDisconnect(ctx context.Context) {
 	}
 }
 
-// pokeCoalesce is how long a poked heartbeat waits for more news to tell at once.
+// pokeCoalesce is the least time between a poked heartbeat and the one before it.
 const pokeCoalesce = 50 * time.Millisecond
 
 // Poke sends a heartbeat now (for instance because a workload finished).
