@@ -414,14 +414,27 @@ func footprint(e *env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	time.Sleep(3 * time.Second) // let start-up garbage be collected: we measure idle
 	pids := e.daemonPids(pid, "n1")
-	var rss float64
-	for _, p := range pids {
-		r, _ := procStat(p)
-		rss += r
+	rss := func() float64 {
+		sum := 0.0
+		for _, p := range pids {
+			r, _ := procStat(p)
+			sum += r
+		}
+		return sum
 	}
-	return []Result{{Figure: "footprint, idle RSS", Value: rss, Unit: "MiB", Detail: fmt.Sprintf("nexd + nexlet-native (%d processes)", len(pids)), Target: "≤ 26 MiB", Met: rss <= 26}}, nil
+	time.Sleep(3 * time.Second) // start-up is over
+	early := rss()
+	// An idle heap grows slowly (heartbeats, announcements) and is first collected after
+	// about two minutes (the runtime's forced collection), which touches more of each
+	// process: the figure that holds is the one after that.
+	time.Sleep(150 * time.Second)
+	settled := rss()
+	what := fmt.Sprintf("nexd + nexlet-native (%d processes)", len(pids))
+	return []Result{
+		{Figure: "footprint, idle RSS after 3 s", Value: early, Unit: "MiB", Detail: what, Target: "≤ 26 MiB", Met: early <= 26},
+		{Figure: "footprint, idle RSS after 150 s", Value: settled, Unit: "MiB", Detail: what + ", after their first collections", Target: "≤ 26 MiB", Met: settled <= 26},
+	}, nil
 }
 
 func scale(e *env) ([]Result, error) {
@@ -443,15 +456,15 @@ func scale(e *env) ([]Result, error) {
 // scale10k runs 10,000 /bin/sleep services on one node: they all start, a list of them
 // is quick, and the daemons stay small and quiet.
 func scale10k(e *env) ([]Result, error) {
-	// Each workload holds descriptors in its nexlet: a pidfd and two pipes, and the lock of
-	// its UID when each workload is a user of its own (as root). Where the machine's hard
+	// Each workload holds descriptors in its nexlet: two pipes, and the lock of its UID when
+	// each workload is a user of its own (as root). Where the machine's hard
 	// limit of open files is too low for 10,000 in one nexlet and cannot be raised (no
 	// CAP_SYS_RESOURCE), the node runs more nexlet-native processes (--agents), and the
 	// figures are their sums.
 	const n = 10000
-	perWorkload := 3
+	perWorkload := 2
 	if os.Geteuid() == 0 {
-		perWorkload = 4
+		perWorkload = 3
 	}
 	var limit syscall.Rlimit
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit)
