@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,38 +14,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alecthomas/kong"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/version"
-	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
 	"github.com/nexrun/nex/schemas"
 )
 
-type cli struct {
-	NodeID           string           `name:"node-id" aliases:"node" required:"" env:"NEX_NODE_ID" help:"ID of the node to register with."`
-	NexletID         string           `name:"nexlet-id" default:"native" env:"NEX_NEXLET_ID" help:"ID of this nexlet on its node."`
-	DataDir          string           `name:"data-dir" help:"Where workload directories live (default <nex data dir>/native)."`
-	MaxWorkloads     int              `name:"max-workloads" default:"0" help:"Most workloads at once (0: no limit)."`
-	WorkloadUIDs     string           `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range ${default_uids} when root, else none."`
-	UIDLockDir       string           `name:"uid-lock-dir" default:"${default_uid_locks}" help:"Where the nexlets of this machine lock the workload UIDs they use."`
-	Cgroups          string           `name:"cgroups" default:"auto" enum:"auto,none" env:"NEX_CGROUPS" help:"Enforce the resource limits workloads ask for with cgroups ('auto': v2 where this process has a delegated cgroup, else v1 where its hierarchies are writable); 'none' refuses workloads with limits."`
-	RunAs            []string         `name:"run-as" default:"any" env:"NEX_RUN_AS" help:"Users (names or UIDs) a workload may ask to run as with start_request.user, when this process is root; 'any': any user but root; 'none': no one."`
-	StopGrace        time.Duration    `name:"stop-grace" default:"10s" help:"Default time between SIGTERM and SIGKILL on stop."`
-	ShowWorkloadLogs bool             `name:"show-workload-logs" help:"Print workload output in this process's log."`
-	LogLevel         string           `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
-	LogJSON          bool             `name:"log-json" help:"Log as JSON lines."`
-	NATS             natsconn.Options `embed:"" prefix:"nats."`
-	Version          kong.VersionFlag `help:"Print the version and exit."`
-}
-
 func main() {
-	var c cli
-	kong.Parse(&c, kong.Name("nexlet-native"), kong.Description("Runs OS executables as nex workloads."),
-		kong.Vars{"version": "nexlet-native " + version.String(), "default_uids": native.DefaultUIDs, "default_uid_locks": native.DefaultUIDLockDir}, kong.UsageOnError())
+	c, err := parseFlags(os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, errHelp) || errors.Is(err, errVersion):
+		return
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "nexlet-native: %v (nexlet-native --help lists the flags)\n", err)
+		os.Exit(2)
+	}
 	log, sink, err := proc.NewMovableLogger(c.LogLevel, c.LogJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexlet-native:", err)

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nexrun/nex/internal/version"
+	"github.com/nexrun/nex/pkg/natsconn"
+	"github.com/nexrun/nex/pkg/runtime/native"
+)
+
+// nexlet-native reads its flags with the standard library's flag package, not kong as
+// nex and nexd do: kong looks methods up by name through reflection, which keeps the Go
+// linker from dropping any unused exported method. That cost this process, which runs on
+// every node, 3.8 MB of binary and 2.1 MiB of resident memory. Its flags are few, and
+// nexd (or a unit file) writes them.
+
+type cli struct {
+	NodeID           string
+	NexletID         string
+	DataDir          string
+	MaxWorkloads     int
+	WorkloadUIDs     string
+	UIDLockDir       string
+	Cgroups          string
+	RunAs            []string
+	StopGrace        time.Duration
+	ShowWorkloadLogs bool
+	LogLevel         string
+	LogJSON          bool
+	NATS             natsconn.Options
+}
+
+// errHelp and errVersion end parsing with the usage or the version printed: exit 0.
+var (
+	errHelp    = flag.ErrHelp
+	errVersion = errors.New("version")
+)
+
+// listFlag is a repeatable, comma-separated list; the first use replaces the default.
+type listFlag struct {
+	v   *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l *listFlag) Set(s string) error {
+	if !l.set {
+		*l.v, l.set = nil, true
+	}
+	*l.v = append(*l.v, splitList(s)...)
+	return nil
+}
+
+// parseFlags reads args (without the program name), with the environment variables
+// named in the usage as defaults. --help prints the usage to out and --version the
+// version, and each then returns its error (errHelp, errVersion); the caller prints any
+// other error.
+func parseFlags(args []string, out io.Writer) (cli, error) {
+	c := cli{
+		NexletID: envOr("NEX_NEXLET_ID", "native"), WorkloadUIDs: envOr("NEX_WORKLOAD_UIDS", "auto"),
+		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"any"},
+		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv("NEX_NODE_ID"),
+	}
+	if v := os.Getenv("NEX_RUN_AS"); v != "" {
+		c.RunAs = strings.Split(v, ",")
+	}
+	fs := flag.NewFlagSet("nexlet-native", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are the caller's to print, once
+	for _, name := range []string{"node-id", "node"} {
+		fs.StringVar(&c.NodeID, name, c.NodeID, "ID of the node to register with ($NEX_NODE_ID; required).")
+	}
+	fs.StringVar(&c.NexletID, "nexlet-id", c.NexletID, "ID of this nexlet on its node ($NEX_NEXLET_ID).")
+	fs.StringVar(&c.DataDir, "data-dir", "", "Where workload directories live (default <nex data dir>/native).")
+	fs.IntVar(&c.MaxWorkloads, "max-workloads", 0, "Most workloads at once (0: no limit).")
+	fs.StringVar(&c.WorkloadUIDs, "workload-uids", c.WorkloadUIDs, "Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range "+native.DefaultUIDs+" when root, else none ($NEX_WORKLOAD_UIDS).")
+	fs.StringVar(&c.UIDLockDir, "uid-lock-dir", c.UIDLockDir, "Where the nexlets of this machine lock the workload UIDs they use.")
+	fs.StringVar(&c.Cgroups, "cgroups", c.Cgroups, "auto|none: enforce the resource limits workloads ask for with cgroups ('auto': v2 where this process has a delegated cgroup, else v1 where its hierarchies are writable); 'none' refuses workloads with limits ($NEX_CGROUPS).")
+	fs.Var(&listFlag{v: &c.RunAs}, "run-as", "Users (names or UIDs, comma-separated or repeated) a workload may ask to run as with start_request.user, when this process is root; 'any': any user but root; 'none': no one ($NEX_RUN_AS; default any).")
+	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
+	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error: log level.")
+	fs.BoolVar(&c.LogJSON, "log-json", false, "Log as JSON lines.")
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	natsFlags(fs, &c.NATS)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(out, "Usage: nexlet-native --node-id N... [flags]\n\nRuns OS executables as nex workloads.\n\nFlags (--name value or --name=value):\n")
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+		}
+		return c, err
+	}
+	if *showVersion {
+		fmt.Fprintln(out, "nexlet-native "+version.String())
+		return c, errVersion
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.check()
+}
+
+// natsFlags are the --nats.* flags of natsconn.Options (-s for --nats.servers).
+func natsFlags(fs *flag.FlagSet, o *natsconn.Options) {
+	o.Servers = splitList(os.Getenv("NATS_URL"))
+	servers := &listFlag{v: &o.Servers}
+	fs.Var(servers, "nats.servers", "NATS server URLs, comma-separated ($NATS_URL).")
+	fs.Var(servers, "s", "Short for --nats.servers.")
+	for _, f := range []struct {
+		name, env, help string
+		v               *string
+	}{
+		{"context", "NATS_CONTEXT", "NATS CLI context to connect with ($NATS_CONTEXT).", &o.Context},
+		{"creds-file", "", "User credentials file (JWT + seed).", &o.CredsFile},
+		{"nkey", "", "File holding an nkey user seed.", &o.NKey},
+		{"user", "", "User name.", &o.User},
+		{"password", "NATS_PASSWORD", "Password ($NATS_PASSWORD).", &o.Password},
+		{"token", "NATS_TOKEN", "Authentication token ($NATS_TOKEN).", &o.Token},
+		{"tls-cert", "", "Client TLS certificate.", &o.TLSCert},
+		{"tls-key", "", "Client TLS private key.", &o.TLSKey},
+		{"tls-ca", "", "CA certificate to verify the server.", &o.TLSCA},
+		{"conn-name", "", "Connection name shown by the server.", &o.ConnName},
+		{"inbox-prefix", "", "Prefix of this connection's reply subjects instead of _INBOX.", &o.InboxPrefix},
+	} {
+		def := ""
+		if f.env != "" {
+			def = os.Getenv(f.env)
+		}
+		fs.StringVar(f.v, "nats."+f.name, def, f.help)
+	}
+	fs.BoolVar(&o.TLSFirst, "nats.tls-first", false, "Do the TLS handshake before the NATS INFO.")
+	fs.DurationVar(&o.Timeout, "nats.timeout", 5*time.Second, "Connect timeout.")
+}
+
+// check refuses what kong's enum and required tags refused, and makes the file flags
+// absolute (as kong's path type did), since the process's directory is nexd's.
+func (c *cli) check() error {
+	if c.NodeID == "" {
+		return errors.New("missing flag --node-id (or $NEX_NODE_ID): the ID of the node to register with")
+	}
+	for flag, v := range map[string]struct {
+		got  string
+		want []string
+	}{"--cgroups": {c.Cgroups, []string{"auto", "none"}}, "--log-level": {c.LogLevel, []string{"debug", "info", "warn", "error"}}} {
+		if !slices.Contains(v.want, v.got) {
+			return fmt.Errorf("%s must be one of %s but got %q", flag, strings.Join(v.want, ","), v.got)
+		}
+	}
+	for _, p := range []*string{&c.NATS.CredsFile, &c.NATS.NKey, &c.NATS.TLSCert, &c.NATS.TLSKey, &c.NATS.TLSCA} {
+		if *p == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(*p, "~/"); ok {
+			if home, err := os.UserHomeDir(); err == nil {
+				*p = filepath.Join(home, rest)
+			}
+		}
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
+		}
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
