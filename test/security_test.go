@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -726,4 +727,66 @@ func TestIsolationRequiredDeclined(t *testing.T) {
 	}
 	id := u.startNative(url, "fine", "service", sr) // the rest still runs
 	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+}
+
+// A finished job's workdir outlives a nexlet killed outright (it goes at the job's
+// removal), but the job's UID is reclaimed: the directory goes to root first, so the next
+// workload with that UID cannot read what the last one left.
+func TestFinishedWorkdirSealedWhenItsUIDIsReclaimed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are users of their own only when the nexlet is root")
+	}
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	data := filepath.Join(u.home, "data")
+	// two UIDs (not the default range: other tests' nexlets do not take these)
+	startNexd(t, u, url, data, "--workload-uids", "300020-300021")
+	done := func(id string) v1.WorkloadInfo {
+		var w v1.WorkloadInfo
+		testutil.Eventually(t, 10*time.Second, "workload "+id+" to end", func() bool {
+			for _, x := range u.workloads(t, url) {
+				if x.ID == id {
+					w = x
+				}
+			}
+			return w.State == v1.StateStopped
+		})
+		return w
+	}
+	secret := u.startNative(url, "secret", "job", `{"uri":"file:///bin/sh","argv":["-c","echo TOPSECRET > $HOME/secret; chmod 600 $HOME/secret"]}`)
+	if w := done(secret); w.ExitCode == nil || *w.ExitCode != 0 {
+		t.Fatalf("the job that writes the secret: %+v", w)
+	}
+	nexlets := processes("nexlet-native", "--data-dir="+filepath.Join(data, "native"))
+	if len(nexlets) != 1 {
+		t.Fatalf("nexlet-native processes: %v", nexlets)
+	}
+	if err := syscall.Kill(nexlets[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, "a new nexlet", func() bool {
+		p := processes("nexlet-native", "--data-dir="+filepath.Join(data, "native"))
+		return len(p) == 1 && p[0] != nexlets[0]
+	})
+	// two readers take both UIDs of the range: one of them is the secret job's
+	path := filepath.Join(data, "native", "workloads", secret, "secret")
+	var readers []string
+	testutil.Eventually(t, 20*time.Second, "two readers to start", func() bool {
+		for len(readers) < 2 {
+			out, _, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "job",
+				"--name", "reader", "--start-request", `{"uri":"file:///bin/cat","argv":["`+path+`"]}`)
+			if code != 0 {
+				return false // the new nexlet is still registering
+			}
+			_, id := startedID(t, out)
+			readers = append(readers, id)
+		}
+		return true
+	})
+	for _, id := range readers {
+		if w := done(id); w.ExitCode == nil || *w.ExitCode == 0 {
+			t.Fatalf("a new workload read the secret a dead nexlet's finished job left: %+v", w)
+		}
+	}
 }

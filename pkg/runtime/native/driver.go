@@ -259,6 +259,9 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		}
 	}
 	if h.ownWorkdir {
+		if h.uid != 0 {
+			d.uids.record(h.uid, h.workdir)
+		}
 		if err := h.makeWorkdir(); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
 		}
@@ -266,6 +269,9 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		return v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir)
 	}
 	if len(creds) > 0 {
+		if h.uid != 0 && !h.ownWorkdir {
+			d.uids.record(h.uid, filepath.Join(h.workdir, ".nex"))
+		}
 		if err := h.writeCreds(creds); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err)
 		}

@@ -3,6 +3,7 @@ package native
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -155,7 +156,7 @@ func (p *uidPool) reclaimDead() {
 		}
 		if st, err := f.Stat(); err == nil && st.Size() > 0 {
 			p.log.Warn("ending what a dead nexlet's workload left behind", zap.Uint64("uid", uid))
-			p.killAndSweep(uint32(uid))
+			p.reclaim(f, uint32(uid))
 		}
 		_ = os.Remove(f.Name())
 		f.Close()
@@ -190,7 +191,7 @@ func (p *uidPool) acquire() (uint32, error) {
 		// the lock file says "in use" from acquire until the sweep of release is done: a
 		// holder that died in between (kill -9) may have left processes and files
 		if st, err := f.Stat(); err == nil && st.Size() > 0 {
-			p.killAndSweep(uid)
+			p.reclaim(f, uid)
 		}
 		if err := f.Truncate(0); err == nil {
 			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -199,6 +200,42 @@ func (p *uidPool) acquire() (uint32, error) {
 		return uid, nil
 	}
 	return 0, fmt.Errorf("%w (%s)", ErrNoUIDs, p.r)
+}
+
+// record writes into uid's lock file the directory its workload owns (its workdir, or the
+// .nex it was given in a workdir it was lent). A nexlet killed outright leaves finished
+// workloads' directories behind, still the UID's; whoever takes the UID next gives that
+// directory to root first (reclaim), so the UID's next workload cannot read them.
+func (p *uidPool) record(uid uint32, dir string) {
+	p.mu.Lock()
+	f := p.held[uid]
+	p.mu.Unlock()
+	if f == nil {
+		return
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+dir+"\n"), 0)
+	}
+}
+
+// reclaim ends what a dead holder of uid left: its processes and its files in the
+// temporary directories (killAndSweep), and the directory its lock file names, which goes
+// to root (mode 0700) when uid still owns it: a workload of the dead nexlet started again
+// gets it back with its new UID; a finished one's is removed with it.
+func (p *uidPool) reclaim(lock *os.File, uid uint32) {
+	p.killAndSweep(uid)
+	b, _ := io.ReadAll(io.NewSectionReader(lock, 0, 1<<16))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, dir := range lines[1:] {
+		if !filepath.IsAbs(dir) || !ownedBy(dir, uid) {
+			continue
+		}
+		if err := chownTree(dir, 0, 0); err != nil {
+			p.log.Warn("give a dead workload's directory to root", zap.String("dir", dir), zap.Error(err))
+			continue
+		}
+		_ = os.Chmod(dir, 0o700)
+	}
 }
 
 // release kills whatever still runs as uid, removes the files it left in the temporary

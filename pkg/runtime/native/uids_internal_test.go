@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"go.uber.org/zap"
@@ -68,13 +69,27 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	if err := os.Lchown(left, 300010, 300010); err != nil {
 		t.Fatal(err)
 	}
-	// the dead holder's lock file still says "in use"
-	if err := os.WriteFile(filepath.Join(locks, "300010"), []byte("12345\n"), 0o600); err != nil {
+	// a finished workload's workdir, kept after its nexlet died: the UID's still
+	workdir := filepath.Join(t.TempDir(), "workdir")
+	if err := os.MkdirAll(filepath.Join(workdir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := chownTree(workdir, 300010, 300010); err != nil {
+		t.Fatal(err)
+	}
+	// the dead holder's lock file still says "in use", and names the workdir
+	if err := os.WriteFile(filepath.Join(locks, "300010"), []byte("12345\n"+workdir+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := newUIDPool(r, locks, []string{tmp}, zap.NewNop())
 	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the last holder's file is still there after a new nexlet started: %v", err)
+	}
+	for _, dir := range []string{workdir, filepath.Join(workdir, "sub")} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(dir, &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+			t.Fatalf("%s after its UID was reclaimed: uid %d gid %d (%v), want root's: the UID's next workload could read it", dir, st.Uid, st.Gid, err)
+		}
 	}
 	// the same, found at acquire: a holder that died after this pool started
 	uid, err := p.acquire()
@@ -87,6 +102,10 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	if err := os.Lchown(left, int(uid), int(uid)); err != nil {
 		t.Fatal(err)
 	}
+	if err := chownTree(workdir, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	p.record(uid, workdir)
 	p.mu.Lock()
 	f := p.held[uid]
 	delete(p.held, uid)
@@ -97,5 +116,9 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	}
 	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the last holder's file is still there after an acquire: %v", err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(workdir, &st); err != nil || st.Uid != 0 {
+		t.Fatalf("the recorded workdir is still UID %d's after an acquire (%v)", st.Uid, err)
 	}
 }
