@@ -90,48 +90,11 @@ func spawn(s spawnSpec) (*child, error) {
 		}
 		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, r), append(outs, w)
 	}
-	pidfd := -1
-	attr := syscall.SysProcAttr{}
-	if s.attr != nil {
-		attr = *s.attr
-	}
-	reaped := reaping.Load()
-	if reaped {
-		c.exited = make(chan syscall.WaitStatus, 1)
-	} else {
-		attr.PidFD = &pidfd
-	}
-	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
-	argv := append([]string{s.path}, s.argv...)
-	var p *os.Process
-	start := func() error {
-		scanMu.RLock() // the reaper must not scan between the start and the registration
-		defer scanMu.RUnlock()
-		var err error
-		if p, err = os.StartProcess(s.path, argv, pa); err != nil {
-			return err
-		}
-		if reaped {
-			started.Store(p.Pid, c.exited)
-		}
-		return nil
-	}
-	if s.cg != nil {
-		err = s.cg.enter(&attr, start)
-	} else {
-		err = start()
-	}
-	if err != nil {
+	if err := c.start(s, files); err != nil {
 		return fail(err)
 	}
 	for _, f := range theirs {
 		_ = f.Close()
-	}
-	c.pid = p.Pid
-	_ = p.Release() // its own pidfd (a duplicate of ours) goes
-	if pidfd >= 0 {
-		_ = syscall.SetNonblock(pidfd, true) // into the poller
-		c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
 	}
 	for i, fd := range reads {
 		op, err := poller.watch(fd, outs[i])
@@ -148,6 +111,54 @@ func spawn(s spawnSpec) (*child, error) {
 		}()
 	}
 	return c, nil
+}
+
+// start starts the process of s with files as its stdin, stdout and stderr, inside s's
+// cgroup when it has one, and registers it with the reaper where it runs (else it keeps
+// a pidfd for it).
+func (c *child) start(s spawnSpec, files []*os.File) error {
+	pidfd := -1
+	attr := syscall.SysProcAttr{}
+	if s.attr != nil {
+		attr = *s.attr
+	}
+	reaped := reaping.Load()
+	if reaped {
+		c.exited = make(chan syscall.WaitStatus, 1)
+	} else {
+		attr.PidFD = &pidfd
+	}
+	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
+	argv := append([]string{s.path}, s.argv...)
+	var p *os.Process
+	start := func() error {
+		scanMu.RLock() // the reaper must not reap between the start and the registration
+		defer scanMu.RUnlock()
+		var err error
+		if p, err = os.StartProcess(s.path, argv, pa); err != nil {
+			return err
+		}
+		if reaped {
+			started.Store(p.Pid, c.exited)
+		}
+		return nil
+	}
+	var err error
+	if s.cg != nil {
+		err = s.cg.enter(&attr, start)
+	} else {
+		err = start()
+	}
+	if err != nil {
+		return err
+	}
+	c.pid = p.Pid
+	_ = p.Release() // its own pidfd (a duplicate of ours, if any) goes
+	if pidfd >= 0 {
+		_ = syscall.SetNonblock(pidfd, true) // into the poller
+		c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
+	}
+	return nil
 }
 
 // outputPipe makes a pipe for a process's output: the read end a non-blocking descriptor
