@@ -291,14 +291,17 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	list, err := cl.List(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata})
+	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata})
 	if err != nil {
 		return err
+	}
+	for _, id := range missing { // the list is short of theirs: say so, whatever the format
+		fmt.Fprintf(g.stderr, "nex: warning: node %s did not answer in time; its workloads are not in this list\n", id)
 	}
 	if g.JSON {
 		return writeJSON(g.stdout, list)
 	}
-	if len(list) == 0 {
+	if len(list) == 0 && len(missing) == 0 {
 		fmt.Fprintf(g.stdout, "No workloads in namespace %s.\n", g.Namespace)
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -124,21 +125,28 @@ func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, res
 // replies' peer lists has answered, done returns true, or the straggler bound passes
 // after the first reply. With no responders at all it returns ErrNoResponders at once.
 func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
+	_, err := FanOutMissing(ctx, nc, subject, req, straggler, done)
+	return err
+}
+
+// FanOutMissing is FanOut that also returns the nodes the answers named as alive but that
+// had not answered when it stopped waiting (sorted): what it collected lacks theirs.
+func FanOutMissing(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) (missing []string, err error) {
 	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cancel()
 	inbox := nc.NewRespInbox()
 	ch := make(chan *nats.Msg, 256)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	denied, check := violations(nc)
 	if err := nc.PublishRequest(subject, inbox, data); err != nil {
-		return err
+		return nil, err
 	}
 	peers := newPeerSet()
 	var stragglerC <-chan time.Time
@@ -146,26 +154,26 @@ func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggl
 		select {
 		case <-denied:
 			if perr := check(subject); perr != nil {
-				return perr
+				return nil, perr
 			}
 			denied, _ = violations(nc)
 		case <-ctx.Done():
 			if len(peers.answered) == 0 {
-				return mapRequestError(subject, ctx.Err())
+				return nil, mapRequestError(subject, ctx.Err())
 			}
-			return nil
+			return peers.missing(), nil
 		case <-stragglerC:
-			return nil
+			return peers.missing(), nil
 		case m := <-ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-				return ErrNoResponders
+				return nil, ErrNoResponders
 			}
 			id := peers.heard(m)
 			if done(Reply{NodeID: id, Data: m.Data, Header: m.Header}) {
-				return nil
+				return nil, nil
 			}
 			if peers.complete() {
-				return nil
+				return nil, nil
 			}
 			if stragglerC == nil {
 				t := time.NewTimer(straggler)
@@ -199,6 +207,18 @@ func (s *peerSet) heard(m *nats.Msg) string {
 }
 
 // complete tells whether every node named so far has answered.
+// missing lists the expected nodes that have not answered, sorted.
+func (s *peerSet) missing() []string {
+	var out []string
+	for id := range s.expected {
+		if !s.answered[id] {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (s *peerSet) complete() bool {
 	if len(s.answered) < len(s.expected) {
 		return false

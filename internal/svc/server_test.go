@@ -197,3 +197,44 @@ func TestCallsLeaveNothingBehind(t *testing.T) {
 		t.Fatalf("%d connections still watched after 100 were closed (base %d)", got, base)
 	}
 }
+
+// A fan-out that stops waiting for a node the answers named alive says which one it
+// lacks; one that heard every named node lacks none.
+func TestFanOutNamesTheSilentNodes(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	var slow atomic.Bool
+	slow.Store(true)
+	answer := func(node, peers string, delay time.Duration) {
+		sub, err := nc.Subscribe("test.fan", func(m *nats.Msg) {
+			wait := delay
+			if !slow.Load() {
+				wait = 0
+			}
+			time.AfterFunc(wait, func() {
+				r := nats.NewMsg(m.Reply)
+				r.Header.Set(v1.HeaderNodeID, node)
+				r.Header.Set(v1.HeaderPeers, peers)
+				r.Data = []byte(`{}`)
+				_ = m.RespondMsg(r)
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	answer("NA", "NA,NB,NC", 0)
+	answer("NB", "NA,NB,NC", 0)
+	answer("NC", "NA,NB,NC", 2*time.Second) // slower than the straggler bound
+	heard := 0
+	missing, err := svc.FanOutMissing(context.Background(), nc, "test.fan", nil, 200*time.Millisecond, func(svc.Reply) bool { heard++; return false })
+	if err != nil || heard != 2 || len(missing) != 1 || missing[0] != "NC" {
+		t.Fatalf("heard %d, missing %v, err %v; want 2 heard and NC missing", heard, missing, err)
+	}
+	slow.Store(false)
+	missing, err = svc.FanOutMissing(context.Background(), nc, "test.fan", nil, 3*time.Second, func(svc.Reply) bool { return false })
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("with every node answering: missing %v, err %v", missing, err)
+	}
+}

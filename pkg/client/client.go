@@ -208,9 +208,16 @@ func (c *Client) ListWorkloads(ctx context.Context, typ string) ([]v1.WorkloadIn
 
 // List lists workloads as req says (a type filter; metadata or not).
 func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInfo, error) {
+	list, _, err := c.ListReport(ctx, req)
+	return list, err
+}
+
+// ListReport is List that also names the nodes that did not answer in time, though the
+// others named them alive: their workloads are not in the list.
+func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.WorkloadInfo, missing []string, err error) {
 	out := []v1.WorkloadInfo{}
 	var firstErr error
-	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbList), req, c.Straggler, func(r svc.Reply) bool {
+	missing, err = svc.FanOutMissing(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbList), req, c.Straggler, func(r svc.Reply) bool {
 		var lr v1.ListReply
 		if err := r.Decode(&lr); err != nil {
 			if firstErr == nil {
@@ -222,10 +229,10 @@ func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInf
 		return false
 	})
 	if err != nil {
-		return nil, c.noNode(err, "list workloads")
+		return nil, nil, c.noNode(err, "list workloads")
 	}
 	if len(out) == 0 && firstErr != nil {
-		return nil, firstErr
+		return nil, missing, firstErr
 	}
 	// pdqsort on a total order: far fewer moves of these large structs than a stable sort
 	slices.SortFunc(out, func(a, b v1.WorkloadInfo) int {
@@ -234,7 +241,7 @@ func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInf
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return out, nil
+	return out, missing, nil
 }
 
 // lookup sends a request about one workload to every node and returns the owner's

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,8 +50,9 @@ func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config
 	return n
 }
 
-// serveMemoryNexlet serves a memory nexlet with ID id for node n until the test ends.
-func serveMemoryNexlet(t *testing.T, nc *nats.Conn, n *node.Node, id, cgroups string, limits []string) {
+// serveMemoryNexlet serves a memory nexlet with ID id for node n until the test ends or
+// the returned function is called.
+func serveMemoryNexlet(t *testing.T, nc *nats.Conn, n *node.Node, id, cgroups string, limits []string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := memory.New(id, nexlet.NewFeed(nc, n.ID()))
@@ -62,7 +64,10 @@ func serveMemoryNexlet(t *testing.T, nc *nats.Conn, n *node.Node, id, cgroups st
 			Cgroups: cgroups, Limits: limits,
 		}, rt)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // sized starts a memory workload asking for res (JSON).
@@ -338,4 +343,55 @@ func TestNexletsOfATypeShareANode(t *testing.T) {
 			t.Fatalf("10 starts on a node with two nexlets: %s runs %d, want 5 each", x.NexletID, x.Workloads)
 		}
 	}
+}
+
+// A node whose nexlet has vanished (killed, not yet restarted) lists that nexlet's
+// workloads from their records, as unknown, at once: it does not keep the client waiting
+// for the nexlet to come back, which the client, hearing the other nodes, would not do.
+func TestListDoesNotWaitForAVanishedNexlet(t *testing.T) {
+	s := testutil.StartServer(t)
+	a := startSizedNode(t, s, "a", node.Config{})
+	b, err := node.New(testutil.Connect(t, s), node.Config{NodeID: nodeID(t), Name: "b", AnnounceInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	stop := serveMemoryNexlet(t, testutil.Connect(t, s), b, "mem", v1.CgroupsNone, nil)
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.WaitForNexlet(wctx, "memory"); err != nil {
+		t.Fatal(err)
+	}
+	knowEachOther(t, a, b)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	var onB string
+	for i := range 4 {
+		w, err := c.StartWorkload(context.Background(), def(fmt.Sprint("w", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.NodeID == b.ID() {
+			onB = w.ID
+		}
+	}
+	if onB == "" {
+		t.Fatal("no workload landed on b")
+	}
+	stop() // b's nexlet is gone; b still counts it registered
+	list, missing, err := c.ListReport(context.Background(), v1.ListRequest{})
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("list: missing %v, err %v", missing, err)
+	}
+	for _, w := range list {
+		if w.ID == onB {
+			if w.State != v1.StateUnknown {
+				t.Fatalf("b's workload listed %s, want unknown", w.State)
+			}
+			return
+		}
+	}
+	t.Fatalf("b's workload %s is not listed: %+v", onB, list)
 }

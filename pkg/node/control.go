@@ -395,7 +395,10 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var list json.RawMessage
-			if err := n.askNexlet(cctx, id, v1.NexletList, "", v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list); err != nil {
+			// not waiting for a nexlet that is between processes (askNexlet would, for
+			// nexletGap): its workloads are listed from their records as unknown at once,
+			// where a wait would outlast the client's patience with this node
+			if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, id, v1.NexletList), v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list); err != nil {
 				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
 				return
 			}
