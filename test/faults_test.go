@@ -51,10 +51,12 @@ func TestSecondNodeOnSameDataDir(t *testing.T) {
 	marker := "datadir-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
 		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
-	pids := processes(marker)
-	if len(pids) != 1 {
-		t.Fatalf("workload processes: %v", pids)
-	}
+	// the shell forks sleep: for a moment the fork, not yet sleep, carries the marker too
+	var pids []int
+	testutil.Eventually(t, 5*time.Second, "one workload process with the marker", func() bool {
+		pids = processes(marker)
+		return len(pids) == 1
+	})
 	seed, _ := os.ReadFile(filepath.Join(data, "node.seed"))
 
 	// as the port error suggests: another node up on the same data dir, another port
