@@ -225,6 +225,12 @@ func TestCheckRefusesBadNodeFlags(t *testing.T) {
 	if _, errs, code := runNex(t, "--check", "node", "up", "--node-loss-window", "1s"); code != 1 || !strings.Contains(errs, "--node-loss-window 1s") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	if _, errs, code := runNex(t, "--check", "node", "up", "--agents", `{"name":"native","uri":"file:///bin/sh"}`); code != 1 || !strings.Contains(errs, "that is the bundled nexlet-native's name") {
+		t.Fatalf("an agent named native: exit %d: %s", code, errs)
+	}
+	if _, errs, code := runNex(t, "--check", "node", "up", "--agents", `{"name":"x","uri":"file:///bin/sh","args":["-c"]}`); code == 0 || !strings.Contains(errs, `unknown field "args"`) {
+		t.Fatalf("an agent with a misspelt key: exit %d: %s", code, errs)
+	}
 	if _, errs, code := runNex(t, "--check", "node", "up", "--memory", "2GiB"); code != 0 {
 		t.Fatalf("good flags: exit %d: %s", code, errs)
 	}

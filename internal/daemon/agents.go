@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -39,10 +40,19 @@ func (a *Agents) Decode(ctx *kong.DecodeContext) error {
 		raw = b
 	}
 	var many []AgentSpec
-	if err := json.Unmarshal(raw, &many); err != nil {
+	strict := func(into any) error { // a misspelt key ("args") is an error, not ignored
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.DisallowUnknownFields()
+		return d.Decode(into)
+	}
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
+		if err := strict(&many); err != nil {
+			return fmt.Errorf("want a JSON array of objects like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\"}: %v", err)
+		}
+	} else {
 		var one AgentSpec
-		if err := json.Unmarshal(raw, &one); err != nil {
-			return fmt.Errorf("--agents: want a JSON object like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\"}: %v", err)
+		if err := strict(&one); err != nil {
+			return fmt.Errorf("want a JSON object like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\",\"argv\":[...],\"env\":{...}}: %v", err)
 		}
 		many = []AgentSpec{one}
 	}
@@ -58,11 +68,11 @@ func (a *Agents) Decode(ctx *kong.DecodeContext) error {
 // Path checks the spec and returns the executable's path.
 func (s AgentSpec) Path() (string, error) {
 	if err := v1.ValidateToken("agent name", s.Name); err != nil {
-		return "", fmt.Errorf("--agents: %w", err)
+		return "", err
 	}
 	u, err := url.Parse(s.URI)
 	if err != nil || u.Scheme != "file" || !filepath.IsAbs(u.Path) {
-		return "", fmt.Errorf("--agents %s: uri %q must be file:///absolute/path", s.Name, s.URI)
+		return "", fmt.Errorf("%s: uri %q must be file:///absolute/path", s.Name, s.URI)
 	}
 	return u.Path, nil
 }

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -129,9 +130,38 @@ func (o Options) Check() error {
 	if cpus := cmp.Or(o.CPUs, float64(runtime.NumCPU())); o.ReserveCPU >= cpus {
 		return fmt.Errorf("--reserve-cpu %v leaves nothing of the node's %v cores for workloads (--cpus, default the machine's)", o.ReserveCPU, cpus)
 	}
+	if err := o.checkAgents(); err != nil {
+		return err
+	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {
 		if ttl < time.Second && ttl != 0 {
 			return fmt.Errorf("%s %s: credentials must last at least 1s", flag, ttl)
+		}
+	}
+	return nil
+}
+
+// checkAgents refuses two local nexlets with one name (one would take the other's
+// workloads for a dead predecessor's and kill them) and an executable that is not there.
+func (o Options) checkAgents() error {
+	names := map[string]bool{}
+	if !o.DisableNativeStart {
+		names["native"] = true
+	}
+	for _, a := range o.Agents {
+		if names[a.Name] {
+			if a.Name == "native" {
+				return fmt.Errorf("--agents native: that is the bundled nexlet-native's name; give this one another (native-2), or --disable-native-start")
+			}
+			return fmt.Errorf("--agents %s: two nexlets of this node have that name", a.Name)
+		}
+		names[a.Name] = true
+		path, err := a.Path()
+		if err != nil {
+			return fmt.Errorf("--agents %w", err)
+		}
+		if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("--agents %s: %s is not an executable file", a.Name, path)
 		}
 	}
 	return nil

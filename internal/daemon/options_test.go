@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,6 +30,37 @@ func TestCapacityFlagsChecked(t *testing.T) {
 			}
 			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("error %v, want one with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// --agents: names are unique on the node (native is the bundled nexlet's), the
+// executable must be there, and an unknown key in the JSON is an error.
+func TestAgentsChecked(t *testing.T) {
+	sh := AgentSpec{Name: "two", URI: "file:///bin/sh"}
+	text := filepath.Join(t.TempDir(), "text")
+	if err := os.WriteFile(text, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"one", Options{Agents: Agents{sh}}, ""},
+		{"bundled name", Options{Agents: Agents{{Name: "native", URI: "file:///bin/sh"}}}, "--agents native: that is the bundled nexlet-native's name"},
+		{"bundled name, bundled off", Options{DisableNativeStart: true, Agents: Agents{{Name: "native", URI: "file:///bin/sh"}}}, ""},
+		{"twice", Options{Agents: Agents{sh, sh}}, "--agents two: two nexlets of this node have that name"},
+		{"missing", Options{Agents: Agents{{Name: "gone", URI: "file:///no/such/nexlet"}}}, "--agents gone: /no/such/nexlet is not an executable file"},
+		{"not executable", Options{Agents: Agents{{Name: "text", URI: "file://" + text}}}, text + " is not an executable file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.ReserveMemory = "256MiB"
+			err := tt.o.Check()
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error %v, want %q", err, tt.want)
 			}
 		})
 	}

@@ -32,6 +32,14 @@ func (r *Resources) UnmarshalJSON(data []byte) error {
 		}
 		return fmt.Errorf("resources.memory: %v", err) // the one field with its own decoding
 	}
+	if r.Memory == 0 {
+		var given struct {
+			Memory json.RawMessage `json:"memory"`
+		}
+		if json.Unmarshal(data, &given) == nil && len(given.Memory) > 0 && string(given.Memory) != "null" {
+			return fmt.Errorf("resources.memory: %s is no limit: leave memory out for none, or give at least %s", given.Memory, ByteSize(MinMemory))
+		}
+	}
 	return nil
 }
 

@@ -181,7 +181,7 @@ func TestLimitsRefusedWithoutCgroups(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot enforce resources.memory") {
 		t.Fatalf("start with a limit here: %v", err)
 	}
-	for _, bad := range []string{`{"memory":"lots"}`, `{"memory":1024}`, `{"memory":"99999999TiB"}`, `{"cpu":-1}`, `{"pids":-3}`, `{"pids":99999999999}`} {
+	for _, bad := range []string{`{"memory":"lots"}`, `{"memory":1024}`, `{"memory":"99999999TiB"}`, `{"memory":0}`, `{"memory":"0MiB"}`, `{"cpu":-1}`, `{"pids":-3}`, `{"pids":99999999999}`} {
 		_, err = d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "x", NodeID: "NODE", Definition: v1.WorkloadDefinition{
 			Namespace: "default", Name: "x", Type: "native", Lifecycle: v1.LifecycleService,
 			StartRequest: []byte(`{"uri":"file:///bin/sleep","argv":["600"],"resources":` + bad + `}`)}})
