@@ -284,6 +284,11 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	if err := d.fetchArtifacts(ctx, h.workdir, sr); err != nil {
 		return v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err)
 	}
+	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
+		if st, err := os.Stat(hc.Exec.Argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return v1.NewError(400, v1.CodeStartFailed, "start_request.health.exec.argv: %s is not an executable file", hc.Exec.Argv[0])
+		}
+	}
 	if uid, gid, ok := h.user(); ok && h.ownWorkdir { // what was fetched belongs to the workload
 		if err := chownTree(h.workdir, uid, gid); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", uid, err)

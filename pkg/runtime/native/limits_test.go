@@ -271,7 +271,8 @@ func TestTCPAndHTTPHealthChecks(t *testing.T) {
 		}
 	}
 	_ = ln.Close()
-	for _, bad := range []map[string]any{{}, {"tcp": map[string]any{"port": 0}}, {"exec": map[string]any{"argv": []string{"test"}}}, {"tcp": map[string]any{"port": 80}, "interval": "1ms"}} {
+	for _, bad := range []map[string]any{{}, {"tcp": map[string]any{"port": 0}}, {"exec": map[string]any{"argv": []string{"test"}}}, {"tcp": map[string]any{"port": 80}, "interval": "1ms"},
+		{"exec": map[string]any{"argv": []string{"/no/such/check"}}}} {
 		if _, err := e.startScript("bad", v1.LifecycleService, "exec sleep 600", map[string]any{"health": bad}); err == nil || !strings.Contains(err.Error(), "start_request.health") {
 			t.Errorf("health %v: %v", bad, err)
 		}
