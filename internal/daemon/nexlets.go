@@ -14,6 +14,7 @@ import (
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // nexlets are the local nexlets nexd starts and supervises: the --agents and
@@ -112,6 +113,7 @@ func (x *nexlets) supervise(a node.Agent) {
 		for _, pid := range proc.KillTagged(d.nodeID, a.Name) {
 			d.log.Warn("killed a workload process the stopped nexlet left behind", zap.String("nexlet_id", a.Name), zap.Int("pid", pid))
 		}
+		native.RemoveCgroupsOf(d.nodeID, a.Name) // and their cgroups (a nexlet-native's)
 	}
 	x.wg.Add(1)
 	go func() {

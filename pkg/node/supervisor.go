@@ -38,7 +38,8 @@ type Agent struct {
 	// ends, as it would stop its own child.
 	StopAdopted func()
 	// AfterStop, when set, runs once the supervisor has stopped the agent for good (its
-	// context ended): nexd kills what a nexlet killed for lack of time left behind.
+	// context ended, or it gave up on it): nexd kills what the nexlet left behind (one
+	// killed for lack of time, or dead too often) and removes its cgroups.
 	AfterStop func()
 }
 
@@ -114,6 +115,9 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 		if a.RestartLimit > 0 && failures > a.RestartLimit {
 			log.Error("agent failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
 			event(v1.EventNexletFailed, "restart limit reached")
+			if a.AfterStop != nil {
+				a.AfterStop() // what its workloads left runs unowned from now on: it goes
+			}
 			return
 		}
 		log.Info("restarting agent", zap.Duration("delay", delay), zap.Int("attempt", failures))

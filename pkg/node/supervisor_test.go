@@ -19,7 +19,8 @@ func TestSuperviseGivesUpAfterLimit(t *testing.T) {
 	go func() {
 		defer close(done)
 		node.Supervise(context.Background(), node.Agent{Name: "false", Path: "/bin/false", Output: io.Discard, RestartLimit: 2,
-			OnEvent: func(typ, _ string) { mu.Lock(); events = append(events, typ); mu.Unlock() }}, zap.NewNop())
+			OnEvent:   func(typ, _ string) { mu.Lock(); events = append(events, typ); mu.Unlock() },
+			AfterStop: func() { mu.Lock(); events = append(events, "after_stop"); mu.Unlock() }}, zap.NewNop())
 	}()
 	select {
 	case <-done:
@@ -28,7 +29,8 @@ func TestSuperviseGivesUpAfterLimit(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"nexlet_restarting", "nexlet_restarting", "nexlet_failed"}
+	// once given up on, what it left is cleaned up (AfterStop)
+	want := []string{"nexlet_restarting", "nexlet_restarting", "nexlet_failed", "after_stop"}
 	if len(events) != len(want) {
 		t.Fatalf("events %v, want %v", events, want)
 	}

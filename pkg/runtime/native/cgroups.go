@@ -217,6 +217,33 @@ func (s *cgroupSetup) sweep(log *zap.Logger) {
 	}
 }
 
+// RemoveCgroupsOf removes the v1 workload cgroups nexlet nexletID of node nodeID left
+// under this process's own cgroups, killing what is still in them: for nexd, whose
+// nexlets share its cgroups, once one of them is gone for good (it was given up on, or
+// killed for lack of time at shutdown) and so cannot remove its own.
+func RemoveCgroupsOf(nodeID, nexletID string) {
+	own, mounts, err := readCgroupInfo()
+	if err != nil {
+		return
+	}
+	for _, c := range cgroupControllers {
+		mnt, ok := mounts[c]
+		if !ok {
+			continue
+		}
+		base := filepath.Join(mnt, own[c], "nex-"+nodeID+"-"+nexletID)
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.IsDir() {
+				dir := filepath.Join(base, e.Name())
+				killCgroup(dir)
+				_ = removeCgroup(dir)
+			}
+		}
+		_ = syscall.Rmdir(base)
+	}
+}
+
 // close removes the directories that held the workloads' cgroups (once they are empty).
 func (s *cgroupSetup) close() {
 	for _, b := range s.bases() {
