@@ -174,6 +174,7 @@ func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 		}
 		mine := filepath.Join(mnt, own[c])
 		base := filepath.Join(mine, "nex-"+name)
+		removeEmptyBases(mine, base)
 		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			why = append(why, fmt.Sprintf("cannot make %s: %v", base, err))
 			continue
@@ -184,6 +185,19 @@ func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 	}
 	s.why = strings.Join(why, "; ")
 	return s
+}
+
+// removeEmptyBases removes the empty workload-cgroup bases of other nexlets under mine:
+// those of nexlets killed outright, under node IDs that never come back, would pile up.
+// rmdir removes only a cgroup with no children: a live nexlet's base with workloads stays,
+// and one without any is made again at its next workload (newCgroup).
+func removeEmptyBases(mine, keep string) {
+	entries, _ := os.ReadDir(mine)
+	for _, e := range entries {
+		if dir := filepath.Join(mine, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), "nex-") && dir != keep {
+			_ = syscall.Rmdir(dir)
+		}
+	}
 }
 
 // enforces says why r cannot be enforced here ("" when it can).
@@ -319,7 +333,8 @@ func (s *cgroupSetup) newCgroup(id string, r *v1.Resources) (*workloadCgroup, er
 	}
 	for _, c := range r.Names() {
 		dir := filepath.Join(s.v1dirs[c], id)
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		// MkdirAll: another nexlet may have removed the base while it was empty (setupV1)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fail(err)
 		}
 		g.dirs, g.own = append(g.dirs, dir), append(g.own, s.v1own[c])

@@ -1,0 +1,55 @@
+package native
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// A nexlet starting on v1 removes the empty workload-cgroup bases other nexlets left
+// (killed outright, under node IDs that never come back), and only the empty ones.
+func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
+	own, mounts, err := readCgroupInfo()
+	mnt, ok := mounts["memory"]
+	if err != nil || !ok {
+		t.Skip("no v1 memory hierarchy here")
+	}
+	mine := filepath.Join(mnt, own["memory"])
+	tag := fmt.Sprint(time.Now().UnixNano())
+	empty := filepath.Join(mine, "nex-gone-"+tag)
+	busy := filepath.Join(mine, "nex-busy-"+tag)
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup here: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(busy, "w1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := setupV1(own, mounts, "me-"+tag)
+	t.Cleanup(func() {
+		for _, d := range []string{filepath.Join(busy, "w1"), busy, empty} {
+			_ = syscall.Rmdir(d)
+		}
+		s.close()
+	})
+	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the empty base of another nexlet is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(busy, "w1")); err != nil {
+		t.Fatalf("a base with a workload cgroup was touched: %v", err)
+	}
+	// a nexlet whose empty base another removed makes it again at its next workload
+	if err := syscall.Rmdir(s.v1dirs["memory"]); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.newCgroup("w2", &v1.Resources{Memory: 64 << 20})
+	if err != nil {
+		t.Fatalf("a workload cgroup after the base went: %v", err)
+	}
+	g.remove()
+}
