@@ -118,6 +118,9 @@ func RequestedResources(startRequest json.RawMessage) (*Resources, error) {
 		return nil, nil
 	}
 	if err := json.Unmarshal(startRequest, &sr); err != nil {
+		if strings.HasPrefix(err.Error(), "resources.") { // names its field already
+			return nil, BadRequest("start_request.%v", err)
+		}
 		return nil, BadRequest("start_request.resources: %v", err)
 	}
 	if err := sr.Resources.Validate("start_request.resources"); err != nil {

@@ -74,6 +74,9 @@ const MinRestartDelay = 100 * time.Millisecond
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
 	var sr StartRequest
 	if err := json.Unmarshal(raw, &sr); err != nil {
+		if strings.HasPrefix(err.Error(), "resources.") { // names its field already
+			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%v", err)
+		}
 		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request: %v", err)
 	}
 	p := &parsed{StartRequest: sr, grace: defaultGrace, initialDelay: time.Second, maxDelay: time.Minute, maxRestarts: -1}
