@@ -75,8 +75,8 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"any"},
 		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv("NEX_NODE_ID"),
 	}
-	if v := os.Getenv("NEX_RUN_AS"); v != "" {
-		c.RunAs = strings.Split(v, ",")
+	if v := splitList(os.Getenv("NEX_RUN_AS")); len(v) > 0 {
+		c.RunAs = v
 	}
 	fs := flag.NewFlagSet("nexlet-native", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are the caller's to print, once
