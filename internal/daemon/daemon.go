@@ -440,7 +440,7 @@ func findNexletNative(explicit string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("--nexlet-native-path: %w", err)
 		}
-		if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		if !proc.Executable(st) {
 			return "", fmt.Errorf("--nexlet-native-path %s: not an executable file", explicit)
 		}
 		return explicit, nil

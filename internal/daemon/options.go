@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
@@ -160,7 +161,7 @@ func (o Options) checkAgents() error {
 		if err != nil {
 			return fmt.Errorf("--agents %w", err)
 		}
-		if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if st, err := os.Stat(path); err != nil || !proc.Executable(st) {
 			return fmt.Errorf("--agents %s: %s is not an executable file", a.Name, path)
 		}
 	}

@@ -183,3 +183,6 @@ func (l *DirLock) Release() {
 		_ = l.f.Close()
 	}
 }
+
+// Executable says whether st is of a file one can run: not a directory, with an execute bit.
+func Executable(st os.FileInfo) bool { return !st.IsDir() && st.Mode().Perm()&0o111 != 0 }

@@ -96,13 +96,17 @@ func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) {
 // be promised the last room. Caller holds n.mu.
 func (n *Node) promised(now time.Time) (memory v1.ByteSize, cpu float64) {
 	for _, b := range n.bids {
-		if b.res != nil && (b.used || now.Before(b.ExpiresAt)) {
+		if b.res != nil && b.outstanding(now) {
 			memory += b.res.Memory
 			cpu += b.res.CPU
 		}
 	}
 	return memory, cpu
 }
+
+// outstanding says whether bid b still holds its place: until it is used (and its
+// workload indexed) or expires.
+func (b *bid) outstanding(now time.Time) bool { return b.used || now.Before(b.ExpiresAt) }
 
 // allocatable is the room the node offers its workloads.
 func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {

@@ -28,15 +28,8 @@ import (
 func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config, limits ...string) *node.Node {
 	t.Helper()
 	nc := testutil.Connect(t, s)
-	cfg.NodeID, cfg.Name, cfg.AnnounceInterval = nodeID(t), name, 200*time.Millisecond
-	n, err := node.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
+	cfg.NodeID, cfg.Name = nodeID(t), name
+	n := newNodeWith(t, nc, cfg)
 	cgroups := v1.CgroupsNone
 	if len(limits) > 0 {
 		cgroups = v1.CgroupsV2
@@ -351,14 +344,7 @@ func TestNexletsOfATypeShareANode(t *testing.T) {
 func TestListDoesNotWaitForAVanishedNexlet(t *testing.T) {
 	s := testutil.StartServer(t)
 	a := startSizedNode(t, s, "a", node.Config{})
-	b, err := node.New(testutil.Connect(t, s), node.Config{NodeID: nodeID(t), Name: "b", AnnounceInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Stop)
+	b := newNodeWith(t, testutil.Connect(t, s), node.Config{NodeID: nodeID(t), Name: "b"})
 	stop := serveMemoryNexlet(t, testutil.Connect(t, s), b, "mem", v1.CgroupsNone, nil)
 	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -37,11 +37,16 @@ const nexletGap = 3 * time.Second
 
 // askNexlet sends one request to a local nexlet, riding out a short gap in its connection.
 func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
+	return n.callNexlet(ctx, nexletID, op, workloadID, req, resp, nexletGap)
+}
+
+// callNexlet asks a nexlet, asking again for up to wait while nothing listens.
+func (n *Node) callNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any, wait time.Duration) error {
 	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, op)
 	if workloadID != "" {
 		subject = v1.NexletSubject(n.cfg.NodeID, nexletID, op, workloadID)
 	}
-	return svc.CallWaiting(ctx, n.nc, subject, req, resp, nexletGap)
+	return svc.CallWaiting(ctx, n.nc, subject, req, resp, wait)
 }
 
 func (n *Node) addService() error {
@@ -177,7 +182,7 @@ func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.T
 		busy[e.reg.NexletID] = counts[e.reg.NexletID]
 	}
 	for _, b := range n.bids {
-		if _, ok := busy[b.NexletID]; ok && now.Before(b.ExpiresAt) {
+		if _, ok := busy[b.NexletID]; ok && b.outstanding(now) {
 			busy[b.NexletID]++
 		}
 	}
@@ -395,10 +400,10 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var list json.RawMessage
-			// not waiting for a nexlet that is between processes (askNexlet would, for
+			// not waiting for a nexlet that is between processes (as askNexlet does, for
 			// nexletGap): its workloads are listed from their records as unknown at once,
 			// where a wait would outlast the client's patience with this node
-			if err := svc.Call(cctx, n.nc, v1.NexletSubject(n.cfg.NodeID, id, v1.NexletList), v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list); err != nil {
+			if err := n.callNexlet(cctx, id, v1.NexletList, "", v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list, 0); err != nil {
 				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
 				return
 			}

@@ -118,10 +118,7 @@ func RequestedResources(startRequest json.RawMessage) (*Resources, error) {
 		return nil, nil
 	}
 	if err := json.Unmarshal(startRequest, &sr); err != nil {
-		if strings.HasPrefix(err.Error(), "resources.") { // names its field already
-			return nil, BadRequest("start_request.%v", err)
-		}
-		return nil, BadRequest("start_request.resources: %v", err)
+		return nil, BadRequest("%s", InStartRequest(err, "start_request.resources"))
 	}
 	if err := sr.Resources.Validate("start_request.resources"); err != nil {
 		return nil, err
@@ -130,6 +127,16 @@ func RequestedResources(startRequest json.RawMessage) (*Resources, error) {
 		return nil, nil
 	}
 	return sr.Resources, nil
+}
+
+// InStartRequest is the message of err, from decoding a start request: an error that
+// names its field (resources.memory: ...) gets the field's whole path
+// (start_request.resources.memory: ...), any other is put under field.
+func InStartRequest(err error, field string) string {
+	if strings.HasPrefix(err.Error(), "resources.") {
+		return "start_request." + err.Error()
+	}
+	return field + ": " + err.Error()
 }
 
 // ByteSize is a number of bytes. In JSON it is a number of bytes or a string with a unit:

@@ -43,8 +43,15 @@ type cgroupSetup struct {
 
 var cgroupControllers = []string{"memory", "cpu", "pids"}
 
-// detectCgroups finds how this process can limit its workloads; name keeps two nexlets
-// in one cgroup apart.
+// cgroupPrefix begins the name of every nexlet's base of workload cgroups.
+const cgroupPrefix = "nex-"
+
+// cgroupBase is the name of the base of nexlet nexletID of node nodeID: two nexlets in one
+// cgroup (nexd starts them all in its own) keep apart.
+func cgroupBase(nodeID, nexletID string) string { return cgroupPrefix + nodeID + "-" + nexletID }
+
+// detectCgroups finds how this process can limit its workloads, under bases named name
+// (cgroupBase).
 func detectCgroups(name string, log *zap.Logger) *cgroupSetup {
 	own, mounts, err := readCgroupInfo()
 	if err != nil {
@@ -152,7 +159,7 @@ func setupV2(dir, name string) (*cgroupSetup, error) {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
 		return nil, fmt.Errorf("enable controllers in %s: %v", dir, err)
 	}
-	base := filepath.Join(dir, "nex-"+name)
+	base := filepath.Join(dir, name)
 	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
@@ -173,7 +180,7 @@ func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 			continue
 		}
 		mine := filepath.Join(mnt, own[c])
-		base := filepath.Join(mine, "nex-"+name)
+		base := filepath.Join(mine, name)
 		removeEmptyBases(mine, base)
 		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			why = append(why, fmt.Sprintf("cannot make %s: %v", base, err))
@@ -194,7 +201,7 @@ func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 func removeEmptyBases(mine, keep string) {
 	entries, _ := os.ReadDir(mine)
 	for _, e := range entries {
-		if dir := filepath.Join(mine, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), "nex-") && dir != keep {
+		if dir := filepath.Join(mine, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), cgroupPrefix) && dir != keep {
 			_ = syscall.Rmdir(dir)
 		}
 	}
@@ -218,15 +225,24 @@ func (s *cgroupSetup) enforces(r *v1.Resources) string {
 // killing what is still in them (killOrphans has done most of that already).
 func (s *cgroupSetup) sweep(log *zap.Logger) {
 	for _, b := range s.bases() {
-		entries, _ := os.ReadDir(b)
-		for _, e := range entries {
-			if e.IsDir() {
-				dir := filepath.Join(b, e.Name())
-				killCgroup(dir)
-				if err := removeCgroup(dir); err != nil {
-					log.Warn("remove a workload cgroup left by a previous nexlet", zap.String("cgroup", dir), zap.Error(err))
-				}
-			}
+		clearBase(b, func(dir string, err error) {
+			log.Warn("remove a workload cgroup left by a previous nexlet", zap.String("cgroup", dir), zap.Error(err))
+		})
+	}
+}
+
+// clearBase kills what is in each workload cgroup under base and removes it; failed is
+// told of one it could not remove (nil: nobody).
+func clearBase(base string, failed func(dir string, err error)) {
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		killCgroup(dir)
+		if err := removeCgroup(dir); err != nil && failed != nil {
+			failed(dir, err)
 		}
 	}
 }
@@ -245,15 +261,8 @@ func RemoveCgroupsOf(nodeID, nexletID string) {
 		if !ok {
 			continue
 		}
-		base := filepath.Join(mnt, own[c], "nex-"+nodeID+"-"+nexletID)
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if e.IsDir() {
-				dir := filepath.Join(base, e.Name())
-				killCgroup(dir)
-				_ = removeCgroup(dir)
-			}
-		}
+		base := filepath.Join(mnt, own[c], cgroupBase(nodeID, nexletID))
+		clearBase(base, nil)
 		_ = syscall.Rmdir(base)
 	}
 }

@@ -30,7 +30,7 @@ func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(busy, "w1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := setupV1(own, mounts, "me-"+tag)
+	s := setupV1(own, mounts, cgroupBase("me", tag))
 	t.Cleanup(func() {
 		for _, d := range []string{filepath.Join(busy, "w1"), busy, empty} {
 			_ = syscall.Rmdir(d)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/ports"
+	"github.com/nexrun/nex/internal/proc"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
@@ -150,7 +151,7 @@ func New(opts Options) (*Driver, error) {
 	if opts.NoCgroups {
 		d.cg = &cgroupSetup{kind: v1.CgroupsNone, why: "resource limits are turned off here"}
 	} else {
-		d.cg = detectCgroups(opts.NodeID+"-"+opts.NexletID, d.log)
+		d.cg = detectCgroups(cgroupBase(opts.NodeID, opts.NexletID), d.log)
 		d.cg.sweep(d.log)
 	}
 	return d, nil
@@ -285,7 +286,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		return v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err)
 	}
 	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
-		if st, err := os.Stat(hc.Exec.Argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if st, err := os.Stat(hc.Exec.Argv[0]); err != nil || !proc.Executable(st) {
 			return v1.NewError(400, v1.CodeStartFailed, "start_request.health.exec.argv: %s is not an executable file", hc.Exec.Argv[0])
 		}
 	}

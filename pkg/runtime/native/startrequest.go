@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -74,10 +75,7 @@ const MinRestartDelay = 100 * time.Millisecond
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
 	var sr StartRequest
 	if err := json.Unmarshal(raw, &sr); err != nil {
-		if strings.HasPrefix(err.Error(), "resources.") { // names its field already
-			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%v", err)
-		}
-		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request: %v", err)
+		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", v1.InStartRequest(err, "start_request"))
 	}
 	p := &parsed{StartRequest: sr, grace: defaultGrace, initialDelay: time.Second, maxDelay: time.Minute, maxRestarts: -1}
 	if strings.HasPrefix(sr.URI, "nats://") {
@@ -139,7 +137,7 @@ func executablePath(uri string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %v", ErrNotExecutable, u.Path, err)
 	}
-	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+	if !proc.Executable(st) {
 		return "", fmt.Errorf("%w: %s (mode %s)", ErrNotExecutable, u.Path, st.Mode())
 	}
 	return u.Path, nil
