@@ -70,7 +70,7 @@ func TestWorkloadBundle(t *testing.T) {
 	}
 	script := u.write("hello.sh", "#!/bin/sh\necho bundled hello\n", 0o755)
 	out := nex("workload", "bundle", script, "--lifecycle", "job", "-o", "hello.nexfile")
-	if !strings.Contains(out, "Bundled hello: 1 file into NEX_BUNDLES (1 new") {
+	if !strings.Contains(out, "Bundled hello: 1 file into NEX_BUNDLES_default (1 new") {
 		t.Fatalf("bundle:\n%s", out)
 	}
 	if out := nex("workload", "bundle", script, "--lifecycle", "job", "-o", "again.nexfile"); !strings.Contains(out, "(0 new") {

@@ -27,13 +27,14 @@ type BundleCreateCmd struct {
 	Name      string `name:"name" help:"Workload name (default: the Nexfile's, else the executable's file name)."`
 	Lifecycle string `name:"lifecycle" help:"service, job or function (default: the Nexfile's, else service)."`
 	Exec      string `name:"exec" help:"In a directory: the executable, relative to it (default: its only executable file)."`
-	Bucket    string `name:"bucket" default:"NEX_BUNDLES" help:"Object store bucket."`
+	Bucket    string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
 	Out       string `name:"out" short:"o" default:"Nexfile.bundle" help:"Where to write the Nexfile."`
 	Force     bool   `name:"force" help:"Overwrite --out if it exists."`
 }
 
 // Run stores the files (each once, by digest) and writes the Nexfile.
 func (c *BundleCreateCmd) Run(ctx context.Context, g *Globals) error {
+	c.Bucket = bucketOf(c.Bucket, g)
 	if _, err := os.Stat(c.Out); err == nil && !c.Force {
 		return fmt.Errorf("%s exists: give --out another file, or --force", c.Out)
 	}
@@ -197,11 +198,12 @@ func (c *BundleCreateCmd) write(g *Globals, base *nexfile.Nexfile, sr map[string
 
 // BundleListCmd lists a bucket's bundled files.
 type BundleListCmd struct {
-	Bucket string `name:"bucket" default:"NEX_BUNDLES" help:"Object store bucket."`
+	Bucket string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
 }
 
 // Run lists.
 func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
+	c.Bucket = bucketOf(c.Bucket, g)
 	cl, err := g.client()
 	if err != nil {
 		return err
@@ -227,11 +229,12 @@ func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
 // BundleRmCmd removes bundled files.
 type BundleRmCmd struct {
 	Digests []string `arg:"" name:"sha256" help:"Digests (or unique prefixes) of the files to remove."`
-	Bucket  string   `name:"bucket" default:"NEX_BUNDLES" help:"Object store bucket."`
+	Bucket  string   `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
 }
 
 // Run removes; a workload whose Nexfile names a removed file no longer starts.
 func (c *BundleRmCmd) Run(ctx context.Context, g *Globals) error {
+	c.Bucket = bucketOf(c.Bucket, g)
 	cl, err := g.client()
 	if err != nil {
 		return err
@@ -244,4 +247,13 @@ func (c *BundleRmCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stdout, "Removed %s (%s) from %s\n", o.Digest, o.Name, c.Bucket)
 	}
 	return nil
+}
+
+// bucketOf is the bucket a bundle command works on: the one given, else the namespace's
+// own (v1.BundleBucket), the only one its workloads may read with scoped credentials.
+func bucketOf(given string, g *Globals) string {
+	if given != "" {
+		return given
+	}
+	return v1.BundleBucket(g.Namespace)
 }

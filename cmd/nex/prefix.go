@@ -9,8 +9,8 @@ import (
 	"github.com/nexrun/nex/pkg/client"
 )
 
-// workloadIDLen is the length of a workload ID (a NUID); a shorter one is a prefix.
-const workloadIDLen = 22
+// workloadIDLen is the length of a workload ID (v1.NewID); a shorter one is a prefix.
+const workloadIDLen = v1.IDLen
 
 // resolveWorkload turns a unique prefix of a workload ID of the namespace (lists show
 // 12 characters) into the whole ID. A whole ID, or a prefix that matches nothing, is

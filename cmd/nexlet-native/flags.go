@@ -31,6 +31,7 @@ type cli struct {
 	UIDLockDir       string
 	Cgroups          string
 	RunAs            []string
+	WorkdirRoots     []string
 	StopGrace        time.Duration
 	ShowWorkloadLogs bool
 	LogLevel         string
@@ -72,7 +73,7 @@ func (l *listFlag) Set(s string) error {
 func parseFlags(args []string, out io.Writer) (cli, error) {
 	c := cli{
 		NexletID: envOr("NEX_NEXLET_ID", "native"), WorkloadUIDs: envOr("NEX_WORKLOAD_UIDS", "auto"),
-		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"any"},
+		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"none"},
 		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv("NEX_NODE_ID"),
 	}
 	if v := splitList(os.Getenv("NEX_RUN_AS")); len(v) > 0 {
@@ -89,7 +90,11 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 	fs.StringVar(&c.WorkloadUIDs, "workload-uids", c.WorkloadUIDs, "Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range "+native.DefaultUIDs+" when root, else none ($NEX_WORKLOAD_UIDS).")
 	fs.StringVar(&c.UIDLockDir, "uid-lock-dir", c.UIDLockDir, "Where the nexlets of this machine lock the workload UIDs they use.")
 	fs.StringVar(&c.Cgroups, "cgroups", c.Cgroups, "auto|none: enforce the resource limits workloads ask for with cgroups ('auto': v2 where this process has a delegated cgroup, else v1 where its hierarchies are writable); 'none' refuses workloads with limits ($NEX_CGROUPS).")
-	fs.Var(&listFlag{v: &c.RunAs}, "run-as", "Users (names or UIDs, comma-separated or repeated) a workload may ask to run as with start_request.user, when this process is root; 'any': any user but root; 'none': no one ($NEX_RUN_AS; default any).")
+	fs.Var(&listFlag{v: &c.RunAs}, "run-as", "Who each namespace's workloads may ask to run as (start_request.user, .group), when this process is root: NS=NAME entries naming a user or a group by name or number (comma-separated or repeated; * for every namespace, never root or an ID below 1000); 'none': no one ($NEX_RUN_AS; default none).")
+	if v := splitList(os.Getenv("NEX_WORKDIR_ROOTS")); len(v) > 0 {
+		c.WorkdirRoots = v
+	}
+	fs.Var(&listFlag{v: &c.WorkdirRoots}, "workdir-roots", "Directories under which a start request may name its own workdir (absolute, comma-separated or repeated; $NEX_WORKDIR_ROOTS). Default: none when workloads run as users of their own, anywhere outside the data dir when they run as this process's user.")
 	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
 	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error: log level.")
@@ -159,6 +164,15 @@ func (c *cli) check() error {
 		if !slices.Contains(v.want, v.got) {
 			return fmt.Errorf("%s must be one of %s but got %q", flag, strings.Join(v.want, ","), v.got)
 		}
+	}
+	if _, err := native.ParseRunAs(c.RunAs); err != nil {
+		return err
+	}
+	for i, r := range c.WorkdirRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("--workdir-roots %q: want an absolute path", r)
+		}
+		c.WorkdirRoots[i] = filepath.Clean(r)
 	}
 	for _, p := range []*string{&c.NATS.CredsFile, &c.NATS.NKey, &c.NATS.TLSCert, &c.NATS.TLSKey, &c.NATS.TLSCA} {
 		if *p == "" {

@@ -18,13 +18,13 @@ func TestParseFlags(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	var out bytes.Buffer
-	c, err := parseFlags(strings.Fields("--node-id=N1 --nexlet-id native-2 --data-dir /d --max-workloads 5 --workload-uids none --cgroups=none --run-as a,b --run-as c --stop-grace 3s --show-workload-logs --log-level warn --log-json --nats.servers=nats://a:1,nats://b:2 --nats.creds-file rel.creds --nats.tls-first"), &out)
+	c, err := parseFlags(strings.Fields("--node-id=N1 --nexlet-id native-2 --data-dir /d --max-workloads 5 --workload-uids none --cgroups=none --run-as a=x,b=y --run-as c=z --stop-grace 3s --show-workload-logs --log-level warn --log-json --nats.servers=nats://a:1,nats://b:2 --nats.creds-file rel.creds --nats.tls-first"), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	abs, _ := filepath.Abs("rel.creds")
 	if c.NodeID != "N1" || c.NexletID != "native-2" || c.DataDir != "/d" || c.MaxWorkloads != 5 || c.WorkloadUIDs != "none" || c.Cgroups != "none" ||
-		!slices.Equal(c.RunAs, []string{"a", "b", "c"}) || c.StopGrace != 3*time.Second || !c.ShowWorkloadLogs || c.LogLevel != "warn" || !c.LogJSON ||
+		!slices.Equal(c.RunAs, []string{"a=x", "b=y", "c=z"}) || c.StopGrace != 3*time.Second || !c.ShowWorkloadLogs || c.LogLevel != "warn" || !c.LogJSON ||
 		!slices.Equal(c.NATS.Servers, []string{"nats://a:1", "nats://b:2"}) || c.NATS.CredsFile != abs || !c.NATS.TLSFirst || c.NATS.Timeout != 5*time.Second {
 		t.Fatalf("parsed %+v", c)
 	}
@@ -32,12 +32,12 @@ func TestParseFlags(t *testing.T) {
 	// defaults, and the environment
 	t.Setenv("NEX_NODE_ID", "NENV")
 	t.Setenv("NATS_URL", "nats://e:1")
-	t.Setenv("NEX_RUN_AS", "nobody")
+	t.Setenv("NEX_RUN_AS", "*=nobody")
 	c, err = parseFlags(nil, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NodeID != "NENV" || c.NexletID != "native" || c.WorkloadUIDs != "auto" || c.Cgroups != "auto" || !slices.Equal(c.RunAs, []string{"nobody"}) ||
+	if c.NodeID != "NENV" || c.NexletID != "native" || c.WorkloadUIDs != "auto" || c.Cgroups != "auto" || !slices.Equal(c.RunAs, []string{"*=nobody"}) ||
 		c.StopGrace != 10*time.Second || c.LogLevel != "info" || !slices.Equal(c.NATS.Servers, []string{"nats://e:1"}) {
 		t.Fatalf("defaults %+v", c)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,10 +101,10 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	}
 	opts.UIDLockDir = c.UIDLockDir
 	opts.NoCgroups = c.Cgroups == "none"
-	opts.RunAs = c.RunAs
-	if slices.Contains(c.RunAs, "none") {
-		opts.RunAs = []string{}
+	if opts.RunAs, err = native.ParseRunAs(c.RunAs); err != nil {
+		return err
 	}
+	opts.WorkdirRoots = c.WorkdirRoots
 	perWorkload := 2 // its output pipes (the reaper needs no pidfd)
 	if opts.UIDs != nil {
 		perWorkload++ // and the lock of its UID

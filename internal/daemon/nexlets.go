@@ -91,6 +91,9 @@ func (x *nexlets) startNative() error {
 		"--cgroups=" + d.o.Cgroups,
 		"--run-as=" + strings.Join(d.o.RunAs, ","),
 	}, cargs...)
+	if len(d.o.WorkdirRoots) > 0 {
+		args = append(args, "--workdir-roots="+strings.Join(d.o.WorkdirRoots, ","))
+	}
 	if d.o.ShowWorkloadLogs {
 		args = append(args, "--show-workload-logs")
 	}

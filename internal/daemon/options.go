@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -35,7 +36,8 @@ type Options struct {
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	Cgroups            string            `name:"cgroups" default:"auto" enum:"auto,none" env:"NEX_CGROUPS" help:"nexlet-native enforces the resource limits workloads ask for with cgroups ('auto'), or refuses workloads with limits ('none')."`
-	RunAs              []string          `name:"run-as" default:"any" env:"NEX_RUN_AS" help:"Users (names or UIDs) a workload may ask nexlet-native to run as (start_request.user; root only): 'any' (any user but root), 'none', or a list."`
+	RunAs              []string          `name:"run-as" default:"none" env:"NEX_RUN_AS" help:"Who each namespace's workloads may ask nexlet-native to run as (start_request.user, .group; root only): NS=NAME entries, a user or a group by name or number (* for every namespace, never root or an ID below 1000), or 'none'."`
+	WorkdirRoots       []string          `name:"workdir-roots" env:"NEX_WORKDIR_ROOTS" help:"Directories under which a start request may name its own workdir (absolute). Default: none when workloads run as users of their own; anywhere outside the data dir when they run as the node's user."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
 	Memory             string            `name:"memory" env:"NEX_MEMORY" help:"Memory the node offers workloads, its reserve included, e.g. 8GiB (default: the machine's, MemTotal of /proc/meminfo); it declines starts whose resources.memory do not fit."`
 	CPUs               float64           `name:"cpus" env:"NEX_CPUS" help:"CPU cores the node offers workloads, its reserve included, e.g. 2.5 (default: the machine's); it declines starts whose resources.cpu do not fit."`
@@ -107,6 +109,14 @@ func (o Options) Check() error {
 	default:
 		if _, err := native.ParseUIDRange(o.WorkloadUIDs); err != nil {
 			return fmt.Errorf("--workload-uids: %w (or auto, or none)", err)
+		}
+	}
+	if _, err := native.ParseRunAs(o.RunAs); err != nil {
+		return err
+	}
+	for _, r := range o.WorkdirRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("--workdir-roots %q: want an absolute path", r)
 		}
 	}
 	for _, ns := range o.RequireIsolation {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nuid"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -31,7 +30,7 @@ func (c *Client) StartGroup(ctx context.Context, def v1.WorkloadDefinition, repl
 	if err := c.sealForCluster(ctx, &def); err != nil {
 		return nil, err
 	}
-	return c.Group(ctx, v1.GroupIDPrefix+nuid.Next(), v1.GroupRequest{Op: v1.GroupCreate, Definition: &def, Replicas: replicas, MaxPerNode: maxPerNode, Spread: spread})
+	return c.Group(ctx, v1.GroupIDPrefix+v1.NewID(), v1.GroupRequest{Op: v1.GroupCreate, Definition: &def, Replicas: replicas, MaxPerNode: maxPerNode, Spread: spread})
 }
 
 // UpdateGroup rolls a replica group over to def, maxParallel copies at a time (see

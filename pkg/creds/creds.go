@@ -48,11 +48,17 @@ func (c *Creds) File() ([]byte, error) {
 func InboxPrefix(ns string) string { return "_INBOX_" + ns }
 
 // WorkloadPermissions scope a workload to its namespace: publish and subscribe in
-// <ns>.>, replies through its own inbox prefix, answers to requests it receives; nothing
-// under $NEX, no other namespace.
+// <ns>.>, replies through its own inbox prefix, answers to requests it receives, and
+// reads of its namespace's object store (v1.BundleBucket: nats:// artifacts are fetched
+// with these credentials); nothing under $NEX, no other namespace, no other bucket.
 func WorkloadPermissions(ns string) jwt.Permissions {
+	st := "OBJ_" + v1.BundleBucket(ns)
 	return jwt.Permissions{
-		Pub:  jwt.Permission{Allow: jwt.StringList{ns + ".>"}},
+		Pub: jwt.Permission{Allow: jwt.StringList{ns + ".>",
+			"$JS.API.INFO", "$JS.API.STREAM.INFO." + st, "$JS.API.CONSUMER.CREATE." + st, "$JS.API.CONSUMER.CREATE." + st + ".>",
+			"$JS.API.CONSUMER.DELETE." + st + ".*", "$JS.API.DIRECT.GET." + st, "$JS.API.DIRECT.GET." + st + ".>",
+			"$JS.API.STREAM.MSG.GET." + st, "$JS.FC.>",
+		}},
 		Sub:  jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>"}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}

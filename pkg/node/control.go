@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/ports"
@@ -157,7 +156,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	}
 	e := n.pickNexlet(enforcing, counts, now)
 	b := &bid{Bid: v1.Bid{
-		BidID: n.bidPrefix + nuid.Next(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
+		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
 		Workloads: running,
 	}, lifecycle: req.Lifecycle, res: req.Resources}

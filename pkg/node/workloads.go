@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
@@ -51,7 +50,7 @@ func (n *Node) unindex(wid string) {
 // a crash in between is still covered, since a restarted node adopts what its nexlets
 // run), and undoes the start if the record cannot be written.
 func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadDefinition, requestID string) (v1.WorkloadInfo, error) {
-	wid := nuid.Next()
+	wid := v1.NewID()
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
 	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), CreatedAt: time.Now().UTC(), RequestID: requestID}
 	if requestID == "" {

@@ -212,3 +212,8 @@ func ValidateTriggerSubject(s string) error {
 	}
 	return nil
 }
+
+// BundleBucket is namespace ns's own object store: nex workload bundle stores there by
+// default, and a workload of ns, with scoped credentials, may read nats:// artifacts from
+// it and from no other bucket (the node grants its credentials that bucket alone).
+func BundleBucket(ns string) string { return "NEX_BUNDLES_" + ns }

@@ -4,49 +4,71 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
 )
 
 // fetchTimeout bounds the download of one artifact.
 const fetchTimeout = 2 * time.Minute
 
-// fetchArtifacts places every artifact in the workdir, and the executable too when the
-// uri is nats://; it returns the path of the executable to run.
-func (d *Driver) fetchArtifacts(ctx context.Context, workdir string, sr *parsed) error {
+// digestRE is a SHA-256 digest as the start request gives it, and the cache names files.
+var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// fetchArtifacts places every artifact in the workdir as the workload's own user, and the
+// executable too when the uri is nats:// (in .nex, where the workload may run it but not
+// replace it).
+//
+// A file:// artifact is read as the workload's user, so it is something that user could
+// read anyway (never /etc/shadow or the node's keys), and is never cached. http(s) and
+// nats:// content is fetched into the nexlet's cache, named by its digest; a nats://
+// object is fetched, and its presence checked at every use, with the workload's own
+// credentials, so a namespace reads only the object stores it may read.
+func (h *handle) fetchArtifacts(ctx context.Context) error {
+	sr := h.sr
 	for i, a := range sr.Artifacts {
 		dest := a.Path
 		if dest == "" {
 			dest = baseName(a.URI)
 		}
+		if filepath.IsAbs(dest) || !filepath.IsLocal(dest) {
+			return fmt.Errorf("artifacts[%d].path %q must be relative and stay inside the workdir", i, dest)
+		}
 		mode := os.FileMode(0o644)
 		if a.Mode != "" {
 			m, err := strconv.ParseUint(a.Mode, 8, 32)
-			if err != nil {
-				return fmt.Errorf("artifacts[%d].mode %q: %w", i, a.Mode, err)
+			if err != nil || m&^0o777 != 0 {
+				return fmt.Errorf("artifacts[%d].mode %q: want permission bits in octal, at most 0777 (no setuid, setgid or sticky bit)", i, a.Mode)
 			}
 			mode = os.FileMode(m)
 		}
-		if err := d.place(ctx, workdir, dest, a.URI, a.SHA256, mode); err != nil {
+		if err := h.place(ctx, dest, a.URI, a.SHA256, mode); err != nil {
 			return fmt.Errorf("artifacts[%d] %s: %w", i, a.URI, err)
 		}
 	}
 	if sr.remoteExec != "" {
-		dest := filepath.Join(".nex", baseName(sr.remoteExec))
-		if err := d.place(ctx, workdir, dest, sr.remoteExec, sr.SHA256, 0o755); err != nil {
+		p, err := h.placeExecutable(ctx, sr.remoteExec, sr.SHA256)
+		if err != nil {
 			return fmt.Errorf("uri %s: %w", sr.remoteExec, err)
 		}
-		sr.path = filepath.Join(workdir, dest)
+		sr.path = p
 	}
 	return nil
 }
@@ -60,47 +82,154 @@ func baseName(uri string) string {
 	return "artifact"
 }
 
-// place fetches uri (or takes it from the cache by digest) into workdir/dest.
-func (d *Driver) place(ctx context.Context, workdir, dest, uri, digest string, mode os.FileMode) error {
-	if filepath.IsAbs(dest) || !filepath.IsLocal(dest) {
-		return fmt.Errorf("path %q must be relative and stay inside the workdir", dest)
+// place puts the content of uri at workdir/dest, written as the workload's user.
+func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.FileMode) error {
+	if digest != "" && !digestRE.MatchString(digest) {
+		return fmt.Errorf("sha256 %q: want 64 lower-case hex digits", digest)
 	}
-	cacheDir := filepath.Join(d.opts.DataDir, "cache")
-	if err := os.MkdirAll(cacheDir, 0o750); err != nil {
+	target := filepath.Join(h.workdir, dest)
+	u, err := url.Parse(uri)
+	if err != nil {
+		return fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+	}
+	if u.Scheme == "file" {
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
+		}
+		return asUser(h.identity(), func() error {
+			src, err := os.Open(u.Path)
+			if err != nil {
+				return denied("read", u.Path, err)
+			}
+			defer src.Close()
+			if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
+				return fmt.Errorf("%s is not a regular file", u.Path)
+			}
+			return writeAs(target, src, mode, digest)
+		})
+	}
+	cached, err := h.cached(ctx, uri, digest)
+	if err != nil {
 		return err
 	}
-	cached := ""
-	if digest != "" {
-		p := filepath.Join(cacheDir, digest)
-		if _, err := os.Stat(p); err == nil {
-			cached = p
-			// the content is here, but an object store object that was removed (nex
-			// workload bundle rm) is gone for every node: ask, cheaply, that it is still there
-			if err := d.stillThere(ctx, uri); err != nil {
-				return err
-			}
-		}
+	src, err := os.Open(cached) // the nexlet's own file
+	if err != nil {
+		return err
 	}
-	if cached == "" {
-		p, err := d.download(ctx, cacheDir, uri, digest)
-		if err != nil {
-			return err
-		}
-		cached = p
-	}
-	target := filepath.Join(workdir, dest)
+	defer src.Close()
+	return asUser(h.identity(), func() error { return writeAs(target, src, mode, "") })
+}
+
+// writeAs writes src to target (replacing what is there, never through a symlink) with
+// mode, checking its digest when one is given. It runs as the workload's user (asUser).
+func writeAs(target string, src io.Reader, mode os.FileMode, digest string) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 		return err
 	}
-	return copyFile(cached, target, mode)
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, mode)
+	if err != nil {
+		return err
+	}
+	var h hash.Hash = sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), src)
+	if err == nil {
+		err = out.Chmod(mode)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && digest != "" {
+		if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+			err = fmt.Errorf("sha256 mismatch: want %s, got %s", digest, got)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(target)
+	}
+	return err
+}
+
+// placeExecutable puts the executable of a nats:// uri in the workdir's .nex: the
+// nexlet's directory, readable and runnable by the workload's group, not replaceable.
+func (h *handle) placeExecutable(ctx context.Context, uri, digest string) (string, error) {
+	if digest != "" && !digestRE.MatchString(digest) {
+		return "", fmt.Errorf("sha256 %q: want 64 lower-case hex digits", digest)
+	}
+	cached, err := h.cached(ctx, uri, digest)
+	if err != nil {
+		return "", err
+	}
+	src, err := os.Open(cached)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	wfd, err := h.openWorkdir()
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(wfd)
+	nfd, err := h.openNexDir(wfd, true)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(nfd)
+	name := baseName(uri)
+	gid, _, _ := h.credsGroup()
+	if err := unix.Unlinkat(nfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return "", err
+	}
+	fd, err := unix.Openat(nfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o750)
+	if err != nil {
+		return "", err
+	}
+	out := os.NewFile(uintptr(fd), name)
+	_, err = io.Copy(out, src)
+	if err == nil {
+		err = out.Chown(-1, gid)
+	}
+	if err == nil {
+		err = out.Chmod(0o750)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(h.workdir, nexDir, name), nil
+}
+
+// cached returns the path of uri's content in the nexlet's cache, fetching it when it is
+// not there. An object store object found in the cache is still asked after, with the
+// workload's credentials: it may have been removed (nex workload bundle rm), and this
+// workload may not be allowed to read it.
+func (h *handle) cached(ctx context.Context, uri, digest string) (string, error) {
+	cacheDir := filepath.Join(h.d.opts.DataDir, "cache")
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		return "", err
+	}
+	if digest != "" {
+		p := filepath.Join(cacheDir, digest)
+		if _, err := os.Stat(p); err == nil {
+			if err := h.stillThere(ctx, uri); err != nil {
+				return "", err
+			}
+			return p, nil
+		}
+	}
+	return h.download(ctx, cacheDir, uri, digest)
 }
 
 // download fetches uri into the cache, checks the digest when one is given, and
 // returns the cache path (named by the content's digest).
-func (d *Driver) download(ctx context.Context, cacheDir, uri, want string) (string, error) {
+func (h *handle) download(ctx context.Context, cacheDir, uri, want string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	r, err := d.open(ctx, uri)
+	r, err := h.open(ctx, uri)
 	if err != nil {
 		return "", err
 	}
@@ -110,15 +239,15 @@ func (d *Driver) download(ctx context.Context, cacheDir, uri, want string) (stri
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+	sum := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, sum), r); err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("fetch: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
 		return "", err
 	}
-	got := hex.EncodeToString(h.Sum(nil))
+	got := hex.EncodeToString(sum.Sum(nil))
 	if want != "" && got != want {
 		return "", fmt.Errorf("sha256 mismatch: want %s, got %s", want, got)
 	}
@@ -129,17 +258,13 @@ func (d *Driver) download(ctx context.Context, cacheDir, uri, want string) (stri
 	return p, nil
 }
 
-func (d *Driver) open(ctx context.Context, uri string) (io.ReadCloser, error) {
+// open opens an http(s):// or nats:// source.
+func (h *handle) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
 	}
 	switch u.Scheme {
-	case "file":
-		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return nil, fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
-		}
-		return os.Open(u.Path)
 	case "http", "https":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 		if err != nil {
@@ -155,62 +280,76 @@ func (d *Driver) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		}
 		return resp.Body, nil
 	case "nats":
-		bucket, object := u.Host, strings.TrimPrefix(u.Path, "/")
-		if bucket == "" || object == "" {
-			return nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, uri)
-		}
-		js, err := jetstream.New(d.opts.Conn)
+		store, done, err := h.objectStore(ctx, u)
 		if err != nil {
 			return nil, err
 		}
-		store, err := js.ObjectStore(ctx, bucket)
+		r, err := store.Get(ctx, strings.TrimPrefix(u.Path, "/"))
 		if err != nil {
-			return nil, fmt.Errorf("object store %s: %w", bucket, err)
+			done()
+			return nil, fmt.Errorf("object %s: %w", strings.TrimPrefix(u.Path, "/"), err)
 		}
-		return store.Get(ctx, object)
+		return readCloser{r, func() error { err := r.Close(); done(); return err }}, nil
 	}
 	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, uri, u.Scheme)
 }
 
-// stillThere checks that a nats:// object exists (its metadata, not its content); other
-// schemes are taken from the cache as they are.
-func (d *Driver) stillThere(ctx context.Context, uri string) error {
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+// objectStore opens the bucket of a nats:// uri with the workload's own credentials when
+// it has them (the nexlet's connection in development mode, where nothing is isolated);
+// done closes what it opened.
+func (h *handle) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectStore, func(), error) {
+	bucket, object := u.Host, strings.TrimPrefix(u.Path, "/")
+	if bucket == "" || object == "" {
+		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u)
+	}
+	nc, done := h.d.opts.Conn, func() {}
+	if h.creds != "" {
+		own, err := nats.Connect(h.d.opts.NATSURL, h.credsOption(), nats.Name("nex fetch "+h.id),
+			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect with the workload's credentials: %w", err)
+		}
+		nc, done = own, own.Close
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	store, err := js.ObjectStore(ctx, bucket)
+	if err != nil {
+		done()
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "ermission") {
+			return nil, nil, fmt.Errorf("object store %s: namespace %s may not read it (a namespace reads its own bucket, %s): %w", bucket, h.def.Namespace, v1.BundleBucket(h.def.Namespace), err)
+		}
+		return nil, nil, fmt.Errorf("object store %s: %w", bucket, err)
+	}
+	return store, done, nil
+}
+
+// stillThere checks that a nats:// object exists and that this workload may read it (its
+// metadata, not its content); other schemes are taken from the cache as they are.
+func (h *handle) stillThere(ctx context.Context, uri string) error {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme != "nats" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	js, err := jetstream.New(d.opts.Conn)
+	store, done, err := h.objectStore(ctx, u)
 	if err != nil {
 		return err
 	}
-	store, err := js.ObjectStore(ctx, u.Host)
-	if err != nil {
-		return fmt.Errorf("object store %s: %w", u.Host, err)
-	}
+	defer done()
 	if _, err := store.GetInfo(ctx, strings.TrimPrefix(u.Path, "/")); err != nil {
 		return fmt.Errorf("object %s: %w", strings.TrimPrefix(u.Path, "/"), err)
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Chmod(dst, mode)
 }

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/ports"
-	"github.com/nexrun/nex/internal/proc"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
@@ -43,9 +42,13 @@ type Options struct {
 	UIDLockDir string
 	// NoCgroups leaves resource limits unenforced: workloads that ask for them are refused.
 	NoCgroups bool
-	// RunAs lists the users (names or UIDs) a workload may ask to run as (start_request.user);
-	// empty or RunAnyUser: any user but root. Only a nexlet running as root runs as others.
-	RunAs []string
+	// WorkdirRoots are the directories under which a start request's own workdir may lie
+	// (lent by the operator). Empty: none, when workloads run as users of their own;
+	// anywhere outside the nexlet's data dir when they run as the nexlet's user.
+	WorkdirRoots []string
+	// RunAs is who each namespace's workloads may ask to run as (start_request.user and
+	// .group); nil: no one. Only a nexlet running as root runs workloads as others.
+	RunAs RunAsPolicy
 }
 
 // Lifecycles are the lifecycles this runtime supports.
@@ -130,12 +133,6 @@ func New(opts Options) (*Driver, error) {
 		if err := openWorkloadsRoot(opts.DataDir); err != nil {
 			return nil, err
 		}
-		// no process of this nexlet, workloads included, gains privileges by exec (a
-		// setuid-root binary); root keeps its own, and switching to a workload's UID
-		// needs none (prctl(2) PR_SET_NO_NEW_PRIVS)
-		if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); errno != 0 {
-			return nil, fmt.Errorf("workloads as users of their own: set no_new_privs: %w", errno)
-		}
 		pool, err := newUIDPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
 		if err != nil {
 			return nil, err
@@ -206,7 +203,8 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}
 	if h.workdir == "" { // decided before the handle is visible: List reads it
-		h.workdir = filepath.Join(d.opts.DataDir, "workloads", h.id)
+		h.workRoot, h.workRel = filepath.Join(d.opts.DataDir, "workloads"), h.id
+		h.workdir = filepath.Join(h.workRoot, h.workRel)
 		h.ownWorkdir = true
 	}
 	if err := d.reservePorts(h.id, sr.ExposePorts, inUse); err != nil {
@@ -236,7 +234,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	p, err := h.startProcess()
 	if err != nil {
-		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(sr.path, err)))
+		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(h.identity(), sr.path, err)))
 	}
 	h.mu.Lock()
 	h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
@@ -251,7 +249,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	d, sr, def := h.d, h.sr, h.def
 	var err error
-	if h.runAs, err = d.resolveRunAs(sr, h.workdir); err != nil {
+	if h.runAs, err = d.resolveRunAs(sr, def.Namespace, h.workdir); err != nil {
 		return err
 	}
 	if d.uids != nil && h.runAs == nil {
@@ -266,13 +264,16 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		if err := h.makeWorkdir(); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
 		}
-	} else if st, err := os.Stat(h.workdir); err != nil || !st.IsDir() {
-		return v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s is not a directory", h.workdir)
+	} else if err := h.lendWorkdir(); err != nil {
+		return err
+	}
+	id := h.identity()
+	if sr.path != "" { // the executable, as the workload's user sees it (the kernel checks it again at exec)
+		if err := checkExecutable(id, sr.path); err != nil {
+			return v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+		}
 	}
 	if len(creds) > 0 {
-		if h.uid != 0 && !h.ownWorkdir {
-			d.uids.record(h.uid, filepath.Join(h.workdir, ".nex"))
-		}
 		if err := h.writeCreds(creds); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err)
 		}
@@ -282,17 +283,12 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 			}
 		}
 	}
-	if err := d.fetchArtifacts(ctx, h.workdir, sr); err != nil {
+	if err := h.fetchArtifacts(ctx); err != nil {
 		return v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err)
 	}
 	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
-		if st, err := os.Stat(hc.Exec.Argv[0]); err != nil || !proc.Executable(st) {
-			return v1.NewError(400, v1.CodeStartFailed, "start_request.health.exec.argv: %s is not an executable file", hc.Exec.Argv[0])
-		}
-	}
-	if uid, gid, ok := h.user(); ok && h.ownWorkdir { // what was fetched belongs to the workload
-		if err := chownTree(h.workdir, uid, gid); err != nil {
-			return v1.NewError(500, v1.CodeStartFailed, "give the workdir to UID %d: %v", uid, err)
+		if err := checkExecutable(id, hc.Exec.Argv[0]); err != nil {
+			return v1.NewError(400, v1.CodeStartFailed, "start_request.health.exec.argv: %v", err)
 		}
 	}
 	if sr.Resources != nil {
@@ -353,17 +349,23 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 
 // explainExecError says what a bare "no such file or directory" from exec means when the
 // file is there: the interpreter its first line names (#!) is missing.
-func explainExecError(path string, err error) error {
+func explainExecError(id *fsIdentity, path string, err error) error {
 	if !errors.Is(err, syscall.ENOENT) {
 		return err
 	}
-	f, oerr := os.Open(path)
-	if oerr != nil {
+	head := make([]byte, 256)
+	n := 0
+	if asUser(id, func() error { // its first line, as the workload's user may read it
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, _ = f.Read(head)
+		return nil
+	}) != nil {
 		return err
 	}
-	defer f.Close()
-	head := make([]byte, 256)
-	n, _ := f.Read(head)
 	line, _, _ := strings.Cut(string(head[:n]), "\n")
 	if !strings.HasPrefix(line, "#!") {
 		return err
@@ -532,65 +534,13 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 	if h.creds == "" || h.finished() {
 		return v1.NewError(409, v1.CodeConflict, "workload %s has no credentials to renew", wid)
 	}
-	tmp := h.creds + ".new"
-	if err := h.writeOwned(tmp, c); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, h.creds); err != nil {
+	if err := h.writeCreds(c); err != nil {
 		return err
 	}
 	if h.fn.Load() != nil {
 		go h.renewed()
 	}
 	return nil
-}
-
-// writeCreds puts the workload's credentials in <workdir>/.nex/nats.creds (0600): never on
-// a command line, and removed with the workdir.
-func (h *handle) writeCreds(c []byte) error {
-	dir := filepath.Join(h.workdir, ".nex")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if uid, gid, ok := h.user(); ok {
-		if err := os.Lchown(dir, int(uid), int(gid)); err != nil {
-			return err
-		}
-	}
-	path := filepath.Join(dir, "nats.creds")
-	if err := h.writeOwned(path, c); err != nil {
-		return err
-	}
-	h.creds = path
-	return nil
-}
-
-// writeOwned writes a file (0600) that belongs to the workload's user.
-func (h *handle) writeOwned(path string, b []byte) error {
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return err
-	}
-	if uid, gid, ok := h.user(); ok {
-		return os.Lchown(path, int(uid), int(gid))
-	}
-	return nil
-}
-
-// makeWorkdir creates the workload's own workdir: 0700 and its user's when it has one.
-func (h *handle) makeWorkdir() error {
-	uid, gid, ok := h.user()
-	if !ok {
-		return os.MkdirAll(h.workdir, 0o750)
-	}
-	// a workload started again after its nexlet died finds its workdir as it left it,
-	// but runs as a new user now: what is there becomes that user's
-	if err := os.MkdirAll(h.workdir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(h.workdir, 0o700); err != nil {
-		return err
-	}
-	return chownTree(h.workdir, uid, gid)
 }
 
 // openWorkloadsRoot lets workloads of other users reach their workdirs under dataDir:

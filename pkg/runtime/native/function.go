@@ -65,7 +65,7 @@ func (h *handle) serveFunction() error {
 func (h *handle) listen() (*triggerConn, error) {
 	tc := &triggerConn{nc: h.d.opts.Conn}
 	if h.creds != "" {
-		nc, err := nats.Connect(h.d.opts.NATSURL, nats.UserCredentials(h.creds), nats.Name("nex function "+h.id),
+		nc, err := nats.Connect(h.d.opts.NATSURL, h.credsOption(), nats.Name("nex function "+h.id),
 			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, fmt.Errorf("connect with the workload's credentials: %w", err)
@@ -107,7 +107,7 @@ func (h *handle) renewed() {
 	}
 	tc, err := h.listen()
 	if err != nil {
-		// the old connection reconnects with the new file when the server ends it
+		// the old connection reconnects with the new credentials when the server ends it
 		h.log.Warn("function: triggers stay on the old connection", zap.Error(err))
 		return
 	}
@@ -172,7 +172,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	var reply limitedBuffer
 	var stdoutLog interface{ Close() error }
 	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: append(h.environment(), "NEX_TRIGGER_SUBJECT="+m.Subject),
-		attr: h.procAttr(), stdin: bytes.NewReader(m.Data), stderr: stderr, cg: h.cg}
+		attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdin: bytes.NewReader(m.Data), stderr: stderr, cg: h.cg}
 	if m.Reply != "" {
 		s.stdout = &reply
 	} else {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +32,10 @@ type handle struct {
 	sr         *parsed
 	workdir    string
 	ownWorkdir bool
+	workRoot   string // the trusted directory the workdir is opened beneath
+	workRel    string // the workdir, relative to workRoot
+	lent       bool   // the workdir is one the operator lends (--workdir-roots)
+	madeNex    bool   // the nexlet made the workdir's .nex (and removes it)
 	uid        uint32 // the workload's own user (and group); 0: the nexlet's
 	runAs      *runAs // the user it asked to run as (start_request.user)
 	cg         *workloadCgroup
@@ -40,7 +43,9 @@ type handle struct {
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
 	creds       string                   // path of the workload's .creds file, when it has its own
-	env         map[string]string        // the environment with sealed values opened
+	credsMu     sync.Mutex
+	credsFile   []byte            // the credentials as written: never read back from the workdir
+	env         map[string]string // the environment with sealed values opened
 	stopOnce    sync.Once
 	cleanOnce   sync.Once
 	stopCh      chan struct{} // closed when a stop is requested
@@ -76,7 +81,7 @@ type process struct {
 // cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
 	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.ooms()}
-	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg}
+	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg, noNewPrivs: h.identity() != nil}
 	if h.sr.Stdin != nil {
 		s.stdin = strings.NewReader(*h.sr.Stdin)
 	}
@@ -455,8 +460,8 @@ func (h *handle) clean() {
 		if err := os.RemoveAll(h.workdir); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
-	} else if (h.uid != 0 || h.runAs != nil) && h.creds != "" {
-		_ = os.RemoveAll(filepath.Dir(h.creds)) // its .nex in a workdir it was lent
+	} else if h.creds != "" {
+		h.removeCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
 	}
 	if h.uid != 0 {
 		h.d.uids.release(h.uid)

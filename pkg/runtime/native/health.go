@@ -253,7 +253,7 @@ func (h *handle) execProbe(ctx context.Context, argv []string) error {
 	var out limitedBuffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	c, err := spawn(spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: w, stderr: w, cg: h.cg})
+	c, err := spawn(spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: w, stderr: w, cg: h.cg})
 	if err != nil {
 		return fmt.Errorf("run %s: %v", argv[0], err)
 	}

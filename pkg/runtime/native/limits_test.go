@@ -282,12 +282,18 @@ func TestTCPAndHTTPHealthChecks(t *testing.T) {
 	}
 }
 
-// user: nobody runs the workload as UID 65534, with its workdir, HOME and USER.
+// user: nobody runs the workload as UID 65534, with its workdir, HOME and USER, where the
+// operator's policy lists it for the namespace; root, groups it does not list (shadow,
+// root), and other namespaces are refused.
 func TestRunAsUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a workload runs as another user only when the nexlet is root")
 	}
-	e := newEnv(t)
+	policy, err := native.ParseRunAs([]string{"default=nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(o *native.Options) { o.RunAs = policy })
 	if err := os.Chmod(filepath.Dir(filepath.Dir(e.state0())), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +319,11 @@ func TestRunAsUser(t *testing.T) {
 		extra map[string]any
 		want  string
 	}{
-		{map[string]any{"user": "root"}, "root is not allowed"},
-		{map[string]any{"user": "0"}, "root is not allowed"},
+		{map[string]any{"user": "root"}, "namespace default may not run as root (UID 0)"},
+		{map[string]any{"user": "0"}, "namespace default may not run as root (UID 0)"},
+		{map[string]any{"user": "daemon"}, "namespace default may not run as daemon"},
+		{map[string]any{"user": "nobody", "group": "shadow"}, "may not run as group shadow"},
+		{map[string]any{"user": "nobody", "group": "0"}, "may not run as group root (GID 0)"},
 		{map[string]any{"user": "no-such-user-here"}, `no user "no-such-user-here"`},
 		{map[string]any{"group": "nogroup"}, "needs start_request.user"},
 		{map[string]any{"user": "nobody", "group": "no-such-group-here"}, `no group "no-such-group-here"`},

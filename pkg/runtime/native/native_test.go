@@ -126,10 +126,19 @@ type env struct {
 }
 
 func newEnv(t *testing.T, tune ...func(*server.Options)) *env {
+	return newEnvWith(t, nil, tune...)
+}
+
+// newEnvWith is newEnv with the driver's options changed by opts.
+func newEnvWith(t *testing.T, opts func(*native.Options), tune ...func(*server.Options)) *env {
 	s := testutil.StartServer(t, tune...)
 	nc := testutil.Connect(t, s)
 	dataDir := filepath.Join(t.TempDir(), "native")
-	d, err := native.New(native.Options{NodeID: "NODE", NexletID: "native", DataDir: dataDir, NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second})
+	o := native.Options{NodeID: "NODE", NexletID: "native", DataDir: dataDir, NATSURL: s.ClientURL(), Conn: nc, DefaultGrace: 2 * time.Second}
+	if opts != nil {
+		opts(&o)
+	}
+	d, err := native.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

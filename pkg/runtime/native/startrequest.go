@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -124,7 +122,8 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 	return p, nil
 }
 
-// executablePath turns file:///abs/path into /abs/path and checks the file can be run.
+// executablePath turns file:///abs/path into /abs/path. Whether the file can be run is
+// checked later, as the workload's user (checkExecutable), and again by the kernel at exec.
 func executablePath(uri string) (string, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
@@ -133,14 +132,7 @@ func executablePath(uri string) (string, error) {
 	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
 		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
 	}
-	st, err := os.Stat(u.Path)
-	if err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrNotExecutable, u.Path, err)
-	}
-	if !proc.Executable(st) {
-		return "", fmt.Errorf("%w: %s (mode %s)", ErrNotExecutable, u.Path, st.Mode())
-	}
-	return u.Path, nil
+	return filepath.Clean(u.Path), nil
 }
 
 func parseDuration(field, s string, dst *time.Duration) error {

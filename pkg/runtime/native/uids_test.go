@@ -84,16 +84,22 @@ func TestWorkloadsAsTheirOwnUsers(t *testing.T) {
 	if uidA < 300100 || uidA > 300199 || uidB < 300100 || uidB > 300199 || uidA == uidB {
 		t.Fatalf("workloads run as UIDs %d and %d", uidA, uidB)
 	}
+	// the workdir is the workload's; its credentials the nexlet's, readable by its group
 	for _, c := range []struct {
-		path string
-		mode os.FileMode
-	}{{filepath.Join(data, "workloads", "a"), 0o700}, {filepath.Join(data, "workloads", "a", ".nex", "nats.creds"), 0o600}} {
+		path     string
+		uid, gid int
+		mode     os.FileMode
+	}{
+		{filepath.Join(data, "workloads", "a"), uidA, uidA, 0o700},
+		{filepath.Join(data, "workloads", "a", ".nex"), 0, uidA, 0o750},
+		{filepath.Join(data, "workloads", "a", ".nex", "nats.creds"), 0, uidA, 0o640},
+	} {
 		st, err := os.Stat(c.path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if owner := st.Sys().(*syscall.Stat_t).Uid; int(owner) != uidA || st.Mode().Perm() != c.mode {
-			t.Errorf("%s: owner %d mode %04o, want %d %04o", c.path, owner, st.Mode().Perm(), uidA, c.mode)
+		if sys := st.Sys().(*syscall.Stat_t); int(sys.Uid) != c.uid || int(sys.Gid) != c.gid || st.Mode().Perm() != c.mode {
+			t.Errorf("%s: %d:%d mode %04o, want %d:%d %04o", c.path, sys.Uid, sys.Gid, st.Mode().Perm(), c.uid, c.gid, c.mode)
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, "the setsid child to run", func() bool { return len(pidsOf(uidA)) == 2 })

@@ -1,0 +1,113 @@
+package native
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The nexlet runs as root and acts for tenants. Whatever it reads or writes for a
+// workload along a path the workload chose (a file:// artifact, the artifacts it places
+// in its workdir, the executable it names) is done with the workload's own filesystem
+// identity, so the kernel decides as it would for the workload itself: /etc/shadow, the
+// node's seeds and other workloads' files are refused, and a symlink the workload planted
+// leads nowhere it could not already write. What the nexlet writes for a workload where the
+// workload cannot (its credentials) goes through directory descriptors the nexlet opened
+// itself, never through symlinks (beneath.go).
+
+// fsIdentity is the user a workload's file operations run as; nil is the nexlet's own.
+type fsIdentity struct{ uid, gid uint32 }
+
+// ErrNotPermitted wraps what the kernel refused a workload's user.
+var ErrNotPermitted = errors.New("the workload's user may not")
+
+// asUser runs fn with id's filesystem identity: setfsuid/setfsgid and no supplementary
+// groups, on an OS thread locked for the purpose. These calls change one thread only; the
+// thread is never handed back to the Go scheduler (the goroutine ends locked, so the
+// runtime discards it), so no other goroutine ever runs with a workload's identity or a
+// half-restored one. fn must not start goroutines that touch files for the workload: they
+// would run on other threads, as root. A nil id runs fn here, as the nexlet.
+func asUser(id *fsIdentity, fn func() error) error {
+	if id == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		if err := unix.Setgroups(nil); err != nil {
+			errc <- fmt.Errorf("drop supplementary groups: %w", err)
+			return
+		}
+		if err := unix.Setfsgid(int(id.gid)); err != nil {
+			errc <- fmt.Errorf("setfsgid %d: %w", id.gid, err)
+			return
+		}
+		if err := unix.Setfsuid(int(id.uid)); err != nil {
+			errc <- fmt.Errorf("setfsuid %d: %w", id.uid, err)
+			return
+		}
+		// setfsuid reports no failure but a missing capability: check it took
+		if cur, _ := unix.SetfsuidRetUid(-1); cur != int(id.uid) {
+			errc <- fmt.Errorf("setfsuid %d did not take (fsuid %d)", id.uid, cur)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// identity is the filesystem identity of the workload's user, nil when it runs as the
+// nexlet's own user.
+func (h *handle) identity() *fsIdentity {
+	uid, gid, ok := h.user()
+	if !ok {
+		return nil
+	}
+	return &fsIdentity{uid: uid, gid: gid}
+}
+
+// denied says in a sentence that the workload's user may not do what err refused.
+func denied(what, path string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w %s %s: permission denied (it is read as the workload's own user)", ErrNotPermitted, what, path)
+	}
+	return err
+}
+
+// checkExecutable checks, as the workload's user, that path is a file it may execute.
+func checkExecutable(id *fsIdentity, path string) error {
+	return asUser(id, func() error {
+		st, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrNotExecutable, path, denied("see", path, err))
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%w: %s (mode %s)", ErrNotExecutable, path, st.Mode())
+		}
+		if err := unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS); err != nil {
+			return fmt.Errorf("%w: %s (mode %s): %v", ErrNotExecutable, path, st.Mode(), denied("execute", path, err))
+		}
+		return nil
+	})
+}
+
+// underRoots says whether the absolute, clean path lies under one of roots (or is one).
+func underRoots(path string, roots []string) bool {
+	for _, r := range roots {
+		if r == "/" || path == r || strings.HasPrefix(path, strings.TrimSuffix(r, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// within says whether path is dir or lies below it (both clean and absolute).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(rel)
+}
