@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,18 @@ func TestIDPrefixes(t *testing.T) {
 	start := func(name string) string {
 		return u.startNative(url, name, "service", `{"uri":"file:///bin/sleep","argv":["600"]}`)
 	}
-	a, b := start("a"), start("b")
+	// IDs are random: start workloads until two share a first character (62 are
+	// possible, so at most 63 starts; about 10 on average)
+	var a, b, bName string
+	seen := map[byte]string{}
+	for i := 0; a == ""; i++ {
+		name := "w" + strconv.Itoa(i)
+		id := start(name)
+		if other, ok := seen[id[0]]; ok {
+			a, b, bName = other, id, name
+		}
+		seen[id[0]] = id
+	}
 	common := 0
 	for common < len(a) && a[common] == b[common] {
 		common++
@@ -36,7 +48,7 @@ func TestIDPrefixes(t *testing.T) {
 	if out := u.mustNex("-s", url, "--namespace", "default", "workload", "info", a[:common+1]); !strings.Contains(out, a) {
 		t.Fatalf("info by a unique prefix:\n%s", out)
 	}
-	if out := u.mustNex("-s", url, "--namespace", "default", "workload", "stop", b[:common+1]); !strings.Contains(out, "Workload b ["+b+"] stopped") {
+	if out := u.mustNex("-s", url, "--namespace", "default", "workload", "stop", b[:common+1]); !strings.Contains(out, "Workload "+bName+" ["+b+"] stopped") {
 		t.Fatalf("stop by a unique prefix:\n%s", out)
 	}
 	list := u.workloads(t, url)

@@ -232,10 +232,11 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Fatalf("the permission error took %s", time.Since(begin))
 	}
 
-	// The workload's credentials: a file in its workdir, mode 0600, named in its environment.
+	// The workload's credentials: a file in its workdir that only it (its group, when it
+	// is a user of its own) may read, named in its environment.
 	credsFile := filepath.Join(data, "native", "workloads", wid, ".nex", "nats.creds")
 	st, err := os.Stat(credsFile)
-	if err != nil || st.Mode().Perm() != 0o600 {
+	if err != nil || st.Mode().Perm()&0o037 != 0 {
 		t.Fatalf("workload creds %s: %v %v", credsFile, st, err)
 	}
 	// as a workload connects: NATS_URL, NEX_NATS_CREDS and NEX_NATS_INBOX_PREFIX
@@ -265,14 +266,15 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Error("a nexlet may reach the control plane or a namespace's subjects")
 	}
 
-	// A nexlet with scoped credentials can still fetch executables from an object store.
+	// A workload's executable comes from its namespace's object store, fetched with the
+	// workload's own scoped credentials.
 	admin, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
 	ajs, _ := jetstream.New(admin)
-	store, err := ajs.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "bins"})
+	store, err := ajs.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: v1.BundleBucket("a")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,9 +284,9 @@ func TestNamespaceIsolation(t *testing.T) {
 	objLogs, _ := admin.SubscribeSync("$NEX.FEED.a.logs.>")
 	admin.Flush()
 	u.mustNex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "start", "--type", "native", "--lifecycle", "job",
-		"--name", "obj", "--start-request", `{"uri":"nats://bins/hello.sh"}`)
+		"--name", "obj", "--start-request", `{"uri":"nats://`+v1.BundleBucket("a")+`/hello.sh"}`)
 	if m, err := objLogs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "from the object store" {
-		t.Fatalf("object-store executable under scoped nexlet credentials: %v %v", m, err)
+		t.Fatalf("object-store executable under the workload's scoped credentials: %v %v", m, err)
 	}
 	// following logs needs subscribe rights on the feed: the user is told, not left waiting
 	_, errOut, code = u.nex("-s", url, "--nats.creds-file", cliA, "--nats.inbox-prefix", "_INBOX_cli_a", "--namespace", "a", "workload", "logs", wid, "-f")

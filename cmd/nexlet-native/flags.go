@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nexrun/nex/internal/version"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
@@ -32,6 +33,8 @@ type cli struct {
 	Cgroups          string
 	RunAs            []string
 	WorkdirRoots     []string
+	DefaultLimits    string
+	MaxLimits        string
 	StopGrace        time.Duration
 	ShowWorkloadLogs bool
 	LogLevel         string
@@ -95,6 +98,8 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 		c.WorkdirRoots = v
 	}
 	fs.Var(&listFlag{v: &c.WorkdirRoots}, "workdir-roots", "Directories under which a start request may name its own workdir (absolute, comma-separated or repeated; $NEX_WORKDIR_ROOTS). Default: none when workloads run as users of their own, anywhere outside the data dir when they run as this process's user.")
+	fs.StringVar(&c.DefaultLimits, "default-limits", os.Getenv("NEX_DEFAULT_LIMITS"), "Resource limits of a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024 (each resource on its own; needs cgroups; $NEX_DEFAULT_LIMITS).")
+	fs.StringVar(&c.MaxLimits, "max-limits", os.Getenv("NEX_MAX_LIMITS"), "The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384: a request above is declined, naming the field and the ceiling ($NEX_MAX_LIMITS).")
 	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
 	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error: log level.")
@@ -167,6 +172,11 @@ func (c *cli) check() error {
 	}
 	if _, err := native.ParseRunAs(c.RunAs); err != nil {
 		return err
+	}
+	for flag, v := range map[string]string{"--default-limits": c.DefaultLimits, "--max-limits": c.MaxLimits} {
+		if _, err := v1.ParseResources(v); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
 	}
 	for i, r := range c.WorkdirRoots {
 		if !filepath.IsAbs(r) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/version"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
 	"github.com/nexrun/nex/schemas"
@@ -105,6 +106,8 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		return err
 	}
 	opts.WorkdirRoots = c.WorkdirRoots
+	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
+	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
 	perWorkload := 2 // its output pipes (the reaper needs no pidfd)
 	if opts.UIDs != nil {
 		perWorkload++ // and the lock of its UID

@@ -91,6 +91,11 @@ func (x *nexlets) startNative() error {
 		"--cgroups=" + d.o.Cgroups,
 		"--run-as=" + strings.Join(d.o.RunAs, ","),
 	}, cargs...)
+	for flag, v := range map[string]string{"--default-limits": d.o.DefaultLimits, "--max-limits": d.o.MaxLimits} {
+		if v != "" {
+			args = append(args, flag+"="+v)
+		}
+	}
 	if len(d.o.WorkdirRoots) > 0 {
 		args = append(args, "--workdir-roots="+strings.Join(d.o.WorkdirRoots, ","))
 	}

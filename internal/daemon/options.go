@@ -37,6 +37,8 @@ type Options struct {
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	Cgroups            string            `name:"cgroups" default:"auto" enum:"auto,none" env:"NEX_CGROUPS" help:"nexlet-native enforces the resource limits workloads ask for with cgroups ('auto'), or refuses workloads with limits ('none')."`
 	RunAs              []string          `name:"run-as" default:"none" env:"NEX_RUN_AS" help:"Who each namespace's workloads may ask nexlet-native to run as (start_request.user, .group; root only): NS=NAME entries, a user or a group by name or number (* for every namespace, never root or an ID below 1000), or 'none'."`
+	DefaultLimits      string            `name:"default-limits" env:"NEX_DEFAULT_LIMITS" help:"Resource limits nexlet-native gives a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024 (each resource on its own; needs cgroups)."`
+	MaxLimits          string            `name:"max-limits" env:"NEX_MAX_LIMITS" help:"The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384: a start above is declined, naming the field and the ceiling."`
 	WorkdirRoots       []string          `name:"workdir-roots" env:"NEX_WORKDIR_ROOTS" help:"Directories under which a start request may name its own workdir (absolute). Default: none when workloads run as users of their own; anywhere outside the data dir when they run as the node's user."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
 	Memory             string            `name:"memory" env:"NEX_MEMORY" help:"Memory the node offers workloads, its reserve included, e.g. 8GiB (default: the machine's, MemTotal of /proc/meminfo); it declines starts whose resources.memory do not fit."`
@@ -113,6 +115,11 @@ func (o Options) Check() error {
 	}
 	if _, err := native.ParseRunAs(o.RunAs); err != nil {
 		return err
+	}
+	for flag, v := range map[string]string{"--default-limits": o.DefaultLimits, "--max-limits": o.MaxLimits} {
+		if _, err := v1.ParseResources(v); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
 	}
 	for _, r := range o.WorkdirRoots {
 		if !filepath.IsAbs(r) {

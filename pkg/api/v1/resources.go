@@ -209,3 +209,96 @@ func (b ByteSize) String() string {
 	}
 	return strconv.FormatInt(int64(b), 10) + " B"
 }
+
+// ParseResources reads limits written as a flag: "memory=256MiB,cpu=0.5,pids=512" (any
+// of the three, comma-separated); "" is none.
+func ParseResources(s string) (Resources, error) {
+	var r Resources
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return r, fmt.Errorf("%q: want NAME=VALUE, with NAME memory, cpu or pids (memory=256MiB,cpu=0.5,pids=512)", kv)
+		}
+		switch strings.TrimSpace(k) {
+		case ResourceMemory:
+			b, err := ParseByteSize(strings.TrimSpace(v))
+			if err != nil {
+				return r, fmt.Errorf("memory=%s: %w", v, err)
+			}
+			r.Memory = b
+		case ResourceCPU:
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return r, fmt.Errorf("cpu=%s: want a number of cores, like 0.5", v)
+			}
+			r.CPU = f
+		case ResourcePIDs:
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return r, fmt.Errorf("pids=%s: want a number of processes", v)
+			}
+			r.PIDs = n
+		default:
+			return r, fmt.Errorf("%q: unknown resource %q (memory, cpu or pids)", kv, k)
+		}
+	}
+	return r, r.Validate("limits")
+}
+
+// String writes r as ParseResources reads it.
+func (r Resources) String() string {
+	var out []string
+	if r.Memory > 0 {
+		out = append(out, "memory="+r.Memory.String())
+	}
+	if r.CPU > 0 {
+		out = append(out, "cpu="+FormatCores(r.CPU))
+	}
+	if r.PIDs > 0 {
+		out = append(out, "pids="+strconv.Itoa(r.PIDs))
+	}
+	return strings.Join(out, ",")
+}
+
+// WithLimits is r (nil: nothing asked) with each resource it leaves out taken from
+// defaults, and an error naming the first that is above ceiling (a zero field of ceiling
+// sets no ceiling). A resource with a ceiling is never left unlimited: it takes the
+// default, else the ceiling itself.
+func (r *Resources) WithLimits(defaults, ceiling Resources, field string) (*Resources, error) {
+	out := Resources{}
+	if r != nil {
+		out = *r
+	}
+	if out.Memory == 0 {
+		out.Memory = cmpOr(defaults.Memory, ceiling.Memory)
+	}
+	if out.CPU == 0 {
+		out.CPU = cmpOr(defaults.CPU, ceiling.CPU)
+	}
+	if out.PIDs == 0 {
+		out.PIDs = cmpOr(defaults.PIDs, ceiling.PIDs)
+	}
+	switch {
+	case ceiling.Memory > 0 && out.Memory > ceiling.Memory:
+		return nil, NewError(400, CodeSchemaInvalid, "%s.memory: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Memory, ceiling.Memory)
+	case ceiling.CPU > 0 && out.CPU > ceiling.CPU:
+		return nil, NewError(400, CodeSchemaInvalid, "%s.cpu: %s cores is above this node's ceiling of %s (nexd --max-limits)", field, FormatCores(out.CPU), FormatCores(ceiling.CPU))
+	case ceiling.PIDs > 0 && out.PIDs > ceiling.PIDs:
+		return nil, NewError(400, CodeSchemaInvalid, "%s.pids: %d is above this node's ceiling of %d (nexd --max-limits)", field, out.PIDs, ceiling.PIDs)
+	}
+	if out.Empty() {
+		return nil, nil
+	}
+	return &out, nil
+}
+
+func cmpOr[T ByteSize | float64 | int](a, b T) T {
+	if a != 0 {
+		return a
+	}
+	return b
+}

@@ -310,9 +310,19 @@ func (h *handle) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectS
 		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u)
 	}
 	nc, done := h.d.opts.Conn, func() {}
+	denied := make(chan error, 1)
 	if h.creds != "" {
 		own, err := nats.Connect(h.d.opts.NATSURL, h.credsOption(), nats.Name("nex fetch "+h.id),
-			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)))
+			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				// a request the server refuses is never answered: hear the refusal instead
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					select {
+					case denied <- err:
+					default:
+					}
+				}
+			}))
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect with the workload's credentials: %w", err)
 		}
@@ -323,15 +333,31 @@ func (h *handle) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectS
 		done()
 		return nil, nil, err
 	}
-	store, err := js.ObjectStore(ctx, bucket)
-	if err != nil {
-		done()
-		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "ermission") {
-			return nil, nil, fmt.Errorf("object store %s: namespace %s may not read it (a namespace reads its own bucket, %s): %w", bucket, h.def.Namespace, v1.BundleBucket(h.def.Namespace), err)
-		}
-		return nil, nil, fmt.Errorf("object store %s: %w", bucket, err)
+	type result struct {
+		store jetstream.ObjectStore
+		err   error
 	}
-	return store, done, nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan result, 1)
+	go func() {
+		store, err := js.ObjectStore(ctx, bucket)
+		got <- result{store, err}
+	}()
+	var r result
+	select {
+	case r = <-got:
+	case err := <-denied:
+		r.err = err
+	}
+	if r.err != nil {
+		done()
+		if errors.Is(r.err, nats.ErrPermissionViolation) {
+			return nil, nil, fmt.Errorf("object store %s: namespace %s may not read it (a namespace reads its own bucket, %s): %w", bucket, h.def.Namespace, v1.BundleBucket(h.def.Namespace), r.err)
+		}
+		return nil, nil, fmt.Errorf("object store %s: %w", bucket, r.err)
+	}
+	return r.store, done, nil
 }
 
 // stillThere checks that a nats:// object exists and that this workload may read it (its

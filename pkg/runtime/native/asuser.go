@@ -27,36 +27,57 @@ type fsIdentity struct{ uid, gid uint32 }
 var ErrNotPermitted = errors.New("the workload's user may not")
 
 // asUser runs fn with id's filesystem identity: setfsuid/setfsgid and no supplementary
-// groups, on an OS thread locked for the purpose. These calls change one thread only; the
-// thread is never handed back to the Go scheduler (the goroutine ends locked, so the
-// runtime discards it), so no other goroutine ever runs with a workload's identity or a
-// half-restored one. fn must not start goroutines that touch files for the workload: they
-// would run on other threads, as root. A nil id runs fn here, as the nexlet.
+// groups, on an OS thread locked for the purpose, and restores the nexlet's identity
+// before the thread is handed back. These calls change one thread only, so no other
+// goroutine ever runs with a workload's identity. Should the nexlet's identity not come
+// back, the thread stays parked for good. It is never ended: a workload's parent-death
+// signal is tied to the thread that forked it, and this may be that thread. fn must
+// not start goroutines that touch files for the workload: they would run on other
+// threads, as the nexlet. A nil id runs fn here, as the nexlet.
 func asUser(id *fsIdentity, fn func() error) error {
 	if id == nil {
 		return fn()
 	}
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		if err := unix.Setgroups(nil); err != nil {
-			errc <- fmt.Errorf("drop supplementary groups: %w", err)
+		runtime.LockOSThread()
+		groups, err := unix.Getgroups()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("read supplementary groups: %w", err)
 			return
 		}
-		if err := unix.Setfsgid(int(id.gid)); err != nil {
-			errc <- fmt.Errorf("setfsgid %d: %w", id.gid, err)
-			return
+		uid, gid := os.Geteuid(), os.Getegid()
+		restored := func() bool {
+			_ = unix.Setfsuid(uid)
+			_ = unix.Setfsgid(gid)
+			err := unix.Setgroups(groups)
+			u, _ := unix.SetfsuidRetUid(-1)
+			g, _ := unix.SetfsgidRetGid(-1)
+			return err == nil && u == uid && g == gid
 		}
-		if err := unix.Setfsuid(int(id.uid)); err != nil {
-			errc <- fmt.Errorf("setfsuid %d: %w", id.uid, err)
-			return
+		err = func() error {
+			if err := unix.Setgroups(nil); err != nil {
+				return fmt.Errorf("drop supplementary groups: %w", err)
+			}
+			if err := unix.Setfsgid(int(id.gid)); err != nil {
+				return fmt.Errorf("setfsgid %d: %w", id.gid, err)
+			}
+			if err := unix.Setfsuid(int(id.uid)); err != nil {
+				return fmt.Errorf("setfsuid %d: %w", id.uid, err)
+			}
+			// setfsuid reports no failure but a missing capability: check it took
+			if cur, _ := unix.SetfsuidRetUid(-1); cur != int(id.uid) {
+				return fmt.Errorf("setfsuid %d did not take (fsuid %d)", id.uid, cur)
+			}
+			return fn()
+		}()
+		if !restored() {
+			errc <- errors.Join(err, errors.New("the nexlet's own identity did not come back on a thread; it stays parked"))
+			select {} // never run nexlet code as a workload's user, nor end the thread
 		}
-		// setfsuid reports no failure but a missing capability: check it took
-		if cur, _ := unix.SetfsuidRetUid(-1); cur != int(id.uid) {
-			errc <- fmt.Errorf("setfsuid %d did not take (fsuid %d)", id.uid, cur)
-			return
-		}
-		errc <- fn()
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }

@@ -42,6 +42,9 @@ type Options struct {
 	UIDLockDir string
 	// NoCgroups leaves resource limits unenforced: workloads that ask for them are refused.
 	NoCgroups bool
+	// DefaultLimits are the resource limits of a workload that asks for none (each
+	// resource on its own); MaxLimits the most one may ask for. Both need cgroups.
+	DefaultLimits, MaxLimits v1.Resources
 	// WorkdirRoots are the directories under which a start request's own workdir may lie
 	// (lent by the operator). Empty: none, when workloads run as users of their own;
 	// anywhere outside the nexlet's data dir when they run as the nexlet's user.
@@ -151,6 +154,17 @@ func New(opts Options) (*Driver, error) {
 		d.cg = detectCgroups(cgroupBase(opts.NodeID, opts.NexletID), d.log)
 		d.cg.sweep(d.log)
 	}
+	// what a workload that asks for nothing gets must be within the ceiling and enforceable
+	var none *v1.Resources
+	both, err := none.WithLimits(opts.DefaultLimits, opts.MaxLimits, "--default-limits")
+	if err != nil {
+		return nil, err
+	}
+	if both != nil {
+		if why := d.cg.enforces(both); why != "" {
+			return nil, fmt.Errorf("--default-limits/--max-limits %s: %s", both, why)
+		}
+	}
 	return d, nil
 }
 
@@ -173,6 +187,9 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.health, err = parseHealth(sr.Health, def.Lifecycle); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
+	if sr.Resources, err = sr.Resources.WithLimits(d.opts.DefaultLimits, d.opts.MaxLimits, "start_request.resources"); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.Resources != nil {

@@ -363,3 +363,44 @@ func threads(t *testing.T) int {
 	}
 	return -1
 }
+
+// The operator's limits: a workload that asks for none gets --default-limits (a fork
+// loop stops at 10 processes), and one that asks above --max-limits is declined with the
+// field and the ceiling.
+func TestOperatorLimits(t *testing.T) {
+	needLimits(t, newEnv(t), v1.ResourcePIDs, v1.ResourceMemory)
+	defaults, _ := v1.ParseResources("pids=10")
+	ceiling, err := v1.ParseResources("memory=128MiB,pids=50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(o *native.Options) { o.DefaultLimits, o.MaxLimits = defaults, ceiling })
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.bomb")
+	e.nc.Flush()
+	w, err := e.startScript("bomb", v1.LifecycleService, "for i in $(seq 1 40); do sleep 600 & done; echo done; exec sleep 600", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for forkFailed := false; !forkFailed; {
+		m, err := logs.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal("a workload that asked for no limits forked without bound")
+		}
+		forkFailed = strings.Contains(strings.ToLower(string(m.Data)), "fork")
+	}
+	pid, _ := strconv.Atoi(e.state(w.ID).Metadata["pid"])
+	if n := len(groupMembers(pid)); n > 10 {
+		t.Fatalf("%d processes under a default of pids=10", n)
+	}
+	for _, c := range []struct {
+		res  map[string]any
+		want string
+	}{
+		{map[string]any{"pids": 100}, "start_request.resources.pids: 100 is above this node's ceiling of 50"},
+		{map[string]any{"memory": "1GiB"}, "start_request.resources.memory: 1GiB is above this node's ceiling of 128MiB"},
+	} {
+		if _, err := e.startScript("greedy", v1.LifecycleService, "exec sleep 600", map[string]any{"resources": c.res}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.res, err, c.want)
+		}
+	}
+}

@@ -46,8 +46,8 @@ func openDir(dir, rel string) (int, error) {
 func openBeneath(at int, rel, dir string) (int, error) {
 	fd, err := unix.Openat2(at, rel, &unix.OpenHow{Flags: unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW, Resolve: uint64(beneath)})
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
-			return -1, fmt.Errorf("%s: a symlink or a path leading out of %s is not followed", filepath.Join(dir, rel), dir)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOTDIR) {
+			return -1, fmt.Errorf("%s is not a directory reached from %s without symlinks: a symlink is not followed", filepath.Join(dir, rel), dir)
 		}
 		return -1, &os.PathError{Op: "open", Path: filepath.Join(dir, rel), Err: err}
 	}

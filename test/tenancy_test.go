@@ -1,0 +1,236 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// A hostile tenant, holding the CLI credentials docs/security.md gives namespace a,
+// tries to make the root nexlet act for it on the host: read the node's keys, /etc/shadow
+// and namespace b's credentials and environment through file:// artifacts; write a
+// root-owned file through symlinks planted for the credential renewal; lend itself b's
+// workdir; run as a system user or group; gain privileges through a setuid program; read
+// b's object store through nats://. Each is refused or contained, b keeps running with its
+// credentials intact, and the root-owned file is unchanged. Run as root, as CI does.
+func TestTenantCannotActThroughTheNexlet(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the nexlet acts for workloads with rights of its own only as root: run as root")
+	}
+	op := startOperatorServer(t)
+	u := newUser(t)
+	url := op.srv.ClientURL()
+	nodeCreds := op.user(t, u.home, "node", nil)
+	skSeed, _ := op.signingKey.Seed()
+	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	data := filepath.Join(u.home, "data")
+	// credentials renewed every second, so that the renewal attack is tried many times
+	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--workload-creds-ttl", "3s", "--require-isolation", "*")
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
+	tenantCreds := op.user(t, u.home, "tenant-a", &jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.a.>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX_alice.>"}},
+	})
+	tenant := []string{"-s", url, "--nats.creds-file", tenantCreds, "--nats.inbox-prefix", "_INBOX_alice", "--namespace", "a"}
+	startA := func(name, lifecycle, sr string) (string, string, int) {
+		return u.nex(append(tenant, "workload", "start", "--type", "native", "--lifecycle", lifecycle, "--name", name, "--start-request", sr)...)
+	}
+	list := func(ns string) []v1.WorkloadInfo {
+		var l []v1.WorkloadInfo
+		_ = json.Unmarshal([]byte(u.mustNex(append(admin, "--namespace", ns, "workload", "list", "--show-metadata", "--json")...)), &l)
+		return l
+	}
+	find := func(ns, id string) v1.WorkloadInfo {
+		for _, w := range list(ns) {
+			if w.ID == id {
+				return w
+			}
+		}
+		return v1.WorkloadInfo{}
+	}
+	logsOf := func(ns, id string) string {
+		out, _, _ := u.nex(append(admin, "--namespace", ns, "workload", "logs", id)...)
+		return out
+	}
+
+	// the victim: namespace b's service with a secret in its environment
+	out := u.mustNex(append(admin, "--namespace", "b", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "victim",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"environment":{"SECRET":"hunter2"}}`)...)
+	_, victim := startedID(t, out)
+	var bPid string
+	testutil.Eventually(t, 10*time.Second, "b's workload to run", func() bool {
+		w := find("b", victim)
+		bPid = w.Metadata["pid"]
+		return w.State == v1.StateRunning && bPid != ""
+	})
+	bWorkdir := filepath.Join(data, "native", "workloads", victim)
+	bCreds := filepath.Join(bWorkdir, ".nex", "nats.creds")
+	// a root-owned file the tenant will try to overwrite
+	target := filepath.Join(u.home, "root-owned.conf")
+	if err := os.WriteFile(target, []byte("ORIGINAL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("reads as root through file:// artifacts", func(t *testing.T) {
+		for _, p := range []string{filepath.Join(data, "node.seed"), filepath.Join(data, "native", "xkey.seed"), filepath.Join(data, "native.creds"),
+			nodeCreds, "/etc/shadow", bCreds, "/proc/" + bPid + "/environ", "/proc/self/root/etc/shadow"} {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("%s is not there to steal: %v", p, err)
+			}
+			_, errOut, code := startA("steal", "job", `{"uri":"file:///bin/cat","argv":["k"],"artifacts":[{"uri":"file://`+p+`","path":"k"}]}`)
+			if code == 0 || !strings.Contains(errOut, "permission denied (it is read as the workload's own user)") {
+				t.Errorf("artifact file://%s: exit %d: %s", p, code, errOut)
+			}
+		}
+		// what the workload's user may read still works, and so does an executable as the guide has it
+		_, id := startedID(t, mustStart(t, startA, "fine", "job", `{"uri":"file:///bin/echo","argv":["hello"],"artifacts":[{"uri":"file:///etc/hostname","path":"h"}]}`))
+		testutil.Eventually(t, 10*time.Second, "the allowed job to end", func() bool { return find("a", id).State == v1.StateStopped })
+		if w := find("a", id); w.ExitCode == nil || *w.ExitCode != 0 {
+			t.Fatalf("a job with a readable artifact: %+v", w)
+		}
+	})
+
+	t.Run("writes as root through symlinks at renewal", func(t *testing.T) {
+		// the workload swaps its .nex for one of its own, with the renewal's file names
+		// pointing at a root-owned file, and then its whole .nex for a symlink
+		script := u.write("swap.sh", `#!/bin/sh
+cd "$HOME"
+if ln -s `+target+` .nex/nats.creds.new 2>/dev/null; then echo "PLANTED in .nex"; else echo "DENIED plant in .nex"; fi
+mv .nex .nex.orig && mkdir .nex && ln -s `+target+` .nex/nats.creds.new && ln -s `+target+` .nex/nats.creds && echo "SWAPPED .nex"
+sleep 3
+rm -rf .nex && ln -s `+filepath.Dir(target)+` .nex && echo "LINKED .nex"
+exec sleep 600
+`, 0o755)
+		out := mustStart(t, startA, "swap", "service", `{"uri":"file://`+script+`"}`)
+		_, id := startedID(t, out)
+		testutil.Eventually(t, 15*time.Second, "the workload to swap its .nex", func() bool { return strings.Contains(logsOf("a", id), "LINKED .nex") })
+		testutil.Eventually(t, 15*time.Second, "renewals refused after the swap", func() bool {
+			return strings.Count(n.bg.out.String(), "renew workload credentials") >= 3 && strings.Contains(n.bg.out.String(), "a symlink is not followed")
+		})
+		if logs := logsOf("a", id); !strings.Contains(logs, "DENIED plant in .nex") {
+			t.Errorf("the workload could write into its .nex:\n%s", logs)
+		}
+		if b, _ := os.ReadFile(target); string(b) != "ORIGINAL\n" {
+			t.Fatalf("a root-owned file was overwritten through a planted symlink: %q", b)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(target), "nats.creds")); err == nil {
+			t.Fatal("the renewal wrote through a symlinked .nex")
+		}
+		u.mustNex(append(admin, "--namespace", "a", "workload", "stop", id)...)
+	})
+
+	t.Run("a lent workdir in another tenant's directory", func(t *testing.T) {
+		before := mustRead(t, bCreds)
+		for _, wd := range []string{bWorkdir, filepath.Join(data, "native"), data, "/etc"} {
+			_, errOut, code := startA("lend", "service", `{"uri":"file:///bin/sleep","argv":["600"],"workdir":"`+wd+`"}`)
+			if code == 0 || !strings.Contains(errOut, "start_request.workdir") {
+				t.Errorf("workdir %s: exit %d: %s", wd, code, errOut)
+			}
+		}
+		if after := mustRead(t, bCreds); !bytes.Equal(before, after) {
+			// renewed meanwhile (every second): it must still be a whole creds file of b's
+			if !bytes.Contains(after, []byte("NATS USER JWT")) {
+				t.Fatalf("b's credentials were overwritten: %q", after)
+			}
+		}
+		st, err := os.Stat(filepath.Join(bWorkdir, ".nex"))
+		if err != nil || !st.IsDir() {
+			t.Fatalf("b's .nex is gone: %v", err)
+		}
+	})
+
+	t.Run("IDs cannot be predicted", func(t *testing.T) {
+		var ids []string
+		for range 4 {
+			_, id := startedID(t, mustStart(t, startA, "id", "job", `{"uri":"file:///bin/true"}`))
+			ids = append(ids, id)
+		}
+		for i := range ids {
+			for j := range i {
+				if ids[i][:8] == ids[j][:8] {
+					t.Errorf("two workload IDs share their first 8 characters: %s %s", ids[i], ids[j])
+				}
+			}
+		}
+	})
+
+	t.Run("no_new_privs on every workload", func(t *testing.T) {
+		var ids []string
+		for range 20 {
+			_, id := startedID(t, mustStart(t, startA, "nnp", "job", `{"uri":"file:///bin/grep","argv":["NoNewPrivs","/proc/self/status"]}`))
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			testutil.Eventually(t, 15*time.Second, "the job's report", func() bool { return strings.Contains(logsOf("a", id), "NoNewPrivs") })
+			if logs := logsOf("a", id); !strings.Contains(logs, "NoNewPrivs:\t1") {
+				t.Errorf("workload %s runs without no_new_privs: %q", id, logs)
+			}
+		}
+	})
+
+	t.Run("user and group are the operator's", func(t *testing.T) {
+		for _, extra := range []string{`"user":"nobody"`, `"user":"root"`, `"user":"0"`, `"user":"daemon","group":"shadow"`} {
+			_, errOut, code := startA("who", "job", `{"uri":"file:///usr/bin/id",`+extra+`}`)
+			if code == 0 || !strings.Contains(errOut, "may not run as") {
+				t.Errorf("%s: exit %d: %s", extra, code, errOut)
+			}
+		}
+	})
+
+	t.Run("nats:// reads only the namespace's own bucket", func(t *testing.T) {
+		nc, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx := context.Background()
+		for _, b := range []string{v1.BundleBucket("a"), v1.BundleBucket("b")} {
+			store, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.PutBytes(ctx, "note", []byte("content of "+b+"\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, errOut, code := startA("other", "job", `{"uri":"file:///bin/cat","argv":["note"],"artifacts":[{"uri":"nats://`+v1.BundleBucket("b")+`/note","path":"note"}]}`)
+		if code == 0 || !strings.Contains(errOut, "may not read it") {
+			t.Errorf("a's workload fetched b's object: exit %d: %s", code, errOut)
+		}
+		_, id := startedID(t, mustStart(t, startA, "own", "job", `{"uri":"file:///bin/cat","argv":["note"],"artifacts":[{"uri":"nats://`+v1.BundleBucket("a")+`/note","path":"note"}]}`))
+		testutil.Eventually(t, 15*time.Second, "a's own object", func() bool { return strings.Contains(logsOf("a", id), "content of "+v1.BundleBucket("a")) })
+	})
+
+	// b is untouched through all of it
+	w := find("b", victim)
+	if w.State != v1.StateRunning || w.Metadata["pid"] != bPid {
+		t.Fatalf("b's workload after the attacks: %+v", w)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "ORIGINAL\n" {
+		t.Fatalf("the root-owned file: %q", b)
+	}
+}
+
+// mustStart starts with start (a tenant's) and fails the test when it fails.
+func mustStart(t *testing.T, start func(name, lifecycle, sr string) (string, string, int), name, lifecycle, sr string) string {
+	t.Helper()
+	out, errOut, code := start(name, lifecycle, sr)
+	if code != 0 {
+		t.Fatalf("start %s %s: exit %d: %s", name, sr, code, errOut)
+	}
+	return out
+}
