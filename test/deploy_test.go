@@ -34,7 +34,8 @@ func TestInstallAndUnits(t *testing.T) {
 		t.Errorf("installed unit does not point at PREFIX:\n%s", unit)
 	}
 
-	// the units keep what running workloads as users of their own needs, and no more
+	// the units keep what running workloads as users of their own, in sandboxes of their
+	// own, needs, and no more
 	for _, u := range []string{"nexd.service", "nexlet-native@.service"} {
 		b, _ := os.ReadFile(filepath.Join("..", "deploy", "systemd", u))
 		var bounding []string
@@ -43,12 +44,13 @@ func TestInstallAndUnits(t *testing.T) {
 				bounding = strings.Fields(v)
 			}
 		}
-		for _, c := range native.RequiredCapabilities {
+		needed := append(native.RequiredCapabilities[:len(native.RequiredCapabilities):len(native.RequiredCapabilities)], native.SandboxCapabilities...)
+		for _, c := range needed {
 			if !slices.Contains(bounding, c.Name) {
 				t.Errorf("%s: CapabilityBoundingSet lacks %s", u, c.Name)
 			}
 		}
-		if len(bounding) != len(native.RequiredCapabilities) {
+		if len(bounding) != len(needed) {
 			t.Errorf("%s: CapabilityBoundingSet=%v, want exactly what workload users need", u, bounding)
 		}
 	}

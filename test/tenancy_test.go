@@ -91,7 +91,7 @@ func TestTenantCannotActThroughTheNexlet(t *testing.T) {
 				t.Fatalf("%s is not there to steal: %v", p, err)
 			}
 			_, errOut, code := startA("steal", "job", `{"uri":"file:///bin/cat","argv":["k"],"artifacts":[{"uri":"file://`+p+`","path":"k"}]}`)
-			if code == 0 || !strings.Contains(errOut, "permission denied (it is read as the workload's own user)") {
+			if code == 0 || !strings.Contains(errOut, "permission denied (the nexlet acts as the workload's own user)") {
 				t.Errorf("artifact file://%s: exit %d: %s", p, code, errOut)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 )
 
 func main() {
+	native.SandboxMain() // started as a workload's sandbox helper: becomes the workload
 	c, err := parseFlags(os.Args[1:], os.Stdout)
 	switch {
 	case errors.Is(err, errHelp) || errors.Is(err, errVersion):
@@ -106,6 +107,9 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		return err
 	}
 	opts.WorkdirRoots = c.WorkdirRoots
+	if exe, err := os.Executable(); err == nil {
+		opts.SandboxExe = exe
+	}
 	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
 	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
 	perWorkload := 2 // its output pipes (the reaper needs no pidfd)
@@ -132,7 +136,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	err = nexlet.Serve(ctx, nc, nexlet.Config{
 		NodeID: c.NodeID, NexletID: c.NexletID, RegisterType: "native", Version: version.Version,
 		Lifecycles: native.Lifecycles, StartRequestSchema: schema, MaxWorkloads: c.MaxWorkloads, Logger: log, XKey: xkey,
-		Isolation: d.Isolation(), Cgroups: cgroups, Limits: limits,
+		Isolation: d.Isolation(), Sandbox: d.Sandbox(), Cgroups: cgroups, Limits: limits,
 	}, d)
 	// Whatever ended Serve, workloads are stopped the way `workload stop` stops them.
 	log.Info("stopping workloads")

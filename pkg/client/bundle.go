@@ -16,9 +16,6 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// DefaultBundleBucket is the object store nex workload bundle puts executables in.
-const DefaultBundleBucket = "NEX_BUNDLES"
-
 // BundleObject is one file of a bundle bucket: stored under its SHA-256 digest, with the
 // name it was bundled from.
 type BundleObject struct {

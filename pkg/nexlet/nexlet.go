@@ -85,6 +85,9 @@ type Config struct {
 	// Isolation is what keeps this nexlet's workloads apart (v1.IsolationUID or
 	// v1.IsolationNone); the node tags itself, and declines, by it.
 	Isolation string
+	// Sandbox is v1.SandboxNamespaces when the nexlet runs each workload in namespaces
+	// of its own, else v1.SandboxNone; the node tags itself by it.
+	Sandbox string
 	// Cgroups is how the nexlet enforces resource limits (v1.CgroupsV2, V1 or None) and
 	// Limits the resources it can limit; the node tags itself, and declines, by them.
 	Cgroups string
@@ -294,7 +297,7 @@ func (n *Nexlet) registration() v1.RegisterRequest {
 	return v1.RegisterRequest{
 		NexletID: n.cfg.NexletID, RegisterType: n.cfg.RegisterType, Version: n.cfg.Version,
 		Lifecycles: n.cfg.Lifecycles, StartRequestSchema: n.cfg.StartRequestSchema,
-		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(), Isolation: n.cfg.Isolation,
+		XKey: n.XKey(), MaxWorkloads: n.cfg.MaxWorkloads, HostID: n.cfg.HostID, PID: os.Getpid(), Isolation: n.cfg.Isolation, Sandbox: n.cfg.Sandbox,
 		Cgroups: n.cfg.Cgroups, Limits: n.cfg.Limits,
 	}
 }

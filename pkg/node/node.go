@@ -115,6 +115,7 @@ func (c *Config) validate() error {
 	tags["nex.nexus"] = c.Nexus
 	// what the nexlets register says (Node.tags); none until one says otherwise
 	tags[v1.TagIsolation] = v1.IsolationNone
+	tags[v1.TagSandbox] = v1.SandboxNone
 	tags[v1.TagCgroups] = v1.CgroupsNone
 	c.Tags = tags
 	if c.Logger == nil {
@@ -147,8 +148,9 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// refreshIsolation sets the tag nex.isolation from the nexlets' registrations: uid when
-// every nexlet runs each workload as a user of its own, else none. The tags are replaced,
+// refreshIsolation sets the tags nex.isolation and nex.sandbox from the nexlets'
+// registrations: uid (namespaces) when every nexlet runs each workload as a user of its
+// own (in a sandbox of its own), else none. The tags are replaced,
 // never changed in place (Info hands them out). Caller holds n.mu.
 func (n *Node) refreshIsolation() {
 	iso := v1.IsolationNone
@@ -160,9 +162,19 @@ func (n *Node) refreshIsolation() {
 			}
 		}
 	}
-	if n.cfg.Tags[v1.TagIsolation] != iso {
+	box := v1.SandboxNone
+	if len(n.nexlets) > 0 {
+		box = v1.SandboxNamespaces
+		for _, e := range n.nexlets {
+			if e.reg.Sandbox != v1.SandboxNamespaces {
+				box = v1.SandboxNone
+			}
+		}
+	}
+	if n.cfg.Tags[v1.TagIsolation] != iso || n.cfg.Tags[v1.TagSandbox] != box {
 		t := maps.Clone(n.cfg.Tags)
 		t[v1.TagIsolation] = iso
+		t[v1.TagSandbox] = box
 		n.cfg.Tags = t
 	}
 }
@@ -198,6 +210,7 @@ type Node struct {
 	wg        sync.WaitGroup
 	expiring  atomic.Bool // a removal of expired finished workloads is under way
 	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
+	deploying sync.Map    // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
 
 	mu          sync.Mutex
 	state       string

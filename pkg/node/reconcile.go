@@ -100,6 +100,9 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 			n.index(*rec)
 		default:
 			n.index(*rec)
+			if _, inFlight := n.deploying.Load(rec.WorkloadID); inFlight {
+				continue // its deploy is starting it right now
+			}
 			plan.toStart = append(plan.toStart, *rec)
 		}
 	}

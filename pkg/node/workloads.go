@@ -53,6 +53,10 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	wid := v1.NewID()
 	log := n.log.With(zap.String("workload_id", wid), zap.String("namespace", ns), zap.String("name", def.Name))
 	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), CreatedAt: time.Now().UTC(), RequestID: requestID}
+	// a reconcile that runs meanwhile (the nexlet just registered again) finds the record
+	// before the nexlet has the workload: it must not start it a second time
+	n.deploying.Store(wid, struct{}{})
+	defer n.deploying.Delete(wid)
 	if requestID == "" {
 		n.index(rec)
 	} else {

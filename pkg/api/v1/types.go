@@ -438,6 +438,10 @@ type RegisterRequest struct {
 	// Isolation is what keeps the nexlet's workloads apart on its machine: IsolationUID
 	// (each runs as a user of its own) or IsolationNone (the default when empty).
 	Isolation string `json:"isolation,omitempty"`
+	// Sandbox is what else keeps them apart: SandboxNamespaces (mount and IPC namespaces
+	// of their own: private /tmp and /dev/shm, a /proc showing only their own processes)
+	// or SandboxNone (the default when empty).
+	Sandbox string `json:"sandbox,omitempty"`
 	// Cgroups is how the nexlet enforces resource limits (CgroupsV2, CgroupsV1 or
 	// CgroupsNone), and Limits the resources it can limit (ResourceMemory, ...).
 	Cgroups string   `json:"cgroups,omitempty"`
@@ -451,6 +455,11 @@ const (
 	// TagIsolation is the node tag that says whether workloads are isolated; a workload
 	// requiring isolation asks for TagIsolation=IsolationUID.
 	TagIsolation = "nex.isolation"
+	// TagSandbox is the node tag that says whether every nexlet there sandboxes its
+	// workloads (SandboxNamespaces) or not (SandboxNone).
+	TagSandbox        = "nex.sandbox"
+	SandboxNamespaces = "namespaces"
+	SandboxNone       = "none"
 )
 
 // Validate checks a registration.

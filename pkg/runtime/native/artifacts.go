@@ -200,6 +200,7 @@ func (h *handle) placeExecutable(ctx context.Context, uri, digest string) (strin
 	if err != nil {
 		return "", err
 	}
+	h.nexFiles = append(h.nexFiles, name)
 	return filepath.Join(h.workdir, nexDir, name), nil
 }
 

@@ -95,7 +95,7 @@ func (h *handle) identity() *fsIdentity {
 // denied says in a sentence that the workload's user may not do what err refused.
 func denied(what, path string, err error) error {
 	if errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("%w %s %s: permission denied (it is read as the workload's own user)", ErrNotPermitted, what, path)
+		return fmt.Errorf("%w %s %s: permission denied (the nexlet acts as the workload's own user)", ErrNotPermitted, what, path)
 	}
 	return err
 }

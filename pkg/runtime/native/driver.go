@@ -45,6 +45,10 @@ type Options struct {
 	// DefaultLimits are the resource limits of a workload that asks for none (each
 	// resource on its own); MaxLimits the most one may ask for. Both need cgroups.
 	DefaultLimits, MaxLimits v1.Resources
+	// SandboxExe is a program that calls SandboxMain first thing (nexlet-native itself):
+	// with it, a workload of its own user runs in mount and IPC namespaces of its own
+	// (sandbox.go), where the machine allows it. Empty: no sandbox.
+	SandboxExe string
 	// WorkdirRoots are the directories under which a start request's own workdir may lie
 	// (lent by the operator). Empty: none, when workloads run as users of their own;
 	// anywhere outside the nexlet's data dir when they run as the nexlet's user.
@@ -68,6 +72,7 @@ type Driver struct {
 	lameduck bool
 	onChange func()
 	uids     *uidPool // nil: workloads run as this process's user
+	sandbox  string   // SandboxExe, when workloads are sandboxed here
 	cg       *cgroupSetup
 }
 
@@ -81,6 +86,15 @@ func (d *Driver) Isolation() string {
 		return v1.IsolationUID
 	}
 	return v1.IsolationNone
+}
+
+// Sandbox says whether this driver runs each workload of its own user in namespaces of
+// its own (v1.SandboxNamespaces) or not (v1.SandboxNone).
+func (d *Driver) Sandbox() string {
+	if d.sandbox != "" {
+		return v1.SandboxNamespaces
+	}
+	return v1.SandboxNone
 }
 
 // Cgroups says how this driver enforces resource limits (v1.CgroupsV2, V1 or None) and
@@ -141,6 +155,13 @@ func New(opts Options) (*Driver, error) {
 			return nil, err
 		}
 		d.uids = pool
+		if opts.SandboxExe != "" {
+			if err := probeSandbox(opts.SandboxExe); err != nil {
+				d.log.Warn("workloads run without a sandbox of their own (mount and IPC namespaces: private /tmp and /dev/shm, a /proc of their own): it needs CAP_SYS_ADMIN", zap.Error(err))
+			} else {
+				d.sandbox = opts.SandboxExe
+			}
+		}
 	}
 	if d.opts.Feed.OnHistoryDrop == nil {
 		d.opts.Feed.OnHistoryDrop = func(ns, wid string, lines uint64, reason string) {

@@ -179,6 +179,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		w := h.d.writer(h.def.Namespace, h.id, "stdout")
 		s.stdout, stdoutLog = w, w
 	}
+	h.sandboxed(&s)
 	code, errMsg := -1, ""
 	ooms := h.cg.ooms()
 	if c, err := spawn(s); err != nil {

@@ -32,12 +32,13 @@ type handle struct {
 	sr         *parsed
 	workdir    string
 	ownWorkdir bool
-	workRoot   string // the trusted directory the workdir is opened beneath
-	workRel    string // the workdir, relative to workRoot
-	lent       bool   // the workdir is one the operator lends (--workdir-roots)
-	madeNex    bool   // the nexlet made the workdir's .nex (and removes it)
-	uid        uint32 // the workload's own user (and group); 0: the nexlet's
-	runAs      *runAs // the user it asked to run as (start_request.user)
+	workRoot   string   // the trusted directory the workdir is opened beneath
+	workRel    string   // the workdir, relative to workRoot
+	lent       bool     // the workdir is one the operator lends (--workdir-roots)
+	madeNex    bool     // the nexlet made the workdir's .nex (and removes it)
+	nexFiles   []string // what else the nexlet put in .nex (a nats:// executable)
+	uid        uint32   // the workload's own user (and group); 0: the nexlet's
+	runAs      *runAs   // the user it asked to run as (start_request.user)
 	cg         *workloadCgroup
 	log        *zap.Logger
 
@@ -85,6 +86,7 @@ func (h *handle) startProcess() (*process, error) {
 	if h.sr.Stdin != nil {
 		s.stdin = strings.NewReader(*h.sr.Stdin)
 	}
+	h.sandboxed(&s)
 	c, err := spawn(s)
 	if err != nil {
 		return nil, err
@@ -101,6 +103,14 @@ func (h *handle) procAttr() *syscall.SysProcAttr {
 		a.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	}
 	return a
+}
+
+// sandboxed makes s start the workload's process in a sandbox of its own, where this
+// driver sandboxes and the workload runs as a user other than the nexlet's.
+func (h *handle) sandboxed(s *spawnSpec) {
+	if uid, gid, ok := h.user(); ok && h.d.sandbox != "" {
+		s.sandboxed(h.d.sandbox, uid, gid)
+	}
 }
 
 // user is the UID and GID the workload runs as, when not the nexlet's own.
@@ -460,7 +470,7 @@ func (h *handle) clean() {
 		if err := os.RemoveAll(h.workdir); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
-	} else if h.creds != "" {
+	} else if h.creds != "" || len(h.nexFiles) > 0 {
 		h.removeCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
 	}
 	if h.uid != 0 {

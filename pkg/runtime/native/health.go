@@ -248,12 +248,14 @@ var healthClient = &http.Client{
 	Transport:     &http.Transport{DisableKeepAlives: true},
 }
 
-// execProbe runs argv as the workload (its user, workdir, environment and cgroup).
+// execProbe runs argv as the workload (its user, sandbox, workdir, environment and cgroup).
 func (h *handle) execProbe(ctx context.Context, argv []string) error {
 	var out limitedBuffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	c, err := spawn(spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: w, stderr: w, cg: h.cg})
+	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: w, stderr: w, cg: h.cg}
+	h.sandboxed(&s) // a check sees what the workload sees, no more
+	c, err := spawn(s)
 	if err != nil {
 		return fmt.Errorf("run %s: %v", argv[0], err)
 	}

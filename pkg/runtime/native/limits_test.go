@@ -397,7 +397,7 @@ func TestOperatorLimits(t *testing.T) {
 		want string
 	}{
 		{map[string]any{"pids": 100}, "start_request.resources.pids: 100 is above this node's ceiling of 50"},
-		{map[string]any{"memory": "1GiB"}, "start_request.resources.memory: 1GiB is above this node's ceiling of 128MiB"},
+		{map[string]any{"memory": "1GiB"}, "start_request.resources.memory: 1 GiB is above this node's ceiling of 128 MiB"},
 	} {
 		if _, err := e.startScript("greedy", v1.LifecycleService, "exec sleep 600", map[string]any{"resources": c.res}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.res, err, c.want)

@@ -35,6 +35,7 @@ import (
 
 // TestMain lets the test binary act as a workload when NEX_TEST_WORKLOAD is set.
 func TestMain(m *testing.M) {
+	native.SandboxMain()
 	if mode := os.Getenv("NEX_TEST_WORKLOAD"); mode != "" {
 		os.Exit(fakeWorkload(mode, os.Args[1:]))
 	}

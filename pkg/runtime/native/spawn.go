@@ -1,6 +1,7 @@
 package native
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,8 @@ import (
 // spawnSpec says how to start one process.
 type spawnSpec struct {
 	path   string
-	argv   []string // after argv[0], which is path
+	argv0  string   // argv[0] when not path
+	argv   []string // after argv[0]
 	dir    string
 	env    []string
 	attr   *syscall.SysProcAttr
@@ -145,7 +147,7 @@ func (c *child) start(s spawnSpec, files []*os.File) error {
 		attr.PidFD = &pidfd
 	}
 	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
-	argv := append([]string{s.path}, s.argv...)
+	argv := append([]string{cmp.Or(s.argv0, s.path)}, s.argv...)
 	var p *os.Process
 	start := func() error {
 		scanMu.RLock() // the reaper must not reap between the start and the registration

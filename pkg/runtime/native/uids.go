@@ -71,6 +71,14 @@ var RequiredCapabilities = []struct {
 	Name string
 }{{0, "CAP_CHOWN"}, {1, "CAP_DAC_OVERRIDE"}, {3, "CAP_FOWNER"}, {5, "CAP_KILL"}, {6, "CAP_SETGID"}, {7, "CAP_SETUID"}}
 
+// SandboxCapabilities are what the sandbox of each workload needs besides: its mount and
+// IPC namespaces and its mounts (sandbox.go). Without them workloads run unsandboxed, and
+// the node says so (nex.sandbox=none).
+var SandboxCapabilities = []struct {
+	Bit  uint
+	Name string
+}{{21, "CAP_SYS_ADMIN"}}
+
 // CanSwitchUsers says whether this process can run workloads as other users, and if not,
 // why: it must be root with the RequiredCapabilities (a root whose capabilities a
 // systemd unit bounds keeps these).
@@ -202,8 +210,7 @@ func (p *uidPool) acquire() (uint32, error) {
 	return 0, fmt.Errorf("%w (%s)", ErrNoUIDs, p.r)
 }
 
-// record writes into uid's lock file the directory its workload owns (its workdir, or the
-// .nex it was given in a workdir it was lent). A nexlet killed outright leaves finished
+// record writes into uid's lock file the directory its workload owns (its workdir). A nexlet killed outright leaves finished
 // workloads' directories behind, still the UID's; whoever takes the UID next gives that
 // directory to root first (reclaim), so the UID's next workload cannot read them.
 func (p *uidPool) record(uid uint32, dir string) {

@@ -148,8 +148,9 @@ func (h *handle) writeCreds(c []byte) error {
 	return nil
 }
 
-// removeCreds removes the credentials the nexlet wrote into a lent workdir, and .nex
-// when the nexlet made it; nothing else of a directory it did not make.
+// removeCreds removes what the nexlet wrote into a lent workdir's .nex (the credentials,
+// a nats:// executable), and .nex when the nexlet made it; nothing else of a directory it
+// did not make.
 func (h *handle) removeCreds() {
 	wfd, err := h.openWorkdir()
 	if err != nil {
@@ -160,8 +161,9 @@ func (h *handle) removeCreds() {
 	if err != nil {
 		return
 	}
-	_ = unix.Unlinkat(nfd, credsName, 0)
-	_ = unix.Unlinkat(nfd, credsNewName, 0)
+	for _, name := range append([]string{credsName, credsNewName}, h.nexFiles...) {
+		_ = unix.Unlinkat(nfd, name, 0)
+	}
 	unix.Close(nfd)
 	if h.madeNex {
 		_ = unix.Unlinkat(wfd, nexDir, unix.AT_REMOVEDIR) // only when empty

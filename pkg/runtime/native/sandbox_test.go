@@ -1,0 +1,81 @@
+package native_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native"
+)
+
+// A workload of its own user runs in a sandbox of its own: a /tmp and /dev/shm nobody
+// else sees, a /proc with only its own processes, SysV IPC of its own, no_new_privs and no
+// capabilities; its workdir and executable are where they were, even under /tmp.
+func TestSandbox(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	exe, _ := os.Executable()
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(o *native.Options) {
+		o.DataDir = filepath.Join(base, "native")
+		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: 300200, Last: 300219}, t.TempDir(), exe
+	})
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
+	}
+	marker := filepath.Join("/tmp", "nex-sandbox-marker-"+strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(marker, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(marker)
+	script := filepath.Join(base, "probe.sh") // under /tmp, as the executable
+	if err := os.WriteFile(script, []byte(`#!/bin/sh
+if [ -e `+marker+` ]; then echo "SHARED tmp"; else echo "PRIVATE tmp"; fi
+if [ -d /proc/`+strconv.Itoa(os.Getpid())+` ]; then echo "SEES nexlet"; else echo "HIDDEN nexlet"; fi
+echo "PROCS $(ls /proc | grep -c '^[0-9]')"
+echo hi > "$HOME/file" && echo "WORKDIR ok"
+ipcmk -M 4096 >/dev/null && echo "SHM made"
+grep -E '^(NoNewPrivs|CapEff)' /proc/self/status
+echo END
+exec sleep 600
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.box")
+	e.nc.Flush()
+	if _, err := e.d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "box", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: "box", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: []byte(`{"uri":"file://` + script + `"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	testutil.Eventually(t, 10*time.Second, "the probe's report", func() bool {
+		for {
+			m, err := logs.NextMsg(10 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			out.Write(m.Data)
+			out.WriteByte('\n')
+		}
+		return strings.Contains(out.String(), "END")
+	})
+	got := out.String()
+	for _, want := range []string{"PRIVATE tmp", "HIDDEN nexlet", "WORKDIR ok", "SHM made", "NoNewPrivs:\t1", "CapEff:\t0000000000000000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the sandboxed workload does not say %q:\n%s", want, got)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/sysvipc/shm"); strings.Contains(string(b), " 4096 ") {
+		t.Errorf("the workload's shared memory segment shows outside its sandbox:\n%s", b)
+	}
+}
