@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +15,11 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
 )
 
 // A hostile tenant, holding the CLI credentials docs/security.md gives namespace a,
@@ -233,4 +237,138 @@ func mustStart(t *testing.T, start func(name, lifecycle, sr string) (string, str
 		t.Fatalf("start %s %s: exit %d: %s", name, sr, code, errOut)
 	}
 	return out
+}
+
+// A tenant with namespace a's documented CLI credentials sends what the CLI would refuse
+// to: LAMEDUCK of the node under its own subject, RELEASE and DEPLOY of a bid namespace b
+// won, a thousand guessed bid IDs while b starts workloads, and a CLONE whose reseal_for
+// is a key of its own. Each is refused (403 forbidden, or the bid is unknown to it), the
+// node keeps running, and every one of b's starts succeeds.
+func TestEveryVerbChecksItsCaller(t *testing.T) {
+	op := startOperatorServer(t)
+	u := newUser(t)
+	url := op.srv.ClientURL()
+	nodeCreds := op.user(t, u.home, "node", nil)
+	skSeed, _ := op.signingKey.Seed()
+	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
+	var nodes []v1.NodeInfo
+	if err := json.Unmarshal([]byte(u.mustNex(append(admin, "node", "list", "--json")...)), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("node list: %v %v", nodes, err)
+	}
+	nodeID := nodes[0].NodeID
+	tenantCreds := op.user(t, u.home, "tenant-a", &jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.a.>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX_alice.>"}},
+	})
+	tenant, err := nats.Connect(url, nats.UserCredentials(tenantCreds), nats.CustomInboxPrefix("_INBOX_alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tenant.Close()
+	ask := func(subject string, body any) (*nats.Msg, error) {
+		b, _ := json.Marshal(body)
+		return tenant.Request(subject, b, 5*time.Second)
+	}
+	code := func(m *nats.Msg) string { return m.Header.Get("Nats-Service-Error-Code") }
+
+	// LAMEDUCK under the tenant's own subject
+	m, err := ask("$NEX.SVC.v1.a.control.LAMEDUCK."+nodeID, map[string]any{"delay": "30s"})
+	if err != nil || code(m) != "403" || !strings.Contains(string(m.Data), "node administration") {
+		t.Fatalf("LAMEDUCK from namespace a: %v %v %s", err, m.Header, m.Data)
+	}
+	if out := u.mustNex(append(admin, "node", "list")...); !strings.Contains(out, "RUNNING") {
+		t.Fatalf("the node after a tenant's LAMEDUCK:\n%s", out)
+	}
+
+	// b's bid, released and deployed by a
+	nc, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cb, _ := client.New(nc, "b")
+	ctx := context.Background()
+	def := func(ns, name string) v1.WorkloadDefinition {
+		return v1.WorkloadDefinition{Namespace: ns, Name: name, Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: json.RawMessage(`{"uri":"file:///bin/true"}`)}
+	}
+	bids, _, err := cb.Auction(ctx, v1.AuctionRequest{Type: "native", Lifecycle: v1.LifecycleJob})
+	if err != nil || len(bids) != 1 {
+		t.Fatalf("b's auction: %v %v", bids, err)
+	}
+	bid := bids[0].BidID
+	if _, err := ask("$NEX.SVC.v1.a.control.RELEASE."+bid, struct{}{}); err != nil {
+		t.Fatalf("RELEASE: %v", err)
+	}
+	m, err = ask("$NEX.SVC.v1.a.control.DEPLOY."+bid, v1.DeployRequest{Workload: def("a", "stolen")})
+	if err != nil || code(m) != "410" {
+		t.Fatalf("a deployed on b's bid: %v %v %s", err, m.Header, m.Data)
+	}
+	var w v1.WorkloadInfo
+	if err := svcCall(nc, "$NEX.SVC.v1.b.control.DEPLOY."+bid, v1.DeployRequest{Workload: def("b", "mine")}, &w); err != nil || w.ID == "" {
+		t.Fatalf("b's deploy on its own bid after a's tries: %v %+v", err, w)
+	}
+
+	// a thousand guessed bid IDs while b starts ten workloads
+	done := make(chan struct{})
+	guessed := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 1000; n++ {
+			g := nodeID[len(nodeID)-10:] + v1.NewID()
+			if n%2 == 0 {
+				_ = tenant.Publish("$NEX.SVC.v1.a.control.RELEASE."+g, []byte("{}"))
+			} else {
+				_ = tenant.Publish("$NEX.SVC.v1.a.control.DEPLOY."+g, []byte(`{"workload":{"name":"x","type":"native","lifecycle":"job","start_request":{"uri":"file:///bin/true"}}}`))
+			}
+		}
+		_ = tenant.Flush()
+		close(done)
+		guessed <- n
+	}()
+	failed := 0
+	for i := range 10 {
+		if _, err := cb.StartWorkload(ctx, def("b", "s"+strconv.Itoa(i))); err != nil {
+			failed++
+			t.Logf("b's start %d: %v", i, err)
+		}
+	}
+	<-done
+	if n := <-guessed; failed != 0 {
+		t.Fatalf("%d of b's 10 starts failed while a sent %d guessed bid IDs", failed, n)
+	}
+
+	// CLONE with a reseal_for of the tenant's own making
+	ca, _ := client.New(nc, "a")
+	sealed := def("a", "sealed")
+	sealed.Lifecycle = v1.LifecycleService
+	sealed.StartRequest = json.RawMessage(`{"uri":"file:///bin/sleep","argv":["600"],"environment":{"SECRET":"hunter2"}}`)
+	sw, err := ca.StartWorkload(ctx, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := nkeys.CreateCurveKeys()
+	minePub, _ := mine.PublicKey()
+	m, err = ask("$NEX.SVC.v1.a.control.CLONE."+sw.ID, v1.CloneRequest{ResealFor: minePub})
+	if err != nil || code(m) != "403" || strings.Contains(string(m.Data), "nexenc") {
+		t.Fatalf("CLONE resealed for the tenant's key: %v %v %s", err, m.Header, m.Data)
+	}
+	// a clone the cluster makes still works
+	if _, err := ca.CloneWorkload(ctx, sw.ID, client.CloneOptions{}); err != nil {
+		t.Fatalf("clone: %v", err)
+	}
+}
+
+// svcCall sends req to subject and decodes a reply or its service error.
+func svcCall(nc *nats.Conn, subject string, req, resp any) error {
+	b, _ := json.Marshal(req)
+	m, err := nc.Request(subject, b, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if c := m.Header.Get("Nats-Service-Error-Code"); c != "" {
+		return fmt.Errorf("%s: %s", c, m.Data)
+	}
+	return json.Unmarshal(m.Data, resp)
 }

@@ -159,7 +159,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
 		Workloads: running,
-	}, lifecycle: req.Lifecycle, res: req.Resources}
+	}, ns: r.Namespace, lifecycle: req.Lifecycle, res: req.Resources}
 	if n.cfg.Placement != v1.PlacementRandom {
 		b.Load = &load
 	}
@@ -294,6 +294,10 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	}
 	n.mu.Lock()
 	b, ok := n.bids[bidID]
+	if ok && b.ns != ns { // another namespace's bid: as if it did not exist, and left alone
+		n.mu.Unlock()
+		return v1.WorkloadInfo{}, v1.NewError(410, v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
+	}
 	expired := !ok || b.used || time.Now().After(b.ExpiresAt)
 	if expired {
 		delete(n.bids, bidID)
@@ -358,7 +362,7 @@ func (n *Node) handleRelease(_ context.Context, r *svc.Request, _ *struct{}) (st
 		return struct{}{}, svc.ErrNoReply
 	}
 	n.mu.Lock()
-	if b, ok := n.bids[r.ID]; ok && !b.used {
+	if b, ok := n.bids[r.ID]; ok && !b.used && b.ns == r.Namespace {
 		delete(n.bids, r.ID)
 	}
 	n.mu.Unlock()

@@ -22,6 +22,9 @@ func (n *Node) handleLameduck(_ context.Context, r *svc.Request, req *v1.Lameduc
 	if id != n.cfg.NodeID {
 		return v1.LameduckReply{}, v1.NotFound("node %s not found", id)
 	}
+	if err := v1.Authorize(v1.VerbLameduck, r.Namespace); err != nil {
+		return v1.LameduckReply{}, err // a tenant's own subject does not make it an operator
+	}
 	if req.Delay < 0 {
 		return v1.LameduckReply{}, v1.BadRequest("delay %s is negative", time.Duration(req.Delay))
 	}

@@ -223,6 +223,7 @@ type Node struct {
 	recording   bool              // a worker records the news
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
+	peerXKeys   map[string][]string // node ID -> its nexlets' xkeys, from its announcements
 	seen        map[string]time.Time // every node's last announcement, leaving or not
 	draining    sync.Map             // workload ID -> struct{}: moving to another node in a drain
 	coord       atomic.Pointer[coordinator]
@@ -246,6 +247,7 @@ type nexletEntry struct {
 
 type bid struct {
 	v1.Bid
+	ns        string // the namespace that asked: no other may deploy or release it
 	lifecycle string
 	res       *v1.Resources // what the workload asks for: reserved while the bid is out
 	used      bool          // claimed by a deploy still under way (it keeps the room)
@@ -287,7 +289,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{}, news: map[string]news{},
-		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, seen: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
+		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, peerXKeys: map[string][]string{}, seen: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil
 }
@@ -459,6 +461,7 @@ func (n *Node) sweep() {
 	for id, seen := range n.peers {
 		if now.Sub(seen) > 3*n.cfg.AnnounceInterval {
 			delete(n.peers, id)
+			delete(n.peerXKeys, id)
 		}
 	}
 	for id, e := range n.nexlets {
@@ -616,7 +619,15 @@ func (n *Node) fanoutHeaders() micro.Headers {
 }
 
 func (n *Node) announce(leaving bool) {
-	b, _ := json.Marshal(v1.Announce{NodeID: n.cfg.NodeID, Name: n.cfg.Name, Leaving: leaving})
+	a := v1.Announce{NodeID: n.cfg.NodeID, Name: n.cfg.Name, Leaving: leaving}
+	n.mu.Lock()
+	for _, e := range n.nexlets {
+		if e.reg.XKey != "" {
+			a.XKeys = append(a.XKeys, e.reg.XKey)
+		}
+	}
+	n.mu.Unlock()
+	b, _ := json.Marshal(a)
 	_ = n.nc.Publish(v1.AnnounceSubject(n.cfg.NodeID), b)
 }
 
@@ -630,8 +641,10 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 	n.seen[a.NodeID] = time.Now()
 	if a.Leaving {
 		delete(n.peers, a.NodeID)
+		delete(n.peerXKeys, a.NodeID)
 	} else {
 		n.peers[a.NodeID] = time.Now()
+		n.peerXKeys[a.NodeID] = a.XKeys
 	}
 	n.mu.Unlock()
 	// A newcomer learns about us at once instead of after a full interval.

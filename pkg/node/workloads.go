@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -417,12 +418,35 @@ func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any
 	return nil, err
 }
 
+// knownXKey says whether key is the public xkey of a nexlet registered here or with a
+// node that announced itself.
+func (n *Node) knownXKey(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range n.nexlets {
+		if e.reg.XKey == key {
+			return true
+		}
+	}
+	for _, keys := range n.peerXKeys {
+		if slices.Contains(keys, key) {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
 	rec, err := n.owned(r)
 	if err != nil {
 		return v1.CloneReply{}, err
 	}
 	wid, def := rec.WorkloadID, rec.Definition
+	if req.ResealFor != "" && !n.knownXKey(req.ResealFor) {
+		// opening the sealed values for a key the caller names would hand them to anyone
+		// in the namespace: only a nexlet of the cluster may receive them
+		return v1.CloneReply{}, v1.NewError(403, v1.CodeForbidden, "reseal_for %s is not the key of a nexlet registered with this cluster", req.ResealFor)
+	}
 	if req.ResealFor != "" && strings.Contains(string(def.StartRequest), seal.Prefix) {
 		// only the original's nexlet can open its sealed values: it seals them for the clone's
 		var out json.RawMessage
@@ -462,6 +486,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	for _, ch := range waiters {
 		close(ch)
 	}
+	go n.announce(false) // the cluster learns its key now (a clone may be resealed for it)
 	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version), zap.String("isolation", cmp.Or(req.Isolation, v1.IsolationNone)))
 	if req.Isolation != v1.IsolationUID {
 		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here (the nexlet's log says why it does not run each workload as a user of its own)")

@@ -82,9 +82,16 @@ func TestReservedNamespaces(t *testing.T) {
 			t.Errorf("a definition in namespace %q was accepted", ns)
 		}
 	}
-	for _, ns := range []string{"default", "a", "team-1", "system", "x$"} {
+	for _, ns := range []string{"default", "a", "team-1", "system", "A_b-9"} {
 		if err := ValidateNamespace(ns); err != nil {
 			t.Errorf("namespace %q refused: %v", ns, err)
+		}
+	}
+	// a namespace names buckets and KV keys too: [A-Za-z0-9_-] only (a unicode one got a
+	// storage error from JetStream)
+	for _, ns := range []string{"x$", "café", "名前", "a+b", "a/b", "a:b"} {
+		if err := ValidateNamespace(ns); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "letters, digits, '_' and '-' only") {
+			t.Errorf("namespace %q: %v", ns, err)
 		}
 	}
 }

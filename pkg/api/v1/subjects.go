@@ -80,6 +80,13 @@ func ValidateNamespace(ns string) error {
 	if ns[0] == '$' || ns[0] == '_' {
 		return fmt.Errorf("%w: namespace %q starts with %q, which NATS keeps for itself ($JS, $KV, _INBOX ...); pick a name that starts with a letter or digit", ErrInvalidToken, ns, ns[:1])
 	}
+	for _, c := range ns {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			// a namespace names streams, buckets and keys too (NEX_BUNDLES_<ns>, the KV
+			// key <ns>.<name>), which take these characters only
+			return fmt.Errorf("%w: namespace %q has %q: a namespace is letters, digits, '_' and '-' only", ErrInvalidToken, ns, c)
+		}
+	}
 	return nil
 }
 

@@ -624,6 +624,9 @@ type Announce struct {
 	NodeID  string `json:"node_id"`
 	Name    string `json:"name"`
 	Leaving bool   `json:"leaving,omitempty"`
+	// XKeys are the public curve keys of the node's registered nexlets: a CLONE's
+	// reseal_for must be one of the cluster's.
+	XKeys []string `json:"xkeys,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string ("10s").
