@@ -223,7 +223,7 @@ type Node struct {
 	recording   bool              // a worker records the news
 	tombstones  map[string]tombstone
 	peers       map[string]time.Time
-	peerXKeys   map[string][]string // node ID -> its nexlets' xkeys, from its announcements
+	peerXKeys   map[string][]string  // node ID -> its nexlets' xkeys, from its announcements
 	seen        map[string]time.Time // every node's last announcement, leaving or not
 	draining    sync.Map             // workload ID -> struct{}: moving to another node in a drain
 	coord       atomic.Pointer[coordinator]
