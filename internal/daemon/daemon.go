@@ -397,7 +397,10 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 // JetStream is not ready; without JetStream the node runs without history.
 func (d *daemon) openHistory(ctx context.Context) error {
 	o := d.o
-	cfg := node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, Replicas: o.StateReplicas}
+	cfg := node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, EventsMaxByte: o.EventsMaxBytes, Replicas: o.StateReplicas,
+		Changed: func(stream, what string) {
+			d.log.Info("history stream limits changed to this node's flags (give every node the same)", zap.String("stream", stream), zap.String("changed", what))
+		}}
 	err := d.waitFor(ctx, "JetStream streams "+node.LogsStream+" and "+node.EventsStream, node.JetStreamPermanent, func(actx context.Context) error {
 		return node.EnsureHistory(actx, d.nc, cfg)
 	})

@@ -52,6 +52,7 @@ type Options struct {
 	LogsMaxAge         time.Duration     `name:"logs.max-age" default:"24h" help:"How long output is kept."`
 	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"1073741824" help:"Most bytes of output kept (oldest dropped first)."`
 	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
+	EventsMaxBytes     int64             `name:"events.max-bytes" default:"268435456" help:"Most bytes of events kept (oldest dropped first)."`
 	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
 	IssuerSigningKey   string            `name:"issuer-signing-key" env:"NEX_ISSUER_SIGNING_KEY" help:"A file holding an account signing key seed (SA...), or the seed in $NEX_ISSUER_SIGNING_KEY: mint scoped credentials for workloads and nexlets."`
 	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`

@@ -43,9 +43,15 @@ func (c *Creds) File() ([]byte, error) {
 	return append([]byte("-----BEGIN NATS USER JWT-----\n"+c.JWT+"\n------END NATS USER JWT------\n\n"), seed...), nil
 }
 
+// WorkloadInboxPrefix starts every workload's inbox prefix. It is reserved: give CLI
+// users prefixes of another shape (_INBOX_<user>, never starting _INBOX_NEXW_), or a user
+// and a namespace of the same name would read each other's replies.
+const WorkloadInboxPrefix = "_INBOX_NEXW_"
+
 // InboxPrefix is the inbox prefix a workload of namespace ns must use for its requests:
-// it may subscribe to replies only there, so one namespace cannot read another's.
-func InboxPrefix(ns string) string { return "_INBOX_" + ns }
+// it may subscribe to replies only there, so one namespace cannot read another's (nor a
+// CLI user's: see WorkloadInboxPrefix).
+func InboxPrefix(ns string) string { return WorkloadInboxPrefix + ns }
 
 // WorkloadPermissions scope a workload to its namespace: publish and subscribe in
 // <ns>.>, replies through its own inbox prefix, answers to requests it receives, and

@@ -71,3 +71,18 @@ func TestMintedCredsVerify(t *testing.T) {
 		t.Fatal("a seed of another account accepted")
 	}
 }
+
+// A workload's reply prefix is of a shape no documented user prefix takes: the workloads
+// of namespace cli_a cannot subscribe to the replies of a user whose prefix is
+// _INBOX_cli_a (they could, when workloads' prefixes were _INBOX_<namespace>).
+func TestWorkloadInboxDisjointFromUsers(t *testing.T) {
+	p := WorkloadPermissions("cli_a")
+	for _, s := range p.Sub.Allow {
+		if s == "_INBOX_cli_a.>" || s == "_INBOX.>" || s == "_INBOX_cli_a" {
+			t.Fatalf("a workload of namespace cli_a may subscribe to %s", s)
+		}
+	}
+	if got := InboxPrefix("cli_a"); got != "_INBOX_NEXW_cli_a" {
+		t.Fatalf("InboxPrefix(cli_a) = %s", got)
+	}
+}

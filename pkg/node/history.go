@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,20 +25,33 @@ const (
 // one-message-per-line live feed.
 var LogsHistorySubjects = v1.LogHistorySubject("*", "*")
 
-// adoptSubjects points an existing stream (made by an older nexd) at the subjects this
-// one publishes history on; its limits stay as they are.
-func adoptSubjects(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+// adopt points an existing stream (made by an older nexd, or with other flags) at the
+// subjects and limits this node was given: a changed --logs.max-bytes takes effect, and
+// Changed says what changed (nodes should share the settings: the last to start wins).
+func adopt(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (changed string, err error) {
 	st, err := js.Stream(ctx, want.Name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	cfg := st.CachedInfo().Config
-	if slices.Equal(cfg.Subjects, want.Subjects) {
-		return nil
+	var what []string
+	if !slices.Equal(cfg.Subjects, want.Subjects) {
+		cfg.Subjects = want.Subjects
+		what = append(what, "subjects")
 	}
-	cfg.Subjects = want.Subjects
+	if cfg.MaxBytes != want.MaxBytes {
+		what = append(what, fmt.Sprintf("max_bytes %d -> %d", cfg.MaxBytes, want.MaxBytes))
+		cfg.MaxBytes = want.MaxBytes
+	}
+	if cfg.MaxAge != want.MaxAge {
+		what = append(what, fmt.Sprintf("max_age %s -> %s", cfg.MaxAge, want.MaxAge))
+		cfg.MaxAge = want.MaxAge
+	}
+	if len(what) == 0 {
+		return "", nil
+	}
 	_, err = js.UpdateStream(ctx, cfg)
-	return err
+	return strings.Join(what, ", "), err
 }
 
 // HistoryConfig bounds the history streams.
@@ -47,10 +61,12 @@ type HistoryConfig struct {
 	EventsMaxAge  time.Duration
 	EventsMaxByte int64
 	Replicas      int
+	// Changed, when set, is told of an existing stream whose limits were brought in line.
+	Changed func(stream, what string)
 }
 
-// EnsureHistory creates the history streams when they do not exist yet. An existing
-// stream is left as it is, so nodes with different settings do not fight over it.
+// EnsureHistory creates the history streams, or brings an existing one's subjects and
+// limits in line with h.
 func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -70,7 +86,10 @@ func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 		}
 		_, err := js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			err = adoptSubjects(ctx, js, cfg)
+			var what string
+			if what, err = adopt(ctx, js, cfg); err == nil && what != "" && h.Changed != nil {
+				h.Changed(cfg.Name, what)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)

@@ -68,3 +68,35 @@ func TestAPIDocComplete(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizationTableInDocs checks that docs/api-v1.md prints every row of the
+// authorization table as the code has it, and that the table covers every control verb.
+func TestAuthorizationTableInDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/api-v1.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range Authorization {
+		row := "| `" + r.Subject + "` | " + r.Who + " | " + r.Scope + " |"
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/api-v1.md lacks the row %s", row)
+		}
+	}
+	for _, verb := range []string{VerbAuction, VerbDeploy, VerbRelease, VerbStop, VerbInfo, VerbClone, VerbList, VerbPing, VerbLameduck, VerbGroup, VerbSecretPut, VerbSecretRm, VerbSecretList} {
+		found := false
+		for _, r := range Authorization {
+			found = found || strings.Contains(r.Subject, ".control."+verb)
+		}
+		if !found {
+			t.Errorf("control verb %s has no row in the authorization table", verb)
+		}
+	}
+	for _, ns := range []string{"a", "default"} {
+		if err := Authorize(VerbLameduck, ns); err == nil || AsError(err).Code != 403 {
+			t.Errorf("LAMEDUCK from namespace %s: %v", ns, err)
+		}
+	}
+	if err := Authorize(VerbLameduck, SystemNamespace); err != nil {
+		t.Errorf("LAMEDUCK from system: %v", err)
+	}
+}
