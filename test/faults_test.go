@@ -467,7 +467,7 @@ func storageFull(t *testing.T, tune func(*server.Options)) {
 	u := newUser(t)
 	url := s.ClientURL()
 	data := filepath.Join(u.home, "data")
-	startNexd(t, u, url, data, "--logs.max-bytes", "262144")
+	startNexd(t, u, url, data, "--logs.max-bytes", "262144", "--events.max-bytes", "65536")
 	marker := "full-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	out := u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
 		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"]}`)
@@ -516,7 +516,7 @@ func storageFull(t *testing.T, tune func(*server.Options)) {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
 	testutil.Eventually(t, 30*time.Second, "nexd to stop", func() bool { return len(processes("nexd", "--data-dir", data)) == 0 })
-	startNexd(t, u, url, data, "--logs.max-bytes", "262144")
+	startNexd(t, u, url, data, "--logs.max-bytes", "262144", "--events.max-bytes", "65536")
 	if list := u.workloads(t, url); len(list) != 0 || len(processes(marker)) != 0 {
 		t.Fatalf("after the restart: %+v, %d processes", list, len(processes(marker)))
 	}

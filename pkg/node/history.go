@@ -91,6 +91,9 @@ func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
 				h.Changed(cfg.Name, what)
 			}
 		}
+		if err != nil && strings.Contains(err.Error(), "insufficient storage") {
+			return fmt.Errorf("create stream %s with max_bytes %d: %w: the JetStream store cannot reserve that much; lower --logs.max-bytes or --events.max-bytes, or give the server more room (max_file_store)", cfg.Name, cfg.MaxBytes, err)
+		}
 		if err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
