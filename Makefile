@@ -54,7 +54,7 @@ lint:
 ## a sample config to $(DESTDIR)$(CONFDIR)/config.json (kept if one is there).
 install: build
 	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(SYSTEMDDIR)" "$(DESTDIR)$(CONFDIR)"
-	install -m 0755 bin/nex bin/nexd bin/nexlet-native "$(DESTDIR)$(PREFIX)/bin/"
+	install -m 0755 bin/nex bin/nexd bin/nexlet-native bin/nex-sandbox "$(DESTDIR)$(PREFIX)/bin/"
 	for u in deploy/systemd/*.service; do \
 		sed 's#/usr/local/bin/#$(PREFIX)/bin/#g' "$$u" > "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
 		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \

@@ -44,6 +44,13 @@ func TestTenantCannotActThroughTheNexlet(t *testing.T) {
 	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
 		"--workload-creds-ttl", "3s", "--require-isolation", "*")
 	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
+	var nodes []v1.NodeInfo
+	if err := json.Unmarshal([]byte(u.mustNex(append(admin, "node", "list", "--json")...)), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("node list: %v %v", nodes, err)
+	}
+	if tags := nodes[0].Tags; tags[v1.TagIsolation] != v1.IsolationUID || tags[v1.TagSandbox] != v1.SandboxNamespaces {
+		t.Fatalf("a root node says nex.isolation=%s nex.sandbox=%s", tags[v1.TagIsolation], tags[v1.TagSandbox])
+	}
 	tenantCreds := op.user(t, u.home, "tenant-a", &jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{"$NEX.SVC.v1.a.>"}},
 		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX_alice.>"}},

@@ -108,7 +108,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	}
 	opts.WorkdirRoots = c.WorkdirRoots
 	if exe, err := os.Executable(); err == nil {
-		opts.SandboxExe = exe
+		opts.SandboxExe = native.SandboxHelper(exe)
 	}
 	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
 	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)

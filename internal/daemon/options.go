@@ -114,13 +114,21 @@ func (o Options) Check() error {
 			return fmt.Errorf("--workload-uids: %w (or auto, or none)", err)
 		}
 	}
-	if _, err := native.ParseRunAs(o.RunAs); err != nil {
+	if p, err := native.ParseRunAs(o.RunAs); err != nil {
+		return err
+	} else if err := p.Check(); err != nil {
 		return err
 	}
 	for flag, v := range map[string]string{"--default-limits": o.DefaultLimits, "--max-limits": o.MaxLimits} {
 		if _, err := v1.ParseResources(v); err != nil {
 			return fmt.Errorf("%s: %w", flag, err)
 		}
+	}
+	defaults, _ := v1.ParseResources(o.DefaultLimits)
+	ceiling, _ := v1.ParseResources(o.MaxLimits)
+	var none *v1.Resources
+	if _, err := none.WithLimits(defaults, ceiling, "--default-limits"); err != nil {
+		return err // the nexlet would refuse to start, again and again
 	}
 	for _, r := range o.WorkdirRoots {
 		if !filepath.IsAbs(r) {

@@ -16,12 +16,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sys/unix"
 
+	"github.com/nexrun/nex/internal/sandbox"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 )
@@ -48,7 +50,7 @@ func (h *handle) fetchArtifacts(ctx context.Context) error {
 		if dest == "" {
 			dest = baseName(a.URI)
 		}
-		if filepath.IsAbs(dest) || !filepath.IsLocal(dest) {
+		if filepath.IsAbs(dest) || !filepath.IsLocal(dest) || filepath.Clean(dest) == "." {
 			return fmt.Errorf("artifacts[%d].path %q must be relative and stay inside the workdir", i, dest)
 		}
 		mode := os.FileMode(0o644)
@@ -97,13 +99,23 @@ func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.Fi
 			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
 		}
 		return asUser(h.identity(), func() error {
-			src, err := os.Open(u.Path)
+			// non-blocking: a FIFO must not hold the start (and a thread) forever
+			src, err := os.OpenFile(u.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 			if err != nil {
 				return denied("read", u.Path, err)
 			}
 			defer src.Close()
 			if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
 				return fmt.Errorf("%s is not a regular file", u.Path)
+			}
+			// where it really is (symlinks and /dev/fd followed): never the nexlet's own
+			// /proc, nor what the workload's sandbox hides from it
+			real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(src.Fd())))
+			if err != nil {
+				return err
+			}
+			if why := h.outOfView(real); why != "" {
+				return fmt.Errorf("%s (%s) is refused: %s", u.Path, real, why)
 			}
 			return writeAs(target, src, mode, digest)
 		})
@@ -118,6 +130,23 @@ func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.Fi
 	}
 	defer src.Close()
 	return asUser(h.identity(), func() error { return writeAs(target, src, mode, "") })
+}
+
+// outOfView says why a file at the real path real may not be an artifact of this
+// workload: /proc is the nexlet's view of processes (its own /proc/self included), and a
+// sandboxed workload's private directories are not the host's.
+func (h *handle) outOfView(real string) string {
+	if real == "/proc" || strings.HasPrefix(real, "/proc/") {
+		return "files under /proc are the nexlet's view of processes, not the workload's"
+	}
+	if h.d.sandbox != "" && h.identity() != nil {
+		for _, dir := range sandbox.Private {
+			if real == dir || strings.HasPrefix(real, dir+"/") {
+				return dir + " is private to each workload's sandbox: the host's is not the workload's to read"
+			}
+		}
+	}
+	return ""
 }
 
 // writeAs writes src to target (replacing what is there, never through a symlink) with

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,16 +114,6 @@ func checkExecutable(id *fsIdentity, path string) error {
 		}
 		return nil
 	})
-}
-
-// underRoots says whether the absolute, clean path lies under one of roots (or is one).
-func underRoots(path string, roots []string) bool {
-	for _, r := range roots {
-		if r == "/" || path == r || strings.HasPrefix(path, strings.TrimSuffix(r, "/")+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 // within says whether path is dir or lies below it (both clean and absolute).

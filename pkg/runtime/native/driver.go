@@ -142,6 +142,9 @@ func New(opts Options) (*Driver, error) {
 	if err := os.MkdirAll(filepath.Join(opts.DataDir, "workloads"), 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
+	if err := opts.RunAs.Check(); err != nil {
+		return nil, err
+	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
 	if opts.UIDs != nil {
 		if err := CanSwitchUsers(); err != nil {

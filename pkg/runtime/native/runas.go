@@ -54,6 +54,49 @@ func ParseRunAs(entries []string) (RunAsPolicy, error) {
 	return p, nil
 }
 
+// Check looks each name up on this machine: a name that is neither a user nor a group
+// is refused (a typo would silently allow nothing), and so is a "*" entry for root or a
+// system account (below MinSharedID), which would be refused at every start anyway.
+func (p RunAsPolicy) Check() error {
+	for ns, names := range p {
+		for _, name := range names {
+			ids, err := lookupIDs(name)
+			if err != nil {
+				return fmt.Errorf("--run-as %s=%s: %w", ns, name, err)
+			}
+			if ns != "*" {
+				continue
+			}
+			for _, id := range ids {
+				if id < MinSharedID {
+					return fmt.Errorf("--run-as *=%s: ID %d is root or a system account: name the namespace that may use it (NS=%s), never *", name, id, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// lookupIDs finds the IDs name stands for: a user's UID, a group's GID, or a number.
+func lookupIDs(name string) ([]uint32, error) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return []uint32{uint32(n)}, nil
+	}
+	var ids []uint32
+	if u, err := user.Lookup(name); err == nil {
+		n, _ := strconv.ParseUint(u.Uid, 10, 32)
+		ids = append(ids, uint32(n))
+	}
+	if g, err := user.LookupGroup(name); err == nil {
+		n, _ := strconv.ParseUint(g.Gid, 10, 32)
+		ids = append(ids, uint32(n))
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no user or group %q on this machine", name)
+	}
+	return ids, nil
+}
+
 // String is the policy in its flag form (NS=NAME, sorted), "none" when empty.
 func (p RunAsPolicy) String() string {
 	var out []string

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,5 +78,61 @@ exec sleep 600
 	}
 	if b, _ := os.ReadFile("/proc/sysvipc/shm"); strings.Contains(string(b), " 4096 ") {
 		t.Errorf("the workload's shared memory segment shows outside its sandbox:\n%s", b)
+	}
+}
+
+// A file:// artifact is taken only from where the workload could read it itself: not a
+// FIFO (which would hold the start forever), not the nexlet's /proc (its /proc/self, other
+// users' command lines), not the host's /tmp or /dev/shm of a sandboxed workload; and an
+// artifact path must name a file in the workdir, not the workdir itself.
+func TestArtifactsOutOfView(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are users of their own only when the nexlet is root")
+	}
+	exe, _ := os.Executable()
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(o *native.Options) {
+		o.DataDir = filepath.Join(base, "native")
+		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: 300220, Last: 300239}, t.TempDir(), exe
+	})
+	fifo := filepath.Join(base, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	shm := filepath.Join("/dev/shm", "nex-artifact-"+strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(shm, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(shm)
+	cases := []struct{ artifact, want string }{
+		{`{"uri":"file://` + fifo + `"}`, "is not a regular file"},
+		{`{"uri":"file:///proc/self/status"}`, "under /proc"},
+		{`{"uri":"file:///dev/stdin"}`, "not a regular file"},
+		{`{"uri":"file:///etc/hostname","path":"."}`, "inside the workdir"},
+	}
+	if e.d.Sandbox() == v1.SandboxNamespaces {
+		cases = append(cases, struct{ artifact, want string }{`{"uri":"file://` + shm + `"}`, "private to each workload's sandbox"})
+	}
+	for i, c := range cases {
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "a" + strconv.Itoa(i), NodeID: "NODE", Definition: v1.WorkloadDefinition{
+				Namespace: "default", Name: "a", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: []byte(`{"uri":"file:///bin/true","artifacts":[` + c.artifact + `]}`)}})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("artifact %s: %v, want %q", c.artifact, err, c.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("artifact %s held the start", c.artifact)
+		}
 	}
 }
