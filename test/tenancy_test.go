@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,4 +381,43 @@ func svcCall(nc *nats.Conn, subject string, req, resp any) error {
 		return fmt.Errorf("%s: %s", c, m.Data)
 	}
 	return json.Unmarshal(m.Data, resp)
+}
+
+// A start whose nexlet does not answer in time (a fetch that hangs) fails, and the nexlet
+// is told to drop it: it must not go on to run a workload nobody can list, stop or remove
+// (found by a newcomer walk: the workload ran, untracked, until the node stopped).
+func TestTimedOutStartDoesNotRunLater(t *testing.T) {
+	aborted := make(chan struct{})
+	var once sync.Once
+	release := make(chan struct{})
+	defer close(release)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done(): // the nexlet gave up the fetch
+			once.Do(func() { close(aborted) })
+		case <-release:
+		}
+	}))
+	defer slow.Close()
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexd(t, u, url, filepath.Join(u.home, "data"))
+	marker := "late-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	out, errOut, code := u.nex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "late",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","sleep 600; : `+marker+`"],"artifacts":[{"uri":"`+slow.URL+`/big"}]}`)
+	if code == 0 || !strings.Contains(errOut, "the start was called off") {
+		t.Fatalf("a start whose fetch hangs: exit %d: %s %s", code, out, errOut)
+	}
+	select {
+	case <-aborted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the nexlet kept fetching for a start that had failed")
+	}
+	testutil.Eventually(t, 10*time.Second, "the failed start to be gone from the list", func() bool {
+		return len(u.workloads(t, url)) == 0
+	})
+	if p := processes(marker); len(p) != 0 {
+		t.Fatalf("the failed start runs anyway: %v", p)
+	}
 }

@@ -28,6 +28,11 @@ import (
 // nexletCallTimeout bounds a request from the node to a local nexlet.
 const nexletCallTimeout = 10 * time.Second
 
+// deployStartTimeout bounds a deploy's start on the nexlet: below a client's wait
+// (svc.DefaultTimeout, 10 s), so the deploy's answer, not the client's timeout, tells the
+// user how the start went.
+const deployStartTimeout = 8 * time.Second
+
 // nexletGap is how long the node keeps asking a registered nexlet that has no
 // subscription: a nexlet reconnecting (its credentials expired and were renewed, its
 // server went away) or being restarted is gone for a moment, and a request in that

@@ -77,12 +77,31 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}
 		stored <- err
 	}()
-	info, err := n.startOnNexlet(ctx, rec, 0)
+	// the nexlet must answer before the client stops waiting (svc.DefaultTimeout), so that
+	// the client hears the truth from this node, not from a retry that finds the start
+	// still in flight
+	sctx, cancel := context.WithTimeout(ctx, deployStartTimeout)
+	info, err := n.startOnNexlet(sctx, rec, 0)
+	cancel()
+	if v1.IsCode(err, v1.CodeTimeout) {
+		err = v1.NewError(504, v1.CodeTimeout, "nexlet %s did not start workload %s within %s (fetching its artifacts?): the start was called off", nexletID, wid, deployStartTimeout)
+	}
 	serr := <-stored
 	if err == nil && serr != nil {
 		log.Error("record desired state; stopping the workload again", zap.Error(serr))
 		_ = svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
 		err = storageError(serr, "record workload "+wid+" (it was stopped again)")
+	}
+	if err != nil && v1.IsCode(err, v1.CodeTimeout) {
+		// the nexlet may still be starting it (a slow fetch): the start has failed as far
+		// as the user and the records know, so it must not go on to run untracked
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			sctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
+			defer cancel()
+			_ = svc.Call(sctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
+		}()
 	}
 	if err != nil {
 		n.mu.Lock()
