@@ -261,7 +261,10 @@ func TestEveryVerbChecksItsCaller(t *testing.T) {
 	nodeCreds := op.user(t, u.home, "node", nil)
 	skSeed, _ := op.signingKey.Seed()
 	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
-	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	xk, _ := nkeys.CreateCurveKeys()
+	xseed, _ := xk.Seed()
+	secretsKey := u.write("secrets.seed", string(xseed), 0o600)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", secretsKey)
 	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
 	var nodes []v1.NodeInfo
 	if err := json.Unmarshal([]byte(u.mustNex(append(admin, "node", "list", "--json")...)), &nodes); err != nil || len(nodes) != 1 {
@@ -282,6 +285,16 @@ func TestEveryVerbChecksItsCaller(t *testing.T) {
 		return tenant.Request(subject, b, 5*time.Second)
 	}
 	code := func(m *nats.Msg) string { return m.Header.Get("Nats-Service-Error-Code") }
+
+	// what the tenant may do, it can, with exactly the documented rights: secret put
+	// needed node administration's PING before SECRET_KEY
+	tenantCLI := []string{"-s", url, "--nats.creds-file", tenantCreds, "--nats.inbox-prefix", "_INBOX_alice", "--namespace", "a"}
+	if out, errOut, c := u.nex(append(tenantCLI, "secret", "put", "db-password", "hunter2")...); c != 0 {
+		t.Fatalf("secret put with a tenant's documented rights: exit %d %s %s", c, out, errOut)
+	}
+	if out := u.mustNex(append(tenantCLI, "secret", "list")...); !strings.Contains(out, "db-password") {
+		t.Fatalf("secret list:\n%s", out)
+	}
 
 	// LAMEDUCK under the tenant's own subject
 	m, err := ask("$NEX.SVC.v1.a.control.LAMEDUCK."+nodeID, map[string]any{"delay": "30s"})

@@ -51,6 +51,9 @@ func (c *Client) sealForCluster(ctx context.Context, def *v1.WorkloadDefinition)
 		return nil
 	}
 	key, err := c.secretsKey(ctx)
+	if errors.Is(err, ErrNoSecretsKey) {
+		return v1.BadRequest("a replica group with environment values needs the same --secrets-key on every node (its values are sealed for it); no node has one")
+	}
 	if err != nil {
 		return err
 	}
@@ -58,18 +61,19 @@ func (c *Client) sealForCluster(ctx context.Context, def *v1.WorkloadDefinition)
 	return err
 }
 
-// secretsKey is the cluster's secrets key, as the nodes publish it.
+// secretsKey is the cluster's secrets key, asked under the namespace's own subject
+// (SECRET_KEY: no node administration rights needed); nodes that do not serve it (no
+// --secrets-key, or older) leave ErrNoSecretsKey.
 func (c *Client) secretsKey(ctx context.Context) (string, error) {
-	nodes, err := c.ListNodes(ctx)
-	if err != nil {
-		return "", err
+	var r v1.SecretKeyReply
+	err := c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretKey), struct{}{}, &r)
+	switch {
+	case err == nil && r.XKey != "":
+		return r.XKey, nil
+	case err == nil, v1.IsCode(err, v1.CodeUnavailable), errors.Is(err, ErrNoSecretsKey):
+		return "", ErrNoSecretsKey
 	}
-	for _, n := range nodes {
-		if n.SecretsXKey != "" {
-			return n.SecretsXKey, nil
-		}
-	}
-	return "", v1.BadRequest("a replica group with environment values needs the same --secrets-key on every node (its values are sealed for it); no node has one")
+	return "", err
 }
 
 // coordinatorWait is how long a group request waits for a coordinator (one is chosen

@@ -17,19 +17,9 @@ func (c *Client) SecretPut(ctx context.Context, name, value string) (*v1.SecretI
 	if err := v1.ValidateToken("secret name", name); err != nil {
 		return nil, err
 	}
-	nodes, err := c.ListNodes(ctx)
+	key, err := c.secretsKey(ctx)
 	if err != nil {
 		return nil, err
-	}
-	key := ""
-	for _, n := range nodes {
-		if n.SecretsXKey != "" {
-			key = n.SecretsXKey
-			break
-		}
-	}
-	if key == "" {
-		return nil, ErrNoSecretsKey
 	}
 	sender, err := nkeys.CreateCurveKeys()
 	if err != nil {

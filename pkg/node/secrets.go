@@ -91,7 +91,13 @@ func (n *Node) secretEndpoints() []svc.Endpoint {
 		ep(v1.VerbSecretPut, "secret name", svc.Handle(n.handleSecretPut)),
 		ep(v1.VerbSecretRm, "secret name", svc.Handle(n.handleSecretRm)),
 		ep(v1.VerbSecretList, "", svc.Handle(n.handleSecretList)),
+		ep(v1.VerbSecretKey, "", svc.Handle(n.handleSecretKey)),
 	}
+}
+
+func (n *Node) handleSecretKey(_ context.Context, _ *svc.Request, _ *struct{}) (v1.SecretKeyReply, error) {
+	pub, err := n.secretStore.key.PublicKey()
+	return v1.SecretKeyReply{XKey: pub}, err
 }
 
 func (n *Node) handleSecretPut(ctx context.Context, r *svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {

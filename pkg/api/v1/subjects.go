@@ -34,6 +34,9 @@ const (
 	VerbSecretPut  = "SECRET_PUT"
 	VerbSecretRm   = "SECRET_RM"
 	VerbSecretList = "SECRET_LIST"
+	// VerbSecretKey answers the secrets key values are sealed for, under the namespace's
+	// own subject (it needed node administration's PING before).
+	VerbSecretKey = "SECRET_KEY"
 )
 
 // Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].

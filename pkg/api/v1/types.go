@@ -619,6 +619,11 @@ type Event struct {
 	Data       map[string]any `json:"data,omitempty"`
 }
 
+// SecretKeyReply is the public curve key secret values are sealed for (nexd --secrets-key).
+type SecretKeyReply struct {
+	XKey string `json:"xkey"`
+}
+
 // Announce is a node's periodic "I am alive" message.
 type Announce struct {
 	NodeID  string `json:"node_id"`
