@@ -98,7 +98,7 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 		c.WorkdirRoots = v
 	}
 	fs.Var(&listFlag{v: &c.WorkdirRoots}, "workdir-roots", "Directories under which a start request may name its own workdir (absolute, comma-separated or repeated; $NEX_WORKDIR_ROOTS). Default: none when workloads run as users of their own, anywhere outside the data dir when they run as this process's user.")
-	fs.StringVar(&c.DefaultLimits, "default-limits", os.Getenv("NEX_DEFAULT_LIMITS"), "Resource limits of a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024 (each resource on its own; needs cgroups; $NEX_DEFAULT_LIMITS).")
+	fs.StringVar(&c.DefaultLimits, "default-limits", os.Getenv("NEX_DEFAULT_LIMITS"), "Resource limits of a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024,disk=1GiB (each resource on its own; memory, cpu and pids need cgroups; $NEX_DEFAULT_LIMITS).")
 	fs.StringVar(&c.MaxLimits, "max-limits", os.Getenv("NEX_MAX_LIMITS"), "The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384: a request above is declined, naming the field and the ceiling ($NEX_MAX_LIMITS).")
 	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
 	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")

@@ -40,8 +40,9 @@ type Spec struct {
 	Dir      string   // the workdir
 	// Env is the workload's environment. The helper's own is the spec alone: a root
 	// process must not run with a tenant's LD_PRELOAD or GODEBUG.
-	Env   []string
-	Probe bool // mount, then exit 0: can this machine sandbox?
+	Env     []string
+	Probe   bool  // mount, then exit 0: can this machine sandbox?
+	TmpSize int64 // bytes each private tmpfs may hold (0: the kernel's default, half the memory)
 }
 
 // Asked says whether this process was started as the helper.
@@ -99,7 +100,11 @@ func (s *Spec) enter() error {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			continue
 		}
-		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		opts := "mode=1777"
+		if s.TmpSize > 0 {
+			opts += ",size=" + strconv.FormatInt(s.TmpSize, 10)
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 			return fmt.Errorf("private %s: %w", dir, err)
 		}
 	}

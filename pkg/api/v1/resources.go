@@ -20,6 +20,9 @@ type Resources struct {
 	CPU float64 `json:"cpu,omitempty"`
 	// PIDs is the most processes and threads it may have at once.
 	PIDs int `json:"pids,omitempty"`
+	// Disk is the most its workdir may hold (and, in a sandbox, its private /tmp): over
+	// it the workload is stopped for good, exit_reason disk_limit. Not a placement matter.
+	Disk ByteSize `json:"disk,omitempty"`
 }
 
 // UnmarshalJSON names the field of a malformed value.
@@ -48,6 +51,7 @@ const (
 	ResourceMemory = "memory"
 	ResourceCPU    = "cpu"
 	ResourcePIDs   = "pids"
+	ResourceDisk   = "disk"
 )
 
 // Cgroup kinds: of a nexlet's registration, and of the node tag nex.cgroups.
@@ -61,7 +65,7 @@ const (
 
 // Empty reports whether r asks for nothing.
 func (r *Resources) Empty() bool {
-	return r == nil || (r.Memory == 0 && r.CPU == 0 && r.PIDs == 0)
+	return r == nil || (r.Memory == 0 && r.CPU == 0 && r.PIDs == 0 && r.Disk == 0)
 }
 
 // Names lists the resources r limits, in a fixed order.
@@ -78,6 +82,9 @@ func (r *Resources) Names() []string {
 	}
 	if r.PIDs > 0 {
 		out = append(out, ResourcePIDs)
+	}
+	if r.Disk > 0 {
+		out = append(out, ResourceDisk)
 	}
 	return out
 }
@@ -104,6 +111,9 @@ func (r *Resources) Validate(field string) error {
 	}
 	if r.PIDs < 0 || r.PIDs > MaxPIDs {
 		return BadRequest("%s.pids: %d is not a number of processes from 1 to %d", field, r.PIDs, MaxPIDs)
+	}
+	if r.Disk < 0 || (r.Disk > 0 && r.Disk < MinMemory) {
+		return BadRequest("%s.disk: %s is below the smallest limit of %s", field, r.Disk, ByteSize(MinMemory))
 	}
 	return nil
 }
@@ -242,8 +252,14 @@ func ParseResources(s string) (Resources, error) {
 				return r, fmt.Errorf("pids=%s: want a number of processes", v)
 			}
 			r.PIDs = n
+		case ResourceDisk:
+			b, err := ParseByteSize(strings.TrimSpace(v))
+			if err != nil {
+				return r, fmt.Errorf("disk=%s: %w", v, err)
+			}
+			r.Disk = b
 		default:
-			return r, fmt.Errorf("%q: unknown resource %q (memory, cpu or pids)", kv, k)
+			return r, fmt.Errorf("%q: unknown resource %q (memory, cpu, pids or disk)", kv, k)
 		}
 	}
 	return r, r.Validate("limits")
@@ -260,6 +276,9 @@ func (r Resources) String() string {
 	}
 	if r.PIDs > 0 {
 		out = append(out, "pids="+strconv.Itoa(r.PIDs))
+	}
+	if r.Disk > 0 {
+		out = append(out, "disk="+r.Disk.String())
 	}
 	return strings.Join(out, ",")
 }
@@ -282,6 +301,9 @@ func (r *Resources) WithLimits(defaults, ceiling Resources, field string) (*Reso
 	if out.PIDs == 0 {
 		out.PIDs = cmpOr(defaults.PIDs, ceiling.PIDs)
 	}
+	if out.Disk == 0 {
+		out.Disk = cmpOr(defaults.Disk, ceiling.Disk)
+	}
 	switch {
 	case ceiling.Memory > 0 && out.Memory > ceiling.Memory:
 		return nil, NewError(400, CodeSchemaInvalid, "%s.memory: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Memory, ceiling.Memory)
@@ -289,6 +311,8 @@ func (r *Resources) WithLimits(defaults, ceiling Resources, field string) (*Reso
 		return nil, NewError(400, CodeSchemaInvalid, "%s.cpu: %s cores is above this node's ceiling of %s (nexd --max-limits)", field, FormatCores(out.CPU), FormatCores(ceiling.CPU))
 	case ceiling.PIDs > 0 && out.PIDs > ceiling.PIDs:
 		return nil, NewError(400, CodeSchemaInvalid, "%s.pids: %d is above this node's ceiling of %d (nexd --max-limits)", field, out.PIDs, ceiling.PIDs)
+	case ceiling.Disk > 0 && out.Disk > ceiling.Disk:
+		return nil, NewError(400, CodeSchemaInvalid, "%s.disk: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Disk, ceiling.Disk)
 	}
 	if out.Empty() {
 		return nil, nil

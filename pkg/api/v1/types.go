@@ -574,6 +574,8 @@ const (
 const (
 	// ExitOOMKilled: the kernel killed the workload for going over its memory limit.
 	ExitOOMKilled = "oom_killed"
+	// ExitDiskLimit: its workdir went over resources.disk; it is stopped for good.
+	ExitDiskLimit = "disk_limit"
 	// ExitUnhealthy: the nexlet killed a service its health check found unhealthy.
 	ExitUnhealthy = "unhealthy"
 	// ExitTimedOut: the nexlet killed a job that ran past its timeout.

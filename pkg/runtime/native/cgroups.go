@@ -210,6 +210,9 @@ func removeEmptyBases(mine, keep string) {
 // enforces says why r cannot be enforced here ("" when it can).
 func (s *cgroupSetup) enforces(r *v1.Resources) string {
 	for _, name := range r.Names() {
+		if name == v1.ResourceDisk {
+			continue // the nexlet's own check, not a cgroup's
+		}
 		if !slices.Contains(s.limits, name) {
 			why := s.why
 			if why == "" {

@@ -98,8 +98,10 @@ func (d *Driver) Sandbox() string {
 }
 
 // Cgroups says how this driver enforces resource limits (v1.CgroupsV2, V1 or None) and
-// which resources it can limit.
-func (d *Driver) Cgroups() (kind string, limits []string) { return d.cg.kind, d.cg.limits }
+// which resources it can limit (disk always: it checks workdirs itself).
+func (d *Driver) Cgroups() (kind string, limits []string) {
+	return d.cg.kind, append(d.cg.limits[:len(d.cg.limits):len(d.cg.limits)], v1.ResourceDisk)
+}
 
 // Stats are the log counters of every workload so far.
 func (d *Driver) Stats() map[string]uint64 { return d.opts.Feed.Stats() }

@@ -67,7 +67,8 @@ type handle struct {
 	lastError   string
 	dropped     uint64
 
-	killedUnhealthy atomic.Bool // the health check ended the current attempt
+	killedUnhealthy atomic.Bool  // the health check ended the current attempt
+	diskUsed        atomic.Int64 // bytes in its workdir at the last check (with a disk limit)
 }
 
 // process is one attempt: the process, the writers that ship its output, and the
@@ -109,7 +110,11 @@ func (h *handle) procAttr() *syscall.SysProcAttr {
 // driver sandboxes and the workload runs as a user other than the nexlet's.
 func (h *handle) sandboxed(s *spawnSpec) {
 	if uid, gid, ok := h.user(); ok && h.d.sandbox != "" {
-		s.sandboxed(h.d.sandbox, uid, gid)
+		var tmp int64 // its private /tmp counts against its disk limit too
+		if h.sr.Resources != nil {
+			tmp = int64(h.sr.Resources.Disk)
+		}
+		s.sandboxed(h.d.sandbox, uid, gid, tmp)
 	}
 }
 
@@ -228,6 +233,10 @@ func (h *handle) again(code int) bool {
 func (h *handle) decide(code int) (again bool, failed string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.exitReason == v1.ExitDiskLimit { // starting it again would find the same workdir
+		h.state = v1.StateFailed
+		return false, h.lastError
+	}
 	switch h.def.Lifecycle {
 	case v1.LifecycleService:
 		if h.sr.maxRestarts < 0 || h.restarts < h.sr.maxRestarts {
@@ -266,8 +275,15 @@ func (h *handle) wait(p *process) (int, string) {
 		defer t.Stop()
 	}
 	stopChecks := h.checkHealth(pid)
+	var overDisk atomic.Bool
+	stopDisk := h.watchDisk(func() {
+		overDisk.Store(true)
+		killGroup(pid, syscall.SIGTERM)
+		time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+	})
 	ws := p.c.wait()
 	stopChecks()
+	stopDisk()
 	// wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()
@@ -277,6 +293,8 @@ func (h *handle) wait(p *process) (int, string) {
 	switch {
 	case h.cg.ooms() > p.ooms:
 		reason = v1.ExitOOMKilled
+	case overDisk.Load():
+		reason = v1.ExitDiskLimit
 	case timedOut.Load():
 		reason = v1.ExitTimedOut
 	case h.killedUnhealthy.Swap(false):
@@ -293,6 +311,8 @@ func (h *handle) wait(p *process) (int, string) {
 		h.lastError = "timed out after " + h.sr.timeout.String()
 	case v1.ExitOOMKilled:
 		h.lastError = h.oomMessage()
+	case v1.ExitDiskLimit:
+		h.lastError = "its workdir held " + v1.ByteSize(h.diskUsed.Load()).String() + ", over its disk limit of " + h.sr.Resources.Disk.String()
 	}
 	h.mu.Unlock()
 	if dropped > 0 {
@@ -459,6 +479,9 @@ func (h *handle) info() v1.WorkloadInfo {
 	info.Health = h.health
 	if h.cg != nil {
 		md["cgroups"] = h.cg.setup.kind
+	}
+	if h.sr.Resources != nil && h.sr.Resources.Disk > 0 {
+		md["disk_used"] = v1.ByteSize(h.diskUsed.Load()).String()
 	}
 	return info
 }

@@ -172,7 +172,7 @@ func TestLimitsRefusedWithoutCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Shutdown(context.Background()) })
-	if kind, limits := d.Cgroups(); kind != v1.CgroupsNone || len(limits) != 0 {
+	if kind, limits := d.Cgroups(); kind != v1.CgroupsNone || len(limits) != 1 || limits[0] != v1.ResourceDisk { // disk is the nexlet's own check
 		t.Fatalf("cgroups %s %v", kind, limits)
 	}
 	_, err = d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "w", NodeID: "NODE", Definition: v1.WorkloadDefinition{
@@ -402,5 +402,33 @@ func TestOperatorLimits(t *testing.T) {
 		if _, err := e.startScript("greedy", v1.LifecycleService, "exec sleep 600", map[string]any{"resources": c.res}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.res, err, c.want)
 		}
+	}
+}
+
+// A workload whose workdir outgrows resources.disk is stopped for good (a service is not
+// started again on the same full workdir), saying why; below it, its usage shows.
+func TestDiskLimit(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.startScript("small", v1.LifecycleService, `head -c 1048576 /dev/zero > "$PWD/one"; exec sleep 600`, map[string]any{"resources": map[string]any{"disk": "8MiB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the small workload's usage", func() bool {
+		return e.state(w.ID).Metadata["disk_used"] != "" && e.state(w.ID).Metadata["disk_used"] != "0 B"
+	})
+	if st := e.state(w.ID); st.State != v1.StateRunning {
+		t.Fatalf("a workload under its disk limit: %+v", st)
+	}
+	big, err := e.startScript("big", v1.LifecycleService, `head -c 20971520 /dev/zero > "$PWD/fill"; exec sleep 600`, map[string]any{"resources": map[string]any{"disk": "8MiB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info v1.WorkloadInfo
+	testutil.Eventually(t, 15*time.Second, "the workload over its disk limit to be stopped", func() bool {
+		info = e.state(big.ID)
+		return info.State == v1.StateFailed
+	})
+	if info.ExitReason != v1.ExitDiskLimit || !strings.Contains(info.Metadata["error"], "over its disk limit of 8 MiB") || info.Metadata["restarts"] != "0" {
+		t.Fatalf("after going over its disk limit: %+v", info)
 	}
 }

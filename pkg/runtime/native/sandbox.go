@@ -60,8 +60,8 @@ func probeSandbox(exe string) error {
 
 // sandboxed turns a spawn of the workload's process into a spawn of the helper that
 // becomes it, in new namespaces, as root until it drops to uid:gid.
-func (s *spawnSpec) sandboxed(exe string, uid, gid uint32) {
-	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.path, Argv: append([]string{s.path}, s.argv...), Dir: s.dir, Env: s.env})
+func (s *spawnSpec) sandboxed(exe string, uid, gid uint32, tmpSize int64) {
+	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.path, Argv: append([]string{s.path}, s.argv...), Dir: s.dir, Env: s.env, TmpSize: tmpSize})
 	s.env = []string{sandbox.Env + "=" + string(spec)}
 	s.argv0 = sandbox.Arg
 	s.path, s.argv = exe, nil
