@@ -268,14 +268,14 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(w, "  %s=%s\n", k, n.Tags[k])
 	}
 	fmt.Fprintln(w, "Nexlets:")
-	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "LIMITS", "LAST HEARTBEAT")
+	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "SANDBOX", "LIMITS", "LAST HEARTBEAT")
 	for _, x := range n.Nexlets {
 		limits := cmp.Or(x.Cgroups, v1.CgroupsNone)
 		if len(x.Limits) > 0 {
 			limits += ":" + strings.Join(x.Limits, ",")
 		}
 		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health,
-			cmp.Or(x.Isolation, v1.IsolationNone), limits, x.LastHeartbeat.Local().Format(time.TimeOnly))
+			cmp.Or(x.Isolation, v1.IsolationNone), cmp.Or(x.Sandbox, v1.SandboxNone), limits, x.LastHeartbeat.Local().Format(time.TimeOnly))
 	}
 	if err := t.write(w); err != nil {
 		return err
