@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -432,5 +434,70 @@ func TestTimedOutStartDoesNotRunLater(t *testing.T) {
 	})
 	if p := processes(marker); len(p) != 0 {
 		t.Fatalf("the failed start runs anyway: %v", p)
+	}
+}
+
+// TestOperatorWalkthrough runs docs/security.md's "Operator mode from scratch" as it is
+// written, in an empty directory (on a free port instead of 4222), with the binaries on
+// PATH: every command of it must succeed. Then the user it minted reads its job's output,
+// and is refused another namespace.
+func TestOperatorWalkthrough(t *testing.T) {
+	doc := string(mustRead(t, filepath.Join("..", "docs", "security.md")))
+	begin, end := strings.Index(doc, "<!-- walkthrough:begin -->"), strings.Index(doc, "<!-- walkthrough:end -->")
+	if begin < 0 || end < begin {
+		t.Fatal("docs/security.md has no walkthrough block")
+	}
+	block := doc[begin:end]
+	block = block[strings.Index(block, "```bash\n")+len("```bash\n") : strings.LastIndex(block, "```")]
+	u := newUser(t)
+	if err := os.Chmod(filepath.Dir(u.home), 0o755); err != nil { // workloads of their own users pass through
+		t.Fatal(err)
+	}
+	if err := os.Chmod(u.home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(freePort(t))
+	script := "set -euo pipefail\n" + strings.ReplaceAll(strings.ReplaceAll(block, "127.0.0.1:4222", "127.0.0.1:"+port),
+		"nex security init ./nex-sec", "nex security init ./nex-sec --listen 127.0.0.1:"+port)
+	data := filepath.Join(u.cwd, "nex-data")
+	t.Cleanup(func() {
+		for _, pid := range processes("nexd", data) {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			testutil.Eventually(t, 30*time.Second, "the walkthrough's nexd to stop", func() bool { return syscall.Kill(pid, 0) != nil })
+		}
+	})
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = u.cwd
+	cmd.Env = append(u.env, "PATH="+binDir+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(u.cwd, "nexd.log"))
+		t.Fatalf("the walkthrough failed: %v\n%s\nnexd.log:\n%s", err, out, log)
+	}
+	for _, want := range []string{"Workload hello [", "Secret db-password stored", "db-password", "Bundled hi: 1 file into NEX_BUNDLES_a", "Workload hi [", "hello ada"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the walkthrough's output lacks %q:\n%s", want, out)
+		}
+	}
+	alice := []string{"-s", "nats://127.0.0.1:" + port, "--nats.creds-file", filepath.Join(u.cwd, "nex-sec", "alice.creds"), "--nats.inbox-prefix", "_INBOX_alice", "--namespace", "a"}
+	var list []v1.WorkloadInfo
+	if err := json.Unmarshal([]byte(u.mustNex(append(alice, "workload", "list", "--json")...)), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range list {
+		if w.Name != "hello" {
+			continue
+		}
+		testutil.Eventually(t, 10*time.Second, "hello's output in its history", func() bool {
+			logs, _, _ := u.nex(append(alice, "workload", "logs", w.ID)...)
+			return strings.Contains(logs, "hello from nex")
+		})
+		if ev := u.mustNex(append(alice, "workload", "events", w.ID)...); !strings.Contains(ev, "started") {
+			t.Errorf("hello's events:\n%s", ev)
+		}
+	}
+	b := append(alice[:len(alice)-1:len(alice)-1], "b")
+	if _, errOut, code := u.nex(append(b, "workload", "list")...); code == 0 || !strings.Contains(errOut, "permission denied") {
+		t.Errorf("alice listed namespace b: exit %d %s", code, errOut)
 	}
 }

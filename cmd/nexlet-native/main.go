@@ -54,6 +54,9 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if c.DataDir == "" {
 		c.DataDir = proc.DefaultDataDir() + "/native"
 	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs // workloads (and their sandboxes) are given absolute paths
+	}
 	// one nexlet per data dir: a second one would take the first one's workloads for
 	// leftovers of a dead predecessor and kill them
 	lock, err := proc.LockDir(c.DataDir, "nexlet-native")

@@ -129,6 +129,9 @@ func (d *daemon) identity() error {
 	if d.o.DataDir == "" {
 		d.o.DataDir = proc.DefaultDataDir()
 	}
+	if abs, err := filepath.Abs(d.o.DataDir); err == nil {
+		d.o.DataDir = abs // the nexlets and their workloads get paths below it
+	}
 	// one node per data dir: a second one stops here, before it touches anything
 	lock, err := proc.LockDir(d.o.DataDir, "nexd")
 	if err != nil {

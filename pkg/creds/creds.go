@@ -226,3 +226,76 @@ func (Dev) Nexlet(string, string, time.Duration) (*Creds, error) { return nil, n
 
 // Isolated is false.
 func (Dev) Isolated() bool { return false }
+
+// TenantPermissions are what a CLI user of namespace ns needs for every documented
+// command (workload start, list, info, stop, rm, clone, logs, events, trigger, secret,
+// bundle) and no more: the namespace's control subjects, its feeds, replies through its
+// own inbox prefix (_INBOX_<user>), reads of the history streams filtered to the
+// namespace, and its own object store. The history streams' STREAM.INFO cannot be scoped
+// by subject: a user may learn other namespaces' workload IDs and message counts there
+// (never their content). NATS wildcards are whole tokens; user must not start with NEXW_
+// (the workloads' prefixes).
+func TenantPermissions(ns, user string) jwt.Permissions {
+	obj := "OBJ_" + v1.BundleBucket(ns)
+	pub := jwt.StringList{
+		"$NEX.SVC.v1." + ns + ".>",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO.NEX_LOGS", "$JS.API.STREAM.INFO.NEX_EVENTS",
+		"$JS.API.CONSUMER.CREATE.NEX_LOGS.*." + v1.LogHistorySubject(ns, ">"),
+		"$JS.API.CONSUMER.CREATE.NEX_EVENTS.*." + v1.EventSubject(ns, ">"),
+		"$JS.API.CONSUMER.MSG.NEXT.NEX_LOGS.*", "$JS.API.CONSUMER.MSG.NEXT.NEX_EVENTS.*",
+		"$JS.API.CONSUMER.DELETE.NEX_LOGS.*", "$JS.API.CONSUMER.DELETE.NEX_EVENTS.*",
+		"$JS.API.CONSUMER.INFO.NEX_LOGS.*", "$JS.API.CONSUMER.INFO.NEX_EVENTS.*",
+		// the namespace's bundle bucket: create, put, list, get, remove
+		"$JS.API.STREAM.CREATE." + obj, "$JS.API.STREAM.UPDATE." + obj, "$JS.API.STREAM.INFO." + obj,
+		"$JS.API.STREAM.PURGE." + obj, "$JS.API.STREAM.MSG.GET." + obj,
+		"$JS.API.DIRECT.GET." + obj, "$JS.API.DIRECT.GET." + obj + ".>",
+		"$JS.API.CONSUMER.CREATE." + obj, "$JS.API.CONSUMER.CREATE." + obj + ".>",
+		"$JS.API.CONSUMER.MSG.NEXT." + obj + ".*", "$JS.API.CONSUMER.DELETE." + obj + ".*", "$JS.API.CONSUMER.INFO." + obj + ".*",
+		"$O." + v1.BundleBucket(ns) + ".>",
+		"$JS.FC.>",
+		// function triggers of the namespace (nex workload trigger)
+		ns + ".>",
+	}
+	return jwt.Permissions{
+		Pub:  jwt.Permission{Allow: pub},
+		Sub:  jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", "$NEX.FEED." + ns + ".>"}},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
+}
+
+// UserInboxPrefix is the inbox prefix of CLI user user (nex --nats.inbox-prefix).
+func UserInboxPrefix(user string) string { return "_INBOX_" + user }
+
+// ValidateUserName checks a CLI user's name: a namespace-like token that cannot take a
+// workload's reply prefix.
+func ValidateUserName(user string) error {
+	if err := v1.ValidateNamespace(user); err != nil {
+		return fmt.Errorf("user name: %w", err)
+	}
+	if strings.HasPrefix(UserInboxPrefix(user), WorkloadInboxPrefix) {
+		return fmt.Errorf("user name %q: a name starting NEXW_ would take workloads' reply prefixes (%s...)", user, WorkloadInboxPrefix)
+	}
+	return nil
+}
+
+// Tenant mints credentials for a CLI user of namespace ns, valid for ttl (0: no expiry).
+func (s *signer) Tenant(ns, user string, ttl time.Duration) (*Creds, error) {
+	if err := v1.ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	if err := ValidateUserName(user); err != nil {
+		return nil, err
+	}
+	return s.mint("nex user "+user+" of "+ns, TenantPermissions(ns, user), ttl, map[string]string{"nex-namespace": ns, "nex-user": user})
+}
+
+// MintTenant mints a CLI user's credentials for namespace ns with the account signing
+// key seed of account (nex security user).
+func MintTenant(signingKeySeed, account, ns, user string, ttl time.Duration) (*Creds, error) {
+	m, err := NewSigningKeyMinter(signingKeySeed, account)
+	if err != nil {
+		return nil, err
+	}
+	return m.(*signer).Tenant(ns, user, ttl)
+}

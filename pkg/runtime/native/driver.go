@@ -138,6 +138,9 @@ func New(opts Options) (*Driver, error) {
 	if opts.DataDir == "" || opts.Conn == nil {
 		return nil, fmt.Errorf("native driver: data dir and NATS connection are required")
 	}
+	if abs, err := filepath.Abs(opts.DataDir); err == nil {
+		opts.DataDir = abs // workdirs are handed to workloads and their sandboxes
+	}
 	if opts.Feed == nil {
 		opts.Feed = nexlet.NewFeed(opts.Conn, opts.NodeID)
 	}

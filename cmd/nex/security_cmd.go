@@ -1,0 +1,166 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// SecurityCmd sets up an operator-mode NATS system for nex and mints its users, so an
+// operator needs no other tool (docs/security.md, "Operator mode from scratch").
+type SecurityCmd struct {
+	Init SecurityInitCmd `cmd:"" help:"Make an operator, a system account and an application account with JetStream, the node's credentials, the account signing key nexd mints with, a secrets key, and a nats-server config that trusts them."`
+	User SecurityUserCmd `cmd:"" help:"Mint a CLI user of one namespace with exactly the rights every documented command needs."`
+}
+
+// SecurityInitCmd writes a new operator-mode setup into a directory.
+type SecurityInitCmd struct {
+	Dir    string `arg:"" type:"path" help:"Directory to write into (made, 0700; it must not hold a setup already)."`
+	Listen string `name:"listen" default:"127.0.0.1:4222" help:"Where the nats-server of the config listens."`
+}
+
+// Security setup file names, in the directory of nex security init.
+const (
+	secServerConf = "server.conf"
+	secNodeCreds  = "node.creds"
+	secSigning    = "signing.seed"
+	secAccountPub = "account.pub"
+	secSecrets    = "secrets.seed"
+	secOperator   = "operator.seed"
+)
+
+// Run writes the setup.
+func (c *SecurityInitCmd) Run(g *Globals) error {
+	if _, err := os.Stat(filepath.Join(c.Dir, secServerConf)); err == nil {
+		return fmt.Errorf("%s holds a setup already (%s): pick another directory", c.Dir, secServerConf)
+	}
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return err
+	}
+	op, _ := nkeys.CreateOperator()
+	opPub, _ := op.PublicKey()
+	sys, _ := nkeys.CreateAccount()
+	sysPub, _ := sys.PublicKey()
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	sk, _ := nkeys.CreateAccount()
+	skPub, _ := sk.PublicKey()
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "nex"
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(op)
+	if err != nil {
+		return err
+	}
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = "SYS"
+	sysJWT, err := sc.Encode(op)
+	if err != nil {
+		return err
+	}
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "NEX"
+	ac.SigningKeys.Add(skPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT, err := ac.Encode(op)
+	if err != nil {
+		return err
+	}
+	// the node's own user: the account's full rights (it mints everyone else's)
+	nu, _ := nkeys.CreateUser()
+	nuPub, _ := nu.PublicKey()
+	nuSeed, _ := nu.Seed()
+	uc := jwt.NewUserClaims(nuPub)
+	uc.Name = "nex node"
+	uc.IssuerAccount = accPub
+	nodeJWT, err := uc.Encode(sk)
+	if err != nil {
+		return err
+	}
+	nodeCreds, err := jwt.FormatUserConfig(nodeJWT, nuSeed)
+	if err != nil {
+		return err
+	}
+	xk, _ := nkeys.CreateCurveKeys()
+	xSeed, _ := xk.Seed()
+	skSeed, _ := sk.Seed()
+	opSeed, _ := op.Seed()
+	abs, _ := filepath.Abs(c.Dir)
+	conf := fmt.Sprintf(`# nats-server in operator mode for nex (nex security init). Trusts one operator; its
+# application account NEX (JetStream on) is where nodes, nexlets, workloads and users live.
+listen: %q
+jetstream: { store_dir: %q }
+operator: %q
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %q
+  %s: %q
+}
+`, c.Listen, filepath.Join(abs, "jetstream"), opJWT, sysPub, sysPub, sysJWT, accPub, accJWT)
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{secServerConf, []byte(conf)}, {secNodeCreds, nodeCreds}, {secSigning, skSeed},
+		{secAccountPub, []byte(accPub + "\n")}, {secSecrets, xSeed}, {secOperator, opSeed},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(c.Dir, f.name), f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(g.stdout, "Wrote an operator-mode setup to %s (every file 0600: keep the seeds to root):\n", c.Dir)
+	fmt.Fprintf(g.stdout, "  %-14s nats-server config (operator, SYS and NEX accounts, JetStream)\n", secServerConf)
+	fmt.Fprintf(g.stdout, "  %-14s the node's credentials (nexd --nats.creds-file)\n", secNodeCreds)
+	fmt.Fprintf(g.stdout, "  %-14s the NEX account's signing key (nexd --issuer-signing-key)\n", secSigning)
+	fmt.Fprintf(g.stdout, "  %-14s the NEX account (nexd --issuer-signing-key-root-account %s)\n", secAccountPub, accPub)
+	fmt.Fprintf(g.stdout, "  %-14s the secrets key (nexd --secrets-key), the same on every node\n", secSecrets)
+	fmt.Fprintf(g.stdout, "  %-14s the operator's key: only to sign accounts again; keep it offline\n", secOperator)
+	return nil
+}
+
+// SecurityUserCmd mints a CLI user.
+type SecurityUserCmd struct {
+	Dir  string        `arg:"" type:"existingdir" help:"The directory of nex security init."`
+	Name string        `arg:"" help:"The user's name: its reply prefix is _INBOX_<name>."`
+	Out  string        `name:"out" short:"o" type:"path" help:"Where to write the credentials (default <dir>/<name>.creds)."`
+	TTL  time.Duration `name:"ttl" default:"0s" help:"How long the credentials are valid (0: until the signing key changes)."`
+}
+
+// Run mints.
+func (c *SecurityUserCmd) Run(g *Globals) error {
+	seed, err := os.ReadFile(filepath.Join(c.Dir, secSigning))
+	if err != nil {
+		return fmt.Errorf("the signing key of %s: %w (made by nex security init)", c.Dir, err)
+	}
+	acc, err := os.ReadFile(filepath.Join(c.Dir, secAccountPub))
+	if err != nil {
+		return err
+	}
+	cr, err := creds.MintTenant(string(seed), strings.TrimSpace(string(acc)), g.Namespace, c.Name, c.TTL)
+	if err != nil {
+		return err
+	}
+	file, err := cr.File()
+	if err != nil {
+		return err
+	}
+	out := c.Out
+	if out == "" {
+		out = filepath.Join(c.Dir, c.Name+".creds")
+	}
+	if err := os.WriteFile(out, file, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Wrote %s: user %s of namespace %s. Use it as\n  nex --nats.creds-file %s --nats.inbox-prefix %s --namespace %s ...\n",
+		out, c.Name, g.Namespace, out, creds.UserInboxPrefix(c.Name), g.Namespace)
+	return nil
+}
