@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
@@ -97,24 +98,10 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if resolved.CredsFile != "" {
 		go proc.ReconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
 	}
-	opts := native.Options{
-		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
-		Conn: nc, Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
-	}
-	if opts.UIDs, err = workloadUIDs(c.WorkloadUIDs, c.DataDir, log); err != nil {
+	opts, err := c.driverOptions(nc, log)
+	if err != nil {
 		return err
 	}
-	opts.UIDLockDir = c.UIDLockDir
-	opts.NoCgroups = c.Cgroups == "none"
-	if opts.RunAs, err = native.ParseRunAs(c.RunAs); err != nil {
-		return err
-	}
-	opts.WorkdirRoots = c.WorkdirRoots
-	if exe, err := os.Executable(); err == nil {
-		opts.SandboxExe = native.SandboxHelper(exe)
-	}
-	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
-	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
 	perWorkload := 2 // its output pipes (the reaper needs no pidfd)
 	if opts.UIDs != nil {
 		perWorkload++ // and the lock of its UID
@@ -199,4 +186,26 @@ func raiseFileLimit(per int, log *zap.Logger) {
 	if need := uint64(10000*per + 100); l.Max < need {
 		log.Info("open files are limited: each workload holds "+strconv.Itoa(per), zap.Uint64("limit", l.Max), zap.Int("workloads_about", int(l.Max-100)/per))
 	}
+}
+
+// driverOptions are the runtime's options from the flags.
+func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, error) {
+	opts := native.Options{
+		NodeID: c.NodeID, NexletID: c.NexletID, DataDir: c.DataDir, NATSURL: nc.ConnectedUrlRedacted(),
+		Conn: nc, Logger: log, DefaultGrace: c.StopGrace, MaxWorkloads: c.MaxWorkloads,
+		UIDLockDir: c.UIDLockDir, NoCgroups: c.Cgroups == "none", WorkdirRoots: c.WorkdirRoots,
+	}
+	var err error
+	if opts.UIDs, err = workloadUIDs(c.WorkloadUIDs, c.DataDir, log); err != nil {
+		return opts, err
+	}
+	if opts.RunAs, err = native.ParseRunAs(c.RunAs); err != nil {
+		return opts, err
+	}
+	if exe, err := os.Executable(); err == nil {
+		opts.SandboxExe = native.SandboxHelper(exe)
+	}
+	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
+	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
+	return opts, nil
 }
