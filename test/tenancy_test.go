@@ -38,12 +38,7 @@ func TestTenantCannotActThroughTheNexlet(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the nexlet acts for workloads with rights of its own only as root: run as root")
 	}
-	op := startOperatorServer(t)
-	u := newUser(t)
-	url := op.srv.ClientURL()
-	nodeCreds := op.user(t, u.home, "node", nil)
-	skSeed, _ := op.signingKey.Seed()
-	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	op, u, url, nodeCreds := issuerSetup(t)
 	data := filepath.Join(u.home, "data")
 	// credentials renewed every second, so that the renewal attack is tried many times
 	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
@@ -257,12 +252,7 @@ func mustStart(t *testing.T, start func(name, lifecycle, sr string) (string, str
 // is a key of its own. Each is refused (403 forbidden, or the bid is unknown to it), the
 // node keeps running, and every one of b's starts succeeds.
 func TestEveryVerbChecksItsCaller(t *testing.T) {
-	op := startOperatorServer(t)
-	u := newUser(t)
-	url := op.srv.ClientURL()
-	nodeCreds := op.user(t, u.home, "node", nil)
-	skSeed, _ := op.signingKey.Seed()
-	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	op, u, url, nodeCreds := issuerSetup(t)
 	xk, _ := nkeys.CreateCurveKeys()
 	xseed, _ := xk.Seed()
 	secretsKey := u.write("secrets.seed", string(xseed), 0o600)
@@ -500,4 +490,15 @@ func TestOperatorWalkthrough(t *testing.T) {
 	if _, errOut, code := u.nex(append(b, "workload", "list")...); code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("alice listed namespace b: exit %d %s", code, errOut)
 	}
+}
+
+// issuerSetup is an operator-mode server and a user whose nexd mints with the account's
+// signing key (from the environment): the server, the user, its URL and the node's creds.
+func issuerSetup(t *testing.T) (*operatorEnv, *user, string, string) {
+	op := startOperatorServer(t)
+	u := newUser(t)
+	nodeCreds := op.user(t, u.home, "node", nil)
+	skSeed, _ := op.signingKey.Seed()
+	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	return op, u, op.srv.ClientURL(), nodeCreds
 }

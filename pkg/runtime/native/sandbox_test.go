@@ -22,15 +22,7 @@ func TestSandbox(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("workloads are sandboxed only when the nexlet is root")
 	}
-	exe, _ := os.Executable()
-	base := t.TempDir()
-	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnvWith(t, func(o *native.Options) {
-		o.DataDir = filepath.Join(base, "native")
-		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: 300200, Last: 300219}, t.TempDir(), exe
-	})
+	e, base := sandboxedEnv(t, 300200)
 	if e.d.Sandbox() != v1.SandboxNamespaces {
 		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
 	}
@@ -89,15 +81,7 @@ func TestArtifactsOutOfView(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("workloads are users of their own only when the nexlet is root")
 	}
-	exe, _ := os.Executable()
-	base := t.TempDir()
-	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnvWith(t, func(o *native.Options) {
-		o.DataDir = filepath.Join(base, "native")
-		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: 300220, Last: 300239}, t.TempDir(), exe
-	})
+	e, base := sandboxedEnv(t, 300220)
 	fifo := filepath.Join(base, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
 		t.Fatal(err)
@@ -135,4 +119,19 @@ func TestArtifactsOutOfView(t *testing.T) {
 			t.Fatalf("artifact %s held the start", c.artifact)
 		}
 	}
+}
+
+// sandboxedEnv is an env whose workloads run as users of their own (20 UIDs from first)
+// through the test binary as the sandbox helper; base is a directory workloads can reach.
+func sandboxedEnv(t *testing.T, first uint32) (*env, string) {
+	exe, _ := os.Executable()
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(o *native.Options) {
+		o.DataDir = filepath.Join(base, "native")
+		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: first, Last: first + 19}, t.TempDir(), exe
+	})
+	return e, base
 }
