@@ -486,6 +486,19 @@ func TestOperatorWalkthrough(t *testing.T) {
 			t.Errorf("hello's events:\n%s", ev)
 		}
 	}
+	// the rest of a namespace's verbs, with the same rights: clone, stop, remove
+	for _, w := range list {
+		switch w.Name {
+		case "greet":
+			out := u.mustNex(append(alice, "workload", "clone", w.ID)...)
+			_, clone := startedID(t, out)
+			u.mustNex(append(alice, "workload", "stop", clone)...)
+			u.mustNex(append(alice, "workload", "stop", w.ID)...)
+		case "hello":
+			u.mustNex(append(alice, "workload", "info", w.ID)...)
+			u.mustNex(append(alice, "workload", "rm", w.ID)...)
+		}
+	}
 	b := append(alice[:len(alice)-1:len(alice)-1], "b")
 	if _, errOut, code := u.nex(append(b, "workload", "list")...); code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("alice listed namespace b: exit %d %s", code, errOut)
