@@ -34,6 +34,7 @@ type cli struct {
 	RunAs            []string
 	WorkdirRoots     []string
 	DefaultLimits    string
+	CacheMaxBytes    string
 	MaxLimits        string
 	StopGrace        time.Duration
 	ShowWorkloadLogs bool
@@ -100,6 +101,7 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 	fs.Var(&listFlag{v: &c.WorkdirRoots}, "workdir-roots", "Directories under which a start request may name its own workdir (absolute, comma-separated or repeated; $NEX_WORKDIR_ROOTS). Default: none when workloads run as users of their own, anywhere outside the data dir when they run as this process's user.")
 	fs.StringVar(&c.DefaultLimits, "default-limits", os.Getenv("NEX_DEFAULT_LIMITS"), "Resource limits of a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024,disk=1GiB (each resource on its own; memory, cpu and pids need cgroups; $NEX_DEFAULT_LIMITS).")
 	fs.StringVar(&c.MaxLimits, "max-limits", os.Getenv("NEX_MAX_LIMITS"), "The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384: a request above is declined, naming the field and the ceiling ($NEX_MAX_LIMITS).")
+	fs.StringVar(&c.CacheMaxBytes, "cache-max-bytes", envOr("NEX_CACHE_MAX_BYTES", "1GiB"), "Most bytes of fetched artifacts (http, nats://) kept, least recently used dropped first; also the largest one download ($NEX_CACHE_MAX_BYTES).")
 	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
 	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error: log level.")
@@ -172,6 +174,9 @@ func (c *cli) check() error {
 	}
 	if _, err := native.ParseRunAs(c.RunAs); err != nil {
 		return err
+	}
+	if b, err := v1.ParseByteSize(c.CacheMaxBytes); err != nil || b <= 0 {
+		return fmt.Errorf("--cache-max-bytes %q: want a size like 1GiB", c.CacheMaxBytes)
 	}
 	for flag, v := range map[string]string{"--default-limits": c.DefaultLimits, "--max-limits": c.MaxLimits} {
 		if _, err := v1.ParseResources(v); err != nil {

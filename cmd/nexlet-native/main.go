@@ -207,5 +207,7 @@ func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, err
 	}
 	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
 	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
+	cache, _ := v1.ParseByteSize(c.CacheMaxBytes)
+	opts.CacheMaxBytes = int64(cache)
 	return opts, nil
 }

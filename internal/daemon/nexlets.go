@@ -91,6 +91,9 @@ func (x *nexlets) startNative() error {
 		"--cgroups=" + d.o.Cgroups,
 		"--run-as=" + strings.Join(d.o.RunAs, ","),
 	}, cargs...)
+	if d.o.CacheMaxBytes != "" {
+		args = append(args, "--cache-max-bytes="+d.o.CacheMaxBytes)
+	}
 	for flag, v := range map[string]string{"--default-limits": d.o.DefaultLimits, "--max-limits": d.o.MaxLimits} {
 		if v != "" {
 			args = append(args, flag+"="+v)

@@ -39,6 +39,7 @@ type Options struct {
 	RunAs              []string          `name:"run-as" default:"none" env:"NEX_RUN_AS" help:"Who each namespace's workloads may ask nexlet-native to run as (start_request.user, .group; root only): NS=NAME entries, a user or a group by name or number (* for every namespace, never root or an ID below 1000), or 'none'."`
 	DefaultLimits      string            `name:"default-limits" env:"NEX_DEFAULT_LIMITS" help:"Resource limits nexlet-native gives a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024,disk=1GiB (each resource on its own; memory, cpu and pids need cgroups)."`
 	MaxLimits          string            `name:"max-limits" env:"NEX_MAX_LIMITS" help:"The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384,disk=20GiB: a start above is declined, naming the field and the ceiling."`
+	CacheMaxBytes      string            `name:"cache-max-bytes" env:"NEX_CACHE_MAX_BYTES" default:"1GiB" help:"Most bytes of fetched artifacts (http, nats://) nexlet-native keeps, least recently used dropped first; also the largest one download."`
 	WorkdirRoots       []string          `name:"workdir-roots" env:"NEX_WORKDIR_ROOTS" help:"Directories under which a start request may name its own workdir (absolute). Default: none when workloads run as users of their own; anywhere outside the data dir when they run as the node's user."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
 	Memory             string            `name:"memory" env:"NEX_MEMORY" help:"Memory the node offers workloads, its reserve included, e.g. 8GiB (default: the machine's, MemTotal of /proc/meminfo); it declines starts whose resources.memory do not fit."`
@@ -123,6 +124,9 @@ func (o Options) Check() error {
 		if _, err := v1.ParseResources(v); err != nil {
 			return fmt.Errorf("%s: %w", flag, err)
 		}
+	}
+	if b, err := v1.ParseByteSize(o.CacheMaxBytes); o.CacheMaxBytes != "" && (err != nil || b <= 0) {
+		return fmt.Errorf("--cache-max-bytes %q: want a size like 1GiB", o.CacheMaxBytes)
 	}
 	defaults, _ := v1.ParseResources(o.DefaultLimits)
 	ceiling, _ := v1.ParseResources(o.MaxLimits)

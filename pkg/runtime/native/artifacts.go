@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,11 +121,7 @@ func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.Fi
 			return writeAs(target, src, mode, digest)
 		})
 	}
-	cached, err := h.cached(ctx, uri, digest)
-	if err != nil {
-		return err
-	}
-	src, err := os.Open(cached) // the nexlet's own file
+	src, err := h.cached(ctx, uri, digest) // the nexlet's own file
 	if err != nil {
 		return err
 	}
@@ -187,11 +184,7 @@ func (h *handle) placeExecutable(ctx context.Context, uri, digest string) (strin
 	if digest != "" && !digestRE.MatchString(digest) {
 		return "", fmt.Errorf("sha256 %q: want 64 lower-case hex digits", digest)
 	}
-	cached, err := h.cached(ctx, uri, digest)
-	if err != nil {
-		return "", err
-	}
-	src, err := os.Open(cached)
+	src, err := h.cached(ctx, uri, digest)
 	if err != nil {
 		return "", err
 	}
@@ -237,21 +230,80 @@ func (h *handle) placeExecutable(ctx context.Context, uri, digest string) (strin
 // not there. An object store object found in the cache is still asked after, with the
 // workload's credentials: it may have been removed (nex workload bundle rm), and this
 // workload may not be allowed to read it.
-func (h *handle) cached(ctx context.Context, uri, digest string) (string, error) {
+func (h *handle) cached(ctx context.Context, uri, digest string) (*os.File, error) {
 	cacheDir := filepath.Join(h.d.opts.DataDir, "cache")
 	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
-		return "", err
+		return nil, err
 	}
 	if digest != "" {
 		p := filepath.Join(cacheDir, digest)
-		if _, err := os.Stat(p); err == nil {
+		if f, err := os.Open(p); err == nil { // open: a prune may remove the name, not the file
 			if err := h.stillThere(ctx, uri); err != nil {
-				return "", err
+				f.Close()
+				return nil, err
 			}
-			return p, nil
+			now := time.Now()
+			_ = os.Chtimes(p, now, now) // recently used: pruned last
+			return f, nil
 		}
 	}
-	return h.download(ctx, cacheDir, uri, digest)
+	p, err := h.download(ctx, cacheDir, uri, digest)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err == nil {
+		h.d.pruneCache(cacheDir, p)
+	}
+	return f, err
+}
+
+// DefaultCacheMaxBytes bounds the artifact cache when Options.CacheMaxBytes is 0.
+const DefaultCacheMaxBytes = 1 << 30
+
+func (d *Driver) cacheMax() int64 {
+	if d.opts.CacheMaxBytes > 0 {
+		return d.opts.CacheMaxBytes
+	}
+	return DefaultCacheMaxBytes
+}
+
+// pruneCache removes the least recently used cached artifacts (not keep) until the cache
+// holds at most cacheMax bytes: a tenant's downloads cannot fill the node's disk.
+func (d *Driver) pruneCache(dir, keep string) {
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type file struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var files []file
+	var total int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || strings.HasPrefix(e.Name(), "fetch-") {
+			continue
+		}
+		files = append(files, file{filepath.Join(dir, e.Name()), info.Size(), info.ModTime()})
+		total += info.Size()
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].used.Before(files[j].used) })
+	for _, f := range files {
+		if total <= d.cacheMax() {
+			return
+		}
+		if f.path == keep {
+			continue
+		}
+		if os.Remove(f.path) == nil {
+			total -= f.size
+		}
+	}
 }
 
 // download fetches uri into the cache, checks the digest when one is given, and
@@ -270,9 +322,15 @@ func (h *handle) download(ctx context.Context, cacheDir, uri, want string) (stri
 	}
 	defer os.Remove(tmp.Name())
 	sum := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, sum), r); err != nil {
+	max := h.d.cacheMax()
+	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(r, max+1))
+	if err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("fetch: %w", err)
+	}
+	if n > max {
+		tmp.Close()
+		return "", fmt.Errorf("fetch: larger than this nexlet's artifact cache of %s (nexlet-native --cache-max-bytes)", v1.ByteSize(max))
 	}
 	if err := tmp.Close(); err != nil {
 		return "", err

@@ -49,6 +49,9 @@ type Options struct {
 	// with it, a workload of its own user runs in mount and IPC namespaces of its own
 	// (sandbox.go), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
+	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
+	// 0: DefaultCacheMaxBytes. The least recently used go first.
+	CacheMaxBytes int64
 	// WorkdirRoots are the directories under which a start request's own workdir may lie
 	// (lent by the operator). Empty: none, when workloads run as users of their own;
 	// anywhere outside the nexlet's data dir when they run as the nexlet's user.
@@ -73,6 +76,7 @@ type Driver struct {
 	onChange func()
 	uids     *uidPool // nil: workloads run as this process's user
 	sandbox  string   // SandboxExe, when workloads are sandboxed here
+	cacheMu  sync.Mutex
 	cg       *cgroupSetup
 }
 

@@ -2,6 +2,8 @@ package native_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,4 +136,39 @@ func sandboxedEnv(t *testing.T, first uint32) (*env, string) {
 		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: first, Last: first + 19}, t.TempDir(), exe
 	})
 	return e, base
+}
+
+// Fetched artifacts are cached within a bound, least recently used dropped first, and no
+// one download may be larger: a tenant's downloads cannot fill the node's disk.
+func TestArtifactCacheBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		_, _ = w.Write([]byte(strings.Repeat(r.URL.Query().Get("c"), n)))
+	}))
+	defer srv.Close()
+	e := newEnvWith(t, func(o *native.Options) { o.CacheMaxBytes = 1 << 20 })
+	start := func(id, artifact string) error {
+		_, err := e.d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: id, NodeID: "NODE", Definition: v1.WorkloadDefinition{
+			Namespace: "default", Name: id, Type: "native", Lifecycle: v1.LifecycleJob,
+			StartRequest: []byte(`{"uri":"file:///bin/true","artifacts":[{"uri":"` + srv.URL + artifact + `","path":"f"}]}`)}})
+		return err
+	}
+	if err := start("big", "/2097152?c=x"); err == nil || !strings.Contains(err.Error(), "larger than this nexlet's artifact cache of 1 MiB") {
+		t.Fatalf("a 2 MiB artifact under a 1 MiB cache: %v", err)
+	}
+	for i, c := range []string{"a", "b", "c"} {
+		if err := start("s"+strconv.Itoa(i), "/600000?c="+c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	entries, _ := os.ReadDir(filepath.Join(e.dataDir, "cache"))
+	for _, en := range entries {
+		if info, err := en.Info(); err == nil {
+			total += info.Size()
+		}
+	}
+	if total > 1<<20 {
+		t.Fatalf("the cache holds %d bytes over its bound of 1 MiB", total)
+	}
 }
