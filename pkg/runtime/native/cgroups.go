@@ -302,6 +302,9 @@ type workloadCgroup struct {
 // newCgroup makes the cgroup of workload id and writes its limits, which s enforces
 // (Start has checked).
 func (s *cgroupSetup) newCgroup(id string, r *v1.Resources) (*workloadCgroup, error) {
+	if s.kind == v1.CgroupsNone {
+		return nil, fmt.Errorf("no cgroups here (nex.cgroups=none)") // never paths relative to the working directory
+	}
 	g := &workloadCgroup{setup: s, fd: -1}
 	fail := func(err error) (*workloadCgroup, error) {
 		g.remove()

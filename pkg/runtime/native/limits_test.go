@@ -431,4 +431,11 @@ func TestDiskLimit(t *testing.T) {
 	if info.ExitReason != v1.ExitDiskLimit || !strings.Contains(info.Metadata["error"], "over its disk limit of 8 MiB") || info.Metadata["restarts"] != "0" {
 		t.Fatalf("after going over its disk limit: %+v", info)
 	}
+	// a disk limit alone makes no cgroup (one with no controllers wrote "tasks" files and
+	// workload-named directories into the nexlet's working directory)
+	for _, p := range []string{"tasks", w.ID, big.ID} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was made in the working directory", p)
+		}
+	}
 }
