@@ -449,17 +449,28 @@ func TestOperatorWalkthrough(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	script := "set -euo pipefail\n" + strings.ReplaceAll(strings.ReplaceAll(block, "127.0.0.1:4222", "127.0.0.1:"+port),
 		"nex security init ./nex-sec", "nex security init ./nex-sec --listen 127.0.0.1:"+port)
-	data := filepath.Join(u.cwd, "nex-data")
-	t.Cleanup(func() {
-		for _, pid := range processes("nexd", data) {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-			testutil.Eventually(t, 30*time.Second, "the walkthrough's nexd to stop", func() bool { return syscall.Kill(pid, 0) != nil })
-		}
-	})
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = u.cwd
 	cmd.Env = append(u.env, "PATH="+binDir+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
+	// the script's nexd (started with &) stays in the script's process group: end the
+	// group with the test (nexd stops its nexlet), and wait for its members to go
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var pgid int
+	t.Cleanup(func() {
+		if pgid == 0 {
+			return
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		testutil.Eventually(t, 30*time.Second, "the walkthrough's nexd to stop", func() bool { return syscall.Kill(-pgid, 0) != nil })
+	})
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Start()
+	if err == nil {
+		pgid = cmd.Process.Pid
+		err = cmd.Wait()
+	}
+	out := buf.Bytes()
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(u.cwd, "nexd.log"))
 		t.Fatalf("the walkthrough failed: %v\n%s\nnexd.log:\n%s", err, out, log)
