@@ -189,37 +189,8 @@ func (h *handle) placeExecutable(ctx context.Context, uri, digest string) (strin
 		return "", err
 	}
 	defer src.Close()
-	wfd, err := h.openWorkdir()
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(wfd)
-	nfd, err := h.openNexDir(wfd, true)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(nfd)
 	name := baseName(uri)
-	gid, _, _ := h.credsGroup()
-	if err := unix.Unlinkat(nfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return "", err
-	}
-	fd, err := unix.Openat(nfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o750)
-	if err != nil {
-		return "", err
-	}
-	out := os.NewFile(uintptr(fd), name)
-	_, err = io.Copy(out, src)
-	if err == nil {
-		err = out.Chown(-1, gid)
-	}
-	if err == nil {
-		err = out.Chmod(0o750)
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := h.writeInNex(true, name, "", 0o750, src); err != nil {
 		return "", err
 	}
 	h.nexFiles = append(h.nexFiles, name)

@@ -1,8 +1,10 @@
 package native
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -105,40 +107,8 @@ func (h *handle) openNexDir(wfd int, create bool) (int, error) {
 // to a new file in .nex and renamed over the old one. Never on a command line; the nexlet
 // keeps them in memory too (for a function's trigger connection and nats:// fetches).
 func (h *handle) writeCreds(c []byte) error {
-	wfd, err := h.openWorkdir()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(wfd)
-	nfd, err := h.openNexDir(wfd, h.creds == "")
-	if err != nil {
-		return err
-	}
-	defer unix.Close(nfd)
-	gid, _, fileMode := h.credsGroup()
-	if err := unix.Unlinkat(nfd, credsNewName, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return err
-	}
-	fd, err := unix.Openat(nfd, credsNewName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), credsNewName)
-	err = f.Chown(-1, gid)
-	if err == nil {
-		err = f.Chmod(os.FileMode(fileMode))
-	}
-	if err == nil {
-		_, err = f.Write(c)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(nfd, credsNewName, nfd, credsName)
-	}
-	if err != nil {
-		_ = unix.Unlinkat(nfd, credsNewName, 0)
+	_, _, fileMode := h.credsGroup()
+	if err := h.writeInNex(h.creds == "", credsNewName, credsName, fileMode, bytes.NewReader(c)); err != nil {
 		return err
 	}
 	h.credsMu.Lock()
@@ -146,6 +116,49 @@ func (h *handle) writeCreds(c []byte) error {
 	h.credsMu.Unlock()
 	h.creds = filepath.Join(h.workdir, nexDir, credsName)
 	return nil
+}
+
+// writeInNex writes src to a new file name in the workdir's .nex (made when create), the
+// nexlet's and group-owned by the workload, with mode set before any byte is in it; when
+// final is given it is then renamed over final, in .nex. Only through descriptors: no
+// path the workload can change is walked.
+func (h *handle) writeInNex(create bool, name, final string, mode uint32, src io.Reader) error {
+	wfd, err := h.openWorkdir()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(wfd)
+	nfd, err := h.openNexDir(wfd, create)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(nfd)
+	gid, _, _ := h.credsGroup()
+	if err := unix.Unlinkat(nfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	fd, err := unix.Openat(nfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	err = f.Chown(-1, gid)
+	if err == nil {
+		err = f.Chmod(os.FileMode(mode))
+	}
+	if err == nil {
+		_, err = io.Copy(f, src)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && final != "" {
+		err = unix.Renameat(nfd, name, nfd, final)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(nfd, name, 0)
+	}
+	return err
 }
 
 // removeCreds removes what the nexlet wrote into a lent workdir's .nex (the credentials,
