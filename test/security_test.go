@@ -265,6 +265,12 @@ func TestNamespaceIsolation(t *testing.T) {
 	if !nx.denied(t, "pub", "$NEX.SVC.v1.a.control.DEPLOY.x") || !nx.denied(t, "sub", "a.>") {
 		t.Error("a nexlet may reach the control plane or a namespace's subjects")
 	}
+	// it reads no stream: nats:// artifacts are fetched with the workload's credentials
+	for _, st := range []string{"KV_NEX_STATE", "KV_NEX_SECRETS", v1.LogsStream("a"), "OBJ_" + v1.BundleBucket("a")} {
+		if !nx.denied(t, "pub", "$JS.API.STREAM.INFO."+st) || !nx.denied(t, "pub", "$JS.API.DIRECT.GET."+st) {
+			t.Errorf("a nexlet may read stream %s", st)
+		}
+	}
 
 	// A workload's executable comes from its namespace's object store, fetched with the
 	// workload's own scoped credentials.

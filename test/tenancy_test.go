@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/node"
 )
 
 // A hostile tenant, holding the CLI credentials docs/security.md gives namespace a,
@@ -510,6 +513,21 @@ func TestOperatorWalkthrough(t *testing.T) {
 			u.mustNex(append(alice, "workload", "rm", w.ID)...)
 		}
 	}
+	// a replica group's verbs, with the same rights: start, scale, update, logs, stop
+	out = []byte(u.mustNex(append(alice, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "web", "--replicas", "2", "--max-per-node", "3",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo v1; exec sleep 600"]}`)...))
+	group := regexp.MustCompile(`g-[A-Za-z0-9]+`).FindString(string(out))
+	if group == "" {
+		t.Fatalf("no group ID in:\n%s", out)
+	}
+	u.mustNex(append(alice, "workload", "scale", group, "3")...)
+	// copies at max_per_node: the update counted stopped copies, and stopped at the second
+	u.mustNex(append(alice, "workload", "update", group, "--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo v2; exec sleep 600"]}`)...)
+	testutil.Eventually(t, 30*time.Second, "the group's three copies to print v2", func() bool {
+		logs, _, _ := u.nex(append(alice, "workload", "logs", group)...)
+		return strings.Count(logs, "v2") == 3
+	})
+	u.mustNex(append(alice, "workload", "stop", group)...)
 	b := append(alice[:len(alice)-1:len(alice)-1], "b")
 	if _, errOut, code := u.nex(append(b, "workload", "list")...); code == 0 || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("alice listed namespace b: exit %d %s", code, errOut)
@@ -525,4 +543,63 @@ func issuerSetup(t *testing.T) (*operatorEnv, *user, string, string) {
 	skSeed, _ := op.signingKey.Seed()
 	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
 	return op, u, op.srv.ClientURL(), nodeCreds
+}
+
+// A tenant that prints 50 MB evicts only its own history: another tenant's lines stay
+// readable (one NEX_LOGS for every namespace dropped them), and the tenant cannot look
+// into another namespace's history streams. Run with the documented tenant rights.
+func TestTenantFloodKeepsOthersHistory(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--logs.max-bytes", strconv.Itoa(16<<20))
+	tenantCLI := func(ns, user string) []string {
+		perms := creds.TenantPermissions(ns, user)
+		return []string{"-s", url, "--nats.creds-file", op.user(t, u.home, user, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(user), "--namespace", ns}
+	}
+	a, b := tenantCLI("a", "alice"), tenantCLI("b", "bob")
+	_, victim := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "victim",
+		"--start-request", `{"uri":"file:///bin/echo","argv":["the victim's line"]}`)...))
+	testutil.Eventually(t, 10*time.Second, "b's line in its history", func() bool {
+		out, _, _ := u.nex(append(b, "workload", "logs", victim)...)
+		return strings.Contains(out, "the victim's line")
+	})
+	// 51,200 lines of 1,000 bytes
+	_, flood := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "flood",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","yes $(printf '%0999d' 0) | head -n 51200"]}`)...))
+	nc, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	testutil.Eventually(t, 60*time.Second, "the flood to fill a's history past its bound", func() bool {
+		st, err := js.Stream(ctx, v1.LogsStream("a"))
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.FirstSeq > 1
+	})
+	if out, errOut, code := u.nex(append(b, "workload", "logs", victim)...); code != 0 || !strings.Contains(out, "the victim's line") {
+		t.Fatalf("b's history after a's 50 MB flood (of %s): exit %d %q %s", flood, code, out, errOut)
+	}
+	// a's own reads work; b's streams are not a's to look at
+	if _, errOut, code := u.nex(append(a, "workload", "logs", "--tail", "1", flood)...); code != 0 {
+		t.Fatalf("a reads its own history: exit %d %s", code, errOut)
+	}
+	tenant, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tenant.Close()
+	tjs, _ := jetstream.New(tenant)
+	for _, st := range []string{v1.LogsStream("b"), v1.EventsStream("b"), node.LegacyLogsStream} {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := tjs.Stream(sctx, st)
+		cancel()
+		if err == nil {
+			t.Errorf("a read the info of stream %s", st)
+		}
+	}
 }

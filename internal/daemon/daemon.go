@@ -224,8 +224,9 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var history *node.History
 	if o.LogsHistory {
-		if err := d.openHistory(ctx); err != nil {
+		if history, err = d.openHistory(ctx); err != nil {
 			return err
 		}
 	}
@@ -238,7 +239,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		return err
 	}
 	n, err := node.New(d.nc, node.Config{
-		SecretsKey: secretsKey, SecretsBucket: secrets,
+		SecretsKey: secretsKey, SecretsBucket: secrets, History: history,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
@@ -396,22 +397,25 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 	return local()
 }
 
-// openHistory creates (or adopts) the log and event history streams, waiting while
-// JetStream is not ready; without JetStream the node runs without history.
-func (d *daemon) openHistory(ctx context.Context) error {
+// openHistory removes the legacy shared history streams and makes the system
+// namespace's, waiting while JetStream is not ready; without JetStream the node runs
+// without history (nil). Each namespace's streams are made when its first workload starts.
+func (d *daemon) openHistory(ctx context.Context) (*node.History, error) {
 	o := d.o
 	cfg := node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, EventsMaxByte: o.EventsMaxBytes, Replicas: o.StateReplicas,
 		Changed: func(stream, what string) {
-			d.log.Info("history stream limits changed to this node's flags (give every node the same)", zap.String("stream", stream), zap.String("changed", what))
+			d.log.Info("history stream changed to this node's flags (give every node the same)", zap.String("stream", stream), zap.String("changed", what))
 		}}
-	err := d.waitFor(ctx, "JetStream streams "+node.LogsStream+" and "+node.EventsStream, node.JetStreamPermanent, func(actx context.Context) error {
-		return node.EnsureHistory(actx, d.nc, cfg)
+	var h *node.History
+	err := d.waitFor(ctx, "JetStream streams "+v1.LogsStream(v1.SystemNamespace)+" and "+v1.EventsStream(v1.SystemNamespace), node.JetStreamPermanent, func(actx context.Context) (err error) {
+		h, err = node.OpenHistory(actx, d.nc, cfg)
+		return err
 	})
 	if errors.Is(err, node.ErrNoJetStream) {
 		d.log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
-		return nil
+		return nil, nil
 	}
-	return err
+	return h, err
 }
 
 // openSecrets opens the secrets bucket when the node has a secrets key, waiting while

@@ -49,11 +49,11 @@ type Options struct {
 	Placement          string            `name:"placement" env:"NEX_PLACEMENT" default:"least-loaded" enum:"least-loaded,random" help:"How the node bids: least-loaded (its bids carry its load, and the least loaded node wins) or random (they carry none: it wins at random)."`
 	NexletNativePath   string            `name:"nexlet-native-path" type:"path" help:"Path of nexlet-native (default: beside nexd, else on PATH)."`
 	ShowWorkloadLogs   bool              `name:"show-workload-logs" default:"false" help:"Also print workload output in the node's log."`
-	LogsHistory        bool              `name:"logs.history" default:"true" negatable:"" help:"Keep workload output and events in JetStream streams (NEX_LOGS, NEX_EVENTS) for nex workload logs and nex events."`
+	LogsHistory        bool              `name:"logs.history" default:"true" negatable:"" help:"Keep workload output and events in JetStream streams, two per namespace (NEX_LOGS_<ns>, NEX_EVENTS_<ns>), for nex workload logs and nex events."`
 	LogsMaxAge         time.Duration     `name:"logs.max-age" default:"24h" help:"How long output is kept."`
-	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"1073741824" help:"Most bytes of output kept (oldest dropped first)."`
+	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"134217728" help:"Most bytes of output kept per namespace (oldest dropped first; reserved in the JetStream store for each namespace)."`
 	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
-	EventsMaxBytes     int64             `name:"events.max-bytes" default:"268435456" help:"Most bytes of events kept (oldest dropped first)."`
+	EventsMaxBytes     int64             `name:"events.max-bytes" default:"16777216" help:"Most bytes of events kept per namespace (oldest dropped first; reserved like --logs.max-bytes)."`
 	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
 	IssuerSigningKey   string            `name:"issuer-signing-key" env:"NEX_ISSUER_SIGNING_KEY" help:"A file holding an account signing key seed (SA...), or the seed in $NEX_ISSUER_SIGNING_KEY: mint scoped credentials for workloads and nexlets."`
 	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`

@@ -17,12 +17,6 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// Streams nexd keeps the feeds' history in (see pkg/node.EnsureHistory).
-const (
-	logsStream   = "NEX_LOGS"
-	eventsStream = "NEX_EVENTS"
-)
-
 // FeedOptions select which messages of a feed to read.
 type FeedOptions struct {
 	// Follow keeps reading new messages after the history, until ctx ends.
@@ -52,7 +46,7 @@ type LogLine struct {
 	Continued bool      `json:"continued,omitempty"`
 }
 
-// Logs reads a workload's output lines: history from the NEX_LOGS stream (batches of
+// Logs reads a workload's output lines: history from the namespace's v1.LogsStream (batches of
 // lines on v1.LogHistorySubject), then (with Follow) new lines as they are stored; with no
 // stream, live lines from v1.LogSubject. Tail counts lines. fn returning an error stops
 // the read.
@@ -70,7 +64,7 @@ func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(Lo
 		return fn(l)
 	}
 	f := feed{
-		stream: logsStream, subject: v1.LogHistorySubject(c.ns, wid), live: v1.LogSubject(c.ns, wid),
+		stream: v1.LogsStream(c.ns), subject: v1.LogHistorySubject(c.ns, wid), live: v1.LogSubject(c.ns, wid),
 		caughtUp: func() error {
 			t := tail
 			tail = nil
@@ -153,7 +147,7 @@ func (c *Client) Events(ctx context.Context, wid string, o FeedOptions, fn func(
 		}
 		subject = v1.EventSubject(c.ns, wid)
 	}
-	return c.readFeed(ctx, feed{stream: eventsStream, subject: subject, live: subject}, o, func(m FeedMsg) error {
+	return c.readFeed(ctx, feed{stream: v1.EventsStream(c.ns), subject: subject, live: subject}, o, func(m FeedMsg) error {
 		var ev v1.Event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			return nil // not ours to judge: skip what does not decode
@@ -198,7 +192,7 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 			return perr // a user without JetStream rights: not a missing stream
 		}
 		if !o.Follow {
-			return ErrNoHistory
+			return fmt.Errorf("%w (stream %s)", ErrNoHistory, stream)
 		}
 		return c.followLive(ctx, f.live, fn)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/node"
@@ -21,7 +22,7 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil {
+	if h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
 		t.Fatal(err)
 	}
 	feed := nexlet.NewFeed(nc, "NODE")
@@ -44,7 +45,7 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 	errw.Close()
 
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(ctx, node.LogsStream)
+	st, err := js.Stream(ctx, v1.LogsStream("default"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestFeedReadsLeaveNoGoroutine(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil {
+	if h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
 		t.Fatal(err)
 	}
 	out := nexlet.NewFeed(nc, "NODE").LineWriter("default", "w1", "stdout")

@@ -70,23 +70,16 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 	}
 }
 
-// NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes,
-// its micro-service discovery, its inbox, and reads of JetStream streams for nats://
-// artifacts (object stores). NATS wildcards are whole tokens, so reads cannot be limited
-// to OBJ_ streams; nex's own streams are denied instead. It cannot speak for another node.
+// NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes
+// (and the history stores' acks), its micro-service discovery and its inbox. It reads no
+// JetStream stream: nats:// artifacts are fetched with the workload's own credentials.
+// It cannot speak for another node.
 func NexletPermissions(nodeID string) jwt.Permissions {
-	var deny jwt.StringList
-	for _, st := range []string{"KV_NEX_STATE", "KV_NEX_SECRETS", "NEX_LOGS", "NEX_EVENTS"} {
-		deny.Add("$JS.API.CONSUMER.CREATE."+st, "$JS.API.CONSUMER.CREATE."+st+".>", "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>", "$JS.API.STREAM.MSG.GET."+st)
-	}
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
 			"$NEX.NODE.v1." + nodeID + ".>",
 			v1.LogSubject("*", "*"), v1.EventSubject("*", "*"), v1.LogHistorySubject("*", "*"),
-			"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>",
-			"$JS.API.CONSUMER.DELETE.*.*", "$JS.API.DIRECT.GET.*", "$JS.API.DIRECT.GET.*.>", "$JS.API.STREAM.MSG.GET.*",
-			"$JS.FC.>", "$JS.ACK.>",
-		}, Deny: deny},
+		}},
 		Sub:  jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
@@ -230,33 +223,31 @@ func (Dev) Isolated() bool { return false }
 // TenantPermissions are what a CLI user of namespace ns needs for every documented
 // command (workload start, list, info, stop, rm, clone, logs, events, trigger, secret,
 // bundle) and no more: the namespace's control subjects, its feeds, replies through its
-// own inbox prefix (_INBOX_<user>), reads of the history streams filtered to the
-// namespace, and its own object store. The history streams' STREAM.INFO cannot be scoped
-// by subject: a user may learn other namespaces' workload IDs and message counts there
-// (never their content). NATS wildcards are whole tokens; user must not start with NEXW_
-// (the workloads' prefixes).
+// own inbox prefix (_INBOX_<user>), reads of the namespace's own history streams, and its
+// own object store. NATS wildcards are whole tokens; user must not start with NEXW_ (the
+// workloads' prefixes).
 func TenantPermissions(ns, user string) jwt.Permissions {
 	obj := "OBJ_" + v1.BundleBucket(ns)
 	pub := jwt.StringList{
 		"$NEX.SVC.v1." + ns + ".>",
 		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.NEX_LOGS", "$JS.API.STREAM.INFO.NEX_EVENTS",
-		"$JS.API.CONSUMER.CREATE.NEX_LOGS.*." + v1.LogHistorySubject(ns, ">"),
-		"$JS.API.CONSUMER.CREATE.NEX_EVENTS.*." + v1.EventSubject(ns, ">"),
-		"$JS.API.CONSUMER.MSG.NEXT.NEX_LOGS.*", "$JS.API.CONSUMER.MSG.NEXT.NEX_EVENTS.*",
-		"$JS.API.CONSUMER.DELETE.NEX_LOGS.*", "$JS.API.CONSUMER.DELETE.NEX_EVENTS.*",
-		"$JS.API.CONSUMER.INFO.NEX_LOGS.*", "$JS.API.CONSUMER.INFO.NEX_EVENTS.*",
+	}
+	for _, st := range []string{v1.LogsStream(ns), v1.EventsStream(ns)} {
+		pub.Add("$JS.API.STREAM.INFO."+st, "$JS.API.CONSUMER.CREATE."+st+".>", "$JS.API.CONSUMER.MSG.NEXT."+st+".*",
+			"$JS.API.CONSUMER.DELETE."+st+".*", "$JS.API.CONSUMER.INFO."+st+".*")
+	}
+	pub.Add(
 		// the namespace's bundle bucket: create, put, list, get, remove
-		"$JS.API.STREAM.CREATE." + obj, "$JS.API.STREAM.UPDATE." + obj, "$JS.API.STREAM.INFO." + obj,
-		"$JS.API.STREAM.PURGE." + obj, "$JS.API.STREAM.MSG.GET." + obj,
-		"$JS.API.DIRECT.GET." + obj, "$JS.API.DIRECT.GET." + obj + ".>",
-		"$JS.API.CONSUMER.CREATE." + obj, "$JS.API.CONSUMER.CREATE." + obj + ".>",
-		"$JS.API.CONSUMER.MSG.NEXT." + obj + ".*", "$JS.API.CONSUMER.DELETE." + obj + ".*", "$JS.API.CONSUMER.INFO." + obj + ".*",
-		"$O." + v1.BundleBucket(ns) + ".>",
+		"$JS.API.STREAM.CREATE."+obj, "$JS.API.STREAM.UPDATE."+obj, "$JS.API.STREAM.INFO."+obj,
+		"$JS.API.STREAM.PURGE."+obj, "$JS.API.STREAM.MSG.GET."+obj,
+		"$JS.API.DIRECT.GET."+obj, "$JS.API.DIRECT.GET."+obj+".>",
+		"$JS.API.CONSUMER.CREATE."+obj, "$JS.API.CONSUMER.CREATE."+obj+".>",
+		"$JS.API.CONSUMER.MSG.NEXT."+obj+".*", "$JS.API.CONSUMER.DELETE."+obj+".*", "$JS.API.CONSUMER.INFO."+obj+".*",
+		"$O."+v1.BundleBucket(ns)+".>",
 		"$JS.FC.>",
 		// function triggers of the namespace (nex workload trigger)
-		ns + ".>",
-	}
+		ns+".>",
+	)
 	return jwt.Permissions{
 		Pub:  jwt.Permission{Allow: pub},
 		Sub:  jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", "$NEX.FEED." + ns + ".>"}},

@@ -541,6 +541,11 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
 				c.log.Warn("replica group update: stop an old copy", zap.String("workload_id", r.WorkloadID), zap.Error(err))
 			}
+			// a stopped copy no longer counts toward its node's max_per_node (it did, and the
+			// next batch found a full node: an update of copies at max_per_node stopped)
+			for node, recs := range byNode {
+				byNode[node] = slices.DeleteFunc(recs, func(x *Record) bool { return x.WorkloadID == r.WorkloadID })
+			}
 		}
 		olds = olds[batch:]
 	}

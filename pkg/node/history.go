@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,16 +15,14 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// Streams that keep the feeds' history, so `nex workload logs` and `nex events` can show
-// what happened before they were run.
+// The streams that kept every namespace's history together, before each namespace had
+// its own (v1.LogsStream, v1.EventsStream): one tenant's flood evicted every other's
+// history there. A node removes them at start, since their subjects overlap the
+// per-namespace streams'.
 const (
-	LogsStream   = "NEX_LOGS"
-	EventsStream = "NEX_EVENTS"
+	LegacyLogsStream   = "NEX_LOGS"
+	LegacyEventsStream = "NEX_EVENTS"
 )
-
-// LogsHistorySubjects are the batches of lines nexlets publish for the history, not the
-// one-message-per-line live feed.
-var LogsHistorySubjects = v1.LogHistorySubject("*", "*")
 
 // adopt points an existing stream (made by an older nexd, or with other flags) at the
 // subjects and limits this node was given: a changed --logs.max-bytes takes effect, and
@@ -54,45 +53,111 @@ func adopt(ctx context.Context, js jetstream.JetStream, want jetstream.StreamCon
 	return strings.Join(what, ", "), err
 }
 
-// HistoryConfig bounds the history streams.
+// HistoryConfig bounds each namespace's history streams.
 type HistoryConfig struct {
 	LogsMaxAge    time.Duration
-	LogsMaxBytes  int64
+	LogsMaxBytes  int64 // per namespace
 	EventsMaxAge  time.Duration
-	EventsMaxByte int64
+	EventsMaxByte int64 // per namespace
 	Replicas      int
-	// Changed, when set, is told of an existing stream whose limits were brought in line.
+	// Changed, when set, is told of an existing stream whose limits were brought in line,
+	// and of a legacy shared stream removed.
 	Changed func(stream, what string)
 }
 
-// EnsureHistory creates the history streams, or brings an existing one's subjects and
-// limits in line with h.
-func EnsureHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) error {
+// History keeps the history streams of the namespaces this node runs workloads of.
+type History struct {
+	js  jetstream.JetStream
+	cfg HistoryConfig
+
+	mu   sync.Mutex
+	made map[string]time.Time // namespace -> when its streams were made (or last failed)
+	errs map[string]error
+}
+
+// historyRetry is how long a namespace whose streams could not be made waits before
+// the next start tries again (a start never waits on history for long).
+const historyRetry = 30 * time.Second
+
+// OpenHistory removes the legacy shared streams and makes the system namespace's
+// (node events), so a node that starts knows at once whether history can be kept.
+func OpenHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) (*History, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if h.Replicas <= 0 {
 		h.Replicas = 1
 	}
+	hist := &History{js: js, cfg: h, made: map[string]time.Time{}, errs: map[string]error{}}
+	for name, subject := range map[string]string{LegacyLogsStream: v1.LogHistorySubject("*", "*"), LegacyEventsStream: v1.EventSubject("*", "*")} {
+		st, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		if !slices.Contains(st.CachedInfo().Config.Subjects, subject) {
+			continue // not ours
+		}
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("remove the shared history stream %s: %w", name, err)
+		}
+		if h.Changed != nil {
+			h.Changed(name, fmt.Sprintf("removed (%d messages): history is kept per namespace now, in %s and %s", st.CachedInfo().State.Msgs, v1.LogsStream("<namespace>"), v1.EventsStream("<namespace>")))
+		}
+	}
+	if err := hist.create(ctx, v1.SystemNamespace); err != nil {
+		return nil, err
+	}
+	hist.made[v1.SystemNamespace] = time.Now()
+	return hist, nil
+}
+
+// Ensure makes namespace ns's history streams unless they were made already. A failure
+// is remembered for historyRetry, so starts do not each wait on a JetStream that cannot
+// (and is returned once: the remembered failure returns nil).
+func (h *History) Ensure(ctx context.Context, ns string) error {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at, ok := h.made[ns]; ok && (h.errs[ns] == nil || time.Since(at) < historyRetry) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := h.create(ctx, ns)
+	h.made[ns], h.errs[ns] = time.Now(), err
+	return err
+}
+
+// create makes (or adopts) namespace ns's two streams.
+func (h *History) create(ctx context.Context, ns string) error {
+	c := h.cfg
 	for _, cfg := range []jetstream.StreamConfig{
-		{Name: LogsStream, Description: "nex workload output", Subjects: []string{LogsHistorySubjects},
-			MaxAge: h.LogsMaxAge, MaxBytes: h.LogsMaxBytes, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
-		{Name: EventsStream, Description: "nex workload and node events", Subjects: []string{v1.EventSubject("*", "*")},
-			MaxAge: h.EventsMaxAge, MaxBytes: h.EventsMaxByte, Discard: jetstream.DiscardOld, Replicas: h.Replicas, Storage: jetstream.FileStorage},
+		{Name: v1.LogsStream(ns), Description: "nex workload output of namespace " + ns, Subjects: []string{v1.LogHistorySubject(ns, "*")},
+			MaxAge: c.LogsMaxAge, MaxBytes: c.LogsMaxBytes, Discard: jetstream.DiscardOld, Replicas: c.Replicas, Storage: jetstream.FileStorage},
+		{Name: v1.EventsStream(ns), Description: "nex events of namespace " + ns, Subjects: []string{v1.EventSubject(ns, "*")},
+			MaxAge: c.EventsMaxAge, MaxBytes: c.EventsMaxByte, Discard: jetstream.DiscardOld, Replicas: c.Replicas, Storage: jetstream.FileStorage},
 	} {
 		if cfg.MaxBytes == 0 {
 			cfg.MaxBytes = -1
 		}
-		_, err := js.CreateStream(ctx, cfg)
+		_, err := h.js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			var what string
-			if what, err = adopt(ctx, js, cfg); err == nil && what != "" && h.Changed != nil {
-				h.Changed(cfg.Name, what)
+			if what, err = adopt(ctx, h.js, cfg); err == nil && what != "" && c.Changed != nil {
+				c.Changed(cfg.Name, what)
 			}
 		}
 		if err != nil && strings.Contains(err.Error(), "insufficient storage") {
-			return fmt.Errorf("create stream %s with max_bytes %d: %w: the JetStream store cannot reserve that much; lower --logs.max-bytes or --events.max-bytes, or give the server more room (max_file_store)", cfg.Name, cfg.MaxBytes, err)
+			return fmt.Errorf("create stream %s with max_bytes %d: %w: the JetStream store cannot reserve that much (every namespace's streams reserve it); lower --logs.max-bytes or --events.max-bytes, or give the server more room (max_file_store)", cfg.Name, cfg.MaxBytes, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "subjects overlap") {
+			return fmt.Errorf("create stream %s: %w: a node of an older nex keeps the shared %s or %s stream; upgrade every node", cfg.Name, err, LegacyLogsStream, LegacyEventsStream)
 		}
 		if err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)

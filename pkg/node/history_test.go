@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node"
 )
 
@@ -18,16 +20,21 @@ func TestHistoryLimitsFollowTheFlags(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20}); err != nil {
+	h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20})
+	if err != nil || h.Ensure(ctx, "a") != nil {
 		t.Fatal(err)
 	}
 	var changed []string
-	if err := node.EnsureHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 2 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
-		Changed: func(stream, what string) { changed = append(changed, stream+": "+what) }}); err != nil {
+	h, err = node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 2 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
+		Changed: func(stream, what string) { changed = append(changed, stream+": "+what) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Ensure(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
-	for name, want := range map[string]int64{node.LogsStream: 2 << 20, node.EventsStream: 1 << 20} {
+	for name, want := range map[string]int64{v1.LogsStream("a"): 2 << 20, v1.EventsStream("a"): 1 << 20, v1.LogsStream("system"): 2 << 20} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -36,7 +43,53 @@ func TestHistoryLimitsFollowTheFlags(t *testing.T) {
 			t.Errorf("%s max_bytes %d, want %d", name, got, want)
 		}
 	}
-	if len(changed) != 1 || !strings.Contains(changed[0], "NEX_LOGS: max_bytes 1048576 -> 2097152") {
-		t.Fatalf("changes told: %v", changed)
+	want := []string{"NEX_LOGS_system: max_bytes 1048576 -> 2097152", "NEX_LOGS_a: max_bytes 1048576 -> 2097152"}
+	if strings.Join(changed, "|") != strings.Join(want, "|") {
+		t.Fatalf("changes told: %q, want %q", changed, want)
+	}
+}
+
+// One namespace's flood never evicts another's history: each namespace has its own
+// streams with their own bound (there was one NEX_LOGS for all, discarding the oldest).
+// The shared streams of an older nex are removed, since their subjects overlap.
+func TestHistoryIsBoundedPerNamespace(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: node.LegacyLogsStream, Subjects: []string{v1.LogHistorySubject("*", "*")}}); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
+		Changed: func(stream, what string) { changed = append(changed, stream+": "+what) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 1 || !strings.HasPrefix(changed[0], "NEX_LOGS: removed (0 messages)") {
+		t.Fatalf("changes told: %q", changed)
+	}
+	for _, ns := range []string{"victim", "flood"} {
+		if err := h.Ensure(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(ctx, v1.LogHistorySubject("victim", "w1"), []byte("kept\n")); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(strings.Repeat("x", 1023) + "\n")
+	for i := 0; i < 8<<10; i++ { // 8 MiB into a 1 MiB bound
+		if err := nc.Publish(v1.LogHistorySubject("flood", fmt.Sprint("w", i%10)), line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flood, _ := js.Stream(ctx, v1.LogsStream("flood"))
+	testutil.Eventually(t, 10*time.Second, "the flood to be stored up to its bound", func() bool {
+		info, err := flood.Info(ctx)
+		return err == nil && info.State.FirstSeq > 1 && info.State.Bytes <= 1<<20
+	})
+	victim, _ := js.Stream(ctx, v1.LogsStream("victim"))
+	if m, err := victim.GetMsg(ctx, 1); err != nil || string(m.Data) != "kept\n" {
+		t.Fatalf("the victim's history after another namespace's flood: %v %v", m, err)
 	}
 }

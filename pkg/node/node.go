@@ -64,6 +64,9 @@ type Config struct {
 	SecretsKey nkeys.KeyPair
 	// SecretsBucket is the secrets bucket opened already (nil: opened at first use).
 	SecretsBucket jetstream.KeyValue
+	// History makes each namespace's history streams before its first workload starts
+	// (nil: no history is kept).
+	History *History
 	// NodeLossWindow is how long a node may go unheard (no announcement) before the
 	// cluster's coordinator takes its workloads over; it is also the coordinator lease's
 	// period. Only with a ClusterStore; 0: 10 s.

@@ -197,6 +197,10 @@ func (n *Node) unclaim(rec Record) {
 // (0 for a new workload).
 func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (v1.WorkloadInfo, error) {
 	req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, NodeID: n.cfg.NodeID, Definition: rec.Definition, Restarts: restarts}
+	if err := n.cfg.History.Ensure(ctx, rec.Definition.Namespace); err != nil {
+		// the workload runs all the same: its output is live only until the streams exist
+		n.log.Warn("no history for this namespace: its output and events are not kept", zap.String("namespace", rec.Definition.Namespace), zap.Error(err))
+	}
 	n.mu.Lock()
 	var nexletXKey string
 	if e, ok := n.nexlets[rec.NexletID]; ok {

@@ -227,3 +227,11 @@ func ValidateTriggerSubject(s string) error {
 // default, and a workload of ns, with scoped credentials, may read nats:// artifacts from
 // it and from no other bucket (the node grants its credentials that bucket alone).
 func BundleBucket(ns string) string { return "NEX_BUNDLES_" + ns }
+
+// LogsStream is the JetStream stream that keeps namespace ns's output history (the
+// batches on LogHistorySubject(ns, "*")). Each namespace has its own, with its own byte
+// bound, so one tenant's flood never evicts another's history.
+func LogsStream(ns string) string { return "NEX_LOGS_" + ns }
+
+// EventsStream is the stream that keeps namespace ns's events (EventSubject(ns, "*")).
+func EventsStream(ns string) string { return "NEX_EVENTS_" + ns }
