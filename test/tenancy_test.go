@@ -603,3 +603,33 @@ func TestTenantFloodKeepsOthersHistory(t *testing.T) {
 		}
 	}
 }
+
+// An operator's namespace quota, as a tenant meets it with the documented rights: the
+// start past it fails naming the quota and what is in use, and `nex namespace usage`
+// shows the namespace against it.
+func TestNamespaceQuotaFromTheCLI(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--namespace-quota", "a=workloads=2,cpu=1")
+	perms := creds.TenantPermissions("a", "alice")
+	a := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "alice", &perms), "--nats.inbox-prefix", creds.UserInboxPrefix("alice"), "--namespace", "a"}
+	start := func(name, res string) (string, string, int) {
+		return u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name,
+			"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]`+res+`}`)...)
+	}
+	if _, errOut, code := start("no-cpu", ""); code == 0 || !strings.Contains(errOut, "namespace a has a cpu quota (1): a start must ask for start_request.resources.cpu") {
+		t.Fatalf("a start without cpu: exit %d %s", code, errOut)
+	}
+	for _, name := range []string{"one", "two"} {
+		if _, errOut, code := start(name, `,"resources":{"cpu":0.25}`); code != 0 {
+			t.Fatalf("start %s: exit %d %s", name, code, errOut)
+		}
+	}
+	if _, errOut, code := start("three", `,"resources":{"cpu":0.25}`); code == 0 || !strings.Contains(errOut, "namespace a runs 2 workloads, its quota is 2 (nexd --namespace-quota a=workloads=2,cpu=1)") {
+		t.Fatalf("a start past the quota: exit %d %s", code, errOut)
+	}
+	out := u.mustNex(append(a, "namespace", "usage")...)
+	if !regexp.MustCompile(`(?m)^a\s+2 of 2\s+0 B\s+0\.5 of 1\s+1$`).MatchString(out) {
+		t.Fatalf("namespace usage:\n%s", out)
+	}
+}

@@ -47,6 +47,7 @@ type CLI struct {
 	Workload   WorkloadCmd   `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
 	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
 	Secret     SecretCmd     `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
+	Namespaces NamespaceCmd  `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
 	Security   SecurityCmd   `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`

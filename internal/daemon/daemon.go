@@ -234,12 +234,13 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	memory, reserveMemory, err := o.memory() // checked at start
+	quotas, _ := v1.ParseQuotas(o.NamespaceQuota) // checked at start
+	memory, reserveMemory, err := o.memory()      // checked at start
 	if err != nil {
 		return err
 	}
 	n, err := node.New(d.nc, node.Config{
-		SecretsKey: secretsKey, SecretsBucket: secrets, History: history,
+		SecretsKey: secretsKey, SecretsBucket: secrets, History: history, Quotas: quotas,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,

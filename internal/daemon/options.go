@@ -39,6 +39,7 @@ type Options struct {
 	RunAs              []string          `name:"run-as" default:"none" env:"NEX_RUN_AS" help:"Who each namespace's workloads may ask nexlet-native to run as (start_request.user, .group; root only): NS=NAME entries, a user or a group by name or number (* for every namespace, never root or an ID below 1000), or 'none'."`
 	DefaultLimits      string            `name:"default-limits" env:"NEX_DEFAULT_LIMITS" help:"Resource limits nexlet-native gives a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024,disk=1GiB (each resource on its own; memory, cpu and pids need cgroups)."`
 	MaxLimits          string            `name:"max-limits" env:"NEX_MAX_LIMITS" help:"The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384,disk=20GiB: a start above is declined, naming the field and the ceiling."`
+	NamespaceQuota     []string          `name:"namespace-quota" sep:";" env:"NEX_NAMESPACE_QUOTA" help:"What a namespace may run across the cluster: NS=workloads=N,memory=SIZE,cpu=CORES (repeatable, or ';'-separated; NS '*' for every namespace but system without its own). A start past it is refused with quota_exceeded; with a memory or cpu quota every start must ask for that resource. Give every node the same."`
 	CacheMaxBytes      string            `name:"cache-max-bytes" env:"NEX_CACHE_MAX_BYTES" default:"1GiB" help:"Most bytes of fetched artifacts (http, nats://) nexlet-native keeps, least recently used dropped first; also the largest one download."`
 	WorkdirRoots       []string          `name:"workdir-roots" env:"NEX_WORKDIR_ROOTS" help:"Directories under which a start request may name its own workdir (absolute). Default: none when workloads run as users of their own; anywhere outside the data dir when they run as the node's user."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
@@ -133,6 +134,9 @@ func (o Options) Check() error {
 	var none *v1.Resources
 	if _, err := none.WithLimits(defaults, ceiling, "--default-limits"); err != nil {
 		return err // the nexlet would refuse to start, again and again
+	}
+	if _, err := v1.ParseQuotas(o.NamespaceQuota); err != nil {
+		return err
 	}
 	for _, r := range o.WorkdirRoots {
 		if !filepath.IsAbs(r) {

@@ -64,6 +64,9 @@ type Config struct {
 	SecretsKey nkeys.KeyPair
 	// SecretsBucket is the secrets bucket opened already (nil: opened at first use).
 	SecretsBucket jetstream.KeyValue
+	// Quotas bound what a namespace may run across the cluster (by namespace; "*" for
+	// every one but system without its own), checked when this node deploys a start.
+	Quotas map[string]v1.Quota
 	// History makes each namespace's history streams before its first workload starts
 	// (nil: no history is kept).
 	History *History
@@ -212,6 +215,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	expiring  atomic.Bool // a removal of expired finished workloads is under way
+	quotaMu   sync.Mutex  // starts of a namespace with a quota are admitted one at a time
 	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
 	deploying sync.Map    // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
 

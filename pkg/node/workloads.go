@@ -58,15 +58,8 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	// before the nexlet has the workload: it must not start it a second time
 	n.deploying.Store(wid, struct{}{})
 	defer n.deploying.Delete(wid)
-	if requestID == "" {
-		n.index(rec)
-	} else {
-		n.claimMu.Lock() // claim and index at once: a second start with the key finds the first
-		done, err := n.claimRequest(ctx, ns, requestID, rec)
-		n.claimMu.Unlock()
-		if done || err != nil {
-			return v1.WorkloadInfo{}, err
-		}
+	if err := n.admit(ctx, ns, requestID, rec); err != nil {
+		return v1.WorkloadInfo{}, err
 	}
 	stored := make(chan error, 1)
 	go func() {

@@ -32,6 +32,9 @@ const (
 	// election that outlasted the retries, JetStream down).
 	CodeStorageUnavailable = "storage_unavailable"
 	CodeInternal           = "internal"
+	// CodeQuotaExceeded: the start would take the namespace past a quota the operator set
+	// (nexd --namespace-quota).
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // Statuses pairs each error code with the HTTP-like status it travels with. A start that
@@ -43,6 +46,7 @@ var Statuses = map[string][]int{
 	CodeSchemaInvalid:      {400},
 	CodeStartFailed:        {400, 500},
 	CodeForbidden:          {403},
+	CodeQuotaExceeded:      {403},
 	CodeNotFound:           {404},
 	CodeConflict:           {409},
 	CodeBidExpired:         {410},

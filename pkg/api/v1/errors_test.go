@@ -21,7 +21,7 @@ func TestErrorStatusPairs(t *testing.T) {
 		"CodeConflict": CodeConflict, "CodeUnavailable": CodeUnavailable, "CodeLameduck": CodeLameduck,
 		"CodeStartFailed": CodeStartFailed, "CodeTimeout": CodeTimeout, "CodeForbidden": CodeForbidden,
 		"CodeTooLarge": CodeTooLarge, "CodeInternal": CodeInternal, "CodeNotImplemented": CodeNotImplemented,
-		"CodeStorageFull": CodeStorageFull, "CodeStorageUnavailable": CodeStorageUnavailable,
+		"CodeStorageFull": CodeStorageFull, "CodeStorageUnavailable": CodeStorageUnavailable, "CodeQuotaExceeded": CodeQuotaExceeded,
 	}
 	for _, code := range names {
 		if _, ok := Statuses[code]; !ok {

@@ -37,6 +37,9 @@ const (
 	// VerbSecretKey answers the secrets key values are sealed for, under the namespace's
 	// own subject (it needed node administration's PING before).
 	VerbSecretKey = "SECRET_KEY"
+	// VerbUsage is answered by every node: what the namespace's workloads on it hold, and
+	// the quota the node holds the namespace to.
+	VerbUsage = "USAGE"
 )
 
 // Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].

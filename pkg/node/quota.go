@@ -1,0 +1,130 @@
+package node
+
+import (
+	"context"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// Namespace quotas (Config.Quotas, nexd --namespace-quota) are checked when a node
+// deploys a start: the namespace's workloads across the cluster (every node's records in
+// the KV state, this node's in-flight starts included) plus the new one must fit. Starts of
+// one namespace are checked one at a time on a node; two nodes deploying for one namespace
+// at the same moment can each take the last place.
+
+// admit indexes rec, a new start of namespace ns (claiming its request ID, when it has
+// one: a start that was made before is a conflict naming it), and checks ns's quota with
+// rec counted; a start past the quota is unindexed again and refused. Starts of a
+// namespace with a quota are admitted one at a time on a node.
+func (n *Node) admit(ctx context.Context, ns, requestID string, rec Record) error {
+	q, quota := v1.QuotaOf(n.cfg.Quotas, ns)
+	if quota {
+		n.quotaMu.Lock()
+		defer n.quotaMu.Unlock()
+	}
+	if requestID == "" {
+		n.index(rec)
+	} else {
+		n.claimMu.Lock() // claim and index at once: a second start with the key finds the first
+		done, err := n.claimRequest(ctx, ns, requestID, rec)
+		n.claimMu.Unlock()
+		if done || err != nil {
+			return err
+		}
+	}
+	if !quota {
+		return nil
+	}
+	u, err := n.namespaceUsage(ctx, ns, rec.WorkloadID)
+	if err == nil {
+		res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: refused before this
+		if why := q.Exceeds(ns, u, res); why != "" {
+			err = v1.NewError(403, v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
+		}
+	}
+	if err != nil {
+		n.mu.Lock()
+		n.unindex(rec.WorkloadID)
+		n.mu.Unlock()
+		n.unclaim(rec)
+	}
+	return err
+}
+
+// namespaceUsage is what namespace ns's workloads hold (but workload except): those that
+// run or are being stopped, on this node and, with a ClusterStore, on every other.
+func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage, error) {
+	var u v1.Usage
+	seen := map[string]bool{except: true}
+	add := func(rec *Record) {
+		if rec.Definition.Namespace != ns || seen[rec.WorkloadID] || (rec.Desired != DesiredRunning && rec.Desired != DesiredStopping) {
+			return
+		}
+		seen[rec.WorkloadID] = true
+		u.Workloads++
+		if res, _ := v1.RequestedResources(rec.Definition.StartRequest); res != nil {
+			u.Memory += res.Memory
+			u.CPU += res.CPU
+		}
+	}
+	n.mu.Lock()
+	for _, w := range n.workloads {
+		add(&w.rec)
+	}
+	n.mu.Unlock()
+	if cs, ok := n.cfg.Store.(ClusterStore); ok {
+		all, err := cs.All(ctx)
+		if err != nil {
+			return u, storageError(err, "count namespace "+ns+"'s workloads for its quota")
+		}
+		for node, recs := range all {
+			if node == n.cfg.NodeID {
+				continue // this node's index is newer (its starts in flight are there)
+			}
+			for _, r := range recs {
+				add(r)
+			}
+		}
+	}
+	return u, nil
+}
+
+// handleUsage answers what the namespace's workloads on this node hold, and its quota
+// (from system: every namespace's this node runs or has a quota for).
+func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.UsageReply, error) {
+	reply := v1.UsageReply{NodeID: n.cfg.NodeID, Namespaces: map[string]v1.NamespaceUsage{}}
+	all := r.Namespace == v1.SystemNamespace
+	if !all {
+		reply.Namespaces[r.Namespace] = v1.NamespaceUsage{}
+	}
+	n.mu.Lock()
+	for _, w := range n.workloads {
+		ns := w.rec.Definition.Namespace
+		if (!all && ns != r.Namespace) || !w.running() {
+			continue
+		}
+		u := reply.Namespaces[ns]
+		u.Workloads++
+		if w.res != nil {
+			u.Memory += w.res.Memory
+			u.CPU += w.res.CPU
+		}
+		reply.Namespaces[ns] = u
+	}
+	n.mu.Unlock()
+	if all {
+		for ns := range n.cfg.Quotas {
+			if _, ok := reply.Namespaces[ns]; !ok {
+				reply.Namespaces[ns] = v1.NamespaceUsage{}
+			}
+		}
+	}
+	for ns, u := range reply.Namespaces {
+		if q, ok := v1.QuotaOf(n.cfg.Quotas, ns); ok { // "*" too: for every namespace without one
+			u.Quota = &q
+		}
+		reply.Namespaces[ns] = u
+	}
+	return reply, nil
+}

@@ -1,0 +1,97 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// A namespace's quota bounds what it runs across the cluster: two nodes on one KV state,
+// a quota of 3 workloads for a, 1 GiB of memory for every other namespace but system. A
+// start past it is refused with quota_exceeded naming what is in use (on whichever node
+// it lands), a stopped workload frees its place, a retried start with its request ID still
+// finds the workload it made, and USAGE sums the nodes' shares.
+func TestNamespaceQuota(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	quotas := map[string]v1.Quota{"a": {Workloads: 3}, "*": {Memory: 1 << 30}}
+	var nodes []*node.Node
+	for i := range 2 {
+		id := nodeID(t)
+		store := kvStore(t, testutil.Connect(t, s), id)
+		nodes = append(nodes, startSizedNode(t, s, fmt.Sprint("q", i), node.Config{NodeID: id, Store: store, Quotas: quotas}, "memory"))
+	}
+	knowEachOther(t, nodes...)
+	ca, _ := client.New(testutil.Connect(t, s), "a")
+	var ids []string
+	placed := map[string]bool{}
+	for i := range 3 {
+		w, _, err := ca.StartOnce(ctx, def(fmt.Sprint("w", i)), fmt.Sprint("r", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, w.ID)
+		placed[w.NodeID] = true
+	}
+	if len(placed) != 2 {
+		t.Fatalf("3 starts on 2 least-loaded nodes landed on %d", len(placed))
+	}
+	for range 4 { // wherever it lands, the other node's copies count
+		_, err := ca.StartWorkload(ctx, def("fourth"))
+		if e := v1.AsError(err); e.ErrorCode != v1.CodeQuotaExceeded || e.Code != 403 || !strings.Contains(e.Message, "namespace a runs 3 workloads, its quota is 3") {
+			t.Fatalf("a 4th start of a (copies on %d nodes): %v", len(placed), err)
+		}
+	}
+	// the retry of a start that was made answers with that workload, not with the quota
+	w, before, err := ca.StartOnce(ctx, def("w0"), "r0")
+	if err != nil || !before || w.ID != ids[0] {
+		t.Fatalf("a retried start at the quota: %+v %v", w, err)
+	}
+	rep, _, err := ca.Usage(ctx)
+	if err != nil || len(rep) != 1 || rep[0].Usage.Workloads != 3 || rep[0].Quota == nil || rep[0].Quota.Workloads != 3 || rep[0].Nodes != 2 {
+		t.Fatalf("usage of a: %+v %v", rep, err)
+	}
+	if _, err := ca.StopWorkload(ctx, ids[1], v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.StartWorkload(ctx, def("after-stop")); err != nil {
+		t.Fatalf("a start after a stop freed a place: %v", err)
+	}
+
+	// "*": memory must be asked for, and its sum fits
+	cb, _ := client.New(testutil.Connect(t, s), "b")
+	if _, err := cb.StartWorkload(ctx, def("no-memory")); !strings.Contains(fmt.Sprint(err), "a start must ask for start_request.resources.memory") {
+		t.Fatalf("b's start without memory: %v", err)
+	}
+	for i := range 2 {
+		if _, err := cb.StartWorkload(ctx, sized(fmt.Sprint("m", i), `{"memory":"512MiB"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cb.StartWorkload(ctx, sized("m2", `{"memory":"8MiB"}`)); !strings.Contains(fmt.Sprint(err), "namespace b asks for 8 MiB memory, 1 GiB of its quota of 1 GiB is in use") {
+		t.Fatalf("b's start past its memory quota: %v", err)
+	}
+	// system has no quota unless named
+	cs, _ := client.New(testutil.Connect(t, s), v1.SystemNamespace)
+	if _, err := cs.StartWorkload(ctx, def("admin")); err != nil {
+		t.Fatal(err)
+	}
+	all, _, err := cs.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range all {
+		got[r.Namespace] = fmt.Sprintf("%d %s %v", r.Usage.Workloads, r.Usage.Memory, r.Quota)
+	}
+	want := map[string]string{"a": "3 0 B workloads=3", "b": "2 1 GiB memory=1 GiB", "system": "1 0 B <nil>", "*": "0 0 B memory=1 GiB"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("usage from system: %v, want %v", got, want)
+	}
+}
