@@ -633,3 +633,72 @@ func TestNamespaceQuotaFromTheCLI(t *testing.T) {
 		t.Fatalf("namespace usage:\n%s", out)
 	}
 }
+
+// A tenant may write to its namespace's bundle bucket, never configure a stream: with
+// STREAM.UPDATE of its bucket, a tenant gave the stream other namespaces' subjects,
+// sources (their history, the state, the secrets) and a republish to node administration
+// (found by an attacker's walk). The node makes the bucket, with its bound. And the
+// longest namespace's credentials still connect.
+func TestTenantCannotConfigureStreams(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--bundles.max-bytes", strconv.Itoa(8<<20))
+	ns := strings.Repeat("n", v1.MaxNamespaceBytes)
+	perms := creds.TenantPermissions(ns, "alice")
+	credsFile := op.user(t, u.home, "alice", &perms)
+	a := []string{"-s", url, "--nats.creds-file", credsFile, "--nats.inbox-prefix", creds.UserInboxPrefix("alice"), "--namespace", ns}
+	script := u.write("hi.sh", "#!/bin/sh\necho bundled\n", 0o755)
+	if out := u.mustNex(append(a, "workload", "bundle", script, "--lifecycle", "job", "-o", filepath.Join(u.home, "hi.nexfile"))...); !strings.Contains(out, "into NEX_BUNDLES_"+ns) {
+		t.Fatalf("bundle with a tenant's rights:\n%s", out)
+	}
+	tenant, err := nats.Connect(url, nats.UserCredentials(credsFile), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatalf("the credentials of a %d-character namespace: %v", len(ns), err)
+	}
+	defer tenant.Close()
+	bucket := "OBJ_" + v1.BundleBucket(ns)
+	js, _ := jetstream.New(tenant)
+	ctx := context.Background()
+	st, err := js.Stream(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxBytes; got != 8<<20 {
+		t.Errorf("the bundle bucket's max_bytes %d, want the node's %d", got, 8<<20)
+	}
+	evil := st.CachedInfo().Config
+	evil.Sources = []*jetstream.StreamSource{{Name: "KV_NEX_SECRETS"}, {Name: v1.LogsStream("b")}}
+	evil.RePublish = &jetstream.RePublish{Source: ns + ".x.*", Destination: "$NEX.SVC.v1.system.control.LAMEDUCK.{{wildcard(1)}}"}
+	uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = js.UpdateStream(uctx, evil)
+	cancel()
+	if err == nil {
+		t.Fatal("a tenant reconfigured its bundle stream with sources and a republish")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = js.CreateStream(cctx, jetstream.StreamConfig{Name: "MINE", Subjects: []string{ns + ".mine"}})
+	cancel()
+	if err == nil {
+		t.Fatal("a tenant created a stream")
+	}
+	// a replica group is bounded: a tenant scaled one to 2^63-1 and its node stalled
+	if _, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "many", "--replicas", "1001",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...); code == 0 || !strings.Contains(errOut, "must be between 0 and 1000") {
+		t.Fatalf("a group of 1001: exit %d %s", code, errOut)
+	}
+	out := u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "one", "--replicas", "1",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...)
+	group := regexp.MustCompile(`g-[A-Za-z0-9]+`).FindString(out)
+	if _, errOut, code := u.nex(append(a, "workload", "scale", group, "9223372036854775807")...); code == 0 || !strings.Contains(errOut, "must be between 0 and 1000") {
+		t.Fatalf("scale to 2^63-1: exit %d %s", code, errOut)
+	}
+	u.mustNex(append(a, "workload", "stop", group)...)
+	// a user name is one namespace's: its replies come through _INBOX_<name>
+	if _, errOut, code := u.nex("--namespace", "b", "security", "user", u.home, "alice"); code == 0 || !strings.Contains(errOut, "holds user alice of namespace "+ns) {
+		t.Fatalf("alice again, of namespace b: exit %d %s", code, errOut)
+	}
+	long := ns + "x"
+	if _, errOut, code := u.nex("--namespace", long, "security", "user", u.home, "bob"); code == 0 || !strings.Contains(errOut, "at most 32") {
+		t.Fatalf("a user of a %d-character namespace: exit %d %s", len(long), code, errOut)
+	}
+}

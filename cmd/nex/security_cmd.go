@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 )
 
@@ -137,6 +138,16 @@ type SecurityUserCmd struct {
 
 // Run mints.
 func (c *SecurityUserCmd) Run(g *Globals) error {
+	if err := v1.ValidateNamespace(g.Namespace); err != nil {
+		return err
+	}
+	out := c.Out
+	if out == "" {
+		out = filepath.Join(c.Dir, c.Name+".creds")
+	}
+	if other := credsNamespace(out); other != "" && other != g.Namespace {
+		return fmt.Errorf("%s holds user %s of namespace %s: a user's replies come through %s, so one name cannot serve two namespaces; pick another name", out, c.Name, other, creds.UserInboxPrefix(c.Name))
+	}
 	seed, err := os.ReadFile(filepath.Join(c.Dir, secSigning))
 	if err != nil {
 		return fmt.Errorf("the signing key of %s: %w (made by nex security init)", c.Dir, err)
@@ -153,14 +164,33 @@ func (c *SecurityUserCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	out := c.Out
-	if out == "" {
-		out = filepath.Join(c.Dir, c.Name+".creds")
-	}
 	if err := os.WriteFile(out, file, 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "Wrote %s: user %s of namespace %s. Use it as\n  nex --nats.creds-file %s --nats.inbox-prefix %s --namespace %s ...\n",
 		out, c.Name, g.Namespace, out, creds.UserInboxPrefix(c.Name), g.Namespace)
 	return nil
+}
+
+// credsNamespace is the namespace of the tenant credentials in file path ("" when there
+// are none, or they are not a tenant's): the one whose control subjects they may publish.
+func credsNamespace(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	token, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return ""
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return ""
+	}
+	for _, s := range uc.Permissions.Pub.Allow {
+		if ns, ok := strings.CutPrefix(s, "$NEX.SVC.v1."); ok && strings.HasSuffix(ns, ".>") {
+			return strings.TrimSuffix(ns, ".>")
+		}
+	}
+	return ""
 }

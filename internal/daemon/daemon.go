@@ -241,6 +241,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	}
 	n, err := node.New(d.nc, node.Config{
 		SecretsKey: secretsKey, SecretsBucket: secrets, History: history, Quotas: quotas,
+		BundleMaxBytes: o.BundlesMaxBytes, BundleReplicas: o.StateReplicas,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
 		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
@@ -434,14 +435,55 @@ func (d *daemon) openSecrets(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, err
 }
 
-// nexletAlive asks whether nexlet id of this node answers its PING: one that outlived a
-// killed nexd keeps its workloads, and must be adopted rather than duplicated.
-func nexletAlive(nc *nats.Conn, nodeID, id string) func(context.Context) bool {
+// adoptedGrace is how long an adopted nexlet that holds its data dir may go without
+// answering (its own connection reconnecting after an outage) before it is taken for hung.
+const adoptedGrace = 30 * time.Second
+
+// nexletAlive tells whether an instance of nexlet id from before (one that outlived a
+// previous nexd) still serves, so the supervisor adopts it rather than start a second one
+// (which would fail on its data dir, give up, and take the first one's workloads with it).
+// It does when it answers PING, or when it holds its data dir (a live process: dataDir;
+// without one, when nexd itself is cut off from NATS) and nexd is cut off from NATS (its
+// silence says nothing then) or it has been silent for less than adoptedGrace; past that
+// it is taken for hung and killed, so that a new one can start.
+func nexletAlive(nc *nats.Conn, nodeID, id, dataDir string, log *zap.Logger) func(context.Context) bool {
+	var silentSince time.Time // only the supervisor's goroutine calls it
 	return func(ctx context.Context) bool {
-		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		_, err := nc.RequestWithContext(ctx, v1.NexletSubject(nodeID, id, v1.NexletPing), nil)
-		return err == nil
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := nc.RequestWithContext(pctx, v1.NexletSubject(nodeID, id, v1.NexletPing), nil)
+		cancel()
+		if err == nil {
+			silentSince = time.Time{}
+			return true
+		}
+		if dataDir == "" {
+			return !nc.IsConnected()
+		}
+		pid, held := proc.LockHolder(dataDir)
+		if !held {
+			return false // gone: its lock went with it
+		}
+		if !nc.IsConnected() {
+			silentSince = time.Time{} // its silence says nothing while nexd hears nothing
+			return true
+		}
+		if silentSince.IsZero() {
+			silentSince = time.Now()
+		}
+		if time.Since(silentSince) < adoptedGrace {
+			return true
+		}
+		log.Warn("the nexlet holds its data dir but has not answered for too long; killing it", zap.String("nexlet_id", id), zap.Int("pid", pid), zap.Duration("silent", time.Since(silentSince)))
+		silentSince = time.Time{}
+		if pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if _, held := proc.LockHolder(dataDir); !held {
+				break
+			}
+		}
+		return false
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/pkg/natsconn"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
@@ -69,7 +70,7 @@ func (x *nexlets) startAgent(spec AgentSpec) error {
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
-	x.supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name)})
+	x.supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
 	return nil
 }
 
@@ -108,7 +109,7 @@ func (x *nexlets) startNative() error {
 	if d.o.LogJSON {
 		args = append(args, "--log-json")
 	}
-	x.supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native")})
+	x.supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
 	return nil
 }
 
@@ -117,7 +118,12 @@ func (x *nexlets) supervise(a node.Agent) {
 	// the nexlet is killed a fifth of the bound before nexd gives up, so that what it
 	// leaves behind is still killed in time (AfterStop)
 	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout*4/5, d.o.AgentRestartLimit
-	a.OnEvent = func(typ, msg string) { d.node.NexletEvent(typ, a.Name, msg) }
+	a.OnEvent = func(typ, msg string) {
+		d.node.NexletEvent(typ, a.Name, msg)
+		if typ == v1.EventNexletFailed {
+			d.node.NexletFailed(a.Name) // its services move to other nodes
+		}
+	}
 	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, d.o.ShutdownTimeout) }
 	a.AfterStop = func() {
 		// a nexlet killed for lack of time cannot stop what its workloads forked

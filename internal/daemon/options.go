@@ -55,6 +55,7 @@ type Options struct {
 	LogsMaxBytes       int64             `name:"logs.max-bytes" default:"134217728" help:"Most bytes of output kept per namespace (oldest dropped first; reserved in the JetStream store for each namespace)."`
 	EventsMaxAge       time.Duration     `name:"events.max-age" default:"168h" help:"How long events are kept."`
 	EventsMaxBytes     int64             `name:"events.max-bytes" default:"16777216" help:"Most bytes of events kept per namespace (oldest dropped first; reserved like --logs.max-bytes)."`
+	BundlesMaxBytes    int64             `name:"bundles.max-bytes" default:"268435456" help:"Most bytes of bundles each namespace's bucket NEX_BUNDLES_<ns> may hold (reserved in the JetStream store for each namespace that bundles)."`
 	MetricsListen      string            `name:"metrics.listen" help:"Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)."`
 	IssuerSigningKey   string            `name:"issuer-signing-key" env:"NEX_ISSUER_SIGNING_KEY" help:"A file holding an account signing key seed (SA...), or the seed in $NEX_ISSUER_SIGNING_KEY: mint scoped credentials for workloads and nexlets."`
 	IssuerRootAccount  string            `name:"issuer-signing-key-root-account" help:"Public key (A...) of the account the signing key belongs to."`

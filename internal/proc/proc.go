@@ -168,6 +168,25 @@ func LockDir(dir, who string) (*DirLock, error) {
 	return &DirLock{f: f}, nil
 }
 
+// LockHolder says whether a live process holds dir's lock (taken by LockDir), and its
+// PID as the lock file names it (0 when it names none). The lock goes with its holder's
+// death, so a held lock is a process that still runs.
+func LockHolder(dir string) (pid int, held bool) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return 0, false
+	}
+	b, _ := os.ReadFile(path)
+	_, _ = fmt.Sscanf(string(b), "pid %d", &pid)
+	return pid, true
+}
+
 func describeHolder(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if s == "" {

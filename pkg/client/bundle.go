@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -41,7 +42,20 @@ func (c *Client) bundleStore(ctx context.Context, bucket string, create bool) (j
 		}
 		return store, err
 	}
-	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "nex workload bundles, by SHA-256"})
+	store, err := js.ObjectStore(ctx, bucket)
+	if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return store, err
+	}
+	if bucket == v1.BundleBucket(c.ns) {
+		// the node makes the namespace's own bucket, with its bounds: a user may write to
+		// it, not configure it
+		var reply v1.BundleBucketReply
+		if err := svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbBundleBucket), struct{}{}, &reply); err != nil {
+			return nil, c.noNode(err, "make bundle bucket "+bucket)
+		}
+		return js.ObjectStore(ctx, bucket)
+	}
+	store, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "nex workload bundles, by SHA-256"})
 	if err != nil {
 		return nil, fmt.Errorf("open object store %s (needs JetStream): %w", bucket, err)
 	}

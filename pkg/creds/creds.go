@@ -237,8 +237,10 @@ func TenantPermissions(ns, user string) jwt.Permissions {
 			"$JS.API.CONSUMER.DELETE."+st+".*", "$JS.API.CONSUMER.INFO."+st+".*")
 	}
 	pub.Add(
-		// the namespace's bundle bucket: create, put, list, get, remove
-		"$JS.API.STREAM.CREATE."+obj, "$JS.API.STREAM.UPDATE."+obj, "$JS.API.STREAM.INFO."+obj,
+		// the namespace's bundle bucket: put, list, get, remove. Never STREAM.CREATE or
+		// STREAM.UPDATE: a stream's configuration (subjects, sources, republish) reaches
+		// anything in the account; the node makes the bucket (BUNDLE_BUCKET)
+		"$JS.API.STREAM.INFO."+obj,
 		"$JS.API.STREAM.PURGE."+obj, "$JS.API.STREAM.MSG.GET."+obj,
 		"$JS.API.DIRECT.GET."+obj, "$JS.API.DIRECT.GET."+obj+".>",
 		"$JS.API.CONSUMER.CREATE."+obj, "$JS.API.CONSUMER.CREATE."+obj+".>",

@@ -92,6 +92,8 @@ func (n *Node) addService() error {
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
 		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),
 		ep(v1.VerbUsage, "", svc.Handle(n.handleUsage), 0),
+		{Name: v1.VerbBundleBucket, Subject: v1.ControlWildcard(v1.VerbBundleBucket, false), Tokens: svc.ControlTokens(""),
+			Handler: svc.Handle(n.handleBundleBucket), Concurrent: 4},
 		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.fanoutHeaders, EveryInstance: true},
 		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
 			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true},

@@ -193,17 +193,7 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 		c.notPlaced(rec, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
 		return
 	}
-	var accept func(v1.Bid) bool
-	if gid := def.Group; gid != "" { // a copy: at most max_per_node on a node
-		if kv, ok := c.cs.(*KVStore); ok {
-			if g, err := kv.Group(ctx, def.Namespace, gid); err == nil {
-				if byNode, err := c.copiesOf(ctx, g); err == nil {
-					accept = func(b v1.Bid) bool { return len(byNode[b.NodeID]) < g.MaxPerNode }
-				}
-			}
-		}
-	}
-	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, accept, nil)
+	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, groupAccept(ctx, c.cs, rec), nil)
 	if err != nil {
 		c.notPlaced(rec, err.Error())
 		return
@@ -214,6 +204,27 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 	delete(c.tried, wid)
 	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
 		zap.String("from_node", from), zap.String("to_node", to))
+}
+
+// groupAccept, for a copy of a replica group, accepts only bids of nodes that run fewer
+// copies of the group than its max_per_node (nil: rec is no copy, or the group cannot be
+// read). Every move of a copy (a lost node's, a drain's) goes through it.
+func groupAccept(ctx context.Context, cs ClusterStore, rec *Record) func(v1.Bid) bool {
+	def := rec.Definition
+	kv, ok := cs.(*KVStore)
+	if def.Group == "" || !ok {
+		return nil
+	}
+	g, err := kv.Group(ctx, def.Namespace, def.Group)
+	if err != nil {
+		return nil
+	}
+	all, err := cs.All(ctx)
+	if err != nil {
+		return nil
+	}
+	byNode := copiesIn(all, g)
+	return func(b v1.Bid) bool { return len(byNode[b.NodeID]) < g.MaxPerNode }
 }
 
 // moveElsewhere auctions rec, a workload of node from, among the other nodes and asks the

@@ -149,8 +149,8 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if err := def.Validate(); err != nil {
 			return v1.GroupStatus{}, err
 		}
-		if req.Replicas < 0 || req.MaxPerNode < 0 {
-			return v1.GroupStatus{}, v1.BadRequest("replicas and max_per_node may not be negative")
+		if req.Replicas < 0 || req.MaxPerNode < 0 || req.Replicas > v1.MaxReplicas || req.MaxPerNode > v1.MaxReplicas {
+			return v1.GroupStatus{}, v1.BadRequest("replicas (%d) and max_per_node (%d) must be between 0 and %d", req.Replicas, req.MaxPerNode, v1.MaxReplicas)
 		}
 		if def.Lifecycle == v1.LifecycleJob {
 			return v1.GroupStatus{}, v1.BadRequest("replica groups keep services and functions running; a job runs once (start it N times instead)")
@@ -170,8 +170,8 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupScale:
-		if req.Replicas < 0 {
-			return v1.GroupStatus{}, v1.BadRequest("replicas may not be negative")
+		if req.Replicas < 0 || req.Replicas > v1.MaxReplicas {
+			return v1.GroupStatus{}, v1.BadRequest("replicas (%d) must be between 0 and %d", req.Replicas, v1.MaxReplicas)
 		}
 		g, err := kv.Group(ctx, ns, id)
 		if err != nil {

@@ -67,6 +67,10 @@ type Config struct {
 	// Quotas bound what a namespace may run across the cluster (by namespace; "*" for
 	// every one but system without its own), checked when this node deploys a start.
 	Quotas map[string]v1.Quota
+	// BundleMaxBytes bounds each namespace's bundle bucket (0: unbounded), made with
+	// BundleReplicas replicas.
+	BundleMaxBytes int64
+	BundleReplicas int
 	// History makes each namespace's history streams before its first workload starts
 	// (nil: no history is kept).
 	History *History
@@ -219,29 +223,31 @@ type Node struct {
 	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
 	deploying sync.Map    // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
 
-	mu          sync.Mutex
-	state       string
-	nexlets     map[string]*nexletEntry
-	bids        map[string]*bid
-	workloads   map[string]workloadRecord
-	counts      map[string]int    // workloads per nexlet
-	byRequest   map[string]string // namespace + "\x00" + request ID -> workload ID
-	news        map[string]news   // heartbeat news not recorded yet, by workload ID
-	recording   bool              // a worker records the news
-	tombstones  map[string]tombstone
-	peers       map[string]time.Time
-	peerXKeys   map[string][]string  // node ID -> its nexlets' xkeys, from its announcements
-	seen        map[string]time.Time // every node's last announcement, leaving or not
-	draining    sync.Map             // workload ID -> struct{}: moving to another node in a drain
-	coord       atomic.Pointer[coordinator]
-	regWaiters  []chan struct{}
-	reconciles  map[string]*sync.Mutex // one reconciliation at a time per nexlet
-	metrics     metrics
-	xkey        nkeys.KeyPair // seals credentials for nexlets
-	xkeyPub     string
-	secretStore *secretStore  // nil without a secrets key
-	deadline    time.Time     // when lameduck stops the workloads
-	drained     chan struct{} // closed when lameduck has stopped everything
+	mu            sync.Mutex
+	state         string
+	nexlets       map[string]*nexletEntry
+	bids          map[string]*bid
+	workloads     map[string]workloadRecord
+	counts        map[string]int    // workloads per nexlet
+	byRequest     map[string]string // namespace + "\x00" + request ID -> workload ID
+	news          map[string]news   // heartbeat news not recorded yet, by workload ID
+	recording     bool              // a worker records the news
+	tombstones    map[string]tombstone
+	peers         map[string]time.Time
+	peerXKeys     map[string][]string  // node ID -> its nexlets' xkeys, from its announcements
+	seen          map[string]time.Time // every node's last announcement, leaving or not
+	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
+	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
+	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
+	coord         atomic.Pointer[coordinator]
+	regWaiters    []chan struct{}
+	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
+	metrics       metrics
+	xkey          nkeys.KeyPair // seals credentials for nexlets
+	xkeyPub       string
+	secretStore   *secretStore  // nil without a secrets key
+	deadline      time.Time     // when lameduck stops the workloads
+	drained       chan struct{} // closed when lameduck has stopped everything
 }
 
 type nexletEntry struct {

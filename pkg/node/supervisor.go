@@ -29,8 +29,10 @@ type Agent struct {
 	// RestartLimit is how many failures in a row are tolerated before giving up (0: no limit).
 	RestartLimit int
 	// Alive, when set, reports whether an instance of this agent is already serving (one
-	// that outlived a previous nexd); the supervisor then waits for it instead of starting
-	// a second one.
+	// that outlived a previous nexd, or a child of this supervisor's that could not be told
+	// from one); the supervisor then waits for it instead of starting a second one. It is
+	// asked before each start, so a start that failed because an instance still holds the
+	// agent's data dir adopts that instance.
 	Alive func(ctx context.Context) bool
 	// OnEvent is told about restarts and giving up (for node events).
 	OnEvent func(typ, msg string)
@@ -76,7 +78,8 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 				case <-time.After(2 * time.Second):
 				}
 			}
-			log.Warn("the adopted instance stopped answering; starting a new one")
+			log.Warn("the adopted instance is gone; starting a new one")
+			delay, failures = 250*time.Millisecond, 0 // it served: failures count afresh
 		}
 		began := time.Now()
 		cmd := exec.Command(a.Path, a.Args...)
@@ -109,9 +112,11 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 			}
 		}
 		if time.Since(began) >= healthyRun {
+			// an exit after a healthy run is not one of a series
 			delay, failures = 250*time.Millisecond, 0
+		} else {
+			failures++
 		}
-		failures++
 		if a.RestartLimit > 0 && failures > a.RestartLimit {
 			log.Error("agent failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
 			event(v1.EventNexletFailed, "restart limit reached")

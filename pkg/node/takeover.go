@@ -165,10 +165,15 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 const staleCopy = "stopped this node's copy of a workload another node took over while this one was away"
 
 // stopMoved stops this node's copy of a workload that moved to another node, and
-// removes the moved record; done is logged once it is stopped.
+// removes the moved record; done is logged once it is stopped. A stop the nexlet does not
+// answer (it is reconnecting after an outage, or being restarted) is asked again, backing
+// off to 30 s, until it is answered or the node stops: a copy left running would run
+// twice, for good. One stopMoved runs per workload at a time.
 func (n *Node) stopMoved(rec Record, done string) {
-	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{})+5*time.Second)
-	defer cancel()
+	if _, busy := n.stoppingMoved.LoadOrStore(rec.WorkloadID, struct{}{}); busy {
+		return
+	}
+	defer n.stoppingMoved.Delete(rec.WorkloadID)
 	n.mu.Lock()
 	w, indexed := n.workloads[rec.WorkloadID]
 	if indexed {
@@ -179,19 +184,34 @@ func (n *Node) stopMoved(rec Record, done string) {
 	if indexed {
 		nexletID = w.rec.NexletID
 	}
-	err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID), v1.StopRequest{}, nil)
-	if err != nil && !v1.IsNotFound(err) {
-		n.log.Warn("stop the copy of a workload that moved", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-		return // the record stays: the next reconcile tries again
+	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID)
+	for attempt, wait := 1, time.Second; ; attempt, wait = attempt+1, min(2*wait, 30*time.Second) {
+		if _, failed := n.failedNexlets.Load(nexletID); failed {
+			break // nothing of it runs: the supervisor gave up on it and killed what it left
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{})+5*time.Second)
+		err := svc.CallWaiting(ctx, n.nc, subject, v1.StopRequest{}, nil, nexletGap)
+		cancel()
+		if err == nil || v1.IsNotFound(err) {
+			break
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			n.log.Warn("stop the copy of a workload that moved; asking again", zap.String("workload_id", rec.WorkloadID), zap.Int("attempt", attempt), zap.Duration("in", wait), zap.Error(err))
+		}
+		select {
+		case <-n.ctx.Done():
+			return // the record stays: the next start's reconcile stops it
+		case <-time.After(wait):
+		}
 	}
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		if err := cs.RemoveOf(ctx, n.cfg.NodeID, rec.WorkloadID, rec.Revision); err != nil {
 			n.log.Debug("remove a moved record", zap.Error(err))
 		}
+		cancel()
 	}
-	if err == nil {
-		n.log.Info(done, zap.String("workload_id", rec.WorkloadID), zap.String("moved_to", rec.MovedTo))
-	}
+	n.log.Info(done, zap.String("workload_id", rec.WorkloadID), zap.String("moved_to", rec.MovedTo))
 }
 
 // ownedElsewhere says whether another node holds a record of wid (this node's copy is

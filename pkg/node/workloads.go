@@ -487,6 +487,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-agent-registration to accept it", req.NexletID, req.HostID)
 	}
 	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
+	n.failedNexlets.Delete(req.NexletID)
 	n.mu.Lock()
 	n.nexlets[req.NexletID] = entry
 	n.refreshIsolation()

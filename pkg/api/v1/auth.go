@@ -42,6 +42,7 @@ var Authorization = []AuthRule{
 	{"$NEX.SVC.v1.<ns>.control.SECRET_RM.<name>", CallerNamespace, "the namespace's secrets"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_LIST", CallerNamespace, "the namespace's secrets (names only)"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_KEY", CallerNamespace, "the public key secret values are sealed for"},
+	{"$NEX.SVC.v1.<ns>.control.BUNDLE_BUCKET", CallerNamespace, "makes the namespace's own bundle bucket, with the node's bounds"},
 	{"$NEX.SVC.v1.<ns>.control.USAGE", CallerNamespace, "the namespace's usage and quota (system: every namespace's)"},
 	{"$NEX.SVC.v1.system.control.PING", CallerSystem, "every node's summary"},
 	{"$NEX.SVC.v1.system.control.INFO.<node_id>", CallerSystem, "a node's info"},

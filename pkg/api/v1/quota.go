@@ -36,6 +36,12 @@ type NamespaceUsage struct {
 	Quota *Quota `json:"quota,omitempty"`
 }
 
+// BundleBucketReply names the namespace's bundle bucket, made or found.
+type BundleBucketReply struct {
+	Bucket   string `json:"bucket"`
+	MaxBytes int64  `json:"max_bytes"`
+}
+
 // Zero says whether q bounds nothing.
 func (q Quota) Zero() bool { return q == Quota{} }
 

@@ -40,6 +40,10 @@ const (
 	// VerbUsage is answered by every node: what the namespace's workloads on it hold, and
 	// the quota the node holds the namespace to.
 	VerbUsage = "USAGE"
+	// VerbBundleBucket makes the namespace's bundle bucket (BundleBucket) with the
+	// node's bounds; one node answers. Tenants may write to the bucket, never configure
+	// a stream: a stream's configuration (subjects, sources, republish) reaches anything.
+	VerbBundleBucket = "BUNDLE_BUCKET"
 )
 
 // Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].
@@ -83,6 +87,9 @@ func ValidateNamespace(ns string) error {
 	if err := ValidateToken("namespace", ns); err != nil {
 		return err
 	}
+	if len(ns) > MaxNamespaceBytes {
+		return fmt.Errorf("%w: namespace %q is %d characters, at most %d: it is written many times into its users' and workloads' credentials, which must fit a NATS connect line", ErrInvalidToken, ns, len(ns), MaxNamespaceBytes)
+	}
 	if ns[0] == '$' || ns[0] == '_' {
 		return fmt.Errorf("%w: namespace %q starts with %q, which NATS keeps for itself ($JS, $KV, _INBOX ...); pick a name that starts with a letter or digit", ErrInvalidToken, ns, ns[:1])
 	}
@@ -96,7 +103,10 @@ func ValidateNamespace(ns string) error {
 	return nil
 }
 
-// MaxTokenBytes bounds a namespace, name, tag or ID.
+// MaxNamespaceBytes bounds a namespace.
+const MaxNamespaceBytes = 32
+
+// MaxTokenBytes bounds a name, tag or ID.
 const MaxTokenBytes = 256
 
 // ValidateTags checks tags. Keys may be dotted ("nex.os") but are otherwise tokens;

@@ -86,6 +86,9 @@ func (d *WorkloadDefinition) Validate() error {
 // Size limits of a workload definition, checked by the CLI and again by the node.
 const (
 	MaxStartRequestBytes = 256 << 10
+	// MaxReplicas bounds a replica group's count and max_per_node: a tenant scaled a
+	// group to 2^63-1 and its node started workloads until it stalled.
+	MaxReplicas = 1000
 	MaxDescriptionBytes  = 4 << 10
 	MaxTags              = 64
 )
@@ -244,6 +247,8 @@ type GroupStatus struct {
 const (
 	TakeoverLost  = "node_lost"
 	TakeoverDrain = "drain"
+	// TakeoverNexletFailed: its node gave up on the nexlet that ran it.
+	TakeoverNexletFailed = "nexlet_failed"
 )
 
 // Takeover names the record a node takes over: the lost node's record of the workload,
@@ -253,7 +258,8 @@ type Takeover struct {
 	WorkloadID string `json:"workload_id"`
 	FromNode   string `json:"from_node"`
 	Revision   uint64 `json:"revision"`
-	// Reason is why it moves: TakeoverLost (its node is lost) or TakeoverDrain.
+	// Reason is why it moves: TakeoverLost (its node is lost), TakeoverDrain or
+	// TakeoverNexletFailed.
 	Reason string `json:"reason,omitempty"`
 	// UseStartRequest: start it with the DEPLOY's start request (its sealed values
 	// sealed for this node's nexlet by the old node's, in a drain), not the record's.

@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// NexletFailed hands the workloads of a local nexlet the supervisor gave up on (it died
+// too often in a row) to other nodes, with a store the cluster shares: the node still
+// announces itself, so the coordinator would never take them over, and they would stay
+// listed unknown, running nowhere, for good. Its processes are gone (the supervisor
+// killed what the nexlet left). Services, functions and unfinished jobs move (a job at
+// least once), each as soon as a node can take it, trying again every few seconds until
+// the nexlet registers again or the node stops.
+func (n *Node) NexletFailed(nexletID string) {
+	n.failedNexlets.Store(nexletID, struct{}{})
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		n.log.Warn("nexlet failed: its workloads cannot move to another node without a state the cluster shares (--state kv); they run nowhere until it is started again", zap.String("nexlet_id", nexletID))
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for wait := 2 * time.Second; ; wait = min(2*wait, 30*time.Second) {
+			if _, failed := n.failedNexlets.Load(nexletID); !failed {
+				return // it registered again: its reconcile starts them here
+			}
+			left := n.handOff(cs, nexletID)
+			if left == 0 {
+				return
+			}
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+// handOff moves every running workload of nexlet nexletID to another node and returns
+// how many could not be moved yet.
+func (n *Node) handOff(cs ClusterStore, nexletID string) (left int) {
+	n.mu.Lock()
+	var recs []Record
+	for _, w := range n.workloads {
+		if w.rec.NexletID == nexletID && w.rec.Desired == DesiredRunning {
+			recs = append(recs, w.rec)
+		}
+	}
+	n.mu.Unlock()
+	for _, rec := range recs {
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, rec.WorkloadID); err == nil {
+			rec = *cur // the revision the takeover compares with
+		}
+		to, err := n.moveElsewhere(ctx, n.cfg.NodeID, &rec, v1.TakeoverNexletFailed, groupAccept(ctx, cs, &rec), nil)
+		cancel()
+		if err != nil {
+			left++
+			n.unplaced(rec, "its nexlet "+nexletID+" on node "+n.cfg.NodeID+" failed and no other node can take it yet (trying again): "+err.Error())
+			continue
+		}
+		n.log.Info("moved a workload of a failed nexlet to another node", zap.String("workload_id", rec.WorkloadID), zap.String("nexlet_id", nexletID), zap.String("to_node", to))
+	}
+	return left
+}
