@@ -12,7 +12,7 @@ DESTDIR    ?=
 SYSTEMDDIR ?= /etc/systemd/system
 CONFDIR    ?= /etc/nex
 
-.PHONY: build run test bench lint fmt clean install demo docs fuzz
+.PHONY: build run test bench lint fmt clean install demo docs fuzz chaos
 
 # Static binaries (no cgo): they run on any Linux, and each daemon starts without the C
 # library mapped in, about 1.5 MiB less resident memory apiece.
@@ -40,6 +40,15 @@ fuzz:
 
 ## bench: Go micro-benchmarks, then the scenario runner against real nexd/nexlet-native
 ## processes (test/bench; `go run ./test/bench --json` for JSON). See docs/performance.md.
+## chaos: the fault-injection harness (test/chaos): a 3-server, 3-node cluster attacked
+## at random while clients work, then checked. SEED replays a schedule (0: a new one);
+## the history and summary land in CHAOS_OUT.
+SEED      ?= 0
+DURATION  ?= 10m
+CHAOS_OUT ?= $(CURDIR)/.chaos
+chaos:
+	NEX_CHAOS_SEED=$(SEED) NEX_CHAOS_DURATION=$(DURATION) NEX_CHAOS_OUT=$(CHAOS_OUT) $(GO) test -count=1 -v -timeout 0 -run TestChaos ./test/chaos
+
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...
 	$(GO) run ./test/bench

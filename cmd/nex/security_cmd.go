@@ -98,6 +98,10 @@ func (c *SecurityInitCmd) Run(g *Globals) error {
 # application account NEX (JetStream on) is where nodes, nexlets, workloads and users live.
 listen: %q
 jetstream: { store_dir: %q }
+# a peer that drops off without closing its connection (power loss, a cut cable) is
+# noticed in 4-6 s, not the 2-minute defaults (docs/clusters.md)
+ping_interval: "2s"
+ping_max: 2
 operator: %q
 system_account: %s
 resolver: MEMORY

@@ -407,6 +407,10 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 	if g.JSON {
 		return writeJSON(g.stdout, w)
 	}
+	if w.State == v1.StateStopping {
+		fmt.Fprintf(g.stdout, "Workload %s [%s] stopping: %s\n", w.Name, w.ID, w.Metadata["note"])
+		return nil
+	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, w.ID)
 	return nil
 }

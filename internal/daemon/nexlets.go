@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
-	"github.com/nexrun/nex/pkg/natsconn"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )

@@ -2,6 +2,7 @@ package svc
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,10 +24,11 @@ type Ack struct {
 // decoded into resp. The owner acknowledges at once (the request asks it to) with a
 // deadline derived from what it has to do (a stop's grace period), and from then on only
 // its answer ends the wait: other nodes' 404s and the straggler bound cannot turn a slow
-// owner into "not found". Without an acknowledgement, 404 from every live node (or from
-// those that answered within the straggler bound) is not_found; no responders at all is
-// ErrNoResponders. onAck, when set, is told of the acknowledgement (progress for people).
-func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, straggler time.Duration, onAck func(Ack)) error {
+// owner into "not found". Without an acknowledgement, 404 from every node the answers
+// name alive is not_found; when some of those never answer, the lookup ends at its
+// deadline with 503 unavailable naming them (one of them may have it); no responders at
+// all is ErrNoResponders. straggler is not used (a lookup does not guess). onAck, when set, is told of the acknowledgement (progress for people).
+func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _ time.Duration, onAck func(Ack)) error {
 	_, _, data, err := prepare(context.Background(), req)
 	if err != nil {
 		return err
@@ -49,7 +51,6 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 	}
 	defer first.Stop()
 	l := lookupState{peers: newPeerSet()}
-	var stragglerC <-chan time.Time
 	for {
 		select {
 		case <-denied:
@@ -63,14 +64,15 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 			if l.acked {
 				return v1.NewError(504, v1.CodeTimeout, "node %s acknowledged but did not answer by %s on %s", l.owner, l.deadline.Format(time.RFC3339), subject)
 			}
+			if missing := l.peers.missing(); len(l.peers.answered) > 0 && len(missing) > 0 {
+				// a node the others name alive may have it (its nexd restarting, or cut off):
+				// "not found" would be a guess, and was wrong every time a chaos run made it
+				return v1.NewError(503, v1.CodeUnavailable, "the %d node(s) that answered do not have it; %s, which they name alive, did not answer in time and may have it: nothing was done, try again", len(l.peers.answered), nodeList(missing))
+			}
 			if len(l.peers.answered) > 0 {
 				return v1.NotFound("not found") // replaced by the caller's message
 			}
 			return mapRequestError(subject, context.DeadlineExceeded)
-		case <-stragglerC:
-			if !l.acked {
-				return v1.NotFound("not found")
-			}
 		case m := <-ch:
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				return ErrNoResponders
@@ -81,13 +83,8 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, s
 			}
 			if l.acked {
 				first.Reset(time.Until(l.deadline) + 2*time.Second) // the owner's word, with room for the reply
-				stragglerC = nil
 			} else if l.peers.complete() {
 				return v1.NotFound("not found")
-			} else if stragglerC == nil {
-				t := time.NewTimer(straggler)
-				defer t.Stop()
-				stragglerC = t.C
 			}
 		}
 	}
@@ -123,4 +120,12 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 	}
 	l.peers.heard(m)
 	return false, nil
+}
+
+// nodeList names nodes for a message: "node X", or "nodes X, Y".
+func nodeList(ids []string) string {
+	if len(ids) == 1 {
+		return "node " + ids[0]
+	}
+	return "nodes " + strings.Join(ids, ", ")
 }

@@ -322,6 +322,7 @@ func (n *Node) Start() error {
 	if err := n.checkDuplicate(); err != nil {
 		return err
 	}
+	n.preindex()
 	if err := n.addService(); err != nil {
 		return err
 	}
@@ -349,6 +350,25 @@ func (n *Node) Start() error {
 	n.nodeEvent(v1.EventNodeStarted, "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
 	return nil
+}
+
+// preindex indexes the node's records before it answers anyone, so that a node that
+// restarts knows what it runs before its nexlets register again (each is reconciled
+// then): it answered "not found" of workloads it was about to adopt, and listed none of
+// them (a chaos run: 4 stops of 62 said "not found" of workloads that ran on).
+func (n *Node) preindex() {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	recs, err := n.cfg.Store.List(ctx)
+	if err != nil {
+		n.log.Warn("read this node's records at start: they are known once their nexlets register", zap.Error(err))
+		return
+	}
+	for _, rec := range recs {
+		if rec.Desired != DesiredMoved {
+			n.index(*rec)
+		}
+	}
 }
 
 func (n *Node) checkDuplicate() error {

@@ -327,6 +327,14 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 	// a workload that ended runs nothing: when its nexlet is gone, removing it removes
 	// the record (its workdir stays until the nexlet can be asked)
 	ended := rec.Desired == DesiredFinished && v1.IsCode(err, v1.CodeUnavailable)
+	if !ended && (v1.IsCode(err, v1.CodeUnavailable) || errors.Is(err, svc.ErrNoResponders)) {
+		// the stop is recorded: the nexlet, restarting or cut off, is told when it is
+		// back, and nothing brings the workload back meanwhile. Saying "failed" was
+		// wrong: it took effect later all the same.
+		d := rec.Definition
+		return v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Type: d.Type, Lifecycle: d.Lifecycle, NodeID: n.cfg.NodeID,
+			NexletID: rec.NexletID, State: v1.StateStopping, Metadata: map[string]string{"note": "nexlet " + rec.NexletID + " did not answer: the stop is recorded, and done as soon as it is back"}}, nil
+	}
 	if err != nil && !v1.IsNotFound(err) && !ended {
 		return v1.WorkloadInfo{}, err
 	}

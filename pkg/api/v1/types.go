@@ -88,9 +88,9 @@ const (
 	MaxStartRequestBytes = 256 << 10
 	// MaxReplicas bounds a replica group's count and max_per_node: a tenant scaled a
 	// group to 2^63-1 and its node started workloads until it stalled.
-	MaxReplicas = 1000
-	MaxDescriptionBytes  = 4 << 10
-	MaxTags              = 64
+	MaxReplicas         = 1000
+	MaxDescriptionBytes = 4 << 10
+	MaxTags             = 64
 )
 
 // AuctionRequest asks every node whether it can run a workload.

@@ -1,0 +1,105 @@
+package node_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/nexlet/memory"
+	"github.com/nexrun/nex/pkg/node"
+)
+
+// flakyStop is a memory runtime whose first stops fail, as a nexlet's do while it
+// reconnects after a NATS outage.
+type flakyStop struct {
+	*memory.Runtime
+	fails atomic.Int32
+}
+
+func (f *flakyStop) Stop(ctx context.Context, wid string, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	if f.fails.Add(-1) >= 0 {
+		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "reconnecting")
+	}
+	return f.Runtime.Stop(ctx, wid, req)
+}
+
+// A node that learns its copy of a workload was taken over elsewhere stops it, and asks
+// again when its nexlet does not answer the first time: the stop was tried once, and the
+// copy ran on two nodes for good (a chaos run: an adopted nexlet, then a NATS outage).
+func TestStaleCopyStopIsAskedAgain(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store := kvStore(t, nc, id)
+	n := newNode(t, nc, id, store)
+	rt := &flakyStop{Runtime: memory.New("mem", nexlet.NewFeed(nc, id))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.fails.Store(2)
+	// another node took it over while this one was away: its record here says so
+	cs := store.(node.ClusterStore)
+	rec, err := cs.RecordOf(ctx, id, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Desired, rec.MovedTo = node.DesiredMoved, "ELSEWHERE"
+	if err := cs.PutOf(ctx, id, rec); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "this node's stale copy to be stopped after two failed stops", func() bool {
+		_, err := rt.Get(ctx, w.ID)
+		return v1.IsNotFound(err)
+	})
+	if left := rt.fails.Load(); left >= 0 {
+		t.Fatalf("the stop failed %d times fewer than planned", left+1)
+	}
+}
+
+// A nexlet the supervisor gave up on hands its services to another node: the node went
+// on announcing itself, so no one took them over, and they stayed unknown, running
+// nowhere, for good.
+func TestFailedNexletsServicesMove(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	var nodes []*node.Node
+	var nexlets []*memNexlet
+	for range 2 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		n := newNode(t, nc, id, kvStore(t, nc, id))
+		nexlets = append(nexlets, runMemNexlet(t, nc, id, nil))
+		waitNexlet(t, n)
+		nodes = append(nodes, n)
+	}
+	knowEachOther(t, nodes...)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w := &v1.WorkloadInfo{}
+	for w.NodeID != nodes[0].ID() { // one on the first node
+		var err error
+		if w, err = c.StartWorkload(ctx, def("svc")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nexlets[0].kill()
+	nodes[0].NexletFailed("mem")
+	testutil.Eventually(t, 15*time.Second, "the failed nexlet's service to run on the other node", func() bool {
+		info, err := c.WorkloadInfo(ctx, w.ID)
+		return err == nil && info.NodeID == nodes[1].ID() && info.State == v1.StateRunning
+	})
+}

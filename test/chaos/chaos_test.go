@@ -1,0 +1,191 @@
+// Package chaos runs a real cluster (three JetStream servers and three nexd, each with
+// its nexlet) and attacks it at random while clients keep working, then checks the
+// history of every call against the process table and the final state. make chaos runs
+// it (SEED, DURATION); a failing seed replays the same schedule of faults.
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Getenv("NEX_CHAOS_DURATION") == "" {
+		os.Exit(m.Run()) // skipped: nothing to build
+	}
+	dir, err := os.MkdirTemp("", "nex-chaos-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	build.Dir = "../.."
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// settleBound is how long the cluster has, once the faults stop, to converge.
+const settleBound = 3 * time.Minute
+
+func TestChaos(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("NEX_CHAOS_DURATION"))
+	if err != nil {
+		t.Skip("NEX_CHAOS_DURATION not set (make chaos sets it)")
+	}
+	seed, _ := strconv.ParseUint(os.Getenv("NEX_CHAOS_SEED"), 10, 64)
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano() % 1e9)
+	}
+	out := os.Getenv("NEX_CHAOS_OUT")
+	if out == "" {
+		out = t.TempDir()
+	}
+	_ = os.MkdirAll(out, 0o755)
+	t.Logf("seed %d, %s of faults; partitions are stopped servers (no network namespaces here); history in %s", seed, d, out)
+	c := newCluster(t, binDir, out)
+	admin := connect(t, c, v1.SystemNamespace)
+	waitNodes(t, admin, 3)
+
+	hist := &history{}
+	if hist.f, err = os.Create(filepath.Join(out, "history.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	defer hist.f.Close()
+	ctx, stop := context.WithTimeout(context.Background(), d)
+	defer stop()
+	samp := &sampler{since: map[string]time.Time{}}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for ctx.Err() == nil {
+			samp.sample(time.Now())
+			wait(ctx, 250*time.Millisecond)
+		}
+	}()
+	inj := &injector{c: c, rng: rand.New(rand.NewPCG(seed, 1)), admin: admin, busy: map[int]bool{}}
+	done := make(chan struct{})
+	go func() { inj.run(ctx); close(done) }()
+	workers := make(chan struct{}, 2)
+	for i := range 2 {
+		w := &worker{id: i, cl: connect(t, c, "chaos"), rng: rand.New(rand.NewPCG(seed, uint64(10+i))), hist: hist, seed: seed}
+		go func() { w.run(ctx); workers <- struct{}{} }()
+	}
+	<-done
+	<-workers
+	<-workers
+	<-sampled
+	c.heal()
+	v := settle(t, c, hist, samp)
+	report(t, seed, d, inj, hist, samp, v, out)
+}
+
+// settle waits, up to settleBound, for the check to pass on a quiet cluster, and returns
+// the last verdict.
+func settle(t *testing.T, c *cluster, hist *history, samp *sampler) *verdict {
+	cl := connect(t, c, "chaos")
+	var v *verdict
+	deadline := time.Now().Add(settleBound)
+	for {
+		samp.sample(time.Now())
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		l, missing, err := cl.ListReport(ctx, v1.ListRequest{NoMetadata: true})
+		cancel()
+		v = check(hist.all(), markers(), l)
+		if err != nil || len(missing) > 0 {
+			v.add("the final list: %v, missing nodes %v", err, missing)
+		}
+		if len(v.violations) == 0 || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func report(t *testing.T, seed uint64, d time.Duration, inj *injector, hist *history, samp *sampler, v *verdict, out string) {
+	kinds := map[string]int{}
+	for _, f := range inj.faults {
+		kinds[f.Kind]++
+	}
+	ops := map[string]int{}
+	for _, o := range hist.all() {
+		res := "ok"
+		if !o.OK {
+			res = "failed"
+		}
+		ops[o.Kind+" "+res]++
+	}
+	longest, windows := samp.longest(time.Now())
+	summary := map[string]any{"seed": seed, "duration": d.String(), "faults": len(inj.faults), "faults_by_kind": kinds, "ops": ops,
+		"duplicate_windows": windows, "longest_duplicate": longest.To.Sub(longest.From).Round(100 * time.Millisecond).String(),
+		"longest_duplicate_workload": longest.Marker, "violations": v.violations, "fault_list": inj.faults, "duplicates": samp.windows(time.Now())}
+	b, _ := json.MarshalIndent(summary, "", "  ")
+	_ = os.WriteFile(filepath.Join(out, "summary.json"), b, 0o644)
+	var fl []string
+	for _, f := range inj.faults {
+		fl = append(fl, f.String())
+	}
+	sort.Strings(fl)
+	t.Logf("faults:\n  %s", strings.Join(fl, "\n  "))
+	t.Logf("summary:\n%s", b)
+	if len(v.violations) > 0 {
+		t.Errorf("%d violations with seed %d (replay: make chaos SEED=%d DURATION=%s); history and node logs in %s", len(v.violations), seed, seed, d, out)
+	}
+}
+
+func connect(t *testing.T, c *cluster, ns string) *client.Client {
+	nc, err := nats.Connect(c.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	cl, err := client.New(nc, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func waitNodes(t *testing.T, admin *client.Client, want int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		nodes, err := admin.ListNodes(ctx)
+		cancel()
+		healthy := 0
+		for _, n := range nodes {
+			if len(n.Nexlets) > 0 && n.Nexlets[0].Health == v1.HealthHealthy {
+				healthy++
+			}
+		}
+		if err == nil && healthy == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes healthy: %v", healthy, want, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

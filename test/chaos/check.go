@@ -1,0 +1,138 @@
+package chaos
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// sampler reads the process table every 250 ms while the run lasts and keeps, for each
+// workload, the windows in which it ran more than once.
+type sampler struct {
+	mu    sync.Mutex
+	since map[string]time.Time // marker -> when it was first seen twice, in this window
+	dups  []dupWindow
+}
+
+type dupWindow struct {
+	Marker   string
+	From, To time.Time
+}
+
+func (s *sampler) sample(now time.Time) {
+	seen := markers()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m, n := range seen {
+		if _, open := s.since[m]; n > 1 && !open {
+			s.since[m] = now
+		}
+	}
+	for m, from := range s.since {
+		if seen[m] <= 1 {
+			s.dups = append(s.dups, dupWindow{m, from, now})
+			delete(s.since, m)
+		}
+	}
+}
+
+// windows are the windows in which a workload ran twice (open ones up to now).
+func (s *sampler) windows(now time.Time) []dupWindow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := append([]dupWindow(nil), s.dups...)
+	for m, from := range s.since {
+		all = append(all, dupWindow{m, from, now})
+	}
+	return all
+}
+
+// longest is the longest window in which a workload ran twice, and how many there were.
+func (s *sampler) longest(now time.Time) (dupWindow, int) {
+	all := s.windows(now)
+	var best dupWindow
+	for _, d := range all {
+		if d.To.Sub(d.From) > best.To.Sub(best.From) {
+			best = d
+		}
+	}
+	return best, len(all)
+}
+
+// verdict is what the checker found once the faults stopped and the cluster settled.
+type verdict struct {
+	violations []string
+}
+
+func (v *verdict) add(format string, args ...any) {
+	v.violations = append(v.violations, fmt.Sprintf(format, args...))
+}
+
+// check compares the history with the process table and the final list: every
+// acknowledged start runs exactly once unless it was stopped; every acknowledged stop
+// stays stopped; a start that failed for sure runs nowhere; what runs is listed, and what
+// is listed running runs; a stop that said "not found" was about a workload that was gone.
+func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict {
+	v := &verdict{}
+	started := map[string]op{} // marker -> acknowledged start
+	failed := map[string]op{}  // marker -> a start that failed for sure
+	ambiguous := map[string]bool{}
+	stopped := map[string]op{} // marker -> acknowledged stop
+	stopTried := map[string]bool{}
+	for _, o := range ops {
+		switch {
+		case o.Kind == "start" && o.OK:
+			started[o.Marker] = o
+		case o.Kind == "start" && o.ambiguous():
+			ambiguous[o.Marker] = true
+		case o.Kind == "start":
+			failed[o.Marker] = o
+		case o.Kind == "stop" && o.OK:
+			stopped[o.Marker] = o
+		case o.Kind == "stop":
+			stopTried[o.Marker] = true
+		}
+	}
+	byMarker := map[string]v1.WorkloadInfo{}
+	for _, w := range listed {
+		if w.State == v1.StateRunning || w.State == v1.StateStarting {
+			byMarker[w.Name] = w
+		}
+	}
+	for m, o := range started {
+		_, stop := stopped[m]
+		switch n := running[m]; {
+		case stop && n > 0:
+			v.add("%s: stopped (acknowledged at %s) but runs %d time(s)", m, stopped[m].End.Format(time.TimeOnly), n)
+		case !stop && !stopTried[m] && n == 0:
+			v.add("%s: started (acknowledged at %s, workload %s) but runs nowhere", m, o.End.Format(time.TimeOnly), o.WID)
+		case n > 1:
+			v.add("%s: runs %d times", m, n)
+		}
+	}
+	for m, o := range failed {
+		if _, ok := started[m]; !ok && !ambiguous[m] && running[m] > 0 {
+			v.add("%s: its start failed (%s) but it runs", m, o.Err)
+		}
+	}
+	for m, n := range running {
+		if _, ok := byMarker[m]; !ok {
+			v.add("%s: runs (%d) but is not listed running", m, n)
+		}
+	}
+	for m, w := range byMarker {
+		if running[m] == 0 {
+			v.add("%s: listed %s on node %s (workload %s) but runs nowhere", m, w.State, w.NodeID, w.ID)
+		}
+	}
+	for _, o := range ops {
+		if o.Kind == "stop" && o.Code == v1.CodeNotFound && running[o.Marker] > 0 {
+			v.add("%s: a stop said not found at %s, and it runs", o.Marker, o.End.Format(time.TimeOnly))
+		}
+	}
+	sort.Strings(v.violations)
+	return v
+}
