@@ -2,6 +2,7 @@ package svc
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 		first.Reset(time.Until(dl))
 	}
 	defer first.Stop()
-	l := lookupState{peers: newPeerSet()}
+	l := lookupState{peers: newPeerSet(), down: map[string]bool{}}
 	for {
 		select {
 		case <-denied:
@@ -70,7 +71,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 				return v1.NewError(503, v1.CodeUnavailable, "the %d node(s) that answered do not have it; %s, which they name alive, did not answer in time and may have it: nothing was done, try again", len(l.peers.answered), nodeList(missing))
 			}
 			if len(l.peers.answered) > 0 {
-				return v1.NotFound("not found") // replaced by the caller's message
+				return l.notFound()
 			}
 			return mapRequestError(subject, context.DeadlineExceeded)
 		case m := <-ch:
@@ -84,7 +85,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 			if l.acked {
 				first.Reset(time.Until(l.deadline) + 2*time.Second) // the owner's word, with room for the reply
 			} else if l.peers.complete() {
-				return v1.NotFound("not found")
+				return l.notFound()
 			}
 		}
 	}
@@ -93,6 +94,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 // lookupState is what a lookup has heard so far.
 type lookupState struct {
 	peers    *peerSet
+	down     map[string]bool // nodes whose records hold it, which the others do not hear
 	acked    bool
 	owner    string
 	deadline time.Time
@@ -119,6 +121,15 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 		return true, err
 	}
 	l.peers.heard(m)
+	if d, ok := v1.AsError(err).Details.(map[string]any); ok {
+		if owner, ok := d["owner"].(string); ok && owner != "" && owner != id {
+			if d["owner_alive"] == "false" {
+				l.down[owner] = true // its record says it has it, and it is not heard from
+			} else {
+				l.peers.expected[owner] = true // its record says it has it: wait for its word
+			}
+		}
+	}
 	return false, nil
 }
 
@@ -128,4 +139,19 @@ func nodeList(ids []string) string {
 		return "node " + ids[0]
 	}
 	return "nodes " + strings.Join(ids, ", ")
+}
+
+// notFound is what a lookup says when every node it waits for answered 404: not_found
+// (the caller replaces the message), unless the records name a node that holds it and is
+// not heard from (stopped, lost, paused or cut off): then 503, naming it.
+func (l *lookupState) notFound() error {
+	if len(l.down) > 0 {
+		var ids []string
+		for id := range l.down {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		return v1.NewError(503, v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
+	}
+	return v1.NotFound("not found") // replaced by the caller's message
 }

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +103,31 @@ func TestFailedNexletsServicesMove(t *testing.T) {
 		info, err := c.WorkloadInfo(ctx, w.ID)
 		return err == nil && info.NodeID == nodes[1].ID() && info.State == v1.StateRunning
 	})
+}
+
+// A stop of a workload whose node holds its record but is not heard from (stopped, lost,
+// paused) says so: it said "not found" (a chaos run, of a node paused past the time the
+// others had stopped hearing it).
+func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nc1, nc2 := testutil.Connect(t, s), testutil.Connect(t, s)
+	id1, id2 := nodeID(t), nodeID(t)
+	n1 := newNode(t, nc1, id1, kvStore(t, nc1, id1))
+	mem1 := runMemNexlet(t, nc1, id1, nil)
+	waitNexlet(t, n1)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := newNode(t, nc2, id2, kvStore(t, nc2, id2))
+	runMemNexlet(t, nc2, id2, nil)
+	waitNexlet(t, n2)
+	mem1.kill()
+	n1.Stop()
+	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
+	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, "its record is on node "+id1) {
+		t.Fatalf("a stop of a workload whose node is gone: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -258,12 +259,45 @@ func (n *Node) lookup(ns, wid string) (Record, bool) {
 	return w.rec, true
 }
 
+// notHere is the 404 of a workload this node does not have. With a store the cluster
+// shares, it names the node whose record holds the workload (details.owner), when another
+// does: a lookup then waits for that node, and says it did not answer rather than "not
+// found" (a chaos run: a stop said "not found" of a workload whose node, paused, the
+// others had stopped hearing).
+func (n *Node) notHere(ns, wid string) error {
+	e := v1.NotFound("workload %s not found in namespace %s", wid, ns)
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+	defer cancel()
+	owners, err := cs.Owners(ctx, wid)
+	if err != nil {
+		return e
+	}
+	for _, o := range owners {
+		if o == n.cfg.NodeID {
+			continue
+		}
+		rec, err := cs.RecordOf(ctx, o, wid)
+		if err == nil && rec.Desired != DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
+			n.mu.Lock()
+			_, alive := n.peers[o]
+			n.mu.Unlock()
+			e.Details = map[string]string{"owner": o, "owner_alive": strconv.FormatBool(alive)}
+			return e
+		}
+	}
+	return e
+}
+
 // owned resolves a request about one workload to this node's record of it: 404 when the
 // workload is not here (or in another namespace).
 func (n *Node) owned(r *svc.Request) (Record, error) {
 	rec, ok := n.lookup(r.Namespace, r.ID)
 	if !ok {
-		return Record{}, v1.NotFound("workload %s not found in namespace %s", r.ID, r.Namespace)
+		return Record{}, n.notHere(r.Namespace, r.ID)
 	}
 	r.Ack(time.Now().Add(nexletCallTimeout + nexletGap)) // it is ours: only our answer counts
 	return rec, nil
@@ -279,7 +313,7 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
 			return t.info, nil
 		}
-		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", wid, ns)
+		return v1.WorkloadInfo{}, n.notHere(ns, wid)
 	}
 	deadline := time.Now().Add(stopBound(rec, *req))
 	r.Ack(deadline)
