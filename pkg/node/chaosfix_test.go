@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,4 +131,47 @@ func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, "its record is on node "+id1) {
 		t.Fatalf("a stop of a workload whose node is gone: %v", err)
 	}
+}
+
+// An update cut short (its coordinator lost after it recorded the new version, before it
+// replaced every copy) is finished by the coordinator: the group said version 2 and ran
+// version 1 for good, and an update to the same definition said "nothing to update".
+func TestCutShortUpdateIsFinished(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store, err := node.OpenKVStore(ctx, nc, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, nc, id, store)
+	runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	st, err := c.StartGroup(ctx, def("web"), 2, 2, "")
+	if err != nil || len(st.Copies) != 2 {
+		t.Fatalf("a group of 2: %+v %v", st, err)
+	}
+	g, err := store.Group(ctx, "default", st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Definition.StartRequest = json.RawMessage(`{"value":"v2"}`)
+	g.Definition.GroupVersion, g.GroupVersion = 2, 2
+	if err := store.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "both copies at version 2", func() bool {
+		st, err := c.Group(ctx, st.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		if err != nil || len(st.Copies) != 2 {
+			return false
+		}
+		for _, w := range st.Copies {
+			if w.GroupVersion != 2 {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -42,6 +42,7 @@ type coordinator struct {
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
 	groupsAt     time.Time         // the groups' last reconcile
+	resumes      sync.Map          // group ID -> time.Time: a cut-short update being resumed, or its last failure
 
 	owners  map[string]int // nodes with records, from the last full scan
 	scanned time.Time      // that scan

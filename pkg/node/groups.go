@@ -443,8 +443,13 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	if time.Since(c.groupsAt) < groupsEvery {
 		return
 	}
+	// before reading (a stop in progress deletes the group it reads); a group change in
+	// progress (a rollout takes seconds a copy) is not waited for: the lease loop that
+	// calls this must renew on time, so the groups wait for the next round
+	if !c.groupMu.TryLock() {
+		return
+	}
 	c.groupsAt = time.Now()
-	c.groupMu.Lock() // before reading: a stop in progress deletes the group it reads
 	defer c.groupMu.Unlock()
 	groups, err := kv.Groups(ctx)
 	if err != nil || len(groups) == 0 {
@@ -456,7 +461,56 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	}
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g, all)
+		if hasOlder(copiesIn(all, g), g.GroupVersion) {
+			c.resume(kv, g.Definition.Namespace, g.ID)
+		}
 	}
+}
+
+// hasOlder says whether any of the copies runs a version other than version.
+func hasOlder(byNode map[string][]*Record, version int) bool {
+	for _, recs := range byNode {
+		for _, r := range recs {
+			if r.Definition.GroupVersion != version {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resumeRetry is how long a resumed update that failed waits before it is tried again.
+const resumeRetry = time.Minute
+
+// resume finishes, in the background, an update that was cut short (its coordinator was
+// lost mid-rollout): the group says version N, some copies run older ones. It ran mixed
+// versions for good, and an update to the same definition said "nothing to update".
+func (c *coordinator) resume(kv *KVStore, ns, id string) {
+	if last, busy := c.resumes.Load(id); busy && (last.(time.Time).IsZero() || time.Since(last.(time.Time)) < resumeRetry) {
+		return
+	}
+	c.resumes.Store(id, time.Time{})
+	c.n.wg.Add(1)
+	go func() {
+		defer c.n.wg.Done()
+		c.groupMu.Lock()
+		defer c.groupMu.Unlock()
+		ctx := c.n.ctx
+		g, err := kv.Group(ctx, ns, id)
+		if err == nil {
+			var byNode map[string][]*Record
+			if byNode, err = c.copiesOf(ctx, g); err == nil && hasOlder(byNode, g.GroupVersion) {
+				c.log.Info("resuming a replica group update that was cut short", zap.String("group", id), zap.Int("version", g.GroupVersion))
+				err = c.rollout(ctx, g, 1)
+			}
+		}
+		if err != nil {
+			c.log.Warn("resume a replica group update; trying again later", zap.String("group", id), zap.Error(err))
+			c.resumes.Store(id, time.Now())
+			return
+		}
+		c.resumes.Delete(id)
+	}()
 }
 
 // healthyFor is how long a new copy of an update must run, without a restart, before an
@@ -477,7 +531,15 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 	def := *req.Definition
 	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion
 	if same, _ := json.Marshal(def); string(same) == string(mustJSON(g.Definition)) {
-		return v1.GroupStatus{}, v1.BadRequest("update of %s: the definition is version %d's as it is; nothing to update", id, g.GroupVersion)
+		byNode, err := c.copiesOf(ctx, g)
+		if err != nil || !hasOlder(byNode, g.GroupVersion) {
+			return v1.GroupStatus{}, v1.BadRequest("update of %s: the definition is version %d's as it is; nothing to update", id, g.GroupVersion)
+		}
+		// an update to this version was cut short (its coordinator lost): finish it
+		if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
+			return v1.GroupStatus{}, v1.NewError(400, v1.CodeStartFailed, "update of %s to version %d (resumed) stopped, copies of older versions run on: %v", id, g.GroupVersion, err)
+		}
+		return c.groupStatus(ctx, g, "")
 	}
 	def.GroupVersion++
 	if err := def.Validate(); err != nil {
