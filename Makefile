@@ -46,8 +46,9 @@ fuzz:
 SEED      ?= 0
 DURATION  ?= 10m
 CHAOS_OUT ?= $(CURDIR)/.chaos
+STRICT    ?= 1
 chaos:
-	NEX_CHAOS_SEED=$(SEED) NEX_CHAOS_DURATION=$(DURATION) NEX_CHAOS_OUT=$(CHAOS_OUT) $(GO) test -count=1 -v -timeout 0 -run TestChaos ./test/chaos
+	NEX_CHAOS_SEED=$(SEED) NEX_CHAOS_DURATION=$(DURATION) NEX_CHAOS_OUT=$(CHAOS_OUT) NEX_CHAOS_STRICT=$(STRICT) $(GO) test -count=1 -v -timeout 0 -run TestChaos ./test/chaos
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...

@@ -150,6 +150,10 @@ func report(t *testing.T, seed uint64, d time.Duration, inj *injector, hist *his
 	sort.Strings(fl)
 	t.Logf("faults:\n  %s", strings.Join(fl, "\n  "))
 	t.Logf("summary:\n%s", b)
+	if len(v.violations) > 0 && os.Getenv("NEX_CHAOS_STRICT") == "0" {
+		t.Logf("REPORT ONLY (NEX_CHAOS_STRICT=0): %d violations with seed %d (replay: make chaos SEED=%d DURATION=%s)", len(v.violations), seed, seed, d)
+		return
+	}
 	if len(v.violations) > 0 {
 		t.Errorf("%d violations with seed %d (replay: make chaos SEED=%d DURATION=%s); history and node logs in %s", len(v.violations), seed, seed, d, out)
 	}
