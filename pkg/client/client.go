@@ -228,6 +228,7 @@ func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.
 		out = append(out, lr.Workloads...)
 		return false
 	})
+	out = onePerID(out)
 	if err != nil {
 		return nil, nil, c.noNode(err, "list workloads")
 	}
@@ -397,4 +398,22 @@ func (c *Client) Lameduck(ctx context.Context, nodeID string, delay time.Duratio
 		return nil, err
 	}
 	return &reply, nil
+}
+
+// onePerID keeps one entry per workload: a node's own report over the coordinator's
+// "unknown" entry from the records of a node it no longer hears from.
+func onePerID(list []v1.WorkloadInfo) []v1.WorkloadInfo {
+	at := make(map[string]int, len(list))
+	out := list[:0]
+	for _, w := range list {
+		i, seen := at[w.ID]
+		switch {
+		case !seen:
+			at[w.ID] = len(out)
+			out = append(out, w)
+		case out[i].State == v1.StateUnknown && w.State != v1.StateUnknown:
+			out[i] = w
+		}
+	}
+	return out
 }

@@ -438,7 +438,7 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 		}
 		reply.Workloads = append(reply.Workloads, items...)
 	}
-	for _, info := range n.fromRecords(filter, req, listed) {
+	for _, info := range append(n.fromRecords(filter, req, listed), n.ofSilentNodes(ctx, filter, req)...) {
 		b, err := json.Marshal(info)
 		if err == nil {
 			reply.Workloads = append(reply.Workloads, b)
@@ -587,4 +587,45 @@ func (n *Node) handlePing(context.Context, *svc.Request, *struct{}) (v1.NodeInfo
 func uniqueSorted(in []string) []string {
 	out := slices.Sorted(slices.Values(in))
 	return slices.Compact(out)
+}
+
+// ofSilentNodes is what the coordinator lists of the nodes it no longer hears from (its
+// records in the KV state, as unknown), so that a list between a node's silence and the
+// takeover of its workloads does not leave them out without a word (a chaos run: 502 of
+// 752 listed, exit 0). Only the coordinator answers for them; clients keep one entry per
+// workload, the one that is not unknown when two nodes name it.
+func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest) []v1.WorkloadInfo {
+	c := n.coord.Load()
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if c == nil || !c.holding.Load() || !ok {
+		return nil
+	}
+	n.mu.Lock()
+	silent := map[string]time.Time{}
+	for id, at := range n.seen {
+		if _, live := n.peers[id]; !live && id != n.cfg.NodeID {
+			silent[id] = at
+		}
+	}
+	n.mu.Unlock()
+	var out []v1.WorkloadInfo
+	for node, at := range silent {
+		recs, err := cs.RecordsOf(ctx, node)
+		if err != nil {
+			continue
+		}
+		for _, rec := range recs {
+			d := rec.Definition
+			if rec.Desired == DesiredMoved || rec.Desired == DesiredStopping || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) {
+				continue
+			}
+			info := n.recordInfo(*rec, req.NoMetadata)
+			info.NodeID = node
+			if rec.Final == nil && !req.NoMetadata {
+				info.Metadata["note"] = "node " + node + " not heard from since " + at.UTC().Format(time.RFC3339) + "; its services move to other nodes once the node-loss window has passed"
+			}
+			out = append(out, info)
+		}
+	}
+	return out
 }

@@ -307,3 +307,9 @@ func declined(declines client.Declines, skip string) []string {
 	}
 	return why
 }
+
+// IsCoordinator says whether this node holds the coordinator lease now.
+func (n *Node) IsCoordinator() bool {
+	c := n.coord.Load()
+	return c != nil && c.holding.Load()
+}
