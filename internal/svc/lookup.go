@@ -2,6 +2,7 @@ package svc
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"time"
@@ -28,8 +29,26 @@ type Ack struct {
 // owner into "not found". Without an acknowledgement, 404 from every node the answers
 // name alive is not_found; when some of those never answer, the lookup ends at its
 // deadline with 503 unavailable naming them (one of them may have it); no responders at
-// all is ErrNoResponders. straggler is not used (a lookup does not guess). onAck, when set, is told of the acknowledgement (progress for people).
+// all is ErrNoResponders. straggler is not used (a lookup does not guess). onAck, when
+// set, is told of the acknowledgement (progress for people). A workload that moved while
+// the nodes answered (one named as its holder a node that had already said 404) is looked
+// up again, up to three times: requests about one workload are idempotent.
 func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _ time.Duration, onAck func(Ack)) error {
+	for attempt := 1; ; attempt++ {
+		err := lookupOnce(ctx, nc, subject, req, resp, onAck)
+		if !errors.Is(err, errMoved) {
+			return err
+		}
+		if attempt == 3 {
+			return v1.NewError(503, v1.CodeUnavailable, "the workload moved between nodes while they answered, three times: nothing may have been done; try again")
+		}
+	}
+}
+
+// errMoved says a lookup's answers disagree because the workload moved meanwhile.
+var errMoved = errors.New("moved during the lookup")
+
+func lookupOnce(ctx context.Context, nc *nats.Conn, subject string, req, resp any, onAck func(Ack)) error {
 	_, _, data, err := prepare(context.Background(), req)
 	if err != nil {
 		return err
@@ -95,6 +114,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 type lookupState struct {
 	peers    *peerSet
 	down     map[string]bool // nodes whose records hold it, which the others do not hear
+	moved    bool            // a node named as its holder one that had said 404 already
 	acked    bool
 	owner    string
 	deadline time.Time
@@ -123,7 +143,9 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 	l.peers.heard(m)
 	if d, ok := v1.AsError(err).Details.(map[string]any); ok {
 		if owner, ok := d["owner"].(string); ok && owner != "" && owner != id {
-			if d["owner_alive"] == "false" {
+			if l.peers.answered[owner] {
+				l.moved = true // it said 404 already: the workload moved meanwhile
+			} else if d["owner_alive"] == "false" {
 				l.down[owner] = true // its record says it has it, and it is not heard from
 			} else {
 				l.peers.expected[owner] = true // its record says it has it: wait for its word
@@ -145,6 +167,9 @@ func nodeList(ids []string) string {
 // (the caller replaces the message), unless the records name a node that holds it and is
 // not heard from (stopped, lost, paused or cut off): then 503, naming it.
 func (l *lookupState) notFound() error {
+	if l.moved {
+		return errMoved
+	}
 	if len(l.down) > 0 {
 		var ids []string
 		for id := range l.down {
