@@ -166,8 +166,8 @@ const staleCopy = "stopped this node's copy of a workload another node took over
 
 // stopMoved stops this node's copy of a workload that moved to another node, and
 // removes the moved record; done is logged once it is stopped. A stop the nexlet does not
-// answer (it is reconnecting after an outage, or being restarted) is asked again, backing
-// off to 30 s, until it is answered or the node stops: a copy left running would run
+// answer (it is reconnecting after an outage, or being restarted) is asked again, after
+// 250 ms doubling to 5 s, until it is answered or the node stops: a copy left running would run
 // twice, for good. One stopMoved runs per workload at a time.
 func (n *Node) stopMoved(rec Record, done string) {
 	if _, busy := n.stoppingMoved.LoadOrStore(rec.WorkloadID, struct{}{}); busy {
@@ -185,7 +185,7 @@ func (n *Node) stopMoved(rec Record, done string) {
 		nexletID = w.rec.NexletID
 	}
 	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID)
-	for attempt, wait := 1, time.Second; ; attempt, wait = attempt+1, min(2*wait, 30*time.Second) {
+	for attempt, wait := 1, 250*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 5*time.Second) {
 		if _, failed := n.failedNexlets.Load(nexletID); failed {
 			break // nothing of it runs: the supervisor gave up on it and killed what it left
 		}
