@@ -681,6 +681,40 @@ func TestTenantCannotConfigureStreams(t *testing.T) {
 	if err == nil {
 		t.Fatal("a tenant created a stream")
 	}
+	// a push consumer on its own bucket, aimed at another namespace's function trigger:
+	// NATS permissions see the request's subject, not the deliver subject in its body, so
+	// JetStream delivers the tenant's bytes there (under the subject they were stored
+	// with). b's function must not run on them. (It did not in this setup without the
+	// trigger's subject check either: an ack-less delivery carries no reply subject.)
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds, "--namespace", "b"}
+	_, fn := startedID(t, u.mustNex(append(admin, "workload", "start", "--type", "native", "--lifecycle", "function", "--name", "greet",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo got $(cat)"],"triggers":["b.greet"]}`)...))
+	if out := u.mustNex(append(admin, "workload", "trigger", "b.greet", "own")...); !strings.Contains(out, "got own") {
+		t.Fatalf("b's own trigger: %s", out)
+	}
+	obj, _ := js.ObjectStore(ctx, v1.BundleBucket(ns))
+	if _, err := obj.PutBytes(ctx, "injected", []byte("INJECTED")); err != nil {
+		t.Fatal(err)
+	}
+	push, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "aimed", "ack_policy": "none",
+		"deliver_subject": "b.greet", "deliver_group": "nex-fn-b-greet", "filter_subject": "$O." + v1.BundleBucket(ns) + ".C.>"}})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket(ns)+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("the push consumer: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to b.greet", func() bool {
+		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+	})
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if logs, _, _ := u.nex(append(admin, "workload", "logs", fn)...); strings.Contains(logs, "INJECTED") {
+			t.Fatalf("b's function ran on a's bytes:\n%s", logs)
+		}
+	}
 	// a replica group is bounded: a tenant scaled one to 2^63-1 and its node stalled
 	if _, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "many", "--replicas", "1001",
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...); code == 0 || !strings.Contains(errOut, "must be between 0 and 1000") {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,6 +209,15 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 		sem = make(chan struct{}, ep.Concurrent)
 	}
 	return micro.HandlerFunc(func(mr micro.Request) {
+		if !SubjectMatches(ep.Subject, mr.Subject()) {
+			// JetStream delivered it here (a push consumer's deliver subject) with the
+			// subject it was stored under: anyone allowed to create a consumer on any
+			// stream of the account can aim one at an endpoint, but nobody but a publisher
+			// to the endpoint's subject can make its request. Dropped, unanswered.
+			s.log.Warn("dropped a message delivered to an endpoint under another subject (a JetStream push consumer aimed at it?)",
+				zap.String("endpoint", ep.Name), zap.String("subject", mr.Subject()))
+			return
+		}
 		if !s.enter() {
 			s.reply(ep, mr, nil, ErrStopped)
 			return
@@ -503,3 +513,18 @@ type counted struct {
 }
 
 func (r *counted) countError(desc string) { r.c.add(r.name, desc) }
+
+// SubjectMatches says whether subject is one that pattern (with * and > wildcards)
+// subscribes to.
+func SubjectMatches(pattern, subject string) bool {
+	p, t := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		if tok == ">" {
+			return len(t) > i
+		}
+		if i >= len(t) || (tok != "*" && tok != t[i]) {
+			return false
+		}
+	}
+	return len(p) == len(t)
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -391,8 +392,13 @@ func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string)
 		return st, err
 	}
 	listed := map[string]bool{}
+	live := map[string]bool{c.n.cfg.NodeID: true}
+	for _, id := range c.n.livePeers() {
+		live[id] = true
+	}
 	for _, w := range list {
-		if w.Group == g.ID {
+		// a silent node's copy (listed from its records, unknown) is a missing copy
+		if w.Group == g.ID && (live[w.NodeID] || w.State != v1.StateUnknown) {
 			st.Copies = append(st.Copies, w)
 			listed[w.ID] = true
 		}
@@ -443,10 +449,11 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	if time.Since(c.groupsAt) < groupsEvery {
 		return
 	}
-	// before reading (a stop in progress deletes the group it reads); a group change in
-	// progress (a rollout takes seconds a copy) is not waited for: the lease loop that
-	// calls this must renew on time, so the groups wait for the next round
-	if !c.groupMu.TryLock() {
+	// before reading (a stop in progress deletes the group it reads). A short hold (an
+	// info) is waited for, a group change in progress (a rollout takes seconds a copy) is
+	// not: the lease loop that calls this must renew on time, so the groups wait for the
+	// next round. (Skipping at once starved the reconcile under a client polling info.)
+	if !lockWithin(&c.groupMu, time.Second) {
 		return
 	}
 	c.groupsAt = time.Now()
@@ -657,4 +664,16 @@ func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []str
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// lockWithin takes mu if it is free within d, and says whether it did.
+func lockWithin(mu *sync.Mutex, d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if mu.TryLock() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }

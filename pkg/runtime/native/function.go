@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 )
@@ -74,7 +75,13 @@ func (h *handle) listen() (*triggerConn, error) {
 	}
 	queue := "nex-fn-" + h.def.Namespace + "-" + h.def.Name
 	for _, subject := range h.sr.Triggers {
-		sub, err := tc.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) { h.invoke(tc, m) })
+		sub, err := tc.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
+			// JetStream delivers a push consumer's messages under the subject they were
+			// stored with: another namespace's stream aimed at this trigger is not a trigger
+			if svc.SubjectMatches(subject, m.Subject) {
+				h.invoke(tc, m)
+			}
+		})
 		if err != nil {
 			tc.close()
 			return nil, err
