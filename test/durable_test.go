@@ -76,42 +76,9 @@ func (u *user) workloads(t *testing.T, url string) []v1.WorkloadInfo {
 }
 
 // processes lists the PIDs whose command line contains every one of words.
-func processes(words ...string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		all := true
-		for _, w := range words {
-			if !strings.Contains(cmd, w) {
-				all = false
-				break
-			}
-		}
-		if all && !isZombie(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func processes(words ...string) []int { return testutil.Processes(words...) }
 
-func isZombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
-}
+func isZombie(pid int) bool { return testutil.IsZombie(pid) }
 
 // nexd killed with SIGKILL: the workloads keep running, and the restarted nexd (same ID
 // from its data dir) takes the nexlet back and adopts them with no restart and no duplicate.

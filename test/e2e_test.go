@@ -37,11 +37,8 @@ func TestMain(m *testing.M) {
 	if ldflags == "" {
 		ldflags = "-X github.com/nexrun/nex/internal/version.Version=0.1.0-e2e -X github.com/nexrun/nex/internal/version.Commit=e2e"
 	}
-	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", dir+"/", "./cmd/...")
-	build.Dir = ".."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build binaries:", err)
+	if err := testutil.BuildBinaries("..", dir, ldflags); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 )
@@ -169,29 +169,7 @@ func (w *worker) settle(o *op, err error) {
 }
 
 // processes lists the PIDs whose command line holds every one of words (zombies left out).
-func processes(words ...string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		all := true
-		for _, word := range words {
-			all = all && strings.Contains(cmd, word)
-		}
-		if all {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func processes(words ...string) []int { return testutil.Processes(words...) }
 
 // markers counts the running processes of each chaos workload.
 func markers() map[string]int {

@@ -1,0 +1,56 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// Processes lists the PIDs whose command line holds every one of words, zombies left out.
+func Processes(words ...string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(cmd, w)
+		}
+		if all && !IsZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// IsZombie says whether pid has exited and not been reaped (or is gone).
+func IsZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
+
+// BuildBinaries builds every command of the module at root into dir, with ldflags.
+func BuildBinaries(root, dir, ldflags string) error {
+	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", dir+"/", "./cmd/...")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build binaries: %w", err)
+	}
+	return nil
+}
