@@ -350,7 +350,11 @@ const defaultGrace = 10 * time.Second
 // nexlet, within ctx, and forgets it.
 func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
 	if rec.Desired != DesiredStopping {
-		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); err != nil {
+		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); v1.IsNotFound(err) {
+			// it left this node (a drain or a takeover moved it) since the stop found it
+			// here: "not found" would be false (a chaos run: a stop during a drain)
+			return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "workload %s left node %s (it moved) while it was being stopped: nothing was done; try again", rec.WorkloadID, n.cfg.NodeID)
+		} else if err != nil {
 			return v1.WorkloadInfo{}, storageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
 		}
 	}
