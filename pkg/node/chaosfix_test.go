@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -79,17 +81,7 @@ func TestStaleCopyStopIsAskedAgain(t *testing.T) {
 func TestFailedNexletsServicesMove(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
-	var nodes []*node.Node
-	var nexlets []*memNexlet
-	for range 2 {
-		nc := testutil.Connect(t, s)
-		id := nodeID(t)
-		n := newNode(t, nc, id, kvStore(t, nc, id))
-		nexlets = append(nexlets, runMemNexlet(t, nc, id, nil))
-		waitNexlet(t, n)
-		nodes = append(nodes, n)
-	}
-	knowEachOther(t, nodes...)
+	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	w := &v1.WorkloadInfo{}
 	for w.NodeID != nodes[0].ID() { // one on the first node
@@ -182,17 +174,7 @@ func TestCutShortUpdateIsFinished(t *testing.T) {
 func TestListKeepsASilentNodesWorkloads(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
-	var nodes []*node.Node
-	var nexlets []*memNexlet
-	for range 2 {
-		nc := testutil.Connect(t, s)
-		id := nodeID(t)
-		n := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: kvStore(t, nc, id), NodeLossWindow: 3 * time.Second})
-		nexlets = append(nexlets, runMemNexlet(t, nc, id, nil))
-		waitNexlet(t, n)
-		nodes = append(nodes, n)
-	}
-	knowEachOther(t, nodes...)
+	nodes, nexlets := kvPair(t, s, 3*time.Second)
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	testutil.Eventually(t, 10*time.Second, "a coordinator", func() bool {
 		_, err := c.StartGroup(ctx, def("probe"), 0, 1, "")
@@ -234,4 +216,21 @@ func TestListKeepsASilentNodesWorkloads(t *testing.T) {
 			t.Fatalf("%.1f s after its node went silent, workload %s is not listed: %+v", 6-time.Until(end).Seconds(), w.ID, l)
 		}
 	}
+}
+
+// kvPair runs two nodes on one KV state, each with a memory nexlet on a connection of its
+// own, that know each other (window: their node-loss window, 0 for the default).
+func kvPair(t *testing.T, s *server.Server, window time.Duration) ([]*node.Node, []*memNexlet) {
+	var nodes []*node.Node
+	var nexlets []*memNexlet
+	for range 2 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		n := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: kvStore(t, nc, id), NodeLossWindow: window})
+		nexlets = append(nexlets, runMemNexlet(t, nc, id, nil))
+		waitNexlet(t, n)
+		nodes = append(nodes, n)
+	}
+	knowEachOther(t, nodes...)
+	return nodes, nexlets
 }

@@ -57,20 +57,15 @@ func (n *Node) admit(ctx context.Context, ns, requestID string, rec Record) erro
 func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage, error) {
 	var u v1.Usage
 	seen := map[string]bool{except: true}
-	add := func(rec *Record) {
-		if rec.Definition.Namespace != ns || seen[rec.WorkloadID] || (rec.Desired != DesiredRunning && rec.Desired != DesiredStopping) {
-			return
-		}
-		seen[rec.WorkloadID] = true
-		u.Workloads++
-		if res, _ := v1.RequestedResources(rec.Definition.StartRequest); res != nil {
-			u.Memory += res.Memory
-			u.CPU += res.CPU
-		}
+	counts := func(rec *Record) bool {
+		return rec.Definition.Namespace == ns && !seen[rec.WorkloadID] && (rec.Desired == DesiredRunning || rec.Desired == DesiredStopping)
 	}
 	n.mu.Lock()
 	for _, w := range n.workloads {
-		add(&w.rec)
+		if counts(&w.rec) {
+			seen[w.rec.WorkloadID] = true
+			u.Add(w.res) // parsed when it was indexed
+		}
 	}
 	n.mu.Unlock()
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
@@ -83,7 +78,11 @@ func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage,
 				continue // this node's index is newer (its starts in flight are there)
 			}
 			for _, r := range recs {
-				add(r)
+				if counts(r) {
+					seen[r.WorkloadID] = true
+					res, _ := v1.RequestedResources(r.Definition.StartRequest)
+					u.Add(res)
+				}
 			}
 		}
 	}
@@ -105,11 +104,7 @@ func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.U
 			continue
 		}
 		u := reply.Namespaces[ns]
-		u.Workloads++
-		if w.res != nil {
-			u.Memory += w.res.Memory
-			u.CPU += w.res.CPU
-		}
+		u.Add(w.res)
 		reply.Namespaces[ns] = u
 	}
 	n.mu.Unlock()

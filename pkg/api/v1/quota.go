@@ -23,6 +23,15 @@ type Usage struct {
 	CPU       float64  `json:"cpu"`
 }
 
+// Add counts one more workload asking for res (nil: nothing).
+func (u *Usage) Add(res *Resources) {
+	u.Workloads++
+	if res != nil {
+		u.Memory += res.Memory
+		u.CPU += res.CPU
+	}
+}
+
 // UsageReply is one node's answer to USAGE: by namespace, what its workloads there hold
 // and the quota the node holds the namespace to.
 type UsageReply struct {
