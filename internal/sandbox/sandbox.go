@@ -1,7 +1,9 @@
-// Package sandbox is the helper that turns into a workload inside a sandbox of its own:
-// started by nexlet-native in new mount and IPC namespaces, as root, it mounts a private
-// /tmp, /var/tmp and /dev/shm and a /proc that hides other users' processes, drops to the
-// workload's user with no_new_privs, and execs the workload in its own place.
+// Package sandbox is the helper that runs a workload inside a sandbox of its own: started
+// by nexlet-native in new mount, IPC and PID namespaces, as root, it mounts a private
+// /tmp, /var/tmp and /dev/shm and a /proc of the new PID namespace, drops to the
+// workload's user with no_new_privs, and stays as the namespace's init (PID 1): it starts
+// the workload as PID 2, reaps what is orphaned inside, and exits with the workload's
+// status when the workload's process ends, which ends every process left in the sandbox.
 //
 // It imports nothing but the standard library and x/sys, so the nex-sandbox binary that
 // runs it starts in about a millisecond: every workload start pays for it.
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -26,7 +29,7 @@ const (
 	Arg = "nex-sandbox"
 	Env = "NEX_SANDBOX_SPEC"
 	// Flags are the namespaces a sandboxed process is started in.
-	Flags = syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC
+	Flags = syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWPID
 )
 
 // Private are the directories that are private to each sandbox.
@@ -79,6 +82,11 @@ func (s *Spec) enter() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
+	parent, err := openParent() // while /proc is still the host's
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
 	// what the workload needs below a directory that is about to be hidden (a workdir or
 	// an executable under /tmp) is held open now and bound back in place afterwards
 	type keep struct {
@@ -130,7 +138,7 @@ func (s *Spec) enter() error {
 		}
 		unix.Close(k.fd)
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible"); err != nil {
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible"); err != nil { // of the new PID namespace
 		return fmt.Errorf("a /proc of its own: %w", err)
 	}
 	if s.Probe {
@@ -152,11 +160,102 @@ func (s *Spec) enter() error {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
 		return err
 	}
-	if os.Getppid() == 1 { // the nexlet died before the signal was set
+	if !alive(parent) { // the nexlet died before the signal was set
 		os.Exit(137)
 	}
+	unix.Close(parent)
 	if err := os.Chdir(s.Dir); err != nil {
 		return err
 	}
-	return fmt.Errorf("exec %s: %w", s.Path, syscall.Exec(s.Path, s.Argv, s.Env))
+	if os.Getpid() != 1 { // not a PID namespace of its own: become the workload
+		return fmt.Errorf("exec %s: %w", s.Path, syscall.Exec(s.Path, s.Argv, s.Env))
+	}
+	return s.init()
+}
+
+// openParent opens the host's /proc entry of this process's parent (the nexlet): inside
+// a new PID namespace getppid says 0, so whether the parent is still alive is read there.
+func openParent() (int, error) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return -1, err
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return -1, fmt.Errorf("/proc/self/stat: %q", b)
+	}
+	fd, err := unix.Open("/proc/"+f[1], unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open the parent's /proc entry: %w", err)
+	}
+	return fd, nil
+}
+
+// alive says whether the process whose /proc entry dir is runs and is not a zombie.
+func alive(dir int) bool {
+	fd, err := unix.Openat(dir, "stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 512)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return false
+	}
+	f := strings.Fields(string(buf[strings.LastIndexByte(string(buf[:n]), ')')+1 : n]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// forwarded are the signals the init passes on to the workload's process when it left
+// the init's process group (setsid): a stop signals the group, and the kernel gives PID 1
+// only what it has a handler for. The workload's process in the group has the signal
+// already and is not sent it twice.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// init is PID 1 of the sandbox's PID namespace: it starts the workload, reaps every
+// process that ends inside (orphans are reparented to it), forwards stop signals, and
+// exits with the workload's status (128+N when signal N killed it, as a shell says) when
+// the workload's own process ends. Its exit makes the kernel kill every process left in
+// the namespace, so a workload's daemons end with it, whatever user they run as.
+func (s *Spec) init() error {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...) // a handler, not SIG_IGN: the workload must not inherit an ignored SIGTERM
+	// this thread set no_new_privs and forks the workload, which inherits it
+	p, err := os.StartProcess(s.Path, s.Argv, &os.ProcAttr{Dir: s.Dir, Env: s.Env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	if err != nil {
+		return fmt.Errorf("exec %s: %w", s.Path, err)
+	}
+	_ = os.Stdin.Close() // the workload's stdin is its own
+	exited := make(chan syscall.WaitStatus, 1)
+	go reap(p.Pid, exited)
+	for {
+		select {
+		case ws := <-exited:
+			if ws.Signaled() {
+				os.Exit(128 + int(ws.Signal()))
+			}
+			os.Exit(ws.ExitStatus())
+		case sig := <-sigs:
+			if pg, err := syscall.Getpgid(p.Pid); err == nil && pg != syscall.Getpgrp() {
+				_ = syscall.Kill(p.Pid, sig.(syscall.Signal))
+			}
+		}
+	}
+}
+
+// reap waits for every process that ends in the namespace and sends main's status.
+func reap(main int, exited chan<- syscall.WaitStatus) {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			exited <- ws // nothing left to wait for (cannot happen before main is reaped)
+			return
+		}
+		if pid == main && (ws.Exited() || ws.Signaled()) {
+			exited <- ws
+			return
+		}
+	}
 }

@@ -12,17 +12,19 @@ import (
 	"github.com/nexrun/nex/internal/sandbox"
 )
 
-// A workload of its own user runs in a sandbox of its own, as Nomad's exec driver runs
-// tasks: its own mount and IPC namespaces, with private /tmp, /var/tmp and /dev/shm
-// (tmpfs, gone with its last process), a /proc that shows only its own user's processes
-// (hidepid=invisible), SysV IPC objects nobody else sees and that end with it, and
-// no_new_privs. Go cannot run code between fork and exec, so the process is started as
-// the sandbox helper (internal/sandbox: the nex-sandbox binary beside nexlet-native, else
-// nexlet-native itself) in the new namespaces, as root; the helper mounts, drops to the
-// workload's user (every capability goes with root), and execs the workload in its own
-// place (same PID, process group and cgroup). There is no PID namespace: its first
-// process would be PID 1, which ignores SIGTERM it has no handler for, and a stop would
-// wait out its grace period; hidepid gives the same view.
+// A workload of its own user (or of a run-as user) runs in a sandbox of its own, as
+// Nomad's exec driver runs tasks: its own mount, IPC and PID namespaces, with private
+// /tmp, /var/tmp and /dev/shm (tmpfs, gone with its last process), a /proc of its PID
+// namespace (it sees its own processes only), SysV IPC objects nobody else sees and that
+// end with it, and no_new_privs. Go cannot run code between fork and exec, so the process
+// is started as the sandbox helper (internal/sandbox: the nex-sandbox binary beside
+// nexlet-native, else nexlet-native itself) in the new namespaces, as root; the helper
+// mounts, drops to the workload's user (every capability goes with root), and stays as
+// the namespace's PID 1 in the workload's process group and cgroup: it starts the
+// workload, reaps orphans, and exits with the workload's status, and its exit ends every
+// process left in the sandbox. A stop's SIGTERM to the process group reaches the workload
+// directly (PID 1 takes only signals it handles, and passes them on only to a workload
+// that left the group).
 
 // SandboxMain runs the sandbox helper when this process was started as one and never
 // returns then; otherwise it returns at once. nexlet-native (and a test binary that uses
@@ -67,6 +69,7 @@ func (s *spawnSpec) sandboxed(exe string, uid, gid uint32, tmpSize int64) {
 	s.path, s.argv = exe, nil
 	a := *s.attr
 	a.Credential = nil // the helper drops to the workload's user itself, after mounting
+	a.Pdeathsig = 0    // and sets it then (a change of user clears it); Go's check of it reads getppid, 0 in a new PID namespace
 	a.Cloneflags |= sandbox.Flags
 	s.attr = &a
 }

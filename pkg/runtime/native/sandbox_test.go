@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,7 @@ func TestSandbox(t *testing.T) {
 if [ -e `+marker+` ]; then echo "SHARED tmp"; else echo "PRIVATE tmp"; fi
 if [ -d /proc/`+strconv.Itoa(os.Getpid())+` ]; then echo "SEES nexlet"; else echo "HIDDEN nexlet"; fi
 echo "PROCS $(ls /proc | grep -c '^[0-9]')"
+echo "PARENT $PPID"
 echo hi > "$HOME/file" && echo "WORKDIR ok"
 ipcmk -M 4096 >/dev/null && echo "SHM made"
 grep -E '^(NoNewPrivs|CapEff)' /proc/self/status
@@ -48,8 +50,9 @@ exec sleep 600
 	}
 	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.box")
 	e.nc.Flush()
-	if _, err := e.d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "box", NodeID: "NODE", Definition: v1.WorkloadDefinition{
-		Namespace: "default", Name: "box", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: []byte(`{"uri":"file://` + script + `"}`)}}); err != nil {
+	w, err := e.d.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "box", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: "box", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: []byte(`{"uri":"file://` + script + `"}`)}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
@@ -65,7 +68,14 @@ exec sleep 600
 		return strings.Contains(out.String(), "END")
 	})
 	got := out.String()
-	for _, want := range []string{"PRIVATE tmp", "HIDDEN nexlet", "WORKDIR ok", "SHM made", "NoNewPrivs:\t1", "CapEff:\t0000000000000000"} {
+	if b, err := os.ReadFile("/proc/" + w.Metadata["pid"] + "/status"); err == nil { // the sandbox's init
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS") || strings.HasPrefix(l, "RssAnon") || strings.HasPrefix(l, "Threads") {
+				t.Log("sandbox init:", l)
+			}
+		}
+	}
+	for _, want := range []string{"PRIVATE tmp", "HIDDEN nexlet", "PARENT 1", "WORKDIR ok", "SHM made", "NoNewPrivs:\t1", "CapEff:\t0000000000000000"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the sandboxed workload does not say %q:\n%s", want, got)
 		}
@@ -73,6 +83,57 @@ exec sleep 600
 	if b, _ := os.ReadFile("/proc/sysvipc/shm"); strings.Contains(string(b), " 4096 ") {
 		t.Errorf("the workload's shared memory segment shows outside its sandbox:\n%s", b)
 	}
+}
+
+// A workload run as a user it shares (run-as) gets a sandbox of its own all the same, a
+// PID namespace included: a stop's SIGTERM reaches it, and what it left running outside
+// its process group (a daemon, setsid) ends with it, though a UID sweep cannot tell its
+// processes from those of other workloads of that user.
+func TestSandboxEndsASharedUsersDaemons(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	policy, err := native.ParseRunAs([]string{"default=nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := sandboxedEnv(t, 300240, func(o *native.Options) { o.RunAs = policy })
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.shared")
+	e.nc.Flush()
+	marker := strconv.Itoa(7000 + os.Getpid()%1000)
+	w, err := e.startScript("shared", v1.LifecycleService, `setsid sleep `+marker+` & trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done`, map[string]any{"user": "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the daemon started", func() bool { return len(sleepers(marker)) == 1 })
+	info, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{GracePeriod: v1.Duration(20 * time.Second)})
+	if err != nil || info.State != v1.StateStopped {
+		t.Fatalf("stop: %+v %v", info, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the daemon gone with its workload", func() bool { return len(sleepers(marker)) == 0 })
+	var said []string
+	for m, err := logs.NextMsg(time.Second); err == nil; m, err = logs.NextMsg(100 * time.Millisecond) {
+		said = append(said, string(m.Data))
+	}
+	if !slices.Contains(said, "bye") {
+		t.Fatalf("the workload's TERM handler did not run (said %q)", said)
+	}
+}
+
+// sleepers lists the processes running `sleep arg`.
+func sleepers(arg string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, en := range entries {
+		if b, err := os.ReadFile("/proc/" + en.Name() + "/cmdline"); err == nil && string(b) == "sleep\x00"+arg+"\x00" {
+			pid, _ := strconv.Atoi(en.Name())
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // A file:// artifact is taken only from where the workload could read it itself: not a
@@ -125,7 +186,7 @@ func TestArtifactsOutOfView(t *testing.T) {
 
 // sandboxedEnv is an env whose workloads run as users of their own (20 UIDs from first)
 // through the test binary as the sandbox helper; base is a directory workloads can reach.
-func sandboxedEnv(t *testing.T, first uint32) (*env, string) {
+func sandboxedEnv(t *testing.T, first uint32, tune ...func(*native.Options)) (*env, string) {
 	exe, _ := os.Executable()
 	base := t.TempDir()
 	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
@@ -134,6 +195,9 @@ func sandboxedEnv(t *testing.T, first uint32) (*env, string) {
 	e := newEnvWith(t, func(o *native.Options) {
 		o.DataDir = filepath.Join(base, "native")
 		o.UIDs, o.UIDLockDir, o.SandboxExe = &native.UIDRange{First: first, Last: first + 19}, t.TempDir(), exe
+		for _, f := range tune {
+			f(o)
+		}
 	})
 	return e, base
 }
