@@ -235,7 +235,9 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		return err
 	}
 	quotas, _ := v1.ParseQuotas(o.NamespaceQuota) // checked at start
-	memory, reserveMemory, err := o.memory()      // checked at start
+	defaults, _ := v1.ParseResources(o.DefaultLimits)
+	ceiling, _ := v1.ParseResources(o.MaxLimits)
+	memory, reserveMemory, err := o.memory() // checked at start
 	if err != nil {
 		return err
 	}
@@ -248,6 +250,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
 		RequireIsolation: o.RequireIsolation, NodeLossWindow: o.NodeLossWindow,
 		Memory: memory, CPUs: o.CPUs, ReserveMemory: reserveMemory, ReserveCPU: o.ReserveCPU, Placement: o.Placement,
+		DefaultLimits: defaults, MaxLimits: ceiling,
 	})
 	if err != nil {
 		return err

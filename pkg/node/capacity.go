@@ -96,12 +96,30 @@ func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) {
 // be promised the last room. Caller holds n.mu.
 func (n *Node) promised(now time.Time) (memory v1.ByteSize, cpu float64) {
 	for _, b := range n.bids {
-		if b.res != nil && b.outstanding(now) {
-			memory += b.res.Memory
-			cpu += b.res.CPU
+		if b.holds != nil && b.outstanding(now) {
+			memory += b.holds.Memory
+			cpu += b.holds.CPU
 		}
 	}
 	return memory, cpu
+}
+
+// holds is what a workload asking for res holds on this node: res with the node's default
+// limits (and its ceiling, where there is no default) for what it does not ask; an error
+// when it asks more than the ceiling.
+func (n *Node) holds(res *v1.Resources) (*v1.Resources, error) {
+	if n.cfg.DefaultLimits.Empty() && n.cfg.MaxLimits.Empty() {
+		return res, nil
+	}
+	return res.WithLimits(n.cfg.DefaultLimits, n.cfg.MaxLimits, "start_request.resources")
+}
+
+// held is holds for what the node already took in (over the ceiling: as it asks).
+func (n *Node) held(res *v1.Resources) *v1.Resources {
+	if h, err := n.holds(res); err == nil {
+		return h
+	}
+	return res
 }
 
 // outstanding says whether bid b still holds its place: until it is used (and its

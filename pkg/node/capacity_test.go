@@ -381,3 +381,36 @@ func TestListDoesNotWaitForAVanishedNexlet(t *testing.T) {
 	}
 	t.Fatalf("b's workload %s is not listed: %+v", onB, list)
 }
+
+// A workload that asks for no memory holds the node's default limit all the same (the
+// nexlet gives it that): placement reserves it, and a request above the node's ceiling is
+// declined at the auction, naming it.
+func TestDefaultLimitsHoldTheirRoom(t *testing.T) {
+	s := testutil.StartServer(t)
+	n := startSizedNode(t, s, "n", node.Config{Memory: 1 << 30, CPUs: 2,
+		DefaultLimits: v1.Resources{Memory: 512 << 20}, MaxLimits: v1.Resources{Memory: 768 << 20}}, v1.ResourceMemory)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, err := c.StartWorkload(ctx, def(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.StartWorkload(ctx, def("c"))
+	if got := declineReasons(t, err)["n"]; got != "needs 512 MiB memory, 0 B free of 1 GiB" {
+		t.Fatalf("a third workload of the default 512 MiB on a node of 1 GiB: declined with %q", got)
+	}
+	_, err = c.StartWorkload(ctx, sized("big", `{"memory":"1GiB"}`))
+	if got := declineReasons(t, err)["n"]; !strings.Contains(got, "start_request.resources.memory: 1 GiB is above this node's ceiling of 768 MiB") {
+		t.Fatalf("a request above the ceiling: declined with %q", got)
+	}
+	sys, _ := client.New(nc, v1.SystemNamespace)
+	info, err := sys.NodeInfo(ctx, n.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Capacity == nil || info.Capacity.RequestedMemory != 1<<30 {
+		t.Fatalf("capacity %+v, want 1 GiB requested by two workloads of the default", info.Capacity)
+	}
+}

@@ -157,7 +157,12 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = n.limitsReason(req, candidates)
 		return reply, nil
 	}
-	why, load, running := n.fit(req.Resources, now)
+	holds, err := n.holds(req.Resources)
+	if err != nil {
+		reply.Decline = err.Error()
+		return reply, nil
+	}
+	why, load, running := n.fit(holds, now)
 	if why != "" {
 		reply.Decline = why
 		return reply, nil
@@ -167,7 +172,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
 		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
 		Workloads: running,
-	}, ns: r.Namespace, lifecycle: req.Lifecycle, res: req.Resources}
+	}, ns: r.Namespace, lifecycle: req.Lifecycle, res: req.Resources, holds: holds}
 	if n.cfg.Placement != v1.PlacementRandom {
 		b.Load = &load
 	}

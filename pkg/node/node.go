@@ -85,6 +85,11 @@ type Config struct {
 	// (0: the machine's, MemTotal of /proc/meminfo and runtime.NumCPU()).
 	Memory v1.ByteSize
 	CPUs   float64
+	// DefaultLimits and MaxLimits are what nexlet-native gives a workload for a resource
+	// it asks none of (nexd --default-limits, else --max-limits): placement reserves, and
+	// quotas count, what a workload holds that way too, and a bid is declined for a
+	// request above the ceiling.
+	DefaultLimits, MaxLimits v1.Resources
 	// ReserveMemory and ReserveCPU are kept back for the node itself (nexd, its nexlets,
 	// the system): workloads' requests are placed in the rest. 0: nothing kept back.
 	ReserveMemory v1.ByteSize
@@ -262,7 +267,8 @@ type bid struct {
 	v1.Bid
 	ns        string // the namespace that asked: no other may deploy or release it
 	lifecycle string
-	res       *v1.Resources // what the workload asks for: reserved while the bid is out
+	res       *v1.Resources // what the workload asks for (the deploy must ask the same)
+	holds     *v1.Resources // res with this node's default limits: reserved while the bid is out
 	used      bool          // claimed by a deploy still under way (it keeps the room)
 }
 

@@ -95,3 +95,20 @@ func TestNamespaceQuota(t *testing.T) {
 		t.Fatalf("usage from system: %v, want %v", got, want)
 	}
 }
+
+// Under a memory quota a start that asks for no memory is taken when the node gives it a
+// default limit (nexd --default-limits), and counts that default.
+func TestQuotaCountsDefaultLimits(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	startSizedNode(t, s, "d", node.Config{Quotas: map[string]v1.Quota{"*": {Memory: 1 << 30}}, DefaultLimits: v1.Resources{Memory: 512 << 20}}, "memory")
+	c, _ := client.New(testutil.Connect(t, s), "b")
+	for i := range 2 {
+		if _, err := c.StartWorkload(ctx, def(fmt.Sprint("d", i))); err != nil {
+			t.Fatalf("a start of the default 512 MiB under a quota of 1 GiB: %v", err)
+		}
+	}
+	if _, err := c.StartWorkload(ctx, def("d2")); !strings.Contains(fmt.Sprint(err), "namespace b asks for 512 MiB memory, 1 GiB of its quota of 1 GiB is in use") {
+		t.Fatalf("a third start of the default: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ func (n *Node) countsByNexlet() map[string]int { return n.counts }
 func (n *Node) index(rec Record) {
 	ports := v1.ExposedPorts(rec.Definition.StartRequest)
 	res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: the deploy refused it
+	res = n.held(res)
 	n.mu.Lock()
 	if old, ok := n.workloads[rec.WorkloadID]; ok {
 		n.counts[old.rec.NexletID]--

@@ -163,9 +163,9 @@ func (q Quota) Exceeds(ns string, u Usage, res *Resources) string {
 	case q.Workloads > 0 && u.Workloads+1 > q.Workloads:
 		return fmt.Sprintf("namespace %s runs %d workloads, its quota is %d", ns, u.Workloads, q.Workloads)
 	case q.Memory > 0 && mem == 0:
-		return fmt.Sprintf("namespace %s has a memory quota (%s): a start must ask for start_request.resources.memory", ns, q.Memory)
+		return fmt.Sprintf("namespace %s has a memory quota (%s): a start must ask for start_request.resources.memory, or the node give it a default (nexd --default-limits)", ns, q.Memory)
 	case q.CPU > 0 && cpu == 0:
-		return fmt.Sprintf("namespace %s has a cpu quota (%s): a start must ask for start_request.resources.cpu", ns, FormatCores(q.CPU))
+		return fmt.Sprintf("namespace %s has a cpu quota (%s): a start must ask for start_request.resources.cpu, or the node give it a default (nexd --default-limits)", ns, FormatCores(q.CPU))
 	case q.Memory > 0 && u.Memory+mem > q.Memory:
 		return fmt.Sprintf("namespace %s asks for %s memory, %s of its quota of %s is in use", ns, mem, u.Memory, q.Memory)
 	case q.CPU > 0 && u.CPU+cpu > q.CPU+0.001:
