@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // A hostile tenant, holding the CLI credentials docs/security.md gives namespace a,
@@ -43,9 +45,16 @@ func TestTenantCannotActThroughTheNexlet(t *testing.T) {
 	}
 	op, u, url, nodeCreds := issuerSetup(t)
 	data := filepath.Join(u.home, "data")
-	// credentials renewed every second, so that the renewal attack is tried many times
+	// credentials renewed every second, so that the renewal attack is tried many times;
+	// operator defaults for every workload that asks for no limits (memory and processes
+	// where this machine has the cgroups for them)
+	hogs := slices.Contains(native.CgroupLimits(), v1.ResourceMemory) && slices.Contains(native.CgroupLimits(), v1.ResourcePIDs)
+	defaults := "disk=16MiB"
+	if hogs {
+		defaults = "memory=64MiB,pids=64,disk=16MiB"
+	}
 	n := startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
-		"--workload-creds-ttl", "3s", "--require-isolation", "*")
+		"--workload-creds-ttl", "3s", "--require-isolation", "*", "--default-limits", defaults)
 	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
 	var nodes []v1.NodeInfo
 	if err := json.Unmarshal([]byte(u.mustNex(append(admin, "node", "list", "--json")...)), &nodes); err != nil || len(nodes) != 1 {
@@ -227,6 +236,49 @@ exec sleep 600
 		}
 		_, id := startedID(t, mustStart(t, startA, "own", "job", `{"uri":"file:///bin/cat","argv":["note"],"artifacts":[{"uri":"nats://`+v1.BundleBucket("a")+`/note","path":"note"}]}`))
 		testutil.Eventually(t, 15*time.Second, "a's own object", func() bool { return strings.Contains(logsOf("a", id), "content of "+v1.BundleBucket("a")) })
+	})
+
+	t.Run("hogs are held to the operator's defaults", func(t *testing.T) {
+		_, disk := startedID(t, mustStart(t, startA, "disk-hog", "service", `{"uri":"file:///bin/sh","argv":["-c","head -c 64m /dev/zero > /tmp/x || echo TMP FULL; head -c 64m /dev/zero > big; exec sleep 600"]}`))
+		testutil.Eventually(t, 20*time.Second, "the disk hog stopped for good", func() bool { return find("a", disk).State == v1.StateFailed })
+		if w := find("a", disk); w.ExitReason != v1.ExitDiskLimit || !strings.Contains(logsOf("a", disk), "TMP FULL") {
+			t.Errorf("a workload filling its /tmp and workdir past the default of 16 MiB: %+v\n%s", w, logsOf("a", disk))
+		}
+		if !hogs {
+			t.Skip("this machine has no memory and pids cgroups for the nexlet: the disk default alone was tried")
+		}
+		_, forks := startedID(t, mustStart(t, startA, "fork-hog", "service", `{"uri":"file:///bin/sh","argv":["-c","exec 2>&1; for i in $(seq 1 200); do sleep 600 & done; echo FORKED; exec sleep 600"]}`))
+		testutil.Eventually(t, 20*time.Second, "a fork refused under the default of pids=64", func() bool {
+			return strings.Contains(strings.ToLower(logsOf("a", forks)), "fork")
+		})
+		u.mustNex(append(admin, "--namespace", "a", "workload", "stop", forks)...)
+		_, mem := startedID(t, mustStart(t, startA, "memory-hog", "job", `{"uri":"file:///bin/sh","argv":["-c","a=$(head -c 200000000 /dev/zero | tr '\\0' x); echo SURVIVED"]}`))
+		testutil.Eventually(t, 30*time.Second, "the memory hog's end", func() bool { return find("a", mem).State == v1.StateStopped || find("a", mem).State == v1.StateFailed })
+		if w := find("a", mem); w.ExitReason != v1.ExitOOMKilled || strings.Contains(logsOf("a", mem), "SURVIVED") {
+			t.Errorf("200 MB under a default of memory=64MiB: %+v\n%s", w, logsOf("a", mem))
+		}
+	})
+
+	t.Run("processes and IPC of others are out of sight", func(t *testing.T) {
+		script := u.write("peek.sh", `#!/bin/sh
+kill -0 `+bPid+` 2>/dev/null && echo "SEES b" || echo "NO b"
+echo "PROCS $(ls /proc | grep -c '^[0-9]')"
+ipcmk -M 4242 >/dev/null && echo "SHM made"
+`, 0o755)
+		_, id := startedID(t, mustStart(t, startA, "peek", "job", `{"uri":"file://`+script+`"}`))
+		testutil.Eventually(t, 15*time.Second, "the peek's report", func() bool { return strings.Contains(logsOf("a", id), "SHM made") })
+		logs := logsOf("a", id)
+		procs := -1
+		if _, after, ok := strings.Cut(logs, "PROCS "); ok {
+			procs, _ = strconv.Atoi(strings.Fields(after)[0])
+		}
+		if !strings.Contains(logs, "NO b") || procs < 1 || procs > 5 { // its init, sh, and ls | grep
+			t.Errorf("a's workload sees other processes:\n%s", logs)
+		}
+		testutil.Eventually(t, 15*time.Second, "the peek's end", func() bool { return find("a", id).State == v1.StateStopped })
+		if b, _ := os.ReadFile("/proc/sysvipc/shm"); strings.Contains(string(b), " 4242 ") {
+			t.Errorf("a's shared memory segment outlived its workload, on the host:\n%s", b)
+		}
 	})
 
 	// b is untouched through all of it

@@ -219,43 +219,38 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // the workload's own process ends. Its exit makes the kernel kill every process left in
 // the namespace, so a workload's daemons end with it, whatever user they run as.
 func (s *Spec) init() error {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwarded...) // a handler, not SIG_IGN: the workload must not inherit an ignored SIGTERM
+	sigs := make(chan os.Signal, 16)
+	// handlers, not SIG_IGN: the workload must not inherit an ignored SIGTERM. Reaping on
+	// SIGCHLD, not in a goroutine blocked in wait4, keeps the init at fewer threads, which
+	// count against the workload's pids limit.
+	signal.Notify(sigs, append(forwarded, syscall.SIGCHLD)...)
 	// this thread set no_new_privs and forks the workload, which inherits it
 	p, err := os.StartProcess(s.Path, s.Argv, &os.ProcAttr{Dir: s.Dir, Env: s.Env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", s.Path, err)
 	}
 	_ = os.Stdin.Close() // the workload's stdin is its own
-	exited := make(chan syscall.WaitStatus, 1)
-	go reap(p.Pid, exited)
 	for {
-		select {
-		case ws := <-exited:
-			if ws.Signaled() {
+		for { // reap what ended: orphans reparented here, and the workload
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			if pid <= 0 || err != nil {
+				break
+			}
+			if pid == p.Pid && ws.Signaled() {
 				os.Exit(128 + int(ws.Signal()))
 			}
-			os.Exit(ws.ExitStatus())
-		case sig := <-sigs:
+			if pid == p.Pid && ws.Exited() {
+				os.Exit(ws.ExitStatus())
+			}
+		}
+		if sig := <-sigs; sig != syscall.SIGCHLD {
 			if pg, err := syscall.Getpgid(p.Pid); err == nil && pg != syscall.Getpgrp() {
 				_ = syscall.Kill(p.Pid, sig.(syscall.Signal))
 			}
-		}
-	}
-}
-
-// reap waits for every process that ends in the namespace and sends main's status.
-func reap(main int, exited chan<- syscall.WaitStatus) {
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, 0, nil)
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			exited <- ws // nothing left to wait for (cannot happen before main is reaped)
-			return
-		}
-		if pid == main && (ws.Exited() || ws.Signaled()) {
-			exited <- ws
-			return
 		}
 	}
 }

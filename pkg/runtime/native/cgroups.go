@@ -488,3 +488,12 @@ func removeCgroup(dir string) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// CgroupLimits says which resources a nexlet started as this process is could limit here
+// (of memory, cpu and pids), as nexlet-native would find at its start; it leaves nothing
+// behind. Tests and tools use it to know what a node of this machine enforces.
+func CgroupLimits() []string {
+	s := detectCgroups(cgroupPrefix+"probe-"+strconv.Itoa(os.Getpid()), nil)
+	defer s.close()
+	return slices.Clone(s.limits)
+}

@@ -342,7 +342,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		}
 	}
 	if r := sr.Resources; r != nil && (r.Memory > 0 || r.CPU > 0 || r.PIDs > 0) { // disk alone needs no cgroup
-		if h.cg, err = d.cg.newCgroup(h.id, sr.Resources); err != nil {
+		if h.cg, err = d.cg.newCgroup(h.id, h.cgroupLimits()); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err)
 		}
 	}

@@ -118,6 +118,22 @@ func (h *handle) sandboxed(s *spawnSpec) {
 	}
 }
 
+// sandboxPIDs is what a sandbox's init may hold of its workload's pids limit: its own
+// threads (8 of Go's runtime), and those of a health check's or invocation's sandbox.
+const sandboxPIDs = 16
+
+// cgroupLimits is what the workload's cgroup enforces: its resources, with room in pids
+// for its sandbox's init, which runs in the cgroup too and is not the workload's to count.
+func (h *handle) cgroupLimits() *v1.Resources {
+	r := h.sr.Resources
+	if _, _, ok := h.user(); ok && h.d.sandbox != "" && r != nil && r.PIDs > 0 {
+		with := *r
+		with.PIDs += sandboxPIDs
+		return &with
+	}
+	return r
+}
+
 // user is the UID and GID the workload runs as, when not the nexlet's own.
 func (h *handle) user() (uid, gid uint32, ok bool) {
 	if h.runAs != nil {

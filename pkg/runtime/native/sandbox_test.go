@@ -236,3 +236,25 @@ func TestArtifactCacheBounded(t *testing.T) {
 		t.Fatalf("the cache holds %d bytes over its bound of 1 MiB", total)
 	}
 }
+
+// The sandbox's init runs in the workload's cgroup, and its threads count as tasks: the
+// workload still has the processes its pids limit gives it.
+func TestSandboxLeavesThePIDsLimitToTheWorkload(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	e, _ := sandboxedEnv(t, 300280)
+	needLimits(t, e, v1.ResourcePIDs)
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.forks")
+	e.nc.Flush()
+	if _, err := e.startScript("forks", v1.LifecycleService, "exec 2>&1; for i in $(seq 1 8); do sleep 600 & done; echo FORKED; exec sleep 600", map[string]any{"resources": map[string]any{"pids": 10}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := logs.NextMsg(10 * time.Second)
+	if err != nil || string(m.Data) != "FORKED" {
+		t.Fatalf("a sandboxed workload with pids=10 forking 8: %v %v", m, err)
+	}
+}
