@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -88,14 +89,41 @@ func Load(path string, rootScopes ...[]string) (kong.Resolver, error) {
 			if !ok {
 				continue
 			}
-			// {"embedded": {"listen": ...}} holds embedded.listen, not a value for --embedded.
-			if _, isMap := v.(map[string]any); isMap && flag.Target.Kind() != reflect.Map {
-				continue
+			// {"embedded": {"listen": ...}} holds embedded.listen, not a value for --embedded;
+			// but a map for a list of NS=VALUE entries is those entries ({"run_as": {"a":
+			// ["svc-a"]}} for --run-as a=svc-a)
+			if m, isMap := v.(map[string]any); isMap && flag.Target.Kind() != reflect.Map {
+				if flag.Target.Kind() != reflect.Slice {
+					continue
+				}
+				return keyedEntries(key, m)
 			}
 			return v, nil
 		}
 		return nil, nil
 	}), nil
+}
+
+// keyedEntries turns {"a": ["x", "y"], "b": "z"} into ["a=x", "a=y", "b=z"], keys sorted.
+func keyedEntries(key string, m map[string]any) ([]any, error) {
+	var out []any
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch v := m[k].(type) {
+		case string:
+			out = append(out, k+"="+v)
+		case []any:
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("config %s.%s: %v is not a string", key, k, e)
+				}
+				out = append(out, k+"="+s)
+			}
+		default:
+			return nil, fmt.Errorf("config %s.%s: want a string or a list of strings, not %v", key, k, v)
+		}
+	}
+	return out, nil
 }
 
 func snake(s string) string { return strings.ReplaceAll(s, "-", "_") }
