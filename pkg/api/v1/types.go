@@ -444,7 +444,7 @@ type RegisterRequest struct {
 	// Isolation is what keeps the nexlet's workloads apart on its machine: IsolationUID
 	// (each runs as a user of its own) or IsolationNone (the default when empty).
 	Isolation string `json:"isolation,omitempty"`
-	// Sandbox is what else keeps them apart: SandboxNamespaces (mount and IPC namespaces
+	// Sandbox is what else keeps them apart: SandboxNamespaces (mount, IPC and PID namespaces
 	// of their own: private /tmp and /dev/shm, a /proc showing only their own processes)
 	// or SandboxNone (the default when empty).
 	Sandbox string `json:"sandbox,omitempty"`

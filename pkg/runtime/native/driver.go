@@ -46,7 +46,7 @@ type Options struct {
 	// resource on its own); MaxLimits the most one may ask for. Both need cgroups.
 	DefaultLimits, MaxLimits v1.Resources
 	// SandboxExe is a program that calls SandboxMain first thing (nexlet-native itself):
-	// with it, a workload of its own user runs in mount and IPC namespaces of its own
+	// with it, a workload of its own user runs in mount, IPC and PID namespaces of its own
 	// (sandbox.go), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
@@ -169,7 +169,7 @@ func New(opts Options) (*Driver, error) {
 		d.uids = pool
 		if opts.SandboxExe != "" {
 			if err := probeSandbox(opts.SandboxExe); err != nil {
-				d.log.Warn("workloads run without a sandbox of their own (mount and IPC namespaces: private /tmp and /dev/shm, a /proc of their own): it needs CAP_SYS_ADMIN", zap.Error(err))
+				d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.Error(err))
 			} else {
 				d.sandbox = opts.SandboxExe
 			}
