@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,7 +16,7 @@ import (
 
 // feedFlags are shared by the logs and events commands.
 type feedFlags struct {
-	Follow bool          `name:"follow" short:"f" help:"Keep printing new messages until Ctrl+C."`
+	Follow bool          `name:"follow" short:"f" help:"Keep printing new messages: logs until the workload has ended (exiting with its exit code) or Ctrl+C; events from now on (with --since or --tail, from there) until Ctrl+C."`
 	Since  time.Duration `name:"since" help:"Only messages from this long ago (e.g. 10m)."`
 	Tail   int           `name:"tail" help:"Only the last N messages of the history."`
 }
@@ -25,6 +26,14 @@ func (f feedFlags) options() client.FeedOptions {
 	if f.Since > 0 {
 		o.Since = time.Now().Add(-f.Since)
 	}
+	return o
+}
+
+// eventOptions are options() for events: a follow shows new events only, unless --since
+// or --tail asks for some of the history (as kubectl get -w, not docker logs -f).
+func (f feedFlags) eventOptions() client.FeedOptions {
+	o := f.options()
+	o.NewOnly = o.Follow && o.Since.IsZero() && o.Tail == 0
 	return o
 }
 
@@ -71,8 +80,11 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	lines := 0
+	if o.Follow {
+		return followOutput(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
+	}
 	err = printLogs(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
-	if err != nil || o.Follow {
+	if err != nil {
 		return err
 	}
 	if lines > 0 {
@@ -93,6 +105,77 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	}
 	return nil
+}
+
+// endGrace is how long a follower waits for the end of a workload's output after the
+// workload has ended: the end comes right after its last line unless its nexlet died.
+const endGrace = 10 * time.Second
+
+// followOutput prints workload id's output, every line in order, until the end of its last
+// run (the nexlet publishes it after the run's last line, so nothing is cut off), or
+// Ctrl+C. It then says on stderr how the workload ended, and returns the workload's exit
+// code as the command's (as docker run does). A workload that ended without that end (its
+// nexlet was killed) is let go endGrace after it ended, saying lines may be missing.
+func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool, count *int) error {
+	var last *v1.LogEnd
+	o.Follow = true
+	o.OnEnd = func(e v1.LogEnd) bool {
+		if e.Final {
+			last = &e
+			return true
+		}
+		fmt.Fprintf(g.stderr, "nex: workload %s exited %d%s; it runs again\n", id, e.ExitCode, reasonSuffix(e.Reason))
+		return false
+	}
+	ended := make(chan struct{})
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchEnded(ectx, cl, id, ended)
+	o.Until = ended
+	if err := printLogs(ctx, g, cl, id, o, onlyOut, onlyErr, count); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if last == nil {
+		info, err := cl.WorkloadInfo(ctx, id)
+		if err != nil || info.ExitCode == nil {
+			fmt.Fprintf(g.stderr, "nex: workload %s has ended, but the end of its output never came: lines may be missing (nex workload logs %s)\n", id, id)
+			return nil
+		}
+		last = &v1.LogEnd{ExitCode: *info.ExitCode, Reason: info.ExitReason}
+		fmt.Fprintf(g.stderr, "nex: the end of workload %s's output never came: lines may be missing (nex workload logs %s)\n", id, id)
+	}
+	fmt.Fprintf(g.stderr, "nex: workload %s exited %d%s\n", id, last.ExitCode, reasonSuffix(last.Reason))
+	if last.ExitCode != 0 {
+		return exitStatus(last.ExitCode)
+	}
+	return nil
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return " (" + reason + ")"
+}
+
+// watchEnded closes ended endGrace after workload id has ended for good (exited or
+// failed, and no longer running: a job with retries exits more than once), or is gone.
+func watchEnded(ctx context.Context, cl *client.Client, id string, ended chan<- struct{}) {
+	finished := func() bool {
+		info, err := cl.WorkloadInfo(ctx, id)
+		return v1.IsNotFound(err) || (err == nil && info.Finished())
+	}
+	_ = cl.Events(ctx, id, client.FeedOptions{Follow: true}, func(ev v1.Event) error {
+		if ev.Type != v1.EventExited && ev.Type != v1.EventFailed && ev.Type != v1.EventStopped || !finished() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(endGrace):
+			close(ended)
+		}
+		return errors.New("ended")
+	})
 }
 
 func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool, count *int) error {
@@ -145,7 +228,7 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	return cl.Events(ctx, c.Workload, c.options(), func(ev v1.Event) error {
+	return cl.Events(ctx, c.Workload, c.eventOptions(), func(ev v1.Event) error {
 		if g.JSON {
 			return writeJSONLine(g.stdout, ev)
 		}
@@ -251,7 +334,7 @@ func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.
 func (c *EventsCmd) groupEvents(ctx context.Context, g *Globals, cl *client.Client) error {
 	var mu sync.Mutex
 	return eachCopy(ctx, g, cl, c.Workload, func(copyID string) error {
-		return cl.Events(ctx, copyID, c.options(), func(ev v1.Event) error {
+		return cl.Events(ctx, copyID, c.eventOptions(), func(ev v1.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if g.JSON {

@@ -170,6 +170,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kctx.BindTo(ctx, (*context.Context)(nil))
 		defer cli.closeAll()
 		if err := kctx.Run(&cli.Globals); err != nil {
+			var es exitStatus
+			if errors.As(err, &es) { // a followed workload's exit code: said already
+				code = min(max(int(es), 1), 255)
+				return
+			}
 			if cli.JSON {
 				printJSONError(stderr, err)
 			} else {
@@ -182,6 +187,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type exitCode int
+
+// exitStatus is a command's exit code that is no error to print: the exit code of the
+// workload it followed.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // printJSONError writes err to stderr as one JSON object {code, error_code, message,
 // details}, so a script run with --json can branch on error_code. Errors of the CLI's own

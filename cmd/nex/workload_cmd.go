@@ -96,7 +96,7 @@ type WorkloadStartCmd struct {
 	Replicas     int               `name:"replicas" help:"Run this many copies as a replica group (needs nodes with --state kv); the group's ID is the one to scale and stop it by."`
 	MaxPerNode   int               `name:"max-per-node" help:"With --replicas: the most copies on one node (default 1)."`
 	Spread       string            `name:"spread" help:"With --replicas: spread the copies evenly over the values of this node tag (e.g. zone)."`
-	Follow       bool              `name:"follow" help:"After starting, print the workload's output until Ctrl+C."`
+	Follow       bool              `name:"follow" help:"After starting, print the workload's output until it ends (then exit with its exit code) or Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
 }
 
@@ -251,32 +251,12 @@ func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
 	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] scaled to %d: %d running", st.Name, st.ID, st.Replicas, running(st.Copies)))
 }
 
-// follow prints a new workload's output until Ctrl+C; for a job, until it has exited
-// and every line it wrote was printed.
+// follow prints a new workload's output until it ends (see followOutput).
 func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadInfo) error {
-	o := client.FeedOptions{Follow: true}
-	if w.Lifecycle == v1.LifecycleJob {
-		exited := make(chan struct{})
-		ectx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			_ = cl.Events(ectx, w.ID, client.FeedOptions{Follow: true}, func(ev v1.Event) error {
-				if ev.Type != v1.EventExited && ev.Type != v1.EventFailed {
-					return nil
-				}
-				// a job with retries exits more than once: stop only when it is done
-				if info, err := cl.WorkloadInfo(ectx, w.ID); err == nil && !info.Finished() {
-					return nil
-				}
-				close(exited)
-				return errors.New("done")
-			})
-		}()
-		o.Until = exited
-	} else if !g.JSON {
+	if w.Lifecycle != v1.LifecycleJob && !g.JSON {
 		fmt.Fprintf(g.stderr, "Following its output; Ctrl+C stops following (the workload keeps running).\n")
 	}
-	return printLogs(ctx, g, cl, w.ID, o, false, false, nil)
+	return followOutput(ctx, g, cl, w.ID, client.FeedOptions{}, false, false, nil)
 }
 
 // WorkloadListCmd lists workloads.

@@ -26,9 +26,17 @@ type FeedOptions struct {
 	// Tail keeps only the last N messages of the history (0: all).
 	Tail int
 	// Until, when closed, ends a Follow as soon as everything stored so far was read
-	// (used to stop following a job once it has exited).
+	// (a fallback for output whose end never comes: its nexlet was killed).
 	Until <-chan struct{}
+	// OnEnd is called with the end of each run of a workload's output (Logs only): every
+	// line of the run came before it. Returning true ends the read there.
+	OnEnd func(v1.LogEnd) bool
+	// NewOnly skips the history: only messages stored from now on (a Follow of events).
+	NewOnly bool
 }
+
+// errEnded ends a read of a feed where OnEnd asked to.
+var errEnded = errors.New("the output ended")
 
 // FeedMsg is one message of a feed.
 type FeedMsg struct {
@@ -71,7 +79,19 @@ func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(Lo
 			return t.each(fn)
 		},
 	}
-	return c.readFeed(ctx, f, o, func(m FeedMsg) error {
+	err := c.readFeed(ctx, f, o, func(m FeedMsg) error {
+		if m.Header.Get(v1.HeaderEnd) != "" {
+			var end v1.LogEnd
+			if json.Unmarshal(m.Data, &end) != nil || o.OnEnd == nil || !o.OnEnd(end) {
+				return nil
+			}
+			t := tail // what the tail held is printed before the read ends
+			tail = nil
+			if err := t.each(fn); err != nil {
+				return err
+			}
+			return errEnded
+		}
 		stream := m.Header.Get(v1.HeaderStream)
 		if m.Subject != f.subject { // a live line
 			return emit(LogLine{Time: m.Time, Stream: stream, Line: string(m.Data), Continued: m.Header.Get(v1.HeaderContinued) == "true"})
@@ -97,6 +117,10 @@ func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(Lo
 		}
 		return nil
 	})
+	if errors.Is(err, errEnded) {
+		return nil
+	}
+	return err
 }
 
 // lineTail keeps the last n lines of the history.
@@ -201,8 +225,11 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !o.Since.IsZero() {
+	switch {
+	case !o.Since.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since
+	case o.NewOnly:
+		cfg.DeliverPolicy, have = jetstream.DeliverNewPolicy, 0
 	}
 	skip := uint64(0)
 	if o.Tail > 0 && o.Since.IsZero() && have > uint64(o.Tail) {

@@ -62,6 +62,18 @@ func (f *Feed) Event(ev v1.Event) {
 	_ = f.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
 }
 
+// End publishes the end of a run's output of workload ns/wid, on its live and its history
+// subject: call it once the run's LineWriters are closed, so that it follows their lines.
+func (f *Feed) End(ns, wid string, end v1.LogEnd) {
+	b, err := json.Marshal(end)
+	if err != nil {
+		return
+	}
+	h := nats.Header{v1.HeaderEnd: []string{"true"}}
+	_ = f.nc.PublishMsg(&nats.Msg{Subject: v1.LogSubject(ns, wid), Header: h, Data: b})
+	_ = f.nc.PublishMsg(&nats.Msg{Subject: v1.LogHistorySubject(ns, wid), Header: h, Data: b})
+}
+
 // MaxQueueBytes bounds the output a LineWriter holds while NATS is slow. When it is full,
 // Write waits for the publisher to take the queue (the workload's writes block, as on a
 // full pipe), so a burst costs time, not lines.

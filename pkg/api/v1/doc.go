@@ -15,6 +15,9 @@ const (
 	// HeaderContinuedLines lists, comma separated, the lines of a history batch that are
 	// such pieces (0 is the first line of the batch).
 	HeaderContinuedLines = "Nex-Continued-Lines"
+	// HeaderEnd ("true") marks the message that ends a run's output, on the live and the
+	// history subject, after its last line: its data is a LogEnd.
+	HeaderEnd = "Nex-End"
 )
 
 // Lifecycles a workload can have.

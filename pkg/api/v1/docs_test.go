@@ -50,7 +50,7 @@ func TestAPIDocComplete(t *testing.T) {
 		t.Fatalf("found only %d verbs in subjects.go", verbs)
 	}
 	for _, s := range []string{".REGISTER`", ".HEARTBEAT.<nexlet_id>`", ".ANNOUNCE`", "$NEX.HIST.<ns>.logs.<wid>", "$NEX.FEED.<ns>.logs.<wid>", "$NEX.FEED.<ns>.event.<wid>", "$NEX.FEED.system.event.<node_id>",
-		HeaderNodeID, HeaderPeers, HeaderExitCode, HeaderError, HeaderAck, HeaderStream, HeaderContinued, HeaderContinuedLines, HeaderEncoding} {
+		HeaderNodeID, HeaderPeers, HeaderExitCode, HeaderError, HeaderAck, HeaderStream, HeaderContinued, HeaderContinuedLines, HeaderEnd, HeaderEncoding} {
 		if !strings.Contains(text, s) {
 			t.Errorf("docs/api-v1.md does not mention %s", s)
 		}

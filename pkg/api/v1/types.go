@@ -615,6 +615,15 @@ var EventTypes = []string{
 	EventLameduck, EventRegistered, EventLost, EventNexletRestarting, EventNexletFailed, EventNodeLost,
 }
 
+// LogEnd ends one run's output on a workload's log subjects (header Nex-End): every line
+// of the run was published before it. Final says the workload will not run again (a job
+// done, a service stopped or given up), so a reader following its output can stop.
+type LogEnd struct {
+	ExitCode int    `json:"exit_code"`
+	Reason   string `json:"reason,omitempty"`
+	Final    bool   `json:"final"`
+}
+
 // Event is published on $NEX.FEED.<ns>.event.<id>.
 type Event struct {
 	Type       string         `json:"type"`

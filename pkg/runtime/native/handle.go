@@ -192,13 +192,17 @@ func (h *handle) run(p *process) {
 			ev.Data = map[string]any{"reason": reason}
 		}
 		h.d.opts.Feed.Event(ev)
+		end := v1.LogEnd{ExitCode: code, Reason: reason, Final: true}
 		if h.stopping() {
+			h.d.opts.Feed.End(h.def.Namespace, h.id, end)
 			return
 		}
 		if time.Since(began) >= healthyReset {
 			delay = h.sr.initialDelay
 		}
-		if !h.again(code) {
+		end.Final = !h.again(code)
+		h.d.opts.Feed.End(h.def.Namespace, h.id, end) // after the lines: wait closed the writers
+		if end.Final {
 			return
 		}
 		wait := jitter(delay)
@@ -224,6 +228,7 @@ func (h *handle) run(p *process) {
 			h.lastError = err.Error()
 			h.mu.Unlock()
 			h.event(v1.EventFailed, nil, err.Error())
+			h.d.opts.Feed.End(h.def.Namespace, h.id, v1.LogEnd{ExitCode: code, Reason: "could not start again: " + err.Error(), Final: true})
 			return
 		}
 		h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
