@@ -39,7 +39,7 @@ func (f feedFlags) eventOptions() client.FeedOptions {
 
 // WorkloadLogsCmd prints a workload's output.
 type WorkloadLogsCmd struct {
-	ID     string `arg:"" name:"workload_id" help:"Workload ID, or a replica group's (g-...): every copy's output, each line led by its copy's ID."`
+	ID     string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; or a replica group's ID or name (g-...): every copy's output, each line led by its copy's ID."`
 	Stdout bool   `name:"stdout" help:"Only standard output." xor:"stream"`
 	Stderr bool   `name:"stderr" help:"Only standard error." xor:"stream"`
 	feedFlags
@@ -51,11 +51,11 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
-		return c.groupLogs(ctx, g, cl)
-	}
 	if c.ID, err = resolveKept(ctx, cl, c.ID); err != nil {
 		return err
+	}
+	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return c.groupLogs(ctx, g, cl)
 	}
 	// The workload is looked up at most once: before following (following one that is
 	// gone or finished would wait forever), or when nothing was printed (to say why).
@@ -220,13 +220,13 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(c.Workload, v1.GroupIDPrefix) {
-		return c.groupEvents(ctx, g, cl)
-	}
 	if c.Workload != "" {
 		if c.Workload, err = resolveKept(ctx, cl, c.Workload); err != nil {
 			return err
 		}
+	}
+	if strings.HasPrefix(c.Workload, v1.GroupIDPrefix) {
+		return c.groupEvents(ctx, g, cl)
 	}
 	return cl.Events(ctx, c.Workload, c.eventOptions(), func(ev v1.Event) error {
 		if g.JSON {

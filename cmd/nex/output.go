@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,17 +54,41 @@ func (t *table) write(w io.Writer) error {
 	bw := bufio.NewWriter(w) // few writes, not one per cell: 10,000 rows are 160,000 cells
 	if !isTerminal(w) {
 		t.cells(bw)
-		return bw.Flush()
-	}
-	for i, c := range t.rows[0] {
-		t.rows[0][i] = "\x1b[1m" + c + "\x1b[0m"
-	}
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	t.cells(tw)
-	if err := tw.Flush(); err != nil {
-		return err
+	} else {
+		t.aligned(bw)
 	}
 	return bw.Flush()
+}
+
+// aligned writes the rows in columns two spaces apart, each as wide as its widest visible
+// text (the header's bold escape codes take no room on a terminal), header in bold.
+func (t *table) aligned(w io.Writer) {
+	var widths []int
+	for _, r := range t.rows {
+		for i, c := range r {
+			if n := utf8.RuneCountInString(c); i >= len(widths) {
+				widths = append(widths, n)
+			} else if n > widths[i] {
+				widths[i] = n
+			}
+		}
+	}
+	var b strings.Builder
+	for ri, r := range t.rows {
+		b.Reset()
+		for i, c := range r {
+			if ri == 0 {
+				b.WriteString("\x1b[1m" + c + "\x1b[0m")
+			} else {
+				b.WriteString(c)
+			}
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+		_, _ = io.WriteString(w, b.String())
+	}
 }
 
 // cells writes the rows as tab-separated lines.

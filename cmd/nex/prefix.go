@@ -12,25 +12,68 @@ import (
 // workloadIDLen is the length of a workload ID (v1.NewID); a shorter one is a prefix.
 const workloadIDLen = v1.IDLen
 
-// resolveWorkload turns a unique prefix of a workload ID of the namespace (lists show
-// 12 characters) into the whole ID. A whole ID, or a prefix that matches nothing, is
-// returned as it is (the request then says not found); an ambiguous one is an error
-// listing the matches.
-func resolveWorkload(ctx context.Context, cl *client.Client, id string) (string, error) {
-	if len(id) >= workloadIDLen || v1.ValidateToken("workload ID", id) != nil {
-		return id, nil
+// resolveWorkload turns what a user typed for a workload into its whole ID: a whole ID
+// as it is; a unique prefix of a workload's ID (lists show 12 characters) or of a replica
+// group's (g-...); or a name: one workload's, or that of the copies of one replica group
+// (the group's ID then). Something that matches nothing is returned as it is (the request
+// then says not found); a prefix or a name that matches more is an error listing them.
+func resolveWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
+	isGroup := strings.HasPrefix(arg, v1.GroupIDPrefix)
+	if whole := strings.TrimPrefix(arg, v1.GroupIDPrefix); len(whole) == workloadIDLen && v1.ValidateToken("workload ID", whole) == nil {
+		return arg, nil
+	}
+	if v1.ValidateToken("workload ID", arg) != nil {
+		return arg, nil
 	}
 	list, err := cl.List(ctx, v1.ListRequest{NoMetadata: true})
 	if err != nil {
 		return "", err
 	}
 	var matches []string
+	groups := map[string]bool{}
 	for _, w := range list {
-		if strings.HasPrefix(w.ID, id) {
+		switch {
+		case isGroup && strings.HasPrefix(w.Group, arg) && !groups[w.Group]:
+			groups[w.Group] = true
+			matches = append(matches, fmt.Sprintf("%s (%s)", w.Group, w.Name))
+		case !isGroup && strings.HasPrefix(w.ID, arg):
 			matches = append(matches, fmt.Sprintf("%s (%s, %s)", w.ID, w.Name, w.State))
 		}
 	}
-	return pick(id, "workload", matches)
+	if len(matches) > 0 || isGroup {
+		return pick(arg, "workload", matches)
+	}
+	return byName(arg, list)
+}
+
+// byName is the workload (or the replica group) named name in list.
+func byName(name string, list []v1.WorkloadInfo) (string, error) {
+	var named []string
+	groups := map[string]bool{}
+	loose := 0 // named workloads that are not copies of a group
+	for _, w := range list {
+		if w.Name != name {
+			continue
+		}
+		named = append(named, fmt.Sprintf("%s (%s)", w.ID, w.State))
+		if w.Group != "" {
+			groups[w.Group] = true
+		} else {
+			loose++
+		}
+	}
+	switch {
+	case len(named) == 0:
+		return name, nil
+	case loose == 0 && len(groups) == 1:
+		for gid := range groups {
+			return gid, nil
+		}
+	case len(named) == 1:
+		whole, _, _ := strings.Cut(named[0], " ")
+		return whole, nil
+	}
+	return "", v1.BadRequest("name %q is shared by %d workloads: %s; give an ID (or a unique prefix of one)", name, len(named), strings.Join(named, ", "))
 }
 
 // resolveNode turns a unique prefix of a node ID, or a node's name, into the whole ID.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +23,7 @@ import (
 	"github.com/nexrun/nex/pkg/nexfile"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/schemas"
+	"sigs.k8s.io/yaml"
 )
 
 // WorkloadCmd groups the workload commands.
@@ -228,21 +231,24 @@ func printGroup(g *Globals, st *v1.GroupStatus, headline string) error {
 
 // WorkloadScaleCmd changes a replica group's count.
 type WorkloadScaleCmd struct {
-	ID       string `arg:"" name:"group_id" help:"The replica group's ID (g-...)."`
+	ID       string `arg:"" name:"group_id" help:"The replica group's ID (g-...), a unique prefix of it, or its name."`
 	Replicas int    `arg:"" name:"replicas" help:"How many copies to run (0 keeps the group with none)."`
 }
 
 // Run scales.
 func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
-	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
-		return v1.BadRequest("%s is not a replica group's ID (they start with %s): start one with --replicas", c.ID, v1.GroupIDPrefix)
-	}
 	if c.Replicas < 0 {
 		return v1.BadRequest("replicas may not be negative")
 	}
 	cl, err := g.client()
 	if err != nil {
 		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return v1.BadRequest("%s is not a replica group's ID (they start with %s) nor its name: start one with --replicas", c.ID, v1.GroupIDPrefix)
 	}
 	st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupScale, Replicas: c.Replicas})
 	if err != nil {
@@ -261,31 +267,127 @@ func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadIn
 
 // WorkloadListCmd lists workloads.
 type WorkloadListCmd struct {
-	ShowMetadata bool   `name:"show-metadata" help:"Include nexlet metadata (pid, restarts, ...)."`
-	Type         string `name:"type" help:"Only workloads of this type."`
+	ShowMetadata bool              `name:"show-metadata" help:"Include nexlet metadata (pid, restarts, ...)."`
+	Type         string            `name:"type" help:"Only workloads of this type."`
+	Name         string            `name:"name" help:"Only workloads of this name."`
+	State        []string          `name:"state" help:"Only workloads in these states (running, stopped, failed, backoff, ...; repeatable or comma-separated)."`
+	Tag          map[string]string `name:"tag" mapsep:"," help:"Only workloads placed with these tags k=v (repeatable, or comma-separated)."`
+	Node         string            `name:"node" help:"Only workloads on this node: its name, ID or a unique prefix of it."`
+	Group        string            `name:"group" help:"Only copies of this replica group: its ID, a unique prefix of it, or its name."`
+	Quiet        bool              `name:"quiet" short:"q" help:"Only the IDs, one per line."`
+	Output       string            `name:"output" short:"o" enum:"table,wide,json,yaml" default:"table" help:"table, wide (whole IDs, node IDs and metadata), json or yaml."`
+	Format       string            `name:"format" help:"A Go template for each workload, e.g. '{{.ID}} {{.Name}} {{.State}}' (fields as in -o json, Go names: ID, Name, State, NodeID, Metadata ...)."`
 }
 
 // Run lists.
 func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
+	var tmpl *template.Template
+	if c.Format != "" {
+		var err error
+		if tmpl, err = template.New("format").Option("missingkey=zero").Parse(c.Format); err != nil {
+			return v1.BadRequest("--format: %v", err)
+		}
+	}
 	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata})
+	wide := c.Output == "wide"
+	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && !wide && tmpl == nil && !g.JSON && c.Output == "table"})
 	if err != nil {
 		return err
 	}
 	for _, id := range missing { // the list is short of theirs: say so, whatever the format
 		fmt.Fprintf(g.stderr, "nex: warning: node %s did not answer in time; its workloads are not in this list\n", id)
 	}
-	if g.JSON {
+	if list, err = c.filter(ctx, cl, list); err != nil {
+		return err
+	}
+	switch {
+	case c.Quiet:
+		for _, w := range list {
+			fmt.Fprintln(g.stdout, w.ID)
+		}
+		return nil
+	case tmpl != nil:
+		for _, w := range list {
+			if err := tmpl.Execute(g.stdout, w); err != nil {
+				return v1.BadRequest("--format: %v", err)
+			}
+			fmt.Fprintln(g.stdout)
+		}
+		return nil
+	case g.JSON || c.Output == "json":
 		return writeJSON(g.stdout, list)
+	case c.Output == "yaml":
+		b, err := yaml.Marshal(list)
+		if err != nil {
+			return err
+		}
+		_, err = g.stdout.Write(b)
+		return err
 	}
 	if len(list) == 0 && len(missing) == 0 {
-		fmt.Fprintf(g.stdout, "No workloads in namespace %s.\n", g.Namespace)
+		fmt.Fprintf(g.stdout, "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
 		return nil
 	}
+	return c.table(ctx, g, cl, list, wide)
+}
+
+// filtered says, for an empty list, that filters were given.
+func (c *WorkloadListCmd) filtered() string {
+	if c.Name == "" && len(c.State) == 0 && len(c.Tag) == 0 && c.Node == "" && c.Group == "" {
+		return ""
+	}
+	return " that match the filters"
+}
+
+// filter keeps the workloads that pass every filter given.
+func (c *WorkloadListCmd) filter(ctx context.Context, cl *client.Client, list []v1.WorkloadInfo) ([]v1.WorkloadInfo, error) {
+	node, group := c.Node, c.Group
+	var err error
+	if node != "" {
+		if node, err = resolveNode(ctx, cl, node); err != nil {
+			return nil, err
+		}
+	}
+	if group != "" {
+		if group, err = resolveWorkload(ctx, cl, group); err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(group, v1.GroupIDPrefix) {
+			return nil, v1.BadRequest("--group %s: no replica group has this ID or name", c.Group)
+		}
+	}
+	return slices.DeleteFunc(list, func(w v1.WorkloadInfo) bool {
+		if (c.Name != "" && w.Name != c.Name) || (node != "" && w.NodeID != node) || (group != "" && w.Group != group) {
+			return true
+		}
+		if len(c.State) > 0 && !slices.Contains(c.State, w.State) {
+			return true
+		}
+		for k, v := range c.Tag {
+			if w.Tags[k] != v {
+				return true
+			}
+		}
+		return false
+	}), nil
+}
+
+// table prints the list: node names, not IDs, and 12 characters of workload IDs (unique
+// in practice); wide prints them whole, with node IDs and metadata.
+func (c *WorkloadListCmd) table(ctx context.Context, g *Globals, cl *client.Client, list []v1.WorkloadInfo, wide bool) error {
+	names := map[string]string{}
+	if nodes, err := cl.ListNodes(ctx); err == nil {
+		for _, n := range nodes {
+			names[n.NodeID] = n.Name
+		}
+	}
 	header := []string{"ID", "NAME", "NAMESPACE", "TYPE", "LIFECYCLE", "STATE", "AGE", "NODE"}
+	if wide {
+		header = append(header, "NODE ID")
+	}
 	grouped := slices.ContainsFunc(list, func(w v1.WorkloadInfo) bool { return w.Group != "" })
 	if grouped { // copies of replica groups: the ID to scale and stop them by
 		header = append(header, "GROUP")
@@ -294,19 +396,26 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 	if checked { // services with health checks
 		header = append(header, "HEALTH")
 	}
-	if c.ShowMetadata {
+	if c.ShowMetadata || wide {
 		header = append(header, "METADATA")
 	}
 	t := newTable(header...)
 	for _, w := range list {
-		row := []string{w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, stateText(w), time.Since(w.StartedAt).Round(time.Second).String(), short(w.NodeID)}
+		id, node := short(w.ID), cmp.Or(names[w.NodeID], short(w.NodeID))
+		if wide {
+			id = w.ID
+		}
+		row := []string{id, w.Name, w.Namespace, w.Type, w.Lifecycle, stateText(w), time.Since(w.StartedAt).Round(time.Second).String(), node}
+		if wide {
+			row = append(row, w.NodeID)
+		}
 		if grouped {
 			row = append(row, w.Group)
 		}
 		if checked {
 			row = append(row, orDash(w.Health))
 		}
-		if c.ShowMetadata {
+		if c.ShowMetadata || wide {
 			row = append(row, formatMetadata(w.Metadata))
 		}
 		t.row(row...)
@@ -355,7 +464,7 @@ func formatMetadata(md map[string]string) string {
 
 // WorkloadStopCmd stops a workload.
 type WorkloadStopCmd struct {
-	ID    string        `arg:"" name:"workload_id" help:"Workload ID."`
+	ID    string        `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; a replica group's (g-...) stops every copy."`
 	Grace time.Duration `name:"grace" help:"Time between SIGTERM and SIGKILL (default: the workload's, 10s)."`
 }
 
@@ -370,15 +479,15 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 		defer close(done)
 		cl.OnAck = func(a client.Ack) { go stopProgress(g.stderr, c.ID, a, done) }
 	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
 		st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupStop})
 		if err != nil {
 			return err
 		}
 		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %d copies", st.Name, st.ID, len(st.Copies)))
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
-		return err
 	}
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
@@ -419,7 +528,7 @@ func stopProgress(w io.Writer, id string, a client.Ack, done <-chan struct{}) {
 
 // WorkloadRmCmd removes finished workloads.
 type WorkloadRmCmd struct {
-	IDs      []string `arg:"" optional:"" name:"workload_id" help:"Workload IDs."`
+	IDs      []string `arg:"" optional:"" name:"workload_id" help:"Workload IDs, unique prefixes of them, or names."`
 	Finished bool     `name:"finished" help:"Remove every workload of the namespace that ended for good."`
 }
 
@@ -476,7 +585,7 @@ func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
 
 // WorkloadInfoCmd describes a workload.
 type WorkloadInfoCmd struct {
-	ID string `arg:"" name:"workload_id" help:"Workload ID."`
+	ID string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; or a replica group's ID or name."`
 }
 
 // Run describes: state, metadata, the definition (secret-looking values masked) and the
@@ -486,15 +595,15 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
 		st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupInfo})
 		if err != nil {
 			return err
 		}
 		return printGroup(g, st, fmt.Sprintf("Workload %s [%s]: replica group of %d, version %d (max %d per node%s), %d running", st.Name, st.ID, st.Replicas, st.Version, st.MaxPerNode, spreadNote(st.Spread), running(st.Copies)))
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
-		return err
 	}
 	w, err := cl.WorkloadInfo(ctx, c.ID)
 	if err != nil {
@@ -601,7 +710,7 @@ func maskSecrets(sr json.RawMessage) json.RawMessage {
 
 // WorkloadCloneCmd clones a workload.
 type WorkloadCloneCmd struct {
-	ID   string            `arg:"" name:"workload_id" help:"Workload ID to clone."`
+	ID   string            `arg:"" name:"workload_id" help:"Workload to clone: its ID, a unique prefix of it, or its name."`
 	Tags map[string]string `name:"tags" mapsep:"," help:"Placement tags for the clone k=v (repeatable, or comma-separated); replace the original's."`
 	Stop bool              `name:"stop" help:"Stop the original once the clone has started."`
 }
@@ -638,7 +747,7 @@ func spreadNote(key string) string {
 
 // WorkloadUpdateCmd rolls a replica group over to a new definition.
 type WorkloadUpdateCmd struct {
-	ID           string            `arg:"" name:"group_id" help:"The replica group's ID (g-...)."`
+	ID           string            `arg:"" name:"group_id" help:"The replica group's ID (g-...), a unique prefix of it, or its name."`
 	Nexfile      string            `name:"nexfile" short:"f" type:"path" help:"The new definition's Nexfile (else the group's, changed by the flags)."`
 	Description  string            `name:"description" help:"New description."`
 	Tags         map[string]string `name:"tags" mapsep:"," help:"New placement tags k=v (replace the group's)."`
@@ -651,15 +760,18 @@ type WorkloadUpdateCmd struct {
 // Run updates: each new copy starts and must run for a moment without a restart before
 // an old one stops; a new copy that fails stops the update, the old copies running on.
 func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
-	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
-		return v1.BadRequest("%s is not a replica group's ID (they start with %s): updates replace copies of a group started with --replicas", c.ID, v1.GroupIDPrefix)
-	}
 	if c.MaxParallel < 1 {
 		return v1.BadRequest("--max-parallel must be at least 1")
 	}
 	cl, err := g.client()
 	if err != nil {
 		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		return v1.BadRequest("%s is not a replica group's ID (they start with %s) nor its name: updates replace copies of a group started with --replicas", c.ID, v1.GroupIDPrefix)
 	}
 	var def v1.WorkloadDefinition
 	if c.Nexfile != "" {

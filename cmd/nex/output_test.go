@@ -1,0 +1,27 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// On a terminal the columns line up by the text a person sees: the header's bold escape
+// codes take no room.
+func TestTableAlignsVisibleText(t *testing.T) {
+	tb := newTable("ID", "NAME", "STATE")
+	tb.row("a1b2c3", "web", "running")
+	tb.row("x", "a-much-longer-name", "stopped (exit 3)")
+	var b strings.Builder
+	tb.aligned(&b)
+	visible := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(b.String(), "")
+	lines := strings.Split(strings.TrimSuffix(visible, "\n"), "\n")
+	for _, col := range []string{"NAME", "STATE"} {
+		at := strings.Index(lines[0], col)
+		for _, l := range lines[1:] {
+			if at >= len(l) || l[at-1] != ' ' || l[at] == ' ' {
+				t.Fatalf("column %s starts at %d in the header but not in %q:\n%s", col, at, l, visible)
+			}
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// The everyday CLI: names and 8-character prefixes address workloads, groups and nodes;
+// list filters, -q, -o json|yaml|wide and --format; node names in lists.
+func TestEverydayCLI(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	startNexdNamed(t, u, url, filepath.Join(u.home, "data"), "lab1")
+	ns := []string{"-s", url, "--namespace", "default"}
+	nex := func(args ...string) string { t.Helper(); return u.mustNex(append(ns, args...)...) }
+	sleep := `{"uri":"file:///bin/sleep","argv":["600"]}`
+	web := u.startNative(url, "web", "service", sleep)
+	u.startNative(url, "twin", "service", sleep)
+	u.startNative(url, "twin", "service", sleep)
+	out := nex("workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api", "--start-request", sleep, "--replicas", "2")
+	gid := strings.Fields(out[strings.Index(out, "[")+1:])[0]
+	gid = strings.TrimSuffix(gid, "]")
+	if !strings.HasPrefix(gid, v1.GroupIDPrefix) {
+		t.Fatalf("group start said %q", out)
+	}
+
+	// a name and an 8-character prefix address a workload
+	for _, arg := range []string{"web", web[:8]} {
+		var w v1.WorkloadInfo
+		if err := json.Unmarshal([]byte(nex("--json", "workload", "info", arg)), &w); err != nil || w.ID != web {
+			t.Fatalf("workload info %s: %+v %v", arg, w, err)
+		}
+	}
+	// ... and a group, by its name or a prefix of its ID
+	for _, arg := range []string{"api", gid[:10]} {
+		if out := nex("workload", "info", arg); !strings.Contains(out, gid) || !strings.Contains(out, "replica group of 2") {
+			t.Fatalf("workload info %s: %s", arg, out)
+		}
+	}
+	if _, errOut, code := u.nex(append(ns, "workload", "info", "twin")...); code == 0 || !strings.Contains(errOut, `name "twin" is shared by 2 workloads`) {
+		t.Fatalf("a name two workloads share: exit %d: %s", code, errOut)
+	}
+	nex("workload", "scale", "api", "1")
+	testutil.Eventually(t, 10*time.Second, "the group scaled to 1", func() bool {
+		return strings.Count(nex("workload", "list", "--group", gid[:10], "--state", "running", "-q"), "\n") == 1
+	})
+
+	// filters, -q, and the output forms
+	if got := nex("workload", "list", "--name", "web", "-q"); got != web+"\n" {
+		t.Fatalf("list --name web -q: %q", got)
+	}
+	if got := nex("workload", "list", "--node", "lab1", "--name", "twin", "--format", "{{.Name}}={{.State}}"); got != "twin=running\ntwin=running\n" {
+		t.Fatalf("list --format: %q", got)
+	}
+	var all []v1.WorkloadInfo
+	if err := json.Unmarshal([]byte(nex("workload", "list", "-o", "json", "--state", "running")), &all); err != nil || len(all) != 4 {
+		t.Fatalf("list -o json --state running: %d workloads, %v", len(all), err)
+	}
+	if got := nex("workload", "list", "-o", "yaml", "--name", "web"); !strings.Contains(got, "name: web") {
+		t.Fatalf("list -o yaml: %s", got)
+	}
+	if got := nex("workload", "list", "--name", "web"); !strings.Contains(got, "\tlab1") || strings.Contains(got, web) {
+		t.Fatalf("the table shows the node's name and short IDs: %s", got)
+	}
+	if got := nex("workload", "list", "-o", "wide", "--name", "web"); !strings.Contains(got, web) {
+		t.Fatalf("-o wide shows whole IDs: %s", got)
+	}
+	if got := nex("workload", "list", "--tag", "zone=nowhere"); !strings.Contains(got, "that match the filters") {
+		t.Fatalf("an empty filtered list: %q", got)
+	}
+	// a node by its name
+	if out := u.mustNex("-s", url, "node", "info", "lab1"); !strings.Contains(out, "lab1") {
+		t.Fatalf("node info lab1: %s", out)
+	}
+	if out := nex("workload", "stop", "web"); !strings.Contains(out, "stopped") {
+		t.Fatalf("stop by name: %s", out)
+	}
+}
