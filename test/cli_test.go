@@ -79,6 +79,14 @@ func TestEverydayCLI(t *testing.T) {
 	if out := u.mustNex("-s", url, "node", "info", "lab1"); !strings.Contains(out, "lab1") {
 		t.Fatalf("node info lab1: %s", out)
 	}
+	// an inline start ignores a Nexfile that lies in the directory; a bare start reads it, saying so
+	u.write("Nexfile", "name: fromfile\ntype: native\nlifecycle: job\ntags:\n  region: prod\nstart_request:\n  uri: file:///bin/true\n", 0o644)
+	if _, errOut, code := u.nex(append(ns, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "inline", "--start-request", `{"uri":"file:///bin/true"}`)...); code != 0 || strings.Contains(errOut, "Nexfile") {
+		t.Fatalf("an inline start beside a Nexfile: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := u.nex(append(ns, "workload", "start")...); code == 0 || !strings.Contains(errOut, "starting the workload of ./Nexfile") || !strings.Contains(errOut, "region") {
+		t.Fatalf("a bare start with a Nexfile of region=prod: exit %d: %s", code, errOut)
+	}
 	if out := nex("workload", "stop", "web"); !strings.Contains(out, "stopped") {
 		t.Fatalf("stop by name: %s", out)
 	}

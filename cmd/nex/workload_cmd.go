@@ -87,7 +87,7 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
 
 // WorkloadStartCmd starts a workload from a Nexfile and/or flags.
 type WorkloadStartCmd struct {
-	Nexfile      string            `name:"nexfile" short:"f" type:"path" help:"Nexfile (YAML or JSON); default ./Nexfile if present."`
+	Nexfile      string            `name:"nexfile" short:"f" type:"path" help:"Nexfile (YAML or JSON); default ./Nexfile when neither --type nor --start-request is given."`
 	Type         string            `name:"type" help:"Workload type (the nexlet register_type, e.g. native)."`
 	Lifecycle    string            `name:"lifecycle" help:"service, job or function."`
 	Name         string            `name:"name" help:"Workload name."`
@@ -103,13 +103,28 @@ type WorkloadStartCmd struct {
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
 }
 
-func (c *WorkloadStartCmd) definition() (v1.WorkloadDefinition, error) {
-	path, err := nexfile.Discover(c.Nexfile)
-	if err != nil {
-		return v1.WorkloadDefinition{}, err
+// definition is the workload to start: the Nexfile given with -f, changed by the flags;
+// else, when the flags do not say what to run (no --type and no --start-request), the
+// ./Nexfile of the current directory, saying so; else the flags alone (an inline start
+// takes nothing from a Nexfile that happens to lie there).
+func (c *WorkloadStartCmd) definition(g *Globals) (v1.WorkloadDefinition, error) {
+	path := c.Nexfile
+	if path == "" && c.StartRequest == "" && c.Type == "" {
+		var err error
+		if path, err = nexfile.Discover(""); err != nil {
+			return v1.WorkloadDefinition{}, err
+		}
+		if path != "" && !g.JSON {
+			fmt.Fprintf(g.stderr, "nex: starting the workload of ./%s (-f FILE for another; --type and --start-request for none)\n", path)
+		}
+	} else if path != "" {
+		if _, err := nexfile.Discover(path); err != nil {
+			return v1.WorkloadDefinition{}, err
+		}
 	}
 	var nf *nexfile.Nexfile
 	if path != "" {
+		var err error
 		if nf, err = nexfile.Load(path); err != nil {
 			return v1.WorkloadDefinition{}, err
 		}
@@ -144,7 +159,7 @@ func startRetrying(ctx context.Context, cl *client.Client, def v1.WorkloadDefini
 
 // Run validates, auctions and deploys.
 func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
-	def, err := c.definition()
+	def, err := c.definition(g)
 	if err != nil {
 		return err
 	}
