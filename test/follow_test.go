@@ -58,6 +58,15 @@ func TestFollowIsExact(t *testing.T) {
 		t.Fatalf("logs -f of a running job: %q, exit %d, stderr %q", out, code, errOut)
 	}
 
+	// --timestamps leads each line with its time
+	out = u.mustNex(append(ns, "workload", "logs", id, "--timestamps")...)
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		ts, line, _ := strings.Cut(l, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || (line != "first" && line != "last") {
+			t.Fatalf("logs --timestamps: %q", out)
+		}
+	}
+
 	// events -f shows what happens from now on, not the history
 	bg := u.start("nex", append(ns, "events", "-f")...)
 	var fresh []string // the follow subscribes at its own pace: start jobs until it shows one

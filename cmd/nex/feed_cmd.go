@@ -39,9 +39,10 @@ func (f feedFlags) eventOptions() client.FeedOptions {
 
 // WorkloadLogsCmd prints a workload's output.
 type WorkloadLogsCmd struct {
-	ID     string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; or a replica group's ID or name (g-...): every copy's output, each line led by its copy's ID."`
-	Stdout bool   `name:"stdout" help:"Only standard output." xor:"stream"`
-	Stderr bool   `name:"stderr" help:"Only standard error." xor:"stream"`
+	ID         string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; or a replica group's ID or name (g-...): every copy's output, each line led by its copy's ID."`
+	Stdout     bool   `name:"stdout" help:"Only standard output." xor:"stream"`
+	Stderr     bool   `name:"stderr" help:"Only standard error." xor:"stream"`
+	Timestamps bool   `name:"timestamps" short:"t" help:"Lead each line with the time the nexlet published it (RFC 3339, UTC; lines published together share it)."`
 	feedFlags
 }
 
@@ -81,9 +82,9 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	lines := 0
 	if o.Follow {
-		return followOutput(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
+		return followOutput(ctx, g, cl, c.ID, o, logView{c.Stdout, c.Stderr, c.Timestamps, &lines})
 	}
-	err = printLogs(ctx, g, cl, c.ID, o, c.Stdout, c.Stderr, &lines)
+	err = printLogs(ctx, g, cl, c.ID, o, logView{c.Stdout, c.Stderr, c.Timestamps, &lines})
 	if err != nil {
 		return err
 	}
@@ -116,7 +117,7 @@ const endGrace = 10 * time.Second
 // Ctrl+C. It then says on stderr how the workload ended, and returns the workload's exit
 // code as the command's (as docker run does). A workload that ended without that end (its
 // nexlet was killed) is let go endGrace after it ended, saying lines may be missing.
-func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool, count *int) error {
+func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
 	var last *v1.LogEnd
 	o.Follow = true
 	o.OnEnd = func(e v1.LogEnd) bool {
@@ -132,7 +133,7 @@ func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string,
 	defer cancel()
 	go watchEnded(ectx, cl, id, ended)
 	o.Until = ended
-	if err := printLogs(ctx, g, cl, id, o, onlyOut, onlyErr, count); err != nil || ctx.Err() != nil {
+	if err := printLogs(ctx, g, cl, id, o, v); err != nil || ctx.Err() != nil {
 		return err
 	}
 	if last == nil {
@@ -178,18 +179,29 @@ func watchEnded(ctx context.Context, cl *client.Client, id string, ended chan<- 
 	})
 }
 
-func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, onlyOut, onlyErr bool, count *int) error {
+// logView says which lines of a workload's output to print, and how.
+type logView struct {
+	onlyOut, onlyErr bool
+	timestamps       bool // each line led by the time it was written
+	count            *int // counts the lines printed, when set
+}
+
+func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
 	return cl.Logs(ctx, id, o, func(l client.LogLine) error {
-		if (onlyOut && l.Stream != "stdout") || (onlyErr && l.Stream != "stderr") {
+		if (v.onlyOut && l.Stream != "stdout") || (v.onlyErr && l.Stream != "stderr") {
 			return nil
 		}
-		if count != nil {
-			*count++
+		if v.count != nil {
+			*v.count++
 		}
 		if g.JSON {
 			return writeJSONLine(g.stdout, l)
 		}
-		return printLine(g, l, "")
+		prefix := ""
+		if v.timestamps {
+			prefix = l.Time.UTC().Format(time.RFC3339Nano) + " "
+		}
+		return printLine(g, l, prefix)
 	})
 }
 

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
@@ -122,13 +125,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.UsageOnError(), kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 	}
+	// whether a namespace was chosen anywhere (flag, environment, config file)
+	nsGiven := os.Getenv("NEX_NAMESPACE") != "" || slices.ContainsFunc(args, func(a string) bool { return a == "--namespace" || strings.HasPrefix(a, "--namespace=") })
 	if cfgPath != "" {
 		r, err := config.Load(cfgPath)
 		if err != nil {
 			fmt.Fprintln(stderr, "nex:", err)
 			return 1
 		}
-		opts = append(opts, kong.Resolvers(r))
+		opts = append(opts, kong.Resolvers(kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+			v, err := r.Resolve(kctx, parent, flag)
+			if flag.Name == "namespace" && v != nil {
+				nsGiven = true
+			}
+			return v, err
+		})))
 		cli.configUsed = cfgPath
 	}
 	code := 0
@@ -149,6 +160,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return
 		}
 		kctx, err := parser.Parse(args)
+		if err != nil && (cli.JSON || slices.Contains(args, "--json")) { // a script asked for JSON: errors too
+			printJSONError(stderr, v1.BadRequest("%s", err.Error()))
+			code = 2
+			return
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "nex:", err)
 			var pe *kong.ParseError
@@ -164,6 +180,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 				code = 1
 			}
 			return
+		}
+		if !nsGiven && strings.HasPrefix(kctx.Command(), "workload ") && isTerminal(stderr) {
+			fmt.Fprintf(stderr, "nex: no namespace given: working in %q, the admin namespace (choose one with --namespace, $NEX_NAMESPACE or \"namespace\" in %s)\n", cli.Namespace, cmp.Or(cli.configUsed, "the config file"))
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
@@ -247,7 +266,14 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 		if f.Hidden || f.Name == "help" || f.Name == "version" {
 			continue
 		}
-		flags[f.Name] = f.Target.Interface()
+		switch v := f.Target.Interface().(type) {
+		case time.Duration: // "1m30s", not nanoseconds
+			flags[f.Name] = v.String()
+		case v1.Duration:
+			flags[f.Name] = time.Duration(v).String()
+		default:
+			flags[f.Name] = v
+		}
 	}
 	for _, k := range []string{"nats.password", "nats.token", "node-seed", "issuer-signing-key", "issuer-nkey-seed", "secrets-key"} {
 		if s, ok := flags[k].(string); ok && s != "" {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func runNex(t *testing.T, args ...string) (string, string, int) {
@@ -140,7 +139,7 @@ func TestSampleConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"logs.max-age": float64(12 * time.Hour), "state": "kv", "embedded.listen": "127.0.0.1:5999", "node-name": "lab1", "agent-restart-limit": float64(3)} {
+	for k, want := range map[string]any{"logs.max-age": "12h0m0s", "state": "kv", "embedded.listen": "127.0.0.1:5999", "node-name": "lab1", "agent-restart-limit": float64(3)} {
 		if got.Flags[k] != want {
 			t.Errorf("%s = %v, want %v", k, got.Flags[k], want)
 		}
@@ -169,6 +168,8 @@ func TestJSONErrors(t *testing.T) {
 		{[]string{"--json", "--namespace", "a.b", "workload", "list"}, "invalid_token"},
 		{[]string{"--json", "-s", "nats://127.0.0.1:1", "workload", "list"}, "unavailable"},
 		{[]string{"--json", "workload", "rm"}, "bad_request"},
+		{[]string{"--json", "workload", "list", "--bogus"}, "bad_request"}, // a parse error too
+		{[]string{"workload", "list", "--json", "--output", "nope"}, "bad_request"},
 	} {
 		out, errs, code := runNex(t, c.args...)
 		var e struct {
@@ -179,6 +180,14 @@ func TestJSONErrors(t *testing.T) {
 		if code == 0 || json.Unmarshal([]byte(errs), &e) != nil || e.ErrorCode != c.code || e.Message == "" || e.Code == 0 {
 			t.Errorf("nex %s: exit %d, stdout %q, stderr %q; want a JSON error %s", strings.Join(c.args, " "), code, out, errs, c.code)
 		}
+	}
+}
+
+// --check prints durations as people write them.
+func TestCheckDurations(t *testing.T) {
+	out, errs, code := runNex(t, "--check", "node", "up", "--node-loss-window", "90s")
+	if code != 0 || !strings.Contains(out, `"node-loss-window": "1m30s"`) || !strings.Contains(out, `"workload-creds-ttl": "1h0m0s"`) {
+		t.Fatalf("--check node up: exit %d\n%s%s", code, out, errs)
 	}
 }
 

@@ -277,7 +277,7 @@ func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadIn
 	if w.Lifecycle != v1.LifecycleJob && !g.JSON {
 		fmt.Fprintf(g.stderr, "Following its output; Ctrl+C stops following (the workload keeps running).\n")
 	}
-	return followOutput(ctx, g, cl, w.ID, client.FeedOptions{}, false, false, nil)
+	return followOutput(ctx, g, cl, w.ID, client.FeedOptions{}, logView{})
 }
 
 // WorkloadListCmd lists workloads.
