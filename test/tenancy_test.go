@@ -767,6 +767,19 @@ func TestTenantCannotConfigureStreams(t *testing.T) {
 			t.Fatalf("b's function ran on a's bytes:\n%s", logs)
 		}
 	}
+	// ... and its idle heartbeats, status messages JetStream sends to the deliver subject
+	// itself (an attacker's walk had b's function run 8 times a second on them)
+	beat, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "beat", "ack_policy": "none", "deliver_policy": "new",
+		"deliver_subject": "b.greet", "deliver_group": "nex-fn-b-greet", "idle_heartbeat": int64(100 * time.Millisecond), "flow_control": true,
+		"filter_subject": "$O." + v1.BundleBucket(ns) + ".C.>"}})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".beat.$O."+v1.BundleBucket(ns)+".C.>", beat, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("the heartbeating consumer: %v %s", err, m.Data)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if logs, _, _ := u.nex(append(admin, "workload", "logs", fn)...); strings.Count(logs, "got") > 1 {
+			t.Fatalf("b's function ran on a consumer's heartbeats:\n%s", logs)
+		}
+	}
 	// a replica group is bounded: a tenant scaled one to 2^63-1 and its node stalled
 	if _, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "many", "--replicas", "1001",
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...); code == 0 || !strings.Contains(errOut, "must be between 0 and 1000") {

@@ -417,7 +417,7 @@ func (d *daemon) openHistory(ctx context.Context) (*node.History, error) {
 		return err
 	})
 	if errors.Is(err, node.ErrNoJetStream) {
-		d.log.Warn("no log and event history (needs JetStream): nex workload logs will only follow live lines", zap.Error(err))
+		d.log.Warn("no log and event history (it needs JetStream): nex workload logs follows live lines only; --no-logs.history says this is meant", zap.Error(err))
 		return nil, nil
 	}
 	return h, err

@@ -209,12 +209,12 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 		sem = make(chan struct{}, ep.Concurrent)
 	}
 	return micro.HandlerFunc(func(mr micro.Request) {
-		if !SubjectMatches(ep.Subject, mr.Subject()) {
+		if Delivered(ep.Subject, mr.Subject(), mr.Headers()) {
 			// JetStream delivered it here (a push consumer's deliver subject) with the
 			// subject it was stored under: anyone allowed to create a consumer on any
 			// stream of the account can aim one at an endpoint, but nobody but a publisher
 			// to the endpoint's subject can make its request. Dropped, unanswered.
-			s.log.Warn("dropped a message delivered to an endpoint under another subject (a JetStream push consumer aimed at it?)",
+			s.log.Warn("dropped a message JetStream delivered to an endpoint (a push consumer aimed at it?)",
 				zap.String("endpoint", ep.Name), zap.String("subject", mr.Subject()))
 			return
 		}
@@ -516,6 +516,16 @@ func (r *counted) countError(desc string) { r.c.add(r.name, desc) }
 
 // SubjectMatches says whether subject is one that pattern (with * and > wildcards)
 // subscribes to.
+// Delivered says whether a message that reached a subscription on pattern was not
+// published to it but delivered by JetStream: a push consumer's stored message (under the
+// subject it was stored with), or its idle heartbeat or flow control request (a status
+// message, header Status, sent to the deliver subject itself). Anyone who may create a
+// consumer on a stream of the account can aim one at any subject; only a publisher to the
+// subject can make a real request.
+func Delivered(pattern, subject string, header interface{ Get(string) string }) bool {
+	return header.Get("Status") != "" || !SubjectMatches(pattern, subject)
+}
+
 func SubjectMatches(pattern, subject string) bool {
 	p, t := strings.Split(pattern, "."), strings.Split(subject, ".")
 	for i, tok := range p {

@@ -149,6 +149,10 @@ func TestKVStoreNeedsJetStream(t *testing.T) {
 	if !errors.Is(err, node.ErrNoJetStream) || !strings.Contains(err.Error(), "enable it") {
 		t.Fatalf("want ErrNoJetStream, got %v", err)
 	}
+	// the history says so at once too (it waited 5 minutes on "no responders", then nexd exited)
+	if _, err := node.OpenHistory(ctx, nc, node.HistoryConfig{}); !errors.Is(err, node.ErrNoJetStream) {
+		t.Fatalf("history without JetStream: want ErrNoJetStream, got %v", err)
+	}
 }
 
 // A node that dies and comes back (same ID, KV state) adopts the workloads its nexlet

@@ -89,6 +89,9 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) (*History,
 	if h.Replicas <= 0 {
 		h.Replicas = 1
 	}
+	if err := CheckJetStream(ctx, js); err != nil { // off: at once, not after waiting on a stream
+		return nil, err
+	}
 	hist := &History{js: js, cfg: h, made: map[string]time.Time{}, errs: map[string]error{}}
 	for name, subject := range map[string]string{LegacyLogsStream: v1.LogHistorySubject("*", "*"), LegacyEventsStream: v1.EventSubject("*", "*")} {
 		st, err := js.Stream(ctx, name)

@@ -77,8 +77,9 @@ func (h *handle) listen() (*triggerConn, error) {
 	for _, subject := range h.sr.Triggers {
 		sub, err := tc.nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
 			// JetStream delivers a push consumer's messages under the subject they were
-			// stored with: another namespace's stream aimed at this trigger is not a trigger
-			if svc.SubjectMatches(subject, m.Subject) {
+			// stored with, and its heartbeats as status messages: another namespace's
+			// consumer aimed at this trigger is not a trigger
+			if !svc.Delivered(subject, m.Subject, m.Header) {
 				h.invoke(tc, m)
 			}
 		})
