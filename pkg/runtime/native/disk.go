@@ -2,36 +2,53 @@ package native
 
 import (
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// diskCheckEvery is how often a workload with a disk limit has its workdir measured.
+// diskCheckEvery is how often, at most, a workload with a disk limit has its workdir
+// measured; a tree that takes long to walk is walked less often (diskCheckCost).
 const diskCheckEvery = time.Second
 
-// watchDisk measures the workdir of a workload with resources.disk every diskCheckEvery,
-// keeps the figure for its metadata, and calls over once when it holds more than the
+// diskCheckCost bounds the share of a core the walks of one workdir may take: the next
+// walk waits this many times as long as the last one took (at most diskCheckMax).
+const (
+	diskCheckCost = 20
+	diskCheckMax  = 30 * time.Second
+)
+
+// minEntryBytes is what each file and directory counts at least: an empty file takes an
+// inode and a directory entry, and a million of them must not count as nothing.
+const minEntryBytes = 4096
+
+// watchDisk measures what the workload whose process is pid holds on disk, while it runs
+// with resources.disk: its workdir and the files its processes hold open after removing
+// them. It keeps the figure for its metadata and calls over once it holds more than the
 // limit. It returns the function that stops watching; nothing runs without a limit.
-func (h *handle) watchDisk(over func()) (stop func()) {
+func (h *handle) watchDisk(pid int, over func()) (stop func()) {
 	if h.sr.Resources == nil || h.sr.Resources.Disk <= 0 {
 		return func() {}
 	}
 	limit := int64(h.sr.Resources.Disk)
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(diskCheckEvery)
-		defer t.Stop()
 		for {
-			used := diskUsage(h.workdir)
+			began := time.Now()
+			used := diskUsage(h.workdir) + openRemoved(pid, h.workdir)
 			h.diskUsed.Store(used)
 			if used > limit {
 				h.log.Warn("workload over its disk limit: stopping it")
 				over()
 				return
 			}
+			t := time.NewTimer(min(max(diskCheckEvery, diskCheckCost*time.Since(began)), diskCheckMax))
 			select {
 			case <-done:
+				t.Stop()
 				return
 			case <-t.C:
 			}
@@ -40,8 +57,8 @@ func (h *handle) watchDisk(over func()) (stop func()) {
 	return func() { close(done) }
 }
 
-// diskUsage is what the tree at dir takes on disk (allocated blocks, links not followed;
-// a file linked twice counts twice).
+// diskUsage is what the tree at dir takes on disk: allocated blocks, each entry at least
+// minEntryBytes (links not followed; a file linked twice counts twice).
 func diskUsage(dir string) int64 {
 	var total int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -50,10 +67,56 @@ func diskUsage(dir string) int64 {
 		}
 		if info, err := d.Info(); err == nil {
 			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				total += st.Blocks * 512
+				total += max(st.Blocks*512, minEntryBytes)
 			}
 		}
 		return nil
 	})
 	return total
+}
+
+// openRemoved is what the files that pid and its descendants hold open, on the workdir's
+// filesystem, after their last link went, take on disk: space no walk of the workdir
+// finds, freed only when they close.
+func openRemoved(pid int, workdir string) int64 {
+	var wd syscall.Stat_t
+	if pid <= 0 || syscall.Stat(workdir, &wd) != nil {
+		return 0
+	}
+	seen := map[uint64]bool{}
+	var total int64
+	for _, p := range descendants(pid) {
+		dir := "/proc/" + strconv.Itoa(p) + "/fd/"
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if target, err := os.Readlink(dir + fd.Name()); err != nil || !strings.HasSuffix(target, " (deleted)") {
+				continue
+			}
+			var st syscall.Stat_t
+			if syscall.Stat(dir+fd.Name(), &st) != nil || st.Nlink != 0 || st.Dev != wd.Dev || seen[st.Ino] {
+				continue
+			}
+			seen[st.Ino] = true
+			total += st.Blocks * 512
+		}
+	}
+	return total
+}
+
+// descendants is pid and every process below it (through /proc/<pid>/task/*/children;
+// in a sandbox, every process of the workload: orphans go to its init).
+func descendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out) && len(out) < 100000; i++ {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(out[i]) + "/task")
+		for _, t := range tasks {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(out[i]) + "/task/" + t.Name() + "/children")
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
 }

@@ -297,7 +297,7 @@ func (h *handle) wait(p *process) (int, string) {
 	}
 	stopChecks := h.checkHealth(pid)
 	var overDisk atomic.Bool
-	stopDisk := h.watchDisk(func() {
+	stopDisk := h.watchDisk(pid, func() {
 		overDisk.Store(true)
 		killGroup(pid, syscall.SIGTERM)
 		time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })

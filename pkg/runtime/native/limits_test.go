@@ -431,6 +431,21 @@ func TestDiskLimit(t *testing.T) {
 	if info.ExitReason != v1.ExitDiskLimit || !strings.Contains(info.Metadata["error"], "over its disk limit of 8 MiB") || info.Metadata["restarts"] != "0" {
 		t.Fatalf("after going over its disk limit: %+v", info)
 	}
+	// what a walk of the workdir does not see counts too (an attacker's walk held 900 MB
+	// in removed files under a limit of 256 MiB, and 170,000 empty files counted as nothing)
+	for name, script := range map[string]string{
+		"removed": `exec 3>"$PWD/gone"; head -c 20971520 /dev/zero >&3; rm "$PWD/gone"; exec sleep 600`,
+		"inodes":  `mkdir "$PWD/d" && cd "$PWD/d" && seq 1 4000 | xargs touch; exec sleep 600`,
+	} {
+		w, err := e.startScript(name, v1.LifecycleService, script, map[string]any{"resources": map[string]any{"disk": "8MiB"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 15*time.Second, name+" over its disk limit to be stopped", func() bool { return e.state(w.ID).State == v1.StateFailed })
+		if info := e.state(w.ID); info.ExitReason != v1.ExitDiskLimit {
+			t.Fatalf("%s: %+v", name, info)
+		}
+	}
 	// a disk limit alone makes no cgroup (one with no controllers wrote "tasks" files and
 	// workload-named directories into the nexlet's working directory)
 	for _, p := range []string{"tasks", w.ID, big.ID} {
