@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
@@ -236,5 +237,34 @@ func TestFanOutNamesTheSilentNodes(t *testing.T) {
 	missing, err = svc.FanOutMissing(context.Background(), nc, "test.fan", nil, 3*time.Second, func(svc.Reply) bool { return false })
 	if err != nil || len(missing) != 0 {
 		t.Fatalf("with every node answering: missing %v, err %v", missing, err)
+	}
+}
+
+// A user who may not subscribe to its replies' inbox hears no answer ever: a call says so
+// at once, naming the inbox and --nats.inbox-prefix, not "no reply in time" after 10 s.
+func TestCallWithoutInboxRights(t *testing.T) {
+	ns := testutil.StartServer(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "svc", Password: "p"},
+			{Username: "tenant", Password: "p", Permissions: &server.Permissions{Subscribe: &server.SubjectPermission{Deny: []string{"_INBOX.>"}}}}}
+	})
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("svc", "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s := newServer(t, nc, zap.NewNop())
+	if err := s.Add(svc.Endpoint{Name: "ECHO", Subject: "test.echo", Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := nats.Connect(ns.ClientURL(), append(svc.ConnOptions(), nats.UserInfo("tenant", "p"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = svc.Call(ctx, tc, "test.echo", nil, nil)
+	if e := v1.AsError(err); e.Code != 403 || !strings.Contains(e.Message, "may not subscribe to its replies' inbox _INBOX.>") || !strings.Contains(e.Message, "--nats.inbox-prefix") || ctx.Err() != nil {
+		t.Fatalf("a call without inbox rights: %v (context %v)", err, ctx.Err())
 	}
 }
