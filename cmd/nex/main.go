@@ -154,6 +154,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 		parser, err := kong.New(&cli, opts...)
+		if err == nil && cfgPath != "" {
+			err = config.Check(cfgPath, parser.Model, "node up") // nexd reads node up's flags at the top too
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "nex:", err)
 			code = 1

@@ -183,6 +183,17 @@ func TestJSONErrors(t *testing.T) {
 	}
 }
 
+// A config key no flag reads is refused, with the closest key named: nats.server
+// silently connected to :4222.
+func TestConfigTyposRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(path, []byte(`{"#": "a comment", "nats": {"server": "nats://x:4222"}, "node": {"up": {"node_nam": "x", "tags": {"any": "thing"}}}, "node_name": "top"}`), 0o644)
+	_, errs, code := runNex(t, "--config", path, "workload", "list")
+	if code == 0 || !strings.Contains(errs, `"nats.server" (did you mean nats.servers?)`) || !strings.Contains(errs, `"node.up.node_nam" (did you mean node.up.node_name?)`) || strings.Contains(errs, "tags") || strings.Contains(errs, `"node_name"`) || strings.Contains(errs, `"#"`) {
+		t.Fatalf("a config with typos: exit %d: %s", code, errs)
+	}
+}
+
 // --check prints durations as people write them.
 func TestCheckDurations(t *testing.T) {
 	out, errs, code := runNex(t, "--check", "node", "up", "--node-loss-window", "90s")

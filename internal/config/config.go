@@ -143,3 +143,98 @@ func lookup(m map[string]any, path []string) (any, bool) {
 	}
 	return cur, true
 }
+
+// Check reads the config at path and refuses a key that no flag of app reads, naming the
+// closest one ("did you mean ..."): a typo must not be taken for a setting that was made.
+// Keys that begin with "#" are comments.
+// A command's flags are read under the command's path ({"node": {"up": {...}}}), and also
+// at the top level of those under alsoAtRoot (nexd reads node up's flags there).
+func Check(path string, app *kong.Application, alsoAtRoot ...string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config %s: %w", path, err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(b, &values); err != nil {
+		return fmt.Errorf("parse config %s: %w", path, err)
+	}
+	known := map[string]bool{}
+	var walk func(n *kong.Node, scope []string)
+	walk = func(n *kong.Node, scope []string) {
+		atRoot := slices.Contains(alsoAtRoot, strings.Join(scope, " "))
+		for _, f := range n.Flags {
+			known[strings.Join(append(slices.Clone(scope), snake(f.Name)), ".")] = true
+			if atRoot {
+				known[snake(f.Name)] = true
+			}
+		}
+		for _, c := range n.Children {
+			if c.Type == kong.CommandNode {
+				walk(c, append(slices.Clone(scope), c.Name))
+			}
+		}
+	}
+	walk(app.Node, nil)
+	var unknown []string
+	var visit func(path string, v any)
+	visit = func(path string, v any) {
+		if known[path] {
+			return
+		}
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, child := range m {
+				if strings.HasPrefix(k, "#") { // a comment, as deploy/config.json has them
+					continue
+				}
+				visit(strings.TrimPrefix(path+"."+k, "."), child)
+			}
+			return
+		}
+		unknown = append(unknown, path)
+	}
+	visit("", values)
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	var why []string
+	for _, k := range unknown {
+		why = append(why, fmt.Sprintf("%q%s", k, didYouMean(k, known)))
+	}
+	return fmt.Errorf("config %s: unknown key %s (keys are flag names with - written _, nested under a command's path)", path, strings.Join(why, ", "))
+}
+
+// didYouMean names the known key closest to k, when one is close.
+func didYouMean(k string, known map[string]bool) string {
+	best, bestD := "", 4
+	for _, c := range slices.Sorted(maps.Keys(known)) {
+		if d := distance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
