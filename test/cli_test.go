@@ -87,6 +87,22 @@ func TestEverydayCLI(t *testing.T) {
 	if _, errOut, code := u.nex(append(ns, "workload", "start")...); code == 0 || !strings.Contains(errOut, "starting the workload of ./Nexfile") || !strings.Contains(errOut, "region") {
 		t.Fatalf("a bare start with a Nexfile of region=prod: exit %d: %s", code, errOut)
 	}
+	// restart: a workload is replaced by a new copy, a group copy by copy
+	out = nex("workload", "restart", "web")
+	_, web2 := startedID(t, strings.Replace(out, "restarted", "successfully started", 1))
+	if web2 == web || !strings.Contains(out, "replaces "+web) {
+		t.Fatalf("restart web: %s", out)
+	}
+	if got := nex("workload", "list", "--name", "web", "--state", "running", "-q"); got != web2+"\n" {
+		t.Fatalf("after the restart, running as web: %q", got)
+	}
+	before := nex("workload", "list", "--group", "api", "-q", "--state", "running")
+	if out := nex("workload", "restart", "api"); !strings.Contains(out, "restarted: 1 copies of version 2 running") {
+		t.Fatalf("restart of a group: %s", out)
+	}
+	if after := nex("workload", "list", "--group", "api", "-q", "--state", "running"); after == before || strings.Count(after, "\n") != 1 {
+		t.Fatalf("the group's copy before the restart %q, after %q", before, after)
+	}
 	if out := nex("workload", "stop", "web"); !strings.Contains(out, "stopped") {
 		t.Fatalf("stop by name: %s", out)
 	}

@@ -31,6 +31,7 @@ type WorkloadCmd struct {
 	Start   WorkloadStartCmd   `cmd:"" help:"Auction a workload and start it on the winning node."`
 	List    WorkloadListCmd    `cmd:"" aliases:"ls" help:"List workloads on every node."`
 	Stop    WorkloadStopCmd    `cmd:"" help:"Stop a workload; returns when its processes are gone."`
+	Restart WorkloadRestartCmd `cmd:"" help:"Replace a workload with a new copy of it (a replica group: copy by copy, as an update)."`
 	Rm      WorkloadRmCmd      `cmd:"" help:"Remove workloads that ended for good (a job that ran, a service that gave up), with their records and workdirs."`
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
@@ -721,6 +722,44 @@ func maskSecrets(sr json.RawMessage) json.RawMessage {
 		return sr
 	}
 	return bytes.TrimSpace(b.Bytes())
+}
+
+// WorkloadRestartCmd restarts a workload or a replica group.
+type WorkloadRestartCmd struct {
+	ID          string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; or a replica group's ID or name."`
+	MaxParallel int    `name:"max-parallel" default:"1" help:"A replica group: how many copies are replaced at a time."`
+}
+
+// Run restarts: a workload is replaced by a new copy of its definition (a new ID, placed
+// by auction), which starts before the old one is stopped; a group's copies are replaced
+// one batch at a time, each new copy running for a moment before an old one stops.
+func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
+	if c.MaxParallel < 1 {
+		return v1.BadRequest("--max-parallel must be at least 1")
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
+	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
+		st, err := cl.RestartGroup(ctx, c.ID, c.MaxParallel)
+		if err != nil {
+			return err
+		}
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] restarted: %d copies of version %d running", st.Name, st.ID, running(st.Copies), st.Version))
+	}
+	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{StopOriginal: true})
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, w)
+	}
+	fmt.Fprintf(g.stdout, "Workload %s [%s] restarted: a new copy replaces %s, which is stopped\n", w.Name, w.ID, c.ID)
+	return nil
 }
 
 // WorkloadCloneCmd clones a workload.

@@ -80,6 +80,12 @@ func (c *Client) secretsKey(ctx context.Context) (string, error) {
 // within a lease period of the last one going).
 const coordinatorWait = 15 * time.Second
 
+// RestartGroup replaces every copy of group gid with a new one of the same definition,
+// maxParallel at a time, as an update does (v1.GroupRestart).
+func (c *Client) RestartGroup(ctx context.Context, gid string, maxParallel int) (*v1.GroupStatus, error) {
+	return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupRestart, MaxParallel: maxParallel})
+}
+
 // Group sends a group request to the coordinator: every node hears it, the coordinator
 // acknowledges and answers, the others say they are not it. With no coordinator (one
 // is being chosen) it asks again until coordinatorWait has passed.

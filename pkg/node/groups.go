@@ -184,7 +184,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
-	case v1.GroupUpdate:
+	case v1.GroupUpdate, v1.GroupRestart:
 		return c.update(ctx, kv, ns, id, req)
 	case v1.GroupInfo:
 		g, err := kv.Group(ctx, ns, id)
@@ -527,7 +527,8 @@ const healthyFor = 2 * time.Second
 // update rolls group id over to req's definition (see v1.GroupUpdate). A failed update
 // puts the old definition back: the old copies run on, the new ones are stopped.
 func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
-	if req.Definition == nil {
+	restart := req.Op == v1.GroupRestart
+	if req.Definition == nil && !restart {
 		return v1.GroupStatus{}, v1.BadRequest("an update needs a definition")
 	}
 	g, err := kv.Group(ctx, ns, id)
@@ -535,9 +536,12 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 		return v1.GroupStatus{}, groupNotFound(err, id)
 	}
 	old := *g
-	def := *req.Definition
+	def := g.Definition // a restart: the same definition, a new version
+	if !restart {
+		def = *req.Definition
+	}
 	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion
-	if same, _ := json.Marshal(def); string(same) == string(mustJSON(g.Definition)) {
+	if same, _ := json.Marshal(def); !restart && string(same) == string(mustJSON(g.Definition)) {
 		byNode, err := c.copiesOf(ctx, g)
 		if err != nil || !hasOlder(byNode, g.GroupVersion) {
 			return v1.GroupStatus{}, v1.BadRequest("update of %s: the definition is version %d's as it is; nothing to update", id, g.GroupVersion)

@@ -225,6 +225,9 @@ const (
 	// starts and must run for a moment without a restart before an old one stops; a new
 	// copy that fails stops the update and leaves the old copies running.
 	GroupUpdate = "update"
+	// GroupRestart replaces every copy with a new one of the same definition, as an update
+	// does (the group's version goes up by one); Definition is not needed.
+	GroupRestart = "restart"
 )
 
 // GroupStatus describes a replica group and its copies.
