@@ -87,6 +87,18 @@ func TestEverydayCLI(t *testing.T) {
 	if _, errOut, code := u.nex(append(ns, "workload", "start")...); code == 0 || !strings.Contains(errOut, "starting the workload of ./Nexfile") || !strings.Contains(errOut, "region") {
 		t.Fatalf("a bare start with a Nexfile of region=prod: exit %d: %s", code, errOut)
 	}
+	// --wait-healthy: returns once the check passes, or fails with its last failure
+	checked := func(name, check string) (string, string, int) {
+		return u.nex(append(ns, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name, "--wait-healthy", "20s",
+			"--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"health":{"exec":{"argv":["/bin/sh","-c","`+check+`"]},"interval":"1s","failures":1}}`)...)
+	}
+	if _, errOut, code := checked("ok", "true"); code != 0 || !strings.Contains(errOut, "is healthy") {
+		t.Fatalf("--wait-healthy of a passing check: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := checked("sick", "echo no database; exit 1"); code == 0 || !strings.Contains(errOut, "unhealthy") || !strings.Contains(errOut, "no database") {
+		t.Fatalf("--wait-healthy of a failing check: exit %d: %s", code, errOut)
+	}
+
 	// restart: a workload is replaced by a new copy, a group copy by copy
 	out = nex("workload", "restart", "web")
 	_, web2 := startedID(t, strings.Replace(out, "restarted", "successfully started", 1))

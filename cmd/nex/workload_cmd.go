@@ -100,6 +100,7 @@ type WorkloadStartCmd struct {
 	Replicas     int               `name:"replicas" help:"Run this many copies as a replica group (needs nodes with --state kv); the group's ID is the one to scale and stop it by."`
 	MaxPerNode   int               `name:"max-per-node" help:"With --replicas: the most copies on one node (default 1)."`
 	Spread       string            `name:"spread" help:"With --replicas: spread the copies evenly over the values of this node tag (e.g. zone)."`
+	WaitHealthy  time.Duration     `name:"wait-healthy" help:"After starting a service with a health check, wait up to this long (e.g. 2m) for it to pass; exit 1 with the check's last failure when it does not." placeholder:"DURATION"`
 	Follow       bool              `name:"follow" help:"After starting, print the workload's output until it ends (then exit with its exit code) or Ctrl+C."`
 	RequestID    string            `name:"request-id" help:"Makes the start idempotent: started again with the same key in the same namespace, it returns the workload the first start made (default: a key of this invocation, reused when it retries)."`
 }
@@ -202,10 +203,44 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	default:
 		fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
 	}
+	if c.WaitHealthy > 0 {
+		if err := waitHealthy(ctx, g, cl, w.ID, c.WaitHealthy); err != nil {
+			return err
+		}
+	}
 	if c.Follow {
 		return follow(ctx, g, cl, w)
 	}
 	return nil
+}
+
+// waitHealthy polls workload id until its health check has passed, it is unhealthy or
+// no longer running, or within has passed.
+func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		w, err := cl.WorkloadInfo(ctx, id)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return err
+		case err != nil:
+			return v1.NewError(504, v1.CodeTimeout, "workload %s did not pass its health check within %s (it runs on; nex workload info %s)", id, within, id)
+		case w.Health == "":
+			return v1.BadRequest("workload %s has no health check to wait for (start_request.health)", id)
+		case w.Health == v1.WorkloadHealthHealthy:
+			if !g.JSON {
+				fmt.Fprintf(g.stderr, "Workload %s [%s] is healthy\n", w.Name, id)
+			}
+			return nil
+		case w.Health == v1.WorkloadHealthUnhealthy, w.Finished():
+			return v1.NewError(400, v1.CodeStartFailed, "workload %s is %s (%s): %s", id, w.Health, stateText(*w), cmp.Or(w.Metadata["error"], "no message"))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // startGroup starts the copies of a replica group and prints the group's ID.
