@@ -115,6 +115,14 @@ func TestEverydayCLI(t *testing.T) {
 	if after := nex("workload", "list", "--group", "api", "-q", "--state", "running"); after == before || strings.Count(after, "\n") != 1 {
 		t.Fatalf("the group's copy before the restart %q, after %q", before, after)
 	}
+	// a group stopped twice, and the bundle list of a namespace that bundled nothing
+	nex("workload", "stop", gid)
+	if _, errOut, _ := u.nex(append(ns, "workload", "stop", gid)...); !strings.Contains(errOut, "stopped already, or never started") {
+		t.Fatalf("a group stopped twice: %s", errOut)
+	}
+	if out := nex("workload", "bundle", "list"); !strings.Contains(out, "No bundles in") {
+		t.Fatalf("bundle list of a namespace that bundled nothing: %s", out)
+	}
 	if out := nex("workload", "stop", "web"); !strings.Contains(out, "stopped") {
 		t.Fatalf("stop by name: %s", out)
 	}

@@ -535,6 +535,9 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
 		st, err := cl.Group(ctx, c.ID, v1.GroupRequest{Op: v1.GroupStop})
+		if v1.IsNotFound(err) {
+			return v1.NotFound("replica group %s not found in namespace %s: stopped already, or never started", c.ID, cl.Namespace())
+		}
 		if err != nil {
 			return err
 		}

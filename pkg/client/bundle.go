@@ -88,9 +88,12 @@ func (c *Client) PutBundleFile(ctx context.Context, bucket, path string) (Bundle
 	return obj, true, nil
 }
 
-// ListBundles lists the objects of bucket.
+// ListBundles lists the objects of bucket (none when nothing was bundled into it yet).
 func (c *Client) ListBundles(ctx context.Context, bucket string) ([]BundleObject, error) {
 	store, err := c.bundleStore(ctx, bucket, false)
+	if v1.IsNotFound(err) {
+		return []BundleObject{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -83,7 +84,14 @@ func main() {
 		{"reschedule", reschedule},
 	}
 	want := map[string]bool{}
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
 	for _, s := range strings.Split(*only, ",") {
+		if s != "" && !slices.Contains(names, s) {
+			fail(fmt.Errorf("--only %s: no such scenario; there are %s", s, strings.Join(names, ", ")))
+		}
 		if s != "" {
 			want[s] = true
 		}
