@@ -114,11 +114,28 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 }
 
 // adoptUnknown records and indexes workloads the nexlet runs that the state does not know
-// (a node restarted with in-memory state), from the definition the nexlet keeps.
+// (a node restarted with in-memory state), from the definition the nexlet keeps. With a
+// shared store a running workload that no record holds is stopped instead: a start is
+// acknowledged only once recorded, so its record was removed, because the workload was
+// stopped or moved while this node was away (a chaos run: a stale copy adopted this way
+// came back after its user had stopped it elsewhere).
 func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.WorkloadInfo, known map[string]bool, log *zap.Logger) int {
 	adopted := 0
+	_, shared := n.cfg.Store.(ClusterStore)
 	for _, w := range running {
 		if known[w.ID] || w.Definition == nil {
+			continue
+		}
+		if _, inFlight := n.deploying.Load(w.ID); inFlight {
+			continue // its deploy records it right now
+		}
+		if shared && !w.Finished() {
+			known[w.ID] = true
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}, unrecorded)
+			}()
 			continue
 		}
 		if n.ownedElsewhere(ctx, w.ID) { // taken over while this node was away

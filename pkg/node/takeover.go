@@ -164,6 +164,9 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 // staleCopy is what stopMoved logs of a copy left from before the node was away.
 const staleCopy = "stopped this node's copy of a workload another node took over while this one was away"
 
+// unrecorded is what stopMoved logs of a workload no record holds any longer.
+const unrecorded = "stopped a workload its nexlet runs that no record holds (stopped or moved while this node was away)"
+
 // stopMoved stops this node's copy of a workload that moved to another node, and
 // removes the moved record; done is logged once it is stopped. A stop the nexlet does not
 // answer (it is reconnecting after an outage, or being restarted) is asked again, after
