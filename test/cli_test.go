@@ -99,6 +99,21 @@ func TestEverydayCLI(t *testing.T) {
 		t.Fatalf("--wait-healthy of a failing check: exit %d: %s", code, errOut)
 	}
 
+	// stats: what a busy workload uses
+	busy := u.startNative(url, "busy", "service", `{"uri":"file:///bin/sh","argv":["-c","sleep 600 & while :; do :; done"]}`)
+	var st struct {
+		CPU    float64 `json:"cpu_percent"`
+		Memory int64   `json:"memory_bytes"`
+		PIDs   int     `json:"pids"`
+	}
+	if err := json.Unmarshal([]byte(nex("--json", "workload", "stats", "busy")), &st); err != nil || st.CPU < 5 || st.Memory <= 0 || st.PIDs < 2 {
+		t.Fatalf("stats of a busy loop with a sleep beside it: %+v %v", st, err)
+	}
+	if out := nex("workload", "stats", busy[:8]); !strings.Contains(out, "CPU %") || !strings.Contains(out, "busy") {
+		t.Fatalf("stats table: %s", out)
+	}
+	nex("workload", "stop", busy)
+
 	// restart: a workload is replaced by a new copy, a group copy by copy
 	out = nex("workload", "restart", "web")
 	_, web2 := startedID(t, strings.Replace(out, "restarted", "successfully started", 1))

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -32,6 +33,7 @@ type WorkloadCmd struct {
 	List    WorkloadListCmd    `cmd:"" aliases:"ls" help:"List workloads on every node."`
 	Stop    WorkloadStopCmd    `cmd:"" help:"Stop a workload; returns when its processes are gone."`
 	Restart WorkloadRestartCmd `cmd:"" help:"Replace a workload with a new copy of it (a replica group: copy by copy, as an update)."`
+	Stats   WorkloadStatsCmd   `cmd:"" help:"What a workload uses now: CPU, memory, processes and disk, against its limits."`
 	Rm      WorkloadRmCmd      `cmd:"" help:"Remove workloads that ended for good (a job that ran, a service that gave up), with their records and workdirs."`
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
@@ -798,6 +800,76 @@ func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] restarted: a new copy replaces %s, which is stopped\n", w.Name, w.ID, c.ID)
 	return nil
+}
+
+// WorkloadStatsCmd shows what a workload uses.
+type WorkloadStatsCmd struct {
+	ID string `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name."`
+}
+
+// workloadStats is one workload's use, as stats prints it.
+type workloadStats struct {
+	ID         string        `json:"id"`
+	Name       string        `json:"name"`
+	CPUPercent float64       `json:"cpu_percent"`
+	Memory     int64         `json:"memory_bytes"`
+	PIDs       int           `json:"pids"`
+	DiskUsed   string        `json:"disk_used,omitempty"`
+	Limits     *v1.Resources `json:"limits,omitempty"`
+}
+
+// Run reads the workload's use twice, a second apart (CPU is a rate), and prints it.
+func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
+	first, err := cl.WorkloadInfo(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	if first.Metadata["cpu_seconds"] == "" {
+		return v1.BadRequest("workload %s (%s) runs no process now, or its nexlet does not report what it uses", c.ID, first.State)
+	}
+	began := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(time.Second):
+	}
+	w, err := cl.WorkloadInfo(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	cpu0, _ := strconv.ParseFloat(first.Metadata["cpu_seconds"], 64)
+	cpu1, _ := strconv.ParseFloat(w.Metadata["cpu_seconds"], 64)
+	st := workloadStats{ID: w.ID, Name: w.Name, DiskUsed: w.Metadata["disk_used"], CPUPercent: max(0, (cpu1-cpu0)/time.Since(began).Seconds()*100)}
+	st.Memory, _ = strconv.ParseInt(w.Metadata["memory_rss"], 10, 64)
+	st.PIDs, _ = strconv.Atoi(w.Metadata["pids"])
+	if w.Definition != nil {
+		st.Limits, _ = v1.RequestedResources(w.Definition.StartRequest)
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, st)
+	}
+	lim := v1.Resources{}
+	if st.Limits != nil {
+		lim = *st.Limits
+	}
+	of := func(s string, limit bool, l string) string {
+		if limit {
+			return s + " / " + l
+		}
+		return s
+	}
+	t := newTable("ID", "NAME", "CPU %", "MEMORY", "PIDS", "DISK")
+	t.row(short(st.ID), st.Name, of(strconv.FormatFloat(st.CPUPercent, 'f', 1, 64), lim.CPU > 0, v1.FormatCores(lim.CPU)+" cpu"),
+		of(v1.ByteSize(st.Memory).String(), lim.Memory > 0, lim.Memory.String()), of(strconv.Itoa(st.PIDs), lim.PIDs > 0, strconv.Itoa(lim.PIDs)),
+		of(orDash(st.DiskUsed), lim.Disk > 0, lim.Disk.String()))
+	return t.write(g.stdout)
 }
 
 // WorkloadCloneCmd clones a workload.

@@ -462,7 +462,9 @@ func (d *Driver) Get(_ context.Context, id string) (v1.WorkloadInfo, error) {
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	return h.info(), nil
+	info := h.info()
+	h.addUsage(info.Metadata)
+	return info, nil
 }
 
 // List returns the workloads of ns, or every workload for "".
