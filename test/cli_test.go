@@ -112,7 +112,18 @@ func TestEverydayCLI(t *testing.T) {
 	if out := nex("workload", "stats", busy[:8]); !strings.Contains(out, "CPU %") || !strings.Contains(out, "busy") {
 		t.Fatalf("stats table: %s", out)
 	}
+	// exec: a command beside it, its output and exit code as the command's
+	out, errOut, code := u.nex(append(ns, "workload", "exec", "busy", "--", "sh", "-c", "echo out $NEX_WORKLOAD_NAME; pwd; echo err >&2; exit 3")...)
+	if code != 3 || !strings.HasPrefix(out, "out busy\n") || !strings.Contains(out, busy) || errOut != "err\n" {
+		t.Fatalf("exec: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := u.nex(append(ns, "workload", "exec", "busy", "--timeout", "1s", "--", "sleep", "30")...); code == 0 || !strings.Contains(errOut, "killed after 1s") {
+		t.Fatalf("exec past its timeout: exit %d: %s", code, errOut)
+	}
 	nex("workload", "stop", busy)
+	if _, errOut, code := u.nex(append(ns, "workload", "exec", busy, "--", "true")...); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("exec beside a stopped workload: exit %d: %s", code, errOut)
+	}
 
 	// restart: a workload is replaced by a new copy, a group copy by copy
 	out = nex("workload", "restart", "web")

@@ -428,6 +428,15 @@ func TestEveryVerbChecksItsCaller(t *testing.T) {
 	if _, err := ca.CloneWorkload(ctx, sw.ID, client.CloneOptions{}); err != nil {
 		t.Fatalf("clone: %v", err)
 	}
+	// EXEC: beside a's own workload, as that workload's user; b's workload is not a's to reach
+	m, err = ask("$NEX.SVC.v1.a.control.EXEC."+w.ID, v1.ExecRequest{Argv: []string{"/usr/bin/id", "-u"}})
+	if err != nil || code(m) != "404" {
+		t.Fatalf("EXEC beside b's workload, asked as a: %v %v %s", err, m.Header, m.Data)
+	}
+	r, err := ca.Exec(ctx, sw.ID, v1.ExecRequest{Argv: []string{"/usr/bin/id", "-u"}})
+	if err != nil || r.ExitCode != 0 || strings.TrimSpace(string(r.Stdout)) == "0" {
+		t.Fatalf("EXEC beside a's own workload runs as root, or not at all: %+v %v", r, err)
+	}
 }
 
 // svcCall sends req to subject and decodes a reply or its service error.

@@ -34,6 +34,7 @@ type WorkloadCmd struct {
 	Stop    WorkloadStopCmd    `cmd:"" help:"Stop a workload; returns when its processes are gone."`
 	Restart WorkloadRestartCmd `cmd:"" help:"Replace a workload with a new copy of it (a replica group: copy by copy, as an update)."`
 	Stats   WorkloadStatsCmd   `cmd:"" help:"What a workload uses now: CPU, memory, processes and disk, against its limits."`
+	Exec    WorkloadExecCmd    `cmd:"" help:"Run a command beside a running workload: as its user, in its workdir, environment, cgroup and sandbox."`
 	Rm      WorkloadRmCmd      `cmd:"" help:"Remove workloads that ended for good (a job that ran, a service that gave up), with their records and workdirs."`
 	Info    WorkloadInfoCmd    `cmd:"" help:"Describe one workload."`
 	Clone   WorkloadCloneCmd   `cmd:"" help:"Start a copy of a workload on fresh capacity."`
@@ -799,6 +800,48 @@ func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
 		return writeJSON(g.stdout, w)
 	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] restarted: a new copy replaces %s, which is stopped\n", w.Name, w.ID, c.ID)
+	return nil
+}
+
+// WorkloadExecCmd runs a command beside a workload.
+type WorkloadExecCmd struct {
+	ID      string        `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name."`
+	Argv    []string      `arg:"" name:"command" passthrough:"" help:"The command and its arguments (after --)."`
+	Timeout time.Duration `name:"timeout" default:"1m" help:"Kill the command after this long (at most 10m)."`
+}
+
+// Run runs the command and prints its output: its stdout on stdout, its stderr on
+// stderr, and exits with its exit code. No terminal and no input: a command that reads
+// stdin reads nothing.
+func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
+	if len(c.Argv) > 0 && c.Argv[0] == "--" {
+		c.Argv = c.Argv[1:]
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+		return err
+	}
+	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout)})
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, r)
+	}
+	_, _ = g.stdout.Write(r.Stdout)
+	_, _ = g.stderr.Write(r.Stderr)
+	switch {
+	case r.TimedOut:
+		fmt.Fprintf(g.stderr, "nex: %s was killed after %s\n", c.Argv[0], c.Timeout)
+	case r.Truncated:
+		fmt.Fprintf(g.stderr, "nex: output cut at %d KiB per stream\n", v1.MaxExecOutput>>10)
+	}
+	if r.ExitCode != 0 {
+		return exitStatus(r.ExitCode)
+	}
 	return nil
 }
 

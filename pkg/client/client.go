@@ -295,6 +295,19 @@ func (c *Client) WorkloadInfo(ctx context.Context, wid string) (*v1.WorkloadInfo
 	return &info, nil
 }
 
+// Exec runs a command beside running workload wid (v1.ExecRequest) and returns how it
+// ended and what it printed.
+func (c *Client) Exec(ctx context.Context, wid string, req v1.ExecRequest) (*v1.ExecReply, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var reply v1.ExecReply
+	if err := c.lookup(ctx, v1.VerbExec, wid, req, &reply); err != nil {
+		return nil, err
+	}
+	return &reply, nil
+}
+
 // CloneOptions change a clone.
 type CloneOptions struct {
 	// Tags replace the original's tags when not empty.

@@ -53,6 +53,12 @@ type CredsUpdater interface {
 	UpdateCreds(ctx context.Context, workloadID string, creds []byte) error
 }
 
+// Execer is implemented by runtimes that can run a command beside a running workload
+// (nex workload exec); others answer 501 not_implemented.
+type Execer interface {
+	Exec(ctx context.Context, workloadID string, req v1.ExecRequest) (v1.ExecReply, error)
+}
+
 // StatsReporter is implemented by runtimes that keep counters for the node's metrics.
 type StatsReporter interface {
 	Stats() map[string]uint64
@@ -224,6 +230,16 @@ func (n *Nexlet) addService() error {
 			return struct{}{}, n.rt.Lameduck(ctx)
 		})),
 		ep(v1.NexletCreds, true, svc.Handle(n.handleCreds)),
+		ep(v1.NexletExec, true, svc.Handle(func(ctx context.Context, r *svc.Request, req *v1.ExecRequest) (v1.ExecReply, error) {
+			x, ok := n.rt.(Execer)
+			if !ok {
+				return v1.ExecReply{}, v1.NewError(501, v1.CodeNotImplemented, "nexlet %s (type %s) cannot run commands beside its workloads", n.cfg.NexletID, n.cfg.RegisterType)
+			}
+			if err := req.Validate(); err != nil {
+				return v1.ExecReply{}, err
+			}
+			return x.Exec(ctx, r.ID, *req)
+		})),
 		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ *svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
 			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient)
 			if err != nil {

@@ -88,6 +88,7 @@ func (n *Node) addService() error {
 		ep(v1.VerbStop, "workload ID", svc.Handle(n.handleStop), handlerConcurrency),
 		ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency),
 		ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency),
+		ep(v1.VerbExec, "workload ID", svc.Handle(n.handleExec), handlerConcurrency),
 		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
 		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),

@@ -481,6 +481,24 @@ func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any
 	return nil, err
 }
 
+// handleExec runs a command beside a workload this node owns, through its nexlet.
+func (n *Node) handleExec(ctx context.Context, r *svc.Request, req *v1.ExecRequest) (v1.ExecReply, error) {
+	if err := req.Validate(); err != nil {
+		return v1.ExecReply{}, err
+	}
+	rec, ok := n.lookup(r.Namespace, r.ID)
+	if !ok {
+		return v1.ExecReply{}, n.notHere(r.Namespace, r.ID)
+	}
+	bound := time.Duration(req.Timeout) + nexletCallTimeout
+	r.Ack(time.Now().Add(bound + nexletGap)) // it is ours: only our answer counts
+	var reply v1.ExecReply
+	cctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	err := n.askNexlet(cctx, rec.NexletID, v1.NexletExec, rec.WorkloadID, req, &reply)
+	return reply, err
+}
+
 // knownXKey says whether key is the public xkey of a nexlet registered here or with a
 // node that announced itself.
 func (n *Node) knownXKey(key string) bool {

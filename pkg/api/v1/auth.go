@@ -36,6 +36,7 @@ var Authorization = []AuthRule{
 	{"$NEX.SVC.v1.<ns>.control.STOP.<workload_id>", CallerNamespace, "the namespace's workloads (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.INFO.<workload_id>", CallerNamespace, "the namespace's workloads (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.CLONE.<workload_id>", CallerNamespace, "the namespace's workloads; reseal_for must be a registered nexlet's key"},
+	{"$NEX.SVC.v1.<ns>.control.EXEC.<workload_id>", CallerNamespace, "the namespace's workloads, as the workload's own user (what its own code could run)"},
 	{"$NEX.SVC.v1.<ns>.control.LIST", CallerNamespace, "the namespace's workloads (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.GROUP.<group_id>", CallerNamespace, "the namespace's groups"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_PUT.<name>", CallerNamespace, "the namespace's secrets"},
@@ -49,7 +50,7 @@ var Authorization = []AuthRule{
 	{"$NEX.SVC.v1.system.control.LAMEDUCK.<node_id>", CallerSystem, "drains and stops a node"},
 	{"$NEX.NODE.v1.<node_id>.REGISTER", CallerNexlet, "registers a nexlet of that node"},
 	{"$NEX.NODE.v1.<node_id>.HEARTBEAT.<nexlet_id>", CallerNexlet, "that nexlet's heartbeat"},
-	{"$NEX.NODE.v1.<node_id>.nexlet.<nexlet_id>.<VERB>", CallerNode, "the nexlet's endpoints: START, STOP, INFO, LIST, CREDS, RESEAL ..."},
+	{"$NEX.NODE.v1.<node_id>.nexlet.<nexlet_id>.<VERB>", CallerNode, "the nexlet's endpoints: START, STOP, INFO, LIST, CREDS, RESEAL, EXEC ..."},
 }
 
 // systemVerbs are the control verbs only namespace system may call (node administration).

@@ -44,6 +44,8 @@ const (
 	// node's bounds; one node answers. Tenants may write to the bucket, never configure
 	// a stream: a stream's configuration (subjects, sources, republish) reaches anything.
 	VerbBundleBucket = "BUNDLE_BUCKET"
+	// VerbExec runs a command beside a running workload (EXEC.<wid>); its owner answers.
+	VerbExec = "EXEC"
 )
 
 // Nexlet verbs served on $NEX.NODE.v1.<node>.nexlet.<nexlet>.<VERB>[.<wid>].
@@ -56,6 +58,9 @@ const (
 	NexletPing     = "PING"
 	NexletCreds    = "CREDS"
 	NexletReseal   = "RESEAL"
+	// NexletExec runs a command beside a workload (EXEC.<wid>); a nexlet that cannot
+	// answers 501 not_implemented.
+	NexletExec = "EXEC"
 )
 
 // ValidateToken checks that s can stand as one subject token: not empty, and free of

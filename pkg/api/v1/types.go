@@ -323,6 +323,48 @@ type StopRequest struct {
 	GracePeriod Duration `json:"grace_period,omitempty"`
 }
 
+// ExecRequest runs Argv beside a running workload: as its user, in its workdir, with its
+// environment, in its cgroup and sandbox; Timeout (default DefaultExecTimeout, at most
+// MaxExecTimeout) ends it.
+type ExecRequest struct {
+	Argv    []string `json:"argv"`
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Exec bounds.
+const (
+	DefaultExecTimeout = Duration(time.Minute)
+	MaxExecTimeout     = Duration(10 * time.Minute)
+	MaxExecOutput      = 256 << 10 // bytes of stdout, and of stderr, kept: the reply fits NATS's default 1 MB payload
+)
+
+// Validate checks the request and fills in the default timeout.
+func (r *ExecRequest) Validate() error {
+	if len(r.Argv) == 0 || r.Argv[0] == "" {
+		return BadRequest("exec: argv: the command to run is missing")
+	}
+	if len(r.Argv) > 1024 {
+		return BadRequest("exec: argv: %d arguments, at most 1024", len(r.Argv))
+	}
+	if r.Timeout == 0 {
+		r.Timeout = DefaultExecTimeout
+	}
+	if r.Timeout < 0 || r.Timeout > MaxExecTimeout {
+		return BadRequest("exec: timeout %s: between 0 and %s", time.Duration(r.Timeout), time.Duration(MaxExecTimeout))
+	}
+	return nil
+}
+
+// ExecReply is how the command ended and what it printed (each stream cut at
+// MaxExecOutput bytes, Truncated then set).
+type ExecReply struct {
+	ExitCode  int    `json:"exit_code"`
+	Stdout    []byte `json:"stdout,omitempty"`
+	Stderr    []byte `json:"stderr,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	TimedOut  bool   `json:"timed_out,omitempty"`
+}
+
 // LameduckRequest puts a node in lameduck mode: it stops bidding at once, and stops its
 // workloads and exits when Delay has passed.
 type LameduckRequest struct {

@@ -2,6 +2,7 @@ package native
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"strconv"
 	"sync"
@@ -290,10 +291,11 @@ func (h *handle) stopFunction(grace time.Duration) {
 type limitedBuffer struct {
 	bytes.Buffer
 	truncated bool
+	max       int // 0: MaxReplyBytes
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := MaxReplyBytes - b.Len(); len(p) > room {
+	if room := cmp.Or(b.max, MaxReplyBytes) - b.Len(); len(p) > room {
 		b.truncated = true
 		if room > 0 {
 			b.Buffer.Write(p[:room])

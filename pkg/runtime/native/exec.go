@@ -1,0 +1,64 @@
+package native
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// execPath is where a bare command name is looked for (the workloads' own PATH).
+var execPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// Exec runs req.Argv beside running workload id, as a health check's exec runs: as the
+// workload's user, in its sandbox, workdir, environment and cgroup. Each output stream
+// is kept up to v1.MaxExecOutput bytes; the command's process group is killed when
+// req.Timeout passes.
+func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.ExecReply, error) {
+	h, err := d.get(id)
+	if err != nil {
+		return v1.ExecReply{}, err
+	}
+	h.mu.Lock()
+	running := h.pid > 0
+	h.mu.Unlock()
+	if !running {
+		return v1.ExecReply{}, v1.NewError(409, v1.CodeConflict, "workload %s runs no process now (%s): nothing to run a command beside", id, h.info().State)
+	}
+	argv := append([]string(nil), req.Argv...)
+	if !strings.Contains(argv[0], "/") {
+		for _, dir := range execPath {
+			if p := filepath.Join(dir, argv[0]); executableFile(p) {
+				argv[0] = p
+				break
+			}
+		}
+	}
+	if !filepath.IsAbs(argv[0]) {
+		return v1.ExecReply{}, v1.BadRequest("exec: %s: not found in %s (give an absolute path)", req.Argv[0], strings.Join(execPath, ":"))
+	}
+	var mu sync.Mutex
+	stdout, stderr := limitedBuffer{max: v1.MaxExecOutput}, limitedBuffer{max: v1.MaxExecOutput}
+	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil,
+		stdout: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) }),
+		stderr: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }), cg: h.cg}
+	h.sandboxed(&s)
+	c, err := spawn(s)
+	if err != nil {
+		return v1.ExecReply{}, v1.BadRequest("exec %s: %v", argv[0], err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
+	defer cancel()
+	stop := context.AfterFunc(tctx, func() { killGroup(c.pid, syscall.SIGKILL) })
+	ws := c.wait()
+	stop()
+	killGroup(c.pid, syscall.SIGKILL)
+	mu.Lock()
+	defer mu.Unlock()
+	return v1.ExecReply{ExitCode: statusCode(ws), Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),
+		Truncated: stdout.truncated || stderr.truncated, TimedOut: tctx.Err() != nil && ctx.Err() == nil}, nil
+}
