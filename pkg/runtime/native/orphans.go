@@ -23,8 +23,8 @@ import (
 // killOrphans kills the workload processes of a previous instance of this nexlet. It runs
 // before this instance starts anything, so every match is an orphan.
 func (d *Driver) killOrphans() {
-	for _, pid := range proc.KillTagged(d.opts.NodeID, d.opts.NexletID) {
-		d.log.Warn("killed a process left by a previous nexlet", zap.Int("pid", pid))
+	if pids := proc.KillTagged(d.opts.NodeID, d.opts.NexletID); len(pids) > 0 { // one line, not one per process
+		d.log.Warn("killed the processes a previous nexlet left", zap.Int("processes", len(pids)), zap.Ints("pids", pids[:min(len(pids), 20)]))
 	}
 }
 

@@ -153,6 +153,7 @@ func (p *uidPool) reclaimDead() {
 	if err != nil {
 		return
 	}
+	var reclaimed []uint64 // told once, not in a line per UID (50 at a start were noise)
 	for _, e := range entries {
 		uid, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil || uint32(uid) < p.r.First || uint32(uid) > p.r.Last {
@@ -163,11 +164,14 @@ func (p *uidPool) reclaimDead() {
 			continue
 		}
 		if st, err := f.Stat(); err == nil && st.Size() > 0 {
-			p.log.Warn("ending what a dead nexlet's workload left behind", zap.Uint64("uid", uid))
+			reclaimed = append(reclaimed, uid)
 			p.reclaim(f, uint32(uid))
 		}
 		_ = os.Remove(f.Name())
 		f.Close()
+	}
+	if len(reclaimed) > 0 {
+		p.log.Warn("ended what the workloads of a dead nexlet left behind under their UIDs", zap.Int("uids", len(reclaimed)), zap.Uint64s("which", reclaimed[:min(len(reclaimed), 20)]))
 	}
 }
 
