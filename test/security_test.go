@@ -687,7 +687,7 @@ func TestHostileWorkloadIsolated(t *testing.T) {
 		t.Errorf("the workload runs as root:\n%s", logs)
 	}
 	// b's workload is untouched
-	list := u.mustNex(append(admin, "--namespace", "b", "workload", "list")...)
+	list := u.mustNex(append(admin, "--namespace", "b", "workload", "list", "-o", "wide")...)
 	if !strings.Contains(list, victim) || !strings.Contains(list, "running") {
 		t.Fatalf("b's workload after the attack:\n%s", list)
 	}

@@ -79,7 +79,30 @@ func (r *Registry) Validate(schemaJSON, doc []byte) error {
 		} else {
 			field = "start_request." + field
 		}
-		ve.Fields = append(ve.Fields, field+": "+re.Description())
+		ve.Fields = append(ve.Fields, field+": "+describe(re))
 	}
 	return ve
+}
+
+// inWords says what the patterns of the shipped schemas ask for, as a person would.
+var inWords = map[string]string{
+	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`:           "a duration like 10s, 500ms or 1m30s",
+	`^[0-9]+(\.[0-9]+)? ?([KkMmGgTt][Ii]?[Bb]?|[Bb])?$`: "a size like 512MiB, 1GiB or a number of bytes",
+	`^[0-9a-f]{64}$`:  "a SHA-256 digest: 64 lowercase hex digits",
+	`^0?[0-7]{3}$`:    "an octal file mode like 0755",
+	`^/`:              "an absolute path (starting with /)",
+	`^(file:///|nats://).+`:          "a file:/// or nats:// URI",
+	`^(file:///|https?://|nats://).+`: "a file:///, http(s):// or nats:// URI",
+}
+
+// describe is re's description, a pattern it failed told in words where it is known.
+func describe(re gojsonschema.ResultError) string {
+	if re.Type() == "pattern" {
+		if p, ok := re.Details()["pattern"].(fmt.Stringer); ok {
+			if words, ok := inWords[p.String()]; ok {
+				return fmt.Sprintf("%v is not %s", re.Value(), words)
+			}
+		}
+	}
+	return re.Description()
 }
