@@ -86,12 +86,12 @@ func (r *Registry) Validate(schemaJSON, doc []byte) error {
 
 // inWords says what the patterns of the shipped schemas ask for, as a person would.
 var inWords = map[string]string{
-	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`:           "a duration like 10s, 500ms or 1m30s",
+	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`:         "a duration like 10s, 500ms or 1m30s",
 	`^[0-9]+(\.[0-9]+)? ?([KkMmGgTt][Ii]?[Bb]?|[Bb])?$`: "a size like 512MiB, 1GiB or a number of bytes",
-	`^[0-9a-f]{64}$`:  "a SHA-256 digest: 64 lowercase hex digits",
-	`^0?[0-7]{3}$`:    "an octal file mode like 0755",
-	`^/`:              "an absolute path (starting with /)",
-	`^(file:///|nats://).+`:          "a file:/// or nats:// URI",
+	`^[0-9a-f]{64}$`:                  "a SHA-256 digest: 64 lowercase hex digits",
+	`^0?[0-7]{3}$`:                    "an octal file mode like 0755",
+	`^/`:                              "an absolute path (starting with /)",
+	`^(file:///|nats://).+`:           "a file:/// or nats:// URI",
 	`^(file:///|https?://|nats://).+`: "a file:///, http(s):// or nats:// URI",
 }
 
