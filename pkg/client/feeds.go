@@ -224,12 +224,9 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	switch {
-	case !o.Since.IsZero():
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since
-	case o.NewOnly:
-		cfg.DeliverPolicy, have = jetstream.DeliverNewPolicy, 0
+	cfg := consumerConfig(subject, o)
+	if o.NewOnly && o.Since.IsZero() {
+		have = 0
 	}
 	skip := uint64(0)
 	if o.Tail > 0 && o.Since.IsZero() && have > uint64(o.Tail) {
@@ -302,6 +299,18 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 			caughtUp.Store(false)
 		}
 	}
+}
+
+// consumerConfig reads subject from where o says: all of it, from o.Since, or new only.
+func consumerConfig(subject string, o FeedOptions) jetstream.OrderedConsumerConfig {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	switch {
+	case !o.Since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since
+	case o.NewOnly:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	return cfg
 }
 
 // historySize is how many messages the stream keeps for subject (where a tail starts),
