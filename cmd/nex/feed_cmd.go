@@ -197,11 +197,7 @@ func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o 
 		if g.JSON {
 			return writeJSONLine(g.stdout, l)
 		}
-		prefix := ""
-		if v.timestamps {
-			prefix = l.Time.UTC().Format(time.RFC3339Nano) + " "
-		}
-		return printLine(g, l, prefix)
+		return printLine(g, l, timestamp(l, v.timestamps))
 	})
 }
 
@@ -337,9 +333,18 @@ func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.
 					client.LogLine
 				}{copyID, l})
 			}
-			return printLine(g, l, copyID+": ")
+			return printLine(g, l, timestamp(l, c.Timestamps)+copyID+": ")
 		})
 	})
+}
+
+// timestamp is l's time and a space, when asked for (RFC 3339 in UTC, nanoseconds always
+// nine digits so that lines line up).
+func timestamp(l client.LogLine, asked bool) string {
+	if !asked {
+		return ""
+	}
+	return l.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " "
 }
 
 // groupEvents prints the events of every copy of a replica group.

@@ -114,10 +114,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cli.stdout, cli.stderr = stdout, stderr
 	cli.color = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
 	config.Warn = func(msg string) { fmt.Fprintln(stderr, "nex: warning:", msg) }
+	asJSON := slices.Contains(args, "--json") // known before anything is parsed
+	failEarly := func(err error) int {
+		if asJSON {
+			printJSONError(stderr, err)
+		} else {
+			fmt.Fprintln(stderr, "nex:", err)
+		}
+		return 1
+	}
 	cfgPath, err := config.Path(args)
 	if err != nil {
-		fmt.Fprintln(stderr, "nex:", err)
-		return 1
+		return failEarly(err)
 	}
 	opts := []kong.Option{
 		kong.Name("nex"), kong.Description("Run workloads on nex nodes over NATS."),
@@ -130,8 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfgPath != "" {
 		r, err := config.Load(cfgPath)
 		if err != nil {
-			fmt.Fprintln(stderr, "nex:", err)
-			return 1
+			return failEarly(err)
 		}
 		opts = append(opts, kong.Resolvers(kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
 			v, err := r.Resolve(kctx, parent, flag)
@@ -158,12 +165,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = config.Check(cfgPath, parser.Model, "node up") // nexd reads node up's flags at the top too
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "nex:", err)
-			code = 1
+			code = failEarly(err)
 			return
 		}
 		kctx, err := parser.Parse(args)
-		if err != nil && (cli.JSON || slices.Contains(args, "--json")) { // a script asked for JSON: errors too
+		if err != nil && (cli.JSON || asJSON) { // a script asked for JSON: errors too
 			printJSONError(stderr, v1.BadRequest("%s", err.Error()))
 			code = 2
 			return

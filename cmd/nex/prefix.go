@@ -46,6 +46,16 @@ func resolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 	return byName(arg, list)
 }
 
+// oneWorkload is resolveWorkload for commands about one workload: a replica group (by its
+// ID or name) is an error that says how to name one of its copies.
+func oneWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
+	id, err := resolveWorkload(ctx, cl, arg)
+	if err == nil && strings.HasPrefix(id, v1.GroupIDPrefix) {
+		return "", v1.BadRequest("%s is replica group %s: name one of its copies (nex workload list --group %s)", arg, id, id)
+	}
+	return id, err
+}
+
 // byName is the workload (or the replica group) named name in list.
 func byName(name string, list []v1.WorkloadInfo) (string, error) {
 	var named []string

@@ -192,9 +192,21 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	if c.MaxPerNode != 0 || c.Spread != "" {
 		return v1.BadRequest("--max-per-node and --spread go with --replicas")
 	}
+	if c.WaitHealthy > 0 {
+		var sr struct {
+			Health json.RawMessage `json:"health"`
+		}
+		if json.Unmarshal(def.StartRequest, &sr) != nil || len(sr.Health) == 0 || string(sr.Health) == "null" || def.Lifecycle != v1.LifecycleService {
+			return v1.BadRequest("--wait-healthy waits for a service's health check, and this start has none (start_request.health); nothing was started")
+		}
+	}
 	w, before, err := startRetrying(ctx, cl, def, c.RequestID)
 	if err != nil {
 		return err
+	}
+	said := g.stdout
+	if c.Follow { // stdout is the workload's output, as docker run's
+		said = g.stderr
 	}
 	switch {
 	case g.JSON:
@@ -202,9 +214,9 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	case before:
-		fmt.Fprintf(g.stdout, "Workload %s [%s] was started before with request ID %s; not started again (state %s)\n", w.Name, w.ID, c.RequestID, w.State)
+		fmt.Fprintf(said, "Workload %s [%s] was started before with request ID %s; not started again (state %s)\n", w.Name, w.ID, c.RequestID, w.State)
 	default:
-		fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started\n", w.Name, w.ID)
+		fmt.Fprintf(said, "Workload %s [%s] successfully started\n", w.Name, w.ID)
 	}
 	if c.WaitHealthy > 0 {
 		if err := waitHealthy(ctx, g, cl, w.ID, c.WaitHealthy); err != nil {
@@ -821,7 +833,7 @@ func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout)})
@@ -867,7 +879,7 @@ func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	first, err := cl.WorkloadInfo(ctx, c.ID)
@@ -928,7 +940,7 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})

@@ -38,8 +38,8 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 			}
 		}
 	}
-	if !filepath.IsAbs(argv[0]) {
-		return v1.ExecReply{}, v1.BadRequest("exec: %s: not found in %s (give an absolute path)", req.Argv[0], strings.Join(execPath, ":"))
+	if !filepath.IsAbs(argv[0]) { // 127, as a shell says of a command it cannot find
+		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + req.Argv[0] + ": not found in " + strings.Join(execPath, ":") + " (give an absolute path)\n")}, nil
 	}
 	var mu sync.Mutex
 	stdout, stderr := limitedBuffer{max: v1.MaxExecOutput}, limitedBuffer{max: v1.MaxExecOutput}
@@ -49,7 +49,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	h.sandboxed(&s)
 	c, err := spawn(s)
 	if err != nil {
-		return v1.ExecReply{}, v1.BadRequest("exec %s: %v", argv[0], err)
+		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + argv[0] + ": " + err.Error() + "\n")}, nil
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
 	defer cancel()
