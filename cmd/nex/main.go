@@ -108,6 +108,22 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// configResolver reads the config file at path for kong, and sets *nsGiven when it
+// holds a namespace.
+func configResolver(path string, nsGiven *bool) (kong.Resolver, error) {
+	r, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+		v, err := r.Resolve(kctx, parent, flag)
+		if flag.Name == "namespace" && v != nil {
+			*nsGiven = true
+		}
+		return v, err
+	}), nil
+}
+
 // run is main without the exit, so tests can drive the CLI in-process.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
@@ -136,17 +152,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// whether a namespace was chosen anywhere (flag, environment, config file)
 	nsGiven := os.Getenv("NEX_NAMESPACE") != "" || slices.ContainsFunc(args, func(a string) bool { return a == "--namespace" || strings.HasPrefix(a, "--namespace=") })
 	if cfgPath != "" {
-		r, err := config.Load(cfgPath)
+		r, err := configResolver(cfgPath, &nsGiven)
 		if err != nil {
 			return failEarly(err)
 		}
-		opts = append(opts, kong.Resolvers(kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
-			v, err := r.Resolve(kctx, parent, flag)
-			if flag.Name == "namespace" && v != nil {
-				nsGiven = true
-			}
-			return v, err
-		})))
+		opts = append(opts, kong.Resolvers(r))
 		cli.configUsed = cfgPath
 	}
 	code := 0
