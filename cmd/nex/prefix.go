@@ -46,6 +46,19 @@ func resolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 	return byName(arg, list)
 }
 
+// resolved connects and turns *id (a whole ID, a prefix or a name) into a whole ID with
+// resolve (resolveWorkload, or oneWorkload for commands about one workload).
+func (g *Globals) resolved(ctx context.Context, id *string, resolve func(context.Context, *client.Client, string) (string, error)) (*client.Client, error) {
+	cl, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	if *id, err = resolve(ctx, cl, *id); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
 // oneWorkload is resolveWorkload for commands about one workload: a replica group (by its
 // ID or name) is an error that says how to name one of its copies.
 func oneWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {

@@ -306,11 +306,8 @@ func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Replicas < 0 {
 		return v1.BadRequest("replicas may not be negative")
 	}
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
@@ -660,11 +657,8 @@ type WorkloadInfoCmd struct {
 // Run describes: state, metadata, the definition (secret-looking values masked) and the
 // latest events.
 func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
@@ -790,11 +784,8 @@ func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
 	if c.MaxParallel < 1 {
 		return v1.BadRequest("--max-parallel must be at least 1")
 	}
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
@@ -829,11 +820,8 @@ func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
 	if len(c.Argv) > 0 && c.Argv[0] == "--" {
 		c.Argv = c.Argv[1:]
 	}
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout)})
@@ -875,11 +863,8 @@ type workloadStats struct {
 
 // Run reads the workload's use twice, a second apart (CPU is a rate), and prints it.
 func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	first, err := cl.WorkloadInfo(ctx, c.ID)
@@ -936,11 +921,8 @@ type WorkloadCloneCmd struct {
 
 // Run clones.
 func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = oneWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})
@@ -982,11 +964,8 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 	if c.MaxParallel < 1 {
 		return v1.BadRequest("--max-parallel must be at least 1")
 	}
-	cl, err := g.client()
+	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
 	if err != nil {
-		return err
-	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if !strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
