@@ -109,8 +109,9 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // endGrace is how long a follower waits for the end of a workload's output after the
-// workload has ended: the end comes right after its last line unless its nexlet died.
-const endGrace = 10 * time.Second
+// workload has ended: the end comes once its last line is out (a million lines under load
+// take seconds), unless its nexlet died.
+const endGrace = time.Minute
 
 // followOutput prints workload id's output, every line in order, until the end of its last
 // run (the nexlet publishes it after the run's last line, so nothing is cut off), or

@@ -62,8 +62,28 @@ func (f *Feed) Event(ev v1.Event) {
 	_ = f.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
 }
 
+// EndAfter publishes the end of a run's output once writers (closed) have published every
+// line they had, or at most endWait later: Close waits only a few seconds, and a follower
+// stops reading at the end (a million lines under load took longer, and 55% were cut off).
+func (f *Feed) EndAfter(ns, wid string, end v1.LogEnd, writers ...*LineWriter) {
+	go func() {
+		t := time.NewTimer(endWait)
+		defer t.Stop()
+		for _, w := range writers {
+			select {
+			case <-w.Done():
+			case <-t.C:
+			}
+		}
+		f.End(ns, wid, end)
+	}()
+}
+
+// endWait bounds how long the end of a run's output waits for its lines.
+const endWait = 2 * time.Minute
+
 // End publishes the end of a run's output of workload ns/wid, on its live and its history
-// subject: call it once the run's LineWriters are closed, so that it follows their lines.
+// subject: call it once every line of the run was published, so that it follows them.
 func (f *Feed) End(ns, wid string, end v1.LogEnd) {
 	b, err := json.Marshal(end)
 	if err != nil {
@@ -307,6 +327,9 @@ func (w *LineWriter) Lines() uint64 {
 	defer w.mu.Unlock()
 	return w.published
 }
+
+// Done is closed once every line queued before Close is published (or dropped).
+func (w *LineWriter) Done() <-chan struct{} { return w.done }
 
 // Dropped is the number of lines dropped because the queue was full.
 func (w *LineWriter) Dropped() uint64 {

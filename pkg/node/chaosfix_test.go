@@ -121,7 +121,9 @@ func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	mem1.kill()
 	n1.Stop()
 	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
-	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, "its record is on node "+id1) {
+	// 503 naming node 1 either way: from its record, or (while the other node still names
+	// it alive: a loaded machine) as the node that did not answer
+	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, id1) {
 		t.Fatalf("a stop of a workload whose node is gone: %v", err)
 	}
 }

@@ -194,14 +194,14 @@ func (h *handle) run(p *process) {
 		h.d.opts.Feed.Event(ev)
 		end := v1.LogEnd{ExitCode: code, Reason: reason, Final: true}
 		if h.stopping() {
-			h.d.opts.Feed.End(h.def.Namespace, h.id, end)
+			h.d.opts.Feed.EndAfter(h.def.Namespace, h.id, end, p.stdout, p.stderr)
 			return
 		}
 		if time.Since(began) >= healthyReset {
 			delay = h.sr.initialDelay
 		}
 		end.Final = !h.again(code)
-		h.d.opts.Feed.End(h.def.Namespace, h.id, end) // after the lines: wait closed the writers
+		h.d.opts.Feed.EndAfter(h.def.Namespace, h.id, end, p.stdout, p.stderr) // once its lines are out
 		if end.Final {
 			return
 		}
