@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/nexrun/nex/internal/suggest"
 )
 
 // Path finds --config in args, else the first existing default location.
@@ -206,35 +208,8 @@ func Check(path string, app *kong.Application, alsoAtRoot ...string) error {
 
 // didYouMean names the known key closest to k, when one is close.
 func didYouMean(k string, known map[string]bool) string {
-	best, bestD := "", 4
-	for _, c := range slices.Sorted(maps.Keys(known)) {
-		if d := distance(k, c); d < bestD {
-			best, bestD = c, d
-		}
+	if best := suggest.Closest(k, slices.Sorted(maps.Keys(known)), 3); best != "" {
+		return " (did you mean " + best + "?)"
 	}
-	if best == "" {
-		return ""
-	}
-	return " (did you mean " + best + "?)"
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }

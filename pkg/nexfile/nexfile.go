@@ -10,10 +10,12 @@ import (
 	"io"
 	"maps"
 	"os"
+	"reflect"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/nexrun/nex/internal/suggest"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -73,7 +75,7 @@ func Parse(b []byte) (*Nexfile, error) {
 	dec.DisallowUnknownFields()
 	var nf Nexfile
 	if err := dec.Decode(&nf); err != nil {
-		return nil, fmt.Errorf("%w: %s Nexfile: %s", ErrInvalid, format, strings.TrimPrefix(err.Error(), "json: "))
+		return nil, fmt.Errorf("%w: %s Nexfile: %s%s", ErrInvalid, format, strings.TrimPrefix(err.Error(), "json: "), didYouMean(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %s Nexfile: content after the workload definition (at byte %d)", ErrInvalid, format, dec.InputOffset())
@@ -84,6 +86,27 @@ func Parse(b []byte) (*Nexfile, error) {
 		nf.StartRequest = nil
 	}
 	return &nf, nil
+}
+
+// didYouMean names the Nexfile key closest to an unknown one err names, when one is close.
+func didYouMean(err error) string {
+	_, after, ok := strings.Cut(err.Error(), `unknown field "`)
+	if !ok {
+		return ""
+	}
+	unknown, _, _ := strings.Cut(after, `"`)
+	var keys []string
+	t := reflect.TypeOf(Nexfile{})
+	for i := range t.NumField() {
+		if key, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); key != "" {
+			keys = append(keys, key)
+		}
+	}
+	best := suggest.Closest(unknown, keys, 2)
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
 }
 
 // RequireIsolation applies an isolation setting to d: "" leaves it alone, "required" asks

@@ -97,7 +97,8 @@ func TestParseNamesTheFormat(t *testing.T) {
 		{`{"name":"a","type":"native","lifecycle":"job"} trailing`, "JSON Nexfile: content after the workload definition"},
 		{`{"name":"a","type":"native","lifecycle":"job"}{"name":"b"}`, "JSON Nexfile: content after the workload definition"},
 		{`{"name":"a",`, "JSON Nexfile: unexpected EOF"},
-		{"name: a\nreplica: 3\n", `YAML Nexfile: unknown field "replica"`},
+		{"name: a\nreplica: 3\n", `YAML Nexfile: unknown field "replica" (did you mean replicas?)`},
+		{"name: a\nlifecyle: job\n", `unknown field "lifecyle" (did you mean lifecycle?)`},
 		{"name: a\n  bad: [\n", "YAML Nexfile: line"},
 		{`{"name":"a","replica":3}`, `JSON Nexfile: unknown field "replica"`},
 	} {
