@@ -38,6 +38,9 @@ func TestEverydayCLI(t *testing.T) {
 			t.Fatalf("workload info %s: %+v %v", arg, w, err)
 		}
 	}
+	if out := nex("workload", "info", "web"); !strings.Contains(out, "Node:        lab1 (") {
+		t.Fatalf("workload info names the node: %s", out)
+	}
 	// ... and a group, by its name or a prefix of its ID
 	for _, arg := range []string{"api", gid[:10]} {
 		if out := nex("workload", "info", arg); !strings.Contains(out, gid) || !strings.Contains(out, "replica group of 2") {

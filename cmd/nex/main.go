@@ -299,11 +299,17 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 			flags[k] = "*****"
 		}
 	}
+	var natsOut map[string]any // as resolved, its timeout written as people write it
+	b, _ := json.Marshal(resolved)
+	_ = json.Unmarshal(b, &natsOut)
+	if _, ok := natsOut["timeout"]; ok {
+		natsOut["timeout"] = resolved.Timeout.String()
+	}
 	out := map[string]any{
 		"config_file": cli.configUsed,
 		"namespace":   cli.Namespace,
 		"command":     kctx.Command(),
-		"nats":        resolved,
+		"nats":        natsOut,
 		"nats_url":    resolved.URL(),
 		"flags":       flags,
 	}

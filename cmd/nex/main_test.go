@@ -197,7 +197,7 @@ func TestConfigTyposRefused(t *testing.T) {
 // --check prints durations as people write them.
 func TestCheckDurations(t *testing.T) {
 	out, errs, code := runNex(t, "--check", "node", "up", "--node-loss-window", "90s")
-	if code != 0 || !strings.Contains(out, `"node-loss-window": "1m30s"`) || !strings.Contains(out, `"workload-creds-ttl": "1h0m0s"`) {
+	if code != 0 || !strings.Contains(out, `"node-loss-window": "1m30s"`) || !strings.Contains(out, `"workload-creds-ttl": "1h0m0s"`) || !strings.Contains(out, `"timeout": "5s"`) {
 		t.Fatalf("--check node up: exit %d\n%s%s", code, out, errs)
 	}
 }

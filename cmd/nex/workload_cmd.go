@@ -689,8 +689,16 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 		}{w, events})
 	}
 	out := g.stdout
+	node := w.NodeID
+	if nodes, err := cl.ListNodes(ctx); err == nil {
+		for _, n := range nodes {
+			if n.NodeID == w.NodeID && n.Name != "" {
+				node = n.Name + " (" + w.NodeID + ")"
+			}
+		}
+	}
 	fmt.Fprintf(out, "ID:          %s\nName:        %s\nNamespace:   %s\nType:        %s\nLifecycle:   %s\nState:       %s\nNode:        %s\nNexlet:      %s\nStarted:     %s\n",
-		w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, w.State, w.NodeID, w.NexletID, w.StartedAt.Local().Format(time.RFC3339))
+		w.ID, w.Name, w.Namespace, w.Type, w.Lifecycle, w.State, node, w.NexletID, w.StartedAt.Local().Format(time.RFC3339))
 	if w.Group != "" {
 		fmt.Fprintf(out, "Group:       %s (a copy, running version %d of its definition)\n", w.Group, w.GroupVersion)
 	}
