@@ -90,6 +90,20 @@ func TestEverydayCLI(t *testing.T) {
 	if _, errOut, code := u.nex(append(ns, "workload", "start")...); code == 0 || !strings.Contains(errOut, "starting the workload of ./Nexfile") || !strings.Contains(errOut, "region") {
 		t.Fatalf("a bare start with a Nexfile of region=prod: exit %d: %s", code, errOut)
 	}
+	// a request ID used again for another definition returns the first workload, and says so
+	rid := func(name string) (string, string, int) {
+		return u.nex(append(ns, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name, "--request-id", "same-key", "--start-request", sleep)...)
+	}
+	if _, errOut, code := rid("rid-a"); code != 0 || strings.Contains(errOut, "warning") {
+		t.Fatalf("the first start with a request ID: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := rid("rid-b"); code != 0 || !strings.Contains(out, "was started before") || !strings.Contains(errOut, `another definition (name "rid-a", not "rid-b")`) {
+		t.Fatalf("a request ID used again for another definition: exit %d: %s %s", code, out, errOut)
+	}
+	if _, errOut, _ := rid("rid-a"); strings.Contains(errOut, "warning") {
+		t.Fatalf("the same start again warns: %s", errOut)
+	}
+
 	// --wait-healthy: returns once the check passes, or fails with its last failure
 	checked := func(name, check string) (string, string, int) {
 		return u.nex(append(ns, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name, "--wait-healthy", "20s",

@@ -204,6 +204,8 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	had := w.Definition // of the workload a used request ID names
+	w.Definition = nil
 	said := g.stdout
 	if c.Follow { // stdout is the workload's output, as docker run's
 		said = g.stderr
@@ -215,6 +217,9 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	case before:
 		fmt.Fprintf(said, "Workload %s [%s] was started before with request ID %s; not started again (state %s)\n", w.Name, w.ID, c.RequestID, w.State)
+		if diff := client.Differs(def, had); diff != "" {
+			fmt.Fprintf(g.stderr, "nex: warning: request ID %s was used for a workload with another definition (%s): that one is returned, and nothing was started\n", c.RequestID, diff)
+		}
 	default:
 		fmt.Fprintf(said, "Workload %s [%s] successfully started\n", w.Name, w.ID)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"maps"
 	"strings"
 	"time"
 
@@ -119,14 +120,32 @@ type startedBefore struct{}
 func (*startedBefore) Error() string { return "started before" }
 
 // existing returns the workload a start with the same request ID made, marked with
-// startedBefore.
+// startedBefore (with its definition, so a caller can tell whether it asked for the same).
 func (c *Client) existing(ctx context.Context, wid string) (*v1.WorkloadInfo, error) {
 	info, err := c.WorkloadInfo(ctx, wid)
 	if err != nil {
 		return nil, fmt.Errorf("the request ID was used by workload %s, which cannot be read: %w", wid, err)
 	}
-	info.Definition = nil
 	return info, &startedBefore{}
+}
+
+// Differs says how def differs from the definition a workload was started with, in what
+// a person would notice (name, type, lifecycle, description, tags), or "" when it does
+// not. Start requests are not compared: their sealed values differ each time.
+func Differs(def v1.WorkloadDefinition, had *v1.WorkloadDefinition) string {
+	if had == nil {
+		return ""
+	}
+	var d []string
+	for _, f := range [][3]string{{"name", had.Name, def.Name}, {"type", had.Type, def.Type}, {"lifecycle", had.Lifecycle, def.Lifecycle}, {"description", had.Description, def.Description}} {
+		if f[1] != f[2] {
+			d = append(d, fmt.Sprintf("%s %q, not %q", f[0], f[1], f[2]))
+		}
+	}
+	if !maps.Equal(had.Tags, def.Tags) {
+		d = append(d, "other tags")
+	}
+	return strings.Join(d, ", ")
 }
 
 // start places def; prepare, when set, may rewrite the definition for the chosen bid
