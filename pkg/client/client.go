@@ -6,9 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
-	"maps"
 	"strings"
 	"time"
 
