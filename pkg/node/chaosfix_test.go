@@ -284,3 +284,46 @@ func TestUnrecordedWorkloadIsStopped(t *testing.T) {
 		t.Fatalf("the unrecorded workload was recorded again: %v", err)
 	}
 }
+
+// ambiguousStore stores a record and then says it failed, as a write whose reply timed
+// out does while JetStream elects a leader.
+type ambiguousStore struct{ *node.KVStore }
+
+func (s ambiguousStore) Put(ctx context.Context, rec *node.Record) error {
+	if err := s.KVStore.Put(ctx, rec); err != nil || rec.Definition.Name != "ambiguous" {
+		return err
+	}
+	return errors.New("nats: timeout")
+}
+
+// A start whose record write failed, but was stored after all, leaves no record behind:
+// the client was told the start failed, and the record had another node start the
+// workload later (a chaos run, seed 13: "its start failed ... but it runs").
+func TestFailedStartLeavesNoRecord(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	kv, err := node.OpenKVStore(context.Background(), nc, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, nc, id, ambiguousStore{kv})
+	runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	if _, err := c.StartWorkload(ctx, def("ambiguous")); err == nil {
+		t.Fatal("a start whose record write failed succeeded")
+	}
+	all, err := kv.All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, recs := range all {
+		for _, r := range recs {
+			if r.Definition.Name == "ambiguous" {
+				t.Fatalf("the failed start left its record (%s), which a takeover would start again", r.Desired)
+			}
+		}
+	}
+}

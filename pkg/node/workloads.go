@@ -103,10 +103,11 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		n.unindex(wid)
 		n.mu.Unlock()
 		n.unclaim(rec)
-		if serr == nil {
-			if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
-				log.Warn("remove state of a workload that did not start", zap.Error(derr))
-			}
+		// also when the record's write failed: it may have been stored all the same (a
+		// reply lost in a leader election), and a takeover would start the workload the
+		// client was told did not start
+		if derr := n.cfg.Store.Delete(context.Background(), wid); derr != nil {
+			log.Error("remove the record of a workload that did not start: it may be started again", zap.Error(derr))
 		}
 		n.metrics.startFailures.Add(1)
 		if v1.AsError(err).Code >= 500 {
