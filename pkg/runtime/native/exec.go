@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -43,20 +42,14 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	}
 	var mu sync.Mutex
 	stdout, stderr := limitedBuffer{max: v1.MaxExecOutput}, limitedBuffer{max: v1.MaxExecOutput}
-	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil,
-		stdout: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) }),
-		stderr: writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }), cg: h.cg}
-	h.sandboxed(&s)
-	c, err := spawn(s)
+	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
+	defer cancel()
+	ws, err := h.runBeside(tctx, argv,
+		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) }),
+		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }))
 	if err != nil {
 		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + argv[0] + ": " + err.Error() + "\n")}, nil
 	}
-	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
-	defer cancel()
-	stop := context.AfterFunc(tctx, func() { killGroup(c.pid, syscall.SIGKILL) })
-	ws := c.wait()
-	stop()
-	killGroup(c.pid, syscall.SIGKILL)
 	mu.Lock()
 	defer mu.Unlock()
 	return v1.ExecReply{ExitCode: statusCode(ws), Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),

@@ -3,6 +3,7 @@ package native
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -248,21 +249,32 @@ var healthClient = &http.Client{
 	Transport:     &http.Transport{DisableKeepAlives: true},
 }
 
-// execProbe runs argv as the workload (its user, sandbox, workdir, environment and cgroup).
-func (h *handle) execProbe(ctx context.Context, argv []string) error {
-	var out limitedBuffer
-	var mu sync.Mutex
-	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: w, stderr: w, cg: h.cg}
-	h.sandboxed(&s) // a check sees what the workload sees, no more
+// runBeside runs argv beside the workload, as the workload (its user, a sandbox of its
+// own, its workdir, environment and cgroup): a health check's exec and nex workload exec.
+// Its process group is killed when ctx ends, and at the latest when it exits.
+func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer) (syscall.WaitStatus, error) {
+	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: stdout, stderr: stderr, cg: h.cg}
+	h.sandboxed(&s) // it sees what the workload sees, no more
 	c, err := spawn(s)
 	if err != nil {
-		return fmt.Errorf("run %s: %v", argv[0], err)
+		return 0, err
 	}
 	stop := context.AfterFunc(ctx, func() { killGroup(c.pid, syscall.SIGKILL) })
 	ws := c.wait()
 	stop()
 	killGroup(c.pid, syscall.SIGKILL)
+	return ws, nil
+}
+
+// execProbe runs argv as the workload (its user, sandbox, workdir, environment and cgroup).
+func (h *handle) execProbe(ctx context.Context, argv []string) error {
+	var out limitedBuffer
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	ws, err := h.runBeside(ctx, argv, w, w)
+	if err != nil {
+		return fmt.Errorf("run %s: %v", argv[0], err)
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s timed out", argv[0])
 	}
