@@ -369,14 +369,14 @@ start_request:
 	})
 	u.mustNex("--namespace", "default", "workload", "stop", jobID) // a finished job is removed
 
-	// Clone with --stop: the clone starts, then the original stops.
-	out = u.mustNex("--namespace", "default", "workload", "clone", apiID, "--tags", "region=lab", "--stop")
+	// Clone with --stop and --name: the clone starts, then the original stops.
+	out = u.mustNex("--namespace", "default", "workload", "clone", apiID, "--tags", "region=lab", "--stop", "--name", "api2")
 	_, cloneID := startedID(t, out)
 	var after []v1.WorkloadInfo
 	if err := json.Unmarshal([]byte(u.mustNex("--namespace", "default", "workload", "list", "--json", "--show-metadata")), &after); err != nil {
 		t.Fatal(err)
 	}
-	if len(after) != 1 || after[0].ID != cloneID || after[0].Name != "api" {
+	if len(after) != 1 || after[0].ID != cloneID || after[0].Name != "api2" {
 		t.Fatalf("after clone --stop: %+v", after)
 	}
 

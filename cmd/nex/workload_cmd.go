@@ -930,6 +930,7 @@ type WorkloadCloneCmd struct {
 	ID   string            `arg:"" name:"workload_id" help:"Workload to clone: its ID, a unique prefix of it, or its name."`
 	Tags map[string]string `name:"tags" mapsep:"," help:"Placement tags for the clone k=v (repeatable, or comma-separated); replace the original's."`
 	Stop bool              `name:"stop" help:"Stop the original once the clone has started."`
+	Name string            `name:"name" help:"A name for the clone (else the original's: the two then share it, and a name lookup asks for an ID)."`
 }
 
 // Run clones.
@@ -938,7 +939,7 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop})
+	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{Tags: c.Tags, StopOriginal: c.Stop, Name: c.Name})
 	if err != nil {
 		return err
 	}
@@ -946,7 +947,10 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 		return writeJSON(g.stdout, w)
 	}
 	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started (clone of %s)\n", w.Name, w.ID, c.ID)
-	if c.Stop {
+	switch {
+	case c.Stop && c.Name != "":
+		fmt.Fprintf(g.stdout, "The original [%s] stopped\n", c.ID)
+	case c.Stop:
 		fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, c.ID)
 	}
 	return nil

@@ -331,6 +331,8 @@ func (c *Client) Exec(ctx context.Context, wid string, req v1.ExecRequest) (*v1.
 type CloneOptions struct {
 	// Tags replace the original's tags when not empty.
 	Tags map[string]string
+	// Name replaces the original's name when not empty, so the two can be told apart by name.
+	Name string
 	// StopOriginal stops the original once the clone has started.
 	StopOriginal bool
 }
@@ -345,6 +347,12 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 	def := cr.Definition
 	if len(o.Tags) > 0 {
 		def.Tags = o.Tags
+	}
+	if o.Name != "" {
+		def.Name = o.Name
+		if err := def.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	info, err := c.start(ctx, def, "", func(b v1.Bid, d *v1.WorkloadDefinition) error {
 		if b.XKey == "" || !strings.Contains(string(d.StartRequest), seal.Prefix) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -27,6 +28,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if conf := os.Getenv("NEX_CHAOS_SERVE"); conf != "" {
+		serve(conf) // the harness runs this binary as a machine's nats-server
+	}
 	if os.Getenv("NEX_CHAOS_DURATION") == "" {
 		os.Exit(m.Run()) // skipped: nothing to build
 	}
@@ -43,6 +47,28 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// serve runs a nats-server from conf until it is signalled to stop, then exits.
+func serve(conf string) {
+	o, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := server.NewServer(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s.ConfigureLogger()
+	s.Start()
+	s.WaitForShutdown()
+	os.Exit(0)
+}
+
+// clients is how many clients work at once; each waits for its call's answer (a group
+// update can take a minute under faults).
+const clients = 3
 
 // settleBound is how long the cluster has, once the faults stop, to converge.
 const settleBound = 3 * time.Minute
@@ -61,8 +87,12 @@ func TestChaos(t *testing.T) {
 		out = t.TempDir()
 	}
 	_ = os.MkdirAll(out, 0o755)
-	t.Logf("seed %d, %s of faults; partitions are stopped servers (no network namespaces here); history in %s", seed, d, out)
 	c := newCluster(t, binDir, out)
+	cuts := "partitions are cuts of network namespaces"
+	if c.net == nil {
+		cuts = "partitions are stopped servers (no network namespaces: not root, or NEX_CHAOS_NETNS=0)"
+	}
+	t.Logf("seed %d, %s of faults; %s; faults drawn from %v; history in %s", seed, d, cuts, c.faultKinds(), out)
 	admin := connect(t, c, v1.SystemNamespace)
 	waitNodes(t, admin, 3)
 
@@ -85,14 +115,16 @@ func TestChaos(t *testing.T) {
 	inj := &injector{c: c, rng: rand.New(rand.NewPCG(seed, 1)), admin: admin, busy: map[int]bool{}}
 	done := make(chan struct{})
 	go func() { inj.run(ctx); close(done) }()
-	workers := make(chan struct{}, 2)
-	for i := range 2 {
-		w := &worker{id: i, cl: connect(t, c, "chaos"), rng: rand.New(rand.NewPCG(seed, uint64(10+i))), hist: hist, seed: seed}
+	workers := make(chan struct{}, clients)
+	for i := range clients {
+		cl, nc := connectNC(t, c, "chaos")
+		w := &worker{id: i, cl: cl, nc: nc, rng: rand.New(rand.NewPCG(seed, uint64(10+i))), hist: hist, seed: seed}
 		go func() { w.run(ctx); workers <- struct{}{} }()
 	}
 	<-done
-	<-workers
-	<-workers
+	for range clients {
+		<-workers
+	}
 	<-sampled
 	c.heal()
 	v := settle(t, c, hist, samp)
@@ -157,7 +189,15 @@ func report(t *testing.T, seed uint64, d time.Duration, inj *injector, hist *his
 }
 
 func connect(t *testing.T, c *cluster, ns string) *client.Client {
-	nc, err := nats.Connect(c.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	cl, _ := connectNC(t, c, ns)
+	return cl
+}
+
+// connectNC connects a client to any of the servers, pinging its server every 2 s as
+// nexd does (a server cut off silently is left in 4-6 s).
+func connectNC(t *testing.T, c *cluster, ns string) (*client.Client, *nats.Conn) {
+	nc, err := nats.Connect(c.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
+		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +206,7 @@ func connect(t *testing.T, c *cluster, ns string) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cl
+	return cl, nc
 }
 
 func waitNodes(t *testing.T, admin *client.Client, want int) {

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,10 +72,23 @@ func (v *verdict) add(format string, args ...any) {
 	v.violations = append(v.violations, fmt.Sprintf(format, args...))
 }
 
+// tracked says whether the process table can tell whether a workload runs: the
+// harness's services, clones and group copies sleep with their name on the command line.
+func tracked(name string) bool {
+	for _, k := range []string{"w-", "c-", "g-"} {
+		if strings.HasPrefix(name, markerPrefix+k) {
+			return true
+		}
+	}
+	return false
+}
+
 // check compares the history with the process table and the final list: every
-// acknowledged start runs exactly once unless it was stopped; every acknowledged stop
-// stays stopped; a start that failed for sure runs nowhere; what runs is listed, and what
-// is listed running runs; a stop that said "not found" was about a workload that was gone.
+// acknowledged start or clone runs exactly once unless it was stopped; every
+// acknowledged stop stays stopped; a start that failed for sure runs nowhere; what runs
+// is listed, and what is listed running runs; a stop or info that said "not found" was
+// about a workload that was gone; a removed workload is listed no more; a trigger got
+// its function's answer; every group runs what its history allows (checkGroups).
 func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict {
 	v := &verdict{}
 	started := map[string]op{} // marker -> acknowledged start
@@ -83,12 +97,13 @@ func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict 
 	stopped := map[string]op{} // marker -> acknowledged stop
 	stopTried := map[string]bool{}
 	for _, o := range ops {
+		starts := o.Kind == "start" || o.Kind == "clone"
 		switch {
-		case o.Kind == "start" && o.OK:
+		case starts && o.OK:
 			started[o.Marker] = o
-		case o.Kind == "start" && o.ambiguous():
+		case starts && o.ambiguous():
 			ambiguous[o.Marker] = true
-		case o.Kind == "start":
+		case starts:
 			failed[o.Marker] = o
 		case o.Kind == "stop" && o.OK:
 			stopped[o.Marker] = o
@@ -96,9 +111,10 @@ func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict 
 			stopTried[o.Marker] = true
 		}
 	}
-	byMarker := map[string]v1.WorkloadInfo{}
+	byMarker, ids := map[string]v1.WorkloadInfo{}, map[string]bool{}
 	for _, w := range listed {
-		if w.State == v1.StateRunning || w.State == v1.StateStarting {
+		ids[w.ID] = true
+		if tracked(w.Name) && (w.State == v1.StateRunning || w.State == v1.StateStarting) {
 			byMarker[w.Name] = w
 		}
 	}
@@ -128,11 +144,22 @@ func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict 
 			v.add("%s: listed %s on node %s (workload %s) but runs nowhere", m, w.State, w.NodeID, w.ID)
 		}
 	}
-	for _, o := range ops {
-		if o.Kind == "stop" && o.Code == v1.CodeNotFound && running[o.Marker] > 0 {
-			v.add("%s: a stop said not found at %s, and it runs", o.Marker, o.End.Format(time.TimeOnly))
-		}
-	}
+	checkReplies(v, ops, running, ids)
+	checkGroups(v, ops, running)
 	sort.Strings(v.violations)
 	return v
+}
+
+// checkReplies finds the replies that were lies.
+func checkReplies(v *verdict, ops []op, running map[string]int, listedIDs map[string]bool) {
+	for _, o := range ops {
+		switch {
+		case (o.Kind == "stop" || o.Kind == "info") && o.Code == v1.CodeNotFound && running[o.Marker] > 0:
+			v.add("%s: %s said not found at %s, and it runs", o.Marker, o.Kind, o.End.Format(time.TimeOnly))
+		case o.Kind == "rm" && o.OK && listedIDs[o.WID]:
+			v.add("%s: removed (acknowledged at %s) but listed again (workload %s)", o.Marker, o.End.Format(time.TimeOnly), o.WID)
+		case o.Kind == "trigger" && o.OK && o.Reply != o.Want:
+			v.add("%s: a trigger at %s got %q, want %q", o.Marker, o.End.Format(time.TimeOnly), o.Reply, o.Want)
+		}
+	}
 }

@@ -25,8 +25,18 @@ type fault struct {
 	For   time.Duration `json:"for,omitempty"`
 }
 
-// faultKinds are the faults the schedule draws from.
-var faultKinds = []string{"kill-nexd", "kill-nexlet", "kill-workload", "stop-server", "pause-nexd", "kill-machine", "lameduck", "adopt-then-outage"}
+// faultKinds are the faults the schedule draws from; cuts need network namespaces and a
+// full disk a tmpfs store (both need root).
+func (c *cluster) faultKinds() []string {
+	kinds := []string{"kill-nexd", "kill-nexlet", "kill-workload", "stop-server", "kill-server", "pause-nexd", "kill-machine", "lameduck", "adopt-then-outage"}
+	if c.net != nil {
+		kinds = append(kinds, "cut", "cut-one-way", "cut-pair", "flap")
+	}
+	if c.tmpfs {
+		kinds = append(kinds, "full-disk")
+	}
+	return kinds
+}
 
 // injector draws faults from a seeded schedule and injects them, at most two at once and
 // never two on one machine, until ctx ends.
@@ -40,12 +50,16 @@ type injector struct {
 	wg     sync.WaitGroup
 }
 
+// run draws every fault's kind, machine, length and details from the schedule in one
+// goroutine, so a seed replays the same schedule.
 func (f *injector) run(ctx context.Context) {
+	kinds := f.c.faultKinds()
 	for ctx.Err() == nil {
-		kind := faultKinds[f.rng.IntN(len(faultKinds))]
+		kind := kinds[f.rng.IntN(len(kinds))]
 		i := f.rng.IntN(3)
 		hold := time.Duration(3+f.rng.IntN(20)) * time.Second
 		next := time.Duration(4+f.rng.IntN(10)) * time.Second
+		detail := rand.New(rand.NewPCG(f.rng.Uint64(), 2))
 		f.mu.Lock()
 		free := !f.busy[i] && len(f.busy) < 2
 		if free {
@@ -57,13 +71,10 @@ func (f *injector) run(ctx context.Context) {
 			go func() {
 				defer f.wg.Done()
 				defer func() { f.mu.Lock(); delete(f.busy, i); f.mu.Unlock() }()
-				f.inject(ctx, kind, i, hold)
+				f.inject(ctx, kind, i, hold, detail)
 			}()
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(next):
-		}
+		wait(ctx, next)
 	}
 	f.wg.Wait()
 }
@@ -82,7 +93,7 @@ func wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Duration) {
+func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Duration, rng *rand.Rand) {
 	c, n := f.c, f.c.nodes[i]
 	if !n.alive() {
 		c.startNexd(n) // systemd brings it back first
@@ -100,19 +111,24 @@ func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Dur
 		}
 	case "kill-workload":
 		if pids := processes("sleep 100000; : " + markerPrefix); len(pids) > 0 {
-			_ = syscall.Kill(pids[f.rng.IntN(len(pids))], syscall.SIGKILL)
+			_ = syscall.Kill(pids[rng.IntN(len(pids))], syscall.SIGKILL)
 		}
-	case "stop-server": // the machine is cut off
+	case "stop-server": // the server shuts down: its connections close
 		c.stopServer(i)
 		wait(ctx, hold)
+		c.startServer(i)
+	case "kill-server":
+		c.srv[i].kill9()
+		wait(ctx, hold/4)
 		c.startServer(i)
 	case "pause-nexd": // a GC pause or a frozen VM, longer than the node-loss window
 		n.signal(syscall.SIGSTOP)
 		wait(ctx, 10*time.Second+hold/2)
 		n.signal(syscall.SIGCONT)
-	case "kill-machine": // power loss: nexd, its nexlet and every workload of the node
+	case "kill-machine": // power loss: its server, nexd, nexlet and every workload
 		f.killMachine(n)
 		wait(ctx, hold)
+		c.startServer(i)
 		c.startNexd(n)
 	case "lameduck":
 		f.lameduck(ctx, n)
@@ -123,10 +139,49 @@ func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Dur
 		c.stopServer(i)
 		wait(ctx, hold)
 		c.startServer(i)
+	default:
+		f.injectNetwork(ctx, kind, i, hold, rng)
+	}
+}
+
+// injectNetwork cuts the network (see network) or fills a disk.
+func (f *injector) injectNetwork(ctx context.Context, kind string, i int, hold time.Duration, rng *rand.Rand) {
+	c, nw := f.c, f.c.net
+	j := (i + 1 + rng.IntN(2)) % 3 // another machine
+	switch kind {
+	case "cut": // the machine is cut off, silently
+		nw.isolate(i)
+		wait(ctx, hold)
+		nw.rejoin(i)
+	case "cut-one-way": // i's packets to j are lost; j's reach i
+		nw.cut(i, nw.ip(j))
+		wait(ctx, hold)
+		nw.mend(i, nw.ip(j))
+	case "cut-pair": // i and j cannot reach each other; both reach the third and the clients
+		nw.cut(i, nw.ip(j))
+		nw.cut(j, nw.ip(i))
+		wait(ctx, hold)
+		nw.mend(i, nw.ip(j))
+		nw.mend(j, nw.ip(i))
+	case "flap": // the link goes and comes back, again and again
+		for end := time.Now().Add(hold); time.Now().Before(end) && ctx.Err() == nil; {
+			nw.isolate(i)
+			wait(ctx, time.Duration(500+rng.IntN(1500))*time.Millisecond)
+			nw.rejoin(i)
+			wait(ctx, time.Duration(500+rng.IntN(2500))*time.Millisecond)
+		}
+	case "full-disk": // JetStream's disk fills; the server disables JetStream, and the
+		// operator frees the disk and restarts it
+		free := c.fillDisk(i)
+		wait(ctx, hold)
+		free()
+		c.stopServer(i)
+		c.startServer(i)
 	}
 }
 
 func (f *injector) killMachine(n *nexd) {
+	f.c.srv[n.i].kill9()
 	n.kill9()
 	id := nodeIDOf(n)
 	for _, pid := range n.nexlets() {
