@@ -115,6 +115,7 @@ type lookupState struct {
 	peers    *peerSet
 	down     map[string]bool // nodes whose records hold it, which the others do not hear
 	moved    bool            // a node named as its holder one that had said 404 already
+	unsure   string          // why a node that said 404 could not say who holds it
 	acked    bool
 	owner    string
 	deadline time.Time
@@ -142,6 +143,9 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 	}
 	l.peers.heard(m)
 	if d, ok := v1.AsError(err).Details.(map[string]any); ok {
+		if why, ok := d["owner_unknown"].(string); ok && why != "" {
+			l.unsure = why
+		}
 		if owner, ok := d["owner"].(string); ok && owner != "" && owner != id {
 			if l.peers.answered[owner] {
 				l.moved = true // it said 404 already: the workload moved meanwhile
@@ -165,7 +169,8 @@ func nodeList(ids []string) string {
 
 // notFound is what a lookup says when every node it waits for answered 404: not_found
 // (the caller replaces the message), unless the records name a node that holds it and is
-// not heard from (stopped, lost, paused or cut off): then 503, naming it.
+// not heard from (stopped, lost, paused or cut off), or a node could not read the records
+// to say (the state store unavailable): then 503, naming it or saying why.
 func (l *lookupState) notFound() error {
 	if l.moved {
 		return errMoved
@@ -177,6 +182,9 @@ func (l *lookupState) notFound() error {
 		}
 		sort.Strings(ids)
 		return v1.NewError(503, v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
+	}
+	if l.unsure != "" {
+		return v1.NewError(503, v1.CodeUnavailable, "the nodes that answered do not have it, and could not read the state store to say which node does (%s): nothing was done; try again", l.unsure)
 	}
 	return v1.NotFound("not found") // replaced by the caller's message
 }

@@ -128,6 +128,42 @@ func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	}
 }
 
+// blindStore cannot read which node holds a workload, as while JetStream has no quorum.
+type blindStore struct{ *node.KVStore }
+
+func (s blindStore) Owners(context.Context, string) ([]string, error) {
+	return nil, errors.New("nats: timeout")
+}
+
+// A node that does not have a workload, and cannot read the state store to say which node
+// does, does not make a stop's answer "not found": the workload may have moved to a node
+// that is not answering (a chaos run, seed 13, two servers down: a stop said "not found"
+// of a workload that had just moved, and it ran).
+func TestStopWhileTheStoreCannotSay(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nc1, nc2 := testutil.Connect(t, s), testutil.Connect(t, s)
+	id1, id2 := nodeID(t), nodeID(t)
+	n1 := newNode(t, nc1, id1, kvStore(t, nc1, id1))
+	mem1 := runMemNexlet(t, nc1, id1, nil)
+	waitNexlet(t, n1)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem1.kill()
+	n1.Stop()
+	// a node that never heard of node 1, whose store cannot say who holds the workload
+	n2 := newNode(t, nc2, id2, blindStore{kvStore(t, nc2, id2).(*node.KVStore)})
+	runMemNexlet(t, nc2, id2, nil)
+	waitNexlet(t, n2)
+	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
+	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, "could not read the state store") {
+		t.Fatalf("a stop while the store cannot say who holds the workload: %v", err)
+	}
+}
+
 // An update cut short (its coordinator lost after it recorded the new version, before it
 // replaced every copy) is finished by the coordinator: the group said version 2 and ran
 // version 1 for good, and an update to the same definition said "nothing to update".

@@ -276,6 +276,10 @@ func (n *Node) notHere(ns, wid string) error {
 	defer cancel()
 	owners, err := cs.Owners(ctx, wid)
 	if err != nil {
+		// the store cannot say whether another node holds it (JetStream electing a
+		// leader, or out of quorum): not here is all this node knows (a chaos run, two
+		// servers down: a stop said "not found" of a workload that had just moved)
+		e.Details = map[string]string{"owner_unknown": err.Error()}
 		return e
 	}
 	for _, o := range owners {
@@ -283,6 +287,10 @@ func (n *Node) notHere(ns, wid string) error {
 			continue
 		}
 		rec, err := cs.RecordOf(ctx, o, wid)
+		if err != nil && !errors.Is(err, ErrNotStored) {
+			e.Details = map[string]string{"owner_unknown": err.Error()}
+			return e
+		}
 		if err == nil && rec.Desired != DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
 			n.mu.Lock()
 			_, alive := n.peers[o]
