@@ -138,6 +138,9 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 		return false, nil
 	}
 	err = DecodeReply(m.Header, m.Data, resp)
+	if d, ok := v1.AsError(err).Details.(map[string]any); ok && d["moved_to"] != nil {
+		return true, errMoved // it was taken over as it answered: ask its new node
+	}
 	if !v1.IsNotFound(err) || (l.acked && id == l.owner) { // the owner's 404 is its answer
 		return true, err
 	}

@@ -76,6 +76,47 @@ func TestStaleCopyStopIsAskedAgain(t *testing.T) {
 	}
 }
 
+// deafStore never hears of changes to its node's records, as a node back from a cut
+// whose watch has not caught up yet.
+type deafStore struct{ *node.KVStore }
+
+func (deafStore) WatchOwn(context.Context, func(string, *node.Record)) error { return nil }
+
+// A stop that reaches a node whose workload was taken over while it was away, before it
+// has learnt so, goes on to the workload's new node, and the old copy is stopped: the
+// node answered "taken over by node X" (409) and its copy ran on (a chaos run).
+func TestStopOfATakenOverCopyGoesOn(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store := deafStore{kvStore(t, nc, id).(*node.KVStore)}
+	n := newNode(t, nc, id, store)
+	mem := runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.RecordOf(ctx, id, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Desired, rec.MovedTo = node.DesiredMoved, nodeID(t) // a node that is gone since
+	if err := store.PutOf(ctx, id, rec); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
+	if v1.IsCode(err, v1.CodeConflict) {
+		t.Fatalf("a stop of a copy taken over elsewhere: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the stale copy to be stopped", func() bool {
+		_, err := mem.rt.Get(ctx, w.ID)
+		return v1.IsNotFound(err)
+	})
+}
+
 // A nexlet the supervisor gave up on hands its services to another node: the node went
 // on announcing itself, so no one took them over, and they stayed unknown, running
 // nowhere, for good.

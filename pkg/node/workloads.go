@@ -427,7 +427,10 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 		for _, r := range recs {
 			if r.WorkloadID == wid {
 				if r.Desired == DesiredMoved {
-					return Record{}, v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
+					n.leaveMoved(*r)
+					e := v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
+					e.Details = map[string]string{"moved_to": r.MovedTo}
+					return Record{}, e
 				}
 				updated = *r
 				change(&updated)
@@ -441,6 +444,24 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 	}
 	n.reindex(updated)
 	return updated, nil
+}
+
+// leaveMoved gives up this node's copy of a workload it learns (a compare-and-set that
+// failed) another node took over: it is unindexed at once, so a lookup asked again finds
+// the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
+// and stopped in the background as watchMoves would.
+func (n *Node) leaveMoved(rec Record) {
+	n.mu.Lock()
+	if w, ok := n.workloads[rec.WorkloadID]; ok {
+		rec.NexletID = w.rec.NexletID
+		n.unindex(rec.WorkloadID)
+	}
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.stopMoved(rec, staleCopy)
+	}()
 }
 
 // reindex replaces the indexed value of a record that is still indexed, unless the index
