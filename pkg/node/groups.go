@@ -200,20 +200,66 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if err := kv.DeleteGroup(ctx, ns, id); err != nil {
 			return v1.GroupStatus{}, storageError(err, "remove group "+id)
 		}
-		st, _ := c.groupStatus(ctx, g, "")
-		cl, _ := client.New(n.nc, ns)
-		for _, cp := range st.Copies {
-			if _, err := cl.StopWorkload(ctx, cp.ID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+		return c.stopGroup(ctx, g)
+	}
+	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
+}
+
+// stopGroup stops every copy of g (whose record is removed already) that the records
+// hold, on every node: a node that answers stops its copy; the record of a copy whose
+// node does not answer (cut off, paused, lost) is marked stopping, so no takeover starts
+// it elsewhere and its node stops it when it hears of the mark. (A chaos run: a stop
+// that stopped only the listed copies left a cut-off node's copy running, and it was
+// taken over and ran on for good after the stop was acknowledged.)
+func (c *coordinator) stopGroup(ctx context.Context, g *Group) (v1.GroupStatus, error) {
+	st, _ := c.groupStatus(ctx, g, "")
+	byNode, err := c.copiesOf(ctx, g)
+	if err != nil {
+		return st, storageError(err, "read the copies of group "+g.ID)
+	}
+	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	for node, recs := range byNode {
+		for _, rec := range recs {
+			_, err := cl.StopWorkload(ctx, rec.WorkloadID, v1.StopRequest{})
+			if err == nil || v1.IsNotFound(err) {
+				continue
+			}
+			if err := c.markStopping(ctx, node, rec.WorkloadID); err != nil {
 				return st, err
 			}
 		}
-		st.Replicas = 0
-		for i := range st.Copies {
-			st.Copies[i].State = v1.StateStopped
-		}
-		return st, nil
 	}
-	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
+	st.Replicas = 0
+	for i := range st.Copies {
+		st.Copies[i].State = v1.StateStopped
+	}
+	return st, nil
+}
+
+// markStopping records on node's record of wid that it is to stop, compare-and-set on
+// the record as read: a record gone or no longer running needs nothing.
+func (c *coordinator) markStopping(ctx context.Context, node, wid string) error {
+	for range 3 {
+		rec, err := c.cs.RecordOf(ctx, node, wid)
+		if errors.Is(err, ErrNotStored) {
+			return nil
+		}
+		if err != nil {
+			return storageError(err, "read the record of copy "+wid)
+		}
+		if rec.Desired != DesiredRunning {
+			return nil
+		}
+		rec.Desired, rec.UpdatedAt = DesiredStopping, time.Now().UTC()
+		if err = c.cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return storageError(err, "record the stop of copy "+wid)
+			}
+			c.log.Info("replica group stopped: the copy's node did not answer, its record says stop", zap.String("workload_id", wid), zap.String("node", node))
+			return nil
+		}
+	}
+	return v1.NewError(503, v1.CodeUnavailable, "the record of copy %s kept changing while the group stopped: try again", wid)
 }
 
 func groupNotFound(err error, id string) error {

@@ -243,6 +243,7 @@ type Node struct {
 	seen          map[string]time.Time // every node's last announcement, leaving or not
 	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
 	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
+	reconciling   sync.Map             // nexlet ID -> struct{}: reconcileLater is trying again
 	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
 	coord         atomic.Pointer[coordinator]
 	regWaiters    []chan struct{}

@@ -28,7 +28,13 @@ func (n *Node) reconcile(nexletID string) {
 	log := n.log.With(zap.String("nexlet_id", nexletID))
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	plan, err := n.planReconcile(ctx, nexletID, log)
-	if err != nil || len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
+	if err != nil {
+		cancel()
+		lock.Unlock()
+		n.reconcileLater(nexletID)
+		return
+	}
+	if len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
 		cancel()
 		lock.Unlock()
 		return
@@ -39,6 +45,49 @@ func (n *Node) reconcile(nexletID string) {
 		defer lock.Unlock()
 		defer cancel()
 		n.carryOut(ctx, plan, log)
+	}()
+}
+
+// reconcileLater reconciles nexletID again, after 250 ms doubling to 5 s, until a
+// reconciliation could read both sides or the node stops: one that failed (the state
+// store unavailable while JetStream elected a leader) left the workloads its restarted
+// nexlet had lost unstarted and unindexed, "not found", for good (a chaos run).
+func (n *Node) reconcileLater(nexletID string) {
+	if _, busy := n.reconciling.LoadOrStore(nexletID, struct{}{}); busy {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.reconciling.Delete(nexletID)
+		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			n.mu.Lock()
+			_, registered := n.nexlets[nexletID]
+			n.mu.Unlock()
+			if !registered {
+				return // gone: its next registration reconciles it
+			}
+			lock := n.reconcileLock(nexletID)
+			lock.Lock()
+			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+			log := n.log.With(zap.String("nexlet_id", nexletID))
+			plan, err := n.planReconcile(ctx, nexletID, log)
+			if err != nil {
+				cancel()
+				lock.Unlock()
+				continue
+			}
+			log.Info("reconcile: done after an earlier attempt failed")
+			n.carryOut(ctx, plan, log)
+			cancel()
+			lock.Unlock()
+			return
+		}
 	}()
 }
 

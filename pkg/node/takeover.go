@@ -147,6 +147,10 @@ func (n *Node) escrow(ctx context.Context, rec Record) {
 // another node took over while this one was cut off or down.
 func (n *Node) watchMoves(cs ClusterStore) error {
 	return cs.WatchOwn(n.ctx, func(wid string, rec *Record) {
+		if rec != nil && rec.Desired == DesiredStopping {
+			n.stopMarked(*rec)
+			return
+		}
 		if rec == nil || rec.Desired != DesiredMoved || rec.MovedTo == n.cfg.NodeID {
 			return
 		}
@@ -159,6 +163,30 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 			n.stopMoved(*rec, staleCopy)
 		}()
 	})
+}
+
+// stopMarked stops a workload this node runs whose record another node marked stopping
+// (the coordinator, stopping a replica group while this node did not answer).
+func (n *Node) stopMarked(rec Record) {
+	n.mu.Lock()
+	w, ok := n.workloads[rec.WorkloadID]
+	n.mu.Unlock()
+	if !ok || w.rec.Desired != DesiredRunning {
+		return // not here, or this node's own stop
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{}))
+		defer cancel()
+		rec.NexletID = w.rec.NexletID
+		n.reindex(rec)
+		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+			n.log.Warn("stop a workload whose record says stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			return
+		}
+		n.log.Info("stopped a workload whose record another node marked stopping (its replica group was stopped while this node was away)", zap.String("workload_id", rec.WorkloadID))
+	}()
 }
 
 // staleCopy is what stopMoved logs of a copy left from before the node was away.

@@ -283,13 +283,18 @@ func (n *Node) notHere(ns, wid string) error {
 		return e
 	}
 	for _, o := range owners {
-		if o == n.cfg.NodeID {
-			continue
-		}
 		rec, err := cs.RecordOf(ctx, o, wid)
 		if err != nil && !errors.Is(err, ErrNotStored) {
 			e.Details = map[string]string{"owner_unknown": err.Error()}
 			return e
+		}
+		if o == n.cfg.NodeID {
+			if err == nil && (rec.Desired == DesiredRunning || rec.Desired == DesiredStopping) && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
+				// its record is here and its nexlet has not reported it (restarted, and
+				// not reconciled yet): "not found" would be false (a chaos run)
+				return v1.NewError(503, v1.CodeUnavailable, "workload %s is recorded on node %s, whose nexlet has not reported it yet (it restarted): nothing was done; try again", wid, n.cfg.NodeID)
+			}
+			continue
 		}
 		if err == nil && rec.Desired != DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
 			n.mu.Lock()
@@ -502,8 +507,9 @@ func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any
 	switch {
 	case err == nil:
 		return info, nil
-	case rec.Final != nil, v1.IsCode(err, v1.CodeUnavailable):
-		// ended and forgotten by a restarted nexlet, or its nexlet does not answer: the record
+	case rec.Final != nil, v1.IsCode(err, v1.CodeUnavailable), v1.IsNotFound(err) && rec.Desired != DesiredFinished:
+		// ended and forgotten by a restarted nexlet, or its nexlet does not answer, or
+		// lost it (it restarted; the node starts it again as it reconciles): the record
 		info = n.recordInfo(rec, false)
 		info.Definition = &rec.Definition
 		return info, nil

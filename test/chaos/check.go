@@ -28,6 +28,9 @@ func (s *sampler) sample(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for m, n := range seen {
+		if strings.HasPrefix(m, markerPrefix+"g-") {
+			continue // a group's copies share their name: checkGroups counts them
+		}
 		if _, open := s.since[m]; n > 1 && !open {
 			s.since[m] = now
 		}
