@@ -153,12 +153,31 @@ func check(ops []op, running map[string]int, listed []v1.WorkloadInfo) *verdict 
 	return v
 }
 
-// checkReplies finds the replies that were lies.
+// checkReplies finds the replies that were lies. "Not found" is one of a workload whose
+// start was acknowledged before the call and that no stop had been asked for by then
+// (what the user started is remembered until the user removes it), or that runs at the end.
 func checkReplies(v *verdict, ops []op, running map[string]int, listedIDs map[string]bool) {
+	acked, stopAsked := map[string]time.Time{}, map[string]time.Time{}
 	for _, o := range ops {
+		if (o.Kind == "start" || o.Kind == "clone") && o.OK {
+			acked[o.Marker] = o.End
+		}
+		if t, ok := stopAsked[o.Marker]; o.Kind == "stop" && (!ok || o.Start.Before(t)) {
+			stopAsked[o.Marker] = o.Start
+		}
+	}
+	remembered := func(o op) bool {
+		t, ok := acked[o.Marker]
+		s, stopped := stopAsked[o.Marker]
+		return ok && t.Before(o.Start) && (!stopped || s.After(o.Start) || (o.Kind == "stop" && s.Equal(o.Start)))
+	}
+	for _, o := range ops {
+		notFound := (o.Kind == "stop" || o.Kind == "info") && o.Code == v1.CodeNotFound
 		switch {
-		case (o.Kind == "stop" || o.Kind == "info") && o.Code == v1.CodeNotFound && running[o.Marker] > 0:
+		case notFound && running[o.Marker] > 0:
 			v.add("%s: %s said not found at %s, and it runs", o.Marker, o.Kind, o.End.Format(time.TimeOnly))
+		case notFound && remembered(o):
+			v.add("%s: %s said not found at %s of a workload started at %s and not stopped", o.Marker, o.Kind, o.End.Format(time.TimeOnly), acked[o.Marker].Format(time.TimeOnly))
 		case o.Kind == "rm" && o.OK && listedIDs[o.WID]:
 			v.add("%s: removed (acknowledged at %s) but listed again (workload %s)", o.Marker, o.End.Format(time.TimeOnly), o.WID)
 		case o.Kind == "trigger" && o.OK && o.Reply != o.Want:
