@@ -82,6 +82,19 @@ func TestEverydayCLI(t *testing.T) {
 	if out := u.mustNex("-s", url, "node", "info", "lab1"); !strings.Contains(out, "lab1") {
 		t.Fatalf("node info lab1: %s", out)
 	}
+	// every list command has the same shape: -q, -o json|yaml|wide and --format
+	if got := u.mustNex("-s", url, "node", "list", "--format", "{{.Name}}"); got != "lab1\n" {
+		t.Fatalf("node list --format: %q", got)
+	}
+	if got := u.mustNex("-s", url, "node", "list", "-q"); !strings.HasPrefix(got, "N") || strings.Count(got, "\n") != 1 {
+		t.Fatalf("node list -q: %q", got)
+	}
+	if got := u.mustNex("-s", url, "node", "list", "-o", "yaml"); !strings.Contains(got, "name: lab1") {
+		t.Fatalf("node list -o yaml: %s", got)
+	}
+	if got := nex("workload", "bundle", "list", "-o", "json"); got != "[]\n" {
+		t.Fatalf("bundle list -o json of no bundles: %q", got)
+	}
 	// an inline start ignores a Nexfile that lies in the directory; a bare start reads it, saying so
 	u.write("Nexfile", "name: fromfile\ntype: native\nlifecycle: job\ntags:\n  region: prod\nstart_request:\n  uri: file:///bin/true\n", 0o644)
 	if _, errOut, code := u.nex(append(ns, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "inline", "--start-request", `{"uri":"file:///bin/true"}`)...); code != 0 || strings.Contains(errOut, "Nexfile") {

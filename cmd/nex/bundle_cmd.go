@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexfile"
 )
 
@@ -198,7 +199,8 @@ func (c *BundleCreateCmd) write(g *Globals, base *nexfile.Nexfile, sr map[string
 
 // BundleListCmd lists a bucket's bundled files.
 type BundleListCmd struct {
-	Bucket string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
+	Bucket     string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
+	ListOutput `embed:""`
 }
 
 // Run lists.
@@ -212,8 +214,8 @@ func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if g.JSON {
-		return writeJSON(g.stdout, list)
+	if done, err := writeList(g, c.ListOutput, list, func(o client.BundleObject) string { return o.Digest }); done {
+		return err
 	}
 	if len(list) == 0 {
 		fmt.Fprintf(g.stdout, "No bundles in %s.\n", c.Bucket)
@@ -221,7 +223,11 @@ func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	t := newTable("SHA256", "NAME", "SIZE", "URI")
 	for _, o := range list {
-		t.row(o.Digest[:12], o.Name, fmt.Sprint(o.Size), o.URI)
+		digest := o.Digest[:12]
+		if c.wide() {
+			digest = o.Digest
+		}
+		t.row(digest, o.Name, fmt.Sprint(o.Size), o.URI)
 	}
 	return t.write(g.stdout)
 }

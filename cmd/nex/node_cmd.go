@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -179,7 +180,8 @@ Press Ctrl+C to stop the node.
 
 // NodeListCmd lists nodes.
 type NodeListCmd struct {
-	Filter map[string]string `name:"filter" mapsep:"," help:"Only nodes with tag k=v (repeatable, or comma-separated)."`
+	Filter     map[string]string `name:"filter" mapsep:"," help:"Only nodes with tag k=v (repeatable, or comma-separated)."`
+	ListOutput `embed:""`
 }
 
 // Run lists the nodes.
@@ -198,25 +200,40 @@ func (c *NodeListCmd) Run(ctx context.Context, g *Globals) error {
 			out = append(out, n)
 		}
 	}
-	if out == nil {
-		out = []v1.NodeInfo{}
-	}
-	if g.JSON {
-		return writeJSON(g.stdout, out)
+	if done, err := writeList(g, c.ListOutput, out, func(n v1.NodeInfo) string { return n.NodeID }); done {
+		return err
 	}
 	if len(out) == 0 {
 		fmt.Fprintln(g.stdout, "No nodes found.")
 		return nil
 	}
-	t := newTable("NEXUS", "ID", "NAME", "VERSION", "UPTIME", "STATE", "NEXLETS")
+	cols := []string{"NEXUS", "ID", "NAME", "VERSION", "UPTIME", "STATE", "NEXLETS"}
+	if c.wide() {
+		cols = append(cols, "TAGS")
+	}
+	t := newTable(cols...)
 	for _, n := range out {
 		var nexlets []string
 		for _, x := range n.Nexlets {
 			nexlets = append(nexlets, fmt.Sprintf("%s(%s,%s)", x.NexletID, x.RegisterType, x.Health))
 		}
-		t.row(n.Nexus, n.NodeID, n.Name, n.Version, time.Duration(n.Uptime).String(), strings.ToUpper(n.State), strings.Join(nexlets, " "))
+		row := []string{n.Nexus, n.NodeID, n.Name, n.Version, time.Duration(n.Uptime).String(), strings.ToUpper(n.State), strings.Join(nexlets, " ")}
+		if c.wide() {
+			row = append(row, tagList(n.Tags))
+		}
+		t.row(row...)
 	}
 	return t.write(g.stdout)
+}
+
+// tagList is tags as k=v,k=v in key order.
+func tagList(tags map[string]string) string {
+	var kv []string
+	for k, v := range tags {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
 }
 
 func matches(tags, filter map[string]string) bool {

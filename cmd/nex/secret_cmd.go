@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // SecretCmd manages the namespace's secret store.
@@ -48,7 +50,9 @@ func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // SecretListCmd lists secret names.
-type SecretListCmd struct{}
+type SecretListCmd struct {
+	ListOutput `embed:""`
+}
 
 // Run lists.
 func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
@@ -60,8 +64,8 @@ func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if g.JSON {
-		return writeJSON(g.stdout, list)
+	if done, err := writeList(g, c.ListOutput, list, func(s v1.SecretInfo) string { return s.Name }); done {
+		return err
 	}
 	if len(list) == 0 {
 		fmt.Fprintf(g.stdout, "No secrets in namespace %s.\n", g.Namespace)

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +24,6 @@ import (
 	"github.com/nexrun/nex/pkg/nexfile"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/schemas"
-	"sigs.k8s.io/yaml"
 )
 
 // WorkloadCmd groups the workload commands.
@@ -342,26 +341,19 @@ type WorkloadListCmd struct {
 	Tag          map[string]string `name:"tag" mapsep:"," help:"Only workloads placed with these tags k=v (repeatable, or comma-separated)."`
 	Node         string            `name:"node" help:"Only workloads on this node: its name, ID or a unique prefix of it."`
 	Group        string            `name:"group" help:"Only copies of this replica group: its ID, a unique prefix of it, or its name."`
-	Quiet        bool              `name:"quiet" short:"q" help:"Only the IDs, one per line."`
-	Output       string            `name:"output" short:"o" enum:"table,wide,json,yaml" default:"table" help:"table, wide (whole IDs, node IDs and metadata), json or yaml."`
-	Format       string            `name:"format" help:"A Go template for each workload, e.g. '{{.ID}} {{.Name}} {{.State}}' (fields as in -o json, Go names: ID, Name, State, NodeID, Metadata ...)."`
+	ListOutput   `embed:""`
 }
 
 // Run lists.
 func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
-	var tmpl *template.Template
-	if c.Format != "" {
-		var err error
-		if tmpl, err = template.New("format").Option("missingkey=zero").Parse(c.Format); err != nil {
-			return v1.BadRequest("--format: %v", err)
-		}
+	if _, err := c.parse(); err != nil {
+		return err
 	}
 	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	wide := c.Output == "wide"
-	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && !wide && tmpl == nil && !g.JSON && c.Output == "table"})
+	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && c.Output == "table" && c.Format == "" && !g.JSON})
 	if err != nil {
 		return err
 	}
@@ -371,35 +363,14 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 	if list, err = c.filter(ctx, cl, list); err != nil {
 		return err
 	}
-	switch {
-	case c.Quiet:
-		for _, w := range list {
-			fmt.Fprintln(g.stdout, w.ID)
-		}
-		return nil
-	case tmpl != nil:
-		for _, w := range list {
-			if err := tmpl.Execute(g.stdout, w); err != nil {
-				return v1.BadRequest("--format: %v", err)
-			}
-			fmt.Fprintln(g.stdout)
-		}
-		return nil
-	case g.JSON || c.Output == "json":
-		return writeJSON(g.stdout, list)
-	case c.Output == "yaml":
-		b, err := yaml.Marshal(list)
-		if err != nil {
-			return err
-		}
-		_, err = g.stdout.Write(b)
+	if done, err := writeList(g, c.ListOutput, list, func(w v1.WorkloadInfo) string { return w.ID }); done {
 		return err
 	}
 	if len(list) == 0 && len(missing) == 0 {
 		fmt.Fprintf(g.stdout, "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
 		return nil
 	}
-	return c.table(ctx, g, cl, list, wide)
+	return c.table(ctx, g, cl, list, c.wide())
 }
 
 // filtered says, for an empty list, that filters were given.
@@ -824,11 +795,13 @@ type WorkloadExecCmd struct {
 	ID      string        `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name."`
 	Argv    []string      `arg:"" name:"command" passthrough:"" help:"The command and its arguments (after --)."`
 	Timeout time.Duration `name:"timeout" default:"1m" help:"Kill the command after this long (at most 10m)."`
+	TTY     bool          `name:"tty" short:"t" help:"Run the command on a terminal of its own (the default when nex runs on one): its stdout and stderr come back as one stream."`
+	NoTTY   bool          `name:"no-tty" short:"T" help:"No terminal, even when nex runs on one: stdout and stderr apart."`
 }
 
 // Run runs the command and prints its output: its stdout on stdout, its stderr on
-// stderr, and exits with its exit code. No terminal and no input: a command that reads
-// stdin reads nothing.
+// stderr (one stream on a terminal), and exits with its exit code. No input: a command
+// that reads stdin reads nothing (on a terminal, it waits until its timeout).
 func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
 	if len(c.Argv) > 0 && c.Argv[0] == "--" {
 		c.Argv = c.Argv[1:]
@@ -837,7 +810,11 @@ func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout)})
+	if c.TTY && c.NoTTY {
+		return v1.BadRequest("--tty and --no-tty: give one")
+	}
+	tty := c.TTY || (!c.NoTTY && !g.JSON && isTerminal(os.Stdin) && isTerminal(g.stdout))
+	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout), TTY: tty})
 	if err != nil {
 		return err
 	}

@@ -329,6 +329,9 @@ type StopRequest struct {
 type ExecRequest struct {
 	Argv    []string `json:"argv"`
 	Timeout Duration `json:"timeout,omitempty"`
+	// TTY runs the command on a terminal of its own (a pseudo-terminal, its controlling
+	// terminal): what it writes comes back as stdout, with a terminal's line endings.
+	TTY bool `json:"tty,omitempty"`
 }
 
 // Exec bounds.

@@ -2,6 +2,8 @@ package native
 
 import (
 	"context"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,13 +44,38 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	}
 	var mu sync.Mutex
 	stdout, stderr := limitedBuffer{max: v1.MaxExecOutput}, limitedBuffer{max: v1.MaxExecOutput}
+	outw := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) })
+	var tty, master *os.File
+	ttyRead := make(chan struct{})
+	close(ttyRead)
+	if req.TTY {
+		var owner *[2]uint32
+		if uid, gid, ok := h.user(); ok {
+			owner = &[2]uint32{uid, gid}
+		}
+		m, slave, err := openPTY(owner)
+		if err != nil {
+			return v1.ExecReply{}, v1.NewError(500, v1.CodeInternal, "exec: %v", err)
+		}
+		defer m.Close()
+		tty, master, ttyRead = slave, m, make(chan struct{})
+		go func() { // a terminal's output, until its last holder closes it (EIO)
+			defer close(ttyRead)
+			_, _ = io.Copy(outw, master)
+		}()
+	}
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
 	defer cancel()
-	ws, err := h.runBeside(tctx, argv,
-		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) }),
-		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }))
+	ws, err := h.runBeside(tctx, argv, outw,
+		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }), tty)
 	if err != nil {
 		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + argv[0] + ": " + err.Error() + "\n")}, nil
+	}
+	select { // what the command wrote to its terminal last (a daemon it left holding it is not waited for)
+	case <-ttyRead:
+	case <-time.After(outputDrain):
+		_ = master.Close()
+		<-ttyRead
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,10 +253,13 @@ var healthClient = &http.Client{
 // runBeside runs argv beside the workload, as the workload (its user, a sandbox of its
 // own, its workdir, environment and cgroup): a health check's exec and nex workload exec.
 // Its process group is killed when ctx ends, and at the latest when it exits.
-func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer) (syscall.WaitStatus, error) {
-	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: stdout, stderr: stderr, cg: h.cg}
+func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer, tty *os.File) (syscall.WaitStatus, error) {
+	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: stdout, stderr: stderr, tty: tty, cg: h.cg}
 	h.sandboxed(&s) // it sees what the workload sees, no more
 	c, err := spawn(s)
+	if tty != nil {
+		_ = tty.Close() // the command has it; the master reads EIO once the command's side is closed
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -271,7 +275,7 @@ func (h *handle) execProbe(ctx context.Context, argv []string) error {
 	var out limitedBuffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	ws, err := h.runBeside(ctx, argv, w, w)
+	ws, err := h.runBeside(ctx, argv, w, w, nil)
 	if err != nil {
 		return fmt.Errorf("run %s: %v", argv[0], err)
 	}

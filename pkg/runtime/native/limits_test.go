@@ -454,3 +454,21 @@ func TestDiskLimit(t *testing.T) {
 		}
 	}
 }
+
+// exec beside a workload: its output, exit code and workdir; with TTY on a terminal of
+// its own, which it leads.
+func TestExecBeside(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.startScript("ex", v1.LifecycleService, "exec sleep 600", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.d.Exec(e.ctx, w.ID, v1.ExecRequest{Argv: []string{"sh", "-c", "pwd; echo err >&2; test -t 1 || echo no terminal; exit 4"}, Timeout: v1.DefaultExecTimeout})
+	if err != nil || r.ExitCode != 4 || !strings.Contains(string(r.Stdout), "no terminal") || string(r.Stderr) != "err\n" {
+		t.Fatalf("exec: %+v %v", r, err)
+	}
+	r, err = e.d.Exec(e.ctx, w.ID, v1.ExecRequest{Argv: []string{"sh", "-c", "test -t 0 && test -t 1 && test -t 2 && echo terminal; tty; exit 5"}, Timeout: v1.DefaultExecTimeout, TTY: true})
+	if err != nil || r.ExitCode != 5 || !strings.Contains(string(r.Stdout), "terminal\r\n/dev/pts/") {
+		t.Fatalf("exec with a terminal: %+v %v (stdout %q)", r, err, r.Stdout)
+	}
+}

@@ -29,7 +29,11 @@ type spawnSpec struct {
 	stdin  io.Reader // nil: /dev/null
 	stdout io.Writer // nil: /dev/null
 	stderr io.Writer // nil: /dev/null
-	cg     *workloadCgroup
+	// tty, when set, is the process's stdin, stdout, stderr and controlling terminal (a
+	// pseudo-terminal's slave): stdin, stdout and stderr are not used, and the process
+	// leads a session of its own.
+	tty *os.File
+	cg  *workloadCgroup
 	// noNewPrivs starts the process with no_new_privs: no exec of it (a setuid-root
 	// program, a file with capabilities) gains privileges.
 	noNewPrivs bool
@@ -69,7 +73,16 @@ func spawn(s spawnSpec) (*child, error) {
 		return nil, err
 	}
 	files := make([]*os.File, 3)
-	if s.stdin == nil {
+	if s.tty != nil {
+		files[0], files[1], files[2] = s.tty, s.tty, s.tty
+		attr := syscall.SysProcAttr{}
+		if s.attr != nil {
+			attr = *s.attr
+		}
+		attr.Setsid, attr.Setctty, attr.Ctty, attr.Setpgid = true, true, 0, false // a session leader leads its group too
+		s.attr = &attr
+		s.stdin, s.stdout, s.stderr = nil, nil, nil
+	} else if s.stdin == nil {
 		f, err := os.Open(os.DevNull)
 		if err != nil {
 			return fail(err)
@@ -83,6 +96,9 @@ func spawn(s spawnSpec) (*child, error) {
 		files[0], theirs, c.feeds = r, append(theirs, r), append(c.feeds, w)
 	}
 	for i, w := range []io.Writer{s.stdout, s.stderr} {
+		if s.tty != nil {
+			break
+		}
 		if w == nil {
 			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 			if err != nil {
