@@ -28,13 +28,18 @@ type cli struct {
 
 // parse reads the flags and the config file; flags win.
 func parse(args []string) (*cli, error) {
+	return parseWith(args, func(msg string) { fmt.Fprintln(os.Stderr, "nexd: warning:", msg) })
+}
+
+// parseWith is parse, with warn told what the config file has that nexd ignores.
+func parseWith(args []string, warn func(string)) (*cli, error) {
 	var c cli
 	opts := []kong.Option{kong.Name("nexd"), kong.Description("The nex node daemon: runs nexlets and places workloads. SIGHUP re-reads the config file's tags."),
 		kong.Vars{"version": "nexd " + version.String()}, kong.UsageOnError()}
 	if err := daemon.RefuseSeedArgs(args); err != nil {
 		return nil, err
 	}
-	config.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "nexd: warning:", msg) }
+	config.Warn = warn
 	path, err := config.Path(args)
 	if err != nil {
 		return nil, err
@@ -49,6 +54,11 @@ func parse(args []string) (*cli, error) {
 	p, err := kong.New(&c, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if path != "" {
+		if err := config.CheckDaemon(path, p.Model); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := p.Parse(args); err != nil {
 		return nil, err

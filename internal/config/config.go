@@ -152,13 +152,54 @@ func lookup(m map[string]any, path []string) (any, bool) {
 // A command's flags are read under the command's path ({"node": {"up": {...}}}), and also
 // at the top level of those under alsoAtRoot (nexd reads node up's flags there).
 func Check(path string, app *kong.Application, alsoAtRoot ...string) error {
+	unknown, known, err := unknownKeys(path, app, "", alsoAtRoot...)
+	if err != nil || len(unknown) == 0 {
+		return err
+	}
+	var why []string
+	for _, k := range unknown {
+		why = append(why, fmt.Sprintf("%q%s", k, didYouMean(k, known)))
+	}
+	return fmt.Errorf("config %s: unknown key %s (keys are flag names with - written _, nested under a command's path)", path, strings.Join(why, ", "))
+}
+
+// CheckDaemon checks a config file nexd reads, which nex commands may share: a key under
+// node.up or nats that is not a flag of the daemon (app) is refused, with the closest one; a key
+// elsewhere that is not the daemon's is the nex commands' business (they refuse their
+// own typos), and only one close to a daemon flag is said, with Warn.
+func CheckDaemon(path string, app *kong.Application) error {
+	unknown, known, err := unknownKeys(path, app, "node.up")
+	if err != nil {
+		return err
+	}
+	var why []string
+	for _, k := range unknown {
+		hint := didYouMean(strings.TrimPrefix(k, "node.up."), known)
+		switch {
+		case strings.HasPrefix(k, "node.up."), strings.HasPrefix(k, "nats."): // nats: the same flags as nex's
+			why = append(why, fmt.Sprintf("%q%s", k, hint))
+		case hint != "" && Warn != nil:
+			Warn(fmt.Sprintf("config %s: %q is not a nexd flag%s; ignored (nex commands may use it)", path, k, hint))
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config %s: unknown key %s (under node.up and nats, keys are nexd's flag names with - written _)", path, strings.Join(why, ", "))
+}
+
+// unknownKeys lists the keys of the config file at path that name no flag of app (keys
+// of a command's flags nest under its path; those of the commands alsoAtRoot name may sit
+// at the top too; app's own flags may also sit under alias, when given), sorted, and the
+// keys that do.
+func unknownKeys(path string, app *kong.Application, alias string, alsoAtRoot ...string) ([]string, map[string]bool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read config %s: %w", path, err)
 	}
 	var values map[string]any
 	if err := json.Unmarshal(b, &values); err != nil {
-		return fmt.Errorf("parse config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	known := map[string]bool{}
 	var walk func(n *kong.Node, scope []string)
@@ -168,6 +209,9 @@ func Check(path string, app *kong.Application, alsoAtRoot ...string) error {
 			known[strings.Join(append(slices.Clone(scope), snake(f.Name)), ".")] = true
 			if atRoot {
 				known[snake(f.Name)] = true
+			}
+			if alias != "" && len(scope) == 0 {
+				known[alias+"."+snake(f.Name)] = true
 			}
 		}
 		for _, c := range n.Children {
@@ -195,15 +239,8 @@ func Check(path string, app *kong.Application, alsoAtRoot ...string) error {
 		unknown = append(unknown, path)
 	}
 	visit("", values)
-	if len(unknown) == 0 {
-		return nil
-	}
 	slices.Sort(unknown)
-	var why []string
-	for _, k := range unknown {
-		why = append(why, fmt.Sprintf("%q%s", k, didYouMean(k, known)))
-	}
-	return fmt.Errorf("config %s: unknown key %s (keys are flag names with - written _, nested under a command's path)", path, strings.Join(why, ", "))
+	return unknown, known, nil
 }
 
 // didYouMean names the known key closest to k, when one is close.
