@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -188,7 +190,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "nex:", err)
 			var pe *kong.ParseError
 			if errors.As(err, &pe) {
-				_ = pe.Context.PrintUsage(true)
+				printUsage(stderr, pe.Context)
 			}
 			code = 2
 			return
@@ -329,4 +331,22 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 		return err
 	}
 	return invalid
+}
+
+// printUsage prints the usage of the command a parse error was about, with its aliases
+// left out so the hint can be pasted ("nex workload stop --help", not "nex workload (w)
+// stop --help").
+func printUsage(w io.Writer, kctx *kong.Context) {
+	var b bytes.Buffer
+	out := kctx.Stdout
+	kctx.Stdout = &b
+	_ = kctx.PrintUsage(true)
+	kctx.Stdout = out
+	alias := regexp.MustCompile(` \([a-z]+(, [a-z]+)*\)`)
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		if strings.HasPrefix(line, "Usage: ") || strings.HasPrefix(line, "Run \"") {
+			line = alias.ReplaceAllString(line, "")
+		}
+		_, _ = io.WriteString(w, line)
+	}
 }

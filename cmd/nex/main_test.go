@@ -255,3 +255,11 @@ func TestCheckRefusesBadNodeFlags(t *testing.T) {
 		t.Fatalf("good flags: exit %d: %s", code, errs)
 	}
 }
+
+// A parse error's usage hint can be pasted: the command's path without its aliases.
+func TestUsageHintCanBePasted(t *testing.T) {
+	_, errs, code := runNex(t, "w", "ls", "--bogus")
+	if code != 2 || !strings.Contains(errs, "Usage: nex workload list [flags]") || !strings.Contains(errs, `Run "nex workload list --help"`) || strings.Contains(errs, "(w)") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+}
