@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -364,6 +367,79 @@ func TestReconcileIsTriedAgain(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "the lost workload to start again", func() bool {
 		_, err := mem.rt.Get(ctx, w.ID)
 		return err == nil
+	})
+}
+
+// A node's own stop is not taken for a stop another node recorded: each stop wrote the
+// stopping record, heard it on its watch before it indexed it, and stopped the workload a
+// second time (a newcomer walk: "stopped a workload whose record another node marked
+// stopping" after every stop on a one-node setup).
+func TestOwnStopIsNotStoppedTwice(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	core, logs := observer.New(zap.InfoLevel)
+	n := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: kvStore(t, nc, id), Logger: zap.New(core)})
+	runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	for range 20 {
+		w, err := c.StartWorkload(ctx, def("once"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(time.Second) // a second stop would follow at once
+	for time.Now().Before(deadline) {
+		if l := logs.FilterMessageSnippet("another node marked stopping").All(); len(l) > 0 {
+			t.Fatalf("a node's own stop taken for another's: %v", l[0].ContextMap())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A coordinator's placement is refused unless the coordinator lease is still its at the
+// epoch it names: a coordinator paused or cut off past its lease places no copy (a group
+// of 3 ran a 4th copy once in ten runs). The real coordinator's placements go on.
+func TestStaleCoordinatorPlacesNothing(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nodes, _ := kvPair(t, s, 3*time.Second)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	var coord *node.Node
+	testutil.Eventually(t, 10*time.Second, "a coordinator", func() bool {
+		for _, n := range nodes {
+			if n.IsCoordinator() {
+				coord = n
+			}
+		}
+		return coord != nil
+	})
+	other := nodes[0]
+	if other == coord {
+		other = nodes[1]
+	}
+	deploy := func(by string, epoch uint64) error {
+		bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+		if err != nil {
+			return err
+		}
+		d := def("copy")
+		d.Namespace = "default"
+		var info v1.WorkloadInfo
+		return svc.Call(ctx, testutil.Connect(t, s), v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), v1.DeployRequest{Workload: d, Coordinator: by, Epoch: epoch}, &info)
+	}
+	if err := deploy(other.ID(), 1); !v1.IsCode(err, v1.CodeConflict) {
+		t.Fatalf("a placement by a node that does not hold the lease: %v", err)
+	}
+	// the holder's own epoch, as the lease's value says it
+	testutil.Eventually(t, 10*time.Second, "the real coordinator's placement to start", func() bool {
+		st, err := c.StartGroup(ctx, def("real"), 1, 0, "")
+		return err == nil && len(st.Copies) == 1
 	})
 }
 

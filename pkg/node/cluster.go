@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,13 +215,46 @@ const LeaseBucket = "NEX_LEASES"
 // after the last renewal. The holder counts itself the holder only until half a period
 // after its last successful renewal (by its own monotonic clock), so it has stopped
 // acting well before the server lets anybody else take it.
+//
+// The revision of the Create that took the lease is its epoch, greater than that of any
+// earlier holder: the holder writes "<node ID> <epoch>" as the key's value, and a node
+// asked to act by a holder checks, with Holder, that the lease is still its at that
+// epoch (fencing: a holder that was paused or cut off past its lease is refused).
 type Lease struct {
-	kv   jetstream.KeyValue
-	key  string
-	ttl  time.Duration
-	me   string
-	rev  uint64
-	good time.Time // held until then
+	kv    jetstream.KeyValue
+	key   string
+	ttl   time.Duration
+	me    string
+	rev   uint64
+	epoch uint64    // the revision that took it
+	good  time.Time // held until then
+}
+
+// Epoch is the epoch of the lease this node holds (0: none).
+func (l *Lease) Epoch() uint64 {
+	if l.rev == 0 {
+		return 0
+	}
+	return l.epoch
+}
+
+func (l *Lease) value() []byte { return []byte(l.me + " " + strconv.FormatUint(l.epoch, 10)) }
+
+// Holder reads who holds the lease now, and since which epoch.
+func (l *Lease) Holder(ctx context.Context) (node string, epoch uint64, err error) {
+	e, err := l.kv.Get(ctx, l.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	node, ep, ok := strings.Cut(string(e.Value()), " ")
+	if !ok { // just taken: the Create's revision is the epoch
+		return node, e.Revision(), nil
+	}
+	epoch, err = strconv.ParseUint(ep, 10, 64)
+	return node, epoch, err
 }
 
 // Lease opens the lease named key (creating the lease bucket when missing).
@@ -243,13 +277,21 @@ func (s *KVStore) Lease(ctx context.Context, key string, ttl time.Duration) (*Le
 func (l *Lease) Hold(ctx context.Context) bool {
 	now := time.Now()
 	if l.rev != 0 {
-		rev, err := l.kv.Update(ctx, l.key, []byte(l.me), l.rev)
+		rev, err := l.kv.Update(ctx, l.key, l.value(), l.rev)
 		switch {
 		case err == nil:
 			l.rev, l.good = rev, now.Add(l.ttl/2)
 			return true
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-			l.rev = 0 // somebody else has it, or it ran out
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			// a renewal whose answer was lost may have been stored: then it is ours still
+			if e, gerr := l.kv.Get(ctx, l.key); gerr == nil && string(e.Value()) == string(l.value()) {
+				l.rev = e.Revision()
+				return now.Before(l.good)
+			}
+			l.rev = 0 // somebody else has it
+			return false
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			l.rev = 0 // it ran out
 			return false
 		default: // no answer: it may have been renewed; we hold it while it surely is ours
 			return now.Before(l.good)
@@ -259,7 +301,10 @@ func (l *Lease) Hold(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	l.rev, l.good = rev, now.Add(l.ttl/2)
+	l.rev, l.epoch, l.good = rev, rev, now.Add(l.ttl/2)
+	if rev, err := l.kv.Update(ctx, l.key, l.value(), l.rev); err == nil { // say the epoch
+		l.rev = rev
+	}
 	return true
 }
 

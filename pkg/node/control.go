@@ -306,6 +306,11 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if !strings.HasPrefix(bidID, n.bidPrefix) {
 		return v1.WorkloadInfo{}, svc.ErrNoReply
 	}
+	if req.Coordinator != "" || req.Epoch != 0 {
+		if err := n.checkCoordinator(ctx, req.Coordinator, req.Epoch); err != nil {
+			return v1.WorkloadInfo{}, err
+		}
+	}
 	n.mu.Lock()
 	b, ok := n.bids[bidID]
 	if ok && b.ns != ns { // another namespace's bid: as if it did not exist, and left alone

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,9 @@ type coordinator struct {
 	n         *Node
 	cs        ClusterStore
 	log       *zap.Logger
-	since     time.Time            // holding the lease since (zero: not holding it)
+	sinceNano atomic.Int64  // holding the lease since (Unix ns; 0: not holding it)
+	epoch     atomic.Uint64 // the epoch of the lease held (0: none)
+	lease     atomic.Pointer[Lease]
 	lost      map[string]time.Time // nodes reported lost, and when
 	pendingMu sync.Mutex
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
@@ -48,16 +51,23 @@ type coordinator struct {
 	scanned time.Time      // that scan
 }
 
-// coordinate runs while the node runs: it tries to hold the coordinator lease and, while
-// it holds it, takes the workloads of lost nodes over to live ones.
+// coordinate runs while the node runs: it tries to hold the coordinator lease, renewing
+// it every second, and while it holds it has the coordinator's rounds run (work) after
+// each renewal. A renewal never waits for a round or a group operation: a long rollout
+// cannot let the lease lapse under it (and placements are fenced by the lease's epoch
+// all the same, see placeCopy).
 func (n *Node) coordinate(cs ClusterStore) {
 	defer n.wg.Done()
 	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}}
 	n.coord.Store(c)
+	kick := make(chan struct{}, 1)
+	n.wg.Add(1)
+	go c.work(kick)
 	var lease *Lease
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	defer func() {
+		c.holding.Store(false)
 		if lease != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			lease.Release(ctx)
@@ -76,25 +86,64 @@ func (n *Node) coordinate(cs ClusterStore) {
 				c.log.Warn("open the coordinator lease", zap.Error(err))
 				continue
 			}
+			c.lease.Store(lease)
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		n.mu.Lock()
 		lameduck := n.state == v1.NodeLameduck
 		n.mu.Unlock()
 		held := !lameduck && lease.Hold(ctx)
-		c.holding.Store(held)
-		if !held {
-			if !c.since.IsZero() {
-				c.log.Info("no longer coordinating the cluster")
+		cancel()
+		c.renewed(held, lease.Epoch())
+		if held {
+			select {
+			case kick <- struct{}{}:
+			default: // a round runs: the next starts when it is done
 			}
-			c.since = time.Time{}
-			cancel()
+		}
+	}
+}
+
+// renewed records the outcome of a renewal: whether the lease is held, at which epoch.
+func (c *coordinator) renewed(held bool, epoch uint64) {
+	if !held {
+		epoch = 0
+	}
+	c.epoch.Store(epoch)
+	c.holding.Store(held)
+	since := c.sinceNano.Load()
+	switch {
+	case !held && since != 0:
+		c.log.Info("no longer coordinating the cluster")
+		c.sinceNano.Store(0)
+	case held && since == 0:
+		c.sinceNano.Store(time.Now().UnixNano())
+		c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.String("node_loss_window", c.n.cfg.NodeLossWindow.String()), zap.Uint64("epoch", epoch))
+	}
+}
+
+// since is when this node began to hold the lease (zero: it does not).
+func (c *coordinator) since() time.Time {
+	if ns := c.sinceNano.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// work runs a round after each renewal that found the lease held: lost nodes' workloads
+// taken over, groups brought to their counts.
+func (c *coordinator) work(kick <-chan struct{}) {
+	defer c.n.wg.Done()
+	for {
+		select {
+		case <-c.n.ctx.Done():
+			return
+		case <-kick:
+		}
+		if !c.holding.Load() {
 			continue
 		}
-		if c.since.IsZero() {
-			c.since = time.Now()
-			c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.String("node_loss_window", n.cfg.NodeLossWindow.String()))
-		}
+		ctx, cancel := context.WithTimeout(c.n.ctx, 5*time.Second)
 		c.round(ctx)
 		c.reconcileGroups(ctx)
 		cancel()
@@ -111,7 +160,7 @@ func (c *coordinator) isLost(node string, now time.Time) bool {
 	seen, ok := c.n.seen[node]
 	c.n.mu.Unlock()
 	if !ok {
-		seen = c.since
+		seen = c.since()
 	}
 	return now.Sub(seen) > c.n.cfg.NodeLossWindow
 }
@@ -125,7 +174,7 @@ const rescanEvery = 30 * time.Second
 // reads only lost nodes' records: a cluster whose nodes all answer costs no reads.
 func (c *coordinator) round(ctx context.Context) {
 	now := time.Now()
-	if c.scanned.Before(c.since) || now.Sub(c.scanned) > rescanEvery {
+	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > rescanEvery {
 		if nodes, err := c.cs.Nodes(ctx); err == nil {
 			c.owners, c.scanned = nodes, now
 		} else {
@@ -312,4 +361,29 @@ func declined(declines client.Declines, skip string) []string {
 func (n *Node) IsCoordinator() bool {
 	c := n.coord.Load()
 	return c != nil && c.holding.Load()
+}
+
+// checkCoordinator says whether node holds the coordinator lease at epoch now (the
+// fence of a coordinator's placement): 409 when it does not, 503 when the lease cannot be
+// read (nothing is started either way).
+func (n *Node) checkCoordinator(ctx context.Context, node string, epoch uint64) error {
+	c := n.coord.Load()
+	var lease *Lease
+	if c != nil {
+		lease = c.lease.Load()
+	}
+	if cs, ok := n.cfg.Store.(ClusterStore); lease == nil && ok { // not opened yet here
+		lease, _ = cs.Lease(ctx, coordinatorLease, n.cfg.NodeLossWindow)
+	}
+	if lease == nil {
+		return v1.NewError(503, v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", n.cfg.NodeID, node)
+	}
+	holder, current, err := lease.Holder(ctx)
+	if err != nil {
+		return v1.NewError(503, v1.CodeStorageUnavailable, "read the coordinator lease to check node %s holds it: %v (nothing was started)", node, err)
+	}
+	if holder != node || current != epoch {
+		return v1.NewError(409, v1.CodeConflict, "node %s asked as the coordinator of epoch %d, but the lease is %s's of epoch %d: nothing was started", node, epoch, cmp.Or(holder, "no one"), current)
+	}
+	return nil
 }

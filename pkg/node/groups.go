@@ -385,12 +385,20 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 		}
 	}
 	var info v1.WorkloadInfo
-	if err := svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), v1.DeployRequest{Workload: placed}, &info); err != nil {
+	epoch := c.epoch.Load()
+	if epoch == 0 {
+		return "", "", errNotCoordinator
+	}
+	req := v1.DeployRequest{Workload: placed, Coordinator: c.n.cfg.NodeID, Epoch: epoch} // the node checks the lease is still ours
+	if err := svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), req, &info); err != nil {
 		return "", "", fmt.Errorf("node %s: %w", best.NodeID, err)
 	}
 	c.log.Info("replica group: copy started", zap.String("group", g.ID), zap.String("workload_id", info.ID), zap.String("node", best.NodeID))
 	return best.NodeID, info.ID, nil
 }
+
+// errNotCoordinator: this node lost the coordinator lease during a group operation.
+var errNotCoordinator = v1.NewError(503, v1.CodeUnavailable, "this node no longer holds the coordinator lease: the copies placed so far stay, the new coordinator places the rest")
 
 // stopCopies stops n copies of g, from the nodes that run the most.
 func (c *coordinator) stopCopies(ctx context.Context, g *Group, byNode map[string][]*Record, n int) {

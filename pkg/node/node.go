@@ -244,6 +244,7 @@ type Node struct {
 	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
 	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
 	reconciling   sync.Map             // nexlet ID -> struct{}: reconcileLater is trying again
+	ownStops      sync.Map             // workload ID -> struct{}: this node is stopping it
 	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
 	coord         atomic.Pointer[coordinator]
 	regWaiters    []chan struct{}

@@ -168,11 +168,14 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 // stopMarked stops a workload this node runs whose record another node marked stopping
 // (the coordinator, stopping a replica group while this node did not answer).
 func (n *Node) stopMarked(rec Record) {
+	if _, own := n.ownStops.Load(rec.WorkloadID); own {
+		return // this node's own stop wrote it
+	}
 	n.mu.Lock()
 	w, ok := n.workloads[rec.WorkloadID]
 	n.mu.Unlock()
 	if !ok || w.rec.Desired != DesiredRunning {
-		return // not here, or this node's own stop
+		return // not here, or stopped already
 	}
 	n.wg.Add(1)
 	go func() {

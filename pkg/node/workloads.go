@@ -364,6 +364,8 @@ const defaultGrace = 10 * time.Second
 // when it cannot be recorded, nothing is stopped. Then it stops the workload on its
 // nexlet, within ctx, and forgets it.
 func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
+	n.ownStops.Store(rec.WorkloadID, struct{}{}) // its stopping record is this node's doing (stopMarked)
+	defer n.ownStops.Delete(rec.WorkloadID)
 	if rec.Desired != DesiredStopping {
 		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); v1.IsNotFound(err) {
 			// it left this node (a drain or a takeover moved it) since the stop found it

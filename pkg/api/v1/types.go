@@ -194,6 +194,12 @@ type DeployRequest struct {
 	// Takeover, sent by the cluster's coordinator, moves a workload of a lost node here
 	// under its own ID (Workload is then what the auction was for).
 	Takeover *Takeover `json:"takeover,omitempty"`
+	// Coordinator and Epoch, sent by the cluster's coordinator placing a replica group's
+	// copy, name the node that holds the coordinator lease and the lease's epoch: the node
+	// refuses the start (409) unless the lease is still that node's at that epoch, so a
+	// coordinator paused or cut off past its lease places nothing.
+	Coordinator string `json:"coordinator,omitempty"`
+	Epoch       uint64 `json:"epoch,omitempty"`
 }
 
 // GroupRequest starts, scales, stops or describes a replica group
