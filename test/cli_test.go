@@ -78,6 +78,13 @@ func TestEverydayCLI(t *testing.T) {
 	if got := nex("workload", "list", "--tag", "zone=nowhere"); !strings.Contains(got, "that match the filters") {
 		t.Fatalf("an empty filtered list: %q", got)
 	}
+	// a filter that cannot match is an error, not an empty list
+	if _, errOut, code := u.nex(append(ns, "workload", "list", "--state", "runing")...); code == 0 || !strings.Contains(errOut, "--state runing: not a state") {
+		t.Fatalf("list --state runing: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := u.nex(append(ns, "workload", "list", "--node", "nosuch")...); code == 0 || !strings.Contains(errOut, "--node nosuch: no node") {
+		t.Fatalf("list --node nosuch: exit %d: %s", code, errOut)
+	}
 	// a node by its name
 	if out := u.mustNex("-s", url, "node", "info", "lab1"); !strings.Contains(out, "lab1") {
 		t.Fatalf("node info lab1: %s", out)
@@ -165,7 +172,7 @@ func TestEverydayCLI(t *testing.T) {
 		t.Fatalf("after the restart, running as web: %q", got)
 	}
 	before := nex("workload", "list", "--group", "api", "-q", "--state", "running")
-	if out := nex("workload", "restart", "api"); !strings.Contains(out, "restarted: 1 copies of version 2 running") {
+	if out := nex("workload", "restart", "api"); !strings.Contains(out, "restarted: 1 copy of version 2 running") {
 		t.Fatalf("restart of a group: %s", out)
 	}
 	if after := nex("workload", "list", "--group", "api", "-q", "--state", "running"); after == before || strings.Count(after, "\n") != 1 {

@@ -90,7 +90,10 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if lines > 0 {
 		if gone != "" {
-			fmt.Fprintf(g.stderr, "workload %s %s: nothing more to follow\n", c.ID, gone)
+			fmt.Fprintf(g.stderr, "nex: workload %s %s: nothing more to follow\n", c.ID, gone)
+		}
+		if info != nil && info.ExitCode != nil && *info.ExitCode != 0 && c.Follow {
+			return exitStatus(*info.ExitCode) // as when it ended while followed
 		}
 		return nil
 	}

@@ -337,6 +337,10 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 // left out so the hint can be pasted ("nex workload stop --help", not "nex workload (w)
 // stop --help").
 func printUsage(w io.Writer, kctx *kong.Context) {
+	if kctx.Selected() == nil { // no command yet: the whole tree would be a page long
+		fmt.Fprintln(w, `Run "nex --help" for the commands and flags.`)
+		return
+	}
 	var b bytes.Buffer
 	out := kctx.Stdout
 	kctx.Stdout = &b

@@ -262,4 +262,8 @@ func TestUsageHintCanBePasted(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "Usage: nex workload list [flags]") || !strings.Contains(errs, `Run "nex workload list --help"`) || strings.Contains(errs, "(w)") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	// a typo before any command: one line, not the page of every command
+	if _, errs, code := runNex(t, "--namepsace", "x", "workload", "list"); code != 2 || strings.Count(errs, "\n") != 2 || !strings.Contains(errs, `Run "nex --help"`) {
+		t.Fatalf("a global flag's typo: exit %d: %s", code, errs)
+	}
 }

@@ -99,9 +99,12 @@ func (t *table) cells(w io.Writer) {
 }
 
 // plural is "1 workload", "2 workloads".
-func plural(n int, noun string) string {
+func plural(n int, noun string) string { return pluralOf(n, noun, noun+"s") }
+
+// pluralOf is "1 copy", "2 copies".
+func pluralOf(n int, one, many string) string {
 	if n == 1 {
-		return "1 " + noun
+		return "1 " + one
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return fmt.Sprintf("%d %s", n, many)
 }

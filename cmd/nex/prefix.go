@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -128,6 +129,15 @@ func resolveNode(ctx context.Context, cl *client.Client, id string) (string, err
 		}
 	}
 	return pick(id, "node", matches)
+}
+
+// nodeKnown says whether a node with this ID answers.
+func nodeKnown(ctx context.Context, cl *client.Client, id string) (bool, error) {
+	nodes, err := cl.ListNodes(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(nodes, func(n v1.NodeInfo) bool { return n.NodeID == id }), nil
 }
 
 // pick is the one match's ID, id itself when nothing matches, or an error naming them all.

@@ -385,9 +385,19 @@ func (c *WorkloadListCmd) filtered() string {
 func (c *WorkloadListCmd) filter(ctx context.Context, cl *client.Client, list []v1.WorkloadInfo) ([]v1.WorkloadInfo, error) {
 	node, group := c.Node, c.Group
 	var err error
+	for _, st := range c.State {
+		if !slices.Contains(v1.WorkloadStates, st) {
+			return nil, v1.BadRequest("--state %s: not a state (%s)", st, strings.Join(v1.WorkloadStates, ", "))
+		}
+	}
 	if node != "" {
 		if node, err = resolveNode(ctx, cl, node); err != nil {
 			return nil, err
+		}
+		if !slices.ContainsFunc(list, func(w v1.WorkloadInfo) bool { return w.NodeID == node }) {
+			if known, err := nodeKnown(ctx, cl, node); err == nil && !known {
+				return nil, v1.BadRequest("--node %s: no node that answers has this name, ID or ID prefix (nex node list)", c.Node)
+			}
 		}
 	}
 	if group != "" {
@@ -529,7 +539,7 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %d copies", st.Name, st.ID, len(st.Copies)))
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %s", st.Name, st.ID, pluralOf(len(st.Copies), "copy", "copies")))
 	}
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
@@ -777,7 +787,7 @@ func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] restarted: %d copies of version %d running", st.Name, st.ID, running(st.Copies), st.Version))
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] restarted: %s of version %d running", st.Name, st.ID, pluralOf(running(st.Copies), "copy", "copies"), st.Version))
 	}
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{StopOriginal: true})
 	if err != nil {

@@ -213,6 +213,9 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		where := "the Nexfile"
 		if nf == nil {
 			where = "a Nexfile (none given with --nexfile, no ./Nexfile here)"
+			if _, err := os.Stat("Nexfile"); err == nil {
+				where = "a Nexfile (./Nexfile is not read when --type or --start-request is given: name it with --nexfile)"
+			}
 		}
 		return d, fmt.Errorf("%w: missing %s; give them in %s or as flags", ErrInvalid, strings.Join(missing, ", "), where)
 	}

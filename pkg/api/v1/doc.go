@@ -48,5 +48,8 @@ const (
 	StateUnknown = "unknown"
 )
 
+// WorkloadStates are the states above, in a workload's order of life.
+var WorkloadStates = []string{StateStarting, StateRunning, StateBackoff, StateStopping, StateStopped, StateFailed, StateUnknown}
+
 // SystemNamespace is the administrative namespace; listing in it covers every namespace.
 const SystemNamespace = "system"
