@@ -192,7 +192,7 @@ func (c *cluster) coordinator() string {
 		if err != nil {
 			return false
 		}
-		holder = string(e.Value())
+		holder, _, _ = strings.Cut(string(e.Value()), " ") // "<node ID> <epoch>"
 		return true
 	})
 	return holder

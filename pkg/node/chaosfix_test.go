@@ -443,6 +443,91 @@ func TestStaleCoordinatorPlacesNothing(t *testing.T) {
 	})
 }
 
+// A copy whose group is gone is stopped: one taken over from a lost node while its group
+// was being stopped started again after the stop had passed, and ran on for good (a
+// chaos run: a group stopped, acknowledged, and one copy running).
+func TestOrphanCopyIsStopped(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store, err := node.OpenKVStore(ctx, nc, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, nc, id, store)
+	mem := runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	var st *v1.GroupStatus
+	testutil.Eventually(t, 10*time.Second, "a coordinator", func() bool {
+		st, err = c.StartGroup(ctx, def("orphan"), 2, 2, "")
+		return err == nil
+	})
+	if err := store.DeleteGroup(ctx, "default", st.ID); err != nil { // as a stop that missed a copy leaves it
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "the copies of the group that is gone to be stopped", func() bool {
+		l, _ := mem.rt.List(ctx, "")
+		for _, w := range l {
+			if w.State == v1.StateRunning {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// What a drain could not move by its deadline is stopped with the node and stays
+// recorded to run, for the cluster to start elsewhere: it was stopped as a user's stop
+// is, and gone for good (a chaos run: a drain whose moves failed while JetStream had no
+// quorum).
+func TestDrainKeepsWhatItCouldNotMove(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	var nodes []*node.Node
+	var nexlets []*memNexlet
+	for i := range 2 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		tags := map[string]string{"zone": "b"}
+		if i == 0 {
+			tags["zone"] = "a" // only this node may run it: nowhere to move it
+		}
+		n := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: kvStore(t, nc, id), Tags: tags})
+		nexlets = append(nexlets, runMemNexlet(t, nc, id, nil))
+		waitNexlet(t, n)
+		nodes = append(nodes, n)
+	}
+	knowEachOther(t, nodes...)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	d := def("kept")
+	d.Tags = map[string]string{"zone": "a"}
+	w, err := c.StartWorkload(ctx, d)
+	if err != nil || w.NodeID != nodes[0].ID() {
+		t.Fatalf("start on the zone a node: %+v %v", w, err)
+	}
+	nodes[0].Lameduck(100 * time.Millisecond)
+	select {
+	case <-nodes[0].Drained():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the drain did not end")
+	}
+	if _, err := nexlets[0].rt.Get(ctx, w.ID); err == nil {
+		if info, _ := nexlets[0].rt.Get(ctx, w.ID); info.State == v1.StateRunning {
+			t.Fatal("the workload runs on after the drain's deadline")
+		}
+	}
+	reader, err := node.OpenKVStore(ctx, testutil.Connect(t, s), nodeID(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reader.RecordOf(ctx, nodes[0].ID(), w.ID)
+	if err != nil || rec.Desired != node.DesiredRunning {
+		t.Fatalf("the record of what the drain could not move: %+v %v", rec, err)
+	}
+}
+
 // Between a node's silence and the takeover of its workloads, a list still shows them
 // (unknown, from the records, said by the coordinator): they were left out with no word
 // (a chaos run: 502 of 752 listed, exit 0, until the takeover).

@@ -166,7 +166,8 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 			if errors.Is(err, ErrConflict) {
 				return v1.GroupStatus{}, v1.NewError(409, v1.CodeConflict, "group %s exists", id)
 			}
-			return v1.GroupStatus{}, storageError(err, "record group "+id)
+			c.forgetGroup(kv, ns, id)
+			return v1.GroupStatus{}, storageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
@@ -513,17 +514,70 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	c.groupsAt = time.Now()
 	defer c.groupMu.Unlock()
 	groups, err := kv.Groups(ctx)
-	if err != nil || len(groups) == 0 {
+	if err != nil {
 		return
 	}
 	all, err := c.cs.All(ctx) // once for every group
 	if err != nil {
 		return
 	}
+	c.stopOrphans(ctx, groups, all)
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g, all)
 		if hasOlder(copiesIn(all, g), g.GroupVersion) {
 			c.resume(kv, g.Definition.Namespace, g.ID)
+		}
+	}
+}
+
+// forgetGroup removes, in the background, the record of a group whose create failed: a
+// write whose answer was lost may have been stored, and the group would then start copies
+// later, after its creator was told it failed. Copies placed meanwhile are stopped as
+// orphans once it is gone.
+func (c *coordinator) forgetGroup(kv *KVStore, ns, id string) {
+	c.n.wg.Add(1)
+	go func() {
+		defer c.n.wg.Done()
+		for range 60 {
+			ctx, cancel := context.WithTimeout(c.n.ctx, 5*time.Second)
+			err := kv.DeleteGroup(ctx, ns, id)
+			cancel()
+			if err == nil || c.n.ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-c.n.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// stopOrphans stops the copies of groups that no longer exist: a copy taken over from a
+// lost node while its group was being stopped started again after the stop had passed
+// its node, and ran on for good (a chaos run: a group stopped, acknowledged, and one copy
+// running). A copy's group is recorded before any copy is placed, so a copy without one
+// is left over.
+func (c *coordinator) stopOrphans(ctx context.Context, groups []*Group, all map[string][]*Record) {
+	exists := map[string]bool{}
+	for _, g := range groups {
+		exists[g.Definition.Namespace+"/"+g.ID] = true
+	}
+	for node, recs := range all {
+		for _, r := range recs {
+			d := r.Definition
+			if d.Group == "" || r.Desired != DesiredRunning || exists[d.Namespace+"/"+d.Group] {
+				continue
+			}
+			cl, _ := client.New(c.n.nc, d.Namespace)
+			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
+				if err := c.markStopping(ctx, node, r.WorkloadID); err != nil {
+					c.log.Warn("stop a copy of a group that is gone", zap.String("workload_id", r.WorkloadID), zap.Error(err))
+					continue
+				}
+			}
+			c.log.Info("stopped a copy of a replica group that is gone (stopped while the copy moved)", zap.String("group", d.Group), zap.String("workload_id", r.WorkloadID), zap.String("node", node))
 		}
 	}
 }

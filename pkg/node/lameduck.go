@@ -144,8 +144,15 @@ func (n *Node) unplaced(rec Record, why string) {
 		Time: time.Now().UTC(), Message: why})
 }
 
-// stopAll stops every workload of the node in parallel, gracefully.
+// stopAll stops every workload of the node in parallel, gracefully. With a store the
+// cluster shares, a workload that should run (one no other node could take before the
+// deadline) keeps its record: the node leaves, and the coordinator starts it elsewhere
+// once a node can take it (the node is lost once it has exited), or the node starts it
+// again when it is back. Stopping it the way workload stop does removed it for good: a
+// drain lost what its user had started (a chaos run: a drain whose moves failed while
+// JetStream had no quorum).
 func (n *Node) stopAll() {
+	_, shared := n.cfg.Store.(ClusterStore)
 	n.mu.Lock()
 	recs := make([]Record, 0, len(n.workloads))
 	for _, w := range n.workloads {
@@ -153,15 +160,37 @@ func (n *Node) stopAll() {
 	}
 	n.mu.Unlock()
 	var wg sync.WaitGroup
+	kept := 0
 	for _, rec := range recs {
+		keep := shared && rec.Desired == DesiredRunning
+		if keep {
+			kept++
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if keep {
+				n.haltKeepingRecord(rec)
+				return
+			}
 			if _, err := n.stopWorkload(n.ctx, rec, v1.StopRequest{}); err != nil {
 				n.log.Warn("lameduck stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			}
 		}()
 	}
 	wg.Wait()
-	n.log.Info("lameduck: every workload stopped", zap.Int("workloads", len(recs)))
+	n.log.Info("lameduck: every workload stopped", zap.Int("workloads", len(recs)), zap.Int("recorded_to_run_elsewhere", kept))
+}
+
+// haltKeepingRecord stops a workload's processes and leaves its record as it is (to
+// run): it is unindexed first, so its end is not recorded as the workload finishing.
+func (n *Node) haltKeepingRecord(rec Record) {
+	n.mu.Lock()
+	n.unindex(rec.WorkloadID)
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{}))
+	defer cancel()
+	if err := n.askNexlet(ctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, v1.StopRequest{}, nil); err != nil && !v1.IsNotFound(err) {
+		n.log.Warn("lameduck stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+	}
 }

@@ -80,8 +80,12 @@ func groupWants(ops []op) map[string]*groupWant {
 			g = &groupWant{base: o.Marker}
 			wants[o.Group] = g
 		}
-		if !o.OK && !o.ambiguous() {
+		lost := o.ambiguous() || ((o.Kind == "group-scale" || o.Kind == "group-update") && o.Code == v1.CodeStorageUnavailable)
+		if !o.OK && !lost {
 			continue // refused: nothing changed
+		}
+		if !o.OK {
+			o.Code = "" // its answer was lost (the group's record may have been written): either outcome
 		}
 		switch o.Kind {
 		case "group-create":
@@ -117,6 +121,9 @@ func resolve(before []int, v int, o op) []int {
 // one allowed version, and nothing once its stop was acknowledged.
 func checkGroups(v *verdict, ops []op, running map[string]int) {
 	for id, g := range groupWants(ops) {
+		if len(g.replicas) == 0 { // its create was refused: nothing may run
+			g.replicas = []int{0}
+		}
 		total, byVersion := 0, map[int]int{}
 		for name, n := range running {
 			if rest, ok := strings.CutPrefix(name, g.base+"-v"); ok {
