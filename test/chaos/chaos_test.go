@@ -143,6 +143,9 @@ func settle(t *testing.T, c *cluster, hist *history, samp *sampler) *verdict {
 		l, missing, err := cl.ListReport(ctx, v1.ListRequest{NoMetadata: true})
 		cancel()
 		v = check(hist.all(), markers(), l)
+		if err == nil {
+			leftovers(v, c, l)
+		}
 		if err != nil || len(missing) > 0 {
 			v.add("the final list: %v, missing nodes %v", err, missing)
 		}
@@ -150,6 +153,24 @@ func settle(t *testing.T, c *cluster, hist *history, samp *sampler) *verdict {
 			return v
 		}
 		time.Sleep(2 * time.Second)
+	}
+}
+
+// leftovers adds a violation for each workload directory a node keeps of a workload it
+// does not list (in any state): what a stop, a move or a removal left behind.
+func leftovers(v *verdict, c *cluster, listed []v1.WorkloadInfo) {
+	on := map[string]bool{}
+	for _, w := range listed {
+		on[w.NodeID+"/"+w.ID] = true
+	}
+	for _, n := range c.nodes {
+		id := nodeIDOf(n)
+		dirs, _ := os.ReadDir(filepath.Join(n.dataDir, "native", "workloads"))
+		for _, d := range dirs {
+			if !on[id+"/"+d.Name()] {
+				v.add("node %s keeps the directory of workload %s, which it does not list", n.name, d.Name())
+			}
+		}
 	}
 }
 
