@@ -68,6 +68,8 @@ type Store interface {
 	Put(ctx context.Context, rec *Record) error
 	// Delete removes a record; deleting a missing one is not an error.
 	Delete(ctx context.Context, workloadID string) error
+	// Get returns the node's record of one workload (ErrNotStored when there is none).
+	Get(ctx context.Context, workloadID string) (*Record, error)
 	// List returns every record of the node.
 	List(ctx context.Context) ([]*Record, error)
 	// Claim reserves a start's request ID in namespace ns for holder (the node tells who:
@@ -197,6 +199,17 @@ func (m *MemoryStore) Delete(_ context.Context, wid string) error {
 }
 
 // List returns copies of every record.
+// Get returns one record.
+func (m *MemoryStore) Get(_ context.Context, wid string) (*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.recs[wid]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotStored, wid)
+	}
+	return &r, nil
+}
+
 func (m *MemoryStore) List(context.Context) ([]*Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -416,6 +429,11 @@ func (s *KVStore) Delete(ctx context.Context, wid string) error {
 }
 
 // List returns every record of this node.
+// Get reads this node's record of wid.
+func (s *KVStore) Get(ctx context.Context, wid string) (*Record, error) {
+	return s.get(ctx, s.nodeID+"."+wid)
+}
+
 func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, s.nodeID+".*")
 	if err != nil {

@@ -426,25 +426,23 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 	change(&updated)
 	updated.UpdatedAt = time.Now().UTC()
 	err := n.cfg.Store.Put(ctx, &updated)
-	if errors.Is(err, ErrConflict) {
-		recs, lerr := n.cfg.Store.List(ctx)
-		if lerr != nil {
-			return Record{}, lerr
+	if errors.Is(err, ErrConflict) { // written by another since it was read: read it again
+		r, gerr := n.cfg.Store.Get(ctx, wid)
+		switch {
+		case errors.Is(gerr, ErrNotStored):
+			return Record{}, err
+		case gerr != nil:
+			return Record{}, gerr
+		case r.Desired == DesiredMoved:
+			n.leaveMoved(*r)
+			e := v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
+			e.Details = map[string]string{"moved_to": r.MovedTo}
+			return Record{}, e
 		}
-		for _, r := range recs {
-			if r.WorkloadID == wid {
-				if r.Desired == DesiredMoved {
-					n.leaveMoved(*r)
-					e := v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
-					e.Details = map[string]string{"moved_to": r.MovedTo}
-					return Record{}, e
-				}
-				updated = *r
-				change(&updated)
-				updated.UpdatedAt = time.Now().UTC()
-				err = n.cfg.Store.Put(ctx, &updated)
-			}
-		}
+		updated = *r
+		change(&updated)
+		updated.UpdatedAt = time.Now().UTC()
+		err = n.cfg.Store.Put(ctx, &updated)
 	}
 	if err != nil {
 		return Record{}, err
