@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -265,5 +267,23 @@ func TestUsageHintCanBePasted(t *testing.T) {
 	// a typo before any command: one line, not the page of every command
 	if _, errs, code := runNex(t, "--namepsace", "x", "workload", "list"); code != 2 || strings.Count(errs, "\n") != 2 || !strings.Contains(errs, `Run "nex --help"`) {
 		t.Fatalf("a global flag's typo: exit %d: %s", code, errs)
+	}
+}
+
+// nex links neither the node nor the NATS server: `node up` runs nexd, and says so when
+// there is none to run.
+func TestThinCLI(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, heavy := range []string{"github.com/nats-io/nats-server/v2/server", "github.com/nexrun/nex/pkg/node", "github.com/nexrun/nex/internal/daemon"} {
+		if slices.Contains(strings.Fields(string(out)), heavy) {
+			t.Errorf("nex links %s", heavy)
+		}
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, errs, code := runNex(t, "node", "up", "--embedded"); code == 0 || !strings.Contains(errs, "nex node up runs nexd, and there is none beside") {
+		t.Fatalf("node up without nexd: exit %d: %s", code, errs)
 	}
 }

@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/nexrun/nex/internal/daemon"
-	"github.com/nexrun/nex/internal/proc"
+	"github.com/nexrun/nex/internal/nodeflags"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
-	"github.com/nexrun/nex/pkg/node"
 )
 
 // NodeCmd groups the node commands.
@@ -146,36 +145,74 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Cli
 	}
 }
 
-// NodeUpCmd runs nexd in this process.
+// NodeUpCmd runs a node here: it runs nexd, with the same flags and config.
 type NodeUpCmd struct {
-	daemon.Options
+	nodeflags.Options
 }
 
-// Run starts the node and blocks until Ctrl+C.
+// Run replaces this process with nexd (found beside nex, else on PATH), given the
+// command line's flags and the nex flags nexd shares (config, NATS), so Ctrl+C and the
+// exit code are nexd's. The nex CLI links neither the node nor the NATS server.
 func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
-	if err := daemon.RefuseSeedArgs(os.Args[1:]); err != nil {
+	if err := nodeflags.RefuseSeedArgs(os.Args[1:]); err != nil {
 		return err
 	}
-	log, err := proc.NewLogger(c.LogLevel, c.LogJSON)
+	nexd, err := findNexd()
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, c.Options, g.NATS, log, func(n *node.Node, url string) {
-		log.Info("node ready", zap.String("node_id", n.ID()), zap.String("nats", url))
-		nex := "nex" // as this command was typed: bin/nex after make run, nex once installed
-		if strings.Contains(os.Args[0], "/") {
-			nex = os.Args[0]
+	nex := "nex" // as this command was typed: bin/nex after make run, nex once installed
+	if strings.Contains(os.Args[0], "/") {
+		nex = os.Args[0]
+	}
+	args := append([]string{nexd}, nexdArgs(os.Args[1:])...)
+	if g.configUsed != "" && !slices.ContainsFunc(args, func(a string) bool { return a == "--config" || strings.HasPrefix(a, "--config=") }) {
+		args = append(args, "--config="+g.configUsed) // the file nex read, found by the same search
+	}
+	args = append(args, "--cli-hint="+nex)
+	return syscall.Exec(nexd, args, os.Environ())
+}
+
+// findNexd is the nexd binary: beside this nex (as make build and the release lay them
+// out), else the first on PATH.
+func findNexd() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), "nexd"); executable(p) {
+			return p, nil
 		}
-		fmt.Fprintf(os.Stderr, `
-Node %s is up (NATS at %s).
-Try, in another terminal:
-  %s node list -s %s
-  %s --namespace default workload start -s %s --type native --lifecycle job --name hello \
-      --start-request '{"uri":"file:///bin/echo","argv":["hello from nex"]}'
-  %s --namespace default workload list -s %s
-Press Ctrl+C to stop the node.
-`, n.ID(), url, nex, url, nex, url, nex, url)
-	}, nil)
+	}
+	if p, err := exec.LookPath("nexd"); err == nil {
+		return p, nil
+	}
+	return "", v1.NewError(500, v1.CodeInternal, "nex node up runs nexd, and there is none beside %s or on PATH: build it (make build puts it in bin/) or install it", os.Args[0])
+}
+
+func executable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// nexdArgs is nex's command line for nexd: the words "node" and "up" and the flags only
+// nex has (--namespace, --json) left out; the node's flags, --config and the NATS flags
+// are nexd's too.
+func nexdArgs(args []string) []string {
+	var out []string
+	cmd := []string{"node", "up"}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(out, args[i:]...)
+		case len(cmd) > 0 && a == cmd[0]:
+			cmd = cmd[1:]
+		case a == "--namespace":
+			i++ // and its value
+		case strings.HasPrefix(a, "--namespace="), a == "--json", strings.HasPrefix(a, "--json="):
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // NodeListCmd lists nodes.

@@ -24,6 +24,7 @@ type cli struct {
 	Config  string           `name:"config" type:"path" help:"Config file (default: first of /etc/nex/config.json, ~/.config/nex/config.json, ./config.json); node flags may sit at the top or under node.up."`
 	NATS    natsconn.Options `embed:"" prefix:"nats."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
+	CLIHint string           `name:"cli-hint" hidden:"" help:"The nex command to suggest once the node is up (nex node up passes its own)."`
 }
 
 // parse reads the flags and the config file; flags win.
@@ -94,6 +95,18 @@ func main() {
 	}()
 	err = daemon.Run(ctx, c.Options, c.NATS, log, func(n *node.Node, url string) {
 		log.Info("node ready", zap.String("node_id", n.ID()), zap.String("nats", url))
+		if c.CLIHint != "" {
+			nex := c.CLIHint
+			fmt.Fprintf(os.Stderr, `
+Node %s is up (NATS at %s).
+Try, in another terminal:
+  %s node list -s %s
+  %s --namespace default workload start -s %s --type native --lifecycle job --name hello \
+      --start-request '{"uri":"file:///bin/echo","argv":["hello from nex"]}'
+  %s --namespace default workload list -s %s
+Press Ctrl+C to stop the node.
+`, n.ID(), url, nex, url, nex, url, nex, url)
+		}
 	}, reload)
 	if err != nil {
 		log.Error("nexd stopped", zap.Error(err))

@@ -237,7 +237,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	quotas, _ := v1.ParseQuotas(o.NamespaceQuota) // checked at start
 	defaults, _ := v1.ParseResources(o.DefaultLimits)
 	ceiling, _ := v1.ParseResources(o.MaxLimits)
-	memory, reserveMemory, err := o.memory() // checked at start
+	memory, reserveMemory, err := o.MemoryOffered() // checked at start
 	if err != nil {
 		return err
 	}

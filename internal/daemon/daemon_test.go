@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"github.com/nexrun/nex/internal/nodeflags"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,7 +27,7 @@ func TestAgentCredentialsRenewedWithoutNative(t *testing.T) {
 	o := Options{
 		Embedded: true, EmbeddedListen: "127.0.0.1:-1", DataDir: dir, NodeName: "renew",
 		DisableNativeStart: true, State: "memory", LogsHistory: false,
-		Agents:     Agents{{Name: "other", URI: "file:///bin/sleep", Argv: []string{"3600"}}},
+		Agents:     nodeflags.Agents{{Name: "other", URI: "file:///bin/sleep", Argv: []string{"3600"}}},
 		IssuerNKey: pub, IssuerNKeySeed: string(seed),
 		NexletCredsTTL: 1500 * time.Millisecond, WorkloadCredsTTL: time.Hour,
 		AgentRestartLimit: 3, NexletWait: time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info",

@@ -1,6 +1,6 @@
-// Package daemon is nexd's wiring, shared by the nexd binary and `nex node up`: identity,
-// the embedded server, the NATS connection, the node and the supervised nexlets.
-package daemon
+// Package nodeflags holds nexd's flags (`nex node up` takes the same ones) and their
+// checks: light enough for the nex CLI, which links neither the node nor the server.
+package nodeflags
 
 import (
 	"cmp"
@@ -155,7 +155,7 @@ func (o Options) Check() error {
 	if o.NodeLossWindow < 0 || (o.NodeLossWindow > 0 && o.NodeLossWindow < 3*time.Second) {
 		return fmt.Errorf("--node-loss-window %s: nodes announce themselves every 2 s, so a window under 3 s would take live nodes for lost", o.NodeLossWindow)
 	}
-	if _, _, err := o.memory(); err != nil {
+	if _, _, err := o.MemoryOffered(); err != nil {
 		return err
 	}
 	for flag, v := range map[string]float64{"--cpus": o.CPUs, "--reserve-cpu": o.ReserveCPU} {
@@ -204,7 +204,7 @@ func (o Options) checkAgents() error {
 }
 
 // memory reads --memory (0: the machine's) and --reserve-memory.
-func (o Options) memory() (total, reserve v1.ByteSize, err error) {
+func (o Options) MemoryOffered() (total, reserve v1.ByteSize, err error) {
 	if o.Memory != "" {
 		if total, err = v1.ParseByteSize(o.Memory); err != nil {
 			return 0, 0, fmt.Errorf("--memory: %w", err)
