@@ -107,10 +107,10 @@ func TestFunctionLength(t *testing.T) {
 	}
 }
 
-// TestDocLinks: every relative link in README.md and docs/ points at a file that exists.
+// TestDocLinks: every relative link in README.md, ARCHITECTURE.md, CONTRIBUTING.md and docs/ points at a file that exists.
 func TestDocLinks(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md")
+	files = append(files, "../README.md", "../ARCHITECTURE.md", "../CONTRIBUTING.md")
 	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
 	checked := 0
 	for _, f := range files {
