@@ -245,9 +245,9 @@ func printJSONError(w io.Writer, err error) {
 	case errors.Is(err, v1.ErrInvalidToken):
 		e = v1.AsError(err)
 	case errors.Is(err, nats.ErrNoServers):
-		e = v1.NewError(503, v1.CodeUnavailable, "%s", err.Error())
+		e = v1.Errorf(v1.CodeUnavailable, "%s", err.Error())
 	default:
-		e = v1.NewError(400, v1.CodeBadRequest, "%s", err.Error())
+		e = v1.Errorf(v1.CodeBadRequest, "%s", err.Error())
 	}
 	_ = writeJSONLine(w, e)
 }

@@ -184,7 +184,7 @@ func findNexd() (string, error) {
 	if p, err := exec.LookPath("nexd"); err == nil {
 		return p, nil
 	}
-	return "", v1.NewError(500, v1.CodeInternal, "nex node up runs nexd, and there is none beside %s or on PATH: build it (make build puts it in bin/) or install it", os.Args[0])
+	return "", v1.Errorf(v1.CodeInternal, "nex node up runs nexd, and there is none beside %s or on PATH: build it (make build puts it in bin/) or install it", os.Args[0])
 }
 
 func executable(p string) bool {

@@ -175,7 +175,7 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	// winning nexlet's own schema is checked again before deploy.
 	if s, err := schemas.StartRequest(def.Type); err == nil {
 		if err := schema.Validate(s, def.StartRequest); err != nil {
-			return v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 		}
 	}
 	cl, err := g.client()
@@ -244,7 +244,7 @@ func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, 
 		case err != nil && ctx.Err() == nil:
 			return err
 		case err != nil:
-			return v1.NewError(504, v1.CodeTimeout, "workload %s did not pass its health check within %s (it runs on; nex workload info %s)", id, within, id)
+			return v1.Errorf(v1.CodeTimeout, "workload %s did not pass its health check within %s (it runs on; nex workload info %s)", id, within, id)
 		case w.Health == "":
 			return v1.BadRequest("workload %s has no health check to wait for (start_request.health)", id)
 		case w.Health == v1.WorkloadHealthHealthy:
@@ -253,7 +253,7 @@ func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, 
 			}
 			return nil
 		case w.Health == v1.WorkloadHealthUnhealthy, w.Finished():
-			return v1.NewError(400, v1.CodeStartFailed, "workload %s is %s (%s): %s", id, w.Health, stateText(*w), cmp.Or(w.Metadata["error"], "no message"))
+			return v1.Errorf(v1.CodeStartFailed, "workload %s is %s (%s): %s", id, w.Health, stateText(*w), cmp.Or(w.Metadata["error"], "no message"))
 		}
 		select {
 		case <-ctx.Done():
@@ -1015,7 +1015,7 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if s, err := schemas.StartRequest(def.Type); err == nil {
 		if err := schema.Validate(s, def.StartRequest); err != nil {
-			return v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 		}
 	}
 	st, err := cl.UpdateGroup(ctx, c.ID, def, c.MaxParallel)

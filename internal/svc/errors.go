@@ -10,7 +10,7 @@ import (
 var ErrNoReply = errors.New("no reply")
 
 // ErrStopped answers a request that arrives while the server is stopping.
-var ErrStopped = v1.NewError(503, v1.CodeUnavailable, "the service is shutting down")
+var ErrStopped = v1.Errorf(v1.CodeUnavailable, "the service is shutting down")
 
 // ErrNoResponders means nothing listens on a fan-out's subject: no node answered. A read
 // must say so, never answer with an empty result.

@@ -40,7 +40,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 			return err
 		}
 		if attempt == 3 {
-			return v1.NewError(503, v1.CodeUnavailable, "the workload moved between nodes while they answered, three times: nothing may have been done; try again")
+			return v1.Errorf(v1.CodeUnavailable, "the workload moved between nodes while they answered, three times: nothing may have been done; try again")
 		}
 	}
 }
@@ -82,12 +82,12 @@ func lookupOnce(ctx context.Context, nc *nats.Conn, subject string, req, resp an
 			return mapRequestError(subject, ctx.Err())
 		case <-first.C:
 			if l.acked {
-				return v1.NewError(504, v1.CodeTimeout, "node %s acknowledged but did not answer by %s on %s", l.owner, l.deadline.Format(time.RFC3339), subject)
+				return v1.Errorf(v1.CodeTimeout, "node %s acknowledged but did not answer by %s on %s", l.owner, l.deadline.Format(time.RFC3339), subject)
 			}
 			if missing := l.peers.missing(); len(l.peers.answered) > 0 && len(missing) > 0 {
 				// a node the others name alive may have it (its nexd restarting, or cut off):
 				// "not found" would be a guess, and was wrong every time a chaos run made it
-				return v1.NewError(503, v1.CodeUnavailable, "the %d node(s) that answered do not have it; %s, which they name alive, did not answer in time and may have it: nothing was done, try again", len(l.peers.answered), nodeList(missing))
+				return v1.Errorf(v1.CodeUnavailable, "the %d node(s) that answered do not have it; %s, which they name alive, did not answer in time and may have it: nothing was done, try again", len(l.peers.answered), nodeList(missing))
 			}
 			if len(l.peers.answered) > 0 {
 				return l.notFound()
@@ -184,10 +184,10 @@ func (l *lookupState) notFound() error {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		return v1.NewError(503, v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
+		return v1.Errorf(v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
 	}
 	if l.unsure != "" {
-		return v1.NewError(503, v1.CodeUnavailable, "the nodes that answered do not have it, and could not read the state store to say which node does (%s): nothing was done; try again", l.unsure)
+		return v1.Errorf(v1.CodeUnavailable, "the nodes that answered do not have it, and could not read the state store to say which node does (%s): nothing was done; try again", l.unsure)
 	}
 	return v1.NotFound("not found") // replaced by the caller's message
 }

@@ -78,11 +78,11 @@ func violations(nc *nats.Conn) (<-chan struct{}, func(subject string) error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if strings.Contains(w.last, `"`+subject+`"`) {
-			return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%s)", subject, w.last)
+			return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%s)", subject, w.last)
 		}
 		// the replies' inbox: no answer could ever arrive, so say so now, not at the timeout
 		if inbox := cmp.Or(nc.Opts.InboxPrefix, nats.InboxPrefix); strings.Contains(w.last, "Subscription") && strings.Contains(w.last, `"`+strings.TrimSuffix(inbox, ".")+".") {
-			return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not subscribe to its replies' inbox %s.> (%s): give it that right, or the prefix it may subscribe to with --nats.inbox-prefix (a user made by nex security user has _INBOX_<name>)", strings.TrimSuffix(inbox, "."), w.last)
+			return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not subscribe to its replies' inbox %s.> (%s): give it that right, or the prefix it may subscribe to with --nats.inbox-prefix (a user made by nex security user has _INBOX_<name>)", strings.TrimSuffix(inbox, "."), w.last)
 		}
 		return nil
 	}

@@ -104,9 +104,9 @@ func mapRequestError(subject string, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, nats.ErrNoResponders):
-		return v1.NewError(503, v1.CodeUnavailable, "nothing is listening on %s", subject)
+		return v1.Errorf(v1.CodeUnavailable, "nothing is listening on %s", subject)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return v1.NewError(504, v1.CodeTimeout, "no reply on %s in time", subject)
+		return v1.Errorf(v1.CodeTimeout, "no reply on %s in time", subject)
 	}
 	return err
 }

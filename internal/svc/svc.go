@@ -245,7 +245,7 @@ func (s *Server) serve(ep Endpoint, mr micro.Request) {
 		if p := recover(); p != nil {
 			s.log.Error("handler panicked", zap.String("endpoint", ep.Name), zap.String("subject", mr.Subject()),
 				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-			s.reply(ep, mr, nil, v1.NewError(500, v1.CodeInternal, "internal error in %s (logged by the service)", ep.Name))
+			s.reply(ep, mr, nil, v1.Errorf(v1.CodeInternal, "internal error in %s (logged by the service)", ep.Name))
 		}
 	}()
 	r := Request{Subject: mr.Subject(), Headers: mr.Headers()}
@@ -291,7 +291,7 @@ func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
 	if !ok {
 		var err error
 		if raw, err = json.Marshal(resp); err != nil {
-			s.reply(ep, mr, nil, v1.NewError(500, v1.CodeInternal, "encode reply: %v", err))
+			s.reply(ep, mr, nil, v1.Errorf(v1.CodeInternal, "encode reply: %v", err))
 			return
 		}
 	}
@@ -441,7 +441,7 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 	if first(header, v1.HeaderEncoding) == "gzip" {
 		var err error
 		if data, err = gunzipped(data); err != nil {
-			return v1.NewError(500, v1.CodeInternal, "decode reply: %v", err)
+			return v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
 		}
 	}
 	if raw, ok := resp.(*json.RawMessage); ok { // passed through as is, not re-validated
@@ -449,7 +449,7 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 		return nil
 	}
 	if err := json.Unmarshal(data, resp); err != nil {
-		return v1.NewError(500, v1.CodeInternal, "decode reply: %v", err)
+		return v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func (c *Client) Auction(ctx context.Context, req v1.AuctionRequest) ([]v1.Bid, 
 
 // NoPlacementError builds the no_placement error carrying every node's decline.
 func NoPlacementError(d Declines) *v1.Error {
-	e := v1.NewError(503, v1.CodeNoPlacement, NoAgentsMessage)
+	e := v1.Errorf(v1.CodeNoPlacement, NoAgentsMessage)
 	if d == nil {
 		d = Declines{}
 	}
@@ -176,7 +176,7 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 		b := RankBids(bids)[0]
 		c.ReleaseBids(ctx, bids, b.BidID, res)
 		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
-			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+			return nil, v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 		}
 		placed := def
 		if prepare != nil {
@@ -300,7 +300,7 @@ func (c *Client) RemoveWorkload(ctx context.Context, wid string) (*v1.WorkloadIn
 		return nil, err
 	}
 	if !info.Finished() {
-		return nil, v1.NewError(409, v1.CodeConflict, "workload %s is %s, not finished: stop it (nex workload stop %s)", wid, info.State, wid)
+		return nil, v1.Errorf(v1.CodeConflict, "workload %s is %s, not finished: stop it (nex workload stop %s)", wid, info.State, wid)
 	}
 	return c.StopWorkload(ctx, wid, v1.StopRequest{})
 }
@@ -384,7 +384,7 @@ func (c *Client) noNode(err error, what string) error {
 		if strings.Contains(what, "node") {
 			where = "" // nodes belong to no namespace
 		}
-		return v1.NewError(503, v1.CodeUnavailable, "cannot %s%s: no node answered; is nexd running, and connected to this NATS server and account?", what, where)
+		return v1.Errorf(v1.CodeUnavailable, "cannot %s%s: no node answered; is nexd running, and connected to this NATS server and account?", what, where)
 	}
 	return err
 }

@@ -343,7 +343,7 @@ func historySize(ctx context.Context, st jetstream.Stream, subject string, since
 func (c *Client) deniedJetStream(stream string) error {
 	_ = c.nc.FlushTimeout(time.Second) // the violation arrives asynchronously
 	if err := c.nc.LastError(); err != nil && errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), "$JS.API") {
-		return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not read the history stream %s (%v); ask for $JS.API.STREAM.INFO.%s and consumer rights on it, or follow live output with -f", stream, err, stream)
+		return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not read the history stream %s (%v); ask for $JS.API.STREAM.INFO.%s and consumer rights on it, or follow live output with -f", stream, err, stream)
 	}
 	return nil
 }
@@ -360,7 +360,7 @@ func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg
 		return err
 	}
 	if err := c.nc.LastError(); err != nil && strings.Contains(err.Error(), `"`+subject+`"`) {
-		return v1.NewError(403, v1.CodeForbidden, "permission denied: this NATS user may not subscribe to %s", subject)
+		return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not subscribe to %s", subject)
 	}
 	for {
 		select {

@@ -233,7 +233,7 @@ func (n *Nexlet) addService() error {
 		ep(v1.NexletExec, true, svc.Handle(func(ctx context.Context, r *svc.Request, req *v1.ExecRequest) (v1.ExecReply, error) {
 			x, ok := n.rt.(Execer)
 			if !ok {
-				return v1.ExecReply{}, v1.NewError(501, v1.CodeNotImplemented, "nexlet %s (type %s) cannot run commands beside its workloads", n.cfg.NexletID, n.cfg.RegisterType)
+				return v1.ExecReply{}, v1.Errorf(v1.CodeNotImplemented, "nexlet %s (type %s) cannot run commands beside its workloads", n.cfg.NexletID, n.cfg.RegisterType)
 			}
 			if err := req.Validate(); err != nil {
 				return v1.ExecReply{}, err
@@ -300,7 +300,7 @@ func (n *Nexlet) handleList(ctx context.Context, _ *svc.Request, req *v1.NexletL
 func (n *Nexlet) handleCreds(ctx context.Context, r *svc.Request, req *v1.CredsUpdate) (struct{}, error) {
 	cu, ok := n.rt.(CredsUpdater)
 	if !ok {
-		return struct{}{}, v1.NewError(501, v1.CodeNotImplemented, "this nexlet does not take credentials")
+		return struct{}{}, v1.Errorf(v1.CodeNotImplemented, "this nexlet does not take credentials")
 	}
 	c, err := n.xkey.Open(req.SealedCreds, req.SenderXKey)
 	if err != nil {

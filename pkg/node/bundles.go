@@ -29,7 +29,7 @@ func (n *Node) handleBundleBucket(ctx context.Context, r *svc.Request, _ *struct
 	}
 	_, err = js.CreateOrUpdateObjectStore(ctx, cfg)
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-		return v1.BundleBucketReply{}, v1.NewError(503, v1.CodeUnavailable, "bundles need JetStream, and it is off")
+		return v1.BundleBucketReply{}, v1.Errorf(v1.CodeUnavailable, "bundles need JetStream, and it is off")
 	}
 	if err != nil {
 		return v1.BundleBucketReply{}, storageError(err, fmt.Sprintf("make bundle bucket %s (max_bytes %d)", bucket, cfg.MaxBytes))

@@ -31,7 +31,7 @@ type flakyStop struct {
 
 func (f *flakyStop) Stop(ctx context.Context, wid string, req v1.StopRequest) (v1.WorkloadInfo, error) {
 	if f.fails.Add(-1) >= 0 {
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "reconnecting")
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "reconnecting")
 	}
 	return f.Runtime.Stop(ctx, wid, req)
 }

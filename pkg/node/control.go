@@ -315,7 +315,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	b, ok := n.bids[bidID]
 	if ok && b.ns != ns { // another namespace's bid: as if it did not exist, and left alone
 		n.mu.Unlock()
-		return v1.WorkloadInfo{}, v1.NewError(410, v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
 	}
 	expired := !ok || b.used || time.Now().After(b.ExpiresAt)
 	if expired {
@@ -325,7 +325,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	}
 	n.mu.Unlock()
 	if expired {
-		return v1.WorkloadInfo{}, v1.NewError(410, v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
 	}
 	defer func() { // the workload is indexed now (or did not start): it holds its own room
 		n.mu.Lock()
@@ -356,17 +356,17 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	e, ok := n.nexlets[b.NexletID]
 	n.mu.Unlock()
 	if !ok {
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "nexlet %s is no longer registered", b.NexletID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", b.NexletID)
 	}
 	// Never trust the client: check the start request against the nexlet's own schema.
 	if err := schema.Validate(e.reg.StartRequestSchema, def.StartRequest); err != nil {
-		return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeSchemaInvalid, "%s", err.Error())
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 	}
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	if _, shared := n.cfg.Store.(ClusterStore); def.Disconnect == v1.DisconnectStop && !shared {
-		return v1.WorkloadInfo{}, v1.NewError(501, v1.CodeNotImplemented, "disconnect: stop is a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeNotImplemented, "disconnect: stop is a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
 	}
 	if req.Takeover != nil {
 		return n.takeover(ctx, b.NexletID, def, req.Takeover)

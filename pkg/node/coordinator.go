@@ -376,14 +376,14 @@ func (n *Node) checkCoordinator(ctx context.Context, node string, epoch uint64) 
 		lease, _ = cs.Lease(ctx, coordinatorLease, n.cfg.NodeLossWindow)
 	}
 	if lease == nil {
-		return v1.NewError(503, v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", n.cfg.NodeID, node)
+		return v1.Errorf(v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", n.cfg.NodeID, node)
 	}
 	holder, current, err := lease.Holder(ctx)
 	if err != nil {
-		return v1.NewError(503, v1.CodeStorageUnavailable, "read the coordinator lease to check node %s holds it: %v (nothing was started)", node, err)
+		return v1.Errorf(v1.CodeStorageUnavailable, "read the coordinator lease to check node %s holds it: %v (nothing was started)", node, err)
 	}
 	if holder != node || current != epoch {
-		return v1.NewError(409, v1.CodeConflict, "node %s asked as the coordinator of epoch %d, but the lease is %s's of epoch %d: nothing was started", node, epoch, cmp.Or(holder, "no one"), current)
+		return v1.Errorf(v1.CodeConflict, "node %s asked as the coordinator of epoch %d, but the lease is %s's of epoch %d: nothing was started", node, epoch, cmp.Or(holder, "no one"), current)
 	}
 	return nil
 }

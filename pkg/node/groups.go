@@ -123,7 +123,7 @@ const groupBound = time.Minute
 // nodes say they are not it.
 func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
 	if _, shared := n.cfg.Store.(ClusterStore); !shared {
-		return v1.GroupStatus{}, v1.NewError(501, v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
 	}
 	c := n.coord.Load()
 	if c == nil || !c.holding.Load() {
@@ -132,7 +132,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
 	kv, ok := c.cs.(*KVStore)
 	if !ok {
-		return v1.GroupStatus{}, v1.NewError(501, v1.CodeNotImplemented, "replica groups need --state kv")
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeNotImplemented, "replica groups need --state kv")
 	}
 	ns, id := r.Namespace, r.ID
 	if !strings.HasPrefix(id, v1.GroupIDPrefix) {
@@ -164,7 +164,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		g := &Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
 		if err := kv.PutGroup(ctx, g); err != nil {
 			if errors.Is(err, ErrConflict) {
-				return v1.GroupStatus{}, v1.NewError(409, v1.CodeConflict, "group %s exists", id)
+				return v1.GroupStatus{}, v1.Errorf(v1.CodeConflict, "group %s exists", id)
 			}
 			c.forgetGroup(kv, ns, id)
 			return v1.GroupStatus{}, storageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
@@ -260,7 +260,7 @@ func (c *coordinator) markStopping(ctx context.Context, node, wid string) error 
 			return nil
 		}
 	}
-	return v1.NewError(503, v1.CodeUnavailable, "the record of copy %s kept changing while the group stopped: try again", wid)
+	return v1.Errorf(v1.CodeUnavailable, "the record of copy %s kept changing while the group stopped: try again", wid)
 }
 
 func groupNotFound(err error, id string) error {
@@ -399,7 +399,7 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 }
 
 // errNotCoordinator: this node lost the coordinator lease during a group operation.
-var errNotCoordinator = v1.NewError(503, v1.CodeUnavailable, "this node no longer holds the coordinator lease: the copies placed so far stay, the new coordinator places the rest")
+var errNotCoordinator = v1.Errorf(v1.CodeUnavailable, "this node no longer holds the coordinator lease: the copies placed so far stay, the new coordinator places the rest")
 
 // stopCopies stops n copies of g, from the nodes that run the most.
 func (c *coordinator) stopCopies(ctx context.Context, g *Group, byNode map[string][]*Record, n int) {
@@ -656,7 +656,7 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 		}
 		// an update to this version was cut short (its coordinator lost): finish it
 		if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
-			return v1.GroupStatus{}, v1.NewError(400, v1.CodeStartFailed, "update of %s to version %d (resumed) stopped, copies of older versions run on: %v", id, g.GroupVersion, err)
+			return v1.GroupStatus{}, v1.Errorf(v1.CodeStartFailed, "update of %s to version %d (resumed) stopped, copies of older versions run on: %v", id, g.GroupVersion, err)
 		}
 		return c.groupStatus(ctx, g, "")
 	}
@@ -674,7 +674,7 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 			c.log.Error("put a group's definition back after a failed update", zap.String("group", id), zap.Error(perr))
 		}
 		c.log.Warn("replica group update stopped; the old copies run on", zap.String("group", id), zap.Error(err))
-		return v1.GroupStatus{}, v1.NewError(400, v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)
 	}
 	return c.groupStatus(ctx, g, "")
 }

@@ -40,7 +40,7 @@ func (n *Node) admit(ctx context.Context, ns, requestID string, rec Record) erro
 	if err == nil {
 		res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: refused before this
 		if why := q.Exceeds(ns, u, n.held(res)); why != "" {
-			err = v1.NewError(403, v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
+			err = v1.Errorf(v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
 		}
 	}
 	if err != nil {

@@ -38,7 +38,7 @@ func (n *Node) secrets(ctx context.Context) (jetstream.KeyValue, error) {
 	if s.kv == nil { // not opened at start: open it now, and again next time if this fails
 		kv, err := OpenSecretsBucket(ctx, n.nc, 1)
 		if err != nil {
-			return nil, v1.NewError(503, v1.CodeUnavailable, "secret store (needs JetStream): %v", err)
+			return nil, v1.Errorf(v1.CodeUnavailable, "secret store (needs JetStream): %v", err)
 		}
 		s.kv = kv
 	}
@@ -112,10 +112,10 @@ func (n *Node) handleSecretPut(ctx context.Context, r *svc.Request, req *v1.Secr
 		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed for another key than this node's --secrets-key: %v", name, err)
 	}
 	if len(req.Value) > 64<<10 {
-		return v1.SecretInfo{}, v1.NewError(413, v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
+		return v1.SecretInfo{}, v1.Errorf(v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
 	}
 	if _, err := kv.PutString(ctx, key, req.Value); err != nil {
-		return v1.SecretInfo{}, v1.NewError(503, v1.CodeUnavailable, "store secret %s: %v", name, err)
+		return v1.SecretInfo{}, v1.Errorf(v1.CodeUnavailable, "store secret %s: %v", name, err)
 	}
 	return v1.SecretInfo{Name: name, Namespace: ns, UpdatedAt: time.Now().UTC()}, nil
 }
@@ -129,7 +129,7 @@ func (n *Node) handleSecretRm(ctx context.Context, r *svc.Request, _ *struct{}) 
 		return v1.SecretInfo{}, v1.NotFound("secret %s not found in namespace %s", name, ns)
 	}
 	if err := kv.Purge(ctx, key); err != nil {
-		return v1.SecretInfo{}, v1.NewError(503, v1.CodeUnavailable, "remove secret %s: %v", name, err)
+		return v1.SecretInfo{}, v1.Errorf(v1.CodeUnavailable, "remove secret %s: %v", name, err)
 	}
 	return v1.SecretInfo{Name: name, Namespace: ns}, nil
 }
@@ -192,10 +192,10 @@ func (n *Node) resolveSecrets(ctx context.Context, ns string, startRequest json.
 		}
 		pt, err := seal.Open(n.secretStore.key, string(e.Value()))
 		if err != nil {
-			return nil, v1.NewError(500, v1.CodeInternal, "open secret %s: %v", name, err)
+			return nil, v1.Errorf(v1.CodeInternal, "open secret %s: %v", name, err)
 		}
 		if nexletXKey == "" {
-			return nil, v1.NewError(503, v1.CodeUnavailable, "the nexlet has no xkey to seal secret %s for", name)
+			return nil, v1.Errorf(v1.CodeUnavailable, "the nexlet has no xkey to seal secret %s for", name)
 		}
 		sealed, err := seal.Value(n.xkey, pt, nexletXKey)
 		if err != nil {

@@ -31,9 +31,9 @@ func storageError(err error, what string) error {
 		return e
 	}
 	if storageFull(err) {
-		return v1.NewError(507, v1.CodeStorageFull, "%s: JetStream is out of storage (%v); free disk space on the NATS servers or raise their JetStream max_file_store / the account's limits", what, err)
+		return v1.Errorf(v1.CodeStorageFull, "%s: JetStream is out of storage (%v); free disk space on the NATS servers or raise their JetStream max_file_store / the account's limits", what, err)
 	}
-	return v1.NewError(503, v1.CodeStorageUnavailable, "%s: the state store did not answer (%v); check that the NATS servers have JetStream with a quorum (nats server report jetstream), then try again", what, err)
+	return v1.Errorf(v1.CodeStorageUnavailable, "%s: the state store did not answer (%v); check that the NATS servers have JetStream with a quorum (nats server report jetstream), then try again", what, err)
 }
 
 // storageFull tells whether err says JetStream has no room left.

@@ -22,7 +22,7 @@ import (
 func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDefinition, t *v1.Takeover) (v1.WorkloadInfo, error) {
 	cs, ok := n.cfg.Store.(ClusterStore)
 	if !ok {
-		return v1.WorkloadInfo{}, v1.NewError(501, v1.CodeNotImplemented, "node %s keeps its records to itself (not in JetStream KV): it cannot take workloads over", n.cfg.NodeID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeNotImplemented, "node %s keeps its records to itself (not in JetStream KV): it cannot take workloads over", n.cfg.NodeID)
 	}
 	if err := v1.ValidateToken("workload ID", t.WorkloadID); err != nil {
 		return v1.WorkloadInfo{}, err
@@ -32,7 +32,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	}
 	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
 	if errors.Is(err, ErrNotStored) {
-		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
 	}
 	if err != nil {
 		return v1.WorkloadInfo{}, storageError(err, "read the lost node's record")
@@ -41,7 +41,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)
 	}
 	if old.Revision != t.Revision || old.Desired != DesiredRunning {
-		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
 	}
 	rec := *old
 	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt = nexletID, 0, "", time.Now().UTC()
@@ -56,7 +56,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = DesiredMoved, n.cfg.NodeID, time.Now().UTC()
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
 		if errors.Is(err, ErrConflict) {
-			return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
+			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
 		}
 		return v1.WorkloadInfo{}, storageError(err, "mark the lost node's record moved")
 	}
@@ -105,17 +105,17 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 // key) for nexlet nexletID.
 func (n *Node) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
 	if n.secretStore == nil {
-		return nil, v1.NewError(503, v1.CodeUnavailable, "node %s has no --secrets-key: it cannot open the workload's environment", n.cfg.NodeID)
+		return nil, v1.Errorf(v1.CodeUnavailable, "node %s has no --secrets-key: it cannot open the workload's environment", n.cfg.NodeID)
 	}
 	n.mu.Lock()
 	e, ok := n.nexlets[nexletID]
 	n.mu.Unlock()
 	if !ok {
-		return nil, v1.NewError(503, v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
+		return nil, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
 	}
 	out, err := seal.Reseal(escrow, n.secretStore.key, e.reg.XKey)
 	if err != nil {
-		return nil, v1.NewError(500, v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
+		return nil, v1.Errorf(v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
 	}
 	return out, nil
 }

@@ -79,7 +79,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	info, err := n.startOnNexlet(sctx, rec, 0)
 	cancel()
 	if v1.IsCode(err, v1.CodeTimeout) {
-		err = v1.NewError(504, v1.CodeTimeout, "nexlet %s did not start workload %s within %s (fetching its artifacts?): the start was called off", nexletID, wid, deployStartTimeout)
+		err = v1.Errorf(v1.CodeTimeout, "nexlet %s did not start workload %s within %s (fetching its artifacts?): the start was called off", nexletID, wid, deployStartTimeout)
 	}
 	serr := <-stored
 	if err == nil && serr != nil {
@@ -166,7 +166,7 @@ func (n *Node) claimHolder(wid string) string { return wid + "@" + n.cfg.NodeID 
 
 // requestConflict names the workload a request ID was used by.
 func requestConflict(requestID, wid string) error {
-	e := v1.NewError(409, v1.CodeConflict, "request ID %q was used by workload %s", requestID, wid)
+	e := v1.Errorf(v1.CodeConflict, "request ID %q was used by workload %s", requestID, wid)
 	e.Details = map[string]string{"workload_id": wid}
 	return e
 }
@@ -226,24 +226,24 @@ func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (
 func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 	c, err := n.cfg.Minter.Workload(req.Definition.Namespace, req.WorkloadID, n.cfg.CredsTTL)
 	if err != nil {
-		return v1.NewError(500, v1.CodeInternal, "mint workload credentials: %v", err)
+		return v1.Errorf(v1.CodeInternal, "mint workload credentials: %v", err)
 	}
 	if c == nil {
 		return nil
 	}
 	file, err := c.File()
 	if err != nil {
-		return v1.NewError(500, v1.CodeInternal, "format workload credentials: %v", err)
+		return v1.Errorf(v1.CodeInternal, "format workload credentials: %v", err)
 	}
 	n.mu.Lock()
 	e, ok := n.nexlets[nexletID]
 	n.mu.Unlock()
 	if !ok || e.reg.XKey == "" {
-		return v1.NewError(503, v1.CodeUnavailable, "nexlet %s has no xkey to seal credentials for", nexletID)
+		return v1.Errorf(v1.CodeUnavailable, "nexlet %s has no xkey to seal credentials for", nexletID)
 	}
 	sealed, err := n.xkey.Seal(file, e.reg.XKey)
 	if err != nil {
-		return v1.NewError(500, v1.CodeInternal, "seal workload credentials: %v", err)
+		return v1.Errorf(v1.CodeInternal, "seal workload credentials: %v", err)
 	}
 	req.SealedCreds, req.SenderXKey = sealed, n.xkeyPub
 	return nil
@@ -292,7 +292,7 @@ func (n *Node) notHere(ns, wid string) error {
 			if err == nil && (rec.Desired == DesiredRunning || rec.Desired == DesiredStopping) && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
 				// its record is here and its nexlet has not reported it (restarted, and
 				// not reconciled yet): "not found" would be false (a chaos run)
-				return v1.NewError(503, v1.CodeUnavailable, "workload %s is recorded on node %s, whose nexlet has not reported it yet (it restarted): nothing was done; try again", wid, n.cfg.NodeID)
+				return v1.Errorf(v1.CodeUnavailable, "workload %s is recorded on node %s, whose nexlet has not reported it yet (it restarted): nothing was done; try again", wid, n.cfg.NodeID)
 			}
 			continue
 		}
@@ -370,7 +370,7 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); v1.IsNotFound(err) {
 			// it left this node (a drain or a takeover moved it) since the stop found it
 			// here: "not found" would be false (a chaos run: a stop during a drain)
-			return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "workload %s left node %s (it moved) while it was being stopped: nothing was done; try again", rec.WorkloadID, n.cfg.NodeID)
+			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "workload %s left node %s (it moved) while it was being stopped: nothing was done; try again", rec.WorkloadID, n.cfg.NodeID)
 		} else if err != nil {
 			return v1.WorkloadInfo{}, storageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
 		}
@@ -435,7 +435,7 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 			return Record{}, gerr
 		case r.Desired == DesiredMoved:
 			n.leaveMoved(*r)
-			e := v1.NewError(409, v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
+			e := v1.Errorf(v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
 			e.Details = map[string]string{"moved_to": r.MovedTo}
 			return Record{}, e
 		}
@@ -562,7 +562,7 @@ func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneReq
 	if req.ResealFor != "" && !n.knownXKey(req.ResealFor) {
 		// opening the sealed values for a key the caller names would hand them to anyone
 		// in the namespace: only a nexlet of the cluster may receive them
-		return v1.CloneReply{}, v1.NewError(403, v1.CodeForbidden, "reseal_for %s is not the key of a nexlet registered with this cluster", req.ResealFor)
+		return v1.CloneReply{}, v1.Errorf(v1.CodeForbidden, "reseal_for %s is not the key of a nexlet registered with this cluster", req.ResealFor)
 	}
 	if req.ResealFor != "" && strings.Contains(string(def.StartRequest), seal.Prefix) {
 		// only the original's nexlet can open its sealed values: it seals them for the clone's
@@ -584,7 +584,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	}
 	if !n.cfg.AllowRemoteNexlets && req.HostID != n.cfg.HostID {
 		n.log.Warn("refused a nexlet from another machine", zap.String("nexlet_id", req.NexletID), zap.String("host_id", req.HostID))
-		return v1.RegisterReply{}, v1.NewError(403, v1.CodeForbidden,
+		return v1.RegisterReply{}, v1.Errorf(v1.CodeForbidden,
 			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-agent-registration to accept it", req.NexletID, req.HostID)
 	}
 	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}

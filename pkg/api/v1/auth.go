@@ -61,7 +61,7 @@ var systemVerbs = map[string]bool{VerbLameduck: true, VerbPing: true}
 // workload ID.
 func Authorize(verb, ns string) error {
 	if systemVerbs[verb] && ns != SystemNamespace {
-		return NewError(403, CodeForbidden, "%s is node administration: only namespace %s may call it (not %s)", verb, SystemNamespace, ns)
+		return Errorf(CodeForbidden, "%s is node administration: only namespace %s may call it (not %s)", verb, SystemNamespace, ns)
 	}
 	return nil
 }

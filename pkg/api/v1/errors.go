@@ -91,6 +91,17 @@ func NewError(code int, errorCode, format string, args ...any) *Error {
 	return &Error{Code: code, ErrorCode: errorCode, Message: fmt.Sprintf(format, args...)}
 }
 
+// Errorf builds an Error of the stable error code code, with the status the code
+// travels with (the first of Statuses; start_failed is 400, a request the node could not
+// carry out; use NewError for a start_failed that is the node's fault, 500).
+func Errorf(code, format string, args ...any) *Error {
+	status := 500
+	if s, ok := Statuses[code]; ok {
+		status = s[0]
+	}
+	return NewError(status, code, format, args...)
+}
+
 // IsCode tells whether err is (or wraps) an Error with the stable error code code. It is
 // the one way to ask what kind of error a reply was.
 func IsCode(err error, code string) bool {
@@ -103,12 +114,12 @@ func IsNotFound(err error) bool { return IsCode(err, CodeNotFound) }
 
 // NotFound is a 404 error naming what was missing.
 func NotFound(format string, args ...any) *Error {
-	return NewError(404, CodeNotFound, format, args...)
+	return Errorf(CodeNotFound, format, args...)
 }
 
 // BadRequest is a 400 error.
 func BadRequest(format string, args ...any) *Error {
-	return NewError(400, CodeBadRequest, format, args...)
+	return Errorf(CodeBadRequest, format, args...)
 }
 
 // AsError converts any error into an *Error, mapping invalid tokens to 400. No error
@@ -122,7 +133,7 @@ func AsError(err error) *Error {
 		return e
 	}
 	if errors.Is(err, ErrInvalidToken) {
-		return NewError(400, CodeInvalidToken, "%s", err.Error())
+		return Errorf(CodeInvalidToken, "%s", err.Error())
 	}
-	return NewError(500, CodeInternal, "%s", err.Error())
+	return Errorf(CodeInternal, "%s", err.Error())
 }

@@ -306,13 +306,13 @@ func (r *Resources) WithLimits(defaults, ceiling Resources, field string) (*Reso
 	}
 	switch {
 	case ceiling.Memory > 0 && out.Memory > ceiling.Memory:
-		return nil, NewError(400, CodeSchemaInvalid, "%s.memory: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Memory, ceiling.Memory)
+		return nil, Errorf(CodeSchemaInvalid, "%s.memory: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Memory, ceiling.Memory)
 	case ceiling.CPU > 0 && out.CPU > ceiling.CPU:
-		return nil, NewError(400, CodeSchemaInvalid, "%s.cpu: %s cores is above this node's ceiling of %s (nexd --max-limits)", field, FormatCores(out.CPU), FormatCores(ceiling.CPU))
+		return nil, Errorf(CodeSchemaInvalid, "%s.cpu: %s cores is above this node's ceiling of %s (nexd --max-limits)", field, FormatCores(out.CPU), FormatCores(ceiling.CPU))
 	case ceiling.PIDs > 0 && out.PIDs > ceiling.PIDs:
-		return nil, NewError(400, CodeSchemaInvalid, "%s.pids: %d is above this node's ceiling of %d (nexd --max-limits)", field, out.PIDs, ceiling.PIDs)
+		return nil, Errorf(CodeSchemaInvalid, "%s.pids: %d is above this node's ceiling of %d (nexd --max-limits)", field, out.PIDs, ceiling.PIDs)
 	case ceiling.Disk > 0 && out.Disk > ceiling.Disk:
-		return nil, NewError(400, CodeSchemaInvalid, "%s.disk: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Disk, ceiling.Disk)
+		return nil, Errorf(CodeSchemaInvalid, "%s.disk: %s is above this node's ceiling of %s (nexd --max-limits)", field, out.Disk, ceiling.Disk)
 	}
 	if out.Empty() {
 		return nil, nil

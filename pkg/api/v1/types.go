@@ -66,16 +66,16 @@ func (d *WorkloadDefinition) Validate() error {
 		return err
 	}
 	if len(d.StartRequest) == 0 {
-		return NewError(400, CodeSchemaInvalid, "start_request is missing")
+		return Errorf(CodeSchemaInvalid, "start_request is missing")
 	}
 	if len(d.StartRequest) > MaxStartRequestBytes {
-		return NewError(413, CodeTooLarge, "start_request is %d bytes; the limit is %d", len(d.StartRequest), MaxStartRequestBytes)
+		return Errorf(CodeTooLarge, "start_request is %d bytes; the limit is %d", len(d.StartRequest), MaxStartRequestBytes)
 	}
 	if len(d.Description) > MaxDescriptionBytes {
-		return NewError(413, CodeTooLarge, "description is %d bytes; the limit is %d", len(d.Description), MaxDescriptionBytes)
+		return Errorf(CodeTooLarge, "description is %d bytes; the limit is %d", len(d.Description), MaxDescriptionBytes)
 	}
 	if len(d.Tags) > MaxTags {
-		return NewError(413, CodeTooLarge, "%d tags; the limit is %d", len(d.Tags), MaxTags)
+		return Errorf(CodeTooLarge, "%d tags; the limit is %d", len(d.Tags), MaxTags)
 	}
 	if d.Disconnect != "" && d.Disconnect != DisconnectStop {
 		return BadRequest("disconnect %q: the one value is %q (or none: keep running)", d.Disconnect, DisconnectStop)

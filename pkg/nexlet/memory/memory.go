@@ -73,10 +73,10 @@ func (r *Runtime) add(req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lameduck {
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeLameduck, "nexlet is in lameduck mode")
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeLameduck, "nexlet is in lameduck mode")
 	}
 	if _, dup := r.workloads[req.WorkloadID]; dup {
-		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s already exists", req.WorkloadID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s already exists", req.WorkloadID)
 	}
 	r.starts++
 	d := req.Definition

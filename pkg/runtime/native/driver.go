@@ -227,22 +227,22 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	if sr.Resources != nil {
 		if why := d.cg.enforces(sr.Resources); why != "" {
-			return v1.WorkloadInfo{}, v1.NewError(400, v1.CodeStartFailed, "start_request.resources: %s", why)
+			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeStartFailed, "start_request.resources: %s", why)
 		}
 	}
 	inUse := ports.InUse(sr.ExposePorts) // binds: before the lock, never under it
 	d.mu.Lock()
 	if d.lameduck {
 		d.mu.Unlock()
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeLameduck, "%s", ErrLameduck)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeLameduck, "%s", ErrLameduck)
 	}
 	if _, dup := d.handles[req.WorkloadID]; dup {
 		d.mu.Unlock()
-		return v1.WorkloadInfo{}, v1.NewError(409, v1.CodeConflict, "workload %s already exists", req.WorkloadID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s already exists", req.WorkloadID)
 	}
 	if d.opts.MaxWorkloads > 0 && len(d.handles) >= d.opts.MaxWorkloads {
 		d.mu.Unlock()
-		return v1.WorkloadInfo{}, v1.NewError(503, v1.CodeUnavailable, "%s (%d workloads)", ErrCapacity, d.opts.MaxWorkloads)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "%s (%d workloads)", ErrCapacity, d.opts.MaxWorkloads)
 	}
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
@@ -304,7 +304,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	}
 	if d.uids != nil && h.runAs == nil {
 		if h.uid, err = d.uids.acquire(); err != nil {
-			return v1.NewError(503, v1.CodeUnavailable, "%v", err)
+			return v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}
 	if h.ownWorkdir {
@@ -320,7 +320,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	id := h.identity()
 	if sr.path != "" { // the executable, as the workload's user sees it (the kernel checks it again at exec)
 		if err := checkExecutable(id, sr.path); err != nil {
-			return v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+			return v1.Errorf(v1.CodeStartFailed, "start_request.uri: %v", err)
 		}
 	}
 	if len(creds) > 0 {
@@ -329,16 +329,16 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		}
 		for _, t := range sr.Triggers {
 			if !strings.HasPrefix(t, def.Namespace+".") {
-				return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %q is outside the namespace's subjects (%s.>)", t, def.Namespace)
+				return v1.Errorf(v1.CodeSchemaInvalid, "start_request.triggers: %q is outside the namespace's subjects (%s.>)", t, def.Namespace)
 			}
 		}
 	}
 	if err := h.fetchArtifacts(ctx); err != nil {
-		return v1.NewError(400, v1.CodeStartFailed, "start_request.%v", err)
+		return v1.Errorf(v1.CodeStartFailed, "start_request.%v", err)
 	}
 	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
 		if err := checkExecutable(id, hc.Exec.Argv[0]); err != nil {
-			return v1.NewError(400, v1.CodeStartFailed, "start_request.health.exec.argv: %v", err)
+			return v1.Errorf(v1.CodeStartFailed, "start_request.health.exec.argv: %v", err)
 		}
 	}
 	if r := sr.Resources; r != nil && (r.Memory > 0 || r.CPU > 0 || r.PIDs > 0) { // disk alone needs no cgroup
@@ -432,10 +432,10 @@ func explainExecError(id *fsIdentity, path string, err error) error {
 func (d *Driver) reservePorts(wid string, want []int, inUse map[int]bool) error {
 	for _, p := range want {
 		if owner, taken := d.ports[p]; taken {
-			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already exposed by workload %s", p, owner)
+			return v1.Errorf(v1.CodeConflict, "start_request.expose_ports: port %d is already exposed by workload %s", p, owner)
 		}
 		if inUse[p] {
-			return v1.NewError(409, v1.CodeConflict, "start_request.expose_ports: port %d is already in use on this host", p)
+			return v1.Errorf(v1.CodeConflict, "start_request.expose_ports: port %d is already in use on this host", p)
 		}
 	}
 	for _, p := range want {
@@ -536,16 +536,16 @@ func (d *Driver) Shutdown(ctx context.Context) {
 // mistaken request fails loudly instead of being half-applied.
 func checkLifecycleFields(lifecycle string, sr *parsed) error {
 	bad := func(field string) error {
-		return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s does not apply to lifecycle %s", field, lifecycle)
+		return v1.Errorf(v1.CodeSchemaInvalid, "start_request.%s does not apply to lifecycle %s", field, lifecycle)
 	}
 	switch lifecycle {
 	case v1.LifecycleFunction:
 		if len(sr.Triggers) == 0 {
-			return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: a function needs at least one trigger subject")
+			return v1.Errorf(v1.CodeSchemaInvalid, "start_request.triggers: a function needs at least one trigger subject")
 		}
 		for _, t := range sr.Triggers {
 			if err := v1.ValidateTriggerSubject(t); err != nil {
-				return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.triggers: %v", err)
+				return v1.Errorf(v1.CodeSchemaInvalid, "start_request.triggers: %v", err)
 			}
 		}
 		if sr.Restart != nil {
@@ -584,7 +584,7 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 		return err
 	}
 	if h.creds == "" || h.finished() {
-		return v1.NewError(409, v1.CodeConflict, "workload %s has no credentials to renew", wid)
+		return v1.Errorf(v1.CodeConflict, "workload %s has no credentials to renew", wid)
 	}
 	if err := h.writeCreds(c); err != nil {
 		return err

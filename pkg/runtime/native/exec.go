@@ -28,7 +28,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	running := h.pid > 0
 	h.mu.Unlock()
 	if !running {
-		return v1.ExecReply{}, v1.NewError(409, v1.CodeConflict, "workload %s runs no process now (%s): nothing to run a command beside", id, h.info().State)
+		return v1.ExecReply{}, v1.Errorf(v1.CodeConflict, "workload %s runs no process now (%s): nothing to run a command beside", id, h.info().State)
 	}
 	argv := append([]string(nil), req.Argv...)
 	if !strings.Contains(argv[0], "/") {
@@ -55,7 +55,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 		}
 		m, slave, err := openPTY(owner)
 		if err != nil {
-			return v1.ExecReply{}, v1.NewError(500, v1.CodeInternal, "exec: %v", err)
+			return v1.ExecReply{}, v1.Errorf(v1.CodeInternal, "exec: %v", err)
 		}
 		defer m.Close()
 		tty, master, ttyRead = slave, m, make(chan struct{})

@@ -67,7 +67,7 @@ func parseHealth(hc *HealthCheck, lifecycle string) (*healthCheck, error) {
 		return nil, nil
 	}
 	bad := func(format string, args ...any) error {
-		return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.health"+format, args...)
+		return v1.Errorf(v1.CodeSchemaInvalid, "start_request.health"+format, args...)
 	}
 	if lifecycle != v1.LifecycleService {
 		return nil, bad(": only a service has a health check, not a %s", lifecycle)

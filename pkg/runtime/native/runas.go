@@ -142,10 +142,10 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 		return nil, nil
 	}
 	bad := func(field, format string, args ...any) error {
-		return v1.NewError(403, v1.CodeForbidden, "start_request.%s: "+format, append([]any{field}, args...)...)
+		return v1.Errorf(v1.CodeForbidden, "start_request.%s: "+format, append([]any{field}, args...)...)
 	}
 	if sr.User == "" {
-		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.group: %q needs start_request.user as well", sr.Group)
+		return nil, v1.Errorf(v1.CodeSchemaInvalid, "start_request.group: %q needs start_request.user as well", sr.Group)
 	}
 	if euid := os.Geteuid(); euid != 0 {
 		return nil, bad("user", "this nexlet runs as UID %d, not root, so it cannot run a workload as %q", euid, sr.User)
@@ -160,7 +160,7 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 	} else {
 		u, err := user.Lookup(sr.User)
 		if err != nil {
-			return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.user: no user %q on this machine", sr.User)
+			return nil, v1.Errorf(v1.CodeSchemaInvalid, "start_request.user: no user %q on this machine", sr.User)
 		}
 		r.name = u.Username
 		n, _ := strconv.ParseUint(u.Uid, 10, 32)
@@ -186,7 +186,7 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 		} else {
 			g, err := user.LookupGroup(sr.Group)
 			if err != nil {
-				return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.group: no group %q on this machine", sr.Group)
+				return nil, v1.Errorf(v1.CodeSchemaInvalid, "start_request.group: no group %q on this machine", sr.Group)
 			}
 			n, _ := strconv.ParseUint(g.Gid, 10, 32)
 			if gid := uint32(n); gid != r.gid {
@@ -204,7 +204,7 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 		return nil, bad("user", "UID or GID %d:%d lies in the workload UID pool (%s): it is another workload's user", r.uid, r.gid, d.opts.UIDs)
 	case d.uids == nil:
 		if err := openWorkloadsRoot(d.opts.DataDir); err != nil { // so that user reaches its workdir
-			return nil, v1.NewError(503, v1.CodeUnavailable, "%v", err)
+			return nil, v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}
 	return r, nil

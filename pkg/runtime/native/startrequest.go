@@ -73,7 +73,7 @@ const MinRestartDelay = 100 * time.Millisecond
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
 	var sr StartRequest
 	if err := json.Unmarshal(raw, &sr); err != nil {
-		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "%s", v1.InStartRequest(err, "start_request"))
+		return nil, v1.Errorf(v1.CodeSchemaInvalid, "%s", v1.InStartRequest(err, "start_request"))
 	}
 	p := &parsed{StartRequest: sr, grace: defaultGrace, initialDelay: time.Second, maxDelay: time.Minute, maxRestarts: -1}
 	if strings.HasPrefix(sr.URI, "nats://") {
@@ -81,7 +81,7 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 	} else {
 		path, err := executablePath(sr.URI)
 		if err != nil {
-			return nil, v1.NewError(400, v1.CodeStartFailed, "start_request.uri: %v", err)
+			return nil, v1.Errorf(v1.CodeStartFailed, "start_request.uri: %v", err)
 		}
 		p.path = path
 	}
@@ -103,7 +103,7 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 		}
 		for field, d := range map[string]time.Duration{"restart.initial_delay": p.initialDelay, "restart.max_delay": p.maxDelay} {
 			if d < MinRestartDelay {
-				return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s: %s is below the floor of %s (a crash loop that fast only burns CPU)", field, d, MinRestartDelay)
+				return nil, v1.Errorf(v1.CodeSchemaInvalid, "start_request.%s: %s is below the floor of %s (a crash loop that fast only burns CPU)", field, d, MinRestartDelay)
 			}
 		}
 	}
@@ -117,7 +117,7 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 		p.Resources = nil
 	}
 	if sr.Workdir != "" && !filepath.IsAbs(sr.Workdir) {
-		return nil, v1.NewError(400, v1.CodeSchemaInvalid, "start_request.workdir: %q is not an absolute path", sr.Workdir)
+		return nil, v1.Errorf(v1.CodeSchemaInvalid, "start_request.workdir: %q is not an absolute path", sr.Workdir)
 	}
 	return p, nil
 }
@@ -141,7 +141,7 @@ func parseDuration(field, s string, dst *time.Duration) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return v1.NewError(400, v1.CodeSchemaInvalid, "start_request.%s: %q is not a duration like \"10s\"", field, s)
+		return v1.Errorf(v1.CodeSchemaInvalid, "start_request.%s: %q is not a duration like \"10s\"", field, s)
 	}
 	*dst = v
 	return nil

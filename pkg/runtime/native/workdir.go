@@ -235,7 +235,7 @@ func (h *handle) lendWorkdir() error {
 	d := h.d
 	wd := filepath.Clean(h.workdir)
 	bad := func(format string, args ...any) error {
-		return v1.NewError(400, v1.CodeStartFailed, "start_request.workdir: %s "+format, append([]any{wd}, args...)...)
+		return v1.Errorf(v1.CodeStartFailed, "start_request.workdir: %s "+format, append([]any{wd}, args...)...)
 	}
 	roots := d.opts.WorkdirRoots
 	if len(roots) == 0 && h.identity() == nil {
