@@ -525,7 +525,10 @@ func (n *Nexlet) briefs(ctx context.Context) ([]Brief, map[string]v1.WorkloadInf
 	briefs := make([]Brief, len(list))
 	infos := make(map[string]v1.WorkloadInfo, len(list))
 	for i, w := range list {
-		restarts, _ := strconv.ParseUint(w.Metadata["restarts"], 10, 64)
+		restarts := w.Restarts
+		if restarts == 0 { // a nexlet that says it in metadata only
+			restarts, _ = strconv.ParseUint(w.Metadata["restarts"], 10, 64)
+		}
 		briefs[i] = Brief{ID: w.ID, State: w.State, Restarts: restarts}
 		infos[w.ID] = w
 	}

@@ -551,7 +551,8 @@ func (n *Node) recordInfo(rec Record, noMetadata bool) v1.WorkloadInfo {
 	}
 	d := rec.Definition
 	info := v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
-		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt, Group: d.Group, GroupVersion: d.GroupVersion}
+		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt, Group: d.Group, GroupVersion: d.GroupVersion,
+		Restarts: rec.Restarts}
 	if !noMetadata {
 		info.Metadata = map[string]string{"desired": rec.Desired, "restarts": strconv.FormatUint(rec.Restarts, 10),
 			"note": "nexlet " + rec.NexletID + " did not list it (restarting?); state from the node's record"}

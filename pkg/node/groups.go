@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -744,20 +745,18 @@ func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []str
 			if err != nil {
 				return fmt.Errorf("new copy %s: %w", wid, err)
 			}
-			if restarts := w.Metadata["restarts"]; w.State == v1.StateStarting && (restarts == "" || restarts == "0") {
+			if w.State == v1.StateStarting && w.Restarts == 0 {
 				// a health check has not passed yet: the time to prove itself starts after
 				deadline = time.Now().Add(healthyFor)
 				continue
 			}
-			if restarts, ok := w.Metadata["restarts"]; w.State != v1.StateRunning || (ok && restarts != "0") {
+			if w.State != v1.StateRunning || w.Restarts != 0 {
 				why := []string{fmt.Sprintf("new copy %s is %s", wid, w.State)}
-				if w.ExitCode != nil {
-					why = append(why, fmt.Sprintf("exit code %d", *w.ExitCode))
-				} else if code := w.Metadata["last_exit_code"]; code != "" {
-					why = append(why, "exit code "+code)
+				if code := cmp.Or(w.ExitCode, w.LastExitCode); code != nil {
+					why = append(why, fmt.Sprintf("exit code %d", *code))
 				}
-				if e := w.Metadata["error"]; e != "" {
-					why = append(why, e)
+				if w.Error != "" {
+					why = append(why, w.Error)
 				}
 				return errors.New(strings.Join(why, ", "))
 			}

@@ -294,8 +294,15 @@ type WorkloadInfo struct {
 	ExitReason string `json:"exit_reason,omitempty"`
 	// Health is a service's health check verdict: HealthStarting until its first pass,
 	// then HealthHealthy or HealthUnhealthy; empty without a check.
-	Health   string            `json:"health,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
+	Health string `json:"health,omitempty"`
+	// Restarts counts the times the nexlet started the workload's process again;
+	// LastExitCode is how its last process ended (while a new one runs, or before one
+	// does); Error is the last failure the nexlet saw (a start, a fetch, a health check).
+	// A rollout's gate reads these: a nexlet of any type fills them in.
+	Restarts     uint64            `json:"restarts,omitempty"`
+	LastExitCode *int              `json:"last_exit_code,omitempty"`
+	Error        string            `json:"error,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
 	// Group is the replica group the workload is a copy of, if any, and GroupVersion the
 	// version of the group's definition it runs.
 	Group        string `json:"group,omitempty"`

@@ -493,7 +493,10 @@ func (h *handle) info() v1.WorkloadInfo {
 	}
 	if h.exitCode != nil {
 		info.ExitReason = h.exitReason
+		code := *h.exitCode
+		info.LastExitCode = &code
 	}
+	info.Restarts, info.Error = uint64(h.restarts), h.lastError
 	if h.exitReason != "" {
 		md["last_exit_reason"] = h.exitReason
 	}

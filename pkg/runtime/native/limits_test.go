@@ -228,6 +228,10 @@ func TestExecHealthCheckRestarts(t *testing.T) {
 		info.Metadata["error"] != "" || info.Metadata["last_exit_reason"] != v1.ExitUnhealthy {
 		t.Fatalf("after the restart: %+v", info)
 	}
+	// the same as fields, which a rollout's gate reads whatever the nexlet type
+	if info := e.state(w.ID); info.Restarts != 1 || info.LastExitCode == nil || info.Error != "" {
+		t.Fatalf("typed fields after the restart: restarts %d, last exit code %v, error %q", info.Restarts, info.LastExitCode, info.Error)
+	}
 }
 
 // TCP and HTTP checks probe 127.0.0.1.
