@@ -1,14 +1,14 @@
 package node
 
 import (
-	"fmt"
-	"io"
 	"net/http"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -51,8 +51,43 @@ type nexletStats struct {
 	stats    map[string]uint64
 }
 
-// WriteMetrics writes the node's metrics in the Prometheus text format.
-func (n *Node) WriteMetrics(w io.Writer) {
+// collector is the node's metrics, read from its state at each scrape.
+type collector struct {
+	n                                                       *Node
+	workloads, desired, starts, startFailures, stops        *prometheus.Desc
+	restarts, logLines, logDropped, nexletUp, lameduck, auc *prometheus.Desc
+}
+
+func newCollector(n *Node) *collector {
+	node := prometheus.Labels{"node_id": n.cfg.NodeID, "node_name": n.cfg.Name}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, node)
+	}
+	return &collector{n: n,
+		workloads:     d("nex_workloads", "Workloads by nexlet and state.", "nexlet", "state"),
+		desired:       d("nex_workloads_desired", "Workloads the node keeps desired state for."),
+		starts:        d("nex_workload_starts_total", "Workloads started by this node."),
+		startFailures: d("nex_workload_start_failures_total", "Deploys that failed."),
+		stops:         d("nex_workload_stops_total", "Workloads stopped through this node."),
+		restarts:      d("nex_workload_restarts", "Restarts of the workloads that exist now, summed per nexlet.", "nexlet"),
+		logLines:      d("nex_log_lines_total", "Workload output lines published, per nexlet.", "nexlet"),
+		logDropped:    d("nex_log_lines_dropped_total", "Workload output lines dropped because NATS was too slow, per nexlet.", "nexlet"),
+		nexletUp:      d("nex_nexlet_up", "1 when the nexlet is healthy.", "nexlet", "type", "health"),
+		lameduck:      d("nex_node_lameduck", "1 while the node is in lameduck mode."),
+		auc:           d("nex_auction_duration_seconds", "Time this node took to answer an auction."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.workloads, c.desired, c.starts, c.startFailures, c.stops, c.restarts, c.logLines, c.logDropped, c.nexletUp, c.lameduck, c.auc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one snapshot of the node per scrape.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
 	now := time.Now()
 	n.mu.Lock()
 	type nx struct {
@@ -66,82 +101,49 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	lameduck := n.state == v1.NodeLameduck
 	desired := len(n.workloads)
 	n.mu.Unlock()
-	sort.Slice(nexlets, func(i, j int) bool { return nexlets[i].id < nexlets[j].id })
-	node := fmt.Sprintf(`node_id=%q,node_name=%q`, n.cfg.NodeID, n.cfg.Name)
-
-	metric := func(name, typ, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
 	}
-	metric("nex_workloads", "gauge", "Workloads by nexlet and state.")
 	for _, x := range nexlets {
-		states := make([]string, 0, len(x.st.states))
-		for s := range x.st.states {
-			states = append(states, s)
+		for state, count := range x.st.states {
+			m(c.workloads, gauge, float64(count), x.id, state)
 		}
-		sort.Strings(states)
-		for _, s := range states {
-			fmt.Fprintf(w, "nex_workloads{%s,nexlet=%q,state=%q} %d\n", node, x.id, s, x.st.states[s])
-		}
+		m(c.restarts, gauge, float64(x.st.restarts), x.id)
+		m(c.logLines, counter, float64(x.st.stats["log_lines"]), x.id)
+		m(c.logDropped, counter, float64(x.st.stats["log_lines_dropped"]), x.id)
+		m(c.nexletUp, gauge, b2f(x.health == v1.HealthHealthy), x.id, x.typ, x.health)
 	}
-	metric("nex_workloads_desired", "gauge", "Workloads the node keeps desired state for.")
-	fmt.Fprintf(w, "nex_workloads_desired{%s} %d\n", node, desired)
-	metric("nex_workload_starts_total", "counter", "Workloads started by this node.")
-	fmt.Fprintf(w, "nex_workload_starts_total{%s} %d\n", node, n.metrics.starts.Load())
-	metric("nex_workload_start_failures_total", "counter", "Deploys that failed.")
-	fmt.Fprintf(w, "nex_workload_start_failures_total{%s} %d\n", node, n.metrics.startFailures.Load())
-	metric("nex_workload_stops_total", "counter", "Workloads stopped through this node.")
-	fmt.Fprintf(w, "nex_workload_stops_total{%s} %d\n", node, n.metrics.stops.Load())
-	metric("nex_workload_restarts", "gauge", "Restarts of the workloads that exist now, summed per nexlet.")
-	for _, x := range nexlets {
-		fmt.Fprintf(w, "nex_workload_restarts{%s,nexlet=%q} %d\n", node, x.id, x.st.restarts)
-	}
-	metric("nex_log_lines_total", "counter", "Workload output lines published, per nexlet.")
-	for _, x := range nexlets {
-		fmt.Fprintf(w, "nex_log_lines_total{%s,nexlet=%q} %d\n", node, x.id, x.st.stats["log_lines"])
-	}
-	metric("nex_log_lines_dropped_total", "counter", "Workload output lines dropped because NATS was too slow, per nexlet.")
-	for _, x := range nexlets {
-		fmt.Fprintf(w, "nex_log_lines_dropped_total{%s,nexlet=%q} %d\n", node, x.id, x.st.stats["log_lines_dropped"])
-	}
-	metric("nex_nexlet_up", "gauge", "1 when the nexlet is healthy.")
-	for _, x := range nexlets {
-		up := 0
-		if x.health == v1.HealthHealthy {
-			up = 1
-		}
-		fmt.Fprintf(w, "nex_nexlet_up{%s,nexlet=%q,type=%q,health=%q} %d\n", node, x.id, x.typ, x.health, up)
-	}
-	metric("nex_node_lameduck", "gauge", "1 while the node is in lameduck mode.")
-	ld := 0
-	if lameduck {
-		ld = 1
-	}
-	fmt.Fprintf(w, "nex_node_lameduck{%s} %d\n", node, ld)
-
+	m(c.desired, gauge, float64(desired))
+	m(c.starts, counter, float64(n.metrics.starts.Load()))
+	m(c.startFailures, counter, float64(n.metrics.startFailures.Load()))
+	m(c.stops, counter, float64(n.metrics.stops.Load()))
+	m(c.lameduck, gauge, b2f(lameduck))
 	n.metrics.mu.Lock()
-	hist := append([]uint64(nil), n.metrics.auctionHist...)
+	buckets := map[float64]uint64{}
+	for i, b := range auctionBuckets {
+		if i < len(n.metrics.auctionHist) {
+			buckets[b] = n.metrics.auctionHist[i]
+		} else {
+			buckets[b] = 0
+		}
+	}
 	count, sum := n.metrics.auctionN, n.metrics.auctionSum
 	n.metrics.mu.Unlock()
-	if hist == nil {
-		hist = make([]uint64, len(auctionBuckets))
-	}
-	metric("nex_auction_duration_seconds", "histogram", "Time this node took to answer an auction.")
-	for i, b := range auctionBuckets {
-		fmt.Fprintf(w, "nex_auction_duration_seconds_bucket{%s,le=%q} %d\n", node, trimFloat(b), hist[i])
-	}
-	fmt.Fprintf(w, "nex_auction_duration_seconds_bucket{%s,le=\"+Inf\"} %d\n", node, count)
-	fmt.Fprintf(w, "nex_auction_duration_seconds_sum{%s} %g\n", node, sum)
-	fmt.Fprintf(w, "nex_auction_duration_seconds_count{%s} %d\n", node, count)
+	ch <- prometheus.MustNewConstHistogram(c.auc, count, sum, buckets)
 }
 
-func trimFloat(f float64) string {
-	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%f", f), "0"), ".")
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
-// MetricsHandler serves WriteMetrics over HTTP.
+// MetricsHandler serves the node's metrics, and the process's and the Go runtime's, in
+// the Prometheus exposition format.
 func (n *Node) MetricsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		n.WriteMetrics(w)
-	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector(), newCollector(n))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

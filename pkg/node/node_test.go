@@ -16,6 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -303,14 +306,46 @@ func TestMetrics(t *testing.T) {
 		body = string(b)
 		return strings.Contains(body, `state="running"} 1`)
 	})
-	for _, want := range []string{
-		"# TYPE nex_workload_starts_total counter", `nex_workload_starts_total{node_id=`, `nex_auction_duration_seconds_count{`,
-		`nex_auction_duration_seconds_bucket{`, `le="+Inf"} 1`, `nex_nexlet_up{`, `nex_log_lines_total{`, `nex_node_lameduck{`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
+	// the official parser reads it; the node's families are there, of their types, with
+	// the node's labels, beside the process's and the Go runtime's
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v\n%s", err, body)
+	}
+	want := map[string]dto.MetricType{
+		"nex_workload_starts_total": dto.MetricType_COUNTER, "nex_workload_stops_total": dto.MetricType_COUNTER,
+		"nex_log_lines_total": dto.MetricType_COUNTER, "nex_workloads": dto.MetricType_GAUGE, "nex_nexlet_up": dto.MetricType_GAUGE,
+		"nex_node_lameduck": dto.MetricType_GAUGE, "nex_auction_duration_seconds": dto.MetricType_HISTOGRAM,
+		"process_cpu_seconds_total": dto.MetricType_COUNTER, "go_goroutines": dto.MetricType_GAUGE,
+	}
+	for name, typ := range want {
+		f, ok := families[name]
+		if !ok || f.GetType() != typ {
+			t.Errorf("metric %s: %v, want a %v", name, f.GetType(), typ)
+			continue
+		}
+		if strings.HasPrefix(name, "nex_") && labelOf(f.GetMetric()[0], "node_id") != n.ID() {
+			t.Errorf("metric %s has no node_id label", name)
 		}
 	}
+	if h := families["nex_auction_duration_seconds"].GetMetric()[0].GetHistogram(); h.GetSampleCount() != 1 {
+		t.Errorf("auctions counted: %d, want 1", h.GetSampleCount())
+	}
+	for name, f := range families {
+		if f.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(name, "_total") {
+			t.Errorf("counter %s is not named _total", name)
+		}
+	}
+}
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // A nexlet whose workloads are still being reconciled is listed as registering, does not
