@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"context"
 	"sync"
 	"time"
@@ -211,6 +212,37 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 	return adopted
 }
 
+// claimToStart records one more restart of rec by compare-and-set on the revision read,
+// and says whether the workload is still this node's to start: a chaos run read a record
+// from a replica that lagged behind its takeover, started the workload again beside the
+// node that had taken it over, and the two ran together for minutes.
+func (n *Node) claimToStart(ctx context.Context, rec Record, log *zap.Logger) (Record, bool) {
+	updated := rec
+	for range 2 {
+		updated.Restarts++
+		updated.UpdatedAt = time.Now().UTC()
+		err := n.cfg.Store.Put(ctx, &updated)
+		if err == nil {
+			n.reindex(updated)
+			return updated, true
+		}
+		if !errors.Is(err, ErrConflict) {
+			log.Warn("reconcile: record the start of a lost workload (not started; tried again at the next reconciliation)", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			return rec, false
+		}
+		cur, gerr := n.cfg.Store.Get(ctx, rec.WorkloadID)
+		if gerr != nil || cur.Desired != DesiredRunning || cur.NexletID != rec.NexletID {
+			break
+		}
+		updated = *cur
+	}
+	n.mu.Lock()
+	n.unindex(rec.WorkloadID)
+	n.mu.Unlock()
+	log.Info("reconcile: a lost workload's record changed meanwhile (moved, stopped or removed): not started here", zap.String("workload_id", rec.WorkloadID))
+	return rec, false
+}
+
 // carryOut finishes the stops that were in flight and starts the lost workloads again.
 func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
 	for _, rec := range plan.moved {
@@ -223,8 +255,14 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 	}
 	started := 0
 	for _, rec := range plan.toStart {
-		// lost with its nexlet and started again: one more restart than it had
-		if _, err := n.startOnNexlet(ctx, rec, rec.Restarts+1); err != nil && !v1.IsCode(err, v1.CodeConflict) {
+		// lost with its nexlet and started again: one more restart than it had, recorded
+		// first by compare-and-set, so a record that moved or went meanwhile (a read
+		// that lagged behind a takeover) starts nothing
+		claimed, ok := n.claimToStart(ctx, rec, log)
+		if !ok {
+			continue
+		}
+		if _, err := n.startOnNexlet(ctx, claimed, claimed.Restarts); err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			continue
 		}

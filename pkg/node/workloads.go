@@ -430,11 +430,18 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 		r, gerr := n.cfg.Store.Get(ctx, wid)
 		switch {
 		case errors.Is(gerr, ErrNotStored):
+			if _, shared := n.cfg.Store.(ClusterStore); shared {
+				// removed by another node (it moved, and its moved mark is gone): nothing
+				// holds it any more, and a copy left here would run twice (a chaos run:
+				// a node updated such a record every 2 s for minutes, its copy running)
+				n.leaveMoved(w.rec, unrecorded)
+				return Record{}, v1.Errorf(v1.CodeUnavailable, "workload %s is no longer recorded on node %s (another node took it over, or it was stopped elsewhere): its copy here is stopped; try again", wid, n.cfg.NodeID)
+			}
 			return Record{}, err
 		case gerr != nil:
 			return Record{}, gerr
 		case r.Desired == DesiredMoved:
-			n.leaveMoved(*r)
+			n.leaveMoved(*r, staleCopy)
 			e := v1.Errorf(v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
 			e.Details = map[string]string{"moved_to": r.MovedTo}
 			return Record{}, e
@@ -455,7 +462,7 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 // failed) another node took over: it is unindexed at once, so a lookup asked again finds
 // the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
 // and stopped in the background as watchMoves would.
-func (n *Node) leaveMoved(rec Record) {
+func (n *Node) leaveMoved(rec Record, why string) {
 	n.mu.Lock()
 	if w, ok := n.workloads[rec.WorkloadID]; ok {
 		rec.NexletID = w.rec.NexletID
@@ -465,7 +472,7 @@ func (n *Node) leaveMoved(rec Record) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.stopMoved(rec, staleCopy)
+		n.stopMoved(rec, why)
 	}()
 }
 
