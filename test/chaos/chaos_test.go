@@ -70,6 +70,11 @@ func serve(conf string) {
 // update can take a minute under faults).
 const clients = 3
 
+// dupBound is the longest a service may run twice: a fault holds at most 22 s (a pause
+// 21 s), the cluster moves work after the 10 s node-loss window, and a node back from a
+// fault stops its stale copies within seconds; a window past this is a fault of nex.
+const dupBound = time.Minute
+
 // settleBound is how long the cluster has, once the faults stop, to converge.
 const settleBound = 3 * time.Minute
 
@@ -145,6 +150,11 @@ func settle(t *testing.T, c *cluster, hist *history, samp *sampler) *verdict {
 		v = check(hist.all(), markers(), l)
 		if err == nil {
 			leftovers(v, c, l)
+		}
+		for _, d := range samp.windows(time.Now()) {
+			if long := d.To.Sub(d.From); long > dupBound {
+				v.add("%s: ran twice for %s (%s to %s), past the bound of %s", d.Marker, long.Round(100*time.Millisecond), d.From.Format("15:04:05.0"), d.To.Format("15:04:05.0"), dupBound)
+			}
 		}
 		if err != nil || len(missing) > 0 {
 			v.add("the final list: %v, missing nodes %v", err, missing)
