@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -770,6 +771,32 @@ func TestFailedStartLeavesNoRecord(t *testing.T) {
 			if r.Definition.Name == "ambiguous" {
 				t.Fatalf("the failed start left its record (%s), which a takeover would start again", r.Desired)
 			}
+		}
+	}
+}
+
+// The state and lease buckets are read from their streams' leaders: direct gets, which
+// any replica answers, are off (a replica that lagged after a restart said a copy's
+// record did not exist, and a group stop left the copy running).
+func TestStateIsReadFromTheLeader(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	store, err := node.OpenKVStore(ctx, nc, nodeID(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Lease(ctx, "coordinator", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	for _, name := range []string{"KV_" + node.KVBucket, "KV_" + node.LeaseBucket} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			t.Errorf("%s answers direct gets from any replica", name)
 		}
 	}
 }

@@ -265,6 +265,9 @@ func (s *KVStore) Lease(ctx context.Context, key string, ttl time.Duration) (*Le
 		kv, err = s.js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
 			Bucket: LeaseBucket, Description: "nex cluster leases", History: 1, TTL: ttl, Replicas: s.replicas,
 		})
+		if err == nil {
+			kv, err = leaderReads(actx, s.js, kv) // who holds it, as its leader says
+		}
 		return err
 	})
 	if err != nil {

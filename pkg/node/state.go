@@ -254,7 +254,28 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
 	}
+	if kv, err = leaderReads(ctx, js, kv); err != nil {
+		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
+	}
 	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas}, nil
+}
+
+// leaderReads turns direct gets off on kv's stream and opens kv again, so that a Get is
+// answered by the stream's leader, never by a replica that lags behind it (a server back
+// from a restart answers from what it had until it has caught up). A chaos run: a group
+// stop read a copy's record from such a replica, found none, and the copy ran on.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+kv.Bucket())
+	if err != nil {
+		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return js.KeyValue(ctx, kv.Bucket())
 }
 
 // CheckJetStream asks whether the account has JetStream: ErrNoJetStream when it is off
