@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,11 +329,11 @@ start_request:
 	// Logs and events arrived on the feed subjects.
 	testutil.Eventually(t, 5*time.Second, "service output on the logs feed", func() bool {
 		return logs.find(func(m *nats.Msg) bool {
-			return m.Subject == "$NEX.FEED.default.logs."+svcID && string(m.Data) == "hello-service --listen=:8080" && m.Header.Get("Nex-Stream") == "stdout"
+			return m.Subject == "$NEX.FEED.default.logs."+svcID && hasLine(m, "hello-service --listen=:8080") && m.Header.Get("Nex-Stream") == "stdout"
 		}) && logs.find(func(m *nats.Msg) bool {
-			return m.Subject == "$NEX.FEED.default.logs."+svcID && string(m.Data) == "ready" && m.Header.Get("Nex-Stream") == "stderr"
+			return m.Subject == "$NEX.FEED.default.logs."+svcID && hasLine(m, "ready") && m.Header.Get("Nex-Stream") == "stderr"
 		}) && logs.find(func(m *nats.Msg) bool {
-			return m.Subject == "$NEX.FEED.default.logs."+jobID && string(m.Data) == "--once"
+			return m.Subject == "$NEX.FEED.default.logs."+jobID && hasLine(m, "--once")
 		})
 	})
 	// The same lines from the history: `nex workload logs`, by stream, and a wrong ID named.
@@ -472,4 +473,10 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// hasLine says whether a live log message holds line (one line, or one of a burst).
+func hasLine(m *nats.Msg, line string) bool {
+	lines, _ := testutil.FeedLines(m)
+	return slices.Contains(lines, line)
 }

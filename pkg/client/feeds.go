@@ -93,9 +93,11 @@ func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(Lo
 			return errEnded
 		}
 		stream := m.Header.Get(v1.HeaderStream)
-		if m.Subject != f.subject { // a live line
+		if m.Subject != f.subject && m.Header.Get(v1.HeaderLines) == "" { // a live line
 			return emit(LogLine{Time: m.Time, Stream: stream, Line: string(m.Data), Continued: m.Header.Get(v1.HeaderContinued) == "true"})
 		}
+		// a history message, or a live burst: lines, each followed by '\n'
+
 		cont := map[int]bool{}
 		if h := m.Header.Get(v1.HeaderContinuedLines); h != "" {
 			for _, p := range strings.Split(h, ",") {

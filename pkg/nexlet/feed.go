@@ -25,6 +25,9 @@ const HeaderContinued = v1.HeaderContinued
 // smaller).
 const MaxHistoryBatchBytes = 512 * 1024
 
+// MaxLiveBatchBytes bounds one live message of a burst of lines.
+const MaxLiveBatchBytes = 64 * 1024
+
 // Feed publishes a workload's logs and events on the $NEX.FEED subjects.
 type Feed struct {
 	nc      *nats.Conn
@@ -125,6 +128,7 @@ type LineWriter struct {
 	subject string
 	history string
 	hist    []byte // history batch being built
+	live    []byte // live batch being built
 	stream  string
 	done    chan struct{}
 	// Tee, when set, receives each published line too (nexd's --show-workload-logs).
@@ -251,21 +255,7 @@ func (w *LineWriter) publishLoop() {
 		w.freed, w.stuck = make(chan struct{}), false
 		w.mu.Unlock()
 
-		start, lost := 0, uint64(0)
-		for _, e := range ents {
-			msg.Data = buf[start:e.end]
-			msg.Header = plain
-			if e.continued {
-				msg.Header = cont
-			}
-			if w.nc.PublishMsg(msg) != nil { // the reconnect buffer is full, or the connection closed
-				lost++
-			}
-			if w.Tee != nil {
-				w.Tee(w.stream, msg.Data)
-			}
-			start = e.end
-		}
+		lost := w.publishLive(msg, plain, cont, buf, ents)
 		w.publishHistory(buf, ents)
 
 		w.feed.lines.Add(uint64(len(ents)) - lost)
@@ -276,6 +266,58 @@ func (w *LineWriter) publishLoop() {
 		w.spare, w.spareEnts = buf, ents
 		w.mu.Unlock()
 	}
+}
+
+// publishLive publishes the queued lines live and says how many were lost: a line alone
+// as one message (slow output goes out as it comes, with no added delay), a burst of
+// whole lines as few messages (up to MaxLiveBatchBytes, v1.HeaderLines saying how many),
+// each piece of a cut line alone with v1.HeaderContinued.
+func (w *LineWriter) publishLive(msg *nats.Msg, plain, cont nats.Header, buf []byte, ents []entry) uint64 {
+	limit := MaxLiveBatchBytes
+	if mp := int(w.nc.MaxPayload()) - 1024; mp > 0 && mp < limit {
+		limit = mp
+	}
+	var lost uint64
+	send := func(data []byte, h nats.Header, lines int) {
+		msg.Data, msg.Header = data, h
+		if w.nc.PublishMsg(msg) != nil { // the reconnect buffer is full, or the connection closed
+			lost += uint64(lines)
+		}
+	}
+	starts := make([]int, len(ents)+1) // line i is buf[starts[i]:ents[i].end]
+	for i, e := range ents {
+		starts[i+1] = e.end
+		if w.Tee != nil {
+			w.Tee(w.stream, buf[starts[i]:e.end])
+		}
+	}
+	for i := 0; i < len(ents); {
+		if ents[i].continued {
+			send(buf[starts[i]:ents[i].end], cont, 1)
+			i++
+			continue
+		}
+		j, size := i+1, ents[i].end-starts[i]+1
+		for j < len(ents) && !ents[j].continued && size+ents[j].end-starts[j]+1 <= limit {
+			size += ents[j].end - starts[j] + 1
+			j++
+		}
+		if j == i+1 {
+			send(buf[starts[i]:ents[i].end], plain, 1)
+			i = j
+			continue
+		}
+		body := w.live[:0]
+		for k := i; k < j; k++ {
+			body = append(append(body, buf[starts[k]:ents[k].end]...), '\n')
+		}
+		send(body, nats.Header{v1.HeaderStream: plain[v1.HeaderStream], v1.HeaderLines: []string{strconv.Itoa(j - i)}}, j-i)
+		w.live, i = body, j
+	}
+	if cap(w.live) > 64<<10 {
+		w.live = nil
+	}
+	return lost
 }
 
 // publishHistory publishes the lines of one batch as few history messages: each line

@@ -52,16 +52,22 @@ func TestLineWriter(t *testing.T) {
 				}
 			}
 			w.Close()
-			for i, want := range tt.want {
+			var lines []string
+			var cont []bool
+			for len(lines) < len(tt.want) {
 				m, err := sub.NextMsg(2 * time.Second)
 				if err != nil {
-					t.Fatalf("message %d: %v", i, err)
+					t.Fatalf("line %d: %v", len(lines), err)
 				}
-				if string(m.Data) != want {
-					t.Fatalf("message %d = %q (len %d), want len %d", i, m.Data, len(m.Data), len(want))
+				if m.Header.Get(v1.HeaderStream) != "stdout" {
+					t.Fatalf("headers %v", m.Header)
 				}
-				if m.Header.Get(v1.HeaderStream) != "stdout" || (m.Header.Get(nexlet.HeaderContinued) == "true") != tt.cont[i] {
-					t.Fatalf("message %d headers %v", i, m.Header)
+				l, c := testutil.FeedLines(m)
+				lines, cont = append(lines, l...), append(cont, c...)
+			}
+			for i, want := range tt.want {
+				if lines[i] != want || cont[i] != tt.cont[i] {
+					t.Fatalf("line %d = %q (len %d, continued %v), want len %d, continued %v", i, lines[i], len(lines[i]), cont[i], len(want), tt.cont[i])
 				}
 			}
 			if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
@@ -222,5 +228,47 @@ func TestHistoryRefusalsCounted(t *testing.T) {
 	_ = nc2.Flush()
 	if d := feed2.Stats()["log_lines_history_dropped"]; d != 0 {
 		t.Fatalf("with no history stream %d lines counted as dropped", d)
+	}
+}
+
+// A burst of lines goes out as few messages, each of whole lines (v1.HeaderLines says how
+// many), at most MaxLiveBatchBytes; every line arrives, in order.
+func TestLineWriterBatchesBursts(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	sub, err := nc.SubscribeSync(v1.LogSubject("ns", "burst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "burst", "stdout")
+	var in strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	if _, err := w.Write([]byte(in.String())); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	var lines []string
+	msgs := 0
+	for len(lines) < 20000 {
+		m, err := sub.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d lines: %v", len(lines), err)
+		}
+		if len(m.Data) > nexlet.MaxLiveBatchBytes {
+			t.Fatalf("a message of %d bytes", len(m.Data))
+		}
+		l, _ := testutil.FeedLines(m)
+		lines = append(lines, l...)
+		msgs++
+	}
+	for i, l := range lines {
+		if l != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d is %q", i, l)
+		}
+	}
+	if msgs > 100 {
+		t.Fatalf("20,000 lines written at once went out as %d messages", msgs)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexlet"
@@ -222,14 +223,17 @@ func logs(e *env) ([]Result, error) {
 	sub, err := nc.Subscribe("$NEX.FEED.bench.logs.>", func(m *nats.Msg) {
 		now := time.Now().UnixNano()
 		first.CompareAndSwap(0, now)
-		v, _ := strconv.ParseInt(string(m.Data), 10, 64)
-		if v != expect {
-			reordered.Add(1)
-		}
-		expect = v + 1
-		if got.Add(1) == n {
-			last.Store(now)
-			close(done)
+		lines, _ := testutil.FeedLines(m) // one line, or a burst of them
+		for _, l := range lines {
+			v, _ := strconv.ParseInt(l, 10, 64)
+			if v != expect {
+				reordered.Add(1)
+			}
+			expect = v + 1
+			if got.Add(1) == n {
+				last.Store(now)
+				close(done)
+			}
 		}
 	})
 	if err != nil {

@@ -60,3 +60,15 @@ func TestCheckerFindsViolations(t *testing.T) {
 		}
 	}
 }
+
+// quiet counts the time of a window that no fault covered.
+func TestQuiet(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 1, 1, 0, 0, s, 0, time.UTC) }
+	f := &injector{faults: []fault{{Start: at(0), End: at(10)}, {Start: at(5), End: at(20)}, {Start: at(40), End: at(50)}}}
+	if q := f.quiet(at(0), at(60)); q != 30*time.Second {
+		t.Fatalf("quiet %s, want 30s", q)
+	}
+	if q := f.quiet(at(42), at(48)); q != 0 {
+		t.Fatalf("quiet %s inside a fault, want 0", q)
+	}
+}

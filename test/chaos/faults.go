@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"sort"
 	"bytes"
 	"context"
 	"fmt"
@@ -23,6 +24,7 @@ type fault struct {
 	Node  string        `json:"node"`
 	Start time.Time     `json:"start"`
 	For   time.Duration `json:"for,omitempty"`
+	End   time.Time     `json:"end"` // healed (its machine back as systemd would bring it)
 }
 
 // faultKinds are the faults the schedule draws from; cuts need network namespaces and a
@@ -79,10 +81,53 @@ func (f *injector) run(ctx context.Context) {
 	f.wg.Wait()
 }
 
-func (f *injector) record(kind string, n *nexd, hold time.Duration) {
+func (f *injector) record(kind string, n *nexd, hold time.Duration) int {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.faults = append(f.faults, fault{Kind: kind, Node: n.name, Start: time.Now(), For: hold})
+	return len(f.faults) - 1
+}
+
+// healed notes when fault idx ended.
+func (f *injector) healed(idx int) {
+	f.mu.Lock()
+	f.faults[idx].End = time.Now()
 	f.mu.Unlock()
+}
+
+// quiet is how much of [from, to] no fault covered.
+func (f *injector) quiet(from, to time.Time) time.Duration {
+	f.mu.Lock()
+	var spans [][2]time.Time
+	for _, ft := range f.faults {
+		end := ft.End
+		if end.IsZero() {
+			end = to
+		}
+		spans = append(spans, [2]time.Time{ft.Start, end})
+	}
+	f.mu.Unlock()
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0].Before(spans[j][0]) })
+	var q time.Duration
+	at := from
+	for _, s := range spans {
+		if s[1].Before(at) {
+			continue
+		}
+		if s[0].After(to) {
+			break
+		}
+		if s[0].After(at) {
+			q += s[0].Sub(at)
+		}
+		if s[1].After(at) {
+			at = s[1]
+		}
+	}
+	if to.After(at) {
+		q += to.Sub(at)
+	}
+	return q
 }
 
 // wait waits d, or less when ctx ends (the fault is healed all the same).
@@ -99,7 +144,8 @@ func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Dur
 		c.startNexd(n) // systemd brings it back first
 		return
 	}
-	f.record(kind, n, hold)
+	idx := f.record(kind, n, hold)
+	defer f.healed(idx)
 	switch kind {
 	case "kill-nexd": // and systemd starts it again
 		n.kill9()

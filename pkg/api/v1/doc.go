@@ -15,6 +15,10 @@ const (
 	// HeaderContinuedLines lists, comma separated, the lines of a history batch that are
 	// such pieces (0 is the first line of the batch).
 	HeaderContinuedLines = "Nex-Continued-Lines"
+	// HeaderLines, on a live log message, says it holds that many whole lines, each
+	// followed by '\n' (a burst, published as one message); a live message without it is
+	// one line, without its '\n'.
+	HeaderLines = "Nex-Lines"
 	// HeaderEnd ("true") marks the message that ends a run's output, on the live and the
 	// history subject, after its last line: its data is a LogEnd.
 	HeaderEnd = "Nex-End"

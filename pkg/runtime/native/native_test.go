@@ -192,11 +192,12 @@ func TestJobLogsAndExitCode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d stdout lines: %v", len(stdout), err)
 		}
+		l, _ := testutil.FeedLines(m)
 		switch m.Header.Get(v1.HeaderStream) {
 		case "stdout":
-			stdout = append(stdout, string(m.Data))
+			stdout = append(stdout, l...)
 		case "stderr":
-			stderr++
+			stderr += len(l)
 		}
 	}
 	for i := 0; i < 1000; i++ {
@@ -243,9 +244,14 @@ func TestEnvironmentNotLeaked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, v, _ := strings.Cut(string(m.Data), "=")
-		got[k] = v
-		if k == "WD" {
+		done := false
+		lines, _ := testutil.FeedLines(m)
+		for _, l := range lines {
+			k, v, _ := strings.Cut(l, "=")
+			got[k] = v
+			done = done || k == "WD"
+		}
+		if done {
 			break
 		}
 	}
@@ -384,15 +390,18 @@ func TestMillionLines(t *testing.T) {
 		if m.Header.Get(v1.HeaderStream) != "stdout" {
 			return
 		}
-		if string(m.Data) == "partial" {
-			partial = true
-			close(done)
-			return
+		lines, _ := testutil.FeedLines(m) // one line, or a burst of them
+		for _, l := range lines {
+			if l == "partial" {
+				partial = true
+				close(done)
+				return
+			}
+			if l != "line "+strconv.Itoa(got) {
+				outOfOrder++
+			}
+			got++
 		}
-		if string(m.Data) != "line "+strconv.Itoa(got) {
-			outOfOrder++
-		}
-		got++
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -116,7 +116,8 @@ func TestSandboxEndsASharedUsersDaemons(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the daemon gone with its workload", func() bool { return len(sleepers(marker)) == 0 })
 	var said []string
 	for m, err := logs.NextMsg(time.Second); err == nil; m, err = logs.NextMsg(100 * time.Millisecond) {
-		said = append(said, string(m.Data))
+		l, _ := testutil.FeedLines(m)
+		said = append(said, l...)
 	}
 	if !slices.Contains(said, "bye") {
 		t.Fatalf("the workload's TERM handler did not run (said %q)", said)
