@@ -236,6 +236,19 @@ func (w *worker) clone(ctx context.Context) {
 	}
 }
 
+// startOnce starts def once, its name its request ID, and records the call as kind.
+func (w *worker) startOnce(ctx context.Context, kind string, def v1.WorkloadDefinition) *op {
+	o := &op{Kind: kind, Marker: def.Name, RequestID: def.Name}
+	w.call(ctx, o, 15*time.Second, func(ctx context.Context) error {
+		info, _, err := w.cl.StartOnce(ctx, def, def.Name)
+		if info != nil {
+			o.WID = info.ID
+		}
+		return err
+	})
+	return o
+}
+
 // job runs a short job, or removes one that ran: a removed workload is never listed again.
 func (w *worker) job(ctx context.Context) {
 	if len(w.jobs) > 0 && w.rng.IntN(2) == 0 {
@@ -253,14 +266,7 @@ func (w *worker) job(ctx context.Context) {
 	name := w.name("j-")
 	def := v1.WorkloadDefinition{Name: name, Namespace: "chaos", Type: "native", Lifecycle: v1.LifecycleJob,
 		StartRequest: json.RawMessage(`{"uri":"file:///bin/sh","argv":["-c","sleep 0.2; : ` + name + `"]}`)}
-	o := &op{Kind: "job", Marker: name, RequestID: name}
-	w.call(ctx, o, 15*time.Second, func(ctx context.Context) error {
-		info, _, err := w.cl.StartOnce(ctx, def, name)
-		if info != nil {
-			o.WID = info.ID
-		}
-		return err
-	})
+	o := w.startOnce(ctx, "job", def)
 	if o.OK {
 		w.jobs = append(w.jobs, *o)
 	}
@@ -273,14 +279,7 @@ func (w *worker) trigger(ctx context.Context) {
 		name := w.name("f-")
 		def := v1.WorkloadDefinition{Name: name, Namespace: "chaos", Type: "native", Lifecycle: v1.LifecycleFunction,
 			StartRequest: json.RawMessage(`{"uri":"file:///bin/sh","argv":["-c","echo hello $(cat)"],"triggers":["chaos.fn.` + name + `"]}`)}
-		o := &op{Kind: "function", Marker: name, RequestID: name}
-		w.call(ctx, o, 15*time.Second, func(ctx context.Context) error {
-			info, _, err := w.cl.StartOnce(ctx, def, name)
-			if info != nil {
-				o.WID = info.ID
-			}
-			return err
-		})
+		o := w.startOnce(ctx, "function", def)
 		if o.OK {
 			w.fn = o
 		}
