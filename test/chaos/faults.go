@@ -1,13 +1,13 @@
 package chaos
 
 import (
-	"sort"
 	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
