@@ -88,6 +88,7 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano() % 1e9)
 	}
+	runSeed = seed
 	out := os.Getenv("NEX_CHAOS_OUT")
 	if out == "" {
 		out = t.TempDir()

@@ -335,7 +335,7 @@ func (c *cluster) shutdown() {
 		}
 		n.log.Close()
 	}
-	for _, pid := range processes(procMark + markerPrefix) {
+	for _, pid := range ourPIDs() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, s := range c.srv {

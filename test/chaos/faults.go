@@ -156,7 +156,7 @@ func (f *injector) inject(ctx context.Context, kind string, i int, hold time.Dur
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	case "kill-workload":
-		if pids := processes("sleep 100000; : " + markerPrefix); len(pids) > 0 {
+		if pids := ourPIDs(); len(pids) > 0 {
 			_ = syscall.Kill(pids[rng.IntN(len(pids))], syscall.SIGKILL)
 		}
 	case "stop-server": // the server shuts down: its connections close

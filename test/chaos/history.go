@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -313,11 +315,24 @@ func (w *worker) settle(o *op, err error) {
 // processes lists the PIDs whose command line holds every one of words (zombies left out).
 func processes(words ...string) []int { return testutil.Processes(words...) }
 
-// markers counts the running processes of each chaos service, by its workload's name
+// runSeed is this run's seed: the names of its workloads carry it, so two runs at once
+// count, and kill, only their own processes.
+var runSeed uint64
+
+// ours says whether a workload name is one of this run's: chaos<kind>-<seed>-...
+func ours(name string) bool {
+	rest, ok := strings.CutPrefix(name, markerPrefix)
+	if !ok || len(rest) < 2 {
+		return false
+	}
+	return strings.HasPrefix(rest[2:], strconv.FormatUint(runSeed, 10)+"-")
+}
+
+// services lists this run's running service processes, by its workload's name
 // (NEX_WORKLOAD_NAME in the process's environment; the command line's name if that
 // cannot be read).
-func markers() map[string]int {
-	out := map[string]int{}
+func services() map[string][]int {
+	out := map[string][]int{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
@@ -337,7 +352,28 @@ func markers() map[string]int {
 				}
 			}
 		}
-		out[name]++
+		if pid, err := strconv.Atoi(e.Name()); err == nil && ours(name) {
+			out[name] = append(out[name], pid)
+		}
 	}
+	return out
+}
+
+// markers counts this run's running service processes, by workload name.
+func markers() map[string]int {
+	out := map[string]int{}
+	for name, pids := range services() {
+		out[name] = len(pids)
+	}
+	return out
+}
+
+// ourPIDs lists the PIDs of this run's service processes.
+func ourPIDs() []int {
+	var out []int
+	for _, pids := range services() {
+		out = append(out, pids...)
+	}
+	sort.Ints(out)
 	return out
 }

@@ -2,32 +2,40 @@ package chaos
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 )
 
 // network is the machines' network, made as root: a network namespace per machine, each
-// joined to a bridge on the host (10.87.0.1) by a veth pair, machine i at 10.87.0.(11+i).
+// joined to a bridge on the host (10.87.N.1) by a veth pair, machine i at 10.87.N.(11+i),
+// N and the names taken from the harness's PID, so two runs can go at once.
 // The clients run on the host. A cut is a blackhole route in a machine's namespace: its
 // packets to the far side go nowhere and nothing tells the sender, as with a pulled
 // cable; a machine keeps hearing the far side, so a cut on one side is one-way.
-// The names are fixed (one harness at a time); a run left behind by a crash is removed.
+// A run that crashed leaves its namespaces behind (ip netns list: nxc*; ip netns del).
 type network struct {
 	n     int
+	tag   string // names this run's namespaces and links (two runs at once keep apart)
+	net   int    // the third octet of its subnet, 10.87.<net>.0/24
 	mu    sync.Mutex
 	holes map[int]map[string]bool // machine -> prefixes it cannot send to
 }
 
-const (
-	netPrefix = "nexchaos"
-	bridge    = netPrefix + "br"
-)
+func (nw *network) ns(i int) string   { return fmt.Sprintf("nxc%sn%d", nw.tag, i+1) }
+func (nw *network) ip(i int) string   { return fmt.Sprintf("10.87.%d.%d", nw.net, 11+i) }
+func (nw *network) host(i int) string { return fmt.Sprintf("nxc%sh%d", nw.tag, i+1) }
+func (nw *network) peer(i int) string { return fmt.Sprintf("nxc%sp%d", nw.tag, i+1) }
+func (nw *network) bridge() string    { return "nxc" + nw.tag + "b" }
+func (nw *network) gateway() string   { return fmt.Sprintf("10.87.%d.1", nw.net) }
 
-func (nw *network) ns(i int) string   { return fmt.Sprintf("%s%d", netPrefix, i+1) }
-func (nw *network) ip(i int) string   { return fmt.Sprintf("10.87.0.%d", 11+i) }
-func (nw *network) host(i int) string { return fmt.Sprintf("%sh%d", netPrefix, i+1) }
-func (nw *network) peer(i int) string { return fmt.Sprintf("%sn%d", netPrefix, i+1) }
+// halves cover the subnet with routes more specific than its own, so blackholing both
+// cuts a machine off from everything but itself (its own address is local).
+func (nw *network) halves() []string {
+	return []string{fmt.Sprintf("10.87.%d.0/25", nw.net), fmt.Sprintf("10.87.%d.128/25", nw.net)}
+}
 
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -39,9 +47,11 @@ func ipCmd(args ...string) error {
 
 // newNetwork makes n machines' namespaces on a bridge.
 func newNetwork(n int) (*network, error) {
-	nw := &network{n: n, holes: map[int]map[string]bool{}}
+	pid := os.Getpid()
+	nw := &network{n: n, tag: strconv.Itoa(pid % 10000), net: pid % 250, holes: map[int]map[string]bool{}}
 	nw.remove()
-	steps := [][]string{{"link", "add", bridge, "type", "bridge"}, {"addr", "add", "10.87.0.1/24", "dev", bridge}, {"link", "set", bridge, "up"}}
+	bridge := nw.bridge()
+	steps := [][]string{{"link", "add", bridge, "type", "bridge"}, {"addr", "add", nw.gateway() + "/24", "dev", bridge}, {"link", "set", bridge, "up"}}
 	for i := range n {
 		ns, h, p := nw.ns(i), nw.host(i), nw.peer(i)
 		steps = append(steps, []string{"netns", "add", ns}, []string{"link", "add", h, "type", "veth", "peer", "name", p},
@@ -63,7 +73,7 @@ func (nw *network) remove() {
 	for i := range nw.n {
 		_ = ipCmd("netns", "del", nw.ns(i))
 	}
-	_ = ipCmd("link", "del", bridge)
+	_ = ipCmd("link", "del", nw.bridge())
 }
 
 // cut drops what machine i sends to prefix (an address, or a /25 half of the subnet).
@@ -87,20 +97,16 @@ func (nw *network) mend(i int, prefix string) {
 	}
 }
 
-// halves cover the subnet with routes more specific than its own, so blackholing both
-// cuts a machine off from everything but itself (its own address is local).
-var halves = []string{"10.87.0.0/25", "10.87.0.128/25"}
-
 // isolate cuts machine i off from every other machine and from the clients.
 func (nw *network) isolate(i int) {
-	for _, h := range halves {
+	for _, h := range nw.halves() {
 		nw.cut(i, h)
 	}
 }
 
 // rejoin undoes isolate.
 func (nw *network) rejoin(i int) {
-	for _, h := range halves {
+	for _, h := range nw.halves() {
 		nw.mend(i, h)
 	}
 }
