@@ -59,6 +59,13 @@ type Execer interface {
 	Exec(ctx context.Context, workloadID string, req v1.ExecRequest) (v1.ExecReply, error)
 }
 
+// Pruner is implemented by runtimes that keep something of a workload after it ends (a
+// workdir): Prune removes what they keep of workloads not in keep and not running, and
+// names them. Others answer 501 not_implemented.
+type Pruner interface {
+	Prune(ctx context.Context, keep []string) ([]string, error)
+}
+
 // StatsReporter is implemented by runtimes that keep counters for the node's metrics.
 type StatsReporter interface {
 	Stats() map[string]uint64
@@ -246,6 +253,14 @@ func (n *Nexlet) addService() error {
 				return nil, v1.BadRequest("reseal: %v", err)
 			}
 			return out, nil
+		})),
+		ep(v1.NexletPrune, false, svc.Handle(func(ctx context.Context, _ *svc.Request, req *v1.PruneRequest) (v1.PruneReply, error) {
+			p, ok := n.rt.(Pruner)
+			if !ok {
+				return v1.PruneReply{}, v1.Errorf(v1.CodeNotImplemented, "nexlet %s keeps nothing to prune", n.cfg.NexletID)
+			}
+			removed, err := p.Prune(ctx, req.Keep)
+			return v1.PruneReply{Removed: removed}, err
 		})),
 		ep(v1.NexletPing, false, svc.Handle(func(ctx context.Context, _ *svc.Request, _ *struct{}) (v1.RegisterRequest, error) {
 			return n.registration(), nil

@@ -618,6 +618,44 @@ func TestRecordRemovedElsewhereStopsTheCopy(t *testing.T) {
 	})
 }
 
+// pruning is a memory runtime that records what it is told to keep.
+type pruning struct {
+	*memory.Runtime
+	keep chan []string
+}
+
+func (p *pruning) Prune(_ context.Context, keep []string) ([]string, error) {
+	p.keep <- keep
+	return nil, nil
+}
+
+// A nexlet that registers is told which workloads the records hold, so it removes what
+// it keeps of others (a chaos run: workdirs of workloads whose records went while the
+// nexlet was down piled up on a node).
+func TestRegisteredNexletIsToldWhatToKeep(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	n := newNode(t, nc, id, kvStore(t, nc, id))
+	rt := &pruning{Runtime: memory.New("mem", nexlet.NewFeed(nc, id)), keep: make(chan []string, 4)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitNexlet(t, n)
+	select {
+	case keep := <-rt.keep:
+		if len(keep) != 0 {
+			t.Fatalf("a node with no records keeps %v", keep)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the registered nexlet was not told what to keep")
+	}
+}
+
 // Between a node's silence and the takeover of its workloads, a list still shows them
 // (unknown, from the records, said by the coordinator): they were left out with no word
 // (a chaos run: 502 of 752 listed, exit 0, until the takeover).

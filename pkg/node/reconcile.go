@@ -16,6 +16,7 @@ import (
 type reconcilePlan struct {
 	toStop, toStart, moved []Record
 	adopted                int
+	keep                   []string // every workload the records or the nexlet hold
 }
 
 // reconcile brings a (re-)registered nexlet and the node's desired state together:
@@ -35,6 +36,7 @@ func (n *Node) reconcile(nexletID string) {
 		n.reconcileLater(nexletID)
 		return
 	}
+	n.prune(nexletID, plan.keep, log)
 	if len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
 		cancel()
 		lock.Unlock()
@@ -46,6 +48,26 @@ func (n *Node) reconcile(nexletID string) {
 		defer lock.Unlock()
 		defer cancel()
 		n.carryOut(ctx, plan, log)
+	}()
+}
+
+// prune asks the nexlet, in the background, to remove what it keeps of workloads that
+// neither the records nor the nexlet hold any more (v1.PruneRequest): a workdir left by
+// a workload that ended or moved while the nexlet was down, whose record went meanwhile.
+func (n *Node) prune(nexletID string, keep []string, log *zap.Logger) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
+		defer cancel()
+		var reply v1.PruneReply
+		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletPrune), v1.PruneRequest{Keep: keep}, &reply)
+		switch {
+		case err == nil && len(reply.Removed) > 0:
+			log.Info("reconcile: the nexlet removed what it kept of workloads no record holds", zap.Int("workloads", len(reply.Removed)))
+		case err != nil && !v1.IsCode(err, v1.CodeNotImplemented):
+			log.Warn("reconcile: prune", zap.Error(err))
+		}
 	}()
 }
 
@@ -159,6 +181,12 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 	plan.adopted += n.adoptUnknown(ctx, nexletID, running, known, log)
 	if plan.adopted > 0 {
 		log.Info("reconcile: adopted running workloads", zap.Int("adopted", plan.adopted))
+	}
+	for _, rec := range recs { // every record, of any nexlet: an ID is never pruned while recorded
+		plan.keep = append(plan.keep, rec.WorkloadID)
+	}
+	for id := range has {
+		plan.keep = append(plan.keep, id)
 	}
 	return plan, nil
 }

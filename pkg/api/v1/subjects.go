@@ -61,6 +61,9 @@ const (
 	// NexletExec runs a command beside a workload (EXEC.<wid>); a nexlet that cannot
 	// answers 501 not_implemented.
 	NexletExec = "EXEC"
+	// NexletPrune removes what the nexlet keeps of workloads the node no longer records
+	// (PruneRequest); a nexlet that keeps nothing answers 501 not_implemented.
+	NexletPrune = "PRUNE"
 )
 
 // ValidateToken checks that s can stand as one subject token: not empty, and free of

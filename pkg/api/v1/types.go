@@ -405,6 +405,18 @@ type ResealRequest struct {
 	Recipient    string          `json:"recipient"`
 }
 
+// PruneRequest names every workload a node records for a nexlet: the nexlet removes
+// what it keeps of any other (a workdir left by a workload that ended while the nexlet was
+// down, and whose record went meanwhile), except what it runs.
+type PruneRequest struct {
+	Keep []string `json:"keep"`
+}
+
+// PruneReply names what a prune removed.
+type PruneReply struct {
+	Removed []string `json:"removed,omitempty"`
+}
+
 // CloneReply carries the definition of a workload so it can be auctioned again.
 type CloneReply struct {
 	WorkloadID string             `json:"workload_id"`

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -357,6 +358,56 @@ func (d *Driver) get(id string) (*handle, error) {
 		return nil, v1.NotFound("workload %s not found", id)
 	}
 	return h, nil
+}
+
+// Prune removes the workdirs this nexlet made (under its data dir) of workloads that are
+// neither in keep nor known to it now: what an earlier instance left of workloads that
+// ended, or moved, while it was down, and whose records went meanwhile. A chaos run found
+// such directories piling up on a node killed and restarted. It names what it removed.
+func (d *Driver) Prune(_ context.Context, keep []string) ([]string, error) {
+	root := filepath.Join(d.opts.DataDir, "workloads")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, v1.Errorf(v1.CodeInternal, "read %s: %v", root, err)
+	}
+	kept := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		kept[id] = true
+	}
+	var removed []string
+	for _, e := range entries {
+		id := e.Name()
+		if kept[id] || !e.IsDir() || v1.ValidateToken("workload ID", id) != nil {
+			continue
+		}
+		// moved aside under the lock a start takes to make its handle visible (before it
+		// makes its workdir), so a workload starting now keeps what it makes
+		trash := filepath.Join(root, ".pruned-"+id)
+		d.mu.Lock()
+		_, known := d.handles[id]
+		if !known {
+			err = os.Rename(filepath.Join(root, id), trash)
+		}
+		d.mu.Unlock()
+		if known {
+			continue
+		}
+		if err == nil {
+			err = os.RemoveAll(trash)
+		}
+		if err != nil {
+			d.log.Warn("prune a workdir left behind", zap.String("workload_id", id), zap.Error(err))
+			continue
+		}
+		removed = append(removed, id)
+	}
+	if len(removed) > 0 {
+		d.log.Info("removed the workdirs of workloads no record holds any more", zap.Int("workdirs", len(removed)))
+	}
+	return removed, nil
 }
 
 // Stop stops a workload (or removes a finished one) and returns when its processes are gone.

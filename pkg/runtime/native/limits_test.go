@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -474,5 +475,29 @@ func TestExecBeside(t *testing.T) {
 	r, err = e.d.Exec(e.ctx, w.ID, v1.ExecRequest{Argv: []string{"sh", "-c", "test -t 0 && test -t 1 && test -t 2 && echo terminal; tty; exit 5"}, Timeout: v1.DefaultExecTimeout, TTY: true})
 	if err != nil || r.ExitCode != 5 || !strings.Contains(string(r.Stdout), "terminal\r\n/dev/pts/") {
 		t.Fatalf("exec with a terminal: %+v %v (stdout %q)", r, err, r.Stdout)
+	}
+}
+
+// Prune removes the workdirs of workloads neither kept nor known, and nothing else.
+func TestPruneWorkdirs(t *testing.T) {
+	e := newEnv(t)
+	w, err := e.startScript("runs", v1.LifecycleService, "exec sleep 600", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(e.state(w.ID).Metadata["workdir"])
+	for _, id := range []string{"leftover", "recorded"} {
+		if err := os.MkdirAll(filepath.Join(root, id, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := e.d.Prune(e.ctx, []string{"recorded"})
+	if err != nil || !slices.Equal(removed, []string{"leftover"}) {
+		t.Fatalf("prune: %v %v", removed, err)
+	}
+	for id, want := range map[string]bool{"leftover": false, "recorded": true, w.ID: true} {
+		if _, err := os.Stat(filepath.Join(root, id)); (err == nil) != want {
+			t.Errorf("workdir %s: exists %v, want %v", id, err == nil, want)
+		}
 	}
 }
