@@ -46,7 +46,13 @@ type Spec struct {
 	Env     []string
 	Probe   bool  // mount, then exit 0: can this machine sandbox?
 	TmpSize int64 // bytes each private tmpfs may hold (0: the kernel's default, half the memory)
+	// Ready says the nexlet passed its ready pipe as ReadyFD.
+	Ready bool
 }
+
+// ReadyFD is the descriptor of the nexlet's ready pipe in the helper: closed once the
+// workload's process runs (by the helper's exec of it, or after its init started it).
+const ReadyFD = 3
 
 // Asked says whether this process was started as the helper.
 func Asked() bool { return filepath.Base(os.Args[0]) == Arg && os.Getenv(Env) != "" }
@@ -60,6 +66,11 @@ func Main() {
 	runtime.LockOSThread() // no_new_privs is a thread's: the one that execs
 	var s Spec
 	err := json.Unmarshal([]byte(os.Getenv(Env)), &s)
+	if err == nil && s.Ready {
+		// the nexlet's ready pipe: closed on exec (the workload does not hold it), or once
+		// the workload is started (init)
+		syscall.CloseOnExec(ReadyFD)
+	}
 	if err == nil {
 		err = s.enter()
 	}
@@ -228,6 +239,9 @@ func (s *Spec) init() error {
 	p, err := os.StartProcess(s.Path, s.Argv, &os.ProcAttr{Dir: s.Dir, Env: s.Env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", s.Path, err)
+	}
+	if s.Ready {
+		_ = syscall.Close(ReadyFD) // the workload runs: the nexlet's start returns
 	}
 	_ = os.Stdin.Close() // the workload's stdin is its own
 	for {

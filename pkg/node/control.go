@@ -449,7 +449,11 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 		}
 		reply.Workloads = append(reply.Workloads, items...)
 	}
-	for _, info := range append(n.fromRecords(filter, req, listed), n.ofSilentNodes(ctx, filter, req)...) {
+	// a silent node's records first, this node's index after: a takeover indexes its
+	// copy before it marks the lost node's record moved, so a workload it moves while the
+	// list runs is in one or the other (it was in neither, in a CI run)
+	silent := n.ofSilentNodes(ctx, filter, req)
+	for _, info := range append(n.fromRecords(filter, req, listed), silent...) {
 		b, err := json.Marshal(info)
 		if err == nil {
 			reply.Workloads = append(reply.Workloads, b)

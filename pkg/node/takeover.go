@@ -54,7 +54,11 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	}
 	moved := *old
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = DesiredMoved, n.cfg.NodeID, time.Now().UTC()
+	n.index(rec) // before the lost node's record says moved: a list finds it in one or the other
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
+		n.mu.Lock()
+		n.unindex(rec.WorkloadID)
+		n.mu.Unlock()
 		if errors.Is(err, ErrConflict) {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
 		}
@@ -67,7 +71,6 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 			n.log.Warn("put a lost node's record back after a failed takeover", zap.String("workload_id", t.WorkloadID), zap.Error(err))
 		}
 	}
-	n.index(rec)
 	if err := n.cfg.Store.Put(ctx, &rec); err != nil {
 		n.mu.Lock()
 		n.unindex(rec.WorkloadID)

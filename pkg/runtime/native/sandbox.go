@@ -63,7 +63,7 @@ func probeSandbox(exe string) error {
 // sandboxed turns a spawn of the workload's process into a spawn of the helper that
 // becomes it, in new namespaces, as root until it drops to uid:gid.
 func (s *spawnSpec) sandboxed(exe string, uid, gid uint32, tmpSize int64) {
-	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.path, Argv: append([]string{s.path}, s.argv...), Dir: s.dir, Env: s.env, TmpSize: tmpSize})
+	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.path, Argv: append([]string{s.path}, s.argv...), Dir: s.dir, Env: s.env, TmpSize: tmpSize, Ready: true})
 	s.env = []string{sandbox.Env + "=" + string(spec)}
 	s.argv0 = sandbox.Arg
 	s.path, s.argv = exe, nil
@@ -72,4 +72,5 @@ func (s *spawnSpec) sandboxed(exe string, uid, gid uint32, tmpSize int64) {
 	a.Pdeathsig = 0    // and sets it then (a change of user clears it); Go's check of it reads getppid, 0 in a new PID namespace
 	a.Cloneflags |= sandbox.Flags
 	s.attr = &a
+	s.ready = true // the start returns once the helper has started the workload itself
 }

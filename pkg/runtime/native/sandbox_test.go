@@ -259,3 +259,26 @@ func TestSandboxLeavesThePIDsLimitToTheWorkload(t *testing.T) {
 		t.Fatalf("a sandboxed workload with pids=10 forking 8: %v %v", m, err)
 	}
 }
+
+// A sandboxed start returns once the workload's own process runs, not when its sandbox's
+// helper does: a drain stopped a service's old copy before the sandbox had started the
+// new one's process, and for a moment neither ran (a CI run, under load).
+func TestSandboxedStartReturnsOnceTheWorkloadRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	e, _ := sandboxedEnv(t, 300400)
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
+	}
+	arg := "600." + strconv.Itoa(os.Getpid()) // a command line no other process has
+	for i := range 5 {
+		id := "ready" + strconv.Itoa(i)
+		if _, err := e.startScript(id, v1.LifecycleService, "exec sleep "+arg+strconv.Itoa(i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(testutil.Processes("sleep", arg+strconv.Itoa(i))) == 0 { // at once, no waiting
+			t.Fatalf("start %d returned before the workload's process ran", i)
+		}
+	}
+}

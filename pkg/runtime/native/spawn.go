@@ -33,7 +33,11 @@ type spawnSpec struct {
 	// pseudo-terminal's slave): stdin, stdout and stderr are not used, and the process
 	// leads a session of its own.
 	tty *os.File
-	cg  *workloadCgroup
+	// ready passes the process a pipe as fd 3 (sandbox.ReadyFD) and has spawn return only
+	// once the process closed it (the sandbox helper, once the workload itself runs) or
+	// ended, or readyWait passed.
+	ready bool
+	cg    *workloadCgroup
 	// noNewPrivs starts the process with no_new_privs: no exec of it (a setuid-root
 	// program, a file with capabilities) gains privileges.
 	noNewPrivs bool
@@ -113,11 +117,25 @@ func spawn(s spawnSpec) (*child, error) {
 		}
 		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, r), append(outs, w)
 	}
+	var readyR *os.File
+	if s.ready {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files, readyR, theirs = append(files, w), r, append(theirs, w)
+	}
 	if err := c.start(s, files); err != nil {
+		if readyR != nil {
+			_ = readyR.Close()
+		}
 		return fail(err)
 	}
 	for _, f := range theirs {
 		_ = f.Close()
+	}
+	if readyR != nil {
+		waitReady(readyR)
 	}
 	for i, fd := range reads {
 		op, err := poller.watch(fd, outs[i])
@@ -134,6 +152,21 @@ func spawn(s spawnSpec) (*child, error) {
 		}()
 	}
 	return c, nil
+}
+
+// readyWait bounds how long a start waits for its sandbox helper to start the workload:
+// the helper's mounts and its exec take milliseconds, seconds on a machine under load.
+const readyWait = 10 * time.Second
+
+// waitReady waits until the other end of r is closed (EOF: the process closed it, or
+// ended), or readyWait passed, and closes r. A drain started a service's new copy and
+// stopped the old one before the sandbox had started the new one's process: for a moment
+// neither ran (a CI run, under load).
+func waitReady(r *os.File) {
+	_ = r.SetReadDeadline(time.Now().Add(readyWait))
+	var b [1]byte
+	_, _ = r.Read(b[:])
+	_ = r.Close()
 }
 
 // start starts the process of s with files as its stdin, stdout and stderr, inside s's
