@@ -25,6 +25,15 @@ type reconcilePlan struct {
 // finished, and finished workloads stay finished. Everything is indexed before it
 // returns (so stop and info work at once); restarts and stops then run in the background.
 func (n *Node) reconcile(nexletID string) {
+	if !n.tryReconcile(nexletID) {
+		n.reconcileLater(nexletID)
+	}
+}
+
+// tryReconcile plans one reconciliation of nexletID (see reconcile), asks the nexlet to
+// prune, and carries the plan out in the background; false when it could not read both
+// sides.
+func (n *Node) tryReconcile(nexletID string) bool {
 	lock := n.reconcileLock(nexletID)
 	lock.Lock()
 	log := n.log.With(zap.String("nexlet_id", nexletID))
@@ -33,14 +42,13 @@ func (n *Node) reconcile(nexletID string) {
 	if err != nil {
 		cancel()
 		lock.Unlock()
-		n.reconcileLater(nexletID)
-		return
+		return false
 	}
 	n.prune(nexletID, plan.keep, log)
 	if len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
 		cancel()
 		lock.Unlock()
-		return
+		return true
 	}
 	n.wg.Add(1)
 	go func() {
@@ -49,6 +57,7 @@ func (n *Node) reconcile(nexletID string) {
 		defer cancel()
 		n.carryOut(ctx, plan, log)
 	}()
+	return true
 }
 
 // prune asks the nexlet, in the background, to remove what it keeps of workloads that
@@ -95,21 +104,10 @@ func (n *Node) reconcileLater(nexletID string) {
 			if !registered {
 				return // gone: its next registration reconciles it
 			}
-			lock := n.reconcileLock(nexletID)
-			lock.Lock()
-			ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-			log := n.log.With(zap.String("nexlet_id", nexletID))
-			plan, err := n.planReconcile(ctx, nexletID, log)
-			if err != nil {
-				cancel()
-				lock.Unlock()
-				continue
+			if n.tryReconcile(nexletID) {
+				n.log.Info("reconcile: done after an earlier attempt failed", zap.String("nexlet_id", nexletID))
+				return
 			}
-			log.Info("reconcile: done after an earlier attempt failed")
-			n.carryOut(ctx, plan, log)
-			cancel()
-			lock.Unlock()
-			return
 		}
 	}()
 }

@@ -22,13 +22,7 @@ import (
 // else sees, a /proc with only its own processes, SysV IPC of its own, no_new_privs and no
 // capabilities; its workdir and executable are where they were, even under /tmp.
 func TestSandbox(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("workloads are sandboxed only when the nexlet is root")
-	}
-	e, base := sandboxedEnv(t, 300200)
-	if e.d.Sandbox() != v1.SandboxNamespaces {
-		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
-	}
+	e, base := sandboxedOrSkip(t, 300200)
 	marker := filepath.Join("/tmp", "nex-sandbox-marker-"+strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(marker, []byte("host"), 0o644); err != nil {
 		t.Fatal(err)
@@ -185,6 +179,19 @@ func TestArtifactsOutOfView(t *testing.T) {
 	}
 }
 
+// sandboxedOrSkip is sandboxedEnv, or skips the test where the nexlet cannot sandbox
+// workloads (not root, or a machine that refuses the namespaces).
+func sandboxedOrSkip(t *testing.T, first uint32) (*env, string) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	e, base := sandboxedEnv(t, first)
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
+	}
+	return e, base
+}
+
 // sandboxedEnv is an env whose workloads run as users of their own (20 UIDs from first)
 // through the test binary as the sandbox helper; base is a directory workloads can reach.
 func sandboxedEnv(t *testing.T, first uint32, tune ...func(*native.Options)) (*env, string) {
@@ -241,14 +248,8 @@ func TestArtifactCacheBounded(t *testing.T) {
 // The sandbox's init runs in the workload's cgroup, and its threads count as tasks: the
 // workload still has the processes its pids limit gives it.
 func TestSandboxLeavesThePIDsLimitToTheWorkload(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("workloads are sandboxed only when the nexlet is root")
-	}
-	e, _ := sandboxedEnv(t, 300280)
+	e, _ := sandboxedOrSkip(t, 300280)
 	needLimits(t, e, v1.ResourcePIDs)
-	if e.d.Sandbox() != v1.SandboxNamespaces {
-		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
-	}
 	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.forks")
 	e.nc.Flush()
 	if _, err := e.startScript("forks", v1.LifecycleService, "exec 2>&1; for i in $(seq 1 8); do sleep 600 & done; echo FORKED; exec sleep 600", map[string]any{"resources": map[string]any{"pids": 10}}); err != nil {
@@ -264,13 +265,7 @@ func TestSandboxLeavesThePIDsLimitToTheWorkload(t *testing.T) {
 // helper does: a drain stopped a service's old copy before the sandbox had started the
 // new one's process, and for a moment neither ran (a CI run, under load).
 func TestSandboxedStartReturnsOnceTheWorkloadRuns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("workloads are sandboxed only when the nexlet is root")
-	}
-	e, _ := sandboxedEnv(t, 300400)
-	if e.d.Sandbox() != v1.SandboxNamespaces {
-		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
-	}
+	e, _ := sandboxedOrSkip(t, 300400)
 	arg := "600." + strconv.Itoa(os.Getpid()) // a command line no other process has
 	for i := range 5 {
 		id := "ready" + strconv.Itoa(i)
