@@ -266,10 +266,10 @@ func TestSandboxLeavesThePIDsLimitToTheWorkload(t *testing.T) {
 // new one's process, and for a moment neither ran (a CI run, under load).
 func TestSandboxedStartReturnsOnceTheWorkloadRuns(t *testing.T) {
 	e, _ := sandboxedOrSkip(t, 300400)
-	arg := "600." + strconv.Itoa(os.Getpid()) // a command line no other process has
+	arg := "600." + strconv.Itoa(os.Getpid()) // a command line no other process has; sh stays (no exec), so its command line holds it from its start on
 	for i := range 5 {
 		id := "ready" + strconv.Itoa(i)
-		if _, err := e.startScript(id, v1.LifecycleService, "exec sleep "+arg+strconv.Itoa(i), nil); err != nil {
+		if _, err := e.startScript(id, v1.LifecycleService, "sleep "+arg+strconv.Itoa(i), nil); err != nil {
 			t.Fatal(err)
 		}
 		if len(testutil.Processes("sleep", arg+strconv.Itoa(i))) == 0 { // at once, no waiting
