@@ -91,13 +91,16 @@ func (c *Client) RestartGroup(ctx context.Context, gid string, maxParallel int) 
 // is being chosen) it asks again until coordinatorWait has passed.
 func (c *Client) Group(ctx context.Context, gid string, req v1.GroupRequest) (*v1.GroupStatus, error) {
 	giveUp := time.Now().Add(coordinatorWait)
-	for {
+	for try := 1; ; try++ {
 		var st v1.GroupStatus
 		acked := false
 		err := svc.Lookup(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbGroup, gid), req, &st, c.Straggler, func(svc.Ack) { acked = true })
 		switch {
 		case err == nil:
 			return &st, nil
+		case try > 1 && req.Op == v1.GroupCreate && v1.IsCode(err, v1.CodeConflict):
+			// the ID is new, made for this create: a try that went unanswered created it
+			return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupInfo})
 		case acked, !v1.IsNotFound(err) && !errors.Is(err, svc.ErrNoResponders):
 			return nil, err
 		case time.Now().After(giveUp):

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -837,4 +838,84 @@ func TestStateIsReadFromTheLeader(t *testing.T) {
 			t.Errorf("%s answers direct gets from any replica", name)
 		}
 	}
+}
+
+// A node killed and started again (its peers still know it, so they do not greet it as a
+// newcomer) answers a lookup naming the peers it has: the caller waits for those. (A chaos
+// run: a restarted node's "not here", naming only itself, arrived first and ended a group
+// create as "not found" while the coordinator created the group.)
+func TestRestartedNodeNamesItsPeers(t *testing.T) {
+	s := testutil.StartServer(t)
+	start := func(nc *nats.Conn, id string) *node.Node {
+		n, err := node.New(nc, node.Config{NodeID: id, Name: "n", AnnounceInterval: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Stop)
+		return n
+	}
+	a := start(testutil.Connect(t, s), nodeID(t))
+	id := nodeID(t)
+	ncB := testutil.Connect(t, s)
+	b := start(ncB, id)
+	knowEachOther(t, a, b)
+	ncB.Close() // kill -9: no "leaving" announcement
+	start(testutil.Connect(t, s), id)
+
+	nc := testutil.Connect(t, s)
+	sub, err := nc.SubscribeSync(nc.NewRespInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(v1.ControlSubject("default", v1.VerbInfo, v1.NewID()), sub.Subject, nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no answer from the restarted node: %v", err)
+		}
+		if m.Header.Get(v1.HeaderNodeID) != id {
+			continue
+		}
+		if peers := m.Header.Get(v1.HeaderPeers); !strings.Contains(peers, a.ID()) {
+			t.Fatalf("the restarted node answered naming peers %q, without %s", peers, a.ID())
+		}
+		return
+	}
+}
+
+// A node whose record of a running workload another node removes stops its copy as soon
+// as it hears of it, without writing the record first. (A chaos run: the coordinator
+// removed the record of a group copy whose node was lost during the group's stop; the
+// node came back, nothing told it, and the copy ran on after the stop was acknowledged.)
+func TestRemovedRecordStopsTheCopy(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store := kvStore(t, nc, id).(*node.KVStore)
+	n := newNode(t, nc, id, store)
+	mem := runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("removed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.Get(ctx, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	if err := other.RemoveOf(ctx, id, w.ID, rec.Revision); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the copy whose record was removed to be stopped", func() bool {
+		_, err := mem.rt.Get(ctx, w.ID)
+		return v1.IsNotFound(err)
+	})
 }

@@ -81,6 +81,9 @@ func (n *Node) addService() error {
 	// concurrently, the auction and ping answer from memory.
 	ep := func(verb, idName string, h svc.Func, concurrent int) svc.Endpoint {
 		subject, tokens := control(verb, idName)
+		if concurrent > 0 {
+			h = n.settle(verb, h)
+		}
 		return svc.Endpoint{Name: verb, Subject: subject, Tokens: tokens, Handler: h, Concurrent: concurrent, Headers: n.fanoutHeaders, EveryInstance: true}
 	}
 	eps := []svc.Endpoint{
@@ -645,3 +648,32 @@ func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest
 	}
 	return out
 }
+
+// settle holds back, in a node's first moments, the answers a caller counts on every node
+// for: a "not here" (404) and a list. They name the peers the node knows, and the caller
+// stops waiting once every node named has answered; a node started a moment ago may know
+// none yet (its peers answer its first announcement within a round trip), and its answer,
+// first to arrive, would end the lookup with a "not found" or a list of its own workloads
+// only. A chaos run saw it: a group create answered "not found" while the coordinator
+// created the group, and the client's second try was told the group existed.
+func (n *Node) settle(verb string, h svc.Func) svc.Func {
+	return func(ctx context.Context, r *svc.Request, data []byte) (any, error) {
+		resp, err := h(ctx, r, data)
+		if wait := time.Until(n.servingAt.Add(settleWindow(n.cfg.AnnounceInterval))); wait > 0 && (verb == v1.VerbList || v1.IsNotFound(err)) {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			case <-n.done:
+			}
+		}
+		return resp, err
+	}
+}
+
+// settleWindow is how long a new node holds back the answers settle names: its peers'
+// answers to its first announcement take a round trip (86 ms was the gap the chaos run
+// fell into, with no answers asked for). Short, because a shell's completion asks a
+// just-started node with half a second to spare.
+func settleWindow(announce time.Duration) time.Duration { return min(announce, 250*time.Millisecond) }

@@ -215,6 +215,7 @@ type Node struct {
 	cfg       Config
 	log       *zap.Logger
 	startedAt time.Time
+	servingAt time.Time // when the endpoints were added (see settle)
 	bidPrefix string
 	srv       *svc.Server
 	subs      []*nats.Subscription
@@ -331,6 +332,7 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.preindex()
+	n.servingAt = time.Now()
 	if err := n.addService(); err != nil {
 		return err
 	}
@@ -345,7 +347,7 @@ func (n *Node) Start() error {
 		n.srv.Stop(context.Background())
 		return fmt.Errorf("subscribe to the node's subjects: %w", err)
 	}
-	n.announce(false)
+	n.announceAs(v1.Announce{Starting: true}) // every node answers with its own at once
 	n.wg.Add(1)
 	go n.loop()
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
@@ -659,8 +661,10 @@ func (n *Node) fanoutHeaders() micro.Headers {
 	}
 }
 
-func (n *Node) announce(leaving bool) {
-	a := v1.Announce{NodeID: n.cfg.NodeID, Name: n.cfg.Name, Leaving: leaving}
+func (n *Node) announce(leaving bool) { n.announceAs(v1.Announce{Leaving: leaving}) }
+
+func (n *Node) announceAs(a v1.Announce) {
+	a.NodeID, a.Name = n.cfg.NodeID, n.cfg.Name
 	n.mu.Lock()
 	for _, e := range n.nexlets {
 		if e.reg.XKey != "" {
@@ -688,8 +692,9 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 		n.peerXKeys[a.NodeID] = a.XKeys
 	}
 	n.mu.Unlock()
-	// A newcomer learns about us at once instead of after a full interval.
-	if !known && !a.Leaving {
+	// A newcomer learns about us at once instead of after a full interval; so does a node
+	// that restarted before we missed it (we know it, it does not know us).
+	if (!known || a.Starting) && !a.Leaving {
 		n.announce(false)
 	}
 }

@@ -150,11 +150,15 @@ func (n *Node) escrow(ctx context.Context, rec Record) {
 // another node took over while this one was cut off or down.
 func (n *Node) watchMoves(cs ClusterStore) error {
 	return cs.WatchOwn(n.ctx, func(wid string, rec *Record) {
-		if rec != nil && rec.Desired == DesiredStopping {
+		if rec == nil {
+			n.recordRemoved(wid)
+			return
+		}
+		if rec.Desired == DesiredStopping {
 			n.stopMarked(*rec)
 			return
 		}
-		if rec == nil || rec.Desired != DesiredMoved || rec.MovedTo == n.cfg.NodeID {
+		if rec.Desired != DesiredMoved || rec.MovedTo == n.cfg.NodeID {
 			return
 		}
 		if _, draining := n.draining.Load(wid); draining {
@@ -166,6 +170,42 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 			n.stopMoved(*rec, staleCopy)
 		}()
 	})
+}
+
+// recordRemoved stops this node's running copy of a workload whose record another node
+// removed: the coordinator removes the record of a copy whose node was lost while a
+// replica group stop had marked it stopping (a chaos run: the node came back, nothing
+// told it, and the copy ran on after the group's stop was acknowledged). The removal is
+// checked against the store (a leader read), so an event of a record written again since
+// stops nothing.
+func (n *Node) recordRemoved(wid string) {
+	if _, own := n.ownStops.Load(wid); own {
+		return
+	}
+	if _, draining := n.draining.Load(wid); draining {
+		return
+	}
+	n.mu.Lock()
+	w, ok := n.workloads[wid]
+	n.mu.Unlock()
+	if !ok || w.rec.Desired != DesiredRunning {
+		return // not here, or this node is stopping it
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
+		defer cancel()
+		if _, err := n.cfg.Store.Get(ctx, wid); !errors.Is(err, ErrNotStored) {
+			return // stored again (or unreadable now: the next write finds out, see updateRecord)
+		}
+		n.mu.Lock()
+		w, ok := n.workloads[wid]
+		n.mu.Unlock()
+		if ok && w.rec.Desired == DesiredRunning {
+			n.leaveMoved(w.rec, unrecorded)
+		}
+	}()
 }
 
 // stopMarked stops a workload this node runs whose record another node marked stopping

@@ -135,10 +135,10 @@ func checkGroups(v *verdict, ops []op, running map[string]int) {
 		}
 		switch {
 		case g.stopped && total > 0:
-			v.add("group %s (%s): stopped (acknowledged) but runs %d copies %v", id, g.base, total, byVersion)
+			v.add("group %s (%s): stopped (acknowledged) but runs %d copies %v%s", id, g.base, total, byVersion, whoRuns(g.base))
 		case g.stopped, g.mayStop && total == 0:
 		case !slices.Contains(g.replicas, total):
-			v.add("group %s (%s): runs %d copies %v, want one of %v", id, g.base, total, byVersion, g.replicas)
+			v.add("group %s (%s): runs %d copies %v, want one of %v%s", id, g.base, total, byVersion, g.replicas, whoRuns(g.base))
 		case len(byVersion) > 1:
 			v.add("group %s (%s): runs mixed versions %v, want all of one of %v", id, g.base, byVersion, g.versions)
 		default:

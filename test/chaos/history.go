@@ -359,6 +359,34 @@ func services() map[string][]int {
 	return out
 }
 
+// whoRuns names the running processes of the workloads whose names start with prefix:
+// pid, workload ID and the server it was given (which machine), for a violation's report.
+func whoRuns(prefix string) string {
+	var out []string
+	for name, pids := range services() {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		for _, pid := range pids {
+			env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			var wid, url string
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "NEX_WORKLOAD_ID="); ok {
+					wid = v
+				} else if v, ok := strings.CutPrefix(kv, "NATS_URL="); ok {
+					url = v
+				}
+			}
+			out = append(out, fmt.Sprintf("pid %d workload %s at %s", pid, wid, url))
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(out, "; ") + ")"
+}
+
 // markers counts this run's running service processes, by workload name.
 func markers() map[string]int {
 	out := map[string]int{}

@@ -719,6 +719,10 @@ type Announce struct {
 	NodeID  string `json:"node_id"`
 	Name    string `json:"name"`
 	Leaving bool   `json:"leaving,omitempty"`
+	// Starting is a node's first announcement: every node that hears it answers with its
+	// own at once, so the newcomer knows its peers within a round trip (a node killed and
+	// started again is still known to the others, which would otherwise wait a period).
+	Starting bool `json:"starting,omitempty"`
 	// XKeys are the public curve keys of the node's registered nexlets: a CLONE's
 	// reseal_for must be one of the cluster's.
 	XKeys []string `json:"xkeys,omitempty"`

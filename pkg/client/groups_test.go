@@ -1,0 +1,61 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
+)
+
+// A group create asked again, because its first try had no answer, and told the group
+// exists, has created it: the new ID was made for it. The client says what runs, not
+// "conflict". (A chaos run: the first try ended as "not found" while the coordinator
+// created the group.)
+func TestRetriedGroupCreateIsNotAConflict(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	var tries atomic.Int32
+	fail := func(m *nats.Msg, e *v1.Error) {
+		body, _ := json.Marshal(e)
+		r := nats.NewMsg(m.Reply)
+		r.Data = body
+		r.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(e.Code))
+		r.Header.Set(micro.ErrorHeader, e.Message)
+		r.Header.Set(v1.HeaderNodeID, "N1")
+		r.Header.Set(v1.HeaderPeers, "N1")
+		_ = m.RespondMsg(r)
+	}
+	_, err := nc.Subscribe(v1.ControlSubject("default", v1.VerbGroup, "*"), func(m *nats.Msg) {
+		var req v1.GroupRequest
+		_ = json.Unmarshal(m.Data, &req)
+		try := tries.Add(1)
+		switch {
+		case req.Op == v1.GroupInfo:
+			b, _ := json.Marshal(v1.GroupStatus{ID: "created", Replicas: 2})
+			_ = m.Respond(b)
+		case try == 1: // the coordinator's answer lost; another node's "not here" came first
+			fail(m, v1.NotFound("node N1 is not the coordinator"))
+		default:
+			fail(m, v1.Errorf(v1.CodeConflict, "group exists"))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	st, err := c.StartGroup(context.Background(), v1.WorkloadDefinition{Name: "g", Type: "memory", Lifecycle: v1.LifecycleService, StartRequest: json.RawMessage(`{"value":"x"}`)}, 2, 1, "")
+	if err != nil {
+		t.Fatalf("a create whose retry met its own group: %v", err)
+	}
+	if st.ID != "created" || tries.Load() != 3 {
+		t.Fatalf("got %+v after %d tries, want the group's status after 3", st, tries.Load())
+	}
+}
