@@ -152,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 	}
 	// whether a namespace was chosen anywhere (flag, environment, config file)
-	nsGiven := os.Getenv("NEX_NAMESPACE") != "" || slices.ContainsFunc(args, func(a string) bool { return a == "--namespace" || strings.HasPrefix(a, "--namespace=") })
+	nsGiven := os.Getenv(v1.EnvNamespace) != "" || slices.ContainsFunc(args, func(a string) bool { return a == "--namespace" || strings.HasPrefix(a, "--namespace=") })
 	if cfgPath != "" {
 		r, err := configResolver(cfgPath, &nsGiven)
 		if err != nil {

@@ -76,9 +76,9 @@ func (l *listFlag) Set(s string) error {
 // other error.
 func parseFlags(args []string, out io.Writer) (cli, error) {
 	c := cli{
-		NexletID: envOr("NEX_NEXLET_ID", "native"), WorkloadUIDs: envOr("NEX_WORKLOAD_UIDS", "auto"),
+		NexletID: envOr(v1.EnvNexletID, "native"), WorkloadUIDs: envOr("NEX_WORKLOAD_UIDS", "auto"),
 		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"none"},
-		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv("NEX_NODE_ID"),
+		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv(v1.EnvNodeID),
 	}
 	if v := splitList(os.Getenv("NEX_RUN_AS")); len(v) > 0 {
 		c.RunAs = v
@@ -128,7 +128,7 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 
 // natsFlags are the --nats.* flags of natsconn.Options (-s for --nats.servers).
 func natsFlags(fs *flag.FlagSet, o *natsconn.Options) {
-	o.Servers = splitList(os.Getenv("NATS_URL"))
+	o.Servers = splitList(os.Getenv(v1.EnvNATSURL))
 	servers := &listFlag{v: &o.Servers}
 	fs.Var(servers, "nats.servers", "NATS server URLs, comma-separated ($NATS_URL).")
 	fs.Var(servers, "s", "Short for --nats.servers.")

@@ -66,7 +66,7 @@ func (x *nexlets) startAgent(spec AgentSpec) error {
 	if err != nil {
 		return err
 	}
-	env := append([]string{"NEX_NEXLET_ID=" + spec.Name, "NEX_NODE_ID=" + d.nodeID, "NATS_URL=" + d.resolved.URL()}, cenv...)
+	env := append([]string{v1.EnvNexletID + "=" + spec.Name, v1.EnvNodeID + "=" + d.nodeID, v1.EnvNATSURL + "=" + d.resolved.URL()}, cenv...)
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}

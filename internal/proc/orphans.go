@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // KillTagged kills, with their process groups, the processes whose environment carries
@@ -14,8 +16,8 @@ import (
 // predecessor left behind), nexd after its nexlet is gone for good (a shutdown that ran
 // out of time).
 func KillTagged(nodeID, nexletID string) []int {
-	node := []byte("NEX_NODE_ID=" + nodeID + "\x00")
-	nexlet := []byte("NEX_NEXLET_ID=" + nexletID + "\x00")
+	node := []byte(v1.EnvNodeID + "=" + nodeID + "\x00")
+	nexlet := []byte(v1.EnvNexletID + "=" + nexletID + "\x00")
 	self, own := os.Getpid(), syscall.Getpgrp()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {

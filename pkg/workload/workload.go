@@ -10,14 +10,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // The environment a nexlet gives a workload that has credentials of its own.
 const (
-	EnvURL         = "NATS_URL"
-	EnvCreds       = "NEX_NATS_CREDS"
-	EnvInboxPrefix = "NEX_NATS_INBOX_PREFIX"
+	EnvURL         = v1.EnvNATSURL
+	EnvCreds       = v1.EnvNATSCreds
+	EnvInboxPrefix = v1.EnvInboxPrefix
 )
 
 // ErrNoCredentials means the workload was started without credentials of its own (a

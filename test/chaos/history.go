@@ -347,7 +347,7 @@ func services() map[string][]int {
 		name := strings.TrimRight(cmd[i+len(procMark):], "\x00")
 		if env, err := os.ReadFile("/proc/" + e.Name() + "/environ"); err == nil {
 			for _, kv := range strings.Split(string(env), "\x00") {
-				if v, ok := strings.CutPrefix(kv, "NEX_WORKLOAD_NAME="); ok {
+				if v, ok := strings.CutPrefix(kv, v1.EnvWorkloadName+"="); ok {
 					name = v
 				}
 			}
@@ -371,7 +371,7 @@ func whoRuns(prefix string) string {
 			env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 			var wid, url string
 			for _, kv := range strings.Split(string(env), "\x00") {
-				if v, ok := strings.CutPrefix(kv, "NEX_WORKLOAD_ID="); ok {
+				if v, ok := strings.CutPrefix(kv, v1.EnvWorkloadID+"="); ok {
 					wid = v
 				} else if v, ok := strings.CutPrefix(kv, "NATS_URL="); ok {
 					url = v

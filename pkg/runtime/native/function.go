@@ -180,7 +180,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")
 	var reply limitedBuffer
 	var stdoutLog interface{ Close() error }
-	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: append(h.environment(), "NEX_TRIGGER_SUBJECT="+m.Subject),
+	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
 		attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdin: bytes.NewReader(m.Data), stderr: stderr, cg: h.cg}
 	if m.Reply != "" {
 		s.stdout = &reply

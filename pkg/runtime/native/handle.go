@@ -151,11 +151,11 @@ func (h *handle) environment() []string {
 	for k, v := range own {
 		env[k] = v
 	}
-	env["NEX_WORKLOAD_ID"] = h.id
-	env["NEX_NAMESPACE"] = h.def.Namespace
-	env["NEX_NODE_ID"] = h.nodeID
-	env["NEX_NEXLET_ID"] = h.d.opts.NexletID
-	env["NEX_WORKLOAD_NAME"] = h.def.Name
+	env[v1.EnvWorkloadID] = h.id
+	env[v1.EnvNamespace] = h.def.Namespace
+	env[v1.EnvNodeID] = h.nodeID
+	env[v1.EnvNexletID] = h.d.opts.NexletID
+	env[v1.EnvWorkloadName] = h.def.Name
 	if h.runAs != nil {
 		env["HOME"], env["USER"] = h.runAs.home, h.runAs.name
 	} else if h.uid != 0 { // a user of its own, with no home but its workdir
@@ -163,11 +163,11 @@ func (h *handle) environment() []string {
 		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
 	}
 	if h.d.opts.NATSURL != "" {
-		env["NATS_URL"] = h.d.opts.NATSURL
+		env[v1.EnvNATSURL] = h.d.opts.NATSURL
 	}
 	if h.creds != "" {
-		env["NEX_NATS_CREDS"] = h.creds
-		env["NEX_NATS_INBOX_PREFIX"] = creds.InboxPrefix(h.def.Namespace)
+		env[v1.EnvNATSCreds] = h.creds
+		env[v1.EnvInboxPrefix] = creds.InboxPrefix(h.def.Namespace)
 	}
 	out := make([]string, 0, len(env))
 	for k, v := range env {
