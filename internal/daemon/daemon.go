@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
+	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -185,7 +186,7 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 		return nil
 	}
 	// servers given: at boot they may come up after this node
-	return d.waitFor(ctx, "NATS server "+resolved.URL(), permanentConnErr, connect)
+	return d.waitFor(ctx, "NATS server "+resolved.URL(), retry.PermanentConn, connect)
 }
 
 // close closes the connection and stops the embedded server, unless a shutdown that ran

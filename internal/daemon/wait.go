@@ -2,14 +2,12 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/retry"
 )
 
 // Bounds of the start-up wait for NATS and JetStream.
@@ -26,13 +24,12 @@ const (
 // (servers electing leaders, nodes creating the same bucket) and a nexd started before its
 // nats-server are waited for, with what is missing logged every few seconds.
 func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error) bool, try func(context.Context) error) error {
-	pause, bound := waitFirst, waitAttempt
+	pause, bound := retry.Backoff{First: waitFirst, Max: waitMax}, retry.Backoff{First: waitAttempt, Max: waitAttemptMax}
 	var lastLog time.Time
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
 		// a try that runs out of time may still have done its work: the next finds it done
-		actx, cancel := context.WithTimeout(ctx, min(bound, max(time.Until(d.startupDeadline), time.Second)))
-		bound = min(2*bound, waitAttemptMax)
+		actx, cancel := context.WithTimeout(ctx, min(bound.Next(), max(time.Until(d.startupDeadline), time.Second)))
 		err := try(actx)
 		cancel()
 		if err == nil {
@@ -56,23 +53,8 @@ func (d *daemon) waitFor(ctx context.Context, what string, permanent func(error)
 			d.log.Warn("waiting for "+what, zap.Error(err), zap.String("waited", time.Since(began).Round(time.Second).String()),
 				zap.String("gives_up_in", left.Round(time.Second).String()))
 		}
-		select { // the last try comes at the deadline itself
-		case <-ctx.Done():
+		if !pause.Wait(ctx, left) { // the last try comes at the deadline itself
 			return fmt.Errorf("stopped while waiting for %s: %w", what, err)
-		case <-time.After(min(pause, left)):
 		}
-		pause = min(2*pause, waitMax)
 	}
-}
-
-// permanentConnErr tells a connection failure that waiting will not cure (credentials,
-// TLS) from a server that is not up yet (refused, unreachable, no answer in time).
-func permanentConnErr(err error) bool {
-	var ne net.Error
-	switch {
-	case errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return false
-	}
-	return true
 }

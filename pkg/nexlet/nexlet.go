@@ -20,6 +20,7 @@ import (
 
 	"github.com/nexrun/nex/internal/hostid"
 	"github.com/nexrun/nex/internal/keyfile"
+	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/seal"
@@ -355,19 +356,16 @@ func (n *Nexlet) Register(ctx context.Context) error {
 // Run registers (retrying with backoff until the node answers) and sends heartbeats;
 // when the node forgets the nexlet (a restarted nexd) it registers again.
 func (n *Nexlet) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	backoff := retry.Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		err := n.Register(ctx)
 		if err == nil {
 			break
 		}
 		n.log.Debug("registration pending", zap.Error(err))
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, 0) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 	go n.guardDisconnect(ctx)
 	var last time.Time // of the last heartbeat

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nexrun/nex/internal/retry"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -296,14 +297,7 @@ func CheckJetStream(ctx context.Context, js jetstream.JetStream) error {
 // yet (no meta leader, a stream electing its leader, too few servers routed so far, no
 // answer in time), which is worth trying again.
 func JetStreamPermanent(err error) bool {
-	if errors.Is(err, ErrNoJetStream) || errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.Code < 500 || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
-	}
-	return false
+	return errors.Is(err, ErrNoJetStream) || retry.JetStreamPermanent(err)
 }
 
 func (s *KVStore) key(wid string) (string, error) {
@@ -361,24 +355,10 @@ const (
 )
 
 // retryStore runs op until it succeeds, fails for a reason other than a passing one
-// (transientStore), ctx ends, or storeRetry has passed.
+// (retry.Transient), ctx ends, or storeRetry has passed.
 func retryStore(ctx context.Context, op func(context.Context) error) error {
-	until := time.Now().Add(storeRetry)
-	pause := 100 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, storeAttempt)
-		err := op(actx)
-		cancel()
-		if err == nil || !transientStore(err) || ctx.Err() != nil || time.Now().Add(pause).After(until) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 2*time.Second)
-	}
+	return retry.Do(ctx, retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second},
+		Attempt: storeAttempt, Budget: storeRetry, Transient: retry.Transient}, op)
 }
 
 // Claim reserves requestID for wid with a create-only write, so two nodes starting with

@@ -1,11 +1,9 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -47,11 +45,4 @@ func storageFull(err error) bool {
 	}
 	msg := strings.ToLower(err.Error())
 	return strings.Contains(msg, "no space left") || strings.Contains(msg, "insufficient storage") || strings.Contains(msg, "resource limits exceeded")
-}
-
-// transientStore tells whether a store error may pass on its own within seconds: a stream
-// electing its leader, a request that got no answer in time.
-func transientStore(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoResponders) || strings.Contains(err.Error(), "no response from stream")
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/retry"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -60,7 +61,7 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 			a.OnEvent(typ, msg)
 		}
 	}
-	delay := 250 * time.Millisecond
+	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 30 * time.Second}
 	failures := 0
 	for {
 		if a.Alive != nil && a.Alive(ctx) {
@@ -79,7 +80,8 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 				}
 			}
 			log.Warn("the adopted instance is gone; starting a new one")
-			delay, failures = 250*time.Millisecond, 0 // it served: failures count afresh
+			backoff.Reset() // it served: failures count afresh
+			failures = 0
 		}
 		began := time.Now()
 		cmd := exec.Command(a.Path, a.Args...)
@@ -113,7 +115,8 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 		}
 		if time.Since(began) >= healthyRun {
 			// an exit after a healthy run is not one of a series
-			delay, failures = 250*time.Millisecond, 0
+			backoff.Reset()
+			failures = 0
 		} else {
 			failures++
 		}
@@ -125,13 +128,10 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 			}
 			return
 		}
-		log.Info("restarting agent", zap.Duration("delay", delay), zap.Int("attempt", failures))
+		log.Info("restarting agent", zap.Duration("delay", backoff.Peek()), zap.Int("attempt", failures))
 		event(v1.EventNexletRestarting, "exited; restarting")
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, 0) {
 			return
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/seal"
@@ -262,7 +263,8 @@ func (n *Node) stopMoved(rec Record, done string) {
 		nexletID = w.rec.NexletID
 	}
 	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID)
-	for attempt, wait := 1, 250*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 5*time.Second) {
+	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 1; ; attempt++ {
 		if _, failed := n.failedNexlets.Load(nexletID); failed {
 			break // nothing of it runs: the supervisor gave up on it and killed what it left
 		}
@@ -273,12 +275,10 @@ func (n *Node) stopMoved(rec Record, done string) {
 			break
 		}
 		if attempt == 1 || attempt%10 == 0 {
-			n.log.Warn("stop the copy of a workload that moved; asking again", zap.String("workload_id", rec.WorkloadID), zap.Int("attempt", attempt), zap.Duration("in", wait), zap.Error(err))
+			n.log.Warn("stop the copy of a workload that moved; asking again", zap.String("workload_id", rec.WorkloadID), zap.Int("attempt", attempt), zap.Duration("in", backoff.Peek()), zap.Error(err))
 		}
-		select {
-		case <-n.ctx.Done():
+		if !backoff.Wait(n.ctx, 0) {
 			return // the record stays: the next start's reconcile stops it
-		case <-time.After(wait):
 		}
 	}
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/retry"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
@@ -183,7 +184,7 @@ func (h *handle) run(p *process) {
 	defer close(h.done)
 	defer h.d.changed()
 	defer h.cg.remove() // it has ended for good: its cgroup goes now, not at its removal
-	delay := h.sr.initialDelay
+	backoff := retry.Backoff{First: h.sr.initialDelay, Max: max(h.sr.initialDelay, h.sr.maxDelay)}
 	for {
 		began := time.Now()
 		code, reason := h.wait(p)
@@ -198,14 +199,14 @@ func (h *handle) run(p *process) {
 			return
 		}
 		if time.Since(began) >= healthyReset {
-			delay = h.sr.initialDelay
+			backoff.Reset()
 		}
 		end.Final = !h.again(code)
 		h.d.opts.Feed.EndAfter(h.def.Namespace, h.id, end, p.stdout, p.stderr) // once its lines are out
 		if end.Final {
 			return
 		}
-		wait := jitter(delay)
+		wait := jitter(backoff.Next())
 		h.mu.Lock()
 		h.state = v1.StateBackoff
 		h.nextRestart = time.Now().Add(wait)
@@ -217,7 +218,6 @@ func (h *handle) run(p *process) {
 			return
 		case <-t.C:
 		}
-		delay = min(delay*2, h.sr.maxDelay)
 		var err error
 		p, err = h.startProcess()
 		h.mu.Lock()
