@@ -141,7 +141,7 @@ func TestSampleConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"logs.max-age": "12h0m0s", "state": "kv", "embedded.listen": "127.0.0.1:5999", "node-name": "lab1", "agent-restart-limit": float64(3)} {
+	for k, want := range map[string]any{"logs.max-age": "12h0m0s", "state": "kv", "embedded.listen": "127.0.0.1:5999", "node-name": "lab1", "nexlet-restart-limit": float64(3)} {
 		if got.Flags[k] != want {
 			t.Errorf("%s = %v, want %v", k, got.Flags[k], want)
 		}

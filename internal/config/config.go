@@ -73,19 +73,22 @@ func Load(path string, rootScopes ...[]string) (kong.Resolver, error) {
 		return nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	return kong.ResolverFunc(func(_ *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
-		key := snake(flag.Name)
 		var scope []string
 		for n := parent.Node(); n != nil && n.Type != kong.ApplicationNode; n = n.Parent {
 			scope = append([]string{n.Name}, scope...)
 		}
-		candidates := [][]string{slices.Concat(scope, []string{key}), slices.Concat(scope, splitDots(key))}
-		if len(scope) == 0 {
-			candidates = append(candidates, []string{snake(flag.Name)})
-			// a daemon's root flags may also live under a command path ({"node": {"up": ...}})
-			for _, rs := range rootScopes {
-				candidates = append(candidates, slices.Concat(rs, []string{key}), slices.Concat(rs, splitDots(key)))
+		var candidates [][]string
+		for _, name := range append([]string{flag.Name}, flag.Aliases...) { // an old spelling too
+			key := snake(name)
+			candidates = append(candidates, slices.Concat(scope, []string{key}), slices.Concat(scope, splitDots(key)))
+			if len(scope) == 0 {
+				// a daemon's root flags may also live under a command path ({"node": {"up": ...}})
+				for _, rs := range rootScopes {
+					candidates = append(candidates, slices.Concat(rs, []string{key}), slices.Concat(rs, splitDots(key)))
+				}
 			}
 		}
+		key := snake(flag.Name)
 		for _, path := range candidates {
 			v, ok := lookup(values, path)
 			if !ok {
@@ -206,12 +209,14 @@ func unknownKeys(path string, app *kong.Application, alias string, alsoAtRoot ..
 	walk = func(n *kong.Node, scope []string) {
 		atRoot := slices.Contains(alsoAtRoot, strings.Join(scope, " "))
 		for _, f := range n.Flags {
-			known[strings.Join(append(slices.Clone(scope), snake(f.Name)), ".")] = true
-			if atRoot {
-				known[snake(f.Name)] = true
-			}
-			if alias != "" && len(scope) == 0 {
-				known[alias+"."+snake(f.Name)] = true
+			for _, name := range append([]string{f.Name}, f.Aliases...) {
+				known[strings.Join(append(slices.Clone(scope), snake(name)), ".")] = true
+				if atRoot {
+					known[snake(name)] = true
+				}
+				if alias != "" && len(scope) == 0 {
+					known[alias+"."+snake(name)] = true
+				}
 			}
 		}
 		for _, c := range n.Children {

@@ -59,3 +59,29 @@ func TestKeyedEntries(t *testing.T) {
 		t.Errorf("a number for a namespace's users: %v", err)
 	}
 }
+
+// A flag's old spelling (a kong alias) is read from the config file too, and Check
+// knows it: "agent_restart_limit" sets --nexlet-restart-limit.
+func TestOldSpellingsInTheConfig(t *testing.T) {
+	var c struct {
+		Limit int `name:"nexlet-restart-limit" aliases:"agent-restart-limit"`
+	}
+	p := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(p, []byte(`{"agent_restart_limit": 7}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kong.New(&c, kong.Resolvers(r), kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Parse(nil); err != nil || c.Limit != 7 {
+		t.Fatalf("limit %d, err %v: want 7 from the old spelling", c.Limit, err)
+	}
+	if err := config.Check(p, k.Model); err != nil {
+		t.Fatalf("Check refused the old spelling: %v", err)
+	}
+}

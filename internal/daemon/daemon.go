@@ -247,7 +247,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		BundleMaxBytes: o.BundlesMaxBytes, BundleReplicas: o.StateReplicas,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,
-		Store: store, AllowRemoteNexlets: o.AllowRemoteAgents,
+		Store: store, AllowRemoteNexlets: o.AllowRemoteNexlets,
 		Minter: d.minter, CredsTTL: o.WorkloadCredsTTL, FinishedRetention: o.FinishedRetention,
 		RequireIsolation: o.RequireIsolation, NodeLossWindow: o.NodeLossWindow,
 		Memory: memory, CPUs: o.CPUs, ReserveMemory: reserveMemory, ReserveCPU: o.ReserveCPU, Placement: o.Placement,

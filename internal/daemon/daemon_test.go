@@ -27,10 +27,10 @@ func TestAgentCredentialsRenewedWithoutNative(t *testing.T) {
 	o := Options{
 		Embedded: true, EmbeddedListen: "127.0.0.1:-1", DataDir: dir, NodeName: "renew",
 		DisableNativeStart: true, State: "memory", LogsHistory: false,
-		Agents:     nodeflags.Agents{{Name: "other", URI: "file:///bin/sleep", Argv: []string{"3600"}}},
+		Nexlets:    nodeflags.Nexlets{{Name: "other", URI: "file:///bin/sleep", Argv: []string{"3600"}}},
 		IssuerNKey: pub, IssuerNKeySeed: string(seed),
 		NexletCredsTTL: 1500 * time.Millisecond, WorkloadCredsTTL: time.Hour,
-		AgentRestartLimit: 3, NexletWait: time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+		NexletRestartLimit: 3, NexletWait: time.Second, ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})

@@ -8,5 +8,5 @@ type Options = nodeflags.Options
 // RefuseSeedArgs refuses a node seed given on the command line (see nodeflags).
 func RefuseSeedArgs(args []string) error { return nodeflags.RefuseSeedArgs(args) }
 
-// AgentSpec is a local nexlet nexd starts and supervises (see nodeflags).
-type AgentSpec = nodeflags.AgentSpec
+// NexletSpec is a local nexlet nexd starts and supervises (see nodeflags).
+type NexletSpec = nodeflags.NexletSpec

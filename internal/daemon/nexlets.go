@@ -18,7 +18,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
-// nexlets are the local nexlets nexd starts and supervises: the --agents and
+// nexlets are the local nexlets nexd starts and supervises: the --nexlets and
 // nexlet-native, each with its own credentials when an issuer is set, renewed while
 // nexd runs.
 type nexlets struct {
@@ -31,14 +31,14 @@ type nexlets struct {
 	credIDs []string // nexlets with credentials of their own, renewed by renewLoop
 }
 
-// startNexlets starts every --agents nexlet and nexlet-native (unless disabled), renews
+// startNexlets starts every --nexlets nexlet and nexlet-native (unless disabled), renews
 // their credentials, and waits (up to --nexlet-wait) for nexlet-native to register.
 func (d *daemon) startNexlets(ctx context.Context) error {
 	x := &nexlets{d: d}
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	d.nexlets = x
-	for _, spec := range d.o.Agents {
-		if err := x.startAgent(spec); err != nil {
+	for _, spec := range d.o.Nexlets {
+		if err := x.startNexlet(spec); err != nil {
 			return err
 		}
 	}
@@ -59,7 +59,7 @@ func (d *daemon) startNexlets(ctx context.Context) error {
 	return nil
 }
 
-func (x *nexlets) startAgent(spec AgentSpec) error {
+func (x *nexlets) startNexlet(spec NexletSpec) error {
 	d := x.d
 	path, _ := spec.Path()
 	_, cenv, err := x.conn(spec.Name)
@@ -70,7 +70,7 @@ func (x *nexlets) startAgent(spec AgentSpec) error {
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
-	x.supervise(node.Agent{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
+	x.supervise(node.Supervised{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
 	return nil
 }
 
@@ -109,15 +109,15 @@ func (x *nexlets) startNative() error {
 	if d.o.LogJSON {
 		args = append(args, "--log-json")
 	}
-	x.supervise(node.Agent{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
+	x.supervise(node.Supervised{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
 	return nil
 }
 
-func (x *nexlets) supervise(a node.Agent) {
+func (x *nexlets) supervise(a node.Supervised) {
 	d := x.d
 	// the nexlet is killed a fifth of the bound before nexd gives up, so that what it
 	// leaves behind is still killed in time (AfterStop)
-	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout*4/5, d.o.AgentRestartLimit
+	a.Output, a.StopTimeout, a.RestartLimit = os.Stderr, d.o.ShutdownTimeout*4/5, d.o.NexletRestartLimit
 	a.OnEvent = func(typ, msg string) {
 		d.node.NexletEvent(typ, a.Name, msg)
 		if typ == v1.EventNexletFailed {

@@ -28,9 +28,9 @@ type Options struct {
 	Nexus              string            `name:"nexus" default:"nexus" help:"Name of the group of nodes this node belongs to."`
 	Tags               map[string]string `name:"tags" mapsep:"," help:"Node tags k=v (repeatable, or comma-separated); the nex. prefix is reserved."`
 	DisableNativeStart bool              `name:"disable-native-start" help:"Do not start the bundled nexlet-native."`
-	Agents             Agents            `name:"agents" help:"Local nexlets to start and supervise, as JSON {\"name\",\"uri\",\"argv\",\"env\"} (repeatable)."`
-	AgentRestartLimit  int               `name:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up)."`
-	AllowRemoteAgents  bool              `name:"allow-remote-agent-registration" help:"Accept nexlets running on other machines."`
+	Nexlets            Nexlets           `name:"nexlets" aliases:"agents" help:"Local nexlets to start and supervise, as JSON {\"name\",\"uri\",\"argv\",\"env\"} (repeatable; --agents, its old spelling, still works)."`
+	NexletRestartLimit int               `name:"nexlet-restart-limit" aliases:"agent-restart-limit" default:"3" help:"Failures in a row after which a nexlet is not restarted again (0: never give up; --agent-restart-limit, its old spelling, still works)."`
+	AllowRemoteNexlets bool              `name:"allow-remote-nexlets" aliases:"allow-remote-agent-registration" help:"Accept nexlets running on other machines (--allow-remote-agent-registration, its old spelling, still works)."`
 	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
 	NodeLossWindow     time.Duration     `name:"node-loss-window" default:"10s" help:"With --state kv: how long a node may go unheard before the cluster starts its services, functions and unfinished jobs on other nodes (also the coordinator lease's period); at least 3s."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
@@ -166,7 +166,7 @@ func (o Options) Check() error {
 	if cpus := cmp.Or(o.CPUs, float64(runtime.NumCPU())); o.ReserveCPU >= cpus {
 		return fmt.Errorf("--reserve-cpu %v leaves nothing of the node's %v cores for workloads (--cpus, default the machine's)", o.ReserveCPU, cpus)
 	}
-	if err := o.checkAgents(); err != nil {
+	if err := o.checkNexlets(); err != nil {
 		return err
 	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {
@@ -177,27 +177,27 @@ func (o Options) Check() error {
 	return nil
 }
 
-// checkAgents refuses two local nexlets with one name (one would take the other's
+// checkNexlets refuses two local nexlets with one name (one would take the other's
 // workloads for a dead predecessor's and kill them) and an executable that is not there.
-func (o Options) checkAgents() error {
+func (o Options) checkNexlets() error {
 	names := map[string]bool{}
 	if !o.DisableNativeStart {
 		names["native"] = true
 	}
-	for _, a := range o.Agents {
+	for _, a := range o.Nexlets {
 		if names[a.Name] {
 			if a.Name == "native" {
-				return fmt.Errorf("--agents native: that is the bundled nexlet-native's name; give this one another (native-2), or --disable-native-start")
+				return fmt.Errorf("--nexlets native: that is the bundled nexlet-native's name; give this one another (native-2), or --disable-native-start")
 			}
-			return fmt.Errorf("--agents %s: two nexlets of this node have that name", a.Name)
+			return fmt.Errorf("--nexlets %s: two nexlets of this node have that name", a.Name)
 		}
 		names[a.Name] = true
 		path, err := a.Path()
 		if err != nil {
-			return fmt.Errorf("--agents %w", err)
+			return fmt.Errorf("--nexlets %w", err)
 		}
 		if st, err := os.Stat(path); err != nil || !proc.Executable(st) {
-			return fmt.Errorf("--agents %s: %s is not an executable file", a.Name, path)
+			return fmt.Errorf("--nexlets %s: %s is not an executable file", a.Name, path)
 		}
 	}
 	return nil

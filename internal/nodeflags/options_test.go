@@ -35,10 +35,10 @@ func TestCapacityFlagsChecked(t *testing.T) {
 	}
 }
 
-// --agents: names are unique on the node (native is the bundled nexlet's), the
+// --nexlets: names are unique on the node (native is the bundled nexlet's), the
 // executable must be there, and an unknown key in the JSON is an error.
-func TestAgentsChecked(t *testing.T) {
-	sh := AgentSpec{Name: "two", URI: "file:///bin/sh"}
+func TestNexletsChecked(t *testing.T) {
+	sh := NexletSpec{Name: "two", URI: "file:///bin/sh"}
 	text := filepath.Join(t.TempDir(), "text")
 	if err := os.WriteFile(text, []byte("not a program"), 0o644); err != nil {
 		t.Fatal(err)
@@ -48,12 +48,12 @@ func TestAgentsChecked(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{"one", Options{Agents: Agents{sh}}, ""},
-		{"bundled name", Options{Agents: Agents{{Name: "native", URI: "file:///bin/sh"}}}, "--agents native: that is the bundled nexlet-native's name"},
-		{"bundled name, bundled off", Options{DisableNativeStart: true, Agents: Agents{{Name: "native", URI: "file:///bin/sh"}}}, ""},
-		{"twice", Options{Agents: Agents{sh, sh}}, "--agents two: two nexlets of this node have that name"},
-		{"missing", Options{Agents: Agents{{Name: "gone", URI: "file:///no/such/nexlet"}}}, "--agents gone: /no/such/nexlet is not an executable file"},
-		{"not executable", Options{Agents: Agents{{Name: "text", URI: "file://" + text}}}, text + " is not an executable file"},
+		{"one", Options{Nexlets: Nexlets{sh}}, ""},
+		{"bundled name", Options{Nexlets: Nexlets{{Name: "native", URI: "file:///bin/sh"}}}, "--nexlets native: that is the bundled nexlet-native's name"},
+		{"bundled name, bundled off", Options{DisableNativeStart: true, Nexlets: Nexlets{{Name: "native", URI: "file:///bin/sh"}}}, ""},
+		{"twice", Options{Nexlets: Nexlets{sh, sh}}, "--nexlets two: two nexlets of this node have that name"},
+		{"missing", Options{Nexlets: Nexlets{{Name: "gone", URI: "file:///no/such/nexlet"}}}, "--nexlets gone: /no/such/nexlet is not an executable file"},
+		{"not executable", Options{Nexlets: Nexlets{{Name: "text", URI: "file://" + text}}}, text + " is not an executable file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

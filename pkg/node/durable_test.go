@@ -274,7 +274,7 @@ func TestRemoteRegistration(t *testing.T) {
 	}
 	defer nl.Close()
 	err = nl.Register(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "--allow-remote-agent-registration") {
+	if err == nil || !strings.Contains(err.Error(), "--allow-remote-nexlets") {
 		t.Fatalf("remote registration: %v", err)
 	}
 

@@ -14,11 +14,11 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// healthyRun is how long an agent must run before its failures stop counting as "in a row".
+// healthyRun is how long a nexlet must run before its failures stop counting as "in a row".
 const healthyRun = time.Minute
 
-// Agent is a nexlet process the node starts and keeps running.
-type Agent struct {
+// Supervised is a nexlet process the node starts and keeps running.
+type Supervised struct {
 	Name string
 	Path string
 	Args []string
@@ -29,18 +29,18 @@ type Agent struct {
 	StopTimeout time.Duration
 	// RestartLimit is how many failures in a row are tolerated before giving up (0: no limit).
 	RestartLimit int
-	// Alive, when set, reports whether an instance of this agent is already serving (one
+	// Alive, when set, reports whether an instance of this nexlet is already serving (one
 	// that outlived a previous nexd, or a child of this supervisor's that could not be told
 	// from one); the supervisor then waits for it instead of starting a second one. It is
 	// asked before each start, so a start that failed because an instance still holds the
-	// agent's data dir adopts that instance.
+	// nexlet's data dir adopts that instance.
 	Alive func(ctx context.Context) bool
 	// OnEvent is told about restarts and giving up (for node events).
 	OnEvent func(typ, msg string)
 	// StopAdopted, when set, stops an adopted instance when the supervisor's context
 	// ends, as it would stop its own child.
 	StopAdopted func()
-	// AfterStop, when set, runs once the supervisor has stopped the agent for good (its
+	// AfterStop, when set, runs once the supervisor has stopped the nexlet for good (its
 	// context ended, or it gave up on it): nexd kills what the nexlet left behind (one
 	// killed for lack of time, or dead too often) and removes its cgroups.
 	AfterStop func()
@@ -51,8 +51,8 @@ type Agent struct {
 // starting) it gives up. On ctx end the child gets SIGTERM, then SIGKILL after StopTimeout.
 // The child runs in its own process group, so a terminal's Ctrl+C reaches only nexd (which
 // stops it in order) and a SIGKILLed nexd leaves it and its workloads running.
-func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
-	log = log.Named("supervisor").With(zap.String("agent", a.Name))
+func Supervise(ctx context.Context, a Supervised, log *zap.Logger) {
+	log = log.Named("supervisor").With(zap.String("nexlet", a.Name))
 	if a.StopTimeout <= 0 {
 		a.StopTimeout = 20 * time.Second
 	}
@@ -89,24 +89,24 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 		cmd.Stdout, cmd.Stderr = a.Output, a.Output
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
-			log.Error("start agent", zap.String("path", a.Path), zap.Error(err))
+			log.Error("start nexlet", zap.String("path", a.Path), zap.Error(err))
 		} else {
-			log.Info("agent started", zap.Int("pid", cmd.Process.Pid))
+			log.Info("nexlet started", zap.Int("pid", cmd.Process.Pid))
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			select {
 			case err := <-exited:
-				log.Warn("agent exited", zap.Error(err))
+				log.Warn("nexlet exited", zap.Error(err))
 			case <-ctx.Done():
 				_ = cmd.Process.Signal(syscall.SIGTERM)
 				select {
 				case <-exited:
 				case <-time.After(a.StopTimeout):
-					log.Warn("agent did not stop in time; killing it")
+					log.Warn("nexlet did not stop in time; killing it")
 					_ = cmd.Process.Kill()
 					<-exited
 				}
-				log.Info("agent stopped")
+				log.Info("nexlet stopped")
 				if a.AfterStop != nil {
 					a.AfterStop()
 				}
@@ -121,14 +121,14 @@ func Supervise(ctx context.Context, a Agent, log *zap.Logger) {
 			failures++
 		}
 		if a.RestartLimit > 0 && failures > a.RestartLimit {
-			log.Error("agent failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
+			log.Error("nexlet failed too often in a row; giving up", zap.Int("limit", a.RestartLimit))
 			event(v1.EventNexletFailed, "restart limit reached")
 			if a.AfterStop != nil {
 				a.AfterStop() // what its workloads left runs unowned from now on: it goes
 			}
 			return
 		}
-		log.Info("restarting agent", zap.Duration("delay", backoff.Peek()), zap.Int("attempt", failures))
+		log.Info("restarting nexlet", zap.Duration("delay", backoff.Peek()), zap.Int("attempt", failures))
 		event(v1.EventNexletRestarting, "exited; restarting")
 		if !backoff.Wait(ctx, 0) {
 			return

@@ -592,7 +592,7 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	if !n.cfg.AllowRemoteNexlets && req.HostID != n.cfg.HostID {
 		n.log.Warn("refused a nexlet from another machine", zap.String("nexlet_id", req.NexletID), zap.String("host_id", req.HostID))
 		return v1.RegisterReply{}, v1.Errorf(v1.CodeForbidden,
-			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-agent-registration to accept it", req.NexletID, req.HostID)
+			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-nexlets to accept it", req.NexletID, req.HostID)
 	}
 	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
 	n.failedNexlets.Delete(req.NexletID)

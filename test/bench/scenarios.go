@@ -401,7 +401,7 @@ func (e *env) daemonPids(nexdPid int, name string) []int {
 	entries, _ := os.ReadDir("/proc")
 	for _, en := range entries {
 		pid, err := strconv.Atoi(en.Name())
-		if err != nil || pid == nexdPid { // its --agents name nexlet-native too
+		if err != nil || pid == nexdPid { // its --nexlets name nexlet-native too
 			continue
 		}
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -463,7 +463,7 @@ func scale10k(e *env) ([]Result, error) {
 	// Each workload holds descriptors in its nexlet: two pipes, and the lock of its UID when
 	// each workload is a user of its own (as root). Where the machine's hard
 	// limit of open files is too low for 10,000 in one nexlet and cannot be raised (no
-	// CAP_SYS_RESOURCE), the node runs more nexlet-native processes (--agents), and the
+	// CAP_SYS_RESOURCE), the node runs more nexlet-native processes (--nexlets), and the
 	// figures are their sums.
 	const n = 10000
 	perWorkload := 2
@@ -478,7 +478,7 @@ func scale10k(e *env) ([]Result, error) {
 	for i := 2; i <= nexlets; i++ {
 		spec, _ := json.Marshal(map[string]any{"name": fmt.Sprint("native-", i), "uri": "file://" + filepath.Join(e.bin, "nexlet-native"),
 			"argv": []string{"--data-dir=" + filepath.Join(e.dir, "n1", fmt.Sprint("native-", i)), "--log-level=warn"}})
-		extra = append(extra, "--agents", string(spec))
+		extra = append(extra, "--nexlets", string(spec))
 	}
 	_, pid, err := e.startNode("n1", extra...)
 	if err != nil {

@@ -12,21 +12,21 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// AgentSpec is a local nexlet nexd starts and supervises, from --agents or the config
+// NexletSpec is a local nexlet nexd starts and supervises, from --nexlets or the config
 // file: {"name": "wasm", "uri": "file:///usr/local/bin/nexlet-wasm", "argv": [...], "env": {...}}.
-type AgentSpec struct {
+type NexletSpec struct {
 	Name string            `json:"name"`
 	URI  string            `json:"uri"`
 	Argv []string          `json:"argv,omitempty"`
 	Env  map[string]string `json:"env,omitempty"`
 }
 
-// Agents is the --agents flag: each value a JSON object (or array of them) on the command
+// Nexlets is the --nexlets flag: each value a JSON object (or array of them) on the command
 // line, or objects in the config file.
-type Agents []AgentSpec
+type Nexlets []NexletSpec
 
 // Decode implements kong.MapperValue.
-func (a *Agents) Decode(ctx *kong.DecodeContext) error {
+func (a *Nexlets) Decode(ctx *kong.DecodeContext) error {
 	t := ctx.Scan.Pop()
 	var raw []byte
 	switch v := t.Value.(type) {
@@ -39,7 +39,7 @@ func (a *Agents) Decode(ctx *kong.DecodeContext) error {
 		}
 		raw = b
 	}
-	var many []AgentSpec
+	var many []NexletSpec
 	strict := func(into any) error { // a misspelt key ("args") is an error, not ignored
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
@@ -50,11 +50,11 @@ func (a *Agents) Decode(ctx *kong.DecodeContext) error {
 			return fmt.Errorf("want a JSON array of objects like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\"}: %v", err)
 		}
 	} else {
-		var one AgentSpec
+		var one NexletSpec
 		if err := strict(&one); err != nil {
 			return fmt.Errorf("want a JSON object like {\"name\":\"wasm\",\"uri\":\"file:///usr/local/bin/nexlet-wasm\",\"argv\":[...],\"env\":{...}}: %v", err)
 		}
-		many = []AgentSpec{one}
+		many = []NexletSpec{one}
 	}
 	for _, s := range many {
 		if _, err := s.Path(); err != nil {
@@ -66,8 +66,8 @@ func (a *Agents) Decode(ctx *kong.DecodeContext) error {
 }
 
 // Path checks the spec and returns the executable's path.
-func (s AgentSpec) Path() (string, error) {
-	if err := v1.ValidateToken("agent name", s.Name); err != nil {
+func (s NexletSpec) Path() (string, error) {
+	if err := v1.ValidateToken("nexlet name", s.Name); err != nil {
 		return "", err
 	}
 	u, err := url.Parse(s.URI)
