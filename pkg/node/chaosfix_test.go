@@ -919,3 +919,76 @@ func TestRemovedRecordStopsTheCopy(t *testing.T) {
 		return v1.IsNotFound(err)
 	})
 }
+
+// A moved mark that names a node holding no record of the workload (a takeover that
+// failed half-way: its writes' answers lost) is put back, and the copy stays, instead of
+// being stopped as moved. (A chaos run: a workload started and acknowledged was stopped
+// as "taken over" by a node that never had it, and listed nowhere after.)
+func TestHalfFailedTakeoverKeepsTheCopy(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nodes, nexlets := kvPair(t, s, 0)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w := &v1.WorkloadInfo{}
+	for w.NodeID != nodes[0].ID() {
+		var err error
+		if w, err = c.StartWorkload(ctx, def("half")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := *rec
+	mark.Desired, mark.MovedTo, mark.UpdatedAt = node.DesiredMoved, nodes[1].ID(), time.Now().Add(-time.Hour)
+	if err := store.PutOf(ctx, nodes[0].ID(), &mark); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the mark naming a node without the record to be put back", func() bool {
+		r, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
+		return err == nil && r.Desired == node.DesiredRunning
+	})
+	if _, err := nexlets[0].rt.Get(ctx, w.ID); err != nil {
+		t.Fatalf("the copy was stopped: %v", err)
+	}
+	if _, err := c.WorkloadInfo(ctx, w.ID); err != nil {
+		t.Fatalf("info of the workload kept: %v", err)
+	}
+}
+
+// A user's stop of a workload that was taken over removes the moved marks of it that
+// other nodes' records keep: a node coming back stops its copy, and nothing puts the
+// mark back as one naming a node without the record.
+func TestStopRemovesMovedMarks(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nodes, _ := kvPair(t, s, 0)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w := &v1.WorkloadInfo{}
+	for w.NodeID != nodes[1].ID() {
+		var err error
+		if w, err = c.StartWorkload(ctx, def("marked")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	gone := nodeID(t) // a node that was lost, whose copy moved to nodes[1]
+	rec, err := store.RecordOf(ctx, nodes[1].ID(), w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := *rec
+	mark.Revision, mark.Desired, mark.MovedTo = 0, node.DesiredMoved, nodes[1].ID()
+	if err := store.PutOf(ctx, gone, &mark); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the lost node's moved mark to be removed", func() bool {
+		_, err := store.RecordOf(ctx, gone, w.ID)
+		return errors.Is(err, node.ErrNotStored)
+	})
+}

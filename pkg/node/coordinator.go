@@ -213,8 +213,16 @@ func (c *coordinator) round(ctx context.Context) {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
 				}
 			case DesiredMoved:
-				if now.Sub(rec.UpdatedAt) > movedRetention {
-					_ = c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision)
+				switch checkMove(ctx, c.cs, *rec) {
+				case moveDone:
+					if now.Sub(rec.UpdatedAt) > movedRetention {
+						_ = c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision)
+					}
+				case moveDangling: // placed again by the next round
+					if _, ok := restoreMoved(ctx, c.cs, node, *rec); ok {
+						c.log.Warn("a takeover failed half-way (the lost node's mark names a node without its record): the workload is placed again",
+							zap.String("workload_id", rec.WorkloadID), zap.String("lost_node", node), zap.String("named", rec.MovedTo))
+					}
 				}
 			}
 		}

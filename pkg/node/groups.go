@@ -676,7 +676,12 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
 		old.Revision = g.Revision
 		if perr := kv.PutGroup(context.Background(), &old); perr != nil {
+			// its record still says the new version, which the coordinator's rounds roll
+			// out once the store answers: "the old copies run on" would be false (a chaos
+			// run: version 2 ran after the update was answered "stopped")
 			c.log.Error("put a group's definition back after a failed update", zap.String("group", id), zap.Error(perr))
+			return v1.GroupStatus{}, v1.Errorf(v1.CodeStorageUnavailable, "update of %s stopped half-way (%v), and the group's record could not be put back to version %d (%v): it says version %d, which the coordinator rolls out once the store answers",
+				id, err, old.GroupVersion, perr, g.GroupVersion)
 		}
 		c.log.Warn("replica group update stopped; the old copies run on", zap.String("group", id), zap.Error(err))
 		return v1.GroupStatus{}, v1.Errorf(v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)

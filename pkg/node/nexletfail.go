@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/retry"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -26,18 +27,13 @@ func (n *Node) NexletFailed(nexletID string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		for wait := 2 * time.Second; ; wait = min(2*wait, 30*time.Second) {
+		backoff := retry.Backoff{First: 2 * time.Second, Max: 30 * time.Second}
+		for {
 			if _, failed := n.failedNexlets.Load(nexletID); !failed {
 				return // it registered again: its reconcile starts them here
 			}
-			left := n.handOff(cs, nexletID)
-			if left == 0 {
+			if left := n.handOff(cs, nexletID); left == 0 || !backoff.Wait(n.ctx, 0) {
 				return
-			}
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-time.After(wait):
 			}
 		}
 	}()

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -92,12 +93,8 @@ func (n *Node) reconcileLater(nexletID string) {
 	go func() {
 		defer n.wg.Done()
 		defer n.reconciling.Delete(nexletID)
-		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
+		for backoff.Wait(n.ctx, 0) {
 			n.mu.Lock()
 			_, registered := n.nexlets[nexletID]
 			n.mu.Unlock()

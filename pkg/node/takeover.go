@@ -76,8 +76,20 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
 		n.mu.Unlock()
+		// it may be stored all the same (an answer lost): a record here and the lost
+		// node's put back would both be running, and both be taken over later
+		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
 		giveBack()
 		return v1.WorkloadInfo{}, storageError(err, "record workload "+rec.WorkloadID)
+	}
+	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); err != nil || cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID {
+		// the mark was put back meanwhile (it named this node without its record for
+		// moveGrace: writes that slow): the workload stays where it was
+		n.mu.Lock()
+		n.unindex(rec.WorkloadID)
+		n.mu.Unlock()
+		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
 	}
 	n.reindex(rec)
 	info, err := n.startOnNexlet(ctx, rec, rec.Restarts)
@@ -252,6 +264,9 @@ func (n *Node) stopMoved(rec Record, done string) {
 		return
 	}
 	defer n.stoppingMoved.Delete(rec.WorkloadID)
+	if n.awaitMove(rec) {
+		return // the takeover failed half-way: the copy here stays
+	}
 	n.mu.Lock()
 	w, indexed := n.workloads[rec.WorkloadID]
 	if indexed {

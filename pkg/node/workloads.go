@@ -493,6 +493,13 @@ func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
 	n.unclaim(rec)
+	if _, shared := n.cfg.Store.(ClusterStore); shared {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.dropMarks(wid)
+		}()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.unindex(wid)

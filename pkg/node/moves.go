@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/retry"
+)
+
+// A takeover marks the lost node's record moved, then writes the new node's record, then
+// starts the workload. One that fails half-way (a write whose answer was lost, a store
+// that filled up, a node killed in between) can leave a mark that names a node holding
+// no record of the workload. Acting on such a mark (the old node stops its copy and
+// removes the mark, the coordinator removes a lost node's) loses the workload: a chaos
+// run saw one started, acknowledged, then stopped as "moved", and listed nowhere.
+// So a mark is acted on only once the node it names holds the record; one that names
+// nobody for moveGrace is put back to running, where the node, or the coordinator's
+// next round for a lost node, keeps or places the workload again.
+
+// moveGrace is how long a moved mark may name a node without its record before it is
+// taken for a takeover that failed half-way: longer than a takeover's writes take with
+// every store retry (retryStore: 15 s each).
+const moveGrace = 45 * time.Second
+
+type moveState int
+
+const (
+	moveDone     moveState = iota // the node it names holds the record
+	movePending                   // not yet: a takeover may be writing it
+	moveDangling                  // not after moveGrace: the takeover failed half-way
+	moveUnknown                   // the store could not say
+)
+
+// checkMove tells what the moved mark rec stands for.
+func checkMove(ctx context.Context, cs ClusterStore, rec Record) moveState {
+	_, err := cs.RecordOf(ctx, rec.MovedTo, rec.WorkloadID)
+	switch {
+	case err == nil:
+		return moveDone
+	case !errors.Is(err, ErrNotStored):
+		return moveUnknown
+	case time.Since(rec.UpdatedAt) > moveGrace:
+		return moveDangling
+	}
+	return movePending
+}
+
+// restoreMoved puts node's moved mark rec back to running (compare-and-set on its
+// revision); it returns the record written, or false when the mark changed meanwhile.
+func restoreMoved(ctx context.Context, cs ClusterStore, node string, rec Record) (Record, bool) {
+	back := rec
+	back.Desired, back.MovedTo, back.UpdatedAt = DesiredRunning, "", time.Now().UTC()
+	if err := cs.PutOf(ctx, node, &back); err != nil {
+		return Record{}, false
+	}
+	return back, true
+}
+
+// awaitMove waits, before this node stops its copy of a workload whose record is marked
+// moved (rec), until the node the mark names holds the record (false: stop the copy).
+// It returns true when the copy stays: the mark was put back (by the node that failed to
+// take it over, or here once it named nobody for moveGrace), and the record is indexed again.
+func (n *Node) awaitMove(rec Record) bool {
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok || rec.MovedTo == "" {
+		return false
+	}
+	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
+	giveUp := time.Now().Add(2 * moveGrace) // the store unreadable all along: stop, as before
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, storeAttempt)
+		state := checkMove(ctx, cs, rec)
+		if state == moveDone {
+			cancel()
+			return false
+		}
+		if state == moveDangling {
+			if back, ok := restoreMoved(ctx, cs, n.cfg.NodeID, rec); ok {
+				cancel()
+				n.keepMoved(back, "a takeover of this node's workload failed half-way (its mark named a node without its record): it stays here")
+				return true
+			}
+		}
+		cur, err := cs.RecordOf(ctx, n.cfg.NodeID, rec.WorkloadID)
+		cancel()
+		switch {
+		case errors.Is(err, ErrNotStored):
+			return false // removed: nothing holds it here any more
+		case err == nil && cur.Desired != DesiredMoved:
+			n.keepMoved(*cur, "a takeover of this node's workload was given back: it stays here")
+			return true
+		case err == nil:
+			rec = *cur
+		}
+		if time.Now().After(giveUp) || !backoff.Wait(n.ctx, 0) {
+			return false
+		}
+	}
+}
+
+// keepMoved indexes again a record whose moved mark was put back.
+func (n *Node) keepMoved(rec Record, why string) {
+	if rec.Desired != DesiredRunning {
+		return
+	}
+	n.index(rec)
+	n.log.Warn(why, zap.String("workload_id", rec.WorkloadID))
+}
+
+// dropMarks removes, once the user's stop removed this node's record of wid, the moved
+// marks other nodes' records keep of it: a node that comes back must stop its copy (it
+// hears the removal), not find a mark naming a node without the record and put it back.
+func (n *Node) dropMarks(wid string) {
+	cs, ok := n.cfg.Store.(ClusterStore)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+	defer cancel()
+	owners, err := cs.Owners(ctx, wid)
+	if err != nil {
+		n.log.Debug("list the moved marks of a stopped workload", zap.String("workload_id", wid), zap.Error(err))
+		return
+	}
+	for _, o := range owners {
+		if o == n.cfg.NodeID {
+			continue
+		}
+		if r, err := cs.RecordOf(ctx, o, wid); err == nil && r.Desired == DesiredMoved {
+			_ = cs.RemoveOf(ctx, o, wid, r.Revision)
+		}
+	}
+}
