@@ -890,7 +890,7 @@ func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
 	st.Memory, _ = strconv.ParseInt(w.Metadata["memory_rss"], 10, 64)
 	st.PIDs, _ = strconv.Atoi(w.Metadata["pids"])
 	if w.Definition != nil {
-		st.Limits, _ = v1.RequestedResources(w.Definition.StartRequest)
+		st.Limits, _ = w.Definition.WantedResources()
 	}
 	if g.JSON {
 		return writeJSON(g.stdout, st)

@@ -155,13 +155,13 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 	if err := def.Validate(); err != nil {
 		return nil, err
 	}
-	res, err := v1.RequestedResources(def.StartRequest)
+	res, err := def.WantedResources()
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), RequestID: requestID, Resources: res})
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: def.Ports(), RequestID: requestID, Resources: res})
 		if err != nil {
 			return nil, err
 		}

@@ -68,6 +68,11 @@ func TestStaleCopyStopIsAskedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	taken := *rec // the record of the node that took it over
+	taken.Revision = 0
+	if err := cs.PutOf(ctx, "ELSEWHERE", &taken); err != nil {
+		t.Fatal(err)
+	}
 	rec.Desired, rec.MovedTo = node.DesiredMoved, "ELSEWHERE"
 	if err := cs.PutOf(ctx, id, rec); err != nil {
 		t.Fatal(err)
@@ -108,7 +113,13 @@ func TestStopOfATakenOverCopyGoesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.Desired, rec.MovedTo = node.DesiredMoved, nodeID(t) // a node that is gone since
+	gone := nodeID(t) // a node that took it over and is gone since
+	taken := *rec
+	taken.Revision = 0
+	if err := store.PutOf(ctx, gone, &taken); err != nil {
+		t.Fatal(err)
+	}
+	rec.Desired, rec.MovedTo = node.DesiredMoved, gone
 	if err := store.PutOf(ctx, id, rec); err != nil {
 		t.Fatal(err)
 	}

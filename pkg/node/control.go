@@ -348,7 +348,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if def.Type != b.Type || def.Lifecycle != b.lifecycle {
 		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for %s/%s, not %s/%s", bidID, b.Type, b.lifecycle, def.Type, def.Lifecycle)
 	}
-	res, err := v1.RequestedResources(def.StartRequest)
+	res, err := def.WantedResources()
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}

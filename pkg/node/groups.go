@@ -342,11 +342,11 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	if err != nil {
 		return "", "", err
 	}
-	res, err := v1.RequestedResources(def.StartRequest)
+	res, err := def.WantedResources()
 	if err != nil {
 		return "", "", err
 	}
-	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: v1.ExposedPorts(def.StartRequest), Resources: res})
+	bids, declines, err := cl.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: def.Ports(), Resources: res})
 	if err != nil {
 		return "", "", err
 	}

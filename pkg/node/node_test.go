@@ -157,6 +157,7 @@ func TestNoPlacementReasons(t *testing.T) {
 		{"port", func(d *v1.WorkloadDefinition) {
 			d.StartRequest = json.RawMessage(fmt.Sprintf(`{"value":"x","expose_ports":[%d]}`, busy))
 		}, []string{fmt.Sprintf("port %d is in use on this node", busy)}},
+		{"port, first-class", func(d *v1.WorkloadDefinition) { d.ExposePorts = []int{busy} }, []string{fmt.Sprintf("port %d is in use on this node", busy)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,7 +38,7 @@ func (n *Node) admit(ctx context.Context, ns, requestID string, rec Record) erro
 	}
 	u, err := n.namespaceUsage(ctx, ns, rec.WorkloadID)
 	if err == nil {
-		res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: refused before this
+		res, _ := rec.Definition.WantedResources() // malformed: refused before this
 		if why := q.Exceeds(ns, u, n.held(res)); why != "" {
 			err = v1.Errorf(v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
 		}
@@ -80,7 +80,7 @@ func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage,
 			for _, r := range recs {
 				if counts(r) {
 					seen[r.WorkloadID] = true
-					res, _ := v1.RequestedResources(r.Definition.StartRequest)
+					res, _ := r.Definition.WantedResources()
 					u.Add(n.held(res)) // with this node's defaults: give every node the same
 				}
 			}

@@ -23,8 +23,8 @@ func (n *Node) countsByNexlet() map[string]int { return n.counts }
 
 // index puts a copy of rec in the node's index (replacing an older one).
 func (n *Node) index(rec Record) {
-	ports := v1.ExposedPorts(rec.Definition.StartRequest)
-	res, _ := v1.RequestedResources(rec.Definition.StartRequest) // malformed: the deploy refused it
+	ports := rec.Definition.Ports()
+	res, _ := rec.Definition.WantedResources() // malformed: the deploy refused it
 	res = n.held(res)
 	n.mu.Lock()
 	if old, ok := n.workloads[rec.WorkloadID]; ok {
@@ -342,12 +342,7 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 func stopBound(rec Record, req v1.StopRequest) time.Duration {
 	grace := time.Duration(req.GracePeriod)
 	if grace <= 0 {
-		var sr struct {
-			GracePeriod string `json:"grace_period"`
-		}
-		if json.Unmarshal(rec.Definition.StartRequest, &sr) == nil {
-			grace, _ = time.ParseDuration(sr.GracePeriod)
-		}
+		grace = rec.Definition.Grace()
 	}
 	if grace <= 0 {
 		grace = defaultGrace

@@ -43,12 +43,23 @@ type WorkloadDefinition struct {
 	// running (the cluster may start it elsewhere too, until the node is back), or
 	// DisconnectStop stops it before the cluster moves it (at most one copy at a time).
 	Disconnect string `json:"disconnect,omitempty"`
+	// Resources, ExposePorts and GracePeriod are what the node reads of a workload to
+	// place it and to stop it: the room it needs and the limits its nexlet enforces, the
+	// ports it listens on, and how long a stop waits before it kills. They may be given
+	// here or, as before, as the start request's "resources", "expose_ports" and
+	// "grace_period" (Normalize copies those here): a third-party nexlet keeps nex's
+	// placement and stops without knowing native's field names, and reads them here
+	// (native reads them here when its start request has none). See fields.go.
+	Resources   *Resources `json:"resources,omitempty"`
+	ExposePorts []int      `json:"expose_ports,omitempty"`
+	GracePeriod Duration   `json:"grace_period,omitempty"`
 }
 
 // DisconnectStop is the Disconnect setting that stops a cut-off node's copy.
 const DisconnectStop = "stop"
 
-// Validate checks every field that ends up in a subject or selects a nexlet.
+// Validate checks every field that ends up in a subject or selects a nexlet, and
+// normalizes the fields the node reads (Normalize).
 func (d *WorkloadDefinition) Validate() error {
 	if err := ValidateNamespace(d.Namespace); err != nil {
 		return err
@@ -80,7 +91,7 @@ func (d *WorkloadDefinition) Validate() error {
 	if d.Disconnect != "" && d.Disconnect != DisconnectStop {
 		return BadRequest("disconnect %q: the one value is %q (or none: keep running)", d.Disconnect, DisconnectStop)
 	}
-	return nil
+	return d.Normalize()
 }
 
 // Size limits of a workload definition, checked by the CLI and again by the node.

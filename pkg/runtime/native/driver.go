@@ -217,6 +217,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	sr.fromDefinition(def)
 	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
 	}

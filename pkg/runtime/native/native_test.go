@@ -662,6 +662,32 @@ func TestExposePorts(t *testing.T) {
 	}
 }
 
+// A definition's first-class expose_ports, which the start request does not repeat, are
+// native's too: it reserves the port (resources and grace_period are taken the same way).
+func TestFirstClassFieldsReachNative(t *testing.T) {
+	e := newEnv(t)
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	raw, _ := json.Marshal(map[string]any{"uri": "file://" + e.exe, "environment": map[string]string{"NEX_TEST_WORKLOAD": "serve"}})
+	w, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "first-class", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: "serve", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: raw,
+		ExposePorts: []int{port}, GracePeriod: v1.Duration(3 * time.Second),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Metadata["ports"] != strconv.Itoa(port) {
+		t.Fatalf("metadata %v: want ports %d", w.Metadata, port)
+	}
+	if _, err := e.start(v1.LifecycleService, "serve", map[string]any{"expose_ports": []int{port}}); err == nil || !strings.Contains(err.Error(), "already exposed by workload "+w.ID) {
+		t.Fatalf("a second claim of the first-class port: %v", err)
+	}
+}
+
 // A stop while the workload is still fetching its artifacts ends the fetch and returns.
 func TestStopWhileStarting(t *testing.T) {
 	e := newEnv(t)

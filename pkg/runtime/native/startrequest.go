@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,21 @@ type parsed struct {
 
 // MinRestartDelay is the shortest delay between restarts a start request may ask for.
 const MinRestartDelay = 100 * time.Millisecond
+
+// fromDefinition takes what the definition gives first-class and the start request does
+// not: a client may give a workload's resources, ports and grace period there only.
+func (p *parsed) fromDefinition(def v1.WorkloadDefinition) {
+	if p.Resources == nil && def.Resources != nil && !def.Resources.Empty() {
+		r := *def.Resources
+		p.Resources = &r
+	}
+	if len(p.ExposePorts) == 0 {
+		p.ExposePorts = slices.Clone(def.ExposePorts)
+	}
+	if p.GracePeriod == "" && def.GracePeriod > 0 {
+		p.grace = time.Duration(def.GracePeriod)
+	}
+}
 
 func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed, error) {
 	var sr StartRequest
