@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -101,7 +100,7 @@ func Do(ctx context.Context, p Policy, op func(context.Context) error) error {
 // a request with no answer in time, nobody listening yet, a stream electing its leader.
 func Transient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoResponders) || strings.Contains(err.Error(), "no response from stream")
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrNoStreamResponse)
 }
 
 // JetStreamPermanent tells a JetStream failure that waiting will not cure (no

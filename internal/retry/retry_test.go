@@ -99,6 +99,7 @@ func TestClassifiers(t *testing.T) {
 		{nats.ErrTimeout, true, false, false},
 		{fmt.Errorf("put: %w", context.DeadlineExceeded), true, false, false},
 		{jetstream.ErrNoStreamResponse, true, false, true},
+		{fmt.Errorf("put: %w", nats.ErrNoStreamResponse), true, false, true}, // the older JetStream API's
 		{nats.ErrNoResponders, true, false, true},
 		{syscall.ECONNREFUSED, false, false, false},
 		{nats.ErrNoServers, false, false, false},

@@ -156,10 +156,10 @@ func (h *History) create(ctx context.Context, ns string) error {
 				c.Changed(cfg.Name, what)
 			}
 		}
-		if err != nil && strings.Contains(err.Error(), "insufficient storage") {
+		if err != nil && storageFull(err) {
 			return fmt.Errorf("create stream %s with max_bytes %d: %w: the JetStream store cannot reserve that much (every namespace's streams reserve it); lower --logs.max-bytes or --events.max-bytes, or give the server more room (max_file_store)", cfg.Name, cfg.MaxBytes, err)
 		}
-		if err != nil && strings.Contains(err.Error(), "subjects overlap") {
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == jsErrSubjectOverlap {
 			return fmt.Errorf("create stream %s: %w: a node of an older nex keeps the shared %s or %s stream; upgrade every node", cfg.Name, err, LegacyLogsStream, LegacyEventsStream)
 		}
 		if err != nil {

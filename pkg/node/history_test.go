@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -91,5 +92,34 @@ func TestHistoryIsBoundedPerNamespace(t *testing.T) {
 	victim, _ := js.Stream(ctx, v1.LogsStream("victim"))
 	if m, err := victim.GetMsg(ctx, 1); err != nil || string(m.Data) != "kept\n" {
 		t.Fatalf("the victim's history after another namespace's flood: %v %v", m, err)
+	}
+}
+
+// A stream creation that fails is explained by the JetStream error's code: subjects
+// another stream holds (an older nex's shared stream), or a store that cannot reserve
+// the bound.
+func TestHistoryCreateErrorsExplained(t *testing.T) {
+	s := testutil.StartServer(t, func(o *server.Options) { o.JetStreamMaxStore = 8 << 20 })
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OLDER", Subjects: []string{v1.LogHistorySubject("*", "*")}}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(logsMax int64) error {
+		h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour, LogsMaxBytes: logsMax, EventsMaxByte: 1 << 20})
+		if err == nil {
+			err = h.Ensure(ctx, "a")
+		}
+		return err
+	}
+	if err := open(1 << 20); err == nil || !strings.Contains(err.Error(), "upgrade every node") {
+		t.Fatalf("overlapping subjects: %v", err)
+	}
+	if err := js.DeleteStream(ctx, "OLDER"); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(1 << 30); err == nil || !strings.Contains(err.Error(), "the JetStream store cannot reserve that much") {
+		t.Fatalf("a bound the store cannot reserve: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ const (
 	jsErrStreamStoreFailed  = 10077 // stream store failed (a write error, a full disk)
 	jsErrMaxBytesExceeded   = 10028 // maximum bytes exceeded (account limit)
 	jsErrAccountResourcesEx = 10002 // resource limits exceeded for account
+	jsErrSubjectOverlap     = 10065 // subjects overlap with an existing stream
 )
 
 // storageError names a state store failure for the user: storage_full when JetStream is
