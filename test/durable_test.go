@@ -99,7 +99,7 @@ func TestNexdKilledWorkloadsAdopted(t *testing.T) {
 	if len(processes(marker)) != 1 {
 		t.Fatalf("the workload did not survive nexd's death: %v", processes(marker))
 	}
-	startNexd(t, u, url, data)
+	again := startNexd(t, u, url, data)
 	var after []v1.WorkloadInfo
 	testutil.Eventually(t, 10*time.Second, "the workload to be adopted", func() bool {
 		after = u.workloads(t, url)
@@ -124,6 +124,12 @@ func TestNexdKilledWorkloadsAdopted(t *testing.T) {
 	if p := processes(marker); len(p) != 0 {
 		t.Fatalf("workload still running after stop: %v", p)
 	}
+	// a graceful stop ends the adopted nexlet too: nexd signals the PID its registration
+	// names once that process is the nexlet it started (environment and executable)
+	again.bg.stop(t, 30*time.Second)
+	testutil.Eventually(t, 5*time.Second, "the adopted nexlet to stop with nexd", func() bool {
+		return len(processes("nexlet-native", data)) == 0
+	})
 }
 
 // nexlet-native killed with SIGKILL: its workloads die with it (parent-death signal), nexd

@@ -109,7 +109,10 @@ func (x *nexlets) startNative() error {
 	if d.o.LogJSON {
 		args = append(args, "--log-json")
 	}
-	x.supervise(node.Supervised{Name: "native", Path: path, Args: args, Env: cenv, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
+	// tagged as every nexlet nexd starts: a registration's PID is signalled only once the
+	// process carries the tags (proc.IsNexlet)
+	env := append([]string{v1.EnvNexletID + "=native", v1.EnvNodeID + "=" + d.nodeID}, cenv...)
+	x.supervise(node.Supervised{Name: "native", Path: path, Args: args, Env: env, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
 	return nil
 }
 
@@ -124,7 +127,7 @@ func (x *nexlets) supervise(a node.Supervised) {
 			d.node.NexletFailed(a.Name) // its services move to other nodes
 		}
 	}
-	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, d.o.ShutdownTimeout) }
+	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, a.Path, d.o.ShutdownTimeout) }
 	a.AfterStop = func() {
 		// a nexlet killed for lack of time cannot stop what its workloads forked
 		for _, pid := range proc.KillTagged(d.nodeID, a.Name) {

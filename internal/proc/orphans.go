@@ -3,7 +3,9 @@ package proc
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -40,4 +42,35 @@ func KillTagged(nodeID, nexletID string) []int {
 		killed = append(killed, pid)
 	}
 	return killed
+}
+
+// IsNexlet tells whether process pid is nexlet nexletID of node nodeID as nexd started
+// it: its environment carries both tags as whole entries, and, when exe is given, it
+// runs that executable. A PID a REGISTER message names is only a claim; nexd signals a
+// process only once this says it is its nexlet (a PID reused since, or one a forged
+// registration names, is left alone).
+func IsNexlet(pid int, nodeID, nexletID, exe string) bool {
+	if pid <= 1 || pid == os.Getpid() {
+		return false
+	}
+	p := "/proc/" + strconv.Itoa(pid)
+	env, err := os.ReadFile(p + "/environ")
+	if err != nil {
+		return false
+	}
+	env = append([]byte{0}, env...)
+	if !bytes.Contains(env, []byte("\x00"+v1.EnvNodeID+"="+nodeID+"\x00")) || !bytes.Contains(env, []byte("\x00"+v1.EnvNexletID+"="+nexletID+"\x00")) {
+		return false
+	}
+	if exe == "" {
+		return true
+	}
+	got, err := os.Readlink(p + "/exe")
+	if err != nil {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	return strings.TrimSuffix(got, " (deleted)") == exe // replaced by an upgrade since it started
 }

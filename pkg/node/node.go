@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/hostid"
+	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -606,12 +607,18 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 }
 
 // StopLocalNexlet sends SIGTERM to a registered nexlet that runs on this machine (one
-// adopted after a nexd restart) and waits, up to timeout, until it exits.
-func (n *Node) StopLocalNexlet(id string, timeout time.Duration) {
+// adopted after a nexd restart) and waits, up to timeout, until it exits. The PID its
+// registration names is signalled only when that process is the nexlet nexd started,
+// running exe (proc.IsNexlet): a registration is a message, not proof.
+func (n *Node) StopLocalNexlet(id, exe string, timeout time.Duration) {
 	n.mu.Lock()
 	e, ok := n.nexlets[id]
 	n.mu.Unlock()
 	if !ok || e.reg.PID <= 0 || e.reg.HostID != n.cfg.HostID {
+		return
+	}
+	if !proc.IsNexlet(e.reg.PID, n.cfg.NodeID, id, exe) {
+		n.log.Warn("a registered nexlet names a process that is not it; not signalled", zap.String("nexlet_id", id), zap.Int("pid", e.reg.PID))
 		return
 	}
 	if err := syscall.Kill(e.reg.PID, syscall.SIGTERM); err != nil {
