@@ -582,3 +582,80 @@ func TestRollingUpdate(t *testing.T) {
 	}
 	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", gid)
 }
+
+// coordinatorNode is a node other than not that says, last, that it coordinates the
+// cluster (nil while none does; a paused node cannot say it stopped).
+func (c *cluster) coordinatorNode(not *nexdNode) *nexdNode {
+	for _, n := range c.nodes {
+		out := n.bg.out.String()
+		if on := strings.LastIndex(out, "coordinating the cluster"); n != not && on >= 0 && on > strings.LastIndex(out, "no longer coordinating") {
+			return n
+		}
+	}
+	return nil
+}
+
+// A coordinator paused in the middle of a rolling update (SIGSTOP, past its lease) is
+// replaced; the new coordinator finishes the update, and the old one, once it runs
+// again, places nothing more: its placements are fenced by the lease epoch it held. The
+// group ends with exactly its copies, all of the new version.
+func TestRollingUpdateWithAPausedCoordinator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := startNexCluster(t)
+	sr := func(i int) string { return `{"uri":"file:///bin/sh","argv":["-c","exec ` + c.sleep(i) + `"]}` }
+	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
+		"--replicas", "3", "--start-request", sr(0))
+	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+	testutil.Eventually(t, 10*time.Second, "3 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 3 })
+	var coord *nexdNode
+	testutil.Eventually(t, 10*time.Second, "a coordinator", func() bool { coord = c.coordinatorNode(nil); return coord != nil })
+
+	done := make(chan string, 1)
+	go func() {
+		o, e, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--start-request", sr(1))
+		done <- fmt.Sprintf("exit %d\n%s%s", code, o, e)
+	}()
+	// the update's first copy placed (the CLI's own command line names the new sleep too)
+	testutil.Eventually(t, 20*time.Second, "the update's first copy of version 2", func() bool {
+		return strings.Count(coord.bg.out.String(), "replica group: copy started") >= 4
+	})
+	_ = coord.bg.cmd.Process.Signal(syscall.SIGSTOP)
+	paused := true
+	defer func() {
+		if paused {
+			_ = coord.bg.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	testutil.Eventually(t, 40*time.Second, "another node to take the coordinator lease", func() bool {
+		return c.coordinatorNode(coord) != nil
+	})
+	time.Sleep(3 * time.Second) // the new coordinator at work while the old one is stopped: a fault's length, not a wait for a result
+	_ = coord.bg.cmd.Process.Signal(syscall.SIGCONT)
+	paused = false
+	result := <-done
+	t.Logf("the update, whose coordinator was paused: %s", result)
+	if !strings.Contains(result, "updated to version 2") && !strings.Contains(result, "stopped coordinating the cluster during it") {
+		t.Fatalf("the update's answer says neither that it was done nor that another coordinator goes on with it:\n%s", result)
+	}
+	testutil.Eventually(t, 90*time.Second, "exactly 3 copies, all of version 2", func() bool {
+		return len(processes(c.sleep(1))) == 3 && len(processes(c.sleep(0))) == 0
+	})
+	c.stayExactly(3, 1, 10*time.Second)
+	info := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "info", gid)
+	if !strings.Contains(info, "replica group of 3, version 2") || strings.Count(info, "running, version 2") != 3 {
+		t.Fatalf("info after the update:\n%s", info)
+	}
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", gid)
+}
+
+// stayExactly checks, for d, that service i runs exactly n times.
+func (c *cluster) stayExactly(n, i int, d time.Duration) {
+	c.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if p := processes(c.sleep(i)); len(p) != n {
+			c.t.Fatalf("service %d runs %d times, want %d: %v", i, len(p), n, p)
+		}
+	}
+}

@@ -1003,3 +1003,37 @@ func TestStopRemovesMovedMarks(t *testing.T) {
 		return errors.Is(err, node.ErrNotStored)
 	})
 }
+
+// A node opening the state and lease buckets another node made leaves their streams as
+// they are: an update turned direct gets on for a moment, and a handle a third node
+// opened then read with direct gets no server answered once they were off again ("no
+// responders" from the coordinator lease, failing a rolling update, once in a few runs).
+func TestOpeningBucketsChangesNoStream(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx := context.Background()
+	first := kvStore(t, nc, nodeID(t)).(*node.KVStore)
+	if _, err := first.Lease(ctx, "coordinator", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		other := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+		l, err := other.Lease(ctx, "coordinator", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := l.Holder(ctx); err != nil {
+			t.Fatalf("read the lease: %v", err)
+		}
+	}
+	if m, err := updates.NextMsg(500 * time.Millisecond); err == nil {
+		t.Fatalf("opening the buckets again updated a stream: %s", m.Subject)
+	}
+}

@@ -262,12 +262,9 @@ func (s *KVStore) Lease(ctx context.Context, key string, ttl time.Duration) (*Le
 	var kv jetstream.KeyValue
 	err := retryStore(ctx, func(actx context.Context) error {
 		var err error
-		kv, err = s.js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+		kv, err = openLeaderKV(actx, s.js, jetstream.KeyValueConfig{ // who holds it, as its leader says
 			Bucket: LeaseBucket, Description: "nex cluster leases", History: 1, TTL: ttl, Replicas: s.replicas,
 		})
-		if err == nil {
-			kv, err = leaderReads(actx, s.js, kv) // who holds it, as its leader says
-		}
 		return err
 	})
 	if err != nil {

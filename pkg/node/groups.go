@@ -644,6 +644,7 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 	if req.Definition == nil && !restart {
 		return v1.GroupStatus{}, v1.BadRequest("an update needs a definition")
 	}
+	epoch := c.epoch.Load() // the lease this update runs under
 	g, err := kv.Group(ctx, ns, id)
 	if err != nil {
 		return v1.GroupStatus{}, groupNotFound(err, id)
@@ -674,6 +675,13 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 		return v1.GroupStatus{}, storageError(err, "record group "+id)
 	}
 	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
+		if !c.stillCoordinator(ctx, epoch) {
+			// paused or cut off past its lease: the coordinator since resumes the update
+			// from the group's record, and putting it back now would undo that (a test:
+			// the old coordinator, running again, rolled the group back to version 1)
+			return v1.GroupStatus{}, v1.Errorf(v1.CodeUnavailable, "update of %s: node %s stopped coordinating the cluster during it (paused, cut off or restarted): the group's record says version %d, which the coordinator now rolls out (%v)",
+				id, c.n.cfg.NodeID, g.GroupVersion, err)
+		}
 		old.Revision = g.Revision
 		if perr := kv.PutGroup(context.Background(), &old); perr != nil {
 			// its record still says the new version, which the coordinator's rounds roll
@@ -796,4 +804,15 @@ func lockWithin(mu *sync.Mutex, d time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// stillCoordinator says whether this node still holds the coordinator lease at epoch, as
+// the lease's stream leader says (a node paused past its lease learns it only there).
+func (c *coordinator) stillCoordinator(ctx context.Context, epoch uint64) bool {
+	lease := c.lease.Load()
+	if lease == nil || epoch == 0 {
+		return false
+	}
+	node, current, err := lease.Holder(ctx)
+	return err == nil && node == c.n.cfg.NodeID && current == epoch
 }

@@ -249,16 +249,37 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openLeaderKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: KVBucket, Description: "nex desired workload state", History: 1, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
 	}
-	if kv, err = leaderReads(ctx, js, kv); err != nil {
-		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
-	}
 	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas}, nil
+}
+
+// openLeaderKV opens bucket cfg.Bucket for reads from its stream's leader (leaderReads),
+// creating it, or updating its settings, only when it is missing or they differ: every
+// CreateOrUpdateKeyValue turns the stream's direct gets on again, and a handle another
+// node opened in that moment reads with direct gets, which no server answers once they
+// are off again ("no responders": a rolling update failed so, once in a few runs, when
+// three nodes started at once).
+func openLeaderKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, err
+	}
+	if err == nil {
+		have := st.CachedInfo().Config
+		if !have.AllowDirect && have.MaxAge == cfg.TTL && have.Replicas == max(cfg.Replicas, 1) && have.MaxMsgsPerSubject == int64(max(cfg.History, 1)) {
+			return js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return leaderReads(ctx, js, kv)
 }
 
 // leaderReads turns direct gets off on kv's stream and opens kv again, so that a Get is
