@@ -995,6 +995,10 @@ func TestStopRemovesMovedMarks(t *testing.T) {
 	if err := store.PutOf(ctx, gone, &mark); err != nil {
 		t.Fatal(err)
 	}
+	rec.TakenOver = true // as a takeover writes it
+	if err := store.PutOf(ctx, nodes[1].ID(), rec); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
 		t.Fatal(err)
 	}

@@ -209,6 +209,9 @@ func (c *coordinator) round(ctx context.Context) {
 			case DesiredRunning:
 				c.reschedule(ctx, node, rec)
 			case DesiredStopping: // the user's stop wins: it does not come back elsewhere
+				if c.n.dropMarks(*rec) != nil {
+					continue // its marks first (see dropMarks): the next round tries again
+				}
 				if err := c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision); err == nil {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
 				}

@@ -110,27 +110,62 @@ func (n *Node) keepMoved(rec Record, why string) {
 	n.log.Warn(why, zap.String("workload_id", rec.WorkloadID))
 }
 
-// dropMarks removes, once the user's stop removed this node's record of wid, the moved
-// marks other nodes' records keep of it: a node that comes back must stop its copy (it
-// hears the removal), not find a mark naming a node without the record and put it back.
-func (n *Node) dropMarks(wid string) {
+// dropMarks removes, before a stop removes this node's record of a workload that came
+// here by a takeover, the moved marks other nodes' records keep of it: a node that comes
+// back then hears its record removed and stops its copy. Were the marks left (a stop
+// that removed them after its own record, and failed: a chaos run), a mark would name a
+// node without the record, be taken for a takeover that failed half-way, and put back:
+// the stopped workload would run again.
+func (n *Node) dropMarks(rec Record) error {
 	cs, ok := n.cfg.Store.(ClusterStore)
-	if !ok {
-		return
+	if !ok || !rec.TakenOver {
+		return nil
 	}
+	wid := rec.WorkloadID
 	ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
 	defer cancel()
-	owners, err := cs.Owners(ctx, wid)
+	var owners []string
+	err := retryStore(ctx, func(actx context.Context) (err error) {
+		owners, err = cs.Owners(actx, wid)
+		return err
+	})
 	if err != nil {
-		n.log.Debug("list the moved marks of a stopped workload", zap.String("workload_id", wid), zap.Error(err))
-		return
+		return err
 	}
-	for _, o := range owners {
-		if o == n.cfg.NodeID {
+	for _, o := range owners { // a mark is never the record that holds the workload
+		r, err := cs.RecordOf(ctx, o, wid)
+		if errors.Is(err, ErrNotStored) {
 			continue
 		}
-		if r, err := cs.RecordOf(ctx, o, wid); err == nil && r.Desired == DesiredMoved {
-			_ = cs.RemoveOf(ctx, o, wid, r.Revision)
+		if err != nil {
+			return err
+		}
+		if r.Desired != DesiredMoved {
+			continue
+		}
+		if err := cs.RemoveOf(ctx, o, wid, r.Revision); err != nil && !errors.Is(err, ErrConflict) {
+			return err
 		}
 	}
+	return nil
+}
+
+// dropMarksLater removes the marks, then this node's record, once the store answers.
+func (n *Node) dropMarksLater(rec Record) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		backoff := retry.Backoff{First: time.Second, Max: 30 * time.Second}
+		for backoff.Wait(n.ctx, 0) {
+			if n.dropMarks(rec) != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+			err := n.cfg.Store.Delete(ctx, rec.WorkloadID)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+	}()
 }

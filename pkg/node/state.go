@@ -54,6 +54,9 @@ type Record struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// MovedTo is the node that took the workload over (Desired moved).
 	MovedTo string `json:"moved_to,omitempty"`
+	// TakenOver says the workload came here by a takeover: other nodes' records may keep
+	// moved marks of it, which its stop removes before its own record (see dropMarks).
+	TakenOver bool `json:"taken_over,omitempty"`
 	// Escrow is the start request with its sealed environment values sealed for the
 	// cluster's secrets key (--secrets-key) instead of this node's nexlet, so another
 	// node can take the workload over when this one is lost.

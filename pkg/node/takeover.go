@@ -45,7 +45,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
 	}
 	rec := *old
-	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt = nexletID, 0, "", time.Now().UTC()
+	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt, rec.TakenOver = nexletID, 0, "", time.Now().UTC(), true
 	if t.UseStartRequest {
 		rec.Definition.StartRequest = def.StartRequest
 	} else if len(old.Escrow) > 0 {

@@ -362,7 +362,9 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 	n.ownStops.Store(rec.WorkloadID, struct{}{}) // its stopping record is this node's doing (stopMarked)
 	defer n.ownStops.Delete(rec.WorkloadID)
 	if rec.Desired != DesiredStopping {
-		if _, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping); v1.IsNotFound(err) {
+		updated, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping)
+		rec.TakenOver = rec.TakenOver || updated.TakenOver // as stored: its marks go first
+		if v1.IsNotFound(err) {
 			// it left this node (a drain or a takeover moved it) since the stop found it
 			// here: "not found" would be false (a chaos run: a stop during a drain)
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "workload %s left node %s (it moved) while it was being stopped: nothing was done; try again", rec.WorkloadID, n.cfg.NodeID)
@@ -484,17 +486,15 @@ func (n *Node) reindex(rec Record) {
 
 func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 	wid := rec.WorkloadID
-	if err := n.cfg.Store.Delete(context.Background(), wid); err != nil {
+	if err := n.dropMarks(rec); err != nil {
+		// its stopping record stays, so a node whose mark names this one finds the record
+		// and stops its copy; both go once the store answers
+		n.log.Warn("remove the moved marks of a stopped workload; trying again", zap.String("workload_id", wid), zap.Error(err))
+		n.dropMarksLater(rec)
+	} else if err := n.cfg.Store.Delete(context.Background(), wid); err != nil {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
 	n.unclaim(rec)
-	if _, shared := n.cfg.Store.(ClusterStore); shared {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.dropMarks(wid)
-		}()
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.unindex(wid)
