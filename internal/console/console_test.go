@@ -233,11 +233,14 @@ func TestLiveEventsShared(t *testing.T) {
 		return res, bufio.NewReader(res.Body)
 	}
 	subject := "$NEX.FEED.default.event.x"
-	before := e.subscribers(subject)
+	before := e.following(subject, "NEX_EVENTS_default")
+	if n := e.feedSubscriptions(); n != 0 {
+		t.Fatalf("the console subscribes to %d subjects before a page asks", n)
+	}
 	r1, b1 := open()
 	r2, b2 := open()
 	testutil.Eventually(t, 5*time.Second, "two subscribers", func() bool { return e.srv.Hub().Subscribers(EventsTopic) == 2 })
-	e.waitFollowing(subject, before)
+	e.waitFollowing(subject, "NEX_EVENTS_default", before)
 	if n := e.srv.Hub().Opened(EventsTopic); n != 1 {
 		t.Fatalf("%d readers of the events for 2 pages", n)
 	}
@@ -247,7 +250,9 @@ func TestLiveEventsShared(t *testing.T) {
 	}
 	r1.Body.Close()
 	r2.Body.Close()
-	testutil.Eventually(t, 5*time.Second, "the reader to stop with the last page", func() bool { return e.srv.Hub().Readers() == 0 && e.subscribers(subject) == before })
+	testutil.Eventually(t, 5*time.Second, "the reader to stop with the last page", func() bool {
+		return e.srv.Hub().Readers() == 0 && e.feedSubscriptions() == 0
+	})
 }
 
 // waitFor reads server-sent events until one of kind whose data holds want.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -32,6 +33,7 @@ type env struct {
 	nodeID string
 	feed   *nexlet.Feed
 	srv    *Server
+	conn   *nats.Conn // the console's
 	ts     *httptest.Server
 	addr   string
 	cl     *client.Client // namespace default, as a user starting workloads
@@ -47,7 +49,13 @@ func newEnv(t testing.TB, namespace string) *env {
 	e.nc = testutil.Connect(t, e.ns)
 	kp, _ := nkeys.CreateServer()
 	e.nodeID, _ = kp.PublicKey()
-	n, err := node.New(e.nc, node.Config{NodeID: e.nodeID, Name: "console-node", Tags: map[string]string{"zone": "lab"}})
+	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer hcancel()
+	hist, err := node.OpenHistory(hctx, e.nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 8 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(e.nc, node.Config{NodeID: e.nodeID, Name: "console-node", Tags: map[string]string{"zone": "lab"}, History: hist})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +90,7 @@ func (e *env) startConsole(namespace string, conn *nats.Conn) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.srv = srv
+	e.srv, e.conn = srv, conn
 	h := srv.Handler()
 	e.ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusWriter{ResponseWriter: w, status: 200}
@@ -187,9 +195,60 @@ func (e *env) subscribers(subject string) int {
 	return sz.Total
 }
 
-// waitFollowing waits until the console reads subject: its reader subscribed after
-// a page asked (a message published before would not reach it).
-func (e *env) waitFollowing(subject string, before int) {
+// feedSubscriptions is how many subscriptions the console's connection holds, its
+// request-reply inbox left out.
+func (e *env) feedSubscriptions() int {
+	cid, err := e.conn.GetClientID()
+	if err != nil {
+		return -1
+	}
+	sz, err := e.ns.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 10000})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, s := range sz.Subs {
+		if s.Cid == cid && !strings.HasPrefix(s.Subject, "_INBOX.") {
+			n++
+		}
+	}
+	return n
+}
+
+// consumers is how many consumers stream has (0 when it does not exist).
+func (e *env) consumers(stream string) int {
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Consumers
+}
+
+// following is what waitFollowing compares: the subscriptions a message on subject
+// reaches and the consumers of stream, which keeps it.
+type following struct{ subs, consumers int }
+
+func (e *env) following(subject, stream string) following {
+	return following{e.subscribers(subject), e.consumers(stream)}
+}
+
+// waitFollowing waits until the console reads subject (live: a subscription; from
+// stream: a consumer) since before was taken: a message published earlier would not
+// reach it.
+func (e *env) waitFollowing(subject, stream string, before following) {
 	e.t.Helper()
-	testutil.Eventually(e.t, 5*time.Second, "the console to subscribe to "+subject, func() bool { return e.subscribers(subject) > before })
+	testutil.Eventually(e.t, 5*time.Second, "the console to read "+subject, func() bool {
+		now := e.following(subject, stream)
+		return now.subs > before.subs || now.consumers > before.consumers
+	})
 }

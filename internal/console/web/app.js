@@ -125,8 +125,14 @@ function connectLive() {
     notify("workload", w);
   });
   es.addEventListener("gone", (m) => {
+    // its node forgot it (a stop by a user, a removal): the row stays, marked, until the
+    // page is reloaded
     const g = JSON.parse(m.data);
-    store.workloads.delete(g.id);
+    const w = store.workloads.get(g.id);
+    if (w) {
+      if (w.state !== "failed") w.state = "stopped";
+      w.gone = true;
+    }
     notify("gone", g);
   });
   es.addEventListener("feed_error", (m) => {
@@ -148,7 +154,10 @@ function refreshNodesSoon() {
 
 async function loadWorkloads() {
   const list = await api("/api/workloads");
-  store.workloads = new Map(list.map((w) => [w.id, w]));
+  const next = new Map(list.map((w) => [w.id, w]));
+  // what this page saw stopped and forgotten stays, marked, until the page is reloaded
+  for (const [id, w] of store.workloads) if (w.gone && !next.has(id)) next.set(id, w);
+  store.workloads = next;
   store.loaded = true;
   return list;
 }
@@ -349,7 +358,7 @@ function workloadRow(w) {
     el("td", { text: w.namespace }),
     el("td", { text: w.type }),
     el("td", { text: w.lifecycle }),
-    el("td", { class: "state" }, badge(w.state)),
+    el("td", { class: "state", title: w.gone ? "no longer listed by its node" : null }, badge(w.state)),
     el("td", null, w.node_id ? link("#/node/" + encodeURIComponent(w.node_id), node && node.name ? node.name : short(w.node_id), "mono") : ""),
     el("td", null, w.group ? link("#/group/" + encodeURIComponent(w.group), short(w.group), "mono") : ""),
     el("td", { class: "wrap" }, tagList(w.tags)),
