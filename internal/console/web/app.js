@@ -3,7 +3,10 @@
 "use strict";
 
 const TOKEN = document.querySelector('meta[name="nex-token"]').content;
-const PAGE_SIZES = [100, 250, 1000];
+// the workloads table draws only the rows in view (each ROW_HEIGHT pixels high), and
+// OVERSCAN more above and below: 10,000 workloads cost what 60 do
+const ROW_HEIGHT = 32;
+const OVERSCAN = 15;
 
 const store = {
   session: null,
@@ -257,7 +260,7 @@ const COLUMNS = [
   ["state", "State"], ["node_id", "Node"], ["group", "Group"], ["tags", "Tags"], ["started_at", "Started"], ["restarts", "Restarts"],
 ];
 
-const view = { sort: "started_at", asc: false, page: 0, size: 250, filters: {} };
+const view = { sort: "started_at", asc: false, filters: {} };
 
 function workloadsPage(main) {
   main.append(el("h1", null, "Workloads ", el("span", { class: "muted", id: "count" })));
@@ -275,14 +278,22 @@ function workloadsPage(main) {
   const table = el("table", { id: "workloads" });
   const thead = el("thead"), tbody = el("tbody");
   table.append(thead, tbody);
-  const pager = el("div", { class: "pager" });
-  main.append(filters, table, pager);
-  const rerender = () => renderWorkloads({ thead, tbody, pager, selects });
+  const scroller = el("div", { class: "scroller", id: "workloads-scroll" }, table);
+  main.append(filters, scroller);
+  const ui = { thead, tbody, scroller, selects, rows: [] };
+  const rerender = () => renderWorkloads(ui);
+  window.nexConsole.rerender = rerender;
+  let drawing = false;
+  scroller.addEventListener("scroll", () => {
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => { drawing = false; drawWindow(ui); });
+  });
   const onInput = () => {
     view.filters.q = search.value.trim();
     view.filters.tag = tagInput.value.trim();
     for (const [f, s] of Object.entries(selects)) view.filters[f] = s.value;
-    view.page = 0;
+    scroller.scrollTop = 0;
     rerender();
   };
   search.addEventListener("input", onInput);
@@ -296,7 +307,7 @@ function workloadsPage(main) {
     }
   });
   if (store.loaded) rerender();
-  tbody.replaceChildren(el("tr", null, el("td", { colspan: COLUMNS.length, class: "muted", text: "Listing…" })));
+  else tbody.replaceChildren(el("tr", null, el("td", { colspan: COLUMNS.length, class: "muted", text: "Listing…" })));
   loadWorkloads().then(rerender).catch((e) => tbody.replaceChildren(el("tr", null, el("td", { colspan: COLUMNS.length, class: "result err", text: e.message }))));
 }
 
@@ -321,7 +332,7 @@ function sortKey(w, col) {
   return w[col] === undefined || w[col] === null ? "" : w[col];
 }
 
-// renderWorkloads draws one page of the filtered, sorted workloads (exposed for the benchmark).
+// renderWorkloads filters and sorts the workloads and draws those in view.
 function renderWorkloads(ui) {
   const all = Array.from(store.workloads.values());
   fillSelects(ui.selects, all);
@@ -334,20 +345,33 @@ function renderWorkloads(ui) {
     if (x > y) return dir;
     return a.id < b.id ? -1 : 1;
   });
-  const pages = Math.max(1, Math.ceil(rows.length / view.size));
-  view.page = Math.min(view.page, pages - 1);
-  const shown = rows.slice(view.page * view.size, (view.page + 1) * view.size);
+  ui.rows = rows;
   ui.thead.replaceChildren(el("tr", null, COLUMNS.map(([k, label]) => el("th", {
     class: "sortable" + (k === col ? " sorted" + (view.asc ? " asc" : "") : ""), text: label, dataset: { col: k },
     onclick: () => { view.asc = view.sort === k ? !view.asc : true; view.sort = k; renderWorkloads(ui); },
   }))));
-  const frag = document.createDocumentFragment();
-  for (const w of shown) frag.appendChild(workloadRow(w));
-  if (!shown.length) frag.appendChild(el("tr", null, el("td", { colspan: COLUMNS.length, class: "muted", text: all.length ? "No workload matches." : "No workloads." })));
-  ui.tbody.replaceChildren(frag);
+  drawWindow(ui);
   const count = document.getElementById("count");
   if (count) count.textContent = rows.length === all.length ? "(" + all.length + ")" : "(" + rows.length + " of " + all.length + ")";
-  renderPager(ui, pages);
+}
+
+// drawWindow draws the rows in view, between two spacers as high as the rows left out.
+function drawWindow(ui) {
+  const rows = ui.rows, sc = ui.scroller;
+  const first = Math.max(0, Math.floor(sc.scrollTop / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(rows.length, Math.ceil((sc.scrollTop + (sc.clientHeight || 800)) / ROW_HEIGHT) + OVERSCAN);
+  const frag = document.createDocumentFragment();
+  frag.appendChild(spacer(first * ROW_HEIGHT));
+  for (let i = first; i < last; i++) frag.appendChild(workloadRow(rows[i]));
+  frag.appendChild(spacer((rows.length - last) * ROW_HEIGHT));
+  if (!rows.length) frag.appendChild(el("tr", null, el("td", { colspan: COLUMNS.length, class: "muted", text: store.workloads.size ? "No workload matches." : "No workloads." })));
+  ui.tbody.replaceChildren(frag);
+}
+
+function spacer(height) {
+  const tr = el("tr", { class: "spacer", "aria-hidden": "true" }, el("td", { colspan: COLUMNS.length }));
+  tr.style.height = height + "px"; // CSSOM, which the CSP allows (a style attribute it would not)
+  return tr;
 }
 
 function workloadRow(w) {
@@ -383,16 +407,6 @@ function fillSelects(selects, all) {
 function nodeName(id) {
   const n = store.nodes.find((x) => x.node_id === id);
   return n && n.name ? n.name : short(id);
-}
-
-function renderPager(ui, pages) {
-  const sizes = el("select", { id: "page-size", onchange: (e) => { view.size = Number(e.target.value); view.page = 0; renderWorkloads(ui); } },
-    PAGE_SIZES.map((n) => el("option", { value: n, text: n + " a page", selected: n === view.size })));
-  ui.pager.replaceChildren(
-    el("button", { text: "‹ previous", disabled: view.page === 0, onclick: () => { view.page--; renderWorkloads(ui); } }),
-    el("span", { text: "page " + (view.page + 1) + " of " + pages }),
-    el("button", { text: "next ›", disabled: view.page >= pages - 1, onclick: () => { view.page++; renderWorkloads(ui); } }),
-    sizes);
 }
 
 // ---- a workload ----
@@ -601,7 +615,20 @@ function groupPage(main, [id]) {
 
 // ---- start ----
 
-window.nexConsole = { store, renderWorkloads, view }; // for tests and the benchmark
+// for tests and the benchmark: bench(text) takes a listing as the server sends it and
+// returns the milliseconds from its arrival to the table laid out
+window.nexConsole = {
+  store, view, rerender: null,
+  bench(text) {
+    const t0 = performance.now();
+    const list = JSON.parse(text);
+    store.workloads = new Map(list.map((w) => [w.id, w]));
+    store.loaded = true;
+    window.nexConsole.rerender();
+    void document.getElementById("workloads").offsetHeight; // style and layout, done now
+    return performance.now() - t0;
+  },
+};
 
 window.addEventListener("hashchange", route);
 api("/api/session").then((s) => {
