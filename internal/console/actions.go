@@ -95,13 +95,18 @@ type scaleBody struct {
 	Replicas *int `json:"replicas"`
 }
 
+// postScale scales replica group {id} of namespace ?ns=.
 func (s *Server) postScale(w http.ResponseWriter, r *http.Request) {
 	var b scaleBody
 	act(w, r, &b, func(ctx context.Context) (any, error) {
 		if b.Replicas == nil || *b.Replicas < 0 || *b.Replicas > v1.MaxReplicas {
 			return nil, v1.BadRequest("replicas: want a number from 0 to %d", v1.MaxReplicas)
 		}
-		st, err := s.cl.Group(ctx, r.PathValue("id"), v1.GroupRequest{Op: v1.GroupScale, Replicas: *b.Replicas})
+		cl, err := s.clientFor(r.URL.Query().Get("ns"))
+		if err != nil {
+			return nil, err
+		}
+		st, err := cl.Group(ctx, r.PathValue("id"), v1.GroupRequest{Op: v1.GroupScale, Replicas: *b.Replicas})
 		if err != nil {
 			return nil, err
 		}

@@ -96,10 +96,17 @@ func (s *Server) getWorkload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, masked(info))
 }
 
+// getGroup is a replica group of namespace ?ns= (groups are asked for under their own
+// namespace, also from system).
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	cl, err := s.clientFor(r.URL.Query().Get("ns"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
-	st, err := s.cl.Group(ctx, r.PathValue("id"), v1.GroupRequest{Op: v1.GroupInfo})
+	st, err := cl.Group(ctx, r.PathValue("id"), v1.GroupRequest{Op: v1.GroupInfo})
 	if err != nil {
 		fail(w, err)
 		return

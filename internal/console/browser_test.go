@@ -81,11 +81,11 @@ func (b *browser) do(tb testing.TB, timeout time.Duration, what string, actions 
 }
 
 // eval evaluates expr.
-func eval[T any](tb testing.TB, b *browser, expr string) T {
+func eval[T any](tb testing.TB, b *browser, expr string, opts ...chromedp.EvaluateOption) T {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		tb.Fatalf("evaluate %s: %v", expr, err)
 	}

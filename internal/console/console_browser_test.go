@@ -45,6 +45,7 @@ func TestBrowserConsole(t *testing.T) {
 
 	browseWorkload(t, b, e, w)
 	stopWithButton(t, b, e, w)
+	scaleGroup(t, b, e)
 	hostileText(t, b, e)
 	crossOriginPost(t, b, e)
 
@@ -86,9 +87,9 @@ func browseWorkload(t *testing.T, b *browser, e *env, w *v1.WorkloadInfo) {
 // stopWithButton stops w with its page's button (accepting the confirm dialog) and sees it
 // stopped on the page, in the table and in a listing.
 func stopWithButton(t *testing.T, b *browser, e *env, w *v1.WorkloadInfo) {
-	b.do(t, 30*time.Second, "stop with the button", chromedp.Click(chromedp.CSS(`button[data-action="stop"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#result.ok`)))
-	if got := eval[string](t, b, `document.getElementById('result').textContent`); !strings.Contains(got, "stopped") {
+	b.do(t, 30*time.Second, "stop with the button", chromedp.Click(chromedp.CSS(`button[data-action="stop"]`)))
+	b.waitTrue(t, 30*time.Second, "the stop's result", `document.getElementById('result') && !document.getElementById('result').hidden`)
+	if got := eval[string](t, b, `document.getElementById('result').className + ": " + document.getElementById('result').textContent`); !strings.HasPrefix(got, "result ok") || !strings.Contains(got, "stopped") {
 		t.Fatalf("the stop's result: %q", got)
 	}
 	// a node forgets a workload a user stopped: a listing has it no more, or as stopped
@@ -98,6 +99,11 @@ func stopWithButton(t *testing.T, b *browser, e *env, w *v1.WorkloadInfo) {
 	// the table keeps the row, marked stopped (from the stop's event), until it is listed again
 	eval[bool](t, b, `location.hash = "#/workloads"; true`)
 	b.do(t, 20*time.Second, "the workloads page", chromedp.WaitVisible(chromedp.CSS(`#workloads tbody`)))
+	defer func() {
+		if t.Failed() {
+			t.Log(eval[string](t, b, fmt.Sprintf(`JSON.stringify(nexConsole.store.workloads.get(%q) || null) + " rows:" + document.querySelectorAll('#workloads tbody tr').length + " hash:" + location.hash`, w.ID)))
+		}
+	}()
 	b.waitTrue(t, 5*time.Second, "the table to show it stopped", fmt.Sprintf(`(document.querySelector('#workloads tr[data-id=%q] td.state')||{}).textContent === 'stopped'`, w.ID))
 }
 
@@ -156,4 +162,38 @@ fetch("http://%s/api/workloads/%s/stop", {method: "POST", mode: "no-cors", crede
 	if st := e.state(w.ID); st != v1.StateRunning {
 		t.Fatalf("after a cross-origin POST the workload is %q", st)
 	}
+}
+
+// scaleGroup starts a replica group of one copy, opens the copy's page and scales the
+// group to 3 with its Scale button; the copies appear in the table.
+func scaleGroup(t *testing.T, b *browser, e *env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var st *v1.GroupStatus
+	testutil.Eventually(t, 20*time.Second, "the node to serve groups (the coordinator)", func() bool {
+		var err error
+		st, err = e.cl.StartGroup(ctx, v1.WorkloadDefinition{Namespace: "default", Name: "grp", Type: "memory", Lifecycle: "service", StartRequest: json.RawMessage(`{"value":"v"}`)}, 1, 3, "")
+		return err == nil
+	})
+	testutil.Eventually(t, 10*time.Second, "the group's first copy", func() bool {
+		g, err := e.cl.Group(ctx, st.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		if err == nil {
+			st = g
+		}
+		return err == nil && len(g.Copies) == 1
+	})
+	b.do(t, 20*time.Second, "the copy's page", chromedp.Navigate("http://"+e.addr+"/#/workload/"+st.Copies[0].ID), chromedp.WaitVisible(chromedp.CSS(`button[data-action="scale"]`)))
+	b.waitTrue(t, 5*time.Second, "the group's replicas in the scale box", `document.getElementById('replicas').value === "1"`)
+	eval[bool](t, b, `document.getElementById('replicas').value = "3"; true`)
+	b.do(t, 30*time.Second, "scale with the button", chromedp.Click(chromedp.CSS(`button[data-action="scale"]`)))
+	b.waitTrue(t, 30*time.Second, "the scale's result", `document.getElementById('result') && !document.getElementById('result').hidden`)
+	if got := eval[string](t, b, `document.getElementById('result').className + ": " + document.getElementById('result').textContent`); !strings.HasPrefix(got, "result ok") || !strings.Contains(got, "wants 3 copies") {
+		t.Fatalf("the scale's result: %q", got)
+	}
+	testutil.Eventually(t, 20*time.Second, "3 copies", func() bool {
+		g, err := e.cl.Group(ctx, st.ID, v1.GroupRequest{Op: v1.GroupInfo})
+		return err == nil && len(g.Copies) == 3
+	})
+	eval[bool](t, b, `location.hash = "#/workloads"; true`)
+	b.waitTrue(t, 10*time.Second, "the 3 copies in the table", fmt.Sprintf(`document.querySelectorAll('#workloads a[href="#/group/default/%s"]').length === 3`, st.ID))
 }

@@ -176,8 +176,9 @@ func TestReadsAndBadInput(t *testing.T) {
 		{"GET", "/api/workloads/" + w.ID + "/events?ns=a.b", "", 400, "namespace"},
 		{"GET", "/api/workloads/a*b", "", 400, "workload ID"},
 		{"GET", "/api/workloads/" + strings.Repeat("x", 22), "", 404, "not found"},
-		{"POST", "/api/groups/" + g + "/scale", `{"replicas":-1}`, 400, "replicas"},
-		{"POST", "/api/groups/" + g + "/scale", `{"replica":2}`, 400, "unknown field"},
+		{"POST", "/api/groups/" + g + "/scale?ns=default", `{"replicas":-1}`, 400, "replicas"},
+		{"POST", "/api/groups/" + g + "/scale?ns=default", `{"replica":2}`, 400, "unknown field"},
+		{"POST", "/api/groups/" + g + "/scale?ns=a.b", `{"replicas":2}`, 400, "namespace"},
 		{"POST", "/api/nodes/" + e.nodeID + "/lameduck", `{"delay":"banana"}`, 400, "delay"},
 		{"POST", "/api/workloads/" + w.ID + "/remove", `{}`, 409, "conflict"},
 	} {

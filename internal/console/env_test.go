@@ -55,7 +55,13 @@ func newEnv(t testing.TB, namespace string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(e.nc, node.Config{NodeID: e.nodeID, Name: "console-node", Tags: map[string]string{"zone": "lab"}, History: hist})
+	// records in JetStream KV, as nexd keeps them with --state kv: the node is the
+	// cluster's coordinator, and serves replica groups
+	store, err := node.OpenKVStore(hctx, e.nc, e.nodeID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(e.nc, node.Config{NodeID: e.nodeID, Name: "console-node", Tags: map[string]string{"zone": "lab"}, History: hist, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func (s *Server) readEvents(ctx context.Context, ns string, since time.Time, emi
 			err = cl.Events(ctx, "", client.FeedOptions{Follow: true, Since: since}, func(ev v1.Event) error {
 				emit("event", ev)
 				if ev.WorkloadID != "" && ev.Namespace != v1.SystemNamespace {
-					look.add(ev.WorkloadID)
+					look.add(ev.WorkloadID, ev.Type)
 				}
 				return nil
 			})
@@ -196,28 +196,50 @@ func (s *Server) readEvents(ctx context.Context, ns string, since time.Time, emi
 }
 
 // lookups fetch the info of workloads that had events, each once however many events
-// came meanwhile, a few at a time.
+// came meanwhile, a few at a time. An event can come before its node has recorded what
+// it says (a stop's "stopped" before the record is gone): a workload whose info still says
+// it runs after an event that says it ended is looked up again, a little later.
 type lookups struct {
 	s     *Server
 	emit  func(string, any)
 	mu    sync.Mutex
 	queue []string
-	want  map[string]bool
+	want  map[string]int // workload -> lookups still allowed after this one says it runs
 	kick  chan struct{}
 }
 
 // lookupWorkers is how many lookups run at once.
 const lookupWorkers = 4
 
+// Looking again after an event that says a workload ended: how often, how long apart.
+const (
+	lookAgain      = 4
+	lookAgainAfter = 250 * time.Millisecond
+)
+
+// ended are the events after which a workload does not run (until a restart says so).
+var ended = map[string]bool{v1.EventStopped: true, v1.EventFailed: true, v1.EventExited: true}
+
 func newLookups(s *Server, emit func(string, any)) *lookups {
-	return &lookups{s: s, emit: emit, want: map[string]bool{}, kick: make(chan struct{}, lookupWorkers)}
+	return &lookups{s: s, emit: emit, want: map[string]int{}, kick: make(chan struct{}, lookupWorkers)}
 }
 
-func (l *lookups) add(wid string) {
+// add queues a lookup of wid after an event of type typ.
+func (l *lookups) add(wid, typ string) {
+	again := 0
+	if ended[typ] {
+		again = lookAgain
+	}
+	l.queueUp(wid, again)
+}
+
+func (l *lookups) queueUp(wid string, again int) {
 	l.mu.Lock()
-	if !l.want[wid] {
-		l.want[wid] = true
+	if n, queued := l.want[wid]; !queued {
+		l.want[wid] = again
 		l.queue = append(l.queue, wid)
+	} else {
+		l.want[wid] = max(n, again)
 	}
 	l.mu.Unlock()
 	select {
@@ -226,16 +248,17 @@ func (l *lookups) add(wid string) {
 	}
 }
 
-func (l *lookups) next() (string, bool) {
+func (l *lookups) next() (string, int, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.queue) == 0 {
-		return "", false
+		return "", 0, false
 	}
 	wid := l.queue[0]
 	l.queue = l.queue[1:]
+	again := l.want[wid]
 	delete(l.want, wid)
-	return wid, true
+	return wid, again, true
 }
 
 func (l *lookups) run(ctx context.Context) {
@@ -250,8 +273,8 @@ func (l *lookups) run(ctx context.Context) {
 					return
 				case <-l.kick:
 				}
-				for wid, ok := l.next(); ok && ctx.Err() == nil; wid, ok = l.next() {
-					l.lookup(ctx, wid)
+				for wid, again, ok := l.next(); ok && ctx.Err() == nil; wid, again, ok = l.next() {
+					l.lookup(ctx, wid, again)
 				}
 			}
 		}()
@@ -259,7 +282,7 @@ func (l *lookups) run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (l *lookups) lookup(ctx context.Context, wid string) {
+func (l *lookups) lookup(ctx context.Context, wid string, again int) {
 	ictx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	info, err := l.s.cl.WorkloadInfo(ictx, wid)
@@ -267,6 +290,13 @@ func (l *lookups) lookup(ctx context.Context, wid string) {
 	case err == nil:
 		info.Definition, info.Metadata = nil, nil
 		l.emit("workload", info)
+		if again > 0 && !info.Finished() {
+			select { // a worker waits: lookups after an end are few, and short
+			case <-ctx.Done():
+			case <-time.After(lookAgainAfter):
+				l.queueUp(wid, again-1)
+			}
+		}
 	case v1.IsNotFound(err):
 		l.emit("gone", map[string]string{"id": wid})
 	}

@@ -11,6 +11,8 @@ const OVERSCAN = 15;
 const store = {
   session: null,
   workloads: new Map(), // id -> workload (listing fields)
+  known: new Map(), // every workload this page has seen, by id (what "gone" marks)
+  seq: 0, // counts live updates: a listing asked for before one does not undo it
   loaded: false,
   nodes: [],
   events: [], // recent events, newest last
@@ -117,6 +119,10 @@ function connectLive() {
   es.onerror = () => { dot.className = "live off"; };
   es.addEventListener("event", (m) => {
     const ev = JSON.parse(m.data);
+    // the state the event says, at once; the workload's info follows
+    const w = store.workloads.get(ev.workload_id);
+    const state = { started: "running", restarted: "running", stopped: "stopped", failed: "failed" }[ev.type];
+    if (w && state) { w.state = state; w.seq = ++store.seq; notify("workload", w); }
     store.events.push(ev);
     if (store.events.length > 200) store.events.splice(0, store.events.length - 200);
     notify("event", ev);
@@ -124,17 +130,21 @@ function connectLive() {
   });
   es.addEventListener("workload", (m) => {
     const w = JSON.parse(m.data);
+    w.seq = ++store.seq;
     store.workloads.set(w.id, w);
+    store.known.set(w.id, w);
     notify("workload", w);
   });
   es.addEventListener("gone", (m) => {
     // its node forgot it (a stop by a user, a removal): the row stays, marked, until the
     // page is reloaded
     const g = JSON.parse(m.data);
-    const w = store.workloads.get(g.id);
+    const w = store.known.get(g.id);
     if (w) {
       if (w.state !== "failed") w.state = "stopped";
       w.gone = true;
+      w.seq = ++store.seq;
+      store.workloads.set(w.id, w);
     }
     notify("gone", g);
   });
@@ -156,10 +166,18 @@ function refreshNodesSoon() {
 }
 
 async function loadWorkloads() {
+  const asked = store.seq;
   const list = await api("/api/workloads");
   const next = new Map(list.map((w) => [w.id, w]));
-  // what this page saw stopped and forgotten stays, marked, until the page is reloaded
-  for (const [id, w] of store.workloads) if (w.gone && !next.has(id)) next.set(id, w);
+  for (const [id, w] of store.workloads) {
+    if (w.seq > asked) next.set(id, w); // a live update newer than the listing
+    else if (!next.has(id) && (w.gone || w.state === "stopped" || w.state === "failed")) {
+      // what this page saw end and its node forget stays, marked, until the page is reloaded
+      w.gone = true;
+      next.set(id, w);
+    }
+  }
+  for (const [id, w] of next) store.known.set(id, w);
   store.workloads = next;
   store.loaded = true;
   return list;
@@ -384,7 +402,7 @@ function workloadRow(w) {
     el("td", { text: w.lifecycle }),
     el("td", { class: "state", title: w.gone ? "no longer listed by its node" : null }, badge(w.state)),
     el("td", null, w.node_id ? link("#/node/" + encodeURIComponent(w.node_id), node && node.name ? node.name : short(w.node_id), "mono") : ""),
-    el("td", null, w.group ? link("#/group/" + encodeURIComponent(w.group), short(w.group), "mono") : ""),
+    el("td", null, w.group ? link(groupHref(w), short(w.group), "mono") : ""),
     el("td", { class: "wrap" }, tagList(w.tags)),
     el("td", { text: age(w.started_at), title: when(w.started_at) }),
     el("td", { text: String(w.restarts || 0) }));
@@ -417,7 +435,7 @@ function showResult(box, ok, text) { box.hidden = false; box.className = "result
 function actionButton(label, question, run, box, cls) {
   const b = el("button", { text: label, class: cls, dataset: { action: label.toLowerCase() } });
   b.addEventListener("click", async () => {
-    if (!window.confirm(question)) return;
+    if (!window.confirm(typeof question === "function" ? question() : question)) return;
     b.disabled = true;
     try { showResult(box, true, await run()); } catch (e) { showResult(box, false, e.message); } finally { b.disabled = false; }
   });
@@ -429,8 +447,8 @@ function workloadPage(main, [id]) {
   const body = el("div", null, el("p", { class: "muted", text: "Asking its node…" }));
   main.append(head, body);
   let logs = null;
+  const box = resultBox(); // kept when live updates draw the page again
   const draw = (w) => {
-    const box = resultBox();
     const actions = el("div", { class: "actions" },
       actionButton("Stop", "Stop workload " + w.name + " (" + w.id + ")?", async () => {
         const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/stop");
@@ -444,7 +462,7 @@ function workloadPage(main, [id]) {
         const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/remove");
         return "Removed: " + r.id;
       }, box, "danger"));
-    if (w.group) actions.append(scaleControl(w.group, box));
+    if (w.group) actions.append(scaleControl(w.namespace, w.group, box));
     head.replaceChildren("Workload ", el("span", { class: "wname", text: w.name }), " ", badge(w.state));
     const def = w.definition || {};
     let sr = "";
@@ -457,7 +475,7 @@ function workloadPage(main, [id]) {
           ["State", badge(w.state)], ["Health", w.health], ["Node", w.node_id ? link("#/node/" + encodeURIComponent(w.node_id), nodeName(w.node_id)) : ""],
           ["Nexlet", w.nexlet_id], ["Started", when(w.started_at)], ["Exit code", w.exit_code], ["Exit reason", w.exit_reason],
           ["Last exit code", w.last_exit_code], ["Restarts", String(w.restarts || 0)], ["Error", w.error],
-          ["Group", w.group ? [link("#/group/" + encodeURIComponent(w.group), w.group), " v" + (w.group_version || 1)] : ""],
+          ["Group", w.group ? [link(groupHref(w), w.group), " v" + (w.group_version || 1)] : ""],
           ["Tags", tagList(w.tags)], ["Description", w.description],
         ])),
         el("div", { class: "card" }, el("h2", { text: "Metadata" }),
@@ -470,8 +488,14 @@ function workloadPage(main, [id]) {
     if (!logs) logs = logView(w);
     body.append(logs.node);
   };
-  const load = () => api("/api/workloads/" + encodeURIComponent(id)).then(draw)
-    .catch((e) => body.replaceChildren(el("p", { class: "result err", text: e.message })));
+  let shown = null;
+  const load = () => api("/api/workloads/" + encodeURIComponent(id)).then((w) => { shown = w; draw(w); }).catch((e) => {
+    if (shown && e.status === 404) { // stopped and forgotten since: the page stays, marked
+      if (!shown.gone) draw(Object.assign(shown, { state: "stopped", gone: true, error: "its node no longer lists it" }));
+      return;
+    }
+    body.replaceChildren(el("p", { class: "result err", text: e.message }));
+  });
   load();
   store.listeners.add((kind, data) => {
     if (kind === "workload" && data.id === id) load();
@@ -479,11 +503,14 @@ function workloadPage(main, [id]) {
   return () => { if (logs) logs.close(); };
 }
 
-function scaleControl(gid, box) {
+function groupHref(w) { return "#/group/" + encodeURIComponent(w.namespace) + "/" + encodeURIComponent(w.group); }
+function groupPath(ns, gid) { return "/api/groups/" + encodeURIComponent(gid) + "?ns=" + encodeURIComponent(ns); }
+
+function scaleControl(ns, gid, box) {
   const n = el("input", { type: "number", min: 0, max: 1000, id: "replicas", title: "replicas" });
-  api("/api/groups/" + encodeURIComponent(gid)).then((g) => { n.value = g.replicas; }).catch(() => {});
-  return el("span", null, "Group replicas ", n, " ", actionButton("Scale", "Scale group " + gid + "?", async () => {
-    const r = await post("/api/groups/" + encodeURIComponent(gid) + "/scale", { replicas: Number(n.value) });
+  api(groupPath(ns, gid)).then((g) => { n.value = g.replicas; }).catch(() => {});
+  return el("span", null, "Group replicas ", n, " ", actionButton("Scale", () => "Scale group " + gid + " to " + n.value + " replicas?", async () => {
+    const r = await post("/api/groups/" + encodeURIComponent(gid) + "/scale?ns=" + encodeURIComponent(ns), { replicas: Number(n.value) });
     return "Scaled: group " + r.id + " wants " + r.replicas + " copies, " + (r.copies || []).length + " listed" + (r.pending ? "; pending: " + r.pending : "");
   }, box));
 }
@@ -599,13 +626,13 @@ function nodePage(main, [id]) {
 
 // ---- a replica group ----
 
-function groupPage(main, [id]) {
+function groupPage(main, [ns, id]) {
   main.append(el("h1", null, "Replica group ", el("span", { class: "mono", text: id })));
   const body = el("div", null, el("p", { class: "muted", text: "Asking the coordinator…" }));
   main.append(body);
-  api("/api/groups/" + encodeURIComponent(id)).then((g) => {
+  api(groupPath(ns, id)).then((g) => {
     const box = resultBox();
-    body.replaceChildren(el("div", { class: "actions" }, scaleControl(g.id, box)), box,
+    body.replaceChildren(el("div", { class: "actions" }, scaleControl(ns, g.id, box)), box,
       el("div", { class: "card" }, kv([["Name", g.name], ["Namespace", g.namespace], ["Replicas", String(g.replicas)], ["Copies", String((g.copies || []).length)],
         ["Max per node", String(g.max_per_node)], ["Spread", g.spread], ["Version", String(g.version)], ["Pending", g.pending]])),
       el("h2", { text: "Copies" }),
