@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -288,5 +289,36 @@ func waitFor(t *testing.T, b *bufio.Reader, kind, want string) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no %s with %s within 5s", kind, want)
+	}
+}
+
+// Two pages of one workload share one reader of its output, and new lines reach both.
+func TestLiveLogsShared(t *testing.T) {
+	e := newEnv(t, "system")
+	w := e.start("logs", "service", `{"value":"v"}`)
+	subject := "$NEX.FEED.default.logs." + w.ID
+	before := e.following(subject, "NEX_LOGS_default")
+	var readers []*bufio.Reader
+	for range 2 {
+		req, _ := http.NewRequest("GET", "http://"+e.addr+"/api/live/logs/default/"+w.ID, nil)
+		req.AddCookie(&http.Cookie{Name: e.srv.CookieName(), Value: e.srv.Key()})
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		readers = append(readers, bufio.NewReader(res.Body))
+	}
+	topic := LogsTopic("default", w.ID)
+	testutil.Eventually(t, 5*time.Second, "two subscribers", func() bool { return e.srv.Hub().Subscribers(topic) == 2 })
+	if n := e.srv.Hub().Opened(topic); n != 1 {
+		t.Fatalf("%d readers of one workload's output for 2 pages", n)
+	}
+	e.waitFollowing(subject, "NEX_LOGS_default", before)
+	lw := e.feed.LineWriter("default", w.ID, "stderr")
+	fmt.Fprintln(lw, "to both pages")
+	lw.Close()
+	for _, b := range readers {
+		waitFor(t, b, "event: log", `"stream":"stderr","line":"to both pages"`)
 	}
 }

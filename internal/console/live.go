@@ -166,6 +166,9 @@ func (s *Server) relist(ctx context.Context) {
 	s.follow(seen)
 }
 
+// readAgainAfter is how long a reader of events waits before it reads again after its read ended.
+const readAgainAfter = 3 * time.Second
+
 // readEvents follows namespace ns's events until ctx ends; a failed read is reported to
 // the pages and tried again a little later, unless it was refused.
 func (s *Server) readEvents(ctx context.Context, ns string, since time.Time, emit func(string, any), look *lookups) {
@@ -180,18 +183,22 @@ func (s *Server) readEvents(ctx context.Context, ns string, since time.Time, emi
 				return nil
 			})
 		}
-		if err == nil || ctx.Err() != nil {
-			continue
-		}
-		since = time.Now()
-		emit("feed_error", map[string]string{"namespace": ns, "message": err.Error()})
-		if v1.IsCode(err, v1.CodeForbidden) {
+		if ctx.Err() != nil {
 			return
 		}
+		if err != nil {
+			emit("feed_error", map[string]string{"namespace": ns, "message": err.Error()})
+			if v1.IsCode(err, v1.CodeForbidden) {
+				return
+			}
+		}
+		// the read ended (a failure, a consumer the server dropped): read again a little
+		// later, from a little before now, so that nothing between is missed
 		select {
 		case <-ctx.Done():
-		case <-time.After(5 * time.Second):
+		case <-time.After(readAgainAfter):
 		}
+		since = time.Now().Add(-readAgainAfter - 2*time.Second)
 	}
 }
 
