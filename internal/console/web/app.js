@@ -402,7 +402,7 @@ function workloadRow(w) {
     el("td", { text: w.lifecycle }),
     el("td", { class: "state", title: w.gone ? "no longer listed by its node" : null }, badge(w.state)),
     el("td", null, w.node_id ? link("#/node/" + encodeURIComponent(w.node_id), node && node.name ? node.name : short(w.node_id), "mono") : ""),
-    el("td", null, w.group ? link(groupHref(w), short(w.group), "mono") : ""),
+    el("td", null, w.group ? link(groupHref(w), short(w.group) + (w.group_version ? " v" + w.group_version : ""), "mono") : ""),
     el("td", { class: "wrap" }, tagList(w.tags)),
     el("td", { text: age(w.started_at), title: when(w.started_at) }),
     el("td", { text: String(w.restarts || 0) }));
