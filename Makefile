@@ -22,6 +22,7 @@ build:
 ## run: a working node on this machine: embedded NATS on 127.0.0.1:4222 with JetStream,
 ## the native nexlet, data in ./.nexdata. Ctrl+C stops it.
 run: build
+	@echo "open the console: ./bin/nex ui   (in another terminal, once the node is up)"
 	./bin/nex node up --embedded --data-dir "$(DATA)"
 
 FUZZTIME ?= 5s
@@ -38,8 +39,9 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t##*:}" || exit 1; \
 	done
 
-## bench: Go micro-benchmarks, then the scenario runner against real nexd/nexlet-native
-## processes (test/bench; `go run ./test/bench --json` for JSON). See docs/performance.md.
+## bench: Go micro-benchmarks (with the console's render time in a headless Chromium, when
+## there is one), then the scenario runner against real nexd/nexlet-native processes
+## (test/bench; `go run ./test/bench --json` for JSON). See docs/performance.md.
 ## chaos: the fault-injection harness (test/chaos): a 3-server, 3-node cluster attacked
 ## at random while clients work, then checked. SEED replays a schedule (0: a new one);
 ## the history and summary land in CHAOS_OUT.

@@ -54,6 +54,7 @@ type CLI struct {
 	Secret     SecretCmd     `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
 	Namespaces NamespaceCmd  `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
 	Security   SecurityCmd   `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
+	UI         UICmd         `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
 	Docs       DocsCmd       `cmd:"" name:"__docs" hidden:""`

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"github.com/nexrun/nex/internal/console"
+	"github.com/nexrun/nex/internal/version"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// defaultUIListen is where nex ui listens unless told otherwise (another free port when
+// it is taken).
+const defaultUIListen = "127.0.0.1:8077"
+
+// UICmd runs the web console.
+type UICmd struct {
+	Listen string `name:"listen" default:"127.0.0.1:8077" help:"Address to serve the console on (host:port). A non-loopback address lets other machines reach it: a warning is printed."`
+	NoOpen bool   `name:"no-open" help:"Do not open a browser; print the URL only."`
+}
+
+// Run serves the console until interrupted.
+func (c *UICmd) Run(ctx context.Context, g *Globals) error {
+	if err := v1.ValidateNamespace(g.Namespace); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port (e.g. 127.0.0.1:8077): %w", c.Listen, err)
+	}
+	nc, err := g.connect()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil && c.Listen == defaultUIListen && errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = net.Listen("tcp", "127.0.0.1:0") // the default is taken: any free port
+	}
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+	}
+	addr := ln.Addr().String()
+	srv, err := console.New(console.Config{Conn: nc, Namespace: g.Namespace, Version: version.String()}, addr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if !console.IsLoopback(addr) {
+		fmt.Fprintf(g.stderr, "nex: warning: the console listens on %s, reachable from other machines: whoever has its URL acts with your NATS credentials, over plain HTTP\n", addr)
+	}
+	url := srv.URL(addr)
+	fmt.Fprintf(g.stdout, "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)
+	if !c.NoOpen {
+		openBrowser(g, url)
+	}
+	return srv.Serve(ctx, ln)
+}
+
+// openBrowser opens url with xdg-open when there is a display to open it on.
+func openBrowser(g *Globals, url string) {
+	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return
+	}
+	path, err := exec.LookPath("xdg-open")
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(path, url)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(g.stderr, "nex: could not open a browser:", err)
+		return
+	}
+	go func() { _ = cmd.Wait() }()
+}
