@@ -1041,3 +1041,18 @@ func TestOpeningBucketsChangesNoStream(t *testing.T) {
 		t.Fatalf("opening the buckets again updated a stream: %s", m.Subject)
 	}
 }
+
+// Node info names the coordinator: exactly one node of a cluster says it holds the lease.
+func TestNodeInfoNamesTheCoordinator(t *testing.T) {
+	s := testutil.StartServer(t)
+	nodes, _ := kvPair(t, s, 0)
+	testutil.Eventually(t, 15*time.Second, "exactly one node to say it coordinates", func() bool {
+		n := 0
+		for _, x := range nodes {
+			if x.Info(false).Coordinator {
+				n++
+			}
+		}
+		return n == 1
+	})
+}

@@ -594,6 +594,7 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
 	}
+	info.Coordinator = n.IsCoordinator()
 	counts := n.countsByNexlet()
 	for _, e := range n.nexlets {
 		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: counts[e.reg.NexletID], Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}

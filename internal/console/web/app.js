@@ -241,7 +241,7 @@ function nodeTable(nodes) {
     return el("tr", { dataset: { node: n.node_id } },
       el("td", null, link("#/node/" + encodeURIComponent(n.node_id), n.name || short(n.node_id))),
       el("td", { class: "mono", text: short(n.node_id) }),
-      el("td", null, badge(n.state)),
+      el("td", null, badge(n.state), n.coordinator ? el("span", { class: "coord", text: " coordinator", title: "holds the cluster's coordinator lease" }) : null),
       el("td", { text: n.version }),
       el("td", { text: age(n.started_at) }),
       el("td", { text: String(n.workloads) }),

@@ -451,6 +451,8 @@ type NodeInfo struct {
 	SecretsXKey string `json:"secrets_xkey,omitempty"`
 	// Capacity is what the node offers its workloads and what they asked of it.
 	Capacity *NodeCapacity `json:"capacity,omitempty"`
+	// Coordinator says the node holds the cluster's coordinator lease (--state kv).
+	Coordinator bool `json:"coordinator,omitempty"`
 }
 
 // NodeCapacity is a node's room for workloads: its memory and CPU, the share kept back for
