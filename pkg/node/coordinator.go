@@ -216,7 +216,7 @@ func (c *coordinator) round(ctx context.Context) {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
 				}
 			case DesiredMoved:
-				switch checkMove(ctx, c.cs, *rec) {
+				switch checkMove(ctx, c.cs, node, *rec) {
 				case moveDone:
 					if now.Sub(rec.UpdatedAt) > movedRetention {
 						_ = c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,14 +35,18 @@ const (
 	moveUnknown                   // the store could not say
 )
 
-// checkMove tells what the moved mark rec stands for.
-func checkMove(ctx context.Context, cs ClusterStore, rec Record) moveState {
-	_, err := cs.RecordOf(ctx, rec.MovedTo, rec.WorkloadID)
+// checkMove tells what the moved mark rec, node's, stands for: done when another node
+// holds a record of the workload. Not only the node the mark names: that node may have
+// lost it on in turn and removed its own mark once it stopped its copy (a chaos run: a
+// mark naming such a node was taken for a failed takeover and put back, and the
+// workload ran twice for minutes).
+func checkMove(ctx context.Context, cs ClusterStore, node string, rec Record) moveState {
+	owners, err := cs.Owners(ctx, rec.WorkloadID)
 	switch {
-	case err == nil:
-		return moveDone
-	case !errors.Is(err, ErrNotStored):
+	case err != nil:
 		return moveUnknown
+	case slices.ContainsFunc(owners, func(o string) bool { return o != node }):
+		return moveDone
 	case time.Since(rec.UpdatedAt) > moveGrace:
 		return moveDangling
 	}
@@ -72,7 +77,7 @@ func (n *Node) awaitMove(rec Record) bool {
 	giveUp := time.Now().Add(2 * moveGrace) // the store unreadable all along: stop, as before
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, storeAttempt)
-		state := checkMove(ctx, cs, rec)
+		state := checkMove(ctx, cs, n.cfg.NodeID, rec)
 		if state == moveDone {
 			cancel()
 			return false

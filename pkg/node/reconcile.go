@@ -207,7 +207,7 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
-				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}, unrecorded)
+				n.stopUnrecorded(nexletID, w)
 			}()
 			continue
 		}
@@ -317,5 +317,44 @@ func (n *Node) renewCreds() {
 		if err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		}
+	}
+}
+
+// stopUnrecorded stops a running workload of nexletID that the reconciliation's listing of
+// the records did not hold, once a read of its own record from the stream's leader
+// confirms there is none: a listing can miss the newest records (a chaos run: two
+// services started and acknowledged a few seconds before their node's nexd was killed
+// and started again were stopped as unrecorded). A record found is adopted (running) or
+// acted on (moved, stopping); a store that cannot say leaves the workload running and
+// the reconciliation is tried again.
+func (n *Node) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
+	unknown := Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}
+	ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+	var rec *Record
+	err := retryStore(ctx, func(actx context.Context) (err error) {
+		rec, err = n.cfg.Store.Get(actx, w.ID)
+		return err
+	})
+	cancel()
+	switch {
+	case errors.Is(err, ErrNotStored):
+		n.stopMoved(unknown, unrecorded)
+	case err != nil:
+		n.log.Warn("reconcile: a workload the records' listing did not hold, whose record cannot be read now: it runs on until the next try", zap.String("workload_id", w.ID), zap.Error(err))
+		n.reconcileLater(nexletID)
+	case rec.Desired == DesiredRunning || rec.Desired == DesiredFinished:
+		rec.NexletID = nexletID
+		n.index(*rec)
+		n.log.Info("reconcile: adopted a workload whose record the listing missed", zap.String("workload_id", w.ID))
+	case rec.Desired == DesiredStopping: // a stop in flight when the node went: finished now
+		rec.NexletID = nexletID
+		n.index(*rec)
+		ctx, cancel := context.WithTimeout(n.ctx, stopBound(*rec, v1.StopRequest{}))
+		defer cancel()
+		if _, err := n.stopWorkload(ctx, *rec, v1.StopRequest{}); err != nil {
+			n.log.Warn("reconcile: finish stop", zap.String("workload_id", w.ID), zap.Error(err))
+		}
+	default: // moved
+		n.stopMoved(*rec, staleCopy)
 	}
 }
