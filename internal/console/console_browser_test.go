@@ -196,4 +196,8 @@ func scaleGroup(t *testing.T, b *browser, e *env) {
 	})
 	eval[bool](t, b, `location.hash = "#/workloads"; true`)
 	b.waitTrue(t, 10*time.Second, "the 3 copies in the table", fmt.Sprintf(`document.querySelectorAll('#workloads a[href="#/group/default/%s"]').length === 3`, st.ID))
+	eval[bool](t, b, fmt.Sprintf(`location.hash = "#/group/default/%s"; true`, st.ID))
+	b.waitTrue(t, 10*time.Second, "the group's page with its rollout", `document.querySelector('main').textContent.includes("3 of 3 copies run version 1")`)
+	eval[bool](t, b, `location.hash = "#/workloads"; true`) // where the next step begins
+	b.do(t, 20*time.Second, "the workloads page", chromedp.WaitVisible(chromedp.CSS(`#workloads tbody`)))
 }

@@ -632,9 +632,13 @@ function groupPage(main, [ns, id]) {
   main.append(body);
   api(groupPath(ns, id)).then((g) => {
     const box = resultBox();
+    const copies = g.copies || [];
+    const current = copies.filter((c) => (c.group_version || 1) === g.version).length;
+    const rollout = current + " of " + copies.length + " copies run version " + g.version +
+      (current < copies.length ? " (an update is replacing the others, or was cut short and the coordinator resumes it)" : "");
     body.replaceChildren(el("div", { class: "actions" }, scaleControl(ns, g.id, box)), box,
-      el("div", { class: "card" }, kv([["Name", g.name], ["Namespace", g.namespace], ["Replicas", String(g.replicas)], ["Copies", String((g.copies || []).length)],
-        ["Max per node", String(g.max_per_node)], ["Spread", g.spread], ["Version", String(g.version)], ["Pending", g.pending]])),
+      el("div", { class: "card" }, kv([["Name", g.name], ["Namespace", g.namespace], ["Replicas", String(g.replicas)], ["Copies", String(copies.length)],
+        ["Max per node", String(g.max_per_node)], ["Spread", g.spread], ["Version", String(g.version)], ["Rollout", rollout], ["Pending", g.pending]])),
       el("h2", { text: "Copies" }),
       el("table", null, el("thead", null, el("tr", null, COLUMNS.map(([, l]) => el("th", { text: l })))), el("tbody", null, (g.copies || []).map(workloadRow))));
   }).catch((e) => body.replaceChildren(el("p", { class: "result err", text: e.message })));
