@@ -51,6 +51,7 @@ func TestBrowserConsole(t *testing.T) {
 
 	b.do(t, 20*time.Second, "the overview again", chromedp.Navigate(base+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#recent-events li`)))
 	b.screenshot(t, "console-overview", false)
+	lostNode(t, b, e)
 	if n := b.alerts.Load(); n != 0 {
 		t.Fatalf("%d alerts fired", n)
 	}
@@ -200,4 +201,20 @@ func scaleGroup(t *testing.T, b *browser, e *env) {
 	b.waitTrue(t, 10*time.Second, "the group's page with its rollout", `document.querySelector('main').textContent.includes("3 of 3 copies run version 1")`)
 	eval[bool](t, b, `location.hash = "#/workloads"; true`) // where the next step begins
 	b.do(t, 20*time.Second, "the workloads page", chromedp.WaitVisible(chromedp.CSS(`#workloads tbody`)))
+}
+
+// lostNode publishes the coordinator's node_lost event of a node that does not answer:
+// the overview lists it as a row, lost, with when it was last heard from.
+func lostNode(t *testing.T, b *browser, e *env) {
+	gone := "NLOSTNODE" + strings.Repeat("X", 47)
+	ev, _ := json.Marshal(v1.Event{Type: v1.EventNodeLost, Namespace: v1.SystemNamespace, NodeID: e.nodeID, Time: time.Now().UTC(),
+		Data: map[string]any{"node_id": gone, "last_seen": time.Now().Add(-12 * time.Second).UTC()}})
+	if err := e.nc.Publish(v1.NodeEventSubject(e.nodeID), ev); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`#nodes tr[data-node=%q]`, gone)
+	b.waitTrue(t, 10*time.Second, "the lost node's row", `document.querySelector('`+row+`')`)
+	if got := eval[string](t, b, `document.querySelector('`+row+` .badge').textContent`); got != "lost" {
+		t.Fatalf("the lost node's state shows as %q", got)
+	}
 }

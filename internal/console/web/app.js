@@ -15,6 +15,7 @@ const store = {
   seq: 0, // counts live updates: a listing asked for before one does not undo it
   loaded: false,
   nodes: [],
+  names: new Map(), // node id -> name, of every node seen answering (a lost node's row names it)
   events: [], // recent events, newest last
   listeners: new Set(), // functions told of each live message: (kind, data)
 };
@@ -161,7 +162,7 @@ function refreshNodesSoon() {
   if (nodesTimer) return;
   nodesTimer = setTimeout(async () => {
     nodesTimer = null;
-    try { store.nodes = await api("/api/nodes"); notify("nodes", store.nodes); } catch (e) { /* shown on the next page load */ }
+    try { setNodes(await api("/api/nodes")); notify("nodes", store.nodes); } catch (e) { /* shown on the next page load */ }
   }, 500);
 }
 
@@ -214,7 +215,7 @@ function overviewPage(main) {
       el("div", null, el("h2", { text: "Namespaces" }), el("div", { class: "card" }, nsBox))));
   const showNodes = (nodes) => nodesBox.replaceChildren(nodeTable(nodes));
   const showEvents = () => eventsBox.replaceChildren(...store.events.slice(-50).reverse().map(eventItem));
-  api("/api/nodes").then((n) => { store.nodes = n; showNodes(n); })
+  api("/api/nodes").then((n) => { setNodes(n); showNodes(n); })
     .catch((e) => nodesBox.replaceChildren(el("p", { class: "result err", text: e.message })));
   api("/api/events").then((r) => {
     const seen = new Set(store.events.map((e) => e.time + e.type + e.workload_id));
@@ -250,8 +251,28 @@ function nodeTable(nodes) {
       el("td", { text: c.memory ? bytes(c.requested_memory) + " / " + bytes(c.memory - (c.reserved_memory || 0)) : "" }),
       el("td", { text: c.cpu ? (c.requested_cpu || 0) + " / " + (c.cpu - (c.reserved_cpu || 0)) : "" }));
   });
+  rows.push(...lostNodes(nodes).map((l) => el("tr", { dataset: { node: l.id }, class: "lost" },
+    el("td", { text: l.name || short(l.id) }), el("td", { class: "mono", text: short(l.id) }), el("td", null, badge("lost")),
+    el("td", { colspan: "7", class: "muted", text: "not heard from since " + when(l.lastSeen) + "; the coordinator moves its workloads" }))));
   if (!rows.length) return el("p", { class: "muted", text: "No node answered." });
   return el("table", { id: "nodes" }, el("thead", null, el("tr", null, head.map((h) => el("th", { text: h })))), el("tbody", null, rows));
+}
+
+function setNodes(nodes) {
+  store.nodes = nodes;
+  for (const n of nodes) store.names.set(n.node_id, n.name);
+}
+
+// lostNodes are the nodes a node_lost event named that do not answer now, newest first
+// (a node that answers again is no longer lost).
+function lostNodes(answering) {
+  const here = new Set(answering.map((n) => n.node_id));
+  const lost = new Map();
+  for (const ev of store.events) {
+    const id = ev.type === "node_lost" && ev.data && ev.data.node_id;
+    if (id && !here.has(id)) lost.set(id, { id, lastSeen: ev.data.last_seen, name: store.names.get(id) });
+  }
+  return [...lost.values()].reverse();
 }
 
 function nexletText(x) {
@@ -666,6 +687,6 @@ api("/api/session").then((s) => {
   store.session = s;
   document.getElementById("session").textContent = "namespace " + s.namespace + (s.version ? " · nex " + s.version : "");
 }).catch((e) => banner(e.message));
-api("/api/nodes").then((n) => { store.nodes = n; }).catch(() => {});
+api("/api/nodes").then(setNodes).catch(() => {});
 connectLive();
 route();
