@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,7 @@ func TestBrowserConsole(t *testing.T) {
 	t.Logf("a started workload showed in the table after %s", took)
 
 	browseWorkload(t, b, e, w)
+	cloneWithName(t, b, e)
 	stopWithButton(t, b, e, w)
 	scaleGroup(t, b, e)
 	hostileText(t, b, e)
@@ -87,6 +89,29 @@ func browseWorkload(t *testing.T, b *browser, e *env, w *v1.WorkloadInfo) {
 
 // stopWithButton stops w with its page's button (accepting the confirm dialog) and sees it
 // stopped on the page, in the table and in a listing.
+// cloneWithName clones the workload on whose page the browser is under a name typed in,
+// and sees a bad name refused with the API's error.
+func cloneWithName(t *testing.T, b *browser, e *env) {
+	clone := func(name string) string {
+		eval[bool](t, b, fmt.Sprintf(`document.getElementById('result').hidden = true; document.getElementById('clone-name').value = %q; true`, name))
+		b.do(t, 30*time.Second, "clone with the button", chromedp.Click(chromedp.CSS(`button[data-action="clone"]`)))
+		b.waitTrue(t, 30*time.Second, "the clone's result", `!document.getElementById('result').hidden`)
+		return eval[string](t, b, `document.getElementById('result').className + ": " + document.getElementById('result').textContent`)
+	}
+	got0 := clone("web-copy")
+	if !strings.HasPrefix(got0, "result ok") || !strings.Contains(got0, "(web-copy)") {
+		t.Fatalf("the clone's result: %q", got0)
+	}
+	testutil.Eventually(t, 5*time.Second, "the copy named web-copy to be listed", func() bool {
+		list, err := e.cl.ListWorkloads(context.Background(), "")
+		return err == nil && slices.ContainsFunc(list, func(x v1.WorkloadInfo) bool { return x.Name == "web-copy" })
+	})
+	if got := clone("bad name"); !strings.HasPrefix(got, "result err") || !strings.Contains(got, "name") {
+		t.Fatalf("a clone under a bad name: %q", got)
+	}
+	eval[bool](t, b, `document.getElementById('result').hidden = true; document.getElementById('clone-name').value = ""; true`)
+}
+
 func stopWithButton(t *testing.T, b *browser, e *env, w *v1.WorkloadInfo) {
 	b.do(t, 30*time.Second, "stop with the button", chromedp.Click(chromedp.CSS(`button[data-action="stop"]`)))
 	b.waitTrue(t, 30*time.Second, "the stop's result", `document.getElementById('result') && !document.getElementById('result').hidden`)

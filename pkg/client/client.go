@@ -354,7 +354,15 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 			return nil, err
 		}
 	}
-	info, err := c.start(ctx, def, "", func(b v1.Bid, d *v1.WorkloadDefinition) error {
+	in := c
+	if c.ns == v1.SystemNamespace && def.Namespace != "" && def.Namespace != c.ns {
+		// the copy stays in the workload's namespace: started under system, a tenant's
+		// definition would run with the system namespace's credentials
+		copied := *c
+		copied.ns = def.Namespace
+		in = &copied
+	}
+	info, err := in.start(ctx, def, "", func(b v1.Bid, d *v1.WorkloadDefinition) error {
 		if b.XKey == "" || !strings.Contains(string(d.StartRequest), seal.Prefix) {
 			return nil
 		}

@@ -1132,3 +1132,28 @@ func TestListingThatMissesARecordStopsNothing(t *testing.T) {
 		t.Fatalf("the workload whose record the listing missed was stopped: %v", err)
 	}
 }
+
+// A clone asked for from the system namespace stays in the workload's own namespace:
+// started under system, a tenant's definition would run with system's credentials.
+func TestCloneFromSystemStaysInItsNamespace(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "n1", nil)
+	ctx := context.Background()
+	tenant, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := tenant.StartWorkload(ctx, def("orig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := client.New(testutil.Connect(t, s), v1.SystemNamespace)
+	c, err := admin.CloneWorkload(ctx, w.ID, client.CloneOptions{Name: "copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Namespace != "default" {
+		t.Fatalf("the clone runs in namespace %q, want default", c.Namespace)
+	}
+	if _, err := tenant.WorkloadInfo(ctx, c.ID); err != nil {
+		t.Fatalf("the tenant cannot see the clone: %v", err)
+	}
+}

@@ -469,15 +469,17 @@ function workloadPage(main, [id]) {
   main.append(head, body);
   let logs = null;
   const box = resultBox(); // kept when live updates draw the page again
+  const cloneName = el("input", { id: "clone-name", placeholder: "copy's name (optional)", title: "the copy's name; the same as the workload's when empty" });
   const draw = (w) => {
     const actions = el("div", { class: "actions" },
       actionButton("Stop", "Stop workload " + w.name + " (" + w.id + ")?", async () => {
         const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/stop");
         return "Stopped: " + r.id + " is " + r.state;
       }, box, "danger"),
-      actionButton("Clone", "Start a copy of " + w.name + "?", async () => {
-        const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/clone");
-        return "Cloned: the copy is " + r.id + " on node " + r.node_id;
+      cloneName,
+      actionButton("Clone", () => "Start a copy of " + w.name + (cloneName.value ? " named " + cloneName.value : "") + "?", async () => {
+        const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/clone", cloneName.value ? { name: cloneName.value } : {});
+        return "Cloned: the copy is " + r.id + (r.name ? " (" + r.name + ")" : "") + " on node " + r.node_id;
       }, box),
       actionButton("Remove", "Remove " + w.name + " and its record? (only a workload that ended can be removed)", async () => {
         const r = await post("/api/workloads/" + encodeURIComponent(w.id) + "/remove");
