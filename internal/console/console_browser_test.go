@@ -16,6 +16,7 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/client"
 )
 
 // The console in a real Chromium against a real node: the overview shows the node; a
@@ -49,6 +50,7 @@ func TestBrowserConsole(t *testing.T) {
 	stopWithButton(t, b, e, w)
 	scaleGroup(t, b, e)
 	hostileText(t, b, e)
+	newNamespace(t, b, e)
 	crossOriginPost(t, b, e)
 
 	b.do(t, 20*time.Second, "the overview again", chromedp.Navigate(base+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#recent-events li`)))
@@ -242,4 +244,20 @@ func lostNode(t *testing.T, b *browser, e *env) {
 	if got := eval[string](t, b, `document.querySelector('`+row+` .badge').textContent`); got != "lost" {
 		t.Fatalf("the lost node's state shows as %q", got)
 	}
+}
+
+// newNamespace starts the first workload of a namespace the system console has not seen:
+// it shows in the table within seconds (it waited for the next listing, up to 30 s).
+func newNamespace(t *testing.T, b *browser, e *env) {
+	eval[bool](t, b, `location.hash = "#/workloads"; true`)
+	b.do(t, 20*time.Second, "the workloads page", chromedp.WaitVisible(chromedp.CSS(`#workloads tbody`)))
+	fresh, _ := client.New(e.nc, "fresh")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := fresh.StartWorkload(ctx, v1.WorkloadDefinition{Name: "first", Type: "memory", Lifecycle: "service", StartRequest: json.RawMessage(`{"value":"v"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := b.waitTrue(t, 5*time.Second, "the new namespace's first workload in the table", fmt.Sprintf(`document.querySelector('#workloads tr[data-id=%q]')`, w.ID))
+	t.Logf("a new namespace's first workload showed after %s", took)
 }

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -37,6 +40,13 @@ func (s *Server) followed() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// followsNamespace says whether ns's events are followed.
+func (s *Server) followsNamespace(ns string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spaces[ns]
 }
 
 // follow adds the namespaces seen (in a listing) to those whose events are followed.
@@ -131,6 +141,18 @@ func (s *Server) eventsSource(ctx context.Context, emit func(string, any)) error
 	since := time.Now().Add(-2 * time.Second)
 	tick := time.NewTicker(relistEvery)
 	defer tick.Stop()
+	if s.cfg.Namespace == v1.SystemNamespace {
+		// a namespace's first event, as it happens: its stored events are then read
+		// from since, so its first workload shows at once, not at the next listing
+		sub, err := s.cfg.Conn.Subscribe(v1.EventSubject("*", "*"), func(m *nats.Msg) {
+			if parts := strings.Split(m.Subject, "."); len(parts) > 2 && !s.followsNamespace(parts[2]) {
+				s.follow(map[string]bool{parts[2]: true})
+			}
+		})
+		if err == nil {
+			defer func() { _ = sub.Unsubscribe() }()
+		}
+	}
 	for {
 		for _, ns := range s.followed() {
 			if !started[ns] {
