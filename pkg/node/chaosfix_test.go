@@ -1157,3 +1157,25 @@ func TestCloneFromSystemStaysInItsNamespace(t *testing.T) {
 		t.Fatalf("the tenant cannot see the clone: %v", err)
 	}
 }
+
+// A coordinator whose last renewal is older than half a lease period (a node paused past
+// its lease, running again before its renewal loop has) stops counting itself the
+// coordinator at once: it answered group requests beside the new coordinator for 5 s.
+func TestCoordinatorPausedPastItsLeaseStepsDown(t *testing.T) {
+	s := testutil.StartServer(t)
+	nodes, _ := kvPair(t, s, 0)
+	var coord *node.Node
+	testutil.Eventually(t, 15*time.Second, "a coordinator", func() bool {
+		for _, n := range nodes {
+			if n.IsCoordinator() {
+				coord = n
+				return true
+			}
+		}
+		return false
+	})
+	coord.LeaseRanOut()
+	if coord.IsCoordinator() {
+		t.Fatal("a coordinator whose lease ran out by its own clock still counts itself one")
+	}
+}

@@ -230,6 +230,10 @@ type Lease struct {
 	good  time.Time // held until then
 }
 
+// GoodUntil is when this node stops counting itself the holder unless it renews the
+// lease: half a period after its last renewal.
+func (l *Lease) GoodUntil() time.Time { return l.good }
+
 // Epoch is the epoch of the lease this node holds (0: none).
 func (l *Lease) Epoch() uint64 {
 	if l.rev == 0 {

@@ -616,7 +616,7 @@ func uniqueSorted(in []string) []string {
 func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest) []v1.WorkloadInfo {
 	c := n.coord.Load()
 	cs, ok := n.cfg.Store.(ClusterStore)
-	if c == nil || !c.holding.Load() || !ok {
+	if c == nil || !c.holds() || !ok {
 		return nil
 	}
 	n.mu.Lock()

@@ -40,7 +40,8 @@ type coordinator struct {
 	pendingMu sync.Mutex
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
 	tried     map[string]time.Time // workload ID -> last placement attempt
-	holding   atomic.Bool          // holds the lease now (GROUP requests are answered)
+	holding   atomic.Bool          // held the lease at the last renewal (see holds)
+	goodUntil atomic.Int64         // Unix ns: no longer counted held after this, renewal or not
 
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
@@ -94,6 +95,7 @@ func (n *Node) coordinate(cs ClusterStore) {
 		n.mu.Unlock()
 		held := !lameduck && lease.Hold(ctx)
 		cancel()
+		c.goodUntil.Store(lease.GoodUntil().UnixNano())
 		c.renewed(held, lease.Epoch())
 		if held {
 			select {
@@ -102,6 +104,16 @@ func (n *Node) coordinate(cs ClusterStore) {
 			}
 		}
 	}
+}
+
+// holds says whether this node counts itself the coordinator now: it held the lease at
+// its last renewal, and that was less than half a period ago. A node paused past its
+// lease (SIGSTOP, a stalled VM) runs again with its flag still set until its renewal
+// loop has run once; by the clock it knows at once (a chaos run: a node paused 17 s
+// answered group requests beside the new coordinator for 5 s after it ran again, and a
+// create was answered "conflict").
+func (c *coordinator) holds() bool {
+	return c.holding.Load() && time.Now().UnixNano() < c.goodUntil.Load()
 }
 
 // renewed records the outcome of a renewal: whether the lease is held, at which epoch.
@@ -140,7 +152,7 @@ func (c *coordinator) work(kick <-chan struct{}) {
 			return
 		case <-kick:
 		}
-		if !c.holding.Load() {
+		if !c.holds() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(c.n.ctx, 5*time.Second)
@@ -371,7 +383,7 @@ func declined(declines client.Declines, skip string) []string {
 // IsCoordinator says whether this node holds the coordinator lease now.
 func (n *Node) IsCoordinator() bool {
 	c := n.coord.Load()
-	return c != nil && c.holding.Load()
+	return c != nil && c.holds()
 }
 
 // checkCoordinator says whether node holds the coordinator lease at epoch now (the

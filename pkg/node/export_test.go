@@ -1,4 +1,14 @@
 package node
 
+import "time"
+
 // RenewCreds runs one round of workload credential renewal now.
 func (n *Node) RenewCreds() { n.renewCreds() }
+
+// LeaseRanOut makes the coordinator's last renewal older than half a lease period, as a
+// node paused past its lease finds it when it runs again, before its renewal loop has.
+func (n *Node) LeaseRanOut() {
+	if c := n.coord.Load(); c != nil {
+		c.goodUntil.Store(time.Now().Add(-time.Second).UnixNano())
+	}
+}

@@ -127,7 +127,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		return v1.GroupStatus{}, v1.Errorf(v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
 	}
 	c := n.coord.Load()
-	if c == nil || !c.holding.Load() {
+	if c == nil || !c.holds() {
 		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", n.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
