@@ -80,6 +80,9 @@ func groupWants(ops []op) map[string]*groupWant {
 			g = &groupWant{base: o.Marker}
 			wants[o.Group] = g
 		}
+		if o.Kind == "group-update" && strings.Contains(o.Err, "which the coordinator now rolls out") {
+			o.OK = true // its coordinator was replaced during it: the reply says the new version stands
+		}
 		lost := o.ambiguous() || ((o.Kind == "group-scale" || o.Kind == "group-update") && o.Code == v1.CodeStorageUnavailable)
 		if !o.OK && !lost {
 			continue // refused: nothing changed
