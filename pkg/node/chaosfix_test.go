@@ -141,13 +141,7 @@ func TestFailedNexletsServicesMove(t *testing.T) {
 	ctx := context.Background()
 	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
-	w := &v1.WorkloadInfo{}
-	for w.NodeID != nodes[0].ID() { // one on the first node
-		var err error
-		if w, err = c.StartWorkload(ctx, def("svc")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := startOn(t, c, nodes[0], "svc")
 	nexlets[0].kill()
 	nodes[0].NexletFailed("mem")
 	testutil.Eventually(t, 15*time.Second, "the failed nexlet's service to run on the other node", func() bool {
@@ -680,22 +674,11 @@ func TestListKeepsASilentNodesWorkloads(t *testing.T) {
 		_, err := c.StartGroup(ctx, def("probe"), 0, 1, "")
 		return err == nil
 	})
-	w := &v1.WorkloadInfo{}
-	for w.NodeID != nodes[1].ID() {
-		var err error
-		if w, err = c.StartWorkload(ctx, def("svc")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := startOn(t, c, nodes[1], "svc")
 	silent := nodes[1]
 	if silent.IsCoordinator() {
 		silent = nodes[0]
-		for w.NodeID != nodes[0].ID() {
-			var err error
-			if w, err = c.StartWorkload(ctx, def("svc")); err != nil {
-				t.Fatal(err)
-			}
-		}
+		w = startOn(t, c, nodes[0], "svc")
 	}
 	for i, n := range nodes {
 		if n == silent {
@@ -857,16 +840,8 @@ func TestStateIsReadFromTheLeader(t *testing.T) {
 // create as "not found" while the coordinator created the group.)
 func TestRestartedNodeNamesItsPeers(t *testing.T) {
 	s := testutil.StartServer(t)
-	start := func(nc *nats.Conn, id string) *node.Node {
-		n, err := node.New(nc, node.Config{NodeID: id, Name: "n", AnnounceInterval: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Stop)
-		return n
+	start := func(nc *nats.Conn, id string) *node.Node { // announcing seldom: only a greeting helps
+		return newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", AnnounceInterval: 10 * time.Second})
 	}
 	a := start(testutil.Connect(t, s), nodeID(t))
 	id := nodeID(t)
@@ -940,13 +915,7 @@ func TestHalfFailedTakeoverKeepsTheCopy(t *testing.T) {
 	ctx := context.Background()
 	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
-	w := &v1.WorkloadInfo{}
-	for w.NodeID != nodes[0].ID() {
-		var err error
-		if w, err = c.StartWorkload(ctx, def("half")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := startOn(t, c, nodes[0], "half")
 	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
 	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
 	if err != nil {
@@ -977,13 +946,7 @@ func TestStopRemovesMovedMarks(t *testing.T) {
 	ctx := context.Background()
 	nodes, _ := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
-	w := &v1.WorkloadInfo{}
-	for w.NodeID != nodes[1].ID() {
-		var err error
-		if w, err = c.StartWorkload(ctx, def("marked")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := startOn(t, c, nodes[1], "marked")
 	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
 	gone := nodeID(t) // a node that was lost, whose copy moved to nodes[1]
 	rec, err := store.RecordOf(ctx, nodes[1].ID(), w.ID)
@@ -1066,13 +1029,7 @@ func TestMoveOnwardStopsTheCopy(t *testing.T) {
 	ctx := context.Background()
 	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
-	w := &v1.WorkloadInfo{}
-	for w.NodeID != nodes[0].ID() {
-		var err error
-		if w, err = c.StartWorkload(ctx, def("onward")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := startOn(t, c, nodes[0], "onward")
 	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
 	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
 	if err != nil {
@@ -1177,5 +1134,20 @@ func TestCoordinatorPausedPastItsLeaseStepsDown(t *testing.T) {
 	coord.LeaseRanOut()
 	if coord.IsCoordinator() {
 		t.Fatal("a coordinator whose lease ran out by its own clock still counts itself one")
+	}
+}
+
+// startOn starts workloads named name until one lands on n (the auction picks the node),
+// and returns it; the others run on.
+func startOn(t *testing.T, c *client.Client, n *node.Node, name string) *v1.WorkloadInfo {
+	t.Helper()
+	for {
+		w, err := c.StartWorkload(context.Background(), def(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.NodeID == n.ID() {
+			return w
+		}
 	}
 }

@@ -40,6 +40,7 @@ type coordinator struct {
 	pendingMu sync.Mutex
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
 	tried     map[string]time.Time // workload ID -> last placement attempt
+	marksDone map[string]uint64    // workload ID -> revision of a lost node's moved mark found done
 	holding   atomic.Bool          // held the lease at the last renewal (see holds)
 	goodUntil atomic.Int64         // Unix ns: no longer counted held after this, renewal or not
 
@@ -59,7 +60,7 @@ type coordinator struct {
 // all the same, see placeCopy).
 func (n *Node) coordinate(cs ClusterStore) {
 	defer n.wg.Done()
-	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}}
+	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{}}
 	n.coord.Store(c)
 	kick := make(chan struct{}, 1)
 	n.wg.Add(1)
@@ -228,18 +229,31 @@ func (c *coordinator) round(ctx context.Context) {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
 				}
 			case DesiredMoved:
-				switch checkMove(ctx, c.cs, node, *rec) {
-				case moveDone:
-					if now.Sub(rec.UpdatedAt) > movedRetention {
-						_ = c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision)
-					}
-				case moveDangling: // placed again by the next round
-					if _, ok := restoreMoved(ctx, c.cs, node, *rec); ok {
-						c.log.Warn("a takeover failed half-way (the lost node's mark names a node without its record): the workload is placed again",
-							zap.String("workload_id", rec.WorkloadID), zap.String("lost_node", node), zap.String("named", rec.MovedTo))
-					}
-				}
+				c.settleMark(ctx, node, rec, now)
 			}
+		}
+	}
+}
+
+// settleMark acts on the moved mark rec of lost node node: once it has named nobody for
+// moveGrace it is put back, to be placed again by the next round; once done and older
+// than movedRetention it is removed. A mark found done stays so (its revision is kept),
+// so the records it names are listed once, not every round for an hour.
+func (c *coordinator) settleMark(ctx context.Context, node string, rec *Record, now time.Time) {
+	age, wid := now.Sub(rec.UpdatedAt), rec.WorkloadID
+	if age <= moveGrace || (c.marksDone[wid] == rec.Revision && age <= movedRetention) {
+		return // nothing to do yet either way
+	}
+	switch checkMove(ctx, c.cs, node, *rec) {
+	case moveDone:
+		c.marksDone[wid] = rec.Revision
+		if age > movedRetention && c.cs.RemoveOf(ctx, node, wid, rec.Revision) == nil {
+			delete(c.marksDone, wid)
+		}
+	case moveDangling:
+		if _, ok := restoreMoved(ctx, c.cs, node, *rec); ok {
+			c.log.Warn("a takeover failed half-way (the lost node's mark names a node without its record): the workload is placed again",
+				zap.String("workload_id", wid), zap.String("lost_node", node), zap.String("named", rec.MovedTo))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -50,10 +51,12 @@ func newNode(t *testing.T, nc *nats.Conn, id string, store node.Store) *node.Nod
 	return newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
 }
 
-// newNodeWith starts a node of cfg, with short heartbeat and announce intervals.
+// newNodeWith starts a node of cfg, with short heartbeat and announce intervals unless
+// cfg gives its own.
 func newNodeWith(t *testing.T, nc *nats.Conn, cfg node.Config) *node.Node {
 	t.Helper()
-	cfg.HeartbeatInterval, cfg.AnnounceInterval = 100*time.Millisecond, 200*time.Millisecond
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 100*time.Millisecond)
+	cfg.AnnounceInterval = cmp.Or(cfg.AnnounceInterval, 200*time.Millisecond)
 	n, err := node.New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
