@@ -70,6 +70,25 @@ func (c *cluster) url() string {
 	return ""
 }
 
+// groupID is the replica group a `workload start --replicas` printed it started.
+func groupID(out string) string {
+	return strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+}
+
+// sleeperRequest is the start request of service i (see sleep).
+func (c *cluster) sleeperRequest(i int) string {
+	return `{"uri":"file:///bin/sh","argv":["-c","exec ` + c.sleep(i) + `"]}`
+}
+
+// startAPI starts group "api" of 3 copies of service 0 (version 1), waits for them to
+// run, and returns its ID.
+func (c *cluster) startAPI() string {
+	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
+		"--replicas", "3", "--start-request", c.sleeperRequest(0))
+	testutil.Eventually(c.t, 10*time.Second, "3 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 3 })
+	return groupID(out)
+}
+
 // service i sleeps for base+i seconds: its command line tells its copies apart.
 func (c *cluster) sleep(i int) string { return fmt.Sprintf("sleep %d", c.base+int64(i)) }
 
@@ -463,7 +482,7 @@ func TestReplicaGroups(t *testing.T) {
 	if !strings.Contains(out, "3 of 3 copies running") {
 		t.Fatalf("start --replicas 3:\n%s", out)
 	}
-	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+	gid := groupID(out)
 	testutil.Eventually(t, 10*time.Second, "3 copies on 3 nodes", func() bool {
 		cp := c.copies(gid)
 		return len(cp) == 3 && total(cp) == 3
@@ -501,7 +520,7 @@ func TestReplicaGroups(t *testing.T) {
 	for range 3 {
 		out = c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "zoned",
 			"--replicas", "2", "--spread", "zone", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)
-		zgid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
+		zgid := groupID(out)
 		idx := c.nodeIndexes()
 		zones := map[int]int{}
 		for node, n := range c.copies(zgid) {
@@ -525,11 +544,7 @@ func TestRollingUpdate(t *testing.T) {
 		t.Skip("cluster test in -short mode")
 	}
 	c := startNexCluster(t)
-	sr := func(i int) string { return `{"uri":"file:///bin/sh","argv":["-c","exec ` + c.sleep(i) + `"]}` }
-	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
-		"--replicas", "3", "--start-request", sr(0))
-	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
-	testutil.Eventually(t, 10*time.Second, "3 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 3 })
+	sr, gid := c.sleeperRequest, c.startAPI()
 
 	done := make(chan string, 1)
 	go func() {
@@ -604,11 +619,7 @@ func TestRollingUpdateWithAPausedCoordinator(t *testing.T) {
 		t.Skip("cluster test in -short mode")
 	}
 	c := startNexCluster(t)
-	sr := func(i int) string { return `{"uri":"file:///bin/sh","argv":["-c","exec ` + c.sleep(i) + `"]}` }
-	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
-		"--replicas", "3", "--start-request", sr(0))
-	gid := strings.TrimSuffix(strings.Fields(out[strings.Index(out, "[g-")+1:])[0], "]")
-	testutil.Eventually(t, 10*time.Second, "3 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 3 })
+	sr, gid := c.sleeperRequest, c.startAPI()
 	var coord *nexdNode
 	testutil.Eventually(t, 10*time.Second, "a coordinator", func() bool { coord = c.coordinatorNode(nil); return coord != nil })
 
