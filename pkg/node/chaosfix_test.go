@@ -1151,3 +1151,55 @@ func startOn(t *testing.T, c *client.Client, n *node.Node, name string) *v1.Work
 		}
 	}
 }
+
+// A node asked to take over a workload whose own copy it still has (it ran the workload
+// before it moved away, and was back before it stopped the copy) refuses, and keeps its
+// record and its copy: chaos seeds 38 and 41, where a drain asked such a node to take the
+// workload back, the failed takeover removed the node's record and dropped the copy from
+// its index, and the copy ran on untracked beside the drained node's for minutes.
+func TestTakeoverOfACopyStillHereRefused(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nodes, nexlets := kvPair(t, s, 0)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	w := startOn(t, c, nodes[0], "back")
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the record another node holds of it, as one that took it over writes it
+	other := *rec
+	other.Revision, other.TakenOver = 0, true
+	if err := store.PutOf(ctx, nodes[1].ID(), &other); err != nil {
+		t.Fatal(err)
+	}
+	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bid string
+	for _, b := range bids {
+		if b.NodeID == nodes[0].ID() {
+			bid = b.BidID
+		}
+	}
+	if bid == "" {
+		t.Fatalf("no bid of node %s in %+v", nodes[0].ID(), bids)
+	}
+	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: nodes[1].ID(), Revision: other.Revision, Reason: v1.TakeoverDrain}
+	err = svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
+	if !v1.IsCode(err, v1.CodeConflict) || !strings.Contains(err.Error(), "still has a copy") {
+		t.Fatalf("takeover of a workload the node still runs: %v, want a conflict naming its copy", err)
+	}
+	if r, err := store.RecordOf(ctx, nodes[0].ID(), w.ID); err != nil || r.Desired != node.DesiredRunning {
+		t.Fatalf("the node's own record after the refused takeover: %+v, %v", r, err)
+	}
+	if r, err := store.RecordOf(ctx, nodes[1].ID(), w.ID); err != nil || r.Desired != node.DesiredRunning {
+		t.Fatalf("the other node's record after the refused takeover: %+v, %v", r, err)
+	}
+	if _, err := nexlets[0].rt.Get(ctx, w.ID); err != nil {
+		t.Fatalf("the copy was stopped: %v", err)
+	}
+}

@@ -31,6 +31,9 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	if err := v1.ValidateToken("node ID", t.FromNode); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	if err := n.heldHere(ctx, cs, t.WorkloadID); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
 	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
 	if errors.Is(err, ErrNotStored) {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
@@ -76,10 +79,15 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
 		n.mu.Unlock()
+		giveBack()
+		if errors.Is(err, ErrConflict) {
+			// a record of it here already (a moved mark of this node's): not this
+			// takeover's to remove
+			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "node %s still holds a record of workload %s from before it moved away", n.cfg.NodeID, rec.WorkloadID)
+		}
 		// it may be stored all the same (an answer lost): a record here and the lost
 		// node's put back would both be running, and both be taken over later
 		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
-		giveBack()
 		return v1.WorkloadInfo{}, storageError(err, "record workload "+rec.WorkloadID)
 	}
 	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); err != nil || cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID {
@@ -115,6 +123,30 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	n.log.Info("took over a workload of another node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
 	info.Definition = nil
 	return info, nil
+}
+
+// heldHere refuses the takeover of a workload this node still has: its own copy from
+// before the workload moved away (chaos seeds 38 and 41: a node back from a pause was
+// asked by a drain to take back a workload whose stale copy it still ran; the takeover
+// replaced the copy's index entry, failed on the record the node still held, then
+// removed that record and the entry, and the copy ran on untracked beside the drained
+// node's for minutes). A stale copy is stopped now; the takeover can come again once it
+// is.
+func (n *Node) heldHere(ctx context.Context, cs ClusterStore, wid string) error {
+	n.mu.Lock()
+	_, here := n.workloads[wid]
+	n.mu.Unlock()
+	if !here {
+		return nil
+	}
+	if own, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil && own.Desired == DesiredMoved && own.MovedTo != n.cfg.NodeID {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.stopMoved(*own, staleCopy)
+		}()
+	}
+	return v1.Errorf(v1.CodeConflict, "node %s still has a copy of workload %s from before it moved away: it stops that copy first", n.cfg.NodeID, wid)
 }
 
 // fromEscrow seals the escrowed start request's values (sealed for the cluster's secrets
