@@ -25,27 +25,9 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	if !ok {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeNotImplemented, "node %s keeps its records to itself (not in JetStream KV): it cannot take workloads over", n.cfg.NodeID)
 	}
-	if err := v1.ValidateToken("workload ID", t.WorkloadID); err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	if err := v1.ValidateToken("node ID", t.FromNode); err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	if err := n.heldHere(ctx, cs, t.WorkloadID); err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
-	if errors.Is(err, ErrNotStored) {
-		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
-	}
+	old, err := n.takeoverSource(ctx, cs, def, t)
 	if err != nil {
-		return v1.WorkloadInfo{}, storageError(err, "read the lost node's record")
-	}
-	if old.Definition.Namespace != def.Namespace {
-		return v1.WorkloadInfo{}, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)
-	}
-	if old.Revision != t.Revision || old.Desired != DesiredRunning {
-		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
+		return v1.WorkloadInfo{}, err
 	}
 	rec := *old
 	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt, rec.TakenOver = nexletID, 0, "", time.Now().UTC(), true
@@ -123,6 +105,34 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	n.log.Info("took over a workload of another node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
 	info.Definition = nil
 	return info, nil
+}
+
+// takeoverSource reads the record a takeover moves here, and checks it is the one the
+// coordinator read, of def's namespace, and not a workload this node still has.
+func (n *Node) takeoverSource(ctx context.Context, cs ClusterStore, def v1.WorkloadDefinition, t *v1.Takeover) (*Record, error) {
+	if err := v1.ValidateToken("workload ID", t.WorkloadID); err != nil {
+		return nil, err
+	}
+	if err := v1.ValidateToken("node ID", t.FromNode); err != nil {
+		return nil, err
+	}
+	if err := n.heldHere(ctx, cs, t.WorkloadID); err != nil {
+		return nil, err
+	}
+	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
+	if errors.Is(err, ErrNotStored) {
+		return nil, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
+	}
+	if err != nil {
+		return nil, storageError(err, "read the lost node's record")
+	}
+	if old.Definition.Namespace != def.Namespace {
+		return nil, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)
+	}
+	if old.Revision != t.Revision || old.Desired != DesiredRunning {
+		return nil, v1.Errorf(v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
+	}
+	return old, nil
 }
 
 // heldHere refuses the takeover of a workload this node still has: its own copy from
