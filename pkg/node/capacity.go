@@ -132,35 +132,13 @@ func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {
 }
 
 // fit says why res does not fit in what is left of the node ("" when it does), the
-// node's load with it placed (the larger of its memory and cpu shares, 0 to 1) and how
-// many workloads it runs. Caller holds n.mu.
+// node's load with it placed (fitIn) and how many workloads it runs. Caller holds n.mu.
 func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64, running int) {
 	usedMem, usedCPU, running := n.usage()
 	bidMem, bidCPU := n.promised(now)
-	usedMem, usedCPU = usedMem+bidMem, usedCPU+bidCPU
 	allocMem, allocCPU := n.allocatable()
-	var wantMem v1.ByteSize
-	var wantCPU float64
-	if res != nil {
-		wantMem, wantCPU = res.Memory, res.CPU
-	}
-	if wantMem > 0 && usedMem+wantMem > allocMem {
-		if allocMem == 0 {
-			return fmt.Sprintf("needs %s memory, and the node does not know its memory (start nexd with --memory)", wantMem), 1, running
-		}
-		return fmt.Sprintf("needs %s memory, %s free of %s", wantMem, max(0, allocMem-usedMem), allocMem), 1, running
-	}
-	// a thousandth of a core of slack: sums of fractions are not exact
-	if wantCPU > 0 && usedCPU+wantCPU > allocCPU+0.001 {
-		return fmt.Sprintf("needs %s cpu, %s free of %s", v1.FormatCores(wantCPU), v1.FormatCores(max(0, allocCPU-usedCPU)), v1.FormatCores(allocCPU)), 1, running
-	}
-	if allocMem > 0 {
-		load = float64(usedMem+wantMem) / float64(allocMem)
-	}
-	if allocCPU > 0 {
-		load = max(load, (usedCPU+wantCPU)/allocCPU)
-	}
-	return "", min(1, load), running
+	why, load = fitIn(room{Memory: allocMem, CPU: allocCPU, UsedMemory: usedMem + bidMem, UsedCPU: usedCPU + bidCPU}, res)
+	return why, load, running
 }
 
 // enforces says whether nexlet e limits every resource of names.

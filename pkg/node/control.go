@@ -194,24 +194,18 @@ func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.T
 		return from[rand.IntN(len(from))]
 	}
 	busy := make(map[string]int, len(from))
-	for _, e := range from {
+	ids := make([]string, len(from))
+	for i, e := range from {
 		busy[e.reg.NexletID] = counts[e.reg.NexletID]
+		ids[i] = e.reg.NexletID
 	}
 	for _, b := range n.bids {
 		if _, ok := busy[b.NexletID]; ok && b.outstanding(now) {
 			busy[b.NexletID]++
 		}
 	}
-	var least []*nexletEntry
-	for _, e := range from {
-		switch {
-		case len(least) == 0 || busy[e.reg.NexletID] < busy[least[0].reg.NexletID]:
-			least = append(least[:0], e)
-		case busy[e.reg.NexletID] == busy[least[0].reg.NexletID]:
-			least = append(least, e)
-		}
-	}
-	return least[rand.IntN(len(least))]
+	id := leastBusy(ids, busy, rand.IntN)
+	return from[slices.Index(ids, id)]
 }
 
 // noCandidateReason says why no nexlet of the requested type can bid. Caller holds n.mu.
@@ -256,33 +250,27 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 	if isolation != v1.IsolationUID && n.requiresIsolation(ns) {
 		return fmt.Sprintf("namespace %s requires isolation (nex.isolation=uid) and no %s nexlet here runs workloads as users of their own", ns, req.Type)
 	}
-	tags := n.cfg.Tags
-	for _, k := range slices.Sorted(maps.Keys(req.Tags)) {
-		have, ok := tags[k]
-		switch k {
-		case v1.TagIsolation:
-			have = isolation
-		case v1.TagCgroups:
-			have = n.bestCgroups(req.Type) // what a nexlet of this type offers
+	if len(req.Tags) > 0 {
+		have := maps.Clone(n.cfg.Tags)
+		if _, ok := have[v1.TagIsolation]; ok {
+			have[v1.TagIsolation] = isolation
 		}
-		if !ok {
-			if v, ok := tags["nex."+k]; ok {
-				return fmt.Sprintf("tag %s=%s not matched (node has no %s tag; it has nex.%s=%s)", k, req.Tags[k], k, k, v)
-			}
-			return fmt.Sprintf("tag %s=%s not matched (node has no %s tag)", k, req.Tags[k], k)
+		if _, ok := have[v1.TagCgroups]; ok {
+			have[v1.TagCgroups] = n.bestCgroups(req.Type) // what a nexlet of this type offers
 		}
-		if have != req.Tags[k] {
-			return fmt.Sprintf("tag %s=%s not matched (node has %s=%s)", k, req.Tags[k], k, have)
+		if why := unmatchedTag(have, req.Tags); why != "" {
+			return why
 		}
 	}
-	for _, p := range req.Ports {
+	if len(req.Ports) > 0 {
+		exposed := make(map[int]string)
 		for _, w := range n.workloads {
-			if slices.Contains(w.ports, p) {
-				return fmt.Sprintf("port %d is exposed by workload %s on this node", p, w.rec.Definition.Name)
+			for _, p := range w.ports {
+				exposed[p] = w.rec.Definition.Name
 			}
 		}
-		if inUse[p] {
-			return fmt.Sprintf("port %d is in use on this node", p)
+		if why := portTaken(req.Ports, exposed, inUse); why != "" {
+			return why
 		}
 	}
 	var types, lifecycles []string
