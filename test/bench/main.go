@@ -4,6 +4,7 @@
 // auction fan-out across 50 nodes, log shipping, stop, footprint and scale.
 //
 //	make build && go run ./test/bench [--json] [--only start-cli,logs]
+//	go run ./test/bench --baseline <dir of a previous build's binaries> [--rounds 3]
 package main
 
 import (
@@ -67,9 +68,12 @@ func main() {
 	only := flag.String("only", "", "comma-separated scenarios to run (default: all)")
 	binDir := flag.String("bin", "bin", "directory with nex, nexd and nexlet-native")
 	flag.StringVar(&benchDir, "dir", ".nexdata", "where nodes keep their data during the run (a real disk, like /var/lib/nex)")
+	baseline := flag.String("baseline", "", "directory with a previous build's nex, nexd and nexlet-native: run the scenarios on both, interleaved, and report ratios")
+	rounds := flag.Int("rounds", 3, "with --baseline: how many times each scenario runs on each build")
 	flag.Parse()
 
 	scenarios := []scenario{
+		{"version", cliVersion},
 		{"footprint", footprint},
 		{"start-cli", startCLI},
 		{"start-client", startClient},
@@ -79,6 +83,7 @@ func main() {
 		{"logs", logs},
 		{"list", list},
 		{"fanout", fanout},
+		{"idle", idleServices},
 		{"scale", scale},
 		{"scale10k", scale10k},
 		{"reschedule", reschedule},
@@ -103,12 +108,33 @@ func main() {
 	if err := os.MkdirAll(benchDir, 0o755); err != nil {
 		fail(err)
 	}
-	for _, b := range []string{"nex", "nexd", "nexlet-native"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			fail(fmt.Errorf("%s not found in %s: run `make build` first", b, bin))
-		}
+	if err := checkBinaries(bin, "run `make build` first"); err != nil {
+		fail(err)
 	}
 	rep := Report{Commit: commit(), GoVersion: runtime.Version(), Cores: runtime.NumCPU(), CPU: cpuModel(), Time: time.Now().UTC().Format(time.RFC3339)}
+	if *baseline != "" {
+		base, err := filepath.Abs(*baseline)
+		if err != nil {
+			fail(err)
+		}
+		if err := checkBinaries(base, "--baseline names a directory with a build of nex (make build, then copy bin/)"); err != nil {
+			fail(err)
+		}
+		if *rounds < 1 {
+			fail(fmt.Errorf("--rounds %d: at least 1", *rounds))
+		}
+		if len(want) == 0 {
+			for _, n := range defaultCompared {
+				want[n] = true
+			}
+		}
+		c, err := compare(slices.DeleteFunc(scenarios, func(s scenario) bool { return !want[s.name] }), rep, bin, base, *rounds)
+		if err != nil {
+			fail(err)
+		}
+		printComparison(c, *asJSON)
+		return
+	}
 	for _, s := range scenarios {
 		if len(want) > 0 && !want[s.name] {
 			continue

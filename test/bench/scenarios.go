@@ -441,6 +441,37 @@ func footprint(e *env) ([]Result, error) {
 	}, nil
 }
 
+// cliVersion is the CLI's own start: `nex --version`, which does nothing else.
+func cliVersion(e *env) ([]Result, error) {
+	var ds []time.Duration
+	for i := 0; i < 50; i++ {
+		t0 := time.Now()
+		if out, err := exec.Command(filepath.Join(e.bin, "nex"), "--version").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("nex --version: %v: %s", err, out)
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return []Result{latency("nex --version (p50)", ds, 3, "50 runs, wall time")}, nil
+}
+
+// idleServices is an idle node's CPU with 100 services: what it does when nothing
+// happens.
+func idleServices(e *env) ([]Result, error) {
+	_, pid, err := e.startNode("n1")
+	if err != nil {
+		return nil, err
+	}
+	if err := startServices(e.client("bench"), 100); err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second)
+	pct, rss, _, _ := idle(e.daemonPids(pid, "n1"), 20*time.Second)
+	return []Result{
+		{Figure: "idle CPU, 100 services", Value: pct, Unit: "% of a core", Detail: "nexd + nexlet-native over 20s", Target: "-", Met: true},
+		{Figure: "idle RSS, 100 services", Value: rss, Unit: "MiB", Detail: "nexd + nexlet-native", Target: "-", Met: true},
+	}, nil
+}
+
 func scale(e *env) ([]Result, error) {
 	_, pid, err := e.startNode("n1")
 	if err != nil {
