@@ -170,3 +170,28 @@ func printComparison(c ComparisonReport, asJSON bool) {
 	}
 	tw.Flush()
 }
+
+// runCompared is main's --baseline run: the scenarios want names (defaultCompared when
+// it names none) on this build (bin) and the one in baseline.
+func runCompared(scenarios []scenario, want map[string]bool, rep Report, bin, baseline string, rounds int, asJSON bool) {
+	base, err := filepath.Abs(baseline)
+	if err != nil {
+		fail(err)
+	}
+	if err := checkBinaries(base, "--baseline names a directory with a build of nex (make build, then copy bin/)"); err != nil {
+		fail(err)
+	}
+	if rounds < 1 {
+		fail(fmt.Errorf("--rounds %d: at least 1", rounds))
+	}
+	if len(want) == 0 {
+		for _, n := range defaultCompared {
+			want[n] = true
+		}
+	}
+	c, err := compare(slices.DeleteFunc(scenarios, func(s scenario) bool { return !want[s.name] }), rep, bin, base, rounds)
+	if err != nil {
+		fail(err)
+	}
+	printComparison(c, asJSON)
+}

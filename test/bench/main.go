@@ -113,26 +113,7 @@ func main() {
 	}
 	rep := Report{Commit: commit(), GoVersion: runtime.Version(), Cores: runtime.NumCPU(), CPU: cpuModel(), Time: time.Now().UTC().Format(time.RFC3339)}
 	if *baseline != "" {
-		base, err := filepath.Abs(*baseline)
-		if err != nil {
-			fail(err)
-		}
-		if err := checkBinaries(base, "--baseline names a directory with a build of nex (make build, then copy bin/)"); err != nil {
-			fail(err)
-		}
-		if *rounds < 1 {
-			fail(fmt.Errorf("--rounds %d: at least 1", *rounds))
-		}
-		if len(want) == 0 {
-			for _, n := range defaultCompared {
-				want[n] = true
-			}
-		}
-		c, err := compare(slices.DeleteFunc(scenarios, func(s scenario) bool { return !want[s.name] }), rep, bin, base, *rounds)
-		if err != nil {
-			fail(err)
-		}
-		printComparison(c, *asJSON)
+		runCompared(scenarios, want, rep, bin, *baseline, *rounds, *asJSON)
 		return
 	}
 	for _, s := range scenarios {
