@@ -61,8 +61,8 @@ func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
 	}
 	out := map[string][]*Record{}
 	for key := range lister.Keys() {
-		node, _, ok := strings.Cut(key, ".")
-		if !ok || node == "requests" || node == "groups" {
+		node, _, ok := recordOfKey(key)
+		if !ok {
 			continue
 		}
 		r, err := s.get(ctx, key)
@@ -88,7 +88,7 @@ func (s *KVStore) Nodes(ctx context.Context) (map[string]int, error) {
 	}
 	out := map[string]int{}
 	for key := range lister.Keys() {
-		if node, _, ok := strings.Cut(key, "."); ok && node != "requests" && node != "groups" {
+		if node, _, ok := recordOfKey(key); ok {
 			out[node]++
 		}
 	}
@@ -129,7 +129,7 @@ func decodeRecord(key string, b []byte, rev uint64) (*Record, error) {
 
 // RecordOf reads node's record of wid.
 func (s *KVStore) RecordOf(ctx context.Context, node, wid string) (*Record, error) {
-	return s.get(ctx, node+"."+wid)
+	return s.get(ctx, recordKey(node, wid))
 }
 
 // PutOf writes node's record of rec.WorkloadID, compare-and-set on rec.Revision.
@@ -145,7 +145,7 @@ func (s *KVStore) of(node string) *KVStore {
 // RemoveOf deletes node's record of wid when it is still at rev.
 func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) error {
 	err := retryStore(ctx, func(actx context.Context) error {
-		return s.kv.Purge(actx, node+"."+wid, jetstream.LastRevision(rev))
+		return s.kv.Purge(actx, recordKey(node, wid), jetstream.LastRevision(rev))
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -158,7 +158,7 @@ func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) er
 
 // Owners lists the nodes holding a record of wid.
 func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, "*."+wid)
+	lister, err := s.kv.ListKeysFiltered(ctx, workloadRecords(wid))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil
@@ -167,7 +167,7 @@ func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
 	}
 	var nodes []string
 	for key := range lister.Keys() {
-		if node, _, _ := strings.Cut(key, "."); node != "requests" && node != "groups" {
+		if node, _, ok := recordOfKey(key); ok {
 			nodes = append(nodes, node)
 		}
 	}
@@ -176,7 +176,7 @@ func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
 
 // WatchOwn watches this node's records for writes by others.
 func (s *KVStore) WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error {
-	w, err := s.kv.Watch(ctx, s.nodeID+".*", jetstream.UpdatesOnly())
+	w, err := s.kv.Watch(ctx, nodeRecords(s.nodeID), jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("watch state: %w", err)
 	}
@@ -206,9 +206,6 @@ func (s *KVStore) WatchOwn(ctx context.Context, f func(wid string, rec *Record))
 	}()
 	return nil
 }
-
-// LeaseBucket holds the cluster's leases; its age limit is the lease period.
-const LeaseBucket = "NEX_LEASES"
 
 // Lease is a key in the lease bucket that one node at a time holds: Create takes it, an
 // Update at the revision it holds renews it, and the server removes it a lease period

@@ -21,9 +21,6 @@ import (
 	"github.com/nexrun/nex/pkg/seal"
 )
 
-// coordinatorLease is the lease the coordinating node holds.
-const coordinatorLease = "coordinator"
-
 // movedRetention is how long a moved record stays for its node to find when it comes
 // back (after that, the node finds the workload's new owner instead).
 const movedRetention = time.Hour

@@ -42,11 +42,9 @@ type Group struct {
 	Revision     uint64    `json:"-"`
 }
 
-func groupKey(ns, id string) string { return "groups." + ns + "." + id }
-
 // Groups lists every group's record.
 func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, "groups.>")
+	lister, err := s.kv.ListKeysFiltered(ctx, allGroups)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil

@@ -18,10 +18,6 @@ import (
 	"github.com/nexrun/nex/pkg/seal"
 )
 
-// SecretsBucket holds every namespace's secrets, each value sealed for the nodes'
-// shared secrets key: encrypted at rest, opened only by a node at deploy.
-const SecretsBucket = "NEX_SECRETS"
-
 // SecretRef marks an environment value resolved from the namespace's secret store.
 const SecretRef = "secret://"
 
@@ -65,7 +61,7 @@ func secretKey(ns, name string) (string, error) {
 	if err := v1.ValidateToken("secret name", name); err != nil {
 		return "", err
 	}
-	return ns + "." + name, nil
+	return secretKeyOf(ns, name), nil
 }
 
 // secretTarget reads the namespace and secret name of a request and opens the store.
@@ -140,7 +136,7 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 	if err != nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeysFiltered(ctx, ns+".*")
+	lister, err := kv.ListKeysFiltered(ctx, nsSecrets(ns))
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +146,7 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 		if err != nil {
 			continue
 		}
-		out = append(out, v1.SecretInfo{Name: strings.TrimPrefix(k, ns+"."), Namespace: ns, UpdatedAt: e.Created()})
+		out = append(out, v1.SecretInfo{Name: strings.TrimPrefix(k, secretKeyOf(ns, "")), Namespace: ns, UpdatedAt: e.Created()})
 	}
 	return out, nil
 }

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,13 +83,6 @@ type Store interface {
 	Reclaim(ctx context.Context, ns, requestID, old, holder string) error
 	// Unclaim releases a request ID held by holder (a start that failed, a workload gone).
 	Unclaim(ctx context.Context, ns, requestID, holder string) error
-}
-
-// claimKey is where a request ID's claim lives: hashed, since a request ID may hold
-// any printable character and a KV key may not.
-func claimKey(ns, requestID string) string {
-	sum := sha256.Sum256([]byte(requestID))
-	return "requests." + ns + "." + hex.EncodeToString(sum[:16])
 }
 
 // MemoryStore keeps state in memory: it survives nexlet crashes, not a nexd restart
@@ -225,9 +216,6 @@ func (m *MemoryStore) List(context.Context) ([]*Record, error) {
 	return out, nil
 }
 
-// KVBucket is the JetStream KV bucket that holds every node's desired state.
-const KVBucket = "NEX_STATE"
-
 // KVStore keeps state in JetStream KV under keys <node_id>.<workload_id>, so it
 // survives nexd restarts and, with replicas, the loss of a NATS server.
 type KVStore struct {
@@ -328,7 +316,7 @@ func (s *KVStore) key(wid string) (string, error) {
 	if err := v1.ValidateToken("workload ID", wid); err != nil {
 		return "", err
 	}
-	return s.nodeID + "." + wid, nil
+	return recordKey(s.nodeID, wid), nil
 }
 
 // Put creates or updates rec with compare-and-swap on its revision.
@@ -456,11 +444,11 @@ func (s *KVStore) Delete(ctx context.Context, wid string) error {
 // List returns every record of this node.
 // Get reads this node's record of wid.
 func (s *KVStore) Get(ctx context.Context, wid string) (*Record, error) {
-	return s.get(ctx, s.nodeID+"."+wid)
+	return s.get(ctx, recordKey(s.nodeID, wid))
 }
 
 func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, s.nodeID+".*")
+	lister, err := s.kv.ListKeysFiltered(ctx, nodeRecords(s.nodeID))
 	if err != nil {
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}

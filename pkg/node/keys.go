@@ -1,0 +1,66 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// The names of what the node keeps in JetStream: its buckets and every key in them, in
+// one place. The state bucket (KVBucket) holds:
+//
+//	<node ID>.<workload ID>      a node's record of a workload (Record)
+//	groups.<namespace>.<group>   a replica group (Group)
+//	requests.<namespace>.<hash>  the claim of a start's request ID
+//
+// The lease bucket (LeaseBucket) holds one key per lease ("coordinator"); the secrets
+// bucket (SecretsBucket) <namespace>.<secret name>.
+
+const (
+	// KVBucket holds the desired state: records, groups and request-ID claims.
+	KVBucket = "NEX_STATE"
+	// LeaseBucket holds the cluster's leases; its age limit is the lease period.
+	LeaseBucket = "NEX_LEASES"
+	// SecretsBucket holds every namespace's secrets, each value sealed for the nodes'
+	// shared secrets key: encrypted at rest, opened only by a node at deploy.
+	SecretsBucket = "NEX_SECRETS"
+	// coordinatorLease is the lease the coordinating node holds.
+	coordinatorLease = "coordinator"
+)
+
+// recordKey is where node's record of workload wid lives.
+func recordKey(node, wid string) string { return node + "." + wid }
+
+// nodeRecords matches every record of node.
+func nodeRecords(node string) string { return node + ".*" }
+
+// workloadRecords matches every node's record of workload wid.
+func workloadRecords(wid string) string { return "*." + wid }
+
+// groupKey is where replica group id of namespace ns lives.
+func groupKey(ns, id string) string { return "groups." + ns + "." + id }
+
+// allGroups matches every replica group.
+const allGroups = "groups.>"
+
+// claimKey is where a request ID's claim lives: hashed, since a request ID may hold
+// any printable character and a KV key may not.
+func claimKey(ns, requestID string) string {
+	sum := sha256.Sum256([]byte(requestID))
+	return "requests." + ns + "." + hex.EncodeToString(sum[:16])
+}
+
+// secretKeyOf is where secret name of namespace ns lives; nsSecrets matches them all.
+func secretKeyOf(ns, name string) string { return ns + "." + name }
+
+func nsSecrets(ns string) string { return ns + ".*" }
+
+// recordOfKey reads a key of the state bucket: whose record of which workload it is, ok
+// false for a key that is no record (a group, a claim).
+func recordOfKey(key string) (node, wid string, ok bool) {
+	node, wid, ok = strings.Cut(key, ".")
+	if !ok || node == "requests" || node == "groups" {
+		return "", "", false
+	}
+	return node, wid, true
+}
