@@ -133,3 +133,26 @@ func TestDocLinks(t *testing.T) {
 		t.Fatalf("only %d links checked", checked)
 	}
 }
+
+// TestImportsPointOneWay holds the import rules of "The control plane in rooms": the
+// daemon does not link a nexlet's runtime, the NATS connection package does not know the
+// service layer, and the process helpers do not know how connections are made.
+func TestImportsPointOneWay(t *testing.T) {
+	rules := []struct{ pkg, not string }{
+		{"internal/daemon", "pkg/runtime/native"},
+		{"pkg/natsconn", "internal/svc"},
+		{"internal/proc", "pkg/natsconn"},
+		{"cmd/nex", "pkg/node"},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-deps", "../"+r.pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", r.pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == "github.com/nexrun/nex/"+r.not {
+				t.Errorf("%s imports %s (directly or through another package)", r.pkg, r.not)
+			}
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/config"
+	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -70,7 +71,7 @@ func (showCmd) Run(ctx *kong.Context) error {
 
 // connect dials NATS; the connection is closed when the command returns.
 func (g *Globals) connect() (*nats.Conn, error) {
-	nc, err := g.NATS.Connect("nex")
+	nc, err := g.NATS.Connect("nex", svc.ConnOptions()...)
 	if err == nil {
 		g.conns = append(g.conns, nc)
 	}

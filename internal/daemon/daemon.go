@@ -24,6 +24,7 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/retry"
+	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -171,7 +172,7 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 	}
 	d.resolved = resolved
 	connect := func(context.Context) error {
-		nc, err := resolved.Connect("nexd "+d.o.NodeName, proc.ConnLogging(d.log)...)
+		nc, err := resolved.Connect("nexd "+d.o.NodeName, append(svc.ConnOptions(), proc.ConnLogging(d.log)...)...)
 		d.nc = nc
 		return err
 	}

@@ -11,11 +11,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/cgroupfs"
 	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
-	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // nexlets are the local nexlets nexd starts and supervises: the --nexlets and
@@ -133,7 +133,7 @@ func (x *nexlets) supervise(a node.Supervised) {
 		for _, pid := range proc.KillTagged(d.nodeID, a.Name) {
 			d.log.Warn("killed a workload process the stopped nexlet left behind", zap.String("nexlet_id", a.Name), zap.Int("pid", pid))
 		}
-		native.RemoveCgroupsOf(d.nodeID, a.Name) // and their cgroups (a nexlet-native's)
+		cgroupfs.RemoveOf(d.nodeID, a.Name) // and their cgroups (a nexlet-native's)
 	}
 	x.wg.Add(1)
 	go func() {

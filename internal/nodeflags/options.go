@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexrun/nex/internal/hostusers"
 	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
 // Options are nexd's flags; `nex node up` takes the same ones.
@@ -113,11 +113,11 @@ func (o Options) Check() error {
 	switch o.WorkloadUIDs {
 	case "auto", "none", "":
 	default:
-		if _, err := native.ParseUIDRange(o.WorkloadUIDs); err != nil {
+		if _, err := hostusers.ParseUIDRange(o.WorkloadUIDs); err != nil {
 			return fmt.Errorf("--workload-uids: %w (or auto, or none)", err)
 		}
 	}
-	if p, err := native.ParseRunAs(o.RunAs); err != nil {
+	if p, err := hostusers.ParseRunAs(o.RunAs); err != nil {
 		return err
 	} else if err := p.Check(); err != nil {
 		return err

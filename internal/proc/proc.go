@@ -1,6 +1,5 @@
 // Package proc holds what every nex process (nexd and its nexlets) sets up the same way:
-// its logger, the logging of its NATS connection, moving that connection to renewed
-// credentials, and the default data directory.
+// its logger, the logging of its NATS connection, and the default data directory.
 package proc
 
 import (
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nexrun/nex/pkg/natsconn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -125,19 +123,6 @@ func ConnLogging(log *zap.Logger) []nats.Option {
 			log.Info("NATS connection restored", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
 	}
-}
-
-// ReconnectOnRenewal reconnects nc as soon as its credentials file is replaced (nexd
-// renews a nexlet's at a third of their lifetime), so the connection moves to the new
-// credentials at a moment of its choosing, in about a millisecond, instead of being cut
-// off by the server when the old ones expire. It returns when ctx ends.
-func ReconnectOnRenewal(ctx context.Context, nc *nats.Conn, path string, every time.Duration, log *zap.Logger) {
-	natsconn.WatchFile(ctx, path, every, func() {
-		log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
-		if err := nc.ForceReconnect(); err != nil {
-			log.Warn("reconnect with renewed credentials", zap.Error(err))
-		}
-	})
 }
 
 // DirLock is an exclusive lock on a data directory, held until Release or the process's

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/nexrun/nex/internal/svc"
 )
 
 // Options are the NATS connection flags shared by nex, nexd and nexlet-native.
@@ -151,8 +149,10 @@ func (o Options) URL() string {
 	return strings.Join(o.Servers, ",")
 }
 
-// Connect resolves the context and dials NATS. The connection reconnects forever, since
-// a node must outlive the loss of a server.
+// Connect resolves the context and dials NATS, with the caller's extra options (nex,
+// nexd and nexlet-native add internal/svc's, so that a request the server refuses for
+// permissions fails at once, naming them). The connection reconnects forever, since a
+// node must outlive the loss of a server.
 func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	r, err := o.Resolve()
 	if err != nil {
@@ -177,12 +177,12 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	opts := append(svc.ConnOptions(),
+	opts := []nats.Option{
 		nats.Name(name),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-	)
+		nats.ReconnectWait(250 * time.Millisecond),
+	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}

@@ -1,7 +1,6 @@
 package native
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -11,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/cgroupfs"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -41,19 +40,10 @@ type cgroupSetup struct {
 	v1own  map[string]string // v1: the nexlet's own cgroup per controller (threads go back)
 }
 
-var cgroupControllers = []string{"memory", "cpu", "pids"}
-
-// cgroupPrefix begins the name of every nexlet's base of workload cgroups.
-const cgroupPrefix = "nex-"
-
-// cgroupBase is the name of the base of nexlet nexletID of node nodeID: two nexlets in one
-// cgroup (nexd starts them all in its own) keep apart.
-func cgroupBase(nodeID, nexletID string) string { return cgroupPrefix + nodeID + "-" + nexletID }
-
 // detectCgroups finds how this process can limit its workloads, under bases named name
 // (cgroupBase).
 func detectCgroups(name string, log *zap.Logger) *cgroupSetup {
-	own, mounts, err := readCgroupInfo()
+	own, mounts, err := cgroupfs.ReadInfo()
 	if err != nil {
 		return &cgroupSetup{kind: v1.CgroupsNone, why: err.Error()}
 	}
@@ -75,54 +65,6 @@ func detectCgroups(name string, log *zap.Logger) *cgroupSetup {
 	return s
 }
 
-// readCgroupInfo reads this process's cgroups (controller -> path; "" for v2) and where
-// the hierarchies are mounted (controller -> mount point; "" for v2).
-func readCgroupInfo() (own, mounts map[string]string, err error) {
-	own, mounts = map[string]string{}, map[string]string{}
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, nil, fmt.Errorf("no cgroups: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		if f[1] == "" {
-			own[""] = f[2]
-			continue
-		}
-		for _, c := range strings.Split(f[1], ",") {
-			own[c] = f[2]
-		}
-	}
-	mi, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, nil, fmt.Errorf("no mount table: %v", err)
-	}
-	defer mi.Close()
-	sc := bufio.NewScanner(mi)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		f := strings.Fields(sc.Text())
-		i := slices.Index(f, "-")
-		if i < 0 || i+3 >= len(f) || len(f) < 5 {
-			continue
-		}
-		switch f[i+1] {
-		case "cgroup2":
-			mounts[""] = f[4]
-		case "cgroup":
-			for _, o := range strings.Split(f[i+3], ",") {
-				if slices.Contains(cgroupControllers, o) {
-					mounts[o] = f[4]
-				}
-			}
-		}
-	}
-	return own, mounts, nil
-}
-
 // setupV2 makes dir (the nexlet's cgroup) the parent of its workloads' cgroups.
 func setupV2(dir, name string) (*cgroupSetup, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
@@ -130,7 +72,7 @@ func setupV2(dir, name string) (*cgroupSetup, error) {
 		return nil, err
 	}
 	have := strings.Fields(string(b))
-	for _, c := range cgroupControllers {
+	for _, c := range cgroupfs.Controllers {
 		if !slices.Contains(have, c) {
 			return nil, fmt.Errorf("controller %s is not available in %s (it has: %s); give nexlet-native a delegated cgroup (systemd Delegate=yes)", c, dir, strings.Join(have, " "))
 		}
@@ -173,7 +115,7 @@ func setupV2(dir, name string) (*cgroupSetup, error) {
 func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 	s := &cgroupSetup{kind: v1.CgroupsNone, v1dirs: map[string]string{}, v1own: map[string]string{}}
 	var why []string
-	for _, c := range cgroupControllers {
+	for _, c := range cgroupfs.Controllers {
 		mnt, ok := mounts[c]
 		if !ok {
 			why = append(why, "no "+c+" cgroup hierarchy is mounted")
@@ -201,7 +143,7 @@ func setupV1(own, mounts map[string]string, name string) *cgroupSetup {
 func removeEmptyBases(mine, keep string) {
 	entries, _ := os.ReadDir(mine)
 	for _, e := range entries {
-		if dir := filepath.Join(mine, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), cgroupPrefix) && dir != keep {
+		if dir := filepath.Join(mine, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), cgroupfs.Prefix) && dir != keep {
 			_ = syscall.Rmdir(dir)
 		}
 	}
@@ -228,45 +170,9 @@ func (s *cgroupSetup) enforces(r *v1.Resources) string {
 // killing what is still in them (killOrphans has done most of that already).
 func (s *cgroupSetup) sweep(log *zap.Logger) {
 	for _, b := range s.bases() {
-		clearBase(b, func(dir string, err error) {
+		cgroupfs.ClearBase(b, func(dir string, err error) {
 			log.Warn("remove a workload cgroup left by a previous nexlet", zap.String("cgroup", dir), zap.Error(err))
 		})
-	}
-}
-
-// clearBase kills what is in each workload cgroup under base and removes it; failed is
-// told of one it could not remove (nil: nobody).
-func clearBase(base string, failed func(dir string, err error)) {
-	entries, _ := os.ReadDir(base)
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(base, e.Name())
-		killCgroup(dir)
-		if err := removeCgroup(dir); err != nil && failed != nil {
-			failed(dir, err)
-		}
-	}
-}
-
-// RemoveCgroupsOf removes the v1 workload cgroups nexlet nexletID of node nodeID left
-// under this process's own cgroups, killing what is still in them: for nexd, whose
-// nexlets share its cgroups, once one of them is gone for good (it was given up on, or
-// killed for lack of time at shutdown) and so cannot remove its own.
-func RemoveCgroupsOf(nodeID, nexletID string) {
-	own, mounts, err := readCgroupInfo()
-	if err != nil {
-		return
-	}
-	for _, c := range cgroupControllers {
-		mnt, ok := mounts[c]
-		if !ok {
-			continue
-		}
-		base := filepath.Join(mnt, own[c], cgroupBase(nodeID, nexletID))
-		clearBase(base, nil)
-		_ = syscall.Rmdir(base)
 	}
 }
 
@@ -282,7 +188,7 @@ func (s *cgroupSetup) bases() []string {
 	if s.v2 != "" {
 		out = append(out, s.v2)
 	}
-	for _, c := range cgroupControllers {
+	for _, c := range cgroupfs.Controllers {
 		if b, ok := s.v1dirs[c]; ok {
 			out = append(out, b)
 		}
@@ -445,7 +351,7 @@ func (g *workloadCgroup) ooms() int {
 func (g *workloadCgroup) kill() {
 	if g != nil {
 		for _, dir := range g.dirs {
-			killCgroup(dir)
+			cgroupfs.Kill(dir)
 		}
 	}
 }
@@ -460,32 +366,8 @@ func (g *workloadCgroup) remove() {
 		g.fd = -1
 	}
 	for _, dir := range g.dirs {
-		killCgroup(dir)
-		_ = removeCgroup(dir)
-	}
-}
-
-func killCgroup(dir string) {
-	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// removeCgroup removes an empty cgroup, waiting briefly for killed processes to be reaped.
-func removeCgroup(dir string) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := syscall.Rmdir(dir)
-		if err == nil || errors.Is(err, syscall.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
+		cgroupfs.Kill(dir)
+		_ = cgroupfs.Remove(dir)
 	}
 }
 
@@ -493,7 +375,7 @@ func removeCgroup(dir string) error {
 // (of memory, cpu and pids), as nexlet-native would find at its start; it leaves nothing
 // behind. Tests and tools use it to know what a node of this machine enforces.
 func CgroupLimits() []string {
-	s := detectCgroups(cgroupPrefix+"probe-"+strconv.Itoa(os.Getpid()), nil)
+	s := detectCgroups(cgroupfs.Prefix+"probe-"+strconv.Itoa(os.Getpid()), nil)
 	defer s.close()
 	return slices.Clone(s.limits)
 }

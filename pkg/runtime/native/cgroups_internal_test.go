@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexrun/nex/internal/cgroupfs"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // A nexlet starting on v1 removes the empty workload-cgroup bases other nexlets left
 // (killed outright, under node IDs that never come back), and only the empty ones.
 func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
-	own, mounts, err := readCgroupInfo()
+	own, mounts, err := cgroupfs.ReadInfo()
 	mnt, ok := mounts["memory"]
 	if err != nil || !ok {
 		t.Skip("no v1 memory hierarchy here")
@@ -30,7 +31,7 @@ func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(busy, "w1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := setupV1(own, mounts, cgroupBase("me", tag))
+	s := setupV1(own, mounts, cgroupfs.Base("me", tag))
 	t.Cleanup(func() {
 		for _, d := range []string{filepath.Join(busy, "w1"), busy, empty} {
 			_ = syscall.Rmdir(d)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/cgroupfs"
 	"github.com/nexrun/nex/internal/ports"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -185,7 +186,7 @@ func New(opts Options) (*Driver, error) {
 	if opts.NoCgroups {
 		d.cg = &cgroupSetup{kind: v1.CgroupsNone, why: "resource limits are turned off here"}
 	} else {
-		d.cg = detectCgroups(cgroupBase(opts.NodeID, opts.NexletID), d.log)
+		d.cg = detectCgroups(cgroupfs.Base(opts.NodeID, opts.NexletID), d.log)
 		d.cg.sweep(d.log)
 	}
 	// what a workload that asks for nothing gets must be within the ceiling and enforceable

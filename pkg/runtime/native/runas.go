@@ -1,14 +1,11 @@
 package native
 
 import (
-	"fmt"
 	"os"
 	"os/user"
-	"slices"
-	"sort"
 	"strconv"
-	"strings"
 
+	"github.com/nexrun/nex/internal/hostusers"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -19,119 +16,14 @@ type runAs struct {
 	home     string // its home from the user database; the workdir when it has none
 }
 
-// RunAsPolicy is who a namespace's workloads may run as (start_request.user, .group):
-// namespace ("*" for every one) to the user and group names or numbers the operator
-// listed. Nothing is allowed that is not listed; a "*" entry never admits root or a
-// system account (UID or GID below MinSharedID), which need their namespace named.
-type RunAsPolicy map[string][]string
+// RunAsPolicy is who a namespace's workloads may run as (hostusers.RunAsPolicy).
+type RunAsPolicy = hostusers.RunAsPolicy
 
 // MinSharedID is the lowest UID or GID a "*" entry of the run-as policy admits.
-const MinSharedID = 1000
+const MinSharedID = hostusers.MinSharedID
 
 // ParseRunAs reads the run-as policy from NS=NAME entries ("none", or nothing: no one).
-func ParseRunAs(entries []string) (RunAsPolicy, error) {
-	p := RunAsPolicy{}
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if e == "" || e == "none" {
-			continue
-		}
-		ns, name, ok := strings.Cut(e, "=")
-		if !ok || name == "" {
-			why := ""
-			if e == "any" {
-				why = ": 'any' let every tenant run as every user of the machine and is gone"
-			}
-			return nil, fmt.Errorf("--run-as %q%s; name each namespace's users and groups: NS=NAME (a user or a group, by name or number; * for every namespace, never root or an ID below %d), e.g. --run-as a=svc-a,b=svc-b, or none", e, why, MinSharedID)
-		}
-		if ns != "*" {
-			if err := v1.ValidateNamespace(ns); err != nil {
-				return nil, fmt.Errorf("--run-as %q: %w", e, err)
-			}
-		}
-		p[ns] = append(p[ns], name)
-	}
-	return p, nil
-}
-
-// Check looks each name up on this machine: a name that is neither a user nor a group
-// is refused (a typo would silently allow nothing), and so is a "*" entry for root or a
-// system account (below MinSharedID), which would be refused at every start anyway.
-func (p RunAsPolicy) Check() error {
-	for ns, names := range p {
-		for _, name := range names {
-			ids, err := lookupIDs(name)
-			if err != nil {
-				return fmt.Errorf("--run-as %s=%s: %w", ns, name, err)
-			}
-			if ns != "*" {
-				continue
-			}
-			for _, id := range ids {
-				if id < MinSharedID {
-					return fmt.Errorf("--run-as *=%s: ID %d is root or a system account: name the namespace that may use it (NS=%s), never *", name, id, name)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// lookupIDs finds the IDs name stands for: a user's UID, a group's GID, or a number.
-func lookupIDs(name string) ([]uint32, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return []uint32{uint32(n)}, nil
-	}
-	var ids []uint32
-	if u, err := user.Lookup(name); err == nil {
-		n, _ := strconv.ParseUint(u.Uid, 10, 32)
-		ids = append(ids, uint32(n))
-	}
-	if g, err := user.LookupGroup(name); err == nil {
-		n, _ := strconv.ParseUint(g.Gid, 10, 32)
-		ids = append(ids, uint32(n))
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no user or group %q on this machine", name)
-	}
-	return ids, nil
-}
-
-// String is the policy in its flag form (NS=NAME, sorted), "none" when empty.
-func (p RunAsPolicy) String() string {
-	var out []string
-	for ns, names := range p {
-		for _, n := range names {
-			out = append(out, ns+"="+n)
-		}
-	}
-	if len(out) == 0 {
-		return "none"
-	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
-}
-
-// allows says whether namespace ns may use the user or group named name (or numbered id).
-func (p RunAsPolicy) allows(ns, name string, id uint32) bool {
-	num := strconv.FormatUint(uint64(id), 10)
-	if l := p[ns]; slices.Contains(l, name) || slices.Contains(l, num) {
-		return true
-	}
-	l := p["*"]
-	return id >= MinSharedID && (slices.Contains(l, name) || slices.Contains(l, num))
-}
-
-// listed is what ns may run as, for error messages.
-func (p RunAsPolicy) listed(ns string) string {
-	var l []string
-	l = append(l, p[ns]...)
-	l = append(l, p["*"]...)
-	if len(l) == 0 {
-		return "nothing"
-	}
-	return strings.Join(l, ", ")
-}
+func ParseRunAs(entries []string) (RunAsPolicy, error) { return hostusers.ParseRunAs(entries) }
 
 // resolveRunAs finds the user and group a start request names; nil when it names none.
 // It runs only when the nexlet is root, only as a user (and group) the operator's policy
@@ -168,8 +60,8 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 		r.setFrom(u)
 	}
 	policy := d.opts.RunAs
-	if !policy.allows(ns, r.name, r.uid) && !policy.allows(ns, sr.User, r.uid) {
-		return nil, bad("user", "namespace %s may not run as %s (UID %d): this node lets it run as %s (nexd --run-as NS=USER)", ns, r.name, r.uid, policy.listed(ns))
+	if !policy.Allows(ns, r.name, r.uid) && !policy.Allows(ns, sr.User, r.uid) {
+		return nil, bad("user", "namespace %s may not run as %s (UID %d): this node lets it run as %s (nexd --run-as NS=USER)", ns, r.name, r.uid, policy.Listed(ns))
 	}
 	if sr.Group != "" {
 		gname := sr.Group
@@ -179,8 +71,8 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 			}
 			if gid := uint32(n); gid != r.gid {
 				r.gid = gid
-				if !policy.allows(ns, gname, gid) {
-					return nil, bad("group", "namespace %s may not run as group %s (GID %d): this node lets it use %s and the user's own group", ns, gname, gid, policy.listed(ns))
+				if !policy.Allows(ns, gname, gid) {
+					return nil, bad("group", "namespace %s may not run as group %s (GID %d): this node lets it use %s and the user's own group", ns, gname, gid, policy.Listed(ns))
 				}
 			}
 		} else {
@@ -191,14 +83,14 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 			n, _ := strconv.ParseUint(g.Gid, 10, 32)
 			if gid := uint32(n); gid != r.gid {
 				r.gid = gid
-				if !policy.allows(ns, g.Name, gid) {
-					return nil, bad("group", "namespace %s may not run as group %s (GID %d): this node lets it use %s and the user's own group", ns, g.Name, gid, policy.listed(ns))
+				if !policy.Allows(ns, g.Name, gid) {
+					return nil, bad("group", "namespace %s may not run as group %s (GID %d): this node lets it use %s and the user's own group", ns, g.Name, gid, policy.Listed(ns))
 				}
 			}
 		}
 	}
 	switch {
-	case r.gid == 0 && !policy.allows(ns, "0", 0) && !policy.allows(ns, "root", 0):
+	case r.gid == 0 && !policy.Allows(ns, "0", 0) && !policy.Allows(ns, "root", 0):
 		return nil, bad("group", "namespace %s may not run with group root (GID 0) unless --run-as names it for that namespace", ns)
 	case d.opts.UIDs != nil && (d.opts.UIDs.Contains(r.uid) || d.opts.UIDs.Contains(r.gid)):
 		return nil, bad("user", "UID or GID %d:%d lies in the workload UID pool (%s): it is another workload's user", r.uid, r.gid, d.opts.UIDs)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/hostusers"
 )
 
 // Workloads as users of their own: when the nexlet runs as root, every workload runs as
@@ -24,43 +26,17 @@ import (
 // process of that UID is gone and the files it left in the shared temporary directories
 // are removed, so the next workload to get it finds nothing of the last one's.
 
-// DefaultUIDs is the range --workload-uids takes by default: above the UIDs distributions
-// give to people and to their own services, below 2^31.
-const DefaultUIDs = "200000-265535"
+// DefaultUIDs is the range --workload-uids takes by default (hostusers.DefaultUIDs).
+const DefaultUIDs = hostusers.DefaultUIDs
+
+// UIDRange is the first and last UID workloads may run as.
+type UIDRange = hostusers.UIDRange
+
+// ParseUIDRange reads "FIRST-LAST" (e.g. 200000-265535).
+func ParseUIDRange(s string) (UIDRange, error) { return hostusers.ParseUIDRange(s) }
 
 // DefaultUIDLockDir holds one lock file per UID in use on the machine.
 const DefaultUIDLockDir = "/run/nex/uids"
-
-// UIDRange is the first and last UID workloads may run as.
-type UIDRange struct{ First, Last uint32 }
-
-// ParseUIDRange reads "FIRST-LAST" (e.g. 200000-265535).
-func ParseUIDRange(s string) (UIDRange, error) {
-	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
-	first, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
-	last, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return UIDRange{}, fmt.Errorf("workload UIDs %q: want FIRST-LAST, e.g. %s", s, DefaultUIDs)
-	}
-	r := UIDRange{First: uint32(first), Last: uint32(last)}
-	switch {
-	case r.First > r.Last:
-		return UIDRange{}, fmt.Errorf("workload UIDs %q: the first is above the last", s)
-	case r.First < 1000:
-		return UIDRange{}, fmt.Errorf("workload UIDs %q: UIDs below 1000 belong to the system", s)
-	case r.Last >= 1<<31-1:
-		return UIDRange{}, fmt.Errorf("workload UIDs %q: the last must be below 2147483647", s)
-	}
-	if self := uint32(os.Geteuid()); self >= r.First && self <= r.Last {
-		return UIDRange{}, fmt.Errorf("workload UIDs %q: the range holds this process's own UID %d", s, self)
-	}
-	return r, nil
-}
-
-func (r UIDRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
-
-// Contains reports whether uid is in the range.
-func (r *UIDRange) Contains(uid uint32) bool { return r.First <= uid && uid <= r.Last }
 
 // RequiredCapabilities are what running workloads as users of their own needs: switch to
 // the UID (SETUID, SETGID), give it its files (CHOWN), end its processes (KILL), remove
