@@ -150,10 +150,13 @@ func (c *cluster) startServers() {
 // history, small enough to fill in a moment.
 const storeSize = "256m"
 
-// serverConf is a machine's nats-server: the silent-peer pings docs/clusters.md asks
+// serverConf is a machine's nats-server (its log lines timed in UTC, as the nodes'
+// are, to be read beside them): the silent-peer pings docs/clusters.md asks
 // for, JetStream, and routes to all three that are not advertised to clients.
 const serverConf = `server_name: s%d
 listen: "%s:%d"
+logtime: true
+logtime_utc: true
 ping_interval: "2s"
 ping_max: 2
 jetstream { store_dir: %q, max_memory_store: 256MB, max_file_store: 1GB }
