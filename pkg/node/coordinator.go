@@ -44,6 +44,8 @@ type coordinator struct {
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
 	groupsAt     time.Time         // the groups' last reconcile
+	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
+	groupsSeen   time.Time         // the last round that found a group, or the last group operation (under groupMu)
 	resumes      sync.Map          // group ID -> time.Time: a cut-short update being resumed, or its last failure
 
 	owners  map[string]int // nodes with records, from the last full scan

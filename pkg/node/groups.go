@@ -139,6 +139,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 	}
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
+	c.groupsSeen = time.Now() // its copies are counted, and looked for once it is gone, every round
 	switch req.Op {
 	case v1.GroupCreate:
 		if req.Definition == nil {
@@ -520,10 +521,21 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	if len(groups) > 0 {
+		c.groupsSeen = time.Now()
+	} else if time.Since(c.groupsSeen) > rescanEvery && time.Since(c.orphansAt) < rescanEvery {
+		// no group to count, and none for a while: only a copy of a group that is gone
+		// could need stopping, which a read of every record now and then finds (reading
+		// them all every 3 s was most of an idle node's work: 100 gets every 3 s at 100
+		// services). Just after the last group went, its copies are looked for as often
+		// as before.
+		return
+	}
 	all, err := c.cs.All(ctx) // once for every group
 	if err != nil {
 		return
 	}
+	c.orphansAt = time.Now()
 	c.stopOrphans(ctx, groups, all)
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g, all)
