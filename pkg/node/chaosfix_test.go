@@ -1283,3 +1283,47 @@ func TestRestartsWhatAListingMissed(t *testing.T) {
 		return err == nil && info.State == v1.StateRunning
 	})
 }
+
+// A node back from a reconnect catches up with what changed in its records meanwhile,
+// also what its watch of them missed: a copy taken over while it was away stops
+// (chaos seed 48: a nexd paused 20 s ran the copies of 26 services taken over meanwhile
+// for 60 s more, until its nexlet registered again).
+func TestReconnectedNodeCatchesUp(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	ctx := context.Background()
+	store := laggingStore{kvStore(t, nc, id).(*node.KVStore), &atomic.Pointer[[]*node.Record]{}} // hears of no change
+	n := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
+	mem := runMemNexlet(t, testutil.Connect(t, s), id, nil)
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("away"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// taken over by another node while this one was away, as a takeover writes it
+	other := nodeID(t)
+	rec, err := store.RecordOf(ctx, id, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := *rec
+	theirs.Revision, theirs.TakenOver = 0, true
+	if err := store.PutOf(ctx, other, &theirs); err != nil {
+		t.Fatal(err)
+	}
+	mark := *rec
+	mark.Desired, mark.MovedTo, mark.UpdatedAt = node.DesiredMoved, other, time.Now().UTC()
+	if err := store.PutOf(ctx, id, &mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	// within 5 s: its nexlet registering again stops it too, here after about 12 s
+	testutil.Eventually(t, 5*time.Second, "the copy taken over meanwhile to stop", func() bool {
+		info, err := mem.rt.Get(ctx, w.ID)
+		return err != nil || info.State != v1.StateRunning
+	})
+}

@@ -52,15 +52,12 @@ var _ ClusterStore = (*KVStore)(nil)
 
 // All lists every node's records.
 func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	keys, err := listKeys(ctx, s.kv)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return map[string][]*Record{}, nil
-		}
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}
 	out := map[string][]*Record{}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		node, _, ok := recordOfKey(key)
 		if !ok {
 			continue
@@ -79,15 +76,12 @@ func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
 
 // Nodes counts every node's records, reading keys only.
 func (s *KVStore) Nodes(ctx context.Context) (map[string]int, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	keys, err := listKeys(ctx, s.kv)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return map[string]int{}, nil
-		}
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}
 	out := map[string]int{}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		if node, _, ok := recordOfKey(key); ok {
 			out[node]++
 		}
@@ -158,15 +152,12 @@ func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) er
 
 // Owners lists the nodes holding a record of wid.
 func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, workloadRecords(wid))
+	keys, err := listKeys(ctx, s.kv, workloadRecords(wid))
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	var nodes []string
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		if node, _, ok := recordOfKey(key); ok {
 			nodes = append(nodes, node)
 		}

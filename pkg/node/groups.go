@@ -44,15 +44,12 @@ type Group struct {
 
 // Groups lists every group's record.
 func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, allGroups)
+	keys, err := listKeys(ctx, s.kv, allGroups)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
 	var out []*Group
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := s.kv.Get(ctx, key)
 		if err != nil {
 			continue

@@ -1,9 +1,14 @@
 package node
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The names of what the node keeps in JetStream: its buckets and every key in them, in
@@ -63,4 +68,34 @@ func recordOfKey(key string) (node, wid string, ok bool) {
 		return "", "", false
 	}
 	return node, wid, true
+}
+
+// listKeys lists the keys of kv that match filters (every key without one). It fails when
+// ctx ends first: jetstream's key listers close their channel then, and a listing cut
+// short by a timeout read as complete (chaos runs: the newest records missing from a
+// node's listing, and a workload taken for one no node holds).
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]string, error) {
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	w, err := kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	var keys []string
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, errors.New("the listing of keys ended before it had given them all")
+			case e == nil: // every key there was is given
+				return keys, nil
+			}
+			keys = append(keys, e.Key())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the listing of keys was cut short: %w", ctx.Err())
+		}
+	}
 }

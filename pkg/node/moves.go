@@ -41,6 +41,13 @@ const (
 // mark naming such a node was taken for a failed takeover and put back, and the
 // workload ran twice for minutes).
 func checkMove(ctx context.Context, cs ClusterStore, node string, rec Record) moveState {
+	// the node the mark names, first: one read from the stream's leader, where a listing
+	// of every node's keys is slow and, while JetStream elects a leader, times out
+	if rec.MovedTo != "" && rec.MovedTo != node {
+		if _, err := cs.RecordOf(ctx, rec.MovedTo, rec.WorkloadID); err == nil {
+			return moveDone
+		}
+	}
 	owners, err := cs.Owners(ctx, rec.WorkloadID)
 	switch {
 	case err != nil:

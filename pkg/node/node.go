@@ -432,20 +432,48 @@ func (n *Node) loop() {
 	defer renew.Stop()
 	expire := time.NewTicker(min(retentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
 	defer expire.Stop()
+	reconnects, last := n.nc.Stats().Reconnects, time.Now()
 	for {
 		select {
 		case <-n.done:
 			return
 		case <-expire.C:
 			n.expireFinished()
-		case <-t.C:
+		case now := <-t.C:
 			n.announce(false)
 			n.sweep()
+			if r := n.nc.Stats().Reconnects; r != reconnects || now.Sub(last) > 3*n.cfg.AnnounceInterval {
+				n.catchUp()
+			}
+			reconnects, last = n.nc.Stats().Reconnects, now
 		case <-renew.C:
 			if n.cfg.Minter.Isolated() {
 				n.renewCreds()
 			}
 		}
+	}
+}
+
+// catchUp reconciles every registered nexlet once the node is back from a reconnect or a
+// pause (a tick that came late): what changed in its records meanwhile (a workload taken
+// over, a record removed) reaches it through its watch of them, which can miss it (chaos
+// seed 48: a nexd paused 20 s ran on, for 60 s more, the copies of 26 services taken over
+// meanwhile, until its nexlet registered again). Only with a shared store: nothing else
+// writes a local store's records.
+func (n *Node) catchUp() {
+	if _, shared := n.cfg.Store.(ClusterStore); !shared {
+		return
+	}
+	n.mu.Lock()
+	var ids []string
+	for id, e := range n.nexlets {
+		if e.ready {
+			ids = append(ids, id)
+		}
+	}
+	n.mu.Unlock()
+	for _, id := range ids {
+		n.reconcileLater(id)
 	}
 }
 

@@ -136,12 +136,12 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 	if err != nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeysFiltered(ctx, nsSecrets(ns))
+	keys, err := listKeys(ctx, kv, nsSecrets(ns))
 	if err != nil {
 		return nil, err
 	}
 	out := []v1.SecretInfo{}
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
 		if err != nil {
 			continue

@@ -448,12 +448,12 @@ func (s *KVStore) Get(ctx context.Context, wid string) (*Record, error) {
 }
 
 func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, nodeRecords(s.nodeID))
+	keys, err := listKeys(ctx, s.kv, nodeRecords(s.nodeID))
 	if err != nil {
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}
 	var out []*Record
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := s.kv.Get(ctx, key)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {

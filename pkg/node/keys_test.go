@@ -1,0 +1,65 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nexrun/nex/internal/testutil"
+)
+
+// A listing of keys cut short by its context is an error, not a shorter list: jetstream's
+// key listers close their channel when the context ends, and such a listing read as
+// complete (chaos runs: the newest records missing from a node's listing).
+func TestListKeysCutShortIsAnError(t *testing.T) {
+	s := testutil.StartServer(t)
+	js, err := jetstream.New(testutil.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "keys"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"n1.a", "n1.b", "n2.a"} {
+		if _, err := kv.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, err := listKeys(ctx, kv, nodeRecords("n1")); err != nil || len(keys) != 2 {
+		t.Fatalf("keys of n1: %v, %v", keys, err)
+	}
+	if keys, err := listKeys(ctx, kv); err != nil || len(keys) != 3 {
+		t.Fatalf("every key: %v, %v", keys, err)
+	}
+	if keys, err := listKeys(ctx, kv, nodeRecords("n3")); err != nil || len(keys) != 0 {
+		t.Fatalf("keys of a node with none: %v, %v", keys, err)
+	}
+	// jetstream's own lister, given these timeouts, returned 1, 0, 1171 and 2804 keys of
+	// 5000 with no error: here a listing is whole or an error
+	const many = 5000
+	for i := range many {
+		if _, err := kv.Put(ctx, fmt.Sprintf("n4.k%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := 0
+	for ms := 1; ms <= 40; ms++ {
+		short, cancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		keys, err := listKeys(short, kv, nodeRecords("n4"))
+		cancel()
+		switch {
+		case err != nil:
+			cut++
+		case len(keys) != many:
+			t.Fatalf("a listing with %d ms: %d keys of %d, and no error", ms, len(keys), many)
+		}
+	}
+	if cut == 0 {
+		t.Fatal("no listing was cut short: the test tried nothing")
+	}
+}
