@@ -87,6 +87,9 @@ func main() {
 		{"scale", scale},
 		{"scale10k", scale10k},
 		{"reschedule", reschedule},
+		{"failover3", failover(3 * time.Second)},
+		{"failover5", failover(5 * time.Second)},
+		{"failover10", failover(10 * time.Second)},
 	}
 	want := map[string]bool{}
 	var names []string
