@@ -553,6 +553,18 @@ func (s laggingStore) List(ctx context.Context) ([]*node.Record, error) {
 
 func (laggingStore) WatchOwn(context.Context, func(string, *node.Record)) error { return nil }
 
+// laggingFrom is a laggingStore of node id, and its records as they are now (empty), for
+// it to list later instead of the newest.
+func laggingFrom(t *testing.T, nc *nats.Conn, id string) (laggingStore, []*node.Record) {
+	t.Helper()
+	store := laggingStore{kvStore(t, nc, id).(*node.KVStore), &atomic.Pointer[[]*node.Record]{}}
+	before, err := store.KVStore.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, before
+}
+
 // A nexlet reconciled from a read that lags behind a takeover does not start the
 // workload again: the start is recorded by compare-and-set first (a chaos run: a node
 // restarted beside the node that had taken its workload over ran it too, for minutes).
@@ -575,7 +587,7 @@ func TestReconcileFromALaggingReadStartsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale.Store(&before)
+	store.stale.Store(&before)
 	mem.kill()
 	rec, err := store.RecordOf(ctx, id, w.ID) // taken over by another node meanwhile
 	if err != nil {
@@ -1065,12 +1077,7 @@ func TestListingThatMissesARecordStopsNothing(t *testing.T) {
 	nc := testutil.Connect(t, s)
 	id := nodeID(t)
 	ctx := context.Background()
-	stale := &atomic.Pointer[[]*node.Record]{}
-	store := laggingStore{kvStore(t, nc, id).(*node.KVStore), stale}
-	before, err := store.KVStore.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, before := laggingFrom(t, nc, id)
 	first := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
 	mem := runMemNexlet(t, nc, id, nil)
 	waitNexlet(t, first)
@@ -1080,7 +1087,7 @@ func TestListingThatMissesARecordStopsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.Stop() // nexd gone; its nexlet runs on
-	stale.Store(&before)
+	store.stale.Store(&before)
 	again := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
 	waitNexlet(t, again)
 	testutil.Eventually(t, 10*time.Second, "the workload to be listed by the restarted node", func() bool {
@@ -1245,12 +1252,7 @@ func TestRestartsWhatAListingMissed(t *testing.T) {
 	nc := testutil.Connect(t, s)
 	id := nodeID(t)
 	ctx := context.Background()
-	stale := &atomic.Pointer[[]*node.Record]{}
-	store := laggingStore{kvStore(t, nc, id).(*node.KVStore), stale}
-	before, err := store.KVStore.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, before := laggingFrom(t, nc, id)
 	machine := &keeper{mu: &sync.Mutex{}, dirs: map[string]bool{}}
 	serve := func() (*keeper, func()) {
 		k := &keeper{Runtime: memory.New("mem", nexlet.NewFeed(nc, id)), mu: machine.mu, dirs: machine.dirs}
@@ -1274,7 +1276,7 @@ func TestRestartsWhatAListingMissed(t *testing.T) {
 	}
 	first.Stop() // the machine is killed: nexd, the nexlet and the workload
 	killNexlet()
-	stale.Store(&before)
+	store.stale.Store(&before)
 	again := newNodeWith(t, nc, node.Config{NodeID: id, Name: "n", Store: store})
 	rt, _ := serve()
 	waitNexlet(t, again)

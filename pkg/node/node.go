@@ -442,7 +442,7 @@ func (n *Node) loop() {
 		case now := <-t.C:
 			n.announce(false)
 			n.sweep()
-			if r := n.nc.Stats().Reconnects; r != reconnects || now.Sub(last) > 3*n.cfg.AnnounceInterval {
+			if r := n.nc.Stats().Reconnects; r != reconnects || now.Sub(last) > max(3*n.cfg.AnnounceInterval, 3*time.Second) {
 				n.catchUp()
 			}
 			reconnects, last = n.nc.Stats().Reconnects, now

@@ -29,6 +29,10 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}
+	// a reconciliation that runs meanwhile (one after a reconnect) finds the record
+	// before the nexlet has the workload: it must not start it too
+	n.deploying.Store(t.WorkloadID, struct{}{})
+	defer n.deploying.Delete(t.WorkloadID)
 	rec := *old
 	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt, rec.TakenOver = nexletID, 0, "", time.Now().UTC(), true
 	if t.UseStartRequest {
@@ -72,7 +76,9 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
 		return v1.WorkloadInfo{}, storageError(err, "record workload "+rec.WorkloadID)
 	}
-	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); err != nil || cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID {
+	// the mark gone is the old node done with it: it saw this record, stopped its copy
+	// and removed its mark (a race this takeover lost, and the workload with it)
+	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); (err != nil && !errors.Is(err, ErrNotStored)) || (err == nil && (cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID)) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// moveGrace: writes that slow): the workload stays where it was
 		n.mu.Lock()
