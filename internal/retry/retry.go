@@ -107,12 +107,20 @@ func Transient(err error) bool {
 // permission, JetStream off, a request the server refuses) from one of a cluster that is
 // not ready yet (no meta leader, a stream electing its leader, too few servers routed so
 // far, no answer in time).
+// jsNoSuitablePeers is JetStream's "no suitable peers for placement, peer offline"
+// (10005): a stream of 3 replicas asked for while a server of a cluster booting at once
+// is not up yet (TestClusterBootsAtOnce: a nexd gave up on it at start, 1 round in 10).
+const jsNoSuitablePeers = 10005
+
 func JetStreamPermanent(err error) bool {
 	if errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
 		return true
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
+		if apiErr.ErrorCode == jsNoSuitablePeers {
+			return false // a 400, but a server still starting cures it
+		}
 		return apiErr.Code < 500 || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
 	}
 	return false

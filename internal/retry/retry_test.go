@@ -108,6 +108,7 @@ func TestClassifiers(t *testing.T) {
 		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamNameInUse}, false, true, true},
 		{&jetstream.APIError{Code: 503, ErrorCode: jetstream.JSErrCodeJetStreamNotEnabled}, false, true, true},
 		{&jetstream.APIError{Code: 503, ErrorCode: 10008}, false, false, true}, // cluster not ready
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005}, false, false, true}, // no peers yet: a server still starting
 	} {
 		if got := retry.Transient(c.err); got != c.transient {
 			t.Errorf("Transient(%v) = %v", c.err, got)
