@@ -442,10 +442,11 @@ func (n *Node) loop() {
 		case now := <-t.C:
 			n.announce(false)
 			n.sweep()
-			if r := n.nc.Stats().Reconnects; r != reconnects || now.Sub(last) > max(3*n.cfg.AnnounceInterval, 3*time.Second) {
+			r := n.nc.Stats().Reconnects
+			if r != reconnects || now.Sub(last) > max(3*n.cfg.AnnounceInterval, 3*time.Second) {
 				n.catchUp()
 			}
-			reconnects, last = n.nc.Stats().Reconnects, now
+			reconnects, last = r, now
 		case <-renew.C:
 			if n.cfg.Minter.Isolated() {
 				n.renewCreds()
