@@ -1329,3 +1329,87 @@ func TestReconnectedNodeCatchesUp(t *testing.T) {
 		return err != nil || info.State != v1.StateRunning
 	})
 }
+
+// failsFirst is a memory runtime whose first start fails, once until() holds (or 10 s).
+type failsFirst struct {
+	*memory.Runtime
+	until  func() bool
+	failed atomic.Bool
+}
+
+func (f *failsFirst) Start(ctx context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+	if !f.failed.Swap(true) {
+		for end := time.Now().Add(10 * time.Second); !f.until() && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond) // the fault's timing, not a wait on a result
+		}
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "start timed out")
+	}
+	return f.Runtime.Start(ctx, req)
+}
+
+// A workload taken over whose first start on its new node fails runs all the same: the
+// new node keeps its record and starts it again (chaos seed 54: a takeover's start timed
+// out after the old node had seen the new record and stopped its copy; the takeover
+// removed the new record and put the old one back to running, and the acknowledged
+// workload ran nowhere).
+func TestTakeoverWhoseStartFailedStartsAgain(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	ncA, ncB := testutil.Connect(t, s), testutil.Connect(t, s)
+	idA, idB := nodeID(t), nodeID(t)
+	a := newNodeWith(t, ncA, node.Config{NodeID: idA, Name: "a", Store: kvStore(t, ncA, idA)})
+	nexA := runMemNexlet(t, ncA, idA, nil)
+	waitNexlet(t, a)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	w := startOn(t, c, a, "moves") // the only node yet
+	b := newNodeWith(t, ncB, node.Config{NodeID: idB, Name: "b", Store: kvStore(t, ncB, idB)})
+	rtB := &failsFirst{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), until: func() bool {
+		_, err := nexA.rt.Get(ctx, w.ID)
+		return err != nil // the old node stopped its copy
+	}}
+	serveNexlet(t, ncB, idB, rtB)
+	waitNexlet(t, b)
+	knowEachOther(t, a, b)
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(ctx, idA, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bid := ""
+	for _, bd := range bids {
+		if bd.NodeID == idB {
+			bid = bd.BidID
+		}
+	}
+	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
+	err = svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("moves"), Takeover: tk}, nil)
+	if err == nil {
+		t.Fatal("the takeover whose start failed answered success")
+	}
+	testutil.Eventually(t, 20*time.Second, "the workload to run on the node that took it over", func() bool {
+		info, err := rtB.Get(ctx, w.ID)
+		return err == nil && info.State == v1.StateRunning
+	})
+	if _, err := nexA.rt.Get(ctx, w.ID); err == nil {
+		t.Fatal("the old node's copy runs too")
+	}
+	if r, err := store.RecordOf(ctx, idB, w.ID); err != nil || r.Desired != node.DesiredRunning {
+		t.Fatalf("the new node's record: %+v, %v", r, err)
+	}
+}
+
+// serveNexlet serves runtime rt as nexlet "mem" of node id until the test ends.
+func serveNexlet(t *testing.T, nc *nats.Conn, id string, rt nexlet.Runtime) {
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- nexlet.Serve(cctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
+			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}

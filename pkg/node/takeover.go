@@ -90,15 +90,22 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	n.reindex(rec)
 	info, err := n.startOnNexlet(ctx, rec, rec.Restarts)
 	if err != nil {
-		n.mu.Lock()
-		n.unindex(rec.WorkloadID)
-		n.mu.Unlock()
-		if derr := n.cfg.Store.Delete(context.Background(), rec.WorkloadID); derr != nil {
-			n.log.Warn("remove the record of a takeover that did not start", zap.Error(derr))
-		}
-		giveBack()
-		return v1.WorkloadInfo{}, err
+		// past this point the move is done: the old node, on seeing this record, stops
+		// its copy and removes its mark (chaos seed 54: a takeover whose start timed out
+		// removed this record and put the mark back to running after the old node had
+		// stopped its copy, and the workload ran nowhere). So the record stays, and this
+		// node starts it again, or moves it on.
+		n.startTakenOver(rec, *t)
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "workload %s moved here from node %s but did not start yet (%v): node %s keeps trying, then moves it on", t.WorkloadID, t.FromNode, err, n.cfg.NodeID)
 	}
+	n.tookOver(ctx, rec, t)
+	info.Definition = nil
+	return info, nil
+}
+
+// tookOver finishes a takeover whose workload runs here: the start's request ID, an
+// event and a log line.
+func (n *Node) tookOver(ctx context.Context, rec Record, t *v1.Takeover) {
 	if rec.RequestID != "" {
 		ns := rec.Definition.Namespace
 		if err := n.cfg.Store.Reclaim(ctx, ns, rec.RequestID, rec.WorkloadID+"@"+t.FromNode, n.claimHolder(rec.WorkloadID)); err != nil {
@@ -109,8 +116,64 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		Time: time.Now().UTC(), Message: "moved from node " + t.FromNode + " (" + cmp.Or(t.Reason, v1.TakeoverLost) + ") to node " + n.cfg.NodeID,
 		Data: map[string]any{"from_node": t.FromNode, "to_node": n.cfg.NodeID, "reason": cmp.Or(t.Reason, v1.TakeoverLost)}})
 	n.log.Info("took over a workload of another node", zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
-	info.Definition = nil
-	return info, nil
+}
+
+// startTakenOver tries again, in the background, to start a workload this node took
+// over (rec) whose first start failed: while its record here still says it runs on
+// rec's nexlet, a start every 1 s doubling to 15 s; after takenOverTries failed starts,
+// a move to another node (reason TakeoverStartFailed).
+func (n *Node) startTakenOver(rec Record, t v1.Takeover) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		log := n.log.With(zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
+		log.Warn("a workload taken over did not start; trying again")
+		backoff := retry.Backoff{First: time.Second, Max: 15 * time.Second}
+		for try := 1; backoff.Wait(n.ctx, 0); try++ {
+			ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+			done := n.retryTakenOver(ctx, rec, &t, try, log)
+			cancel()
+			if done {
+				return
+			}
+		}
+	}()
+}
+
+// takenOverTries is how many starts a workload taken over gets here before it moves on.
+const takenOverTries = 3
+
+// retryTakenOver is one try of startTakenOver; true when nothing is left to do.
+func (n *Node) retryTakenOver(ctx context.Context, rec Record, t *v1.Takeover, try int, log *zap.Logger) bool {
+	cur, err := n.cfg.Store.Get(ctx, rec.WorkloadID)
+	switch {
+	case errors.Is(err, ErrNotStored):
+		return true // removed: stopped meanwhile
+	case err != nil:
+		return false
+	case cur.Desired != DesiredRunning || cur.NexletID != rec.NexletID:
+		return true // stopped, or moved on: no longer this loop's
+	}
+	if try > takenOverTries {
+		cs, _ := n.cfg.Store.(ClusterStore)
+		to, err := n.moveElsewhere(ctx, n.cfg.NodeID, cur, v1.TakeoverStartFailed, groupAccept(ctx, cs, cur), nil)
+		if err != nil {
+			n.unplaced(*cur, "moved to node "+n.cfg.NodeID+", which could not start it, and no other node can take it yet (trying again): "+err.Error())
+			return false
+		}
+		log.Info("moved a workload this node took over but could not start to another node", zap.String("to_node", to))
+		return true
+	}
+	claimed, ok := n.claimToStart(ctx, *cur, log)
+	if !ok {
+		return true
+	}
+	if _, err := n.startOnNexlet(ctx, claimed, claimed.Restarts); err != nil && !v1.IsCode(err, v1.CodeConflict) {
+		log.Warn("start a workload taken over again", zap.Int("try", try), zap.Error(err))
+		return false
+	}
+	n.tookOver(ctx, claimed, t)
+	return true
 }
 
 // takeoverSource reads the record a takeover moves here, and checks it is the one the

@@ -269,6 +269,8 @@ const (
 	TakeoverDrain = "drain"
 	// TakeoverNexletFailed: its node gave up on the nexlet that ran it.
 	TakeoverNexletFailed = "nexlet_failed"
+	// TakeoverStartFailed: the node that took it over could not start it, after tries.
+	TakeoverStartFailed = "start_failed"
 )
 
 // Takeover names the record a node takes over: the lost node's record of the workload,
@@ -278,8 +280,8 @@ type Takeover struct {
 	WorkloadID string `json:"workload_id"`
 	FromNode   string `json:"from_node"`
 	Revision   uint64 `json:"revision"`
-	// Reason is why it moves: TakeoverLost (its node is lost), TakeoverDrain or
-	// TakeoverNexletFailed.
+	// Reason is why it moves: TakeoverLost (its node is lost), TakeoverDrain,
+	// TakeoverNexletFailed or TakeoverStartFailed.
 	Reason string `json:"reason,omitempty"`
 	// UseStartRequest: start it with the DEPLOY's start request (its sealed values
 	// sealed for this node's nexlet by the old node's, in a drain), not the record's.
