@@ -1330,18 +1330,23 @@ func TestReconnectedNodeCatchesUp(t *testing.T) {
 	})
 }
 
-// failsFirst is a memory runtime whose first start fails, once until() holds (or 10 s).
+// failsFirst is a memory runtime whose first fails starts fail, the first of them once
+// until() holds (or 10 s).
 type failsFirst struct {
 	*memory.Runtime
 	until  func() bool
-	failed atomic.Bool
+	fails  int32
+	failed atomic.Int32
 }
 
 func (f *failsFirst) Start(ctx context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
-	if !f.failed.Swap(true) {
+	switch n := f.failed.Add(1); {
+	case n == 1:
 		for end := time.Now().Add(10 * time.Second); !f.until() && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond) // the fault's timing, not a wait on a result
 		}
+		fallthrough
+	case n <= f.fails:
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "start timed out")
 	}
 	return f.Runtime.Start(ctx, req)
@@ -1353,6 +1358,15 @@ func (f *failsFirst) Start(ctx context.Context, req v1.StartWorkloadRequest) (v1
 // removed the new record and put the old one back to running, and the acknowledged
 // workload ran nowhere).
 func TestTakeoverWhoseStartFailedStartsAgain(t *testing.T) {
+	testTakeoverWhoseStartFailed(t, 1)
+}
+
+// A workload taken over that its new node cannot start (3 tries) moves on to another.
+func TestTakeoverThatCannotStartMovesOn(t *testing.T) {
+	testTakeoverWhoseStartFailed(t, 1000)
+}
+
+func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
 	ncA, ncB := testutil.Connect(t, s), testutil.Connect(t, s)
@@ -1367,7 +1381,7 @@ func TestTakeoverWhoseStartFailedStartsAgain(t *testing.T) {
 	rtB := &failsFirst{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), until: func() bool {
 		_, err := nexA.rt.Get(ctx, w.ID)
 		return err != nil // the old node stopped its copy
-	}}
+	}, fails: fails}
 	serveNexlet(t, ncB, idB, rtB)
 	waitNexlet(t, b)
 	knowEachOther(t, a, b)
@@ -1391,15 +1405,19 @@ func TestTakeoverWhoseStartFailedStartsAgain(t *testing.T) {
 	if err == nil {
 		t.Fatal("the takeover whose start failed answered success")
 	}
-	testutil.Eventually(t, 20*time.Second, "the workload to run on the node that took it over", func() bool {
-		info, err := rtB.Get(ctx, w.ID)
+	runs, other, owner := rtB.Runtime, nexA.rt, idB
+	if fails > 1 {
+		runs, other, owner = nexA.rt, rtB.Runtime, idA // moved on, back to the only other node
+	}
+	testutil.Eventually(t, 30*time.Second, "the workload to run on node "+owner, func() bool {
+		info, err := runs.Get(ctx, w.ID)
 		return err == nil && info.State == v1.StateRunning
 	})
-	if _, err := nexA.rt.Get(ctx, w.ID); err == nil {
-		t.Fatal("the old node's copy runs too")
+	if _, err := other.Get(ctx, w.ID); err == nil {
+		t.Fatal("the other node's copy runs too")
 	}
-	if r, err := store.RecordOf(ctx, idB, w.ID); err != nil || r.Desired != node.DesiredRunning {
-		t.Fatalf("the new node's record: %+v, %v", r, err)
+	if r, err := store.RecordOf(ctx, owner, w.ID); err != nil || r.Desired != node.DesiredRunning {
+		t.Fatalf("the record of node %s: %+v, %v", owner, r, err)
 	}
 }
 
