@@ -9,6 +9,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 )
 
 // handleBundleBucket makes the namespace's bundle bucket (v1.BundleBucket) when it is
@@ -32,7 +33,7 @@ func (n *Node) handleBundleBucket(ctx context.Context, r *svc.Request, _ *struct
 		return v1.BundleBucketReply{}, v1.Errorf(v1.CodeUnavailable, "bundles need JetStream, and it is off")
 	}
 	if err != nil {
-		return v1.BundleBucketReply{}, storageError(err, fmt.Sprintf("make bundle bucket %s (max_bytes %d)", bucket, cfg.MaxBytes))
+		return v1.BundleBucketReply{}, records.StorageError(err, fmt.Sprintf("make bundle bucket %s (max_bytes %d)", bucket, cfg.MaxBytes))
 	}
 	return v1.BundleBucketReply{Bucket: bucket, MaxBytes: cfg.MaxBytes}, nil
 }

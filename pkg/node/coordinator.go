@@ -18,6 +18,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -83,7 +84,7 @@ func (n *Node) coordinate(cs ClusterStore) {
 		}
 		if lease == nil {
 			var err error
-			if lease, err = cs.Lease(n.ctx, coordinatorLease, n.cfg.NodeLossWindow); err != nil {
+			if lease, err = cs.Lease(n.ctx, records.CoordinatorLease, n.cfg.NodeLossWindow); err != nil {
 				c.log.Warn("open the coordinator lease", zap.Error(err))
 				continue
 			}
@@ -409,7 +410,7 @@ func (n *Node) checkCoordinator(ctx context.Context, node string, epoch uint64) 
 		lease = c.lease.Load()
 	}
 	if cs, ok := n.cfg.Store.(ClusterStore); lease == nil && ok { // not opened yet here
-		lease, _ = cs.Lease(ctx, coordinatorLease, n.cfg.NodeLossWindow)
+		lease, _ = cs.Lease(ctx, records.CoordinatorLease, n.cfg.NodeLossWindow)
 	}
 	if lease == nil {
 		return v1.Errorf(v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", n.cfg.NodeID, node)

@@ -12,105 +12,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
-
-// A replica group is N copies of one definition, each a workload of its own (its own
-// ID, record and node), that the user starts, scales and stops by the group's ID. The
-// group's record (groups.<ns>.<id> in the state bucket) holds the definition, with its
-// sealed values sealed for the cluster's secrets key, and the count; the coordinator
-// keeps that many copies running, at most MaxPerNode on a node, spread over the values
-// of the Spread tag.
-
-// Group is a replica group's record.
-type Group struct {
-	Version    int                   `json:"version"`
-	ID         string                `json:"id"`
-	Definition v1.WorkloadDefinition `json:"definition"`
-	Replicas   int                   `json:"replicas"`
-	MaxPerNode int                   `json:"max_per_node"`
-	Spread     string                `json:"spread,omitempty"`
-	// GroupVersion is the definition's version: 1, and one more with each update.
-	GroupVersion int       `json:"group_version"`
-	CreatedAt    time.Time `json:"created_at"`
-	Revision     uint64    `json:"-"`
-}
-
-// Groups lists every group's record.
-func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
-	keys, err := listKeys(ctx, s.kv, allGroups)
-	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	var out []*Group
-	for _, key := range keys {
-		e, err := s.kv.Get(ctx, key)
-		if err != nil {
-			continue
-		}
-		var g Group
-		if json.Unmarshal(e.Value(), &g) == nil {
-			g.Revision = e.Revision()
-			out = append(out, &g)
-		}
-	}
-	return out, nil
-}
-
-// Group reads one group's record (ErrNotStored when there is none).
-func (s *KVStore) Group(ctx context.Context, ns, id string) (*Group, error) {
-	e, err := s.kv.Get(ctx, groupKey(ns, id))
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			return nil, fmt.Errorf("%w: group %s", ErrNotStored, id)
-		}
-		return nil, err
-	}
-	var g Group
-	if err := json.Unmarshal(e.Value(), &g); err != nil {
-		return nil, fmt.Errorf("decode group %s: %w", id, err)
-	}
-	g.Revision = e.Revision()
-	return &g, nil
-}
-
-// PutGroup creates (Revision 0) or updates a group's record, compare-and-set.
-func (s *KVStore) PutGroup(ctx context.Context, g *Group) error {
-	g.Version = RecordVersion
-	b, err := json.Marshal(g)
-	if err != nil {
-		return err
-	}
-	key := groupKey(g.Definition.Namespace, g.ID)
-	var rev uint64
-	if g.Revision == 0 {
-		rev, err = s.kv.Create(ctx, key, b)
-	} else {
-		rev, err = s.kv.Update(ctx, key, b, g.Revision)
-	}
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("%w: group %s", ErrConflict, g.ID)
-		}
-		return err
-	}
-	g.Revision = rev
-	return nil
-}
-
-// DeleteGroup removes a group's record.
-func (s *KVStore) DeleteGroup(ctx context.Context, ns, id string) error {
-	if err := s.kv.Purge(ctx, groupKey(ns, id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return err
-	}
-	return nil
-}
 
 // groupBound bounds a group request: placing or stopping every copy.
 const groupBound = time.Minute
@@ -164,7 +73,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 				return v1.GroupStatus{}, v1.Errorf(v1.CodeConflict, "group %s exists", id)
 			}
 			c.forgetGroup(kv, ns, id)
-			return v1.GroupStatus{}, storageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
+			return v1.GroupStatus{}, records.StorageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
@@ -178,7 +87,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		}
 		g.Replicas = req.Replicas
 		if err := kv.PutGroup(ctx, g); err != nil {
-			return v1.GroupStatus{}, storageError(err, "record group "+id)
+			return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
@@ -196,7 +105,7 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
 		if err := kv.DeleteGroup(ctx, ns, id); err != nil {
-			return v1.GroupStatus{}, storageError(err, "remove group "+id)
+			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id)
 		}
 		return c.stopGroup(ctx, g)
 	}
@@ -217,7 +126,7 @@ func (c *coordinator) stopGroup(ctx context.Context, g *Group) (v1.GroupStatus, 
 	// failed would be false (a chaos run: "failed" of a group whose copies then stopped).
 	byNode, err := c.copiesOf(ctx, g)
 	if err != nil {
-		st.Pending = "its copies are stopped as the coordinator reaches them: " + storageError(err, "read the copies").Error()
+		st.Pending = "its copies are stopped as the coordinator reaches them: " + records.StorageError(err, "read the copies").Error()
 		return st, nil
 	}
 	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
@@ -247,7 +156,7 @@ func (c *coordinator) markStopping(ctx context.Context, node, wid string) error 
 			return nil
 		}
 		if err != nil {
-			return storageError(err, "read the record of copy "+wid)
+			return records.StorageError(err, "read the record of copy "+wid)
 		}
 		if rec.Desired != DesiredRunning {
 			return nil
@@ -255,7 +164,7 @@ func (c *coordinator) markStopping(ctx context.Context, node, wid string) error 
 		rec.Desired, rec.UpdatedAt = DesiredStopping, time.Now().UTC()
 		if err = c.cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
 			if err != nil {
-				return storageError(err, "record the stop of copy "+wid)
+				return records.StorageError(err, "record the stop of copy "+wid)
 			}
 			c.log.Info("replica group stopped: the copy's node did not answer, its record says stop", zap.String("workload_id", wid), zap.String("node", node))
 			return nil
@@ -268,7 +177,7 @@ func groupNotFound(err error, id string) error {
 	if errors.Is(err, ErrNotStored) {
 		return v1.NotFound("group %s not found", id)
 	}
-	return storageError(err, "read group "+id)
+	return records.StorageError(err, "read group "+id)
 }
 
 // copiesOf lists the group's running copies by node, from every node's records.
@@ -679,7 +588,7 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 	}
 	g.Definition, g.GroupVersion = def, def.GroupVersion
 	if err := kv.PutGroup(ctx, g); err != nil {
-		return v1.GroupStatus{}, storageError(err, "record group "+id)
+		return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
 	}
 	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
 		if !c.stillCoordinator(ctx, epoch) {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 )
 
 // The streams that kept every namespace's history together, before each namespace had
@@ -156,10 +157,10 @@ func (h *History) create(ctx context.Context, ns string) error {
 				c.Changed(cfg.Name, what)
 			}
 		}
-		if err != nil && storageFull(err) {
+		if err != nil && records.StorageFull(err) {
 			return fmt.Errorf("create stream %s with max_bytes %d: %w: the JetStream store cannot reserve that much (every namespace's streams reserve it); lower --logs.max-bytes or --events.max-bytes, or give the server more room (max_file_store)", cfg.Name, cfg.MaxBytes, err)
 		}
-		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == jsErrSubjectOverlap {
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == records.JSErrSubjectOverlap {
 			return fmt.Errorf("create stream %s: %w: a node of an older nex keeps the shared %s or %s stream; upgrade every node", cfg.Name, err, LegacyLogsStream, LegacyEventsStream)
 		}
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/retry"
+	"github.com/nexrun/nex/pkg/node/records"
 )
 
 // A takeover marks the lost node's record moved, then writes the new node's record, then
@@ -23,7 +24,7 @@ import (
 
 // moveGrace is how long a moved mark may name a node without its record before it is
 // taken for a takeover that failed half-way: longer than a takeover's writes take with
-// every store retry (retryStore: 15 s each).
+// every store retry (records.Retry: 15 s each).
 const moveGrace = 45 * time.Second
 
 type moveState int
@@ -83,7 +84,7 @@ func (n *Node) awaitMove(rec Record) bool {
 	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
 	giveUp := time.Now().Add(2 * moveGrace) // the store unreadable all along: stop, as before
 	for {
-		ctx, cancel := context.WithTimeout(n.ctx, storeAttempt)
+		ctx, cancel := context.WithTimeout(n.ctx, records.AttemptTimeout)
 		state := checkMove(ctx, cs, n.cfg.NodeID, rec)
 		if state == moveDone {
 			cancel()
@@ -134,10 +135,10 @@ func (n *Node) dropMarks(rec Record) error {
 		return nil
 	}
 	wid := rec.WorkloadID
-	ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+	ctx, cancel := context.WithTimeout(n.ctx, records.RetryBudget)
 	defer cancel()
 	var owners []string
-	err := retryStore(ctx, func(actx context.Context) (err error) {
+	err := records.Retry(ctx, func(actx context.Context) (err error) {
 		owners, err = cs.Owners(actx, wid)
 		return err
 	})
@@ -172,7 +173,7 @@ func (n *Node) dropMarksLater(rec Record) {
 			if n.dropMarks(rec) != nil {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+			ctx, cancel := context.WithTimeout(n.ctx, records.RetryBudget)
 			err := n.cfg.Store.Delete(ctx, rec.WorkloadID)
 			cancel()
 			if err == nil {

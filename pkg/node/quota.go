@@ -5,6 +5,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 )
 
 // Namespace quotas (Config.Quotas, nexd --namespace-quota) are checked when a node
@@ -71,7 +72,7 @@ func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage,
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
 		all, err := cs.All(ctx)
 		if err != nil {
-			return u, storageError(err, "count namespace "+ns+"'s workloads for its quota")
+			return u, records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
 		}
 		for node, recs := range all {
 			if node == n.cfg.NodeID {

@@ -11,6 +11,7 @@ import (
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 )
 
 // reconcilePlan is what reconciling one nexlet found to do.
@@ -364,9 +365,9 @@ func (n *Node) renewCreds() {
 // the reconciliation is tried again.
 func (n *Node) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
 	unknown := Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}
-	ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+	ctx, cancel := context.WithTimeout(n.ctx, records.RetryBudget)
 	var rec *Record
-	err := retryStore(ctx, func(actx context.Context) (err error) {
+	err := records.Retry(ctx, func(actx context.Context) (err error) {
 		rec, err = n.cfg.Store.Get(actx, w.ID)
 		return err
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -61,7 +62,7 @@ func secretKey(ns, name string) (string, error) {
 	if err := v1.ValidateToken("secret name", name); err != nil {
 		return "", err
 	}
-	return secretKeyOf(ns, name), nil
+	return records.SecretKey(ns, name), nil
 }
 
 // secretTarget reads the namespace and secret name of a request and opens the store.
@@ -136,7 +137,7 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 	if err != nil {
 		return nil, err
 	}
-	keys, err := listKeys(ctx, kv, nsSecrets(ns))
+	keys, err := records.ListKeys(ctx, kv, records.NamespaceSecrets(ns))
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 		if err != nil {
 			continue
 		}
-		out = append(out, v1.SecretInfo{Name: strings.TrimPrefix(k, secretKeyOf(ns, "")), Namespace: ns, UpdatedAt: e.Created()})
+		out = append(out, v1.SecretInfo{Name: strings.TrimPrefix(k, records.SecretKey(ns, "")), Namespace: ns, UpdatedAt: e.Created()})
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -52,7 +53,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		if errors.Is(err, ErrConflict) {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
 		}
-		return v1.WorkloadInfo{}, storageError(err, "mark the lost node's record moved")
+		return v1.WorkloadInfo{}, records.StorageError(err, "mark the lost node's record moved")
 	}
 	giveBack := func() {
 		back := *old
@@ -74,7 +75,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		// it may be stored all the same (an answer lost): a record here and the lost
 		// node's put back would both be running, and both be taken over later
 		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
-		return v1.WorkloadInfo{}, storageError(err, "record workload "+rec.WorkloadID)
+		return v1.WorkloadInfo{}, records.StorageError(err, "record workload "+rec.WorkloadID)
 	}
 	// the mark gone is the old node done with it: it saw this record, stopped its copy
 	// and removed its mark (a race this takeover lost, and the workload with it)
@@ -130,7 +131,7 @@ func (n *Node) startTakenOver(rec Record, t v1.Takeover) {
 		log.Warn("a workload taken over did not start; trying again")
 		backoff := retry.Backoff{First: time.Second, Max: 15 * time.Second}
 		for try := 1; backoff.Wait(n.ctx, 0); try++ {
-			ctx, cancel := context.WithTimeout(n.ctx, storeRetry)
+			ctx, cancel := context.WithTimeout(n.ctx, records.RetryBudget)
 			done := n.retryTakenOver(ctx, rec, &t, try, log)
 			cancel()
 			if done {
@@ -193,7 +194,7 @@ func (n *Node) takeoverSource(ctx context.Context, cs ClusterStore, def v1.Workl
 		return nil, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
 	}
 	if err != nil {
-		return nil, storageError(err, "read the lost node's record")
+		return nil, records.StorageError(err, "read the lost node's record")
 	}
 	if old.Definition.Namespace != def.Namespace {
 		return nil, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -85,7 +86,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	if err == nil && serr != nil {
 		log.Error("record desired state; stopping the workload again", zap.Error(serr))
 		_ = svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
-		err = storageError(serr, "record workload "+wid+" (it was stopped again)")
+		err = records.StorageError(serr, "record workload "+wid+" (it was stopped again)")
 	}
 	if err != nil && v1.IsCode(err, v1.CodeTimeout) {
 		// the nexlet may still be starting it (a slow fetch): the start has failed as far
@@ -142,7 +143,7 @@ func (n *Node) claimRequest(ctx context.Context, ns, requestID string, rec Recor
 	me := n.claimHolder(rec.WorkloadID)
 	holder, err := n.cfg.Store.Claim(ctx, ns, requestID, me)
 	if err != nil {
-		return true, storageError(err, "claim the start's request ID")
+		return true, records.StorageError(err, "claim the start's request ID")
 	}
 	if holder != me {
 		wid, node, _ := strings.Cut(holder, "@")
@@ -369,7 +370,7 @@ func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest)
 			// here: "not found" would be false (a chaos run: a stop during a drain)
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "workload %s left node %s (it moved) while it was being stopped: nothing was done; try again", rec.WorkloadID, n.cfg.NodeID)
 		} else if err != nil {
-			return v1.WorkloadInfo{}, storageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
+			return v1.WorkloadInfo{}, records.StorageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)

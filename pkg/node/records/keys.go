@@ -1,4 +1,4 @@
-package node
+package records
 
 import (
 	"context"
@@ -29,15 +29,15 @@ const (
 	// SecretsBucket holds every namespace's secrets, each value sealed for the nodes'
 	// shared secrets key: encrypted at rest, opened only by a node at deploy.
 	SecretsBucket = "NEX_SECRETS"
-	// coordinatorLease is the lease the coordinating node holds.
-	coordinatorLease = "coordinator"
+	// CoordinatorLease is the lease the coordinating node holds.
+	CoordinatorLease = "coordinator"
 )
 
 // recordKey is where node's record of workload wid lives.
 func recordKey(node, wid string) string { return node + "." + wid }
 
-// nodeRecords matches every record of node.
-func nodeRecords(node string) string { return node + ".*" }
+// NodeRecords matches every record of node.
+func NodeRecords(node string) string { return node + ".*" }
 
 // workloadRecords matches every node's record of workload wid.
 func workloadRecords(wid string) string { return "*." + wid }
@@ -55,10 +55,10 @@ func claimKey(ns, requestID string) string {
 	return "requests." + ns + "." + hex.EncodeToString(sum[:16])
 }
 
-// secretKeyOf is where secret name of namespace ns lives; nsSecrets matches them all.
-func secretKeyOf(ns, name string) string { return ns + "." + name }
+// SecretKey is where secret name of namespace ns lives; NamespaceSecrets matches them all.
+func SecretKey(ns, name string) string { return ns + "." + name }
 
-func nsSecrets(ns string) string { return ns + ".*" }
+func NamespaceSecrets(ns string) string { return ns + ".*" }
 
 // recordOfKey reads a key of the state bucket: whose record of which workload it is, ok
 // false for a key that is no record (a group, a claim).
@@ -70,11 +70,11 @@ func recordOfKey(key string) (node, wid string, ok bool) {
 	return node, wid, true
 }
 
-// listKeys lists the keys of kv that match filters (every key without one). It fails when
+// ListKeys lists the keys of kv that match filters (every key without one). It fails when
 // ctx ends first: jetstream's key listers close their channel then, and a listing cut
 // short by a timeout read as complete (chaos runs: the newest records missing from a
 // node's listing, and a workload taken for one no node holds).
-func listKeys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]string, error) {
+func ListKeys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]string, error) {
 	if len(filters) == 0 {
 		filters = []string{">"}
 	}

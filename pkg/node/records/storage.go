@@ -1,4 +1,4 @@
-package node
+package records
 
 import (
 	"errors"
@@ -16,27 +16,27 @@ const (
 	jsErrStreamStoreFailed  = 10077 // stream store failed (a write error, a full disk)
 	jsErrMaxBytesExceeded   = 10028 // maximum bytes exceeded (account limit)
 	jsErrAccountResourcesEx = 10002 // resource limits exceeded for account
-	jsErrSubjectOverlap     = 10065 // subjects overlap with an existing stream
+	JSErrSubjectOverlap     = 10065 // subjects overlap with an existing stream
 )
 
-// storageError names a state store failure for the user: storage_full when JetStream is
+// StorageError names a state store failure for the user: storage_full when JetStream is
 // out of room, storage_unavailable when it did not answer (no quorum, a leader election,
 // JetStream down), each with what to do. what says what could not be recorded.
-func storageError(err error, what string) error {
+func StorageError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
 	if e, ok := errors.AsType[*v1.Error](err); ok {
 		return e
 	}
-	if storageFull(err) {
+	if StorageFull(err) {
 		return v1.Errorf(v1.CodeStorageFull, "%s: JetStream is out of storage (%v); free disk space on the NATS servers or raise their JetStream max_file_store / the account's limits", what, err)
 	}
 	return v1.Errorf(v1.CodeStorageUnavailable, "%s: the state store did not answer (%v); check that the NATS servers have JetStream with a quorum (nats server report jetstream), then try again", what, err)
 }
 
-// storageFull tells whether err says JetStream has no room left.
-func storageFull(err error) bool {
+// StorageFull tells whether err says JetStream has no room left.
+func StorageFull(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {

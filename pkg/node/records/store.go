@@ -1,4 +1,4 @@
-package node
+package records
 
 import (
 	"context"
@@ -332,7 +332,7 @@ func (s *KVStore) Put(ctx context.Context, rec *Record) error {
 	}
 	var rev uint64
 	retried := false
-	err = retryStore(ctx, func(actx context.Context) error {
+	err = Retry(ctx, func(actx context.Context) error {
 		var err error
 		if rec.Revision == 0 {
 			rev, err = s.kv.Create(actx, key, b)
@@ -359,18 +359,18 @@ func (s *KVStore) Put(ctx context.Context, rec *Record) error {
 	return nil
 }
 
-// storeRetry bounds how long a store operation rides out a stream leader election
-// (4-9 s in a cluster) before it fails; storeAttempt bounds one try.
+// RetryBudget bounds how long a store operation rides out a stream leader election
+// (4-9 s in a cluster) before it fails; AttemptTimeout bounds one try.
 const (
-	storeRetry   = 15 * time.Second
-	storeAttempt = 5 * time.Second
+	RetryBudget    = 15 * time.Second
+	AttemptTimeout = 5 * time.Second
 )
 
-// retryStore runs op until it succeeds, fails for a reason other than a passing one
-// (retry.Transient), ctx ends, or storeRetry has passed.
-func retryStore(ctx context.Context, op func(context.Context) error) error {
+// Retry runs op until it succeeds, fails for a reason other than a passing one
+// (retry.Transient), ctx ends, or RetryBudget has passed.
+func Retry(ctx context.Context, op func(context.Context) error) error {
 	return retry.Do(ctx, retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second},
-		Attempt: storeAttempt, Budget: storeRetry, Transient: retry.Transient}, op)
+		Attempt: AttemptTimeout, Budget: RetryBudget, Transient: retry.Transient}, op)
 }
 
 // Claim reserves requestID for wid with a create-only write, so two nodes starting with
@@ -378,7 +378,7 @@ func retryStore(ctx context.Context, op func(context.Context) error) error {
 func (s *KVStore) Claim(ctx context.Context, ns, requestID, wid string) (string, error) {
 	key := claimKey(ns, requestID)
 	holder := wid
-	err := retryStore(ctx, func(actx context.Context) error {
+	err := Retry(ctx, func(actx context.Context) error {
 		_, err := s.kv.Create(actx, key, []byte(wid))
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			e, gerr := s.kv.Get(actx, key)
@@ -434,7 +434,7 @@ func (s *KVStore) Delete(ctx context.Context, wid string) error {
 	if err != nil {
 		return err
 	}
-	err = retryStore(ctx, func(actx context.Context) error { return s.kv.Purge(actx, key) })
+	err = Retry(ctx, func(actx context.Context) error { return s.kv.Purge(actx, key) })
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete workload %s: %w", wid, err)
 	}
@@ -448,7 +448,7 @@ func (s *KVStore) Get(ctx context.Context, wid string) (*Record, error) {
 }
 
 func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
-	keys, err := listKeys(ctx, s.kv, nodeRecords(s.nodeID))
+	keys, err := ListKeys(ctx, s.kv, NodeRecords(s.nodeID))
 	if err != nil {
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}

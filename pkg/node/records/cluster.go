@@ -1,4 +1,4 @@
-package node
+package records
 
 import (
 	"context"
@@ -52,7 +52,7 @@ var _ ClusterStore = (*KVStore)(nil)
 
 // All lists every node's records.
 func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
-	keys, err := listKeys(ctx, s.kv)
+	keys, err := ListKeys(ctx, s.kv)
 	if err != nil {
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}
@@ -76,7 +76,7 @@ func (s *KVStore) All(ctx context.Context) (map[string][]*Record, error) {
 
 // Nodes counts every node's records, reading keys only.
 func (s *KVStore) Nodes(ctx context.Context) (map[string]int, error) {
-	keys, err := listKeys(ctx, s.kv)
+	keys, err := ListKeys(ctx, s.kv)
 	if err != nil {
 		return nil, fmt.Errorf("list state keys: %w", err)
 	}
@@ -138,7 +138,7 @@ func (s *KVStore) of(node string) *KVStore {
 
 // RemoveOf deletes node's record of wid when it is still at rev.
 func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) error {
-	err := retryStore(ctx, func(actx context.Context) error {
+	err := Retry(ctx, func(actx context.Context) error {
 		return s.kv.Purge(actx, recordKey(node, wid), jetstream.LastRevision(rev))
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -152,7 +152,7 @@ func (s *KVStore) RemoveOf(ctx context.Context, node, wid string, rev uint64) er
 
 // Owners lists the nodes holding a record of wid.
 func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
-	keys, err := listKeys(ctx, s.kv, workloadRecords(wid))
+	keys, err := ListKeys(ctx, s.kv, workloadRecords(wid))
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (s *KVStore) Owners(ctx context.Context, wid string) ([]string, error) {
 
 // WatchOwn watches this node's records for writes by others.
 func (s *KVStore) WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error {
-	w, err := s.kv.Watch(ctx, nodeRecords(s.nodeID), jetstream.UpdatesOnly())
+	w, err := s.kv.Watch(ctx, NodeRecords(s.nodeID), jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("watch state: %w", err)
 	}
@@ -252,7 +252,7 @@ func (l *Lease) Holder(ctx context.Context) (node string, epoch uint64, err erro
 // Lease opens the lease named key (creating the lease bucket when missing).
 func (s *KVStore) Lease(ctx context.Context, key string, ttl time.Duration) (*Lease, error) {
 	var kv jetstream.KeyValue
-	err := retryStore(ctx, func(actx context.Context) error {
+	err := Retry(ctx, func(actx context.Context) error {
 		var err error
 		kv, err = openLeaderKV(actx, s.js, jetstream.KeyValueConfig{ // who holds it, as its leader says
 			Bucket: LeaseBucket, Description: "nex cluster leases", History: 1, TTL: ttl, Replicas: s.replicas,

@@ -1,4 +1,4 @@
-package node
+package records
 
 import (
 	"context"
@@ -30,13 +30,13 @@ func TestListKeysCutShortIsAnError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if keys, err := listKeys(ctx, kv, nodeRecords("n1")); err != nil || len(keys) != 2 {
+	if keys, err := ListKeys(ctx, kv, NodeRecords("n1")); err != nil || len(keys) != 2 {
 		t.Fatalf("keys of n1: %v, %v", keys, err)
 	}
-	if keys, err := listKeys(ctx, kv); err != nil || len(keys) != 3 {
+	if keys, err := ListKeys(ctx, kv); err != nil || len(keys) != 3 {
 		t.Fatalf("every key: %v, %v", keys, err)
 	}
-	if keys, err := listKeys(ctx, kv, nodeRecords("n3")); err != nil || len(keys) != 0 {
+	if keys, err := ListKeys(ctx, kv, NodeRecords("n3")); err != nil || len(keys) != 0 {
 		t.Fatalf("keys of a node with none: %v, %v", keys, err)
 	}
 	// jetstream's own lister, given these timeouts, returned 1, 0, 1171 and 2804 keys of
@@ -50,7 +50,7 @@ func TestListKeysCutShortIsAnError(t *testing.T) {
 	cut := 0
 	for ms := 1; ms <= 40; ms++ {
 		short, cancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-		keys, err := listKeys(short, kv, nodeRecords("n4"))
+		keys, err := ListKeys(short, kv, NodeRecords("n4"))
 		cancel()
 		switch {
 		case err != nil:

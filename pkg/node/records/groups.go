@@ -1,0 +1,103 @@
+package records
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// A replica group is N copies of one definition, each a workload of its own (its own
+// ID, record and node), that the user starts, scales and stops by the group's ID. The
+// group's record (groups.<ns>.<id> in the state bucket) holds the definition, with its
+// sealed values sealed for the cluster's secrets key, and the count; the coordinator
+// keeps that many copies running, at most MaxPerNode on a node, spread over the values
+// of the Spread tag.
+
+// Group is a replica group's record.
+type Group struct {
+	Version    int                   `json:"version"`
+	ID         string                `json:"id"`
+	Definition v1.WorkloadDefinition `json:"definition"`
+	Replicas   int                   `json:"replicas"`
+	MaxPerNode int                   `json:"max_per_node"`
+	Spread     string                `json:"spread,omitempty"`
+	// GroupVersion is the definition's version: 1, and one more with each update.
+	GroupVersion int       `json:"group_version"`
+	CreatedAt    time.Time `json:"created_at"`
+	Revision     uint64    `json:"-"`
+}
+
+// Groups lists every group's record.
+func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
+	keys, err := ListKeys(ctx, s.kv, allGroups)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	var out []*Group
+	for _, key := range keys {
+		e, err := s.kv.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var g Group
+		if json.Unmarshal(e.Value(), &g) == nil {
+			g.Revision = e.Revision()
+			out = append(out, &g)
+		}
+	}
+	return out, nil
+}
+
+// Group reads one group's record (ErrNotStored when there is none).
+func (s *KVStore) Group(ctx context.Context, ns, id string) (*Group, error) {
+	e, err := s.kv.Get(ctx, groupKey(ns, id))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return nil, fmt.Errorf("%w: group %s", ErrNotStored, id)
+		}
+		return nil, err
+	}
+	var g Group
+	if err := json.Unmarshal(e.Value(), &g); err != nil {
+		return nil, fmt.Errorf("decode group %s: %w", id, err)
+	}
+	g.Revision = e.Revision()
+	return &g, nil
+}
+
+// PutGroup creates (Revision 0) or updates a group's record, compare-and-set.
+func (s *KVStore) PutGroup(ctx context.Context, g *Group) error {
+	g.Version = RecordVersion
+	b, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	key := groupKey(g.Definition.Namespace, g.ID)
+	var rev uint64
+	if g.Revision == 0 {
+		rev, err = s.kv.Create(ctx, key, b)
+	} else {
+		rev, err = s.kv.Update(ctx, key, b, g.Revision)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("%w: group %s", ErrConflict, g.ID)
+		}
+		return err
+	}
+	g.Revision = rev
+	return nil
+}
+
+// DeleteGroup removes a group's record.
+func (s *KVStore) DeleteGroup(ctx context.Context, ns, id string) error {
+	if err := s.kv.Purge(ctx, groupKey(ns, id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}
