@@ -15,7 +15,7 @@ import (
 	"github.com/nexrun/nex/internal/proc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
-	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/supervise"
 )
 
 // nexlets are the local nexlets nexd starts and supervises: the --nexlets and
@@ -70,7 +70,7 @@ func (x *nexlets) startNexlet(spec NexletSpec) error {
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
-	x.supervise(node.Supervised{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
+	x.supervise(supervise.Process{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
 	return nil
 }
 
@@ -112,11 +112,11 @@ func (x *nexlets) startNative() error {
 	// tagged as every nexlet nexd starts: a registration's PID is signalled only once the
 	// process carries the tags (proc.IsNexlet)
 	env := append([]string{v1.EnvNexletID + "=native", v1.EnvNodeID + "=" + d.nodeID}, cenv...)
-	x.supervise(node.Supervised{Name: "native", Path: path, Args: args, Env: env, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
+	x.supervise(supervise.Process{Name: "native", Path: path, Args: args, Env: env, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
 	return nil
 }
 
-func (x *nexlets) supervise(a node.Supervised) {
+func (x *nexlets) supervise(a supervise.Process) {
 	d := x.d
 	// the nexlet is killed a fifth of the bound before nexd gives up, so that what it
 	// leaves behind is still killed in time (AfterStop)
@@ -138,7 +138,7 @@ func (x *nexlets) supervise(a node.Supervised) {
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
-		node.Supervise(x.ctx, a, d.log)
+		supervise.Run(x.ctx, a, d.log)
 	}()
 }
 

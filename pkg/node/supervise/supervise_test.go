@@ -1,4 +1,4 @@
-package node_test
+package supervise_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/supervise"
 )
 
 func TestSuperviseGivesUpAfterLimit(t *testing.T) {
@@ -18,7 +18,7 @@ func TestSuperviseGivesUpAfterLimit(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		node.Supervise(context.Background(), node.Supervised{Name: "false", Path: "/bin/false", Output: io.Discard, RestartLimit: 2,
+		supervise.Run(context.Background(), supervise.Process{Name: "false", Path: "/bin/false", Output: io.Discard, RestartLimit: 2,
 			OnEvent:   func(typ, _ string) { mu.Lock(); events = append(events, typ); mu.Unlock() },
 			AfterStop: func() { mu.Lock(); events = append(events, "after_stop"); mu.Unlock() }}, zap.NewNop())
 	}()
@@ -48,7 +48,7 @@ func TestSuperviseAdoptsLiveInstance(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		node.Supervise(ctx, node.Supervised{Name: "x", Path: "/bin/sleep", Args: []string{"60"}, Output: io.Discard,
+		supervise.Run(ctx, supervise.Process{Name: "x", Path: "/bin/sleep", Args: []string{"60"}, Output: io.Discard,
 			Alive: func(context.Context) bool { mu.Lock(); defer mu.Unlock(); probes++; return alive }}, zap.NewNop())
 	}()
 	deadline := time.Now().Add(5 * time.Second)

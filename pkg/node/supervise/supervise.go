@@ -1,4 +1,4 @@
-package node
+package supervise
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 // healthyRun is how long a nexlet must run before its failures stop counting as "in a row".
 const healthyRun = time.Minute
 
-// Supervised is a nexlet process the node starts and keeps running.
-type Supervised struct {
+// Process is a nexlet process the node starts and keeps running.
+type Process struct {
 	Name string
 	Path string
 	Args []string
@@ -46,12 +46,12 @@ type Supervised struct {
 	AfterStop func()
 }
 
-// Supervise runs a until ctx ends, restarting it with exponential backoff (250 ms doubling
+// Run runs a until ctx ends, restarting it with exponential backoff (250 ms doubling
 // to 30 s); after RestartLimit failures in a row (a failure is an exit within a minute of
 // starting) it gives up. On ctx end the child gets SIGTERM, then SIGKILL after StopTimeout.
 // The child runs in its own process group, so a terminal's Ctrl+C reaches only nexd (which
 // stops it in order) and a SIGKILLed nexd leaves it and its workloads running.
-func Supervise(ctx context.Context, a Supervised, log *zap.Logger) {
+func Run(ctx context.Context, a Process, log *zap.Logger) {
 	log = log.Named("supervisor").With(zap.String("nexlet", a.Name))
 	if a.StopTimeout <= 0 {
 		a.StopTimeout = 20 * time.Second
