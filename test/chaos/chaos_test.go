@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,7 +111,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hist.f.Close()
-	ctx, stop := context.WithTimeout(context.Background(), d)
+	ctx, stop := context.WithTimeout(interruptible(t), d)
 	defer stop()
 	samp := &sampler{since: map[string]time.Time{}}
 	sampled := make(chan struct{})
@@ -136,6 +139,24 @@ func TestChaos(t *testing.T) {
 	c.heal()
 	v := settle(t, c, hist, samp, inj)
 	report(t, seed, d, inj, hist, samp, v, out)
+}
+
+// interruptible returns a context that ends at the first SIGINT or SIGTERM (Ctrl+C of
+// make chaos): the faults stop, the cluster is healed, checked and torn down as at the
+// end of a run. A second one kills the harness at once, and leaves the cluster's
+// processes and network namespaces behind.
+func interruptible(t *testing.T) context.Context {
+	ctx, unhook := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var ended atomic.Bool
+	t.Cleanup(func() { ended.Store(true); unhook() })
+	go func() {
+		<-ctx.Done()
+		if !ended.Load() {
+			fmt.Fprintln(os.Stderr, "interrupted: the faults stop; healing, checking and tearing the cluster down (interrupt again to stop at once, leaving its processes behind)")
+		}
+		unhook()
+	}()
+	return ctx
 }
 
 // settle waits, up to settleBound, for the check to pass on a quiet cluster, and returns
