@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/placement"
 )
 
 // The node's room: what it offers its workloads (Config.Memory and CPUs less the
@@ -71,17 +72,9 @@ func machineMemory() v1.ByteSize {
 	return 0
 }
 
-// running says whether a workload holds what it asked for: it runs, or is being stopped.
-func (w workloadRecord) running() bool {
-	return w.rec.Desired == DesiredRunning || w.rec.Desired == DesiredStopping
-}
-
-// usage is what the node's running workloads asked for, and how many run. Caller holds n.mu.
+// usage is what the node's running workloads asked for, and how many run.
 func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) {
-	for _, w := range n.workloads {
-		if !w.running() {
-			continue
-		}
+	for _, w := range n.idx.all(workloadRecord.running) {
 		running++
 		if w.res != nil {
 			memory += w.res.Memory
@@ -132,12 +125,12 @@ func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {
 }
 
 // fit says why res does not fit in what is left of the node ("" when it does), the
-// node's load with it placed (fitIn) and how many workloads it runs. Caller holds n.mu.
+// node's load with it placed (placement.Fit) and how many workloads it runs. Caller holds n.mu.
 func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64, running int) {
 	usedMem, usedCPU, running := n.usage()
 	bidMem, bidCPU := n.promised(now)
 	allocMem, allocCPU := n.allocatable()
-	why, load = fitIn(room{Memory: allocMem, CPU: allocCPU, UsedMemory: usedMem + bidMem, UsedCPU: usedCPU + bidCPU}, res)
+	why, load = placement.Fit(placement.Room{Memory: allocMem, CPU: allocCPU, UsedMemory: usedMem + bidMem, UsedCPU: usedCPU + bidCPU}, res)
 	return why, load, running
 }
 

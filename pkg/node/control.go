@@ -22,6 +22,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/schema"
 )
 
@@ -143,7 +144,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		isolation = v1.IsolationUID
 	}
 	cgroups := req.Tags[v1.TagCgroups]
-	counts := n.countsByNexlet()
+	counts := n.idx.nexletCounts()
 	for id, e := range n.nexlets {
 		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) && isolates(e, isolation) &&
 			(cgroups == "" || cgroupsOf(e) == cgroups) &&
@@ -204,7 +205,7 @@ func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.T
 			busy[b.NexletID]++
 		}
 	}
-	id := leastBusy(ids, busy, rand.IntN)
+	id := placement.LeastBusy(ids, busy, rand.IntN)
 	return from[slices.Index(ids, id)]
 }
 
@@ -258,18 +259,18 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 		if _, ok := have[v1.TagCgroups]; ok {
 			have[v1.TagCgroups] = n.bestCgroups(req.Type) // what a nexlet of this type offers
 		}
-		if why := unmatchedTag(have, req.Tags); why != "" {
+		if why := placement.UnmatchedTag(have, req.Tags); why != "" {
 			return why
 		}
 	}
 	if len(req.Ports) > 0 {
 		exposed := make(map[int]string)
-		for _, w := range n.workloads {
+		for _, w := range n.idx.all(nil) {
 			for _, p := range w.ports {
 				exposed[p] = w.rec.Definition.Name
 			}
 		}
-		if why := portTaken(req.Ports, exposed, inUse); why != "" {
+		if why := placement.PortTaken(req.Ports, exposed, inUse); why != "" {
 			return why
 		}
 	}
@@ -521,12 +522,10 @@ func itemID(item json.RawMessage) string {
 // fromRecords describes the indexed workloads of namespace ns (all for "") that no nexlet
 // listed: a finished one as it ended, any other with state unknown.
 func (n *Node) fromRecords(ns string, req *v1.ListRequest, listed map[string]bool) []v1.WorkloadInfo {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	var out []v1.WorkloadInfo
-	for wid, w := range n.workloads {
+	for _, w := range n.idx.all(nil) {
 		d := w.rec.Definition
-		if listed[wid] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.rec.Desired == DesiredStopping {
+		if listed[w.rec.WorkloadID] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.rec.Desired == DesiredStopping {
 			continue
 		}
 		out = append(out, n.recordInfo(w.rec, req.NoMetadata))
@@ -607,14 +606,7 @@ func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest
 	if c == nil || !c.holds() || !ok {
 		return nil
 	}
-	n.mu.Lock()
-	silent := map[string]time.Time{}
-	for id, at := range n.seen {
-		if _, live := n.peers[id]; !live && id != n.cfg.NodeID {
-			silent[id] = at
-		}
-	}
-	n.mu.Unlock()
+	silent := n.members.silent(n.cfg.NodeID)
 	var out []v1.WorkloadInfo
 	for node, at := range silent {
 		recs, err := cs.RecordsOf(ctx, node)

@@ -169,9 +169,7 @@ func (c *coordinator) isLost(node string, now time.Time) bool {
 	if node == c.n.cfg.NodeID {
 		return false
 	}
-	c.n.mu.Lock()
-	seen, ok := c.n.seen[node]
-	c.n.mu.Unlock()
+	seen, ok := c.n.members.lastSeen(node)
 	if !ok {
 		seen = c.since()
 	}
@@ -198,11 +196,9 @@ func (c *coordinator) round(ctx context.Context) {
 	for node := range c.owners {
 		candidates[node] = true
 	}
-	c.n.mu.Lock()
-	for node := range c.n.seen {
+	for node := range c.n.members.everSeen("") {
 		candidates[node] = true
 	}
-	c.n.mu.Unlock()
 	for node := range candidates {
 		if !c.isLost(node, now) {
 			delete(c.lost, node)
@@ -268,9 +264,7 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 	c.tried[wid] = time.Now()
 	if _, reported := c.lost[from]; !reported {
 		c.lost[from] = time.Now()
-		c.n.mu.Lock()
-		seen := c.n.seen[from]
-		c.n.mu.Unlock()
+		seen, _ := c.n.members.lastSeen(from)
 		c.log.Warn("node lost: taking its workloads over", zap.String("lost_node", from), zap.Time("last_seen", seen))
 		c.n.publishNodeEvent(v1.Event{Type: v1.EventNodeLost, Namespace: v1.SystemNamespace, NodeID: c.n.cfg.NodeID,
 			Time: time.Now().UTC(), Data: map[string]any{"node_id": from, "last_seen": seen.UTC()}})

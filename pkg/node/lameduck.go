@@ -87,14 +87,7 @@ func (n *Node) drain(until time.Time, pick func(Record) bool) {
 	if !ok {
 		return
 	}
-	n.mu.Lock()
-	var recs []Record
-	for _, w := range n.workloads {
-		if w.rec.Desired == DesiredRunning && pick(w.rec) {
-			recs = append(recs, w.rec)
-		}
-	}
-	n.mu.Unlock()
+	recs := n.idx.records(func(rec Record) bool { return rec.Desired == DesiredRunning && pick(rec) })
 	moved := 0
 	for _, rec := range recs {
 		ctx, cancel := context.WithDeadline(n.ctx, until)
@@ -153,12 +146,7 @@ func (n *Node) unplaced(rec Record, why string) {
 // JetStream had no quorum).
 func (n *Node) stopAll() {
 	_, shared := n.cfg.Store.(ClusterStore)
-	n.mu.Lock()
-	recs := make([]Record, 0, len(n.workloads))
-	for _, w := range n.workloads {
-		recs = append(recs, w.rec)
-	}
-	n.mu.Unlock()
+	recs := n.idx.records(nil)
 	var wg sync.WaitGroup
 	kept := 0
 	for _, rec := range recs {
@@ -185,9 +173,7 @@ func (n *Node) stopAll() {
 // haltKeepingRecord stops a workload's processes and leaves its record as it is (to
 // run): it is unindexed first, so its end is not recorded as the workload finishing.
 func (n *Node) haltKeepingRecord(rec Record) {
-	n.mu.Lock()
 	n.unindex(rec.WorkloadID)
-	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{}))
 	defer cancel()
 	if err := n.askNexlet(ctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, v1.StopRequest{}, nil); err != nil && !v1.IsNotFound(err) {

@@ -99,7 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		nexlets = append(nexlets, nx{id, e.reg.RegisterType, n.health(e, now), e.stats})
 	}
 	lameduck := n.state == v1.NodeLameduck
-	desired := len(n.workloads)
+	desired := n.idx.len()
 	n.mu.Unlock()
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
 	m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {

@@ -42,14 +42,7 @@ func (n *Node) NexletFailed(nexletID string) {
 // handOff moves every running workload of nexlet nexletID to another node and returns
 // how many could not be moved yet.
 func (n *Node) handOff(cs ClusterStore, nexletID string) (left int) {
-	n.mu.Lock()
-	var recs []Record
-	for _, w := range n.workloads {
-		if w.rec.NexletID == nexletID && w.rec.Desired == DesiredRunning {
-			recs = append(recs, w.rec)
-		}
-	}
-	n.mu.Unlock()
+	recs := n.idx.records(func(rec Record) bool { return rec.NexletID == nexletID && rec.Desired == DesiredRunning })
 	for _, rec := range recs {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, rec.WorkloadID); err == nil {

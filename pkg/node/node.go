@@ -234,20 +234,15 @@ type Node struct {
 	state         string
 	nexlets       map[string]*nexletEntry
 	bids          map[string]*bid
-	workloads     map[string]workloadRecord
-	counts        map[string]int    // workloads per nexlet
-	byRequest     map[string]string // namespace + "\x00" + request ID -> workload ID
-	news          map[string]news   // heartbeat news not recorded yet, by workload ID
-	recording     bool              // a worker records the news
-	tombstones    map[string]tombstone
-	peers         map[string]time.Time
-	peerXKeys     map[string][]string  // node ID -> its nexlets' xkeys, from its announcements
-	seen          map[string]time.Time // every node's last announcement, leaving or not
-	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
-	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
-	reconciling   sync.Map             // nexlet ID -> struct{}: reconcileLater is trying again
-	ownStops      sync.Map             // workload ID -> struct{}: this node is stopping it
-	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
+	idx           *workloadIndex  // the index room: its own lock
+	news          map[string]news // heartbeat news not recorded yet, by workload ID
+	recording     bool            // a worker records the news
+	members       *members        // the members room: its own lock
+	draining      sync.Map        // workload ID -> struct{}: moving to another node in a drain
+	stoppingMoved sync.Map        // workload ID -> struct{}: stopMoved is stopping this node's copy
+	reconciling   sync.Map        // nexlet ID -> struct{}: reconcileLater is trying again
+	ownStops      sync.Map        // workload ID -> struct{}: this node is stopping it
+	failedNexlets sync.Map        // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
 	coord         atomic.Pointer[coordinator]
 	regWaiters    []chan struct{}
 	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
@@ -279,17 +274,6 @@ type bid struct {
 // workloadRecord is the node's index entry of a workload: a copy of its stored record
 // (replaced whole, never changed in place), the ports it exposes and the resources it
 // asked for (nil: none).
-type workloadRecord struct {
-	rec   Record
-	ports []int
-	res   *v1.Resources
-}
-
-type tombstone struct {
-	info v1.WorkloadInfo
-	at   time.Time
-}
-
 // New validates cfg and returns a node that is not yet serving.
 func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
@@ -311,8 +295,8 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, workloads: map[string]workloadRecord{}, counts: map[string]int{}, byRequest: map[string]string{}, news: map[string]news{},
-		tombstones: map[string]tombstone{}, peers: map[string]time.Time{}, peerXKeys: map[string][]string{}, seen: map[string]time.Time{}, reconciles: map[string]*sync.Mutex{},
+		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
+		members: newMembers(), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil
 }
@@ -489,14 +473,9 @@ func (n *Node) expireFinished() {
 		return
 	}
 	cutoff := time.Now().Add(-n.cfg.FinishedRetention)
-	var old []Record
-	n.mu.Lock()
-	for _, w := range n.workloads {
-		if w.rec.Desired == DesiredFinished && !w.rec.FinishedAt.IsZero() && w.rec.FinishedAt.Before(cutoff) {
-			old = append(old, w.rec)
-		}
-	}
-	n.mu.Unlock()
+	old := n.idx.records(func(rec Record) bool {
+		return rec.Desired == DesiredFinished && !rec.FinishedAt.IsZero() && rec.FinishedAt.Before(cutoff)
+	})
 	if len(old) == 0 {
 		n.expiring.Store(false)
 		return
@@ -526,17 +505,7 @@ func (n *Node) sweep() {
 			delete(n.bids, id)
 		}
 	}
-	for id, t := range n.tombstones {
-		if now.Sub(t.at) > n.cfg.TombstoneTTL {
-			delete(n.tombstones, id)
-		}
-	}
-	for id, seen := range n.peers {
-		if now.Sub(seen) > 3*n.cfg.AnnounceInterval {
-			delete(n.peers, id)
-			delete(n.peerXKeys, id)
-		}
-	}
+	n.idx.expireTombstones(now, n.cfg.TombstoneTTL)
 	for id, e := range n.nexlets {
 		if n.health(e, now) == v1.HealthLost && !e.lostReported {
 			e.lostReported = true
@@ -544,6 +513,7 @@ func (n *Node) sweep() {
 		}
 	}
 	n.mu.Unlock()
+	n.members.expire(now, 3*n.cfg.AnnounceInterval)
 	for _, id := range lost {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
 		n.nodeEvent(v1.EventLost, id)
@@ -617,14 +587,14 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	info := v1.NodeInfo{
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
-		State: n.state, Tags: n.cfg.Tags, Workloads: len(n.workloads), Nexlets: []v1.NexletInfo{},
+		State: n.state, Tags: n.cfg.Tags, Workloads: n.idx.len(), Nexlets: []v1.NexletInfo{},
 		Capacity: n.capacity(),
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
 	}
 	info.Coordinator = n.IsCoordinator()
-	counts := n.countsByNexlet()
+	counts := n.idx.nexletCounts()
 	for _, e := range n.nexlets {
 		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: counts[e.reg.NexletID], Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}
 		if !full {
@@ -678,18 +648,7 @@ func (n *Node) SetTags(tags map[string]string) error {
 func (n *Node) Peers() []string { return n.livePeers() }
 
 // livePeers lists the nodes this node believes alive, itself included.
-func (n *Node) livePeers() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.peers)+1)
-	out = append(out, n.cfg.NodeID)
-	for id := range n.peers {
-		if id != n.cfg.NodeID {
-			out = append(out, id)
-		}
-	}
-	return out
-}
+func (n *Node) livePeers() []string { return n.members.live(n.cfg.NodeID) }
 
 func (n *Node) fanoutHeaders() micro.Headers {
 	return micro.Headers{
@@ -718,17 +677,7 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &a) != nil || a.NodeID == "" || a.NodeID == n.cfg.NodeID {
 		return
 	}
-	n.mu.Lock()
-	_, known := n.peers[a.NodeID]
-	n.seen[a.NodeID] = time.Now()
-	if a.Leaving {
-		delete(n.peers, a.NodeID)
-		delete(n.peerXKeys, a.NodeID)
-	} else {
-		n.peers[a.NodeID] = time.Now()
-		n.peerXKeys[a.NodeID] = a.XKeys
-	}
-	n.mu.Unlock()
+	known := n.members.heard(a, time.Now())
 	// A newcomer learns about us at once instead of after a full interval; so does a node
 	// that restarted before we missed it (we know it, it does not know us).
 	if (!known || a.Starting) && !a.Leaving {

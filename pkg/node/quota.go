@@ -45,9 +45,7 @@ func (n *Node) admit(ctx context.Context, ns, requestID string, rec Record) erro
 		}
 	}
 	if err != nil {
-		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
-		n.mu.Unlock()
 		n.unclaim(rec)
 	}
 	return err
@@ -61,14 +59,12 @@ func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage,
 	counts := func(rec *Record) bool {
 		return rec.Definition.Namespace == ns && !seen[rec.WorkloadID] && (rec.Desired == DesiredRunning || rec.Desired == DesiredStopping)
 	}
-	n.mu.Lock()
-	for _, w := range n.workloads {
+	for _, w := range n.idx.all(nil) {
 		if counts(&w.rec) {
 			seen[w.rec.WorkloadID] = true
 			u.Add(w.res) // parsed when it was indexed
 		}
 	}
-	n.mu.Unlock()
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
 		all, err := cs.All(ctx)
 		if err != nil {
@@ -98,17 +94,15 @@ func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.U
 	if !all {
 		reply.Namespaces[r.Namespace] = v1.NamespaceUsage{}
 	}
-	n.mu.Lock()
-	for _, w := range n.workloads {
+	for _, w := range n.idx.all(workloadRecord.running) {
 		ns := w.rec.Definition.Namespace
-		if (!all && ns != r.Namespace) || !w.running() {
+		if !all && ns != r.Namespace {
 			continue
 		}
 		u := reply.Namespaces[ns]
 		u.Add(w.res)
 		reply.Namespaces[ns] = u
 	}
-	n.mu.Unlock()
 	if all {
 		for ns := range n.cfg.Quotas {
 			if _, ok := reply.Namespaces[ns]; !ok {

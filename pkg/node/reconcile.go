@@ -94,10 +94,7 @@ func (n *Node) restartMissed(nexletID string, pruned []string, log *zap.Logger) 
 	defer cancel()
 	var missed []Record
 	for _, wid := range pruned {
-		n.mu.Lock()
-		_, indexed := n.workloads[wid]
-		n.mu.Unlock()
-		if _, inFlight := n.deploying.Load(wid); indexed || inFlight {
+		if _, inFlight := n.deploying.Load(wid); n.idx.has(wid) || inFlight {
 			continue
 		}
 		rec, err := n.cfg.Store.Get(ctx, wid)
@@ -295,9 +292,7 @@ func (n *Node) claimToStart(ctx context.Context, rec Record, log *zap.Logger) (R
 		}
 		updated = *cur
 	}
-	n.mu.Lock()
 	n.unindex(rec.WorkloadID)
-	n.mu.Unlock()
 	log.Info("reconcile: a lost workload's record changed meanwhile (moved, stopped or removed): not started here", zap.String("workload_id", rec.WorkloadID))
 	return rec, false
 }
@@ -333,14 +328,7 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 // renewCreds re-mints the credentials of every workload that should be running and hands
 // them to its nexlet. Stopped workloads have no record, so theirs run out.
 func (n *Node) renewCreds() {
-	n.mu.Lock()
-	recs := make([]Record, 0, len(n.workloads))
-	for _, w := range n.workloads {
-		if w.rec.Desired == DesiredRunning {
-			recs = append(recs, w.rec)
-		}
-	}
-	n.mu.Unlock()
+	recs := n.idx.records(func(rec Record) bool { return rec.Desired == DesiredRunning })
 	for _, rec := range recs {
 		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
 		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {

@@ -47,9 +47,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = DesiredMoved, n.cfg.NodeID, time.Now().UTC()
 	n.index(rec) // before the lost node's record says moved: a list finds it in one or the other
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
-		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
-		n.mu.Unlock()
 		if errors.Is(err, ErrConflict) {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
 		}
@@ -63,9 +61,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 		}
 	}
 	if err := n.cfg.Store.Put(ctx, &rec); err != nil {
-		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
-		n.mu.Unlock()
 		giveBack()
 		if errors.Is(err, ErrConflict) {
 			// a record of it here already (a moved mark of this node's): not this
@@ -82,9 +78,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); (err != nil && !errors.Is(err, ErrNotStored)) || (err == nil && (cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID)) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// moveGrace: writes that slow): the workload stays where it was
-		n.mu.Lock()
 		n.unindex(rec.WorkloadID)
-		n.mu.Unlock()
 		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
 	}
@@ -213,10 +207,7 @@ func (n *Node) takeoverSource(ctx context.Context, cs ClusterStore, def v1.Workl
 // node's for minutes). A stale copy is stopped now; the takeover can come again once it
 // is.
 func (n *Node) heldHere(ctx context.Context, cs ClusterStore, wid string) error {
-	n.mu.Lock()
-	_, here := n.workloads[wid]
-	n.mu.Unlock()
-	if !here {
+	if !n.idx.has(wid) {
 		return nil
 	}
 	if own, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil && own.Desired == DesiredMoved && own.MovedTo != n.cfg.NodeID {
@@ -310,10 +301,7 @@ func (n *Node) recordRemoved(wid string) {
 	if _, draining := n.draining.Load(wid); draining {
 		return
 	}
-	n.mu.Lock()
-	w, ok := n.workloads[wid]
-	n.mu.Unlock()
-	if !ok || w.rec.Desired != DesiredRunning {
+	if w, ok := n.idx.get(wid); !ok || w.rec.Desired != DesiredRunning {
 		return // not here, or this node is stopping it
 	}
 	n.wg.Add(1)
@@ -324,10 +312,7 @@ func (n *Node) recordRemoved(wid string) {
 		if _, err := n.cfg.Store.Get(ctx, wid); !errors.Is(err, ErrNotStored) {
 			return // stored again (or unreadable now: the next write finds out, see updateRecord)
 		}
-		n.mu.Lock()
-		w, ok := n.workloads[wid]
-		n.mu.Unlock()
-		if ok && w.rec.Desired == DesiredRunning {
+		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning {
 			n.leaveMoved(w.rec, unrecorded)
 		}
 	}()
@@ -339,9 +324,7 @@ func (n *Node) stopMarked(rec Record) {
 	if _, own := n.ownStops.Load(rec.WorkloadID); own {
 		return // this node's own stop wrote it
 	}
-	n.mu.Lock()
-	w, ok := n.workloads[rec.WorkloadID]
-	n.mu.Unlock()
+	w, ok := n.idx.get(rec.WorkloadID)
 	if !ok || w.rec.Desired != DesiredRunning {
 		return // not here, or stopped already
 	}
@@ -379,12 +362,7 @@ func (n *Node) stopMoved(rec Record, done string) {
 	if n.awaitMove(rec) {
 		return // the takeover failed half-way: the copy here stays
 	}
-	n.mu.Lock()
-	w, indexed := n.workloads[rec.WorkloadID]
-	if indexed {
-		n.unindex(rec.WorkloadID)
-	}
-	n.mu.Unlock()
+	w, indexed := n.idx.drop(rec.WorkloadID)
 	nexletID := rec.NexletID
 	if indexed {
 		nexletID = w.rec.NexletID

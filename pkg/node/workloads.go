@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,36 +18,15 @@ import (
 	"github.com/nexrun/nex/pkg/seal"
 )
 
-// countsByNexlet is how many workloads the node has placed on each nexlet. Caller holds n.mu.
-func (n *Node) countsByNexlet() map[string]int { return n.counts }
-
 // index puts a copy of rec in the node's index (replacing an older one).
 func (n *Node) index(rec Record) {
 	ports := rec.Definition.Ports()
 	res, _ := rec.Definition.WantedResources() // malformed: the deploy refused it
-	res = n.held(res)
-	n.mu.Lock()
-	if old, ok := n.workloads[rec.WorkloadID]; ok {
-		n.counts[old.rec.NexletID]--
-	}
-	n.workloads[rec.WorkloadID] = workloadRecord{rec: rec, ports: ports, res: res}
-	n.counts[rec.NexletID]++
-	if rec.RequestID != "" {
-		n.byRequest[rec.Definition.Namespace+"\x00"+rec.RequestID] = rec.WorkloadID
-	}
-	n.mu.Unlock()
+	n.idx.put(workloadRecord{rec: rec, ports: ports, res: n.held(res)})
 }
 
-// unindex drops a workload from the index. Caller holds n.mu.
-func (n *Node) unindex(wid string) {
-	if old, ok := n.workloads[wid]; ok {
-		n.counts[old.rec.NexletID]--
-		delete(n.workloads, wid)
-		if old.rec.RequestID != "" {
-			delete(n.byRequest, old.rec.Definition.Namespace+"\x00"+old.rec.RequestID)
-		}
-	}
-}
+// unindex drops a workload from the index.
+func (n *Node) unindex(wid string) { n.idx.drop(wid) }
 
 // deploy records the desired state while the nexlet starts the workload (in parallel:
 // a crash in between is still covered, since a restarted node adopts what its nexlets
@@ -100,9 +78,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		}()
 	}
 	if err != nil {
-		n.mu.Lock()
 		n.unindex(wid)
-		n.mu.Unlock()
 		n.unclaim(rec)
 		// also when the record's write failed: it may have been stored all the same (a
 		// reply lost in a leader election), and a takeover would start the workload the
@@ -147,10 +123,7 @@ func (n *Node) claimRequest(ctx context.Context, ns, requestID string, rec Recor
 	}
 	if holder != me {
 		wid, node, _ := strings.Cut(holder, "@")
-		n.mu.Lock()
-		_, indexed := n.workloads[wid]
-		n.mu.Unlock()
-		if node != n.cfg.NodeID || indexed {
+		if node != n.cfg.NodeID || n.idx.has(wid) {
 			return true, requestConflict(requestID, wid)
 		}
 		if err := n.cfg.Store.Reclaim(ctx, ns, requestID, holder, me); err != nil {
@@ -174,10 +147,7 @@ func requestConflict(requestID, wid string) error {
 
 // byRequestID finds the workload of ns started with requestID on this node.
 func (n *Node) byRequestID(ns, requestID string) (Record, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	w, ok := n.workloads[n.byRequest[ns+"\x00"+requestID]]
-	return w.rec, ok
+	return n.idx.byRequestID(ns, requestID)
 }
 
 // unclaim releases the request ID of a workload that did not start or is gone.
@@ -253,9 +223,7 @@ func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 // lookup finds a workload of namespace ns on this node. Workloads of other namespaces
 // are invisible (404), except from the system namespace.
 func (n *Node) lookup(ns, wid string) (Record, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	w, ok := n.workloads[wid]
+	w, ok := n.idx.get(wid)
 	if !ok || (ns != v1.SystemNamespace && w.rec.Definition.Namespace != ns) {
 		return Record{}, false
 	}
@@ -298,9 +266,7 @@ func (n *Node) notHere(ns, wid string) error {
 			continue
 		}
 		if err == nil && rec.Desired != DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
-			n.mu.Lock()
-			_, alive := n.peers[o]
-			n.mu.Unlock()
+			alive := n.members.alive(o)
 			e.Details = map[string]string{"owner": o, "owner_alive": strconv.FormatBool(alive)}
 			return e
 		}
@@ -323,9 +289,7 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 	ns, wid := r.Namespace, r.ID
 	rec, ok := n.lookup(ns, wid)
 	if !ok {
-		n.mu.Lock()
-		t, dead := n.tombstones[wid]
-		n.mu.Unlock()
+		t, dead := n.idx.tombstone(wid)
 		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
 			return t.info, nil
 		}
@@ -414,9 +378,7 @@ func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, err
 // on a conflict it re-reads the stored record and applies change to it once more. It
 // indexes the new value. Records are values: what others hold stays as they read it.
 func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record)) (Record, error) {
-	n.mu.Lock()
-	w, ok := n.workloads[wid]
-	n.mu.Unlock()
+	w, ok := n.idx.get(wid)
 	if !ok {
 		return Record{}, v1.NotFound("workload %s is not indexed on node %s", wid, n.cfg.NodeID)
 	}
@@ -461,12 +423,9 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 // the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
 // and stopped in the background as watchMoves would.
 func (n *Node) leaveMoved(rec Record, why string) {
-	n.mu.Lock()
-	if w, ok := n.workloads[rec.WorkloadID]; ok {
+	if w, ok := n.idx.drop(rec.WorkloadID); ok {
 		rec.NexletID = w.rec.NexletID
-		n.unindex(rec.WorkloadID)
 	}
-	n.mu.Unlock()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -476,14 +435,7 @@ func (n *Node) leaveMoved(rec Record, why string) {
 
 // reindex replaces the indexed value of a record that is still indexed, unless the index
 // already holds a newer revision (two writers finishing out of order).
-func (n *Node) reindex(rec Record) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if w, ok := n.workloads[rec.WorkloadID]; ok && rec.Revision >= w.rec.Revision {
-		w.rec = rec
-		n.workloads[rec.WorkloadID] = w
-	}
-}
+func (n *Node) reindex(rec Record) { n.idx.update(rec) }
 
 func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 	wid := rec.WorkloadID
@@ -496,10 +448,7 @@ func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
 	n.unclaim(rec)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.unindex(wid)
-	n.tombstones[wid] = tombstone{info: info, at: time.Now()}
+	n.idx.bury(wid, info)
 }
 
 func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any, error) {
@@ -555,12 +504,7 @@ func (n *Node) knownXKey(key string) bool {
 			return true
 		}
 	}
-	for _, keys := range n.peerXKeys {
-		if slices.Contains(keys, key) {
-			return true
-		}
-	}
-	return false
+	return n.members.hasXKey(key)
 }
 
 func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
@@ -641,12 +585,12 @@ func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartb
 	e.stats = nexletStats{states: req.States, restarts: req.Restarts, stats: req.Stats}
 	var finished, recounted []string
 	for _, wid := range req.Finished {
-		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning {
+		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning {
 			finished = append(finished, wid)
 		}
 	}
 	for wid, count := range req.RestartCounts {
-		if w, ok := n.workloads[wid]; ok && w.rec.Desired == DesiredRunning && w.rec.Restarts != count {
+		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning && w.rec.Restarts != count {
 			recounted = append(recounted, wid)
 		}
 	}

@@ -1,4 +1,7 @@
-package node
+// Package placement is the placement room: the decisions an auction makes, as functions
+// of what they decide on: no node, no lock, no NATS (placement_test.go tests them with
+// tables). The node gathers their inputs under its lock (pkg/node: control.go, capacity.go).
+package placement
 
 import (
 	"fmt"
@@ -8,24 +11,20 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// The placement decisions an auction makes, as functions of what they decide on: no
-// node, no lock, no NATS (placement_test.go tests them with tables). The node gathers
-// their inputs under its lock (control.go, capacity.go).
-
-// room is a node's room for placement: what it offers its workloads (allocatable: its
+// Room is a node's room for placement: what it offers its workloads (allocatable: its
 // memory and cpus less what is reserved), and what its workloads and its outstanding
 // bids hold of it.
-type room struct {
+type Room struct {
 	Memory     v1.ByteSize
 	CPU        float64
 	UsedMemory v1.ByteSize
 	UsedCPU    float64
 }
 
-// fitIn says why want does not fit in what is left of r ("" when it does), and r's load
+// Fit says why want does not fit in what is left of r ("" when it does), and r's load
 // with it placed: the larger of its memory and cpu shares, 0 to 1 (1 when it does not
 // fit).
-func fitIn(r room, want *v1.Resources) (why string, load float64) {
+func Fit(r Room, want *v1.Resources) (why string, load float64) {
 	var wantMem v1.ByteSize
 	var wantCPU float64
 	if want != nil {
@@ -50,10 +49,10 @@ func fitIn(r room, want *v1.Resources) (why string, load float64) {
 	return "", min(1, load)
 }
 
-// unmatchedTag says which tag of want the node's tags have does not match ("" when all
+// UnmatchedTag says which tag of want the node's tags have does not match ("" when all
 // do), the first in key order. have holds nex.isolation and nex.cgroups as a nexlet of
 // the asked type offers them.
-func unmatchedTag(have, want map[string]string) string {
+func UnmatchedTag(have, want map[string]string) string {
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		v, ok := have[k]
 		if !ok {
@@ -69,9 +68,9 @@ func unmatchedTag(have, want map[string]string) string {
 	return ""
 }
 
-// portTaken says which of the ports want is taken ("" when none is): exposed names the
+// PortTaken says which of the ports want is taken ("" when none is): exposed names the
 // workload here that exposes a port, inUse the ports something else on the machine holds.
-func portTaken(want []int, exposed map[int]string, inUse map[int]bool) string {
+func PortTaken(want []int, exposed map[int]string, inUse map[int]bool) string {
 	for _, p := range want {
 		if name, ok := exposed[p]; ok {
 			return fmt.Sprintf("port %d is exposed by workload %s on this node", p, name)
@@ -83,9 +82,9 @@ func portTaken(want []int, exposed map[int]string, inUse map[int]bool) string {
 	return ""
 }
 
-// leastBusy picks from ids (not empty) one of those with the fewest workloads and
+// LeastBusy picks from ids (not empty) one of those with the fewest workloads and
 // outstanding bids (busy), a tie broken by pick (given how many tie, it returns which).
-func leastBusy(ids []string, busy map[string]int, pick func(n int) int) string {
+func LeastBusy(ids []string, busy map[string]int, pick func(n int) int) string {
 	var least []string
 	for _, id := range ids {
 		switch {

@@ -1,4 +1,4 @@
-package node
+package placement
 
 import (
 	"strings"
@@ -11,28 +11,28 @@ import (
 
 func TestFitIn(t *testing.T) {
 	const gib = v1.ByteSize(1 << 30)
-	node := room{Memory: 4 * gib, CPU: 2}
+	node := Room{Memory: 4 * gib, CPU: 2}
 	cases := []struct {
 		name string
-		r    room
+		r    Room
 		want *v1.Resources
 		why  string // "" fits; else a part of the reason
 		load float64
 	}{
 		{"nothing asked, empty node", node, nil, "", 0},
-		{"nothing asked, node without memory or cpu known", room{}, nil, "", 0},
+		{"nothing asked, node without memory or cpu known", Room{}, nil, "", 0},
 		{"half the memory", node, &v1.Resources{Memory: 2 * gib}, "", 0.5},
 		{"cpu the larger share", node, &v1.Resources{Memory: gib, CPU: 1.5}, "", 0.75},
-		{"what is held counts", room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: gib}, "", 1},
-		{"one byte over", room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: gib + 1}, "needs 1 GiB", 1},
-		{"free memory named", room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: 2 * gib}, "1 GiB free of 4 GiB", 1},
-		{"memory unknown", room{CPU: 2}, &v1.Resources{Memory: gib}, "does not know its memory (start nexd with --memory)", 1},
-		{"cpu over", room{Memory: 4 * gib, CPU: 2, UsedCPU: 1.5}, &v1.Resources{CPU: 1}, "needs 1 cpu, 0.5 free of 2", 1},
-		{"sums of fractions within slack", room{Memory: 4 * gib, CPU: 1, UsedCPU: 0.7}, &v1.Resources{CPU: 0.3}, "", 1},
-		{"pids alone take no room", room{}, &v1.Resources{PIDs: 64}, "", 0},
+		{"what is held counts", Room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: gib}, "", 1},
+		{"one byte over", Room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: gib + 1}, "needs 1 GiB", 1},
+		{"free memory named", Room{Memory: 4 * gib, CPU: 2, UsedMemory: 3 * gib}, &v1.Resources{Memory: 2 * gib}, "1 GiB free of 4 GiB", 1},
+		{"memory unknown", Room{CPU: 2}, &v1.Resources{Memory: gib}, "does not know its memory (start nexd with --memory)", 1},
+		{"cpu over", Room{Memory: 4 * gib, CPU: 2, UsedCPU: 1.5}, &v1.Resources{CPU: 1}, "needs 1 cpu, 0.5 free of 2", 1},
+		{"sums of fractions within slack", Room{Memory: 4 * gib, CPU: 1, UsedCPU: 0.7}, &v1.Resources{CPU: 0.3}, "", 1},
+		{"pids alone take no room", Room{}, &v1.Resources{PIDs: 64}, "", 0},
 	}
 	for _, c := range cases {
-		why, load := fitIn(c.r, c.want)
+		why, load := Fit(c.r, c.want)
 		switch {
 		case c.why == "" && why != "":
 			t.Errorf("%s: declined: %s", c.name, why)
@@ -59,7 +59,7 @@ func TestUnmatchedTag(t *testing.T) {
 		{"first in key order", map[string]string{"zone": "a", "arch": "x"}, "tag arch=x"},
 	}
 	for _, c := range cases {
-		if why := unmatchedTag(have, c.want); why != c.why && (c.why == "" || !strings.Contains(why, c.why)) {
+		if why := UnmatchedTag(have, c.want); why != c.why && (c.why == "" || !strings.Contains(why, c.why)) {
 			t.Errorf("%s: %q, want %q", c.name, why, c.why)
 		}
 	}
@@ -79,7 +79,7 @@ func TestPortTaken(t *testing.T) {
 		{"held by another program", []int{22}, "port 22 is in use on this node"},
 	}
 	for _, c := range cases {
-		if why := portTaken(c.want, exposed, inUse); why != c.why {
+		if why := PortTaken(c.want, exposed, inUse); why != c.why {
 			t.Errorf("%s: %q, want %q", c.name, why, c.why)
 		}
 	}
@@ -102,7 +102,7 @@ func TestLeastBusy(t *testing.T) {
 		{"unknown counts as idle", []string{"a", "b"}, map[string]int{"a": 1}, first, "b"},
 	}
 	for _, c := range cases {
-		if got := leastBusy(c.ids, c.busy, c.pick); got != c.want {
+		if got := LeastBusy(c.ids, c.busy, c.pick); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}
