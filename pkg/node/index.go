@@ -13,7 +13,9 @@ import (
 // taken by its methods only, which call nothing while they hold it: a caller may hold any
 // other lock of the node when it calls one (never the other way round).
 
-// workloadRecord is an indexed workload.
+// workloadRecord is the node's index entry of a workload: a copy of its stored record
+// (replaced whole, never changed in place), the ports it exposes and the resources it
+// asked for (nil: none).
 type workloadRecord struct {
 	rec   Record
 	ports []int

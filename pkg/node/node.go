@@ -271,9 +271,6 @@ type bid struct {
 	used      bool          // claimed by a deploy still under way (it keeps the room)
 }
 
-// workloadRecord is the node's index entry of a workload: a copy of its stored record
-// (replaced whole, never changed in place), the ports it exposes and the resources it
-// asked for (nil: none).
 // New validates cfg and returns a node that is not yet serving.
 func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
@@ -296,7 +293,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
-		members: newMembers(), reconciles: map[string]*sync.Mutex{},
+		members: newMembers(aliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}, nil
 }
@@ -513,7 +510,7 @@ func (n *Node) sweep() {
 		}
 	}
 	n.mu.Unlock()
-	n.members.expire(now, 3*n.cfg.AnnounceInterval)
+	n.members.expire(now)
 	for _, id := range lost {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
 		n.nodeEvent(v1.EventLost, id)
