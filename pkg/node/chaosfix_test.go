@@ -1431,3 +1431,64 @@ func serveNexlet(t *testing.T, nc *nats.Conn, id string, rt nexlet.Runtime) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 }
+
+// A finished job removed while its nexlet was down stays removed: when the nexlet is
+// back and reports the job (what it kept of it), the node, finding no record of it in the
+// shared store, has the nexlet remove it (chaos seed 62: a job removed 3 s after its
+// machine came back, before its nexlet registered, was adopted as finished from the
+// nexlet's report and listed again, for good).
+func TestRemovedFinishedJobStaysRemoved(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store := kvStore(t, nc, id)
+	n := newNode(t, nc, id, store)
+	rt := memory.New("mem", nexlet.NewFeed(nc, id))
+	serve := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
+				Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
+		}()
+		return sync.OnceFunc(func() { cancel(); <-done })
+	}
+	stop := serve()
+	t.Cleanup(stop)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	job := def("ran")
+	job.Lifecycle = v1.LifecycleJob
+	w, err := c.StartWorkload(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Finish(w.ID, 0)
+	cs := store.(node.ClusterStore)
+	testutil.Eventually(t, 10*time.Second, "the job's record to say it finished", func() bool {
+		rec, err := cs.RecordOf(ctx, id, w.ID)
+		return err == nil && rec.Desired == node.DesiredFinished
+	})
+	stop() // the nexlet is down (its machine restarting): it keeps what it knows of the job
+	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatalf("remove the finished job while its nexlet is down: %v", err)
+	}
+	t.Cleanup(serve())
+	testutil.Eventually(t, 15*time.Second, "the nexlet to remove the job", func() bool {
+		_, err := rt.Get(ctx, w.ID)
+		return v1.IsNotFound(err)
+	})
+	if _, err := cs.RecordOf(ctx, id, w.ID); !errors.Is(err, node.ErrNotStored) {
+		t.Fatalf("the removed job was recorded again: %v", err)
+	}
+	l, err := c.ListWorkloads(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range l {
+		if x.ID == w.ID {
+			t.Fatalf("the removed job is listed again: %+v", x)
+		}
+	}
+}

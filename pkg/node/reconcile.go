@@ -235,7 +235,12 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 		if _, inFlight := n.deploying.Load(w.ID); inFlight {
 			continue // its deploy records it right now
 		}
-		if shared && !w.Finished() {
+		if shared {
+			// no record in the store the cluster shares: stopped, moved or removed while
+			// this node was away, finished or not (chaos seed 62: a job removed while its
+			// nexlet was down was adopted back from the nexlet's report, and listed
+			// again); stopUnrecorded reads its record once more, and adopts it when
+			// the listing only missed it
 			known[w.ID] = true
 			n.wg.Add(1)
 			go func() {
