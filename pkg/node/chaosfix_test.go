@@ -1492,3 +1492,39 @@ func TestRemovedFinishedJobStaysRemoved(t *testing.T) {
 		}
 	}
 }
+
+// lostAnswer removes a group's record and then says it timed out, the first time, as a
+// removal whose answer was lost while JetStream elected a leader.
+type lostAnswer struct {
+	*node.KVStore
+	told atomic.Bool
+}
+
+func (l *lostAnswer) DeleteGroup(ctx context.Context, ns, id string) error {
+	if err := l.KVStore.DeleteGroup(ctx, ns, id); err != nil || l.told.Swap(true) {
+		return err
+	}
+	return context.DeadlineExceeded
+}
+
+// A group stop whose removal of the group's record got no answer tries again, and says
+// what happened: the group is stopped (chaos seed 65: the removal had taken effect, the
+// stop answered storage_unavailable, and the group's copy was stopped as an orphan 30 s
+// later).
+func TestGroupRemovalWhoseAnswerWasLostIsDone(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	kv := kvStore(t, nc, nodeID(t)).(*node.KVStore)
+	ctx := context.Background()
+	g := &node.Group{Version: 1, ID: v1.GroupIDPrefix + "lost", Definition: def("copy"), Replicas: 1, GroupVersion: 1}
+	g.Definition.Namespace = "default"
+	if err := kv.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.RemoveGroup(ctx, &lostAnswer{KVStore: kv}, "default", g.ID); err != nil {
+		t.Fatalf("a removal whose first answer was lost: %v", err)
+	}
+	if _, err := kv.Group(ctx, "default", g.ID); err == nil {
+		t.Fatal("the group's record is still there")
+	}
+}

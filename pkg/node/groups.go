@@ -104,12 +104,28 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
-		if err := kv.DeleteGroup(ctx, ns, id); err != nil {
-			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id)
+		if err := removeGroup(c.n.ctx, kv, ns, id); err != nil {
+			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id+" (it may be removed all the same: nex workload group info tells)")
 		}
 		return c.stopGroup(ctx, g)
 	}
 	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
+}
+
+// groupDeleter removes a group's record (*KVStore).
+type groupDeleter interface {
+	DeleteGroup(ctx context.Context, ns, id string) error
+}
+
+// removeGroup removes the record of group id, trying again for records.RetryBudget
+// while the store does not answer: a removal is the same however often it is done, and
+// one whose answer was lost may have taken effect (chaos seed 65: a stop answered
+// storage_unavailable, "did not answer", and the group was gone all the same, its copy
+// stopped as an orphan 30 s later).
+func removeGroup(ctx context.Context, kv groupDeleter, ns, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, records.RetryBudget)
+	defer cancel()
+	return records.Retry(ctx, func(actx context.Context) error { return kv.DeleteGroup(actx, ns, id) })
 }
 
 // stopGroup stops every copy of g (whose record is removed already) that the records
