@@ -743,15 +743,7 @@ func TestUnrecordedWorkloadIsStopped(t *testing.T) {
 	store := kvStore(t, nc, id)
 	n := newNode(t, nc, id, store)
 	rt := memory.New("mem", nexlet.NewFeed(nc, id))
-	serve := func() (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
-				Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
-		}()
-		return func() { cancel(); <-done }
-	}
+	serve := func() (stop func()) { return serveNexlet(t, nc, id, rt) }
 	stop := serve()
 	waitNexlet(t, n)
 	ctx := context.Background()
@@ -1421,15 +1413,18 @@ func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 	}
 }
 
-// serveNexlet serves runtime rt as nexlet "mem" of node id until the test ends.
-func serveNexlet(t *testing.T, nc *nats.Conn, id string, rt nexlet.Runtime) {
+// serveNexlet serves runtime rt as nexlet "mem" of node id until stop is called or the
+// test ends (a nexlet killed and started again over the same runtime keeps what it ran).
+func serveNexlet(t *testing.T, nc *nats.Conn, id string, rt nexlet.Runtime) (stop func()) {
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- nexlet.Serve(cctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
 			Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return stop
 }
 
 // A finished job removed while its nexlet was down stays removed: when the nexlet is
@@ -1444,17 +1439,8 @@ func TestRemovedFinishedJobStaysRemoved(t *testing.T) {
 	store := kvStore(t, nc, id)
 	n := newNode(t, nc, id, store)
 	rt := memory.New("mem", nexlet.NewFeed(nc, id))
-	serve := func() (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- nexlet.Serve(ctx, nc, nexlet.Config{NodeID: id, NexletID: "mem", RegisterType: "memory",
-				Lifecycles: []string{v1.LifecycleService, v1.LifecycleJob}, StartRequestSchema: []byte(memory.Schema)}, rt)
-		}()
-		return sync.OnceFunc(func() { cancel(); <-done })
-	}
+	serve := func() (stop func()) { return serveNexlet(t, nc, id, rt) }
 	stop := serve()
-	t.Cleanup(stop)
 	waitNexlet(t, n)
 	ctx := context.Background()
 	c, _ := client.New(testutil.Connect(t, s), "default")
