@@ -73,16 +73,7 @@ func machineMemory() v1.ByteSize {
 }
 
 // usage is what the node's running workloads asked for, and how many run.
-func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) {
-	for _, w := range n.idx.all(workloadRecord.running) {
-		running++
-		if w.res != nil {
-			memory += w.res.Memory
-			cpu += w.res.CPU
-		}
-	}
-	return memory, cpu, running
-}
+func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) { return n.idx.usage() }
 
 // promised is what the node's outstanding bids asked for: a bid reserves its room until
 // it is used (and its workload indexed) or expires, so two auctions at once cannot both

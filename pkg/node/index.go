@@ -153,6 +153,24 @@ func (x *workloadIndex) all(keep func(workloadRecord) bool) []workloadRecord {
 	return out
 }
 
+// usage sums what the running workloads asked for, and counts them: every auction asks,
+// so it copies nothing.
+func (x *workloadIndex) usage() (memory v1.ByteSize, cpu float64, running int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, w := range x.workloads {
+		if !w.running() {
+			continue
+		}
+		running++
+		if w.res != nil {
+			memory += w.res.Memory
+			cpu += w.res.CPU
+		}
+	}
+	return memory, cpu, running
+}
+
 // records returns the records of the entries keep accepts (every one for nil).
 func (x *workloadIndex) records(keep func(Record) bool) []Record {
 	x.mu.Lock()
