@@ -265,6 +265,10 @@ func TestNamespaceIsolation(t *testing.T) {
 	if !nx.denied(t, "pub", "$NEX.SVC.v1.a.control.DEPLOY.x") || !nx.denied(t, "sub", "a.>") {
 		t.Error("a nexlet may reach the control plane or a namespace's subjects")
 	}
+	// nexd asks its nexlets from the inbox they may answer into (creds.NodeInboxPrefix)
+	if !nexdSubscribesUnder(t, op.srv, creds.NodeInboxPrefix(nodeIDOf(t, n.bg.out.String()))+".") {
+		t.Error("nexd's replies do not come to its own inbox prefix")
+	}
 	// it reads no stream: nats:// artifacts are fetched with the workload's credentials
 	for _, st := range []string{"KV_NEX_STATE", "KV_NEX_SECRETS", v1.LogsStream("a"), "OBJ_" + v1.BundleBucket("a")} {
 		if !nx.denied(t, "pub", "$JS.API.STREAM.INFO."+st) || !nx.denied(t, "pub", "$JS.API.DIRECT.GET."+st) {
@@ -797,4 +801,101 @@ func TestFinishedWorkdirSealedWhenItsUIDIsReclaimed(t *testing.T) {
 			t.Fatalf("a new workload read the secret a dead nexlet's finished job left: %+v", w)
 		}
 	}
+}
+
+// A nexlet that reconnects while it works on a request (nexlet-native reconnects whenever
+// nexd renews its credentials) still gets its answer to the node: it answers into the
+// node's inbox by a permission of its own. By allow_responses alone the answer was refused,
+// since the server binds that permission to the connection the request came in on: a STOP
+// that met a renewal stopped the workload and answered nobody (the node said "no reply").
+func TestNexletAnswerOutlivesItsReconnect(t *testing.T) {
+	op := startOperatorServer(t)
+	url := op.srv.ClientURL()
+	dir := t.TempDir()
+	kp, _ := nkeys.CreateServer()
+	nodeID, _ := kp.PublicKey()
+	skSeed, _ := op.signingKey.Seed()
+	minter, err := creds.NewSigningKeyMinter(string(skSeed), op.account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := minter.Nexlet(nodeID, "native", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := c.File()
+	nexletCreds := filepath.Join(dir, "native.creds")
+	if err := os.WriteFile(nexletCreds, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nexlet, err := nats.Connect(url, nats.UserCredentials(nexletCreds), nats.ReconnectWait(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nexlet.Close()
+	node, err := nats.Connect(url, nats.UserCredentials(op.user(t, dir, "node", nil)), nats.CustomInboxPrefix(creds.NodeInboxPrefix(nodeID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+
+	subject := v1.NexletSubject(nodeID, "native", "STOP", "w1")
+	_, err = nexlet.Subscribe(subject, func(m *nats.Msg) {
+		before := nexlet.Stats().Reconnects
+		if err := nexlet.ForceReconnect(); err != nil {
+			t.Errorf("reconnect: %v", err)
+			return
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for (nexlet.Stats().Reconnects == before || !nexlet.IsConnected()) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = m.Respond([]byte("stopped"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nexlet.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.Request(subject, nil, 5*time.Second)
+	if err != nil || string(m.Data) != "stopped" {
+		t.Fatalf("the nexlet's answer after its reconnect: %v %v", m, err)
+	}
+	// the permission is to answer the node, not to read its replies
+	nx := connectProbe(t, url, nexletCreds)
+	if !nx.denied(t, "sub", creds.NodeInboxPrefix(nodeID)+".>") {
+		t.Error("a nexlet may read its node's replies")
+	}
+}
+
+// nodeIDOf is the node ID in nexd's log.
+func nodeIDOf(t *testing.T, log string) string {
+	t.Helper()
+	m := regexp.MustCompile(`"node_id": "(N[A-Z0-9]{55})"`).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("no node ID in nexd's log:\n%s", log)
+	}
+	return m[1]
+}
+
+// nexdSubscribesUnder tells whether a connection named "nexd ..." holds a subscription
+// whose subject starts with prefix.
+func nexdSubscribesUnder(t *testing.T, s *server.Server, prefix string) bool {
+	t.Helper()
+	cz, err := s.Connz(&server.ConnzOptions{Subscriptions: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cz.Conns {
+		if !strings.HasPrefix(c.Name, "nexd ") {
+			continue
+		}
+		for _, sub := range c.Subs {
+			if strings.HasPrefix(sub, prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }

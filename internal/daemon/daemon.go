@@ -171,8 +171,14 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 		return err
 	}
 	d.resolved = resolved
+	own := resolved // the node's own connection; nexlets given its settings keep theirs
+	if own.InboxPrefix == "" {
+		// replies of its nexlets come here by a permission of their own, not a response
+		// permission that a reconnect of the nexlet loses (creds.NodeInboxPrefix)
+		own.InboxPrefix = creds.NodeInboxPrefix(d.nodeID)
+	}
 	connect := func(context.Context) error {
-		nc, err := resolved.Connect("nexd "+d.o.NodeName, append(svc.ConnOptions(), proc.ConnLogging(d.log)...)...)
+		nc, err := own.Connect("nexd "+d.o.NodeName, append(svc.ConnOptions(), proc.ConnLogging(d.log)...)...)
 		d.nc = nc
 		return err
 	}

@@ -70,14 +70,23 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 	}
 }
 
+// NodeInboxPrefix is the inbox prefix of node nodeID's connection (unless its operator
+// gives one): its nexlets may publish there (NexletPermissions), so a nexlet's answer to
+// the node reaches it also when the nexlet reconnected while it worked on the request (a
+// reply by allow_responses is bound to the connection the request came in on; nexlet-native
+// reconnects whenever nexd renews its credentials). No user's prefix takes this shape
+// (UserInboxPrefix is "_INBOX_" + name), and no nexlet may subscribe to it: a nexlet does
+// not read its node's replies.
+func NodeInboxPrefix(nodeID string) string { return "_NEXNODE_" + nodeID }
+
 // NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes
-// (and the history stores' acks), its micro-service discovery and its inbox. It reads no
-// JetStream stream: nats:// artifacts are fetched with the workload's own credentials.
-// It cannot speak for another node.
+// (and the history stores' acks), its micro-service discovery, its inbox and answers into
+// its node's inbox. It reads no JetStream stream: nats:// artifacts are fetched with the
+// workload's own credentials. It cannot speak for another node.
 func NexletPermissions(nodeID string) jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
-			"$NEX.NODE.v1." + nodeID + ".>",
+			"$NEX.NODE.v1." + nodeID + ".>", NodeInboxPrefix(nodeID) + ".>",
 			v1.LogSubject("*", "*"), v1.EventSubject("*", "*"), v1.LogHistorySubject("*", "*"),
 		}},
 		Sub:  jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
