@@ -1514,3 +1514,51 @@ func TestGroupRemovalWhoseAnswerWasLostIsDone(t *testing.T) {
 		t.Fatal("the group's record is still there")
 	}
 }
+
+// A node that hears a peer again after a silence longer than a node is taken for alive
+// checks its workloads against their records: it may have been cut off, and its watch of
+// its records may have missed what the cluster did meanwhile (chaos seed 67: a copy taken
+// over from a node cut off for 21 s, then stopped by its group's update, ran on at the cut
+// node for good; the node's own connection never dropped, so no reconnect told it).
+func TestNodeThatHearsAPeerAgainCatchesUp(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store := deafStore{kvStore(t, nc, id).(*node.KVStore)}
+	n := newNode(t, nc, id, store)
+	mem := runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	ctx := context.Background()
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w, err := c.StartWorkload(ctx, def("cut-off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := testutil.Connect(t, s)
+	announce := func(p string) {
+		b, _ := json.Marshal(v1.Announce{NodeID: p, Name: "peer"})
+		if err := peer.Publish(v1.AnnounceSubject(p), b); err != nil {
+			t.Fatal(err)
+		}
+		_ = peer.Flush()
+	}
+	other := nodeID(t)
+	announce(other)
+	heard := time.Now()
+	// the cluster removes the record while this node hears nothing of it
+	if err := store.KVStore.Delete(ctx, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	// the peer is silent for longer than it is taken for alive (3 announcements: 600 ms)
+	testutil.Eventually(t, 5*time.Second, "the peer to be silent past the time it is taken for alive", func() bool {
+		return time.Since(heard) > 800*time.Millisecond
+	})
+	if _, err := mem.rt.Get(ctx, w.ID); err != nil {
+		t.Fatalf("the copy was stopped before the peer came back: %v", err)
+	}
+	announce(other)
+	testutil.Eventually(t, 10*time.Second, "the copy no record holds to be stopped once the peer is heard again", func() bool {
+		_, err := mem.rt.Get(ctx, w.ID)
+		return v1.IsNotFound(err)
+	})
+}

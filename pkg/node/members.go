@@ -39,11 +39,16 @@ func newMembers(maxAge time.Duration) *members {
 	return &members{maxAge: maxAge, peers: map[string]time.Time{}, xkeys: map[string][]string{}, seen: map[string]time.Time{}}
 }
 
-// heard records announcement a, and says whether its node was taken for alive before.
-func (m *members) heard(a v1.Announce, now time.Time) (known bool) {
+// heard records announcement a, and says whether its node was known (and not known to
+// have left) before, and whether it is back: heard before, but not for longer than a node
+// is taken for alive (it, or this node, was cut off, paused or down meanwhile).
+func (m *members) heard(a v1.Announce, now time.Time) (known, back bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, known = m.peers[a.NodeID]
+	if last, ok := m.seen[a.NodeID]; ok && now.Sub(last) > m.maxAge {
+		back = true
+	}
 	m.seen[a.NodeID] = now
 	if a.Leaving {
 		delete(m.peers, a.NodeID)
@@ -52,7 +57,7 @@ func (m *members) heard(a v1.Announce, now time.Time) (known bool) {
 		m.peers[a.NodeID] = now
 		m.xkeys[a.NodeID] = a.XKeys
 	}
-	return known
+	return known, back
 }
 
 // expire forgets the xkeys of the nodes no longer taken for alive.

@@ -230,6 +230,10 @@ type Node struct {
 	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
 	deploying sync.Map    // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
 
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc // ends the watch of this node's records (watchMoves)
+	rewatching  atomic.Bool        // rewatch is starting the watch again
+
 	mu            sync.Mutex
 	state         string
 	nexlets       map[string]*nexletEntry
@@ -443,9 +447,11 @@ func (n *Node) loop() {
 // meanwhile, until its nexlet registered again). Only with a shared store: nothing else
 // writes a local store's records.
 func (n *Node) catchUp() {
-	if _, shared := n.cfg.Store.(ClusterStore); !shared {
+	cs, shared := n.cfg.Store.(ClusterStore)
+	if !shared {
 		return
 	}
+	n.rewatch(cs)
 	n.mu.Lock()
 	var ids []string
 	for id, e := range n.nexlets {
@@ -674,10 +680,20 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &a) != nil || a.NodeID == "" || a.NodeID == n.cfg.NodeID {
 		return
 	}
-	known := n.members.heard(a, time.Now())
+	known, back := n.members.heard(a, time.Now())
 	// A newcomer learns about us at once instead of after a full interval; so does a node
 	// that restarted before we missed it (we know it, it does not know us).
 	if (!known || a.Starting) && !a.Leaving {
 		n.announce(false)
+	}
+	if back {
+		// Unheard for longer than a node is taken for alive: this node may have been cut
+		// off from the cluster while its own server kept its connection (no reconnect
+		// says so), and taken for lost. Chaos seed 67: a copy taken over from a node cut
+		// off for 21 s, then stopped by its group's update, ran on at the cut node for
+		// good once the cut healed; its watch of its records had missed both changes.
+		n.log.Info("heard a node again after a silence: checking this node's workloads against their records",
+			zap.String("peer", a.NodeID), zap.Bool("starting", a.Starting))
+		n.catchUp()
 	}
 }

@@ -263,9 +263,44 @@ func (n *Node) escrow(ctx context.Context, rec Record) {
 }
 
 // watchMoves stops, as soon as it learns of it, the copy this node runs of a workload
-// another node took over while this one was cut off or down.
+// another node took over while this one was cut off or down. A watch started before is
+// ended: the watch is started again whenever the node may have missed changes (rewatch).
 func (n *Node) watchMoves(cs ClusterStore) error {
-	return cs.WatchOwn(n.ctx, func(wid string, rec *Record) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	if err := n.watchOwn(ctx, cs); err != nil {
+		cancel()
+		return err
+	}
+	n.watchMu.Lock()
+	old := n.watchCancel
+	n.watchCancel = cancel
+	n.watchMu.Unlock()
+	if old != nil {
+		old()
+	}
+	return nil
+}
+
+// rewatch starts the watch of this node's records again, in the background (one at a
+// time). The watch is a JetStream ordered consumer: cut off from its stream long enough,
+// nats.go may fail to create it again and end it without a word, and nothing more would
+// reach this node of what other nodes do to its records.
+func (n *Node) rewatch(cs ClusterStore) {
+	if !n.rewatching.CompareAndSwap(false, true) {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.rewatching.Store(false)
+		if err := n.watchMoves(cs); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("watch this node's records again (the old watch goes on)", zap.Error(err))
+		}
+	}()
+}
+
+func (n *Node) watchOwn(ctx context.Context, cs ClusterStore) error {
+	return cs.WatchOwn(ctx, func(wid string, rec *Record) {
 		if rec == nil {
 			n.recordRemoved(wid)
 			return
