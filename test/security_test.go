@@ -265,9 +265,10 @@ func TestNamespaceIsolation(t *testing.T) {
 	if !nx.denied(t, "pub", "$NEX.SVC.v1.a.control.DEPLOY.x") || !nx.denied(t, "sub", "a.>") {
 		t.Error("a nexlet may reach the control plane or a namespace's subjects")
 	}
-	// nexd asks its nexlets from the inbox they may answer into (creds.NodeInboxPrefix)
-	if !nexdSubscribesUnder(t, op.srv, creds.NodeInboxPrefix(nodeIDOf(t, n.bg.out.String()))+".") {
-		t.Error("nexd's replies do not come to its own inbox prefix")
+	// nexd asks its nexlets from the inbox they may answer into (creds.NodeInboxPrefix),
+	// through a connection of their own: on no other do replies come there
+	if conns := nexdSubscribingUnder(t, op.srv, creds.NodeInboxPrefix(nodeIDOf(t, n.bg.out.String()))+"."); len(conns) != 1 || !strings.HasSuffix(conns[0], " (nexlets)") {
+		t.Errorf("nexd's connections with replies under the nexlets' prefix: %q, want its nexlets' connection alone", conns)
 	}
 	// it reads no stream: nats:// artifacts are fetched with the workload's credentials
 	for _, st := range []string{"KV_NEX_STATE", "KV_NEX_SECRETS", v1.LogsStream("a"), "OBJ_" + v1.BundleBucket("a")} {
@@ -879,23 +880,25 @@ func nodeIDOf(t *testing.T, log string) string {
 	return m[1]
 }
 
-// nexdSubscribesUnder tells whether a connection named "nexd ..." holds a subscription
+// nexdSubscribingUnder names the connections named "nexd ..." that hold a subscription
 // whose subject starts with prefix.
-func nexdSubscribesUnder(t *testing.T, s *server.Server, prefix string) bool {
+func nexdSubscribingUnder(t *testing.T, s *server.Server, prefix string) []string {
 	t.Helper()
 	cz, err := s.Connz(&server.ConnzOptions{Subscriptions: true, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var names []string
 	for _, c := range cz.Conns {
 		if !strings.HasPrefix(c.Name, "nexd ") {
 			continue
 		}
 		for _, sub := range c.Subs {
 			if strings.HasPrefix(sub, prefix) {
-				return true
+				names = append(names, c.Name)
+				break
 			}
 		}
 	}
-	return false
+	return names
 }

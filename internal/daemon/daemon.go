@@ -40,6 +40,7 @@ type daemon struct {
 	nodeID   string
 	ns       *server.Server // embedded server, or nil
 	resolved natsconn.Options
+	nxc      *nats.Conn // the node's connection to its nexlets (see connect)
 	nc       *nats.Conn
 	minter   creds.Minter
 	node     *node.Node
@@ -171,16 +172,26 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 		return err
 	}
 	d.resolved = resolved
-	own := resolved // the node's own connection; nexlets given its settings keep theirs
-	if own.InboxPrefix == "" {
-		// replies of its nexlets come here by a permission of their own, not a response
-		// permission that a reconnect of the nexlet loses (creds.NodeInboxPrefix)
-		own.InboxPrefix = creds.NodeInboxPrefix(d.nodeID)
-	}
+	// The node asks its nexlets through a connection of their own, whose replies come under
+	// a prefix they may publish to (creds.NodeInboxPrefix): an answer by response
+	// permission alone is lost when the nexlet reconnects meanwhile (it does at every
+	// renewal of its credentials). Only these replies: a nexlet cannot answer for
+	// JetStream or another node on the node's main connection.
+	forNexlets := resolved
+	forNexlets.InboxPrefix = creds.NodeInboxPrefix(d.nodeID)
 	connect := func(context.Context) error {
-		nc, err := own.Connect("nexd "+d.o.NodeName, append(svc.ConnOptions(), proc.ConnLogging(d.log)...)...)
-		d.nc = nc
-		return err
+		opts := append(svc.ConnOptions(), proc.ConnLogging(d.log)...)
+		nc, err := resolved.Connect("nexd "+d.o.NodeName, opts...)
+		if err != nil {
+			return err
+		}
+		nxc, err := forNexlets.Connect("nexd "+d.o.NodeName+" (nexlets)", opts...)
+		if err != nil {
+			nc.Close()
+			return err
+		}
+		d.nc, d.nxc = nc, nxc
+		return nil
 	}
 	if d.ns != nil || (len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "") {
 		// an embedded server is up already; with no server given, say what to do at once
@@ -205,6 +216,7 @@ func (d *daemon) close() {
 	defer d.lock.Release()
 	if d.nc != nil {
 		d.nc.Close()
+		d.nxc.Close()
 	}
 	if d.ns != nil {
 		d.ns.Shutdown()
@@ -250,6 +262,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 		return err
 	}
 	n, err := node.New(d.nc, node.Config{
+		NexletConn: d.nxc,
 		SecretsKey: secretsKey, SecretsBucket: secrets, History: history, Quotas: quotas,
 		BundleMaxBytes: o.BundlesMaxBytes, BundleReplicas: o.StateReplicas,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,

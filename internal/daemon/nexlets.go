@@ -70,7 +70,7 @@ func (x *nexlets) startNexlet(spec NexletSpec) error {
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
-	x.supervise(supervise.Process{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nc, d.nodeID, spec.Name, "", d.log)})
+	x.supervise(supervise.Process{Name: spec.Name, Path: path, Args: spec.Argv, Env: env, Alive: nexletAlive(d.nxc, d.nodeID, spec.Name, "", d.log)})
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (x *nexlets) startNative() error {
 	// tagged as every nexlet nexd starts: a registration's PID is signalled only once the
 	// process carries the tags (proc.IsNexlet)
 	env := append([]string{v1.EnvNexletID + "=native", v1.EnvNodeID + "=" + d.nodeID}, cenv...)
-	x.supervise(supervise.Process{Name: "native", Path: path, Args: args, Env: env, Alive: nexletAlive(d.nc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
+	x.supervise(supervise.Process{Name: "native", Path: path, Args: args, Env: env, Alive: nexletAlive(d.nxc, d.nodeID, "native", filepath.Join(d.o.DataDir, "native"), d.log)})
 	return nil
 }
 

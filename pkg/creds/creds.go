@@ -70,13 +70,12 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 	}
 }
 
-// NodeInboxPrefix is the inbox prefix of node nodeID's connection (unless its operator
-// gives one): its nexlets may publish there (NexletPermissions), so a nexlet's answer to
-// the node reaches it also when the nexlet reconnected while it worked on the request (a
-// reply by allow_responses is bound to the connection the request came in on; nexlet-native
-// reconnects whenever nexd renews its credentials). No user's prefix takes this shape
-// (UserInboxPrefix is "_INBOX_" + name), and no nexlet may subscribe to it: a nexlet does
-// not read its node's replies.
+// NodeInboxPrefix is the inbox prefix of the connection node nodeID asks its nexlets
+// through, and of nothing else: its nexlets may publish there (NexletPermissions), so a
+// nexlet's answer reaches the node also when the nexlet reconnected while it worked on the
+// request (a reply by allow_responses is bound to the connection the request came in on;
+// nexlet-native reconnects whenever nexd renews its credentials). No user's prefix takes
+// this shape (UserInboxPrefix is "_INBOX_" + name), and no nexlet may subscribe to it.
 func NodeInboxPrefix(nodeID string) string { return "_NEXNODE_" + nodeID }
 
 // NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes

@@ -51,7 +51,7 @@ func (n *Node) callNexlet(ctx context.Context, nexletID, op, workloadID string, 
 	if workloadID != "" {
 		subject = v1.NexletSubject(n.cfg.NodeID, nexletID, op, workloadID)
 	}
-	return svc.CallWaiting(ctx, n.nc, subject, req, resp, wait)
+	return svc.CallWaiting(ctx, n.nxc, subject, req, resp, wait)
 }
 
 func (n *Node) addService() error {

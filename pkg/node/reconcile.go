@@ -72,7 +72,7 @@ func (n *Node) prune(nexletID string, keep []string, log *zap.Logger) {
 		ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
 		defer cancel()
 		var reply v1.PruneReply
-		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletPrune), v1.PruneRequest{Keep: keep}, &reply)
+		err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletPrune), v1.PruneRequest{Keep: keep}, &reply)
 		switch {
 		case err == nil && len(reply.Removed) > 0:
 			log.Info("reconcile: the nexlet removed what it kept of workloads no record holds", zap.Int("workloads", len(reply.Removed)))
@@ -159,7 +159,7 @@ func (n *Node) reconcileLock(nexletID string) *sync.Mutex {
 func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logger) (reconcilePlan, error) {
 	var plan reconcilePlan
 	var running []v1.WorkloadInfo
-	if err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
+	if err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
 		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
 		return plan, err
 	}
@@ -340,7 +340,7 @@ func (n *Node) renewCreds() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		err := svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
+		err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
 			v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}, nil)
 		cancel()
 		if err != nil && !v1.IsCode(err, v1.CodeConflict) {

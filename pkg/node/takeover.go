@@ -281,22 +281,23 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 	return nil
 }
 
-// rewatch starts the watch of this node's records again, in the background (one at a
-// time). The watch is a JetStream ordered consumer: cut off from its stream long enough,
-// nats.go may fail to create it again and end it without a word, and nothing more would
-// reach this node of what other nodes do to its records.
+// rewatch starts the watch of this node's records again, asking again (250 ms doubling
+// to 5 s, five times) while the store does not answer. The watch is a JetStream ordered
+// consumer: cut off from its stream long enough, nats.go may fail to create it again and
+// end it without a word, and nothing more would reach this node of what other nodes do
+// to its records.
 func (n *Node) rewatch(cs ClusterStore) {
-	if !n.rewatching.CompareAndSwap(false, true) {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer n.rewatching.Store(false)
-		if err := n.watchMoves(cs); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("watch this node's records again (the old watch goes on)", zap.Error(err))
+	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 1; ; attempt++ {
+		err := n.watchMoves(cs)
+		if err == nil || n.ctx.Err() != nil {
+			return
 		}
-	}()
+		if attempt == 5 || !backoff.Wait(n.ctx, 0) {
+			n.log.Warn("watch this node's records again: a workload taken over while this node was away is stopped at its next reconciliation", zap.Error(err))
+			return
+		}
+	}
 }
 
 func (n *Node) watchOwn(ctx context.Context, cs ClusterStore) error {
@@ -409,7 +410,7 @@ func (n *Node) stopMoved(rec Record, done string) {
 			break // nothing of it runs: the supervisor gave up on it and killed what it left
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{})+5*time.Second)
-		err := svc.CallWaiting(ctx, n.nc, subject, v1.StopRequest{}, nil, nexletGap)
+		err := svc.CallWaiting(ctx, n.nxc, subject, v1.StopRequest{}, nil, nexletGap)
 		cancel()
 		if err == nil || v1.IsNotFound(err) {
 			break

@@ -63,7 +63,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	serr := <-stored
 	if err == nil && serr != nil {
 		log.Error("record desired state; stopping the workload again", zap.Error(serr))
-		_ = svc.Call(ctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
+		_ = svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
 		err = records.StorageError(serr, "record workload "+wid+" (it was stopped again)")
 	}
 	if err != nil && v1.IsCode(err, v1.CodeTimeout) {
@@ -74,7 +74,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 			defer n.wg.Done()
 			sctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
 			defer cancel()
-			_ = svc.Call(sctx, n.nc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
+			_ = svc.Call(sctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, wid), v1.StopRequest{}, nil)
 		}()
 	}
 	if err != nil {
