@@ -82,14 +82,31 @@ const dupBound = 30 * time.Second
 // settleBound is how long the cluster has, once the faults stop, to converge.
 const settleBound = 3 * time.Minute
 
-func TestChaos(t *testing.T) {
-	d, err := time.ParseDuration(os.Getenv("NEX_CHAOS_DURATION"))
+// runSettings reads a run's duration and seed as make chaos passes them (DURATION,
+// SEED): a duration Go reads ("10m", "90s"), and a seed of digits, or none for a seed
+// drawn from the clock. A typo is an error, never a run of another length or seed.
+func runSettings(duration, seed string) (time.Duration, uint64, error) {
+	d, err := time.ParseDuration(duration)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("DURATION=%q is not a length of time: give one like 10m or 90s", duration)
+	}
+	if seed == "" || seed == "0" {
+		return d, uint64(time.Now().UnixNano() % 1e9), nil
+	}
+	n, err := strconv.ParseUint(seed, 10, 64)
 	if err != nil {
+		return 0, 0, fmt.Errorf("SEED=%q is not a number: give the seed a run printed, or none for a new one", seed)
+	}
+	return d, n, nil
+}
+
+func TestChaos(t *testing.T) {
+	if os.Getenv("NEX_CHAOS_DURATION") == "" {
 		t.Skip("NEX_CHAOS_DURATION not set (make chaos sets it)")
 	}
-	seed, _ := strconv.ParseUint(os.Getenv("NEX_CHAOS_SEED"), 10, 64)
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano() % 1e9)
+	d, seed, err := runSettings(os.Getenv("NEX_CHAOS_DURATION"), os.Getenv("NEX_CHAOS_SEED"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	runSeed = seed
 	out := os.Getenv("NEX_CHAOS_OUT")

@@ -78,3 +78,19 @@ func TestQuiet(t *testing.T) {
 		t.Fatalf("quiet %s inside a fault, want 0", q)
 	}
 }
+
+// make chaos refuses a DURATION or SEED it cannot read, instead of skipping the run or
+// drawing another seed.
+func TestRunSettingsRefuseTypos(t *testing.T) {
+	if d, s, err := runSettings("10m", "67"); err != nil || d != 10*time.Minute || s != 67 {
+		t.Fatalf("10m, 67: %v %v %v", d, s, err)
+	}
+	if _, s, err := runSettings("2m", ""); err != nil || s == 0 {
+		t.Fatalf("no seed: %v %v", s, err)
+	}
+	for _, c := range [][2]string{{"10", "1"}, {"10x", "1"}, {"-1m", "1"}, {"10m", "abc"}, {"10m", "-3"}} {
+		if _, _, err := runSettings(c[0], c[1]); err == nil {
+			t.Errorf("DURATION=%q SEED=%q accepted", c[0], c[1])
+		}
+	}
+}
