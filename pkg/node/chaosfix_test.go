@@ -92,12 +92,19 @@ func TestStaleCopyStopIsAskedAgain(t *testing.T) {
 // whose watch has not caught up yet.
 type deafStore struct{ *node.KVStore }
 
-func (deafStore) WatchOwn(context.Context, func(string, *node.Record)) error { return nil }
+// deafNode is a node whose watch of its records hears nothing (deafStore), with a memory
+// nexlet running workload w, started through client c.
+type deafNode struct {
+	s     *server.Server
+	id    string
+	store deafStore
+	mem   *memNexlet
+	c     *client.Client
+	w     v1.WorkloadInfo
+}
 
-// A stop that reaches a node whose workload was taken over while it was away, before it
-// has learnt so, goes on to the workload's new node, and the old copy is stopped: the
-// node answered "taken over by node X" (409) and its copy ran on (a chaos run).
-func TestStopOfATakenOverCopyGoesOn(t *testing.T) {
+func startDeaf(t *testing.T, name string) deafNode {
+	t.Helper()
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	id := nodeID(t)
@@ -105,12 +112,23 @@ func TestStopOfATakenOverCopyGoesOn(t *testing.T) {
 	n := newNode(t, nc, id, store)
 	mem := runMemNexlet(t, nc, id, nil)
 	waitNexlet(t, n)
-	ctx := context.Background()
 	c, _ := client.New(testutil.Connect(t, s), "default")
-	w, err := c.StartWorkload(ctx, def("moved"))
+	w, err := c.StartWorkload(context.Background(), def(name))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return deafNode{s: s, id: id, store: store, mem: mem, c: c, w: *w}
+}
+
+func (deafStore) WatchOwn(context.Context, func(string, *node.Record)) error { return nil }
+
+// A stop that reaches a node whose workload was taken over while it was away, before it
+// has learnt so, goes on to the workload's new node, and the old copy is stopped: the
+// node answered "taken over by node X" (409) and its copy ran on (a chaos run).
+func TestStopOfATakenOverCopyGoesOn(t *testing.T) {
+	d := startDeaf(t, "moved")
+	id, store, mem, c, w := d.id, d.store, d.mem, d.c, d.w
+	ctx := context.Background()
 	rec, err := store.RecordOf(ctx, id, w.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -612,23 +630,13 @@ func TestReconcileFromALaggingReadStartsNothing(t *testing.T) {
 // is gone) stops its copy when it next writes the record, and says so: it updated the
 // record every 2 s for minutes, "changed meanwhile", its copy running beside the new one.
 func TestRecordRemovedElsewhereStopsTheCopy(t *testing.T) {
-	s := testutil.StartServer(t)
-	nc := testutil.Connect(t, s)
-	id := nodeID(t)
-	store := deafStore{kvStore(t, nc, id).(*node.KVStore)}
-	n := newNode(t, nc, id, store)
-	mem := runMemNexlet(t, nc, id, nil)
-	waitNexlet(t, n)
+	d := startDeaf(t, "unrecorded")
+	store, mem, c, w := d.store, d.mem, d.c, d.w
 	ctx := context.Background()
-	c, _ := client.New(testutil.Connect(t, s), "default")
-	w, err := c.StartWorkload(ctx, def("unrecorded"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.KVStore.Delete(ctx, w.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
+	_, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{})
 	if err != nil && !v1.IsCode(err, v1.CodeUnavailable) && !v1.IsNotFound(err) {
 		t.Fatalf("a stop of a workload whose record went: %v", err)
 	}
@@ -1521,19 +1529,9 @@ func TestGroupRemovalWhoseAnswerWasLostIsDone(t *testing.T) {
 // over from a node cut off for 21 s, then stopped by its group's update, ran on at the cut
 // node for good; the node's own connection never dropped, so no reconnect told it).
 func TestNodeThatHearsAPeerAgainCatchesUp(t *testing.T) {
-	s := testutil.StartServer(t)
-	nc := testutil.Connect(t, s)
-	id := nodeID(t)
-	store := deafStore{kvStore(t, nc, id).(*node.KVStore)}
-	n := newNode(t, nc, id, store)
-	mem := runMemNexlet(t, nc, id, nil)
-	waitNexlet(t, n)
+	d := startDeaf(t, "cut-off")
+	s, store, mem, w := d.s, d.store, d.mem, d.w
 	ctx := context.Background()
-	c, _ := client.New(testutil.Connect(t, s), "default")
-	w, err := c.StartWorkload(ctx, def("cut-off"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	peer := testutil.Connect(t, s)
 	announce := func(p string) {
 		b, _ := json.Marshal(v1.Announce{NodeID: p, Name: "peer"})

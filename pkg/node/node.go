@@ -708,7 +708,7 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 		// (no reconnect says so), and taken for lost. Chaos seed 67: a copy taken over
 		// from a node cut off for 21 s, then stopped by its group's update, ran on at the
 		// cut node for good once the cut healed; its watch of its records had missed both
-		// changes. The loop catches up at its next tick, once for every peer back.
+		// changes. The loop catches up at its next tick, once however many peers come back.
 		n.log.Info("heard a node again after a silence: checking this node's workloads against their records", zap.String("peer", a.NodeID))
 	}
 }

@@ -281,22 +281,16 @@ func (n *Node) watchMoves(cs ClusterStore) error {
 	return nil
 }
 
-// rewatch starts the watch of this node's records again, asking again (250 ms doubling
-// to 5 s, five times) while the store does not answer. The watch is a JetStream ordered
+// rewatch starts the watch of this node's records again, asking again while the store
+// does not answer (250 ms doubling, five tries in 4 s). The watch is a JetStream ordered
 // consumer: cut off from its stream long enough, nats.go may fail to create it again and
 // end it without a word, and nothing more would reach this node of what other nodes do
 // to its records.
 func (n *Node) rewatch(cs ClusterStore) {
-	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
-	for attempt := 1; ; attempt++ {
-		err := n.watchMoves(cs)
-		if err == nil || n.ctx.Err() != nil {
-			return
-		}
-		if attempt == 5 || !backoff.Wait(n.ctx, 0) {
-			n.log.Warn("watch this node's records again: a workload taken over while this node was away is stopped at its next reconciliation", zap.Error(err))
-			return
-		}
+	p := retry.Policy{Backoff: retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}, Budget: 4 * time.Second}
+	err := retry.Do(n.ctx, p, func(context.Context) error { return n.watchMoves(cs) })
+	if err != nil && n.ctx.Err() == nil {
+		n.log.Warn("watch this node's records again: a workload taken over while this node was away is stopped at its next reconciliation", zap.Error(err))
 	}
 }
 
