@@ -24,6 +24,7 @@ import (
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/cluster"
 )
 
 // flakyStop is a memory runtime whose first stops fail, as a nexlet's do while it
@@ -1515,7 +1516,7 @@ func TestGroupRemovalWhoseAnswerWasLostIsDone(t *testing.T) {
 	if err := kv.PutGroup(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	if err := node.RemoveGroup(ctx, &lostAnswer{KVStore: kv}, "default", g.ID); err != nil {
+	if err := cluster.RemoveGroup(ctx, &lostAnswer{KVStore: kv}, "default", g.ID); err != nil {
 		t.Fatalf("a removal whose first answer was lost: %v", err)
 	}
 	if _, err := kv.Group(ctx, "default", g.ID); err == nil {

@@ -601,12 +601,11 @@ func uniqueSorted(in []string) []string {
 // 752 listed, exit 0). Only the coordinator answers for them; clients keep one entry per
 // workload, the one that is not unknown when two nodes name it.
 func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest) []v1.WorkloadInfo {
-	c := n.coord.Load()
 	cs, ok := n.cfg.Store.(ClusterStore)
-	if c == nil || !c.holds() || !ok {
+	if !n.IsCoordinator() || !ok {
 		return nil
 	}
-	silent := n.members.silent(n.cfg.NodeID)
+	silent := n.members.Silent(n.cfg.NodeID)
 	var out []v1.WorkloadInfo
 	for node, at := range silent {
 		recs, err := cs.RecordsOf(ctx, node)

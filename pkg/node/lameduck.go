@@ -11,6 +11,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -117,7 +118,7 @@ func (n *Node) moveAway(ctx context.Context, cs ClusterStore, rec Record) bool {
 			return out, err
 		}
 	}
-	to, err := n.moveElsewhere(ctx, n.cfg.NodeID, &rec, v1.TakeoverDrain, groupAccept(ctx, cs, &rec), reseal)
+	to, err := cluster.MoveElsewhere(ctx, n.nc, n.cfg.NodeID, &rec, v1.TakeoverDrain, cluster.GroupAccept(ctx, cs, &rec), reseal)
 	if err != nil {
 		n.log.Warn("lameduck: cannot move a workload to another node; it stops at the deadline", zap.String("workload_id", wid), zap.Error(err))
 		n.unplaced(rec, "node "+n.cfg.NodeID+" is draining and no other node can take it; it stops at the drain's deadline: "+err.Error())

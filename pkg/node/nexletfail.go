@@ -8,6 +8,7 @@ import (
 
 	"github.com/nexrun/nex/internal/retry"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/cluster"
 )
 
 // NexletFailed hands the workloads of a local nexlet the supervisor gave up on (it died
@@ -48,7 +49,7 @@ func (n *Node) handOff(cs ClusterStore, nexletID string) (left int) {
 		if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, rec.WorkloadID); err == nil {
 			rec = *cur // the revision the takeover compares with
 		}
-		to, err := n.moveElsewhere(ctx, n.cfg.NodeID, &rec, v1.TakeoverNexletFailed, groupAccept(ctx, cs, &rec), nil)
+		to, err := cluster.MoveElsewhere(ctx, n.nc, n.cfg.NodeID, &rec, v1.TakeoverNexletFailed, cluster.GroupAccept(ctx, cs, &rec), nil)
 		cancel()
 		if err != nil {
 			left++

@@ -28,6 +28,8 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/node/cluster"
+	"github.com/nexrun/nex/pkg/node/members"
 )
 
 // Config describes a node.
@@ -246,16 +248,16 @@ type Node struct {
 	state         string
 	nexlets       map[string]*nexletEntry
 	bids          map[string]*bid
-	idx           *workloadIndex  // the index room: its own lock
-	news          map[string]news // heartbeat news not recorded yet, by workload ID
-	recording     bool            // a worker records the news
-	members       *members        // the members room: its own lock
-	draining      sync.Map        // workload ID -> struct{}: moving to another node in a drain
-	stoppingMoved sync.Map        // workload ID -> struct{}: stopMoved is stopping this node's copy
-	reconciling   sync.Map        // nexlet ID -> struct{}: reconcileLater is trying again
-	ownStops      sync.Map        // workload ID -> struct{}: this node is stopping it
-	failedNexlets sync.Map        // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
-	coord         atomic.Pointer[coordinator]
+	idx           *workloadIndex       // the index room: its own lock
+	news          map[string]news      // heartbeat news not recorded yet, by workload ID
+	recording     bool                 // a worker records the news
+	members       *members.Members     // the members room: its own lock
+	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
+	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
+	reconciling   sync.Map             // nexlet ID -> struct{}: reconcileLater is trying again
+	ownStops      sync.Map             // workload ID -> struct{}: this node is stopping it
+	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
+	coord         *cluster.Coordinator // the cluster room (nil: the records are this node's own)
 	regWaiters    []chan struct{}
 	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics       metrics
@@ -298,16 +300,18 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		ss = &secretStore{key: cfg.SecretsKey, kv: cfg.SecretsBucket}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{
+	n := &Node{
 		xkey: xkey, xkeyPub: xkeyPub, secretStore: ss,
 		ctx: ctx, cancel: cancel,
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
 		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
-		members: newMembers(aliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
+		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
-	}, nil
+	}
+	n.coord = n.newCoordinator()
+	return n, nil
 }
 
 // bidPrefix starts every bid ID of a node, so a DEPLOY finds its node without a lookup:
@@ -349,7 +353,7 @@ func (n *Node) Start() error {
 			n.log.Warn("watch this node's records: a workload taken over while this node was away is stopped at the next start instead", zap.Error(err))
 		}
 		n.wg.Add(1)
-		go n.coordinate(cs)
+		go n.coord.Run()
 	}
 	n.nodeEvent(v1.EventNodeStarted, "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
@@ -532,7 +536,7 @@ func (n *Node) sweep() {
 		}
 	}
 	n.mu.Unlock()
-	n.members.expire(now)
+	n.members.Expire(now)
 	for _, id := range lost {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
 		n.nodeEvent(v1.EventLost, id)
@@ -667,7 +671,7 @@ func (n *Node) SetTags(tags map[string]string) error {
 func (n *Node) Peers() []string { return n.livePeers() }
 
 // livePeers lists the nodes this node believes alive, itself included.
-func (n *Node) livePeers() []string { return n.members.live(n.cfg.NodeID) }
+func (n *Node) livePeers() []string { return n.members.Live(n.cfg.NodeID) }
 
 func (n *Node) fanoutHeaders() micro.Headers {
 	return micro.Headers{
@@ -696,7 +700,7 @@ func (n *Node) onAnnounce(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &a) != nil || a.NodeID == "" || a.NodeID == n.cfg.NodeID {
 		return
 	}
-	known, back := n.members.heard(a, time.Now())
+	known, back := n.members.Heard(a, time.Now())
 	// A newcomer learns about us at once instead of after a full interval; so does a node
 	// that restarted before we missed it (we know it, it does not know us).
 	if (!known || a.Starting) && !a.Leaving {

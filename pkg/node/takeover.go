@@ -13,6 +13,7 @@ import (
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -77,7 +78,7 @@ func (n *Node) takeover(ctx context.Context, nexletID string, def v1.WorkloadDef
 	// and removed its mark (a race this takeover lost, and the workload with it)
 	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); (err != nil && !errors.Is(err, ErrNotStored)) || (err == nil && (cur.Desired != DesiredMoved || cur.MovedTo != n.cfg.NodeID)) {
 		// the mark was put back meanwhile (it named this node without its record for
-		// moveGrace: writes that slow): the workload stays where it was
+		// cluster.MoveGrace: writes that slow): the workload stays where it was
 		n.unindex(rec.WorkloadID)
 		_ = n.cfg.Store.Delete(context.Background(), rec.WorkloadID)
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
@@ -151,7 +152,7 @@ func (n *Node) retryTakenOver(ctx context.Context, rec Record, t *v1.Takeover, t
 	}
 	if try > takenOverTries {
 		cs, _ := n.cfg.Store.(ClusterStore)
-		to, err := n.moveElsewhere(ctx, n.cfg.NodeID, cur, v1.TakeoverStartFailed, groupAccept(ctx, cs, cur), nil)
+		to, err := cluster.MoveElsewhere(ctx, n.nc, n.cfg.NodeID, cur, v1.TakeoverStartFailed, cluster.GroupAccept(ctx, cs, cur), nil)
 		if err != nil {
 			n.unplaced(*cur, "moved to node "+n.cfg.NodeID+", which could not start it, and no other node can take it yet (trying again): "+err.Error())
 			return false

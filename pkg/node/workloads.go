@@ -266,7 +266,7 @@ func (n *Node) notHere(ns, wid string) error {
 			continue
 		}
 		if err == nil && rec.Desired != DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
-			alive := n.members.alive(o)
+			alive := n.members.Alive(o)
 			e.Details = map[string]string{"owner": o, "owner_alive": strconv.FormatBool(alive)}
 			return e
 		}
@@ -504,7 +504,7 @@ func (n *Node) knownXKey(key string) bool {
 			return true
 		}
 	}
-	return n.members.hasXKey(key)
+	return n.members.HasXKey(key)
 }
 
 func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {

@@ -43,6 +43,14 @@ type ClusterStore interface {
 	WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error
 	// Lease opens the lease named key, held for ttl after each renewal.
 	Lease(ctx context.Context, key string, ttl time.Duration) (*Lease, error)
+	// Groups lists every replica group's record.
+	Groups(ctx context.Context) ([]*Group, error)
+	// Group reads the record of group id in namespace ns (ErrNotStored when there is none).
+	Group(ctx context.Context, ns, id string) (*Group, error)
+	// PutGroup writes a group's record (compare-and-set on g.Revision; 0: create).
+	PutGroup(ctx context.Context, g *Group) error
+	// DeleteGroup removes a group's record.
+	DeleteGroup(ctx context.Context, ns, id string) error
 }
 
 // ErrNotStored means a record is not in the store.

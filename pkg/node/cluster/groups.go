@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"cmp"
@@ -24,21 +24,13 @@ import (
 // groupBound bounds a group request: placing or stopping every copy.
 const groupBound = time.Minute
 
-// handleGroup serves GROUP requests: the coordinator acknowledges and answers; the other
-// nodes say they are not it.
-func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
-	if _, shared := n.cfg.Store.(ClusterStore); !shared {
-		return v1.GroupStatus{}, v1.Errorf(v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
-	}
-	c := n.coord.Load()
-	if c == nil || !c.holds() {
-		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", n.cfg.NodeID)
+// HandleGroup serves a GROUP request: the coordinator acknowledges and answers; the
+// other nodes say they are not it.
+func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	if !c.holds() {
+		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
-	kv, ok := c.cs.(*KVStore)
-	if !ok {
-		return v1.GroupStatus{}, v1.Errorf(v1.CodeNotImplemented, "replica groups need --state kv")
-	}
 	ns, id := r.Namespace, r.ID
 	if !strings.HasPrefix(id, v1.GroupIDPrefix) {
 		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", id, v1.GroupIDPrefix)
@@ -67,12 +59,12 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 				return v1.GroupStatus{}, err
 			}
 		}
-		g := &Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
-		if err := kv.PutGroup(ctx, g); err != nil {
-			if errors.Is(err, ErrConflict) {
+		g := &records.Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
+		if err := c.cs.PutGroup(ctx, g); err != nil {
+			if errors.Is(err, records.ErrConflict) {
 				return v1.GroupStatus{}, v1.Errorf(v1.CodeConflict, "group %s exists", id)
 			}
-			c.forgetGroup(kv, ns, id)
+			c.forgetGroup(ns, id)
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
@@ -81,30 +73,30 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 		if req.Replicas < 0 || req.Replicas > v1.MaxReplicas {
 			return v1.GroupStatus{}, v1.BadRequest("replicas (%d) must be between 0 and %d", req.Replicas, v1.MaxReplicas)
 		}
-		g, err := kv.Group(ctx, ns, id)
+		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
 		g.Replicas = req.Replicas
-		if err := kv.PutGroup(ctx, g); err != nil {
+		if err := c.cs.PutGroup(ctx, g); err != nil {
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupUpdate, v1.GroupRestart:
-		return c.update(ctx, kv, ns, id, req)
+		return c.update(ctx, ns, id, req)
 	case v1.GroupInfo:
-		g, err := kv.Group(ctx, ns, id)
+		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
 		return c.groupStatus(ctx, g, c.groupPending[id])
 	case v1.GroupStop:
-		g, err := kv.Group(ctx, ns, id)
+		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
-		if err := removeGroup(c.n.ctx, kv, ns, id); err != nil {
+		if err := RemoveGroup(c.ctx, c.cs, ns, id); err != nil {
 			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id+" (it may be removed all the same: nex workload group info tells)")
 		}
 		return c.stopGroup(ctx, g)
@@ -112,17 +104,17 @@ func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupReq
 	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
 }
 
-// groupDeleter removes a group's record (*KVStore).
+// groupDeleter removes a group's record (a records.ClusterStore).
 type groupDeleter interface {
 	DeleteGroup(ctx context.Context, ns, id string) error
 }
 
-// removeGroup removes the record of group id, trying again for records.RetryBudget
+// RemoveGroup removes the record of group id, trying again for records.RetryBudget
 // while the store does not answer: a removal is the same however often it is done, and
 // one whose answer was lost may have taken effect (chaos seed 65: a stop answered
 // storage_unavailable, "did not answer", and the group was gone all the same, its copy
 // stopped as an orphan 30 s later).
-func removeGroup(ctx context.Context, kv groupDeleter, ns, id string) error {
+func RemoveGroup(ctx context.Context, kv groupDeleter, ns, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, records.RetryBudget)
 	defer cancel()
 	return records.Retry(ctx, func(actx context.Context) error { return kv.DeleteGroup(actx, ns, id) })
@@ -134,7 +126,7 @@ func removeGroup(ctx context.Context, kv groupDeleter, ns, id string) error {
 // it elsewhere and its node stops it when it hears of the mark. (A chaos run: a stop
 // that stopped only the listed copies left a cut-off node's copy running, and it was
 // taken over and ran on for good after the stop was acknowledged.)
-func (c *coordinator) stopGroup(ctx context.Context, g *Group) (v1.GroupStatus, error) {
+func (c *Coordinator) stopGroup(ctx context.Context, g *records.Group) (v1.GroupStatus, error) {
 	st, _ := c.groupStatus(ctx, g, "")
 	st.Replicas = 0
 	// the group is removed: it is stopped, whatever follows. Copies this cannot reach now
@@ -145,7 +137,7 @@ func (c *coordinator) stopGroup(ctx context.Context, g *Group) (v1.GroupStatus, 
 		st.Pending = "its copies are stopped as the coordinator reaches them: " + records.StorageError(err, "read the copies").Error()
 		return st, nil
 	}
-	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
 	for node, recs := range byNode {
 		for _, rec := range recs {
 			_, err := cl.StopWorkload(ctx, rec.WorkloadID, v1.StopRequest{})
@@ -165,20 +157,20 @@ func (c *coordinator) stopGroup(ctx context.Context, g *Group) (v1.GroupStatus, 
 
 // markStopping records on node's record of wid that it is to stop, compare-and-set on
 // the record as read: a record gone or no longer running needs nothing.
-func (c *coordinator) markStopping(ctx context.Context, node, wid string) error {
+func (c *Coordinator) markStopping(ctx context.Context, node, wid string) error {
 	for range 3 {
 		rec, err := c.cs.RecordOf(ctx, node, wid)
-		if errors.Is(err, ErrNotStored) {
+		if errors.Is(err, records.ErrNotStored) {
 			return nil
 		}
 		if err != nil {
 			return records.StorageError(err, "read the record of copy "+wid)
 		}
-		if rec.Desired != DesiredRunning {
+		if rec.Desired != records.DesiredRunning {
 			return nil
 		}
-		rec.Desired, rec.UpdatedAt = DesiredStopping, time.Now().UTC()
-		if err = c.cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
+		rec.Desired, rec.UpdatedAt = records.DesiredStopping, time.Now().UTC()
+		if err = c.cs.PutOf(ctx, node, rec); !errors.Is(err, records.ErrConflict) {
 			if err != nil {
 				return records.StorageError(err, "record the stop of copy "+wid)
 			}
@@ -190,14 +182,14 @@ func (c *coordinator) markStopping(ctx context.Context, node, wid string) error 
 }
 
 func groupNotFound(err error, id string) error {
-	if errors.Is(err, ErrNotStored) {
+	if errors.Is(err, records.ErrNotStored) {
 		return v1.NotFound("group %s not found", id)
 	}
 	return records.StorageError(err, "read group "+id)
 }
 
 // copiesOf lists the group's running copies by node, from every node's records.
-func (c *coordinator) copiesOf(ctx context.Context, g *Group) (map[string][]*Record, error) {
+func (c *Coordinator) copiesOf(ctx context.Context, g *records.Group) (map[string][]*records.Record, error) {
 	all, err := c.cs.All(ctx)
 	if err != nil {
 		return nil, err
@@ -206,11 +198,11 @@ func (c *coordinator) copiesOf(ctx context.Context, g *Group) (map[string][]*Rec
 }
 
 // copiesIn picks g's running copies out of every node's records.
-func copiesIn(all map[string][]*Record, g *Group) map[string][]*Record {
-	out := map[string][]*Record{}
+func copiesIn(all map[string][]*records.Record, g *records.Group) map[string][]*records.Record {
+	out := map[string][]*records.Record{}
 	for node, recs := range all {
 		for _, r := range recs {
-			if r.Definition.Group == g.ID && r.Definition.Namespace == g.Definition.Namespace && r.Desired == DesiredRunning {
+			if r.Definition.Group == g.ID && r.Definition.Namespace == g.Definition.Namespace && r.Desired == records.DesiredRunning {
 				out[node] = append(out[node], r)
 			}
 		}
@@ -220,7 +212,7 @@ func copiesIn(all map[string][]*Record, g *Group) map[string][]*Record {
 
 // reconcileGroup starts or stops copies until the group has its count, and returns why
 // copies are missing, if they are. all is every node's records (nil: read them).
-func (c *coordinator) reconcileGroup(ctx context.Context, g *Group, all map[string][]*Record) string {
+func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all map[string][]*records.Record) string {
 	if all == nil {
 		var err error
 		if all, err = c.cs.All(ctx); err != nil {
@@ -239,7 +231,7 @@ func (c *coordinator) reconcileGroup(ctx context.Context, g *Group, all map[stri
 			pending = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err)
 			break
 		}
-		byNode[node] = append(byNode[node], &Record{})
+		byNode[node] = append(byNode[node], &records.Record{})
 	}
 	if have > g.Replicas {
 		c.stopCopies(ctx, g, byNode, have-g.Replicas)
@@ -257,9 +249,9 @@ func (c *coordinator) reconcileGroup(ctx context.Context, g *Group, all map[stri
 // fewer than MaxPerNode copies, on the value of the Spread tag with the fewest copies,
 // else the node with the fewest; among equals, as every placement, the least loaded
 // (client.RankBids). It returns the node.
-func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string][]*Record) (node, wid string, err error) {
+func (c *Coordinator) placeCopy(ctx context.Context, g *records.Group, byNode map[string][]*records.Record) (node, wid string, err error) {
 	def := g.Definition
-	cl, err := client.New(c.n.nc, def.Namespace)
+	cl, err := client.New(c.cfg.Conn, def.Namespace)
 	if err != nil {
 		return "", "", err
 	}
@@ -304,10 +296,10 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	cl.ReleaseBids(ctx, all, best.BidID, res)
 	placed := def
 	if strings.Contains(string(def.StartRequest), seal.Prefix) {
-		if c.n.secretStore == nil {
+		if c.cfg.SecretsKey == nil {
 			return "", "", errors.New("the group's environment is sealed for the cluster's secrets key, and this node has no --secrets-key")
 		}
-		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.n.secretStore.key, best.XKey); err != nil {
+		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.cfg.SecretsKey, best.XKey); err != nil {
 			return "", "", err
 		}
 	}
@@ -316,8 +308,8 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 	if epoch == 0 {
 		return "", "", errNotCoordinator
 	}
-	req := v1.DeployRequest{Workload: placed, Coordinator: c.n.cfg.NodeID, Epoch: epoch} // the node checks the lease is still ours
-	if err := svc.Call(ctx, c.n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), req, &info); err != nil {
+	req := v1.DeployRequest{Workload: placed, Coordinator: c.cfg.NodeID, Epoch: epoch} // the node checks the lease is still ours
+	if err := svc.Call(ctx, c.cfg.Conn, v1.ControlSubject(def.Namespace, v1.VerbDeploy, best.BidID), req, &info); err != nil {
 		return "", "", fmt.Errorf("node %s: %w", best.NodeID, err)
 	}
 	c.log.Info("replica group: copy started", zap.String("group", g.ID), zap.String("workload_id", info.ID), zap.String("node", best.NodeID))
@@ -328,8 +320,8 @@ func (c *coordinator) placeCopy(ctx context.Context, g *Group, byNode map[string
 var errNotCoordinator = v1.Errorf(v1.CodeUnavailable, "this node no longer holds the coordinator lease: the copies placed so far stay, the new coordinator places the rest")
 
 // stopCopies stops n copies of g, from the nodes that run the most.
-func (c *coordinator) stopCopies(ctx context.Context, g *Group, byNode map[string][]*Record, n int) {
-	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+func (c *Coordinator) stopCopies(ctx context.Context, g *records.Group, byNode map[string][]*records.Record, n int) {
+	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
 	for ; n > 0; n-- {
 		most := ""
 		for node, recs := range byNode {
@@ -352,8 +344,8 @@ func (c *coordinator) stopCopies(ctx context.Context, g *Group, byNode map[strin
 }
 
 // nodeTags are the live nodes' tags, by node ID.
-func (c *coordinator) nodeTags(ctx context.Context) map[string]map[string]string {
-	cl, _ := client.New(c.n.nc, v1.SystemNamespace)
+func (c *Coordinator) nodeTags(ctx context.Context) map[string]map[string]string {
+	cl, _ := client.New(c.cfg.Conn, v1.SystemNamespace)
 	nodes, _ := cl.ListNodes(ctx)
 	out := map[string]map[string]string{}
 	for _, n := range nodes {
@@ -363,18 +355,18 @@ func (c *coordinator) nodeTags(ctx context.Context) map[string]map[string]string
 }
 
 // groupStatus describes g with its copies as the nodes list them.
-func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string) (v1.GroupStatus, error) {
+func (c *Coordinator) groupStatus(ctx context.Context, g *records.Group, pending string) (v1.GroupStatus, error) {
 	def := g.Definition
 	st := v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
 		MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Definition: &def, Copies: []v1.WorkloadInfo{}, Pending: pending}
-	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
 	list, err := cl.ListWorkloads(ctx, "")
 	if err != nil {
 		return st, err
 	}
 	listed := map[string]bool{}
-	live := map[string]bool{c.n.cfg.NodeID: true}
-	for _, id := range c.n.livePeers() {
+	live := map[string]bool{c.cfg.NodeID: true}
+	for _, id := range c.cfg.Members.Live(c.cfg.NodeID) {
 		live[id] = true
 	}
 	for _, w := range list {
@@ -393,7 +385,7 @@ func (c *coordinator) groupStatus(ctx context.Context, g *Group, pending string)
 
 // missingCopies says why copies the records hold are not listed: their nodes are lost and
 // the copies wait to be moved (with the coordinator's reason when it could not place them).
-func (c *coordinator) missingCopies(ctx context.Context, g *Group, listed map[string]bool) string {
+func (c *Coordinator) missingCopies(ctx context.Context, g *records.Group, listed map[string]bool) string {
 	byNode, err := c.copiesOf(ctx, g)
 	if err != nil {
 		return ""
@@ -422,11 +414,7 @@ const groupsEvery = 3 * time.Second
 
 // reconcileGroups keeps every group at its count (a copy that ended, or a group scaled
 // while copies were being moved).
-func (c *coordinator) reconcileGroups(ctx context.Context) {
-	kv, ok := c.cs.(*KVStore)
-	if !ok {
-		return
-	}
+func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	if time.Since(c.groupsAt) < groupsEvery {
 		return
 	}
@@ -439,7 +427,7 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	}
 	c.groupsAt = time.Now()
 	defer c.groupMu.Unlock()
-	groups, err := kv.Groups(ctx)
+	groups, err := c.cs.Groups(ctx)
 	if err != nil {
 		return
 	}
@@ -462,7 +450,7 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 	for _, g := range groups {
 		c.reconcileGroup(ctx, g, all)
 		if hasOlder(copiesIn(all, g), g.GroupVersion) {
-			c.resume(kv, g.Definition.Namespace, g.ID)
+			c.resume(g.Definition.Namespace, g.ID)
 		}
 	}
 }
@@ -471,19 +459,19 @@ func (c *coordinator) reconcileGroups(ctx context.Context) {
 // write whose answer was lost may have been stored, and the group would then start copies
 // later, after its creator was told it failed. Copies placed meanwhile are stopped as
 // orphans once it is gone.
-func (c *coordinator) forgetGroup(kv *KVStore, ns, id string) {
-	c.n.wg.Add(1)
+func (c *Coordinator) forgetGroup(ns, id string) {
+	c.cfg.WG.Add(1)
 	go func() {
-		defer c.n.wg.Done()
+		defer c.cfg.WG.Done()
 		for range 60 {
-			ctx, cancel := context.WithTimeout(c.n.ctx, 5*time.Second)
-			err := kv.DeleteGroup(ctx, ns, id)
+			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+			err := c.cs.DeleteGroup(ctx, ns, id)
 			cancel()
-			if err == nil || c.n.ctx.Err() != nil {
+			if err == nil || c.ctx.Err() != nil {
 				return
 			}
 			select {
-			case <-c.n.ctx.Done():
+			case <-c.ctx.Done():
 				return
 			case <-time.After(time.Second):
 			}
@@ -496,7 +484,7 @@ func (c *coordinator) forgetGroup(kv *KVStore, ns, id string) {
 // its node, and ran on for good (a chaos run: a group stopped, acknowledged, and one copy
 // running). A copy's group is recorded before any copy is placed, so a copy without one
 // is left over.
-func (c *coordinator) stopOrphans(ctx context.Context, groups []*Group, all map[string][]*Record) {
+func (c *Coordinator) stopOrphans(ctx context.Context, groups []*records.Group, all map[string][]*records.Record) {
 	exists := map[string]bool{}
 	for _, g := range groups {
 		exists[g.Definition.Namespace+"/"+g.ID] = true
@@ -504,10 +492,10 @@ func (c *coordinator) stopOrphans(ctx context.Context, groups []*Group, all map[
 	for node, recs := range all {
 		for _, r := range recs {
 			d := r.Definition
-			if d.Group == "" || r.Desired != DesiredRunning || exists[d.Namespace+"/"+d.Group] {
+			if d.Group == "" || r.Desired != records.DesiredRunning || exists[d.Namespace+"/"+d.Group] {
 				continue
 			}
-			cl, _ := client.New(c.n.nc, d.Namespace)
+			cl, _ := client.New(c.cfg.Conn, d.Namespace)
 			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
 				if err := c.markStopping(ctx, node, r.WorkloadID); err != nil {
 					c.log.Warn("stop a copy of a group that is gone", zap.String("workload_id", r.WorkloadID), zap.Error(err))
@@ -520,7 +508,7 @@ func (c *coordinator) stopOrphans(ctx context.Context, groups []*Group, all map[
 }
 
 // hasOlder says whether any of the copies runs a version other than version.
-func hasOlder(byNode map[string][]*Record, version int) bool {
+func hasOlder(byNode map[string][]*records.Record, version int) bool {
 	for _, recs := range byNode {
 		for _, r := range recs {
 			if r.Definition.GroupVersion != version {
@@ -537,20 +525,20 @@ const resumeRetry = time.Minute
 // resume finishes, in the background, an update that was cut short (its coordinator was
 // lost mid-rollout): the group says version N, some copies run older ones. It ran mixed
 // versions for good, and an update to the same definition said "nothing to update".
-func (c *coordinator) resume(kv *KVStore, ns, id string) {
+func (c *Coordinator) resume(ns, id string) {
 	if last, busy := c.resumes.Load(id); busy && (last.(time.Time).IsZero() || time.Since(last.(time.Time)) < resumeRetry) {
 		return
 	}
 	c.resumes.Store(id, time.Time{})
-	c.n.wg.Add(1)
+	c.cfg.WG.Add(1)
 	go func() {
-		defer c.n.wg.Done()
+		defer c.cfg.WG.Done()
 		c.groupMu.Lock()
 		defer c.groupMu.Unlock()
-		ctx := c.n.ctx
-		g, err := kv.Group(ctx, ns, id)
+		ctx := c.ctx
+		g, err := c.cs.Group(ctx, ns, id)
 		if err == nil {
-			var byNode map[string][]*Record
+			var byNode map[string][]*records.Record
 			if byNode, err = c.copiesOf(ctx, g); err == nil && hasOlder(byNode, g.GroupVersion) {
 				c.log.Info("resuming a replica group update that was cut short", zap.String("group", id), zap.Int("version", g.GroupVersion))
 				err = c.rollout(ctx, g, 1)
@@ -571,13 +559,13 @@ const healthyFor = 2 * time.Second
 
 // update rolls group id over to req's definition (see v1.GroupUpdate). A failed update
 // puts the old definition back: the old copies run on, the new ones are stopped.
-func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
+func (c *Coordinator) update(ctx context.Context, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
 	restart := req.Op == v1.GroupRestart
 	if req.Definition == nil && !restart {
 		return v1.GroupStatus{}, v1.BadRequest("an update needs a definition")
 	}
 	epoch := c.epoch.Load() // the lease this update runs under
-	g, err := kv.Group(ctx, ns, id)
+	g, err := c.cs.Group(ctx, ns, id)
 	if err != nil {
 		return v1.GroupStatus{}, groupNotFound(err, id)
 	}
@@ -603,7 +591,7 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 		return v1.GroupStatus{}, err
 	}
 	g.Definition, g.GroupVersion = def, def.GroupVersion
-	if err := kv.PutGroup(ctx, g); err != nil {
+	if err := c.cs.PutGroup(ctx, g); err != nil {
 		return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
 	}
 	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
@@ -612,10 +600,10 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 			// from the group's record, and putting it back now would undo that (a test:
 			// the old coordinator, running again, rolled the group back to version 1)
 			return v1.GroupStatus{}, v1.Errorf(v1.CodeUnavailable, "update of %s: node %s stopped coordinating the cluster during it (paused, cut off or restarted): the group's record says version %d, which the coordinator now rolls out (%v)",
-				id, c.n.cfg.NodeID, g.GroupVersion, err)
+				id, c.cfg.NodeID, g.GroupVersion, err)
 		}
 		old.Revision = g.Revision
-		if perr := kv.PutGroup(context.Background(), &old); perr != nil {
+		if perr := c.cs.PutGroup(context.Background(), &old); perr != nil {
 			// its record still says the new version, which the coordinator's rounds roll
 			// out once the store answers: "the old copies run on" would be false (a chaos
 			// run: version 2 ran after the update was answered "stopped")
@@ -632,12 +620,12 @@ func (c *coordinator) update(ctx context.Context, kv *KVStore, ns, id string, re
 // rollout replaces g's copies of older versions, k at a time: k new copies start (one
 // node may run up to k more than max_per_node meanwhile), run for healthyFor without a
 // restart, and only then do k old copies stop.
-func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
+func (c *Coordinator) rollout(ctx context.Context, g *records.Group, k int) error {
 	byNode, err := c.copiesOf(ctx, g)
 	if err != nil {
 		return err
 	}
-	var olds []*Record
+	var olds []*records.Record
 	for _, recs := range byNode {
 		for _, r := range recs {
 			if r.Definition.GroupVersion != g.GroupVersion {
@@ -645,7 +633,7 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 			}
 		}
 	}
-	cl, _ := client.New(c.n.nc, g.Definition.Namespace)
+	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
 	surge := *g
 	surge.MaxPerNode += k
 	for len(olds) > 0 {
@@ -663,7 +651,7 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 				return fail(err)
 			}
 			started = append(started, wid)
-			byNode[node] = append(byNode[node], &Record{WorkloadID: wid})
+			byNode[node] = append(byNode[node], &records.Record{WorkloadID: wid})
 		}
 		if err := c.healthy(ctx, cl, started); err != nil {
 			return fail(err)
@@ -675,7 +663,7 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 			// a stopped copy no longer counts toward its node's max_per_node (it did, and the
 			// next batch found a full node: an update of copies at max_per_node stopped)
 			for node, recs := range byNode {
-				byNode[node] = slices.DeleteFunc(recs, func(x *Record) bool { return x.WorkloadID == r.WorkloadID })
+				byNode[node] = slices.DeleteFunc(recs, func(x *records.Record) bool { return x.WorkloadID == r.WorkloadID })
 			}
 		}
 		olds = olds[batch:]
@@ -686,7 +674,7 @@ func (c *coordinator) rollout(ctx context.Context, g *Group, k int) error {
 // healthy waits until every copy has run healthyFor (a copy with a health check counts
 // from its first passing check) and fails when one is not running then, or was restarted
 // meanwhile (an unhealthy copy is restarted).
-func (c *coordinator) healthy(ctx context.Context, cl *client.Client, wids []string) error {
+func (c *Coordinator) healthy(ctx context.Context, cl *client.Client, wids []string) error {
 	deadline := time.Now().Add(healthyFor)
 	for {
 		for _, wid := range wids {
@@ -740,11 +728,11 @@ func lockWithin(mu *sync.Mutex, d time.Duration) bool {
 
 // stillCoordinator says whether this node still holds the coordinator lease at epoch, as
 // the lease's stream leader says (a node paused past its lease learns it only there).
-func (c *coordinator) stillCoordinator(ctx context.Context, epoch uint64) bool {
+func (c *Coordinator) stillCoordinator(ctx context.Context, epoch uint64) bool {
 	lease := c.lease.Load()
 	if lease == nil || epoch == 0 {
 		return false
 	}
 	node, current, err := lease.Holder(ctx)
-	return err == nil && node == c.n.cfg.NodeID && current == epoch
+	return err == nil && node == c.cfg.NodeID && current == epoch
 }

@@ -1,4 +1,7 @@
-package node
+// Package cluster is the cluster room of a node: the coordinator lease, the rounds that
+// move a lost node's workloads elsewhere, moved marks, and replica groups. A node whose
+// records are its own has no coordinator.
+package cluster
 
 import (
 	"cmp"
@@ -13,11 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -26,14 +32,42 @@ import (
 // back (after that, the node finds the workload's new owner instead).
 const movedRetention = time.Hour
 
-// coordinator is the state of the node's coordinating loop.
-type coordinator struct {
-	n         *Node
-	cs        ClusterStore
+// Config is what a coordinator needs of its node.
+type Config struct {
+	NodeID         string
+	NodeLossWindow time.Duration
+	Conn           *nats.Conn           // auctions, deploys, stops, lists
+	Store          records.ClusterStore // the records every node shares
+	SecretsKey     nkeys.KeyPair        // the cluster's --secrets-key (nil: none)
+	Members        *members.Members     // the nodes heard announcing themselves
+	Host           Host
+	Log            *zap.Logger
+	WG             *sync.WaitGroup // the node's: every goroutine the coordinator starts is in it
+}
+
+// Host is what the coordinator asks of the node it runs in.
+type Host interface {
+	// Lameduck says whether the node is draining (a draining node does not coordinate).
+	Lameduck() bool
+	// NodeEvent publishes a node event (a node lost).
+	NodeEvent(ev v1.Event)
+	// Unplaced publishes that rec's workload could not be placed, and why.
+	Unplaced(rec records.Record, why string)
+	// DropMarks removes the moved marks other nodes keep of rec before its record goes.
+	DropMarks(rec records.Record) error
+}
+
+// Coordinator is the cluster room: the coordinator lease, the rounds that move lost
+// nodes' workloads, replica groups. A node with records of its own (no shared store)
+// has none.
+type Coordinator struct {
+	cfg       Config
+	ctx       context.Context // ends when the node stops
+	cs        records.ClusterStore
 	log       *zap.Logger
 	sinceNano atomic.Int64  // holding the lease since (Unix ns; 0: not holding it)
 	epoch     atomic.Uint64 // the epoch of the lease held (0: none)
-	lease     atomic.Pointer[Lease]
+	lease     atomic.Pointer[records.Lease]
 	lost      map[string]time.Time // nodes reported lost, and when
 	pendingMu sync.Mutex
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
@@ -53,19 +87,24 @@ type coordinator struct {
 	scanned time.Time      // that scan
 }
 
-// coordinate runs while the node runs: it tries to hold the coordinator lease, renewing
-// it every second, and while it holds it has the coordinator's rounds run (work) after
-// each renewal. A renewal never waits for a round or a group operation: a long rollout
-// cannot let the lease lapse under it (and placements are fenced by the lease's epoch
-// all the same, see placeCopy).
-func (n *Node) coordinate(cs ClusterStore) {
-	defer n.wg.Done()
-	c := &coordinator{n: n, cs: cs, log: n.log.Named("coordinator"), lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{}}
-	n.coord.Store(c)
+// New returns the coordinator of a node whose records are in cfg.Store; ctx ends when
+// the node stops. It does nothing until Run.
+func New(ctx context.Context, cfg Config) *Coordinator {
+	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"),
+		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{}}
+}
+
+// Run runs while the node runs (in cfg.WG, which Run leaves): it tries to hold the
+// coordinator lease, renewing it every second, and while it holds it has the
+// coordinator's rounds run (work) after each renewal. A renewal never waits for a round
+// or a group operation: a long rollout cannot let the lease lapse under it (and
+// placements are fenced by the lease's epoch all the same, see placeCopy).
+func (c *Coordinator) Run() {
+	defer c.cfg.WG.Done()
 	kick := make(chan struct{}, 1)
-	n.wg.Add(1)
+	c.cfg.WG.Add(1)
 	go c.work(kick)
-	var lease *Lease
+	var lease *records.Lease
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	defer func() {
@@ -78,23 +117,20 @@ func (n *Node) coordinate(cs ClusterStore) {
 	}()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
 		if lease == nil {
 			var err error
-			if lease, err = cs.Lease(n.ctx, records.CoordinatorLease, n.cfg.NodeLossWindow); err != nil {
+			if lease, err = c.cs.Lease(c.ctx, records.CoordinatorLease, c.cfg.NodeLossWindow); err != nil {
 				c.log.Warn("open the coordinator lease", zap.Error(err))
 				continue
 			}
 			c.lease.Store(lease)
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		n.mu.Lock()
-		lameduck := n.state == v1.NodeLameduck
-		n.mu.Unlock()
-		held := !lameduck && lease.Hold(ctx)
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		held := !c.cfg.Host.Lameduck() && lease.Hold(ctx)
 		cancel()
 		c.goodUntil.Store(lease.GoodUntil().UnixNano())
 		c.renewed(held, lease.Epoch())
@@ -113,12 +149,12 @@ func (n *Node) coordinate(cs ClusterStore) {
 // loop has run once; by the clock it knows at once (a chaos run: a node paused 17 s
 // answered group requests beside the new coordinator for 5 s after it ran again, and a
 // create was answered "conflict").
-func (c *coordinator) holds() bool {
+func (c *Coordinator) holds() bool {
 	return c.holding.Load() && time.Now().UnixNano() < c.goodUntil.Load()
 }
 
 // renewed records the outcome of a renewal: whether the lease is held, at which epoch.
-func (c *coordinator) renewed(held bool, epoch uint64) {
+func (c *Coordinator) renewed(held bool, epoch uint64) {
 	if !held {
 		epoch = 0
 	}
@@ -131,12 +167,12 @@ func (c *coordinator) renewed(held bool, epoch uint64) {
 		c.sinceNano.Store(0)
 	case held && since == 0:
 		c.sinceNano.Store(time.Now().UnixNano())
-		c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.String("node_loss_window", c.n.cfg.NodeLossWindow.String()), zap.Uint64("epoch", epoch))
+		c.log.Info("coordinating the cluster: taking over the workloads of lost nodes", zap.String("node_loss_window", c.cfg.NodeLossWindow.String()), zap.Uint64("epoch", epoch))
 	}
 }
 
 // since is when this node began to hold the lease (zero: it does not).
-func (c *coordinator) since() time.Time {
+func (c *Coordinator) since() time.Time {
 	if ns := c.sinceNano.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
@@ -145,18 +181,18 @@ func (c *coordinator) since() time.Time {
 
 // work runs a round after each renewal that found the lease held: lost nodes' workloads
 // taken over, groups brought to their counts.
-func (c *coordinator) work(kick <-chan struct{}) {
-	defer c.n.wg.Done()
+func (c *Coordinator) work(kick <-chan struct{}) {
+	defer c.cfg.WG.Done()
 	for {
 		select {
-		case <-c.n.ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case <-kick:
 		}
 		if !c.holds() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(c.n.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 		c.round(ctx)
 		c.reconcileGroups(ctx)
 		cancel()
@@ -165,15 +201,15 @@ func (c *coordinator) work(kick <-chan struct{}) {
 
 // lostNodes are the nodes other than this one not heard from within the window. A node
 // never heard of counts from when this node began to coordinate.
-func (c *coordinator) isLost(node string, now time.Time) bool {
-	if node == c.n.cfg.NodeID {
+func (c *Coordinator) isLost(node string, now time.Time) bool {
+	if node == c.cfg.NodeID {
 		return false
 	}
-	seen, ok := c.n.members.lastSeen(node)
+	seen, ok := c.cfg.Members.LastSeen(node)
 	if !ok {
 		seen = c.since()
 	}
-	return now.Sub(seen) > c.n.cfg.NodeLossWindow
+	return now.Sub(seen) > c.cfg.NodeLossWindow
 }
 
 // rescanEvery is how often the coordinator reads every key of the state bucket to find
@@ -183,7 +219,7 @@ const rescanEvery = 30 * time.Second
 
 // round looks at the records of every lost node once and moves what they should run. It
 // reads only lost nodes' records: a cluster whose nodes all answer costs no reads.
-func (c *coordinator) round(ctx context.Context) {
+func (c *Coordinator) round(ctx context.Context) {
 	now := time.Now()
 	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > rescanEvery {
 		if nodes, err := c.cs.Nodes(ctx); err == nil {
@@ -196,7 +232,7 @@ func (c *coordinator) round(ctx context.Context) {
 	for node := range c.owners {
 		candidates[node] = true
 	}
-	for node := range c.n.members.everSeen("") {
+	for node := range c.cfg.Members.EverSeen("") {
 		candidates[node] = true
 	}
 	for node := range candidates {
@@ -215,16 +251,16 @@ func (c *coordinator) round(ctx context.Context) {
 		}
 		for _, rec := range recs {
 			switch rec.Desired {
-			case DesiredRunning:
+			case records.DesiredRunning:
 				c.reschedule(ctx, node, rec)
-			case DesiredStopping: // the user's stop wins: it does not come back elsewhere
-				if c.n.dropMarks(*rec) != nil {
+			case records.DesiredStopping: // the user's stop wins: it does not come back elsewhere
+				if c.cfg.Host.DropMarks(*rec) != nil {
 					continue // its marks first (see dropMarks): the next round tries again
 				}
 				if err := c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision); err == nil {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
 				}
-			case DesiredMoved:
+			case records.DesiredMoved:
 				c.settleMark(ctx, node, rec, now)
 			}
 		}
@@ -232,22 +268,22 @@ func (c *coordinator) round(ctx context.Context) {
 }
 
 // settleMark acts on the moved mark rec of lost node node: once it has named nobody for
-// moveGrace it is put back, to be placed again by the next round; once done and older
+// MoveGrace it is put back, to be placed again by the next round; once done and older
 // than movedRetention it is removed. A mark found done stays so (its revision is kept),
 // so the records it names are listed once, not every round for an hour.
-func (c *coordinator) settleMark(ctx context.Context, node string, rec *Record, now time.Time) {
+func (c *Coordinator) settleMark(ctx context.Context, node string, rec *records.Record, now time.Time) {
 	age, wid := now.Sub(rec.UpdatedAt), rec.WorkloadID
-	if age <= moveGrace || (c.marksDone[wid] == rec.Revision && age <= movedRetention) {
+	if age <= MoveGrace || (c.marksDone[wid] == rec.Revision && age <= movedRetention) {
 		return // nothing to do yet either way
 	}
-	switch checkMove(ctx, c.cs, node, *rec) {
-	case moveDone:
+	switch CheckMove(ctx, c.cs, node, *rec) {
+	case MoveDone:
 		c.marksDone[wid] = rec.Revision
 		if age > movedRetention && c.cs.RemoveOf(ctx, node, wid, rec.Revision) == nil {
 			delete(c.marksDone, wid)
 		}
-	case moveDangling:
-		if _, ok := restoreMoved(ctx, c.cs, node, *rec); ok {
+	case MoveDangling:
+		if _, ok := RestoreMoved(ctx, c.cs, node, *rec); ok {
 			c.log.Warn("a takeover failed half-way (the lost node's mark names a node without its record): the workload is placed again",
 				zap.String("workload_id", wid), zap.String("lost_node", node), zap.String("named", rec.MovedTo))
 		}
@@ -256,7 +292,7 @@ func (c *coordinator) settleMark(ctx context.Context, node string, rec *Record, 
 
 // reschedule places rec, a workload of the lost node from, on a live node, which takes
 // it over under the same ID. A placement that fails is tried again a few seconds later.
-func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) {
+func (c *Coordinator) reschedule(ctx context.Context, from string, rec *records.Record) {
 	wid := rec.WorkloadID
 	if last, ok := c.tried[wid]; ok && time.Since(last) < 3*time.Second {
 		return
@@ -264,9 +300,9 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 	c.tried[wid] = time.Now()
 	if _, reported := c.lost[from]; !reported {
 		c.lost[from] = time.Now()
-		seen, _ := c.n.members.lastSeen(from)
+		seen, _ := c.cfg.Members.LastSeen(from)
 		c.log.Warn("node lost: taking its workloads over", zap.String("lost_node", from), zap.Time("last_seen", seen))
-		c.n.publishNodeEvent(v1.Event{Type: v1.EventNodeLost, Namespace: v1.SystemNamespace, NodeID: c.n.cfg.NodeID,
+		c.cfg.Host.NodeEvent(v1.Event{Type: v1.EventNodeLost, Namespace: v1.SystemNamespace, NodeID: c.cfg.NodeID,
 			Time: time.Now().UTC(), Data: map[string]any{"node_id": from, "last_seen": seen.UTC()}})
 	}
 	def := rec.Definition
@@ -274,7 +310,7 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 		c.notPlaced(rec, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
 		return
 	}
-	to, err := c.n.moveElsewhere(ctx, from, rec, v1.TakeoverLost, groupAccept(ctx, c.cs, rec), nil)
+	to, err := MoveElsewhere(ctx, c.cfg.Conn, from, rec, v1.TakeoverLost, GroupAccept(ctx, c.cs, rec), nil)
 	if err != nil {
 		c.notPlaced(rec, err.Error())
 		return
@@ -287,16 +323,15 @@ func (c *coordinator) reschedule(ctx context.Context, from string, rec *Record) 
 		zap.String("from_node", from), zap.String("to_node", to))
 }
 
-// groupAccept, for a copy of a replica group, accepts only bids of nodes that run fewer
+// GroupAccept, for a copy of a replica group, accepts only bids of nodes that run fewer
 // copies of the group than its max_per_node (nil: rec is no copy, or the group cannot be
 // read). Every move of a copy (a lost node's, a drain's) goes through it.
-func groupAccept(ctx context.Context, cs ClusterStore, rec *Record) func(v1.Bid) bool {
+func GroupAccept(ctx context.Context, cs records.ClusterStore, rec *records.Record) func(v1.Bid) bool {
 	def := rec.Definition
-	kv, ok := cs.(*KVStore)
-	if def.Group == "" || !ok {
+	if def.Group == "" {
 		return nil
 	}
-	g, err := kv.Group(ctx, def.Namespace, def.Group)
+	g, err := cs.Group(ctx, def.Namespace, def.Group)
 	if err != nil {
 		return nil
 	}
@@ -308,13 +343,13 @@ func groupAccept(ctx context.Context, cs ClusterStore, rec *Record) func(v1.Bid)
 	return func(b v1.Bid) bool { return len(byNode[b.NodeID]) < g.MaxPerNode }
 }
 
-// moveElsewhere auctions rec, a workload of node from, among the other nodes and asks the
-// winner to take it over; reseal, when set, seals the start request's values for the
+// MoveElsewhere auctions rec, a workload of node from, among the other nodes (asked
+// through nc) and asks the winner to take it over; reseal, when set, seals the start request's values for the
 // winning bid's nexlet (a drain: the nexlet that can open them is there to ask). It
 // returns the node that runs the workload now.
-func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reason string, accept func(v1.Bid) bool, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
+func MoveElsewhere(ctx context.Context, nc *nats.Conn, from string, rec *records.Record, reason string, accept func(v1.Bid) bool, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
 	def := rec.Definition
-	cl, err := client.New(n.nc, def.Namespace)
+	cl, err := client.New(nc, def.Namespace)
 	if err != nil {
 		return "", err
 	}
@@ -357,7 +392,7 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 		t.UseStartRequest = true
 	}
 	var info v1.WorkloadInfo
-	if err := svc.Call(ctx, n.nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def, Takeover: t}, &info); err != nil {
+	if err := svc.Call(ctx, nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def, Takeover: t}, &info); err != nil {
 		return "", fmt.Errorf("node %s: %w", b.NodeID, err)
 	}
 	return b.NodeID, nil
@@ -365,7 +400,7 @@ func (n *Node) moveElsewhere(ctx context.Context, from string, rec *Record, reas
 
 // notPlaced says, once per reason, why a lost node's workload does not run elsewhere yet:
 // in the log and with an unplaced event.
-func (c *coordinator) notPlaced(rec *Record, why string) {
+func (c *Coordinator) notPlaced(rec *records.Record, why string) {
 	c.pendingMu.Lock()
 	same := c.pending[rec.WorkloadID] == why
 	c.pending[rec.WorkloadID] = why
@@ -374,7 +409,7 @@ func (c *coordinator) notPlaced(rec *Record, why string) {
 		return
 	}
 	c.log.Warn("a lost node's workload cannot be placed yet; trying again", zap.String("workload_id", rec.WorkloadID), zap.String("reason", why))
-	c.n.unplaced(*rec, "its node was lost and no other node can take it yet (trying again): "+why)
+	c.cfg.Host.Unplaced(*rec, "its node was lost and no other node can take it yet (trying again): "+why)
 }
 
 // declined lists the auction's declines, each with its node, leaving out node skip's.
@@ -388,26 +423,23 @@ func declined(declines client.Declines, skip string) []string {
 	return why
 }
 
-// IsCoordinator says whether this node holds the coordinator lease now.
-func (n *Node) IsCoordinator() bool {
-	c := n.coord.Load()
-	return c != nil && c.holds()
-}
+// Holds says whether this node holds the coordinator lease now.
+func (c *Coordinator) Holds() bool { return c.holds() }
 
-// checkCoordinator says whether node holds the coordinator lease at epoch now (the
-// fence of a coordinator's placement): 409 when it does not, 503 when the lease cannot be
-// read (nothing is started either way).
-func (n *Node) checkCoordinator(ctx context.Context, node string, epoch uint64) error {
-	c := n.coord.Load()
-	var lease *Lease
-	if c != nil {
-		lease = c.lease.Load()
-	}
-	if cs, ok := n.cfg.Store.(ClusterStore); lease == nil && ok { // not opened yet here
-		lease, _ = cs.Lease(ctx, records.CoordinatorLease, n.cfg.NodeLossWindow)
+// LeaseRanOut makes the last renewal older than half a lease period, as a node paused
+// past its lease finds it when it runs again, before its renewal loop has (tests).
+func (c *Coordinator) LeaseRanOut() { c.goodUntil.Store(time.Now().Add(-time.Second).UnixNano()) }
+
+// CheckFence says whether node holds the coordinator lease at epoch now (the fence of a
+// coordinator's placement): 409 when it does not, 503 when the lease cannot be read
+// (nothing is started either way).
+func (c *Coordinator) CheckFence(ctx context.Context, node string, epoch uint64) error {
+	lease := c.lease.Load()
+	if lease == nil { // not opened yet here
+		lease, _ = c.cs.Lease(ctx, records.CoordinatorLease, c.cfg.NodeLossWindow)
 	}
 	if lease == nil {
-		return v1.Errorf(v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", n.cfg.NodeID, node)
+		return v1.Errorf(v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", c.cfg.NodeID, node)
 	}
 	holder, current, err := lease.Holder(ctx)
 	if err != nil {
