@@ -330,6 +330,14 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 	log.Info("reconcile: done", zap.Int("stops_finished", len(plan.toStop)), zap.Int("started_again", started))
 }
 
+// renewPolicy is how a workload's renewed credentials are handed to its nexlet: asked
+// again while the nexlet is between connections (it reconnects with its own renewed
+// credentials, and nexd renews those on a ticker of the same period, so the two met at
+// every renewal: a function's connection ran out of credentials 3 s into a test), and
+// once more after an answer lost (handing the same credentials twice does no harm).
+var renewPolicy = retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}, Attempt: 2 * time.Second, Budget: 5 * time.Second,
+	Transient: func(err error) bool { return v1.IsCode(err, v1.CodeTimeout) || v1.IsCode(err, v1.CodeUnavailable) }}
+
 // renewCreds re-mints the credentials of every workload that should be running and hands
 // them to its nexlet. Stopped workloads have no record, so theirs run out.
 func (n *Node) renewCreds() {
@@ -339,10 +347,10 @@ func (n *Node) renewCreds() {
 		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, rec.NexletID, v1.NexletCreds, rec.WorkloadID),
-			v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}, nil)
-		cancel()
+		update := v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}
+		err := retry.Do(n.ctx, renewPolicy, func(ctx context.Context) error {
+			return n.askNexlet(ctx, rec.NexletID, v1.NexletCreds, rec.WorkloadID, update, nil)
+		})
 		if err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		}
