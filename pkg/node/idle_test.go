@@ -13,10 +13,12 @@ import (
 	"github.com/nexrun/nex/pkg/node"
 )
 
-// An idle coordinator of a cluster without replica groups does not read every record
-// every few seconds: it did (100 gets every 3 s at 100 services, most of an idle node's
-// work), to find copies of groups that are gone, which a read now and then finds.
-func TestIdleCoordinatorReadsNoRecords(t *testing.T) {
+// An idle coordinator of a cluster without replica groups is quiet: it does not read every
+// record every few seconds (it did: 100 gets every 3 s at 100 services, most of an idle
+// node's work, to find copies of groups that are gone, which a read now and then finds),
+// it does not list the groups with a consumer of its own every 3 s (it did), and it
+// renews its lease every 2 s at the default 10 s window, not every second.
+func TestIdleCoordinatorIsQuiet(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	id := nodeID(t)
@@ -38,11 +40,28 @@ func TestIdleCoordinatorReadsNoRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	var listings, renewals atomic.Int64
+	watch := testutil.Connect(t, s)
+	for subject, count := range map[string]*atomic.Int64{
+		// a listing of the groups is a consumer filtered on their keys
+		"$JS.API.CONSUMER.CREATE.KV_" + node.KVBucket + ".*.$KV." + node.KVBucket + ".groups.>": &listings,
+		"$KV." + node.LeaseBucket + ".>": &renewals,
+	} {
+		if _, err := watch.Subscribe(subject, func(*nats.Msg) { count.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// a window of three group rounds (every 3 s): time is what is measured here, it
 	// synchronises nothing; one full read of the records is allowed in it
 	time.Sleep(10 * time.Second)
 	used := gets.Load()
-	t.Logf("%d reads of a record in 10 s", used)
+	t.Logf("in 10 s: %d reads of a record, %d listings of the groups, %d lease renewals", used, listings.Load(), renewals.Load())
+	if listings.Load() > 1 { // the first round as coordinator lists them, then every 30 s
+		t.Errorf("an idle coordinator listed the groups %d times in 10 s: every round", listings.Load())
+	}
+	if renewals.Load() > 6 {
+		t.Errorf("an idle coordinator renewed its lease %d times in 10 s: more than every 2 s", renewals.Load())
+	}
 	if used >= 2*workloads {
 		t.Fatalf("an idle coordinator read %d records in 10 s, with %d records and no group: it reads every record every round", used, workloads)
 	}

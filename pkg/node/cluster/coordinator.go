@@ -79,6 +79,9 @@ type Coordinator struct {
 	groupMu      sync.Mutex        // one group change at a time
 	groupPending map[string]string // group ID -> why copies are missing
 	groupsAt     time.Time         // the groups' last reconcile
+	groupsRev    uint64            // the groups' revision at their last listing (under groupMu, as the two below)
+	groupsListed time.Time         // that listing
+	groupsCache  []*records.Group  // what it found
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
 	groupsSeen   time.Time         // the last round that found a group, or the last group operation (under groupMu)
 	resumes      sync.Map          // group ID -> time.Time: a cut-short update being resumed, or its last failure
@@ -95,17 +98,17 @@ func New(ctx context.Context, cfg Config) *Coordinator {
 }
 
 // Run runs while the node runs (in cfg.WG, which Run leaves): it tries to hold the
-// coordinator lease, renewing it every second, and while it holds it has the
-// coordinator's rounds run (work) after each renewal. A renewal never waits for a round
-// or a group operation: a long rollout cannot let the lease lapse under it (and
-// placements are fenced by the lease's epoch all the same, see placeCopy).
+// coordinator lease, renewing it every renewEvery, and while it holds it the
+// coordinator's rounds run every second (work). A renewal never waits for a round or a
+// group operation: a long rollout cannot let the lease lapse under it (and placements
+// are fenced by the lease's epoch all the same, see placeCopy).
 func (c *Coordinator) Run() {
 	defer c.cfg.WG.Done()
 	kick := make(chan struct{}, 1)
 	c.cfg.WG.Add(1)
 	go c.work(kick)
 	var lease *records.Lease
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(renewEvery(c.cfg.NodeLossWindow))
 	defer t.Stop()
 	defer func() {
 		c.holding.Store(false)
@@ -179,15 +182,26 @@ func (c *Coordinator) since() time.Time {
 	return time.Time{}
 }
 
-// work runs a round after each renewal that found the lease held: lost nodes' workloads
-// taken over, groups brought to their counts.
+// renewEvery is how often the lease is renewed, or tried for by a node that does not
+// hold it: a fifth of the lease period, at least a second. The holder counts itself the
+// holder for half a period after a renewal, so two renewals can fail in a row before it
+// stops; a node waiting for the lease takes it at most a fifth of a period after it ran
+// out. (Every second, at the default 10 s period, was half of what an idle cluster did.)
+func renewEvery(period time.Duration) time.Duration { return max(time.Second, period/5) }
+
+// work runs a round every second while the lease is held, and at once when a renewal
+// finds it held: lost nodes' workloads taken over, groups brought to their counts. A
+// round that finds every node alive reads nothing.
 func (c *Coordinator) work(kick <-chan struct{}) {
 	defer c.cfg.WG.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-kick:
+		case <-t.C:
 		}
 		if !c.holds() {
 			continue

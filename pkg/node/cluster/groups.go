@@ -427,7 +427,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 	c.groupsAt = time.Now()
 	defer c.groupMu.Unlock()
-	groups, err := c.cs.Groups(ctx)
+	groups, err := c.listGroups(ctx)
 	if err != nil {
 		return
 	}
@@ -453,6 +453,25 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 			c.resume(g.Definition.Namespace, g.ID)
 		}
 	}
+}
+
+// listGroups lists every group, from the store when a group's record was written since
+// the last listing (or it is rescanEvery old), else as that listing found them: one read
+// of the last write's sequence every groupsEvery, where a listing costs a consumer.
+func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) {
+	rev, err := c.cs.GroupsRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rev == c.groupsRev && time.Since(c.groupsListed) < rescanEvery {
+		return c.groupsCache, nil
+	}
+	groups, err := c.cs.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.groupsRev, c.groupsListed, c.groupsCache = rev, time.Now(), groups
+	return groups, nil
 }
 
 // forgetGroup removes, in the background, the record of a group whose create failed: a

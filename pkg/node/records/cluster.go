@@ -51,6 +51,8 @@ type ClusterStore interface {
 	PutGroup(ctx context.Context, g *Group) error
 	// DeleteGroup removes a group's record.
 	DeleteGroup(ctx context.Context, ns, id string) error
+	// GroupsRevision changes whenever a group's record is written or removed.
+	GroupsRevision(ctx context.Context) (uint64, error)
 }
 
 // ErrNotStored means a record is not in the store.
@@ -141,7 +143,7 @@ func (s *KVStore) PutOf(ctx context.Context, node string, rec *Record) error {
 
 // of is this store as node's: the same bucket, node's keys.
 func (s *KVStore) of(node string) *KVStore {
-	return &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas}
+	return &KVStore{kv: s.kv, nodeID: node, js: s.js, replicas: s.replicas, stream: s.stream}
 }
 
 // RemoveOf deletes node's record of wid when it is still at rev.

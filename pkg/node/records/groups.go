@@ -53,6 +53,33 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 	return out, nil
 }
 
+// GroupsRevision is the stream sequence of the last write to any group's record (a
+// create, an update, a removal), read from the stream's leader; 0: there never was one.
+// While it stays the same, so do the groups: a coordinator reads them again only when it
+// changes (listing them every 3 s was most of what an idle coordinator did).
+func (s *KVStore) GroupsRevision(ctx context.Context) (uint64, error) {
+	s.stream.mu.Lock()
+	st := s.stream.st
+	s.stream.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = s.js.Stream(ctx, "KV_"+s.kv.Bucket()); err != nil {
+			return 0, err
+		}
+		s.stream.mu.Lock()
+		s.stream.st = st
+		s.stream.mu.Unlock()
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+s.kv.Bucket()+"."+allGroups)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
+}
+
 // Group reads one group's record (ErrNotStored when there is none).
 func (s *KVStore) Group(ctx context.Context, ns, id string) (*Group, error) {
 	e, err := s.kv.Get(ctx, groupKey(ns, id))

@@ -223,6 +223,13 @@ type KVStore struct {
 	nodeID   string
 	js       jetstream.JetStream
 	replicas int
+	stream   *streamHandle // the bucket's stream, looked up once (shared by copies, see of)
+}
+
+// streamHandle is a stream looked up when first needed.
+type streamHandle struct {
+	mu sync.Mutex
+	st jetstream.Stream
 }
 
 // OpenKVStore opens (creating when missing) the state bucket with the given replicas.
@@ -246,7 +253,7 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	if err != nil {
 		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", KVBucket, replicas, err)
 	}
-	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas}, nil
+	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas, stream: &streamHandle{}}, nil
 }
 
 // openLeaderKV opens bucket cfg.Bucket for reads from its stream's leader (leaderReads),
