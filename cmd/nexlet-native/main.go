@@ -3,6 +3,7 @@
 // GOMAXPROCS is set at start from the machine's CPUs and the process's cgroup limit, and
 // not checked again every second after (Go 1.25's updatemaxprocs): a daemon that idles
 // should not wake for it.
+//
 //go:debug updatemaxprocs=0
 package main
 
