@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) *Coordinator {
 
 // Run runs while the node runs (in cfg.WG, which Run leaves): it tries to hold the
 // coordinator lease, renewing it every renewEvery, and while it holds it the
-// coordinator's rounds run every second (work). A renewal never waits for a round or a
+// coordinator's rounds run after each renewal (work). A renewal never waits for a round or a
 // group operation: a long rollout cannot let the lease lapse under it (and placements
 // are fenced by the lease's epoch all the same, see placeCopy).
 func (c *Coordinator) Run() {
@@ -183,25 +183,32 @@ func (c *Coordinator) since() time.Time {
 }
 
 // renewEvery is how often the lease is renewed, or tried for by a node that does not
-// hold it: a fifth of the lease period, at least a second. The holder counts itself the
+// hold it, and how often the coordinator's rounds look for lost nodes: a fifth of the
+// lease period (the node-loss window), at least a second. The holder counts itself the
 // holder for half a period after a renewal, so two renewals can fail in a row before it
 // stops; a node waiting for the lease takes it at most a fifth of a period after it ran
-// out. (Every second, at the default 10 s period, was half of what an idle cluster did.)
+// out; a lost node is found at most a fifth of the window after it passed. (Every
+// second, at the default 10 s window, was most of what an idle coordinator did.)
 func renewEvery(period time.Duration) time.Duration { return max(time.Second, period/5) }
 
-// work runs a round every second while the lease is held, and at once when a renewal
-// finds it held: lost nodes' workloads taken over, groups brought to their counts. A
-// round that finds every node alive reads nothing.
+// work runs a round after each renewal that found the lease held (every renewEvery),
+// and every second while a node is silent (no longer taken for alive) and its window
+// about to pass: lost
+// nodes' workloads taken over, groups brought to their counts. A round that finds every
+// node alive reads nothing; while every node answers it runs with the renewal, so an idle
+// coordinator wakes once a renewal, and a node that falls silent is found lost within a
+// second of the window passing all the same.
 func (c *Coordinator) work(kick <-chan struct{}) {
 	defer c.cfg.WG.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-kick:
-		case <-t.C:
+		case <-soon.C:
 		}
 		if !c.holds() {
 			continue
@@ -210,7 +217,21 @@ func (c *Coordinator) work(kick <-chan struct{}) {
 		c.round(ctx)
 		c.reconcileGroups(ctx)
 		cancel()
+		if c.watchful(time.Now()) {
+			soon.Reset(time.Second)
+		}
 	}
+}
+
+// watchful says whether a node fell silent whose node-loss window has not passed yet, or
+// has just passed: the rounds then run every second, so it is found lost on time.
+func (c *Coordinator) watchful(now time.Time) bool {
+	for _, at := range c.cfg.Members.Silent(c.cfg.NodeID) {
+		if now.Sub(at) <= c.cfg.NodeLossWindow+renewEvery(c.cfg.NodeLossWindow) {
+			return true
+		}
+	}
+	return false
 }
 
 // lostNodes are the nodes other than this one not heard from within the window. A node
