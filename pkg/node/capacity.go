@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -125,63 +124,17 @@ func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64, 
 	return why, load, running
 }
 
-// enforces says whether nexlet e limits every resource of names.
-func enforces(e *nexletEntry, names []string) bool {
-	for _, name := range names {
-		if !slices.Contains(e.reg.Limits, name) {
-			return false
-		}
-	}
-	return true
-}
-
-// cgroupsOf is the cgroups kind nexlet e enforces limits with.
-func cgroupsOf(e *nexletEntry) string {
-	if e.reg.Cgroups == "" {
-		return v1.CgroupsNone
-	}
-	return e.reg.Cgroups
-}
-
-// cgroupsRank orders cgroup kinds, best last.
-var cgroupsRank = map[string]int{v1.CgroupsNone: 0, v1.CgroupsV1: 1, v1.CgroupsV2: 2}
-
-// bestCgroups is the best cgroups kind among the ready nexlets of type typ ("": any
-// type), none when there is none. Caller holds n.mu.
-func (n *Node) bestCgroups(typ string) string {
-	best := v1.CgroupsNone
-	for _, e := range n.nexlets {
-		if e.ready && (typ == "" || e.reg.RegisterType == typ) && cgroupsRank[cgroupsOf(e)] > cgroupsRank[best] {
-			best = cgroupsOf(e)
-		}
-	}
-	return best
-}
-
 // refreshCgroups sets the tag nex.cgroups from the ready nexlets' registrations: the best
 // kind any of them enforces limits with (v2, then v1), else none. With nexlets of mixed
 // kinds the tag names the best; an auction still places a request with limits only on a
 // nexlet that enforces them (nex node info shows each nexlet's). The tags are replaced,
 // never changed in place (Info hands them out). Caller holds n.mu.
 func (n *Node) refreshCgroups() {
-	if best := n.bestCgroups(""); n.cfg.Tags[v1.TagCgroups] != best {
+	if best := placement.BestCgroups(n.nexlets.All(time.Now()), ""); n.cfg.Tags[v1.TagCgroups] != best {
 		t := maps.Clone(n.cfg.Tags)
 		t[v1.TagCgroups] = best
 		n.cfg.Tags = t
 	}
-}
-
-// limitsReason says why none of candidates, nexlets of req's type, can enforce the
-// limits req asks for. Caller holds n.mu.
-func (n *Node) limitsReason(req *v1.AuctionRequest, candidates []*nexletEntry) string {
-	names := req.Resources.Names()
-	for _, name := range names {
-		if !slices.ContainsFunc(candidates, func(e *nexletEntry) bool { return slices.Contains(e.reg.Limits, name) }) {
-			return fmt.Sprintf("cannot enforce resources.%s: no nexlet of type %s here limits %s (%s=%s)", name, req.Type, name, v1.TagCgroups, n.bestCgroups(req.Type))
-		}
-	}
-	return fmt.Sprintf("cannot enforce resources.%s together: no nexlet of type %s here limits all of them (%s=%s)",
-		strings.Join(names, ", "), req.Type, v1.TagCgroups, n.bestCgroups(req.Type))
 }
 
 // capacity describes the node's room for NodeInfo. Caller holds n.mu.

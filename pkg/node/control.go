@@ -9,7 +9,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/placement"
+	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/schema"
 )
 
@@ -137,29 +137,22 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = reason
 		return reply, nil
 	}
-	var candidates []*nexletEntry
 	now := time.Now()
 	isolation := req.Tags[v1.TagIsolation]
 	if n.requiresIsolation(r.Namespace) {
 		isolation = v1.IsolationUID
 	}
-	cgroups := req.Tags[v1.TagCgroups]
 	counts := n.idx.nexletCounts()
-	for id, e := range n.nexlets {
-		if e.ready && e.reg.RegisterType == req.Type && slices.Contains(e.reg.Lifecycles, req.Lifecycle) && isolates(e, isolation) &&
-			(cgroups == "" || cgroupsOf(e) == cgroups) &&
-			n.health(e, now) != v1.HealthLost && (e.reg.MaxWorkloads <= 0 || counts[id] < e.reg.MaxWorkloads) {
-			candidates = append(candidates, e)
-		}
-	}
+	nexlets := n.nexlets.All(now)
+	candidates := placement.Candidates(nexlets, req, isolation, counts)
 	if len(candidates) == 0 {
-		reply.Decline = n.noCandidateReason(req, counts, now)
+		reply.Decline = placement.NoCandidate(nexlets, req, counts)
 		return reply, nil
 	}
 	// never promise a limit no nexlet here can enforce
-	enforcing := slices.DeleteFunc(slices.Clone(candidates), func(e *nexletEntry) bool { return !enforces(e, req.Resources.Names()) })
+	enforcing := slices.DeleteFunc(slices.Clone(candidates), func(e registry.Nexlet) bool { return !placement.Enforces(e, req.Resources.Names()) })
 	if len(enforcing) == 0 {
-		reply.Decline = n.limitsReason(req, candidates)
+		reply.Decline = placement.LimitsReason(req, candidates, placement.BestCgroups(nexlets, req.Type))
 		return reply, nil
 	}
 	holds, err := n.holds(req.Resources)
@@ -174,8 +167,8 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	}
 	e := n.pickNexlet(enforcing, counts, now)
 	b := &bid{Bid: v1.Bid{
-		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.reg.NexletID,
-		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.reg.StartRequestSchema, XKey: e.reg.XKey,
+		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.Reg.NexletID,
+		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.Reg.StartRequestSchema, XKey: e.Reg.XKey,
 		Workloads: running,
 	}, ns: r.Namespace, lifecycle: req.Lifecycle, res: req.Resources, holds: holds}
 	if n.cfg.Placement != v1.PlacementRandom {
@@ -190,15 +183,15 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 // and outstanding bids (a node may run several nexlets of a type, as when one process
 // cannot hold all its workloads' descriptors), ties at random; with --placement random,
 // any at random. Caller holds n.mu.
-func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.Time) *nexletEntry {
+func (n *Node) pickNexlet(from []registry.Nexlet, counts map[string]int, now time.Time) registry.Nexlet {
 	if len(from) == 1 || n.cfg.Placement == v1.PlacementRandom {
 		return from[rand.IntN(len(from))]
 	}
 	busy := make(map[string]int, len(from))
 	ids := make([]string, len(from))
 	for i, e := range from {
-		busy[e.reg.NexletID] = counts[e.reg.NexletID]
-		ids[i] = e.reg.NexletID
+		busy[e.Reg.NexletID] = counts[e.Reg.NexletID]
+		ids[i] = e.Reg.NexletID
 	}
 	for _, b := range n.bids {
 		if _, ok := busy[b.NexletID]; ok && b.outstanding(now) {
@@ -209,45 +202,14 @@ func (n *Node) pickNexlet(from []*nexletEntry, counts map[string]int, now time.T
 	return from[slices.Index(ids, id)]
 }
 
-// noCandidateReason says why no nexlet of the requested type can bid. Caller holds n.mu.
-func (n *Node) noCandidateReason(req *v1.AuctionRequest, counts map[string]int, now time.Time) string {
-	var why []string
-	for id, e := range n.nexlets {
-		if e.reg.RegisterType != req.Type || !slices.Contains(e.reg.Lifecycles, req.Lifecycle) {
-			continue
-		}
-		switch h := n.health(e, now); {
-		case h == v1.HealthRegistering:
-			why = append(why, fmt.Sprintf("nexlet %s is still registering (reconciling its workloads); try again in a moment", id))
-		case h == v1.HealthLost:
-			why = append(why, fmt.Sprintf("nexlet %s is lost (no heartbeat since %s)", id, e.lastHeartbeat.UTC().Format(time.RFC3339)))
-		case e.reg.MaxWorkloads > 0 && counts[id] >= e.reg.MaxWorkloads:
-			why = append(why, fmt.Sprintf("nexlet %s is at capacity (%d workloads)", id, counts[id]))
-		}
-	}
-	if len(why) == 0 {
-		return fmt.Sprintf("no nexlet of type %s can take a %s workload", req.Type, req.Lifecycle)
-	}
-	sort.Strings(why)
-	return strings.Join(why, "; ")
-}
-
-// isolates says whether nexlet e gives a workload the isolation it asks for ("": any).
-func isolates(e *nexletEntry, want string) bool {
-	have := e.reg.Isolation
-	if have == "" {
-		have = v1.IsolationNone
-	}
-	return want == "" || want == have
-}
-
 // declineReason says why this node cannot run req for namespace ns, or "" when it can.
 // Caller holds n.mu.
 func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bool) string {
 	if n.state == v1.NodeLameduck {
 		return "node is in lameduck mode"
 	}
-	isolation := n.isolationFor(req.Type) // what a nexlet of this type offers
+	nexlets := n.nexlets.All(time.Now())
+	isolation := placement.IsolationFor(nexlets, req.Type) // what a nexlet of this type offers
 	if isolation != v1.IsolationUID && n.requiresIsolation(ns) {
 		return fmt.Sprintf("namespace %s requires isolation (nex.isolation=uid) and no %s nexlet here runs workloads as users of their own", ns, req.Type)
 	}
@@ -257,7 +219,7 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 			have[v1.TagIsolation] = isolation
 		}
 		if _, ok := have[v1.TagCgroups]; ok {
-			have[v1.TagCgroups] = n.bestCgroups(req.Type) // what a nexlet of this type offers
+			have[v1.TagCgroups] = placement.BestCgroups(nexlets, req.Type) // what a nexlet of this type offers
 		}
 		if why := placement.UnmatchedTag(have, req.Tags); why != "" {
 			return why
@@ -275,10 +237,10 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 		}
 	}
 	var types, lifecycles []string
-	for _, e := range n.nexlets {
-		types = append(types, e.reg.RegisterType)
-		if e.reg.RegisterType == req.Type {
-			lifecycles = append(lifecycles, e.reg.Lifecycles...)
+	for _, e := range nexlets {
+		types = append(types, e.Reg.RegisterType)
+		if e.Reg.RegisterType == req.Type {
+			lifecycles = append(lifecycles, e.Reg.Lifecycles...)
 		}
 	}
 	if len(types) == 0 {
@@ -344,14 +306,12 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if !sameResources(res, b.res) {
 		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for resources %s, not %s: run the auction with the workload's resources", bidID, describeResources(b.res), describeResources(res))
 	}
-	n.mu.Lock()
-	e, ok := n.nexlets[b.NexletID]
-	n.mu.Unlock()
+	e, ok := n.nexlets.Get(b.NexletID, time.Now())
 	if !ok {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", b.NexletID)
 	}
 	// Never trust the client: check the start request against the nexlet's own schema.
-	if err := schema.Validate(e.reg.StartRequestSchema, def.StartRequest); err != nil {
+	if err := schema.Validate(e.Reg.StartRequestSchema, def.StartRequest); err != nil {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 	}
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
@@ -398,9 +358,10 @@ func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListReque
 	}
 	n.mu.Lock()
 	var ids []string
-	for id, e := range n.nexlets {
+	for _, e := range n.nexlets.All(time.Now()) {
+		id := e.Reg.NexletID
 		// a registering nexlet's workloads are not indexed yet: what a list shows, a stop must find
-		if e.ready && (req.Type == "" || e.reg.RegisterType == req.Type) {
+		if e.Ready && (req.Type == "" || e.Reg.RegisterType == req.Type) {
 			ids = append(ids, id)
 		}
 	}

@@ -45,8 +45,8 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 	n.deadline = time.Now().Add(delay).UTC()
 	deadline := n.deadline
 	var nexlets []string
-	for id := range n.nexlets {
-		nexlets = append(nexlets, id)
+	for _, e := range n.nexlets.All(time.Now()) {
+		nexlets = append(nexlets, e.Reg.NexletID)
 	}
 	n.mu.Unlock()
 	n.log.Info("lameduck: no new workloads; moving services and functions to other nodes, stopping the rest at the deadline", zap.Time("deadline", deadline))

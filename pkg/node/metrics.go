@@ -44,13 +44,6 @@ func (m *metrics) observeAuction(d time.Duration) {
 	}
 }
 
-// nexletStats is what the latest heartbeat of a nexlet said.
-type nexletStats struct {
-	states   map[string]int
-	restarts uint64
-	stats    map[string]uint64
-}
-
 // collector is the node's metrics, read from its state at each scrape.
 type collector struct {
 	n                                                       *Node
@@ -89,15 +82,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	now := time.Now()
+	nexlets := n.nexlets.All(now)
 	n.mu.Lock()
-	type nx struct {
-		id, typ, health string
-		st              nexletStats
-	}
-	var nexlets []nx
-	for id, e := range n.nexlets {
-		nexlets = append(nexlets, nx{id, e.reg.RegisterType, n.health(e, now), e.stats})
-	}
 	lameduck := n.state == v1.NodeLameduck
 	desired := n.idx.len()
 	n.mu.Unlock()
@@ -106,13 +92,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
 	}
 	for _, x := range nexlets {
-		for state, count := range x.st.states {
-			m(c.workloads, gauge, float64(count), x.id, state)
+		id := x.Reg.NexletID
+		for state, count := range x.Stats.States {
+			m(c.workloads, gauge, float64(count), id, state)
 		}
-		m(c.restarts, gauge, float64(x.st.restarts), x.id)
-		m(c.logLines, counter, float64(x.st.stats["log_lines"]), x.id)
-		m(c.logDropped, counter, float64(x.st.stats["log_lines_dropped"]), x.id)
-		m(c.nexletUp, gauge, b2f(x.health == v1.HealthHealthy), x.id, x.typ, x.health)
+		m(c.restarts, gauge, float64(x.Stats.Restarts), id)
+		m(c.logLines, counter, float64(x.Stats.Counters["log_lines"]), id)
+		m(c.logDropped, counter, float64(x.Stats.Counters["log_lines_dropped"]), id)
+		m(c.nexletUp, gauge, b2f(x.Health == v1.HealthHealthy), id, x.Reg.RegisterType, x.Health)
 	}
 	m(c.desired, gauge, float64(desired))
 	m(c.starts, counter, float64(n.metrics.starts.Load()))

@@ -30,6 +30,8 @@ import (
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/node/members"
+	"github.com/nexrun/nex/pkg/node/placement"
+	"github.com/nexrun/nex/pkg/node/registry"
 )
 
 // Config describes a node.
@@ -177,40 +179,13 @@ func setDefault(d *time.Duration, v time.Duration) {
 // own (in a sandbox of its own), else none. The tags are replaced,
 // never changed in place (Info hands them out). Caller holds n.mu.
 func (n *Node) refreshIsolation() {
-	iso := v1.IsolationNone
-	if len(n.nexlets) > 0 {
-		iso = v1.IsolationUID
-		for _, e := range n.nexlets {
-			if e.reg.Isolation != v1.IsolationUID {
-				iso = v1.IsolationNone
-			}
-		}
-	}
-	box := v1.SandboxNone
-	if len(n.nexlets) > 0 {
-		box = v1.SandboxNamespaces
-		for _, e := range n.nexlets {
-			if e.reg.Sandbox != v1.SandboxNamespaces {
-				box = v1.SandboxNone
-			}
-		}
-	}
+	iso, box := placement.NodeIsolation(n.nexlets.All(time.Now()))
 	if n.cfg.Tags[v1.TagIsolation] != iso || n.cfg.Tags[v1.TagSandbox] != box {
 		t := maps.Clone(n.cfg.Tags)
 		t[v1.TagIsolation] = iso
 		t[v1.TagSandbox] = box
 		n.cfg.Tags = t
 	}
-}
-
-// isolationFor is the best isolation a nexlet of type typ offers here. Caller holds n.mu.
-func (n *Node) isolationFor(typ string) string {
-	for _, e := range n.nexlets {
-		if e.reg.RegisterType == typ && e.reg.Isolation == v1.IsolationUID {
-			return v1.IsolationUID
-		}
-	}
-	return v1.IsolationNone
 }
 
 // requiresIsolation says whether this node runs ns's workloads only isolated.
@@ -246,19 +221,18 @@ type Node struct {
 
 	mu            sync.Mutex
 	state         string
-	nexlets       map[string]*nexletEntry
+	nexlets       *registry.Registry // the registry room: its own lock
 	bids          map[string]*bid
-	idx           *workloadIndex       // the index room: its own lock
-	news          map[string]news      // heartbeat news not recorded yet, by workload ID
-	recording     bool                 // a worker records the news
-	members       *members.Members     // the members room: its own lock
-	draining      sync.Map             // workload ID -> struct{}: moving to another node in a drain
-	stoppingMoved sync.Map             // workload ID -> struct{}: stopMoved is stopping this node's copy
-	reconciling   sync.Map             // nexlet ID -> struct{}: reconcileLater is trying again
-	ownStops      sync.Map             // workload ID -> struct{}: this node is stopping it
-	failedNexlets sync.Map             // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
-	coord         *cluster.Coordinator // the cluster room (nil: the records are this node's own)
-	regWaiters    []chan struct{}
+	idx           *workloadIndex         // the index room: its own lock
+	news          map[string]news        // heartbeat news not recorded yet, by workload ID
+	recording     bool                   // a worker records the news
+	members       *members.Members       // the members room: its own lock
+	draining      sync.Map               // workload ID -> struct{}: moving to another node in a drain
+	stoppingMoved sync.Map               // workload ID -> struct{}: stopMoved is stopping this node's copy
+	reconciling   sync.Map               // nexlet ID -> struct{}: reconcileLater is trying again
+	ownStops      sync.Map               // workload ID -> struct{}: this node is stopping it
+	failedNexlets sync.Map               // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
+	coord         *cluster.Coordinator   // the cluster room (nil: the records are this node's own)
 	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
 	metrics       metrics
 	xkey          nkeys.KeyPair // seals credentials for nexlets
@@ -266,14 +240,6 @@ type Node struct {
 	secretStore   *secretStore  // nil without a secrets key
 	deadline      time.Time     // when lameduck stops the workloads
 	drained       chan struct{} // closed when lameduck has stopped everything
-}
-
-type nexletEntry struct {
-	reg           v1.RegisterRequest
-	ready         bool // its workloads are indexed: it may be listed and bid
-	lastHeartbeat time.Time
-	lostReported  bool
-	stats         nexletStats
 }
 
 type bid struct {
@@ -306,7 +272,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: map[string]*nexletEntry{}, bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
+		nexlets: registry.New(cfg.HeartbeatInterval), bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
 		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}
@@ -473,8 +439,9 @@ func (n *Node) catchUp() {
 		n.rewatch(cs)
 		n.mu.Lock()
 		var ids []string
-		for id, e := range n.nexlets {
-			if e.ready {
+		for _, e := range n.nexlets.All(time.Now()) {
+			id := e.Reg.NexletID
+			if e.Ready {
 				ids = append(ids, id)
 			}
 		}
@@ -521,39 +488,19 @@ func (n *Node) expireFinished() {
 // sweep drops expired bids, tombstones and silent peers, and reports lost nexlets.
 func (n *Node) sweep() {
 	now := time.Now()
-	var lost []string
 	n.mu.Lock()
 	for id, b := range n.bids {
 		if !b.used && now.After(b.ExpiresAt) {
 			delete(n.bids, id)
 		}
 	}
-	n.idx.expireTombstones(now, n.cfg.TombstoneTTL)
-	for id, e := range n.nexlets {
-		if n.health(e, now) == v1.HealthLost && !e.lostReported {
-			e.lostReported = true
-			lost = append(lost, id)
-		}
-	}
 	n.mu.Unlock()
+	n.idx.expireTombstones(now, n.cfg.TombstoneTTL)
 	n.members.Expire(now)
-	for _, id := range lost {
+	for _, id := range n.nexlets.NewlyLost(now) {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
 		n.nodeEvent(v1.EventLost, id)
 	}
-}
-
-func (n *Node) health(e *nexletEntry, now time.Time) string {
-	age := now.Sub(e.lastHeartbeat)
-	switch {
-	case !e.ready && age <= 6*n.cfg.HeartbeatInterval:
-		return v1.HealthRegistering
-	case age <= 3*n.cfg.HeartbeatInterval:
-		return v1.HealthHealthy
-	case age <= 6*n.cfg.HeartbeatInterval:
-		return v1.HealthDegraded
-	}
-	return v1.HealthLost
 }
 
 func (n *Node) nodeEvent(typ, nexletID string) {
@@ -583,23 +530,10 @@ func (n *Node) publishNodeEvent(ev v1.Event) {
 
 // WaitForNexlet blocks until a nexlet of registerType is registered, or ctx ends.
 func (n *Node) WaitForNexlet(ctx context.Context, registerType string) error {
-	for {
-		n.mu.Lock()
-		for _, e := range n.nexlets {
-			if e.reg.RegisterType == registerType && e.ready {
-				n.mu.Unlock()
-				return nil
-			}
-		}
-		ch := make(chan struct{})
-		n.regWaiters = append(n.regWaiters, ch)
-		n.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: type %s: %v", ErrNexletNotReady, registerType, ctx.Err())
-		case <-ch:
-		}
+	if err := n.nexlets.Wait(ctx, registerType); err != nil {
+		return fmt.Errorf("%w: type %s: %v", ErrNexletNotReady, registerType, err)
 	}
+	return nil
 }
 
 // Info describes the node; full includes each nexlet's schema.
@@ -618,8 +552,8 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	}
 	info.Coordinator = n.IsCoordinator()
 	counts := n.idx.nexletCounts()
-	for _, e := range n.nexlets {
-		ni := v1.NexletInfo{RegisterRequest: e.reg, Workloads: counts[e.reg.NexletID], Health: n.health(e, now), LastHeartbeat: e.lastHeartbeat.UTC()}
+	for _, e := range n.nexlets.All(now) {
+		ni := v1.NexletInfo{RegisterRequest: e.Reg, Workloads: counts[e.Reg.NexletID], Health: e.Health, LastHeartbeat: e.LastHeartbeat.UTC()}
 		if !full {
 			ni.StartRequestSchema = nil
 		}
@@ -634,21 +568,19 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 // registration names is signalled only when that process is the nexlet nexd started,
 // running exe (proc.IsNexlet): a registration is a message, not proof.
 func (n *Node) StopLocalNexlet(id, exe string, timeout time.Duration) {
-	n.mu.Lock()
-	e, ok := n.nexlets[id]
-	n.mu.Unlock()
-	if !ok || e.reg.PID <= 0 || e.reg.HostID != n.cfg.HostID {
+	e, ok := n.nexlets.Get(id, time.Now())
+	if !ok || e.Reg.PID <= 0 || e.Reg.HostID != n.cfg.HostID {
 		return
 	}
-	if !proc.IsNexlet(e.reg.PID, n.cfg.NodeID, id, exe) {
-		n.log.Warn("a registered nexlet names a process that is not it; not signalled", zap.String("nexlet_id", id), zap.Int("pid", e.reg.PID))
+	if !proc.IsNexlet(e.Reg.PID, n.cfg.NodeID, id, exe) {
+		n.log.Warn("a registered nexlet names a process that is not it; not signalled", zap.String("nexlet_id", id), zap.Int("pid", e.Reg.PID))
 		return
 	}
-	if err := syscall.Kill(e.reg.PID, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(e.Reg.PID, syscall.SIGTERM); err != nil {
 		return
 	}
 	deadline := time.Now().Add(timeout)
-	for syscall.Kill(e.reg.PID, 0) == nil && time.Now().Before(deadline) {
+	for syscall.Kill(e.Reg.PID, 0) == nil && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -685,9 +617,9 @@ func (n *Node) announce(leaving bool) { n.announceAs(v1.Announce{Leaving: leavin
 func (n *Node) announceAs(a v1.Announce) {
 	a.NodeID, a.Name = n.cfg.NodeID, n.cfg.Name
 	n.mu.Lock()
-	for _, e := range n.nexlets {
-		if e.reg.XKey != "" {
-			a.XKeys = append(a.XKeys, e.reg.XKey)
+	for _, e := range n.nexlets.All(time.Now()) {
+		if e.Reg.XKey != "" {
+			a.XKeys = append(a.XKeys, e.Reg.XKey)
 		}
 	}
 	n.mu.Unlock()

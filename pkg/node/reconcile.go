@@ -128,10 +128,7 @@ func (n *Node) reconcileLater(nexletID string) {
 		defer n.reconciling.Delete(nexletID)
 		backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
 		for backoff.Wait(n.ctx, 0) {
-			n.mu.Lock()
-			_, registered := n.nexlets[nexletID]
-			n.mu.Unlock()
-			if !registered {
+			if !n.nexlets.Has(nexletID) {
 				return // gone: its next registration reconciles it
 			}
 			if n.tryReconcile(nexletID) {

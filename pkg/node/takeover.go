@@ -227,13 +227,11 @@ func (n *Node) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
 	if n.secretStore == nil {
 		return nil, v1.Errorf(v1.CodeUnavailable, "node %s has no --secrets-key: it cannot open the workload's environment", n.cfg.NodeID)
 	}
-	n.mu.Lock()
-	e, ok := n.nexlets[nexletID]
-	n.mu.Unlock()
+	e, ok := n.nexlets.Get(nexletID, time.Now())
 	if !ok {
 		return nil, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
 	}
-	out, err := seal.Reseal(escrow, n.secretStore.key, e.reg.XKey)
+	out, err := seal.Reseal(escrow, n.secretStore.key, e.Reg.XKey)
 	if err != nil {
 		return nil, v1.Errorf(v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/records"
+	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -168,12 +169,10 @@ func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (
 		// the workload runs all the same: its output is live only until the streams exist
 		n.log.Warn("no history for this namespace: its output and events are not kept", zap.String("namespace", rec.Definition.Namespace), zap.Error(err))
 	}
-	n.mu.Lock()
 	var nexletXKey string
-	if e, ok := n.nexlets[rec.NexletID]; ok {
-		nexletXKey = e.reg.XKey
+	if e, ok := n.nexlets.Get(rec.NexletID, time.Now()); ok {
+		nexletXKey = e.Reg.XKey
 	}
-	n.mu.Unlock()
 	sr, err := n.resolveSecrets(ctx, rec.Definition.Namespace, rec.Definition.StartRequest, nexletXKey)
 	if err != nil {
 		return v1.WorkloadInfo{}, err
@@ -206,13 +205,11 @@ func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 	if err != nil {
 		return v1.Errorf(v1.CodeInternal, "format workload credentials: %v", err)
 	}
-	n.mu.Lock()
-	e, ok := n.nexlets[nexletID]
-	n.mu.Unlock()
-	if !ok || e.reg.XKey == "" {
+	e, ok := n.nexlets.Get(nexletID, time.Now())
+	if !ok || e.Reg.XKey == "" {
 		return v1.Errorf(v1.CodeUnavailable, "nexlet %s has no xkey to seal credentials for", nexletID)
 	}
-	sealed, err := n.xkey.Seal(file, e.reg.XKey)
+	sealed, err := n.xkey.Seal(file, e.Reg.XKey)
 	if err != nil {
 		return v1.Errorf(v1.CodeInternal, "seal workload credentials: %v", err)
 	}
@@ -499,8 +496,8 @@ func (n *Node) handleExec(ctx context.Context, r *svc.Request, req *v1.ExecReque
 func (n *Node) knownXKey(key string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, e := range n.nexlets {
-		if e.reg.XKey == key {
+	for _, e := range n.nexlets.All(time.Now()) {
+		if e.Reg.XKey == key {
 			return true
 		}
 	}
@@ -541,23 +538,17 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 		return v1.RegisterReply{}, v1.Errorf(v1.CodeForbidden,
 			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-nexlets to accept it", req.NexletID, req.HostID)
 	}
-	entry := &nexletEntry{reg: *req, lastHeartbeat: time.Now()}
 	n.failedNexlets.Delete(req.NexletID)
+	registration := n.nexlets.Register(*req, time.Now())
 	n.mu.Lock()
-	n.nexlets[req.NexletID] = entry
 	n.refreshIsolation()
 	n.mu.Unlock()
 	// Index its workloads before it is listed or bids, so what a client sees it can stop.
 	n.reconcile(req.NexletID)
+	n.nexlets.Ready(req.NexletID, registration)
 	n.mu.Lock()
-	entry.ready = true
 	n.refreshCgroups()
-	waiters := n.regWaiters
-	n.regWaiters = nil
 	n.mu.Unlock()
-	for _, ch := range waiters {
-		close(ch)
-	}
 	go n.announce(false) // the cluster learns its key now (a clone may be resealed for it)
 	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version), zap.String("isolation", cmp.Or(req.Isolation, v1.IsolationNone)))
 	if req.Isolation != v1.IsolationUID {
@@ -574,15 +565,9 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 
 func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartbeat) (struct{}, error) {
 	id := r.ID
-	n.mu.Lock()
-	e, ok := n.nexlets[id]
-	if !ok {
-		n.mu.Unlock()
+	if !n.nexlets.Heartbeat(id, time.Now(), registry.Stats{States: req.States, Restarts: req.Restarts, Counters: req.Stats}) {
 		return struct{}{}, v1.NotFound("nexlet %s is not registered with node %s", id, n.cfg.NodeID)
 	}
-	e.lastHeartbeat = time.Now()
-	e.lostReported = false
-	e.stats = nexletStats{states: req.States, restarts: req.Restarts, stats: req.Stats}
 	var finished, recounted []string
 	for _, wid := range req.Finished {
 		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning {
@@ -594,7 +579,6 @@ func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartb
 			recounted = append(recounted, wid)
 		}
 	}
-	n.mu.Unlock()
 	if len(finished)+len(recounted) > 0 {
 		n.queueNews(id, finished, recounted, req)
 	}
