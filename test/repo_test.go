@@ -149,6 +149,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"pkg/node/cluster", "pkg/node"},
 		{"pkg/node/members", "pkg/node"},
 		{"pkg/node/registry", "pkg/node"},
+		{"pkg/node/index", "pkg/node"},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-deps", "../"+r.pkg).Output()

@@ -72,7 +72,7 @@ func machineMemory() v1.ByteSize {
 }
 
 // usage is what the node's running workloads asked for, and how many run.
-func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) { return n.idx.usage() }
+func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) { return n.idx.Usage() }
 
 // promised is what the node's outstanding bids asked for: a bid reserves its room until
 // it is used (and its workload indexed) or expires, so two auctions at once cannot both

@@ -142,7 +142,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	if n.requiresIsolation(r.Namespace) {
 		isolation = v1.IsolationUID
 	}
-	counts := n.idx.nexletCounts()
+	counts := n.idx.NexletCounts()
 	nexlets := n.nexlets.All(now)
 	candidates := placement.Candidates(nexlets, req, isolation, counts)
 	if len(candidates) == 0 {
@@ -227,9 +227,9 @@ func (n *Node) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bo
 	}
 	if len(req.Ports) > 0 {
 		exposed := make(map[int]string)
-		for _, w := range n.idx.all(nil) {
-			for _, p := range w.ports {
-				exposed[p] = w.rec.Definition.Name
+		for _, w := range n.idx.All(nil) {
+			for _, p := range w.Ports {
+				exposed[p] = w.Rec.Definition.Name
 			}
 		}
 		if why := placement.PortTaken(req.Ports, exposed, inUse); why != "" {
@@ -484,12 +484,12 @@ func itemID(item json.RawMessage) string {
 // listed: a finished one as it ended, any other with state unknown.
 func (n *Node) fromRecords(ns string, req *v1.ListRequest, listed map[string]bool) []v1.WorkloadInfo {
 	var out []v1.WorkloadInfo
-	for _, w := range n.idx.all(nil) {
-		d := w.rec.Definition
-		if listed[w.rec.WorkloadID] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.rec.Desired == DesiredStopping {
+	for _, w := range n.idx.All(nil) {
+		d := w.Rec.Definition
+		if listed[w.Rec.WorkloadID] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.Rec.Desired == DesiredStopping {
 			continue
 		}
-		out = append(out, n.recordInfo(w.rec, req.NoMetadata))
+		out = append(out, n.recordInfo(w.Rec, req.NoMetadata))
 	}
 	return out
 }

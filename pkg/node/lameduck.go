@@ -88,7 +88,7 @@ func (n *Node) drain(until time.Time, pick func(Record) bool) {
 	if !ok {
 		return
 	}
-	recs := n.idx.records(func(rec Record) bool { return rec.Desired == DesiredRunning && pick(rec) })
+	recs := n.idx.Records(func(rec Record) bool { return rec.Desired == DesiredRunning && pick(rec) })
 	moved := 0
 	for _, rec := range recs {
 		ctx, cancel := context.WithDeadline(n.ctx, until)
@@ -147,7 +147,7 @@ func (n *Node) unplaced(rec Record, why string) {
 // JetStream had no quorum).
 func (n *Node) stopAll() {
 	_, shared := n.cfg.Store.(ClusterStore)
-	recs := n.idx.records(nil)
+	recs := n.idx.Records(nil)
 	var wg sync.WaitGroup
 	kept := 0
 	for _, rec := range recs {

@@ -85,7 +85,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	nexlets := n.nexlets.All(now)
 	n.mu.Lock()
 	lameduck := n.state == v1.NodeLameduck
-	desired := n.idx.len()
+	desired := n.idx.Len()
 	n.mu.Unlock()
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
 	m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {

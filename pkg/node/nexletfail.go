@@ -43,7 +43,7 @@ func (n *Node) NexletFailed(nexletID string) {
 // handOff moves every running workload of nexlet nexletID to another node and returns
 // how many could not be moved yet.
 func (n *Node) handOff(cs ClusterStore, nexletID string) (left int) {
-	recs := n.idx.records(func(rec Record) bool { return rec.NexletID == nexletID && rec.Desired == DesiredRunning })
+	recs := n.idx.Records(func(rec Record) bool { return rec.NexletID == nexletID && rec.Desired == DesiredRunning })
 	for _, rec := range recs {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, rec.WorkloadID); err == nil {

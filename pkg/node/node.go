@@ -29,6 +29,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node/cluster"
+	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
@@ -223,7 +224,7 @@ type Node struct {
 	state         string
 	nexlets       *registry.Registry // the registry room: its own lock
 	bids          map[string]*bid
-	idx           *workloadIndex         // the index room: its own lock
+	idx           *index.Index           // the index room: its own lock
 	news          map[string]news        // heartbeat news not recorded yet, by workload ID
 	recording     bool                   // a worker records the news
 	members       *members.Members       // the members room: its own lock
@@ -272,7 +273,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: registry.New(cfg.HeartbeatInterval), bids: map[string]*bid{}, idx: newWorkloadIndex(), news: map[string]news{},
+		nexlets: registry.New(cfg.HeartbeatInterval), bids: map[string]*bid{}, idx: index.New(), news: map[string]news{},
 		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}
@@ -463,7 +464,7 @@ func (n *Node) expireFinished() {
 		return
 	}
 	cutoff := time.Now().Add(-n.cfg.FinishedRetention)
-	old := n.idx.records(func(rec Record) bool {
+	old := n.idx.Records(func(rec Record) bool {
 		return rec.Desired == DesiredFinished && !rec.FinishedAt.IsZero() && rec.FinishedAt.Before(cutoff)
 	})
 	if len(old) == 0 {
@@ -495,7 +496,7 @@ func (n *Node) sweep() {
 		}
 	}
 	n.mu.Unlock()
-	n.idx.expireTombstones(now, n.cfg.TombstoneTTL)
+	n.idx.ExpireTombstones(now, n.cfg.TombstoneTTL)
 	n.members.Expire(now)
 	for _, id := range n.nexlets.NewlyLost(now) {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
@@ -544,14 +545,14 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 	info := v1.NodeInfo{
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
-		State: n.state, Tags: n.cfg.Tags, Workloads: n.idx.len(), Nexlets: []v1.NexletInfo{},
+		State: n.state, Tags: n.cfg.Tags, Workloads: n.idx.Len(), Nexlets: []v1.NexletInfo{},
 		Capacity: n.capacity(),
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
 	}
 	info.Coordinator = n.IsCoordinator()
-	counts := n.idx.nexletCounts()
+	counts := n.idx.NexletCounts()
 	for _, e := range n.nexlets.All(now) {
 		ni := v1.NexletInfo{RegisterRequest: e.Reg, Workloads: counts[e.Reg.NexletID], Health: e.Health, LastHeartbeat: e.LastHeartbeat.UTC()}
 		if !full {

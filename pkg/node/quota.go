@@ -5,6 +5,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/records"
 )
 
@@ -59,10 +60,10 @@ func (n *Node) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage,
 	counts := func(rec *Record) bool {
 		return rec.Definition.Namespace == ns && !seen[rec.WorkloadID] && (rec.Desired == DesiredRunning || rec.Desired == DesiredStopping)
 	}
-	for _, w := range n.idx.all(nil) {
-		if counts(&w.rec) {
-			seen[w.rec.WorkloadID] = true
-			u.Add(w.res) // parsed when it was indexed
+	for _, w := range n.idx.All(nil) {
+		if counts(&w.Rec) {
+			seen[w.Rec.WorkloadID] = true
+			u.Add(w.Res) // parsed when it was indexed
 		}
 	}
 	if cs, ok := n.cfg.Store.(ClusterStore); ok {
@@ -94,13 +95,13 @@ func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.U
 	if !all {
 		reply.Namespaces[r.Namespace] = v1.NamespaceUsage{}
 	}
-	for _, w := range n.idx.all(workloadRecord.running) {
-		ns := w.rec.Definition.Namespace
+	for _, w := range n.idx.All(index.Entry.Running) {
+		ns := w.Rec.Definition.Namespace
 		if !all && ns != r.Namespace {
 			continue
 		}
 		u := reply.Namespaces[ns]
-		u.Add(w.res)
+		u.Add(w.Res)
 		reply.Namespaces[ns] = u
 	}
 	if all {

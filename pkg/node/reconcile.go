@@ -94,7 +94,7 @@ func (n *Node) restartMissed(nexletID string, pruned []string, log *zap.Logger) 
 	defer cancel()
 	var missed []Record
 	for _, wid := range pruned {
-		if _, inFlight := n.deploying.Load(wid); n.idx.has(wid) || inFlight {
+		if _, inFlight := n.deploying.Load(wid); n.idx.Has(wid) || inFlight {
 			continue
 		}
 		rec, err := n.cfg.Store.Get(ctx, wid)
@@ -338,7 +338,7 @@ var renewPolicy = retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisec
 // renewCreds re-mints the credentials of every workload that should be running and hands
 // them to its nexlet. Stopped workloads have no record, so theirs run out.
 func (n *Node) renewCreds() {
-	recs := n.idx.records(func(rec Record) bool { return rec.Desired == DesiredRunning })
+	recs := n.idx.Records(func(rec Record) bool { return rec.Desired == DesiredRunning })
 	for _, rec := range recs {
 		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
 		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {

@@ -208,7 +208,7 @@ func (n *Node) takeoverSource(ctx context.Context, cs ClusterStore, def v1.Workl
 // node's for minutes). A stale copy is stopped now; the takeover can come again once it
 // is.
 func (n *Node) heldHere(ctx context.Context, cs ClusterStore, wid string) error {
-	if !n.idx.has(wid) {
+	if !n.idx.Has(wid) {
 		return nil
 	}
 	if own, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil && own.Desired == DesiredMoved && own.MovedTo != n.cfg.NodeID {
@@ -330,7 +330,7 @@ func (n *Node) recordRemoved(wid string) {
 	if _, draining := n.draining.Load(wid); draining {
 		return
 	}
-	if w, ok := n.idx.get(wid); !ok || w.rec.Desired != DesiredRunning {
+	if w, ok := n.idx.Get(wid); !ok || w.Rec.Desired != DesiredRunning {
 		return // not here, or this node is stopping it
 	}
 	n.wg.Add(1)
@@ -341,8 +341,8 @@ func (n *Node) recordRemoved(wid string) {
 		if _, err := n.cfg.Store.Get(ctx, wid); !errors.Is(err, ErrNotStored) {
 			return // stored again (or unreadable now: the next write finds out, see updateRecord)
 		}
-		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning {
-			n.leaveMoved(w.rec, unrecorded)
+		if w, ok := n.idx.Get(wid); ok && w.Rec.Desired == DesiredRunning {
+			n.leaveMoved(w.Rec, unrecorded)
 		}
 	}()
 }
@@ -353,8 +353,8 @@ func (n *Node) stopMarked(rec Record) {
 	if _, own := n.ownStops.Load(rec.WorkloadID); own {
 		return // this node's own stop wrote it
 	}
-	w, ok := n.idx.get(rec.WorkloadID)
-	if !ok || w.rec.Desired != DesiredRunning {
+	w, ok := n.idx.Get(rec.WorkloadID)
+	if !ok || w.Rec.Desired != DesiredRunning {
 		return // not here, or stopped already
 	}
 	n.wg.Add(1)
@@ -362,7 +362,7 @@ func (n *Node) stopMarked(rec Record) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{}))
 		defer cancel()
-		rec.NexletID = w.rec.NexletID
+		rec.NexletID = w.Rec.NexletID
 		n.reindex(rec)
 		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 			n.log.Warn("stop a workload whose record says stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
@@ -391,10 +391,10 @@ func (n *Node) stopMoved(rec Record, done string) {
 	if n.awaitMove(rec) {
 		return // the takeover failed half-way: the copy here stays
 	}
-	w, indexed := n.idx.drop(rec.WorkloadID)
+	w, indexed := n.idx.Drop(rec.WorkloadID)
 	nexletID := rec.NexletID
 	if indexed {
-		nexletID = w.rec.NexletID
+		nexletID = w.Rec.NexletID
 	}
 	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletStop, rec.WorkloadID)
 	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}

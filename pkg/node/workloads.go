@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/schema"
@@ -23,11 +24,11 @@ import (
 func (n *Node) index(rec Record) {
 	ports := rec.Definition.Ports()
 	res, _ := rec.Definition.WantedResources() // malformed: the deploy refused it
-	n.idx.put(workloadRecord{rec: rec, ports: ports, res: n.held(res)})
+	n.idx.Put(index.Entry{Rec: rec, Ports: ports, Res: n.held(res)})
 }
 
 // unindex drops a workload from the index.
-func (n *Node) unindex(wid string) { n.idx.drop(wid) }
+func (n *Node) unindex(wid string) { n.idx.Drop(wid) }
 
 // deploy records the desired state while the nexlet starts the workload (in parallel:
 // a crash in between is still covered, since a restarted node adopts what its nexlets
@@ -124,7 +125,7 @@ func (n *Node) claimRequest(ctx context.Context, ns, requestID string, rec Recor
 	}
 	if holder != me {
 		wid, node, _ := strings.Cut(holder, "@")
-		if node != n.cfg.NodeID || n.idx.has(wid) {
+		if node != n.cfg.NodeID || n.idx.Has(wid) {
 			return true, requestConflict(requestID, wid)
 		}
 		if err := n.cfg.Store.Reclaim(ctx, ns, requestID, holder, me); err != nil {
@@ -148,7 +149,7 @@ func requestConflict(requestID, wid string) error {
 
 // byRequestID finds the workload of ns started with requestID on this node.
 func (n *Node) byRequestID(ns, requestID string) (Record, bool) {
-	return n.idx.byRequestID(ns, requestID)
+	return n.idx.ByRequestID(ns, requestID)
 }
 
 // unclaim releases the request ID of a workload that did not start or is gone.
@@ -220,11 +221,11 @@ func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
 // lookup finds a workload of namespace ns on this node. Workloads of other namespaces
 // are invisible (404), except from the system namespace.
 func (n *Node) lookup(ns, wid string) (Record, bool) {
-	w, ok := n.idx.get(wid)
-	if !ok || (ns != v1.SystemNamespace && w.rec.Definition.Namespace != ns) {
+	w, ok := n.idx.Get(wid)
+	if !ok || (ns != v1.SystemNamespace && w.Rec.Definition.Namespace != ns) {
 		return Record{}, false
 	}
-	return w.rec, true
+	return w.Rec, true
 }
 
 // notHere is the 404 of a workload this node does not have. With a store the cluster
@@ -286,9 +287,9 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 	ns, wid := r.Namespace, r.ID
 	rec, ok := n.lookup(ns, wid)
 	if !ok {
-		t, dead := n.idx.tombstone(wid)
-		if dead && (ns == v1.SystemNamespace || t.info.Namespace == ns) {
-			return t.info, nil
+		t, dead := n.idx.Tombstone(wid)
+		if dead && (ns == v1.SystemNamespace || t.Info.Namespace == ns) {
+			return t.Info, nil
 		}
 		return v1.WorkloadInfo{}, n.notHere(ns, wid)
 	}
@@ -375,11 +376,11 @@ func (n *Node) setDesired(ctx context.Context, wid, desired string) (Record, err
 // on a conflict it re-reads the stored record and applies change to it once more. It
 // indexes the new value. Records are values: what others hold stays as they read it.
 func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record)) (Record, error) {
-	w, ok := n.idx.get(wid)
+	w, ok := n.idx.Get(wid)
 	if !ok {
 		return Record{}, v1.NotFound("workload %s is not indexed on node %s", wid, n.cfg.NodeID)
 	}
-	updated := w.rec
+	updated := w.Rec
 	change(&updated)
 	updated.UpdatedAt = time.Now().UTC()
 	err := n.cfg.Store.Put(ctx, &updated)
@@ -391,7 +392,7 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 				// removed by another node (it moved, and its moved mark is gone): nothing
 				// holds it any more, and a copy left here would run twice (a chaos run:
 				// a node updated such a record every 2 s for minutes, its copy running)
-				n.leaveMoved(w.rec, unrecorded)
+				n.leaveMoved(w.Rec, unrecorded)
 				return Record{}, v1.Errorf(v1.CodeUnavailable, "workload %s is no longer recorded on node %s (another node took it over, or it was stopped elsewhere): its copy here is stopped; try again", wid, n.cfg.NodeID)
 			}
 			return Record{}, err
@@ -420,8 +421,8 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 // the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
 // and stopped in the background as watchMoves would.
 func (n *Node) leaveMoved(rec Record, why string) {
-	if w, ok := n.idx.drop(rec.WorkloadID); ok {
-		rec.NexletID = w.rec.NexletID
+	if w, ok := n.idx.Drop(rec.WorkloadID); ok {
+		rec.NexletID = w.Rec.NexletID
 	}
 	n.wg.Add(1)
 	go func() {
@@ -432,7 +433,7 @@ func (n *Node) leaveMoved(rec Record, why string) {
 
 // reindex replaces the indexed value of a record that is still indexed, unless the index
 // already holds a newer revision (two writers finishing out of order).
-func (n *Node) reindex(rec Record) { n.idx.update(rec) }
+func (n *Node) reindex(rec Record) { n.idx.Update(rec) }
 
 func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 	wid := rec.WorkloadID
@@ -445,7 +446,7 @@ func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
 	n.unclaim(rec)
-	n.idx.bury(wid, info)
+	n.idx.Bury(wid, info)
 }
 
 func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any, error) {
@@ -570,12 +571,12 @@ func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartb
 	}
 	var finished, recounted []string
 	for _, wid := range req.Finished {
-		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning {
+		if w, ok := n.idx.Get(wid); ok && w.Rec.Desired == DesiredRunning {
 			finished = append(finished, wid)
 		}
 	}
 	for wid, count := range req.RestartCounts {
-		if w, ok := n.idx.get(wid); ok && w.rec.Desired == DesiredRunning && w.rec.Restarts != count {
+		if w, ok := n.idx.Get(wid); ok && w.Rec.Desired == DesiredRunning && w.Rec.Restarts != count {
 			recounted = append(recounted, wid)
 		}
 	}
