@@ -150,6 +150,8 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"pkg/node/members", "pkg/node"},
 		{"pkg/node/registry", "pkg/node"},
 		{"pkg/node/index", "pkg/node"},
+		{"pkg/node/history", "pkg/node"},
+		{"pkg/node/secrets", "pkg/node"},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-deps", "../"+r.pkg).Output()

@@ -28,7 +28,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/creds"
-	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
 	"github.com/nexrun/nex/pkg/runtime/native"
 )
 
@@ -655,7 +655,7 @@ func TestTenantFloodKeepsOthersHistory(t *testing.T) {
 	}
 	defer tenant.Close()
 	tjs, _ := jetstream.New(tenant)
-	for _, st := range []string{v1.LogsStream("b"), v1.EventsStream("b"), node.LegacyLogsStream} {
+	for _, st := range []string{v1.LogsStream("b"), v1.EventsStream("b"), history.LegacyLogsStream} {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := tjs.Stream(sctx, st)
 		cancel()

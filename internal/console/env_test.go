@@ -22,6 +22,7 @@ import (
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
 )
 
 // env is a real cluster of one: an in-process nats-server, a node with a memory nexlet,
@@ -51,7 +52,7 @@ func newEnv(t testing.TB, namespace string) *env {
 	e.nodeID, _ = kp.PublicKey()
 	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer hcancel()
-	hist, err := node.OpenHistory(hctx, e.nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 8 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 8 << 20})
+	hist, err := history.Open(hctx, e.nc, history.Config{LogsMaxAge: time.Hour, LogsMaxBytes: 8 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,8 @@ import (
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/natsconn/embedded"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
+	"github.com/nexrun/nex/pkg/node/secrets"
 )
 
 // daemon is one run of nexd: what Run's steps set up, for the steps after them.
@@ -244,7 +246,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var history *node.History
+	var history *history.History
 	if o.LogsHistory {
 		if history, err = d.openHistory(ctx); err != nil {
 			return err
@@ -426,15 +428,15 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 // openHistory removes the legacy shared history streams and makes the system
 // namespace's, waiting while JetStream is not ready; without JetStream the node runs
 // without history (nil). Each namespace's streams are made when its first workload starts.
-func (d *daemon) openHistory(ctx context.Context) (*node.History, error) {
+func (d *daemon) openHistory(ctx context.Context) (*history.History, error) {
 	o := d.o
-	cfg := node.HistoryConfig{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, EventsMaxByte: o.EventsMaxBytes, Replicas: o.StateReplicas,
+	cfg := history.Config{LogsMaxAge: o.LogsMaxAge, LogsMaxBytes: o.LogsMaxBytes, EventsMaxAge: o.EventsMaxAge, EventsMaxByte: o.EventsMaxBytes, Replicas: o.StateReplicas,
 		Changed: func(stream, what string) {
 			d.log.Info("history stream changed to this node's flags (give every node the same)", zap.String("stream", stream), zap.String("changed", what))
 		}}
-	var h *node.History
+	var h *history.History
 	err := d.waitFor(ctx, "JetStream streams "+v1.LogsStream(v1.SystemNamespace)+" and "+v1.EventsStream(v1.SystemNamespace), node.JetStreamPermanent, func(actx context.Context) (err error) {
-		h, err = node.OpenHistory(actx, d.nc, cfg)
+		h, err = history.Open(actx, d.nc, cfg)
 		return err
 	})
 	if errors.Is(err, node.ErrNoJetStream) {
@@ -453,7 +455,7 @@ func (d *daemon) openSecrets(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.SecretsBucket, max(d.o.StateReplicas, 1))
 	err := d.waitFor(ctx, what, node.JetStreamPermanent, func(actx context.Context) (err error) {
-		kv, err = node.OpenSecretsBucket(actx, d.nc, d.o.StateReplicas)
+		kv, err = secrets.OpenBucket(actx, d.nc, d.o.StateReplicas)
 		return err
 	})
 	return kv, err

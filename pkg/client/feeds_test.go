@@ -13,7 +13,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexlet"
-	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
 )
 
 // Lines written by a nexlet come back from the history line for line: in order, by
@@ -22,7 +22,7 @@ func TestLogsHistoryRoundTrip(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	if h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
+	if h, err := history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
 		t.Fatal(err)
 	}
 	feed := nexlet.NewFeed(nc, "NODE")
@@ -123,7 +123,7 @@ func TestFeedReadsLeaveNoGoroutine(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	if h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
+	if h, err := history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour}); err != nil || h.Ensure(ctx, "default") != nil {
 		t.Fatal(err)
 	}
 	out := nexlet.NewFeed(nc, "NODE").LineWriter("default", "w1", "stdout")

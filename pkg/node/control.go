@@ -108,7 +108,7 @@ func (n *Node) addService() error {
 		{Name: "HEARTBEAT", Subject: v1.HeartbeatSubject(n.cfg.NodeID, "*"), Tokens: svc.LastToken("nexlet ID"),
 			Handler: svc.Handle(n.handleHeartbeat), Concurrent: handlerConcurrency},
 	}
-	eps = append(eps, n.secretEndpoints()...)
+	eps = append(eps, n.secretStore.Endpoints()...)
 	for _, e := range eps {
 		if err := srv.Add(e); err != nil {
 			srv.Stop(context.Background())

@@ -17,6 +17,7 @@ import (
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
 )
 
 // memNexlet is an in-memory nexlet that a test can "crash" and bring back.
@@ -153,7 +154,7 @@ func TestKVStoreNeedsJetStream(t *testing.T) {
 		t.Fatalf("want ErrNoJetStream, got %v", err)
 	}
 	// the history says so at once too (it waited 5 minutes on "no responders", then nexd exited)
-	if _, err := node.OpenHistory(ctx, nc, node.HistoryConfig{}); !errors.Is(err, node.ErrNoJetStream) {
+	if _, err := history.Open(ctx, nc, history.Config{}); !errors.Is(err, node.ErrNoJetStream) {
 		t.Fatalf("history without JetStream: want ErrNoJetStream, got %v", err)
 	}
 }

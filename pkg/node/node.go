@@ -29,10 +29,12 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node/cluster"
+	"github.com/nexrun/nex/pkg/node/history"
 	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/node/secrets"
 )
 
 // Config describes a node.
@@ -85,7 +87,7 @@ type Config struct {
 	NexletConn *nats.Conn
 	// History makes each namespace's history streams before its first workload starts
 	// (nil: no history is kept).
-	History *History
+	History *history.History
 	// NodeLossWindow is how long a node may go unheard (no announcement) before the
 	// cluster's coordinator takes its workloads over; it is also the coordinator lease's
 	// period. Only with a ClusterStore; 0: 10 s.
@@ -238,9 +240,9 @@ type Node struct {
 	metrics       metrics
 	xkey          nkeys.KeyPair // seals credentials for nexlets
 	xkeyPub       string
-	secretStore   *secretStore  // nil without a secrets key
-	deadline      time.Time     // when lameduck stops the workloads
-	drained       chan struct{} // closed when lameduck has stopped everything
+	secretStore   *secrets.Store // the secrets room (nil without a secrets key)
+	deadline      time.Time      // when lameduck stops the workloads
+	drained       chan struct{}  // closed when lameduck has stopped everything
 }
 
 type bid struct {
@@ -262,13 +264,9 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("create node xkey: %w", err)
 	}
 	xkeyPub, _ := xkey.PublicKey()
-	var ss *secretStore
-	if cfg.SecretsKey != nil {
-		ss = &secretStore{key: cfg.SecretsKey, kv: cfg.SecretsBucket}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		xkey: xkey, xkeyPub: xkeyPub, secretStore: ss,
+		xkey: xkey, xkeyPub: xkeyPub, secretStore: secrets.New(cfg.SecretsKey, cfg.SecretsBucket, nc, xkey),
 		ctx: ctx, cancel: cancel,
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
@@ -549,7 +547,7 @@ func (n *Node) Info(full bool) v1.NodeInfo {
 		Capacity: n.capacity(),
 	}
 	if n.secretStore != nil {
-		info.SecretsXKey, _ = n.secretStore.key.PublicKey()
+		info.SecretsXKey, _ = n.secretStore.Key().PublicKey()
 	}
 	info.Coordinator = n.IsCoordinator()
 	counts := n.idx.NexletCounts()

@@ -231,7 +231,7 @@ func (n *Node) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
 	if !ok {
 		return nil, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
 	}
-	out, err := seal.Reseal(escrow, n.secretStore.key, e.Reg.XKey)
+	out, err := seal.Reseal(escrow, n.secretStore.Key(), e.Reg.XKey)
 	if err != nil {
 		return nil, v1.Errorf(v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
 	}
@@ -245,7 +245,7 @@ func (n *Node) escrow(ctx context.Context, rec Record) {
 	if n.secretStore == nil || !strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
 		return
 	}
-	recipient, err := n.secretStore.key.PublicKey()
+	recipient, err := n.secretStore.Key().PublicKey()
 	if err != nil {
 		return
 	}

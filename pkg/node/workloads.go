@@ -174,7 +174,7 @@ func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (
 	if e, ok := n.nexlets.Get(rec.NexletID, time.Now()); ok {
 		nexletXKey = e.Reg.XKey
 	}
-	sr, err := n.resolveSecrets(ctx, rec.Definition.Namespace, rec.Definition.StartRequest, nexletXKey)
+	sr, err := n.secretStore.Resolve(ctx, rec.Definition.Namespace, rec.Definition.StartRequest, nexletXKey)
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}

@@ -1,4 +1,8 @@
-package node
+// Package secrets is the secrets room of a node: the namespaces' secrets, stored sealed
+// for the cluster's --secrets-key in a bucket the nodes share, the SECRET verbs that keep
+// them, and resolving secret:// references in a start request for the nexlet that runs
+// the workload.
+package secrets
 
 import (
 	"context"
@@ -19,21 +23,37 @@ import (
 	"github.com/nexrun/nex/pkg/seal"
 )
 
-// SecretRef marks an environment value resolved from the namespace's secret store.
-const SecretRef = "secret://"
+// Ref marks an environment value resolved from the namespace's secret store.
+const Ref = "secret://"
 
-type secretStore struct {
-	key nkeys.KeyPair
-	mu  sync.Mutex
-	kv  jetstream.KeyValue // nil until opened
+// Store is the room: the cluster's secrets key and the bucket (opened when first needed
+// if it could not be at start).
+type Store struct {
+	key  nkeys.KeyPair
+	nc   *nats.Conn
+	seal nkeys.KeyPair // seals a resolved secret for a nexlet (the node's own xkey)
+	mu   sync.Mutex
+	kv   jetstream.KeyValue // nil until opened
 }
 
-func (n *Node) secrets(ctx context.Context) (jetstream.KeyValue, error) {
-	s := n.secretStore
+// New returns the store of a node with the cluster's secrets key (nil without one: the
+// node has no store, and refuses secret references); kv may be nil (opened when first
+// needed, through nc). sealer seals a secret for the nexlet that runs its workload.
+func New(key nkeys.KeyPair, kv jetstream.KeyValue, nc *nats.Conn, sealer nkeys.KeyPair) *Store {
+	if key == nil {
+		return nil
+	}
+	return &Store{key: key, kv: kv, nc: nc, seal: sealer}
+}
+
+// Key is the cluster's secrets key.
+func (s *Store) Key() nkeys.KeyPair { return s.key }
+
+func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.kv == nil { // not opened at start: open it now, and again next time if this fails
-		kv, err := OpenSecretsBucket(ctx, n.nc, 1)
+		kv, err := OpenBucket(ctx, s.nc, 1)
 		if err != nil {
 			return nil, v1.Errorf(v1.CodeUnavailable, "secret store (needs JetStream): %v", err)
 		}
@@ -42,18 +62,18 @@ func (n *Node) secrets(ctx context.Context) (jetstream.KeyValue, error) {
 	return s.kv, nil
 }
 
-// OpenSecretsBucket opens (creating when missing) the namespace secrets bucket.
-func OpenSecretsBucket(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.KeyValue, error) {
+// OpenBucket opens (creating when missing) the namespace secrets bucket.
+func OpenBucket(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckJetStream(ctx, js); err != nil {
+	if err := records.CheckJetStream(ctx, js); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SecretsBucket, Description: "nex namespace secrets (sealed)", History: 1, Replicas: max(replicas, 1)})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: records.SecretsBucket, Description: "nex namespace secrets (sealed)", History: 1, Replicas: max(replicas, 1)})
 	if err != nil {
-		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", SecretsBucket, max(replicas, 1), err)
+		return nil, fmt.Errorf("open KV bucket %s (replicas %d): %w", records.SecretsBucket, max(replicas, 1), err)
 	}
 	return kv, nil
 }
@@ -65,47 +85,47 @@ func secretKey(ns, name string) (string, error) {
 	return records.SecretKey(ns, name), nil
 }
 
-// secretTarget reads the namespace and secret name of a request and opens the store.
-func (n *Node) secretTarget(ctx context.Context, r *svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
+// target reads the namespace and secret name of a request and opens the store.
+func (s *Store) target(ctx context.Context, r *svc.Request) (ns, name, key string, kv jetstream.KeyValue, err error) {
 	ns, name = r.Namespace, r.ID
 	if key, err = secretKey(ns, name); err != nil {
 		return
 	}
-	kv, err = n.secrets(ctx)
+	kv, err = s.bucket(ctx)
 	return
 }
 
-// secretEndpoints serve the secret store (none without a secrets key). One node answers
-// each request: the nodes share the bucket.
-func (n *Node) secretEndpoints() []svc.Endpoint {
-	if n.secretStore == nil {
+// Endpoints serve the secret store (none without a secrets key). One node answers each
+// request: the nodes share the bucket.
+func (s *Store) Endpoints() []svc.Endpoint {
+	if s == nil {
 		return nil
 	}
 	ep := func(verb, idName string, h svc.Func) svc.Endpoint {
 		return svc.Endpoint{Name: verb, Subject: v1.ControlWildcard(verb, idName != ""), Tokens: svc.ControlTokens(idName), Handler: h, Concurrent: 16}
 	}
 	return []svc.Endpoint{
-		ep(v1.VerbSecretPut, "secret name", svc.Handle(n.handleSecretPut)),
-		ep(v1.VerbSecretRm, "secret name", svc.Handle(n.handleSecretRm)),
-		ep(v1.VerbSecretList, "", svc.Handle(n.handleSecretList)),
-		ep(v1.VerbSecretKey, "", svc.Handle(n.handleSecretKey)),
+		ep(v1.VerbSecretPut, "secret name", svc.Handle(s.handlePut)),
+		ep(v1.VerbSecretRm, "secret name", svc.Handle(s.handleRm)),
+		ep(v1.VerbSecretList, "", svc.Handle(s.handleList)),
+		ep(v1.VerbSecretKey, "", svc.Handle(s.handleKey)),
 	}
 }
 
-func (n *Node) handleSecretKey(_ context.Context, _ *svc.Request, _ *struct{}) (v1.SecretKeyReply, error) {
-	pub, err := n.secretStore.key.PublicKey()
+func (s *Store) handleKey(_ context.Context, _ *svc.Request, _ *struct{}) (v1.SecretKeyReply, error) {
+	pub, err := s.key.PublicKey()
 	return v1.SecretKeyReply{XKey: pub}, err
 }
 
-func (n *Node) handleSecretPut(ctx context.Context, r *svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
-	ns, name, key, kv, err := n.secretTarget(ctx, r)
+func (s *Store) handlePut(ctx context.Context, r *svc.Request, req *v1.SecretPutRequest) (v1.SecretInfo, error) {
+	ns, name, key, kv, err := s.target(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
 	}
 	if !seal.IsSealed(req.Value) {
 		return v1.SecretInfo{}, v1.BadRequest("secret values travel sealed for the nodes' secrets key; this one is not")
 	}
-	if _, err := seal.Open(n.secretStore.key, req.Value); err != nil {
+	if _, err := seal.Open(s.key, req.Value); err != nil {
 		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed for another key than this node's --secrets-key: %v", name, err)
 	}
 	if len(req.Value) > 64<<10 {
@@ -117,8 +137,8 @@ func (n *Node) handleSecretPut(ctx context.Context, r *svc.Request, req *v1.Secr
 	return v1.SecretInfo{Name: name, Namespace: ns, UpdatedAt: time.Now().UTC()}, nil
 }
 
-func (n *Node) handleSecretRm(ctx context.Context, r *svc.Request, _ *struct{}) (v1.SecretInfo, error) {
-	ns, name, key, kv, err := n.secretTarget(ctx, r)
+func (s *Store) handleRm(ctx context.Context, r *svc.Request, _ *struct{}) (v1.SecretInfo, error) {
+	ns, name, key, kv, err := s.target(ctx, r)
 	if err != nil {
 		return v1.SecretInfo{}, err
 	}
@@ -131,9 +151,9 @@ func (n *Node) handleSecretRm(ctx context.Context, r *svc.Request, _ *struct{}) 
 	return v1.SecretInfo{Name: name, Namespace: ns}, nil
 }
 
-func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
+func (s *Store) handleList(ctx context.Context, r *svc.Request, _ *struct{}) ([]v1.SecretInfo, error) {
 	ns := r.Namespace
-	kv, err := n.secrets(ctx)
+	kv, err := s.bucket(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +172,11 @@ func (n *Node) handleSecretList(ctx context.Context, r *svc.Request, _ *struct{}
 	return out, nil
 }
 
-// resolveSecrets replaces secret://name environment values with the secret, sealed for
-// the nexlet that will run the workload. The stored definition keeps the reference.
-func (n *Node) resolveSecrets(ctx context.Context, ns string, startRequest json.RawMessage, nexletXKey string) (json.RawMessage, error) {
-	if !strings.Contains(string(startRequest), SecretRef) {
+// Resolve replaces secret://name environment values with the secret, sealed for the
+// nexlet that will run the workload (nexletXKey). The stored definition keeps the
+// reference. A node without a store refuses a reference.
+func (s *Store) Resolve(ctx context.Context, ns string, startRequest json.RawMessage, nexletXKey string) (json.RawMessage, error) {
+	if !strings.Contains(string(startRequest), Ref) {
 		return startRequest, nil
 	}
 	var m map[string]json.RawMessage
@@ -168,18 +189,18 @@ func (n *Node) resolveSecrets(ctx context.Context, ns string, startRequest json.
 	}
 	changed := false
 	for k, v := range env {
-		name, ok := strings.CutPrefix(v, SecretRef)
+		name, ok := strings.CutPrefix(v, Ref)
 		if !ok {
 			continue
 		}
-		if n.secretStore == nil {
+		if s == nil {
 			return nil, v1.BadRequest("start_request.environment.%s refers to %s, but this node has no --secrets-key", k, v)
 		}
 		key, err := secretKey(ns, name)
 		if err != nil {
 			return nil, v1.BadRequest("start_request.environment.%s: %v", k, err)
 		}
-		kv, err := n.secrets(ctx)
+		kv, err := s.bucket(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -187,14 +208,14 @@ func (n *Node) resolveSecrets(ctx context.Context, ns string, startRequest json.
 		if err != nil {
 			return nil, v1.BadRequest("start_request.environment.%s: secret %s not found in namespace %s (nex secret put %s ...)", k, name, ns, name)
 		}
-		pt, err := seal.Open(n.secretStore.key, string(e.Value()))
+		pt, err := seal.Open(s.key, string(e.Value()))
 		if err != nil {
 			return nil, v1.Errorf(v1.CodeInternal, "open secret %s: %v", name, err)
 		}
 		if nexletXKey == "" {
 			return nil, v1.Errorf(v1.CodeUnavailable, "the nexlet has no xkey to seal secret %s for", name)
 		}
-		sealed, err := seal.Value(n.xkey, pt, nexletXKey)
+		sealed, err := seal.Value(s.seal, pt, nexletXKey)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,7 @@
-package node
+// Package history is the history room of a node: each namespace's streams of its
+// workloads' output and events, made before the namespace's first workload starts, within
+// the bounds the node was given.
+package history
 
 import (
 	"context"
@@ -54,8 +57,8 @@ func adopt(ctx context.Context, js jetstream.JetStream, want jetstream.StreamCon
 	return strings.Join(what, ", "), err
 }
 
-// HistoryConfig bounds each namespace's history streams.
-type HistoryConfig struct {
+// Config bounds each namespace's history streams.
+type Config struct {
 	LogsMaxAge    time.Duration
 	LogsMaxBytes  int64 // per namespace
 	EventsMaxAge  time.Duration
@@ -69,7 +72,7 @@ type HistoryConfig struct {
 // History keeps the history streams of the namespaces this node runs workloads of.
 type History struct {
 	js  jetstream.JetStream
-	cfg HistoryConfig
+	cfg Config
 
 	mu   sync.Mutex
 	made map[string]time.Time // namespace -> when its streams were made (or last failed)
@@ -80,9 +83,9 @@ type History struct {
 // the next start tries again (a start never waits on history for long).
 const historyRetry = 30 * time.Second
 
-// OpenHistory removes the legacy shared streams and makes the system namespace's
+// Open removes the legacy shared streams and makes the system namespace's
 // (node events), so a node that starts knows at once whether history can be kept.
-func OpenHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) (*History, error) {
+func Open(ctx context.Context, nc *nats.Conn, h Config) (*History, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -90,7 +93,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, h HistoryConfig) (*History,
 	if h.Replicas <= 0 {
 		h.Replicas = 1
 	}
-	if err := CheckJetStream(ctx, js); err != nil { // off: at once, not after waiting on a stream
+	if err := records.CheckJetStream(ctx, js); err != nil { // off: at once, not after waiting on a stream
 		return nil, err
 	}
 	hist := &History{js: js, cfg: h, made: map[string]time.Time{}, errs: map[string]error{}}

@@ -1,4 +1,4 @@
-package node_test
+package history_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/history"
 )
 
 // A changed --logs.max-bytes reaches an existing stream (it was silently ignored), and
@@ -21,12 +21,12 @@ func TestHistoryLimitsFollowTheFlags(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20})
+	h, err := history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20})
 	if err != nil || h.Ensure(ctx, "a") != nil {
 		t.Fatal(err)
 	}
 	var changed []string
-	h, err = node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 2 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
+	h, err = history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, LogsMaxBytes: 2 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
 		Changed: func(stream, what string) { changed = append(changed, stream+": "+what) }})
 	if err != nil {
 		t.Fatal(err)
@@ -58,11 +58,11 @@ func TestHistoryIsBoundedPerNamespace(t *testing.T) {
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
 	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: node.LegacyLogsStream, Subjects: []string{v1.LogHistorySubject("*", "*")}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: history.LegacyLogsStream, Subjects: []string{v1.LogHistorySubject("*", "*")}}); err != nil {
 		t.Fatal(err)
 	}
 	var changed []string
-	h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
+	h, err := history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, LogsMaxBytes: 1 << 20, EventsMaxAge: time.Hour, EventsMaxByte: 1 << 20,
 		Changed: func(stream, what string) { changed = append(changed, stream+": "+what) }})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestHistoryCreateErrorsExplained(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func(logsMax int64) error {
-		h, err := node.OpenHistory(ctx, nc, node.HistoryConfig{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour, LogsMaxBytes: logsMax, EventsMaxByte: 1 << 20})
+		h, err := history.Open(ctx, nc, history.Config{LogsMaxAge: time.Hour, EventsMaxAge: time.Hour, LogsMaxBytes: logsMax, EventsMaxByte: 1 << 20})
 		if err == nil {
 			err = h.Ensure(ctx, "a")
 		}
