@@ -225,7 +225,7 @@ func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, err
 // credentials at a moment of its choosing, in about a millisecond, instead of being cut
 // off by the server when the old ones expire. It returns when ctx ends.
 func reconnectOnRenewal(ctx context.Context, nc *nats.Conn, path string, every time.Duration, log *zap.Logger) {
-	natsconn.WatchFile(ctx, path, every, func() {
+	natsconn.WatchFileNotify(ctx, path, every, func() {
 		log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
 		if err := nc.ForceReconnect(); err != nil {
 			log.Warn("reconnect with renewed credentials", zap.Error(err))

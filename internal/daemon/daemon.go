@@ -246,13 +246,13 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var history *history.History
+	var hist *history.History
 	if o.LogsHistory {
-		if history, err = d.openHistory(ctx); err != nil {
+		if hist, err = d.openHistory(ctx); err != nil {
 			return err
 		}
 	}
-	secrets, err := d.openSecrets(ctx)
+	secretsKV, err := d.openSecrets(ctx)
 	if err != nil {
 		return err
 	}
@@ -265,7 +265,7 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	}
 	n, err := node.New(d.nc, node.Config{
 		NexletConn: d.nxc,
-		SecretsKey: secretsKey, SecretsBucket: secrets, History: history, Quotas: quotas,
+		SecretsKey: secretsKey, SecretsBucket: secretsKV, History: hist, Quotas: quotas,
 		BundleMaxBytes: o.BundlesMaxBytes, BundleReplicas: o.StateReplicas,
 		NodeID: d.nodeID, Name: o.NodeName, Nexus: o.Nexus, Tags: o.Tags,
 		Version: version.Version, Commit: version.Commit, Logger: d.log,

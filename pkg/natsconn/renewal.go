@@ -91,37 +91,64 @@ func (r *Renewal) Follow(ctx context.Context, every time.Duration) {
 	WatchFile(ctx, r.path, every, r.Reconnect)
 }
 
-// WatchFile calls changed each time the file at path is replaced or rewritten, until ctx
-// ends. It wakes on the kernel's word that the file's directory changed (inotify), and
-// checks every interval only where that cannot be had: a renewal comes every few hours,
-// and a check four times a second was most of what an idle nexlet did.
+// WatchFile calls changed each time the file at path is replaced or rewritten (checked
+// every interval), until ctx ends.
 func WatchFile(ctx context.Context, path string, every time.Duration, changed func()) {
 	last := fileVersion(path)
-	events, stop := watchDir(path)
-	defer stop()
-	var tick <-chan time.Time
-	if events == nil {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		tick = t.C
-	}
+	t := time.NewTicker(every)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick:
-		case _, ok := <-events:
-			if !ok { // the watch failed: check every interval from now on
-				events = nil
-				t := time.NewTicker(every)
-				defer t.Stop()
-				tick = t.C
-			}
+		case <-t.C:
 		}
 		if v := fileVersion(path); v != (version{}) && v != last {
 			last = v
 			changed()
 		}
+	}
+}
+
+// notifyBackstop is how often WatchFileNotify checks the file when the kernel tells it of
+// changes all the same.
+const notifyBackstop = 30 * time.Second
+
+// WatchFileNotify is WatchFile for a daemon that should sleep when nothing changes: it
+// wakes on the kernel's word that the file's directory changed (inotify), checking the
+// file every 30 s besides, and every interval only where no watch can be had, or the
+// watch failed (the directory removed, the path a symlink, whose target's changes the
+// directory's events would not name). One process holds one inotify instance per call, of
+// a per-user limit (128 by default): a workload's SDK polls instead.
+func WatchFileNotify(ctx context.Context, path string, every time.Duration, changed func()) {
+	last := fileVersion(path)
+	events, stop := watchDir(path)
+	defer stop()
+	interval := every
+	if events != nil {
+		interval = notifyBackstop
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	check := func() {
+		if v := fileVersion(path); v != (version{}) && v != last {
+			last = v
+			changed()
+		}
+	}
+	check() // a change between the first look and the watch
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case _, ok := <-events:
+			if !ok { // the watch failed: check every interval from now on
+				events = nil
+				t.Reset(every)
+			}
+		}
+		check()
 	}
 }
 

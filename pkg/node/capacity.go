@@ -74,19 +74,6 @@ func machineMemory() v1.ByteSize {
 // usage is what the node's running workloads asked for, and how many run.
 func (n *Node) usage() (memory v1.ByteSize, cpu float64, running int) { return n.idx.Usage() }
 
-// promised is what the node's outstanding bids asked for: a bid reserves its room until
-// it is used (and its workload indexed) or expires, so two auctions at once cannot both
-// be promised the last room. Caller holds n.mu.
-func (n *Node) promised(now time.Time) (memory v1.ByteSize, cpu float64) {
-	for _, b := range n.bids {
-		if b.holds != nil && b.outstanding(now) {
-			memory += b.holds.Memory
-			cpu += b.holds.CPU
-		}
-	}
-	return memory, cpu
-}
-
 // holds is what a workload asking for res holds on this node: res with the node's default
 // limits (and its ceiling, where there is no default) for what it does not ask; an error
 // when it asks more than the ceiling.
@@ -105,20 +92,17 @@ func (n *Node) held(res *v1.Resources) *v1.Resources {
 	return res
 }
 
-// outstanding says whether bid b still holds its place: until it is used (and its
-// workload indexed) or expires.
-func (b *bid) outstanding(now time.Time) bool { return b.used || now.Before(b.ExpiresAt) }
-
 // allocatable is the room the node offers its workloads.
 func (n *Node) allocatable() (memory v1.ByteSize, cpu float64) {
 	return max(0, n.cfg.Memory-n.cfg.ReserveMemory), max(0, n.cfg.CPUs-n.cfg.ReserveCPU)
 }
 
-// fit says why res does not fit in what is left of the node ("" when it does), the
-// node's load with it placed (placement.Fit) and how many workloads it runs. Caller holds n.mu.
-func (n *Node) fit(res *v1.Resources, now time.Time) (why string, load float64, running int) {
+// fit says why res does not fit in what is left of the node, its outstanding bids (out)
+// counted ("" when it does), the node's load with it placed (placement.Fit) and how many
+// workloads it runs.
+func (n *Node) fit(res *v1.Resources, out placement.Promised) (why string, load float64, running int) {
 	usedMem, usedCPU, running := n.usage()
-	bidMem, bidCPU := n.promised(now)
+	bidMem, bidCPU := out.Memory, out.CPU
 	allocMem, allocCPU := n.allocatable()
 	why, load = placement.Fit(placement.Room{Memory: allocMem, CPU: allocCPU, UsedMemory: usedMem + bidMem, UsedCPU: usedCPU + bidCPU}, res)
 	return why, load, running

@@ -160,21 +160,26 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		reply.Decline = err.Error()
 		return reply, nil
 	}
-	why, load, running := n.fit(holds, now)
-	if why != "" {
-		reply.Decline = why
+	b := n.bids.Offer(now, func(p placement.Promised) *placement.Bid {
+		why, load, running := n.fit(holds, p)
+		if why != "" {
+			reply.Decline = why
+			return nil
+		}
+		e := n.pickNexlet(enforcing, counts, p)
+		b := &placement.Bid{Bid: v1.Bid{
+			BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.Reg.NexletID,
+			Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.Reg.StartRequestSchema, XKey: e.Reg.XKey,
+			Workloads: running,
+		}, NS: r.Namespace, Lifecycle: req.Lifecycle, Res: req.Resources, Holds: holds}
+		if n.cfg.Placement != v1.PlacementRandom {
+			b.Load = &load
+		}
+		return b
+	})
+	if b == nil {
 		return reply, nil
 	}
-	e := n.pickNexlet(enforcing, counts, now)
-	b := &bid{Bid: v1.Bid{
-		BidID: n.bidPrefix + v1.NewID(), NodeID: n.cfg.NodeID, NexletID: e.Reg.NexletID,
-		Type: req.Type, ExpiresAt: now.Add(n.cfg.BidTTL).UTC(), StartRequestSchema: e.Reg.StartRequestSchema, XKey: e.Reg.XKey,
-		Workloads: running,
-	}, ns: r.Namespace, lifecycle: req.Lifecycle, res: req.Resources, holds: holds}
-	if n.cfg.Placement != v1.PlacementRandom {
-		b.Load = &load
-	}
-	n.bids[b.BidID] = b
 	reply.Bid = &b.Bid
 	return reply, nil
 }
@@ -182,8 +187,8 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 // pickNexlet picks which of the node's nexlets bids: the one with the fewest workloads
 // and outstanding bids (a node may run several nexlets of a type, as when one process
 // cannot hold all its workloads' descriptors), ties at random; with --placement random,
-// any at random. Caller holds n.mu.
-func (n *Node) pickNexlet(from []registry.Nexlet, counts map[string]int, now time.Time) registry.Nexlet {
+// any at random. out is what the node's outstanding bids hold.
+func (n *Node) pickNexlet(from []registry.Nexlet, counts map[string]int, out placement.Promised) registry.Nexlet {
 	if len(from) == 1 || n.cfg.Placement == v1.PlacementRandom {
 		return from[rand.IntN(len(from))]
 	}
@@ -193,10 +198,8 @@ func (n *Node) pickNexlet(from []registry.Nexlet, counts map[string]int, now tim
 		busy[e.Reg.NexletID] = counts[e.Reg.NexletID]
 		ids[i] = e.Reg.NexletID
 	}
-	for _, b := range n.bids {
-		if _, ok := busy[b.NexletID]; ok && b.outstanding(now) {
-			busy[b.NexletID]++
-		}
+	for id := range busy {
+		busy[id] += out.PerNexlet[id]
 	}
 	id := placement.LeastBusy(ids, busy, rand.IntN)
 	return from[slices.Index(ids, id)]
@@ -265,27 +268,13 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 			return v1.WorkloadInfo{}, err
 		}
 	}
-	n.mu.Lock()
-	b, ok := n.bids[bidID]
-	if ok && b.ns != ns { // another namespace's bid: as if it did not exist, and left alone
-		n.mu.Unlock()
+	// single use, whatever happens next; its room stays reserved until the deploy is done
+	// (another namespace's bid is as if it did not exist, and left alone)
+	b, ok := n.bids.Claim(bidID, ns, time.Now())
+	if !ok {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
 	}
-	expired := !ok || b.used || time.Now().After(b.ExpiresAt)
-	if expired {
-		delete(n.bids, bidID)
-	} else {
-		b.used = true // single use, whatever happens next; its room stays reserved until then
-	}
-	n.mu.Unlock()
-	if expired {
-		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeBidExpired, "bid %s is unknown, used or expired; run the auction again", bidID)
-	}
-	defer func() { // the workload is indexed now (or did not start): it holds its own room
-		n.mu.Lock()
-		delete(n.bids, bidID)
-		n.mu.Unlock()
-	}()
+	defer n.bids.Done(bidID) // the workload is indexed now (or did not start): it holds its own room
 	def := req.Workload
 	if def.Namespace == "" {
 		def.Namespace = ns
@@ -296,15 +285,15 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if err := def.Validate(); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	if def.Type != b.Type || def.Lifecycle != b.lifecycle {
-		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for %s/%s, not %s/%s", bidID, b.Type, b.lifecycle, def.Type, def.Lifecycle)
+	if def.Type != b.Type || def.Lifecycle != b.Lifecycle {
+		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for %s/%s, not %s/%s", bidID, b.Type, b.Lifecycle, def.Type, def.Lifecycle)
 	}
 	res, err := def.WantedResources()
 	if err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	if !sameResources(res, b.res) {
-		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for resources %s, not %s: run the auction with the workload's resources", bidID, describeResources(b.res), describeResources(res))
+	if !sameResources(res, b.Res) {
+		return v1.WorkloadInfo{}, v1.BadRequest("bid %s was for resources %s, not %s: run the auction with the workload's resources", bidID, describeResources(b.Res), describeResources(res))
 	}
 	e, ok := n.nexlets.Get(b.NexletID, time.Now())
 	if !ok {
@@ -332,11 +321,7 @@ func (n *Node) handleRelease(_ context.Context, r *svc.Request, _ *struct{}) (st
 	if !strings.HasPrefix(r.ID, n.bidPrefix) {
 		return struct{}{}, svc.ErrNoReply
 	}
-	n.mu.Lock()
-	if b, ok := n.bids[r.ID]; ok && !b.used && b.ns == r.Namespace {
-		delete(n.bids, r.ID)
-	}
-	n.mu.Unlock()
+	n.bids.Release(r.ID, r.Namespace)
 	return struct{}{}, nil
 }
 

@@ -221,11 +221,12 @@ type Node struct {
 	watchCancel context.CancelFunc // ends the watch of this node's records (watchMoves)
 	catchingUp  atomic.Bool        // catchUp is under way
 	peerBack    atomic.Bool        // a peer was heard again after a silence: catch up at the next tick
+	renewing    atomic.Bool        // a round of renewCreds is under way
 
 	mu            sync.Mutex
 	state         string
-	nexlets       *registry.Registry // the registry room: its own lock
-	bids          map[string]*bid
+	nexlets       *registry.Registry     // the registry room: its own lock
+	bids          *placement.Book        // the bids given: their own lock
 	idx           *index.Index           // the index room: its own lock
 	news          map[string]news        // heartbeat news not recorded yet, by workload ID
 	recording     bool                   // a worker records the news
@@ -245,15 +246,6 @@ type Node struct {
 	drained       chan struct{}  // closed when lameduck has stopped everything
 }
 
-type bid struct {
-	v1.Bid
-	ns        string // the namespace that asked: no other may deploy or release it
-	lifecycle string
-	res       *v1.Resources // what the workload asks for (the deploy must ask the same)
-	holds     *v1.Resources // res with this node's default limits: reserved while the bid is out
-	used      bool          // claimed by a deploy still under way (it keeps the room)
-}
-
 // New validates cfg and returns a node that is not yet serving.
 func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
@@ -271,7 +263,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: registry.New(cfg.HeartbeatInterval), bids: map[string]*bid{}, idx: index.New(), news: map[string]news{},
+		nexlets: registry.New(cfg.HeartbeatInterval), bids: placement.NewBook(), idx: index.New(), news: map[string]news{},
 		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
 		drained: make(chan struct{}),
 	}
@@ -411,8 +403,15 @@ func (n *Node) loop() {
 			}
 			reconnects, last = r, now
 		case <-renew.C:
-			if n.cfg.Minter.Isolated() {
-				n.renewCreds()
+			// in a goroutine of its own, one round at a time: a round waits for nexlets
+			// that do not answer, and the announcements must go on meanwhile
+			if n.cfg.Minter.Isolated() && n.renewing.CompareAndSwap(false, true) {
+				n.wg.Add(1)
+				go func() {
+					defer n.wg.Done()
+					defer n.renewing.Store(false)
+					n.renewCreds()
+				}()
 			}
 		}
 	}
@@ -487,13 +486,7 @@ func (n *Node) expireFinished() {
 // sweep drops expired bids, tombstones and silent peers, and reports lost nexlets.
 func (n *Node) sweep() {
 	now := time.Now()
-	n.mu.Lock()
-	for id, b := range n.bids {
-		if !b.used && now.After(b.ExpiresAt) {
-			delete(n.bids, id)
-		}
-	}
-	n.mu.Unlock()
+	n.bids.Expire(now)
 	n.idx.ExpireTombstones(now, n.cfg.TombstoneTTL)
 	n.members.Expire(now)
 	for _, id := range n.nexlets.NewlyLost(now) {

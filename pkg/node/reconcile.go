@@ -336,10 +336,19 @@ var renewPolicy = retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisec
 	Transient: func(err error) bool { return v1.IsCode(err, v1.CodeTimeout) || v1.IsCode(err, v1.CodeUnavailable) }}
 
 // renewCreds re-mints the credentials of every workload that should be running and hands
-// them to its nexlet. Stopped workloads have no record, so theirs run out.
+// them to its nexlet. Stopped workloads have no record, so theirs run out. A nexlet that
+// is lost, or that did not take one workload's within renewPolicy's budget, is not asked
+// again for its others this round: a round is bounded by its nexlets, not its workloads.
 func (n *Node) renewCreds() {
 	recs := n.idx.Records(func(rec Record) bool { return rec.Desired == DesiredRunning })
+	skip := map[string]bool{}
+	for _, e := range n.nexlets.All(time.Now()) {
+		skip[e.Reg.NexletID] = e.Health == v1.HealthLost
+	}
 	for _, rec := range recs {
+		if skip[rec.NexletID] {
+			continue
+		}
 		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
 		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
 			continue
@@ -350,6 +359,7 @@ func (n *Node) renewCreds() {
 		})
 		if err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
+			skip[rec.NexletID] = renewPolicy.Transient(err) // it does not answer: its others wait for the next round
 		}
 	}
 }

@@ -197,7 +197,9 @@ func renewEvery(period time.Duration) time.Duration { return max(time.Second, pe
 // nodes' workloads taken over, groups brought to their counts. A round that finds every
 // node alive reads nothing; while every node answers it runs with the renewal, so an idle
 // coordinator wakes once a renewal, and a node that falls silent is found lost within a
-// second of the window passing all the same.
+// second of the window passing all the same (when peers stop taking it for alive before
+// its window passes, as at the defaults: three announcements, 6 s, against 10 s; else at
+// the next renewal, within renewEvery).
 func (c *Coordinator) work(kick <-chan struct{}) {
 	defer c.cfg.WG.Done()
 	soon := time.NewTimer(time.Hour)
@@ -363,7 +365,7 @@ func (c *Coordinator) reschedule(ctx context.Context, from string, rec *records.
 // read). Every move of a copy (a lost node's, a drain's) goes through it.
 func GroupAccept(ctx context.Context, cs records.ClusterStore, rec *records.Record) func(v1.Bid) bool {
 	def := rec.Definition
-	if def.Group == "" {
+	if def.Group == "" || cs == nil {
 		return nil
 	}
 	g, err := cs.Group(ctx, def.Namespace, def.Group)

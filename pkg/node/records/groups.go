@@ -32,7 +32,9 @@ type Group struct {
 	Revision     uint64    `json:"-"`
 }
 
-// Groups lists every group's record.
+// Groups lists every group's record. A record that cannot be read fails the listing (one
+// removed meanwhile is left out): a listing without a group would have its copies
+// stopped as a gone group's orphans.
 func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 	keys, err := ListKeys(ctx, s.kv, allGroups)
 	if err != nil {
@@ -41,8 +43,11 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 	var out []*Group
 	for _, key := range keys {
 		e, err := s.kv.Get(ctx, key)
-		if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read group %s: %w", key, err)
 		}
 		var g Group
 		if json.Unmarshal(e.Value(), &g) == nil {
@@ -66,15 +71,23 @@ func (s *KVStore) GroupsRevision(ctx context.Context) (uint64, error) {
 		if st, err = s.js.Stream(ctx, "KV_"+s.kv.Bucket()); err != nil {
 			return 0, err
 		}
-		s.stream.mu.Lock()
-		s.stream.st = st
-		s.stream.mu.Unlock()
+		// a handle looked up while another node's CreateOrUpdateKeyValue had direct gets
+		// on reads from replicas, and gets no answer once they are off again: kept only
+		// when it reads from the leader (see openLeaderKV)
+		if !st.CachedInfo().Config.AllowDirect {
+			s.stream.mu.Lock()
+			s.stream.st = st
+			s.stream.mu.Unlock()
+		}
 	}
 	m, err := st.GetLastMsgForSubject(ctx, "$KV."+s.kv.Bucket()+"."+allGroups)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
+		s.stream.mu.Lock()
+		s.stream.st = nil // looked up again next time
+		s.stream.mu.Unlock()
 		return 0, err
 	}
 	return m.Sequence, nil
