@@ -1561,3 +1561,32 @@ func TestNodeThatHearsAPeerAgainCatchesUp(t *testing.T) {
 		return v1.IsNotFound(err)
 	})
 }
+
+// A copy kept because its moved mark named a node without the record (a takeover that
+// failed half-way) runs again when its nexlet no longer has it: chaos seed 90, where a
+// machine was killed while its mark was pending, its fresh nexlet registered and was
+// reconciled while the mark still stood, and the mark put back afterwards only indexed
+// the workload again: acknowledged, it ran nowhere.
+func TestKeptCopyRunsAgainOnAFreshNexlet(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nodes, nexlets := kvPair(t, s, 0)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	w := startOn(t, c, nodes[0], "kept")
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nexlets[0].kill() // its copy goes with it
+	mark := *rec
+	mark.Desired, mark.MovedTo, mark.UpdatedAt = node.DesiredMoved, nodes[1].ID(), time.Now().Add(-cluster.MoveGrace+3*time.Second)
+	if err := store.PutOf(ctx, nodes[0].ID(), &mark); err != nil {
+		t.Fatal(err)
+	}
+	fresh := runMemNexlet(t, testutil.Connect(t, s), nodes[0].ID(), nil)
+	testutil.Eventually(t, 20*time.Second, "the kept workload to run on the fresh nexlet", func() bool {
+		_, err := fresh.rt.Get(ctx, w.ID)
+		return err == nil
+	})
+}

@@ -58,13 +58,17 @@ func (n *Node) awaitMove(rec Record) bool {
 	}
 }
 
-// keepMoved indexes again a record whose moved mark was put back.
+// keepMoved indexes again a record whose moved mark was put back, and reconciles its
+// nexlet, which starts the workload again if it no longer runs it: its node may have
+// restarted while the mark stood, and the reconciliation at its nexlet's registration
+// left a workload marked moved alone (chaos seed 90: acknowledged, it ran nowhere).
 func (n *Node) keepMoved(rec Record, why string) {
 	if rec.Desired != DesiredRunning {
 		return
 	}
 	n.index(rec)
 	n.log.Warn(why, zap.String("workload_id", rec.WorkloadID))
+	n.reconcileLater(rec.NexletID)
 }
 
 // dropMarks removes, before a stop removes this node's record of a workload that came
