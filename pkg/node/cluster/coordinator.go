@@ -82,6 +82,7 @@ type Coordinator struct {
 	groupsRev    uint64            // the groups' revision at their last listing (under groupMu, as the two below)
 	groupsListed time.Time         // that listing
 	groupsCache  []*records.Group  // what it found
+	listFailedAt time.Time         // when a failed listing was last logged
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
 	groupsSeen   time.Time         // the last round that found a group, or the last group operation (under groupMu)
 	resumes      sync.Map          // group ID -> time.Time: a cut-short update being resumed, or its last failure

@@ -429,6 +429,11 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	defer c.groupMu.Unlock()
 	groups, err := c.listGroups(ctx)
 	if err != nil {
+		// said, once a minute: groups not kept at their counts for as long as this lasts
+		if time.Since(c.listFailedAt) > time.Minute {
+			c.listFailedAt = time.Now()
+			c.log.Warn("cannot read the replica groups: their counts are not kept until it can", zap.Error(err))
+		}
 		return
 	}
 	if len(groups) > 0 {
