@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -226,6 +227,15 @@ func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, err
 // off by the server when the old ones expire. It returns when ctx ends.
 func reconnectOnRenewal(ctx context.Context, nc *nats.Conn, path string, every time.Duration, log *zap.Logger) {
 	natsconn.WatchFileNotify(ctx, path, every, func() {
+		// not at once: nexd renews the nexlet's credentials and hands its workloads theirs
+		// on tickers of the same period, and a reconnect at the moment of each file write
+		// met every round of the workloads' (a function's connection ran out of credentials
+		// in a CI run); a pause of up to every, as a check every interval had, spreads them
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rand.N(every)):
+		}
 		log.Debug("reconnecting with renewed credentials", zap.String("creds", path))
 		if err := nc.ForceReconnect(); err != nil {
 			log.Warn("reconnect with renewed credentials", zap.Error(err))

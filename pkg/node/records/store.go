@@ -273,11 +273,19 @@ func openLeaderKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 			return js.KeyValue(ctx, cfg.Bucket)
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return leaderReads(ctx, js, kv)
+	// nodes that start at once create the stream together: one that finds it being made
+	// by another is told "stream not found" for a moment, which waiting cures
+	// (TestClusterBootsAtOnce: a nexd exited at start so, once in a CI run)
+	var kv jetstream.KeyValue
+	err = retry.Do(ctx, retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}, Budget: 5 * time.Second,
+		Transient: func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }}, func(ctx context.Context) error {
+		created, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		if err == nil {
+			kv, err = leaderReads(ctx, js, created)
+		}
+		return err
+	})
+	return kv, err
 }
 
 // leaderReads turns direct gets off on kv's stream and opens kv again, so that a Get is
