@@ -94,20 +94,7 @@ func (r *Renewal) Follow(ctx context.Context, every time.Duration) {
 // WatchFile calls changed each time the file at path is replaced or rewritten (checked
 // every interval), until ctx ends.
 func WatchFile(ctx context.Context, path string, every time.Duration, changed func()) {
-	last := fileVersion(path)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if v := fileVersion(path); v != (version{}) && v != last {
-			last = v
-			changed()
-		}
-	}
+	follow(ctx, path, every, nil, changed)
 }
 
 // notifyBackstop is how often WatchFileNotify checks the file when the kernel tells it of
@@ -121,9 +108,15 @@ const notifyBackstop = 30 * time.Second
 // directory's events would not name). One process holds one inotify instance per call, of
 // a per-user limit (128 by default): a workload's SDK polls instead.
 func WatchFileNotify(ctx context.Context, path string, every time.Duration, changed func()) {
-	last := fileVersion(path)
 	events, stop := watchDir(path)
 	defer stop()
+	follow(ctx, path, every, events, changed)
+}
+
+// follow calls changed each time the file at path changes, checking it when events says
+// so and every notifyBackstop, or every interval without events (nil, or once closed).
+func follow(ctx context.Context, path string, every time.Duration, events <-chan struct{}, changed func()) {
+	last := fileVersion(path)
 	interval := every
 	if events != nil {
 		interval = notifyBackstop
@@ -136,7 +129,9 @@ func WatchFileNotify(ctx context.Context, path string, every time.Duration, chan
 			changed()
 		}
 	}
-	check() // a change between the first look and the watch
+	if events != nil {
+		check() // a change between the first look and the watch
+	}
 	for {
 		select {
 		case <-ctx.Done():

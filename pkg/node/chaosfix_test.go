@@ -931,11 +931,7 @@ func TestHalfFailedTakeoverKeepsTheCopy(t *testing.T) {
 	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	w := startOn(t, c, nodes[0], "half")
-	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
-	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, rec := recordOn(t, s, nodes[0], w.ID)
 	mark := *rec
 	mark.Desired, mark.MovedTo, mark.UpdatedAt = node.DesiredMoved, nodes[1].ID(), time.Now().Add(-time.Hour)
 	if err := store.PutOf(ctx, nodes[0].ID(), &mark); err != nil {
@@ -1573,11 +1569,7 @@ func TestKeptCopyRunsAgainOnAFreshNexlet(t *testing.T) {
 	nodes, nexlets := kvPair(t, s, 0)
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	w := startOn(t, c, nodes[0], "kept")
-	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
-	rec, err := store.RecordOf(ctx, nodes[0].ID(), w.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, rec := recordOn(t, s, nodes[0], w.ID)
 	nexlets[0].kill() // its copy goes with it
 	mark := *rec
 	mark.Desired, mark.MovedTo, mark.UpdatedAt = node.DesiredMoved, nodes[1].ID(), time.Now().Add(-cluster.MoveGrace+3*time.Second)
@@ -1589,4 +1581,15 @@ func TestKeptCopyRunsAgainOnAFreshNexlet(t *testing.T) {
 		_, err := fresh.rt.Get(ctx, w.ID)
 		return err == nil
 	})
+}
+
+// recordOn reads n's record of wid, through a store of its own it returns with it.
+func recordOn(t *testing.T, s *server.Server, n *node.Node, wid string) (*node.KVStore, *node.Record) {
+	t.Helper()
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(context.Background(), n.ID(), wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, rec
 }
