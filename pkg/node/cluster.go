@@ -34,7 +34,7 @@ func (h clusterHost) Lameduck() bool {
 
 func (h clusterHost) NodeEvent(ev v1.Event)           { h.n.publishNodeEvent(ev) }
 func (h clusterHost) Unplaced(rec Record, why string) { h.n.unplaced(rec, why) }
-func (h clusterHost) DropMarks(rec Record) error      { return h.n.dropMarks(rec) }
+func (h clusterHost) DropMarks(rec Record) error      { return h.n.copies.DropMarks(rec) }
 
 // handleGroup serves GROUP requests (cluster.Coordinator.HandleGroup); a node that keeps
 // its records to itself has no groups.

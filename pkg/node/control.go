@@ -1,17 +1,13 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -27,7 +23,7 @@ import (
 )
 
 // nexletCallTimeout bounds a request from the node to a local nexlet.
-const nexletCallTimeout = 10 * time.Second
+const nexletCallTimeout = registry.CallTimeout
 
 // deployStartTimeout bounds a deploy's start on the nexlet: below a client's wait
 // (svc.DefaultTimeout, 10 s), so the deploy's answer, not the client's timeout, tells the
@@ -35,10 +31,8 @@ const nexletCallTimeout = 10 * time.Second
 const deployStartTimeout = 8 * time.Second
 
 // nexletGap is how long the node keeps asking a registered nexlet that has no
-// subscription: a nexlet reconnecting (its credentials expired and were renewed, its
-// server went away) or being restarted is gone for a moment, and a request in that
-// moment should wait for it rather than fail.
-const nexletGap = 3 * time.Second
+// subscription (registry.CallGap).
+const nexletGap = registry.CallGap
 
 // askNexlet sends one request to a local nexlet, riding out a short gap in its connection.
 func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
@@ -87,12 +81,9 @@ func (n *Node) addService() error {
 		}
 		return svc.Endpoint{Name: verb, Subject: subject, Tokens: tokens, Handler: h, Concurrent: concurrent, Headers: n.fanoutHeaders, EveryInstance: true}
 	}
-	eps := []svc.Endpoint{
+	// the verbs on one workload stand beside their handlers (workloadEndpoints)
+	eps := append(n.workloadEndpoints(ep), []svc.Endpoint{
 		ep(v1.VerbAuction, "", svc.Handle(n.handleAuction), 0),
-		ep(v1.VerbStop, "workload ID", svc.Handle(n.handleStop), handlerConcurrency),
-		ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency),
-		ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency),
-		ep(v1.VerbExec, "workload ID", svc.Handle(n.handleExec), handlerConcurrency),
 		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
 		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),
@@ -107,7 +98,7 @@ func (n *Node) addService() error {
 		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
 		{Name: "HEARTBEAT", Subject: v1.HeartbeatSubject(n.cfg.NodeID, "*"), Tokens: svc.LastToken("nexlet ID"),
 			Handler: svc.Handle(n.handleHeartbeat), Concurrent: handlerConcurrency},
-	}
+	}...)
 	eps = append(eps, n.secretStore.Endpoints()...)
 	for _, e := range eps {
 		if err := srv.Add(e); err != nil {
@@ -310,7 +301,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeNotImplemented, "disconnect: stop is a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
 	}
 	if req.Takeover != nil {
-		return n.takeover(ctx, b.NexletID, def, req.Takeover)
+		return n.moves.Takeover(ctx, b.NexletID, def, req.Takeover)
 	}
 	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
 }
@@ -325,210 +316,9 @@ func (n *Node) handleRelease(_ context.Context, r *svc.Request, _ *struct{}) (st
 	return struct{}{}, nil
 }
 
-// handleList asks each nexlet for its list and passes their workloads into the reply
-// without decoding them into values (a thousand workloads cost one encode at the nexlet,
-// one scan here and one decode at the client), then adds from the node's records what no
-// nexlet listed: workloads that ended for good and that a restarted nexlet no longer has,
-// and those of a nexlet that does not answer (restarting), with their last known state.
+// handleList is the LIST verb: the listing room (package listing) answers.
 func (n *Node) handleList(ctx context.Context, r *svc.Request, req *v1.ListRequest) (json.RawMessage, error) {
-	ns := r.Namespace
-	if req.Type != "" {
-		if err := v1.ValidateToken("type", req.Type); err != nil {
-			return nil, err
-		}
-	}
-	filter := ns
-	if ns == v1.SystemNamespace {
-		filter = ""
-	}
-	n.mu.Lock()
-	var ids []string
-	for _, e := range n.nexlets.All(time.Now()) {
-		id := e.Reg.NexletID
-		// a registering nexlet's workloads are not indexed yet: what a list shows, a stop must find
-		if e.Ready && (req.Type == "" || e.Reg.RegisterType == req.Type) {
-			ids = append(ids, id)
-		}
-	}
-	n.mu.Unlock()
-	parts := make([][]byte, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			var list json.RawMessage
-			// not waiting for a nexlet that is between processes (as askNexlet does, for
-			// nexletGap): its workloads are listed from their records as unknown at once,
-			// where a wait would outlast the client's patience with this node
-			if err := n.callNexlet(cctx, id, v1.NexletList, "", v1.NexletListRequest{Namespace: filter, NoMetadata: req.NoMetadata}, &list, 0); err != nil {
-				n.log.Warn("list nexlet", zap.String("nexlet_id", id), zap.Error(err))
-				return
-			}
-			parts[i] = list
-		}()
-	}
-	wg.Wait()
-	reply := nodeList{NodeID: n.cfg.NodeID, Workloads: []json.RawMessage{}}
-	listed := map[string]bool{}
-	for i, p := range parts {
-		if len(p) == 0 {
-			continue
-		}
-		items, err := splitArray(p) // each workload stays as its nexlet encoded it
-		if err != nil {
-			n.log.Warn("list nexlet: not a JSON array", zap.String("nexlet_id", ids[i]), zap.Error(err))
-			continue
-		}
-		for _, it := range items {
-			listed[itemID(it)] = true
-		}
-		reply.Workloads = append(reply.Workloads, items...)
-	}
-	// a silent node's records first, this node's index after: a takeover indexes its
-	// copy before it marks the lost node's record moved, so a workload it moves while the
-	// list runs is in one or the other (it was in neither, in a CI run)
-	silent := n.ofSilentNodes(ctx, filter, req)
-	for _, info := range append(n.fromRecords(filter, req, listed), silent...) {
-		b, err := json.Marshal(info)
-		if err == nil {
-			reply.Workloads = append(reply.Workloads, b)
-		}
-	}
-	return reply.encode()
-}
-
-// splitArray checks that p is valid JSON (one scan) and, when it is an array, returns its
-// elements as they are, without copying or decoding them.
-func splitArray(p []byte) ([]json.RawMessage, error) {
-	if !json.Valid(p) {
-		return nil, errors.New("invalid JSON")
-	}
-	p = bytes.TrimSpace(p)
-	if len(p) < 2 || p[0] != '[' {
-		return nil, errors.New("not an array")
-	}
-	var items []json.RawMessage
-	depth, start, inString, escaped := 0, -1, false, false
-	for i := 1; i < len(p)-1; i++ {
-		c := p[i]
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-		case c == '}' || c == ']':
-			depth--
-		case c == ',' && depth == 0:
-			items = append(items, bytes.TrimSpace(p[start:i]))
-			start = -1
-			continue
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		items = append(items, bytes.TrimSpace(p[start:len(p)-1]))
-	}
-	return items, nil
-}
-
-// itemID reads the "id" of one listed workload: at once when it comes first, as
-// encoding/json writes a v1.WorkloadInfo, else by decoding it.
-func itemID(item json.RawMessage) string {
-	const prefix = `{"id":"`
-	if bytes.HasPrefix(item, []byte(prefix)) {
-		rest := item[len(prefix):]
-		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
-			return string(rest[:end])
-		}
-	}
-	var w struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal(item, &w)
-	return w.ID
-}
-
-// fromRecords describes the indexed workloads of namespace ns (all for "") that no nexlet
-// listed: a finished one as it ended, any other with state unknown.
-func (n *Node) fromRecords(ns string, req *v1.ListRequest, listed map[string]bool) []v1.WorkloadInfo {
-	var out []v1.WorkloadInfo
-	for _, w := range n.idx.All(nil) {
-		d := w.Rec.Definition
-		if listed[w.Rec.WorkloadID] || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) || w.Rec.Desired == DesiredStopping {
-			continue
-		}
-		out = append(out, n.recordInfo(w.Rec, req.NoMetadata))
-	}
-	return out
-}
-
-// recordInfo is what the record tells of a workload its nexlet does not (or no longer)
-// report: how it ended, or state unknown with what the node wants of it.
-func (n *Node) recordInfo(rec Record, noMetadata bool) v1.WorkloadInfo {
-	if rec.Final != nil {
-		info := *rec.Final
-		if noMetadata {
-			info.Metadata = nil
-		}
-		return info
-	}
-	d := rec.Definition
-	info := v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: d.Namespace, Name: d.Name, Description: d.Description, Type: d.Type,
-		Lifecycle: d.Lifecycle, Tags: d.Tags, State: v1.StateUnknown, NodeID: n.cfg.NodeID, NexletID: rec.NexletID, StartedAt: rec.CreatedAt, Group: d.Group, GroupVersion: d.GroupVersion,
-		Restarts: rec.Restarts}
-	if !noMetadata {
-		info.Metadata = map[string]string{"desired": rec.Desired, "restarts": strconv.FormatUint(rec.Restarts, 10),
-			"note": "nexlet " + rec.NexletID + " did not list it (restarting?); state from the node's record"}
-	}
-	return info
-}
-
-// nodeList is a node's LIST reply with its nexlets' workloads passed through undecoded.
-type nodeList struct {
-	NodeID    string            `json:"node_id"`
-	Workloads []json.RawMessage `json:"workloads"`
-}
-
-// encode writes the reply as {"node_id":...,"workloads":[...]}. Each workload is valid
-// JSON already (json.Unmarshal checked every nexlet's array, or json.Marshal wrote it),
-// so they are joined as they are instead of being scanned once more by json.Marshal.
-func (l nodeList) encode() (json.RawMessage, error) {
-	id, err := json.Marshal(l.NodeID)
-	if err != nil {
-		return nil, err
-	}
-	size := len(id) + 32
-	for _, w := range l.Workloads {
-		size += len(w) + 1
-	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, `{"node_id":`...)
-	buf = append(buf, id...)
-	buf = append(buf, `,"workloads":[`...)
-	for i, w := range l.Workloads {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, w...)
-	}
-	return append(buf, "]}"...), nil
+	return n.lister.List(ctx, r.Namespace, req)
 }
 
 func (n *Node) handlePing(context.Context, *svc.Request, *struct{}) (v1.NodeInfo, error) {
@@ -539,39 +329,6 @@ func (n *Node) handlePing(context.Context, *svc.Request, *struct{}) (v1.NodeInfo
 func uniqueSorted(in []string) []string {
 	out := slices.Sorted(slices.Values(in))
 	return slices.Compact(out)
-}
-
-// ofSilentNodes is what the coordinator lists of the nodes it no longer hears from (its
-// records in the KV state, as unknown), so that a list between a node's silence and the
-// takeover of its workloads does not leave them out without a word (a chaos run: 502 of
-// 752 listed, exit 0). Only the coordinator answers for them; clients keep one entry per
-// workload, the one that is not unknown when two nodes name it.
-func (n *Node) ofSilentNodes(ctx context.Context, ns string, req *v1.ListRequest) []v1.WorkloadInfo {
-	cs, ok := n.cfg.Store.(ClusterStore)
-	if !n.IsCoordinator() || !ok {
-		return nil
-	}
-	silent := n.members.Silent(n.cfg.NodeID)
-	var out []v1.WorkloadInfo
-	for node, at := range silent {
-		recs, err := cs.RecordsOf(ctx, node)
-		if err != nil {
-			continue
-		}
-		for _, rec := range recs {
-			d := rec.Definition
-			if rec.Desired == DesiredMoved || rec.Desired == DesiredStopping || (ns != "" && d.Namespace != ns) || (req.Type != "" && d.Type != req.Type) {
-				continue
-			}
-			info := n.recordInfo(*rec, req.NoMetadata)
-			info.NodeID = node
-			if rec.Final == nil && !req.NoMetadata {
-				info.Metadata["note"] = "node " + node + " not heard from since " + at.UTC().Format(time.RFC3339) + "; its services move to other nodes once the node-loss window has passed"
-			}
-			out = append(out, info)
-		}
-	}
-	return out
 }
 
 // settle holds back, in a node's first moments, the answers a caller counts on every node

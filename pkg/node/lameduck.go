@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,8 +9,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/node/cluster"
-	"github.com/nexrun/nex/pkg/seal"
+	"github.com/nexrun/nex/pkg/node/copies"
 )
 
 // Drained is closed once lameduck has stopped every workload; the daemon then exits.
@@ -62,7 +59,7 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.drain(deadline, func(r Record) bool { return r.Definition.Lifecycle != v1.LifecycleJob })
+		n.moves.Drain(deadline, func(r Record) bool { return r.Definition.Lifecycle != v1.LifecycleJob })
 		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
 		select {
@@ -71,65 +68,11 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 		case <-t.C:
 		}
 		// jobs that have not finished start again elsewhere (at least once)
-		n.drain(time.Now().Add(30*time.Second), func(Record) bool { return true })
+		n.moves.Drain(time.Now().Add(30*time.Second), func(Record) bool { return true })
 		n.stopAll()
 		close(n.drained)
 	}()
 	return deadline
-}
-
-// drain moves the node's running workloads that pick selects to other nodes, one at a
-// time: each starts on the node that wins its auction (which takes its record over), and
-// only then does the copy here stop, so a service keeps running throughout. What no node
-// can take stays until the deadline, with an unplaced event saying why. Only with a
-// store the cluster shares.
-func (n *Node) drain(until time.Time, pick func(Record) bool) {
-	cs, ok := n.cfg.Store.(ClusterStore)
-	if !ok {
-		return
-	}
-	recs := n.idx.Records(func(rec Record) bool { return rec.Desired == DesiredRunning && pick(rec) })
-	moved := 0
-	for _, rec := range recs {
-		ctx, cancel := context.WithDeadline(n.ctx, until)
-		if n.moveAway(ctx, cs, rec) {
-			moved++
-		}
-		cancel()
-	}
-	if len(recs) > 0 {
-		n.log.Info("lameduck: moved workloads to other nodes", zap.Int("moved", moved), zap.Int("of", len(recs)))
-	}
-}
-
-// moveAway moves one workload of this node to another (see drain) and says whether it did.
-func (n *Node) moveAway(ctx context.Context, cs ClusterStore, rec Record) bool {
-	wid := rec.WorkloadID
-	n.draining.Store(wid, struct{}{})
-	defer n.draining.Delete(wid)
-	if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil {
-		rec = *cur // the revision the takeover compares with
-	}
-	var reseal func(context.Context, v1.Bid) (json.RawMessage, error)
-	if strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
-		reseal = func(ctx context.Context, b v1.Bid) (json.RawMessage, error) {
-			var out json.RawMessage
-			err := n.askNexlet(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey}, &out)
-			return out, err
-		}
-	}
-	to, err := cluster.MoveElsewhere(ctx, n.nc, n.cfg.NodeID, &rec, v1.TakeoverDrain, cluster.GroupAccept(ctx, cs, &rec), reseal)
-	if err != nil {
-		n.log.Warn("lameduck: cannot move a workload to another node; it stops at the deadline", zap.String("workload_id", wid), zap.Error(err))
-		n.unplaced(rec, "node "+n.cfg.NodeID+" is draining and no other node can take it; it stops at the drain's deadline: "+err.Error())
-		return false
-	}
-	if cur, err := cs.RecordOf(ctx, n.cfg.NodeID, wid); err == nil {
-		rec = *cur
-	}
-	n.stopMoved(rec, "lameduck: stopped the copy here of a workload that now runs on another node")
-	n.log.Info("lameduck: moved a workload", zap.String("workload_id", wid), zap.String("to_node", to))
-	return true
 }
 
 // unplaced publishes an unplaced event for rec.
@@ -175,7 +118,7 @@ func (n *Node) stopAll() {
 // run): it is unindexed first, so its end is not recorded as the workload finishing.
 func (n *Node) haltKeepingRecord(rec Record) {
 	n.unindex(rec.WorkloadID)
-	ctx, cancel := context.WithTimeout(n.ctx, stopBound(rec, v1.StopRequest{}))
+	ctx, cancel := context.WithTimeout(n.ctx, copies.StopBound(rec, v1.StopRequest{}))
 	defer cancel()
 	if err := n.askNexlet(ctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, v1.StopRequest{}, nil); err != nil && !v1.IsNotFound(err) {
 		n.log.Warn("lameduck stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))

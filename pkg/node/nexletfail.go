@@ -19,7 +19,7 @@ import (
 // least once), each as soon as a node can take it, trying again every few seconds until
 // the nexlet registers again or the node stops.
 func (n *Node) NexletFailed(nexletID string) {
-	n.failedNexlets.Store(nexletID, struct{}{})
+	n.flags.FailedNexlets.Store(nexletID, struct{}{})
 	cs, ok := n.cfg.Store.(ClusterStore)
 	if !ok {
 		n.log.Warn("nexlet failed: its workloads cannot move to another node without a state the cluster shares (--state kv); they run nowhere until it is started again", zap.String("nexlet_id", nexletID))
@@ -30,7 +30,7 @@ func (n *Node) NexletFailed(nexletID string) {
 		defer n.wg.Done()
 		backoff := retry.Backoff{First: 2 * time.Second, Max: 30 * time.Second}
 		for {
-			if _, failed := n.failedNexlets.Load(nexletID); !failed {
+			if _, failed := n.flags.FailedNexlets.Load(nexletID); !failed {
 				return // it registered again: its reconcile starts them here
 			}
 			if left := n.handOff(cs, nexletID); left == 0 || !backoff.Wait(n.ctx, 0) {

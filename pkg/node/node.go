@@ -29,9 +29,13 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node/cluster"
+	"github.com/nexrun/nex/pkg/node/copies"
 	"github.com/nexrun/nex/pkg/node/history"
 	"github.com/nexrun/nex/pkg/node/index"
+	"github.com/nexrun/nex/pkg/node/listing"
 	"github.com/nexrun/nex/pkg/node/members"
+	"github.com/nexrun/nex/pkg/node/moves"
+	"github.com/nexrun/nex/pkg/node/news"
 	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/node/secrets"
@@ -212,38 +216,32 @@ type Node struct {
 	ctx       context.Context // ends when the node stops
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	expiring  atomic.Bool // a removal of expired finished workloads is under way
-	quotaMu   sync.Mutex  // starts of a namespace with a quota are admitted one at a time
-	claimMu   sync.Mutex  // a start's request ID is claimed and its workload indexed at once
-	deploying sync.Map    // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
+	expiring  atomic.Bool    // a removal of expired finished workloads is under way
+	quotaMu   sync.Mutex     // starts of a namespace with a quota are admitted one at a time
+	claimMu   sync.Mutex     // a start's request ID is claimed and its workload indexed at once
+	flags     copies.Flags   // what the node is doing with a workload or nexlet now
+	copies    *copies.Copies // the room of this node's own copies
+	moves     *moves.Moves   // the room of workloads moving between nodes
+	lister    *listing.Lister
 
-	watchMu     sync.Mutex
-	watchCancel context.CancelFunc // ends the watch of this node's records (watchMoves)
-	catchingUp  atomic.Bool        // catchUp is under way
-	peerBack    atomic.Bool        // a peer was heard again after a silence: catch up at the next tick
-	renewing    atomic.Bool        // a round of renewCreds is under way
+	catchingUp atomic.Bool // catchUp is under way
+	peerBack   atomic.Bool // a peer was heard again after a silence: catch up at the next tick
+	renewing   atomic.Bool // a round of renewCreds is under way
 
-	mu            sync.Mutex
-	state         string
-	nexlets       *registry.Registry     // the registry room: its own lock
-	bids          *placement.Book        // the bids given: their own lock
-	idx           *index.Index           // the index room: its own lock
-	news          map[string]news        // heartbeat news not recorded yet, by workload ID
-	recording     bool                   // a worker records the news
-	members       *members.Members       // the members room: its own lock
-	draining      sync.Map               // workload ID -> struct{}: moving to another node in a drain
-	stoppingMoved sync.Map               // workload ID -> struct{}: stopMoved is stopping this node's copy
-	reconciling   sync.Map               // nexlet ID -> struct{}: reconcileLater is trying again
-	ownStops      sync.Map               // workload ID -> struct{}: this node is stopping it
-	failedNexlets sync.Map               // nexlet ID -> struct{}: the supervisor gave up on it (NexletFailed)
-	coord         *cluster.Coordinator   // the cluster room (nil: the records are this node's own)
-	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
-	metrics       metrics
-	xkey          nkeys.KeyPair // seals credentials for nexlets
-	xkeyPub       string
-	secretStore   *secrets.Store // the secrets room (nil without a secrets key)
-	deadline      time.Time      // when lameduck stops the workloads
-	drained       chan struct{}  // closed when lameduck has stopped everything
+	mu          sync.Mutex
+	state       string
+	nexlets     *registry.Registry   // the registry room: its own lock
+	bids        *placement.Book      // the bids given: their own lock
+	idx         *index.Index         // the index room: its own lock
+	news        *news.Queue          // the news room: heartbeats' news for the records; its own lock
+	members     *members.Members     // the members room: its own lock
+	coord       *cluster.Coordinator // the cluster room (nil: the records are this node's own)
+	metrics     metrics
+	xkey        nkeys.KeyPair // seals credentials for nexlets
+	xkeyPub     string
+	secretStore *secrets.Store // the secrets room (nil without a secrets key)
+	deadline    time.Time      // when lameduck stops the workloads
+	drained     chan struct{}  // closed when lameduck has stopped everything
 }
 
 // New validates cfg and returns a node that is not yet serving.
@@ -263,11 +261,15 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
 		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: registry.New(cfg.HeartbeatInterval), bids: placement.NewBook(), idx: index.New(), news: map[string]news{},
-		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)), reconciles: map[string]*sync.Mutex{},
+		nexlets: registry.New(cfg.HeartbeatInterval), bids: placement.NewBook(), idx: index.New(),
+		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)),
 		drained: make(chan struct{}),
 	}
 	n.coord = n.newCoordinator()
+	n.copies = n.newCopies()
+	n.moves = n.newMoves()
+	n.news = news.New(ctx, &n.wg, newsRecorder{n})
+	n.lister = n.newLister()
 	return n, nil
 }
 
@@ -305,8 +307,8 @@ func (n *Node) Start() error {
 	n.announceAs(v1.Announce{Starting: true}) // every node answers with its own at once
 	n.wg.Add(1)
 	go n.loop()
-	if cs, ok := n.cfg.Store.(ClusterStore); ok {
-		if err := n.watchMoves(cs); err != nil {
+	if n.coord != nil { // the records are shared: other nodes write this node's too
+		if err := n.copies.Watch(); err != nil {
 			n.log.Warn("watch this node's records: a workload taken over while this node was away is stopped at the next start instead", zap.Error(err))
 		}
 		n.wg.Add(1)
@@ -424,8 +426,7 @@ func (n *Node) loop() {
 // meanwhile, until its nexlet registered again). Only with a shared store: nothing else
 // writes a local store's records.
 func (n *Node) catchUp() {
-	cs, shared := n.cfg.Store.(ClusterStore)
-	if !shared || !n.catchingUp.CompareAndSwap(false, true) {
+	if n.coord == nil || !n.catchingUp.CompareAndSwap(false, true) {
 		return
 	}
 	n.wg.Add(1)
@@ -434,7 +435,7 @@ func (n *Node) catchUp() {
 		defer n.catchingUp.Store(false)
 		// the watch first, so that what changes after the reconciliation's reading
 		// reaches this node; a reconciliation follows in any case
-		n.rewatch(cs)
+		n.copies.Rewatch()
 		n.mu.Lock()
 		var ids []string
 		for _, e := range n.nexlets.All(time.Now()) {
@@ -445,7 +446,7 @@ func (n *Node) catchUp() {
 		}
 		n.mu.Unlock()
 		for _, id := range ids {
-			n.reconcileLater(id)
+			n.copies.ReconcileLater(id)
 		}
 	}()
 }
@@ -473,7 +474,7 @@ func (n *Node) expireFinished() {
 		defer n.wg.Done()
 		defer n.expiring.Store(false)
 		for _, rec := range old {
-			ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout+defaultGrace)
+			ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout+copies.DefaultGrace)
 			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 				n.log.Warn("remove a finished workload past its retention", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/copies"
 	"github.com/nexrun/nex/pkg/node/index"
+	"github.com/nexrun/nex/pkg/node/listing"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/schema"
@@ -39,8 +41,8 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 	rec := Record{WorkloadID: wid, NexletID: nexletID, Desired: DesiredRunning, Definition: def, UpdatedAt: time.Now().UTC(), CreatedAt: time.Now().UTC(), RequestID: requestID}
 	// a reconcile that runs meanwhile (the nexlet just registered again) finds the record
 	// before the nexlet has the workload: it must not start it a second time
-	n.deploying.Store(wid, struct{}{})
-	defer n.deploying.Delete(wid)
+	n.flags.Deploying.Store(wid, struct{}{})
+	defer n.flags.Deploying.Delete(wid)
 	if err := n.admit(ctx, ns, requestID, rec); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
@@ -102,7 +104,7 @@ func (n *Node) deploy(ctx context.Context, ns, nexletID string, def v1.WorkloadD
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.escrow(n.ctx, rec)
+			n.moves.Escrow(n.ctx, rec)
 		}()
 	}
 	info.Definition = nil
@@ -192,32 +194,6 @@ func (n *Node) startOnNexlet(ctx context.Context, rec Record, restarts uint64) (
 	return info, err
 }
 
-// sealCreds mints the workload's credentials and seals them for its nexlet, so they
-// cross NATS readable only by that nexlet. In development mode there are none.
-func (n *Node) sealCreds(req *v1.StartWorkloadRequest, nexletID string) error {
-	c, err := n.cfg.Minter.Workload(req.Definition.Namespace, req.WorkloadID, n.cfg.CredsTTL)
-	if err != nil {
-		return v1.Errorf(v1.CodeInternal, "mint workload credentials: %v", err)
-	}
-	if c == nil {
-		return nil
-	}
-	file, err := c.File()
-	if err != nil {
-		return v1.Errorf(v1.CodeInternal, "format workload credentials: %v", err)
-	}
-	e, ok := n.nexlets.Get(nexletID, time.Now())
-	if !ok || e.Reg.XKey == "" {
-		return v1.Errorf(v1.CodeUnavailable, "nexlet %s has no xkey to seal credentials for", nexletID)
-	}
-	sealed, err := n.xkey.Seal(file, e.Reg.XKey)
-	if err != nil {
-		return v1.Errorf(v1.CodeInternal, "seal workload credentials: %v", err)
-	}
-	req.SealedCreds, req.SenderXKey = sealed, n.xkeyPub
-	return nil
-}
-
 // lookup finds a workload of namespace ns on this node. Workloads of other namespaces
 // are invisible (404), except from the system namespace.
 func (n *Node) lookup(ns, wid string) (Record, bool) {
@@ -272,6 +248,17 @@ func (n *Node) notHere(ns, wid string) error {
 	return e
 }
 
+// workloadEndpoints are the control verbs on one workload (ep makes an endpoint of a
+// verb that every node answers): a verb of this kind is added here, beside its handler.
+func (n *Node) workloadEndpoints(ep func(verb, idName string, h svc.Func, concurrent int) svc.Endpoint) []svc.Endpoint {
+	return []svc.Endpoint{
+		ep(v1.VerbStop, "workload ID", svc.Handle(n.handleStop), handlerConcurrency),
+		ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency),
+		ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency),
+		ep(v1.VerbExec, "workload ID", svc.Handle(n.handleExec), handlerConcurrency),
+	}
+}
+
 // owned resolves a request about one workload to this node's record of it: 404 when the
 // workload is not here (or in another namespace).
 func (n *Node) owned(r *svc.Request) (Record, error) {
@@ -293,37 +280,20 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 		}
 		return v1.WorkloadInfo{}, n.notHere(ns, wid)
 	}
-	deadline := time.Now().Add(stopBound(rec, *req))
+	deadline := time.Now().Add(copies.StopBound(rec, *req))
 	r.Ack(deadline)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return n.stopWorkload(ctx, rec, *req)
 }
 
-// stopBound is how long a stop of rec may take: its grace period (the request's, else the
-// one its start request names, else the default), plus room for the nexlet to answer.
-func stopBound(rec Record, req v1.StopRequest) time.Duration {
-	grace := time.Duration(req.GracePeriod)
-	if grace <= 0 {
-		grace = rec.Definition.Grace()
-	}
-	if grace <= 0 {
-		grace = defaultGrace
-	}
-	return grace + nexletCallTimeout
-}
-
-// defaultGrace is the grace period of a stop when neither the request nor the workload
-// names one (nexlet-native's --stop-grace default).
-const defaultGrace = 10 * time.Second
-
 // stopWorkload records the intent (desired stopping) before anything is stopped, so no
 // recovery can start the workload again and a crash mid-stop is finished on recovery;
 // when it cannot be recorded, nothing is stopped. Then it stops the workload on its
 // nexlet, within ctx, and forgets it.
 func (n *Node) stopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
-	n.ownStops.Store(rec.WorkloadID, struct{}{}) // its stopping record is this node's doing (stopMarked)
-	defer n.ownStops.Delete(rec.WorkloadID)
+	n.flags.OwnStops.Store(rec.WorkloadID, struct{}{}) // its stopping record is this node's doing (stopMarked)
+	defer n.flags.OwnStops.Delete(rec.WorkloadID)
 	if rec.Desired != DesiredStopping {
 		updated, err := n.setDesired(ctx, rec.WorkloadID, DesiredStopping)
 		rec.TakenOver = rec.TakenOver || updated.TakenOver // as stored: its marks go first
@@ -392,14 +362,14 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 				// removed by another node (it moved, and its moved mark is gone): nothing
 				// holds it any more, and a copy left here would run twice (a chaos run:
 				// a node updated such a record every 2 s for minutes, its copy running)
-				n.leaveMoved(w.Rec, unrecorded)
+				n.copies.LeaveMoved(w.Rec, copies.Unrecorded)
 				return Record{}, v1.Errorf(v1.CodeUnavailable, "workload %s is no longer recorded on node %s (another node took it over, or it was stopped elsewhere): its copy here is stopped; try again", wid, n.cfg.NodeID)
 			}
 			return Record{}, err
 		case gerr != nil:
 			return Record{}, gerr
 		case r.Desired == DesiredMoved:
-			n.leaveMoved(*r, staleCopy)
+			n.copies.LeaveMoved(*r, copies.StaleCopy)
 			e := v1.Errorf(v1.CodeConflict, "workload %s was taken over by node %s", wid, r.MovedTo)
 			e.Details = map[string]string{"moved_to": r.MovedTo}
 			return Record{}, e
@@ -416,32 +386,17 @@ func (n *Node) updateRecord(ctx context.Context, wid string, change func(*Record
 	return updated, nil
 }
 
-// leaveMoved gives up this node's copy of a workload it learns (a compare-and-set that
-// failed) another node took over: it is unindexed at once, so a lookup asked again finds
-// the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
-// and stopped in the background as watchMoves would.
-func (n *Node) leaveMoved(rec Record, why string) {
-	if w, ok := n.idx.Drop(rec.WorkloadID); ok {
-		rec.NexletID = w.Rec.NexletID
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.stopMoved(rec, why)
-	}()
-}
-
 // reindex replaces the indexed value of a record that is still indexed, unless the index
 // already holds a newer revision (two writers finishing out of order).
 func (n *Node) reindex(rec Record) { n.idx.Update(rec) }
 
 func (n *Node) forget(rec Record, info v1.WorkloadInfo) {
 	wid := rec.WorkloadID
-	if err := n.dropMarks(rec); err != nil {
+	if err := n.copies.DropMarks(rec); err != nil {
 		// its stopping record stays, so a node whose mark names this one finds the record
 		// and stops its copy; both go once the store answers
 		n.log.Warn("remove the moved marks of a stopped workload; trying again", zap.String("workload_id", wid), zap.Error(err))
-		n.dropMarksLater(rec)
+		n.copies.DropMarksLater(rec)
 	} else if err := n.cfg.Store.Delete(context.Background(), wid); err != nil {
 		n.log.Warn("delete workload state", zap.String("workload_id", wid), zap.Error(err))
 	}
@@ -467,7 +422,7 @@ func (n *Node) handleInfo(ctx context.Context, r *svc.Request, _ *struct{}) (any
 	case rec.Final != nil, v1.IsCode(err, v1.CodeUnavailable), v1.IsNotFound(err) && rec.Desired != DesiredFinished:
 		// ended and forgotten by a restarted nexlet, or its nexlet does not answer, or
 		// lost it (it restarted; the node starts it again as it reconciles): the record
-		info = n.recordInfo(rec, false)
+		info = listing.RecordInfo(n.cfg.NodeID, rec, false)
 		info.Definition = &rec.Definition
 		return info, nil
 	}
@@ -539,13 +494,13 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 		return v1.RegisterReply{}, v1.Errorf(v1.CodeForbidden,
 			"nexlet %s runs on another machine (host %q); start nexd with --allow-remote-nexlets to accept it", req.NexletID, req.HostID)
 	}
-	n.failedNexlets.Delete(req.NexletID)
+	n.flags.FailedNexlets.Delete(req.NexletID)
 	registration := n.nexlets.Register(*req, time.Now())
 	n.mu.Lock()
 	n.refreshIsolation()
 	n.mu.Unlock()
 	// Index its workloads before it is listed or bids, so what a client sees it can stop.
-	n.reconcile(req.NexletID)
+	n.copies.Reconcile(req.NexletID)
 	n.nexlets.Ready(req.NexletID, registration)
 	n.mu.Lock()
 	n.refreshCgroups()
@@ -581,76 +536,9 @@ func (n *Node) handleHeartbeat(_ context.Context, r *svc.Request, req *v1.Heartb
 		}
 	}
 	if len(finished)+len(recounted) > 0 {
-		n.queueNews(id, finished, recounted, req)
+		n.news.Add(id, finished, recounted, req)
 	}
 	return struct{}{}, nil
-}
-
-// news is what a heartbeat told that the records do not say yet.
-type news struct {
-	nexletID string
-	ended    *v1.WorkloadInfo // a finished workload, as the heartbeat described it (or nil)
-	restarts uint64           // a restart count (when not finished)
-	finished bool
-}
-
-// queueNews queues a heartbeat's news for the records and makes sure one worker records
-// it after the reply: a slow or full store must not make heartbeats time out, and what
-// one heartbeat told is not lost because the worker was busy with the last.
-func (n *Node) queueNews(nexletID string, finished, recounted []string, req *v1.Heartbeat) {
-	ended := make(map[string]*v1.WorkloadInfo, len(req.Ended))
-	for i := range req.Ended {
-		ended[req.Ended[i].ID] = &req.Ended[i]
-	}
-	n.mu.Lock()
-	for _, wid := range finished {
-		if old, ok := n.news[wid]; !ok || (old.ended == nil && ended[wid] != nil) || !old.finished {
-			n.news[wid] = news{nexletID: nexletID, ended: ended[wid], finished: true}
-		}
-	}
-	for _, wid := range recounted {
-		if _, ok := n.news[wid]; !ok {
-			n.news[wid] = news{nexletID: nexletID, restarts: req.RestartCounts[wid]}
-		}
-	}
-	start := !n.recording
-	n.recording = true
-	n.mu.Unlock()
-	if !start {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for {
-			n.mu.Lock()
-			batch := n.news
-			n.news = map[string]news{}
-			if len(batch) == 0 {
-				n.recording = false
-				n.mu.Unlock()
-				return
-			}
-			n.mu.Unlock()
-			n.recordNews(batch)
-		}
-	}()
-}
-
-func (n *Node) recordNews(batch map[string]news) {
-	for wid, nw := range batch {
-		if n.ctx.Err() != nil {
-			return
-		}
-		if nw.finished {
-			n.recordFinished(n.ctx, nw.nexletID, wid, nw.ended)
-			continue
-		}
-		count := nw.restarts
-		if _, err := n.updateRecord(n.ctx, wid, func(r *Record) { r.Restarts = max(r.Restarts, count) }); err != nil {
-			n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
-		}
-	}
 }
 
 // recordFinished records that a workload ended for good, with what its nexlet says of it

@@ -293,7 +293,7 @@ func (c *Coordinator) round(ctx context.Context) {
 				c.reschedule(ctx, node, rec)
 			case records.DesiredStopping: // the user's stop wins: it does not come back elsewhere
 				if c.cfg.Host.DropMarks(*rec) != nil {
-					continue // its marks first (see dropMarks): the next round tries again
+					continue // its marks first (see copies.DropMarks): the next round tries again
 				}
 				if err := c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision); err == nil {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))

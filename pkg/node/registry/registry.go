@@ -174,3 +174,12 @@ func (r *Registry) Wait(ctx context.Context, typ string) error {
 		}
 	}
 }
+
+// CallTimeout bounds a request from the node to a local nexlet.
+const CallTimeout = 10 * time.Second
+
+// CallGap is how long the node keeps asking a registered nexlet that has no
+// subscription: a nexlet reconnecting (its credentials expired and were renewed, its
+// server went away) or being restarted is gone for a moment, and a request in that
+// moment should wait for it rather than fail.
+const CallGap = 3 * time.Second

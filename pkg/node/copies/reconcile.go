@@ -1,4 +1,4 @@
-package node
+package copies
 
 import (
 	"context"
@@ -6,58 +6,58 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/records"
+	"github.com/nexrun/nex/pkg/node/registry"
+	"go.uber.org/zap"
 )
 
 // reconcilePlan is what reconciling one nexlet found to do.
 type reconcilePlan struct {
-	toStop, toStart, moved []Record
+	toStop, toStart, moved []records.Record
 	adopted                int
 	keep                   []string // every workload the records or the nexlet hold
 }
 
-// reconcile brings a (re-)registered nexlet and the node's desired state together:
+// Reconcile brings a (re-)registered nexlet and the node's desired state together:
 // workloads the nexlet runs are adopted (never restarted), desired workloads it lost
 // are started again exactly once with their IDs, stops that were in flight are
 // finished, and finished workloads stay finished. Everything is indexed before it
 // returns (so stop and info work at once); restarts and stops then run in the background.
-func (n *Node) reconcile(nexletID string) {
-	if !n.tryReconcile(nexletID) {
-		n.reconcileLater(nexletID)
+func (c *Copies) Reconcile(nexletID string) {
+	if !c.tryReconcile(nexletID) {
+		c.ReconcileLater(nexletID)
 	}
 }
 
 // tryReconcile plans one reconciliation of nexletID (see reconcile), asks the nexlet to
 // prune, and carries the plan out in the background; false when it could not read both
 // sides.
-func (n *Node) tryReconcile(nexletID string) bool {
-	lock := n.reconcileLock(nexletID)
+func (c *Copies) tryReconcile(nexletID string) bool {
+	lock := c.reconcileLock(nexletID)
 	lock.Lock()
-	log := n.log.With(zap.String("nexlet_id", nexletID))
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	plan, err := n.planReconcile(ctx, nexletID, log)
+	log := c.Log.With(zap.String("nexlet_id", nexletID))
+	ctx, cancel := context.WithTimeout(c.Ctx, time.Minute)
+	plan, err := c.planReconcile(ctx, nexletID, log)
 	if err != nil {
 		cancel()
 		lock.Unlock()
 		return false
 	}
-	n.prune(nexletID, plan.keep, log)
+	c.prune(nexletID, plan.keep, log)
 	if len(plan.toStop)+len(plan.toStart)+len(plan.moved) == 0 {
 		cancel()
 		lock.Unlock()
 		return true
 	}
-	n.wg.Add(1)
+	c.WG.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer c.WG.Done()
 		defer lock.Unlock()
 		defer cancel()
-		n.carryOut(ctx, plan, log)
+		c.carryOut(ctx, plan, log)
 	}()
 	return true
 }
@@ -65,18 +65,18 @@ func (n *Node) tryReconcile(nexletID string) bool {
 // prune asks the nexlet, in the background, to remove what it keeps of workloads that
 // neither the records nor the nexlet hold any more (v1.PruneRequest): a workdir left by
 // a workload that ended or moved while the nexlet was down, whose record went meanwhile.
-func (n *Node) prune(nexletID string, keep []string, log *zap.Logger) {
-	n.wg.Add(1)
+func (c *Copies) prune(nexletID string, keep []string, log *zap.Logger) {
+	c.WG.Add(1)
 	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout)
+		defer c.WG.Done()
+		ctx, cancel := context.WithTimeout(c.Ctx, registry.CallTimeout)
 		defer cancel()
 		var reply v1.PruneReply
-		err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletPrune), v1.PruneRequest{Keep: keep}, &reply)
+		err := svc.Call(ctx, c.Conn, v1.NexletSubject(c.NodeID, nexletID, v1.NexletPrune), v1.PruneRequest{Keep: keep}, &reply)
 		switch {
 		case err == nil && len(reply.Removed) > 0:
 			log.Info("reconcile: the nexlet removed what it kept of workloads no record holds", zap.Int("workloads", len(reply.Removed)))
-			n.restartMissed(nexletID, reply.Removed, log)
+			c.restartMissed(nexletID, reply.Removed, log)
 		case err != nil && !v1.IsCode(err, v1.CodeNotImplemented):
 			log.Warn("reconcile: prune", zap.Error(err))
 		}
@@ -89,50 +89,50 @@ func (n *Node) prune(nexletID string, keep []string, log *zap.Logger) {
 // (chaos seed 43: a machine killed 2 s after three starts were acknowledged came back,
 // its listing of the records lacked the three, the nexlet removed their workdirs, and
 // nothing ever started them again, though their records said running there).
-func (n *Node) restartMissed(nexletID string, pruned []string, log *zap.Logger) {
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+func (c *Copies) restartMissed(nexletID string, pruned []string, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(c.Ctx, time.Minute)
 	defer cancel()
-	var missed []Record
+	var missed []records.Record
 	for _, wid := range pruned {
-		if _, inFlight := n.deploying.Load(wid); n.idx.Has(wid) || inFlight {
+		if _, inFlight := c.Flags.Deploying.Load(wid); c.Index.Has(wid) || inFlight {
 			continue
 		}
-		rec, err := n.cfg.Store.Get(ctx, wid)
-		if err != nil || rec.NexletID != nexletID || rec.Desired != DesiredRunning {
+		rec, err := c.Store.Get(ctx, wid)
+		if err != nil || rec.NexletID != nexletID || rec.Desired != records.DesiredRunning {
 			continue
 		}
 		log.Warn("reconcile: the listing of the records missed a workload this nexlet ran; starting it again", zap.String("workload_id", wid))
-		n.index(*rec)
+		c.Host.Index(*rec)
 		missed = append(missed, *rec)
 	}
 	if len(missed) == 0 {
 		return
 	}
-	lock := n.reconcileLock(nexletID)
+	lock := c.reconcileLock(nexletID)
 	lock.Lock()
 	defer lock.Unlock()
-	n.carryOut(ctx, reconcilePlan{toStart: missed}, log)
+	c.carryOut(ctx, reconcilePlan{toStart: missed}, log)
 }
 
-// reconcileLater reconciles nexletID again, after 250 ms doubling to 5 s, until a
+// ReconcileLater reconciles nexletID again, after 250 ms doubling to 5 s, until a
 // reconciliation could read both sides or the node stops: one that failed (the state
 // store unavailable while JetStream elected a leader) left the workloads its restarted
 // nexlet had lost unstarted and unindexed, "not found", for good (a chaos run).
-func (n *Node) reconcileLater(nexletID string) {
-	if _, busy := n.reconciling.LoadOrStore(nexletID, struct{}{}); busy {
+func (c *Copies) ReconcileLater(nexletID string) {
+	if _, busy := c.reconciling.LoadOrStore(nexletID, struct{}{}); busy {
 		return
 	}
-	n.wg.Add(1)
+	c.WG.Add(1)
 	go func() {
-		defer n.wg.Done()
-		defer n.reconciling.Delete(nexletID)
+		defer c.WG.Done()
+		defer c.reconciling.Delete(nexletID)
 		backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
-		for backoff.Wait(n.ctx, 0) {
-			if !n.nexlets.Has(nexletID) {
+		for backoff.Wait(c.Ctx, 0) {
+			if !c.Nexlets.Has(nexletID) {
 				return // gone: its next registration reconciles it
 			}
-			if n.tryReconcile(nexletID) {
-				n.log.Info("reconcile: done after an earlier attempt failed", zap.String("nexlet_id", nexletID))
+			if c.tryReconcile(nexletID) {
+				c.Log.Info("reconcile: done after an earlier attempt failed", zap.String("nexlet_id", nexletID))
 				return
 			}
 		}
@@ -140,27 +140,27 @@ func (n *Node) reconcileLater(nexletID string) {
 }
 
 // reconcileLock is the lock that lets one reconciliation of a nexlet run at a time.
-func (n *Node) reconcileLock(nexletID string) *sync.Mutex {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	lock, ok := n.reconciles[nexletID]
+func (c *Copies) reconcileLock(nexletID string) *sync.Mutex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lock, ok := c.reconciles[nexletID]
 	if !ok {
 		lock = &sync.Mutex{}
-		n.reconciles[nexletID] = lock
+		c.reconciles[nexletID] = lock
 	}
 	return lock
 }
 
 // planReconcile compares what the nexlet runs with the records, indexes what stays, and
 // returns the stops and starts left to do.
-func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logger) (reconcilePlan, error) {
+func (c *Copies) planReconcile(ctx context.Context, nexletID string, log *zap.Logger) (reconcilePlan, error) {
 	var plan reconcilePlan
 	var running []v1.WorkloadInfo
-	if err := svc.Call(ctx, n.nxc, v1.NexletSubject(n.cfg.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
+	if err := svc.Call(ctx, c.Conn, v1.NexletSubject(c.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
 		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
 		return plan, err
 	}
-	recs, err := n.cfg.Store.List(ctx)
+	recs, err := c.Store.List(ctx)
 	if err != nil {
 		log.Error("reconcile: read desired state", zap.Error(err))
 		return plan, err
@@ -177,33 +177,33 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 		known[rec.WorkloadID] = true
 		w, present := has[rec.WorkloadID]
 		switch {
-		case rec.Desired == DesiredMoved:
+		case rec.Desired == records.DesiredMoved:
 			// taken over by another node while this one was away: its copy here stops
 			plan.moved = append(plan.moved, *rec)
-		case rec.Desired == DesiredStopping:
-			n.index(*rec)
+		case rec.Desired == records.DesiredStopping:
+			c.Host.Index(*rec)
 			plan.toStop = append(plan.toStop, *rec)
 		case present:
-			n.index(*rec)
-			if w.Finished() && rec.Desired == DesiredRunning {
+			c.Host.Index(*rec)
+			if w.Finished() && rec.Desired == records.DesiredRunning {
 				final := w
 				final.Definition = nil
-				n.recordFinished(ctx, nexletID, rec.WorkloadID, &final)
+				c.Host.RecordFinished(ctx, nexletID, rec.WorkloadID, &final)
 			}
 			plan.adopted++
-		case rec.Desired == DesiredFinished:
+		case rec.Desired == records.DesiredFinished:
 			// it ended for good and its nexlet no longer has it (it restarted): it stays
 			// listed from its record, as it ended, until removed
-			n.index(*rec)
+			c.Host.Index(*rec)
 		default:
-			n.index(*rec)
-			if _, inFlight := n.deploying.Load(rec.WorkloadID); inFlight {
+			c.Host.Index(*rec)
+			if _, inFlight := c.Flags.Deploying.Load(rec.WorkloadID); inFlight {
 				continue // its deploy is starting it right now
 			}
 			plan.toStart = append(plan.toStart, *rec)
 		}
 	}
-	plan.adopted += n.adoptUnknown(ctx, nexletID, running, known, log)
+	plan.adopted += c.adoptUnknown(ctx, nexletID, running, known, log)
 	if plan.adopted > 0 {
 		log.Info("reconcile: adopted running workloads", zap.Int("adopted", plan.adopted))
 	}
@@ -222,14 +222,14 @@ func (n *Node) planReconcile(ctx context.Context, nexletID string, log *zap.Logg
 // acknowledged only once recorded, so its record was removed, because the workload was
 // stopped or moved while this node was away (a chaos run: a stale copy adopted this way
 // came back after its user had stopped it elsewhere).
-func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.WorkloadInfo, known map[string]bool, log *zap.Logger) int {
+func (c *Copies) adoptUnknown(ctx context.Context, nexletID string, running []v1.WorkloadInfo, known map[string]bool, log *zap.Logger) int {
 	adopted := 0
-	_, shared := n.cfg.Store.(ClusterStore)
+	shared := c.Cluster != nil
 	for _, w := range running {
 		if known[w.ID] || w.Definition == nil {
 			continue
 		}
-		if _, inFlight := n.deploying.Load(w.ID); inFlight {
+		if _, inFlight := c.Flags.Deploying.Load(w.ID); inFlight {
 			continue // its deploy records it right now
 		}
 		if shared {
@@ -239,73 +239,73 @@ func (n *Node) adoptUnknown(ctx context.Context, nexletID string, running []v1.W
 			// again); stopUnrecorded reads its record once more, and adopts it when
 			// the listing only missed it
 			known[w.ID] = true
-			n.wg.Add(1)
+			c.WG.Add(1)
 			go func() {
-				defer n.wg.Done()
-				n.stopUnrecorded(nexletID, w)
+				defer c.WG.Done()
+				c.stopUnrecorded(nexletID, w)
 			}()
 			continue
 		}
-		if n.ownedElsewhere(ctx, w.ID) { // taken over while this node was away
+		if c.ownedElsewhere(ctx, w.ID) { // taken over while this node was away
 			known[w.ID] = true
-			n.wg.Add(1)
+			c.WG.Add(1)
 			go func() {
-				defer n.wg.Done()
-				n.stopMoved(Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}, staleCopy)
+				defer c.WG.Done()
+				c.StopMoved(records.Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}, StaleCopy)
 			}()
 			continue
 		}
-		rec := Record{WorkloadID: w.ID, NexletID: nexletID, Desired: DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC(), CreatedAt: w.StartedAt}
+		rec := records.Record{WorkloadID: w.ID, NexletID: nexletID, Desired: records.DesiredRunning, Definition: *w.Definition, UpdatedAt: time.Now().UTC(), CreatedAt: w.StartedAt}
 		if w.Finished() {
 			final := w
 			final.Definition = nil
-			rec.Desired, rec.Final, rec.FinishedAt = DesiredFinished, &final, time.Now().UTC()
+			rec.Desired, rec.Final, rec.FinishedAt = records.DesiredFinished, &final, time.Now().UTC()
 		}
-		if err := n.cfg.Store.Put(ctx, &rec); err != nil {
+		if err := c.Store.Put(ctx, &rec); err != nil {
 			log.Warn("reconcile: record adopted workload", zap.String("workload_id", w.ID), zap.Error(err))
 		}
-		n.index(rec)
+		c.Host.Index(rec)
 		adopted++
 	}
 	return adopted
 }
 
-// claimToStart records one more restart of rec by compare-and-set on the revision read,
+// ClaimToStart records one more restart of rec by compare-and-set on the revision read,
 // and says whether the workload is still this node's to start: a chaos run read a record
 // from a replica that lagged behind its takeover, started the workload again beside the
 // node that had taken it over, and the two ran together for minutes.
-func (n *Node) claimToStart(ctx context.Context, rec Record, log *zap.Logger) (Record, bool) {
+func (c *Copies) ClaimToStart(ctx context.Context, rec records.Record, log *zap.Logger) (records.Record, bool) {
 	updated := rec
 	for range 2 {
 		updated.Restarts++
 		updated.UpdatedAt = time.Now().UTC()
-		err := n.cfg.Store.Put(ctx, &updated)
+		err := c.Store.Put(ctx, &updated)
 		if err == nil {
-			n.reindex(updated)
+			c.Index.Update(updated)
 			return updated, true
 		}
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, records.ErrConflict) {
 			log.Warn("reconcile: record the start of a lost workload (not started; tried again at the next reconciliation)", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			return rec, false
 		}
-		cur, gerr := n.cfg.Store.Get(ctx, rec.WorkloadID)
-		if gerr != nil || cur.Desired != DesiredRunning || cur.NexletID != rec.NexletID {
+		cur, gerr := c.Store.Get(ctx, rec.WorkloadID)
+		if gerr != nil || cur.Desired != records.DesiredRunning || cur.NexletID != rec.NexletID {
 			break
 		}
 		updated = *cur
 	}
-	n.unindex(rec.WorkloadID)
+	c.Index.Drop(rec.WorkloadID)
 	log.Info("reconcile: a lost workload's record changed meanwhile (moved, stopped or removed): not started here", zap.String("workload_id", rec.WorkloadID))
 	return rec, false
 }
 
 // carryOut finishes the stops that were in flight and starts the lost workloads again.
-func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
+func (c *Copies) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger) {
 	for _, rec := range plan.moved {
-		n.stopMoved(rec, staleCopy)
+		c.StopMoved(rec, StaleCopy)
 	}
 	for _, rec := range plan.toStop {
-		if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+		if _, err := c.Host.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 			log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		}
 	}
@@ -314,11 +314,11 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 		// lost with its nexlet and started again: one more restart than it had, recorded
 		// first by compare-and-set, so a record that moved or went meanwhile (a read
 		// that lagged behind a takeover) starts nothing
-		claimed, ok := n.claimToStart(ctx, rec, log)
+		claimed, ok := c.ClaimToStart(ctx, rec, log)
 		if !ok {
 			continue
 		}
-		if _, err := n.startOnNexlet(ctx, claimed, claimed.Restarts); err != nil && !v1.IsCode(err, v1.CodeConflict) {
+		if _, err := c.Host.StartOnNexlet(ctx, claimed, claimed.Restarts); err != nil && !v1.IsCode(err, v1.CodeConflict) {
 			log.Error("reconcile: start lost workload again", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			continue
 		}
@@ -327,78 +327,41 @@ func (n *Node) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logger
 	log.Info("reconcile: done", zap.Int("stops_finished", len(plan.toStop)), zap.Int("started_again", started))
 }
 
-// renewPolicy is how a workload's renewed credentials are handed to its nexlet: asked
-// again while the nexlet is between connections (it reconnects with its own renewed
-// credentials, and nexd renews those on a ticker of the same period, so the two met at
-// every renewal: a function's connection ran out of credentials 3 s into a test), and
-// once more after an answer lost (handing the same credentials twice does no harm).
-var renewPolicy = retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}, Attempt: 2 * time.Second, Budget: 5 * time.Second,
-	Transient: func(err error) bool { return v1.IsCode(err, v1.CodeTimeout) || v1.IsCode(err, v1.CodeUnavailable) }}
-
-// renewCreds re-mints the credentials of every workload that should be running and hands
-// them to its nexlet. Stopped workloads have no record, so theirs run out. A nexlet that
-// is lost, or that did not take one workload's within renewPolicy's budget, is not asked
-// again for its others this round: a round is bounded by its nexlets, not its workloads.
-func (n *Node) renewCreds() {
-	recs := n.idx.Records(func(rec Record) bool { return rec.Desired == DesiredRunning })
-	skip := map[string]bool{}
-	for _, e := range n.nexlets.All(time.Now()) {
-		skip[e.Reg.NexletID] = e.Health == v1.HealthLost
-	}
-	for _, rec := range recs {
-		if skip[rec.NexletID] {
-			continue
-		}
-		req := v1.StartWorkloadRequest{WorkloadID: rec.WorkloadID, Definition: rec.Definition}
-		if err := n.sealCreds(&req, rec.NexletID); err != nil || req.SealedCreds == nil {
-			continue
-		}
-		update := v1.CredsUpdate{SealedCreds: req.SealedCreds, SenderXKey: req.SenderXKey}
-		err := retry.Do(n.ctx, renewPolicy, func(ctx context.Context) error {
-			return n.askNexlet(ctx, rec.NexletID, v1.NexletCreds, rec.WorkloadID, update, nil)
-		})
-		if err != nil && !v1.IsCode(err, v1.CodeConflict) {
-			n.log.Warn("renew workload credentials", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-			skip[rec.NexletID] = renewPolicy.Transient(err) // it does not answer: its others wait for the next round
-		}
-	}
-}
-
 // stopUnrecorded stops a running workload of nexletID that the reconciliation's listing of
 // the records did not hold, once a read of its own record from the stream's leader
 // confirms there is none: a listing can miss the newest records (a chaos run: two
 // services started and acknowledged a few seconds before their node's nexd was killed
-// and started again were stopped as unrecorded). A record found is adopted (running) or
+// and started again were stopped as Unrecorded). A record found is adopted (running) or
 // acted on (moved, stopping); a store that cannot say leaves the workload running and
 // the reconciliation is tried again.
-func (n *Node) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
-	unknown := Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}
-	ctx, cancel := context.WithTimeout(n.ctx, records.RetryBudget)
-	var rec *Record
+func (c *Copies) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
+	unknown := records.Record{WorkloadID: w.ID, NexletID: nexletID, Definition: *w.Definition}
+	ctx, cancel := context.WithTimeout(c.Ctx, records.RetryBudget)
+	var rec *records.Record
 	err := records.Retry(ctx, func(actx context.Context) (err error) {
-		rec, err = n.cfg.Store.Get(actx, w.ID)
+		rec, err = c.Store.Get(actx, w.ID)
 		return err
 	})
 	cancel()
 	switch {
-	case errors.Is(err, ErrNotStored):
-		n.stopMoved(unknown, unrecorded)
+	case errors.Is(err, records.ErrNotStored):
+		c.StopMoved(unknown, Unrecorded)
 	case err != nil:
-		n.log.Warn("reconcile: a workload the records' listing did not hold, whose record cannot be read now: it runs on until the next try", zap.String("workload_id", w.ID), zap.Error(err))
-		n.reconcileLater(nexletID)
-	case rec.Desired == DesiredRunning || rec.Desired == DesiredFinished:
+		c.Log.Warn("reconcile: a workload the records' listing did not hold, whose record cannot be read now: it runs on until the next try", zap.String("workload_id", w.ID), zap.Error(err))
+		c.ReconcileLater(nexletID)
+	case rec.Desired == records.DesiredRunning || rec.Desired == records.DesiredFinished:
 		rec.NexletID = nexletID
-		n.index(*rec)
-		n.log.Info("reconcile: adopted a workload whose record the listing missed", zap.String("workload_id", w.ID))
-	case rec.Desired == DesiredStopping: // a stop in flight when the node went: finished now
+		c.Host.Index(*rec)
+		c.Log.Info("reconcile: adopted a workload whose record the listing missed", zap.String("workload_id", w.ID))
+	case rec.Desired == records.DesiredStopping: // a stop in flight when the node went: finished now
 		rec.NexletID = nexletID
-		n.index(*rec)
-		ctx, cancel := context.WithTimeout(n.ctx, stopBound(*rec, v1.StopRequest{}))
+		c.Host.Index(*rec)
+		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(*rec, v1.StopRequest{}))
 		defer cancel()
-		if _, err := n.stopWorkload(ctx, *rec, v1.StopRequest{}); err != nil {
-			n.log.Warn("reconcile: finish stop", zap.String("workload_id", w.ID), zap.Error(err))
+		if _, err := c.Host.StopWorkload(ctx, *rec, v1.StopRequest{}); err != nil {
+			c.Log.Warn("reconcile: finish stop", zap.String("workload_id", w.ID), zap.Error(err))
 		}
 	default: // moved
-		n.stopMoved(*rec, staleCopy)
+		c.StopMoved(*rec, StaleCopy)
 	}
 }

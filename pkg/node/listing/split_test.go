@@ -1,4 +1,4 @@
-package node
+package listing
 
 import (
 	"encoding/json"

@@ -1,0 +1,94 @@
+// Package copies is the room of this node's own copies of workloads: the reconciliation
+// of a (re-)registered nexlet with the node's records, the watch of the node's records
+// that other nodes write (a takeover's moved mark, a removal, a stop), and the stop of a
+// copy that moved away or lost its record, or the keeping of one whose move failed.
+//
+// It owns its locks (one reconciliation of a nexlet at a time, one stop of a moved copy
+// at a time, the watch). What the node does for it (index a record, start or stop a
+// workload on its nexlet, record how one finished) goes through Host.
+package copies
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/index"
+	"github.com/nexrun/nex/pkg/node/records"
+	"github.com/nexrun/nex/pkg/node/registry"
+)
+
+// Host is what the room asks of its node.
+type Host interface {
+	// Index puts a copy of rec in the node's index, with what it holds of the node.
+	Index(rec records.Record)
+	// StopWorkload stops rec on its nexlet, recording the intent first.
+	StopWorkload(ctx context.Context, rec records.Record, req v1.StopRequest) (v1.WorkloadInfo, error)
+	// StartOnNexlet starts rec on its nexlet, as its restarts-th restart.
+	StartOnNexlet(ctx context.Context, rec records.Record, restarts uint64) (v1.WorkloadInfo, error)
+	// RecordFinished records that workload wid of nexletID ended for good, as told.
+	RecordFinished(ctx context.Context, nexletID, wid string, told *v1.WorkloadInfo)
+}
+
+// Flags say what the node is doing with a workload or a nexlet at the moment; the node
+// sets them, the room reads them.
+type Flags struct {
+	Deploying     sync.Map // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
+	Draining      sync.Map // workload ID -> struct{}: moving to another node in a drain
+	OwnStops      sync.Map // workload ID -> struct{}: this node is stopping it
+	FailedNexlets sync.Map // nexlet ID -> struct{}: the supervisor gave up on it
+}
+
+// Config wires a Copies.
+type Config struct {
+	Ctx     context.Context // ends when the node stops
+	WG      *sync.WaitGroup // the node's: it waits for the room's goroutines
+	Log     *zap.Logger
+	NodeID  string
+	Store   records.Store
+	Cluster records.ClusterStore // Store, when the cluster shares it; nil otherwise
+	Index   *index.Index
+	Nexlets *registry.Registry
+	Conn    *nats.Conn // asks the local nexlets
+	Flags   *Flags
+	Host    Host
+}
+
+// Copies is the room.
+type Copies struct {
+	Config
+
+	mu            sync.Mutex
+	reconciles    map[string]*sync.Mutex // one reconciliation at a time per nexlet
+	reconciling   sync.Map               // nexlet ID -> struct{}: ReconcileLater is trying again
+	stoppingMoved sync.Map               // workload ID -> struct{}: StopMoved is stopping this node's copy
+
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc // ends the watch of this node's records (Watch)
+}
+
+// New returns the room.
+func New(cfg Config) *Copies {
+	return &Copies{Config: cfg, reconciles: map[string]*sync.Mutex{}}
+}
+
+// StopBound is how long a stop of rec may take: its grace period (the request's, else
+// the one its start request names, else the default), plus room for the nexlet to answer.
+func StopBound(rec records.Record, req v1.StopRequest) time.Duration {
+	grace := time.Duration(req.GracePeriod)
+	if grace <= 0 {
+		grace = rec.Definition.Grace()
+	}
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	return grace + registry.CallTimeout
+}
+
+// DefaultGrace is the grace period of a stop when neither the request nor the workload
+// names one (nexlet-native's --stop-grace default).
+const DefaultGrace = 10 * time.Second
