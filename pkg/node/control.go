@@ -25,28 +25,9 @@ import (
 // nexletCallTimeout bounds a request from the node to a local nexlet.
 const nexletCallTimeout = registry.CallTimeout
 
-// deployStartTimeout bounds a deploy's start on the nexlet: below a client's wait
-// (svc.DefaultTimeout, 10 s), so the deploy's answer, not the client's timeout, tells the
-// user how the start went.
-const deployStartTimeout = 8 * time.Second
-
 // nexletGap is how long the node keeps asking a registered nexlet that has no
 // subscription (registry.CallGap).
 const nexletGap = registry.CallGap
-
-// askNexlet sends one request to a local nexlet, riding out a short gap in its connection.
-func (n *Node) askNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
-	return n.callNexlet(ctx, nexletID, op, workloadID, req, resp, nexletGap)
-}
-
-// callNexlet asks a nexlet, asking again for up to wait while nothing listens.
-func (n *Node) callNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any, wait time.Duration) error {
-	subject := v1.NexletSubject(n.cfg.NodeID, nexletID, op)
-	if workloadID != "" {
-		subject = v1.NexletSubject(n.cfg.NodeID, nexletID, op, workloadID)
-	}
-	return svc.CallWaiting(ctx, n.nxc, subject, req, resp, wait)
-}
 
 func (n *Node) addService() error {
 	srv, err := svc.NewServer(n.nc, svc.Config{
@@ -116,7 +97,7 @@ func (n *Node) handleAuction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	defer func(t0 time.Time) { n.metrics.observeAuction(time.Since(t0)) }(time.Now())
 	reply := v1.AuctionReply{NodeID: n.cfg.NodeID, NodeName: n.cfg.Name}
 	if req.RequestID != "" {
-		if rec, ok := n.byRequestID(r.Namespace, req.RequestID); ok { // a retried start: it runs here
+		if rec, ok := n.work.ByRequestID(r.Namespace, req.RequestID); ok { // a retried start: it runs here
 			reply.Existing = &v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: rec.Definition.Namespace, Name: rec.Definition.Name, NodeID: n.cfg.NodeID}
 			return reply, nil
 		}
@@ -303,7 +284,7 @@ func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployR
 	if req.Takeover != nil {
 		return n.moves.Takeover(ctx, b.NexletID, def, req.Takeover)
 	}
-	return n.deploy(ctx, ns, b.NexletID, def, req.RequestID)
+	return n.work.Deploy(ctx, ns, b.NexletID, def, req.RequestID)
 }
 
 // handleRelease drops a bid its client will not use, freeing the room it held. A bid a

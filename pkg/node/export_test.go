@@ -1,7 +1,7 @@
 package node
 
 // RenewCreds runs one round of workload credential renewal now.
-func (n *Node) RenewCreds() { n.renewCreds() }
+func (n *Node) RenewCreds() { n.work.RenewCreds() }
 
 // LeaseRanOut makes the coordinator's last renewal older than half a lease period, as a
 // node paused past its lease finds it when it runs again, before its renewal loop has.

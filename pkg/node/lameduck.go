@@ -51,7 +51,7 @@ func (n *Node) Lameduck(delay time.Duration) time.Time {
 	n.publishNodeEvent(ev)
 	for _, id := range nexlets {
 		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-		if err := n.askNexlet(ctx, id, v1.NexletLameduck, "", nil, nil); err != nil {
+		if err := n.work.Ask(ctx, id, v1.NexletLameduck, "", nil, nil); err != nil {
 			n.log.Warn("lameduck nexlet", zap.String("nexlet_id", id), zap.Error(err))
 		}
 		cancel()
@@ -105,7 +105,7 @@ func (n *Node) stopAll() {
 				n.haltKeepingRecord(rec)
 				return
 			}
-			if _, err := n.stopWorkload(n.ctx, rec, v1.StopRequest{}); err != nil {
+			if _, err := n.work.StopWorkload(n.ctx, rec, v1.StopRequest{}); err != nil {
 				n.log.Warn("lameduck stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			}
 		}()
@@ -117,10 +117,10 @@ func (n *Node) stopAll() {
 // haltKeepingRecord stops a workload's processes and leaves its record as it is (to
 // run): it is unindexed first, so its end is not recorded as the workload finishing.
 func (n *Node) haltKeepingRecord(rec Record) {
-	n.unindex(rec.WorkloadID)
+	n.work.Unindex(rec.WorkloadID)
 	ctx, cancel := context.WithTimeout(n.ctx, copies.StopBound(rec, v1.StopRequest{}))
 	defer cancel()
-	if err := n.askNexlet(ctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, v1.StopRequest{}, nil); err != nil && !v1.IsNotFound(err) {
+	if err := n.work.Ask(ctx, rec.NexletID, v1.NexletStop, rec.WorkloadID, v1.StopRequest{}, nil); err != nil && !v1.IsNotFound(err) {
 		n.log.Warn("lameduck stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 	}
 }

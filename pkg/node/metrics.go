@@ -3,7 +3,6 @@ package node
 import (
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/workloads"
 )
 
 // auctionBuckets are the upper bounds (seconds) of the auction latency histogram.
@@ -18,9 +18,7 @@ var auctionBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 
 // metrics are the node's own counters; nexlet figures arrive with their heartbeats.
 type metrics struct {
-	starts        atomic.Uint64
-	startFailures atomic.Uint64
-	stops         atomic.Uint64
+	workloads.Counters // starts, failed starts and stops (the workloads room counts them)
 
 	mu          sync.Mutex
 	auctionN    uint64
@@ -102,9 +100,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		m(c.nexletUp, gauge, b2f(x.Health == v1.HealthHealthy), id, x.Reg.RegisterType, x.Health)
 	}
 	m(c.desired, gauge, float64(desired))
-	m(c.starts, counter, float64(n.metrics.starts.Load()))
-	m(c.startFailures, counter, float64(n.metrics.startFailures.Load()))
-	m(c.stops, counter, float64(n.metrics.stops.Load()))
+	m(c.starts, counter, float64(n.metrics.Starts.Load()))
+	m(c.startFailures, counter, float64(n.metrics.StartFailures.Load()))
+	m(c.stops, counter, float64(n.metrics.Stops.Load()))
 	m(c.lameduck, gauge, b2f(lameduck))
 	n.metrics.mu.Lock()
 	buckets := map[float64]uint64{}

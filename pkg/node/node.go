@@ -39,6 +39,7 @@ import (
 	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/node/secrets"
+	"github.com/nexrun/nex/pkg/node/workloads"
 )
 
 // Config describes a node.
@@ -216,12 +217,11 @@ type Node struct {
 	ctx       context.Context // ends when the node stops
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	expiring  atomic.Bool    // a removal of expired finished workloads is under way
-	quotaMu   sync.Mutex     // starts of a namespace with a quota are admitted one at a time
-	claimMu   sync.Mutex     // a start's request ID is claimed and its workload indexed at once
-	flags     copies.Flags   // what the node is doing with a workload or nexlet now
-	copies    *copies.Copies // the room of this node's own copies
-	moves     *moves.Moves   // the room of workloads moving between nodes
+	expiring  atomic.Bool          // a removal of expired finished workloads is under way
+	flags     copies.Flags         // what the node is doing with a workload or nexlet now
+	work      *workloads.Workloads // the room of the workloads here: records, starts, stops
+	copies    *copies.Copies       // the room of this node's own copies
+	moves     *moves.Moves         // the room of workloads moving between nodes
 	lister    *listing.Lister
 
 	catchingUp atomic.Bool // catchUp is under way
@@ -266,6 +266,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		drained: make(chan struct{}),
 	}
 	n.coord = n.newCoordinator()
+	n.work = n.newWorkloads()
 	n.copies = n.newCopies()
 	n.moves = n.newMoves()
 	n.news = news.New(ctx, &n.wg, newsRecorder{n})
@@ -333,7 +334,7 @@ func (n *Node) preindex() {
 	}
 	for _, rec := range recs {
 		if rec.Desired != DesiredMoved {
-			n.index(*rec)
+			n.work.Index(*rec)
 		}
 	}
 }
@@ -412,7 +413,7 @@ func (n *Node) loop() {
 				go func() {
 					defer n.wg.Done()
 					defer n.renewing.Store(false)
-					n.renewCreds()
+					n.work.RenewCreds()
 				}()
 			}
 		}
@@ -475,7 +476,7 @@ func (n *Node) expireFinished() {
 		defer n.expiring.Store(false)
 		for _, rec := range old {
 			ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout+copies.DefaultGrace)
-			if _, err := n.stopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+			if _, err := n.work.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 				n.log.Warn("remove a finished workload past its retention", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			}
 			cancel()

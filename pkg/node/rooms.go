@@ -8,6 +8,7 @@ import (
 	"github.com/nexrun/nex/pkg/node/copies"
 	"github.com/nexrun/nex/pkg/node/listing"
 	"github.com/nexrun/nex/pkg/node/moves"
+	"github.com/nexrun/nex/pkg/node/workloads"
 	"go.uber.org/zap"
 )
 
@@ -18,25 +19,8 @@ func (n *Node) newCopies() *copies.Copies {
 	return copies.New(copies.Config{
 		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID,
 		Store: n.cfg.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Conn: n.nxc,
-		Flags: &n.flags, Host: copiesHost{n},
+		Flags: &n.flags, Host: n.work, // the workloads room indexes, starts and stops for it
 	})
-}
-
-// copiesHost is what the copies room asks of the node.
-type copiesHost struct{ n *Node }
-
-func (h copiesHost) Index(rec Record) { h.n.index(rec) }
-
-func (h copiesHost) StopWorkload(ctx context.Context, rec Record, req v1.StopRequest) (v1.WorkloadInfo, error) {
-	return h.n.stopWorkload(ctx, rec, req)
-}
-
-func (h copiesHost) StartOnNexlet(ctx context.Context, rec Record, restarts uint64) (v1.WorkloadInfo, error) {
-	return h.n.startOnNexlet(ctx, rec, restarts)
-}
-
-func (h copiesHost) RecordFinished(ctx context.Context, nexletID, wid string, told *v1.WorkloadInfo) {
-	h.n.recordFinished(ctx, nexletID, wid, told)
 }
 
 // newMoves wires the room of workloads moving between nodes (package moves): takeovers
@@ -46,25 +30,18 @@ func (n *Node) newMoves() *moves.Moves {
 	return moves.New(moves.Config{
 		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID, Conn: n.nc,
 		Store: n.cfg.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Secrets: n.secretStore,
-		Copies: n.copies, Flags: &n.flags, Host: movesHost{n},
+		Copies: n.copies, Flags: &n.flags, Host: movesHost{n.work, n},
 	})
 }
 
-// movesHost is what the moves room asks of the node.
-type movesHost struct{ n *Node }
-
-func (h movesHost) Index(rec Record) { h.n.index(rec) }
-
-func (h movesHost) StartOnNexlet(ctx context.Context, rec Record, restarts uint64) (v1.WorkloadInfo, error) {
-	return h.n.startOnNexlet(ctx, rec, restarts)
+// movesHost is what the moves room asks of the node: the workloads room, and events.
+type movesHost struct {
+	*workloads.Workloads
+	n *Node
 }
 
 func (h movesHost) AskNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
-	return h.n.askNexlet(ctx, nexletID, op, workloadID, req, resp)
-}
-
-func (h movesHost) UpdateRecord(ctx context.Context, wid string, change func(*Record)) (Record, error) {
-	return h.n.updateRecord(ctx, wid, change)
+	return h.Ask(ctx, nexletID, op, workloadID, req, resp)
 }
 
 func (h movesHost) PublishEvent(ev v1.Event)        { h.n.publishEvent(ev) }
@@ -74,11 +51,11 @@ func (h movesHost) Unplaced(rec Record, why string) { h.n.unplaced(rec, why) }
 type newsRecorder struct{ n *Node }
 
 func (r newsRecorder) Finished(ctx context.Context, nexletID, wid string, told *v1.WorkloadInfo) {
-	r.n.recordFinished(ctx, nexletID, wid, told)
+	r.n.work.RecordFinished(ctx, nexletID, wid, told)
 }
 
 func (r newsRecorder) Restarts(ctx context.Context, wid string, count uint64) {
-	if _, err := r.n.updateRecord(ctx, wid, func(rec *Record) { rec.Restarts = max(rec.Restarts, count) }); err != nil {
+	if _, err := r.n.work.UpdateRecord(ctx, wid, func(rec *Record) { rec.Restarts = max(rec.Restarts, count) }); err != nil {
 		r.n.log.Warn("record restart count", zap.String("workload_id", wid), zap.Error(err))
 	}
 }
@@ -97,7 +74,28 @@ type listingHost struct{ n *Node }
 // nexletGap): its workloads are listed from their records as unknown at once, where a
 // wait would outlast the client's patience with this node.
 func (h listingHost) ListNexlet(ctx context.Context, nexletID string, req v1.NexletListRequest, out *json.RawMessage) error {
-	return h.n.callNexlet(ctx, nexletID, v1.NexletList, "", req, out, 0)
+	return h.n.work.Call(ctx, nexletID, v1.NexletList, "", req, out, 0)
 }
 
 func (h listingHost) IsCoordinator() bool { return h.n.IsCoordinator() }
+
+// newWorkloads wires the workloads room (package workloads): records, starts and stops.
+func (n *Node) newWorkloads() *workloads.Workloads {
+	cs, _ := n.cfg.Store.(ClusterStore)
+	return workloads.New(workloads.Config{
+		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID,
+		Store: n.cfg.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Members: n.members, Conn: n.nxc,
+		History: n.cfg.History, Secrets: n.secretStore, Minter: n.cfg.Minter, CredsTTL: n.cfg.CredsTTL,
+		XKey: n.xkey, XKeyPub: n.xkeyPub, Quotas: n.cfg.Quotas, Held: n.held,
+		Flags: &n.flags, Counters: &n.metrics.Counters, Host: workloadsHost{n},
+	})
+}
+
+// workloadsHost is what the workloads room asks of the node's other rooms; they are
+// wired after it, so it reaches them through the node.
+type workloadsHost struct{ n *Node }
+
+func (h workloadsHost) LeaveMoved(rec Record, why string)      { h.n.copies.LeaveMoved(rec, why) }
+func (h workloadsHost) DropMarks(rec Record) error             { return h.n.copies.DropMarks(rec) }
+func (h workloadsHost) DropMarksLater(rec Record)              { h.n.copies.DropMarksLater(rec) }
+func (h workloadsHost) Escrow(ctx context.Context, rec Record) { h.n.moves.Escrow(ctx, rec) }
