@@ -30,6 +30,7 @@ import (
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/schemas"
 )
 
@@ -153,7 +154,7 @@ func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, erro
 		log.Warn("workloads run as this nexlet's own user (nex.isolation=none): --workload-uids none")
 		return nil, nil
 	case "auto", "":
-		if err := native.CanSwitchUsers(); err != nil {
+		if err := uids.CanSwitchUsers(); err != nil {
 			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
 			return nil, nil
 		}

@@ -18,11 +18,22 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/cgroupfs"
+	"github.com/nexrun/nex/internal/hostusers"
 	"github.com/nexrun/nex/internal/ports"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
+
+// DefaultUIDs is the range --workload-uids takes by default (hostusers.DefaultUIDs).
+const DefaultUIDs = hostusers.DefaultUIDs
+
+// UIDRange is the first and last UID workloads may run as.
+type UIDRange = hostusers.UIDRange
+
+// ParseUIDRange reads "FIRST-LAST" (e.g. 200000-265535).
+func ParseUIDRange(s string) (UIDRange, error) { return hostusers.ParseUIDRange(s) }
 
 // Options configure the driver.
 type Options struct {
@@ -38,8 +49,8 @@ type Options struct {
 	// Tee, when set, receives every workload output line (nexd --show-workload-logs).
 	Tee func(wid, stream string, line []byte)
 	// UIDs, when set, runs every workload as a UID (and GID) of its own from this range;
-	// the nexlet must be root (CanSwitchUsers). UIDLockDir is where the machine's nexlets
-	// lock the UIDs they use (DefaultUIDLockDir).
+	// the nexlet must be root (uids.CanSwitchUsers). UIDLockDir is where the machine's nexlets
+	// lock the UIDs they use (uids.DefaultLockDir).
 	UIDs       *UIDRange
 	UIDLockDir string
 	// NoCgroups leaves resource limits unenforced: workloads that ask for them are refused.
@@ -76,8 +87,8 @@ type Driver struct {
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 	onChange func()
-	uids     *uidPool // nil: workloads run as this process's user
-	sandbox  string   // SandboxExe, when workloads are sandboxed here
+	uids     *uids.Pool // nil: workloads run as this process's user
+	sandbox  string     // SandboxExe, when workloads are sandboxed here
 	cacheMu  sync.Mutex
 	cg       *cgroupSetup
 }
@@ -158,13 +169,13 @@ func New(opts Options) (*Driver, error) {
 	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
 	if opts.UIDs != nil {
-		if err := CanSwitchUsers(); err != nil {
+		if err := uids.CanSwitchUsers(); err != nil {
 			return nil, fmt.Errorf("workloads as users of their own: %w", err)
 		}
 		if err := openWorkloadsRoot(opts.DataDir); err != nil {
 			return nil, err
 		}
-		pool, err := newUIDPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
+		pool, err := uids.NewPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
 		if err != nil {
 			return nil, err
 		}
@@ -306,13 +317,13 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		return err
 	}
 	if d.uids != nil && h.runAs == nil {
-		if h.uid, err = d.uids.acquire(); err != nil {
+		if h.uid, err = d.uids.Acquire(); err != nil {
 			return v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}
 	if h.ownWorkdir {
 		if h.uid != 0 {
-			d.uids.record(h.uid, h.workdir)
+			d.uids.Record(h.uid, h.workdir)
 		}
 		if err := h.makeWorkdir(); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
@@ -580,7 +591,7 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	if d.uids != nil {
-		d.uids.wait() // every UID swept and given back
+		d.uids.Wait() // every UID swept and given back
 	}
 	d.cg.close()
 }

@@ -521,7 +521,7 @@ func (h *handle) clean() {
 		h.removeCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
 	}
 	if h.uid != 0 {
-		h.d.uids.release(h.uid)
+		h.d.uids.Release(h.uid)
 	}
 	h.cg.remove()
 }

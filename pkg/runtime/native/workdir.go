@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
 
 // A workload's workdir is the nexlet's <data>/workloads/<id>, or a directory the operator
@@ -224,7 +225,7 @@ func (h *handle) makeWorkdir() error {
 	if err := unix.Fchmod(wfd, 0o700); err != nil {
 		return err
 	}
-	return chownTree(h.workdir, uid, gid)
+	return uids.ChownTree(h.workdir, uid, gid)
 }
 
 // lendWorkdir checks the workdir a start request names: the operator must lend it
