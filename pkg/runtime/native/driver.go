@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
 
@@ -90,7 +91,7 @@ type Driver struct {
 	uids     *uids.Pool // nil: workloads run as this process's user
 	sandbox  string     // SandboxExe, when workloads are sandboxed here
 	cacheMu  sync.Mutex
-	cg       *cgroupSetup
+	cg       *cgroups.Setup
 }
 
 // prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
@@ -117,7 +118,8 @@ func (d *Driver) Sandbox() string {
 // Cgroups says how this driver enforces resource limits (v1.CgroupsV2, V1 or None) and
 // which resources it can limit (disk always: it checks workdirs itself).
 func (d *Driver) Cgroups() (kind string, limits []string) {
-	return d.cg.kind, append(d.cg.limits[:len(d.cg.limits):len(d.cg.limits)], v1.ResourceDisk)
+	have := d.cg.Limits()
+	return d.cg.Kind(), append(have[:len(have):len(have)], v1.ResourceDisk)
 }
 
 // Stats are the log counters of every workload so far.
@@ -195,10 +197,10 @@ func New(opts Options) (*Driver, error) {
 	}
 	d.killOrphans()
 	if opts.NoCgroups {
-		d.cg = &cgroupSetup{kind: v1.CgroupsNone, why: "resource limits are turned off here"}
+		d.cg = cgroups.None("resource limits are turned off here")
 	} else {
-		d.cg = detectCgroups(cgroupfs.Base(opts.NodeID, opts.NexletID), d.log)
-		d.cg.sweep(d.log)
+		d.cg = cgroups.Detect(cgroupfs.Base(opts.NodeID, opts.NexletID), d.log)
+		d.cg.Sweep(d.log)
 	}
 	// what a workload that asks for nothing gets must be within the ceiling and enforceable
 	var none *v1.Resources
@@ -207,7 +209,7 @@ func New(opts Options) (*Driver, error) {
 		return nil, err
 	}
 	if both != nil {
-		if why := d.cg.enforces(both); why != "" {
+		if why := d.cg.Enforces(both); why != "" {
 			return nil, fmt.Errorf("--default-limits/--max-limits %s: %s", both, why)
 		}
 	}
@@ -240,7 +242,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.Resources != nil {
-		if why := d.cg.enforces(sr.Resources); why != "" {
+		if why := d.cg.Enforces(sr.Resources); why != "" {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeStartFailed, "start_request.resources: %s", why)
 		}
 	}
@@ -356,7 +358,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		}
 	}
 	if r := sr.Resources; r != nil && (r.Memory > 0 || r.CPU > 0 || r.PIDs > 0) { // disk alone needs no cgroup
-		if h.cg, err = d.cg.newCgroup(h.id, h.cgroupLimits()); err != nil {
+		if h.cg, err = d.cg.New(h.id, h.cgroupLimits()); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err)
 		}
 	}
@@ -593,7 +595,7 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	if d.uids != nil {
 		d.uids.Wait() // every UID swept and given back
 	}
-	d.cg.close()
+	d.cg.Close()
 }
 
 // checkLifecycleFields rejects fields that make no sense for the lifecycle, so a

@@ -190,7 +190,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	}
 	h.sandboxed(&s)
 	code, errMsg := -1, ""
-	ooms := h.cg.ooms()
+	ooms := h.cg.OOMs()
 	if c, err := spawn(s); err != nil {
 		errMsg = "start: " + err.Error()
 	} else {
@@ -210,7 +210,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		switch {
 		case timedOut.Load():
 			errMsg = "timed out after " + h.sr.timeout.String()
-		case h.cg.ooms() > ooms:
+		case h.cg.OOMs() > ooms:
 			errMsg = v1.ExitOOMKilled + ": " + h.oomMessage()
 		}
 		killGroup(pid, syscall.SIGKILL)

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
 // healthyReset is how long a service must run before its backoff starts over.
@@ -40,7 +41,7 @@ type handle struct {
 	nexFiles   []string // what else the nexlet put in .nex (a nats:// executable)
 	uid        uint32   // the workload's own user (and group); 0: the nexlet's
 	runAs      *runAs   // the user it asked to run as (start_request.user)
-	cg         *workloadCgroup
+	cg         *cgroups.Cgroup
 	log        *zap.Logger
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
@@ -83,7 +84,7 @@ type process struct {
 // startProcess starts one attempt of the workload in its own process group (and its
 // cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
-	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.ooms()}
+	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.OOMs()}
 	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg, noNewPrivs: h.identity() != nil}
 	if h.sr.Stdin != nil {
 		s.stdin = strings.NewReader(*h.sr.Stdin)
@@ -183,7 +184,7 @@ func (h *handle) environment() []string {
 func (h *handle) run(p *process) {
 	defer close(h.done)
 	defer h.d.changed()
-	defer h.cg.remove() // it has ended for good: its cgroup goes now, not at its removal
+	defer h.cg.Remove() // it has ended for good: its cgroup goes now, not at its removal
 	backoff := retry.Backoff{First: h.sr.initialDelay, Max: max(h.sr.initialDelay, h.sr.maxDelay)}
 	for {
 		began := time.Now()
@@ -312,7 +313,7 @@ func (h *handle) wait(p *process) (int, string) {
 	killGroup(pid, syscall.SIGKILL)
 	reason := ""
 	switch {
-	case h.cg.ooms() > p.ooms:
+	case h.cg.OOMs() > p.ooms:
 		reason = v1.ExitOOMKilled
 	case overDisk.Load():
 		reason = v1.ExitDiskLimit
@@ -382,7 +383,7 @@ func (h *handle) stop(grace time.Duration) {
 		}
 		deadline.Stop()
 		killGroup(pid, syscall.SIGKILL)
-		h.cg.kill() // what left the group (setsid) but not its cgroup
+		h.cg.Kill() // what left the group (setsid) but not its cgroup
 		closed := make(chan time.Time)
 		close(closed)
 		waitGroupGone(pid, closed)
@@ -502,7 +503,7 @@ func (h *handle) info() v1.WorkloadInfo {
 	}
 	info.Health = h.health
 	if h.cg != nil {
-		md["cgroups"] = h.cg.setup.kind
+		md["cgroups"] = h.cg.Kind()
 	}
 	if h.sr.Resources != nil && h.sr.Resources.Disk > 0 {
 		md["disk_used"] = v1.ByteSize(h.diskUsed.Load()).String()
@@ -523,5 +524,5 @@ func (h *handle) clean() {
 	if h.uid != 0 {
 		h.d.uids.Release(h.uid)
 	}
-	h.cg.remove()
+	h.cg.Remove()
 }

@@ -181,7 +181,7 @@ func (h *handle) checkHealth(pid int) (stop func()) {
 					case <-done:
 					case <-kill.C:
 						killGroup(pid, syscall.SIGKILL)
-						h.cg.kill()
+						h.cg.Kill()
 					}
 					kill.Stop()
 					return

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
 // A workload process is waited for without an OS thread of its own. In nexlet-native the
@@ -37,7 +39,7 @@ type spawnSpec struct {
 	// once the process closed it (the sandbox helper, once the workload itself runs) or
 	// ended, or readyWait passed.
 	ready bool
-	cg    *workloadCgroup
+	cg    *cgroups.Cgroup
 	// noNewPrivs starts the process with no_new_privs: no exec of it (a setuid-root
 	// program, a file with capabilities) gains privileges.
 	noNewPrivs bool
@@ -212,7 +214,7 @@ func (c *child) start(s spawnSpec, files []*os.File) error {
 	}
 	var err error
 	if s.cg != nil {
-		err = s.cg.enter(&attr, start)
+		err = s.cg.Enter(&attr, start)
 	} else {
 		err = start()
 	}
