@@ -30,6 +30,7 @@ import (
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/schemas"
 )
@@ -87,7 +88,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		log.Info("logging here: nexd, which started this nexlet, is gone; the next one adopts it")
 	})
 	// what a workload forks and leaves behind is reparented here and reaped at once
-	stopReaping, err := native.BecomeSubreaper(log)
+	stopReaping, err := spawn.BecomeSubreaper(log)
 	if err != nil {
 		log.Warn("cannot become the subreaper of workload processes: orphans are left to PID 1", zap.Error(err))
 	}

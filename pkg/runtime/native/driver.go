@@ -94,9 +94,6 @@ type Driver struct {
 	cg       *cgroups.Setup
 }
 
-// prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
-const prSetNoNewPrivs = 38
-
 // Isolation is what keeps this driver's workloads apart on the machine: "uid" (each its
 // own user) or "none".
 func (d *Driver) Isolation() string {
@@ -303,10 +300,10 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(h.identity(), sr.path, err)))
 	}
 	h.mu.Lock()
-	h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
+	h.state, h.pid, h.startedAt = h.runningState(), p.c.Pid, time.Now().UTC()
 	h.mu.Unlock()
-	h.eventData(v1.EventStarted, map[string]any{"pid": p.c.pid})
-	h.log.Info("workload started", zap.Int("pid", p.c.pid), zap.String("path", sr.path))
+	h.eventData(v1.EventStarted, map[string]any{"pid": p.c.Pid})
+	h.log.Info("workload started", zap.Int("pid", p.c.Pid), zap.String("path", sr.path))
 	go h.run(p)
 	return h.info(), nil
 }

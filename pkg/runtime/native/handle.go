@@ -2,7 +2,6 @@ package native
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -20,6 +19,7 @@ import (
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
 // healthyReset is how long a service must run before its backoff starts over.
@@ -76,7 +76,7 @@ type handle struct {
 // process is one attempt: the process, the writers that ship its output, and the
 // cgroup's OOM kill count when it started.
 type process struct {
-	c              *child
+	c              *spawn.Child
 	stdout, stderr *nexlet.LineWriter
 	ooms           int
 }
@@ -85,12 +85,12 @@ type process struct {
 // cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
 	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.OOMs()}
-	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg, noNewPrivs: h.identity() != nil}
+	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.workdir, Env: h.environment(), Attr: h.procAttr(), Stdout: p.stdout, Stderr: p.stderr, Cgroup: h.cg, NoNewPrivs: h.identity() != nil}
 	if h.sr.Stdin != nil {
-		s.stdin = strings.NewReader(*h.sr.Stdin)
+		s.Stdin = strings.NewReader(*h.sr.Stdin)
 	}
 	h.sandboxed(&s)
-	c, err := spawn(s)
+	c, err := spawn.Start(s)
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +110,13 @@ func (h *handle) procAttr() *syscall.SysProcAttr {
 
 // sandboxed makes s start the workload's process in a sandbox of its own, where this
 // driver sandboxes and the workload runs as a user other than the nexlet's.
-func (h *handle) sandboxed(s *spawnSpec) {
+func (h *handle) sandboxed(s *spawn.Spec) {
 	if uid, gid, ok := h.user(); ok && h.d.sandbox != "" {
 		var tmp int64 // its private /tmp counts against its disk limit too
 		if h.sr.Resources != nil {
 			tmp = int64(h.sr.Resources.Disk)
 		}
-		s.sandboxed(h.d.sandbox, uid, gid, tmp)
+		s.Sandbox(h.d.sandbox, uid, gid, tmp)
 	}
 }
 
@@ -232,11 +232,11 @@ func (h *handle) run(p *process) {
 			h.d.opts.Feed.End(h.def.Namespace, h.id, v1.LogEnd{ExitCode: code, Reason: "could not start again: " + err.Error(), Final: true})
 			return
 		}
-		h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
+		h.state, h.pid, h.startedAt = h.runningState(), p.c.Pid, time.Now().UTC()
 		h.lastError = "" // running again: the last exit is in last_exit_code and last_exit_reason
 		attempt := h.restarts
 		h.mu.Unlock()
-		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.pid, "delay": wait.Round(time.Millisecond).String()})
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.Pid, "delay": wait.Round(time.Millisecond).String()})
 	}
 }
 
@@ -286,13 +286,13 @@ func jitter(d time.Duration) time.Duration {
 // timeout gets SIGTERM when it runs out, and SIGKILL a grace period later. It returns the
 // exit code and, when the code alone does not tell, why the process ended.
 func (h *handle) wait(p *process) (int, string) {
-	pid := p.c.pid
+	pid := p.c.Pid
 	var timedOut atomic.Bool
 	if h.sr.timeout > 0 && h.def.Lifecycle == v1.LifecycleJob {
 		t := time.AfterFunc(h.sr.timeout, func() {
 			timedOut.Store(true)
-			killGroup(pid, syscall.SIGTERM)
-			time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+			spawn.KillGroup(pid, syscall.SIGTERM)
+			time.AfterFunc(h.sr.grace, func() { spawn.KillGroup(pid, syscall.SIGKILL) })
 		})
 		defer t.Stop()
 	}
@@ -300,17 +300,17 @@ func (h *handle) wait(p *process) (int, string) {
 	var overDisk atomic.Bool
 	stopDisk := h.watchDisk(pid, func() {
 		overDisk.Store(true)
-		killGroup(pid, syscall.SIGTERM)
-		time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+		spawn.KillGroup(pid, syscall.SIGTERM)
+		time.AfterFunc(h.sr.grace, func() { spawn.KillGroup(pid, syscall.SIGKILL) })
 	})
-	ws := p.c.wait()
+	ws := p.c.Wait()
 	stopChecks()
 	stopDisk()
 	// wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()
-	code := statusCode(ws)
-	killGroup(pid, syscall.SIGKILL)
+	code := spawn.StatusCode(ws)
+	spawn.KillGroup(pid, syscall.SIGKILL)
 	reason := ""
 	switch {
 	case h.cg.OOMs() > p.ooms:
@@ -373,49 +373,23 @@ func (h *handle) stop(grace time.Duration) {
 		return
 	}
 	if pid > 0 {
-		killGroup(pid, syscall.SIGTERM)
+		spawn.KillGroup(pid, syscall.SIGTERM)
 		deadline := time.NewTimer(grace)
 		select {
 		case <-h.done:
 			// the leader is gone; give the rest of the group what is left of the grace
-			waitGroupGone(pid, deadline.C)
+			spawn.WaitGroupGone(pid, deadline.C)
 		case <-deadline.C:
 		}
 		deadline.Stop()
-		killGroup(pid, syscall.SIGKILL)
+		spawn.KillGroup(pid, syscall.SIGKILL)
 		h.cg.Kill() // what left the group (setsid) but not its cgroup
 		closed := make(chan time.Time)
 		close(closed)
-		waitGroupGone(pid, closed)
+		spawn.WaitGroupGone(pid, closed)
 	}
 	<-h.done
 	h.setState(v1.StateStopped)
-}
-
-func killGroup(pgid int, sig syscall.Signal) {
-	if pgid > 0 {
-		_ = syscall.Kill(-pgid, sig)
-	}
-}
-
-// waitGroupGone polls until no process of group pgid exists or giveUp fires; after
-// giveUp it still waits (briefly) for SIGKILLed processes to be reaped.
-func waitGroupGone(pgid int, giveUp <-chan time.Time) {
-	hard := time.Now().Add(5 * time.Second)
-	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		select {
-		case <-giveUp:
-			if time.Now().After(hard) {
-				return
-			}
-			killGroup(pgid, syscall.SIGKILL)
-		default:
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func (h *handle) setState(s string) {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
 // HealthCheck is a service's health check (start_request.health): one of Exec, HTTP and
@@ -175,12 +176,12 @@ func (h *handle) checkHealth(pid int) (stop func()) {
 					h.event(v1.EventUnhealthy, nil, msg)
 					h.log.Warn("service unhealthy: restarting it per its policy", zap.Error(err))
 					h.killedUnhealthy.Store(true)
-					killGroup(pid, syscall.SIGTERM)
+					spawn.KillGroup(pid, syscall.SIGTERM)
 					kill := time.NewTimer(h.sr.grace)
 					select {
 					case <-done:
 					case <-kill.C:
-						killGroup(pid, syscall.SIGKILL)
+						spawn.KillGroup(pid, syscall.SIGKILL)
 						h.cg.Kill()
 					}
 					kill.Stop()
@@ -254,19 +255,19 @@ var healthClient = &http.Client{
 // own, its workdir, environment and cgroup): a health check's exec and nex workload exec.
 // Its process group is killed when ctx ends, and at the latest when it exits.
 func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer, tty *os.File) (syscall.WaitStatus, error) {
-	s := spawnSpec{path: argv[0], argv: argv[1:], dir: h.workdir, env: h.environment(), attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdout: stdout, stderr: stderr, tty: tty, cg: h.cg}
+	s := spawn.Spec{Path: argv[0], Argv: argv[1:], Dir: h.workdir, Env: h.environment(), Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdout: stdout, Stderr: stderr, TTY: tty, Cgroup: h.cg}
 	h.sandboxed(&s) // it sees what the workload sees, no more
-	c, err := spawn(s)
+	c, err := spawn.Start(s)
 	if tty != nil {
 		_ = tty.Close() // the command has it; the master reads EIO once the command's side is closed
 	}
 	if err != nil {
 		return 0, err
 	}
-	stop := context.AfterFunc(ctx, func() { killGroup(c.pid, syscall.SIGKILL) })
-	ws := c.wait()
+	stop := context.AfterFunc(ctx, func() { spawn.KillGroup(c.Pid, syscall.SIGKILL) })
+	ws := c.Wait()
 	stop()
-	killGroup(c.pid, syscall.SIGKILL)
+	spawn.KillGroup(c.Pid, syscall.SIGKILL)
 	return ws, nil
 }
 
@@ -282,7 +283,7 @@ func (h *handle) execProbe(ctx context.Context, argv []string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s timed out", argv[0])
 	}
-	if code := statusCode(ws); code != 0 {
+	if code := spawn.StatusCode(ws); code != 0 {
 		mu.Lock()
 		last := lastLine(out.String())
 		mu.Unlock()

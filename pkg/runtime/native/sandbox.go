@@ -59,18 +59,3 @@ func probeSandbox(exe string) error {
 	}
 	return nil
 }
-
-// sandboxed turns a spawn of the workload's process into a spawn of the helper that
-// becomes it, in new namespaces, as root until it drops to uid:gid.
-func (s *spawnSpec) sandboxed(exe string, uid, gid uint32, tmpSize int64) {
-	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.path, Argv: append([]string{s.path}, s.argv...), Dir: s.dir, Env: s.env, TmpSize: tmpSize, Ready: true})
-	s.env = []string{sandbox.Env + "=" + string(spec)}
-	s.argv0 = sandbox.Arg
-	s.path, s.argv = exe, nil
-	a := *s.attr
-	a.Credential = nil // the helper drops to the workload's user itself, after mounting
-	a.Pdeathsig = 0    // and sets it then (a change of user clears it); Go's check of it reads getppid, 0 in a new PID namespace
-	a.Cloneflags |= sandbox.Flags
-	s.attr = &a
-	s.ready = true // the start returns once the helper has started the workload itself
-}
