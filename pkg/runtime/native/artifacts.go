@@ -27,6 +27,7 @@ import (
 	"github.com/nexrun/nex/internal/sandbox"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 )
 
 // fetchTimeout bounds the download of one artifact.
@@ -99,11 +100,11 @@ func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.Fi
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
 			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
 		}
-		return asUser(h.identity(), func() error {
+		return asuser.Do(h.identity(), func() error {
 			// non-blocking: a FIFO must not hold the start (and a thread) forever
 			src, err := os.OpenFile(u.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 			if err != nil {
-				return denied("read", u.Path, err)
+				return asuser.Denied("read", u.Path, err)
 			}
 			defer src.Close()
 			if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
@@ -126,7 +127,7 @@ func (h *handle) place(ctx context.Context, dest, uri, digest string, mode os.Fi
 		return err
 	}
 	defer src.Close()
-	return asUser(h.identity(), func() error { return writeAs(target, src, mode, "") })
+	return asuser.Do(h.identity(), func() error { return writeAs(target, src, mode, "") })
 }
 
 // outOfView says why a file at the real path real may not be an artifact of this

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +22,7 @@ import (
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
@@ -297,7 +297,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	p, err := h.startProcess()
 	if err != nil {
-		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(h.identity(), sr.path, err)))
+		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, asuser.ExplainExecError(h.identity(), sr.path, err)))
 	}
 	h.mu.Lock()
 	h.state, h.pid, h.startedAt = h.runningState(), p.c.Pid, time.Now().UTC()
@@ -332,7 +332,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	}
 	id := h.identity()
 	if sr.path != "" { // the executable, as the workload's user sees it (the kernel checks it again at exec)
-		if err := checkExecutable(id, sr.path); err != nil {
+		if err := asuser.CheckExecutable(id, sr.path); err != nil {
 			return v1.Errorf(v1.CodeStartFailed, "start_request.uri: %v", err)
 		}
 	}
@@ -350,7 +350,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		return v1.Errorf(v1.CodeStartFailed, "start_request.%v", err)
 	}
 	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
-		if err := checkExecutable(id, hc.Exec.Argv[0]); err != nil {
+		if err := asuser.CheckExecutable(id, hc.Exec.Argv[0]); err != nil {
 			return v1.Errorf(v1.CodeStartFailed, "start_request.health.exec.argv: %v", err)
 		}
 	}
@@ -458,36 +458,6 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 		h.log.Info("workload stopped")
 	}
 	return h.info(), nil
-}
-
-// explainExecError says what a bare "no such file or directory" from exec means when the
-// file is there: the interpreter its first line names (#!) is missing.
-func explainExecError(id *fsIdentity, path string, err error) error {
-	if !errors.Is(err, syscall.ENOENT) {
-		return err
-	}
-	head := make([]byte, 256)
-	n := 0
-	if asUser(id, func() error { // its first line, as the workload's user may read it
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		n, _ = f.Read(head)
-		return nil
-	}) != nil {
-		return err
-	}
-	line, _, _ := strings.Cut(string(head[:n]), "\n")
-	if !strings.HasPrefix(line, "#!") {
-		return err
-	}
-	interp := strings.Fields(strings.TrimPrefix(line, "#!"))
-	if len(interp) == 0 {
-		return fmt.Errorf("its first line (#!) names no interpreter: %w", err)
-	}
-	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found: %w", interp[0], strings.TrimSpace(line), err)
 }
 
 // reservePorts claims ports for workload wid: none may be claimed by another workload or

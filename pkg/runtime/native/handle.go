@@ -18,6 +18,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
@@ -142,6 +143,16 @@ func (h *handle) user() (uid, gid uint32, ok bool) {
 		return h.runAs.uid, h.runAs.gid, true
 	}
 	return h.uid, h.uid, h.uid != 0
+}
+
+// identity is the filesystem identity of the workload's user, nil when it runs as the
+// nexlet's own user.
+func (h *handle) identity() *asuser.Identity {
+	uid, gid, ok := h.user()
+	if !ok {
+		return nil
+	}
+	return &asuser.Identity{UID: uid, GID: gid}
 }
 
 func (h *handle) environment() []string {

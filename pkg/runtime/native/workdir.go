@@ -276,3 +276,9 @@ func (h *handle) lendWorkdir() error {
 	h.lent = true
 	return nil
 }
+
+// within says whether path is dir or lies below it (both clean and absolute).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(rel)
+}
