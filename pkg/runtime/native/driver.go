@@ -22,6 +22,7 @@ import (
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
@@ -64,7 +65,7 @@ type Options struct {
 	// (sandbox.go), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
-	// 0: DefaultCacheMaxBytes. The least recently used go first.
+	// 0: artifacts.DefaultCacheMaxBytes. The least recently used go first.
 	CacheMaxBytes int64
 	// WorkdirRoots are the directories under which a start request's own workdir may lie
 	// (lent by the operator). Empty: none, when workloads run as users of their own;
@@ -90,7 +91,7 @@ type Driver struct {
 	onChange func()
 	uids     *uids.Pool // nil: workloads run as this process's user
 	sandbox  string     // SandboxExe, when workloads are sandboxed here
-	cacheMu  sync.Mutex
+	cache    *artifacts.Cache
 	cg       *cgroups.Setup
 }
 
@@ -167,6 +168,7 @@ func New(opts Options) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
+	d.cache = artifacts.NewCache(filepath.Join(opts.DataDir, "cache"), opts.CacheMaxBytes)
 	if opts.UIDs != nil {
 		if err := uids.CanSwitchUsers(); err != nil {
 			return nil, fmt.Errorf("workloads as users of their own: %w", err)
