@@ -32,6 +32,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 	"github.com/nexrun/nex/schemas"
 )
 
@@ -159,7 +160,7 @@ func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, erro
 			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
 			return nil, nil
 		}
-		if err := native.CanReachWorkdirs(dataDir); err != nil {
+		if err := workdir.CanReach(dataDir); err != nil {
 			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
 			return nil, nil
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
 
 // DefaultUIDs is the range --workload-uids takes by default (hostusers.DefaultUIDs).
@@ -173,7 +174,7 @@ func New(opts Options) (*Driver, error) {
 		if err := uids.CanSwitchUsers(); err != nil {
 			return nil, fmt.Errorf("workloads as users of their own: %w", err)
 		}
-		if err := openWorkloadsRoot(opts.DataDir); err != nil {
+		if err := workdir.OpenWorkloadsRoot(opts.DataDir); err != nil {
 			return nil, err
 		}
 		pool, err := uids.NewPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
@@ -262,15 +263,15 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
 	h := &handle{
-		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir, env: req.Environment,
+		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, env: req.Environment,
 		stopCh: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
 		state: v1.StateStarting, createdAt: time.Now().UTC(), restarts: int(req.Restarts),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}
-	if h.workdir == "" { // decided before the handle is visible: List reads it
-		h.workRoot, h.workRel = filepath.Join(d.opts.DataDir, "workloads"), h.id
-		h.workdir = filepath.Join(h.workRoot, h.workRel)
-		h.ownWorkdir = true
+	if sr.Workdir == "" { // decided before the handle is visible: List reads it
+		h.wd = workdir.Own(filepath.Join(d.opts.DataDir, "workloads"), h.id, h.user)
+	} else {
+		h.wd = workdir.Lent(sr.Workdir, h.user)
 	}
 	if err := d.reservePorts(h.id, sr.ExposePorts, inUse); err != nil {
 		d.mu.Unlock()
@@ -314,7 +315,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	d, sr, def := h.d, h.sr, h.def
 	var err error
-	if h.runAs, err = d.resolveRunAs(sr, def.Namespace, h.workdir); err != nil {
+	if h.runAs, err = d.resolveRunAs(sr, def.Namespace, h.wd.Path); err != nil {
 		return err
 	}
 	if d.uids != nil && h.runAs == nil {
@@ -322,12 +323,12 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 			return v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}
-	if h.ownWorkdir {
+	if h.wd.Own {
 		if h.uid != 0 {
-			d.uids.Record(h.uid, h.workdir)
+			d.uids.Record(h.uid, h.wd.Path)
 		}
-		if err := h.makeWorkdir(); err != nil {
-			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
+		if err := h.wd.MakeOwn(); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.wd.Path, err)
 		}
 	} else if err := h.lendWorkdir(); err != nil {
 		return err
@@ -339,7 +340,7 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		}
 	}
 	if len(creds) > 0 {
-		if err := h.writeCreds(creds); err != nil {
+		if err := h.wd.WriteCreds(creds); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err)
 		}
 		for _, t := range sr.Triggers {
@@ -618,50 +619,14 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 	if err != nil {
 		return err
 	}
-	if h.creds == "" || h.finished() {
+	if h.wd.Creds() == "" || h.finished() {
 		return v1.Errorf(v1.CodeConflict, "workload %s has no credentials to renew", wid)
 	}
-	if err := h.writeCreds(c); err != nil {
+	if err := h.wd.WriteCreds(c); err != nil {
 		return err
 	}
 	if h.fn.Load() != nil {
 		go h.renewed()
 	}
 	return nil
-}
-
-// openWorkloadsRoot lets workloads of other users reach their workdirs under dataDir:
-// the nexlet's own directories get o+x (enter, not list), and every directory above must
-// already allow it. Everything else under dataDir stays the nexlet's (0600/0700).
-func openWorkloadsRoot(dataDir string) error {
-	if err := CanReachWorkdirs(dataDir); err != nil {
-		return fmt.Errorf("workloads as users of their own: %w", err)
-	}
-	for _, dir := range []string{dataDir, filepath.Join(dataDir, "workloads")} {
-		if err := os.Chmod(dir, 0o711); err != nil {
-			return fmt.Errorf("workloads as users of their own: %w", err)
-		}
-	}
-	return nil
-}
-
-// CanReachWorkdirs says whether a workload of another user can pass through every
-// directory above dataDir to its workdir (o+x), and if not, which one stops it.
-func CanReachWorkdirs(dataDir string) error {
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		return err
-	}
-	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
-		st, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("workloads of their own users cannot reach their workdirs under %s: %s (mode %04o) does not let other users through; chmod o+x %s, or choose a data dir elsewhere", abs, dir, st.Mode().Perm(), dir)
-		}
-		if dir == "/" {
-			return nil
-		}
-	}
 }

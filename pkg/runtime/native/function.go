@@ -67,8 +67,8 @@ func (h *handle) serveFunction() error {
 // credentials, so a function can only be triggered from its namespace) and subscribes.
 func (h *handle) listen() (*triggerConn, error) {
 	tc := &triggerConn{nc: h.d.opts.Conn}
-	if h.creds != "" {
-		nc, err := nats.Connect(h.d.opts.NATSURL, h.credsOption(), nats.Name("nex function "+h.id),
+	if h.wd.Creds() != "" {
+		nc, err := nats.Connect(h.d.opts.NATSURL, h.wd.CredsOption(), nats.Name("nex function "+h.id),
 			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, fmt.Errorf("connect with the workload's credentials: %w", err)
@@ -181,7 +181,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")
 	var reply limitedBuffer
 	var stdoutLog interface{ Close() error }
-	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.workdir, Env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
+	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.wd.Path, Env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
 		Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdin: bytes.NewReader(m.Data), Stderr: stderr, Cgroup: h.cg}
 	if m.Reply != "" {
 		s.Stdout = &reply

@@ -21,6 +21,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
 
 // healthyReset is how long a service must run before its backoff starts over.
@@ -28,28 +29,19 @@ const healthyReset = 10 * time.Minute
 
 // handle owns one workload: its process (one at a time), its restarts and its state.
 type handle struct {
-	d          *Driver
-	id         string
-	nodeID     string
-	def        v1.WorkloadDefinition
-	sr         *parsed
-	workdir    string
-	ownWorkdir bool
-	workRoot   string   // the trusted directory the workdir is opened beneath
-	workRel    string   // the workdir, relative to workRoot
-	lent       bool     // the workdir is one the operator lends (--workdir-roots)
-	madeNex    bool     // the nexlet made the workdir's .nex (and removes it)
-	nexFiles   []string // what else the nexlet put in .nex (a nats:// executable)
-	uid        uint32   // the workload's own user (and group); 0: the nexlet's
-	runAs      *runAs   // the user it asked to run as (start_request.user)
-	cg         *cgroups.Cgroup
-	log        *zap.Logger
+	d      *Driver
+	id     string
+	nodeID string
+	def    v1.WorkloadDefinition
+	sr     *parsed
+	wd     *workdir.Dir // its workdir, and its credentials there
+	uid    uint32       // the workload's own user (and group); 0: the nexlet's
+	runAs  *runAs       // the user it asked to run as (start_request.user)
+	cg     *cgroups.Cgroup
+	log    *zap.Logger
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
-	creds       string                   // path of the workload's .creds file, when it has its own
-	credsMu     sync.Mutex
-	credsFile   []byte            // the credentials as written: never read back from the workdir
-	env         map[string]string // the environment with sealed values opened
+	env         map[string]string        // the environment with sealed values opened
 	stopOnce    sync.Once
 	cleanOnce   sync.Once
 	stopCh      chan struct{} // closed when a stop is requested
@@ -86,7 +78,7 @@ type process struct {
 // cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
 	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.OOMs()}
-	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.workdir, Env: h.environment(), Attr: h.procAttr(), Stdout: p.stdout, Stderr: p.stderr, Cgroup: h.cg, NoNewPrivs: h.identity() != nil}
+	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.wd.Path, Env: h.environment(), Attr: h.procAttr(), Stdout: p.stdout, Stderr: p.stderr, Cgroup: h.cg, NoNewPrivs: h.identity() != nil}
 	if h.sr.Stdin != nil {
 		s.Stdin = strings.NewReader(*h.sr.Stdin)
 	}
@@ -172,14 +164,14 @@ func (h *handle) environment() []string {
 	if h.runAs != nil {
 		env["HOME"], env["USER"] = h.runAs.home, h.runAs.name
 	} else if h.uid != 0 { // a user of its own, with no home but its workdir
-		env["HOME"] = h.workdir
+		env["HOME"] = h.wd.Path
 		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
 	}
 	if h.d.opts.NATSURL != "" {
 		env[v1.EnvNATSURL] = h.d.opts.NATSURL
 	}
-	if h.creds != "" {
-		env[v1.EnvNATSCreds] = h.creds
+	if path := h.wd.Creds(); path != "" {
+		env[v1.EnvNATSCreds] = path
 		env[v1.EnvInboxPrefix] = creds.InboxPrefix(h.def.Namespace)
 	}
 	out := make([]string, 0, len(env))
@@ -436,7 +428,7 @@ func (h *handle) info() v1.WorkloadInfo {
 	md := map[string]string{
 		"state":    h.state,
 		"restarts": strconv.Itoa(h.restarts),
-		"workdir":  h.workdir,
+		"workdir":  h.wd.Path,
 	}
 	if h.pid > 0 {
 		md["pid"] = strconv.Itoa(h.pid)
@@ -499,12 +491,12 @@ func (h *handle) info() v1.WorkloadInfo {
 func (h *handle) cleanup() { h.cleanOnce.Do(h.clean) }
 
 func (h *handle) clean() {
-	if h.ownWorkdir {
-		if err := os.RemoveAll(h.workdir); err != nil {
+	if h.wd.Own {
+		if err := os.RemoveAll(h.wd.Path); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
-	} else if h.creds != "" || len(h.nexFiles) > 0 {
-		h.removeCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
+	} else {
+		h.wd.RemoveCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
 	}
 	if h.uid != 0 {
 		h.d.uids.Release(h.uid)

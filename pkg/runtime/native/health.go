@@ -255,7 +255,7 @@ var healthClient = &http.Client{
 // own, its workdir, environment and cgroup): a health check's exec and nex workload exec.
 // Its process group is killed when ctx ends, and at the latest when it exits.
 func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer, tty *os.File) (syscall.WaitStatus, error) {
-	s := spawn.Spec{Path: argv[0], Argv: argv[1:], Dir: h.workdir, Env: h.environment(), Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdout: stdout, Stderr: stderr, TTY: tty, Cgroup: h.cg}
+	s := spawn.Spec{Path: argv[0], Argv: argv[1:], Dir: h.wd.Path, Env: h.environment(), Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdout: stdout, Stderr: stderr, TTY: tty, Cgroup: h.cg}
 	h.sandboxed(&s) // it sees what the workload sees, no more
 	c, err := spawn.Start(s)
 	if tty != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nexrun/nex/internal/hostusers"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
 
 // runAs is the user a workload asked to run as (start_request.user and .group).
@@ -28,8 +29,8 @@ func ParseRunAs(entries []string) (RunAsPolicy, error) { return hostusers.ParseR
 // resolveRunAs finds the user and group a start request names; nil when it names none.
 // It runs only when the nexlet is root, only as a user (and group) the operator's policy
 // lists for the workload's namespace, and never as a UID of the workload pool (another
-// workload's user).
-func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
+// workload's user). home is the workload's workdir: the home of a user with none.
+func (d *Driver) resolveRunAs(sr *parsed, ns, home string) (*runAs, error) {
 	if sr.User == "" && sr.Group == "" {
 		return nil, nil
 	}
@@ -42,7 +43,7 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 	if euid := os.Geteuid(); euid != 0 {
 		return nil, bad("user", "this nexlet runs as UID %d, not root, so it cannot run a workload as %q", euid, sr.User)
 	}
-	r := &runAs{home: workdir}
+	r := &runAs{home: home}
 	if n, err := strconv.ParseUint(sr.User, 10, 32); err == nil {
 		r.uid, r.gid, r.name = uint32(n), uint32(n), sr.User
 		if u, err := user.LookupId(sr.User); err == nil {
@@ -95,7 +96,7 @@ func (d *Driver) resolveRunAs(sr *parsed, ns, workdir string) (*runAs, error) {
 	case d.opts.UIDs != nil && (d.opts.UIDs.Contains(r.uid) || d.opts.UIDs.Contains(r.gid)):
 		return nil, bad("user", "UID or GID %d:%d lies in the workload UID pool (%s): it is another workload's user", r.uid, r.gid, d.opts.UIDs)
 	case d.uids == nil:
-		if err := openWorkloadsRoot(d.opts.DataDir); err != nil { // so that user reaches its workdir
+		if err := workdir.OpenWorkloadsRoot(d.opts.DataDir); err != nil { // so that user reaches its workdir
 			return nil, v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}

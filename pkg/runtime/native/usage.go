@@ -10,7 +10,7 @@ func (h *handle) watchDisk(pid int, over func()) (stop func()) {
 	if h.sr.Resources == nil || h.sr.Resources.Disk <= 0 {
 		return func() {}
 	}
-	return usage.WatchDisk(h.workdir, pid, int64(h.sr.Resources.Disk), h.diskUsed.Store, func() {
+	return usage.WatchDisk(h.wd.Path, pid, int64(h.sr.Resources.Disk), h.diskUsed.Store, func() {
 		h.log.Warn("workload over its disk limit: stopping it")
 		over()
 	})
