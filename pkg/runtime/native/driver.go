@@ -25,6 +25,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
+	"github.com/nexrun/nex/pkg/runtime/native/health"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
@@ -235,7 +236,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	if sr.health, err = parseHealth(sr.Health, def.Lifecycle); err != nil {
+	if sr.health, err = health.Parse(sr.Health, def.Lifecycle, parseDuration); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.Resources, err = sr.Resources.WithLimits(d.opts.DefaultLimits, d.opts.MaxLimits, "start_request.resources"); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
+	"github.com/nexrun/nex/pkg/runtime/native/health"
 )
 
 // StartRequest is the native nexlet's start request; schemas/nexlet-native/start_request.json
@@ -61,7 +62,7 @@ type parsed struct {
 	maxRestarts  int // -1: forever
 	timeout      time.Duration
 	remoteExec   string // nats://bucket/object, fetched into the workdir before start
-	health       *healthCheck
+	health       *health.Parsed
 }
 
 // MinRestartDelay is the shortest delay between restarts a start request may ask for.
