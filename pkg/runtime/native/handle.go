@@ -20,6 +20,7 @@ import (
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
+	"github.com/nexrun/nex/pkg/runtime/native/runas"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
@@ -36,7 +37,7 @@ type handle struct {
 	sr     *parsed
 	wd     *workdir.Dir // its workdir, and its credentials there
 	uid    uint32       // the workload's own user (and group); 0: the nexlet's
-	runAs  *runAs       // the user it asked to run as (start_request.user)
+	runAs  *runas.User  // the user it asked to run as (start_request.user)
 	cg     *cgroups.Cgroup
 	log    *zap.Logger
 
@@ -132,7 +133,8 @@ func (h *handle) cgroupLimits() *v1.Resources {
 // user is the UID and GID the workload runs as, when not the nexlet's own.
 func (h *handle) user() (uid, gid uint32, ok bool) {
 	if h.runAs != nil {
-		return h.runAs.uid, h.runAs.gid, true
+		uid, gid := h.runAs.IDs()
+		return uid, gid, true
 	}
 	return h.uid, h.uid, h.uid != 0
 }
@@ -162,7 +164,7 @@ func (h *handle) environment() []string {
 	env[v1.EnvNexletID] = h.d.opts.NexletID
 	env[v1.EnvWorkloadName] = h.def.Name
 	if h.runAs != nil {
-		env["HOME"], env["USER"] = h.runAs.home, h.runAs.name
+		env["HOME"], env["USER"] = h.runAs.Home(), h.runAs.Name()
 	} else if h.uid != 0 { // a user of its own, with no home but its workdir
 		env["HOME"] = h.wd.Path
 		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
