@@ -26,6 +26,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/health"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
@@ -64,7 +65,7 @@ type Options struct {
 	DefaultLimits, MaxLimits v1.Resources
 	// SandboxExe is a program that calls SandboxMain first thing (nexlet-native itself):
 	// with it, a workload of its own user runs in mount, IPC and PID namespaces of its own
-	// (sandbox.go), where the machine allows it. Empty: no sandbox.
+	// (spawn.Spec.Sandbox), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
 	// 0: artifacts.DefaultCacheMaxBytes. The least recently used go first.
@@ -184,7 +185,7 @@ func New(opts Options) (*Driver, error) {
 		}
 		d.uids = pool
 		if opts.SandboxExe != "" {
-			if err := probeSandbox(opts.SandboxExe); err != nil {
+			if err := spawn.ProbeSandbox(opts.SandboxExe); err != nil {
 				d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.Error(err))
 			} else {
 				d.sandbox = opts.SandboxExe

@@ -34,7 +34,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	argv := append([]string(nil), req.Argv...)
 	if !strings.Contains(argv[0], "/") {
 		for _, dir := range execPath {
-			if p := filepath.Join(dir, argv[0]); executableFile(p) {
+			if p := filepath.Join(dir, argv[0]); spawn.ExecutableFile(p) {
 				argv[0] = p
 				break
 			}

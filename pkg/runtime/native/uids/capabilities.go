@@ -18,7 +18,7 @@ var RequiredCapabilities = []struct {
 }{{0, "CAP_CHOWN"}, {1, "CAP_DAC_OVERRIDE"}, {3, "CAP_FOWNER"}, {5, "CAP_KILL"}, {6, "CAP_SETGID"}, {7, "CAP_SETUID"}}
 
 // SandboxCapabilities are what the sandbox of each workload needs besides: its mount and
-// IPC namespaces and its mounts (sandbox.go). Without them workloads run unsandboxed, and
+// IPC namespaces and its mounts (spawn.Spec.Sandbox). Without them workloads run unsandboxed, and
 // the node says so (nex.sandbox=none).
 var SandboxCapabilities = []struct {
 	Bit  uint
