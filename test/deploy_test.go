@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
 
 // TestInstallAndUnits runs `make install` into a scratch DESTDIR and checks the units
@@ -44,7 +44,7 @@ func TestInstallAndUnits(t *testing.T) {
 				bounding = strings.Fields(v)
 			}
 		}
-		needed := append(native.RequiredCapabilities[:len(native.RequiredCapabilities):len(native.RequiredCapabilities)], native.SandboxCapabilities...)
+		needed := append(uids.RequiredCapabilities[:len(uids.RequiredCapabilities):len(uids.RequiredCapabilities)], uids.SandboxCapabilities...)
 		for _, c := range needed {
 			if !slices.Contains(bounding, c.Name) {
 				t.Errorf("%s: CapabilityBoundingSet lacks %s", u, c.Name)

@@ -29,7 +29,7 @@ import (
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/node/history"
-	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
 // A hostile tenant, holding the CLI credentials docs/security.md gives namespace a,
@@ -48,7 +48,7 @@ func TestTenantCannotActThroughTheNexlet(t *testing.T) {
 	// credentials renewed every second, so that the renewal attack is tried many times;
 	// operator defaults for every workload that asks for no limits (memory and processes
 	// where this machine has the cgroups for them)
-	hogs := slices.Contains(native.CgroupLimits(), v1.ResourceMemory) && slices.Contains(native.CgroupLimits(), v1.ResourcePIDs)
+	hogs := slices.Contains(cgroups.Probe(), v1.ResourceMemory) && slices.Contains(cgroups.Probe(), v1.ResourcePIDs)
 	defaults := "disk=16MiB"
 	if hogs {
 		defaults = "memory=64MiB,pids=64,disk=16MiB"

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
 )
 
 // nexlet-native reads its flags with the standard library's flag package, not kong as
@@ -77,7 +78,7 @@ func (l *listFlag) Set(s string) error {
 func parseFlags(args []string, out io.Writer) (cli, error) {
 	c := cli{
 		NexletID: envOr(v1.EnvNexletID, "native"), WorkloadUIDs: envOr("NEX_WORKLOAD_UIDS", "auto"),
-		UIDLockDir: native.DefaultUIDLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"none"},
+		UIDLockDir: uids.DefaultLockDir, Cgroups: envOr("NEX_CGROUPS", "auto"), RunAs: []string{"none"},
 		StopGrace: 10 * time.Second, LogLevel: "info", NodeID: os.Getenv(v1.EnvNodeID),
 	}
 	if v := splitList(os.Getenv("NEX_RUN_AS")); len(v) > 0 {

@@ -30,6 +30,9 @@ import (
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 	"github.com/nexrun/nex/schemas"
 )
 
@@ -86,7 +89,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		log.Info("logging here: nexd, which started this nexlet, is gone; the next one adopts it")
 	})
 	// what a workload forks and leaves behind is reparented here and reaped at once
-	stopReaping, err := native.BecomeSubreaper(log)
+	stopReaping, err := spawn.BecomeSubreaper(log)
 	if err != nil {
 		log.Warn("cannot become the subreaper of workload processes: orphans are left to PID 1", zap.Error(err))
 	}
@@ -153,11 +156,11 @@ func workloadUIDs(flag, dataDir string, log *zap.Logger) (*native.UIDRange, erro
 		log.Warn("workloads run as this nexlet's own user (nex.isolation=none): --workload-uids none")
 		return nil, nil
 	case "auto", "":
-		if err := native.CanSwitchUsers(); err != nil {
+		if err := uids.CanSwitchUsers(); err != nil {
 			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
 			return nil, nil
 		}
-		if err := native.CanReachWorkdirs(dataDir); err != nil {
+		if err := workdir.CanReach(dataDir); err != nil {
 			log.Warn("workloads run as this nexlet's own user (nex.isolation=none): " + err.Error())
 			return nil, nil
 		}

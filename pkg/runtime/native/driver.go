@@ -11,18 +11,34 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/cgroupfs"
+	"github.com/nexrun/nex/internal/hostusers"
 	"github.com/nexrun/nex/internal/ports"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
+	"github.com/nexrun/nex/pkg/runtime/native/health"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
+	"github.com/nexrun/nex/pkg/runtime/native/uids"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
+
+// DefaultUIDs is the range --workload-uids takes by default (hostusers.DefaultUIDs).
+const DefaultUIDs = hostusers.DefaultUIDs
+
+// UIDRange is the first and last UID workloads may run as.
+type UIDRange = hostusers.UIDRange
+
+// ParseUIDRange reads "FIRST-LAST" (e.g. 200000-265535).
+func ParseUIDRange(s string) (UIDRange, error) { return hostusers.ParseUIDRange(s) }
 
 // Options configure the driver.
 type Options struct {
@@ -38,8 +54,8 @@ type Options struct {
 	// Tee, when set, receives every workload output line (nexd --show-workload-logs).
 	Tee func(wid, stream string, line []byte)
 	// UIDs, when set, runs every workload as a UID (and GID) of its own from this range;
-	// the nexlet must be root (CanSwitchUsers). UIDLockDir is where the machine's nexlets
-	// lock the UIDs they use (DefaultUIDLockDir).
+	// the nexlet must be root (uids.CanSwitchUsers). UIDLockDir is where the machine's nexlets
+	// lock the UIDs they use (uids.DefaultLockDir).
 	UIDs       *UIDRange
 	UIDLockDir string
 	// NoCgroups leaves resource limits unenforced: workloads that ask for them are refused.
@@ -49,10 +65,10 @@ type Options struct {
 	DefaultLimits, MaxLimits v1.Resources
 	// SandboxExe is a program that calls SandboxMain first thing (nexlet-native itself):
 	// with it, a workload of its own user runs in mount, IPC and PID namespaces of its own
-	// (sandbox.go), where the machine allows it. Empty: no sandbox.
+	// (spawn.Spec.Sandbox), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
-	// 0: DefaultCacheMaxBytes. The least recently used go first.
+	// 0: artifacts.DefaultCacheMaxBytes. The least recently used go first.
 	CacheMaxBytes int64
 	// WorkdirRoots are the directories under which a start request's own workdir may lie
 	// (lent by the operator). Empty: none, when workloads run as users of their own;
@@ -76,14 +92,11 @@ type Driver struct {
 	ports    map[int]string // exposed port -> workload ID
 	lameduck bool
 	onChange func()
-	uids     *uidPool // nil: workloads run as this process's user
-	sandbox  string   // SandboxExe, when workloads are sandboxed here
-	cacheMu  sync.Mutex
-	cg       *cgroupSetup
+	uids     *uids.Pool // nil: workloads run as this process's user
+	sandbox  string     // SandboxExe, when workloads are sandboxed here
+	cache    *artifacts.Cache
+	cg       *cgroups.Setup
 }
-
-// prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
-const prSetNoNewPrivs = 38
 
 // Isolation is what keeps this driver's workloads apart on the machine: "uid" (each its
 // own user) or "none".
@@ -106,7 +119,8 @@ func (d *Driver) Sandbox() string {
 // Cgroups says how this driver enforces resource limits (v1.CgroupsV2, V1 or None) and
 // which resources it can limit (disk always: it checks workdirs itself).
 func (d *Driver) Cgroups() (kind string, limits []string) {
-	return d.cg.kind, append(d.cg.limits[:len(d.cg.limits):len(d.cg.limits)], v1.ResourceDisk)
+	have := d.cg.Limits()
+	return d.cg.Kind(), append(have[:len(have):len(have)], v1.ResourceDisk)
 }
 
 // Stats are the log counters of every workload so far.
@@ -157,20 +171,21 @@ func New(opts Options) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{opts: opts, log: opts.Logger.Named("native"), handles: map[string]*handle{}, ports: map[int]string{}}
+	d.cache = artifacts.NewCache(filepath.Join(opts.DataDir, "cache"), opts.CacheMaxBytes)
 	if opts.UIDs != nil {
-		if err := CanSwitchUsers(); err != nil {
+		if err := uids.CanSwitchUsers(); err != nil {
 			return nil, fmt.Errorf("workloads as users of their own: %w", err)
 		}
-		if err := openWorkloadsRoot(opts.DataDir); err != nil {
+		if err := workdir.OpenWorkloadsRoot(opts.DataDir); err != nil {
 			return nil, err
 		}
-		pool, err := newUIDPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
+		pool, err := uids.NewPool(*opts.UIDs, opts.UIDLockDir, nil, d.log)
 		if err != nil {
 			return nil, err
 		}
 		d.uids = pool
 		if opts.SandboxExe != "" {
-			if err := probeSandbox(opts.SandboxExe); err != nil {
+			if err := spawn.ProbeSandbox(opts.SandboxExe); err != nil {
 				d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.Error(err))
 			} else {
 				d.sandbox = opts.SandboxExe
@@ -184,10 +199,10 @@ func New(opts Options) (*Driver, error) {
 	}
 	d.killOrphans()
 	if opts.NoCgroups {
-		d.cg = &cgroupSetup{kind: v1.CgroupsNone, why: "resource limits are turned off here"}
+		d.cg = cgroups.None("resource limits are turned off here")
 	} else {
-		d.cg = detectCgroups(cgroupfs.Base(opts.NodeID, opts.NexletID), d.log)
-		d.cg.sweep(d.log)
+		d.cg = cgroups.Detect(cgroupfs.Base(opts.NodeID, opts.NexletID), d.log)
+		d.cg.Sweep(d.log)
 	}
 	// what a workload that asks for nothing gets must be within the ceiling and enforceable
 	var none *v1.Resources
@@ -196,7 +211,7 @@ func New(opts Options) (*Driver, error) {
 		return nil, err
 	}
 	if both != nil {
-		if why := d.cg.enforces(both); why != "" {
+		if why := d.cg.Enforces(both); why != "" {
 			return nil, fmt.Errorf("--default-limits/--max-limits %s: %s", both, why)
 		}
 	}
@@ -222,14 +237,14 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	if err := checkLifecycleFields(def.Lifecycle, sr); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	if sr.health, err = parseHealth(sr.Health, def.Lifecycle); err != nil {
+	if sr.health, err = health.Parse(sr.Health, def.Lifecycle, parseDuration); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.Resources, err = sr.Resources.WithLimits(d.opts.DefaultLimits, d.opts.MaxLimits, "start_request.resources"); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
 	if sr.Resources != nil {
-		if why := d.cg.enforces(sr.Resources); why != "" {
+		if why := d.cg.Enforces(sr.Resources); why != "" {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeStartFailed, "start_request.resources: %s", why)
 		}
 	}
@@ -250,15 +265,15 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
 	h := &handle{
-		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, workdir: sr.Workdir, env: req.Environment,
+		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, env: req.Environment,
 		stopCh: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
 		state: v1.StateStarting, createdAt: time.Now().UTC(), restarts: int(req.Restarts),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}
-	if h.workdir == "" { // decided before the handle is visible: List reads it
-		h.workRoot, h.workRel = filepath.Join(d.opts.DataDir, "workloads"), h.id
-		h.workdir = filepath.Join(h.workRoot, h.workRel)
-		h.ownWorkdir = true
+	if sr.Workdir == "" { // decided before the handle is visible: List reads it
+		h.wd = workdir.Own(filepath.Join(d.opts.DataDir, "workloads"), h.id, h.user)
+	} else {
+		h.wd = workdir.Lent(sr.Workdir, h.user)
 	}
 	if err := d.reservePorts(h.id, sr.ExposePorts, inUse); err != nil {
 		d.mu.Unlock()
@@ -287,13 +302,13 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	}
 	p, err := h.startProcess()
 	if err != nil {
-		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, explainExecError(h.identity(), sr.path, err)))
+		return fail(v1.NewError(500, v1.CodeStartFailed, "start %s: %v", sr.path, asuser.ExplainExecError(h.identity(), sr.path, err)))
 	}
 	h.mu.Lock()
-	h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
+	h.state, h.pid, h.startedAt = h.runningState(), p.c.Pid, time.Now().UTC()
 	h.mu.Unlock()
-	h.eventData(v1.EventStarted, map[string]any{"pid": p.c.pid})
-	h.log.Info("workload started", zap.Int("pid", p.c.pid), zap.String("path", sr.path))
+	h.eventData(v1.EventStarted, map[string]any{"pid": p.c.Pid})
+	h.log.Info("workload started", zap.Int("pid", p.c.Pid), zap.String("path", sr.path))
 	go h.run(p)
 	return h.info(), nil
 }
@@ -302,32 +317,32 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 func (h *handle) prepare(ctx context.Context, creds []byte) error {
 	d, sr, def := h.d, h.sr, h.def
 	var err error
-	if h.runAs, err = d.resolveRunAs(sr, def.Namespace, h.workdir); err != nil {
+	if h.runAs, err = d.resolveRunAs(sr, def.Namespace, h.wd.Path); err != nil {
 		return err
 	}
 	if d.uids != nil && h.runAs == nil {
-		if h.uid, err = d.uids.acquire(); err != nil {
+		if h.uid, err = d.uids.Acquire(); err != nil {
 			return v1.Errorf(v1.CodeUnavailable, "%v", err)
 		}
 	}
-	if h.ownWorkdir {
+	if h.wd.Own {
 		if h.uid != 0 {
-			d.uids.record(h.uid, h.workdir)
+			d.uids.Record(h.uid, h.wd.Path)
 		}
-		if err := h.makeWorkdir(); err != nil {
-			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.workdir, err)
+		if err := h.wd.MakeOwn(); err != nil {
+			return v1.NewError(500, v1.CodeStartFailed, "create workdir %s: %v", h.wd.Path, err)
 		}
 	} else if err := h.lendWorkdir(); err != nil {
 		return err
 	}
 	id := h.identity()
 	if sr.path != "" { // the executable, as the workload's user sees it (the kernel checks it again at exec)
-		if err := checkExecutable(id, sr.path); err != nil {
+		if err := asuser.CheckExecutable(id, sr.path); err != nil {
 			return v1.Errorf(v1.CodeStartFailed, "start_request.uri: %v", err)
 		}
 	}
 	if len(creds) > 0 {
-		if err := h.writeCreds(creds); err != nil {
+		if err := h.wd.WriteCreds(creds); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "write workload credentials: %v", err)
 		}
 		for _, t := range sr.Triggers {
@@ -340,12 +355,12 @@ func (h *handle) prepare(ctx context.Context, creds []byte) error {
 		return v1.Errorf(v1.CodeStartFailed, "start_request.%v", err)
 	}
 	if hc := sr.health; hc != nil && hc.Exec != nil { // now, not as the first failed check
-		if err := checkExecutable(id, hc.Exec.Argv[0]); err != nil {
+		if err := asuser.CheckExecutable(id, hc.Exec.Argv[0]); err != nil {
 			return v1.Errorf(v1.CodeStartFailed, "start_request.health.exec.argv: %v", err)
 		}
 	}
 	if r := sr.Resources; r != nil && (r.Memory > 0 || r.CPU > 0 || r.PIDs > 0) { // disk alone needs no cgroup
-		if h.cg, err = d.cg.newCgroup(h.id, h.cgroupLimits()); err != nil {
+		if h.cg, err = d.cg.New(h.id, h.cgroupLimits()); err != nil {
 			return v1.NewError(500, v1.CodeStartFailed, "start_request.resources: %v", err)
 		}
 	}
@@ -450,36 +465,6 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 	return h.info(), nil
 }
 
-// explainExecError says what a bare "no such file or directory" from exec means when the
-// file is there: the interpreter its first line names (#!) is missing.
-func explainExecError(id *fsIdentity, path string, err error) error {
-	if !errors.Is(err, syscall.ENOENT) {
-		return err
-	}
-	head := make([]byte, 256)
-	n := 0
-	if asUser(id, func() error { // its first line, as the workload's user may read it
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		n, _ = f.Read(head)
-		return nil
-	}) != nil {
-		return err
-	}
-	line, _, _ := strings.Cut(string(head[:n]), "\n")
-	if !strings.HasPrefix(line, "#!") {
-		return err
-	}
-	interp := strings.Fields(strings.TrimPrefix(line, "#!"))
-	if len(interp) == 0 {
-		return fmt.Errorf("its first line (#!) names no interpreter: %w", err)
-	}
-	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found: %w", interp[0], strings.TrimSpace(line), err)
-}
-
 // reservePorts claims ports for workload wid: none may be claimed by another workload or
 // be in use on this host (inUse, checked before the lock). Caller holds d.mu.
 func (d *Driver) reservePorts(wid string, want []int, inUse map[int]bool) error {
@@ -580,9 +565,9 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	if d.uids != nil {
-		d.uids.wait() // every UID swept and given back
+		d.uids.Wait() // every UID swept and given back
 	}
-	d.cg.close()
+	d.cg.Close()
 }
 
 // checkLifecycleFields rejects fields that make no sense for the lifecycle, so a
@@ -636,50 +621,14 @@ func (d *Driver) UpdateCreds(_ context.Context, wid string, c []byte) error {
 	if err != nil {
 		return err
 	}
-	if h.creds == "" || h.finished() {
+	if h.wd.Creds() == "" || h.finished() {
 		return v1.Errorf(v1.CodeConflict, "workload %s has no credentials to renew", wid)
 	}
-	if err := h.writeCreds(c); err != nil {
+	if err := h.wd.WriteCreds(c); err != nil {
 		return err
 	}
 	if h.fn.Load() != nil {
 		go h.renewed()
 	}
 	return nil
-}
-
-// openWorkloadsRoot lets workloads of other users reach their workdirs under dataDir:
-// the nexlet's own directories get o+x (enter, not list), and every directory above must
-// already allow it. Everything else under dataDir stays the nexlet's (0600/0700).
-func openWorkloadsRoot(dataDir string) error {
-	if err := CanReachWorkdirs(dataDir); err != nil {
-		return fmt.Errorf("workloads as users of their own: %w", err)
-	}
-	for _, dir := range []string{dataDir, filepath.Join(dataDir, "workloads")} {
-		if err := os.Chmod(dir, 0o711); err != nil {
-			return fmt.Errorf("workloads as users of their own: %w", err)
-		}
-	}
-	return nil
-}
-
-// CanReachWorkdirs says whether a workload of another user can pass through every
-// directory above dataDir to its workdir (o+x), and if not, which one stops it.
-func CanReachWorkdirs(dataDir string) error {
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		return err
-	}
-	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
-		st, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("workloads of their own users cannot reach their workdirs under %s: %s (mode %04o) does not let other users through; chmod o+x %s, or choose a data dir elsewhere", abs, dir, st.Mode().Perm(), dir)
-		}
-		if dir == "/" {
-			return nil
-		}
-	}
 }

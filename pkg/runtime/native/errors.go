@@ -1,11 +1,16 @@
 package native
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
+)
 
 // Errors returned by the native runtime.
 var (
-	ErrBadURI        = errors.New("invalid uri")
-	ErrNotExecutable = errors.New("not an executable file")
+	ErrBadURI        = artifacts.ErrBadURI
+	ErrNotExecutable = asuser.ErrNotExecutable
 	ErrLameduck      = errors.New("nexlet is in lameduck mode")
 	ErrCapacity      = errors.New("nexlet is at capacity")
 )

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
 // execPath is where a bare command name is looked for (the workloads' own PATH).
@@ -33,7 +34,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	argv := append([]string(nil), req.Argv...)
 	if !strings.Contains(argv[0], "/") {
 		for _, dir := range execPath {
-			if p := filepath.Join(dir, argv[0]); executableFile(p) {
+			if p := filepath.Join(dir, argv[0]); spawn.ExecutableFile(p) {
 				argv[0] = p
 				break
 			}
@@ -53,7 +54,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 		if uid, gid, ok := h.user(); ok {
 			owner = &[2]uint32{uid, gid}
 		}
-		m, slave, err := openPTY(owner)
+		m, slave, err := spawn.OpenPTY(owner)
 		if err != nil {
 			return v1.ExecReply{}, v1.Errorf(v1.CodeInternal, "exec: %v", err)
 		}
@@ -73,12 +74,12 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	}
 	select { // what the command wrote to its terminal last (a daemon it left holding it is not waited for)
 	case <-ttyRead:
-	case <-time.After(outputDrain):
+	case <-time.After(spawn.OutputDrain):
 		_ = master.Close()
 		<-ttyRead
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return v1.ExecReply{ExitCode: statusCode(ws), Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),
+	return v1.ExecReply{ExitCode: spawn.StatusCode(ws), Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),
 		Truncated: stdout.truncated || stderr.truncated, TimedOut: tctx.Err() != nil && ctx.Err() == nil}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
 // MaxReplyBytes bounds the stdout of a function invocation that answers a request.
@@ -66,8 +67,8 @@ func (h *handle) serveFunction() error {
 // credentials, so a function can only be triggered from its namespace) and subscribes.
 func (h *handle) listen() (*triggerConn, error) {
 	tc := &triggerConn{nc: h.d.opts.Conn}
-	if h.creds != "" {
-		nc, err := nats.Connect(h.d.opts.NATSURL, h.credsOption(), nats.Name("nex function "+h.id),
+	if h.wd.Creds() != "" {
+		nc, err := nats.Connect(h.d.opts.NATSURL, h.wd.CredsOption(), nats.Name("nex function "+h.id),
 			nats.CustomInboxPrefix(creds.InboxPrefix(h.def.Namespace)), nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, fmt.Errorf("connect with the workload's credentials: %w", err)
@@ -180,21 +181,21 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")
 	var reply limitedBuffer
 	var stdoutLog interface{ Close() error }
-	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
-		attr: h.procAttr(), noNewPrivs: h.identity() != nil, stdin: bytes.NewReader(m.Data), stderr: stderr, cg: h.cg}
+	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.wd.Path, Env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
+		Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdin: bytes.NewReader(m.Data), Stderr: stderr, Cgroup: h.cg}
 	if m.Reply != "" {
-		s.stdout = &reply
+		s.Stdout = &reply
 	} else {
 		w := h.d.writer(h.def.Namespace, h.id, "stdout")
-		s.stdout, stdoutLog = w, w
+		s.Stdout, stdoutLog = w, w
 	}
 	h.sandboxed(&s)
 	code, errMsg := -1, ""
-	ooms := h.cg.ooms()
-	if c, err := spawn(s); err != nil {
+	ooms := h.cg.OOMs()
+	if c, err := spawn.Start(s); err != nil {
 		errMsg = "start: " + err.Error()
 	} else {
-		pid := c.pid
+		pid := c.Pid
 		f.mu.Lock()
 		f.running[pid] = struct{}{}
 		f.mu.Unlock()
@@ -202,18 +203,18 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		if h.sr.timeout > 0 {
 			t := time.AfterFunc(h.sr.timeout, func() {
 				timedOut.Store(true)
-				killGroup(pid, syscall.SIGKILL)
+				spawn.KillGroup(pid, syscall.SIGKILL)
 			})
 			defer t.Stop()
 		}
-		code = statusCode(c.wait())
+		code = spawn.StatusCode(c.Wait())
 		switch {
 		case timedOut.Load():
 			errMsg = "timed out after " + h.sr.timeout.String()
-		case h.cg.ooms() > ooms:
+		case h.cg.OOMs() > ooms:
 			errMsg = v1.ExitOOMKilled + ": " + h.oomMessage()
 		}
-		killGroup(pid, syscall.SIGKILL)
+		spawn.KillGroup(pid, syscall.SIGKILL)
 		f.mu.Lock()
 		delete(f.running, pid)
 		f.mu.Unlock()
@@ -271,7 +272,7 @@ func (h *handle) stopFunction(grace time.Duration) {
 	}
 	f.mu.Unlock()
 	for _, pid := range pids {
-		killGroup(pid, syscall.SIGTERM)
+		spawn.KillGroup(pid, syscall.SIGTERM)
 	}
 	idle := make(chan struct{})
 	go func() { f.wg.Wait(); close(idle) }()
@@ -280,7 +281,7 @@ func (h *handle) stopFunction(grace time.Duration) {
 	case <-time.After(grace):
 		f.mu.Lock()
 		for pid := range f.running {
-			killGroup(pid, syscall.SIGKILL)
+			spawn.KillGroup(pid, syscall.SIGKILL)
 		}
 		f.mu.Unlock()
 		<-idle

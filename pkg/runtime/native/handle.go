@@ -2,7 +2,6 @@ package native
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -19,6 +18,11 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexlet"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
+	"github.com/nexrun/nex/pkg/runtime/native/runas"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
+	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
 
 // healthyReset is how long a service must run before its backoff starts over.
@@ -26,28 +30,19 @@ const healthyReset = 10 * time.Minute
 
 // handle owns one workload: its process (one at a time), its restarts and its state.
 type handle struct {
-	d          *Driver
-	id         string
-	nodeID     string
-	def        v1.WorkloadDefinition
-	sr         *parsed
-	workdir    string
-	ownWorkdir bool
-	workRoot   string   // the trusted directory the workdir is opened beneath
-	workRel    string   // the workdir, relative to workRoot
-	lent       bool     // the workdir is one the operator lends (--workdir-roots)
-	madeNex    bool     // the nexlet made the workdir's .nex (and removes it)
-	nexFiles   []string // what else the nexlet put in .nex (a nats:// executable)
-	uid        uint32   // the workload's own user (and group); 0: the nexlet's
-	runAs      *runAs   // the user it asked to run as (start_request.user)
-	cg         *workloadCgroup
-	log        *zap.Logger
+	d      *Driver
+	id     string
+	nodeID string
+	def    v1.WorkloadDefinition
+	sr     *parsed
+	wd     *workdir.Dir // its workdir, and its credentials there
+	uid    uint32       // the workload's own user (and group); 0: the nexlet's
+	runAs  *runas.User  // the user it asked to run as (start_request.user)
+	cg     *cgroups.Cgroup
+	log    *zap.Logger
 
 	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
-	creds       string                   // path of the workload's .creds file, when it has its own
-	credsMu     sync.Mutex
-	credsFile   []byte            // the credentials as written: never read back from the workdir
-	env         map[string]string // the environment with sealed values opened
+	env         map[string]string        // the environment with sealed values opened
 	stopOnce    sync.Once
 	cleanOnce   sync.Once
 	stopCh      chan struct{} // closed when a stop is requested
@@ -75,7 +70,7 @@ type handle struct {
 // process is one attempt: the process, the writers that ship its output, and the
 // cgroup's OOM kill count when it started.
 type process struct {
-	c              *child
+	c              *spawn.Child
 	stdout, stderr *nexlet.LineWriter
 	ooms           int
 }
@@ -83,13 +78,13 @@ type process struct {
 // startProcess starts one attempt of the workload in its own process group (and its
 // cgroup, when it has limits).
 func (h *handle) startProcess() (*process, error) {
-	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.ooms()}
-	s := spawnSpec{path: h.sr.path, argv: h.sr.Argv, dir: h.workdir, env: h.environment(), attr: h.procAttr(), stdout: p.stdout, stderr: p.stderr, cg: h.cg, noNewPrivs: h.identity() != nil}
+	p := &process{stdout: h.d.writer(h.def.Namespace, h.id, "stdout"), stderr: h.d.writer(h.def.Namespace, h.id, "stderr"), ooms: h.cg.OOMs()}
+	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.wd.Path, Env: h.environment(), Attr: h.procAttr(), Stdout: p.stdout, Stderr: p.stderr, Cgroup: h.cg, NoNewPrivs: h.identity() != nil}
 	if h.sr.Stdin != nil {
-		s.stdin = strings.NewReader(*h.sr.Stdin)
+		s.Stdin = strings.NewReader(*h.sr.Stdin)
 	}
 	h.sandboxed(&s)
-	c, err := spawn(s)
+	c, err := spawn.Start(s)
 	if err != nil {
 		return nil, err
 	}
@@ -109,13 +104,13 @@ func (h *handle) procAttr() *syscall.SysProcAttr {
 
 // sandboxed makes s start the workload's process in a sandbox of its own, where this
 // driver sandboxes and the workload runs as a user other than the nexlet's.
-func (h *handle) sandboxed(s *spawnSpec) {
+func (h *handle) sandboxed(s *spawn.Spec) {
 	if uid, gid, ok := h.user(); ok && h.d.sandbox != "" {
 		var tmp int64 // its private /tmp counts against its disk limit too
 		if h.sr.Resources != nil {
 			tmp = int64(h.sr.Resources.Disk)
 		}
-		s.sandboxed(h.d.sandbox, uid, gid, tmp)
+		s.Sandbox(h.d.sandbox, uid, gid, tmp)
 	}
 }
 
@@ -138,9 +133,20 @@ func (h *handle) cgroupLimits() *v1.Resources {
 // user is the UID and GID the workload runs as, when not the nexlet's own.
 func (h *handle) user() (uid, gid uint32, ok bool) {
 	if h.runAs != nil {
-		return h.runAs.uid, h.runAs.gid, true
+		uid, gid := h.runAs.IDs()
+		return uid, gid, true
 	}
 	return h.uid, h.uid, h.uid != 0
+}
+
+// identity is the filesystem identity of the workload's user, nil when it runs as the
+// nexlet's own user.
+func (h *handle) identity() *asuser.Identity {
+	uid, gid, ok := h.user()
+	if !ok {
+		return nil
+	}
+	return &asuser.Identity{UID: uid, GID: gid}
 }
 
 func (h *handle) environment() []string {
@@ -158,16 +164,16 @@ func (h *handle) environment() []string {
 	env[v1.EnvNexletID] = h.d.opts.NexletID
 	env[v1.EnvWorkloadName] = h.def.Name
 	if h.runAs != nil {
-		env["HOME"], env["USER"] = h.runAs.home, h.runAs.name
+		env["HOME"], env["USER"] = h.runAs.Home(), h.runAs.Name()
 	} else if h.uid != 0 { // a user of its own, with no home but its workdir
-		env["HOME"] = h.workdir
+		env["HOME"] = h.wd.Path
 		env["USER"] = "nex-" + strconv.FormatUint(uint64(h.uid), 10)
 	}
 	if h.d.opts.NATSURL != "" {
 		env[v1.EnvNATSURL] = h.d.opts.NATSURL
 	}
-	if h.creds != "" {
-		env[v1.EnvNATSCreds] = h.creds
+	if path := h.wd.Creds(); path != "" {
+		env[v1.EnvNATSCreds] = path
 		env[v1.EnvInboxPrefix] = creds.InboxPrefix(h.def.Namespace)
 	}
 	out := make([]string, 0, len(env))
@@ -183,7 +189,7 @@ func (h *handle) environment() []string {
 func (h *handle) run(p *process) {
 	defer close(h.done)
 	defer h.d.changed()
-	defer h.cg.remove() // it has ended for good: its cgroup goes now, not at its removal
+	defer h.cg.Remove() // it has ended for good: its cgroup goes now, not at its removal
 	backoff := retry.Backoff{First: h.sr.initialDelay, Max: max(h.sr.initialDelay, h.sr.maxDelay)}
 	for {
 		began := time.Now()
@@ -231,11 +237,11 @@ func (h *handle) run(p *process) {
 			h.d.opts.Feed.End(h.def.Namespace, h.id, v1.LogEnd{ExitCode: code, Reason: "could not start again: " + err.Error(), Final: true})
 			return
 		}
-		h.state, h.pid, h.startedAt = h.runningState(), p.c.pid, time.Now().UTC()
+		h.state, h.pid, h.startedAt = h.runningState(), p.c.Pid, time.Now().UTC()
 		h.lastError = "" // running again: the last exit is in last_exit_code and last_exit_reason
 		attempt := h.restarts
 		h.mu.Unlock()
-		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.pid, "delay": wait.Round(time.Millisecond).String()})
+		h.eventData(v1.EventRestarted, map[string]any{"attempt": attempt, "pid": p.c.Pid, "delay": wait.Round(time.Millisecond).String()})
 	}
 }
 
@@ -285,13 +291,13 @@ func jitter(d time.Duration) time.Duration {
 // timeout gets SIGTERM when it runs out, and SIGKILL a grace period later. It returns the
 // exit code and, when the code alone does not tell, why the process ended.
 func (h *handle) wait(p *process) (int, string) {
-	pid := p.c.pid
+	pid := p.c.Pid
 	var timedOut atomic.Bool
 	if h.sr.timeout > 0 && h.def.Lifecycle == v1.LifecycleJob {
 		t := time.AfterFunc(h.sr.timeout, func() {
 			timedOut.Store(true)
-			killGroup(pid, syscall.SIGTERM)
-			time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+			spawn.KillGroup(pid, syscall.SIGTERM)
+			time.AfterFunc(h.sr.grace, func() { spawn.KillGroup(pid, syscall.SIGKILL) })
 		})
 		defer t.Stop()
 	}
@@ -299,20 +305,20 @@ func (h *handle) wait(p *process) (int, string) {
 	var overDisk atomic.Bool
 	stopDisk := h.watchDisk(pid, func() {
 		overDisk.Store(true)
-		killGroup(pid, syscall.SIGTERM)
-		time.AfterFunc(h.sr.grace, func() { killGroup(pid, syscall.SIGKILL) })
+		spawn.KillGroup(pid, syscall.SIGTERM)
+		time.AfterFunc(h.sr.grace, func() { spawn.KillGroup(pid, syscall.SIGKILL) })
 	})
-	ws := p.c.wait()
+	ws := p.c.Wait()
 	stopChecks()
 	stopDisk()
 	// wait has drained the pipes; ship a last line that had no newline.
 	_ = p.stdout.Close()
 	_ = p.stderr.Close()
-	code := statusCode(ws)
-	killGroup(pid, syscall.SIGKILL)
+	code := spawn.StatusCode(ws)
+	spawn.KillGroup(pid, syscall.SIGKILL)
 	reason := ""
 	switch {
-	case h.cg.ooms() > p.ooms:
+	case h.cg.OOMs() > p.ooms:
 		reason = v1.ExitOOMKilled
 	case overDisk.Load():
 		reason = v1.ExitDiskLimit
@@ -372,49 +378,23 @@ func (h *handle) stop(grace time.Duration) {
 		return
 	}
 	if pid > 0 {
-		killGroup(pid, syscall.SIGTERM)
+		spawn.KillGroup(pid, syscall.SIGTERM)
 		deadline := time.NewTimer(grace)
 		select {
 		case <-h.done:
 			// the leader is gone; give the rest of the group what is left of the grace
-			waitGroupGone(pid, deadline.C)
+			spawn.WaitGroupGone(pid, deadline.C)
 		case <-deadline.C:
 		}
 		deadline.Stop()
-		killGroup(pid, syscall.SIGKILL)
-		h.cg.kill() // what left the group (setsid) but not its cgroup
+		spawn.KillGroup(pid, syscall.SIGKILL)
+		h.cg.Kill() // what left the group (setsid) but not its cgroup
 		closed := make(chan time.Time)
 		close(closed)
-		waitGroupGone(pid, closed)
+		spawn.WaitGroupGone(pid, closed)
 	}
 	<-h.done
 	h.setState(v1.StateStopped)
-}
-
-func killGroup(pgid int, sig syscall.Signal) {
-	if pgid > 0 {
-		_ = syscall.Kill(-pgid, sig)
-	}
-}
-
-// waitGroupGone polls until no process of group pgid exists or giveUp fires; after
-// giveUp it still waits (briefly) for SIGKILLed processes to be reaped.
-func waitGroupGone(pgid int, giveUp <-chan time.Time) {
-	hard := time.Now().Add(5 * time.Second)
-	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		select {
-		case <-giveUp:
-			if time.Now().After(hard) {
-				return
-			}
-			killGroup(pgid, syscall.SIGKILL)
-		default:
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func (h *handle) setState(s string) {
@@ -450,7 +430,7 @@ func (h *handle) info() v1.WorkloadInfo {
 	md := map[string]string{
 		"state":    h.state,
 		"restarts": strconv.Itoa(h.restarts),
-		"workdir":  h.workdir,
+		"workdir":  h.wd.Path,
 	}
 	if h.pid > 0 {
 		md["pid"] = strconv.Itoa(h.pid)
@@ -502,7 +482,7 @@ func (h *handle) info() v1.WorkloadInfo {
 	}
 	info.Health = h.health
 	if h.cg != nil {
-		md["cgroups"] = h.cg.setup.kind
+		md["cgroups"] = h.cg.Kind()
 	}
 	if h.sr.Resources != nil && h.sr.Resources.Disk > 0 {
 		md["disk_used"] = v1.ByteSize(h.diskUsed.Load()).String()
@@ -513,15 +493,15 @@ func (h *handle) info() v1.WorkloadInfo {
 func (h *handle) cleanup() { h.cleanOnce.Do(h.clean) }
 
 func (h *handle) clean() {
-	if h.ownWorkdir {
-		if err := os.RemoveAll(h.workdir); err != nil {
+	if h.wd.Own {
+		if err := os.RemoveAll(h.wd.Path); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))
 		}
-	} else if h.creds != "" || len(h.nexFiles) > 0 {
-		h.removeCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
+	} else {
+		h.wd.RemoveCreds() // from a workdir it was lent: what the nexlet wrote, nothing else
 	}
 	if h.uid != 0 {
-		h.d.uids.release(h.uid)
+		h.d.uids.Release(h.uid)
 	}
-	h.cg.remove()
+	h.cg.Remove()
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/runtime/native/artifacts"
+	"github.com/nexrun/nex/pkg/runtime/native/health"
 )
 
 // StartRequest is the native nexlet's start request; schemas/nexlet-native/start_request.json
@@ -40,13 +42,8 @@ type StartRequest struct {
 	Group string `json:"group,omitempty"`
 }
 
-// Artifact is a file fetched into the workdir before start.
-type Artifact struct {
-	URI    string `json:"uri"`
-	SHA256 string `json:"sha256,omitempty"`
-	Path   string `json:"path,omitempty"`
-	Mode   string `json:"mode,omitempty"`
-}
+// Artifact is a file fetched into the workdir before start (artifacts.Artifact).
+type Artifact = artifacts.Artifact
 
 // RestartPolicy tunes how a service is restarted after it exits.
 type RestartPolicy struct {
@@ -65,7 +62,7 @@ type parsed struct {
 	maxRestarts  int // -1: forever
 	timeout      time.Duration
 	remoteExec   string // nats://bucket/object, fetched into the workdir before start
-	health       *healthCheck
+	health       *health.Parsed
 }
 
 // MinRestartDelay is the shortest delay between restarts a start request may ask for.

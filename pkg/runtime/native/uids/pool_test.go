@@ -1,4 +1,4 @@
-package native
+package uids
 
 import (
 	"errors"
@@ -8,47 +8,38 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
-)
 
-func TestParseUIDRange(t *testing.T) {
-	if r, err := ParseUIDRange(DefaultUIDs); err != nil || r.First != 200000 || r.Last != 265535 {
-		t.Fatalf("%s: %v %v", DefaultUIDs, r, err)
-	}
-	for _, bad := range []string{"", "200000", "a-b", "300000-200000", "0-100", "500-70000", "200000-4294967295"} {
-		if _, err := ParseUIDRange(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
+	"github.com/nexrun/nex/internal/hostusers"
+)
 
 // Two nexlets of one machine never hold the same UID; a UID comes back only after its
 // release is done.
 func TestUIDPoolsShareTheMachine(t *testing.T) {
 	locks := t.TempDir()
-	r := UIDRange{First: 300000, Last: 300002}
-	a, err := newUIDPool(r, locks, []string{}, zap.NewNop())
+	r := hostusers.UIDRange{First: 300000, Last: 300002}
+	a, err := NewPool(r, locks, []string{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := newUIDPool(r, locks, []string{}, zap.NewNop())
+	b, _ := NewPool(r, locks, []string{}, zap.NewNop())
 	got := map[uint32]bool{}
 	for range 2 {
-		uid, err := a.acquire()
+		uid, err := a.Acquire()
 		if err != nil || got[uid] || uid < r.First || uid > r.Last {
 			t.Fatalf("acquire: %d %v (have %v)", uid, err, got)
 		}
 		got[uid] = true
 	}
-	last, err := b.acquire()
+	last, err := b.Acquire()
 	if err != nil || got[last] {
 		t.Fatalf("the other pool: %d %v (the first holds %v)", last, err, got)
 	}
-	if _, err := a.acquire(); !errors.Is(err, ErrNoUIDs) {
+	if _, err := a.Acquire(); !errors.Is(err, ErrNoUIDs) {
 		t.Fatalf("a full range: %v", err)
 	}
-	b.release(last)
-	b.wait()
-	if uid, err := a.acquire(); err != nil || uid != last {
+	b.Release(last)
+	b.Wait()
+	if uid, err := a.Acquire(); err != nil || uid != last {
 		t.Fatalf("after the release: %d %v, want %d", uid, err, last)
 	}
 }
@@ -61,7 +52,7 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 		t.Skip("giving a file to another user needs root")
 	}
 	locks, tmp := t.TempDir(), t.TempDir()
-	r := UIDRange{First: 300010, Last: 300010}
+	r := hostusers.UIDRange{First: 300010, Last: 300010}
 	left := filepath.Join(tmp, "left-behind")
 	if err := os.WriteFile(left, []byte("secret"), 0o600); err != nil {
 		t.Fatal(err)
@@ -74,14 +65,14 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(workdir, "sub"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := chownTree(workdir, 300010, 300010); err != nil {
+	if err := ChownTree(workdir, 300010, 300010); err != nil {
 		t.Fatal(err)
 	}
 	// the dead holder's lock file still says "in use", and names the workdir
 	if err := os.WriteFile(filepath.Join(locks, "300010"), []byte("12345\n"+workdir+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := newUIDPool(r, locks, []string{tmp}, zap.NewNop())
+	p, _ := NewPool(r, locks, []string{tmp}, zap.NewNop())
 	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the last holder's file is still there after a new nexlet started: %v", err)
 	}
@@ -92,7 +83,7 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 		}
 	}
 	// the same, found at acquire: a holder that died after this pool started
-	uid, err := p.acquire()
+	uid, err := p.Acquire()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,16 +93,16 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	if err := os.Lchown(left, int(uid), int(uid)); err != nil {
 		t.Fatal(err)
 	}
-	if err := chownTree(workdir, uid, uid); err != nil {
+	if err := ChownTree(workdir, uid, uid); err != nil {
 		t.Fatal(err)
 	}
-	p.record(uid, workdir)
+	p.Record(uid, workdir)
 	p.mu.Lock()
 	f := p.held[uid]
 	delete(p.held, uid)
 	p.mu.Unlock()
 	f.Close() // dies holding it: the lock file still says in use
-	if _, err := p.acquire(); err != nil {
+	if _, err := p.Acquire(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {

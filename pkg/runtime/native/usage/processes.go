@@ -1,4 +1,4 @@
-package native
+package usage
 
 import (
 	"os"
@@ -9,18 +9,11 @@ import (
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat (100 on Linux).
 const clockTicks = 100
 
-// addUsage puts what workload h's processes use now into md: cpu_seconds (CPU time of its
-// processes, with that of their children that ended), memory_rss (bytes resident) and
-// pids (its processes), read from /proc for its process and every process below it (in a
-// sandbox, every process of the workload). Only a workload's info carries them (nex
-// workload stats): a list of 10,000 would read 10,000 process trees.
-func (h *handle) addUsage(md map[string]string) {
-	h.mu.Lock()
-	pid := h.pid
-	h.mu.Unlock()
-	if pid <= 0 {
-		return
-	}
+// AddTo puts what the workload whose process is pid uses now into md: cpu_seconds (CPU
+// time of its processes, with that of their children that ended), memory_rss (bytes
+// resident) and pids (its processes), read from /proc for its process and every process
+// below it (in a sandbox, every process of the workload).
+func AddTo(md map[string]string, pid int) {
 	var ticks, pages int64
 	procs := descendants(pid)
 	for i, p := range procs {
@@ -49,4 +42,22 @@ func (h *handle) addUsage(md map[string]string) {
 	md["cpu_seconds"] = strconv.FormatFloat(float64(ticks)/clockTicks, 'f', 2, 64)
 	md["memory_rss"] = strconv.FormatInt(pages*int64(os.Getpagesize()), 10)
 	md["pids"] = strconv.Itoa(len(procs))
+}
+
+// descendants is pid and every process below it (through /proc/<pid>/task/*/children;
+// in a sandbox, every process of the workload: orphans go to its init).
+func descendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out) && len(out) < 100000; i++ {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(out[i]) + "/task")
+		for _, t := range tasks {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(out[i]) + "/task/" + t.Name() + "/children")
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
 }

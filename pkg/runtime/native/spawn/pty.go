@@ -1,4 +1,4 @@
-package native
+package spawn
 
 import (
 	"fmt"
@@ -7,11 +7,11 @@ import (
 	"unsafe"
 )
 
-// openPTY opens a pseudo-terminal: the master, which the nexlet reads, and the slave, a
+// OpenPTY opens a pseudo-terminal: the master, which the nexlet reads, and the slave, a
 // command's stdin, stdout, stderr and controlling terminal. owner, when not nil, is made
 // the slave's owner (uid, gid), so a command running as a workload's user can open
 // /dev/tty as a terminal's user can.
-func openPTY(owner *[2]uint32) (master, slave *os.File, err error) {
+func OpenPTY(owner *[2]uint32) (master, slave *os.File, err error) {
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open a terminal: %w", err)

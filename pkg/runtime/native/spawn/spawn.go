@@ -1,4 +1,17 @@
-package native
+// Package spawn starts the native runtime's processes and waits for them without an OS
+// thread each: fork and exec with no_new_privs, into a workload's cgroup, optionally as
+// the sandbox helper; the subreaper that reaps every child on SIGCHLD; one epoll set that
+// reads every output pipe; pseudo-terminals for exec; and signalling a process group. It
+// owns the reaper's registry of started processes (and its lock) and the epoll set (and
+// its lock).
+//
+// A workload process is waited for without an OS thread of its own. In nexlet-native the
+// reaper (BecomeSubreaper) reaps every child on SIGCHLD and hands each status to its
+// supervisor; used as a library, the runtime holds a pidfd per process in Go's network
+// poller and reaps the process when it turns readable. os/exec's Wait, which it used
+// before, blocks a thread in wait4 per process: 1,008 threads at 1,000 services. Output
+// pipes are read through one epoll set of the runtime's own (outpoll.go).
+package spawn
 
 import (
 	"cmp"
@@ -9,61 +22,59 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
-// A workload process is waited for without an OS thread of its own. In nexlet-native the
-// reaper (BecomeSubreaper) reaps every child on SIGCHLD and hands each status to its
-// supervisor; used as a library, the runtime holds a pidfd per process in Go's network
-// poller and reaps the process when it turns readable. os/exec's Wait, which it used
-// before, blocks a thread in wait4 per process: 1,008 threads at 1,000 services. Output
-// pipes are read through one epoll set of the runtime's own (outpoll.go).
+// prSetNoNewPrivs is PR_SET_NO_NEW_PRIVS of prctl(2).
+const prSetNoNewPrivs = 38
 
-// spawnSpec says how to start one process.
-type spawnSpec struct {
-	path   string
-	argv0  string   // argv[0] when not path
-	argv   []string // after argv[0]
-	dir    string
-	env    []string
-	attr   *syscall.SysProcAttr
-	stdin  io.Reader // nil: /dev/null
-	stdout io.Writer // nil: /dev/null
-	stderr io.Writer // nil: /dev/null
-	// tty, when set, is the process's stdin, stdout, stderr and controlling terminal (a
-	// pseudo-terminal's slave): stdin, stdout and stderr are not used, and the process
+// Spec says how to start one process.
+type Spec struct {
+	Path   string
+	Argv0  string   // argv[0] when not path
+	Argv   []string // after argv[0]
+	Dir    string
+	Env    []string
+	Attr   *syscall.SysProcAttr
+	Stdin  io.Reader // nil: /dev/null
+	Stdout io.Writer // nil: /dev/null
+	Stderr io.Writer // nil: /dev/null
+	// TTY, when set, is the process's stdin, stdout, stderr and controlling terminal (a
+	// pseudo-terminal's slave): Stdin, Stdout and Stderr are not used, and the process
 	// leads a session of its own.
-	tty *os.File
-	// ready passes the process a pipe as fd 3 (sandbox.ReadyFD) and has spawn return only
+	TTY *os.File
+	// Ready passes the process a pipe as fd 3 (sandbox.ReadyFD) and has Start return only
 	// once the process closed it (the sandbox helper, once the workload itself runs) or
 	// ended, or readyWait passed.
-	ready bool
-	cg    *workloadCgroup
-	// noNewPrivs starts the process with no_new_privs: no exec of it (a setuid-root
+	Ready  bool
+	Cgroup *cgroups.Cgroup // when set, the process starts in it
+	// NoNewPrivs starts the process with no_new_privs: no exec of it (a setuid-root
 	// program, a file with capabilities) gains privileges.
-	noNewPrivs bool
+	NoNewPrivs bool
 }
 
-// child is a started process: its pid, its pidfd and the copiers of its output.
-type child struct {
-	pid    int
+// Child is a started process: its pid, its pidfd and the copiers of its output.
+type Child struct {
+	Pid    int
 	exited chan syscall.WaitStatus // its status, from the reaper; nil when it does not run
 	pidfd  *os.File                // without the reaper; nil where the kernel has no pidfds: wait4 blocks a thread then
 	outs   []*outPipe              // its output pipes, read through the nexlet's epoll set
 	feeds  []*os.File              // parent end of the stdin pipe
 }
 
-// outputDrain is how long output is read after a process ended: a grandchild that holds
+// OutputDrain is how long output is read after a process ended: a grandchild that holds
 // the pipes open must not hold up the exit forever.
-const outputDrain = 2 * time.Second
+const OutputDrain = 2 * time.Second
 
-// spawn starts a process as s says and registers it as the runtime's (the orphan reaper
+// Start starts a process as s says and registers it as the runtime's (the orphan reaper
 // leaves it alone).
-func spawn(s spawnSpec) (*child, error) {
-	c := &child{}
+func Start(s Spec) (*Child, error) {
+	c := &Child{}
 	var theirs []*os.File // the child's ends, closed here once it has them
 	var reads []int       // parent ends of the output pipes, until the poller has them
 	var outs []io.Writer
-	fail := func(err error) (*child, error) {
+	fail := func(err error) (*Child, error) {
 		for _, f := range append(theirs, c.feeds...) {
 			_ = f.Close()
 		}
@@ -77,16 +88,16 @@ func spawn(s spawnSpec) (*child, error) {
 		return nil, err
 	}
 	files := make([]*os.File, 3)
-	if s.tty != nil {
-		files[0], files[1], files[2] = s.tty, s.tty, s.tty
+	if s.TTY != nil {
+		files[0], files[1], files[2] = s.TTY, s.TTY, s.TTY
 		attr := syscall.SysProcAttr{}
-		if s.attr != nil {
-			attr = *s.attr
+		if s.Attr != nil {
+			attr = *s.Attr
 		}
 		attr.Setsid, attr.Setctty, attr.Ctty, attr.Setpgid = true, true, 0, false // a session leader leads its group too
-		s.attr = &attr
-		s.stdin, s.stdout, s.stderr = nil, nil, nil
-	} else if s.stdin == nil {
+		s.Attr = &attr
+		s.Stdin, s.Stdout, s.Stderr = nil, nil, nil
+	} else if s.Stdin == nil {
 		f, err := os.Open(os.DevNull)
 		if err != nil {
 			return fail(err)
@@ -99,8 +110,8 @@ func spawn(s spawnSpec) (*child, error) {
 		}
 		files[0], theirs, c.feeds = r, append(theirs, r), append(c.feeds, w)
 	}
-	for i, w := range []io.Writer{s.stdout, s.stderr} {
-		if s.tty != nil {
+	for i, w := range []io.Writer{s.Stdout, s.Stderr} {
+		if s.TTY != nil {
 			break
 		}
 		if w == nil {
@@ -118,7 +129,7 @@ func spawn(s spawnSpec) (*child, error) {
 		files[i+1], theirs, reads, outs = pw, append(theirs, pw), append(reads, r), append(outs, w)
 	}
 	var readyR *os.File
-	if s.ready {
+	if s.Ready {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return fail(err)
@@ -147,7 +158,7 @@ func spawn(s spawnSpec) (*child, error) {
 	}
 	for _, f := range c.feeds {
 		go func() {
-			_, _ = io.Copy(f, s.stdin)
+			_, _ = io.Copy(f, s.Stdin)
 			_ = f.Close()
 		}()
 	}
@@ -172,8 +183,8 @@ func waitReady(r *os.File) {
 // start starts the process of s with files as its stdin, stdout and stderr, inside s's
 // cgroup when it has one, and registers it with the reaper where it runs (else it keeps
 // a pidfd for it).
-func (c *child) start(s spawnSpec, files []*os.File) error {
-	if s.noNewPrivs {
+func (c *Child) start(s Spec, files []*os.File) error {
+	if s.NoNewPrivs {
 		// Go forks on the calling thread, and a child inherits no_new_privs from the
 		// thread that forked it: set it on this one, held for the fork. (Set once on the
 		// process it stays on the one thread that called prctl, and most workloads were
@@ -186,8 +197,8 @@ func (c *child) start(s spawnSpec, files []*os.File) error {
 	}
 	pidfd := -1
 	attr := syscall.SysProcAttr{}
-	if s.attr != nil {
-		attr = *s.attr
+	if s.Attr != nil {
+		attr = *s.Attr
 	}
 	reaped := reaping.Load()
 	if reaped {
@@ -195,14 +206,14 @@ func (c *child) start(s spawnSpec, files []*os.File) error {
 	} else {
 		attr.PidFD = &pidfd
 	}
-	pa := &os.ProcAttr{Dir: s.dir, Env: s.env, Files: files, Sys: &attr}
-	argv := append([]string{cmp.Or(s.argv0, s.path)}, s.argv...)
+	pa := &os.ProcAttr{Dir: s.Dir, Env: s.Env, Files: files, Sys: &attr}
+	argv := append([]string{cmp.Or(s.Argv0, s.Path)}, s.Argv...)
 	var p *os.Process
 	start := func() error {
 		scanMu.RLock() // the reaper must not reap between the start and the registration
 		defer scanMu.RUnlock()
 		var err error
-		if p, err = os.StartProcess(s.path, argv, pa); err != nil {
+		if p, err = os.StartProcess(s.Path, argv, pa); err != nil {
 			return err
 		}
 		if reaped {
@@ -211,15 +222,15 @@ func (c *child) start(s spawnSpec, files []*os.File) error {
 		return nil
 	}
 	var err error
-	if s.cg != nil {
-		err = s.cg.enter(&attr, start)
+	if s.Cgroup != nil {
+		err = s.Cgroup.Enter(&attr, start)
 	} else {
 		err = start()
 	}
 	if err != nil {
 		return err
 	}
-	c.pid = p.Pid
+	c.Pid = p.Pid
 	_ = p.Release() // its own pidfd (a duplicate of ours, if any) goes
 	if pidfd >= 0 {
 		_ = syscall.SetNonblock(pidfd, true) // into the poller
@@ -243,9 +254,9 @@ func outputPipe() (r int, w *os.File, err error) {
 	return fds[0], os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
-// wait reaps the process, reads what is left of its output (for at most outputDrain),
+// Wait reaps the process, reads what is left of its output (for at most OutputDrain),
 // and returns its status.
-func (c *child) wait() syscall.WaitStatus {
+func (c *Child) Wait() syscall.WaitStatus {
 	var ws syscall.WaitStatus
 	if c.exited != nil {
 		ws = <-c.exited // the reaper has reaped it
@@ -253,8 +264,8 @@ func (c *child) wait() syscall.WaitStatus {
 		rc, err := c.pidfd.SyscallConn()
 		if err == nil {
 			err = rc.Read(func(uintptr) bool {
-				pid, err := syscall.Wait4(c.pid, &ws, syscall.WNOHANG, nil)
-				return pid == c.pid || (err != nil && !errors.Is(err, syscall.EINTR))
+				pid, err := syscall.Wait4(c.Pid, &ws, syscall.WNOHANG, nil)
+				return pid == c.Pid || (err != nil && !errors.Is(err, syscall.EINTR))
 			})
 		}
 		_ = c.pidfd.Close()
@@ -264,7 +275,7 @@ func (c *child) wait() syscall.WaitStatus {
 	}
 	if c.exited == nil && c.pidfd == nil {
 		for {
-			if _, err := syscall.Wait4(c.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+			if _, err := syscall.Wait4(c.Pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
 				break
 			}
 		}
@@ -272,7 +283,7 @@ func (c *child) wait() syscall.WaitStatus {
 	for _, f := range c.feeds {
 		_ = f.Close() // a writer blocked on a process that never read ends
 	}
-	t := time.NewTimer(outputDrain)
+	t := time.NewTimer(OutputDrain)
 	defer t.Stop()
 	expired := false
 	for _, op := range c.outs {
@@ -289,8 +300,8 @@ func (c *child) wait() syscall.WaitStatus {
 	return ws
 }
 
-// statusCode is a process's exit code, or 128+N when signal N killed it.
-func statusCode(ws syscall.WaitStatus) int {
+// StatusCode is a process's exit code, or 128+N when signal N killed it.
+func StatusCode(ws syscall.WaitStatus) int {
 	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}

@@ -1,4 +1,8 @@
-package native
+// Package usage measures what a workload of the native runtime uses, from the outside:
+// the disk its workdir takes (and the files its processes hold open after removing them),
+// watched against its disk limit, and the CPU time, resident memory and processes of its
+// process tree, from /proc. It holds no state between measurements.
+package usage
 
 import (
 	"io/fs"
@@ -25,23 +29,18 @@ const (
 // inode and a directory entry, and a million of them must not count as nothing.
 const minEntryBytes = 4096
 
-// watchDisk measures what the workload whose process is pid holds on disk, while it runs
-// with resources.disk: its workdir and the files its processes hold open after removing
-// them. It keeps the figure for its metadata and calls over once it holds more than the
-// limit. It returns the function that stops watching; nothing runs without a limit.
-func (h *handle) watchDisk(pid int, over func()) (stop func()) {
-	if h.sr.Resources == nil || h.sr.Resources.Disk <= 0 {
-		return func() {}
-	}
-	limit := int64(h.sr.Resources.Disk)
+// WatchDisk measures what the workload whose process is pid holds on disk, while it runs
+// with a disk limit: its workdir and the files its processes hold open after removing
+// them. It hands each figure to record and calls over once it holds more than limit. It
+// returns the function that stops watching.
+func WatchDisk(workdir string, pid int, limit int64, record func(int64), over func()) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
 			began := time.Now()
-			used := diskUsage(h.workdir) + openRemoved(pid, h.workdir)
-			h.diskUsed.Store(used)
+			used := Disk(workdir) + OpenRemoved(pid, workdir)
+			record(used)
 			if used > limit {
-				h.log.Warn("workload over its disk limit: stopping it")
 				over()
 				return
 			}
@@ -57,9 +56,9 @@ func (h *handle) watchDisk(pid int, over func()) (stop func()) {
 	return func() { close(done) }
 }
 
-// diskUsage is what the tree at dir takes on disk: allocated blocks, each entry at least
+// Disk is what the tree at dir takes on disk: allocated blocks, each entry at least
 // minEntryBytes (links not followed; a file linked twice counts twice).
-func diskUsage(dir string) int64 {
+func Disk(dir string) int64 {
 	var total int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -75,10 +74,10 @@ func diskUsage(dir string) int64 {
 	return total
 }
 
-// openRemoved is what the files that pid and its descendants hold open, on the workdir's
+// OpenRemoved is what the files that pid and its descendants hold open, on the workdir's
 // filesystem, after their last link went, take on disk: space no walk of the workdir
 // finds, freed only when they close.
-func openRemoved(pid int, workdir string) int64 {
+func OpenRemoved(pid int, workdir string) int64 {
 	var wd syscall.Stat_t
 	if pid <= 0 || syscall.Stat(workdir, &wd) != nil {
 		return 0
@@ -101,22 +100,4 @@ func openRemoved(pid int, workdir string) int64 {
 		}
 	}
 	return total
-}
-
-// descendants is pid and every process below it (through /proc/<pid>/task/*/children;
-// in a sandbox, every process of the workload: orphans go to its init).
-func descendants(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out) && len(out) < 100000; i++ {
-		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(out[i]) + "/task")
-		for _, t := range tasks {
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(out[i]) + "/task/" + t.Name() + "/children")
-			for _, f := range strings.Fields(string(b)) {
-				if c, err := strconv.Atoi(f); err == nil {
-					out = append(out, c)
-				}
-			}
-		}
-	}
-	return out
 }

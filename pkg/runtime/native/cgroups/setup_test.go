@@ -1,4 +1,4 @@
-package native
+package cgroups
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
 		for _, d := range []string{filepath.Join(busy, "w1"), busy, empty} {
 			_ = syscall.Rmdir(d)
 		}
-		s.close()
+		s.Close()
 	})
 	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the empty base of another nexlet is still there: %v", err)
@@ -48,9 +48,9 @@ func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
 	if err := syscall.Rmdir(s.v1dirs["memory"]); err != nil {
 		t.Fatal(err)
 	}
-	g, err := s.newCgroup("w2", &v1.Resources{Memory: 64 << 20})
+	g, err := s.New("w2", &v1.Resources{Memory: 64 << 20})
 	if err != nil {
 		t.Fatalf("a workload cgroup after the base went: %v", err)
 	}
-	g.remove()
+	g.Remove()
 }

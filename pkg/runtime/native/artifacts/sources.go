@@ -1,0 +1,138 @@
+package artifacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// open opens an http(s):// or nats:// source.
+func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode/100 != 2 {
+			resp.Body.Close()
+			return nil, fmt.Errorf("GET %s: %s", uri, resp.Status)
+		}
+		return resp.Body, nil
+	case "nats":
+		store, done, err := f.objectStore(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		r, err := store.Get(ctx, strings.TrimPrefix(u.Path, "/"))
+		if err != nil {
+			done()
+			return nil, fmt.Errorf("object %s: %w", strings.TrimPrefix(u.Path, "/"), err)
+		}
+		return readCloser{r, func() error { err := r.Close(); done(); return err }}, nil
+	}
+	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, uri, u.Scheme)
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+// objectStore opens the bucket of a nats:// uri with the workload's own credentials when
+// it has them (the nexlet's connection in development mode, where nothing is isolated);
+// done closes what it opened.
+func (f *Fetch) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectStore, func(), error) {
+	bucket, object := u.Host, strings.TrimPrefix(u.Path, "/")
+	if bucket == "" || object == "" {
+		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u)
+	}
+	nc, done := f.Conn, func() {}
+	denied := make(chan error, 1)
+	if f.Creds != nil {
+		own, err := nats.Connect(f.NATSURL, f.Creds, nats.Name("nex fetch "+f.ID),
+			nats.CustomInboxPrefix(creds.InboxPrefix(f.Namespace)),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				// a request the server refuses is never answered: hear the refusal instead
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					select {
+					case denied <- err:
+					default:
+					}
+				}
+			}))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect with the workload's credentials: %w", err)
+		}
+		nc, done = own, own.Close
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	type result struct {
+		store jetstream.ObjectStore
+		err   error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan result, 1)
+	go func() {
+		store, err := js.ObjectStore(ctx, bucket)
+		got <- result{store, err}
+	}()
+	var r result
+	select {
+	case r = <-got:
+	case err := <-denied:
+		r.err = err
+	}
+	if r.err != nil {
+		done()
+		if errors.Is(r.err, nats.ErrPermissionViolation) {
+			return nil, nil, fmt.Errorf("object store %s: namespace %s may not read it (a namespace reads its own bucket, %s): %w", bucket, f.Namespace, v1.BundleBucket(f.Namespace), r.err)
+		}
+		return nil, nil, fmt.Errorf("object store %s: %w", bucket, r.err)
+	}
+	return r.store, done, nil
+}
+
+// stillThere checks that a nats:// object exists and that this workload may read it (its
+// metadata, not its content); other schemes are taken from the cache as they are.
+func (f *Fetch) stillThere(ctx context.Context, uri string) error {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "nats" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	store, done, err := f.objectStore(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if _, err := store.GetInfo(ctx, strings.TrimPrefix(u.Path, "/")); err != nil {
+		return fmt.Errorf("object %s: %w", strings.TrimPrefix(u.Path, "/"), err)
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package asuser
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotExecutable is returned for a path the workload's user may not execute.
+var ErrNotExecutable = errors.New("not an executable file")
+
+// Denied says in a sentence that the workload's user may not do what err refused.
+func Denied(what, path string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w %s %s: permission denied (the nexlet acts as the workload's own user)", ErrNotPermitted, what, path)
+	}
+	return err
+}
+
+// CheckExecutable checks, as the workload's user, that path is a file it may execute.
+func CheckExecutable(id *Identity, path string) error {
+	return Do(id, func() error {
+		st, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrNotExecutable, path, Denied("see", path, err))
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%w: %s (mode %s)", ErrNotExecutable, path, st.Mode())
+		}
+		if err := unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS); err != nil {
+			return fmt.Errorf("%w: %s (mode %s): %v", ErrNotExecutable, path, st.Mode(), Denied("execute", path, err))
+		}
+		return nil
+	})
+}
+
+// ExplainExecError says what a bare "no such file or directory" from exec means when the
+// file is there: the interpreter its first line names (#!) is missing.
+func ExplainExecError(id *Identity, path string, err error) error {
+	if !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	head := make([]byte, 256)
+	n := 0
+	if Do(id, func() error { // its first line, as the workload's user may read it
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, _ = f.Read(head)
+		return nil
+	}) != nil {
+		return err
+	}
+	line, _, _ := strings.Cut(string(head[:n]), "\n")
+	if !strings.HasPrefix(line, "#!") {
+		return err
+	}
+	interp := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if len(interp) == 0 {
+		return fmt.Errorf("its first line (#!) names no interpreter: %w", err)
+	}
+	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found: %w", interp[0], strings.TrimSpace(line), err)
+}

@@ -1,0 +1,213 @@
+// Package uids owns the workload UID pool of the native runtime: when the nexlet runs
+// as root, every workload runs as an unprivileged UID (and a GID of the same number)
+// taken from a range, so one workload cannot read another's files, credentials or
+// /proc/<pid>/environ, nor the node's keys. A UID is held through a lock file in a
+// machine-wide directory, so two nexlets on one machine (two nodes) never hand out the
+// same one; it is given back only once every process of that UID is gone and the files it
+// left in the shared temporary directories are removed, so the next workload to get it
+// finds nothing of the last one's. The pool's lock guards the UIDs held here; it also
+// says which capabilities running workloads as users of their own needs.
+package uids
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/hostusers"
+)
+
+// DefaultLockDir holds one lock file per UID in use on the machine.
+const DefaultLockDir = "/run/nex/uids"
+
+// Pool hands out the UIDs of a range, round robin, so a UID comes back into use as
+// late as possible.
+type Pool struct {
+	r       hostusers.UIDRange
+	lockDir string
+	log     *zap.Logger
+	// tmpDirs are swept of a UID's files before it is reused.
+	tmpDirs []string
+
+	mu    sync.Mutex
+	next  uint32
+	held  map[uint32]*os.File // lock files of UIDs in use here (or being released)
+	sweep sync.WaitGroup
+}
+
+// NewPool hands out r, locking in lockDir (default DefaultLockDir) and sweeping
+// tmpDirs (default: the machine's temporary directories).
+func NewPool(r hostusers.UIDRange, lockDir string, tmpDirs []string, log *zap.Logger) (*Pool, error) {
+	if lockDir == "" {
+		lockDir = DefaultLockDir
+	}
+	if tmpDirs == nil {
+		tmpDirs = []string{os.TempDir(), "/var/tmp", "/dev/shm"}
+	}
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("workload UID locks: %w", err)
+	}
+	p := &Pool{r: r, lockDir: lockDir, log: log, held: map[uint32]*os.File{}, tmpDirs: tmpDirs}
+	// start somewhere else than the last nexlet did: less contention for the same locks
+	p.next = r.First + uint32(time.Now().UnixNano()%int64(r.Last-r.First+1))
+	p.reclaimDead()
+	return p, nil
+}
+
+// reclaimDead ends what the workloads of a nexlet that died (kill -9) left running under
+// their UIDs: processes that left their process group, and so the environment-tagged
+// search of killOrphans (which cannot read another user's environment without
+// CAP_SYS_PTRACE), and files in the temporary directories. A UID whose lock nobody holds
+// but whose file still says "in use" is such a one.
+func (p *Pool) reclaimDead() {
+	entries, err := os.ReadDir(p.lockDir)
+	if err != nil {
+		return
+	}
+	var reclaimed []uint64 // told once, not in a line per UID (50 at a start were noise)
+	for _, e := range entries {
+		uid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || uint32(uid) < p.r.First || uint32(uid) > p.r.Last {
+			continue
+		}
+		f, err := lockFile(filepath.Join(p.lockDir, e.Name()))
+		if err != nil || f == nil {
+			continue
+		}
+		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+			reclaimed = append(reclaimed, uid)
+			p.reclaim(f, uint32(uid))
+		}
+		_ = os.Remove(f.Name())
+		f.Close()
+	}
+	if len(reclaimed) > 0 {
+		p.log.Warn("ended what the workloads of a dead nexlet left behind under their UIDs", zap.Int("uids", len(reclaimed)), zap.Uint64s("which", reclaimed[:min(len(reclaimed), 20)]))
+	}
+}
+
+// ErrNoUIDs is returned when every UID of the range is in use.
+var ErrNoUIDs = errors.New("every workload UID of the range is in use")
+
+// Acquire takes a free UID and holds it until Release.
+func (p *Pool) Acquire() (uint32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	size := uint64(p.r.Last-p.r.First) + 1
+	for range size {
+		uid := p.next
+		if p.next == p.r.Last {
+			p.next = p.r.First
+		} else {
+			p.next++
+		}
+		if _, mine := p.held[uid]; mine {
+			continue
+		}
+		f, err := lockFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)))
+		if err != nil {
+			return 0, fmt.Errorf("workload UID lock: %w", err)
+		}
+		if f == nil {
+			continue // another nexlet on this machine has it
+		}
+		// the lock file says "in use" from acquire until the sweep of release is done: a
+		// holder that died in between (kill -9) may have left processes and files
+		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+			p.reclaim(f, uid)
+		}
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
+		p.held[uid] = f
+		return uid, nil
+	}
+	return 0, fmt.Errorf("%w (%s)", ErrNoUIDs, p.r)
+}
+
+// Record writes into uid's lock file the directory its workload owns (its workdir). A nexlet killed outright leaves finished
+// workloads' directories behind, still the UID's; whoever takes the UID next gives that
+// directory to root first (reclaim), so the UID's next workload cannot read them.
+func (p *Pool) Record(uid uint32, dir string) {
+	p.mu.Lock()
+	f := p.held[uid]
+	p.mu.Unlock()
+	if f == nil {
+		return
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+dir+"\n"), 0)
+	}
+}
+
+// reclaim ends what a dead holder of uid left: its processes and its files in the
+// temporary directories (killAndSweep), and the directory its lock file names, which goes
+// to root (mode 0700) when uid still owns it: a workload of the dead nexlet started again
+// gets it back with its new UID; a finished one's is removed with it.
+func (p *Pool) reclaim(lock *os.File, uid uint32) {
+	p.killAndSweep(uid)
+	b, _ := io.ReadAll(io.NewSectionReader(lock, 0, 1<<16))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, dir := range lines[1:] {
+		if !filepath.IsAbs(dir) || !ownedBy(dir, uid) {
+			continue
+		}
+		if err := ChownTree(dir, 0, 0); err != nil {
+			p.log.Warn("give a dead workload's directory to root", zap.String("dir", dir), zap.Error(err))
+			continue
+		}
+		_ = os.Chmod(dir, 0o700)
+	}
+}
+
+// Release kills whatever still runs as uid, removes the files it left in the temporary
+// directories, and only then lets the UID go, in the background.
+func (p *Pool) Release(uid uint32) {
+	p.sweep.Add(1)
+	go func() {
+		defer p.sweep.Done()
+		p.killAndSweep(uid)
+		p.mu.Lock()
+		f := p.held[uid]
+		delete(p.held, uid)
+		p.mu.Unlock()
+		if f != nil {
+			_ = os.Remove(f.Name()) // swept: nothing of the last holder is left
+			f.Close()               // drops the flock
+		}
+	}()
+}
+
+// lockFile opens and locks the lock file at path, or returns nil when another process
+// holds it. A holder removes the file when it lets go; a lock taken on a file that was
+// removed meanwhile is worthless, so the path is checked to be the file locked.
+func lockFile(path string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return nil, nil
+		}
+		locked, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(locked, now) {
+			return f, nil
+		}
+		f.Close() // removed (or replaced) between open and lock: again
+	}
+}
+
+// Wait waits for the releases under way.
+func (p *Pool) Wait() { p.sweep.Wait() }
