@@ -111,8 +111,7 @@ func TestFunctionLength(t *testing.T) {
 // may have: they may shrink, never grow (ARCHITECTURE.md names them; the open issue "The
 // control plane in rooms" is to bring them under the limit).
 var packageCeilings = map[string]int{
-	"pkg/runtime/native": 4618,
-	"cmd/nex":            3559,
+	"cmd/nex": 3559,
 }
 
 const packageLimit = 2000
@@ -201,7 +200,16 @@ func TestImportsPointOneWay(t *testing.T) {
 			rules = append(rules, struct{ pkg, not string }{"pkg/node/" + d.Name(), "pkg/node"})
 		}
 	}
-	if len(rules) < 15 {
+	parts, err := os.ReadDir("../pkg/runtime/native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range parts { // the daemon links no part of the native runtime either
+		if d.IsDir() && d.Name() != "testdata" {
+			rules = append(rules, struct{ pkg, not string }{"internal/daemon", "pkg/runtime/native/" + d.Name()})
+		}
+	}
+	if len(rules) < 20 {
 		t.Fatalf("only %d rules: the rooms of pkg/node were not found", len(rules))
 	}
 	for _, r := range rules {
