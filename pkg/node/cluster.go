@@ -5,36 +5,24 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/node/cluster"
 )
 
 // The node's side of the cluster room (package cluster): the coordinator it runs when its
-// records are in a store the cluster shares (n.coord, nil otherwise), and what the
-// coordinator asks of the node (clusterHost).
-
-// newCoordinator returns the coordinator of a node whose store the cluster shares (nil:
-// the node keeps its records to itself).
-func (n *Node) newCoordinator() *cluster.Coordinator {
-	cs, ok := n.cfg.Store.(ClusterStore)
-	if !ok {
-		return nil
-	}
-	return cluster.New(n.ctx, cluster.Config{NodeID: n.cfg.NodeID, NodeLossWindow: n.cfg.NodeLossWindow, Conn: n.nc, Store: cs,
-		SecretsKey: n.cfg.SecretsKey, Members: n.members, Host: clusterHost{n}, Log: n.log, WG: &n.wg})
-}
+// records are in a store the cluster shares (n.coord, nil otherwise; wired in rooms.go),
+// and what the coordinator asks of the node (clusterHost).
 
 // clusterHost is what the coordinator asks of its node.
 type clusterHost struct{ n *Node }
 
 func (h clusterHost) Lameduck() bool {
-	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
-	return h.n.state == v1.NodeLameduck
+	return h.n.auction.State() == v1.NodeLameduck
 }
 
-func (h clusterHost) NodeEvent(ev v1.Event)           { h.n.publishNodeEvent(ev) }
-func (h clusterHost) Unplaced(rec Record, why string) { h.n.unplaced(rec, why) }
-func (h clusterHost) DropMarks(rec Record) error      { return h.n.copies.DropMarks(rec) }
+func (h clusterHost) NodeEvent(ev v1.Event) { h.n.events.Node(ev) }
+func (h clusterHost) Unplaced(rec Record, why string) {
+	h.n.events.Unplaced(rec.Definition.Namespace, rec.WorkloadID, why)
+}
+func (h clusterHost) DropMarks(rec Record) error { return h.n.copies.DropMarks(rec) }
 
 // handleGroup serves GROUP requests (cluster.Coordinator.HandleGroup); a node that keeps
 // its records to itself has no groups.

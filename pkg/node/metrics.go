@@ -81,10 +81,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	now := time.Now()
 	nexlets := n.nexlets.All(now)
-	n.mu.Lock()
-	lameduck := n.state == v1.NodeLameduck
+	lameduck := n.auction.State() == v1.NodeLameduck
 	desired := n.idx.Len()
-	n.mu.Unlock()
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
 	m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)

@@ -5,11 +5,8 @@ package node
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
@@ -28,15 +24,16 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/node/auction"
 	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/node/copies"
+	"github.com/nexrun/nex/pkg/node/events"
 	"github.com/nexrun/nex/pkg/node/history"
 	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/listing"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/moves"
 	"github.com/nexrun/nex/pkg/node/news"
-	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/node/secrets"
 	"github.com/nexrun/nex/pkg/node/workloads"
@@ -182,25 +179,6 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// refreshIsolation sets the tags nex.isolation and nex.sandbox from the nexlets'
-// registrations: uid (namespaces) when every nexlet runs each workload as a user of its
-// own (in a sandbox of its own), else none. The tags are replaced,
-// never changed in place (Info hands them out). Caller holds n.mu.
-func (n *Node) refreshIsolation() {
-	iso, box := placement.NodeIsolation(n.nexlets.All(time.Now()))
-	if n.cfg.Tags[v1.TagIsolation] != iso || n.cfg.Tags[v1.TagSandbox] != box {
-		t := maps.Clone(n.cfg.Tags)
-		t[v1.TagIsolation] = iso
-		t[v1.TagSandbox] = box
-		n.cfg.Tags = t
-	}
-}
-
-// requiresIsolation says whether this node runs ns's workloads only isolated.
-func (n *Node) requiresIsolation(ns string) bool {
-	return slices.Contains(n.cfg.RequireIsolation, ns) || slices.Contains(n.cfg.RequireIsolation, "*")
-}
-
 // Node is a running nexd.
 type Node struct {
 	nc        *nats.Conn
@@ -209,7 +187,6 @@ type Node struct {
 	log       *zap.Logger
 	startedAt time.Time
 	servingAt time.Time // when the endpoints were added (see settle)
-	bidPrefix string
 	srv       *svc.Server
 	subs      []*nats.Subscription
 	stopOnce  sync.Once
@@ -229,18 +206,19 @@ type Node struct {
 	renewing   atomic.Bool // a round of renewCreds is under way
 
 	mu          sync.Mutex
-	state       string
-	nexlets     *registry.Registry   // the registry room: its own lock
-	bids        *placement.Book      // the bids given: their own lock
+	nexlets     *registry.Registry // the registry room: its own lock
+	events      events.Publisher
+	auction     *auction.Auctioneer  // the auction room: the standing, tags, capacity and bids; its own lock
 	idx         *index.Index         // the index room: its own lock
 	news        *news.Queue          // the news room: heartbeats' news for the records; its own lock
 	members     *members.Members     // the members room: its own lock
+	announcer   *members.Announcer   // the node's announcements, and the others' heard
 	coord       *cluster.Coordinator // the cluster room (nil: the records are this node's own)
 	metrics     metrics
 	xkey        nkeys.KeyPair // seals credentials for nexlets
 	xkeyPub     string
 	secretStore *secrets.Store // the secrets room (nil without a secrets key)
-	deadline    time.Time      // when lameduck stops the workloads
+	deadline    time.Time      // when lameduck stops the workloads (under mu)
 	drained     chan struct{}  // closed when lameduck has stopped everything
 }
 
@@ -259,25 +237,14 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		xkey: xkey, xkeyPub: xkeyPub, secretStore: secrets.New(cfg.SecretsKey, cfg.SecretsBucket, nc, xkey),
 		ctx: ctx, cancel: cancel,
 		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
-		startedAt: time.Now().UTC(), bidPrefix: bidPrefix(cfg.NodeID),
-		done: make(chan struct{}), state: v1.NodeRunning,
-		nexlets: registry.New(cfg.HeartbeatInterval), bids: placement.NewBook(), idx: index.New(),
+		startedAt: time.Now().UTC(),
+		done:      make(chan struct{}),
+		nexlets:   registry.New(cfg.HeartbeatInterval), idx: index.New(),
 		members: members.New(members.AliveFor(cfg.AnnounceInterval, cfg.NodeLossWindow)),
 		drained: make(chan struct{}),
 	}
-	n.coord = n.newCoordinator()
-	n.work = n.newWorkloads()
-	n.copies = n.newCopies()
-	n.moves = n.newMoves()
-	n.news = news.New(ctx, &n.wg, newsRecorder{n})
-	n.lister = n.newLister()
+	n.wire()
 	return n, nil
-}
-
-// bidPrefix starts every bid ID of a node, so a DEPLOY finds its node without a lookup:
-// the tail of a node key (the last characters vary the most), or the whole ID when short.
-func bidPrefix(nodeID string) string {
-	return nodeID[max(0, len(nodeID)-10):]
 }
 
 // ID is the node's public key.
@@ -294,7 +261,7 @@ func (n *Node) Start() error {
 	if err := n.addService(); err != nil {
 		return err
 	}
-	sub, err := n.nc.Subscribe(v1.AnnounceWildcard, n.onAnnounce)
+	sub, err := n.nc.Subscribe(v1.AnnounceWildcard, n.announcer.Hear)
 	if err != nil {
 		n.srv.Stop(context.Background())
 		return fmt.Errorf("subscribe to announcements: %w", err)
@@ -305,7 +272,7 @@ func (n *Node) Start() error {
 		n.srv.Stop(context.Background())
 		return fmt.Errorf("subscribe to the node's subjects: %w", err)
 	}
-	n.announceAs(v1.Announce{Starting: true}) // every node answers with its own at once
+	n.announcer.As(v1.Announce{Starting: true}) // every node answers with its own at once
 	n.wg.Add(1)
 	go n.loop()
 	if n.coord != nil { // the records are shared: other nodes write this node's too
@@ -315,7 +282,7 @@ func (n *Node) Start() error {
 		n.wg.Add(1)
 		go n.coord.Run()
 	}
-	n.nodeEvent(v1.EventNodeStarted, "")
+	n.events.Of(v1.EventNodeStarted, "", "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
 	return nil
 }
@@ -374,8 +341,8 @@ func (n *Node) Stop() {
 		close(n.done)
 		n.cancel()
 		n.wg.Wait()
-		n.announce(true)
-		n.nodeEvent(v1.EventNodeStopped, "")
+		n.announcer.Announce(true)
+		n.events.Of(v1.EventNodeStopped, "", "")
 		_ = n.nc.Flush()
 	})
 }
@@ -387,7 +354,7 @@ func (n *Node) loop() {
 	// Credentials are renewed at a third of their lifetime, so a missed round is harmless.
 	renew := time.NewTicker(max(n.cfg.CredsTTL/3, time.Second))
 	defer renew.Stop()
-	expire := time.NewTicker(min(retentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
+	expire := time.NewTicker(min(workloads.RetentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
 	defer expire.Stop()
 	reconnects, last := n.nc.Stats().Reconnects, time.Now()
 	for {
@@ -395,9 +362,9 @@ func (n *Node) loop() {
 		case <-n.done:
 			return
 		case <-expire.C:
-			n.expireFinished()
+			n.work.ExpireFinished(n.cfg.FinishedRetention)
 		case now := <-t.C:
-			n.announce(false)
+			n.announcer.Announce(false)
 			n.sweep()
 			r := n.nc.Stats().Reconnects
 			back := n.peerBack.Swap(false)
@@ -437,7 +404,6 @@ func (n *Node) catchUp() {
 		// the watch first, so that what changes after the reconciliation's reading
 		// reaches this node; a reconciliation follows in any case
 		n.copies.Rewatch()
-		n.mu.Lock()
 		var ids []string
 		for _, e := range n.nexlets.All(time.Now()) {
 			id := e.Reg.NexletID
@@ -445,81 +411,31 @@ func (n *Node) catchUp() {
 				ids = append(ids, id)
 			}
 		}
-		n.mu.Unlock()
 		for _, id := range ids {
 			n.copies.ReconcileLater(id)
 		}
 	}()
 }
 
-// retentionSweep is how often records of finished workloads are checked against
-// FinishedRetention.
-const retentionSweep = 30 * time.Second
-
-// expireFinished removes, as `workload rm` does, the workloads that ended for good longer
-// than FinishedRetention ago: their nexlet forgets them (and their workdir), then their record goes.
-func (n *Node) expireFinished() {
-	if n.cfg.FinishedRetention <= 0 || !n.expiring.CompareAndSwap(false, true) {
-		return
-	}
-	cutoff := time.Now().Add(-n.cfg.FinishedRetention)
-	old := n.idx.Records(func(rec Record) bool {
-		return rec.Desired == DesiredFinished && !rec.FinishedAt.IsZero() && rec.FinishedAt.Before(cutoff)
-	})
-	if len(old) == 0 {
-		n.expiring.Store(false)
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer n.expiring.Store(false)
-		for _, rec := range old {
-			ctx, cancel := context.WithTimeout(n.ctx, nexletCallTimeout+copies.DefaultGrace)
-			if _, err := n.work.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
-				n.log.Warn("remove a finished workload past its retention", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
-			}
-			cancel()
-		}
-		n.log.Info("removed finished workloads past their retention", zap.Int("workloads", len(old)), zap.Duration("retention", n.cfg.FinishedRetention))
-	}()
-}
-
 // sweep drops expired bids, tombstones and silent peers, and reports lost nexlets.
 func (n *Node) sweep() {
 	now := time.Now()
-	n.bids.Expire(now)
+	n.auction.Expire(now)
 	n.idx.ExpireTombstones(now, n.cfg.TombstoneTTL)
 	n.members.Expire(now)
 	for _, id := range n.nexlets.NewlyLost(now) {
 		n.log.Warn("nexlet lost", zap.String("nexlet_id", id))
-		n.nodeEvent(v1.EventLost, id)
+		n.events.Of(v1.EventLost, id, "")
 	}
 }
 
-func (n *Node) nodeEvent(typ, nexletID string) {
-	ev := v1.Event{Type: typ, Namespace: v1.SystemNamespace, NodeID: n.cfg.NodeID, Time: time.Now().UTC()}
-	if nexletID != "" {
-		ev.Data = map[string]any{"nexlet_id": nexletID}
-	}
-	n.publishNodeEvent(ev)
-}
+// NexletFailed hands the workloads of a local nexlet the supervisor gave up on to other
+// nodes (the moves room's NexletFailed).
+func (n *Node) NexletFailed(nexletID string) { n.moves.NexletFailed(nexletID) }
 
 // NexletEvent publishes a node event about a nexlet (the supervisor's restarts and give-ups).
 func (n *Node) NexletEvent(typ, nexletID, msg string) {
-	n.publishNodeEvent(v1.Event{Type: typ, Namespace: v1.SystemNamespace, NodeID: n.cfg.NodeID, Time: time.Now().UTC(),
-		Message: msg, Data: map[string]any{"nexlet_id": nexletID}})
-}
-
-// publishEvent publishes a workload event on its feed.
-func (n *Node) publishEvent(ev v1.Event) {
-	b, _ := json.Marshal(ev)
-	_ = n.nc.Publish(v1.EventSubject(ev.Namespace, ev.WorkloadID), b)
-}
-
-func (n *Node) publishNodeEvent(ev v1.Event) {
-	b, _ := json.Marshal(ev)
-	_ = n.nc.Publish(v1.NodeEventSubject(n.cfg.NodeID), b)
+	n.events.Of(typ, nexletID, msg)
 }
 
 // WaitForNexlet blocks until a nexlet of registerType is registered, or ctx ends.
@@ -533,13 +449,11 @@ func (n *Node) WaitForNexlet(ctx context.Context, registerType string) error {
 // Info describes the node; full includes each nexlet's schema.
 func (n *Node) Info(full bool) v1.NodeInfo {
 	now := time.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	info := v1.NodeInfo{
 		NodeID: n.cfg.NodeID, Name: n.cfg.Name, Nexus: n.cfg.Nexus, Version: n.cfg.Version,
 		Commit: n.cfg.Commit, StartedAt: n.startedAt, Uptime: v1.Duration(now.Sub(n.startedAt).Round(time.Second)),
-		State: n.state, Tags: n.cfg.Tags, Workloads: n.idx.Len(), Nexlets: []v1.NexletInfo{},
-		Capacity: n.capacity(),
+		State: n.auction.State(), Tags: n.auction.Tags(), Workloads: n.idx.Len(), Nexlets: []v1.NexletInfo{},
+		Capacity: n.auction.Capacity(),
 	}
 	if n.secretStore != nil {
 		info.SecretsXKey, _ = n.secretStore.Key().PublicKey()
@@ -585,60 +499,9 @@ func (n *Node) SetTags(tags map[string]string) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	n.cfg.Tags = cfg.Tags
-	n.refreshIsolation()
-	n.refreshCgroups()
-	n.mu.Unlock()
+	n.auction.SetTags(cfg.Tags)
 	return nil
 }
 
 // Peers lists the nodes this node believes alive, itself included.
-func (n *Node) Peers() []string { return n.livePeers() }
-
-// livePeers lists the nodes this node believes alive, itself included.
-func (n *Node) livePeers() []string { return n.members.Live(n.cfg.NodeID) }
-
-func (n *Node) fanoutHeaders() micro.Headers {
-	return micro.Headers{
-		v1.HeaderNodeID: []string{n.cfg.NodeID},
-		v1.HeaderPeers:  []string{strings.Join(n.livePeers(), ",")},
-	}
-}
-
-func (n *Node) announce(leaving bool) { n.announceAs(v1.Announce{Leaving: leaving}) }
-
-func (n *Node) announceAs(a v1.Announce) {
-	a.NodeID, a.Name = n.cfg.NodeID, n.cfg.Name
-	n.mu.Lock()
-	for _, e := range n.nexlets.All(time.Now()) {
-		if e.Reg.XKey != "" {
-			a.XKeys = append(a.XKeys, e.Reg.XKey)
-		}
-	}
-	n.mu.Unlock()
-	b, _ := json.Marshal(a)
-	_ = n.nc.Publish(v1.AnnounceSubject(n.cfg.NodeID), b)
-}
-
-func (n *Node) onAnnounce(m *nats.Msg) {
-	var a v1.Announce
-	if json.Unmarshal(m.Data, &a) != nil || a.NodeID == "" || a.NodeID == n.cfg.NodeID {
-		return
-	}
-	known, back := n.members.Heard(a, time.Now())
-	// A newcomer learns about us at once instead of after a full interval; so does a node
-	// that restarted before we missed it (we know it, it does not know us).
-	if (!known || a.Starting) && !a.Leaving {
-		n.announce(false)
-	}
-	if back && !a.Starting && !a.Leaving && n.peerBack.CompareAndSwap(false, true) {
-		// Unheard for longer than a node is taken for alive, and not restarted: this node
-		// may have been cut off from the cluster while its own server kept its connection
-		// (no reconnect says so), and taken for lost. Chaos seed 67: a copy taken over
-		// from a node cut off for 21 s, then stopped by its group's update, ran on at the
-		// cut node for good once the cut healed; its watch of its records had missed both
-		// changes. The loop catches up at its next tick, once however many peers come back.
-		n.log.Info("heard a node again after a silence: checking this node's workloads against their records", zap.String("peer", a.NodeID))
-	}
-}
+func (n *Node) Peers() []string { return n.announcer.Peers() }

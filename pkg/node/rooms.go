@@ -1,37 +1,71 @@
 package node
 
+// The rooms of the node (the packages under pkg/node), wired, and what each asks of the
+// node or of the others.
+
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/auction"
+	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/node/copies"
+	"github.com/nexrun/nex/pkg/node/events"
 	"github.com/nexrun/nex/pkg/node/listing"
+	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/moves"
+	"github.com/nexrun/nex/pkg/node/news"
 	"github.com/nexrun/nex/pkg/node/workloads"
 	"go.uber.org/zap"
 )
 
-// newCopies wires the room of this node's own copies (package copies): reconciliation
-// with the nexlets, the watch of the node's records, moved and unrecorded copies.
-func (n *Node) newCopies() *copies.Copies {
-	cs, _ := n.cfg.Store.(ClusterStore)
-	return copies.New(copies.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID,
-		Store: n.cfg.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Conn: n.nxc,
+// wire makes the node's rooms and ties each to what it asks of the others. The cluster
+// room (the coordinator) exists only when the records are in a store the cluster shares.
+func (n *Node) wire() {
+	c := n.cfg
+	cs, shared := c.Store.(ClusterStore)
+	n.events = events.Publisher{Conn: n.nc, NodeID: c.NodeID}
+	n.announcer = &members.Announcer{Conn: n.nc, NodeID: c.NodeID, Name: c.Name, Members: n.members, Log: n.log, Back: &n.peerBack,
+		XKeys: func() []string {
+			var keys []string
+			for _, e := range n.nexlets.All(time.Now()) {
+				if e.Reg.XKey != "" {
+					keys = append(keys, e.Reg.XKey)
+				}
+			}
+			return keys
+		}}
+	if shared {
+		n.coord = cluster.New(n.ctx, cluster.Config{NodeID: c.NodeID, NodeLossWindow: c.NodeLossWindow, Conn: n.nc, Store: cs,
+			SecretsKey: c.SecretsKey, Members: n.members, Host: clusterHost{n}, Log: n.log, WG: &n.wg})
+	}
+	n.auction = auction.New(auction.Config{NodeID: c.NodeID, Name: c.Name, Tags: c.Tags, BidTTL: c.BidTTL, Placement: c.Placement,
+		Memory: c.Memory, ReserveMemory: c.ReserveMemory, CPUs: c.CPUs, ReserveCPU: c.ReserveCPU,
+		DefaultLimits: c.DefaultLimits, MaxLimits: c.MaxLimits, RequireIsolation: c.RequireIsolation,
+		Index: n.idx, Nexlets: n.nexlets, Observe: n.metrics.observeAuction,
+		Existing: func(ns, requestID string) (Record, bool) { return n.work.ByRequestID(ns, requestID) }})
+	n.work = workloads.New(workloads.Config{
+		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID,
+		Store: c.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Members: n.members, Conn: n.nxc,
+		History: c.History, Secrets: n.secretStore, Minter: c.Minter, CredsTTL: c.CredsTTL,
+		XKey: n.xkey, XKeyPub: n.xkeyPub, Quotas: c.Quotas, Held: n.auction.Held,
+		Flags: &n.flags, Counters: &n.metrics.Counters, Host: workloadsHost{n},
+	})
+	n.copies = copies.New(copies.Config{
+		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID,
+		Store: c.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Conn: n.nxc,
 		Flags: &n.flags, Host: n.work, // the workloads room indexes, starts and stops for it
 	})
-}
-
-// newMoves wires the room of workloads moving between nodes (package moves): takeovers
-// onto this node, a drain's moves away, the escrow of sealed environments.
-func (n *Node) newMoves() *moves.Moves {
-	cs, _ := n.cfg.Store.(ClusterStore)
-	return moves.New(moves.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID, Conn: n.nc,
-		Store: n.cfg.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Secrets: n.secretStore,
+	n.moves = moves.New(moves.Config{
+		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID, Conn: n.nc,
+		Store: c.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Secrets: n.secretStore,
 		Copies: n.copies, Flags: &n.flags, Host: movesHost{n.work, n},
 	})
+	n.news = news.New(n.ctx, &n.wg, newsRecorder{n})
+	n.lister = listing.New(listing.Config{Log: n.log, NodeID: c.NodeID, Nexlets: n.nexlets, Index: n.idx,
+		Members: n.members, Cluster: cs, Host: listingHost{n}})
 }
 
 // movesHost is what the moves room asks of the node: the workloads room, and events.
@@ -44,8 +78,10 @@ func (h movesHost) AskNexlet(ctx context.Context, nexletID, op, workloadID strin
 	return h.Ask(ctx, nexletID, op, workloadID, req, resp)
 }
 
-func (h movesHost) PublishEvent(ev v1.Event)        { h.n.publishEvent(ev) }
-func (h movesHost) Unplaced(rec Record, why string) { h.n.unplaced(rec, why) }
+func (h movesHost) PublishEvent(ev v1.Event) { h.n.events.Workload(ev) }
+func (h movesHost) Unplaced(rec Record, why string) {
+	h.n.events.Unplaced(rec.Definition.Namespace, rec.WorkloadID, why)
+}
 
 // newsRecorder writes heartbeat news (package news) to the node's records.
 type newsRecorder struct{ n *Node }
@@ -60,13 +96,6 @@ func (r newsRecorder) Restarts(ctx context.Context, wid string, count uint64) {
 	}
 }
 
-// newLister wires the listing room (package listing): the LIST verb.
-func (n *Node) newLister() *listing.Lister {
-	cs, _ := n.cfg.Store.(ClusterStore)
-	return listing.New(listing.Config{Log: n.log, NodeID: n.cfg.NodeID, Nexlets: n.nexlets, Index: n.idx,
-		Members: n.members, Cluster: cs, Host: listingHost{n}})
-}
-
 // listingHost is what the listing room asks of the node.
 type listingHost struct{ n *Node }
 
@@ -78,18 +107,6 @@ func (h listingHost) ListNexlet(ctx context.Context, nexletID string, req v1.Nex
 }
 
 func (h listingHost) IsCoordinator() bool { return h.n.IsCoordinator() }
-
-// newWorkloads wires the workloads room (package workloads): records, starts and stops.
-func (n *Node) newWorkloads() *workloads.Workloads {
-	cs, _ := n.cfg.Store.(ClusterStore)
-	return workloads.New(workloads.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: n.cfg.NodeID,
-		Store: n.cfg.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Members: n.members, Conn: n.nxc,
-		History: n.cfg.History, Secrets: n.secretStore, Minter: n.cfg.Minter, CredsTTL: n.cfg.CredsTTL,
-		XKey: n.xkey, XKeyPub: n.xkeyPub, Quotas: n.cfg.Quotas, Held: n.held,
-		Flags: &n.flags, Counters: &n.metrics.Counters, Host: workloadsHost{n},
-	})
-}
 
 // workloadsHost is what the workloads room asks of the node's other rooms; they are
 // wired after it, so it reaches them through the node.

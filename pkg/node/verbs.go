@@ -100,26 +100,13 @@ func (n *Node) handleExec(ctx context.Context, r *svc.Request, req *v1.ExecReque
 	return reply, err
 }
 
-// knownXKey says whether key is the public xkey of a nexlet registered here or with a
-// node that announced itself.
-func (n *Node) knownXKey(key string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, e := range n.nexlets.All(time.Now()) {
-		if e.Reg.XKey == key {
-			return true
-		}
-	}
-	return n.members.HasXKey(key)
-}
-
 func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneRequest) (v1.CloneReply, error) {
 	rec, err := n.owned(r)
 	if err != nil {
 		return v1.CloneReply{}, err
 	}
 	wid, def := rec.WorkloadID, rec.Definition
-	if req.ResealFor != "" && !n.knownXKey(req.ResealFor) {
+	if req.ResealFor != "" && !n.announcer.KnowsXKey(req.ResealFor) {
 		// opening the sealed values for a key the caller names would hand them to anyone
 		// in the namespace: only a nexlet of the cluster may receive them
 		return v1.CloneReply{}, v1.Errorf(v1.CodeForbidden, "reseal_for %s is not the key of a nexlet registered with this cluster", req.ResealFor)
@@ -149,21 +136,17 @@ func (n *Node) handleRegister(_ context.Context, _ *svc.Request, req *v1.Registe
 	}
 	n.flags.FailedNexlets.Delete(req.NexletID)
 	registration := n.nexlets.Register(*req, time.Now())
-	n.mu.Lock()
-	n.refreshIsolation()
-	n.mu.Unlock()
+	n.auction.RefreshIsolation()
 	// Index its workloads before it is listed or bids, so what a client sees it can stop.
 	n.copies.Reconcile(req.NexletID)
 	n.nexlets.Ready(req.NexletID, registration)
-	n.mu.Lock()
-	n.refreshCgroups()
-	n.mu.Unlock()
-	go n.announce(false) // the cluster learns its key now (a clone may be resealed for it)
+	n.auction.RefreshCgroups()
+	go n.announcer.Announce(false) // the cluster learns its key now (a clone may be resealed for it)
 	n.log.Info("nexlet registered", zap.String("nexlet_id", req.NexletID), zap.String("type", req.RegisterType), zap.String("version", req.Version), zap.String("isolation", cmp.Or(req.Isolation, v1.IsolationNone)))
 	if req.Isolation != v1.IsolationUID {
 		n.log.Warn("nexlet " + req.NexletID + " runs workloads as its own user (nex.isolation=none): one can read another's files and credentials, and the node's keys; run only workloads you trust here (the nexlet's log says why it does not run each workload as a user of its own)")
 	}
-	n.nodeEvent(v1.EventRegistered, req.NexletID)
+	n.events.Of(v1.EventRegistered, req.NexletID, "")
 	reply := v1.RegisterReply{NodeID: n.cfg.NodeID, HeartbeatInterval: v1.Duration(n.cfg.HeartbeatInterval)}
 	if _, shared := n.cfg.Store.(ClusterStore); shared {
 		// half the node-loss window: stopped well before the cluster starts it elsewhere

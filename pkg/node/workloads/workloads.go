@@ -79,6 +79,8 @@ type Workloads struct {
 
 	quotaMu sync.Mutex // starts of a namespace with a quota are admitted one at a time
 	claimMu sync.Mutex // a start's request ID is claimed and its workload indexed at once
+
+	expiring atomic.Bool // a removal of expired finished workloads is under way
 }
 
 // New returns the room.

@@ -1,0 +1,165 @@
+package auction
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nexrun/nex/internal/ports"
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/placement"
+	"github.com/nexrun/nex/pkg/node/registry"
+)
+
+func (a *Auctioneer) Auction(_ context.Context, r *svc.Request, req *v1.AuctionRequest) (v1.AuctionReply, error) {
+	defer func(t0 time.Time) { a.Observe(time.Since(t0)) }(time.Now())
+	reply := v1.AuctionReply{NodeID: a.NodeID, NodeName: a.Name}
+	if req.RequestID != "" {
+		if rec, ok := a.Existing(r.Namespace, req.RequestID); ok { // a retried start: it runs here
+			reply.Existing = &v1.WorkloadInfo{ID: rec.WorkloadID, Namespace: rec.Definition.Namespace, Name: rec.Definition.Name, NodeID: a.NodeID}
+			return reply, nil
+		}
+	}
+	inUse := ports.InUse(req.Ports) // binds: before the lock, never under it
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if reason := a.declineReason(r.Namespace, req, inUse); reason != "" {
+		reply.Decline = reason
+		return reply, nil
+	}
+	now := time.Now()
+	isolation := req.Tags[v1.TagIsolation]
+	if a.requiresIsolation(r.Namespace) {
+		isolation = v1.IsolationUID
+	}
+	counts := a.Index.NexletCounts()
+	nexlets := a.Nexlets.All(now)
+	candidates := placement.Candidates(nexlets, req, isolation, counts)
+	if len(candidates) == 0 {
+		reply.Decline = placement.NoCandidate(nexlets, req, counts)
+		return reply, nil
+	}
+	// never promise a limit no nexlet here can enforce
+	enforcing := slices.DeleteFunc(slices.Clone(candidates), func(e registry.Nexlet) bool { return !placement.Enforces(e, req.Resources.Names()) })
+	if len(enforcing) == 0 {
+		reply.Decline = placement.LimitsReason(req, candidates, placement.BestCgroups(nexlets, req.Type))
+		return reply, nil
+	}
+	holds, err := a.Holds(req.Resources)
+	if err != nil {
+		reply.Decline = err.Error()
+		return reply, nil
+	}
+	b := a.bids.Offer(now, func(p placement.Promised) *placement.Bid {
+		why, load, running := a.fit(holds, p)
+		if why != "" {
+			reply.Decline = why
+			return nil
+		}
+		e := a.pickNexlet(enforcing, counts, p)
+		b := &placement.Bid{Bid: v1.Bid{
+			BidID: a.prefix + v1.NewID(), NodeID: a.NodeID, NexletID: e.Reg.NexletID,
+			Type: req.Type, ExpiresAt: now.Add(a.BidTTL).UTC(), StartRequestSchema: e.Reg.StartRequestSchema, XKey: e.Reg.XKey,
+			Workloads: running,
+		}, NS: r.Namespace, Lifecycle: req.Lifecycle, Res: req.Resources, Holds: holds}
+		if a.Placement != v1.PlacementRandom {
+			b.Load = &load
+		}
+		return b
+	})
+	if b == nil {
+		return reply, nil
+	}
+	reply.Bid = &b.Bid
+	return reply, nil
+}
+
+// pickNexlet picks which of the node's nexlets bids: the one with the fewest workloads
+// and outstanding bids (a node may run several nexlets of a type, as when one process
+// cannot hold all its workloads' descriptors), ties at random; with --placement random,
+// any at random. out is what the node's outstanding bids hold.
+func (a *Auctioneer) pickNexlet(from []registry.Nexlet, counts map[string]int, out placement.Promised) registry.Nexlet {
+	if len(from) == 1 || a.Placement == v1.PlacementRandom {
+		return from[rand.IntN(len(from))]
+	}
+	busy := make(map[string]int, len(from))
+	ids := make([]string, len(from))
+	for i, e := range from {
+		busy[e.Reg.NexletID] = counts[e.Reg.NexletID]
+		ids[i] = e.Reg.NexletID
+	}
+	for id := range busy {
+		busy[id] += out.PerNexlet[id]
+	}
+	id := placement.LeastBusy(ids, busy, rand.IntN)
+	return from[slices.Index(ids, id)]
+}
+
+// declineReason says why this node cannot run req for namespace ns, or "" when it can.
+// Caller holds a.mu.
+func (a *Auctioneer) declineReason(ns string, req *v1.AuctionRequest, inUse map[int]bool) string {
+	if a.state == v1.NodeLameduck {
+		return "node is in lameduck mode"
+	}
+	nexlets := a.Nexlets.All(time.Now())
+	isolation := placement.IsolationFor(nexlets, req.Type) // what a nexlet of this type offers
+	if isolation != v1.IsolationUID && a.requiresIsolation(ns) {
+		return fmt.Sprintf("namespace %s requires isolation (nex.isolation=uid) and no %s nexlet here runs workloads as users of their own", ns, req.Type)
+	}
+	if len(req.Tags) > 0 {
+		have := maps.Clone(a.tags)
+		if _, ok := have[v1.TagIsolation]; ok {
+			have[v1.TagIsolation] = isolation
+		}
+		if _, ok := have[v1.TagCgroups]; ok {
+			have[v1.TagCgroups] = placement.BestCgroups(nexlets, req.Type) // what a nexlet of this type offers
+		}
+		if why := placement.UnmatchedTag(have, req.Tags); why != "" {
+			return why
+		}
+	}
+	if len(req.Ports) > 0 {
+		exposed := make(map[int]string)
+		for _, w := range a.Index.All(nil) {
+			for _, p := range w.Ports {
+				exposed[p] = w.Rec.Definition.Name
+			}
+		}
+		if why := placement.PortTaken(req.Ports, exposed, inUse); why != "" {
+			return why
+		}
+	}
+	var types, lifecycles []string
+	for _, e := range nexlets {
+		types = append(types, e.Reg.RegisterType)
+		if e.Reg.RegisterType == req.Type {
+			lifecycles = append(lifecycles, e.Reg.Lifecycles...)
+		}
+	}
+	if len(types) == 0 {
+		return "no nexlet is registered"
+	}
+	if len(lifecycles) == 0 {
+		return fmt.Sprintf("type %s not served (node serves: %s)", req.Type, strings.Join(uniqueSorted(types), ", "))
+	}
+	if !slices.Contains(lifecycles, req.Lifecycle) {
+		return fmt.Sprintf("lifecycle %s not supported by type %s (supported: %s)", req.Lifecycle, req.Type, strings.Join(uniqueSorted(lifecycles), ", "))
+	}
+	return ""
+}
+
+// uniqueSorted is in sorted, without repeats.
+func uniqueSorted(in []string) []string {
+	out := slices.Sorted(slices.Values(in))
+	return slices.Compact(out)
+}
+
+// requiresIsolation says whether this node runs ns's workloads only isolated.
+func (a *Auctioneer) requiresIsolation(ns string) bool {
+	return slices.Contains(a.RequireIsolation, ns) || slices.Contains(a.RequireIsolation, "*")
+}
