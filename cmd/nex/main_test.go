@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nexrun/nex/internal/cli"
 )
 
 func runNex(t *testing.T, args ...string) (string, string, int) {
@@ -210,7 +212,7 @@ func TestReadableJSON(t *testing.T) {
 		t.Fatalf("readableJSON: %s", got)
 	}
 	var b bytes.Buffer
-	_ = writeJSON(&b, map[string]string{"cmd": "a && b > c"})
+	_ = cli.WriteJSON(&b, map[string]string{"cmd": "a && b > c"})
 	if !strings.Contains(b.String(), `"a && b > c"`) {
 		t.Fatalf("writeJSON escapes HTML: %s", b.String())
 	}
@@ -231,7 +233,7 @@ func TestTagsCommaSeparated(t *testing.T) {
 			t.Errorf("%s = %v, want %s", k, v, want)
 		}
 	}
-	if plural(1, "workload") != "1 workload" || plural(2, "workload") != "2 workloads" {
+	if cli.Plural(1, "workload") != "1 workload" || cli.Plural(2, "workload") != "2 workloads" {
 		t.Fatal("plural")
 	}
 }

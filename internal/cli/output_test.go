@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"regexp"
@@ -9,9 +9,9 @@ import (
 // On a terminal the columns line up by the text a person sees: the header's bold escape
 // codes take no room.
 func TestTableAlignsVisibleText(t *testing.T) {
-	tb := newTable("ID", "NAME", "STATE")
-	tb.row("a1b2c3", "web", "running")
-	tb.row("x", "a-much-longer-name", "stopped (exit 3)")
+	tb := NewTable("ID", "NAME", "STATE")
+	tb.Row("a1b2c3", "web", "running")
+	tb.Row("x", "a-much-longer-name", "stopped (exit 3)")
 	var b strings.Builder
 	tb.aligned(&b)
 	visible := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(b.String(), "")
