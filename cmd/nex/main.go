@@ -22,27 +22,29 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/cli"
+	"github.com/nexrun/nex/internal/cli/workload"
 	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 )
 
-// CLI is the kong command tree; each noun lives in its own file.
+// CLI is the kong command tree; each noun lives in its own file, or package of
+// internal/cli.
 type CLI struct {
 	cli.Globals
 
-	Node       NodeCmd       `cmd:"" help:"Run and inspect nodes."`
-	Workload   WorkloadCmd   `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
-	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
-	Secret     SecretCmd     `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
-	Namespaces NamespaceCmd  `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
-	Security   SecurityCmd   `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
-	UI         UICmd         `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
-	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
-	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
-	Docs       DocsCmd       `cmd:"" name:"__docs" hidden:""`
-	Show       showCmd       `cmd:"" hidden:"" default:"1"`
+	Node       NodeCmd              `cmd:"" help:"Run and inspect nodes."`
+	Workload   workload.WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
+	Events     workload.EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
+	Secret     SecretCmd            `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
+	Namespaces NamespaceCmd         `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
+	Security   SecurityCmd          `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
+	UI         UICmd                `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
+	Completion CompletionCmd        `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Complete   CompleteCmd          `cmd:"" name:"__complete" hidden:""`
+	Docs       DocsCmd              `cmd:"" name:"__docs" hidden:""`
+	Show       showCmd              `cmd:"" hidden:"" default:"1"`
 }
 
 // showCmd runs when no command is given: usage, or the configuration with --check.

@@ -206,18 +206,6 @@ func TestCheckDurations(t *testing.T) {
 	}
 }
 
-func TestReadableJSON(t *testing.T) {
-	raw := json.RawMessage(`{"argv":["-c","echo oops \u003e\u00262"],"n":1.50}`)
-	if got := readableJSON(raw, ""); !strings.Contains(got, `"echo oops >&2"`) || !strings.Contains(got, "1.50") {
-		t.Fatalf("readableJSON: %s", got)
-	}
-	var b bytes.Buffer
-	_ = cli.WriteJSON(&b, map[string]string{"cmd": "a && b > c"})
-	if !strings.Contains(b.String(), `"a && b > c"`) {
-		t.Fatalf("writeJSON escapes HTML: %s", b.String())
-	}
-}
-
 // Tags are taken comma-separated as well as repeated.
 func TestTagsCommaSeparated(t *testing.T) {
 	out, errs, code := runNex(t, "--check", "workload", "start", "--tags", "a=1,b=2", "--tags", "c=3")

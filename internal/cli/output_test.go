@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,5 +24,14 @@ func TestTableAlignsVisibleText(t *testing.T) {
 				t.Fatalf("column %s starts at %d in the header but not in %q:\n%s", col, at, l, visible)
 			}
 		}
+	}
+}
+
+// JSON output keeps "<", ">" and "&" as they are.
+func TestWriteJSONKeepsHTML(t *testing.T) {
+	var b bytes.Buffer
+	_ = WriteJSON(&b, map[string]string{"cmd": "a && b > c"})
+	if !strings.Contains(b.String(), `"a && b > c"`) {
+		t.Fatalf("WriteJSON escapes HTML: %s", b.String())
 	}
 }
