@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nexrun/nex/internal/cli"
+	"github.com/nexrun/nex/internal/cli/node"
 	"github.com/nexrun/nex/internal/cli/workload"
 	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/version"
@@ -34,7 +35,7 @@ import (
 type CLI struct {
 	cli.Globals
 
-	Node       NodeCmd              `cmd:"" help:"Run and inspect nodes."`
+	Node       node.NodeCmd         `cmd:"" help:"Run and inspect nodes."`
 	Workload   workload.WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
 	Events     workload.EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
 	Secret     SecretCmd            `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
