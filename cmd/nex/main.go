@@ -23,6 +23,7 @@ import (
 
 	"github.com/nexrun/nex/internal/cli"
 	"github.com/nexrun/nex/internal/cli/node"
+	"github.com/nexrun/nex/internal/cli/security"
 	"github.com/nexrun/nex/internal/cli/workload"
 	"github.com/nexrun/nex/internal/config"
 	"github.com/nexrun/nex/internal/version"
@@ -40,7 +41,7 @@ type CLI struct {
 	Events     workload.EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
 	Secret     SecretCmd            `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
 	Namespaces NamespaceCmd         `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
-	Security   SecurityCmd          `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
+	Security   security.SecurityCmd `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
 	UI         UICmd                `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
 	Completion CompletionCmd        `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Complete   CompleteCmd          `cmd:"" name:"__complete" hidden:""`

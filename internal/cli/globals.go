@@ -1,8 +1,8 @@
 // Package cli holds what the nex CLI's commands share: the global flags (Globals) and
 // the NATS connection they make, the output helpers (tables, JSON, the list flags) and
 // the resolution of what a user typed for a workload or a node into a whole ID. The
-// commands themselves live in the packages below (workload, node) and in cmd/nex,
-// which builds the kong tree from them.
+// commands themselves live in the packages below (workload, node, security) and in
+// cmd/nex, which builds the kong tree from them.
 package cli
 
 import (
