@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/nexrun/nex/internal/cli"
 )
 
 // CompletionCmd prints a shell completion script.
@@ -17,15 +18,15 @@ type CompletionCmd struct {
 }
 
 // Run writes the script for the chosen shell, generated from the command tree.
-func (c *CompletionCmd) Run(kctx *kong.Context, g *Globals) error {
+func (c *CompletionCmd) Run(kctx *kong.Context, g *cli.Globals) error {
 	paths := completionPaths(kctx.Model.Node)
 	switch c.Shell {
 	case "fish":
-		return writeFish(g.stdout, paths)
+		return writeFish(g.Stdout(), paths)
 	case "zsh":
-		fmt.Fprintln(g.stdout, "# nex completion for zsh (through bash completion)\nautoload -U +X bashcompinit && bashcompinit")
+		fmt.Fprintln(g.Stdout(), "# nex completion for zsh (through bash completion)\nautoload -U +X bashcompinit && bashcompinit")
 	}
-	return writeBash(g.stdout, paths)
+	return writeBash(g.Stdout(), paths)
 }
 
 // completePath is one command of the tree: its subcommands, flags and what its
@@ -174,9 +175,9 @@ type CompleteCmd struct {
 }
 
 // Run prints one ID per line.
-func (c *CompleteCmd) Run(ctx context.Context, g *Globals) error {
+func (c *CompleteCmd) Run(ctx context.Context, g *cli.Globals) error {
 	g.NATS.Timeout = 300 * time.Millisecond
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return nil
 	}
@@ -186,13 +187,13 @@ func (c *CompleteCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Kind == "nodes" {
 		nodes, _ := cl.ListNodes(ctx)
 		for _, n := range nodes {
-			fmt.Fprintln(g.stdout, n.NodeID)
+			fmt.Fprintln(g.Stdout(), n.NodeID)
 		}
 		return nil
 	}
 	list, _ := cl.ListWorkloads(ctx, "")
 	for _, w := range list {
-		fmt.Fprintln(g.stdout, w.ID)
+		fmt.Fprintln(g.Stdout(), w.ID)
 	}
 	return nil
 }

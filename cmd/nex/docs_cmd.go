@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/nexrun/nex/internal/cli"
 	"github.com/nexrun/nex/schemas"
 )
 
@@ -20,11 +21,11 @@ type DocsCmd struct {
 }
 
 // Run prints the markdown.
-func (c *DocsCmd) Run(kctx *kong.Context, g *Globals) error {
+func (c *DocsCmd) Run(kctx *kong.Context, g *cli.Globals) error {
 	if c.What == "schemas" {
-		return writeSchemaDocs(g.stdout)
+		return writeSchemaDocs(g.Stdout())
 	}
-	return writeCLIDocs(g.stdout, kctx.Model.Node)
+	return writeCLIDocs(g.Stdout(), kctx.Model.Node)
 }
 
 func writeCLIDocs(w io.Writer, root *kong.Node) error {

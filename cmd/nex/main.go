@@ -21,45 +21,32 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 
+	"github.com/nexrun/nex/internal/cli"
+	"github.com/nexrun/nex/internal/cli/node"
+	"github.com/nexrun/nex/internal/cli/security"
+	"github.com/nexrun/nex/internal/cli/workload"
 	"github.com/nexrun/nex/internal/config"
-	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
-	"github.com/nexrun/nex/pkg/natsconn"
 )
 
-// Globals are the flags every command takes.
-type Globals struct {
-	Namespace string           `name:"namespace" default:"system" env:"NEX_NAMESPACE" help:"Namespace to work in."`
-	Config    string           `name:"config" type:"path" help:"Config file (default: first of /etc/nex/config.json, ~/.config/nex/config.json, ./config.json)."`
-	JSON      bool             `name:"json" help:"Machine-readable JSON output."`
-	Check     bool             `name:"check" help:"Print the resolved configuration and exit (for node up: exit 1 on a value the node would refuse)."`
-	NATS      natsconn.Options `embed:"" prefix:"nats."`
-	Version   kong.VersionFlag `help:"Print the version and exit."`
-
-	configUsed string
-	conns      []*nats.Conn
-	stdout     io.Writer
-	stderr     io.Writer
-	color      bool // stdout is a terminal
-}
-
-// CLI is the kong command tree; each noun lives in its own file.
+// CLI is the kong command tree; each noun lives in its own file, or package of
+// internal/cli.
 type CLI struct {
-	Globals
+	cli.Globals
 
-	Node       NodeCmd       `cmd:"" help:"Run and inspect nodes."`
-	Workload   WorkloadCmd   `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
-	Events     EventsCmd     `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
-	Secret     SecretCmd     `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
-	Namespaces NamespaceCmd  `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
-	Security   SecurityCmd   `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
-	UI         UICmd         `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
-	Completion CompletionCmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
-	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:""`
-	Docs       DocsCmd       `cmd:"" name:"__docs" hidden:""`
-	Show       showCmd       `cmd:"" hidden:"" default:"1"`
+	Node       node.NodeCmd         `cmd:"" help:"Run and inspect nodes."`
+	Workload   workload.WorkloadCmd `cmd:"" aliases:"w" help:"Start, list, stop and clone workloads."`
+	Events     workload.EventsCmd   `cmd:"" help:"Lifecycle events of the namespace (node events in system)."`
+	Secret     SecretCmd            `cmd:"" help:"Manage the namespace's secrets (secret://NAME in environment values)."`
+	Namespaces NamespaceCmd         `cmd:"" name:"namespace" help:"Report on the namespace: its usage against its quota."`
+	Security   security.SecurityCmd `cmd:"" help:"Set up an operator-mode NATS system for nex and mint its users."`
+	UI         UICmd                `cmd:"" name:"ui" help:"Serve the web console: the cluster live, and actions on it, with your NATS credentials."`
+	Completion CompletionCmd        `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Complete   CompleteCmd          `cmd:"" name:"__complete" hidden:""`
+	Docs       DocsCmd              `cmd:"" name:"__docs" hidden:""`
+	Show       showCmd              `cmd:"" hidden:"" default:"1"`
 }
 
 // showCmd runs when no command is given: usage, or the configuration with --check.
@@ -67,35 +54,6 @@ type showCmd struct{}
 
 func (showCmd) Run(ctx *kong.Context) error {
 	return ctx.PrintUsage(false)
-}
-
-// connect dials NATS; the connection is closed when the command returns.
-func (g *Globals) connect() (*nats.Conn, error) {
-	nc, err := g.NATS.Connect("nex", svc.ConnOptions()...)
-	if err == nil {
-		g.conns = append(g.conns, nc)
-	}
-	return nc, err
-}
-
-// closeAll closes every connection the command opened.
-func (g *Globals) closeAll() {
-	for _, nc := range g.conns {
-		nc.Close()
-	}
-	g.conns = nil
-}
-
-// client connects and returns a client for the --namespace.
-func (g *Globals) client() (*client.Client, error) {
-	if err := v1.ValidateNamespace(g.Namespace); err != nil {
-		return nil, err
-	}
-	nc, err := g.connect()
-	if err != nil {
-		return nil, err
-	}
-	return client.New(nc, g.Namespace)
 }
 
 func main() {
@@ -130,9 +88,8 @@ func configResolver(path string, nsGiven *bool) (kong.Resolver, error) {
 
 // run is main without the exit, so tests can drive the CLI in-process.
 func run(args []string, stdout, stderr io.Writer) int {
-	var cli CLI
-	cli.stdout, cli.stderr = stdout, stderr
-	cli.color = isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
+	var root CLI
+	root.SetOutput(stdout, stderr)
 	config.Warn = func(msg string) { fmt.Fprintln(stderr, "nex: warning:", msg) }
 	asJSON := slices.Contains(args, "--json") // known before anything is parsed
 	failEarly := func(err error) int {
@@ -161,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return failEarly(err)
 		}
 		opts = append(opts, kong.Resolvers(r))
-		cli.configUsed = cfgPath
+		root.SetConfigUsed(cfgPath)
 	}
 	code := 0
 	func() {
@@ -174,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				code = int(c)
 			}
 		}()
-		parser, err := kong.New(&cli, opts...)
+		parser, err := kong.New(&root, opts...)
 		if err == nil && cfgPath != "" {
 			err = config.Check(cfgPath, parser.Model, "node up") // nexd reads node up's flags at the top too
 		}
@@ -183,7 +140,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return
 		}
 		kctx, err := parser.Parse(args)
-		if err != nil && (cli.JSON || asJSON) { // a script asked for JSON: errors too
+		if err != nil && (root.JSON || asJSON) { // a script asked for JSON: errors too
 			printJSONError(stderr, v1.BadRequest("%s", err.Error()))
 			code = 2
 			return
@@ -197,27 +154,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			code = 2
 			return
 		}
-		if cli.Check {
-			if err := printCheck(stdout, &cli, kctx); err != nil {
+		if root.Check {
+			if err := printCheck(stdout, &root, kctx); err != nil {
 				fmt.Fprintln(stderr, "nex:", err)
 				code = 1
 			}
 			return
 		}
-		if !nsGiven && strings.HasPrefix(kctx.Command(), "workload ") && isTerminal(stderr) {
-			fmt.Fprintf(stderr, "nex: no namespace given: working in %q, the admin namespace (choose one with --namespace, $NEX_NAMESPACE or \"namespace\" in %s)\n", cli.Namespace, cmp.Or(cli.configUsed, "the config file"))
+		if !nsGiven && strings.HasPrefix(kctx.Command(), "workload ") && cli.IsTerminal(stderr) {
+			fmt.Fprintf(stderr, "nex: no namespace given: working in %q, the admin namespace (choose one with --namespace, $NEX_NAMESPACE or \"namespace\" in %s)\n", root.Namespace, cmp.Or(root.ConfigUsed(), "the config file"))
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		kctx.BindTo(ctx, (*context.Context)(nil))
-		defer cli.closeAll()
-		if err := kctx.Run(&cli.Globals); err != nil {
-			var es exitStatus
+		defer root.CloseAll()
+		if err := kctx.Run(&root.Globals); err != nil {
+			var es cli.ExitStatus
 			if errors.As(err, &es) { // a followed workload's exit code: said already
 				code = min(max(int(es), 1), 255)
 				return
 			}
-			if cli.JSON {
+			if root.JSON {
 				printJSONError(stderr, err)
 			} else {
 				printError(stderr, err)
@@ -229,12 +186,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type exitCode int
-
-// exitStatus is a command's exit code that is no error to print: the exit code of the
-// workload it followed.
-type exitStatus int
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // printJSONError writes err to stderr as one JSON object {code, error_code, message,
 // details}, so a script run with --json can branch on error_code. Errors of the CLI's own
@@ -251,7 +202,7 @@ func printJSONError(w io.Writer, err error) {
 	default:
 		e = v1.Errorf(v1.CodeBadRequest, "%s", err.Error())
 	}
-	_ = writeJSONLine(w, e)
+	_ = cli.WriteJSONLine(w, e)
 }
 
 // printError writes err to stderr; a no_placement error gets one line per declining node.
@@ -276,8 +227,8 @@ func printError(w io.Writer, err error) {
 
 // printCheck prints the resolved configuration: config file, globals, the NATS
 // connection with secrets masked, and the selected command's flags.
-func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
-	resolved, rerr := cli.NATS.Resolve()
+func printCheck(w io.Writer, root *CLI, kctx *kong.Context) error {
+	resolved, rerr := root.NATS.Resolve()
 	if resolved.Password != "" {
 		resolved.Password = "*****"
 	}
@@ -310,8 +261,8 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 		natsOut["timeout"] = resolved.Timeout.String()
 	}
 	out := map[string]any{
-		"config_file": cli.configUsed,
-		"namespace":   cli.Namespace,
+		"config_file": root.ConfigUsed(),
+		"namespace":   root.Namespace,
 		"command":     kctx.Command(),
 		"nats":        natsOut,
 		"nats_url":    resolved.URL(),
@@ -323,7 +274,7 @@ func printCheck(w io.Writer, cli *CLI, kctx *kong.Context) error {
 	var invalid error
 	if strings.HasPrefix(kctx.Command(), "node up") {
 		// what `node up` would refuse before it starts anything
-		if invalid = cli.Node.Up.Check(); invalid != nil {
+		if invalid = root.Node.Up.Check(); invalid != nil {
 			out["error"] = invalid.Error()
 		}
 	}

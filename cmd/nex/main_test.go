@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nexrun/nex/internal/cli"
 )
 
 func runNex(t *testing.T, args ...string) (string, string, int) {
@@ -204,18 +206,6 @@ func TestCheckDurations(t *testing.T) {
 	}
 }
 
-func TestReadableJSON(t *testing.T) {
-	raw := json.RawMessage(`{"argv":["-c","echo oops \u003e\u00262"],"n":1.50}`)
-	if got := readableJSON(raw, ""); !strings.Contains(got, `"echo oops >&2"`) || !strings.Contains(got, "1.50") {
-		t.Fatalf("readableJSON: %s", got)
-	}
-	var b bytes.Buffer
-	_ = writeJSON(&b, map[string]string{"cmd": "a && b > c"})
-	if !strings.Contains(b.String(), `"a && b > c"`) {
-		t.Fatalf("writeJSON escapes HTML: %s", b.String())
-	}
-}
-
 // Tags are taken comma-separated as well as repeated.
 func TestTagsCommaSeparated(t *testing.T) {
 	out, errs, code := runNex(t, "--check", "workload", "start", "--tags", "a=1,b=2", "--tags", "c=3")
@@ -231,7 +221,7 @@ func TestTagsCommaSeparated(t *testing.T) {
 			t.Errorf("%s = %v, want %s", k, v, want)
 		}
 	}
-	if plural(1, "workload") != "1 workload" || plural(2, "workload") != "2 workloads" {
+	if cli.Plural(1, "workload") != "1 workload" || cli.Plural(2, "workload") != "2 workloads" {
 		t.Fatal("plural")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -17,8 +18,8 @@ type NamespaceCmd struct {
 type NamespaceUsageCmd struct{}
 
 // Run reports.
-func (c *NamespaceUsageCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *NamespaceUsageCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -27,12 +28,12 @@ func (c *NamespaceUsageCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	for _, id := range missing {
-		fmt.Fprintf(g.stderr, "nex: warning: node %s did not answer in time; its workloads are not counted\n", id)
+		fmt.Fprintf(g.Stderr(), "nex: warning: node %s did not answer in time; its workloads are not counted\n", id)
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, reports)
+		return cli.WriteJSON(g.Stdout(), reports)
 	}
-	t := newTable("NAMESPACE", "WORKLOADS", "MEMORY", "CPU", "NODES")
+	t := cli.NewTable("NAMESPACE", "WORKLOADS", "MEMORY", "CPU", "NODES")
 	for _, r := range reports {
 		q := r.Quota
 		if q == nil {
@@ -48,12 +49,12 @@ func (c *NamespaceUsageCmd) Run(ctx context.Context, g *Globals) error {
 		if ns == "*" {
 			ns = "* (each namespace without a quota of its own)"
 		}
-		t.row(ns, of(strconv.Itoa(r.Usage.Workloads), q.Workloads > 0, strconv.Itoa(q.Workloads)),
+		t.Row(ns, of(strconv.Itoa(r.Usage.Workloads), q.Workloads > 0, strconv.Itoa(q.Workloads)),
 			of(r.Usage.Memory.String(), q.Memory > 0, q.Memory.String()),
 			of(v1.FormatCores(r.Usage.CPU), q.CPU > 0, v1.FormatCores(q.CPU)), strconv.Itoa(r.Nodes))
 		if r.Differ {
-			fmt.Fprintf(g.stderr, "nex: warning: the nodes hold namespace %s to different quotas (give every node the same --namespace-quota); none is shown\n", r.Namespace)
+			fmt.Fprintf(g.Stderr(), "nex: warning: the nodes hold namespace %s to different quotas (give every node the same --namespace-quota); none is shown\n", r.Namespace)
 		}
 	}
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }

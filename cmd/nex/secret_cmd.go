@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -25,7 +26,7 @@ type SecretPutCmd struct {
 }
 
 // Run stores.
-func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
+func (c *SecretPutCmd) Run(ctx context.Context, g *cli.Globals) error {
 	value := c.Value
 	if value == "" || value == "-" {
 		b, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
@@ -34,7 +35,7 @@ func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		value = strings.TrimSuffix(string(b), "\n")
 	}
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -43,20 +44,20 @@ func (c *SecretPutCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, info)
+		return cli.WriteJSON(g.Stdout(), info)
 	}
-	fmt.Fprintf(g.stdout, "Secret %s stored in namespace %s; use it as \"secret://%s\"\n", info.Name, info.Namespace, info.Name)
+	fmt.Fprintf(g.Stdout(), "Secret %s stored in namespace %s; use it as \"secret://%s\"\n", info.Name, info.Namespace, info.Name)
 	return nil
 }
 
 // SecretListCmd lists secret names.
 type SecretListCmd struct {
-	ListOutput `embed:""`
+	cli.ListOutput `embed:""`
 }
 
 // Run lists.
-func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *SecretListCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -64,18 +65,18 @@ func (c *SecretListCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if done, err := writeList(g, c.ListOutput, list, func(s v1.SecretInfo) string { return s.Name }); done {
+	if done, err := cli.WriteList(g, c.ListOutput, list, func(s v1.SecretInfo) string { return s.Name }); done {
 		return err
 	}
 	if len(list) == 0 {
-		fmt.Fprintf(g.stdout, "No secrets in namespace %s.\n", g.Namespace)
+		fmt.Fprintf(g.Stdout(), "No secrets in namespace %s.\n", g.Namespace)
 		return nil
 	}
-	t := newTable("NAME", "UPDATED")
+	t := cli.NewTable("NAME", "UPDATED")
 	for _, s := range list {
-		t.row(s.Name, s.UpdatedAt.Local().Format(time.RFC3339))
+		t.Row(s.Name, s.UpdatedAt.Local().Format(time.RFC3339))
 	}
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }
 
 // SecretRmCmd removes a secret.
@@ -84,14 +85,14 @@ type SecretRmCmd struct {
 }
 
 // Run removes.
-func (c *SecretRmCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *SecretRmCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
 	if err := cl.SecretRm(ctx, c.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "Secret %s removed\n", c.Name)
+	fmt.Fprintf(g.Stdout(), "Secret %s removed\n", c.Name)
 	return nil
 }

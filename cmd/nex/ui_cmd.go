@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"syscall"
 
+	"github.com/nexrun/nex/internal/cli"
 	"github.com/nexrun/nex/internal/console"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -25,14 +26,14 @@ type UICmd struct {
 }
 
 // Run serves the console until interrupted.
-func (c *UICmd) Run(ctx context.Context, g *Globals) error {
+func (c *UICmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err := v1.ValidateNamespace(g.Namespace); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port (e.g. 127.0.0.1:8077): %w", c.Listen, err)
 	}
-	nc, err := g.connect()
+	nc, err := g.Connect()
 	if err != nil {
 		return err
 	}
@@ -50,10 +51,10 @@ func (c *UICmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if !console.IsLoopback(addr) {
-		fmt.Fprintf(g.stderr, "nex: warning: the console listens on %s, reachable from other machines: whoever has its URL acts with your NATS credentials, over plain HTTP\n", addr)
+		fmt.Fprintf(g.Stderr(), "nex: warning: the console listens on %s, reachable from other machines: whoever has its URL acts with your NATS credentials, over plain HTTP\n", addr)
 	}
 	url := srv.URL(addr)
-	fmt.Fprintf(g.stdout, "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)
+	fmt.Fprintf(g.Stdout(), "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)
 	if !c.NoOpen {
 		openBrowser(g, url)
 	}
@@ -61,7 +62,7 @@ func (c *UICmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // openBrowser opens url with xdg-open when there is a display to open it on.
-func openBrowser(g *Globals, url string) {
+func openBrowser(g *cli.Globals, url string) {
 	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
 		return
 	}
@@ -71,7 +72,7 @@ func openBrowser(g *Globals, url string) {
 	}
 	cmd := exec.Command(path, url)
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(g.stderr, "nex: could not open a browser:", err)
+		fmt.Fprintln(g.Stderr(), "nex: could not open a browser:", err)
 		return
 	}
 	go func() { _ = cmd.Wait() }()

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -17,11 +17,11 @@ type ListOutput struct {
 	Format string `name:"format" help:"A Go template for each item, e.g. '{{.ID}} {{.Name}}' (fields as in -o json, by their Go names)."`
 }
 
-// wide says whether the table is the wide one.
-func (o ListOutput) wide() bool { return o.Output == "wide" }
+// Wide says whether the table is the wide one.
+func (o ListOutput) Wide() bool { return o.Output == "wide" }
 
-// parse checks --format before anything is asked of the cluster.
-func (o ListOutput) parse() (*template.Template, error) {
+// Template checks --format before anything is asked of the cluster.
+func (o ListOutput) Template() (*template.Template, error) {
 	if o.Format == "" {
 		return nil, nil
 	}
@@ -32,10 +32,10 @@ func (o ListOutput) parse() (*template.Template, error) {
 	return t, nil
 }
 
-// writeList writes items as -q, --format, --json/-o json or -o yaml ask, and says whether
+// WriteList writes items as -q, --format, --json/-o json or -o yaml ask, and says whether
 // it did; when it did not, the caller writes its table.
-func writeList[T any](g *Globals, o ListOutput, items []T, id func(T) string) (bool, error) {
-	tmpl, err := o.parse()
+func WriteList[T any](g *Globals, o ListOutput, items []T, id func(T) string) (bool, error) {
+	tmpl, err := o.Template()
 	if err != nil {
 		return true, err
 	}
@@ -55,7 +55,7 @@ func writeList[T any](g *Globals, o ListOutput, items []T, id func(T) string) (b
 			fmt.Fprintln(g.stdout)
 		}
 	case g.JSON || o.Output == "json":
-		return true, writeJSON(g.stdout, items)
+		return true, WriteJSON(g.stdout, items)
 	case o.Output == "yaml":
 		b, err := yaml.Marshal(items)
 		if err != nil {

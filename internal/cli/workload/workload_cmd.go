@@ -1,4 +1,4 @@
-package main
+package workload
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexfile"
@@ -53,11 +54,11 @@ type WorkloadTriggerCmd struct {
 }
 
 // Run sends the request and prints the reply; a non-zero exit code of the function is an error.
-func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err := v1.ValidateTriggerSubject(c.Subject); err != nil {
 		return err
 	}
-	nc, err := g.connect()
+	nc, err := g.Connect()
 	if err != nil {
 		return err
 	}
@@ -72,13 +73,13 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *Globals) error {
 	case err != nil:
 		return fmt.Errorf("trigger %s: %w", c.Subject, err)
 	}
-	if !g.JSON && len(m.Data) > 0 && m.Data[len(m.Data)-1] != '\n' && isTerminal(g.stdout) {
-		defer fmt.Fprintln(g.stdout)
+	if !g.JSON && len(m.Data) > 0 && m.Data[len(m.Data)-1] != '\n' && cli.IsTerminal(g.Stdout()) {
+		defer fmt.Fprintln(g.Stdout())
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, map[string]any{"subject": c.Subject, "exit_code": m.Header.Get(v1.HeaderExitCode), "error": m.Header.Get(v1.HeaderError), "reply": string(m.Data)})
+		return cli.WriteJSON(g.Stdout(), map[string]any{"subject": c.Subject, "exit_code": m.Header.Get(v1.HeaderExitCode), "error": m.Header.Get(v1.HeaderError), "reply": string(m.Data)})
 	}
-	fmt.Fprint(g.stdout, string(m.Data))
+	fmt.Fprint(g.Stdout(), string(m.Data))
 	if e := m.Header.Get(v1.HeaderError); e != "" {
 		return fmt.Errorf("function: %s", e)
 	}
@@ -111,7 +112,7 @@ type WorkloadStartCmd struct {
 // else, when the flags do not say what to run (no --type and no --start-request), the
 // ./Nexfile of the current directory, saying so; else the flags alone (an inline start
 // takes nothing from a Nexfile that happens to lie there).
-func (c *WorkloadStartCmd) definition(g *Globals) (v1.WorkloadDefinition, error) {
+func (c *WorkloadStartCmd) definition(g *cli.Globals) (v1.WorkloadDefinition, error) {
 	path := c.Nexfile
 	if path == "" && c.StartRequest == "" && c.Type == "" {
 		var err error
@@ -119,7 +120,7 @@ func (c *WorkloadStartCmd) definition(g *Globals) (v1.WorkloadDefinition, error)
 			return v1.WorkloadDefinition{}, err
 		}
 		if path != "" && !g.JSON {
-			fmt.Fprintf(g.stderr, "nex: starting the workload of ./%s (-f FILE for another; --type and --start-request for none)\n", path)
+			fmt.Fprintf(g.Stderr(), "nex: starting the workload of ./%s (-f FILE for another; --type and --start-request for none)\n", path)
 		}
 	} else if path != "" {
 		if _, err := nexfile.Discover(path); err != nil {
@@ -162,7 +163,7 @@ func startRetrying(ctx context.Context, cl *client.Client, def v1.WorkloadDefini
 }
 
 // Run validates, auctions and deploys.
-func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadStartCmd) Run(ctx context.Context, g *cli.Globals) error {
 	def, err := c.definition(g)
 	if err != nil {
 		return err
@@ -178,7 +179,7 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 		}
 	}
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -205,19 +206,19 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	had := w.Definition // of the workload a used request ID names
 	w.Definition = nil
-	said := g.stdout
+	said := g.Stdout()
 	if c.Follow { // stdout is the workload's output, as docker run's
-		said = g.stderr
+		said = g.Stderr()
 	}
 	switch {
 	case g.JSON:
-		if err := writeJSON(g.stdout, w); err != nil {
+		if err := cli.WriteJSON(g.Stdout(), w); err != nil {
 			return err
 		}
 	case before:
 		fmt.Fprintf(said, "Workload %s [%s] was started before with request ID %s; not started again (state %s)\n", w.Name, w.ID, c.RequestID, w.State)
 		if diff := client.Differs(def, had); diff != "" {
-			fmt.Fprintf(g.stderr, "nex: warning: request ID %s was used for a workload with another definition (%s): that one is returned, and nothing was started\n", c.RequestID, diff)
+			fmt.Fprintf(g.Stderr(), "nex: warning: request ID %s was used for a workload with another definition (%s): that one is returned, and nothing was started\n", c.RequestID, diff)
 		}
 	default:
 		fmt.Fprintf(said, "Workload %s [%s] successfully started\n", w.Name, w.ID)
@@ -235,7 +236,7 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *Globals) error {
 
 // waitHealthy polls workload id until its health check has passed, it is unhealthy or
 // no longer running, or within has passed.
-func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, within time.Duration) error {
+func waitHealthy(ctx context.Context, g *cli.Globals, cl *client.Client, id string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	for {
@@ -249,7 +250,7 @@ func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, 
 			return v1.BadRequest("workload %s has no health check to wait for (start_request.health)", id)
 		case w.Health == v1.WorkloadHealthHealthy:
 			if !g.JSON {
-				fmt.Fprintf(g.stderr, "Workload %s [%s] is healthy\n", w.Name, id)
+				fmt.Fprintf(g.Stderr(), "Workload %s [%s] is healthy\n", w.Name, id)
 			}
 			return nil
 		case w.Health == v1.WorkloadHealthUnhealthy, w.Finished():
@@ -263,7 +264,7 @@ func waitHealthy(ctx context.Context, g *Globals, cl *client.Client, id string, 
 }
 
 // startGroup starts the copies of a replica group and prints the group's ID.
-func (c *WorkloadStartCmd) startGroup(ctx context.Context, g *Globals, cl *client.Client, def v1.WorkloadDefinition) error {
+func (c *WorkloadStartCmd) startGroup(ctx context.Context, g *cli.Globals, cl *client.Client, def v1.WorkloadDefinition) error {
 	if c.Follow {
 		return v1.BadRequest("--follow takes one workload: follow a copy with nex workload logs <copy id> -f")
 	}
@@ -285,16 +286,16 @@ func running(ws []v1.WorkloadInfo) int {
 }
 
 // printGroup prints a group: a headline, its copies and why any are missing.
-func printGroup(g *Globals, st *v1.GroupStatus, headline string) error {
+func printGroup(g *cli.Globals, st *v1.GroupStatus, headline string) error {
 	if g.JSON {
-		return writeJSON(g.stdout, st)
+		return cli.WriteJSON(g.Stdout(), st)
 	}
-	fmt.Fprintln(g.stdout, headline)
+	fmt.Fprintln(g.Stdout(), headline)
 	for _, w := range st.Copies {
-		fmt.Fprintf(g.stdout, "  copy %s on node %s: %s, version %d\n", w.ID, short(w.NodeID), w.State, w.GroupVersion)
+		fmt.Fprintf(g.Stdout(), "  copy %s on node %s: %s, version %d\n", w.ID, cli.Short(w.NodeID), w.State, w.GroupVersion)
 	}
 	if st.Pending != "" {
-		fmt.Fprintf(g.stderr, "pending: %s\n", st.Pending)
+		fmt.Fprintf(g.Stderr(), "pending: %s\n", st.Pending)
 	}
 	return nil
 }
@@ -306,11 +307,11 @@ type WorkloadScaleCmd struct {
 }
 
 // Run scales.
-func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadScaleCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if c.Replicas < 0 {
 		return v1.BadRequest("replicas may not be negative")
 	}
-	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
+	cl, err := g.Resolved(ctx, &c.ID, cli.ResolveWorkload)
 	if err != nil {
 		return err
 	}
@@ -325,31 +326,31 @@ func (c *WorkloadScaleCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // follow prints a new workload's output until it ends (see followOutput).
-func follow(ctx context.Context, g *Globals, cl *client.Client, w *v1.WorkloadInfo) error {
+func follow(ctx context.Context, g *cli.Globals, cl *client.Client, w *v1.WorkloadInfo) error {
 	if w.Lifecycle != v1.LifecycleJob && !g.JSON {
-		fmt.Fprintf(g.stderr, "Following its output; Ctrl+C stops following (the workload keeps running).\n")
+		fmt.Fprintf(g.Stderr(), "Following its output; Ctrl+C stops following (the workload keeps running).\n")
 	}
 	return followOutput(ctx, g, cl, w.ID, client.FeedOptions{}, logView{})
 }
 
 // WorkloadListCmd lists workloads.
 type WorkloadListCmd struct {
-	ShowMetadata bool              `name:"show-metadata" help:"Include nexlet metadata (pid, restarts, ...)."`
-	Type         string            `name:"type" help:"Only workloads of this type."`
-	Name         string            `name:"name" help:"Only workloads of this name."`
-	State        []string          `name:"state" help:"Only workloads in these states (running, stopped, failed, backoff, ...; repeatable or comma-separated)."`
-	Tag          map[string]string `name:"tag" mapsep:"," help:"Only workloads placed with these tags k=v (repeatable, or comma-separated)."`
-	Node         string            `name:"node" help:"Only workloads on this node: its name, ID or a unique prefix of it."`
-	Group        string            `name:"group" help:"Only copies of this replica group: its ID, a unique prefix of it, or its name."`
-	ListOutput   `embed:""`
+	ShowMetadata   bool              `name:"show-metadata" help:"Include nexlet metadata (pid, restarts, ...)."`
+	Type           string            `name:"type" help:"Only workloads of this type."`
+	Name           string            `name:"name" help:"Only workloads of this name."`
+	State          []string          `name:"state" help:"Only workloads in these states (running, stopped, failed, backoff, ...; repeatable or comma-separated)."`
+	Tag            map[string]string `name:"tag" mapsep:"," help:"Only workloads placed with these tags k=v (repeatable, or comma-separated)."`
+	Node           string            `name:"node" help:"Only workloads on this node: its name, ID or a unique prefix of it."`
+	Group          string            `name:"group" help:"Only copies of this replica group: its ID, a unique prefix of it, or its name."`
+	cli.ListOutput `embed:""`
 }
 
 // Run lists.
-func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
-	if _, err := c.parse(); err != nil {
+func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
+	if _, err := c.Template(); err != nil {
 		return err
 	}
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -358,19 +359,19 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	for _, id := range missing { // the list is short of theirs: say so, whatever the format
-		fmt.Fprintf(g.stderr, "nex: warning: node %s did not answer in time; its workloads are not in this list\n", id)
+		fmt.Fprintf(g.Stderr(), "nex: warning: node %s did not answer in time; its workloads are not in this list\n", id)
 	}
 	if list, err = c.filter(ctx, cl, list); err != nil {
 		return err
 	}
-	if done, err := writeList(g, c.ListOutput, list, func(w v1.WorkloadInfo) string { return w.ID }); done {
+	if done, err := cli.WriteList(g, c.ListOutput, list, func(w v1.WorkloadInfo) string { return w.ID }); done {
 		return err
 	}
 	if len(list) == 0 && len(missing) == 0 {
-		fmt.Fprintf(g.stdout, "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
+		fmt.Fprintf(g.Stdout(), "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
 		return nil
 	}
-	return c.table(ctx, g, cl, list, c.wide())
+	return c.table(ctx, g, cl, list, c.Wide())
 }
 
 // filtered says, for an empty list, that filters were given.
@@ -391,17 +392,17 @@ func (c *WorkloadListCmd) filter(ctx context.Context, cl *client.Client, list []
 		}
 	}
 	if node != "" {
-		if node, err = resolveNode(ctx, cl, node); err != nil {
+		if node, err = cli.ResolveNode(ctx, cl, node); err != nil {
 			return nil, err
 		}
 		if !slices.ContainsFunc(list, func(w v1.WorkloadInfo) bool { return w.NodeID == node }) {
-			if known, err := nodeKnown(ctx, cl, node); err == nil && !known {
+			if known, err := cli.NodeKnown(ctx, cl, node); err == nil && !known {
 				return nil, v1.BadRequest("--node %s: no node that answers has this name, ID or ID prefix (nex node list)", c.Node)
 			}
 		}
 	}
 	if group != "" {
-		if group, err = resolveWorkload(ctx, cl, group); err != nil {
+		if group, err = cli.ResolveWorkload(ctx, cl, group); err != nil {
 			return nil, err
 		}
 		if !strings.HasPrefix(group, v1.GroupIDPrefix) {
@@ -426,7 +427,7 @@ func (c *WorkloadListCmd) filter(ctx context.Context, cl *client.Client, list []
 
 // table prints the list: node names, not IDs, and 12 characters of workload IDs (unique
 // in practice); wide prints them whole, with node IDs and metadata.
-func (c *WorkloadListCmd) table(ctx context.Context, g *Globals, cl *client.Client, list []v1.WorkloadInfo, wide bool) error {
+func (c *WorkloadListCmd) table(ctx context.Context, g *cli.Globals, cl *client.Client, list []v1.WorkloadInfo, wide bool) error {
 	names := map[string]string{}
 	if nodes, err := cl.ListNodes(ctx); err == nil {
 		for _, n := range nodes {
@@ -448,9 +449,9 @@ func (c *WorkloadListCmd) table(ctx context.Context, g *Globals, cl *client.Clie
 	if c.ShowMetadata || wide {
 		header = append(header, "METADATA")
 	}
-	t := newTable(header...)
+	t := cli.NewTable(header...)
 	for _, w := range list {
-		id, node := short(w.ID), cmp.Or(names[w.NodeID], short(w.NodeID))
+		id, node := cli.Short(w.ID), cmp.Or(names[w.NodeID], cli.Short(w.NodeID))
 		if wide {
 			id = w.ID
 		}
@@ -467,9 +468,9 @@ func (c *WorkloadListCmd) table(ctx context.Context, g *Globals, cl *client.Clie
 		if c.ShowMetadata || wide {
 			row = append(row, formatMetadata(w.Metadata))
 		}
-		t.row(row...)
+		t.Row(row...)
 	}
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }
 
 // stateText is a workload's state with how its last process ended, where that matters:
@@ -495,13 +496,6 @@ func orDash(s string) string {
 	return s
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 func formatMetadata(md map[string]string) string {
 	keys := slices.Sorted(maps.Keys(md))
 	parts := make([]string, 0, len(keys))
@@ -518,17 +512,17 @@ type WorkloadStopCmd struct {
 }
 
 // Run stops.
-func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *WorkloadStopCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
-	if isTerminal(g.stderr) && !g.JSON {
+	if cli.IsTerminal(g.Stderr()) && !g.JSON {
 		done := make(chan struct{})
 		defer close(done)
-		cl.OnAck = func(a client.Ack) { go stopProgress(g.stderr, c.ID, a, done) }
+		cl.OnAck = func(a client.Ack) { go stopProgress(g.Stderr(), c.ID, a, done) }
 	}
-	if c.ID, err = resolveWorkload(ctx, cl, c.ID); err != nil {
+	if c.ID, err = cli.ResolveWorkload(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
@@ -539,20 +533,20 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %s", st.Name, st.ID, pluralOf(len(st.Copies), "copy", "copies")))
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] stopped: its %s", st.Name, st.ID, cli.PluralOf(len(st.Copies), "copy", "copies")))
 	}
 	w, err := cl.StopWorkload(ctx, c.ID, v1.StopRequest{GracePeriod: v1.Duration(c.Grace)})
 	if err != nil {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, w)
+		return cli.WriteJSON(g.Stdout(), w)
 	}
 	if w.State == v1.StateStopping {
-		fmt.Fprintf(g.stdout, "Workload %s [%s] stopping: %s\n", w.Name, w.ID, w.Metadata["note"])
+		fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopping: %s\n", w.Name, w.ID, w.Metadata["note"])
 		return nil
 	}
-	fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, w.ID)
+	fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopped\n", w.Name, w.ID)
 	return nil
 }
 
@@ -565,7 +559,7 @@ func stopProgress(w io.Writer, id string, a client.Ack, done <-chan struct{}) {
 		return
 	case <-time.After(time.Second): // a quick stop prints nothing extra
 	}
-	fmt.Fprintf(w, "Stopping %s on node %s (it answers by %s)...\n", id, short(a.NodeID), a.Deadline.Local().Format(time.TimeOnly))
+	fmt.Fprintf(w, "Stopping %s on node %s (it answers by %s)...\n", id, cli.Short(a.NodeID), a.Deadline.Local().Format(time.TimeOnly))
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -585,11 +579,11 @@ type WorkloadRmCmd struct {
 }
 
 // Run removes each workload that has ended; one still running is refused (stop it).
-func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadRmCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if (len(c.IDs) == 0) == !c.Finished {
 		return fmt.Errorf("name the workloads to remove, or give --finished for every one that ended (not both)")
 	}
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -608,7 +602,7 @@ func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
 	var removed []*v1.WorkloadInfo
 	var failed []string
 	for _, id := range ids {
-		if id, err = resolveWorkload(ctx, cl, id); err != nil {
+		if id, err = cli.ResolveWorkload(ctx, cl, id); err != nil {
 			failed = append(failed, err.Error())
 			continue
 		}
@@ -619,15 +613,15 @@ func (c *WorkloadRmCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		removed = append(removed, w)
 		if !g.JSON {
-			fmt.Fprintf(g.stdout, "Workload %s [%s] removed\n", w.Name, w.ID)
+			fmt.Fprintf(g.Stdout(), "Workload %s [%s] removed\n", w.Name, w.ID)
 		}
 	}
 	if g.JSON {
-		if err := writeJSON(g.stdout, removed); err != nil {
+		if err := cli.WriteJSON(g.Stdout(), removed); err != nil {
 			return err
 		}
 	} else if len(ids) == 0 {
-		fmt.Fprintf(g.stdout, "No finished workloads in namespace %s.\n", g.Namespace)
+		fmt.Fprintf(g.Stdout(), "No finished workloads in namespace %s.\n", g.Namespace)
 	}
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
@@ -642,8 +636,8 @@ type WorkloadInfoCmd struct {
 
 // Run describes: state, metadata, the definition (secret-looking values masked) and the
 // latest events.
-func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
+func (c *WorkloadInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Resolved(ctx, &c.ID, cli.ResolveWorkload)
 	if err != nil {
 		return err
 	}
@@ -669,12 +663,12 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *Globals) error {
 	})
 	cancel()
 	if g.JSON {
-		return writeJSON(g.stdout, struct {
+		return cli.WriteJSON(g.Stdout(), struct {
 			*v1.WorkloadInfo
 			Events []v1.Event `json:"recent_events"`
 		}{w, events})
 	}
-	out := g.stdout
+	out := g.Stdout()
 	node := w.NodeID
 	if nodes, err := cl.ListNodes(ctx); err == nil {
 		for _, n := range nodes {
@@ -774,11 +768,11 @@ type WorkloadRestartCmd struct {
 // Run restarts: a workload is replaced by a new copy of its definition (a new ID, placed
 // by auction), which starts before the old one is stopped; a group's copies are replaced
 // one batch at a time, each new copy running for a moment before an old one stops.
-func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadRestartCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if c.MaxParallel < 1 {
 		return v1.BadRequest("--max-parallel must be at least 1")
 	}
-	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
+	cl, err := g.Resolved(ctx, &c.ID, cli.ResolveWorkload)
 	if err != nil {
 		return err
 	}
@@ -787,16 +781,16 @@ func (c *WorkloadRestartCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] restarted: %s of version %d running", st.Name, st.ID, pluralOf(running(st.Copies), "copy", "copies"), st.Version))
+		return printGroup(g, st, fmt.Sprintf("Workload %s [%s] restarted: %s of version %d running", st.Name, st.ID, cli.PluralOf(running(st.Copies), "copy", "copies"), st.Version))
 	}
 	w, err := cl.CloneWorkload(ctx, c.ID, client.CloneOptions{StopOriginal: true})
 	if err != nil {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, w)
+		return cli.WriteJSON(g.Stdout(), w)
 	}
-	fmt.Fprintf(g.stdout, "Workload %s [%s] restarted: a new copy replaces %s, which is stopped\n", w.Name, w.ID, c.ID)
+	fmt.Fprintf(g.Stdout(), "Workload %s [%s] restarted: a new copy replaces %s, which is stopped\n", w.Name, w.ID, c.ID)
 	return nil
 }
 
@@ -812,35 +806,35 @@ type WorkloadExecCmd struct {
 // Run runs the command and prints its output: its stdout on stdout, its stderr on
 // stderr (one stream on a terminal), and exits with its exit code. No input: a command
 // that reads stdin reads nothing (on a terminal, it waits until its timeout).
-func (c *WorkloadExecCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadExecCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if len(c.Argv) > 0 && c.Argv[0] == "--" {
 		c.Argv = c.Argv[1:]
 	}
-	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
+	cl, err := g.Resolved(ctx, &c.ID, cli.OneWorkload)
 	if err != nil {
 		return err
 	}
 	if c.TTY && c.NoTTY {
 		return v1.BadRequest("--tty and --no-tty: give one")
 	}
-	tty := c.TTY || (!c.NoTTY && !g.JSON && isTerminal(os.Stdin) && isTerminal(g.stdout))
+	tty := c.TTY || (!c.NoTTY && !g.JSON && cli.IsTerminal(os.Stdin) && cli.IsTerminal(g.Stdout()))
 	r, err := cl.Exec(ctx, c.ID, v1.ExecRequest{Argv: c.Argv, Timeout: v1.Duration(c.Timeout), TTY: tty})
 	if err != nil {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, r)
+		return cli.WriteJSON(g.Stdout(), r)
 	}
-	_, _ = g.stdout.Write(r.Stdout)
-	_, _ = g.stderr.Write(r.Stderr)
+	_, _ = g.Stdout().Write(r.Stdout)
+	_, _ = g.Stderr().Write(r.Stderr)
 	switch {
 	case r.TimedOut:
-		fmt.Fprintf(g.stderr, "nex: %s was killed after %s\n", c.Argv[0], c.Timeout)
+		fmt.Fprintf(g.Stderr(), "nex: %s was killed after %s\n", c.Argv[0], c.Timeout)
 	case r.Truncated:
-		fmt.Fprintf(g.stderr, "nex: output cut at %d KiB per stream\n", v1.MaxExecOutput>>10)
+		fmt.Fprintf(g.Stderr(), "nex: output cut at %d KiB per stream\n", v1.MaxExecOutput>>10)
 	}
 	if r.ExitCode != 0 {
-		return exitStatus(r.ExitCode)
+		return cli.ExitStatus(r.ExitCode)
 	}
 	return nil
 }
@@ -862,8 +856,8 @@ type workloadStats struct {
 }
 
 // Run reads the workload's use twice, a second apart (CPU is a rate), and prints it.
-func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
+func (c *WorkloadStatsCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Resolved(ctx, &c.ID, cli.OneWorkload)
 	if err != nil {
 		return err
 	}
@@ -893,7 +887,7 @@ func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
 		st.Limits, _ = w.Definition.WantedResources()
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, st)
+		return cli.WriteJSON(g.Stdout(), st)
 	}
 	lim := v1.Resources{}
 	if st.Limits != nil {
@@ -905,11 +899,11 @@ func (c *WorkloadStatsCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		return s
 	}
-	t := newTable("ID", "NAME", "CPU %", "MEMORY", "PIDS", "DISK")
-	t.row(short(st.ID), st.Name, of(strconv.FormatFloat(st.CPUPercent, 'f', 1, 64), lim.CPU > 0, v1.FormatCores(lim.CPU)+" cpu"),
+	t := cli.NewTable("ID", "NAME", "CPU %", "MEMORY", "PIDS", "DISK")
+	t.Row(cli.Short(st.ID), st.Name, of(strconv.FormatFloat(st.CPUPercent, 'f', 1, 64), lim.CPU > 0, v1.FormatCores(lim.CPU)+" cpu"),
 		of(v1.ByteSize(st.Memory).String(), lim.Memory > 0, lim.Memory.String()), of(strconv.Itoa(st.PIDs), lim.PIDs > 0, strconv.Itoa(lim.PIDs)),
 		of(orDash(st.DiskUsed), lim.Disk > 0, lim.Disk.String()))
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }
 
 // WorkloadCloneCmd clones a workload.
@@ -921,8 +915,8 @@ type WorkloadCloneCmd struct {
 }
 
 // Run clones.
-func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.resolved(ctx, &c.ID, oneWorkload)
+func (c *WorkloadCloneCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Resolved(ctx, &c.ID, cli.OneWorkload)
 	if err != nil {
 		return err
 	}
@@ -931,14 +925,14 @@ func (c *WorkloadCloneCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, w)
+		return cli.WriteJSON(g.Stdout(), w)
 	}
-	fmt.Fprintf(g.stdout, "Workload %s [%s] successfully started (clone of %s)\n", w.Name, w.ID, c.ID)
+	fmt.Fprintf(g.Stdout(), "Workload %s [%s] successfully started (clone of %s)\n", w.Name, w.ID, c.ID)
 	switch {
 	case c.Stop && c.Name != "":
-		fmt.Fprintf(g.stdout, "The original [%s] stopped\n", c.ID)
+		fmt.Fprintf(g.Stdout(), "The original [%s] stopped\n", c.ID)
 	case c.Stop:
-		fmt.Fprintf(g.stdout, "Workload %s [%s] stopped\n", w.Name, c.ID)
+		fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopped\n", w.Name, c.ID)
 	}
 	return nil
 }
@@ -964,11 +958,11 @@ type WorkloadUpdateCmd struct {
 
 // Run updates: each new copy starts and must run for a moment without a restart before
 // an old one stops; a new copy that fails stops the update, the old copies running on.
-func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if c.MaxParallel < 1 {
 		return v1.BadRequest("--max-parallel must be at least 1")
 	}
-	cl, err := g.resolved(ctx, &c.ID, resolveWorkload)
+	cl, err := g.Resolved(ctx, &c.ID, cli.ResolveWorkload)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package workload
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/nexfile"
@@ -34,7 +35,7 @@ type BundleCreateCmd struct {
 }
 
 // Run stores the files (each once, by digest) and writes the Nexfile.
-func (c *BundleCreateCmd) Run(ctx context.Context, g *Globals) error {
+func (c *BundleCreateCmd) Run(ctx context.Context, g *cli.Globals) error {
 	c.Bucket = bucketOf(c.Bucket, g)
 	if _, err := os.Stat(c.Out); err == nil && !c.Force {
 		return fmt.Errorf("%s exists: give --out another file, or --force", c.Out)
@@ -47,7 +48,7 @@ func (c *BundleCreateCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -159,7 +160,7 @@ func (c *BundleCreateCmd) files(dir bool) ([]bundleFile, string, error) {
 }
 
 // write writes the Nexfile and says how to start it.
-func (c *BundleCreateCmd) write(g *Globals, base *nexfile.Nexfile, sr map[string]any, exec string, files, stored int) error {
+func (c *BundleCreateCmd) write(g *cli.Globals, base *nexfile.Nexfile, sr map[string]any, exec string, files, stored int) error {
 	nf := *base
 	if c.Name != "" {
 		nf.Name = c.Name
@@ -190,23 +191,23 @@ func (c *BundleCreateCmd) write(g *Globals, base *nexfile.Nexfile, sr map[string
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, map[string]any{"nexfile": c.Out, "files": files, "stored": stored, "bucket": c.Bucket, "start_request": sr})
+		return cli.WriteJSON(g.Stdout(), map[string]any{"nexfile": c.Out, "files": files, "stored": stored, "bucket": c.Bucket, "start_request": sr})
 	}
-	fmt.Fprintf(g.stdout, "Bundled %s: %s into %s (%d new, the rest already there); wrote %s\nStart it with: nex --namespace %s workload start -f %s\n",
-		nf.Name, plural(files, "file"), c.Bucket, stored, c.Out, g.Namespace, c.Out)
+	fmt.Fprintf(g.Stdout(), "Bundled %s: %s into %s (%d new, the rest already there); wrote %s\nStart it with: nex --namespace %s workload start -f %s\n",
+		nf.Name, cli.Plural(files, "file"), c.Bucket, stored, c.Out, g.Namespace, c.Out)
 	return nil
 }
 
 // BundleListCmd lists a bucket's bundled files.
 type BundleListCmd struct {
-	Bucket     string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
-	ListOutput `embed:""`
+	Bucket         string `name:"bucket" help:"Object store bucket (default NEX_BUNDLES_<namespace>, the one the namespace's workloads may read)."`
+	cli.ListOutput `embed:""`
 }
 
 // Run lists.
-func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
+func (c *BundleListCmd) Run(ctx context.Context, g *cli.Globals) error {
 	c.Bucket = bucketOf(c.Bucket, g)
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -214,22 +215,22 @@ func (c *BundleListCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if done, err := writeList(g, c.ListOutput, list, func(o client.BundleObject) string { return o.Digest }); done {
+	if done, err := cli.WriteList(g, c.ListOutput, list, func(o client.BundleObject) string { return o.Digest }); done {
 		return err
 	}
 	if len(list) == 0 {
-		fmt.Fprintf(g.stdout, "No bundles in %s.\n", c.Bucket)
+		fmt.Fprintf(g.Stdout(), "No bundles in %s.\n", c.Bucket)
 		return nil
 	}
-	t := newTable("SHA256", "NAME", "SIZE", "URI")
+	t := cli.NewTable("SHA256", "NAME", "SIZE", "URI")
 	for _, o := range list {
 		digest := o.Digest[:12]
-		if c.wide() {
+		if c.Wide() {
 			digest = o.Digest
 		}
-		t.row(digest, o.Name, fmt.Sprint(o.Size), o.URI)
+		t.Row(digest, o.Name, fmt.Sprint(o.Size), o.URI)
 	}
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }
 
 // BundleRmCmd removes bundled files.
@@ -239,9 +240,9 @@ type BundleRmCmd struct {
 }
 
 // Run removes; a workload whose Nexfile names a removed file no longer starts.
-func (c *BundleRmCmd) Run(ctx context.Context, g *Globals) error {
+func (c *BundleRmCmd) Run(ctx context.Context, g *cli.Globals) error {
 	c.Bucket = bucketOf(c.Bucket, g)
-	cl, err := g.client()
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -250,14 +251,14 @@ func (c *BundleRmCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(g.stdout, "Removed %s (%s) from %s\n", o.Digest, o.Name, c.Bucket)
+		fmt.Fprintf(g.Stdout(), "Removed %s (%s) from %s\n", o.Digest, o.Name, c.Bucket)
 	}
 	return nil
 }
 
 // bucketOf is the bucket a bundle command works on: the one given, else the namespace's
 // own (v1.BundleBucket), the only one its workloads may read with scoped credentials.
-func bucketOf(given string, g *Globals) string {
+func bucketOf(given string, g *cli.Globals) string {
 	if given != "" {
 		return given
 	}

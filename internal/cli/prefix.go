@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 // workloadIDLen is the length of a workload ID (v1.NewID); a shorter one is a prefix.
 const workloadIDLen = v1.IDLen
 
-// resolveWorkload turns what a user typed for a workload into its whole ID: a whole ID
+// ResolveWorkload turns what a user typed for a workload into its whole ID: a whole ID
 // as it is; a unique prefix of a workload's ID (lists show 12 characters) or of a replica
 // group's (g-...); or a name: one workload's, or that of the copies of one replica group
 // (the group's ID then). Something that matches nothing is returned as it is (the request
 // then says not found); a prefix or a name that matches more is an error listing them.
-func resolveWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
+func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
 	isGroup := strings.HasPrefix(arg, v1.GroupIDPrefix)
 	if whole := strings.TrimPrefix(arg, v1.GroupIDPrefix); len(whole) == workloadIDLen && v1.ValidateToken("workload ID", whole) == nil {
 		return arg, nil
@@ -47,10 +47,10 @@ func resolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 	return byName(arg, list)
 }
 
-// resolved connects and turns *id (a whole ID, a prefix or a name) into a whole ID with
-// resolve (resolveWorkload, or oneWorkload for commands about one workload).
-func (g *Globals) resolved(ctx context.Context, id *string, resolve func(context.Context, *client.Client, string) (string, error)) (*client.Client, error) {
-	cl, err := g.client()
+// Resolved connects and turns *id (a whole ID, a prefix or a name) into a whole ID with
+// resolve (ResolveWorkload, or OneWorkload for commands about one workload).
+func (g *Globals) Resolved(ctx context.Context, id *string, resolve func(context.Context, *client.Client, string) (string, error)) (*client.Client, error) {
+	cl, err := g.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -60,10 +60,10 @@ func (g *Globals) resolved(ctx context.Context, id *string, resolve func(context
 	return cl, nil
 }
 
-// oneWorkload is resolveWorkload for commands about one workload: a replica group (by its
+// OneWorkload is ResolveWorkload for commands about one workload: a replica group (by its
 // ID or name) is an error that says how to name one of its copies.
-func oneWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
-	id, err := resolveWorkload(ctx, cl, arg)
+func OneWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
+	id, err := ResolveWorkload(ctx, cl, arg)
 	if err == nil && strings.HasPrefix(id, v1.GroupIDPrefix) {
 		return "", v1.BadRequest("%s is replica group %s: name one of its copies (nex workload list --group %s)", arg, id, id)
 	}
@@ -100,8 +100,8 @@ func byName(name string, list []v1.WorkloadInfo) (string, error) {
 	return "", v1.BadRequest("name %q is shared by %d workloads: %s; give an ID (or a unique prefix of one)", name, len(named), strings.Join(named, ", "))
 }
 
-// resolveNode turns a unique prefix of a node ID, or a node's name, into the whole ID.
-func resolveNode(ctx context.Context, cl *client.Client, id string) (string, error) {
+// ResolveNode turns a unique prefix of a node ID, or a node's name, into the whole ID.
+func ResolveNode(ctx context.Context, cl *client.Client, id string) (string, error) {
 	if v1.ValidateToken("node ID", id) != nil {
 		return id, nil
 	}
@@ -131,8 +131,8 @@ func resolveNode(ctx context.Context, cl *client.Client, id string) (string, err
 	return pick(id, "node", matches)
 }
 
-// nodeKnown says whether a node with this ID answers.
-func nodeKnown(ctx context.Context, cl *client.Client, id string) (bool, error) {
+// NodeKnown says whether a node with this ID answers.
+func NodeKnown(ctx context.Context, cl *client.Client, id string) (bool, error) {
 	nodes, err := cl.ListNodes(ctx)
 	if err != nil {
 		return false, err
@@ -152,12 +152,20 @@ func pick(id, what string, matches []string) (string, error) {
 	return "", v1.BadRequest("%s ID prefix %q is ambiguous: it matches %s", what, id, strings.Join(matches, ", "))
 }
 
-// resolveKept is resolveWorkload for what outlives a workload (its logs and events): when
+// ResolveKept is ResolveWorkload for what outlives a workload (its logs and events): when
 // no node answers, the ID is used as given.
-func resolveKept(ctx context.Context, cl *client.Client, id string) (string, error) {
-	whole, err := resolveWorkload(ctx, cl, id)
+func ResolveKept(ctx context.Context, cl *client.Client, id string) (string, error) {
+	whole, err := ResolveWorkload(ctx, cl, id)
 	if v1.IsCode(err, v1.CodeUnavailable) {
 		return id, nil
 	}
 	return whole, err
+}
+
+// Short is the first 12 characters of an ID, as lists show it (unique in practice).
+func Short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

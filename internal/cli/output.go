@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// isTerminal reports whether w is a terminal: tables and colours are for people;
+// IsTerminal reports whether w is a terminal: tables and colours are for people;
 // pipes get plain tab-separated lines.
-func isTerminal(w io.Writer) bool {
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -23,36 +23,36 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// writeJSONLine writes v as one line of JSON (for streams of messages).
-// writeJSONLine writes v as one line of JSON. Output is for people and scripts, not
+// WriteJSONLine writes v as one line of JSON (for streams of messages).
+// WriteJSONLine writes v as one line of JSON. Output is for people and scripts, not
 // browsers: "<", ">" and "&" stay as they are.
-func writeJSONLine(w io.Writer, v any) error {
+func WriteJSONLine(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
-// writeJSON writes v as indented JSON, HTML characters unescaped.
-func writeJSON(w io.Writer, v any) error {
+// WriteJSON writes v as indented JSON, HTML characters unescaped.
+func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// table collects rows and prints them aligned on a terminal (header in bold), or as
+// Table collects rows and prints them aligned on a terminal (header in bold), or as
 // tab-separated lines for a pipe.
-type table struct {
+type Table struct {
 	rows [][]string
 }
 
-func newTable(header ...string) *table { return &table{rows: [][]string{header}} }
+func NewTable(header ...string) *Table { return &Table{rows: [][]string{header}} }
 
-func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
+func (t *Table) Row(cells ...string) { t.rows = append(t.rows, cells) }
 
-func (t *table) write(w io.Writer) error {
+func (t *Table) Write(w io.Writer) error {
 	bw := bufio.NewWriter(w) // few writes, not one per cell: 10,000 rows are 160,000 cells
-	if !isTerminal(w) {
+	if !IsTerminal(w) {
 		t.cells(bw)
 	} else {
 		t.aligned(bw)
@@ -62,7 +62,7 @@ func (t *table) write(w io.Writer) error {
 
 // aligned writes the rows in columns two spaces apart, each as wide as its widest visible
 // text (the header's bold escape codes take no room on a terminal), header in bold.
-func (t *table) aligned(w io.Writer) {
+func (t *Table) aligned(w io.Writer) {
 	var widths []int
 	for _, r := range t.rows {
 		for i, c := range r {
@@ -92,17 +92,17 @@ func (t *table) aligned(w io.Writer) {
 }
 
 // cells writes the rows as tab-separated lines.
-func (t *table) cells(w io.Writer) {
+func (t *Table) cells(w io.Writer) {
 	for _, r := range t.rows {
 		_, _ = io.WriteString(w, strings.Join(r, "\t")+"\n")
 	}
 }
 
-// plural is "1 workload", "2 workloads".
-func plural(n int, noun string) string { return pluralOf(n, noun, noun+"s") }
+// Plural is "1 workload", "2 workloads".
+func Plural(n int, noun string) string { return PluralOf(n, noun, noun+"s") }
 
-// pluralOf is "1 copy", "2 copies".
-func pluralOf(n int, one, many string) string {
+// PluralOf is "1 copy", "2 copies".
+func PluralOf(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexrun/nex/internal/cli"
 	"github.com/nexrun/nex/internal/nodeflags"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -38,13 +39,13 @@ type NodeLameduckCmd struct {
 }
 
 // Run drains.
-func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *NodeLameduckCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
 	if c.NodeID != "" {
-		if c.NodeID, err = resolveNode(ctx, cl, c.NodeID); err != nil {
+		if c.NodeID, err = cli.ResolveNode(ctx, cl, c.NodeID); err != nil {
 			return err
 		}
 	}
@@ -72,12 +73,12 @@ func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		replies = append(replies, r)
 		if !g.JSON {
-			fmt.Fprintf(g.stdout, "Node %s is in lameduck mode; it stops its workloads at %s\n", id, r.Deadline.Local().Format(time.TimeOnly))
+			fmt.Fprintf(g.Stdout(), "Node %s is in lameduck mode; it stops its workloads at %s\n", id, r.Deadline.Local().Format(time.TimeOnly))
 		}
 	}
 	if c.NoWait {
 		if g.JSON {
-			return writeJSON(g.stdout, replies)
+			return cli.WriteJSON(g.Stdout(), replies)
 		}
 		return nil
 	}
@@ -85,7 +86,7 @@ func (c *NodeLameduckCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // follow prints each node's progress until every one has exited.
-func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Client, targets []string, replies []*v1.LameduckReply) error {
+func (c *NodeLameduckCmd) follow(ctx context.Context, g *cli.Globals, cl *client.Client, targets []string, replies []*v1.LameduckReply) error {
 	last := map[string]string{}
 	bound := time.Now().Add(c.Delay + 2*time.Minute)
 	tick := time.NewTicker(time.Second)
@@ -100,7 +101,7 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Cli
 		if err != nil {
 			if !cl.Connected() {
 				// The NATS server went away with the node (an embedded one): it has exited.
-				fmt.Fprintln(g.stdout, "The NATS connection closed with the node: it has exited.")
+				fmt.Fprintln(g.Stdout(), "The NATS connection closed with the node: it has exited.")
 				return nil
 			}
 			return err
@@ -117,21 +118,21 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *Globals, cl *client.Cli
 				remaining++
 				left := time.Until(replies[i].Deadline).Round(time.Second)
 				if left > 0 {
-					line = fmt.Sprintf("%s, %s, stopping them in %s", strings.ToUpper(n.State), plural(n.Workloads, "workload"), left)
+					line = fmt.Sprintf("%s, %s, stopping them in %s", strings.ToUpper(n.State), cli.Plural(n.Workloads, "workload"), left)
 				} else {
-					line = fmt.Sprintf("%s, stopping %s", strings.ToUpper(n.State), plural(n.Workloads, "workload"))
+					line = fmt.Sprintf("%s, stopping %s", strings.ToUpper(n.State), cli.Plural(n.Workloads, "workload"))
 				}
 			}
 			if line != last[id] && !g.JSON {
-				fmt.Fprintf(g.stdout, "  %s: %s\n", short(id), line)
+				fmt.Fprintf(g.Stdout(), "  %s: %s\n", cli.Short(id), line)
 			}
 			last[id] = line
 		}
 		if remaining == 0 {
 			if g.JSON {
-				return writeJSON(g.stdout, replies)
+				return cli.WriteJSON(g.Stdout(), replies)
 			}
-			fmt.Fprintln(g.stdout, "Every node drained and exited.")
+			fmt.Fprintln(g.Stdout(), "Every node drained and exited.")
 			return nil
 		}
 		if time.Now().After(bound) {
@@ -153,7 +154,7 @@ type NodeUpCmd struct {
 // Run replaces this process with nexd (found beside nex, else on PATH), given the
 // command line's flags and the nex flags nexd shares (config, NATS), so Ctrl+C and the
 // exit code are nexd's. The nex CLI links neither the node nor the NATS server.
-func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
+func (c *NodeUpCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err := nodeflags.RefuseSeedArgs(os.Args[1:]); err != nil {
 		return err
 	}
@@ -166,8 +167,8 @@ func (c *NodeUpCmd) Run(ctx context.Context, g *Globals) error {
 		nex = os.Args[0]
 	}
 	args := append([]string{nexd}, nexdArgs(os.Args[1:])...)
-	if g.configUsed != "" && !slices.ContainsFunc(args, func(a string) bool { return a == "--config" || strings.HasPrefix(a, "--config=") }) {
-		args = append(args, "--config="+g.configUsed) // the file nex read, found by the same search
+	if g.ConfigUsed() != "" && !slices.ContainsFunc(args, func(a string) bool { return a == "--config" || strings.HasPrefix(a, "--config=") }) {
+		args = append(args, "--config="+g.ConfigUsed()) // the file nex read, found by the same search
 	}
 	args = append(args, "--cli-hint="+nex)
 	return syscall.Exec(nexd, args, os.Environ())
@@ -217,13 +218,13 @@ func nexdArgs(args []string) []string {
 
 // NodeListCmd lists nodes.
 type NodeListCmd struct {
-	Filter     map[string]string `name:"filter" mapsep:"," help:"Only nodes with tag k=v (repeatable, or comma-separated)."`
-	ListOutput `embed:""`
+	Filter         map[string]string `name:"filter" mapsep:"," help:"Only nodes with tag k=v (repeatable, or comma-separated)."`
+	cli.ListOutput `embed:""`
 }
 
 // Run lists the nodes.
-func (c *NodeListCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *NodeListCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
@@ -237,30 +238,30 @@ func (c *NodeListCmd) Run(ctx context.Context, g *Globals) error {
 			out = append(out, n)
 		}
 	}
-	if done, err := writeList(g, c.ListOutput, out, func(n v1.NodeInfo) string { return n.NodeID }); done {
+	if done, err := cli.WriteList(g, c.ListOutput, out, func(n v1.NodeInfo) string { return n.NodeID }); done {
 		return err
 	}
 	if len(out) == 0 {
-		fmt.Fprintln(g.stdout, "No nodes found.")
+		fmt.Fprintln(g.Stdout(), "No nodes found.")
 		return nil
 	}
 	cols := []string{"NEXUS", "ID", "NAME", "VERSION", "UPTIME", "STATE", "NEXLETS"}
-	if c.wide() {
+	if c.Wide() {
 		cols = append(cols, "TAGS")
 	}
-	t := newTable(cols...)
+	t := cli.NewTable(cols...)
 	for _, n := range out {
 		var nexlets []string
 		for _, x := range n.Nexlets {
 			nexlets = append(nexlets, fmt.Sprintf("%s(%s,%s)", x.NexletID, x.RegisterType, x.Health))
 		}
 		row := []string{n.Nexus, n.NodeID, n.Name, n.Version, time.Duration(n.Uptime).String(), strings.ToUpper(n.State), strings.Join(nexlets, " ")}
-		if c.wide() {
+		if c.Wide() {
 			row = append(row, tagList(n.Tags))
 		}
-		t.row(row...)
+		t.Row(row...)
 	}
-	return t.write(g.stdout)
+	return t.Write(g.Stdout())
 }
 
 // tagList is tags as k=v,k=v in key order.
@@ -289,12 +290,12 @@ type NodeInfoCmd struct {
 }
 
 // Run prints the node.
-func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *NodeInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
-	if c.NodeID, err = resolveNode(ctx, cl, c.NodeID); err != nil {
+	if c.NodeID, err = cli.ResolveNode(ctx, cl, c.NodeID); err != nil {
 		return err
 	}
 	n, err := cl.NodeInfo(ctx, c.NodeID)
@@ -307,9 +308,9 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	if g.JSON {
-		return writeJSON(g.stdout, n)
+		return cli.WriteJSON(g.Stdout(), n)
 	}
-	w := g.stdout
+	w := g.Stdout()
 	fmt.Fprintf(w, "Node:      %s\nName:      %s\nNexus:     %s\nVersion:   %s (%s)\nState:     %s\nUptime:    %s\nWorkloads: %d\n",
 		n.NodeID, n.Name, n.Nexus, n.Version, n.Commit, strings.ToUpper(n.State), time.Duration(n.Uptime), n.Workloads)
 	if c := n.Capacity; c != nil {
@@ -322,16 +323,16 @@ func (c *NodeInfoCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(w, "  %s=%s\n", k, n.Tags[k])
 	}
 	fmt.Fprintln(w, "Nexlets:")
-	t := newTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "SANDBOX", "LIMITS", "LAST HEARTBEAT")
+	t := cli.NewTable("  ID", "TYPE", "VERSION", "LIFECYCLES", "WORKLOADS", "HEALTH", "ISOLATION", "SANDBOX", "LIMITS", "LAST HEARTBEAT")
 	for _, x := range n.Nexlets {
 		limits := cmp.Or(x.Cgroups, v1.CgroupsNone)
 		if len(x.Limits) > 0 {
 			limits += ":" + strings.Join(x.Limits, ",")
 		}
-		t.row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health,
+		t.Row("  "+x.NexletID, x.RegisterType, x.Version, strings.Join(x.Lifecycles, ","), fmt.Sprint(x.Workloads), x.Health,
 			cmp.Or(x.Isolation, v1.IsolationNone), cmp.Or(x.Sandbox, v1.SandboxNone), limits, x.LastHeartbeat.Local().Format(time.TimeOnly))
 	}
-	if err := t.write(w); err != nil {
+	if err := t.Write(w); err != nil {
 		return err
 	}
 	if c.Full {

@@ -1,4 +1,4 @@
-package main
+package workload
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 )
@@ -47,12 +48,12 @@ type WorkloadLogsCmd struct {
 }
 
 // Run prints the lines: stdout lines on stdout, stderr lines on stderr.
-func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *WorkloadLogsCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
-	if c.ID, err = resolveKept(ctx, cl, c.ID); err != nil {
+	if c.ID, err = cli.ResolveKept(ctx, cl, c.ID); err != nil {
 		return err
 	}
 	if strings.HasPrefix(c.ID, v1.GroupIDPrefix) {
@@ -90,10 +91,10 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if lines > 0 {
 		if gone != "" {
-			fmt.Fprintf(g.stderr, "nex: workload %s %s: nothing more to follow\n", c.ID, gone)
+			fmt.Fprintf(g.Stderr(), "nex: workload %s %s: nothing more to follow\n", c.ID, gone)
 		}
 		if info != nil && info.ExitCode != nil && *info.ExitCode != 0 && c.Follow {
-			return exitStatus(*info.ExitCode) // as when it ended while followed
+			return cli.ExitStatus(*info.ExitCode) // as when it ended while followed
 		}
 		return nil
 	}
@@ -104,9 +105,9 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *Globals) error {
 	case infoErr != nil:
 		return infoErr
 	case c.Since > 0:
-		fmt.Fprintf(g.stderr, "workload %s has printed nothing in the last %s\n", c.ID, c.Since)
+		fmt.Fprintf(g.Stderr(), "workload %s has printed nothing in the last %s\n", c.ID, c.Since)
 	default:
-		fmt.Fprintf(g.stderr, "workload %s has printed nothing yet (-f to follow)\n", c.ID)
+		fmt.Fprintf(g.Stderr(), "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	}
 	return nil
 }
@@ -121,7 +122,7 @@ const endGrace = time.Minute
 // Ctrl+C. It then says on stderr how the workload ended, and returns the workload's exit
 // code as the command's (as docker run does). A workload that ended without that end (its
 // nexlet was killed) is let go endGrace after it ended, saying lines may be missing.
-func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
+func followOutput(ctx context.Context, g *cli.Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
 	var last *v1.LogEnd
 	o.Follow = true
 	o.OnEnd = func(e v1.LogEnd) bool {
@@ -129,7 +130,7 @@ func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string,
 			last = &e
 			return true
 		}
-		fmt.Fprintf(g.stderr, "nex: workload %s exited %d%s; it runs again\n", id, e.ExitCode, reasonSuffix(e.Reason))
+		fmt.Fprintf(g.Stderr(), "nex: workload %s exited %d%s; it runs again\n", id, e.ExitCode, reasonSuffix(e.Reason))
 		return false
 	}
 	ended := make(chan struct{})
@@ -143,15 +144,15 @@ func followOutput(ctx context.Context, g *Globals, cl *client.Client, id string,
 	if last == nil {
 		info, err := cl.WorkloadInfo(ctx, id)
 		if err != nil || info.ExitCode == nil {
-			fmt.Fprintf(g.stderr, "nex: workload %s has ended, but the end of its output never came: lines may be missing (nex workload logs %s)\n", id, id)
+			fmt.Fprintf(g.Stderr(), "nex: workload %s has ended, but the end of its output never came: lines may be missing (nex workload logs %s)\n", id, id)
 			return nil
 		}
 		last = &v1.LogEnd{ExitCode: *info.ExitCode, Reason: info.ExitReason}
-		fmt.Fprintf(g.stderr, "nex: the end of workload %s's output never came: lines may be missing (nex workload logs %s)\n", id, id)
+		fmt.Fprintf(g.Stderr(), "nex: the end of workload %s's output never came: lines may be missing (nex workload logs %s)\n", id, id)
 	}
-	fmt.Fprintf(g.stderr, "nex: workload %s exited %d%s\n", id, last.ExitCode, reasonSuffix(last.Reason))
+	fmt.Fprintf(g.Stderr(), "nex: workload %s exited %d%s\n", id, last.ExitCode, reasonSuffix(last.Reason))
 	if last.ExitCode != 0 {
-		return exitStatus(last.ExitCode)
+		return cli.ExitStatus(last.ExitCode)
 	}
 	return nil
 }
@@ -190,7 +191,7 @@ type logView struct {
 	count            *int // counts the lines printed, when set
 }
 
-func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
+func printLogs(ctx context.Context, g *cli.Globals, cl *client.Client, id string, o client.FeedOptions, v logView) error {
 	return cl.Logs(ctx, id, o, func(l client.LogLine) error {
 		if (v.onlyOut && l.Stream != "stdout") || (v.onlyErr && l.Stream != "stderr") {
 			return nil
@@ -199,7 +200,7 @@ func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o 
 			*v.count++
 		}
 		if g.JSON {
-			return writeJSONLine(g.stdout, l)
+			return cli.WriteJSONLine(g.Stdout(), l)
 		}
 		return printLine(g, l, timestamp(l, v.timestamps))
 	})
@@ -207,10 +208,10 @@ func printLogs(ctx context.Context, g *Globals, cl *client.Client, id string, o 
 
 // printLine prints one output line, led by prefix: stdout lines on stdout, stderr lines
 // on stderr, a line cut short (continued) without its newline.
-func printLine(g *Globals, l client.LogLine, prefix string) error {
-	w := g.stdout
+func printLine(g *cli.Globals, l client.LogLine, prefix string) error {
+	w := g.Stdout()
 	if l.Stream == "stderr" {
-		w = g.stderr
+		w = g.Stderr()
 	}
 	end := "\n"
 	if l.Continued {
@@ -227,13 +228,13 @@ type EventsCmd struct {
 }
 
 // Run prints events, one readable line each.
-func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
-	cl, err := g.client()
+func (c *EventsCmd) Run(ctx context.Context, g *cli.Globals) error {
+	cl, err := g.Client()
 	if err != nil {
 		return err
 	}
 	if c.Workload != "" {
-		if c.Workload, err = resolveKept(ctx, cl, c.Workload); err != nil {
+		if c.Workload, err = cli.ResolveKept(ctx, cl, c.Workload); err != nil {
 			return err
 		}
 	}
@@ -242,9 +243,9 @@ func (c *EventsCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	return cl.Events(ctx, c.Workload, c.eventOptions(), func(ev v1.Event) error {
 		if g.JSON {
-			return writeJSONLine(g.stdout, ev)
+			return cli.WriteJSONLine(g.Stdout(), ev)
 		}
-		_, err := fmt.Fprintln(g.stdout, formatEvent(g, ev))
+		_, err := fmt.Fprintln(g.Stdout(), formatEvent(g, ev))
 		return err
 	})
 }
@@ -256,14 +257,14 @@ type WorkloadEventsCmd struct {
 }
 
 // Run prints events.
-func (c *WorkloadEventsCmd) Run(ctx context.Context, g *Globals) error {
+func (c *WorkloadEventsCmd) Run(ctx context.Context, g *cli.Globals) error {
 	return (&EventsCmd{Workload: c.ID, feedFlags: c.feedFlags}).Run(ctx, g)
 }
 
-func formatEvent(g *Globals, ev v1.Event) string {
+func formatEvent(g *cli.Globals, ev v1.Event) string {
 	who := ev.WorkloadID
 	if who == "" {
-		who = "node " + short(ev.NodeID)
+		who = "node " + cli.Short(ev.NodeID)
 	}
 	var details []string
 	if ev.ExitCode != nil {
@@ -276,7 +277,7 @@ func formatEvent(g *Globals, ev v1.Event) string {
 		details = append(details, fmt.Sprintf("%s=%v", k, ev.Data[k]))
 	}
 	typ := ev.Type
-	if g.color {
+	if g.Color() {
 		typ = colorFor(ev.Type) + typ + "\x1b[0m"
 	}
 	return fmt.Sprintf("%s  %-10s  %-22s  %s  %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.Namespace, who, typ, strings.Join(details, " "))
@@ -298,13 +299,13 @@ func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) 
 
 // eachCopy runs fn for every copy of replica group gid at once (a copy's lines or events
 // interleave with the others'), and returns when every fn has; with no copies it says so.
-func eachCopy(ctx context.Context, g *Globals, cl *client.Client, gid string, fn func(copyID string) error) error {
+func eachCopy(ctx context.Context, g *cli.Globals, cl *client.Client, gid string, fn func(copyID string) error) error {
 	st, err := cl.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupInfo})
 	if err != nil {
 		return err
 	}
 	if len(st.Copies) == 0 {
-		fmt.Fprintf(g.stderr, "replica group %s runs no copy\n", gid)
+		fmt.Fprintf(g.Stderr(), "replica group %s runs no copy\n", gid)
 		return nil
 	}
 	errs := make(chan error, len(st.Copies))
@@ -322,7 +323,7 @@ func eachCopy(ctx context.Context, g *Globals, cl *client.Client, gid string, fn
 
 // groupLogs prints the output of every copy of a replica group, each line led by its
 // copy's ID (the copies it has when the command starts).
-func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.Client) error {
+func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *cli.Globals, cl *client.Client) error {
 	var mu sync.Mutex
 	return eachCopy(ctx, g, cl, c.ID, func(copyID string) error {
 		return cl.Logs(ctx, copyID, c.options(), func(l client.LogLine) error {
@@ -332,7 +333,7 @@ func (c *WorkloadLogsCmd) groupLogs(ctx context.Context, g *Globals, cl *client.
 			mu.Lock()
 			defer mu.Unlock()
 			if g.JSON {
-				return writeJSONLine(g.stdout, struct {
+				return cli.WriteJSONLine(g.Stdout(), struct {
 					WorkloadID string `json:"workload_id"`
 					client.LogLine
 				}{copyID, l})
@@ -352,16 +353,16 @@ func timestamp(l client.LogLine, asked bool) string {
 }
 
 // groupEvents prints the events of every copy of a replica group.
-func (c *EventsCmd) groupEvents(ctx context.Context, g *Globals, cl *client.Client) error {
+func (c *EventsCmd) groupEvents(ctx context.Context, g *cli.Globals, cl *client.Client) error {
 	var mu sync.Mutex
 	return eachCopy(ctx, g, cl, c.Workload, func(copyID string) error {
 		return cl.Events(ctx, copyID, c.eventOptions(), func(ev v1.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if g.JSON {
-				return writeJSONLine(g.stdout, ev)
+				return cli.WriteJSONLine(g.Stdout(), ev)
 			}
-			_, err := fmt.Fprintln(g.stdout, formatEvent(g, ev))
+			_, err := fmt.Fprintln(g.Stdout(), formatEvent(g, ev))
 			return err
 		})
 	})

@@ -1,6 +1,7 @@
-package main
+package cli
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,9 +10,9 @@ import (
 // On a terminal the columns line up by the text a person sees: the header's bold escape
 // codes take no room.
 func TestTableAlignsVisibleText(t *testing.T) {
-	tb := newTable("ID", "NAME", "STATE")
-	tb.row("a1b2c3", "web", "running")
-	tb.row("x", "a-much-longer-name", "stopped (exit 3)")
+	tb := NewTable("ID", "NAME", "STATE")
+	tb.Row("a1b2c3", "web", "running")
+	tb.Row("x", "a-much-longer-name", "stopped (exit 3)")
 	var b strings.Builder
 	tb.aligned(&b)
 	visible := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(b.String(), "")
@@ -23,5 +24,14 @@ func TestTableAlignsVisibleText(t *testing.T) {
 				t.Fatalf("column %s starts at %d in the header but not in %q:\n%s", col, at, l, visible)
 			}
 		}
+	}
+}
+
+// JSON output keeps "<", ">" and "&" as they are.
+func TestWriteJSONKeepsHTML(t *testing.T) {
+	var b bytes.Buffer
+	_ = WriteJSON(&b, map[string]string{"cmd": "a && b > c"})
+	if !strings.Contains(b.String(), `"a && b > c"`) {
+		t.Fatalf("WriteJSON escapes HTML: %s", b.String())
 	}
 }

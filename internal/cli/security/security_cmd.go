@@ -1,4 +1,4 @@
-package main
+package security
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 )
@@ -38,7 +39,7 @@ const (
 )
 
 // Run writes the setup.
-func (c *SecurityInitCmd) Run(g *Globals) error {
+func (c *SecurityInitCmd) Run(g *cli.Globals) error {
 	if _, err := os.Stat(filepath.Join(c.Dir, secServerConf)); err == nil {
 		return fmt.Errorf("%s holds a setup already (%s): pick another directory", c.Dir, secServerConf)
 	}
@@ -122,13 +123,13 @@ resolver_preload: {
 			return err
 		}
 	}
-	fmt.Fprintf(g.stdout, "Wrote an operator-mode setup to %s (every file 0600: keep the seeds to root):\n", c.Dir)
-	fmt.Fprintf(g.stdout, "  %-14s nats-server config (operator, SYS and NEX accounts, JetStream)\n", secServerConf)
-	fmt.Fprintf(g.stdout, "  %-14s the node's credentials (nexd --nats.creds-file)\n", secNodeCreds)
-	fmt.Fprintf(g.stdout, "  %-14s the NEX account's signing key (nexd --issuer-signing-key)\n", secSigning)
-	fmt.Fprintf(g.stdout, "  %-14s the NEX account (nexd --issuer-signing-key-root-account %s)\n", secAccountPub, accPub)
-	fmt.Fprintf(g.stdout, "  %-14s the secrets key (nexd --secrets-key), the same on every node\n", secSecrets)
-	fmt.Fprintf(g.stdout, "  %-14s the operator's key: only to sign accounts again; keep it offline\n", secOperator)
+	fmt.Fprintf(g.Stdout(), "Wrote an operator-mode setup to %s (every file 0600: keep the seeds to root):\n", c.Dir)
+	fmt.Fprintf(g.Stdout(), "  %-14s nats-server config (operator, SYS and NEX accounts, JetStream)\n", secServerConf)
+	fmt.Fprintf(g.Stdout(), "  %-14s the node's credentials (nexd --nats.creds-file)\n", secNodeCreds)
+	fmt.Fprintf(g.Stdout(), "  %-14s the NEX account's signing key (nexd --issuer-signing-key)\n", secSigning)
+	fmt.Fprintf(g.Stdout(), "  %-14s the NEX account (nexd --issuer-signing-key-root-account %s)\n", secAccountPub, accPub)
+	fmt.Fprintf(g.Stdout(), "  %-14s the secrets key (nexd --secrets-key), the same on every node\n", secSecrets)
+	fmt.Fprintf(g.Stdout(), "  %-14s the operator's key: only to sign accounts again; keep it offline\n", secOperator)
 	return nil
 }
 
@@ -141,7 +142,7 @@ type SecurityUserCmd struct {
 }
 
 // Run mints.
-func (c *SecurityUserCmd) Run(g *Globals) error {
+func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 	if err := v1.ValidateNamespace(g.Namespace); err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func (c *SecurityUserCmd) Run(g *Globals) error {
 	if err := os.WriteFile(out, file, 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "Wrote %s: user %s of namespace %s. Use it as\n  nex --nats.creds-file %s --nats.inbox-prefix %s --namespace %s ...\n",
+	fmt.Fprintf(g.Stdout(), "Wrote %s: user %s of namespace %s. Use it as\n  nex --nats.creds-file %s --nats.inbox-prefix %s --namespace %s ...\n",
 		out, c.Name, g.Namespace, out, creds.UserInboxPrefix(c.Name), g.Namespace)
 	return nil
 }
