@@ -23,8 +23,7 @@ func IsTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// WriteJSONLine writes v as one line of JSON (for streams of messages).
-// WriteJSONLine writes v as one line of JSON. Output is for people and scripts, not
+// WriteJSONLine writes v as one line of JSON (for streams of messages). Output is for people and scripts, not
 // browsers: "<", ">" and "&" stay as they are.
 func WriteJSONLine(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

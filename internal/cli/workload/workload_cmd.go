@@ -715,8 +715,6 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
 // secretKey matches environment variable names whose values are not shown.
 var secretKey = regexp.MustCompile(`(?i)(pass|secret|token|key|credential|auth)`)
 
-// maskSecrets replaces the values of secret-looking environment variables (and values
-// sealed for a nexlet) with "*****".
 // readableJSON indents raw for people, with "<", ">" and "&" written as they are even
 // where an encoder escaped them (`echo oops >&2`, not `echo oops \u003e\u00262`).
 func readableJSON(raw json.RawMessage, prefix string) string {
@@ -736,6 +734,8 @@ func readableJSON(raw json.RawMessage, prefix string) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// maskSecrets replaces the values of secret-looking environment variables (and values
+// sealed for a nexlet) with "*****".
 func maskSecrets(sr json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if json.Unmarshal(sr, &m) != nil {
