@@ -131,15 +131,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				code = int(c)
 			}
 		}()
-		parser, err := kong.New(&root, opts...)
-		if err == nil && cfgPath != "" {
-			err = config.Check(cfgPath, parser.Model, "node up") // nexd reads node up's flags at the top too
-		}
-		if err != nil {
+		parser, kctx, err := parseArgs(&root, args, opts, cfgPath)
+		if parser == nil {
 			code = failEarly(err)
 			return
 		}
-		kctx, err := parser.Parse(args)
 		if err != nil && (root.JSON || asJSON) { // a script asked for JSON: errors too
 			printJSONError(stderr, v1.BadRequest("%s", err.Error()))
 			code = 2

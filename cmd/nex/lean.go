@@ -1,0 +1,107 @@
+package main
+
+import (
+	"cmp"
+	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/nexrun/nex/internal/config"
+)
+
+// Building kong's model of the whole command tree is most of what a command costs before
+// it does anything (its tags parsed and interpolated, field by field). A command whose
+// noun is named on the line is parsed first against a model of that noun alone, the
+// globals beside it; anything else (help, completion, no command, a line that does not
+// parse, a config file that names another command's keys) is parsed against the whole
+// tree, so what a user sees of usage and errors is the whole tree's, as before.
+
+// wholeTreeOnly turns the lean model off (the tests compare the two); leanParses counts
+// the lines the lean model parsed.
+var (
+	wholeTreeOnly bool
+	leanParses    atomic.Int64
+)
+
+// parseArgs builds kong's model for args and parses them into root: first the lean model
+// of the noun args name, when they name one and parse with it, else the whole tree.
+// cfgPath, when not empty, is checked against the model that parsed.
+func parseArgs(root *CLI, args []string, opts []kong.Option, cfgPath string) (*kong.Kong, *kong.Context, error) {
+	if lean, ok := leanOptions(root, args); ok && !wholeTreeOnly {
+		fresh := *root
+		parser, err := kong.New(&struct{}{}, append(slices.Clone(opts), lean...)...)
+		if err == nil && cfgPath != "" {
+			err = config.Check(cfgPath, parser.Model, "node up")
+		}
+		if err == nil {
+			kctx, perr := parser.Parse(args)
+			if perr == nil && leanNoun(kctx) {
+				leanParses.Add(1)
+				return parser, kctx, nil
+			}
+		}
+		*root = fresh // what the lean parse set goes; the whole tree parses from the start
+	}
+	parser, err := kong.New(root, opts...)
+	if err == nil && cfgPath != "" {
+		err = config.Check(cfgPath, parser.Model, "node up") // nexd reads node up's flags at the top too
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	kctx, err := parser.Parse(args)
+	return parser, kctx, err
+}
+
+// leanNoun says whether the command kctx selected is under a noun of the lean model (its
+// only command): the noun was the command, not a flag's value that looked like one.
+func leanNoun(kctx *kong.Context) bool {
+	for _, p := range kctx.Path {
+		if p.Command != nil && p.Command.Parent == kctx.Model.Node {
+			return true
+		}
+	}
+	return false
+}
+
+// leanOptions are the kong options of a model with the globals and the one noun args
+// name (the first argument that is a noun's name or alias), or the globals alone for
+// --version; none when help is asked for or nothing of the kind is named.
+func leanOptions(root *CLI, args []string) ([]kong.Option, bool) {
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "--" }) {
+		return nil, false
+	}
+	t := reflect.TypeFor[CLI]()
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, ok := nounName(f)
+			if !ok || (a != name && !slices.Contains(strings.Split(f.Tag.Get("aliases"), ","), a)) {
+				continue
+			}
+			cmd := reflect.ValueOf(root).Elem().Field(i).Addr().Interface()
+			return []kong.Option{kong.Embed(&root.Globals), kong.DynamicCommand(name, f.Tag.Get("help"), "", cmd, string(f.Tag))}, true
+		}
+	}
+	if slices.Contains(args, "--version") { // the globals alone: --version prints and exits as it parses
+		return []kong.Option{kong.Embed(&root.Globals)}, true
+	}
+	return nil, false
+}
+
+// nounName is the name of the noun f holds (false: f is no noun a user types, or one
+// that walks the whole tree: completion, the docs).
+func nounName(f reflect.StructField) (string, bool) {
+	_, cmd := f.Tag.Lookup("cmd")
+	_, hidden := f.Tag.Lookup("hidden")
+	if !cmd || hidden || f.Name == "Completion" {
+		return "", false
+	}
+	return cmp.Or(f.Tag.Get("name"), strings.ToLower(f.Name)), true
+}
