@@ -26,8 +26,20 @@ type BundleObject struct {
 	URI    string `json:"uri"`
 }
 
-// bundleStore opens (creating when asked) the object store bucket.
-func (c *Client) bundleStore(ctx context.Context, bucket string, create bool) (jetstream.ObjectStore, error) {
+// Bundles is one bundle bucket (an object store whose files are named by their SHA-256
+// digest), as the client reaches it.
+type Bundles struct {
+	c      *Client
+	bucket string
+}
+
+// Bundles is the bundle bucket named bucket (v1.BundleBucket of the namespace: its own,
+// made by a node with the node's bounds).
+func (c *Client) Bundles(bucket string) Bundles { return Bundles{c: c, bucket: bucket} }
+
+// store opens (creating when asked) the object store bucket.
+func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore, error) {
+	c, bucket := b.c, b.bucket
 	if err := v1.ValidateToken("bucket", bucket); err != nil {
 		return nil, err
 	}
@@ -62,14 +74,15 @@ func (c *Client) bundleStore(ctx context.Context, bucket string, create bool) (j
 	return store, nil
 }
 
-// PutBundleFile stores the file at path in bucket under its SHA-256 digest, unless an
-// object with that digest is there already (bundles are deduplicated), and describes it.
-func (c *Client) PutBundleFile(ctx context.Context, bucket, path string) (BundleObject, bool, error) {
+// Put stores the file at path in the bucket under its SHA-256 digest, unless an object
+// with that digest is there already (bundles are deduplicated), and describes it.
+func (b Bundles) Put(ctx context.Context, path string) (BundleObject, bool, error) {
+	bucket := b.bucket
 	digest, size, err := fileDigest(path)
 	if err != nil {
 		return BundleObject{}, false, err
 	}
-	store, err := c.bundleStore(ctx, bucket, true)
+	store, err := b.store(ctx, true)
 	if err != nil {
 		return BundleObject{}, false, err
 	}
@@ -88,9 +101,10 @@ func (c *Client) PutBundleFile(ctx context.Context, bucket, path string) (Bundle
 	return obj, true, nil
 }
 
-// ListBundles lists the objects of bucket (none when nothing was bundled into it yet).
-func (c *Client) ListBundles(ctx context.Context, bucket string) ([]BundleObject, error) {
-	store, err := c.bundleStore(ctx, bucket, false)
+// List lists the objects of the bucket (none when nothing was bundled into it yet).
+func (b Bundles) List(ctx context.Context) ([]BundleObject, error) {
+	bucket := b.bucket
+	store, err := b.store(ctx, false)
 	if v1.IsNotFound(err) {
 		return []BundleObject{}, nil
 	}
@@ -112,9 +126,10 @@ func (c *Client) ListBundles(ctx context.Context, bucket string) ([]BundleObject
 	return out, nil
 }
 
-// RemoveBundle removes the object with digest (or a unique prefix of it) from bucket.
-func (c *Client) RemoveBundle(ctx context.Context, bucket, digest string) (BundleObject, error) {
-	list, err := c.ListBundles(ctx, bucket)
+// Remove removes the object with digest (or a unique prefix of it) from the bucket.
+func (b Bundles) Remove(ctx context.Context, digest string) (BundleObject, error) {
+	bucket := b.bucket
+	list, err := b.List(ctx)
 	if err != nil {
 		return BundleObject{}, err
 	}
@@ -130,7 +145,7 @@ func (c *Client) RemoveBundle(ctx context.Context, bucket, digest string) (Bundl
 	case len(match) > 1:
 		return BundleObject{}, v1.BadRequest("digest prefix %q is ambiguous in %s (%d bundles)", digest, bucket, len(match))
 	}
-	store, err := c.bundleStore(ctx, bucket, false)
+	store, err := b.store(ctx, false)
 	if err != nil {
 		return BundleObject{}, err
 	}

@@ -65,7 +65,7 @@ func (c *BundleCreateCmd) Run(ctx context.Context, g *cli.Globals) error {
 	artifacts, _ := sr["artifacts"].([]any)
 	stored := 0
 	for _, f := range files {
-		obj, added, err := cl.PutBundleFile(ctx, c.Bucket, filepath.Join(c.Path, f.rel))
+		obj, added, err := cl.Bundles(c.Bucket).Put(ctx, filepath.Join(c.Path, f.rel))
 		if err != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func (c *BundleListCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	list, err := cl.ListBundles(ctx, c.Bucket)
+	list, err := cl.Bundles(c.Bucket).List(ctx)
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (c *BundleRmCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	for _, d := range c.Digests {
-		o, err := cl.RemoveBundle(ctx, c.Bucket, d)
+		o, err := cl.Bundles(c.Bucket).Remove(ctx, d)
 		if err != nil {
 			return err
 		}
