@@ -194,7 +194,6 @@ type Node struct {
 	ctx       context.Context // ends when the node stops
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	expiring  atomic.Bool          // a removal of expired finished workloads is under way
 	flags     copies.Flags         // what the node is doing with a workload or nexlet now
 	work      *workloads.Workloads // the room of the workloads here: records, starts, stops
 	copies    *copies.Copies       // the room of this node's own copies

@@ -331,7 +331,7 @@ func (c *Copies) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logg
 // the records did not hold, once a read of its own record from the stream's leader
 // confirms there is none: a listing can miss the newest records (a chaos run: two
 // services started and acknowledged a few seconds before their node's nexd was killed
-// and started again were stopped as Unrecorded). A record found is adopted (running) or
+// and started again were stopped as unrecorded). A record found is adopted (running) or
 // acted on (moved, stopping); a store that cannot say leaves the workload running and
 // the reconciliation is tried again.
 func (c *Copies) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
