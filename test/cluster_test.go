@@ -670,3 +670,90 @@ func (c *cluster) stayExactly(n, i int, d time.Duration) {
 		}
 	}
 }
+
+// The coordinator is one actor, and its placements are fenced by the lease it holds: a
+// 10-copy rolling update (2 at a time), with a node-loss window of 3 s, whose coordinator
+// is paused (SIGSTOP) between two batches past the window, and run again. The new
+// coordinator finishes the update. Sampled every 20 ms, no more copies run than the
+// group's count plus max_parallel; and one node at a time places copies: the paused one
+// places none once it was paused (its lease went to another node meanwhile). The
+// coordinator runs no copy itself (its node lacks the group's tag), so the pause moves
+// none of them: every copy counted is one a coordinator placed.
+func TestTenCopyUpdateWithItsCoordinatorPausedPastTheWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test in -short mode")
+	}
+	c := &cluster{t: t, u: newUser(t), servers: testutil.StartCluster(t, 3), base: 700000 + time.Now().UnixNano()%100000*10}
+	window := []string{"--state-replicas", "3", "--node-loss-window", "3s"}
+	first := startNexdNamed(t, c.u, c.servers[0].ClientURL(), filepath.Join(c.u.home, "node-1"), "node-1", window...)
+	c.nodes = append(c.nodes, first)
+	testutil.Eventually(t, 20*time.Second, "node-1 to coordinate", func() bool { return c.coordinatorNode(nil) == first })
+	for i := 1; i < 3; i++ {
+		name := fmt.Sprintf("node-%d", i+1)
+		c.nodes = append(c.nodes, startNexdNamed(t, c.u, c.servers[i].ClientURL(), filepath.Join(c.u.home, name), name, append(window, "--tags", "pool=work")...))
+	}
+	out := c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "api",
+		"--replicas", "10", "--max-per-node", "5", "--tags", "pool=work", "--start-request", c.sleeperRequest(0))
+	gid := groupID(out)
+	testutil.Eventually(t, 30*time.Second, "10 copies of version 1", func() bool { return len(processes(c.sleep(0))) == 10 })
+
+	placed := func() int { return strings.Count(first.bg.out.String(), "replica group: copy started") }
+	most, sampled := 0, make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			most = max(most, c.running(0)+c.running(1))
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	done := make(chan string, 1)
+	go func() {
+		o, e, code := c.u.nex("-s", c.url(), "--namespace", "default", "workload", "update", gid, "--max-parallel", "2", "--start-request", c.sleeperRequest(1))
+		done <- fmt.Sprintf("exit %d\n%s%s", code, o, e)
+	}()
+	// the first batch placed: the coordinator now waits 2 s for it to prove itself
+	testutil.Eventually(t, 30*time.Second, "the update's first batch", func() bool { return placed() >= 12 })
+	_ = first.bg.cmd.Process.Signal(syscall.SIGSTOP)
+	atPause := placed()
+	paused := true
+	defer func() {
+		if paused {
+			_ = first.bg.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	testutil.Eventually(t, 30*time.Second, "another node to take the coordinator lease", func() bool { return c.coordinatorNode(first) != nil })
+	time.Sleep(3 * time.Second) // the new coordinator at work while the old one is stopped: a fault's length, not a wait for a result
+	_ = first.bg.cmd.Process.Signal(syscall.SIGCONT)
+	paused = false
+	t.Logf("the update, whose coordinator was paused: %s", <-done)
+	testutil.Eventually(t, 90*time.Second, "exactly 10 copies, all of version 2", func() bool {
+		return len(processes(c.sleep(1))) == 10 && len(processes(c.sleep(0))) == 0
+	})
+	close(stop)
+	<-sampled
+	if most > 12 {
+		t.Errorf("at one sample %d copies ran: more than the group's 10 and max_parallel 2", most)
+	}
+	if n := placed(); n != atPause {
+		t.Errorf("the paused coordinator placed %d copies after it was paused, while another held the lease", n-atPause)
+	}
+	c.stayExactly(10, 1, 5*time.Second)
+	c.u.mustNex("-s", c.url(), "--namespace", "default", "workload", "stop", gid)
+}
+
+// running counts the processes of service i: its copies' own, not a command that names
+// it (the update's command line holds the new start request).
+func (c *cluster) running(i int) int {
+	n := 0
+	for _, pid := range processes(c.sleep(i)) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.HasPrefix(string(b), "sleep\x00") {
+			n++
+		}
+	}
+	return n
+}

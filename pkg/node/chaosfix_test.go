@@ -240,31 +240,8 @@ func TestStopWhileTheStoreCannotSay(t *testing.T) {
 // replaced every copy) is finished by the coordinator: the group said version 2 and ran
 // version 1 for good, and an update to the same definition said "nothing to update".
 func TestCutShortUpdateIsFinished(t *testing.T) {
-	s := testutil.StartServer(t)
 	ctx := context.Background()
-	nc := testutil.Connect(t, s)
-	id := nodeID(t)
-	store, err := node.OpenKVStore(ctx, nc, id, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := newNode(t, nc, id, store)
-	runMemNexlet(t, nc, id, nil)
-	waitNexlet(t, n)
-	c, _ := client.New(testutil.Connect(t, s), "default")
-	st, err := c.StartGroup(ctx, def("web"), 2, 2, "")
-	if err != nil || len(st.Copies) != 2 {
-		t.Fatalf("a group of 2: %+v %v", st, err)
-	}
-	g, err := store.Group(ctx, "default", st.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Definition.StartRequest = json.RawMessage(`{"value":"v2"}`)
-	g.Definition.GroupVersion, g.GroupVersion = 2, 2
-	if err := store.PutGroup(ctx, g); err != nil {
-		t.Fatal(err)
-	}
+	c, st, _ := cutShortGroup(t)
 	testutil.Eventually(t, 30*time.Second, "both copies at version 2", func() bool {
 		st, err := c.Group(ctx, st.ID, v1.GroupRequest{Op: v1.GroupInfo})
 		if err != nil || len(st.Copies) != 2 {
@@ -1592,4 +1569,77 @@ func recordOn(t *testing.T, s *server.Server, n *node.Node, wid string) (*node.K
 		t.Fatal(err)
 	}
 	return store, rec
+}
+
+// An update cut short mid-batch left a copy of the new version beyond the group's count;
+// the update asked again counts it as its batch in progress instead of placing another
+// beside it: the group never runs more than its count plus one batch.
+func TestCutShortBatchCountsAsPlaced(t *testing.T) {
+	ctx := context.Background()
+	c, st, g := cutShortGroup(t)
+	if _, err := c.StartWorkload(ctx, g.Definition); err != nil { // the batch the cut-short update placed
+		t.Fatal(err)
+	}
+	most, stop, sampled := 0, make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if list, err := c.ListWorkloads(ctx, ""); err == nil {
+				copies := 0
+				for _, w := range list {
+					if w.Group == st.ID && w.State == v1.StateRunning {
+						copies++
+					}
+				}
+				most = max(most, copies)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	d := g.Definition
+	d.Namespace, d.Group, d.GroupVersion = "", "", 0
+	if _, err := c.UpdateGroup(ctx, st.ID, d, 1); err != nil { // to the version the group says: finish it
+		t.Fatalf("the update asked again: %v", err)
+	}
+	close(stop)
+	<-sampled
+	if most > 3 {
+		t.Fatalf("at one moment the group of 2, updated one copy at a time, ran %d copies", most)
+	}
+}
+
+// cutShortGroup is a group of 2 copies on one node, whose record says version 2 while
+// its copies run version 1: an update whose coordinator was lost after it recorded the
+// new version.
+func cutShortGroup(t *testing.T) (*client.Client, *v1.GroupStatus, *node.Group) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	nc := testutil.Connect(t, s)
+	id := nodeID(t)
+	store, err := node.OpenKVStore(ctx, nc, id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, nc, id, store)
+	runMemNexlet(t, nc, id, nil)
+	waitNexlet(t, n)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	st, err := c.StartGroup(ctx, def("web"), 2, 3, "")
+	if err != nil || len(st.Copies) != 2 {
+		t.Fatalf("a group of 2: %+v %v", st, err)
+	}
+	g, err := store.Group(ctx, "default", st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Definition.StartRequest = json.RawMessage(`{"value":"v2"}`)
+	g.Definition.GroupVersion, g.GroupVersion = 2, 2
+	if err := store.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	return c, st, g
 }

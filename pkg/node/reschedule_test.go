@@ -160,18 +160,7 @@ func TestClusterFeaturesNeedSharedStore(t *testing.T) {
 // A replica group that lost a copy with nowhere to put it (one copy per node, a node
 // gone) says so in its info, naming the copy and why.
 func TestGroupSaysWhatIsMissing(t *testing.T) {
-	s := testutil.StartServer(t)
-	var nodes []*node.Node
-	for range 3 {
-		nc := testutil.Connect(t, s)
-		id := nodeID(t)
-		n := clusterNode(t, nc, id)
-		runMemNexlet(t, nc, id, nil)
-		waitNexlet(t, n)
-		nodes = append(nodes, n)
-	}
-	knowEachOther(t, nodes...)
-	c, _ := client.New(testutil.Connect(t, s), "default")
+	nodes, c := threeWithMemNexlets(t)
 	st, err := c.StartGroup(context.Background(), def("web"), 3, 1, "")
 	if err != nil || len(st.Copies) != 3 {
 		t.Fatalf("a group of 3: %+v %v", st, err)
@@ -188,4 +177,64 @@ func TestGroupSaysWhatIsMissing(t *testing.T) {
 		st, err = c.Group(context.Background(), st.ID, v1.GroupRequest{Op: v1.GroupInfo})
 		return err == nil && len(st.Copies) == 2 && strings.Contains(st.Pending, "as many copies of its group as max_per_node allows")
 	})
+}
+
+// The coordinator is one actor that steps a rolling update between its other work: while
+// one group's update waits for its new copies to prove themselves (2 s a batch), another
+// group is created, and answered, before the update is (a lock held for the whole update
+// kept every other group operation waiting for it before).
+func TestGroupOperationsGoOnDuringAnUpdate(t *testing.T) {
+	_, c := threeWithMemNexlets(t)
+	ctx := context.Background()
+	st, err := c.StartGroup(ctx, def("web"), 2, 2, "")
+	if err != nil || len(st.Copies) != 2 {
+		t.Fatalf("a group of 2: %+v %v", st, err)
+	}
+	updated := make(chan error, 1)
+	go func() {
+		d := def("web")
+		d.Description = "version 2"
+		_, err := c.UpdateGroup(ctx, st.ID, d, 1) // two batches of one: 4 s at least
+		updated <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, "the update's first new copy", func() bool {
+		list, err := c.ListWorkloads(ctx, "")
+		n := 0
+		for _, w := range list {
+			if w.Group == st.ID {
+				n++
+			}
+		}
+		return err == nil && n == 3
+	})
+	other, err := c.StartGroup(ctx, def("api"), 1, 1, "")
+	if err != nil || len(other.Copies) != 1 {
+		t.Fatalf("a group created during another's update: %+v %v", other, err)
+	}
+	select {
+	case err := <-updated:
+		t.Fatalf("the update was answered (%v) before the group created during it", err)
+	default:
+	}
+	if err := <-updated; err != nil {
+		t.Fatalf("the update: %v", err)
+	}
+}
+
+// threeWithMemNexlets starts three cluster nodes, each with a memory nexlet, that know
+// each other, and a client of namespace default.
+func threeWithMemNexlets(t *testing.T) ([]*node.Node, *client.Client) {
+	s := testutil.StartServer(t)
+	var nodes []*node.Node
+	for range 3 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		n := clusterNode(t, nc, id)
+		runMemNexlet(t, nc, id, nil)
+		waitNexlet(t, n)
+		nodes = append(nodes, n)
+	}
+	knowEachOther(t, nodes...)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	return nodes, c
 }

@@ -59,7 +59,8 @@ type Host interface {
 
 // Coordinator is the cluster room: the coordinator lease, the rounds that move lost
 // nodes' workloads, replica groups. A node with records of its own (no shared store)
-// has none.
+// has none. The lease is renewed by Run and read through atomics; every other field is
+// the actor's (work, actor.go), which alone reads and writes it.
 type Coordinator struct {
 	cfg       Config
 	ctx       context.Context // ends when the node stops
@@ -69,23 +70,25 @@ type Coordinator struct {
 	epoch     atomic.Uint64 // the epoch of the lease held (0: none)
 	lease     atomic.Pointer[records.Lease]
 	lost      map[string]time.Time // nodes reported lost, and when
-	pendingMu sync.Mutex
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
 	tried     map[string]time.Time // workload ID -> last placement attempt
 	marksDone map[string]uint64    // workload ID -> revision of a lost node's moved mark found done
 	holding   atomic.Bool          // held the lease at the last renewal (see holds)
 	goodUntil atomic.Int64         // Unix ns: no longer counted held after this, renewal or not
 
-	groupMu      sync.Mutex        // one group change at a time
+	ops     chan groupOp         // GROUP operations, to the actor (work)
+	jobs    map[string]*rollout  // group ID -> its update under way
+	waiting map[string][]groupOp // group ID -> operations that wait for its update, in order
+	resumes map[string]time.Time // group ID -> when resuming its cut-short update last failed
+
 	groupPending map[string]string // group ID -> why copies are missing
 	groupsAt     time.Time         // the groups' last reconcile
-	groupsRev    uint64            // the groups' revision at their last listing (under groupMu, as the two below)
+	groupsRev    uint64            // the groups' revision at their last listing
 	groupsListed time.Time         // that listing
 	groupsCache  []*records.Group  // what it found
 	listFailedAt time.Time         // when a failed listing was last logged
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
-	groupsSeen   time.Time         // the last round that found a group, or the last group operation (under groupMu)
-	resumes      sync.Map          // group ID -> time.Time: a cut-short update being resumed, or its last failure
+	groupsSeen   time.Time         // the last round that found a group, or the last group operation
 
 	owners  map[string]int // nodes with records, from the last full scan
 	scanned time.Time      // that scan
@@ -95,7 +98,8 @@ type Coordinator struct {
 // the node stops. It does nothing until Run.
 func New(ctx context.Context, cfg Config) *Coordinator {
 	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"),
-		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{}}
+		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{},
+		ops: make(chan groupOp), jobs: map[string]*rollout{}, waiting: map[string][]groupOp{}, resumes: map[string]time.Time{}}
 }
 
 // Run runs while the node runs (in cfg.WG, which Run leaves): it tries to hold the
@@ -189,41 +193,13 @@ func (c *Coordinator) since() time.Time {
 // holder for half a period after a renewal, so two renewals can fail in a row before it
 // stops; a node waiting for the lease takes it at most a fifth of a period after it ran
 // out; a lost node is found at most a fifth of the window after it passed. (Every
-// second, at the default 10 s window, was most of what an idle coordinator did.)
-func renewEvery(period time.Duration) time.Duration { return max(time.Second, period/5) }
-
-// work runs a round after each renewal that found the lease held (every renewEvery),
-// and every second while a node is silent (no longer taken for alive) and its window
-// about to pass: lost
-// nodes' workloads taken over, groups brought to their counts. A round that finds every
-// node alive reads nothing; while every node answers it runs with the renewal, so an idle
-// coordinator wakes once a renewal, and a node that falls silent is found lost within a
-// second of the window passing all the same (when peers stop taking it for alive before
-// its window passes, as at the defaults: three announcements, 6 s, against 10 s; else at
-// the next renewal, within renewEvery).
-func (c *Coordinator) work(kick <-chan struct{}) {
-	defer c.cfg.WG.Done()
-	soon := time.NewTimer(time.Hour)
-	soon.Stop()
-	defer soon.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-kick:
-		case <-soon.C:
-		}
-		if !c.holds() {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		c.round(ctx)
-		c.reconcileGroups(ctx)
-		cancel()
-		if c.watchful(time.Now()) {
-			soon.Reset(time.Second)
-		}
-	}
+// second, at the default 10 s window, was most of what an idle coordinator did.) Never
+// more than a third of the period, though: below a 2 s window, a renewal every second
+// came after the half period the holder counts itself the holder for, and a quarter of
+// the time the coordinator said it was none (group operations answered "not the
+// coordinator", an update ended at its next step).
+func renewEvery(period time.Duration) time.Duration {
+	return min(max(time.Second, period/5), period/3)
 }
 
 // watchful says whether a node fell silent whose node-loss window has not passed yet, or
@@ -353,9 +329,7 @@ func (c *Coordinator) reschedule(ctx context.Context, from string, rec *records.
 		c.notPlaced(rec, err.Error())
 		return
 	}
-	c.pendingMu.Lock()
 	delete(c.pending, wid)
-	c.pendingMu.Unlock()
 	delete(c.tried, wid)
 	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
 		zap.String("from_node", from), zap.String("to_node", to))
@@ -439,10 +413,8 @@ func MoveElsewhere(ctx context.Context, nc *nats.Conn, from string, rec *records
 // notPlaced says, once per reason, why a lost node's workload does not run elsewhere yet:
 // in the log and with an unplaced event.
 func (c *Coordinator) notPlaced(rec *records.Record, why string) {
-	c.pendingMu.Lock()
 	same := c.pending[rec.WorkloadID] == why
 	c.pending[rec.WorkloadID] = why
-	c.pendingMu.Unlock()
 	if same {
 		return
 	}

@@ -1,15 +1,12 @@
 package cluster
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,20 +21,8 @@ import (
 // groupBound bounds a group request: placing or stopping every copy.
 const groupBound = time.Minute
 
-// HandleGroup serves a GROUP request: the coordinator acknowledges and answers; the
-// other nodes say they are not it.
-func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
-	if !c.holds() {
-		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
-	}
-	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
-	ns, id := r.Namespace, r.ID
-	if !strings.HasPrefix(id, v1.GroupIDPrefix) {
-		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", id, v1.GroupIDPrefix)
-	}
-	c.groupMu.Lock()
-	defer c.groupMu.Unlock()
-	c.groupsSeen = time.Now() // its copies are counted, and looked for once it is gone, every round
+// groupNow carries out a GROUP operation other than an update, on the actor.
+func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
 	switch req.Op {
 	case v1.GroupCreate:
 		if req.Definition == nil {
@@ -83,8 +68,6 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 		}
 		pending := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
-	case v1.GroupUpdate, v1.GroupRestart:
-		return c.update(ctx, ns, id, req)
 	case v1.GroupInfo:
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
@@ -397,11 +380,9 @@ func (c *Coordinator) missingCopies(ctx context.Context, g *records.Group, liste
 				continue
 			}
 			reason := "its node " + node + " does not answer (lost, or being taken over)"
-			c.pendingMu.Lock()
 			if p := c.pending[r.WorkloadID]; p != "" {
 				reason = p
 			}
-			c.pendingMu.Unlock()
 			why = append(why, "copy "+r.WorkloadID+": "+reason)
 		}
 	}
@@ -418,15 +399,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	if time.Since(c.groupsAt) < groupsEvery {
 		return
 	}
-	// before reading (a stop in progress deletes the group it reads). A short hold (an
-	// info) is waited for, a group change in progress (a rollout takes seconds a copy) is
-	// not: the lease loop that calls this must renew on time, so the groups wait for the
-	// next round. (Skipping at once starved the reconcile under a client polling info.)
-	if !lockWithin(&c.groupMu, time.Second) {
-		return
-	}
 	c.groupsAt = time.Now()
-	defer c.groupMu.Unlock()
 	groups, err := c.listGroups(ctx)
 	if err != nil {
 		// said, once a minute: groups not kept at their counts for as long as this lasts
@@ -453,6 +426,9 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	c.orphansAt = time.Now()
 	c.stopOrphans(ctx, groups, all)
 	for _, g := range groups {
+		if _, busy := c.jobs[g.ID]; busy {
+			continue // its update keeps its copies, and their count
+		}
 		c.reconcileGroup(ctx, g, all)
 		if hasOlder(copiesIn(all, g), g.GroupVersion) {
 			c.resume(g.Definition.Namespace, g.ID)
@@ -541,213 +517,6 @@ func hasOlder(byNode map[string][]*records.Record, version int) bool {
 		}
 	}
 	return false
-}
-
-// resumeRetry is how long a resumed update that failed waits before it is tried again.
-const resumeRetry = time.Minute
-
-// resume finishes, in the background, an update that was cut short (its coordinator was
-// lost mid-rollout): the group says version N, some copies run older ones. It ran mixed
-// versions for good, and an update to the same definition said "nothing to update".
-func (c *Coordinator) resume(ns, id string) {
-	if last, busy := c.resumes.Load(id); busy && (last.(time.Time).IsZero() || time.Since(last.(time.Time)) < resumeRetry) {
-		return
-	}
-	c.resumes.Store(id, time.Time{})
-	c.cfg.WG.Add(1)
-	go func() {
-		defer c.cfg.WG.Done()
-		c.groupMu.Lock()
-		defer c.groupMu.Unlock()
-		ctx := c.ctx
-		g, err := c.cs.Group(ctx, ns, id)
-		if err == nil {
-			var byNode map[string][]*records.Record
-			if byNode, err = c.copiesOf(ctx, g); err == nil && hasOlder(byNode, g.GroupVersion) {
-				c.log.Info("resuming a replica group update that was cut short", zap.String("group", id), zap.Int("version", g.GroupVersion))
-				err = c.rollout(ctx, g, 1)
-			}
-		}
-		if err != nil {
-			c.log.Warn("resume a replica group update; trying again later", zap.String("group", id), zap.Error(err))
-			c.resumes.Store(id, time.Now())
-			return
-		}
-		c.resumes.Delete(id)
-	}()
-}
-
-// healthyFor is how long a new copy of an update must run, without a restart, before an
-// old one is stopped.
-const healthyFor = 2 * time.Second
-
-// update rolls group id over to req's definition (see v1.GroupUpdate). A failed update
-// puts the old definition back: the old copies run on, the new ones are stopped.
-func (c *Coordinator) update(ctx context.Context, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
-	restart := req.Op == v1.GroupRestart
-	if req.Definition == nil && !restart {
-		return v1.GroupStatus{}, v1.BadRequest("an update needs a definition")
-	}
-	epoch := c.epoch.Load() // the lease this update runs under
-	g, err := c.cs.Group(ctx, ns, id)
-	if err != nil {
-		return v1.GroupStatus{}, groupNotFound(err, id)
-	}
-	old := *g
-	def := g.Definition // a restart: the same definition, a new version
-	if !restart {
-		def = *req.Definition
-	}
-	def.Namespace, def.Group, def.GroupVersion = ns, id, g.GroupVersion
-	if same, _ := json.Marshal(def); !restart && string(same) == string(mustJSON(g.Definition)) {
-		byNode, err := c.copiesOf(ctx, g)
-		if err != nil || !hasOlder(byNode, g.GroupVersion) {
-			return v1.GroupStatus{}, v1.BadRequest("update of %s: the definition is version %d's as it is; nothing to update", id, g.GroupVersion)
-		}
-		// an update to this version was cut short (its coordinator lost): finish it
-		if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
-			return v1.GroupStatus{}, v1.Errorf(v1.CodeStartFailed, "update of %s to version %d (resumed) stopped, copies of older versions run on: %v", id, g.GroupVersion, err)
-		}
-		return c.groupStatus(ctx, g, "")
-	}
-	def.GroupVersion++
-	if err := def.Validate(); err != nil {
-		return v1.GroupStatus{}, err
-	}
-	g.Definition, g.GroupVersion = def, def.GroupVersion
-	if err := c.cs.PutGroup(ctx, g); err != nil {
-		return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
-	}
-	if err := c.rollout(ctx, g, max(1, req.MaxParallel)); err != nil {
-		if !c.stillCoordinator(ctx, epoch) {
-			// paused or cut off past its lease: the coordinator since resumes the update
-			// from the group's record, and putting it back now would undo that (a test:
-			// the old coordinator, running again, rolled the group back to version 1)
-			return v1.GroupStatus{}, v1.Errorf(v1.CodeUnavailable, "update of %s: node %s stopped coordinating the cluster during it (paused, cut off or restarted): the group's record says version %d, which the coordinator now rolls out (%v)",
-				id, c.cfg.NodeID, g.GroupVersion, err)
-		}
-		old.Revision = g.Revision
-		if perr := c.cs.PutGroup(context.Background(), &old); perr != nil {
-			// its record still says the new version, which the coordinator's rounds roll
-			// out once the store answers: "the old copies run on" would be false (a chaos
-			// run: version 2 ran after the update was answered "stopped")
-			c.log.Error("put a group's definition back after a failed update", zap.String("group", id), zap.Error(perr))
-			return v1.GroupStatus{}, v1.Errorf(v1.CodeStorageUnavailable, "update of %s stopped half-way (%v), and the group's record could not be put back to version %d (%v): it says version %d, which the coordinator rolls out once the store answers",
-				id, err, old.GroupVersion, perr, g.GroupVersion)
-		}
-		c.log.Warn("replica group update stopped; the old copies run on", zap.String("group", id), zap.Error(err))
-		return v1.GroupStatus{}, v1.Errorf(v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)
-	}
-	return c.groupStatus(ctx, g, "")
-}
-
-// rollout replaces g's copies of older versions, k at a time: k new copies start (one
-// node may run up to k more than max_per_node meanwhile), run for healthyFor without a
-// restart, and only then do k old copies stop.
-func (c *Coordinator) rollout(ctx context.Context, g *records.Group, k int) error {
-	byNode, err := c.copiesOf(ctx, g)
-	if err != nil {
-		return err
-	}
-	var olds []*records.Record
-	for _, recs := range byNode {
-		for _, r := range recs {
-			if r.Definition.GroupVersion != g.GroupVersion {
-				olds = append(olds, r)
-			}
-		}
-	}
-	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
-	surge := *g
-	surge.MaxPerNode += k
-	for len(olds) > 0 {
-		batch := min(k, len(olds))
-		var started []string
-		fail := func(err error) error {
-			for _, wid := range started {
-				_, _ = cl.StopWorkload(ctx, wid, v1.StopRequest{})
-			}
-			return err
-		}
-		for range batch {
-			node, wid, err := c.placeCopy(ctx, &surge, byNode)
-			if err != nil {
-				return fail(err)
-			}
-			started = append(started, wid)
-			byNode[node] = append(byNode[node], &records.Record{WorkloadID: wid})
-		}
-		if err := c.healthy(ctx, cl, started); err != nil {
-			return fail(err)
-		}
-		for _, r := range olds[:batch] {
-			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
-				c.log.Warn("replica group update: stop an old copy", zap.String("workload_id", r.WorkloadID), zap.Error(err))
-			}
-			// a stopped copy no longer counts toward its node's max_per_node (it did, and the
-			// next batch found a full node: an update of copies at max_per_node stopped)
-			for node, recs := range byNode {
-				byNode[node] = slices.DeleteFunc(recs, func(x *records.Record) bool { return x.WorkloadID == r.WorkloadID })
-			}
-		}
-		olds = olds[batch:]
-	}
-	return nil
-}
-
-// healthy waits until every copy has run healthyFor (a copy with a health check counts
-// from its first passing check) and fails when one is not running then, or was restarted
-// meanwhile (an unhealthy copy is restarted).
-func (c *Coordinator) healthy(ctx context.Context, cl *client.Client, wids []string) error {
-	deadline := time.Now().Add(healthyFor)
-	for {
-		for _, wid := range wids {
-			w, err := cl.WorkloadInfo(ctx, wid)
-			if err != nil {
-				return fmt.Errorf("new copy %s: %w", wid, err)
-			}
-			if w.State == v1.StateStarting && w.Restarts == 0 {
-				// a health check has not passed yet: the time to prove itself starts after
-				deadline = time.Now().Add(healthyFor)
-				continue
-			}
-			if w.State != v1.StateRunning || w.Restarts != 0 {
-				why := []string{fmt.Sprintf("new copy %s is %s", wid, w.State)}
-				if code := cmp.Or(w.ExitCode, w.LastExitCode); code != nil {
-					why = append(why, fmt.Sprintf("exit code %d", *code))
-				}
-				if w.Error != "" {
-					why = append(why, w.Error)
-				}
-				return errors.New(strings.Join(why, ", "))
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
-}
-
-// lockWithin takes mu if it is free within d, and says whether it did.
-func lockWithin(mu *sync.Mutex, d time.Duration) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
-		if mu.TryLock() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
 }
 
 // stillCoordinator says whether this node still holds the coordinator lease at epoch, as

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/nexrun/nex/internal/svc"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// The coordinator is one actor: one goroutine (work) runs its rounds (lost nodes'
+// workloads moved, groups kept at their counts) and every GROUP operation, which reach it
+// as messages, and it alone touches the coordinator's state. The lease is renewed by
+// another goroutine (Run), which never waits for it. A rolling update is a job the actor
+// steps: it places a batch of new copies, comes back every rolloutStep to see whether they
+// have proved healthy, then stops as many old ones; between steps it runs rounds and
+// other groups' operations, so a long update holds nothing up. Operations on a group
+// whose update is under way wait for it, in order.
+
+// groupOp is one GROUP request, to the actor.
+type groupOp struct {
+	ctx    context.Context // the request's: a queued operation whose caller left is dropped
+	ns, id string
+	req    *v1.GroupRequest
+	reply  chan groupResult // buffered: the actor never waits for the caller
+}
+
+type groupResult struct {
+	st  v1.GroupStatus
+	err error
+}
+
+// rolloutStep is how often the actor looks at an update's new copies.
+const rolloutStep = 200 * time.Millisecond
+
+// HandleGroup serves a GROUP request: the coordinator acknowledges, hands it to its
+// actor and answers with what the actor did; the other nodes say they are not it.
+func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	if !c.holds() {
+		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
+	}
+	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
+	if !strings.HasPrefix(r.ID, v1.GroupIDPrefix) {
+		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", r.ID, v1.GroupIDPrefix)
+	}
+	op := groupOp{ctx: ctx, ns: r.Namespace, id: r.ID, req: req, reply: make(chan groupResult, 1)}
+	select {
+	case c.ops <- op:
+	case <-ctx.Done():
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "the coordinator did not take the group operation in time")
+	case <-c.ctx.Done():
+		return v1.GroupStatus{}, svc.ErrStopped
+	}
+	select {
+	case res := <-op.reply:
+		return res.st, res.err
+	case <-ctx.Done():
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "group %s: the operation is still under way at the coordinator", r.ID)
+	case <-c.ctx.Done():
+		return v1.GroupStatus{}, svc.ErrStopped
+	}
+}
+
+// work is the actor. It runs a round after each renewal that found the lease held (every
+// renewEvery), and every second while a node is silent (no longer taken for alive) and
+// its window about to pass: lost nodes' workloads taken over, groups brought to their
+// counts. A round that finds every node alive reads nothing; while every node answers it
+// runs with the renewal, so an idle coordinator wakes once a renewal, and a node that
+// falls silent is found lost within a second of the window passing all the same (when
+// peers stop taking it for alive before its window passes, as at the defaults: three
+// announcements, 6 s, against 10 s; else at the next renewal, within renewEvery).
+func (c *Coordinator) work(kick <-chan struct{}) {
+	defer c.cfg.WG.Done()
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
+	step := time.NewTimer(time.Hour)
+	step.Stop()
+	defer step.Stop()
+	stepping := false // step is set
+	defer c.endJobs()
+	for {
+		rounds := false
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-kick:
+			rounds = true
+		case <-soon.C:
+			rounds = true
+		case op := <-c.ops:
+			c.groupOp(op)
+		case <-step.C:
+			stepping = false
+			c.stepJobs()
+		}
+		if rounds && c.holds() {
+			ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+			c.round(ctx)
+			c.reconcileGroups(ctx)
+			cancel()
+			if c.watchful(time.Now()) {
+				soon.Reset(time.Second)
+			}
+		}
+		if len(c.jobs) > 0 && !stepping {
+			step.Reset(rolloutStep)
+			stepping = true
+		}
+	}
+}
+
+// groupOp carries out one GROUP operation, or queues it behind its group's update.
+func (c *Coordinator) groupOp(op groupOp) {
+	if op.ctx.Err() != nil {
+		return // its caller was answered already (a timeout)
+	}
+	if !c.holds() {
+		op.reply <- groupResult{err: v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)}
+		return
+	}
+	if _, busy := c.jobs[op.id]; busy && op.req.Op != v1.GroupInfo {
+		c.waiting[op.id] = append(c.waiting[op.id], op)
+		return
+	}
+	c.groupsSeen = time.Now() // its copies are counted, and looked for once it is gone, every round
+	if op.req.Op == v1.GroupUpdate || op.req.Op == v1.GroupRestart {
+		c.update(op)
+		return
+	}
+	st, err := c.groupNow(op.ctx, op.ns, op.id, op.req)
+	op.reply <- groupResult{st, err}
+}
+
+// endJobs answers, as the node stops, the operations still under way or waiting.
+func (c *Coordinator) endJobs() {
+	for id, job := range c.jobs {
+		delete(c.jobs, id)
+		job.done(svc.ErrStopped)
+	}
+	for id, ops := range c.waiting {
+		delete(c.waiting, id)
+		for _, op := range ops {
+			op.reply <- groupResult{err: svc.ErrStopped}
+		}
+	}
+}
