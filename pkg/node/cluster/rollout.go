@@ -39,6 +39,7 @@ type rollout struct {
 	started   []string                     // the batch placed, proving itself
 	healthyBy time.Time                    // when the batch has proved itself (zero: none placed)
 	done      func(error)                  // how it ended, on the actor
+	log       *zap.Logger
 }
 
 // update rolls group op.id over to the request's definition (see v1.GroupUpdate), as a
@@ -190,7 +191,7 @@ func (c *Coordinator) startRollout(ctx context.Context, g *records.Group, k int,
 		return
 	}
 	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
-	job := &rollout{ctx: ctx, g: g, k: k, cl: cl, surge: *g, byNode: byNode, olds: olds, done: done}
+	job := &rollout{ctx: ctx, g: g, k: k, cl: cl, surge: *g, byNode: byNode, olds: olds, done: done, log: c.log}
 	job.surge.MaxPerNode += k
 	c.jobs[g.ID] = job
 	if extra := min(have-g.Replicas, len(fresh), len(olds)); extra > 0 {
@@ -231,7 +232,7 @@ func (c *Coordinator) stepRollout(job *rollout) {
 		return
 	}
 	if !job.healthyBy.IsZero() {
-		proved, err := c.proved(job)
+		proved, err := job.proved()
 		if err != nil {
 			c.endRollout(job, err)
 			return
@@ -239,7 +240,7 @@ func (c *Coordinator) stepRollout(job *rollout) {
 		if !proved {
 			return
 		}
-		c.stopOlds(job)
+		job.stopOlds()
 		if len(job.olds) == 0 {
 			c.endRollout(job, nil)
 			return
@@ -260,7 +261,7 @@ func (c *Coordinator) stepRollout(job *rollout) {
 // proved looks once at the batch placed: it has proved itself when every copy has run
 // healthyFor (a copy with a health check counts from its first passing check); it fails
 // when one is not running, or was restarted meanwhile (an unhealthy copy is restarted).
-func (c *Coordinator) proved(job *rollout) (bool, error) {
+func (job *rollout) proved() (bool, error) {
 	for _, wid := range job.started {
 		w, err := job.cl.WorkloadInfo(job.ctx, wid)
 		if err != nil {
@@ -287,11 +288,11 @@ func (c *Coordinator) proved(job *rollout) (bool, error) {
 
 // stopOlds stops as many old copies as the batch that proved itself placed: the batch
 // is the group's now.
-func (c *Coordinator) stopOlds(job *rollout) {
+func (job *rollout) stopOlds() {
 	batch := len(job.started)
 	for _, r := range job.olds[:batch] {
 		if _, err := job.cl.StopWorkload(job.ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
-			c.log.Warn("replica group update: stop an old copy", zap.String("workload_id", r.WorkloadID), zap.Error(err))
+			job.log.Warn("replica group update: stop an old copy", zap.String("workload_id", r.WorkloadID), zap.Error(err))
 		}
 		// a stopped copy no longer counts toward its node's max_per_node (it did, and the
 		// next batch found a full node: an update of copies at max_per_node stopped)
