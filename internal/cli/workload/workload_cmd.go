@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -712,8 +713,11 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
 	return nil
 }
 
-// secretKey matches environment variable names whose values are not shown.
-var secretKey = regexp.MustCompile(`(?i)(pass|secret|token|key|credential|auth)`)
+// secretKey matches environment variable names whose values are not shown; compiled at
+// its first use, not at every command's start.
+var secretKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)(pass|secret|token|key|credential|auth)`)
+})
 
 // readableJSON indents raw for people, with "<", ">" and "&" written as they are even
 // where an encoder escaped them (`echo oops >&2`, not `echo oops \u003e\u00262`).
@@ -746,7 +750,7 @@ func maskSecrets(sr json.RawMessage) json.RawMessage {
 		return sr
 	}
 	for k, v := range env {
-		if s, _ := v.(string); secretKey.MatchString(k) || strings.HasPrefix(s, "nexenc:") {
+		if s, _ := v.(string); secretKey().MatchString(k) || strings.HasPrefix(s, "nexenc:") {
 			env[k] = "*****"
 		}
 	}
