@@ -35,6 +35,7 @@ import (
 	"github.com/nexrun/nex/pkg/node/moves"
 	"github.com/nexrun/nex/pkg/node/news"
 	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/node/room"
 	"github.com/nexrun/nex/pkg/node/secrets"
 	"github.com/nexrun/nex/pkg/node/workloads"
 )
@@ -194,7 +195,7 @@ type Node struct {
 	ctx       context.Context // ends when the node stops
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	flags     copies.Flags         // what the node is doing with a workload or nexlet now
+	flags     room.Flags           // what the node is doing with a workload or nexlet now
 	work      *workloads.Workloads // the room of the workloads here: records, starts, stops
 	copies    *copies.Copies       // the room of this node's own copies
 	moves     *moves.Moves         // the room of workloads moving between nodes

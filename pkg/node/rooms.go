@@ -17,6 +17,7 @@ import (
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/moves"
 	"github.com/nexrun/nex/pkg/node/news"
+	"github.com/nexrun/nex/pkg/node/room"
 	"github.com/nexrun/nex/pkg/node/workloads"
 	"go.uber.org/zap"
 )
@@ -46,23 +47,16 @@ func (n *Node) wire() {
 		DefaultLimits: c.DefaultLimits, MaxLimits: c.MaxLimits, RequireIsolation: c.RequireIsolation,
 		Index: n.idx, Nexlets: n.nexlets, Observe: n.metrics.observeAuction,
 		Existing: func(ns, requestID string) (Record, bool) { return n.work.ByRequestID(ns, requestID) }})
-	n.work = workloads.New(workloads.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID,
-		Store: c.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Members: n.members, Conn: n.nxc,
+	rb := room.Base{Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID, Store: c.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Flags: &n.flags}
+	n.work = workloads.New(workloads.Config{Base: rb, Members: n.members, Conn: n.nxc,
 		History: c.History, Secrets: n.secretStore, Minter: c.Minter, CredsTTL: c.CredsTTL,
 		XKey: n.xkey, XKeyPub: n.xkeyPub, Quotas: c.Quotas, Held: n.auction.Held,
-		Flags: &n.flags, Counters: &n.metrics.Counters, Host: workloadsHost{n},
+		Counters: &n.metrics.Counters, Host: workloadsHost{n},
 	})
-	n.copies = copies.New(copies.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID,
-		Store: c.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Conn: n.nxc,
-		Flags: &n.flags, Host: n.work, // the workloads room indexes, starts and stops for it
+	n.copies = copies.New(copies.Config{Base: rb, Conn: n.nxc,
+		Host: n.work, // the workloads room indexes, starts and stops for it
 	})
-	n.moves = moves.New(moves.Config{
-		Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID, Conn: n.nc,
-		Store: c.Store, Cluster: cs, Index: n.idx, Nexlets: n.nexlets, Secrets: n.secretStore,
-		Copies: n.copies, Flags: &n.flags, Host: movesHost{n.work, n},
-	})
+	n.moves = moves.New(moves.Config{Base: rb, Conn: n.nc, Secrets: n.secretStore, Copies: n.copies, Host: movesHost{n.work, n}})
 	n.news = news.New(n.ctx, &n.wg, newsRecorder{n})
 	n.lister = listing.New(listing.Config{Log: n.log, NodeID: c.NodeID, Nexlets: n.nexlets, Index: n.idx,
 		Members: n.members, Cluster: cs, Host: listingHost{n}})

@@ -14,12 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/node/room"
 )
 
 // Host is what the room asks of its node.
@@ -34,28 +33,11 @@ type Host interface {
 	RecordFinished(ctx context.Context, nexletID, wid string, told *v1.WorkloadInfo)
 }
 
-// Flags say what the node is doing with a workload or a nexlet at the moment; the node
-// sets them, the room reads them.
-type Flags struct {
-	Deploying     sync.Map // workload ID -> struct{}: a deploy is starting it (reconcile leaves it be)
-	Draining      sync.Map // workload ID -> struct{}: moving to another node in a drain
-	OwnStops      sync.Map // workload ID -> struct{}: this node is stopping it
-	FailedNexlets sync.Map // nexlet ID -> struct{}: the supervisor gave up on it
-}
-
 // Config wires a Copies.
 type Config struct {
-	Ctx     context.Context // ends when the node stops
-	WG      *sync.WaitGroup // the node's: it waits for the room's goroutines
-	Log     *zap.Logger
-	NodeID  string
-	Store   records.Store
-	Cluster records.ClusterStore // Store, when the cluster shares it; nil otherwise
-	Index   *index.Index
-	Nexlets *registry.Registry
-	Conn    *nats.Conn // asks the local nexlets
-	Flags   *Flags
-	Host    Host
+	room.Base
+	Conn *nats.Conn // asks the local nexlets
+	Host Host
 }
 
 // Copies is the room.

@@ -138,7 +138,7 @@ func (c *Copies) DropMarksLater(rec records.Record) {
 // the new node (a chaos run: a stop was answered "taken over", and the workload ran on),
 // and stopped in the background as Watch would.
 func (c *Copies) LeaveMoved(rec records.Record, why string) {
-	if w, ok := c.Index.Drop(rec.WorkloadID); ok {
+	if w, ok := c.Entries.Drop(rec.WorkloadID); ok {
 		rec.NexletID = w.Rec.NexletID
 	}
 	c.WG.Add(1)
@@ -167,7 +167,7 @@ func (c *Copies) StopMoved(rec records.Record, done string) {
 	if c.awaitMove(rec) {
 		return // the takeover failed half-way: the copy here stays
 	}
-	w, indexed := c.Index.Drop(rec.WorkloadID)
+	w, indexed := c.Entries.Drop(rec.WorkloadID)
 	nexletID := rec.NexletID
 	if indexed {
 		nexletID = w.Rec.NexletID

@@ -94,7 +94,7 @@ func (c *Copies) restartMissed(nexletID string, pruned []string, log *zap.Logger
 	defer cancel()
 	var missed []records.Record
 	for _, wid := range pruned {
-		if _, inFlight := c.Flags.Deploying.Load(wid); c.Index.Has(wid) || inFlight {
+		if _, inFlight := c.Flags.Deploying.Load(wid); c.Entries.Has(wid) || inFlight {
 			continue
 		}
 		rec, err := c.Store.Get(ctx, wid)
@@ -281,7 +281,7 @@ func (c *Copies) ClaimToStart(ctx context.Context, rec records.Record, log *zap.
 		updated.UpdatedAt = time.Now().UTC()
 		err := c.Store.Put(ctx, &updated)
 		if err == nil {
-			c.Index.Update(updated)
+			c.Entries.Update(updated)
 			return updated, true
 		}
 		if !errors.Is(err, records.ErrConflict) {
@@ -294,7 +294,7 @@ func (c *Copies) ClaimToStart(ctx context.Context, rec records.Record, log *zap.
 		}
 		updated = *cur
 	}
-	c.Index.Drop(rec.WorkloadID)
+	c.Entries.Drop(rec.WorkloadID)
 	log.Info("reconcile: a lost workload's record changed meanwhile (moved, stopped or removed): not started here", zap.String("workload_id", rec.WorkloadID))
 	return rec, false
 }

@@ -81,7 +81,7 @@ func (c *Copies) recordRemoved(wid string) {
 	if _, draining := c.Flags.Draining.Load(wid); draining {
 		return
 	}
-	if w, ok := c.Index.Get(wid); !ok || w.Rec.Desired != records.DesiredRunning {
+	if w, ok := c.Entries.Get(wid); !ok || w.Rec.Desired != records.DesiredRunning {
 		return // not here, or this node is stopping it
 	}
 	c.WG.Add(1)
@@ -92,7 +92,7 @@ func (c *Copies) recordRemoved(wid string) {
 		if _, err := c.Store.Get(ctx, wid); !errors.Is(err, records.ErrNotStored) {
 			return // stored again (or unreadable now: the next write finds out, see updateRecord)
 		}
-		if w, ok := c.Index.Get(wid); ok && w.Rec.Desired == records.DesiredRunning {
+		if w, ok := c.Entries.Get(wid); ok && w.Rec.Desired == records.DesiredRunning {
 			c.LeaveMoved(w.Rec, Unrecorded)
 		}
 	}()
@@ -104,7 +104,7 @@ func (c *Copies) stopMarked(rec records.Record) {
 	if _, own := c.Flags.OwnStops.Load(rec.WorkloadID); own {
 		return // this node's own stop wrote it
 	}
-	w, ok := c.Index.Get(rec.WorkloadID)
+	w, ok := c.Entries.Get(rec.WorkloadID)
 	if !ok || w.Rec.Desired != records.DesiredRunning {
 		return // not here, or stopped already
 	}
@@ -114,7 +114,7 @@ func (c *Copies) stopMarked(rec records.Record) {
 		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(rec, v1.StopRequest{}))
 		defer cancel()
 		rec.NexletID = w.Rec.NexletID
-		c.Index.Update(rec)
+		c.Entries.Update(rec)
 		if _, err := c.Host.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
 			c.Log.Warn("stop a workload whose record says stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			return

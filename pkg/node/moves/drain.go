@@ -23,7 +23,7 @@ func (m *Moves) Drain(until time.Time, pick func(records.Record) bool) {
 	if cs == nil {
 		return
 	}
-	recs := m.Index.Records(func(rec records.Record) bool { return rec.Desired == records.DesiredRunning && pick(rec) })
+	recs := m.Entries.Records(func(rec records.Record) bool { return rec.Desired == records.DesiredRunning && pick(rec) })
 	moved := 0
 	for _, rec := range recs {
 		ctx, cancel := context.WithDeadline(m.Ctx, until)

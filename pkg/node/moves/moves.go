@@ -10,16 +10,13 @@ package moves
 
 import (
 	"context"
-	"sync"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/copies"
-	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/records"
-	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/node/room"
 	"github.com/nexrun/nex/pkg/node/secrets"
 )
 
@@ -41,18 +38,10 @@ type Host interface {
 
 // Config wires a Moves.
 type Config struct {
-	Ctx     context.Context // ends when the node stops
-	WG      *sync.WaitGroup // the node's: it waits for the room's goroutines
-	Log     *zap.Logger
-	NodeID  string
-	Conn    *nats.Conn // the node's connection: auctions of other nodes
-	Store   records.Store
-	Cluster records.ClusterStore // Store, when the cluster shares it; nil otherwise
-	Index   *index.Index
-	Nexlets *registry.Registry
+	room.Base
+	Conn    *nats.Conn     // the node's connection: auctions of other nodes
 	Secrets *secrets.Store // nil without a secrets key
 	Copies  *copies.Copies
-	Flags   *copies.Flags
 	Host    Host
 }
 

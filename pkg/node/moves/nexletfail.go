@@ -43,7 +43,7 @@ func (m *Moves) NexletFailed(nexletID string) {
 // handOff moves every running workload of nexlet nexletID to another node and returns
 // how many could not be moved yet.
 func (m *Moves) handOff(cs records.ClusterStore, nexletID string) (left int) {
-	recs := m.Index.Records(func(rec records.Record) bool {
+	recs := m.Entries.Records(func(rec records.Record) bool {
 		return rec.NexletID == nexletID && rec.Desired == records.DesiredRunning
 	})
 	for _, rec := range recs {

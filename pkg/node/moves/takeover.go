@@ -44,7 +44,7 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = records.DesiredMoved, m.NodeID, time.Now().UTC()
 	m.Host.Index(rec) // before the lost node's record says moved: a list finds it in one or the other
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
-		m.Index.Drop(rec.WorkloadID)
+		m.Entries.Drop(rec.WorkloadID)
 		if errors.Is(err, records.ErrConflict) {
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s was taken over by another node", t.WorkloadID, t.FromNode)
 		}
@@ -58,7 +58,7 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 		}
 	}
 	if err := m.Store.Put(ctx, &rec); err != nil {
-		m.Index.Drop(rec.WorkloadID)
+		m.Entries.Drop(rec.WorkloadID)
 		giveBack()
 		if errors.Is(err, records.ErrConflict) {
 			// a record of it here already (a moved mark of this node's): not this
@@ -75,11 +75,11 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); (err != nil && !errors.Is(err, records.ErrNotStored)) || (err == nil && (cur.Desired != records.DesiredMoved || cur.MovedTo != m.NodeID)) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// cluster.MoveGrace: writes that slow): the workload stays where it was
-		m.Index.Drop(rec.WorkloadID)
+		m.Entries.Drop(rec.WorkloadID)
 		_ = m.Store.Delete(context.Background(), rec.WorkloadID)
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
 	}
-	m.Index.Update(rec)
+	m.Entries.Update(rec)
 	info, err := m.Host.StartOnNexlet(ctx, rec, rec.Restarts)
 	if err != nil {
 		// past this point the move is done: the old node, on seeing this record, stops
@@ -203,7 +203,7 @@ func (m *Moves) takeoverSource(ctx context.Context, cs records.ClusterStore, def
 // node's for minutes). A stale copy is stopped now; the takeover can come again once it
 // is.
 func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid string) error {
-	if !m.Index.Has(wid) {
+	if !m.Entries.Has(wid) {
 		return nil
 	}
 	if own, err := cs.RecordOf(ctx, m.NodeID, wid); err == nil && own.Desired == records.DesiredMoved && own.MovedTo != m.NodeID {

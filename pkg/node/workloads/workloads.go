@@ -17,16 +17,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
-	"github.com/nexrun/nex/pkg/node/copies"
 	"github.com/nexrun/nex/pkg/node/history"
-	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/records"
-	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/node/room"
 	"github.com/nexrun/nex/pkg/node/secrets"
 )
 
@@ -49,14 +46,7 @@ type Counters struct {
 
 // Config wires a Workloads.
 type Config struct {
-	Ctx      context.Context // ends when the node stops
-	WG       *sync.WaitGroup // the node's: it waits for the room's goroutines
-	Log      *zap.Logger
-	NodeID   string
-	Store    records.Store
-	Cluster  records.ClusterStore // Store, when the cluster shares it; nil otherwise
-	Entries  *index.Index
-	Nexlets  *registry.Registry
+	room.Base
 	Members  *members.Members
 	Conn     *nats.Conn       // asks the local nexlets
 	History  *history.History // each namespace's streams, made before its first workload
@@ -68,7 +58,6 @@ type Config struct {
 	Quotas   map[string]v1.Quota
 	// Held is what a workload asking for res holds on this node (the node's default limits).
 	Held     func(res *v1.Resources) *v1.Resources
-	Flags    *copies.Flags
 	Counters *Counters
 	Host     Host
 }
