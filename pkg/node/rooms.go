@@ -68,10 +68,6 @@ type movesHost struct {
 	n *Node
 }
 
-func (h movesHost) AskNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error {
-	return h.Ask(ctx, nexletID, op, workloadID, req, resp)
-}
-
 func (h movesHost) PublishEvent(ev v1.Event) { h.n.events.Workload(ev) }
 func (h movesHost) Unplaced(rec Record, why string) {
 	h.n.events.Unplaced(rec.Definition.Namespace, rec.WorkloadID, why)

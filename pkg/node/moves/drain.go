@@ -49,7 +49,7 @@ func (m *Moves) moveAway(ctx context.Context, cs records.ClusterStore, rec recor
 	if strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
 		reseal = func(ctx context.Context, b v1.Bid) (json.RawMessage, error) {
 			var out json.RawMessage
-			err := m.Host.AskNexlet(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey}, &out)
+			err := m.Host.Ask(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey}, &out)
 			return out, err
 		}
 	}

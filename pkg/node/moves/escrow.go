@@ -44,7 +44,7 @@ func (m *Moves) Escrow(ctx context.Context, rec records.Record) {
 	var out json.RawMessage
 	cctx, cancel := context.WithTimeout(ctx, registry.CallTimeout)
 	defer cancel()
-	if err := m.Host.AskNexlet(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient}, &out); err != nil {
+	if err := m.Host.Ask(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient}, &out); err != nil {
 		m.Log.Warn("escrow the workload's sealed environment: it cannot move if this node is lost", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		return
 	}

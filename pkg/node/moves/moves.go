@@ -26,8 +26,8 @@ type Host interface {
 	Index(rec records.Record)
 	// StartOnNexlet starts rec on its nexlet, as its restarts-th restart.
 	StartOnNexlet(ctx context.Context, rec records.Record, restarts uint64) (v1.WorkloadInfo, error)
-	// AskNexlet sends one request to a local nexlet (op on workloadID, when given).
-	AskNexlet(ctx context.Context, nexletID, op, workloadID string, req, resp any) error
+	// Ask sends one request to a local nexlet (op on workloadID, when given).
+	Ask(ctx context.Context, nexletID, op, workloadID string, req, resp any) error
 	// UpdateRecord changes the record of an indexed workload by compare-and-set.
 	UpdateRecord(ctx context.Context, wid string, change func(*records.Record)) (records.Record, error)
 	// PublishEvent publishes a workload's lifecycle event.
