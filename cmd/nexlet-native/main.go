@@ -24,7 +24,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
-	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -102,7 +101,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexlet-native "+c.NexletID, append(svc.ConnOptions(), proc.ConnLogging(log)...)...)
+	nc, err := resolved.Connect("nexlet-native "+c.NexletID, proc.ConnLogging(log)...)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 
-	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -57,13 +56,15 @@ func (g *Globals) Stderr() io.Writer { return g.stderr }
 // Color says whether output may be coloured.
 func (g *Globals) Color() bool { return g.color }
 
-// Connect dials NATS; the connection is closed when the command returns.
-func (g *Globals) Connect() (*nats.Conn, error) {
-	nc, err := g.NATS.Connect("nex", svc.ConnOptions()...)
-	if err == nil {
-		g.conns = append(g.conns, nc)
+// Connect dials NATS; the connection is closed when the command returns. It is watched
+// (natsconn.Watch): a request the server denies fails at once, naming the permission.
+func (g *Globals) Connect() (*natsconn.Conn, error) {
+	nc, err := g.NATS.Connect("nex")
+	if err != nil {
+		return nil, err
 	}
-	return nc, err
+	g.conns = append(g.conns, nc)
+	return natsconn.Watch(nc), nil
 }
 
 // CloseAll closes every connection the command opened.
@@ -83,7 +84,7 @@ func (g *Globals) Client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(nc, g.Namespace)
+	return client.On(nc, g.Namespace)
 }
 
 // ExitStatus is a command's exit code that is no error to print: the exit code of the

@@ -18,10 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 //go:embed web
@@ -30,7 +29,7 @@ var webFS embed.FS
 // Config is what a console works with.
 type Config struct {
 	// Conn is the user's NATS connection; every request goes through pkg/client on it.
-	Conn *nats.Conn
+	Conn *natsconn.Conn
 	// Namespace is the namespace the console works in (system: every namespace).
 	Namespace string
 	// Version is shown in the page's header.
@@ -57,7 +56,7 @@ type Server struct {
 // New returns a console for a server that will listen on addr (host:port, the port
 // known: the Host check compares with it).
 func New(cfg Config, addr string) (*Server, error) {
-	cl, err := client.New(cfg.Conn, cfg.Namespace)
+	cl, err := client.On(cfg.Conn, cfg.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +175,7 @@ func (s *Server) clientFor(ns string) (*client.Client, error) {
 	if c, ok := s.clients[ns]; ok {
 		return c, nil
 	}
-	c, err := client.New(s.cfg.Conn, ns)
+	c, err := client.On(s.cfg.Conn, ns)
 	if err == nil {
 		s.clients[ns] = c
 	}

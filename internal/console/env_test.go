@@ -19,6 +19,7 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
@@ -93,7 +94,7 @@ func newEnv(t testing.TB, namespace string) *env {
 func (e *env) startConsole(namespace string, conn *nats.Conn) {
 	e.ts = httptest.NewUnstartedServer(nil)
 	e.addr = e.ts.Listener.Addr().String()
-	srv, err := New(Config{Conn: conn, Namespace: namespace, Version: "test"}, e.addr)
+	srv, err := New(Config{Conn: natsconn.Plain(conn), Namespace: namespace, Version: "test"}, e.addr)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // renderPage is the workloads page of a console in a headless Chromium, ready to be given
@@ -22,7 +23,7 @@ func renderPage(tb testing.TB) *browser {
 	s := testutil.StartServer(tb)
 	ts := httptest.NewUnstartedServer(nil)
 	addr := ts.Listener.Addr().String()
-	srv, err := New(Config{Conn: testutil.Connect(tb, s), Namespace: "system"}, addr)
+	srv, err := New(Config{Conn: natsconn.Plain(testutil.Connect(tb, s)), Namespace: "system"}, addr)
 	if err != nil {
 		tb.Fatal(err)
 	}

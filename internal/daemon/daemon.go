@@ -24,7 +24,6 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/retry"
-	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -182,7 +181,7 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 	forNexlets := resolved
 	forNexlets.InboxPrefix = creds.NodeInboxPrefix(d.nodeID)
 	connect := func(context.Context) error {
-		opts := append(svc.ConnOptions(), proc.ConnLogging(d.log)...)
+		opts := proc.ConnLogging(d.log)
 		nc, err := resolved.Connect("nexd "+d.o.NodeName, opts...)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // LookupWait bounds how long a lookup waits for its first answer when the context has no
@@ -33,7 +34,7 @@ type Ack struct {
 // set, is told of the acknowledgement (progress for people). A workload that moved while
 // the nodes answered (one named as its holder a node that had already said 404) is looked
 // up again, up to three times: requests about one workload are idempotent.
-func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _ time.Duration, onAck func(Ack)) error {
+func Lookup(ctx context.Context, nc *natsconn.Conn, subject string, req, resp any, _ time.Duration, onAck func(Ack)) error {
 	for attempt := 1; ; attempt++ {
 		err := lookupOnce(ctx, nc, subject, req, resp, onAck)
 		if !errors.Is(err, errMoved) {
@@ -48,7 +49,7 @@ func Lookup(ctx context.Context, nc *nats.Conn, subject string, req, resp any, _
 // errMoved says a lookup's answers disagree because the workload moved meanwhile.
 var errMoved = errors.New("moved during the lookup")
 
-func lookupOnce(ctx context.Context, nc *nats.Conn, subject string, req, resp any, onAck func(Ack)) error {
+func lookupOnce(ctx context.Context, nc *natsconn.Conn, subject string, req, resp any, onAck func(Ack)) error {
 	_, _, data, err := prepare(context.Background(), req)
 	if err != nil {
 		return err

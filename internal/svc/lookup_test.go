@@ -11,6 +11,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // A workload that moves while the nodes answer a lookup (one names as its holder a node
@@ -51,7 +52,7 @@ func TestLookupOfAWorkloadThatMoved(t *testing.T) {
 	})
 	defer subB.Unsubscribe()
 	var got struct{ ID string }
-	if err := svc.Lookup(context.Background(), nc, "test.one", nil, &got, 0, nil); err != nil || got.ID != "w1" {
+	if err := svc.Lookup(context.Background(), natsconn.Plain(nc), "test.one", nil, &got, 0, nil); err != nil || got.ID != "w1" {
 		t.Fatalf("a lookup of a workload that moved meanwhile: %+v %v", got, err)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // DefaultTimeout bounds a request when the context has no deadline.
@@ -17,7 +19,7 @@ const DefaultTimeout = 10 * time.Second
 
 // Call sends req as JSON to subject and decodes the reply into resp. No responders is
 // reported as 503 unavailable at once, so a missing service never looks like a hang.
-func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+func Call(ctx context.Context, nc *natsconn.Conn, subject string, req, resp any) error {
 	return CallWaiting(ctx, nc, subject, req, resp, 0)
 }
 
@@ -25,7 +27,7 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 // peer that is known to exist but may be between connections (reconnecting with renewed
 // credentials, or restarting). No responders means no one received the request, so
 // asking again never runs it twice.
-func CallWaiting(ctx context.Context, nc *nats.Conn, subject string, req, resp any, wait time.Duration) error {
+func CallWaiting(ctx context.Context, nc *natsconn.Conn, subject string, req, resp any, wait time.Duration) error {
 	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
 		return err
@@ -45,7 +47,7 @@ func CallWaiting(ctx context.Context, nc *nats.Conn, subject string, req, resp a
 	}
 }
 
-func call(ctx context.Context, nc *nats.Conn, subject string, data []byte, resp any) error {
+func call(ctx context.Context, nc *natsconn.Conn, subject string, data []byte, resp any) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	denied, check := violations(nc)
@@ -124,14 +126,14 @@ func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, res
 // FanOut publishes req to subject and collects replies until every node named in the
 // replies' peer lists has answered, done returns true, or the straggler bound passes
 // after the first reply. With no responders at all it returns ErrNoResponders at once.
-func FanOut(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
+func FanOut(ctx context.Context, nc *natsconn.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) error {
 	_, err := FanOutMissing(ctx, nc, subject, req, straggler, done)
 	return err
 }
 
 // FanOutMissing is FanOut that also returns the nodes the answers named as alive but that
 // had not answered when it stopped waiting (sorted): what it collected lacks theirs.
-func FanOutMissing(ctx context.Context, nc *nats.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) (missing []string, err error) {
+func FanOutMissing(ctx context.Context, nc *natsconn.Conn, subject string, req any, straggler time.Duration, done func(Reply) bool) (missing []string, err error) {
 	ctx, cancel, data, err := prepare(ctx, req)
 	if err != nil {
 		return nil, err

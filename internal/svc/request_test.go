@@ -11,6 +11,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 func unavailable(err error) bool {
@@ -25,10 +26,10 @@ func TestCallWaitingRidesOutAGap(t *testing.T) {
 	peer := testutil.Connect(t, s)
 	ctx := context.Background()
 
-	if err := svc.Call(ctx, nc, "peer.ping", nil, nil); !unavailable(err) {
+	if err := svc.Call(ctx, natsconn.Plain(nc), "peer.ping", nil, nil); !unavailable(err) {
 		t.Fatalf("Call with nothing listening: %v, want unavailable", err)
 	}
-	if err := svc.CallWaiting(ctx, nc, "peer.ping", nil, nil, 100*time.Millisecond); !unavailable(err) {
+	if err := svc.CallWaiting(ctx, natsconn.Plain(nc), "peer.ping", nil, nil, 100*time.Millisecond); !unavailable(err) {
 		t.Fatalf("CallWaiting past its bound: %v, want unavailable", err)
 	}
 
@@ -37,7 +38,7 @@ func TestCallWaitingRidesOutAGap(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var got map[string]string
-		err := svc.CallWaiting(ctx, nc, "peer.ping", nil, &got, 10*time.Second)
+		err := svc.CallWaiting(ctx, natsconn.Plain(nc), "peer.ping", nil, &got, 10*time.Second)
 		if err == nil && got["pong"] != "yes" {
 			err = errors.New("wrong reply")
 		}

@@ -2,6 +2,7 @@ package svc_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 func newServer(t *testing.T, nc *nats.Conn, log *zap.Logger) *svc.Server {
@@ -52,13 +54,13 @@ func TestHandlerPanicIsAnswered(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := svc.Call(ctx, nc, subject, map[string]bool{"Panic": true}, nil)
+		err := svc.Call(ctx, natsconn.Plain(nc), subject, map[string]bool{"Panic": true}, nil)
 		cancel()
 		if e := v1.AsError(err); e.Code != 500 || e.ErrorCode != v1.CodeInternal {
 			t.Fatalf("%s: a panicking handler answered %v, want a 500 internal error", c.name, err)
 		}
 		var got string
-		if err := svc.Call(context.Background(), nc, subject, nil, &got); err != nil || got != "ok" {
+		if err := svc.Call(context.Background(), natsconn.Plain(nc), subject, nil, &got); err != nil || got != "ok" {
 			t.Fatalf("%s: the endpoint after a panic: %q, %v", c.name, got, err)
 		}
 	}
@@ -91,7 +93,9 @@ func TestServerStopWaitsForHandlers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = svc.Call(context.Background(), nc, "$NEX.SVC.v1.ns1.control.SLOW.w1", nil, nil) }()
+	go func() {
+		_ = svc.Call(context.Background(), natsconn.Plain(nc), "$NEX.SVC.v1.ns1.control.SLOW.w1", nil, nil)
+	}()
 	<-entered
 	if gotID != "ns1/w1" {
 		t.Fatalf("tokens parsed as %q", gotID)
@@ -114,11 +118,11 @@ func TestServerStopWaitsForHandlers(t *testing.T) {
 	}
 	// a token that a subject can carry but validation refuses (over the length limit)
 	long := strings.Repeat("x", v1.MaxTokenBytes+1)
-	if err := svc.Call(context.Background(), nc, "$NEX.SVC.v1."+long+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
+	if err := svc.Call(context.Background(), natsconn.Plain(nc), "$NEX.SVC.v1."+long+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
 		t.Fatalf("a namespace over the limit: %v, want invalid_token", err)
 	}
 	for _, ns := range []string{"$KV", "_INBOX_a"} { // NATS's own prefixes are no namespaces
-		if err := svc.Call(context.Background(), nc, "$NEX.SVC.v1."+ns+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
+		if err := svc.Call(context.Background(), natsconn.Plain(nc), "$NEX.SVC.v1."+ns+".control.TOK.w", nil, nil); !v1.IsCode(err, v1.CodeInvalidToken) {
 			t.Fatalf("namespace %s: %v, want invalid_token", ns, err)
 		}
 	}
@@ -149,7 +153,7 @@ func TestServerStopUnderLoad(t *testing.T) {
 				defer wg.Done()
 				for j := 0; j < 50; j++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-					_ = svc.Call(ctx, nc, "test.hit", nil, nil)
+					_ = svc.Call(ctx, natsconn.Plain(nc), "test.hit", nil, nil)
 					cancel()
 				}
 			}()
@@ -160,7 +164,7 @@ func TestServerStopUnderLoad(t *testing.T) {
 	}
 }
 
-// Calls on many short-lived connections leave no watch entry and no goroutine behind.
+// Calls on many short-lived connections, watched or not, leave no goroutine behind.
 func TestCallsLeaveNothingBehind(t *testing.T) {
 	ns := testutil.StartServer(t)
 	srvConn := testutil.Connect(t, ns)
@@ -169,14 +173,14 @@ func TestCallsLeaveNothingBehind(t *testing.T) {
 		Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
 		t.Fatal(err)
 	}
-	dial := func(withOptions bool) {
-		opts := []nats.Option{}
-		if withOptions {
-			opts = svc.ConnOptions()
-		}
-		nc, err := nats.Connect(ns.ClientURL(), opts...)
+	dial := func(watched bool) {
+		raw, err := nats.Connect(ns.ClientURL())
 		if err != nil {
 			t.Fatal(err)
+		}
+		nc := natsconn.Plain(raw)
+		if watched {
+			nc = natsconn.Watch(raw)
 		}
 		for i := 0; i < 5; i++ {
 			if err := svc.Call(context.Background(), nc, "test.echo", nil, nil); err != nil {
@@ -188,15 +192,10 @@ func TestCallsLeaveNothingBehind(t *testing.T) {
 	}
 	dial(true) // warm up whatever the first call starts for good
 	before := testutil.ClientGoroutines()
-	base := svc.Watching()
 	for i := 0; i < 100; i++ {
 		dial(i%2 == 0)
 	}
 	testutil.Eventually(t, 5*time.Second, "connection goroutines to end", func() bool { return testutil.ClientGoroutines() <= before })
-	// connections made with ConnOptions are forgotten when closed; others when the next is added
-	if got := svc.Watching(); got > base+1 {
-		t.Fatalf("%d connections still watched after 100 were closed (base %d)", got, base)
-	}
 }
 
 // A fan-out that stops waiting for a node the answers named alive says which one it
@@ -229,12 +228,12 @@ func TestFanOutNamesTheSilentNodes(t *testing.T) {
 	answer("NB", "NA,NB,NC", 0)
 	answer("NC", "NA,NB,NC", 2*time.Second) // slower than the straggler bound
 	heard := 0
-	missing, err := svc.FanOutMissing(context.Background(), nc, "test.fan", nil, 200*time.Millisecond, func(svc.Reply) bool { heard++; return false })
+	missing, err := svc.FanOutMissing(context.Background(), natsconn.Plain(nc), "test.fan", nil, 200*time.Millisecond, func(svc.Reply) bool { heard++; return false })
 	if err != nil || heard != 2 || len(missing) != 1 || missing[0] != "NC" {
 		t.Fatalf("heard %d, missing %v, err %v; want 2 heard and NC missing", heard, missing, err)
 	}
 	slow.Store(false)
-	missing, err = svc.FanOutMissing(context.Background(), nc, "test.fan", nil, 3*time.Second, func(svc.Reply) bool { return false })
+	missing, err = svc.FanOutMissing(context.Background(), natsconn.Plain(nc), "test.fan", nil, 3*time.Second, func(svc.Reply) bool { return false })
 	if err != nil || len(missing) != 0 {
 		t.Fatalf("with every node answering: missing %v, err %v", missing, err)
 	}
@@ -256,15 +255,33 @@ func TestCallWithoutInboxRights(t *testing.T) {
 	if err := s.Add(svc.Endpoint{Name: "ECHO", Subject: "test.echo", Handler: svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { return "ok", nil })}); err != nil {
 		t.Fatal(err)
 	}
-	tc, err := nats.Connect(ns.ClientURL(), append(svc.ConnOptions(), nats.UserInfo("tenant", "p"))...)
+	// the connection's own error handler still hears the violation (Watch puts itself in
+	// front of it, and does not replace it)
+	own := make(chan error, 4)
+	tc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("tenant", "p"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { own <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = svc.Call(ctx, tc, "test.echo", nil, nil)
+	err = svc.Call(ctx, natsconn.Watch(tc), "test.echo", nil, nil)
 	if e := v1.AsError(err); e.Code != 403 || !strings.Contains(e.Message, "may not subscribe to its replies' inbox _INBOX.>") || !strings.Contains(e.Message, "--nats.inbox-prefix") || ctx.Err() != nil {
 		t.Fatalf("a call without inbox rights: %v (context %v)", err, ctx.Err())
+	}
+	select {
+	case err := <-own:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("the connection's own handler heard %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the connection's own error handler never heard the violation")
+	}
+	// the same call over a connection that is not watched waits for its deadline: the
+	// watch is what makes it fail at once
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if err := svc.Call(short, natsconn.Plain(tc), "test.echo", nil, nil); short.Err() == nil {
+		t.Fatalf("an unwatched call ended before its deadline: %v", err)
 	}
 }

@@ -43,7 +43,7 @@ func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore,
 	if err := v1.ValidateToken("bucket", bucket); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(c.nc)
+	js, err := jetstream.New(c.nc.Conn)
 	if err != nil {
 		return nil, err
 	}

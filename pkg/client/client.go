@@ -16,6 +16,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -25,7 +26,7 @@ const NoAgentsMessage = "no agents available for workload placement"
 
 // Client talks to the nodes of one namespace.
 type Client struct {
-	nc *nats.Conn
+	nc *natsconn.Conn
 	ns string
 	// Straggler bounds how long a fan-out waits for nodes that stopped answering
 	// after the first reply arrived.
@@ -39,8 +40,15 @@ type Client struct {
 // time by which it will answer.
 type Ack = svc.Ack
 
-// New returns a client for namespace ns.
-func New(nc *nats.Conn, ns string) (*Client, error) {
+// New returns a client for namespace ns over nc. A request the server denies (a NATS user
+// without the right to publish to the subject, or to receive the replies) is reported when
+// it times out; a client made by On over a connection made once with natsconn.Watch
+// reports it at once.
+func New(nc *nats.Conn, ns string) (*Client, error) { return On(natsconn.Plain(nc), ns) }
+
+// On returns a client for namespace ns over a connection wrapped by natsconn.Watch (or
+// Make the Conn once and give it to every client.
+func On(nc *natsconn.Conn, ns string) (*Client, error) {
 	if err := v1.ValidateNamespace(ns); err != nil {
 		return nil, err
 	}

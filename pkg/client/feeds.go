@@ -206,7 +206,7 @@ func (f *feed) reached() error {
 func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(FeedMsg) error) error {
 	stream, subject := f.stream, f.subject
 	reached := f.reached
-	js, err := jetstream.New(c.nc)
+	js, err := jetstream.New(c.nc.Conn)
 	if err != nil {
 		return err
 	}

@@ -149,10 +149,10 @@ func (o Options) URL() string {
 	return strings.Join(o.Servers, ",")
 }
 
-// Connect resolves the context and dials NATS, with the caller's extra options (nex,
-// nexd and nexlet-native add internal/svc's, so that a request the server refuses for
-// permissions fails at once, naming them). The connection reconnects forever, since a
-// node must outlive the loss of a server.
+// Connect resolves the context and dials NATS, with the caller's extra options. The
+// connection reconnects forever, since a node must outlive the loss of a server, and
+// prints no asynchronous error (nats.go's default handler writes them to stderr): nex
+// reports them by the request they concern, with Watch.
 func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	r, err := o.Resolve()
 	if err != nil {
@@ -182,6 +182,7 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))

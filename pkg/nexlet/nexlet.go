@@ -23,6 +23,7 @@ import (
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -142,7 +143,7 @@ func (c *Config) validate() error {
 
 // Nexlet is a running nexlet: its micro service and its registration with the node.
 type Nexlet struct {
-	nc   *nats.Conn
+	nc   *natsconn.Conn // watched: a denied REGISTER or HEARTBEAT fails at once
 	cfg  Config
 	rt   Runtime
 	srv  *svc.Server
@@ -184,7 +185,7 @@ func Start(nc *nats.Conn, cfg Config, rt Runtime) (*Nexlet, error) {
 			return nil, fmt.Errorf("create xkey: %w", err)
 		}
 	}
-	n := &Nexlet{nc: nc, cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second, poke: make(chan struct{}, 1)}
+	n := &Nexlet{nc: natsconn.Watch(nc), cfg: cfg, rt: rt, xkey: xkey, log: cfg.Logger, interval: 2 * time.Second, poke: make(chan struct{}, 1)}
 	if nt, ok := rt.(Notifier); ok {
 		nt.OnChange(n.Poke)
 	}
@@ -201,7 +202,7 @@ func (n *Nexlet) XKey() string {
 }
 
 func (n *Nexlet) addService() error {
-	srv, err := svc.NewServer(n.nc, svc.Config{
+	srv, err := svc.NewServer(n.nc.Conn, svc.Config{
 		Config: micro.Config{
 			Name:        "nexlet",
 			Version:     n.cfg.Version,

@@ -19,7 +19,7 @@ import (
 // holds (another namespace's history, the state, the secrets) or call any verb.
 func (n *Node) handleBundleBucket(ctx context.Context, r *svc.Request, _ *struct{}) (v1.BundleBucketReply, error) {
 	bucket := v1.BundleBucket(r.Namespace)
-	js, err := jetstream.New(n.nc)
+	js, err := jetstream.New(n.nc.Conn)
 	if err != nil {
 		return v1.BundleBucketReply{}, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
@@ -261,7 +262,7 @@ func TestOutstandingBidsHoldTheirRoom(t *testing.T) {
 	d := sized("w", `{"memory":"600MiB"}`)
 	d.Namespace = "default"
 	var info v1.WorkloadInfo
-	if err := svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, first[0].BidID), v1.DeployRequest{Workload: d}, &info); err != nil {
+	if err := svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, first[0].BidID), v1.DeployRequest{Workload: d}, &info); err != nil {
 		t.Fatal(err)
 	}
 	if bids, _ := auction(); len(bids) != 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
@@ -436,7 +437,7 @@ func TestStaleCoordinatorPlacesNothing(t *testing.T) {
 		d := def("copy")
 		d.Namespace = "default"
 		var info v1.WorkloadInfo
-		return svc.Call(ctx, testutil.Connect(t, s), v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), v1.DeployRequest{Workload: d, Coordinator: by, Epoch: epoch}, &info)
+		return svc.Call(ctx, natsconn.Plain(testutil.Connect(t, s)), v1.ControlSubject("default", v1.VerbDeploy, bids[0].BidID), v1.DeployRequest{Workload: d, Coordinator: by, Epoch: epoch}, &info)
 	}
 	if err := deploy(other.ID(), 1); !v1.IsCode(err, v1.CodeConflict) {
 		t.Fatalf("a placement by a node that does not hold the lease: %v", err)
@@ -1172,7 +1173,7 @@ func TestTakeoverOfACopyStillHereRefused(t *testing.T) {
 		t.Fatalf("no bid of node %s in %+v", nodes[0].ID(), bids)
 	}
 	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: nodes[1].ID(), Revision: other.Revision, Reason: v1.TakeoverDrain}
-	err = svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
+	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
 	if !v1.IsCode(err, v1.CodeConflict) || !strings.Contains(err.Error(), "still has a copy") {
 		t.Fatalf("takeover of a workload the node still runs: %v, want a conflict naming its copy", err)
 	}
@@ -1375,7 +1376,7 @@ func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 		}
 	}
 	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
-	err = svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("moves"), Takeover: tk}, nil)
+	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("moves"), Takeover: tk}, nil)
 	if err == nil {
 		t.Fatal("the takeover whose start failed answered success")
 	}

@@ -21,7 +21,7 @@ const nexletCallTimeout = registry.CallTimeout
 const nexletGap = registry.CallGap
 
 func (n *Node) addService() error {
-	srv, err := svc.NewServer(n.nc, svc.Config{
+	srv, err := svc.NewServer(n.nc.Conn, svc.Config{
 		Config: micro.Config{
 			Name:        "nexd",
 			Version:     n.cfg.Version,

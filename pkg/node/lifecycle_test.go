@@ -15,6 +15,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/nexlet"
 	"github.com/nexrun/nex/pkg/nexlet/memory"
 	"github.com/nexrun/nex/pkg/node"
@@ -88,11 +89,11 @@ func TestStopWhileRequestsArrive(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 					switch i % 3 {
 					case 0:
-						_ = svc.Call(ctx, nc, v1.RegisterSubject(id), reg, nil)
+						_ = svc.Call(ctx, natsconn.Plain(nc), v1.RegisterSubject(id), reg, nil)
 					case 1:
-						_ = svc.Call(ctx, nc, v1.HeartbeatSubject(id, "gone"), v1.Heartbeat{NexletID: "gone"}, nil)
+						_ = svc.Call(ctx, natsconn.Plain(nc), v1.HeartbeatSubject(id, "gone"), v1.Heartbeat{NexletID: "gone"}, nil)
 					default:
-						_ = svc.Call(ctx, nc, v1.SystemSubject(v1.VerbLameduck, id), v1.LameduckRequest{Delay: v1.Duration(time.Hour)}, nil)
+						_ = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbLameduck, id), v1.LameduckRequest{Delay: v1.Duration(time.Hour)}, nil)
 					}
 					cancel()
 					hits.Add(1)
@@ -190,7 +191,7 @@ func TestPortProbeOutsideTheLock(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = svc.Call(ctx, nc, v1.ControlSubject("default", v1.VerbAuction), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Ports: []int{18080}}, nil)
+		_ = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbAuction), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Ports: []int{18080}}, nil)
 	}()
 	<-entered
 	info := make(chan v1.NodeInfo, 1)

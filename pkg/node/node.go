@@ -3,7 +3,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -24,6 +23,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/auction"
 	"github.com/nexrun/nex/pkg/node/cluster"
 	"github.com/nexrun/nex/pkg/node/copies"
@@ -182,8 +182,8 @@ func setDefault(d *time.Duration, v time.Duration) {
 
 // Node is a running nexd.
 type Node struct {
-	nc        *nats.Conn
-	nxc       *nats.Conn // asks the local nexlets (Config.NexletConn)
+	nc        *natsconn.Conn // watched (natsconn.Watch): a denied request fails at once
+	nxc       *natsconn.Conn // asks the local nexlets (Config.NexletConn), watched too
 	cfg       Config
 	log       *zap.Logger
 	startedAt time.Time
@@ -233,10 +233,15 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	}
 	xkeyPub, _ := xkey.PublicKey()
 	ctx, cancel := context.WithCancel(context.Background())
+	watched := natsconn.Watch(nc)
+	nxc := watched
+	if cfg.NexletConn != nil && cfg.NexletConn != nc {
+		nxc = natsconn.Watch(cfg.NexletConn)
+	}
 	n := &Node{
-		xkey: xkey, xkeyPub: xkeyPub, secretStore: secrets.New(cfg.SecretsKey, cfg.SecretsBucket, nc, xkey),
+		xkey: xkey, xkeyPub: xkeyPub, secretStore: secrets.New(cfg.SecretsKey, cfg.SecretsBucket, watched, xkey),
 		ctx: ctx, cancel: cancel,
-		nc: nc, nxc: cmp.Or(cfg.NexletConn, nc), cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
+		nc: watched, nxc: nxc, cfg: cfg, log: cfg.Logger.Named("node").With(zap.String("node_id", cfg.NodeID)),
 		startedAt: time.Now().UTC(),
 		done:      make(chan struct{}),
 		nexlets:   registry.New(cfg.HeartbeatInterval), idx: index.New(),

@@ -27,8 +27,8 @@ import (
 func (n *Node) wire() {
 	c := n.cfg
 	cs, shared := c.Store.(ClusterStore)
-	n.events = events.Publisher{Conn: n.nc, NodeID: c.NodeID}
-	n.announcer = &members.Announcer{Conn: n.nc, NodeID: c.NodeID, Name: c.Name, Members: n.members, Log: n.log, Back: &n.peerBack,
+	n.events = events.Publisher{Conn: n.nc.Conn, NodeID: c.NodeID}
+	n.announcer = &members.Announcer{Conn: n.nc.Conn, NodeID: c.NodeID, Name: c.Name, Members: n.members, Log: n.log, Back: &n.peerBack,
 		XKeys: func() []string {
 			var keys []string
 			for _, e := range n.nexlets.All(time.Now()) {

@@ -16,13 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
@@ -36,7 +36,7 @@ const movedRetention = time.Hour
 type Config struct {
 	NodeID         string
 	NodeLossWindow time.Duration
-	Conn           *nats.Conn           // auctions, deploys, stops, lists
+	Conn           *natsconn.Conn       // auctions, deploys, stops, lists
 	Store          records.ClusterStore // the records every node shares
 	SecretsKey     nkeys.KeyPair        // the cluster's --secrets-key (nil: none)
 	Members        *members.Members     // the nodes heard announcing themselves
@@ -359,9 +359,9 @@ func GroupAccept(ctx context.Context, cs records.ClusterStore, rec *records.Reco
 // through nc) and asks the winner to take it over; reseal, when set, seals the start request's values for the
 // winning bid's nexlet (a drain: the nexlet that can open them is there to ask). It
 // returns the node that runs the workload now.
-func MoveElsewhere(ctx context.Context, nc *nats.Conn, from string, rec *records.Record, reason string, accept func(v1.Bid) bool, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
+func MoveElsewhere(ctx context.Context, nc *natsconn.Conn, from string, rec *records.Record, reason string, accept func(v1.Bid) bool, reseal func(context.Context, v1.Bid) (json.RawMessage, error)) (string, error) {
 	def := rec.Definition
-	cl, err := client.New(nc, def.Namespace)
+	cl, err := client.On(nc, def.Namespace)
 	if err != nil {
 		return "", err
 	}

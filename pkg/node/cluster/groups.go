@@ -120,7 +120,7 @@ func (c *Coordinator) stopGroup(ctx context.Context, g *records.Group) (v1.Group
 		st.Pending = "its copies are stopped as the coordinator reaches them: " + records.StorageError(err, "read the copies").Error()
 		return st, nil
 	}
-	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
+	cl, _ := client.On(c.cfg.Conn, g.Definition.Namespace)
 	for node, recs := range byNode {
 		for _, rec := range recs {
 			_, err := cl.StopWorkload(ctx, rec.WorkloadID, v1.StopRequest{})
@@ -234,7 +234,7 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 // (client.RankBids). It returns the node.
 func (c *Coordinator) placeCopy(ctx context.Context, g *records.Group, byNode map[string][]*records.Record) (node, wid string, err error) {
 	def := g.Definition
-	cl, err := client.New(c.cfg.Conn, def.Namespace)
+	cl, err := client.On(c.cfg.Conn, def.Namespace)
 	if err != nil {
 		return "", "", err
 	}
@@ -304,7 +304,7 @@ var errNotCoordinator = v1.Errorf(v1.CodeUnavailable, "this node no longer holds
 
 // stopCopies stops n copies of g, from the nodes that run the most.
 func (c *Coordinator) stopCopies(ctx context.Context, g *records.Group, byNode map[string][]*records.Record, n int) {
-	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
+	cl, _ := client.On(c.cfg.Conn, g.Definition.Namespace)
 	for ; n > 0; n-- {
 		most := ""
 		for node, recs := range byNode {
@@ -328,7 +328,7 @@ func (c *Coordinator) stopCopies(ctx context.Context, g *records.Group, byNode m
 
 // nodeTags are the live nodes' tags, by node ID.
 func (c *Coordinator) nodeTags(ctx context.Context) map[string]map[string]string {
-	cl, _ := client.New(c.cfg.Conn, v1.SystemNamespace)
+	cl, _ := client.On(c.cfg.Conn, v1.SystemNamespace)
 	nodes, _ := cl.ListNodes(ctx)
 	out := map[string]map[string]string{}
 	for _, n := range nodes {
@@ -342,7 +342,7 @@ func (c *Coordinator) groupStatus(ctx context.Context, g *records.Group, pending
 	def := g.Definition
 	st := v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
 		MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Definition: &def, Copies: []v1.WorkloadInfo{}, Pending: pending}
-	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
+	cl, _ := client.On(c.cfg.Conn, g.Definition.Namespace)
 	list, err := cl.ListWorkloads(ctx, "")
 	if err != nil {
 		return st, err
@@ -495,7 +495,7 @@ func (c *Coordinator) stopOrphans(ctx context.Context, groups []*records.Group, 
 			if d.Group == "" || r.Desired != records.DesiredRunning || exists[d.Namespace+"/"+d.Group] {
 				continue
 			}
-			cl, _ := client.New(c.cfg.Conn, d.Namespace)
+			cl, _ := client.On(c.cfg.Conn, d.Namespace)
 			if _, err := cl.StopWorkload(ctx, r.WorkloadID, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
 				if err := c.markStopping(ctx, node, r.WorkloadID); err != nil {
 					c.log.Warn("stop a copy of a group that is gone", zap.String("workload_id", r.WorkloadID), zap.Error(err))

@@ -190,7 +190,7 @@ func (c *Coordinator) startRollout(ctx context.Context, g *records.Group, k int,
 		done(nil)
 		return
 	}
-	cl, _ := client.New(c.cfg.Conn, g.Definition.Namespace)
+	cl, _ := client.On(c.cfg.Conn, g.Definition.Namespace)
 	job := &rollout{ctx: ctx, g: g, k: k, cl: cl, surge: *g, byNode: byNode, olds: olds, done: done, log: c.log}
 	job.surge.MaxPerNode += k
 	c.jobs[g.ID] = job

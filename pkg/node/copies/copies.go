@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"github.com/nexrun/nex/pkg/node/room"
@@ -36,7 +35,7 @@ type Host interface {
 // Config wires a Copies.
 type Config struct {
 	room.Base
-	Conn *nats.Conn // asks the local nexlets
+	Conn *natsconn.Conn // asks the local nexlets
 	Host Host
 }
 

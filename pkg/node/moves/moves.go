@@ -11,9 +11,8 @@ package moves
 import (
 	"context"
 
-	"github.com/nats-io/nats.go"
-
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/copies"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/room"
@@ -39,7 +38,7 @@ type Host interface {
 // Config wires a Moves.
 type Config struct {
 	room.Base
-	Conn    *nats.Conn     // the node's connection: auctions of other nodes
+	Conn    *natsconn.Conn // the node's connection: auctions of other nodes
 	Secrets *secrets.Store // nil without a secrets key
 	Copies  *copies.Copies
 	Host    Host

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
@@ -30,7 +31,7 @@ const Ref = "secret://"
 // if it could not be at start).
 type Store struct {
 	key  nkeys.KeyPair
-	nc   *nats.Conn
+	nc   *natsconn.Conn
 	seal nkeys.KeyPair // seals a resolved secret for a nexlet (the node's own xkey)
 	mu   sync.Mutex
 	kv   jetstream.KeyValue // nil until opened
@@ -39,7 +40,7 @@ type Store struct {
 // New returns the store of a node with the cluster's secrets key (nil without one: the
 // node has no store, and refuses secret references); kv may be nil (opened when first
 // needed, through nc). sealer seals a secret for the nexlet that runs its workload.
-func New(key nkeys.KeyPair, kv jetstream.KeyValue, nc *nats.Conn, sealer nkeys.KeyPair) *Store {
+func New(key nkeys.KeyPair, kv jetstream.KeyValue, nc *natsconn.Conn, sealer nkeys.KeyPair) *Store {
 	if key == nil {
 		return nil
 	}
@@ -53,7 +54,7 @@ func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.kv == nil { // not opened at start: open it now, and again next time if this fails
-		kv, err := OpenBucket(ctx, s.nc, 1)
+		kv, err := OpenBucket(ctx, s.nc.Conn, 1)
 		if err != nil {
 			return nil, v1.Errorf(v1.CodeUnavailable, "secret store (needs JetStream): %v", err)
 		}

@@ -15,11 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/history"
 	"github.com/nexrun/nex/pkg/node/members"
 	"github.com/nexrun/nex/pkg/node/records"
@@ -48,7 +48,7 @@ type Counters struct {
 type Config struct {
 	room.Base
 	Members  *members.Members
-	Conn     *nats.Conn       // asks the local nexlets
+	Conn     *natsconn.Conn   // asks the local nexlets
 	History  *history.History // each namespace's streams, made before its first workload
 	Secrets  *secrets.Store   // nil without a secrets key
 	Minter   creds.Minter
