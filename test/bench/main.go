@@ -61,6 +61,12 @@ type env struct {
 	dir  string
 	nc   *nats.Conn
 	kids []*exec.Cmd
+	// nodeEnv is added to the environment of the nodes started from here on
+	// (NEX_WORKLOAD_UIDS=none: workloads as the node's own user).
+	nodeEnv []string
+	// isolation is how the last node started keeps its workloads apart (v1.IsolationUID:
+	// each a user of its own, sandboxed; "none": as the node's user).
+	isolation string
 }
 
 func main() {
@@ -77,6 +83,7 @@ func main() {
 		{"footprint", footprint},
 		{"start-cli", startCLI},
 		{"start-client", startClient},
+		{"start-shared", startShared},
 		{"throughput", throughput},
 		{"no-placement", noPlacement},
 		{"stop", stopLatency},
@@ -192,6 +199,12 @@ func cpuModel() string {
 func newEnv(bin string) (*env, error) {
 	dir, err := os.MkdirTemp(benchDir, "nexbench")
 	if err != nil {
+		return nil, err
+	}
+	// MkdirTemp makes it 0700: other users could not pass through to their workdirs, so a
+	// node run as root would start workloads as its own user, not sandboxed, as it does
+	// in production (/var/lib/nex): measure what production runs
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "js"), NoSigs: true, NoLog: true})
