@@ -1,5 +1,7 @@
 package node
 
+import "time"
+
 // RenewCreds runs one round of workload credential renewal now.
 func (n *Node) RenewCreds() { n.work.RenewCreds() }
 
@@ -9,4 +11,11 @@ func (n *Node) LeaseRanOut() {
 	if n.coord != nil {
 		n.coord.LeaseRanOut()
 	}
+}
+
+// WithRescan makes the coordinator of a node made with c look again at every record
+// every d (see cluster.RescanEvery) instead of every 30 s.
+func WithRescan(c Config, d time.Duration) Config {
+	c.rescan = d
+	return c
 }

@@ -98,6 +98,9 @@ type Config struct {
 	// RequireIsolation names the namespaces ("*": every one) whose workloads this node
 	// runs only on a nexlet that isolates them (v1.IsolationUID); the rest it declines.
 	RequireIsolation []string
+	// rescan is how often the coordinator looks again at every record (0:
+	// cluster.RescanEvery); tests shorten it (WithRescan in export_test.go).
+	rescan time.Duration
 	// Memory and CPUs are what the node offers its workloads, reserve included
 	// (0: the machine's, MemTotal of /proc/meminfo and runtime.NumCPU()).
 	Memory v1.ByteSize

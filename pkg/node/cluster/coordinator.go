@@ -43,6 +43,9 @@ type Config struct {
 	Host           Host
 	Log            *zap.Logger
 	WG             *sync.WaitGroup // the node's: every goroutine the coordinator starts is in it
+	// Rescan is how often the coordinator looks again at what it read of every record
+	// and group (0: RescanEvery); tests shorten it.
+	Rescan time.Duration
 }
 
 // Host is what the coordinator asks of the node it runs in.
@@ -90,8 +93,11 @@ type Coordinator struct {
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
 	groupsSeen   time.Time         // the last round that found a group, or the last group operation
 
-	owners  map[string]int // nodes with records, from the last full scan
-	scanned time.Time      // that scan
+	owners     map[string]int               // nodes with records, from the last full scan
+	scanned    time.Time                    // that scan
+	scannedRev uint64                       // the state's revision before it (records.StateRevision)
+	allRecs    map[string][]*records.Record // every record, from the last read of them all (not changed by any reader)
+	allRev     uint64                       // the state's revision before that read
 }
 
 // New returns the coordinator of a node whose records are in cfg.Store; ctx ends when
@@ -226,20 +232,34 @@ func (c *Coordinator) isLost(node string, now time.Time) bool {
 	return now.Sub(seen) > c.cfg.NodeLossWindow
 }
 
-// rescanEvery is how often the coordinator reads every key of the state bucket to find
-// nodes that have records but were never heard of (a node that never came back after
-// this one started coordinating); nodes it hears announce are watched every second.
-const rescanEvery = 30 * time.Second
+// RescanEvery is how often the coordinator looks again at every key of the state bucket
+// to find nodes that have records but were never heard of (a node that never came back
+// after this one started coordinating), and at every record for copies of groups that are
+// gone; nodes it hears announce are watched every second. It reads them again only when
+// something was written since (records.StateRevision).
+const RescanEvery = 30 * time.Second
+
+// rescanEvery is Config.Rescan, or RescanEvery.
+func (c *Coordinator) rescanEvery() time.Duration { return cmp.Or(c.cfg.Rescan, RescanEvery) }
 
 // round looks at the records of every lost node once and moves what they should run. It
 // reads only lost nodes' records: a cluster whose nodes all answer costs no reads.
 func (c *Coordinator) round(ctx context.Context) {
 	now := time.Now()
-	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > rescanEvery {
-		if nodes, err := c.cs.Nodes(ctx); err == nil {
+	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > c.rescanEvery() {
+		// the keys are read again only when something was written since: at idle a scan
+		// costs one read, not one message per record
+		rev, err := c.cs.StateRevision(ctx)
+		if err == nil && rev == c.scannedRev && !c.scanned.Before(c.since()) {
+			c.scanned = now
+		} else if nodes, err2 := c.cs.Nodes(ctx); err2 == nil {
 			c.owners, c.scanned = nodes, now
+			c.scannedRev = rev
+			if err != nil {
+				c.scannedRev = 0 // unknown: read them again next time
+			}
 		} else {
-			c.log.Warn("read the cluster's records", zap.Error(err))
+			c.log.Warn("read the cluster's records", zap.Error(err2))
 		}
 	}
 	candidates := map[string]bool{}

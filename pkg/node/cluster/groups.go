@@ -411,7 +411,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 	if len(groups) > 0 {
 		c.groupsSeen = time.Now()
-	} else if time.Since(c.groupsSeen) > rescanEvery && time.Since(c.orphansAt) < rescanEvery {
+	} else if time.Since(c.groupsSeen) > c.rescanEvery() && time.Since(c.orphansAt) < c.rescanEvery() {
 		// no group to count, and none for a while: only a copy of a group that is gone
 		// could need stopping, which a read of every record now and then finds (reading
 		// them all every 3 s was most of an idle node's work: 100 gets every 3 s at 100
@@ -419,7 +419,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 		// as before.
 		return
 	}
-	all, err := c.cs.All(ctx) // once for every group
+	all, err := c.allRecords(ctx) // once for every group
 	if err != nil {
 		return
 	}
@@ -436,15 +436,36 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 }
 
+// allRecords reads every node's records, or returns those it read last when nothing in
+// the state was written since (records.StateRevision): at idle, one read where reading
+// them all is one per record. What it returns is shared: its readers do not change it.
+func (c *Coordinator) allRecords(ctx context.Context) (map[string][]*records.Record, error) {
+	rev, err := c.cs.StateRevision(ctx)
+	if err == nil && rev != 0 && rev == c.allRev && c.allRecs != nil {
+		return c.allRecs, nil
+	}
+	all, err2 := c.cs.All(ctx)
+	if err2 != nil {
+		return nil, err2
+	}
+	c.allRecs, c.allRev = all, rev
+	if err != nil {
+		c.allRecs, c.allRev = nil, 0
+	}
+	return all, nil
+}
+
 // listGroups lists every group, from the store when a group's record was written since
-// the last listing (or it is rescanEvery old), else as that listing found them: one read
-// of the last write's sequence every groupsEvery, where a listing costs a consumer.
+// the last listing (or this is a new term as coordinator), else as that listing found
+// them: one read of the last write's sequence every groupsEvery, where a listing costs a
+// consumer. The revision is read before the listing, so a write the listing may have
+// missed changes it.
 func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) {
 	rev, err := c.cs.GroupsRevision(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if rev == c.groupsRev && time.Since(c.groupsListed) < rescanEvery {
+	if rev == c.groupsRev && c.groupsListed.After(c.since()) {
 		return c.groupsCache, nil
 	}
 	groups, err := c.cs.Groups(ctx)

@@ -53,6 +53,8 @@ type ClusterStore interface {
 	DeleteGroup(ctx context.Context, ns, id string) error
 	// GroupsRevision changes whenever a group's record is written or removed.
 	GroupsRevision(ctx context.Context) (uint64, error)
+	// StateRevision changes whenever anything in the state bucket is written or removed.
+	StateRevision(ctx context.Context) (uint64, error)
 }
 
 // ErrNotStored means a record is not in the store.

@@ -63,6 +63,22 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 // While it stays the same, so do the groups: a coordinator reads them again only when it
 // changes (listing them every 3 s was most of what an idle coordinator did).
 func (s *KVStore) GroupsRevision(ctx context.Context) (uint64, error) {
+	return s.lastWrite(ctx, allGroups)
+}
+
+// StateRevision is the stream sequence of the last write to the state bucket: to any
+// record, group or claim (a removal writes too), read from the stream's leader; 0: there
+// never was one. While it stays the same, so does every record, and what was read of
+// them still holds: a coordinator reads them all again only when it changed (reading
+// every record every 30 s was work an idle node did in proportion to its workloads).
+func (s *KVStore) StateRevision(ctx context.Context) (uint64, error) {
+	return s.lastWrite(ctx, ">")
+}
+
+// lastWrite is the stream sequence of the last write to a key that filter matches (0:
+// none). The bucket keeps one message per key and every removal writes a marker, so the
+// last message is the last write.
+func (s *KVStore) lastWrite(ctx context.Context, filter string) (uint64, error) {
 	s.stream.mu.Lock()
 	st := s.stream.st
 	s.stream.mu.Unlock()
@@ -80,7 +96,7 @@ func (s *KVStore) GroupsRevision(ctx context.Context) (uint64, error) {
 			s.stream.mu.Unlock()
 		}
 	}
-	m, err := st.GetLastMsgForSubject(ctx, "$KV."+s.kv.Bucket()+"."+allGroups)
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+s.kv.Bucket()+"."+filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
