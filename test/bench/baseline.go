@@ -38,7 +38,7 @@ type ComparisonReport struct {
 
 // defaultCompared are the scenarios a --baseline run measures when --only names none:
 // the control plane's round trips, the CLI's own start and an idle node.
-var defaultCompared = []string{"version", "start-cli", "start-client", "stop", "list", "idle"}
+var defaultCompared = []string{"version", "start-cli", "start-client", "start-shared", "stop", "list", "idle"}
 
 // compare runs each scenario rounds times on this build's binaries (bin) and as often on
 // the baseline's (base), interleaved: a round runs every scenario on both, this build
