@@ -93,17 +93,17 @@ type Coordinator struct {
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
 	groupsSeen   time.Time         // the last round that found a group, or the last group operation
 
-	owners     map[string]int               // nodes with records, from the last full scan
-	scanned    time.Time                    // that scan
-	scannedRev uint64                       // the state's revision before it (records.StateRevision)
-	allRecs    map[string][]*records.Record // every record, from the last read of them all (not changed by any reader)
-	allRev     uint64                       // the state's revision before that read
+	owners     map[string]int // nodes with records, from the last full scan
+	scanned    time.Time      // that scan
+	scannedRev uint64         // the state's revision before it (records.StateRevision)
+	state      stateCache     // every record, from the last read of them all
+	rescan     time.Duration  // Config.Rescan, or RescanEvery
 }
 
 // New returns the coordinator of a node whose records are in cfg.Store; ctx ends when
 // the node stops. It does nothing until Run.
 func New(ctx context.Context, cfg Config) *Coordinator {
-	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"),
+	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"), rescan: cmp.Or(cfg.Rescan, RescanEvery),
 		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{},
 		ops: make(chan groupOp), jobs: map[string]*rollout{}, waiting: map[string][]groupOp{}, resumes: map[string]time.Time{}}
 }
@@ -239,14 +239,11 @@ func (c *Coordinator) isLost(node string, now time.Time) bool {
 // something was written since (records.StateRevision).
 const RescanEvery = 30 * time.Second
 
-// rescanEvery is Config.Rescan, or RescanEvery.
-func (c *Coordinator) rescanEvery() time.Duration { return cmp.Or(c.cfg.Rescan, RescanEvery) }
-
 // round looks at the records of every lost node once and moves what they should run. It
 // reads only lost nodes' records: a cluster whose nodes all answer costs no reads.
 func (c *Coordinator) round(ctx context.Context) {
 	now := time.Now()
-	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > c.rescanEvery() {
+	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > c.rescan {
 		// the keys are read again only when something was written since: at idle a scan
 		// costs one read, not one message per record
 		rev, err := c.cs.StateRevision(ctx)

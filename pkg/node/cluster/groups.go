@@ -411,7 +411,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 	if len(groups) > 0 {
 		c.groupsSeen = time.Now()
-	} else if time.Since(c.groupsSeen) > c.rescanEvery() && time.Since(c.orphansAt) < c.rescanEvery() {
+	} else if time.Since(c.groupsSeen) > c.rescan && time.Since(c.orphansAt) < c.rescan {
 		// no group to count, and none for a while: only a copy of a group that is gone
 		// could need stopping, which a read of every record now and then finds (reading
 		// them all every 3 s was most of an idle node's work: 100 gets every 3 s at 100
@@ -419,7 +419,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 		// as before.
 		return
 	}
-	all, err := c.allRecords(ctx) // once for every group
+	all, err := c.state.read(ctx, c.cs) // once for every group
 	if err != nil {
 		return
 	}
@@ -436,21 +436,27 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 }
 
-// allRecords reads every node's records, or returns those it read last when nothing in
-// the state was written since (records.StateRevision): at idle, one read where reading
-// them all is one per record. What it returns is shared: its readers do not change it.
-func (c *Coordinator) allRecords(ctx context.Context) (map[string][]*records.Record, error) {
-	rev, err := c.cs.StateRevision(ctx)
-	if err == nil && rev != 0 && rev == c.allRev && c.allRecs != nil {
-		return c.allRecs, nil
+// stateCache is what the coordinator read of every node's records, and the state's
+// revision (records.StateRevision) before it read them.
+type stateCache struct {
+	rev uint64
+	all map[string][]*records.Record // shared: its readers do not change it
+}
+
+// read reads every node's records, or returns those it read last when nothing in the
+// state was written since: at idle, one read where reading them all is one per record.
+func (s *stateCache) read(ctx context.Context, cs records.ClusterStore) (map[string][]*records.Record, error) {
+	rev, err := cs.StateRevision(ctx)
+	if err == nil && rev != 0 && rev == s.rev && s.all != nil {
+		return s.all, nil
 	}
-	all, err2 := c.cs.All(ctx)
+	all, err2 := cs.All(ctx)
 	if err2 != nil {
 		return nil, err2
 	}
-	c.allRecs, c.allRev = all, rev
+	s.all, s.rev = all, rev
 	if err != nil {
-		c.allRecs, c.allRev = nil, 0
+		s.all, s.rev = nil, 0 // the revision is unknown: read them again next time
 	}
 	return all, nil
 }
