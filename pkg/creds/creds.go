@@ -76,7 +76,7 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 // request (a reply by allow_responses is bound to the connection the request came in on;
 // nexlet-native reconnects whenever nexd renews its credentials). No user's prefix takes
 // this shape (UserInboxPrefix is "_INBOX_" + name), and no nexlet may subscribe to it.
-func NodeInboxPrefix(nodeID string) string { return "_NEXNODE_" + nodeID }
+func NodeInboxPrefix(nodeID string) string { return v1.NodeInboxPrefix(nodeID) }
 
 // NexletPermissions give a nexlet its node's internal subjects, the feeds it publishes
 // (and the history stores' acks), its micro-service discovery, its inbox and answers into
@@ -85,10 +85,10 @@ func NodeInboxPrefix(nodeID string) string { return "_NEXNODE_" + nodeID }
 func NexletPermissions(nodeID string) jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
-			"$NEX.NODE.v1." + nodeID + ".>", NodeInboxPrefix(nodeID) + ".>",
+			v1.NodeWildcard(nodeID), NodeInboxPrefix(nodeID) + ".>",
 			v1.LogSubject("*", "*"), v1.EventSubject("*", "*"), v1.LogHistorySubject("*", "*"),
 		}},
-		Sub:  jwt.Permission{Allow: jwt.StringList{"$NEX.NODE.v1." + nodeID + ".>", "$SRV.>", "_INBOX.>"}},
+		Sub:  jwt.Permission{Allow: jwt.StringList{v1.NodeWildcard(nodeID), "$SRV.>", "_INBOX.>"}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
 }
@@ -237,7 +237,7 @@ func (Dev) Isolated() bool { return false }
 func TenantPermissions(ns, user string) jwt.Permissions {
 	obj := "OBJ_" + v1.BundleBucket(ns)
 	pub := jwt.StringList{
-		"$NEX.SVC.v1." + ns + ".>",
+		v1.NamespaceWildcard(ns),
 		"$JS.API.INFO",
 	}
 	for _, st := range []string{v1.LogsStream(ns), v1.EventsStream(ns)} {
@@ -260,7 +260,7 @@ func TenantPermissions(ns, user string) jwt.Permissions {
 	)
 	return jwt.Permissions{
 		Pub:  jwt.Permission{Allow: pub},
-		Sub:  jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", "$NEX.FEED." + ns + ".>"}},
+		Sub:  jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", v1.FeedWildcard(ns)}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
 }

@@ -210,14 +210,15 @@ func Definition(nf *Nexfile, o Overrides) (v1.WorkloadDefinition, error) {
 		missing = append(missing, "start_request (--start-request)")
 	}
 	if len(missing) > 0 {
-		where := "the Nexfile"
-		if nf == nil {
-			where = "a Nexfile (none given with --nexfile, no ./Nexfile here)"
-			if _, err := os.Stat("Nexfile"); err == nil {
-				where = "a Nexfile (./Nexfile is not read when --type or --start-request is given: name it with --nexfile)"
-			}
+		if nf != nil {
+			return d, fmt.Errorf("%w: missing %s; give them in the Nexfile or as flags", ErrInvalid, strings.Join(missing, ", "))
 		}
-		return d, fmt.Errorf("%w: missing %s; give them in %s or as flags", ErrInvalid, strings.Join(missing, ", "), where)
+		where := "none given with --nexfile, no ./Nexfile here"
+		if _, err := os.Stat("Nexfile"); err == nil {
+			where = "./Nexfile is not read when --type or --start-request is given: name it with --nexfile"
+		}
+		// no Nexfile was read: the error is not a Nexfile's, though it is ErrInvalid
+		return d, incomplete(fmt.Sprintf("the workload is not fully defined: missing %s; give them as flags or in a Nexfile (%s)", strings.Join(missing, ", "), where))
 	}
 	return d, nil
 }

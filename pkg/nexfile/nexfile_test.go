@@ -65,8 +65,10 @@ func TestDefinitionOverrides(t *testing.T) {
 	if nf.Tags["region"] != "lab" {
 		t.Fatal("override changed the Nexfile")
 	}
-	if _, err := Definition(nil, Overrides{Name: "x"}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("missing fields accepted: %v", err)
+	// without a Nexfile, what is missing is named by its flag, and no Nexfile is blamed
+	if _, err := Definition(nil, Overrides{Name: "x"}); !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "invalid Nexfile") ||
+		!strings.Contains(err.Error(), "missing type (--type), lifecycle (--lifecycle), start_request (--start-request)") {
+		t.Fatalf("missing fields: %v", err)
 	}
 	if _, err := Definition(nil, Overrides{Name: "x", Type: "native", Lifecycle: "job", StartRequest: "{"}); !v1.IsCode(err, v1.CodeBadRequest) ||
 		strings.Contains(err.Error(), "Nexfile") || !strings.Contains(err.Error(), "--start-request is not valid JSON: unexpected end of JSON input") {

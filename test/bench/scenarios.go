@@ -244,7 +244,7 @@ func logs(e *env) ([]Result, error) {
 	var first, last atomic.Int64
 	done := make(chan struct{})
 	var expect int64 = 1
-	sub, err := nc.Subscribe("$NEX.FEED.bench.logs.>", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(v1.LogSubject("bench", ">"), func(m *nats.Msg) {
 		now := time.Now().UnixNano()
 		first.CompareAndSwap(0, now)
 		lines, _ := testutil.FeedLines(m) // one line, or a burst of them

@@ -373,7 +373,7 @@ func whoRuns(prefix string) string {
 			for _, kv := range strings.Split(string(env), "\x00") {
 				if v, ok := strings.CutPrefix(kv, v1.EnvWorkloadID+"="); ok {
 					wid = v
-				} else if v, ok := strings.CutPrefix(kv, "NATS_URL="); ok {
+				} else if v, ok := strings.CutPrefix(kv, v1.EnvNATSURL+"="); ok {
 					url = v
 				}
 			}

@@ -193,8 +193,8 @@ func credsNamespace(path string) string {
 		return ""
 	}
 	for _, s := range uc.Permissions.Pub.Allow {
-		if ns, ok := strings.CutPrefix(s, "$NEX.SVC.v1."); ok && strings.HasSuffix(ns, ".>") {
-			return strings.TrimSuffix(ns, ".>")
+		if ns, ok := v1.NamespaceOfWildcard(s); ok {
+			return ns
 		}
 	}
 	return ""

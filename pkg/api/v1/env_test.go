@@ -18,7 +18,7 @@ import (
 // third-party nexlet that reads them here gives its workloads what native gives.
 func TestEnvNamesLiveHere(t *testing.T) {
 	names := []string{v1.EnvNodeID, v1.EnvNexletID, v1.EnvWorkloadID, v1.EnvWorkloadName, v1.EnvNamespace,
-		v1.EnvNATSCreds, v1.EnvInboxPrefix, v1.EnvTriggerSubject}
+		v1.EnvNATSCreds, v1.EnvInboxPrefix, v1.EnvTriggerSubject, v1.EnvNATSURL}
 	root := filepath.Join("..", "..", "..")
 	checked := 0
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -46,6 +46,10 @@ func TestEnvNamesLiveHere(t *testing.T) {
 				return true
 			}
 			s, _ := strconv.Unquote(lit.Value)
+			// every subject, and the node's inbox prefix, is built in subjects.go
+			if strings.Contains(s, "$NEX.") || strings.Contains(s, "_NEXNODE_") {
+				t.Errorf("%s spells the subject %q: build it with a function of pkg/api/v1/subjects.go", path, s)
+			}
 			for _, name := range names {
 				if s == name || strings.HasPrefix(s, name+"=") {
 					t.Errorf("%s spells %q: use v1's constant", path, s)

@@ -140,6 +140,30 @@ func ControlSubject(ns, verb string, id ...string) string {
 	return s
 }
 
+// NamespaceWildcard matches every control subject of namespace ns ($NEX.SVC.v1.<ns>.>):
+// what a tenant's credentials may publish to.
+func NamespaceWildcard(ns string) string { return svcPrefix + ns + ".>" }
+
+// NamespaceOfWildcard is the namespace a NamespaceWildcard names, if s is one.
+func NamespaceOfWildcard(s string) (ns string, ok bool) {
+	ns, ok = strings.CutPrefix(s, svcPrefix)
+	if !ok || !strings.HasSuffix(ns, ".>") {
+		return "", false
+	}
+	return strings.TrimSuffix(ns, ".>"), true
+}
+
+// NodeWildcard matches every subject of node nodeID ($NEX.NODE.v1.<node>.>): its nexlets'
+// endpoints, registrations, heartbeats and announcements.
+func NodeWildcard(nodeID string) string { return nodePrefix + nodeID + ".>" }
+
+// FeedWildcard matches every feed of namespace ns ($NEX.FEED.<ns>.>): its logs and events.
+func FeedWildcard(ns string) string { return feedPrefix + ns + ".>" }
+
+// NodeInboxPrefix is the inbox prefix of a node's connection to its nexlets
+// (_NEXNODE_<node>): its nexlets may publish their answers under it.
+func NodeInboxPrefix(nodeID string) string { return "_NEXNODE_" + nodeID }
+
 // ControlWildcard is the subject a node subscribes to for verb in every namespace.
 func ControlWildcard(verb string, withID bool) string {
 	s := svcPrefix + "*.control." + verb
