@@ -49,7 +49,7 @@ func TestIdleCoordinatorIsQuiet(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE.KV_" + node.KVBucket + ".*.$KV." + node.KVBucket + ".groups.>": &listings,
 		// a listing of the keys (which nodes have records) is a consumer too
 		"$JS.API.CONSUMER.CREATE.KV_" + node.KVBucket + ".>": &consumers,
-		"$KV." + node.LeaseBucket + ".>": &renewals,
+		"$KV." + node.LeaseBucket + ".>":                     &renewals,
 	} {
 		if _, err := watch.Subscribe(subject, func(*nats.Msg) { count.Add(1) }); err != nil {
 			t.Fatal(err)
