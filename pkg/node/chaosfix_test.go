@@ -968,16 +968,26 @@ func TestOpeningBucketsChangesNoStream(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	first := kvStore(t, nc, nodeID(t)).(*node.KVStore)
-	if _, err := first.Lease(ctx, "coordinator", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	// the first node makes both buckets, and updates each stream once (direct gets off):
+	// the server sends those advisories when it gets to them, so they are waited for
+	// before the others open the buckets (a CI run saw the lease's arrive late)
 	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	first := kvStore(t, nc, nodeID(t)).(*node.KVStore)
+	if _, err := first.Lease(ctx, "coordinator", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for want := map[string]bool{"KV_" + node.KVBucket: true, "KV_" + node.LeaseBucket: true}; len(want) > 0; {
+		m, err := updates.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the first node's updates of %v: %v", want, err)
+		}
+		delete(want, m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
 	}
 	for range 2 {
 		other := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
