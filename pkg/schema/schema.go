@@ -3,7 +3,9 @@
 package schema
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,9 +29,16 @@ var defaultRegistry = NewRegistry()
 // Validate checks doc against schemaJSON using the process-wide registry.
 func Validate(schemaJSON, doc []byte) error { return defaultRegistry.Validate(schemaJSON, doc) }
 
-// Compile returns the compiled schema, compiling it once per distinct content.
+// Compile returns the compiled schema, compiling it once per distinct content: the same
+// schema with other whitespace is the same (a nexlet's schema comes compacted by JSON
+// encoding in its bid, where the CLI has it as the file, indented: a start compiled it
+// twice).
 func (r *Registry) Compile(schemaJSON []byte) (*gojsonschema.Schema, error) {
+	var compact bytes.Buffer
 	key := sha256.Sum256(schemaJSON)
+	if json.Compact(&compact, schemaJSON) == nil {
+		key = sha256.Sum256(compact.Bytes())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.schemas[key]; ok {

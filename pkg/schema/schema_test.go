@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -62,5 +64,33 @@ func BenchmarkValidateNative(b *testing.B) {
 		if err := Validate(s, doc); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A schema is compiled once, whatever its whitespace: a nexlet's comes compacted in its
+// bid, the CLI's is the indented file.
+func TestSchemaCompiledOnceWhateverItsWhitespace(t *testing.T) {
+	indented, err := schemas.StartRequest("native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, indented); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(compact.Bytes(), indented) {
+		t.Fatal("the shipped schema is compact already: this test shows nothing")
+	}
+	r := NewRegistry()
+	a, err := r.Compile(indented)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Compile(compact.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatal("the same schema, compacted, was compiled again")
 	}
 }
