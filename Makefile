@@ -24,10 +24,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS) -s -w" -o bin/ ./cmd/nex
 
 ## run: a working node on this machine: embedded NATS on 127.0.0.1:4222 with JetStream,
-## the native nexlet, data in ./.nexdata. Ctrl+C stops it.
+## the native nexlet, data in ./.nexdata. Ctrl+C stops it. ARGS go to `nex node up`
+## (e.g. ARGS='--embedded.listen 127.0.0.1:4223' when 4222 is taken); DATA moves the data.
 run: build
 	@echo "open the console: ./bin/nex ui   (in another terminal, once the node is up)"
-	./bin/nex node up --embedded --data-dir "$(DATA)"
+	./bin/nex node up --embedded --data-dir "$(DATA)" $(ARGS)
 
 FUZZTIME ?= 5s
 FUZZ_TARGETS := FuzzValidateToken:./pkg/api/v1 FuzzDecodeRequests:./pkg/api/v1 FuzzParse:./pkg/nexfile FuzzValidateNative:./pkg/schema
