@@ -32,23 +32,28 @@ func Validate(schemaJSON, doc []byte) error { return defaultRegistry.Validate(sc
 // Compile returns the compiled schema, compiling it once per distinct content: the same
 // schema with other whitespace is the same (a nexlet's schema comes compacted by JSON
 // encoding in its bid, where the CLI has it as the file, indented: a start compiled it
-// twice).
+// twice). Bytes seen before are found by their hash alone; only new bytes are compacted.
 func (r *Registry) Compile(schemaJSON []byte) (*gojsonschema.Schema, error) {
-	var compact bytes.Buffer
 	key := sha256.Sum256(schemaJSON)
-	if json.Compact(&compact, schemaJSON) == nil {
-		key = sha256.Sum256(compact.Bytes())
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.schemas[key]; ok {
+		return s, nil
+	}
+	var compact bytes.Buffer
+	same := key
+	if json.Compact(&compact, schemaJSON) == nil {
+		same = sha256.Sum256(compact.Bytes())
+	}
+	if s, ok := r.schemas[same]; ok {
+		r.schemas[key] = s
 		return s, nil
 	}
 	s, err := gojsonschema.NewSchema(gojsonschema.NewBytesLoader(schemaJSON))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSchema, err)
 	}
-	r.schemas[key] = s
+	r.schemas[key], r.schemas[same] = s, s
 	return s, nil
 }
 

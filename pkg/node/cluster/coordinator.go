@@ -93,11 +93,11 @@ type Coordinator struct {
 	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
 	groupsSeen   time.Time         // the last round that found a group, or the last group operation
 
-	owners     map[string]int // nodes with records, from the last full scan
-	scanned    time.Time      // that scan
-	scannedRev uint64         // the state's revision before it (records.StateRevision)
-	state      stateCache     // every record, from the last read of them all
-	rescan     time.Duration  // Config.Rescan, or RescanEvery
+	owners     map[string]int                           // nodes with records, from the last full scan
+	scanned    time.Time                                // that scan
+	ownersRead sinceWrite[map[string]int]               // owners as last read
+	allRecs    sinceWrite[map[string][]*records.Record] // every record, from the last read of them all
+	rescan     time.Duration                            // Config.Rescan, or RescanEvery
 }
 
 // New returns the coordinator of a node whose records are in cfg.Store; ctx ends when
@@ -244,19 +244,15 @@ const RescanEvery = 30 * time.Second
 func (c *Coordinator) round(ctx context.Context) {
 	now := time.Now()
 	if c.scanned.Before(c.since()) || now.Sub(c.scanned) > c.rescan {
-		// the keys are read again only when something was written since: at idle a scan
-		// costs one read, not one message per record
-		rev, err := c.cs.StateRevision(ctx)
-		if err == nil && rev == c.scannedRev && !c.scanned.Before(c.since()) {
-			c.scanned = now
-		} else if nodes, err2 := c.cs.Nodes(ctx); err2 == nil {
+		// the keys are read again only when something was written since (and at the start
+		// of a term): at idle a scan costs one read, not one message per record
+		if c.scanned.Before(c.since()) {
+			c.ownersRead.held = false
+		}
+		if nodes, err := c.ownersRead.read(ctx, c.cs, c.cs.Nodes); err == nil {
 			c.owners, c.scanned = nodes, now
-			c.scannedRev = rev
-			if err != nil {
-				c.scannedRev = 0 // unknown: read them again next time
-			}
 		} else {
-			c.log.Warn("read the cluster's records", zap.Error(err2))
+			c.log.Warn("read the cluster's records", zap.Error(err))
 		}
 	}
 	candidates := map[string]bool{}

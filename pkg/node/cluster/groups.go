@@ -419,7 +419,7 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 		// as before.
 		return
 	}
-	all, err := c.state.read(ctx, c.cs) // once for every group
+	all, err := c.allRecs.read(ctx, c.cs, c.cs.All) // once for every group
 	if err != nil {
 		return
 	}
@@ -436,29 +436,29 @@ func (c *Coordinator) reconcileGroups(ctx context.Context) {
 	}
 }
 
-// stateCache is what the coordinator read of every node's records, and the state's
-// revision (records.StateRevision) before it read them.
-type stateCache struct {
-	rev uint64
-	all map[string][]*records.Record // shared: its readers do not change it
+// sinceWrite is what the coordinator read of the state (every record, or which nodes hold
+// records), kept with the state's revision (records.StateRevision) before it was read:
+// while the revision stays the same, so does what was read, and it is not read again (at
+// idle, one request where reading it all is one per record).
+type sinceWrite[T any] struct {
+	rev  uint64
+	val  T // shared with the coordinator: nothing else holds it
+	held bool
 }
 
-// read reads every node's records, or returns those it read last when nothing in the
-// state was written since: at idle, one read where reading them all is one per record.
-func (s *stateCache) read(ctx context.Context, cs records.ClusterStore) (map[string][]*records.Record, error) {
+// read returns what load reads, or what it read last when nothing in the state was
+// written since.
+func (s *sinceWrite[T]) read(ctx context.Context, cs records.ClusterStore, load func(context.Context) (T, error)) (T, error) {
 	rev, err := cs.StateRevision(ctx)
-	if err == nil && rev != 0 && rev == s.rev && s.all != nil {
-		return s.all, nil
+	if err == nil && rev != 0 && s.held && rev == s.rev {
+		return s.val, nil
 	}
-	all, err2 := cs.All(ctx)
+	v, err2 := load(ctx)
 	if err2 != nil {
-		return nil, err2
+		return v, err2
 	}
-	s.all, s.rev = all, rev
-	if err != nil {
-		s.all, s.rev = nil, 0 // the revision is unknown: read them again next time
-	}
-	return all, nil
+	s.val, s.rev, s.held = v, rev, err == nil // the revision unknown: read it again next time
+	return v, nil
 }
 
 // listGroups lists every group, from the store when a group's record was written since
