@@ -47,7 +47,7 @@ type Ack = svc.Ack
 func New(nc *nats.Conn, ns string) (*Client, error) { return On(natsconn.Plain(nc), ns) }
 
 // On returns a client for namespace ns over a connection wrapped by natsconn.Watch (or
-// Make the Conn once and give it to every client.
+// natsconn.Plain). Make the Conn once and give it to every client.
 func On(nc *natsconn.Conn, ns string) (*Client, error) {
 	if err := v1.ValidateNamespace(ns); err != nil {
 		return nil, err
