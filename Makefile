@@ -18,9 +18,10 @@ CONFDIR    ?= /etc/nex
 # library mapped in, about 1.5 MiB less resident memory apiece. The CLI, which every
 # command starts anew, is built without its symbol table and DWARF (-s -w: 20.0 MB ->
 # 13.9 MB; a panic still prints its stack); the daemons keep theirs, for perf and
-# debuggers.
+# debuggers. The sandbox helper, nex-sandbox, is C (static): see scripts/build-sandbox.sh.
 build:
-	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/nexd ./cmd/nexlet-native ./cmd/nex-sandbox
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/nexd ./cmd/nexlet-native
+	./scripts/build-sandbox.sh bin
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS) -s -w" -o bin/ ./cmd/nex
 
 ## run: a working node on this machine: embedded NATS on 127.0.0.1:4222 with JetStream,
@@ -31,7 +32,7 @@ run: build
 	./bin/nex node up --embedded --data-dir "$(DATA)" $(ARGS)
 
 FUZZTIME ?= 5s
-FUZZ_TARGETS := FuzzValidateToken:./pkg/api/v1 FuzzDecodeRequests:./pkg/api/v1 FuzzParse:./pkg/nexfile FuzzValidateNative:./pkg/schema
+FUZZ_TARGETS := FuzzValidateToken:./pkg/api/v1 FuzzDecodeRequests:./pkg/api/v1 FuzzParse:./pkg/nexfile FuzzValidateNative:./pkg/schema FuzzDecode:./internal/sandbox
 
 test: lint
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -71,7 +72,8 @@ lint:
 ## a sample config to $(DESTDIR)$(CONFDIR)/config.json (kept if one is there).
 install: build
 	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(SYSTEMDDIR)" "$(DESTDIR)$(CONFDIR)"
-	install -m 0755 bin/nex bin/nexd bin/nexlet-native bin/nex-sandbox "$(DESTDIR)$(PREFIX)/bin/"
+	install -m 0755 bin/nex bin/nexd bin/nexlet-native "$(DESTDIR)$(PREFIX)/bin/"
+	[ ! -e bin/nex-sandbox ] || install -m 0755 bin/nex-sandbox "$(DESTDIR)$(PREFIX)/bin/"
 	for u in deploy/systemd/*.service; do \
 		sed 's#/usr/local/bin/#$(PREFIX)/bin/#g' "$$u" > "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
 		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \

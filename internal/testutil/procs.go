@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -44,13 +45,25 @@ func IsZombie(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
 }
 
-// BuildBinaries builds every command of the module at root into dir, with ldflags.
+// BuildBinaries builds every command of the module at root into dir, with ldflags, and
+// the sandbox helper (C) as make does.
 func BuildBinaries(root, dir, ldflags string) error {
 	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", dir+"/", "./cmd/...")
 	build.Dir = root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build binaries: %w", err)
+	}
+	return BuildSandboxHelper(root, dir)
+}
+
+// BuildSandboxHelper builds nex-sandbox (C) into dir with scripts/build-sandbox.sh: without
+// a C compiler it builds none (and fails with CI set).
+func BuildSandboxHelper(root, dir string) error {
+	build := exec.Command(filepath.Join(root, "scripts", "build-sandbox.sh"), dir)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build nex-sandbox: %w", err)
 	}
 	return nil
 }

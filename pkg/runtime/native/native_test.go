@@ -39,7 +39,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("NEX_TEST_WORKLOAD"); mode != "" {
 		os.Exit(fakeWorkload(mode, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if cHelper != "" {
+		_ = os.RemoveAll(filepath.Dir(cHelper))
+	}
+	os.Exit(code)
 }
 
 func fakeWorkload(mode string, args []string) int {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,8 +22,16 @@ import (
 // A workload of its own user runs in a sandbox of its own: a /tmp and /dev/shm nobody
 // else sees, a /proc with only its own processes, SysV IPC of its own, no_new_privs and no
 // capabilities; its workdir and executable are where they were, even under /tmp.
+// Both helpers are checked: nex-sandbox (C), which nexlet-native runs, and the Go helper
+// it runs when nex-sandbox is missing (here the test binary).
 func TestSandbox(t *testing.T) {
-	e, base := sandboxedOrSkip(t, 300200)
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) { testSandbox(t, h.exe) })
+	}
+}
+
+func testSandbox(t *testing.T, helper string) {
+	e, base := sandboxedOrSkip(t, 300200, func(o *native.Options) { o.SandboxExe = helper })
 	marker := filepath.Join("/tmp", "nex-sandbox-marker-"+strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(marker, []byte("host"), 0o644); err != nil {
 		t.Fatal(err)
@@ -66,6 +75,9 @@ exec sleep 600
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(l, "VmRSS") || strings.HasPrefix(l, "RssAnon") || strings.HasPrefix(l, "Threads") {
 				t.Log("sandbox init:", l)
+			}
+			if n, ok := strings.CutPrefix(l, "Threads:\t"); ok && filepath.Base(helper) == "nex-sandbox" && n != "1" {
+				t.Errorf("nex-sandbox's init runs %s threads, not 1", n)
 			}
 		}
 	}
@@ -181,11 +193,11 @@ func TestArtifactsOutOfView(t *testing.T) {
 
 // sandboxedOrSkip is sandboxedEnv, or skips the test where the nexlet cannot sandbox
 // workloads (not root, or a machine that refuses the namespaces).
-func sandboxedOrSkip(t *testing.T, first uint32) (*env, string) {
+func sandboxedOrSkip(t *testing.T, first uint32, tune ...func(*native.Options)) (*env, string) {
 	if os.Geteuid() != 0 {
 		t.Skip("workloads are sandboxed only when the nexlet is root")
 	}
-	e, base := sandboxedEnv(t, first)
+	e, base := sandboxedEnv(t, first, tune...)
 	if e.d.Sandbox() != v1.SandboxNamespaces {
 		t.Skipf("this machine does not let the nexlet sandbox workloads (nex.sandbox=%s)", e.d.Sandbox())
 	}
@@ -193,9 +205,11 @@ func sandboxedOrSkip(t *testing.T, first uint32) (*env, string) {
 }
 
 // sandboxedEnv is an env whose workloads run as users of their own (20 UIDs from first)
-// through the test binary as the sandbox helper; base is a directory workloads can reach.
+// through nex-sandbox, the sandbox helper nexlet-native runs (the test binary where no C
+// compiler could build it, outside CI); base is a directory workloads can reach.
 func sandboxedEnv(t *testing.T, first uint32, tune ...func(*native.Options)) (*env, string) {
-	exe, _ := os.Executable()
+	helpers := sandboxHelpers(t)
+	exe := helpers[0].exe
 	base := t.TempDir()
 	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
 		t.Fatal(err)
@@ -276,4 +290,40 @@ func TestSandboxedStartReturnsOnceTheWorkloadRuns(t *testing.T) {
 			t.Fatalf("start %d returned before the workload's process ran", i)
 		}
 	}
+}
+
+type sandboxHelper struct{ name, exe string }
+
+var (
+	cHelperOnce sync.Once
+	cHelper     string // nex-sandbox built for this test binary, or ""
+	cHelperErr  error
+)
+
+// sandboxHelpers are the helpers to sandbox through, nex-sandbox (C) first when a C
+// compiler could build it (CI fails without one), then the test binary (the Go helper).
+func sandboxHelpers(t *testing.T) []sandboxHelper {
+	exe, _ := os.Executable()
+	cHelperOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nex-sandbox-")
+		if err == nil {
+			err = testutil.BuildSandboxHelper("../../..", dir)
+		}
+		if p := filepath.Join(dir, "nex-sandbox"); err == nil && spawnable(p) {
+			cHelper = p
+		}
+		cHelperErr = err
+	})
+	if cHelperErr != nil {
+		t.Fatal(cHelperErr)
+	}
+	if cHelper == "" {
+		return []sandboxHelper{{"go", exe}}
+	}
+	return []sandboxHelper{{"c", cHelper}, {"go", exe}}
+}
+
+func spawnable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
 }

@@ -1,7 +1,6 @@
 package spawn
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,8 +15,8 @@ import (
 // /tmp, /var/tmp and /dev/shm (tmpfs, gone with its last process), a /proc of its PID
 // namespace (it sees its own processes only), SysV IPC objects nobody else sees and that
 // end with it, and no_new_privs. Go cannot run code between fork and exec, so the process
-// is started as the sandbox helper (internal/sandbox: the nex-sandbox binary beside
-// nexlet-native, else nexlet-native itself) in the new namespaces, as root; the helper
+// is started as the sandbox helper (nex-sandbox, in C, beside nexlet-native, else
+// nexlet-native itself: internal/sandbox) in the new namespaces, as root; the helper
 // mounts, drops to the workload's user (every capability goes with root), and stays as
 // the namespace's PID 1 in the workload's process group and cgroup: it starts the
 // workload, reaps orphans, and exits with the workload's status, and its exit ends every
@@ -28,8 +27,8 @@ import (
 // Sandbox turns a spawn of the workload's process into a spawn of the helper that
 // becomes it, in new namespaces, as root until it drops to uid:gid.
 func (s *Spec) Sandbox(exe string, uid, gid uint32, tmpSize int64) {
-	spec, _ := json.Marshal(sandbox.Spec{UID: uid, GID: gid, Path: s.Path, Argv: append([]string{s.Path}, s.Argv...), Dir: s.Dir, Env: s.Env, TmpSize: tmpSize, Ready: true})
-	s.Env = []string{sandbox.Env + "=" + string(spec)}
+	spec := sandbox.Spec{UID: uid, GID: gid, Path: s.Path, Argv: append([]string{s.Path}, s.Argv...), Dir: s.Dir, Env: s.Env, TmpSize: tmpSize, Ready: true}
+	s.Env = []string{sandbox.Env + "=" + spec.Encode()}
 	s.Argv0 = sandbox.Arg
 	s.Path, s.Argv = exe, nil
 	a := *s.Attr
@@ -49,10 +48,10 @@ func ExecutableFile(p string) bool {
 // ProbeSandbox starts the helper once to learn whether this machine lets the nexlet
 // sandbox workloads (it needs CAP_SYS_ADMIN for the namespaces and mounts).
 func ProbeSandbox(exe string) error {
-	spec, _ := json.Marshal(sandbox.Spec{Probe: true, Dir: "/"})
+	spec := sandbox.Spec{Probe: true, Dir: "/"}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{sandbox.Arg}
-	cmd.Env = []string{sandbox.Env + "=" + string(spec)}
+	cmd.Env = []string{sandbox.Env + "=" + spec.Encode()}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -1,0 +1,154 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// specVersion opens every encoded spec: a helper of another build refuses it.
+const specVersion = "nex-sandbox/1"
+
+// Encode writes the spec as both helpers read it (this package and nex-sandbox.c):
+// netstrings ("<length>:<bytes>,"), in order: the version, flags ('p' probe, 'r' ready),
+// uid, gid, the tmpfs size, the workdir, the executable, the count of argv then each, the
+// count of env then each. Netstrings carry any bytes an environment can (all but NUL)
+// with nothing to escape, and C reads them in a few lines.
+func (s Spec) Encode() string {
+	var b strings.Builder
+	put := func(v string) {
+		b.WriteString(strconv.Itoa(len(v)))
+		b.WriteByte(':')
+		b.WriteString(v)
+		b.WriteByte(',')
+	}
+	flags := ""
+	if s.Probe {
+		flags += "p"
+	}
+	if s.Ready {
+		flags += "r"
+	}
+	put(specVersion)
+	put(flags)
+	put(strconv.FormatUint(uint64(s.UID), 10))
+	put(strconv.FormatUint(uint64(s.GID), 10))
+	put(strconv.FormatInt(max(s.TmpSize, 0), 10))
+	put(s.Dir)
+	put(s.Path)
+	for _, l := range [][]string{s.Argv, s.Env} {
+		put(strconv.Itoa(len(l)))
+		for _, v := range l {
+			put(v)
+		}
+	}
+	return b.String()
+}
+
+// errSpec is a spec that is not one Encode wrote.
+var errSpec = errors.New("bad spec")
+
+// Decode reads what Encode wrote.
+func Decode(raw string) (Spec, error) {
+	var s Spec
+	field := func(what string) (string, error) {
+		i := strings.IndexByte(raw, ':')
+		if i <= 0 {
+			return "", fmt.Errorf("%w: %s", errSpec, what)
+		}
+		n, err := strconv.ParseUint(raw[:i], 10, 31)
+		if err != nil || uint64(len(raw)-i-1) < n+1 || raw[i+1+int(n)] != ',' {
+			return "", fmt.Errorf("%w: %s", errSpec, what)
+		}
+		v := raw[i+1 : i+1+int(n)]
+		raw = raw[i+2+int(n):]
+		return v, nil
+	}
+	number := func(what string, bits int) (uint64, error) {
+		v, err := field(what)
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.ParseUint(v, 10, bits)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s", errSpec, what)
+		}
+		return n, nil
+	}
+	list := func(what string) ([]string, error) {
+		n, err := number(what, 31)
+		if err != nil {
+			return nil, err
+		}
+		if n > uint64(len(raw)/3) { // every entry takes 3 bytes at least ("0:,")
+			return nil, fmt.Errorf("%w: %s", errSpec, what)
+		}
+		l := make([]string, n)
+		for i := range l {
+			if l[i], err = field(what); err != nil {
+				return nil, err
+			}
+		}
+		return l, nil
+	}
+	v, err := field("version")
+	if err != nil {
+		return s, err
+	}
+	if v != specVersion {
+		return s, fmt.Errorf("%w: version %s, not %s (nexlet-native and nex-sandbox of different builds)", errSpec, v, specVersion)
+	}
+	flags, err := field("flags")
+	if err != nil {
+		return s, err
+	}
+	for _, f := range flags {
+		switch f {
+		case 'p':
+			s.Probe = true
+		case 'r':
+			s.Ready = true
+		default:
+			return s, fmt.Errorf("%w: flag %c", errSpec, f)
+		}
+	}
+	uid, err := number("uid", 32)
+	if err == nil && uid == 1<<32-1 { // (uid_t)-1 is "unchanged" to setresuid
+		err = fmt.Errorf("%w: uid", errSpec)
+	}
+	if err != nil {
+		return s, err
+	}
+	gid, err := number("gid", 32)
+	if err == nil && gid == 1<<32-1 {
+		err = fmt.Errorf("%w: gid", errSpec)
+	}
+	if err != nil {
+		return s, err
+	}
+	size, err := number("tmpfs size", 63)
+	if err != nil {
+		return s, err
+	}
+	s.UID, s.GID, s.TmpSize = uint32(uid), uint32(gid), int64(size)
+	if s.Dir, err = field("workdir"); err != nil {
+		return s, err
+	}
+	if s.Path, err = field("executable"); err != nil {
+		return s, err
+	}
+	if s.Argv, err = list("argv"); err != nil {
+		return s, err
+	}
+	if s.Env, err = list("env"); err != nil {
+		return s, err
+	}
+	if raw != "" {
+		return s, fmt.Errorf("%w: bytes after its end", errSpec)
+	}
+	if !strings.HasPrefix(s.Dir, "/") || (!s.Probe && !strings.HasPrefix(s.Path, "/")) {
+		return s, fmt.Errorf("%w: workdir and executable must be absolute", errSpec)
+	}
+	return s, nil
+}
