@@ -740,6 +740,18 @@ func TestIsolationRequiredDeclined(t *testing.T) {
 	}
 	id := u.startNative(url, "fine", "service", sr) // the rest still runs
 	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
+	// unsandboxed, a workload starts with no signal ignored or blocked, as a sandboxed one
+	// does (TestTenantCannotActThroughTheNexlet): nexd and nexlet-native catch SIGPIPE
+	// rather than ignore it, which their workloads would inherit
+	id = u.startNative(url, "sigs", "job", `{"uri":"file:///bin/grep","argv":["-E","^Sig(Ign|Blk)","/proc/self/status"]}`)
+	var logs string
+	testutil.Eventually(t, 15*time.Second, "the job's report", func() bool {
+		logs, _, _ = u.nex("-s", url, "--namespace", "default", "workload", "logs", id)
+		return strings.Contains(logs, "SigBlk")
+	})
+	if !strings.Contains(logs, "SigIgn:\t0000000000000000") || !strings.Contains(logs, "SigBlk:\t0000000000000000") {
+		t.Errorf("an unsandboxed workload's signals: %q", logs)
+	}
 }
 
 // A finished job's workdir outlives a nexlet killed outright (it goes at the job's

@@ -204,6 +204,18 @@ exec sleep 600
 		}
 	})
 
+	// nexd and nexlet-native must not die of a closed stderr (SIGPIPE), and their workloads
+	// must not inherit that: an ignored signal stays ignored across fork and exec.
+	t.Run("no signal ignored or blocked in a workload", func(t *testing.T) {
+		_, id := startedID(t, mustStart(t, startA, "sigs", "job", `{"uri":"file:///bin/grep","argv":["-E","^Sig(Ign|Blk)","/proc/self/status"]}`))
+		testutil.Eventually(t, 15*time.Second, "the job's report", func() bool { return strings.Contains(logsOf("a", id), "SigBlk") })
+		for _, want := range []string{"SigIgn:\t0000000000000000", "SigBlk:\t0000000000000000"} {
+			if logs := logsOf("a", id); !strings.Contains(logs, want) {
+				t.Errorf("the workload's signals: %q, want %q", logs, want)
+			}
+		}
+	})
+
 	t.Run("user and group are the operator's", func(t *testing.T) {
 		for _, extra := range []string{`"user":"nobody"`, `"user":"root"`, `"user":"0"`, `"user":"daemon","group":"shadow"`} {
 			_, errOut, code := startA("who", "job", `{"uri":"file:///usr/bin/id",`+extra+`}`)

@@ -233,12 +233,24 @@ static int alive(int dir) {
 
 static void handled(int sig) { (void)sig; }
 
+/* default_signals gives the workload every signal's default disposition and none
+ * blocked: exec resets only caught signals, and keeps the mask and what is ignored (an
+ * ignored SIGPIPE would stay ignored in the workload). */
+static void default_signals(void) {
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL); /* fails harmlessly for the C library's own */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* init is PID 1 of the sandbox's PID namespace: it starts the workload, reaps every
  * process that ends inside, forwards stop signals to a workload that left its process
  * group, and exits with the workload's status (128+N when signal N killed it). Its exit
  * makes the kernel kill every process left in the namespace. */
 __attribute__((noreturn)) static void init(struct spec *s) {
-	sigset_t set, old;
+	sigset_t set;
 	sigemptyset(&set);
 	for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
 		sigaddset(&set, forwarded[i]);
@@ -246,7 +258,7 @@ __attribute__((noreturn)) static void init(struct spec *s) {
 	/* blocked and taken with sigwaitinfo; a handler, not SIG_DFL, because the kernel
 	 * gives a namespace's init only the signals it handles, and not SIG_IGN, which the
 	 * workload would inherit */
-	if (sigprocmask(SIG_BLOCK, &set, &old) != 0)
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
 		fail("block signals: %s", errstr(errno));
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -262,8 +274,7 @@ __attribute__((noreturn)) static void init(struct spec *s) {
 	if (child < 0)
 		fail("exec %s: %s", s->path, errstr(errno));
 	if (child == 0) {
-		/* the handlers are reset by exec; the mask is not */
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		default_signals();
 		execve(s->path, s->argv, s->env);
 		int e = errno;
 		ssize_t w = write(ep[1], &e, sizeof e);
@@ -399,6 +410,7 @@ int main(int argc, char **argv) {
 	if (chdir(s.dir) != 0)
 		fail("chdir %s: %s", s.dir, errstr(errno));
 	if (getpid() != 1) { /* not a PID namespace of its own: become the workload */
+		default_signals();
 		execve(s.path, s.argv, s.env);
 		fail("exec %s: %s", s.path, errstr(errno));
 	}

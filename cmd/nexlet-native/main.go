@@ -60,7 +60,7 @@ func main() {
 
 func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	// Our stderr may be a pipe from a nexd that died; losing log lines beats dying.
-	signal.Ignore(syscall.SIGPIPE)
+	proc.SurviveSIGPIPE()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if c.DataDir == "" {

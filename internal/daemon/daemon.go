@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,7 +59,7 @@ type daemon struct {
 // can change live (its tags) and logs what needs a restart.
 func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger, ready func(n *node.Node, url string), reload <-chan Options) error {
 	// A terminal or pipe that goes away must not kill the node through its logging.
-	signal.Ignore(syscall.SIGPIPE)
+	proc.SurviveSIGPIPE()
 	if err := o.Check(); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -71,6 +72,14 @@ func newLogger(level string, asJSON bool, out zapcore.WriteSyncer) (*zap.Logger,
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
 	return zap.New(zapcore.NewCore(enc, out, lvl)), nil
+}
+
+// SurviveSIGPIPE keeps a write to a closed stdout or stderr from killing this process (the
+// write fails with EPIPE instead). It catches SIGPIPE rather than ignoring it: an ignored
+// signal stays ignored in every process this one starts (a workload, a nexlet, the
+// sandbox helper and what it starts), a caught one is the default again after exec.
+func SurviveSIGPIPE() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }
 
 // OnParentGone calls fn once when this process's parent has gone (it was reparented),
