@@ -73,7 +73,8 @@ lint:
 install: build
 	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(SYSTEMDDIR)" "$(DESTDIR)$(CONFDIR)"
 	install -m 0755 bin/nex bin/nexd bin/nexlet-native "$(DESTDIR)$(PREFIX)/bin/"
-	[ ! -e bin/nex-sandbox ] || install -m 0755 bin/nex-sandbox "$(DESTDIR)$(PREFIX)/bin/"
+	if [ -e bin/nex-sandbox ]; then install -m 0755 bin/nex-sandbox "$(DESTDIR)$(PREFIX)/bin/"; \
+	else rm -f "$(DESTDIR)$(PREFIX)/bin/nex-sandbox"; fi # never an old helper beside a new nexlet
 	for u in deploy/systemd/*.service; do \
 		sed 's#/usr/local/bin/#$(PREFIX)/bin/#g' "$$u" > "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \
 		chmod 0644 "$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$u)"; \

@@ -31,6 +31,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,13 +159,17 @@ static void parse(const char *raw, struct spec *s) {
 		fail("bad spec: workdir and executable must be absolute");
 }
 
+/* within says whether path is dir or lies below it. */
+static int within(const char *path, const char *dir) {
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
 /* under says whether path lies in one of the private directories (or is one). */
 static int under(const char *path) {
-	for (size_t i = 0; i < sizeof private_dirs / sizeof *private_dirs; i++) {
-		size_t n = strlen(private_dirs[i]);
-		if (strncmp(path, private_dirs[i], n) == 0 && (path[n] == 0 || path[n] == '/'))
+	for (size_t i = 0; i < sizeof private_dirs / sizeof *private_dirs; i++)
+		if (within(path, private_dirs[i]))
 			return 1;
-	}
 	return 0;
 }
 
@@ -235,11 +240,16 @@ static void handled(int sig) { (void)sig; }
 
 /* default_signals gives the workload every signal's default disposition and none
  * blocked: exec resets only caught signals, and keeps the mask and what is ignored (an
- * ignored SIGPIPE would stay ignored in the workload). */
+ * ignored SIGPIPE would stay ignored in the workload; a race-detector build of a Go
+ * ancestor ignores signal 32). The system call itself, because the C library refuses to
+ * touch the two real-time signals it keeps for itself; a zeroed kernel sigaction is
+ * SIG_DFL with no flags and an empty mask whatever its layout. */
 static void default_signals(void) {
+	unsigned long dfl[8];
+	memset(dfl, 0, sizeof dfl);
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL); /* fails harmlessly for the C library's own */
+			syscall(SYS_rt_sigaction, sig, dfl, NULL, (size_t)8);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -341,6 +351,10 @@ int main(int argc, char **argv) {
 	const char *wanted[2] = {s.dir, s.path};
 	for (int i = 0; i < 2; i++) {
 		if (!wanted[i][0] || !under(wanted[i]))
+			continue;
+		/* the executable in the kept workdir: its bind shows it. Binding it too would make
+		 * its mount point as root through the workdir, a tenant's symlinks and all. */
+		if (keeps > 0 && within(wanted[i], keep_path[0]))
 			continue;
 		int fd = open(wanted[i], O_PATH | O_CLOEXEC);
 		if (fd < 0)

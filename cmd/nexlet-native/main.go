@@ -214,7 +214,7 @@ func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, err
 		return opts, err
 	}
 	if exe, err := os.Executable(); err == nil {
-		opts.SandboxExe = native.SandboxHelper(exe)
+		opts.SandboxExe, opts.SandboxFallback = native.SandboxHelper(exe), exe
 	}
 	opts.DefaultLimits, _ = v1.ParseResources(c.DefaultLimits) // checked with the flags
 	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)

@@ -109,6 +109,11 @@ func (s *Spec) enter() error {
 		if p == "" || !under(p, Private) {
 			continue
 		}
+		if len(keeps) > 0 && under(p, []string{keeps[0].path}) {
+			// the executable in the kept workdir: its bind shows it. Binding it too would
+			// make its mount point as root through the workdir, a tenant's symlinks and all.
+			continue
+		}
 		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open %s: %w", p, err)

@@ -49,57 +49,67 @@ func (s Spec) Encode() string {
 // errSpec is a spec that is not one Encode wrote.
 var errSpec = errors.New("bad spec")
 
+// specReader reads netstrings off the front of raw.
+type specReader struct{ raw string }
+
+func (r *specReader) field(what string) (string, error) {
+	i := strings.IndexByte(r.raw, ':')
+	if i <= 0 {
+		return "", fmt.Errorf("%w: %s", errSpec, what)
+	}
+	n, err := strconv.ParseUint(r.raw[:i], 10, 31)
+	if err != nil || uint64(len(r.raw)-i-1) < n+1 || r.raw[i+1+int(n)] != ',' {
+		return "", fmt.Errorf("%w: %s", errSpec, what)
+	}
+	v := r.raw[i+1 : i+1+int(n)]
+	r.raw = r.raw[i+2+int(n):]
+	return v, nil
+}
+
+// number reads a field of decimal digits no greater than max.
+func (r *specReader) number(what string, max uint64) (uint64, error) {
+	v, err := r.field(what)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > max {
+		return 0, fmt.Errorf("%w: %s", errSpec, what)
+	}
+	return n, nil
+}
+
+// list reads a count, then that many fields.
+func (r *specReader) list(what string) ([]string, error) {
+	// every entry takes 3 bytes at least ("0:,"): a count beyond that is a lie
+	n, err := r.number(what, uint64(len(r.raw)/3))
+	if err != nil {
+		return nil, err
+	}
+	l := make([]string, n)
+	for i := range l {
+		if l[i], err = r.field(what); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
 // Decode reads what Encode wrote.
 func Decode(raw string) (Spec, error) {
 	var s Spec
-	field := func(what string) (string, error) {
-		i := strings.IndexByte(raw, ':')
-		if i <= 0 {
-			return "", fmt.Errorf("%w: %s", errSpec, what)
-		}
-		n, err := strconv.ParseUint(raw[:i], 10, 31)
-		if err != nil || uint64(len(raw)-i-1) < n+1 || raw[i+1+int(n)] != ',' {
-			return "", fmt.Errorf("%w: %s", errSpec, what)
-		}
-		v := raw[i+1 : i+1+int(n)]
-		raw = raw[i+2+int(n):]
-		return v, nil
+	if strings.IndexByte(raw, 0) >= 0 { // an environment cannot carry one: nex-sandbox.c never sees one
+		return s, fmt.Errorf("%w: a NUL byte", errSpec)
 	}
-	number := func(what string, bits int) (uint64, error) {
-		v, err := field(what)
-		if err != nil {
-			return 0, err
-		}
-		n, err := strconv.ParseUint(v, 10, bits)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s", errSpec, what)
-		}
-		return n, nil
-	}
-	list := func(what string) ([]string, error) {
-		n, err := number(what, 31)
-		if err != nil {
-			return nil, err
-		}
-		if n > uint64(len(raw)/3) { // every entry takes 3 bytes at least ("0:,")
-			return nil, fmt.Errorf("%w: %s", errSpec, what)
-		}
-		l := make([]string, n)
-		for i := range l {
-			if l[i], err = field(what); err != nil {
-				return nil, err
-			}
-		}
-		return l, nil
-	}
-	v, err := field("version")
+	r := &specReader{raw}
+	v, err := r.field("version")
 	if err != nil {
 		return s, err
 	}
 	if v != specVersion {
 		return s, fmt.Errorf("%w: version %s, not %s (nexlet-native and nex-sandbox of different builds)", errSpec, v, specVersion)
 	}
-	flags, err := field("flags")
+	flags, err := r.field("flags")
 	if err != nil {
 		return s, err
 	}
@@ -113,38 +123,33 @@ func Decode(raw string) (Spec, error) {
 			return s, fmt.Errorf("%w: flag %c", errSpec, f)
 		}
 	}
-	uid, err := number("uid", 32)
-	if err == nil && uid == 1<<32-1 { // (uid_t)-1 is "unchanged" to setresuid
-		err = fmt.Errorf("%w: uid", errSpec)
-	}
+	// (uid_t)-1 is "unchanged" to setresuid: not a user
+	uid, err := r.number("uid", 1<<32-2)
 	if err != nil {
 		return s, err
 	}
-	gid, err := number("gid", 32)
-	if err == nil && gid == 1<<32-1 {
-		err = fmt.Errorf("%w: gid", errSpec)
-	}
+	gid, err := r.number("gid", 1<<32-2)
 	if err != nil {
 		return s, err
 	}
-	size, err := number("tmpfs size", 63)
+	size, err := r.number("tmpfs size", 1<<63-1)
 	if err != nil {
 		return s, err
 	}
 	s.UID, s.GID, s.TmpSize = uint32(uid), uint32(gid), int64(size)
-	if s.Dir, err = field("workdir"); err != nil {
+	if s.Dir, err = r.field("workdir"); err != nil {
 		return s, err
 	}
-	if s.Path, err = field("executable"); err != nil {
+	if s.Path, err = r.field("executable"); err != nil {
 		return s, err
 	}
-	if s.Argv, err = list("argv"); err != nil {
+	if s.Argv, err = r.list("argv"); err != nil {
 		return s, err
 	}
-	if s.Env, err = list("env"); err != nil {
+	if s.Env, err = r.list("env"); err != nil {
 		return s, err
 	}
-	if raw != "" {
+	if r.raw != "" {
 		return s, fmt.Errorf("%w: bytes after its end", errSpec)
 	}
 	if !strings.HasPrefix(s.Dir, "/") || (!s.Probe && !strings.HasPrefix(s.Path, "/")) {

@@ -26,7 +26,6 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/health"
-	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
@@ -67,6 +66,11 @@ type Options struct {
 	// with it, a workload of its own user runs in mount, IPC and PID namespaces of its own
 	// (spawn.Spec.Sandbox), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
+	// SandboxFallback is the helper to sandbox through when SandboxExe fails its probe
+	// (nexlet-native itself, when the nex-sandbox beside it is of another build or broken):
+	// a helper that cannot start must not leave workloads unsandboxed on a machine that
+	// could sandbox them.
+	SandboxFallback string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
 	// 0: artifacts.DefaultCacheMaxBytes. The least recently used go first.
 	CacheMaxBytes int64
@@ -185,11 +189,7 @@ func New(opts Options) (*Driver, error) {
 		}
 		d.uids = pool
 		if opts.SandboxExe != "" {
-			if err := spawn.ProbeSandbox(opts.SandboxExe); err != nil {
-				d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.Error(err))
-			} else {
-				d.sandbox = opts.SandboxExe
-			}
+			d.sandbox = d.probeSandbox()
 		}
 	}
 	if d.opts.Feed.OnHistoryDrop == nil {

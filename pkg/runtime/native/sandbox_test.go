@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
 // A workload of its own user runs in a sandbox of its own: a /tmp and /dev/shm nobody
@@ -88,6 +91,75 @@ exec sleep 600
 	}
 	if b, _ := os.ReadFile("/proc/sysvipc/shm"); strings.Contains(string(b), " 4096 ") {
 		t.Errorf("the workload's shared memory segment shows outside its sandbox:\n%s", b)
+	}
+}
+
+// An executable fetched into a workdir under /tmp runs in the sandbox: the workdir's bind
+// shows it (it is not bound on its own, which made its mount point as root through the
+// tenant's workdir), with both helpers.
+func TestSandboxRunsAnExecutableFromItsWorkdir(t *testing.T) {
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			e, _ := sandboxedOrSkip(t, 300480, func(o *native.Options) { o.SandboxExe = h.exe })
+			js, err := jetstream.New(e.nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := js.CreateObjectStore(e.ctx, jetstream.ObjectStoreConfig{Bucket: "bins"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.PutBytes(e.ctx, "run.sh", []byte("#!/bin/sh\necho \"RAN $(pwd) $0\"\n")); err != nil {
+				t.Fatal(err)
+			}
+			logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.fetched")
+			e.nc.Flush()
+			w, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "fetched", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+				Namespace: "default", Name: "fetched", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: []byte(`{"uri":"nats://bins/run.sh"}`)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := logs.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatalf("no output from the fetched executable (%v): %v", w.Metadata, err)
+			}
+			if !strings.HasPrefix(string(m.Data), "RAN /tmp/") {
+				t.Fatalf("the fetched executable said %q", m.Data)
+			}
+		})
+	}
+}
+
+// A nex-sandbox that fails its probe (one of another build, left by an upgrade without a
+// C compiler) does not leave workloads unsandboxed: the nexlet sandboxes through its
+// fallback, itself.
+func TestBrokenSandboxHelperFallsBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads are sandboxed only when the nexlet is root")
+	}
+	broken := filepath.Join(t.TempDir(), "nex-sandbox")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'nex sandbox: bad spec: version' >&2\nexit 127\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	if err := spawn.ProbeSandbox(exe); err != nil {
+		t.Skipf("this machine does not let the nexlet sandbox workloads: %v", err)
+	}
+	alone, _ := sandboxedEnv(t, 300440, func(o *native.Options) { o.SandboxExe = broken })
+	if alone.d.Sandbox() != v1.SandboxNone {
+		t.Fatalf("a broken helper and no fallback: nex.sandbox=%s", alone.d.Sandbox())
+	}
+	e, _ := sandboxedEnv(t, 300460, func(o *native.Options) { o.SandboxExe, o.SandboxFallback = broken, exe })
+	if e.d.Sandbox() != v1.SandboxNamespaces {
+		t.Fatalf("a broken helper with the nexlet itself to fall back on: nex.sandbox=%s", e.d.Sandbox())
+	}
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.fb")
+	e.nc.Flush()
+	if _, err := e.startScript("fb", v1.LifecycleJob, "echo PARENT $PPID", nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := logs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "PARENT 1" {
+		t.Fatalf("a workload sandboxed through the fallback: %v %v", m, err)
 	}
 }
 
