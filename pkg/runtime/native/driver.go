@@ -26,6 +26,7 @@ import (
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 	"github.com/nexrun/nex/pkg/runtime/native/health"
+	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 	"github.com/nexrun/nex/pkg/runtime/native/uids"
 	"github.com/nexrun/nex/pkg/runtime/native/workdir"
 )
@@ -67,9 +68,7 @@ type Options struct {
 	// (spawn.Spec.Sandbox), where the machine allows it. Empty: no sandbox.
 	SandboxExe string
 	// SandboxFallback is the helper to sandbox through when SandboxExe fails its probe
-	// (nexlet-native itself, when the nex-sandbox beside it is of another build or broken):
-	// a helper that cannot start must not leave workloads unsandboxed on a machine that
-	// could sandbox them.
+	// (nexlet-native itself; see spawn.ChooseSandbox).
 	SandboxFallback string
 	// CacheMaxBytes bounds the cache of fetched artifacts (and so any one download);
 	// 0: artifacts.DefaultCacheMaxBytes. The least recently used go first.
@@ -189,7 +188,12 @@ func New(opts Options) (*Driver, error) {
 		}
 		d.uids = pool
 		if opts.SandboxExe != "" {
-			d.sandbox = d.probeSandbox()
+			var err error
+			if d.sandbox, err = spawn.ChooseSandbox(opts.SandboxExe, opts.SandboxFallback); err != nil && d.sandbox != "" {
+				d.log.Warn("the sandbox helper failed its probe; workloads are sandboxed through "+d.sandbox+" instead, a few ms slower per start (reinstall nex-sandbox from this build)", zap.String("helper", opts.SandboxExe), zap.Error(err))
+			} else if err != nil {
+				d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.String("helper", opts.SandboxExe), zap.Error(err))
+			}
 		}
 	}
 	if d.opts.Feed.OnHistoryDrop == nil {

@@ -3,8 +3,6 @@ package native
 import (
 	"path/filepath"
 
-	"go.uber.org/zap"
-
 	"github.com/nexrun/nex/internal/sandbox"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
@@ -24,22 +22,4 @@ func SandboxHelper(self string) string {
 		return p
 	}
 	return self
-}
-
-// probeSandbox returns the helper to sandbox workloads through: SandboxExe when it passes
-// its probe, else SandboxFallback when that does (saying why), else "" (no sandbox).
-func (d *Driver) probeSandbox() string {
-	err := spawn.ProbeSandbox(d.opts.SandboxExe)
-	if err == nil {
-		return d.opts.SandboxExe
-	}
-	if fb := d.opts.SandboxFallback; fb != "" && fb != d.opts.SandboxExe {
-		if fbErr := spawn.ProbeSandbox(fb); fbErr == nil {
-			d.log.Warn("the sandbox helper failed its probe; workloads are sandboxed through "+fb+" instead, a few milliseconds slower per start (reinstall nex-sandbox from this build)",
-				zap.String("helper", d.opts.SandboxExe), zap.Error(err))
-			return fb
-		}
-	}
-	d.log.Warn("workloads run without a sandbox of their own (mount, IPC and PID namespaces: private /tmp and /dev/shm, their own processes only): it needs CAP_SYS_ADMIN", zap.String("helper", d.opts.SandboxExe), zap.Error(err))
-	return ""
 }

@@ -59,3 +59,18 @@ func ProbeSandbox(exe string) error {
 	}
 	return nil
 }
+
+// ChooseSandbox returns the first of helper and fallback (when another) that can sandbox
+// here, or "" when neither can; err is helper's failure, nil when helper itself can. A
+// helper that cannot start (one of another build) must not leave workloads unsandboxed on
+// a machine that could sandbox them.
+func ChooseSandbox(helper, fallback string) (string, error) {
+	err := ProbeSandbox(helper)
+	if err == nil {
+		return helper, nil
+	}
+	if fallback != "" && fallback != helper && ProbeSandbox(fallback) == nil {
+		return fallback, err
+	}
+	return "", err
+}
