@@ -115,7 +115,7 @@ func (h *handle) sandboxed(s *spawn.Spec) {
 }
 
 // sandboxPIDs is what a sandbox's init may hold of its workload's pids limit: its own
-// threads (8 of Go's runtime), and those of a health check's or invocation's sandbox.
+// threads (1 for nex-sandbox, 8 for the Go helper), and a health check's or invocation's.
 const sandboxPIDs = 16
 
 // cgroupLimits is what the workload's cgroup enforces: its resources, with room in pids
