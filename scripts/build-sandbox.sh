@@ -12,6 +12,7 @@ mkdir -p "$dir"
 # $cc unquoted: CC may carry arguments ("ccache gcc")
 if ! $cc -std=c11 -O2 -static -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -o "$dir/nex-sandbox" "$src"; then
 	rm -f "$dir/nex-sandbox"
-	echo "build-sandbox.sh: $cc could not build a static nex-sandbox (Debian: apt-get install gcc libc6-dev); nexlet-native will sandbox workloads through itself" >&2
-	[ -z "${CI:-}" ] || exit 1
+	echo "build-sandbox.sh: $cc could not build a static nex-sandbox (Debian: apt-get install gcc libc6-dev)" >&2
+	[ -z "${CI:-}" ] || { echo "build-sandbox.sh: CI is set: failing" >&2; exit 1; }
+	echo "build-sandbox.sh: nexlet-native will sandbox workloads through itself" >&2
 fi

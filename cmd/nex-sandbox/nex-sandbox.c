@@ -13,7 +13,8 @@
  * init was 8 threads (which count against the workload's pids limit and the machine's
  * pid_max) and 3 MiB. docs/performance.md has the numbers.
  *
- * Its spec comes in $NEX_SANDBOX_SPEC, its whole environment: netstrings
+ * Its spec comes in $NEX_SANDBOX_SPEC (and $NEX_SANDBOX_SPEC_1 and on, past 128 KiB),
+ * its whole environment: netstrings
  * ("<length>:<bytes>,"), in order: "nex-sandbox/1", flags ('p' probe, 'r' ready), uid,
  * gid, tmpfs size in bytes (0: the kernel's default), workdir, executable, the count of
  * argv then each, the count of env then each. internal/sandbox encodes it (Spec.Encode).
@@ -327,8 +328,31 @@ __attribute__((noreturn)) static void init(struct spec *s) {
 	}
 }
 
+/* read_spec joins the spec's parts: $NEX_SANDBOX_SPEC, then $NEX_SANDBOX_SPEC_1 and on
+ * (one environment string holds at most 128 KiB; Spec.Environ splits longer ones). */
+static char *read_spec(void) {
+	const char *first = getenv(SPEC_ENV);
+	if (!first || !*first)
+		return NULL;
+	size_t total = strlen(first);
+	char name[64];
+	int parts = 1;
+	for (const char *p; parts < 4096; parts++, total += strlen(p)) {
+		snprintf(name, sizeof name, SPEC_ENV "_%d", parts);
+		if (!(p = getenv(name)))
+			break;
+	}
+	char *raw = xmalloc(total + 1), *end = raw;
+	end = stpcpy(end, first);
+	for (int i = 1; i < parts; i++) {
+		snprintf(name, sizeof name, SPEC_ENV "_%d", i);
+		end = stpcpy(end, getenv(name));
+	}
+	return raw;
+}
+
 int main(int argc, char **argv) {
-	const char *raw = getenv(SPEC_ENV);
+	const char *raw = read_spec();
 	const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
 	base = base ? base + 1 : (argc > 0 && argv[0] ? argv[0] : "");
 	if (strcmp(base, ARG0) != 0 || !raw || !*raw) {

@@ -26,7 +26,8 @@ import (
 )
 
 const (
-	// Arg is the helper's argv[0]; Env carries its Spec (the helper's whole environment).
+	// Arg is the helper's argv[0]; Env carries its Spec (the helper's whole environment,
+	// with Env_1 and on for a spec longer than one environment string: Spec.Environ).
 	Arg = "nex-sandbox"
 	Env = "NEX_SANDBOX_SPEC"
 	// Flags are the namespaces a sandboxed process is started in.
@@ -65,7 +66,7 @@ func Main() {
 		return
 	}
 	runtime.LockOSThread() // no_new_privs is a thread's: the one that execs
-	s, err := Decode(os.Getenv(Env))
+	s, err := Decode(specFromEnviron())
 	if err == nil && s.Ready {
 		// the nexlet's ready pipe: closed on exec (the workload does not hold it), or once
 		// the workload is started (init)

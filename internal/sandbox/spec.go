@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -44,6 +45,37 @@ func (s Spec) Encode() string {
 		}
 	}
 	return b.String()
+}
+
+// chunk is the most of an encoded spec one environment string carries: the kernel refuses
+// a string over 128 KiB (MAX_ARG_STRLEN), and a workload's argv and env together may be
+// more (a start request may be 256 KiB).
+const chunk = 128<<10 - 64
+
+// Environ is the helper's whole environment: the encoded spec in Env, and what does not
+// fit in one string in Env_1, Env_2 and so on.
+func (s Spec) Environ() []string {
+	raw, env := s.Encode(), []string(nil)
+	for i := 0; raw != "" || i == 0; i++ {
+		name, n := Env, min(len(raw), chunk)
+		if i > 0 {
+			name += "_" + strconv.Itoa(i)
+		}
+		env, raw = append(env, name+"="+raw[:n]), raw[n:]
+	}
+	return env
+}
+
+// specFromEnviron is the encoded spec in this process's environment (Environ's parts).
+func specFromEnviron() string {
+	raw := os.Getenv(Env)
+	for i := 1; ; i++ {
+		part, ok := os.LookupEnv(Env + "_" + strconv.Itoa(i))
+		if !ok {
+			return raw
+		}
+		raw += part
+	}
 }
 
 // errSpec is a spec that is not one Encode wrote.

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,27 @@ func TestSpecRoundTrip(t *testing.T) {
 	p := sandbox.Spec{Probe: true, Dir: "/"}
 	if got, err := sandbox.Decode(p.Encode()); err != nil || !got.Probe || got.Dir != "/" || len(got.Argv) != 0 {
 		t.Fatalf("probe decoded %+v, %v", got, err)
+	}
+}
+
+// A spec longer than one environment string may be (128 KiB) spans several.
+func TestSpecSpansEnvironmentStrings(t *testing.T) {
+	argv := []string{"sh"}
+	for range 300 {
+		argv = append(argv, strings.Repeat("a", 1000))
+	}
+	s := sandbox.Spec{UID: 1, GID: 1, Path: "/bin/sh", Argv: argv, Dir: "/"}
+	env := s.Environ()
+	joined := ""
+	for i, e := range env {
+		name, v, _ := strings.Cut(e, "=")
+		if want := sandbox.Env + map[bool]string{true: "", false: "_" + strconv.Itoa(i)}[i == 0]; name != want || len(e) >= 128<<10 {
+			t.Fatalf("part %d: %s, %d bytes", i, name, len(e))
+		}
+		joined += v
+	}
+	if len(env) != 3 || joined != s.Encode() {
+		t.Fatalf("%d parts, joined equal: %v", len(env), joined == s.Encode())
 	}
 }
 
@@ -131,7 +153,7 @@ func TestNexSandboxPassesArgvAndEnv(t *testing.T) {
 	want += "|" + awkward[4] + "|3:abc,"
 	for _, pidns := range []bool{true, false} { // the init starts it, or the helper becomes it
 		cmd := exec.Command(exe)
-		cmd.Args, cmd.Env = []string{sandbox.Arg}, []string{sandbox.Env + "=" + s.Encode()}
+		cmd.Args, cmd.Env = []string{sandbox.Arg}, s.Environ()
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
 		if !pidns {
 			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
@@ -150,7 +172,7 @@ func TestNexSandboxPassesArgvAndEnv(t *testing.T) {
 	// an exec that fails names the program and the error
 	s.Path = "/nonexistent/prog"
 	cmd := exec.Command(exe)
-	cmd.Args, cmd.Env = []string{sandbox.Arg}, []string{sandbox.Env + "=" + s.Encode()}
+	cmd.Args, cmd.Env = []string{sandbox.Arg}, s.Environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
 	out, err := cmd.CombinedOutput()
 	if code := exitCode(err); code != 127 || string(out) != "nex sandbox: exec /nonexistent/prog: no such file or directory\n" {

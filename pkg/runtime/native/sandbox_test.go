@@ -2,6 +2,7 @@ package native_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -125,6 +126,31 @@ func TestSandboxRunsAnExecutableFromItsWorkdir(t *testing.T) {
 			}
 			if !strings.HasPrefix(string(m.Data), "RAN /tmp/") {
 				t.Fatalf("the fetched executable said %q", m.Data)
+			}
+		})
+	}
+}
+
+// A workload's argv and env may together pass what one environment string holds (128
+// KiB), which the sandbox helper's spec is carried in: it spans several (a newcomer's
+// 200 arguments of 1,000 bytes failed with "fork/exec nex-sandbox: argument list too long").
+func TestSandboxTakesALongArgv(t *testing.T) {
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			e, _ := sandboxedOrSkip(t, 300500, func(o *native.Options) { o.SandboxExe = h.exe })
+			argv := []string{"-c", "echo ARGS $#", "sh"}
+			for range 200 {
+				argv = append(argv, strings.Repeat("x", 1000))
+			}
+			logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.long")
+			e.nc.Flush()
+			sr, _ := json.Marshal(map[string]any{"uri": "file:///bin/sh", "argv": argv})
+			if _, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "long", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+				Namespace: "default", Name: "long", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: sr}}); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := logs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "ARGS 200" {
+				t.Fatalf("a workload with 200 KB of arguments: %v %v", m, err)
 			}
 		})
 	}

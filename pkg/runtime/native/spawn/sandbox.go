@@ -28,7 +28,7 @@ import (
 // becomes it, in new namespaces, as root until it drops to uid:gid.
 func (s *Spec) Sandbox(exe string, uid, gid uint32, tmpSize int64) {
 	spec := sandbox.Spec{UID: uid, GID: gid, Path: s.Path, Argv: append([]string{s.Path}, s.Argv...), Dir: s.Dir, Env: s.Env, TmpSize: tmpSize, Ready: true}
-	s.Env = []string{sandbox.Env + "=" + spec.Encode()}
+	s.Env = spec.Environ()
 	s.Argv0 = sandbox.Arg
 	s.Path, s.Argv = exe, nil
 	a := *s.Attr
@@ -51,7 +51,7 @@ func ProbeSandbox(exe string) error {
 	spec := sandbox.Spec{Probe: true, Dir: "/"}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{sandbox.Arg}
-	cmd.Env = []string{sandbox.Env + "=" + spec.Encode()}
+	cmd.Env = spec.Environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
