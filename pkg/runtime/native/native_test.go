@@ -562,6 +562,24 @@ func TestJobRetriesAndTimeout(t *testing.T) {
 	}
 }
 
+// putObjects puts files (name: content) in a new object store, bucket.
+func (e *env) putObjects(t *testing.T, bucket string, files map[string]string) {
+	t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := js.CreateObjectStore(e.ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if _, err := store.PutBytes(e.ctx, name, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestArtifactsAndRemoteExecutable(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(t.TempDir(), "data.txt")
@@ -576,20 +594,7 @@ func TestArtifactsAndRemoteExecutable(t *testing.T) {
 		w.Write([]byte("from http"))
 	}))
 	defer srv.Close()
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := js.CreateObjectStore(e.ctx, jetstream.ObjectStoreConfig{Bucket: "bins"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutBytes(e.ctx, "hello.sh", []byte("#!/bin/sh\ncat data.txt sub/web.txt obj.txt\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutBytes(e.ctx, "obj", []byte("from nats")); err != nil {
-		t.Fatal(err)
-	}
+	e.putObjects(t, "bins", map[string]string{"hello.sh": "#!/bin/sh\ncat data.txt sub/web.txt obj.txt\n", "obj": "from nats"})
 	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
 	e.nc.Flush()
 
@@ -598,7 +603,7 @@ func TestArtifactsAndRemoteExecutable(t *testing.T) {
 		raw, _ := json.Marshal(sr)
 		return e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: fmt.Sprintf("w%d", e.count), Definition: v1.WorkloadDefinition{Namespace: "default", Name: "a", Type: "native", Lifecycle: "job", StartRequest: raw}})
 	}
-	_, err = start(map[string]any{"uri": "nats://bins/hello.sh", "artifacts": []map[string]any{
+	_, err := start(map[string]any{"uri": "nats://bins/hello.sh", "artifacts": []map[string]any{
 		{"uri": "file://" + src, "sha256": digest},
 		{"uri": srv.URL + "/file", "path": "sub/web.txt", "mode": "0600"},
 		{"uri": "nats://bins/obj", "path": "obj.txt"},

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native"
@@ -102,17 +100,7 @@ func TestSandboxRunsAnExecutableFromItsWorkdir(t *testing.T) {
 	for _, h := range sandboxHelpers(t) {
 		t.Run(h.name, func(t *testing.T) {
 			e, _ := sandboxedOrSkip(t, 300480, func(o *native.Options) { o.SandboxExe = h.exe })
-			js, err := jetstream.New(e.nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			store, err := js.CreateObjectStore(e.ctx, jetstream.ObjectStoreConfig{Bucket: "bins"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := store.PutBytes(e.ctx, "run.sh", []byte("#!/bin/sh\necho \"RAN $(pwd) $0\"\n")); err != nil {
-				t.Fatal(err)
-			}
+			e.putObjects(t, "bins", map[string]string{"run.sh": "#!/bin/sh\necho \"RAN $(pwd) $0\"\n"})
 			logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.fetched")
 			e.nc.Flush()
 			w, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "fetched", NodeID: "NODE", Definition: v1.WorkloadDefinition{
