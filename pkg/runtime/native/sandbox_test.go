@@ -101,19 +101,8 @@ func TestSandboxRunsAnExecutableFromItsWorkdir(t *testing.T) {
 		t.Run(h.name, func(t *testing.T) {
 			e, _ := sandboxedOrSkip(t, 300480, func(o *native.Options) { o.SandboxExe = h.exe })
 			e.putObjects(t, "bins", map[string]string{"run.sh": "#!/bin/sh\necho \"RAN $(pwd) $0\"\n"})
-			logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.fetched")
-			e.nc.Flush()
-			w, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "fetched", NodeID: "NODE", Definition: v1.WorkloadDefinition{
-				Namespace: "default", Name: "fetched", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: []byte(`{"uri":"nats://bins/run.sh"}`)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := logs.NextMsg(10 * time.Second)
-			if err != nil {
-				t.Fatalf("no output from the fetched executable (%v): %v", w.Metadata, err)
-			}
-			if !strings.HasPrefix(string(m.Data), "RAN /tmp/") {
-				t.Fatalf("the fetched executable said %q", m.Data)
+			if got := e.firstJobLine(t, "fetched", map[string]any{"uri": "nats://bins/run.sh"}); !strings.HasPrefix(got, "RAN /tmp/") {
+				t.Fatalf("the fetched executable said %q", got)
 			}
 		})
 	}
@@ -130,15 +119,8 @@ func TestSandboxTakesALongArgv(t *testing.T) {
 			for range 200 {
 				argv = append(argv, strings.Repeat("x", 1000))
 			}
-			logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.long")
-			e.nc.Flush()
-			sr, _ := json.Marshal(map[string]any{"uri": "file:///bin/sh", "argv": argv})
-			if _, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "long", NodeID: "NODE", Definition: v1.WorkloadDefinition{
-				Namespace: "default", Name: "long", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: sr}}); err != nil {
-				t.Fatal(err)
-			}
-			if m, err := logs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "ARGS 200" {
-				t.Fatalf("a workload with 200 KB of arguments: %v %v", m, err)
+			if got := e.firstJobLine(t, "long", map[string]any{"uri": "file:///bin/sh", "argv": argv}); got != "ARGS 200" {
+				t.Fatalf("a workload with 200 KB of arguments said %q", got)
 			}
 		})
 	}
@@ -167,13 +149,8 @@ func TestBrokenSandboxHelperFallsBack(t *testing.T) {
 	if e.d.Sandbox() != v1.SandboxNamespaces {
 		t.Fatalf("a broken helper with the nexlet itself to fall back on: nex.sandbox=%s", e.d.Sandbox())
 	}
-	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.fb")
-	e.nc.Flush()
-	if _, err := e.startScript("fb", v1.LifecycleJob, "echo PARENT $PPID", nil); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := logs.NextMsg(10 * time.Second); err != nil || string(m.Data) != "PARENT 1" {
-		t.Fatalf("a workload sandboxed through the fallback: %v %v", m, err)
+	if got := e.firstJobLine(t, "fb", map[string]any{"uri": "file:///bin/sh", "argv": []string{"-c", "echo PARENT $PPID"}}); got != "PARENT 1" {
+		t.Fatalf("a workload sandboxed through the fallback said %q", got)
 	}
 }
 
@@ -378,6 +355,26 @@ func TestSandboxedStartReturnsOnceTheWorkloadRuns(t *testing.T) {
 	}
 }
 
+// firstJobLine starts a job with the start request sr and returns the first line of its
+// output (fatal when it does not start, or says nothing within 10 s).
+func (e *env) firstJobLine(t *testing.T, id string, sr map[string]any) string {
+	t.Helper()
+	logs, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs." + id)
+	defer logs.Unsubscribe()
+	e.nc.Flush()
+	raw, _ := json.Marshal(sr)
+	w, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: id, NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "default", Name: id, Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := logs.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no output from job %s (%v): %v", id, w.Metadata, err)
+	}
+	return string(m.Data)
+}
+
 type sandboxHelper struct{ name, exe string }
 
 var (
@@ -395,7 +392,7 @@ func sandboxHelpers(t *testing.T) []sandboxHelper {
 		if err == nil {
 			err = testutil.BuildSandboxHelper("../../..", dir)
 		}
-		if p := filepath.Join(dir, "nex-sandbox"); err == nil && spawnable(p) {
+		if p := filepath.Join(dir, "nex-sandbox"); err == nil && spawn.ExecutableFile(p) {
 			cHelper = p
 		}
 		cHelperErr = err
@@ -407,9 +404,4 @@ func sandboxHelpers(t *testing.T) []sandboxHelper {
 		return []sandboxHelper{{"go", exe}}
 	}
 	return []sandboxHelper{{"c", cHelper}, {"go", exe}}
-}
-
-func spawnable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode()&0o111 != 0
 }
