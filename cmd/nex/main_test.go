@@ -107,6 +107,24 @@ func TestUsageAndErrors(t *testing.T) {
 	}
 }
 
+// TestSchemaCheckedBeforeSending: a start request that does not match the schema shipped
+// with nex is the error, also when no NATS server answers (the check runs while the CLI
+// connects), and a valid one gets as far as the connect.
+func TestSchemaCheckedBeforeSending(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Chdir(t.TempDir())
+	start := func(req string) (string, int) {
+		_, errs, code := runNex(t, "-s", "nats://127.0.0.1:1", "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "x", "--start-request", req)
+		return errs, code
+	}
+	if errs, code := start(`{"uri":5}`); code != 1 || !strings.Contains(errs, "start_request.uri: Invalid type") || strings.Contains(errs, "connect") {
+		t.Fatalf("invalid start request: %d %q", code, errs)
+	}
+	if errs, code := start(`{"uri":"file:///bin/true"}`); code != 1 || !strings.Contains(errs, "connect to NATS at nats://127.0.0.1:1") {
+		t.Fatalf("valid start request, no server: %d %q", code, errs)
+	}
+}
+
 // TestGeneratedDocsCurrent fails when docs/ no longer matches the command tree or the
 // schemas: run `make docs`.
 func TestGeneratedDocsCurrent(t *testing.T) {

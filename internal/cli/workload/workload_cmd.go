@@ -149,6 +149,32 @@ func (c *WorkloadStartCmd) definition(g *cli.Globals) (v1.WorkloadDefinition, er
 	})
 }
 
+// checkShipped checks def's start request against the schema that ships with nex for its
+// type, when one does (the winning nexlet's own schema is checked again before deploy, by
+// the client and by the node).
+func checkShipped(def v1.WorkloadDefinition) error {
+	if s, err := schemas.StartRequest(def.Type); err == nil {
+		if err := schema.Validate(s, def.StartRequest); err != nil {
+			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
+		}
+	}
+	return nil
+}
+
+// clientAfterCheck connects while it checks def (checkShipped), the check on the CPU
+// while the connect waits on the network: a start spends no time waiting for either. A
+// start request that does not match is the error, whatever the connect did, and nothing
+// is sent to a node before the check has passed.
+func clientAfterCheck(g *cli.Globals, def v1.WorkloadDefinition) (*client.Client, error) {
+	checked := make(chan error, 1)
+	go func() { checked <- checkShipped(def) }()
+	cl, err := g.Client()
+	if cerr := <-checked; cerr != nil {
+		return nil, cerr
+	}
+	return cl, err
+}
+
 // startRetrying starts def with requestID (a new key when empty) and, when the answer
 // does not come in time, asks once more with the same key: the start may have happened,
 // and the key makes sure it is not done twice.
@@ -173,14 +199,7 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
-	// Types whose schema ships with nex are checked before any network traffic; the
-	// winning nexlet's own schema is checked again before deploy.
-	if s, err := schemas.StartRequest(def.Type); err == nil {
-		if err := schema.Validate(s, def.StartRequest); err != nil {
-			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
-		}
-	}
-	cl, err := g.Client()
+	cl, err := clientAfterCheck(g, def)
 	if err != nil {
 		return err
 	}
@@ -1011,10 +1030,8 @@ func (c *WorkloadUpdateCmd) Run(ctx context.Context, g *cli.Globals) error {
 			def.Disconnect = c.Disconnect
 		}
 	}
-	if s, err := schemas.StartRequest(def.Type); err == nil {
-		if err := schema.Validate(s, def.StartRequest); err != nil {
-			return v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
-		}
+	if err := checkShipped(def); err != nil {
+		return err
 	}
 	st, err := cl.UpdateGroup(ctx, c.ID, def, c.MaxParallel)
 	if err != nil {
