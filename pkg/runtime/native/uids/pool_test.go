@@ -2,10 +2,12 @@ package uids
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -111,5 +113,86 @@ func TestUIDSweptAfterAHolderDied(t *testing.T) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(workdir, &st); err != nil || st.Uid != 0 {
 		t.Fatalf("the recorded workdir is still UID %d's after an acquire (%v)", st.Uid, err)
+	}
+}
+
+// Releases swept together: every process still running as any of the UIDs given back
+// (a daemon out of its workload's process group, which only the sweep finds) is killed,
+// and every file they left in the temporary directories removed, before any of the UIDs
+// can be taken again.
+func TestReleaseSweepsEveryUIDItWasGiven(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a process as another user needs root")
+	}
+	locks, tmp := t.TempDir(), t.TempDir()
+	r := hostusers.UIDRange{First: 300020, Last: 300024}
+	p, err := NewPool(r, locks, []string{tmp}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var procs []*os.Process
+	var files []string
+	for range 5 {
+		uid, err := p.Acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		proc, err := os.StartProcess("/bin/sleep", []string{"sleep", "600"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+			Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = proc.Kill(); _, _ = proc.Wait() })
+		procs = append(procs, proc)
+		f := filepath.Join(tmp, fmt.Sprint("left-by-", uid))
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(f, int(uid), int(uid)); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		p.Release(uid)
+	}
+	p.Wait()
+	for i, proc := range procs {
+		// killed by the sweep: the signal it died of says so (this test is its parent)
+		var ws syscall.WaitStatus
+		deadline := time.Now().Add(5 * time.Second)
+		pid, err := syscall.Wait4(proc.Pid, &ws, syscall.WNOHANG, nil)
+		for pid == 0 && err == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			pid, err = syscall.Wait4(proc.Pid, &ws, syscall.WNOHANG, nil)
+		}
+		if pid != proc.Pid || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("process %d of a released UID: wait %d %v %v, want killed", i, pid, ws, err)
+		}
+		if _, err := os.Lstat(files[i]); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there after its UID was released: %v", files[i], err)
+		}
+	}
+	if entries, _ := os.ReadDir(locks); len(entries) != 0 {
+		t.Errorf("lock files left after every UID was released: %d", len(entries))
+	}
+}
+
+// BenchmarkRelease100 gives 100 UIDs back at once and waits until they are free again:
+// what a node's releases cost when jobs end at a high rate (each release looks through
+// every process of the machine and the temporary directories).
+func BenchmarkRelease100(b *testing.B) {
+	p, err := NewPool(hostusers.UIDRange{First: 310000, Last: 310099}, b.TempDir(), nil, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		for range 100 {
+			if _, err := p.Acquire(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for uid := uint32(310000); uid <= 310099; uid++ {
+			p.Release(uid)
+		}
+		p.Wait()
 	}
 }

@@ -12,11 +12,19 @@ import (
 	"go.uber.org/zap"
 )
 
-// killAndSweep kills every process of uid (a daemon it double-forked out of its process
-// group included) and removes the files uid owns at the top of the temporary directories.
-func (p *Pool) killAndSweep(uid uint32) {
+// killAndSweep kills every process of uids (a daemon one double-forked out of its process
+// group included) and removes the files they own at the top of the temporary
+// directories. It reads the machine's processes and directories once for all of them.
+func (p *Pool) killAndSweep(uids ...uint32) {
+	if len(uids) == 0 {
+		return
+	}
+	set := make(map[uint32]bool, len(uids))
+	for _, uid := range uids {
+		set[uid] = true
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for pids := processesOf(uid); len(pids) > 0 && time.Now().Before(deadline); pids = processesOf(uid) {
+	for pids := processesOf(set); len(pids) > 0 && time.Now().Before(deadline); pids = processesOf(set) {
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -29,10 +37,12 @@ func (p *Pool) killAndSweep(uid uint32) {
 		}
 		for _, e := range entries {
 			path := filepath.Join(dir, e.Name())
-			if ownedBy(path, uid) {
-				if err := os.RemoveAll(path); err != nil {
-					p.log.Warn("remove a file a workload left", zap.String("path", path), zap.Error(err))
-				}
+			var st syscall.Stat_t
+			if syscall.Lstat(path, &st) != nil || !set[st.Uid] {
+				continue
+			}
+			if err := os.RemoveAll(path); err != nil {
+				p.log.Warn("remove a file a workload left", zap.String("path", path), zap.Error(err))
 			}
 		}
 	}
@@ -43,34 +53,63 @@ func ownedBy(path string, uid uint32) bool {
 	return syscall.Lstat(path, &st) == nil && st.Uid == uid
 }
 
-// processesOf lists the processes whose real or effective UID is uid.
-func processesOf(uid uint32) []int {
+// processesOf lists the processes whose real or effective UID is one of uids. It reads
+// each process's status with plain system calls into one buffer: it runs for every
+// batch of releases, over every process of the machine.
+func processesOf(uids map[uint32]bool) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	want := strconv.FormatUint(uint64(uid), 10)
 	var pids []int
+	var buf [4096]byte
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-				f := strings.Fields(rest) // real, effective, saved, filesystem
-				if len(f) >= 2 && (f[0] == want || f[1] == want) {
-					pids = append(pids, pid)
-				}
-				break
-			}
+		real, effective, ok := statusUIDs("/proc/"+e.Name()+"/status", buf[:])
+		if ok && (uids[real] || uids[effective]) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// statusUIDs reads the real and effective UIDs from the status file at path (false: the
+// process is gone, a zombie, or the file says no UIDs), into buf. A zombie is left
+// alone: it runs nothing, a kill does not end it, and its parent reaps it (the nexlet,
+// a subreaper, reaps its own).
+func statusUIDs(path string, buf []byte) (real, effective uint32, ok bool) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, false
+	}
+	n, err := syscall.Read(fd, buf) // State and Uid are in the first few hundred bytes
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(buf[:n])) {
+		if state, found := strings.CutPrefix(line, "State:"); found {
+			if strings.HasPrefix(strings.TrimSpace(state), "Z") {
+				return 0, 0, false
+			}
+			continue
+		}
+		rest, found := strings.CutPrefix(line, "Uid:")
+		if !found {
+			continue
+		}
+		f := strings.Fields(rest) // real, effective, saved, filesystem
+		if len(f) < 2 {
+			return 0, 0, false
+		}
+		r, err1 := strconv.ParseUint(f[0], 10, 32)
+		e, err2 := strconv.ParseUint(f[1], 10, 32)
+		return uint32(r), uint32(e), err1 == nil && err2 == nil
+	}
+	return 0, 0, false
 }
 
 // ChownTree gives path and everything under it to uid:gid (links themselves, never what
