@@ -4,6 +4,7 @@
 package index
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -46,6 +47,27 @@ type Index struct {
 	counts     map[string]int    // workloads per nexlet
 	byRequest  map[string]string // namespace + "\x00" + request ID -> workload ID
 	tombstones map[string]Tombstone
+	used       used // of the running entries, kept as entries come and go: every auction asks
+}
+
+// used sums what running workloads asked for: CPU in nanocores, so that adding and
+// taking away the same workloads gives back exactly what was there (floats drift).
+type used struct {
+	memory  v1.ByteSize
+	nanoCPU int64
+	running int
+}
+
+// count adds w to the sums (sign 1) or takes it away (-1), when it runs.
+func (u *used) count(w Entry, sign int) {
+	if !w.Running() {
+		return
+	}
+	u.running += sign
+	if w.Res != nil {
+		u.memory += v1.ByteSize(sign) * w.Res.Memory
+		u.nanoCPU += int64(sign) * int64(math.Round(w.Res.CPU*1e9))
+	}
 }
 
 // New returns an empty index.
@@ -62,9 +84,11 @@ func (x *Index) Put(w Entry) {
 	defer x.mu.Unlock()
 	if old, ok := x.workloads[w.Rec.WorkloadID]; ok {
 		x.counts[old.Rec.NexletID]--
+		x.used.count(old, -1)
 	}
 	x.workloads[w.Rec.WorkloadID] = w
 	x.counts[w.Rec.NexletID]++
+	x.used.count(w, 1)
 	if w.Rec.RequestID != "" {
 		x.byRequest[requestKey(w.Rec.Definition.Namespace, w.Rec.RequestID)] = w.Rec.WorkloadID
 	}
@@ -81,6 +105,7 @@ func (x *Index) dropLocked(wid string) (Entry, bool) {
 	old, ok := x.workloads[wid]
 	if ok {
 		x.counts[old.Rec.NexletID]--
+		x.used.count(old, -1)
 		delete(x.workloads, wid)
 		if old.Rec.RequestID != "" {
 			delete(x.byRequest, requestKey(old.Rec.Definition.Namespace, old.Rec.RequestID))
@@ -117,8 +142,10 @@ func (x *Index) Update(rec records.Record) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if w, ok := x.workloads[rec.WorkloadID]; ok && rec.Revision >= w.Rec.Revision {
+		x.used.count(w, -1)
 		w.Rec = rec
 		x.workloads[rec.WorkloadID] = w
+		x.used.count(w, 1)
 	}
 }
 
@@ -161,22 +188,13 @@ func (x *Index) All(keep func(Entry) bool) []Entry {
 	return out
 }
 
-// Usage sums what the running workloads asked for, and counts them: every auction asks,
-// so it copies nothing.
+// Usage is what the running workloads asked for, and how many they are: every auction
+// asks, so it is kept as entries come and go, not summed over every workload held
+// (finished ones included: 3 % of a node's CPU at 150 starts a second with 1,500 held).
 func (x *Index) Usage() (memory v1.ByteSize, cpu float64, running int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, w := range x.workloads {
-		if !w.Running() {
-			continue
-		}
-		running++
-		if w.Res != nil {
-			memory += w.Res.Memory
-			cpu += w.Res.CPU
-		}
-	}
-	return memory, cpu, running
+	return x.used.memory, float64(x.used.nanoCPU) / 1e9, x.used.running
 }
 
 // Records returns the records of the entries keep accepts (every one for nil).

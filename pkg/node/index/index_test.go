@@ -1,6 +1,9 @@
 package index
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -56,5 +59,72 @@ func TestIndex(t *testing.T) {
 	}
 	if recs := x.Records(func(r records.Record) bool { return r.NexletID == "other" }); len(recs) != 1 || recs[0].WorkloadID != "w3" {
 		t.Fatalf("records of other: %v", recs)
+	}
+}
+
+// Usage, kept as entries come and go, is always what summing the running entries gives,
+// through puts, re-puts, updates that start and stop workloads, drops and burials in any
+// order; and it comes back to exactly nothing.
+func TestUsageFollowsEveryChange(t *testing.T) {
+	x := New()
+	rng := rand.New(rand.NewPCG(1, 2))
+	desired := []string{records.DesiredRunning, records.DesiredStopping, records.DesiredFinished, records.DesiredMoved}
+	rev := uint64(0)
+	for i := range 5000 {
+		wid := fmt.Sprint("w", rng.IntN(40))
+		rev++
+		e := entry(wid, "native", "", rev, nil)
+		e.Rec.Desired = desired[rng.IntN(len(desired))]
+		if rng.IntN(3) > 0 {
+			e.Res = &v1.Resources{Memory: v1.ByteSize(rng.IntN(1 << 30)), CPU: float64(rng.IntN(4000)+10) / 1000}
+		}
+		switch rng.IntN(4) {
+		case 0, 1:
+			x.Put(e)
+		case 2:
+			x.Update(e.Rec)
+		case 3:
+			if rng.IntN(2) == 0 {
+				x.Drop(wid)
+			} else {
+				x.Bury(wid, v1.WorkloadInfo{ID: wid})
+			}
+		}
+		var mem v1.ByteSize
+		var cpu float64
+		running := 0
+		for _, w := range x.All(nil) {
+			if w.Running() {
+				running++
+				if w.Res != nil {
+					mem, cpu = mem+w.Res.Memory, cpu+w.Res.CPU
+				}
+			}
+		}
+		if gm, gc, gr := x.Usage(); gm != mem || math.Abs(gc-cpu) > 1e-6 || gr != running {
+			t.Fatalf("after change %d: usage %v %v %d, the entries sum to %v %v %d", i, gm, gc, gr, mem, cpu, running)
+		}
+	}
+	for _, w := range x.All(nil) {
+		x.Drop(w.Rec.WorkloadID)
+	}
+	if m, c, r := x.Usage(); m != 0 || c != 0 || r != 0 {
+		t.Fatalf("usage of an empty index: %v %v %d", m, c, r)
+	}
+}
+
+// BenchmarkUsage10k is what every auction asks the index of a node that holds 10,000
+// workloads (half of them finished).
+func BenchmarkUsage10k(b *testing.B) {
+	x := New()
+	for i := range 10000 {
+		e := entry(fmt.Sprint("w", i), "native", "", 1, &v1.Resources{Memory: 1 << 20, CPU: 0.01})
+		if i%2 == 0 {
+			e.Rec.Desired = records.DesiredFinished
+		}
+		x.Put(e)
+	}
+	for b.Loop() {
+		x.Usage()
 	}
 }
