@@ -43,6 +43,11 @@ func writeCLIDocs(w io.Writer, root *kong.Node) error {
 				continue
 			}
 			p := strings.TrimSpace(path + " " + ch.Name)
+			if len(ch.Children) > 0 && ch.DefaultCmd == nil && len(ch.Aliases) > 0 {
+				// a noun's own aliases: on no verb's page otherwise
+				fmt.Fprintf(w, "## nex %s\n\n%s\n\nAliases: %s (`nex %s %s` is `nex %s`)\n\n", p, ch.Help,
+					strings.Join(ch.Aliases, ", "), strings.TrimSpace(path+" "+ch.Aliases[0]), ch.Children[0].Name, strings.TrimSpace(p+" "+ch.Children[0].Name))
+			}
 			if len(ch.Children) == 0 || ch.DefaultCmd != nil {
 				fmt.Fprintf(w, "## nex %s\n\n", p)
 				if ch.Help != "" {

@@ -49,11 +49,14 @@ type CLI struct {
 	Show       showCmd              `cmd:"" hidden:"" default:"1"`
 }
 
-// showCmd runs when no command is given: usage, or the configuration with --check.
+// showCmd runs when no command is given: the help of the whole tree (as --help prints
+// it: "Usage: nex show" with the global flags alone said nothing of the commands), or the
+// configuration with --check.
 type showCmd struct{}
 
 func (showCmd) Run(ctx *kong.Context) error {
-	return ctx.PrintUsage(false)
+	_, err := ctx.Kong.Parse([]string{"--help"}) // prints, then exits 0 through kong.Exit
+	return err
 }
 
 func main() {

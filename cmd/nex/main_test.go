@@ -93,8 +93,8 @@ func TestDefaultConfigLocation(t *testing.T) {
 func TestUsageAndErrors(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Chdir(t.TempDir())
-	if out, _, code := runNex(t); code != 0 || !strings.Contains(out, "Usage: nex") {
-		t.Fatalf("bare nex: %d %q", code, out)
+	if out, _, code := runNex(t); code != 0 || !strings.Contains(out, "Usage: nex <command>") || !strings.Contains(out, "Commands:") || strings.Contains(out, "nex show") {
+		t.Fatalf("bare nex: %d %q, want the commands, as --help prints them", code, out)
 	}
 	if _, errs, code := runNex(t, "workload", "bogus"); code == 0 || !strings.Contains(errs, "unexpected argument bogus") {
 		t.Fatalf("bogus command: %d %q", code, errs)
