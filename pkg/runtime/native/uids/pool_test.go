@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,6 +175,65 @@ func TestReleaseSweepsEveryUIDItWasGiven(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(locks); len(entries) != 0 {
 		t.Errorf("lock files left after every UID was released: %d", len(entries))
+	}
+}
+
+// A process whose first thread exited shows as a zombie while its other threads run on:
+// the sweep kills it all the same (a zombie is left alone only when no thread is left),
+// else the UID's next holder would share it with the last one's threads.
+func TestReleaseSweepsAProcessWhoseFirstThreadExited(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a process as another user needs root")
+	}
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler to build the process with")
+	}
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "lead.c"), filepath.Join(dir, "lead")
+	code := "#include <pthread.h>\n#include <unistd.h>\nstatic void *spin(void *a) { (void)a; for (;;) pause(); return 0; }\n" +
+		"int main(void) { pthread_t t; pthread_create(&t, 0, spin, 0); pthread_exit(0); }\n"
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(cc, "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Skipf("cc: %v %s", err, out)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // the test's directories are 0700
+		_ = os.Chmod(d, 0o755)
+	}
+	p, err := NewPool(hostusers.UIDRange{First: 300030, Last: 300030}, t.TempDir(), []string{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, err := p.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := os.StartProcess(bin, []string{bin}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+		Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Kill(); _, _ = proc.Wait() })
+	status := fmt.Sprintf("/proc/%d/status", proc.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for b, _ := os.ReadFile(status); !strings.Contains(string(b), "State:\tZ"); b, _ = os.ReadFile(status) {
+		if time.Now().After(deadline) {
+			t.Fatalf("its first thread did not exit:\n%s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.Release(uid)
+	p.Wait()
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(proc.Pid, &ws, syscall.WNOHANG, nil)
+	for pid == 0 && err == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		pid, err = syscall.Wait4(proc.Pid, &ws, syscall.WNOHANG, nil)
+	}
+	if pid != proc.Pid || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the process of the released UID (its first thread gone, one running): wait %d %v %v, want killed", pid, ws, err)
 	}
 }
 

@@ -79,37 +79,39 @@ func processesOf(uids map[uint32]bool) []int {
 // statusUIDs reads the real and effective UIDs from the status file at path (false: the
 // process is gone, a zombie, or the file says no UIDs), into buf. A zombie is left
 // alone: it runs nothing, a kill does not end it, and its parent reaps it (the nexlet,
-// a subreaper, reaps its own).
+// a subreaper, reaps its own). A zombie that still has threads is no zombie: a process
+// whose first thread exited (pthread_exit) shows "Z" while its other threads run on, and
+// a kill ends them all.
 func statusUIDs(path string, buf []byte) (real, effective uint32, ok bool) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, 0, false
 	}
-	n, err := syscall.Read(fd, buf) // State and Uid are in the first few hundred bytes
+	n, err := syscall.Read(fd, buf) // the whole file: about 1.5 KiB
 	syscall.Close(fd)
 	if err != nil || n <= 0 {
 		return 0, 0, false
 	}
+	zombie, threads, found := false, 0, false
 	for line := range strings.Lines(string(buf[:n])) {
-		if state, found := strings.CutPrefix(line, "State:"); found {
-			if strings.HasPrefix(strings.TrimSpace(state), "Z") {
-				return 0, 0, false
-			}
-			continue
+		key, value, _ := strings.Cut(line, ":")
+		f := strings.Fields(value)
+		switch {
+		case len(f) == 0:
+		case key == "State":
+			zombie = f[0] == "Z"
+		case key == "Threads":
+			threads, _ = strconv.Atoi(f[0])
+		case key == "Uid" && len(f) >= 2: // real, effective, saved, filesystem
+			r, err1 := strconv.ParseUint(f[0], 10, 32)
+			e, err2 := strconv.ParseUint(f[1], 10, 32)
+			real, effective, found = uint32(r), uint32(e), err1 == nil && err2 == nil
 		}
-		rest, found := strings.CutPrefix(line, "Uid:")
-		if !found {
-			continue
-		}
-		f := strings.Fields(rest) // real, effective, saved, filesystem
-		if len(f) < 2 {
-			return 0, 0, false
-		}
-		r, err1 := strconv.ParseUint(f[0], 10, 32)
-		e, err2 := strconv.ParseUint(f[1], 10, 32)
-		return uint32(r), uint32(e), err1 == nil && err2 == nil
 	}
-	return 0, 0, false
+	if zombie && threads <= 1 {
+		return 0, 0, false
+	}
+	return real, effective, found
 }
 
 // ChownTree gives path and everything under it to uid:gid (links themselves, never what
