@@ -108,7 +108,7 @@ func statusUIDs(path string, buf []byte) (real, effective uint32, ok bool) {
 			real, effective, found = uint32(r), uint32(e), err1 == nil && err2 == nil
 		}
 	}
-	if zombie && threads <= 1 {
+	if zombie && threads == 1 { // unread (a status longer than buf): killed all the same
 		return 0, 0, false
 	}
 	return real, effective, found
