@@ -64,7 +64,10 @@ func TestIdleCoordinatorIsQuiet(t *testing.T) {
 	if listings.Load() > 1 { // the first round as coordinator lists them, then when one is written
 		t.Errorf("an idle coordinator listed the groups %d times in 10 s: every round", listings.Load())
 	}
-	if consumers.Load() > 2 { // the first round's listings of the groups and of the keys
+	// the first round as coordinator, when it falls in the window, lists the groups once
+	// and the keys once or twice (a consumer each: 3 in 2 of 3 runs under -race, the same
+	// on the previous build); listing the keys at every look would be 5 or more
+	if consumers.Load() > 3 {
 		t.Errorf("an idle coordinator made %d consumers on the state bucket in 10 s: it lists the keys at every look", consumers.Load())
 	}
 	if renewals.Load() > 6 {
