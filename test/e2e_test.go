@@ -53,6 +53,9 @@ type user struct {
 	home string
 	cwd  string
 	env  []string
+	// wrap runs a binary through a command: wrap["nexd"] = {"setpriv", ...} runs
+	// setpriv ... <bin>/nexd <args>.
+	wrap map[string][]string
 }
 
 func newUser(t *testing.T) *user {
@@ -71,7 +74,11 @@ func newUser(t *testing.T) *user {
 }
 
 func (u *user) cmd(name string, args ...string) *exec.Cmd {
-	c := exec.Command(filepath.Join(binDir, name), args...)
+	path := filepath.Join(binDir, name)
+	if w := u.wrap[name]; len(w) > 0 {
+		path, args = w[0], append(append(slices.Clone(w[1:]), path), args...)
+	}
+	c := exec.Command(path, args...)
 	c.Dir = u.cwd
 	c.Env = u.env
 	return c

@@ -768,8 +768,9 @@ func TestFinishedWorkdirSealedWhenItsUIDIsReclaimed(t *testing.T) {
 	u := newUser(t)
 	url := s.ClientURL()
 	data := filepath.Join(u.home, "data")
-	// two UIDs (not the default range: other tests' nexlets do not take these)
-	startNexd(t, u, url, data, "--workload-uids", "300020-300021")
+	// two UIDs for workloads, and the nexlet's own (not the default range: other tests'
+	// nexlets do not take these)
+	startNexd(t, u, url, data, "--workload-uids", "300020-300022")
 	done := func(id string) v1.WorkloadInfo {
 		var w v1.WorkloadInfo
 		testutil.Eventually(t, 10*time.Second, "workload "+id+" to end", func() bool {

@@ -92,7 +92,7 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 	fs.StringVar(&c.NexletID, "nexlet-id", c.NexletID, "ID of this nexlet on its node ($NEX_NEXLET_ID).")
 	fs.StringVar(&c.DataDir, "data-dir", "", "Where workload directories live (default <nex data dir>/native).")
 	fs.IntVar(&c.MaxWorkloads, "max-workloads", 0, "Most workloads at once (0: no limit).")
-	fs.StringVar(&c.WorkloadUIDs, "workload-uids", c.WorkloadUIDs, "Run each workload as a user of its own from this UID range (FIRST-LAST; needs root), 'none' to run them as this process's user, or 'auto': the range "+native.DefaultUIDs+" when root, else none ($NEX_WORKLOAD_UIDS).")
+	fs.StringVar(&c.WorkloadUIDs, "workload-uids", c.WorkloadUIDs, "Run each workload as a user of its own from this UID range (FIRST-LAST, at least two UIDs: one is this nexlet's own; needs root), 'none' to run them as this process's user, or 'auto': the range "+native.DefaultUIDs+" when root, else none ($NEX_WORKLOAD_UIDS).")
 	fs.StringVar(&c.UIDLockDir, "uid-lock-dir", c.UIDLockDir, "Where the nexlets of this machine lock the workload UIDs they use.")
 	fs.StringVar(&c.Cgroups, "cgroups", c.Cgroups, "auto|none: enforce the resource limits workloads ask for with cgroups ('auto': v2 where this process has a delegated cgroup, else v1 where its hierarchies are writable); 'none' refuses workloads with limits ($NEX_CGROUPS).")
 	fs.Var(&listFlag{v: &c.RunAs}, "run-as", "Who each namespace's workloads may ask to run as (start_request.user, .group), when this process is root: NS=NAME entries naming a user or a group by name or number (comma-separated or repeated; * for every namespace, never root or an ID below 1000); 'none': no one ($NEX_RUN_AS; default none).")

@@ -35,6 +35,8 @@ func ParseUIDRange(s string) (UIDRange, error) {
 	switch {
 	case r.First > r.Last:
 		return UIDRange{}, fmt.Errorf("workload UIDs %q: the first is above the last", s)
+	case r.First == r.Last:
+		return UIDRange{}, fmt.Errorf("workload UIDs %q: one UID; nexlet-native keeps one of the range for itself (it ends workloads' processes as it), so give at least two", s)
 	case r.First < 1000:
 		return UIDRange{}, fmt.Errorf("workload UIDs %q: UIDs below 1000 belong to the system", s)
 	case r.Last >= 1<<31-1:

@@ -119,7 +119,7 @@ func TestParseUIDRange(t *testing.T) {
 	if r, err := native.ParseUIDRange(native.DefaultUIDs); err != nil || r.First != 200000 || r.Last != 265535 {
 		t.Fatalf("%s: %v %v", native.DefaultUIDs, r, err)
 	}
-	for _, bad := range []string{"", "200000", "a-b", "300000-200000", "0-100", "500-70000", "200000-4294967295"} {
+	for _, bad := range []string{"", "200000", "a-b", "300000-200000", "300000-300000", "0-100", "500-70000", "200000-4294967295"} {
 		if _, err := native.ParseUIDRange(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,10 @@ type Pool struct {
 	// each release was half the CPU of a node starting 140 sandboxed jobs a second).
 	released []uint32
 	sweeping bool
+	// killer is the pool's own UID, held for its life, that no process runs as: the real
+	// UID of the thread that kills a UID's processes (killByUID). 0: none (not root), and
+	// processes are killed by PID.
+	killer uint32
 }
 
 // NewPool hands out r, locking in lockDir (default DefaultLockDir) and sweeping
@@ -65,6 +70,11 @@ func NewPool(r hostusers.UIDRange, lockDir string, tmpDirs []string, log *zap.Lo
 	p := &Pool{r: r, lockDir: lockDir, log: log, held: map[uint32]*os.File{}, tmpDirs: tmpDirs}
 	// start somewhere else than the last nexlet did: less contention for the same locks
 	p.next = r.First + uint32(time.Now().UnixNano()%int64(r.Last-r.First+1))
+	if os.Geteuid() == 0 {
+		if err := p.takeKiller(); err != nil {
+			return nil, err
+		}
+	}
 	p.reclaimDead()
 	return p, nil
 }
@@ -98,11 +108,10 @@ func (p *Pool) reclaimDead() {
 		_ = os.Remove(f.Name())
 		f.Close()
 	}
-	p.killAndSweep(reclaimed...)
+	stuck := p.killAndSweep(reclaimed...)
 	for i, f := range locks {
 		p.reclaimDirs(f, reclaimed[i])
-		_ = os.Remove(f.Name())
-		f.Close()
+		p.letGo(reclaimed[i], f, stuck)
 	}
 	if len(reclaimed) > 0 {
 		p.log.Warn("ended what the workloads of a dead nexlet left behind under their UIDs", zap.Int("uids", len(reclaimed)), zap.Uint32s("which", reclaimed[:min(len(reclaimed), 20)]))
@@ -136,8 +145,12 @@ func (p *Pool) Acquire() (uint32, error) {
 		// the lock file says "in use" from acquire until the sweep of release is done: a
 		// holder that died in between (kill -9) may have left processes and files
 		if st, err := f.Stat(); err == nil && st.Size() > 0 {
-			p.killAndSweep(uid)
+			stuck := p.killAndSweep(uid)
 			p.reclaimDirs(f, uid)
+			if len(stuck) > 0 {
+				p.letGo(uid, f, stuck)
+				continue
+			}
 		}
 		if err := f.Truncate(0); err == nil {
 			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -229,23 +242,39 @@ func (p *Pool) sweepReleased() {
 			return
 		}
 		p.mu.Unlock()
-		p.killAndSweep(batch...)
+		stuck := p.killAndSweep(batch...)
 		p.mu.Lock()
-		var locks []*os.File
-		for _, uid := range batch {
-			if f := p.held[uid]; f != nil {
-				locks = append(locks, f)
-			}
-			delete(p.held, uid)
+		locks := make([]*os.File, len(batch))
+		for i, uid := range batch {
+			locks[i] = p.held[uid]
 		}
 		p.mu.Unlock()
-		for _, f := range locks {
-			_ = os.Remove(f.Name()) // swept: nothing of the last holder is left
-			f.Close()               // drops the flock
+		for i, f := range locks {
+			p.letGo(batch[i], f, stuck)
 		}
 		for range batch {
 			p.sweep.Done()
 		}
+	}
+}
+
+// letGo frees uid, swept, whose lock file is f (nil: none), unless it is one of stuck,
+// whose processes outlived the sweep: that one is kept, held here and marked in use,
+// and never handed out again by this pool (a nexlet started later sweeps it again).
+func (p *Pool) letGo(uid uint32, f *os.File, stuck []uint32) {
+	if slices.Contains(stuck, uid) {
+		p.log.Error("a workload UID's processes outlived their kill for 5 s; the UID is not handed out again until the nexlet restarts", zap.Uint32("uid", uid))
+		p.mu.Lock()
+		p.held[uid] = f
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	delete(p.held, uid)
+	p.mu.Unlock()
+	if f != nil {
+		_ = os.Remove(f.Name()) // swept: nothing of the last holder is left
+		f.Close()               // drops the flock
 	}
 }
 

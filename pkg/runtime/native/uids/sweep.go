@@ -1,6 +1,7 @@
 package uids
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,20 +14,38 @@ import (
 )
 
 // killAndSweep kills every process of uids (a daemon one double-forked out of its process
-// group included) and removes the files they own at the top of the temporary
-// directories. It reads the machine's processes and directories once for all of them.
-func (p *Pool) killAndSweep(uids ...uint32) {
+// group included, and one that keeps forking) and removes the files they own at the top
+// of the temporary directories. It reads the machine's processes and directories once for
+// all of them. It returns those of uids that still had processes after 5 s (stuck in the
+// kernel, or a kill that failed): they must not be handed out again.
+func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 	if len(uids) == 0 {
-		return
+		return nil
 	}
 	set := make(map[uint32]bool, len(uids))
 	for _, uid := range uids {
 		set[uid] = true
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for pids := processesOf(set); len(pids) > 0 && time.Now().Before(deadline); pids = processesOf(set) {
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+	for {
+		err := p.killByUID(uids)
+		if err != nil && !errors.Is(err, errNoKiller) {
+			p.log.Warn("kill a workload UID's processes by UID; killing them by PID instead, which a process that keeps forking escapes", zap.Error(err))
+		}
+		pids, left := processesOf(set)
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for uid := range left {
+				stuck = append(stuck, uid)
+			}
+			break
+		}
+		if err != nil { // killed by UID, they are dying: a kill by PID could hit a PID reused meanwhile
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -46,6 +65,7 @@ func (p *Pool) killAndSweep(uids ...uint32) {
 			}
 		}
 	}
+	return stuck
 }
 
 func ownedBy(path string, uid uint32) bool {
@@ -53,15 +73,14 @@ func ownedBy(path string, uid uint32) bool {
 	return syscall.Lstat(path, &st) == nil && st.Uid == uid
 }
 
-// processesOf lists the processes whose real or effective UID is one of uids. It reads
-// each process's status with plain system calls into one buffer: it runs for every
-// batch of releases, over every process of the machine.
-func processesOf(uids map[uint32]bool) []int {
+// processesOf lists the processes whose real or effective UID is one of uids, and which
+// of uids they run as. It reads each process's status with plain system calls into one
+// buffer: it runs for every batch of releases, over every process of the machine.
+func processesOf(uids map[uint32]bool) (pids []int, of map[uint32]bool) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	var pids []int
 	var buf [4096]byte
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -69,11 +88,20 @@ func processesOf(uids map[uint32]bool) []int {
 			continue
 		}
 		real, effective, ok := statusUIDs("/proc/"+e.Name()+"/status", buf[:])
-		if ok && (uids[real] || uids[effective]) {
-			pids = append(pids, pid)
+		if !ok || !uids[real] && !uids[effective] {
+			continue
+		}
+		pids = append(pids, pid)
+		if of == nil {
+			of = map[uint32]bool{}
+		}
+		for _, uid := range []uint32{real, effective} {
+			if uids[uid] {
+				of[uid] = true
+			}
 		}
 	}
-	return pids
+	return pids, of
 }
 
 // statusUIDs reads the real and effective UIDs from the status file at path (false: the

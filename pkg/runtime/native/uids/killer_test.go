@@ -1,0 +1,193 @@
+package uids
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nexrun/nex/internal/hostusers"
+	"github.com/nexrun/nex/internal/testutil"
+)
+
+// A workload's process that keeps forking out of every look at /proc dies all the same
+// when its UID is given back: the sweep kills by UID (every process of the UID at once),
+// not by the PIDs it read. Killed by PID (as the sweep did), it outlived its UID's
+// release in 12 runs of this test out of 12 (in one round of three at least), and would
+// have shared the UID with its next holder. Processes of other users (another workload's,
+// root's) are not touched.
+func TestReleaseKillsAProcessThatKeepsForking(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a process as another user needs root")
+	}
+	bin := testutil.BuildC(t, "forker", testutil.Forker)
+	decoys := testutil.StartDecoys(t, 400) // before reaping: cc's status is its own, and so is theirs
+	fifo := filepath.Join(filepath.Dir(bin), "alive")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reader.Close() })
+	reapOrphans(t)
+	p, err := NewPool(hostusers.UIDRange{First: 300040, Last: 300042}, t.TempDir(), []string{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// another workload's process, which the kills must not reach (nor root's: the decoys)
+	other, err := p.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bystander, err := os.StartProcess("/bin/sleep", []string{"sleep", "600"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+		Setsid: true, Credential: &syscall.Credential{Uid: other, Gid: other, Groups: []uint32{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bystander.Kill(); _, _ = bystander.Wait() })
+	for round := range 3 { // a sweep by PID killed it one time in six, before it forked again
+		uid, err := p.Acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(fifo, int(uid), int(uid)); err != nil {
+			t.Fatal(err)
+		}
+		proc, err := os.StartProcess(bin, []string{bin, fifo}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+			Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = proc.Release()
+		t.Cleanup(func() { killAllOf(t, uid, reader) })
+		// its first copy says it holds the FIFO (until then, a read finds no writer: the end)
+		buf := make([]byte, 16)
+		_ = reader.SetReadDeadline(time.Time{})
+		deadline := time.Now().Add(5 * time.Second)
+		for n, _ := reader.Read(buf); n == 0; n, _ = reader.Read(buf) {
+			if time.Now().After(deadline) {
+				t.Fatal("the forking process did not start")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // a running attack, thousands of copies on, not its first process
+		p.Release(uid)
+		p.Wait()
+		if err := reader.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, err := reader.Read(buf)
+			if errors.Is(err, io.EOF) {
+				break // every copy is gone
+			}
+			if err != nil {
+				t.Fatalf("round %d: a process of the released UID %d still runs 3 s after the release was done (%v): it shares the UID with its next holder", round, uid, err)
+			}
+		}
+	}
+	for _, pid := range []int{bystander.Pid, decoys} {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err != nil || strings.Contains(string(b), "State:\tZ") {
+			t.Errorf("process %d, not of the released UID, was killed with it (%v)", pid, err)
+		}
+	}
+}
+
+// reapOrphans makes this test process the reaper of its orphaned descendants until the test
+// ends: the copies of a forking process would otherwise pile up as zombies under PID 1
+// (which may not reap them: a container's).
+func reapOrphans(t *testing.T) {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0); errno != 0 {
+		t.Fatalf("become a subreaper: %v", errno)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var ws syscall.WaitStatus
+			if pid, _ := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid > 0 {
+				continue
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		// the last copies, gone (their FIFO saw its end): reaped before this process
+		// stops being their reaper
+		for {
+			var ws syscall.WaitStatus
+			if pid, _ := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 {
+				break
+			}
+		}
+		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, 36, 0, 0)
+	})
+}
+
+// killAllOf ends every process of uid, with kill -9 -1 run as that user (which the
+// forking process does not escape), and waits for the FIFO they hold to see its end.
+func killAllOf(t *testing.T, uid uint32, fifo *os.File) {
+	cmd := exec.Command("/bin/kill", "-9", "-1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	_ = cmd.Run() // its status may go to the reaper
+	_ = fifo.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for {
+		if _, err := fifo.Read(buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("the forking process of UID %d outlived kill -9 -1 as that user: %v", uid, err)
+			}
+			return
+		}
+	}
+}
+
+// A nexlet killed outright leaves its own UID's lock file marked in use, as it leaves its
+// workloads'. The next nexlet of the machine takes that UID as its own again (no workload
+// ever ran as it), so a range whose every UID was in use still has one for it; a dead
+// workload's UID it never takes as its own (the workload's processes could signal it), but
+// sweeps and hands out.
+func TestDeadNexletsOwnUIDIsTakenAgain(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a pool takes a UID of its own only as root")
+	}
+	locks := t.TempDir()
+	for uid, lock := range map[uint32]string{300050: "12345\n", 300051: "12345\n" + killerMark + "\n"} {
+		if err := os.WriteFile(filepath.Join(locks, fmt.Sprint(uid)), []byte(lock), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := NewPool(hostusers.UIDRange{First: 300050, Last: 300051}, locks, []string{}, zap.NewNop())
+	if err != nil {
+		t.Fatalf("a range whose every UID a dead nexlet held: %v", err)
+	}
+	if p.killer != 300051 {
+		t.Fatalf("the pool's own UID is %d, want the dead nexlet's own, 300051", p.killer)
+	}
+	if uid, err := p.Acquire(); err != nil || uid != 300050 {
+		t.Fatalf("acquire: %d %v, want the dead workload's UID, swept", uid, err)
+	}
+	// with no UID left that no workload had, the pool does not take one
+	if err := os.WriteFile(filepath.Join(locks, "300060"), []byte("12345\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewPool(hostusers.UIDRange{First: 300060, Last: 300060}, locks, []string{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "no UID of 300060-300060 is free for the nexlet's own") {
+		t.Fatalf("a range of one dead workload's UID: %v", err)
+	}
+}
