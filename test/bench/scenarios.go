@@ -654,7 +654,9 @@ func scale10k(e *env) ([]Result, error) {
 		}
 	}
 	time.Sleep(2 * time.Second)
-	pct, _, each, eachPct := idle(pids, 20*time.Second)
+	// 60 s, not 20: nexd's heap holds 10,000 records, and one garbage collection in a
+	// 20 s window moved the figure by half a percent
+	pct, _, each, eachPct := idle(pids, scaleIdleWindow)
 	threads, nexletRSS, nexletPct := 0, 0.0, 0.0
 	for i, p := range pids[1:] {
 		threads += procThreads(p)
@@ -674,9 +676,12 @@ func scale10k(e *env) ([]Result, error) {
 		{Figure: "scale: nexlet-native threads, 10,000 services", Value: float64(threads), Unit: "threads", Detail: of, Target: "< 100", Met: threads < 100},
 		{Figure: "scale: nexlet-native RSS, 10,000 services", Value: nexletRSS, Unit: "MiB", Detail: of, Target: "< 250 MB", Met: nexletRSS*mb < 250},
 		{Figure: "scale: nexd RSS, 10,000 services", Value: each[0], Unit: "MiB", Detail: "", Target: "< 100 MB", Met: each[0]*mb < 100},
-		{Figure: "scale: idle CPU, 10,000 services", Value: pct, Unit: "% of a core", Detail: fmt.Sprintf("nexd %.2f %% + nexlet-native %.2f %%, over 20s", eachPct[0], nexletPct), Target: "< 1 %", Met: pct < 1},
+		{Figure: "scale: idle CPU, 10,000 services", Value: pct, Unit: "% of a core", Detail: fmt.Sprintf("nexd %.2f %% + nexlet-native %.2f %%, over %s", eachPct[0], nexletPct, scaleIdleWindow), Target: "< 1 %", Met: pct < 1},
 	}, nil
 }
+
+// scaleIdleWindow is how long the scale scenario measures idle CPU.
+const scaleIdleWindow = 60 * time.Second
 
 // waitNexlets waits for the one node's want nexlets to be healthy.
 func waitNexlets(c *client.Client, want int) error {
