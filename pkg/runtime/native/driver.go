@@ -570,6 +570,7 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	wg.Wait()
 	if d.uids != nil {
 		d.uids.Wait() // every UID swept and given back
+		d.uids.Close()
 	}
 	d.cg.Close()
 }

@@ -91,11 +91,12 @@ var errNoKiller = errors.New("no UID to kill with")
 
 // killByUID sends SIGKILL to every process of each of uids (see above).
 func (p *Pool) killByUID(uids []uint32) error {
-	if p.killer == 0 {
+	killer := p.own()
+	if killer == 0 {
 		return errNoKiller
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- killAs(p.killer, uids) }()
+	go func() { errc <- killAs(killer, uids) }()
 	return <-errc
 }
 

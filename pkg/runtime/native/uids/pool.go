@@ -100,7 +100,8 @@ func (p *Pool) reclaimDead() {
 		if err != nil || f == nil {
 			continue
 		}
-		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<16))
+		if len(b) > 0 && !isKiller(b) { // a dead nexlet's own UID ran no workload: nothing to end
 			reclaimed = append(reclaimed, uint32(uid))
 			locks = append(locks, f)
 			continue
@@ -159,6 +160,9 @@ func (p *Pool) Acquire() (uint32, error) {
 		p.held[uid] = f
 		p.mu.Unlock()
 		return uid, nil
+	}
+	if own := p.own(); own != 0 {
+		return 0, fmt.Errorf("%w (%s; UID %d of it is nexlet-native's own)", ErrNoUIDs, p.r, own)
 	}
 	return 0, fmt.Errorf("%w (%s)", ErrNoUIDs, p.r)
 }
@@ -302,3 +306,27 @@ func lockFile(path string) (*os.File, error) {
 
 // Wait waits for the releases under way.
 func (p *Pool) Wait() { p.sweep.Wait() }
+
+// own is the pool's own UID (killer), 0 when it has none.
+func (p *Pool) own() uint32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.killer
+}
+
+// Close lets the pool's own UID go, once the nexlet has stopped its workloads and waited
+// for their releases (Wait): a nexlet stopped cleanly leaves no lock file behind. Kills
+// after it are by PID.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.killer == 0 {
+		return
+	}
+	if f := p.held[p.killer]; f != nil {
+		_ = os.Remove(f.Name())
+		f.Close()
+	}
+	delete(p.held, p.killer)
+	p.killer = 0
+}

@@ -176,6 +176,10 @@ func TestReleaseSweepsEveryUIDItWasGiven(t *testing.T) {
 	if entries, _ := os.ReadDir(locks); len(entries) != 1 { // the pool's own
 		t.Errorf("lock files left after every UID was released: %d, want the pool's own", len(entries))
 	}
+	p.Close() // the nexlet stops: its own UID goes too
+	if entries, _ := os.ReadDir(locks); len(entries) != 0 {
+		t.Errorf("lock files left after the pool was closed: %d", len(entries))
+	}
 }
 
 // A process whose first thread exited shows as a zombie while its other threads run on:
