@@ -6,9 +6,11 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +105,22 @@ func RefuseSeedArgs(args []string) error {
 	return nil
 }
 
+// checkListen refuses an --embedded.listen that is not HOST:PORT with a port from 0 to
+// 65535 ("": the default). Port 99999 was taken for a port in use.
+func checkListen(listen string) error {
+	if listen == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--embedded.listen %q: want HOST:PORT, like 127.0.0.1:4222", listen)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("--embedded.listen %q: the port must be a number from 0 to 65535", listen)
+	}
+	return nil
+}
+
 // looksLikeSeed tells an nkey seed (S, then the key type, then base32) from a file path.
 func looksLikeSeed(v string) bool {
 	return len(v) > 2 && v[0] == 'S' && !strings.ContainsAny(v, "/.")
@@ -167,6 +185,9 @@ func (o Options) Check() error {
 		return fmt.Errorf("--reserve-cpu %v leaves nothing of the node's %v cores for workloads (--cpus, default the machine's)", o.ReserveCPU, cpus)
 	}
 	if err := o.checkNexlets(); err != nil {
+		return err
+	}
+	if err := checkListen(o.EmbeddedListen); err != nil {
 		return err
 	}
 	for flag, ttl := range map[string]time.Duration{"--workload-creds-ttl": o.WorkloadCredsTTL, "--nexlet-creds-ttl": o.NexletCredsTTL} {

@@ -21,6 +21,9 @@ func TestCapacityFlagsChecked(t *testing.T) {
 		{"reserve all memory", Options{Memory: "1GiB", ReserveMemory: "1GiB"}, "--reserve-memory 1 GiB leaves nothing of --memory 1 GiB"},
 		{"negative cpus", Options{CPUs: -1}, "--cpus -1: want a number of cores"},
 		{"reserve all cpu", Options{CPUs: 2, ReserveCPU: 2}, "--reserve-cpu 2 leaves nothing of the node's 2 cores"},
+		{"listen", Options{EmbeddedListen: "127.0.0.1:4223"}, ""},
+		{"listen without a port", Options{EmbeddedListen: "nonsense"}, `--embedded.listen "nonsense": want HOST:PORT`},
+		{"listen on no port", Options{EmbeddedListen: "127.0.0.1:99999"}, "the port must be a number from 0 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
