@@ -189,10 +189,9 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		w := h.d.writer(h.def.Namespace, h.id, "stdout")
 		s.Stdout, stdoutLog = w, w
 	}
-	h.sandboxed(&s)
 	code, errMsg := -1, ""
 	ooms := h.cg.OOMs()
-	if c, err := spawn.Start(s); err != nil {
+	if c, err := h.startChild(s); err != nil {
 		errMsg = "start: " + err.Error()
 	} else {
 		pid := c.Pid

@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -41,10 +42,15 @@ type handle struct {
 	cg     *cgroups.Cgroup
 	log    *zap.Logger
 
-	fn          atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
-	env         map[string]string        // the environment with sealed values opened
-	stopOnce    sync.Once
-	cleanOnce   sync.Once
+	fn        atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
+	env       map[string]string        // the environment with sealed values opened
+	stopOnce  sync.Once
+	cleanOnce sync.Once
+	// gate: every process of the workload (its own, a command beside it, a probe, an
+	// invocation) is made under its read lock, and cleaned is set under its write lock
+	// before the UID is given back: no process is made as the UID after its sweep.
+	gate        sync.RWMutex
+	cleaned     bool
 	stopCh      chan struct{} // closed when a stop is requested
 	done        chan struct{} // closed when the run loop has ended
 	started     chan struct{} // closed when Start has returned, whatever the outcome
@@ -83,13 +89,26 @@ func (h *handle) startProcess() (*process, error) {
 	if h.sr.Stdin != nil {
 		s.Stdin = strings.NewReader(*h.sr.Stdin)
 	}
-	h.sandboxed(&s)
-	c, err := spawn.Start(s)
+	c, err := h.startChild(s)
 	if err != nil {
 		return nil, err
 	}
 	p.c = c
 	return p, nil
+}
+
+// startChild starts s, sandboxed as the workload is, unless the workload is being removed
+// (gate): a process made as its UID once the UID was given back would outlive the UID's
+// sweep, and run as the UID's next holder. The gate is held only while the process is
+// made; the sweep kills whatever was made before.
+func (h *handle) startChild(s spawn.Spec) (*spawn.Child, error) {
+	h.sandboxed(&s)
+	h.gate.RLock()
+	defer h.gate.RUnlock()
+	if h.cleaned {
+		return nil, errors.New("the workload is being removed")
+	}
+	return spawn.Start(s)
 }
 
 // procAttr puts a workload process in its own process group, ends it with the nexlet,
@@ -493,6 +512,9 @@ func (h *handle) info() v1.WorkloadInfo {
 func (h *handle) cleanup() { h.cleanOnce.Do(h.clean) }
 
 func (h *handle) clean() {
+	h.gate.Lock()
+	h.cleaned = true
+	h.gate.Unlock()
 	if h.wd.Own {
 		if err := os.RemoveAll(h.wd.Path); err != nil {
 			h.log.Warn("remove workdir", zap.Error(err))

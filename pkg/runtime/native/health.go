@@ -82,8 +82,7 @@ func (h *handle) setHealth(s string) {
 // Its process group is killed when ctx ends, and at the latest when it exits.
 func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io.Writer, tty *os.File) (syscall.WaitStatus, error) {
 	s := spawn.Spec{Path: argv[0], Argv: argv[1:], Dir: h.wd.Path, Env: h.environment(), Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdout: stdout, Stderr: stderr, TTY: tty, Cgroup: h.cg}
-	h.sandboxed(&s) // it sees what the workload sees, no more
-	c, err := spawn.Start(s)
+	c, err := h.startChild(s) // sandboxed: it sees what the workload sees, no more
 	if tty != nil {
 		_ = tty.Close() // the command has it; the master reads EIO once the command's side is closed
 	}

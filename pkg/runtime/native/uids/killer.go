@@ -37,8 +37,7 @@ import (
 // UID to be its real or saved one, tracing all three. Credentials are a thread's own in
 // the kernel (setresuid through syscall.Setresuid would change every thread of the
 // process; the raw system call changes the calling one). A thread whose credentials
-// cannot be put back is never used again: its goroutine ends with it still locked, and
-// the Go runtime ends the thread.
+// cannot be put back is never used again: it stays parked (killAs).
 
 // takeKiller takes the pool's own UID: one of the range whose lock file says nobody had
 // it, or that a dead nexlet had as its own (a dead workload's is left to reclaimDead), and
@@ -96,31 +95,40 @@ func (p *Pool) killByUID(uids []uint32) error {
 		return errNoKiller
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- killAs(killer, uids) }()
+	go func() {
+		parked, err := killAs(killer, uids)
+		errc <- err
+		if parked {
+			select {} // see killAs
+		}
+	}()
 	return <-errc
 }
 
 // killAs runs on a thread of its own, which it gives back only with root's credentials
-// and its capabilities as they were.
-func killAs(killer uint32, uids []uint32) error {
+// and its capabilities as they were. Should they not come back, the thread stays parked
+// for good (parked: the caller blocks on it, still locked), as asuser.Do's does: it is
+// never ended, since a workload's parent-death signal is tied to the thread that forked
+// it, and this may be that thread.
+func killAs(killer uint32, uids []uint32) (parked bool, err error) {
 	runtime.LockOSThread()
 	var r, e, s uint32
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_GETRESUID, uintptr(unsafe.Pointer(&r)), uintptr(unsafe.Pointer(&e)), uintptr(unsafe.Pointer(&s))); errno != 0 || r != 0 || e != 0 || s != 0 {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("kill as a workload's UID: this thread runs as %d/%d/%d, not root (%v)", r, e, s, errno)
+		return false, fmt.Errorf("kill as a workload's UID: this thread runs as %d/%d/%d, not root (%v)", r, e, s, errno)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var caps [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &caps[0]); err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("kill as a workload's UID: capabilities: %w", err)
+		return false, fmt.Errorf("kill as a workload's UID: capabilities: %w", err)
 	}
 	none := caps
 	none[0].Effective, none[1].Effective = 0, 0
 	for _, uid := range uids {
 		if _, _, errno := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(killer), uintptr(uid), 0); errno != 0 {
 			runtime.UnlockOSThread() // unchanged
-			return fmt.Errorf("kill as UID %d: setresuid: %w", uid, errno)
+			return false, fmt.Errorf("kill as UID %d: setresuid: %w", uid, errno)
 		}
 		hdr.Pid = 0 // this thread
 		err := unix.Capset(&hdr, &none[0])
@@ -128,16 +136,16 @@ func killAs(killer uint32, uids []uint32) error {
 			_, _, _ = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0) // pid -1
 		}
 		if _, _, errno := syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0); errno != 0 {
-			return fmt.Errorf("kill as UID %d: back to root: %w (the thread is given up)", uid, errno) // still locked: ended
+			return true, fmt.Errorf("kill as UID %d: back to root: %w (the thread stays parked)", uid, errno)
 		}
 		if err2 := unix.Capset(&hdr, &caps[0]); err2 != nil {
-			return fmt.Errorf("kill as UID %d: capabilities back: %w (the thread is given up)", uid, err2)
+			return true, fmt.Errorf("kill as UID %d: capabilities back: %w (the thread stays parked)", uid, err2)
 		}
 		if err != nil {
 			runtime.UnlockOSThread()
-			return fmt.Errorf("kill as UID %d: drop capabilities: %w", uid, err)
+			return false, fmt.Errorf("kill as UID %d: drop capabilities: %w", uid, err)
 		}
 	}
 	runtime.UnlockOSThread()
-	return nil
+	return false, nil
 }

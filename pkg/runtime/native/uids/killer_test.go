@@ -162,8 +162,8 @@ func killAllOf(t *testing.T, uid uint32, fifo *os.File) {
 // A nexlet killed outright leaves its own UID's lock file marked in use, as it leaves its
 // workloads'. The next nexlet of the machine takes that UID as its own again (no workload
 // ever ran as it), so a range whose every UID was in use still has one for it; a dead
-// workload's UID it never takes as its own (the workload's processes could signal it), but
-// sweeps and hands out.
+// workload's UID it takes as its own only when no other is left, once it has ended what
+// the workload left (its processes could signal the killing thread).
 func TestDeadNexletsOwnUIDIsTakenAgain(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a pool takes a UID of its own only as root")
@@ -203,11 +203,17 @@ func TestDeadNexletsOwnUIDIsTakenAgain(t *testing.T) {
 	if !got[300050] {
 		t.Fatalf("acquired %v: the two UIDs that are not the pool's own include the dead workload's, 300050, swept", got)
 	}
-	// with no UID left that no workload had, the pool does not take one
+	// with no UID left that no workload had, the pool ends what the dead workloads left
+	// (by PID: it has no UID to kill with yet), and takes one of theirs
 	if err := os.WriteFile(filepath.Join(locks, "300060"), []byte("12345\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewPool(hostusers.UIDRange{First: 300060, Last: 300060}, locks, []string{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "no UID of 300060-300060 is free for the nexlet's own") {
+	q, err := NewPool(hostusers.UIDRange{First: 300060, Last: 300060}, locks, []string{}, zap.NewNop())
+	if err != nil || q.killer != 300060 {
 		t.Fatalf("a range of one dead workload's UID: %v", err)
+	}
+	// and where every UID is held, it does not start
+	if _, err := NewPool(hostusers.UIDRange{First: 300060, Last: 300060}, locks, []string{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "no UID of 300060-300060 is free for the nexlet's own") {
+		t.Fatalf("a range whose one UID another pool holds: %v", err)
 	}
 }

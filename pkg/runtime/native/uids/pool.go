@@ -70,7 +70,10 @@ func NewPool(r hostusers.UIDRange, lockDir string, tmpDirs []string, log *zap.Lo
 	p := &Pool{r: r, lockDir: lockDir, log: log, held: map[uint32]*os.File{}, tmpDirs: tmpDirs}
 	// start somewhere else than the last nexlet did: less contention for the same locks
 	p.next = r.First + uint32(time.Now().UnixNano()%int64(r.Last-r.First+1))
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && p.takeKiller() != nil {
+		// every UID of the range is held, or a dead workload's: end what the dead left
+		// first (by PID: there is no UID to kill with yet), and take one of theirs
+		p.reclaimDead()
 		if err := p.takeKiller(); err != nil {
 			return nil, err
 		}
