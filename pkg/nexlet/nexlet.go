@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"sync"
@@ -110,6 +111,9 @@ type Config struct {
 	Logger  *zap.Logger
 	// RegisterTimeout bounds each registration attempt.
 	RegisterTimeout time.Duration
+	// FullHeartbeatEvery is how often a heartbeat lists every finished workload and
+	// restart count, not only what changed (default 10 s).
+	FullHeartbeatEvery time.Duration
 	// HostID names this machine (default: its machine-id).
 	HostID string
 	// XKey is the nexlet's curve key pair; keep it across restarts (see LoadXKey) so
@@ -135,6 +139,9 @@ func (c *Config) validate() error {
 	if c.RegisterTimeout <= 0 {
 		c.RegisterTimeout = 2 * time.Second
 	}
+	if c.FullHeartbeatEvery <= 0 {
+		c.FullHeartbeatEvery = fullEvery
+	}
 	if c.HostID == "" {
 		c.HostID = hostid.Get()
 	}
@@ -152,9 +159,11 @@ type Nexlet struct {
 
 	mu         sync.Mutex
 	registered bool
-	toldEnded  map[string]bool // finished workloads whose end a heartbeat has told the node
-	interval   time.Duration
-	poke       chan struct{}
+	// told is what heartbeats the node answered have told it: heartbeats carry what
+	// changed since, and all of it every fullEvery (and after each registration).
+	told     told
+	interval time.Duration
+	poke     chan struct{}
 	// cut off from NATS for stopAfter, the nexlet stops the workloads in stopCut (their
 	// definitions say disconnect: stop), and registers again once back, so the node
 	// starts them again unless the cluster moved them meanwhile
@@ -345,6 +354,7 @@ func (n *Nexlet) Register(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.registered = true
+	n.told = told{gen: n.told.gen + 1} // a node that registers this nexlet anew is told everything
 	if reply.HeartbeatInterval > 0 {
 		n.interval = time.Duration(reply.HeartbeatInterval)
 	}
@@ -494,12 +504,15 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	}
 	hb := v1.Heartbeat{NexletID: n.cfg.NexletID, Workloads: len(briefs), States: map[string]int{}}
 	n.mu.Lock()
-	told := n.toldEnded // read here, written only after a heartbeat (one at a time)
+	told := n.told // its maps are written only here, after a heartbeat (one at a time)
 	n.mu.Unlock()
+	full := told.finished == nil || time.Since(told.at) >= n.cfg.FullHeartbeatEvery
 	for _, b := range briefs {
 		if b.State == v1.StateStopped || b.State == v1.StateFailed {
-			hb.Finished = append(hb.Finished, b.ID)
-			if !told[b.ID] {
+			if full || !told.finished[b.ID] {
+				hb.Finished = append(hb.Finished, b.ID)
+			}
+			if !told.finished[b.ID] {
 				w, ok := infos[b.ID]
 				if !ok {
 					if w, err = n.rt.Get(ctx, b.ID); err != nil {
@@ -513,10 +526,12 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 		hb.States[b.State]++
 		if b.Restarts > 0 {
 			hb.Restarts += b.Restarts
-			if hb.RestartCounts == nil {
-				hb.RestartCounts = map[string]uint64{}
+			if full || told.restarts[b.ID] != b.Restarts {
+				if hb.RestartCounts == nil {
+					hb.RestartCounts = map[string]uint64{}
+				}
+				hb.RestartCounts[b.ID] = b.Restarts
 			}
-			hb.RestartCounts[b.ID] = b.Restarts
 		}
 	}
 	if sr, ok := n.rt.(StatsReporter); ok {
@@ -527,20 +542,42 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	if err := svc.Call(ctx, n.nc, v1.HeartbeatSubject(n.cfg.NodeID, n.cfg.NexletID), hb, nil); err != nil {
 		return err
 	}
-	if len(hb.Ended) > 0 || len(told) > 2*len(hb.Finished)+64 {
+	if full || len(hb.Finished)+len(hb.RestartCounts) > 0 {
 		n.mu.Lock()
-		if n.toldEnded == nil || len(n.toldEnded) > 2*len(hb.Finished)+64 { // forget the removed ones
-			n.toldEnded = make(map[string]bool, len(hb.Finished))
-			for _, id := range hb.Finished {
-				n.toldEnded[id] = true
-			}
-		}
-		for _, w := range hb.Ended { // told: later heartbeats send only what ends after this
-			n.toldEnded[w.ID] = true
+		if n.told.gen == told.gen { // not registered anew meanwhile
+			n.told.record(&hb, full)
 		}
 		n.mu.Unlock()
 	}
 	return nil
+}
+
+// fullEvery is by default how often a heartbeat tells the node everything (every finished workload,
+// every restart count), not only what changed since the last: the node acts on what a
+// heartbeat lists, so a record it failed to write is written again within this time. A
+// heartbeat that lists every finished workload went out as often as every 50 ms while
+// jobs ended, each as long as the nexlet's list.
+const fullEvery = 10 * time.Second
+
+// told is what heartbeats have told the node: the finished workloads and restart counts
+// listed, and when all of them were last listed.
+type told struct {
+	finished map[string]bool
+	restarts map[string]uint64
+	at       time.Time // of the last heartbeat that listed everything
+	gen      uint64    // registrations so far: what a heartbeat sent before the last one told is void
+}
+
+// record notes that the node answered hb (full: listing everything). A full one replaces
+// what was told (workloads removed since are forgotten); another adds to it.
+func (t *told) record(hb *v1.Heartbeat, full bool) {
+	if full {
+		t.finished, t.restarts, t.at = make(map[string]bool, len(hb.Finished)), make(map[string]uint64, len(hb.RestartCounts)), time.Now()
+	}
+	for _, id := range hb.Finished {
+		t.finished[id] = true
+	}
+	maps.Copy(t.restarts, hb.RestartCounts)
 }
 
 // briefs is what a heartbeat says of each workload, from the runtime's Briefs where it
