@@ -47,6 +47,7 @@ func TestAgentCredentialsRenewedWithoutNative(t *testing.T) {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- nil // for the deferred wait
 		t.Fatalf("Run ended before the node was ready: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the node did not become ready")

@@ -106,7 +106,7 @@ func RefuseSeedArgs(args []string) error {
 }
 
 // checkListen refuses an --embedded.listen that is not HOST:PORT with a port from 0 to
-// 65535 ("": the default). Port 99999 was taken for a port in use.
+// 65535, or -1 ("": the default). Port 99999 was taken for a port in use.
 func checkListen(listen string) error {
 	if listen == "" {
 		return nil
@@ -115,8 +115,8 @@ func checkListen(listen string) error {
 	if err != nil {
 		return fmt.Errorf("--embedded.listen %q: want HOST:PORT, like 127.0.0.1:4222", listen)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("--embedded.listen %q: the port must be a number from 0 to 65535", listen)
+	if n, err := strconv.Atoi(port); err != nil || n < -1 || n > 65535 { // -1: any free port, as nats-server has it
+		return fmt.Errorf("--embedded.listen %q: the port must be a number from 0 to 65535 (or -1: any free one)", listen)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ func TestCapacityFlagsChecked(t *testing.T) {
 		{"negative cpus", Options{CPUs: -1}, "--cpus -1: want a number of cores"},
 		{"reserve all cpu", Options{CPUs: 2, ReserveCPU: 2}, "--reserve-cpu 2 leaves nothing of the node's 2 cores"},
 		{"listen", Options{EmbeddedListen: "127.0.0.1:4223"}, ""},
+		{"listen on any port", Options{EmbeddedListen: "127.0.0.1:-1"}, ""},
 		{"listen without a port", Options{EmbeddedListen: "nonsense"}, `--embedded.listen "nonsense": want HOST:PORT`},
 		{"listen on no port", Options{EmbeddedListen: "127.0.0.1:99999"}, "the port must be a number from 0 to 65535"},
 	}

@@ -44,8 +44,8 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + req.Argv[0] + ": not found in " + strings.Join(execPath, ":") + " (give an absolute path)\n")}, nil
 	}
 	var mu sync.Mutex
-	stdout, stderr := limitedBuffer{max: v1.MaxExecOutput}, limitedBuffer{max: v1.MaxExecOutput}
-	outw := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) })
+	stdout, stderr := spawn.LimitedBuffer{Max: v1.MaxExecOutput}, spawn.LimitedBuffer{Max: v1.MaxExecOutput}
+	outw := spawn.WriterFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stdout.Write(p) })
 	var tty, master *os.File
 	ttyRead := make(chan struct{})
 	close(ttyRead)
@@ -68,7 +68,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(req.Timeout))
 	defer cancel()
 	ws, err := h.runBeside(tctx, argv, outw,
-		writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }), tty)
+		spawn.WriterFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) }), tty)
 	if err != nil {
 		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + argv[0] + ": " + err.Error() + "\n")}, nil
 	}
@@ -81,5 +81,5 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 	mu.Lock()
 	defer mu.Unlock()
 	return v1.ExecReply{ExitCode: spawn.StatusCode(ws), Stdout: stdout.Bytes(), Stderr: stderr.Bytes(),
-		Truncated: stdout.truncated || stderr.truncated, TimedOut: tctx.Err() != nil && ctx.Err() == nil}, nil
+		Truncated: stdout.Truncated || stderr.Truncated, TimedOut: tctx.Err() != nil && ctx.Err() == nil}, nil
 }

@@ -2,7 +2,6 @@ package native
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"strconv"
 	"sync"
@@ -179,7 +178,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	f := h.fn.Load()
 	began := time.Now()
 	stderr := h.d.writer(h.def.Namespace, h.id, "stderr")
-	var reply limitedBuffer
+	reply := spawn.LimitedBuffer{Max: MaxReplyBytes}
 	var stdoutLog interface{ Close() error }
 	s := spawn.Spec{Path: h.sr.path, Argv: h.sr.Argv, Dir: h.wd.Path, Env: append(h.environment(), v1.EnvTriggerSubject+"="+m.Subject),
 		Attr: h.procAttr(), NoNewPrivs: h.identity() != nil, Stdin: bytes.NewReader(m.Data), Stderr: stderr, Cgroup: h.cg}
@@ -225,7 +224,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 	dur := time.Since(began)
 	if m.Reply != "" {
 		out := &nats.Msg{Subject: m.Reply, Data: reply.Bytes(), Header: nats.Header{v1.HeaderExitCode: []string{strconv.Itoa(code)}}}
-		if reply.truncated {
+		if reply.Truncated {
 			out.Header.Set(v1.HeaderError, "reply truncated at "+strconv.Itoa(MaxReplyBytes)+" bytes")
 		}
 		if errMsg != "" {
@@ -285,22 +284,4 @@ func (h *handle) stopFunction(grace time.Duration) {
 		f.mu.Unlock()
 		<-idle
 	}
-}
-
-// limitedBuffer keeps the first MaxReplyBytes written to it.
-type limitedBuffer struct {
-	bytes.Buffer
-	truncated bool
-	max       int // 0: MaxReplyBytes
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := cmp.Or(b.max, MaxReplyBytes) - b.Len(); len(p) > room {
-		b.truncated = true
-		if room > 0 {
-			b.Buffer.Write(p[:room])
-		}
-		return len(p), nil
-	}
-	return b.Buffer.Write(p)
 }

@@ -98,9 +98,9 @@ func (h *handle) runBeside(ctx context.Context, argv []string, stdout, stderr io
 
 // execProbe runs argv as the workload (its user, sandbox, workdir, environment and cgroup).
 func (h *handle) execProbe(ctx context.Context, argv []string) error {
-	var out limitedBuffer
+	out := spawn.LimitedBuffer{Max: MaxReplyBytes}
 	var mu sync.Mutex
-	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	w := spawn.WriterFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
 	ws, err := h.runBeside(ctx, argv, w, w, nil)
 	if err != nil {
 		return fmt.Errorf("run %s: %v", argv[0], err)
@@ -119,7 +119,3 @@ func (h *handle) execProbe(ctx context.Context, argv []string) error {
 	}
 	return nil
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
