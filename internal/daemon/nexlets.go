@@ -29,12 +29,15 @@ type nexlets struct {
 
 	mu      sync.Mutex
 	credIDs []string // nexlets with credentials of their own, renewed by renewLoop
+
+	nativeGaveUp     chan struct{} // closed when nexlet-native failed too often in a row
+	nativeGaveUpOnce sync.Once
 }
 
 // startNexlets starts every --nexlets nexlet and nexlet-native (unless disabled), renews
 // their credentials, and waits (up to --nexlet-wait) for nexlet-native to register.
 func (d *daemon) startNexlets(ctx context.Context) error {
-	x := &nexlets{d: d}
+	x := &nexlets{d: d, nativeGaveUp: make(chan struct{})}
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	d.nexlets = x
 	for _, spec := range d.o.Nexlets {
@@ -53,8 +56,20 @@ func (d *daemon) startNexlets(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, d.o.NexletWait)
 	defer cancel()
+	go func() {
+		select {
+		case <-x.nativeGaveUp:
+			cancel() // no use waiting for it
+		case <-wctx.Done():
+		}
+	}()
 	if err := d.node.WaitForNexlet(wctx, "native"); err != nil && ctx.Err() == nil {
-		d.log.Warn("nexlet-native has not registered yet; the node runs and will accept it when it does", zap.Error(err))
+		select {
+		case <-x.nativeGaveUp:
+			d.log.Error("nexlet-native failed at every start and was given up (its own lines above say why): this node runs no native workloads until nexd is restarted", zap.Int("starts", d.o.NexletRestartLimit+1))
+		default:
+			d.log.Warn("nexlet-native has not registered yet; the node runs and will accept it when it does", zap.Error(err))
+		}
 	}
 	return nil
 }
@@ -125,6 +140,9 @@ func (x *nexlets) supervise(a supervise.Process) {
 		d.node.NexletEvent(typ, a.Name, msg)
 		if typ == v1.EventNexletFailed {
 			d.node.NexletFailed(a.Name) // its services move to other nodes
+			if a.Name == "native" {
+				x.nativeGaveUpOnce.Do(func() { close(x.nativeGaveUp) })
+			}
 		}
 	}
 	a.StopAdopted = func() { d.node.StopLocalNexlet(a.Name, a.Path, d.o.ShutdownTimeout) }
