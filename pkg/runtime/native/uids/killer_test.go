@@ -217,3 +217,155 @@ func TestDeadNexletsOwnUIDIsTakenAgain(t *testing.T) {
 		t.Fatalf("a range whose one UID another pool holds: %v", err)
 	}
 }
+
+// fuseStuck mounts a FUSE filesystem of its own in a user namespace of its own (argv[1],
+// an empty directory), and forks a child that holds the FUSE device too and asks the
+// filesystem something, which it never answers: the child waits in the kernel, and
+// SIGKILL does not end that wait. It writes "x" to the FIFO argv[2] once the child waits
+// (every process holds it: the test sees when all are gone). Exit codes 3 to 6: the
+// machine does not let it.
+const fuseStuck = `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fuse.h>
+static int put(const char *path, const char *s) {
+	int fd = open(path, O_WRONLY);
+	int ok = fd >= 0 && write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+int main(int argc, char **argv) {
+	char buf[64], opts[128], path[4096];
+	static char req[1 << 20];
+	if (argc < 3)
+		return 2;
+	unsigned uid = getuid(), gid = getgid();
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+		return 3;
+	snprintf(buf, sizeof buf, "0 %u 1", uid);
+	if (!put("/proc/self/setgroups", "deny") || !put("/proc/self/uid_map", buf))
+		return 4;
+	snprintf(buf, sizeof buf, "0 %u 1", gid);
+	if (!put("/proc/self/gid_map", buf))
+		return 5;
+	int fd = open("/dev/fuse", O_RDWR);
+	snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0", fd);
+	if (fd < 0 || mount("nexfuse", argv[1], "fuse", MS_NOSUID | MS_NODEV, opts) != 0)
+		return 6;
+	ssize_t n = read(fd, req, sizeof req);
+	struct fuse_in_header *in = (void *)req;
+	if (n < (ssize_t)sizeof *in || in->opcode != FUSE_INIT)
+		return 7;
+	struct { struct fuse_out_header h; struct fuse_init_out o; } init = {0};
+	init.h.len = sizeof init, init.h.unique = in->unique;
+	init.o.major = FUSE_KERNEL_VERSION, init.o.minor = FUSE_KERNEL_MINOR_VERSION, init.o.max_write = 4096;
+	if (write(fd, &init, sizeof init) != sizeof init)
+		return 8;
+	int alive = open(argv[2], O_WRONLY); /* every process holds it: the test sees when all are gone */
+	if (fork() == 0) { /* holds the device too, and waits in the kernel for an answer */
+		struct stat st;
+		snprintf(path, sizeof path, "%s/x", argv[1]);
+		stat(path, &st);
+		_exit(0);
+	}
+	n = read(fd, req, sizeof req); /* the child's request: never answered */
+	if (write(alive, "x", 1) != 1)
+		return 9;
+	for (;;)
+		pause();
+}
+`
+
+// A workload that leaves a process waiting on its own FUSE filesystem, which no kill
+// ends, does not keep its UID out of use: the sweep aborts the UID's FUSE connections
+// once its processes outlive their kill by a second. Without that, the UID was kept
+// until the nexlet restarted (and found stuck again then).
+func TestReleaseEndsAProcessStuckOnItsOwnFUSE(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a process as another user needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	bin := testutil.BuildC(t, "fusestuck", fuseStuck)
+	reapOrphans(t)
+	locks := t.TempDir()
+	p, err := NewPool(hostusers.UIDRange{First: 300070, Last: 300071}, locks, []string{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, err := p.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(filepath.Dir(bin), "mnt")
+	fifo := filepath.Join(filepath.Dir(bin), "alive")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{dir, fifo} {
+		if err := os.Lchown(f, int(uid), int(uid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reader.Close() })
+	proc, err := os.StartProcess(bin, []string{bin, dir, fifo}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+		Setsid: true, Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // a test that fails leaves nothing waiting
+		abortFUSE(map[uint32]bool{uid: true})
+		killAllOf(t, uid, reader)
+	})
+	exited := make(chan int, 1)
+	go func() {
+		st, _ := proc.Wait()
+		exited <- st.ExitCode()
+	}()
+	buf := make([]byte, 16)
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := reader.Read(buf); n == 0; n, _ = reader.Read(buf) {
+		select {
+		case code := <-exited:
+			if code >= 3 && code <= 6 {
+				t.Skipf("this machine does not let a user mount FUSE in a user namespace of its own (step %d)", code)
+			}
+			t.Fatalf("the FUSE process exited %d", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the FUSE process did not get stuck")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.Release(uid)
+	p.Wait()
+	if err := reader.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := reader.Read(buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("a process of the released UID %d still waits on its FUSE filesystem (%v)", uid, err)
+			}
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(locks, fmt.Sprint(uid))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("UID %d is kept out of use after its release: %v", uid, err)
+	}
+}

@@ -26,7 +26,8 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 	for _, uid := range uids {
 		set[uid] = true
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	start := time.Now()
+	deadline, fuseAborted := start.Add(5*time.Second), false
 	for {
 		err := p.killByUID(uids)
 		if err != nil && !errors.Is(err, errNoKiller) {
@@ -35,6 +36,12 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 		pids, left := processesOf(set)
 		if len(pids) == 0 {
 			break
+		}
+		if !fuseAborted && time.Since(start) > time.Second {
+			fuseAborted = true
+			if n := abortFUSE(left); n > 0 {
+				p.log.Warn("aborted FUSE connections of released workload UIDs: their processes waited in the kernel for answers no one gave", zap.Int("connections", n))
+			}
 		}
 		if time.Now().After(deadline) {
 			for uid := range left {
@@ -66,6 +73,40 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 		}
 	}
 	return stuck
+}
+
+// abortFUSE aborts the FUSE connections that one of uids mounted (in a user namespace of
+// its own), and says how many: a process waiting in the kernel for an answer from a FUSE
+// server that never gives it is not ended by SIGKILL, and would keep its UID out of use.
+// A connection's directory in fusectl is its mounter's. fusectl is read where the
+// machine mounts it, else mounted here for the purpose (it needs CAP_SYS_ADMIN).
+func abortFUSE(uids map[uint32]bool) int {
+	dir := "/sys/fs/fuse/connections"
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 { // none, or fusectl is not mounted there
+		tmp, err := os.MkdirTemp("", "nex-fusectl-")
+		if err != nil {
+			return 0
+		}
+		defer os.Remove(tmp)
+		if syscall.Mount("fusectl", tmp, "fusectl", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "") != nil {
+			return 0
+		}
+		defer func() { _ = syscall.Unmount(tmp, syscall.MNT_DETACH) }()
+		dir = tmp
+	}
+	entries, _ := os.ReadDir(dir)
+	aborted := 0
+	for _, e := range entries {
+		var st syscall.Stat_t
+		conn := filepath.Join(dir, e.Name())
+		if syscall.Stat(conn, &st) != nil || !uids[st.Uid] {
+			continue
+		}
+		if os.WriteFile(filepath.Join(conn, "abort"), []byte("1"), 0) == nil {
+			aborted++
+		}
+	}
+	return aborted
 }
 
 func ownedBy(path string, uid uint32) bool {
