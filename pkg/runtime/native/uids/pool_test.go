@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -246,4 +248,57 @@ func BenchmarkRelease100(b *testing.B) {
 		}
 		p.Wait()
 	}
+}
+
+// A workload's System V shared memory, semaphores and message queues go with its UID's
+// release: the UID's next holder could otherwise attach them, as it could read files left
+// in /tmp (a sandboxed workload's go with its IPC namespace; an unsandboxed one's stayed).
+func TestReleaseRemovesTheUIDsIPCObjects(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a process as another user needs root")
+	}
+	ipcmk, err := exec.LookPath("ipcmk")
+	if err != nil {
+		t.Skip("no ipcmk (util-linux) to make the objects with")
+	}
+	p, err := NewPool(hostusers.UIDRange{First: 300080, Last: 300081}, t.TempDir(), []string{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, err := p.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeIPC(map[uint32]bool{uid: true}) })
+	for _, kind := range []string{"-M 4096", "-S 2", "-Q"} {
+		cmd := exec.Command(ipcmk, strings.Fields(kind)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ipcmk %s as %d: %v %s", kind, uid, err, out)
+		}
+	}
+	if n := ipcObjectsOf(uid); n != 3 {
+		t.Fatalf("%d IPC objects of UID %d, want the 3 made", n, uid)
+	}
+	p.Release(uid)
+	p.Wait()
+	if n := ipcObjectsOf(uid); n != 0 {
+		t.Fatalf("%d IPC objects of UID %d are left after its release, for its next holder", n, uid)
+	}
+}
+
+// ipcObjectsOf counts the System V IPC objects whose owner is uid.
+func ipcObjectsOf(uid uint32) int {
+	n := 0
+	for _, f := range []string{"shm", "sem", "msg"} {
+		b, _ := os.ReadFile("/proc/sysvipc/" + f)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		col := slices.Index(strings.Fields(lines[0]), "uid")
+		for _, line := range lines[1:] {
+			if fields := strings.Fields(line); col >= 0 && len(fields) > col && fields[col] == fmt.Sprint(uid) {
+				n++
+			}
+		}
+	}
+	return n
 }

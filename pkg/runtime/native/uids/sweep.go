@@ -5,12 +5,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // killAndSweep kills every process of uids (a daemon one double-forked out of its process
@@ -56,6 +58,9 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if n := removeIPC(set); n > 0 {
+		p.log.Info("removed the System V IPC objects released workload UIDs left", zap.Int("objects", n))
+	}
 	for _, dir := range p.tmpDirs {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -73,6 +78,49 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 		}
 	}
 	return stuck
+}
+
+// removeIPC removes the System V shared memory segments, semaphore sets and message
+// queues that one of uids owns or made, in this process's IPC namespace (the one
+// unsandboxed workloads share), and says how many: the UID's next holder could otherwise
+// attach them, as it could read files left in /tmp. A segment still attached goes once
+// its last process detaches (they are killed by then).
+func removeIPC(uids map[uint32]bool) int {
+	removed := 0
+	for _, kind := range []struct {
+		file, id string
+		ctl      uintptr
+	}{{"shm", "shmid", unix.SYS_SHMCTL}, {"sem", "semid", unix.SYS_SEMCTL}, {"msg", "msqid", unix.SYS_MSGCTL}} {
+		b, err := os.ReadFile("/proc/sysvipc/" + kind.file)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		header := strings.Fields(lines[0])
+		col := func(name string) int { return slices.Index(header, name) }
+		idCol, uidCol, cuidCol := col(kind.id), col("uid"), col("cuid")
+		if idCol < 0 || uidCol < 0 || cuidCol < 0 {
+			continue
+		}
+		for _, line := range lines[1:] {
+			f := strings.Fields(line)
+			if len(f) <= max(idCol, uidCol, cuidCol) {
+				continue
+			}
+			uid, _ := strconv.ParseUint(f[uidCol], 10, 32)
+			cuid, _ := strconv.ParseUint(f[cuidCol], 10, 32)
+			id, err := strconv.Atoi(f[idCol])
+			if err != nil || !uids[uint32(uid)] && !uids[uint32(cuid)] {
+				continue
+			}
+			// semctl takes the set's semaphore number before the command; 0 for the others
+			args := [3]uintptr{uintptr(id), 0, 0} // IPC_RMID is 0
+			if _, _, errno := syscall.Syscall(kind.ctl, args[0], args[1], args[2]); errno == 0 {
+				removed++
+			}
+		}
+	}
+	return removed
 }
 
 // abortFUSE aborts the FUSE connections that one of uids mounted (in a user namespace of
