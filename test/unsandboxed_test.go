@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"io"
@@ -76,7 +75,7 @@ func TestForkingTenantEndsWithItsWorkloadUnsandboxed(t *testing.T) {
 		"--start-request", `{"uri":"file://`+forker+`","argv":["`+fifo+`"]}`)...)
 	_, id := startedID(t, out)
 	uid := forkerUID(t, reader)
-	t.Cleanup(func() { endUID(t, uid, reader) })
+	t.Cleanup(func() { testutil.KillUser(t, uid, reader) })
 	// its first process has exited: the job is over, and its copies run on as its UID
 	testutil.Eventually(t, 15*time.Second, "the job to be over", func() bool {
 		var list []v1.WorkloadInfo
@@ -88,11 +87,11 @@ func TestForkingTenantEndsWithItsWorkloadUnsandboxed(t *testing.T) {
 		}
 		return false
 	})
-	if gone(reader, 0) {
+	if testutil.FIFOClosed(reader, 0) {
 		t.Fatal("the forking process ended with its job's first process: no attack to try")
 	}
 	u.mustNex(append(tenant, "workload", "rm", id)...)
-	if !gone(reader, 10*time.Second) {
+	if !testutil.FIFOClosed(reader, 10*time.Second) {
 		t.Fatalf("a process of the removed job's UID %d still runs 10 s after its removal: the UID's next workload shares it", uid)
 	}
 }
@@ -121,30 +120,4 @@ func forkerUID(t *testing.T, fifo *os.File) uint32 {
 		t.Fatalf("the forking process wrote %q", line)
 	}
 	return uint32(uid)
-}
-
-// gone says whether every copy of the forking process is gone within wait (at least
-// 10 ms): the FIFO they hold sees its end.
-func gone(fifo *os.File, wait time.Duration) bool {
-	_ = fifo.SetReadDeadline(time.Now().Add(max(wait, 10*time.Millisecond))) // a deadline past fails the read unread
-	buf := bufio.NewReader(fifo)
-	for {
-		if _, err := buf.ReadByte(); err != nil {
-			return errors.Is(err, io.EOF)
-		}
-	}
-}
-
-// endUID ends what runs as uid, with kill -9 -1 run as that user, which a forking process
-// does not escape: what a test that failed leaves.
-func endUID(t *testing.T, uid uint32, fifo *os.File) {
-	if gone(fifo, 0) {
-		return
-	}
-	cmd := exec.Command("/bin/kill", "-9", "-1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
-	_ = cmd.Run()
-	if !gone(fifo, 5*time.Second) {
-		t.Errorf("the forking process of UID %d outlived kill -9 -1 as that user", uid)
-	}
 }

@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,4 +110,32 @@ func StartDecoys(t testing.TB, n int) int {
 		}
 	})
 	return proc.Pid
+}
+
+// FIFOClosed says whether every writer of fifo (opened for reading, non-blocking) is gone
+// within wait (at least 10 ms: a deadline already past fails a read unread). A process
+// that holds a FIFO open, and every copy it forks, is gone once the reader sees its end.
+func FIFOClosed(fifo *os.File, wait time.Duration) bool {
+	_ = fifo.SetReadDeadline(time.Now().Add(max(wait, 10*time.Millisecond)))
+	buf := make([]byte, 64)
+	for {
+		if _, err := fifo.Read(buf); err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
+}
+
+// KillUser ends every process of uid with kill -9 -1 run as that user (which a process
+// that keeps forking does not escape), and waits for the FIFO they hold to see its end:
+// what a test that failed leaves.
+func KillUser(t testing.TB, uid uint32, fifo *os.File) {
+	if FIFOClosed(fifo, 0) {
+		return
+	}
+	cmd := exec.Command("/bin/kill", "-9", "-1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	_ = cmd.Run() // its status may go to a reaper of the test's
+	if !FIFOClosed(fifo, 5*time.Second) {
+		t.Errorf("the processes of UID %d outlived kill -9 -1 as that user", uid)
+	}
 }

@@ -3,9 +3,7 @@ package uids
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,28 +43,23 @@ import (
 func (p *Pool) takeKiller() error {
 	size := uint64(p.r.Last-p.r.First) + 1
 	for range size {
-		uid, ok := p.reserveNext()
-		if !ok {
+		uid, f, err := p.lockNext()
+		if err != nil {
+			return err
+		}
+		if f == nil {
 			continue
 		}
-		f, err := lockFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)))
-		if err == nil && f != nil {
-			if b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<16)); err == nil && (len(b) == 0 || isKiller(b)) && noProcessOf(uid) {
-				_ = f.Truncate(0)
-				_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+killerMark+"\n"), 0)
-				p.mu.Lock()
-				p.held[uid], p.killer = f, uid
-				p.mu.Unlock()
-				return nil
-			}
-			f.Close()
+		if b := lockContent(f); (len(b) == 0 || isKiller(b)) && noProcessOf(uid) {
+			_ = f.Truncate(0)
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+killerMark+"\n"), 0)
+			p.mu.Lock()
+			p.held[uid], p.killer = f, uid
+			p.mu.Unlock()
+			return nil
 		}
-		p.mu.Lock()
-		delete(p.held, uid)
-		p.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("workload UID lock: %w", err)
-		}
+		f.Close()
+		p.unreserve(uid)
 	}
 	return fmt.Errorf("no UID of %s is free for the nexlet's own, which ends workloads' processes: widen --workload-uids", p.r)
 }

@@ -3,9 +3,7 @@ package uids
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -70,7 +68,7 @@ func TestReleaseKillsAProcessThatKeepsForking(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = proc.Release()
-		t.Cleanup(func() { killAllOf(t, uid, reader) })
+		t.Cleanup(func() { testutil.KillUser(t, uid, reader) })
 		// its first copy says it holds the FIFO (until then, a read finds no writer: the end)
 		buf := make([]byte, 16)
 		_ = reader.SetReadDeadline(time.Time{})
@@ -84,17 +82,8 @@ func TestReleaseKillsAProcessThatKeepsForking(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // a running attack, thousands of copies on, not its first process
 		p.Release(uid)
 		p.Wait()
-		if err := reader.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			_, err := reader.Read(buf)
-			if errors.Is(err, io.EOF) {
-				break // every copy is gone
-			}
-			if err != nil {
-				t.Fatalf("round %d: a process of the released UID %d still runs 3 s after the release was done (%v): it shares the UID with its next holder", round, uid, err)
-			}
+		if !testutil.FIFOClosed(reader, 3*time.Second) { // every copy is gone
+			t.Fatalf("round %d: a process of the released UID %d still runs 3 s after the release was done: it shares the UID with its next holder", round, uid)
 		}
 	}
 	for _, pid := range []int{bystander.Pid, decoys} {
@@ -139,24 +128,6 @@ func reapOrphans(t *testing.T) {
 		}
 		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, 36, 0, 0)
 	})
-}
-
-// killAllOf ends every process of uid, with kill -9 -1 run as that user (which the
-// forking process does not escape), and waits for the FIFO they hold to see its end.
-func killAllOf(t *testing.T, uid uint32, fifo *os.File) {
-	cmd := exec.Command("/bin/kill", "-9", "-1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
-	_ = cmd.Run() // its status may go to the reaper
-	_ = fifo.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	for {
-		if _, err := fifo.Read(buf); err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Errorf("the forking process of UID %d outlived kill -9 -1 as that user: %v", uid, err)
-			}
-			return
-		}
-	}
 }
 
 // A nexlet killed outright leaves its own UID's lock file marked in use, as it leaves its
@@ -329,7 +300,7 @@ func TestReleaseEndsAProcessStuckOnItsOwnFUSE(t *testing.T) {
 	}
 	t.Cleanup(func() { // a test that fails leaves nothing waiting
 		abortFUSE(map[uint32]bool{uid: true})
-		killAllOf(t, uid, reader)
+		testutil.KillUser(t, uid, reader)
 	})
 	exited := make(chan int, 1)
 	go func() {
@@ -354,16 +325,8 @@ func TestReleaseEndsAProcessStuckOnItsOwnFUSE(t *testing.T) {
 	}
 	p.Release(uid)
 	p.Wait()
-	if err := reader.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := reader.Read(buf); err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatalf("a process of the released UID %d still waits on its FUSE filesystem (%v)", uid, err)
-			}
-			break
-		}
+	if !testutil.FIFOClosed(reader, 3*time.Second) {
+		t.Fatalf("a process of the released UID %d still waits on its FUSE filesystem", uid)
 	}
 	if _, err := os.Stat(filepath.Join(locks, fmt.Sprint(uid))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("UID %d is kept out of use after its release: %v", uid, err)

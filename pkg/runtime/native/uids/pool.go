@@ -103,8 +103,7 @@ func (p *Pool) reclaimDead() {
 		if err != nil || f == nil {
 			continue
 		}
-		b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<16))
-		if len(b) > 0 && !isKiller(b) { // a dead nexlet's own UID ran no workload: nothing to end
+		if b := lockContent(f); len(b) > 0 && !isKiller(b) { // a dead nexlet's own UID ran no workload: nothing to end
 			reclaimed = append(reclaimed, uint32(uid))
 			locks = append(locks, f)
 			continue
@@ -132,18 +131,11 @@ var ErrNoUIDs = errors.New("every workload UID of the range is in use")
 func (p *Pool) Acquire() (uint32, error) {
 	size := uint64(p.r.Last-p.r.First) + 1
 	for range size {
-		uid, ok := p.reserveNext()
-		if !ok {
-			continue
+		uid, f, err := p.lockNext()
+		if err != nil {
+			return 0, err
 		}
-		f, err := lockFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)))
-		if err != nil || f == nil { // an error, or another nexlet on this machine has it
-			p.mu.Lock()
-			delete(p.held, uid)
-			p.mu.Unlock()
-			if err != nil {
-				return 0, fmt.Errorf("workload UID lock: %w", err)
-			}
+		if f == nil {
 			continue
 		}
 		// the lock file says "in use" from acquire until the sweep of release is done: a
@@ -168,6 +160,37 @@ func (p *Pool) Acquire() (uint32, error) {
 		return 0, fmt.Errorf("%w (%s; UID %d of it is nexlet-native's own)", ErrNoUIDs, p.r, own)
 	}
 	return 0, fmt.Errorf("%w (%s)", ErrNoUIDs, p.r)
+}
+
+// lockNext reserves the next UID of the round and takes its lock file. f is nil, and the
+// UID not reserved, when the UID is held here or another nexlet of the machine has it;
+// the caller that does not keep f gives the UID back with unreserve.
+func (p *Pool) lockNext() (uid uint32, f *os.File, err error) {
+	uid, ok := p.reserveNext()
+	if !ok {
+		return 0, nil, nil
+	}
+	f, err = lockFile(filepath.Join(p.lockDir, strconv.FormatUint(uint64(uid), 10)))
+	if err != nil || f == nil {
+		p.unreserve(uid)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("workload UID lock: %w", err)
+	}
+	return uid, f, nil
+}
+
+func (p *Pool) unreserve(uid uint32) {
+	p.mu.Lock()
+	delete(p.held, uid)
+	p.mu.Unlock()
+}
+
+// lockContent is what the lock file f says (the holder's PID, then its workload's
+// directory or killerMark).
+func lockContent(f *os.File) []byte {
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<16))
+	return b
 }
 
 // reserveNext takes the next UID of the round that is not held here, and marks it held
@@ -208,8 +231,7 @@ func (p *Pool) Record(uid uint32, dir string) {
 // when uid still owns it. A workload of the dead nexlet started again gets it back with
 // its new UID; a finished one's is removed with it.
 func (p *Pool) reclaimDirs(lock *os.File, uid uint32) {
-	b, _ := io.ReadAll(io.NewSectionReader(lock, 0, 1<<16))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	lines := strings.Split(strings.TrimSpace(string(lockContent(lock))), "\n")
 	for _, dir := range lines[1:] {
 		if !filepath.IsAbs(dir) || !ownedBy(dir, uid) {
 			continue
@@ -276,9 +298,7 @@ func (p *Pool) letGo(uid uint32, f *os.File, stuck []uint32) {
 		p.mu.Unlock()
 		return
 	}
-	p.mu.Lock()
-	delete(p.held, uid)
-	p.mu.Unlock()
+	p.unreserve(uid)
 	if f != nil {
 		_ = os.Remove(f.Name()) // swept: nothing of the last holder is left
 		f.Close()               // drops the flock

@@ -3,6 +3,7 @@ package uids
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,16 +30,18 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 		set[uid] = true
 	}
 	start := time.Now()
-	deadline, fuseAborted := start.Add(5*time.Second), false
-	for {
-		err := p.killByUID(uids)
-		if err != nil && !errors.Is(err, errNoKiller) {
+	deadline, fuseAborted, warned := start.Add(5*time.Second), false, false
+	for kill := uids; ; {
+		err := p.killByUID(kill)
+		if err != nil && !errors.Is(err, errNoKiller) && !warned {
+			warned = true
 			p.log.Warn("kill a workload UID's processes by UID; killing them by PID instead, which a process that keeps forking escapes", zap.Error(err))
 		}
 		pids, left := processesOf(set)
 		if len(pids) == 0 {
 			break
 		}
+		kill = slices.Collect(maps.Keys(left)) // again, for the UIDs still there
 		if !fuseAborted && time.Since(start) > time.Second {
 			fuseAborted = true
 			if n := abortFUSE(left); n > 0 {
@@ -46,9 +49,7 @@ func (p *Pool) killAndSweep(uids ...uint32) (stuck []uint32) {
 			}
 		}
 		if time.Now().After(deadline) {
-			for uid := range left {
-				stuck = append(stuck, uid)
-			}
+			stuck = kill
 			break
 		}
 		if err != nil { // killed by UID, they are dying: a kill by PID could hit a PID reused meanwhile
