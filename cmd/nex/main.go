@@ -272,6 +272,9 @@ func printCheck(w io.Writer, root *CLI, kctx *kong.Context) error {
 	}
 	var invalid error
 	if strings.HasPrefix(kctx.Command(), "node up") {
+		if u, ok := root.Node.Up.EmbeddedURL(); ok { // the node's own server, not --server's
+			out["nats_url"] = u
+		}
 		// what `node up` would refuse before it starts anything
 		if invalid = root.Node.Up.Check(); invalid != nil {
 			out["error"] = invalid.Error()

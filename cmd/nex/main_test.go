@@ -38,6 +38,13 @@ func TestConfigFileAndCheck(t *testing.T) {
 			map[string]any{"namespace": "mine"}},
 		{"node up flags under node.up", []string{"--config", cfg, "--check", "node", "up"},
 			map[string]any{"flags.node-name": "n1", "flags.tags.region": "lab", "flags.embedded.listen": "127.0.0.1:5222"}},
+		// the node connects to its own server there, whatever --server says
+		{"node up --embedded says the embedded server's URL", []string{"--config", cfg, "--check", "node", "up", "--embedded"},
+			map[string]any{"nats_url": "nats://127.0.0.1:5222"}},
+		{"node up without --embedded says --server's", []string{"--config", cfg, "--check", "node", "up"},
+			map[string]any{"nats_url": "nats://x:4222"}},
+		{"a free port", []string{"--config", cfg, "--check", "node", "up", "--embedded", "--embedded.listen", "0.0.0.0:-1"},
+			map[string]any{"nats_url": "nats://0.0.0.0:PORT (a free port chosen at start)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

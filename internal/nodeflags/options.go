@@ -121,6 +121,26 @@ func checkListen(listen string) error {
 	return nil
 }
 
+// EmbeddedURL is the URL the node connects to when it starts a nats-server of its own
+// (--embedded or --inats-config: the node then ignores --server and any context), as the
+// server's ClientURL will say it; false when it starts none.
+func (o Options) EmbeddedURL() (string, bool) {
+	switch {
+	case o.InatsConfig != "":
+		return "the listen address in " + o.InatsConfig, true
+	case !o.Embedded:
+		return "", false
+	}
+	host, port, err := net.SplitHostPort(o.EmbeddedListen)
+	if err != nil {
+		return "", false // Check says what is wrong with it
+	}
+	if port == "-1" {
+		return "nats://" + net.JoinHostPort(host, "PORT") + " (a free port chosen at start)", true
+	}
+	return "nats://" + net.JoinHostPort(host, port), true
+}
+
 // looksLikeSeed tells an nkey seed (S, then the key type, then base32) from a file path.
 func looksLikeSeed(v string) bool {
 	return len(v) > 2 && v[0] == 'S' && !strings.ContainsAny(v, "/.")
