@@ -123,6 +123,9 @@ type Reply struct {
 // Decode decodes the reply (or its micro error) into resp.
 func (r Reply) Decode(resp any) error { return DecodeReply(r.Header, r.Data, resp) }
 
+// Body is the reply's JSON, unzipped, or the error it carries (ReplyBody).
+func (r Reply) Body() ([]byte, error) { return ReplyBody(r.Header, r.Data) }
+
 // FanOut publishes req to subject and collects replies until every node named in the
 // replies' peer lists has answered, done returns true, or the straggler bound passes
 // after the first reply. With no responders at all it returns ErrNoResponders at once.

@@ -6,8 +6,8 @@ package svc
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
@@ -317,8 +318,12 @@ const compressAbove = 64 << 10
 // maxReplyBytes bounds a reply once unzipped.
 const maxReplyBytes = 512 << 20
 
+// gzipped and gunzipped use klauspost/compress's gzip (the same format as the standard
+// library's, which nats-server and nats.go use already): about twice as fast to compress
+// a list of workloads (BenchmarkGzipList).
 func gzipped(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Grow(len(b)/8 + 64)
 	w, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	if err != nil {
 		return nil, err
@@ -337,14 +342,19 @@ func gunzipped(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := io.ReadAll(io.LimitReader(r, maxReplyBytes+1))
-	if err != nil {
+	// the trailer's size (mod 2^32) sizes the buffer once: no more than deflate can expand
+	// these bytes to (1,032 times), nor than the bound
+	var out bytes.Buffer
+	if n := len(b); n >= 4 {
+		out.Grow(min(int(binary.LittleEndian.Uint32(b[n-4:])), 1032*n, maxReplyBytes) + bytes.MinRead)
+	}
+	if _, err := out.ReadFrom(io.LimitReader(r, maxReplyBytes+1)); err != nil {
 		return nil, err
 	}
-	if len(out) > maxReplyBytes {
+	if out.Len() > maxReplyBytes {
 		return nil, fmt.Errorf("reply larger than %d bytes", maxReplyBytes)
 	}
-	return out, nil
+	return out.Bytes(), nil
 }
 
 // ControlTokens parses a control subject ($NEX.SVC.v1.<ns>.control.<VERB>[.<id>]): the
@@ -427,6 +437,40 @@ func (d *detached) Error(code, description string, data []byte, opts ...micro.Re
 // DecodeReply turns a reply message into resp, or into a *v1.Error when the responder
 // sent a micro error.
 func DecodeReply(header map[string][]string, data []byte, resp any) error {
+	if resp == nil {
+		return replyError(header, data)
+	}
+	body, err := ReplyBody(header, data)
+	if err != nil {
+		return err
+	}
+	if raw, ok := resp.(*json.RawMessage); ok { // passed through as is, not re-validated
+		*raw = append((*raw)[:0], body...)
+		return nil
+	}
+	if err := json.Unmarshal(body, resp); err != nil {
+		return v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
+	}
+	return nil
+}
+
+// ReplyBody is a reply's JSON (unzipped when it came gzipped), or the error it carries.
+func ReplyBody(header map[string][]string, data []byte) ([]byte, error) {
+	if err := replyError(header, data); err != nil {
+		return nil, err
+	}
+	if first(header, v1.HeaderEncoding) == "gzip" {
+		body, err := gunzipped(data)
+		if err != nil {
+			return nil, v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
+		}
+		return body, nil
+	}
+	return data, nil
+}
+
+// replyError is the error a micro error reply carries (nil for any other reply).
+func replyError(header map[string][]string, data []byte) error {
 	if h := first(header, micro.ErrorCodeHeader); h != "" {
 		e := &v1.Error{}
 		if json.Unmarshal(data, e) != nil || e.ErrorCode == "" {
@@ -434,22 +478,6 @@ func DecodeReply(header map[string][]string, data []byte, resp any) error {
 			e = &v1.Error{Code: code, ErrorCode: v1.CodeInternal, Message: first(header, micro.ErrorHeader)}
 		}
 		return e
-	}
-	if resp == nil {
-		return nil
-	}
-	if first(header, v1.HeaderEncoding) == "gzip" {
-		var err error
-		if data, err = gunzipped(data); err != nil {
-			return v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
-		}
-	}
-	if raw, ok := resp.(*json.RawMessage); ok { // passed through as is, not re-validated
-		*raw = append((*raw)[:0], data...)
-		return nil
-	}
-	if err := json.Unmarshal(data, resp); err != nil {
-		return v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
 	}
 	return nil
 }

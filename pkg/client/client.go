@@ -3,7 +3,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -245,14 +247,18 @@ func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.
 	out := []v1.WorkloadInfo{}
 	var firstErr error
 	missing, err = svc.FanOutMissing(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbList), req, c.Straggler, func(r svc.Reply) bool {
-		var lr v1.ListReply
-		if err := r.Decode(&lr); err != nil {
+		lr, err := decodeList(r)
+		if err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			return false
 		}
-		out = append(out, lr.Workloads...)
+		if len(out) == 0 {
+			out = lr.Workloads
+		} else {
+			out = append(out, lr.Workloads...)
+		}
 		return false
 	})
 	out = onePerID(out)
@@ -270,6 +276,22 @@ func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, missing, nil
+}
+
+// decodeList decodes a node's list reply into a slice sized for it, not grown as it is
+// decoded: each workload is an object that starts with its ID, as nodes encode them (a
+// wrong count costs only a slice that grows, or room unused).
+func decodeList(r svc.Reply) (v1.ListReply, error) {
+	var lr v1.ListReply
+	body, err := r.Body()
+	if err != nil {
+		return lr, err
+	}
+	lr.Workloads = make([]v1.WorkloadInfo, 0, min(bytes.Count(body, []byte(`{"id":`)), len(body)/64))
+	if err := json.Unmarshal(body, &lr); err != nil {
+		return lr, v1.Errorf(v1.CodeInternal, "decode reply: %v", err)
+	}
+	return lr, nil
 }
 
 // lookup sends a request about one workload to every node and returns the owner's

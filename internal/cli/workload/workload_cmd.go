@@ -374,7 +374,12 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && c.Output == "table" && c.Format == "" && !g.JSON})
+	tabular := c.Output == "table" && c.Format == "" && !c.Quiet && !g.JSON
+	names := func() map[string]string { return nil }
+	if tabular { // the table's node names: asked for while the list is
+		names = nodeNames(ctx, cl)
+	}
+	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && tabular})
 	if err != nil {
 		return err
 	}
@@ -391,7 +396,23 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
 		fmt.Fprintf(g.Stdout(), "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
 		return nil
 	}
-	return c.table(ctx, g, cl, list, c.Wide())
+	return c.table(g, names(), list, c.Wide())
+}
+
+// nodeNames asks for the nodes' names at once; the function it returns waits for them
+// (none when the nodes could not be listed: the table shows IDs).
+func nodeNames(ctx context.Context, cl *client.Client) func() map[string]string {
+	done := make(chan map[string]string, 1)
+	go func() {
+		names := map[string]string{}
+		if nodes, err := cl.ListNodes(ctx); err == nil {
+			for _, n := range nodes {
+				names[n.NodeID] = n.Name
+			}
+		}
+		done <- names
+	}()
+	return func() map[string]string { return <-done }
 }
 
 // filtered says, for an empty list, that filters were given.
@@ -447,13 +468,7 @@ func (c *WorkloadListCmd) filter(ctx context.Context, cl *client.Client, list []
 
 // table prints the list: node names, not IDs, and 12 characters of workload IDs (unique
 // in practice); wide prints them whole, with node IDs and metadata.
-func (c *WorkloadListCmd) table(ctx context.Context, g *cli.Globals, cl *client.Client, list []v1.WorkloadInfo, wide bool) error {
-	names := map[string]string{}
-	if nodes, err := cl.ListNodes(ctx); err == nil {
-		for _, n := range nodes {
-			names[n.NodeID] = n.Name
-		}
-	}
+func (c *WorkloadListCmd) table(g *cli.Globals, names map[string]string, list []v1.WorkloadInfo, wide bool) error {
 	header := []string{"ID", "NAME", "NAMESPACE", "TYPE", "LIFECYCLE", "STATE", "AGE", "NODE"}
 	if wide {
 		header = append(header, "NODE ID")
