@@ -285,3 +285,57 @@ func TestCallWithoutInboxRights(t *testing.T) {
 		t.Fatalf("an unwatched call ended before its deadline: %v", err)
 	}
 }
+
+// One namespace holding its share of an endpoint's slots with slow requests (stops of a
+// workload that ignores SIGTERM, long execs: an attacker's flood held all 256) gets 503
+// for the next at once; another namespace's requests are served, and the system
+// namespace's are served even while tenants hold every slot.
+func TestNamespaceHoldsItsShareOnly(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	s := newServer(t, nc, nil)
+	release := make(chan struct{})
+	defer close(release)
+	var held atomic.Int64
+	err := s.Add(svc.Endpoint{Name: "STOP", Subject: "$NEX.SVC.v1.*.control.STOP.*", Tokens: svc.ControlTokens("workload ID"), Concurrent: 4, PerNamespace: 2,
+		Handler: svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) (string, error) {
+			if r.ID == "fast" {
+				return "done", nil
+			}
+			held.Add(1)
+			defer held.Add(-1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return "released", nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := natsconn.Plain(nc)
+	call := func(ns, id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var out string
+		return svc.Call(ctx, conn, "$NEX.SVC.v1."+ns+".control.STOP."+id, nil, &out)
+	}
+	hold := func(ns string, n int) {
+		for range n {
+			go func() { _ = call(ns, "slow") }()
+		}
+	}
+	hold("a", 2)
+	testutil.Eventually(t, 5*time.Second, "a's two requests held", func() bool { return held.Load() == 2 })
+	if err := call("a", "fast"); !v1.IsCode(err, v1.CodeUnavailable) || !strings.Contains(err.Error(), "namespace a has 2 STOP requests in flight") {
+		t.Fatalf("a's third request: %v, want unavailable naming the namespace", err)
+	}
+	if err := call("b", "fast"); err != nil {
+		t.Fatalf("b's request while a holds its share: %v", err)
+	}
+	hold("b", 2) // every slot held by tenants now
+	testutil.Eventually(t, 5*time.Second, "every slot held", func() bool { return held.Load() == 4 })
+	if err := call(v1.SystemNamespace, "fast"); err != nil {
+		t.Fatalf("the system namespace's request while tenants hold every slot: %v", err)
+	}
+}

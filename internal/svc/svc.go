@@ -135,6 +135,13 @@ type Endpoint struct {
 	// so one slow request (a stop waiting out its grace period) does not hold up the
 	// others queued on the same subscription. 0 handles requests one at a time.
 	Concurrent int
+	// PerNamespace bounds how many of those one namespace's requests (Tokens' namespace)
+	// may hold at once (0: no bound): one past it is answered 503 at once, so a tenant
+	// holding many slow requests (stops of a workload that ignores SIGTERM, long execs)
+	// does not make every other namespace's wait. The system namespace's requests do not
+	// count against Concurrent at all, only against this: the operator is never queued
+	// behind tenants.
+	PerNamespace int
 	// Headers, when set, are added to every reply (fan-out bookkeeping).
 	Headers func() micro.Headers
 	// EveryInstance disables micro's queue group: every instance answers.
@@ -209,6 +216,10 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 	if ep.Concurrent > 0 {
 		sem = make(chan struct{}, ep.Concurrent)
 	}
+	var per *budget
+	if sem != nil && ep.PerNamespace > 0 && ep.Tokens != nil {
+		per = &budget{most: ep.PerNamespace, held: map[string]int{}}
+	}
 	return micro.HandlerFunc(func(mr micro.Request) {
 		if Delivered(ep.Subject, mr.Subject(), mr.Headers()) {
 			// JetStream delivered it here (a push consumer's deliver subject) with the
@@ -228,16 +239,87 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 			s.serve(ep, mr)
 			return
 		}
-		sem <- struct{}{}
+		ns := ""
+		if per != nil {
+			ns, _, _ = ep.Tokens(mr.Subject()) // a subject that does not parse is refused by serve
+			if ns != "" && !per.take(ns) {
+				defer s.running.Done()
+				if per.warn(ns, time.Now()) { // a flood is one line a minute, not one a request
+					s.log.Warn("a namespace holds its share of an endpoint's requests: more are refused (503) until some finish",
+						zap.String("namespace", ns), zap.String("endpoint", ep.Name), zap.Int("in_flight", per.most))
+				}
+				s.reply(ep, mr, nil, busy{v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name)})
+				return
+			}
+		}
+		own := ns != v1.SystemNamespace || per == nil // the system namespace's: not behind tenants'
+		if own {
+			sem <- struct{}{}
+		}
 		// micro reads the request again once this returns: replies of a detached
 		// handler go through the connection, reads stay micro's.
 		d := &detached{Request: mr, nc: s.nc}
 		go func() {
 			defer s.running.Done()
-			defer func() { <-sem }()
+			defer func() {
+				if own {
+					<-sem
+				}
+				if per != nil && ns != "" {
+					per.give(ns)
+				}
+			}()
 			s.serve(ep, d)
 		}()
 	})
+}
+
+// budget counts each namespace's requests in flight on one endpoint, up to most each.
+type budget struct {
+	mu     sync.Mutex
+	most   int
+	held   map[string]int
+	warned map[string]time.Time // when a refusal of the namespace was last logged
+}
+
+// warn says whether a refusal of ns is to be logged: the first in a minute.
+func (b *budget) warn(ns string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.warned[ns]) < time.Minute {
+		return false
+	}
+	if b.warned == nil {
+		b.warned = map[string]time.Time{}
+	}
+	b.warned[ns] = now
+	return true
+}
+
+// errBusy marks a refusal by a budget: logged by warn, not as a failed request each.
+var errBusy = errors.New("busy")
+
+type busy struct{ e *v1.Error }
+
+func (b busy) Error() string   { return b.e.Error() }
+func (b busy) Unwrap() []error { return []error{b.e, errBusy} }
+
+func (b *budget) take(ns string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held[ns] >= b.most {
+		return false
+	}
+	b.held[ns]++
+	return true
+}
+
+func (b *budget) give(ns string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held[ns]--; b.held[ns] <= 0 {
+		delete(b.held, ns)
+	}
 }
 
 // serve runs ep's handler for one request; a panic is logged with its stack and answered 500.
@@ -283,7 +365,9 @@ func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
 	}
 	if err != nil {
 		e := v1.AsError(err)
-		s.onError(mr.Subject(), e)
+		if !errors.Is(err, errBusy) {
+			s.onError(mr.Subject(), e)
+		}
 		body, _ := json.Marshal(e)
 		_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
 		return

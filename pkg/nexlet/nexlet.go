@@ -228,7 +228,9 @@ func (n *Nexlet) addService() error {
 	}
 	n.srv = srv
 	ep := func(verb string, withID bool, h svc.Func) svc.Endpoint {
-		e := svc.Endpoint{Name: verb, Subject: v1.NexletSubject(n.cfg.NodeID, n.cfg.NexletID, verb), Handler: h, Concurrent: 256}
+		// more than nexd sends at once (its endpoints' 256, and the system namespace's 64
+		// beside them): what bounds a tenant's share is nexd's budget per namespace
+		e := svc.Endpoint{Name: verb, Subject: v1.NexletSubject(n.cfg.NodeID, n.cfg.NexletID, verb), Handler: h, Concurrent: 512}
 		if withID {
 			e.Subject += ".*"
 			e.Tokens = svc.LastToken("workload ID")

@@ -543,7 +543,7 @@ func formatMetadata(md map[string]string) string {
 // WorkloadStopCmd stops a workload.
 type WorkloadStopCmd struct {
 	ID    string        `arg:"" name:"workload_id" help:"Workload ID, a unique prefix of one, or a name; a replica group's (g-...) stops every copy."`
-	Grace time.Duration `name:"grace" help:"Time between SIGTERM and SIGKILL (default: the workload's, 10s)."`
+	Grace time.Duration `name:"grace" help:"Time between SIGTERM and SIGKILL, at most 1h (default: the workload's, 10s)."`
 }
 
 // Run stops.

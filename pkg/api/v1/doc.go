@@ -33,11 +33,7 @@ const (
 
 // ValidLifecycle reports whether l is one of the known lifecycles.
 func ValidLifecycle(l string) bool {
-	switch l {
-	case LifecycleService, LifecycleJob, LifecycleFunction:
-		return true
-	}
-	return false
+	return l == LifecycleService || l == LifecycleJob || l == LifecycleFunction
 }
 
 // Workload states as reported by nexlets.

@@ -2,6 +2,7 @@ package v1
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"slices"
 	"time"
@@ -43,8 +44,8 @@ func (d *WorkloadDefinition) Normalize() error {
 	if err != nil {
 		return err
 	}
-	if d.GracePeriod < 0 {
-		return BadRequest("grace_period %s is negative", time.Duration(d.GracePeriod))
+	if err := cmp.Or(within("grace_period", d.GracePeriod, MaxGracePeriod), within("start_request.grace_period", grace, MaxGracePeriod)); err != nil {
+		return err
 	}
 	if d.GracePeriod > 0 && grace > 0 && d.GracePeriod != grace {
 		return BadRequest("grace_period is given twice, differently: %s in the definition, %s in start_request.grace_period (give it once)", time.Duration(d.GracePeriod), time.Duration(grace))

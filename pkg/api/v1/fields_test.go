@@ -53,13 +53,27 @@ func TestNormalizeFirstClassFields(t *testing.T) {
 		{`{"grace_period":"1s"}`, func(d *v1.WorkloadDefinition) { d.GracePeriod = v1.Duration(2 * time.Second) }, "grace_period is given twice, differently"},
 		{`{"grace_period":"soon"}`, func(*v1.WorkloadDefinition) {}, `start_request.grace_period "soon" is not a duration`},
 		{`{}`, func(d *v1.WorkloadDefinition) { d.ExposePorts = []int{70000} }, "expose_ports: 70000 is not a port"},
-		{`{}`, func(d *v1.WorkloadDefinition) { d.GracePeriod = v1.Duration(-time.Second) }, "grace_period -1s is negative"},
+		{`{}`, func(d *v1.WorkloadDefinition) { d.GracePeriod = v1.Duration(-time.Second) }, "grace_period -1s: between 0 and 1h0m0s"},
+		// a stop holds its request for the grace period: a tenant's 1000h held every slot
+		{`{}`, func(d *v1.WorkloadDefinition) { d.GracePeriod = v1.Duration(2 * time.Hour) }, "grace_period 2h0m0s: between 0 and 1h0m0s"},
+		{`{"grace_period":"1000h"}`, func(*v1.WorkloadDefinition) {}, "start_request.grace_period 1000h0m0s: between 0 and 1h0m0s"},
 		{`{}`, func(d *v1.WorkloadDefinition) { d.Resources = &v1.Resources{CPU: -1} }, "resources.cpu"},
 	} {
 		d := def(c.sr)
 		c.mutate(&d)
 		if err := d.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s with %+v: %v, want %q", c.sr, d, err, c.want)
+		}
+	}
+}
+
+// A stop's grace period is at most an hour: a stop holds its request until the workload
+// is gone.
+func TestStopGraceBounded(t *testing.T) {
+	for g, ok := range map[time.Duration]bool{0: true, time.Hour: true, time.Hour + time.Second: false, -time.Second: false} {
+		r := v1.StopRequest{GracePeriod: v1.Duration(g)}
+		if err := r.Validate(); (err == nil) != ok {
+			t.Errorf("grace_period %s: %v", g, err)
 		}
 	}
 }

@@ -349,6 +349,17 @@ type StopRequest struct {
 	GracePeriod Duration `json:"grace_period,omitempty"`
 }
 
+// Validate checks the grace period.
+func (r *StopRequest) Validate() error { return within("grace_period", r.GracePeriod, MaxGracePeriod) }
+
+// within checks that d (what it is named) is from 0 to most.
+func within(what string, d, most Duration) error {
+	if d < 0 || d > most {
+		return BadRequest("%s %s: between 0 and %s", what, time.Duration(d), time.Duration(most))
+	}
+	return nil
+}
+
 // ExecRequest runs Argv beside a running workload: as its user, in its workdir, with its
 // environment, in its cgroup and sandbox; Timeout (default DefaultExecTimeout, at most
 // MaxExecTimeout) ends it.
@@ -360,8 +371,10 @@ type ExecRequest struct {
 	TTY bool `json:"tty,omitempty"`
 }
 
-// Exec bounds.
+// Exec bounds, and MaxGracePeriod: the longest a stop waits for a workload after SIGTERM
+// (a stop's, a definition's or a start request's grace_period), holding its request.
 const (
+	MaxGracePeriod     = Duration(time.Hour)
 	DefaultExecTimeout = Duration(time.Minute)
 	MaxExecTimeout     = Duration(10 * time.Minute)
 	MaxExecOutput      = 256 << 10 // bytes of stdout, and of stderr, kept: the reply fits NATS's default 1 MB payload
@@ -378,10 +391,7 @@ func (r *ExecRequest) Validate() error {
 	if r.Timeout == 0 {
 		r.Timeout = DefaultExecTimeout
 	}
-	if r.Timeout < 0 || r.Timeout > MaxExecTimeout {
-		return BadRequest("exec: timeout %s: between 0 and %s", time.Duration(r.Timeout), time.Duration(MaxExecTimeout))
-	}
-	return nil
+	return within("exec: timeout", r.Timeout, MaxExecTimeout)
 }
 
 // ExecReply is how the command ended and what it printed (each stream cut at

@@ -432,7 +432,7 @@ func (d *Driver) Prune(_ context.Context, keep []string) ([]string, error) {
 }
 
 // Stop stops a workload (or removes a finished one) and returns when its processes are gone.
-func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.WorkloadInfo, error) {
+func (d *Driver) Stop(ctx context.Context, id string, req v1.StopRequest) (v1.WorkloadInfo, error) {
 	h, err := d.get(id)
 	if err != nil {
 		// a workload of an earlier instance of this nexlet (it ended, then the nexlet
@@ -459,7 +459,7 @@ func (d *Driver) Stop(_ context.Context, id string, req v1.StopRequest) (v1.Work
 		}
 	}
 	wasRunning := !h.finished()
-	h.stop(grace)
+	h.stop(ctx, grace)
 	d.remove(id)
 	h.cleanup()
 	if wasRunning {

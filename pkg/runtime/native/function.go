@@ -2,6 +2,7 @@ package native
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -253,7 +254,7 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 
 // stopFunction stops taking messages, then ends running invocations as stop ends a
 // service: SIGTERM, the grace period, SIGKILL.
-func (h *handle) stopFunction(grace time.Duration) {
+func (h *handle) stopFunction(ctx context.Context, wait time.Duration) {
 	f := h.fn.Load()
 	f.mu.Lock()
 	tc := f.cur
@@ -276,12 +277,14 @@ func (h *handle) stopFunction(grace time.Duration) {
 	go func() { f.wg.Wait(); close(idle) }()
 	select {
 	case <-idle:
-	case <-time.After(grace):
-		f.mu.Lock()
-		for pid := range f.running {
-			spawn.KillGroup(pid, syscall.SIGKILL)
-		}
-		f.mu.Unlock()
-		<-idle
+		return
+	case <-time.After(wait):
+	case <-ctx.Done(): // the nexlet is shutting down: no more grace
 	}
+	f.mu.Lock()
+	for pid := range f.running {
+		spawn.KillGroup(pid, syscall.SIGKILL)
+	}
+	f.mu.Unlock()
+	<-idle
 }

@@ -383,7 +383,7 @@ func (h *handle) stopping() bool {
 
 // stop ends the workload: SIGTERM to the group, the grace period, SIGKILL, and returns
 // only when every process of the group is gone.
-func (h *handle) stop(grace time.Duration) {
+func (h *handle) stop(ctx context.Context, grace time.Duration) {
 	h.mu.Lock()
 	pid := h.pid
 	if h.state == v1.StateRunning || h.state == v1.StateStarting {
@@ -392,20 +392,25 @@ func (h *handle) stop(grace time.Duration) {
 	h.mu.Unlock()
 	h.stopOnce.Do(func() { close(h.stopCh) })
 	if h.fn.Load() != nil {
-		h.stopFunction(grace)
+		h.stopFunction(ctx, grace)
 		h.setState(v1.StateStopped)
 		return
 	}
 	if pid > 0 {
 		spawn.KillGroup(pid, syscall.SIGTERM)
-		deadline := time.NewTimer(grace)
+		// the grace ends early when ctx does: the nexlet is shutting down (its handlers'
+		// context), and a stop of a workload that ignores SIGTERM must not hold it up
+		gctx, cancel := context.WithTimeout(ctx, grace)
+		over := make(chan time.Time)
+		unhook := context.AfterFunc(gctx, func() { close(over) })
 		select {
 		case <-h.done:
 			// the leader is gone; give the rest of the group what is left of the grace
-			spawn.WaitGroupGone(pid, deadline.C)
-		case <-deadline.C:
+			spawn.WaitGroupGone(pid, over)
+		case <-over:
 		}
-		deadline.Stop()
+		unhook()
+		cancel()
 		spawn.KillGroup(pid, syscall.SIGKILL)
 		h.cg.Kill() // what left the group (setsid) but not its cgroup
 		closed := make(chan time.Time)

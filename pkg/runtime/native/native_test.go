@@ -331,6 +331,41 @@ func TestStopKillsStubbornGroup(t *testing.T) {
 	}
 }
 
+// A stop of a workload that ignores SIGTERM, with a grace period of an hour, ends once
+// its context does (the nexlet shutting down: its handlers' context) and kills the group:
+// an attacker's 64 such stops kept a nexlet from exiting for as long as their grace.
+func TestStopEndsWithItsContext(t *testing.T) {
+	e := newEnv(t)
+	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	e.nc.Flush()
+	w, err := e.start(v1.LifecycleService, "stubborn", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil { // it has set its trap
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(w.Metadata["pid"])
+	ctx, cancel := context.WithCancel(e.ctx)
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.d.Stop(ctx, w.ID, v1.StopRequest{GracePeriod: v1.MaxGracePeriod})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stop waited out its grace period after its context ended")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("process %d survived the stop: %v", pid, err)
+	}
+}
+
 func TestServiceRestartsThenFails(t *testing.T) {
 	e := newEnv(t)
 	w, err := e.start(v1.LifecycleService, "crash", map[string]any{"restart": map[string]any{"max_restarts": 2, "initial_delay": "100ms"}})

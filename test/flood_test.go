@@ -1,0 +1,97 @@
+package test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// A tenant holding the documented rights of namespace a starts a service that ignores
+// SIGTERM, then sends 300 stops of it with a long grace period and 300 long execs beside
+// it, without waiting for the answers. Each stop and each exec held one of the node's 256
+// slots of its endpoint until it ended, and once they were all held every namespace's
+// stops and execs, the operator's too, waited behind them: b's stop of its own workload
+// got "no reply in time" (an attacker's walk). Now a namespace holds at most a quarter of
+// an endpoint's slots, the next request is answered 503 at once, the system namespace's
+// requests wait behind no tenant's, and a grace period is at most an hour.
+func TestTenantCannotHoldUpOthersStopsAndExecs(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	tenantCLI := func(ns, user string) []string {
+		perms := creds.TenantPermissions(ns, user)
+		return []string{"-s", url, "--nats.creds-file", op.user(t, u.home, user, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(user), "--namespace", ns}
+	}
+	a, b := tenantCLI("a", "alice"), tenantCLI("b", "bob")
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds, "--namespace", v1.SystemNamespace}
+	service := func(who []string, name, sr string) string {
+		_, id := startedID(t, u.mustNex(append(who, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name, "--start-request", sr)...))
+		return id
+	}
+	trapper := service(a, "trapper", `{"uri":"file:///bin/sh","argv":["-c","trap '' TERM; while :; do sleep 1; done"]}`)
+	victim := service(b, "victim", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+	other := service(b, "other", `{"uri":"file:///bin/sleep","argv":["600"]}`)
+
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var out struct{}
+	if err := svcCall(nc, v1.ControlSubject("a", v1.VerbStop, trapper), v1.StopRequest{GracePeriod: v1.Duration(1000 * time.Hour)}, &out); err == nil || !strings.Contains(err.Error(), "between 0 and 1h0m0s") {
+		t.Fatalf("a stop with a grace period of 1000h: %v", err)
+	}
+	// the flood: requests sent, answers collected, nothing waited for
+	var mu sync.Mutex
+	busy := map[string]int{}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.Subscribe(inbox, func(m *nats.Msg) {
+		var e v1.Error
+		if json.Unmarshal(m.Data, &e) == nil && strings.Contains(e.Message, "requests in flight on this node") {
+			mu.Lock()
+			busy[strings.Fields(e.Message)[4]]++ // "namespace a has 64 STOP requests in flight ..."
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	flood := func(subject string, req any) {
+		data, _ := json.Marshal(req)
+		for range 300 {
+			if err := nc.PublishRequest(subject, inbox, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flood(v1.ControlSubject("a", v1.VerbStop, trapper), v1.StopRequest{GracePeriod: v1.Duration(59 * time.Minute)})
+	flood(v1.ControlSubject("a", v1.VerbExec, trapper), v1.ExecRequest{Argv: []string{"/bin/sleep", "300"}, Timeout: v1.Duration(5 * time.Minute)})
+	testutil.Eventually(t, 30*time.Second, "a's flood to meet its share of the node", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return busy[v1.VerbStop] > 0 && busy[v1.VerbExec] > 0
+	})
+
+	// b's requests, and the operator's, are answered as if a had sent nothing
+	if got, errOut, code := u.nex(append(b, "workload", "exec", "--no-tty", victim, "--", "/bin/echo", "b's exec")...); code != 0 || !strings.Contains(got, "b's exec") {
+		t.Fatalf("b's exec while a floods: exit %d %q %s", code, got, errOut)
+	}
+	if _, errOut, code := u.nex(append(b, "workload", "stop", victim)...); code != 0 {
+		t.Fatalf("b's stop while a floods: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := u.nex(append(admin, "workload", "stop", other)...); code != 0 {
+		t.Fatalf("the operator's stop while a floods: exit %d %s", code, errOut)
+	}
+}
