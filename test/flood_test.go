@@ -2,7 +2,9 @@ package test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
 // A tenant holding the documented rights of namespace a starts a service that ignores
@@ -93,5 +96,45 @@ func TestTenantCannotHoldUpOthersStopsAndExecs(t *testing.T) {
 	}
 	if _, errOut, code := u.nex(append(admin, "workload", "stop", other)...); code != 0 {
 		t.Fatalf("the operator's stop while a floods: exit %d %s", code, errOut)
+	}
+}
+
+// A tenant with the documented rights of namespace a, under a memory quota of 512 MiB,
+// asks the node for bids and never deploys them: each unused bid held its memory for 30 s
+// whatever the quota, four of 1 GiB held a node of 4 GiB, and b's starts were declined
+// ("0 B free"). Unused bids now hold no more than the namespace's quota, and b starts.
+func TestTenantCannotHoldANodeWithBids(t *testing.T) {
+	if os.Geteuid() != 0 || !slices.Contains(cgroups.Probe(), v1.ResourceMemory) {
+		t.Skip("bids for memory need a nexlet that enforces it: root, and the memory cgroup")
+	}
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--memory", "4GiB", "--reserve-memory", "0", "--namespace-quota", "a=memory=512MiB")
+	perms := creds.TenantPermissions("a", "alice")
+	op.user(t, u.home, "alice", &perms)
+	bperms := creds.TenantPermissions("b", "bob")
+	b := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "bob", &bperms), "--nats.inbox-prefix", creds.UserInboxPrefix("bob"), "--namespace", "b"}
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	bids := 0
+	for _, mem := range []string{"1GiB", "1GiB", "1GiB", "1GiB", "256MiB", "256MiB", "256MiB", "256MiB"} {
+		var reply v1.AuctionReply
+		req := json.RawMessage(`{"type":"native","lifecycle":"service","resources":{"memory":"` + mem + `"}}`)
+		if err := svcCall(nc, v1.ControlSubject("a", v1.VerbAuction), req, &reply); err != nil {
+			t.Fatal(err)
+		}
+		if reply.Bid != nil {
+			bids++
+		}
+	}
+	if bids != 2 {
+		t.Fatalf("a holds %d unused bids under a quota of 512 MiB, want 2 of 256 MiB", bids)
+	}
+	if _, errOut, code := u.nex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "room",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"resources":{"memory":"3GiB"}}`)...); code != 0 {
+		t.Fatalf("b's start of 3 GiB while a holds its bids: exit %d %s", code, errOut)
 	}
 }

@@ -44,10 +44,16 @@ func RankBids(bids []v1.Bid) []v1.Bid {
 // ReleaseBids gives back every bid of an auction for res but keep's (a bid ID; "" releases
 // all): each node frees the room its bid held at once rather than when the bid expires. It
 // returns once the nodes have answered (at most a second): the next auction sees the room
-// free. A bid for no resources holds no room: nothing is sent. Best effort: a node that
-// does not hear it frees the room at expiry.
+// free. A bid for no resources holds no room: its release is sent and not waited for (a
+// node bounds how many bids a namespace leaves unused). Best effort: a node that does not
+// hear it drops the bid at expiry.
 func (c *Client) ReleaseBids(ctx context.Context, bids []v1.Bid, keep string, res *v1.Resources) {
 	if res.Empty() {
+		for _, b := range bids {
+			if b.BidID != keep {
+				_ = c.nc.Publish(v1.ControlSubject(c.ns, v1.VerbRelease, b.BidID), nil)
+			}
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)

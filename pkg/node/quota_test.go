@@ -10,6 +10,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/node/auction"
 )
 
 // A namespace's quota bounds what it runs across the cluster: two nodes on one KV state,
@@ -110,5 +111,63 @@ func TestQuotaCountsDefaultLimits(t *testing.T) {
 	}
 	if _, err := c.StartWorkload(ctx, def("d2")); !strings.Contains(fmt.Sprint(err), "namespace b asks for 512 MiB memory, 1 GiB of its quota of 1 GiB is in use") {
 		t.Fatalf("a third start of the default: %v", err)
+	}
+}
+
+// A namespace's bids not yet deployed hold room only up to its quota, and at most
+// MaxRoomBidsPerNamespace of them: a tenant that auctioned again and again without
+// deploying held a node's whole memory, its quota a seventh of it, and every other
+// namespace's starts were declined. A released bid frees its place; another namespace
+// still gets its bids.
+func TestUnusedBidsBounded(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	startSizedNode(t, s, "q", node.Config{Memory: 4 << 30, Quotas: map[string]v1.Quota{"a": {Memory: 512 << 20}}}, "memory")
+	ca, _ := client.New(testutil.Connect(t, s), "a")
+	bid := func(c *client.Client, mem string) ([]v1.Bid, client.Declines) {
+		res, err := v1.ParseResources(mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &res})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bids, declines
+	}
+	if _, declines := bid(ca, "memory=1GiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a asks for 1 GiB memory, 0 B of its quota of 512 MiB is in use (nexd --namespace-quota a=memory=512 MiB)") {
+		t.Fatalf("a's bid larger than its whole quota: %+v", declines)
+	}
+	var held []v1.Bid
+	for range 2 {
+		bids, declines := bid(ca, "memory=256MiB")
+		if len(bids) != 1 {
+			t.Fatalf("a's bid within its quota: %v", declines)
+		}
+		held = append(held, bids...)
+	}
+	if _, declines := bid(ca, "memory=256MiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a asks for 256 MiB memory, 512 MiB of its quota of 512 MiB is in use, in 2 bids of this node not yet deployed") {
+		t.Fatalf("a's bid past its quota in unused bids: %+v", declines)
+	}
+	ca.ReleaseBids(ctx, held[:1], "", &v1.Resources{Memory: 256 << 20})
+	if bids, declines := bid(ca, "memory=256MiB"); len(bids) != 1 {
+		t.Fatalf("a's bid after it released one: %v", declines)
+	}
+	// b has no quota: its bids are bounded in number
+	cb, _ := client.New(testutil.Connect(t, s), "b")
+	for i := range auction.MaxRoomBidsPerNamespace {
+		if bids, declines := bid(cb, "memory=4MiB"); len(bids) != 1 {
+			t.Fatalf("b's bid %d: %v", i, declines)
+		}
+	}
+	if _, declines := bid(cb, "memory=4MiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace b holds 64 bids of this node that hold room and are not yet deployed") {
+		t.Fatalf("b's bid past the bound: %+v", declines)
+	}
+	if _, err := cb.StartWorkload(ctx, def("no-room-asked")); err != nil { // a bid for no room is no room held
+		t.Fatalf("b's start asking for nothing: %v", err)
+	}
+	cc, _ := client.New(testutil.Connect(t, s), "c")
+	if _, err := cc.StartWorkload(ctx, sized("c", `{"memory":"1GiB"}`)); err != nil {
+		t.Fatalf("c's start while a and b hold their bids: %v", err)
 	}
 }

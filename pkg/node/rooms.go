@@ -44,7 +44,7 @@ func (n *Node) wire() {
 	}
 	n.auction = auction.New(auction.Config{NodeID: c.NodeID, Name: c.Name, Tags: c.Tags, BidTTL: c.BidTTL, Placement: c.Placement,
 		Memory: c.Memory, ReserveMemory: c.ReserveMemory, CPUs: c.CPUs, ReserveCPU: c.ReserveCPU,
-		DefaultLimits: c.DefaultLimits, MaxLimits: c.MaxLimits, RequireIsolation: c.RequireIsolation,
+		DefaultLimits: c.DefaultLimits, MaxLimits: c.MaxLimits, RequireIsolation: c.RequireIsolation, Quotas: c.Quotas,
 		Index: n.idx, Nexlets: n.nexlets, Observe: n.metrics.observeAuction,
 		Existing: func(ns, requestID string) (Record, bool) { return n.work.ByRequestID(ns, requestID) }})
 	rb := room.Base{Ctx: n.ctx, WG: &n.wg, Log: n.log, NodeID: c.NodeID, Store: c.Store, Cluster: cs, Entries: n.idx, Nexlets: n.nexlets, Flags: &n.flags}

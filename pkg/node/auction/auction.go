@@ -56,7 +56,11 @@ func (a *Auctioneer) Auction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		return reply, nil
 	}
 	b := a.bids.Offer(now, func(p placement.Promised) *placement.Bid {
-		why, load, running := a.fit(holds, p)
+		why := a.bidsHeld(r.Namespace, p.Unused[r.Namespace], p.PerNS[r.Namespace], holds)
+		load, running := 0.0, 0
+		if why == "" {
+			why, load, running = a.fit(holds, p)
+		}
 		if why != "" {
 			reply.Decline = why
 			return nil
@@ -162,4 +166,40 @@ func uniqueSorted(in []string) []string {
 // requiresIsolation says whether this node runs ns's workloads only isolated.
 func (a *Auctioneer) requiresIsolation(ns string) bool {
 	return slices.Contains(a.RequireIsolation, ns) || slices.Contains(a.RequireIsolation, "*")
+}
+
+// Bids of one namespace a node holds unused (not yet claimed by a deploy) at once: those
+// that hold room (each for BidTTL, or until released), and all of them (a bid for no
+// resources holds none, but is kept and looked through by every auction).
+const (
+	MaxRoomBidsPerNamespace = 64
+	MaxBidsPerNamespace     = 4096
+)
+
+// bidsHeld says why namespace ns, which holds unused bids here (held: those that hold
+// room), may have no more ("" when it may): it holds the most it may already, or one more
+// asking for holds would take what its unused bids hold past its quota (a tenant's unused
+// bids held a node's whole memory, its quota a seventh of it, asking again every BidTTL).
+func (a *Auctioneer) bidsHeld(ns string, unused int, held v1.Usage, holds *v1.Resources) string {
+	later := fmt.Sprintf("deploy or release them, or wait %s for them to expire", a.BidTTL.Round(time.Second))
+	switch {
+	case unused >= MaxBidsPerNamespace:
+		return fmt.Sprintf("namespace %s holds %d bids of this node not yet deployed, the most one namespace may: %s", ns, unused, later)
+	case holds.Empty():
+		return ""
+	case held.Workloads >= MaxRoomBidsPerNamespace:
+		return fmt.Sprintf("namespace %s holds %d bids of this node that hold room and are not yet deployed, the most one namespace may: %s", ns, held.Workloads, later)
+	}
+	q, ok := v1.QuotaOf(a.Quotas, ns)
+	if !ok || (q.Memory > 0 && holds.Memory == 0) || (q.CPU > 0 && holds.CPU == 0) {
+		return "" // the deploy says what the start must ask for (quota_exceeded)
+	}
+	why := q.Exceeds(ns, held, holds)
+	switch {
+	case why == "":
+		return ""
+	case held.Workloads == 0: // more than the whole quota: no start of it can be deployed
+		return fmt.Sprintf("%s (nexd --namespace-quota %s=%s)", why, ns, q)
+	}
+	return fmt.Sprintf("%s, in %d bids of this node not yet deployed (nexd --namespace-quota %s=%s): %s", why, held.Workloads, ns, q, later)
 }

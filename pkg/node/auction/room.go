@@ -27,7 +27,8 @@ type Config struct {
 	Memory, ReserveMemory    v1.ByteSize
 	CPUs, ReserveCPU         float64
 	DefaultLimits, MaxLimits v1.Resources
-	RequireIsolation         []string // namespaces ("*": every one) run only isolated here
+	RequireIsolation         []string            // namespaces ("*": every one) run only isolated here
+	Quotas                   map[string]v1.Quota // nexd --namespace-quota: a namespace's unused bids hold no more
 	Index                    *index.Index
 	Nexlets                  *registry.Registry
 	// Existing finds the workload of a namespace started here with a request ID: an

@@ -21,11 +21,15 @@ type Bid struct {
 // workload indexed) or expires.
 func (b *Bid) Outstanding(now time.Time) bool { return b.Used || now.Before(b.ExpiresAt) }
 
-// Promised is what a node's outstanding bids hold: room, and bids per nexlet.
+// Promised is what a node's outstanding bids hold: room, bids per nexlet, and each
+// namespace's bids not yet claimed by a deploy: how many (Unused), and what those that
+// hold room hold (PerNS; Workloads: how many).
 type Promised struct {
 	Memory    v1.ByteSize
 	CPU       float64
 	PerNexlet map[string]int
+	PerNS     map[string]v1.Usage
+	Unused    map[string]int
 }
 
 // Book is the bids a node gave and has not yet seen used or expire, under a lock of its
@@ -40,7 +44,7 @@ type Book struct {
 func NewBook() *Book { return &Book{bids: map[string]*Bid{}} }
 
 func (k *Book) promised(now time.Time) Promised {
-	p := Promised{PerNexlet: map[string]int{}}
+	p := Promised{PerNexlet: map[string]int{}, PerNS: map[string]v1.Usage{}, Unused: map[string]int{}}
 	for _, b := range k.bids {
 		if !b.Outstanding(now) {
 			continue
@@ -49,6 +53,15 @@ func (k *Book) promised(now time.Time) Promised {
 		if b.Holds != nil {
 			p.Memory += b.Holds.Memory
 			p.CPU += b.Holds.CPU
+		}
+		if b.Used { // a claimed bid's workload is indexed, and counted there
+			continue
+		}
+		p.Unused[b.NS]++
+		if !b.Holds.Empty() {
+			u := p.PerNS[b.NS]
+			u.Add(b.Holds)
+			p.PerNS[b.NS] = u
 		}
 	}
 	return p
