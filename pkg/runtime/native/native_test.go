@@ -758,3 +758,40 @@ func TestStopWhileStarting(t *testing.T) {
 		t.Fatalf("left behind: %+v", l)
 	}
 }
+
+// A digest is no key to what another namespace fetched: b names a's private artifact by
+// its digest, with an address that has nothing (or an object of its own bucket), and
+// gets nothing from the nexlet's cache. It got a's content, which a had fetched before.
+func TestArtifactCacheIsPerNamespace(t *testing.T) {
+	e := newEnv(t)
+	secret := "a's private build"
+	sum := sha256.Sum256([]byte(secret))
+	digest := hex.EncodeToString(sum[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/private" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(secret))
+	}))
+	defer srv.Close()
+	e.putObjects(t, "bins", map[string]string{"mine": "b's own object"})
+	start := func(ns string, artifact map[string]any) error {
+		e.count++
+		raw, _ := json.Marshal(map[string]any{"uri": "file:///bin/true", "artifacts": []map[string]any{artifact}})
+		_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: fmt.Sprintf("w%d", e.count), Definition: v1.WorkloadDefinition{Namespace: ns, Name: "a", Type: "native", Lifecycle: "job", StartRequest: raw}})
+		return err
+	}
+	if err := start("a", map[string]any{"uri": srv.URL + "/private", "sha256": digest}); err != nil {
+		t.Fatal(err)
+	}
+	if err := start("b", map[string]any{"uri": srv.URL + "/nothing-here", "sha256": digest}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("b named a's artifact by its digest at an empty address: %v, want the fetch's 404", err)
+	}
+	if err := start("b", map[string]any{"uri": "nats://bins/mine", "sha256": digest}); err == nil || !strings.Contains(err.Error(), "sha256 mismatch") {
+		t.Fatalf("b named a's artifact by its digest with an object of its own: %v, want a mismatch", err)
+	}
+	if err := start("a", map[string]any{"uri": srv.URL + "/nothing-here", "sha256": digest}); err != nil {
+		t.Fatalf("a's own cache entry: %v", err)
+	}
+}

@@ -43,14 +43,17 @@ func NewCache(dir string, max int64) *Cache {
 // cached returns the path of uri's content in the nexlet's cache, fetching it when it is
 // not there. An object store object found in the cache is still asked after, with the
 // workload's credentials: it may have been removed (nex workload bundle rm), and this
-// workload may not be allowed to read it.
+// workload may not be allowed to read it. Each namespace has entries of its own (named
+// "<namespace>.<digest>"): a digest is no key to what another namespace fetched (a tenant
+// that knew the digest of another's private artifact got its content from the cache, by
+// naming it with any address, or any object of its own bucket).
 func (f *Fetch) cached(ctx context.Context, uri, digest string) (*os.File, error) {
 	cacheDir := f.Cache.dir
 	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
 		return nil, err
 	}
 	if digest != "" {
-		p := filepath.Join(cacheDir, digest)
+		p := filepath.Join(cacheDir, f.cacheName(digest))
 		if file, err := os.Open(p); err == nil { // open: a prune may remove the name, not the file
 			if err := f.stillThere(ctx, uri); err != nil {
 				file.Close()
@@ -70,6 +73,15 @@ func (f *Fetch) cached(ctx context.Context, uri, digest string) (*os.File, error
 		f.Cache.prune(p)
 	}
 	return file, err
+}
+
+// cacheName names the cache entry of the workload's namespace for content of digest (a
+// namespace holds no '.').
+func (f *Fetch) cacheName(digest string) string {
+	if f.Namespace == "" {
+		return digest
+	}
+	return f.Namespace + "." + digest
 }
 
 // prune removes the least recently used cached artifacts (not keep) until the cache
@@ -144,7 +156,7 @@ func (f *Fetch) download(ctx context.Context, cacheDir, uri, want string) (strin
 	if want != "" && got != want {
 		return "", fmt.Errorf("sha256 mismatch: want %s, got %s", want, got)
 	}
-	p := filepath.Join(cacheDir, got)
+	p := filepath.Join(cacheDir, f.cacheName(got))
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 )
 
 // open opens an http(s):// or nats:// source.
@@ -27,7 +29,7 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := f.httpClient().Do(req)
 		if err != nil {
 			return nil, err
 		}
@@ -49,6 +51,48 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		return readCloser{r, func() error { err := r.Close(); done(); return err }}, nil
 	}
 	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, uri, u.Scheme)
+}
+
+// httpClient fetches for the workload: every connection, redirects' and a proxy's too, is
+// made by the workload's own user (dial), and none is kept for another fetch.
+func (f *Fetch) httpClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = f.dial
+	t.DisableKeepAlives = true
+	return &http.Client{Transport: t}
+}
+
+// dial connects to addr with a socket the workload's user made (its file's credentials,
+// which a firewall's owner match reads, are the user's): a tenant's fetch reaches only
+// what the tenant's own processes may (an operator's rule for the workload UIDs that
+// keeps them from a cloud's metadata endpoint holds for its fetches too). The name is
+// looked up by the nexlet, and each address dialled in turn.
+func (f *Fetch) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if f.Identity == nil {
+		return d.DialContext(ctx, network, addr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, ip := range ips {
+		var conn net.Conn
+		err := asuser.Do(f.Identity, func() (err error) { // one address: no goroutine dials for it
+			conn, err = d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+			return err
+		})
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 type readCloser struct {

@@ -1,0 +1,92 @@
+package artifacts
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
+)
+
+// socketUID is the UID that owns the TCP socket bound to local port port, as
+// /proc/net/tcp says (what a firewall's owner match and netstat read).
+func socketUID(t *testing.T, port int) (int, bool) {
+	t.Helper()
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
+			continue
+		}
+		p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32)
+		if err != nil || int(p) != port {
+			continue
+		}
+		uid, err := strconv.Atoi(fields[7])
+		return uid, err == nil
+	}
+	return 0, false
+}
+
+// An http(s) artifact is fetched through a socket of the workload's own user: the root
+// nexlet fetched it through one of its own, so a tenant reached what only root may (a
+// firewall rule that keeps the workload UIDs from a cloud's metadata endpoint, say).
+// Redirects are followed as the user too. The server stands in for such an endpoint and
+// says whose the connecting socket is.
+func TestHTTPFetchedAsTheWorkloadsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fetching as another user needs root")
+	}
+	owners := make(chan int, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.RemoteAddr)
+		p, _ := strconv.Atoi(port)
+		uid, ok := socketUID(t, p)
+		if !ok {
+			uid = -1
+		}
+		owners <- uid
+		if r.URL.Path == "/redirect" {
+			http.Redirect(w, r, "/meta", http.StatusFound)
+			return
+		}
+		fmt.Fprint(w, "secret")
+	}))
+	defer srv.Close()
+	f := &Fetch{Identity: &asuser.Identity{UID: 65534, GID: 65534}}
+	for _, path := range []string{"/meta", "/redirect"} {
+		r, err := f.open(context.Background(), srv.URL+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r)
+		r.Close()
+		if string(body) != "secret" {
+			t.Fatalf("%s: %q", path, body)
+		}
+	}
+	close(owners)
+	n := 0
+	for uid := range owners {
+		n++
+		if uid != 65534 {
+			t.Errorf("connection %d came from a socket of UID %d, want the workload's 65534", n, uid)
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d connections, want 3 (one, then a redirect and its target)", n)
+	}
+}

@@ -1,0 +1,85 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexrun/nex/internal/testutil"
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// tcpOwner is the UID of the TCP socket bound to local port port (/proc/net/tcp: what a
+// firewall's owner match reads), or -1.
+func tcpOwner(port int) int {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
+			continue
+		}
+		if p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32); err == nil && int(p) == port {
+			if uid, err := strconv.Atoi(fields[7]); err == nil {
+				return uid
+			}
+		}
+	}
+	return -1
+}
+
+// A tenant with the documented rights of namespace a names an http:// artifact on an
+// address that only root should reach (a cloud's metadata endpoint, say, kept from the
+// workload UIDs by a firewall rule on their owner): root's nexlet fetched it through a
+// socket of root's. It is fetched through a socket of the workload's own user now, the
+// UID the job then runs as. The server stands in for the endpoint and says whose the
+// connecting socket is.
+func TestTenantFetchesAsItself(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads get users of their own only as root: run as root")
+	}
+	owner := make(chan int, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.RemoteAddr)
+		p, _ := strconv.Atoi(port)
+		select {
+		case owner <- tcpOwner(p):
+		default:
+		}
+		fmt.Fprint(w, "the node's cloud credentials")
+	}))
+	defer srv.Close()
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	perms := creds.TenantPermissions("a", "alice")
+	a := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "alice", &perms), "--nats.inbox-prefix", creds.UserInboxPrefix("alice"), "--namespace", "a"}
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "meta",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo uid=$(id -u)"],"artifacts":[{"uri":"`+srv.URL+`/latest/meta-data/","path":"meta"}]}`)...))
+	var fetchedBy int
+	select {
+	case fetchedBy = <-owner:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the nexlet did not fetch")
+	}
+	var ranAs string
+	testutil.Eventually(t, 15*time.Second, "the job's output", func() bool {
+		out, _, _ := u.nex(append(a, "workload", "logs", id)...)
+		_, ranAs, _ = strings.Cut(strings.TrimSpace(out), "uid=")
+		return ranAs != ""
+	})
+	if fetchedBy == 0 || strconv.Itoa(fetchedBy) != ranAs {
+		t.Fatalf("fetched through a socket of UID %d; the job ran as UID %s", fetchedBy, ranAs)
+	}
+}
