@@ -1183,6 +1183,22 @@ func TestTakeoverOfACopyStillHereRefused(t *testing.T) {
 		t.Fatalf("no bid of node %s in %+v", nodes[0].ID(), bids)
 	}
 	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: nodes[1].ID(), Revision: other.Revision, Reason: v1.TakeoverDrain}
+	// another namespace that names the workload (a tenant may send a takeover) is told
+	// nothing of this node's copy, and nothing is done with it
+	co, _ := client.New(nc, "tenant")
+	obids, _, err := co.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range obids {
+		if b.NodeID != nodes[0].ID() {
+			continue
+		}
+		err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("tenant", v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
+		if !v1.IsNotFound(err) || !strings.Contains(err.Error(), "not found in namespace tenant") {
+			t.Fatalf("another namespace's takeover of the workload: %v, want not found", err)
+		}
+	}
 	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
 	if !v1.IsCode(err, v1.CodeConflict) || !strings.Contains(err.Error(), "still has a copy") {
 		t.Fatalf("takeover of a workload the node still runs: %v, want a conflict naming its copy", err)

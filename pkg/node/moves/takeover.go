@@ -176,7 +176,7 @@ func (m *Moves) takeoverSource(ctx context.Context, cs records.ClusterStore, def
 	if err := v1.ValidateToken("node ID", t.FromNode); err != nil {
 		return nil, err
 	}
-	if err := m.heldHere(ctx, cs, t.WorkloadID); err != nil {
+	if err := m.heldHere(ctx, cs, t.WorkloadID, def.Namespace); err != nil {
 		return nil, err
 	}
 	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
@@ -201,9 +201,10 @@ func (m *Moves) takeoverSource(ctx context.Context, cs records.ClusterStore, def
 // replaced the copy's index entry, failed on the record the node still held, then
 // removed that record and the entry, and the copy ran on untracked beside the drained
 // node's for minutes). A stale copy is stopped now; the takeover can come again once it
-// is.
-func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid string) error {
-	if !m.Entries.Has(wid) {
+// is. Another namespace's workload is not looked at: the takeover then fails on the
+// lost node's record, saying nothing of this node's.
+func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid, ns string) error {
+	if e, ok := m.Entries.Get(wid); !ok || e.Rec.Definition.Namespace != ns {
 		return nil
 	}
 	if own, err := cs.RecordOf(ctx, m.NodeID, wid); err == nil && own.Desired == records.DesiredMoved && own.MovedTo != m.NodeID {
