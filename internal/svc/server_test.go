@@ -286,10 +286,10 @@ func TestCallWithoutInboxRights(t *testing.T) {
 	}
 }
 
-// One namespace holding its share of an endpoint's slots with slow requests (stops of a
-// workload that ignores SIGTERM, long execs: an attacker's flood held all 256) gets 503
-// for the next at once; another namespace's requests are served, and the system
-// namespace's are served even while tenants hold every slot.
+// One namespace holding its share of an endpoint's requests with slow ones (stops of a
+// workload that ignores SIGTERM, long execs: an attacker's flood held all 256 slots, and
+// the subscription waited for one) gets 503 for the next at once; another namespace's
+// requests are served, the system namespace's too, however many tenants hold their share.
 func TestNamespaceHoldsItsShareOnly(t *testing.T) {
 	ns := testutil.StartServer(t)
 	nc := testutil.Connect(t, ns)
@@ -298,8 +298,9 @@ func TestNamespaceHoldsItsShareOnly(t *testing.T) {
 	defer close(release)
 	var held atomic.Int64
 	err := s.Add(svc.Endpoint{Name: "STOP", Subject: "$NEX.SVC.v1.*.control.STOP.*", Tokens: svc.ControlTokens("workload ID"), Concurrent: 4, PerNamespace: 2,
+		Owns: func(_, id string) bool { return id != "elsewhere" },
 		Handler: svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) (string, error) {
-			if r.ID == "fast" {
+			if r.ID == "fast" || r.ID == "elsewhere" {
 				return "done", nil
 			}
 			held.Add(1)
@@ -333,9 +334,15 @@ func TestNamespaceHoldsItsShareOnly(t *testing.T) {
 	if err := call("b", "fast"); err != nil {
 		t.Fatalf("b's request while a holds its share: %v", err)
 	}
-	hold("b", 2) // every slot held by tenants now
-	testutil.Eventually(t, 5*time.Second, "every slot held", func() bool { return held.Load() == 4 })
+	// what this instance does not own is answered outside the budget: only the owner
+	// may say "busy", or its 503 would be taken for the owner's answer
+	if err := call("a", "elsewhere"); err != nil {
+		t.Fatalf("a's request about what another instance owns, while a holds its share here: %v", err)
+	}
+	hold("b", 2)
+	hold("c", 2) // more than Concurrent held by namespaces' requests: they never wait for it
+	testutil.Eventually(t, 5*time.Second, "every namespace's share held", func() bool { return held.Load() == 6 })
 	if err := call(v1.SystemNamespace, "fast"); err != nil {
-		t.Fatalf("the system namespace's request while tenants hold every slot: %v", err)
+		t.Fatalf("the system namespace's request while tenants hold their shares: %v", err)
 	}
 }

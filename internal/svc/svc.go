@@ -135,13 +135,15 @@ type Endpoint struct {
 	// so one slow request (a stop waiting out its grace period) does not hold up the
 	// others queued on the same subscription. 0 handles requests one at a time.
 	Concurrent int
-	// PerNamespace bounds how many of those one namespace's requests (Tokens' namespace)
-	// may hold at once (0: no bound): one past it is answered 503 at once, so a tenant
-	// holding many slow requests (stops of a workload that ignores SIGTERM, long execs)
-	// does not make every other namespace's wait. The system namespace's requests do not
-	// count against Concurrent at all, only against this: the operator is never queued
-	// behind tenants.
+	// PerNamespace, with Tokens, counts each namespace's requests apart instead (0: not):
+	// one namespace has at most this many in flight, and the next is answered 503 at once,
+	// so a tenant holding many slow requests (stops of a workload that ignores SIGTERM,
+	// long execs) makes no other namespace's wait, the operator's included. Concurrent
+	// still bounds requests whose subject names no namespace.
 	PerNamespace int
+	// Owns, with PerNamespace, says whether this instance has what a request is about
+	// (nil: every request is its own): one it does not own is answered outside the budget.
+	Owns func(ns, id string) bool
 	// Headers, when set, are added to every reply (fan-out bookkeeping).
 	Headers func() micro.Headers
 	// EveryInstance disables micro's queue group: every instance answers.
@@ -239,39 +241,53 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 			s.serve(ep, mr)
 			return
 		}
-		ns := ""
-		if per != nil {
-			ns, _, _ = ep.Tokens(mr.Subject()) // a subject that does not parse is refused by serve
-			if ns != "" && !per.take(ns) {
-				defer s.running.Done()
-				if per.warn(ns, time.Now()) { // a flood is one line a minute, not one a request
-					s.log.Warn("a namespace holds its share of an endpoint's requests: more are refused (503) until some finish",
-						zap.String("namespace", ns), zap.String("endpoint", ep.Name), zap.Int("in_flight", per.most))
-				}
-				s.reply(ep, mr, nil, busy{v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name)})
-				return
-			}
-		}
-		own := ns != v1.SystemNamespace || per == nil // the system namespace's: not behind tenants'
-		if own {
-			sem <- struct{}{}
-		}
 		// micro reads the request again once this returns: replies of a detached
 		// handler go through the connection, reads stay micro's.
 		d := &detached{Request: mr, nc: s.nc}
+		if per != nil {
+			if ns, id, err := ep.Tokens(mr.Subject()); err == nil { // else refused by serve
+				s.budgeted(ep, per, d, ns, id)
+				return
+			}
+		}
+		sem <- struct{}{}
 		go func() {
 			defer s.running.Done()
-			defer func() {
-				if own {
-					<-sem
-				}
-				if per != nil && ns != "" {
-					per.give(ns)
-				}
-			}()
+			defer func() { <-sem }()
 			s.serve(ep, d)
 		}()
 	})
+}
+
+// budgeted serves a request of namespace ns on an endpoint with a budget per namespace,
+// without ever waiting here: the subscription's one goroutine must not block, since
+// every namespace's requests, the operator's too, queue behind it. A request for what
+// this node does not have (Owns) is answered at once, outside the budget: only the owner
+// may answer "busy" (another node's 503 would be taken for the answer). Each namespace
+// holds at most per.most requests in flight; the next is answered 503. The caller has
+// entered the server.
+func (s *Server) budgeted(ep Endpoint, per *budget, d *detached, ns, id string) {
+	if ep.Owns != nil && !ep.Owns(ns, id) {
+		go func() {
+			defer s.running.Done()
+			s.serve(ep, d)
+		}()
+		return
+	}
+	if !per.take(ns) {
+		defer s.running.Done()
+		if per.warn(ns, time.Now()) { // a flood is one line a minute, not one a request
+			s.log.Warn("a namespace holds its share of an endpoint's requests: more are refused (503) until some finish",
+				zap.String("namespace", ns), zap.String("endpoint", ep.Name), zap.Int("in_flight", per.most))
+		}
+		s.reply(ep, d, nil, busy{v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name)})
+		return
+	}
+	go func() {
+		defer s.running.Done()
+		defer per.give(ns)
+		s.serve(ep, d)
+	}()
 }
 
 // budget counts each namespace's requests in flight on one endpoint, up to most each.
@@ -430,7 +446,7 @@ func gunzipped(b []byte) ([]byte, error) {
 	// these bytes to (1,032 times), nor than the bound
 	var out bytes.Buffer
 	if n := len(b); n >= 4 {
-		out.Grow(min(int(binary.LittleEndian.Uint32(b[n-4:])), 1032*n, maxReplyBytes) + bytes.MinRead)
+		out.Grow(int(min(uint64(binary.LittleEndian.Uint32(b[n-4:])), 1032*uint64(n), maxReplyBytes)) + bytes.MinRead)
 	}
 	if _, err := out.ReadFrom(io.LimitReader(r, maxReplyBytes+1)); err != nil {
 		return nil, err

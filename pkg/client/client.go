@@ -185,21 +185,10 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 		}
 		b := RankBids(bids)[0]
 		c.ReleaseBids(ctx, bids, b.BidID, res)
-		if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
-			return nil, v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
-		}
-		placed := def
-		if prepare != nil {
-			if err := prepare(b, &placed); err != nil {
-				return nil, err
-			}
-		}
-		if b.XKey != "" {
-			sealed, err := seal.Environment(placed.StartRequest, b.XKey)
-			if err != nil {
-				return nil, err
-			}
-			placed.StartRequest = sealed
+		placed, err := c.forBid(def, b, prepare)
+		if err != nil {
+			c.ReleaseBids(ctx, []v1.Bid{b}, "", res) // nothing is deployed on it
+			return nil, err
 		}
 		var info v1.WorkloadInfo
 		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed, RequestID: requestID}, &info)
@@ -214,6 +203,27 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 		}
 	}
 	return nil, lastErr
+}
+
+// forBid is def as it is deployed on bid b: checked against its nexlet's schema, made
+// ready (prepare, when set), its environment sealed for its nexlet.
+func (c *Client) forBid(def v1.WorkloadDefinition, b v1.Bid, prepare func(v1.Bid, *v1.WorkloadDefinition) error) (v1.WorkloadDefinition, error) {
+	if err := schema.Validate(b.StartRequestSchema, def.StartRequest); err != nil {
+		return def, v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
+	}
+	if prepare != nil {
+		if err := prepare(b, &def); err != nil {
+			return def, err
+		}
+	}
+	if b.XKey != "" {
+		sealed, err := seal.Environment(def.StartRequest, b.XKey)
+		if err != nil {
+			return def, err
+		}
+		def.StartRequest = sealed
+	}
+	return def, nil
 }
 
 // conflictHolder is the workload named by a conflict over a request ID ("" otherwise).

@@ -51,8 +51,7 @@ func (n *Node) addService() error {
 		if concurrent > 0 {
 			h = n.settle(verb, h)
 		}
-		return svc.Endpoint{Name: verb, Subject: subject, Tokens: tokens, Handler: h, Concurrent: concurrent, PerNamespace: concurrent / 4,
-			Headers: n.announcer.Headers, EveryInstance: true}
+		return svc.Endpoint{Name: verb, Subject: subject, Tokens: tokens, Handler: h, Concurrent: concurrent, Headers: n.announcer.Headers, EveryInstance: true}
 	}
 	// the verbs on one workload stand beside their handlers (workloadEndpoints)
 	eps := append(n.workloadEndpoints(ep), []svc.Endpoint{
@@ -65,7 +64,8 @@ func (n *Node) addService() error {
 			Handler: svc.Handle(n.handleBundleBucket), Concurrent: 4},
 		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.announcer.Headers, EveryInstance: true},
 		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
-			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, PerNamespace: handlerConcurrency / 4, EveryInstance: true},
+			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true,
+			PerNamespace: perNamespace, Owns: func(_, bid string) bool { return n.auction.Mine(bid) }},
 		{Name: v1.VerbRelease, Subject: v1.ControlWildcard(v1.VerbRelease, true), Tokens: svc.ControlTokens("bid ID"),
 			Handler: svc.Handle(n.handleRelease), EveryInstance: true},
 		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
@@ -82,9 +82,13 @@ func (n *Node) addService() error {
 	return nil
 }
 
-// handlerConcurrency bounds the requests of one endpoint handled at once; one namespace
-// may hold a quarter of them (svc.Endpoint.PerNamespace).
-const handlerConcurrency = 256
+// handlerConcurrency bounds the requests of one endpoint handled at once; perNamespace
+// is how many one namespace may have in flight of a verb that can wait long (a stop, an
+// exec, a deploy fetching artifacts, a clone) instead (svc.Endpoint.PerNamespace).
+const (
+	handlerConcurrency = 256
+	perNamespace       = 64
+)
 
 // handleDeploy starts a workload on the bid it claims (a takeover's, when it carries one).
 func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {

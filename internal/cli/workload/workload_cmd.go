@@ -375,10 +375,6 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	tabular := c.Output == "table" && c.Format == "" && !c.Quiet && !g.JSON
-	names := func() map[string]string { return nil }
-	if tabular { // the table's node names: asked for while the list is
-		names = nodeNames(ctx, cl)
-	}
 	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && tabular})
 	if err != nil {
 		return err
@@ -396,23 +392,22 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
 		fmt.Fprintf(g.Stdout(), "No workloads in namespace %s%s.\n", g.Namespace, c.filtered())
 		return nil
 	}
-	return c.table(g, names(), list, c.Wide())
+	// the nodes' names after the list, not beside it: a tenant may not ask the nodes, and
+	// a connection knows only the last request it was refused (the list's refusal, for
+	// another namespace, went unseen: "no reply in time", not "permission denied")
+	return c.table(g, nodeNames(ctx, cl), list, c.Wide())
 }
 
-// nodeNames asks for the nodes' names at once; the function it returns waits for them
-// (none when the nodes could not be listed: the table shows IDs).
-func nodeNames(ctx context.Context, cl *client.Client) func() map[string]string {
-	done := make(chan map[string]string, 1)
-	go func() {
-		names := map[string]string{}
-		if nodes, err := cl.ListNodes(ctx); err == nil {
-			for _, n := range nodes {
-				names[n.NodeID] = n.Name
-			}
+// nodeNames are the nodes' names by ID (none when the nodes cannot be listed: the table
+// shows IDs).
+func nodeNames(ctx context.Context, cl *client.Client) map[string]string {
+	names := map[string]string{}
+	if nodes, err := cl.ListNodes(ctx); err == nil {
+		for _, n := range nodes {
+			names[n.NodeID] = n.Name
 		}
-		done <- names
-	}()
-	return func() map[string]string { return <-done }
+	}
+	return names
 }
 
 // filtered says, for an empty list, that filters were given.

@@ -54,21 +54,23 @@ func (d *WorkloadDefinition) Normalize() error {
 	// there (the start request is the nexlet's: a third-party nexlet's schema may not
 	// allow these fields, so a value given in the definition is not written into it; the
 	// nexlet gets the definition, and native reads it there)
-	if d.Resources == nil {
-		d.Resources = fromSR
-	}
+	d.Resources = cmp.Or(d.Resources, fromSR)
 	if len(d.ExposePorts) == 0 {
 		d.ExposePorts = ports
 	}
-	if d.GracePeriod == 0 {
-		d.GracePeriod = grace
-	}
+	d.GracePeriod = cmp.Or(d.GracePeriod, grace)
 	return nil
+}
+
+// mayHold says whether a start request may have field key: it names it, or escapes
+// something ("grace\u005fperiod" is that field to every decoder, the nexlet's too).
+func mayHold(startRequest []byte, key string) bool {
+	return bytes.Contains(startRequest, []byte(`"`+key+`"`)) || bytes.IndexByte(startRequest, '\\') >= 0
 }
 
 // startRequestGrace reads the start request's "grace_period" (0 when it has none).
 func startRequestGrace(startRequest json.RawMessage) (Duration, error) {
-	if !bytes.Contains(startRequest, []byte(`"`+fieldGracePeriod+`"`)) {
+	if !mayHold(startRequest, fieldGracePeriod) {
 		return 0, nil
 	}
 	var sr struct {
@@ -104,11 +106,11 @@ func (d *WorkloadDefinition) Ports() []int {
 // Grace is how long a stop waits for the workload before it kills it (0: the nexlet's
 // default): GracePeriod, else the start request's.
 func (d *WorkloadDefinition) Grace() time.Duration {
-	if d.GracePeriod > 0 {
-		return time.Duration(d.GracePeriod)
+	g := d.GracePeriod
+	if g <= 0 {
+		g, _ = startRequestGrace(d.StartRequest)
 	}
-	g, _ := startRequestGrace(d.StartRequest)
-	return time.Duration(g)
+	return time.Duration(min(g, MaxGracePeriod)) // a record kept from before the bound: held to it
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -57,6 +57,8 @@ func TestNormalizeFirstClassFields(t *testing.T) {
 		// a stop holds its request for the grace period: a tenant's 1000h held every slot
 		{`{}`, func(d *v1.WorkloadDefinition) { d.GracePeriod = v1.Duration(2 * time.Hour) }, "grace_period 2h0m0s: between 0 and 1h0m0s"},
 		{`{"grace_period":"1000h"}`, func(*v1.WorkloadDefinition) {}, "start_request.grace_period 1000h0m0s: between 0 and 1h0m0s"},
+		// the same field to every JSON decoder, the nexlet's too: a review's way past the cap
+		{`{"grace\u005fperiod":"1000h"}`, func(*v1.WorkloadDefinition) {}, "start_request.grace_period 1000h0m0s: between 0 and 1h0m0s"},
 		{`{}`, func(d *v1.WorkloadDefinition) { d.Resources = &v1.Resources{CPU: -1} }, "resources.cpu"},
 	} {
 		d := def(c.sr)
@@ -64,6 +66,15 @@ func TestNormalizeFirstClassFields(t *testing.T) {
 		if err := d.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s with %+v: %v, want %q", c.sr, d, err, c.want)
 		}
+	}
+}
+
+// A start request's resources are read however its keys are written: escaped, they are
+// the same field to the nexlet (and were not to the node, which placed and counted none).
+func TestEscapedFieldsRead(t *testing.T) {
+	d := v1.WorkloadDefinition{StartRequest: json.RawMessage(`{"re\u0073ources":{"memory":"64MiB"}}`)}
+	if r, err := d.WantedResources(); err != nil || r == nil || r.Memory != 64<<20 {
+		t.Fatalf("escaped resources: %+v %v", r, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package v1
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,7 +123,7 @@ func RequestedResources(startRequest json.RawMessage) (*Resources, error) {
 	var sr struct {
 		Resources *Resources `json:"resources"`
 	}
-	if len(startRequest) == 0 || !bytes.Contains(startRequest, []byte(`"resources"`)) {
+	if len(startRequest) == 0 || !mayHold(startRequest, "resources") {
 		return nil, nil
 	}
 	if err := json.Unmarshal(startRequest, &sr); err != nil {

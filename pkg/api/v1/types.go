@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -388,9 +389,7 @@ func (r *ExecRequest) Validate() error {
 	if len(r.Argv) > 1024 {
 		return BadRequest("exec: argv: %d arguments, at most 1024", len(r.Argv))
 	}
-	if r.Timeout == 0 {
-		r.Timeout = DefaultExecTimeout
-	}
+	r.Timeout = cmp.Or(r.Timeout, DefaultExecTimeout)
 	return within("exec: timeout", r.Timeout, MaxExecTimeout)
 }
 

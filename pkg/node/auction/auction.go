@@ -198,6 +198,8 @@ func (a *Auctioneer) bidsHeld(ns string, unused int, held v1.Usage, holds *v1.Re
 	switch {
 	case why == "":
 		return ""
+	case q.Workloads > 0 && held.Workloads >= q.Workloads:
+		why = fmt.Sprintf("namespace %s has a quota of %d workloads", ns, q.Workloads)
 	case held.Workloads == 0: // more than the whole quota: no start of it can be deployed
 		return fmt.Sprintf("%s (nexd --namespace-quota %s=%s)", why, ns, q)
 	}

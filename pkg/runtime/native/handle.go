@@ -398,8 +398,7 @@ func (h *handle) stop(ctx context.Context, grace time.Duration) {
 	}
 	if pid > 0 {
 		spawn.KillGroup(pid, syscall.SIGTERM)
-		// the grace ends early when ctx does: the nexlet is shutting down (its handlers'
-		// context), and a stop of a workload that ignores SIGTERM must not hold it up
+		// the grace ends with ctx (the nexlet shutting down): a workload ignoring SIGTERM holds nothing up
 		gctx, cancel := context.WithTimeout(ctx, grace)
 		over := make(chan time.Time)
 		unhook := context.AfterFunc(gctx, func() { close(over) })

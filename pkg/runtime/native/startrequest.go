@@ -101,6 +101,7 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 	if err := parseDuration("grace_period", sr.GracePeriod, &p.grace); err != nil {
 		return nil, err
 	}
+	p.grace = min(p.grace, time.Duration(v1.MaxGracePeriod)) // the node refuses more; a record kept from before is held to it
 	if err := parseDuration("timeout", sr.Timeout, &p.timeout); err != nil {
 		return nil, err
 	}

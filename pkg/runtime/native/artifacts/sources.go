@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,7 +69,7 @@ func (f *Fetch) httpClient() *http.Client {
 // keeps them from a cloud's metadata endpoint holds for its fetches too). The name is
 // looked up by the nexlet, and each address dialled in turn.
 func (f *Fetch) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{Timeout: 30 * time.Second} // an address that never answers leaves time for the next
 	if f.Identity == nil {
 		return d.DialContext(ctx, network, addr)
 	}
