@@ -464,12 +464,7 @@ func (c *Coordinator) CheckFence(ctx context.Context, node string, epoch uint64)
 	if lease == nil {
 		return v1.Errorf(v1.CodeUnavailable, "node %s cannot read the coordinator lease to check node %s holds it: nothing was started", c.cfg.NodeID, node)
 	}
-	var holder string
-	var current uint64
-	err := records.Retry(ctx, func(actx context.Context) (err error) { // a store electing its leader answers no one for a while
-		holder, current, err = lease.Holder(actx)
-		return err
-	})
+	holder, current, err := lease.Holder(ctx)
 	if err != nil {
 		return v1.Errorf(v1.CodeStorageUnavailable, "read the coordinator lease to check node %s holds it: %v (nothing was started)", node, err)
 	}
