@@ -18,7 +18,6 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/creds"
 )
 
 // consoleSession is a browser's side of a `nex ui`: its cookie (from the URL the command
@@ -85,11 +84,7 @@ func (s *consoleSession) do(method, path, body string, out any) int {
 func TestConsoleOfATenant(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
-	tenantCLI := func(ns, user string) []string {
-		perms := creds.TenantPermissions(ns, user)
-		return []string{"-s", url, "--nats.creds-file", op.user(t, u.home, user, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(user), "--namespace", ns}
-	}
-	a, b := tenantCLI("a", "alice"), tenantCLI("b", "bob")
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
 	start := func(cli []string, name string) string {
 		_, id := startedID(t, u.mustNex(append(cli, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name,
 			"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,31 +13,7 @@ import (
 	"time"
 
 	"github.com/nexrun/nex/internal/testutil"
-	"github.com/nexrun/nex/pkg/creds"
 )
-
-// tcpOwner is the UID of the TCP socket bound to local port port (/proc/net/tcp: what a
-// firewall's owner match reads), or -1.
-func tcpOwner(port int) int {
-	f, err := os.Open("/proc/net/tcp")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
-			continue
-		}
-		if p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32); err == nil && int(p) == port {
-			if uid, err := strconv.Atoi(fields[7]); err == nil {
-				return uid
-			}
-		}
-	}
-	return -1
-}
 
 // A tenant with the documented rights of namespace a names an http:// artifact on an
 // address that only root should reach (a cloud's metadata endpoint, say, kept from the
@@ -55,7 +30,7 @@ func TestTenantFetchesAsItself(t *testing.T) {
 		_, port, _ := net.SplitHostPort(r.RemoteAddr)
 		p, _ := strconv.Atoi(port)
 		select {
-		case owner <- tcpOwner(p):
+		case owner <- testutil.TCPOwner(p):
 		default:
 		}
 		fmt.Fprint(w, "the node's cloud credentials")
@@ -63,8 +38,7 @@ func TestTenantFetchesAsItself(t *testing.T) {
 	defer srv.Close()
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
-	perms := creds.TenantPermissions("a", "alice")
-	a := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "alice", &perms), "--nats.inbox-prefix", creds.UserInboxPrefix("alice"), "--namespace", "a"}
+	a := op.tenant(t, u, url, "a", "alice")
 	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "meta",
 		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo uid=$(id -u)"],"artifacts":[{"uri":"`+srv.URL+`/latest/meta-data/","path":"meta"}]}`)...))
 	var fetchedBy int

@@ -29,11 +29,7 @@ import (
 func TestTenantCannotHoldUpOthersStopsAndExecs(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
-	tenantCLI := func(ns, user string) []string {
-		perms := creds.TenantPermissions(ns, user)
-		return []string{"-s", url, "--nats.creds-file", op.user(t, u.home, user, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(user), "--namespace", ns}
-	}
-	a, b := tenantCLI("a", "alice"), tenantCLI("b", "bob")
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
 	admin := []string{"-s", url, "--nats.creds-file", nodeCreds, "--namespace", v1.SystemNamespace}
 	service := func(who []string, name, sr string) string {
 		_, id := startedID(t, u.mustNex(append(who, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name, "--start-request", sr)...))
@@ -110,10 +106,8 @@ func TestTenantCannotHoldANodeWithBids(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
 		"--memory", "4GiB", "--reserve-memory", "0", "--namespace-quota", "a=memory=512MiB")
-	perms := creds.TenantPermissions("a", "alice")
-	op.user(t, u.home, "alice", &perms)
-	bperms := creds.TenantPermissions("b", "bob")
-	b := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "bob", &bperms), "--nats.inbox-prefix", creds.UserInboxPrefix("bob"), "--namespace", "b"}
+	op.tenant(t, u, url, "a", "alice") // alice's credentials: the test asks with them directly
+	b := op.tenant(t, u, url, "b", "bob")
 	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
 	if err != nil {
 		t.Fatal(err)

@@ -95,6 +95,13 @@ func (o *operatorEnv) user(t *testing.T, dir, name string, perms *jwt.Permission
 }
 
 // writeUser writes (replaces, atomically) a creds file for a new user with perms, valid
+// tenant writes user name's credentials with the documented CLI rights of namespace ns
+// (creds.TenantPermissions) and returns the nex flags that use them on url.
+func (o *operatorEnv) tenant(t *testing.T, u *user, url, ns, name string) []string {
+	perms := creds.TenantPermissions(ns, name)
+	return []string{"-s", url, "--nats.creds-file", o.user(t, u.home, name, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(name), "--namespace", ns}
+}
+
 // for ttl (0: no expiry).
 func (o *operatorEnv) writeUser(t *testing.T, path, name string, perms *jwt.Permissions, ttl time.Duration) {
 	t.Helper()

@@ -625,11 +625,7 @@ func TestTenantFloodKeepsOthersHistory(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
 		"--logs.max-bytes", strconv.Itoa(16<<20))
-	tenantCLI := func(ns, user string) []string {
-		perms := creds.TenantPermissions(ns, user)
-		return []string{"-s", url, "--nats.creds-file", op.user(t, u.home, user, &perms), "--nats.inbox-prefix", creds.UserInboxPrefix(user), "--namespace", ns}
-	}
-	a, b := tenantCLI("a", "alice"), tenantCLI("b", "bob")
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
 	_, victim := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "victim",
 		"--start-request", `{"uri":"file:///bin/echo","argv":["the victim's line"]}`)...))
 	testutil.Eventually(t, 10*time.Second, "b's line in its history", func() bool {
@@ -684,8 +680,7 @@ func TestNamespaceQuotaFromTheCLI(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
 		"--namespace-quota", "a=workloads=2,cpu=1")
-	perms := creds.TenantPermissions("a", "alice")
-	a := []string{"-s", url, "--nats.creds-file", op.user(t, u.home, "alice", &perms), "--nats.inbox-prefix", creds.UserInboxPrefix("alice"), "--namespace", "a"}
+	a := op.tenant(t, u, url, "a", "alice")
 	start := func(name, res string) (string, string, int) {
 		return u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", name,
 			"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]`+res+`}`)...)

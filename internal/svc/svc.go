@@ -220,7 +220,7 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 	}
 	var per *budget
 	if sem != nil && ep.PerNamespace > 0 && ep.Tokens != nil {
-		per = &budget{most: ep.PerNamespace, held: map[string]int{}}
+		per = &budget{most: ep.PerNamespace, held: map[string]int{}, warned: map[string]time.Time{}}
 	}
 	return micro.HandlerFunc(func(mr micro.Request) {
 		if Delivered(ep.Subject, mr.Subject(), mr.Headers()) {
@@ -280,7 +280,8 @@ func (s *Server) budgeted(ep Endpoint, per *budget, d *detached, ns, id string) 
 			s.log.Warn("a namespace holds its share of an endpoint's requests: more are refused (503) until some finish",
 				zap.String("namespace", ns), zap.String("endpoint", ep.Name), zap.Int("in_flight", per.most))
 		}
-		s.reply(ep, d, nil, busy{v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name)})
+		// answered, not logged as a failed request: warn said it once
+		s.respondError(d, v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name), replyHeaders(ep))
 		return
 	}
 	go func() {
@@ -305,20 +306,9 @@ func (b *budget) warn(ns string, now time.Time) bool {
 	if now.Sub(b.warned[ns]) < time.Minute {
 		return false
 	}
-	if b.warned == nil {
-		b.warned = map[string]time.Time{}
-	}
 	b.warned[ns] = now
 	return true
 }
-
-// errBusy marks a refusal by a budget: logged by warn, not as a failed request each.
-var errBusy = errors.New("busy")
-
-type busy struct{ e *v1.Error }
-
-func (b busy) Error() string   { return b.e.Error() }
-func (b busy) Unwrap() []error { return []error{b.e, errBusy} }
 
 func (b *budget) take(ns string) bool {
 	b.mu.Lock()
@@ -374,18 +364,25 @@ func (s *Server) serve(ep Endpoint, mr micro.Request) {
 	s.reply(ep, mr, resp, err)
 }
 
-func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
-	var hdr []micro.RespondOpt
-	if ep.Headers != nil {
-		hdr = append(hdr, micro.WithHeaders(ep.Headers()))
+// respondError answers e (reply logs it through onError first).
+func (s *Server) respondError(mr micro.Request, e *v1.Error, hdr []micro.RespondOpt) {
+	body, _ := json.Marshal(e)
+	_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
+}
+
+func replyHeaders(ep Endpoint) []micro.RespondOpt {
+	if ep.Headers == nil {
+		return nil
 	}
+	return []micro.RespondOpt{micro.WithHeaders(ep.Headers())}
+}
+
+func (s *Server) reply(ep Endpoint, mr micro.Request, resp any, err error) {
+	hdr := replyHeaders(ep)
 	if err != nil {
 		e := v1.AsError(err)
-		if !errors.Is(err, errBusy) {
-			s.onError(mr.Subject(), e)
-		}
-		body, _ := json.Marshal(e)
-		_ = mr.Error(e.HTTPCode(), e.Message, body, hdr...)
+		s.onError(mr.Subject(), e)
+		s.respondError(mr, e, hdr)
 		return
 	}
 	raw, ok := resp.(json.RawMessage) // already JSON: no second encoding pass

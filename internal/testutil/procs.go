@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -66,4 +67,27 @@ func BuildSandboxHelper(root, dir string) error {
 		return fmt.Errorf("build nex-sandbox: %w", err)
 	}
 	return nil
+}
+
+// TCPOwner is the UID that owns the TCP socket bound to local port port, as
+// /proc/net/tcp says (what a firewall's owner match reads), or -1 when none is.
+func TCPOwner(port int) int {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
+			continue
+		}
+		if p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32); err == nil && int(p) == port {
+			if uid, err := strconv.Atoi(fields[7]); err == nil {
+				return uid
+			}
+		}
+	}
+	return -1
 }

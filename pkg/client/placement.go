@@ -48,20 +48,17 @@ func RankBids(bids []v1.Bid) []v1.Bid {
 // node bounds how many bids a namespace leaves unused). Best effort: a node that does not
 // hear it drops the bid at expiry.
 func (c *Client) ReleaseBids(ctx context.Context, bids []v1.Bid, keep string, res *v1.Resources) {
-	if res.Empty() {
-		for _, b := range bids {
-			if b.BidID != keep {
-				_ = c.nc.Publish(v1.ControlSubject(c.ns, v1.VerbRelease, b.BidID), nil)
-			}
-		}
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, b := range bids {
-		if b.BidID != keep {
-			wg.Go(func() { _ = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbRelease, b.BidID), nil, nil) })
+		subject := v1.ControlSubject(c.ns, v1.VerbRelease, b.BidID)
+		switch {
+		case b.BidID == keep:
+		case res.Empty():
+			_ = c.nc.Publish(subject, nil)
+		default:
+			wg.Go(func() { _ = svc.Call(ctx, c.nc, subject, nil, nil) })
 		}
 	}
 	wg.Wait()

@@ -400,21 +400,16 @@ func (h *handle) stop(ctx context.Context, grace time.Duration) {
 		spawn.KillGroup(pid, syscall.SIGTERM)
 		// the grace ends with ctx (the nexlet shutting down): a workload ignoring SIGTERM holds nothing up
 		gctx, cancel := context.WithTimeout(ctx, grace)
-		over := make(chan time.Time)
-		unhook := context.AfterFunc(gctx, func() { close(over) })
 		select {
 		case <-h.done:
 			// the leader is gone; give the rest of the group what is left of the grace
-			spawn.WaitGroupGone(pid, over)
-		case <-over:
+			spawn.WaitGroupGone(pid, gctx.Done())
+		case <-gctx.Done():
 		}
-		unhook()
 		cancel()
 		spawn.KillGroup(pid, syscall.SIGKILL)
-		h.cg.Kill() // what left the group (setsid) but not its cgroup
-		closed := make(chan time.Time)
-		close(closed)
-		spawn.WaitGroupGone(pid, closed)
+		h.cg.Kill()                           // what left the group (setsid) but not its cgroup
+		spawn.WaitGroupGone(pid, gctx.Done()) // done: cancelled
 	}
 	<-h.done
 	h.setState(v1.StateStopped)

@@ -283,17 +283,27 @@ func TestStdin(t *testing.T) {
 	}
 }
 
-func TestStopService(t *testing.T) {
-	e := newEnv(t)
+// startReady starts service program (of the test's programs) as w1 and waits for its
+// first line (it prints one once its signal handling is in place), which it returns.
+func (e *env) startReady(t *testing.T, program string) (v1.WorkloadInfo, string) {
+	t.Helper()
 	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
+	defer sub.Unsubscribe()
 	e.nc.Flush()
-	w, err := e.start(v1.LifecycleService, "serve", nil)
+	w, err := e.start(v1.LifecycleService, program, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.NextMsg(5 * time.Second); err != nil { // "ready": the signal handler is in place
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return w, string(m.Data)
+}
+
+func TestStopService(t *testing.T) {
+	e := newEnv(t)
+	w, _ := e.startReady(t, "serve") // "ready": the signal handler is in place
 	pid, _ := strconv.Atoi(w.Metadata["pid"])
 	info, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{})
 	if err != nil || info.State != v1.StateStopped {
@@ -309,17 +319,8 @@ func TestStopService(t *testing.T) {
 
 func TestStopKillsStubbornGroup(t *testing.T) {
 	e := newEnv(t)
-	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
-	e.nc.Flush()
-	w, err := e.start(v1.LifecycleService, "stubborn", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sub.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	child, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "child "))
+	w, first := e.startReady(t, "stubborn")
+	child, _ := strconv.Atoi(strings.TrimPrefix(first, "child "))
 	pid, _ := strconv.Atoi(w.Metadata["pid"])
 	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{GracePeriod: v1.Duration(100 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
@@ -336,15 +337,7 @@ func TestStopKillsStubbornGroup(t *testing.T) {
 // an attacker's 64 such stops kept a nexlet from exiting for as long as their grace.
 func TestStopEndsWithItsContext(t *testing.T) {
 	e := newEnv(t)
-	sub, _ := e.nc.SubscribeSync("$NEX.FEED.default.logs.w1")
-	e.nc.Flush()
-	w, err := e.start(v1.LifecycleService, "stubborn", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sub.NextMsg(5 * time.Second); err != nil { // it has set its trap
-		t.Fatal(err)
-	}
+	w, _ := e.startReady(t, "stubborn") // it has set its trap
 	pid, _ := strconv.Atoi(w.Metadata["pid"])
 	ctx, cancel := context.WithCancel(e.ctx)
 	time.AfterFunc(300*time.Millisecond, cancel)

@@ -1,7 +1,6 @@
 package artifacts
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,36 +9,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/nexrun/nex/internal/testutil"
 	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 )
-
-// socketUID is the UID that owns the TCP socket bound to local port port, as
-// /proc/net/tcp says (what a firewall's owner match and netstat read).
-func socketUID(t *testing.T, port int) (int, bool) {
-	t.Helper()
-	f, err := os.Open("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
-			continue
-		}
-		p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32)
-		if err != nil || int(p) != port {
-			continue
-		}
-		uid, err := strconv.Atoi(fields[7])
-		return uid, err == nil
-	}
-	return 0, false
-}
 
 // An http(s) artifact is fetched through a socket of the workload's own user: the root
 // nexlet fetched it through one of its own, so a tenant reached what only root may (a
@@ -54,11 +28,7 @@ func TestHTTPFetchedAsTheWorkloadsUser(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, port, _ := net.SplitHostPort(r.RemoteAddr)
 		p, _ := strconv.Atoi(port)
-		uid, ok := socketUID(t, p)
-		if !ok {
-			uid = -1
-		}
-		owners <- uid
+		owners <- testutil.TCPOwner(p)
 		if r.URL.Path == "/redirect" {
 			http.Redirect(w, r, "/meta", http.StatusFound)
 			return

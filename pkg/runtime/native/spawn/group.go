@@ -15,7 +15,7 @@ func KillGroup(pgid int, sig syscall.Signal) {
 
 // WaitGroupGone polls until no process of group pgid exists or giveUp fires; after
 // giveUp it still waits (briefly) for SIGKILLed processes to be reaped.
-func WaitGroupGone(pgid int, giveUp <-chan time.Time) {
+func WaitGroupGone(pgid int, giveUp <-chan struct{}) {
 	hard := time.Now().Add(5 * time.Second)
 	for {
 		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
