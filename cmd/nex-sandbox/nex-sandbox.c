@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -194,6 +195,25 @@ static void mkdir_all(const char *dir, mode_t mode) {
 	if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
 		fail("mkdir %s: not a directory", buf);
 	free(buf);
+}
+
+/* open_as opens path (O_PATH) with the workload's own rights: its fsuid and fsgid, no
+ * supplementary groups (dropped before). What is bound back in the sandbox is then what
+ * the workload could reach itself, never what a symlink a tenant put under /tmp points
+ * root at (a file behind a directory the workload may not enter). */
+static int open_as(const char *path, const struct spec *s) {
+	setfsgid(s->gid);
+	setfsuid(s->uid);
+	if ((uid_t)setfsuid(-1) != s->uid || (gid_t)setfsgid(-1) != s->gid)
+		fail("open %s as UID %u: setfsuid refused", path, (unsigned)s->uid);
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	int e = errno;
+	setfsuid(0);
+	setfsgid(0);
+	if ((uid_t)setfsuid(-1) != 0 || (gid_t)setfsgid(-1) != 0)
+		fail("open %s: could not take root's filesystem rights back", path);
+	errno = e;
+	return fd;
 }
 
 /* open_parent opens the host's /proc entry of this process's parent (the nexlet): in a
@@ -371,6 +391,8 @@ int main(int argc, char **argv) {
 	if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		fail("make mounts private: %s", errstr(errno));
 	int parent = open_parent(); /* while /proc is still the host's */
+	if (setgroups(0, NULL) != 0) /* root's groups: neither open_as nor the workload has them */
+		fail("setgroups: %s", errstr(errno));
 	/* what the workload needs below a directory about to be hidden (a workdir or an
 	 * executable under /tmp) is held open now and bound back in place afterwards */
 	const char *keep_path[2];
@@ -383,9 +405,9 @@ int main(int argc, char **argv) {
 		 * its mount point as root through the workdir, a tenant's symlinks and all. */
 		if (keeps > 0 && within(wanted[i], keep_path[0]))
 			continue;
-		int fd = open(wanted[i], O_PATH | O_CLOEXEC);
+		int fd = open_as(wanted[i], &s);
 		if (fd < 0)
-			fail("open %s: %s", wanted[i], errstr(errno));
+			fail("open %s as UID %u: %s", wanted[i], (unsigned)s.uid, errstr(errno));
 		keep_path[keeps] = wanted[i];
 		keep_fd[keeps++] = fd;
 	}
@@ -434,8 +456,6 @@ int main(int argc, char **argv) {
 		fail("a /proc of its own: %s", errstr(errno));
 	if (s.probe)
 		exit(0);
-	if (setgroups(0, NULL) != 0)
-		fail("setgroups: %s", errstr(errno));
 	if (setresgid(s.gid, s.gid, s.gid) != 0)
 		fail("setresgid: %s", errstr(errno));
 	if (setresuid(s.uid, s.uid, s.uid) != 0)

@@ -99,6 +99,9 @@ func (s *Spec) enter() error {
 		return err
 	}
 	defer unix.Close(parent)
+	if err := syscall.Setgroups(nil); err != nil { // root's groups: neither openAs nor the workload has them
+		return err
+	}
 	// what the workload needs below a directory that is about to be hidden (a workdir or
 	// an executable under /tmp) is held open now and bound back in place afterwards
 	type keep struct {
@@ -115,9 +118,9 @@ func (s *Spec) enter() error {
 			// make its mount point as root through the workdir, a tenant's symlinks and all.
 			continue
 		}
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err := openAs(p, s.UID, s.GID)
 		if err != nil {
-			return fmt.Errorf("open %s: %w", p, err)
+			return fmt.Errorf("open %s as UID %d: %w", p, s.UID, err)
 		}
 		keeps = append(keeps, keep{p, fd})
 	}
@@ -161,9 +164,6 @@ func (s *Spec) enter() error {
 	if s.Probe {
 		os.Exit(0)
 	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return err
-	}
 	if err := syscall.Setresgid(int(s.GID), int(s.GID), int(s.GID)); err != nil {
 		return err
 	}
@@ -188,6 +188,31 @@ func (s *Spec) enter() error {
 		return fmt.Errorf("exec %s: %w", s.Path, syscall.Exec(s.Path, s.Argv, s.Env))
 	}
 	return s.init()
+}
+
+// openAs opens path (O_PATH) with the workload's own rights: its fsuid and fsgid, no
+// supplementary groups (dropped before), on this locked thread. What is bound back in the
+// sandbox is then what the workload could reach itself, never what a symlink a tenant put
+// under /tmp points root at (a file behind a directory the workload may not enter).
+func openAs(path string, uid, gid uint32) (int, error) {
+	if !setfs(uid, gid) {
+		setfs(0, 0)
+		return -1, fmt.Errorf("setfsuid refused")
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if !setfs(0, 0) {
+		panic("nex sandbox: could not take root's filesystem rights back")
+	}
+	return fd, err
+}
+
+// setfs sets this thread's fsuid and fsgid, and says whether both took.
+func setfs(uid, gid uint32) bool {
+	_, _ = unix.SetfsgidRetGid(int(gid))
+	_, _ = unix.SetfsuidRetUid(int(uid))
+	u, _ := unix.SetfsuidRetUid(-1)
+	g, _ := unix.SetfsgidRetGid(-1)
+	return u == int(uid) && g == int(gid)
 }
 
 // openParent opens the host's /proc entry of this process's parent (the nexlet): inside

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexrun/nex/internal/sandbox"
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native"
@@ -438,4 +440,50 @@ func sandboxHelpers(t *testing.T) []sandboxHelper {
 		return []sandboxHelper{{"go", exe}}
 	}
 	return []sandboxHelper{{"c", cHelper}, {"go", exe}}
+}
+
+// The helper opens what it binds back over a private directory (an executable or a
+// workdir under /tmp) as the workload's user: a symlink there that points at a file
+// behind a directory the workload may not enter does not lend it that file (it did, as
+// root, for a tenant that swapped a checked executable for such a symlink). Both helpers.
+func TestSandboxKeepsOnlyWhatTheWorkloadReaches(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			if err := spawn.ProbeSandbox(h.exe); err != nil {
+				t.Skipf("cannot sandbox here: %v", err)
+			}
+			closed := t.TempDir() // root's, 0700: the workload may not enter it
+			tool := filepath.Join(closed, "tool")
+			if err := os.WriteFile(tool, []byte("#!/bin/sh\necho behind a closed door\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			open, err := os.MkdirTemp("", "nex-keep-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(open)
+			if err := os.Chmod(open, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(open, "run")
+			if err := os.Symlink(tool, link); err != nil {
+				t.Fatal(err)
+			}
+			spec := sandbox.Spec{UID: 300290, GID: 300290, Path: link, Argv: []string{link}, Dir: "/"}
+			cmd := exec.Command(h.exe)
+			cmd.Args = []string{sandbox.Arg}
+			cmd.Env = spec.Environ()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+			out, err := cmd.CombinedOutput()
+			if strings.Contains(string(out), "closed door") || err == nil {
+				t.Fatalf("the workload ran a file it may not reach, through a symlink under /tmp: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "permission denied") {
+				t.Fatalf("refused, but not for the workload's rights: %v\n%s", err, out)
+			}
+		})
+	}
 }
