@@ -1184,19 +1184,23 @@ func TestTakeoverOfACopyStillHereRefused(t *testing.T) {
 	}
 	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: nodes[1].ID(), Revision: other.Revision, Reason: v1.TakeoverDrain}
 	// another namespace that names the workload (a tenant may send a takeover) is told
-	// nothing of this node's copy, and nothing is done with it
+	// nothing of this node's copy, and nothing is done with it; nor is it told whether
+	// a workload ID exists at all (no record: the same answer)
 	co, _ := client.New(nc, "tenant")
-	obids, _, err := co.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range obids {
-		if b.NodeID != nodes[0].ID() {
-			continue
+	for _, named := range []*v1.Takeover{tk, {WorkloadID: v1.NewID(), FromNode: nodes[1].ID(), Revision: other.Revision}} {
+		obids, _, err := co.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+		if err != nil {
+			t.Fatal(err)
 		}
-		err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("tenant", v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
-		if !v1.IsNotFound(err) || !strings.Contains(err.Error(), "not found in namespace tenant") {
-			t.Fatalf("another namespace's takeover of the workload: %v, want not found", err)
+		for _, b := range obids {
+			if b.NodeID != nodes[0].ID() {
+				continue
+			}
+			err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("tenant", v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def("back"), Takeover: named}, nil)
+			want := "workload " + named.WorkloadID + " of node " + named.FromNode + " not found in namespace tenant"
+			if !v1.IsNotFound(err) || !strings.HasSuffix(err.Error(), want) {
+				t.Fatalf("another namespace's takeover of workload %s: %v, want %q", named.WorkloadID, err, want)
+			}
 		}
 	}
 	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)

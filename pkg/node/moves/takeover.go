@@ -180,14 +180,13 @@ func (m *Moves) takeoverSource(ctx context.Context, cs records.ClusterStore, def
 		return nil, err
 	}
 	old, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
-	if errors.Is(err, records.ErrNotStored) {
-		return nil, v1.Errorf(v1.CodeConflict, "workload %s of node %s is gone", t.WorkloadID, t.FromNode)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, records.ErrNotStored) {
 		return nil, records.StorageError(err, "read the lost node's record")
 	}
-	if old.Definition.Namespace != def.Namespace {
-		return nil, v1.NotFound("workload %s not found in namespace %s", t.WorkloadID, def.Namespace)
+	if err != nil || old.Definition.Namespace != def.Namespace {
+		// the same answer for no record and another namespace's: a takeover (which a
+		// tenant may send) tells it nothing of which workload IDs exist elsewhere
+		return nil, v1.NotFound("workload %s of node %s not found in namespace %s", t.WorkloadID, t.FromNode, def.Namespace)
 	}
 	if old.Revision != t.Revision || old.Desired != records.DesiredRunning {
 		return nil, v1.Errorf(v1.CodeConflict, "workload %s of node %s changed since the coordinator read it", t.WorkloadID, t.FromNode)
