@@ -22,11 +22,13 @@ import (
 // errors is the whole tree's, as before.
 
 // wholeTreeOnly turns the lean model off (the tests compare the two); leanParses counts
-// the lines a lean model parsed, verbParses those a model of one verb parsed.
+// the lines a lean model parsed, verbParses those a model of one verb parsed,
+// versionParses the `nex --version` answered without a model.
 var (
 	wholeTreeOnly bool
 	leanParses    atomic.Int64
 	verbParses    atomic.Int64
+	versionParses atomic.Int64
 )
 
 // parseArgs builds kong's model for args and parses them into root: first the lean model

@@ -40,13 +40,17 @@ func TestLeanParseAgrees(t *testing.T) {
 		{[]string{"workload", "start", "--bogus"}, "whole"},
 		{[]string{"security", "user"}, "whole"},                                 // a required argument missing: the whole tree's error
 		{[]string{"--check", "node", "up", "--workload-uids", "bogus"}, "verb"}, // --check reads what the verb parsed
+		{[]string{"--version"}, "none"},
+		{[]string{"--version", "--json"}, "whole"},
 	}
 	for _, l := range lines {
-		before, verbsBefore := leanParses.Load(), verbParses.Load()
+		before, verbsBefore, versionsBefore := leanParses.Load(), verbParses.Load(), versionParses.Load()
 		wholeTreeOnly = false
 		out1, err1, code1 := runNex(t, l.args...)
 		model := "whole"
 		switch {
+		case versionParses.Load() > versionsBefore:
+			model = "none"
 		case verbParses.Load() > verbsBefore:
 			model = "verb"
 		case leanParses.Load() > before:
