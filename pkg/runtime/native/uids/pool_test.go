@@ -302,3 +302,40 @@ func ipcObjectsOf(uid uint32) int {
 	}
 	return n
 }
+
+// ChownTree gives a workload's tree to its new user while the workload swaps its
+// directories for symlinks to root's files, and hard-links one of them into the tree:
+// root's files stay root's (a review had /etc/shadow chowned so, 5 runs of 5).
+func TestChownTreeStaysInItsTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	victim := t.TempDir()
+	secret := filepath.Join(victim, "shadow")
+	if err := os.WriteFile(secret, []byte("root's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tree := testutil.SwappingTree(t, victim)
+	if err := os.Link(secret, filepath.Join(tree, "hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := ChownTree(tree, 300077, 300077); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(secret, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 0 {
+			t.Fatalf("after %d chowns of the tree, root's file outside it is %d:%d", i+1, st.Uid, st.Gid)
+		}
+		if err := syscall.Stat(victim, &st); err != nil || st.Uid != 0 {
+			t.Fatalf("after %d chowns of the tree, the directory outside it is UID %d (%v)", i+1, st.Uid, err)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(tree, "s"), &st); err != nil || st.Uid != 300077 {
+		t.Fatalf("the tree's own directory was not given to the user: UID %d (%v)", st.Uid, err)
+	}
+}

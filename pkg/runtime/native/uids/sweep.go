@@ -2,7 +2,6 @@ package uids
 
 import (
 	"errors"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexrun/nex/internal/fdwalk"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -233,12 +233,16 @@ func statusUIDs(path string, buf []byte) (real, effective uint32, ok bool) {
 }
 
 // ChownTree gives path and everything under it to uid:gid (links themselves, never what
-// they point to).
+// they point to). The tree is a workload's, and its processes, or another's of the same
+// user, may be changing it meanwhile: it is walked by descriptor (fdwalk), so a directory
+// swapped for a symlink leads nowhere outside it, and a file linked more than once is
+// left as it is (a hard link the workload made to a file of root's, where
+// fs.protected_hardlinks does not forbid it, is root's file).
 func ChownTree(path string, uid, gid uint32) error {
-	return filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	return fdwalk.Walk(path, func(e *fdwalk.Entry) error {
+		if !e.IsDir() && e.Stat.Mode&unix.S_IFMT != unix.S_IFLNK && e.Stat.Nlink > 1 {
+			return nil
 		}
-		return os.Lchown(p, int(uid), int(gid))
+		return e.Chown(uid, gid)
 	})
 }

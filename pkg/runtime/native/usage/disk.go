@@ -5,13 +5,14 @@
 package usage
 
 import (
-	"io/fs"
+	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nexrun/nex/internal/fdwalk"
 )
 
 // diskCheckEvery is how often, at most, a workload with a disk limit has its workdir
@@ -31,16 +32,18 @@ const minEntryBytes = 4096
 
 // WatchDisk measures what the workload whose process is pid holds on disk, while it runs
 // with a disk limit: its workdir and the files its processes hold open after removing
-// them. It hands each figure to record and calls over once it holds more than limit. It
-// returns the function that stops watching.
+// them. It hands each figure to record and calls over once it holds more than limit, or
+// its workdir is deeper than fdwalk.MaxDepth. It returns the function that stops watching.
 func WatchDisk(workdir string, pid int, limit int64, record func(int64), over func()) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
 			began := time.Now()
-			used := Disk(workdir) + OpenRemoved(pid, workdir)
+			used, err := Disk(workdir)
+			used += OpenRemoved(pid, workdir)
 			record(used)
-			if used > limit {
+			// a tree deeper than a walk goes would hide what lies below: over its limit
+			if used > limit || errors.Is(err, fdwalk.ErrTooDeep) {
 				over()
 				return
 			}
@@ -57,21 +60,18 @@ func WatchDisk(workdir string, pid int, limit int64, record func(int64), over fu
 }
 
 // Disk is what the tree at dir takes on disk: allocated blocks, each entry at least
-// minEntryBytes (links not followed; a file linked twice counts twice).
-func Disk(dir string) int64 {
+// minEntryBytes (links not followed; a file linked twice counts twice). The workload may
+// be changing the tree meanwhile: it is walked by descriptor (fdwalk), so a directory it
+// swaps for a symlink does not have root measure, for the workload to read in its info,
+// a tree it may not look into. A tree that cannot be walked to its end counts what was,
+// with the walk's error (fdwalk.ErrTooDeep: deeper than a walk goes).
+func Disk(dir string) (int64, error) {
 	var total int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // gone meanwhile, or unreadable: what can be measured is
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				total += max(st.Blocks*512, minEntryBytes)
-			}
-		}
+	err := fdwalk.Walk(dir, func(e *fdwalk.Entry) error {
+		total += max(e.Stat.Blocks*512, minEntryBytes)
 		return nil
 	})
-	return total
+	return total, err
 }
 
 // OpenRemoved is what the files that pid and its descendants hold open, on the workdir's
