@@ -57,3 +57,71 @@ func TestTenantFetchesAsItself(t *testing.T) {
 		t.Fatalf("fetched through a socket of UID %d; the job ran as UID %s", fetchedBy, ranAs)
 	}
 }
+
+// A tenant's health checks connect as the tenant: the http and tcp checks of its service
+// reach a port through sockets of the service's own user, so a firewall rule on the
+// workload UIDs holds for them (the root nexlet connected as root, to any port and path
+// a tenant named).
+func TestTenantHealthChecksAsItself(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads get users of their own only as root: run as root")
+	}
+	owners := make(chan int, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.RemoteAddr)
+		p, _ := strconv.Atoi(port)
+		select {
+		case owners <- testutil.TCPOwner(p):
+		default:
+		}
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case owners <- testutil.TCPOwner(c.RemoteAddr().(*net.TCPAddr).Port):
+			default:
+			}
+			c.Close()
+		}
+	}()
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	for i, check := range []string{
+		`{"http":{"port":` + port + `,"path":"/admin/delete-everything"},"interval":"200ms"}`,
+		`{"tcp":{"port":` + strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port) + `},"interval":"200ms"}`,
+	} {
+		for len(owners) > 0 {
+			<-owners
+		}
+		_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "checked"+strconv.Itoa(i),
+			"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo uid=$(id -u); exec sleep 600"],"health":`+check+`}`)...))
+		var checkedBy int
+		select {
+		case checkedBy = <-owners:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no health check came (%s)", check)
+		}
+		var ranAs string
+		testutil.Eventually(t, 15*time.Second, "the service's output", func() bool {
+			out, _, _ := u.nex(append(a, "workload", "logs", id)...)
+			_, ranAs, _ = strings.Cut(strings.TrimSpace(out), "uid=")
+			return ranAs != ""
+		})
+		if checkedBy <= 0 || strconv.Itoa(checkedBy) != ranAs {
+			t.Fatalf("health check %s came through a socket of UID %d; the service runs as UID %s", check, checkedBy, ranAs)
+		}
+		u.mustNex(append(a, "workload", "stop", id)...)
+	}
+}

@@ -58,6 +58,7 @@ func (h *handle) checkHealth(pid int) (stop func()) {
 			h.killedUnhealthy.Store(true)
 		},
 		Kill: func() { h.cg.Kill() },
+		As:   h.identity(),
 	})
 }
 

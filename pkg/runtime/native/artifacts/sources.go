@@ -83,11 +83,7 @@ func (f *Fetch) dial(ctx context.Context, network, addr string) (net.Conn, error
 	}
 	var errs []error
 	for _, ip := range ips {
-		var conn net.Conn
-		err := asuser.Do(f.Identity, func() (err error) { // one address: no goroutine dials for it
-			conn, err = d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
-			return err
-		})
+		conn, err := asuser.Dial(ctx, f.Identity, &d, network, net.JoinHostPort(ip.String(), port))
 		if err == nil {
 			return conn, nil
 		}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexrun/nex/pkg/runtime/native/asuser"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
 )
 
@@ -25,6 +26,10 @@ type Hooks struct {
 	Fail func(msg string, err error)
 	// Kill kills what is left of the attempt after the grace period.
 	Kill func()
+	// As is the workload's user, whose sockets a tcp or http check connects through (so
+	// it reaches what the workload's own processes may, not what root may); nil: the
+	// nexlet's own.
+	As *asuser.Identity
 }
 
 // Watch runs hc against the attempt whose process is pid, until the returned function is
@@ -33,6 +38,7 @@ type Hooks struct {
 // policy. Failures within the start period do not count until a check has passed.
 func Watch(hc *Parsed, pid int, grace time.Duration, hooks Hooks) (stop func()) {
 	done, ended := make(chan struct{}), make(chan struct{})
+	client := checker(hooks.As)
 	go func() {
 		defer close(ended)
 		began := time.Now()
@@ -45,7 +51,7 @@ func Watch(hc *Parsed, pid int, grace time.Duration, hooks Hooks) (stop func()) 
 				return
 			case <-t.C:
 			}
-			err := probe(hc, hooks.Exec)
+			err := probe(hc, hooks.Exec, client)
 			select {
 			case <-done: // the attempt ended during the check: its verdict is moot
 				return
@@ -82,13 +88,13 @@ func Watch(hc *Parsed, pid int, grace time.Duration, hooks Hooks) (stop func()) 
 	return func() { once.Do(func() { close(done); <-ended }) }
 }
 
-// probe runs one check: nil when it passes.
-func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error) error {
+// probe runs one check, tcp and http ones through client's dialer: nil when it passes.
+func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error, client *http.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
 	defer cancel()
 	switch {
 	case hc.TCP != nil:
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hc.TCP.Port)))
+		c, err := client.Transport.(*http.Transport).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hc.TCP.Port)))
 		if err != nil {
 			return err
 		}
@@ -102,7 +108,7 @@ func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error) erro
 		if err != nil {
 			return err
 		}
-		resp, err := healthClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}
@@ -116,10 +122,16 @@ func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error) erro
 	}
 }
 
-// healthClient follows no redirects (a 3xx passes) and keeps no connections.
-var healthClient = &http.Client{
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	Transport:     &http.Transport{DisableKeepAlives: true},
+// checker is the client a watch's checks use: it connects through sockets of user as
+// (asuser.Dial), follows no redirects (a 3xx passes) and keeps no connections.
+func checker(as *asuser.Identity) *http.Client {
+	var d net.Dialer
+	return &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return asuser.Dial(ctx, as, &d, network, addr)
+		}},
+	}
 }
 
 // LastLine is the last non-empty line of s, at most 200 bytes.
