@@ -35,10 +35,11 @@ func (d *WorkloadDefinition) Normalize() error {
 	if len(d.ExposePorts) > 0 && len(ports) > 0 && !slices.Equal(d.ExposePorts, ports) {
 		return BadRequest("expose_ports are given twice, differently: %v in the definition, %v in start_request.expose_ports (give them once)", d.ExposePorts, ports)
 	}
-	for _, p := range d.ExposePorts {
-		if p < 1 || p > 65535 {
-			return BadRequest("expose_ports: %d is not a port (1-65535)", p)
-		}
+	if n := max(len(d.ExposePorts), len(ports)); n > MaxExposePorts {
+		return BadRequest("expose_ports: %d ports, at most %d", n, MaxExposePorts)
+	}
+	if i := slices.IndexFunc(d.ExposePorts, func(p int) bool { return p < 1 || p > 65535 }); i >= 0 {
+		return BadRequest("expose_ports: %d is not a port (1-65535)", d.ExposePorts[i])
 	}
 	grace, err := startRequestGrace(d.StartRequest)
 	if err != nil {
@@ -106,10 +107,8 @@ func (d *WorkloadDefinition) Ports() []int {
 // Grace is how long a stop waits for the workload before it kills it (0: the nexlet's
 // default): GracePeriod, else the start request's.
 func (d *WorkloadDefinition) Grace() time.Duration {
-	g := d.GracePeriod
-	if g <= 0 {
-		g, _ = startRequestGrace(d.StartRequest)
-	}
+	g, _ := startRequestGrace(d.StartRequest)
+	g = cmp.Or(max(d.GracePeriod, 0), g)
 	return time.Duration(min(g, MaxGracePeriod)) // a record kept from before the bound: held to it
 }
 

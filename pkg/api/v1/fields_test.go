@@ -60,6 +60,9 @@ func TestNormalizeFirstClassFields(t *testing.T) {
 		// the same field to every JSON decoder, the nexlet's too: a review's way past the cap
 		{`{"grace\u005fperiod":"1000h"}`, func(*v1.WorkloadDefinition) {}, "start_request.grace_period 1000h0m0s: between 0 and 1h0m0s"},
 		{`{}`, func(d *v1.WorkloadDefinition) { d.Resources = &v1.Resources{CPU: -1} }, "resources.cpu"},
+		// one start must not hold every port of a node
+		{`{}`, func(d *v1.WorkloadDefinition) { d.ExposePorts = make([]int, 65) }, "expose_ports: 65 ports, at most 64"},
+		{`{"expose_ports":[` + strings.Repeat("1,", 64) + `1]}`, func(*v1.WorkloadDefinition) {}, "expose_ports: 65 ports, at most 64"},
 	} {
 		d := def(c.sr)
 		c.mutate(&d)

@@ -379,6 +379,7 @@ const (
 	DefaultExecTimeout = Duration(time.Minute)
 	MaxExecTimeout     = Duration(10 * time.Minute)
 	MaxExecOutput      = 256 << 10 // bytes of stdout, and of stderr, kept: the reply fits NATS's default 1 MB payload
+	MaxExposePorts     = 64        // ports one workload may expose (expose_ports): one start must not hold a node's every port
 )
 
 // Validate checks the request and fills in the default timeout.

@@ -279,7 +279,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	} else {
 		h.wd = workdir.Lent(sr.Workdir, h.user)
 	}
-	if err := d.reservePorts(h.id, sr.ExposePorts, inUse); err != nil {
+	if err := d.reservePorts(h.id, def.Namespace, sr.ExposePorts, inUse); err != nil {
 		d.mu.Unlock()
 		return v1.WorkloadInfo{}, err
 	}
@@ -469,11 +469,15 @@ func (d *Driver) Stop(ctx context.Context, id string, req v1.StopRequest) (v1.Wo
 	return h.info(), nil
 }
 
-// reservePorts claims ports for workload wid: none may be claimed by another workload or
-// be in use on this host (inUse, checked before the lock). Caller holds d.mu.
-func (d *Driver) reservePorts(wid string, want []int, inUse map[int]bool) error {
+// reservePorts claims ports for workload wid of namespace ns: none may be claimed by
+// another workload (named only to its own namespace) or be in use on this host (inUse,
+// checked before the lock). Caller holds d.mu.
+func (d *Driver) reservePorts(wid, ns string, want []int, inUse map[int]bool) error {
 	for _, p := range want {
 		if owner, taken := d.ports[p]; taken {
+			if o := d.handles[owner]; o == nil || o.def.Namespace != ns {
+				owner = "of another namespace"
+			}
 			return v1.Errorf(v1.CodeConflict, "start_request.expose_ports: port %d is already exposed by workload %s", p, owner)
 		}
 		if inUse[p] {

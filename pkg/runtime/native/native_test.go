@@ -686,6 +686,13 @@ func TestExposePorts(t *testing.T) {
 	if _, err := e.start(v1.LifecycleService, "serve", map[string]any{"expose_ports": []int{taken}}); err == nil || !strings.Contains(err.Error(), "already exposed by workload "+w.ID) {
 		t.Fatalf("second claim: %v", err)
 	}
+	// another namespace is told the port is taken, not by which workload
+	raw, _ := json.Marshal(map[string]any{"uri": "file://" + e.exe, "expose_ports": []int{taken}})
+	_, err = e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "other1", NodeID: "NODE", Definition: v1.WorkloadDefinition{
+		Namespace: "other", Name: "serve", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: raw}})
+	if err == nil || !strings.Contains(err.Error(), "already exposed by workload of another namespace") || strings.Contains(err.Error(), w.ID) {
+		t.Fatalf("another namespace's claim: %v", err)
+	}
 	if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{}); err != nil {
 		t.Fatal(err)
 	}
