@@ -424,3 +424,38 @@ func TestRegisteringNexletDoesNotBid(t *testing.T) {
 		t.Fatalf("auction after registering: %d bids, %v", len(bids), err)
 	}
 }
+
+// A decline for a port another workload exposes names that workload to its own
+// namespace only; an auction may name at most 64 ports (every node that answers binds
+// each to see whether it is free).
+func TestPortDeclinesNameOwnNamespaceOnly(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	startNode(t, nc, "n1", nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	c, _ := client.New(nc, "default")
+	d := def("web")
+	d.ExposePorts = []int{port}
+	if _, err := c.StartWorkload(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	for ns, want := range map[string]string{"default": "workload web", "other": "workload of another namespace"} {
+		cl, _ := client.New(nc, ns)
+		_, declines, err := cl.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Ports: []int{port}})
+		if err != nil || len(declines) != 1 || !strings.Contains(declines[0].Decline, fmt.Sprintf("port %d is exposed by %s on this node", port, want)) {
+			t.Errorf("namespace %s: declines %+v, %v; want one saying %q", ns, declines, err, want)
+		}
+	}
+	many := make([]int, 65)
+	for i := range many {
+		many[i] = 20000 + i
+	}
+	if _, _, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Ports: many}); err == nil || !strings.Contains(err.Error(), "ports: 65, at most 64") {
+		t.Fatalf("an auction of 65 ports: %v", err)
+	}
+}

@@ -38,7 +38,7 @@ func (d *WorkloadDefinition) Normalize() error {
 	if n := max(len(d.ExposePorts), len(ports)); n > MaxExposePorts {
 		return BadRequest("expose_ports: %d ports, at most %d", n, MaxExposePorts)
 	}
-	if i := slices.IndexFunc(d.ExposePorts, func(p int) bool { return p < 1 || p > 65535 }); i >= 0 {
+	if i := slices.IndexFunc(d.ExposePorts, notAPort); i >= 0 {
 		return BadRequest("expose_ports: %d is not a port (1-65535)", d.ExposePorts[i])
 	}
 	grace, err := startRequestGrace(d.StartRequest)
@@ -111,6 +111,8 @@ func (d *WorkloadDefinition) Grace() time.Duration {
 	g = cmp.Or(max(d.GracePeriod, 0), g)
 	return time.Duration(min(g, MaxGracePeriod)) // a record kept from before the bound: held to it
 }
+
+func notAPort(p int) bool { return p < 1 || p > 65535 }
 
 func mustJSON(v any) json.RawMessage {
 	b, _ := json.Marshal(v)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -142,18 +143,13 @@ func (r *AuctionRequest) Validate() error {
 	if !ValidLifecycle(r.Lifecycle) {
 		return BadRequest("lifecycle %q is not one of service, job, function", r.Lifecycle)
 	}
-	for _, p := range r.Ports {
-		if p < 1 || p > 65535 {
-			return BadRequest("port %d is out of range 1-65535", p)
-		}
+	if len(r.Ports) > MaxExposePorts { // each is bound by every node that answers
+		return BadRequest("ports: %d, at most %d", len(r.Ports), MaxExposePorts)
 	}
-	if err := ValidateRequestID(r.RequestID); err != nil {
-		return err
+	if i := slices.IndexFunc(r.Ports, notAPort); i >= 0 {
+		return BadRequest("port %d is out of range 1-65535", r.Ports[i])
 	}
-	if err := r.Resources.Validate("resources"); err != nil {
-		return err
-	}
-	return ValidateTags(r.Tags)
+	return cmp.Or(ValidateRequestID(r.RequestID), r.Resources.Validate("resources"), ValidateTags(r.Tags))
 }
 
 // ValidateRequestID checks a start's request ID: empty (none), or at most

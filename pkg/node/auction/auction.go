@@ -131,7 +131,10 @@ func (a *Auctioneer) declineReason(ns string, req *v1.AuctionRequest, inUse map[
 		exposed := make(map[int]string)
 		for _, w := range a.Index.All(nil) {
 			for _, p := range w.Ports {
-				exposed[p] = w.Rec.Definition.Name
+				exposed[p] = "of another namespace" // named to its own namespace only
+				if w.Rec.Definition.Namespace == ns {
+					exposed[p] = w.Rec.Definition.Name
+				}
 			}
 		}
 		if why := placement.PortTaken(req.Ports, exposed, inUse); why != "" {
