@@ -3,6 +3,7 @@ package nexlet
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +75,10 @@ func (f *Feed) historyReply(ns, wid string, lines int) string {
 // stored because there is no history stream at all (history off: nothing is lost).
 func (f *Feed) onHistoryAck(m *nats.Msg) {
 	h := &f.hist
-	token := m.Subject[len(h.prefix):]
+	token, ok := strings.CutPrefix(m.Subject, h.prefix)
+	if !ok { // not an ack of ours (the subscription is on the prefix: cannot happen)
+		return
+	}
 	h.mu.Lock()
 	b, ok := h.pending[token]
 	delete(h.pending, token)
