@@ -1196,14 +1196,24 @@ func TestTakeoverOfACopyStillHereRefused(t *testing.T) {
 			if b.NodeID != nodes[0].ID() {
 				continue
 			}
+			// a tenant's own DEPLOY may not carry a takeover at all
 			err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("tenant", v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def("back"), Takeover: named}, nil)
+			if !v1.IsCode(err, v1.CodeForbidden) || !strings.Contains(err.Error(), "a takeover comes from the cluster's nodes only") {
+				t.Fatalf("a tenant's deploy with a takeover of workload %s: %v, want forbidden", named.WorkloadID, err)
+			}
+			// nor does a node's takeover for another namespace find it
+			theirs := def("back")
+			theirs.Namespace = "tenant"
+			err = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, b.BidID), v1.DeployRequest{Workload: theirs, Takeover: named}, nil)
 			want := "workload " + named.WorkloadID + " of node " + named.FromNode + " not found in namespace tenant"
 			if !v1.IsNotFound(err) || !strings.HasSuffix(err.Error(), want) {
 				t.Fatalf("another namespace's takeover of workload %s: %v, want %q", named.WorkloadID, err, want)
 			}
 		}
 	}
-	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("back"), Takeover: tk}, nil)
+	mine := def("back")
+	mine.Namespace = "default"
+	err = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: mine, Takeover: tk}, nil)
 	if !v1.IsCode(err, v1.CodeConflict) || !strings.Contains(err.Error(), "still has a copy") {
 		t.Fatalf("takeover of a workload the node still runs: %v, want a conflict naming its copy", err)
 	}
@@ -1406,7 +1416,9 @@ func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 		}
 	}
 	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
-	err = svc.Call(ctx, natsconn.Plain(nc), v1.ControlSubject("default", v1.VerbDeploy, bid), v1.DeployRequest{Workload: def("moves"), Takeover: tk}, nil)
+	moved := def("moves")
+	moved.Namespace = "default"
+	err = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}, nil)
 	if err == nil {
 		t.Fatal("the takeover whose start failed answered success")
 	}

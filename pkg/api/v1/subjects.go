@@ -29,7 +29,8 @@ const (
 	// frees the room the bid held without waiting for it to expire.
 	VerbRelease = "RELEASE"
 	// VerbGroup is answered by the cluster's coordinator only.
-	VerbGroup = "GROUP"
+	VerbGroup    = "GROUP"
+	VerbTakeover = "TAKEOVER" // a node's DEPLOY of a workload it moves: system namespace only (TAKEOVER.<bid_id>)
 	// Secret store verbs: one node answers (they share the KV bucket).
 	VerbSecretPut  = "SECRET_PUT"
 	VerbSecretRm   = "SECRET_RM"

@@ -417,7 +417,7 @@ func MoveElsewhere(ctx context.Context, nc *natsconn.Conn, from string, rec *rec
 		t.UseStartRequest = true
 	}
 	var info v1.WorkloadInfo
-	if err := svc.Call(ctx, nc, v1.ControlSubject(def.Namespace, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: def, Takeover: t}, &info); err != nil {
+	if err := svc.Call(ctx, nc, v1.SystemSubject(v1.VerbTakeover, b.BidID), v1.DeployRequest{Workload: def, Takeover: t}, &info); err != nil {
 		return "", fmt.Errorf("node %s: %w", b.NodeID, err)
 	}
 	return b.NodeID, nil
