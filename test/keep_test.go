@@ -10,6 +10,7 @@ import (
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"golang.org/x/sys/unix"
 )
 
 // A tenant whose workdirs lie under /tmp (the node's data dir there) cannot run, through
@@ -88,4 +89,50 @@ while :; do ln -sfn ` + tool + ` run; cp -f honest run.new && mv -f run.new run;
 		t.Fatalf("%d of %d jobs of the swapped file ran the operator's tool behind a closed directory", ran, len(started))
 	}
 	t.Logf("%d jobs started: none ran the operator's tool (%d refused by the helper)", len(started), refused)
+}
+
+// A tenant's exec cannot have the sandbox helper open a file of root's for writing: a
+// command path whose text lies under /tmp (/tmp/../srv/x/file) was "kept" as one under
+// the private /tmp, and root made its mount point by that text, on the host. Run as the
+// tenant, with the documented tenant rights, on an operator-mode server.
+func TestTenantExecCannotOpenRootsFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads run in sandboxes of their own only as root: run as root")
+	}
+	op, u, url, nodeCreds := issuerSetup(t)
+	// outside the directories the sandbox makes private (a test's own are under /tmp)
+	dir, err := os.MkdirTemp("/var/lib", "nex-root-only-")
+	if err != nil {
+		t.Skipf("no directory of root's outside /tmp to try: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the workload may look in, not write or read
+		t.Fatal(err)
+	}
+	victim := filepath.Join(dir, "file")
+	if err := os.WriteFile(victim, []byte("root's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, victim, unix.IN_OPEN|unix.IN_CLOSE_WRITE); err != nil {
+		t.Fatal(err)
+	}
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "beside",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
+	for _, path := range []string{"/tmp/.." + victim, "/tmp//.." + victim} {
+		_, errOut, code := u.nex(append(a, "workload", "exec", id, "--", path)...)
+		if code == 0 || !strings.Contains(errOut, "clean absolute path") {
+			t.Errorf("exec of %s: exit %d %s", path, code, errOut)
+		}
+	}
+	buf := make([]byte, 4096)
+	if n, _ := unix.Read(in, buf); n > 0 {
+		t.Fatalf("root opened %s for the tenant's exec (%d bytes of inotify events)", victim, n)
+	}
 }

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,6 +133,23 @@ static char **list(const char **p, const char *end, const char *what) {
 	return out;
 }
 
+/* clean_abs says whether p is an absolute path with no ., .. or empty parts. */
+static int clean_abs(const char *p) {
+	if (p[0] != '/')
+		return 0;
+	if (p[1] == 0)
+		return 1;
+	for (const char *seg = p + 1;; ) {
+		const char *e = strchr(seg, '/');
+		size_t n = e ? (size_t)(e - seg) : strlen(seg);
+		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return 0;
+		if (!e)
+			return 1;
+		seg = e + 1;
+	}
+}
+
 static void parse(const char *raw, struct spec *s) {
 	const char *p = raw, *end = raw + strlen(raw);
 	char *version = field(&p, end, "version");
@@ -157,8 +175,11 @@ static void parse(const char *raw, struct spec *s) {
 	s->env = list(&p, end, "env");
 	if (p != end)
 		fail("bad spec: bytes after its end");
-	if (s->dir[0] != '/' || (!s->probe && s->path[0] != '/'))
-		fail("bad spec: workdir and executable must be absolute");
+	/* clean, so that a path's text says where it lies: what lies under a private
+	 * directory is kept by its text (/tmp/../etc/x is not under /tmp), and its mount
+	 * point made on the new tmpfs by that text, as root */
+	if (!clean_abs(s->dir) || (!s->probe && !clean_abs(s->path)))
+		fail("bad spec: workdir and executable must be clean absolute paths (no . or .. parts, no //, no trailing /)");
 }
 
 /* within says whether path is dir or lies below it. */
@@ -206,7 +227,10 @@ static int open_as(const char *path, const struct spec *s) {
 	setfsuid(s->uid);
 	if ((uid_t)setfsuid(-1) != s->uid || (gid_t)setfsgid(-1) != s->gid)
 		fail("open %s as UID %u: setfsuid refused", path, (unsigned)s->uid);
-	int fd = open(path, O_PATH | O_CLOEXEC);
+	/* no magic link (/proc/<pid>/exe, /proc/<pid>/root): the helper's capabilities other
+	 * than the filesystem's (CAP_SYS_PTRACE) would let it through where the workload may not go */
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
 	int e = errno;
 	setfsuid(0);
 	setfsgid(0);

@@ -199,7 +199,9 @@ func openAs(path string, uid, gid uint32) (int, error) {
 		setfs(0, 0)
 		return -1, fmt.Errorf("setfsuid refused")
 	}
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	// no magic link (/proc/<pid>/exe, /proc/<pid>/root): the helper's capabilities other
+	// than the filesystem's (CAP_SYS_PTRACE) would let it through where the workload may not go
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if !setfs(0, 0) {
 		panic("nex sandbox: could not take root's filesystem rights back")
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -184,8 +185,14 @@ func Decode(raw string) (Spec, error) {
 	if r.raw != "" {
 		return s, fmt.Errorf("%w: bytes after its end", errSpec)
 	}
-	if !strings.HasPrefix(s.Dir, "/") || (!s.Probe && !strings.HasPrefix(s.Path, "/")) {
-		return s, fmt.Errorf("%w: workdir and executable must be absolute", errSpec)
+	// clean, so that a path's text says where it lies: the helper keeps what lies under a
+	// private directory by its text (/tmp/../etc/x is not under /tmp), and makes its
+	// mount point on the new tmpfs by that text, as root
+	if !cleanAbs(s.Dir) || (!s.Probe && !cleanAbs(s.Path)) {
+		return s, fmt.Errorf("%w: workdir and executable must be clean absolute paths (no . or .. parts, no //, no trailing /)", errSpec)
 	}
 	return s, nil
 }
+
+// cleanAbs says whether p is an absolute path with no ., .. or empty parts.
+func cleanAbs(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) == p }

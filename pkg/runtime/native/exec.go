@@ -40,8 +40,8 @@ func (d *Driver) Exec(ctx context.Context, id string, req v1.ExecRequest) (v1.Ex
 			}
 		}
 	}
-	if !filepath.IsAbs(argv[0]) { // 127, as a shell says of a command it cannot find
-		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + req.Argv[0] + ": not found in " + strings.Join(execPath, ":") + " (give an absolute path)\n")}, nil
+	if !filepath.IsAbs(argv[0]) || filepath.Clean(argv[0]) != argv[0] { // 127, as a shell says of a command it cannot find
+		return v1.ExecReply{ExitCode: 127, Stderr: []byte("nex exec: " + req.Argv[0] + ": not found in " + strings.Join(execPath, ":") + " (give a clean absolute path: no . or .. parts, no //)\n")}, nil
 	}
 	var mu sync.Mutex
 	stdout, stderr := spawn.LimitedBuffer{Max: v1.MaxExecOutput}, spawn.LimitedBuffer{Max: v1.MaxExecOutput}

@@ -277,7 +277,9 @@ func TestTCPAndHTTPHealthChecks(t *testing.T) {
 	}
 	_ = ln.Close()
 	for _, bad := range []map[string]any{{}, {"tcp": map[string]any{"port": 0}}, {"exec": map[string]any{"argv": []string{"test"}}}, {"tcp": map[string]any{"port": 80}, "interval": "1ms"},
-		{"exec": map[string]any{"argv": []string{"/no/such/check"}}}} {
+		{"exec": map[string]any{"argv": []string{"/no/such/check"}}},
+		// the sandbox helper keeps what lies under /tmp by the path's text, as root
+		{"exec": map[string]any{"argv": []string{"/tmp/../bin/true"}}}, {"exec": map[string]any{"argv": []string{"/bin//true"}}}} {
 		if _, err := e.startScript("bad", v1.LifecycleService, "exec sleep 600", map[string]any{"health": bad}); err == nil || !strings.Contains(err.Error(), "start_request.health") {
 			t.Errorf("health %v: %v", bad, err)
 		}
@@ -476,6 +478,14 @@ func TestExecBeside(t *testing.T) {
 	if err != nil || r.ExitCode != 5 || !strings.Contains(string(r.Stdout), "terminal\r\n/dev/pts/") {
 		t.Fatalf("exec with a terminal: %+v %v (stdout %q)", r, err, r.Stdout)
 	}
+	// the sandbox helper keeps what lies under /tmp by the path's text, as root: a path
+	// that is not clean is refused before anything runs
+	for _, argv0 := range []string{"/tmp/../bin/true", "/bin//true", "/bin/./true"} {
+		r, err = e.d.Exec(e.ctx, w.ID, v1.ExecRequest{Argv: []string{argv0}, Timeout: v1.DefaultExecTimeout})
+		if err != nil || r.ExitCode != 127 || !strings.Contains(string(r.Stderr), "give a clean absolute path") {
+			t.Fatalf("exec of %s: %+v %v", argv0, r, err)
+		}
+	}
 }
 
 // Prune removes the workdirs of workloads neither kept nor known, and nothing else.
@@ -499,5 +509,44 @@ func TestPruneWorkdirs(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(root, id)); (err == nil) != want {
 			t.Errorf("workdir %s: exists %v, want %v", id, err == nil, want)
 		}
+	}
+}
+
+// A lent workdir is one workload's at a time, and none lies in or holds another's; the
+// workload that has it is named to its own namespace only (another tenant learned its
+// ID, and could have a workdir lent inside it, swap its own directories there for
+// symlinks and have root's disk walk measure where they point).
+func TestLentWorkdirsApart(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"w1/sub", "w2"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnvWith(t, func(o *native.Options) { o.WorkdirRoots = []string{root} })
+	lend := func(ns, id, wd string) error {
+		raw, _ := json.Marshal(map[string]any{"uri": "file://" + e.exe, "workdir": wd, "environment": map[string]string{"NEX_TEST_WORKLOAD": "serve"}})
+		_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: id, NodeID: "NODE", Definition: v1.WorkloadDefinition{
+			Namespace: ns, Name: id, Type: "native", Lifecycle: v1.LifecycleService, StartRequest: raw}})
+		return err
+	}
+	w1 := filepath.Join(root, "w1")
+	if err := lend("default", "first", w1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ ns, wd, want string }{
+		{"default", w1, "is already lent to workload first"},
+		{"default", filepath.Join(w1, "sub"), "holds or lies in " + w1 + ", lent to workload first"},
+		{"default", root, "holds or lies in " + w1 + ", lent to workload first"},
+		{"other", w1, "lent to a workload of another namespace"},
+		{"other", filepath.Join(w1, "sub"), "lent to a workload of another namespace"},
+	} {
+		err := lend(c.ns, "second", c.wd)
+		if err == nil || !strings.Contains(err.Error(), c.want) || (c.ns == "other" && (strings.Contains(err.Error(), "first") || strings.Contains(err.Error(), w1+","))) {
+			t.Errorf("namespace %s lent %s: %v, want %q", c.ns, c.wd, err, c.want)
+		}
+	}
+	if err := lend("other", "third", filepath.Join(root, "w2")); err != nil {
+		t.Fatalf("a workdir beside the lent one: %v", err)
 	}
 }

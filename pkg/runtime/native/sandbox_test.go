@@ -472,6 +472,37 @@ func TestSandboxKeepsOnlyWhatTheWorkloadReaches(t *testing.T) {
 			if err := os.Symlink(tool, link); err != nil {
 				t.Fatal(err)
 			}
+			// a path whose text lies under /tmp and is elsewhere: refused as it stands
+			for _, path := range []string{"/tmp/.." + tool, "/tmp//" + strings.TrimPrefix(link, "/tmp/"), link + "/."} {
+				spec := sandbox.Spec{UID: 300290, GID: 300290, Path: path, Argv: []string{path}, Dir: "/"}
+				cmd := exec.Command(h.exe)
+				cmd.Args = []string{sandbox.Arg}
+				cmd.Env = spec.Environ()
+				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+				if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "must be clean absolute paths") {
+					t.Fatalf("the helper took %s: %v\n%s", path, err, out)
+				}
+			}
+			// a magic link (another workload user's process's executable): the helper's
+			// CAP_SYS_PTRACE, which the workload lacks, let it through
+			other := exec.Command("/bin/sleep", "60")
+			other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 300291, Gid: 300291}}
+			if err := other.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+			magic := filepath.Join(open, "exe")
+			if err := os.Symlink("/proc/"+strconv.Itoa(other.Process.Pid)+"/exe", magic); err != nil {
+				t.Fatal(err)
+			}
+			mspec := sandbox.Spec{UID: 300290, GID: 300290, Path: magic, Argv: []string{magic}, Dir: "/"}
+			mcmd := exec.Command(h.exe)
+			mcmd.Args = []string{sandbox.Arg}
+			mcmd.Env = mspec.Environ()
+			mcmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+			if out, err := mcmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "open "+magic+" as UID 300290: too many levels of symbolic links") {
+				t.Fatalf("the helper opened %s (a magic link) as the workload: %v\n%s", magic, err, out)
+			}
 			spec := sandbox.Spec{UID: 300290, GID: 300290, Path: link, Argv: []string{link}, Dir: "/"}
 			cmd := exec.Command(h.exe)
 			cmd.Args = []string{sandbox.Arg}

@@ -1,9 +1,7 @@
 package native
 
-import v1 "github.com/nexrun/nex/pkg/api/v1"
-
-// lendWorkdir checks the workdir a start request names (workdir.Dir.Lend) and that no
-// other workload has it.
+// lendWorkdir checks the workdir a start request names (workdir.Dir.Lend) and that it
+// is no other workload's, nor lies in or holds one (workdir.Dir.Beside).
 func (h *handle) lendWorkdir() error {
 	d := h.d
 	if err := h.wd.Lend(d.opts.WorkdirRoots, []string{d.opts.DataDir, d.opts.UIDLockDir}); err != nil {
@@ -12,8 +10,8 @@ func (h *handle) lendWorkdir() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, o := range d.handles {
-		if o != h && !o.wd.Own && o.wd.Path == h.wd.Path {
-			return v1.Errorf(v1.CodeStartFailed, "start_request.workdir: %s is already lent to workload %s", h.wd.Path, o.id)
+		if err := h.wd.Beside(o.wd, o.id, o.def.Namespace == h.def.Namespace); o != h && err != nil {
+			return err
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@
 package health
 
 import (
+	"path"
 	"strings"
 	"time"
 
@@ -77,8 +78,8 @@ func Parse(hc *Check, lifecycle string, duration func(field, s string, dst *time
 		return nil, bad(": give exactly one of exec, http and tcp")
 	}
 	switch {
-	case hc.Exec != nil && (len(hc.Exec.Argv) == 0 || !strings.HasPrefix(hc.Exec.Argv[0], "/")):
-		return nil, bad(".exec.argv: give the command as an absolute path and its arguments, like [\"/bin/test\", \"-f\", \"ready\"]")
+	case hc.Exec != nil && (len(hc.Exec.Argv) == 0 || !strings.HasPrefix(hc.Exec.Argv[0], "/") || path.Clean(hc.Exec.Argv[0]) != hc.Exec.Argv[0]):
+		return nil, bad(".exec.argv: give the command as a clean absolute path (no . or .. parts, no //) and its arguments, like [\"/bin/test\", \"-f\", \"ready\"]")
 	case hc.HTTP != nil && (hc.HTTP.Port < 1 || hc.HTTP.Port > 65535):
 		return nil, bad(".http.port: %d is not a port (1-65535)", hc.HTTP.Port)
 	case hc.HTTP != nil && hc.HTTP.Path != "" && !strings.HasPrefix(hc.HTTP.Path, "/"):

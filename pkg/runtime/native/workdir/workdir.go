@@ -148,3 +148,21 @@ func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && filepath.IsLocal(rel)
 }
+
+// Beside says why d, a workdir to lend, may not be lent beside o, the workdir of
+// workload id (nil when it may): a lent workdir is one workload's at a time, and none lies
+// in another's (a workload could swap a directory of its own on the other's path for a
+// symlink, and have the nexlet act on it). The other workload is named to its own
+// namespace only (same): another tenant learns neither its ID nor its path.
+func (d *Dir) Beside(o *Dir, id string, same bool) error {
+	if d.Own || o.Own || !(within(d.Path, o.Path) || within(o.Path, d.Path)) {
+		return nil
+	}
+	switch {
+	case !same:
+		return v1.Errorf(v1.CodeStartFailed, "start_request.workdir: %s is, holds or lies in a workdir lent to a workload of another namespace", d.Path)
+	case d.Path == o.Path:
+		return v1.Errorf(v1.CodeStartFailed, "start_request.workdir: %s is already lent to workload %s", d.Path, id)
+	}
+	return v1.Errorf(v1.CodeStartFailed, "start_request.workdir: %s holds or lies in %s, lent to workload %s", d.Path, o.Path, id)
+}
