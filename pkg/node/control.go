@@ -64,10 +64,14 @@ func (n *Node) addService() error {
 			Handler: svc.Handle(n.handleBundleBucket), Concurrent: 4},
 		{Name: v1.VerbPing, Subject: v1.SystemSubject(v1.VerbPing), Handler: svc.Handle(n.handlePing), Headers: n.announcer.Headers, EveryInstance: true},
 		{Name: v1.VerbDeploy, Subject: v1.ControlWildcard(v1.VerbDeploy, true), Tokens: svc.ControlTokens("bid ID"),
-			Handler: svc.Handle(n.handleDeploy), Concurrent: handlerConcurrency, EveryInstance: true,
+			Handler: svc.Handle(func(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
+				return n.deploy(ctx, r, req, false)
+			}), Concurrent: handlerConcurrency, EveryInstance: true,
 			PerNamespace: perNamespace, Owns: func(_, bid string) bool { return n.auction.Mine(bid) }},
 		{Name: v1.VerbTakeover, Subject: v1.SystemSubject(v1.VerbTakeover, "*"), Tokens: svc.ControlTokens("bid ID"),
-			Handler: svc.Handle(n.handleTakeover), Concurrent: handlerConcurrency, EveryInstance: true},
+			Handler: svc.Handle(func(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
+				return n.deploy(ctx, r, req, true)
+			}), Concurrent: handlerConcurrency, EveryInstance: true},
 		{Name: v1.VerbRelease, Subject: v1.ControlWildcard(v1.VerbRelease, true), Tokens: svc.ControlTokens("bid ID"),
 			Handler: svc.Handle(n.handleRelease), EveryInstance: true},
 		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
@@ -92,36 +96,26 @@ const (
 	perNamespace       = 64
 )
 
-// handleDeploy starts a workload on the bid it claims. A takeover is refused here: it
-// comes from a node, on the system namespace's TAKEOVER (handleTakeover), which tenants
-// cannot publish to (a tenant's DEPLOY with one moved its workloads).
-func (n *Node) handleDeploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
-	if req.Takeover != nil && n.auction.Mine(r.ID) {
-		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeForbidden, "deploy: a takeover comes from the cluster's nodes only, on %s", v1.SystemSubject(v1.VerbTakeover, "<bid_id>"))
-	}
-	return n.deploy(ctx, r.Namespace, r.ID, req)
-}
-
-// handleTakeover is a node's DEPLOY of a workload it moves (the coordinator's of a lost
-// node's, a draining node's of its own), for the workload's namespace, on the bid it
-// claims: system namespace only.
-func (n *Node) handleTakeover(ctx context.Context, r *svc.Request, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
-	if !n.auction.Mine(r.ID) {
-		return v1.WorkloadInfo{}, svc.ErrNoReply
-	}
-	if r.Namespace != v1.SystemNamespace || req.Takeover == nil {
-		return v1.WorkloadInfo{}, v1.BadRequest("takeover: a deploy that carries a takeover, on %s", v1.SystemSubject(v1.VerbTakeover, "<bid_id>"))
-	}
-	if err := v1.ValidateNamespace(req.Workload.Namespace); err != nil {
-		return v1.WorkloadInfo{}, err
-	}
-	return n.deploy(ctx, req.Workload.Namespace, r.ID, req)
-}
-
-// deploy starts a workload of namespace ns on bid bidID (a takeover's, when req carries one).
-func (n *Node) deploy(ctx context.Context, ns, bidID string, req *v1.DeployRequest) (v1.WorkloadInfo, error) {
+// deploy answers DEPLOY (takeover false) and TAKEOVER (true): it starts a workload on
+// the bid it claims. A DEPLOY may not carry a takeover (a tenant's moved its workloads):
+// a node's move of a workload (the coordinator's of a lost node's, a draining node's of
+// its own) comes on the system namespace's TAKEOVER, which tenants cannot publish to,
+// for the workload's own namespace.
+func (n *Node) deploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest, takeover bool) (v1.WorkloadInfo, error) {
+	ns, bidID := r.Namespace, r.ID
 	if !n.auction.Mine(bidID) {
 		return v1.WorkloadInfo{}, svc.ErrNoReply
+	}
+	switch subject := v1.SystemSubject(v1.VerbTakeover, "<bid_id>"); {
+	case !takeover && req.Takeover != nil:
+		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeForbidden, "deploy: a takeover comes from the cluster's nodes only, on %s", subject)
+	case takeover && (ns != v1.SystemNamespace || req.Takeover == nil):
+		return v1.WorkloadInfo{}, v1.BadRequest("takeover: a deploy that carries a takeover, on %s", subject)
+	case takeover:
+		if err := v1.ValidateNamespace(req.Workload.Namespace); err != nil {
+			return v1.WorkloadInfo{}, err
+		}
+		ns = req.Workload.Namespace
 	}
 	if req.Coordinator != "" || req.Epoch != 0 {
 		if err := n.checkCoordinator(ctx, req.Coordinator, req.Epoch); err != nil {
