@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nexrun/nex/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // A tenant with the documented rights of namespace a names an http:// artifact on an
@@ -77,22 +78,26 @@ func TestTenantHealthChecksAsItself(t *testing.T) {
 	}))
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tcp.Close()
+	// a tcp check closes its connection at once, and a closed socket's owner is gone from
+	// /proc/net/tcp before the test can read it: the tcp check's port is a listener whose
+	// one place in its queue is taken, so that the check's socket waits, retrying its SYN,
+	// long enough to be read
+	tcpPort := fullListener(t)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		for {
-			c, err := tcp.Accept()
-			if err != nil {
-				return
-			}
 			select {
-			case owners <- testutil.TCPOwner(c.RemoteAddr().(*net.TCPAddr).Port):
-			default:
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
 			}
-			c.Close()
+			if uid := synSentOwner(tcpPort); uid >= 0 {
+				select {
+				case owners <- uid:
+				default:
+				}
+			}
 		}
 	}()
 	op, u, url, nodeCreds := issuerSetup(t)
@@ -100,7 +105,7 @@ func TestTenantHealthChecksAsItself(t *testing.T) {
 	a := op.tenant(t, u, url, "a", "alice")
 	for i, check := range []string{
 		`{"http":{"port":` + port + `,"path":"/admin/delete-everything"},"interval":"200ms"}`,
-		`{"tcp":{"port":` + strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port) + `},"interval":"200ms"}`,
+		`{"tcp":{"port":` + strconv.Itoa(tcpPort) + `},"interval":"200ms"}`,
 	} {
 		for len(owners) > 0 {
 			<-owners
@@ -124,4 +129,54 @@ func TestTenantHealthChecksAsItself(t *testing.T) {
 		}
 		u.mustNex(append(a, "workload", "stop", id)...)
 	}
+}
+
+// fullListener listens on a port of 127.0.0.1 with a queue of one, and fills it: a
+// connection to it then waits in SYN_SENT.
+func fullListener(t *testing.T) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := sa.(*unix.SockaddrInet4).Port
+	for range 2 { // the queue's place, and the one the kernel allows past it
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	return port
+}
+
+// synSentOwner is the UID of a socket that waits in SYN_SENT for port, or -1.
+func synSentOwner(port int) int {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[3] != "02" {
+			continue
+		}
+		if p, err := strconv.ParseInt(f[2][strings.LastIndex(f[2], ":")+1:], 16, 32); err == nil && int(p) == port {
+			if uid, err := strconv.Atoi(f[7]); err == nil {
+				return uid
+			}
+		}
+	}
+	return -1
 }
