@@ -67,6 +67,17 @@ func BenchmarkValidateNative(b *testing.B) {
 	}
 }
 
+// BenchmarkCompileNative is what a CLI start pays to compile the native start request's
+// schema (once per process: the registry keeps it).
+func BenchmarkCompileNative(b *testing.B) {
+	s, _ := schemas.StartRequest("native")
+	for i := 0; i < b.N; i++ {
+		if _, err := NewRegistry().Compile(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // A schema is compiled once, whatever its whitespace: a nexlet's comes compacted in its
 // bid, the CLI's is the indented file.
 func TestSchemaCompiledOnceWhateverItsWhitespace(t *testing.T) {
