@@ -102,6 +102,27 @@ func (f *Feed) End(ns, wid string, end v1.LogEnd) {
 // full pipe), so a burst costs time, not lines.
 const MaxQueueBytes = 8 << 20
 
+// lineOverhead is what each queued line costs beyond its bytes (its entry, and its start
+// in a batch), counted against MaxQueueBytes: empty lines cost nothing against a bound of
+// bytes alone, and a tenant's flood of them grew nexlet-native by gigabytes, until the
+// kernel's OOM killer took the nexlet and every namespace's workloads with it.
+const lineOverhead = 32
+
+// spareKeep bounds the buffers a quiet LineWriter keeps: a burst's big ones go back to
+// the collector once its lines are out, not stay with a workload that has gone quiet (a
+// flood keeps reusing them).
+const spareKeep = 1 << 20
+
+// shrink lets go of buffers over spareKeep. Caller holds w.mu, with the queue empty.
+func (w *LineWriter) shrink() {
+	if cap(w.queue) > spareKeep || cap(w.entries)*lineOverhead > spareKeep {
+		w.queue, w.entries = nil, nil
+	}
+	if cap(w.spare) > spareKeep || cap(w.spareEnts)*lineOverhead > spareKeep {
+		w.spare, w.spareEnts = nil, nil
+	}
+}
+
 // DefaultMaxBlock bounds that wait: a publisher that takes nothing for this long is stuck
 // (a connection that does not drain), and lines are dropped and counted until it moves
 // again, so a workload is never held up by its logging for longer.
@@ -202,7 +223,7 @@ func (w *LineWriter) enqueue(line []byte, continued bool) {
 		go w.publishLoop()
 	}
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	for len(w.queue)+len(line) > MaxQueueBytes {
+	for len(w.queue)+len(line)+(len(w.entries)+1)*lineOverhead > MaxQueueBytes {
 		if w.stuck || w.closed || !w.waitForRoom() {
 			w.dropped++
 			w.feed.dropped.Add(1)
@@ -241,6 +262,9 @@ func (w *LineWriter) publishLoop() {
 	msg := &nats.Msg{Subject: w.subject}
 	for {
 		w.mu.Lock()
+		if len(w.entries) == 0 {
+			w.shrink() // quiet now: a burst's buffers go
+		}
 		for len(w.entries) == 0 && !w.closed {
 			w.cond.Wait()
 		}

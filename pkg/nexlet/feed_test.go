@@ -2,10 +2,12 @@ package nexlet_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,40 +105,7 @@ func BenchmarkLineWriter(b *testing.B) {
 // A connection that takes nothing: Write waits MaxBlock for room, then drops and counts
 // lines instead of holding the workload up for longer; it never hangs.
 func TestLineWriterStuckConnection(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	stop := make(chan struct{})
-	var once sync.Once
-	unstick := func() { once.Do(func() { close(stop) }) }
-	defer unstick()
-	go func() { // a server that greets, answers the first PING, and then never reads again
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		fmt.Fprint(c, "INFO {\"server_id\":\"stuck\",\"version\":\"2.10.0\",\"proto\":1,\"max_payload\":1048576,\"headers\":true}\r\n")
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(line, "PING") {
-				fmt.Fprint(c, "PONG\r\n")
-				break
-			}
-		}
-		<-stop
-	}()
-	nc, err := nats.Connect("nats://"+l.Addr().String(), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, unstick := stuckConnection(t)
 	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "w1", "stdout")
 	w.MaxBlock = 100 * time.Millisecond
 	chunk := []byte(strings.Repeat(strings.Repeat("y", 99)+"\n", 640)) // 64,000 bytes, 640 lines
@@ -157,6 +126,31 @@ func TestLineWriterStuckConnection(t *testing.T) {
 		t.Fatalf("published %d, dropped %d of %d lines", w.Lines(), w.Dropped(), chunks*640)
 	}
 	unstick() // the server goes away: the publisher's blocked write fails at once
+	w.Close()
+}
+
+// Empty lines count against the queue's bound too (each costs its entry): a tenant's
+// flood of them, with the publisher held up, grew nexlet-native by gigabytes until the
+// OOM killer took it, and every namespace's workloads with it.
+func TestLineWriterEmptyLinesBounded(t *testing.T) {
+	nc, unstick := stuckConnection(t)
+	w := nexlet.NewFeed(nc, "NODE").LineWriter("ns", "w1", "stdout")
+	w.MaxBlock = 100 * time.Millisecond
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	empty := bytes.Repeat([]byte("\n"), 1<<20)
+	for range 16 { // 16 million empty lines
+		_, _ = w.Write(empty)
+	}
+	runtime.ReadMemStats(&after)
+	if w.Dropped() == 0 {
+		t.Fatalf("16 million empty lines queued behind a stuck connection, none dropped (%d published)", w.Lines())
+	}
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 64<<20 {
+		t.Fatalf("the queue of empty lines took %d MiB", grew>>20)
+	}
+	unstick()
 	w.Close()
 }
 
@@ -271,4 +265,44 @@ func TestLineWriterBatchesBursts(t *testing.T) {
 	if msgs > 100 {
 		t.Fatalf("20,000 lines written at once went out as %d messages", msgs)
 	}
+}
+
+// stuckConnection is a connection to a server that greets, answers the first PING, and
+// then never reads again; unstick makes the server go away (the test's end does too).
+func stuckConnection(t *testing.T) (*nats.Conn, func()) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	stop := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(stop) }) }
+	t.Cleanup(unstick)
+	go func() { // a server that greets, answers the first PING, and then never reads again
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprint(c, "INFO {\"server_id\":\"stuck\",\"version\":\"2.10.0\",\"proto\":1,\"max_payload\":1048576,\"headers\":true}\r\n")
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "PING") {
+				fmt.Fprint(c, "PONG\r\n")
+				break
+			}
+		}
+		<-stop
+	}()
+	nc, err := nats.Connect("nats://"+l.Addr().String(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, unstick
 }
