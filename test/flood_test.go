@@ -132,3 +132,35 @@ func TestTenantCannotHoldANodeWithBids(t *testing.T) {
 		t.Fatalf("b's start of 3 GiB while a holds its bids: exit %d %s", code, errOut)
 	}
 }
+
+// A tenant's start request that is wrong item by item (256 KiB of argv items that are not
+// strings) is refused at once, in a few words: the node's schema check took 0.6 s of CPU
+// and 177 MB for each, and its error, 9.7 MB, was past what NATS carries, so the tenant's
+// DEPLOY went unanswered while it held the node (five a second held both cores). Run as
+// the tenant, with the documented tenant rights, on an operator-mode server.
+func TestTenantCannotMakeTheNodeValidateForLong(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	op.tenant(t, u, url, "a", "alice")
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	bad := json.RawMessage(`{"uri":"file:///bin/true","argv":[` + strings.TrimSuffix(strings.Repeat("1,", 131000), ",") + `]}`)
+	for range 3 {
+		var reply v1.AuctionReply
+		if err := svcCall(nc, v1.ControlSubject("a", v1.VerbAuction), json.RawMessage(`{"type":"native","lifecycle":"job"}`), &reply); err != nil || reply.Bid == nil {
+			t.Fatalf("auction: %+v %v", reply, err)
+		}
+		began := time.Now()
+		err := svcCall(nc, v1.ControlSubject("a", v1.VerbDeploy, reply.Bid.BidID), v1.DeployRequest{Workload: v1.WorkloadDefinition{
+			Name: "wrong", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: bad}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "more than 4096 members") || len(err.Error()) > 8<<10 {
+			t.Fatalf("the deploy of a start request wrong item by item: %.300v", err)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Fatalf("the refusal took %v", took)
+		}
+	}
+}
