@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,4 +164,52 @@ func TestTenantCannotMakeTheNodeValidateForLong(t *testing.T) {
 			t.Fatalf("the refusal took %v", took)
 		}
 	}
+}
+
+// A tenant's flood of empty lines does not grow nexlet-native without bound: each line's
+// bookkeeping counts against the output queue's 8 MiB (empty lines counted nothing, and
+// a review's four flooding workloads grew the nexlet by 200 MB a second, for the OOM
+// killer to take it with every namespace's workloads). Run as the tenant, with the
+// documented tenant rights, on an operator-mode server.
+func TestTenantLogFloodBoundsTheNexlet(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	data := filepath.Join(u.home, "data")
+	startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	nexlets := testutil.Processes("nexlet-native", data)
+	if len(nexlets) != 1 {
+		t.Fatalf("%d nexlet-native processes of this node", len(nexlets))
+	}
+	var ids []string
+	for i := range 3 {
+		_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "flood"+strconv.Itoa(i),
+			"--start-request", `{"uri":"file:///bin/sh","argv":["-c","tr '\\0' '\\n' </dev/zero"]}`)...))
+		ids = append(ids, id)
+	}
+	peak := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		peak = max(peak, rssMiB(nexlets[0]))
+		if peak > 1024 {
+			break
+		}
+	}
+	for _, id := range ids {
+		u.mustNex(append(a, "workload", "stop", id)...)
+	}
+	if peak > 512 {
+		t.Fatalf("nexlet-native grew to %d MiB under a tenant's flood of empty lines", peak)
+	}
+	t.Logf("nexlet-native at most %d MiB during 10 s of three workloads' empty lines", peak)
+}
+
+// rssMiB is the resident memory of process pid in MiB (0 when it cannot be read).
+func rssMiB(pid int) int {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kb >> 10
+		}
+	}
+	return 0
 }
