@@ -27,16 +27,7 @@ func TestTenantFetchesAsItself(t *testing.T) {
 		t.Skip("workloads get users of their own only as root: run as root")
 	}
 	owner := make(chan int, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, port, _ := net.SplitHostPort(r.RemoteAddr)
-		p, _ := strconv.Atoi(port)
-		select {
-		case owner <- testutil.TCPOwner(p):
-		default:
-		}
-		fmt.Fprint(w, "the node's cloud credentials")
-	}))
-	defer srv.Close()
+	srv := ownerServer(t, owner, "the node's cloud credentials")
 	op, u, url, nodeCreds := issuerSetup(t)
 	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
 	a := op.tenant(t, u, url, "a", "alice")
@@ -68,15 +59,7 @@ func TestTenantHealthChecksAsItself(t *testing.T) {
 		t.Skip("workloads get users of their own only as root: run as root")
 	}
 	owners := make(chan int, 16)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, port, _ := net.SplitHostPort(r.RemoteAddr)
-		p, _ := strconv.Atoi(port)
-		select {
-		case owners <- testutil.TCPOwner(p):
-		default:
-		}
-	}))
-	defer srv.Close()
+	srv := ownerServer(t, owners, "")
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	// a tcp check closes its connection at once, and a closed socket's owner is gone from
 	// /proc/net/tcp before the test can read it: the tcp check's port is a listener whose
@@ -179,4 +162,21 @@ func synSentOwner(port int) int {
 		}
 	}
 	return -1
+}
+
+// ownerServer is an HTTP server that sends to owners, when there is room, the UID whose
+// socket each request came through (what a firewall's owner match reads), and answers
+// body. It closes with the test.
+func ownerServer(t *testing.T, owners chan<- int, body string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.RemoteAddr)
+		p, _ := strconv.Atoi(port)
+		select {
+		case owners <- testutil.TCPOwner(p):
+		default:
+		}
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
