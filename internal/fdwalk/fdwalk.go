@@ -118,11 +118,7 @@ func readNames(dir *Entry) ([]string, error) {
 	}
 	f := os.NewFile(uintptr(rfd), dir.Path)
 	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	return names, nil
+	return f.Readdirnames(-1)
 }
 
 // gone says whether an open failed because the entry is no longer the one listed: removed,

@@ -51,7 +51,7 @@ func Watch(hc *Parsed, pid int, grace time.Duration, hooks Hooks) (stop func()) 
 				return
 			case <-t.C:
 			}
-			err := probe(hc, hooks.Exec, client)
+			err := probe(hc, hooks, client)
 			select {
 			case <-done: // the attempt ended during the check: its verdict is moot
 				return
@@ -88,13 +88,14 @@ func Watch(hc *Parsed, pid int, grace time.Duration, hooks Hooks) (stop func()) 
 	return func() { once.Do(func() { close(done); <-ended }) }
 }
 
-// probe runs one check, tcp and http ones through client's dialer: nil when it passes.
-func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error, client *http.Client) error {
+// probe runs one check (an exec one through hooks.Exec, a tcp one through a socket of
+// hooks.As, an http one through client): nil when it passes.
+func probe(hc *Parsed, hooks Hooks, client *http.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
 	defer cancel()
 	switch {
 	case hc.TCP != nil:
-		c, err := client.Transport.(*http.Transport).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hc.TCP.Port)))
+		c, err := asuser.Dial(ctx, hooks.As, &net.Dialer{}, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(hc.TCP.Port)))
 		if err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func probe(hc *Parsed, exec func(ctx context.Context, argv []string) error, clie
 		}
 		return nil
 	default:
-		return exec(ctx, hc.Exec.Argv)
+		return hooks.Exec(ctx, hc.Exec.Argv)
 	}
 }
 
