@@ -167,8 +167,13 @@ type Nexlet struct {
 	// cut off from NATS for stopAfter, the nexlet stops the workloads in stopCut (their
 	// definitions say disconnect: stop), and registers again once back, so the node
 	// starts them again unless the cluster moved them meanwhile
-	stopAfter  time.Duration
-	stopCut    sync.Map // workload ID -> struct{}
+	stopAfter time.Duration
+	stopCut   sync.Map // workload ID -> struct{}
+	// cutStopped holds the workloads stopped so, until started again: a heartbeat never
+	// tells the node they finished (one sent during the cut waits in the connection's
+	// buffer and reaches the node once back, which would record them finished for good
+	// rather than start them again)
+	cutStopped sync.Map // workload ID -> struct{}
 	reregister atomic.Bool
 }
 
@@ -305,6 +310,7 @@ func (n *Nexlet) handleStart(ctx context.Context, r *svc.Request, req *v1.StartW
 		return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
 	}
 	req.Environment = env
+	n.cutStopped.Delete(req.WorkloadID)
 	info, err := n.rt.Start(ctx, *req)
 	if err == nil && req.Definition.Disconnect == v1.DisconnectStop {
 		n.stopCut.Store(req.WorkloadID, struct{}{})
@@ -479,11 +485,12 @@ func (n *Nexlet) stopCutOff(ctx context.Context, cutFor time.Duration) {
 		}
 		n.log.Warn("cut off from NATS: stopping a workload that asks to be stopped then (disconnect: stop), before the cluster starts it elsewhere",
 			zap.String("workload_id", wid), zap.String("cut_off_for", cutFor.Round(time.Millisecond).String()))
+		n.cutStopped.Store(wid, struct{}{})
+		n.reregister.Store(true)
 		if _, err := n.rt.Stop(ctx, wid, v1.StopRequest{}); err != nil && !v1.IsNotFound(err) {
 			n.log.Warn("stop a cut-off workload", zap.String("workload_id", wid), zap.Error(err))
 		}
 		n.stopCut.Delete(wid)
-		n.reregister.Store(true)
 		return true
 	})
 }
@@ -510,6 +517,9 @@ func (n *Nexlet) heartbeat(ctx context.Context) error {
 	n.mu.Unlock()
 	full := told.finished == nil || time.Since(told.at) >= n.cfg.FullHeartbeatEvery
 	for _, b := range briefs {
+		if _, cut := n.cutStopped.Load(b.ID); cut && (b.State == v1.StateStopped || b.State == v1.StateFailed) {
+			continue // stopped for the cut, to be started again (see cutStopped)
+		}
 		if b.State == v1.StateStopped || b.State == v1.StateFailed {
 			if full || !told.finished[b.ID] {
 				hb.Finished = append(hb.Finished, b.ID)
