@@ -222,6 +222,36 @@ func TestGroupOperationsGoOnDuringAnUpdate(t *testing.T) {
 	}
 }
 
+// A replica group whose start request no nexlet's schema takes is refused at create, as
+// a start is: it was recorded, and auctioned and deployed again (each node checking the
+// request) every round for as long as it stayed, its info saying "0 of 2 copies placed".
+// An update to such a request is refused too, and the group runs on as it was.
+func TestGroupOfAnInvalidStartRequestRefused(t *testing.T) {
+	_, c := threeWithMemNexlets(t)
+	ctx := context.Background()
+	bad := def("web")
+	bad.StartRequest = json.RawMessage(`{"value":42}`)
+	st, err := c.StartGroup(ctx, bad, 2, 1, "")
+	if !v1.IsCode(err, v1.CodeSchemaInvalid) || !strings.Contains(err.Error(), "start_request.value") || !strings.Contains(err.Error(), "not created") {
+		t.Fatalf("a group whose start request does not match: %+v, %v", st, err)
+	}
+	list, err := c.ListWorkloads(ctx, "")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("workloads after a refused group: %v %v", list, err)
+	}
+	good, err := c.StartGroup(ctx, def("web"), 2, 1, "")
+	if err != nil || len(good.Copies) != 2 {
+		t.Fatalf("a group of 2: %+v %v", good, err)
+	}
+	if _, err := c.UpdateGroup(ctx, good.ID, bad, 1); !v1.IsCode(err, v1.CodeStartFailed) || !strings.Contains(err.Error(), "start_request.value") {
+		t.Fatalf("an update to a start request that does not match: %v", err)
+	}
+	now, err := c.Group(ctx, good.ID, v1.GroupRequest{Op: v1.GroupInfo})
+	if err != nil || len(now.Copies) != 2 || string(now.Definition.StartRequest) != `{"value":"x"}` {
+		t.Fatalf("the group after a refused update: %+v %v", now, err)
+	}
+}
+
 // threeWithMemNexlets starts three cluster nodes, each with a memory nexlet, that know
 // each other, and a client of namespace default.
 func threeWithMemNexlets(t *testing.T) ([]*node.Node, *client.Client) {

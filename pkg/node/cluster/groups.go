@@ -15,6 +15,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/node/records"
+	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -52,7 +53,19 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			c.forgetGroup(ns, id)
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
 		}
-		pending := c.reconcileGroup(ctx, g, nil)
+		pending, err := c.reconcileGroup(ctx, g, nil)
+		if v1.IsCode(err, v1.CodeSchemaInvalid) && !strings.HasPrefix(pending, "0 of ") {
+			err = nil // some copies run: the next rounds place the rest
+		}
+		if v1.IsCode(err, v1.CodeSchemaInvalid) {
+			// no copy runs: the group is refused, as a start is, rather than kept and
+			// auctioned again every round for a start request no node takes
+			if rerr := RemoveGroup(c.ctx, c.cs, ns, id); rerr != nil {
+				c.forgetGroup(ns, id)
+			}
+			delete(c.groupPending, id)
+			return v1.GroupStatus{}, v1.Errorf(v1.CodeSchemaInvalid, "%s (the group was not created; nothing was started)", err.Error())
+		}
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupScale:
 		if req.Replicas < 0 || req.Replicas > v1.MaxReplicas {
@@ -66,7 +79,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		if err := c.cs.PutGroup(ctx, g); err != nil {
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
 		}
-		pending := c.reconcileGroup(ctx, g, nil)
+		pending, _ := c.reconcileGroup(ctx, g, nil)
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupInfo:
 		g, err := c.cs.Group(ctx, ns, id)
@@ -195,11 +208,11 @@ func copiesIn(all map[string][]*records.Record, g *records.Group) map[string][]*
 
 // reconcileGroup starts or stops copies until the group has its count, and returns why
 // copies are missing, if they are. all is every node's records (nil: read them).
-func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all map[string][]*records.Record) string {
+func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all map[string][]*records.Record) (string, error) {
 	if all == nil {
 		var err error
 		if all, err = c.cs.All(ctx); err != nil {
-			return err.Error()
+			return err.Error(), err
 		}
 	}
 	byNode := copiesIn(all, g)
@@ -208,10 +221,11 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 		have += len(recs)
 	}
 	pending := ""
+	var perr error
 	for ; have < g.Replicas; have++ {
 		node, _, err := c.placeCopy(ctx, g, byNode)
 		if err != nil {
-			pending = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err)
+			pending, perr = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err), err
 			break
 		}
 		byNode[node] = append(byNode[node], &records.Record{})
@@ -225,7 +239,7 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 		}
 		c.groupPending[g.ID] = pending
 	}
-	return pending
+	return pending, perr
 }
 
 // placeCopy auctions one more copy of g and deploys it on the best bid: a node with
@@ -275,6 +289,11 @@ func (c *Coordinator) placeCopy(ctx context.Context, g *records.Group, byNode ma
 		if score(b) < score(best) {
 			best = b
 		}
+	}
+	if err := schema.Validate(best.StartRequestSchema, def.StartRequest); err != nil {
+		// as the client checks a start for its bid: the node would refuse the deploy
+		cl.ReleaseBids(ctx, all, "", res)
+		return "", "", v1.Errorf(v1.CodeSchemaInvalid, "%s", err.Error())
 	}
 	cl.ReleaseBids(ctx, all, best.BidID, res)
 	placed := def
