@@ -328,7 +328,7 @@ func TestNamespaceHoldsItsShareOnly(t *testing.T) {
 	}
 	hold("a", 2)
 	testutil.Eventually(t, 5*time.Second, "a's two requests held", func() bool { return held.Load() == 2 })
-	if err := call("a", "fast"); !v1.IsCode(err, v1.CodeUnavailable) || !strings.Contains(err.Error(), "namespace a has 2 STOP requests in flight") {
+	if err := call("a", "fast"); !svc.IsBusy(err) || !strings.Contains(err.Error(), "namespace a has 2 STOP requests in flight") {
 		t.Fatalf("a's third request: %v, want unavailable naming the namespace", err)
 	}
 	if err := call("b", "fast"); err != nil {
@@ -344,5 +344,58 @@ func TestNamespaceHoldsItsShareOnly(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "every namespace's share held", func() bool { return held.Load() == 6 })
 	if err := call(v1.SystemNamespace, "fast"); err != nil {
 		t.Fatalf("the system namespace's request while tenants hold their shares: %v", err)
+	}
+}
+
+// A client asks again, with a growing wait, while the node answers its namespace busy
+// (svc.RetryBusy): the request is carried out once one of the namespace's others has
+// finished. Before, the CLI failed at once with the 503. Another 503 is not asked again.
+func TestBusyIsAskedAgain(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	s := newServer(t, nc, nil)
+	release := make(chan struct{})
+	var held atomic.Int64
+	err := s.Add(svc.Endpoint{Name: "STOP", Subject: "$NEX.SVC.v1.*.control.STOP.*", Tokens: svc.ControlTokens("workload ID"), Concurrent: 4, PerNamespace: 1,
+		Handler: svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) (string, error) {
+			switch r.ID {
+			case "gone":
+				return "", svc.ErrStopped
+			case "slow":
+				held.Add(1)
+				<-release
+			}
+			return "done", nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := natsconn.Plain(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() { slow <- svc.Call(ctx, conn, "$NEX.SVC.v1.a.control.STOP.slow", nil, nil) }()
+	testutil.Eventually(t, 5*time.Second, "a's one request held", func() bool { return held.Load() == 1 })
+	var tries atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- svc.RetryBusy(ctx, func() error {
+			tries.Add(1)
+			var out string
+			return svc.Call(ctx, conn, "$NEX.SVC.v1.a.control.STOP.fast", nil, &out)
+		})
+	}()
+	testutil.Eventually(t, 5*time.Second, "the request answered busy twice", func() bool { return tries.Load() >= 2 })
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("a request asked again while busy: %v", err)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	tries.Store(0)
+	err = svc.RetryBusy(ctx, func() error { tries.Add(1); return svc.Call(ctx, conn, "$NEX.SVC.v1.a.control.STOP.gone", nil, nil) })
+	if !v1.IsCode(err, v1.CodeUnavailable) || svc.IsBusy(err) || tries.Load() != 1 {
+		t.Fatalf("another 503: %v after %d tries, want it once", err, tries.Load())
 	}
 }

@@ -281,7 +281,7 @@ func (s *Server) budgeted(ep Endpoint, per *budget, d *detached, ns, id string) 
 				zap.String("namespace", ns), zap.String("endpoint", ep.Name), zap.Int("in_flight", per.most))
 		}
 		// answered, not logged as a failed request: warn said it once
-		s.respondError(d, v1.Errorf(v1.CodeUnavailable, "namespace %s has %d %s requests in flight on this node, the most one namespace may have: try again once some have finished", ns, per.most, ep.Name), replyHeaders(ep))
+		s.respondError(d, Busy(ns, per.most, ep.Name), replyHeaders(ep))
 		return
 	}
 	go func() {

@@ -191,7 +191,9 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 			return nil, err
 		}
 		var info v1.WorkloadInfo
-		lastErr = svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed, RequestID: requestID}, &info)
+		lastErr = svc.RetryBusy(ctx, func() error { // the bid stays the namespace's until it expires
+			return svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbDeploy, b.BidID), v1.DeployRequest{Workload: placed, RequestID: requestID}, &info)
+		})
 		if lastErr == nil {
 			return &info, nil
 		}
@@ -316,7 +318,7 @@ func (c *Client) lookup(ctx context.Context, verb, wid string, req, resp any) er
 // one asks every node about one thing and returns the answer of the node that has it;
 // when every node says 404, it returns not_found with notFound as the message.
 func (c *Client) one(ctx context.Context, subject string, req, resp any, notFound string) error {
-	err := svc.Lookup(ctx, c.nc, subject, req, resp, c.Straggler, c.OnAck)
+	err := svc.RetryBusy(ctx, func() error { return svc.Lookup(ctx, c.nc, subject, req, resp, c.Straggler, c.OnAck) })
 	if v1.IsNotFound(err) && v1.AsError(err).Message == "not found" {
 		return v1.NotFound("%s", notFound)
 	}

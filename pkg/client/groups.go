@@ -70,6 +70,8 @@ func (c *Client) secretsKey(ctx context.Context) (string, error) {
 	switch {
 	case err == nil && r.XKey != "":
 		return r.XKey, nil
+	case svc.IsBusy(err):
+		return "", err
 	case err == nil, v1.IsCode(err, v1.CodeUnavailable), errors.Is(err, ErrNoSecretsKey):
 		return "", ErrNoSecretsKey
 	}

@@ -52,8 +52,8 @@ func (c *Client) SecretRm(ctx context.Context, name string) error {
 }
 
 func (c *Client) secretCall(ctx context.Context, subject string, req, resp any) error {
-	err := svc.Call(ctx, c.nc, subject, req, resp)
-	if err != nil && v1.AsError(err).ErrorCode == v1.CodeUnavailable {
+	err := svc.RetryBusy(ctx, func() error { return svc.Call(ctx, c.nc, subject, req, resp) })
+	if err != nil && v1.AsError(err).ErrorCode == v1.CodeUnavailable && !svc.IsBusy(err) {
 		return ErrNoSecretsKey
 	}
 	return err

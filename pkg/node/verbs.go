@@ -21,14 +21,14 @@ import (
 // workloadEndpoints are the control verbs on one workload (ep makes an endpoint of a
 // verb that every node answers): a verb of this kind is added here, beside its handler.
 func (n *Node) workloadEndpoints(ep func(verb, idName string, h svc.Func, concurrent int) svc.Endpoint) []svc.Endpoint {
-	budgeted := func(e svc.Endpoint) svc.Endpoint { // verbs that can wait long: counted per namespace
+	budgeted := func(e svc.Endpoint) svc.Endpoint { // verbs that can wait (on a nexlet): counted per namespace
 		e.PerNamespace = perNamespace
 		e.Owns = func(ns, wid string) bool { _, ok := n.work.Lookup(ns, wid); return ok }
 		return e
 	}
 	return []svc.Endpoint{
 		budgeted(ep(v1.VerbStop, "workload ID", svc.Handle(n.handleStop), handlerConcurrency)),
-		ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency),
+		budgeted(ep(v1.VerbInfo, "workload ID", svc.Handle(n.handleInfo), handlerConcurrency)),
 		budgeted(ep(v1.VerbClone, "workload ID", svc.Handle(n.handleClone), handlerConcurrency)),
 		budgeted(ep(v1.VerbExec, "workload ID", svc.Handle(n.handleExec), handlerConcurrency)),
 	}

@@ -103,7 +103,9 @@ func (s *Store) Endpoints() []svc.Endpoint {
 		return nil
 	}
 	ep := func(verb, idName string, h svc.Func) svc.Endpoint {
-		return svc.Endpoint{Name: verb, Subject: v1.ControlWildcard(verb, idName != ""), Tokens: svc.ControlTokens(idName), Handler: h, Concurrent: 16}
+		// a namespace holds at most 4 of the 16 at once (each may wait out a KV leader
+		// election): one tenant's flood of puts makes no other's wait
+		return svc.Endpoint{Name: verb, Subject: v1.ControlWildcard(verb, idName != ""), Tokens: svc.ControlTokens(idName), Handler: h, Concurrent: 16, PerNamespace: 4}
 	}
 	return []svc.Endpoint{
 		ep(v1.VerbSecretPut, "secret name", svc.Handle(s.handlePut)),
