@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,6 +210,70 @@ func rssMiB(pid int) int {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return kb >> 10
+		}
+	}
+	return 0
+}
+
+// A tenant's workload that writes as fast as it can (`yes`) made nexlet-native, which
+// splits and publishes its output, use 1.25 cores: the node's CPU, outside the tenant's
+// own limits. With --output-rate a workload's stdout takes no more than the rate (each
+// line 32 bytes more): its writes wait as on a full pipe, and the nexlet's CPU for it is
+// a sliver.
+func TestTenantOutputPaced(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	data := filepath.Join(u.home, "data")
+	startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--output-rate", "256KiB")
+	a := op.tenant(t, u, url, "a", "alice")
+	nexlets := testutil.Processes("nexlet-native", data)
+	if len(nexlets) != 1 {
+		t.Fatalf("%d nexlet-native processes of this node", len(nexlets))
+	}
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "yes",
+		"--start-request", `{"uri":"file:///usr/bin/yes"}`)...))
+	defer u.mustNex(append(a, "workload", "stop", id)...)
+	// a's own output, read as a would: at most a second's burst and the rate after it
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var lines atomic.Int64
+	sub, err := nc.Subscribe(v1.LogSubject("a", id), func(m *nats.Msg) {
+		l, _ := testutil.FeedLines(m)
+		lines.Add(int64(len(l)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	testutil.Eventually(t, 10*time.Second, "yes's first lines", func() bool { return lines.Load() > 0 })
+	cpu0, began := cpuTicks(nexlets[0]), time.Now()
+	n0 := lines.Load()
+	testutil.Eventually(t, 20*time.Second, "4 s of yes", func() bool { return time.Since(began) > 4*time.Second })
+	ticks, took, n := cpuTicks(nexlets[0])-cpu0, time.Since(began), lines.Load()-n0
+	perLine := int64(len("y") + 32)
+	if most := (256<<10)/perLine*int64(took/time.Second+2) + (256<<10)/perLine; n > most {
+		t.Fatalf("%d lines of yes in %s at --output-rate 256KiB, want at most %d", n, took.Round(time.Millisecond), most)
+	}
+	// clock ticks are 10 ms: a quarter of a core over 4 s is 100
+	if ticks > 100 {
+		t.Fatalf("nexlet-native used %d clock ticks in %s for one paced yes (a quarter of a core is 100)", ticks, took.Round(time.Millisecond))
+	}
+	t.Logf("yes at --output-rate 256KiB: %d lines in %s; nexlet-native %d clock ticks", n, took.Round(time.Millisecond), ticks)
+}
+
+// cpuTicks is the user and system CPU time of process pid in clock ticks (0 when it
+// cannot be read).
+func cpuTicks(pid int) int64 {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		f := strings.Fields(s[i+1:]) // state is f[0]; utime and stime the 12th and 13th
+		if len(f) > 12 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			return ut + st
 		}
 	}
 	return 0

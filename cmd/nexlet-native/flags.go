@@ -36,6 +36,7 @@ type cli struct {
 	WorkdirRoots     []string
 	DefaultLimits    string
 	CacheMaxBytes    string
+	OutputRate       string
 	MaxLimits        string
 	StopGrace        time.Duration
 	ShowWorkloadLogs bool
@@ -103,6 +104,7 @@ func parseFlags(args []string, out io.Writer) (cli, error) {
 	fs.StringVar(&c.DefaultLimits, "default-limits", os.Getenv("NEX_DEFAULT_LIMITS"), "Resource limits of a workload that asks for none, e.g. memory=512MiB,cpu=1,pids=1024,disk=1GiB (each resource on its own; memory, cpu and pids need cgroups; $NEX_DEFAULT_LIMITS).")
 	fs.StringVar(&c.MaxLimits, "max-limits", os.Getenv("NEX_MAX_LIMITS"), "The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384: a request above is declined, naming the field and the ceiling ($NEX_MAX_LIMITS).")
 	fs.StringVar(&c.CacheMaxBytes, "cache-max-bytes", envOr("NEX_CACHE_MAX_BYTES", "1GiB"), "Most bytes of fetched artifacts (http, nats://) kept, least recently used dropped first; also the largest one download ($NEX_CACHE_MAX_BYTES).")
+	fs.StringVar(&c.OutputRate, "output-rate", envOr("NEX_OUTPUT_RATE", "0"), "Most bytes a second each workload's stdout, and its stderr, may write, each line counting 32 bytes more, e.g. 4MiB (a second's worth passes at once); past it the workload's writes wait, as on a full pipe. 0: no bound ($NEX_OUTPUT_RATE).")
 	fs.DurationVar(&c.StopGrace, "stop-grace", c.StopGrace, "Default time between SIGTERM and SIGKILL on stop.")
 	fs.BoolVar(&c.ShowWorkloadLogs, "show-workload-logs", false, "Print workload output in this process's log.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug|info|warn|error: log level.")
@@ -178,6 +180,9 @@ func (c *cli) check() error {
 	}
 	if b, err := v1.ParseByteSize(c.CacheMaxBytes); err != nil || b <= 0 {
 		return fmt.Errorf("--cache-max-bytes %q: want a size like 1GiB", c.CacheMaxBytes)
+	}
+	if _, err := v1.ParseByteSize(c.OutputRate); err != nil {
+		return fmt.Errorf("--output-rate %q: want a size a second like 4MiB, or 0", c.OutputRate)
 	}
 	for flag, v := range map[string]string{"--default-limits": c.DefaultLimits, "--max-limits": c.MaxLimits} {
 		if _, err := v1.ParseResources(v); err != nil {

@@ -220,6 +220,9 @@ func (c *cli) driverOptions(nc *nats.Conn, log *zap.Logger) (native.Options, err
 	opts.MaxLimits, _ = v1.ParseResources(c.MaxLimits)
 	cache, _ := v1.ParseByteSize(c.CacheMaxBytes)
 	opts.CacheMaxBytes = int64(cache)
+	rate, _ := v1.ParseByteSize(c.OutputRate)
+	opts.Feed = nexlet.NewFeed(nc, c.NodeID)
+	opts.Feed.OutputRate = int64(rate)
 	return opts, nil
 }
 

@@ -110,6 +110,9 @@ func (x *nexlets) startNative() error {
 	if d.o.CacheMaxBytes != "" {
 		args = append(args, "--cache-max-bytes="+d.o.CacheMaxBytes)
 	}
+	if d.o.OutputRate != "" {
+		args = append(args, "--output-rate="+d.o.OutputRate)
+	}
 	for flag, v := range map[string]string{"--default-limits": d.o.DefaultLimits, "--max-limits": d.o.MaxLimits} {
 		if v != "" {
 			args = append(args, flag+"="+v)

@@ -43,6 +43,7 @@ type Options struct {
 	MaxLimits          string            `name:"max-limits" env:"NEX_MAX_LIMITS" help:"The most resources a workload may ask for, e.g. memory=8GiB,cpu=4,pids=16384,disk=20GiB: a start above is declined, naming the field and the ceiling."`
 	NamespaceQuota     []string          `name:"namespace-quota" sep:";" env:"NEX_NAMESPACE_QUOTA" help:"What a namespace may run across the cluster: NS=workloads=N,memory=SIZE,cpu=CORES (repeatable, or ';'-separated; NS '*' for every namespace but system without its own). A start past it is refused with quota_exceeded; with a memory or cpu quota every start must ask for that resource or get it from --default-limits. Give every node the same."`
 	CacheMaxBytes      string            `name:"cache-max-bytes" env:"NEX_CACHE_MAX_BYTES" default:"1GiB" help:"Most bytes of fetched artifacts (http, nats://) nexlet-native keeps, least recently used dropped first; also the largest one download."`
+	OutputRate         string            `name:"output-rate" env:"NEX_OUTPUT_RATE" help:"Most bytes a second each workload's stdout, and its stderr, may write, each line counting 32 bytes more, e.g. 4MiB (a second's worth passes at once); past it the workload's writes wait, as on a full pipe (nexlet-native's CPU for a workload's output is the node's, outside the workload's limits). Default: no bound."`
 	WorkdirRoots       []string          `name:"workdir-roots" env:"NEX_WORKDIR_ROOTS" help:"Directories under which a start request may name its own workdir (absolute). Default: none when workloads run as users of their own; anywhere outside the data dir when they run as the node's user."`
 	RequireIsolation   []string          `name:"require-isolation" sep:"," help:"Namespaces ('*': all) whose workloads this node runs only as users of their own (nex.isolation=uid); it declines them otherwise, saying why."`
 	Memory             string            `name:"memory" env:"NEX_MEMORY" help:"Memory the node offers workloads, its reserve included, e.g. 8GiB (default: the machine's, MemTotal of /proc/meminfo); it declines starts whose resources.memory do not fit."`
@@ -167,6 +168,9 @@ func (o Options) Check() error {
 	}
 	if b, err := v1.ParseByteSize(o.CacheMaxBytes); o.CacheMaxBytes != "" && (err != nil || b <= 0) {
 		return fmt.Errorf("--cache-max-bytes %q: want a size like 1GiB", o.CacheMaxBytes)
+	}
+	if _, err := v1.ParseByteSize(o.OutputRate); o.OutputRate != "" && err != nil {
+		return fmt.Errorf("--output-rate %q: want a size a second like 4MiB, or 0", o.OutputRate)
 	}
 	defaults, _ := v1.ParseResources(o.DefaultLimits)
 	ceiling, _ := v1.ParseResources(o.MaxLimits)

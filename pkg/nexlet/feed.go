@@ -40,11 +40,19 @@ type Feed struct {
 	// OnHistoryDrop, when set, is told of each batch of lines the history refused (for
 	// the nexlet's log). Set it before the first LineWriter.
 	OnHistoryDrop func(ns, wid string, lines uint64, reason string)
+	// OutputRate, when above 0, bounds the bytes a second each LineWriter takes, a line
+	// counting lineOverhead more (a burst of a second's worth passes at once): past it,
+	// Write waits, so the workload's writes block as on a full pipe. The nexlet's CPU for
+	// a workload's output is the node's, outside the workload's own limits (one `yes`
+	// made nexlet-native use 1.25 cores). Set it before the first LineWriter.
+	OutputRate int64
+	paced      atomic.Int64 // nanoseconds LineWriters waited for OutputRate
 }
 
 // Stats are the feed's totals: log lines published and dropped, for heartbeats and metrics.
 func (f *Feed) Stats() map[string]uint64 {
-	return map[string]uint64{"log_lines": f.lines.Load(), "log_lines_dropped": f.dropped.Load(), "log_lines_history_dropped": f.historyDropped.Load()}
+	return map[string]uint64{"log_lines": f.lines.Load(), "log_lines_dropped": f.dropped.Load(), "log_lines_history_dropped": f.historyDropped.Load(),
+		"log_paced_ms": uint64(f.paced.Load() / int64(time.Millisecond))}
 }
 
 // NewFeed returns a Feed publishing on nc; nodeID is stamped on events.
@@ -133,7 +141,7 @@ const DefaultMaxBlock = 5 * time.Second
 // and waits (briefly) for queued lines to be published.
 func (f *Feed) LineWriter(ns, wid, stream string) *LineWriter {
 	w := &LineWriter{feed: f, nc: f.nc, ns: ns, wid: wid, subject: v1.LogSubject(ns, wid), history: v1.LogHistorySubject(ns, wid), stream: stream,
-		done: make(chan struct{}), freed: make(chan struct{}), MaxBlock: DefaultMaxBlock}
+		done: make(chan struct{}), freed: make(chan struct{}), MaxBlock: DefaultMaxBlock, rate: f.OutputRate, closing: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	return w
 }
@@ -173,6 +181,10 @@ type LineWriter struct {
 	stuck      bool          // a wait for room timed out: drop until the publisher moves
 	published  uint64
 	dropped    uint64
+	rate       int64         // Feed.OutputRate
+	credit     float64       // bytes the rate lets through now (below 0: a debt to wait out)
+	creditAt   time.Time     // when credit was last counted
+	closing    chan struct{} // closed by Close: a Write waiting out the rate returns
 }
 
 type entry struct {
@@ -184,7 +196,7 @@ type entry struct {
 func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	w.writing = true
-	n := len(p)
+	n, p0 := len(p), p
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -209,9 +221,44 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	w.writing = false
+	wait := w.debt(p0)
 	w.mu.Unlock()
 	w.cond.Signal()
+	if wait > 0 {
+		w.pace(wait)
+	}
 	return n, nil
+}
+
+// debt counts p against the writer's rate and says how long to wait before taking
+// more (0: no wait). Caller holds w.mu.
+func (w *LineWriter) debt(p []byte) time.Duration {
+	if w.rate <= 0 {
+		return 0
+	}
+	now := time.Now()
+	if w.creditAt.IsZero() {
+		w.credit = float64(w.rate)
+	} else {
+		w.credit = min(w.credit+now.Sub(w.creditAt).Seconds()*float64(w.rate), float64(w.rate))
+	}
+	w.creditAt = now
+	w.credit -= float64(len(p) + bytes.Count(p, []byte{'\n'})*lineOverhead)
+	if w.credit >= 0 {
+		return 0
+	}
+	return time.Duration(-w.credit / float64(w.rate) * float64(time.Second))
+}
+
+// pace waits d (or until Close), holding up the workload's writes.
+func (w *LineWriter) pace(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.closing:
+	}
+	w.feed.paced.Add(int64(d))
 }
 
 // enqueue appends one line to the queue. When the queue is full it waits for room, or
@@ -421,6 +468,7 @@ func (w *LineWriter) Close() error {
 		w.partial = w.partial[:0]
 	}
 	w.closed = true
+	close(w.closing)
 	if !w.publishing { // nothing was ever written
 		close(w.done)
 		w.mu.Unlock()

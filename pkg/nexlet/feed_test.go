@@ -306,3 +306,59 @@ func stuckConnection(t *testing.T) (*nats.Conn, func()) {
 	t.Cleanup(nc.Close)
 	return nc, unstick
 }
+
+// With Feed.OutputRate, a writer takes no more than a second's worth at once, then as
+// much a second as the rate allows, each line costing 32 bytes more than its own: a
+// workload's flood waits, as on a full pipe, and every line still arrives. Close ends a
+// wait at once (a workload that has exited is not held up by its pace).
+func TestLineWriterPaced(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	sub, err := nc.SubscribeSync(v1.LogSubject("ns", "w1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := nexlet.NewFeed(nc, "NODE")
+	const rate = 64 << 10
+	feed.OutputRate = rate
+	w := feed.LineWriter("ns", "w1", "stdout")
+	line := []byte(strings.Repeat("x", 95) + "\n") // 96 bytes, 128 counted
+	began := time.Now()
+	const lines = 1536 // 192 KiB counted: a second's burst, then 2 s at the rate
+	for range lines {
+		if _, err := w.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(began); took < 1900*time.Millisecond {
+		t.Fatalf("%d lines of 96 bytes at %d B/s took %s, want at least 2 s", lines, rate, took)
+	}
+	if paced := feed.Stats()["log_paced_ms"]; paced == 0 {
+		t.Fatal("log_paced_ms 0 after a paced flood")
+	}
+	got := 0
+	for got < lines {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d lines: %v", got, lines, err)
+		}
+		l, _ := testutil.FeedLines(m)
+		got += len(l)
+	}
+
+	// a write that owes a minute waits for Close only
+	slow := feed.LineWriter("ns", "w2", "stdout")
+	_, _ = slow.Write(bytes.Repeat([]byte("y"), rate)) // the burst
+	wrote := make(chan struct{})
+	go func() {
+		_, _ = slow.Write(bytes.Repeat([]byte("y"), 60*rate))
+		close(wrote)
+	}()
+	testutil.Eventually(t, 5*time.Second, "the second write to wait out its pace", func() bool { return feed.Stats()["log_paced_ms"] > 0 })
+	slow.Close()
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write waiting out its pace did not return on Close")
+	}
+}
