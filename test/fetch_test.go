@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,4 +180,70 @@ func ownerServer(t *testing.T, owners chan<- int, body string) *httptest.Server 
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// A tenant with the documented rights of namespace a starts twelve jobs at once, each
+// fetching a slow http artifact just under the cache's bound: each download went to a
+// file of its own in the cache's directory, which the bound did not count, and twelve of
+// 63 MiB held 745 MiB of the node's disk against --cache-max-bytes 64MiB (a review's
+// walk; at the defaults, 64 GiB). Downloads in flight now hold at most the bound together,
+// and a namespace with more than one at most half: the others fail, saying so, and
+// b's download, made while a's are in flight, succeeds.
+func TestTenantCannotFillTheDiskWithDownloads(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	data := filepath.Join(u.home, "data")
+	startNexd(t, u, url, data, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--cache-max-bytes", "64MiB")
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
+	chunk := make([]byte, 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 63
+		if r.URL.Path == "/small" {
+			n = 1
+		}
+		for i := range n { // 63 MiB over about 6 s: the server is slow, not the test
+			if _, err := w.Write(chunk); err != nil || r.URL.Path == "/small" {
+				return
+			}
+			if i < n-1 {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}))
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			sr := fmt.Sprintf(`{"uri":"file:///bin/true","artifacts":[{"uri":"%s/big%d"}]}`, srv.URL, i)
+			u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", fmt.Sprintf("f%d", i), "--start-request", sr)...)
+		})
+	}
+	cache := filepath.Join(data, "native", "cache")
+	var peak int64
+	bStarted := false
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		var total int64
+		entries, _ := os.ReadDir(cache)
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		peak = max(peak, total)
+		if !bStarted && total > 8<<20 { // a's downloads under way: b fetches one of its own
+			bStarted = true
+			out, errs, code := u.nex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "small",
+				"--start-request", `{"uri":"file:///bin/true","artifacts":[{"uri":"`+srv.URL+`/small"}]}`)...)
+			if code != 0 {
+				t.Errorf("b's download while a's are in flight: exit %d %s %s", code, out, errs)
+			}
+		}
+	}
+	wg.Wait()
+	if peak > 2*64<<20+2<<20 {
+		t.Fatalf("the cache's directory held %d MiB against --cache-max-bytes 64MiB (twice it at most: the cache and the downloads in flight)", peak>>20)
+	}
+	if !bStarted {
+		t.Fatal("a's downloads never got under way")
+	}
+	t.Logf("the cache's directory held at most %d MiB against a bound of 64 MiB", peak>>20)
 }

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // fetchTimeout bounds the download of one artifact.
@@ -29,6 +27,10 @@ type Cache struct {
 	dir string
 	max int64
 	mu  sync.Mutex
+
+	fl       sync.Mutex // guards what is in flight (flight.go)
+	inflight int64
+	flights  map[string]*flight // by namespace
 }
 
 // NewCache keeps fetched artifacts in dir, at most max bytes of them (DefaultCacheMaxBytes
@@ -64,15 +66,7 @@ func (f *Fetch) cached(ctx context.Context, uri, digest string) (*os.File, error
 			return file, nil
 		}
 	}
-	p, err := f.download(ctx, cacheDir, uri, digest)
-	if err != nil {
-		return nil, err
-	}
-	file, err := os.Open(p)
-	if err == nil {
-		f.Cache.prune(p)
-	}
-	return file, err
+	return f.download(ctx, cacheDir, uri, digest)
 }
 
 // cacheName names the cache entry of the workload's namespace for content of digest (a
@@ -124,41 +118,49 @@ func (c *Cache) prune(keep string) {
 }
 
 // download fetches uri into the cache, checks the digest when one is given, and
-// returns the cache path (named by the content's digest).
-func (f *Fetch) download(ctx context.Context, cacheDir, uri, want string) (string, error) {
+// returns the cache entry (named by the content's digest), open, the cache pruned to its
+// bound before the download's bytes stop counting as in flight.
+func (f *Fetch) download(ctx context.Context, cacheDir, uri, want string) (*os.File, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	r, err := f.open(ctx, uri)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer r.Close()
 	tmp, err := os.CreateTemp(cacheDir, "fetch-*")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer os.Remove(tmp.Name())
 	sum := sha256.New()
 	max := f.Cache.max
-	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(r, max+1))
+	f.Cache.begin(f.Namespace)
+	into := &counted{c: f.Cache, ns: f.Namespace, w: io.MultiWriter(tmp, sum)}
+	defer func() { f.Cache.end(f.Namespace, into.took) }() // after the rename: prune counts it then
+	n, err := io.Copy(into, io.LimitReader(r, max+1))
 	if err != nil {
 		tmp.Close()
-		return "", fmt.Errorf("fetch: %w", err)
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	if n > max {
 		tmp.Close()
-		return "", fmt.Errorf("fetch: larger than this nexlet's artifact cache of %s (nexlet-native --cache-max-bytes)", v1.ByteSize(max))
+		return nil, fmt.Errorf("fetch: %w", errTooLarge(max))
 	}
 	if err := tmp.Close(); err != nil {
-		return "", err
+		return nil, err
 	}
 	got := hex.EncodeToString(sum.Sum(nil))
 	if want != "" && got != want {
-		return "", fmt.Errorf("sha256 mismatch: want %s, got %s", want, got)
+		return nil, fmt.Errorf("sha256 mismatch: want %s, got %s", want, got)
 	}
 	p := filepath.Join(cacheDir, f.cacheName(got))
 	if err := os.Rename(tmp.Name(), p); err != nil {
-		return "", err
+		return nil, err
 	}
-	return p, nil
+	file, err := os.Open(p) // open: a prune may remove the name, not the file
+	if err == nil {
+		f.Cache.prune(p)
+	}
+	return file, err
 }
