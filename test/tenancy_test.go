@@ -817,3 +817,56 @@ func TestTenantCannotConfigureStreams(t *testing.T) {
 		t.Fatalf("a user of a %d-character namespace: exit %d %s", len(long), code, errOut)
 	}
 }
+
+// Tenant a, with the documented rights of its namespace, aims a push consumer on its own
+// bundle bucket at b's workload's log subject (NATS checks the consumer's create request,
+// not where it delivers) and stores "INJECTED" there: on a node that keeps no history, b's
+// `nex workload logs -f` showed it as b's workload's output. The follower now takes only
+// what is published on the subject, never what JetStream delivers there.
+func TestTenantCannotWriteIntoAnothersFollow(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--no-logs.history")
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
+	_, id := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "ticker",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"]}`)...))
+	defer u.mustNex(append(b, "workload", "stop", id)...)
+	follow := u.start("nex", append(b, "workload", "logs", "-f", id)...)
+	testutil.Eventually(t, 15*time.Second, "b's follower to show its ticks", func() bool { return strings.Contains(follow.out.String(), "tick") })
+
+	script := u.write("hi.sh", "#!/bin/sh\necho bundled\n", 0o755)
+	u.mustNex(append(a, "workload", "bundle", script, "--lifecycle", "job", "-o", filepath.Join(u.home, "hi.nexfile"))...) // a's bucket, made by the node
+	tenant, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "alice.creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tenant.Close()
+	js, _ := jetstream.New(tenant)
+	ctx := context.Background()
+	obj, err := js.ObjectStore(ctx, v1.BundleBucket("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.PutBytes(ctx, "injected", []byte("INJECTED by a")); err != nil {
+		t.Fatal(err)
+	}
+	bucket := "OBJ_" + v1.BundleBucket("a")
+	push, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "aimed", "ack_policy": "none",
+		"deliver_subject": v1.LogSubject("b", id), "filter_subject": "$O." + v1.BundleBucket("a") + ".C.>"}})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket("a")+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("the push consumer: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to b's log subject", func() bool {
+		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+	})
+	seen := strings.Count(follow.out.String(), "tick")
+	testutil.Eventually(t, 10*time.Second, "b's follower to show more ticks", func() bool { return strings.Count(follow.out.String(), "tick") > seen+2 })
+	if out := follow.out.String(); strings.Contains(out, "INJECTED") {
+		t.Fatalf("b's follower showed a's bytes as its workload's output:\n%s", out)
+	}
+}

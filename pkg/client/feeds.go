@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -369,6 +370,13 @@ func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg
 		case <-ctx.Done():
 			return nil
 		case m := <-ch:
+			if svc.Delivered(subject, m.Subject, m.Header) {
+				// JetStream delivers a push consumer's messages under the subject they were
+				// stored with: another namespace's consumer aimed at this subject (its
+				// creator's permissions are not checked against where it delivers) is not
+				// this workload's output
+				continue
+			}
 			if err := fn(FeedMsg{Subject: m.Subject, Time: time.Now(), Header: m.Header, Data: m.Data}); err != nil {
 				return err
 			}

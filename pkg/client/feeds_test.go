@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -150,4 +151,69 @@ func TestFeedReadsLeaveNoGoroutine(t *testing.T) {
 		read()
 	}
 	testutil.Eventually(t, 5*time.Second, "the reads' goroutines to end", func() bool { return testutil.ClientGoroutines() <= before })
+}
+
+// Following a workload's output live (no history stream) reads what its nexlet
+// publishes, never what JetStream delivers there: another namespace's push consumer,
+// aimed at the workload's log subject (NATS checks the consumer's create request, not
+// where it delivers), delivers messages under the subject they were stored with.
+func TestFollowLiveTakesNoDeliveries(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(nc, "b")
+	got := make(chan client.LogLine, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Logs(ctx, "w1", client.FeedOptions{Follow: true}, func(l client.LogLine) error { got <- l; return nil })
+	}()
+	// the follower subscribes once it finds no stream: the nexlet's lines, until one arrives
+	feed := nexlet.NewFeed(nc, "NODE")
+	w := feed.LineWriter("b", "w1", "stdout")
+	defer w.Close()
+	testutil.Eventually(t, 10*time.Second, "the follower to read the nexlet's line", func() bool {
+		fmt.Fprintln(w, "real")
+		select {
+		case l := <-got:
+			if l.Line != "real" {
+				t.Fatalf("the follower read %q", l.Line)
+			}
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
+	for len(got) > 0 {
+		<-got
+	}
+	push := fmt.Sprintf(`{"stream_name":"OTHER","config":{"name":"pushed","ack_policy":"none","deliver_subject":%q}}`, v1.LogSubject("b", "w1"))
+	if m, err := nc.Request("$JS.API.CONSUMER.CREATE.OTHER.pushed", []byte(push), 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("the push consumer: %v %s", err, m.Data)
+	}
+	if _, err := js.Publish(ctx, "other.x", []byte("INJECTED")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver", func() bool {
+		m, err := nc.Request("$JS.API.CONSUMER.INFO.OTHER.pushed", nil, time.Second)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+	})
+	fmt.Fprintln(w, "after")
+	for l := range got {
+		if l.Line == "after" {
+			break
+		}
+		t.Fatalf("the follower read %q, delivered by another's consumer", l.Line)
+	}
+	cancel()
+	<-done
 }
