@@ -870,3 +870,29 @@ func TestTenantCannotWriteIntoAnothersFollow(t *testing.T) {
 		t.Fatalf("b's follower showed a's bytes as its workload's output:\n%s", out)
 	}
 }
+
+// Tenant a's sandboxed job lists the host's cgroup hierarchies (its sandbox shows the
+// host's /sys): the workloads' cgroups, named by workload ID, told a every namespace's
+// workloads, and their memory, CPU and process IDs in world-readable files (a review's
+// walk). The parent of the workloads' cgroups is now one only root may list.
+func TestTenantCannotListOthersCgroups(t *testing.T) {
+	if os.Geteuid() != 0 || !slices.Contains(cgroups.Probe(), v1.ResourceMemory) {
+		t.Skip("workloads get cgroups of their own only as root, with the memory cgroup")
+	}
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
+	_, victim := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "victim",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"],"resources":{"memory":"64MiB"}}`)...))
+	defer u.mustNex(append(b, "workload", "stop", victim)...)
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "probe", "--start-request",
+		`{"uri":"file:///bin/sh","argv":["-c","find /sys/fs/cgroup -maxdepth 8 -type d 2>/dev/null | grep -c . ; find /sys/fs/cgroup -maxdepth 8 -type d 2>/dev/null | grep nex-; echo probed"]}`)...))
+	var out string
+	testutil.Eventually(t, 20*time.Second, "a's probe to finish", func() bool {
+		out, _, _ = u.nex(append(a, "workload", "logs", id)...)
+		return strings.Contains(out, "probed")
+	})
+	if strings.Contains(out, victim) {
+		t.Fatalf("a's job found b's workload %s in the cgroup hierarchies:\n%s", victim, out)
+	}
+}

@@ -75,6 +75,9 @@ func (s *Setup) New(id string, r *v1.Resources) (*Cgroup, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fail(err)
 		}
+		if err := hide(s.v1dirs[c]); err != nil { // made again here
+			return fail(err)
+		}
 		g.dirs, g.own = append(g.dirs, dir), append(g.own, s.v1own[c])
 		var err error
 		switch c {

@@ -101,7 +101,10 @@ func setupV2(dir, name string) (*Setup, error) {
 		return nil, fmt.Errorf("enable controllers in %s: %v", dir, err)
 	}
 	base := filepath.Join(dir, name)
-	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Mkdir(base, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	if err := hide(base); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
@@ -123,8 +126,12 @@ func setupV1(own, mounts map[string]string, name string) *Setup {
 		mine := filepath.Join(mnt, own[c])
 		base := filepath.Join(mine, name)
 		removeEmptyBases(mine, base)
-		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := os.Mkdir(base, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
 			why = append(why, fmt.Sprintf("cannot make %s: %v", base, err))
+			continue
+		}
+		if err := hide(base); err != nil {
+			why = append(why, err.Error())
 			continue
 		}
 		s.v1dirs[c], s.v1own[c] = base, mine
@@ -211,4 +218,16 @@ func Probe() []string {
 	s := Detect(cgroupfs.Prefix+"probe-"+strconv.Itoa(os.Getpid()), nil)
 	defer s.Close()
 	return slices.Clone(s.limits)
+}
+
+// hide makes base, the parent of the workloads' cgroups, one that only root may list:
+// its entries are named by workload ID, and a workload (whose sandbox shows the host's
+// /sys) listed every namespace's workloads there, and read their memory, CPU and process
+// IDs in the world-readable files below. A workload still reaches its own cgroup's files
+// by their path.
+func hide(base string) error {
+	if err := os.Chmod(base, 0o711); err != nil {
+		return fmt.Errorf("make %s unlistable: %v", base, err)
+	}
+	return nil
 }
