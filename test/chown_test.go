@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,4 +120,42 @@ func TestTenantCannotHaveRootChownOutsideItsWorkdir(t *testing.T) {
 			t.Fatalf("after %d starts of the workload again, root's %s belongs to UID %d", round, shadow, st.Uid)
 		}
 	}
+}
+
+// A tenant's workload on a node without the sandbox leaves a file of its UID's, mode
+// 0600, in /run/lock, a directory any user may write: it stayed after the workload was
+// removed, for the tenant whose workload gets the UID next to read (a review's walk). A
+// released UID's files go from /run/lock too, as from /tmp, /var/tmp and /dev/shm.
+func TestTenantLeavesNothingInRunLock(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads get users of their own only as root: run as root")
+	}
+	if st, err := os.Stat("/run/lock"); err != nil || st.Mode().Perm()&0o002 == 0 {
+		t.Skip("no world-writable /run/lock here")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to run nexd without CAP_SYS_ADMIN")
+	}
+	op, u, url, nodeCreds := issuerSetup(t)
+	u.wrap = map[string][]string{"nexd": {setpriv, "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", "--"}}
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--cgroups", "none")
+	a := op.tenant(t, u, url, "a", "alice")
+	left := "/run/lock/nex-left-" + strconv.Itoa(os.Getpid())
+	defer os.Remove(left)
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "leaver", "--start-request",
+		`{"uri":"file:///bin/sh","argv":["-c","echo secret-of-a > `+left+`; chmod 600 `+left+`; echo left"]}`)...))
+	testutil.Eventually(t, 15*time.Second, "the job to leave its file", func() bool {
+		out, _, _ := u.nex(append(a, "workload", "logs", id)...)
+		return strings.Contains(out, "left")
+	})
+	st, err := os.Stat(left)
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid == 0 {
+		t.Fatalf("the job's file: %v (it ran as a user of its own?)", err)
+	}
+	u.mustNex(append(a, "workload", "rm", id)...)
+	testutil.Eventually(t, 15*time.Second, "the released UID's file in /run/lock to go", func() bool {
+		_, err := os.Stat(left)
+		return os.IsNotExist(err)
+	})
 }

@@ -62,7 +62,10 @@ func NewPool(r hostusers.UIDRange, lockDir string, tmpDirs []string, log *zap.Lo
 		lockDir = DefaultLockDir
 	}
 	if tmpDirs == nil {
-		tmpDirs = []string{os.TempDir(), "/var/tmp", "/dev/shm"}
+		// every directory of the machine any user may write (/run/lock too: a workload's
+		// 0600 file there waited for the UID's next holder), and the POSIX message queues
+		// where their file system is mounted
+		tmpDirs = []string{os.TempDir(), "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue"}
 	}
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
 		return nil, fmt.Errorf("workload UID locks: %w", err)
