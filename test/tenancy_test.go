@@ -896,3 +896,30 @@ func TestTenantCannotListOthersCgroups(t *testing.T) {
 		t.Fatalf("a's job found b's workload %s in the cgroup hierarchies:\n%s", victim, out)
 	}
 }
+
+// nexd started with a descriptor open beyond stderr (a shell's redirection, a service
+// manager's): it went on to nexlet-native and to every tenant's workload, which wrote
+// through it, to a file of root's in a directory only root may enter (a review's walk
+// found a workload holding the starting shell's pipe). nexd and nexlet-native now pass on
+// no descriptor they were started with.
+func TestTenantGetsNoDescriptorOfNexds(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	private := filepath.Join(t.TempDir(), "root-only")
+	if err := os.MkdirAll(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(private, "root-file")
+	u.wrap = map[string][]string{"nexd": {"/bin/sh", "-c", `exec 9>>"` + target + `"; exec "$0" "$@"`}}
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	_, id := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "fds", "--start-request",
+		`{"uri":"file:///bin/sh","argv":["-c","ls /proc/self/fd; (echo pwned >&9) 2>/dev/null && echo wrote-through-9; echo done"]}`)...))
+	var out string
+	testutil.Eventually(t, 20*time.Second, "the job to finish", func() bool {
+		out, _, _ = u.nex(append(a, "workload", "logs", id)...)
+		return strings.Contains(out, "done")
+	})
+	if b, _ := os.ReadFile(target); len(b) > 0 || strings.Contains(out, "wrote-through-9") {
+		t.Fatalf("a tenant's job wrote through nexd's descriptor 9 (file holds %q):\n%s", b, out)
+	}
+}

@@ -74,6 +74,7 @@ func parseWith(args []string, warn func(string)) (*cli, error) {
 }
 
 func main() {
+	proc.NoInheritedFiles()
 	c, err := parse(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nexd:", err)

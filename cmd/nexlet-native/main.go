@@ -37,6 +37,7 @@ import (
 
 func main() {
 	native.SandboxMain() // started as a workload's sandbox helper: becomes the workload
+	proc.NoInheritedFiles()
 	c, err := parseFlags(os.Args[1:], os.Stdout)
 	switch {
 	case errors.Is(err, errHelp) || errors.Is(err, errVersion):
