@@ -254,15 +254,20 @@ func (c *Client) List(ctx context.Context, req v1.ListRequest) ([]v1.WorkloadInf
 }
 
 // ListReport is List that also names the nodes that did not answer in time, though the
-// others named them alive: their workloads are not in the list.
+// others named them alive, and those that answered with an error: their workloads are not
+// in the list.
 func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.WorkloadInfo, missing []string, err error) {
 	out := []v1.WorkloadInfo{}
 	var firstErr error
+	var failed []string // nodes that answered with an error: their workloads are not listed
 	missing, err = svc.FanOutMissing(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbList), req, c.Straggler, func(r svc.Reply) bool {
 		lr, err := decodeList(r)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
+			}
+			if r.NodeID != "" {
+				failed = append(failed, r.NodeID)
 			}
 			return false
 		}
@@ -280,6 +285,14 @@ func (c *Client) ListReport(ctx context.Context, req v1.ListRequest) (list []v1.
 	if len(out) == 0 && firstErr != nil {
 		return nil, missing, firstErr
 	}
+	// a node that failed its list (shutting down, say) is short of its workloads as one
+	// that did not answer is: said, never a shorter list that looks whole
+	for _, id := range failed {
+		if !slices.Contains(missing, id) {
+			missing = append(missing, id)
+		}
+	}
+	slices.Sort(missing)
 	// pdqsort on a total order: far fewer moves of these large structs than a stable sort
 	slices.SortFunc(out, func(a, b v1.WorkloadInfo) int {
 		if c := a.StartedAt.Compare(b.StartedAt); c != 0 {

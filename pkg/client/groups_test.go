@@ -59,3 +59,36 @@ func TestRetriedGroupCreateIsNotAConflict(t *testing.T) {
 		t.Fatalf("got %+v after %d tries, want the group's status after 3", st, tries.Load())
 	}
 }
+
+// A node that answers a list with an error (one shutting down answers what it had queued
+// 503) is named among the missing, as one that did not answer is: its workloads are not
+// in the list, and the list must not look whole. Before, they were left out in silence.
+func TestListNamesNodesThatFailed(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	answer := func(node string, reply func(m *nats.Msg, r *nats.Msg)) {
+		if _, err := nc.Subscribe(v1.ControlSubject("default", v1.VerbList), func(m *nats.Msg) {
+			r := nats.NewMsg(m.Reply)
+			r.Header.Set(v1.HeaderNodeID, node)
+			r.Header.Set(v1.HeaderPeers, "N1,N2")
+			reply(m, r)
+			_ = m.RespondMsg(r)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer("N1", func(_ *nats.Msg, r *nats.Msg) {
+		r.Data, _ = json.Marshal(v1.ListReply{NodeID: "N1", Workloads: []v1.WorkloadInfo{{ID: "w1", NodeID: "N1", State: v1.StateRunning}}})
+	})
+	answer("N2", func(_ *nats.Msg, r *nats.Msg) {
+		e := v1.Errorf(v1.CodeUnavailable, "the service is shutting down")
+		r.Data, _ = json.Marshal(e)
+		r.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(e.Code))
+		r.Header.Set(micro.ErrorHeader, e.Message)
+	})
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	list, missing, err := c.ListReport(context.Background(), v1.ListRequest{})
+	if err != nil || len(list) != 1 || len(missing) != 1 || missing[0] != "N2" {
+		t.Fatalf("a list where N2 failed: %v, missing %v, %v; want w1, and N2 missing", list, missing, err)
+	}
+}

@@ -380,7 +380,7 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	for _, id := range missing { // the list is short of theirs: say so, whatever the format
-		fmt.Fprintf(g.Stderr(), "nex: warning: node %s did not answer in time; its workloads are not in this list\n", id)
+		fmt.Fprintf(g.Stderr(), "nex: warning: node %s did not answer in time, or failed to list; its workloads are not in this list\n", id)
 	}
 	if list, err = c.filter(ctx, cl, list); err != nil {
 		return err
