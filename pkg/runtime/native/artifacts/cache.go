@@ -103,7 +103,17 @@ func (c *Cache) prune(keep string) {
 		files = append(files, file{filepath.Join(dir, e.Name()), info.Size(), info.ModTime()})
 		total += info.Size()
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].used.Before(files[j].used) })
+	// the namespace whose download this prune follows gives up its own entries first,
+	// least recently used first, and only then another's: one tenant fetching one new
+	// artifact after another pushed every other namespace's out of the cache (a review)
+	ns, _, _ := strings.Cut(filepath.Base(keep), ".")
+	own := func(f file) bool { return strings.HasPrefix(filepath.Base(f.path), ns+".") }
+	sort.SliceStable(files, func(i, j int) bool {
+		if oi, oj := own(files[i]), own(files[j]); oi != oj {
+			return oi
+		}
+		return files[i].used.Before(files[j].used)
+	})
 	for _, f := range files {
 		if total <= c.max {
 			return
