@@ -764,20 +764,7 @@ func TestTenantCannotConfigureStreams(t *testing.T) {
 	if _, err := obj.PutBytes(ctx, "injected", []byte("INJECTED")); err != nil {
 		t.Fatal(err)
 	}
-	push, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "aimed", "ack_policy": "none",
-		"deliver_subject": "b.greet", "deliver_group": "nex-fn-b-greet", "filter_subject": "$O." + v1.BundleBucket(ns) + ".C.>"}})
-	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket(ns)+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
-		t.Fatalf("the push consumer: %v", err)
-	}
-	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to b.greet", func() bool {
-		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
-		var info struct {
-			Delivered struct {
-				Consumer uint64 `json:"consumer_seq"`
-			} `json:"delivered"`
-		}
-		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
-	})
+	aimPush(t, tenant, ns, "b.greet", "nex-fn-b-greet")
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 		if logs, _, _ := u.nex(append(admin, "workload", "logs", fn)...); strings.Contains(logs, "INJECTED") {
 			t.Fatalf("b's function ran on a's bytes:\n%s", logs)
@@ -849,21 +836,7 @@ func TestTenantCannotWriteIntoAnothersFollow(t *testing.T) {
 	if _, err := obj.PutBytes(ctx, "injected", []byte("INJECTED by a")); err != nil {
 		t.Fatal(err)
 	}
-	bucket := "OBJ_" + v1.BundleBucket("a")
-	push, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "aimed", "ack_policy": "none",
-		"deliver_subject": v1.LogSubject("b", id), "filter_subject": "$O." + v1.BundleBucket("a") + ".C.>"}})
-	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket("a")+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
-		t.Fatalf("the push consumer: %v", err)
-	}
-	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to b's log subject", func() bool {
-		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
-		var info struct {
-			Delivered struct {
-				Consumer uint64 `json:"consumer_seq"`
-			} `json:"delivered"`
-		}
-		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
-	})
+	aimPush(t, tenant, "a", v1.LogSubject("b", id), "")
 	seen := strings.Count(follow.out.String(), "tick")
 	testutil.Eventually(t, 10*time.Second, "b's follower to show more ticks", func() bool { return strings.Count(follow.out.String(), "tick") > seen+2 })
 	if out := follow.out.String(); strings.Contains(out, "INJECTED") {
@@ -922,4 +895,29 @@ func TestTenantGetsNoDescriptorOfNexds(t *testing.T) {
 	if b, _ := os.ReadFile(target); len(b) > 0 || strings.Contains(out, "wrote-through-9") {
 		t.Fatalf("a tenant's job wrote through nexd's descriptor 9 (file holds %q):\n%s", b, out)
 	}
+}
+
+// aimPush makes, with tenant's rights, a push consumer "aimed" on namespace ns's bundle
+// bucket that delivers its objects' chunks to deliver (in queue group group, when not
+// empty), and waits until JetStream has delivered one.
+func aimPush(t *testing.T, tenant *nats.Conn, ns, deliver, group string) {
+	t.Helper()
+	bucket := "OBJ_" + v1.BundleBucket(ns)
+	cfg := map[string]any{"name": "aimed", "ack_policy": "none", "deliver_subject": deliver, "filter_subject": "$O." + v1.BundleBucket(ns) + ".C.>"}
+	if group != "" {
+		cfg["deliver_group"] = group
+	}
+	push, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": cfg})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket(ns)+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("the push consumer: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to "+deliver, func() bool {
+		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+	})
 }
