@@ -70,12 +70,16 @@ func (s *Setup) New(id string, r *v1.Resources) (*Cgroup, error) {
 		return g, nil
 	}
 	for _, c := range r.Names() {
-		dir := filepath.Join(s.v1dirs[c], id)
+		base, ok := s.v1dirs[c]
+		if !ok {
+			continue // not a cgroup's (disk: the workdir's watch), or enforced by none here
+		}
+		dir := filepath.Join(base, id)
 		// MkdirAll: another nexlet may have removed the base while it was empty (setupV1)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fail(err)
 		}
-		if err := hide(s.v1dirs[c]); err != nil { // made again here
+		if err := hide(base); err != nil { // made again here
 			return fail(err)
 		}
 		g.dirs, g.own = append(g.dirs, dir), append(g.own, s.v1own[c])

@@ -54,3 +54,34 @@ func TestEmptyCgroupBasesOfOthersRemoved(t *testing.T) {
 	}
 	g.Remove()
 }
+
+// A workload's disk limit is no cgroup's: on v1, New made a directory named by the
+// workload's ID in the nexlet's working directory for it (the "hierarchy" of disk being
+// none), one per workload with a disk limit; and the base the workloads' cgroups sit in
+// is one only root may list (its entries name every namespace's workloads).
+func TestNewMakesCgroupsOnly(t *testing.T) {
+	own, mounts, err := cgroupfs.ReadInfo()
+	if _, ok := mounts["memory"]; err != nil || !ok {
+		t.Skip("no v1 memory hierarchy here")
+	}
+	tag := fmt.Sprint(time.Now().UnixNano())
+	s := setupV1(own, mounts, cgroupfs.Base("me", tag))
+	if s.kind != v1.CgroupsV1 {
+		t.Skipf("no cgroups to make here: %s", s.why)
+	}
+	t.Cleanup(s.Close)
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	g, err := s.New("w1", &v1.Resources{Memory: 64 << 20, Disk: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove()
+	if entries, _ := os.ReadDir(cwd); len(entries) > 0 {
+		t.Fatalf("New made %s in the working directory", entries[0].Name())
+	}
+	st, err := os.Stat(s.v1dirs["memory"])
+	if err != nil || st.Mode().Perm() != 0o711 {
+		t.Fatalf("the workloads' base: %v %v, want mode 0711", st.Mode(), err)
+	}
+}
