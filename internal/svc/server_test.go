@@ -399,3 +399,57 @@ func TestBusyIsAskedAgain(t *testing.T) {
 		t.Fatalf("another 503: %v after %d tries, want it once", err, tries.Load())
 	}
 }
+
+// An endpoint answers only reply subjects that are inboxes: a request whose reply subject
+// is another endpoint's subject is dropped, unanswered and not handled (the node would
+// publish its answer there: a tenant's USAGE answered into the system LAMEDUCK). A
+// request with no reply subject is handled only by a fire-and-forget endpoint.
+func TestEndpointsAnswerInboxesOnly(t *testing.T) {
+	ns := testutil.StartServer(t)
+	nc := testutil.Connect(t, ns)
+	s := newServer(t, nc, nil)
+	var handled atomic.Int64
+	for _, e := range []svc.Endpoint{
+		{Name: "USAGE", Subject: "$NEX.SVC.v1.*.control.USAGE", Tokens: svc.ControlTokens("")},
+		{Name: "RELEASE", Subject: "$NEX.SVC.v1.*.control.RELEASE", Tokens: svc.ControlTokens(""), FireAndForget: true},
+	} {
+		e.Handler = svc.Handle(func(context.Context, *svc.Request, *struct{}) (string, error) { handled.Add(1); return "ok", nil })
+		if err := s.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target, err := nc.SubscribeSync("$NEX.SVC.v1.system.control.LAMEDUCK.N1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*nats.Msg{
+		{Subject: "$NEX.SVC.v1.a.control.USAGE", Reply: "$NEX.SVC.v1.system.control.LAMEDUCK.N1"},
+		{Subject: "$NEX.SVC.v1.a.control.USAGE"}, // no reply: not fire-and-forget
+	} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a fire-and-forget request, then an inbox's: each handled, in order after the others
+	_ = nc.PublishMsg(&nats.Msg{Subject: "$NEX.SVC.v1.a.control.RELEASE"})
+	if m, err := nc.Request("$NEX.SVC.v1.a.control.USAGE", nil, 2*time.Second); err != nil || string(m.Data) != `"ok"` {
+		t.Fatalf("a request with an inbox: %v %v", m, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the fire-and-forget request", func() bool { return handled.Load() >= 2 })
+	if n := handled.Load(); n != 2 {
+		t.Fatalf("%d requests handled, want the inbox's and the fire-and-forget one", n)
+	}
+	if m, err := target.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("the endpoint answered on another endpoint's subject: %s", m.Data)
+	}
+	for _, r := range []string{"_INBOX.x", "_INBOX_alice.x", "_INBOX_NEXW_a.x", "_NEXNODE_N1.x"} {
+		if !svc.InboxReply(r) {
+			t.Errorf("%s is an inbox", r)
+		}
+	}
+	for _, r := range []string{"", "a.loot", "$NEX.SVC.v1.system.control.LIST", "$JS.API.STREAM.DELETE.X", "INBOX.x"} {
+		if svc.InboxReply(r) {
+			t.Errorf("%s is no inbox", r)
+		}
+	}
+}

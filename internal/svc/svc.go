@@ -98,6 +98,7 @@ type Server struct {
 	mu       sync.Mutex
 	stopping bool
 	running  sync.WaitGroup // handlers in flight, detached or not
+	foreign  foreignReplies
 }
 
 // NewServer adds a micro service on nc.
@@ -148,6 +149,10 @@ type Endpoint struct {
 	Headers func() micro.Headers
 	// EveryInstance disables micro's queue group: every instance answers.
 	EveryInstance bool
+	// FireAndForget takes requests without a reply subject too (published, not asked):
+	// every other endpoint drops them, as it drops those whose reply is not an inbox
+	// (InboxReply).
+	FireAndForget bool
 }
 
 // Add serves ep, and returns once the server has its subscription.
@@ -230,6 +235,10 @@ func (s *Server) handler(ep Endpoint) micro.Handler {
 			// to the endpoint's subject can make its request. Dropped, unanswered.
 			s.log.Warn("dropped a message JetStream delivered to an endpoint (a push consumer aimed at it?)",
 				zap.String("endpoint", ep.Name), zap.String("subject", mr.Subject()))
+			return
+		}
+		if reply := mr.Reply(); !InboxReply(reply) && (reply != "" || !ep.FireAndForget) {
+			s.foreign.drop(s.log, ep.Name, mr.Subject(), reply) // see reply.go
 			return
 		}
 		if !s.enter() {

@@ -54,19 +54,30 @@ const WorkloadInboxPrefix = "_INBOX_NEXW_"
 func InboxPrefix(ns string) string { return WorkloadInboxPrefix + ns }
 
 // WorkloadPermissions scope a workload to its namespace: publish and subscribe in
-// <ns>.>, replies through its own inbox prefix, answers to requests it receives, and
-// reads of its namespace's object store (v1.BundleBucket: nats:// artifacts are fetched
-// with these credentials); nothing under $NEX, no other namespace, no other bucket.
+// <ns>.>, requests and their answers through the namespace's workload inbox prefix
+// (InboxPrefix), and reads of its namespace's object store (v1.BundleBucket: nats://
+// artifacts are fetched with these credentials); nothing under $NEX, no other namespace,
+// no other bucket.
+//
+// No allow_responses: NATS lets a client answer a message it received on the message's
+// reply subject, whatever that subject is, past any deny, and the sender chooses it
+// unchecked. A tenant sent its own service requests whose reply subjects were other
+// namespaces' control subjects, the system namespace's, a nexlet's: the service's answers
+// (any body, with a reply subject of the tenant's) were requests there, and the tenant
+// listed every namespace's workloads, ran commands in them and had their sealed values
+// opened for itself (a review's walk). A workload answers on inboxes alone: the
+// namespace's workload inbox prefix, where its namespace asks (the CLI's triggers
+// included), and the default _INBOX (an operator's nats req): no endpoint listens there,
+// only requesters waiting for an answer under a random name.
 func WorkloadPermissions(ns string) jwt.Permissions {
 	st := "OBJ_" + v1.BundleBucket(ns)
 	return jwt.Permissions{
-		Pub: jwt.Permission{Allow: jwt.StringList{ns + ".>",
+		Pub: jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>", "_INBOX.>",
 			"$JS.API.INFO", "$JS.API.STREAM.INFO." + st, "$JS.API.CONSUMER.CREATE." + st, "$JS.API.CONSUMER.CREATE." + st + ".>",
 			"$JS.API.CONSUMER.DELETE." + st + ".*", "$JS.API.DIRECT.GET." + st, "$JS.API.DIRECT.GET." + st + ".>",
 			"$JS.API.STREAM.MSG.GET." + st, "$JS.FC.>",
 		}},
-		Sub:  jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>"}},
-		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+		Sub: jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>"}},
 	}
 }
 
@@ -258,10 +269,11 @@ func TenantPermissions(ns, user string) jwt.Permissions {
 		// function triggers of the namespace (nex workload trigger)
 		ns+".>",
 	)
+	// no allow_responses (see WorkloadPermissions): a tenant's user answers nothing; it
+	// reads its namespace's workload inbox, where its functions answer its triggers
 	return jwt.Permissions{
-		Pub:  jwt.Permission{Allow: pub},
-		Sub:  jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", v1.FeedWildcard(ns)}},
-		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+		Pub: jwt.Permission{Allow: pub},
+		Sub: jwt.Permission{Allow: jwt.StringList{UserInboxPrefix(user) + ".>", v1.FeedWildcard(ns), InboxPrefix(ns) + ".>"}},
 	}
 }
 

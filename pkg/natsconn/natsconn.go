@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // Options are the NATS connection flags shared by nex, nexd and nexlet-native.
@@ -188,6 +189,11 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
 	if o.InboxPrefix != "" {
+		// nex's endpoints answer inboxes alone (internal/svc's InboxReply): a reply subject
+		// of another shape could name any subject for a node to publish to
+		if !strings.HasPrefix(o.InboxPrefix, "_INBOX") && !strings.HasPrefix(o.InboxPrefix, v1.NodeInboxPrefix("")) {
+			return nil, fmt.Errorf("inbox prefix %q (--nats.inbox-prefix, or a NATS context's inbox_prefix): nex answers only reply subjects that start with _INBOX; use one such as _INBOX_<user>", o.InboxPrefix)
+		}
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.NKey != "" {

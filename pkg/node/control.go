@@ -73,7 +73,7 @@ func (n *Node) addService() error {
 				return n.deploy(ctx, r, req, true)
 			}), Concurrent: handlerConcurrency, EveryInstance: true},
 		{Name: v1.VerbRelease, Subject: v1.ControlWildcard(v1.VerbRelease, true), Tokens: svc.ControlTokens("bid ID"),
-			Handler: svc.Handle(n.handleRelease), EveryInstance: true},
+			Handler: svc.Handle(n.handleRelease), EveryInstance: true, FireAndForget: true}, // a bid that holds no resources is let go unasked
 		{Name: "REGISTER", Subject: v1.RegisterSubject(n.cfg.NodeID), Handler: svc.Handle(n.handleRegister), Concurrent: handlerConcurrency},
 		{Name: "HEARTBEAT", Subject: v1.HeartbeatSubject(n.cfg.NodeID, "*"), Tokens: svc.LastToken("nexlet ID"),
 			Handler: svc.Handle(n.handleHeartbeat), Concurrent: handlerConcurrency},

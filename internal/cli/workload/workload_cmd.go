@@ -23,6 +23,7 @@ import (
 	"github.com/nexrun/nex/internal/cli"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/nexfile"
 	"github.com/nexrun/nex/pkg/schema"
 	"github.com/nexrun/nex/schemas"
@@ -65,7 +66,7 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, c.Subject, []byte(c.Data))
+	m, err := triggerRequest(ctx, nc.Conn, c.Subject, []byte(c.Data))
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("trigger %s: no function is listening on it (is a function workload with this trigger running? `nex workload list`)", c.Subject)
@@ -88,6 +89,34 @@ func (c *WorkloadTriggerCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return fmt.Errorf("function exited with code %s", code)
 	}
 	return nil
+}
+
+// triggerRequest asks subject with data and waits for the answer on an inbox under the
+// workload inbox prefix of the namespace the subject names (its first token): with
+// scoped credentials a function answers there and nowhere else (creds.WorkloadPermissions),
+// and a tenant's users may read it.
+func triggerRequest(ctx context.Context, nc *nats.Conn, subject string, data []byte) (*nats.Msg, error) {
+	ns, _, _ := strings.Cut(subject, ".")
+	inbox := creds.InboxPrefix(ns) + "." + nuid.Next()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(subject, inbox, data); err != nil {
+		return nil, err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), inbox) {
+		return nil, fmt.Errorf("this NATS user may not read the answers of namespace %s's functions on %s.> (credentials minted before nex asked for it: mint them again with nex security): %w", ns, creds.InboxPrefix(ns), err)
+	}
+	m, err := sub.NextMsgWithContext(ctx)
+	if err == nil && m.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return m, err
 }
 
 // WorkloadStartCmd starts a workload from a Nexfile and/or flags.

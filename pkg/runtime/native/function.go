@@ -223,7 +223,9 @@ func (h *handle) runInvocation(tc *triggerConn, m *nats.Msg) {
 		_ = stdoutLog.Close()
 	}
 	dur := time.Since(began)
-	if m.Reply != "" {
+	// only to an inbox: a tenant that set a trigger's reply subject to the system
+	// namespace's LAMEDUCK had its function's output published there (svc.InboxReply)
+	if m.Reply != "" && svc.InboxReply(m.Reply) {
 		out := &nats.Msg{Subject: m.Reply, Data: reply.Bytes(), Header: nats.Header{v1.HeaderExitCode: []string{strconv.Itoa(code)}}}
 		if reply.Truncated {
 			out.Header.Set(v1.HeaderError, "reply truncated at "+strconv.Itoa(MaxReplyBytes)+" bytes")

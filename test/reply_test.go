@@ -1,0 +1,138 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/creds"
+)
+
+// NATS checks who may publish to a subject, never the reply subject a message carries,
+// and lets a client with allow_responses answer a message it received on that reply
+// subject, whatever it is. A review's walk, with the documented tenant rights of
+// namespace a:
+//   - a's own USAGE request, its reply subject the system namespace's LAMEDUCK of the
+//     node: the node published its answer there and took it for the operator's lameduck;
+//     every namespace's workloads stopped (TestTenantCannotMakeTheNodeAnswerElsewhere);
+//   - a's own function (cat), triggered with that reply subject and a body of a's: the
+//     same, with a lameduck delay of a's choosing (TestTenantFunctionAnswersOnInboxesOnly);
+//   - a's own service (a relay) answering a's requests on their reply subjects with a
+//     reply subject of its own: a listed every namespace's workloads, ran commands in
+//     b's and read b's sealed values (TestTenantServiceCannotRelay).
+// Endpoints answer inboxes only (svc.InboxReply), and tenants and workloads have no
+// allow_responses: a workload answers on inboxes (creds.WorkloadPermissions).
+
+// lameduckOf says whether the node of the test's cluster is in lameduck, as the operator
+// sees it.
+func lameduckOf(t *testing.T, u *user, url, nodeCreds string) bool {
+	out, _, _ := u.nex("-s", url, "--nats.creds-file", nodeCreds, "node", "list", "--json")
+	var nodes []v1.NodeInfo
+	_ = json.Unmarshal([]byte(out), &nodes)
+	return len(nodes) > 0 && nodes[0].State == v1.NodeLameduck
+}
+
+func tenantConn(t *testing.T, u *user, url, user string) *nats.Conn {
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, user+".creds")), nats.CustomInboxPrefix(creds.UserInboxPrefix(user)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestTenantCannotMakeTheNodeAnswerElsewhere(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	node := startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	op.tenant(t, u, url, "a", "alice")
+	tenant := tenantConn(t, u, url, "alice")
+	m, err := tenant.Request(v1.ControlSubject("a", v1.VerbUsage), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := m.Header.Get(v1.HeaderNodeID)
+	if err := tenant.PublishMsg(&nats.Msg{Subject: v1.ControlSubject("a", v1.VerbUsage), Reply: v1.SystemSubject(v1.VerbLameduck, id)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = tenant.Flush()
+	testutil.Eventually(t, 15*time.Second, "the node to drop the request, or to go lameduck", func() bool {
+		return strings.Contains(node.bg.out.String(), "reply subject is not an inbox") || lameduckOf(t, u, url, nodeCreds)
+	})
+	if lameduckOf(t, u, url, nodeCreds) {
+		t.Fatal("a tenant's request, its reply subject the node's LAMEDUCK, put the node in lameduck")
+	}
+}
+
+func TestTenantFunctionAnswersOnInboxesOnly(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "function", "--name", "echo",
+		"--start-request", `{"uri":"file:///bin/cat","triggers":["a.echo"]}`)...))
+	// the CLI's trigger is answered (on the namespace's workload inbox)
+	if out := u.mustNex(append(a, "workload", "trigger", "a.echo", "hello")...); !strings.Contains(out, "hello") {
+		t.Fatalf("a's trigger of its own function: %q", out)
+	}
+	tenant := tenantConn(t, u, url, "alice")
+	m, err := tenant.Request(v1.ControlSubject("a", v1.VerbUsage), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lameduck := v1.SystemSubject(v1.VerbLameduck, m.Header.Get(v1.HeaderNodeID))
+	if err := tenant.PublishMsg(&nats.Msg{Subject: "a.echo", Reply: lameduck, Data: []byte(`{"delay":"1s"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// the invocation is told in a's events: wait for it, then for a second one after it
+	testutil.Eventually(t, 15*time.Second, "the forged invocation and one more", func() bool {
+		if out, _, _ := u.nex(append(a, "workload", "trigger", "a.echo", "after")...); !strings.Contains(out, "after") {
+			return false
+		}
+		events, _, _ := u.nex(append(a, "events")...)
+		return strings.Count(events, "triggered") >= 3
+	})
+	if lameduckOf(t, u, url, nodeCreds) {
+		t.Fatal("a function's answer, on the reply subject its tenant chose, put the node in lameduck")
+	}
+}
+
+func TestTenantServiceCannotRelay(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
+	_, victim := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "victim",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
+	defer u.mustNex(append(b, "workload", "stop", victim)...)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "relay")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/relay").CombinedOutput(); err != nil {
+		t.Fatalf("build the relay: %v %s", err, out)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // workloads run as users of their own
+		_ = os.Chmod(d, 0o755)
+	}
+	_, relay := startedID(t, u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "relay",
+		"--start-request", `{"uri":"file://`+bin+`"}`)...))
+	defer u.mustNex(append(a, "workload", "stop", relay)...)
+	logs := func() string { out, _, _ := u.nex(append(a, "workload", "logs", relay)...); return out }
+	testutil.Eventually(t, 15*time.Second, "the relay to be ready", func() bool { return strings.Contains(logs(), "relay ready") })
+	tenant := tenantConn(t, u, url, "alice")
+	if err := tenant.PublishMsg(&nats.Msg{Subject: "a.relay", Reply: v1.SystemSubject(v1.VerbList), Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = tenant.Flush()
+	testutil.Eventually(t, 15*time.Second, "the relay's publish to be denied, or the system list to come back", func() bool {
+		out := logs()
+		return strings.Contains(out, "DENIED") || strings.Contains(out, "LOOT")
+	})
+	if out := logs(); strings.Contains(out, "LOOT") || strings.Contains(out, victim) {
+		t.Fatalf("a's service relayed a request into the system namespace and read the answer:\n%s", out)
+	}
+}
