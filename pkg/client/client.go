@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -73,25 +74,38 @@ func (c *Client) Auction(ctx context.Context, req v1.AuctionRequest) ([]v1.Bid, 
 	}
 	var bids []v1.Bid
 	var declines Declines
-	err := svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbAuction), req, c.Straggler, func(r svc.Reply) bool {
-		var ar v1.AuctionReply
-		if err := r.Decode(&ar); err != nil {
-			declines = append(declines, v1.AuctionReply{NodeID: r.NodeID, Decline: err.Error()})
+	ask := func() error {
+		return svc.FanOut(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbAuction), req, c.Straggler, func(r svc.Reply) bool {
+			var ar v1.AuctionReply
+			if err := r.Decode(&ar); err != nil {
+				declines = append(declines, v1.AuctionReply{NodeID: r.NodeID, Decline: err.Error()})
+				return false
+			}
+			if ar.Bid != nil {
+				bids = append(bids, *ar.Bid)
+			} else {
+				declines = append(declines, ar)
+			}
 			return false
-		}
-		if ar.Bid != nil {
-			bids = append(bids, *ar.Bid)
-		} else {
-			declines = append(declines, ar)
-		}
-		return false
-	})
+		})
+	}
+	err := ask()
+	// No node at all may be a node between servers (its server went, it reconnects within
+	// a quarter of a second): asked again for noNodeWait before "no agents" is the answer
+	// (a fault test: three starts failed so while the node moved off the KV leader's server).
+	backoff := retry.Backoff{First: 50 * time.Millisecond, Max: 400 * time.Millisecond}
+	for began := time.Now(); errors.Is(err, svc.ErrNoResponders) && time.Since(began) < noNodeWait && backoff.Wait(ctx, 0); {
+		err = ask()
+	}
 	if errors.Is(err, svc.ErrNoResponders) {
 		return nil, nil, nil // no node: no bid, and the start says no agents are available
 	}
 	sort.Slice(declines, func(i, j int) bool { return declines[i].NodeID < declines[j].NodeID })
 	return bids, declines, err
 }
+
+// noNodeWait is how long an auction no node answers is asked again.
+const noNodeWait = 1500 * time.Millisecond
 
 // NoPlacementError builds the no_placement error carrying every node's decline.
 func NoPlacementError(d Declines) *v1.Error {
