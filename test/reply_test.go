@@ -136,3 +136,34 @@ func TestTenantServiceCannotRelay(t *testing.T) {
 		t.Fatalf("a's service relayed a request into the system namespace and read the answer:\n%s", out)
 	}
 }
+
+// Tenant a describes its workload with escape sequences: `nex workload info`, run by the
+// operator, wrote them to the operator's terminal (retitled it, cleared it, forged a
+// status line: a review's walk). A description with control characters other than newline
+// and tab is refused, by the CLI and by the node (a's raw DEPLOY), and text the cluster
+// gives is printed with such characters escaped.
+func TestTenantDescriptionCannotDriveATerminal(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	forged := "\x1b]0;OWNED\a\x1b[2J\x1b[HState: healthy (forged)"
+	_, errs, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "esc", "--description", forged,
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...)
+	if code == 0 || !strings.Contains(errs, "control character") || strings.Contains(errs, "\x1b") {
+		t.Fatalf("a start described with escape sequences: exit %d %q", code, errs)
+	}
+	tenant := tenantConn(t, u, url, "alice")
+	var bid v1.AuctionReply
+	if err := svcCall(tenant, v1.ControlSubject("a", v1.VerbAuction), v1.AuctionRequest{Type: "native", Lifecycle: v1.LifecycleService}, &bid); err != nil || bid.Bid == nil {
+		t.Fatalf("a's auction: %+v %v", bid, err)
+	}
+	def := v1.WorkloadDefinition{Namespace: "a", Name: "esc", Type: "native", Lifecycle: v1.LifecycleService, Description: forged,
+		StartRequest: json.RawMessage(`{"uri":"file:///bin/sleep","argv":["600"]}`)}
+	var info v1.WorkloadInfo
+	if err := svcCall(tenant, v1.ControlSubject("a", v1.VerbDeploy, bid.Bid.BidID), v1.DeployRequest{Workload: def}, &info); err == nil || !strings.Contains(err.Error(), "control character") {
+		t.Fatalf("a's raw deploy described with escape sequences: %+v %v", info, err)
+	}
+	if out := u.mustNex(append(a, "workload", "list", "--json")...); strings.Contains(out, `"esc"`) {
+		t.Fatalf("a's workloads after the refused starts: %s", out)
+	}
+}

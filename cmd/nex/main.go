@@ -220,7 +220,7 @@ func printJSONError(w io.Writer, err error) {
 
 // printError writes err to stderr; a no_placement error gets one line per declining node.
 func printError(w io.Writer, err error) {
-	fmt.Fprintln(w, "nex:", err)
+	fmt.Fprintln(w, "nex:", cli.Printable(err.Error())) // its text may be a tenant's
 	var e *v1.Error
 	if errors.As(err, &e) {
 		if d, ok := e.Details.(client.Declines); ok {
@@ -229,7 +229,7 @@ func printError(w io.Writer, err error) {
 				if name == "" {
 					name = r.NodeID
 				}
-				fmt.Fprintf(w, "  node %s (%s): %s\n", name, r.NodeID, r.Decline)
+				fmt.Fprintf(w, "  node %s (%s): %s\n", name, r.NodeID, cli.Printable(r.Decline))
 			}
 			if len(d) == 0 {
 				fmt.Fprintln(w, "  no node answered the auction: is a node running and reachable? try `nex node list`")

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -107,3 +109,27 @@ func PluralOf(n int, one, many string) string {
 	}
 	return fmt.Sprintf("%d %s", n, many)
 }
+
+// Printable is s with its control characters but newline and tab written as Go escapes
+// (`\x1b`): text the cluster gives (a description, an event's message, metadata, an
+// error) may be a tenant's, and a terminal acts on the escape sequences in what it is
+// shown (a tenant's description retitled an operator's terminal, cleared it and forged a
+// status line in `nex workload info`: a review's walk). A workload's own output (logs)
+// is shown as it is, as every runner shows it.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, terminalControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if terminalControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func terminalControl(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }

@@ -280,7 +280,7 @@ func formatEvent(g *cli.Globals, ev v1.Event) string {
 	if g.Color() {
 		typ = colorFor(ev.Type) + typ + "\x1b[0m"
 	}
-	return fmt.Sprintf("%s  %-10s  %-22s  %s  %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.Namespace, who, typ, strings.Join(details, " "))
+	return fmt.Sprintf("%s  %-10s  %-22s  %s  %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.Namespace, who, typ, cli.Printable(strings.Join(details, " ")))
 }
 
 func colorFor(typ string) string {

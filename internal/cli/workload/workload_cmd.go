@@ -559,7 +559,7 @@ func formatMetadata(md map[string]string) string {
 	keys := slices.Sorted(maps.Keys(md))
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, k+"="+md[k])
+		parts = append(parts, cli.Printable(k+"="+md[k]))
 	}
 	return strings.Join(parts, " ")
 }
@@ -602,7 +602,7 @@ func (c *WorkloadStopCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return cli.WriteJSON(g.Stdout(), w)
 	}
 	if w.State == v1.StateStopping {
-		fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopping: %s\n", w.Name, w.ID, w.Metadata["note"])
+		fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopping: %s\n", w.Name, w.ID, cli.Printable(w.Metadata["note"]))
 		return nil
 	}
 	fmt.Fprintf(g.Stdout(), "Workload %s [%s] stopped\n", w.Name, w.ID)
@@ -742,16 +742,16 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
 		fmt.Fprintf(out, "Group:       %s (a copy, running version %d of its definition)\n", w.Group, w.GroupVersion)
 	}
 	if w.Description != "" {
-		fmt.Fprintf(out, "Description: %s\n", w.Description)
+		fmt.Fprintf(out, "Description: %s\n", cli.Printable(w.Description))
 	}
 	if w.ExitCode != nil {
 		fmt.Fprintf(out, "Exit code:   %d\n", *w.ExitCode)
 	}
 	if w.ExitReason != "" {
-		fmt.Fprintf(out, "Exit reason: %s\n", w.ExitReason)
+		fmt.Fprintf(out, "Exit reason: %s\n", cli.Printable(w.ExitReason))
 	}
 	if w.Health != "" {
-		fmt.Fprintf(out, "Health:      %s\n", w.Health)
+		fmt.Fprintf(out, "Health:      %s\n", cli.Printable(w.Health))
 	}
 	if len(w.Tags) > 0 {
 		fmt.Fprintf(out, "Tags:        %s\n", formatMetadata(w.Tags))

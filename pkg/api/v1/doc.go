@@ -9,18 +9,14 @@ const APIVersion = "v1"
 const (
 	// HeaderStream names the output stream of a log line: "stdout" or "stderr".
 	HeaderStream = "Nex-Stream"
-	// HeaderContinued ("true") marks a piece of an over-long line that continues in the
-	// next message.
+	// HeaderContinued ("true") marks a piece of an over-long line continued next message.
 	HeaderContinued = "Nex-Continued"
-	// HeaderContinuedLines lists, comma separated, the lines of a history batch that are
-	// such pieces (0 is the first line of the batch).
+	// HeaderContinuedLines lists, comma separated, a history batch's such pieces (0: its first line).
 	HeaderContinuedLines = "Nex-Continued-Lines"
-	// HeaderLines, on a live log message, says it holds that many whole lines, each
-	// followed by '\n' (a burst, published as one message); a live message without it is
-	// one line, without its '\n'.
+	// HeaderLines, on a live log message, says it holds that many whole lines, each ending
+	// '\n' (a burst in one message); a live message without it is one line, without '\n'.
 	HeaderLines = "Nex-Lines"
-	// HeaderEnd ("true") marks the message that ends a run's output, on the live and the
-	// history subject, after its last line: its data is a LogEnd.
+	// HeaderEnd ("true") marks the message ending a run's output (live and history): a LogEnd.
 	HeaderEnd = "Nex-End"
 )
 

@@ -100,3 +100,20 @@ func TestFieldsOfAnOldRecord(t *testing.T) {
 		t.Fatalf("read from the start request: %+v %v %v", r, d.Ports(), d.Grace())
 	}
 }
+
+// A description is text: a control character other than newline and tab is refused (the
+// CLI shows descriptions to operators' terminals, which act on escape sequences: a
+// tenant's retitled an operator's terminal and forged a status line).
+func TestDescriptionIsText(t *testing.T) {
+	d := v1.WorkloadDefinition{Namespace: "a", Name: "w", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: json.RawMessage(`{"uri":"file:///bin/true"}`)}
+	d.Description = "two lines\n\tindented"
+	if err := d.Validate(); err != nil {
+		t.Fatalf("a description with a newline and a tab: %v", err)
+	}
+	for _, bad := range []string{"\x1b]0;OWNED\a", "clear\x1b[2J", "c1 \u009b31m", "nul\x00"} {
+		d.Description = bad
+		if err := d.Validate(); !v1.IsCode(err, v1.CodeBadRequest) || !strings.Contains(err.Error(), "control character") {
+			t.Errorf("description %q: %v, want bad_request naming the control character", bad, err)
+		}
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Reply headers set on every fan-out reply so a client knows who answered and which
@@ -86,6 +88,9 @@ func (d *WorkloadDefinition) Validate() error {
 	}
 	if len(d.Description) > MaxDescriptionBytes {
 		return Errorf(CodeTooLarge, "description is %d bytes; the limit is %d", len(d.Description), MaxDescriptionBytes)
+	}
+	if i := strings.IndexFunc(d.Description, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }); i >= 0 {
+		return BadRequest("description has a control character (%q, at byte %d): it is shown in operators' terminals, where such characters act; newlines and tabs only", d.Description[i:i+1], i)
 	}
 	if len(d.Tags) > MaxTags {
 		return Errorf(CodeTooLarge, "%d tags; the limit is %d", len(d.Tags), MaxTags)
