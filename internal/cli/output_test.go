@@ -40,10 +40,10 @@ func TestWriteJSONKeepsHTML(t *testing.T) {
 // kept: a tenant's escape sequences do not reach an operator's terminal.
 func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain":                      "plain",
-		"two\nlines\tand a tab":      "two\nlines\tand a tab",
-		"\x1b]0;OWNED\a\x1b[2Jcalm":  `\x1b]0;OWNED\a\x1b[2Jcalm`,
-		"c1 \u009b31m and é":         `c1 \u009b31m and é`,
+		"plain":                       "plain",
+		"two\nlines\tand a tab":       "two\nlines\tand a tab",
+		"\x1b]0;OWNED\a\x1b[2Jcalm":   `\x1b]0;OWNED\a\x1b[2Jcalm`,
+		"c1 \u009b31m and é":          `c1 \u009b31m and é`,
 		"carriage\rreturn\x00nul\x7f": `carriage\rreturn\x00nul\x7f`,
 	} {
 		if got := Printable(in); got != want {
