@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/nexrun/nex/internal/cli"
@@ -56,24 +58,43 @@ func (c *UICmd) Run(ctx context.Context, g *cli.Globals) error {
 	url := srv.URL(addr)
 	fmt.Fprintf(g.Stdout(), "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)
 	if !c.NoOpen {
-		openBrowser(g, url)
+		defer openBrowser(g, url)()
 	}
 	return srv.Serve(ctx, ln)
 }
 
-// openBrowser opens url with xdg-open when there is a display to open it on.
-func openBrowser(g *cli.Globals, url string) {
+// openBrowser opens url with xdg-open when there is a display to open it on, and returns
+// what removes what it left. The URL holds the session key, and a process's arguments are
+// every local user's to read (/proc/<pid>/cmdline): another user of the machine read the
+// key from xdg-open's and drove the operator's console (a review's walk). So xdg-open is
+// given a page of the user's own (0600, in a directory of 0700) that sends the browser on
+// to the URL, as Jupyter does.
+func openBrowser(g *cli.Globals, url string) func() {
 	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
-		return
+		return func() {}
 	}
 	path, err := exec.LookPath("xdg-open")
 	if err != nil {
-		return
+		return func() {}
 	}
-	cmd := exec.Command(path, url)
+	dir, err := os.MkdirTemp(os.Getenv("XDG_RUNTIME_DIR"), "nex-ui-") // 0700
+	if err != nil {
+		fmt.Fprintln(g.Stderr(), "nex: could not open a browser:", err)
+		return func() {}
+	}
+	done := func() { _ = os.RemoveAll(dir) }
+	page := filepath.Join(dir, "open.html")
+	quoted := html.EscapeString(url)
+	body := `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=` + quoted + `"><title>nex console</title><a href="` + quoted + `">Open the nex console</a>`
+	if err := os.WriteFile(page, []byte(body), 0o600); err != nil {
+		fmt.Fprintln(g.Stderr(), "nex: could not open a browser:", err)
+		return done
+	}
+	cmd := exec.Command(path, "file://"+page)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(g.Stderr(), "nex: could not open a browser:", err)
-		return
+		return done
 	}
 	go func() { _ = cmd.Wait() }()
+	return done
 }
