@@ -47,6 +47,9 @@
 /* the directories private to each sandbox (internal/sandbox.Private) */
 static const char *const private_dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
 
+/* the pseudo-terminals a sandbox may hold at once (internal/sandbox.PTYMax) */
+#define PTY_MAX "64"
+
 /* the signals the init passes on to a workload that left its process group */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
@@ -475,6 +478,14 @@ int main(int argc, char **argv) {
 			fail("keep %s: %s", keep_path[i], errstr(errno));
 		close(keep_fd[i]);
 	}
+	/* a pool of pseudo-terminals of its own, of PTY_MAX: the host's (kernel.pty.max, one
+	 * for the whole machine) was every workload's to use up, logins' and every tenant's
+	 * exec --tty with it. Where devpts cannot be mounted anew, the host's pool stays. */
+	struct stat pts;
+	if (stat("/dev/pts", &pts) == 0 && S_ISDIR(pts.st_mode) &&
+	    mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,max=" PTY_MAX) == 0 &&
+	    mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) != 0)
+		fail("a pseudo-terminal pool of its own: %s", errstr(errno));
 	/* a /proc of the new PID namespace */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") != 0)
 		fail("a /proc of its own: %s", errstr(errno));

@@ -37,6 +37,9 @@ const (
 // Private are the directories that are private to each sandbox.
 var Private = []string{"/tmp", "/var/tmp", "/dev/shm", "/run/lock"}
 
+// PTYMax is how many pseudo-terminals a sandbox may hold at once, from a devpts of its own.
+const PTYMax = 64
+
 // Spec is what the helper needs to become the workload.
 type Spec struct {
 	UID, GID uint32
@@ -157,6 +160,15 @@ func (s *Spec) enter() error {
 			return fmt.Errorf("keep %s: %w", k.path, err)
 		}
 		unix.Close(k.fd)
+	}
+	// a pool of pseudo-terminals of its own, of PTYMax: the host's (kernel.pty.max, one
+	// for the whole machine) was every workload's to use up, logins' and every tenant's
+	// exec --tty with it. Where devpts cannot be mounted anew, the host's pool stays.
+	if st, err := os.Stat("/dev/pts"); err == nil && st.IsDir() &&
+		unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,max="+strconv.Itoa(PTYMax)) == nil {
+		if err := unix.Mount("/dev/pts/ptmx", "/dev/ptmx", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("a pseudo-terminal pool of its own: %w", err)
+		}
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible"); err != nil { // of the new PID namespace
 		return fmt.Errorf("a /proc of its own: %w", err)

@@ -518,3 +518,42 @@ func TestSandboxKeepsOnlyWhatTheWorkloadReaches(t *testing.T) {
 		})
 	}
 }
+
+// A sandboxed workload gets pseudo-terminals from a devpts of its own, at most
+// sandbox.PTYMax of them: the host's pool (kernel.pty.max, one for the whole machine) was
+// every workload's to use up, operators' logins and every tenant's exec --tty with it (a
+// review's walk: one job held 300). Both helpers.
+func TestSandboxHasPTYsOfItsOwn(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	grab := testutil.BuildC(t, "grab", `#include <fcntl.h>
+#include <stdio.h>
+int main(void) {
+	int n = 0;
+	while (n < 200 && open("/dev/ptmx", O_RDWR | O_NOCTTY) >= 0)
+		n++;
+	printf("%d\n", n);
+	return 0;
+}
+`)
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			if err := spawn.ProbeSandbox(h.exe); err != nil {
+				t.Skipf("cannot sandbox here: %v", err)
+			}
+			spec := sandbox.Spec{UID: 300292, GID: 300292, Path: grab, Argv: []string{grab}, Dir: "/"}
+			cmd := exec.Command(h.exe)
+			cmd.Args = []string{sandbox.Arg}
+			cmd.Env = spec.Environ()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the sandboxed job: %v\n%s", err, out)
+			}
+			if n := strings.TrimSpace(string(out)); n != strconv.Itoa(sandbox.PTYMax) {
+				t.Fatalf("a sandboxed job opened %s pseudo-terminals, want %d", n, sandbox.PTYMax)
+			}
+		})
+	}
+}
