@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +23,7 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/runtime/native"
 	"github.com/nexrun/nex/pkg/runtime/native/spawn"
+	"golang.org/x/sys/unix"
 )
 
 // A workload of its own user runs in a sandbox of its own: a /tmp and /dev/shm nobody
@@ -553,6 +555,67 @@ int main(void) {
 			}
 			if n := strings.TrimSpace(string(out)); n != strconv.Itoa(sandbox.PTYMax) {
 				t.Fatalf("a sandboxed job opened %s pseudo-terminals, want %d", n, sandbox.PTYMax)
+			}
+		})
+	}
+}
+
+// A sandboxed workload connects to no abstract unix socket made outside its sandbox (a
+// Landlock scope, where the kernel has it): sandboxes share the host's network namespace,
+// and a tenant's jobs passed their /dev/shm files, with the memory in them, over one to a
+// workload of the tenant's that outlived them (a review's walk). Both helpers.
+func TestSandboxReachesNoAbstractSocketOutside(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	if abi, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1); errno != 0 || abi < 6 {
+		t.Skip("no Landlock scopes here (Linux 6.12)")
+	}
+	name := "nex-test-" + strconv.Itoa(os.Getpid())
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	dial := testutil.BuildC(t, "dial", `#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+int main(int argc, char **argv) {
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	size_t n = strlen(argv[1]);
+	memcpy(a.sun_path + 1, argv[1], n);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(s, (struct sockaddr *)&a, sizeof(sa_family_t) + 1 + n) == 0)
+		puts("connected");
+	else
+		printf("refused: %s\n", strerror(errno));
+	return 0;
+}
+`)
+	for _, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			if err := spawn.ProbeSandbox(h.exe); err != nil {
+				t.Skipf("cannot sandbox here: %v", err)
+			}
+			spec := sandbox.Spec{UID: 300293, GID: 300293, Path: dial, Argv: []string{dial, name}, Dir: "/"}
+			cmd := exec.Command(h.exe)
+			cmd.Args = []string{sandbox.Arg}
+			cmd.Env = spec.Environ()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "refused") {
+				t.Fatalf("a sandboxed job dialling an abstract socket outside its sandbox: %v\n%s", err, out)
 			}
 		})
 	}
