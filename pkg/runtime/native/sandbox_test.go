@@ -477,11 +477,7 @@ func TestSandboxKeepsOnlyWhatTheWorkloadReaches(t *testing.T) {
 			// a path whose text lies under /tmp and is elsewhere: refused as it stands
 			for _, path := range []string{"/tmp/.." + tool, "/tmp//" + strings.TrimPrefix(link, "/tmp/"), link + "/."} {
 				spec := sandbox.Spec{UID: 300290, GID: 300290, Path: path, Argv: []string{path}, Dir: "/"}
-				cmd := exec.Command(h.exe)
-				cmd.Args = []string{sandbox.Arg}
-				cmd.Env = spec.Environ()
-				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
-				if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "must be clean absolute paths") {
+				if out, err := sandboxed(h.exe, spec); err == nil || !strings.Contains(string(out), "must be clean absolute paths") {
 					t.Fatalf("the helper took %s: %v\n%s", path, err, out)
 				}
 			}
@@ -506,11 +502,7 @@ func TestSandboxKeepsOnlyWhatTheWorkloadReaches(t *testing.T) {
 				t.Fatalf("the helper opened %s (a magic link) as the workload: %v\n%s", magic, err, out)
 			}
 			spec := sandbox.Spec{UID: 300290, GID: 300290, Path: link, Argv: []string{link}, Dir: "/"}
-			cmd := exec.Command(h.exe)
-			cmd.Args = []string{sandbox.Arg}
-			cmd.Env = spec.Environ()
-			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
-			out, err := cmd.CombinedOutput()
+			out, err := sandboxed(h.exe, spec)
 			if strings.Contains(string(out), "closed door") || err == nil {
 				t.Fatalf("the workload ran a file it may not reach, through a symlink under /tmp: %v\n%s", err, out)
 			}
@@ -545,11 +537,7 @@ int main(void) {
 				t.Skipf("cannot sandbox here: %v", err)
 			}
 			spec := sandbox.Spec{UID: 300292, GID: 300292, Path: grab, Argv: []string{grab}, Dir: "/"}
-			cmd := exec.Command(h.exe)
-			cmd.Args = []string{sandbox.Arg}
-			cmd.Env = spec.Environ()
-			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
-			out, err := cmd.CombinedOutput()
+			out, err := sandboxed(h.exe, spec)
 			if err != nil {
 				t.Fatalf("the sandboxed job: %v\n%s", err, out)
 			}
@@ -609,14 +597,20 @@ int main(int argc, char **argv) {
 				t.Skipf("cannot sandbox here: %v", err)
 			}
 			spec := sandbox.Spec{UID: 300293, GID: 300293, Path: dial, Argv: []string{dial, name}, Dir: "/"}
-			cmd := exec.Command(h.exe)
-			cmd.Args = []string{sandbox.Arg}
-			cmd.Env = spec.Environ()
-			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
-			out, err := cmd.CombinedOutput()
+			out, err := sandboxed(h.exe, spec)
 			if err != nil || !strings.Contains(string(out), "refused") {
 				t.Fatalf("a sandboxed job dialling an abstract socket outside its sandbox: %v\n%s", err, out)
 			}
 		})
 	}
+}
+
+// sandboxed runs spec through the sandbox helper exe, as nexlet-native starts it (in new
+// namespaces), and returns its output.
+func sandboxed(exe string, spec sandbox.Spec) ([]byte, error) {
+	cmd := exec.Command(exe)
+	cmd.Args = []string{sandbox.Arg}
+	cmd.Env = spec.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: sandbox.Flags}
+	return cmd.CombinedOutput()
 }
