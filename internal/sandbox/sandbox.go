@@ -128,17 +128,8 @@ func (s *Spec) enter() error {
 		}
 		keeps = append(keeps, keep{p, fd})
 	}
-	for _, dir := range Private {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			continue
-		}
-		opts := "mode=1777"
-		if s.TmpSize > 0 {
-			opts += ",size=" + strconv.FormatInt(s.TmpSize, 10)
-		}
-		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-			return fmt.Errorf("private %s: %w", dir, err)
-		}
+	if err := s.privateTmp(); err != nil {
+		return err
 	}
 	for _, k := range keeps {
 		var st unix.Stat_t
@@ -162,14 +153,8 @@ func (s *Spec) enter() error {
 		}
 		unix.Close(k.fd)
 	}
-	// a pool of pseudo-terminals of its own, of PTYMax: the host's (kernel.pty.max, one
-	// for the whole machine) was every workload's to use up, logins' and every tenant's
-	// exec --tty with it. Where devpts cannot be mounted anew, the host's pool stays.
-	if st, err := os.Stat("/dev/pts"); err == nil && st.IsDir() &&
-		unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,max="+strconv.Itoa(PTYMax)) == nil {
-		if err := unix.Mount("/dev/pts/ptmx", "/dev/ptmx", "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("a pseudo-terminal pool of its own: %w", err)
-		}
+	if err := ownPTYs(); err != nil {
+		return err
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible"); err != nil { // of the new PID namespace
 		return fmt.Errorf("a /proc of its own: %w", err)
@@ -337,6 +322,39 @@ func scope() error {
 	defer unix.Close(int(fd))
 	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); errno != 0 {
 		return fmt.Errorf("landlock: %w", errno)
+	}
+	return nil
+}
+
+// privateTmp mounts a tmpfs of its own on each of Private (TmpSize each, when set).
+func (s *Spec) privateTmp() error {
+	for _, dir := range Private {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			continue
+		}
+		opts := "mode=1777"
+		if s.TmpSize > 0 {
+			opts += ",size=" + strconv.FormatInt(s.TmpSize, 10)
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+			return fmt.Errorf("private %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ownPTYs mounts a pool of pseudo-terminals of the sandbox's own, of PTYMax: the host's
+// (kernel.pty.max, one for the whole machine) was every workload's to use up, logins' and
+// every tenant's exec --tty with it. Where devpts cannot be mounted anew, the host's pool
+// stays.
+func ownPTYs() error {
+	st, err := os.Stat("/dev/pts")
+	if err != nil || !st.IsDir() ||
+		unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,max="+strconv.Itoa(PTYMax)) != nil {
+		return nil
+	}
+	if err := unix.Mount("/dev/pts/ptmx", "/dev/ptmx", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("a pseudo-terminal pool of its own: %w", err)
 	}
 	return nil
 }
