@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -166,4 +168,64 @@ func TestTenantDescriptionCannotDriveATerminal(t *testing.T) {
 	if out := u.mustNex(append(a, "workload", "list", "--json")...); strings.Contains(out, `"esc"`) {
 		t.Fatalf("a's workloads after the refused starts: %s", out)
 	}
+}
+
+// Tenant a stores a node's announcement in its bundle bucket and has JetStream publish it
+// on the node announcement subject: with a direct get (its answer, the stored bytes, with
+// no headers when asked so, goes to the reply subject the asker chose) or a pull
+// consumer's MSG.NEXT (its delivery goes there too). Nodes took the ghost for a member: a
+// killed node re-announced so was never taken for lost, 2,000 ghosts slowed every
+// fan-out, and a ghost's xkey passed a clone's reseal_for (a review's walk). Tenants may
+// make no direct get, and a node hears only announcements published on their node's
+// subject, with no reply subject and no JetStream header.
+func TestTenantCannotAnnounceANode(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	script := u.write("hi.sh", "#!/bin/sh\necho bundled\n", 0o755)
+	u.mustNex(append(a, "workload", "bundle", script, "--lifecycle", "job", "-o", filepath.Join(u.home, "hi.nexfile"))...) // a's bucket, made by the node
+	tenant := tenantConn(t, u, url, "alice")
+	js, _ := jetstream.New(tenant)
+	ctx := context.Background()
+	bucket, chunks := "OBJ_"+v1.BundleBucket("a"), "$O."+v1.BundleBucket("a")+".C.forged"
+	ann, _ := json.Marshal(v1.Announce{NodeID: "GHOST", Name: "ghost"})
+	if _, err := js.Publish(ctx, chunks, ann); err != nil {
+		t.Fatal(err)
+	}
+	// a direct get, without headers, answered on the announcement subject: refused
+	_ = tenant.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + bucket, Reply: v1.AnnounceSubject("GHOST"), Data: []byte(`{"last_by_subj":"` + chunks + `","no_hdr":true}`)})
+	_ = tenant.Flush()
+	testutil.Eventually(t, 5*time.Second, "the direct get to be refused, or answered", func() bool {
+		err := tenant.LastError()
+		return err != nil && strings.Contains(err.Error(), "DIRECT.GET") || strings.Contains(peersOf(t, tenant), "GHOST")
+	})
+	// a pull consumer's delivery to the announcement subject: delivered, and not heard
+	cfg, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "puller", "ack_policy": "none", "filter_subject": chunks}})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".puller."+chunks, cfg, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("a's pull consumer: %v", err)
+	}
+	_ = tenant.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.MSG.NEXT." + bucket + ".puller", Reply: v1.AnnounceSubject("GHOST"), Data: []byte(`{"batch":1}`)})
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver the stored announcement", func() bool {
+		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".puller", nil, time.Second)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+	})
+	for range 5 { // the node answers from what it has heard: asked a few times over
+		if peers := peersOf(t, tenant); strings.Contains(peers, "GHOST") {
+			t.Fatalf("a's stored announcement made the node take a ghost for a member: peers %s", peers)
+		}
+	}
+}
+
+// peersOf is the peers the node names in its answer to a's USAGE.
+func peersOf(t *testing.T, nc *nats.Conn) string {
+	m, err := nc.Request(v1.ControlSubject("a", v1.VerbUsage), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Header.Get(v1.HeaderPeers)
 }

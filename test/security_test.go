@@ -291,11 +291,7 @@ func TestNamespaceIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	store, err := ajs.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: v1.BundleBucket("a")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := bundleBucket(t, admin, "a")
 	if _, err := store.PutBytes(context.Background(), "hello.sh", []byte("#!/bin/sh\necho from the object store\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -231,13 +231,10 @@ exec sleep 600
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		js, _ := jetstream.New(nc)
 		ctx := context.Background()
-		for _, b := range []string{v1.BundleBucket("a"), v1.BundleBucket("b")} {
-			store, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b})
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, ns := range []string{"a", "b"} {
+			b := v1.BundleBucket(ns)
+			store := bundleBucket(t, nc, ns)
 			if _, err := store.PutBytes(ctx, "note", []byte("content of "+b+"\n")); err != nil {
 				t.Fatal(err)
 			}
@@ -920,4 +917,20 @@ func aimPush(t *testing.T, tenant *nats.Conn, ns, deliver, group string) {
 		}
 		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
 	})
+}
+
+// bundleBucket has the node make namespace ns's bundle bucket (as nex workload bundle
+// does: without direct gets, which workloads may not make) and opens it on nc.
+func bundleBucket(t *testing.T, nc *nats.Conn, ns string) jetstream.ObjectStore {
+	t.Helper()
+	var reply v1.BundleBucketReply
+	if err := svcCall(nc, v1.ControlSubject(ns, v1.VerbBundleBucket), struct{}{}, &reply); err != nil {
+		t.Fatalf("bundle bucket of %s: %v", ns, err)
+	}
+	js, _ := jetstream.New(nc)
+	store, err := js.ObjectStore(context.Background(), reply.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }

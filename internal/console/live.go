@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 )
@@ -145,6 +146,9 @@ func (s *Server) eventsSource(ctx context.Context, emit func(string, any)) error
 		// a namespace's first event, as it happens: its stored events are then read
 		// from since, so its first workload shows at once, not at the next listing
 		sub, err := s.cfg.Conn.Subscribe(v1.EventSubject("*", "*"), func(m *nats.Msg) {
+			if svc.DeliveredMsg(v1.EventSubject("*", "*"), m) {
+				return // a tenant's stored message, handed here by JetStream: no namespace's event
+			}
 			if parts := strings.Split(m.Subject, "."); len(parts) > 2 && !s.followsNamespace(parts[2]) {
 				s.follow(map[string]bool{parts[2]: true})
 			}

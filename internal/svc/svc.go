@@ -656,8 +656,19 @@ func (r *counted) countError(desc string) { r.c.add(r.name, desc) }
 // message, header Status, sent to the deliver subject itself). Anyone who may create a
 // consumer on a stream of the account can aim one at any subject; only a publisher to the
 // subject can make a real request.
+//
+// A stored message JetStream hands out otherwise (a pull consumer's, to the reply subject
+// of a MSG.NEXT the tenant chose; a direct get's answer) carries the Nats-Stream header
+// or a $JS.ACK reply subject: delivered too. (A direct get asked for without headers
+// carries neither: tenants may not make direct gets, creds.TenantPermissions.)
 func Delivered(pattern, subject string, header interface{ Get(string) string }) bool {
-	return header.Get("Status") != "" || !SubjectMatches(pattern, subject)
+	return header.Get("Status") != "" || header.Get("Nats-Stream") != "" || !SubjectMatches(pattern, subject)
+}
+
+// DeliveredMsg is Delivered for a message that reached a subscription on pattern: one
+// whose reply subject is a JetStream acknowledgement's was handed out by a consumer too.
+func DeliveredMsg(pattern string, m *nats.Msg) bool {
+	return strings.HasPrefix(m.Reply, "$JS.ACK.") || Delivered(pattern, m.Subject, m.Header)
 }
 
 func SubjectMatches(pattern, subject string) bool {

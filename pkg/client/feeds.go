@@ -370,7 +370,7 @@ func (c *Client) followLive(ctx context.Context, subject string, fn func(FeedMsg
 		case <-ctx.Done():
 			return nil
 		case m := <-ch:
-			if svc.Delivered(subject, m.Subject, m.Header) {
+			if svc.DeliveredMsg(subject, m) {
 				// JetStream delivers a push consumer's messages under the subject they were
 				// stored with: another namespace's consumer aimed at this subject (its
 				// creator's permissions are not checked against where it delivers) is not

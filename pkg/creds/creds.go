@@ -53,6 +53,15 @@ const WorkloadInboxPrefix = "_INBOX_NEXW_"
 // CLI user's: see WorkloadInboxPrefix).
 func InboxPrefix(ns string) string { return WorkloadInboxPrefix + ns }
 
+// Neither tenants' users nor workloads may make a direct get ($JS.API.DIRECT.GET): its
+// answer is the stored message, headers and all or none (no_hdr), published on the reply
+// subject the asker chose. A tenant stored a node's announcement in its bucket and had
+// JetStream publish it on the announcement subject (a killed node was kept for alive, its
+// workloads never moved; a clone's reseal_for took the tenant's key), or its bytes on
+// another namespace's trigger (a review's walk). Bundle buckets do without direct gets
+// (AllowDirect off: node.handleBundleBucket), so object store reads use STREAM.MSG.GET,
+// whose answer is a JSON envelope.
+//
 // WorkloadPermissions scope a workload to its namespace: publish and subscribe in
 // <ns>.>, requests and their answers through the namespace's workload inbox prefix
 // (InboxPrefix), and reads of its namespace's object store (v1.BundleBucket: nats://
@@ -74,8 +83,7 @@ func WorkloadPermissions(ns string) jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>", "_INBOX.>",
 			"$JS.API.INFO", "$JS.API.STREAM.INFO." + st, "$JS.API.CONSUMER.CREATE." + st, "$JS.API.CONSUMER.CREATE." + st + ".>",
-			"$JS.API.CONSUMER.DELETE." + st + ".*", "$JS.API.DIRECT.GET." + st, "$JS.API.DIRECT.GET." + st + ".>",
-			"$JS.API.STREAM.MSG.GET." + st, "$JS.FC.>",
+			"$JS.API.CONSUMER.DELETE." + st + ".*", "$JS.API.STREAM.MSG.GET." + st, "$JS.FC.>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{ns + ".>", InboxPrefix(ns) + ".>"}},
 	}
@@ -261,7 +269,6 @@ func TenantPermissions(ns, user string) jwt.Permissions {
 		// anything in the account; the node makes the bucket (BUNDLE_BUCKET)
 		"$JS.API.STREAM.INFO."+obj,
 		"$JS.API.STREAM.PURGE."+obj, "$JS.API.STREAM.MSG.GET."+obj,
-		"$JS.API.DIRECT.GET."+obj, "$JS.API.DIRECT.GET."+obj+".>",
 		"$JS.API.CONSUMER.CREATE."+obj, "$JS.API.CONSUMER.CREATE."+obj+".>",
 		"$JS.API.CONSUMER.MSG.NEXT."+obj+".*", "$JS.API.CONSUMER.DELETE."+obj+".*", "$JS.API.CONSUMER.INFO."+obj+".*",
 		"$O."+v1.BundleBucket(ns)+".>",

@@ -28,7 +28,15 @@ func (n *Node) handleBundleBucket(ctx context.Context, r *svc.Request, _ *struct
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
 	}
-	_, err = js.CreateOrUpdateObjectStore(ctx, cfg)
+	// an existing bucket is brought in line in one update, never through a moment of
+	// direct gets (CreateOrUpdateObjectStore turns them on again, and a reader that bound
+	// then would make them, and be refused)
+	err = bundleInLine(ctx, js, "OBJ_"+bucket, cfg.MaxBytes)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = js.CreateObjectStore(ctx, cfg); err == nil || errors.Is(err, jetstream.ErrBucketExists) {
+			err = bundleInLine(ctx, js, "OBJ_"+bucket, cfg.MaxBytes)
+		}
+	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return v1.BundleBucketReply{}, v1.Errorf(v1.CodeUnavailable, "bundles need JetStream, and it is off")
 	}
@@ -36,4 +44,21 @@ func (n *Node) handleBundleBucket(ctx context.Context, r *svc.Request, _ *struct
 		return v1.BundleBucketReply{}, records.StorageError(err, fmt.Sprintf("make bundle bucket %s (max_bytes %d)", bucket, cfg.MaxBytes))
 	}
 	return v1.BundleBucketReply{Bucket: bucket, MaxBytes: cfg.MaxBytes}, nil
+}
+
+// bundleInLine gives a bundle bucket's stream the bound maxBytes and no direct gets:
+// tenants may not make them (see creds.TenantPermissions), and a client reads a stream
+// that allows them with them only.
+func bundleInLine(ctx context.Context, js jetstream.JetStream, stream string, maxBytes int64) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect && cfg.MaxBytes == maxBytes {
+		return nil
+	}
+	cfg.AllowDirect, cfg.MaxBytes = false, maxBytes
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
 }

@@ -161,7 +161,7 @@ func reasonSuffix(reason string) string {
 	if reason == "" {
 		return ""
 	}
-	return " (" + reason + ")"
+	return " (" + cli.Printable(reason) + ")"
 }
 
 // watchEnded closes ended endGrace after workload id has ended for good (exited or

@@ -53,10 +53,20 @@ func (a *Announcer) Headers() micro.Headers {
 	}
 }
 
-// Hear takes another node's announcement.
+// Hear takes another node's announcement: one published, by a node, on its own
+// announcement subject. Tenants may not publish there, but JetStream hands a stored
+// message to any subject a consumer's pull or a get names: a tenant's announcements of
+// ghost nodes, stored in its bundle bucket, kept a killed node taken for alive (its
+// workloads never moved), made fan-outs wait for 2,000 nodes, and lent a clone's
+// reseal_for the tenant's own key (a review's walk). Such a message comes with a reply
+// subject ($JS.ACK...) or a Nats-Stream header, or under another subject: dropped. (A get
+// without headers is a publish like any other: tenants may make no direct get.)
 func (a *Announcer) Hear(m *nats.Msg) {
+	if m.Reply != "" || m.Header.Get("Nats-Stream") != "" || m.Header.Get("Status") != "" {
+		return
+	}
 	var ann v1.Announce
-	if json.Unmarshal(m.Data, &ann) != nil || ann.NodeID == "" || ann.NodeID == a.NodeID {
+	if json.Unmarshal(m.Data, &ann) != nil || ann.NodeID == "" || ann.NodeID == a.NodeID || m.Subject != v1.AnnounceSubject(ann.NodeID) {
 		return
 	}
 	known, back := a.Members.Heard(ann, time.Now())

@@ -81,7 +81,7 @@ func (h *handle) listen() (*triggerConn, error) {
 			// JetStream delivers a push consumer's messages under the subject they were
 			// stored with, and its heartbeats as status messages: another namespace's
 			// consumer aimed at this trigger is not a trigger
-			if !svc.Delivered(subject, m.Subject, m.Header) {
+			if !svc.DeliveredMsg(subject, m) {
 				h.invoke(tc, m)
 			}
 		})
