@@ -54,20 +54,22 @@ func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore,
 		}
 		return store, err
 	}
-	store, err := js.ObjectStore(ctx, bucket)
-	if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return store, err
-	}
-	if bucket == v1.BundleBucket(c.ns) {
-		// the node makes the namespace's own bucket, with its bounds: a user may write to
-		// it, not configure it
+	if bucket != v1.BundleBucket(c.ns) {
+		store, err := js.ObjectStore(ctx, bucket)
+		if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return store, err
+		}
+	} else {
+		// the node makes the namespace's own bucket, with its bounds, and keeps it so
+		// (no direct gets, which a tenant may not make): a user may write to it, not
+		// configure it. Asked each time: a bucket made before is brought in line.
 		var reply v1.BundleBucketReply
 		if err := svc.Call(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbBundleBucket), struct{}{}, &reply); err != nil {
 			return nil, c.noNode(err, "make bundle bucket "+bucket)
 		}
 		return js.ObjectStore(ctx, bucket)
 	}
-	store, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "nex workload bundles, by SHA-256"})
+	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "nex workload bundles, by SHA-256"})
 	if err != nil {
 		return nil, fmt.Errorf("open object store %s (needs JetStream): %w", bucket, err)
 	}

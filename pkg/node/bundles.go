@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -61,4 +64,28 @@ func bundleInLine(ctx context.Context, js jetstream.JetStream, stream string, ma
 	cfg.AllowDirect, cfg.MaxBytes = false, maxBytes
 	_, err = js.UpdateStream(ctx, cfg)
 	return err
+}
+
+// bundlesInLine turns direct gets off on every bundle bucket made before nodes made them
+// so (tenants and workloads may make none: their reads of such a bucket were refused).
+func (n *Node) bundlesInLine() {
+	js, err := jetstream.New(n.nc.Conn)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	names := js.StreamNames(ctx, jetstream.WithStreamListSubject("$O.>")) // object stores
+	for name := range names.Name() {
+		if !strings.HasPrefix(name, "OBJ_"+v1.BundleBucket("")) {
+			continue
+		}
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			continue
+		}
+		if err := bundleInLine(ctx, js, name, st.CachedInfo().Config.MaxBytes); err != nil {
+			n.log.Warn("turn direct gets off on a bundle bucket: tenants cannot read it until a node can", zap.String("stream", name), zap.Error(err))
+		}
+	}
 }

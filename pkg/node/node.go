@@ -290,6 +290,7 @@ func (n *Node) Start() error {
 		n.wg.Add(1)
 		go n.coord.Run()
 	}
+	n.wg.Go(n.bundlesInLine)
 	n.events.Of(v1.EventNodeStarted, "", "")
 	n.log.Info("node started", zap.String("name", n.cfg.Name), zap.String("nexus", n.cfg.Nexus))
 	return nil
