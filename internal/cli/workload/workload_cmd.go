@@ -760,7 +760,7 @@ func (c *WorkloadInfoCmd) Run(ctx context.Context, g *cli.Globals) error {
 		fmt.Fprintf(out, "Metadata:    %s\n", formatMetadata(w.Metadata))
 	}
 	if w.Definition != nil {
-		fmt.Fprintf(out, "Start request:\n  %s\n", readableJSON(w.Definition.StartRequest, "  "))
+		fmt.Fprintf(out, "Start request:\n  %s\n", cli.Printable(readableJSON(w.Definition.StartRequest, "  ")))
 	}
 	if len(events) > 0 {
 		fmt.Fprintln(out, "Recent events:")
