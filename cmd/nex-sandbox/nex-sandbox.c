@@ -52,6 +52,9 @@ static const char *const private_dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run
 #define __NR_landlock_restrict_self 446
 #endif
 
+/* what a probe prints once everything is mounted (internal/sandbox.ProbeOK) */
+#define PROBE_OK "nex-sandbox: probe ok"
+
 /* the pseudo-terminals a sandbox may hold at once (internal/sandbox.PTYMax) */
 #define PTY_MAX "64"
 
@@ -516,8 +519,10 @@ int main(int argc, char **argv) {
 	/* a /proc of the new PID namespace */
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") != 0)
 		fail("a /proc of its own: %s", errstr(errno));
-	if (s.probe)
+	if (s.probe) { /* said, not only in the exit status: the nexlet's reaper may take that */
+		fputs(PROBE_OK "\n", stdout);
 		exit(0);
+	}
 	if (setresgid(s.gid, s.gid, s.gid) != 0)
 		fail("setresgid: %s", errstr(errno));
 	if (setresuid(s.uid, s.uid, s.uid) != 0)

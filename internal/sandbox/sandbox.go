@@ -38,6 +38,12 @@ const (
 // Private are the directories that are private to each sandbox.
 var Private = []string{"/tmp", "/var/tmp", "/dev/shm", "/run/lock"}
 
+// ProbeOK is what a probe prints once the sandbox is set up: its exit status alone is not
+// enough, since nexlet-native's reaper (spawn.BecomeSubreaper) may take it first, and the
+// probe's wait then fails with ECHILD (a CI run: a probe that passed was taken for failed,
+// and workloads went through the slower Go helper).
+const ProbeOK = "nex-sandbox: probe ok"
+
 // PTYMax is how many pseudo-terminals a sandbox may hold at once, from a devpts of its own.
 const PTYMax = 64
 
@@ -160,6 +166,7 @@ func (s *Spec) enter() error {
 		return fmt.Errorf("a /proc of its own: %w", err)
 	}
 	if s.Probe {
+		fmt.Println(ProbeOK)
 		os.Exit(0)
 	}
 	if err := syscall.Setresgid(int(s.GID), int(s.GID), int(s.GID)); err != nil {
