@@ -76,10 +76,23 @@ func TestCutOffStopNeverToldFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// a heartbeat before the cut: the nexlet's registration is done, and its watch of the
+	// connection runs (both before its first heartbeat)
+	warm := def
+	warm.Name = "warm"
+	if _, err := rt.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "warm", Definition: warm}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Finish("warm", 0)
+	testutil.Eventually(t, 10*time.Second, "a heartbeat before the cut", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(beats) > 0
+	})
 	p.cut(true)
 	select {
 	case <-rt.stopped():
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the cut-off nexlet did not stop its disconnect: stop workload")
 	}
 	before := registered()
