@@ -76,19 +76,24 @@ func TestCutOffStopNeverToldFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// a job that ends pokes a heartbeat (the node's are an hour apart), which lists it
+	toldEnded := func(id, what string) {
+		t.Helper()
+		job := def
+		job.Name = id
+		if _, err := rt.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: id, Definition: job}); err != nil {
+			t.Fatal(err)
+		}
+		rt.Finish(id, 0)
+		testutil.Eventually(t, 10*time.Second, what, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(beats) > 0 && slices.Contains(beats[len(beats)-1].Finished, id)
+		})
+	}
 	// a heartbeat before the cut: the nexlet's registration is done, and its watch of the
 	// connection runs (both before its first heartbeat)
-	warm := def
-	warm.Name = "warm"
-	if _, err := rt.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "warm", Definition: warm}); err != nil {
-		t.Fatal(err)
-	}
-	rt.Finish("warm", 0)
-	testutil.Eventually(t, 10*time.Second, "a heartbeat before the cut", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(beats) > 0
-	})
+	toldEnded("warm", "a heartbeat before the cut")
 	p.cut(true)
 	select {
 	case <-rt.stopped():
@@ -98,17 +103,7 @@ func TestCutOffStopNeverToldFinished(t *testing.T) {
 	before := registered()
 	p.cut(false)
 	testutil.Eventually(t, 10*time.Second, "the nexlet to register again once back", func() bool { return registered() > before })
-	// a heartbeat after the registration (the node's heartbeats are an hour apart: poked)
-	def.Name = "other"
-	if _, err := rt.Start(context.Background(), v1.StartWorkloadRequest{WorkloadID: "other", Definition: def}); err != nil {
-		t.Fatal(err)
-	}
-	rt.Finish("other", 0)
-	testutil.Eventually(t, 10*time.Second, "a heartbeat once back", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(beats) > 0 && slices.Contains(beats[len(beats)-1].Finished, "other")
-	})
+	toldEnded("other", "a heartbeat once back") // after the registration
 	mu.Lock()
 	defer mu.Unlock()
 	for _, hb := range beats {

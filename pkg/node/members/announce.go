@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -62,7 +63,7 @@ func (a *Announcer) Headers() micro.Headers {
 // subject ($JS.ACK...) or a Nats-Stream header, or under another subject: dropped. (A get
 // without headers is a publish like any other: tenants may make no direct get.)
 func (a *Announcer) Hear(m *nats.Msg) {
-	if m.Reply != "" || m.Header.Get("Nats-Stream") != "" || m.Header.Get("Status") != "" {
+	if m.Reply != "" || svc.DeliveredMsg(v1.AnnounceWildcard, m) {
 		return
 	}
 	var ann v1.Announce
