@@ -170,10 +170,8 @@ func synSentOwner(port int) int {
 // body. It closes with the test.
 func ownerServer(t *testing.T, owners chan<- int, body string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, port, _ := net.SplitHostPort(r.RemoteAddr)
-		p, _ := strconv.Atoi(port)
 		select {
-		case owners <- testutil.TCPOwner(p):
+		case owners <- testutil.RequestOwner(r):
 		default:
 		}
 		fmt.Fprint(w, body)

@@ -3,6 +3,8 @@ package testutil
 import (
 	"bufio"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,25 +71,51 @@ func BuildSandboxHelper(root, dir string) error {
 	return nil
 }
 
-// TCPOwner is the UID that owns the TCP socket bound to local port port, as
-// /proc/net/tcp says (what a firewall's owner match reads), or -1 when none is.
-func TCPOwner(port int) int {
+// TCPOwner is the UID that owns the TCP socket from local port local to remote port
+// remote, as /proc/net/tcp says (what a firewall's owner match reads), or -1 when none
+// is. Both ports are matched: Linux gives one ephemeral port to connections to different
+// destinations, and a root socket to the NATS server may share a fetch's local port.
+func TCPOwner(local, remote int) int {
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		return -1
 	}
 	defer f.Close()
+	port := func(addr string) int {
+		p, err := strconv.ParseInt(addr[strings.LastIndex(addr, ":")+1:], 16, 32)
+		if err != nil {
+			return -1
+		}
+		return int(p)
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 8 || !strings.Contains(fields[1], ":") {
+		if len(fields) < 8 || !strings.Contains(fields[1], ":") || !strings.Contains(fields[2], ":") {
 			continue
 		}
-		if p, err := strconv.ParseInt(fields[1][strings.LastIndex(fields[1], ":")+1:], 16, 32); err == nil && int(p) == port {
+		if port(fields[1]) == local && port(fields[2]) == remote {
 			if uid, err := strconv.Atoi(fields[7]); err == nil {
 				return uid
 			}
 		}
 	}
 	return -1
+}
+
+// RequestOwner is the UID that owns the client's socket of an HTTP request to a server
+// on this machine, or -1 when it cannot be told.
+func RequestOwner(r *http.Request) int {
+	_, remote, _ := net.SplitHostPort(r.RemoteAddr)
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return -1
+	}
+	_, local, _ := net.SplitHostPort(addr.String())
+	rp, err1 := strconv.Atoi(remote)
+	lp, err2 := strconv.Atoi(local)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return TCPOwner(rp, lp)
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"testing"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -26,9 +24,7 @@ func TestHTTPFetchedAsTheWorkloadsUser(t *testing.T) {
 	}
 	owners := make(chan int, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, port, _ := net.SplitHostPort(r.RemoteAddr)
-		p, _ := strconv.Atoi(port)
-		owners <- testutil.TCPOwner(p)
+		owners <- testutil.RequestOwner(r)
 		if r.URL.Path == "/redirect" {
 			http.Redirect(w, r, "/meta", http.StatusFound)
 			return
