@@ -30,11 +30,13 @@ import (
 )
 
 // operatorEnv is a nats-server in operator mode with one application account that has a
-// signing key, as an operator would set it up with nsc.
+// signing key, as an operator would set it up with nsc, and an account of the node's
+// state (--state.creds-file), as nex security init makes them.
 type operatorEnv struct {
 	srv        *server.Server
 	account    string
 	signingKey nkeys.KeyPair
+	state      nkeys.KeyPair
 }
 
 func startOperatorServer(t *testing.T) *operatorEnv {
@@ -69,8 +71,18 @@ func startOperatorServer(t *testing.T) *operatorEnv {
 	sc := jwt.NewAccountClaims(sysPub)
 	sc.Name = "SYS"
 	sysJWT, _ := sc.Encode(op)
+	state, _ := nkeys.CreateAccount()
+	statePub, _ := state.PublicKey()
+	stc := jwt.NewAccountClaims(statePub)
+	stc.Name = "STATE"
+	stc.Limits.JetStreamLimits = ac.Limits.JetStreamLimits
+	stateJWT, err := stc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	resolver := &server.MemAccResolver{}
+	resolver.Store(statePub, stateJWT)
 	resolver.Store(accPub, accJWT)
 	resolver.Store(sysPub, sysJWT)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
@@ -83,7 +95,27 @@ func startOperatorServer(t *testing.T) *operatorEnv {
 		t.Fatal("operator-mode server not ready")
 	}
 	t.Cleanup(s.Shutdown)
-	return &operatorEnv{srv: s, account: accPub, signingKey: sk}
+	return &operatorEnv{srv: s, account: accPub, signingKey: sk, state: state}
+}
+
+// stateUser writes the creds file of a user of the state account with its full rights.
+func (o *operatorEnv) stateUser(t *testing.T, dir string) string {
+	t.Helper()
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	seed, _ := u.Seed()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "node-state"
+	token, err := uc.Encode(o.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := jwt.FormatUserConfig(token, seed)
+	path := filepath.Join(dir, "state.creds")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // user writes a creds file for a user of the application account with perms.

@@ -554,6 +554,20 @@ func TestOperatorWalkthrough(t *testing.T) {
 		}
 	}
 	alice := []string{"-s", "nats://127.0.0.1:" + port, "--nats.creds-file", filepath.Join(u.cwd, "nex-sec", "alice.creds"), "--nats.inbox-prefix", "_INBOX_alice", "--namespace", "a"}
+	// the node's state is in the state account, where no tenant is
+	for creds, want := range map[string]bool{"node.creds": false, "state.creds": true} {
+		nc, err := nats.Connect("nats://127.0.0.1:"+port, nats.UserCredentials(filepath.Join(u.cwd, "nex-sec", creds)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		for _, bucket := range []string{"NEX_STATE", "NEX_SECRETS"} {
+			if _, err := js.KeyValue(context.Background(), bucket); (err == nil) != want {
+				t.Errorf("bucket %s in the account of %s: %v, want %v", bucket, creds, err == nil, want)
+			}
+		}
+		nc.Close()
+	}
 	var list []v1.WorkloadInfo
 	if err := json.Unmarshal([]byte(u.mustNex(append(alice, "workload", "list", "--json")...)), &list); err != nil {
 		t.Fatal(err)
@@ -611,7 +625,8 @@ func issuerSetup(t *testing.T) (*operatorEnv, *user, string, string) {
 	u := newUser(t)
 	nodeCreds := op.user(t, u.home, "node", nil)
 	skSeed, _ := op.signingKey.Seed()
-	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed))
+	// the node's state in an account of its own, as the documented setup has it
+	u.env = append(u.env, "NEX_ISSUER_SIGNING_KEY="+string(skSeed), "NEX_STATE_CREDS_FILE="+op.stateUser(t, u.home))
 	return op, u, op.srv.ClientURL(), nodeCreds
 }
 

@@ -42,6 +42,7 @@ type daemon struct {
 	resolved natsconn.Options
 	nxc      *nats.Conn // the node's connection to its nexlets (see connect)
 	nc       *nats.Conn
+	snc      *nats.Conn // the state account's connection (--state.creds-file), or nil
 	minter   creds.Minter
 	node     *node.Node
 	nexlets  *nexlets
@@ -190,7 +191,15 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 			nc.Close()
 			return err
 		}
-		d.nc, d.nxc = nc, nxc
+		var snc *nats.Conn
+		if d.o.StateCreds != "" {
+			if snc, err = stateOptions(resolved, d.o.StateCreds).Connect("nexd "+d.o.NodeName+" (state)", opts...); err != nil {
+				nc.Close()
+				nxc.Close()
+				return fmt.Errorf("--state.creds-file: %w", err)
+			}
+		}
+		d.nc, d.nxc, d.snc = nc, nxc, snc
 		return nil
 	}
 	if d.ns != nil || (len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "") {
@@ -217,6 +226,9 @@ func (d *daemon) close() {
 	if d.nc != nil {
 		d.nc.Close()
 		d.nxc.Close()
+	}
+	if d.snc != nil {
+		d.snc.Close()
 	}
 	if d.ns != nil {
 		d.ns.Shutdown()
@@ -409,12 +421,15 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 	var kv *node.KVStore
 	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.KVBucket, max(o.StateReplicas, 1))
 	err := d.waitFor(ctx, what, node.JetStreamPermanent, func(actx context.Context) (err error) {
-		kv, err = node.OpenKVStore(actx, d.nc, d.nodeID, o.StateReplicas)
+		kv, err = node.OpenKVStore(actx, d.stateConn(), d.nodeID, o.StateReplicas)
 		return err
 	})
 	if err == nil {
-		d.log.Info("desired state in JetStream KV", zap.String("bucket", node.KVBucket), zap.Int("replicas", o.StateReplicas))
-		return kv, nil
+		d.log.Info("desired state in JetStream KV", zap.String("bucket", node.KVBucket), zap.Int("replicas", o.StateReplicas), zap.Bool("state_account", d.snc != nil))
+		if d.snc == nil && d.minter.Isolated() {
+			d.log.Warn("the state is in the account tenants' credentials are minted in: a tenant can have JetStream write its answers over any workload's record, a lease or a secret; give every node --state.creds-file of another account (nex security init makes state.creds)")
+		}
+		return kv, d.moveState(ctx)
 	}
 	if o.State == "kv" || !errors.Is(err, node.ErrNoJetStream) {
 		return nil, err
@@ -453,7 +468,7 @@ func (d *daemon) openSecrets(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	what := fmt.Sprintf("JetStream KV bucket %s (replicas %d)", node.SecretsBucket, max(d.o.StateReplicas, 1))
 	err := d.waitFor(ctx, what, node.JetStreamPermanent, func(actx context.Context) (err error) {
-		kv, err = secrets.OpenBucket(actx, d.nc, d.o.StateReplicas)
+		kv, err = secrets.OpenBucket(actx, d.stateConn(), d.o.StateReplicas)
 		return err
 	})
 	return kv, err

@@ -35,6 +35,7 @@ type Options struct {
 	AllowRemoteNexlets bool              `name:"allow-remote-nexlets" aliases:"allow-remote-agent-registration" help:"Accept nexlets running on other machines (--allow-remote-agent-registration, its old spelling, still works)."`
 	State              string            `name:"state" default:"auto" enum:"auto,memory,kv,local" help:"Where workload records live: kv (JetStream KV), local (files in the data dir), memory (lost when nexd stops), or auto (kv when JetStream is there, else local)."`
 	NodeLossWindow     time.Duration     `name:"node-loss-window" default:"10s" help:"With --state kv: how long a node may go unheard before the cluster starts its services, functions and unfinished jobs on other nodes (also the coordinator lease's period); at least 3s."`
+	StateCreds         string            `name:"state.creds-file" env:"NEX_STATE_CREDS_FILE" help:"NATS credentials of an account no tenant is in (nex security init makes state.creds): the node keeps its state, leases and secrets there. In the account its tenants are in, a tenant can have JetStream write its answers over any of them. Give every node the same; the first node started with it moves the state over."`
 	StateReplicas      int               `name:"state-replicas" default:"1" help:"Replicas of the JetStream KV state bucket (3 on a 3-server cluster)."`
 	WorkloadUIDs       string            `name:"workload-uids" default:"auto" env:"NEX_WORKLOAD_UIDS" help:"nexlet-native runs each workload as a user of its own from this UID range (FIRST-LAST, at least two UIDs: one is nexlet-native's own; needs root); 'none' runs them as the node's user; 'auto' (default): 200000-265535 when root, else none."`
 	Cgroups            string            `name:"cgroups" default:"auto" enum:"auto,none" env:"NEX_CGROUPS" help:"nexlet-native enforces the resource limits workloads ask for with cgroups ('auto'), or refuses workloads with limits ('none')."`
@@ -180,6 +181,14 @@ func (o Options) Check() error {
 	}
 	if _, err := v1.ParseQuotas(o.NamespaceQuota); err != nil {
 		return err
+	}
+	if o.StateCreds != "" {
+		if _, err := os.Stat(o.StateCreds); err != nil {
+			return fmt.Errorf("--state.creds-file: %w", err)
+		}
+		if o.State == "memory" || o.State == "local" {
+			return fmt.Errorf("--state.creds-file is for JetStream KV state: not with --state %s", o.State)
+		}
 	}
 	for _, r := range o.WorkdirRoots {
 		if !filepath.IsAbs(r) {

@@ -648,8 +648,6 @@ type counted struct {
 
 func (r *counted) countError(desc string) { r.c.add(r.name, desc) }
 
-// SubjectMatches says whether subject is one that pattern (with * and > wildcards)
-// subscribes to.
 // Delivered says whether a message that reached a subscription on pattern was not
 // published to it but delivered by JetStream: a push consumer's stored message (under the
 // subject it was stored with), or its idle heartbeat or flow control request (a status
@@ -666,11 +664,32 @@ func Delivered(pattern, subject string, header interface{ Get(string) string }) 
 }
 
 // DeliveredMsg is Delivered for a message that reached a subscription on pattern: one
-// whose reply subject is a JetStream acknowledgement's was handed out by a consumer too.
+// whose reply subject is a JetStream acknowledgement's was handed out by a consumer too,
+// and JetStream's own JSON (JetStreamJSON) is no one's message.
 func DeliveredMsg(pattern string, m *nats.Msg) bool {
-	return strings.HasPrefix(m.Reply, "$JS.ACK.") || Delivered(pattern, m.Subject, m.Header)
+	return strings.HasPrefix(m.Reply, "$JS.ACK.") || Delivered(pattern, m.Subject, m.Header) ||
+		(m.Reply == "" && JetStreamJSON(m.Header, m.Data))
 }
 
+var (
+	// jsAnswerPrefix starts every JetStream API answer: the server marshals its type first.
+	jsAnswerPrefix = []byte(`{"type":"io.nats.jetstream.api.v1.`)
+	// pubAckPrefix starts every acknowledgement of a publish to a stream.
+	pubAckPrefix = []byte(`{"stream":"`)
+)
+
+// JetStreamJSON says whether a message without headers is JetStream's answer to an API
+// request or its acknowledgement of a publish. JetStream sends them, unchecked, to the
+// reply subject their asker chose: a tenant who asked about its own bucket, or published
+// to it, with another namespace's function trigger, log or history subject as the reply
+// subject, ran that function on the answer, or had it shown, with text of its own (a
+// consumer's description), as that namespace's workload's output.
+func JetStreamJSON(h nats.Header, data []byte) bool {
+	return len(h) == 0 && (bytes.HasPrefix(data, jsAnswerPrefix) || bytes.HasPrefix(data, pubAckPrefix))
+}
+
+// SubjectMatches says whether subject is one that pattern (with * and > wildcards)
+// subscribes to.
 func SubjectMatches(pattern, subject string) bool {
 	p, t := strings.Split(pattern, "."), strings.Split(subject, ".")
 	for i, tok := range p {

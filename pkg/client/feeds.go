@@ -279,9 +279,13 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 			return err
 		}
 		md, _ := m.Metadata()
-		if skip > 0 {
+		switch {
+		case svc.JetStreamJSON(nats.Header(m.Headers()), m.Data()):
+			// JetStream's answer to another's request, stored here: its asker named this
+			// subject as the reply subject
+		case skip > 0:
 			skip--
-		} else {
+		default:
 			fm := FeedMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
 			if md != nil {
 				fm.Time = md.Timestamp

@@ -32,6 +32,7 @@ type SecurityInitCmd struct {
 const (
 	secServerConf = "server.conf"
 	secNodeCreds  = "node.creds"
+	secStateCreds = "state.creds"
 	secSigning    = "signing.seed"
 	secAccountPub = "account.pub"
 	secSecrets    = "secrets.seed"
@@ -50,10 +51,7 @@ func (c *SecurityInitCmd) Run(g *cli.Globals) error {
 	opPub, _ := op.PublicKey()
 	sys, _ := nkeys.CreateAccount()
 	sysPub, _ := sys.PublicKey()
-	acc, _ := nkeys.CreateAccount()
-	accPub, _ := acc.PublicKey()
 	sk, _ := nkeys.CreateAccount()
-	skPub, _ := sk.PublicKey()
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.Name = "nex"
 	oc.SystemAccount = sysPub
@@ -61,32 +59,30 @@ func (c *SecurityInitCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	sc := jwt.NewAccountClaims(sysPub)
-	sc.Name = "SYS"
-	sysJWT, err := sc.Encode(op)
+	sysJWT, err := accountJWT(op, sys, nil, "SYS")
 	if err != nil {
 		return err
 	}
-	ac := jwt.NewAccountClaims(accPub)
-	ac.Name = "NEX"
-	ac.SigningKeys.Add(skPub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	accJWT, err := ac.Encode(op)
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	accJWT, err := accountJWT(op, acc, sk, "NEX")
 	if err != nil {
 		return err
 	}
-	// the node's own user: the account's full rights (it mints everyone else's)
-	nu, _ := nkeys.CreateUser()
-	nuPub, _ := nu.PublicKey()
-	nuSeed, _ := nu.Seed()
-	uc := jwt.NewUserClaims(nuPub)
-	uc.Name = "nex node"
-	uc.IssuerAccount = accPub
-	nodeJWT, err := uc.Encode(sk)
+	// the node's state in an account of its own: JetStream answers a tenant's request on
+	// any subject of the tenant's account the tenant names, buckets' subjects included
+	state, _ := nkeys.CreateAccount()
+	statePub, _ := state.PublicKey()
+	stateJWT, err := accountJWT(op, state, nil, "NEXSTATE")
 	if err != nil {
 		return err
 	}
-	nodeCreds, err := jwt.FormatUserConfig(nodeJWT, nuSeed)
+	// the node's own users: the accounts' full rights (it mints everyone else's)
+	nodeCreds, err := userCreds("nex node", accPub, sk)
+	if err != nil {
+		return err
+	}
+	stateCreds, err := userCreds("nex node state", statePub, state)
 	if err != nil {
 		return err
 	}
@@ -96,7 +92,8 @@ func (c *SecurityInitCmd) Run(g *cli.Globals) error {
 	opSeed, _ := op.Seed()
 	abs, _ := filepath.Abs(c.Dir)
 	conf := fmt.Sprintf(`# nats-server in operator mode for nex (nex security init). Trusts one operator; its
-# application account NEX (JetStream on) is where nodes, nexlets, workloads and users live.
+# application account NEX (JetStream on) is where nodes, nexlets, workloads and users live,
+# and NEXSTATE (JetStream on) holds the nodes' state, where no tenant is.
 listen: %q
 jetstream: { store_dir: %q }
 # a peer that drops off without closing its connection (power loss, a cut cable) is
@@ -109,13 +106,14 @@ resolver: MEMORY
 resolver_preload: {
   %s: %q
   %s: %q
+  %s: %q
 }
-`, c.Listen, filepath.Join(abs, "jetstream"), opJWT, sysPub, sysPub, sysJWT, accPub, accJWT)
+`, c.Listen, filepath.Join(abs, "jetstream"), opJWT, sysPub, sysPub, sysJWT, accPub, accJWT, statePub, stateJWT)
 	files := []struct {
 		name string
 		data []byte
 	}{
-		{secServerConf, []byte(conf)}, {secNodeCreds, nodeCreds}, {secSigning, skSeed},
+		{secServerConf, []byte(conf)}, {secNodeCreds, nodeCreds}, {secStateCreds, stateCreds}, {secSigning, skSeed},
 		{secAccountPub, []byte(accPub + "\n")}, {secSecrets, xSeed}, {secOperator, opSeed},
 	}
 	for _, f := range files {
@@ -124,13 +122,48 @@ resolver_preload: {
 		}
 	}
 	fmt.Fprintf(g.Stdout(), "Wrote an operator-mode setup to %s (every file 0600: keep the seeds to root):\n", c.Dir)
-	fmt.Fprintf(g.Stdout(), "  %-14s nats-server config (operator, SYS and NEX accounts, JetStream)\n", secServerConf)
+	fmt.Fprintf(g.Stdout(), "  %-14s nats-server config (operator, SYS, NEX and NEXSTATE accounts, JetStream)\n", secServerConf)
 	fmt.Fprintf(g.Stdout(), "  %-14s the node's credentials (nexd --nats.creds-file)\n", secNodeCreds)
+	fmt.Fprintf(g.Stdout(), "  %-14s the node's credentials for its state (nexd --state.creds-file)\n", secStateCreds)
 	fmt.Fprintf(g.Stdout(), "  %-14s the NEX account's signing key (nexd --issuer-signing-key)\n", secSigning)
 	fmt.Fprintf(g.Stdout(), "  %-14s the NEX account (nexd --issuer-signing-key-root-account %s)\n", secAccountPub, accPub)
 	fmt.Fprintf(g.Stdout(), "  %-14s the secrets key (nexd --secrets-key), the same on every node\n", secSecrets)
 	fmt.Fprintf(g.Stdout(), "  %-14s the operator's key: only to sign accounts again; keep it offline\n", secOperator)
 	return nil
+}
+
+// accountJWT is the JWT of account acc, signed by op: with JetStream (no limits) unless it
+// is the system account, and with signing key sk when there is one.
+func accountJWT(op, acc, sk nkeys.KeyPair, name string) (string, error) {
+	pub, _ := acc.PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	if sk != nil {
+		skPub, _ := sk.PublicKey()
+		ac.SigningKeys.Add(skPub)
+	}
+	if name != "SYS" {
+		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	}
+	return ac.Encode(op)
+}
+
+// userCreds is a creds file of a new user of account accPub with the account's full
+// rights, signed by signer (the account's key or a signing key of it).
+func userCreds(name, accPub string, signer nkeys.KeyPair) ([]byte, error) {
+	u, _ := nkeys.CreateUser()
+	pub, _ := u.PublicKey()
+	seed, _ := u.Seed()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	if signerPub, _ := signer.PublicKey(); signerPub != accPub {
+		uc.IssuerAccount = accPub
+	}
+	token, err := uc.Encode(signer)
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
 }
 
 // SecurityUserCmd mints a CLI user.

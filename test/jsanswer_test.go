@@ -1,0 +1,222 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nexrun/nex/internal/testutil"
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+)
+
+// JetStream answers a request, and acknowledges a publish, on the reply subject its asker
+// chose, without checking that subject against anyone's permissions, and a stream stores
+// whatever reaches its subjects. A review's walk, with nothing but tenant a's documented
+// credentials: a's own $JS.API.INFO, its reply subject $KV.NEX_STATE.<node>.<b's
+// workload>, wrote the answer over b's workload's record (the node, restarted, no longer
+// knew b's service); the same reached the coordinator's lease and b's secrets, and an
+// acknowledgement of a's own bundle chunk did as well. The node's state is in an account
+// of its own now (--state.creds-file), where no tenant's request is answered.
+func TestTenantCannotWriteTheState(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	xk, _ := nkeys.CreateCurveKeys()
+	xseed, _ := xk.Seed()
+	data := filepath.Join(u.home, "data")
+	nodeArgs := []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
+	node := startNexd(t, u, url, data, nodeArgs...)
+	op.tenant(t, u, url, "a", "alice")
+	b := op.tenant(t, u, url, "b", "bob")
+	u.mustNex(append(b, "secret", "put", "pw", "hunter2")...)
+	_, id := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo pw=$PW; exec sleep 600"],"environment":{"PW":"secret://pw"}}`)...))
+	var nodeID string
+	for _, w := range listOf(t, u, b) {
+		nodeID = w.NodeID
+	}
+	if nodeID == "" {
+		t.Fatal("b's service is not listed")
+	}
+	tenant := tenantConn(t, u, url, "alice")
+	bundleBucket(t, tenant, "a") // a's bucket made: a's publishes to it are acknowledged
+	targets := []string{"$KV.NEX_STATE." + nodeID + "." + id, "$KV.NEX_LEASES.coordinator", "$KV.NEX_SECRETS.b.pw"}
+	for _, target := range targets {
+		// an answer to a's own request, and an acknowledgement of a's own publish
+		if err := tenant.PublishRequest("$JS.API.INFO", target, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := tenant.PublishRequest("$O."+v1.BundleBucket("a")+".C.forged", target, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tenant.Request("$JS.API.INFO", nil, 5*time.Second); err != nil { // the attack's requests are answered
+		t.Fatal(err)
+	}
+	if err := tenant.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// whatever the buckets hold, b's service is known after a restart of the node, its
+	// secret opens, and no stored value is JetStream's
+	node.kill9(t)
+	startNexd(t, u, url, data, nodeArgs...)
+	testutil.Eventually(t, 15*time.Second, "b's service to run after the node's restart", func() bool {
+		for _, w := range listOf(t, u, b) {
+			if w.ID == id && w.State == v1.StateRunning {
+				return true
+			}
+		}
+		return false
+	})
+	_, id2 := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "again",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo pw=$PW"],"environment":{"PW":"secret://pw"}}`)...))
+	testutil.Eventually(t, 15*time.Second, "b's job to print its secret", func() bool {
+		out, _, _ := u.nex(append(b, "workload", "logs", id2)...)
+		return strings.Contains(out, "pw=hunter2")
+	})
+	for _, creds := range []string{nodeCreds, filepath.Join(u.home, "state.creds")} {
+		nc, err := nats.Connect(url, nats.UserCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		for _, target := range targets {
+			parts := strings.SplitN(strings.TrimPrefix(target, "$KV."), ".", 2)
+			kv, err := js.KeyValue(context.Background(), parts[0])
+			if err != nil {
+				continue
+			}
+			if e, err := kv.Get(context.Background(), parts[1]); err == nil && (strings.HasPrefix(string(e.Value()), `{"type":"io.nats.jetstream`) || strings.HasPrefix(string(e.Value()), `{"stream":`)) {
+				nc.Close()
+				t.Fatalf("a tenant had JetStream write %s: %.120s", target, e.Value())
+			}
+		}
+		nc.Close()
+	}
+}
+
+// listOf is the namespace's workloads, as the CLI flags cli list them.
+func listOf(t *testing.T, u *user, cli []string) []v1.WorkloadInfo {
+	t.Helper()
+	var list []v1.WorkloadInfo
+	out, _, code := u.nex(append(cli, "workload", "list", "--json")...)
+	if code != 0 {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return list
+}
+
+// A node given --state.creds-file for the first time moves the state of its own account
+// (records, groups, claims, secrets) into the state account and deletes it there: b's
+// service is still known, its secret still opens, and a service b stops afterwards does
+// not come back from the old copy at the next start.
+func TestStateMovesIntoTheStateAccount(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	xk, _ := nkeys.CreateCurveKeys()
+	xseed, _ := xk.Seed()
+	data := filepath.Join(u.home, "data")
+	nodeArgs := []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
+	node := startNexd(t, u, url, data, append(nodeArgs, "--state.creds-file=")...) // as before: the state in the tenants' account
+	b := op.tenant(t, u, url, "b", "bob")
+	u.mustNex(append(b, "secret", "put", "pw", "hunter2")...)
+	_, id := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
+	node.kill9(t)
+	node = startNexd(t, u, url, data, nodeArgs...)
+	if !strings.Contains(node.bg.out.String(), "state moved into the state account") {
+		t.Errorf("the node did not say it moved the state:\n%s", node.bg.out.String())
+	}
+	running := func() bool {
+		for _, w := range listOf(t, u, b) {
+			if w.ID == id && w.State == v1.StateRunning {
+				return true
+			}
+		}
+		return false
+	}
+	testutil.Eventually(t, 15*time.Second, "b's service to run after the move", running)
+	_, job := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "again",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo pw=$PW"],"environment":{"PW":"secret://pw"}}`)...))
+	testutil.Eventually(t, 15*time.Second, "b's job to print its moved secret", func() bool {
+		out, _, _ := u.nex(append(b, "workload", "logs", job)...)
+		return strings.Contains(out, "pw=hunter2")
+	})
+	nc, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, bucket := range []string{"NEX_STATE", "NEX_SECRETS"} {
+		if _, err := js.KeyValue(context.Background(), bucket); err == nil {
+			t.Errorf("bucket %s is still in the tenants' account", bucket)
+		}
+	}
+	u.mustNex(append(b, "workload", "stop", id)...)
+	node.kill9(t)
+	startNexd(t, u, url, data, nodeArgs...)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if running() {
+			t.Fatal("the service b stopped came back after the move")
+		}
+	}
+}
+
+// The same answers, aimed at another namespace's function trigger, its workload's live
+// log subject and its history subject: b's function ran on a's answer, and b's history
+// and live follow showed it, with a description of a's choosing, as b's workload's output.
+func TestTenantCannotInjectJetStreamAnswers(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	op.tenant(t, u, url, "a", "alice")
+	b := op.tenant(t, u, url, "b", "bob")
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds, "--namespace", "b"}
+	_, fn := startedID(t, u.mustNex(append(admin, "workload", "start", "--type", "native", "--lifecycle", "function", "--name", "greet",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo got $(cat)"],"triggers":["b.greet"]}`)...))
+	_, svc := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "talk",
+		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo hello; exec sleep 600"]}`)...))
+	testutil.Eventually(t, 10*time.Second, "b's service's first line", func() bool {
+		out, _, _ := u.nex(append(b, "workload", "logs", svc)...)
+		return strings.Contains(out, "hello")
+	})
+	follow := u.start("nex", append(b, "workload", "logs", "-f", svc)...)
+	testutil.Eventually(t, 10*time.Second, "the follow to show the history", func() bool { return strings.Contains(follow.out.String(), "hello") })
+	tenant := tenantConn(t, u, url, "alice")
+	bundleBucket(t, tenant, "a")
+	bucket := "OBJ_" + v1.BundleBucket("a")
+	cfg, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "forge", "description": "FORGED LINE", "ack_policy": "none",
+		"filter_subject": "$O." + v1.BundleBucket("a") + ".C.>"}})
+	for _, target := range []string{"b.greet", v1.LogSubject("b", svc), v1.LogHistorySubject("b", svc)} {
+		if err := tenant.PublishRequest("$JS.API.CONSUMER.CREATE."+bucket+".forge.$O."+v1.BundleBucket("a")+".C.>", target, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := tenant.PublishRequest("$O."+v1.BundleBucket("a")+".C.forged", target, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tenant.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out := u.mustNex(append(admin, "workload", "trigger", "b.greet", "own")...); !strings.Contains(out, "got own") {
+		t.Fatalf("b's own trigger: %s", out)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if logs, _, _ := u.nex(append(admin, "workload", "logs", fn)...); strings.Count(logs, "got") > 1 {
+			t.Fatalf("b's function ran on JetStream's answers to a:\n%s", logs)
+		}
+		if logs, _, _ := u.nex(append(b, "workload", "logs", svc)...); strings.Contains(logs, "FORGED") || strings.Contains(logs, `"stream"`) {
+			t.Fatalf("b's history shows JetStream's answers to a:\n%s", logs)
+		}
+		if out := follow.out.String(); strings.Contains(out, "FORGED") || strings.Contains(out, `"stream"`) {
+			t.Fatalf("b's live follow shows JetStream's answers to a:\n%s", out)
+		}
+	}
+}
