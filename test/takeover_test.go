@@ -32,7 +32,7 @@ func TestTenantCannotMoveAWorkload(t *testing.T) {
 		"--json", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...)), &w); err != nil {
 		t.Fatal(err)
 	}
-	admin, err := nats.Connect(url, nats.UserCredentials(nodeCreds))
+	admin, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "state.creds"))) // the node's state account
 	if err != nil {
 		t.Fatal(err)
 	}
