@@ -25,11 +25,8 @@ import (
 // acknowledgement of a's own bundle chunk did as well. The node's state is in an account
 // of its own now (--state.creds-file), where no tenant's request is answered.
 func TestTenantCannotWriteTheState(t *testing.T) {
-	op, u, url, nodeCreds := issuerSetup(t)
-	xk, _ := nkeys.CreateCurveKeys()
-	xseed, _ := xk.Seed()
+	op, u, url, nodeCreds, nodeArgs := secretsSetup(t)
 	data := filepath.Join(u.home, "data")
-	nodeArgs := []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
 	node := startNexd(t, u, url, data, nodeArgs...)
 	op.tenant(t, u, url, "a", "alice")
 	b := op.tenant(t, u, url, "b", "bob")
@@ -100,6 +97,15 @@ func TestTenantCannotWriteTheState(t *testing.T) {
 	}
 }
 
+// secretsSetup is issuerSetup with the flags of a node that mints with the signing key
+// and has a secrets key.
+func secretsSetup(t *testing.T) (*operatorEnv, *user, string, string, []string) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	xk, _ := nkeys.CreateCurveKeys()
+	xseed, _ := xk.Seed()
+	return op, u, url, nodeCreds, []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
+}
+
 // listOf is the namespace's workloads, as the CLI flags cli list them.
 func listOf(t *testing.T, u *user, cli []string) []v1.WorkloadInfo {
 	t.Helper()
@@ -119,11 +125,8 @@ func listOf(t *testing.T, u *user, cli []string) []v1.WorkloadInfo {
 // service is still known, its secret still opens, and a service b stops afterwards does
 // not come back from the old copy at the next start.
 func TestStateMovesIntoTheStateAccount(t *testing.T) {
-	op, u, url, nodeCreds := issuerSetup(t)
-	xk, _ := nkeys.CreateCurveKeys()
-	xseed, _ := xk.Seed()
+	op, u, url, nodeCreds, nodeArgs := secretsSetup(t)
 	data := filepath.Join(u.home, "data")
-	nodeArgs := []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
 	node := startNexd(t, u, url, data, append(nodeArgs, "--state.creds-file=")...) // as before: the state in the tenants' account
 	b := op.tenant(t, u, url, "b", "bob")
 	u.mustNex(append(b, "secret", "put", "pw", "hunter2")...)
