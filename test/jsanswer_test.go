@@ -132,10 +132,31 @@ func TestStateMovesIntoTheStateAccount(t *testing.T) {
 	u.mustNex(append(b, "secret", "put", "pw", "hunter2")...)
 	_, id := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
+	// meanwhile a has JetStream's answers written into the old buckets (a review's walk:
+	// a record with no workload ID in it took every later start for a repeat, in every
+	// namespace, and the move copied it all into the state account)
+	op.tenant(t, u, url, "a", "alice")
+	tenant := tenantConn(t, u, url, "alice")
+	nodeID := listOf(t, u, b)[0].NodeID
+	for _, key := range []string{"NEX_STATE." + nodeID + ".ZZZZZZZZZZZZZZZZZZZZZZ", "NEX_STATE.groups.b.planted", "NEX_SECRETS.b.planted"} {
+		if err := tenant.PublishRequest("$JS.API.INFO", "$KV."+key, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tenant.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	node.kill9(t)
+	node = startNexd(t, u, url, data, append(nodeArgs, "--state.creds-file=")...)
+	u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "before", "--start-request", `{"uri":"file:///bin/true"}`)...)
 	node.kill9(t)
 	node = startNexd(t, u, url, data, nodeArgs...)
-	if !strings.Contains(node.bg.out.String(), "state moved into the state account") {
-		t.Errorf("the node did not say it moved the state:\n%s", node.bg.out.String())
+	log := node.bg.out.String()
+	if !strings.Contains(log, "state moved into the state account") || !strings.Contains(log, "ZZZZZZZZZZZZZZZZZZZZZZ") || !strings.Contains(log, "b.planted") {
+		t.Errorf("the node did not say it moved the state and skipped what a wrote:\n%s", log)
+	}
+	if out := u.mustNex(append(b, "secret", "list")...); strings.Contains(out, "planted") {
+		t.Errorf("a's planted secret moved with b's:\n%s", out)
 	}
 	running := func() bool {
 		for _, w := range listOf(t, u, b) {
@@ -197,11 +218,19 @@ func TestTenantCannotInjectJetStreamAnswers(t *testing.T) {
 	bucket := "OBJ_" + v1.BundleBucket("a")
 	cfg, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "forge", "description": "FORGED LINE", "ack_policy": "none",
 		"filter_subject": "$O." + v1.BundleBucket("a") + ".C.>"}})
-	for _, target := range []string{"b.greet", v1.LogSubject("b", svc), v1.LogHistorySubject("b", svc)} {
+	// a refused publish's answer carries text of a's too: the last message ID it stored
+	chunk := "$O." + v1.BundleBucket("a") + ".C.forged"
+	if _, err := tenant.RequestMsg(&nats.Msg{Subject: chunk, Header: nats.Header{"Nats-Msg-Id": {"FORGED ID"}}, Data: []byte("x")}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"b.greet", v1.LogSubject("b", svc), v1.LogHistorySubject("b", svc), v1.EventSubject("b", svc)} {
 		if err := tenant.PublishRequest("$JS.API.CONSUMER.CREATE."+bucket+".forge.$O."+v1.BundleBucket("a")+".C.>", target, cfg); err != nil {
 			t.Fatal(err)
 		}
-		if err := tenant.PublishRequest("$O."+v1.BundleBucket("a")+".C.forged", target, []byte("x")); err != nil {
+		if err := tenant.PublishMsg(&nats.Msg{Subject: chunk, Reply: target, Header: nats.Header{"Nats-Msg-Id": {"FORGED ID"}}, Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tenant.PublishMsg(&nats.Msg{Subject: chunk, Reply: target, Header: nats.Header{"Nats-Expected-Last-Msg-Id": {"nope"}}, Data: []byte("y")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -220,6 +249,9 @@ func TestTenantCannotInjectJetStreamAnswers(t *testing.T) {
 		}
 		if out := follow.out.String(); strings.Contains(out, "FORGED") || strings.Contains(out, `"stream"`) {
 			t.Fatalf("b's live follow shows JetStream's answers to a:\n%s", out)
+		}
+		if out, _, _ := u.nex(append(b, "events", "--json")...); strings.Contains(out, "FORGED") || strings.Contains(out, "io.nats.jetstream") || strings.Contains(out, `"stream"`) {
+			t.Fatalf("b's events show JetStream's answers to a:\n%s", out)
 		}
 	}
 }

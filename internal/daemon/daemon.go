@@ -431,8 +431,8 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 		}
 		return kv, d.moveState(ctx)
 	}
-	if o.State == "kv" || !errors.Is(err, node.ErrNoJetStream) {
-		return nil, err
+	if o.State == "kv" || d.snc != nil || !errors.Is(err, node.ErrNoJetStream) {
+		return nil, err // with --state.creds-file, the state account must have JetStream
 	}
 	d.log.Warn("workload records kept in the data dir (no JetStream): they survive a restart of this nexd, not the loss of this machine", zap.Error(err))
 	return local()

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node"
 	"github.com/nexrun/nex/pkg/node/records"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // The node's state (records, groups, request claims, leases, secrets) lives in JetStream
@@ -64,9 +67,12 @@ func (d *daemon) moveState(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("move the state: bucket %s of the node's account: %w", bucket, err)
 		}
-		n, err := copyBucket(ctx, old, to, bucket)
+		n, skipped, err := copyBucket(ctx, old, to, bucket)
 		if err != nil {
 			return fmt.Errorf("move the state: bucket %s: %w", bucket, err)
+		}
+		if len(skipped) > 0 {
+			d.log.Warn("state not moved: these keys hold what no node writes (a tenant's doing, through JetStream's answers)", zap.String("bucket", bucket), zap.Strings("keys", skipped))
 		}
 		if err := from.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return fmt.Errorf("move the state: delete bucket %s of the node's account: %w", bucket, err)
@@ -77,11 +83,13 @@ func (d *daemon) moveState(ctx context.Context) error {
 }
 
 // copyBucket puts every key of old that the state account's bucket lacks (making the
-// bucket as the old one was when it is missing).
-func copyBucket(ctx context.Context, old jetstream.KeyValue, to jetstream.JetStream, bucket string) (int, error) {
+// bucket as the old one was when it is missing), and names the keys it skipped: values
+// no node writes (records.ValidState, a sealed secret), which tenants can have JetStream
+// write into a bucket of their account.
+func copyBucket(ctx context.Context, old jetstream.KeyValue, to jetstream.JetStream, bucket string) (int, []string, error) {
 	st, err := old.Status(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: uint8(st.History()), Replicas: 1}
 	if info, ok := st.(*jetstream.KeyValueBucketStatus); ok {
@@ -92,26 +100,39 @@ func copyBucket(ctx context.Context, old jetstream.KeyValue, to jetstream.JetStr
 		dst, err = to.CreateKeyValue(ctx, cfg)
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	keys, err := records.ListKeys(ctx, old) // fails when cut short: the old bucket is then kept
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	n := 0
+	n, skipped := 0, []string(nil)
 	for _, key := range keys {
 		e, err := old.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			return n, skipped, err
+		}
+		if !nodeWrote(bucket, key, e.Value()) {
+			skipped = append(skipped, key)
+			continue
 		}
 		if _, err := dst.Create(ctx, key, e.Value()); err == nil {
 			n++
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
-			return n, err
+			return n, skipped, err
 		}
 	}
-	return n, nil
+	return n, skipped, nil
+}
+
+// nodeWrote says whether value is what a node writes under key of bucket.
+func nodeWrote(bucket, key string, value []byte) bool {
+	if bucket == node.SecretsBucket {
+		ns, name, ok := strings.Cut(key, ".")
+		return ok && v1.ValidateNamespace(ns) == nil && v1.ValidateToken("secret name", name) == nil && seal.IsSealed(string(value))
+	}
+	return records.ValidState(key, value)
 }

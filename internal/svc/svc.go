@@ -674,8 +674,11 @@ func DeliveredMsg(pattern string, m *nats.Msg) bool {
 var (
 	// jsAnswerPrefix starts every JetStream API answer: the server marshals its type first.
 	jsAnswerPrefix = []byte(`{"type":"io.nats.jetstream.api.v1.`)
-	// pubAckPrefix starts every acknowledgement of a publish to a stream.
+	// pubAckPrefix starts every acknowledgement of a publish to a stream, and
+	// pubNakPrefix every refusal of one (whose description may hold the publisher's
+	// text: "wrong last msg ID: <its own Nats-Msg-Id>").
 	pubAckPrefix = []byte(`{"stream":"`)
+	pubNakPrefix = []byte(`{"error":{`)
 )
 
 // JetStreamJSON says whether a message without headers is JetStream's answer to an API
@@ -685,7 +688,7 @@ var (
 // subject, ran that function on the answer, or had it shown, with text of its own (a
 // consumer's description), as that namespace's workload's output.
 func JetStreamJSON(h nats.Header, data []byte) bool {
-	return len(h) == 0 && (bytes.HasPrefix(data, jsAnswerPrefix) || bytes.HasPrefix(data, pubAckPrefix))
+	return len(h) == 0 && (bytes.HasPrefix(data, jsAnswerPrefix) || bytes.HasPrefix(data, pubAckPrefix) || bytes.HasPrefix(data, pubNakPrefix))
 }
 
 // SubjectMatches says whether subject is one that pattern (with * and > wildcards)

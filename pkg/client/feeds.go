@@ -81,6 +81,12 @@ func (c *Client) Logs(ctx context.Context, wid string, o FeedOptions, fn func(Lo
 		},
 	}
 	err := c.readFeed(ctx, f, o, func(m FeedMsg) error {
+		if m.Header.Get(v1.HeaderStream) == "" && m.Header.Get(v1.HeaderEnd) == "" {
+			// every message of a nexlet's LineWriter says its stream, or that the output
+			// ended: this one is someone else's (JetStream's answer to another's
+			// request, with that namespace's text in it)
+			return nil
+		}
 		if m.Header.Get(v1.HeaderEnd) != "" {
 			var end v1.LogEnd
 			if json.Unmarshal(m.Data, &end) != nil || o.OnEnd == nil || !o.OnEnd(end) {
@@ -176,8 +182,10 @@ func (c *Client) Events(ctx context.Context, wid string, o FeedOptions, fn func(
 	}
 	return c.readFeed(ctx, feed{stream: v1.EventsStream(c.ns), subject: subject, live: subject}, o, func(m FeedMsg) error {
 		var ev v1.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			return nil // not ours to judge: skip what does not decode
+		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Namespace != c.ns || ev.Type == "" {
+			// not ours to judge: skip what does not decode, or is no event of the
+			// namespace (JetStream's answer to another's request, aimed here)
+			return nil
 		}
 		if ev.Time.IsZero() {
 			ev.Time = m.Time

@@ -153,7 +153,11 @@ func (x *Index) Update(rec records.Record) {
 func (x *Index) ByRequestID(ns, requestID string) (records.Record, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	w, ok := x.workloads[x.byRequest[requestKey(ns, requestID)]]
+	id, ok := x.byRequest[requestKey(ns, requestID)]
+	if !ok {
+		return records.Record{}, false
+	}
+	w, ok := x.workloads[id]
 	return w.Rec, ok
 }
 

@@ -129,6 +129,9 @@ func decodeRecord(key string, b []byte, rev uint64) (*Record, error) {
 	if r.Version > RecordVersion {
 		return nil, fmt.Errorf("state %s has layout version %d, newer than this nexd understands (%d)", key, r.Version, RecordVersion)
 	}
+	if !validRecord(key, &r) {
+		return nil, fmt.Errorf("%w: %s holds no record of its workload", ErrNotStored, key)
+	}
 	r.Revision = rev
 	return &r, nil
 }

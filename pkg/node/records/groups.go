@@ -50,7 +50,7 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 			return nil, fmt.Errorf("read group %s: %w", key, err)
 		}
 		var g Group
-		if json.Unmarshal(e.Value(), &g) == nil {
+		if json.Unmarshal(e.Value(), &g) == nil && validGroup(key, &g) {
 			g.Revision = e.Revision()
 			out = append(out, &g)
 		}
@@ -121,6 +121,9 @@ func (s *KVStore) Group(ctx context.Context, ns, id string) (*Group, error) {
 	var g Group
 	if err := json.Unmarshal(e.Value(), &g); err != nil {
 		return nil, fmt.Errorf("decode group %s: %w", id, err)
+	}
+	if !validGroup(e.Key(), &g) {
+		return nil, fmt.Errorf("%w: group %s (its key holds no group)", ErrNotStored, id)
 	}
 	g.Revision = e.Revision()
 	return &g, nil

@@ -476,15 +476,14 @@ func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
 			}
 			return nil, fmt.Errorf("read state %s: %w", key, err)
 		}
-		var r Record
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
-			return nil, fmt.Errorf("decode state %s: %w", key, err)
+		r, err := decodeRecord(key, e.Value(), e.Revision())
+		if errors.Is(err, ErrNotStored) {
+			continue // not the node's writing (validRecord)
 		}
-		if r.Version > RecordVersion {
-			return nil, fmt.Errorf("state %s has layout version %d, newer than this nexd understands (%d)", key, r.Version, RecordVersion)
+		if err != nil {
+			return nil, err
 		}
-		r.Revision = e.Revision()
-		out = append(out, &r)
+		out = append(out, r)
 	}
 	return out, nil
 }
