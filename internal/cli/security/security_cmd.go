@@ -18,7 +18,7 @@ import (
 // SecurityCmd sets up an operator-mode NATS system for nex and mints its users, so an
 // operator needs no other tool (docs/security.md, "Operator mode from scratch").
 type SecurityCmd struct {
-	Init SecurityInitCmd `cmd:"" help:"Make an operator, a system account and an application account with JetStream, the node's credentials, the account signing key nexd mints with, a secrets key, and a nats-server config that trusts them."`
+	Init SecurityInitCmd `cmd:"" help:"Make an operator, a system account, an application account with JetStream, an account for the nodes' state (NEXSTATE), the node's credentials for both, the account signing key nexd mints with, a secrets key, and a nats-server config that trusts them."`
 	User SecurityUserCmd `cmd:"" help:"Mint a CLI user of one namespace with exactly the rights every documented command needs."`
 }
 
