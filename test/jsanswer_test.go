@@ -2,9 +2,13 @@ package test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,6 +136,34 @@ func TestStateMovesIntoTheStateAccount(t *testing.T) {
 	u.mustNex(append(b, "secret", "put", "pw", "hunter2")...)
 	_, id := startedID(t, u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "keep",
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
+	// a second node given the node's own credentials as the state account's is refused:
+	// it moved the buckets onto themselves and deleted them (a newcomer's walk)
+	other := filepath.Join(u.home, "other")
+	cmd := u.cmd("nexd", append([]string{"-s", url, "--data-dir", other, "--state", "kv", "--state.creds-file", nodeCreds}, nodeArgs...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := os.Create(filepath.Join(u.home, "other.log")) // a file: its nexlet holds no pipe of Wait's open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, pid := range processes("nexlet-native", other) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	stop := time.AfterFunc(20*time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }) // one that serves
+	_ = cmd.Wait()
+	stop.Stop()
+	if log, _ := os.ReadFile(out.Name()); cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(log), "of the node's own account") {
+		t.Fatalf("nexd with its own account's credentials as the state account's: exit %d\n%s", cmd.ProcessState.ExitCode(), log)
+	}
+	if out := u.mustNex(append(b, "secret", "list")...); !strings.Contains(out, "pw") {
+		t.Fatalf("b's secrets after the refused node:\n%s", out)
+	}
 	// meanwhile a has JetStream's answers written into the old buckets (a review's walk:
 	// a record with no workload ID in it took every later start for a repeat, in every
 	// namespace, and the move copied it all into the state account)
@@ -143,12 +175,19 @@ func TestStateMovesIntoTheStateAccount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// ... and an acknowledgement of its own publish as the claim of a request ID b will use
+	bundleBucket(t, tenant, "a")
+	sum := sha256.Sum256([]byte("release-1"))
+	if err := tenant.PublishRequest("$O."+v1.BundleBucket("a")+".C.x", "$KV.NEX_STATE.requests.b."+hex.EncodeToString(sum[:16]), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tenant.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	node.kill9(t)
 	node = startNexd(t, u, url, data, append(nodeArgs, "--state.creds-file=")...)
 	u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "before", "--start-request", `{"uri":"file:///bin/true"}`)...)
+	u.mustNex(append(b, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "release", "--request-id", "release-1", "--start-request", `{"uri":"file:///bin/true"}`)...)
 	node.kill9(t)
 	node = startNexd(t, u, url, data, nodeArgs...)
 	log := node.bg.out.String()
@@ -252,6 +291,47 @@ func TestTenantCannotInjectJetStreamAnswers(t *testing.T) {
 		}
 		if out, _, _ := u.nex(append(b, "events", "--json")...); strings.Contains(out, "FORGED") || strings.Contains(out, "io.nats.jetstream") || strings.Contains(out, `"stream"`) {
 			t.Fatalf("b's events show JetStream's answers to a:\n%s", out)
+		}
+	}
+}
+
+// A pull consumer hands a stored message, its headers and all, to whatever reply subject
+// its asker names, and a stream that hears it there takes those headers as a publisher's.
+// A review's walk: a stored a chunk with Nats-Rollup: all in its own bucket and had its
+// own pull consumer hand it to b's bucket: b's stream purged everything but that chunk,
+// and every bundle of b was gone (without the state account, the same purged the node's
+// whole state and every secret). Tenants may make no pull of their bucket now.
+func TestTenantCannotPurgeAnothersBucket(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	op.tenant(t, u, url, "a", "alice")
+	op.tenant(t, u, url, "b", "bob")
+	bstore := bundleBucket(t, tenantConn(t, u, url, "bob"), "b")
+	ctx := context.Background()
+	if _, err := bstore.PutBytes(ctx, "app", []byte("b's bundle")); err != nil {
+		t.Fatal(err)
+	}
+	tenant := tenantConn(t, u, url, "alice")
+	bundleBucket(t, tenant, "a")
+	chunk := "$O." + v1.BundleBucket("a") + ".C.roll"
+	if _, err := tenant.RequestMsg(&nats.Msg{Subject: chunk, Header: nats.Header{"Nats-Rollup": {"all"}}, Data: []byte("R")}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bucket := "OBJ_" + v1.BundleBucket("a")
+	cfg, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{"name": "roll", "ack_policy": "none",
+		"deliver_policy": "last_per_subject", "filter_subject": chunk}})
+	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".roll."+chunk, cfg, 5*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("a's pull consumer: %v", err)
+	}
+	for _, target := range []string{"$O." + v1.BundleBucket("b") + ".C.x", "$KV.NEX_STATE.x", "$KV.NEX_SECRETS.x"} {
+		_ = tenant.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+bucket+".roll", target, []byte(`{"batch":1,"expires":2000000000}`))
+	}
+	if _, err := tenant.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if got, err := bstore.GetBytes(ctx, "app"); err != nil || string(got) != "b's bundle" {
+			t.Fatalf("b's bundle after a's pull aimed at its bucket: %q %v", got, err)
 		}
 	}
 }

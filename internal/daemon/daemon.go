@@ -251,6 +251,9 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := d.checkStateAccount(); err != nil {
+		return err
+	}
 	// A node waiting for its state is not ready: it serves nothing until it is open.
 	store, err := d.openStore(ctx)
 	if err != nil {

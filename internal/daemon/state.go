@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -32,6 +34,62 @@ func stateOptions(o natsconn.Options, credsFile string) natsconn.Options {
 	o.CredsFile, o.NKey, o.User, o.Password, o.Token = credsFile, "", "", "", ""
 	o.InboxPrefix = ""
 	return o
+}
+
+// checkStateAccount refuses a --state.creds-file of the node's own account: the move
+// would copy the buckets onto themselves and then delete them (a newcomer's walk, with
+// node.creds given for both: every record and secret gone).
+func (d *daemon) checkStateAccount() error {
+	if d.snc == nil {
+		return nil
+	}
+	same, err := sameAccount(d.nc, d.snc)
+	if err != nil {
+		return fmt.Errorf("--state.creds-file: tell its account from the node's: %w", err)
+	}
+	if same {
+		return errors.New("--state.creds-file: its user is of the node's own account (--nats.creds-file's), where tenants are: give credentials of another account, one no tenant is in (nex security init makes state.creds)")
+	}
+	return nil
+}
+
+// sameAccount says whether two connections to one NATS system are of one account: by
+// the server's user info when it answers it (a system account is configured), else by
+// whether a message published on a reaches a subscription of b.
+func sameAccount(a, b *nats.Conn) (bool, error) {
+	accountOf := func(nc *nats.Conn) string {
+		m, err := nc.Request("$SYS.REQ.USER.INFO", nil, 2*time.Second)
+		if err != nil {
+			return ""
+		}
+		var r struct {
+			Data struct {
+				Account string `json:"account"`
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(m.Data, &r)
+		return r.Data.Account
+	}
+	if x, y := accountOf(a), accountOf(b); x != "" && y != "" {
+		return x == y, nil
+	}
+	subject := "_NEX_ACCOUNT_PROBE." + nuid.Next()
+	sub, err := b.SubscribeSync(subject)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.FlushTimeout(2 * time.Second); err != nil {
+		return false, err
+	}
+	if err := a.Publish(subject, nil); err != nil {
+		return false, err
+	}
+	if err := a.FlushTimeout(2 * time.Second); err != nil {
+		return false, err
+	}
+	_, err = sub.NextMsg(time.Second)
+	return err == nil, nil
 }
 
 // stateConn is the connection to the state account, or the node's own without one.
@@ -78,6 +136,10 @@ func (d *daemon) moveState(ctx context.Context) error {
 			return fmt.Errorf("move the state: delete bucket %s of the node's account: %w", bucket, err)
 		}
 		d.log.Info("state moved into the state account", zap.String("bucket", bucket), zap.Int("keys", n))
+	}
+	// the old leases go too: held again within a period, in the state account
+	if err := from.DeleteKeyValue(ctx, node.LeaseBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("move the state: delete bucket %s of the node's account: %w", node.LeaseBucket, err)
 	}
 	return nil
 }

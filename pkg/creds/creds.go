@@ -269,8 +269,14 @@ func TenantPermissions(ns, user string) jwt.Permissions {
 		// anything in the account; the node makes the bucket (BUNDLE_BUCKET)
 		"$JS.API.STREAM.INFO."+obj,
 		"$JS.API.STREAM.PURGE."+obj, "$JS.API.STREAM.MSG.GET."+obj,
+		// no MSG.NEXT: a pull consumer hands a stored message, its headers and all, to
+		// whatever reply subject its asker names, and a stream that hears it there takes
+		// its headers as a publisher's: a chunk stored with Nats-Rollup: all, handed to
+		// another namespace's bucket (or, in one account, the node's KV state), purged
+		// it whole (a review's walk). nats.go's object store reads with push consumers,
+		// whose deliveries reach only a subscription to their deliver subject itself.
 		"$JS.API.CONSUMER.CREATE."+obj, "$JS.API.CONSUMER.CREATE."+obj+".>",
-		"$JS.API.CONSUMER.MSG.NEXT."+obj+".*", "$JS.API.CONSUMER.DELETE."+obj+".*", "$JS.API.CONSUMER.INFO."+obj+".*",
+		"$JS.API.CONSUMER.DELETE."+obj+".*", "$JS.API.CONSUMER.INFO."+obj+".*",
 		"$O."+v1.BundleBucket(ns)+".>",
 		"$JS.FC.>",
 		// function triggers of the namespace (nex workload trigger)

@@ -400,7 +400,12 @@ func (s *KVStore) Claim(ctx context.Context, ns, requestID, wid string) (string,
 			if gerr != nil {
 				return gerr
 			}
-			holder = string(e.Value())
+			if holder = string(e.Value()); !validHolder(holder) {
+				// no node's claim (validHolder): taken over, compare-and-set
+				holder = wid
+				_, err = s.kv.Update(actx, key, []byte(wid), e.Revision())
+				return err
+			}
 			return nil
 		}
 		return err

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/nats-io/nkeys"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -35,13 +37,22 @@ func ValidState(key string, value []byte) bool {
 		var g Group
 		return json.Unmarshal(value, &g) == nil && validGroup(key, &g)
 	case strings.HasPrefix(key, "requests."):
-		for part := range strings.SplitSeq(string(value), "@") {
-			if v1.ValidateToken("workload ID", part) != nil {
-				return false
-			}
-		}
-		return true
+		return validHolder(string(value))
 	}
 	var r Record
 	return json.Unmarshal(value, &r) == nil && validRecord(key, &r)
+}
+
+// validHolder says whether a request ID's claim names a holder as a node writes it: a
+// workload ID, "@", the node's ID (or a workload ID alone, as nodes wrote it before). An
+// acknowledgement of a tenant's publish ({"stream":"OBJ_...","seq":1}) is a valid subject
+// token, and held a predictable request ID of another namespace for good.
+func validHolder(h string) bool {
+	wid, node, withNode := strings.Cut(h, "@")
+	if wid == "" || strings.ContainsFunc(wid, func(r rune) bool {
+		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_')
+	}) {
+		return false
+	}
+	return !withNode || nkeys.IsValidPublicServerKey(node)
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/nats-io/nkeys"
+
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
@@ -14,6 +16,8 @@ func TestValidState(t *testing.T) {
 	rec, _ := json.Marshal(Record{WorkloadID: "w1", Definition: v1.WorkloadDefinition{Namespace: "b"}})
 	grp, _ := json.Marshal(Group{ID: "g-1", Definition: v1.WorkloadDefinition{Namespace: "b"}})
 	answer := []byte(`{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0}`)
+	server, _ := nkeys.CreateServer()
+	nodeID, _ := server.PublicKey()
 	for _, c := range []struct {
 		key   string
 		value []byte
@@ -27,8 +31,10 @@ func TestValidState(t *testing.T) {
 		{"groups.a.g-1", grp, false},
 		{"groups.b.planted", answer, false},
 		{"requests.b.0123", []byte("w1"), true},
-		{"requests.b.0123", []byte("w1@N1"), true},
+		{"requests.b.0123", []byte("w1@NBIGNODEIDXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"), false},
+		{"requests.b.0123", []byte("w1@" + nodeID), true},
 		{"requests.b.0123", answer, false},
+		{"requests.b.0123", []byte(`{"stream":"OBJ_NEX_BUNDLES_a","seq":1}`), false},
 		{"requests.b.0123", []byte(""), false},
 	} {
 		if got := ValidState(c.key, c.value); got != c.want {
