@@ -210,13 +210,7 @@ func TestTenantCannotAnnounceANode(t *testing.T) {
 		if err := tenant.LastError(); err != nil && strings.Contains(err.Error(), "MSG.NEXT") {
 			return true
 		}
-		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".puller", nil, time.Second)
-		var info struct {
-			Delivered struct {
-				Consumer uint64 `json:"consumer_seq"`
-			} `json:"delivered"`
-		}
-		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
+		return delivered(tenant, bucket, "puller")
 	})
 	for range 5 { // the node answers from what it has heard: asked a few times over
 		if peers := peersOf(t, tenant); strings.Contains(peers, "GHOST") {

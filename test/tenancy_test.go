@@ -923,15 +923,18 @@ func aimPush(t *testing.T, tenant *nats.Conn, ns, deliver, group string) {
 	if m, err := tenant.Request("$JS.API.CONSUMER.CREATE."+bucket+".aimed.$O."+v1.BundleBucket(ns)+".C.>", push, 3*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
 		t.Fatalf("the push consumer: %v", err)
 	}
-	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to "+deliver, func() bool {
-		m, err := tenant.Request("$JS.API.CONSUMER.INFO."+bucket+".aimed", nil, time.Second)
-		var info struct {
-			Delivered struct {
-				Consumer uint64 `json:"consumer_seq"`
-			} `json:"delivered"`
-		}
-		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
-	})
+	testutil.Eventually(t, 10*time.Second, "JetStream to deliver to "+deliver, func() bool { return delivered(tenant, bucket, "aimed") })
+}
+
+// delivered says whether consumer name of stream has delivered a message yet.
+func delivered(nc *nats.Conn, stream, name string) bool {
+	m, err := nc.Request("$JS.API.CONSUMER.INFO."+stream+"."+name, nil, time.Second)
+	var info struct {
+		Delivered struct {
+			Consumer uint64 `json:"consumer_seq"`
+		} `json:"delivered"`
+	}
+	return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer > 0
 }
 
 // bundleBucket has the node make namespace ns's bundle bucket (as nex workload bundle

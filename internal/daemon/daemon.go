@@ -259,6 +259,9 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := d.moveState(ctx); err != nil { // into the state account, once
+		return err
+	}
 	var hist *history.History
 	if o.LogsHistory {
 		if hist, err = d.openHistory(ctx); err != nil {
@@ -432,7 +435,7 @@ func (d *daemon) openStore(ctx context.Context) (node.Store, error) {
 		if d.snc == nil && d.minter.Isolated() {
 			d.log.Warn("the state is in the account tenants' credentials are minted in: a tenant can have JetStream write its answers over any workload's record, a lease or a secret; give every node --state.creds-file of another account (nex security init makes state.creds)")
 		}
-		return kv, d.moveState(ctx)
+		return kv, nil
 	}
 	if o.State == "kv" || d.snc != nil || !errors.Is(err, node.ErrNoJetStream) {
 		return nil, err // with --state.creds-file, the state account must have JetStream

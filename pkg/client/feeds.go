@@ -289,8 +289,14 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 		md, _ := m.Metadata()
 		if skip > 0 {
 			skip--
-		} else if err := feedMsg(m, md, fn); err != nil {
-			return err
+		} else {
+			fm := FeedMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+			if md != nil {
+				fm.Time = md.Timestamp
+			}
+			if err := fn(fm); err != nil {
+				return err
+			}
 		}
 		if md != nil && md.NumPending == 0 {
 			if err := reached(); err != nil {
@@ -307,19 +313,6 @@ func (c *Client) readFeed(ctx context.Context, f feed, o FeedOptions, fn func(Fe
 }
 
 // consumerConfig reads subject from where o says: all of it, from o.Since, or new only.
-// feedMsg hands fn a stored message, unless it is JetStream's own JSON: an answer to
-// another's request stored here, its asker having named this subject as the reply subject.
-func feedMsg(m jetstream.Msg, md *jetstream.MsgMetadata, fn func(FeedMsg) error) error {
-	if svc.JetStreamJSON(m.Headers(), m.Data()) {
-		return nil
-	}
-	fm := FeedMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
-	if md != nil {
-		fm.Time = md.Timestamp
-	}
-	return fn(fm)
-}
-
 func consumerConfig(subject string, o FeedOptions) jetstream.OrderedConsumerConfig {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	switch {
