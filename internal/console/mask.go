@@ -60,7 +60,7 @@ func maskText(s string) string {
 	if strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
 		return string(maskJSON(json.RawMessage(t)))
 	}
-	if seal.IsSealed(t) || strings.Contains(t, seal.Prefix) {
+	if seal.IsSealed(t) || strings.Contains(t, seal.Marker) {
 		return Hidden
 	}
 	return s
@@ -81,7 +81,7 @@ func maskValue(v any, env bool) any {
 		}
 		return x
 	case string:
-		if env || strings.Contains(x, seal.Prefix) {
+		if env || strings.Contains(x, seal.Marker) {
 			return Hidden
 		}
 		return x

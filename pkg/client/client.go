@@ -233,7 +233,7 @@ func (c *Client) forBid(def v1.WorkloadDefinition, b v1.Bid, prepare func(v1.Bid
 		}
 	}
 	if b.XKey != "" {
-		sealed, err := seal.Environment(def.StartRequest, b.XKey)
+		sealed, err := seal.Environment(def.StartRequest, b.XKey, c.ns)
 		if err != nil {
 			return def, err
 		}
@@ -432,7 +432,7 @@ func (c *Client) CloneWorkload(ctx context.Context, wid string, o CloneOptions) 
 		in = &copied
 	}
 	info, err := in.start(ctx, def, "", func(b v1.Bid, d *v1.WorkloadDefinition) error {
-		if b.XKey == "" || !strings.Contains(string(d.StartRequest), seal.Prefix) {
+		if b.XKey == "" || !seal.Contains(d.StartRequest) {
 			return nil
 		}
 		var resealed v1.CloneReply

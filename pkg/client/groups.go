@@ -57,7 +57,7 @@ func (c *Client) sealForCluster(ctx context.Context, def *v1.WorkloadDefinition)
 	if err != nil {
 		return err
 	}
-	def.StartRequest, err = seal.Environment(def.StartRequest, key)
+	def.StartRequest, err = seal.Environment(def.StartRequest, key, c.ns)
 	return err
 }
 

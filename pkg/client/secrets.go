@@ -25,7 +25,7 @@ func (c *Client) SecretPut(ctx context.Context, name, value string) (*v1.SecretI
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := seal.Value(sender, value, key)
+	sealed, err := seal.Value(sender, value, key, c.ns)
 	if err != nil {
 		return nil, err
 	}

@@ -266,7 +266,7 @@ func (n *Nexlet) addService() error {
 			return x.Exec(ctx, r.ID, *req)
 		})),
 		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ *svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
-			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient)
+			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient, req.Namespace)
 			if err != nil {
 				return nil, v1.BadRequest("reseal: %v", err)
 			}
@@ -305,7 +305,7 @@ func (n *Nexlet) handleStart(ctx context.Context, r *svc.Request, req *v1.StartW
 		}
 		req.Creds = creds
 	}
-	env, err := seal.OpenEnvironment(req.Definition.StartRequest, n.xkey)
+	env, err := seal.OpenEnvironment(req.Definition.StartRequest, n.xkey, req.Definition.Namespace)
 	if err != nil {
 		return v1.WorkloadInfo{}, v1.BadRequest("start_request.%v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/registry"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // nexletCallTimeout bounds a request from the node to a local nexlet.
@@ -130,6 +131,9 @@ func (n *Node) deploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest
 	defer done() // the workload is indexed now (or did not start): it holds its own room
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
 		return v1.WorkloadInfo{}, err
+	}
+	if err := seal.CheckNew(def.StartRequest); err != nil && req.Takeover == nil {
+		return v1.WorkloadInfo{}, v1.BadRequest("%v", err)
 	}
 	if _, shared := n.cfg.Store.(ClusterStore); def.Disconnect == v1.DisconnectStop && !shared {
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeNotImplemented, "disconnect: stop is a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)

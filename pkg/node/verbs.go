@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -116,13 +115,13 @@ func (n *Node) handleClone(ctx context.Context, r *svc.Request, req *v1.CloneReq
 		// in the namespace: only a nexlet of the cluster may receive them
 		return v1.CloneReply{}, v1.Errorf(v1.CodeForbidden, "reseal_for %s is not the key of a nexlet registered with this cluster", req.ResealFor)
 	}
-	if req.ResealFor != "" && strings.Contains(string(def.StartRequest), seal.Prefix) {
+	if req.ResealFor != "" && seal.Contains(def.StartRequest) {
 		// only the original's nexlet can open its sealed values: it seals them for the clone's
 		var out json.RawMessage
 		cctx, cancel := context.WithTimeout(ctx, nexletCallTimeout)
 		defer cancel()
 		if err := n.work.Ask(cctx, rec.NexletID, v1.NexletReseal, "",
-			v1.ResealRequest{StartRequest: def.StartRequest, Recipient: req.ResealFor}, &out); err != nil {
+			v1.ResealRequest{StartRequest: def.StartRequest, Recipient: req.ResealFor, Namespace: def.Namespace}, &out); err != nil {
 			return v1.CloneReply{}, err
 		}
 		def.StartRequest = out

@@ -1,8 +1,14 @@
 // Package seal encrypts start-request environment values for one nexlet with its public
 // xkey, so secrets cross NATS and rest in KV only as ciphertext; only that nexlet opens them.
+//
+// A value is sealed for one namespace too: the namespace is sealed in with it and checked
+// when it is opened, so a sealed value copied into another namespace's start request, group
+// or secret store is refused there instead of handing that namespace the plain value (as
+// Kubernetes' sealed-secrets bind a value to its namespace in their default, strict scope).
 package seal
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,16 +17,33 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Prefix marks a sealed value: nexenc:v1:<sender xkey>:<base64 ciphertext>.
-const Prefix = "nexenc:v1:"
+const (
+	// Marker starts every sealed value, whatever its version.
+	Marker = "nexenc:"
+	// Prefix marks a sealed value bound to a namespace:
+	// nexenc:v2:<sender xkey>:<base64 ciphertext of bound(namespace, value)>.
+	Prefix = "nexenc:v2:"
+	// LegacyPrefix marks a value sealed by nex before values were bound to a namespace.
+	// Nexlets still open them (a workload recorded before restarts with its values), but
+	// nodes take none in a new start, group or secret: LegacyValue names them.
+	LegacyPrefix = "nexenc:v1:"
+	// boundMark starts a bound plaintext: NUL, which no environment value and no
+	// namespace can hold, so a bound value relabelled as legacy is told apart.
+	boundMark = "\x00nexns:"
+)
 
 // IsSealed reports whether v is a sealed value.
-func IsSealed(v string) bool { return strings.HasPrefix(v, Prefix) }
+func IsSealed(v string) bool {
+	return strings.HasPrefix(v, Prefix) || strings.HasPrefix(v, LegacyPrefix)
+}
+
+// Contains says whether a start request holds a sealed value anywhere.
+func Contains(startRequest []byte) bool { return bytes.Contains(startRequest, []byte(Marker)) }
 
 // Environment seals every plain value of the start request's "environment" object for
-// recipient (a curve public key, X...), with a fresh sender key. Other fields and values
-// already sealed are left as they are.
-func Environment(startRequest json.RawMessage, recipient string) (json.RawMessage, error) {
+// recipient (a curve public key, X...) and namespace ns, with a fresh sender key. Other
+// fields and values already sealed are left as they are.
+func Environment(startRequest json.RawMessage, recipient, ns string) (json.RawMessage, error) {
 	return rewrite(startRequest, func(v string) (string, error) {
 		if IsSealed(v) || strings.HasPrefix(v, "secret://") { // references are resolved by the node
 			return v, nil
@@ -29,13 +52,13 @@ func Environment(startRequest json.RawMessage, recipient string) (json.RawMessag
 		if err != nil {
 			return "", err
 		}
-		return Value(sender, v, recipient)
+		return Value(sender, v, recipient, ns)
 	})
 }
 
-// Value seals one value.
-func Value(sender nkeys.KeyPair, v, recipient string) (string, error) {
-	ct, err := sender.Seal([]byte(v), recipient)
+// Value seals one value for recipient and namespace ns.
+func Value(sender nkeys.KeyPair, v, recipient, ns string) (string, error) {
+	ct, err := sender.Seal([]byte(boundMark+ns+"\x00"+v), recipient)
 	if err != nil {
 		return "", fmt.Errorf("seal for %s: %w", recipient, err)
 	}
@@ -43,12 +66,14 @@ func Value(sender nkeys.KeyPair, v, recipient string) (string, error) {
 	return Prefix + pub + ":" + base64.StdEncoding.EncodeToString(ct), nil
 }
 
-// Open opens a sealed value with the recipient's key; a plain value is returned as is.
-func Open(recipient nkeys.KeyPair, v string) (string, error) {
-	if !IsSealed(v) {
+// Open opens a sealed value with the recipient's key; a plain value is returned as is. A
+// value sealed for another namespace than ns is refused (ErrOtherNamespace).
+func Open(recipient nkeys.KeyPair, v, ns string) (string, error) {
+	legacy := strings.HasPrefix(v, LegacyPrefix)
+	if !legacy && !strings.HasPrefix(v, Prefix) {
 		return v, nil
 	}
-	sender, b64, ok := strings.Cut(strings.TrimPrefix(v, Prefix), ":")
+	sender, b64, ok := strings.Cut(v[len(Prefix):], ":") // both prefixes are as long
 	if !ok {
 		return "", fmt.Errorf("%w: malformed", ErrSealed)
 	}
@@ -60,11 +85,26 @@ func Open(recipient nkeys.KeyPair, v string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: not for this nexlet's key: %v", ErrSealed, err)
 	}
-	return string(pt), nil
+	rest, bound := strings.CutPrefix(string(pt), boundMark)
+	if legacy {
+		if bound {
+			return "", fmt.Errorf("%w: a value sealed for a namespace (%s) labelled %s", ErrSealed, Prefix, LegacyPrefix)
+		}
+		return string(pt), nil
+	}
+	sealedFor, value, ok := strings.Cut(rest, "\x00")
+	if !bound || !ok {
+		return "", fmt.Errorf("%w: malformed", ErrSealed)
+	}
+	if sealedFor != ns {
+		return "", fmt.Errorf("%w: it was not sealed for namespace %s", ErrOtherNamespace, ns)
+	}
+	return value, nil
 }
 
-// OpenEnvironment returns the start request's environment with every value opened.
-func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair) (map[string]string, error) {
+// OpenEnvironment returns the start request's environment with every value opened, each
+// of them sealed for namespace ns.
+func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair, ns string) (map[string]string, error) {
 	var sr struct {
 		Environment map[string]string `json:"environment"`
 	}
@@ -73,7 +113,7 @@ func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair) (map
 	}
 	out := make(map[string]string, len(sr.Environment))
 	for k, v := range sr.Environment {
-		pt, err := Open(recipient, v)
+		pt, err := Open(recipient, v, ns)
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", k, err)
 		}
@@ -83,20 +123,39 @@ func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair) (map
 }
 
 // Reseal opens every sealed value with from and seals it again for recipient (a clone
-// placed on another nexlet).
-func Reseal(startRequest json.RawMessage, from nkeys.KeyPair, recipient string) (json.RawMessage, error) {
+// placed on another nexlet), each of them for namespace ns: a value sealed for another
+// is refused, and a legacy value comes out bound to ns.
+func Reseal(startRequest json.RawMessage, from nkeys.KeyPair, recipient, ns string) (json.RawMessage, error) {
 	return rewrite(startRequest, func(v string) (string, error) {
 		if !IsSealed(v) {
 			return v, nil
 		}
-		pt, err := Open(from, v)
+		pt, err := Open(from, v, ns)
 		if err != nil {
 			return "", err
 		}
-		return Value(from, pt, recipient)
+		return Value(from, pt, recipient, ns)
 	})
 }
 
+// LegacyValue names the environment value of the start request sealed as legacy
+// (LegacyPrefix) that sorts first, "" when there is none.
+func LegacyValue(startRequest json.RawMessage) string {
+	if !bytes.Contains(startRequest, []byte(LegacyPrefix)) {
+		return ""
+	}
+	var sr struct {
+		Environment map[string]string `json:"environment"`
+	}
+	_ = json.Unmarshal(startRequest, &sr)
+	name := ""
+	for k, v := range sr.Environment {
+		if strings.HasPrefix(v, LegacyPrefix) && (name == "" || k < name) {
+			name = k
+		}
+	}
+	return name
+}
 func rewrite(startRequest json.RawMessage, f func(string) (string, error)) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(startRequest, &m); err != nil {
@@ -136,4 +195,14 @@ func HasPlainValues(startRequest json.RawMessage) bool {
 		return v, nil
 	})
 	return plain
+}
+
+// CheckNew refuses a start request, new to the cluster (a start or a group's definition
+// from a client), that holds a legacy value: sealed for no namespace, it could be another
+// namespace's, copied.
+func CheckNew(startRequest json.RawMessage) error {
+	if k := LegacyValue(startRequest); k != "" {
+		return fmt.Errorf("start_request.environment.%s is sealed by an older nex (%s...), for no namespace: send it again with this nex, which seals every value for its namespace", k, LegacyPrefix)
+	}
+	return nil
 }

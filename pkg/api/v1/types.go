@@ -427,6 +427,9 @@ type CloneRequest struct {
 type ResealRequest struct {
 	StartRequest json.RawMessage `json:"start_request"`
 	Recipient    string          `json:"recipient"`
+	// Namespace is the workload's: every value must be sealed for it, and is sealed for it
+	// again.
+	Namespace string `json:"namespace"`
 }
 
 // PruneRequest names every workload a node records for a nexlet: the nexlet removes

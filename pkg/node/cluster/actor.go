@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // The coordinator is one actor: one goroutine (work) runs its rounds (lost nodes'
@@ -44,6 +46,11 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	if !strings.HasPrefix(r.ID, v1.GroupIDPrefix) {
 		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", r.ID, v1.GroupIDPrefix)
 	}
+	if req.Definition != nil {
+		if err := c.checkSealed(r.Namespace, req.Definition.StartRequest); err != nil {
+			return v1.GroupStatus{}, err
+		}
+	}
 	op := groupOp{ctx: ctx, ns: r.Namespace, id: r.ID, req: req, reply: make(chan groupResult, 1)}
 	select {
 	case c.ops <- op:
@@ -60,6 +67,22 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	case <-c.ctx.Done():
 		return v1.GroupStatus{}, svc.ErrStopped
 	}
+}
+
+// checkSealed refuses a group definition whose sealed values are not the namespace's own
+// (sealed for another namespace, or for none: a legacy value), rather than keep a group
+// whose copies are never placed.
+func (c *Coordinator) checkSealed(ns string, startRequest json.RawMessage) error {
+	if err := seal.CheckNew(startRequest); err != nil {
+		return v1.BadRequest("%v", err)
+	}
+	if c.cfg.SecretsKey == nil || !seal.Contains(startRequest) {
+		return nil
+	}
+	if _, err := seal.OpenEnvironment(startRequest, c.cfg.SecretsKey, ns); err != nil {
+		return v1.BadRequest("start_request.%v", err)
+	}
+	return nil
 }
 
 // work is the actor. It runs a round after each renewal that found the lease held (every

@@ -333,7 +333,7 @@ func (c *Coordinator) reschedule(ctx context.Context, from string, rec *records.
 			Time: time.Now().UTC(), Data: map[string]any{"node_id": from, "last_seen": seen.UTC()}})
 	}
 	def := rec.Definition
-	if strings.Contains(string(def.StartRequest), seal.Prefix) && len(rec.Escrow) == 0 {
+	if seal.Contains(def.StartRequest) && len(rec.Escrow) == 0 {
 		c.notPlaced(rec, "its environment is sealed for the lost node's nexlet, and no copy sealed for the cluster's --secrets-key was kept (give every node the same --secrets-key)")
 		return
 	}

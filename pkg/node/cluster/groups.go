@@ -297,11 +297,11 @@ func (c *Coordinator) placeCopy(ctx context.Context, g *records.Group, byNode ma
 	}
 	cl.ReleaseBids(ctx, all, best.BidID, res)
 	placed := def
-	if strings.Contains(string(def.StartRequest), seal.Prefix) {
+	if seal.Contains(def.StartRequest) {
 		if c.cfg.SecretsKey == nil {
 			return "", "", errors.New("the group's environment is sealed for the cluster's secrets key, and this node has no --secrets-key")
 		}
-		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.cfg.SecretsKey, best.XKey); err != nil {
+		if placed.StartRequest, err = seal.Reseal(def.StartRequest, c.cfg.SecretsKey, best.XKey, def.Namespace); err != nil {
 			return "", "", err
 		}
 	}

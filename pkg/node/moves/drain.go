@@ -3,7 +3,6 @@ package moves
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -46,10 +45,10 @@ func (m *Moves) moveAway(ctx context.Context, cs records.ClusterStore, rec recor
 		rec = *cur // the revision the takeover compares with
 	}
 	var reseal func(context.Context, v1.Bid) (json.RawMessage, error)
-	if strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
+	if seal.Contains(rec.Definition.StartRequest) {
 		reseal = func(ctx context.Context, b v1.Bid) (json.RawMessage, error) {
 			var out json.RawMessage
-			err := m.Host.Ask(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey}, &out)
+			err := m.Host.Ask(ctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: b.XKey, Namespace: rec.Definition.Namespace}, &out)
 			return out, err
 		}
 	}

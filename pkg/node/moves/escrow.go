@@ -3,7 +3,6 @@ package moves
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -14,8 +13,8 @@ import (
 )
 
 // fromEscrow seals the escrowed start request's values (sealed for the cluster's secrets
-// key) for nexlet nexletID.
-func (m *Moves) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
+// key) for nexlet nexletID, each value sealed for namespace ns.
+func (m *Moves) fromEscrow(escrow []byte, nexletID, ns string) ([]byte, error) {
 	if m.Secrets == nil {
 		return nil, v1.Errorf(v1.CodeUnavailable, "node %s has no --secrets-key: it cannot open the workload's environment", m.NodeID)
 	}
@@ -23,7 +22,7 @@ func (m *Moves) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
 	if !ok {
 		return nil, v1.Errorf(v1.CodeUnavailable, "nexlet %s is no longer registered", nexletID)
 	}
-	out, err := seal.Reseal(escrow, m.Secrets.Key(), e.Reg.XKey)
+	out, err := seal.Reseal(escrow, m.Secrets.Key(), e.Reg.XKey, ns)
 	if err != nil {
 		return nil, v1.Errorf(v1.CodeInternal, "open the workload's escrowed environment (is --secrets-key the same on every node?): %v", err)
 	}
@@ -34,7 +33,7 @@ func (m *Moves) fromEscrow(escrow []byte, nexletID string) ([]byte, error) {
 // cluster's secrets key, so another node can open them when this one is lost. Only the
 // nexlet can open them; it seals them anew (as for a clone).
 func (m *Moves) Escrow(ctx context.Context, rec records.Record) {
-	if m.Secrets == nil || !strings.Contains(string(rec.Definition.StartRequest), seal.Prefix) {
+	if m.Secrets == nil || !seal.Contains(rec.Definition.StartRequest) {
 		return
 	}
 	recipient, err := m.Secrets.Key().PublicKey()
@@ -44,7 +43,7 @@ func (m *Moves) Escrow(ctx context.Context, rec records.Record) {
 	var out json.RawMessage
 	cctx, cancel := context.WithTimeout(ctx, registry.CallTimeout)
 	defer cancel()
-	if err := m.Host.Ask(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient}, &out); err != nil {
+	if err := m.Host.Ask(cctx, rec.NexletID, v1.NexletReseal, "", v1.ResealRequest{StartRequest: rec.Definition.StartRequest, Recipient: recipient, Namespace: rec.Definition.Namespace}, &out); err != nil {
 		m.Log.Warn("escrow the workload's sealed environment: it cannot move if this node is lost", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		return
 	}

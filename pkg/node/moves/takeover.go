@@ -36,7 +36,7 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	if t.UseStartRequest {
 		rec.Definition.StartRequest = def.StartRequest
 	} else if len(old.Escrow) > 0 {
-		if rec.Definition.StartRequest, err = m.fromEscrow(old.Escrow, nexletID); err != nil {
+		if rec.Definition.StartRequest, err = m.fromEscrow(old.Escrow, nexletID, old.Definition.Namespace); err != nil {
 			return v1.WorkloadInfo{}, err
 		}
 	}

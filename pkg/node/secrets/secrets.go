@@ -128,7 +128,10 @@ func (s *Store) handlePut(ctx context.Context, r *svc.Request, req *v1.SecretPut
 	if !seal.IsSealed(req.Value) {
 		return v1.SecretInfo{}, v1.BadRequest("secret values travel sealed for the nodes' secrets key; this one is not")
 	}
-	if _, err := seal.Open(s.key, req.Value); err != nil {
+	if strings.HasPrefix(req.Value, seal.LegacyPrefix) {
+		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed by an older nex (%s...), for no namespace: put it again with this nex, which seals it for namespace %s", name, seal.LegacyPrefix, ns)
+	}
+	if _, err := seal.Open(s.key, req.Value, ns); err != nil {
 		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed for another key than this node's --secrets-key: %v", name, err)
 	}
 	if len(req.Value) > 64<<10 {
@@ -211,14 +214,14 @@ func (s *Store) Resolve(ctx context.Context, ns string, startRequest json.RawMes
 		if err != nil {
 			return nil, v1.BadRequest("start_request.environment.%s: secret %s not found in namespace %s (nex secret put %s ...)", k, name, ns, name)
 		}
-		pt, err := seal.Open(s.key, string(e.Value()))
+		pt, err := seal.Open(s.key, string(e.Value()), ns)
 		if err != nil {
 			return nil, v1.Errorf(v1.CodeInternal, "open secret %s: %v", name, err)
 		}
 		if nexletXKey == "" {
 			return nil, v1.Errorf(v1.CodeUnavailable, "the nexlet has no xkey to seal secret %s for", name)
 		}
-		sealed, err := seal.Value(s.seal, pt, nexletXKey)
+		sealed, err := seal.Value(s.seal, pt, nexletXKey, ns)
 		if err != nil {
 			return nil, err
 		}

@@ -81,7 +81,7 @@ func (wl *Workloads) Deploy(ctx context.Context, ns, nexletID string, def v1.Wor
 	}
 	wl.Counters.Starts.Add(1)
 	log.Debug("workload started", zap.String("nexlet_id", nexletID))
-	if wl.Secrets != nil && strings.Contains(string(def.StartRequest), seal.Prefix) {
+	if wl.Secrets != nil && seal.Contains(def.StartRequest) {
 		wl.WG.Add(1)
 		go func() {
 			defer wl.WG.Done()
