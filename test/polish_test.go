@@ -85,6 +85,10 @@ func TestWorkloadBundle(t *testing.T) {
 	if !strings.Contains(out, "Bundled hello: 1 file into NEX_BUNDLES_default (1 new") {
 		t.Fatalf("bundle:\n%s", out)
 	}
+	// the hint reaches the same server (a newcomer's walk: it named no server)
+	if want := "Start it with: nex --nats.servers=" + url + " --namespace default workload start -f hello.nexfile\n"; !strings.HasSuffix(out, want) {
+		t.Fatalf("bundle's hint:\n%s\nwant it to end %q", out, want)
+	}
 	if out := nex("workload", "bundle", script, "--lifecycle", "job", "-o", "again.nexfile"); !strings.Contains(out, "(0 new") {
 		t.Fatalf("a second bundle of the same file stored it again:\n%s", out)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
@@ -170,6 +171,22 @@ func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) 
 	return nc, nil
 }
 
+// checkCredsFile says what is wrong with a credentials file before the server does: an
+// empty or unreadable one was refused as "Authorization Violation".
+func checkCredsFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("credentials file: %w", err)
+	}
+	if tok, err := jwt.ParseDecoratedJWT(b); err != nil || strings.Count(tok, ".") != 2 {
+		return fmt.Errorf("credentials file %s holds no NATS user JWT (a .creds file as nsc or nex security init writes it: a JWT, then its user's seed)", path)
+	}
+	if _, err := jwt.ParseDecoratedNKey(b); err != nil {
+		return fmt.Errorf("credentials file %s holds no user seed after its JWT: %v", path, err)
+	}
+	return nil
+}
+
 func (o Options) natsOptions(name string) ([]nats.Option, error) {
 	if o.ConnName != "" {
 		name = o.ConnName
@@ -186,6 +203,9 @@ func (o Options) natsOptions(name string) ([]nats.Option, error) {
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 	}
 	if o.CredsFile != "" {
+		if err := checkCredsFile(o.CredsFile); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
 	if o.InboxPrefix != "" {

@@ -193,9 +193,27 @@ func (c *BundleCreateCmd) write(g *cli.Globals, base *nexfile.Nexfile, sr map[st
 	if g.JSON {
 		return cli.WriteJSON(g.Stdout(), map[string]any{"nexfile": c.Out, "files": files, "stored": stored, "bucket": c.Bucket, "start_request": sr})
 	}
-	fmt.Fprintf(g.Stdout(), "Bundled %s: %s into %s (%d new, the rest already there); wrote %s\nStart it with: nex --namespace %s workload start -f %s\n",
-		nf.Name, cli.Plural(files, "file"), c.Bucket, stored, c.Out, g.Namespace, c.Out)
+	fmt.Fprintf(g.Stdout(), "Bundled %s: %s into %s (%d new, the rest already there); wrote %s\nStart it with: %s\n",
+		nf.Name, cli.Plural(files, "file"), c.Bucket, stored, c.Out, startHint(g, c.Out))
 	return nil
+}
+
+// startHint is the command that starts the bundle's Nexfile as the bundle was made: with
+// the connection flags given to this command (a password or token stays in the
+// environment, where it came from), so it reaches the same server as the same user.
+func startHint(g *cli.Globals, nexfile string) string {
+	args := []string{"nex"}
+	if g.NATS.Context != "" {
+		args = append(args, "--nats.context="+g.NATS.Context)
+	}
+	args = append(args, g.NATS.Args()...)
+	args = append(args, "--namespace", g.Namespace, "workload", "start", "-f", nexfile)
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t\n'\"$`\\;&|<>()*?[]{}~!#") {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 // BundleListCmd lists a bucket's bundled files.
