@@ -266,6 +266,9 @@ func (n *Nexlet) addService() error {
 			return x.Exec(ctx, r.ID, *req)
 		})),
 		ep(v1.NexletReseal, false, svc.Handle(func(ctx context.Context, _ *svc.Request, req *v1.ResealRequest) (json.RawMessage, error) {
+			if err := v1.ValidateNamespace(req.Namespace); err != nil {
+				return nil, v1.BadRequest("reseal: the workload's namespace: %v", err) // an older node's request
+			}
 			out, err := seal.Reseal(req.StartRequest, n.xkey, req.Recipient, req.Namespace)
 			if err != nil {
 				return nil, v1.BadRequest("reseal: %v", err)
