@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -9,10 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/node"
+	"github.com/nexrun/nex/pkg/seal"
 )
 
 // Sealed values are meant to be safe to show: a start request's environment, and a
@@ -129,6 +133,145 @@ func TestTenantCannotOpenAnothersSealedValues(t *testing.T) {
 		"--start-request", `{"uri":"file:///bin/sh","argv":["-c","echo pw=$PW"],"environment":{"PW":"secret://pw"}}`)...))
 	testutil.Eventually(t, 10*time.Second, "b's job to print its own secret", func() bool {
 		logs, _, _ := u.nex(append(b, "workload", "logs", jid)...)
+		return strings.Contains(logs, "pw=hunter3")
+	})
+}
+
+// legacySealed is v sealed for recipient as nex sealed values before they were bound to a
+// namespace (nexenc:v1:): what b's older CLI sent, and b's records made before still hold.
+func legacySealed(t *testing.T, v, recipient string) string {
+	t.Helper()
+	sender, _ := nkeys.CreateCurveKeys()
+	ct, err := sender.Seal([]byte(v), recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := sender.PublicKey()
+	return seal.LegacyPrefix + pub + ":" + base64.StdEncoding.EncodeToString(ct)
+}
+
+// A legacy value (sealed for no namespace) opens wherever it is started, so no new start
+// or group takes one, however it is written: a review's walk escaped one character of
+// the marker in JSON ("nexenc:\u00761:"), which the node's check of the bytes missed and
+// the nexlet decoded, and a's job and a's group copy printed b's old values.
+func TestTenantCannotSlipLegacyValuesPast(t *testing.T) {
+	op, u, url, _, nodeArgs := secretsSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), nodeArgs...)
+	a := op.tenant(t, u, url, "a", "alice")
+	ctx := context.Background()
+	ta := tenantConn(t, u, url, "alice")
+	ca, _ := client.New(ta, "a")
+	escaped := func(v string) string { return strings.Replace(v, seal.LegacyPrefix, `nexenc:\u00761:`, 1) }
+	printer := func(v, then string) json.RawMessage {
+		return json.RawMessage(`{"uri":"file:///bin/sh","argv":["-c","echo got=$STOLEN` + then + `"],"environment":{"STOLEN":"` + v + `"}}`)
+	}
+	leaked := func(wid string) {
+		t.Helper()
+		if logs, _, _ := u.nex(append(a, "workload", "logs", wid)...); strings.Contains(logs, "got=hunter") {
+			t.Errorf("a's workload printed b's old value: %q", strings.TrimSpace(logs))
+		}
+	}
+
+	// a DEPLOY, sent as raw NATS (the CLI would decode the escape), of b's old value
+	// sealed for the nexlet
+	def := v1.WorkloadDefinition{Name: "thief", Type: "native", Lifecycle: v1.LifecycleJob}
+	for _, form := range []func(string) string{func(v string) string { return v }, escaped} {
+		bids, _, err := ca.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle})
+		if err != nil || len(bids) == 0 {
+			t.Fatalf("auction: %v %v", bids, err)
+		}
+		def.StartRequest = printer(form(legacySealed(t, "hunter4", bids[0].XKey)), "")
+		body, _ := json.Marshal(v1.DeployRequest{Workload: def})
+		m, err := ta.Request(v1.ControlSubject("a", v1.VerbDeploy, bids[0].BidID), body, 15*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := m.Header.Get("Nats-Service-Error-Code"); code != "400" || !strings.Contains(string(m.Data), "sealed by an older nex") {
+			t.Errorf("DEPLOY with %s: %v %s", def.StartRequest, m.Header, m.Data)
+			var info v1.WorkloadInfo
+			if json.Unmarshal(m.Data, &info) == nil && info.ID != "" {
+				testutil.Eventually(t, 10*time.Second, "the thief to end", func() bool {
+					logs, _, _ := u.nex(append(a, "workload", "logs", info.ID)...)
+					return strings.Contains(logs, "got=")
+				})
+				leaked(info.ID)
+			}
+		}
+	}
+
+	// a group with b's old value sealed for the cluster's secrets key
+	var key v1.SecretKeyReply
+	m, err := ta.Request(v1.ControlSubject("a", v1.VerbSecretKey), []byte("{}"), 5*time.Second)
+	if err != nil || json.Unmarshal(m.Data, &key) != nil || key.XKey == "" {
+		t.Fatalf("secrets key: %v %s", err, m.Data)
+	}
+	for _, form := range []func(string) string{func(v string) string { return v }, escaped} {
+		gdef := v1.WorkloadDefinition{Name: "thieves", Type: "native", Lifecycle: v1.LifecycleService,
+			StartRequest: printer(form(legacySealed(t, "hunter5", key.XKey)), "; exec sleep 600")}
+		st, err := ca.StartGroup(ctx, gdef, 1, 0, "")
+		if err == nil || !strings.Contains(err.Error(), "sealed by an older nex") {
+			t.Errorf("group with %s: %v", gdef.StartRequest, err)
+			if st != nil {
+				for _, c := range st.Copies {
+					testutil.Eventually(t, 10*time.Second, "the copy's line", func() bool {
+						logs, _, _ := u.nex(append(a, "workload", "logs", c.ID)...)
+						return strings.Contains(logs, "got=")
+					})
+					leaked(c.ID)
+				}
+			}
+		}
+	}
+}
+
+// A group recorded before values were bound (its value sealed as nexenc:v1: for the
+// secrets key) is still restarted and updated: `nex workload update --description` sends
+// its recorded definition back, legacy value and all (a review's walk: refused), and its
+// copies start with the value opened.
+func TestLegacyGroupStillUpdates(t *testing.T) {
+	op, u, url, _, nodeArgs := secretsSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), nodeArgs...)
+	b := op.tenant(t, u, url, "b", "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tb := tenantConn(t, u, url, "bob")
+	cb, _ := client.New(tb, "b")
+	sr := func(pw string) json.RawMessage {
+		return json.RawMessage(`{"uri":"file:///bin/sh","argv":["-c","echo pw=$PW; exec sleep 600"],"environment":{"PW":"` + pw + `"}}`)
+	}
+	st, err := cb.StartGroup(ctx, v1.WorkloadDefinition{Name: "web", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: sr("hunter2")}, 1, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the group as an older coordinator recorded it
+	var key v1.SecretKeyReply
+	if m, err := tb.Request(v1.ControlSubject("b", v1.VerbSecretKey), []byte("{}"), 5*time.Second); err != nil || json.Unmarshal(m.Data, &key) != nil || key.XKey == "" {
+		t.Fatalf("secrets key: %v", err)
+	}
+	admin, err := nats.Connect(url, nats.UserCredentials(filepath.Join(u.home, "state.creds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	store, err := node.OpenKVStore(ctx, admin, "reader", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := store.Group(ctx, "b", st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Definition.StartRequest = sr(legacySealed(t, "hunter3", key.XKey))
+	if err := store.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	u.mustNex(append(b, "workload", "update", st.ID, "--description", "new text")...)
+	st, err = cb.Group(ctx, st.ID, v1.GroupRequest{Op: v1.GroupInfo})
+	if err != nil || len(st.Copies) != 1 || st.Definition == nil || st.Definition.Description != "new text" {
+		t.Fatalf("the updated group: %+v %v", st, err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the updated copy to print the legacy value", func() bool {
+		logs, _, _ := u.nex(append(b, "workload", "logs", st.Copies[0].ID)...)
 		return strings.Contains(logs, "pw=hunter3")
 	})
 }

@@ -132,7 +132,7 @@ func (n *Node) deploy(ctx context.Context, r *svc.Request, req *v1.DeployRequest
 	if err := v1.ValidateRequestID(req.RequestID); err != nil {
 		return v1.WorkloadInfo{}, err
 	}
-	if err := seal.CheckNew(def.StartRequest); err != nil && req.Takeover == nil {
+	if err := seal.CheckNew(def.StartRequest, nil); err != nil && req.Takeover == nil {
 		return v1.WorkloadInfo{}, v1.BadRequest("%v", err)
 	}
 	if _, shared := n.cfg.Store.(ClusterStore); def.Disconnect == v1.DisconnectStop && !shared {

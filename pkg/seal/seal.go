@@ -37,8 +37,37 @@ func IsSealed(v string) bool {
 	return strings.HasPrefix(v, Prefix) || strings.HasPrefix(v, LegacyPrefix)
 }
 
-// Contains says whether a start request holds a sealed value anywhere.
-func Contains(startRequest []byte) bool { return bytes.Contains(startRequest, []byte(Marker)) }
+// Contains says whether a start request holds a sealed value in its environment, as the
+// nexlet reads it (environment).
+func Contains(startRequest []byte) bool {
+	if bytes.Contains(startRequest, []byte(Marker)) {
+		return true
+	}
+	if !bytes.Contains(startRequest, []byte(`\`)) {
+		return false // no JSON escape: the bytes tell
+	}
+	for _, v := range environment(startRequest) {
+		if IsSealed(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// environment is the start request's environment as every opener reads it (OpenEnvironment,
+// and a nexlet's own decoding of its start request: encoding/json into a struct, which
+// takes "Environment" for "environment" and merges repeated keys). Every check of what
+// the environment holds reads it so too: a check of the bytes let "nexenc:\u00761:..."
+// through, a legacy value once decoded (a review's walk).
+func environment(startRequest []byte) map[string]string {
+	var sr struct {
+		Environment map[string]string `json:"environment"`
+	}
+	if json.Unmarshal(startRequest, &sr) != nil {
+		return nil
+	}
+	return sr.Environment
+}
 
 // Environment seals every plain value of the start request's "environment" object for
 // recipient (a curve public key, X...) and namespace ns, with a fresh sender key. Other
@@ -105,14 +134,12 @@ func Open(recipient nkeys.KeyPair, v, ns string) (string, error) {
 // OpenEnvironment returns the start request's environment with every value opened, each
 // of them sealed for namespace ns.
 func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair, ns string) (map[string]string, error) {
-	var sr struct {
-		Environment map[string]string `json:"environment"`
-	}
-	if err := json.Unmarshal(startRequest, &sr); err != nil || sr.Environment == nil {
+	env := environment(startRequest)
+	if env == nil {
 		return nil, nil
 	}
-	out := make(map[string]string, len(sr.Environment))
-	for k, v := range sr.Environment {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
 		pt, err := Open(recipient, v, ns)
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", k, err)
@@ -140,17 +167,17 @@ func Reseal(startRequest json.RawMessage, from nkeys.KeyPair, recipient, ns stri
 
 // LegacyValue names the environment value of the start request sealed as legacy
 // (LegacyPrefix) that sorts first, "" when there is none.
-func LegacyValue(startRequest json.RawMessage) string {
-	if !bytes.Contains(startRequest, []byte(LegacyPrefix)) {
-		return ""
+func LegacyValue(startRequest json.RawMessage) string { return newLegacyValue(startRequest, nil) }
+
+// newLegacyValue is LegacyValue leaving out the values before holds under the same name.
+func newLegacyValue(startRequest, before json.RawMessage) string {
+	if !bytes.Contains(startRequest, []byte(LegacyPrefix)) && !bytes.Contains(startRequest, []byte(`\`)) {
+		return "" // no JSON escape: the bytes tell
 	}
-	var sr struct {
-		Environment map[string]string `json:"environment"`
-	}
-	_ = json.Unmarshal(startRequest, &sr)
+	kept := environment(before)
 	name := ""
-	for k, v := range sr.Environment {
-		if strings.HasPrefix(v, LegacyPrefix) && (name == "" || k < name) {
+	for k, v := range environment(startRequest) {
+		if strings.HasPrefix(v, LegacyPrefix) && kept[k] != v && (name == "" || k < name) {
 			name = k
 		}
 	}
@@ -161,26 +188,31 @@ func rewrite(startRequest json.RawMessage, f func(string) (string, error)) (json
 	if err := json.Unmarshal(startRequest, &m); err != nil {
 		return startRequest, nil // not an object: the schema check will say so
 	}
-	raw, ok := m["environment"]
-	if !ok {
-		return startRequest, nil
-	}
-	var env map[string]string
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return startRequest, nil
-	}
-	for k, v := range env {
-		nv, err := f(v)
-		if err != nil {
-			return nil, fmt.Errorf("environment %s: %w", k, err)
+	changed := false
+	for key, raw := range m {
+		if !strings.EqualFold(key, "environment") { // every key environment() reads
+			continue
 		}
-		env[k] = nv
+		var env map[string]string
+		if err := json.Unmarshal(raw, &env); err != nil {
+			continue
+		}
+		for k, v := range env {
+			nv, err := f(v)
+			if err != nil {
+				return nil, fmt.Errorf("environment %s: %w", k, err)
+			}
+			env[k] = nv
+		}
+		b, err := json.Marshal(env)
+		if err != nil {
+			return nil, err
+		}
+		m[key], changed = b, true
 	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		return nil, err
+	if !changed {
+		return startRequest, nil
 	}
-	m["environment"] = b
 	return json.Marshal(m)
 }
 
@@ -199,9 +231,10 @@ func HasPlainValues(startRequest json.RawMessage) bool {
 
 // CheckNew refuses a start request, new to the cluster (a start or a group's definition
 // from a client), that holds a legacy value: sealed for no namespace, it could be another
-// namespace's, copied.
-func CheckNew(startRequest json.RawMessage) error {
-	if k := LegacyValue(startRequest); k != "" {
+// namespace's, copied. Those before holds under the same name are kept: the definition
+// the request replaces (an update of a group recorded with them, sent back as it was).
+func CheckNew(startRequest, before json.RawMessage) error {
+	if k := newLegacyValue(startRequest, before); k != "" {
 		return fmt.Errorf("start_request.environment.%s is sealed by an older nex (%s...), for no namespace: send it again with this nex, which seals every value for its namespace", k, LegacyPrefix)
 	}
 	return nil

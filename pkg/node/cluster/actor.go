@@ -47,7 +47,7 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", r.ID, v1.GroupIDPrefix)
 	}
 	if req.Definition != nil {
-		if err := c.checkSealed(r.Namespace, req.Definition.StartRequest); err != nil {
+		if err := c.checkSealed(ctx, r.Namespace, r.ID, req); err != nil {
 			return v1.GroupStatus{}, err
 		}
 	}
@@ -70,10 +70,18 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 }
 
 // checkSealed refuses a group definition whose sealed values are not the namespace's own
-// (sealed for another namespace, or for none: a legacy value), rather than keep a group
-// whose copies are never placed.
-func (c *Coordinator) checkSealed(ns string, startRequest json.RawMessage) error {
-	if err := seal.CheckNew(startRequest); err != nil {
+// (sealed for another namespace, or for none: a legacy value, except one an update keeps
+// from the group's recorded definition), rather than keep a group whose copies are never
+// placed.
+func (c *Coordinator) checkSealed(ctx context.Context, ns, id string, req *v1.GroupRequest) error {
+	startRequest := req.Definition.StartRequest
+	var before json.RawMessage
+	if req.Op == v1.GroupUpdate && seal.LegacyValue(startRequest) != "" {
+		if g, err := c.cs.Group(ctx, ns, id); err == nil {
+			before = g.Definition.StartRequest
+		}
+	}
+	if err := seal.CheckNew(startRequest, before); err != nil {
 		return v1.BadRequest("%v", err)
 	}
 	if c.cfg.SecretsKey == nil || !seal.Contains(startRequest) {
