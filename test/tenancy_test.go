@@ -817,6 +817,33 @@ func TestTenantCannotConfigureStreams(t *testing.T) {
 	}
 }
 
+// A user name is one namespace's (its replies come through _INBOX_<name>), wherever its
+// credentials are written: a newcomer's walk minted bob of namespace a with -o elsewhere,
+// past the check of <dir>/bob.creds, and that user read the replies to b's bob.
+func TestUserNameIsOneNamespaces(t *testing.T) {
+	u := newUser(t)
+	dir := filepath.Join(u.home, "nex-sec")
+	u.mustNex("security", "init", dir)
+	elsewhere := t.TempDir()
+	u.mustNex("--namespace", "b", "security", "user", dir, "bob")
+	u.mustNex("--namespace", "b", "security", "user", dir, "carol", "-o", filepath.Join(elsewhere, "carol.creds"))
+	for _, c := range []struct{ name, out, want string }{
+		{"bob", filepath.Join(elsewhere, "bob-of-a.creds"), "user bob was minted for namespace b"},
+		{"carol", "", "user carol was minted for namespace b"},
+		{"carol", filepath.Join(elsewhere, "carol.creds"), "holds user carol of namespace b"},
+	} {
+		args := []string{"--namespace", "a", "security", "user", dir, c.name}
+		if c.out != "" {
+			args = append(args, "-o", c.out)
+		}
+		if _, errOut, code := u.nex(args...); code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s of b minted again for a (%s): exit %d %s", c.name, c.out, code, errOut)
+		}
+	}
+	u.mustNex("--namespace", "b", "security", "user", dir, "carol", "-o", filepath.Join(elsewhere, "carol2.creds")) // b's again: fine
+	u.mustNex("--namespace", "a", "security", "user", dir, "dave")
+}
+
 // Tenant a, with the documented rights of its namespace, aims a push consumer on its own
 // bundle bucket at b's workload's log subject (NATS checks the consumer's create request,
 // not where it delivers) and stores "INJECTED" there: on a node that keeps no history, b's

@@ -1,7 +1,10 @@
 package security
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,6 +189,13 @@ func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 	if other := credsNamespace(out); other != "" && other != g.Namespace {
 		return fmt.Errorf("%s holds user %s of namespace %s: a user's replies come through %s, so one name cannot serve two namespaces; pick another name", out, c.Name, other, creds.UserInboxPrefix(c.Name))
 	}
+	minted, err := mintedUsers(c.Dir)
+	if err != nil {
+		return err
+	}
+	if other, ok := minted[c.Name]; ok && other != g.Namespace {
+		return fmt.Errorf("user %s was minted for namespace %s (%s): a user's replies come through %s, so one name cannot serve two namespaces; pick another name", c.Name, other, filepath.Join(c.Dir, secUsers), creds.UserInboxPrefix(c.Name))
+	}
 	seed, err := os.ReadFile(filepath.Join(c.Dir, secSigning))
 	if err != nil {
 		return fmt.Errorf("the signing key of %s: %w (made by nex security init)", c.Dir, err)
@@ -202,12 +212,57 @@ func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	minted[c.Name] = g.Namespace
+	if err := writeMinted(c.Dir, minted); err != nil {
+		return err
+	}
 	if err := os.WriteFile(out, file, 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.Stdout(), "Wrote %s: user %s of namespace %s. Use it as\n  nex --nats.creds-file %s --nats.inbox-prefix %s --namespace %s ...\n",
 		out, c.Name, g.Namespace, out, creds.UserInboxPrefix(c.Name), g.Namespace)
 	return nil
+}
+
+// secUsers, in the directory of nex security init, names the namespace of every user
+// minted from it: a name is one namespace's wherever its credentials were written (a
+// newcomer's walk minted bob of namespace a with -o elsewhere, past the check of
+// <dir>/bob.creds, and read the replies to b's bob).
+const secUsers = "users.json"
+
+// mintedUsers is the namespace of each user minted from dir: users.json, and the tenant
+// credentials in dir itself (users minted before users.json was kept).
+func mintedUsers(dir string) (map[string]string, error) {
+	minted := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(dir, secUsers))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &minted); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, secUsers), err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.creds"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".creds")
+		if ns := credsNamespace(f); ns != "" && minted[name] == "" {
+			minted[name] = ns
+		}
+	}
+	return minted, nil
+}
+
+func writeMinted(dir string, minted map[string]string) error {
+	b, err := json.MarshalIndent(minted, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, secUsers)
+	if err := os.WriteFile(path+".new", append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".new", path)
 }
 
 // credsNamespace is the namespace of the tenant credentials in file path ("" when there
