@@ -554,6 +554,11 @@ func TestOperatorWalkthrough(t *testing.T) {
 		}
 	}
 	alice := []string{"-s", "nats://127.0.0.1:" + port, "--nats.creds-file", filepath.Join(u.cwd, "nex-sec", "alice.creds"), "--nats.inbox-prefix", "_INBOX_alice", "--namespace", "a"}
+	// the walkthrough's node sets no bounds, and says so (docs/security.md, "A node shared
+	// by tenants")
+	if log, _ := os.ReadFile(filepath.Join(u.cwd, "nexd.log")); !strings.Contains(string(log), "tenants share this node with no --namespace-quota and no --default-limits") {
+		t.Errorf("nexd.log lacks the warning of a node with no bounds:\n%s", log)
+	}
 	// the node's state is in the state account, where no tenant is
 	for creds, want := range map[string]bool{"node.creds": false, "state.creds": true} {
 		nc, err := nats.Connect("nats://127.0.0.1:"+port, nats.UserCredentials(filepath.Join(u.cwd, "nex-sec", creds)))

@@ -279,6 +279,11 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.minter.Isolated() && len(quotas) == 0 && defaults.Empty() {
+		// a newcomer's walk of the operator walkthrough: one tenant's workloads, with no
+		// limits, could take the node's memory, CPU and processes from every other's
+		d.log.Warn("tenants share this node with no --namespace-quota and no --default-limits: one namespace's workloads can take all of its memory, CPU and processes; see docs/security.md (A node shared by tenants)")
+	}
 	n, err := node.New(d.nc, node.Config{
 		NexletConn: d.nxc,
 		SecretsKey: secretsKey, SecretsBucket: secretsKV, History: hist, Quotas: quotas,

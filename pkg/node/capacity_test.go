@@ -194,6 +194,7 @@ func TestLeastLoadedSpreads(t *testing.T) {
 			t.Fatalf("bid of %s: load %v, workloads %d; want 0.5 and 0", bid.NodeID, bid.Load, bid.Workloads)
 		}
 	}
+	c.ReleaseBids(ctx, bids, "", &v1.Resources{Memory: 1 << 30, CPU: 1})
 	// equal loads: the node running fewer workloads wins, so starts alternate
 	count := func(n int, res string) map[string]int {
 		t.Helper()
@@ -201,7 +202,7 @@ func TestLeastLoadedSpreads(t *testing.T) {
 		for range n {
 			w, err := c.StartWorkload(ctx, sized("w", res))
 			if err != nil {
-				t.Fatal(err)
+				t.Fatal(err, declineReasons(t, err))
 			}
 			per[w.NodeID]++
 		}

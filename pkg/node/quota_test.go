@@ -171,3 +171,42 @@ func TestUnusedBidsBounded(t *testing.T) {
 		t.Fatalf("c's start while a and b hold their bids: %v", err)
 	}
 }
+
+// A namespace without a quota holds at most half of a node's memory and CPU in bids it
+// has not deployed (its first bid may ask for more): a newcomer's walk held a node's CPU
+// with three bids it never used, and another namespace's starts were declined.
+func TestUnusedBidsHoldHalfWithoutAQuota(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	startSizedNode(t, s, "h", node.Config{Memory: 4 << 30, CPUs: 2}, "memory", "cpu")
+	bid := func(c *client.Client, res string) ([]v1.Bid, client.Declines) {
+		r, err := v1.ParseResources(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bids, declines
+	}
+	ca, _ := client.New(testutil.Connect(t, s), "a")
+	for _, res := range []string{"memory=2560MiB", "cpu=0.5"} { // the first: more than half
+		if bids, declines := bid(ca, res); len(bids) != 1 {
+			t.Fatalf("a's bid for %s: %v", res, declines)
+		}
+	}
+	if _, declines := bid(ca, "memory=512MiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a holds 2.5 GiB of this node's 4 GiB of memory in 2 bids not yet deployed; with 512 MiB more it would hold over half") {
+		t.Fatalf("a's bid past half the memory: %+v", declines)
+	}
+	if bids, declines := bid(ca, "cpu=0.5"); len(bids) != 1 {
+		t.Fatalf("a's bid for half the CPUs: %v", declines)
+	}
+	if _, declines := bid(ca, "cpu=0.1"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a holds 1 of this node's 2 CPUs in 3 bids not yet deployed; with 0.1 more it would hold over half") {
+		t.Fatalf("a's bid past half the CPUs: %+v", declines)
+	}
+	cb, _ := client.New(testutil.Connect(t, s), "b")
+	if _, err := cb.StartWorkload(ctx, sized("b", `{"memory":"1GiB","cpu":0.9}`)); err != nil {
+		t.Fatalf("b's start while a holds its bids: %v", err)
+	}
+}

@@ -61,6 +61,9 @@ func (a *Auctioneer) Auction(_ context.Context, r *svc.Request, req *v1.AuctionR
 		if why == "" {
 			why, load, running = a.fit(holds, p)
 		}
+		if why == "" { // what does not fit anyway is told so first
+			why = a.halfHeld(r.Namespace, p.PerNS[r.Namespace], holds)
+		}
 		if why != "" {
 			reply.Decline = why
 			return nil
@@ -179,12 +182,39 @@ const (
 	MaxBidsPerNamespace     = 4096
 )
 
+// halfHeld says why namespace ns, with no quota of a resource, may have no more unused
+// bids that hold it here: they would hold more than half of what the node offers of it
+// ("" when they would not, and for a namespace's first: a start may ask for more). A
+// newcomer's walk, with no quota set, held the CPU of a node with three bids it never
+// deployed, asking again every BidTTL, and another namespace's starts were declined.
+func (a *Auctioneer) halfHeld(ns string, held v1.Usage, holds *v1.Resources) string {
+	if held.Workloads == 0 || holds.Empty() {
+		return ""
+	}
+	q, _ := v1.QuotaOf(a.Quotas, ns)
+	mem, cpu := a.allocatable()
+	switch {
+	case q.Memory == 0 && holds.Memory > 0 && held.Memory+holds.Memory > mem/2:
+		return fmt.Sprintf("namespace %s holds %s of this node's %s of memory in %d bids not yet deployed; with %s more it would hold over half, the most a namespace without a memory quota may (nexd --namespace-quota)",
+			ns, held.Memory, mem, held.Workloads, holds.Memory) + ": " + a.later()
+	case q.CPU == 0 && holds.CPU > 0 && held.CPU+holds.CPU > cpu/2:
+		return fmt.Sprintf("namespace %s holds %s of this node's %s CPUs in %d bids not yet deployed; with %s more it would hold over half, the most a namespace without a cpu quota may (nexd --namespace-quota)",
+			ns, v1.FormatCores(held.CPU), v1.FormatCores(cpu), held.Workloads, v1.FormatCores(holds.CPU)) + ": " + a.later()
+	}
+	return ""
+}
+
+// later says how a namespace's unused bids stop holding room.
+func (a *Auctioneer) later() string {
+	return fmt.Sprintf("deploy or release them, or wait %s for them to expire", a.BidTTL.Round(time.Second))
+}
+
 // bidsHeld says why namespace ns, which holds unused bids here (held: those that hold
 // room), may have no more ("" when it may): it holds the most it may already, or one more
 // asking for holds would take what its unused bids hold past its quota (a tenant's unused
 // bids held a node's whole memory, its quota a seventh of it, asking again every BidTTL).
 func (a *Auctioneer) bidsHeld(ns string, unused int, held v1.Usage, holds *v1.Resources) string {
-	later := fmt.Sprintf("deploy or release them, or wait %s for them to expire", a.BidTTL.Round(time.Second))
+	later := a.later()
 	switch {
 	case unused >= MaxBidsPerNamespace:
 		return fmt.Sprintf("namespace %s holds %d bids of this node not yet deployed, the most one namespace may: %s", ns, unused, later)
