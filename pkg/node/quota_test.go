@@ -124,17 +124,7 @@ func TestUnusedBidsBounded(t *testing.T) {
 	ctx := context.Background()
 	startSizedNode(t, s, "q", node.Config{Memory: 4 << 30, Quotas: map[string]v1.Quota{"a": {Memory: 512 << 20}}}, "memory")
 	ca, _ := client.New(testutil.Connect(t, s), "a")
-	bid := func(c *client.Client, mem string) ([]v1.Bid, client.Declines) {
-		res, err := v1.ParseResources(mem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &res})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bids, declines
-	}
+	bid := func(c *client.Client, res string) ([]v1.Bid, client.Declines) { return bidFor(t, c, res) }
 	if _, declines := bid(ca, "memory=1GiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a asks for 1 GiB memory, 0 B of its quota of 512 MiB is in use (nexd --namespace-quota a=memory=512 MiB)") {
 		t.Fatalf("a's bid larger than its whole quota: %+v", declines)
 	}
@@ -179,17 +169,7 @@ func TestUnusedBidsHoldHalfWithoutAQuota(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
 	startSizedNode(t, s, "h", node.Config{Memory: 4 << 30, CPUs: 2}, "memory", "cpu")
-	bid := func(c *client.Client, res string) ([]v1.Bid, client.Declines) {
-		r, err := v1.ParseResources(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bids, declines
-	}
+	bid := func(c *client.Client, res string) ([]v1.Bid, client.Declines) { return bidFor(t, c, res) }
 	ca, _ := client.New(testutil.Connect(t, s), "a")
 	for _, res := range []string{"memory=2560MiB", "cpu=0.5"} { // the first: more than half
 		if bids, declines := bid(ca, res); len(bids) != 1 {
@@ -209,4 +189,18 @@ func TestUnusedBidsHoldHalfWithoutAQuota(t *testing.T) {
 	if _, err := cb.StartWorkload(ctx, sized("b", `{"memory":"1GiB","cpu":0.9}`)); err != nil {
 		t.Fatalf("b's start while a holds its bids: %v", err)
 	}
+}
+
+// bidFor auctions a service of the memory nexlet asking for res (memory=..., cpu=...).
+func bidFor(t *testing.T, c *client.Client, res string) ([]v1.Bid, client.Declines) {
+	t.Helper()
+	r, err := v1.ParseResources(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bids, declines, err := c.Auction(context.Background(), v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService, Resources: &r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bids, declines
 }
