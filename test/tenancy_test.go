@@ -588,6 +588,15 @@ func TestOperatorWalkthrough(t *testing.T) {
 		if ev := u.mustNex(append(alice, "workload", "events", w.ID)...); !strings.Contains(ev, "started") {
 			t.Errorf("hello's events:\n%s", ev)
 		}
+		// a walk's findings: the events of no such workload said nothing and exited 0, and
+		// following a finished job's stderr said "-f to follow"
+		if _, errOut, code := u.nex(append(alice, "workload", "events", "NoSuchWorkloadIDxxxxxx")...); code == 0 || !strings.Contains(errOut, "not found in namespace a, and no events of it are kept") {
+			t.Errorf("events of no such workload: exit %d %s", code, errOut)
+		}
+		testutil.Eventually(t, 10*time.Second, "hello to have finished", func() bool {
+			_, errOut, _ := u.nex(append(alice, "workload", "logs", "-f", "--stderr", w.ID)...)
+			return strings.Contains(errOut, "has finished (stopped), and printed nothing on stderr")
+		})
 	}
 	// the rest of a namespace's verbs, with the same rights: clone, stop, remove
 	for _, w := range list {

@@ -105,6 +105,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nex "+version.String())
 		return 0
 	}
+	if v, ok := os.LookupEnv("NEX_NAMESPACE"); ok && v == "" {
+		os.Unsetenv("NEX_NAMESPACE") // set but empty is unset (a walk read "namespace is empty")
+	}
 	var root CLI
 	root.SetOutput(stdout, stderr)
 	config.Warn = func(msg string) { fmt.Fprintln(stderr, "nex: warning:", msg) }

@@ -154,6 +154,9 @@ func NewSigningKeyMinter(signingKeySeed, rootAccount string) (Minter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rootAccount == "" {
+		return nil, fmt.Errorf("%w: --issuer-signing-key needs --issuer-signing-key-root-account, the public key of the account it signs for (account.pub of nex security init)", ErrConfig)
+	}
 	if !nkeys.IsValidPublicAccountKey(rootAccount) {
 		return nil, fmt.Errorf("%w: --issuer-signing-key-root-account %q is not an account public key (A...)", ErrConfig, rootAccount)
 	}
@@ -182,7 +185,8 @@ func accountKey(seed, flag string) (nkeys.KeyPair, error) {
 	seed = strings.TrimSpace(seed)
 	kp, err := nkeys.FromSeed([]byte(seed))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, flag, err)
+		// a walk gave a .creds file: "illegal base32 data at input byte 0"
+		return nil, fmt.Errorf("%w: %s: want an account seed (SA..., signing.seed of nex security init): %v", ErrConfig, flag, err)
 	}
 	pub, _ := kp.PublicKey()
 	if !nkeys.IsValidPublicAccountKey(pub) {
@@ -296,8 +300,8 @@ func UserInboxPrefix(user string) string { return "_INBOX_" + user }
 // ValidateUserName checks a CLI user's name: a namespace-like token that cannot take a
 // workload's reply prefix.
 func ValidateUserName(user string) error {
-	if err := v1.ValidateNamespace(user); err != nil {
-		return fmt.Errorf("user name: %w", err)
+	if err := v1.ValidateNamespaceLike("user name", user); err != nil {
+		return err
 	}
 	if strings.HasPrefix(UserInboxPrefix(user), WorkloadInboxPrefix) {
 		return fmt.Errorf("user name %q: a name starting NEXW_ would take workloads' reply prefixes (%s...)", user, WorkloadInboxPrefix)

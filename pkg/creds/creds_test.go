@@ -1,6 +1,7 @@
 package creds
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -57,8 +58,11 @@ func TestMintedCredsVerify(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewSigningKeyMinter("SAbogus", accPub); err == nil {
-		t.Fatal("bogus seed accepted")
+	if _, err := NewSigningKeyMinter("SAbogus", accPub); err == nil || !strings.Contains(err.Error(), "want an account seed (SA..., signing.seed of nex security init)") {
+		t.Fatalf("bogus seed: %v", err)
+	}
+	if _, err := NewSigningKeyMinter(string(skSeed), ""); err == nil || !strings.Contains(err.Error(), "--issuer-signing-key needs --issuer-signing-key-root-account") {
+		t.Fatalf("no root account: %v", err)
 	}
 	u, _ := nkeys.CreateUser()
 	useed, _ := u.Seed()

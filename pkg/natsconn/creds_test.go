@@ -1,10 +1,12 @@
 package natsconn
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -24,6 +26,13 @@ func TestCredsFileChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	good, _ := jwt.FormatUserConfig(token, seed)
+	other, _ := nkeys.CreateUser()
+	otherSeed, _ := other.Seed()
+	mixed := bytes.Replace(good, seed, otherSeed, 1) // nkeys' formatter refuses to write one
+	uc := jwt.NewUserClaims(pub)
+	uc.Name, uc.Expires = "shorty", time.Now().Add(-time.Minute).Unix()
+	old, _ := uc.Encode(acct)
+	expired, _ := jwt.FormatUserConfig(old, seed)
 	jwtOnly := []byte("-----BEGIN NATS USER JWT-----\n" + token + "\n------END NATS USER JWT------\n")
 	for _, c := range []struct {
 		name    string
@@ -35,6 +44,8 @@ func TestCredsFileChecked(t *testing.T) {
 		{"garbage", []byte("hello\n"), "holds no NATS user JWT"},
 		{"seed only", seed, "holds no NATS user JWT"},
 		{"jwt only", jwtOnly, "holds no user seed"},
+		{"mixed", mixed, "its seed is user"},
+		{"expired", expired, "its JWT (user shorty) expired at"},
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".creds")
 		if err := os.WriteFile(path, c.content, 0o600); err != nil {

@@ -165,6 +165,9 @@ func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) 
 		return nil, err
 	}
 	nc, err := nats.Connect(r.URL(), append(opts, extra...)...)
+	if errors.Is(err, nats.ErrAuthorization) && r.CredsFile == "" && r.NKey == "" && r.User == "" && r.Token == "" {
+		return nil, fmt.Errorf("connect to NATS at %s: %w: the server wants credentials and none were given (--nats.creds-file, or a NATS context with them)", r.URL(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", r.URL(), err)
 	}
@@ -178,11 +181,23 @@ func checkCredsFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("credentials file: %w", err)
 	}
-	if tok, err := jwt.ParseDecoratedJWT(b); err != nil || strings.Count(tok, ".") != 2 {
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil || strings.Count(tok, ".") != 2 {
 		return fmt.Errorf("credentials file %s holds no NATS user JWT (a .creds file as nsc or nex security init writes it: a JWT, then its user's seed)", path)
 	}
-	if _, err := jwt.ParseDecoratedNKey(b); err != nil {
+	kp, err := jwt.ParseDecoratedNKey(b)
+	if err != nil {
 		return fmt.Errorf("credentials file %s holds no user seed after its JWT: %v", path, err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil // not ours to judge: the server says what it makes of it
+	}
+	if pub, _ := kp.PublicKey(); pub != uc.Subject {
+		return fmt.Errorf("credentials file %s: its seed is user %s's, its JWT user %s's: they are not one user's", path, pub, uc.Subject)
+	}
+	if uc.Expires > 0 && time.Unix(uc.Expires, 0).Before(time.Now()) {
+		return fmt.Errorf("credentials file %s: its JWT (user %s) expired at %s: mint it again (nex security user)", path, uc.Name, time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func Open(recipient nkeys.KeyPair, v, ns string) (string, error) {
 	}
 	pt, err := recipient.Open(ct, sender)
 	if err != nil {
-		return "", fmt.Errorf("%w: not for this nexlet's key: %v", ErrSealed, err)
+		return "", fmt.Errorf("%w: not sealed for this key: %v", ErrSealed, err)
 	}
 	rest, bound := strings.CutPrefix(string(pt), boundMark)
 	if legacy {

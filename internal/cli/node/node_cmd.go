@@ -88,6 +88,7 @@ func (c *NodeLameduckCmd) Run(ctx context.Context, g *cli.Globals) error {
 // follow prints each node's progress until every one has exited.
 func (c *NodeLameduckCmd) follow(ctx context.Context, g *cli.Globals, cl *client.Client, targets []string, replies []*v1.LameduckReply) error {
 	last := map[string]string{}
+	countdown := cli.IsTerminal(g.Stdout()) // into a file or a CI log: a line per change, not per second
 	bound := time.Now().Add(c.Delay + 2*time.Minute)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -117,9 +118,12 @@ func (c *NodeLameduckCmd) follow(ctx context.Context, g *cli.Globals, cl *client
 			if up {
 				remaining++
 				left := time.Until(replies[i].Deadline).Round(time.Second)
-				if left > 0 {
+				switch {
+				case left > 0 && countdown:
 					line = fmt.Sprintf("%s, %s, stopping them in %s", strings.ToUpper(n.State), cli.Plural(n.Workloads, "workload"), left)
-				} else {
+				case left > 0:
+					line = fmt.Sprintf("%s, %s, stopping them at %s", strings.ToUpper(n.State), cli.Plural(n.Workloads, "workload"), replies[i].Deadline.Local().Format(time.TimeOnly))
+				default:
 					line = fmt.Sprintf("%s, stopping %s", strings.ToUpper(n.State), cli.Plural(n.Workloads, "workload"))
 				}
 			}

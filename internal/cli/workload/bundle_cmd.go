@@ -193,8 +193,12 @@ func (c *BundleCreateCmd) write(g *cli.Globals, base *nexfile.Nexfile, sr map[st
 	if g.JSON {
 		return cli.WriteJSON(g.Stdout(), map[string]any{"nexfile": c.Out, "files": files, "stored": stored, "bucket": c.Bucket, "start_request": sr})
 	}
-	fmt.Fprintf(g.Stdout(), "Bundled %s: %s into %s (%d new, the rest already there); wrote %s\nStart it with: %s\n",
-		nf.Name, cli.Plural(files, "file"), c.Bucket, stored, c.Out, startHint(g, c.Out))
+	kept := fmt.Sprintf("%d new", stored)
+	if stored < files {
+		kept += fmt.Sprintf(", %d already there", files-stored)
+	}
+	fmt.Fprintf(g.Stdout(), "Bundled %s: %s into %s (%s); wrote %s\nStart it with: %s\n",
+		nf.Name, cli.Plural(files, "file"), c.Bucket, kept, c.Out, startHint(g, c.Out))
 	return nil
 }
 

@@ -106,10 +106,23 @@ func (c *WorkloadLogsCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return infoErr
 	case c.Since > 0:
 		fmt.Fprintf(g.Stderr(), "workload %s has printed nothing in the last %s\n", c.ID, c.Since)
+	case gone != "": // asked to follow one that ended: -f would not help
+		fmt.Fprintf(g.Stderr(), "workload %s %s, and printed nothing%s\n", c.ID, gone, c.streamNamed())
 	default:
 		fmt.Fprintf(g.Stderr(), "workload %s has printed nothing yet (-f to follow)\n", c.ID)
 	}
 	return nil
+}
+
+// streamNamed is " on stdout" or " on stderr" when the command shows only one of them.
+func (c *WorkloadLogsCmd) streamNamed() string {
+	switch {
+	case c.Stdout:
+		return " on stdout"
+	case c.Stderr:
+		return " on stderr"
+	}
+	return ""
 }
 
 // endGrace is how long a follower waits for the end of a workload's output after the
@@ -241,13 +254,24 @@ func (c *EventsCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if strings.HasPrefix(c.Workload, v1.GroupIDPrefix) {
 		return c.groupEvents(ctx, g, cl)
 	}
-	return cl.Events(ctx, c.Workload, c.eventOptions(), func(ev v1.Event) error {
+	printed := 0
+	err = cl.Events(ctx, c.Workload, c.eventOptions(), func(ev v1.Event) error {
+		printed++
 		if g.JSON {
 			return cli.WriteJSONLine(g.Stdout(), ev)
 		}
 		_, err := fmt.Fprintln(g.Stdout(), formatEvent(g, ev))
 		return err
 	})
+	if err != nil || printed > 0 || c.Workload == "" || c.Follow {
+		return err
+	}
+	// nothing: say whether the workload is there at all, as logs does (a walk's events of
+	// another namespace's workload printed nothing and exited 0)
+	if _, err := cl.WorkloadInfo(ctx, c.Workload); v1.IsNotFound(err) {
+		return fmt.Errorf("workload %s not found in namespace %s, and no events of it are kept", c.Workload, cl.Namespace())
+	}
+	return nil
 }
 
 // WorkloadEventsCmd is `nex workload events [id]`.

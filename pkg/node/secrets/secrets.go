@@ -131,8 +131,10 @@ func (s *Store) handlePut(ctx context.Context, r *svc.Request, req *v1.SecretPut
 	if strings.HasPrefix(req.Value, seal.LegacyPrefix) {
 		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed by an older nex (%s...), for no namespace: put it again with this nex, which seals it for namespace %s", name, seal.LegacyPrefix, ns)
 	}
-	if _, err := seal.Open(s.key, req.Value, ns); err != nil {
-		return v1.SecretInfo{}, v1.BadRequest("secret %s is sealed for another key than this node's --secrets-key: %v", name, err)
+	if _, err := seal.Open(s.key, req.Value, ns); errors.Is(err, seal.ErrOtherNamespace) {
+		return v1.SecretInfo{}, v1.BadRequest("secret %s was sealed for another namespace than %s: %v", name, ns, err)
+	} else if err != nil {
+		return v1.SecretInfo{}, v1.BadRequest("secret %s is not sealed for the nodes' secrets key (--secrets-key; SECRET_KEY names it): %v", name, err)
 	}
 	if len(req.Value) > 64<<10 {
 		return v1.SecretInfo{}, v1.Errorf(v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
