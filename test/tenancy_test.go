@@ -593,6 +593,10 @@ func TestOperatorWalkthrough(t *testing.T) {
 		if _, errOut, code := u.nex(append(alice, "workload", "events", "NoSuchWorkloadIDxxxxxx")...); code == 0 || !strings.Contains(errOut, "not found in namespace a, and no events of it are kept") {
 			t.Errorf("events of no such workload: exit %d %s", code, errOut)
 		}
+		// another namespace's bundle bucket: refused, not "context deadline exceeded"
+		if _, errOut, code := u.nex(append(alice, "workload", "bundle", "list", "--bucket", "NEX_BUNDLES_b")...); code == 0 || !strings.Contains(errOut, "permission denied: this NATS user may not use object store NEX_BUNDLES_b") {
+			t.Errorf("bundle list of b's bucket: exit %d %s", code, errOut)
+		}
 		testutil.Eventually(t, 10*time.Second, "hello to have finished", func() bool {
 			_, errOut, _ := u.nex(append(alice, "workload", "logs", "-f", "--stderr", w.ID)...)
 			return strings.Contains(errOut, "has finished (stopped), and printed nothing on stderr")

@@ -37,8 +37,38 @@ type Bundles struct {
 // made by a node with the node's bounds).
 func (c *Client) Bundles(bucket string) Bundles { return Bundles{c: c, bucket: bucket} }
 
-// store opens (creating when asked) the object store bucket.
+// store opens (creating when asked) the object store bucket. A request the server refuses
+// for this user's permissions is said so at once: another namespace's bucket waited for
+// the timeout and said "context deadline exceeded" (a newcomer's walk).
 func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore, error) {
+	concerns := func(violation string) bool {
+		return strings.Contains(violation, "OBJ_"+b.bucket+`"`) || strings.Contains(violation, "OBJ_"+b.bucket+".") || strings.Contains(violation, "$O."+b.bucket+".")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			next, last := b.c.nc.Denials()
+			select {
+			case <-next:
+				if concerns(last()) {
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	store, err := b.open(ctx, create)
+	if _, last := b.c.nc.Denials(); err != nil && concerns(last()) {
+		return nil, v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not use object store %s (%s); namespace %s's own is %s", b.bucket, last(), b.c.ns, v1.BundleBucket(b.c.ns))
+	}
+	return store, err
+}
+
+// open opens (creating when asked) the object store bucket.
+func (b Bundles) open(ctx context.Context, create bool) (jetstream.ObjectStore, error) {
 	c, bucket := b.c, b.bucket
 	if err := v1.ValidateToken("bucket", bucket); err != nil {
 		return nil, err
