@@ -110,6 +110,47 @@ func secretsSetup(t *testing.T) (*operatorEnv, *user, string, string, []string) 
 	return op, u, url, nodeCreds, []string{"--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account, "--secrets-key", u.write("secrets.seed", string(xseed), 0o600)}
 }
 
+// nexdRefuses runs nexd with args and data dir <home>/<name>, and fails the test unless it
+// exits non-zero within 20 s naming want (one that serves instead is killed).
+func nexdRefuses(t *testing.T, u *user, name string, args []string, want string) {
+	t.Helper()
+	dir := filepath.Join(u.home, name)
+	cmd := u.cmd("nexd", append(args, "--data-dir", dir)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := os.Create(dir + ".log") // a file: its nexlet holds no pipe of Wait's open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, pid := range processes("nexlet-native", dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	stop := time.AfterFunc(20*time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	_ = cmd.Wait()
+	stop.Stop()
+	if log, _ := os.ReadFile(out.Name()); cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(log), want) {
+		t.Fatalf("nexd %s: exit %d, want it refused naming %q:\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), want, log)
+	}
+}
+
+// An issuer of another account than the node's own credentials' is refused at start: the
+// credentials it minted were refused by the server, and a newcomer's walk had a node that
+// came up running nothing, its nexlet given up after "Authorization Violation".
+func TestIssuerOfAnotherAccountRefused(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	other, _ := nkeys.CreateAccount()
+	otherPub, _ := other.PublicKey()
+	nexdRefuses(t, u, "data", []string{"-s", url, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", otherPub},
+		"--issuer-signing-key-root-account "+otherPub+" is not the account of the node's own credentials")
+	startNexd(t, u, url, filepath.Join(u.home, "data2"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+}
+
 // listOf is the namespace's workloads, as the CLI flags cli list them.
 func listOf(t *testing.T, u *user, cli []string) []v1.WorkloadInfo {
 	t.Helper()
@@ -138,29 +179,7 @@ func TestStateMovesIntoTheStateAccount(t *testing.T) {
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...))
 	// a second node given the node's own credentials as the state account's is refused:
 	// it moved the buckets onto themselves and deleted them (a newcomer's walk)
-	other := filepath.Join(u.home, "other")
-	cmd := u.cmd("nexd", append([]string{"-s", url, "--data-dir", other, "--state", "kv", "--state.creds-file", nodeCreds}, nodeArgs...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := os.Create(filepath.Join(u.home, "other.log")) // a file: its nexlet holds no pipe of Wait's open
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, pid := range processes("nexlet-native", other) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	stop := time.AfterFunc(20*time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }) // one that serves
-	_ = cmd.Wait()
-	stop.Stop()
-	if log, _ := os.ReadFile(out.Name()); cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(log), "of the node's own account") {
-		t.Fatalf("nexd with its own account's credentials as the state account's: exit %d\n%s", cmd.ProcessState.ExitCode(), log)
-	}
+	nexdRefuses(t, u, "other", append([]string{"-s", url, "--state", "kv", "--state.creds-file", nodeCreds}, nodeArgs...), "of the node's own account")
 	if out := u.mustNex(append(b, "secret", "list")...); !strings.Contains(out, "pw") {
 		t.Fatalf("b's secrets after the refused node:\n%s", out)
 	}

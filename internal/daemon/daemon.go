@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -244,6 +246,9 @@ func (d *daemon) buildNode(ctx context.Context) error {
 	if d.minter, err = newMinter(o); err != nil {
 		return err
 	}
+	if err := mintsForOwnAccount(o, d.resolved.CredsFile); err != nil {
+		return err
+	}
 	if !d.minter.Isolated() {
 		d.log.Warn("DEVELOPMENT MODE: no credential issuer configured (--issuer-signing-key or --issuer-nkey); workloads and nexlets share the node's NATS connection and are NOT isolated from each other or from other namespaces")
 	}
@@ -388,6 +393,37 @@ func newMinter(o Options) (creds.Minter, error) {
 		return nil, fmt.Errorf("%w: --issuer-signing-key-root-account goes with --issuer-signing-key, --issuer-nkey-seed with --issuer-nkey", creds.ErrConfig)
 	}
 	return creds.Dev{}, nil
+}
+
+// mintsForOwnAccount refuses an issuer that mints for another account than the one of
+// the node's own credentials (credsFile): the nexlets' and workloads' credentials would be
+// refused ("Authorization Violation"), and the node would come up running nothing (a
+// newcomer's walk, given another account's public key).
+func mintsForOwnAccount(o Options, credsFile string) error {
+	flag, account := "--issuer-signing-key-root-account", o.IssuerRootAccount
+	if o.IssuerNKey != "" {
+		flag, account = "--issuer-nkey", o.IssuerNKey
+	}
+	if account == "" || credsFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(credsFile)
+	if err != nil {
+		return nil // the connection has said what is wrong with it
+	}
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return nil
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil
+	}
+	own := cmp.Or(uc.IssuerAccount, uc.Issuer)
+	if own != account {
+		return fmt.Errorf("%w: %s %s is not the account of the node's own credentials (%s: account %s): the credentials it mints for nexlets and workloads would be refused", creds.ErrConfig, flag, account, credsFile, own)
+	}
+	return nil
 }
 
 // seedValue accepts a seed or the path of a file holding one; flag names it in errors.
