@@ -148,12 +148,32 @@ const (
 // errors at once.
 var validating = make(chan struct{}, runtime.GOMAXPROCS(0))
 
+// repeatedKey refuses a key an object has already (top: the start request's own, where
+// one differing only in case is the same field to Go's decoding), and records it. Readers
+// of a repeated key disagree about it: the schema check and a map take the last, Go's
+// decoding into a struct all of them, and a review's walk hid another namespace's sealed
+// value behind an "environment" that came first.
+func repeatedKey(keys map[string]bool, key string, top bool) error {
+	k := key
+	if top {
+		k = strings.ToUpper(strings.ToLower(key)) // as encoding/json folds: "ſ" is "s", "K" "k"
+	}
+	if keys[k] {
+		return &ValidationError{Fields: []string{fmt.Sprintf("start_request: key %q appears twice in one object", key)}}
+	}
+	keys[k] = true
+	return nil
+}
+
 // shape refuses, before any schema sees it, a document with an array or object of more
 // than MaxMembers members, or more than MaxTokens values and keys in all: a pass over its
-// tokens, linear in its bytes.
+// tokens, linear in its bytes. It refuses a repeated key too (repeatedKey).
 func shape(doc []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(doc))
-	type level struct{ tokens, per int } // per: tokens per member (an object's: key and value)
+	type level struct {
+		tokens, per int             // per: tokens per member (an object's: key and value)
+		keys        map[string]bool // an object's keys so far
+	}
 	var open []level
 	for total := 0; ; total++ {
 		tok, err := dec.Token()
@@ -172,12 +192,17 @@ func shape(doc []byte) error {
 			continue
 		}
 		if n := len(open); n > 0 {
+			if key, ok := tok.(string); ok && open[n-1].keys != nil && open[n-1].tokens%2 == 0 {
+				if err := repeatedKey(open[n-1].keys, key, n == 1); err != nil {
+					return err
+				}
+			}
 			if open[n-1].tokens++; open[n-1].tokens > MaxMembers*open[n-1].per {
 				return &ValidationError{Fields: []string{fmt.Sprintf("start_request: an array or object of more than %d members", MaxMembers)}}
 			}
 		}
 		if delim && d == '{' {
-			open = append(open, level{per: 2})
+			open = append(open, level{per: 2, keys: map[string]bool{}})
 		} else if delim && d == '[' {
 			open = append(open, level{per: 1})
 		}

@@ -32,6 +32,12 @@ func TestNativeSchema(t *testing.T) {
 		{"microseconds", `{"uri":"file:///bin/true","grace_period":"1500µs"}`, ""},
 		{"not a duration", `{"uri":"file:///bin/true","grace_period":"90"}`, "start_request.grace_period"},
 		{"a unit only", `{"uri":"file:///bin/true","grace_period":"s"}`, "start_request.grace_period"},
+		// readers of a repeated key disagree (a review hid a sealed value so)
+		{"repeated key", `{"uri":"file:///bin/true","environment":[],"environment":{"A":"b"}}`, `key "environment" appears twice`},
+		{"repeated key, other case", `{"uri":"file:///bin/true","environment":{"A":"b"},"Environment":{"A":"c"}}`, `key "Environment" appears twice`},
+		{"repeated key, folded", `{"uri":"file:///bin/true","environment":{},"ENVIRONMENT":{}}`, `key "ENVIRONMENT" appears twice`},
+		{"repeated variable", `{"uri":"file:///bin/true","environment":{"A":"b","A":"c"}}`, `key "A" appears twice`},
+		{"variables of two cases", `{"uri":"file:///bin/true","environment":{"path":"b","PATH":"c"}}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

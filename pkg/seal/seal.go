@@ -30,6 +30,8 @@ const (
 	// boundMark starts a bound plaintext: NUL, which no environment value and no
 	// namespace can hold, so a bound value relabelled as legacy is told apart.
 	boundMark = "\x00nexns:"
+	// MaxSecretBytes bounds a secret as stored: sealed, a value grows by a third.
+	MaxSecretBytes = 64 << 10
 )
 
 // IsSealed reports whether v is a sealed value.
@@ -46,7 +48,8 @@ func Contains(startRequest []byte) bool {
 	if !bytes.Contains(startRequest, []byte(`\`)) {
 		return false // no JSON escape: the bytes tell
 	}
-	for _, v := range environment(startRequest) {
+	env, _ := environment(startRequest)
+	for _, v := range env {
 		if IsSealed(v) {
 			return true
 		}
@@ -58,15 +61,20 @@ func Contains(startRequest []byte) bool {
 // and a nexlet's own decoding of its start request: encoding/json into a struct, which
 // takes "Environment" for "environment" and merges repeated keys). Every check of what
 // the environment holds reads it so too: a check of the bytes let "nexenc:\u00761:..."
-// through, a legacy value once decoded (a review's walk).
-func environment(startRequest []byte) map[string]string {
+// through, a legacy value once decoded (a review's walk). An environment that is not an
+// object of strings is an error, with what could be read of it: a review's walk put
+// "environment":[] before the real one, and a check that gave up on the first saw nothing.
+func environment(startRequest []byte) (map[string]string, error) {
+	if len(startRequest) == 0 {
+		return nil, nil
+	}
 	var sr struct {
 		Environment map[string]string `json:"environment"`
 	}
-	if json.Unmarshal(startRequest, &sr) != nil {
-		return nil
+	if err := json.Unmarshal(startRequest, &sr); err != nil {
+		return sr.Environment, fmt.Errorf("start_request.environment: %w", err)
 	}
-	return sr.Environment
+	return sr.Environment, nil
 }
 
 // Environment seals every plain value of the start request's "environment" object for
@@ -134,7 +142,10 @@ func Open(recipient nkeys.KeyPair, v, ns string) (string, error) {
 // OpenEnvironment returns the start request's environment with every value opened, each
 // of them sealed for namespace ns.
 func OpenEnvironment(startRequest json.RawMessage, recipient nkeys.KeyPair, ns string) (map[string]string, error) {
-	env := environment(startRequest)
+	env, err := environment(startRequest)
+	if err != nil {
+		return nil, err
+	}
 	if env == nil {
 		return nil, nil
 	}
@@ -174,9 +185,10 @@ func newLegacyValue(startRequest, before json.RawMessage) string {
 	if !bytes.Contains(startRequest, []byte(LegacyPrefix)) && !bytes.Contains(startRequest, []byte(`\`)) {
 		return "" // no JSON escape: the bytes tell
 	}
-	kept := environment(before)
+	kept, _ := environment(before)
+	env, _ := environment(startRequest)
 	name := ""
-	for k, v := range environment(startRequest) {
+	for k, v := range env {
 		if strings.HasPrefix(v, LegacyPrefix) && kept[k] != v && (name == "" || k < name) {
 			name = k
 		}
@@ -195,7 +207,7 @@ func rewrite(startRequest json.RawMessage, f func(string) (string, error)) (json
 		}
 		var env map[string]string
 		if err := json.Unmarshal(raw, &env); err != nil {
-			continue
+			return nil, fmt.Errorf("start_request.%s: %w", key, err)
 		}
 		for k, v := range env {
 			nv, err := f(v)
@@ -234,6 +246,9 @@ func HasPlainValues(startRequest json.RawMessage) bool {
 // namespace's, copied. Those before holds under the same name are kept: the definition
 // the request replaces (an update of a group recorded with them, sent back as it was).
 func CheckNew(startRequest, before json.RawMessage) error {
+	if _, err := environment(startRequest); err != nil {
+		return err
+	}
 	if k := newLegacyValue(startRequest, before); k != "" {
 		return fmt.Errorf("start_request.environment.%s is sealed by an older nex (%s...), for no namespace: send it again with this nex, which seals every value for its namespace", k, LegacyPrefix)
 	}

@@ -98,6 +98,7 @@ func TestSealedForItsNamespaceOnly(t *testing.T) {
 		`{"environment":{"OLD":"nexenc:\u00761:` + strings.TrimPrefix(legacy, "nexenc:v1:") + `"}}`,
 		`{"environment":{"OLD":"\u006eexenc\u003av1:` + strings.TrimPrefix(legacy, "nexenc:v1:") + `"}}`,
 		`{"Environment":{"OLD":"` + legacy + `"}}`,
+		`{"environment":[],"environment":{"OLD":"` + legacy + `"}}`,
 	} {
 		if err := CheckNew(json.RawMessage(sr), nil); err == nil {
 			t.Errorf("CheckNew(%s) took a legacy value", sr)
