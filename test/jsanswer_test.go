@@ -139,15 +139,20 @@ func nexdRefuses(t *testing.T, u *user, name string, args []string, want string)
 	}
 }
 
-// An issuer of another account than the node's own credentials' is refused at start: the
-// credentials it minted were refused by the server, and a newcomer's walk had a node that
-// came up running nothing, its nexlet given up after "Authorization Violation".
-func TestIssuerOfAnotherAccountRefused(t *testing.T) {
+// Credentials a node cannot work with are refused at start, naming what is wrong (a
+// newcomer's walk): an issuer of another account than the node's own credentials' (the
+// node came up running nothing, its nexlet given up after "Authorization Violation"), and
+// a tenant's credentials as the node's (it waited out --startup-wait on "context deadline
+// exceeded").
+func TestNexdRefusesCredentialsItCannotUse(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	other, _ := nkeys.CreateAccount()
 	otherPub, _ := other.PublicKey()
 	nexdRefuses(t, u, "data", []string{"-s", url, "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", otherPub},
 		"--issuer-signing-key-root-account "+otherPub+" is not the account of the node's own credentials")
+	op.tenant(t, u, url, "a", "alice")
+	nexdRefuses(t, u, "tenant", []string{"-s", url, "--nats.creds-file", filepath.Join(u.home, "alice.creds"), "--issuer-signing-key-root-account", op.account},
+		"lacks a node's rights")
 	startNexd(t, u, url, filepath.Join(u.home, "data2"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
 }
 

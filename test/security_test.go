@@ -519,6 +519,13 @@ func TestSecretStore(t *testing.T) {
 	if out := u.mustNex("-s", url, "--namespace", "default", "secret", "list"); !strings.Contains(out, "db") || strings.Contains(out, "hunter2") {
 		t.Fatalf("secret list: %q", out)
 	}
+	// the limit is said in what the user wrote (a walk's 60,000 bytes were refused as
+	// "80139 bytes sealed")
+	big := u.cmd("nex", "-s", url, "--namespace", "default", "secret", "put", "big")
+	big.Stdin = strings.NewReader(strings.Repeat("x", 60000))
+	if out, err := big.CombinedOutput(); err == nil || !strings.Contains(string(out), "secret big is 60000 bytes, 80") || !strings.Contains(string(out), "about 49002 bytes of value") {
+		t.Fatalf("a secret of 60,000 bytes: %v %s", err, out)
+	}
 	if out := u.mustNex("-s", url, "--namespace", "other", "secret", "list"); strings.Contains(out, "db") {
 		t.Fatalf("namespace other sees default's secret: %q", out)
 	}

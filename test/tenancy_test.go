@@ -860,6 +860,15 @@ func TestUserNameIsOneNamespaces(t *testing.T) {
 	}
 	u.mustNex("--namespace", "b", "security", "user", dir, "carol", "-o", filepath.Join(elsewhere, "carol2.creds")) // b's again: fine
 	u.mustNex("--namespace", "a", "security", "user", dir, "dave")
+	// credentials in dir minted before users.json was kept are known by the user in them,
+	// whatever their file's name
+	u.mustNex("--namespace", "b", "security", "user", dir, "erin", "-o", filepath.Join(dir, "e.creds"))
+	if err := os.Remove(filepath.Join(dir, "users.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := u.nex("--namespace", "a", "security", "user", dir, "erin"); code == 0 || !strings.Contains(errOut, "user erin was minted for namespace b") {
+		t.Errorf("erin of b (e.creds) minted again for a: exit %d %s", code, errOut)
+	}
 }
 
 // Tenant a, with the documented rights of its namespace, aims a push consumer on its own

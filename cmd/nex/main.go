@@ -67,6 +67,9 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+	if v, ok := os.LookupEnv(v1.EnvNamespace); ok && v == "" {
+		os.Unsetenv(v1.EnvNamespace) // set but empty is unset (a walk read "namespace is empty")
+	}
 	// NEX_CPUPROFILE=file writes a CPU profile of this invocation (for performance work).
 	if p := os.Getenv("NEX_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
@@ -104,9 +107,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		versionParses.Add(1)
 		fmt.Fprintln(stdout, "nex "+version.String())
 		return 0
-	}
-	if v, ok := os.LookupEnv("NEX_NAMESPACE"); ok && v == "" {
-		os.Unsetenv("NEX_NAMESPACE") // set but empty is unset (a walk read "namespace is empty")
 	}
 	var root CLI
 	root.SetOutput(stdout, stderr)

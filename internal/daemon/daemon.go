@@ -188,6 +188,10 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 		if err != nil {
 			return err
 		}
+		if err := checkNodeRights(nc, resolved.CredsFile); err != nil {
+			nc.Close()
+			return err
+		}
 		nxc, err := forNexlets.Connect("nexd "+d.o.NodeName+" (nexlets)", opts...)
 		if err != nil {
 			nc.Close()
@@ -393,6 +397,42 @@ func newMinter(o Options) (creds.Minter, error) {
 		return nil, fmt.Errorf("%w: --issuer-signing-key-root-account goes with --issuer-signing-key, --issuer-nkey-seed with --issuer-nkey", creds.ErrConfig)
 	}
 	return creds.Dev{}, nil
+}
+
+// checkNodeRights asks the server, once, for what a node's connection does first: its
+// replies under _INBOX (JetStream's answers), JetStream's API, and the control subjects it
+// serves. A user without them (a newcomer's walk gave nexd a tenant's credentials) had the
+// node wait out --startup-wait on "context deadline exceeded", never saying why: the
+// server reports a denied subscribe or publish only asynchronously, before its answer to
+// the flush that follows.
+func checkNodeRights(nc *nats.Conn, credsFile string) error {
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for _, subject := range []string{nats.NewInbox(), v1.ControlSubject(v1.SystemNamespace, v1.VerbPing)} {
+		s, err := nc.SubscribeSync(subject)
+		if err != nil {
+			return err
+		}
+		subs = append(subs, s)
+	}
+	if err := nc.Publish("$JS.API.INFO", nil); err != nil { // no reply subject: no answer
+		return err
+	}
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return nil // the server is slow: what follows says what it makes of this user
+	}
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+		who := "the node's NATS user"
+		if credsFile != "" {
+			who = "the user of " + credsFile
+		}
+		return fmt.Errorf("%s lacks a node's rights (%v): a node needs the account's full rights (node.creds of nex security init), not a tenant's", who, err)
+	}
+	return nil
 }
 
 // mintsForOwnAccount refuses an issuer that mints for another account than the one of

@@ -44,6 +44,7 @@ func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore,
 	concerns := func(violation string) bool {
 		return strings.Contains(violation, "OBJ_"+b.bucket+`"`) || strings.Contains(violation, "OBJ_"+b.bucket+".") || strings.Contains(violation, "$O."+b.bucket+".")
 	}
+	since, _ := b.c.nc.Denials() // closed once a violation comes after this call began
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -61,10 +62,20 @@ func (b Bundles) store(ctx context.Context, create bool) (jetstream.ObjectStore,
 		}
 	}()
 	store, err := b.open(ctx, create)
-	if _, last := b.c.nc.Denials(); err != nil && concerns(last()) {
+	if _, last := b.c.nc.Denials(); err != nil && closed(since) && concerns(last()) {
 		return nil, v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not use object store %s (%s); namespace %s's own is %s", b.bucket, last(), b.c.ns, v1.BundleBucket(b.c.ns))
 	}
 	return store, err
+}
+
+// closed says whether ch is closed (a nil channel never is).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // open opens (creating when asked) the object store bucket.

@@ -237,6 +237,10 @@ func (c *Client) forBid(def v1.WorkloadDefinition, b v1.Bid, prepare func(v1.Bid
 		if err != nil {
 			return def, err
 		}
+		if len(sealed) > v1.MaxStartRequestBytes && len(def.StartRequest) <= v1.MaxStartRequestBytes {
+			// what the user wrote is under the limit: say what took it past
+			return def, v1.Errorf(v1.CodeTooLarge, "start_request is %d bytes, and %d with its environment values sealed (each grows by a third and about 100 bytes); the limit is %d: keep large values in artifacts or fewer variables", len(def.StartRequest), len(sealed), v1.MaxStartRequestBytes)
+		}
 		def.StartRequest = sealed
 	}
 	return def, nil

@@ -29,6 +29,9 @@ func (c *Client) SecretPut(ctx context.Context, name, value string) (*v1.SecretI
 	if err != nil {
 		return nil, err
 	}
+	if len(sealed) > seal.MaxSecretBytes {
+		return nil, v1.Errorf(v1.CodeTooLarge, "secret %s is %d bytes, %d sealed (a value grows by a third when sealed); the limit is %d sealed, about %d bytes of value", name, len(value), len(sealed), seal.MaxSecretBytes, (seal.MaxSecretBytes-200)*3/4)
+	}
 	var info v1.SecretInfo
 	if err := c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretPut, name), v1.SecretPutRequest{Value: sealed}, &info); err != nil {
 		return nil, err

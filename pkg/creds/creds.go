@@ -300,7 +300,10 @@ func UserInboxPrefix(user string) string { return "_INBOX_" + user }
 // ValidateUserName checks a CLI user's name: a namespace-like token that cannot take a
 // workload's reply prefix.
 func ValidateUserName(user string) error {
-	if err := v1.ValidateNamespaceLike("user name", user); err != nil {
+	if err := v1.ValidateNamespace(user); err != nil { // its rules, in a user name's words
+		if _, rest, ok := strings.Cut(err.Error(), "namespace"); ok {
+			return fmt.Errorf("%w: user name%s", v1.ErrInvalidToken, rest)
+		}
 		return err
 	}
 	if strings.HasPrefix(UserInboxPrefix(user), WorkloadInboxPrefix) {

@@ -165,7 +165,7 @@ func (o Options) Connect(name string, extra ...nats.Option) (*nats.Conn, error) 
 		return nil, err
 	}
 	nc, err := nats.Connect(r.URL(), append(opts, extra...)...)
-	if errors.Is(err, nats.ErrAuthorization) && r.CredsFile == "" && r.NKey == "" && r.User == "" && r.Token == "" {
+	if errors.Is(err, nats.ErrAuthorization) && r.CredsFile == "" && r.NKey == "" && r.User == "" && r.Token == "" && r.TLSCert == "" && !strings.Contains(r.URL(), "@") {
 		return nil, fmt.Errorf("connect to NATS at %s: %w: the server wants credentials and none were given (--nats.creds-file, or a NATS context with them)", r.URL(), err)
 	}
 	if err != nil {

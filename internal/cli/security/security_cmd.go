@@ -245,8 +245,7 @@ func mintedUsers(dir string) (map[string]string, error) {
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.creds"))
 	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".creds")
-		if ns := credsNamespace(f); ns != "" && minted[name] == "" {
+		if name, ns := credsUser(f); name != "" && ns != "" && minted[name] == "" {
 			minted[name] = ns
 		}
 	}
@@ -268,22 +267,34 @@ func writeMinted(dir string, minted map[string]string) error {
 // credsNamespace is the namespace of the tenant credentials in file path ("" when there
 // are none, or they are not a tenant's): the one whose control subjects they may publish.
 func credsNamespace(path string) string {
+	_, ns := credsUser(path)
+	return ns
+}
+
+// credsUser is the user name (its reply prefix's: the one given to nex security user) and
+// namespace of the tenant credentials in file path (ns "" when there are none).
+func credsUser(path string) (name, ns string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	token, err := jwt.ParseDecoratedJWT(b)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	uc, err := jwt.DecodeUserClaims(token)
 	if err != nil {
-		return ""
+		return "", ""
+	}
+	for _, s := range uc.Permissions.Sub.Allow {
+		if n, ok := strings.CutPrefix(s, creds.UserInboxPrefix("")); ok && strings.HasSuffix(n, ".>") && !strings.HasPrefix(n, "NEXW_") {
+			name = strings.TrimSuffix(n, ".>")
+		}
 	}
 	for _, s := range uc.Permissions.Pub.Allow {
 		if ns, ok := v1.NamespaceOfWildcard(s); ok {
-			return ns
+			return name, ns
 		}
 	}
-	return ""
+	return "", ""
 }

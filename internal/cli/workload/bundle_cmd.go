@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,14 +204,26 @@ func (c *BundleCreateCmd) write(g *cli.Globals, base *nexfile.Nexfile, sr map[st
 }
 
 // startHint is the command that starts the bundle's Nexfile as the bundle was made: with
-// the connection flags given to this command (a password or token stays in the
-// environment, where it came from), so it reaches the same server as the same user.
+// the connection flags given to this command, so it reaches the same server as the same
+// user. A password or token is never printed (a --nats.password or --nats.token flag is
+// left out, one in a server URL shown as xxxxx): give it again.
 func startHint(g *cli.Globals, nexfile string) string {
 	args := []string{"nex"}
 	if g.NATS.Context != "" {
 		args = append(args, "--nats.context="+g.NATS.Context)
 	}
-	args = append(args, g.NATS.Args()...)
+	for _, a := range g.NATS.Args() {
+		if servers, ok := strings.CutPrefix(a, "--nats.servers="); ok {
+			list := strings.Split(servers, ",")
+			for i, s := range list {
+				if u, err := url.Parse(s); err == nil && u.User != nil {
+					list[i] = u.Redacted()
+				}
+			}
+			a = "--nats.servers=" + strings.Join(list, ",")
+		}
+		args = append(args, a)
+	}
 	args = append(args, "--namespace", g.Namespace, "workload", "start", "-f", nexfile)
 	for i, a := range args {
 		if strings.ContainsAny(a, " \t\n'\"$`\\;&|<>()*?[]{}~!#") {

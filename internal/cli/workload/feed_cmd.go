@@ -269,7 +269,11 @@ func (c *EventsCmd) Run(ctx context.Context, g *cli.Globals) error {
 	// nothing: say whether the workload is there at all, as logs does (a walk's events of
 	// another namespace's workload printed nothing and exited 0)
 	if _, err := cl.WorkloadInfo(ctx, c.Workload); v1.IsNotFound(err) {
-		return fmt.Errorf("workload %s not found in namespace %s, and no events of it are kept", c.Workload, cl.Namespace())
+		kept := "no events of it are kept"
+		if c.Since > 0 {
+			kept = "none of its events kept are in the window asked for"
+		}
+		return fmt.Errorf("workload %s not found in namespace %s, and %s", c.Workload, cl.Namespace(), kept)
 	}
 	return nil
 }

@@ -92,25 +92,21 @@ func ValidateToken(what, s string) error {
 // ValidateNamespace checks a namespace: a token that does not start with '$' or '_'.
 // Those prefixes are NATS's own ($JS, $KV, $SYS, _INBOX ...): a namespace named so would
 // hand its workloads rights on them (<ns>.>).
-func ValidateNamespace(ns string) error { return ValidateNamespaceLike("namespace", ns) }
-
-// ValidateNamespaceLike checks a name held to a namespace's rules (a CLI user's name is),
-// naming it what in its errors.
-func ValidateNamespaceLike(what, ns string) error {
-	if err := ValidateToken(what, ns); err != nil {
+func ValidateNamespace(ns string) error {
+	if err := ValidateToken("namespace", ns); err != nil {
 		return err
 	}
 	if len(ns) > MaxNamespaceBytes {
-		return fmt.Errorf("%w: %s %q is %d characters, at most %d: it is written many times into its users' and workloads' credentials, which must fit a NATS connect line", ErrInvalidToken, what, ns, len(ns), MaxNamespaceBytes)
+		return fmt.Errorf("%w: namespace %q is %d characters, at most %d: it is written many times into its users' and workloads' credentials, which must fit a NATS connect line", ErrInvalidToken, ns, len(ns), MaxNamespaceBytes)
 	}
 	if ns[0] == '$' || ns[0] == '_' {
-		return fmt.Errorf("%w: %s %q starts with %q, which NATS keeps for itself ($JS, $KV, _INBOX ...); pick a name that starts with a letter or digit", ErrInvalidToken, what, ns, ns[:1])
+		return fmt.Errorf("%w: namespace %q starts with %q, which NATS keeps for itself ($JS, $KV, _INBOX ...); pick a name that starts with a letter or digit", ErrInvalidToken, ns, ns[:1])
 	}
 	for _, c := range ns {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			// a namespace names streams, buckets and keys too (NEX_BUNDLES_<ns>, the KV
 			// key <ns>.<name>), which take these characters only
-			return fmt.Errorf("%w: %s %q has %q: a %s is letters, digits, '_' and '-' only", ErrInvalidToken, what, ns, c, what)
+			return fmt.Errorf("%w: namespace %q has %q: a namespace is letters, digits, '_' and '-' only", ErrInvalidToken, ns, c)
 		}
 	}
 	return nil

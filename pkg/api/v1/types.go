@@ -417,8 +417,7 @@ type LameduckReply struct {
 	Deadline time.Time `json:"deadline"`
 }
 
-// CloneRequest asks for a workload's definition; with ResealFor, sealed environment
-// values come back sealed for that nexlet key (the clone's), not the original's.
+// CloneRequest asks for a workload's definition; with ResealFor, sealed values come back sealed for that nexlet key.
 type CloneRequest struct {
 	ResealFor string `json:"reseal_for,omitempty"`
 }
@@ -427,9 +426,7 @@ type CloneRequest struct {
 type ResealRequest struct {
 	StartRequest json.RawMessage `json:"start_request"`
 	Recipient    string          `json:"recipient"`
-	// Namespace is the workload's: every value must be sealed for it, and is sealed for it
-	// again.
-	Namespace string `json:"namespace"`
+	Namespace    string          `json:"namespace"` // the workload's: each value is opened and sealed for it
 }
 
 // PruneRequest names every workload a node records for a nexlet: the nexlet removes

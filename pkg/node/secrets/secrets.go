@@ -136,8 +136,8 @@ func (s *Store) handlePut(ctx context.Context, r *svc.Request, req *v1.SecretPut
 	} else if err != nil {
 		return v1.SecretInfo{}, v1.BadRequest("secret %s is not sealed for the nodes' secrets key (--secrets-key; SECRET_KEY names it): %v", name, err)
 	}
-	if len(req.Value) > 64<<10 {
-		return v1.SecretInfo{}, v1.Errorf(v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is 65536", name, len(req.Value))
+	if len(req.Value) > seal.MaxSecretBytes {
+		return v1.SecretInfo{}, v1.Errorf(v1.CodeTooLarge, "secret %s is %d bytes sealed; the limit is %d sealed, about %d bytes of value", name, len(req.Value), seal.MaxSecretBytes, (seal.MaxSecretBytes-200)*3/4)
 	}
 	if _, err := kv.PutString(ctx, key, req.Value); err != nil {
 		return v1.SecretInfo{}, v1.Errorf(v1.CodeUnavailable, "store secret %s: %v", name, err)
