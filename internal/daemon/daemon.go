@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
@@ -412,7 +413,10 @@ func checkNodeRights(nc *nats.Conn, credsFile string) error {
 			_ = s.Unsubscribe()
 		}
 	}()
-	for _, subject := range []string{nats.NewInbox(), v1.ControlSubject(v1.SystemNamespace, v1.VerbPing)} {
+	// subjects no one sends to: a subscription to PING itself was an interest with no
+	// answer, and a `node list` in the node's first moments waited its whole timeout (a CI
+	// dry run: ten tests' waits for their node ran out)
+	for _, subject := range []string{nats.NewInbox(), v1.ControlSubject(v1.SystemNamespace, v1.VerbPing, nuid.Next())} {
 		s, err := nc.SubscribeSync(subject)
 		if err != nil {
 			return err
