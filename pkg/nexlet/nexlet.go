@@ -395,8 +395,14 @@ func (n *Nexlet) Run(ctx context.Context) error {
 		n.mu.Lock()
 		interval := n.interval
 		n.mu.Unlock()
-		if n.reregister.Load() && n.nc.IsConnected() && n.Register(ctx) == nil {
-			n.reregister.Store(false)
+		if n.reregister.Load() && n.nc.IsConnected() {
+			// after a cut's stops: said when it fails (a CI dry run's node never started
+			// its cut-off service again, and nothing said why)
+			if err := n.Register(ctx); err != nil {
+				n.log.Warn("register again after the cut", zap.Error(err))
+			} else {
+				n.reregister.Store(false)
+			}
 		}
 		t := time.NewTimer(interval)
 		select {
