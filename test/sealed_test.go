@@ -82,15 +82,7 @@ func TestTenantCannotOpenAnothersSealedValues(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "sealed value of another namespace") {
 		t.Errorf("a started a job with b's sealed PW: exit %d %s %s", code, out, errOut)
 		if m := startedRE.FindStringSubmatch(out); m != nil {
-			jid := m[2]
-			testutil.Eventually(t, 10*time.Second, "the thief's output", func() bool {
-				logs, _, _ := u.nex(append(a, "workload", "logs", jid)...)
-				if strings.Contains(logs, "got=") {
-					t.Errorf("a's job printed %q", strings.TrimSpace(logs))
-					return true
-				}
-				return false
-			})
+			t.Errorf("a's job printed %q", printedGot(t, u, a, m[2], "the thief's output"))
 		}
 	}
 
@@ -107,14 +99,9 @@ func TestTenantCannotOpenAnothersSealedValues(t *testing.T) {
 	out, errOut, _ = u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "thief2",
 		"--start-request", printer(`"secret://stolen"`))...)
 	if m := startedRE.FindStringSubmatch(out); m != nil {
-		jid := m[2]
-		testutil.Eventually(t, 10*time.Second, "the second thief's output", func() bool {
-			logs, _, _ := u.nex(append(a, "workload", "logs", jid)...)
-			if strings.Contains(logs, "hunter3") {
-				t.Errorf("a's job printed b's secret: %q", strings.TrimSpace(logs))
-			}
-			return strings.Contains(logs, "got=")
-		})
+		if logs := printedGot(t, u, a, m[2], "the second thief's output"); strings.Contains(logs, "hunter3") {
+			t.Errorf("a's job printed b's secret: %q", logs)
+		}
 	} else if !strings.Contains(errOut, "secret stolen not found in namespace a") {
 		t.Errorf("a's start with secret://stolen: %s %s", out, errOut)
 	}
@@ -135,6 +122,18 @@ func TestTenantCannotOpenAnothersSealedValues(t *testing.T) {
 		logs, _, _ := u.nex(append(b, "workload", "logs", jid)...)
 		return strings.Contains(logs, "pw=hunter3")
 	})
+}
+
+// printedGot waits for workload wid (of the namespace the CLI flags cli name) to have
+// printed its "got=" line, and returns its output.
+func printedGot(t *testing.T, u *user, cli []string, wid, what string) string {
+	t.Helper()
+	var logs string
+	testutil.Eventually(t, 10*time.Second, what, func() bool {
+		logs, _, _ = u.nex(append(cli, "workload", "logs", wid)...)
+		return strings.Contains(logs, "got=")
+	})
+	return strings.TrimSpace(logs)
 }
 
 // legacySealed is v sealed for recipient as nex sealed values before they were bound to a
@@ -182,10 +181,10 @@ func TestTenantCannotSlipLegacyValuesPast(t *testing.T) {
 			strings.Contains(msg, `key "environment" appears twice`) || strings.Contains(msg, "start_request.environment: json: cannot unmarshal")
 	}
 	u.mustNex(append(a, "secret", "put", "mine", "a's own")...)
-	leaked := func(wid string) {
+	leaked := func(logs string) {
 		t.Helper()
-		if logs, _, _ := u.nex(append(a, "workload", "logs", wid)...); strings.Contains(logs, "got=hunter") {
-			t.Errorf("a's workload printed b's old value: %q", strings.TrimSpace(logs))
+		if strings.Contains(logs, "got=hunter") {
+			t.Errorf("a's workload printed b's old value: %q", logs)
 		}
 	}
 
@@ -207,11 +206,7 @@ func TestTenantCannotSlipLegacyValuesPast(t *testing.T) {
 			t.Errorf("DEPLOY (%s) with %s: %v %s", name, def.StartRequest, m.Header, m.Data)
 			var info v1.WorkloadInfo
 			if json.Unmarshal(m.Data, &info) == nil && info.ID != "" {
-				testutil.Eventually(t, 10*time.Second, "the thief to end", func() bool {
-					logs, _, _ := u.nex(append(a, "workload", "logs", info.ID)...)
-					return strings.Contains(logs, "got=")
-				})
-				leaked(info.ID)
+				leaked(printedGot(t, u, a, info.ID, "the thief to end"))
 			}
 		}
 	}
@@ -230,11 +225,7 @@ func TestTenantCannotSlipLegacyValuesPast(t *testing.T) {
 			t.Errorf("group (%s) with %s: %v", name, gdef.StartRequest, err)
 			if st != nil {
 				for _, c := range st.Copies {
-					testutil.Eventually(t, 10*time.Second, "the copy's line", func() bool {
-						logs, _, _ := u.nex(append(a, "workload", "logs", c.ID)...)
-						return strings.Contains(logs, "got=")
-					})
-					leaked(c.ID)
+					leaked(printedGot(t, u, a, c.ID, "the copy's line"))
 				}
 			}
 		}
