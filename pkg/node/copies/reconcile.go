@@ -156,7 +156,10 @@ func (c *Copies) reconcileLock(nexletID string) *sync.Mutex {
 func (c *Copies) planReconcile(ctx context.Context, nexletID string, log *zap.Logger) (reconcilePlan, error) {
 	var plan reconcilePlan
 	var running []v1.WorkloadInfo
-	if err := svc.Call(ctx, c.Conn, v1.NexletSubject(c.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running); err != nil {
+	listCtx, cancel := context.WithTimeout(ctx, registry.CallTimeout) // not the plan's minute: a lost answer is asked again sooner
+	err := svc.Call(listCtx, c.Conn, v1.NexletSubject(c.NodeID, nexletID, v1.NexletList), v1.NexletListRequest{Definitions: true}, &running)
+	cancel()
+	if err != nil {
 		log.Warn("reconcile: list nexlet workloads", zap.Error(err))
 		return plan, err
 	}

@@ -42,7 +42,7 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 	}
 	var out []*Group
 	for _, key := range keys {
-		e, err := s.kv.Get(ctx, key)
+		e, err := getListed(ctx, s.kv, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -73,16 +74,42 @@ func recordOfKey(key string) (node, wid string, ok bool) {
 // ListKeys lists the keys of kv that match filters (every key without one). It fails when
 // ctx ends first: jetstream's key listers close their channel then, and a listing cut
 // short by a timeout read as complete (chaos runs: the newest records missing from a
-// node's listing, and a workload taken for one no node holds).
+// node's listing, and a workload taken for one no node holds). It fails too when the
+// listing stalls for ListStall (its consumer not made, or no key given, in that time):
+// a consumer asked of a server whose stream was still electing its leader after a cut
+// never answered, and a re-registering nexlet's reconciliation waited out its whole
+// minute, its cut-off service not started again (TestDisconnectStopRunsOneCopy in a CI
+// dry run); its caller asks again sooner.
 func ListKeys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]string, error) {
 	if len(filters) == 0 {
 		filters = []string{">"}
 	}
-	w, err := kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
-	if err != nil {
-		return nil, err
+	// the watch lives as long as the context it was made with: this listing's
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stall := time.NewTimer(ListStall)
+	defer stall.Stop()
+	type made struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	madeCh := make(chan made, 1)
+	go func() {
+		w, err := kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+		madeCh <- made{w, err}
+	}()
+	var w jetstream.KeyWatcher
+	select {
+	case m := <-madeCh:
+		if m.err != nil {
+			return nil, m.err
+		}
+		w = m.w
+	case <-stall.C:
+		return nil, fmt.Errorf("the listing of keys stalled: no consumer made in %s", ListStall) // cancel ends the making
 	}
 	defer func() { _ = w.Stop() }()
+	stall.Reset(ListStall)
 	var keys []string
 	for {
 		select {
@@ -94,8 +121,22 @@ func ListKeys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]
 				return keys, nil
 			}
 			keys = append(keys, e.Key())
+			stall.Reset(ListStall)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("the listing of keys was cut short: %w", ctx.Err())
+		case <-stall.C:
+			return nil, fmt.Errorf("the listing of keys stalled: nothing for %s after %d keys", ListStall, len(keys))
 		}
 	}
+}
+
+// ListStall is how long a listing of keys, or a read of one, may go without an answer
+// before it fails (JetStream's own API timeout).
+const ListStall = 5 * time.Second
+
+// getListed reads a key a listing gave, waiting at most ListStall for the answer.
+func getListed(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, ListStall)
+	defer cancel()
+	return kv.Get(ctx, key)
 }

@@ -63,3 +63,33 @@ func TestListKeysCutShortIsAnError(t *testing.T) {
 		t.Fatal("no listing was cut short: the test tried nothing")
 	}
 }
+
+// A listing whose stream cannot answer (its cluster lost its quorum, as while JetStream
+// elects a leader after a cut) fails after ListStall, well before its caller's deadline:
+// a reconciliation waited out its whole minute so, and a cut-off service was not started
+// again (TestDisconnectStopRunsOneCopy in a CI dry run).
+func TestListKeysStalledFailsSoon(t *testing.T) {
+	servers := testutil.StartCluster(t, 3)
+	nc := testutil.Connect(t, servers[0])
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "stall", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "n1.a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	servers[1].Shutdown()
+	servers[2].Shutdown()
+	long, cancel := context.WithTimeout(ctx, 4*ListStall)
+	defer cancel()
+	keys, err := ListKeys(long, kv, NodeRecords("n1"))
+	if err == nil || long.Err() != nil {
+		t.Fatalf("a listing with no quorum: %v, %v (its caller's deadline passed: %v)", keys, err, long.Err())
+	}
+	t.Logf("a listing with no quorum: %v", err)
+}

@@ -474,7 +474,7 @@ func (s *KVStore) List(ctx context.Context) ([]*Record, error) {
 	}
 	var out []*Record
 	for _, key := range keys {
-		e, err := s.kv.Get(ctx, key)
+		e, err := getListed(ctx, s.kv, key)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 				continue
