@@ -871,6 +871,45 @@ func TestUserNameIsOneNamespaces(t *testing.T) {
 	}
 }
 
+// Mints at once from one directory each leave their user in users.json (each read it,
+// added its own and wrote it back: a review's two at once forgot one, its name free again
+// for another namespace), and a name asked for two namespaces at once is given to one.
+func TestUsersMintedAtOnceAreAllKept(t *testing.T) {
+	u := newUser(t)
+	dir := filepath.Join(u.home, "nex-sec")
+	u.mustNex("security", "init", dir)
+	const n = 12
+	spaces := []string{"a", "b"}
+	var wg sync.WaitGroup
+	codes := make([][2]int, n)
+	for i := range n {
+		for j, ns := range spaces {
+			wg.Go(func() {
+				out := filepath.Join(u.home, fmt.Sprint(ns, i, ".creds"))
+				_, _, codes[i][j] = u.nex("--namespace", ns, "security", "user", dir, fmt.Sprint("user", i), "-o", out)
+			})
+		}
+	}
+	wg.Wait()
+	b, err := os.ReadFile(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minted map[string]string
+	if err := json.Unmarshal(b, &minted); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range codes {
+		name := fmt.Sprint("user", i)
+		if (c[0] == 0) == (c[1] == 0) {
+			t.Errorf("%s minted for a (exit %d) and b (exit %d) at once: exactly one must be refused", name, c[0], c[1])
+		}
+		if winner := spaces[min(c[0], 1)]; minted[name] != winner {
+			t.Errorf("%s was minted for %s and users.json says %q", name, winner, minted[name])
+		}
+	}
+}
+
 // Tenant a, with the documented rights of its namespace, aims a push consumer on its own
 // bundle bucket at b's workload's log subject (NATS checks the consumer's create request,
 // not where it delivers) and stores "INJECTED" there: on a node that keeps no history, b's

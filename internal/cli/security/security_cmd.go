@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -189,6 +190,11 @@ func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 	if other := credsNamespace(out); other != "" && other != g.Namespace {
 		return fmt.Errorf("%s holds user %s of namespace %s: a user's replies come through %s, so one name cannot serve two namespaces; pick another name", out, c.Name, other, creds.UserInboxPrefix(c.Name))
 	}
+	unlock, err := lockUsers(c.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	minted, err := mintedUsers(c.Dir)
 	if err != nil {
 		return err
@@ -229,6 +235,22 @@ func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 // newcomer's walk minted bob of namespace a with -o elsewhere, past the check of
 // <dir>/bob.creds, and read the replies to b's bob).
 const secUsers = "users.json"
+
+// lockUsers holds users.json of dir for one mint, from its reading to its writing: two
+// mints at once each wrote what they had read with their own user added, and one user
+// was forgotten (a review), its name free again for another namespace.
+func lockUsers(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, secUsers+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
 
 // mintedUsers is the namespace of each user minted from dir: users.json, and the tenant
 // credentials in dir itself (users minted before users.json was kept).
