@@ -245,3 +245,42 @@ func TestTenantCannotFillTheDiskWithDownloads(t *testing.T) {
 	}
 	t.Logf("the cache's directory held at most %d MiB against a bound of 64 MiB", peak>>20)
 }
+
+// Tenant a names as an artifact a path through the nexlet's own open files: /dev/stdout,
+// /dev/fd/1, /proc/self/fd/1. nexd's output went, as the walkthrough writes it, to a log
+// in a directory of root's (0700) that a's user may not search, and the nexlet inherits
+// it: opening such a link checked only the log's own mode (0644), so a's job read root's
+// node log (other namespaces' names, start errors with their artifacts' passwords). Such
+// paths are refused now; the log by its own path was refused already.
+func TestTenantCannotReadTheNexletsOpenFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("workloads get users of their own only as root: run as root")
+	}
+	op, u, url, nodeCreds := issuerSetup(t)
+	// a directory of root's outside the sandbox's private ones (/tmp is the sandbox's own)
+	private, err := os.MkdirTemp("/var/lib", "nex-test-ops-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(private) })
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(private, "nexd.log")
+	u.wrap = map[string][]string{"nexd": {"/bin/sh", "-c", `umask 022; exec "$0" "$@" > ` + logPath + ` 2>&1`}}
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a := op.tenant(t, u, url, "a", "alice")
+	for _, path := range []string{logPath, "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev/fd/2"} {
+		sr := `{"uri":"file:///bin/sh","argv":["-c","grep -c . log"],"artifacts":[{"uri":"file://` + path + `","path":"log"}]}`
+		out, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "peek", "--start-request", sr)...)
+		if code == 0 {
+			_, id := startedID(t, out)
+			logs, _, _ := u.nex(append(a, "workload", "logs", id)...)
+			t.Errorf("a's job was given %s of the nexlet as an artifact: it counted %q lines of root's node log", path, strings.TrimSpace(logs))
+			continue
+		}
+		if !strings.Contains(errOut, "permission denied") && !strings.Contains(errOut, "is refused") {
+			t.Errorf("%s: exit %d, %s; want it refused", path, code, errOut)
+		}
+	}
+}

@@ -141,10 +141,10 @@ func parseStartRequest(raw json.RawMessage, defaultGrace time.Duration) (*parsed
 func executablePath(uri string) (string, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+		return "", fmt.Errorf("%w %q: it does not parse", ErrBadURI, artifacts.Redacted(uri))
 	}
 	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
-		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
+		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, u.Redacted())
 	}
 	return filepath.Clean(u.Path), nil
 }

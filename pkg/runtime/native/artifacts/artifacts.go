@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nexrun/nex/internal/sandbox"
@@ -84,17 +83,38 @@ func (f *Fetch) All(ctx context.Context, arts []Artifact, remoteExec, digest str
 			mode = os.FileMode(m)
 		}
 		if err := f.place(ctx, dest, a.URI, a.SHA256, mode); err != nil {
-			return "", fmt.Errorf("artifacts[%d] %s: %w", i, a.URI, err)
+			return "", fmt.Errorf("artifacts[%d] %s: %w", i, Redacted(a.URI), err)
 		}
 	}
 	if remoteExec != "" {
 		p, err := f.placeExecutable(ctx, remoteExec, digest)
 		if err != nil {
-			return "", fmt.Errorf("uri %s: %w", remoteExec, err)
+			return "", fmt.Errorf("uri %s: %w", Redacted(remoteExec), err)
 		}
 		return p, nil
 	}
 	return "", nil
+}
+
+// Redacted is uri for messages and logs, its password shown as xxxxx: a start's errors
+// are logged by the node, and an artifact's password was there for whoever read the log
+// (a review).
+func Redacted(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(a URI that does not parse)"
+	}
+	return u.Redacted()
+}
+
+// badURI says why a URI does not parse, without the URI (url.Parse's error holds it,
+// password and all).
+func badURI(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("%w: it does not parse: %v", ErrBadURI, err)
 }
 
 func baseName(uri string) string {
@@ -114,18 +134,26 @@ func (f *Fetch) place(ctx context.Context, dest, uri, digest string, mode os.Fil
 	target := filepath.Join(f.Workdir, dest)
 	u, err := url.Parse(uri)
 	if err != nil {
-		return fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+		return badURI(err)
 	}
 	if u.Scheme == "file" {
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, uri)
+			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, u.Redacted())
 		}
 		return asuser.Do(f.Identity, func() error {
-			// non-blocking: a FIFO must not hold the start (and a thread) forever
-			src, err := os.OpenFile(u.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-			if err != nil {
-				return asuser.Denied("read", u.Path, err)
+			// non-blocking: a FIFO must not hold the start (and a thread) forever. No magic
+			// link of /proc on the way (/dev/fd/N, /dev/stdout, /proc/self/fd/N): opening one
+			// checks the mode of the file the nexlet holds open and not the directories
+			// above it, and a tenant read root's node log (nexd > /root/.../nexd.log, the
+			// nexlet's stdout) from a 0700 directory so (a review)
+			fd, err := unix.Openat2(unix.AT_FDCWD, u.Path, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
+			if errors.Is(err, unix.ELOOP) {
+				return fmt.Errorf("%s is refused: it goes through a process's open files (/dev/fd, /dev/std*, /proc/*/fd), or through too many symlinks", u.Path)
 			}
+			if err != nil {
+				return asuser.Denied("read", u.Path, &os.PathError{Op: "open", Path: u.Path, Err: err})
+			}
+			src := os.NewFile(uintptr(fd), u.Path)
 			defer src.Close()
 			if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
 				return fmt.Errorf("%s is not a regular file", u.Path)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/nexrun/nex/internal/testutil"
@@ -54,5 +55,29 @@ func TestHTTPFetchedAsTheWorkloadsUser(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d connections, want 3 (one, then a redirect and its target)", n)
+	}
+}
+
+// An artifact's password is not in what a failed fetch says: the node logs a start's
+// error, and b's artifact password was in the node's log for whoever read it (a review).
+func TestFetchErrorsHideThePassword(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	f := &Fetch{Cache: NewCache(t.TempDir(), 1<<20), Workdir: t.TempDir(), Namespace: "b"}
+	for _, uri := range []string{
+		"http://deploy:hunter2@" + srv.Listener.Addr().String() + "/app.tar", // 404
+		"http://deploy:hunter2@127.0.0.1:1/app.tar",                          // refused
+		"ftp://deploy:hunter2@example.com/app.tar",                           // no such scheme
+		"http://deploy:hunter2@[::1/app.tar",                                 // does not parse
+		"file://deploy:hunter2@host/app.tar",                                 // a file:// with a host
+	} {
+		_, err := f.All(context.Background(), []Artifact{{URI: uri}}, "", "")
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v", uri, err)
+		}
+		_, err = f.All(context.Background(), nil, uri, "")
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the executable %s: %v", uri, err)
+		}
 	}
 }

@@ -22,7 +22,7 @@ import (
 func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil, fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
+		return nil, badURI(err)
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -36,7 +36,7 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		}
 		if resp.StatusCode/100 != 2 {
 			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %s", uri, resp.Status)
+			return nil, fmt.Errorf("GET %s: %s", u.Redacted(), resp.Status)
 		}
 		return resp.Body, nil
 	case "nats":
@@ -51,7 +51,7 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		}
 		return readCloser{r, func() error { err := r.Close(); done(); return err }}, nil
 	}
-	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, uri, u.Scheme)
+	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, u.Redacted(), u.Scheme)
 }
 
 // httpClient fetches for the workload: every connection, redirects' and a proxy's too, is
@@ -105,7 +105,7 @@ func (r readCloser) Close() error { return r.close() }
 func (f *Fetch) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectStore, func(), error) {
 	bucket, object := u.Host, strings.TrimPrefix(u.Path, "/")
 	if bucket == "" || object == "" {
-		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u)
+		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u.Redacted())
 	}
 	nc, done := f.Conn, func() {}
 	denied := make(chan error, 1)
