@@ -723,12 +723,47 @@ func TestNamespaceQuotaFromTheCLI(t *testing.T) {
 			t.Fatalf("start %s: exit %d %s", name, code, errOut)
 		}
 	}
-	if _, errOut, code := start("three", `,"resources":{"cpu":0.25}`); code == 0 || !strings.Contains(errOut, "namespace a runs 2 workloads, its quota is 2 (nexd --namespace-quota a=workloads=2,cpu=1)") {
+	if _, errOut, code := start("three", `,"resources":{"cpu":0.25}`); code == 0 || !strings.Contains(errOut, "namespace a has 2 workloads, its quota is 2 (nexd --namespace-quota a=workloads=2,cpu=1)") {
 		t.Fatalf("a start past the quota: exit %d %s", code, errOut)
 	}
 	out := u.mustNex(append(a, "namespace", "usage")...)
 	if !regexp.MustCompile(`(?m)^a\s+2 of 2\s+0 B\s+0\.5 of 1\s+1$`).MatchString(out) {
 		t.Fatalf("namespace usage:\n%s", out)
+	}
+}
+
+// Jobs that ended count against a namespace's quota of workloads until they are removed:
+// each keeps its workload UID and its workdir on its node (until --finished-retention),
+// and tenant a, with a quota of 2, made finished jobs by the dozen a second and took every
+// workload UID of a node, so that no namespace could start anything there (a review). As
+// the tenant, with the documented rights, on an operator-mode server, as root.
+func TestFinishedJobsCountAgainstTheQuota(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account,
+		"--namespace-quota", "a=workloads=2")
+	a := op.tenant(t, u, url, "a", "alice")
+	job := func(name string) (string, string, int) {
+		return u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", name,
+			"--start-request", `{"uri":"file:///bin/true"}`)...)
+	}
+	for _, name := range []string{"one", "two"} {
+		if _, errOut, code := job(name); code != 0 {
+			t.Fatalf("start %s: exit %d %s", name, code, errOut)
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "both jobs to have ended", func() bool {
+		out, _, _ := u.nex(append(a, "workload", "list", "--state", "stopped", "-q")...)
+		return len(strings.Fields(out)) == 2
+	})
+	if _, errOut, code := job("three"); code == 0 || !strings.Contains(errOut, "namespace a has 2 workloads, its quota is 2, 2 of them ended and kept until removed (nex workload rm --finished)") {
+		t.Fatalf("a third job while two ended ones are kept, under a quota of 2: exit %d %s", code, errOut)
+	}
+	if out := u.mustNex(append(a, "namespace", "usage")...); !regexp.MustCompile(`(?m)^a\s+2 of 2\s`).MatchString(out) {
+		t.Fatalf("namespace usage:\n%s", out)
+	}
+	u.mustNex(append(a, "workload", "rm", "--finished")...)
+	if _, errOut, code := job("three"); code != 0 {
+		t.Fatalf("a job once the ended ones were removed: exit %d %s", code, errOut)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
-	"github.com/nexrun/nex/pkg/node/index"
 )
 
 // Namespace quotas are checked when a start is deployed (package workloads, admit); USAGE
@@ -19,13 +18,20 @@ func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.U
 	if !all {
 		reply.Namespaces[r.Namespace] = v1.NamespaceUsage{}
 	}
-	for _, w := range n.idx.All(index.Entry.Running) {
+	for _, w := range n.idx.All(nil) {
 		ns := w.Rec.Definition.Namespace
 		if !all && ns != r.Namespace {
 			continue
 		}
 		u := reply.Namespaces[ns]
-		u.Add(w.Res)
+		switch {
+		case w.Running():
+			u.Add(w.Res)
+		case w.Rec.Desired == DesiredFinished: // ended and kept: a workload of the quota's, holding nothing else
+			u.Workloads++
+		default:
+			continue
+		}
 		reply.Namespaces[ns] = u
 	}
 	if all {

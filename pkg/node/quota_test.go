@@ -45,7 +45,7 @@ func TestNamespaceQuota(t *testing.T) {
 	}
 	for range 4 { // wherever it lands, the other node's copies count
 		_, err := ca.StartWorkload(ctx, def("fourth"))
-		if e := v1.AsError(err); e.ErrorCode != v1.CodeQuotaExceeded || e.Code != 403 || !strings.Contains(e.Message, "namespace a runs 3 workloads, its quota is 3") {
+		if e := v1.AsError(err); e.ErrorCode != v1.CodeQuotaExceeded || e.Code != 403 || !strings.Contains(e.Message, "namespace a has 3 workloads, its quota is 3") {
 			t.Fatalf("a 4th start of a (copies on %d nodes): %v", len(placed), err)
 		}
 	}

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -121,10 +122,13 @@ func (wl *Workloads) admit(ctx context.Context, ns, requestID string, rec record
 	if !quota {
 		return nil
 	}
-	u, err := wl.namespaceUsage(ctx, ns, rec.WorkloadID)
+	u, ended, err := wl.namespaceUsage(ctx, ns, rec.WorkloadID)
 	if err == nil {
 		res, _ := rec.Definition.WantedResources() // malformed: refused before this
 		if why := q.Exceeds(ns, u, wl.Held(res)); why != "" {
+			if ended > 0 && q.Workloads > 0 && u.Workloads+1 > q.Workloads {
+				why += fmt.Sprintf(", %d of them ended and kept until removed (nex workload rm --finished)", ended)
+			}
 			err = v1.Errorf(v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
 		}
 	}
@@ -190,37 +194,49 @@ func (wl *Workloads) Unclaim(rec records.Record) {
 
 // namespaceUsage is what namespace ns's workloads hold (but workload except): those that
 // run or are being stopped, on this node and, with a records.ClusterStore, on every other.
-func (wl *Workloads) namespaceUsage(ctx context.Context, ns, except string) (v1.Usage, error) {
-	var u v1.Usage
+func (wl *Workloads) namespaceUsage(ctx context.Context, ns, except string) (u v1.Usage, ended int, err error) {
 	seen := map[string]bool{except: true}
-	counts := func(rec *records.Record) bool {
-		return rec.Definition.Namespace == ns && !seen[rec.WorkloadID] && (rec.Desired == records.DesiredRunning || rec.Desired == records.DesiredStopping)
+	// take counts a record of ns: what runs holds what it asked for; what ended and is kept
+	// (until removed, or --finished-retention) holds no memory or cpu but counts as a
+	// workload, as it holds its UID and its workdir on its node: finished jobs counted for
+	// nothing, and a tenant with a quota of 2 took every workload UID of a node with
+	// thousands of them (a review)
+	take := func(rec *records.Record, res func() *v1.Resources) {
+		if rec.Definition.Namespace != ns || seen[rec.WorkloadID] {
+			return
+		}
+		switch rec.Desired {
+		case records.DesiredRunning, records.DesiredStopping:
+			u.Add(res())
+		case records.DesiredFinished:
+			u.Workloads++
+			ended++
+		default:
+			return
+		}
+		seen[rec.WorkloadID] = true
 	}
 	for _, w := range wl.Entries.All(nil) {
-		if counts(&w.Rec) {
-			seen[w.Rec.WorkloadID] = true
-			u.Add(w.Res) // parsed when it was indexed
-		}
+		take(&w.Rec, func() *v1.Resources { return w.Res }) // parsed when it was indexed
 	}
 	if cs := wl.Cluster; cs != nil {
 		all, err := cs.All(ctx)
 		if err != nil {
-			return u, records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
+			return u, ended, records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
 		}
 		for node, recs := range all {
 			if node == wl.NodeID {
 				continue // this node's index is newer (its starts in flight are there)
 			}
 			for _, r := range recs {
-				if counts(r) {
-					seen[r.WorkloadID] = true
+				take(r, func() *v1.Resources {
 					res, _ := r.Definition.WantedResources()
-					u.Add(wl.Held(res)) // with this node's defaults: give every node the same
-				}
+					return wl.Held(res) // with this node's defaults: give every node the same
+				})
 			}
 		}
 	}
-	return u, nil
+	return u, ended, nil
 }
 
 // StartOnNexlet starts rec on its nexlet; restarts is how often it was restarted before
