@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,13 +24,15 @@ type consoleSession struct {
 	t      *testing.T
 	base   string
 	token  string
+	key    string // the session key, from the URL's fragment
 	client *http.Client
 }
 
-var consoleURLRE = regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/\?key=\S+`)
+var consoleURLRE = regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/#key=([0-9a-f]+)`)
 
 // openConsole runs `nex ui` with args, reads the URL it prints and opens it as a
-// browser would (the key becomes a cookie; the page carries the token).
+// browser would (the page keeps the key and sends it with every request of the API; the
+// page carries the token).
 func openConsole(t *testing.T, u *user, args ...string) *consoleSession {
 	t.Helper()
 	bg := u.start("nex", append(args, "ui", "--listen", "127.0.0.1:0", "--no-open")...)
@@ -41,8 +41,7 @@ func openConsole(t *testing.T, u *user, args ...string) *consoleSession {
 		m = consoleURLRE.FindStringSubmatch(bg.out.String())
 		return m != nil
 	})
-	jar, _ := cookiejar.New(nil)
-	s := &consoleSession{t: t, base: m[1], client: &http.Client{Jar: jar, Timeout: time.Minute}}
+	s := &consoleSession{t: t, base: m[1], key: m[2], client: &http.Client{Timeout: time.Minute}}
 	res, err := s.client.Get(m[0])
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +60,7 @@ func openConsole(t *testing.T, u *user, args ...string) *consoleSession {
 func (s *consoleSession) do(method, path, body string, out any) int {
 	s.t.Helper()
 	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	req.Header.Set("X-Nex-Key", s.key)
 	if method == "POST" {
 		req.Header.Set("Origin", s.base)
 		req.Header.Set("X-Nex-Token", s.token)
@@ -148,17 +148,12 @@ func tenantInBrowser(t *testing.T, c *consoleSession, nodeID, mine, theirs strin
 	defer acancel()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	u, _ := neturl.Parse(c.base)
-	var key string
-	for _, ck := range c.client.Jar.Cookies(u) {
-		key = ck.Value
-	}
 	if err := chromedp.Do(ctx); err != nil { // starts the browser, bound to ctx
 		t.Fatal(err)
 	}
 	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer tcancel()
-	err := chromedp.Do(tctx, chromedp.Navigate(c.base+"/?key="+key+"#/workloads"),
+	err := chromedp.Do(tctx, chromedp.Navigate(c.base+"/#key="+c.key), chromedp.Navigate(c.base+"/#/workloads"),
 		chromedp.WaitVisible(chromedp.CSS(`#workloads tr[data-id="`+mine+`"]`)),
 		chromedp.Navigate(c.base+"/#/node/"+nodeID), chromedp.WaitVisible(chromedp.CSS(`#node-error`)))
 	if err != nil {

@@ -40,7 +40,7 @@ func TestUIKeyNotInArguments(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	var g cli.Globals
 	g.SetOutput(io.Discard, io.Discard)
-	url := "http://127.0.0.1:8077/?key=0123456789abcdef"
+	url := "http://127.0.0.1:8077/#key=0123456789abcdef"
 	done := openBrowser(&g, url)
 	var got []byte
 	testutil.Eventually(t, 5*time.Second, "xdg-open to run", func() bool {

@@ -42,9 +42,8 @@ type Server struct {
 	cl    *client.Client
 	hub   *Hub
 	token string // the CSRF token: in the page, sent back on every POST
-	key   string // the session key: in the URL nex ui prints, then a cookie
+	key   string // the session key: in the URL nex ui prints, then sent by the page (KeyHeader)
 	hosts map[string]bool
-	port  string
 	index []byte
 
 	mu      sync.Mutex
@@ -60,12 +59,12 @@ func New(cfg Config, addr string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts, port, err := allowedHosts(addr)
+	hosts, _, err := allowedHosts(addr)
 	if err != nil {
 		return nil, fmt.Errorf("console address %q: %w", addr, err)
 	}
 	s := &Server{
-		cfg: cfg, cl: cl, hub: NewHub(), token: randomHex(), key: randomHex(), hosts: hosts, port: port,
+		cfg: cfg, cl: cl, hub: NewHub(), token: randomHex(), key: randomHex(), hosts: hosts,
 		clients: map[string]*client.Client{cfg.Namespace: cl}, spaces: map[string]bool{cfg.Namespace: true},
 		bump: make(chan struct{}, 1),
 	}
@@ -98,11 +97,9 @@ func (s *Server) Token() string { return s.token }
 // Key is the session key; URL carries it.
 func (s *Server) Key() string { return s.key }
 
-// URL is the address to open: it sets the session cookie and leads to the overview.
-func (s *Server) URL(addr string) string { return "http://" + addr + "/?key=" + s.key }
-
-// CookieName is the name of the session cookie.
-func (s *Server) CookieName() string { return s.cookieName() }
+// URL is the address to open: the overview, the session key in its fragment, which the
+// browser keeps from every server and the page keeps in its origin's storage.
+func (s *Server) URL(addr string) string { return "http://" + addr + "/#key=" + s.key }
 
 // Close stops the feeds' readers.
 func (s *Server) Close() {

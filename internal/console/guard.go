@@ -12,6 +12,10 @@ import (
 // TokenHeader carries the session token on every state-changing request.
 const TokenHeader = "X-Nex-Token"
 
+// KeyHeader carries the session key on every request of the API (an event stream, which
+// a browser opens without headers, gives it as the query's key).
+const KeyHeader = "X-Nex-Key"
+
 // contentSecurityPolicy lets the page load its own script and style and talk to its own
 // server, nothing else: no inline script, no frames, no plugins, no form posts.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -31,9 +35,9 @@ func secureHeaders(h http.Header) {
 // guard wraps the console's handler with its checks, in this order: the Host header
 // must name the address the server listens on (a page of another site whose name was
 // rebound to 127.0.0.1 sends its own name); a state-changing request must come from the
-// console's own origin, and a read not from another site; the session key (from the URL
-// nex ui printed, then a cookie) must be there; a state-changing request must carry the
-// session token, which only the console's own page can read.
+// console's own origin, and a read not from another site; a request of the API must carry
+// the session key (from the URL nex ui printed); a state-changing request must carry the
+// session token too.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secureHeaders(w.Header())
@@ -73,30 +77,28 @@ func (s *Server) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// admitted checks the session key: given once in the URL's query (which sets a cookie
-// and redirects to the same page without it), then sent as that cookie. Without it,
-// another user of this machine who finds the port cannot use the console (and the
-// credentials behind it).
+// admitted checks the session key on every request of the API: the page and its script
+// hold nothing of the cluster's and are served to anyone; what they show comes from the
+// API, whose requests the page sends with the key it was given in the URL's fragment
+// (never sent to a server) and keeps in its origin's storage. It was a cookie: browsers
+// send a host's cookies to every port of it, so a page of any local listener the
+// operator's browser opened got the key, then the page and its token, and drove the
+// system console (a review stopped b's service so). Without the key, another user of this
+// machine who finds the port cannot use the console (and the credentials behind it).
 func (s *Server) admitted(w http.ResponseWriter, r *http.Request) bool {
-	if k := r.URL.Query().Get("key"); k != "" && r.Method == http.MethodGet && r.URL.Path == "/" {
-		if !equal(k, s.key) {
-			refuse(w, http.StatusUnauthorized, "bad_key", "this key is not the console's: open the URL `nex ui` printed")
-			return false
-		}
-		http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: s.key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return false
+	if !strings.HasPrefix(r.URL.Path, "/api/") {
+		return true
 	}
-	c, err := r.Cookie(s.cookieName())
-	if err != nil || !equal(c.Value, s.key) {
+	k := r.Header.Get(KeyHeader)
+	if k == "" && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/live/") {
+		k = r.URL.Query().Get("key") // an EventSource sends no header of its own
+	}
+	if !equal(k, s.key) {
 		refuse(w, http.StatusUnauthorized, "bad_key", "open the URL `nex ui` printed (it holds the console's key)")
 		return false
 	}
 	return true
 }
-
-// cookieName carries the port: browsers share cookies between the ports of a host.
-func (s *Server) cookieName() string { return "nex_console_" + s.port }
 
 func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1

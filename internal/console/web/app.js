@@ -3,6 +3,17 @@
 "use strict";
 
 const TOKEN = document.querySelector('meta[name="nex-token"]').content;
+// The session key comes in the fragment of the URL nex ui printed (a fragment is never
+// sent to a server) and is kept in this origin's storage, which no other port's page can
+// read (a cookie went to every port of the host); every request of the API carries it.
+const KEY = (() => {
+  const m = /(?:^#|&)key=([0-9a-f]+)/.exec(location.hash);
+  if (m) {
+    localStorage.setItem("nex-key", m[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return localStorage.getItem("nex-key") || "";
+})();
 // the workloads table draws only the rows in view (each ROW_HEIGHT pixels high), and
 // OVERSCAN more above and below: 10,000 workloads cost what 60 do
 const ROW_HEIGHT = 32;
@@ -100,13 +111,13 @@ async function answer(res) {
 }
 
 async function api(path) {
-  return answer(await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin" }));
+  return answer(await fetch(path, { headers: { Accept: "application/json", "X-Nex-Key": KEY }, credentials: "same-origin" }));
 }
 
 async function post(path, body) {
   return answer(await fetch(path, {
     method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-Nex-Token": TOKEN },
+    headers: { "Content-Type": "application/json", "X-Nex-Token": TOKEN, "X-Nex-Key": KEY },
     body: JSON.stringify(body || {}),
   }));
 }
@@ -114,7 +125,7 @@ async function post(path, body) {
 // ---- live updates: one event stream for the whole page ----
 
 function connectLive() {
-  const es = new EventSource("/api/live/events");
+  const es = new EventSource("/api/live/events?key=" + encodeURIComponent(KEY));
   const dot = document.getElementById("live");
   es.onopen = () => { dot.className = "live on"; };
   es.onerror = () => { dot.className = "live off"; };
@@ -581,7 +592,7 @@ function logView(w) {
     if (follow.checked) box.scrollTop = box.scrollHeight;
   };
   let queued = [], history = false;
-  const es = new EventSource("/api/live/logs/" + encodeURIComponent(w.namespace) + "/" + encodeURIComponent(w.id));
+  const es = new EventSource("/api/live/logs/" + encodeURIComponent(w.namespace) + "/" + encodeURIComponent(w.id) + "?key=" + encodeURIComponent(KEY));
   es.onopen = () => { status.textContent = "following"; };
   es.onerror = () => { status.textContent = "reconnecting…"; };
   let frame = false;
