@@ -144,7 +144,7 @@ func executablePath(uri string) (string, error) {
 		return "", fmt.Errorf("%w %q: it does not parse", ErrBadURI, artifacts.Redacted(uri))
 	}
 	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
-		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, u.Redacted())
+		return "", fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, artifacts.Redacted(uri))
 	}
 	return filepath.Clean(u.Path), nil
 }

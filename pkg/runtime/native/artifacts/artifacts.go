@@ -96,15 +96,28 @@ func (f *Fetch) All(ctx context.Context, arts []Artifact, remoteExec, digest str
 	return "", nil
 }
 
-// Redacted is uri for messages and logs, its password shown as xxxxx: a start's errors
-// are logged by the node, and an artifact's password was there for whoever read the log
-// (a review).
+// Redacted is uri for messages and logs, its user information and its query shown as
+// xxxxx: a start's errors are logged by the node, and an artifact's password was there
+// for whoever read the log (a review); a token is often the user name alone
+// (https://TOKEN@host/...), and a presigned URL's signature is in its query.
 func Redacted(uri string) string {
 	u, err := url.Parse(uri)
 	if err != nil {
 		return "(a URI that does not parse)"
 	}
-	return u.Redacted()
+	return redactURL(u)
+}
+
+func redactURL(u *url.URL) string {
+	r := *u
+	if r.User != nil {
+		r.User = url.User("xxxxx")
+	}
+	if r.RawQuery != "" || r.ForceQuery {
+		r.RawQuery = "xxxxx"
+	}
+	r.Fragment, r.RawFragment = "", ""
+	return r.String()
 }
 
 // badURI says why a URI does not parse, without the URI (url.Parse's error holds it,
@@ -138,7 +151,7 @@ func (f *Fetch) place(ctx context.Context, dest, uri, digest string, mode os.Fil
 	}
 	if u.Scheme == "file" {
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, u.Redacted())
+			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, redactURL(u))
 		}
 		return asuser.Do(f.Identity, func() error {
 			// non-blocking: a FIFO must not hold the start (and a thread) forever. No magic

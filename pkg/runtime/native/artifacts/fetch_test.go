@@ -70,6 +70,9 @@ func TestFetchErrorsHideThePassword(t *testing.T) {
 		"ftp://deploy:hunter2@example.com/app.tar",                           // no such scheme
 		"http://deploy:hunter2@[::1/app.tar",                                 // does not parse
 		"file://deploy:hunter2@host/app.tar",                                 // a file:// with a host
+		"http://hunter2@127.0.0.1:1/app.tar",                                 // a token as the user
+		"http://127.0.0.1:1/app.tar?X-Amz-Signature=hunter2",                 // a presigned URL
+		"http://" + srv.Listener.Addr().String() + "/app.tar?sig=hunter2",    // 404
 	} {
 		_, err := f.All(context.Background(), []Artifact{{URI: uri}}, "", "")
 		if err == nil || strings.Contains(err.Error(), "hunter2") {

@@ -32,11 +32,15 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		}
 		resp, err := f.httpClient().Do(req)
 		if err != nil {
+			var ue *url.Error // its URL hides a password only
+			if errors.As(err, &ue) {
+				ue.URL = Redacted(ue.URL)
+			}
 			return nil, err
 		}
 		if resp.StatusCode/100 != 2 {
 			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %s", u.Redacted(), resp.Status)
+			return nil, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status)
 		}
 		return resp.Body, nil
 	case "nats":
@@ -51,7 +55,7 @@ func (f *Fetch) open(ctx context.Context, uri string) (io.ReadCloser, error) {
 		}
 		return readCloser{r, func() error { err := r.Close(); done(); return err }}, nil
 	}
-	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, u.Redacted(), u.Scheme)
+	return nil, fmt.Errorf("%w %q: scheme %q is not one of file, http, https, nats", ErrBadURI, redactURL(u), u.Scheme)
 }
 
 // httpClient fetches for the workload: every connection, redirects' and a proxy's too, is
@@ -105,7 +109,7 @@ func (r readCloser) Close() error { return r.close() }
 func (f *Fetch) objectStore(ctx context.Context, u *url.URL) (jetstream.ObjectStore, func(), error) {
 	bucket, object := u.Host, strings.TrimPrefix(u.Path, "/")
 	if bucket == "" || object == "" {
-		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, u.Redacted())
+		return nil, nil, fmt.Errorf("%w %q: want nats://bucket/object", ErrBadURI, redactURL(u))
 	}
 	nc, done := f.Conn, func() {}
 	denied := make(chan error, 1)
