@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"html"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 
 	"github.com/nexrun/nex/internal/cli"
 	"github.com/nexrun/nex/internal/console"
@@ -17,13 +15,14 @@ import (
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
-// defaultUIListen is where nex ui listens unless told otherwise (another free port when
-// it is taken).
-const defaultUIListen = "127.0.0.1:8077"
-
-// UICmd runs the web console.
+// UICmd runs the web console. It listens on a free port of 127.0.0.1 of the kernel's
+// choosing unless told otherwise: a page that a listener on a port known in advance had
+// the operator's browser open before the console ran there is in the console's origin
+// (a review read the key through such a page the browser had cached; the page's random
+// path stops that, and an unknown port makes any such page, a service worker's
+// included, a guess among thousands).
 type UICmd struct {
-	Listen string `name:"listen" default:"127.0.0.1:8077" help:"Address to serve the console on (host:port). A non-loopback address lets other machines reach it: a warning is printed."`
+	Listen string `name:"listen" default:"127.0.0.1:0" help:"Address to serve the console on (host:port; port 0: a free one, which the URL names). A non-loopback address lets other machines reach it: a warning is printed."`
 	NoOpen bool   `name:"no-open" help:"Do not open a browser; print the URL only."`
 }
 
@@ -33,16 +32,13 @@ func (c *UICmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("--listen %q: want host:port (e.g. 127.0.0.1:8077): %w", c.Listen, err)
+		return fmt.Errorf("--listen %q: want host:port (e.g. 127.0.0.1:8077, or 127.0.0.1:0 for a free port): %w", c.Listen, err)
 	}
 	nc, err := g.Connect()
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil && c.Listen == defaultUIListen && errors.Is(err, syscall.EADDRINUSE) {
-		ln, err = net.Listen("tcp", "127.0.0.1:0") // the default is taken: any free port
-	}
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", c.Listen, err)
 	}
