@@ -285,7 +285,7 @@ func TestTenantCannotReadTheNexletsOpenFiles(t *testing.T) {
 	}
 	// nor is the nexlet's open file looked at as the executable (its mode was told)
 	sr := `{"uri":"file:///dev/fd/1"}`
-	if _, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "peek", "--start-request", sr)...); code == 0 || !strings.Contains(errOut, "goes through a process's open files") {
+	if _, errOut, code := u.nex(append(a, "workload", "start", "--type", "native", "--lifecycle", "job", "--name", "peek", "--start-request", sr)...); code == 0 || !strings.Contains(errOut, "goes through one of /proc's links into a process") {
 		t.Errorf("/dev/fd/1 of the nexlet as the executable: exit %d, %s", code, errOut)
 	}
 }

@@ -235,7 +235,7 @@ func TestArtifactsOutOfView(t *testing.T) {
 	cases := []struct{ artifact, want string }{
 		{`{"uri":"file://` + fifo + `"}`, "is not a regular file"},
 		{`{"uri":"file:///proc/self/status"}`, "under /proc"},
-		{`{"uri":"file:///dev/stdin"}`, "goes through a process's open files"},
+		{`{"uri":"file:///dev/stdin"}`, "goes through one of /proc's links into a process"},
 		{`{"uri":"file:///etc/hostname","path":"."}`, "inside the workdir"},
 	}
 	if e.d.Sandbox() == v1.SandboxNamespaces {

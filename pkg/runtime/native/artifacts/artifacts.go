@@ -161,7 +161,7 @@ func (f *Fetch) place(ctx context.Context, dest, uri, digest string, mode os.Fil
 			// nexlet's stdout) from a 0700 directory so (a review)
 			fd, err := unix.Openat2(unix.AT_FDCWD, u.Path, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
 			if errors.Is(err, unix.ELOOP) {
-				return fmt.Errorf("%s is refused: it goes through a process's open files (/dev/fd, /dev/std*, /proc/*/fd), or through too many symlinks", u.Path)
+				return fmt.Errorf("%s is refused: it goes through one of /proc's links into a process (/dev/fd/N, /dev/std*, /proc/*/fd/N, /proc/*/root, /proc/*/cwd), or through too many symlinks", u.Path)
 			}
 			if err != nil {
 				return asuser.Denied("read", u.Path, &os.PathError{Op: "open", Path: u.Path, Err: err})

@@ -28,7 +28,7 @@ func CheckExecutable(id *Identity, path string) error {
 		// nexlet's own open files were looked at, their directories unchecked (a review)
 		fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
 		if errors.Is(err, unix.ELOOP) {
-			return fmt.Errorf("%w: %s goes through a process's open files (/dev/fd, /dev/std*, /proc/*/fd), or through too many symlinks", ErrNotExecutable, path)
+			return fmt.Errorf("%w: %s goes through one of /proc's links into a process (/dev/fd/N, /dev/std*, /proc/*/fd/N, /proc/*/root, /proc/*/cwd), or through too many symlinks", ErrNotExecutable, path)
 		}
 		if err == nil {
 			unix.Close(fd)
