@@ -756,7 +756,7 @@ func TestFinishedJobsCountAgainstTheQuota(t *testing.T) {
 		out, _, _ := u.nex(append(a, "workload", "list", "--state", "stopped", "-q")...)
 		return len(strings.Fields(out)) == 2
 	})
-	if _, errOut, code := job("three"); code == 0 || !strings.Contains(errOut, "namespace a has 2 workloads, its quota is 2, 2 of them ended and kept until removed (nex workload rm --finished)") {
+	if _, errOut, code := job("three"); code == 0 || !strings.Contains(errOut, "namespace a has 2 workloads, its quota is 2, 2 of them ended and kept until removed (nex --namespace a workload rm --finished) (nexd --namespace-quota a=workloads=2)") {
 		t.Fatalf("a third job while two ended ones are kept, under a quota of 2: exit %d %s", code, errOut)
 	}
 	if out := u.mustNex(append(a, "namespace", "usage")...); !regexp.MustCompile(`(?m)^a\s+2 of 2\s`).MatchString(out) {

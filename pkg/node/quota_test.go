@@ -91,7 +91,7 @@ func TestNamespaceQuota(t *testing.T) {
 	for _, r := range all {
 		got[r.Namespace] = fmt.Sprintf("%d %s %v", r.Usage.Workloads, r.Usage.Memory, r.Quota)
 	}
-	want := map[string]string{"a": "3 0 B workloads=3", "b": "2 1 GiB memory=1 GiB", "system": "1 0 B <nil>", "*": "0 0 B memory=1 GiB"}
+	want := map[string]string{"a": "3 0 B workloads=3", "b": "2 1 GiB memory=1GiB", "system": "1 0 B <nil>", "*": "0 0 B memory=1GiB"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("usage from system: %v, want %v", got, want)
 	}
@@ -125,7 +125,7 @@ func TestUnusedBidsBounded(t *testing.T) {
 	startSizedNode(t, s, "q", node.Config{Memory: 4 << 30, Quotas: map[string]v1.Quota{"a": {Memory: 512 << 20}}}, "memory")
 	ca, _ := client.New(testutil.Connect(t, s), "a")
 	bid := func(c *client.Client, res string) ([]v1.Bid, client.Declines) { return bidFor(t, c, res) }
-	if _, declines := bid(ca, "memory=1GiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a asks for 1 GiB memory, 0 B of its quota of 512 MiB is in use (nexd --namespace-quota a=memory=512 MiB)") {
+	if _, declines := bid(ca, "memory=1GiB"); len(declines) != 1 || !strings.Contains(declines[0].Decline, "namespace a asks for 1 GiB memory, 0 B of its quota of 512 MiB is in use (nexd --namespace-quota a=memory=512MiB)") {
 		t.Fatalf("a's bid larger than its whole quota: %+v", declines)
 	}
 	var held []v1.Bid

@@ -634,7 +634,7 @@ func stopProgress(w io.Writer, id string, a client.Ack, done <-chan struct{}) {
 // WorkloadRmCmd removes finished workloads.
 type WorkloadRmCmd struct {
 	IDs      []string `arg:"" optional:"" name:"workload_id" help:"Workload IDs, unique prefixes of them, or names."`
-	Finished bool     `name:"finished" help:"Remove every workload of the namespace that ended for good."`
+	Finished bool     `name:"finished" help:"Remove every workload of the namespace that ended for good (in namespace system: of every namespace)."`
 }
 
 // Run removes each workload that has ended; one still running is refused (stop it).

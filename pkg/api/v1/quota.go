@@ -61,7 +61,7 @@ func (q Quota) String() string {
 		out = append(out, "workloads="+strconv.Itoa(q.Workloads))
 	}
 	if q.Memory > 0 {
-		out = append(out, "memory="+q.Memory.String())
+		out = append(out, "memory="+strings.ReplaceAll(q.Memory.String(), " ", "")) // as the flag is written
 	}
 	if q.CPU > 0 {
 		out = append(out, "cpu="+FormatCores(q.CPU))

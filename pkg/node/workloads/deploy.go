@@ -127,7 +127,7 @@ func (wl *Workloads) admit(ctx context.Context, ns, requestID string, rec record
 		res, _ := rec.Definition.WantedResources() // malformed: refused before this
 		if why := q.Exceeds(ns, u, wl.Held(res)); why != "" {
 			if ended > 0 && q.Workloads > 0 && u.Workloads+1 > q.Workloads {
-				why += fmt.Sprintf(", %d of them ended and kept until removed (nex workload rm --finished)", ended)
+				why += fmt.Sprintf(", %d of them ended and kept until removed (nex --namespace %s workload rm --finished)", ended, ns)
 			}
 			err = v1.Errorf(v1.CodeQuotaExceeded, "%s (nexd --namespace-quota %s=%s)", why, ns, q)
 		}
