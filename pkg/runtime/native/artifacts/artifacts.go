@@ -154,19 +154,14 @@ func (f *Fetch) place(ctx context.Context, dest, uri, digest string, mode os.Fil
 			return fmt.Errorf("%w %q: want file:///absolute/path", ErrBadURI, redactURL(u))
 		}
 		return asuser.Do(f.Identity, func() error {
-			// non-blocking: a FIFO must not hold the start (and a thread) forever. No magic
-			// link of /proc on the way (/dev/fd/N, /dev/stdout, /proc/self/fd/N): opening one
-			// checks the mode of the file the nexlet holds open and not the directories
-			// above it, and a tenant read root's node log (nexd > /root/.../nexd.log, the
-			// nexlet's stdout) from a 0700 directory so (a review)
-			fd, err := unix.Openat2(unix.AT_FDCWD, u.Path, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
-			if errors.Is(err, unix.ELOOP) {
-				return fmt.Errorf("%s is refused: it goes through one of /proc's links into a process (/dev/fd/N, /dev/std*, /proc/*/fd/N, /proc/*/root, /proc/*/cwd), or through too many symlinks", u.Path)
+			// non-blocking: a FIFO must not hold the start (and a thread) forever
+			src, err := asuser.OpenNoProcLinks(u.Path, unix.O_RDONLY|unix.O_NONBLOCK)
+			if errors.Is(err, asuser.ErrThroughProc) {
+				return err
 			}
 			if err != nil {
-				return asuser.Denied("read", u.Path, &os.PathError{Op: "open", Path: u.Path, Err: err})
+				return asuser.Denied("read", u.Path, err)
 			}
-			src := os.NewFile(uintptr(fd), u.Path)
 			defer src.Close()
 			if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
 				return fmt.Errorf("%s is not a regular file", u.Path)

@@ -21,17 +21,36 @@ func Denied(what, path string, err error) error {
 	return err
 }
 
+// ErrThroughProc is a path refused because it goes through one of /proc's links into a
+// process: opening such a link checks the mode of the file it leads to, not the
+// directories above it, so through /dev/stdout a tenant read root's node log (nexd's
+// output, the nexlet's stdout) from a 0700 directory (a review).
+var ErrThroughProc = errors.New("it goes through one of /proc's links into a process (/dev/fd/N, /dev/std*, /proc/*/fd/N, /proc/*/root, /proc/*/cwd), or through too many symlinks")
+
+// OpenNoProcLinks opens path with flags (and O_CLOEXEC) as the calling thread's
+// filesystem identity, refusing a path through one of /proc's links (ErrThroughProc).
+func OpenNoProcLinks(path string, flags int) (*os.File, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_NO_MAGICLINKS})
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is refused: %w", path, ErrThroughProc)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 // CheckExecutable checks, as the workload's user, that path is a file it may execute.
 func CheckExecutable(id *Identity, path string) error {
 	return Do(id, func() error {
-		// no magic link of /proc on the way (/dev/fd/N, /proc/self/fd/N): through one the
-		// nexlet's own open files were looked at, their directories unchecked (a review)
-		fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
-		if errors.Is(err, unix.ELOOP) {
-			return fmt.Errorf("%w: %s goes through one of /proc's links into a process (/dev/fd/N, /dev/std*, /proc/*/fd/N, /proc/*/root, /proc/*/cwd), or through too many symlinks", ErrNotExecutable, path)
+		// through one of /proc's links the nexlet's own open files were looked at, their
+		// directories unchecked (a review)
+		f, err := OpenNoProcLinks(path, unix.O_PATH)
+		if errors.Is(err, ErrThroughProc) {
+			return fmt.Errorf("%w: %v", ErrNotExecutable, err)
 		}
 		if err == nil {
-			unix.Close(fd)
+			f.Close()
 		}
 		st, err := os.Stat(path)
 		if err != nil {
