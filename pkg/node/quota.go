@@ -23,14 +23,15 @@ func (n *Node) handleUsage(_ context.Context, r *svc.Request, _ *struct{}) (v1.U
 		if !all && ns != r.Namespace {
 			continue
 		}
-		u := reply.Namespaces[ns]
-		switch {
-		case w.Running():
-			u.Add(w.Res)
-		case w.Rec.Desired == DesiredFinished: // ended and kept: a workload of the quota's, holding nothing else
-			u.Workloads++
-		default:
+		workload, resources := w.Rec.QuotaHold()
+		if !workload {
 			continue
+		}
+		u := reply.Namespaces[ns]
+		if resources {
+			u.Add(w.Res)
+		} else {
+			u.Workloads++
 		}
 		reply.Namespaces[ns] = u
 	}

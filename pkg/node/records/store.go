@@ -63,6 +63,21 @@ type Record struct {
 	Revision uint64 `json:"-"`
 }
 
+// QuotaHold says what rec holds against its namespace's quota: a workload while it runs,
+// is being stopped, or ended and is kept (its UID and workdir stay on its node until it
+// is removed: a tenant's finished jobs took every workload UID of a node while they
+// counted for nothing), and the resources it asked for only while it runs or is being
+// stopped.
+func (r *Record) QuotaHold() (workload, resources bool) {
+	switch r.Desired {
+	case DesiredRunning, DesiredStopping:
+		return true, true
+	case DesiredFinished:
+		return true, false
+	}
+	return false, false
+}
+
 // Store keeps the desired state of one node's workloads.
 type Store interface {
 	// Put creates (Revision 0) or updates the record if it is unchanged since it was

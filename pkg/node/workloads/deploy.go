@@ -196,23 +196,17 @@ func (wl *Workloads) Unclaim(rec records.Record) {
 // run or are being stopped, on this node and, with a records.ClusterStore, on every other.
 func (wl *Workloads) namespaceUsage(ctx context.Context, ns, except string) (u v1.Usage, ended int, err error) {
 	seen := map[string]bool{except: true}
-	// take counts a record of ns: what runs holds what it asked for; what ended and is kept
-	// (until removed, or --finished-retention) holds no memory or cpu but counts as a
-	// workload, as it holds its UID and its workdir on its node: finished jobs counted for
-	// nothing, and a tenant with a quota of 2 took every workload UID of a node with
-	// thousands of them (a review)
+	// take counts a record of ns as records.QuotaHold says
 	take := func(rec *records.Record, res func() *v1.Resources) {
-		if rec.Definition.Namespace != ns || seen[rec.WorkloadID] {
+		workload, resources := rec.QuotaHold()
+		if rec.Definition.Namespace != ns || seen[rec.WorkloadID] || !workload {
 			return
 		}
-		switch rec.Desired {
-		case records.DesiredRunning, records.DesiredStopping:
+		if resources {
 			u.Add(res())
-		case records.DesiredFinished:
+		} else {
 			u.Workloads++
 			ended++
-		default:
-			return
 		}
 		seen[rec.WorkloadID] = true
 	}
