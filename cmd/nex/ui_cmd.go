@@ -49,7 +49,12 @@ func (c *UICmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	if !console.IsLoopback(addr) {
-		fmt.Fprintf(g.Stderr(), "nex: warning: the console listens on %s, reachable from other machines: whoever has its URL acts with your NATS credentials, over plain HTTP\n", addr)
+		shown := addr // as the user gave it: Go names 0.0.0.0's listener [::]
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+			_, port, _ := net.SplitHostPort(addr)
+			shown = net.JoinHostPort(host, port)
+		}
+		fmt.Fprintf(g.Stderr(), "nex: warning: the console listens on %s, reachable from other machines: whoever has its URL acts with your NATS credentials, over plain HTTP\n", shown)
 	}
 	url := srv.URL(addr)
 	fmt.Fprintf(g.Stdout(), "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)

@@ -100,7 +100,7 @@ func (s *Server) Key() string { return s.key }
 
 // URL is the address to open: the overview, the session key in its fragment, which the
 // browser keeps from every server and the page keeps in its origin's storage.
-func (s *Server) URL(addr string) string { return "http://" + addr + s.page + "#key=" + s.key }
+func (s *Server) URL(addr string) string { return "http://" + URLHost(addr) + s.page + "#key=" + s.key }
 
 // Page is the path of the page and its script, random for each console: a listener on
 // the console's port before it ran served "/" cacheable for a year, and the operator's

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -330,5 +331,30 @@ func TestLiveLogsShared(t *testing.T) {
 	lw.Close()
 	for _, b := range readers {
 		waitFor(t, b, "event: log", `"stream":"stderr","line":"to both pages"`)
+	}
+}
+
+// A console listening on every address prints a URL naming the machine's host name,
+// which it accepts as Host (a newcomer's walk: --listen 0.0.0.0:8078 printed
+// http://[::]:8078/..., which no browser can use); other addresses are named as they are.
+func TestURLOfAWildcardListener(t *testing.T) {
+	name, err := os.Hostname()
+	if err != nil {
+		t.Skip("no host name:", err)
+	}
+	for _, addr := range []string{"[::]:8078", "0.0.0.0:8078"} {
+		got := URLHost(addr)
+		if want := net.JoinHostPort(strings.ToLower(name), "8078"); got != want {
+			t.Errorf("URLHost(%s) = %s, want %s", addr, got, want)
+		}
+		hosts, _, err := allowedHosts(addr)
+		if err != nil || !hosts[got] {
+			t.Errorf("a console on %s refuses Host %s, the one its URL names (%v)", addr, got, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:8077", "[::1]:9", "10.1.2.3:80"} {
+		if got := URLHost(addr); got != addr {
+			t.Errorf("URLHost(%s) = %s", addr, got)
+		}
 	}
 }

@@ -104,6 +104,21 @@ func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// URLHost is the host:port a URL of a console listening on addr names: addr itself, or
+// for an unspecified address (0.0.0.0, ::) the machine's host name, which other machines
+// may reach and the console accepts (a newcomer's walk: --listen 0.0.0.0:8078 printed
+// http://[::]:8078/..., of no use anywhere).
+func URLHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsUnspecified() {
+		return addr
+	}
+	if name, err := os.Hostname(); err == nil && name != "" {
+		return net.JoinHostPort(strings.ToLower(name), port)
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
 // allowedHosts are the Host values a request to a server listening on addr may carry:
 // addr itself and, on a loopback or unspecified address, localhost; on an unspecified
 // address also each address of this machine and its host name.

@@ -161,7 +161,7 @@ func (q Quota) Exceeds(ns string, u Usage, res *Resources) string {
 	}
 	switch {
 	case q.Workloads > 0 && u.Workloads+1 > q.Workloads:
-		return fmt.Sprintf("namespace %s has %d workloads, its quota is %d", ns, u.Workloads, q.Workloads)
+		return fmt.Sprintf("namespace %s has %d workload%s, its quota is %d", ns, u.Workloads, map[bool]string{true: "s"}[u.Workloads != 1], q.Workloads)
 	case q.Memory > 0 && mem == 0:
 		return fmt.Sprintf("namespace %s has a memory quota (%s): a start must ask for start_request.resources.memory, or the node give it a default (nexd --default-limits)", ns, q.Memory)
 	case q.CPU > 0 && cpu == 0:
