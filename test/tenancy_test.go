@@ -1081,3 +1081,63 @@ func bundleBucket(t *testing.T, nc *nats.Conn, ns string) jetstream.ObjectStore 
 	}
 	return store
 }
+
+// A replica group none of whose copies can be placed is seen and stopped by its owner,
+// by its name, and by no other tenant (a tenant's attack: such groups were "not found"
+// by name, shown by ID only as they were made, and "No workloads" said nothing of them).
+// Run with the documented tenant rights on an operator-mode server.
+func TestGroupWithoutCopiesIsSeenAndStopped(t *testing.T) {
+	op, u, url, nodeCreds := issuerSetup(t)
+	startNexd(t, u, url, filepath.Join(u.home, "data"), "--nats.creds-file", nodeCreds, "--issuer-signing-key-root-account", op.account)
+	a, b := op.tenant(t, u, url, "a", "alice"), op.tenant(t, u, url, "b", "bob")
+	out := u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "nowhere",
+		"--replicas", "2", "--tags", "zz=none", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...)
+	gid := ""
+	for _, f := range strings.Fields(out) {
+		if g := strings.Trim(f, "[]():,"); strings.HasPrefix(g, v1.GroupIDPrefix) {
+			gid = g
+		}
+	}
+	if gid == "" {
+		t.Fatalf("the group's start named no group:\n%s", out)
+	}
+	list := u.mustNex(append(a, "workload", "list")...)
+	if !strings.Contains(list, "No workloads in namespace a.") || !strings.Contains(list, "Replica group "+gid+" (nowhere, namespace a): 0 of 2 copies placed: ") {
+		t.Fatalf("a's list says nothing of its group without copies:\n%s", list)
+	}
+	if list := u.mustNex(append(b, "workload", "list")...); strings.Contains(list, gid) || strings.Contains(list, "nowhere") {
+		t.Fatalf("b's list shows a's group:\n%s", list)
+	}
+	if out, errOut, code := u.nex(append(b, "workload", "stop", "nowhere")...); code == 0 || strings.Contains(out+errOut, gid) {
+		t.Fatalf("b stopped a's group by its name: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := u.nex(append(b, "workload", "stop", gid)...); code == 0 {
+		t.Fatalf("b stopped a's group by its ID: %s%s", out, errOut)
+	}
+	// the tenant's GROUPS request names its own groups only, as b and as a
+	nc := func(args []string) *nats.Conn {
+		c, err := nats.Connect(url, nats.UserCredentials(args[3]), nats.CustomInboxPrefix(args[5]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	var got []v1.GroupStatus
+	if err := svcCall(nc(b), v1.ControlSubject("b", v1.VerbGroups), struct{}{}, &got); err != nil || len(got) != 0 {
+		t.Fatalf("b's GROUPS: %+v %v", got, err)
+	}
+	if err := svcCall(nc(a), v1.ControlSubject("a", v1.VerbGroups), struct{}{}, &got); err != nil || len(got) != 1 || got[0].ID != gid || got[0].Replicas != 2 {
+		t.Fatalf("a's GROUPS: %+v %v", got, err)
+	}
+	if m, err := nc(b).Request(v1.ControlSubject("a", v1.VerbGroups), []byte("{}"), 2*time.Second); err == nil {
+		t.Fatalf("b asked a's GROUPS and was answered: %s", m.Data)
+	}
+	// its owner stops it by name
+	if out := u.mustNex(append(a, "workload", "stop", "nowhere")...); !strings.Contains(out, gid) {
+		t.Fatalf("a's stop of its group by name:\n%s", out)
+	}
+	if list := u.mustNex(append(a, "workload", "list")...); strings.Contains(list, gid) {
+		t.Fatalf("the stopped group is still listed:\n%s", list)
+	}
+}

@@ -92,25 +92,54 @@ func (c *Client) RestartGroup(ctx context.Context, gid string, maxParallel int) 
 // acknowledges and answers, the others say they are not it. With no coordinator (one
 // is being chosen) it asks again until coordinatorWait has passed.
 func (c *Client) Group(ctx context.Context, gid string, req v1.GroupRequest) (*v1.GroupStatus, error) {
+	var st v1.GroupStatus
+	created := false // by a try whose answer was lost
+	err := c.askCoordinator(ctx, "group "+gid, v1.ControlSubject(c.ns, v1.VerbGroup, gid), req, &st, func(try int, err error) bool {
+		// the ID is new, made for this create: a try that went unanswered created it
+		created = try > 1 && req.Op == v1.GroupCreate && v1.IsCode(err, v1.CodeConflict)
+		return created
+	})
+	switch {
+	case created:
+		return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupInfo})
+	case err != nil:
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Groups lists the namespace's replica groups (every namespace's from system) as the
+// coordinator holds them: each group's definition's name, its count and version, and
+// why copies are missing when the coordinator knows; not its copies (List names each
+// copy's group). A group whose copies cannot be placed is found here, and only here.
+func (c *Client) Groups(ctx context.Context) ([]v1.GroupStatus, error) {
+	var list []v1.GroupStatus
+	err := c.askCoordinator(ctx, "replica groups", v1.ControlSubject(c.ns, v1.VerbGroups), struct{}{}, &list, nil)
+	return list, err
+}
+
+// askCoordinator sends req on subject and decodes the coordinator's answer into reply;
+// while no node says it is the coordinator it asks again every 500 ms until
+// coordinatorWait has passed (what names the request then). done, when given, ends the
+// tries on an error it takes as an answer (returning nil).
+func (c *Client) askCoordinator(ctx context.Context, what, subject string, req, reply any, done func(try int, err error) bool) error {
 	giveUp := time.Now().Add(coordinatorWait)
 	for try := 1; ; try++ {
-		var st v1.GroupStatus
 		acked := false
-		err := svc.Lookup(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbGroup, gid), req, &st, c.Straggler, func(svc.Ack) { acked = true })
+		err := svc.Lookup(ctx, c.nc, subject, req, reply, c.Straggler, func(svc.Ack) { acked = true })
 		switch {
 		case err == nil:
-			return &st, nil
-		case try > 1 && req.Op == v1.GroupCreate && v1.IsCode(err, v1.CodeConflict):
-			// the ID is new, made for this create: a try that went unanswered created it
-			return c.Group(ctx, gid, v1.GroupRequest{Op: v1.GroupInfo})
+			return nil
+		case done != nil && done(try, err):
+			return nil
 		case acked, !v1.IsNotFound(err) && !errors.Is(err, svc.ErrNoResponders):
-			return nil, err
+			return err
 		case time.Now().After(giveUp):
-			return nil, fmt.Errorf("group %s: %w", gid, ErrNoCoordinator)
+			return fmt.Errorf("%s: %w", what, ErrNoCoordinator)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("group %s: %w", gid, ErrNoCoordinator)
+			return fmt.Errorf("%s: %w", what, ErrNoCoordinator)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

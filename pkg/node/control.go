@@ -60,6 +60,7 @@ func (n *Node) addService() error {
 		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
 		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),
+		ep(v1.VerbGroups, "", svc.Handle(n.handleGroups), handlerConcurrency),
 		ep(v1.VerbUsage, "", svc.Handle(n.handleUsage), 0),
 		{Name: v1.VerbBundleBucket, Subject: v1.ControlWildcard(v1.VerbBundleBucket, false), Tokens: svc.ControlTokens(""),
 			Handler: svc.Handle(n.handleBundleBucket), Concurrent: 4},

@@ -39,6 +39,7 @@ var Authorization = []AuthRule{
 	{"$NEX.SVC.v1.<ns>.control.EXEC.<workload_id>", CallerNamespace, "the namespace's workloads, as the workload's own user (what its own code could run)"},
 	{"$NEX.SVC.v1.<ns>.control.LIST", CallerNamespace, "the namespace's workloads (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.GROUP.<group_id>", CallerNamespace, "the namespace's groups"},
+	{"$NEX.SVC.v1.<ns>.control.GROUPS", CallerNamespace, "the namespace's groups (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_PUT.<name>", CallerNamespace, "the namespace's secrets"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_RM.<name>", CallerNamespace, "the namespace's secrets"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_LIST", CallerNamespace, "the namespace's secrets (names only)"},
@@ -57,8 +58,7 @@ var Authorization = []AuthRule{
 var systemVerbs = map[string]bool{VerbLameduck: true, VerbPing: true}
 
 // Authorize refuses a control verb the namespace ns may not call: node administration
-// outside "system". Node INFO (INFO.<node_id>) is checked where a node ID is told from a
-// workload ID.
+// outside "system". Node INFO (INFO.<node_id>) is checked where a node ID is known.
 func Authorize(verb, ns string) error {
 	if systemVerbs[verb] && ns != SystemNamespace {
 		return Errorf(CodeForbidden, "%s is node administration: only namespace %s may call it (not %s)", verb, SystemNamespace, ns)

@@ -82,7 +82,7 @@ func TestAuthorizationTableInDocs(t *testing.T) {
 			t.Errorf("docs/api-v1.md lacks the row %s", row)
 		}
 	}
-	for _, verb := range []string{VerbAuction, VerbDeploy, VerbRelease, VerbStop, VerbInfo, VerbClone, VerbList, VerbPing, VerbLameduck, VerbGroup, VerbSecretPut, VerbSecretRm, VerbSecretList, VerbSecretKey, VerbUsage, VerbBundleBucket} {
+	for _, verb := range []string{VerbAuction, VerbDeploy, VerbRelease, VerbStop, VerbInfo, VerbClone, VerbList, VerbPing, VerbLameduck, VerbGroup, VerbGroups, VerbSecretPut, VerbSecretRm, VerbSecretList, VerbSecretKey, VerbUsage, VerbBundleBucket} {
 		found := false
 		for _, r := range Authorization {
 			found = found || strings.Contains(r.Subject, ".control."+verb)

@@ -27,9 +27,9 @@ const (
 	VerbLameduck = "LAMEDUCK"
 	// VerbRelease gives back a bid that will not be used (RELEASE.<bid_id>): its node
 	// frees the room the bid held without waiting for it to expire.
-	VerbRelease = "RELEASE"
-	// VerbGroup is answered by the cluster's coordinator only.
-	VerbGroup    = "GROUP"
+	VerbRelease  = "RELEASE"
+	VerbGroup    = "GROUP"    // a replica group (GROUP.<group_id>); the cluster's coordinator answers
+	VerbGroups   = "GROUPS"   // the namespace's replica groups, without their copies (system: every namespace's); the coordinator answers
 	VerbTakeover = "TAKEOVER" // a node's DEPLOY of a workload it moves: system namespace only (TAKEOVER.<bid_id>)
 	// Secret store verbs: one node answers (they share the KV bucket).
 	VerbSecretPut  = "SECRET_PUT"

@@ -1,13 +1,16 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/seal"
 )
 
@@ -29,8 +32,9 @@ type groupOp struct {
 }
 
 type groupResult struct {
-	st  v1.GroupStatus
-	err error
+	st   v1.GroupStatus
+	list []v1.GroupStatus // GROUPS' answer
+	err  error
 }
 
 // rolloutStep is how often the actor looks at an update's new copies.
@@ -51,22 +55,66 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 			return v1.GroupStatus{}, err
 		}
 	}
-	op := groupOp{ctx: ctx, ns: r.Namespace, id: r.ID, req: req, reply: make(chan groupResult, 1)}
+	res := c.ask(ctx, groupOp{ctx: ctx, ns: r.Namespace, id: r.ID, req: req, reply: make(chan groupResult, 1)})
+	return res.st, res.err
+}
+
+// opList is the actor's operation behind GROUPS (not one of v1's: no GROUP request
+// carries it).
+const opList = "list"
+
+// HandleGroups serves GROUPS: the coordinator acknowledges and answers with the
+// namespace's replica groups (every namespace's from system) as their records hold them,
+// each with why copies are missing when the coordinator knows; not their copies (a
+// LIST names each copy's group). The other nodes say they are not it. A group whose
+// copies cannot be placed has none to list, and was seen by its ID only as it was
+// created (a tenant's attack: 300 of them, unseen and not stoppable by name).
+func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.GroupStatus, error) {
+	if !c.holds() {
+		return nil, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
+	}
+	r.Ack(time.Now().Add(groupBound))
+	res := c.ask(ctx, groupOp{ctx: ctx, ns: r.Namespace, req: &v1.GroupRequest{Op: opList}, reply: make(chan groupResult, 1)})
+	return res.list, res.err
+}
+
+// ask hands op to the actor and waits for its answer.
+func (c *Coordinator) ask(ctx context.Context, op groupOp) groupResult {
 	select {
 	case c.ops <- op:
 	case <-ctx.Done():
-		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "the coordinator did not take the group operation in time")
+		return groupResult{err: v1.Errorf(v1.CodeTimeout, "the coordinator did not take the group operation in time")}
 	case <-c.ctx.Done():
-		return v1.GroupStatus{}, svc.ErrStopped
+		return groupResult{err: svc.ErrStopped}
 	}
 	select {
 	case res := <-op.reply:
-		return res.st, res.err
+		return res
 	case <-ctx.Done():
-		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "group %s: the operation is still under way at the coordinator", r.ID)
+		return groupResult{err: v1.Errorf(v1.CodeTimeout, "group %s: the operation is still under way at the coordinator", op.id)}
 	case <-c.ctx.Done():
-		return v1.GroupStatus{}, svc.ErrStopped
+		return groupResult{err: svc.ErrStopped}
 	}
+}
+
+// groupList is the actor's answer to GROUPS: the groups of namespace ns (system: all),
+// sorted by namespace, name and ID.
+func (c *Coordinator) groupList(ctx context.Context, ns string) ([]v1.GroupStatus, error) {
+	groups, err := c.listGroups(ctx)
+	if err != nil {
+		return nil, records.StorageError(err, "list the replica groups")
+	}
+	list := []v1.GroupStatus{}
+	for _, g := range groups {
+		if ns == v1.SystemNamespace || g.Definition.Namespace == ns {
+			list = append(list, v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
+				MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Pending: c.groupPending[g.ID]})
+		}
+	}
+	slices.SortFunc(list, func(a, b v1.GroupStatus) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	return list, nil
 }
 
 // checkSealed refuses a group definition whose sealed values are not the namespace's own
@@ -155,13 +203,18 @@ func (c *Coordinator) groupOp(op groupOp) {
 		c.waiting[op.id] = append(c.waiting[op.id], op)
 		return
 	}
+	if op.req.Op == opList {
+		list, err := c.groupList(op.ctx, op.ns)
+		op.reply <- groupResult{list: list, err: err}
+		return
+	}
 	c.groupsSeen = time.Now() // its copies are counted, and looked for once it is gone, every round
 	if op.req.Op == v1.GroupUpdate || op.req.Op == v1.GroupRestart {
 		c.update(op)
 		return
 	}
 	st, err := c.groupNow(op.ctx, op.ns, op.id, op.req)
-	op.reply <- groupResult{st, err}
+	op.reply <- groupResult{st: st, err: err}
 }
 
 // endJobs answers, as the node stops, the operations still under way or waiting.

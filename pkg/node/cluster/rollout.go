@@ -47,7 +47,7 @@ type rollout struct {
 // the old definition back: the old copies run on, the new ones are stopped.
 func (c *Coordinator) update(op groupOp) {
 	ctx, ns, id, req := op.ctx, op.ns, op.id, op.req
-	reply := func(st v1.GroupStatus, err error) { op.reply <- groupResult{st, err} }
+	reply := func(st v1.GroupStatus, err error) { op.reply <- groupResult{st: st, err: err} }
 	restart := req.Op == v1.GroupRestart
 	if req.Definition == nil && !restart {
 		reply(v1.GroupStatus{}, v1.BadRequest("an update needs a definition"))
