@@ -204,3 +204,49 @@ func bidFor(t *testing.T, c *client.Client, res string) ([]v1.Bid, client.Declin
 	}
 	return bids, declines
 }
+
+// A replica group's count counts against its namespace's quota of workloads, its copies
+// placed or not: a group none of whose copies could be placed held nothing, and a tenant
+// made 300 of them, each auctioned by the coordinator every round (a tenant's attack).
+func TestGroupsCountAgainstTheQuota(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	id := nodeID(t)
+	startSizedNode(t, s, "gq", node.Config{NodeID: id, Store: kvStore(t, testutil.Connect(t, s), id), Quotas: map[string]v1.Quota{"a": {Workloads: 4}}}, "memory")
+	ca, _ := client.New(testutil.Connect(t, s), "a")
+	if _, err := ca.StartWorkload(ctx, def("loose")); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := def("nowhere")
+	nowhere.Tags = map[string]string{"zz": "none"} // no node has it: no copy is placed
+	g, err := ca.StartGroup(ctx, nowhere, 2, 0, "")
+	if err != nil || len(g.Copies) != 0 {
+		t.Fatalf("a group of 2 within the quota: %+v %v", g, err)
+	}
+	refused := func(what string, err error, want string) {
+		t.Helper()
+		if e := v1.AsError(err); e.ErrorCode != v1.CodeQuotaExceeded || !strings.Contains(e.Message, want) {
+			t.Fatalf("%s past the quota: %v", what, err)
+		}
+	}
+	_, err = ca.StartGroup(ctx, nowhere, 2, 0, "")
+	refused("a second group of 2", err, "namespace a has a quota of 4 workloads: its other replica groups hold 2 places and its other workloads 1, so a group of 2 copies would pass it")
+	_, err = ca.Group(ctx, g.ID, v1.GroupRequest{Op: v1.GroupScale, Replicas: 4})
+	refused("a scale to 4", err, "its other replica groups hold 0 places and its other workloads 1, so a group of 4 copies would pass it")
+	if _, err := ca.StartGroup(ctx, nowhere, 1, 0, ""); err != nil {
+		t.Fatalf("a group of 1 that fits: %v", err)
+	}
+	// a start counts what the records keep (the groups' copies placed), as it did
+	if _, err := ca.StartWorkload(ctx, def("fifth")); err != nil {
+		t.Fatalf("a start while the groups hold every place, none of their copies placed: %v", err)
+	}
+	if _, err := ca.Group(ctx, g.ID, v1.GroupRequest{Op: v1.GroupScale, Replicas: 0}); err != nil {
+		t.Fatalf("a scale down is never refused: %v", err)
+	}
+	cb, _ := client.New(testutil.Connect(t, s), "b") // no quota
+	for range 3 {
+		if _, err := cb.StartGroup(ctx, nowhere, 5, 0, ""); err != nil {
+			t.Fatalf("b, without a quota: %v", err)
+		}
+	}
+}

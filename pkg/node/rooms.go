@@ -40,7 +40,7 @@ func (n *Node) wire() {
 		}}
 	if shared {
 		n.coord = cluster.New(n.ctx, cluster.Config{NodeID: c.NodeID, NodeLossWindow: c.NodeLossWindow, Conn: n.nc, Store: cs,
-			SecretsKey: c.SecretsKey, Members: n.members, Host: clusterHost{n}, Log: n.log, WG: &n.wg, Rescan: c.rescan})
+			SecretsKey: c.SecretsKey, Members: n.members, Host: clusterHost{n}, Log: n.log, WG: &n.wg, Rescan: c.rescan, Quotas: c.Quotas})
 	}
 	n.auction = auction.New(auction.Config{NodeID: c.NodeID, Name: c.Name, Tags: c.Tags, BidTTL: c.BidTTL, Placement: c.Placement,
 		Memory: c.Memory, ReserveMemory: c.ReserveMemory, CPUs: c.CPUs, ReserveCPU: c.ReserveCPU,

@@ -43,6 +43,9 @@ type Config struct {
 	Host           Host
 	Log            *zap.Logger
 	WG             *sync.WaitGroup // the node's: every goroutine the coordinator starts is in it
+	// Quotas are the namespaces' quotas (nexd --namespace-quota): a group's count counts
+	// against its namespace's quota of workloads, placed or not.
+	Quotas map[string]v1.Quota
 	// Rescan is how often the coordinator looks again at what it read of every record
 	// and group (0: RescanEvery); tests shorten it.
 	Rescan time.Duration

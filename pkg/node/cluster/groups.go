@@ -45,6 +45,9 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 				return v1.GroupStatus{}, err
 			}
 		}
+		if err := c.groupQuota(ctx, ns, id, req.Replicas); err != nil {
+			return v1.GroupStatus{}, err
+		}
 		g := &records.Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
 		if err := c.cs.PutGroup(ctx, g); err != nil {
 			if errors.Is(err, records.ErrConflict) {
@@ -75,6 +78,11 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
+		if req.Replicas > g.Replicas {
+			if err := c.groupQuota(ctx, ns, id, req.Replicas); err != nil {
+				return v1.GroupStatus{}, err
+			}
+		}
 		g.Replicas = req.Replicas
 		if err := c.cs.PutGroup(ctx, g); err != nil {
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id)
@@ -98,6 +106,56 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		return c.stopGroup(ctx, g)
 	}
 	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
+}
+
+// groupQuota refuses a count of replicas for group id (a create, a scale up) that would
+// take namespace ns past its quota of workloads: each of its groups holds its count of
+// places, its copies placed or not, and every other workload the records keep holds one
+// (as a deploy counts them: ended ones too). A group none of whose copies can be placed
+// held nothing, and a tenant made 300 of them, each auctioned by the coordinator every
+// round (a tenant's attack); the quota bounds them now.
+func (c *Coordinator) groupQuota(ctx context.Context, ns, id string, replicas int) error {
+	q, ok := v1.QuotaOf(c.cfg.Quotas, ns)
+	if !ok || q.Workloads == 0 {
+		return nil
+	}
+	groups, err := c.listGroups(ctx)
+	if err != nil {
+		return records.StorageError(err, "count namespace "+ns+"'s replica groups for its quota")
+	}
+	all, err := c.allRecs.read(ctx, c.cs, c.cs.All)
+	if err != nil {
+		return records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
+	}
+	copies := map[string]int{} // group ID -> its copies the records keep
+	others := 0
+	counted := map[string]bool{}
+	for _, g := range groups {
+		counted[g.ID] = g.Definition.Namespace == ns && g.ID != id
+	}
+	for _, recs := range all {
+		for _, r := range recs {
+			if holds, _ := r.QuotaHold(); !holds || r.Definition.Namespace != ns {
+				continue
+			}
+			if _, isGroup := counted[r.Definition.Group]; isGroup && r.Definition.Group != "" {
+				copies[r.Definition.Group]++
+			} else {
+				others++
+			}
+		}
+	}
+	asked := 0 // by the namespace's other groups
+	for _, g := range groups {
+		if counted[g.ID] {
+			asked += max(g.Replicas, copies[g.ID])
+		}
+	}
+	if total := asked + others + max(replicas, copies[id]); total > q.Workloads {
+		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %d workload%s: its other replica groups hold %d places and its other workloads %d, so a group of %d copies would pass it (a group holds its count of places, its copies placed or not) (nexd --namespace-quota %s=%s)",
+			ns, q.Workloads, map[bool]string{true: "s"}[q.Workloads != 1], asked, others, replicas, ns, q)
+	}
+	return nil
 }
 
 // groupDeleter removes a group's record (a records.ClusterStore).
