@@ -1140,4 +1140,18 @@ func TestGroupWithoutCopiesIsSeenAndStopped(t *testing.T) {
 	if list := u.mustNex(append(a, "workload", "list")...); strings.Contains(list, gid) {
 		t.Fatalf("the stopped group is still listed:\n%s", list)
 	}
+	// system sees every namespace's, and stops one by its name (it said "not found in
+	// namespace system" of a group it had just listed: a review)
+	u.mustNex(append(a, "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "elsewhere",
+		"--replicas", "1", "--tags", "zz=none", "--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`)...)
+	admin := []string{"-s", url, "--nats.creds-file", nodeCreds}
+	if list := u.mustNex(append(admin, "workload", "list")...); !strings.Contains(list, "(elsewhere, namespace a): 0 of 1 copies placed") {
+		t.Fatalf("system's list:\n%s", list)
+	}
+	if out, errOut, code := u.nex(append(admin, "workload", "stop", "elsewhere")...); code != 0 {
+		t.Fatalf("system's stop of a's group by name: exit %d\n%s%s", code, out, errOut)
+	}
+	if list := u.mustNex(append(a, "workload", "list")...); strings.Contains(list, "elsewhere") {
+		t.Fatalf("the group system stopped is still listed:\n%s", list)
+	}
 }

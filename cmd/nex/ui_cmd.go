@@ -59,7 +59,12 @@ func (c *UICmd) Run(ctx context.Context, g *cli.Globals) error {
 	url := srv.URL(addr)
 	fmt.Fprintf(g.Stdout(), "nex console for namespace %s: %s\n(the URL holds the session key; Ctrl+C stops the console)\n", g.Namespace, url)
 	if !c.NoOpen {
-		defer openBrowser(g, url)()
+		local := url // on every address: this machine's browser asks localhost, which always resolves here
+		if host := console.URLHost(addr); host != addr {
+			_, port, _ := net.SplitHostPort(addr)
+			local = srv.URL(net.JoinHostPort("localhost", port))
+		}
+		defer openBrowser(g, local)()
 	}
 	return srv.Serve(ctx, ln)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
@@ -16,8 +17,11 @@ const workloadIDLen = v1.IDLen
 // ResolveWorkload turns what a user typed for a workload into its whole ID: a whole ID
 // as it is; a unique prefix of a workload's ID (lists show 12 characters) or of a replica
 // group's (g-...); or a name: one workload's, or that of the copies of one replica group
-// (the group's ID then). Something that matches nothing is returned as it is (the request
-// then says not found); a prefix or a name that matches more is an error listing them.
+// (the group's ID then). A group's prefix or name is looked for among the groups the
+// coordinator knows as well, so a group none of whose copies could be placed is found,
+// and a match no list shows makes it ambiguous. Something that matches nothing is
+// returned as it is (the request then says not found); a prefix or a name that matches
+// more is an error listing them.
 func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string, error) {
 	isGroup := strings.HasPrefix(arg, v1.GroupIDPrefix)
 	if whole := strings.TrimPrefix(arg, v1.GroupIDPrefix); len(whole) == workloadIDLen && v1.ValidateToken("workload ID", whole) == nil {
@@ -31,50 +35,52 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 		return "", err
 	}
 	var matches []string
+	if !isGroup {
+		for _, w := range list {
+			if strings.HasPrefix(w.ID, arg) {
+				matches = append(matches, fmt.Sprintf("%s (%s, %s)", w.ID, w.Name, w.State))
+			}
+		}
+		if len(matches) > 0 {
+			return pick(arg, "workload", matches)
+		}
+		return byName(arg, list, copyless(ctx, cl, list))
+	}
 	groups := map[string]bool{}
 	for _, w := range list {
-		switch {
-		case isGroup && strings.HasPrefix(w.Group, arg) && !groups[w.Group]:
+		if strings.HasPrefix(w.Group, arg) && !groups[w.Group] {
 			groups[w.Group] = true
 			matches = append(matches, fmt.Sprintf("%s (%s)", w.Group, w.Name))
-		case !isGroup && strings.HasPrefix(w.ID, arg):
-			matches = append(matches, fmt.Sprintf("%s (%s, %s)", w.ID, w.Name, w.State))
 		}
 	}
-	if len(matches) > 0 {
-		return pick(arg, "workload", matches)
-	}
-	if !isGroup {
-		if id, err := byName(arg, list); err != nil || id != arg {
-			return id, err
+	for _, g := range copyless(ctx, cl, list) {
+		if strings.HasPrefix(g.ID, arg) {
+			matches = append(matches, fmt.Sprintf("%s (%s, no copy)", g.ID, g.Name))
 		}
-	}
-	return groupWithoutCopies(ctx, cl, arg, isGroup)
-}
-
-// groupWithoutCopies finds, for what matched nothing listed, a replica group with no copy
-// to list (none could be placed, or its copies' nodes are gone) by a prefix of its ID
-// or by its name, from the coordinator (a tenant's attack: such a group was "not found"
-// by name, and its ID was shown only as it was created). Nodes without groups leave
-// arg as it is (the request then says not found).
-func groupWithoutCopies(ctx context.Context, cl *client.Client, arg string, isGroup bool) (string, error) {
-	groups, err := cl.Groups(ctx)
-	if v1.IsCode(err, v1.CodeNotImplemented) {
-		return arg, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("%q names no workload, and the replica groups could not be listed: %w", arg, err)
-	}
-	var matches []string
-	for _, g := range groups {
-		if (isGroup && strings.HasPrefix(g.ID, arg)) || (!isGroup && g.Name == arg) {
-			matches = append(matches, fmt.Sprintf("%s (%s)", g.ID, g.Name))
-		}
-	}
-	if !isGroup && len(matches) > 1 {
-		return "", v1.BadRequest("name %q is shared by %d replica groups: %s; give an ID (or a unique prefix of one)", arg, len(matches), strings.Join(matches, ", "))
 	}
 	return pick(arg, "workload", matches)
+}
+
+// GroupsWait bounds a question to the coordinator beside a list or a name's lookup (it
+// asks again while none answers, as one is chosen): without an answer, what the nodes
+// list is all that is known.
+const GroupsWait = time.Second
+
+// copyless are the replica groups no copy of which is in list (none could be placed,
+// or their nodes are gone), from the coordinator; none when it cannot say in
+// groupsWait, or the nodes keep no groups.
+func copyless(ctx context.Context, cl *client.Client, list []v1.WorkloadInfo) []v1.GroupStatus {
+	ctx, cancel := context.WithTimeout(ctx, GroupsWait)
+	defer cancel()
+	groups, err := cl.Groups(ctx)
+	if err != nil {
+		return nil
+	}
+	listed := map[string]bool{}
+	for _, w := range list {
+		listed[w.Namespace+"/"+w.Group] = true
+	}
+	return slices.DeleteFunc(groups, func(g v1.GroupStatus) bool { return listed[g.Namespace+"/"+g.ID] })
 }
 
 // Resolved connects and turns *id (a whole ID, a prefix or a name) into a whole ID with
@@ -100,8 +106,9 @@ func OneWorkload(ctx context.Context, cl *client.Client, arg string) (string, er
 	return id, err
 }
 
-// byName is the workload (or the replica group) named name in list.
-func byName(name string, list []v1.WorkloadInfo) (string, error) {
+// byName is the workload (or the replica group) named name in list, or the group of that
+// name among extra (groups without a copy in list).
+func byName(name string, list []v1.WorkloadInfo, extra []v1.GroupStatus) (string, error) {
 	var named []string
 	groups := map[string]bool{}
 	loose := 0 // named workloads that are not copies of a group
@@ -114,6 +121,12 @@ func byName(name string, list []v1.WorkloadInfo) (string, error) {
 			groups[w.Group] = true
 		} else {
 			loose++
+		}
+	}
+	for _, g := range extra {
+		if g.Name == name {
+			named = append(named, fmt.Sprintf("%s (a replica group with no copy)", g.ID))
+			groups[g.ID] = true
 		}
 	}
 	switch {

@@ -112,9 +112,18 @@ func (c *Client) Group(ctx context.Context, gid string, req v1.GroupRequest) (*v
 // coordinator holds them: each group's definition's name, its count and version, and
 // why copies are missing when the coordinator knows; not its copies (List names each
 // copy's group). A group whose copies cannot be placed is found here, and only here.
+// No node serving GROUPS at all (nodes older than this client) is 501 not_implemented,
+// as nodes without groups answer, at once.
 func (c *Client) Groups(ctx context.Context) ([]v1.GroupStatus, error) {
 	var list []v1.GroupStatus
-	err := c.askCoordinator(ctx, "replica groups", v1.ControlSubject(c.ns, v1.VerbGroups), struct{}{}, &list, nil)
+	none := false // no node serves GROUPS: every node answers it, the coordinator or not
+	err := c.askCoordinator(ctx, "replica groups", v1.ControlSubject(c.ns, v1.VerbGroups), struct{}{}, &list, func(_ int, err error) bool {
+		none = errors.Is(err, svc.ErrNoResponders)
+		return none
+	})
+	if none {
+		return nil, v1.Errorf(v1.CodeNotImplemented, "no node serves %s (nodes older than this client)", v1.VerbGroups)
+	}
 	return list, err
 }
 

@@ -404,30 +404,22 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) (err error) {
 		return err
 	}
 	tabular := c.Output == "table" && c.Format == "" && !c.Quiet && !g.JSON
-	var groups chan groupsReply // asked beside the list: a table says which groups lack copies
-	if tabular && len(c.State) == 0 && len(c.Tag) == 0 && c.Node == "" && c.Type == "" {
-		groups = make(chan groupsReply, 1)
-		go func() {
-			gctx, cancel := context.WithTimeout(ctx, groupsWait)
-			defer cancel()
-			list, err := cl.Groups(gctx)
-			groups <- groupsReply{list, err}
-		}()
-	}
 	list, missing, err := cl.ListReport(ctx, v1.ListRequest{Type: c.Type, NoMetadata: !c.ShowMetadata && tabular})
 	if err != nil {
 		return err
 	}
-	copies := map[string]int{} // group ID -> its copies listed, before the filters
+	copies := map[string]int{} // namespace/group ID -> its copies listed that run, before the filters
 	for _, w := range list {
-		if w.Group != "" {
-			copies[w.Group]++
+		if w.Group != "" && w.State != v1.StateStopped && w.State != v1.StateFailed && w.State != v1.StateUnknown {
+			copies[w.Namespace+"/"+w.Group]++
 		}
 	}
-	if groups != nil {
+	if tabular && len(c.State) == 0 && len(c.Tag) == 0 && c.Node == "" && c.Type == "" {
+		// asked once the list is in: a connection knows only the last request it was
+		// refused, and a refused list said "no reply in time" when both were under way
 		defer func() {
 			if err == nil {
-				c.shortGroups(g, <-groups, copies)
+				c.shortGroups(ctx, g, cl, copies)
 			}
 		}()
 	}
@@ -450,33 +442,28 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) (err error) {
 	return c.table(g, nodeNames(ctx, cl), list, c.Wide())
 }
 
-// groupsWait bounds the question to the coordinator beside a list (it asks again while
-// none answers, as a coordinator is chosen).
-const groupsWait = 3 * time.Second
-
-type groupsReply struct {
-	list []v1.GroupStatus
-	err  error
-}
-
-// shortGroups says, after a table, which replica groups have fewer copies listed than
+// shortGroups says, after a table, which replica groups have fewer copies running than
 // their count, and why when the coordinator knows: a group none of whose copies could be
 // placed has no row, and "No workloads" said nothing of it (a tenant's attack: 300 such
 // groups, unseen). Nodes without groups say nothing.
-func (c *WorkloadListCmd) shortGroups(g *cli.Globals, r groupsReply, copies map[string]int) {
+func (c *WorkloadListCmd) shortGroups(ctx context.Context, g *cli.Globals, cl *client.Client, copies map[string]int) {
+	ctx, cancel := context.WithTimeout(ctx, cli.GroupsWait)
+	defer cancel()
+	groups, err := cl.Groups(ctx)
 	switch {
-	case v1.IsCode(r.err, v1.CodeNotImplemented):
+	case v1.IsCode(err, v1.CodeNotImplemented):
 		return
-	case r.err != nil:
-		fmt.Fprintf(g.Stderr(), "nex: warning: the replica groups could not be listed, so groups without copies are not shown: %v\n", r.err)
+	case err != nil:
+		fmt.Fprintf(g.Stderr(), "nex: warning: the replica groups could not be listed, so groups short of copies are not shown: %v\n", err)
 		return
 	}
-	for _, gr := range r.list {
-		if copies[gr.ID] >= gr.Replicas || (c.Name != "" && gr.Name != c.Name) ||
+	for _, gr := range groups {
+		n := copies[gr.Namespace+"/"+gr.ID]
+		if n >= gr.Replicas || (c.Name != "" && gr.Name != c.Name) ||
 			(c.Group != "" && gr.Name != c.Group && !strings.HasPrefix(gr.ID, c.Group)) {
 			continue
 		}
-		state := fmt.Sprintf("%d of %d copies listed", copies[gr.ID], gr.Replicas)
+		state := fmt.Sprintf("%d of %d copies run", n, gr.Replicas)
 		if gr.Pending != "" { // the coordinator's "N of M copies placed: why"
 			state = gr.Pending
 		}

@@ -38,7 +38,7 @@ var Authorization = []AuthRule{
 	{"$NEX.SVC.v1.<ns>.control.CLONE.<workload_id>", CallerNamespace, "the namespace's workloads; reseal_for must be a registered nexlet's key"},
 	{"$NEX.SVC.v1.<ns>.control.EXEC.<workload_id>", CallerNamespace, "the namespace's workloads, as the workload's own user (what its own code could run)"},
 	{"$NEX.SVC.v1.<ns>.control.LIST", CallerNamespace, "the namespace's workloads (system: every namespace's)"},
-	{"$NEX.SVC.v1.<ns>.control.GROUP.<group_id>", CallerNamespace, "the namespace's groups"},
+	{"$NEX.SVC.v1.<ns>.control.GROUP.<group_id>", CallerNamespace, "the namespace's groups (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.GROUPS", CallerNamespace, "the namespace's groups (system: every namespace's)"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_PUT.<name>", CallerNamespace, "the namespace's secrets"},
 	{"$NEX.SVC.v1.<ns>.control.SECRET_RM.<name>", CallerNamespace, "the namespace's secrets"},

@@ -32,9 +32,8 @@ type groupOp struct {
 }
 
 type groupResult struct {
-	st   v1.GroupStatus
-	list []v1.GroupStatus // GROUPS' answer
-	err  error
+	st  v1.GroupStatus
+	err error
 }
 
 // rolloutStep is how often the actor looks at an update's new copies.
@@ -50,32 +49,115 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	if !strings.HasPrefix(r.ID, v1.GroupIDPrefix) {
 		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", r.ID, v1.GroupIDPrefix)
 	}
+	ns := r.Namespace
+	if ns == v1.SystemNamespace && req.Op != v1.GroupCreate {
+		owner, err := c.groupNamespace(ctx, r.ID)
+		switch {
+		case err != nil:
+			return v1.GroupStatus{}, err
+		case owner != "" && owner != ns && req.Definition != nil:
+			return v1.GroupStatus{}, v1.BadRequest("group %s is namespace %s's: update it from there (nex --namespace %s ...), its values sealed for that namespace", r.ID, owner, owner)
+		case owner != "":
+			ns = owner
+		}
+	}
 	if req.Definition != nil {
-		if err := c.checkSealed(ctx, r.Namespace, r.ID, req); err != nil {
+		if err := c.checkSealed(ctx, ns, r.ID, req); err != nil {
 			return v1.GroupStatus{}, err
 		}
 	}
-	res := c.ask(ctx, groupOp{ctx: ctx, ns: r.Namespace, id: r.ID, req: req, reply: make(chan groupResult, 1)})
+	res := c.ask(ctx, groupOp{ctx: ctx, ns: ns, id: r.ID, req: req, reply: make(chan groupResult, 1)})
 	return res.st, res.err
 }
-
-// opList is the actor's operation behind GROUPS (not one of v1's: no GROUP request
-// carries it).
-const opList = "list"
 
 // HandleGroups serves GROUPS: the coordinator acknowledges and answers with the
 // namespace's replica groups (every namespace's from system) as their records hold them,
 // each with why copies are missing when the coordinator knows; not their copies (a
-// LIST names each copy's group). The other nodes say they are not it. A group whose
-// copies cannot be placed has none to list, and was seen by its ID only as it was
-// created (a tenant's attack: 300 of them, unseen and not stoppable by name).
+// LIST names each copy's group). The other nodes say they are not it. It is answered
+// beside the actor, never waiting for a group operation under way. A group whose copies
+// cannot be placed has none to list, and was seen by its ID only as it was created (a
+// tenant's attack: 300 of them, unseen and not stoppable by name).
 func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.GroupStatus, error) {
 	if !c.holds() {
 		return nil, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound))
-	res := c.ask(ctx, groupOp{ctx: ctx, ns: r.Namespace, req: &v1.GroupRequest{Op: opList}, reply: make(chan groupResult, 1)})
-	return res.list, res.err
+	groups, err := c.groupsNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list := []v1.GroupStatus{}
+	for _, g := range groups {
+		if ns := g.Definition.Namespace; r.Namespace == v1.SystemNamespace || ns == r.Namespace {
+			list = append(list, v1.GroupStatus{ID: g.ID, Namespace: ns, Name: g.Definition.Name, Replicas: g.Replicas,
+				MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Pending: c.groupWhy(ns, g.ID)})
+		}
+	}
+	slices.SortFunc(list, func(a, b v1.GroupStatus) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	return list, nil
+}
+
+// groupsNow is every group's record, read beside the actor: as the actor's last listing
+// found them while no group's record was written since (one read of the last write's
+// sequence), else from the store.
+func (c *Coordinator) groupsNow(ctx context.Context) ([]*records.Group, error) {
+	rev, err := c.cs.GroupsRevision(ctx)
+	if err != nil {
+		return nil, records.StorageError(err, "list the replica groups")
+	}
+	if v := c.groupsView.Load(); v != nil && v.rev == rev {
+		return v.groups, nil
+	}
+	groups, err := c.cs.Groups(ctx)
+	if err != nil {
+		return nil, records.StorageError(err, "list the replica groups")
+	}
+	return groups, nil
+}
+
+// groupNamespace is the namespace of the group id that a request from system names (""
+// when no namespace has one): system acts on every namespace's groups, as on their
+// workloads, and a group's ID is unique only in its namespace.
+func (c *Coordinator) groupNamespace(ctx context.Context, id string) (string, error) {
+	groups, err := c.groupsNow(ctx)
+	if err != nil {
+		return "", err
+	}
+	var owners []string
+	for _, g := range groups {
+		if g.ID == id {
+			owners = append(owners, g.Definition.Namespace)
+		}
+	}
+	if len(owners) > 1 {
+		slices.Sort(owners)
+		return "", v1.BadRequest("group ID %s is used in namespaces %s: give the namespace (nex --namespace NS ...)", id, strings.Join(owners, ", "))
+	}
+	if len(owners) == 0 {
+		return "", nil
+	}
+	return owners[0], nil
+}
+
+// groupWhy is why copies of namespace ns's group id are missing ("": none are, or the
+// coordinator does not know); GROUPS reads it beside the actor.
+func (c *Coordinator) groupWhy(ns, id string) string {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	return c.groupPending[ns+"/"+id]
+}
+
+// setGroupWhy records why copies of ns's group id are missing ("": none are).
+func (c *Coordinator) setGroupWhy(ns, id, why string) {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	if why == "" {
+		delete(c.groupPending, ns+"/"+id)
+	} else {
+		c.groupPending[ns+"/"+id] = why
+	}
 }
 
 // ask hands op to the actor and waits for its answer.
@@ -95,26 +177,6 @@ func (c *Coordinator) ask(ctx context.Context, op groupOp) groupResult {
 	case <-c.ctx.Done():
 		return groupResult{err: svc.ErrStopped}
 	}
-}
-
-// groupList is the actor's answer to GROUPS: the groups of namespace ns (system: all),
-// sorted by namespace, name and ID.
-func (c *Coordinator) groupList(ctx context.Context, ns string) ([]v1.GroupStatus, error) {
-	groups, err := c.listGroups(ctx)
-	if err != nil {
-		return nil, records.StorageError(err, "list the replica groups")
-	}
-	list := []v1.GroupStatus{}
-	for _, g := range groups {
-		if ns == v1.SystemNamespace || g.Definition.Namespace == ns {
-			list = append(list, v1.GroupStatus{ID: g.ID, Namespace: g.Definition.Namespace, Name: g.Definition.Name, Replicas: g.Replicas,
-				MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Pending: c.groupPending[g.ID]})
-		}
-	}
-	slices.SortFunc(list, func(a, b v1.GroupStatus) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
-	return list, nil
 }
 
 // checkSealed refuses a group definition whose sealed values are not the namespace's own
@@ -201,11 +263,6 @@ func (c *Coordinator) groupOp(op groupOp) {
 	}
 	if _, busy := c.jobs[op.id]; busy && op.req.Op != v1.GroupInfo {
 		c.waiting[op.id] = append(c.waiting[op.id], op)
-		return
-	}
-	if op.req.Op == opList {
-		list, err := c.groupList(op.ctx, op.ns)
-		op.reply <- groupResult{list: list, err: err}
 		return
 	}
 	c.groupsSeen = time.Now() // its copies are counted, and looked for once it is gone, every round

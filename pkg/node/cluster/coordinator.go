@@ -87,20 +87,28 @@ type Coordinator struct {
 	waiting map[string][]groupOp // group ID -> operations that wait for its update, in order
 	resumes map[string]time.Time // group ID -> when resuming its cut-short update last failed
 
-	groupPending map[string]string // group ID -> why copies are missing
-	groupsAt     time.Time         // the groups' last reconcile
-	groupsRev    uint64            // the groups' revision at their last listing
-	groupsListed time.Time         // that listing
-	groupsCache  []*records.Group  // what it found
-	listFailedAt time.Time         // when a failed listing was last logged
-	orphansAt    time.Time         // the last read of every record for copies of groups that are gone
-	groupsSeen   time.Time         // the last round that found a group, or the last group operation
+	pendingMu    sync.Mutex                 // guards groupPending, which GROUPS reads beside the actor
+	groupPending map[string]string          // namespace/group ID -> why copies are missing
+	groupsView   atomic.Pointer[groupsView] // the last listing of the groups, for GROUPS
+	groupsAt     time.Time                  // the groups' last reconcile
+	groupsRev    uint64                     // the groups' revision at their last listing
+	groupsListed time.Time                  // that listing
+	groupsCache  []*records.Group           // what it found
+	listFailedAt time.Time                  // when a failed listing was last logged
+	orphansAt    time.Time                  // the last read of every record for copies of groups that are gone
+	groupsSeen   time.Time                  // the last round that found a group, or the last group operation
 
 	owners     map[string]int                           // nodes with records, from the last full scan
 	scanned    time.Time                                // that scan
 	ownersRead sinceWrite[map[string]int]               // owners as last read
 	allRecs    sinceWrite[map[string][]*records.Record] // every record, from the last read of them all
 	rescan     time.Duration                            // Config.Rescan, or RescanEvery
+}
+
+// groupsView is a listing of every group's record at the groups' revision rev.
+type groupsView struct {
+	rev    uint64
+	groups []*records.Group
 }
 
 // New returns the coordinator of a node whose records are in cfg.Store; ctx ends when

@@ -45,6 +45,9 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 				return v1.GroupStatus{}, err
 			}
 		}
+		if _, err := c.cs.Group(ctx, ns, id); err == nil { // a retried create: the quota holds it already
+			return v1.GroupStatus{}, v1.Errorf(v1.CodeConflict, "group %s exists", id)
+		}
 		if err := c.groupQuota(ctx, ns, id, req.Replicas); err != nil {
 			return v1.GroupStatus{}, err
 		}
@@ -66,7 +69,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			if rerr := RemoveGroup(c.ctx, c.cs, ns, id); rerr != nil {
 				c.forgetGroup(ns, id)
 			}
-			delete(c.groupPending, id)
+			c.setGroupWhy(ns, id, "")
 			return v1.GroupStatus{}, v1.Errorf(v1.CodeSchemaInvalid, "%s (the group was not created; nothing was started)", err.Error())
 		}
 		return c.groupStatus(ctx, g, pending)
@@ -94,7 +97,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
-		return c.groupStatus(ctx, g, c.groupPending[id])
+		return c.groupStatus(ctx, g, c.groupWhy(ns, id))
 	case v1.GroupStop:
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
@@ -127,35 +130,49 @@ func (c *Coordinator) groupQuota(ctx context.Context, ns, id string, replicas in
 	if err != nil {
 		return records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
 	}
-	copies := map[string]int{} // group ID -> its copies the records keep
-	others := 0
-	counted := map[string]bool{}
+	copies := map[string]int{} // the namespace's group ID -> its copies the records keep
 	for _, g := range groups {
-		counted[g.ID] = g.Definition.Namespace == ns && g.ID != id
+		if g.Definition.Namespace == ns {
+			copies[g.ID] = 0
+		}
 	}
+	copies[id] = 0
+	others := 0 // workloads that are no copy of a group of the namespace
 	for _, recs := range all {
 		for _, r := range recs {
 			if holds, _ := r.QuotaHold(); !holds || r.Definition.Namespace != ns {
 				continue
 			}
-			if _, isGroup := counted[r.Definition.Group]; isGroup && r.Definition.Group != "" {
+			if _, ok := copies[r.Definition.Group]; ok && r.Definition.Group != "" {
 				copies[r.Definition.Group]++
 			} else {
 				others++
 			}
 		}
 	}
-	asked := 0 // by the namespace's other groups
+	asked := 0 // the places the namespace's other groups hold
 	for _, g := range groups {
-		if counted[g.ID] {
+		if g.Definition.Namespace == ns && g.ID != id {
 			asked += max(g.Replicas, copies[g.ID])
 		}
 	}
-	if total := asked + others + max(replicas, copies[id]); total > q.Workloads {
-		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %d workload%s: its other replica groups hold %d places and its other workloads %d, so a group of %d copies would pass it (a group holds its count of places, its copies placed or not) (nexd --namespace-quota %s=%s)",
-			ns, q.Workloads, map[bool]string{true: "s"}[q.Workloads != 1], asked, others, replicas, ns, q)
+	holds := max(replicas, copies[id])
+	if asked+others+holds > q.Workloads {
+		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %s: its other replica groups hold %s and its other workloads %d, so a group of %s would pass it (a group holds its count of places, its copies placed or not) (nexd --namespace-quota %s=%s)",
+			ns, plural(q.Workloads, "workload"), plural(asked, "place"), others, plural(holds, "copy"), ns, q)
 	}
 	return nil
+}
+
+// plural is "1 copy", "2 copies", "0 places".
+func plural(n int, one string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	if strings.HasSuffix(one, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(one, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, one)
 }
 
 // groupDeleter removes a group's record (a records.ClusterStore).
@@ -291,11 +308,11 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 	if have > g.Replicas {
 		c.stopCopies(ctx, g, byNode, have-g.Replicas)
 	}
-	if pending != c.groupPending[g.ID] {
+	if ns := g.Definition.Namespace; pending != c.groupWhy(ns, g.ID) {
 		if pending != "" {
 			c.log.Warn("replica group short of copies", zap.String("group", g.ID), zap.String("reason", pending))
 		}
-		c.groupPending[g.ID] = pending
+		c.setGroupWhy(ns, g.ID, pending)
 	}
 	return pending, perr
 }
@@ -556,6 +573,7 @@ func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) 
 		return nil, err
 	}
 	c.groupsRev, c.groupsListed, c.groupsCache = rev, time.Now(), groups
+	c.groupsView.Store(&groupsView{rev: rev, groups: groups})
 	return groups, nil
 }
 
