@@ -961,16 +961,14 @@ func TestStopRemovesMovedMarks(t *testing.T) {
 }
 
 // A node opening the state and lease buckets another node made leaves their streams as
-// they are: an update turned direct gets on for a moment, and a handle a third node
-// opened then read with direct gets no server answered once they were off again ("no
-// responders" from the coordinator lease, failing a rolling update, once in a few runs).
+// they are, and the first node makes them with direct gets off: an update turned direct
+// gets on for a moment, and a handle a third node opened then read with direct gets no
+// server answered once they were off again ("no responders" from the coordinator lease,
+// failing a rolling update, once in a few runs; see records.TestBucketsOpenedAtOnceReadFromTheLeader).
 func TestOpeningBucketsChangesNoStream(t *testing.T) {
 	s := testutil.StartServer(t)
 	nc := testutil.Connect(t, s)
 	ctx := context.Background()
-	// the first node makes both buckets, and updates each stream once (direct gets off):
-	// the server sends those advisories when it gets to them, so they are waited for
-	// before the others open the buckets (a CI run saw the lease's arrive late)
 	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
 	if err != nil {
 		t.Fatal(err)
@@ -978,18 +976,7 @@ func TestOpeningBucketsChangesNoStream(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	first := kvStore(t, nc, nodeID(t)).(*node.KVStore)
-	if _, err := first.Lease(ctx, "coordinator", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	for want := map[string]bool{"KV_" + node.KVBucket: true, "KV_" + node.LeaseBucket: true}; len(want) > 0; {
-		m, err := updates.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("the first node's updates of %v: %v", want, err)
-		}
-		delete(want, m.Subject[strings.LastIndexByte(m.Subject, '.')+1:])
-	}
-	for range 2 {
+	for range 3 {
 		other := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
 		l, err := other.Lease(ctx, "coordinator", 10*time.Second)
 		if err != nil {
@@ -999,8 +986,15 @@ func TestOpeningBucketsChangesNoStream(t *testing.T) {
 			t.Fatalf("read the lease: %v", err)
 		}
 	}
+	js, _ := jetstream.New(nc)
+	for _, name := range []string{"KV_" + node.KVBucket, "KV_" + node.LeaseBucket} {
+		st, err := js.Stream(ctx, name)
+		if err != nil || st.CachedInfo().Config.AllowDirect {
+			t.Fatalf("%s: direct gets on, or no stream: %v", name, err)
+		}
+	}
 	if m, err := updates.NextMsg(500 * time.Millisecond); err == nil {
-		t.Fatalf("opening the buckets again updated a stream: %s", m.Subject)
+		t.Fatalf("opening the buckets updated a stream: %s", m.Subject)
 	}
 }
 

@@ -271,54 +271,125 @@ func OpenKVStore(ctx context.Context, nc *nats.Conn, nodeID string, replicas int
 	return &KVStore{kv: kv, nodeID: nodeID, js: js, replicas: replicas, stream: &streamHandle{}}, nil
 }
 
-// openLeaderKV opens bucket cfg.Bucket for reads from its stream's leader (leaderReads),
-// creating it, or updating its settings, only when it is missing or they differ: every
-// CreateOrUpdateKeyValue turns the stream's direct gets on again, and a handle another
-// node opened in that moment reads with direct gets, which no server answers once they
-// are off again ("no responders": a rolling update failed so, once in a few runs, when
-// three nodes started at once).
+// openLeaderKV opens bucket cfg.Bucket for reads from its stream's leader, never from
+// a replica that lags behind it (a server back from a restart answers from what it had
+// until it has caught up: a chaos run's group stop read a copy's record from such a
+// replica, found none, and the copy ran on). The stream is made as nats.go makes a
+// bucket's, but with direct gets off from the start, and an existing one's settings are
+// changed field by field: nats.go's CreateKeyValue and CreateOrUpdateKeyValue turn direct
+// gets on, on an existing stream too, and a handle another node opened in that moment
+// read with direct gets, which no server answers once they are off again: "no
+// responders" from the coordinator lease for good (a test of two nodes started at once,
+// once in a few runs; a chaos run's rolling updates, cut short, resumed and failed so
+// for minutes). A handle is healed all the same when its reads find no responder
+// (healingKV).
 func openLeaderKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, err
-	}
-	if err == nil {
-		have := st.CachedInfo().Config
-		if !have.AllowDirect && have.MaxAge == cfg.TTL && have.Replicas == max(cfg.Replicas, 1) && have.MaxMsgsPerSubject == int64(max(cfg.History, 1)) {
-			return js.KeyValue(ctx, cfg.Bucket)
-		}
-	}
 	// nodes that start at once create the stream together: one that finds it being made
 	// by another is told "stream not found" for a moment, which waiting cures
 	// (TestClusterBootsAtOnce: a nexd exited at start so, once in a CI run)
 	var kv jetstream.KeyValue
-	err = retry.Do(ctx, retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}, Budget: 5 * time.Second,
-		Transient: func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }}, func(ctx context.Context) error {
-		created, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	err := retry.Do(ctx, retry.Policy{Backoff: retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}, Budget: 5 * time.Second,
+		Transient: func(err error) bool {
+			return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse)
+		}}, func(ctx context.Context) error {
+		st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, err := js.CreateStream(ctx, bucketStream(cfg)); err != nil {
+				return err // made by another meanwhile: already in use, and read next time
+			}
+			st, err = js.Stream(ctx, "KV_"+cfg.Bucket)
+		}
+		if err != nil {
+			return err
+		}
+		have := st.CachedInfo().Config
+		want := have
+		want.AllowDirect, want.MaxAge, want.Replicas, want.MaxMsgsPerSubject = false, cfg.TTL, max(cfg.Replicas, 1), int64(max(cfg.History, 1))
+		if want.MaxAge > 0 && want.Duplicates > want.MaxAge {
+			want.Duplicates = want.MaxAge
+		}
+		if have.AllowDirect != want.AllowDirect || have.MaxAge != want.MaxAge || have.Replicas != want.Replicas ||
+			have.MaxMsgsPerSubject != want.MaxMsgsPerSubject || have.Duplicates != want.Duplicates {
+			if _, err := js.UpdateStream(ctx, want); err != nil {
+				return err
+			}
+		}
+		opened, err := js.KeyValue(ctx, cfg.Bucket)
 		if err == nil {
-			kv, err = leaderReads(ctx, js, created)
+			kv = &healingKV{KeyValue: opened, js: js}
 		}
 		return err
 	})
 	return kv, err
 }
 
-// leaderReads turns direct gets off on kv's stream and opens kv again, so that a Get is
-// answered by the stream's leader, never by a replica that lags behind it (a server back
-// from a restart answers from what it had until it has caught up). A chaos run: a group
-// stop read a copy's record from such a replica, found none, and the copy ran on.
-func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
-	st, err := js.Stream(ctx, "KV_"+kv.Bucket())
+// bucketStream is the stream of bucket cfg as nats.go's CreateKeyValue makes it, with
+// direct gets off.
+func bucketStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
+	dup := 2 * time.Minute
+	if cfg.TTL > 0 && cfg.TTL < dup {
+		dup = cfg.TTL
+	}
+	return jetstream.StreamConfig{Name: "KV_" + cfg.Bucket, Description: cfg.Description, Subjects: []string{"$KV." + cfg.Bucket + ".>"},
+		MaxMsgsPerSubject: int64(max(cfg.History, 1)), MaxBytes: -1, MaxAge: cfg.TTL, MaxMsgSize: -1, Storage: cfg.Storage,
+		Replicas: max(cfg.Replicas, 1), AllowRollup: true, DenyDelete: true, Duplicates: dup, MaxMsgs: -1, MaxConsumers: -1,
+		Discard: jetstream.DiscardNew}
+}
+
+// healingKV is a bucket handle whose reads, when no server answers them, open the
+// bucket again and ask once more: a handle opened while the stream's direct gets were on
+// reads with them, and no server answers those once they are off (see openLeaderKV).
+// Writes and watches go through the stream's subjects and need no healing.
+type healingKV struct {
+	jetstream.KeyValue
+	js     jetstream.JetStream
+	mu     sync.Mutex
+	reader jetstream.KeyValue // the handle reads use, once healed (nil: KeyValue)
+	healed time.Time          // the last reopening: at most one a second
+}
+
+func (h *healingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	e, err := h.current().Get(ctx, key)
+	if errors.Is(err, nats.ErrNoResponders) && h.heal(ctx) {
+		e, err = h.current().Get(ctx, key)
+	}
+	return e, err
+}
+
+func (h *healingKV) GetRevision(ctx context.Context, key string, revision uint64) (jetstream.KeyValueEntry, error) {
+	e, err := h.current().GetRevision(ctx, key, revision)
+	if errors.Is(err, nats.ErrNoResponders) && h.heal(ctx) {
+		e, err = h.current().GetRevision(ctx, key, revision)
+	}
+	return e, err
+}
+
+func (h *healingKV) current() jetstream.KeyValue {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.reader != nil {
+		return h.reader
+	}
+	return h.KeyValue
+}
+
+// heal opens the bucket again for reads, and says whether it did.
+func (h *healingKV) heal(ctx context.Context) bool {
+	h.mu.Lock()
+	if time.Since(h.healed) < time.Second {
+		h.mu.Unlock()
+		return false
+	}
+	h.healed = time.Now()
+	h.mu.Unlock()
+	kv, err := h.js.KeyValue(ctx, h.Bucket())
 	if err != nil {
-		return nil, err
+		return false
 	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, err
-		}
-	}
-	return js.KeyValue(ctx, kv.Bucket())
+	h.mu.Lock()
+	h.reader = kv
+	h.mu.Unlock()
+	return true
 }
 
 // CheckJetStream asks whether the account has JetStream: ErrNoJetStream when it is off
