@@ -39,7 +39,7 @@ func (c *SecretPutCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	info, err := cl.SecretPut(ctx, c.Name, value)
+	info, err := cl.Secrets().Put(ctx, c.Name, value)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (c *SecretListCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	list, err := cl.SecretList(ctx)
+	list, err := cl.Secrets().List(ctx)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (c *SecretRmCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.SecretRm(ctx, c.Name); err != nil {
+	if err := cl.Secrets().Rm(ctx, c.Name); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.Stdout(), "Secret %s removed\n", c.Name)

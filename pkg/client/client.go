@@ -104,7 +104,13 @@ func (c *Client) Auction(ctx context.Context, req v1.AuctionRequest) ([]v1.Bid, 
 	return bids, declines, err
 }
 
-// noNodeWait is how long an auction no node answers is asked again.
+// soon says whether a node declined only for a moment (a nexlet still registering).
+func (d Declines) soon() bool {
+	return slices.ContainsFunc(d, func(r v1.AuctionReply) bool { return r.Soon })
+}
+
+// noNodeWait is how long an auction no node answers, or (for a start) whose only
+// bidders are still registering, is asked again.
 const noNodeWait = 1500 * time.Millisecond
 
 // NoPlacementError builds the no_placement error carrying every node's decline.
@@ -183,9 +189,17 @@ func (c *Client) start(ctx context.Context, def v1.WorkloadDefinition, requestID
 	if err != nil {
 		return nil, err
 	}
+	ask := v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: def.Ports(), RequestID: requestID, Resources: res}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		bids, declines, err := c.Auction(ctx, v1.AuctionRequest{Type: def.Type, Lifecycle: def.Lifecycle, Tags: def.Tags, Ports: def.Ports(), RequestID: requestID, Resources: res})
+		bids, declines, err := c.Auction(ctx, ask)
+		// no bid while a nexlet registers again (its node reconnected, and reconciles it)
+		// is asked again for a moment (a fault test: four starts failed so, 0.1 s after
+		// the node moved off the KV leader's server)
+		backoff := retry.Backoff{First: 50 * time.Millisecond, Max: 400 * time.Millisecond}
+		for began := time.Now(); err == nil && len(bids) == 0 && declines.soon() && time.Since(began) < noNodeWait && backoff.Wait(ctx, 0); {
+			bids, declines, err = c.Auction(ctx, ask)
+		}
 		if err != nil {
 			return nil, err
 		}

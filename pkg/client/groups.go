@@ -66,7 +66,7 @@ func (c *Client) sealForCluster(ctx context.Context, def *v1.WorkloadDefinition)
 // --secrets-key, or older) leave ErrNoSecretsKey.
 func (c *Client) secretsKey(ctx context.Context) (string, error) {
 	var r v1.SecretKeyReply
-	err := c.secretCall(ctx, v1.ControlSubject(c.ns, v1.VerbSecretKey), struct{}{}, &r)
+	err := secretCall(ctx, c, v1.ControlSubject(c.ns, v1.VerbSecretKey), struct{}{}, &r)
 	switch {
 	case err == nil && r.XKey != "":
 		return r.XKey, nil

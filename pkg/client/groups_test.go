@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,5 +128,57 @@ func TestAuctionWaitsForANodeBetweenServers(t *testing.T) {
 	}
 	if err := <-got; err != nil || len(bids) != 1 {
 		t.Fatalf("an auction while the only node reconnects: %v %v", bids, err)
+	}
+}
+
+// A start whose only bidder is still registering (its node reconnected, and reconciles
+// its nexlet) asks again for a moment instead of failing "no agents" (a fault test: four
+// starts failed so, 0.1 s after the node moved off the KV leader's server). Here the
+// nexlet registers after two asks; a decline that will not pass is answered at once.
+func TestStartWaitsForANexletRegistering(t *testing.T) {
+	s := testutil.StartServer(t)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	var mu sync.Mutex
+	asks, soon := 0, true
+	if _, err := nc.Subscribe(v1.ControlSubject("default", v1.VerbAuction), func(m *nats.Msg) {
+		mu.Lock()
+		asks++
+		reply := v1.AuctionReply{NodeID: "N1", Decline: "nexlet native is still registering", Soon: soon}
+		if asks > 2 && soon {
+			reply = v1.AuctionReply{NodeID: "N1", Bid: &v1.Bid{BidID: "b1", NodeID: "N1", ExpiresAt: time.Now().Add(time.Minute), StartRequestSchema: json.RawMessage(`{"type":"object"}`)}}
+		}
+		mu.Unlock()
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set(v1.HeaderNodeID, "N1")
+		r.Header.Set(v1.HeaderPeers, "N1")
+		r.Data, _ = json.Marshal(reply)
+		_ = m.RespondMsg(r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Subscribe(v1.ControlSubject("default", v1.VerbDeploy, "b1"), func(m *nats.Msg) {
+		b, _ := json.Marshal(v1.WorkloadInfo{ID: "w1", NodeID: "N1"})
+		_ = m.Respond(b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	def := v1.WorkloadDefinition{Name: "j", Type: "native", Lifecycle: v1.LifecycleJob, StartRequest: json.RawMessage(`{}`)}
+	if w, err := c.StartWorkload(context.Background(), def); err != nil || w.ID != "w1" {
+		t.Fatalf("a start while the only nexlet registers: %+v %v", w, err)
+	}
+	mu.Lock()
+	asks, soon = 0, false // a decline for good
+	mu.Unlock()
+	if _, err := c.StartWorkload(context.Background(), def); !v1.IsCode(err, v1.CodeNoPlacement) {
+		t.Fatalf("a start no nexlet can take: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asks != 1 {
+		t.Fatalf("a decline for good was asked %d times", asks)
 	}
 }

@@ -28,22 +28,14 @@ func (h clusterHost) DropMarks(rec Record) error { return h.n.copies.DropMarks(r
 // its records to itself has no groups.
 func (n *Node) handleGroup(ctx context.Context, r *svc.Request, req *v1.GroupRequest) (v1.GroupStatus, error) {
 	if n.coord == nil {
-		return v1.GroupStatus{}, n.noGroups()
+		return v1.GroupStatus{}, noGroups(n.cfg.NodeID)
 	}
 	return n.coord.HandleGroup(ctx, r, req)
 }
 
 // noGroups is the answer of a node that keeps its records to itself to a group request.
-func (n *Node) noGroups() error {
-	return v1.Errorf(v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", n.cfg.NodeID)
-}
-
-// handleGroups answers GROUPS: the namespace's replica groups, from the coordinator.
-func (n *Node) handleGroups(ctx context.Context, r *svc.Request, _ *struct{}) ([]v1.GroupStatus, error) {
-	if n.coord == nil {
-		return nil, n.noGroups()
-	}
-	return n.coord.HandleGroups(ctx, r)
+func noGroups(node string) error {
+	return v1.Errorf(v1.CodeNotImplemented, "replica groups are a cluster feature: node %s keeps its records to itself (start nexd with --state kv)", node)
 }
 
 // IsCoordinator says whether this node holds the coordinator lease now.

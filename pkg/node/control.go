@@ -60,7 +60,12 @@ func (n *Node) addService() error {
 		ep(v1.VerbList, "", svc.Handle(n.handleList), handlerConcurrency),
 		ep(v1.VerbLameduck, "node ID", svc.Handle(n.handleLameduck), handlerConcurrency),
 		ep(v1.VerbGroup, "group ID", svc.Handle(n.handleGroup), handlerConcurrency),
-		ep(v1.VerbGroups, "", svc.Handle(n.handleGroups), handlerConcurrency),
+		ep(v1.VerbGroups, "", svc.Handle(func(ctx context.Context, r *svc.Request, _ *struct{}) ([]v1.GroupStatus, error) {
+			if n.coord == nil {
+				return nil, noGroups(n.cfg.NodeID)
+			}
+			return n.coord.HandleGroups(ctx, r) // the namespace's replica groups, from the coordinator
+		}), handlerConcurrency),
 		ep(v1.VerbUsage, "", svc.Handle(n.handleUsage), 0),
 		{Name: v1.VerbBundleBucket, Subject: v1.ControlWildcard(v1.VerbBundleBucket, false), Tokens: svc.ControlTokens(""),
 			Handler: svc.Handle(n.handleBundleBucket), Concurrent: 4},

@@ -177,6 +177,7 @@ type AuctionReply struct {
 	NodeName string `json:"node_name,omitempty"`
 	Bid      *Bid   `json:"bid,omitempty"`
 	Decline  string `json:"decline,omitempty"`
+	Soon     bool   `json:"soon,omitempty"` // the decline may pass in a moment (a nexlet still registering): ask again
 	// Existing is the workload this node already runs for the auction's request ID.
 	Existing *WorkloadInfo `json:"existing,omitempty"`
 }
@@ -327,8 +328,7 @@ type WorkloadInfo struct {
 	Definition *WorkloadDefinition `json:"definition,omitempty"`
 }
 
-// Finished reports whether the workload has ended for good (a job that ran, a service
-// that gave up).
+// Finished reports whether the workload has ended for good (a job ran, a service gave up).
 func (w *WorkloadInfo) Finished() bool {
 	return w.State == StateStopped || w.State == StateFailed
 }

@@ -41,7 +41,7 @@ func (a *Auctioneer) Auction(_ context.Context, r *svc.Request, req *v1.AuctionR
 	nexlets := a.Nexlets.All(now)
 	candidates := placement.Candidates(nexlets, req, isolation, counts)
 	if len(candidates) == 0 {
-		reply.Decline = placement.NoCandidate(nexlets, req, counts)
+		reply.Decline, reply.Soon = placement.NoCandidate(nexlets, req, counts)
 		return reply, nil
 	}
 	// never promise a limit no nexlet here can enforce

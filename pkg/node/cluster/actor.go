@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/records"
@@ -51,7 +53,7 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	}
 	ns := r.Namespace
 	if ns == v1.SystemNamespace && req.Op != v1.GroupCreate {
-		owner, err := c.groupNamespace(ctx, r.ID)
+		owner, err := c.book.namespace(ctx, r.ID)
 		switch {
 		case err != nil:
 			return v1.GroupStatus{}, err
@@ -62,12 +64,26 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 		}
 	}
 	if req.Definition != nil {
-		if err := c.checkSealed(ctx, ns, r.ID, req); err != nil {
+		if err := checkSealed(ctx, c.cs, c.cfg.SecretsKey, ns, r.ID, req); err != nil {
 			return v1.GroupStatus{}, err
 		}
 	}
-	res := c.ask(ctx, groupOp{ctx: ctx, ns: ns, id: r.ID, req: req, reply: make(chan groupResult, 1)})
-	return res.st, res.err
+	op := groupOp{ctx: ctx, ns: ns, id: r.ID, req: req, reply: make(chan groupResult, 1)}
+	select {
+	case c.ops <- op:
+	case <-ctx.Done():
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "the coordinator did not take the group operation in time")
+	case <-c.ctx.Done():
+		return v1.GroupStatus{}, svc.ErrStopped
+	}
+	select {
+	case res := <-op.reply:
+		return res.st, res.err
+	case <-ctx.Done():
+		return v1.GroupStatus{}, v1.Errorf(v1.CodeTimeout, "group %s: the operation is still under way at the coordinator", r.ID)
+	case <-c.ctx.Done():
+		return v1.GroupStatus{}, svc.ErrStopped
+	}
 }
 
 // HandleGroups serves GROUPS: the coordinator acknowledges and answers with the
@@ -82,7 +98,7 @@ func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.Gr
 		return nil, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound))
-	groups, err := c.groupsNow(ctx)
+	groups, err := c.book.now(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +106,7 @@ func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.Gr
 	for _, g := range groups {
 		if ns := g.Definition.Namespace; r.Namespace == v1.SystemNamespace || ns == r.Namespace {
 			list = append(list, v1.GroupStatus{ID: g.ID, Namespace: ns, Name: g.Definition.Name, Replicas: g.Replicas,
-				MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Pending: c.groupWhy(ns, g.ID)})
+				MaxPerNode: g.MaxPerNode, Spread: g.Spread, Version: g.GroupVersion, Pending: c.book.why(ns, g.ID)})
 		}
 	}
 	slices.SortFunc(list, func(a, b v1.GroupStatus) int {
@@ -99,105 +115,25 @@ func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.Gr
 	return list, nil
 }
 
-// groupsNow is every group's record, read beside the actor: as the actor's last listing
-// found them while no group's record was written since (one read of the last write's
-// sequence), else from the store.
-func (c *Coordinator) groupsNow(ctx context.Context) ([]*records.Group, error) {
-	rev, err := c.cs.GroupsRevision(ctx)
-	if err != nil {
-		return nil, records.StorageError(err, "list the replica groups")
-	}
-	if v := c.groupsView.Load(); v != nil && v.rev == rev {
-		return v.groups, nil
-	}
-	groups, err := c.cs.Groups(ctx)
-	if err != nil {
-		return nil, records.StorageError(err, "list the replica groups")
-	}
-	return groups, nil
-}
-
-// groupNamespace is the namespace of the group id that a request from system names (""
-// when no namespace has one): system acts on every namespace's groups, as on their
-// workloads, and a group's ID is unique only in its namespace.
-func (c *Coordinator) groupNamespace(ctx context.Context, id string) (string, error) {
-	groups, err := c.groupsNow(ctx)
-	if err != nil {
-		return "", err
-	}
-	var owners []string
-	for _, g := range groups {
-		if g.ID == id {
-			owners = append(owners, g.Definition.Namespace)
-		}
-	}
-	if len(owners) > 1 {
-		slices.Sort(owners)
-		return "", v1.BadRequest("group ID %s is used in namespaces %s: give the namespace (nex --namespace NS ...)", id, strings.Join(owners, ", "))
-	}
-	if len(owners) == 0 {
-		return "", nil
-	}
-	return owners[0], nil
-}
-
-// groupWhy is why copies of namespace ns's group id are missing ("": none are, or the
-// coordinator does not know); GROUPS reads it beside the actor.
-func (c *Coordinator) groupWhy(ns, id string) string {
-	c.pendingMu.Lock()
-	defer c.pendingMu.Unlock()
-	return c.groupPending[ns+"/"+id]
-}
-
-// setGroupWhy records why copies of ns's group id are missing ("": none are).
-func (c *Coordinator) setGroupWhy(ns, id, why string) {
-	c.pendingMu.Lock()
-	defer c.pendingMu.Unlock()
-	if why == "" {
-		delete(c.groupPending, ns+"/"+id)
-	} else {
-		c.groupPending[ns+"/"+id] = why
-	}
-}
-
-// ask hands op to the actor and waits for its answer.
-func (c *Coordinator) ask(ctx context.Context, op groupOp) groupResult {
-	select {
-	case c.ops <- op:
-	case <-ctx.Done():
-		return groupResult{err: v1.Errorf(v1.CodeTimeout, "the coordinator did not take the group operation in time")}
-	case <-c.ctx.Done():
-		return groupResult{err: svc.ErrStopped}
-	}
-	select {
-	case res := <-op.reply:
-		return res
-	case <-ctx.Done():
-		return groupResult{err: v1.Errorf(v1.CodeTimeout, "group %s: the operation is still under way at the coordinator", op.id)}
-	case <-c.ctx.Done():
-		return groupResult{err: svc.ErrStopped}
-	}
-}
-
 // checkSealed refuses a group definition whose sealed values are not the namespace's own
 // (sealed for another namespace, or for none: a legacy value, except one an update keeps
 // from the group's recorded definition), rather than keep a group whose copies are never
 // placed.
-func (c *Coordinator) checkSealed(ctx context.Context, ns, id string, req *v1.GroupRequest) error {
+func checkSealed(ctx context.Context, cs records.ClusterStore, key nkeys.KeyPair, ns, id string, req *v1.GroupRequest) error {
 	startRequest := req.Definition.StartRequest
 	var before json.RawMessage
 	if req.Op == v1.GroupUpdate && seal.LegacyValue(startRequest) != "" {
-		if g, err := c.cs.Group(ctx, ns, id); err == nil {
+		if g, err := cs.Group(ctx, ns, id); err == nil {
 			before = g.Definition.StartRequest
 		}
 	}
 	if err := seal.CheckNew(startRequest, before); err != nil {
 		return v1.BadRequest("%v", err)
 	}
-	if c.cfg.SecretsKey == nil || !seal.Contains(startRequest) {
+	if key == nil || !seal.Contains(startRequest) {
 		return nil
 	}
-	if _, err := seal.OpenEnvironment(startRequest, c.cfg.SecretsKey, ns); err != nil {
+	if _, err := seal.OpenEnvironment(startRequest, key, ns); err != nil {
 		return v1.BadRequest("start_request.%v", err)
 	}
 	return nil

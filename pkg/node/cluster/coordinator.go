@@ -87,16 +87,14 @@ type Coordinator struct {
 	waiting map[string][]groupOp // group ID -> operations that wait for its update, in order
 	resumes map[string]time.Time // group ID -> when resuming its cut-short update last failed
 
-	pendingMu    sync.Mutex                 // guards groupPending, which GROUPS reads beside the actor
-	groupPending map[string]string          // namespace/group ID -> why copies are missing
-	groupsView   atomic.Pointer[groupsView] // the last listing of the groups, for GROUPS
-	groupsAt     time.Time                  // the groups' last reconcile
-	groupsRev    uint64                     // the groups' revision at their last listing
-	groupsListed time.Time                  // that listing
-	groupsCache  []*records.Group           // what it found
-	listFailedAt time.Time                  // when a failed listing was last logged
-	orphansAt    time.Time                  // the last read of every record for copies of groups that are gone
-	groupsSeen   time.Time                  // the last round that found a group, or the last group operation
+	book         groupBook        // why copies are missing, and the last listing: read beside the actor
+	groupsAt     time.Time        // the groups' last reconcile
+	groupsRev    uint64           // the groups' revision at their last listing
+	groupsListed time.Time        // that listing
+	groupsCache  []*records.Group // what it found
+	listFailedAt time.Time        // when a failed listing was last logged
+	orphansAt    time.Time        // the last read of every record for copies of groups that are gone
+	groupsSeen   time.Time        // the last round that found a group, or the last group operation
 
 	owners     map[string]int                           // nodes with records, from the last full scan
 	scanned    time.Time                                // that scan
@@ -105,18 +103,13 @@ type Coordinator struct {
 	rescan     time.Duration                            // Config.Rescan, or RescanEvery
 }
 
-// groupsView is a listing of every group's record at the groups' revision rev.
-type groupsView struct {
-	rev    uint64
-	groups []*records.Group
-}
-
 // New returns the coordinator of a node whose records are in cfg.Store; ctx ends when
 // the node stops. It does nothing until Run.
 func New(ctx context.Context, cfg Config) *Coordinator {
 	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"), rescan: cmp.Or(cfg.Rescan, RescanEvery),
-		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, groupPending: map[string]string{}, marksDone: map[string]uint64{},
-		ops: make(chan groupOp), jobs: map[string]*rollout{}, waiting: map[string][]groupOp{}, resumes: map[string]time.Time{}}
+		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, marksDone: map[string]uint64{},
+		book: groupBook{cs: cfg.Store, pending: map[string]string{}},
+		ops:  make(chan groupOp), jobs: map[string]*rollout{}, waiting: map[string][]groupOp{}, resumes: map[string]time.Time{}}
 }
 
 // Run runs while the node runs (in cfg.WG, which Run leaves): it tries to hold the

@@ -24,6 +24,9 @@ const groupBound = time.Minute
 
 // groupNow carries out a GROUP operation other than an update, on the actor.
 func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.GroupRequest) (v1.GroupStatus, error) {
+	readAll := func(ctx context.Context) (map[string][]*records.Record, error) {
+		return c.allRecs.read(ctx, c.cs, c.cs.All)
+	}
 	switch req.Op {
 	case v1.GroupCreate:
 		if req.Definition == nil {
@@ -48,7 +51,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		if _, err := c.cs.Group(ctx, ns, id); err == nil { // a retried create: the quota holds it already
 			return v1.GroupStatus{}, v1.Errorf(v1.CodeConflict, "group %s exists", id)
 		}
-		if err := c.groupQuota(ctx, ns, id, req.Replicas); err != nil {
+		if err := groupQuota(ctx, c.cfg.Quotas, ns, id, req.Replicas, c.listGroups, readAll); err != nil {
 			return v1.GroupStatus{}, err
 		}
 		g := &records.Group{ID: id, Definition: def, Replicas: req.Replicas, MaxPerNode: max(1, req.MaxPerNode), Spread: req.Spread, GroupVersion: 1, CreatedAt: time.Now().UTC()}
@@ -69,7 +72,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			if rerr := RemoveGroup(c.ctx, c.cs, ns, id); rerr != nil {
 				c.forgetGroup(ns, id)
 			}
-			c.setGroupWhy(ns, id, "")
+			c.book.setWhy(ns, id, "")
 			return v1.GroupStatus{}, v1.Errorf(v1.CodeSchemaInvalid, "%s (the group was not created; nothing was started)", err.Error())
 		}
 		return c.groupStatus(ctx, g, pending)
@@ -82,7 +85,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
 		if req.Replicas > g.Replicas {
-			if err := c.groupQuota(ctx, ns, id, req.Replicas); err != nil {
+			if err := groupQuota(ctx, c.cfg.Quotas, ns, id, req.Replicas, c.listGroups, readAll); err != nil {
 				return v1.GroupStatus{}, err
 			}
 		}
@@ -97,7 +100,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		if err != nil {
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
-		return c.groupStatus(ctx, g, c.groupWhy(ns, id))
+		return c.groupStatus(ctx, g, c.book.why(ns, id))
 	case v1.GroupStop:
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
@@ -117,16 +120,18 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 // (as a deploy counts them: ended ones too). A group none of whose copies can be placed
 // held nothing, and a tenant made 300 of them, each auctioned by the coordinator every
 // round (a tenant's attack); the quota bounds them now.
-func (c *Coordinator) groupQuota(ctx context.Context, ns, id string, replicas int) error {
-	q, ok := v1.QuotaOf(c.cfg.Quotas, ns)
+// It runs on the actor: list and all are its own reads (listGroups, allRecs).
+func groupQuota(ctx context.Context, quotas map[string]v1.Quota, ns, id string, replicas int,
+	list func(context.Context) ([]*records.Group, error), readAll func(context.Context) (map[string][]*records.Record, error)) error {
+	q, ok := v1.QuotaOf(quotas, ns)
 	if !ok || q.Workloads == 0 {
 		return nil
 	}
-	groups, err := c.listGroups(ctx)
+	groups, err := list(ctx)
 	if err != nil {
 		return records.StorageError(err, "count namespace "+ns+"'s replica groups for its quota")
 	}
-	all, err := c.allRecs.read(ctx, c.cs, c.cs.All)
+	all, err := readAll(ctx)
 	if err != nil {
 		return records.StorageError(err, "count namespace "+ns+"'s workloads for its quota")
 	}
@@ -308,11 +313,11 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 	if have > g.Replicas {
 		c.stopCopies(ctx, g, byNode, have-g.Replicas)
 	}
-	if ns := g.Definition.Namespace; pending != c.groupWhy(ns, g.ID) {
+	if ns := g.Definition.Namespace; pending != c.book.why(ns, g.ID) {
 		if pending != "" {
 			c.log.Warn("replica group short of copies", zap.String("group", g.ID), zap.String("reason", pending))
 		}
-		c.setGroupWhy(ns, g.ID, pending)
+		c.book.setWhy(ns, g.ID, pending)
 	}
 	return pending, perr
 }
@@ -573,7 +578,7 @@ func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) 
 		return nil, err
 	}
 	c.groupsRev, c.groupsListed, c.groupsCache = rev, time.Now(), groups
-	c.groupsView.Store(&groupsView{rev: rev, groups: groups})
+	c.book.listed(rev, groups)
 	return groups, nil
 }
 

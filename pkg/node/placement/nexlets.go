@@ -30,9 +30,10 @@ func Candidates(nexlets []registry.Nexlet, req *v1.AuctionRequest, isolation str
 	return out
 }
 
-// NoCandidate says why no nexlet of the requested type can bid (Candidates found none).
-func NoCandidate(nexlets []registry.Nexlet, req *v1.AuctionRequest, counts map[string]int) string {
-	var why []string
+// NoCandidate says why no nexlet of the requested type can bid (Candidates found none),
+// and whether one may bid in a moment (soon: it is still registering).
+func NoCandidate(nexlets []registry.Nexlet, req *v1.AuctionRequest, counts map[string]int) (why string, soon bool) {
+	var reasons []string
 	for _, e := range nexlets {
 		id := e.Reg.NexletID
 		if e.Reg.RegisterType != req.Type || !slices.Contains(e.Reg.Lifecycles, req.Lifecycle) {
@@ -40,18 +41,19 @@ func NoCandidate(nexlets []registry.Nexlet, req *v1.AuctionRequest, counts map[s
 		}
 		switch {
 		case e.Health == v1.HealthRegistering:
-			why = append(why, fmt.Sprintf("nexlet %s is still registering (reconciling its workloads); try again in a moment", id))
+			soon = true
+			reasons = append(reasons, fmt.Sprintf("nexlet %s is still registering (reconciling its workloads); try again in a moment", id))
 		case e.Health == v1.HealthLost:
-			why = append(why, fmt.Sprintf("nexlet %s is lost (no heartbeat since %s)", id, e.LastHeartbeat.UTC().Format(time.RFC3339)))
+			reasons = append(reasons, fmt.Sprintf("nexlet %s is lost (no heartbeat since %s)", id, e.LastHeartbeat.UTC().Format(time.RFC3339)))
 		case e.Reg.MaxWorkloads > 0 && counts[id] >= e.Reg.MaxWorkloads:
-			why = append(why, fmt.Sprintf("nexlet %s is at capacity (%d workloads)", id, counts[id]))
+			reasons = append(reasons, fmt.Sprintf("nexlet %s is at capacity (%d workload%s)", id, counts[id], map[bool]string{true: "s"}[counts[id] != 1]))
 		}
 	}
-	if len(why) == 0 {
-		return fmt.Sprintf("no nexlet of type %s can take a %s workload", req.Type, req.Lifecycle)
+	if len(reasons) == 0 {
+		return fmt.Sprintf("no nexlet of type %s can take a %s workload", req.Type, req.Lifecycle), false
 	}
-	sort.Strings(why)
-	return strings.Join(why, "; ")
+	sort.Strings(reasons)
+	return strings.Join(reasons, "; "), soon
 }
 
 // Isolates says whether nexlet e gives a workload the isolation it asks for ("": any).

@@ -62,14 +62,18 @@ func TestNoCandidate(t *testing.T) {
 		nexlets []registry.Nexlet
 		counts  map[string]int
 		want    []string
+		soon    bool // a nexlet may bid in a moment
 	}{
-		{"registering", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Ready, e.Health = false, v1.HealthRegistering })}, nil, []string{"nexlet n is still registering"}},
-		{"lost", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Health = v1.HealthLost })}, nil, []string{"nexlet n is lost (no heartbeat since "}},
-		{"full", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Reg.MaxWorkloads = 1 })}, map[string]int{"n": 1}, []string{"nexlet n is at capacity (1 workloads)"}},
-		{"both, sorted", []registry.Nexlet{nexlet("z", func(e *registry.Nexlet) { e.Health = v1.HealthLost }), nexlet("b", func(e *registry.Nexlet) { e.Reg.MaxWorkloads = 1 })}, map[string]int{"b": 1}, []string{"nexlet b is at capacity", "; nexlet z is lost"}},
-		{"none of the kind", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Reg.Lifecycles = []string{v1.LifecycleJob} })}, nil, []string{"no nexlet of type native can take a service workload"}},
+		{"registering", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Ready, e.Health = false, v1.HealthRegistering })}, nil, []string{"nexlet n is still registering"}, true},
+		{"lost", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Health = v1.HealthLost })}, nil, []string{"nexlet n is lost (no heartbeat since "}, false},
+		{"full", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Reg.MaxWorkloads = 1 })}, map[string]int{"n": 1}, []string{"nexlet n is at capacity (1 workload)"}, false},
+		{"both, sorted", []registry.Nexlet{nexlet("z", func(e *registry.Nexlet) { e.Health = v1.HealthLost }), nexlet("b", func(e *registry.Nexlet) { e.Reg.MaxWorkloads = 1 })}, map[string]int{"b": 1}, []string{"nexlet b is at capacity", "; nexlet z is lost"}, false},
+		{"none of the kind", []registry.Nexlet{nexlet("n", func(e *registry.Nexlet) { e.Reg.Lifecycles = []string{v1.LifecycleJob} })}, nil, []string{"no nexlet of type native can take a service workload"}, false},
 	} {
-		got := NoCandidate(c.nexlets, req, c.counts)
+		got, soon := NoCandidate(c.nexlets, req, c.counts)
+		if soon != c.soon {
+			t.Errorf("%s: soon %v", c.name, soon)
+		}
 		for _, w := range c.want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: %q does not say %q", c.name, got, w)

@@ -1,0 +1,94 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
+	"github.com/nexrun/nex/pkg/node/records"
+)
+
+// groupBook is what the coordinator knows of the replica groups that GROUPS and a GROUP
+// request from system read beside the actor: why copies are missing (the actor writes
+// it as it places copies) and the actor's last listing of the groups. A slow group
+// operation under way at the actor held every tenant's list (a review).
+type groupBook struct {
+	cs      records.ClusterStore
+	mu      sync.Mutex
+	pending map[string]string // namespace/group ID -> why copies are missing
+	view    atomic.Pointer[groupsView]
+}
+
+// groupsView is a listing of every group's record at the groups' revision rev.
+type groupsView struct {
+	rev    uint64
+	groups []*records.Group
+}
+
+// why is why copies of namespace ns's group id are missing ("": none are, or the
+// coordinator does not know).
+func (b *groupBook) why(ns, id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pending[ns+"/"+id]
+}
+
+// setWhy records why copies of ns's group id are missing ("": none are).
+func (b *groupBook) setWhy(ns, id, why string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if why == "" {
+		delete(b.pending, ns+"/"+id)
+	} else {
+		b.pending[ns+"/"+id] = why
+	}
+}
+
+// listed keeps the actor's listing of the groups at revision rev.
+func (b *groupBook) listed(rev uint64, groups []*records.Group) {
+	b.view.Store(&groupsView{rev: rev, groups: groups})
+}
+
+// now is every group's record: as the actor's last listing found them while no group's
+// record was written since (one read of the last write's sequence), else from the store.
+func (b *groupBook) now(ctx context.Context) ([]*records.Group, error) {
+	rev, err := b.cs.GroupsRevision(ctx)
+	if err != nil {
+		return nil, records.StorageError(err, "list the replica groups")
+	}
+	if v := b.view.Load(); v != nil && v.rev == rev {
+		return v.groups, nil
+	}
+	groups, err := b.cs.Groups(ctx)
+	if err != nil {
+		return nil, records.StorageError(err, "list the replica groups")
+	}
+	return groups, nil
+}
+
+// namespace is the namespace of the group id that a request from system names ("" when
+// no namespace has one): system acts on every namespace's groups, as on their
+// workloads, and a group's ID is unique only in its namespace.
+func (b *groupBook) namespace(ctx context.Context, id string) (string, error) {
+	groups, err := b.now(ctx)
+	if err != nil {
+		return "", err
+	}
+	var owners []string
+	for _, g := range groups {
+		if g.ID == id {
+			owners = append(owners, g.Definition.Namespace)
+		}
+	}
+	switch len(owners) {
+	case 0:
+		return "", nil
+	case 1:
+		return owners[0], nil
+	}
+	slices.Sort(owners)
+	return "", v1.BadRequest("group ID %s is used in namespaces %s: give the namespace (nex --namespace NS ...)", id, strings.Join(owners, ", "))
+}
