@@ -185,8 +185,8 @@ func ownerServer(t *testing.T, owners chan<- int, body string) *httptest.Server 
 // file of its own in the cache's directory, which the bound did not count, and twelve of
 // 63 MiB held 745 MiB of the node's disk against --cache-max-bytes 64MiB (a review's
 // walk; at the defaults, 64 GiB). Downloads in flight now hold at most the bound together,
-// and a namespace with more than one at most half: the others fail, saying so, and
-// b's download, made while a's are in flight, succeeds.
+// and one namespace's at most half: the others fail, saying so, and b's download, made
+// while a's are in flight, succeeds.
 func TestTenantCannotFillTheDiskWithDownloads(t *testing.T) {
 	op, u, url, nodeCreds := issuerSetup(t)
 	data := filepath.Join(u.home, "data")

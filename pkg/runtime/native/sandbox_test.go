@@ -307,11 +307,11 @@ func TestArtifactCacheBounded(t *testing.T) {
 			StartRequest: []byte(`{"uri":"file:///bin/true","artifacts":[{"uri":"` + srv.URL + artifact + `","path":"f"}]}`)}})
 		return err
 	}
-	if err := start("big", "/2097152?c=x"); err == nil || !strings.Contains(err.Error(), "larger than this nexlet's artifact cache of 1 MiB") {
+	if err := start("big", "/2097152?c=x"); err == nil || !strings.Contains(err.Error(), "larger than half this nexlet's artifact cache of 1 MiB") {
 		t.Fatalf("a 2 MiB artifact under a 1 MiB cache: %v", err)
 	}
 	for i, c := range []string{"a", "b", "c"} {
-		if err := start("s"+strconv.Itoa(i), "/600000?c="+c); err != nil {
+		if err := start("s"+strconv.Itoa(i), "/500000?c="+c); err != nil {
 			t.Fatal(err)
 		}
 	}

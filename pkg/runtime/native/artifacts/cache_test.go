@@ -1,8 +1,10 @@
 package artifacts
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,5 +43,36 @@ func TestPruneTakesTheNamespacesOwnFirst(t *testing.T) {
 	}
 	if _, err := os.Stat(a2); err == nil {
 		t.Error("a's least recently used entry stayed")
+	}
+}
+
+// One namespace's downloads in flight hold at most half the cache's bound, a single one
+// too: a tenant's one slow download just under the bound, from a server of its own, held
+// it all, and every other namespace's fetches failed while it lasted (an attack's
+// finding, TestAttack3OneDownloadHoldsTheCache).
+func TestOneDownloadLeavesHalfToOthers(t *testing.T) {
+	c := NewCache(t.TempDir(), 64<<20)
+	c.begin("a")
+	a := &counted{c: c, ns: "a", w: io.Discard}
+	chunk := make([]byte, 1<<20)
+	for range 32 {
+		if _, err := a.Write(chunk); err != nil {
+			t.Fatalf("a's download within half the bound: %v", err)
+		}
+	}
+	if _, err := a.Write(chunk[:1]); err == nil || !strings.Contains(err.Error(), "larger than half this nexlet's artifact cache of 64 MiB") {
+		t.Fatalf("a's one download past half the bound: %v", err)
+	}
+	c.begin("b")
+	b := &counted{c: c, ns: "b", w: io.Discard}
+	for range 32 {
+		if _, err := b.Write(chunk); err != nil {
+			t.Fatalf("b's download while a's holds half: %v", err)
+		}
+	}
+	c.end("a", a.took)
+	c.end("b", b.took)
+	if c.inflight != 0 || len(c.flights) != 0 {
+		t.Fatalf("after both: %d bytes, %d namespaces in flight", c.inflight, len(c.flights))
 	}
 }

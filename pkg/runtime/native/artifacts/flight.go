@@ -11,8 +11,10 @@ import (
 // here instead, byte by byte as they arrive. All of them together hold at most the
 // cache's bound, so the cache's directory holds at most twice it (a tenant's twelve slow
 // downloads of 63 MiB each, against a bound of 64 MiB, held 745 MiB of the node's disk);
-// and a namespace with more than one download in flight holds at most half of it, so one
-// tenant's slow downloads leave room for another's.
+// and one namespace's downloads hold at most half of it, so one tenant's slow downloads
+// leave room for another's (it was so only for a namespace with more than one: a single
+// slow download just under the bound, from a server the tenant ran, held it all, and
+// every other namespace's fetches failed while it lasted, two minutes at a time).
 
 // flight is what one namespace has in flight.
 type flight struct {
@@ -54,7 +56,7 @@ func (c *Cache) take(ns string, n int64) error {
 	if c.inflight+n > c.max {
 		return fmt.Errorf("the downloads in flight on this node fill its artifact cache of %s (nexlet-native --cache-max-bytes): try again once they end", v1.ByteSize(c.max))
 	}
-	if f.downloads > 1 && f.bytes+n > c.max/2 {
+	if f.bytes+n > c.max/2 {
 		return fmt.Errorf("namespace %s's %d downloads in flight hold half this node's artifact cache of %s (nexlet-native --cache-max-bytes), the most one namespace may: try again once they end", ns, f.downloads, v1.ByteSize(c.max))
 	}
 	c.inflight += n
@@ -71,7 +73,7 @@ type counted struct {
 }
 
 func (w *counted) Write(p []byte) (int, error) {
-	if w.took+int64(len(p)) > w.c.max {
+	if w.took+int64(len(p)) > w.c.max/2 {
 		return 0, errTooLarge(w.c.max)
 	}
 	if err := w.c.take(w.ns, int64(len(p))); err != nil {
@@ -82,5 +84,5 @@ func (w *counted) Write(p []byte) (int, error) {
 }
 
 func errTooLarge(max int64) error {
-	return fmt.Errorf("larger than this nexlet's artifact cache of %s (nexlet-native --cache-max-bytes)", v1.ByteSize(max))
+	return fmt.Errorf("larger than half this nexlet's artifact cache of %s, the most one namespace may have in flight (nexlet-native --cache-max-bytes)", v1.ByteSize(max))
 }
