@@ -58,6 +58,11 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 			matches = append(matches, fmt.Sprintf("%s (%s, no copy)", g.ID, g.Name))
 		}
 	}
+	for _, m := range matches { // a whole ID is itself, whatever else it starts
+		if whole, _, _ := strings.Cut(m, " "); whole == arg {
+			return arg, nil
+		}
+	}
 	return pick(arg, "workload", matches)
 }
 
@@ -140,7 +145,7 @@ func byName(name string, list []v1.WorkloadInfo, extra []v1.GroupStatus) (string
 		whole, _, _ := strings.Cut(named[0], " ")
 		return whole, nil
 	}
-	return "", v1.BadRequest("name %q is shared by %d workloads: %s; give an ID (or a unique prefix of one)", name, len(named), strings.Join(named, ", "))
+	return "", v1.BadRequest("name %q is shared by %d workloads: %s; give an ID (or a unique prefix of one)", name, len(named), some(named))
 }
 
 // ResolveNode turns a unique prefix of a node ID, or a node's name, into the whole ID.
@@ -192,7 +197,16 @@ func pick(id, what string, matches []string) (string, error) {
 		whole, _, _ := strings.Cut(matches[0], " ")
 		return whole, nil
 	}
-	return "", v1.BadRequest("%s ID prefix %q is ambiguous: it matches %s", what, id, strings.Join(matches, ", "))
+	return "", v1.BadRequest("%s ID prefix %q is ambiguous: it matches %s", what, id, some(matches))
+}
+
+// some lists at most ten of matches, and how many more there are (an ambiguous "g-" of a
+// namespace with 1,204 groups printed 47 KB on one line).
+func some(matches []string) string {
+	if len(matches) <= 10 {
+		return strings.Join(matches, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(matches[:10], ", "), len(matches)-10)
 }
 
 // ResolveKept is ResolveWorkload for what outlives a workload (its logs and events): when

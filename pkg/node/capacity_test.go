@@ -29,7 +29,10 @@ import (
 func startSizedNode(t *testing.T, s *server.Server, name string, cfg node.Config, limits ...string) *node.Node {
 	t.Helper()
 	nc := testutil.Connect(t, s)
-	cfg.NodeID, cfg.Name = nodeID(t), name
+	cfg.Name = name
+	if cfg.NodeID == "" { // else the one its store was opened for
+		cfg.NodeID = nodeID(t)
+	}
 	n := newNodeWith(t, nc, cfg)
 	cgroups := v1.CgroupsNone
 	if len(limits) > 0 {

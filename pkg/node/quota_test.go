@@ -212,7 +212,7 @@ func TestGroupsCountAgainstTheQuota(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
 	id := nodeID(t)
-	startSizedNode(t, s, "gq", node.Config{NodeID: id, Store: kvStore(t, testutil.Connect(t, s), id), Quotas: map[string]v1.Quota{"a": {Workloads: 4}}}, "memory")
+	startSizedNode(t, s, "gq", node.Config{NodeID: id, Store: kvStore(t, testutil.Connect(t, s), id), Quotas: map[string]v1.Quota{"a": {Workloads: 4}, "c": {Workloads: 2}}}, "memory")
 	ca, _ := client.New(testutil.Connect(t, s), "a")
 	if _, err := ca.StartWorkload(ctx, def("loose")); err != nil {
 		t.Fatal(err)
@@ -242,6 +242,24 @@ func TestGroupsCountAgainstTheQuota(t *testing.T) {
 	}
 	if _, err := ca.Group(ctx, g.ID, v1.GroupRequest{Op: v1.GroupScale, Replicas: 0}); err != nil {
 		t.Fatalf("a scale down is never refused: %v", err)
+	}
+	// a group of no copy holds a place all the same (a tenant made 1,204 of them)
+	for range 4 {
+		_, _ = ca.StartGroup(ctx, nowhere, 0, 0, "")
+	}
+	_, err = ca.StartGroup(ctx, nowhere, 0, 0, "")
+	refused("a group of none", err, "so a group of 1 copy would pass it (a group holds its count of places, at least one")
+	// at its quota, a namespace's update cannot start a new copy before an old one stops
+	cc, _ := client.New(testutil.Connect(t, s), "c")
+	full, err := cc.StartGroup(ctx, def("full"), 2, 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.Copies) != 2 {
+		t.Fatalf("a group of 2 at the quota of 2: %+v", full)
+	}
+	if _, err := cc.RestartGroup(ctx, full.ID, 1); err == nil || !strings.Contains(err.Error(), "an update starts each new copy before it stops an old one, so the namespace needs room for --max-parallel more workloads") {
+		t.Fatalf("a restart at the quota: %v", err)
 	}
 	cb, _ := client.New(testutil.Connect(t, s), "b") // no quota
 	for range 3 {

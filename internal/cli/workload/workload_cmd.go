@@ -321,7 +321,11 @@ func (c *WorkloadStartCmd) startGroup(ctx context.Context, g *cli.Globals, cl *c
 	if err != nil {
 		return err
 	}
-	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] successfully started: %d of %d copies running", st.Name, st.ID, running(st.Copies), st.Replicas))
+	verb := "successfully started"
+	if running(st.Copies) == 0 && st.Replicas > 0 { // kept, and placed as soon as a node can take a copy
+		verb = "created, no copy placed yet"
+	}
+	return printGroup(g, st, fmt.Sprintf("Workload %s [%s] %s: %d of %s running", st.Name, st.ID, verb, running(st.Copies), cli.PluralOf(st.Replicas, "copy", "copies")))
 }
 
 func running(ws []v1.WorkloadInfo) int {
@@ -410,11 +414,11 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) (err error) {
 	}
 	copies := map[string]int{} // namespace/group ID -> its copies listed that run, before the filters
 	for _, w := range list {
-		if w.Group != "" && w.State != v1.StateStopped && w.State != v1.StateFailed && w.State != v1.StateUnknown {
+		if w.Group != "" && w.State == v1.StateRunning { // as info and scale count them: not starting, backing off, stopping
 			copies[w.Namespace+"/"+w.Group]++
 		}
 	}
-	if tabular && len(c.State) == 0 && len(c.Tag) == 0 && c.Node == "" && c.Type == "" {
+	if (tabular || (c.Wide() && c.Format == "" && !c.Quiet && !g.JSON)) && len(c.State) == 0 && len(c.Tag) == 0 && c.Node == "" && c.Type == "" {
 		// asked once the list is in: a connection knows only the last request it was
 		// refused, and a refused list said "no reply in time" when both were under way
 		defer func() {

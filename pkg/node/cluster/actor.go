@@ -48,8 +48,8 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 		return v1.GroupStatus{}, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
-	if !strings.HasPrefix(r.ID, v1.GroupIDPrefix) {
-		return v1.GroupStatus{}, v1.BadRequest("group ID %q does not start with %q", r.ID, v1.GroupIDPrefix)
+	if !validGroupID(r.ID) {
+		return v1.GroupStatus{}, v1.BadRequest("group ID %q is not %q and %d base-62 characters, as clients make them (a key the state store would refuse was answered \"the state store did not answer\")", r.ID, v1.GroupIDPrefix, v1.IDLen)
 	}
 	ns := r.Namespace
 	if ns == v1.SystemNamespace && req.Op != v1.GroupCreate {
@@ -84,6 +84,13 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	case <-c.ctx.Done():
 		return v1.GroupStatus{}, svc.ErrStopped
 	}
+}
+
+// validGroupID says whether id is a group's ID as clients make them: GroupIDPrefix and a
+// v1.NewID.
+func validGroupID(id string) bool {
+	rest, ok := strings.CutPrefix(id, v1.GroupIDPrefix)
+	return ok && len(rest) == v1.IDLen && strings.Trim(rest, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == ""
 }
 
 // HandleGroups serves GROUPS: the coordinator acknowledges and answers with the

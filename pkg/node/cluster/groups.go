@@ -107,19 +107,20 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			return v1.GroupStatus{}, groupNotFound(err, id)
 		}
 		if err := RemoveGroup(c.ctx, c.cs, ns, id); err != nil {
-			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id+" (it may be removed all the same: nex workload group info tells)")
+			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id+" (it may be removed all the same: nex workload info tells)")
 		}
 		return c.stopGroup(ctx, g)
 	}
-	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, info, stop", req.Op)
+	return v1.GroupStatus{}, v1.BadRequest("group op %q is not one of create, scale, update, restart, info, stop", req.Op)
 }
 
 // groupQuota refuses a count of replicas for group id (a create, a scale up) that would
 // take namespace ns past its quota of workloads: each of its groups holds its count of
-// places, its copies placed or not, and every other workload the records keep holds one
-// (as a deploy counts them: ended ones too). A group none of whose copies can be placed
-// held nothing, and a tenant made 300 of them, each auctioned by the coordinator every
-// round (a tenant's attack); the quota bounds them now.
+// places, at least one, its copies placed or not, and every other workload the records
+// keep holds one (as a deploy counts them: ended ones too). A group none of whose copies
+// can be placed held nothing, and a tenant made 300 of them, each auctioned by the
+// coordinator every round (a tenant's attack); one of no copy at all held nothing either,
+// and a tenant's 1,204 of them slowed every tenant's group requests (a newcomer's walk).
 // It runs on the actor: list and all are its own reads (listGroups, allRecs).
 func groupQuota(ctx context.Context, quotas map[string]v1.Quota, ns, id string, replicas int,
 	list func(context.Context) ([]*records.Group, error), readAll func(context.Context) (map[string][]*records.Record, error)) error {
@@ -158,12 +159,12 @@ func groupQuota(ctx context.Context, quotas map[string]v1.Quota, ns, id string, 
 	asked := 0 // the places the namespace's other groups hold
 	for _, g := range groups {
 		if g.Definition.Namespace == ns && g.ID != id {
-			asked += max(g.Replicas, copies[g.ID])
+			asked += max(g.Replicas, copies[g.ID], 1)
 		}
 	}
-	holds := max(replicas, copies[id])
+	holds := max(replicas, copies[id], 1) // a group of no copy is a record the coordinator keeps and reads all the same
 	if asked+others+holds > q.Workloads {
-		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %s: its other replica groups hold %s and its other workloads %d, so a group of %s would pass it (a group holds its count of places, its copies placed or not) (nexd --namespace-quota %s=%s)",
+		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %s: its other replica groups hold %s and its other workloads %d, so a group of %s would pass it (a group holds its count of places, at least one, its copies placed or not) (nexd --namespace-quota %s=%s)",
 			ns, plural(q.Workloads, "workload"), plural(asked, "place"), others, plural(holds, "copy"), ns, q)
 	}
 	return nil
@@ -305,7 +306,7 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 	for ; have < g.Replicas; have++ {
 		node, _, err := c.placeCopy(ctx, g, byNode)
 		if err != nil {
-			pending, perr = fmt.Sprintf("%d of %d copies placed: %v", have, g.Replicas, err), err
+			pending, perr = fmt.Sprintf("%d of %s placed: %v", have, plural(g.Replicas, "copy"), err), err
 			break
 		}
 		byNode[node] = append(byNode[node], &records.Record{})

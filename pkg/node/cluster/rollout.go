@@ -121,6 +121,11 @@ func (c *Coordinator) updateFailed(ctx context.Context, g *records.Group, old re
 			id, err, old.GroupVersion, perr, g.GroupVersion)
 	}
 	c.log.Warn("replica group update stopped; the old copies run on", zap.String("group", id), zap.Error(err))
+	if v1.IsCode(err, v1.CodeQuotaExceeded) || strings.Contains(err.Error(), "its quota is") {
+		// as Kubernetes' surge pods against a ResourceQuota: a new copy starts before an
+		// old one stops (a newcomer's walk: a namespace at its quota could not restart)
+		err = fmt.Errorf("%w; an update starts each new copy before it stops an old one, so the namespace needs room for --max-parallel more workloads (scale the group down first, or stop another workload)", err)
+	}
 	return v1.Errorf(v1.CodeStartFailed, "update of %s stopped, the copies of version %d run on: %v", id, old.GroupVersion, err)
 }
 
