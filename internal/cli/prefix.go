@@ -121,7 +121,7 @@ func byName(name string, list []v1.WorkloadInfo, extra []v1.GroupStatus) (string
 		if w.Name != name {
 			continue
 		}
-		named = append(named, fmt.Sprintf("%s (%s)", w.ID, w.State))
+		named = append(named, fmt.Sprintf("%s (%s, namespace %s)", w.ID, w.State, w.Namespace))
 		if w.Group != "" {
 			groups[w.Group] = true
 		} else {
@@ -130,7 +130,7 @@ func byName(name string, list []v1.WorkloadInfo, extra []v1.GroupStatus) (string
 	}
 	for _, g := range extra {
 		if g.Name == name {
-			named = append(named, fmt.Sprintf("%s (a replica group with no copy)", g.ID))
+			named = append(named, fmt.Sprintf("%s (a replica group with no copy, namespace %s)", g.ID, g.Namespace))
 			groups[g.ID] = true
 		}
 	}
