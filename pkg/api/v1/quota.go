@@ -6,10 +6,8 @@ import (
 	"strings"
 )
 
-// Quota bounds what one namespace may run across the cluster: how many workloads, and
-// the sums of their requested memory and cpu (a zero field bounds nothing). Finished
-// workloads count for nothing. A namespace with a memory (cpu) quota must ask for
-// resources.memory (cpu) in every start: what it does not ask for is not counted.
+// Quota bounds one namespace across the cluster (a zero field bounds nothing): how many
+// workloads (ended ones until removed), and the sums of the memory and cpu they ask for.
 type Quota struct {
 	Workloads int      `json:"workloads,omitempty"`
 	Memory    ByteSize `json:"memory,omitempty"`
@@ -32,8 +30,7 @@ func (u *Usage) Add(res *Resources) {
 	}
 }
 
-// UsageReply is one node's answer to USAGE: by namespace, what its workloads there hold
-// and the quota the node holds the namespace to.
+// UsageReply is one node's answer to USAGE: what each namespace holds there, its quota.
 type UsageReply struct {
 	NodeID     string                    `json:"node_id"`
 	Namespaces map[string]NamespaceUsage `json:"namespaces"`
@@ -69,10 +66,9 @@ func (q Quota) String() string {
 	return strings.Join(out, ",")
 }
 
-// ParseQuota reads a quota written as a flag: "workloads=20,memory=8GiB,cpu=4" (any of
-// the three, comma-separated).
+// ParseQuota reads a quota as the flag writes it: "workloads=20,memory=8GiB,cpu=4" (any).
 func ParseQuota(s string) (Quota, error) {
-	var q Quota
+	q, seen := Quota{}, map[string]bool{}
 	for _, kv := range strings.Split(s, ",") {
 		kv = strings.TrimSpace(kv)
 		if kv == "" {
@@ -83,6 +79,10 @@ func ParseQuota(s string) (Quota, error) {
 		if !ok {
 			return q, fmt.Errorf("%q: want NAME=VALUE, with NAME workloads, memory or cpu (workloads=20,memory=8GiB,cpu=4)", kv)
 		}
+		if seen[k] { // the last one won, unsaid (a newcomer's walk)
+			return q, fmt.Errorf("%q: %s is given twice", s, k)
+		}
+		seen[k] = true
 		switch k {
 		case "workloads":
 			n, err := strconv.Atoi(v)

@@ -18,3 +18,14 @@ func TestQuotaRefusalCounts(t *testing.T) {
 		}
 	}
 }
+
+// A quota naming one of its parts twice is refused, not read as its last (a newcomer's
+// walk: --namespace-quota 'a=workloads=4,workloads=2' was accepted, and 2 won).
+func TestQuotaPartGivenTwice(t *testing.T) {
+	if _, err := ParseQuota("workloads=4,workloads=2"); err == nil || err.Error() != `"workloads=4,workloads=2": workloads is given twice` {
+		t.Fatalf("ParseQuota: %v", err)
+	}
+	if q, err := ParseQuota("workloads=4, memory=1GiB"); err != nil || q.Workloads != 4 || q.Memory != 1<<30 {
+		t.Fatalf("ParseQuota of two parts: %+v %v", q, err)
+	}
+}
