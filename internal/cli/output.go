@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nexrun/nex/internal/words"
 )
 
 // IsTerminal reports whether w is a terminal: tables and colours are for people;
@@ -103,12 +104,7 @@ func (t *Table) cells(w io.Writer) {
 func Plural(n int, noun string) string { return PluralOf(n, noun, noun+"s") }
 
 // PluralOf is "1 copy", "2 copies".
-func PluralOf(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}
+func PluralOf(n int, one, many string) string { return words.Count(n, one, many) }
 
 // Printable is s with its control characters but newline and tab written as Go escapes
 // (`\x1b`): text the cluster gives (a description, an event's message, metadata, an

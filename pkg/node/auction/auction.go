@@ -11,6 +11,7 @@ import (
 
 	"github.com/nexrun/nex/internal/ports"
 	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/words"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/placement"
 	"github.com/nexrun/nex/pkg/node/registry"
@@ -232,7 +233,7 @@ func (a *Auctioneer) bidsHeld(ns string, unused int, held v1.Usage, holds *v1.Re
 	case why == "":
 		return ""
 	case q.Workloads > 0 && held.Workloads >= q.Workloads:
-		why = fmt.Sprintf("namespace %s has a quota of %d workload%s", ns, q.Workloads, map[bool]string{true: "s"}[q.Workloads != 1])
+		why = fmt.Sprintf("namespace %s has a quota of %s", ns, words.Count(q.Workloads, "workload", "workloads"))
 	case held.Workloads == 0: // more than the whole quota: no start of it can be deployed
 		return fmt.Sprintf("%s (nexd --namespace-quota %s=%s)", why, ns, q)
 	}

@@ -52,6 +52,14 @@ func (b *groupBook) listed(rev uint64, groups []*records.Group) {
 	b.view.Store(&groupsView{rev: rev, groups: groups})
 }
 
+// at is the actor's last listing of the groups when it was made at revision rev.
+func (b *groupBook) at(rev uint64) ([]*records.Group, bool) {
+	if v := b.view.Load(); v != nil && v.rev == rev {
+		return v.groups, true
+	}
+	return nil, false
+}
+
 // now is every group's record: as the actor's last listing found them while no group's
 // record was written since (one read of the last write's sequence), else from the store.
 func (b *groupBook) now(ctx context.Context) ([]*records.Group, error) {
@@ -59,8 +67,8 @@ func (b *groupBook) now(ctx context.Context) ([]*records.Group, error) {
 	if err != nil {
 		return nil, records.StorageError(err, "list the replica groups")
 	}
-	if v := b.view.Load(); v != nil && v.rev == rev {
-		return v.groups, nil
+	if groups, ok := b.at(rev); ok {
+		return groups, nil
 	}
 	groups, err := b.cs.Groups(ctx)
 	if err != nil {

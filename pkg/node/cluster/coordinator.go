@@ -87,14 +87,12 @@ type Coordinator struct {
 	waiting map[string][]groupOp // group ID -> operations that wait for its update, in order
 	resumes map[string]time.Time // group ID -> when resuming its cut-short update last failed
 
-	book         groupBook        // why copies are missing, and the last listing: read beside the actor
-	groupsAt     time.Time        // the groups' last reconcile
-	groupsRev    uint64           // the groups' revision at their last listing
-	groupsListed time.Time        // that listing
-	groupsCache  []*records.Group // what it found
-	listFailedAt time.Time        // when a failed listing was last logged
-	orphansAt    time.Time        // the last read of every record for copies of groups that are gone
-	groupsSeen   time.Time        // the last round that found a group, or the last group operation
+	book         groupBook // why copies are missing, and the last listing: read beside the actor
+	groupsAt     time.Time // the groups' last reconcile
+	groupsListed time.Time // the last listing of the groups (book.view holds it)
+	listFailedAt time.Time // when a failed listing was last logged
+	orphansAt    time.Time // the last read of every record for copies of groups that are gone
+	groupsSeen   time.Time // the last round that found a group, or the last group operation
 
 	owners     map[string]int                           // nodes with records, from the last full scan
 	scanned    time.Time                                // that scan

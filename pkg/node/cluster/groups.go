@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/words"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/node/records"
@@ -165,20 +166,9 @@ func groupQuota(ctx context.Context, quotas map[string]v1.Quota, ns, id string, 
 	holds := max(replicas, copies[id], 1) // a group of no copy is a record the coordinator keeps and reads all the same
 	if asked+others+holds > q.Workloads {
 		return v1.Errorf(v1.CodeQuotaExceeded, "namespace %s has a quota of %s: its other replica groups hold %s and its other workloads %d, so a group of %s would pass it (a group holds its count of places, at least one, its copies placed or not) (nexd --namespace-quota %s=%s)",
-			ns, plural(q.Workloads, "workload"), plural(asked, "place"), others, plural(holds, "copy"), ns, q)
+			ns, words.Count(q.Workloads, "workload", "workloads"), words.Count(asked, "place", "places"), others, words.Count(holds, "copy", "copies"), ns, q)
 	}
 	return nil
-}
-
-// plural is "1 copy", "2 copies", "0 places".
-func plural(n int, one string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	if strings.HasSuffix(one, "y") {
-		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(one, "y"))
-	}
-	return fmt.Sprintf("%d %ss", n, one)
 }
 
 // groupDeleter removes a group's record (a records.ClusterStore).
@@ -306,7 +296,7 @@ func (c *Coordinator) reconcileGroup(ctx context.Context, g *records.Group, all 
 	for ; have < g.Replicas; have++ {
 		node, _, err := c.placeCopy(ctx, g, byNode)
 		if err != nil {
-			pending, perr = fmt.Sprintf("%d of %s placed: %v", have, plural(g.Replicas, "copy"), err), err
+			pending, perr = fmt.Sprintf("%d of %s placed: %v", have, words.Count(g.Replicas, "copy", "copies"), err), err
 			break
 		}
 		byNode[node] = append(byNode[node], &records.Record{})
@@ -571,14 +561,14 @@ func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) 
 	if err != nil {
 		return nil, err
 	}
-	if rev == c.groupsRev && c.groupsListed.After(c.since()) {
-		return c.groupsCache, nil
+	if groups, ok := c.book.at(rev); ok && c.groupsListed.After(c.since()) {
+		return groups, nil
 	}
 	groups, err := c.cs.Groups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c.groupsRev, c.groupsListed, c.groupsCache = rev, time.Now(), groups
+	c.groupsListed = time.Now()
 	c.book.listed(rev, groups)
 	return groups, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexrun/nex/internal/words"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/registry"
 )
@@ -46,7 +47,7 @@ func NoCandidate(nexlets []registry.Nexlet, req *v1.AuctionRequest, counts map[s
 		case e.Health == v1.HealthLost:
 			reasons = append(reasons, fmt.Sprintf("nexlet %s is lost (no heartbeat since %s)", id, e.LastHeartbeat.UTC().Format(time.RFC3339)))
 		case e.Reg.MaxWorkloads > 0 && counts[id] >= e.Reg.MaxWorkloads:
-			reasons = append(reasons, fmt.Sprintf("nexlet %s is at capacity (%d workload%s)", id, counts[id], map[bool]string{true: "s"}[counts[id] != 1]))
+			reasons = append(reasons, fmt.Sprintf("nexlet %s is at capacity (%s)", id, words.Count(counts[id], "workload", "workloads")))
 		}
 	}
 	if len(reasons) == 0 {
