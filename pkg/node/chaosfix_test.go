@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -1350,7 +1351,7 @@ type failsFirst struct {
 
 func (f *failsFirst) Start(ctx context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
 	switch n := f.failed.Add(1); {
-	case n == 1:
+	case n == 1 && f.fails > 0:
 		for end := time.Now().Add(10 * time.Second); !f.until() && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond) // the fault's timing, not a wait on a result
 		}
@@ -1376,6 +1377,40 @@ func TestTakeoverThatCannotStartMovesOn(t *testing.T) {
 }
 
 func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
+	testTakeoverFailing(t, fails, false)
+}
+
+// lostPut is a node's store whose first write of a record is stored, and then
+// answered with a timeout once until() holds (or 10 s): the answer lost, as when the
+// node's server stops while it waits.
+type lostPut struct {
+	*node.KVStore
+	until func() bool
+	lost  atomic.Bool
+}
+
+func (s *lostPut) Put(ctx context.Context, rec *node.Record) error {
+	if err := s.KVStore.Put(ctx, rec); err != nil || s.lost.Swap(true) {
+		return err
+	}
+	for end := time.Now().Add(10 * time.Second); !s.until() && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond) // the fault's timing, not a wait on a result
+	}
+	return fmt.Errorf("store workload %s: %w", rec.WorkloadID, context.DeadlineExceeded)
+}
+
+// A workload taken over whose record write on its new node was stored but answered with
+// a timeout runs on the new node: the old node saw the record, stopped its copy and
+// removed its mark (chaos seed 1: the new node, its server stopped, took the write for
+// failed, found the mark changed when it tried to put it back, and removed its own
+// record: the acknowledged workload ran nowhere).
+func TestTakeoverWhoseRecordAnswerWasLostRuns(t *testing.T) {
+	testTakeoverFailing(t, 0, true)
+}
+
+// testTakeoverFailing takes a workload over from node a to node b, b's nexlet failing
+// its first fails starts, and b's first record write answered with a timeout (lose).
+func testTakeoverFailing(t *testing.T, fails int32, lose bool) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
 	ncA, ncB := testutil.Connect(t, s), testutil.Connect(t, s)
@@ -1386,11 +1421,16 @@ func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 	nc := testutil.Connect(t, s)
 	c, _ := client.New(nc, "default")
 	w := startOn(t, c, a, "moves") // the only node yet
-	b := newNodeWith(t, ncB, node.Config{NodeID: idB, Name: "b", Store: kvStore(t, ncB, idB)})
-	rtB := &failsFirst{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), until: func() bool {
+	oldStopped := func() bool {
 		_, err := nexA.rt.Get(ctx, w.ID)
 		return err != nil // the old node stopped its copy
-	}, fails: fails}
+	}
+	var storeB node.Store = kvStore(t, ncB, idB)
+	if lose {
+		storeB = &lostPut{KVStore: storeB.(*node.KVStore), until: oldStopped}
+	}
+	b := newNodeWith(t, ncB, node.Config{NodeID: idB, Name: "b", Store: storeB})
+	rtB := &failsFirst{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), until: oldStopped, fails: fails}
 	serveNexlet(t, ncB, idB, rtB)
 	waitNexlet(t, b)
 	knowEachOther(t, a, b)
@@ -1414,7 +1454,7 @@ func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
 	moved.Namespace = "default"
 	err = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}, nil)
 	if err == nil {
-		t.Fatal("the takeover whose start failed answered success")
+		t.Fatal("the takeover whose start or record write failed answered success")
 	}
 	runs, other, owner := rtB.Runtime, nexA.rt, idB
 	if fails > 1 {

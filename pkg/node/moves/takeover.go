@@ -59,16 +59,16 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	}
 	if err := m.Store.Put(ctx, &rec); err != nil {
 		m.Entries.Drop(rec.WorkloadID)
-		giveBack()
 		if errors.Is(err, records.ErrConflict) {
 			// a record of it here already (a moved mark of this node's): not this
 			// takeover's to remove
+			giveBack()
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "node %s still holds a record of workload %s from before it moved away", m.NodeID, rec.WorkloadID)
 		}
-		// it may be stored all the same (an answer lost): a record here and the lost
-		// node's put back would both be running, and both be taken over later
-		_ = m.Store.Delete(context.Background(), rec.WorkloadID)
-		return v1.WorkloadInfo{}, records.StorageError(err, "record workload "+rec.WorkloadID)
+		// it may be stored all the same (an answer lost), and the old node, seeing it, may
+		// have stopped its copy already: neither the mark nor the record is undone blind
+		m.settleTakeover(rec, *t)
+		return v1.WorkloadInfo{}, records.StorageError(err, "record workload "+rec.WorkloadID+" (node "+m.NodeID+" finds out whether it was stored, and starts it if so)")
 	}
 	// the mark gone is the old node done with it: it saw this record, stopped its copy
 	// and removed its mark (a race this takeover lost, and the workload with it)
@@ -214,4 +214,61 @@ func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid, ns s
 		}()
 	}
 	return v1.Errorf(v1.CodeConflict, "node %s still has a copy of workload %s from before it moved away: it stops that copy first", m.NodeID, wid)
+}
+
+// settleTakeover finishes, in the background, a takeover whose record write here failed
+// without saying whether it was stored. Putting the old node's record back and removing
+// this one, as a takeover that failed for sure does, lost the workload when the write had
+// been stored: the old node had seen it, stopped its copy and removed its mark (chaos
+// seed 1: the new node's server was stopped while it waited). So nothing is undone blind:
+// a record stored here is started (the old node stops its copy on seeing it), unless the
+// old node's mark was put back meanwhile (it named this node without its record for
+// cluster.MoveGrace), when this record goes; a record never stored leaves the mark to be
+// put back after cluster.MoveGrace, by the old node or by the coordinator for a lost one.
+func (m *Moves) settleTakeover(rec records.Record, t v1.Takeover) {
+	m.WG.Add(1)
+	go func() {
+		defer m.WG.Done()
+		log := m.Log.With(zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
+		backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
+		giveUp := time.Now().Add(2 * cluster.MoveGrace)
+		for backoff.Wait(m.Ctx, 0) {
+			ctx, cancel := context.WithTimeout(m.Ctx, records.RetryBudget)
+			done := m.settleOnce(ctx, rec, &t, time.Now().After(giveUp), log)
+			cancel()
+			if done {
+				return
+			}
+		}
+	}()
+}
+
+// settleOnce is one look of settleTakeover; true when nothing is left to do.
+func (m *Moves) settleOnce(ctx context.Context, rec records.Record, t *v1.Takeover, last bool, log *zap.Logger) bool {
+	own, err := m.Store.Get(ctx, rec.WorkloadID)
+	if err != nil && !errors.Is(err, records.ErrNotStored) {
+		return false
+	}
+	stored := err == nil && own.TakenOver && own.NexletID == rec.NexletID && own.Desired == records.DesiredRunning
+	old, err := m.Cluster.RecordOf(ctx, t.FromNode, t.WorkloadID)
+	if err != nil && !errors.Is(err, records.ErrNotStored) {
+		return false
+	}
+	marked := err == nil && old.Desired == records.DesiredMoved && old.MovedTo == m.NodeID
+	switch {
+	case stored && (marked || errors.Is(err, records.ErrNotStored)):
+		log.Warn("a takeover's record write went unanswered but was stored: the workload starts here")
+		if !m.retryTakenOver(ctx, *own, t, 1, log) {
+			m.startTakenOver(*own, *t)
+		}
+		return true
+	case stored:
+		// the mark was put back meanwhile: the workload stays where it was
+		if err := m.Cluster.RemoveOf(ctx, m.NodeID, rec.WorkloadID, own.Revision); err != nil && !errors.Is(err, records.ErrConflict) {
+			return false
+		}
+		log.Info("a takeover's record write went unanswered; the old node's record was put back meanwhile: the record here is removed")
+		return true
+	}
+	return !marked || last // not stored (yet): a write held in a reconnect buffer may still land
 }
