@@ -72,7 +72,14 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	}
 	// the mark gone is the old node done with it: it saw this record, stopped its copy
 	// and removed its mark (a race this takeover lost, and the workload with it)
-	if cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID); (err != nil && !errors.Is(err, records.ErrNotStored)) || (err == nil && (cur.Desired != records.DesiredMoved || cur.MovedTo != m.NodeID)) {
+	cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
+	if err != nil && !errors.Is(err, records.ErrNotStored) {
+		// unreadable now: the old node may have acted on the mark already
+		m.Entries.Drop(rec.WorkloadID)
+		m.settleTakeover(rec, *t)
+		return v1.WorkloadInfo{}, records.StorageError(err, "read the lost node's record again (node "+m.NodeID+" finds out whether the workload moved, and starts it if so)")
+	}
+	if err == nil && (cur.Desired != records.DesiredMoved || cur.MovedTo != m.NodeID) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// cluster.MoveGrace: writes that slow): the workload stays where it was
 		m.Entries.Drop(rec.WorkloadID)
@@ -217,7 +224,8 @@ func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid, ns s
 }
 
 // settleTakeover finishes, in the background, a takeover whose record write here failed
-// without saying whether it was stored. Putting the old node's record back and removing
+// without saying whether it was stored, or whose read of the old node's record after it
+// failed. Putting the old node's record back and removing
 // this one, as a takeover that failed for sure does, lost the workload when the write had
 // been stored: the old node had seen it, stopped its copy and removed its mark (chaos
 // seed 1: the new node's server was stopped while it waited). So nothing is undone blind:
