@@ -132,6 +132,33 @@ func TestSchemaCheckedBeforeSending(t *testing.T) {
 	}
 }
 
+// TestReplicasFlagChecked: --replicas 0 (or less) is refused before the CLI connects: it
+// started one plain workload without a word, as if --replicas were not given.
+func TestReplicasFlagChecked(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Chdir(t.TempDir())
+	start := func(flags ...string) (string, int) {
+		args := append([]string{"-s", "nats://127.0.0.1:1", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "x",
+			"--start-request", `{"uri":"file:///bin/sleep","argv":["60"]}`}, flags...)
+		_, errs, code := runNex(t, args...)
+		return errs, code
+	}
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--replicas", "0"}, "--replicas 0: a replica group starts with 1 copy or more"},
+		{[]string{"--replicas=-2"}, "--replicas -2: a replica group starts with 1 copy or more"},
+		{[]string{"--max-per-node", "2"}, "--max-per-node and --spread go with --replicas"},
+		{[]string{"--replicas", "2", "--max-per-node=-1"}, "--max-per-node may not be negative"},
+		{[]string{"--replicas", "2"}, "connect to NATS at nats://127.0.0.1:1"},
+	} {
+		if errs, code := start(tt.flags...); code == 0 || !strings.Contains(errs, tt.want) {
+			t.Errorf("%v: %d %q, want %q", tt.flags, code, errs, tt.want)
+		}
+	}
+}
+
 // TestGeneratedDocsCurrent fails when docs/ no longer matches the command tree or the
 // schemas: run `make docs`.
 func TestGeneratedDocsCurrent(t *testing.T) {

@@ -130,7 +130,7 @@ type WorkloadStartCmd struct {
 	Isolation    string            `name:"isolation" help:"'required': run only on a node that runs the workload as a user of its own (the tag nex.isolation=uid)."`
 	Disconnect   string            `name:"disconnect" help:"'stop': on a node cut off from NATS, stop the workload before the cluster starts it on another node (at most one copy at any moment, at the price of downtime on a NATS outage); default: keep it running."`
 	StartRequest string            `name:"start-request" help:"Start request as JSON; must match the nexlet's schema."`
-	Replicas     int               `name:"replicas" help:"Run this many copies as a replica group (needs nodes with --state kv); the group's ID is the one to scale and stop it by."`
+	Replicas     *int              `name:"replicas" help:"Run this many copies (1 or more) as a replica group (needs nodes with --state kv); the group's ID is the one to scale and stop it by."`
 	MaxPerNode   int               `name:"max-per-node" help:"With --replicas: the most copies on one node (default 1)."`
 	Spread       string            `name:"spread" help:"With --replicas: spread the copies evenly over the values of this node tag (e.g. zone)."`
 	WaitHealthy  time.Duration     `name:"wait-healthy" help:"After starting a service with a health check, wait up to this long (e.g. 2m) for it to pass; exit 1 with the check's last failure when it does not." placeholder:"DURATION"`
@@ -163,8 +163,8 @@ func (c *WorkloadStartCmd) definition(g *cli.Globals) (v1.WorkloadDefinition, er
 		if nf, err = nexfile.Load(path); err != nil {
 			return v1.WorkloadDefinition{}, err
 		}
-		if c.Replicas == 0 {
-			c.Replicas = nf.Replicas
+		if c.Replicas == nil && nf.Replicas != 0 {
+			c.Replicas = &nf.Replicas
 		}
 		if c.MaxPerNode == 0 {
 			c.MaxPerNode = nf.MaxPerNode
@@ -228,18 +228,20 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
+	switch {
+	case c.Replicas != nil && *c.Replicas <= 0:
+		return v1.BadRequest("--replicas %d: a replica group starts with 1 copy or more (scale it to 0 later with nex workload scale; without --replicas one plain workload starts); nothing was started", *c.Replicas)
+	case c.MaxPerNode < 0:
+		return v1.BadRequest("--max-per-node may not be negative; nothing was started")
+	case c.Replicas == nil && (c.MaxPerNode != 0 || c.Spread != ""):
+		return v1.BadRequest("--max-per-node and --spread go with --replicas")
+	}
 	cl, err := clientAfterCheck(g, def)
 	if err != nil {
 		return err
 	}
-	if c.Replicas < 0 || c.MaxPerNode < 0 {
-		return v1.BadRequest("--replicas and --max-per-node may not be negative")
-	}
-	if c.Replicas > 0 {
+	if c.Replicas != nil {
 		return c.startGroup(ctx, g, cl, def)
-	}
-	if c.MaxPerNode != 0 || c.Spread != "" {
-		return v1.BadRequest("--max-per-node and --spread go with --replicas")
 	}
 	if c.WaitHealthy > 0 {
 		var sr struct {
@@ -317,7 +319,7 @@ func (c *WorkloadStartCmd) startGroup(ctx context.Context, g *cli.Globals, cl *c
 	if c.Follow {
 		return v1.BadRequest("--follow takes one workload: follow a copy with nex workload logs <copy id> -f")
 	}
-	st, err := cl.StartGroup(ctx, def, c.Replicas, c.MaxPerNode, c.Spread)
+	st, err := cl.StartGroup(ctx, def, *c.Replicas, c.MaxPerNode, c.Spread)
 	if err != nil {
 		return err
 	}
