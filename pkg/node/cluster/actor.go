@@ -105,7 +105,11 @@ func (c *Coordinator) HandleGroups(ctx context.Context, r *svc.Request) ([]v1.Gr
 		return nil, v1.NotFound("node %s is not the coordinator", c.cfg.NodeID)
 	}
 	r.Ack(time.Now().Add(groupBound))
-	groups, err := c.book.now(ctx)
+	of := r.Namespace
+	if of == v1.SystemNamespace {
+		of = "" // every namespace's
+	}
+	groups, err := c.book.now(ctx, of)
 	if err != nil {
 		return nil, err
 	}

@@ -557,14 +557,14 @@ func (s *sinceWrite[T]) read(ctx context.Context, cs records.ClusterStore, load 
 // consumer. The revision is read before the listing, so a write the listing may have
 // missed changes it.
 func (c *Coordinator) listGroups(ctx context.Context) ([]*records.Group, error) {
-	rev, err := c.cs.GroupsRevision(ctx)
+	rev, err := c.cs.GroupsRevision(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	if groups, ok := c.book.at(rev); ok && c.groupsListed.After(c.since()) {
 		return groups, nil
 	}
-	groups, err := c.cs.Groups(ctx)
+	groups, err := c.cs.Groups(ctx, "")
 	if err != nil {
 		return nil, err
 	}

@@ -43,16 +43,17 @@ type ClusterStore interface {
 	WatchOwn(ctx context.Context, f func(wid string, rec *Record)) error
 	// Lease opens the lease named key, held for ttl after each renewal.
 	Lease(ctx context.Context, key string, ttl time.Duration) (*Lease, error)
-	// Groups lists every replica group's record.
-	Groups(ctx context.Context) ([]*Group, error)
+	// Groups lists the replica groups' records: namespace ns's, or every one's ("").
+	Groups(ctx context.Context, ns string) ([]*Group, error)
 	// Group reads the record of group id in namespace ns (ErrNotStored when there is none).
 	Group(ctx context.Context, ns, id string) (*Group, error)
 	// PutGroup writes a group's record (compare-and-set on g.Revision; 0: create).
 	PutGroup(ctx context.Context, g *Group) error
 	// DeleteGroup removes a group's record.
 	DeleteGroup(ctx context.Context, ns, id string) error
-	// GroupsRevision changes whenever a group's record is written or removed.
-	GroupsRevision(ctx context.Context) (uint64, error)
+	// GroupsRevision changes whenever a record of a group of namespace ns (of any, "")
+	// is written or removed.
+	GroupsRevision(ctx context.Context, ns string) (uint64, error)
 	// StateRevision changes whenever anything in the state bucket is written or removed.
 	StateRevision(ctx context.Context) (uint64, error)
 }

@@ -32,11 +32,11 @@ type Group struct {
 	Revision     uint64    `json:"-"`
 }
 
-// Groups lists every group's record. A record that cannot be read fails the listing (one
-// removed meanwhile is left out): a listing without a group would have its copies
-// stopped as a gone group's orphans.
-func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
-	keys, err := ListKeys(ctx, s.kv, allGroups)
+// Groups lists the records of namespace ns's groups, or of every group (""). A record
+// that cannot be read fails the listing (one removed meanwhile is left out): a listing
+// without a group would have its copies stopped as a gone group's orphans.
+func (s *KVStore) Groups(ctx context.Context, ns string) ([]*Group, error) {
+	keys, err := ListKeys(ctx, s.kv, groupsOf(ns))
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -62,8 +62,9 @@ func (s *KVStore) Groups(ctx context.Context) ([]*Group, error) {
 // create, an update, a removal), read from the stream's leader; 0: there never was one.
 // While it stays the same, so do the groups: a coordinator reads them again only when it
 // changes (listing them every 3 s was most of what an idle coordinator did).
-func (s *KVStore) GroupsRevision(ctx context.Context) (uint64, error) {
-	return s.lastWrite(ctx, allGroups)
+// Of one namespace (ns), it changes with that namespace's groups alone.
+func (s *KVStore) GroupsRevision(ctx context.Context, ns string) (uint64, error) {
+	return s.lastWrite(ctx, groupsOf(ns))
 }
 
 // StateRevision is the stream sequence of the last write to the state bucket: to any

@@ -49,6 +49,14 @@ func groupKey(ns, id string) string { return "groups." + ns + "." + id }
 // allGroups matches every replica group.
 const allGroups = "groups.>"
 
+// groupsOf matches namespace ns's replica groups (every one's: "").
+func groupsOf(ns string) string {
+	if ns == "" {
+		return allGroups
+	}
+	return "groups." + ns + ".*"
+}
+
 // claimKey is where a request ID's claim lives: hashed, since a request ID may hold
 // any printable character and a KV key may not.
 func claimKey(ns, requestID string) string {
