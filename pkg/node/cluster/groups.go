@@ -83,7 +83,7 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 		}
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
-			return v1.GroupStatus{}, groupNotFound(err, id)
+			return v1.GroupStatus{}, groupNotFound(err, ns, id)
 		}
 		if req.Replicas > g.Replicas {
 			if err := groupQuota(ctx, c.cfg.Quotas, ns, id, req.Replicas, c.listGroups, readAll); err != nil {
@@ -99,13 +99,13 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 	case v1.GroupInfo:
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
-			return v1.GroupStatus{}, groupNotFound(err, id)
+			return v1.GroupStatus{}, groupNotFound(err, ns, id)
 		}
 		return c.groupStatus(ctx, g, c.book.why(ns, id))
 	case v1.GroupStop:
 		g, err := c.cs.Group(ctx, ns, id)
 		if err != nil {
-			return v1.GroupStatus{}, groupNotFound(err, id)
+			return v1.GroupStatus{}, groupNotFound(err, ns, id)
 		}
 		if err := RemoveGroup(c.ctx, c.cs, ns, id); err != nil {
 			return v1.GroupStatus{}, records.StorageError(err, "remove group "+id+" (it may be removed all the same: nex workload info tells)")
@@ -248,9 +248,9 @@ func (c *Coordinator) markStopping(ctx context.Context, node, wid string) error 
 	return v1.Errorf(v1.CodeUnavailable, "the record of copy %s kept changing while the group stopped: try again", wid)
 }
 
-func groupNotFound(err error, id string) error {
+func groupNotFound(err error, ns, id string) error {
 	if errors.Is(err, records.ErrNotStored) {
-		return v1.NotFound("group %s not found", id)
+		return v1.NotFound("replica group %s not found in namespace %s", id, ns)
 	}
 	return records.StorageError(err, "read group "+id)
 }

@@ -56,7 +56,7 @@ func (c *Coordinator) update(op groupOp) {
 	epoch := c.epoch.Load() // the lease this update runs under
 	g, err := c.cs.Group(ctx, ns, id)
 	if err != nil {
-		reply(v1.GroupStatus{}, groupNotFound(err, id))
+		reply(v1.GroupStatus{}, groupNotFound(err, ns, id))
 		return
 	}
 	old := *g
