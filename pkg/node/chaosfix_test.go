@@ -1377,45 +1377,83 @@ func TestTakeoverThatCannotStartMovesOn(t *testing.T) {
 }
 
 func testTakeoverWhoseStartFailed(t *testing.T, fails int32) {
-	testTakeoverFailing(t, fails, false)
+	testTakeoverFailing(t, fails, "")
 }
 
-// lostPut is a node's store whose first write of a record is stored, and then
-// answered with a timeout once until() holds (or 10 s): the answer lost, as when the
-// node's server stops while it waits.
+// lostPut is a node's store whose first write of a record is stored, and then answered
+// with a timeout once until() holds (or 10 s): the answer lost, as when the node's server
+// stops while it waits. With reread, the write is answered and the read after it of
+// another node's record (a takeover's check of its mark) gets the timeout instead.
 type lostPut struct {
 	*node.KVStore
-	until func() bool
-	lost  atomic.Bool
+	until        func() bool
+	reread, late bool
+	lost, armed  atomic.Bool
 }
 
 func (s *lostPut) Put(ctx context.Context, rec *node.Record) error {
-	if err := s.KVStore.Put(ctx, rec); err != nil || s.lost.Swap(true) {
+	first := !s.lost.Swap(true)
+	if first && s.late {
+		s.until() // before the write lands, as one held in a reconnect buffer
+	}
+	if err := s.KVStore.Put(ctx, rec); err != nil || !first {
 		return err
 	}
+	if s.reread {
+		s.armed.Store(true)
+		return nil
+	}
+	return s.timeout()
+}
+
+func (s *lostPut) RecordOf(ctx context.Context, node, wid string) (*node.Record, error) {
+	if s.armed.Swap(false) {
+		return nil, s.timeout()
+	}
+	return s.KVStore.RecordOf(ctx, node, wid)
+}
+
+func (s *lostPut) timeout() error {
 	for end := time.Now().Add(10 * time.Second); !s.until() && time.Now().Before(end); {
 		time.Sleep(20 * time.Millisecond) // the fault's timing, not a wait on a result
 	}
-	return fmt.Errorf("store workload %s: %w", rec.WorkloadID, context.DeadlineExceeded)
+	return fmt.Errorf("the state store: %w", context.DeadlineExceeded)
 }
 
 // A workload taken over whose record write on its new node was stored but answered with
-// a timeout runs on the new node: the old node saw the record, stopped its copy and
-// removed its mark (chaos seed 1: the new node, its server stopped, took the write for
-// failed, found the mark changed when it tried to put it back, and removed its own
-// record: the acknowledged workload ran nowhere).
+// a timeout runs on the new node, and is stopped there by its ID: the old node saw the
+// record, stopped its copy and removed its mark (chaos seed 1: the new node, its server
+// stopped, took the write for failed, found the mark changed when it tried to put it
+// back, and removed its own record: the acknowledged workload ran nowhere).
 func TestTakeoverWhoseRecordAnswerWasLostRuns(t *testing.T) {
-	testTakeoverFailing(t, 0, true)
+	testTakeoverFailing(t, 0, "put")
+}
+
+// So does one whose check of the old node's record after its write went unanswered.
+func TestTakeoverWhoseMarkCheckWasLostRuns(t *testing.T) {
+	testTakeoverFailing(t, 0, "reread")
+}
+
+// A takeover's record write that lands late, after the old node's mark was put back
+// (it named the new node without its record for cluster.MoveGrace), is removed again by
+// the new node, which never starts the workload: it runs on where it was.
+func TestTakeoverWhoseRecordLandedLateIsUndone(t *testing.T) {
+	testTakeoverFailing(t, 0, "late")
 }
 
 // testTakeoverFailing takes a workload over from node a to node b, b's nexlet failing
-// its first fails starts, and b's first record write answered with a timeout (lose).
-func testTakeoverFailing(t *testing.T, fails int32, lose bool) {
+// its first fails starts, and, with lose, b's record write ("put") or its read of a's
+// record after it ("reread") answered with a timeout.
+func testTakeoverFailing(t *testing.T, fails int32, lose string) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
 	ncA, ncB := testutil.Connect(t, s), testutil.Connect(t, s)
 	idA, idB := nodeID(t), nodeID(t)
-	a := newNodeWith(t, ncA, node.Config{NodeID: idA, Name: "a", Store: kvStore(t, ncA, idA)})
+	var storeA node.Store = kvStore(t, ncA, idA)
+	if lose == "late" { // a hears nothing of its records: the test puts its mark back
+		storeA = laggingStore{storeA.(*node.KVStore), &atomic.Pointer[[]*node.Record]{}}
+	}
+	a := newNodeWith(t, ncA, node.Config{NodeID: idA, Name: "a", Store: storeA})
 	nexA := runMemNexlet(t, ncA, idA, nil)
 	waitNexlet(t, a)
 	nc := testutil.Connect(t, s)
@@ -1426,8 +1464,22 @@ func testTakeoverFailing(t *testing.T, fails int32, lose bool) {
 		return err != nil // the old node stopped its copy
 	}
 	var storeB node.Store = kvStore(t, ncB, idB)
-	if lose {
-		storeB = &lostPut{KVStore: storeB.(*node.KVStore), until: oldStopped}
+	switch lose {
+	case "put", "reread":
+		storeB = &lostPut{KVStore: storeB.(*node.KVStore), until: oldStopped, reread: lose == "reread"}
+	case "late":
+		store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+		storeB = &lostPut{KVStore: storeB.(*node.KVStore), late: true, until: func() bool {
+			mark, err := store.RecordOf(ctx, idA, w.ID)
+			if err != nil {
+				t.Error(err)
+				return true
+			}
+			if _, ok := cluster.RestoreMoved(ctx, store, idA, *mark); !ok {
+				t.Error("put a's mark back")
+			}
+			return true
+		}}
 	}
 	b := newNodeWith(t, ncB, node.Config{NodeID: idB, Name: "b", Store: storeB})
 	rtB := &failsFirst{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), until: oldStopped, fails: fails}
@@ -1457,7 +1509,13 @@ func testTakeoverFailing(t *testing.T, fails int32, lose bool) {
 		t.Fatal("the takeover whose start or record write failed answered success")
 	}
 	runs, other, owner := rtB.Runtime, nexA.rt, idB
-	if fails > 1 {
+	if lose == "late" {
+		testutil.Eventually(t, 10*time.Second, "b's record, stored after a's mark was put back, to be removed", func() bool {
+			_, err := store.RecordOf(ctx, idB, w.ID)
+			return errors.Is(err, node.ErrNotStored)
+		})
+	}
+	if fails > 1 || lose == "late" {
 		runs, other, owner = nexA.rt, rtB.Runtime, idA // moved on, back to the only other node
 	}
 	testutil.Eventually(t, 30*time.Second, "the workload to run on node "+owner, func() bool {
@@ -1469,6 +1527,16 @@ func testTakeoverFailing(t *testing.T, fails int32, lose bool) {
 	}
 	if r, err := store.RecordOf(ctx, owner, w.ID); err != nil || r.Desired != node.DesiredRunning {
 		t.Fatalf("the record of node %s: %+v, %v", owner, r, err)
+	}
+	if lose == "" {
+		return
+	}
+	// indexed where it runs: a stop by its ID finds it (not "recorded on node b ... try again")
+	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatalf("stop the workload taken over: %v", err)
+	}
+	if _, err := runs.Get(ctx, w.ID); err == nil {
+		t.Fatal("the workload runs on after its stop")
 	}
 }
 

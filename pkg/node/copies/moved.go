@@ -30,7 +30,21 @@ func (c *Copies) awaitMove(rec records.Record) bool {
 	backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
 	giveUp := time.Now().Add(2 * cluster.MoveGrace) // the store unreadable all along: stop, as before
 	for {
+		// this node's record first: a mark put back meanwhile (by the coordinator, for
+		// this node while it was lost) keeps the copy, whoever holds a record by now
 		ctx, cancel := context.WithTimeout(c.Ctx, records.AttemptTimeout)
+		cur, err := cs.RecordOf(ctx, c.NodeID, rec.WorkloadID)
+		switch {
+		case errors.Is(err, records.ErrNotStored):
+			cancel()
+			return false // removed: nothing holds it here any more
+		case err == nil && cur.Desired != records.DesiredMoved:
+			cancel()
+			c.keepMoved(*cur, "a takeover of this node's workload was given back: it stays here")
+			return true
+		case err == nil:
+			rec = *cur
+		}
 		state := cluster.CheckMove(ctx, cs, c.NodeID, rec)
 		if state == cluster.MoveDone {
 			cancel()
@@ -43,17 +57,7 @@ func (c *Copies) awaitMove(rec records.Record) bool {
 				return true
 			}
 		}
-		cur, err := cs.RecordOf(ctx, c.NodeID, rec.WorkloadID)
 		cancel()
-		switch {
-		case errors.Is(err, records.ErrNotStored):
-			return false // removed: nothing holds it here any more
-		case err == nil && cur.Desired != records.DesiredMoved:
-			c.keepMoved(*cur, "a takeover of this node's workload was given back: it stays here")
-			return true
-		case err == nil:
-			rec = *cur
-		}
 		if time.Now().After(giveUp) || !backoff.Wait(c.Ctx, 0) {
 			return false
 		}

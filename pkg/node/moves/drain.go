@@ -54,6 +54,21 @@ func (m *Moves) moveAway(ctx context.Context, cs records.ClusterStore, rec recor
 	}
 	to, err := cluster.MoveElsewhere(ctx, m.Conn, m.NodeID, &rec, v1.TakeoverDrain, cluster.GroupAccept(ctx, cs, &rec), reseal)
 	if err != nil {
+		rctx, cancel := context.WithTimeout(m.Ctx, records.AttemptTimeout)
+		cur, rerr := cs.RecordOf(rctx, m.NodeID, wid)
+		cancel()
+		if rerr == nil && cur.Desired == records.DesiredMoved && cur.MovedTo != m.NodeID {
+			// a takeover that failed after its mark: the node it names may start the
+			// workload yet (it settles a record write whose answer was lost), or the
+			// mark is put back; this copy stops once the move is done, not at the deadline
+			m.WG.Add(1)
+			go func() {
+				defer m.WG.Done()
+				m.Copies.StopMoved(*cur, "lameduck: stopped the copy here of a workload that now runs on another node")
+			}()
+			m.Log.Warn("lameduck: the move of a workload to another node did not answer; this copy stops once it runs there", zap.String("workload_id", wid), zap.Error(err))
+			return false
+		}
 		m.Log.Warn("lameduck: cannot move a workload to another node; it stops at the deadline", zap.String("workload_id", wid), zap.Error(err))
 		m.Host.Unplaced(rec, "node "+m.NodeID+" is draining and no other node can take it; it stops at the drain's deadline: "+err.Error())
 		return false

@@ -30,7 +30,12 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	// a reconciliation that runs meanwhile (one after a reconnect) finds the record
 	// before the nexlet has the workload: it must not start it too
 	m.Flags.Deploying.Store(t.WorkloadID, struct{}{})
-	defer m.Flags.Deploying.Delete(t.WorkloadID)
+	settling := false // settleTakeover holds the flag from here on
+	defer func() {
+		if !settling {
+			m.Flags.Deploying.Delete(t.WorkloadID)
+		}
+	}()
 	rec := *old
 	rec.NexletID, rec.Revision, rec.MovedTo, rec.UpdatedAt, rec.TakenOver = nexletID, 0, "", time.Now().UTC(), true
 	if t.UseStartRequest {
@@ -42,6 +47,11 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	}
 	moved := *old
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = records.DesiredMoved, m.NodeID, time.Now().UTC()
+	settle := func(err error, what string) error {
+		settling = true
+		m.settleTakeover(rec, *t)
+		return records.StorageError(err, what+" (node "+m.NodeID+" finds out whether the workload moved here, and starts it if so)")
+	}
 	m.Host.Index(rec) // before the lost node's record says moved: a list finds it in one or the other
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
 		m.Entries.Drop(rec.WorkloadID)
@@ -65,10 +75,14 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 			giveBack()
 			return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "node %s still holds a record of workload %s from before it moved away", m.NodeID, rec.WorkloadID)
 		}
+		if records.StorageFull(err) || records.JetStreamPermanent(err) {
+			giveBack() // refused: not stored
+			_ = m.Store.Delete(context.Background(), rec.WorkloadID)
+			return v1.WorkloadInfo{}, records.StorageError(err, "record workload "+rec.WorkloadID)
+		}
 		// it may be stored all the same (an answer lost), and the old node, seeing it, may
 		// have stopped its copy already: neither the mark nor the record is undone blind
-		m.settleTakeover(rec, *t)
-		return v1.WorkloadInfo{}, records.StorageError(err, "record workload "+rec.WorkloadID+" (node "+m.NodeID+" finds out whether it was stored, and starts it if so)")
+		return v1.WorkloadInfo{}, settle(err, "record workload "+rec.WorkloadID)
 	}
 	// the mark gone is the old node done with it: it saw this record, stopped its copy
 	// and removed its mark (a race this takeover lost, and the workload with it)
@@ -76,14 +90,15 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	if err != nil && !errors.Is(err, records.ErrNotStored) {
 		// unreadable now: the old node may have acted on the mark already
 		m.Entries.Drop(rec.WorkloadID)
-		m.settleTakeover(rec, *t)
-		return v1.WorkloadInfo{}, records.StorageError(err, "read the lost node's record again (node "+m.NodeID+" finds out whether the workload moved, and starts it if so)")
+		return v1.WorkloadInfo{}, settle(err, "read the lost node's record again")
 	}
 	if err == nil && (cur.Desired != records.DesiredMoved || cur.MovedTo != m.NodeID) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// cluster.MoveGrace: writes that slow): the workload stays where it was
+		// (settleTakeover removes this record, asking again until the store answers)
 		m.Entries.Drop(rec.WorkloadID)
-		_ = m.Store.Delete(context.Background(), rec.WorkloadID)
+		settling = true
+		m.settleTakeover(rec, *t)
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
 	}
 	m.Entries.Update(rec)
@@ -162,9 +177,13 @@ func (m *Moves) retryTakenOver(ctx context.Context, rec records.Record, t *v1.Ta
 		log.Info("moved a workload this node took over but could not start to another node", zap.String("to_node", to))
 		return true
 	}
+	m.Host.Index(*cur) // a takeover that settled dropped it: stops and quotas find it
 	claimed, ok := m.Copies.ClaimToStart(ctx, *cur, log)
 	if !ok {
-		return true
+		// the record changed meanwhile (moved, stopped, removed): no longer this loop's;
+		// still as it was, the claim's write failed (a passing store failure): again
+		now, err := m.Store.Get(ctx, rec.WorkloadID)
+		return errors.Is(err, records.ErrNotStored) || err == nil && (now.Desired != records.DesiredRunning || now.NexletID != rec.NexletID)
 	}
 	if _, err := m.Host.StartOnNexlet(ctx, claimed, claimed.Restarts); err != nil && !v1.IsCode(err, v1.CodeConflict) {
 		log.Warn("start a workload taken over again", zap.Int("try", try), zap.Error(err))
@@ -225,26 +244,30 @@ func (m *Moves) heldHere(ctx context.Context, cs records.ClusterStore, wid, ns s
 
 // settleTakeover finishes, in the background, a takeover whose record write here failed
 // without saying whether it was stored, or whose read of the old node's record after it
-// failed. Putting the old node's record back and removing
-// this one, as a takeover that failed for sure does, lost the workload when the write had
-// been stored: the old node had seen it, stopped its copy and removed its mark (chaos
-// seed 1: the new node's server was stopped while it waited). So nothing is undone blind:
-// a record stored here is started (the old node stops its copy on seeing it), unless the
-// old node's mark was put back meanwhile (it named this node without its record for
-// cluster.MoveGrace), when this record goes; a record never stored leaves the mark to be
-// put back after cluster.MoveGrace, by the old node or by the coordinator for a lost one.
+// failed. Putting the old node's record back and removing this one, as a takeover that
+// failed for sure does, lost the workload when the write had been stored: the old node
+// had seen it, stopped its copy and removed its mark (chaos seed 1: the new node's server
+// was stopped while it waited). So nothing is undone blind: this takeover's record,
+// found stored, is started (the old node stops its copy on seeing it), unless the old
+// node's mark was put back meanwhile (it named this node without its record for
+// cluster.MoveGrace), when the record goes. One not found is looked for until
+// 2 × cluster.MoveGrace have passed (a write held in a reconnect buffer lands late); the
+// mark is put back after cluster.MoveGrace, by the old node or, for a lost one, the
+// coordinator. It holds the workload's Deploying flag (set by Takeover) until it is done:
+// a reconciliation meanwhile indexes the record and leaves its start to this.
 func (m *Moves) settleTakeover(rec records.Record, t v1.Takeover) {
 	m.WG.Add(1)
 	go func() {
 		defer m.WG.Done()
+		defer m.Flags.Deploying.Delete(rec.WorkloadID)
 		log := m.Log.With(zap.String("workload_id", rec.WorkloadID), zap.String("from_node", t.FromNode))
 		backoff := retry.Backoff{First: 250 * time.Millisecond, Max: 5 * time.Second}
 		giveUp := time.Now().Add(2 * cluster.MoveGrace)
 		for backoff.Wait(m.Ctx, 0) {
 			ctx, cancel := context.WithTimeout(m.Ctx, records.RetryBudget)
-			done := m.settleOnce(ctx, rec, &t, time.Now().After(giveUp), log)
+			done := m.settleOnce(ctx, rec, &t, log)
 			cancel()
-			if done {
+			if done || time.Now().After(giveUp) {
 				return
 			}
 		}
@@ -252,31 +275,32 @@ func (m *Moves) settleTakeover(rec records.Record, t v1.Takeover) {
 }
 
 // settleOnce is one look of settleTakeover; true when nothing is left to do.
-func (m *Moves) settleOnce(ctx context.Context, rec records.Record, t *v1.Takeover, last bool, log *zap.Logger) bool {
+func (m *Moves) settleOnce(ctx context.Context, rec records.Record, t *v1.Takeover, log *zap.Logger) bool {
 	own, err := m.Store.Get(ctx, rec.WorkloadID)
-	if err != nil && !errors.Is(err, records.ErrNotStored) {
+	switch {
+	case errors.Is(err, records.ErrNotStored):
+		return false // not stored (yet)
+	case err != nil:
 		return false
+	case !own.UpdatedAt.Equal(rec.UpdatedAt) || own.NexletID != rec.NexletID || own.Desired != records.DesiredRunning:
+		return true // written since, by someone else: not this takeover's record
 	}
-	stored := err == nil && own.TakenOver && own.NexletID == rec.NexletID && own.Desired == records.DesiredRunning
 	old, err := m.Cluster.RecordOf(ctx, t.FromNode, t.WorkloadID)
 	if err != nil && !errors.Is(err, records.ErrNotStored) {
 		return false
 	}
-	marked := err == nil && old.Desired == records.DesiredMoved && old.MovedTo == m.NodeID
-	switch {
-	case stored && (marked || errors.Is(err, records.ErrNotStored)):
-		log.Warn("a takeover's record write went unanswered but was stored: the workload starts here")
-		if !m.retryTakenOver(ctx, *own, t, 1, log) {
-			m.startTakenOver(*own, *t)
-		}
-		return true
-	case stored:
+	if err == nil && (old.Desired != records.DesiredMoved || old.MovedTo != m.NodeID) {
 		// the mark was put back meanwhile: the workload stays where it was
-		if err := m.Cluster.RemoveOf(ctx, m.NodeID, rec.WorkloadID, own.Revision); err != nil && !errors.Is(err, records.ErrConflict) {
-			return false
+		if err := m.Cluster.RemoveOf(ctx, m.NodeID, rec.WorkloadID, own.Revision); err != nil {
+			return false // changed meanwhile, or unanswered: looked at again
 		}
 		log.Info("a takeover's record write went unanswered; the old node's record was put back meanwhile: the record here is removed")
 		return true
 	}
-	return !marked || last // not stored (yet): a write held in a reconnect buffer may still land
+	// the mark still names this node, or is gone: the old node saw this record
+	log.Warn("a takeover's record write went unanswered but was stored: the workload starts here")
+	if !m.retryTakenOver(ctx, *own, t, 1, log) {
+		m.startTakenOver(*own, *t)
+	}
+	return true
 }

@@ -442,9 +442,15 @@ func (s *KVStore) Put(ctx context.Context, rec *Record) error {
 		}
 		if err != nil && retried && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 			// a try that timed out may have been stored after all: is it ours?
-			if e, gerr := s.kv.Get(actx, key); gerr == nil && string(e.Value()) == string(b) {
+			e, gerr := s.kv.Get(actx, key)
+			switch {
+			case gerr == nil && string(e.Value()) == string(b):
 				rev = e.Revision()
 				return nil
+			case gerr != nil && !errors.Is(gerr, jetstream.ErrKeyNotFound) && !errors.Is(gerr, jetstream.ErrKeyDeleted):
+				// no telling: not a conflict (a takeover took that for "not stored",
+				// and gave the old node's record back)
+				return gerr
 			}
 		}
 		retried = true
