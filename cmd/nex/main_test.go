@@ -132,11 +132,15 @@ func TestSchemaCheckedBeforeSending(t *testing.T) {
 	}
 }
 
-// TestReplicasFlagChecked: --replicas 0 (or less) is refused before the CLI connects: it
-// started one plain workload without a word, as if --replicas were not given.
+// TestReplicasFlagChecked: --replicas 0 (or less, or past the most) is refused before the
+// CLI connects, and so is a Nexfile's replicas: 0: each started one plain workload without
+// a word, as if no count were given. A Nexfile past 1 MiB is refused (-f /dev/zero read
+// until the CLI ran out of memory).
 func TestReplicasFlagChecked(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Chdir(t.TempDir())
+	os.WriteFile("zero.yaml", []byte("replicas: 0\n"), 0o644)
+	os.WriteFile("big.yaml", bytes.Repeat([]byte("# a comment line of a Nexfile far too large\n"), 30000), 0o644)
 	start := func(flags ...string) (string, int) {
 		args := append([]string{"-s", "nats://127.0.0.1:1", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "x",
 			"--start-request", `{"uri":"file:///bin/sleep","argv":["60"]}`}, flags...)
@@ -147,10 +151,13 @@ func TestReplicasFlagChecked(t *testing.T) {
 		flags []string
 		want  string
 	}{
-		{[]string{"--replicas", "0"}, "--replicas 0: a replica group starts with 1 copy or more"},
-		{[]string{"--replicas=-2"}, "--replicas -2: a replica group starts with 1 copy or more"},
-		{[]string{"--max-per-node", "2"}, "--max-per-node and --spread go with --replicas"},
-		{[]string{"--replicas", "2", "--max-per-node=-1"}, "--max-per-node may not be negative"},
+		{[]string{"--replicas", "0"}, "replicas 0 (--replicas, or replicas: in a Nexfile): a replica group starts with 1 to 1000 copies"},
+		{[]string{"--replicas=-2"}, "replicas -2 (--replicas, or replicas: in a Nexfile)"},
+		{[]string{"--replicas", "1001"}, "replicas 1001 (--replicas, or replicas: in a Nexfile)"},
+		{[]string{"--max-per-node", "2"}, "max_per_node and spread (--max-per-node, --spread, or in a Nexfile) go with replicas"},
+		{[]string{"--replicas", "2", "--max-per-node=-1"}, "max_per_node -1 (--max-per-node, or max_per_node: in a Nexfile) is 1 to 1000"},
+		{[]string{"-f", "zero.yaml"}, "replicas 0 (--replicas, or replicas: in a Nexfile)"},
+		{[]string{"-f", "big.yaml"}, "larger than 1024 KiB"},
 		{[]string{"--replicas", "2"}, "connect to NATS at nats://127.0.0.1:1"},
 	} {
 		if errs, code := start(tt.flags...); code == 0 || !strings.Contains(errs, tt.want) {
@@ -327,5 +334,19 @@ func TestThinCLI(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	if _, errs, code := runNex(t, "node", "up", "--embedded"); code == 0 || !strings.Contains(errs, "nex node up runs nexd, and there is none beside") {
 		t.Fatalf("node up without nexd: exit %d: %s", code, errs)
+	}
+}
+
+// TestNegativeTTLRefused: nex security user --ttl=-1h minted credentials that never
+// expire (a negative lifetime read as none).
+func TestNegativeTTLRefused(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	dir := t.TempDir()
+	_, errs, code := runNex(t, "--namespace", "a", "security", "user", dir, "carol", "--ttl=-1h")
+	if code == 0 || !strings.Contains(errs, "--ttl -1h0m0s: a negative lifetime") {
+		t.Fatalf("--ttl=-1h: %d %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "carol.creds")); err == nil {
+		t.Fatal("credentials were written")
 	}
 }

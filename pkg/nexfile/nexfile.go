@@ -37,7 +37,7 @@ type Nexfile struct {
 	Disconnect string `json:"disconnect,omitempty"`
 	// Replicas, when set, runs that many copies as a replica group, at most MaxPerNode
 	// (default 1) on a node, spread evenly over the values of the node tag Spread.
-	Replicas     int             `json:"replicas,omitempty"`
+	Replicas     *int            `json:"replicas,omitempty"`
 	MaxPerNode   int             `json:"max_per_node,omitempty"`
 	Spread       string          `json:"spread,omitempty"`
 	StartRequest json.RawMessage `json:"start_request,omitempty"`
@@ -49,7 +49,7 @@ const IsolationRequired = "required"
 // Load reads a Nexfile; YAML and JSON are both accepted, and unknown keys are errors
 // so a typo does not silently drop a setting.
 func Load(path string) (*Nexfile, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path)
 	if err != nil {
 		return nil, fmt.Errorf("load nexfile %s: %w", path, err)
 	}
@@ -58,6 +58,27 @@ func Load(path string) (*Nexfile, error) {
 		return nil, fmt.Errorf("load nexfile %s: %w", path, err)
 	}
 	return nf, nil
+}
+
+// MaxSize bounds a Nexfile: one workload's definition (a start request's inline
+// environment included) is kilobytes; -f /dev/zero read until the CLI ran out of memory.
+const MaxSize = 1 << 20
+
+// readBounded reads path, refusing one larger than MaxSize.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("%w: larger than %d KiB: a Nexfile holds one workload's definition", ErrInvalid, MaxSize>>10)
+	}
+	return b, nil
 }
 
 // Parse decodes Nexfile content: JSON when it starts with '{' (nothing may follow the

@@ -183,6 +183,9 @@ func (c *SecurityUserCmd) Run(g *cli.Globals) error {
 	if err := v1.ValidateNamespace(g.Namespace); err != nil {
 		return err
 	}
+	if c.TTL < 0 {
+		return fmt.Errorf("--ttl %s: a negative lifetime; give how long the credentials are valid (e.g. 720h), or 0 for until the signing key changes", c.TTL)
+	}
 	out := c.Out
 	if out == "" {
 		out = filepath.Join(c.Dir, c.Name+".creds")

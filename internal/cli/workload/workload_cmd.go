@@ -163,8 +163,8 @@ func (c *WorkloadStartCmd) definition(g *cli.Globals) (v1.WorkloadDefinition, er
 		if nf, err = nexfile.Load(path); err != nil {
 			return v1.WorkloadDefinition{}, err
 		}
-		if c.Replicas == nil && nf.Replicas != 0 {
-			c.Replicas = &nf.Replicas
+		if c.Replicas == nil {
+			c.Replicas = nf.Replicas // replicas: 0 is refused, as --replicas 0 is
 		}
 		if c.MaxPerNode == 0 {
 			c.MaxPerNode = nf.MaxPerNode
@@ -229,12 +229,12 @@ func (c *WorkloadStartCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	switch {
-	case c.Replicas != nil && *c.Replicas <= 0:
-		return v1.BadRequest("--replicas %d: a replica group starts with 1 copy or more (scale it to 0 later with nex workload scale; without --replicas one plain workload starts); nothing was started", *c.Replicas)
-	case c.MaxPerNode < 0:
-		return v1.BadRequest("--max-per-node may not be negative; nothing was started")
+	case c.Replicas != nil && (*c.Replicas <= 0 || *c.Replicas > v1.MaxReplicas):
+		return v1.BadRequest("replicas %d (--replicas, or replicas: in a Nexfile): a replica group starts with 1 to %d copies (scale it to 0 later with nex workload scale; without replicas one plain workload starts); nothing was started", *c.Replicas, v1.MaxReplicas)
+	case c.MaxPerNode < 0 || c.MaxPerNode > v1.MaxReplicas:
+		return v1.BadRequest("max_per_node %d (--max-per-node, or max_per_node: in a Nexfile) is 1 to %d; nothing was started", c.MaxPerNode, v1.MaxReplicas)
 	case c.Replicas == nil && (c.MaxPerNode != 0 || c.Spread != ""):
-		return v1.BadRequest("--max-per-node and --spread go with --replicas")
+		return v1.BadRequest("max_per_node and spread (--max-per-node, --spread, or in a Nexfile) go with replicas (--replicas)")
 	}
 	cl, err := clientAfterCheck(g, def)
 	if err != nil {
