@@ -1114,6 +1114,17 @@ func TestGroupWithoutCopiesIsSeenAndStopped(t *testing.T) {
 	if out, errOut, code := u.nex(append(b, "workload", "stop", gid)...); code == 0 {
 		t.Fatalf("b stopped a's group by its ID: %s%s", out, errOut)
 	}
+	// a prefix of a's group is, to b, one no group has; an ID with a '.' is refused at once
+	// (it was sent to another subject, and waited 15 s for a coordinator: a walk)
+	for _, tc := range []struct{ id, want string }{
+		{gid[:6], "replica group " + gid[:6] + " not found in namespace b: no group's ID begins so"},
+		{"g-zzzz", "replica group g-zzzz not found in namespace b: no group's ID begins so"},
+		{"g-a.b", `invalid subject token: replica group ID "g-a.b" contains '.'`},
+	} {
+		if out, errOut, code := u.nex(append(b, "workload", "info", tc.id)...); code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Fatalf("b's info of %s: exit %d\n%s%s", tc.id, code, out, errOut)
+		}
+	}
 	// the tenant's GROUPS request names its own groups only, as b and as a
 	nc := func(args []string) *nats.Conn {
 		c, err := nats.Connect(url, nats.UserCredentials(args[3]), nats.CustomInboxPrefix(args[5]))

@@ -44,7 +44,8 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 		if len(matches) > 0 {
 			return pick(arg, "workload", matches)
 		}
-		return byName(arg, list, copyless(ctx, cl, list))
+		none, _ := copyless(ctx, cl, list)
+		return byName(arg, list, none)
 	}
 	groups := map[string]bool{}
 	for _, w := range list {
@@ -53,7 +54,8 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 			matches = append(matches, fmt.Sprintf("%s (%s)", w.Group, w.Name))
 		}
 	}
-	for _, g := range copyless(ctx, cl, list) {
+	none, known := copyless(ctx, cl, list)
+	for _, g := range none {
 		if strings.HasPrefix(g.ID, arg) {
 			matches = append(matches, fmt.Sprintf("%s (%s, no copy)", g.ID, g.Name))
 		}
@@ -63,7 +65,13 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 			return arg, nil
 		}
 	}
-	return pick(arg, "workload", matches)
+	switch {
+	case len(matches) > 0:
+		return pick(arg, "replica group", matches)
+	case !known:
+		return "", v1.Errorf(v1.CodeUnavailable, "no running copy is of a replica group whose ID begins %s, and the coordinator did not answer in %s to say whether a group without copies has one: give the whole ID, or try again", arg, GroupsWait)
+	}
+	return "", v1.NotFound("replica group %s not found in namespace %s: no group's ID begins so", arg, cl.Namespace())
 }
 
 // GroupsWait bounds a question to the coordinator beside a list or a name's lookup (it
@@ -72,20 +80,23 @@ func ResolveWorkload(ctx context.Context, cl *client.Client, arg string) (string
 const GroupsWait = time.Second
 
 // copyless are the replica groups no copy of which is in list (none could be placed,
-// or their nodes are gone), from the coordinator; none when it cannot say in
-// groupsWait, or the nodes keep no groups.
-func copyless(ctx context.Context, cl *client.Client, list []v1.WorkloadInfo) []v1.GroupStatus {
+// or their nodes are gone), from the coordinator; none when the nodes keep no groups,
+// and none, not known, when the coordinator cannot say in GroupsWait.
+func copyless(ctx context.Context, cl *client.Client, list []v1.WorkloadInfo) ([]v1.GroupStatus, bool) {
 	ctx, cancel := context.WithTimeout(ctx, GroupsWait)
 	defer cancel()
 	groups, err := cl.Groups(ctx)
+	if v1.IsCode(err, v1.CodeNotImplemented) {
+		return nil, true // no node serves groups
+	}
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	listed := map[string]bool{}
 	for _, w := range list {
 		listed[w.Namespace+"/"+w.Group] = true
 	}
-	return slices.DeleteFunc(groups, func(g v1.GroupStatus) bool { return listed[g.Namespace+"/"+g.ID] })
+	return slices.DeleteFunc(groups, func(g v1.GroupStatus) bool { return listed[g.Namespace+"/"+g.ID] }), true
 }
 
 // Resolved connects and turns *id (a whole ID, a prefix or a name) into a whole ID with

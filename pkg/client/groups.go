@@ -92,6 +92,9 @@ func (c *Client) RestartGroup(ctx context.Context, gid string, maxParallel int) 
 // acknowledges and answers, the others say they are not it. With no coordinator (one
 // is being chosen) it asks again until coordinatorWait has passed.
 func (c *Client) Group(ctx context.Context, gid string, req v1.GroupRequest) (*v1.GroupStatus, error) {
+	if err := v1.ValidateToken("replica group ID", gid); err != nil {
+		return nil, err // a '.' made another subject, which nothing answered for 15 s
+	}
 	var st v1.GroupStatus
 	created := false // by a try whose answer was lost
 	err := c.askCoordinator(ctx, "group "+gid, v1.ControlSubject(c.ns, v1.VerbGroup, gid), req, &st, func(try int, err error) bool {
