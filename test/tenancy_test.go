@@ -1151,6 +1151,11 @@ func TestGroupWithoutCopiesIsSeenAndStopped(t *testing.T) {
 	if m, err := nc(b).Request(v1.ControlSubject("a", v1.VerbGroups), []byte("{}"), 2*time.Second); err == nil {
 		t.Fatalf("b asked a's GROUPS and was answered: %s", m.Data)
 	}
+	// scaled to 0 it holds a place of the quota: still listed (a walk: seen nowhere)
+	u.mustNex(append(a, "workload", "scale", "nowhere", "0")...)
+	if list := u.mustNex(append(a, "workload", "list")...); !strings.Contains(list, "Replica group "+gid+" (nowhere, namespace a): scaled to 0 (nex workload stop "+gid+" removes it)") {
+		t.Fatalf("a's list says nothing of its group scaled to 0:\n%s", list)
+	}
 	// its owner stops it by name
 	if out := u.mustNex(append(a, "workload", "stop", "nowhere")...); !strings.Contains(out, gid) {
 		t.Fatalf("a's stop of its group by name:\n%s", out)

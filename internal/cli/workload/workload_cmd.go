@@ -451,7 +451,9 @@ func (c *WorkloadListCmd) Run(ctx context.Context, g *cli.Globals) (err error) {
 // shortGroups says, after a table, which replica groups have fewer copies running than
 // their count, and why when the coordinator knows: a group none of whose copies could be
 // placed has no row, and "No workloads" said nothing of it (a tenant's attack: 300 such
-// groups, unseen). Nodes without groups say nothing.
+// groups, unseen). A group scaled to 0 has a line too: it holds a place of its
+// namespace's quota (a walk: only an ambiguous prefix's error named it). Nodes without
+// groups say nothing.
 func (c *WorkloadListCmd) shortGroups(ctx context.Context, g *cli.Globals, cl *client.Client, copies map[string]int) {
 	ctx, cancel := context.WithTimeout(ctx, cli.GroupsWait)
 	defer cancel()
@@ -465,12 +467,15 @@ func (c *WorkloadListCmd) shortGroups(ctx context.Context, g *cli.Globals, cl *c
 	}
 	for _, gr := range groups {
 		n := copies[gr.Namespace+"/"+gr.ID]
-		if n >= gr.Replicas || (c.Name != "" && gr.Name != c.Name) ||
+		if (n >= gr.Replicas && gr.Replicas > 0) || (c.Name != "" && gr.Name != c.Name) ||
 			(c.Group != "" && gr.Name != c.Group && !strings.HasPrefix(gr.ID, c.Group)) {
 			continue
 		}
 		state := fmt.Sprintf("%d of %d copies run", n, gr.Replicas)
-		if gr.Pending != "" { // the coordinator's "N of M copies placed: why"
+		switch {
+		case gr.Replicas == 0: // it holds a place of a quota all the same: seen, it is not forgotten
+			state = "scaled to 0 (nex workload stop " + gr.ID + " removes it)"
+		case gr.Pending != "": // the coordinator's "N of M copies placed: why"
 			state = gr.Pending
 		}
 		fmt.Fprintf(g.Stdout(), "Replica group %s (%s, namespace %s): %s\n", gr.ID, gr.Name, gr.Namespace, state)

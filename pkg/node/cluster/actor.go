@@ -50,7 +50,7 @@ func (c *Coordinator) HandleGroup(ctx context.Context, r *svc.Request, req *v1.G
 	r.Ack(time.Now().Add(groupBound)) // from here on, only this node's answer counts
 	if !validGroupID(r.ID) {
 		// (a key the state store would refuse was answered "the state store did not answer")
-		return v1.GroupStatus{}, v1.BadRequest("replica group ID %q is not %q and %d base-62 characters, as clients make them (a group ID of the CLI takes a prefix: it is resolved before it is sent)", r.ID, v1.GroupIDPrefix, v1.IDLen)
+		return v1.GroupStatus{}, v1.BadRequest("replica group ID %q is not %q and %d base-62 characters, as clients make them", r.ID, v1.GroupIDPrefix, v1.IDLen)
 	}
 	ns := r.Namespace
 	if ns == v1.SystemNamespace && req.Op != v1.GroupCreate {
