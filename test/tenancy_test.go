@@ -1151,6 +1151,11 @@ func TestGroupWithoutCopiesIsSeenAndStopped(t *testing.T) {
 	if m, err := nc(b).Request(v1.ControlSubject("a", v1.VerbGroups), []byte("{}"), 2*time.Second); err == nil {
 		t.Fatalf("b asked a's GROUPS and was answered: %s", m.Data)
 	}
+	// a trigger of a's subject is refused by the server, and b is told so at once (it
+	// waited out --timeout and said "no reply": a walk)
+	if out, errOut, code := u.nex(append(b, "workload", "trigger", "a.greet", "x", "--timeout", "30s")...); code == 0 || !strings.Contains(errOut, "permission denied: this NATS user may not publish to a.greet") {
+		t.Fatalf("b's trigger of a's subject: exit %d\n%s%s", code, out, errOut)
+	}
 	// scaled to 0 it holds a place of the quota: still listed (a walk: seen nowhere)
 	u.mustNex(append(a, "workload", "scale", "nowhere", "0")...)
 	if list := u.mustNex(append(a, "workload", "list")...); !strings.Contains(list, "Replica group "+gid+" (nowhere, namespace a): scaled to 0 (nex workload stop "+gid+" removes it)") {

@@ -111,6 +111,10 @@ func triggerRequest(ctx context.Context, nc *nats.Conn, subject string, data []b
 	}
 	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), inbox) {
 		return nil, fmt.Errorf("this NATS user may not read the answers of namespace %s's functions on %s.> (credentials minted before nex asked for it: mint them again with nex security): %w", ns, creds.InboxPrefix(ns), err)
+	} else if err != nil && strings.Contains(err.Error(), `"`+subject+`"`) {
+		// the server's refusal came before the flush's answer: no reply could come (it
+		// waited out --timeout, and said "no reply": a walk)
+		return nil, v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%v)", subject, err)
 	}
 	m, err := sub.NextMsgWithContext(ctx)
 	if err == nil && m.Header.Get("Status") == "503" {
