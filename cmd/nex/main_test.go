@@ -157,7 +157,7 @@ func TestReplicasFlagChecked(t *testing.T) {
 		{[]string{"--max-per-node", "2"}, "max_per_node and spread (--max-per-node, --spread, or in a Nexfile) go with replicas"},
 		{[]string{"--replicas", "2", "--max-per-node=-1"}, "max_per_node -1 (--max-per-node, or max_per_node: in a Nexfile) is 1 to 1000"},
 		{[]string{"-f", "zero.yaml"}, "replicas 0 (--replicas, or replicas: in a Nexfile)"},
-		{[]string{"-f", "big.yaml"}, "larger than 1024 KiB"},
+		{[]string{"-f", "big.yaml"}, "larger than the limit of 1024 KiB"},
 		{[]string{"--replicas", "2"}, "connect to NATS at nats://127.0.0.1:1"},
 	} {
 		if errs, code := start(tt.flags...); code == 0 || !strings.Contains(errs, tt.want) {

@@ -76,7 +76,7 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	}
 	if len(b) > MaxSize {
-		return nil, fmt.Errorf("%w: larger than %d KiB: a Nexfile holds one workload's definition", ErrInvalid, MaxSize>>10)
+		return nil, fmt.Errorf("%w: larger than the limit of %d KiB: a Nexfile holds one workload's definition", ErrInvalid, MaxSize>>10)
 	}
 	return b, nil
 }
