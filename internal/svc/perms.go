@@ -17,8 +17,8 @@ func violations(nc *natsconn.Conn) (<-chan struct{}, func(subject string) error)
 	next, last := nc.Denials()
 	return next, func(subject string) error {
 		l := last()
-		if strings.Contains(l, `"`+subject+`"`) {
-			return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%s)", subject, l)
+		if err := PublishDenied(subject, l); err != nil {
+			return err
 		}
 		// the replies' inbox: no answer could ever arrive, so say so now, not at the timeout
 		if inbox := cmp.Or(nc.Opts.InboxPrefix, nats.InboxPrefix); strings.Contains(l, "Subscription") && strings.Contains(l, `"`+strings.TrimSuffix(inbox, ".")+".") {
@@ -26,4 +26,13 @@ func violations(nc *natsconn.Conn) (<-chan struct{}, func(subject string) error)
 		}
 		return nil
 	}
+}
+
+// PublishDenied is the error for a publish to subject when last, the server's latest
+// permission violation on the connection, is about it (nil otherwise).
+func PublishDenied(subject, last string) error {
+	if strings.Contains(last, `"`+subject+`"`) {
+		return v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%s)", subject, last)
+	}
+	return nil
 }

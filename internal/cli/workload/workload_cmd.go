@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/nexrun/nex/internal/cli"
+	"github.com/nexrun/nex/internal/svc"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/creds"
@@ -111,10 +112,12 @@ func triggerRequest(ctx context.Context, nc *nats.Conn, subject string, data []b
 	}
 	if err := nc.LastError(); err != nil && strings.Contains(err.Error(), inbox) {
 		return nil, fmt.Errorf("this NATS user may not read the answers of namespace %s's functions on %s.> (credentials minted before nex asked for it: mint them again with nex security): %w", ns, creds.InboxPrefix(ns), err)
-	} else if err != nil && strings.Contains(err.Error(), `"`+subject+`"`) {
+	} else if err != nil {
 		// the server's refusal came before the flush's answer: no reply could come (it
 		// waited out --timeout, and said "no reply": a walk)
-		return nil, v1.Errorf(v1.CodeForbidden, "permission denied: this NATS user may not publish to %s (%v)", subject, err)
+		if derr := svc.PublishDenied(subject, err.Error()); derr != nil {
+			return nil, derr
+		}
 	}
 	m, err := sub.NextMsgWithContext(ctx)
 	if err == nil && m.Header.Get("Status") == "503" {

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/records"
@@ -19,14 +18,13 @@ type groupBook struct {
 	cs      records.ClusterStore
 	mu      sync.Mutex
 	pending map[string]string      // namespace/group ID -> why copies are missing
-	ofNS    map[string]*groupsView // namespace -> the last listing of its groups alone
-	view    atomic.Pointer[groupsView]
+	views   map[string]*groupsView // namespace -> the last listing of its groups; "": every group's, the actor's
 }
 
-// ofNSMost bounds the namespaces whose own listings the book keeps.
-const ofNSMost = 1024
+// viewsMost bounds the namespaces whose own listings the book keeps.
+const viewsMost = 1024
 
-// groupsView is a listing of every group's record at the groups' revision rev.
+// groupsView is a listing of groups' records at their revision rev.
 type groupsView struct {
 	rev    uint64
 	groups []*records.Group
@@ -51,17 +49,35 @@ func (b *groupBook) setWhy(ns, id, why string) {
 	}
 }
 
-// listed keeps the actor's listing of the groups at revision rev.
-func (b *groupBook) listed(rev uint64, groups []*records.Group) {
-	b.view.Store(&groupsView{rev: rev, groups: groups})
-}
+// listed keeps the actor's listing of every group at revision rev.
+func (b *groupBook) listed(rev uint64, groups []*records.Group) { b.keep("", rev, groups) }
 
 // at is the actor's last listing of the groups when it was made at revision rev.
-func (b *groupBook) at(rev uint64) ([]*records.Group, bool) {
-	if v := b.view.Load(); v != nil && v.rev == rev {
+func (b *groupBook) at(rev uint64) ([]*records.Group, bool) { return b.viewAt("", rev) }
+
+// viewAt is the last listing of namespace ns's groups (every group's: "") when it was
+// made at revision rev.
+func (b *groupBook) viewAt(ns string, rev uint64) ([]*records.Group, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v := b.views[ns]; v != nil && v.rev == rev {
 		return v.groups, true
 	}
 	return nil, false
+}
+
+// keep keeps a listing of namespace ns's groups (every group's: "") at revision rev.
+func (b *groupBook) keep(ns string, rev uint64, groups []*records.Group) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, known := b.views[ns]; !known && len(b.views) >= viewsMost {
+		every := b.views[""]
+		clear(b.views)
+		if every != nil {
+			b.views[""] = every
+		}
+	}
+	b.views[ns] = &groupsView{rev: rev, groups: groups}
 }
 
 // now is every group's record (ns ""): as the actor's last listing found them while no
@@ -75,33 +91,17 @@ func (b *groupBook) now(ctx context.Context, ns string) ([]*records.Group, error
 	if err != nil {
 		return nil, records.StorageError(err, "list the replica groups")
 	}
-	if ns == "" {
-		if groups, ok := b.at(rev); ok {
-			return groups, nil
-		}
-	} else if v := b.ofNamespace(ns); v != nil && v.rev == rev {
-		return v.groups, nil
+	if groups, ok := b.viewAt(ns, rev); ok {
+		return groups, nil
 	}
 	groups, err := b.cs.Groups(ctx, ns)
 	if err != nil {
 		return nil, records.StorageError(err, "list the replica groups")
 	}
-	if ns != "" {
-		b.mu.Lock()
-		if len(b.ofNS) >= ofNSMost {
-			clear(b.ofNS)
-		}
-		b.ofNS[ns] = &groupsView{rev: rev, groups: groups}
-		b.mu.Unlock()
+	if ns != "" { // every group's listing is the actor's to keep (one of its own term)
+		b.keep(ns, rev, groups)
 	}
 	return groups, nil
-}
-
-// ofNamespace is the last listing of namespace ns's groups alone (nil: none).
-func (b *groupBook) ofNamespace(ns string) *groupsView {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ofNS[ns]
 }
 
 // namespace is the namespace of the group id that a request from system names ("" when

@@ -106,7 +106,7 @@ type Coordinator struct {
 func New(ctx context.Context, cfg Config) *Coordinator {
 	return &Coordinator{cfg: cfg, ctx: ctx, cs: cfg.Store, log: cfg.Log.Named("coordinator"), rescan: cmp.Or(cfg.Rescan, RescanEvery),
 		lost: map[string]time.Time{}, pending: map[string]string{}, tried: map[string]time.Time{}, marksDone: map[string]uint64{},
-		book: groupBook{cs: cfg.Store, pending: map[string]string{}, ofNS: map[string]*groupsView{}},
+		book: groupBook{cs: cfg.Store, pending: map[string]string{}, views: map[string]*groupsView{}},
 		ops:  make(chan groupOp), jobs: map[string]*rollout{}, waiting: map[string][]groupOp{}, resumes: map[string]time.Time{}}
 }
 

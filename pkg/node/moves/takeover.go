@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nexrun/nex/internal/retry"
@@ -47,11 +48,12 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 	}
 	moved := *old
 	moved.Desired, moved.MovedTo, moved.UpdatedAt = records.DesiredMoved, m.NodeID, time.Now().UTC()
-	settle := func(err error, what string) error {
+	settle := func() { // this record is neither started nor removed here: settleTakeover decides
+		m.Entries.Drop(rec.WorkloadID)
 		settling = true
 		m.settleTakeover(rec, *t)
-		return records.StorageError(err, what+" (node "+m.NodeID+" finds out whether the workload moved here, and starts it if so)")
 	}
+	const settled = " (node %s finds out whether the workload moved here, and starts it if so)"
 	m.Host.Index(rec) // before the lost node's record says moved: a list finds it in one or the other
 	if err := cs.PutOf(ctx, t.FromNode, &moved); err != nil {
 		m.Entries.Drop(rec.WorkloadID)
@@ -82,23 +84,22 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 		}
 		// it may be stored all the same (an answer lost), and the old node, seeing it, may
 		// have stopped its copy already: neither the mark nor the record is undone blind
-		return v1.WorkloadInfo{}, settle(err, "record workload "+rec.WorkloadID)
+		settle()
+		return v1.WorkloadInfo{}, records.StorageError(err, fmt.Sprintf("record workload %s"+settled, rec.WorkloadID, m.NodeID))
 	}
 	// the mark gone is the old node done with it: it saw this record, stopped its copy
 	// and removed its mark (a race this takeover lost, and the workload with it)
 	cur, err := cs.RecordOf(ctx, t.FromNode, t.WorkloadID)
 	if err != nil && !errors.Is(err, records.ErrNotStored) {
 		// unreadable now: the old node may have acted on the mark already
-		m.Entries.Drop(rec.WorkloadID)
-		return v1.WorkloadInfo{}, settle(err, "read the lost node's record again")
+		settle()
+		return v1.WorkloadInfo{}, records.StorageError(err, fmt.Sprintf("read the lost node's record again"+settled, m.NodeID))
 	}
 	if err == nil && (cur.Desired != records.DesiredMoved || cur.MovedTo != m.NodeID) {
 		// the mark was put back meanwhile (it named this node without its record for
 		// cluster.MoveGrace: writes that slow): the workload stays where it was
 		// (settleTakeover removes this record, asking again until the store answers)
-		m.Entries.Drop(rec.WorkloadID)
-		settling = true
-		m.settleTakeover(rec, *t)
+		settle()
 		return v1.WorkloadInfo{}, v1.Errorf(v1.CodeConflict, "workload %s of node %s: the takeover's mark changed meanwhile; not started here", t.WorkloadID, t.FromNode)
 	}
 	m.Entries.Update(rec)
