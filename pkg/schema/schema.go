@@ -32,9 +32,9 @@ var defaultRegistry = NewRegistry()
 func Validate(schemaJSON, doc []byte) error { return defaultRegistry.Validate(schemaJSON, doc) }
 
 // Compile returns the compiled schema, compiling it once per distinct content: the same
-// schema with other whitespace is the same (a nexlet's schema comes compacted by JSON
-// encoding in its bid, where the CLI has it as the file, indented: a start compiled it
-// twice). Bytes seen before are found by their hash alone; only new bytes are compacted.
+// schema with other whitespace, or with <, > and & escaped, is the same (a nexlet's schema
+// comes compacted and escaped by JSON encoding in its bid, where the CLI has it as the
+// file, indented: a CLI start compiled it twice, the second time on its way to the node). Bytes seen before are found by their hash alone; only new bytes are compacted.
 func (r *Registry) Compile(schemaJSON []byte) (*gojsonschema.Schema, error) {
 	key := sha256.Sum256(schemaJSON)
 	r.mu.Lock()
@@ -42,10 +42,11 @@ func (r *Registry) Compile(schemaJSON []byte) (*gojsonschema.Schema, error) {
 	if s, ok := r.schemas[key]; ok {
 		return s, nil
 	}
-	var compact bytes.Buffer
+	var compact, escaped bytes.Buffer
 	same := key
 	if json.Compact(&compact, schemaJSON) == nil {
-		same = sha256.Sum256(compact.Bytes())
+		json.HTMLEscape(&escaped, compact.Bytes()) // as encoding/json marshals it: "<" is "\u003c"
+		same = sha256.Sum256(escaped.Bytes())
 	}
 	if s, ok := r.schemas[same]; ok {
 		r.schemas[key] = s

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/schemas"
 )
 
@@ -85,31 +86,40 @@ func BenchmarkCompileNative(b *testing.B) {
 	}
 }
 
-// A schema is compiled once, whatever its whitespace: a nexlet's comes compacted in its
-// bid, the CLI's is the indented file.
+// A schema is compiled once, whatever its whitespace and escapes: a nexlet's comes in its
+// bid as encoding/json marshals it (compacted, "<" as "\u003c"), the CLI's is the
+// indented file.
 func TestSchemaCompiledOnceWhateverItsWhitespace(t *testing.T) {
 	indented, err := schemas.StartRequest("native")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, indented); err != nil {
+	var bid struct {
+		Schema json.RawMessage `json:"start_request_schema"`
+	}
+	raw, err := json.Marshal(v1.Bid{StartRequestSchema: indented})
+	if err == nil {
+		err = json.Unmarshal(raw, &bid)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Equal(compact.Bytes(), indented) {
-		t.Fatal("the shipped schema is compact already: this test shows nothing")
+	if bytes.Equal(bid.Schema, indented) || !bytes.Contains(bid.Schema, []byte(`\u003c`)) {
+		t.Fatal("the shipped schema is compact already, or holds no < to escape: this test shows less than it did")
 	}
 	r := NewRegistry()
 	a, err := r.Compile(indented)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Compile(compact.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a != b {
-		t.Fatal("the same schema, compacted, was compiled again")
+	for _, other := range [][]byte{bid.Schema, bytes.ReplaceAll(indented, []byte("\n"), []byte("\n\t "))} {
+		b, err := r.Compile(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatalf("the same schema, as %.60q..., was compiled again", other)
+		}
 	}
 }
 
