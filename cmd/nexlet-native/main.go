@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
+	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -79,7 +80,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	defer lock.Release()
 	// a nexlet that outlives its nexd (kill -9) is adopted by the next one, but its stderr
 	// is still the dead nexd's terminal or pipe: from then on it logs to a file
-	go proc.OnParentGone(ctx, 2*time.Second, func() {
+	go proc.OnParentGone(ctx, 2*time.Second, tick.Phase(c.NodeID), func() { // with the heartbeats
 		path := filepath.Join(c.DataDir, "nexlet.log")
 		log.Warn("nexd, which started this nexlet, is gone; logging to " + path + " from now on")
 		if err := sink.MoveTo(path); err != nil {
@@ -107,6 +108,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 		return err
 	}
 	defer nc.Close()
+	go proc.CheckConns(ctx, tick.Phase(c.NodeID), log, nc) // with the heartbeats
 	if resolved.CredsFile != "" {
 		go reconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
 	}

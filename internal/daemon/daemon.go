@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
+	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
@@ -75,6 +76,14 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	if err := d.connect(ctx, nopts); err != nil {
 		return err
 	}
+	// the connections are checked until Run returns, the shutdown included
+	checks, stopChecks := context.WithCancel(context.Background())
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		proc.CheckConns(checks, tick.Phase(d.nodeID), d.log, d.nc, d.nxc, d.snc)
+	}()
+	defer func() { stopChecks(); <-checked }()
 	d.warnSharedKeyFiles()
 	if err := d.buildNode(ctx); err != nil {
 		return err

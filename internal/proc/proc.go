@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/nexrun/nex/internal/tick"
 )
 
 // NewLogger builds a process's zap logger on stderr.
@@ -83,10 +85,10 @@ func SurviveSIGPIPE() {
 }
 
 // OnParentGone calls fn once when this process's parent has gone (it was reparented),
-// checking every interval until ctx ends.
-func OnParentGone(ctx context.Context, every time.Duration, fn func()) {
+// checking every interval, on the instants of phase (tick.Phase), until ctx ends.
+func OnParentGone(ctx context.Context, every, phase time.Duration, fn func()) {
 	parent := os.Getppid()
-	t := time.NewTicker(every)
+	t := tick.NewTicker(every, phase)
 	defer t.Stop()
 	for {
 		select {
@@ -116,13 +118,23 @@ func DefaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "nex")
 }
 
+// PingEvery is how often nexd and nexlet-native check their NATS connections
+// (CheckConns), and PingWait how long a check waits for the server's answer: a server
+// that drops off without closing the connection is left for another within 4-6 s, as
+// nats.go's own pings every 2 s, two unanswered, would (not after its defaults' 2 min
+// x 2). nats.go still pings every backstopPing, for a process whose checks stopped.
+const (
+	PingEvery    = 2 * time.Second
+	PingWait     = 2 * PingEvery
+	backstopPing = 30 * time.Second
+)
+
 // ConnLogging logs a process's NATS connection losing and finding its server, so an
-// operator sees a gap in service for what it is, and pings the server every 2 s.
+// operator sees a gap in service for what it is; the connection is to be checked with
+// CheckConns.
 func ConnLogging(log *zap.Logger) []nats.Option {
 	return []nats.Option{
-		// a server that drops off without closing the connection is left after two
-		// unanswered pings (4-6 s) for another, not after the defaults' 2 min x 2
-		nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(2),
+		nats.PingInterval(backstopPing), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil && !nc.IsClosed() {
 				log.Warn("NATS connection lost; reconnecting", zap.Error(err))
@@ -131,6 +143,37 @@ func ConnLogging(log *zap.Logger) []nats.Option {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS connection restored", zap.String("server", nc.ConnectedUrlRedacted()))
 		}),
+	}
+}
+
+// CheckConns pings the server of each connection (nil ones aside) every PingEvery, on
+// the instants of phase (tick.Phase: with the rest of the node's periodic work, where
+// nats.go's own ping timers woke the process at moments of their own), and leaves a
+// server that has not answered within PingWait for another (ForceReconnect), until ctx
+// ends.
+func CheckConns(ctx context.Context, phase time.Duration, log *zap.Logger, conns ...*nats.Conn) {
+	t := tick.NewTicker(PingEvery, phase)
+	defer t.Stop()
+	checking := make([]atomic.Bool, len(conns))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, nc := range conns {
+			// one check at a time: a server that does not answer is waited for once
+			if nc == nil || !nc.IsConnected() || !checking[i].CompareAndSwap(false, true) {
+				continue
+			}
+			go func() { // ends within PingWait, or when the connection closes
+				defer checking[i].Store(false)
+				if err := nc.FlushTimeout(PingWait); errors.Is(err, nats.ErrTimeout) && nc.IsConnected() {
+					log.Warn("NATS server did not answer a ping; connecting again", zap.String("server", nc.ConnectedUrlRedacted()), zap.Duration("waited", PingWait))
+					_ = nc.ForceReconnect()
+				}
+			}()
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/nexrun/nex/internal/keyfile"
 	"github.com/nexrun/nex/internal/retry"
 	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/tick"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/seal"
@@ -404,7 +405,8 @@ func (n *Nexlet) Run(ctx context.Context) error {
 				n.reregister.Store(false)
 			}
 		}
-		t := time.NewTimer(interval)
+		// on the node's instants, when nexd is awake for its own work (see tick)
+		t := time.NewTimer(time.Until(tick.Next(time.Now(), interval, tick.Phase(n.cfg.NodeID))))
 		select {
 		case <-ctx.Done():
 			t.Stop()

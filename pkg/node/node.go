@@ -21,6 +21,7 @@ import (
 	"github.com/nexrun/nex/internal/hostid"
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/tick"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -358,12 +359,14 @@ func (n *Node) Stop() {
 
 func (n *Node) loop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.AnnounceInterval)
+	// on the node's instants, with its coordinator's and its nexlets' (see tick)
+	phase := tick.Phase(n.cfg.NodeID)
+	t := tick.NewTicker(n.cfg.AnnounceInterval, phase)
 	defer t.Stop()
 	// Credentials are renewed at a third of their lifetime, so a missed round is harmless.
-	renew := time.NewTicker(max(n.cfg.CredsTTL/3, time.Second))
+	renew := tick.NewTicker(max(n.cfg.CredsTTL/3, time.Second), phase)
 	defer renew.Stop()
-	expire := time.NewTicker(min(workloads.RetentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
+	expire := tick.NewTicker(min(workloads.RetentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)), phase)
 	defer expire.Stop()
 	reconnects, last := n.nc.Stats().Reconnects, time.Now()
 	for {

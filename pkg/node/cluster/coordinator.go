@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/svc"
+	"github.com/nexrun/nex/internal/tick"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/client"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -121,7 +122,7 @@ func (c *Coordinator) Run() {
 	c.cfg.WG.Add(1)
 	go c.work(kick)
 	var lease *records.Lease
-	t := time.NewTicker(renewEvery(c.cfg.NodeLossWindow))
+	t := tick.NewTicker(renewEvery(c.cfg.NodeLossWindow), tick.Phase(c.cfg.NodeID)) // with the node's announcements
 	defer t.Stop()
 	defer func() {
 		c.holding.Store(false)

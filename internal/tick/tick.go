@@ -1,0 +1,84 @@
+// Package tick puts a node's periodic work on common instants. An idle Go process costs
+// in proportion to how often it wakes, not to what it does when awake: each wake-up
+// sets the runtime's sysmon thread polling for a while, and threads handing work to one
+// another. nexd's announcement, its coordinator's lease renewal and its connection
+// checks, and its nexlet's heartbeat and checks, each on a ticker of its own, woke an idle
+// node at as many moments of each period. Tickers of one phase fire at the instants
+// phase + k × period of the wall clock, the same instants in every process of the node
+// (nexd and its nexlets share the node's ID, so its phase): they wake together.
+package tick
+
+import (
+	"hash/fnv"
+	"sync"
+	"time"
+)
+
+// Phase is where in each second the periodic work of the node nodeID falls: a different
+// moment for each node, so that nodes do not all announce themselves at once.
+func Phase(nodeID string) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	return time.Duration(h.Sum64() % uint64(time.Second))
+}
+
+// Next is the first instant after now of the form phase + k × every (of the wall
+// clock's Unix time); now itself when every is not positive.
+func Next(now time.Time, every, phase time.Duration) time.Time {
+	if every <= 0 {
+		return now
+	}
+	e := int64(every)
+	past := (now.UnixNano() - int64(phase)%e) % e // since the last instant
+	if past < 0 {
+		past += e
+	}
+	return now.Add(time.Duration(e - past))
+}
+
+// Ticker is a time.Ticker whose ticks fall on Next's instants (as closely as timers
+// fire): its first tick at the first such instant after it was made, then one every
+// period. Like time.Ticker's, a tick that finds the last one unread is dropped.
+type Ticker struct {
+	C    <-chan time.Time
+	stop chan struct{}
+	once sync.Once
+}
+
+// NewTicker starts a ticker of period every on the instants of phase.
+func NewTicker(every, phase time.Duration) *Ticker {
+	if every <= 0 {
+		panic("tick: non-positive interval for NewTicker")
+	}
+	c := make(chan time.Time, 1)
+	t := &Ticker{C: c, stop: make(chan struct{})}
+	go t.run(c, every, phase)
+	return t
+}
+
+func (t *Ticker) run(c chan time.Time, every, phase time.Duration) {
+	first := time.NewTimer(time.Until(Next(time.Now(), every, phase)))
+	defer first.Stop()
+	var ticks <-chan time.Time
+	for {
+		var now time.Time
+		select {
+		case <-t.stop:
+			return
+		case now = <-first.C:
+			// a time.Ticker keeps its period from its start: started on the instant,
+			// it stays on the instants
+			tk := time.NewTicker(every)
+			defer tk.Stop()
+			ticks = tk.C
+		case now = <-ticks:
+		}
+		select {
+		case c <- now:
+		default:
+		}
+	}
+}
+
+// Stop turns the ticker off (a tick sent as it was called may still be read).
+func (t *Ticker) Stop() { t.once.Do(func() { close(t.stop) }) }
