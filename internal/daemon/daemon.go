@@ -25,8 +25,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
-	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/retry"
+	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
