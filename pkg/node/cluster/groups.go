@@ -64,17 +64,17 @@ func (c *Coordinator) groupNow(ctx context.Context, ns, id string, req *v1.Group
 			return v1.GroupStatus{}, records.StorageError(err, "record group "+id+" (it is removed again if it was recorded after all; nothing was started)")
 		}
 		pending, err := c.reconcileGroup(ctx, g, nil)
-		if v1.IsCode(err, v1.CodeSchemaInvalid) && !strings.HasPrefix(pending, "0 of ") {
-			err = nil // some copies run: the next rounds place the rest
-		}
-		if v1.IsCode(err, v1.CodeSchemaInvalid) {
-			// no copy runs: the group is refused, as a start is, rather than kept and
-			// auctioned again every round for a start request no node takes
+		refused := v1.IsCode(err, v1.CodeSchemaInvalid) || v1.IsCode(err, v1.CodeStartFailed)
+		if refused && strings.HasPrefix(pending, "0 of ") {
+			// no copy runs, for a start request no node takes or a start the node tried
+			// and refused (an executable that is not there): the group is refused, as
+			// the same plain start is, rather than kept and auctioned again every round
+			// (a walk's group of a missing executable said "created" and exited 0)
 			if rerr := RemoveGroup(c.ctx, c.cs, ns, id); rerr != nil {
 				c.forgetGroup(ns, id)
 			}
 			c.book.setWhy(ns, id, "")
-			return v1.GroupStatus{}, v1.Errorf(v1.CodeSchemaInvalid, "%s (the group was not created; nothing was started)", err.Error())
+			return v1.GroupStatus{}, v1.Errorf(v1.AsError(err).ErrorCode, "%s (the group was not created; nothing was started)", err.Error())
 		}
 		return c.groupStatus(ctx, g, pending)
 	case v1.GroupScale:
