@@ -24,7 +24,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nexrun/nex/internal/proc"
-	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
@@ -80,7 +79,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	defer lock.Release()
 	// a nexlet that outlives its nexd (kill -9) is adopted by the next one, but its stderr
 	// is still the dead nexd's terminal or pipe: from then on it logs to a file
-	go proc.OnParentGone(ctx, 2*time.Second, tick.Phase(c.NodeID), func() { // with the heartbeats
+	go proc.OnParentGone(ctx, 2*time.Second, c.NodeID, func() { // with the heartbeats
 		path := filepath.Join(c.DataDir, "nexlet.log")
 		log.Warn("nexd, which started this nexlet, is gone; logging to " + path + " from now on")
 		if err := sink.MoveTo(path); err != nil {
@@ -103,12 +102,20 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	if err != nil {
 		return err
 	}
-	nc, err := resolved.Connect("nexlet-native "+c.NexletID, proc.ConnLogging(log)...)
+	sock := natsconn.NewSocket(resolved.Timeout)
+	nc, err := resolved.Connect("nexlet-native "+c.NexletID, append(proc.ConnLogging(log), sock.Option())...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	go proc.CheckConns(ctx, tick.Phase(c.NodeID), log, nc) // with the heartbeats
+	// checked until the nexlet is done (past a SIGTERM, while it stops its workloads)
+	checks, stopChecks := context.WithCancel(context.Background())
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		proc.CheckConns(checks, c.NodeID, log, proc.Checked{Conn: nc, Socket: sock}) // with the heartbeats
+	}()
+	defer func() { stopChecks(); <-checked }()
 	if resolved.CredsFile != "" {
 		go reconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
 	}

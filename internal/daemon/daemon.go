@@ -26,7 +26,6 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/retry"
-	"github.com/nexrun/nex/internal/tick"
 	"github.com/nexrun/nex/internal/version"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/creds"
@@ -46,7 +45,8 @@ type daemon struct {
 	resolved natsconn.Options
 	nxc      *nats.Conn // the node's connection to its nexlets (see connect)
 	nc       *nats.Conn
-	snc      *nats.Conn // the state account's connection (--state.creds-file), or nil
+	snc      *nats.Conn     // the state account's connection (--state.creds-file), or nil
+	checked  []proc.Checked // nc, nxc and snc, for proc.CheckConns
 	minter   creds.Minter
 	node     *node.Node
 	nexlets  *nexlets
@@ -81,7 +81,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
-		proc.CheckConns(checks, tick.Phase(d.nodeID), d.log, d.nc, d.nxc, d.snc)
+		proc.CheckConns(checks, d.nodeID, d.log, d.checked...)
 	}()
 	defer func() { stopChecks(); <-checked }()
 	d.warnSharedKeyFiles()
@@ -194,7 +194,9 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 	forNexlets.InboxPrefix = creds.NodeInboxPrefix(d.nodeID)
 	connect := func(context.Context) error {
 		opts := proc.ConnLogging(d.log)
-		nc, err := resolved.Connect("nexd "+d.o.NodeName, opts...)
+		// each connection dialled through a socket of its own, for CheckConns to close
+		socks := [3]*natsconn.Socket{natsconn.NewSocket(resolved.Timeout), natsconn.NewSocket(resolved.Timeout), natsconn.NewSocket(resolved.Timeout)}
+		nc, err := resolved.Connect("nexd "+d.o.NodeName, append(opts, socks[0].Option())...)
 		if err != nil {
 			return err
 		}
@@ -202,20 +204,21 @@ func (d *daemon) connect(ctx context.Context, nopts natsconn.Options) error {
 			nc.Close()
 			return err
 		}
-		nxc, err := forNexlets.Connect("nexd "+d.o.NodeName+" (nexlets)", opts...)
+		nxc, err := forNexlets.Connect("nexd "+d.o.NodeName+" (nexlets)", append(opts, socks[1].Option())...)
 		if err != nil {
 			nc.Close()
 			return err
 		}
 		var snc *nats.Conn
 		if d.o.StateCreds != "" {
-			if snc, err = stateOptions(resolved, d.o.StateCreds).Connect("nexd "+d.o.NodeName+" (state)", opts...); err != nil {
+			if snc, err = stateOptions(resolved, d.o.StateCreds).Connect("nexd "+d.o.NodeName+" (state)", append(opts, socks[2].Option())...); err != nil {
 				nc.Close()
 				nxc.Close()
 				return fmt.Errorf("--state.creds-file: %w", err)
 			}
 		}
 		d.nc, d.nxc, d.snc = nc, nxc, snc
+		d.checked = []proc.Checked{{Conn: nc, Socket: socks[0]}, {Conn: nxc, Socket: socks[1]}, {Conn: snc, Socket: socks[2]}}
 		return nil
 	}
 	if d.ns != nil || (len(nopts.Servers) == 0 && nopts.Context == "" && resolved.Context == "") {

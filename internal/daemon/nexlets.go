@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexrun/nex/internal/cgroupfs"
 	"github.com/nexrun/nex/internal/proc"
+	"github.com/nexrun/nex/internal/tick"
 	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/natsconn"
 	"github.com/nexrun/nex/pkg/node/supervise"
@@ -211,7 +212,7 @@ func (x *nexlets) startRenewal() {
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
-		t := time.NewTicker(max(ttl/3, time.Second))
+		t := tick.ForNode(x.d.nodeID, max(ttl/3, time.Second)) // with the node's other work
 		defer t.Stop()
 		for {
 			select {

@@ -2,6 +2,7 @@ package proc_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nexrun/nex/internal/proc"
 	"github.com/nexrun/nex/internal/testutil"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // silentProxy forwards TCP to a server until it falls silent: from then on the
@@ -95,36 +97,78 @@ func (p *silentProxy) silence() {
 }
 
 // A server that falls silent without closing the connection is left for another within
-// PingWait and a PingEvery (4-6 s), by CheckConns' pings on its ticks: nats.go's own,
-// every 30 s now, would take a minute or more.
+// a PingEvery, PingWait and the recheck (4.5-6.5 s), by CheckConns' pings on its ticks:
+// nats.go's own, every 30 s now, would take a minute or more. A request in flight when it
+// is left gets its reply after the reconnect (a review: ForceReconnect failed it with
+// "nats: server is disconnected", where a store write is to ride the reconnect out).
 func TestSilentServerIsLeft(t *testing.T) {
 	s := testutil.StartServer(t)
 	p := newSilentProxy(t, s.Addr().String())
 	core, logs := observer.New(zap.WarnLevel)
 	log := zap.New(core)
-	nc, err := nats.Connect("nats://"+p.ln.Addr().String(), append(proc.ConnLogging(log), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))...)
+	sock := natsconn.NewSocket(0)
+	nc, err := nats.Connect("nats://"+p.ln.Addr().String(), append(proc.ConnLogging(log), sock.Option(), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); proc.CheckConns(ctx, 0, log, nc, nil) }()
+	go func() {
+		defer close(done)
+		proc.CheckConns(ctx, "node", log, proc.Checked{Conn: nc, Socket: sock}, proc.Checked{})
+	}()
 	defer func() { cancel(); <-done }()
 
-	if err := nc.FlushTimeout(time.Second); err != nil {
+	// a responder on a connection of its own answers after the connection has moved
+	rc := testutil.Connect(t, s)
+	asked := make(chan struct{}, 1)
+	answer := make(chan struct{})
+	defer close(answer)
+	if _, err := rc.Subscribe("slow", func(m *nats.Msg) {
+		asked <- struct{}{}
+		go func() {
+			select {
+			case <-answer:
+			case <-time.After(10 * time.Second):
+			}
+			_ = m.Respond([]byte("late"))
+		}()
+	}); err != nil {
 		t.Fatal(err)
+	}
+	if err := rc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	replied := make(chan error, 1)
+	go func() {
+		rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer rcancel()
+		m, err := nc.RequestWithContext(rctx, "slow", nil)
+		if err == nil && string(m.Data) != "late" {
+			err = errors.New("the reply is " + string(m.Data))
+		}
+		replied <- err
+	}()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach its responder")
 	}
 	p.silence()
 	silenced := time.Now()
-	testutil.Eventually(t, proc.PingWait+proc.PingEvery+3*time.Second, "the connection to leave its silent server", func() bool {
+	testutil.Eventually(t, proc.PingEvery+proc.PingWait+3*time.Second, "the connection to leave its silent server", func() bool {
 		return nc.Stats().Reconnects > 0 && nc.IsConnected()
 	})
 	took := time.Since(silenced)
-	if err := nc.FlushTimeout(time.Second); err != nil {
+	if err := nc.FlushTimeout(time.Second); err != nil { // its subscriptions are back at the server
 		t.Fatalf("after the reconnect: %v", err)
 	}
-	if logs.FilterMessage("NATS server did not answer a ping; connecting again").Len() == 0 {
+	answer <- struct{}{}
+	if err := <-replied; err != nil {
+		t.Fatalf("the request in flight as the connection moved: %v", err)
+	}
+	if logs.FilterMessage("NATS server did not answer two pings; connecting again").Len() == 0 {
 		t.Errorf("no warning said why the connection was left: %v", logs.All())
 	}
 	t.Logf("left a silent server %v after it fell silent", took.Round(time.Millisecond))

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nexrun/nex/internal/tick"
+	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // NewLogger builds a process's zap logger on stderr.
@@ -85,10 +87,10 @@ func SurviveSIGPIPE() {
 }
 
 // OnParentGone calls fn once when this process's parent has gone (it was reparented),
-// checking every interval, on the instants of phase (tick.Phase), until ctx ends.
-func OnParentGone(ctx context.Context, every, phase time.Duration, fn func()) {
+// checking every interval, on node nodeID's instants (tick.ForNode), until ctx ends.
+func OnParentGone(ctx context.Context, every time.Duration, nodeID string, fn func()) {
 	parent := os.Getppid()
-	t := tick.NewTicker(every, phase)
+	t := tick.ForNode(nodeID, every)
 	defer t.Stop()
 	for {
 		select {
@@ -119,13 +121,15 @@ func DefaultDataDir() string {
 }
 
 // PingEvery is how often nexd and nexlet-native check their NATS connections
-// (CheckConns), and PingWait how long a check waits for the server's answer: a server
-// that drops off without closing the connection is left for another within 4-6 s, as
-// nats.go's own pings every 2 s, two unanswered, would (not after its defaults' 2 min
-// x 2). nats.go still pings every backstopPing, for a process whose checks stopped.
+// (CheckConns), and PingWait how long a check waits for the server's answer, then
+// recheckWait more for a second ping: a server that drops off without closing the
+// connection is left for another within 4.5-6.5 s, about as nats.go's own pings every
+// 2 s, two unanswered, left it (4-6 s; not its defaults' 2 min x 2). nats.go still pings
+// every backstopPing, for a process whose checks stopped.
 const (
 	PingEvery    = 2 * time.Second
 	PingWait     = 2 * PingEvery
+	recheckWait  = 500 * time.Millisecond
 	backstopPing = 30 * time.Second
 )
 
@@ -146,34 +150,69 @@ func ConnLogging(log *zap.Logger) []nats.Option {
 	}
 }
 
-// CheckConns pings the server of each connection (nil ones aside) every PingEvery, on
-// the instants of phase (tick.Phase: with the rest of the node's periodic work, where
+// Checked is a connection for CheckConns, with the socket it was dialled through, which
+// CheckConns closes to leave a server that does not answer (natsconn.Socket: requests in
+// flight wait on through the reconnect, where ForceReconnect fails them, and a store
+// write is to ride a reconnect out).
+type Checked struct {
+	Conn   *nats.Conn
+	Socket *natsconn.Socket
+}
+
+// CheckConns pings the server of each connection (nil ones aside) every PingEvery, on node
+// nodeID's instants (tick.ForNode: with the rest of the node's periodic work, where
 // nats.go's own ping timers woke the process at moments of their own), and leaves a
-// server that has not answered within PingWait for another (ForceReconnect), until ctx
-// ends.
-func CheckConns(ctx context.Context, phase time.Duration, log *zap.Logger, conns ...*nats.Conn) {
-	t := tick.NewTicker(PingEvery, phase)
+// server that answers neither that ping within PingWait nor a second one within
+// recheckWait for another (it closes the socket), until ctx ends.
+func CheckConns(ctx context.Context, nodeID string, log *zap.Logger, conns ...Checked) {
+	t := tick.ForNode(nodeID, PingEvery)
 	defer t.Stop()
 	checking := make([]atomic.Bool, len(conns))
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for i, nc := range conns {
+		for i, c := range conns {
 			// one check at a time: a server that does not answer is waited for once
-			if nc == nil || !nc.IsConnected() || !checking[i].CompareAndSwap(false, true) {
+			if c.Conn == nil || !c.Conn.IsConnected() || !checking[i].CompareAndSwap(false, true) {
 				continue
 			}
-			go func() { // ends within PingWait, or when the connection closes
+			wg.Go(func() {
 				defer checking[i].Store(false)
-				if err := nc.FlushTimeout(PingWait); errors.Is(err, nats.ErrTimeout) && nc.IsConnected() {
-					log.Warn("NATS server did not answer a ping; connecting again", zap.String("server", nc.ConnectedUrlRedacted()), zap.Duration("waited", PingWait))
-					_ = nc.ForceReconnect()
+				// once more, briefly, before giving up: a process paused past the wait
+				// finds the answer and its timer both due when it runs again
+				if answers(ctx, c.Conn, PingWait) || answers(ctx, c.Conn, recheckWait) || !c.Conn.IsConnected() {
+					return
 				}
-			}()
+				log.Warn("NATS server did not answer two pings; connecting again", zap.String("server", c.Conn.ConnectedUrlRedacted()),
+					zap.Duration("waited", PingWait+recheckWait))
+				c.Socket.Close()
+			})
 		}
+	}
+}
+
+// answers says whether nc's server answered a ping within wait, or whether the question
+// went away (the connection reconnecting or closed, ctx ended). It waits no longer than
+// wait even when the connection's writer is stuck on a socket that takes nothing, holding
+// its lock: a flush cannot begin then. The flush left behind ends by its own timeout, or
+// as the connection leaves the socket.
+func answers(ctx context.Context, nc *nats.Conn, wait time.Duration) bool {
+	flushed := make(chan error, 1)
+	go func() { flushed <- nc.FlushTimeout(wait) }()
+	t := time.NewTimer(wait + 100*time.Millisecond)
+	defer t.Stop()
+	select {
+	case err := <-flushed:
+		return !errors.Is(err, nats.ErrTimeout)
+	case <-ctx.Done():
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

@@ -22,6 +22,22 @@ func Phase(nodeID string) time.Duration {
 	return time.Duration(h.Sum64() % uint64(time.Second))
 }
 
+// PhaseOf is the phase of a task of period every on node nodeID: Phase for periods up to
+// 2 s; for longer ones, Phase and a whole number of 2 s, so that nodes spread such work
+// over its period (a cluster's credential renewals, every 20 min, would otherwise all
+// fall in one second: a storm of reconnects and logins at the servers) while each node's
+// still falls on one of its 2 s instants.
+func PhaseOf(nodeID string, every time.Duration) time.Duration {
+	const step = 2 * time.Second
+	if every <= step {
+		return Phase(nodeID)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	h.Write([]byte{'/'})
+	return Phase(nodeID) + time.Duration(h.Sum64()%uint64(every/step))*step
+}
+
 // Next is the first instant after now of the form phase + k × every (of the wall
 // clock's Unix time); now itself when every is not positive.
 func Next(now time.Time, every, phase time.Duration) time.Time {
@@ -37,12 +53,19 @@ func Next(now time.Time, every, phase time.Duration) time.Time {
 }
 
 // Ticker is a time.Ticker whose ticks fall on Next's instants (as closely as timers
-// fire): its first tick at the first such instant after it was made, then one every
-// period. Like time.Ticker's, a tick that finds the last one unread is dropped.
+// fire): its first tick at the first such instant after it was made, then one at each
+// instant. Each tick is timed from the wall clock anew, so the ticks of a process whose
+// clock was set (NTP at boot) fall on the instants again, as its nexlets' do. Like
+// time.Ticker's, a tick that finds the last one unread is dropped.
 type Ticker struct {
 	C    <-chan time.Time
 	stop chan struct{}
 	once sync.Once
+}
+
+// ForNode starts a ticker of period every on node nodeID's instants for it (PhaseOf).
+func ForNode(nodeID string, every time.Duration) *Ticker {
+	return NewTicker(every, PhaseOf(nodeID, every))
 }
 
 // NewTicker starts a ticker of period every on the instants of phase.
@@ -57,27 +80,27 @@ func NewTicker(every, phase time.Duration) *Ticker {
 }
 
 func (t *Ticker) run(c chan time.Time, every, phase time.Duration) {
-	first := time.NewTimer(time.Until(Next(time.Now(), every, phase)))
-	defer first.Stop()
-	var ticks <-chan time.Time
+	timer := time.NewTimer(time.Until(Next(time.Now(), every, phase)))
+	defer timer.Stop()
 	for {
-		var now time.Time
 		select {
 		case <-t.stop:
 			return
-		case now = <-first.C:
-			// a time.Ticker keeps its period from its start: started on the instant,
-			// it stays on the instants
-			tk := time.NewTicker(every)
-			defer tk.Stop()
-			ticks = tk.C
-		case now = <-ticks:
-		}
-		select {
-		case c <- now:
-		default:
+		case now := <-timer.C:
+			select {
+			case c <- now:
+			default:
+			}
+			timer.Reset(time.Until(After(now, every, phase)))
 		}
 	}
+}
+
+// After is the instant after the one a timer for it fired at, at now: Next of half a
+// period on, so that a timer that fires a little before its instant by the wall clock
+// (a clock being slewed) does not fire for it twice.
+func After(now time.Time, every, phase time.Duration) time.Time {
+	return Next(now.Add(every/2), every, phase)
 }
 
 // Stop turns the ticker off (a tick sent as it was called may still be read).

@@ -24,21 +24,64 @@ import (
 // ReconnectWait, 2 s, before trying the only server again). The gap is a round trip to
 // the server: a reply the server had to deliver in it is lost, as in any reconnect.
 
+// Socket keeps a connection's socket (nats.CustomDialer: Option) so that its owner can
+// close it (Close): nats.go then reconnects as after any network error, requests in
+// flight waiting on for their replies (ForceReconnect fails them), nothing flushed to a
+// socket that may take nothing.
+type Socket struct {
+	dialer net.Dialer
+	mu     sync.Mutex
+	conn   net.Conn
+}
+
+// NewSocket is a Socket that dials with a connect timeout (0: nats.go's default).
+func NewSocket(timeout time.Duration) *Socket {
+	if timeout <= 0 {
+		timeout = nats.DefaultTimeout
+	}
+	return &Socket{dialer: net.Dialer{Timeout: timeout}}
+}
+
+// Option is the connection option that dials through s.
+func (s *Socket) Option() nats.Option { return nats.SetCustomDialer(s) }
+
+// Dial opens the connection's socket (nats.CustomDialer).
+func (s *Socket) Dial(network, address string) (net.Conn, error) {
+	c, err := s.dialer.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.conn = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// Close closes the socket the connection has now, if it has one; it says whether it had.
+func (s *Socket) Close() bool {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
 // Renewal follows a credentials file that is replaced before it expires.
 type Renewal struct {
+	*Socket
 	path string
 	wait time.Duration // the reconnect delay after a real failure
 
-	mu       sync.Mutex
-	conn     net.Conn
-	dialer   net.Dialer
 	renewing atomic.Bool
 	renewals atomic.Int64
 }
 
 // NewRenewal follows the credentials file at path.
 func NewRenewal(path string) *Renewal {
-	return &Renewal{path: path, wait: nats.DefaultReconnectWait, dialer: net.Dialer{Timeout: nats.DefaultTimeout}}
+	return &Renewal{Socket: NewSocket(0), path: path, wait: nats.DefaultReconnectWait}
 }
 
 // Options are the nats.Options a connection that follows the file needs: the
@@ -57,32 +100,17 @@ func (r *Renewal) Options() []nats.Option {
 	}
 }
 
-// Dial opens the connection's socket (nats.CustomDialer).
-func (r *Renewal) Dial(network, address string) (net.Conn, error) {
-	c, err := r.dialer.Dial(network, address)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.conn = c
-	r.mu.Unlock()
-	return c, nil
-}
-
 // Renewals counts the reconnects Renewal made.
 func (r *Renewal) Renewals() int64 { return r.renewals.Load() }
 
 // Reconnect moves the connection to the credentials in the file now.
 func (r *Renewal) Reconnect() {
-	r.mu.Lock()
-	c := r.conn
-	r.mu.Unlock()
-	if c == nil {
-		return
-	}
 	r.renewing.Store(true)
-	r.renewals.Add(1)
-	_ = c.Close()
+	if r.Close() {
+		r.renewals.Add(1)
+	} else {
+		r.renewing.Store(false)
+	}
 }
 
 // Follow reconnects whenever the file is replaced (checked every interval), until ctx

@@ -406,7 +406,7 @@ func (n *Nexlet) Run(ctx context.Context) error {
 			}
 		}
 		// on the node's instants, when nexd is awake for its own work (see tick)
-		t := time.NewTimer(time.Until(tick.Next(time.Now(), interval, tick.Phase(n.cfg.NodeID))))
+		t := time.NewTimer(time.Until(tick.After(time.Now(), interval, tick.PhaseOf(n.cfg.NodeID, interval))))
 		select {
 		case <-ctx.Done():
 			t.Stop()

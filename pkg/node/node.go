@@ -360,13 +360,12 @@ func (n *Node) Stop() {
 func (n *Node) loop() {
 	defer n.wg.Done()
 	// on the node's instants, with its coordinator's and its nexlets' (see tick)
-	phase := tick.Phase(n.cfg.NodeID)
-	t := tick.NewTicker(n.cfg.AnnounceInterval, phase)
+	t := tick.ForNode(n.cfg.NodeID, n.cfg.AnnounceInterval)
 	defer t.Stop()
 	// Credentials are renewed at a third of their lifetime, so a missed round is harmless.
-	renew := tick.NewTicker(max(n.cfg.CredsTTL/3, time.Second), phase)
+	renew := tick.ForNode(n.cfg.NodeID, max(n.cfg.CredsTTL/3, time.Second))
 	defer renew.Stop()
-	expire := tick.NewTicker(min(workloads.RetentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)), phase)
+	expire := tick.ForNode(n.cfg.NodeID, min(workloads.RetentionSweep, max(n.cfg.FinishedRetention/2, 100*time.Millisecond)))
 	defer expire.Stop()
 	reconnects, last := n.nc.Stats().Reconnects, time.Now()
 	for {

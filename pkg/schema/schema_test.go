@@ -121,6 +121,27 @@ func TestSchemaCompiledOnceWhateverItsWhitespace(t *testing.T) {
 			t.Fatalf("the same schema, as %.60q..., was compiled again", other)
 		}
 	}
+	// and schemas that differ, if only by a backslash before "<" or a space inside a
+	// string, are compiled each for itself, and judge as they say
+	for _, c := range []struct{ a, b, doc string }{
+		{`{"properties":{"x":{"const":"<a"}}}`, `{"properties":{"x":{"const":"\\u003ca"}}}`, `{"x":"<a"}`},
+		{`{"properties":{"x":{"const":"a b"}}}`, `{"properties":{"x":{"const":"ab"}}}`, `{"x":"a b"}`},
+	} {
+		sa, err := r.Compile([]byte(c.a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := r.Compile([]byte(c.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sa == sb {
+			t.Fatalf("%s and %s were taken for one schema", c.a, c.b)
+		}
+		if r.Validate([]byte(c.a), []byte(c.doc)) != nil || r.Validate([]byte(c.b), []byte(c.doc)) == nil {
+			t.Fatalf("%s should take %s, %s refuse it", c.a, c.doc, c.b)
+		}
+	}
 }
 
 // A start request that is wrong item by item costs the node little, and its error stays

@@ -122,7 +122,7 @@ func (c *Coordinator) Run() {
 	c.cfg.WG.Add(1)
 	go c.work(kick)
 	var lease *records.Lease
-	t := tick.NewTicker(renewEvery(c.cfg.NodeLossWindow), tick.Phase(c.cfg.NodeID)) // with the node's announcements
+	t := tick.ForNode(c.cfg.NodeID, renewEvery(c.cfg.NodeLossWindow)) // with the node's announcements
 	defer t.Stop()
 	defer func() {
 		c.holding.Store(false)
