@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nexrun/nex/internal/tick"
-	"github.com/nexrun/nex/pkg/natsconn"
 )
 
 // NewLogger builds a process's zap logger on stderr.
@@ -151,12 +150,12 @@ func ConnLogging(log *zap.Logger) []nats.Option {
 }
 
 // Checked is a connection for CheckConns, with the socket it was dialled through, which
-// CheckConns closes to leave a server that does not answer (natsconn.Socket: requests in
-// flight wait on through the reconnect, where ForceReconnect fails them, and a store
+// CheckConns closes to leave a server that does not answer (a natsconn.Socket: requests
+// in flight wait on through the reconnect, where ForceReconnect fails them, and a store
 // write is to ride a reconnect out).
 type Checked struct {
 	Conn   *nats.Conn
-	Socket *natsconn.Socket
+	Socket interface{ Close() bool }
 }
 
 // CheckConns pings the server of each connection (nil ones aside) every PingEvery, on node
@@ -190,7 +189,7 @@ func CheckConns(ctx context.Context, nodeID string, log *zap.Logger, conns ...Ch
 				}
 				log.Warn("NATS server did not answer two pings; connecting again", zap.String("server", c.Conn.ConnectedUrlRedacted()),
 					zap.Duration("waited", PingWait+recheckWait))
-				c.Socket.Close()
+				_ = c.Socket.Close()
 			})
 		}
 	}
