@@ -269,3 +269,50 @@ func threeWithMemNexlets(t *testing.T) ([]*node.Node, *client.Client) {
 	c, _ := client.New(testutil.Connect(t, s), "default")
 	return nodes, c
 }
+
+// A lost node's workload that no other node can take is listed with why, not with the
+// promise that it moves (a walk: a service whose values were sealed for its node's key
+// alone was said to move once the node-loss window had passed, and never could).
+func TestLostNodesUnplacedWorkloadSaysWhy(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	var nodes []*node.Node
+	var ids []string
+	for i := range 2 {
+		nc := testutil.Connect(t, s)
+		id := nodeID(t)
+		store, err := node.OpenKVStore(ctx, nc, id, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := newNodeWith(t, nc, node.Config{NodeID: id, Name: fmt.Sprint("n", i), Store: store, NodeLossWindow: 1500 * time.Millisecond,
+			Tags: map[string]string{"zz": fmt.Sprint(i)}})
+		runMemNexlet(t, nc, id, nil)
+		waitNexlet(t, n)
+		nodes, ids = append(nodes, n), append(ids, id)
+	}
+	knowEachOther(t, nodes...)
+	c, _ := client.New(testutil.Connect(t, s), "default")
+	pinned := def("pinned")
+	pinned.Tags = map[string]string{"zz": "0"} // only the first node takes it
+	w, err := c.StartWorkload(ctx, pinned)
+	if err != nil || w.NodeID != ids[0] {
+		t.Fatalf("the pinned service: %+v %v", w, err)
+	}
+	nodes[0].Stop()
+	note := ""
+	testutil.Eventually(t, 15*time.Second, "the list to say why the lost node's workload is not placed", func() bool {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		l, _ := c.ListWorkloads(lctx, "")
+		for _, x := range l {
+			if x.ID == w.ID {
+				note = x.Metadata["note"]
+			}
+		}
+		return strings.Contains(note, "no other node can take it yet (trying again): ")
+	})
+	if strings.Contains(note, "move to other nodes") || !strings.Contains(note, "not heard from since") {
+		t.Fatalf("the note: %s", note)
+	}
+}

@@ -98,6 +98,13 @@ func (h listingHost) ListNexlet(ctx context.Context, nexletID string, req v1.Nex
 
 func (h listingHost) IsCoordinator() bool { return h.n.IsCoordinator() }
 
+func (h listingHost) Unplaced(wid string) string {
+	if h.n.coord == nil {
+		return ""
+	}
+	return h.n.coord.Unplaced(wid)
+}
+
 // workloadsHost is what the workloads room asks of the node's other rooms; they are
 // wired after it, so it reaches them through the node.
 type workloadsHost struct{ n *Node }

@@ -28,6 +28,9 @@ type Host interface {
 	ListNexlet(ctx context.Context, nexletID string, req v1.NexletListRequest, out *json.RawMessage) error
 	// IsCoordinator says whether the node holds the coordinator lease now.
 	IsCoordinator() bool
+	// Unplaced is why the coordinator could not place a lost node's workload elsewhere
+	// at its last try ("" when it knows of no reason).
+	Unplaced(workloadID string) string
 }
 
 // Config wires a Lister.
@@ -274,7 +277,12 @@ func (l *Lister) ofSilentNodes(ctx context.Context, ns string, req *v1.ListReque
 			info := RecordInfo(l.NodeID, *rec, req.NoMetadata)
 			info.NodeID = node
 			if rec.Final == nil && !req.NoMetadata {
-				info.Metadata["note"] = "node " + node + " not heard from since " + at.UTC().Format(time.RFC3339) + "; its services move to other nodes once the node-loss window has passed"
+				note := "its services move to other nodes once the node-loss window has passed"
+				if why := l.Host.Unplaced(rec.WorkloadID); why != "" {
+					// a walk: "move" of a workload that never could (sealed for that node)
+					note = "no other node can take it yet (trying again): " + why
+				}
+				info.Metadata["note"] = "node " + node + " not heard from since " + at.UTC().Format(time.RFC3339) + "; " + note
 			}
 			out = append(out, info)
 		}
