@@ -454,6 +454,9 @@ func (n *Node) WaitForNexlet(ctx context.Context, registerType string) error {
 	if err := n.nexlets.Wait(ctx, registerType); err != nil {
 		return fmt.Errorf("%w: type %s: %v", ErrNexletNotReady, registerType, err)
 	}
+	// the registration marks it ready, then sets the tag nex.cgroups from it: a caller
+	// woken between the two read "none" (TestLimitsDeclinedByANodeThatCannotEnforceThem)
+	n.auction.RefreshCgroups()
 	return nil
 }
 
