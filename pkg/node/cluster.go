@@ -20,6 +20,7 @@ func (h clusterHost) Lameduck() bool {
 
 func (h clusterHost) NodeEvent(ev v1.Event) { h.n.events.Node(ev) }
 func (h clusterHost) Unplaced(rec Record, why string) {
+	h.n.unplaced.Store(rec.WorkloadID, why) // for the list's note (listingHost.Unplaced)
 	h.n.events.Unplaced(rec.Definition.Namespace, rec.WorkloadID, why)
 }
 func (h clusterHost) DropMarks(rec Record) error { return h.n.copies.DropMarks(rec) }

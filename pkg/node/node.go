@@ -224,6 +224,7 @@ type Node struct {
 	secretStore *secrets.Store // the secrets room (nil without a secrets key)
 	deadline    time.Time      // when lameduck stops the workloads (under mu)
 	drained     chan struct{}  // closed when lameduck has stopped everything
+	unplaced    sync.Map       // workload ID -> its last unplaced event's message (a list's note)
 }
 
 // New validates cfg and returns a node that is not yet serving.

@@ -99,10 +99,9 @@ func (h listingHost) ListNexlet(ctx context.Context, nexletID string, req v1.Nex
 func (h listingHost) IsCoordinator() bool { return h.n.IsCoordinator() }
 
 func (h listingHost) Unplaced(wid string) string {
-	if h.n.coord == nil {
-		return ""
-	}
-	return h.n.coord.Unplaced(wid)
+	why, _ := h.n.unplaced.Load(wid)
+	s, _ := why.(string)
+	return s
 }
 
 // workloadsHost is what the workloads room asks of the node's other rooms; they are

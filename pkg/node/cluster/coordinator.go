@@ -78,7 +78,6 @@ type Coordinator struct {
 	lease     atomic.Pointer[records.Lease]
 	lost      map[string]time.Time // nodes reported lost, and when
 	pending   map[string]string    // workload ID -> why it is not placed yet (logged once per reason)
-	unplaced  sync.Map             // pending's lost workloads' reasons, for the lister beside the actor
 	tried     map[string]time.Time // workload ID -> last placement attempt
 	marksDone map[string]uint64    // workload ID -> revision of a lost node's moved mark found done
 	holding   atomic.Bool          // held the lease at the last renewal (see holds)
@@ -347,7 +346,6 @@ func (c *Coordinator) reschedule(ctx context.Context, from string, rec *records.
 		return
 	}
 	delete(c.pending, wid)
-	c.unplaced.Delete(wid)
 	delete(c.tried, wid)
 	c.log.Info("workload rescheduled", zap.String("workload_id", wid), zap.String("namespace", def.Namespace),
 		zap.String("from_node", from), zap.String("to_node", to))
@@ -433,7 +431,6 @@ func MoveElsewhere(ctx context.Context, nc *natsconn.Conn, from string, rec *rec
 func (c *Coordinator) notPlaced(rec *records.Record, why string) {
 	same := c.pending[rec.WorkloadID] == why
 	c.pending[rec.WorkloadID] = why
-	c.unplaced.Store(rec.WorkloadID, why)
 	if same {
 		return
 	}
@@ -450,14 +447,6 @@ func declined(declines client.Declines, skip string) []string {
 		}
 	}
 	return why
-}
-
-// Unplaced is why the coordinator could not place a lost node's workload elsewhere at its
-// last try ("" when it knows of no reason).
-func (c *Coordinator) Unplaced(wid string) string {
-	why, _ := c.unplaced.Load(wid)
-	s, _ := why.(string)
-	return s
 }
 
 // Holds says whether this node holds the coordinator lease now.

@@ -29,7 +29,7 @@ type Host interface {
 	// IsCoordinator says whether the node holds the coordinator lease now.
 	IsCoordinator() bool
 	// Unplaced is why the coordinator could not place a lost node's workload elsewhere
-	// at its last try ("" when it knows of no reason).
+	// at its last try, as its unplaced event said ("" when it knows of no reason).
 	Unplaced(workloadID string) string
 }
 
@@ -280,7 +280,7 @@ func (l *Lister) ofSilentNodes(ctx context.Context, ns string, req *v1.ListReque
 				note := "its services move to other nodes once the node-loss window has passed"
 				if why := l.Host.Unplaced(rec.WorkloadID); why != "" {
 					// a walk: "move" of a workload that never could (sealed for that node)
-					note = "no other node can take it yet (trying again): " + why
+					note = why
 				}
 				info.Metadata["note"] = "node " + node + " not heard from since " + at.UTC().Format(time.RFC3339) + "; " + note
 			}
