@@ -109,13 +109,7 @@ func run(c cli, log *zap.Logger, sink *proc.LogSink) error {
 	}
 	defer nc.Close()
 	// checked until the nexlet is done (past a SIGTERM, while it stops its workloads)
-	checks, stopChecks := context.WithCancel(context.Background())
-	checked := make(chan struct{})
-	go func() {
-		defer close(checked)
-		proc.CheckConns(checks, c.NodeID, log, proc.Checked{Conn: nc, Socket: sock}) // with the heartbeats
-	}()
-	defer func() { stopChecks(); <-checked }()
+	defer proc.StartChecks(c.NodeID, log, proc.Checked{Conn: nc, Socket: sock})() // with the heartbeats
 	if resolved.CredsFile != "" {
 		go reconnectOnRenewal(ctx, nc, resolved.CredsFile, 250*time.Millisecond, log)
 	}

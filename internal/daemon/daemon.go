@@ -77,13 +77,7 @@ func Run(ctx context.Context, o Options, nopts natsconn.Options, log *zap.Logger
 		return err
 	}
 	// the connections are checked until Run returns, the shutdown included
-	checks, stopChecks := context.WithCancel(context.Background())
-	checked := make(chan struct{})
-	go func() {
-		defer close(checked)
-		proc.CheckConns(checks, d.nodeID, d.log, d.checked...)
-	}()
-	defer func() { stopChecks(); <-checked }()
+	defer proc.StartChecks(d.nodeID, d.log, d.checked...)()
 	d.warnSharedKeyFiles()
 	if err := d.buildNode(ctx); err != nil {
 		return err

@@ -195,6 +195,19 @@ func CheckConns(ctx context.Context, nodeID string, log *zap.Logger, conns ...Ch
 	}
 }
 
+// StartChecks runs CheckConns in the background until the stop it returns is called, and
+// waits for it to end there (nexd and nexlet-native check their connections until they
+// are done, past a SIGTERM).
+func StartChecks(nodeID string, log *zap.Logger, conns ...Checked) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		CheckConns(ctx, nodeID, log, conns...)
+	}()
+	return func() { cancel(); <-done }
+}
+
 // answers says whether nc's server answered a ping within wait, or whether the question
 // went away (the connection reconnecting or closed, ctx ended). It waits no longer than
 // wait even when the connection's writer is stuck on a socket that takes nothing, holding
