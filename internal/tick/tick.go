@@ -86,7 +86,12 @@ func (t *Ticker) run(c chan time.Time, every, phase time.Duration) {
 		select {
 		case <-t.stop:
 			return
-		case now := <-timer.C:
+		case <-timer.C:
+			// the time it fired, not the timer's value: that is when it was due (Go's
+			// timers send it), which after a pause (SIGSTOP, a frozen VM) is before the
+			// pause: the node could not tell it had been away (its late tick starts a
+			// catch-up), and each re-arm from it was due at once, a burst of ticks
+			now := time.Now()
 			select {
 			case c <- now:
 			default:
