@@ -159,3 +159,75 @@ func TestStopWhileItsNodeIsSilent(t *testing.T) {
 	}
 	u.mustNex("-s", url, "--namespace", "default", "workload", "stop", id)
 }
+
+// A stop of a workload whose node is away for good (paused past the node-loss window),
+// and which cannot move (its environment is sealed for that node's nexlet, and the nodes
+// have no secrets key), is recorded: the stop answers "stopping", nothing starts it
+// elsewhere, and the node stops it once it is back. It answered "try again once it is
+// back" for as long as the node was away (a newcomer's walk, session 29).
+func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
+	s := testutil.StartServer(t)
+	u := newUser(t)
+	url := s.ClientURL()
+	nodes := map[string]*nexdNode{}
+	for _, name := range []string{"away-a", "away-b"} {
+		nodes[name] = startNexdNamed(t, u, url, filepath.Join(u.home, name), name, "--node-loss-window", "3s")
+	}
+	marker := "600.4271"
+	_, id := startedID(t, u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "sealed",
+		"--start-request", `{"uri":"file:///bin/sleep","argv":["`+marker+`"],"environment":{"SECRET":"kept"}}`))
+	var owner *nexdNode
+	var info []v1.NodeInfo
+	_ = json.Unmarshal([]byte(u.mustNex("-s", url, "node", "list", "--json")), &info)
+	for _, w := range u.workloads(t, url) {
+		for _, n := range info {
+			if w.ID == id && n.NodeID == w.NodeID {
+				owner = nodes[n.Name]
+			}
+		}
+	}
+	if owner == nil || len(processes("sleep", marker)) != 1 {
+		t.Fatalf("no owner found, or not one copy: %v", processes("sleep", marker))
+	}
+	_ = owner.bg.cmd.Process.Signal(syscall.SIGSTOP)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = owner.bg.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	var out, errOut string
+	testutil.Eventually(t, 40*time.Second, "the stop to be recorded while its node is away", func() bool {
+		var code int
+		out, errOut, code = u.nex("-s", url, "--namespace", "default", "workload", "stop", id)
+		return code == 0
+	})
+	if !strings.Contains(out, "stopping") || !strings.Contains(out, "is not heard from") {
+		t.Fatalf("the stop of a workload whose node is away: %q %q", out, errOut)
+	}
+	// past the window the other node counts the owner lost: the workload starts nowhere
+	// else, and is not listed
+	end := time.Now().Add(5 * time.Second)
+	for time.Now().Before(end) {
+		if n := len(processes("sleep", marker)); n != 1 {
+			t.Fatalf("%d copies while the owner is away (its own, paused, is 1)", n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, w := range u.workloads(t, url) {
+		if w.ID == id {
+			t.Fatalf("a stopped workload listed: %+v", w)
+		}
+	}
+	resume()
+	testutil.Eventually(t, 30*time.Second, "the node back to stop its copy", func() bool { return len(processes("sleep", marker)) == 0 })
+	end = time.Now().Add(5 * time.Second)
+	for time.Now().Before(end) {
+		if n := len(processes("sleep", marker)); n != 0 {
+			t.Fatalf("the stopped workload runs again: %d copies", n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}

@@ -173,9 +173,11 @@ func TestFailedNexletsServicesMove(t *testing.T) {
 	})
 }
 
-// A stop of a workload whose node holds its record but is not heard from (stopped, lost,
-// paused) says so: it said "not found" (a chaos run, of a node paused past the time the
-// others had stopped hearing it).
+// A stop of a workload whose node is gone (stopped, its record running) is recorded on
+// that node's record, which the node acts on when it is back: the stop answered 503 "try
+// again once it is back" (a newcomer's walk: a workload that cannot move could not be
+// stopped at all). While the other node still names it alive (a loaded machine) the stop
+// waits for it, and says it did not answer.
 func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
@@ -194,11 +196,18 @@ func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	waitNexlet(t, n2)
 	mem1.kill()
 	n1.Stop()
-	_, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{})
-	// 503 naming node 1 either way: from its record, or (while the other node still names
-	// it alive: a loaded machine) as the node that did not answer
-	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, id1) {
+	got, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{})
+	if e := v1.AsError(err); err != nil && (e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, id1)) {
 		t.Fatalf("a stop of a workload whose node is gone: %v", err)
+	} else if err != nil {
+		return // node 2 still took node 1 for alive
+	}
+	if got.State != v1.StateStopping || got.NodeID != id1 || !strings.Contains(got.Metadata["note"], "not heard from") {
+		t.Fatalf("a stop of a workload whose node is gone: %+v", got)
+	}
+	rec, err := kvStore(t, nc2, id2).(node.ClusterStore).RecordOf(ctx, id1, w.ID)
+	if err != nil || rec.Desired != node.DesiredStopping {
+		t.Fatalf("the gone node's record after the stop: %+v %v", rec, err)
 	}
 }
 

@@ -52,7 +52,7 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 		if dead && (ns == v1.SystemNamespace || t.Info.Namespace == ns) {
 			return t.Info, nil
 		}
-		return v1.WorkloadInfo{}, n.work.NotHere(ns, wid)
+		return n.work.StopAway(ctx, ns, wid, n.work.NotHere(ns, wid))
 	}
 	deadline := time.Now().Add(copies.StopBound(rec, *req))
 	r.Ack(deadline)

@@ -222,30 +222,13 @@ func (c *Coordinator) stopGroup(ctx context.Context, g *records.Group) (v1.Group
 	return st, nil
 }
 
-// markStopping records on node's record of wid that it is to stop, compare-and-set on
-// the record as read: a record gone or no longer running needs nothing.
+// markStopping records on node's record of wid that it is to stop (records.MarkStopping).
 func (c *Coordinator) markStopping(ctx context.Context, node, wid string) error {
-	for range 3 {
-		rec, err := c.cs.RecordOf(ctx, node, wid)
-		if errors.Is(err, records.ErrNotStored) {
-			return nil
-		}
-		if err != nil {
-			return records.StorageError(err, "read the record of copy "+wid)
-		}
-		if rec.Desired != records.DesiredRunning {
-			return nil
-		}
-		rec.Desired, rec.UpdatedAt = records.DesiredStopping, time.Now().UTC()
-		if err = c.cs.PutOf(ctx, node, rec); !errors.Is(err, records.ErrConflict) {
-			if err != nil {
-				return records.StorageError(err, "record the stop of copy "+wid)
-			}
-			c.log.Info("replica group stopped: the copy's node did not answer, its record says stop", zap.String("workload_id", wid), zap.String("node", node))
-			return nil
-		}
+	rec, err := records.MarkStopping(ctx, c.cs, node, wid)
+	if err == nil && rec != nil && rec.Desired == records.DesiredStopping {
+		c.log.Info("replica group stopped: the copy's node did not answer, its record says stop", zap.String("workload_id", wid), zap.String("node", node))
 	}
-	return v1.Errorf(v1.CodeUnavailable, "the record of copy %s kept changing while the group stopped: try again", wid)
+	return err
 }
 
 func groupNotFound(err error, ns, id string) error {

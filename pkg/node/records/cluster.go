@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	v1 "github.com/nexrun/nex/pkg/api/v1"
 )
 
 // The cluster's shared state is the KV state bucket: every node's records under
@@ -322,4 +324,32 @@ func (l *Lease) Release(ctx context.Context) {
 		_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
 		l.rev = 0
 	}
+}
+
+// MarkStopping records on node's record of wid that it is to stop, compare-and-set on
+// the record as read, for a node that does not answer: the node stops its copy when it
+// hears of it (its watch, or its reconciliation once back), and the coordinator removes
+// such a record of a lost node rather than place the workload elsewhere. It returns the
+// record as it stands (nil: there is none); a record that is not running is left as is.
+func MarkStopping(ctx context.Context, cs ClusterStore, node, wid string) (*Record, error) {
+	for range 3 {
+		rec, err := cs.RecordOf(ctx, node, wid)
+		if errors.Is(err, ErrNotStored) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, StorageError(err, "read the record of workload "+wid)
+		}
+		if rec.Desired != DesiredRunning {
+			return rec, nil
+		}
+		rec.Desired, rec.UpdatedAt = DesiredStopping, time.Now().UTC()
+		if err = cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return nil, StorageError(err, "record the stop of workload "+wid)
+			}
+			return rec, nil
+		}
+	}
+	return nil, v1.Errorf(v1.CodeUnavailable, "the record of workload %s kept changing as its stop was recorded: try again", wid)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nexrun/nex/pkg/node/index"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
+	"go.uber.org/zap"
 )
 
 // Index puts a copy of rec in the node's index (replacing an older one).
@@ -93,4 +94,36 @@ func (wl *Workloads) Call(ctx context.Context, nexletID, op, workloadID string, 
 		subject = v1.NexletSubject(wl.NodeID, nexletID, op, workloadID)
 	}
 	return svc.CallWaiting(ctx, wl.Conn, subject, req, resp, wait)
+}
+
+// StopAway records the stop of a workload whose record is on a node this one does not
+// hear from (stopped, lost, paused or cut off), as notHere (NotHere's 404) names it: its
+// record is marked stopping (records.MarkStopping), so that node stops its copy when it
+// is back and the workload starts nowhere else meanwhile (the coordinator removes a lost
+// node's stopping record rather than place it). Without such a node, notHere is the
+// answer. (A newcomer's walk: a service whose environment is sealed for its node's key
+// alone, which cannot move, could not be stopped until its node came back.)
+func (wl *Workloads) StopAway(ctx context.Context, ns, wid string, notHere error) (v1.WorkloadInfo, error) {
+	d, _ := v1.AsError(notHere).Details.(map[string]string)
+	owner := d["owner"]
+	if wl.Cluster == nil || owner == "" || d["owner_alive"] != "false" {
+		return v1.WorkloadInfo{}, notHere
+	}
+	cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	rec, err := records.MarkStopping(cctx, wl.Cluster, owner, wid)
+	switch {
+	case err != nil:
+		return v1.WorkloadInfo{}, err
+	case rec != nil && rec.Desired == records.DesiredMoved && rec.MovedTo != "":
+		e := v1.Errorf(v1.CodeConflict, "workload %s was taken over by node %s", wid, rec.MovedTo)
+		e.Details = map[string]string{"moved_to": rec.MovedTo} // the lookup asks its new node
+		return v1.WorkloadInfo{}, e
+	case rec == nil || rec.Desired != records.DesiredStopping || (ns != v1.SystemNamespace && rec.Definition.Namespace != ns):
+		return v1.WorkloadInfo{}, notHere
+	}
+	def := rec.Definition
+	wl.Log.Info("a stop of a workload whose node is not heard from: its record says stop", zap.String("workload_id", wid), zap.String("node", owner))
+	return v1.WorkloadInfo{ID: wid, Namespace: def.Namespace, Name: def.Name, Type: def.Type, Lifecycle: def.Lifecycle, NodeID: owner, NexletID: rec.NexletID,
+		State: v1.StateStopping, Metadata: map[string]string{"note": "node " + owner + " is not heard from (stopped, lost or cut off): the stop is recorded, and done as soon as it is back; the workload does not start anywhere else"}}, nil
 }
