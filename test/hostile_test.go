@@ -33,6 +33,10 @@ func TestHostileInput(t *testing.T) {
 	dir := t.TempDir()
 	plain := filepath.Join(dir, "plain.txt")
 	os.WriteFile(plain, []byte("x"), 0o644)
+	noProgram := filepath.Join(dir, "no-program") // execute bits, no program: text without #!
+	os.WriteFile(noProgram, []byte("hello\n"), 0o755)
+	_ = os.Chmod(dir, 0o755) // the workload's own user reaches it
+	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	big := `{"uri":"file:///bin/true","stdin":"` + strings.Repeat("x", 10<<20) + `"}`
 	bigFile := filepath.Join(dir, "big.json")
 	os.WriteFile(bigFile, []byte(`{"name":"big","type":"native","lifecycle":"job","start_request":`+big+`}`), 0o644)
@@ -78,6 +82,7 @@ func TestHostileInput(t *testing.T) {
 		{`{"uri":"/bin/true"}`, "start_request.uri"}, {`{"uri":"bin/true"}`, "start_request.uri"}, {`{"uri":"file://relative/x"}`, "start_request.uri"},
 		{`{"uri":"file:///does/not/exist"}`, "not an executable"}, {`{"uri":"file:///tmp"}`, "not an executable"},
 		{`{"uri":"file://` + plain + `"}`, "not an executable"}, {`{"uri":"http://x/y"}`, "start_request.uri"},
+		{`{"uri":"file://` + noProgram + `"}`, "exec format error (not a program this machine can run"},
 		{`{"uri":"file:///bin/true","argv":"a b"}`, "start_request.argv"}, {`{"uri":"file:///bin/true","argv":[1]}`, "start_request.argv.0"},
 		{`{"uri":"file:///bin/true","environment":["A=b"]}`, "start_request.environment"}, {`{"uri":"file:///bin/true","environment":{"A":1}}`, "start_request.environment.A"},
 		{`{"uri":"file:///bin/true","workdir":"relative"}`, "workdir"}, {`{"uri":"file:///bin/true","workdir":"/does/not/exist"}`, "workdir"},

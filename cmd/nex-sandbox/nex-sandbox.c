@@ -79,13 +79,25 @@ static const char *errstr(int e) {
 	return buf;
 }
 
+/* the ready pipe while the workload does not run yet (-1: none, or closed), and the errno
+ * of a failed exec: fail tells the nexlet why through it, "<errno> <message>", so that the
+ * start fails saying so (a file with execute bits that is no program was "started", then
+ * restarted with exit 127 for good) */
+static int report_fd = -1, exec_errno;
+
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...) {
+	char msg[1024];
 	va_list ap;
-	fputs("nex sandbox: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "nex sandbox: %s\n", msg);
+	if (report_fd >= 0) {
+		char report[1100];
+		int n = snprintf(report, sizeof report, "%d %s", exec_errno, msg);
+		ssize_t w = write(report_fd, report, n > 0 && n < (int)sizeof report ? (size_t)n : strlen(report));
+		(void)w;
+	}
 	exit(127);
 }
 
@@ -359,10 +371,13 @@ __attribute__((noreturn)) static void init(struct spec *s) {
 	close(ep[0]);
 	if (n == (ssize_t)sizeof e) {
 		waitpid(child, NULL, 0);
+		exec_errno = e;
 		fail("exec %s: %s", s->path, errstr(e));
 	}
-	if (s->ready)
+	if (s->ready) {
 		close(READY_FD); /* the workload runs: the nexlet's start returns */
+		report_fd = -1;
+	}
 	close(0);                /* the workload's stdin is its own */
 	for (;;) {
 		for (;;) { /* reap what ended: orphans reparented here, and the workload */
@@ -442,8 +457,10 @@ int main(int argc, char **argv) {
 	struct spec s;
 	memset(&s, 0, sizeof s);
 	parse(raw, &s);
-	if (s.ready)
+	if (s.ready) {
 		fcntl(READY_FD, F_SETFD, FD_CLOEXEC); /* the workload does not hold it */
+		report_fd = READY_FD;
+	}
 
 	if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		fail("make mounts private: %s", errstr(errno));
@@ -541,7 +558,8 @@ int main(int argc, char **argv) {
 	if (getpid() != 1) { /* not a PID namespace of its own: become the workload */
 		default_signals();
 		execve(s.path, s.argv, s.env);
-		fail("exec %s: %s", s.path, errstr(errno));
+		exec_errno = errno;
+		fail("exec %s: %s", s.path, errstr(exec_errno));
 	}
 	init(&s);
 }

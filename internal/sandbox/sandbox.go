@@ -82,11 +82,52 @@ func Main() {
 		// the workload is started (init)
 		syscall.CloseOnExec(ReadyFD)
 	}
+	ready := err == nil && s.Ready
 	if err == nil {
 		err = s.enter()
 	}
 	fmt.Fprintf(os.Stderr, "nex sandbox: %v\n", err)
+	if ready { // the workload does not run (an init that started it returns no error)
+		_, _ = syscall.Write(ReadyFD, []byte(Report(err)))
+	}
 	os.Exit(127)
+}
+
+// Report is what a helper that could not start the workload writes to the nexlet's ready
+// pipe before it exits: "<errno> <message>", the errno of a failed exec (0 otherwise), so
+// that the start fails saying why (a file with execute bits that is no program was
+// "started", then restarted with exit 127 for good). nex-sandbox writes the same.
+func Report(err error) string {
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	return fmt.Sprintf("%d %v", int(errno), err)
+}
+
+// ReportedError is the error a helper reported (Report), wrapping its errno.
+type ReportedError struct {
+	Msg   string
+	Errno syscall.Errno
+}
+
+func (e *ReportedError) Error() string { return e.Msg }
+func (e *ReportedError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// ParseReport reads what a helper reported: nil when it reported nothing.
+func ParseReport(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	num, msg, _ := strings.Cut(string(b), " ")
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return &ReportedError{Msg: string(b)}
+	}
+	return &ReportedError{Msg: msg, Errno: syscall.Errno(n)}
 }
 
 // under says whether the clean absolute path lies in one of dirs (or is one).

@@ -658,3 +658,33 @@ func TestProbeSurvivesTheReaper(t *testing.T) {
 		t.Log("the reaper took no probe's status this time")
 	}
 }
+
+// A file with execute bits that is no program (text without #!), or a script whose
+// interpreter is missing, fails to start, saying why, through either helper: the helper
+// execs it after the start has been answered, and the workload was "started", then
+// restarted with exit 127 for good (a newcomer's walk of /etc/hostname, mode 0755). The
+// helper reports its failed exec through the ready pipe. Both helpers.
+func TestSandboxedStartOfNoProgramFails(t *testing.T) {
+	for i, h := range sandboxHelpers(t) {
+		t.Run(h.name, func(t *testing.T) {
+			e, base := sandboxedOrSkip(t, uint32(300540+20*i), func(o *native.Options) { o.SandboxExe = h.exe })
+			for _, c := range []struct{ content, want string }{
+				{"hello\n", "exec format error (not a program this machine can run"},
+				{"#!/no/such/interpreter\necho hi\n", "the interpreter /no/such/interpreter named in its first line"},
+			} {
+				p := filepath.Join(base, "noprog")
+				if err := os.WriteFile(p, []byte(c.content), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := json.Marshal(map[string]any{"uri": "file://" + p})
+				_, err := e.d.Start(e.ctx, v1.StartWorkloadRequest{WorkloadID: "noprog", Definition: v1.WorkloadDefinition{Namespace: "default", Name: "noprog", Type: "native", Lifecycle: v1.LifecycleService, StartRequest: raw}})
+				if !v1.IsCode(err, v1.CodeStartFailed) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("a start of %q: %v, want start_failed saying %q", c.content, err, c.want)
+				}
+				if l, _ := e.d.List(e.ctx, ""); len(l) != 0 {
+					t.Fatalf("a failed start left %+v", l)
+				}
+			}
+		})
+	}
+}

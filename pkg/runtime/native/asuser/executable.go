@@ -67,8 +67,12 @@ func CheckExecutable(id *Identity, path string) error {
 }
 
 // ExplainExecError says what a bare "no such file or directory" from exec means when the
-// file is there: the interpreter its first line names (#!) is missing.
+// file is there: the interpreter its first line names (#!) is missing; and what "exec
+// format error" means: the file is no program (a script without #!).
 func ExplainExecError(id *Identity, path string, err error) error {
+	if errors.Is(err, syscall.ENOEXEC) {
+		return fmt.Errorf("%w (not a program this machine can run: a script needs a first line #! naming its interpreter)", err)
+	}
 	if !errors.Is(err, syscall.ENOENT) {
 		return err
 	}

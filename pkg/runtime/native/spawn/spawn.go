@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexrun/nex/internal/sandbox"
 	"github.com/nexrun/nex/pkg/runtime/native/cgroups"
 )
 
@@ -146,7 +147,10 @@ func Start(s Spec) (*Child, error) {
 		_ = f.Close()
 	}
 	if readyR != nil {
-		waitReady(readyR)
+		if err := waitReady(readyR); err != nil {
+			c.Wait() // the helper exits (127) once it has said why
+			return fail(err)
+		}
 	}
 	for i, fd := range reads {
 		op, err := poller.watch(fd, outs[i])
@@ -172,12 +176,13 @@ const readyWait = 10 * time.Second
 // waitReady waits until the other end of r is closed (EOF: the process closed it, or
 // ended), or readyWait passed, and closes r. A drain started a service's new copy and
 // stopped the old one before the sandbox had started the new one's process: for a moment
-// neither ran (a CI run, under load).
-func waitReady(r *os.File) {
+// neither ran (a CI run, under load). What the helper wrote there before it ended is why
+// it could not start the workload (sandbox.Report): returned as the error.
+func waitReady(r *os.File) error {
 	_ = r.SetReadDeadline(time.Now().Add(readyWait))
-	var b [1]byte
-	_, _ = r.Read(b[:])
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
 	_ = r.Close()
+	return sandbox.ParseReport(b)
 }
 
 // start starts the process of s with files as its stdin, stdout and stderr, inside s's
