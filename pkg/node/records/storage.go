@@ -21,13 +21,20 @@ const (
 
 // StorageError names a state store failure for the user: storage_full when JetStream is
 // out of room, storage_unavailable when it did not answer (no quorum, a leader election,
-// JetStream down), each with what to do. what says what could not be recorded.
+// JetStream down), each with what to do, or when the record changed under the write (the
+// store answered: the message says so, where it said the store had not). what says what
+// could not be recorded.
 func StorageError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
 	if e, ok := errors.AsType[*v1.Error](err); ok {
 		return e
+	}
+	if errors.Is(err, ErrConflict) {
+		// it answered: another writer was quicker (or a write of this one whose answer was
+		// lost landed: the code stays storage_unavailable, whose outcome is not known)
+		return v1.Errorf(v1.CodeStorageUnavailable, "%s: its record changed as it was written (%v); try again", what, err)
 	}
 	if StorageFull(err) {
 		return v1.Errorf(v1.CodeStorageFull, "%s: JetStream is out of storage (%v); free disk space on the NATS servers or raise their JetStream max_file_store / the account's limits", what, err)
