@@ -71,7 +71,7 @@ func lookupOnce(ctx context.Context, nc *natsconn.Conn, subject string, req, res
 		first.Reset(time.Until(dl))
 	}
 	defer first.Stop()
-	l := lookupState{peers: newPeerSet(), down: map[string]bool{}}
+	l := lookupState{peers: newPeerSet(), down: map[string]string{}, stopping: map[string]bool{}}
 	for {
 		select {
 		case <-denied:
@@ -114,9 +114,10 @@ func lookupOnce(ctx context.Context, nc *natsconn.Conn, subject string, req, res
 // lookupState is what a lookup has heard so far.
 type lookupState struct {
 	peers    *peerSet
-	down     map[string]bool // nodes whose records hold it, which the others do not hear
-	moved    bool            // a node named as its holder one that had said 404 already
-	unsure   string          // why a node that said 404 could not say who holds it
+	down     map[string]string // nodes whose records hold it, which the others do not hear: the node that said so
+	stopping map[string]bool   // of those, the ones whose record says stop (a stop recorded while it was away)
+	moved    bool              // a node named as its holder one that had said 404 already
+	unsure   string            // why a node that said 404 could not say who holds it
 	acked    bool
 	owner    string
 	deadline time.Time
@@ -154,7 +155,8 @@ func (l *lookupState) take(m *nats.Msg, resp any, onAck func(Ack)) (done bool, e
 			if l.peers.answered[owner] {
 				l.moved = true // it said 404 already: the workload moved meanwhile
 			} else if d["owner_alive"] == "false" {
-				l.down[owner] = true // its record says it has it, and it is not heard from
+				l.down[owner] = id // its record says it has it, and it is not heard from
+				l.stopping[owner] = d["owner_desired"] == "stopping"
 			} else {
 				l.peers.expected[owner] = true // its record says it has it: wait for its word
 			}
@@ -185,7 +187,12 @@ func (l *lookupState) notFound() error {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		return v1.Errorf(v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
+		e := v1.Errorf(v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off): nothing was done; try again once it is back, or once the cluster has moved its workloads", nodeList(ids))
+		if l.stopping[ids[0]] {
+			e = v1.Errorf(v1.CodeUnavailable, "its record is on %s, which the other nodes do not hear from (stopped, lost or cut off), and says stop: a stop was recorded, and is done as soon as that node is back (nothing starts it elsewhere)", nodeList(ids))
+		}
+		e.Details = map[string]string{DetailOwnerDown: ids[0], DetailToldBy: l.down[ids[0]]}
+		return e
 	}
 	if l.unsure != "" {
 		return v1.Errorf(v1.CodeUnavailable, "the nodes that answered do not have it, and could not read the state store to say which node does (%s): nothing was done; try again", l.unsure)

@@ -101,11 +101,14 @@ func (t *Ticker) run(c chan time.Time, every, phase time.Duration) {
 	}
 }
 
-// After is the instant after the one a timer for it fired at, at now: Next of half a
-// period on, so that a timer that fires a little before its instant by the wall clock
-// (a clock being slewed) does not fire for it twice.
+// After is the instant after the one a timer for it fired at, at now: Next of a little
+// later (50 ms, or a tenth of a shorter period), so that a timer that fires a little
+// before its instant by the wall clock (a clock being slewed) does not fire for it twice,
+// while one that fired late (a loaded machine) keeps the next instant: half a period on
+// skipped it for a timer late by more than that, and a coordinator renewing its lease
+// every second with a 3 s window could go 2 s without a renewal.
 func After(now time.Time, every, phase time.Duration) time.Time {
-	return Next(now.Add(every/2), every, phase)
+	return Next(now.Add(min(every/10, 50*time.Millisecond)), every, phase)
 }
 
 // Stop turns the ticker off (a tick sent as it was called may still be read).

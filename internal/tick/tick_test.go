@@ -62,7 +62,7 @@ func TestNextFallsOnThePhase(t *testing.T) {
 	}
 	// the instant after a timer fired for one, early or late by less than half a period
 	at := Next(base, 2*time.Second, p)
-	for _, fired := range []time.Time{at.Add(-time.Millisecond), at, at.Add(900 * time.Millisecond)} {
+	for _, fired := range []time.Time{at.Add(-time.Millisecond), at, at.Add(900 * time.Millisecond), at.Add(1500 * time.Millisecond)} { // late by 1.5 s: the next instant all the same
 		if got := After(fired, 2*time.Second, p); !got.Equal(at.Add(2 * time.Second)) {
 			t.Errorf("After(%v) = %v, want %v", fired.Sub(at), got.Sub(at), 2*time.Second)
 		}

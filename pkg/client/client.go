@@ -370,10 +370,22 @@ func (c *Client) one(ctx context.Context, subject string, req, resp any, notFoun
 	return c.noNode(err, "find "+subject[strings.LastIndexByte(subject, '.')+1:])
 }
 
-// StopWorkload stops a workload and returns when its processes are gone.
+// StopWorkload stops a workload and returns when its processes are gone. A workload
+// whose record is on a node the others do not hear from (stopped, lost, paused or cut
+// off), which no node has, is stopped by record: a node that said so marks that node's
+// record stopping (svc.HeaderStopAway), and the answer is "stopping", with a note: that node
+// stops it when it is back, and nothing starts it elsewhere meanwhile.
 func (c *Client) StopWorkload(ctx context.Context, wid string, req v1.StopRequest) (*v1.WorkloadInfo, error) {
 	var info v1.WorkloadInfo
-	if err := c.lookup(ctx, v1.VerbStop, wid, req, &info); err != nil {
+	err := c.lookup(ctx, v1.VerbStop, wid, req, &info)
+	if owner, by, ok := svc.OwnerDown(err); ok {
+		h := nats.Header{svc.HeaderStopAway: []string{owner}, svc.HeaderRecorder: []string{by}}
+		err = svc.AskNode(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbStop, wid), by, h, req, &info)
+		if v1.IsNotFound(err) {
+			err = v1.NotFound("workload %s not found in namespace %s", wid, c.ns)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &info, nil

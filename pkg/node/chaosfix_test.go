@@ -196,18 +196,31 @@ func TestStopOfAWorkloadWhoseNodeIsGone(t *testing.T) {
 	waitNexlet(t, n2)
 	mem1.kill()
 	n1.Stop()
-	got, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{})
-	if e := v1.AsError(err); err != nil && (e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, id1)) {
-		t.Fatalf("a stop of a workload whose node is gone: %v", err)
-	} else if err != nil {
-		return // node 2 still took node 1 for alive
-	}
+	var got *v1.WorkloadInfo
+	testutil.Eventually(t, 30*time.Second, "the stop to be recorded", func() bool {
+		var err error
+		got, err = c.StopWorkload(ctx, w.ID, v1.StopRequest{GracePeriod: v1.Duration(7 * time.Second)})
+		if e := v1.AsError(err); err != nil && (e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, id1)) {
+			t.Fatalf("a stop of a workload whose node is gone: %v", err)
+		}
+		return err == nil // else node 2 still took node 1 for alive, and the stop waited for it
+	})
 	if got.State != v1.StateStopping || got.NodeID != id1 || !strings.Contains(got.Metadata["note"], "not heard from") {
 		t.Fatalf("a stop of a workload whose node is gone: %+v", got)
 	}
 	rec, err := kvStore(t, nc2, id2).(node.ClusterStore).RecordOf(ctx, id1, w.ID)
-	if err != nil || rec.Desired != node.DesiredStopping {
+	if err != nil || rec.Desired != node.DesiredStopping || rec.StopGrace != v1.Duration(7*time.Second) {
 		t.Fatalf("the gone node's record after the stop: %+v %v", rec, err)
+	}
+	// info says what was done, not "nothing was done"
+	_, err = c.WorkloadInfo(ctx, w.ID)
+	if e := v1.AsError(err); e.ErrorCode != v1.CodeUnavailable || !strings.Contains(e.Message, "a stop was recorded") {
+		t.Fatalf("info of a workload whose stop is recorded on its gone node: %v", err)
+	}
+	// and a tenant of another namespace cannot stop it so
+	other, _ := client.New(testutil.Connect(t, s), "other")
+	if _, err := other.StopWorkload(ctx, w.ID, v1.StopRequest{}); !v1.IsNotFound(err) {
+		t.Fatalf("a stop from another namespace: %v", err)
 	}
 }
 

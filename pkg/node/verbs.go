@@ -46,13 +46,20 @@ func (n *Node) owned(r *svc.Request) (Record, error) {
 
 func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopRequest) (v1.WorkloadInfo, error) {
 	ns, wid := r.Namespace, r.ID
+	away := r.Headers.Get(svc.HeaderStopAway) != ""
+	if away && r.Headers.Get(svc.HeaderRecorder) != n.cfg.NodeID {
+		return v1.WorkloadInfo{}, v1.NotFound("node %s was not asked to record the stop", n.cfg.NodeID) // another node was
+	}
 	rec, ok := n.work.Lookup(ns, wid)
 	if !ok {
 		t, dead := n.idx.Tombstone(wid)
 		if dead && (ns == v1.SystemNamespace || t.Info.Namespace == ns) {
 			return t.Info, nil
 		}
-		return n.work.StopAway(ctx, ns, wid, n.work.NotHere(ns, wid))
+		if away { // the lookup found its record on a node no node hears from, this one said
+			return n.work.StopAway(ctx, ns, wid, *req, n.work.NotHere(ns, wid))
+		}
+		return v1.WorkloadInfo{}, n.work.NotHere(ns, wid)
 	}
 	deadline := time.Now().Add(copies.StopBound(rec, *req))
 	r.Ack(deadline)

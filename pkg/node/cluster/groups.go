@@ -224,7 +224,7 @@ func (c *Coordinator) stopGroup(ctx context.Context, g *records.Group) (v1.Group
 
 // markStopping records on node's record of wid that it is to stop (records.MarkStopping).
 func (c *Coordinator) markStopping(ctx context.Context, node, wid string) error {
-	rec, err := records.MarkStopping(ctx, c.cs, node, wid)
+	rec, err := records.MarkStopping(ctx, c.cs, v1.SystemNamespace, node, wid, 0)
 	if err == nil && rec != nil && rec.Desired == records.DesiredStopping {
 		c.log.Info("replica group stopped: the copy's node did not answer, its record says stop", zap.String("workload_id", wid), zap.String("node", node))
 	}

@@ -308,7 +308,7 @@ func (c *Copies) carryOut(ctx context.Context, plan reconcilePlan, log *zap.Logg
 		c.StopMoved(rec, StaleCopy)
 	}
 	for _, rec := range plan.toStop {
-		if _, err := c.Host.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+		if _, err := c.Host.StopWorkload(ctx, rec, rec.StopRequest()); err != nil {
 			log.Warn("reconcile: finish stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		}
 	}
@@ -359,9 +359,9 @@ func (c *Copies) stopUnrecorded(nexletID string, w v1.WorkloadInfo) {
 	case rec.Desired == records.DesiredStopping: // a stop in flight when the node went: finished now
 		rec.NexletID = nexletID
 		c.Host.Index(*rec)
-		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(*rec, v1.StopRequest{}))
+		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(*rec, rec.StopRequest()))
 		defer cancel()
-		if _, err := c.Host.StopWorkload(ctx, *rec, v1.StopRequest{}); err != nil {
+		if _, err := c.Host.StopWorkload(ctx, *rec, rec.StopRequest()); err != nil {
 			c.Log.Warn("reconcile: finish stop", zap.String("workload_id", w.ID), zap.Error(err))
 		}
 	default: // moved

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/nexrun/nex/internal/retry"
-	v1 "github.com/nexrun/nex/pkg/api/v1"
 	"github.com/nexrun/nex/pkg/node/records"
 	"github.com/nexrun/nex/pkg/node/registry"
 	"go.uber.org/zap"
@@ -99,23 +98,26 @@ func (c *Copies) recordRemoved(wid string) {
 }
 
 // stopMarked stops a workload this node runs whose record another node marked stopping
-// (the coordinator, stopping a replica group while this node did not answer).
+// while this node did not answer (the coordinator, stopping a replica group; a user's stop,
+// svc.OwnerDown), with the grace the stop gave.
 func (c *Copies) stopMarked(rec records.Record) {
 	if _, own := c.Flags.OwnStops.Load(rec.WorkloadID); own {
 		return // this node's own stop wrote it
 	}
 	w, ok := c.Entries.Get(rec.WorkloadID)
-	if !ok || w.Rec.Desired != records.DesiredRunning {
-		return // not here, or stopped already
+	if !ok || (w.Rec.Desired != records.DesiredRunning && w.Rec.Desired != records.DesiredStopping) {
+		// not here, or not running (stopping in the index: another update of its record
+		// read the mark first and indexed it, and stopped nothing)
+		return
 	}
 	c.WG.Add(1)
 	go func() {
 		defer c.WG.Done()
-		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(rec, v1.StopRequest{}))
+		ctx, cancel := context.WithTimeout(c.Ctx, StopBound(rec, rec.StopRequest()))
 		defer cancel()
 		rec.NexletID = w.Rec.NexletID
 		c.Entries.Update(rec)
-		if _, err := c.Host.StopWorkload(ctx, rec, v1.StopRequest{}); err != nil {
+		if _, err := c.Host.StopWorkload(ctx, rec, rec.StopRequest()); err != nil {
 			c.Log.Warn("stop a workload whose record says stop", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 			return
 		}

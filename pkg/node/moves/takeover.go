@@ -123,7 +123,7 @@ func (m *Moves) Takeover(ctx context.Context, nexletID string, def v1.WorkloadDe
 func (m *Moves) tookOver(ctx context.Context, rec records.Record, t *v1.Takeover) {
 	if rec.RequestID != "" {
 		ns := rec.Definition.Namespace
-		if err := m.Store.Reclaim(ctx, ns, rec.RequestID, rec.WorkloadID+"@"+t.FromNode, rec.WorkloadID+"@"+m.NodeID); err != nil {
+		if err := m.Store.Reclaim(ctx, ns, rec.RequestID, records.ClaimHolder(rec.WorkloadID, t.FromNode), records.ClaimHolder(rec.WorkloadID, m.NodeID)); err != nil {
 			m.Log.Warn("take over the start's request ID", zap.String("workload_id", rec.WorkloadID), zap.Error(err))
 		}
 	}

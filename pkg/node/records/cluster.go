@@ -328,10 +328,12 @@ func (l *Lease) Release(ctx context.Context) {
 
 // MarkStopping records on node's record of wid that it is to stop, compare-and-set on
 // the record as read, for a node that does not answer: the node stops its copy when it
-// hears of it (its watch, or its reconciliation once back), and the coordinator removes
-// such a record of a lost node rather than place the workload elsewhere. It returns the
-// record as it stands (nil: there is none); a record that is not running is left as is.
-func MarkStopping(ctx context.Context, cs ClusterStore, node, wid string) (*Record, error) {
+// hears of it (its watch, or its reconciliation once back), with grace (0: the
+// workload's own), and the coordinator removes such a record of a lost node rather than
+// place the workload elsewhere. A record of another namespace than ns (unless ns is
+// system) is not touched. It returns the record as it stands (nil: there is none, or it
+// is another namespace's); a record that is not running is left as is.
+func MarkStopping(ctx context.Context, cs ClusterStore, ns, node, wid string, grace v1.Duration) (*Record, error) {
 	for range 3 {
 		rec, err := cs.RecordOf(ctx, node, wid)
 		if errors.Is(err, ErrNotStored) {
@@ -340,10 +342,13 @@ func MarkStopping(ctx context.Context, cs ClusterStore, node, wid string) (*Reco
 		if err != nil {
 			return nil, StorageError(err, "read the record of workload "+wid)
 		}
+		if ns != v1.SystemNamespace && rec.Definition.Namespace != ns {
+			return nil, nil
+		}
 		if rec.Desired != DesiredRunning {
 			return rec, nil
 		}
-		rec.Desired, rec.UpdatedAt = DesiredStopping, time.Now().UTC()
+		rec.Desired, rec.StopGrace, rec.UpdatedAt = DesiredStopping, grace, time.Now().UTC()
 		if err = cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
 			if err != nil {
 				return nil, StorageError(err, "record the stop of workload "+wid)

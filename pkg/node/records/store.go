@@ -50,6 +50,9 @@ type Record struct {
 	Final *v1.WorkloadInfo `json:"final,omitempty"`
 	// FinishedAt is when it ended for good; --finished-retention counts from here.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// StopGrace is the grace period of a stop recorded on this record by another node
+	// while this one was not heard from (0: the workload's own), used when it is back.
+	StopGrace v1.Duration `json:"stop_grace,omitempty"`
 	// MovedTo is the node that took the workload over (Desired moved).
 	MovedTo string `json:"moved_to,omitempty"`
 	// TakenOver says the workload came here by a takeover: other nodes' records may keep
@@ -62,6 +65,10 @@ type Record struct {
 	// Revision is the store's revision of this record, for compare-and-swap updates.
 	Revision uint64 `json:"-"`
 }
+
+// StopRequest is the stop of rec its node carries out: with the grace period a stop
+// recorded by another node gave (StopGrace), or the workload's own.
+func (r *Record) StopRequest() v1.StopRequest { return v1.StopRequest{GracePeriod: r.StopGrace} }
 
 // QuotaHold says what rec holds against its namespace's quota: a workload while it runs,
 // is being stopped, or ended and is kept (its UID and workdir stay on its node until it

@@ -43,6 +43,9 @@ func ValidState(key string, value []byte) bool {
 	return json.Unmarshal(value, &r) == nil && validRecord(key, &r)
 }
 
+// ClaimHolder is what a request ID's claim holds for workload wid on node: "wid@node".
+func ClaimHolder(wid, node string) string { return wid + "@" + node }
+
 // validHolder says whether a request ID's claim names a holder as a node writes it: a
 // workload ID, "@", the node's ID (or a workload ID alone, as nodes wrote it before). An
 // acknowledgement of a tenant's publish ({"stream":"OBJ_...","seq":1}) is a valid subject

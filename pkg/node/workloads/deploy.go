@@ -168,7 +168,7 @@ func (wl *Workloads) claimRequest(ctx context.Context, ns, requestID string, rec
 }
 
 // claimHolder is what a claim of this node for workload wid holds.
-func (wl *Workloads) claimHolder(wid string) string { return wid + "@" + wl.NodeID }
+func (wl *Workloads) claimHolder(wid string) string { return records.ClaimHolder(wid, wl.NodeID) }
 
 // requestConflict names the workload a request ID was used by.
 func requestConflict(requestID, wid string) error {

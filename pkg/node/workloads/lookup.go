@@ -75,7 +75,7 @@ func (wl *Workloads) NotHere(ns, wid string) error {
 		}
 		if err == nil && rec.Desired != records.DesiredMoved && (ns == v1.SystemNamespace || rec.Definition.Namespace == ns) {
 			alive := wl.Members.Alive(o)
-			e.Details = map[string]string{"owner": o, "owner_alive": strconv.FormatBool(alive)}
+			e.Details = map[string]string{"owner": o, "owner_alive": strconv.FormatBool(alive), "owner_desired": rec.Desired}
 			return e
 		}
 	}
@@ -97,13 +97,15 @@ func (wl *Workloads) Call(ctx context.Context, nexletID, op, workloadID string, 
 }
 
 // StopAway records the stop of a workload whose record is on a node this one does not
-// hear from (stopped, lost, paused or cut off), as notHere (NotHere's 404) names it: its
-// record is marked stopping (records.MarkStopping), so that node stops its copy when it
-// is back and the workload starts nowhere else meanwhile (the coordinator removes a lost
-// node's stopping record rather than place it). Without such a node, notHere is the
-// answer. (A newcomer's walk: a service whose environment is sealed for its node's key
-// alone, which cannot move, could not be stopped until its node came back.)
-func (wl *Workloads) StopAway(ctx context.Context, ns, wid string, notHere error) (v1.WorkloadInfo, error) {
+// hear from (stopped, lost, paused or cut off), as notHere (NotHere's 404) names it, when
+// a lookup found no node that has it and the client asks this node to (the STOP's
+// svc.HeaderStopAway): that node's record is marked stopping (records.MarkStopping), so
+// that node stops its copy when it is back, with req's grace, and the workload starts
+// nowhere else meanwhile (the coordinator removes a lost node's stopping record rather
+// than place it). Without such a node, notHere is the answer. (A newcomer's walk: a
+// service whose environment is sealed for its node's key alone, which cannot move, could
+// not be stopped until its node came back.)
+func (wl *Workloads) StopAway(ctx context.Context, ns, wid string, req v1.StopRequest, notHere error) (v1.WorkloadInfo, error) {
 	d, _ := v1.AsError(notHere).Details.(map[string]string)
 	owner := d["owner"]
 	if wl.Cluster == nil || owner == "" || d["owner_alive"] != "false" {
@@ -111,15 +113,15 @@ func (wl *Workloads) StopAway(ctx context.Context, ns, wid string, notHere error
 	}
 	cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
-	rec, err := records.MarkStopping(cctx, wl.Cluster, owner, wid)
+	rec, err := records.MarkStopping(cctx, wl.Cluster, ns, owner, wid, req.GracePeriod)
 	switch {
 	case err != nil:
 		return v1.WorkloadInfo{}, err
 	case rec != nil && rec.Desired == records.DesiredMoved && rec.MovedTo != "":
 		e := v1.Errorf(v1.CodeConflict, "workload %s was taken over by node %s", wid, rec.MovedTo)
-		e.Details = map[string]string{"moved_to": rec.MovedTo} // the lookup asks its new node
+		e.Details = map[string]string{"moved_to": rec.MovedTo}
 		return v1.WorkloadInfo{}, e
-	case rec == nil || rec.Desired != records.DesiredStopping || (ns != v1.SystemNamespace && rec.Definition.Namespace != ns):
+	case rec == nil || rec.Desired != records.DesiredStopping:
 		return v1.WorkloadInfo{}, notHere
 	}
 	def := rec.Definition
