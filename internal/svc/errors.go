@@ -31,6 +31,13 @@ func Busy(ns string, most int, verb string) *v1.Error {
 	return e
 }
 
+// AskAgain marks e, a 503 of a request that was not carried out and can be in a moment,
+// as Busy: RetryBusy asks again.
+func AskAgain(e *v1.Error) *v1.Error {
+	e.Details = busy{Busy: true}
+	return e
+}
+
 // IsBusy tells whether err is a Busy answer (as it came over NATS too): nothing was done.
 func IsBusy(err error) bool {
 	var e *v1.Error

@@ -1810,3 +1810,94 @@ func cutShortGroup(t *testing.T) (*client.Client, *v1.GroupStatus, *node.Group) 
 	}
 	return c, st, g
 }
+
+// heldStart is a memory runtime whose first start waits for release, telling started.
+type heldStart struct {
+	*memory.Runtime
+	once             sync.Once
+	started, release chan struct{}
+}
+
+func (h *heldStart) Start(ctx context.Context, req v1.StartWorkloadRequest) (v1.WorkloadInfo, error) {
+	first := false
+	h.once.Do(func() { first = true; close(h.started) })
+	if first {
+		<-h.release
+	}
+	return h.Runtime.Start(ctx, req)
+}
+
+// A stop that reaches the node a workload is moving to while its nexlet starts it says
+// so and does nothing: it found nothing to stop on the nexlet, removed the new record and
+// the moved mark, answered "stopped", and the start then ran the workload with no record
+// (a review's walk of the takeover).
+func TestStopDuringATakeoverIsRefused(t *testing.T) {
+	s := testutil.StartServer(t)
+	ctx := context.Background()
+	ncA, ncB := testutil.Connect(t, s), testutil.Connect(t, s)
+	idA, idB := nodeID(t), nodeID(t)
+	a := newNodeWith(t, ncA, node.Config{NodeID: idA, Name: "a", Store: kvStore(t, ncA, idA)})
+	runMemNexlet(t, ncA, idA, nil)
+	waitNexlet(t, a)
+	nc := testutil.Connect(t, s)
+	c, _ := client.New(nc, "default")
+	w := startOn(t, c, a, "moving") // the only node yet
+	b := newNodeWith(t, ncB, node.Config{NodeID: idB, Name: "b", Store: kvStore(t, ncB, idB)})
+	rtB := &heldStart{Runtime: memory.New("mem", nexlet.NewFeed(ncB, idB)), started: make(chan struct{}), release: make(chan struct{})}
+	serveNexlet(t, ncB, idB, rtB)
+	waitNexlet(t, b)
+	knowEachOther(t, a, b)
+	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
+	rec, err := store.RecordOf(ctx, idA, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bid := ""
+	for _, bd := range bids {
+		if bd.NodeID == idB {
+			bid = bd.BidID
+		}
+	}
+	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
+	moved := def("moving")
+	moved.Namespace = "default"
+	took := make(chan error, 1)
+	go func() {
+		took <- svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}, nil)
+	}()
+	select {
+	case <-rtB.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the takeover did not reach node b's nexlet")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second) // the client asks again until then
+	_, stopErr := c.StopWorkload(sctx, w.ID, v1.StopRequest{})
+	cancel()
+	close(rtB.release)
+	if err := <-took; err != nil {
+		t.Fatalf("the takeover: %v", err)
+	}
+	if stopErr == nil {
+		end := time.Now().Add(3 * time.Second)
+		for time.Now().Before(end) {
+			if info, err := rtB.Get(ctx, w.ID); err == nil && info.State == v1.StateRunning {
+				t.Fatal("a stop during the takeover answered stopped, and the workload runs on node b")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return
+	}
+	if !v1.IsCode(stopErr, v1.CodeUnavailable) || !strings.Contains(stopErr.Error(), "moving here") {
+		t.Fatalf("a stop during the takeover: %v", stopErr)
+	}
+	if _, err := c.StopWorkload(ctx, w.ID, v1.StopRequest{}); err != nil {
+		t.Fatalf("the stop once the takeover is done: %v", err)
+	}
+	if _, err := rtB.Get(ctx, w.ID); err == nil {
+		t.Fatal("the workload runs on after its stop")
+	}
+}

@@ -63,6 +63,9 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 	}
 	deadline := time.Now().Add(copies.StopBound(rec, *req))
 	r.Ack(deadline)
+	if err := n.work.Moving(rec); err != nil {
+		return v1.WorkloadInfo{}, err
+	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return n.work.StopWorkload(ctx, rec, *req)

@@ -13,6 +13,19 @@ import (
 	"go.uber.org/zap"
 )
 
+// Moving says whether a workload is being started here by a takeover (or a deploy): its
+// record written or about to be, its nexlet starting it. A user's stop then answers 503:
+// it found nothing to stop on the nexlet, removed the record and the moved marks,
+// answered "stopped", and the start ran the workload with no record after all (or the
+// takeover, its write refused, gave it back to be placed again: a review's walk). The
+// 503 is Busy: the client asks again until the move is done.
+func (wl *Workloads) Moving(rec records.Record) error {
+	if _, deploying := wl.Flags.Deploying.Load(rec.WorkloadID); deploying {
+		return svc.AskAgain(v1.Errorf(v1.CodeUnavailable, "workload %s is being started on node %s (it is moving here): nothing was done; try again in a moment", rec.WorkloadID, wl.NodeID))
+	}
+	return nil
+}
+
 // StopWorkload records the intent (desired stopping) before anything is stopped, so no
 // recovery can start the workload again and a crash mid-stop is finished on recovery;
 // when it cannot be recorded, nothing is stopped. Then it stops the workload on its
