@@ -289,6 +289,8 @@ func (c *Coordinator) round(ctx context.Context) {
 				}
 				if err := c.cs.RemoveOf(ctx, node, rec.WorkloadID, rec.Revision); err == nil {
 					c.log.Info("a lost node was stopping a workload: its record is removed", zap.String("node", node), zap.String("workload_id", rec.WorkloadID))
+					delete(c.pending, rec.WorkloadID) // placed no more (a stop recorded while it was not)
+					delete(c.tried, rec.WorkloadID)
 					if rec.RequestID != "" { // its start's key, as its node's stop would have released it
 						_ = c.cs.Unclaim(ctx, rec.Definition.Namespace, rec.RequestID, records.ClaimHolder(rec.WorkloadID, node))
 					}
