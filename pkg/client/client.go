@@ -382,7 +382,9 @@ func (c *Client) StopWorkload(ctx context.Context, wid string, req v1.StopReques
 		h := nats.Header{svc.HeaderStopAway: []string{owner}, svc.HeaderRecorder: []string{by}}
 		err = svc.AskNode(ctx, c.nc, v1.ControlSubject(c.ns, v1.VerbStop, wid), by, h, req, &info)
 		if v1.IsNotFound(err) {
-			err = v1.NotFound("workload %s not found in namespace %s", wid, c.ns)
+			// that node hears from the owner again, or the record changed (moved, gone):
+			// the nodes are asked again, once
+			err = c.lookup(ctx, v1.VerbStop, wid, req, &info)
 		}
 	}
 	if err != nil {
