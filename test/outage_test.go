@@ -163,8 +163,10 @@ func TestStopWhileItsNodeIsSilent(t *testing.T) {
 // A stop of a workload whose node is away for good (paused past the node-loss window),
 // and which cannot move (its environment is sealed for that node's nexlet, and the nodes
 // have no secrets key), is recorded: the stop answers "stopping", nothing starts it
-// elsewhere, and the node stops it once it is back. It answered "try again once it is
-// back" for as long as the node was away (a newcomer's walk, session 29).
+// elsewhere, and the node stops it once it is back, with the stop's grace period. It
+// answered "try again once it is back" for as long as the node was away (a newcomer's
+// walk, session 29); then the grace was lost once the node counted as lost (a walk,
+// session 30: SIGKILL 10 s after SIGTERM where the stop gave 30 s).
 func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 	s := testutil.StartServer(t)
 	u := newUser(t)
@@ -173,9 +175,11 @@ func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 	for _, name := range []string{"away-a", "away-b"} {
 		nodes[name] = startNexdNamed(t, u, url, filepath.Join(u.home, name), name, "--node-loss-window", "3s")
 	}
-	marker := "600.4271"
+	// its SIGTERM trap takes 12 s, more than the default grace of 10 s
+	script := `trap 'sleep 12; echo done-4271; exit 0' TERM; echo up-4271; while :; do sleep 1; done`
+	argv, _ := json.Marshal([]string{"-c", script})
 	_, id := startedID(t, u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "sealed",
-		"--start-request", `{"uri":"file:///bin/sleep","argv":["`+marker+`"],"environment":{"SECRET":"kept"}}`))
+		"--start-request", `{"uri":"file:///bin/sh","argv":`+string(argv)+`,"environment":{"SECRET":"kept"}}`))
 	var owner *nexdNode
 	var info []v1.NodeInfo
 	_ = json.Unmarshal([]byte(u.mustNex("-s", url, "node", "list", "--json")), &info)
@@ -186,8 +190,9 @@ func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 			}
 		}
 	}
-	if owner == nil || len(processes("sleep", marker)) != 1 {
-		t.Fatalf("no owner found, or not one copy: %v", processes("sleep", marker))
+	copies := func() int { return len(processes("up-4271")) }
+	if owner == nil || copies() != 1 {
+		t.Fatalf("no owner found, or not one copy: %d", copies())
 	}
 	_ = owner.bg.cmd.Process.Signal(syscall.SIGSTOP)
 	resumed := false
@@ -201,17 +206,17 @@ func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 	var out, errOut string
 	testutil.Eventually(t, 40*time.Second, "the stop to be recorded while its node is away", func() bool {
 		var code int
-		out, errOut, code = u.nex("-s", url, "--namespace", "default", "workload", "stop", id)
+		out, errOut, code = u.nex("-s", url, "--namespace", "default", "workload", "stop", id, "--grace", "30s")
 		return code == 0
 	})
 	if !strings.Contains(out, "stopping") || !strings.Contains(out, "is not heard from") {
 		t.Fatalf("the stop of a workload whose node is away: %q %q", out, errOut)
 	}
 	// past the window the other node counts the owner lost: the workload starts nowhere
-	// else, and is not listed
+	// else, is not listed, and its info says the stop is recorded
 	end := time.Now().Add(5 * time.Second)
 	for time.Now().Before(end) {
-		if n := len(processes("sleep", marker)); n != 1 {
+		if n := copies(); n != 1 {
 			t.Fatalf("%d copies while the owner is away (its own, paused, is 1)", n)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -221,13 +226,27 @@ func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 			t.Fatalf("a stopped workload listed: %+v", w)
 		}
 	}
+	if _, errOut, _ := u.nex("-s", url, "--namespace", "default", "workload", "info", id); !strings.Contains(errOut, "a stop was recorded") {
+		t.Fatalf("info of a workload whose stop is recorded, past the window: %s", errOut)
+	}
+	// a second stop is fine
+	if out, errOut, code := u.nex("-s", url, "--namespace", "default", "workload", "stop", id); code != 0 || !strings.Contains(out, "stopping") {
+		t.Fatalf("a second stop: exit %d %s %s", code, out, errOut)
+	}
 	resume()
-	testutil.Eventually(t, 30*time.Second, "the node back to stop its copy", func() bool { return len(processes("sleep", marker)) == 0 })
+	testutil.Eventually(t, 40*time.Second, "the node back to stop its copy", func() bool { return copies() == 0 })
+	logs, _, _ := u.nex("-s", url, "--namespace", "default", "workload", "logs", id)
+	if !strings.Contains(logs, "done-4271") {
+		t.Fatalf("the stop's grace of 30 s was not given (the trap's 12 s did not finish): %q", logs)
+	}
 	end = time.Now().Add(5 * time.Second)
 	for time.Now().Before(end) {
-		if n := len(processes("sleep", marker)); n != 0 {
+		if n := copies(); n != 0 {
 			t.Fatalf("the stopped workload runs again: %d copies", n)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	if out, errOut, code := u.nex("-s", url, "--namespace", "default", "workload", "stop", id); code != 0 {
+		t.Fatalf("a stop once it is stopped: exit %d %s %s", code, out, errOut)
 	}
 }

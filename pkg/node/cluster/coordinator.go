@@ -284,6 +284,13 @@ func (c *Coordinator) round(ctx context.Context) {
 			case records.DesiredRunning:
 				c.reschedule(ctx, node, rec)
 			case records.DesiredStopping: // the user's stop wins: it does not come back elsewhere
+				if rec.StopAway && now.Sub(rec.UpdatedAt) <= movedRetention {
+					// a stop recorded while the node was away stays for its node to carry out
+					// with its grace, holding the start's request ID and its quota while the
+					// copy may run (removed, the node stopped it as unrecorded with the
+					// default grace, and info said "not found" meanwhile: a walk)
+					continue
+				}
 				if c.cfg.Host.DropMarks(*rec) != nil {
 					continue // its marks first (see copies.DropMarks): the next round tries again
 				}

@@ -348,7 +348,7 @@ func MarkStopping(ctx context.Context, cs ClusterStore, ns, node, wid string, gr
 		if rec.Desired != DesiredRunning {
 			return rec, nil
 		}
-		rec.Desired, rec.StopGrace, rec.UpdatedAt = DesiredStopping, grace, time.Now().UTC()
+		rec.Desired, rec.StopAway, rec.StopGrace, rec.UpdatedAt = DesiredStopping, true, grace, time.Now().UTC()
 		if err = cs.PutOf(ctx, node, rec); !errors.Is(err, ErrConflict) {
 			if err != nil {
 				return nil, StorageError(err, "record the stop of workload "+wid)

@@ -50,8 +50,10 @@ type Record struct {
 	Final *v1.WorkloadInfo `json:"final,omitempty"`
 	// FinishedAt is when it ended for good; --finished-retention counts from here.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
-	// StopGrace is the grace period of a stop recorded on this record by another node
-	// while this one was not heard from (0: the workload's own), used when it is back.
+	// StopAway says another node recorded a user's stop on this record while this one was
+	// not heard from; StopGrace is that stop's grace period (0: the workload's own), used
+	// when it is back.
+	StopAway  bool        `json:"stop_away,omitempty"`
 	StopGrace v1.Duration `json:"stop_grace,omitempty"`
 	// MovedTo is the node that took the workload over (Desired moved).
 	MovedTo string `json:"moved_to,omitempty"`

@@ -36,6 +36,7 @@ func (wl *Workloads) StopWorkload(ctx context.Context, rec records.Record, req v
 	if rec.Desired != records.DesiredStopping {
 		updated, err := wl.SetDesired(ctx, rec.WorkloadID, records.DesiredStopping)
 		rec.TakenOver = rec.TakenOver || updated.TakenOver // as stored: its marks go first
+		rec.StopGrace = max(rec.StopGrace, updated.StopGrace)
 		if v1.IsNotFound(err) {
 			// it left this node (a drain or a takeover moved it) since the stop found it
 			// here: "not found" would be false (a chaos run: a stop during a drain)
@@ -43,6 +44,11 @@ func (wl *Workloads) StopWorkload(ctx context.Context, rec records.Record, req v
 		} else if err != nil {
 			return v1.WorkloadInfo{}, records.StorageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
 		}
+	}
+	if req.GracePeriod == 0 {
+		// a stop recorded while this node was away gave a grace: a stop that names none
+		// (one sent meanwhile, answered as this node resumed) does not cut it short
+		req.GracePeriod = rec.StopGrace
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -270,7 +270,7 @@ func (d *Driver) Start(_ context.Context, req v1.StartWorkloadRequest) (v1.Workl
 	defer cancelStart()
 	h := &handle{
 		d: d, id: req.WorkloadID, nodeID: req.NodeID, def: def, sr: sr, env: req.Environment,
-		stopCh: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
+		stops: spawn.NewStopping(), done: make(chan struct{}), started: make(chan struct{}), cancelStart: cancelStart,
 		state: v1.StateStarting, createdAt: time.Now().UTC(), restarts: int(req.Restarts),
 		log: d.log.With(zap.String("workload_id", req.WorkloadID), zap.String("namespace", def.Namespace)),
 	}

@@ -164,7 +164,7 @@ func (h *handle) invoke(tc *triggerConn, m *nats.Msg) {
 	f := h.fn.Load()
 	select {
 	case f.sem <- struct{}{}:
-	case <-h.stopCh:
+	case <-h.stops.Asked():
 		return
 	}
 	f.wg.Add(1)

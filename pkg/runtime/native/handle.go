@@ -44,16 +44,15 @@ type handle struct {
 
 	fn        atomic.Pointer[function] // set for the function lifecycle (while the handle is already listed)
 	env       map[string]string        // the environment with sealed values opened
-	stopOnce  sync.Once
 	cleanOnce sync.Once
 	// gate: every process of the workload (its own, a command beside it, a probe, an
 	// invocation) is made under its read lock, and cleaned is set under its write lock
 	// before the UID is given back: no process is made as the UID after its sweep.
 	gate        sync.RWMutex
 	cleaned     bool
-	stopCh      chan struct{} // closed when a stop is requested
-	done        chan struct{} // closed when the run loop has ended
-	started     chan struct{} // closed when Start has returned, whatever the outcome
+	stops       *spawn.Stopping // asked for once; other stops wait for the first
+	done        chan struct{}   // closed when the run loop has ended
+	started     chan struct{}   // closed when Start has returned, whatever the outcome
 	cancelStart context.CancelFunc
 
 	mu          sync.Mutex
@@ -238,7 +237,7 @@ func (h *handle) run(p *process) {
 		h.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
-		case <-h.stopCh:
+		case <-h.stops.Asked():
 			t.Stop()
 			return
 		case <-t.C:
@@ -374,7 +373,7 @@ func (h *handle) oomMessage() string {
 
 func (h *handle) stopping() bool {
 	select {
-	case <-h.stopCh:
+	case <-h.stops.Asked():
 		return true
 	default:
 		return false
@@ -390,29 +389,30 @@ func (h *handle) stop(ctx context.Context, grace time.Duration) {
 		h.state = v1.StateStopping
 	}
 	h.mu.Unlock()
-	h.stopOnce.Do(func() { close(h.stopCh) })
-	if h.fn.Load() != nil {
-		h.stopFunction(ctx, grace)
-		h.setState(v1.StateStopped)
-		return
-	}
-	if pid > 0 {
-		spawn.KillGroup(pid, syscall.SIGTERM)
-		// the grace ends with ctx (the nexlet shutting down): a workload ignoring SIGTERM holds nothing up
-		gctx, cancel := context.WithTimeout(ctx, grace)
-		select {
-		case <-h.done:
-			// the leader is gone; give the rest of the group what is left of the grace
-			spawn.WaitGroupGone(pid, gctx.Done())
-		case <-gctx.Done():
+	h.stops.Do(ctx, func() { // the first stop asked signals it; others wait for it
+		if h.fn.Load() != nil {
+			h.stopFunction(ctx, grace)
+			h.setState(v1.StateStopped)
+			return
 		}
-		cancel()
-		spawn.KillGroup(pid, syscall.SIGKILL)
-		h.cg.Kill()                           // what left the group (setsid) but not its cgroup
-		spawn.WaitGroupGone(pid, gctx.Done()) // done: cancelled
-	}
-	<-h.done
-	h.setState(v1.StateStopped)
+		if pid > 0 {
+			spawn.KillGroup(pid, syscall.SIGTERM)
+			// the grace ends with ctx (the nexlet shutting down): a workload ignoring SIGTERM holds nothing up
+			gctx, cancel := context.WithTimeout(ctx, grace)
+			select {
+			case <-h.done:
+				// the leader is gone; give the rest of the group what is left of the grace
+				spawn.WaitGroupGone(pid, gctx.Done())
+			case <-gctx.Done():
+			}
+			cancel()
+			spawn.KillGroup(pid, syscall.SIGKILL)
+			h.cg.Kill()                           // what left the group (setsid) but not its cgroup
+			spawn.WaitGroupGone(pid, gctx.Done()) // done: cancelled
+		}
+		<-h.done
+		h.setState(v1.StateStopped)
+	})
 }
 
 func (h *handle) setState(s string) {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -89,6 +90,21 @@ func fakeWorkload(mode string, args []string) int {
 	case "stubborn-child":
 		signal.Ignore(syscall.SIGTERM)
 		select {}
+	case "terms": // count the SIGTERMs of 1 s from the first in args[0]/terms
+		c := make(chan os.Signal, 8)
+		signal.Notify(c, syscall.SIGTERM)
+		os.WriteFile(filepath.Join(args[0], "ready"), nil, 0o644)
+		<-c
+		n := 1
+		for end := time.After(time.Second); ; {
+			select {
+			case <-c:
+				n++
+			case <-end:
+				os.WriteFile(filepath.Join(args[0], "terms"), []byte(strconv.Itoa(n)), 0o644)
+				return 0
+			}
+		}
 	case "crash":
 		return 7
 	case "alloc": // allocate args[0] MiB and touch every page, then report
@@ -793,5 +809,34 @@ func TestArtifactCacheIsPerNamespace(t *testing.T) {
 	}
 	if err := start("a", map[string]any{"uri": srv.URL + "/nothing-here", "sha256": digest}); err != nil {
 		t.Fatalf("a's own cache entry: %v", err)
+	}
+}
+
+// Stops of one workload asked at once (a node back from a pause stops it on two or three
+// paths) send it one SIGTERM: each sent its own (three within 0.4 s in a walk), and a
+// program that takes a second one for "exit now" skipped its graceful shutdown.
+func TestStopsAtOnceSendOneSIGTERM(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	w, err := e.start(v1.LifecycleService, "terms", nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the workload to handle SIGTERM", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil
+	})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if _, err := e.d.Stop(e.ctx, w.ID, v1.StopRequest{GracePeriod: v1.Duration(5 * time.Second)}); err != nil && !v1.IsNotFound(err) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b, err := os.ReadFile(filepath.Join(dir, "terms"))
+	if err != nil || string(b) != "1" {
+		t.Fatalf("SIGTERMs the workload got from 3 stops at once: %q %v", b, err)
 	}
 }
