@@ -671,6 +671,8 @@ func TestSandboxedStartOfNoProgramFails(t *testing.T) {
 			for _, c := range []struct{ content, want string }{
 				{"hello\n", "exec format error (not a program this machine can run"},
 				{"#!/no/such/interpreter\necho hi\n", "the interpreter /no/such/interpreter named in its first line"},
+				{"#!/bin/sh\r\necho hi\r\n", "ends in a carriage return (DOS line endings"},
+				{"#!/usr\necho hi\n", "the interpreter /usr named in its first line (#!/usr) is not a program"},
 			} {
 				p := filepath.Join(base, "noprog")
 				if err := os.WriteFile(p, []byte(c.content), 0o755); err != nil {

@@ -66,14 +66,15 @@ func CheckExecutable(id *Identity, path string) error {
 	})
 }
 
-// ExplainExecError says what a bare "no such file or directory" from exec means when the
-// file is there: the interpreter its first line names (#!) is missing; and what "exec
-// format error" means: the file is no program (a script without #!).
+// ExplainExecError says what a bare "no such file or directory" or "permission denied"
+// from exec means when the file is there: the interpreter its first line names (#!) is
+// missing, or no program its user may run, or the line ends in a carriage return; and what
+// "exec format error" means: the file is no program (a script without #!).
 func ExplainExecError(id *Identity, path string, err error) error {
 	if errors.Is(err, syscall.ENOEXEC) {
 		return fmt.Errorf("%w (not a program this machine can run: a script needs a first line #! naming its interpreter)", err)
 	}
-	if !errors.Is(err, syscall.ENOENT) {
+	if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EACCES) {
 		return err
 	}
 	head := make([]byte, 256)
@@ -94,8 +95,13 @@ func ExplainExecError(id *Identity, path string, err error) error {
 		return err
 	}
 	interp := strings.Fields(strings.TrimPrefix(line, "#!"))
-	if len(interp) == 0 {
+	switch {
+	case len(interp) == 0:
 		return fmt.Errorf("its first line (#!) names no interpreter: %w", err)
+	case strings.HasSuffix(line, "\r"): // the kernel looks for "/bin/sh\r"
+		return fmt.Errorf("its first line (%s) ends in a carriage return (DOS line endings: convert the file to Unix ones): %w", strings.TrimSpace(line), err)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("the interpreter %s named in its first line (%s) is not a program the workload's user may run (a directory, or not executable): %w", interp[0], strings.TrimSpace(line), err)
 	}
-	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found: %w", interp[0], strings.TrimSpace(line), err)
+	return fmt.Errorf("the interpreter %s named in its first line (%s) was not found (a sandboxed workload has a /tmp, /var/tmp and /dev/shm of its own): %w", interp[0], strings.TrimSpace(line), err)
 }
