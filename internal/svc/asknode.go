@@ -38,20 +38,11 @@ func OwnerDown(err error) (owner, toldBy string, ok bool) {
 // answer of node alone, decoded into resp (the others' are not waited for); it waits
 // until ctx ends, or LookupWait without a deadline.
 func AskNode(ctx context.Context, nc *natsconn.Conn, subject, node string, headers nats.Header, req, resp any) error {
-	_, _, data, err := prepare(context.Background(), req)
+	ch, unsub, err := publishForReplies(nc, subject, headers, req)
 	if err != nil {
 		return err
 	}
-	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: headers}); err != nil {
-		return err
-	}
+	defer unsub()
 	wait := time.NewTimer(LookupWait)
 	if dl, ok := ctx.Deadline(); ok {
 		wait.Reset(time.Until(dl))
@@ -72,4 +63,25 @@ func AskNode(ctx context.Context, nc *natsconn.Conn, subject, node string, heade
 			}
 		}
 	}
+}
+
+// publishForReplies publishes req with headers on subject, its replies to an inbox of its
+// own, and returns them as they come, with what unsubscribes from them.
+func publishForReplies(nc *natsconn.Conn, subject string, headers nats.Header, req any) (<-chan *nats.Msg, func(), error) {
+	_, _, data, err := prepare(context.Background(), req)
+	if err != nil {
+		return nil, nil, err
+	}
+	inbox := nc.NewRespInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, nil, err
+	}
+	unsub := func() { _ = sub.Unsubscribe() }
+	if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: headers}); err != nil {
+		unsub()
+		return nil, nil, err
+	}
+	return ch, unsub, nil
 }

@@ -50,22 +50,12 @@ func Lookup(ctx context.Context, nc *natsconn.Conn, subject string, req, resp an
 var errMoved = errors.New("moved during the lookup")
 
 func lookupOnce(ctx context.Context, nc *natsconn.Conn, subject string, req, resp any, onAck func(Ack)) error {
-	_, _, data, err := prepare(context.Background(), req)
-	if err != nil {
-		return err
-	}
-	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
 	denied, check := violations(nc)
-	msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: nats.Header{v1.HeaderAck: []string{"1"}}}
-	if err := nc.PublishMsg(msg); err != nil {
+	ch, unsub, err := publishForReplies(nc, subject, nats.Header{v1.HeaderAck: []string{"1"}}, req)
+	if err != nil {
 		return err
 	}
+	defer unsub()
 	first := time.NewTimer(LookupWait)
 	if dl, ok := ctx.Deadline(); ok {
 		first.Reset(time.Until(dl))

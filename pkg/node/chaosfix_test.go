@@ -1509,24 +1509,8 @@ func testTakeoverFailing(t *testing.T, fails int32, lose string) {
 	waitNexlet(t, b)
 	knowEachOther(t, a, b)
 	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
-	rec, err := store.RecordOf(ctx, idA, w.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bid := ""
-	for _, bd := range bids {
-		if bd.NodeID == idB {
-			bid = bd.BidID
-		}
-	}
-	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
-	moved := def("moves")
-	moved.Namespace = "default"
-	err = svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}, nil)
+	subject, take := takeoverTo(t, c, store, idA, idB, w.ID, "moves")
+	err := svc.Call(ctx, natsconn.Plain(nc), subject, take, nil)
 	if err == nil {
 		t.Fatal("the takeover whose start or record write failed answered success")
 	}
@@ -1848,27 +1832,9 @@ func TestStopDuringATakeoverIsRefused(t *testing.T) {
 	waitNexlet(t, b)
 	knowEachOther(t, a, b)
 	store := kvStore(t, testutil.Connect(t, s), nodeID(t)).(*node.KVStore)
-	rec, err := store.RecordOf(ctx, idA, w.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bid := ""
-	for _, bd := range bids {
-		if bd.NodeID == idB {
-			bid = bd.BidID
-		}
-	}
-	tk := &v1.Takeover{WorkloadID: w.ID, FromNode: idA, Revision: rec.Revision, Reason: v1.TakeoverDrain}
-	moved := def("moving")
-	moved.Namespace = "default"
+	subject, take := takeoverTo(t, c, store, idA, idB, w.ID, "moving")
 	took := make(chan error, 1)
-	go func() {
-		took <- svc.Call(ctx, natsconn.Plain(nc), v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}, nil)
-	}()
+	go func() { took <- svc.Call(ctx, natsconn.Plain(nc), subject, take, nil) }()
 	select {
 	case <-rtB.started:
 	case <-time.After(10 * time.Second):
@@ -1900,4 +1866,30 @@ func TestStopDuringATakeoverIsRefused(t *testing.T) {
 	if _, err := rtB.Get(ctx, w.ID); err == nil {
 		t.Fatal("the workload runs on after its stop")
 	}
+}
+
+// takeoverTo is the request (and its subject) that has node to take workload wid, named
+// name, over from node from, as a drain asks: on a bid of to's, at the revision of from's
+// record as it is.
+func takeoverTo(t *testing.T, c *client.Client, store *node.KVStore, from, to, wid, name string) (string, v1.DeployRequest) {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := store.RecordOf(ctx, from, wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bids, _, err := c.Auction(ctx, v1.AuctionRequest{Type: "memory", Lifecycle: v1.LifecycleService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bid := ""
+	for _, bd := range bids {
+		if bd.NodeID == to {
+			bid = bd.BidID
+		}
+	}
+	moved := def(name)
+	moved.Namespace = "default"
+	tk := &v1.Takeover{WorkloadID: wid, FromNode: from, Revision: rec.Revision, Reason: v1.TakeoverDrain}
+	return v1.SystemSubject(v1.VerbTakeover, bid), v1.DeployRequest{Workload: moved, Takeover: tk}
 }
