@@ -125,6 +125,21 @@ func samePIDs(a, b []int) bool {
 	return true
 }
 
+// ownerOf is the node of nodes (by name) that runs workload id, nil when none does.
+func ownerOf(t *testing.T, u *user, url string, nodes map[string]*nexdNode, id string) *nexdNode {
+	t.Helper()
+	var info []v1.NodeInfo
+	_ = json.Unmarshal([]byte(u.mustNex("-s", url, "node", "list", "--json")), &info)
+	for _, w := range u.workloads(t, url) {
+		for _, n := range info {
+			if w.ID == id && n.NodeID == w.NodeID {
+				return nodes[n.Name]
+			}
+		}
+	}
+	return nil
+}
+
 // A stop while the workload's node is silent (its nexd restarting, paused, cut off) says
 // so, and does nothing: it said "not found" (a chaos run: 10 stops of 92, every one of a
 // workload that existed and ran on).
@@ -138,16 +153,7 @@ func TestStopWhileItsNodeIsSilent(t *testing.T) {
 	}
 	_, id := startedID(t, u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "held",
 		"--start-request", `{"uri":"file:///bin/sleep","argv":["600"]}`))
-	var owner *nexdNode
-	for _, w := range u.workloads(t, url) {
-		var info []v1.NodeInfo
-		_ = json.Unmarshal([]byte(u.mustNex("-s", url, "node", "list", "--json")), &info)
-		for _, n := range info {
-			if n.NodeID == w.NodeID {
-				owner = nodes[n.Name]
-			}
-		}
-	}
+	owner := ownerOf(t, u, url, nodes, id)
 	if owner == nil {
 		t.Fatal("no owner found")
 	}
@@ -180,16 +186,7 @@ func TestStopOfAWorkloadThatCannotMoveIsDoneWhenItsNodeIsBack(t *testing.T) {
 	argv, _ := json.Marshal([]string{"-c", script})
 	_, id := startedID(t, u.mustNex("-s", url, "--namespace", "default", "workload", "start", "--type", "native", "--lifecycle", "service", "--name", "sealed",
 		"--start-request", `{"uri":"file:///bin/sh","argv":`+string(argv)+`,"environment":{"SECRET":"kept"}}`))
-	var owner *nexdNode
-	var info []v1.NodeInfo
-	_ = json.Unmarshal([]byte(u.mustNex("-s", url, "node", "list", "--json")), &info)
-	for _, w := range u.workloads(t, url) {
-		for _, n := range info {
-			if w.ID == id && n.NodeID == w.NodeID {
-				owner = nodes[n.Name]
-			}
-		}
-	}
+	owner := ownerOf(t, u, url, nodes, id)
 	copies := func() int { return len(processes("up-4271")) }
 	if owner == nil || copies() != 1 {
 		t.Fatalf("no owner found, or not one copy: %d", copies())

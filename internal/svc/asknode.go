@@ -43,10 +43,7 @@ func AskNode(ctx context.Context, nc *natsconn.Conn, subject, node string, heade
 		return err
 	}
 	defer unsub()
-	wait := time.NewTimer(LookupWait)
-	if dl, ok := ctx.Deadline(); ok {
-		wait.Reset(time.Until(dl))
-	}
+	wait := answerTimer(ctx)
 	defer wait.Stop()
 	for {
 		select {
@@ -84,4 +81,12 @@ func publishForReplies(nc *natsconn.Conn, subject string, headers nats.Header, r
 		return nil, nil, err
 	}
 	return ch, unsub, nil
+}
+
+// answerTimer fires at ctx's deadline, or after LookupWait when ctx has none.
+func answerTimer(ctx context.Context) *time.Timer {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.NewTimer(time.Until(dl))
+	}
+	return time.NewTimer(LookupWait)
 }

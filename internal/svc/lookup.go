@@ -56,10 +56,7 @@ func lookupOnce(ctx context.Context, nc *natsconn.Conn, subject string, req, res
 		return err
 	}
 	defer unsub()
-	first := time.NewTimer(LookupWait)
-	if dl, ok := ctx.Deadline(); ok {
-		first.Reset(time.Until(dl))
-	}
+	first := answerTimer(ctx)
 	defer first.Stop()
 	l := lookupState{peers: newPeerSet(), down: map[string]string{}, stopping: map[string]bool{}}
 	for {

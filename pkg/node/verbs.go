@@ -61,9 +61,6 @@ func (n *Node) handleStop(ctx context.Context, r *svc.Request, req *v1.StopReque
 		}
 		return v1.WorkloadInfo{}, n.work.NotHere(ns, wid)
 	}
-	if req.GracePeriod == 0 {
-		req.GracePeriod = rec.StopGrace // a stop recorded while this node was away (StopWorkload)
-	}
 	deadline := time.Now().Add(copies.StopBound(rec, *req))
 	r.Ack(deadline)
 	if err := n.work.Moving(rec); err != nil {

@@ -60,7 +60,7 @@ func New(cfg Config) *Copies {
 // StopBound is how long a stop of rec may take: its grace period (the request's, else
 // the one its start request names, else the default), plus room for the nexlet to answer.
 func StopBound(rec records.Record, req v1.StopRequest) time.Duration {
-	grace := time.Duration(req.GracePeriod)
+	grace := time.Duration(rec.Stop(req).GracePeriod)
 	if grace <= 0 {
 		grace = rec.Definition.Grace()
 	}

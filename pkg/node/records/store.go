@@ -70,7 +70,17 @@ type Record struct {
 
 // StopRequest is the stop of rec its node carries out: with the grace period a stop
 // recorded by another node gave (StopGrace), or the workload's own.
-func (r *Record) StopRequest() v1.StopRequest { return v1.StopRequest{GracePeriod: r.StopGrace} }
+func (r *Record) StopRequest() v1.StopRequest { return r.Stop(v1.StopRequest{}) }
+
+// Stop is req with, when it names no grace period, the one a stop recorded by another
+// node gave (StopGrace): a stop that names none (one sent while this node was away,
+// answered as it resumed) does not cut that one short.
+func (r *Record) Stop(req v1.StopRequest) v1.StopRequest {
+	if req.GracePeriod == 0 {
+		req.GracePeriod = r.StopGrace
+	}
+	return req
+}
 
 // QuotaHold says what rec holds against its namespace's quota: a workload while it runs,
 // is being stopped, or ended and is kept (its UID and workdir stay on its node until it

@@ -45,11 +45,7 @@ func (wl *Workloads) StopWorkload(ctx context.Context, rec records.Record, req v
 			return v1.WorkloadInfo{}, records.StorageError(err, "record the stop of workload "+rec.WorkloadID+" (nothing was stopped)")
 		}
 	}
-	if req.GracePeriod == 0 {
-		// a stop recorded while this node was away gave a grace: a stop that names none
-		// (one sent meanwhile, answered as this node resumed) does not cut it short
-		req.GracePeriod = rec.StopGrace
-	}
+	req = rec.Stop(req)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var info v1.WorkloadInfo
